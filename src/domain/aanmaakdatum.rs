@@ -1,0 +1,62 @@
+//! Reading xs:dateTime values such as aanmaakdatum into instants that can be ordered.
+
+use chrono::{DateTime, FixedOffset, LocalResult, NaiveDateTime, TimeZone, Utc};
+use chrono_tz::Europe::Amsterdam;
+
+/// Reads an xs:dateTime. A value without a UTC offset is read as Europe/Amsterdam
+/// wall-clock time: the standard's own examples carry no offset and every sender is
+/// Dutch. In the autumn fold the earlier instant is taken; a time in the spring gap
+/// (which no clock showed) is read as the instant one hour later.
+pub fn parse_datetime(text: &str) -> Result<DateTime<Utc>, String> {
+    let text = text.trim();
+    if let Ok(with_offset) = DateTime::<FixedOffset>::parse_from_rfc3339(text) {
+        return Ok(with_offset.with_timezone(&Utc));
+    }
+    // xs:dateTime also allows an offset without seconds fraction and the `Z`; rfc3339
+    // covers those. What remains is the local form.
+    let naive = NaiveDateTime::parse_from_str(text, "%Y-%m-%dT%H:%M:%S%.f")
+        .map_err(|error| format!("not an xs:dateTime ({error})"))?;
+    match Amsterdam.from_local_datetime(&naive) {
+        LocalResult::Single(local) => Ok(local.with_timezone(&Utc)),
+        LocalResult::Ambiguous(earliest, _) => Ok(earliest.with_timezone(&Utc)),
+        LocalResult::None => {
+            let shifted = naive + chrono::Duration::hours(1);
+            Amsterdam
+                .from_local_datetime(&shifted)
+                .earliest()
+                .map(|local| local.with_timezone(&Utc))
+                .ok_or_else(|| "time does not exist in Europe/Amsterdam".to_string())
+        }
+    }
+}
+
+/// Microseconds since the epoch: the comparable form kept in the store.
+pub fn to_micros(instant: DateTime<Utc>) -> i64 {
+    instant.timestamp_micros()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn check(input: &str, expected_utc: &str) {
+        let parsed = parse_datetime(input).unwrap();
+        assert_eq!(parsed.to_rfc3339(), expected_utc, "input {input}");
+    }
+
+    #[test]
+    fn offsets_and_local_times() {
+        check("2026-10-01T08:00:00Z", "2026-10-01T08:00:00+00:00");
+        check("2026-10-01T08:00:00+02:00", "2026-10-01T06:00:00+00:00");
+        // Summer time: UTC+2.
+        check("2026-10-01T08:00:00", "2026-10-01T06:00:00+00:00");
+        // Winter time: UTC+1.
+        check("2026-12-01T08:00:00", "2026-12-01T07:00:00+00:00");
+        check("2026-12-01T08:00:00.250", "2026-12-01T07:00:00.250+00:00");
+        // Autumn fold (2026-10-25 03:00 CEST -> 02:00 CET): the earlier instant.
+        check("2026-10-25T02:30:00", "2026-10-25T00:30:00+00:00");
+        // Spring gap (2026-03-29 02:00 -> 03:00): one hour later.
+        check("2026-03-29T02:30:00", "2026-03-29T01:30:00+00:00");
+        assert!(parse_datetime("gisteren").is_err());
+    }
+}

@@ -1,0 +1,9 @@
+//! Checked domain types and the UWLR result rules, free of XML and SQL.
+
+pub mod aanmaakdatum;
+pub mod rules;
+pub mod school;
+pub mod violation;
+
+pub use school::SchoolCode;
+pub use violation::{Rule, Violation};

@@ -1,0 +1,17 @@
+//! uwlr-gateway: the receiving side of UWLR 2.2 BrengLeerresultaten, as a library the binary drives.
+//!
+//! The modules follow the message: `http` takes the request, `intake` runs the
+//! checks in order (`soap` envelope, `schema`, `uwlr` parsing, `domain` rules,
+//! `vdex`) and hands the checked message to `store`, which commits it atomically.
+
+pub mod cli;
+pub mod config;
+pub mod demo;
+pub mod domain;
+pub mod http;
+pub mod intake;
+pub mod schema;
+pub mod soap;
+pub mod store;
+pub mod uwlr;
+pub mod vdex;

@@ -1,0 +1,359 @@
+//! One forward pass over a spooled message: yields the header, school, toetsen and results in order.
+
+use super::xmltree::{local_name, namespace_of, read_subtree, Node, TreeError};
+use super::{NS_LEERRESULTATEN, NS_SOAP11, NS_SOAP12};
+use quick_xml::events::{BytesStart, Event};
+use quick_xml::NsReader;
+use std::io::BufRead;
+
+/// What the document's root element is.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Root {
+    Soap11Envelope,
+    Soap12Envelope,
+    /// A bare `leerresultaten_verzoek` without envelope.
+    Verzoek,
+    Other { namespace: Option<String>, name: String },
+}
+
+/// One piece of the message, in document order.
+#[derive(Debug)]
+pub enum Item {
+    Root(Root),
+    /// A child of soap:Header.
+    HeaderElement(Node),
+    /// The first child of soap:Body (only its name; the verzoek itself streams on).
+    BodyElement { namespace: Option<String>, name: String, offset: u64 },
+    School(Node),
+    /// Start of a toetsafname; its leerling fields follow as `AfnameField`s.
+    ToetsafnameStart { offset: u64 },
+    AfnameField(Node),
+    Resultaat(Node),
+    ToetsafnameEnd,
+    Toets(Node),
+}
+
+/// What a pass needs: the result pass reads everything, the definitions pass skips results.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Pass {
+    Everything,
+    SkipToetsafnames,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Frame {
+    Envelope,
+    Header,
+    Body,
+    Verzoek,
+    Toetsafnames,
+    Toetsafname,
+    Resultaten,
+    Toetsen,
+}
+
+/// Why the pass stopped; the offset says where.
+#[derive(Debug, thiserror::Error)]
+#[error("{error} (at byte {offset})")]
+pub struct ScanError {
+    pub error: TreeError,
+    pub offset: u64,
+}
+
+/// Streams a message; memory stays bounded by the largest single subtree.
+pub struct Scanner<R: BufRead> {
+    reader: NsReader<R>,
+    buf: Vec<u8>,
+    subtree_buf: Vec<u8>,
+    frames: Vec<Frame>,
+    pass: Pass,
+    seen_root: bool,
+    pending: Option<Item>,
+    body_seen_first: bool,
+}
+
+impl<R: BufRead> Scanner<R> {
+    pub fn new(source: R, pass: Pass) -> Self {
+        let mut reader = NsReader::from_reader(source);
+        reader.config_mut().trim_text(true);
+        Scanner {
+            reader,
+            buf: Vec::with_capacity(8192),
+            subtree_buf: Vec::with_capacity(8192),
+            frames: Vec::new(),
+            pass,
+            seen_root: false,
+            pending: None,
+            body_seen_first: false,
+        }
+    }
+
+    pub fn position(&self) -> u64 {
+        self.reader.buffer_position()
+    }
+
+    fn fail(&self, error: impl Into<TreeError>) -> ScanError {
+        ScanError {
+            error: error.into(),
+            offset: self.reader.buffer_position(),
+        }
+    }
+
+    /// The next item, or `None` at the end of a complete document.
+    #[allow(clippy::should_implement_trait)]
+    pub fn next(&mut self) -> Result<Option<Item>, ScanError> {
+        if let Some(item) = self.pending.take() {
+            return Ok(Some(item));
+        }
+        loop {
+            self.buf.clear();
+            let event = match self.reader.read_event_into(&mut self.buf) {
+                Ok(event) => event.into_owned(),
+                Err(error) => return Err(self.fail(error)),
+            };
+            match event {
+                Event::Start(start) => {
+                    if let Some(item) = self.open(start, false)? {
+                        return Ok(Some(item));
+                    }
+                }
+                Event::Empty(start) => {
+                    if let Some(item) = self.open(start, true)? {
+                        return Ok(Some(item));
+                    }
+                }
+                Event::End(_) => {
+                    if let Some(Frame::Toetsafname) = self.frames.pop() {
+                        return Ok(Some(Item::ToetsafnameEnd));
+                    }
+                }
+                Event::DocType(_) => return Err(self.fail(TreeError::Doctype)),
+                Event::Decl(decl) => {
+                    if let Some(Ok(encoding)) = decl.encoding() {
+                        let encoding = String::from_utf8_lossy(&encoding).to_ascii_lowercase();
+                        if !matches!(encoding.as_str(), "utf-8" | "utf8" | "us-ascii" | "ascii")
+                        {
+                            return Err(self.fail(TreeError::Encoding(format!(
+                                "encoding {encoding} is not supported; send UTF-8"
+                            ))));
+                        }
+                    }
+                }
+                Event::Text(text) => {
+                    if self.frames.is_empty() && !text.iter().all(u8::is_ascii_whitespace) {
+                        return Err(self.fail(TreeError::Encoding(
+                            "text outside the root element".into(),
+                        )));
+                    }
+                    if let Err(error) = text.unescape() {
+                        return Err(self.fail(TreeError::Encoding(error.to_string())));
+                    }
+                }
+                Event::CData(_) | Event::Comment(_) | Event::PI(_) => {}
+                Event::Eof => {
+                    if !self.seen_root {
+                        return Err(self.fail(TreeError::Encoding("no root element".into())));
+                    }
+                    if !self.frames.is_empty() {
+                        return Err(self.fail(TreeError::Eof));
+                    }
+                    return Ok(None);
+                }
+            }
+        }
+    }
+
+    fn subtree(&mut self, start: &BytesStart, is_empty: bool) -> Result<Node, ScanError> {
+        read_subtree(&mut self.reader, &mut self.subtree_buf, start, is_empty).map_err(|error| {
+            ScanError {
+                error,
+                offset: self.reader.buffer_position(),
+            }
+        })
+    }
+
+    fn skip(&mut self, start: &BytesStart, is_empty: bool) -> Result<(), ScanError> {
+        if is_empty {
+            return Ok(());
+        }
+        let end = start.to_end().into_owned();
+        self.subtree_buf.clear();
+        self.reader
+            .read_to_end_into(end.name(), &mut self.subtree_buf)
+            .map(|_| ())
+            .map_err(|error| self.fail(error))
+    }
+
+    fn push(&mut self, frame: Frame, is_empty: bool) {
+        if !is_empty {
+            self.frames.push(frame);
+        }
+    }
+
+    fn open(&mut self, start: BytesStart<'static>, is_empty: bool) -> Result<Option<Item>, ScanError> {
+        let name = local_name(&start);
+        let offset = self.reader.buffer_position();
+        if !self.seen_root {
+            self.seen_root = true;
+            let namespace = namespace_of(&self.reader, &start);
+            let root = match (namespace.as_deref(), name.as_str()) {
+                (Some(NS_SOAP11), "Envelope") => {
+                    self.push(Frame::Envelope, is_empty);
+                    Root::Soap11Envelope
+                }
+                (Some(NS_SOAP12), "Envelope") => {
+                    self.skip(&start, is_empty)?;
+                    Root::Soap12Envelope
+                }
+                (Some(NS_LEERRESULTATEN), "leerresultaten_verzoek") => {
+                    self.push(Frame::Verzoek, is_empty);
+                    Root::Verzoek
+                }
+                _ => {
+                    self.skip(&start, is_empty)?;
+                    Root::Other { namespace, name }
+                }
+            };
+            return Ok(Some(Item::Root(root)));
+        }
+        let Some(&frame) = self.frames.last() else {
+            return Err(self.fail(TreeError::Encoding(
+                "more than one root element".into(),
+            )));
+        };
+        match (frame, name.as_str()) {
+            (Frame::Envelope, "Header") => self.push(Frame::Header, is_empty),
+            (Frame::Envelope, "Body") => self.push(Frame::Body, is_empty),
+            (Frame::Header, _) => {
+                return self.subtree(&start, is_empty).map(|node| Some(Item::HeaderElement(node)))
+            }
+            (Frame::Body, _) => {
+                let namespace = namespace_of(&self.reader, &start);
+                let is_verzoek = !self.body_seen_first
+                    && namespace.as_deref() == Some(NS_LEERRESULTATEN)
+                    && name == "leerresultaten_verzoek";
+                let first = !self.body_seen_first;
+                self.body_seen_first = true;
+                if is_verzoek {
+                    self.push(Frame::Verzoek, is_empty);
+                } else {
+                    self.skip(&start, is_empty)?;
+                }
+                if first {
+                    return Ok(Some(Item::BodyElement { namespace, name, offset }));
+                }
+            }
+            (Frame::Verzoek, "school") => {
+                return self.subtree(&start, is_empty).map(|node| Some(Item::School(node)))
+            }
+            (Frame::Verzoek, "toetsafnames") if self.pass == Pass::Everything => {
+                self.push(Frame::Toetsafnames, is_empty)
+            }
+            (Frame::Verzoek, "toetsen") => self.push(Frame::Toetsen, is_empty),
+            (Frame::Toetsafnames, "toetsafname") => {
+                if is_empty {
+                    self.pending = Some(Item::ToetsafnameEnd);
+                } else {
+                    self.frames.push(Frame::Toetsafname);
+                }
+                return Ok(Some(Item::ToetsafnameStart { offset }));
+            }
+            (Frame::Toetsafname, "resultaten") => self.push(Frame::Resultaten, is_empty),
+            (Frame::Toetsafname, _) => {
+                return self.subtree(&start, is_empty).map(|node| Some(Item::AfnameField(node)))
+            }
+            (Frame::Resultaten, "resultaat") => {
+                return self.subtree(&start, is_empty).map(|node| Some(Item::Resultaat(node)))
+            }
+            (Frame::Toetsen, "toets") => {
+                return self.subtree(&start, is_empty).map(|node| Some(Item::Toets(node)))
+            }
+            _ => self.skip(&start, is_empty)?,
+        }
+        Ok(None)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const ENVELOPE: &str = r#"<?xml version="1.0" encoding="UTF-8"?>
+<s:Envelope xmlns:s="http://schemas.xmlsoap.org/soap/envelope/">
+ <s:Header><a:autorisatie xmlns:a="http://www.edustandaard.nl/leerresultaten/2/autorisatie"><a:klantcode>K</a:klantcode></a:autorisatie></s:Header>
+ <s:Body><leerresultaten_verzoek xmlns="http://www.edustandaard.nl/leerresultaten/2/leerresultaten">
+  <school><schooljaar>2026-2027</schooljaar></school>
+  <toetsafnames><toetsafname><leerlingid>L1</leerlingid><resultaten>
+    <resultaat key="k1"><afnamedatum>2026-10-01</afnamedatum><toetscode>T</toetscode><score>3</score></resultaat>
+  </resultaten></toetsafname></toetsafnames>
+  <toetsen><toets><toetscode>T</toetscode></toets></toetsen>
+ </leerresultaten_verzoek></s:Body></s:Envelope>"#;
+
+    fn items(xml: &str, pass: Pass) -> Result<Vec<String>, ScanError> {
+        let mut scanner = Scanner::new(xml.as_bytes(), pass);
+        let mut names = Vec::new();
+        while let Some(item) = scanner.next()? {
+            names.push(match item {
+                Item::Root(root) => format!("root:{root:?}"),
+                Item::HeaderElement(node) => format!("header:{}", node.name),
+                Item::BodyElement { name, .. } => format!("body:{name}"),
+                Item::School(_) => "school".into(),
+                Item::ToetsafnameStart { .. } => "afname".into(),
+                Item::AfnameField(node) => format!("field:{}", node.name),
+                Item::Resultaat(node) => format!("resultaat:{}", node.attribute("key").unwrap()),
+                Item::ToetsafnameEnd => "/afname".into(),
+                Item::Toets(node) => format!("toets:{}", node.child_text("toetscode").unwrap()),
+            });
+        }
+        Ok(names)
+    }
+
+    #[test]
+    fn walks_an_envelope_in_order() {
+        assert_eq!(
+            items(ENVELOPE, Pass::Everything).unwrap(),
+            [
+                "root:Soap11Envelope",
+                "header:autorisatie",
+                "body:leerresultaten_verzoek",
+                "school",
+                "afname",
+                "field:leerlingid",
+                "resultaat:k1",
+                "/afname",
+                "toets:T"
+            ]
+        );
+    }
+
+    #[test]
+    fn definitions_pass_skips_results() {
+        let names = items(ENVELOPE, Pass::SkipToetsafnames).unwrap();
+        assert!(names.contains(&"toets:T".to_string()));
+        assert!(!names.iter().any(|name| name.starts_with("resultaat")));
+    }
+
+    #[test]
+    fn refuses_doctype_truncation_and_other_encodings() {
+        let doctype = "<!DOCTYPE x [<!ENTITY a \"b\">]><x>&a;</x>";
+        assert!(matches!(
+            items(doctype, Pass::Everything).unwrap_err().error,
+            TreeError::Doctype
+        ));
+        let truncated = &ENVELOPE[..ENVELOPE.len() / 2];
+        assert!(items(truncated, Pass::Everything).is_err());
+        let utf16 = "<?xml version=\"1.0\" encoding=\"UTF-16\"?><x/>";
+        assert!(items(utf16, Pass::Everything).is_err());
+        assert!(items("geen xml", Pass::Everything).is_err());
+        assert!(items("", Pass::Everything).is_err());
+    }
+
+    #[test]
+    fn recognises_soap12() {
+        let xml = r#"<e:Envelope xmlns:e="http://www.w3.org/2003/05/soap-envelope"><e:Body/></e:Envelope>"#;
+        assert_eq!(
+            items(xml, Pass::Everything).unwrap(),
+            ["root:Soap12Envelope"]
+        );
+    }
+}

@@ -1,0 +1,268 @@
+//! Small in-memory subtrees (one toets, one resultaat, the header) cut out of a streamed document.
+
+use quick_xml::events::{BytesStart, Event};
+use quick_xml::name::ResolveResult;
+use quick_xml::NsReader;
+use std::io::BufRead;
+
+/// Limits that keep one subtree small whatever the sender writes.
+pub const MAX_DEPTH: usize = 64;
+pub const MAX_NODES: usize = 100_000;
+pub const MAX_TEXT: usize = 1 << 20;
+
+/// An element with its local name, unqualified attributes, text and children.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Node {
+    pub name: String,
+    pub namespace: Option<String>,
+    pub attributes: Vec<(String, String)>,
+    pub text: String,
+    pub children: Vec<Node>,
+    /// Byte offset just past the start tag in the document.
+    pub offset: u64,
+}
+
+impl Node {
+    pub fn child(&self, name: &str) -> Option<&Node> {
+        self.children.iter().find(|child| child.name == name)
+    }
+
+    pub fn children_named<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a Node> + 'a {
+        self.children.iter().filter(move |child| child.name == name)
+    }
+
+    /// The trimmed text of a child element, if present.
+    pub fn child_text(&self, name: &str) -> Option<&str> {
+        self.child(name).map(|child| child.text.trim())
+    }
+
+    pub fn attribute(&self, name: &str) -> Option<&str> {
+        self.attributes
+            .iter()
+            .find(|(key, _)| key == name)
+            .map(|(_, value)| value.as_str())
+    }
+
+    /// A JSON rendering for opaque result structures (osoresultaat, anderresultaat).
+    pub fn to_json(&self) -> serde_json::Value {
+        if self.children.is_empty() && self.attributes.is_empty() {
+            return serde_json::Value::String(self.text.trim().to_string());
+        }
+        let mut object = serde_json::Map::new();
+        for (key, value) in &self.attributes {
+            object.insert(format!("@{key}"), serde_json::Value::String(value.clone()));
+        }
+        for child in &self.children {
+            let value = child.to_json();
+            match object.get_mut(&child.name) {
+                Some(serde_json::Value::Array(items)) => items.push(value),
+                Some(existing) => {
+                    let first = existing.take();
+                    *existing = serde_json::Value::Array(vec![first, value]);
+                }
+                None => {
+                    object.insert(child.name.clone(), value);
+                }
+            }
+        }
+        if !self.text.trim().is_empty() {
+            object.insert(
+                "#text".into(),
+                serde_json::Value::String(self.text.trim().to_string()),
+            );
+        }
+        serde_json::Value::Object(object)
+    }
+}
+
+/// Why a subtree could not be read.
+#[derive(Debug, thiserror::Error)]
+pub enum TreeError {
+    #[error("XML is not well-formed: {0}")]
+    Xml(#[from] quick_xml::Error),
+    #[error("XML is not well-formed: {0}")]
+    Encoding(String),
+    #[error("element nesting deeper than {MAX_DEPTH}")]
+    TooDeep,
+    #[error("element holds more than {MAX_NODES} elements")]
+    TooManyNodes,
+    #[error("text longer than {MAX_TEXT} bytes")]
+    TextTooLong,
+    #[error("a DOCTYPE is not allowed")]
+    Doctype,
+    #[error("unexpected end of document")]
+    Eof,
+}
+
+pub fn local_name(start: &BytesStart) -> String {
+    String::from_utf8_lossy(start.local_name().as_ref()).into_owned()
+}
+
+pub fn namespace_of<R>(reader: &NsReader<R>, start: &BytesStart) -> Option<String> {
+    match reader.resolve_element(start.name()).0 {
+        ResolveResult::Bound(namespace) => {
+            Some(String::from_utf8_lossy(namespace.as_ref()).into_owned())
+        }
+        _ => None,
+    }
+}
+
+fn node_from_start<R>(
+    reader: &NsReader<R>,
+    start: &BytesStart,
+    offset: u64,
+) -> Result<Node, TreeError> {
+    let mut attributes = Vec::new();
+    for attribute in start.attributes() {
+        let attribute = attribute.map_err(quick_xml::Error::from)?;
+        let key = attribute.key;
+        if key.as_ref().starts_with(b"xmlns") {
+            continue;
+        }
+        let local = String::from_utf8_lossy(key.local_name().as_ref()).into_owned();
+        let value = attribute
+            .unescape_value()
+            .map_err(|error| TreeError::Encoding(error.to_string()))?
+            .into_owned();
+        attributes.push((local, value));
+    }
+    Ok(Node {
+        name: local_name(start),
+        namespace: namespace_of(reader, start),
+        attributes,
+        text: String::new(),
+        children: Vec::new(),
+        offset,
+    })
+}
+
+/// Reads the element that `start` opened (already consumed) up to its end tag.
+pub fn read_subtree<R: BufRead>(
+    reader: &mut NsReader<R>,
+    buf: &mut Vec<u8>,
+    start: &BytesStart,
+    is_empty: bool,
+) -> Result<Node, TreeError> {
+    let root = node_from_start(reader, start, reader.buffer_position())?;
+    if is_empty {
+        return Ok(root);
+    }
+    let mut stack = vec![root];
+    let mut nodes = 1usize;
+    let mut text_bytes = 0usize;
+    loop {
+        buf.clear();
+        let event = reader.read_event_into(buf)?;
+        match event {
+            Event::Start(start) => {
+                nodes += 1;
+                if stack.len() >= MAX_DEPTH {
+                    return Err(TreeError::TooDeep);
+                }
+                if nodes > MAX_NODES {
+                    return Err(TreeError::TooManyNodes);
+                }
+                let node = node_from_start(reader, &start, reader.buffer_position())?;
+                stack.push(node);
+            }
+            Event::Empty(start) => {
+                nodes += 1;
+                if nodes > MAX_NODES {
+                    return Err(TreeError::TooManyNodes);
+                }
+                let node = node_from_start(reader, &start, reader.buffer_position())?;
+                stack.last_mut().expect("stack holds the root").children.push(node);
+            }
+            Event::End(_) => {
+                let node = stack.pop().expect("stack holds the root");
+                match stack.last_mut() {
+                    Some(parent) => parent.children.push(node),
+                    None => return Ok(node),
+                }
+            }
+            Event::Text(text) => {
+                let text = text
+                    .unescape()
+                    .map_err(|error| TreeError::Encoding(error.to_string()))?;
+                text_bytes += text.len();
+                if text_bytes > MAX_TEXT {
+                    return Err(TreeError::TextTooLong);
+                }
+                stack.last_mut().expect("stack holds the root").text.push_str(&text);
+            }
+            Event::CData(data) => {
+                let text = std::str::from_utf8(&data)
+                    .map_err(|error| TreeError::Encoding(error.to_string()))?;
+                text_bytes += text.len();
+                if text_bytes > MAX_TEXT {
+                    return Err(TreeError::TextTooLong);
+                }
+                stack.last_mut().expect("stack holds the root").text.push_str(text);
+            }
+            Event::DocType(_) => return Err(TreeError::Doctype),
+            Event::Eof => return Err(TreeError::Eof),
+            Event::Comment(_) | Event::PI(_) | Event::Decl(_) => {}
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(xml: &str) -> Result<Node, TreeError> {
+        let mut reader = NsReader::from_reader(xml.as_bytes());
+        let mut buf = Vec::new();
+        loop {
+            buf.clear();
+            match reader.read_event_into(&mut buf)? {
+                Event::Start(start) => {
+                    let start = start.into_owned();
+                    return read_subtree(&mut reader, &mut Vec::new(), &start, false);
+                }
+                Event::Empty(start) => {
+                    let start = start.into_owned();
+                    return read_subtree(&mut reader, &mut Vec::new(), &start, true);
+                }
+                Event::Eof => return Err(TreeError::Eof),
+                _ => {}
+            }
+        }
+    }
+
+    #[test]
+    fn reads_names_text_and_attributes() {
+        let node = parse(
+            r#"<a:toets xmlns:a="urn:x"><a:toetscode vocabulaire="urn:v">T&amp;1</a:toetscode><a:leeg/></a:toets>"#,
+        )
+        .unwrap();
+        assert_eq!(node.name, "toets");
+        assert_eq!(node.namespace.as_deref(), Some("urn:x"));
+        assert_eq!(node.child_text("toetscode"), Some("T&1"));
+        assert_eq!(
+            node.child("toetscode").unwrap().attribute("vocabulaire"),
+            Some("urn:v")
+        );
+        assert!(node.child("leeg").is_some());
+    }
+
+    #[test]
+    fn refuses_deep_nesting() {
+        let xml = format!("{}{}", "<a>".repeat(MAX_DEPTH + 2), "</a>".repeat(MAX_DEPTH + 2));
+        assert!(matches!(parse(&xml), Err(TreeError::TooDeep)));
+    }
+
+    #[test]
+    fn refuses_truncated_input() {
+        assert!(parse("<a><b>").is_err());
+    }
+
+    #[test]
+    fn json_groups_repeated_children() {
+        let node = parse("<r><x>1</x><x>2</x><y k=\"v\">3</y></r>").unwrap();
+        assert_eq!(
+            node.to_json(),
+            serde_json::json!({"x": ["1", "2"], "y": {"@k": "v", "#text": "3"}})
+        );
+    }
+}
