@@ -90,7 +90,7 @@ fn compile(driver: &Path) -> Result<SchemaValidationContext, SchemaError> {
         path: driver.to_path_buf(),
         messages: errors
             .iter()
-            .map(|error| error.message().trim().to_string())
+            .map(|error| error.message.as_deref().unwrap_or("").trim().to_string())
             .collect::<Vec<_>>()
             .join("; "),
     })

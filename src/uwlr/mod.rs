@@ -280,7 +280,7 @@ impl Toets {
         for ingang in &self.toetshierarchie {
             values.push(("toetshierarchie/ingang".into(), &ingang.waarde));
         }
-        let mut normering_values = |prefix: String, normering: &'_ Option<Normering>| {
+        fn normering_values(prefix: String, normering: &Option<Normering>) -> Vec<(String, &VocabulaireWaarde)> {
             let mut found = Vec::new();
             if let Some(normering) = normering {
                 if let Some(value) = &normering.toetscategorie {
@@ -291,7 +291,7 @@ impl Toets {
                 }
             }
             found
-        };
+        }
         let mut extra = normering_values("toetsnormering".into(), &self.toetsnormering);
         for onderdeel in &self.toetsonderdelen {
             let code = &onderdeel.toetsonderdeelcode.waarde;

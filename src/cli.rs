@@ -1,0 +1,406 @@
+//! Command line: raw flags become a checked `Config`, then each subcommand runs.
+
+use crate::config::{Config, LogFormat};
+use crate::domain::SchoolCode;
+use crate::intake::{Intake, IntakeConfig};
+use crate::store::{admin, Store};
+use crate::vdex::Vocabularies;
+use anyhow::{bail, Context, Result};
+use clap::{Parser, Subcommand};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::Arc;
+
+/// uwlr-gateway: receives UWLR 2.2 BrengLeerresultaten messages and keeps them in SQLite.
+#[derive(Parser, Debug)]
+#[command(version, about)]
+pub struct Cli {
+    /// TOML configuration file (settings there are overridden by UWLR_* variables and flags).
+    #[arg(long, global = true, env = "UWLR_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// Folder with the database; every subcommand must get the same one as `serve`.
+    #[arg(long, global = true)]
+    pub data_dir: Option<PathBuf>,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Run the SOAP service.
+    Serve {
+        /// Address to listen on, e.g. 127.0.0.1:8080 (port 0 picks a free port).
+        #[arg(long)]
+        listen: Option<std::net::SocketAddr>,
+        /// Seed the demo client, school and learners that samples/ uses.
+        #[arg(long)]
+        demo: bool,
+    },
+    /// Check files offline (schema, xsdversie, vocabularies, normering); exit 0 only if all are valid.
+    Validate {
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+    },
+    /// Manage sending clients (EAs).
+    #[command(subcommand)]
+    Clients(ClientsCommand),
+    /// Manage which client may send for which school.
+    #[command(subcommand)]
+    Schools(SchoolsCommand),
+    /// Manage known learners.
+    #[command(subcommand)]
+    Leerlingen(LeerlingenCommand),
+    /// Show what happened to received messages.
+    #[command(subcommand)]
+    Receipts(ReceiptsCommand),
+}
+
+#[derive(Subcommand, Debug)]
+pub enum ClientsCommand {
+    /// Register a client; prints its new autorisatiesleutel once.
+    Add {
+        klantcode: String,
+        #[arg(long)]
+        klantnaam: String,
+        /// Take over a key schools already hold (from an earlier system) instead of generating one.
+        #[arg(long)]
+        key: Option<String>,
+    },
+    List,
+    /// Withdraw a client: its key stops working at once.
+    Revoke { klantcode: String },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum SchoolsCommand {
+    /// Let a client send for a school, under the school's processing agreement (mandate).
+    Activate {
+        /// School: 99XX, 99XX01 (brincode + dependancecode) or the schoolkey.
+        school: String,
+        #[arg(long)]
+        klantcode: String,
+        /// Reference of the processing agreement the activation rests on.
+        #[arg(long)]
+        mandate: String,
+        /// First day the mandate is valid (YYYY-MM-DD); default today.
+        #[arg(long)]
+        valid_from: Option<String>,
+        /// Last day the mandate is valid (YYYY-MM-DD); default open-ended.
+        #[arg(long)]
+        valid_until: Option<String>,
+    },
+    Deactivate {
+        school: String,
+        #[arg(long)]
+        klantcode: String,
+    },
+    List,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum LeerlingenCommand {
+    /// Import learners from CSV (school,leerlingid,eckid,naam) or leerlinggegevens_antwoord XML.
+    Import { file: PathBuf },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum ReceiptsCommand {
+    List {
+        #[arg(long, default_value_t = 20)]
+        limit: u32,
+    },
+    Show { id: String },
+}
+
+/// Parses arguments, runs the command, and turns errors into an exit code.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(cli) {
+        Ok(code) => code,
+        Err(error) => {
+            eprintln!("error: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn load_config(cli: &Cli) -> Result<Config> {
+    let mut config = Config::load(cli.config.as_deref())?;
+    if let Some(data_dir) = &cli.data_dir {
+        config.data_dir = data_dir.clone();
+    }
+    Ok(config)
+}
+
+fn init_tracing(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("UWLR_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let _ = match format {
+        LogFormat::Json => builder.json().try_init(),
+        LogFormat::Text => builder.try_init(),
+    };
+}
+
+fn open_store(config: &Config) -> Result<Store> {
+    Store::open(&config.data_dir, config.durability)
+        .with_context(|| format!("cannot open the database in {}", config.data_dir.display()))
+}
+
+pub fn run(cli: Cli) -> Result<ExitCode> {
+    let config = load_config(&cli)?;
+    match cli.command {
+        Command::Serve { listen, demo } => {
+            let mut config = config;
+            if let Some(listen) = listen {
+                config.listen = listen;
+            }
+            serve(config, demo)
+        }
+        Command::Validate { files } => validate(&config, &files),
+        Command::Clients(command) => clients(&config, command),
+        Command::Schools(command) => schools(&config, command),
+        Command::Leerlingen(LeerlingenCommand::Import { file }) => {
+            let bytes = std::fs::read(&file).with_context(|| format!("cannot read {}", file.display()))?;
+            let rows = crate::roster::parse(&bytes).with_context(|| format!("{}", file.display()))?;
+            let store = open_store(&config)?;
+            let mut connection = store.connect()?;
+            let transaction = connection.transaction()?;
+            let imported = admin::import_leerlingen(&transaction, &rows, "cli")?;
+            let released = crate::store::intake::release_quarantine(&transaction)?;
+            transaction.commit()?;
+            println!("imported {imported} leerlingen; released {released} afnames from quarantine");
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Receipts(command) => {
+            let store = open_store(&config)?;
+            let connection = store.connect()?;
+            match command {
+                ReceiptsCommand::List { limit } => {
+                    for receipt in crate::store::intake::list_receipts(&connection, limit)? {
+                        let field = |name: &str| receipt[name].as_str().unwrap_or("-").to_string();
+                        println!(
+                            "{}  {}  {:<8}  {:<8}  {:<10}  {:>7} resultaten  {}",
+                            field("id"),
+                            field("received_at"),
+                            field("klantcode"),
+                            field("school"),
+                            field("outcome"),
+                            receipt["counts"]["resultaten"],
+                            receipt["faultcode"].as_str().unwrap_or("")
+                        );
+                    }
+                }
+                ReceiptsCommand::Show { id } => {
+                    let Some((_, receipt)) = crate::store::intake::load_receipt(&connection, &id)? else {
+                        bail!("no receipt {id}");
+                    };
+                    println!("{}", serde_json::to_string_pretty(&receipt)?);
+                }
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+fn clients(config: &Config, command: ClientsCommand) -> Result<ExitCode> {
+    let store = open_store(config)?;
+    let connection = store.connect()?;
+    match command {
+        ClientsCommand::Add { klantcode, klantnaam, key } => {
+            let generated = key.is_none();
+            let key = key.unwrap_or_else(admin::generate_key);
+            admin::add_client(&connection, &klantcode, &klantnaam, &key)?;
+            println!("client {klantcode} ({klantnaam}) added");
+            if generated {
+                println!("autorisatiesleutel (shown once, give it to the schools' EA):");
+                println!("{key}");
+            }
+        }
+        ClientsCommand::List => {
+            for client in admin::list_clients(&connection)? {
+                println!(
+                    "{:<20} {:<30} created {}  {}",
+                    client.klantcode,
+                    client.klantnaam,
+                    client.created_at,
+                    client.revoked_at.map(|at| format!("revoked {at}")).unwrap_or_else(|| "active".into())
+                );
+            }
+        }
+        ClientsCommand::Revoke { klantcode } => {
+            admin::revoke_client(&connection, &klantcode)?;
+            println!("client {klantcode} revoked");
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn schools(config: &Config, command: SchoolsCommand) -> Result<ExitCode> {
+    let store = open_store(config)?;
+    let connection = store.connect()?;
+    let school = |text: &str| SchoolCode::parse(text).map_err(anyhow::Error::msg);
+    match command {
+        SchoolsCommand::Activate { school: code, klantcode, mandate, valid_from, valid_until } => {
+            let school = school(&code)?;
+            let valid_from = valid_from.unwrap_or_else(|| chrono::Local::now().format("%Y-%m-%d").to_string());
+            admin::activate(&connection, &klantcode, &school, &mandate, &valid_from, valid_until.as_deref())?;
+            println!("{klantcode} may send for {school} under mandate {mandate} from {valid_from}");
+        }
+        SchoolsCommand::Deactivate { school: code, klantcode } => {
+            let school = school(&code)?;
+            admin::deactivate(&connection, &klantcode, &school)?;
+            println!("{klantcode} may no longer send for {school}");
+        }
+        SchoolsCommand::List => {
+            for row in admin::list_activations(&connection)? {
+                println!(
+                    "{:<10} {:<20} mandate {:<36} {} .. {}  {}",
+                    row.school,
+                    row.klantcode,
+                    row.mandate_ref,
+                    row.valid_from,
+                    row.valid_until.unwrap_or_else(|| "open".into()),
+                    if row.active { "active" } else { "inactive" }
+                );
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn contract_dir(config: &Config) -> PathBuf {
+    config.data_dir.join("contract")
+}
+
+fn validate(config: &Config, files: &[PathBuf]) -> Result<ExitCode> {
+    let scratch = tempfile::tempdir()?;
+    let driver = crate::schema::prepare(scratch.path(), config.schema_dir.as_deref())?;
+    let vocabularies = Vocabularies::load(config.vdex_dir.as_deref())?;
+    let mut all_valid = true;
+    for file in expand(files)? {
+        let violations = crate::intake::validate_offline(&file, &driver, &vocabularies, &config.xsd_versions)?;
+        if violations.is_empty() {
+            println!("{}: valid", file.display());
+            continue;
+        }
+        all_valid = false;
+        for violation in &violations.items {
+            println!(
+                "{}:{}:{}: {} {}{}",
+                file.display(),
+                violation.line.unwrap_or(0),
+                violation.column.unwrap_or(0),
+                violation.rule.code(),
+                violation.message,
+                violation.value.as_ref().map(|value| format!(" (value: {value})")).unwrap_or_default()
+            );
+        }
+        if violations.omitted > 0 {
+            println!("{}: … and {} more", file.display(), violations.omitted);
+        }
+    }
+    Ok(if all_valid { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+}
+
+/// Files as given; folders become their `*.xml` files in name order.
+fn expand(paths: &[PathBuf]) -> Result<Vec<PathBuf>> {
+    let mut files = Vec::new();
+    for path in paths {
+        if path.is_dir() {
+            let mut found: Vec<PathBuf> = std::fs::read_dir(path)?
+                .filter_map(|entry| entry.ok().map(|entry| entry.path()))
+                .filter(|path| path.extension().is_some_and(|ext| ext == "xml"))
+                .collect();
+            found.sort();
+            files.extend(found);
+        } else {
+            files.push(path.clone());
+        }
+    }
+    Ok(files)
+}
+
+fn serve(config: Config, demo: bool) -> Result<ExitCode> {
+    init_tracing(config.log_format);
+    let store = open_store(&config)?;
+    if demo {
+        crate::demo::seed(&store.connect()?).context("cannot seed the demo data")?;
+    }
+    let driver = crate::schema::prepare(&contract_dir(&config), config.schema_dir.as_deref())?;
+    let vocabularies = Vocabularies::load(config.vdex_dir.as_deref())?;
+    let intake = Intake {
+        store: store.clone(),
+        schema_driver: driver,
+        vocabularies: Arc::new(vocabularies),
+        config: Arc::new(IntakeConfig {
+            xsd_versions: config.xsd_versions.clone(),
+            unknown_leerling: config.unknown_leerling,
+        }),
+    };
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .max_blocking_threads(64)
+        .build()?;
+    runtime.block_on(async move {
+        let listener = tokio::net::TcpListener::bind(config.listen)
+            .await
+            .with_context(|| format!("cannot listen on {}", config.listen))?;
+        let local = listener.local_addr()?;
+        let state = Arc::new(crate::http::AppState::new(config.clone(), intake, local)?);
+        println!("uwlr-gateway listening on http://{local}");
+        println!("SOAP endpoint {}  (WSDL: {}?wsdl)", state.endpoint_url, state.endpoint_url);
+        println!("database {}", store.path().display());
+        if demo {
+            print_demo_help(&state.endpoint_url);
+        }
+        use std::io::Write;
+        let _ = std::io::stdout().flush();
+        crate::http::serve(state, listener, shutdown_signal()).await?;
+        store.close();
+        tracing::info!("stopped");
+        Ok::<_, anyhow::Error>(())
+    })?;
+    Ok(ExitCode::SUCCESS)
+}
+
+fn print_demo_help(endpoint: &str) {
+    println!(
+        "demo data: client {} ({}), key {}, school {} with leerlingen LL0001..LL0020",
+        crate::demo::KLANTCODE,
+        crate::demo::KLANTNAAM,
+        crate::demo::AUTORISATIESLEUTEL,
+        crate::demo::SCHOOL
+    );
+    println!("send a sample:");
+    println!(
+        "  curl -s -H 'Content-Type: text/xml; charset=utf-8' -H 'SOAPAction: \"BrengLeerresultaten\"' --data-binary @samples/01-drip-een-resultaat.xml {endpoint}"
+    );
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {},
+        () = terminate => {},
+    }
+    tracing::info!("shutdown requested");
+}
+
+#[allow(dead_code)]
+fn exists(path: &Path) -> bool {
+    path.exists()
+}

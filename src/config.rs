@@ -1,0 +1,226 @@
+//! Typed settings: defaults that work, then a TOML file, then `UWLR_*` environment variables, then flags.
+
+use crate::intake::UnknownLeerlingPolicy;
+use crate::store::Durability;
+use serde::Deserialize;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+/// A secret that never shows in Debug output or logs.
+#[derive(Clone, Default, Deserialize)]
+#[serde(transparent)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(value: impl Into<String>) -> Self {
+        Secret(value.into())
+    }
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Secret(***)")
+    }
+}
+
+/// How logs are written.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+/// Every setting of the gateway. See `gateway.example.toml` in README for a commented file.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    /// Address to listen on.
+    pub listen: SocketAddr,
+    /// Where the SQLite database and spooled request bodies live.
+    pub data_dir: PathBuf,
+    /// Base URL as senders reach us (behind a proxy it differs from `listen`);
+    /// `soap:address` in the served WSDL is this plus `service_path`.
+    pub public_url: Option<String>,
+    /// Path of the SOAP endpoint.
+    pub service_path: String,
+    /// Largest request body accepted, in bytes.
+    pub max_body_bytes: u64,
+    /// Supported `xsdversie` values.
+    pub xsd_versions: Vec<String>,
+    pub unknown_leerling: UnknownLeerlingPolicy,
+    pub durability: Durability,
+    pub log_format: LogFormat,
+    /// A folder with official XSDs (must hold UWLR_Gateway_Envelope.xsd importing them).
+    pub schema_dir: Option<PathBuf>,
+    /// A folder with extra VDEX files.
+    pub vdex_dir: Option<PathBuf>,
+    /// Time a client has to send its request headers.
+    pub header_timeout_secs: u64,
+    /// Time a client may stay silent while sending the body.
+    pub body_idle_timeout_secs: u64,
+    /// Bearer token for the admin API (roster import); admin API is off without it.
+    pub admin_token: Option<Secret>,
+    /// Deadline for in-flight requests at shutdown.
+    pub shutdown_grace_secs: u64,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            listen: "127.0.0.1:8080".parse().expect("valid default address"),
+            data_dir: PathBuf::from("./data"),
+            public_url: None,
+            service_path: "/uwlr/leerresultaten".into(),
+            max_body_bytes: 1 << 30,
+            xsd_versions: vec!["2.2".into()],
+            unknown_leerling: UnknownLeerlingPolicy::Reject,
+            durability: Durability::Full,
+            log_format: LogFormat::Text,
+            schema_dir: None,
+            vdex_dir: None,
+            header_timeout_secs: 10,
+            body_idle_timeout_secs: 30,
+            admin_token: None,
+            shutdown_grace_secs: 20,
+        }
+    }
+}
+
+/// Why the configuration could not be read.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read {path}: {source}")]
+    Read { path: PathBuf, source: std::io::Error },
+    #[error("{path}: {source}")]
+    Parse { path: PathBuf, source: toml::de::Error },
+    #[error("environment variable {name}: {reason}")]
+    Env { name: String, reason: String },
+    #[error("{0}")]
+    Invalid(String),
+}
+
+impl Config {
+    /// Defaults, then the file (if given), then the environment.
+    pub fn load(file: Option<&Path>) -> Result<Config, ConfigError> {
+        let mut config = match file {
+            Some(path) => {
+                let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+                    path: path.to_path_buf(),
+                    source,
+                })?;
+                toml::from_str(&text).map_err(|source| ConfigError::Parse {
+                    path: path.to_path_buf(),
+                    source,
+                })?
+            }
+            None => Config::default(),
+        };
+        config.apply_env(|name| std::env::var(name).ok())?;
+        config.check()?;
+        Ok(config)
+    }
+
+    fn apply_env(&mut self, get: impl Fn(&str) -> Option<String>) -> Result<(), ConfigError> {
+        fn parse<T: std::str::FromStr>(name: &str, value: &str) -> Result<T, ConfigError>
+        where
+            T::Err: std::fmt::Display,
+        {
+            value.parse().map_err(|error: T::Err| ConfigError::Env {
+                name: name.into(),
+                reason: error.to_string(),
+            })
+        }
+        fn choice<T: for<'de> Deserialize<'de>>(name: &str, value: &str) -> Result<T, ConfigError> {
+            T::deserialize(serde::de::value::StrDeserializer::<serde::de::value::Error>::new(value)).map_err(
+                |error| ConfigError::Env {
+                    name: name.into(),
+                    reason: error.to_string(),
+                },
+            )
+        }
+        let set = |name: &str, apply: &mut dyn FnMut(&str) -> Result<(), ConfigError>| match get(name) {
+            Some(value) => apply(&value),
+            None => Ok(()),
+        };
+        set("UWLR_LISTEN", &mut |v| Ok(self.listen = parse("UWLR_LISTEN", v)?))?;
+        set("UWLR_DATA_DIR", &mut |v| Ok(self.data_dir = PathBuf::from(v)))?;
+        set("UWLR_PUBLIC_URL", &mut |v| Ok(self.public_url = Some(v.to_string())))?;
+        set("UWLR_SERVICE_PATH", &mut |v| Ok(self.service_path = v.to_string()))?;
+        set("UWLR_MAX_BODY_BYTES", &mut |v| Ok(self.max_body_bytes = parse("UWLR_MAX_BODY_BYTES", v)?))?;
+        set("UWLR_XSD_VERSIONS", &mut |v| {
+            Ok(self.xsd_versions = v.split(',').map(|s| s.trim().to_string()).filter(|s| !s.is_empty()).collect())
+        })?;
+        set("UWLR_UNKNOWN_LEERLING", &mut |v| Ok(self.unknown_leerling = choice("UWLR_UNKNOWN_LEERLING", v)?))?;
+        set("UWLR_DURABILITY", &mut |v| Ok(self.durability = choice("UWLR_DURABILITY", v)?))?;
+        set("UWLR_LOG_FORMAT", &mut |v| Ok(self.log_format = choice("UWLR_LOG_FORMAT", v)?))?;
+        set("UWLR_SCHEMA_DIR", &mut |v| Ok(self.schema_dir = Some(PathBuf::from(v))))?;
+        set("UWLR_VDEX_DIR", &mut |v| Ok(self.vdex_dir = Some(PathBuf::from(v))))?;
+        set("UWLR_ADMIN_TOKEN", &mut |v| Ok(self.admin_token = Some(Secret::new(v))))?;
+        Ok(())
+    }
+
+    /// Rejects settings that cannot work, with the reason.
+    pub fn check(&self) -> Result<(), ConfigError> {
+        if !self.service_path.starts_with('/') {
+            return Err(ConfigError::Invalid("service_path must start with /".into()));
+        }
+        if self.xsd_versions.is_empty() {
+            return Err(ConfigError::Invalid("xsd_versions needs at least one version".into()));
+        }
+        if self.max_body_bytes == 0 {
+            return Err(ConfigError::Invalid("max_body_bytes must be positive".into()));
+        }
+        if let Some(token) = &self.admin_token {
+            if token.expose().len() < 16 {
+                return Err(ConfigError::Invalid("admin_token needs at least 16 characters".into()));
+            }
+        }
+        Ok(())
+    }
+
+    /// The URL senders use for the SOAP endpoint.
+    pub fn endpoint_url(&self, local: SocketAddr) -> String {
+        let base = self
+            .public_url
+            .clone()
+            .unwrap_or_else(|| format!("http://{local}"));
+        format!("{}{}", base.trim_end_matches('/'), self.service_path)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn file_then_environment() {
+        let mut config: Config = toml::from_str("listen = \"127.0.0.1:9000\"\nunknown_leerling = \"quarantine\"").unwrap();
+        assert_eq!(config.listen.port(), 9000);
+        assert_eq!(config.unknown_leerling, UnknownLeerlingPolicy::Quarantine);
+        config
+            .apply_env(|name| match name {
+                "UWLR_LISTEN" => Some("127.0.0.1:9100".into()),
+                "UWLR_DURABILITY" => Some("normal".into()),
+                _ => None,
+            })
+            .unwrap();
+        assert_eq!(config.listen.port(), 9100);
+        assert_eq!(config.durability, Durability::Normal);
+        assert!(config.apply_env(|name| (name == "UWLR_DURABILITY").then(|| "sometimes".into())).is_err());
+    }
+
+    #[test]
+    fn unknown_keys_are_refused() {
+        assert!(toml::from_str::<Config>("lisen = \"x\"").is_err());
+    }
+
+    #[test]
+    fn secrets_do_not_print() {
+        let config = Config { admin_token: Some(Secret::new("very-secret-token-123")), ..Config::default() };
+        assert!(!format!("{config:?}").contains("very-secret"));
+    }
+}

@@ -1,0 +1,480 @@
+//! The hyper listener: routes, body spooling with limits and timeouts, graceful shutdown.
+
+use crate::config::Config;
+use crate::intake::{Intake, Outcome, Spooled};
+use crate::soap::envelope::{soap_action_operation, OPERATION};
+use crate::soap::fault::{self, Refusal, Reply};
+use crate::domain::{Rule, Violation};
+use crate::domain::violation::Violations;
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper::body::Incoming;
+use hyper::header::{HeaderValue, AUTHORIZATION, CONTENT_LENGTH, CONTENT_TYPE};
+use hyper::{Method, Request, Response, StatusCode};
+use hyper_util::rt::{TokioIo, TokioTimer};
+use sha2::{Digest, Sha256};
+use std::convert::Infallible;
+use std::future::Future;
+use std::io::Write;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use subtle::ConstantTimeEq;
+use tokio::net::TcpListener;
+use tracing::Instrument;
+
+/// Everything a request handler needs.
+pub struct AppState {
+    pub config: Config,
+    pub intake: Intake,
+    /// The WSDL with `soap:address` and schema locations pointing at this gateway.
+    pub wsdl: String,
+    pub endpoint_url: String,
+    pub spool_dir: PathBuf,
+}
+
+impl AppState {
+    pub fn new(config: Config, intake: Intake, local: SocketAddr) -> std::io::Result<AppState> {
+        let endpoint_url = config.endpoint_url(local);
+        let spool_dir = config.data_dir.join("spool");
+        std::fs::create_dir_all(&spool_dir)?;
+        // Bodies left by a crash are garbage: nothing was answered for them.
+        if let Ok(entries) = std::fs::read_dir(&spool_dir) {
+            for entry in entries.flatten() {
+                let _ = std::fs::remove_file(entry.path());
+            }
+        }
+        Ok(AppState {
+            wsdl: render_wsdl(&endpoint_url),
+            endpoint_url,
+            spool_dir,
+            config,
+            intake,
+        })
+    }
+}
+
+/// Points the WSDL's address and imports at this gateway.
+pub fn render_wsdl(endpoint_url: &str) -> String {
+    replace_address(&rewrite_schema_locations(crate::schema::WSDL, endpoint_url), endpoint_url)
+}
+
+fn replace_address(wsdl: &str, endpoint_url: &str) -> String {
+    let marker = "address location=\"";
+    let Some(start) = wsdl.find(marker).map(|index| index + marker.len()) else {
+        return wsdl.to_string();
+    };
+    let Some(length) = wsdl[start..].find('"') else {
+        return wsdl.to_string();
+    };
+    format!("{}{}{}", &wsdl[..start], endpoint_url, &wsdl[start + length..])
+}
+
+/// Rewrites every `schemaLocation="…/NAME.xsd"` to `ENDPOINT?xsd=NAME.xsd`, so imports resolve over HTTP.
+pub fn rewrite_schema_locations(document: &str, endpoint_url: &str) -> String {
+    let marker = "schemaLocation=\"";
+    let mut out = String::with_capacity(document.len() + 256);
+    let mut rest = document;
+    while let Some(index) = rest.find(marker) {
+        let start = index + marker.len();
+        out.push_str(&rest[..start]);
+        let Some(length) = rest[start..].find('"') else {
+            rest = &rest[start..];
+            break;
+        };
+        let location = &rest[start..start + length];
+        let name = location.rsplit('/').next().unwrap_or(location);
+        out.push_str(&format!("{endpoint_url}?xsd={name}"));
+        rest = &rest[start + length..];
+    }
+    out.push_str(rest);
+    out
+}
+
+/// Accepts connections until `shutdown` resolves, then lets in-flight requests finish
+/// within the configured grace period.
+pub async fn serve(
+    state: Arc<AppState>,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()>,
+) -> std::io::Result<()> {
+    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    let header_timeout = Duration::from_secs(state.config.header_timeout_secs);
+    tokio::pin!(shutdown);
+    loop {
+        tokio::select! {
+            accepted = listener.accept() => {
+                let (stream, peer) = match accepted {
+                    Ok(accepted) => accepted,
+                    Err(error) => {
+                        tracing::warn!(%error, "accept failed");
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                        continue;
+                    }
+                };
+                let _ = stream.set_nodelay(true);
+                let state = state.clone();
+                let service = hyper::service::service_fn(move |request| {
+                    let state = state.clone();
+                    async move { Ok::<_, Infallible>(handle(state, request, peer).await) }
+                });
+                let connection = hyper::server::conn::http1::Builder::new()
+                    .timer(TokioTimer::new())
+                    .header_read_timeout(header_timeout)
+                    .max_buf_size(64 * 1024)
+                    .serve_connection(TokioIo::new(stream), service);
+                let connection = graceful.watch(connection);
+                tokio::spawn(async move {
+                    if let Err(error) = connection.await {
+                        tracing::debug!(%error, %peer, "connection ended with an error");
+                    }
+                });
+            }
+            () = &mut shutdown => break,
+        }
+    }
+    drop(listener);
+    let grace = Duration::from_secs(state.config.shutdown_grace_secs);
+    tokio::select! {
+        () = graceful.shutdown() => tracing::info!("all connections closed"),
+        () = tokio::time::sleep(grace) => tracing::warn!("shutdown grace period over; closing remaining connections"),
+    }
+    Ok(())
+}
+
+fn respond(reply: Reply, request_id: &str) -> Response<Full<Bytes>> {
+    let mut response = Response::new(Full::new(Bytes::from(reply.body)));
+    *response.status_mut() = reply.status;
+    let headers = response.headers_mut();
+    headers.insert(CONTENT_TYPE, HeaderValue::from_static(reply.content_type));
+    if let Ok(value) = HeaderValue::from_str(request_id) {
+        headers.insert("x-request-id", value);
+    }
+    if let Some(receipt_id) = reply.receipt_id.and_then(|id| HeaderValue::from_str(&id).ok()) {
+        headers.insert("x-receipt-id", receipt_id);
+    }
+    response
+}
+
+fn json_reply(status: StatusCode, value: serde_json::Value) -> Reply {
+    Reply {
+        status,
+        content_type: "application/json",
+        body: value.to_string(),
+        receipt_id: None,
+    }
+}
+
+fn problem(status: StatusCode, detail: &str) -> Reply {
+    Reply {
+        status,
+        content_type: "application/problem+json",
+        body: serde_json::json!({
+            "type": "about:blank",
+            "title": status.canonical_reason().unwrap_or("error"),
+            "status": status.as_u16(),
+            "detail": detail,
+        })
+        .to_string(),
+        receipt_id: None,
+    }
+}
+
+async fn handle(state: Arc<AppState>, request: Request<Incoming>, peer: SocketAddr) -> Response<Full<Bytes>> {
+    let request_id = uuid::Uuid::new_v4().simple().to_string()[..16].to_string();
+    let span = tracing::info_span!("request", request_id = %request_id, method = %request.method(), path = %request.uri().path(), %peer);
+    let reply = route(&state, request, &request_id).instrument(span).await;
+    respond(reply, &request_id)
+}
+
+async fn route(state: &AppState, request: Request<Incoming>, request_id: &str) -> Reply {
+    let path = request.uri().path().to_string();
+    let query = request.uri().query().unwrap_or("").to_string();
+    let method = request.method().clone();
+    if path == "/health" {
+        return match method {
+            Method::GET | Method::HEAD => health(state),
+            _ => fault::refusal(&Refusal::MethodNotAllowed),
+        };
+    }
+    if path == state.config.service_path {
+        return match method {
+            Method::POST => soap_call(state, request, request_id).await,
+            Method::GET | Method::HEAD => contract_file(state, &query),
+            _ => fault::refusal(&Refusal::MethodNotAllowed),
+        };
+    }
+    if let Some(id) = path.strip_prefix("/api/v1/receipts/") {
+        return match method {
+            Method::GET => receipt(state, &request, id),
+            _ => fault::refusal(&Refusal::MethodNotAllowed),
+        };
+    }
+    if path == "/api/v1/admin/leerlingen" {
+        return match method {
+            Method::POST => admin_import(state, request).await,
+            _ => fault::refusal(&Refusal::MethodNotAllowed),
+        };
+    }
+    fault::refusal(&Refusal::NotFound)
+}
+
+fn health(state: &AppState) -> Reply {
+    let database = state.intake.store.read(|connection| {
+        Ok(connection.query_row("SELECT count(*) FROM receipts", [], |row| row.get::<_, i64>(0))?)
+    });
+    match database {
+        Ok(receipts) => json_reply(
+            StatusCode::OK,
+            serde_json::json!({"status": "ok", "receipts": receipts, "endpoint": state.endpoint_url}),
+        ),
+        Err(error) => {
+            tracing::error!(%error, "health check cannot read the database");
+            json_reply(StatusCode::SERVICE_UNAVAILABLE, serde_json::json!({"status": "database unavailable"}))
+        }
+    }
+}
+
+fn contract_file(state: &AppState, query: &str) -> Reply {
+    let xml = |body: String| Reply {
+        status: StatusCode::OK,
+        content_type: "text/xml; charset=utf-8",
+        body,
+        receipt_id: None,
+    };
+    if query.eq_ignore_ascii_case("wsdl") || query.to_ascii_lowercase().starts_with("wsdl=") {
+        return xml(state.wsdl.clone());
+    }
+    if let Some(name) = query.strip_prefix("xsd=") {
+        return match crate::schema::xsd_file(name) {
+            Some(contents) => xml(rewrite_schema_locations(contents, &state.endpoint_url)),
+            None => fault::refusal(&Refusal::NotFound),
+        };
+    }
+    Reply {
+        status: StatusCode::OK,
+        content_type: "text/plain; charset=utf-8",
+        body: format!(
+            "UWLR 2.2 {OPERATION} endpoint. POST SOAP 1.1 here; the WSDL is at {}?wsdl\n",
+            state.endpoint_url
+        ),
+        receipt_id: None,
+    }
+}
+
+async fn soap_call(state: &AppState, request: Request<Incoming>, request_id: &str) -> Reply {
+    let started = Instant::now();
+    let headers = request.headers();
+    let content_type = headers
+        .get(CONTENT_TYPE)
+        .and_then(|value| value.to_str().ok())
+        .unwrap_or("")
+        .to_ascii_lowercase();
+    let media = content_type.split(';').next().unwrap_or("").trim().to_string();
+    if !matches!(media.as_str(), "text/xml" | "application/xml" | "application/soap+xml") {
+        return fault::refusal(&Refusal::UnsupportedMediaType(media));
+    }
+    if let Some(action) = headers.get("soapaction").and_then(|value| value.to_str().ok()) {
+        if let Some(operation) = soap_action_operation(action) {
+            if operation != OPERATION {
+                return fault::refusal(&Refusal::UnknownAction(action.to_string()));
+            }
+        }
+    }
+    let limit = state.config.max_body_bytes;
+    let declared = headers
+        .get(CONTENT_LENGTH)
+        .and_then(|value| value.to_str().ok())
+        .and_then(|value| value.parse::<u64>().ok());
+    if declared.is_some_and(|length| length > limit) {
+        return fault::refusal(&Refusal::TooLarge(limit));
+    }
+    let idle = Duration::from_secs(state.config.body_idle_timeout_secs);
+    let spooled = match spool(request.into_body(), &state.spool_dir, limit, idle).await {
+        Ok(spooled) => spooled,
+        Err(SpoolError::Refused(refusal)) => {
+            tracing::info!(?refusal, "request refused while reading the body");
+            return fault::refusal(&refusal);
+        }
+        Err(SpoolError::Io(error)) => {
+            tracing::error!(%error, "cannot spool the request body");
+            return fault::internal(request_id);
+        }
+    };
+    if spooled.size == 0 {
+        return fault::rejected(&Violations::single(Violation::new(Rule::Bericht, "the request body is empty")), None);
+    }
+    let size = spooled.size;
+    let outcome = state.intake.receive(spooled).await;
+    let duration_ms = started.elapsed().as_millis() as u64;
+    match outcome {
+        Ok(Outcome::Accepted { receipt_id, counts, replay }) => {
+            tracing::info!(
+                outcome = "accepted", receipt = %receipt_id, replay, size,
+                toetsafnames = counts.toetsafnames, resultaten = counts.resultaten,
+                created = counts.created, updated = counts.updated, duration_ms,
+                "message accepted"
+            );
+            fault::bevestiging(&receipt_id)
+        }
+        Ok(Outcome::Rejected { receipt_id, violations, klantcode }) => {
+            let rule = violations.leading_rule();
+            tracing::info!(
+                outcome = "rejected", receipt = receipt_id.as_deref().unwrap_or("-"),
+                klantcode = klantcode.as_deref().unwrap_or("-"), rule = rule.code(),
+                violations = violations.total(), size, duration_ms,
+                "message rejected"
+            );
+            fault::rejected(&violations, receipt_id.as_deref())
+        }
+        Err(error) => {
+            tracing::error!(error = %error, size, duration_ms, "message failed on our side");
+            fault::internal(request_id)
+        }
+    }
+}
+
+enum SpoolError {
+    Refused(Refusal),
+    Io(std::io::Error),
+}
+
+/// Streams the body to a temporary file, hashing it on the way; never holds it whole.
+async fn spool(mut body: Incoming, dir: &std::path::Path, limit: u64, idle: Duration) -> Result<Spooled, SpoolError> {
+    let file = tempfile::Builder::new()
+        .prefix("body-")
+        .tempfile_in(dir)
+        .map_err(SpoolError::Io)?;
+    let (file, path) = file.into_parts();
+    let mut writer = std::io::BufWriter::with_capacity(256 * 1024, file);
+    let mut hasher = Sha256::new();
+    let mut size = 0u64;
+    loop {
+        let frame = match tokio::time::timeout(idle, body.frame()).await {
+            Err(_) => {
+                return Err(SpoolError::Refused(Refusal::IncompleteBody(format!(
+                    "no data for {} seconds",
+                    idle.as_secs()
+                ))))
+            }
+            Ok(None) => break,
+            Ok(Some(Err(error))) => return Err(SpoolError::Refused(Refusal::IncompleteBody(error.to_string()))),
+            Ok(Some(Ok(frame))) => frame,
+        };
+        if let Ok(data) = frame.into_data() {
+            size += data.len() as u64;
+            if size > limit {
+                return Err(SpoolError::Refused(Refusal::TooLarge(limit)));
+            }
+            hasher.update(&data);
+            writer.write_all(&data).map_err(SpoolError::Io)?;
+        }
+    }
+    writer.flush().map_err(SpoolError::Io)?;
+    Ok(Spooled {
+        path: Arc::new(path),
+        size,
+        sha256: hex::encode(hasher.finalize()),
+    })
+}
+
+/// `GET /api/v1/receipts/{id}`: the sender (HTTP Basic klantcode:autorisatiesleutel) asks what happened.
+fn receipt(state: &AppState, request: &Request<Incoming>, id: &str) -> Reply {
+    let Some((klantcode, key)) = basic_credentials(request) else {
+        let mut reply = problem(StatusCode::UNAUTHORIZED, "send HTTP Basic credentials: klantcode and autorisatiesleutel");
+        reply.receipt_id = None;
+        return reply;
+    };
+    let result = state.intake.store.read(|connection| {
+        let Some(client_id) = crate::store::admin::authenticate_client(connection, &klantcode, &key)? else {
+            return Ok(Err(StatusCode::UNAUTHORIZED));
+        };
+        match crate::store::intake::load_receipt(connection, id)? {
+            Some((owner, json)) if owner == client_id => Ok(Ok(json)),
+            _ => Ok(Err(StatusCode::NOT_FOUND)),
+        }
+    });
+    match result {
+        Ok(Ok(json)) => json_reply(StatusCode::OK, json),
+        Ok(Err(StatusCode::UNAUTHORIZED)) => problem(StatusCode::UNAUTHORIZED, "klantcode or autorisatiesleutel is not valid"),
+        Ok(Err(status)) => problem(status, "no receipt with that id for this client"),
+        Err(error) => {
+            tracing::error!(%error, "cannot read a receipt");
+            problem(StatusCode::INTERNAL_SERVER_ERROR, "internal error")
+        }
+    }
+}
+
+fn basic_credentials(request: &Request<Incoming>) -> Option<(String, String)> {
+    use base64::Engine;
+    let value = request.headers().get(AUTHORIZATION)?.to_str().ok()?;
+    let encoded = value.strip_prefix("Basic ").or_else(|| value.strip_prefix("basic "))?;
+    let decoded = base64::engine::general_purpose::STANDARD.decode(encoded.trim()).ok()?;
+    let text = String::from_utf8(decoded).ok()?;
+    let (user, password) = text.split_once(':')?;
+    Some((user.to_string(), password.to_string()))
+}
+
+/// `POST /api/v1/admin/leerlingen`: roster import (CSV or leerlinggegevens XML) with the admin token.
+async fn admin_import(state: &AppState, request: Request<Incoming>) -> Reply {
+    let Some(expected) = state.config.admin_token.as_ref() else {
+        return problem(StatusCode::NOT_FOUND, "the admin API is off: set admin_token in the configuration");
+    };
+    let presented = request
+        .headers()
+        .get(AUTHORIZATION)
+        .and_then(|value| value.to_str().ok())
+        .and_then(|value| value.strip_prefix("Bearer "))
+        .unwrap_or("");
+    let matches: bool = Sha256::digest(presented.as_bytes())
+        .ct_eq(&Sha256::digest(expected.expose().as_bytes()))
+        .into();
+    if !matches {
+        return problem(StatusCode::UNAUTHORIZED, "a valid admin bearer token is required");
+    }
+    let limited = http_body_util::Limited::new(request.into_body(), 64 << 20);
+    let body = match limited.collect().await {
+        Ok(collected) => collected.to_bytes(),
+        Err(error) => return problem(StatusCode::PAYLOAD_TOO_LARGE, &format!("cannot read the roster: {error}")),
+    };
+    let rows = match crate::roster::parse(&body) {
+        Ok(rows) => rows,
+        Err(error) => return problem(StatusCode::UNPROCESSABLE_ENTITY, &error.to_string()),
+    };
+    let imported = state
+        .intake
+        .store
+        .write(move |connection| -> Result<(usize, usize), crate::store::StoreError> {
+            let savepoint = connection.savepoint()?;
+            let imported = crate::store::admin::import_leerlingen(&savepoint, &rows, "admin-api")?;
+            let released = crate::store::intake::release_quarantine(&savepoint)?;
+            savepoint.commit()?;
+            Ok((imported, released))
+        })
+        .await;
+    match imported {
+        Ok(Ok((imported, released))) => json_reply(
+            StatusCode::OK,
+            serde_json::json!({"imported": imported, "released_from_quarantine": released}),
+        ),
+        Ok(Err(crate::store::StoreError::Invalid(reason))) => problem(StatusCode::UNPROCESSABLE_ENTITY, &reason),
+        Ok(Err(error)) | Err(error) => {
+            tracing::error!(%error, "roster import failed");
+            problem(StatusCode::INTERNAL_SERVER_ERROR, "internal error; nothing was imported")
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn wsdl_points_at_this_gateway() {
+        let wsdl = render_wsdl("http://gw.example:8080/uwlr/leerresultaten");
+        assert!(wsdl.contains("location=\"http://gw.example:8080/uwlr/leerresultaten\""));
+        assert!(wsdl.contains("schemaLocation=\"http://gw.example:8080/uwlr/leerresultaten?xsd=UWLR_Leerresultaten_v2p2.xsd\""));
+        assert!(!wsdl.contains("../xsd/"));
+    }
+}

@@ -1,0 +1,747 @@
+//! The intake pipeline: a spooled message goes through every check in order and is stored whole or not at all.
+//!
+//! Phase 1 (a blocking worker thread): envelope, autorisatie and activation, replay
+//! detection, toets definitions, the libxml2 schema check and the checks that need
+//! no store. Phase 2 (the store's writer thread): the ordering rule, toets
+//! versioning, and one streaming pass over the results that checks each rule and
+//! upserts each afname, all inside one savepoint.
+
+use crate::domain::aanmaakdatum::parse_datetime;
+use crate::domain::rules::{self, UnknownVocabularies};
+use crate::domain::violation::Violations;
+use crate::domain::{Rule, SchoolCode, Violation};
+use crate::soap::envelope::{self, Framing};
+use crate::store::admin::{self, Sender};
+use crate::store::intake::{
+    self as store_intake, AfnameChange, AfnameState, AfnameWrite, Counts, Receipt, StoredToets,
+};
+use crate::store::{now_text, sha256_hex, Store, StoreError};
+use crate::uwlr::scan::{Item, Pass, Root, Scanner};
+use crate::uwlr::xmltree::Node;
+use crate::uwlr::{Resultaat, School, Toets, ToetsafnameHead, Uitslag};
+use crate::vdex::Vocabularies;
+use rusqlite::Connection;
+use std::collections::{BTreeMap, HashMap};
+use std::fs::File;
+use std::io::{BufReader, Read};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Instant;
+
+/// The most toets definitions one message may carry (they are held in memory).
+pub const MAX_TOETSEN: usize = 10_000;
+
+/// What to do with results for a leerling the store does not know.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Deserialize, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum UnknownLeerlingPolicy {
+    /// The standard's rule: the message is refused (UWLR-LEERLING).
+    Reject,
+    /// Stored but held back from the bridge and queries until the learner is imported.
+    Quarantine,
+}
+
+/// Settings the checks depend on.
+#[derive(Clone, Debug)]
+pub struct IntakeConfig {
+    pub xsd_versions: Vec<String>,
+    pub unknown_leerling: UnknownLeerlingPolicy,
+}
+
+/// A request body on disk, with what was learned while spooling it.
+pub struct Spooled {
+    pub path: Arc<tempfile::TempPath>,
+    pub size: u64,
+    pub sha256: String,
+}
+
+/// How a message ended.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Outcome {
+    Accepted {
+        receipt_id: String,
+        counts: Counts,
+        /// The same bytes were accepted before; nothing changed.
+        replay: bool,
+    },
+    Rejected {
+        /// None when the sender could not be identified (no receipt is kept then).
+        receipt_id: Option<String>,
+        violations: Violations,
+        klantcode: Option<String>,
+    },
+}
+
+/// Failures on our side; the sender gets Server.InterneFout and nothing is stored.
+#[derive(Debug, thiserror::Error)]
+pub enum IntakeError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("cannot read the spooled message: {0}")]
+    Spool(#[from] std::io::Error),
+    #[error(transparent)]
+    Schema(#[from] crate::schema::SchemaError),
+    #[error("a worker thread failed: {0}")]
+    Worker(String),
+}
+
+impl From<rusqlite::Error> for IntakeError {
+    fn from(error: rusqlite::Error) -> Self {
+        IntakeError::Store(StoreError::Sqlite(error))
+    }
+}
+
+/// Everything phase 1 learned about an authenticated message.
+struct Prepared {
+    sender: Sender,
+    school: School,
+    aanmaakdatum_us: Option<i64>,
+    toetsen: Vec<Toets>,
+    violations: Violations,
+    unknown_vocabularies: UnknownVocabularies,
+    receipt: Receipt,
+}
+
+enum Phase1 {
+    /// Refused before the sender was identified: no receipt.
+    Refused(Violations, Option<String>),
+    /// These bytes were accepted before from this client.
+    Replay(String),
+    /// Identified sender, message refused before the store pass (schema, structure).
+    RejectEarly(Box<Prepared>),
+    Ready(Box<Prepared>),
+}
+
+/// The pipeline, shared by all requests.
+#[derive(Clone)]
+pub struct Intake {
+    pub store: Store,
+    pub schema_driver: PathBuf,
+    pub vocabularies: Arc<Vocabularies>,
+    pub config: Arc<IntakeConfig>,
+}
+
+impl Intake {
+    /// Runs every check on a spooled message and stores it whole or not at all.
+    pub async fn receive(&self, spooled: Spooled) -> Result<Outcome, IntakeError> {
+        let started = Instant::now();
+        let this = self.clone();
+        let path = spooled.path.clone();
+        let (size, sha256) = (spooled.size, spooled.sha256.clone());
+        let phase1 = tokio::task::spawn_blocking(move || this.phase1(&path, size, &sha256))
+            .await
+            .map_err(|error| IntakeError::Worker(error.to_string()))??;
+        match phase1 {
+            Phase1::Refused(violations, klantcode) => Ok(Outcome::Rejected {
+                receipt_id: None,
+                violations,
+                klantcode,
+            }),
+            Phase1::Replay(receipt_id) => Ok(Outcome::Accepted {
+                receipt_id,
+                counts: Counts::default(),
+                replay: true,
+            }),
+            Phase1::RejectEarly(prepared) => {
+                let mut prepared = *prepared;
+                prepared.receipt.duration_ms = started.elapsed().as_millis() as u64;
+                let receipt = finish_receipt(prepared.receipt, prepared.violations, &prepared.unknown_vocabularies);
+                let outcome = Outcome::Rejected {
+                    receipt_id: Some(receipt.id.clone()),
+                    violations: receipt.violations.clone(),
+                    klantcode: Some(prepared.sender.klantcode.clone()),
+                };
+                self.store
+                    .write(move |connection| store_intake::insert_receipt(connection, &receipt))
+                    .await??;
+                Ok(outcome)
+            }
+            Phase1::Ready(prepared) => {
+                let vocabularies = self.vocabularies.clone();
+                let config = self.config.clone();
+                let path = spooled.path.clone();
+                self.store
+                    .write(move |connection| {
+                        phase2(connection, *prepared, &path, &vocabularies, &config, started)
+                    })
+                    .await?
+            }
+        }
+    }
+
+    fn phase1(&self, path: &Path, size: u64, sha256: &str) -> Result<Phase1, IntakeError> {
+        let file = File::open(path)?;
+        let mut scanner = Scanner::new(BufReader::with_capacity(64 * 1024, file), Pass::SkipToetsafnames);
+        let mut root: Option<Root> = None;
+        let mut headers: Vec<Node> = Vec::new();
+        let mut body: Option<(Option<String>, String)> = None;
+        let mut school_node: Option<Node> = None;
+        let mut violations = Violations::default();
+        // Read up to the school block: enough to identify and authorise the sender.
+        loop {
+            match scanner.next() {
+                Ok(Some(Item::Root(found))) => root = Some(found),
+                Ok(Some(Item::HeaderElement(node))) => {
+                    if headers.len() < 16 {
+                        headers.push(node);
+                    }
+                }
+                Ok(Some(Item::BodyElement { namespace, name, .. })) => body = Some((namespace, name)),
+                Ok(Some(Item::School(node))) => {
+                    school_node = Some(node);
+                    break;
+                }
+                Ok(Some(_)) => {}
+                Ok(None) => break,
+                Err(error) => {
+                    violations.push(
+                        Violation::new(Rule::Bericht, error.error.to_string()).at_offset(error.offset),
+                    );
+                    break;
+                }
+            }
+        }
+        if !violations.is_empty() {
+            fill_positions(path, &mut violations);
+            return Ok(Phase1::Refused(violations, None));
+        }
+        if let Err(violation) = envelope::check_root(
+            root.as_ref(),
+            body.as_ref().map(|(namespace, name)| (namespace, name.as_str())),
+            Framing::SoapOnly,
+        ) {
+            return Ok(Phase1::Refused(Violations::single(violation), None));
+        }
+        let autorisatie = match envelope::autorisatie(&headers) {
+            Ok(autorisatie) => autorisatie,
+            Err(found) => {
+                violations.extend(found);
+                fill_positions(path, &mut violations);
+                return Ok(Phase1::Refused(violations, None));
+            }
+        };
+        let Some(school_node) = school_node else {
+            return Ok(Phase1::Refused(
+                Violations::single(Violation::new(Rule::Xsd, "the verzoek has no school block").at_path("school")),
+                Some(autorisatie.klantcode),
+            ));
+        };
+        let school = School::from_node(&school_node);
+        let Some(school_code) = SchoolCode::from_parts(
+            school.brincode.as_deref(),
+            school.dependancecode.as_deref(),
+            school.schoolkey.as_deref(),
+        ) else {
+            return Ok(Phase1::Refused(
+                Violations::single(
+                    Violation::new(Rule::Xsd, "the school has neither brincode nor schoolkey").at_path("school"),
+                ),
+                Some(autorisatie.klantcode),
+            ));
+        };
+        let today = chrono::Utc::now().with_timezone(&chrono_tz::Europe::Amsterdam).date_naive();
+        let sender = match self.store.read(|connection| {
+            admin::authenticate(
+                connection,
+                &autorisatie.klantcode,
+                &autorisatie.klantnaam,
+                &autorisatie.autorisatiesleutel,
+                &school_code,
+                today,
+            )
+        })? {
+            Ok(sender) => sender,
+            Err(violation) => {
+                return Ok(Phase1::Refused(Violations::single(violation), Some(autorisatie.klantcode)))
+            }
+        };
+        if let Some(receipt_id) = self
+            .store
+            .read(|connection| store_intake::accepted_duplicate(connection, sender.client_id, sha256))?
+        {
+            return Ok(Phase1::Replay(receipt_id));
+        }
+        let mut prepared = Prepared {
+            receipt: Receipt {
+                id: uuid::Uuid::new_v4().to_string(),
+                client_id: sender.client_id,
+                school_id: Some(sender.school_id),
+                aanmaakdatum: Some(school.aanmaakdatum.clone()),
+                received_at: now_text(),
+                size,
+                sha256: sha256.to_string(),
+                ..Receipt::default()
+            },
+            sender,
+            school,
+            aanmaakdatum_us: None,
+            toetsen: Vec::new(),
+            violations: Violations::default(),
+            unknown_vocabularies: UnknownVocabularies::new(),
+        };
+        // The rest of the definitions pass: toets definitions (results are skipped).
+        loop {
+            match scanner.next() {
+                Ok(Some(Item::Toets(node))) => {
+                    if prepared.toetsen.len() >= MAX_TOETSEN {
+                        prepared.violations.push(Violation::new(
+                            Rule::Bericht,
+                            format!("more than {MAX_TOETSEN} toetsen in one message; send them in several messages"),
+                        ));
+                        break;
+                    }
+                    prepared.toetsen.push(Toets::from_node(&node));
+                }
+                Ok(Some(_)) => {}
+                Ok(None) => break,
+                Err(error) => {
+                    prepared
+                        .violations
+                        .push(Violation::new(Rule::Bericht, error.error.to_string()).at_offset(error.offset));
+                    break;
+                }
+            }
+        }
+        drop(scanner);
+        prepared
+            .violations
+            .extend(crate::schema::validate_file(&self.schema_driver, path)?.items);
+        if let Some(violation) = rules::check_xsdversie(&prepared.school, &self.config.xsd_versions) {
+            prepared.violations.push(violation);
+        }
+        if !prepared.violations.is_empty() {
+            // Content rules run only on schema-valid messages: on a broken tree they report noise.
+            fill_positions(path, &mut prepared.violations);
+            return Ok(Phase1::RejectEarly(Box::new(prepared)));
+        }
+        match rules::read_aanmaakdatum(&prepared.school) {
+            Ok(micros) => prepared.aanmaakdatum_us = Some(micros),
+            Err(violation) => prepared.violations.push(violation),
+        }
+        for toets in &prepared.toetsen {
+            let found = rules::check_toets(toets, &self.vocabularies, &mut prepared.unknown_vocabularies);
+            prepared.violations.extend(found);
+        }
+        Ok(Phase1::Ready(Box::new(prepared)))
+    }
+}
+
+fn finish_receipt(mut receipt: Receipt, violations: Violations, unknown: &UnknownVocabularies) -> Receipt {
+    receipt.accepted = violations.is_empty();
+    receipt.faultcode = (!violations.is_empty()).then(|| violations.leading_rule().faultcode().to_string());
+    receipt.violations = violations;
+    receipt.unknown_vocabularies = unknown.iter().cloned().collect();
+    receipt
+}
+
+/// Running totals of onderdeel scores within one toetsafname, for the derived toets score.
+#[derive(Default)]
+struct Sum {
+    total: u64,
+    keys: Vec<String>,
+    latest_afnamedatum: String,
+    has_toets_score: bool,
+}
+
+/// Phase 2, on the writer thread inside the group transaction.
+fn phase2(
+    connection: &mut Connection,
+    prepared: Prepared,
+    path: &Path,
+    vocabularies: &Vocabularies,
+    config: &IntakeConfig,
+    started: Instant,
+) -> Result<Outcome, IntakeError> {
+    let Prepared {
+        sender,
+        school,
+        aanmaakdatum_us,
+        toetsen,
+        mut violations,
+        mut unknown_vocabularies,
+        mut receipt,
+    } = prepared;
+    // A twin of this message may have been accepted while this one waited.
+    if let Some(receipt_id) = store_intake::accepted_duplicate(connection, sender.client_id, &receipt.sha256)? {
+        return Ok(Outcome::Accepted { receipt_id, counts: Counts::default(), replay: true });
+    }
+    let mut counts = Counts { toetsen: toetsen.len() as u64, ..Counts::default() };
+    let savepoint = connection.savepoint()?;
+    if let Some(micros) = aanmaakdatum_us {
+        if let Some((last_micros, last_text)) =
+            store_intake::last_aanmaakdatum(&savepoint, sender.client_id, sender.school_id)?
+        {
+            if micros <= last_micros {
+                violations.push(
+                    Violation::new(
+                        Rule::Volgorde,
+                        format!(
+                            "aanmaakdatum must be later than that of the last accepted message for this school ({last_text})"
+                        ),
+                    )
+                    .at_path("school/aanmaakdatum")
+                    .with_value(&school.aanmaakdatum),
+                );
+            }
+        }
+    }
+    // Step 6: toets definitions. Each message toets pins its own version.
+    let mut message_versions: HashMap<String, String> = HashMap::new();
+    let mut pinned: HashMap<(String, String), Option<Arc<StoredToets>>> = HashMap::new();
+    for toets in &toetsen {
+        let (id, _change) = store_intake::upsert_toets(&savepoint, sender.school_id, toets, &receipt.id)?;
+        let code = toets.toetscode.waarde.clone();
+        let versie = toets.versie_text().to_string();
+        message_versions.insert(code.clone(), versie.clone());
+        pinned.insert((code, versie), Some(Arc::new(StoredToets { id, definition: toets.clone() })));
+    }
+    // Step 4 and 7: every result, streamed.
+    let mut change_seq = store_intake::read_change_seq(&savepoint)?;
+    let file = File::open(path)?;
+    let mut scanner = Scanner::new(BufReader::with_capacity(256 * 1024, file), Pass::Everything);
+    let mut head = ToetsafnameHead::default();
+    let mut leerling_state: Option<bool> = None;
+    let mut sums: BTreeMap<(String, String), Sum> = BTreeMap::new();
+    let aanmaakdatum_text = school.aanmaakdatum.clone();
+    loop {
+        let item = match scanner.next() {
+            Ok(Some(item)) => item,
+            Ok(None) => break,
+            Err(error) => {
+                violations.push(Violation::new(Rule::Bericht, error.error.to_string()).at_offset(error.offset));
+                break;
+            }
+        };
+        match item {
+            Item::ToetsafnameStart { offset } => {
+                head = ToetsafnameHead { offset, ..ToetsafnameHead::default() };
+                leerling_state = None;
+                sums.clear();
+                counts.toetsafnames += 1;
+            }
+            Item::AfnameField(node) => head.set_field(&node),
+            Item::Resultaat(node) => {
+                counts.resultaten += 1;
+                let quarantined = match leerling_state {
+                    Some(known) => !known,
+                    None => {
+                        let known =
+                            admin::leerling_known(&savepoint, sender.school_id, &head.leerlingid, head.eckid.as_deref())?;
+                        leerling_state = Some(known);
+                        if !known && config.unknown_leerling == UnknownLeerlingPolicy::Reject {
+                            violations.push(
+                                Violation::new(Rule::Leerling, "leerling is not known for this school")
+                                    .at_path(format!("toetsafname[leerlingid={}]/leerlingid", head.leerlingid))
+                                    .with_value(&head.leerlingid)
+                                    .at_offset(head.offset),
+                            );
+                        }
+                        !known
+                    }
+                };
+                let resultaat = Resultaat::from_node(&node);
+                let versie = resultaat
+                    .versie
+                    .as_ref()
+                    .map(|versie| versie.waarde.clone())
+                    .or_else(|| message_versions.get(&resultaat.toetscode).cloned())
+                    .unwrap_or_default();
+                let pin_key = (resultaat.toetscode.clone(), versie.clone());
+                let definition = match pinned.get(&pin_key) {
+                    Some(found) => found.clone(),
+                    None => {
+                        let loaded = store_intake::load_toets(&savepoint, sender.school_id, &pin_key.0, &pin_key.1)?
+                            .map(Arc::new);
+                        if pinned.len() < 100_000 {
+                            pinned.insert(pin_key.clone(), loaded.clone());
+                        }
+                        loaded
+                    }
+                };
+                let Some(definition) = definition else {
+                    violations.push(
+                        Violation::new(
+                            Rule::ToetsVersie,
+                            format!(
+                                "toets {} has no versie '{versie}' in this message or in earlier ones",
+                                resultaat.toetscode
+                            ),
+                        )
+                        .at_path(format!("{}/versie", rules::resultaat_path(&head.leerlingid, &resultaat)))
+                        .with_value(&versie)
+                        .at_offset(resultaat.offset),
+                    );
+                    continue;
+                };
+                let found = rules::check_resultaat(
+                    &head.leerlingid,
+                    &resultaat,
+                    &definition.definition,
+                    vocabularies,
+                    &mut unknown_vocabularies,
+                );
+                if !found.is_empty() {
+                    violations.extend(found);
+                    continue;
+                }
+                let sum = sums.entry(pin_key.clone()).or_default();
+                match (&resultaat.toetsonderdeelcode, &resultaat.uitslag) {
+                    (None, _) => sum.has_toets_score = true,
+                    (Some(_), Uitslag::Score(Some(score))) => {
+                        sum.total = sum.total.saturating_add(*score);
+                        sum.keys.push(resultaat.key.clone());
+                        if resultaat.afnamedatum > sum.latest_afnamedatum {
+                            sum.latest_afnamedatum = resultaat.afnamedatum.clone();
+                        }
+                    }
+                    _ => {}
+                }
+                if !violations.is_empty() {
+                    // The message is lost anyway; keep checking, stop writing.
+                    continue;
+                }
+                let state = AfnameState {
+                    afname_key: resultaat.key.clone(),
+                    leerlingid: head.leerlingid.clone(),
+                    eckid: head.eckid.clone(),
+                    resultaatverwerkerid: head.resultaatverwerkerid.clone(),
+                    toets_id: definition.id,
+                    toetscode: resultaat.toetscode.clone(),
+                    versie: versie.clone(),
+                    toetsonderdeelcode: resultaat.toetsonderdeelcode.clone(),
+                    afnamedatum: resultaat.afnamedatum.clone(),
+                    score: match resultaat.uitslag {
+                        Uitslag::Score(Some(score)) => i64::try_from(score).ok(),
+                        _ => None,
+                    },
+                    derived: false,
+                    result: serde_json::json!({"uitslag": resultaat.uitslag, "infourl": resultaat.infourl}).to_string(),
+                };
+                let write = AfnameWrite {
+                    school_id: sender.school_id,
+                    aanmaakdatum: &aanmaakdatum_text,
+                    receipt_id: &receipt.id,
+                    quarantined,
+                };
+                count_change(&mut counts, store_intake::upsert_afname(&savepoint, &write, &state, &mut change_seq)?, quarantined);
+            }
+            Item::ToetsafnameEnd => {
+                let quarantined = leerling_state == Some(false);
+                for ((toetscode, versie), sum) in std::mem::take(&mut sums) {
+                    if sum.has_toets_score || sum.keys.is_empty() {
+                        continue;
+                    }
+                    let Some(Some(definition)) = pinned.get(&(toetscode.clone(), versie.clone())).cloned() else {
+                        continue;
+                    };
+                    // Without a toetsnormering nothing is summed: the onderdelen are stored as sent.
+                    let Some(normering) = definition.definition.toetsnormering.as_ref() else {
+                        continue;
+                    };
+                    if let Some(violation) = rules::check_score(
+                        sum.total,
+                        Some(normering),
+                        &format!("toetsafname[leerlingid={}]/toets[{toetscode}]/afgeleide score", head.leerlingid),
+                    ) {
+                        violations.push(Violation {
+                            message: format!("the sum of the onderdeel scores: {}", violation.message),
+                            ..violation.at_offset(head.offset)
+                        });
+                        continue;
+                    }
+                    if !violations.is_empty() {
+                        continue;
+                    }
+                    let mut keys = sum.keys.clone();
+                    keys.sort();
+                    let state = AfnameState {
+                        afname_key: format!("~som:{}", &sha256_hex(keys.join("\n").as_bytes())[..32]),
+                        leerlingid: head.leerlingid.clone(),
+                        eckid: head.eckid.clone(),
+                        resultaatverwerkerid: head.resultaatverwerkerid.clone(),
+                        toets_id: definition.id,
+                        toetscode: toetscode.clone(),
+                        versie: versie.clone(),
+                        toetsonderdeelcode: None,
+                        afnamedatum: sum.latest_afnamedatum.clone(),
+                        score: i64::try_from(sum.total).ok(),
+                        derived: true,
+                        result: serde_json::json!({"uitslag": {"score": sum.total}, "afgeleid_uit": keys}).to_string(),
+                    };
+                    let write = AfnameWrite {
+                        school_id: sender.school_id,
+                        aanmaakdatum: &aanmaakdatum_text,
+                        receipt_id: &receipt.id,
+                        quarantined,
+                    };
+                    count_change(&mut counts, store_intake::upsert_afname(&savepoint, &write, &state, &mut change_seq)?, quarantined);
+                }
+            }
+            _ => {}
+        }
+    }
+    drop(scanner);
+    receipt.counts = counts.clone();
+    receipt.duration_ms = started.elapsed().as_millis() as u64;
+    if violations.is_empty() {
+        store_intake::write_change_seq(&savepoint, change_seq)?;
+        let micros = aanmaakdatum_us.unwrap_or_default();
+        store_intake::set_last_aanmaakdatum(
+            &savepoint,
+            sender.client_id,
+            sender.school_id,
+            micros,
+            &school.aanmaakdatum,
+            &receipt.id,
+        )?;
+        let receipt = finish_receipt(receipt, violations, &unknown_vocabularies);
+        store_intake::insert_receipt(&savepoint, &receipt)?;
+        savepoint.commit()?;
+        Ok(Outcome::Accepted { receipt_id: receipt.id, counts, replay: false })
+    } else {
+        // Roll back everything but the receipt.
+        drop(savepoint);
+        fill_positions(path, &mut violations);
+        let receipt = finish_receipt(receipt, violations, &unknown_vocabularies);
+        store_intake::insert_receipt(connection, &receipt)?;
+        Ok(Outcome::Rejected {
+            receipt_id: Some(receipt.id.clone()),
+            violations: receipt.violations,
+            klantcode: Some(sender.klantcode),
+        })
+    }
+}
+
+fn count_change(counts: &mut Counts, change: AfnameChange, quarantined: bool) {
+    match change {
+        AfnameChange::Created => counts.created += 1,
+        AfnameChange::Updated => counts.updated += 1,
+        AfnameChange::Unchanged => counts.unchanged += 1,
+    }
+    if quarantined {
+        counts.quarantined += 1;
+    }
+}
+
+/// Turns byte offsets into 1-based line and column numbers with one read of the file.
+pub fn fill_positions(path: &Path, violations: &mut Violations) {
+    let mut wanted: Vec<(u64, usize)> = violations
+        .items
+        .iter()
+        .enumerate()
+        .filter(|(_, violation)| violation.line.is_none())
+        .filter_map(|(index, violation)| violation.offset.map(|offset| (offset, index)))
+        .collect();
+    if wanted.is_empty() {
+        return;
+    }
+    wanted.sort_unstable();
+    let Ok(mut file) = File::open(path) else { return };
+    let mut buffer = vec![0u8; 256 * 1024];
+    let (mut position, mut line, mut line_start) = (0u64, 1u64, 0u64);
+    let mut next = 0usize;
+    'read: loop {
+        let Ok(read) = file.read(&mut buffer) else { break };
+        if read == 0 {
+            break;
+        }
+        for &byte in &buffer[..read] {
+            while next < wanted.len() && wanted[next].0 <= position {
+                let violation = &mut violations.items[wanted[next].1];
+                violation.line = Some(line);
+                violation.column = Some(position - line_start + 1);
+                next += 1;
+            }
+            if next == wanted.len() {
+                break 'read;
+            }
+            position += 1;
+            if byte == b'\n' {
+                line += 1;
+                line_start = position;
+            }
+        }
+    }
+    for &(_, index) in &wanted[next..] {
+        violations.items[index].line = Some(line);
+        violations.items[index].column = Some(position - line_start + 1);
+    }
+}
+
+/// Checks a file offline (no store): envelope or bare verzoek, schema, version,
+/// aanmaakdatum form, vocabularies and normeringen. Used by `uwlr-gateway validate`.
+pub fn validate_offline(
+    path: &Path,
+    schema_driver: &Path,
+    vocabularies: &Vocabularies,
+    xsd_versions: &[String],
+) -> Result<Violations, IntakeError> {
+    let mut violations = Violations::default();
+    let file = File::open(path)?;
+    let mut scanner = Scanner::new(BufReader::with_capacity(64 * 1024, file), Pass::SkipToetsafnames);
+    let (mut root, mut body, mut school, mut toetsen) = (None, None, None, Vec::new());
+    let mut scan_failed = false;
+    loop {
+        match scanner.next() {
+            Ok(Some(Item::Root(found))) => root = Some(found),
+            Ok(Some(Item::BodyElement { namespace, name, .. })) => body = Some((namespace, name)),
+            Ok(Some(Item::School(node))) => school = Some(School::from_node(&node)),
+            Ok(Some(Item::Toets(node))) if toetsen.len() < MAX_TOETSEN => toetsen.push(Toets::from_node(&node)),
+            Ok(Some(_)) => {}
+            Ok(None) => break,
+            Err(error) => {
+                violations.push(Violation::new(Rule::Bericht, error.error.to_string()).at_offset(error.offset));
+                scan_failed = true;
+                break;
+            }
+        }
+    }
+    drop(scanner);
+    if scan_failed {
+        fill_positions(path, &mut violations);
+        return Ok(violations);
+    }
+    if let Err(violation) = envelope::check_root(
+        root.as_ref(),
+        body.as_ref().map(|(namespace, name)| (namespace, name.as_str())),
+        Framing::SoapOrBare,
+    ) {
+        violations.push(violation);
+        return Ok(violations);
+    }
+    violations.extend(crate::schema::validate_file(schema_driver, path)?.items);
+    if let Some(school) = &school {
+        violations.extend(rules::check_xsdversie(school, xsd_versions));
+        if violations.is_empty() {
+            if let Err(violation) = parse_datetime(&school.aanmaakdatum) {
+                violations.push(Violation::new(Rule::Xsd, format!("aanmaakdatum {violation}")));
+            }
+        }
+    }
+    if violations.is_empty() {
+        let mut unknown = UnknownVocabularies::new();
+        for toets in &toetsen {
+            violations.extend(rules::check_toets(toets, vocabularies, &mut unknown));
+        }
+    }
+    fill_positions(path, &mut violations);
+    Ok(violations)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn positions_are_lines_and_columns() {
+        let mut file = tempfile::NamedTempFile::new().unwrap();
+        std::io::Write::write_all(&mut file, b"ab\ncde\n\nfg").unwrap();
+        let mut violations = Violations::default();
+        for offset in [0, 4, 7, 9, 100] {
+            violations.push(Violation::new(Rule::Xsd, "x").at_offset(offset));
+        }
+        fill_positions(file.path(), &mut violations);
+        let positions: Vec<_> = violations.items.iter().map(|v| (v.line.unwrap(), v.column.unwrap())).collect();
+        assert_eq!(positions, [(1, 1), (2, 2), (3, 1), (4, 2), (4, 3)]);
+    }
+}

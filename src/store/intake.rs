@@ -1,0 +1,404 @@
+//! Writes of an accepted message: toets versions, afname upserts with history, receipts, ordering state.
+
+use super::{now_text, sha256_hex, StoreError};
+use crate::domain::violation::Violations;
+use crate::uwlr::Toets;
+use rusqlite::{params, Connection, OptionalExtension};
+
+/// What happened to a toets definition.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ToetsChange {
+    /// An unknown toetscode.
+    NewToets,
+    /// A known toetscode with a new versie.
+    NewVersion,
+    /// A known toetscode and versie with a different definition: overwritten.
+    Correction,
+    Unchanged,
+}
+
+/// What happened to one afname.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AfnameChange {
+    Created,
+    Updated,
+    Unchanged,
+}
+
+/// A receipt to write: one per authenticated message.
+#[derive(Clone, Debug, Default, serde::Serialize)]
+pub struct Receipt {
+    pub id: String,
+    pub client_id: i64,
+    pub school_id: Option<i64>,
+    pub aanmaakdatum: Option<String>,
+    pub received_at: String,
+    pub size: u64,
+    pub sha256: String,
+    pub accepted: bool,
+    pub faultcode: Option<String>,
+    pub counts: Counts,
+    pub violations: Violations,
+    pub unknown_vocabularies: Vec<String>,
+    pub duration_ms: u64,
+}
+
+/// What a message held and did.
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Counts {
+    pub toetsen: u64,
+    pub toetsafnames: u64,
+    pub resultaten: u64,
+    pub created: u64,
+    pub updated: u64,
+    pub unchanged: u64,
+    pub quarantined: u64,
+}
+
+pub fn insert_receipt(connection: &Connection, receipt: &Receipt) -> Result<(), StoreError> {
+    let violations = serde_json::to_string(&receipt.violations.items).unwrap_or_else(|_| "[]".into());
+    let unknown = serde_json::to_string(&receipt.unknown_vocabularies).unwrap_or_else(|_| "[]".into());
+    let counts = &receipt.counts;
+    connection
+        .prepare_cached(
+            "INSERT INTO receipts (id, client_id, school_id, aanmaakdatum, received_at, size, sha256, outcome,
+               faultcode, toetsen, toetsafnames, resultaten, created, updated, unchanged, quarantined,
+               violations, violations_omitted, unknown_vocabularies, duration_ms)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20)",
+        )?
+        .execute(params![
+            receipt.id,
+            receipt.client_id,
+            receipt.school_id,
+            receipt.aanmaakdatum,
+            receipt.received_at,
+            receipt.size as i64,
+            receipt.sha256,
+            if receipt.accepted { "accepted" } else { "rejected" },
+            receipt.faultcode,
+            counts.toetsen as i64,
+            counts.toetsafnames as i64,
+            counts.resultaten as i64,
+            counts.created as i64,
+            counts.updated as i64,
+            counts.unchanged as i64,
+            counts.quarantined as i64,
+            violations,
+            receipt.violations.omitted as i64,
+            unknown,
+            receipt.duration_ms as i64,
+        ])?;
+    Ok(())
+}
+
+/// The id of an accepted receipt for the same bytes from the same client, if any.
+pub fn accepted_duplicate(connection: &Connection, client_id: i64, sha256: &str) -> Result<Option<String>, StoreError> {
+    Ok(connection
+        .prepare_cached(
+            "SELECT id FROM receipts WHERE client_id = ?1 AND sha256 = ?2 AND outcome = 'accepted' LIMIT 1",
+        )?
+        .query_row(params![client_id, sha256], |row| row.get(0))
+        .optional()?)
+}
+
+/// The last accepted aanmaakdatum (µs) for this client and school.
+pub fn last_aanmaakdatum(connection: &Connection, client_id: i64, school_id: i64) -> Result<Option<(i64, String)>, StoreError> {
+    Ok(connection
+        .prepare_cached(
+            "SELECT last_aanmaakdatum_us, last_aanmaakdatum FROM sender_state WHERE client_id = ?1 AND school_id = ?2",
+        )?
+        .query_row(params![client_id, school_id], |row| Ok((row.get(0)?, row.get(1)?)))
+        .optional()?)
+}
+
+pub fn set_last_aanmaakdatum(
+    connection: &Connection,
+    client_id: i64,
+    school_id: i64,
+    micros: i64,
+    text: &str,
+    receipt_id: &str,
+) -> Result<(), StoreError> {
+    connection
+        .prepare_cached(
+            "INSERT INTO sender_state (client_id, school_id, last_aanmaakdatum_us, last_aanmaakdatum, last_receipt_id)
+             VALUES (?1, ?2, ?3, ?4, ?5)
+             ON CONFLICT (client_id, school_id) DO UPDATE SET last_aanmaakdatum_us = excluded.last_aanmaakdatum_us,
+               last_aanmaakdatum = excluded.last_aanmaakdatum, last_receipt_id = excluded.last_receipt_id",
+        )?
+        .execute(params![client_id, school_id, micros, text, receipt_id])?;
+    Ok(())
+}
+
+/// A stored toets version.
+#[derive(Clone, Debug)]
+pub struct StoredToets {
+    pub id: i64,
+    pub definition: Toets,
+}
+
+pub fn load_toets(connection: &Connection, school_id: i64, toetscode: &str, versie: &str) -> Result<Option<StoredToets>, StoreError> {
+    let row: Option<(i64, String)> = connection
+        .prepare_cached("SELECT id, definition FROM toetsen WHERE school_id = ?1 AND toetscode = ?2 AND versie = ?3")?
+        .query_row(params![school_id, toetscode, versie], |row| Ok((row.get(0)?, row.get(1)?)))
+        .optional()?;
+    row.map(|(id, definition)| {
+        serde_json::from_str(&definition)
+            .map(|definition| StoredToets { id, definition })
+            .map_err(|error| StoreError::Invalid(format!("stored toets {id} is unreadable: {error}")))
+    })
+    .transpose()
+}
+
+/// Applies UWLR step 6 to one definition: create, add a version, or overwrite (correction).
+pub fn upsert_toets(connection: &Connection, school_id: i64, toets: &Toets, receipt_id: &str) -> Result<(i64, ToetsChange), StoreError> {
+    let definition = serde_json::to_string(toets).map_err(|error| StoreError::Invalid(error.to_string()))?;
+    let content_sha256 = sha256_hex(definition.as_bytes());
+    let toetscode = toets.toetscode.waarde.as_str();
+    let versie = toets.versie_text();
+    let now = now_text();
+    let existing: Option<(i64, String, i64, String, String)> = connection
+        .prepare_cached(
+            "SELECT id, content_sha256, revision, definition, updated_receipt_id FROM toetsen
+             WHERE school_id = ?1 AND toetscode = ?2 AND versie = ?3",
+        )?
+        .query_row(params![school_id, toetscode, versie], |row| {
+            Ok((row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?, row.get(4)?))
+        })
+        .optional()?;
+    match existing {
+        Some((id, stored_sha, _, _, _)) if stored_sha == content_sha256 => Ok((id, ToetsChange::Unchanged)),
+        Some((id, stored_sha, revision, stored_definition, stored_receipt)) => {
+            connection
+                .prepare_cached(
+                    "INSERT INTO toetsen_history (toets_id, revision, definition, content_sha256, receipt_id, replaced_at, replaced_by_receipt_id)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                )?
+                .execute(params![id, revision, stored_definition, stored_sha, stored_receipt, now, receipt_id])?;
+            connection
+                .prepare_cached(
+                    "UPDATE toetsen SET definition = ?2, content_sha256 = ?3, revision = revision + 1,
+                       updated_at = ?4, updated_receipt_id = ?5 WHERE id = ?1",
+                )?
+                .execute(params![id, definition, content_sha256, now, receipt_id])?;
+            Ok((id, ToetsChange::Correction))
+        }
+        None => {
+            let known_code: Option<i64> = connection
+                .prepare_cached("SELECT 1 FROM toetsen WHERE school_id = ?1 AND toetscode = ?2 LIMIT 1")?
+                .query_row(params![school_id, toetscode], |row| row.get(0))
+                .optional()?;
+            connection
+                .prepare_cached(
+                    "INSERT INTO toetsen (school_id, toetscode, versie, definition, content_sha256, revision,
+                       created_at, created_receipt_id, updated_at, updated_receipt_id)
+                     VALUES (?1, ?2, ?3, ?4, ?5, 1, ?6, ?7, ?6, ?7)",
+                )?
+                .execute(params![school_id, toetscode, versie, definition, content_sha256, now, receipt_id])?;
+            let change = if known_code.is_some() { ToetsChange::NewVersion } else { ToetsChange::NewToets };
+            Ok((connection.last_insert_rowid(), change))
+        }
+    }
+}
+
+/// One afname as stored.
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct AfnameState {
+    pub afname_key: String,
+    pub leerlingid: String,
+    pub eckid: Option<String>,
+    pub resultaatverwerkerid: Option<String>,
+    pub toets_id: i64,
+    pub toetscode: String,
+    pub versie: String,
+    pub toetsonderdeelcode: Option<String>,
+    pub afnamedatum: String,
+    pub score: Option<i64>,
+    pub derived: bool,
+    /// The resultaat as sent (score, osoresultaat or anderresultaat, infourl), as JSON.
+    pub result: String,
+}
+
+impl AfnameState {
+    /// Hash over what the sender controls; an identical resend is no change.
+    pub fn content_sha256(&self) -> String {
+        sha256_hex(serde_json::to_string(self).unwrap_or_default().as_bytes())
+    }
+}
+
+/// Context shared by every afname write of one message.
+pub struct AfnameWrite<'a> {
+    pub school_id: i64,
+    pub aanmaakdatum: &'a str,
+    pub receipt_id: &'a str,
+    pub quarantined: bool,
+}
+
+/// The change feed's counter, read once per message and written back at its end.
+pub fn read_change_seq(connection: &Connection) -> Result<i64, StoreError> {
+    Ok(connection.query_row("SELECT seq FROM change_counter WHERE id = 1", [], |row| row.get(0))?)
+}
+
+pub fn write_change_seq(connection: &Connection, seq: i64) -> Result<(), StoreError> {
+    connection.execute("UPDATE change_counter SET seq = ?1 WHERE id = 1", [seq])?;
+    Ok(())
+}
+
+/// UWLR step 7: a new key is stored; a known key is updated, its afnamedatum in
+/// the message becoming the mutation date, and its previous state kept in history.
+pub fn upsert_afname(
+    connection: &Connection,
+    write: &AfnameWrite,
+    state: &AfnameState,
+    change_seq: &mut i64,
+) -> Result<AfnameChange, StoreError> {
+    let content_sha256 = state.content_sha256();
+    let existing: Option<(i64, String, i64, String)> = connection
+        .prepare_cached(
+            "SELECT id, content_sha256, revision, json_object(
+                'afname_key', afname_key, 'leerlingid', leerlingid, 'eckid', eckid,
+                'resultaatverwerkerid', resultaatverwerkerid, 'toets_id', toets_id, 'toetscode', toetscode,
+                'versie', versie, 'toetsonderdeelcode', toetsonderdeelcode, 'afnamedatum', afnamedatum,
+                'mutatiedatum', mutatiedatum, 'aanmaakdatum', aanmaakdatum, 'receipt_id', receipt_id,
+                'score', score, 'derived', derived, 'result', json(result), 'quarantined', quarantined)
+             FROM toetsafnames WHERE school_id = ?1 AND afname_key = ?2",
+        )?
+        .query_row(params![write.school_id, state.afname_key], |row| {
+            Ok((row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?))
+        })
+        .optional()?;
+    match existing {
+        None => {
+            *change_seq += 1;
+            connection
+                .prepare_cached(
+                    "INSERT INTO toetsafnames (school_id, afname_key, leerlingid, eckid, resultaatverwerkerid, toets_id,
+                       toetscode, versie, toetsonderdeelcode, afnamedatum, mutatiedatum, aanmaakdatum, receipt_id,
+                       score, derived, result, content_sha256, revision, quarantined, change_seq)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, NULL, ?11, ?12, ?13, ?14, ?15, ?16, 1, ?17, ?18)",
+                )?
+                .execute(params![
+                    write.school_id,
+                    state.afname_key,
+                    state.leerlingid,
+                    state.eckid,
+                    state.resultaatverwerkerid,
+                    state.toets_id,
+                    state.toetscode,
+                    state.versie,
+                    state.toetsonderdeelcode,
+                    state.afnamedatum,
+                    write.aanmaakdatum,
+                    write.receipt_id,
+                    state.score,
+                    state.derived,
+                    state.result,
+                    content_sha256,
+                    write.quarantined,
+                    *change_seq,
+                ])?;
+            Ok(AfnameChange::Created)
+        }
+        Some((id, stored_sha, _, _)) if stored_sha == content_sha256 => {
+            connection
+                .prepare_cached("UPDATE toetsafnames SET aanmaakdatum = ?2, receipt_id = ?3 WHERE id = ?1")?
+                .execute(params![id, write.aanmaakdatum, write.receipt_id])?;
+            Ok(AfnameChange::Unchanged)
+        }
+        Some((id, _, revision, previous)) => {
+            *change_seq += 1;
+            connection
+                .prepare_cached(
+                    "INSERT INTO toetsafnames_history (afname_id, revision, state, replaced_at, replaced_by_receipt_id)
+                     VALUES (?1, ?2, ?3, ?4, ?5)",
+                )?
+                .execute(params![id, revision, previous, now_text(), write.receipt_id])?;
+            connection
+                .prepare_cached(
+                    "UPDATE toetsafnames SET leerlingid = ?2, eckid = ?3, resultaatverwerkerid = ?4, toets_id = ?5,
+                       toetscode = ?6, versie = ?7, toetsonderdeelcode = ?8, mutatiedatum = ?9, aanmaakdatum = ?10,
+                       receipt_id = ?11, score = ?12, derived = ?13, result = ?14, content_sha256 = ?15,
+                       revision = revision + 1, quarantined = ?16, change_seq = ?17 WHERE id = ?1",
+                )?
+                .execute(params![
+                    id,
+                    state.leerlingid,
+                    state.eckid,
+                    state.resultaatverwerkerid,
+                    state.toets_id,
+                    state.toetscode,
+                    state.versie,
+                    state.toetsonderdeelcode,
+                    state.afnamedatum,
+                    write.aanmaakdatum,
+                    write.receipt_id,
+                    state.score,
+                    state.derived,
+                    state.result,
+                    content_sha256,
+                    write.quarantined,
+                    *change_seq,
+                ])?;
+            Ok(AfnameChange::Updated)
+        }
+    }
+}
+
+/// Releases quarantined afnames of learners that are now known; returns how many.
+pub fn release_quarantine(connection: &Connection) -> Result<usize, StoreError> {
+    let mut seq = read_change_seq(connection)?;
+    let ids: Vec<i64> = connection
+        .prepare(
+            "SELECT a.id FROM toetsafnames a WHERE a.quarantined = 1 AND EXISTS (
+               SELECT 1 FROM leerlingen l WHERE l.school_id = a.school_id
+                 AND (l.leerlingid = a.leerlingid OR (a.eckid IS NOT NULL AND l.eckid = a.eckid)))
+             ORDER BY a.change_seq",
+        )?
+        .query_map([], |row| row.get(0))?
+        .collect::<Result<_, _>>()?;
+    for id in &ids {
+        seq += 1;
+        connection.execute(
+            "UPDATE toetsafnames SET quarantined = 0, change_seq = ?2 WHERE id = ?1",
+            params![id, seq],
+        )?;
+    }
+    write_change_seq(connection, seq)?;
+    Ok(ids.len())
+}
+
+/// A receipt as JSON with the id of the client that sent it.
+pub fn load_receipt(connection: &Connection, id: &str) -> Result<Option<(i64, serde_json::Value)>, StoreError> {
+    Ok(connection
+        .query_row(
+            "SELECT r.client_id, json_object('id', r.id, 'klantcode', c.klantcode, 'school', s.code,
+               'aanmaakdatum', r.aanmaakdatum, 'received_at', r.received_at, 'size', r.size, 'sha256', r.sha256,
+               'outcome', r.outcome, 'faultcode', r.faultcode,
+               'counts', json_object('toetsen', r.toetsen, 'toetsafnames', r.toetsafnames, 'resultaten', r.resultaten,
+                 'created', r.created, 'updated', r.updated, 'unchanged', r.unchanged, 'quarantined', r.quarantined),
+               'violations', json(r.violations), 'violations_omitted', r.violations_omitted,
+               'unknown_vocabularies', json(r.unknown_vocabularies), 'duration_ms', r.duration_ms)
+             FROM receipts r JOIN clients c ON c.id = r.client_id LEFT JOIN schools s ON s.id = r.school_id
+             WHERE r.id = ?1",
+            [id],
+            |row| Ok((row.get::<_, i64>(0)?, row.get::<_, String>(1)?)),
+        )
+        .optional()?
+        .map(|(client_id, json)| (client_id, serde_json::from_str(&json).unwrap_or(serde_json::Value::Null))))
+}
+
+/// Receipts, newest first, as JSON (for `receipts list`).
+pub fn list_receipts(connection: &Connection, limit: u32) -> Result<Vec<serde_json::Value>, StoreError> {
+    let ids: Vec<String> = connection
+        .prepare("SELECT id FROM receipts ORDER BY received_at DESC, rowid DESC LIMIT ?1")?
+        .query_map([limit], |row| row.get(0))?
+        .collect::<Result<_, _>>()?;
+    let mut receipts = Vec::with_capacity(ids.len());
+    for id in ids {
+        if let Some((_, json)) = load_receipt(connection, &id)? {
+            receipts.push(json);
+        }
+    }
+    Ok(receipts)
+}

@@ -1,0 +1,198 @@
+//! Versioned schema migrations, applied at start and tracked in `PRAGMA user_version`.
+
+use rusqlite::Connection;
+
+/// Each entry moves the schema one version up; never edit a released entry, add one.
+const MIGRATIONS: [&str; 1] = [r#"
+CREATE TABLE schools (
+    id INTEGER PRIMARY KEY,
+    code TEXT NOT NULL UNIQUE,
+    brincode TEXT,
+    dependancecode TEXT,
+    schoolkey TEXT,
+    naam TEXT,
+    created_at TEXT NOT NULL
+);
+
+CREATE TABLE clients (
+    id INTEGER PRIMARY KEY,
+    klantcode TEXT NOT NULL UNIQUE,
+    klantnaam TEXT NOT NULL,
+    key_salt BLOB NOT NULL,
+    key_hash BLOB NOT NULL,
+    created_at TEXT NOT NULL,
+    revoked_at TEXT
+);
+
+-- A client may send for a school while an activation is active and its mandate
+-- (the school's processing agreement with the sender) is valid.
+CREATE TABLE activations (
+    client_id INTEGER NOT NULL REFERENCES clients(id),
+    school_id INTEGER NOT NULL REFERENCES schools(id),
+    mandate_ref TEXT NOT NULL,
+    valid_from TEXT NOT NULL,
+    valid_until TEXT,
+    active INTEGER NOT NULL,
+    created_at TEXT NOT NULL,
+    deactivated_at TEXT,
+    PRIMARY KEY (client_id, school_id)
+);
+
+CREATE TABLE leerlingen (
+    school_id INTEGER NOT NULL REFERENCES schools(id),
+    leerlingid TEXT NOT NULL,
+    eckid TEXT,
+    naam TEXT,
+    imported_at TEXT NOT NULL,
+    PRIMARY KEY (school_id, leerlingid)
+);
+CREATE UNIQUE INDEX leerlingen_eckid ON leerlingen(school_id, eckid) WHERE eckid IS NOT NULL;
+
+-- The ordering rule: the last accepted aanmaakdatum per sender and school.
+CREATE TABLE sender_state (
+    client_id INTEGER NOT NULL REFERENCES clients(id),
+    school_id INTEGER NOT NULL REFERENCES schools(id),
+    last_aanmaakdatum_us INTEGER NOT NULL,
+    last_aanmaakdatum TEXT NOT NULL,
+    last_receipt_id TEXT NOT NULL,
+    PRIMARY KEY (client_id, school_id)
+);
+
+-- One row per authenticated message, accepted or rejected.
+CREATE TABLE receipts (
+    id TEXT PRIMARY KEY,
+    client_id INTEGER NOT NULL REFERENCES clients(id),
+    school_id INTEGER REFERENCES schools(id),
+    aanmaakdatum TEXT,
+    received_at TEXT NOT NULL,
+    size INTEGER NOT NULL,
+    sha256 TEXT NOT NULL,
+    outcome TEXT NOT NULL CHECK (outcome IN ('accepted', 'rejected')),
+    faultcode TEXT,
+    toetsen INTEGER NOT NULL DEFAULT 0,
+    toetsafnames INTEGER NOT NULL DEFAULT 0,
+    resultaten INTEGER NOT NULL DEFAULT 0,
+    created INTEGER NOT NULL DEFAULT 0,
+    updated INTEGER NOT NULL DEFAULT 0,
+    unchanged INTEGER NOT NULL DEFAULT 0,
+    quarantined INTEGER NOT NULL DEFAULT 0,
+    violations TEXT NOT NULL DEFAULT '[]',
+    violations_omitted INTEGER NOT NULL DEFAULT 0,
+    unknown_vocabularies TEXT NOT NULL DEFAULT '[]',
+    duration_ms INTEGER NOT NULL DEFAULT 0
+);
+CREATE INDEX receipts_client_sha ON receipts(client_id, sha256);
+CREATE INDEX receipts_received ON receipts(received_at);
+
+-- Test definitions per school, one row per (toetscode, versie); versie '' when absent.
+CREATE TABLE toetsen (
+    id INTEGER PRIMARY KEY,
+    school_id INTEGER NOT NULL REFERENCES schools(id),
+    toetscode TEXT NOT NULL,
+    versie TEXT NOT NULL,
+    definition TEXT NOT NULL,
+    content_sha256 TEXT NOT NULL,
+    revision INTEGER NOT NULL,
+    created_at TEXT NOT NULL,
+    created_receipt_id TEXT NOT NULL,
+    updated_at TEXT NOT NULL,
+    updated_receipt_id TEXT NOT NULL,
+    UNIQUE (school_id, toetscode, versie)
+);
+
+-- Earlier definitions replaced by a correction.
+CREATE TABLE toetsen_history (
+    toets_id INTEGER NOT NULL REFERENCES toetsen(id),
+    revision INTEGER NOT NULL,
+    definition TEXT NOT NULL,
+    content_sha256 TEXT NOT NULL,
+    receipt_id TEXT NOT NULL,
+    replaced_at TEXT NOT NULL,
+    replaced_by_receipt_id TEXT NOT NULL,
+    PRIMARY KEY (toets_id, revision)
+);
+
+-- One row per toets(onderdeel)afname, keyed by the resultaat key within its school.
+CREATE TABLE toetsafnames (
+    id INTEGER PRIMARY KEY,
+    school_id INTEGER NOT NULL REFERENCES schools(id),
+    afname_key TEXT NOT NULL,
+    leerlingid TEXT NOT NULL,
+    eckid TEXT,
+    resultaatverwerkerid TEXT,
+    toets_id INTEGER NOT NULL REFERENCES toetsen(id),
+    toetscode TEXT NOT NULL,
+    versie TEXT NOT NULL,
+    toetsonderdeelcode TEXT,
+    afnamedatum TEXT NOT NULL,
+    mutatiedatum TEXT,
+    aanmaakdatum TEXT NOT NULL,
+    receipt_id TEXT NOT NULL,
+    score INTEGER,
+    derived INTEGER NOT NULL DEFAULT 0,
+    result TEXT NOT NULL,
+    content_sha256 TEXT NOT NULL,
+    revision INTEGER NOT NULL,
+    quarantined INTEGER NOT NULL DEFAULT 0,
+    change_seq INTEGER NOT NULL,
+    UNIQUE (school_id, afname_key)
+);
+CREATE INDEX toetsafnames_change ON toetsafnames(school_id, change_seq);
+CREATE INDEX toetsafnames_leerling ON toetsafnames(school_id, leerlingid);
+CREATE INDEX toetsafnames_quarantine ON toetsafnames(school_id, leerlingid) WHERE quarantined = 1;
+
+-- Earlier states of an afname, kept when an update changes it.
+CREATE TABLE toetsafnames_history (
+    afname_id INTEGER NOT NULL REFERENCES toetsafnames(id),
+    revision INTEGER NOT NULL,
+    state TEXT NOT NULL,
+    replaced_at TEXT NOT NULL,
+    replaced_by_receipt_id TEXT NOT NULL,
+    PRIMARY KEY (afname_id, revision)
+);
+
+-- A monotonic change counter, shared by every afname write (the query feed's cursor).
+CREATE TABLE change_counter (id INTEGER PRIMARY KEY CHECK (id = 1), seq INTEGER NOT NULL);
+INSERT INTO change_counter (id, seq) VALUES (1, 0);
+
+CREATE TABLE audit (
+    id INTEGER PRIMARY KEY,
+    at TEXT NOT NULL,
+    actor TEXT NOT NULL,
+    action TEXT NOT NULL,
+    detail TEXT NOT NULL
+);
+"#];
+
+/// Brings the database to the newest schema version, one transaction per step.
+pub fn migrate(connection: &mut Connection) -> rusqlite::Result<()> {
+    let current: usize =
+        connection.query_row("PRAGMA user_version", [], |row| row.get::<_, i64>(0))? as usize;
+    for (index, sql) in MIGRATIONS.iter().enumerate().skip(current) {
+        let transaction = connection.transaction()?;
+        transaction.execute_batch(sql)?;
+        transaction.pragma_update(None, "user_version", (index + 1) as i64)?;
+        transaction.commit()?;
+    }
+    Ok(())
+}
+
+/// The schema version this binary writes.
+pub fn latest_version() -> usize {
+    MIGRATIONS.len()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn migrations_apply_once() -> rusqlite::Result<()> {
+        let mut connection = Connection::open_in_memory()?;
+        migrate(&mut connection)?;
+        migrate(&mut connection)?;
+        let version: i64 = connection.query_row("PRAGMA user_version", [], |row| row.get(0))?;
+        assert_eq!(version as usize, latest_version());
+        Ok(())
+    }
+}

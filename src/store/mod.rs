@@ -1,0 +1,221 @@
+//! SQLite storage behind one boundary: a single writer thread with group commit, and pooled readers.
+//!
+//! Every write runs on the writer thread. Jobs that queue up together share one
+//! transaction (group commit), each inside its own savepoint so that it is still
+//! atomic on its own; callers are answered only after the shared COMMIT.
+
+pub mod admin;
+pub mod intake;
+pub mod migrations;
+
+use rusqlite::{Connection, OpenFlags};
+use std::path::{Path, PathBuf};
+use std::sync::{mpsc, Arc, Mutex};
+use tokio::sync::oneshot;
+
+/// Why a store operation failed; always our side (Server.InterneFout), never the sender's.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("database error: {0}")]
+    Sqlite(#[from] rusqlite::Error),
+    #[error("cannot create data directory {path}: {source}")]
+    DataDir {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("the writer thread is gone")]
+    WriterGone,
+    #[error("commit failed: {0}")]
+    Commit(String),
+    #[error("{0}")]
+    Invalid(String),
+}
+
+/// How durable a commit is before the sender is answered.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Deserialize, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Durability {
+    /// `synchronous=FULL`: survives power loss.
+    Full,
+    /// `synchronous=NORMAL`: survives a crash of the gateway, not of the machine.
+    Normal,
+}
+
+type Completion = Box<dyn FnOnce(Result<(), String>) + Send>;
+type Job = Box<dyn FnOnce(&mut Connection) -> Completion + Send>;
+
+/// The most jobs one group commit takes.
+const GROUP_LIMIT: usize = 512;
+
+/// Handle to the database; cheap to clone.
+#[derive(Clone)]
+pub struct Store {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    path: PathBuf,
+    durability: Durability,
+    writer: Mutex<Option<mpsc::Sender<Job>>>,
+    readers: Mutex<Vec<Connection>>,
+}
+
+/// Opens a connection with the pragmas every connection needs.
+pub fn open_connection(path: &Path, durability: Durability) -> Result<Connection, StoreError> {
+    let connection = Connection::open_with_flags(
+        path,
+        OpenFlags::SQLITE_OPEN_READ_WRITE
+            | OpenFlags::SQLITE_OPEN_CREATE
+            | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )?;
+    connection.busy_timeout(std::time::Duration::from_secs(30))?;
+    connection.pragma_update(None, "journal_mode", "WAL")?;
+    connection.pragma_update(
+        None,
+        "synchronous",
+        match durability {
+            Durability::Full => "FULL",
+            Durability::Normal => "NORMAL",
+        },
+    )?;
+    connection.pragma_update(None, "foreign_keys", "ON")?;
+    connection.set_prepared_statement_cache_capacity(64);
+    Ok(connection)
+}
+
+impl Store {
+    /// Opens (creating and migrating) the database `gateway.sqlite` in `data_dir`.
+    pub fn open(data_dir: &Path, durability: Durability) -> Result<Store, StoreError> {
+        std::fs::create_dir_all(data_dir).map_err(|source| StoreError::DataDir {
+            path: data_dir.to_path_buf(),
+            source,
+        })?;
+        let path = data_dir.join("gateway.sqlite");
+        let mut connection = open_connection(&path, durability)?;
+        migrations::migrate(&mut connection)?;
+        drop(connection);
+        Ok(Store {
+            inner: Arc::new(Inner {
+                path,
+                durability,
+                writer: Mutex::new(None),
+                readers: Mutex::new(Vec::new()),
+            }),
+        })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.inner.path
+    }
+
+    /// A plain connection for one-off work (CLI commands, tests).
+    pub fn connect(&self) -> Result<Connection, StoreError> {
+        open_connection(&self.inner.path, self.inner.durability)
+    }
+
+    /// Runs `job` on a pooled read connection.
+    pub fn read<R>(&self, job: impl FnOnce(&Connection) -> Result<R, StoreError>) -> Result<R, StoreError> {
+        let pooled = self.inner.readers.lock().expect("reader pool").pop();
+        let connection = match pooled {
+            Some(connection) => connection,
+            None => self.connect()?,
+        };
+        let result = job(&connection);
+        let mut readers = self.inner.readers.lock().expect("reader pool");
+        if readers.len() < 16 {
+            readers.push(connection);
+        }
+        result
+    }
+
+    fn writer(&self) -> Result<mpsc::Sender<Job>, StoreError> {
+        let mut slot = self.inner.writer.lock().expect("writer slot");
+        if let Some(sender) = slot.as_ref() {
+            return Ok(sender.clone());
+        }
+        let connection = self.connect()?;
+        let (sender, receiver) = mpsc::channel::<Job>();
+        std::thread::Builder::new()
+            .name("store-writer".into())
+            .spawn(move || writer_loop(connection, receiver))
+            .map_err(|error| StoreError::Commit(error.to_string()))?;
+        *slot = Some(sender.clone());
+        Ok(sender)
+    }
+
+    /// Runs `job` on the writer thread inside the current group transaction and
+    /// resolves once that transaction has committed. The job must keep its own
+    /// changes atomic (a savepoint) and must not commit.
+    pub async fn write<R: Send + 'static>(
+        &self,
+        job: impl FnOnce(&mut Connection) -> R + Send + 'static,
+    ) -> Result<R, StoreError> {
+        let (sender, receiver) = oneshot::channel::<Result<R, String>>();
+        let boxed: Job = Box::new(move |connection: &mut Connection| {
+            let result = job(connection);
+            Box::new(move |committed: Result<(), String>| {
+                let _ = sender.send(committed.map(|()| result));
+            })
+        });
+        self.writer()?.send(boxed).map_err(|_| StoreError::WriterGone)?;
+        match receiver.await {
+            Ok(Ok(result)) => Ok(result),
+            Ok(Err(error)) => Err(StoreError::Commit(error)),
+            Err(_) => Err(StoreError::WriterGone),
+        }
+    }
+
+    /// Stops the writer thread once queued jobs are done.
+    pub fn close(&self) {
+        self.inner.writer.lock().expect("writer slot").take();
+    }
+}
+
+fn writer_loop(mut connection: Connection, receiver: mpsc::Receiver<Job>) {
+    while let Ok(first) = receiver.recv() {
+        let mut jobs = vec![first];
+        while jobs.len() < GROUP_LIMIT {
+            match receiver.try_recv() {
+                Ok(job) => jobs.push(job),
+                Err(_) => break,
+            }
+        }
+        let began = connection
+            .execute_batch("BEGIN IMMEDIATE")
+            .map_err(|error| error.to_string());
+        let mut completions: Vec<Completion> = Vec::with_capacity(jobs.len());
+        if let Err(error) = began {
+            tracing::error!(%error, "cannot begin a write transaction");
+            drop(jobs);
+            continue;
+        }
+        for job in jobs {
+            let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| job(&mut connection)));
+            match outcome {
+                Ok(completion) => completions.push(completion),
+                Err(_) => tracing::error!("a store job panicked; its savepoint was rolled back"),
+            }
+        }
+        let committed = connection
+            .execute_batch("COMMIT")
+            .map_err(|error| error.to_string());
+        if let Err(error) = &committed {
+            tracing::error!(%error, "group commit failed");
+            let _ = connection.execute_batch("ROLLBACK");
+        }
+        for completion in completions {
+            completion(committed.clone());
+        }
+    }
+}
+
+/// The current time as stored: RFC 3339 UTC with milliseconds.
+pub fn now_text() -> String {
+    chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+}
+
+/// Hex SHA-256 of bytes, as stored for content hashes.
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    use sha2::Digest;
+    hex::encode(sha2::Sha256::digest(bytes))
+}
