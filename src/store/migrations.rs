@@ -3,7 +3,9 @@
 use rusqlite::Connection;
 
 /// Each entry moves the schema one version up; never edit a released entry, add one.
-const MIGRATIONS: [&str; 1] = [r#"
+const MIGRATIONS: &[&str] = &[
+    // 1: schools, clients, activations, leerlingen, receipts, toetsen, toetsafnames, audit.
+    r#"
 CREATE TABLE schools (
     id INTEGER PRIMARY KEY,
     code TEXT NOT NULL UNIQUE,
@@ -162,7 +164,8 @@ CREATE TABLE audit (
     action TEXT NOT NULL,
     detail TEXT NOT NULL
 );
-"#];
+"#,
+];
 
 /// Brings the database to the newest schema version, one transaction per step.
 pub fn migrate(connection: &mut Connection) -> rusqlite::Result<()> {
