@@ -53,6 +53,94 @@ pub enum Command {
     /// Show what happened to received messages.
     #[command(subcommand)]
     Receipts(ReceiptsCommand),
+    /// Manage reader clients of the read API (LAS feed, xAPI statements).
+    #[command(subcommand)]
+    Readers(ReadersCommand),
+    /// Show the audit log: every read through the read API and every administrative action, newest first.
+    Audit {
+        /// Only reads by this reader.
+        #[arg(long)]
+        reader: Option<String>,
+        /// Only reads of this school (written as 99XX, 99XX01 or the schoolkey).
+        #[arg(long)]
+        school: Option<String>,
+        /// Only reads that returned records of this leerlingid.
+        #[arg(long)]
+        leerling: Option<String>,
+        /// Only reads, no administrative actions.
+        #[arg(long)]
+        reads: bool,
+        #[arg(long, default_value_t = 50)]
+        limit: u32,
+        /// One JSON object per line instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+/// A read API a reader may use.
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ScopeArg {
+    /// The LAS feed (`/api/v1/schools/...`).
+    Las,
+    /// The xAPI statements (`/xapi/...`).
+    Xapi,
+}
+
+impl From<ScopeArg> for crate::store::readers::Scope {
+    fn from(scope: ScopeArg) -> Self {
+        match scope {
+            ScopeArg::Las => crate::store::readers::Scope::Las,
+            ScopeArg::Xapi => crate::store::readers::Scope::Xapi,
+        }
+    }
+}
+
+/// The mandate a reader's access to a school rests on.
+#[derive(clap::Args, Debug)]
+pub struct MandateArgs {
+    /// Reference of the agreement (mandate) under which the school lets this reader read its data.
+    #[arg(long)]
+    mandate: String,
+    /// First day the mandate is valid (YYYY-MM-DD); default today.
+    #[arg(long)]
+    valid_from: Option<String>,
+    /// Last day the mandate is valid (YYYY-MM-DD); access ends by itself after it. Default open-ended.
+    #[arg(long)]
+    valid_until: Option<String>,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum ReadersCommand {
+    /// Register a reader; prints its bearer token once, as the last line.
+    Add {
+        name: String,
+        /// A school it may read: 99XX, 99XX01 (brincode + dependancecode) or the schoolkey; repeat for more.
+        #[arg(long = "school", required = true)]
+        schools: Vec<String>,
+        /// An API it may use; repeat or separate with commas.
+        #[arg(long = "scope", required = true, value_enum, value_delimiter = ',')]
+        scopes: Vec<ScopeArg>,
+        #[command(flatten)]
+        mandate: MandateArgs,
+    },
+    /// Let a reader read more schools, or renew a grant under a new mandate.
+    Grant {
+        name: String,
+        #[arg(long = "school", required = true)]
+        schools: Vec<String>,
+        #[command(flatten)]
+        mandate: MandateArgs,
+    },
+    /// End a reader's access to schools at once.
+    Withdraw {
+        name: String,
+        #[arg(long = "school", required = true)]
+        schools: Vec<String>,
+    },
+    List,
+    /// Withdraw a reader: its token stops working at once.
+    Revoke { name: String },
 }
 
 #[derive(Subcommand, Debug)]
@@ -172,6 +260,37 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
             println!("imported {imported} leerlingen; released {released} afnames from quarantine");
             Ok(ExitCode::SUCCESS)
         }
+        Command::Readers(command) => readers(&config, command),
+        Command::Audit { reader, school, leerling, reads, limit, json } => {
+            let filter = crate::store::readers::AuditFilter {
+                reader,
+                school: school.as_deref().map(SchoolCode::parse).transpose().map_err(anyhow::Error::msg)?,
+                leerling,
+                reads_only: reads,
+                limit,
+            };
+            let store = open_store(&config)?;
+            let connection = store.connect()?;
+            for line in crate::store::readers::list_audit(&connection, &filter)? {
+                if json {
+                    println!("{}", serde_json::to_string(&line)?);
+                } else if line.action == "read" {
+                    println!(
+                        "{}  read    {:<16} {} {:<8} {:>6} records  {} leerlingen  {}",
+                        line.at,
+                        line.actor,
+                        line.status.unwrap_or(0),
+                        line.school.as_deref().unwrap_or("-"),
+                        line.records.unwrap_or(0),
+                        line.leerlingen.as_ref().map_or(0, Vec::len),
+                        line.detail
+                    );
+                } else {
+                    println!("{}  {:<7} {:<16} {}", line.at, line.action, line.actor, line.detail);
+                }
+            }
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Receipts(command) => {
             let store = open_store(&config)?;
             let connection = store.connect()?;
@@ -264,6 +383,102 @@ fn schools(config: &Config, command: SchoolsCommand) -> Result<ExitCode> {
                     if row.active { "active" } else { "inactive" }
                 );
             }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn readers(config: &Config, command: ReadersCommand) -> Result<ExitCode> {
+    use crate::store::readers::{self, Grant};
+    let store = open_store(config)?;
+    let mut connection = store.connect()?;
+    let parse_school = |text: &String| SchoolCode::parse(text).map_err(anyhow::Error::msg);
+    let grants = |schools: &[String], mandate: MandateArgs| -> Result<Vec<Grant>> {
+        let valid_from = mandate.valid_from.unwrap_or_else(|| crate::query::today().format("%Y-%m-%d").to_string());
+        schools
+            .iter()
+            .map(|text| {
+                Ok(Grant {
+                    school: parse_school(text)?,
+                    mandate_ref: mandate.mandate.clone(),
+                    valid_from: valid_from.clone(),
+                    valid_until: mandate.valid_until.clone(),
+                })
+            })
+            .collect()
+    };
+    let describe = |grant: &Grant| {
+        format!(
+            "{} under mandate {} from {} until {}",
+            grant.school,
+            grant.mandate_ref,
+            grant.valid_from,
+            grant.valid_until.as_deref().unwrap_or("further notice")
+        )
+    };
+    match command {
+        ReadersCommand::Add { name, schools, scopes, mandate } => {
+            let grants = grants(&schools, mandate)?;
+            let scopes: Vec<readers::Scope> = scopes.into_iter().map(Into::into).collect();
+            let transaction = connection.transaction()?;
+            let token = readers::add_reader(&transaction, &name, &scopes, &grants)?;
+            transaction.commit()?;
+            let scope_names: Vec<&str> = scopes.iter().map(|scope| scope.as_str()).collect();
+            println!("reader {name} added with scope {}", scope_names.join(", "));
+            for grant in &grants {
+                println!("  may read {}", describe(grant));
+            }
+            println!("bearer token (shown once; send it as 'Authorization: Bearer TOKEN'):");
+            println!("{token}");
+        }
+        ReadersCommand::Grant { name, schools, mandate } => {
+            let grants = grants(&schools, mandate)?;
+            let transaction = connection.transaction()?;
+            for grant in &grants {
+                readers::grant_school(&transaction, &name, grant)?;
+            }
+            transaction.commit()?;
+            for grant in &grants {
+                println!("reader {name} may read {}", describe(grant));
+            }
+        }
+        ReadersCommand::Withdraw { name, schools } => {
+            let transaction = connection.transaction()?;
+            for text in &schools {
+                readers::withdraw_school(&transaction, &name, &parse_school(text)?)?;
+            }
+            transaction.commit()?;
+            println!("reader {name} may no longer read {}", schools.join(", "));
+        }
+        ReadersCommand::List => {
+            for reader in readers::list_readers(&connection, crate::query::today())? {
+                let scopes: Vec<&str> = reader.scopes.iter().map(|scope| scope.as_str()).collect();
+                println!(
+                    "{:<20} scope {:<9} created {}  {}",
+                    reader.name,
+                    scopes.join(","),
+                    reader.created_at,
+                    reader.revoked_at.map(|at| format!("revoked {at}")).unwrap_or_else(|| "active".into())
+                );
+                for grant in reader.schools {
+                    println!(
+                        "  {:<10} mandate {:<36} {} .. {}  {}",
+                        grant.school,
+                        grant.mandate_ref,
+                        grant.valid_from,
+                        grant.valid_until.unwrap_or_else(|| "open".into()),
+                        match (&grant.withdrawn_at, grant.valid_today) {
+                            (Some(at), _) => format!("withdrawn {at}"),
+                            (None, true) => "valid today".into(),
+                            (None, false) => "not valid today".into(),
+                        }
+                    );
+                }
+            }
+        }
+        ReadersCommand::Revoke { name } => {
+            readers::revoke_reader(&connection, &name)?;
+            println!("reader {name} revoked");
         }
     }
     Ok(ExitCode::SUCCESS)

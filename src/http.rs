@@ -184,6 +184,17 @@ fn problem(status: StatusCode, detail: &str) -> Reply {
 async fn handle(state: Arc<AppState>, request: Request<Incoming>, peer: SocketAddr) -> Response<Full<Bytes>> {
     let request_id = uuid::Uuid::new_v4().simple().to_string()[..16].to_string();
     let span = tracing::info_span!("request", request_id = %request_id, method = %request.method(), path = %request.uri().path(), %peer);
+    if crate::query::owns(request.uri().path()) {
+        let asked = crate::query::Asked::new(request.method(), request.uri(), request.headers(), &request_id);
+        let answer = crate::query::route(&state.intake.store, asked).instrument(span).await;
+        let mut response = respond(answer.reply, &request_id);
+        for (name, value) in answer.headers {
+            if let Ok(value) = HeaderValue::from_str(&value) {
+                response.headers_mut().insert(name, value);
+            }
+        }
+        return response;
+    }
     let reply = route(&state, request, &request_id).instrument(span).await;
     respond(reply, &request_id)
 }

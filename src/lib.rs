@@ -10,6 +10,7 @@ pub mod demo;
 pub mod domain;
 pub mod http;
 pub mod intake;
+pub mod query;
 pub mod roster;
 pub mod schema;
 pub mod soap;

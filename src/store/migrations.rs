@@ -165,6 +165,50 @@ CREATE TABLE audit (
     detail TEXT NOT NULL
 );
 "#,
+    // query: reader clients, their school grants (each under a mandate), and the read audit.
+    r#"
+-- A reader pulls results through the read API with a bearer token. Only the
+-- SHA-256 of the token is kept; `token_lookup` (the token's first characters,
+-- not secret on its own) finds the row before the constant-time hash compare.
+CREATE TABLE readers (
+    id INTEGER PRIMARY KEY,
+    name TEXT NOT NULL UNIQUE,
+    token_lookup TEXT NOT NULL UNIQUE,
+    token_sha256 BLOB NOT NULL,
+    scopes TEXT NOT NULL,
+    created_at TEXT NOT NULL,
+    revoked_at TEXT
+);
+
+-- A reader may read a school's data while its grant is not withdrawn and the
+-- mandate it rests on is valid (dates inclusive, Europe/Amsterdam).
+CREATE TABLE reader_schools (
+    reader_id INTEGER NOT NULL REFERENCES readers(id),
+    school_id INTEGER NOT NULL REFERENCES schools(id),
+    mandate_ref TEXT NOT NULL,
+    valid_from TEXT NOT NULL,
+    valid_until TEXT,
+    created_at TEXT NOT NULL,
+    withdrawn_at TEXT,
+    PRIMARY KEY (reader_id, school_id)
+);
+
+-- One row per authenticated read request and school: who read which learners' data, how much, with what answer.
+CREATE TABLE read_audit (
+    id INTEGER PRIMARY KEY,
+    at TEXT NOT NULL,
+    request_id TEXT NOT NULL,
+    reader_id INTEGER NOT NULL REFERENCES readers(id),
+    api TEXT NOT NULL,
+    request TEXT NOT NULL,
+    status INTEGER NOT NULL,
+    school TEXT,
+    leerlingen TEXT NOT NULL DEFAULT '[]',
+    records INTEGER NOT NULL
+);
+CREATE INDEX read_audit_at ON read_audit(at);
+CREATE INDEX read_audit_reader ON read_audit(reader_id, at);
+"#,
 ];
 
 /// Brings the database to the newest schema version, one transaction per step.

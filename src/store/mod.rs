@@ -5,8 +5,10 @@
 //! atomic on its own; callers are answered only after the shared COMMIT.
 
 pub mod admin;
+pub mod feed;
 pub mod intake;
 pub mod migrations;
+pub mod readers;
 
 use rusqlite::{Connection, OpenFlags};
 use std::path::{Path, PathBuf};

@@ -1,0 +1,122 @@
+//! The one place where read API errors become HTTP answers: RFC 9457 problem details.
+
+use super::Answer;
+use crate::soap::fault::Reply;
+use crate::store::readers::Scope;
+use crate::store::StoreError;
+use hyper::StatusCode;
+
+/// Why a read request got no data.
+#[derive(Debug, thiserror::Error)]
+pub enum QueryError {
+    /// No bearer token, or one that is unknown, wrong or revoked.
+    #[error("a valid reader bearer token is required")]
+    Unauthenticated,
+    /// The reader's token does not cover this API (`las` or `xapi`).
+    #[error("this reader may not use the {} API", .0.as_str())]
+    ApiOutOfScope(Scope),
+    /// The school is not among the reader's valid grants (never granted,
+    /// withdrawn, mandate expired) or does not exist; the two look the same.
+    #[error("this reader may not read school {0}")]
+    SchoolOutOfScope(String),
+    /// A query parameter is unknown, repeated or malformed.
+    #[error("parameter {name}: {reason}")]
+    BadParameter { name: String, reason: String },
+    /// A request header the API needs is missing or has a value it does not support.
+    #[error("header {name}: {reason}")]
+    BadHeader { name: &'static str, reason: String },
+    /// No such resource, or none that the reader may see.
+    #[error("{0}")]
+    NotFound(String),
+    /// The resource exists but only answers GET.
+    #[error("this resource answers GET only")]
+    MethodNotAllowed,
+    /// Our side failed; the cause is logged once, where the answer is made.
+    #[error("internal error; quote the request id to the operator")]
+    Store(#[from] StoreError),
+}
+
+impl QueryError {
+    pub fn bad_parameter(name: &str, reason: impl Into<String>) -> QueryError {
+        QueryError::BadParameter { name: name.to_string(), reason: reason.into() }
+    }
+
+    pub fn status(&self) -> StatusCode {
+        match self {
+            QueryError::Unauthenticated => StatusCode::UNAUTHORIZED,
+            QueryError::ApiOutOfScope(_) | QueryError::SchoolOutOfScope(_) => StatusCode::FORBIDDEN,
+            QueryError::BadParameter { .. } | QueryError::BadHeader { .. } => StatusCode::BAD_REQUEST,
+            QueryError::NotFound(_) => StatusCode::NOT_FOUND,
+            QueryError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+            QueryError::Store(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    /// The problem type: a stable URN per kind of error.
+    fn problem_type(&self) -> &'static str {
+        match self {
+            QueryError::Unauthenticated => "urn:uwlr-gateway:problem:unauthenticated",
+            QueryError::ApiOutOfScope(_) | QueryError::SchoolOutOfScope(_) => "urn:uwlr-gateway:problem:out-of-scope",
+            QueryError::BadParameter { .. } => "urn:uwlr-gateway:problem:bad-parameter",
+            QueryError::BadHeader { .. } => "urn:uwlr-gateway:problem:bad-header",
+            QueryError::NotFound(_) => "urn:uwlr-gateway:problem:not-found",
+            QueryError::MethodNotAllowed => "urn:uwlr-gateway:problem:method-not-allowed",
+            QueryError::Store(_) => "urn:uwlr-gateway:problem:internal",
+        }
+    }
+
+    /// The answer: `application/problem+json`, with `WWW-Authenticate` on 401 and `Allow` on 405.
+    pub fn answer(&self, request_id: &str, instance: &str) -> Answer {
+        if let QueryError::Store(error) = self {
+            tracing::error!(%error, "a read request failed on our side");
+        }
+        let status = self.status();
+        let mut body = serde_json::json!({
+            "type": self.problem_type(),
+            "title": status.canonical_reason().unwrap_or("error"),
+            "status": status.as_u16(),
+            "detail": self.to_string(),
+            "instance": instance,
+            "request_id": request_id,
+        });
+        if let QueryError::BadParameter { name, .. } = self {
+            body["parameter"] = serde_json::Value::String(name.clone());
+        }
+        let mut headers = Vec::new();
+        match self {
+            QueryError::Unauthenticated => headers.push(("www-authenticate", "Bearer realm=\"uwlr-gateway\"".to_string())),
+            QueryError::MethodNotAllowed => headers.push(("allow", "GET".to_string())),
+            _ => {}
+        }
+        Answer {
+            reply: Reply { status, content_type: "application/problem+json", body: body.to_string(), receipt_id: None },
+            headers,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn problems_carry_status_type_and_detail() {
+        let check = |error: QueryError, status: u16, header: Option<&str>| {
+            let answer = error.answer("req-1", "/api/v1/schools/99XX01/toetsafnames");
+            assert_eq!(answer.reply.status.as_u16(), status);
+            assert_eq!(answer.reply.content_type, "application/problem+json");
+            let body: serde_json::Value = serde_json::from_str(&answer.reply.body).unwrap();
+            assert_eq!(body["status"], status);
+            assert!(body["type"].as_str().unwrap().starts_with("urn:uwlr-gateway:problem:"));
+            assert!(!body["detail"].as_str().unwrap().is_empty());
+            assert_eq!(answer.headers.first().map(|(name, _)| *name), header);
+        };
+        check(QueryError::Unauthenticated, 401, Some("www-authenticate"));
+        check(QueryError::SchoolOutOfScope("99YY".into()), 403, None);
+        check(QueryError::ApiOutOfScope(Scope::Xapi), 403, None);
+        check(QueryError::bad_parameter("limit", "must be 1 to 1000"), 400, None);
+        check(QueryError::NotFound("no such toets".into()), 404, None);
+        check(QueryError::MethodNotAllowed, 405, Some("allow"));
+        check(QueryError::Store(StoreError::WriterGone), 500, None);
+    }
+}

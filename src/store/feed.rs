@@ -1,0 +1,311 @@
+//! Reads behind the LAS feed: afnames changed after a cursor, in change order, and toets versions.
+//!
+//! The cursor is `toetsafnames.change_seq`. Every afname write bumps the shared
+//! `change_counter` and stamps the row with the new value in the same
+//! transaction, and only one write transaction exists at a time (the writer
+//! thread, or SQLite's write lock for the CLI). So a read snapshot that sees the
+//! counter at `C` sees every row stamped `<= C`, and any later commit stamps
+//! values `> C`: `C` is a consistent-through marker, and a cursor at or below it
+//! can never skip a change.
+
+use super::StoreError;
+use rusqlite::types::Value;
+use rusqlite::{params_from_iter, Connection};
+use serde_json::value::RawValue;
+
+/// What an afname feed item stands for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AfnameStatus {
+    /// The afname's latest state follows.
+    Current,
+    /// The afname is gone; only its identity (`afname_key`, `leerlingid`) follows.
+    /// The gateway removes nothing today: the value is reserved so that a LAS
+    /// can already handle it.
+    #[allow(dead_code)]
+    Removed,
+}
+
+/// One afname in the feed: its latest state when it was read.
+#[derive(Debug, serde::Serialize)]
+pub struct FeedItem {
+    /// The change that put this state in the feed; the feed is ordered by it.
+    pub change_seq: i64,
+    pub status: AfnameStatus,
+    /// The resultaat key, unique within the school.
+    pub afname_key: String,
+    pub leerlingid: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub eckid: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub resultaatverwerkerid: Option<String>,
+    pub toetscode: String,
+    /// The toets version this afname is pinned to; `""` when the toets has no versie.
+    pub versie: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub toetsonderdeelcode: Option<String>,
+    pub afnamedatum: String,
+    /// The afnamedatum of the message that last changed this afname; absent until it is changed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub mutatiedatum: Option<String>,
+    /// 1 when first stored, one more for every correction.
+    pub revision: i64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub score: Option<i64>,
+    /// True for a toets score the gateway summed from onderdeel scores.
+    pub derived: bool,
+    /// The resultaat as sent (`uitslag`, `infourl`), or for a derived score the keys summed.
+    pub result: Box<RawValue>,
+}
+
+/// Filters on the feed; each narrows it, none moves the cursor.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct FeedFilter {
+    pub toetscode: Option<String>,
+    pub leerlingid: Option<String>,
+    /// First afnamedatum included, `YYYY-MM-DD`.
+    pub afnamedatum_from: Option<String>,
+    /// Last afnamedatum included, `YYYY-MM-DD`.
+    pub afnamedatum_until: Option<String>,
+}
+
+/// One page of the feed.
+#[derive(Debug)]
+pub struct FeedPage {
+    pub items: Vec<FeedItem>,
+    /// Where to go on from: the last item's change_seq when more follow, else `consistent_through`.
+    pub next_cursor: i64,
+    /// Every change up to here is visible in this answer's snapshot.
+    pub consistent_through: i64,
+    pub has_more: bool,
+}
+
+/// A stored toets version with its earlier (corrected) definitions.
+#[derive(Debug, serde::Serialize)]
+pub struct ToetsVersion {
+    pub versie: String,
+    /// 1 when first stored, one more for every correction of this version.
+    pub revision: i64,
+    pub created_at: String,
+    pub updated_at: String,
+    pub definition: Box<RawValue>,
+    /// Definitions this version had before corrections, oldest first.
+    pub earlier_revisions: Vec<EarlierRevision>,
+}
+
+#[derive(Debug, serde::Serialize)]
+pub struct EarlierRevision {
+    pub revision: i64,
+    pub replaced_at: String,
+    pub definition: Box<RawValue>,
+}
+
+fn raw_json(text: String) -> rusqlite::Result<Box<RawValue>> {
+    RawValue::from_string(text)
+        .map_err(|error| rusqlite::Error::FromSqlConversionFailure(0, rusqlite::types::Type::Text, Box::new(error)))
+}
+
+/// Reads up to `limit` afnames of `school_id` changed after `since`, oldest
+/// change first, in one snapshot. Quarantined afnames are left out: they enter
+/// the feed when they are released, which stamps a new change_seq.
+pub fn read_feed(
+    connection: &Connection,
+    school_id: i64,
+    since: i64,
+    limit: u32,
+    filter: &FeedFilter,
+) -> Result<FeedPage, StoreError> {
+    let snapshot = connection.unchecked_transaction()?;
+    // The counter is read first, in the same snapshot as the rows.
+    let consistent_through: i64 = snapshot.query_row("SELECT seq FROM change_counter WHERE id = 1", [], |row| row.get(0))?;
+    let mut sql = String::from(
+        "SELECT change_seq, afname_key, leerlingid, eckid, resultaatverwerkerid, toetscode, versie,
+                toetsonderdeelcode, afnamedatum, mutatiedatum, revision, score, derived, result
+         FROM toetsafnames WHERE school_id = ?1 AND change_seq > ?2 AND quarantined = 0",
+    );
+    let mut values: Vec<Value> = vec![Value::Integer(school_id), Value::Integer(since)];
+    let mut condition = |column: &str, operator: &str, value: &Option<String>| {
+        if let Some(value) = value {
+            values.push(Value::Text(value.clone()));
+            sql.push_str(&format!(" AND {column} {operator} ?{}", values.len()));
+        }
+    };
+    condition("toetscode", "=", &filter.toetscode);
+    condition("leerlingid", "=", &filter.leerlingid);
+    condition("afnamedatum", ">=", &filter.afnamedatum_from);
+    condition("afnamedatum", "<=", &filter.afnamedatum_until);
+    // One row more than asked tells whether more follow.
+    values.push(Value::Integer(i64::from(limit) + 1));
+    sql.push_str(&format!(" ORDER BY change_seq LIMIT ?{}", values.len()));
+    let mut items = snapshot
+        .prepare_cached(&sql)?
+        .query_map(params_from_iter(values), |row| {
+            Ok(FeedItem {
+                change_seq: row.get(0)?,
+                status: AfnameStatus::Current,
+                afname_key: row.get(1)?,
+                leerlingid: row.get(2)?,
+                eckid: row.get(3)?,
+                resultaatverwerkerid: row.get(4)?,
+                toetscode: row.get(5)?,
+                versie: row.get(6)?,
+                toetsonderdeelcode: row.get(7)?,
+                afnamedatum: row.get(8)?,
+                mutatiedatum: row.get(9)?,
+                revision: row.get(10)?,
+                score: row.get(11)?,
+                derived: row.get(12)?,
+                result: raw_json(row.get(13)?)?,
+            })
+        })?
+        .collect::<Result<Vec<_>, _>>()?;
+    snapshot.finish()?;
+    let has_more = items.len() > limit as usize;
+    items.truncate(limit as usize);
+    let next_cursor = match items.last() {
+        Some(last) if has_more => last.change_seq,
+        // Everything of this school up to the marker was in the snapshot and is answered.
+        _ => consistent_through.max(since),
+    };
+    Ok(FeedPage { items, next_cursor, consistent_through, has_more })
+}
+
+/// Every stored version of a toets, by versie; empty when the school has no such toets.
+pub fn read_toets_versions(connection: &Connection, school_id: i64, toetscode: &str) -> Result<Vec<ToetsVersion>, StoreError> {
+    let snapshot = connection.unchecked_transaction()?;
+    let versions: Vec<(i64, ToetsVersion)> = snapshot
+        .prepare_cached(
+            "SELECT id, versie, revision, created_at, updated_at, definition FROM toetsen
+             WHERE school_id = ?1 AND toetscode = ?2 ORDER BY versie",
+        )?
+        .query_map(rusqlite::params![school_id, toetscode], |row| {
+            Ok((
+                row.get(0)?,
+                ToetsVersion {
+                    versie: row.get(1)?,
+                    revision: row.get(2)?,
+                    created_at: row.get(3)?,
+                    updated_at: row.get(4)?,
+                    definition: raw_json(row.get(5)?)?,
+                    earlier_revisions: Vec::new(),
+                },
+            ))
+        })?
+        .collect::<Result<_, _>>()?;
+    let mut history = snapshot.prepare_cached(
+        "SELECT revision, replaced_at, definition FROM toetsen_history WHERE toets_id = ?1 ORDER BY revision",
+    )?;
+    let mut result = Vec::with_capacity(versions.len());
+    for (id, mut version) in versions {
+        version.earlier_revisions = history
+            .query_map([id], |row| {
+                Ok(EarlierRevision { revision: row.get(0)?, replaced_at: row.get(1)?, definition: raw_json(row.get(2)?)? })
+            })?
+            .collect::<Result<_, _>>()?;
+        result.push(version);
+    }
+    drop(history);
+    snapshot.finish()?;
+    Ok(result)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::SchoolCode;
+    use crate::store::intake::{upsert_afname, write_change_seq, AfnameState, AfnameWrite};
+    use crate::store::migrations::migrate;
+    use rusqlite::params;
+
+    fn database() -> Result<(Connection, i64, i64), StoreError> {
+        let mut connection = Connection::open_in_memory()?;
+        migrate(&mut connection)?;
+        let school = crate::store::admin::ensure_school(&connection, &SchoolCode::parse("99XX01").unwrap())?;
+        let other = crate::store::admin::ensure_school(&connection, &SchoolCode::parse("99YY").unwrap())?;
+        for school_id in [school, other] {
+            connection.execute(
+                "INSERT INTO toetsen (school_id, toetscode, versie, definition, content_sha256, revision,
+                   created_at, created_receipt_id, updated_at, updated_receipt_id)
+                 VALUES (?1, 'T', '', '{}', 'x', 1, 'now', 'r', 'now', 'r')",
+                params![school_id],
+            )?;
+        }
+        Ok((connection, school, other))
+    }
+
+    fn store(connection: &Connection, school_id: i64, key: &str, leerlingid: &str, score: i64, quarantined: bool) {
+        let mut seq = crate::store::intake::read_change_seq(connection).unwrap();
+        let toets_id: i64 = connection
+            .query_row("SELECT id FROM toetsen WHERE school_id = ?1", [school_id], |row| row.get(0))
+            .unwrap();
+        let state = AfnameState {
+            afname_key: key.into(),
+            leerlingid: leerlingid.into(),
+            eckid: None,
+            resultaatverwerkerid: None,
+            toets_id,
+            toetscode: "T".into(),
+            versie: String::new(),
+            toetsonderdeelcode: None,
+            afnamedatum: "2026-10-01".into(),
+            score: Some(score),
+            derived: false,
+            result: format!("{{\"uitslag\":{{\"score\":{score}}}}}"),
+        };
+        let write = AfnameWrite { school_id, aanmaakdatum: "2026-10-01T08:00:00", receipt_id: "r", quarantined };
+        upsert_afname(connection, &write, &state, &mut seq).unwrap();
+        write_change_seq(connection, seq).unwrap();
+    }
+
+    fn keys(page: &FeedPage) -> Vec<&str> {
+        page.items.iter().map(|item| item.afname_key.as_str()).collect()
+    }
+
+    #[test]
+    fn pages_follow_the_change_order_within_one_school() -> Result<(), StoreError> {
+        let (connection, school, other) = database()?;
+        store(&connection, school, "A", "L1", 1, false);
+        store(&connection, other, "X", "L9", 1, false);
+        store(&connection, school, "B", "L2", 2, false);
+        store(&connection, school, "Q", "L404", 2, true);
+        store(&connection, school, "C", "L1", 3, false);
+        let first = read_feed(&connection, school, 0, 2, &FeedFilter::default())?;
+        assert_eq!(keys(&first), ["A", "B"]);
+        assert!(first.has_more);
+        assert_eq!(first.consistent_through, 5);
+        let second = read_feed(&connection, school, first.next_cursor, 2, &FeedFilter::default())?;
+        assert_eq!(keys(&second), ["C"]);
+        assert!(!second.has_more);
+        assert_eq!(second.next_cursor, 5);
+        // A correction moves A to the end of the feed, with its new revision.
+        store(&connection, school, "A", "L1", 9, false);
+        let third = read_feed(&connection, school, second.next_cursor, 2, &FeedFilter::default())?;
+        assert_eq!(keys(&third), ["A"]);
+        assert_eq!((third.items[0].revision, third.items[0].score), (2, Some(9)));
+        let filtered = read_feed(
+            &connection,
+            school,
+            0,
+            10,
+            &FeedFilter { leerlingid: Some("L1".into()), ..FeedFilter::default() },
+        )?;
+        assert_eq!(keys(&filtered), ["C", "A"]);
+        Ok(())
+    }
+
+    #[test]
+    fn released_afnames_enter_the_feed_after_the_cursor() -> Result<(), StoreError> {
+        let (connection, school, _) = database()?;
+        store(&connection, school, "Q", "L404", 2, true);
+        let before = read_feed(&connection, school, 0, 10, &FeedFilter::default())?;
+        assert!(before.items.is_empty());
+        connection.execute(
+            "INSERT INTO leerlingen (school_id, leerlingid, imported_at) VALUES (?1, 'L404', 'now')",
+            params![school],
+        )?;
+        crate::store::intake::release_quarantine(&connection)?;
+        let after = read_feed(&connection, school, before.next_cursor, 10, &FeedFilter::default())?;
+        assert_eq!(keys(&after), ["Q"]);
+        Ok(())
+    }
+}
