@@ -380,11 +380,11 @@ fn contract_dir(config: &Config) -> PathBuf {
 
 fn validate(config: &Config, files: &[PathBuf]) -> Result<ExitCode> {
     let scratch = tempfile::tempdir()?;
-    let driver = crate::schema::prepare(scratch.path(), config.schema_dir.as_deref())?;
+    let schemas = crate::schema::prepare(scratch.path(), config.schema_dir.as_deref())?;
     let vocabularies = Vocabularies::load(config.vdex_dir.as_deref())?;
     let mut all_valid = true;
     for file in expand(files)? {
-        let violations = crate::intake::validate_offline(&file, &driver, &vocabularies, &config.xsd_versions)?;
+        let violations = crate::intake::validate_offline(&file, &schemas, &vocabularies, &config.xsd_versions)?;
         if violations.is_empty() {
             println!("{}: valid", file.display());
             continue;
@@ -432,11 +432,11 @@ fn serve(config: Config, demo: bool) -> Result<ExitCode> {
     if demo {
         crate::demo::seed(&store.connect()?).context("cannot seed the demo data")?;
     }
-    let driver = crate::schema::prepare(&contract_dir(&config), config.schema_dir.as_deref())?;
+    let schemas = crate::schema::prepare(&contract_dir(&config), config.schema_dir.as_deref())?;
     let vocabularies = Vocabularies::load(config.vdex_dir.as_deref())?;
     let intake = Intake {
         store: store.clone(),
-        schema_driver: driver,
+        schemas,
         vocabularies: Arc::new(vocabularies),
         config: Arc::new(IntakeConfig {
             xsd_versions: config.xsd_versions.clone(),

@@ -443,10 +443,10 @@ mod tests {
         let report = generate(&options(dir.path(), false)).unwrap();
         assert_eq!(report.files.len(), 2);
         let schema_dir = tempfile::tempdir().unwrap();
-        let driver = crate::schema::prepare(schema_dir.path(), None).unwrap();
+        let schemas = crate::schema::prepare(schema_dir.path(), None).unwrap();
         let vocabularies = crate::vdex::Vocabularies::load(None).unwrap();
         for file in report.files.iter().chain(generate(&options(&dir.path().join("drip"), true)).unwrap().files.iter().take(60)) {
-            let violations = crate::intake::validate_offline(file, &driver, &vocabularies, &["2.2".into()]).unwrap();
+            let violations = crate::intake::validate_offline(file, &schemas, &vocabularies, &["2.2".into()]).unwrap();
             assert!(violations.is_empty(), "{}: {:?}", file.display(), violations.items);
         }
     }
