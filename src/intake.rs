@@ -24,12 +24,19 @@ use rusqlite::Connection;
 use std::collections::{BTreeMap, HashMap};
 use std::fs::File;
 use std::io::{BufReader, Read};
-use std::path::{Path, PathBuf};
+use crate::schema::SchemaSet;
+use std::path::Path;
+use std::sync::mpsc;
 use std::sync::Arc;
 use std::time::Instant;
 
 /// The most toets definitions one message may carry (they are held in memory).
 pub const MAX_TOETSEN: usize = 10_000;
+
+/// Messages up to this size are schema-checked before the store pass; larger ones
+/// are checked on a second thread while the store pass runs, and the store pass
+/// waits for that verdict before it commits.
+pub const INLINE_VALIDATION_BYTES: u64 = 1 << 20;
 
 /// What to do with results for a leerling the store does not know.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Deserialize, serde::Serialize)]
@@ -93,6 +100,8 @@ impl From<rusqlite::Error> for IntakeError {
 
 /// Everything phase 1 learned about an authenticated message.
 struct Prepared {
+    /// The schema verdict still being computed on another thread (large messages).
+    pending_validation: Option<mpsc::Receiver<Result<Violations, crate::schema::SchemaError>>>,
     sender: Sender,
     school: School,
     aanmaakdatum_us: Option<i64>,
@@ -116,7 +125,7 @@ enum Phase1 {
 #[derive(Clone)]
 pub struct Intake {
     pub store: Store,
-    pub schema_driver: PathBuf,
+    pub schemas: SchemaSet,
     pub vocabularies: Arc<Vocabularies>,
     pub config: Arc<IntakeConfig>,
 }
@@ -262,6 +271,7 @@ impl Intake {
             return Ok(Phase1::Replay(receipt_id));
         }
         let mut prepared = Prepared {
+            pending_validation: None,
             receipt: Receipt {
                 id: uuid::Uuid::new_v4().to_string(),
                 client_id: sender.client_id,
@@ -303,13 +313,30 @@ impl Intake {
             }
         }
         drop(scanner);
-        prepared
-            .violations
-            .extend(crate::schema::validate_file(&self.schema_driver, path)?.items);
+        prepared.violations.extend(rules::check_toetsen_identity(&prepared.toetsen));
+        if size <= INLINE_VALIDATION_BYTES || !prepared.violations.is_empty() {
+            prepared
+                .violations
+                .extend(crate::schema::validate_file(&self.schemas.streaming, path)?.items);
+        } else {
+            let (verdict, receiver) = mpsc::sync_channel(1);
+            let driver = self.schemas.streaming.clone();
+            let path = path.to_path_buf();
+            std::thread::Builder::new()
+                .name("schema-check".into())
+                .spawn(move || {
+                    let _ = verdict.send(crate::schema::validate_file(&driver, &path));
+                })?;
+            prepared.pending_validation = Some(receiver);
+        }
         if let Some(violation) = rules::check_xsdversie(&prepared.school, &self.config.xsd_versions) {
             prepared.violations.push(violation);
         }
         if !prepared.violations.is_empty() {
+            if let Some(pending) = prepared.pending_validation.take() {
+                let verdict = pending.recv().map_err(|_| IntakeError::Worker("the schema check stopped".into()))??;
+                prepared.violations.extend(verdict.items);
+            }
             // Content rules run only on schema-valid messages: on a broken tree they report noise.
             fill_positions(path, &mut prepared.violations);
             return Ok(Phase1::RejectEarly(Box::new(prepared)));
@@ -353,6 +380,7 @@ fn phase2(
     started: Instant,
 ) -> Result<Outcome, IntakeError> {
     let Prepared {
+        pending_validation,
         sender,
         school,
         aanmaakdatum_us,
@@ -440,6 +468,21 @@ fn phase2(
                     }
                 };
                 let resultaat = Resultaat::from_node(&node);
+                if !message_versions.contains_key(&resultaat.toetscode) {
+                    violations.push(
+                        Violation::new(
+                            Rule::Xsd,
+                            format!(
+                                "keyref krAfnameToets: toetscode {} is not defined in the toetsen of this message",
+                                resultaat.toetscode
+                            ),
+                        )
+                        .at_path(format!("{}/toetscode", rules::resultaat_path(&head.leerlingid, &resultaat)))
+                        .with_value(&resultaat.toetscode)
+                        .at_offset(resultaat.offset),
+                    );
+                    continue;
+                }
                 let versie = resultaat
                     .versie
                     .as_ref()
@@ -496,10 +539,9 @@ fn phase2(
                     }
                     _ => {}
                 }
-                if !violations.is_empty() {
-                    // The message is lost anyway; keep checking, stop writing.
-                    continue;
-                }
+                // Rows are written even when the message already broke a rule (the
+                // savepoint is rolled back then): the store is what finds a key
+                // that occurs twice in one message, without holding every key in memory.
                 let state = AfnameState {
                     afname_key: resultaat.key.clone(),
                     leerlingid: head.leerlingid.clone(),
@@ -523,7 +565,18 @@ fn phase2(
                     receipt_id: &receipt.id,
                     quarantined,
                 };
-                count_change(&mut counts, store_intake::upsert_afname(&savepoint, &write, &state, &mut change_seq)?, quarantined);
+                match store_intake::upsert_afname(&savepoint, &write, &state, &mut change_seq)? {
+                    AfnameChange::DuplicateInMessage => violations.push(
+                        Violation::new(
+                            Rule::Xsd,
+                            format!("key kResultaat: resultaat key {} occurs more than once in this message", resultaat.key),
+                        )
+                        .at_path(rules::resultaat_path(&head.leerlingid, &resultaat))
+                        .with_value(&resultaat.key)
+                        .at_offset(resultaat.offset),
+                    ),
+                    change => count_change(&mut counts, change, quarantined),
+                }
             }
             Item::ToetsafnameEnd => {
                 let quarantined = leerling_state == Some(false);
@@ -549,9 +602,6 @@ fn phase2(
                         });
                         continue;
                     }
-                    if !violations.is_empty() {
-                        continue;
-                    }
                     let mut keys = sum.keys.clone();
                     keys.sort();
                     let state = AfnameState {
@@ -574,13 +624,29 @@ fn phase2(
                         receipt_id: &receipt.id,
                         quarantined,
                     };
-                    count_change(&mut counts, store_intake::upsert_afname(&savepoint, &write, &state, &mut change_seq)?, quarantined);
+                    match store_intake::upsert_afname(&savepoint, &write, &state, &mut change_seq)? {
+                        // Its onderdeel keys were reported already.
+                        AfnameChange::DuplicateInMessage => {}
+                        change => count_change(&mut counts, change, quarantined),
+                    }
                 }
             }
             _ => {}
         }
     }
     drop(scanner);
+    if let Some(pending) = pending_validation {
+        let verdict = pending
+            .recv()
+            .map_err(|_| IntakeError::Worker("the schema check stopped".into()))??;
+        if !verdict.is_empty() {
+            // As in phase 1: on a schema-invalid message only the schema findings count.
+            violations = verdict;
+            if let Some(violation) = rules::check_xsdversie(&school, &config.xsd_versions) {
+                violations.push(violation);
+            }
+        }
+    }
     receipt.counts = counts.clone();
     receipt.duration_ms = started.elapsed().as_millis() as u64;
     if violations.is_empty() {
@@ -617,6 +683,7 @@ fn count_change(counts: &mut Counts, change: AfnameChange, quarantined: bool) {
         AfnameChange::Created => counts.created += 1,
         AfnameChange::Updated => counts.updated += 1,
         AfnameChange::Unchanged => counts.unchanged += 1,
+        AfnameChange::DuplicateInMessage => {}
     }
     if quarantined {
         counts.quarantined += 1;
@@ -672,7 +739,7 @@ pub fn fill_positions(path: &Path, violations: &mut Violations) {
 /// aanmaakdatum form, vocabularies and normeringen. Used by `uwlr-gateway validate`.
 pub fn validate_offline(
     path: &Path,
-    schema_driver: &Path,
+    schemas: &SchemaSet,
     vocabularies: &Vocabularies,
     xsd_versions: &[String],
 ) -> Result<Violations, IntakeError> {
@@ -709,7 +776,8 @@ pub fn validate_offline(
         violations.push(violation);
         return Ok(violations);
     }
-    violations.extend(crate::schema::validate_file(schema_driver, path)?.items);
+    // Offline files are checked with the full schema: libxml2 checks the keys itself.
+    violations.extend(crate::schema::validate_file(&schemas.full, path)?.items);
     if let Some(school) = &school {
         violations.extend(rules::check_xsdversie(school, xsd_versions));
         if violations.is_empty() {

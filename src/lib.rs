@@ -15,5 +15,6 @@ pub mod roster;
 pub mod schema;
 pub mod soap;
 pub mod store;
+pub mod tools;
 pub mod uwlr;
 pub mod vdex;

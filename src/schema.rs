@@ -49,25 +49,89 @@ pub enum SchemaError {
     Compile { path: PathBuf, messages: String },
 }
 
-/// Writes the embedded XSDs to `dir` (unless an operator points at official files instead)
-/// and returns the driver schema's path.
-pub fn prepare(dir: &Path, official_dir: Option<&Path>) -> Result<PathBuf, SchemaError> {
-    if let Some(official_dir) = official_dir {
-        let driver = official_dir.join(DRIVER_XSD);
+/// The two compiled forms of the contract.
+#[derive(Clone, Debug)]
+pub struct SchemaSet {
+    /// The schemas as written, identity constraints included (offline `validate`).
+    pub full: PathBuf,
+    /// The same schemas without xs:key, xs:keyref and xs:unique: libxml2 keeps every
+    /// key of a message in memory to check those (108 MB for 200,000 results), so the
+    /// gateway checks them itself while streaming (see `intake`) and validates with this.
+    pub streaming: PathBuf,
+}
+
+/// Writes the contract XSDs (embedded, or every `*.xsd` of an operator's folder of
+/// official files) to `dir/full` and `dir/streaming`, compiles both, and returns their drivers.
+pub fn prepare(dir: &Path, official_dir: Option<&Path>) -> Result<SchemaSet, SchemaError> {
+    let files: Vec<(String, String)> = match official_dir {
+        None => XSD_FILES
+            .iter()
+            .map(|(name, contents)| (name.to_string(), contents.to_string()))
+            .collect(),
+        Some(official_dir) => {
+            let read_error = |source| SchemaError::Write { path: official_dir.to_path_buf(), source };
+            let mut files = Vec::new();
+            for entry in std::fs::read_dir(official_dir).map_err(read_error)? {
+                let path = entry.map_err(read_error)?.path();
+                if path.extension().is_some_and(|ext| ext == "xsd") {
+                    let contents = std::fs::read_to_string(&path)
+                        .map_err(|source| SchemaError::Write { path: path.clone(), source })?;
+                    let name = path.file_name().map(|name| name.to_string_lossy().into_owned()).unwrap_or_default();
+                    files.push((name, contents));
+                }
+            }
+            files
+        }
+    };
+    let write_set = |sub: &str, transform: &dyn Fn(&str) -> String| -> Result<PathBuf, SchemaError> {
+        let target = dir.join(sub);
+        std::fs::create_dir_all(&target).map_err(|source| SchemaError::Write { path: target.clone(), source })?;
+        for (name, contents) in &files {
+            let path = target.join(name);
+            std::fs::write(&path, transform(contents)).map_err(|source| SchemaError::Write { path, source })?;
+        }
+        let driver = target.join(DRIVER_XSD);
         check_compiles(&driver)?;
-        return Ok(driver);
+        Ok(driver)
+    };
+    Ok(SchemaSet {
+        full: write_set("full", &|contents| contents.to_string())?,
+        streaming: write_set("streaming", &strip_identity_constraints)?,
+    })
+}
+
+/// Removes xs:key, xs:keyref and xs:unique declarations from a schema document.
+pub fn strip_identity_constraints(xsd: &str) -> String {
+    use quick_xml::events::Event;
+    let mut reader = quick_xml::Reader::from_str(xsd);
+    let mut writer = quick_xml::Writer::new(Vec::with_capacity(xsd.len()));
+    let is_constraint = |name: &[u8]| matches!(name, b"key" | b"keyref" | b"unique");
+    let mut skipping = 0usize;
+    loop {
+        let event = match reader.read_event() {
+            Ok(Event::Eof) => break,
+            Ok(event) => event,
+            // Not readable as XML: leave it for the compiler to report.
+            Err(_) => return xsd.to_string(),
+        };
+        match &event {
+            Event::Start(start) if skipping > 0 || is_constraint(start.local_name().as_ref()) => {
+                skipping += 1;
+                continue;
+            }
+            Event::End(_) if skipping > 0 => {
+                skipping -= 1;
+                continue;
+            }
+            Event::Empty(start) if skipping > 0 || is_constraint(start.local_name().as_ref()) => continue,
+            _ if skipping > 0 => continue,
+            _ => {}
+        }
+        if writer.write_event(event).is_err() {
+            return xsd.to_string();
+        }
     }
-    std::fs::create_dir_all(dir).map_err(|source| SchemaError::Write {
-        path: dir.to_path_buf(),
-        source,
-    })?;
-    for (name, contents) in XSD_FILES {
-        let path = dir.join(name);
-        std::fs::write(&path, contents).map_err(|source| SchemaError::Write { path, source })?;
-    }
-    let driver = dir.join(DRIVER_XSD);
-    check_compiles(&driver)?;
-    Ok(driver)
+    String::from_utf8(writer.into_inner()).unwrap_or_else(|_| xsd.to_string())
 }
 
 /// The embedded XSD of that name, for serving.
@@ -174,4 +238,27 @@ pub fn validate_file(driver: &Path, path: &Path) -> Result<Violations, SchemaErr
         }
         Ok(violations)
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn identity_constraints_are_stripped_and_the_rest_kept() {
+        let (_, leerresultaten) = XSD_FILES[0];
+        let stripped = strip_identity_constraints(leerresultaten);
+        assert!(leerresultaten.contains("krAfnameToets"));
+        assert!(!stripped.contains("krAfnameToets"));
+        assert!(!stripped.contains("kResultaat"));
+        assert!(stripped.contains("ctpToetsafname"));
+        assert!(stripped.contains("leerresultaten_verzoek"));
+    }
+
+    #[test]
+    fn both_sets_compile() {
+        let dir = tempfile::tempdir().unwrap();
+        let set = prepare(dir.path(), None).unwrap();
+        assert!(set.full.exists() && set.streaming.exists());
+    }
 }

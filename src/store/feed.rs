@@ -252,7 +252,9 @@ mod tests {
             derived: false,
             result: format!("{{\"uitslag\":{{\"score\":{score}}}}}"),
         };
-        let write = AfnameWrite { school_id, aanmaakdatum: "2026-10-01T08:00:00", receipt_id: "r", quarantined };
+        // Each call stands for its own message.
+        let receipt_id = format!("r-{seq}");
+        let write = AfnameWrite { school_id, aanmaakdatum: "2026-10-01T08:00:00", receipt_id: &receipt_id, quarantined };
         upsert_afname(connection, &write, &state, &mut seq).unwrap();
         write_change_seq(connection, seq).unwrap();
     }

@@ -24,6 +24,8 @@ pub enum AfnameChange {
     Created,
     Updated,
     Unchanged,
+    /// The key was already written by this same message: a duplicate key (nothing changed).
+    DuplicateInMessage,
 }
 
 /// A receipt to write: one per authenticated message.
@@ -222,8 +224,30 @@ pub struct AfnameState {
 
 impl AfnameState {
     /// Hash over what the sender controls; an identical resend is no change.
-    pub fn content_sha256(&self) -> String {
-        sha256_hex(serde_json::to_string(self).unwrap_or_default().as_bytes())
+    /// Fields are length-prefixed so that no two states share an input.
+    pub fn content_hash(&self) -> Vec<u8> {
+        use sha2::Digest;
+        let mut hasher = sha2::Sha256::new();
+        let mut field = |bytes: &[u8]| {
+            hasher.update((bytes.len() as u64).to_le_bytes());
+            hasher.update(bytes);
+        };
+        fn optional(value: &Option<String>) -> &[u8] {
+            value.as_deref().map(str::as_bytes).unwrap_or(b"\xff")
+        }
+        field(self.afname_key.as_bytes());
+        field(self.leerlingid.as_bytes());
+        field(optional(&self.eckid));
+        field(optional(&self.resultaatverwerkerid));
+        field(&self.toets_id.to_le_bytes());
+        field(self.toetscode.as_bytes());
+        field(self.versie.as_bytes());
+        field(optional(&self.toetsonderdeelcode));
+        field(self.afnamedatum.as_bytes());
+        field(&self.score.map(|score| score.to_le_bytes()).unwrap_or([0xff; 8]));
+        field(&[u8::from(self.derived)]);
+        field(self.result.as_bytes());
+        hasher.finalize().to_vec()
     }
 }
 
@@ -253,19 +277,11 @@ pub fn upsert_afname(
     state: &AfnameState,
     change_seq: &mut i64,
 ) -> Result<AfnameChange, StoreError> {
-    let content_sha256 = state.content_sha256();
-    let existing: Option<(i64, String, i64, String)> = connection
-        .prepare_cached(
-            "SELECT id, content_sha256, revision, json_object(
-                'afname_key', afname_key, 'leerlingid', leerlingid, 'eckid', eckid,
-                'resultaatverwerkerid', resultaatverwerkerid, 'toets_id', toets_id, 'toetscode', toetscode,
-                'versie', versie, 'toetsonderdeelcode', toetsonderdeelcode, 'afnamedatum', afnamedatum,
-                'mutatiedatum', mutatiedatum, 'aanmaakdatum', aanmaakdatum, 'receipt_id', receipt_id,
-                'score', score, 'derived', derived, 'result', json(result), 'quarantined', quarantined)
-             FROM toetsafnames WHERE school_id = ?1 AND afname_key = ?2",
-        )?
+    let content_hash = state.content_hash();
+    let existing: Option<(i64, Vec<u8>, String)> = connection
+        .prepare_cached("SELECT id, content_sha256, receipt_id FROM toetsafnames WHERE school_id = ?1 AND afname_key = ?2")?
         .query_row(params![write.school_id, state.afname_key], |row| {
-            Ok((row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?))
+            Ok((row.get(0)?, row.get(1)?, row.get(2)?))
         })
         .optional()?;
     match existing {
@@ -294,26 +310,35 @@ pub fn upsert_afname(
                     state.score,
                     state.derived,
                     state.result,
-                    content_sha256,
+                    content_hash,
                     write.quarantined,
                     *change_seq,
                 ])?;
             Ok(AfnameChange::Created)
         }
-        Some((id, stored_sha, _, _)) if stored_sha == content_sha256 => {
+        Some((_, _, receipt_id)) if receipt_id == write.receipt_id => Ok(AfnameChange::DuplicateInMessage),
+        Some((id, stored_hash, _)) if stored_hash == content_hash => {
             connection
                 .prepare_cached("UPDATE toetsafnames SET aanmaakdatum = ?2, receipt_id = ?3 WHERE id = ?1")?
                 .execute(params![id, write.aanmaakdatum, write.receipt_id])?;
             Ok(AfnameChange::Unchanged)
         }
-        Some((id, _, revision, previous)) => {
+        Some((id, _, _)) => {
             *change_seq += 1;
+            // The previous state goes to history as JSON, read only now that it changed.
             connection
                 .prepare_cached(
                     "INSERT INTO toetsafnames_history (afname_id, revision, state, replaced_at, replaced_by_receipt_id)
-                     VALUES (?1, ?2, ?3, ?4, ?5)",
+                     SELECT id, revision, json_object(
+                        'afname_key', afname_key, 'leerlingid', leerlingid, 'eckid', eckid,
+                        'resultaatverwerkerid', resultaatverwerkerid, 'toets_id', toets_id, 'toetscode', toetscode,
+                        'versie', versie, 'toetsonderdeelcode', toetsonderdeelcode, 'afnamedatum', afnamedatum,
+                        'mutatiedatum', mutatiedatum, 'aanmaakdatum', aanmaakdatum, 'receipt_id', receipt_id,
+                        'score', score, 'derived', derived, 'result', json(result), 'quarantined', quarantined),
+                       ?2, ?3
+                     FROM toetsafnames WHERE id = ?1",
                 )?
-                .execute(params![id, revision, previous, now_text(), write.receipt_id])?;
+                .execute(params![id, now_text(), write.receipt_id])?;
             connection
                 .prepare_cached(
                     "UPDATE toetsafnames SET leerlingid = ?2, eckid = ?3, resultaatverwerkerid = ?4, toets_id = ?5,
@@ -336,7 +361,7 @@ pub fn upsert_afname(
                     state.score,
                     state.derived,
                     state.result,
-                    content_sha256,
+                    content_hash,
                     write.quarantined,
                     *change_seq,
                 ])?;
