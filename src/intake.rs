@@ -18,7 +18,8 @@ use crate::store::intake::{
 use crate::store::{now_text, sha256_hex, Store, StoreError};
 use crate::uwlr::scan::{Item, Pass, Root, Scanner};
 use crate::uwlr::xmltree::Node;
-use crate::uwlr::{Resultaat, School, Toets, ToetsafnameHead, Uitslag};
+use crate::uwlr::results::{Parsed, ResultStream};
+use crate::uwlr::{School, Toets, ToetsafnameHead, Uitslag};
 use crate::vdex::Vocabularies;
 use rusqlite::Connection;
 use std::collections::{BTreeMap, HashMap};
@@ -425,30 +426,26 @@ fn phase2(
     }
     // Step 4 and 7: every result, streamed.
     let mut change_seq = store_intake::read_change_seq(&savepoint)?;
-    let file = File::open(path)?;
-    let mut scanner = Scanner::new(BufReader::with_capacity(256 * 1024, file), Pass::Everything);
+    let size = std::fs::metadata(path)?.len();
+    let stream = ResultStream::open(path, size > INLINE_VALIDATION_BYTES)?;
     let mut head = ToetsafnameHead::default();
     let mut leerling_state: Option<bool> = None;
     let mut sums: BTreeMap<(String, String), Sum> = BTreeMap::new();
     let aanmaakdatum_text = school.aanmaakdatum.clone();
-    loop {
-        let item = match scanner.next() {
-            Ok(Some(item)) => item,
-            Ok(None) => break,
-            Err(error) => {
+    for parsed in stream {
+        match parsed {
+            Parsed::Failed(error) => {
                 violations.push(Violation::new(Rule::Bericht, error.error.to_string()).at_offset(error.offset));
                 break;
             }
-        };
-        match item {
-            Item::ToetsafnameStart { offset } => {
+            Parsed::ToetsafnameStart { offset } => {
                 head = ToetsafnameHead { offset, ..ToetsafnameHead::default() };
                 leerling_state = None;
                 sums.clear();
                 counts.toetsafnames += 1;
             }
-            Item::AfnameField(node) => head.set_field(&node),
-            Item::Resultaat(node) => {
+            Parsed::AfnameField(node) => head.set_field(&node),
+            Parsed::Resultaat(resultaat) => {
                 counts.resultaten += 1;
                 let quarantined = match leerling_state {
                     Some(known) => !known,
@@ -467,7 +464,6 @@ fn phase2(
                         !known
                     }
                 };
-                let resultaat = Resultaat::from_node(&node);
                 if !message_versions.contains_key(&resultaat.toetscode) {
                     violations.push(
                         Violation::new(
@@ -578,7 +574,7 @@ fn phase2(
                     change => count_change(&mut counts, change, quarantined),
                 }
             }
-            Item::ToetsafnameEnd => {
+            Parsed::ToetsafnameEnd => {
                 let quarantined = leerling_state == Some(false);
                 for ((toetscode, versie), sum) in std::mem::take(&mut sums) {
                     if sum.has_toets_score || sum.keys.is_empty() {
@@ -631,14 +627,19 @@ fn phase2(
                     }
                 }
             }
-            _ => {}
         }
     }
-    drop(scanner);
+    let store_pass = started.elapsed();
     if let Some(pending) = pending_validation {
+        let waited = Instant::now();
         let verdict = pending
             .recv()
             .map_err(|_| IntakeError::Worker("the schema check stopped".into()))??;
+        tracing::debug!(
+            store_pass_ms = store_pass.as_millis() as u64,
+            schema_wait_ms = waited.elapsed().as_millis() as u64,
+            "store pass done"
+        );
         if !verdict.is_empty() {
             // As in phase 1: on a schema-invalid message only the schema findings count.
             violations = verdict;

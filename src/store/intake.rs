@@ -278,6 +278,39 @@ pub fn upsert_afname(
     change_seq: &mut i64,
 ) -> Result<AfnameChange, StoreError> {
     let content_hash = state.content_hash();
+    // Most keys are new: try the insert first and look at the stored row only on a conflict.
+    let inserted = connection
+        .prepare_cached(
+            "INSERT INTO toetsafnames (school_id, afname_key, leerlingid, eckid, resultaatverwerkerid, toets_id,
+               toetscode, versie, toetsonderdeelcode, afnamedatum, mutatiedatum, aanmaakdatum, receipt_id,
+               score, derived, result, content_sha256, revision, quarantined, change_seq)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, NULL, ?11, ?12, ?13, ?14, ?15, ?16, 1, ?17, ?18)
+             ON CONFLICT (school_id, afname_key) DO NOTHING",
+        )?
+        .execute(params![
+            write.school_id,
+            state.afname_key,
+            state.leerlingid,
+            state.eckid,
+            state.resultaatverwerkerid,
+            state.toets_id,
+            state.toetscode,
+            state.versie,
+            state.toetsonderdeelcode,
+            state.afnamedatum,
+            write.aanmaakdatum,
+            write.receipt_id,
+            state.score,
+            state.derived,
+            state.result,
+            content_hash,
+            write.quarantined,
+            *change_seq + 1,
+        ])?;
+    if inserted == 1 {
+        *change_seq += 1;
+        return Ok(AfnameChange::Created);
+    }
     let existing: Option<(i64, Vec<u8>, String)> = connection
         .prepare_cached("SELECT id, content_sha256, receipt_id FROM toetsafnames WHERE school_id = ?1 AND afname_key = ?2")?
         .query_row(params![write.school_id, state.afname_key], |row| {
@@ -285,37 +318,7 @@ pub fn upsert_afname(
         })
         .optional()?;
     match existing {
-        None => {
-            *change_seq += 1;
-            connection
-                .prepare_cached(
-                    "INSERT INTO toetsafnames (school_id, afname_key, leerlingid, eckid, resultaatverwerkerid, toets_id,
-                       toetscode, versie, toetsonderdeelcode, afnamedatum, mutatiedatum, aanmaakdatum, receipt_id,
-                       score, derived, result, content_sha256, revision, quarantined, change_seq)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, NULL, ?11, ?12, ?13, ?14, ?15, ?16, 1, ?17, ?18)",
-                )?
-                .execute(params![
-                    write.school_id,
-                    state.afname_key,
-                    state.leerlingid,
-                    state.eckid,
-                    state.resultaatverwerkerid,
-                    state.toets_id,
-                    state.toetscode,
-                    state.versie,
-                    state.toetsonderdeelcode,
-                    state.afnamedatum,
-                    write.aanmaakdatum,
-                    write.receipt_id,
-                    state.score,
-                    state.derived,
-                    state.result,
-                    content_hash,
-                    write.quarantined,
-                    *change_seq,
-                ])?;
-            Ok(AfnameChange::Created)
-        }
+        None => Err(StoreError::Invalid(format!("afname {} vanished during its upsert", state.afname_key))),
         Some((_, _, receipt_id)) if receipt_id == write.receipt_id => Ok(AfnameChange::DuplicateInMessage),
         Some((id, stored_hash, _)) if stored_hash == content_hash => {
             connection
