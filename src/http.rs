@@ -1,7 +1,8 @@
 //! The hyper listener: routes, body spooling with limits and timeouts, graceful shutdown.
 
 use crate::config::Config;
-use crate::intake::{Intake, Outcome, Spooled};
+use crate::body::{Body, MEMORY_LIMIT};
+use crate::intake::{Intake, Outcome, Received};
 use crate::soap::envelope::{soap_action_operation, OPERATION};
 use crate::soap::fault::{self, Refusal, Reply};
 use crate::domain::{Rule, Violation};
@@ -291,8 +292,8 @@ async fn soap_call(state: &AppState, request: Request<Incoming>, request_id: &st
         return fault::refusal(&Refusal::TooLarge(limit));
     }
     let idle = Duration::from_secs(state.config.body_idle_timeout_secs);
-    let spooled = match spool(request.into_body(), &state.spool_dir, limit, idle).await {
-        Ok(spooled) => spooled,
+    let received = match spool(request.into_body(), &state.spool_dir, limit, idle).await {
+        Ok(received) => received,
         Err(SpoolError::Refused(refusal)) => {
             tracing::info!(?refusal, "request refused while reading the body");
             return fault::refusal(&refusal);
@@ -302,11 +303,11 @@ async fn soap_call(state: &AppState, request: Request<Incoming>, request_id: &st
             return fault::internal(request_id);
         }
     };
-    if spooled.size == 0 {
+    if received.size == 0 {
         return fault::rejected(&Violations::single(Violation::new(Rule::Bericht, "the request body is empty")), None);
     }
-    let size = spooled.size;
-    let outcome = state.intake.receive(spooled).await;
+    let size = received.size;
+    let outcome = state.intake.receive(received).await;
     let duration_ms = started.elapsed().as_millis() as u64;
     match outcome {
         Ok(Outcome::Accepted { receipt_id, counts, replay }) => {
@@ -340,14 +341,11 @@ enum SpoolError {
     Io(std::io::Error),
 }
 
-/// Streams the body to a temporary file, hashing it on the way; never holds it whole.
-async fn spool(mut body: Incoming, dir: &std::path::Path, limit: u64, idle: Duration) -> Result<Spooled, SpoolError> {
-    let file = tempfile::Builder::new()
-        .prefix("body-")
-        .tempfile_in(dir)
-        .map_err(SpoolError::Io)?;
-    let (file, path) = file.into_parts();
-    let mut writer = std::io::BufWriter::with_capacity(256 * 1024, file);
+/// Receives the body, hashing it on the way: small bodies stay in memory, a body
+/// that grows past `MEMORY_LIMIT` is spooled to a temporary file from then on.
+async fn spool(mut body: Incoming, dir: &std::path::Path, limit: u64, idle: Duration) -> Result<Received, SpoolError> {
+    let mut memory: Vec<u8> = Vec::new();
+    let mut file: Option<(std::io::BufWriter<std::fs::File>, tempfile::TempPath)> = None;
     let mut hasher = Sha256::new();
     let mut size = 0u64;
     loop {
@@ -362,21 +360,34 @@ async fn spool(mut body: Incoming, dir: &std::path::Path, limit: u64, idle: Dura
             Ok(Some(Err(error))) => return Err(SpoolError::Refused(Refusal::IncompleteBody(error.to_string()))),
             Ok(Some(Ok(frame))) => frame,
         };
-        if let Ok(data) = frame.into_data() {
-            size += data.len() as u64;
-            if size > limit {
-                return Err(SpoolError::Refused(Refusal::TooLarge(limit)));
+        let Ok(data) = frame.into_data() else { continue };
+        size += data.len() as u64;
+        if size > limit {
+            return Err(SpoolError::Refused(Refusal::TooLarge(limit)));
+        }
+        hasher.update(&data);
+        match file.as_mut() {
+            Some((writer, _)) => writer.write_all(&data).map_err(SpoolError::Io)?,
+            None if memory.len() + data.len() <= MEMORY_LIMIT => memory.extend_from_slice(&data),
+            None => {
+                let spooled = tempfile::Builder::new().prefix("body-").tempfile_in(dir).map_err(SpoolError::Io)?;
+                let (handle, path) = spooled.into_parts();
+                let mut writer = std::io::BufWriter::with_capacity(256 * 1024, handle);
+                writer.write_all(&memory).map_err(SpoolError::Io)?;
+                writer.write_all(&data).map_err(SpoolError::Io)?;
+                memory = Vec::new();
+                file = Some((writer, path));
             }
-            hasher.update(&data);
-            writer.write_all(&data).map_err(SpoolError::Io)?;
         }
     }
-    writer.flush().map_err(SpoolError::Io)?;
-    Ok(Spooled {
-        path: Arc::new(path),
-        size,
-        sha256: hex::encode(hasher.finalize()),
-    })
+    let body = match file {
+        Some((mut writer, path)) => {
+            writer.flush().map_err(SpoolError::Io)?;
+            Body::File(Arc::new(path))
+        }
+        None => Body::Memory(Bytes::from(memory)),
+    };
+    Ok(Received { body, size, sha256: hex::encode(hasher.finalize()) })
 }
 
 /// `GET /api/v1/receipts/{id}`: the sender (HTTP Basic klantcode:autorisatiesleutel) asks what happened.
