@@ -38,7 +38,34 @@ fn percentile(sorted: &[Duration], fraction: f64) -> f64 {
     sorted[index].as_secs_f64() * 1000.0
 }
 
+/// The reference: one message per transaction, one row each, on a plain connection.
+fn sqlite_reference(dir: &str, synchronous: &str, seconds: u64) {
+    let path = std::path::Path::new(dir).join(format!("reference-{synchronous}.sqlite"));
+    let _ = std::fs::remove_file(&path);
+    let connection = rusqlite::Connection::open(&path).expect("open reference database");
+    connection.pragma_update(None, "journal_mode", "WAL").expect("wal");
+    connection.pragma_update(None, "synchronous", synchronous).expect("synchronous");
+    connection
+        .execute_batch("CREATE TABLE t (id INTEGER PRIMARY KEY, k TEXT UNIQUE, v TEXT)")
+        .expect("create");
+    let deadline = Instant::now() + Duration::from_secs(seconds);
+    let mut count = 0u64;
+    while Instant::now() < deadline {
+        connection
+            .execute("INSERT INTO t (k, v) VALUES (?1, ?2)", rusqlite::params![format!("key-{count}"), "value"])
+            .expect("insert");
+        count += 1;
+    }
+    println!("reference synchronous={synchronous} one_row_transactions_per_second={:.0}", count as f64 / seconds as f64);
+}
+
 fn main() {
+    let all: Vec<String> = std::env::args().skip(1).collect();
+    if all.first().map(String::as_str) == Some("sqlite-reference") {
+        let seconds = all.get(3).and_then(|text| text.parse().ok()).unwrap_or(3);
+        sqlite_reference(&all[1], &all[2], seconds);
+        return;
+    }
     let arguments: Vec<String> = std::env::args().skip(1).filter(|argument| !argument.starts_with("--")).collect();
     if arguments.len() < 3 {
         eprintln!("usage: drip URL SENDERS SECONDS");
