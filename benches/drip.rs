@@ -11,9 +11,9 @@ fn school_code(index: u32) -> (String, String) {
     uwlr_gateway::tools::generate::school_code(index)
 }
 
-fn message(school: u32, sequence: u64, start: &chrono::NaiveDateTime) -> String {
+fn message(school: u32, sequence: u64, stamp: &chrono::DateTime<chrono::Utc>) -> String {
     let (brincode, dependancecode) = school_code(school);
-    let aanmaakdatum = (*start + chrono::Duration::milliseconds(sequence as i64)).format("%Y-%m-%dT%H:%M:%S%.3f");
+    let aanmaakdatum = stamp.format("%Y-%m-%dT%H:%M:%S%.6fZ");
     format!(
         concat!(
             "<s:Envelope xmlns:s=\"http://schemas.xmlsoap.org/soap/envelope/\"><s:Header>",
@@ -74,8 +74,6 @@ fn main() {
     let url = arguments[0].clone();
     let senders: u32 = arguments[1].parse().expect("SENDERS is a number");
     let seconds: u64 = arguments[2].parse().expect("SECONDS is a number");
-    // Each run starts later than the previous one, so the ordering rule never refuses it.
-    let start = chrono::Local::now().naive_local();
     let deadline = Instant::now() + Duration::from_secs(seconds);
     let results: Vec<(Vec<Duration>, u64)> = std::thread::scope(|scope| {
         let handles: Vec<_> = (0..senders)
@@ -86,8 +84,12 @@ fn main() {
                     let mut latencies = Vec::new();
                     let mut faults = 0u64;
                     let mut sequence = 0u64;
+                    let mut last = chrono::Utc::now() - chrono::Duration::seconds(1);
                     while Instant::now() < deadline {
-                        let body = message(school, sequence, &start);
+                        // Wall-clock stamps, strictly increasing: later runs stay later too.
+                        let stamp = chrono::Utc::now().max(last + chrono::Duration::microseconds(1));
+                        last = stamp;
+                        let body = message(school, sequence, &stamp);
                         sequence += 1;
                         let sent = Instant::now();
                         let answer = agent

@@ -6,8 +6,9 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 QUICK=${1:-}
-OUT=target/bench
+OUT=$PWD/target/bench
 mkdir -p "$OUT"
+exec > >(tee "$OUT/results.md")
 cargo build --release --benches --quiet
 G=$PWD/target/release/uwlr-gateway
 D=$(ls -t target/release/deps/drip-* | grep -v '\.d$' | head -1)
@@ -40,8 +41,6 @@ echo
 # --- Batch speed -----------------------------------------------------------------
 "$G" generate --schools 1 --learners 2000 --toetsen 20 --afnames 200000 --seed 1 --out "$OUT/batch200k.xml" > /dev/null
 SCHEMA_FULL=$PWD/xsd/UWLR_Gateway_Envelope.xsd
-mkdir -p "$OUT/streaming-xsd"
-"$G" --data-dir "$OUT/schema-probe" clients list > /dev/null
 start_gateway "$OUT/schema-probe"; stop_gateway
 SCHEMA_STREAM=$OUT/schema-probe/contract/streaming/UWLR_Gateway_Envelope.xsd
 xmllint_time() { # SCHEMA FILE -> seconds
@@ -76,11 +75,10 @@ echo "| message | results | gateway extra peak RSS | xmllint --stream peak RSS (
 echo "|---|---|---|---|---|"
 for mb in $SIZES; do
   results=$((mb * 3665))
-  file="$OUT/batch-${mb}mb.xml"
+  file="$OUT/size-$mb/batch.xml"
   [ -f "$file" ] || "$G" generate --schools 1 --learners 5000 --toetsen 20 --afnames "$results" --seed 2 --out "$file" > /dev/null
-  cp "$OUT/roster.csv" "$OUT/roster-${mb}.csv"
   start_gateway "$OUT/rss"
-  "$G" --data-dir "$OUT/rss" leerlingen import "$OUT/roster-${mb}.csv" > /dev/null
+  "$G" --data-dir "$OUT/rss" leerlingen import "$OUT/size-$mb/roster.csv" > /dev/null
   sleep 0.3
   base=$(hwm_kb "$GW_PID")
   t0=$(now); code=$(post "$file"); t1=$(now)
