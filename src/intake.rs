@@ -666,8 +666,9 @@ fn phase2(
         savepoint.commit()?;
         Ok(Outcome::Accepted { receipt_id: receipt.id, counts, replay: false })
     } else {
-        // Roll back everything but the receipt.
+        // Roll back everything but the receipt, which must not claim the writes that were undone.
         drop(savepoint);
+        receipt.counts = Counts { created: 0, updated: 0, unchanged: 0, quarantined: 0, ..receipt.counts };
         fill_positions(path, &mut violations);
         let receipt = finish_receipt(receipt, violations, &unknown_vocabularies);
         store_intake::insert_receipt(connection, &receipt)?;
