@@ -13,3 +13,4 @@ mod quarantine;
 mod replay;
 mod samples;
 mod support;
+mod tools;

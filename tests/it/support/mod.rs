@@ -227,7 +227,7 @@ impl Gateway {
         if let Some(action) = soap_action {
             request = request.header("soapaction", action);
         }
-        Reply::read(request.send().expect("POST to the gateway"))
+        self.answer(request)
     }
 
     pub fn post_sample(&self, file: &str) -> Reply {
@@ -235,17 +235,28 @@ impl Gateway {
     }
 
     pub fn get(&self, path_and_query: &str) -> Reply {
-        Reply::read(
-            self.http
-                .get(format!("{}{path_and_query}", self.base_url))
-                .send()
-                .expect("GET"),
-        )
+        self.answer(self.http.get(format!("{}{path_and_query}", self.base_url)))
     }
 
     /// Any request, shaped by the caller.
     pub fn send(&self, request: reqwest::blocking::RequestBuilder) -> Reply {
-        Reply::read(request.send().expect("request to the gateway"))
+        self.answer(request)
+    }
+
+    /// Sends a request; a transport failure fails the test with the end of the server's log.
+    fn answer(&self, request: reqwest::blocking::RequestBuilder) -> Reply {
+        match request.send() {
+            Ok(response) => Reply::read(response),
+            Err(error) => {
+                let log = self.stderr();
+                let tail: Vec<&str> = log.lines().rev().take(20).collect();
+                let tail: Vec<&str> = tail.into_iter().rev().collect();
+                panic!(
+                    "request to the gateway failed: {error:?}\nlast log lines:\n{}",
+                    tail.join("\n")
+                )
+            }
+        }
     }
 
     /// Runs a CLI subcommand against this gateway's data dir.
