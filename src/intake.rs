@@ -336,7 +336,7 @@ impl Intake {
             prepared.pending_validation = Some(receiver);
         }
         if let Some(violation) = rules::check_xsdversie(&prepared.school, &self.config.xsd_versions) {
-            prepared.violations.push(violation);
+            prepared.violations.push(at_child(violation, &school_node, "xsdversie"));
         }
         if !prepared.violations.is_empty() {
             if let Some(pending) = prepared.pending_validation.take() {
@@ -670,8 +670,9 @@ fn phase2(
         savepoint.commit()?;
         Ok(Outcome::Accepted { receipt_id: receipt.id, counts, replay: false })
     } else {
-        // Roll back everything but the receipt.
+        // Roll back everything but the receipt, which must not claim the writes that were undone.
         drop(savepoint);
+        receipt.counts = Counts { created: 0, updated: 0, unchanged: 0, quarantined: 0, ..receipt.counts };
         fill_positions(body, &mut violations);
         let receipt = finish_receipt(receipt, violations, &unknown_vocabularies);
         store_intake::insert_receipt(connection, &receipt)?;
@@ -693,6 +694,12 @@ fn count_change(counts: &mut Counts, change: AfnameChange, quarantined: bool) {
     if quarantined {
         counts.quarantined += 1;
     }
+}
+
+/// Places a violation about a school field at that field (or the school block).
+fn at_child(violation: Violation, node: &Node, child: &str) -> Violation {
+    let offset = node.child(child).map_or(node.offset, |child| child.offset);
+    violation.at_offset(offset)
 }
 
 /// Turns byte offsets into 1-based line and column numbers with one read of the file.
@@ -752,12 +759,20 @@ pub fn validate_offline(
     let body = Body::Path(path.to_path_buf());
     let mut scanner = Scanner::new(body.reader()?, Pass::SkipToetsafnames);
     let (mut root, mut body_element, mut school, mut toetsen) = (None, None, None, Vec::new());
+    let mut body_offset = None;
+    let mut school_node: Option<Node> = None;
     let mut scan_failed = false;
     loop {
         match scanner.next() {
             Ok(Some(Item::Root(found))) => root = Some(found),
-            Ok(Some(Item::BodyElement { namespace, name, .. })) => body_element = Some((namespace, name)),
-            Ok(Some(Item::School(node))) => school = Some(School::from_node(&node)),
+            Ok(Some(Item::BodyElement { namespace, name, offset })) => {
+                body_element = Some((namespace, name));
+                body_offset = Some(offset);
+            }
+            Ok(Some(Item::School(node))) => {
+                school = Some(School::from_node(&node));
+                school_node = Some(node);
+            }
             Ok(Some(Item::Toets(node))) if toetsen.len() < MAX_TOETSEN => toetsen.push(Toets::from_node(&node)),
             Ok(Some(_)) => {}
             Ok(None) => break,
@@ -768,6 +783,7 @@ pub fn validate_offline(
             }
         }
     }
+    let root_offset = scanner.root_offset();
     drop(scanner);
     if scan_failed {
         fill_positions(&body, &mut violations);
@@ -778,13 +794,21 @@ pub fn validate_offline(
         body_element.as_ref().map(|(namespace, name)| (namespace, name.as_str())),
         Framing::SoapOrBare,
     ) {
+        // Envelope problems are reported where the Body's element or the root element is.
+        let violation = match body_offset.or(root_offset) {
+            Some(offset) => violation.at_offset(offset),
+            None => violation,
+        };
         violations.push(violation);
+        fill_positions(&body, &mut violations);
         return Ok(violations);
     }
     // Offline files are checked with the full schema: libxml2 checks the keys itself.
     violations.extend(crate::schema::validate(&schemas.full, &body)?.items);
     if let Some(school) = &school {
-        violations.extend(rules::check_xsdversie(school, xsd_versions));
+        if let (Some(violation), Some(node)) = (rules::check_xsdversie(school, xsd_versions), &school_node) {
+            violations.push(at_child(violation, node, "xsdversie"));
+        }
         if violations.is_empty() {
             if let Err(violation) = parse_datetime(&school.aanmaakdatum) {
                 violations.push(Violation::new(Rule::Xsd, format!("aanmaakdatum {violation}")));
