@@ -23,10 +23,9 @@ use crate::uwlr::{School, Toets, ToetsafnameHead, Uitslag};
 use crate::vdex::Vocabularies;
 use rusqlite::Connection;
 use std::collections::{BTreeMap, HashMap};
-use std::fs::File;
-use std::io::{BufReader, Read};
+use std::io::Read;
+use crate::body::Body;
 use crate::schema::SchemaSet;
-use std::path::Path;
 use std::sync::mpsc;
 use std::sync::Arc;
 use std::time::Instant;
@@ -56,9 +55,9 @@ pub struct IntakeConfig {
     pub unknown_leerling: UnknownLeerlingPolicy,
 }
 
-/// A request body on disk, with what was learned while spooling it.
-pub struct Spooled {
-    pub path: Arc<tempfile::TempPath>,
+/// A request body with what was learned while receiving it.
+pub struct Received {
+    pub body: Body,
     pub size: u64,
     pub sha256: String,
 }
@@ -132,15 +131,22 @@ pub struct Intake {
 }
 
 impl Intake {
-    /// Runs every check on a spooled message and stores it whole or not at all.
-    pub async fn receive(&self, spooled: Spooled) -> Result<Outcome, IntakeError> {
+    /// Runs every check on a received message and stores it whole or not at all.
+    pub async fn receive(&self, received: Received) -> Result<Outcome, IntakeError> {
         let started = Instant::now();
-        let this = self.clone();
-        let path = spooled.path.clone();
-        let (size, sha256) = (spooled.size, spooled.sha256.clone());
-        let phase1 = tokio::task::spawn_blocking(move || this.phase1(&path, size, &sha256))
-            .await
-            .map_err(|error| IntakeError::Worker(error.to_string()))??;
+        let (size, sha256) = (received.size, received.sha256.clone());
+        // A drip message is checked right here (well under a millisecond); a large
+        // one on the blocking pool, so it never holds up the async workers.
+        let phase1 = match &received.body {
+            Body::Memory(_) => self.phase1(&received.body, size, &sha256)?,
+            _ => {
+                let this = self.clone();
+                let body = received.body.clone();
+                tokio::task::spawn_blocking(move || this.phase1(&body, size, &sha256))
+                    .await
+                    .map_err(|error| IntakeError::Worker(error.to_string()))??
+            }
+        };
         match phase1 {
             Phase1::Refused(violations, klantcode) => Ok(Outcome::Rejected {
                 receipt_id: None,
@@ -169,22 +175,21 @@ impl Intake {
             Phase1::Ready(prepared) => {
                 let vocabularies = self.vocabularies.clone();
                 let config = self.config.clone();
-                let path = spooled.path.clone();
+                let body = received.body.clone();
                 self.store
                     .write(move |connection| {
-                        phase2(connection, *prepared, &path, &vocabularies, &config, started)
+                        phase2(connection, *prepared, &body, &vocabularies, &config, started)
                     })
                     .await?
             }
         }
     }
 
-    fn phase1(&self, path: &Path, size: u64, sha256: &str) -> Result<Phase1, IntakeError> {
-        let file = File::open(path)?;
-        let mut scanner = Scanner::new(BufReader::with_capacity(64 * 1024, file), Pass::SkipToetsafnames);
+    fn phase1(&self, body: &Body, size: u64, sha256: &str) -> Result<Phase1, IntakeError> {
+        let mut scanner = Scanner::new(body.reader()?, Pass::SkipToetsafnames);
         let mut root: Option<Root> = None;
         let mut headers: Vec<Node> = Vec::new();
-        let mut body: Option<(Option<String>, String)> = None;
+        let mut body_element: Option<(Option<String>, String)> = None;
         let mut school_node: Option<Node> = None;
         let mut violations = Violations::default();
         // Read up to the school block: enough to identify and authorise the sender.
@@ -196,7 +201,7 @@ impl Intake {
                         headers.push(node);
                     }
                 }
-                Ok(Some(Item::BodyElement { namespace, name, .. })) => body = Some((namespace, name)),
+                Ok(Some(Item::BodyElement { namespace, name, .. })) => body_element = Some((namespace, name)),
                 Ok(Some(Item::School(node))) => {
                     school_node = Some(node);
                     break;
@@ -212,12 +217,12 @@ impl Intake {
             }
         }
         if !violations.is_empty() {
-            fill_positions(path, &mut violations);
+            fill_positions(body, &mut violations);
             return Ok(Phase1::Refused(violations, None));
         }
         if let Err(violation) = envelope::check_root(
             root.as_ref(),
-            body.as_ref().map(|(namespace, name)| (namespace, name.as_str())),
+            body_element.as_ref().map(|(namespace, name)| (namespace, name.as_str())),
             Framing::SoapOnly,
         ) {
             return Ok(Phase1::Refused(Violations::single(violation), None));
@@ -226,7 +231,7 @@ impl Intake {
             Ok(autorisatie) => autorisatie,
             Err(found) => {
                 violations.extend(found);
-                fill_positions(path, &mut violations);
+                fill_positions(body, &mut violations);
                 return Ok(Phase1::Refused(violations, None));
             }
         };
@@ -318,20 +323,20 @@ impl Intake {
         if size <= INLINE_VALIDATION_BYTES || !prepared.violations.is_empty() {
             prepared
                 .violations
-                .extend(crate::schema::validate_file(&self.schemas.streaming, path)?.items);
+                .extend(crate::schema::validate(&self.schemas.streaming, body)?.items);
         } else {
             let (verdict, receiver) = mpsc::sync_channel(1);
             let driver = self.schemas.streaming.clone();
-            let path = path.to_path_buf();
+            let body = body.clone();
             std::thread::Builder::new()
                 .name("schema-check".into())
                 .spawn(move || {
-                    let _ = verdict.send(crate::schema::validate_file(&driver, &path));
+                    let _ = verdict.send(crate::schema::validate(&driver, &body));
                 })?;
             prepared.pending_validation = Some(receiver);
         }
         if let Some(violation) = rules::check_xsdversie(&prepared.school, &self.config.xsd_versions) {
-            prepared.violations.push(violation);
+            prepared.violations.push(at_child(violation, &school_node, "xsdversie"));
         }
         if !prepared.violations.is_empty() {
             if let Some(pending) = prepared.pending_validation.take() {
@@ -339,7 +344,7 @@ impl Intake {
                 prepared.violations.extend(verdict.items);
             }
             // Content rules run only on schema-valid messages: on a broken tree they report noise.
-            fill_positions(path, &mut prepared.violations);
+            fill_positions(body, &mut prepared.violations);
             return Ok(Phase1::RejectEarly(Box::new(prepared)));
         }
         match rules::read_aanmaakdatum(&prepared.school) {
@@ -375,7 +380,7 @@ struct Sum {
 fn phase2(
     connection: &mut Connection,
     prepared: Prepared,
-    path: &Path,
+    body: &Body,
     vocabularies: &Vocabularies,
     config: &IntakeConfig,
     started: Instant,
@@ -426,8 +431,7 @@ fn phase2(
     }
     // Step 4 and 7: every result, streamed.
     let mut change_seq = store_intake::read_change_seq(&savepoint)?;
-    let size = std::fs::metadata(path)?.len();
-    let stream = ResultStream::open(path, size > INLINE_VALIDATION_BYTES)?;
+    let stream = ResultStream::open(body, body.len()? > INLINE_VALIDATION_BYTES)?;
     let mut head = ToetsafnameHead::default();
     let mut leerling_state: Option<bool> = None;
     let mut sums: BTreeMap<(String, String), Sum> = BTreeMap::new();
@@ -666,9 +670,10 @@ fn phase2(
         savepoint.commit()?;
         Ok(Outcome::Accepted { receipt_id: receipt.id, counts, replay: false })
     } else {
-        // Roll back everything but the receipt.
+        // Roll back everything but the receipt, which must not claim the writes that were undone.
         drop(savepoint);
-        fill_positions(path, &mut violations);
+        receipt.counts = Counts { created: 0, updated: 0, unchanged: 0, quarantined: 0, ..receipt.counts };
+        fill_positions(body, &mut violations);
         let receipt = finish_receipt(receipt, violations, &unknown_vocabularies);
         store_intake::insert_receipt(connection, &receipt)?;
         Ok(Outcome::Rejected {
@@ -691,8 +696,14 @@ fn count_change(counts: &mut Counts, change: AfnameChange, quarantined: bool) {
     }
 }
 
+/// Places a violation about a school field at that field (or the school block).
+fn at_child(violation: Violation, node: &Node, child: &str) -> Violation {
+    let offset = node.child(child).map_or(node.offset, |child| child.offset);
+    violation.at_offset(offset)
+}
+
 /// Turns byte offsets into 1-based line and column numbers with one read of the file.
-pub fn fill_positions(path: &Path, violations: &mut Violations) {
+pub fn fill_positions(body: &Body, violations: &mut Violations) {
     let mut wanted: Vec<(u64, usize)> = violations
         .items
         .iter()
@@ -704,7 +715,7 @@ pub fn fill_positions(path: &Path, violations: &mut Violations) {
         return;
     }
     wanted.sort_unstable();
-    let Ok(mut file) = File::open(path) else { return };
+    let Ok(mut file) = body.reader() else { return };
     let mut buffer = vec![0u8; 256 * 1024];
     let (mut position, mut line, mut line_start) = (0u64, 1u64, 0u64);
     let mut next = 0usize;
@@ -739,21 +750,29 @@ pub fn fill_positions(path: &Path, violations: &mut Violations) {
 /// Checks a file offline (no store): envelope or bare verzoek, schema, version,
 /// aanmaakdatum form, vocabularies and normeringen. Used by `uwlr-gateway validate`.
 pub fn validate_offline(
-    path: &Path,
+    path: &std::path::Path,
     schemas: &SchemaSet,
     vocabularies: &Vocabularies,
     xsd_versions: &[String],
 ) -> Result<Violations, IntakeError> {
     let mut violations = Violations::default();
-    let file = File::open(path)?;
-    let mut scanner = Scanner::new(BufReader::with_capacity(64 * 1024, file), Pass::SkipToetsafnames);
-    let (mut root, mut body, mut school, mut toetsen) = (None, None, None, Vec::new());
+    let body = Body::Path(path.to_path_buf());
+    let mut scanner = Scanner::new(body.reader()?, Pass::SkipToetsafnames);
+    let (mut root, mut body_element, mut school, mut toetsen) = (None, None, None, Vec::new());
+    let mut body_offset = None;
+    let mut school_node: Option<Node> = None;
     let mut scan_failed = false;
     loop {
         match scanner.next() {
             Ok(Some(Item::Root(found))) => root = Some(found),
-            Ok(Some(Item::BodyElement { namespace, name, .. })) => body = Some((namespace, name)),
-            Ok(Some(Item::School(node))) => school = Some(School::from_node(&node)),
+            Ok(Some(Item::BodyElement { namespace, name, offset })) => {
+                body_element = Some((namespace, name));
+                body_offset = Some(offset);
+            }
+            Ok(Some(Item::School(node))) => {
+                school = Some(School::from_node(&node));
+                school_node = Some(node);
+            }
             Ok(Some(Item::Toets(node))) if toetsen.len() < MAX_TOETSEN => toetsen.push(Toets::from_node(&node)),
             Ok(Some(_)) => {}
             Ok(None) => break,
@@ -764,23 +783,32 @@ pub fn validate_offline(
             }
         }
     }
+    let root_offset = scanner.root_offset();
     drop(scanner);
     if scan_failed {
-        fill_positions(path, &mut violations);
+        fill_positions(&body, &mut violations);
         return Ok(violations);
     }
     if let Err(violation) = envelope::check_root(
         root.as_ref(),
-        body.as_ref().map(|(namespace, name)| (namespace, name.as_str())),
+        body_element.as_ref().map(|(namespace, name)| (namespace, name.as_str())),
         Framing::SoapOrBare,
     ) {
+        // Envelope problems are reported where the Body's element or the root element is.
+        let violation = match body_offset.or(root_offset) {
+            Some(offset) => violation.at_offset(offset),
+            None => violation,
+        };
         violations.push(violation);
+        fill_positions(&body, &mut violations);
         return Ok(violations);
     }
     // Offline files are checked with the full schema: libxml2 checks the keys itself.
-    violations.extend(crate::schema::validate_file(&schemas.full, path)?.items);
+    violations.extend(crate::schema::validate(&schemas.full, &body)?.items);
     if let Some(school) = &school {
-        violations.extend(rules::check_xsdversie(school, xsd_versions));
+        if let (Some(violation), Some(node)) = (rules::check_xsdversie(school, xsd_versions), &school_node) {
+            violations.push(at_child(violation, node, "xsdversie"));
+        }
         if violations.is_empty() {
             if let Err(violation) = parse_datetime(&school.aanmaakdatum) {
                 violations.push(Violation::new(Rule::Xsd, format!("aanmaakdatum {violation}")));
@@ -793,7 +821,7 @@ pub fn validate_offline(
             violations.extend(rules::check_toets(toets, vocabularies, &mut unknown));
         }
     }
-    fill_positions(path, &mut violations);
+    fill_positions(&body, &mut violations);
     Ok(violations)
 }
 
@@ -809,7 +837,7 @@ mod tests {
         for offset in [0, 4, 7, 9, 100] {
             violations.push(Violation::new(Rule::Xsd, "x").at_offset(offset));
         }
-        fill_positions(file.path(), &mut violations);
+        fill_positions(&Body::Path(file.path().to_path_buf()), &mut violations);
         let positions: Vec<_> = violations.items.iter().map(|v| (v.line.unwrap(), v.column.unwrap())).collect();
         assert_eq!(positions, [(1, 1), (2, 2), (3, 1), (4, 2), (4, 3)]);
     }

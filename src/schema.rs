@@ -199,9 +199,9 @@ unsafe extern "C" fn collect_error(context: *mut c_void, error: bindings::xmlErr
         .push(Violation::new(rule, message).at_line(line, column));
 }
 
-/// Validates the file at `path` with libxml2's streaming validator; every finding is
+/// Validates a body with libxml2's streaming validator; every finding is
 /// returned (up to the violation cap), none means valid.
-pub fn validate_file(driver: &Path, path: &Path) -> Result<Violations, SchemaError> {
+pub fn validate(driver: &Path, body: &crate::body::Body) -> Result<Violations, SchemaError> {
     VALIDATOR.with(|cell| {
         let mut slot = cell.borrow_mut();
         if slot.as_ref().map(|(compiled, _)| compiled != driver).unwrap_or(true) {
@@ -212,10 +212,13 @@ pub fn validate_file(driver: &Path, path: &Path) -> Result<Violations, SchemaErr
             violations: Violations::default(),
         };
         let collector_ptr = &mut collector as *mut Collector as *mut c_void;
-        let file = CString::new(path.to_string_lossy().as_bytes()).map_err(|_| SchemaError::Compile {
-            path: path.to_path_buf(),
-            messages: "path holds a NUL byte".into(),
-        })?;
+        let file = match body.path() {
+            Some(path) => Some(CString::new(path.to_string_lossy().as_bytes()).map_err(|_| SchemaError::Compile {
+                path: path.to_path_buf(),
+                messages: "path holds a NUL byte".into(),
+            })?),
+            None => None,
+        };
         let status = unsafe {
             bindings::xmlSchemaSetValidStructuredErrors(
                 context.as_ptr(),
@@ -224,7 +227,29 @@ pub fn validate_file(driver: &Path, path: &Path) -> Result<Violations, SchemaErr
             );
             // Parser errors (not well-formed input) go to the thread's global handler.
             bindings::xmlSetStructuredErrorFunc(collector_ptr, Some(collect_error));
-            let status = bindings::xmlSchemaValidateFile(context.as_ptr(), file.as_ptr(), 0);
+            let status = match (&file, body) {
+                (Some(file), _) => bindings::xmlSchemaValidateFile(context.as_ptr(), file.as_ptr(), 0),
+                (None, crate::body::Body::Memory(bytes)) => {
+                    // The stream takes the input buffer (a copy of the bytes) and frees it.
+                    let input = bindings::xmlParserInputBufferCreateMem(
+                        bytes.as_ptr() as *const std::os::raw::c_char,
+                        bytes.len().min(i32::MAX as usize) as i32,
+                        bindings::xmlCharEncoding_XML_CHAR_ENCODING_NONE,
+                    );
+                    if input.is_null() {
+                        -1
+                    } else {
+                        bindings::xmlSchemaValidateStream(
+                            context.as_ptr(),
+                            input,
+                            bindings::xmlCharEncoding_XML_CHAR_ENCODING_NONE,
+                            std::ptr::null_mut(),
+                            std::ptr::null_mut(),
+                        )
+                    }
+                }
+                (None, _) => -1,
+            };
             bindings::xmlSetStructuredErrorFunc(std::ptr::null_mut(), None);
             bindings::xmlSchemaSetValidStructuredErrors(context.as_ptr(), None, std::ptr::null_mut());
             status
@@ -253,6 +278,22 @@ mod tests {
         assert!(!stripped.contains("kResultaat"));
         assert!(stripped.contains("ctpToetsafname"));
         assert!(stripped.contains("leerresultaten_verzoek"));
+    }
+
+    #[test]
+    fn memory_and_file_bodies_get_the_same_verdict() {
+        use crate::body::Body;
+        let dir = tempfile::tempdir().unwrap();
+        let set = prepare(dir.path(), None).unwrap();
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("samples");
+        for (sample, valid) in [("01-drip-een-resultaat.xml", true), ("33-uwlr-xsd-decimal-score.xml", false)] {
+            let path = root.join(sample);
+            let from_file = validate(&set.streaming, &Body::Path(path.clone())).unwrap();
+            let from_memory =
+                validate(&set.streaming, &Body::Memory(bytes::Bytes::from(std::fs::read(&path).unwrap()))).unwrap();
+            assert_eq!(from_file.is_empty(), valid, "{sample}: {:?}", from_file.items);
+            assert_eq!(from_file, from_memory, "{sample}");
+        }
     }
 
     #[test]

@@ -7,9 +7,7 @@
 use super::scan::{Item, Pass, ScanError, Scanner};
 use super::xmltree::Node;
 use super::Resultaat;
-use std::fs::File;
-use std::io::BufReader;
-use std::path::Path;
+use crate::body::{Body, BodyReader};
 use std::sync::mpsc;
 
 /// One step of the results walk.
@@ -29,11 +27,11 @@ const CHUNKS_AHEAD: usize = 8;
 
 /// Results in document order.
 pub enum ResultStream {
-    Inline(Scanner<BufReader<File>>, bool),
+    Inline(Scanner<BodyReader>, bool),
     Threaded(mpsc::Receiver<Vec<Parsed>>, std::vec::IntoIter<Parsed>),
 }
 
-fn next_parsed(scanner: &mut Scanner<BufReader<File>>) -> Option<Parsed> {
+fn next_parsed(scanner: &mut Scanner<BodyReader>) -> Option<Parsed> {
     loop {
         return match scanner.next() {
             Ok(None) => None,
@@ -48,12 +46,9 @@ fn next_parsed(scanner: &mut Scanner<BufReader<File>>) -> Option<Parsed> {
 }
 
 impl ResultStream {
-    /// Opens the results of the message at `path`; `ahead` parses on a thread of its own.
-    pub fn open(path: &Path, ahead: bool) -> std::io::Result<ResultStream> {
-        let open = |path: &Path| -> std::io::Result<Scanner<BufReader<File>>> {
-            Ok(Scanner::new(BufReader::with_capacity(256 * 1024, File::open(path)?), Pass::Everything))
-        };
-        let mut scanner = open(path)?;
+    /// Opens the results of a message; `ahead` parses on a thread of its own.
+    pub fn open(body: &Body, ahead: bool) -> std::io::Result<ResultStream> {
+        let mut scanner = Scanner::new(body.reader()?, Pass::Everything);
         if !ahead {
             return Ok(ResultStream::Inline(scanner, false));
         }

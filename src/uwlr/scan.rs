@@ -68,6 +68,8 @@ pub struct Scanner<R: BufRead> {
     frames: Vec<Frame>,
     pass: Pass,
     seen_root: bool,
+    /// Where the root element's start tag ends, for reporting envelope problems.
+    root_offset: Option<u64>,
     pending: Option<Item>,
     body_seen_first: bool,
 }
@@ -83,6 +85,7 @@ impl<R: BufRead> Scanner<R> {
             frames: Vec::new(),
             pass,
             seen_root: false,
+            root_offset: None,
             pending: None,
             body_seen_first: false,
         }
@@ -90,6 +93,11 @@ impl<R: BufRead> Scanner<R> {
 
     pub fn position(&self) -> u64 {
         self.reader.buffer_position()
+    }
+
+    /// The byte offset of the root element (once it has been read).
+    pub fn root_offset(&self) -> Option<u64> {
+        self.root_offset
     }
 
     fn fail(&self, error: impl Into<TreeError>) -> ScanError {
@@ -195,6 +203,7 @@ impl<R: BufRead> Scanner<R> {
         let offset = self.reader.buffer_position();
         if !self.seen_root {
             self.seen_root = true;
+            self.root_offset = Some(offset);
             let namespace = namespace_of(&self.reader, &start);
             let root = match (namespace.as_deref(), name.as_str()) {
                 (Some(NS_SOAP11), "Envelope") => {
