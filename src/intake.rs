@@ -13,7 +13,7 @@ use crate::domain::{Rule, SchoolCode, Violation};
 use crate::soap::envelope::{self, Framing};
 use crate::store::admin::{self, Sender};
 use crate::store::intake::{
-    self as store_intake, AfnameChange, AfnameState, AfnameWrite, Counts, Receipt, StoredToets,
+    self as store_intake, AfnameChange, AfnameState, AfnameWrite, Counts, Receipt, StoredToets, ToetsDefinition,
 };
 use crate::store::{now_text, sha256_hex, Store, StoreError};
 use crate::uwlr::scan::{Item, Pass, Root, Scanner};
@@ -105,7 +105,10 @@ struct Prepared {
     sender: Sender,
     school: School,
     aanmaakdatum_us: Option<i64>,
-    toetsen: Vec<Toets>,
+    toetsen: Vec<ToetsDefinition>,
+    /// The results of a small message, parsed on the request's worker so that the
+    /// writer thread only does SQL; large messages stream instead.
+    parsed_results: Option<Vec<Parsed>>,
     violations: Violations,
     unknown_vocabularies: UnknownVocabularies,
     receipt: Receipt,
@@ -292,6 +295,7 @@ impl Intake {
             school,
             aanmaakdatum_us: None,
             toetsen: Vec::new(),
+            parsed_results: None,
             violations: Violations::default(),
             unknown_vocabularies: UnknownVocabularies::new(),
         };
@@ -306,7 +310,7 @@ impl Intake {
                         ));
                         break;
                     }
-                    prepared.toetsen.push(Toets::from_node(&node));
+                    prepared.toetsen.push(ToetsDefinition::new(Toets::from_node(&node)));
                 }
                 Ok(Some(_)) => {}
                 Ok(None) => break,
@@ -319,7 +323,8 @@ impl Intake {
             }
         }
         drop(scanner);
-        prepared.violations.extend(rules::check_toetsen_identity(&prepared.toetsen));
+        let toetsen: Vec<Toets> = prepared.toetsen.iter().map(|definition| definition.toets.clone()).collect();
+        prepared.violations.extend(rules::check_toetsen_identity(&toetsen));
         if size <= INLINE_VALIDATION_BYTES || !prepared.violations.is_empty() {
             prepared
                 .violations
@@ -351,9 +356,12 @@ impl Intake {
             Ok(micros) => prepared.aanmaakdatum_us = Some(micros),
             Err(violation) => prepared.violations.push(violation),
         }
-        for toets in &prepared.toetsen {
-            let found = rules::check_toets(toets, &self.vocabularies, &mut prepared.unknown_vocabularies);
+        for definition in &prepared.toetsen {
+            let found = rules::check_toets(&definition.toets, &self.vocabularies, &mut prepared.unknown_vocabularies);
             prepared.violations.extend(found);
+        }
+        if let Body::Memory(_) = body {
+            prepared.parsed_results = Some(ResultStream::open(body, false)?.collect());
         }
         Ok(Phase1::Ready(Box::new(prepared)))
     }
@@ -391,6 +399,7 @@ fn phase2(
         school,
         aanmaakdatum_us,
         toetsen,
+        parsed_results,
         mut violations,
         mut unknown_vocabularies,
         mut receipt,
@@ -422,16 +431,19 @@ fn phase2(
     // Step 6: toets definitions. Each message toets pins its own version.
     let mut message_versions: HashMap<String, String> = HashMap::new();
     let mut pinned: HashMap<(String, String), Option<Arc<StoredToets>>> = HashMap::new();
-    for toets in &toetsen {
-        let (id, _change) = store_intake::upsert_toets(&savepoint, sender.school_id, toets, &receipt.id)?;
-        let code = toets.toetscode.waarde.clone();
-        let versie = toets.versie_text().to_string();
+    for definition in toetsen {
+        let (id, _change) = store_intake::upsert_toets(&savepoint, sender.school_id, &definition, &receipt.id)?;
+        let code = definition.toets.toetscode.waarde.clone();
+        let versie = definition.toets.versie_text().to_string();
         message_versions.insert(code.clone(), versie.clone());
-        pinned.insert((code, versie), Some(Arc::new(StoredToets { id, definition: toets.clone() })));
+        pinned.insert((code, versie), Some(Arc::new(StoredToets { id, definition: definition.toets })));
     }
     // Step 4 and 7: every result, streamed.
     let mut change_seq = store_intake::read_change_seq(&savepoint)?;
-    let stream = ResultStream::open(body, body.len()? > INLINE_VALIDATION_BYTES)?;
+    let stream = match parsed_results {
+        Some(parsed) => ResultStream::Parsed(parsed.into_iter()),
+        None => ResultStream::open(body, body.len()? > INLINE_VALIDATION_BYTES)?,
+    };
     let mut head = ToetsafnameHead::default();
     let mut leerling_state: Option<bool> = None;
     let mut sums: BTreeMap<(String, String), Sum> = BTreeMap::new();

@@ -153,37 +153,52 @@ pub fn load_toets(connection: &Connection, school_id: i64, toetscode: &str, vers
     .transpose()
 }
 
+/// A toets definition as stored: its JSON and the hash that tells a correction from a resend.
+#[derive(Clone, Debug)]
+pub struct ToetsDefinition {
+    pub toets: Toets,
+    pub json: String,
+    pub sha256: String,
+}
+
+impl ToetsDefinition {
+    pub fn new(toets: Toets) -> ToetsDefinition {
+        let json = serde_json::to_string(&toets).unwrap_or_default();
+        let sha256 = sha256_hex(json.as_bytes());
+        ToetsDefinition { toets, json, sha256 }
+    }
+}
+
 /// Applies UWLR step 6 to one definition: create, add a version, or overwrite (correction).
-pub fn upsert_toets(connection: &Connection, school_id: i64, toets: &Toets, receipt_id: &str) -> Result<(i64, ToetsChange), StoreError> {
-    let definition = serde_json::to_string(toets).map_err(|error| StoreError::Invalid(error.to_string()))?;
-    let content_sha256 = sha256_hex(definition.as_bytes());
+pub fn upsert_toets(
+    connection: &Connection,
+    school_id: i64,
+    definition: &ToetsDefinition,
+    receipt_id: &str,
+) -> Result<(i64, ToetsChange), StoreError> {
+    let toets = &definition.toets;
     let toetscode = toets.toetscode.waarde.as_str();
     let versie = toets.versie_text();
-    let now = now_text();
-    let existing: Option<(i64, String, i64, String, String)> = connection
-        .prepare_cached(
-            "SELECT id, content_sha256, revision, definition, updated_receipt_id FROM toetsen
-             WHERE school_id = ?1 AND toetscode = ?2 AND versie = ?3",
-        )?
-        .query_row(params![school_id, toetscode, versie], |row| {
-            Ok((row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?, row.get(4)?))
-        })
+    let existing: Option<(i64, String)> = connection
+        .prepare_cached("SELECT id, content_sha256 FROM toetsen WHERE school_id = ?1 AND toetscode = ?2 AND versie = ?3")?
+        .query_row(params![school_id, toetscode, versie], |row| Ok((row.get(0)?, row.get(1)?)))
         .optional()?;
+    let now = now_text();
     match existing {
-        Some((id, stored_sha, _, _, _)) if stored_sha == content_sha256 => Ok((id, ToetsChange::Unchanged)),
-        Some((id, stored_sha, revision, stored_definition, stored_receipt)) => {
+        Some((id, stored_sha)) if stored_sha == definition.sha256 => Ok((id, ToetsChange::Unchanged)),
+        Some((id, _)) => {
             connection
                 .prepare_cached(
                     "INSERT INTO toetsen_history (toets_id, revision, definition, content_sha256, receipt_id, replaced_at, replaced_by_receipt_id)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                     SELECT id, revision, definition, content_sha256, updated_receipt_id, ?2, ?3 FROM toetsen WHERE id = ?1",
                 )?
-                .execute(params![id, revision, stored_definition, stored_sha, stored_receipt, now, receipt_id])?;
+                .execute(params![id, now, receipt_id])?;
             connection
                 .prepare_cached(
                     "UPDATE toetsen SET definition = ?2, content_sha256 = ?3, revision = revision + 1,
                        updated_at = ?4, updated_receipt_id = ?5 WHERE id = ?1",
                 )?
-                .execute(params![id, definition, content_sha256, now, receipt_id])?;
+                .execute(params![id, definition.json, definition.sha256, now, receipt_id])?;
             Ok((id, ToetsChange::Correction))
         }
         None => {
@@ -197,7 +212,7 @@ pub fn upsert_toets(connection: &Connection, school_id: i64, toets: &Toets, rece
                        created_at, created_receipt_id, updated_at, updated_receipt_id)
                      VALUES (?1, ?2, ?3, ?4, ?5, 1, ?6, ?7, ?6, ?7)",
                 )?
-                .execute(params![school_id, toetscode, versie, definition, content_sha256, now, receipt_id])?;
+                .execute(params![school_id, toetscode, versie, definition.json, definition.sha256, now, receipt_id])?;
             let change = if known_code.is_some() { ToetsChange::NewVersion } else { ToetsChange::NewToets };
             Ok((connection.last_insert_rowid(), change))
         }
@@ -261,11 +276,15 @@ pub struct AfnameWrite<'a> {
 
 /// The change feed's counter, read once per message and written back at its end.
 pub fn read_change_seq(connection: &Connection) -> Result<i64, StoreError> {
-    Ok(connection.query_row("SELECT seq FROM change_counter WHERE id = 1", [], |row| row.get(0))?)
+    Ok(connection
+        .prepare_cached("SELECT seq FROM change_counter WHERE id = 1")?
+        .query_row([], |row| row.get(0))?)
 }
 
 pub fn write_change_seq(connection: &Connection, seq: i64) -> Result<(), StoreError> {
-    connection.execute("UPDATE change_counter SET seq = ?1 WHERE id = 1", [seq])?;
+    connection
+        .prepare_cached("UPDATE change_counter SET seq = ?1 WHERE id = 1")?
+        .execute([seq])?;
     Ok(())
 }
 

@@ -29,6 +29,8 @@ const CHUNKS_AHEAD: usize = 8;
 pub enum ResultStream {
     Inline(Scanner<BodyReader>, bool),
     Threaded(mpsc::Receiver<Vec<Parsed>>, std::vec::IntoIter<Parsed>),
+    /// Results parsed earlier (small messages).
+    Parsed(std::vec::IntoIter<Parsed>),
 }
 
 fn next_parsed(scanner: &mut Scanner<BodyReader>) -> Option<Parsed> {
@@ -83,6 +85,7 @@ impl Iterator for ResultStream {
                 *done = matches!(parsed, None | Some(Parsed::Failed(_)));
                 parsed
             }
+            ResultStream::Parsed(parsed) => parsed.next(),
             ResultStream::Threaded(receiver, current) => loop {
                 if let Some(parsed) = current.next() {
                     return Some(parsed);
