@@ -131,8 +131,8 @@ pub fn today() -> chrono::NaiveDate {
     chrono::Utc::now().with_timezone(&chrono_tz::Europe::Amsterdam).date_naive()
 }
 
-/// The reader (if the token was valid) and the handler's result.
-type Outcome = (Option<Reader>, Result<Served, QueryError>);
+/// The authenticated reader with the handler's result, or why no reader could be named.
+type Outcome = Result<(Reader, Result<Served, QueryError>), QueryError>;
 
 /// Checks the token and the API scope, then runs `handler` on a read connection.
 async fn authorised(
@@ -141,37 +141,33 @@ async fn authorised(
     scope: Scope,
     handler: impl FnOnce(&Connection, &Reader, chrono::NaiveDate) -> Result<Served, QueryError>,
 ) -> Outcome {
-    let Some(token) = asked.bearer.as_deref() else {
-        return (None, Err(QueryError::Unauthenticated));
-    };
+    let token = asked.bearer.as_deref().ok_or(QueryError::Unauthenticated)?;
     // The read runs on this worker thread, so the runtime is told to move other tasks away.
-    let read = tokio::task::block_in_place(|| store.read(|connection| {
-        let Some(reader) = readers::authenticate_reader(connection, token)? else {
-            return Ok((None, Err(QueryError::Unauthenticated)));
-        };
-        if !reader.may_use(scope) {
-            return Ok((Some(reader), Err(QueryError::ApiOutOfScope(scope))));
-        }
-        let result = handler(connection, &reader, today());
-        Ok::<_, StoreError>((Some(reader), result))
-    }));
-    match read {
-        Ok(outcome) => outcome,
-        Err(error) => (None, Err(QueryError::Store(error))),
-    }
+    tokio::task::block_in_place(|| {
+        store.read(|connection| {
+            let Some(reader) = readers::authenticate_reader(connection, token)? else {
+                return Ok(Err(QueryError::Unauthenticated));
+            };
+            let result = if reader.may_use(scope) {
+                handler(connection, &reader, today())
+            } else {
+                Err(QueryError::ApiOutOfScope(scope))
+            };
+            Ok(Ok((reader, result)))
+        })
+    })?
 }
 
 /// Audits an authenticated request and then answers it; a failed audit withholds the data.
 async fn finish(store: &Store, asked: &Asked, scope: Scope, school: Option<String>, outcome: Outcome) -> Answer {
-    let (reader, result) = outcome;
-    let Some(reader) = reader else {
-        if let Err(QueryError::Unauthenticated) = &result {
-            tracing::info!(path = %asked.path, "read refused: no valid bearer token");
+    let (reader, result) = match outcome {
+        Ok(authenticated) => authenticated,
+        Err(error) => {
+            if let QueryError::Unauthenticated = error {
+                tracing::info!(path = %asked.path, "read refused: no valid bearer token");
+            }
+            return error.answer(&asked.request_id, &asked.path);
         }
-        return match result {
-            Ok(_) => unreachable!("a served request always has a reader"),
-            Err(error) => error.answer(&asked.request_id, &asked.path),
-        };
     };
     let entry = |touched: Touched, status: StatusCode| ReadAudit {
         request_id: asked.request_id.clone(),
@@ -201,7 +197,8 @@ async fn finish(store: &Store, asked: &Asked, scope: Scope, school: Option<Strin
     }
     match result {
         Ok(served) => {
-            tracing::info!(reader = %reader.name, records = served.touched.iter().map(|t| t.records).sum::<u64>(), "read served");
+            let records: u64 = served.touched.iter().map(|touched| touched.records).sum();
+            tracing::info!(reader = %reader.name, records, "read served");
             Answer {
                 reply: Reply { status: StatusCode::OK, content_type: served.content_type, body: served.body, receipt_id: None },
                 headers: served.headers,
