@@ -77,6 +77,7 @@ pub async fn run(
         .timeout(config.request_timeout)
         .connect_timeout(config.request_timeout)
         .redirect(reqwest::redirect::Policy::none())
+        .tcp_nodelay(true)
         .user_agent(concat!("uwlr-gateway/", env!("CARGO_PKG_VERSION")))
         .build()
     {
