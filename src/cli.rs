@@ -81,6 +81,9 @@ pub enum LrsCommand {
         /// Only results of this toetscode (repeatable; none means every toets).
         #[arg(long = "toetscode")]
         toetscodes: Vec<String>,
+        /// Deliver only statements generated from now on (default: the whole history, oldest first).
+        #[arg(long)]
+        from_now: bool,
         /// The learner identity this LRS may see.
         #[arg(long, value_enum, default_value_t = crate::bridge::subscriptions::Identity::Eckid)]
         identity: crate::bridge::subscriptions::Identity,
@@ -342,6 +345,7 @@ fn lrs(config: &Config, command: LrsCommand) -> Result<ExitCode> {
             schools,
             toetscodes,
             identity,
+            from_now,
         } => {
             let schools = schools
                 .iter()
@@ -359,8 +363,12 @@ fn lrs(config: &Config, command: LrsCommand) -> Result<ExitCode> {
                 identity: identity.as_str().to_string(),
                 schools,
                 toetscodes,
+                from_now,
             };
             crate::bridge::subscriptions::check_new(&new)?;
+            if new.password.is_some() && new.url.starts_with("http://") {
+                eprintln!("warning: credentials for {} go over plain http", new.name);
+            }
             let mut key = [0u8; 32];
             rand::RngCore::fill_bytes(&mut rand::thread_rng(), &mut key);
             rows::add_subscription(&connection, &new, &key)?;

@@ -84,6 +84,8 @@ pub struct NewSubscription {
     pub identity: String,
     pub schools: Vec<String>,
     pub toetscodes: Vec<String>,
+    /// Start after the newest statement instead of delivering the whole history.
+    pub from_now: bool,
 }
 
 /// A statement waiting for one LRS, with what identity rendering needs.
@@ -276,7 +278,8 @@ pub fn add_subscription(
     connection.execute(
         "INSERT INTO xapi_subscriptions (name, url, username, password, identity, pseudonym_key, schools, toetscodes,
            cursor_seq, created_at)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, 0, ?9)",
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8,
+           CASE WHEN ?10 THEN (SELECT COALESCE(MAX(seq), 0) FROM xapi_statements) ELSE 0 END, ?9)",
         params![
             new.name,
             new.url,
@@ -287,6 +290,7 @@ pub fn add_subscription(
             serde_json::to_string(&new.schools).unwrap_or_else(|_| "[]".into()),
             serde_json::to_string(&new.toetscodes).unwrap_or_else(|_| "[]".into()),
             now_text(),
+            new.from_now,
         ],
     )?;
     super::admin::audit(

@@ -299,12 +299,22 @@ fn each_lrs_gets_only_its_schools_and_toetscodes_in_its_identity() {
 
     // A removed LRS gets nothing more, without a restart; the others go on.
     gateway.cli(&["lrs", "remove", "all"]);
+    let late = StandIn::start();
+    add_lrs(&gateway, "late", &late.url(), &["--from-now"]);
     std::thread::sleep(Duration::from_millis(500));
     let posts_before = everything.with(|state| state.posts.len());
     gateway.post_accepted(&samples[9..]);
     gateway.wait_delivered("yy", WAIT);
     std::thread::sleep(Duration::from_millis(500));
     assert_eq!(everything.with(|state| state.posts.len()), posts_before);
+    gateway.wait_delivered("late", WAIT);
+    let late_ids = late.stored_ids();
+    assert_eq!(
+        late_ids.len(),
+        1,
+        "only sample 10's statement: {late_ids:?}"
+    );
+    assert!(late_ids.contains(&key_statement(&gateway, "WO10-LL0002")));
     assert!(other_school.stored_ids().is_empty());
 }
 
