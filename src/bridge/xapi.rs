@@ -777,6 +777,103 @@ mod tests {
         );
     }
 
+    /// The reference example 01 (shared/reference/xapi/examples/valid/01-toets-score.json), rebuilt from its UWLR source.
+    #[test]
+    fn toets_score_matches_the_reference_example() {
+        let mapping = Mapping::new("https://uwlr-gateway.example.nl/xapi").unwrap();
+        let eckid = "https://ketenid.nl/201703/43635ad07e942659a91362eb8f10c16cb936442eccb63ca07b2bf44fec4fd52ec11de3e197191c046c7110b3b8f1dc81d173679f5345d57f3f3732321b9e73b3";
+        let source = AfnameSource {
+            id: 1,
+            school_id: 1,
+            school_code: "99XX16".into(),
+            brincode: Some("99XX".into()),
+            dependancecode: Some("16".into()),
+            schoolkey: None,
+            school_naam: Some("School 99XX-16".into()),
+            afname_key: "A-1001".into(),
+            leerlingid: "L1".into(),
+            eckid: Some(eckid.into()),
+            resultaatverwerkerid: None,
+            toets_id: 1,
+            toetscode: "RW-M4".into(),
+            versie: "2022".into(),
+            toetsonderdeelcode: None,
+            afnamedatum: "2025-01-15".into(),
+            derived: false,
+            result: r#"{"uitslag":{"score":42},"infourl":null}"#.into(),
+            aanmaakdatum: "2025-01-16T08:00:00".into(),
+            schooljaar: Some("2024-2025".into()),
+            xsdversie: Some("2.2".into()),
+            klantnaam: None,
+        };
+        let norm = |term: &str, begin, end| crate::uwlr::Norm {
+            term: term.into(),
+            beginnormwaarde: begin,
+            eindnormwaarde: end,
+            ..Default::default()
+        };
+        let toets = Toets {
+            toetscode: VocabulaireWaarde {
+                waarde: "RW-M4".into(),
+                ..Default::default()
+            },
+            versie: Some(VocabulaireWaarde {
+                waarde: "2022".into(),
+                vocabulaire: Some("https://example.org/vdex/toetsversies".into()),
+                vocabulairelocatie: None,
+            }),
+            toetsnaam: Some("Rekenen-Wiskunde M4".into()),
+            toetsnormering: Some(Normering {
+                norms: vec![norm("I", 0, 20), norm("III", 21, 60)],
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        let built = mapping.build(&source, &toets, chrono::Utc::now());
+        let ours = serde_json::to_value(&built.statement).unwrap();
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../shared/reference/xapi/examples/valid/01-toets-score.json");
+        let text = std::fs::read_to_string(&path).unwrap_or_else(|error| {
+            panic!(
+                "{} (shared/ must sit beside the repository): {error}",
+                path.display()
+            )
+        });
+        let reference: Value = serde_json::from_str(&text).unwrap();
+        for path in [
+            "/actor",
+            "/verb",
+            "/object/id",
+            "/object/definition/type",
+            "/object/definition/name",
+            "/result/score",
+            "/context/contextActivities",
+            "/timestamp",
+        ] {
+            assert_eq!(ours.pointer(path), reference.pointer(path), "{path}");
+        }
+        for (key, value) in reference["object"]["definition"]["extensions"]
+            .as_object()
+            .unwrap()
+        {
+            assert_eq!(
+                &ours["object"]["definition"]["extensions"][key], value,
+                "{key}"
+            );
+        }
+        for (key, value) in reference["context"]["extensions"].as_object().unwrap() {
+            assert_eq!(&ours["context"]["extensions"][key], value, "{key}");
+        }
+        assert_eq!(
+            ours["result"]["extensions"]["https://uwlr-gateway.example.nl/xapi/extension/normterm"]
+                ["term"],
+            "III"
+        );
+        assert!(built
+            .id_name
+            .starts_with("uwlr-resultaat|v1|brin:99XX16|A-1001|"));
+    }
+
     #[test]
     fn base_iri_must_be_http() {
         for bad in [
