@@ -90,10 +90,9 @@ pub async fn run(
     let mut running: HashMap<i64, Running> = HashMap::new();
     loop {
         let store_for_read = store.clone();
-        let loaded = tokio::task::spawn_blocking(move || {
-            store_for_read.read(|c| rows::list_subscriptions(c))
-        })
-        .await;
+        let loaded =
+            tokio::task::spawn_blocking(move || store_for_read.read(rows::list_subscriptions))
+                .await;
         match loaded {
             Ok(Ok(subscriptions)) => {
                 let wanted: HashMap<i64, Subscription> = subscriptions

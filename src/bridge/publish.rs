@@ -28,14 +28,17 @@ pub fn publish_changes(
     let mut definitions: HashMap<i64, Toets> = HashMap::new();
     let mut written = 0;
     for source in outbox::changed_afnames(connection, school_id, from_seq, to_seq)? {
-        if !definitions.contains_key(&source.toets_id) {
-            let text = outbox::toets_definition(connection, source.toets_id)?;
-            let toets: Toets = serde_json::from_str(&text).map_err(|error| {
-                BridgeError::Unreadable(format!("toets {}: {error}", source.toets_id))
-            })?;
-            definitions.insert(source.toets_id, toets);
-        }
-        let built = mapping.build(&source, &definitions[&source.toets_id], now);
+        let toets = match definitions.entry(source.toets_id) {
+            std::collections::hash_map::Entry::Occupied(entry) => entry.into_mut(),
+            std::collections::hash_map::Entry::Vacant(entry) => {
+                let text = outbox::toets_definition(connection, source.toets_id)?;
+                let toets: Toets = serde_json::from_str(&text).map_err(|error| {
+                    BridgeError::Unreadable(format!("toets {}: {error}", source.toets_id))
+                })?;
+                entry.insert(toets)
+            }
+        };
+        let built = mapping.build(&source, toets, now);
         written += publish_one(connection, mapping, &source, built, now)?;
     }
     Ok(written)

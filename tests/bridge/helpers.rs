@@ -2,7 +2,7 @@
 
 use rusqlite::Connection;
 use std::collections::BTreeSet;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -317,8 +317,4 @@ pub fn free_port() -> u16 {
         .local_addr()
         .unwrap()
         .port()
-}
-
-pub fn exists(path: &Path) -> bool {
-    path.exists()
 }
