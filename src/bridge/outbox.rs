@@ -349,9 +349,10 @@ impl Task {
                     if let Some(seq) = to_seq {
                         *cursor = (*cursor).max(seq);
                     }
+                    tracing::debug!(lrs = %self.subscription.row.name, statements = part.len(), status,
+                        requeued = !from_cursor, "delivered");
                 }
-                Answer::Conflict(text) | Answer::Refused(_, text) if part.len() > 1 => {
-                    let _ = text;
+                Answer::Conflict(_) | Answer::Refused(_, _) if part.len() > 1 => {
                     let second = part.split_off(part.len() / 2);
                     parts.push(second);
                     parts.push(part);
