@@ -53,6 +53,64 @@ pub enum Command {
     /// Show what happened to received messages.
     #[command(subcommand)]
     Receipts(ReceiptsCommand),
+    /// Send sample files or folders to a gateway and report the answers.
+    Replay {
+        #[arg(required = true)]
+        paths: Vec<PathBuf>,
+        /// The SOAP endpoint, e.g. http://127.0.0.1:8080/uwlr/leerresultaten.
+        #[arg(long, default_value = "http://127.0.0.1:8080/uwlr/leerresultaten")]
+        url: String,
+        /// Filled into files without an autorisatie header.
+        #[arg(long)]
+        klantcode: Option<String>,
+        #[arg(long)]
+        klantnaam: Option<String>,
+        #[arg(long)]
+        key: Option<String>,
+        /// Calls in flight at once (one school's messages still go in file order).
+        #[arg(long, default_value_t = 1)]
+        concurrency: usize,
+        /// At most this many messages per second.
+        #[arg(long)]
+        rate: Option<f64>,
+        /// Rewrite aanmaakdatum to now (later for each file) so a folder can be replayed again.
+        #[arg(long)]
+        restamp: bool,
+        /// A manifest (samples/manifest.toml) to compare each answer with; exit 1 on any difference.
+        #[arg(long)]
+        expect: Option<PathBuf>,
+        /// Seconds to wait for one answer.
+        #[arg(long, default_value_t = 600)]
+        timeout: u64,
+    },
+    /// Write deterministic messages and the matching roster for load tests and benchmarks.
+    Generate {
+        #[arg(long, default_value_t = 1)]
+        schools: u32,
+        /// Learners per school.
+        #[arg(long, default_value_t = 100)]
+        learners: u32,
+        /// Distinct toetsen.
+        #[arg(long, default_value_t = 10)]
+        toetsen: u32,
+        /// Results (afname keys) per school.
+        #[arg(long, default_value_t = 1000)]
+        afnames: u64,
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+        /// One message per toetsafname (with versions and corrections) instead of one batch per school.
+        #[arg(long)]
+        drip: bool,
+        #[arg(long, default_value = crate::demo::KLANTCODE)]
+        klantcode: String,
+        #[arg(long, default_value = crate::demo::KLANTNAAM)]
+        klantnaam: String,
+        #[arg(long, default_value = crate::demo::AUTORISATIESLEUTEL)]
+        key: String,
+        /// A folder, or FILE.xml for one batch of one school.
+        #[arg(long)]
+        out: PathBuf,
+    },
     /// Manage the Learning Record Stores that receive accepted results as xAPI statements.
     #[command(subcommand)]
     Lrs(LrsCommand),
@@ -194,7 +252,12 @@ fn load_config(cli: &Cli) -> Result<Config> {
 fn init_tracing(format: LogFormat) {
     let filter = tracing_subscriber::EnvFilter::try_from_env("UWLR_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    // Colours only on a terminal: log files and journald would get raw escape codes.
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(ansi);
     let _ = match format {
         LogFormat::Json => builder.json().try_init(),
         LogFormat::Text => builder.try_init(),
@@ -235,6 +298,53 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         }
         Command::Lrs(command) => lrs(&config, command),
         Command::Outbox(command) => outbox(&config, command),
+        Command::Replay { paths, url, klantcode, klantnaam, key, concurrency, rate, restamp, expect, timeout } => {
+            let options = crate::tools::replay::ReplayOptions {
+                paths,
+                url,
+                klantcode,
+                klantnaam,
+                key,
+                concurrency,
+                rate,
+                restamp,
+                expect,
+                timeout: std::time::Duration::from_secs(timeout),
+            };
+            let report = crate::tools::replay::replay(&options)?;
+            print!("{}", crate::tools::replay::summary(&report));
+            let all_accepted = report.answers.iter().all(|answer| answer.accepted());
+            Ok(match (options.expect.is_some(), report.differences.is_empty(), all_accepted) {
+                (true, true, _) => ExitCode::SUCCESS,
+                (true, false, _) => ExitCode::from(1),
+                (false, _, true) => ExitCode::SUCCESS,
+                (false, _, false) => ExitCode::from(2),
+            })
+        }
+        Command::Generate { schools, learners, toetsen, afnames, seed, drip, klantcode, klantnaam, key, out } => {
+            let options = crate::tools::generate::GenerateOptions {
+                schools,
+                learners,
+                toetsen,
+                afnames,
+                seed,
+                drip,
+                klantcode,
+                klantnaam,
+                autorisatiesleutel: key,
+                out,
+            };
+            let report = crate::tools::generate::generate(&options)?;
+            println!(
+                "wrote {} messages ({} resultaten, {} bytes), roster {}",
+                report.messages,
+                report.resultaten,
+                report.bytes,
+                report.roster.display()
+            );
+            println!("to prepare a gateway, run the commands in {}", report.setup.display());
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Receipts(command) => {
             let store = open_store(&config)?;
             let connection = store.connect()?;
@@ -481,11 +591,11 @@ fn contract_dir(config: &Config) -> PathBuf {
 
 fn validate(config: &Config, files: &[PathBuf]) -> Result<ExitCode> {
     let scratch = tempfile::tempdir()?;
-    let driver = crate::schema::prepare(scratch.path(), config.schema_dir.as_deref())?;
+    let schemas = crate::schema::prepare(scratch.path(), config.schema_dir.as_deref())?;
     let vocabularies = Vocabularies::load(config.vdex_dir.as_deref())?;
     let mut all_valid = true;
     for file in expand(files)? {
-        let violations = crate::intake::validate_offline(&file, &driver, &vocabularies, &config.xsd_versions)?;
+        let violations = crate::intake::validate_offline(&file, &schemas, &vocabularies, &config.xsd_versions)?;
         if violations.is_empty() {
             println!("{}: valid", file.display());
             continue;
@@ -533,12 +643,12 @@ fn serve(config: Config, demo: bool) -> Result<ExitCode> {
     if demo {
         crate::demo::seed(&store.connect()?).context("cannot seed the demo data")?;
     }
-    let driver = crate::schema::prepare(&contract_dir(&config), config.schema_dir.as_deref())?;
+    let schemas = crate::schema::prepare(&contract_dir(&config), config.schema_dir.as_deref())?;
     let vocabularies = Vocabularies::load(config.vdex_dir.as_deref())?;
     let mapping = config.xapi_mapping()?;
     let intake = Intake {
         store: store.clone(),
-        schema_driver: driver,
+        schemas,
         vocabularies: Arc::new(vocabularies),
         config: Arc::new(IntakeConfig {
             xsd_versions: config.xsd_versions.clone(),

@@ -79,6 +79,8 @@ pub struct Config {
     pub xapi_base_backoff_ms: u64,
     /// Longest retry delay.
     pub xapi_max_backoff_secs: u64,
+    /// Open connections at most; more wait in the listen backlog.
+    pub max_connections: usize,
 }
 
 /// The placeholder base IRI (RFC 2606 `.example`): statements are valid, but the ids belong to no one.
@@ -108,6 +110,7 @@ impl Default for Config {
             xapi_poll_interval_ms: 1000,
             xapi_base_backoff_ms: 500,
             xapi_max_backoff_secs: 60,
+            max_connections: 2048,
         }
     }
 }
@@ -181,6 +184,7 @@ impl Config {
         set("UWLR_LOG_FORMAT", &mut |v| Ok(self.log_format = choice("UWLR_LOG_FORMAT", v)?))?;
         set("UWLR_SCHEMA_DIR", &mut |v| Ok(self.schema_dir = Some(PathBuf::from(v))))?;
         set("UWLR_VDEX_DIR", &mut |v| Ok(self.vdex_dir = Some(PathBuf::from(v))))?;
+        set("UWLR_MAX_CONNECTIONS", &mut |v| Ok(self.max_connections = parse("UWLR_MAX_CONNECTIONS", v)?))?;
         set("UWLR_ADMIN_TOKEN", &mut |v| Ok(self.admin_token = Some(Secret::new(v))))?;
         set("UWLR_XAPI_BASE_IRI", &mut |v| Ok(self.xapi_base_iri = v.to_string()))?;
         set("UWLR_XAPI_BATCH_SIZE", &mut |v| Ok(self.xapi_batch_size = parse("UWLR_XAPI_BATCH_SIZE", v)?))?;

@@ -1,7 +1,8 @@
 //! The hyper listener: routes, body spooling with limits and timeouts, graceful shutdown.
 
 use crate::config::Config;
-use crate::intake::{Intake, Outcome, Spooled};
+use crate::body::{Body, MEMORY_LIMIT};
+use crate::intake::{Intake, Outcome, Received};
 use crate::soap::envelope::{soap_action_operation, OPERATION};
 use crate::soap::fault::{self, Refusal, Reply};
 use crate::domain::{Rule, Violation};
@@ -101,8 +102,19 @@ pub async fn serve(
 ) -> std::io::Result<()> {
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
     let header_timeout = Duration::from_secs(state.config.header_timeout_secs);
+    // Each connection holds a permit; at the cap the gateway stops accepting and
+    // the kernel's backlog holds new connections until one closes (idle ones close
+    // after the header timeout).
+    let permits = Arc::new(tokio::sync::Semaphore::new(state.config.max_connections.max(1)));
     tokio::pin!(shutdown);
     loop {
+        let permit = tokio::select! {
+            permit = permits.clone().acquire_owned() => match permit {
+                Ok(permit) => permit,
+                Err(_) => break,
+            },
+            () = &mut shutdown => break,
+        };
         tokio::select! {
             accepted = listener.accept() => {
                 let (stream, peer) = match accepted {
@@ -129,6 +141,7 @@ pub async fn serve(
                     if let Err(error) = connection.await {
                         tracing::debug!(%error, %peer, "connection ended with an error");
                     }
+                    drop(permit);
                 });
             }
             () = &mut shutdown => break,
@@ -265,34 +278,39 @@ fn contract_file(state: &AppState, query: &str) -> Reply {
 
 async fn soap_call(state: &AppState, request: Request<Incoming>, request_id: &str) -> Reply {
     let started = Instant::now();
-    let headers = request.headers();
+    let (parts, mut body) = request.into_parts();
+    let headers = &parts.headers;
+    let drain_refused = !expects_continue(headers);
     let content_type = headers
         .get(CONTENT_TYPE)
         .and_then(|value| value.to_str().ok())
         .unwrap_or("")
         .to_ascii_lowercase();
     let media = content_type.split(';').next().unwrap_or("").trim().to_string();
-    if !matches!(media.as_str(), "text/xml" | "application/xml" | "application/soap+xml") {
-        return fault::refusal(&Refusal::UnsupportedMediaType(media));
-    }
-    if let Some(action) = headers.get("soapaction").and_then(|value| value.to_str().ok()) {
-        if let Some(operation) = soap_action_operation(action) {
-            if operation != OPERATION {
-                return fault::refusal(&Refusal::UnknownAction(action.to_string()));
-            }
-        }
-    }
     let limit = state.config.max_body_bytes;
     let declared = headers
         .get(CONTENT_LENGTH)
         .and_then(|value| value.to_str().ok())
         .and_then(|value| value.parse::<u64>().ok());
-    if declared.is_some_and(|length| length > limit) {
-        return fault::refusal(&Refusal::TooLarge(limit));
+    let action = headers.get("soapaction").and_then(|value| value.to_str().ok());
+    let refused = if !matches!(media.as_str(), "text/xml" | "application/xml" | "application/soap+xml") {
+        Some(Refusal::UnsupportedMediaType(media))
+    } else if let Some(action) = action.filter(|action| soap_action_operation(action).is_some_and(|operation| operation != OPERATION)) {
+        Some(Refusal::UnknownAction(action.to_string()))
+    } else if declared.is_some_and(|length| length > limit) {
+        Some(Refusal::TooLarge(limit))
+    } else {
+        None
+    };
+    if let Some(refusal) = refused {
+        if drain_refused {
+            drain(&mut body).await;
+        }
+        return fault::refusal(&refusal);
     }
     let idle = Duration::from_secs(state.config.body_idle_timeout_secs);
-    let spooled = match spool(request.into_body(), &state.spool_dir, limit, idle).await {
-        Ok(spooled) => spooled,
+    let received = match spool(body, &state.spool_dir, limit, idle, drain_refused).await {
+        Ok(received) => received,
         Err(SpoolError::Refused(refusal)) => {
             tracing::info!(?refusal, "request refused while reading the body");
             return fault::refusal(&refusal);
@@ -302,11 +320,11 @@ async fn soap_call(state: &AppState, request: Request<Incoming>, request_id: &st
             return fault::internal(request_id);
         }
     };
-    if spooled.size == 0 {
+    if received.size == 0 {
         return fault::rejected(&Violations::single(Violation::new(Rule::Bericht, "the request body is empty")), None);
     }
-    let size = spooled.size;
-    let outcome = state.intake.receive(spooled).await;
+    let size = received.size;
+    let outcome = state.intake.receive(received).await;
     let duration_ms = started.elapsed().as_millis() as u64;
     match outcome {
         Ok(Outcome::Accepted { receipt_id, counts, replay }) => {
@@ -340,14 +358,17 @@ enum SpoolError {
     Io(std::io::Error),
 }
 
-/// Streams the body to a temporary file, hashing it on the way; never holds it whole.
-async fn spool(mut body: Incoming, dir: &std::path::Path, limit: u64, idle: Duration) -> Result<Spooled, SpoolError> {
-    let file = tempfile::Builder::new()
-        .prefix("body-")
-        .tempfile_in(dir)
-        .map_err(SpoolError::Io)?;
-    let (file, path) = file.into_parts();
-    let mut writer = std::io::BufWriter::with_capacity(256 * 1024, file);
+/// Receives the body, hashing it on the way: small bodies stay in memory, a body
+/// that grows past `MEMORY_LIMIT` is spooled to a temporary file from then on.
+async fn spool(
+    mut body: Incoming,
+    dir: &std::path::Path,
+    limit: u64,
+    idle: Duration,
+    drain_refused: bool,
+) -> Result<Received, SpoolError> {
+    let mut memory: Vec<u8> = Vec::new();
+    let mut file: Option<(std::io::BufWriter<std::fs::File>, tempfile::TempPath)> = None;
     let mut hasher = Sha256::new();
     let mut size = 0u64;
     loop {
@@ -362,21 +383,69 @@ async fn spool(mut body: Incoming, dir: &std::path::Path, limit: u64, idle: Dura
             Ok(Some(Err(error))) => return Err(SpoolError::Refused(Refusal::IncompleteBody(error.to_string()))),
             Ok(Some(Ok(frame))) => frame,
         };
-        if let Ok(data) = frame.into_data() {
-            size += data.len() as u64;
-            if size > limit {
-                return Err(SpoolError::Refused(Refusal::TooLarge(limit)));
+        let Ok(data) = frame.into_data() else { continue };
+        size += data.len() as u64;
+        if size > limit {
+            if drain_refused {
+                drain(&mut body).await;
             }
-            hasher.update(&data);
-            writer.write_all(&data).map_err(SpoolError::Io)?;
+            return Err(SpoolError::Refused(Refusal::TooLarge(limit)));
+        }
+        hasher.update(&data);
+        match file.as_mut() {
+            Some((writer, _)) => writer.write_all(&data).map_err(SpoolError::Io)?,
+            None if memory.len() + data.len() <= MEMORY_LIMIT => memory.extend_from_slice(&data),
+            None => {
+                let spooled = tempfile::Builder::new().prefix("body-").tempfile_in(dir).map_err(SpoolError::Io)?;
+                let (handle, path) = spooled.into_parts();
+                let mut writer = std::io::BufWriter::with_capacity(256 * 1024, handle);
+                writer.write_all(&memory).map_err(SpoolError::Io)?;
+                writer.write_all(&data).map_err(SpoolError::Io)?;
+                memory = Vec::new();
+                file = Some((writer, path));
+            }
         }
     }
-    writer.flush().map_err(SpoolError::Io)?;
-    Ok(Spooled {
-        path: Arc::new(path),
-        size,
-        sha256: hex::encode(hasher.finalize()),
-    })
+    let body = match file {
+        Some((mut writer, path)) => {
+            writer.flush().map_err(SpoolError::Io)?;
+            Body::File(Arc::new(path))
+        }
+        None => Body::Memory(Bytes::from(memory)),
+    };
+    Ok(Received { body, size, sha256: hex::encode(hasher.finalize()) })
+}
+
+/// How much of a refused request body is still read, and discarded, before the refusal is sent.
+const DRAIN_MAX_BYTES: u64 = 16 << 20;
+const DRAIN_MAX_TIME: Duration = Duration::from_secs(5);
+
+/// Whether the client waits for `100 Continue` before sending its body; such a client
+/// reads a refusal without sending the body, so nothing needs draining.
+fn expects_continue(headers: &hyper::HeaderMap) -> bool {
+    headers
+        .get(hyper::header::EXPECT)
+        .and_then(|value| value.to_str().ok())
+        .is_some_and(|value| value.eq_ignore_ascii_case("100-continue"))
+}
+
+/// Reads and discards what is left of a refused body, within bounds. A connection
+/// closed with request bytes still unread is reset by TCP, and the client then loses
+/// the refusal already sent (it sees a broken pipe instead of the 413 fault).
+/// Past the bounds the connection is closed anyway.
+async fn drain(body: &mut Incoming) {
+    let deadline = tokio::time::Instant::now() + DRAIN_MAX_TIME;
+    let mut drained = 0u64;
+    while drained <= DRAIN_MAX_BYTES {
+        match tokio::time::timeout_at(deadline, body.frame()).await {
+            Ok(Some(Ok(frame))) => {
+                if let Ok(data) = frame.into_data() {
+                    drained += data.len() as u64;
+                }
+            }
+            _ => break,
+        }
+    }
 }
 
 /// `GET /api/v1/receipts/{id}`: the sender (HTTP Basic klantcode:autorisatiesleutel) asks what happened.

@@ -13,23 +13,30 @@ use crate::domain::{Rule, SchoolCode, Violation};
 use crate::soap::envelope::{self, Framing};
 use crate::store::admin::{self, Sender};
 use crate::store::intake::{
-    self as store_intake, AfnameChange, AfnameState, AfnameWrite, Counts, Receipt, StoredToets,
+    self as store_intake, AfnameChange, AfnameState, AfnameWrite, Counts, Receipt, StoredToets, ToetsDefinition,
 };
 use crate::store::{now_text, sha256_hex, Store, StoreError};
 use crate::uwlr::scan::{Item, Pass, Root, Scanner};
 use crate::uwlr::xmltree::Node;
-use crate::uwlr::{Resultaat, School, Toets, ToetsafnameHead, Uitslag};
+use crate::uwlr::results::{Parsed, ResultStream};
+use crate::uwlr::{School, Toets, ToetsafnameHead, Uitslag};
 use crate::vdex::Vocabularies;
 use rusqlite::Connection;
 use std::collections::{BTreeMap, HashMap};
-use std::fs::File;
-use std::io::{BufReader, Read};
-use std::path::{Path, PathBuf};
+use std::io::Read;
+use crate::body::Body;
+use crate::schema::SchemaSet;
+use std::sync::mpsc;
 use std::sync::Arc;
 use std::time::Instant;
 
 /// The most toets definitions one message may carry (they are held in memory).
 pub const MAX_TOETSEN: usize = 10_000;
+
+/// Messages up to this size are schema-checked before the store pass; larger ones
+/// are checked on a second thread while the store pass runs, and the store pass
+/// waits for that verdict before it commits.
+pub const INLINE_VALIDATION_BYTES: u64 = 1 << 20;
 
 /// What to do with results for a leerling the store does not know.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Deserialize, serde::Serialize)]
@@ -50,9 +57,9 @@ pub struct IntakeConfig {
     pub mapping: crate::bridge::Mapping,
 }
 
-/// A request body on disk, with what was learned while spooling it.
-pub struct Spooled {
-    pub path: Arc<tempfile::TempPath>,
+/// A request body with what was learned while receiving it.
+pub struct Received {
+    pub body: Body,
     pub size: u64,
     pub sha256: String,
 }
@@ -95,10 +102,15 @@ impl From<rusqlite::Error> for IntakeError {
 
 /// Everything phase 1 learned about an authenticated message.
 struct Prepared {
+    /// The schema verdict still being computed on another thread (large messages).
+    pending_validation: Option<mpsc::Receiver<Result<Violations, crate::schema::SchemaError>>>,
     sender: Sender,
     school: School,
     aanmaakdatum_us: Option<i64>,
-    toetsen: Vec<Toets>,
+    toetsen: Vec<ToetsDefinition>,
+    /// The results of a small message, parsed on the request's worker so that the
+    /// writer thread only does SQL; large messages stream instead.
+    parsed_results: Option<Vec<Parsed>>,
     violations: Violations,
     unknown_vocabularies: UnknownVocabularies,
     receipt: Receipt,
@@ -118,21 +130,28 @@ enum Phase1 {
 #[derive(Clone)]
 pub struct Intake {
     pub store: Store,
-    pub schema_driver: PathBuf,
+    pub schemas: SchemaSet,
     pub vocabularies: Arc<Vocabularies>,
     pub config: Arc<IntakeConfig>,
 }
 
 impl Intake {
-    /// Runs every check on a spooled message and stores it whole or not at all.
-    pub async fn receive(&self, spooled: Spooled) -> Result<Outcome, IntakeError> {
+    /// Runs every check on a received message and stores it whole or not at all.
+    pub async fn receive(&self, received: Received) -> Result<Outcome, IntakeError> {
         let started = Instant::now();
-        let this = self.clone();
-        let path = spooled.path.clone();
-        let (size, sha256) = (spooled.size, spooled.sha256.clone());
-        let phase1 = tokio::task::spawn_blocking(move || this.phase1(&path, size, &sha256))
-            .await
-            .map_err(|error| IntakeError::Worker(error.to_string()))??;
+        let (size, sha256) = (received.size, received.sha256.clone());
+        // A drip message is checked right here (well under a millisecond); a large
+        // one on the blocking pool, so it never holds up the async workers.
+        let phase1 = match &received.body {
+            Body::Memory(_) => self.phase1(&received.body, size, &sha256)?,
+            _ => {
+                let this = self.clone();
+                let body = received.body.clone();
+                tokio::task::spawn_blocking(move || this.phase1(&body, size, &sha256))
+                    .await
+                    .map_err(|error| IntakeError::Worker(error.to_string()))??
+            }
+        };
         match phase1 {
             Phase1::Refused(violations, klantcode) => Ok(Outcome::Rejected {
                 receipt_id: None,
@@ -161,22 +180,21 @@ impl Intake {
             Phase1::Ready(prepared) => {
                 let vocabularies = self.vocabularies.clone();
                 let config = self.config.clone();
-                let path = spooled.path.clone();
+                let body = received.body.clone();
                 self.store
                     .write(move |connection| {
-                        phase2(connection, *prepared, &path, &vocabularies, &config, started)
+                        phase2(connection, *prepared, &body, &vocabularies, &config, started)
                     })
                     .await?
             }
         }
     }
 
-    fn phase1(&self, path: &Path, size: u64, sha256: &str) -> Result<Phase1, IntakeError> {
-        let file = File::open(path)?;
-        let mut scanner = Scanner::new(BufReader::with_capacity(64 * 1024, file), Pass::SkipToetsafnames);
+    fn phase1(&self, body: &Body, size: u64, sha256: &str) -> Result<Phase1, IntakeError> {
+        let mut scanner = Scanner::new(body.reader()?, Pass::SkipToetsafnames);
         let mut root: Option<Root> = None;
         let mut headers: Vec<Node> = Vec::new();
-        let mut body: Option<(Option<String>, String)> = None;
+        let mut body_element: Option<(Option<String>, String)> = None;
         let mut school_node: Option<Node> = None;
         let mut violations = Violations::default();
         // Read up to the school block: enough to identify and authorise the sender.
@@ -188,7 +206,7 @@ impl Intake {
                         headers.push(node);
                     }
                 }
-                Ok(Some(Item::BodyElement { namespace, name, .. })) => body = Some((namespace, name)),
+                Ok(Some(Item::BodyElement { namespace, name, .. })) => body_element = Some((namespace, name)),
                 Ok(Some(Item::School(node))) => {
                     school_node = Some(node);
                     break;
@@ -204,12 +222,12 @@ impl Intake {
             }
         }
         if !violations.is_empty() {
-            fill_positions(path, &mut violations);
+            fill_positions(body, &mut violations);
             return Ok(Phase1::Refused(violations, None));
         }
         if let Err(violation) = envelope::check_root(
             root.as_ref(),
-            body.as_ref().map(|(namespace, name)| (namespace, name.as_str())),
+            body_element.as_ref().map(|(namespace, name)| (namespace, name.as_str())),
             Framing::SoapOnly,
         ) {
             return Ok(Phase1::Refused(Violations::single(violation), None));
@@ -218,7 +236,7 @@ impl Intake {
             Ok(autorisatie) => autorisatie,
             Err(found) => {
                 violations.extend(found);
-                fill_positions(path, &mut violations);
+                fill_positions(body, &mut violations);
                 return Ok(Phase1::Refused(violations, None));
             }
         };
@@ -264,6 +282,7 @@ impl Intake {
             return Ok(Phase1::Replay(receipt_id));
         }
         let mut prepared = Prepared {
+            pending_validation: None,
             receipt: Receipt {
                 id: uuid::Uuid::new_v4().to_string(),
                 client_id: sender.client_id,
@@ -280,6 +299,7 @@ impl Intake {
             school,
             aanmaakdatum_us: None,
             toetsen: Vec::new(),
+            parsed_results: None,
             violations: Violations::default(),
             unknown_vocabularies: UnknownVocabularies::new(),
         };
@@ -294,7 +314,7 @@ impl Intake {
                         ));
                         break;
                     }
-                    prepared.toetsen.push(Toets::from_node(&node));
+                    prepared.toetsen.push(ToetsDefinition::new(Toets::from_node(&node)));
                 }
                 Ok(Some(_)) => {}
                 Ok(None) => break,
@@ -307,24 +327,45 @@ impl Intake {
             }
         }
         drop(scanner);
-        prepared
-            .violations
-            .extend(crate::schema::validate_file(&self.schema_driver, path)?.items);
+        let toetsen: Vec<Toets> = prepared.toetsen.iter().map(|definition| definition.toets.clone()).collect();
+        prepared.violations.extend(rules::check_toetsen_identity(&toetsen));
+        if size <= INLINE_VALIDATION_BYTES || !prepared.violations.is_empty() {
+            prepared
+                .violations
+                .extend(crate::schema::validate(&self.schemas.streaming, body)?.items);
+        } else {
+            let (verdict, receiver) = mpsc::sync_channel(1);
+            let driver = self.schemas.streaming.clone();
+            let body = body.clone();
+            std::thread::Builder::new()
+                .name("schema-check".into())
+                .spawn(move || {
+                    let _ = verdict.send(crate::schema::validate(&driver, &body));
+                })?;
+            prepared.pending_validation = Some(receiver);
+        }
         if let Some(violation) = rules::check_xsdversie(&prepared.school, &self.config.xsd_versions) {
-            prepared.violations.push(violation);
+            prepared.violations.push(at_child(violation, &school_node, "xsdversie"));
         }
         if !prepared.violations.is_empty() {
+            if let Some(pending) = prepared.pending_validation.take() {
+                let verdict = pending.recv().map_err(|_| IntakeError::Worker("the schema check stopped".into()))??;
+                prepared.violations.extend(verdict.items);
+            }
             // Content rules run only on schema-valid messages: on a broken tree they report noise.
-            fill_positions(path, &mut prepared.violations);
+            fill_positions(body, &mut prepared.violations);
             return Ok(Phase1::RejectEarly(Box::new(prepared)));
         }
         match rules::read_aanmaakdatum(&prepared.school) {
             Ok(micros) => prepared.aanmaakdatum_us = Some(micros),
             Err(violation) => prepared.violations.push(violation),
         }
-        for toets in &prepared.toetsen {
-            let found = rules::check_toets(toets, &self.vocabularies, &mut prepared.unknown_vocabularies);
+        for definition in &prepared.toetsen {
+            let found = rules::check_toets(&definition.toets, &self.vocabularies, &mut prepared.unknown_vocabularies);
             prepared.violations.extend(found);
+        }
+        if let Body::Memory(_) = body {
+            prepared.parsed_results = Some(ResultStream::open(body, false)?.collect());
         }
         Ok(Phase1::Ready(Box::new(prepared)))
     }
@@ -351,16 +392,18 @@ struct Sum {
 fn phase2(
     connection: &mut Connection,
     prepared: Prepared,
-    path: &Path,
+    body: &Body,
     vocabularies: &Vocabularies,
     config: &IntakeConfig,
     started: Instant,
 ) -> Result<Outcome, IntakeError> {
     let Prepared {
+        pending_validation,
         sender,
         school,
         aanmaakdatum_us,
         toetsen,
+        parsed_results,
         mut violations,
         mut unknown_vocabularies,
         mut receipt,
@@ -392,40 +435,38 @@ fn phase2(
     // Step 6: toets definitions. Each message toets pins its own version.
     let mut message_versions: HashMap<String, String> = HashMap::new();
     let mut pinned: HashMap<(String, String), Option<Arc<StoredToets>>> = HashMap::new();
-    for toets in &toetsen {
-        let (id, _change) = store_intake::upsert_toets(&savepoint, sender.school_id, toets, &receipt.id)?;
-        let code = toets.toetscode.waarde.clone();
-        let versie = toets.versie_text().to_string();
+    for definition in toetsen {
+        let (id, _change) = store_intake::upsert_toets(&savepoint, sender.school_id, &definition, &receipt.id)?;
+        let code = definition.toets.toetscode.waarde.clone();
+        let versie = definition.toets.versie_text().to_string();
         message_versions.insert(code.clone(), versie.clone());
-        pinned.insert((code, versie), Some(Arc::new(StoredToets { id, definition: toets.clone() })));
+        pinned.insert((code, versie), Some(Arc::new(StoredToets { id, definition: definition.toets })));
     }
     // Step 4 and 7: every result, streamed.
     let mut change_seq = store_intake::read_change_seq(&savepoint)?;
     let first_change_seq = change_seq;
-    let file = File::open(path)?;
-    let mut scanner = Scanner::new(BufReader::with_capacity(256 * 1024, file), Pass::Everything);
+    let stream = match parsed_results {
+        Some(parsed) => ResultStream::Parsed(parsed.into_iter()),
+        None => ResultStream::open(body, body.len()? > INLINE_VALIDATION_BYTES)?,
+    };
     let mut head = ToetsafnameHead::default();
     let mut leerling_state: Option<bool> = None;
     let mut sums: BTreeMap<(String, String), Sum> = BTreeMap::new();
     let aanmaakdatum_text = school.aanmaakdatum.clone();
-    loop {
-        let item = match scanner.next() {
-            Ok(Some(item)) => item,
-            Ok(None) => break,
-            Err(error) => {
+    for parsed in stream {
+        match parsed {
+            Parsed::Failed(error) => {
                 violations.push(Violation::new(Rule::Bericht, error.error.to_string()).at_offset(error.offset));
                 break;
             }
-        };
-        match item {
-            Item::ToetsafnameStart { offset } => {
+            Parsed::ToetsafnameStart { offset } => {
                 head = ToetsafnameHead { offset, ..ToetsafnameHead::default() };
                 leerling_state = None;
                 sums.clear();
                 counts.toetsafnames += 1;
             }
-            Item::AfnameField(node) => head.set_field(&node),
-            Item::Resultaat(node) => {
+            Parsed::AfnameField(node) => head.set_field(&node),
+            Parsed::Resultaat(resultaat) => {
                 counts.resultaten += 1;
                 let quarantined = match leerling_state {
                     Some(known) => !known,
@@ -444,7 +485,21 @@ fn phase2(
                         !known
                     }
                 };
-                let resultaat = Resultaat::from_node(&node);
+                if !message_versions.contains_key(&resultaat.toetscode) {
+                    violations.push(
+                        Violation::new(
+                            Rule::Xsd,
+                            format!(
+                                "keyref krAfnameToets: toetscode {} is not defined in the toetsen of this message",
+                                resultaat.toetscode
+                            ),
+                        )
+                        .at_path(format!("{}/toetscode", rules::resultaat_path(&head.leerlingid, &resultaat)))
+                        .with_value(&resultaat.toetscode)
+                        .at_offset(resultaat.offset),
+                    );
+                    continue;
+                }
                 let versie = resultaat
                     .versie
                     .as_ref()
@@ -501,10 +556,9 @@ fn phase2(
                     }
                     _ => {}
                 }
-                if !violations.is_empty() {
-                    // The message is lost anyway; keep checking, stop writing.
-                    continue;
-                }
+                // Rows are written even when the message already broke a rule (the
+                // savepoint is rolled back then): the store is what finds a key
+                // that occurs twice in one message, without holding every key in memory.
                 let state = AfnameState {
                     afname_key: resultaat.key.clone(),
                     leerlingid: head.leerlingid.clone(),
@@ -528,9 +582,20 @@ fn phase2(
                     receipt_id: &receipt.id,
                     quarantined,
                 };
-                count_change(&mut counts, store_intake::upsert_afname(&savepoint, &write, &state, &mut change_seq)?, quarantined);
+                match store_intake::upsert_afname(&savepoint, &write, &state, &mut change_seq)? {
+                    AfnameChange::DuplicateInMessage => violations.push(
+                        Violation::new(
+                            Rule::Xsd,
+                            format!("key kResultaat: resultaat key {} occurs more than once in this message", resultaat.key),
+                        )
+                        .at_path(rules::resultaat_path(&head.leerlingid, &resultaat))
+                        .with_value(&resultaat.key)
+                        .at_offset(resultaat.offset),
+                    ),
+                    change => count_change(&mut counts, change, quarantined),
+                }
             }
-            Item::ToetsafnameEnd => {
+            Parsed::ToetsafnameEnd => {
                 let quarantined = leerling_state == Some(false);
                 for ((toetscode, versie), sum) in std::mem::take(&mut sums) {
                     if sum.has_toets_score || sum.keys.is_empty() {
@@ -552,9 +617,6 @@ fn phase2(
                             message: format!("the sum of the onderdeel scores: {}", violation.message),
                             ..violation.at_offset(head.offset)
                         });
-                        continue;
-                    }
-                    if !violations.is_empty() {
                         continue;
                     }
                     let mut keys = sum.keys.clone();
@@ -579,13 +641,34 @@ fn phase2(
                         receipt_id: &receipt.id,
                         quarantined,
                     };
-                    count_change(&mut counts, store_intake::upsert_afname(&savepoint, &write, &state, &mut change_seq)?, quarantined);
+                    match store_intake::upsert_afname(&savepoint, &write, &state, &mut change_seq)? {
+                        // Its onderdeel keys were reported already.
+                        AfnameChange::DuplicateInMessage => {}
+                        change => count_change(&mut counts, change, quarantined),
+                    }
                 }
             }
-            _ => {}
         }
     }
-    drop(scanner);
+    let store_pass = started.elapsed();
+    if let Some(pending) = pending_validation {
+        let waited = Instant::now();
+        let verdict = pending
+            .recv()
+            .map_err(|_| IntakeError::Worker("the schema check stopped".into()))??;
+        tracing::debug!(
+            store_pass_ms = store_pass.as_millis() as u64,
+            schema_wait_ms = waited.elapsed().as_millis() as u64,
+            "store pass done"
+        );
+        if !verdict.is_empty() {
+            // As in phase 1: on a schema-invalid message only the schema findings count.
+            violations = verdict;
+            if let Some(violation) = rules::check_xsdversie(&school, &config.xsd_versions) {
+                violations.push(violation);
+            }
+        }
+    }
     receipt.counts = counts.clone();
     receipt.duration_ms = started.elapsed().as_millis() as u64;
     if violations.is_empty() {
@@ -607,9 +690,10 @@ fn phase2(
         savepoint.commit()?;
         Ok(Outcome::Accepted { receipt_id: receipt.id, counts, replay: false })
     } else {
-        // Roll back everything but the receipt.
+        // Roll back everything but the receipt, which must not claim the writes that were undone.
         drop(savepoint);
-        fill_positions(path, &mut violations);
+        receipt.counts = Counts { created: 0, updated: 0, unchanged: 0, quarantined: 0, ..receipt.counts };
+        fill_positions(body, &mut violations);
         let receipt = finish_receipt(receipt, violations, &unknown_vocabularies);
         store_intake::insert_receipt(connection, &receipt)?;
         Ok(Outcome::Rejected {
@@ -625,14 +709,21 @@ fn count_change(counts: &mut Counts, change: AfnameChange, quarantined: bool) {
         AfnameChange::Created => counts.created += 1,
         AfnameChange::Updated => counts.updated += 1,
         AfnameChange::Unchanged => counts.unchanged += 1,
+        AfnameChange::DuplicateInMessage => {}
     }
     if quarantined {
         counts.quarantined += 1;
     }
 }
 
+/// Places a violation about a school field at that field (or the school block).
+fn at_child(violation: Violation, node: &Node, child: &str) -> Violation {
+    let offset = node.child(child).map_or(node.offset, |child| child.offset);
+    violation.at_offset(offset)
+}
+
 /// Turns byte offsets into 1-based line and column numbers with one read of the file.
-pub fn fill_positions(path: &Path, violations: &mut Violations) {
+pub fn fill_positions(body: &Body, violations: &mut Violations) {
     let mut wanted: Vec<(u64, usize)> = violations
         .items
         .iter()
@@ -644,7 +735,7 @@ pub fn fill_positions(path: &Path, violations: &mut Violations) {
         return;
     }
     wanted.sort_unstable();
-    let Ok(mut file) = File::open(path) else { return };
+    let Ok(mut file) = body.reader() else { return };
     let mut buffer = vec![0u8; 256 * 1024];
     let (mut position, mut line, mut line_start) = (0u64, 1u64, 0u64);
     let mut next = 0usize;
@@ -679,21 +770,29 @@ pub fn fill_positions(path: &Path, violations: &mut Violations) {
 /// Checks a file offline (no store): envelope or bare verzoek, schema, version,
 /// aanmaakdatum form, vocabularies and normeringen. Used by `uwlr-gateway validate`.
 pub fn validate_offline(
-    path: &Path,
-    schema_driver: &Path,
+    path: &std::path::Path,
+    schemas: &SchemaSet,
     vocabularies: &Vocabularies,
     xsd_versions: &[String],
 ) -> Result<Violations, IntakeError> {
     let mut violations = Violations::default();
-    let file = File::open(path)?;
-    let mut scanner = Scanner::new(BufReader::with_capacity(64 * 1024, file), Pass::SkipToetsafnames);
-    let (mut root, mut body, mut school, mut toetsen) = (None, None, None, Vec::new());
+    let body = Body::Path(path.to_path_buf());
+    let mut scanner = Scanner::new(body.reader()?, Pass::SkipToetsafnames);
+    let (mut root, mut body_element, mut school, mut toetsen) = (None, None, None, Vec::new());
+    let mut body_offset = None;
+    let mut school_node: Option<Node> = None;
     let mut scan_failed = false;
     loop {
         match scanner.next() {
             Ok(Some(Item::Root(found))) => root = Some(found),
-            Ok(Some(Item::BodyElement { namespace, name, .. })) => body = Some((namespace, name)),
-            Ok(Some(Item::School(node))) => school = Some(School::from_node(&node)),
+            Ok(Some(Item::BodyElement { namespace, name, offset })) => {
+                body_element = Some((namespace, name));
+                body_offset = Some(offset);
+            }
+            Ok(Some(Item::School(node))) => {
+                school = Some(School::from_node(&node));
+                school_node = Some(node);
+            }
             Ok(Some(Item::Toets(node))) if toetsen.len() < MAX_TOETSEN => toetsen.push(Toets::from_node(&node)),
             Ok(Some(_)) => {}
             Ok(None) => break,
@@ -704,22 +803,32 @@ pub fn validate_offline(
             }
         }
     }
+    let root_offset = scanner.root_offset();
     drop(scanner);
     if scan_failed {
-        fill_positions(path, &mut violations);
+        fill_positions(&body, &mut violations);
         return Ok(violations);
     }
     if let Err(violation) = envelope::check_root(
         root.as_ref(),
-        body.as_ref().map(|(namespace, name)| (namespace, name.as_str())),
+        body_element.as_ref().map(|(namespace, name)| (namespace, name.as_str())),
         Framing::SoapOrBare,
     ) {
+        // Envelope problems are reported where the Body's element or the root element is.
+        let violation = match body_offset.or(root_offset) {
+            Some(offset) => violation.at_offset(offset),
+            None => violation,
+        };
         violations.push(violation);
+        fill_positions(&body, &mut violations);
         return Ok(violations);
     }
-    violations.extend(crate::schema::validate_file(schema_driver, path)?.items);
+    // Offline files are checked with the full schema: libxml2 checks the keys itself.
+    violations.extend(crate::schema::validate(&schemas.full, &body)?.items);
     if let Some(school) = &school {
-        violations.extend(rules::check_xsdversie(school, xsd_versions));
+        if let (Some(violation), Some(node)) = (rules::check_xsdversie(school, xsd_versions), &school_node) {
+            violations.push(at_child(violation, node, "xsdversie"));
+        }
         if violations.is_empty() {
             if let Err(violation) = parse_datetime(&school.aanmaakdatum) {
                 violations.push(Violation::new(Rule::Xsd, format!("aanmaakdatum {violation}")));
@@ -732,7 +841,7 @@ pub fn validate_offline(
             violations.extend(rules::check_toets(toets, vocabularies, &mut unknown));
         }
     }
-    fill_positions(path, &mut violations);
+    fill_positions(&body, &mut violations);
     Ok(violations)
 }
 
@@ -748,7 +857,7 @@ mod tests {
         for offset in [0, 4, 7, 9, 100] {
             violations.push(Violation::new(Rule::Xsd, "x").at_offset(offset));
         }
-        fill_positions(file.path(), &mut violations);
+        fill_positions(&Body::Path(file.path().to_path_buf()), &mut violations);
         let positions: Vec<_> = violations.items.iter().map(|v| (v.line.unwrap(), v.column.unwrap())).collect();
         assert_eq!(positions, [(1, 1), (2, 2), (3, 1), (4, 2), (4, 3)]);
     }

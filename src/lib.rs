@@ -4,6 +4,7 @@
 //! checks in order (`soap` envelope, `schema`, `uwlr` parsing, `domain` rules,
 //! `vdex`) and hands the checked message to `store`, which commits it atomically.
 
+pub mod body;
 pub mod bridge;
 pub mod cli;
 pub mod config;
@@ -15,5 +16,6 @@ pub mod roster;
 pub mod schema;
 pub mod soap;
 pub mod store;
+pub mod tools;
 pub mod uwlr;
 pub mod vdex;

@@ -49,25 +49,89 @@ pub enum SchemaError {
     Compile { path: PathBuf, messages: String },
 }
 
-/// Writes the embedded XSDs to `dir` (unless an operator points at official files instead)
-/// and returns the driver schema's path.
-pub fn prepare(dir: &Path, official_dir: Option<&Path>) -> Result<PathBuf, SchemaError> {
-    if let Some(official_dir) = official_dir {
-        let driver = official_dir.join(DRIVER_XSD);
+/// The two compiled forms of the contract.
+#[derive(Clone, Debug)]
+pub struct SchemaSet {
+    /// The schemas as written, identity constraints included (offline `validate`).
+    pub full: PathBuf,
+    /// The same schemas without xs:key, xs:keyref and xs:unique: libxml2 keeps every
+    /// key of a message in memory to check those (108 MB for 200,000 results), so the
+    /// gateway checks them itself while streaming (see `intake`) and validates with this.
+    pub streaming: PathBuf,
+}
+
+/// Writes the contract XSDs (embedded, or every `*.xsd` of an operator's folder of
+/// official files) to `dir/full` and `dir/streaming`, compiles both, and returns their drivers.
+pub fn prepare(dir: &Path, official_dir: Option<&Path>) -> Result<SchemaSet, SchemaError> {
+    let files: Vec<(String, String)> = match official_dir {
+        None => XSD_FILES
+            .iter()
+            .map(|(name, contents)| (name.to_string(), contents.to_string()))
+            .collect(),
+        Some(official_dir) => {
+            let read_error = |source| SchemaError::Write { path: official_dir.to_path_buf(), source };
+            let mut files = Vec::new();
+            for entry in std::fs::read_dir(official_dir).map_err(read_error)? {
+                let path = entry.map_err(read_error)?.path();
+                if path.extension().is_some_and(|ext| ext == "xsd") {
+                    let contents = std::fs::read_to_string(&path)
+                        .map_err(|source| SchemaError::Write { path: path.clone(), source })?;
+                    let name = path.file_name().map(|name| name.to_string_lossy().into_owned()).unwrap_or_default();
+                    files.push((name, contents));
+                }
+            }
+            files
+        }
+    };
+    let write_set = |sub: &str, transform: &dyn Fn(&str) -> String| -> Result<PathBuf, SchemaError> {
+        let target = dir.join(sub);
+        std::fs::create_dir_all(&target).map_err(|source| SchemaError::Write { path: target.clone(), source })?;
+        for (name, contents) in &files {
+            let path = target.join(name);
+            std::fs::write(&path, transform(contents)).map_err(|source| SchemaError::Write { path, source })?;
+        }
+        let driver = target.join(DRIVER_XSD);
         check_compiles(&driver)?;
-        return Ok(driver);
+        Ok(driver)
+    };
+    Ok(SchemaSet {
+        full: write_set("full", &|contents| contents.to_string())?,
+        streaming: write_set("streaming", &strip_identity_constraints)?,
+    })
+}
+
+/// Removes xs:key, xs:keyref and xs:unique declarations from a schema document.
+pub fn strip_identity_constraints(xsd: &str) -> String {
+    use quick_xml::events::Event;
+    let mut reader = quick_xml::Reader::from_str(xsd);
+    let mut writer = quick_xml::Writer::new(Vec::with_capacity(xsd.len()));
+    let is_constraint = |name: &[u8]| matches!(name, b"key" | b"keyref" | b"unique");
+    let mut skipping = 0usize;
+    loop {
+        let event = match reader.read_event() {
+            Ok(Event::Eof) => break,
+            Ok(event) => event,
+            // Not readable as XML: leave it for the compiler to report.
+            Err(_) => return xsd.to_string(),
+        };
+        match &event {
+            Event::Start(start) if skipping > 0 || is_constraint(start.local_name().as_ref()) => {
+                skipping += 1;
+                continue;
+            }
+            Event::End(_) if skipping > 0 => {
+                skipping -= 1;
+                continue;
+            }
+            Event::Empty(start) if skipping > 0 || is_constraint(start.local_name().as_ref()) => continue,
+            _ if skipping > 0 => continue,
+            _ => {}
+        }
+        if writer.write_event(event).is_err() {
+            return xsd.to_string();
+        }
     }
-    std::fs::create_dir_all(dir).map_err(|source| SchemaError::Write {
-        path: dir.to_path_buf(),
-        source,
-    })?;
-    for (name, contents) in XSD_FILES {
-        let path = dir.join(name);
-        std::fs::write(&path, contents).map_err(|source| SchemaError::Write { path, source })?;
-    }
-    let driver = dir.join(DRIVER_XSD);
-    check_compiles(&driver)?;
-    Ok(driver)
+    String::from_utf8(writer.into_inner()).unwrap_or_else(|_| xsd.to_string())
 }
 
 /// The embedded XSD of that name, for serving.
@@ -135,9 +199,9 @@ unsafe extern "C" fn collect_error(context: *mut c_void, error: bindings::xmlErr
         .push(Violation::new(rule, message).at_line(line, column));
 }
 
-/// Validates the file at `path` with libxml2's streaming validator; every finding is
+/// Validates a body with libxml2's streaming validator; every finding is
 /// returned (up to the violation cap), none means valid.
-pub fn validate_file(driver: &Path, path: &Path) -> Result<Violations, SchemaError> {
+pub fn validate(driver: &Path, body: &crate::body::Body) -> Result<Violations, SchemaError> {
     VALIDATOR.with(|cell| {
         let mut slot = cell.borrow_mut();
         if slot.as_ref().map(|(compiled, _)| compiled != driver).unwrap_or(true) {
@@ -148,10 +212,13 @@ pub fn validate_file(driver: &Path, path: &Path) -> Result<Violations, SchemaErr
             violations: Violations::default(),
         };
         let collector_ptr = &mut collector as *mut Collector as *mut c_void;
-        let file = CString::new(path.to_string_lossy().as_bytes()).map_err(|_| SchemaError::Compile {
-            path: path.to_path_buf(),
-            messages: "path holds a NUL byte".into(),
-        })?;
+        let file = match body.path() {
+            Some(path) => Some(CString::new(path.to_string_lossy().as_bytes()).map_err(|_| SchemaError::Compile {
+                path: path.to_path_buf(),
+                messages: "path holds a NUL byte".into(),
+            })?),
+            None => None,
+        };
         let status = unsafe {
             bindings::xmlSchemaSetValidStructuredErrors(
                 context.as_ptr(),
@@ -160,7 +227,29 @@ pub fn validate_file(driver: &Path, path: &Path) -> Result<Violations, SchemaErr
             );
             // Parser errors (not well-formed input) go to the thread's global handler.
             bindings::xmlSetStructuredErrorFunc(collector_ptr, Some(collect_error));
-            let status = bindings::xmlSchemaValidateFile(context.as_ptr(), file.as_ptr(), 0);
+            let status = match (&file, body) {
+                (Some(file), _) => bindings::xmlSchemaValidateFile(context.as_ptr(), file.as_ptr(), 0),
+                (None, crate::body::Body::Memory(bytes)) => {
+                    // The stream takes the input buffer (a copy of the bytes) and frees it.
+                    let input = bindings::xmlParserInputBufferCreateMem(
+                        bytes.as_ptr() as *const std::os::raw::c_char,
+                        bytes.len().min(i32::MAX as usize) as i32,
+                        bindings::xmlCharEncoding_XML_CHAR_ENCODING_NONE,
+                    );
+                    if input.is_null() {
+                        -1
+                    } else {
+                        bindings::xmlSchemaValidateStream(
+                            context.as_ptr(),
+                            input,
+                            bindings::xmlCharEncoding_XML_CHAR_ENCODING_NONE,
+                            std::ptr::null_mut(),
+                            std::ptr::null_mut(),
+                        )
+                    }
+                }
+                (None, _) => -1,
+            };
             bindings::xmlSetStructuredErrorFunc(std::ptr::null_mut(), None);
             bindings::xmlSchemaSetValidStructuredErrors(context.as_ptr(), None, std::ptr::null_mut());
             status
@@ -174,4 +263,43 @@ pub fn validate_file(driver: &Path, path: &Path) -> Result<Violations, SchemaErr
         }
         Ok(violations)
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn identity_constraints_are_stripped_and_the_rest_kept() {
+        let (_, leerresultaten) = XSD_FILES[0];
+        let stripped = strip_identity_constraints(leerresultaten);
+        assert!(leerresultaten.contains("krAfnameToets"));
+        assert!(!stripped.contains("krAfnameToets"));
+        assert!(!stripped.contains("kResultaat"));
+        assert!(stripped.contains("ctpToetsafname"));
+        assert!(stripped.contains("leerresultaten_verzoek"));
+    }
+
+    #[test]
+    fn memory_and_file_bodies_get_the_same_verdict() {
+        use crate::body::Body;
+        let dir = tempfile::tempdir().unwrap();
+        let set = prepare(dir.path(), None).unwrap();
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("samples");
+        for (sample, valid) in [("01-drip-een-resultaat.xml", true), ("33-uwlr-xsd-decimal-score.xml", false)] {
+            let path = root.join(sample);
+            let from_file = validate(&set.streaming, &Body::Path(path.clone())).unwrap();
+            let from_memory =
+                validate(&set.streaming, &Body::Memory(bytes::Bytes::from(std::fs::read(&path).unwrap()))).unwrap();
+            assert_eq!(from_file.is_empty(), valid, "{sample}: {:?}", from_file.items);
+            assert_eq!(from_file, from_memory, "{sample}");
+        }
+    }
+
+    #[test]
+    fn both_sets_compile() {
+        let dir = tempfile::tempdir().unwrap();
+        let set = prepare(dir.path(), None).unwrap();
+        assert!(set.full.exists() && set.streaming.exists());
+    }
 }

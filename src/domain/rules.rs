@@ -118,6 +118,44 @@ pub fn check_toets(toets: &Toets, vocabularies: &Vocabularies, unknown: &mut Unk
     violations
 }
 
+/// The identity constraints on toetsen that the streaming schema leaves to us:
+/// kToetscode (toetscode unique in the message) and uOnderdeelVolgnummer (volgnummer unique per toets).
+pub fn check_toetsen_identity(toetsen: &[Toets]) -> Vec<Violation> {
+    let mut violations = Vec::new();
+    let mut codes = std::collections::HashSet::new();
+    for toets in toetsen {
+        if !codes.insert(toets.toetscode.waarde.as_str()) {
+            violations.push(
+                Violation::new(
+                    Rule::Xsd,
+                    format!("key kToetscode: toetscode {} is defined more than once", toets.toetscode.waarde),
+                )
+                .at_path(format!("toets[{}]", toets.toetscode.waarde))
+                .with_value(&toets.toetscode.waarde)
+                .at_offset(toets.offset),
+            );
+        }
+        let mut volgnummers = std::collections::HashSet::new();
+        for onderdeel in &toets.toetsonderdelen {
+            if !volgnummers.insert(onderdeel.toetsonderdeelvolgnummer.trim()) {
+                violations.push(
+                    Violation::new(
+                        Rule::Xsd,
+                        format!(
+                            "unique uOnderdeelVolgnummer: toetsonderdeelvolgnummer {} occurs more than once in toets {}",
+                            onderdeel.toetsonderdeelvolgnummer, toets.toetscode.waarde
+                        ),
+                    )
+                    .at_path(format!("toets[{}]/toetsonderdelen", toets.toetscode.waarde))
+                    .with_value(&onderdeel.toetsonderdeelvolgnummer)
+                    .at_offset(toets.offset),
+                );
+            }
+        }
+    }
+    violations
+}
+
 /// Where a resultaat sits, for violation paths.
 pub fn resultaat_path(leerlingid: &str, resultaat: &Resultaat) -> String {
     format!("toetsafname[leerlingid={leerlingid}]/resultaat[key={}]", resultaat.key)

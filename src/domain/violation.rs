@@ -4,7 +4,8 @@ use serde::{Deserialize, Serialize};
 
 /// One of our stable, fine-grained rule codes. Each maps to exactly one UWLR
 /// faultcode and Edu-V status code, so the table in README.md is this enum.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+/// It is serialised as its code (`UWLR-XSD`), the form receipts show.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Rule {
     /// The body is not a well-formed SOAP 1.1 envelope carrying BrengLeerresultaten.
     Bericht,
@@ -133,6 +134,19 @@ impl Rule {
     /// Parses a code such as `UWLR-XSD` back into its rule.
     pub fn from_code(code: &str) -> Option<Rule> {
         Rule::ALL.into_iter().find(|rule| rule.code() == code)
+    }
+}
+
+impl Serialize for Rule {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(self.code())
+    }
+}
+
+impl<'de> Deserialize<'de> for Rule {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let code = String::deserialize(deserializer)?;
+        Rule::from_code(&code).ok_or_else(|| serde::de::Error::custom(format!("unknown rule code {code}")))
     }
 }
 
@@ -269,6 +283,18 @@ mod tests {
             assert_eq!(Rule::from_code(rule.code()), Some(rule));
             assert!(rule.faultcode().starts_with("Client.") || rule == Rule::Intern);
         }
+    }
+
+    #[test]
+    fn rules_serialise_as_their_codes() {
+        for rule in Rule::ALL {
+            let json = serde_json::to_string(&rule).unwrap();
+            assert_eq!(json, format!("\"{}\"", rule.code()));
+            assert_eq!(serde_json::from_str::<Rule>(&json).unwrap(), rule);
+        }
+        let violation = Violation::new(Rule::Score, "te hoog");
+        assert_eq!(serde_json::to_value(&violation).unwrap()["rule"], "UWLR-SCORE");
+        assert!(serde_json::from_str::<Rule>("\"Score\"").is_err());
     }
 
     #[test]

@@ -24,6 +24,8 @@ pub enum AfnameChange {
     Created,
     Updated,
     Unchanged,
+    /// The key was already written by this same message: a duplicate key (nothing changed).
+    DuplicateInMessage,
 }
 
 /// A receipt to write: one per authenticated message.
@@ -156,37 +158,52 @@ pub fn load_toets(connection: &Connection, school_id: i64, toetscode: &str, vers
     .transpose()
 }
 
+/// A toets definition as stored: its JSON and the hash that tells a correction from a resend.
+#[derive(Clone, Debug)]
+pub struct ToetsDefinition {
+    pub toets: Toets,
+    pub json: String,
+    pub sha256: String,
+}
+
+impl ToetsDefinition {
+    pub fn new(toets: Toets) -> ToetsDefinition {
+        let json = serde_json::to_string(&toets).unwrap_or_default();
+        let sha256 = sha256_hex(json.as_bytes());
+        ToetsDefinition { toets, json, sha256 }
+    }
+}
+
 /// Applies UWLR step 6 to one definition: create, add a version, or overwrite (correction).
-pub fn upsert_toets(connection: &Connection, school_id: i64, toets: &Toets, receipt_id: &str) -> Result<(i64, ToetsChange), StoreError> {
-    let definition = serde_json::to_string(toets).map_err(|error| StoreError::Invalid(error.to_string()))?;
-    let content_sha256 = sha256_hex(definition.as_bytes());
+pub fn upsert_toets(
+    connection: &Connection,
+    school_id: i64,
+    definition: &ToetsDefinition,
+    receipt_id: &str,
+) -> Result<(i64, ToetsChange), StoreError> {
+    let toets = &definition.toets;
     let toetscode = toets.toetscode.waarde.as_str();
     let versie = toets.versie_text();
-    let now = now_text();
-    let existing: Option<(i64, String, i64, String, String)> = connection
-        .prepare_cached(
-            "SELECT id, content_sha256, revision, definition, updated_receipt_id FROM toetsen
-             WHERE school_id = ?1 AND toetscode = ?2 AND versie = ?3",
-        )?
-        .query_row(params![school_id, toetscode, versie], |row| {
-            Ok((row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?, row.get(4)?))
-        })
+    let existing: Option<(i64, String)> = connection
+        .prepare_cached("SELECT id, content_sha256 FROM toetsen WHERE school_id = ?1 AND toetscode = ?2 AND versie = ?3")?
+        .query_row(params![school_id, toetscode, versie], |row| Ok((row.get(0)?, row.get(1)?)))
         .optional()?;
+    let now = now_text();
     match existing {
-        Some((id, stored_sha, _, _, _)) if stored_sha == content_sha256 => Ok((id, ToetsChange::Unchanged)),
-        Some((id, stored_sha, revision, stored_definition, stored_receipt)) => {
+        Some((id, stored_sha)) if stored_sha == definition.sha256 => Ok((id, ToetsChange::Unchanged)),
+        Some((id, _)) => {
             connection
                 .prepare_cached(
                     "INSERT INTO toetsen_history (toets_id, revision, definition, content_sha256, receipt_id, replaced_at, replaced_by_receipt_id)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                     SELECT id, revision, definition, content_sha256, updated_receipt_id, ?2, ?3 FROM toetsen WHERE id = ?1",
                 )?
-                .execute(params![id, revision, stored_definition, stored_sha, stored_receipt, now, receipt_id])?;
+                .execute(params![id, now, receipt_id])?;
             connection
                 .prepare_cached(
                     "UPDATE toetsen SET definition = ?2, content_sha256 = ?3, revision = revision + 1,
                        updated_at = ?4, updated_receipt_id = ?5 WHERE id = ?1",
                 )?
-                .execute(params![id, definition, content_sha256, now, receipt_id])?;
+                .execute(params![id, definition.json, definition.sha256, now, receipt_id])?;
             Ok((id, ToetsChange::Correction))
         }
         None => {
@@ -200,7 +217,7 @@ pub fn upsert_toets(connection: &Connection, school_id: i64, toets: &Toets, rece
                        created_at, created_receipt_id, updated_at, updated_receipt_id)
                      VALUES (?1, ?2, ?3, ?4, ?5, 1, ?6, ?7, ?6, ?7)",
                 )?
-                .execute(params![school_id, toetscode, versie, definition, content_sha256, now, receipt_id])?;
+                .execute(params![school_id, toetscode, versie, definition.json, definition.sha256, now, receipt_id])?;
             let change = if known_code.is_some() { ToetsChange::NewVersion } else { ToetsChange::NewToets };
             Ok((connection.last_insert_rowid(), change))
         }
@@ -227,8 +244,30 @@ pub struct AfnameState {
 
 impl AfnameState {
     /// Hash over what the sender controls; an identical resend is no change.
-    pub fn content_sha256(&self) -> String {
-        sha256_hex(serde_json::to_string(self).unwrap_or_default().as_bytes())
+    /// Fields are length-prefixed so that no two states share an input.
+    pub fn content_hash(&self) -> Vec<u8> {
+        use sha2::Digest;
+        let mut hasher = sha2::Sha256::new();
+        let mut field = |bytes: &[u8]| {
+            hasher.update((bytes.len() as u64).to_le_bytes());
+            hasher.update(bytes);
+        };
+        fn optional(value: &Option<String>) -> &[u8] {
+            value.as_deref().map(str::as_bytes).unwrap_or(b"\xff")
+        }
+        field(self.afname_key.as_bytes());
+        field(self.leerlingid.as_bytes());
+        field(optional(&self.eckid));
+        field(optional(&self.resultaatverwerkerid));
+        field(&self.toets_id.to_le_bytes());
+        field(self.toetscode.as_bytes());
+        field(self.versie.as_bytes());
+        field(optional(&self.toetsonderdeelcode));
+        field(self.afnamedatum.as_bytes());
+        field(&self.score.map(|score| score.to_le_bytes()).unwrap_or([0xff; 8]));
+        field(&[u8::from(self.derived)]);
+        field(self.result.as_bytes());
+        hasher.finalize().to_vec()
     }
 }
 
@@ -242,11 +281,15 @@ pub struct AfnameWrite<'a> {
 
 /// The change feed's counter, read once per message and written back at its end.
 pub fn read_change_seq(connection: &Connection) -> Result<i64, StoreError> {
-    Ok(connection.query_row("SELECT seq FROM change_counter WHERE id = 1", [], |row| row.get(0))?)
+    Ok(connection
+        .prepare_cached("SELECT seq FROM change_counter WHERE id = 1")?
+        .query_row([], |row| row.get(0))?)
 }
 
 pub fn write_change_seq(connection: &Connection, seq: i64) -> Result<(), StoreError> {
-    connection.execute("UPDATE change_counter SET seq = ?1 WHERE id = 1", [seq])?;
+    connection
+        .prepare_cached("UPDATE change_counter SET seq = ?1 WHERE id = 1")?
+        .execute([seq])?;
     Ok(())
 }
 
@@ -258,67 +301,71 @@ pub fn upsert_afname(
     state: &AfnameState,
     change_seq: &mut i64,
 ) -> Result<AfnameChange, StoreError> {
-    let content_sha256 = state.content_sha256();
-    let existing: Option<(i64, String, i64, String)> = connection
+    let content_hash = state.content_hash();
+    // Most keys are new: try the insert first and look at the stored row only on a conflict.
+    let inserted = connection
         .prepare_cached(
-            "SELECT id, content_sha256, revision, json_object(
-                'afname_key', afname_key, 'leerlingid', leerlingid, 'eckid', eckid,
-                'resultaatverwerkerid', resultaatverwerkerid, 'toets_id', toets_id, 'toetscode', toetscode,
-                'versie', versie, 'toetsonderdeelcode', toetsonderdeelcode, 'afnamedatum', afnamedatum,
-                'mutatiedatum', mutatiedatum, 'aanmaakdatum', aanmaakdatum, 'receipt_id', receipt_id,
-                'score', score, 'derived', derived, 'result', json(result), 'quarantined', quarantined)
-             FROM toetsafnames WHERE school_id = ?1 AND afname_key = ?2",
+            "INSERT INTO toetsafnames (school_id, afname_key, leerlingid, eckid, resultaatverwerkerid, toets_id,
+               toetscode, versie, toetsonderdeelcode, afnamedatum, mutatiedatum, aanmaakdatum, receipt_id,
+               score, derived, result, content_sha256, revision, quarantined, change_seq)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, NULL, ?11, ?12, ?13, ?14, ?15, ?16, 1, ?17, ?18)
+             ON CONFLICT (school_id, afname_key) DO NOTHING",
         )?
+        .execute(params![
+            write.school_id,
+            state.afname_key,
+            state.leerlingid,
+            state.eckid,
+            state.resultaatverwerkerid,
+            state.toets_id,
+            state.toetscode,
+            state.versie,
+            state.toetsonderdeelcode,
+            state.afnamedatum,
+            write.aanmaakdatum,
+            write.receipt_id,
+            state.score,
+            state.derived,
+            state.result,
+            content_hash,
+            write.quarantined,
+            *change_seq + 1,
+        ])?;
+    if inserted == 1 {
+        *change_seq += 1;
+        return Ok(AfnameChange::Created);
+    }
+    let existing: Option<(i64, Vec<u8>, String)> = connection
+        .prepare_cached("SELECT id, content_sha256, receipt_id FROM toetsafnames WHERE school_id = ?1 AND afname_key = ?2")?
         .query_row(params![write.school_id, state.afname_key], |row| {
-            Ok((row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?))
+            Ok((row.get(0)?, row.get(1)?, row.get(2)?))
         })
         .optional()?;
     match existing {
-        None => {
-            *change_seq += 1;
-            connection
-                .prepare_cached(
-                    "INSERT INTO toetsafnames (school_id, afname_key, leerlingid, eckid, resultaatverwerkerid, toets_id,
-                       toetscode, versie, toetsonderdeelcode, afnamedatum, mutatiedatum, aanmaakdatum, receipt_id,
-                       score, derived, result, content_sha256, revision, quarantined, change_seq)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, NULL, ?11, ?12, ?13, ?14, ?15, ?16, 1, ?17, ?18)",
-                )?
-                .execute(params![
-                    write.school_id,
-                    state.afname_key,
-                    state.leerlingid,
-                    state.eckid,
-                    state.resultaatverwerkerid,
-                    state.toets_id,
-                    state.toetscode,
-                    state.versie,
-                    state.toetsonderdeelcode,
-                    state.afnamedatum,
-                    write.aanmaakdatum,
-                    write.receipt_id,
-                    state.score,
-                    state.derived,
-                    state.result,
-                    content_sha256,
-                    write.quarantined,
-                    *change_seq,
-                ])?;
-            Ok(AfnameChange::Created)
-        }
-        Some((id, stored_sha, _, _)) if stored_sha == content_sha256 => {
+        None => Err(StoreError::Invalid(format!("afname {} vanished during its upsert", state.afname_key))),
+        Some((_, _, receipt_id)) if receipt_id == write.receipt_id => Ok(AfnameChange::DuplicateInMessage),
+        Some((id, stored_hash, _)) if stored_hash == content_hash => {
             connection
                 .prepare_cached("UPDATE toetsafnames SET aanmaakdatum = ?2, receipt_id = ?3 WHERE id = ?1")?
                 .execute(params![id, write.aanmaakdatum, write.receipt_id])?;
             Ok(AfnameChange::Unchanged)
         }
-        Some((id, _, revision, previous)) => {
+        Some((id, _, _)) => {
             *change_seq += 1;
+            // The previous state goes to history as JSON, read only now that it changed.
             connection
                 .prepare_cached(
                     "INSERT INTO toetsafnames_history (afname_id, revision, state, replaced_at, replaced_by_receipt_id)
-                     VALUES (?1, ?2, ?3, ?4, ?5)",
+                     SELECT id, revision, json_object(
+                        'afname_key', afname_key, 'leerlingid', leerlingid, 'eckid', eckid,
+                        'resultaatverwerkerid', resultaatverwerkerid, 'toets_id', toets_id, 'toetscode', toetscode,
+                        'versie', versie, 'toetsonderdeelcode', toetsonderdeelcode, 'afnamedatum', afnamedatum,
+                        'mutatiedatum', mutatiedatum, 'aanmaakdatum', aanmaakdatum, 'receipt_id', receipt_id,
+                        'score', score, 'derived', derived, 'result', json(result), 'quarantined', quarantined),
+                       ?2, ?3
+                     FROM toetsafnames WHERE id = ?1",
                 )?
-                .execute(params![id, revision, previous, now_text(), write.receipt_id])?;
+                .execute(params![id, now_text(), write.receipt_id])?;
             connection
                 .prepare_cached(
                     "UPDATE toetsafnames SET leerlingid = ?2, eckid = ?3, resultaatverwerkerid = ?4, toets_id = ?5,
@@ -341,7 +388,7 @@ pub fn upsert_afname(
                     state.score,
                     state.derived,
                     state.result,
-                    content_sha256,
+                    content_hash,
                     write.quarantined,
                     *change_seq,
                 ])?;

@@ -138,11 +138,20 @@ impl Store {
             return Ok(sender.clone());
         }
         let connection = self.connect()?;
+        // The writer never checkpoints in the commit path; a background thread does.
+        connection.pragma_update(None, "wal_autocheckpoint", 0)?;
+        connection.pragma_update(None, "cache_size", -32768)?;
         let (sender, receiver) = mpsc::channel::<Job>();
         let commits = self.inner.commits.clone();
         std::thread::Builder::new()
             .name("store-writer".into())
             .spawn(move || writer_loop(connection, receiver, commits))
+            .map_err(|error| StoreError::Commit(error.to_string()))?;
+        let checkpointer = self.connect()?;
+        let alive = Arc::downgrade(&self.inner);
+        std::thread::Builder::new()
+            .name("store-checkpoint".into())
+            .spawn(move || checkpoint_loop(checkpointer, alive))
             .map_err(|error| StoreError::Commit(error.to_string()))?;
         *slot = Some(sender.clone());
         Ok(sender)
@@ -218,6 +227,24 @@ fn writer_loop(mut connection: Connection, receiver: mpsc::Receiver<Job>, commit
         }
         for completion in completions {
             completion(committed.clone());
+        }
+    }
+}
+
+/// Copies the WAL back into the database file every 200 ms without blocking the
+/// writer (PASSIVE); when the WAL has grown past 64 MiB it waits for readers and
+/// truncates it, so the file stays bounded under constant load.
+fn checkpoint_loop(connection: Connection, alive: std::sync::Weak<Inner>) {
+    while alive.strong_count() > 0 {
+        std::thread::sleep(std::time::Duration::from_millis(200));
+        let wal_bytes = alive
+            .upgrade()
+            .and_then(|inner| std::fs::metadata(inner.path.with_extension("sqlite-wal")).ok())
+            .map(|metadata| metadata.len())
+            .unwrap_or(0);
+        let mode = if wal_bytes > 64 << 20 { "TRUNCATE" } else { "PASSIVE" };
+        if let Err(error) = connection.query_row(&format!("PRAGMA wal_checkpoint({mode})"), [], |_| Ok(())) {
+            tracing::warn!(%error, "checkpoint failed");
         }
     }
 }

@@ -3,6 +3,7 @@
 //! The schema check runs before these are built, so a missing required element
 //! here means the sender bypassed it (offline tools) and is reported, not assumed.
 
+pub mod results;
 pub mod scan;
 pub mod xmltree;
 

@@ -68,8 +68,11 @@ pub struct Scanner<R: BufRead> {
     frames: Vec<Frame>,
     pass: Pass,
     seen_root: bool,
+    /// Where the root element's start tag ends, for reporting envelope problems.
+    root_offset: Option<u64>,
     pending: Option<Item>,
     body_seen_first: bool,
+    encoding_checked: bool,
 }
 
 impl<R: BufRead> Scanner<R> {
@@ -83,13 +86,20 @@ impl<R: BufRead> Scanner<R> {
             frames: Vec::new(),
             pass,
             seen_root: false,
+            root_offset: None,
             pending: None,
             body_seen_first: false,
+            encoding_checked: false,
         }
     }
 
     pub fn position(&self) -> u64 {
         self.reader.buffer_position()
+    }
+
+    /// The byte offset of the root element (once it has been read).
+    pub fn root_offset(&self) -> Option<u64> {
+        self.root_offset
     }
 
     fn fail(&self, error: impl Into<TreeError>) -> ScanError {
@@ -104,6 +114,22 @@ impl<R: BufRead> Scanner<R> {
     pub fn next(&mut self) -> Result<Option<Item>, ScanError> {
         if let Some(item) = self.pending.take() {
             return Ok(Some(item));
+        }
+        if !self.encoding_checked {
+            self.encoding_checked = true;
+            // quick-xml reads UTF-8 only; name UTF-16 plainly instead of failing on its bytes.
+            let is_utf16 = match self.reader.get_mut().fill_buf() {
+                Ok(start) => {
+                    start.starts_with(&[0xFF, 0xFE])
+                        || start.starts_with(&[0xFE, 0xFF])
+                        || start.starts_with(b"<\0")
+                        || start.starts_with(b"\0<")
+                }
+                Err(error) => return Err(self.fail(quick_xml::Error::from(error))),
+            };
+            if is_utf16 {
+                return Err(self.fail(TreeError::Encoding("the message is UTF-16; this service accepts UTF-8 only".into())));
+            }
         }
         loop {
             self.buf.clear();
@@ -195,6 +221,7 @@ impl<R: BufRead> Scanner<R> {
         let offset = self.reader.buffer_position();
         if !self.seen_root {
             self.seen_root = true;
+            self.root_offset = Some(offset);
             let namespace = namespace_of(&self.reader, &start);
             let root = match (namespace.as_deref(), name.as_str()) {
                 (Some(NS_SOAP11), "Envelope") => {
@@ -344,6 +371,12 @@ mod tests {
         assert!(items(truncated, Pass::Everything).is_err());
         let utf16 = "<?xml version=\"1.0\" encoding=\"UTF-16\"?><x/>";
         assert!(items(utf16, Pass::Everything).is_err());
+        let utf16_bytes: Vec<u8> = "\u{feff}<x/>".encode_utf16().flat_map(u16::to_le_bytes).collect();
+        let mut scanner = Scanner::new(utf16_bytes.as_slice(), Pass::Everything);
+        assert!(scanner.next().unwrap_err().to_string().contains("UTF-16"));
+        let no_bom: Vec<u8> = "<x/>".encode_utf16().flat_map(u16::to_le_bytes).collect();
+        let mut scanner = Scanner::new(no_bom.as_slice(), Pass::Everything);
+        assert!(scanner.next().unwrap_err().to_string().contains("UTF-16"));
         assert!(items("geen xml", Pass::Everything).is_err());
         assert!(items("", Pass::Everything).is_err());
     }

@@ -111,6 +111,7 @@ fn node_from_start<R>(
     reader: &NsReader<R>,
     start: &BytesStart,
     offset: u64,
+    with_namespace: bool,
 ) -> Result<Node, TreeError> {
     let mut attributes = Vec::new();
     for attribute in start.attributes() {
@@ -128,7 +129,7 @@ fn node_from_start<R>(
     }
     Ok(Node {
         name: local_name(start),
-        namespace: namespace_of(reader, start),
+        namespace: if with_namespace { namespace_of(reader, start) } else { None },
         attributes,
         text: String::new(),
         children: Vec::new(),
@@ -143,7 +144,8 @@ pub fn read_subtree<R: BufRead>(
     start: &BytesStart,
     is_empty: bool,
 ) -> Result<Node, TreeError> {
-    let root = node_from_start(reader, start, reader.buffer_position())?;
+    // Only the root's namespace is resolved: inside, the schema check has placed every element.
+    let root = node_from_start(reader, start, reader.buffer_position(), true)?;
     if is_empty {
         return Ok(root);
     }
@@ -162,7 +164,7 @@ pub fn read_subtree<R: BufRead>(
                 if nodes > MAX_NODES {
                     return Err(TreeError::TooManyNodes);
                 }
-                let node = node_from_start(reader, &start, reader.buffer_position())?;
+                let node = node_from_start(reader, &start, reader.buffer_position(), false)?;
                 stack.push(node);
             }
             Event::Empty(start) => {
@@ -170,7 +172,7 @@ pub fn read_subtree<R: BufRead>(
                 if nodes > MAX_NODES {
                     return Err(TreeError::TooManyNodes);
                 }
-                let node = node_from_start(reader, &start, reader.buffer_position())?;
+                let node = node_from_start(reader, &start, reader.buffer_position(), false)?;
                 stack.last_mut().expect("stack holds the root").children.push(node);
             }
             Event::End(_) => {

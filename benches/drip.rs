@@ -1,0 +1,134 @@
+//! Drip load: N senders, each for its own school, send single-result messages as fast
+//! as answers come back, over keep-alive connections; prints messages/s and latencies.
+//!
+//! Run through `benches/run.sh`, which prepares the schools and learners this expects
+//! (`uwlr-gateway generate --schools N` codes and `G{school:03}L000000` learners).
+//! Arguments: URL SENDERS SECONDS.
+
+use std::time::{Duration, Instant};
+
+fn school_code(index: u32) -> (String, String) {
+    uwlr_gateway::tools::generate::school_code(index)
+}
+
+fn message(school: u32, sequence: u64, stamp: &chrono::DateTime<chrono::Utc>) -> String {
+    let (brincode, dependancecode) = school_code(school);
+    let aanmaakdatum = stamp.format("%Y-%m-%dT%H:%M:%S%.6fZ");
+    format!(
+        concat!(
+            "<s:Envelope xmlns:s=\"http://schemas.xmlsoap.org/soap/envelope/\"><s:Header>",
+            "<a:autorisatie xmlns:a=\"http://www.edustandaard.nl/leerresultaten/2/autorisatie\"><a:autorisatiesleutel>demo-autorisatiesleutel-2026</a:autorisatiesleutel>",
+            "<a:klantcode>DEMO-EA</a:klantcode><a:klantnaam>Demo Uitgever</a:klantnaam></a:autorisatie></s:Header><s:Body>",
+            "<lr:leerresultaten_verzoek xmlns:lr=\"http://www.edustandaard.nl/leerresultaten/2/leerresultaten\"><lr:school><lr:schooljaar>2026-2027</lr:schooljaar>",
+            "<lr:brincode>{}</lr:brincode><lr:dependancecode>{}</lr:dependancecode><lr:aanmaakdatum>{}</lr:aanmaakdatum><lr:xsdversie>2.2</lr:xsdversie></lr:school>",
+            "<lr:toetsafnames><lr:toetsafname><lr:leerlingid>G{:03}L000000</lr:leerlingid><lr:resultaten><lr:resultaat key=\"DRIP-{}-{}\">",
+            "<lr:afnamedatum>2026-10-01</lr:afnamedatum><lr:toetscode>DRIP</lr:toetscode><lr:score>{}</lr:score></lr:resultaat></lr:resultaten></lr:toetsafname></lr:toetsafnames>",
+            "<lr:toetsen><lr:toets><lr:toetscode>DRIP</lr:toetscode><lr:toetsnormering><lr:norm><lr:term>score</lr:term><lr:beginnormwaarde>0</lr:beginnormwaarde>",
+            "<lr:eindnormwaarde>10</lr:eindnormwaarde></lr:norm></lr:toetsnormering></lr:toets></lr:toetsen></lr:leerresultaten_verzoek></s:Body></s:Envelope>"
+        ),
+        brincode, dependancecode, aanmaakdatum, school, school, sequence, sequence % 11
+    )
+}
+
+fn percentile(sorted: &[Duration], fraction: f64) -> f64 {
+    if sorted.is_empty() {
+        return 0.0;
+    }
+    let index = ((sorted.len() as f64 * fraction).ceil() as usize).clamp(1, sorted.len()) - 1;
+    sorted[index].as_secs_f64() * 1000.0
+}
+
+/// The reference: one message per transaction, one row each, on a plain connection.
+fn sqlite_reference(dir: &str, synchronous: &str, seconds: u64) {
+    let path = std::path::Path::new(dir).join(format!("reference-{synchronous}.sqlite"));
+    let _ = std::fs::remove_file(&path);
+    let connection = rusqlite::Connection::open(&path).expect("open reference database");
+    connection.pragma_update(None, "journal_mode", "WAL").expect("wal");
+    connection.pragma_update(None, "synchronous", synchronous).expect("synchronous");
+    connection
+        .execute_batch("CREATE TABLE t (id INTEGER PRIMARY KEY, k TEXT UNIQUE, v TEXT)")
+        .expect("create");
+    let deadline = Instant::now() + Duration::from_secs(seconds);
+    let mut count = 0u64;
+    while Instant::now() < deadline {
+        connection
+            .execute("INSERT INTO t (k, v) VALUES (?1, ?2)", rusqlite::params![format!("key-{count}"), "value"])
+            .expect("insert");
+        count += 1;
+    }
+    println!("reference synchronous={synchronous} one_row_transactions_per_second={:.0}", count as f64 / seconds as f64);
+}
+
+fn main() {
+    let all: Vec<String> = std::env::args().skip(1).collect();
+    if all.first().map(String::as_str) == Some("sqlite-reference") {
+        let seconds = all.get(3).and_then(|text| text.parse().ok()).unwrap_or(3);
+        sqlite_reference(&all[1], &all[2], seconds);
+        return;
+    }
+    let arguments: Vec<String> = std::env::args().skip(1).filter(|argument| !argument.starts_with("--")).collect();
+    if arguments.len() < 3 {
+        eprintln!("usage: drip URL SENDERS SECONDS");
+        return;
+    }
+    let url = arguments[0].clone();
+    let senders: u32 = arguments[1].parse().expect("SENDERS is a number");
+    let seconds: u64 = arguments[2].parse().expect("SECONDS is a number");
+    let deadline = Instant::now() + Duration::from_secs(seconds);
+    let results: Vec<(Vec<Duration>, u64)> = std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..senders)
+            .map(|school| {
+                let url = url.clone();
+                scope.spawn(move || {
+                    let agent = ureq::AgentBuilder::new().timeout(Duration::from_secs(30)).build();
+                    let mut latencies = Vec::new();
+                    let mut faults = 0u64;
+                    let mut sequence = 0u64;
+                    let mut last = chrono::Utc::now() - chrono::Duration::seconds(1);
+                    while Instant::now() < deadline {
+                        // Wall-clock stamps, strictly increasing: later runs stay later too.
+                        let stamp = chrono::Utc::now().max(last + chrono::Duration::microseconds(1));
+                        last = stamp;
+                        let body = message(school, sequence, &stamp);
+                        sequence += 1;
+                        let sent = Instant::now();
+                        let answer = agent
+                            .post(&url)
+                            .set("Content-Type", "text/xml; charset=utf-8")
+                            .set("SOAPAction", "\"BrengLeerresultaten\"")
+                            .send_string(&body);
+                        match answer {
+                            Ok(response) => {
+                                let _ = response.into_string();
+                                latencies.push(sent.elapsed());
+                            }
+                            Err(ureq::Error::Status(_, response)) => {
+                                faults += 1;
+                                if faults == 1 {
+                                    eprintln!("fault: {}", response.into_string().unwrap_or_default());
+                                }
+                            }
+                            Err(error) => {
+                                faults += 1;
+                                eprintln!("transport error: {error}");
+                            }
+                        }
+                    }
+                    (latencies, faults)
+                })
+            })
+            .collect();
+        handles.into_iter().map(|handle| handle.join().expect("sender thread")).collect()
+    });
+    let mut latencies: Vec<Duration> = results.iter().flat_map(|(latencies, _)| latencies.iter().copied()).collect();
+    let faults: u64 = results.iter().map(|(_, faults)| faults).sum();
+    latencies.sort();
+    println!(
+        "senders={senders} messages={} faults={faults} per_second={:.0} p50_ms={:.2} p99_ms={:.2} max_ms={:.2}",
+        latencies.len(),
+        latencies.len() as f64 / seconds as f64,
+        percentile(&latencies, 0.50),
+        percentile(&latencies, 0.99),
+        percentile(&latencies, 1.0)
+    );
+}

@@ -1,0 +1,453 @@
+//! `uwlr-gateway generate`: deterministic, realistic UWLR messages and the matching roster.
+//!
+//! Output is written as it is produced, so a 500 MB batch needs no more memory than a drip file.
+
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use std::fmt::Write as _;
+use std::fs::File;
+use std::io::{BufWriter, Write};
+use std::path::{Path, PathBuf};
+
+/// What to generate.
+#[derive(Clone, Debug)]
+pub struct GenerateOptions {
+    pub schools: u32,
+    /// Learners per school.
+    pub learners: u32,
+    /// Distinct toetsen (test definitions).
+    pub toetsen: u32,
+    /// Results (toets(onderdeel)afnames, each with its own key) per school.
+    pub afnames: u64,
+    pub seed: u64,
+    pub drip: bool,
+    pub klantcode: String,
+    pub klantnaam: String,
+    pub autorisatiesleutel: String,
+    pub out: PathBuf,
+}
+
+/// What was written.
+#[derive(Clone, Debug, Default)]
+pub struct GenerateReport {
+    pub files: Vec<PathBuf>,
+    pub roster: PathBuf,
+    pub setup: PathBuf,
+    pub messages: u64,
+    pub resultaten: u64,
+    pub bytes: u64,
+}
+
+const VAKGEBIEDEN: &str = "http://purl.edustandaard.nl/concept/328cc12a-87b2-41c4-aef8-853595f9f9dd";
+const REFERENTIENIVEAU: &str = "urn:uwlr-gateway:vdex:referentieniveau";
+const VAKKEN: [(&str, &str); 5] = [
+    ("REK", "Rekenen en wiskunde"),
+    ("SPEL", "Spelling"),
+    ("LEES", "Begrijpend/studerend lezen"),
+    ("TAAL", "Voortgezet taal"),
+    ("WO", "Wereldoriëntatie"),
+];
+
+/// The written form of generated school `index`: the first is the demo school.
+pub fn school_code(index: u32) -> (String, String) {
+    if index == 0 {
+        return ("99XX".into(), "01".into());
+    }
+    let letter = |n: u32| (b'A' + (n % 26) as u8) as char;
+    (
+        format!("{:02}{}{}", 10 + (index / 676) % 90, letter(index / 26), letter(index)),
+        "01".into(),
+    )
+}
+
+/// One generated test definition.
+#[derive(Clone, Debug)]
+struct GenToets {
+    code: String,
+    versie: &'static str,
+    vak: usize,
+    onderdelen: Vec<(String, u64)>,
+    has_toetsnormering: bool,
+}
+
+impl GenToets {
+    fn new(index: u32, versie: &'static str) -> GenToets {
+        let vak = index as usize % VAKKEN.len();
+        let mut count = 1 + (index as usize * 7 % 4);
+        if versie == "2" {
+            count += 1;
+        }
+        let onderdelen = (0..count)
+            .map(|n| (format!("O{}", n + 1), 10 + ((index as u64 * 13 + n as u64 * 7) % 21)))
+            .collect();
+        GenToets {
+            code: format!("GEN-{}-{index:03}", VAKKEN[vak].0),
+            versie,
+            vak,
+            onderdelen,
+            has_toetsnormering: index % 5 != 4,
+        }
+    }
+
+    fn total_max(&self) -> u64 {
+        self.onderdelen.iter().map(|(_, max)| max).sum()
+    }
+
+    /// Toetsen whose index is 3 mod 4 get a second version halfway.
+    fn has_version_2(index: u32) -> bool {
+        index % 4 == 3
+    }
+
+    fn write(&self, out: &mut String) {
+        let (_, vakgebied) = VAKKEN[self.vak];
+        let _ = write!(
+            out,
+            "<lr:toets><lr:toetscode>{code}</lr:toetscode><lr:versie>{versie}</lr:versie><lr:toetsnaam>Gegenereerde toets {code}</lr:toetsnaam><lr:vakgebied vocabulaire=\"{VAKGEBIEDEN}\">{vakgebied}</lr:vakgebied>",
+            code = self.code,
+            versie = self.versie
+        );
+        if self.has_toetsnormering {
+            let max = self.total_max();
+            let half = max / 2;
+            let _ = write!(
+                out,
+                "<lr:toetsnormering><lr:toetsniveau vocabulaire=\"{REFERENTIENIVEAU}\">1F</lr:toetsniveau><lr:norm><lr:term>onvoldoende</lr:term><lr:beginnormwaarde>0</lr:beginnormwaarde><lr:eindnormwaarde>{half}</lr:eindnormwaarde></lr:norm><lr:norm><lr:term>voldoende</lr:term><lr:beginnormwaarde>{}</lr:beginnormwaarde><lr:eindnormwaarde>{max}</lr:eindnormwaarde></lr:norm></lr:toetsnormering>",
+                half + 1
+            );
+        }
+        out.push_str("<lr:toetsonderdelen>");
+        for (number, (code, max)) in self.onderdelen.iter().enumerate() {
+            let _ = write!(
+                out,
+                "<lr:toetsonderdeel><lr:toetsonderdeelvolgnummer>{}</lr:toetsonderdeelvolgnummer><lr:toetsonderdeelcode>{code}</lr:toetsonderdeelcode><lr:toetsonderdeelnormering><lr:norm><lr:term>score</lr:term><lr:beginnormwaarde>0</lr:beginnormwaarde><lr:eindnormwaarde>{max}</lr:eindnormwaarde></lr:norm></lr:toetsonderdeelnormering></lr:toetsonderdeel>",
+                number + 1
+            );
+        }
+        out.push_str("</lr:toetsonderdelen></lr:toets>");
+    }
+}
+
+struct MessageWriter {
+    out: BufWriter<File>,
+    bytes: u64,
+}
+
+impl MessageWriter {
+    fn create(path: &Path) -> std::io::Result<MessageWriter> {
+        Ok(MessageWriter {
+            out: BufWriter::with_capacity(1 << 20, File::create(path)?),
+            bytes: 0,
+        })
+    }
+
+    fn write(&mut self, text: &str) -> std::io::Result<()> {
+        self.bytes += text.len() as u64;
+        self.out.write_all(text.as_bytes())
+    }
+
+    fn finish(mut self) -> std::io::Result<u64> {
+        self.out.flush()?;
+        Ok(self.bytes)
+    }
+}
+
+fn envelope_head(options: &GenerateOptions, school: (&str, &str), aanmaakdatum: &str) -> String {
+    format!(
+        concat!(
+            "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n",
+            "<soapenv:Envelope xmlns:soapenv=\"http://schemas.xmlsoap.org/soap/envelope/\">",
+            "<soapenv:Header><aut:autorisatie xmlns:aut=\"http://www.edustandaard.nl/leerresultaten/2/autorisatie\">",
+            "<aut:autorisatiesleutel>{}</aut:autorisatiesleutel><aut:klantcode>{}</aut:klantcode><aut:klantnaam>{}</aut:klantnaam>",
+            "</aut:autorisatie></soapenv:Header><soapenv:Body>",
+            "<lr:leerresultaten_verzoek xmlns:lr=\"http://www.edustandaard.nl/leerresultaten/2/leerresultaten\">\n",
+            "<lr:school><lr:schooljaar>2026-2027</lr:schooljaar><lr:brincode>{}</lr:brincode><lr:dependancecode>{}</lr:dependancecode>",
+            "<lr:aanmaakdatum>{}</lr:aanmaakdatum><lr:auteur>uwlr-gateway generate</lr:auteur><lr:xsdversie>2.2</lr:xsdversie></lr:school>\n<lr:toetsafnames>\n"
+        ),
+        xml_escape(&options.autorisatiesleutel),
+        xml_escape(&options.klantcode),
+        xml_escape(&options.klantnaam),
+        school.0,
+        school.1,
+        aanmaakdatum
+    )
+}
+
+fn xml_escape(text: &str) -> String {
+    quick_xml::escape::escape(text).into_owned()
+}
+
+/// One toetsafname element (a learner taking one toets), with its results.
+struct GenAfname<'a> {
+    leerlingid: String,
+    eckid: Option<String>,
+    toets: &'a GenToets,
+    key_prefix: String,
+    afnamedatum: String,
+    /// Onderdeel scores; the toets-level score is sent for some, derived for others.
+    scores: Vec<u64>,
+    send_total: bool,
+    score_shift: u64,
+}
+
+impl GenAfname<'_> {
+    fn resultaten(&self) -> u64 {
+        self.scores.len() as u64 + u64::from(self.send_total)
+    }
+
+    fn write(&self, out: &mut String) {
+        let _ = write!(out, "<lr:toetsafname><lr:leerlingid>{}</lr:leerlingid>", self.leerlingid);
+        if let Some(eckid) = &self.eckid {
+            let _ = write!(out, "<lr:eckid>{eckid}</lr:eckid>");
+        }
+        out.push_str("<lr:resultaten>");
+        let mut total = 0;
+        for (index, score) in self.scores.iter().enumerate() {
+            let max = self.toets.onderdelen[index].1;
+            let score = (score + self.score_shift) % (max + 1);
+            total += score;
+            let _ = write!(
+                out,
+                "<lr:resultaat key=\"{}-{}\"><lr:afnamedatum>{}</lr:afnamedatum><lr:toetscode>{}</lr:toetscode><lr:versie>{}</lr:versie><lr:toetsonderdeelcode>{}</lr:toetsonderdeelcode><lr:score>{score}</lr:score></lr:resultaat>",
+                self.key_prefix, self.toets.onderdelen[index].0, self.afnamedatum, self.toets.code, self.toets.versie, self.toets.onderdelen[index].0
+            );
+        }
+        if self.send_total {
+            let _ = write!(
+                out,
+                "<lr:resultaat key=\"{}-T\"><lr:afnamedatum>{}</lr:afnamedatum><lr:toetscode>{}</lr:toetscode><lr:versie>{}</lr:versie><lr:score>{total}</lr:score></lr:resultaat>",
+                self.key_prefix, self.afnamedatum, self.toets.code, self.toets.versie
+            );
+        }
+        out.push_str("</lr:resultaten></lr:toetsafname>\n");
+    }
+}
+
+fn aanmaakdatum(sequence: u64) -> String {
+    let base = chrono::NaiveDate::from_ymd_opt(2026, 11, 2)
+        .expect("valid date")
+        .and_hms_opt(0, 0, 0)
+        .expect("valid time");
+    (base + chrono::Duration::seconds(sequence as i64))
+        .format("%Y-%m-%dT%H:%M:%S")
+        .to_string()
+}
+
+/// Writes the messages, the roster and a setup note; deterministic for equal options.
+pub fn generate(options: &GenerateOptions) -> std::io::Result<GenerateReport> {
+    let invalid = |message: &str| std::io::Error::new(std::io::ErrorKind::InvalidInput, message.to_string());
+    if options.schools == 0 || options.learners == 0 || options.toetsen == 0 || options.afnames == 0 {
+        return Err(invalid("--schools, --learners, --toetsen and --afnames must be at least 1"));
+    }
+    let single_file = options.out.extension().is_some_and(|ext| ext == "xml");
+    if single_file && (options.drip || options.schools > 1) {
+        return Err(invalid("--out FILE.xml takes one batch for one school; give a folder otherwise"));
+    }
+    let dir = if single_file {
+        options.out.parent().map(Path::to_path_buf).unwrap_or_else(|| PathBuf::from("."))
+    } else {
+        options.out.clone()
+    };
+    std::fs::create_dir_all(&dir)?;
+    let mut rng = ChaCha8Rng::seed_from_u64(options.seed);
+    let toetsen_v1: Vec<GenToets> = (0..options.toetsen).map(|index| GenToets::new(index, "1")).collect();
+    let toetsen_v2: Vec<Option<GenToets>> = (0..options.toetsen)
+        .map(|index| GenToets::has_version_2(index).then(|| GenToets::new(index, "2")))
+        .collect();
+    let mut report = GenerateReport::default();
+    let mut roster = BufWriter::new(File::create(dir.join("roster.csv"))?);
+    writeln!(roster, "school,leerlingid,eckid,naam")?;
+    let mut setup = String::new();
+    let mut sequence = 0u64;
+    for school_index in 0..options.schools {
+        let (brincode, dependancecode) = school_code(school_index);
+        let school = format!("{brincode}{dependancecode}");
+        let _ = writeln!(
+            setup,
+            "uwlr-gateway schools activate {school} --klantcode {} --mandate GEN-{school} --valid-from 2020-01-01",
+            options.klantcode
+        );
+        let learners: Vec<(String, Option<String>)> = (0..options.learners)
+            .map(|n| {
+                let id = format!("G{school_index:03}L{n:06}");
+                let eckid = (n % 2 == 0).then(|| format!("https://ketenid.nl/201703/gen-{id}"));
+                (id, eckid)
+            })
+            .collect();
+        for (id, eckid) in &learners {
+            writeln!(roster, "{school},{id},{},Leerling {id}", eckid.as_deref().unwrap_or(""))?;
+        }
+        // The afnames of this school, produced in order.
+        let mut produced = 0u64;
+        let mut counter = 0u64;
+        let mut batch: Option<(MessageWriter, PathBuf)> = None;
+        if !options.drip {
+            let path = if single_file { options.out.clone() } else { dir.join(format!("{school}-batch.xml")) };
+            let mut writer = MessageWriter::create(&path)?;
+            sequence += 1;
+            writer.write(&envelope_head(options, (&brincode, &dependancecode), &aanmaakdatum(sequence)))?;
+            batch = Some((writer, path));
+        }
+        let mut corrections: Vec<(usize, u32, u64, String)> = Vec::new();
+        let mut buffer = String::with_capacity(4096);
+        while produced < options.afnames {
+            let learner_index = (counter % options.learners as u64) as usize;
+            let toets_index = rng.gen_range(0..options.toetsen);
+            let halfway = produced * 2 >= options.afnames;
+            // In drip mode, second versions start halfway; a batch holds one version per toetscode.
+            let toets = match (&toetsen_v2[toets_index as usize], options.drip && halfway) {
+                (Some(version_2), true) => version_2,
+                _ => &toetsen_v1[toets_index as usize],
+            };
+            let remaining = options.afnames - produced;
+            let mut scores: Vec<u64> = toets.onderdelen.iter().map(|(_, max)| rng.gen_range(0..=*max)).collect();
+            let mut send_total = toets.has_toetsnormering && rng.gen_bool(0.5);
+            while scores.len() as u64 + u64::from(send_total) > remaining {
+                if send_total {
+                    send_total = false;
+                } else {
+                    scores.pop();
+                }
+            }
+            let day = rng.gen_range(0..200);
+            let afnamedatum = (chrono::NaiveDate::from_ymd_opt(2026, 9, 1).expect("valid date")
+                + chrono::Duration::days(day))
+            .format("%Y-%m-%d")
+            .to_string();
+            let (leerlingid, eckid) = learners[learner_index].clone();
+            let afname = GenAfname {
+                leerlingid,
+                eckid,
+                toets,
+                key_prefix: format!("G{}-{school_index}-{counter:09}", options.seed),
+                afnamedatum,
+                scores,
+                send_total,
+                score_shift: 0,
+            };
+            buffer.clear();
+            afname.write(&mut buffer);
+            produced += afname.resultaten();
+            report.resultaten += afname.resultaten();
+            if options.drip && counter % 50 == 49 {
+                corrections.push((learner_index, toets_index, counter, afname.key_prefix.clone()));
+            }
+            match batch.as_mut() {
+                Some((writer, _)) => writer.write(&buffer)?,
+                None => {
+                    sequence += 1;
+                    let path = dir.join(format!("{:08}-{school}.xml", sequence));
+                    let mut writer = MessageWriter::create(&path)?;
+                    writer.write(&envelope_head(options, (&brincode, &dependancecode), &aanmaakdatum(sequence)))?;
+                    writer.write(&buffer)?;
+                    let mut toets_xml = String::new();
+                    toets.write(&mut toets_xml);
+                    writer.write(&format!("</lr:toetsafnames>\n<lr:toetsen>{toets_xml}</lr:toetsen>\n</lr:leerresultaten_verzoek></soapenv:Body></soapenv:Envelope>\n"))?;
+                    report.bytes += writer.finish()?;
+                    report.messages += 1;
+                    report.files.push(path);
+                    // A correction of an earlier afname: same keys, other scores.
+                    if let Some((learner, toets_index, _, key_prefix)) = (counter % 50 == 0 && counter > 0)
+                        .then(|| corrections.pop())
+                        .flatten()
+                    {
+                        let toets = &toetsen_v1[toets_index as usize];
+                        let (leerlingid, eckid) = learners[learner].clone();
+                        let corrected = GenAfname {
+                            leerlingid,
+                            eckid,
+                            toets,
+                            key_prefix,
+                            afnamedatum: "2027-03-01".into(),
+                            scores: toets.onderdelen.iter().map(|(_, max)| max / 2).collect(),
+                            send_total: false,
+                            score_shift: 1,
+                        };
+                        // Corrections only of afnames with version 1 (their original pin).
+                        if corrected.toets.versie == "1" {
+                            sequence += 1;
+                            let path = dir.join(format!("{:08}-{school}.xml", sequence));
+                            let mut writer = MessageWriter::create(&path)?;
+                            writer.write(&envelope_head(options, (&brincode, &dependancecode), &aanmaakdatum(sequence)))?;
+                            let mut body = String::new();
+                            corrected.write(&mut body);
+                            let mut toets_xml = String::new();
+                            toets.write(&mut toets_xml);
+                            writer.write(&body)?;
+                            writer.write(&format!("</lr:toetsafnames>\n<lr:toetsen>{toets_xml}</lr:toetsen>\n</lr:leerresultaten_verzoek></soapenv:Body></soapenv:Envelope>\n"))?;
+                            report.bytes += writer.finish()?;
+                            report.messages += 1;
+                            report.resultaten += corrected.resultaten();
+                            report.files.push(path);
+                        }
+                    }
+                }
+            }
+            counter += 1;
+        }
+        if let Some((mut writer, path)) = batch {
+            writer.write("</lr:toetsafnames>\n<lr:toetsen>")?;
+            for toets in &toetsen_v1 {
+                buffer.clear();
+                toets.write(&mut buffer);
+                writer.write(&buffer)?;
+            }
+            writer.write("</lr:toetsen>\n</lr:leerresultaten_verzoek></soapenv:Body></soapenv:Envelope>\n")?;
+            report.bytes += writer.finish()?;
+            report.messages += 1;
+            report.files.push(path);
+        }
+    }
+    roster.flush()?;
+    let _ = writeln!(setup, "uwlr-gateway leerlingen import {}", dir.join("roster.csv").display());
+    report.roster = dir.join("roster.csv");
+    report.setup = dir.join("setup.txt");
+    std::fs::write(&report.setup, setup)?;
+    Ok(report)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn options(dir: &Path, drip: bool) -> GenerateOptions {
+        GenerateOptions {
+            schools: 2,
+            learners: 5,
+            toetsen: 4,
+            afnames: 120,
+            seed: 7,
+            drip,
+            klantcode: "DEMO-EA".into(),
+            klantnaam: "Demo Uitgever".into(),
+            autorisatiesleutel: "demo-autorisatiesleutel-2026".into(),
+            out: dir.to_path_buf(),
+        }
+    }
+
+    #[test]
+    fn output_is_deterministic() {
+        let first = tempfile::tempdir().unwrap();
+        let second = tempfile::tempdir().unwrap();
+        let a = generate(&options(first.path(), true)).unwrap();
+        let b = generate(&options(second.path(), true)).unwrap();
+        assert_eq!(a.files.len(), b.files.len());
+        for (x, y) in a.files.iter().zip(&b.files) {
+            assert_eq!(std::fs::read(x).unwrap(), std::fs::read(y).unwrap());
+        }
+        assert!(a.resultaten >= 240);
+    }
+
+    #[test]
+    fn batch_validates_against_the_schema() {
+        let dir = tempfile::tempdir().unwrap();
+        let report = generate(&options(dir.path(), false)).unwrap();
+        assert_eq!(report.files.len(), 2);
+        let schema_dir = tempfile::tempdir().unwrap();
+        let schemas = crate::schema::prepare(schema_dir.path(), None).unwrap();
+        let vocabularies = crate::vdex::Vocabularies::load(None).unwrap();
+        for file in report.files.iter().chain(generate(&options(&dir.path().join("drip"), true)).unwrap().files.iter().take(60)) {
+            let violations = crate::intake::validate_offline(file, &schemas, &vocabularies, &["2.2".into()]).unwrap();
+            assert!(violations.is_empty(), "{}: {:?}", file.display(), violations.items);
+        }
+    }
+}

@@ -1,0 +1,608 @@
+//! `uwlr-gateway replay`: sends sample files to a gateway as SOAP calls and reports what came back.
+
+use indicatif::{ProgressBar, ProgressStyle};
+use quick_xml::events::Event;
+use std::collections::{BTreeMap, VecDeque};
+use std::fs::File;
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::{Duration, Instant};
+
+/// How to replay.
+#[derive(Clone, Debug)]
+pub struct ReplayOptions {
+    pub paths: Vec<PathBuf>,
+    pub url: String,
+    /// Filled into files that carry no autorisatie header.
+    pub klantcode: Option<String>,
+    pub klantnaam: Option<String>,
+    pub key: Option<String>,
+    pub concurrency: usize,
+    /// Messages per second at most, over all workers.
+    pub rate: Option<f64>,
+    pub restamp: bool,
+    pub expect: Option<PathBuf>,
+    pub timeout: Duration,
+}
+
+/// What one file's call returned.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Answer {
+    pub file: PathBuf,
+    pub status: u16,
+    pub faultcode: Option<String>,
+    pub rules: Vec<String>,
+    pub latency: Duration,
+    pub resultaten: u64,
+    pub transport_error: Option<String>,
+}
+
+impl Answer {
+    pub fn accepted(&self) -> bool {
+        self.status == 200 && self.transport_error.is_none()
+    }
+}
+
+/// One expectation from samples/manifest.toml.
+#[derive(Clone, Debug, serde::Deserialize)]
+pub struct Expected {
+    pub file: String,
+    pub outcome: String,
+    #[serde(default)]
+    pub faultcode: Option<String>,
+    #[serde(default)]
+    pub rules: Vec<String>,
+}
+
+#[derive(serde::Deserialize)]
+struct Manifest {
+    sample: Vec<Expected>,
+}
+
+/// The outcome of a whole replay.
+#[derive(Clone, Debug, Default)]
+pub struct ReplayReport {
+    pub answers: Vec<Answer>,
+    pub differences: Vec<String>,
+    pub elapsed: Duration,
+}
+
+pub fn load_manifest(path: &Path) -> anyhow::Result<BTreeMap<String, Expected>> {
+    let text = std::fs::read_to_string(path)?;
+    let manifest: Manifest = toml::from_str(&text)?;
+    Ok(manifest.sample.into_iter().map(|expected| (expected.file.clone(), expected)).collect())
+}
+
+/// Files as given; folders become their `*.xml` files in name order.
+pub fn collect_files(paths: &[PathBuf]) -> std::io::Result<Vec<PathBuf>> {
+    let mut files = Vec::new();
+    for path in paths {
+        if path.is_dir() {
+            let mut found: Vec<PathBuf> = std::fs::read_dir(path)?
+                .filter_map(|entry| entry.ok().map(|entry| entry.path()))
+                .filter(|path| path.extension().is_some_and(|ext| ext == "xml"))
+                .collect();
+            found.sort();
+            files.extend(found);
+        } else {
+            files.push(path.clone());
+        }
+    }
+    Ok(files)
+}
+
+/// The first bytes of a message, where the header and school block live.
+const HEAD_BYTES: usize = 64 * 1024;
+
+/// Rewrites the head of a message: adds the autorisatie header where there is none,
+/// wraps a bare verzoek in an envelope, and restamps the aanmaakdatum.
+pub fn prepare_head(head: &str, options: &ReplayOptions, restamp: Option<&str>) -> Result<String, String> {
+    let mut head = head.to_string();
+    if let Some(stamp) = restamp {
+        head = replace_element_text(&head, "aanmaakdatum", stamp).ok_or("no aanmaakdatum in the first 64 KiB")?;
+    }
+    // Envelopes go out as written (a missing header is what some samples test);
+    // a bare verzoek is wrapped in an envelope with the autorisatie header filled in.
+    if head.contains("Envelope") || !head.contains("leerresultaten_verzoek") {
+        return Ok(head);
+    }
+    let (Some(klantcode), Some(key)) = (&options.klantcode, &options.key) else {
+        return Err("a bare leerresultaten_verzoek needs --klantcode, --klantnaam and --key for its header".into());
+    };
+    let klantnaam = options.klantnaam.clone().unwrap_or_else(|| klantcode.clone());
+    let escape = |text: &str| quick_xml::escape::escape(text).into_owned();
+    let header = format!(
+        "<aut:autorisatie xmlns:aut=\"http://www.edustandaard.nl/leerresultaten/2/autorisatie\"><aut:autorisatiesleutel>{}</aut:autorisatiesleutel><aut:klantcode>{}</aut:klantcode><aut:klantnaam>{}</aut:klantnaam></aut:autorisatie>",
+        escape(key),
+        escape(klantcode),
+        escape(&klantnaam)
+    );
+    let body_start = match head.find("<?xml") {
+        Some(start) => head[start..].find("?>").map(|end| start + end + 2).unwrap_or(0),
+        None => 0,
+    };
+    Ok(format!(
+        "<soapenv:Envelope xmlns:soapenv=\"http://schemas.xmlsoap.org/soap/envelope/\"><soapenv:Header>{header}</soapenv:Header><soapenv:Body>{}",
+        &head[body_start..]
+    ))
+}
+
+/// Where an element with this local name starts (`<Name` or `<p:Name`).
+fn find_tag(text: &str, local: &str) -> Option<usize> {
+    let mut from = 0;
+    while let Some(index) = text[from..].find('<').map(|index| index + from) {
+        let rest = &text[index + 1..];
+        let name_end = rest.find(|c: char| c.is_whitespace() || c == '>' || c == '/').unwrap_or(rest.len());
+        let name = &rest[..name_end];
+        if name == local || name.rsplit(':').next() == Some(local) && name.contains(':') {
+            return Some(index);
+        }
+        from = index + 1;
+    }
+    None
+}
+
+fn replace_element_text(text: &str, local: &str, value: &str) -> Option<String> {
+    let start = find_tag(text, local)?;
+    let open_end = text[start..].find('>')? + start + 1;
+    let close = text[open_end..].find("</")? + open_end;
+    Some(format!("{}{}{}", &text[..open_end], value, &text[close..]))
+}
+
+/// Counts `resultaat` start tags without parsing: a cheap figure for the progress line.
+pub fn count_resultaten(bytes: &[u8]) -> u64 {
+    memchr::memmem::find_iter(bytes, b"resultaat")
+        .filter(|&index| {
+            index > 0
+                && matches!(bytes[index - 1], b'<' | b':')
+                && bytes.get(index + 9).is_some_and(|next| next.is_ascii_whitespace())
+        })
+        .count() as u64
+}
+
+/// Counts `resultaat` start tags in a file, reading it in chunks.
+fn count_resultaten_in(path: &Path) -> std::io::Result<u64> {
+    let mut file = File::open(path)?;
+    let mut buffer = vec![0u8; 1 << 20];
+    let (mut carried, mut count) = (0usize, 0u64);
+    loop {
+        let read = file.read(&mut buffer[carried..])?;
+        if read == 0 {
+            return Ok(count + count_resultaten(&buffer[..carried]));
+        }
+        let filled = carried + read;
+        // Keep a tail that may hold a tag cut in two.
+        let keep = filled.min(16);
+        count += count_resultaten(&buffer[..filled - keep]);
+        buffer.copy_within(filled - keep..filled, 0);
+        carried = keep;
+    }
+}
+
+/// Reads the faultcode and our rule codes from a fault body.
+pub fn parse_fault(body: &str) -> (Option<String>, Vec<String>) {
+    let mut reader = quick_xml::Reader::from_str(body);
+    let mut current = String::new();
+    let mut faultcode = None;
+    let mut rules = Vec::new();
+    loop {
+        match reader.read_event() {
+            Ok(Event::Start(start)) => current = String::from_utf8_lossy(start.local_name().as_ref()).into_owned(),
+            Ok(Event::Text(text)) => {
+                let text = text.unescape().map(|text| text.trim().to_string()).unwrap_or_default();
+                match current.as_str() {
+                    "faultcode" => faultcode = Some(text.rsplit(':').next().unwrap_or(&text).to_string()),
+                    "rule" => rules.push(text),
+                    _ => {}
+                }
+            }
+            Ok(Event::End(_)) => current.clear(),
+            Ok(Event::Eof) | Err(_) => break,
+            _ => {}
+        }
+    }
+    rules.sort();
+    rules.dedup();
+    (faultcode, rules)
+}
+
+/// The school code in a message head, so that one school's messages go out in order.
+fn school_of(head: &str) -> String {
+    let brin = extract(head, "brincode").unwrap_or_default();
+    let dependance = extract(head, "dependancecode").unwrap_or_default();
+    let key = extract(head, "schoolkey").unwrap_or_default();
+    format!("{brin}{dependance}{key}")
+}
+
+fn extract(text: &str, local: &str) -> Option<String> {
+    let start = find_tag(text, local)?;
+    let open_end = text[start..].find('>')? + start + 1;
+    let close = text[open_end..].find("</")? + open_end;
+    Some(text[open_end..close].trim().to_string())
+}
+
+struct Job {
+    index: usize,
+    file: PathBuf,
+    school: String,
+}
+
+/// A queue that hands out the next file whose school has no call in flight,
+/// so each school's messages arrive in file order whatever the concurrency.
+struct Queue {
+    state: Mutex<QueueState>,
+    ready: Condvar,
+}
+
+#[derive(Default)]
+struct QueueState {
+    /// Each school's files, in order.
+    by_school: BTreeMap<String, VecDeque<Job>>,
+    /// Schools with files waiting and no call in flight, by the index of their next file.
+    idle: BTreeMap<usize, String>,
+    in_flight: usize,
+}
+
+impl Queue {
+    fn new(jobs: Vec<Job>) -> Queue {
+        let mut state = QueueState::default();
+        for job in jobs {
+            state.by_school.entry(job.school.clone()).or_default().push_back(job);
+        }
+        for (school, jobs) in &state.by_school {
+            if let Some(first) = jobs.front() {
+                state.idle.insert(first.index, school.clone());
+            }
+        }
+        Queue { state: Mutex::new(state), ready: Condvar::new() }
+    }
+
+    fn take(&self) -> Option<Job> {
+        let mut state = self.state.lock().expect("queue");
+        loop {
+            if let Some((_, school)) = state.idle.pop_first() {
+                let job = state.by_school.get_mut(&school).and_then(VecDeque::pop_front);
+                if let Some(job) = job {
+                    state.in_flight += 1;
+                    return Some(job);
+                }
+                continue;
+            }
+            if state.in_flight == 0 {
+                return None;
+            }
+            state = self.ready.wait(state).expect("queue");
+        }
+    }
+
+    fn done(&self, school: &str) {
+        let mut state = self.state.lock().expect("queue");
+        state.in_flight -= 1;
+        if let Some(next) = state.by_school.get(school).and_then(VecDeque::front).map(|job| job.index) {
+            state.idle.insert(next, school.to_string());
+        }
+        drop(state);
+        self.ready.notify_all();
+    }
+}
+
+fn send(agent: &ureq::Agent, options: &ReplayOptions, file: &Path, restamp: Option<String>) -> Answer {
+    let started = Instant::now();
+    let mut answer = Answer {
+        file: file.to_path_buf(),
+        status: 0,
+        faultcode: None,
+        rules: Vec::new(),
+        latency: Duration::ZERO,
+        resultaten: 0,
+        transport_error: None,
+    };
+    let result = (|| -> Result<(u16, String), String> {
+        answer.resultaten = count_resultaten_in(file).map_err(|error| error.to_string())?;
+        let mut handle = File::open(file).map_err(|error| error.to_string())?;
+        let length = handle.metadata().map_err(|error| error.to_string())?.len();
+        let mut head = vec![0u8; HEAD_BYTES.min(length as usize)];
+        handle.read_exact(&mut head).map_err(|error| error.to_string())?;
+        let split = (0..=head.len()).rev().find(|&index| std::str::from_utf8(&head[..index]).is_ok()).unwrap_or(0);
+        let head_text = std::str::from_utf8(&head[..split]).unwrap_or("");
+        let (new_head, tail): (Vec<u8>, &[u8]) = match prepare_head(head_text, options, restamp.as_deref()) {
+            Ok(new_head) if new_head == head_text => (head[..split].to_vec(), b""),
+            Ok(new_head) if !head_text.contains("Envelope") => {
+                (new_head.into_bytes(), b"</soapenv:Body></soapenv:Envelope>")
+            }
+            Ok(new_head) => (new_head.into_bytes(), b""),
+            // Not XML at all: send it as it is and let the gateway say why.
+            Err(_) if !head_text.contains('<') => (head[..split].to_vec(), b""),
+            Err(reason) => return Err(reason),
+        };
+        let content_length = new_head.len() as u64 + (length - split as u64) + tail.len() as u64;
+        use std::io::{Seek, SeekFrom};
+        handle.seek(SeekFrom::Start(split as u64)).map_err(|error| error.to_string())?;
+        let reader = std::io::Cursor::new(new_head).chain(handle).chain(tail);
+        let response = agent
+            .post(&options.url)
+            .set("Content-Type", "text/xml; charset=utf-8")
+            .set("SOAPAction", "\"BrengLeerresultaten\"")
+            .set("Content-Length", &content_length.to_string())
+            .send(reader);
+        let response = match response {
+            Ok(response) => response,
+            Err(ureq::Error::Status(_, response)) => response,
+            Err(error) => return Err(error.to_string()),
+        };
+        let status = response.status();
+        let mut text = String::new();
+        response.into_reader().take(16 << 20).read_to_string(&mut text).map_err(|error| error.to_string())?;
+        Ok((status, text))
+    })();
+    answer.latency = started.elapsed();
+    match result {
+        Ok((status, body)) => {
+            answer.status = status;
+            if status != 200 {
+                let (faultcode, rules) = parse_fault(&body);
+                answer.faultcode = faultcode;
+                answer.rules = rules;
+            }
+        }
+        Err(error) => answer.transport_error = Some(error),
+    }
+    answer
+}
+
+/// Replays every file and collects the answers; differences against `--expect` are listed.
+pub fn replay(options: &ReplayOptions) -> anyhow::Result<ReplayReport> {
+    let files = collect_files(&options.paths)?;
+    if files.is_empty() {
+        anyhow::bail!("no .xml files to replay");
+    }
+    let expectations = options.expect.as_deref().map(load_manifest).transpose()?;
+    let mut jobs = Vec::new();
+    for (index, file) in files.iter().enumerate() {
+        let mut head = vec![0u8; HEAD_BYTES];
+        let read = File::open(file).and_then(|mut handle| handle.read(&mut head)).unwrap_or(0);
+        let school = school_of(&String::from_utf8_lossy(&head[..read]));
+        jobs.push(Job { index, file: file.clone(), school });
+    }
+    let total = jobs.len();
+    let queue = Arc::new(Queue::new(jobs));
+    let answers: Arc<Mutex<Vec<Option<Answer>>>> = Arc::new(Mutex::new(vec![None; total]));
+    let progress = progress_bar(total as u64);
+    let started = Instant::now();
+    let pacer = Arc::new(Mutex::new(started));
+    let agent = ureq::AgentBuilder::new().timeout(options.timeout).build();
+    let stamp_base = chrono::Local::now().naive_local();
+    std::thread::scope(|scope| {
+        for _ in 0..options.concurrency.max(1) {
+            let (queue, answers, progress, pacer, agent) =
+                (queue.clone(), answers.clone(), progress.clone(), pacer.clone(), agent.clone());
+            scope.spawn(move || {
+                while let Some(job) = queue.take() {
+                    if let Some(rate) = options.rate.filter(|rate| *rate > 0.0) {
+                        let wait = {
+                            let mut next = pacer.lock().expect("pacer");
+                            let now = Instant::now();
+                            let slot = (*next).max(now);
+                            *next = slot + Duration::from_secs_f64(1.0 / rate);
+                            slot.saturating_duration_since(now)
+                        };
+                        std::thread::sleep(wait);
+                    }
+                    // Each file gets its own later instant, so a restamped folder keeps its order.
+                    let restamp = options.restamp.then(|| {
+                        (stamp_base + chrono::Duration::milliseconds(job.index as i64))
+                            .format("%Y-%m-%dT%H:%M:%S%.3f")
+                            .to_string()
+                    });
+                    let answer = send(&agent, options, &job.file, restamp);
+                    queue.done(&job.school);
+                    progress.report(&answer);
+                    answers.lock().expect("answers")[job.index] = Some(answer);
+                }
+            });
+        }
+    });
+    progress.finish();
+    let answers: Vec<Answer> = Arc::try_unwrap(answers)
+        .map_err(|_| anyhow::anyhow!("workers still hold the answers"))?
+        .into_inner()
+        .map_err(|_| anyhow::anyhow!("a worker panicked"))?
+        .into_iter()
+        .flatten()
+        .collect();
+    let mut differences = Vec::new();
+    if let Some(expectations) = &expectations {
+        for answer in &answers {
+            let name = answer.file.file_name().map(|name| name.to_string_lossy().into_owned()).unwrap_or_default();
+            let Some(expected) = expectations.get(&name) else {
+                differences.push(format!("{name}: not in the manifest"));
+                continue;
+            };
+            if let Some(difference) = compare(expected, answer) {
+                differences.push(format!("{name}: {difference}"));
+            }
+        }
+    }
+    Ok(ReplayReport { answers, differences, elapsed: started.elapsed() })
+}
+
+fn compare(expected: &Expected, answer: &Answer) -> Option<String> {
+    if let Some(error) = &answer.transport_error {
+        return Some(format!("no answer: {error}"));
+    }
+    let got = if answer.accepted() { "accepted" } else { "fault" };
+    if expected.outcome != got {
+        return Some(format!("expected {}, got {got} {} {:?}", expected.outcome, answer.faultcode.as_deref().unwrap_or(""), answer.rules));
+    }
+    if got == "fault" {
+        if expected.faultcode.as_deref() != answer.faultcode.as_deref() {
+            return Some(format!("expected faultcode {:?}, got {:?}", expected.faultcode, answer.faultcode));
+        }
+        let mut rules = expected.rules.clone();
+        rules.sort();
+        if rules != answer.rules {
+            return Some(format!("expected rules {:?}, got {:?}", rules, answer.rules));
+        }
+    }
+    None
+}
+
+/// A progress bar on a terminal, plain periodic lines otherwise.
+#[derive(Clone)]
+struct Progress {
+    bar: Option<ProgressBar>,
+    state: Arc<Mutex<(u64, u64, u64, Instant, Instant)>>,
+}
+
+fn progress_bar(total: u64) -> Progress {
+    use std::io::IsTerminal;
+    let bar = std::io::stderr().is_terminal().then(|| {
+        let bar = ProgressBar::new(total);
+        bar.set_style(
+            ProgressStyle::with_template("{bar:30} {pos}/{len} messages {per_sec} {msg}")
+                .unwrap_or_else(|_| ProgressStyle::default_bar()),
+        );
+        bar
+    });
+    let now = Instant::now();
+    Progress { bar, state: Arc::new(Mutex::new((0, 0, 0, now, now))) }
+}
+
+impl Progress {
+    fn report(&self, answer: &Answer) {
+        let mut state = self.state.lock().expect("progress");
+        state.0 += 1;
+        state.1 += answer.resultaten;
+        if !answer.accepted() {
+            state.2 += 1;
+        }
+        let (messages, resultaten, faults, started, last) = *state;
+        match &self.bar {
+            Some(bar) => {
+                bar.inc(1);
+                bar.set_message(format!("{resultaten} resultaten, {faults} faults"));
+            }
+            None if last.elapsed() >= Duration::from_secs(2) => {
+                state.4 = Instant::now();
+                let seconds = started.elapsed().as_secs_f64().max(1e-9);
+                let mut stderr = std::io::stderr();
+                let _ = writeln!(
+                    stderr,
+                    "{messages} messages, {resultaten} resultaten, {faults} faults, {:.0} messages/s",
+                    messages as f64 / seconds
+                );
+            }
+            None => {}
+        }
+    }
+
+    fn finish(&self) {
+        if let Some(bar) = &self.bar {
+            bar.finish_and_clear();
+        }
+    }
+}
+
+fn percentile(sorted: &[Duration], fraction: f64) -> Duration {
+    if sorted.is_empty() {
+        return Duration::ZERO;
+    }
+    let index = ((sorted.len() as f64 * fraction).ceil() as usize).clamp(1, sorted.len()) - 1;
+    sorted[index]
+}
+
+/// The summary table printed at the end.
+pub fn summary(report: &ReplayReport) -> String {
+    let mut out = String::new();
+    let accepted = report.answers.iter().filter(|answer| answer.accepted()).count();
+    let mut faults: BTreeMap<String, usize> = BTreeMap::new();
+    for answer in report.answers.iter().filter(|answer| !answer.accepted()) {
+        let key = match &answer.transport_error {
+            Some(_) => "transport error".to_string(),
+            None => answer.rules.first().cloned().unwrap_or_else(|| format!("HTTP {}", answer.status)),
+        };
+        *faults.entry(key).or_default() += 1;
+    }
+    let mut latencies: Vec<Duration> = report.answers.iter().map(|answer| answer.latency).collect();
+    latencies.sort();
+    let resultaten: u64 = report.answers.iter().filter(|answer| answer.accepted()).map(|answer| answer.resultaten).sum();
+    let seconds = report.elapsed.as_secs_f64().max(1e-9);
+    let _ = std::fmt::Write::write_fmt(&mut out, format_args!(
+        "messages   {:>10}\naccepted   {:>10}\nfaulted    {:>10}\n",
+        report.answers.len(),
+        accepted,
+        report.answers.len() - accepted
+    ));
+    for (rule, count) in &faults {
+        let _ = std::fmt::Write::write_fmt(&mut out, format_args!("  {rule:<20} {count:>6}\n"));
+    }
+    let _ = std::fmt::Write::write_fmt(&mut out, format_args!(
+        "resultaten {:>10} accepted\nelapsed    {:>10.2} s\nthroughput {:>10.1} messages/s, {:.0} resultaten/s\nlatency    p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms\n",
+        resultaten,
+        seconds,
+        report.answers.len() as f64 / seconds,
+        resultaten as f64 / seconds,
+        percentile(&latencies, 0.50).as_secs_f64() * 1000.0,
+        percentile(&latencies, 0.99).as_secs_f64() * 1000.0,
+        latencies.last().copied().unwrap_or_default().as_secs_f64() * 1000.0
+    ));
+    if !report.differences.is_empty() {
+        let _ = std::fmt::Write::write_fmt(&mut out, format_args!("differences from the manifest: {}\n", report.differences.len()));
+        for difference in &report.differences {
+            let _ = std::fmt::Write::write_fmt(&mut out, format_args!("  {difference}\n"));
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn options() -> ReplayOptions {
+        ReplayOptions {
+            paths: vec![],
+            url: String::new(),
+            klantcode: Some("EA".into()),
+            klantnaam: Some("Uitgever".into()),
+            key: Some("k".into()),
+            concurrency: 1,
+            rate: None,
+            restamp: false,
+            expect: None,
+            timeout: Duration::from_secs(1),
+        }
+    }
+
+    #[test]
+    fn bare_verzoek_is_wrapped_with_a_header() {
+        let bare = "<?xml version=\"1.0\"?><lr:leerresultaten_verzoek xmlns:lr=\"x\"><lr:school>";
+        let head = prepare_head(bare, &options(), None).unwrap();
+        assert!(head.starts_with("<soapenv:Envelope"));
+        assert!(head.contains("<aut:klantcode>EA</aut:klantcode>"));
+        let no_credentials = ReplayOptions { key: None, ..options() };
+        assert!(prepare_head(bare, &no_credentials, None).is_err());
+        let envelope = "<s:Envelope xmlns:s=\"e\"><s:Body><lr:leerresultaten_verzoek>";
+        assert_eq!(prepare_head(envelope, &options(), None).unwrap(), envelope);
+    }
+
+    #[test]
+    fn restamp_rewrites_aanmaakdatum() {
+        let head = "<s:Envelope><s:Header><a:autorisatie/></s:Header><lr:aanmaakdatum>2020-01-01T00:00:00</lr:aanmaakdatum>";
+        let stamped = prepare_head(head, &options(), Some("2026-11-25T10:00:00.000")).unwrap();
+        assert!(stamped.contains("<lr:aanmaakdatum>2026-11-25T10:00:00.000</lr:aanmaakdatum>"));
+    }
+
+    #[test]
+    fn counts_resultaat_start_tags_only() {
+        let xml = b"<lr:resultaten><lr:resultaat key=\"a\"></lr:resultaat><resultaat key=\"b\"/></lr:resultaten>";
+        assert_eq!(count_resultaten(xml), 2);
+    }
+
+    #[test]
+    fn reads_fault_codes() {
+        let body = "<soap:Envelope xmlns:soap=\"s\"><soap:Body><soap:Fault><faultcode>soap:Client.ScoreOngeldig</faultcode><detail><gw:violations xmlns:gw=\"g\"><gw:violation><gw:rule>UWLR-SCORE</gw:rule></gw:violation></gw:violations></detail></soap:Fault></soap:Body></soap:Envelope>";
+        assert_eq!(parse_fault(body), (Some("Client.ScoreOngeldig".into()), vec!["UWLR-SCORE".into()]));
+    }
+}

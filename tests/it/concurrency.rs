@@ -1,0 +1,134 @@
+//! Concurrent senders for one school: the ordering rule and the upserts cannot race.
+
+use crate::support::message::{aanmaakdatum, Message, Resultaat, Toets};
+use crate::support::{count, outcome, rows, spawn_default, Expect};
+use std::collections::BTreeSet;
+
+const THREADS: u32 = 16;
+const PER_THREAD: u32 = 20;
+
+#[test]
+fn concurrent_messages_for_one_school_are_serialised() {
+    let gateway = spawn_default();
+    // Message i of thread t has aanmaakdatum base + i*THREADS + t seconds: distinct across
+    // all threads and increasing within each, and one unique afname key. Which messages
+    // win depends on timing; what must hold exactly is checked below.
+    let volgorde = Expect::fault("Client.OngeldigBericht", &["UWLR-VOLGORDE"]);
+    let results: Vec<(u32, String, String, bool)> = std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..THREADS)
+            .map(|thread| {
+                let gateway = &gateway;
+                let volgorde = &volgorde;
+                scope.spawn(move || {
+                    let mut sent = Vec::new();
+                    for index in 0..PER_THREAD {
+                        let sequence = index * THREADS + thread;
+                        let key = format!("CONC-{thread:02}-{index:02}");
+                        let leerling = format!("LL{:04}", thread % 20 + 1);
+                        let message = Message::demo(&aanmaakdatum(sequence))
+                            .afname(
+                                &leerling,
+                                vec![Resultaat::score(&key, "CONC-T", u64::from(index % 11))],
+                            )
+                            .toets(Toets::new("CONC-T"));
+                        let reply = gateway.post(message.envelope());
+                        let accepted = match outcome(&reply) {
+                            Expect::Accepted => true,
+                            other => {
+                                assert_eq!(
+                                    &other, volgorde,
+                                    "{key}: the only possible fault is the ordering rule"
+                                );
+                                false
+                            }
+                        };
+                        sent.push((sequence, key, aanmaakdatum(sequence), accepted));
+                    }
+                    sent
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .flat_map(|handle| handle.join().expect("sender thread"))
+            .collect()
+    });
+    assert_eq!(results.len(), (THREADS * PER_THREAD) as usize);
+
+    let connection = gateway.db();
+    let accepted_keys: BTreeSet<String> = results
+        .iter()
+        .filter(|(_, _, _, accepted)| *accepted)
+        .map(|(_, key, _, _)| key.clone())
+        .collect();
+    let stored_keys: BTreeSet<String> = rows(&connection, "SELECT afname_key FROM toetsafnames")
+        .into_iter()
+        .collect();
+    assert_eq!(
+        stored_keys, accepted_keys,
+        "exactly the accepted messages are stored"
+    );
+    assert_eq!(
+        count(
+            &connection,
+            "SELECT count(*) FROM receipts WHERE outcome = 'accepted'"
+        ),
+        accepted_keys.len() as i64
+    );
+    let rejected = results.len() - accepted_keys.len();
+    assert_eq!(
+        count(
+            &connection,
+            "SELECT count(*) FROM receipts WHERE outcome = 'rejected'"
+        ),
+        rejected as i64
+    );
+    assert_eq!(
+        count(&connection, "SELECT count(*) FROM receipts WHERE outcome = 'rejected' AND violations NOT LIKE '%UWLR-VOLGORDE%'"),
+        0
+    );
+
+    // The message with the highest aanmaakdatum can never lose, and it is the one remembered.
+    let last = aanmaakdatum(THREADS * PER_THREAD - 1);
+    let max_accepted = results
+        .iter()
+        .filter(|(_, _, _, accepted)| *accepted)
+        .map(|(sequence, ..)| *sequence)
+        .max()
+        .unwrap();
+    assert_eq!(aanmaakdatum(max_accepted), last);
+    assert_eq!(
+        rows(&connection, "SELECT last_aanmaakdatum FROM sender_state"),
+        [last]
+    );
+
+    // In the order the writer thread handled them, accepted aanmaakdatums strictly increase,
+    // and every refused one was not later than the last accepted before it.
+    let mut last_accepted: Option<String> = None;
+    for row in rows(
+        &connection,
+        "SELECT outcome, aanmaakdatum FROM receipts ORDER BY rowid",
+    ) {
+        let (receipt_outcome, stamp) = row.split_once('|').unwrap();
+        match receipt_outcome {
+            "accepted" => {
+                if let Some(previous) = &last_accepted {
+                    assert!(
+                        stamp > previous.as_str(),
+                        "accepted {stamp} after {previous}"
+                    );
+                }
+                last_accepted = Some(stamp.to_string());
+            }
+            _ => {
+                let previous = last_accepted
+                    .as_deref()
+                    .expect("a refusal follows an acceptance");
+                assert!(
+                    stamp <= previous,
+                    "refused {stamp} although the last accepted was {previous}"
+                );
+            }
+        }
+    }
+}
