@@ -134,6 +134,65 @@ pub enum Command {
         #[arg(long)]
         out: PathBuf,
     },
+    /// Manage the Learning Record Stores that receive accepted results as xAPI statements.
+    #[command(subcommand)]
+    Lrs(LrsCommand),
+    /// Show xAPI delivery (lag, pending per LRS, dead letters) and requeue dead letters.
+    #[command(subcommand)]
+    Outbox(OutboxCommand),
+}
+
+#[derive(Subcommand, Debug)]
+pub enum LrsCommand {
+    /// Subscribe an LRS; a running gateway starts delivering to it within a poll interval.
+    Add {
+        name: String,
+        /// The LRS statements resource, e.g. https://lrs.example/xAPI/statements.
+        #[arg(long)]
+        url: String,
+        /// HTTP Basic user.
+        #[arg(long)]
+        username: Option<String>,
+        /// HTTP Basic password (or UWLR_LRS_PASSWORD, which keeps it out of the shell history).
+        #[arg(long, env = "UWLR_LRS_PASSWORD", hide_env_values = true)]
+        password: Option<String>,
+        /// Only results of this school (repeatable; none means every school).
+        #[arg(long = "school")]
+        schools: Vec<String>,
+        /// Only results of this toetscode (repeatable; none means every toets).
+        #[arg(long = "toetscode")]
+        toetscodes: Vec<String>,
+        /// Deliver only statements generated from now on (default: the whole history, oldest first).
+        #[arg(long)]
+        from_now: bool,
+        /// The learner identity this LRS may see.
+        #[arg(long, value_enum, default_value_t = crate::bridge::subscriptions::Identity::Eckid)]
+        identity: crate::bridge::subscriptions::Identity,
+    },
+    List,
+    /// Unsubscribe an LRS; its dead letters go with it.
+    Remove {
+        name: String,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum OutboxCommand {
+    /// Pending statements, lag and the last answer per LRS.
+    Status,
+    /// Requeue dead letters (of one LRS, or all) for another delivery attempt.
+    Retry {
+        #[arg(long)]
+        lrs: Option<String>,
+    },
+    /// Statements an LRS refused, with its answer.
+    DeadLetters {
+        #[arg(long)]
+        lrs: Option<String>,
+        /// One JSON object per line instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 /// A read API a reader may use.
@@ -315,10 +374,12 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
             let bytes = std::fs::read(&file).with_context(|| format!("cannot read {}", file.display()))?;
             let rows = crate::roster::parse(&bytes).with_context(|| format!("{}", file.display()))?;
             let store = open_store(&config)?;
+            let mapping = config.xapi_mapping()?;
             let mut connection = store.connect()?;
-            let transaction = connection.transaction()?;
+            // IMMEDIATE: take the write lock first, so statement seqs cannot interleave with a running gateway's.
+            let transaction = connection.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
             let imported = admin::import_leerlingen(&transaction, &rows, "cli")?;
-            let released = crate::store::intake::release_quarantine(&transaction)?;
+            let released = crate::bridge::release_quarantine(&transaction, &mapping)?;
             transaction.commit()?;
             println!("imported {imported} leerlingen; released {released} afnames from quarantine");
             Ok(ExitCode::SUCCESS)
@@ -354,6 +415,8 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
             }
             Ok(ExitCode::SUCCESS)
         }
+        Command::Lrs(command) => lrs(&config, command),
+        Command::Outbox(command) => outbox(&config, command),
         Command::Replay { paths, url, klantcode, klantnaam, key, concurrency, rate, restamp, expect, timeout } => {
             let options = crate::tools::replay::ReplayOptions {
                 paths,
@@ -594,6 +657,149 @@ fn readers(config: &Config, command: ReadersCommand) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+fn lrs(config: &Config, command: LrsCommand) -> Result<ExitCode> {
+    use crate::store::outbox as rows;
+    let store = open_store(config)?;
+    let connection = store.connect()?;
+    match command {
+        LrsCommand::Add {
+            name,
+            url,
+            username,
+            password,
+            schools,
+            toetscodes,
+            identity,
+            from_now,
+        } => {
+            let schools = schools
+                .iter()
+                .map(|code| {
+                    SchoolCode::parse(code)
+                        .map(|code| code.as_str().to_string())
+                        .map_err(anyhow::Error::msg)
+                })
+                .collect::<Result<Vec<_>>>()?;
+            let new = rows::NewSubscription {
+                name,
+                url,
+                username,
+                password: password.map(crate::config::Secret::new),
+                identity: identity.as_str().to_string(),
+                schools,
+                toetscodes,
+                from_now,
+            };
+            crate::bridge::subscriptions::check_new(&new)?;
+            if new.password.is_some() && new.url.starts_with("http://") {
+                eprintln!("warning: credentials for {} go over plain http", new.name);
+            }
+            let mut key = [0u8; 32];
+            rand::RngCore::fill_bytes(&mut rand::thread_rng(), &mut key);
+            rows::add_subscription(&connection, &new, &key)?;
+            println!(
+                "LRS {} added: {} ({} identity); a running gateway picks it up within {} ms",
+                new.name, new.url, new.identity, config.xapi_poll_interval_ms
+            );
+        }
+        LrsCommand::List => {
+            for row in rows::list_subscriptions(&connection)? {
+                let list = |items: &[String]| {
+                    if items.is_empty() {
+                        "all".to_string()
+                    } else {
+                        items.join(",")
+                    }
+                };
+                println!(
+                    "{:<16} {:<50} user {:<12} password {:<4} identity {:<9} schools {} toetscodes {}",
+                    row.name,
+                    row.url,
+                    row.username.as_deref().unwrap_or("-"),
+                    if row.password.is_some() { "set" } else { "-" },
+                    row.identity,
+                    list(&row.schools),
+                    list(&row.toetscodes)
+                );
+            }
+        }
+        LrsCommand::Remove { name } => {
+            if !rows::remove_subscription(&connection, &name)? {
+                bail!("no LRS named {name}");
+            }
+            println!("LRS {name} removed");
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn outbox(config: &Config, command: OutboxCommand) -> Result<ExitCode> {
+    use crate::store::outbox as rows;
+    let store = open_store(config)?;
+    let connection = store.connect()?;
+    match command {
+        OutboxCommand::Status => {
+            let statements: i64 =
+                connection
+                    .query_row("SELECT count(*) FROM xapi_statements", [], |row| row.get(0))?;
+            println!("{statements} statements generated");
+            let now = chrono::Utc::now();
+            for row in rows::outbox_status(&connection)? {
+                let lag = row
+                    .oldest_pending_stored_at
+                    .as_deref()
+                    .and_then(|at| chrono::DateTime::parse_from_rfc3339(at).ok())
+                    .map(|at| {
+                        format!(
+                            "{:.1}s",
+                            (now - at.with_timezone(&chrono::Utc)).num_milliseconds() as f64
+                                / 1000.0
+                        )
+                    })
+                    .unwrap_or_else(|| "0s".into());
+                println!(
+                    "{:<16} pending {:>7}  lag {:>8}  delivered {:>7}  dead letters {:>5} ({} requeued)  last {} {}{}",
+                    row.lrs,
+                    row.pending,
+                    lag,
+                    row.delivered,
+                    row.dead_letters,
+                    row.requeued,
+                    row.last_attempt_at.as_deref().unwrap_or("-"),
+                    row.last_status.map(|status| status.to_string()).unwrap_or_else(|| "-".into()),
+                    row.last_error.map(|error| format!(" ({error})")).unwrap_or_default()
+                );
+            }
+        }
+        OutboxCommand::Retry { lrs } => {
+            let requeued = rows::requeue_dead_letters(&connection, lrs.as_deref())?;
+            println!("{requeued} dead letters requeued");
+        }
+        OutboxCommand::DeadLetters { lrs, json } => {
+            for row in rows::list_dead_letters(&connection, lrs.as_deref())? {
+                if json {
+                    println!("{}", serde_json::to_string(&row)?);
+                } else {
+                    println!(
+                        "{:<16} {}  seq {:<8} HTTP {:<4} {} attempts {}{}  {}",
+                        row.lrs,
+                        row.statement_id,
+                        row.seq,
+                        row.status
+                            .map(|status| status.to_string())
+                            .unwrap_or_else(|| "-".into()),
+                        row.failed_at,
+                        row.attempts,
+                        if row.requeued { " requeued" } else { "" },
+                        row.answer.replace('\n', " ")
+                    );
+                }
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
 fn contract_dir(config: &Config) -> PathBuf {
     config.data_dir.join("contract")
 }
@@ -654,6 +860,7 @@ fn serve(config: Config, demo: bool) -> Result<ExitCode> {
     }
     let schemas = crate::schema::prepare(&contract_dir(&config), config.schema_dir.as_deref())?;
     let vocabularies = Vocabularies::load(config.vdex_dir.as_deref())?;
+    let mapping = config.xapi_mapping()?;
     let intake = Intake {
         store: store.clone(),
         schemas,
@@ -661,6 +868,7 @@ fn serve(config: Config, demo: bool) -> Result<ExitCode> {
         config: Arc::new(IntakeConfig {
             xsd_versions: config.xsd_versions.clone(),
             unknown_leerling: config.unknown_leerling,
+            mapping: mapping.clone(),
         }),
     };
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -681,7 +889,15 @@ fn serve(config: Config, demo: bool) -> Result<ExitCode> {
         }
         use std::io::Write;
         let _ = std::io::stdout().flush();
+        if config.xapi_base_iri == crate::config::DEFAULT_XAPI_BASE_IRI {
+            tracing::warn!(base_iri = %config.xapi_base_iri, "xapi_base_iri is the placeholder; set it to a domain you control before publishing to a real LRS");
+        }
+        let (stop_outbox, outbox_stopped) = tokio::sync::watch::channel(false);
+        let outbox = tokio::spawn(crate::bridge::outbox::run(store.clone(), Arc::new(mapping), config.outbox(), outbox_stopped));
         crate::http::serve(state, listener, shutdown_signal()).await?;
+        // Requests are done, so no statement is still being written: stop delivery, then the writer.
+        let _ = stop_outbox.send(true);
+        let _ = outbox.await;
         store.close();
         tracing::info!("stopped");
         Ok::<_, anyhow::Error>(())

@@ -66,9 +66,25 @@ pub struct Config {
     pub admin_token: Option<Secret>,
     /// Deadline for in-flight requests at shutdown.
     pub shutdown_grace_secs: u64,
+    /// Base IRI of xAPI activity ids, extension keys and LAS account home pages; also the seed of
+    /// every statement id (UUIDv5 namespace). Set it once to a domain you control and never change it.
+    pub xapi_base_iri: String,
+    /// Most statements in one POST to an LRS.
+    pub xapi_batch_size: usize,
+    /// Deadline of one POST to an LRS.
+    pub xapi_request_timeout_secs: u64,
+    /// How often subscriptions are reloaded (and idle deliveries look for work).
+    pub xapi_poll_interval_ms: u64,
+    /// First retry delay after a failed POST; it doubles per attempt.
+    pub xapi_base_backoff_ms: u64,
+    /// Longest retry delay.
+    pub xapi_max_backoff_secs: u64,
     /// Open connections at most; more wait in the listen backlog.
     pub max_connections: usize,
 }
+
+/// The placeholder base IRI (RFC 2606 `.example`): statements are valid, but the ids belong to no one.
+pub const DEFAULT_XAPI_BASE_IRI: &str = "https://uwlr-gateway.example/xapi";
 
 impl Default for Config {
     fn default() -> Self {
@@ -88,6 +104,12 @@ impl Default for Config {
             body_idle_timeout_secs: 30,
             admin_token: None,
             shutdown_grace_secs: 20,
+            xapi_base_iri: DEFAULT_XAPI_BASE_IRI.into(),
+            xapi_batch_size: 100,
+            xapi_request_timeout_secs: 10,
+            xapi_poll_interval_ms: 1000,
+            xapi_base_backoff_ms: 500,
+            xapi_max_backoff_secs: 60,
             max_connections: 2048,
         }
     }
@@ -164,6 +186,14 @@ impl Config {
         set("UWLR_VDEX_DIR", &mut |v| Ok(self.vdex_dir = Some(PathBuf::from(v))))?;
         set("UWLR_MAX_CONNECTIONS", &mut |v| Ok(self.max_connections = parse("UWLR_MAX_CONNECTIONS", v)?))?;
         set("UWLR_ADMIN_TOKEN", &mut |v| Ok(self.admin_token = Some(Secret::new(v))))?;
+        set("UWLR_XAPI_BASE_IRI", &mut |v| Ok(self.xapi_base_iri = v.to_string()))?;
+        set("UWLR_XAPI_BATCH_SIZE", &mut |v| Ok(self.xapi_batch_size = parse("UWLR_XAPI_BATCH_SIZE", v)?))?;
+        set("UWLR_XAPI_REQUEST_TIMEOUT_SECS", &mut |v| {
+            Ok(self.xapi_request_timeout_secs = parse("UWLR_XAPI_REQUEST_TIMEOUT_SECS", v)?)
+        })?;
+        set("UWLR_XAPI_POLL_INTERVAL_MS", &mut |v| Ok(self.xapi_poll_interval_ms = parse("UWLR_XAPI_POLL_INTERVAL_MS", v)?))?;
+        set("UWLR_XAPI_BASE_BACKOFF_MS", &mut |v| Ok(self.xapi_base_backoff_ms = parse("UWLR_XAPI_BASE_BACKOFF_MS", v)?))?;
+        set("UWLR_XAPI_MAX_BACKOFF_SECS", &mut |v| Ok(self.xapi_max_backoff_secs = parse("UWLR_XAPI_MAX_BACKOFF_SECS", v)?))?;
         Ok(())
     }
 
@@ -178,12 +208,37 @@ impl Config {
         if self.max_body_bytes == 0 {
             return Err(ConfigError::Invalid("max_body_bytes must be positive".into()));
         }
+        self.xapi_mapping()?;
+        if !(1..=1000).contains(&self.xapi_batch_size) {
+            return Err(ConfigError::Invalid("xapi_batch_size must be 1..=1000".into()));
+        }
+        if self.xapi_request_timeout_secs == 0 || self.xapi_poll_interval_ms == 0 || self.xapi_max_backoff_secs == 0 {
+            return Err(ConfigError::Invalid("xapi timeouts and intervals must be positive".into()));
+        }
         if let Some(token) = &self.admin_token {
             if token.expose().len() < 16 {
                 return Err(ConfigError::Invalid("admin_token needs at least 16 characters".into()));
             }
         }
         Ok(())
+    }
+
+    /// The xAPI mapping settings (base IRI and id namespace).
+    pub fn xapi_mapping(&self) -> Result<crate::bridge::Mapping, ConfigError> {
+        crate::bridge::Mapping::new(&self.xapi_base_iri).map_err(|error| ConfigError::Invalid(error.to_string()))
+    }
+
+    /// Settings of the outbox worker.
+    pub fn outbox(&self) -> crate::bridge::outbox::OutboxConfig {
+        use std::time::Duration;
+        crate::bridge::outbox::OutboxConfig {
+            batch_size: self.xapi_batch_size,
+            request_timeout: Duration::from_secs(self.xapi_request_timeout_secs),
+            poll_interval: Duration::from_millis(self.xapi_poll_interval_ms),
+            base_backoff: Duration::from_millis(self.xapi_base_backoff_ms.max(1)),
+            max_backoff: Duration::from_secs(self.xapi_max_backoff_secs),
+            shutdown_grace: Duration::from_secs(self.shutdown_grace_secs.min(10)),
+        }
     }
 
     /// The URL senders use for the SOAP endpoint.
@@ -215,6 +270,16 @@ mod tests {
         assert_eq!(config.listen.port(), 9100);
         assert_eq!(config.durability, Durability::Normal);
         assert!(config.apply_env(|name| (name == "UWLR_DURABILITY").then(|| "sometimes".into())).is_err());
+    }
+
+    #[test]
+    fn xapi_settings() {
+        let mut config = Config::default();
+        config.apply_env(|name| (name == "UWLR_XAPI_BASE_IRI").then(|| "https://lrs.school.example/xapi/".into())).unwrap();
+        assert_eq!(config.xapi_mapping().unwrap().base_iri(), "https://lrs.school.example/xapi");
+        config.xapi_base_iri = "not an iri".into();
+        assert!(config.check().is_err());
+        assert!(Config::default().check().is_ok());
     }
 
     #[test]

@@ -53,6 +53,8 @@ pub enum UnknownLeerlingPolicy {
 pub struct IntakeConfig {
     pub xsd_versions: Vec<String>,
     pub unknown_leerling: UnknownLeerlingPolicy,
+    /// How accepted afnames become xAPI statements (written in the same savepoint).
+    pub mapping: crate::bridge::Mapping,
 }
 
 /// A request body with what was learned while receiving it.
@@ -286,6 +288,8 @@ impl Intake {
                 client_id: sender.client_id,
                 school_id: Some(sender.school_id),
                 aanmaakdatum: Some(school.aanmaakdatum.clone()),
+                schooljaar: Some(school.schooljaar.clone()),
+                xsdversie: Some(school.xsdversie.clone()),
                 received_at: now_text(),
                 size,
                 sha256: sha256.to_string(),
@@ -440,6 +444,7 @@ fn phase2(
     }
     // Step 4 and 7: every result, streamed.
     let mut change_seq = store_intake::read_change_seq(&savepoint)?;
+    let first_change_seq = change_seq;
     let stream = match parsed_results {
         Some(parsed) => ResultStream::Parsed(parsed.into_iter()),
         None => ResultStream::open(body, body.len()? > INLINE_VALIDATION_BYTES)?,
@@ -679,6 +684,9 @@ fn phase2(
         )?;
         let receipt = finish_receipt(receipt, violations, &unknown_vocabularies);
         store_intake::insert_receipt(&savepoint, &receipt)?;
+        // The outbox: statements of created and corrected afnames commit with them.
+        crate::bridge::publish_changes(&savepoint, &config.mapping, Some(sender.school_id), first_change_seq, change_seq)
+            .map_err(StoreError::from)?;
         savepoint.commit()?;
         Ok(Outcome::Accepted { receipt_id: receipt.id, counts, replay: false })
     } else {

@@ -5,6 +5,7 @@
 //! `vdex`) and hands the checked message to `store`, which commits it atomically.
 
 pub mod body;
+pub mod bridge;
 pub mod cli;
 pub mod config;
 pub mod demo;

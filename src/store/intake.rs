@@ -35,6 +35,9 @@ pub struct Receipt {
     pub client_id: i64,
     pub school_id: Option<i64>,
     pub aanmaakdatum: Option<String>,
+    /// School year and schema version of the message, which its xAPI statements carry.
+    pub schooljaar: Option<String>,
+    pub xsdversie: Option<String>,
     pub received_at: String,
     pub size: u64,
     pub sha256: String,
@@ -66,8 +69,8 @@ pub fn insert_receipt(connection: &Connection, receipt: &Receipt) -> Result<(), 
         .prepare_cached(
             "INSERT INTO receipts (id, client_id, school_id, aanmaakdatum, received_at, size, sha256, outcome,
                faultcode, toetsen, toetsafnames, resultaten, created, updated, unchanged, quarantined,
-               violations, violations_omitted, unknown_vocabularies, duration_ms)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20)",
+               violations, violations_omitted, unknown_vocabularies, duration_ms, schooljaar, xsdversie)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21, ?22)",
         )?
         .execute(params![
             receipt.id,
@@ -90,6 +93,8 @@ pub fn insert_receipt(connection: &Connection, receipt: &Receipt) -> Result<(), 
             receipt.violations.omitted as i64,
             unknown,
             receipt.duration_ms as i64,
+            receipt.schooljaar,
+            receipt.xsdversie,
         ])?;
     Ok(())
 }

@@ -165,7 +165,87 @@ CREATE TABLE audit (
     detail TEXT NOT NULL
 );
 "#,
-    // query: reader clients, their school grants (each under a mandate), and the read audit.
+    // 2: the xAPI bridge: generated statements (the canonical record and the outbox log),
+    // LRS subscriptions with their delivery cursors, dead letters; message facts statements need.
+    r#"
+-- Every statement the gateway generated, in the default learner identity (ECK iD when known).
+-- It is the transactional outbox as well: rows are written in the transaction that stores
+-- the afnames, and each subscription delivers them in `seq` order from its own cursor.
+CREATE TABLE xapi_statements (
+    id TEXT PRIMARY KEY,
+    -- Monotonic storage order, assigned on the writer thread: a committed seq is never
+    -- lower than one a reader has already seen, so a cursor over it misses nothing.
+    seq INTEGER NOT NULL UNIQUE,
+    school_id INTEGER NOT NULL REFERENCES schools(id),
+    afname_id INTEGER REFERENCES toetsafnames(id),
+    -- For subscription filters; a voiding statement carries that of the statement it voids.
+    toetscode TEXT NOT NULL,
+    stored_at TEXT NOT NULL,
+    verb_id TEXT NOT NULL,
+    activity_id TEXT,
+    registration TEXT,
+    -- Canonical JSON of the actor's inverse functional identifier, for agent filters.
+    agent TEXT,
+    -- The learner the statement is about, for per-LRS identity variants rendered at delivery.
+    leerlingid TEXT,
+    eckid TEXT,
+    -- The id of the statement that voids this one.
+    voided_by TEXT,
+    -- The statement as sent to an LRS with the default identity.
+    statement TEXT NOT NULL
+);
+CREATE INDEX xapi_statements_afname ON xapi_statements(afname_id) WHERE voided_by IS NULL;
+CREATE INDEX xapi_statements_agent ON xapi_statements(agent);
+CREATE INDEX xapi_statements_activity ON xapi_statements(activity_id);
+CREATE INDEX xapi_statements_registration ON xapi_statements(registration);
+CREATE INDEX xapi_statements_school ON xapi_statements(school_id, seq);
+
+-- Downstream Learning Record Stores. The password is a client credential the gateway
+-- must present, so it is kept as given (like any configured secret) and never printed.
+CREATE TABLE xapi_subscriptions (
+    id INTEGER PRIMARY KEY,
+    name TEXT NOT NULL UNIQUE,
+    url TEXT NOT NULL,
+    username TEXT,
+    password TEXT,
+    -- Which learner identity this LRS sees: eckid (default), pseudonym or las.
+    identity TEXT NOT NULL DEFAULT 'eckid' CHECK (identity IN ('eckid', 'pseudonym', 'las')),
+    -- HMAC key for the pseudonym identity; random per subscription.
+    pseudonym_key BLOB NOT NULL,
+    -- JSON arrays of school codes and toetscodes; empty means all.
+    schools TEXT NOT NULL DEFAULT '[]',
+    toetscodes TEXT NOT NULL DEFAULT '[]',
+    -- Every statement with seq <= cursor_seq is delivered or dead-lettered.
+    cursor_seq INTEGER NOT NULL DEFAULT 0,
+    created_at TEXT NOT NULL,
+    last_attempt_at TEXT,
+    last_delivered_at TEXT,
+    last_status INTEGER,
+    last_error TEXT,
+    delivered INTEGER NOT NULL DEFAULT 0
+);
+
+-- Statements an LRS refused with a 4xx answer; `outbox retry` requeues them.
+CREATE TABLE xapi_dead_letters (
+    subscription_id INTEGER NOT NULL REFERENCES xapi_subscriptions(id) ON DELETE CASCADE,
+    statement_id TEXT NOT NULL REFERENCES xapi_statements(id),
+    seq INTEGER NOT NULL,
+    status INTEGER,
+    answer TEXT NOT NULL,
+    failed_at TEXT NOT NULL,
+    attempts INTEGER NOT NULL DEFAULT 1,
+    requeued INTEGER NOT NULL DEFAULT 0,
+    PRIMARY KEY (subscription_id, statement_id)
+);
+
+-- Message facts a statement carries that no other table keeps.
+ALTER TABLE receipts ADD COLUMN schooljaar TEXT;
+ALTER TABLE receipts ADD COLUMN xsdversie TEXT;
+
+-- Quarantine release publishes by change_seq across schools.
+CREATE INDEX toetsafnames_change_seq ON toetsafnames(change_seq);
+"#,
+    // 3: reader clients, their school grants (each under a mandate), and the read audit.
     r#"
 -- A reader pulls results through the read API with a bearer token. Only the
 -- SHA-256 of the token is kept; `token_lookup` (the token's first characters,

@@ -8,6 +8,7 @@ pub mod admin;
 pub mod feed;
 pub mod intake;
 pub mod migrations;
+pub mod outbox;
 pub mod readers;
 
 use rusqlite::{Connection, OpenFlags};
@@ -60,6 +61,8 @@ struct Inner {
     durability: Durability,
     writer: Mutex<Option<mpsc::Sender<Job>>>,
     readers: Mutex<Vec<Connection>>,
+    /// Counts group commits, so that the outbox worker wakes when new statements may be there.
+    commits: Arc<tokio::sync::watch::Sender<u64>>,
 }
 
 /// Opens a connection with the pragmas every connection needs.
@@ -102,6 +105,7 @@ impl Store {
                 durability,
                 writer: Mutex::new(None),
                 readers: Mutex::new(Vec::new()),
+                commits: Arc::new(tokio::sync::watch::channel(0).0),
             }),
         })
     }
@@ -140,9 +144,10 @@ impl Store {
         connection.pragma_update(None, "wal_autocheckpoint", 0)?;
         connection.pragma_update(None, "cache_size", -32768)?;
         let (sender, receiver) = mpsc::channel::<Job>();
+        let commits = self.inner.commits.clone();
         std::thread::Builder::new()
             .name("store-writer".into())
-            .spawn(move || writer_loop(connection, receiver))
+            .spawn(move || writer_loop(connection, receiver, commits))
             .map_err(|error| StoreError::Commit(error.to_string()))?;
         let checkpointer = self.connect()?;
         let alive = Arc::downgrade(&self.inner);
@@ -176,13 +181,18 @@ impl Store {
         }
     }
 
+    /// A receiver that changes after every group commit of this process's writer thread.
+    pub fn commits(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.inner.commits.subscribe()
+    }
+
     /// Stops the writer thread once queued jobs are done.
     pub fn close(&self) {
         self.inner.writer.lock().expect("writer slot").take();
     }
 }
 
-fn writer_loop(mut connection: Connection, receiver: mpsc::Receiver<Job>) {
+fn writer_loop(mut connection: Connection, receiver: mpsc::Receiver<Job>, commits: Arc<tokio::sync::watch::Sender<u64>>) {
     while let Ok(first) = receiver.recv() {
         let mut jobs = vec![first];
         while jobs.len() < GROUP_LIMIT {
@@ -213,6 +223,9 @@ fn writer_loop(mut connection: Connection, receiver: mpsc::Receiver<Job>) {
         if let Err(error) = &committed {
             tracing::error!(%error, "group commit failed");
             let _ = connection.execute_batch("ROLLBACK");
+        }
+        if committed.is_ok() {
+            commits.send_modify(|count| *count = count.wrapping_add(1));
         }
         for completion in completions {
             completion(committed.clone());

@@ -1,0 +1,48 @@
+//! The xAPI bridge: accepted afnames become xAPI 1.0.3 statements in the store's transaction, and a worker delivers them to subscribed LRSs.
+//!
+//! `xapi` holds the JSON types and the UWLR → xAPI mapping, `publish` writes statements
+//! (with voiding of corrected ones) inside the transaction that changed the afnames,
+//! `subscriptions` holds the LRS endpoints, their filters and learner identity, and
+//! `outbox` is the delivery worker.
+
+pub mod outbox;
+pub mod publish;
+pub mod subscriptions;
+pub mod xapi;
+
+pub use publish::{publish_changes, release_quarantine};
+pub use xapi::Mapping;
+
+use crate::store::StoreError;
+
+/// Why the bridge could not do its work.
+#[derive(Debug, thiserror::Error)]
+pub enum BridgeError {
+    /// The store failed (our side); the afnames' transaction is rolled back with it.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// The configured base IRI cannot be used for activity ids (no http/https scheme, query or fragment).
+    #[error("xapi_base_iri {0:?} must be an absolute http(s) IRI without query or fragment")]
+    BaseIri(String),
+    /// A stored row could not be read back (a toets definition or statement JSON); carries the reason.
+    #[error("stored data is unreadable: {0}")]
+    Unreadable(String),
+    /// A subscription setting is not valid (`lrs add`); carries the reason.
+    #[error("{0}")]
+    Subscription(String),
+}
+
+impl From<rusqlite::Error> for BridgeError {
+    fn from(error: rusqlite::Error) -> Self {
+        BridgeError::Store(StoreError::Sqlite(error))
+    }
+}
+
+impl From<BridgeError> for StoreError {
+    fn from(error: BridgeError) -> Self {
+        match error {
+            BridgeError::Store(error) => error,
+            other => StoreError::Invalid(other.to_string()),
+        }
+    }
+}

@@ -1,0 +1,554 @@
+//! The delivery worker: one task per subscribed LRS posts statements in seq order from its cursor, with retries, bisection and dead letters.
+//!
+//! Delivery is at least once; deterministic statement ids make it once in effect (an LRS
+//! answers a resend with 200/204, or 409 when it holds that id). The cursor and dead letters
+//! are written through `Store::write`, after the LRS has answered, so a crash between the two
+//! only causes a resend of the same ids.
+
+use super::subscriptions::Subscription;
+use super::xapi::Mapping;
+use crate::store::outbox::{self as rows, PendingStatement};
+use crate::store::{Store, StoreError};
+use rand::Rng;
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+/// Settings of the worker (from `Config`).
+#[derive(Clone, Debug)]
+pub struct OutboxConfig {
+    /// Most statements in one POST.
+    pub batch_size: usize,
+    /// Deadline of one POST, connection included.
+    pub request_timeout: Duration,
+    /// How often subscriptions are reloaded and idle tasks look for work made by other processes.
+    pub poll_interval: Duration,
+    /// First retry delay; it doubles per failed attempt up to `max_backoff`.
+    pub base_backoff: Duration,
+    pub max_backoff: Duration,
+    /// How long in-flight batches may take to finish at shutdown before they are abandoned.
+    pub shutdown_grace: Duration,
+}
+
+/// What one POST came to.
+#[derive(Debug, PartialEq)]
+enum Answer {
+    /// 2xx: stored, or already there.
+    Delivered(u16),
+    /// 409: the LRS holds one of these ids with other content.
+    Conflict(String),
+    /// A 4xx other than 401, 408, 409 and 429: the LRS refuses this content.
+    Refused(u16, String),
+    /// Timeouts, connection errors, 401, 408, 429, 5xx and anything unexpected: try again later.
+    Retry {
+        status: Option<u16>,
+        error: String,
+        retry_after: Option<Duration>,
+    },
+}
+
+/// Whether a delivery round finished or must be retried after a pause.
+enum Round {
+    Done,
+    Retry {
+        status: Option<u16>,
+        error: String,
+        retry_after: Option<Duration>,
+    },
+}
+
+struct Running {
+    fingerprint: String,
+    stop: watch::Sender<bool>,
+    handle: JoinHandle<()>,
+}
+
+/// Runs until `stop` turns true: reloads subscriptions every poll interval (so `lrs add|remove`
+/// take effect without a restart) and keeps one delivery task per subscription.
+pub async fn run(
+    store: Store,
+    mapping: Arc<Mapping>,
+    config: OutboxConfig,
+    mut stop: watch::Receiver<bool>,
+) {
+    let client = match reqwest::Client::builder()
+        .timeout(config.request_timeout)
+        .connect_timeout(config.request_timeout)
+        .redirect(reqwest::redirect::Policy::none())
+        .tcp_nodelay(true)
+        .user_agent(concat!("uwlr-gateway/", env!("CARGO_PKG_VERSION")))
+        .build()
+    {
+        Ok(client) => client,
+        Err(error) => {
+            tracing::error!(%error, "cannot build the HTTP client; the outbox worker does not run");
+            return;
+        }
+    };
+    let mut running: HashMap<i64, Running> = HashMap::new();
+    loop {
+        let store_for_read = store.clone();
+        let loaded =
+            tokio::task::spawn_blocking(move || store_for_read.read(rows::list_subscriptions))
+                .await;
+        match loaded {
+            Ok(Ok(subscriptions)) => {
+                let wanted: HashMap<i64, Subscription> = subscriptions
+                    .into_iter()
+                    .map(|row| (row.id, Subscription::from_row(row)))
+                    .collect();
+                running.retain(|id, task| {
+                    let keep = wanted
+                        .get(id)
+                        .is_some_and(|s| s.fingerprint() == task.fingerprint)
+                        && !task.handle.is_finished();
+                    if !keep {
+                        let _ = task.stop.send(true);
+                    }
+                    keep
+                });
+                for (id, subscription) in wanted {
+                    if running.contains_key(&id) {
+                        continue;
+                    }
+                    tracing::info!(lrs = %subscription.row.name, url = %subscription.row.url, "delivering to LRS");
+                    let (stop_task, stop_receiver) = watch::channel(false);
+                    let task = Task {
+                        store: store.clone(),
+                        mapping: mapping.clone(),
+                        config: config.clone(),
+                        client: client.clone(),
+                        fingerprint: subscription.fingerprint(),
+                        subscription,
+                        stop: stop_receiver,
+                    };
+                    let fingerprint = task.fingerprint.clone();
+                    running.insert(
+                        id,
+                        Running {
+                            fingerprint,
+                            stop: stop_task,
+                            handle: tokio::spawn(task.run()),
+                        },
+                    );
+                }
+            }
+            Ok(Err(error)) => tracing::warn!(%error, "cannot load LRS subscriptions"),
+            Err(error) => tracing::warn!(%error, "cannot load LRS subscriptions"),
+        }
+        tokio::select! {
+            _ = stop.changed() => break,
+            () = tokio::time::sleep(config.poll_interval) => {}
+        }
+        if *stop.borrow() {
+            break;
+        }
+    }
+    for task in running.values() {
+        let _ = task.stop.send(true);
+    }
+    let handles: Vec<JoinHandle<()>> = running.into_values().map(|task| task.handle).collect();
+    let aborts: Vec<_> = handles.iter().map(JoinHandle::abort_handle).collect();
+    let all = futures_join(handles);
+    if tokio::time::timeout(config.shutdown_grace, all)
+        .await
+        .is_err()
+    {
+        tracing::warn!("outbox shutdown grace over; abandoning in-flight batches (they are resent at the next start)");
+        for abort in aborts {
+            abort.abort();
+        }
+    }
+    tracing::info!("outbox worker stopped");
+}
+
+async fn futures_join(handles: Vec<JoinHandle<()>>) {
+    for handle in handles {
+        let _ = handle.await;
+    }
+}
+
+/// Delivery to one LRS.
+struct Task {
+    store: Store,
+    mapping: Arc<Mapping>,
+    config: OutboxConfig,
+    client: reqwest::Client,
+    subscription: Subscription,
+    fingerprint: String,
+    stop: watch::Receiver<bool>,
+}
+
+impl Task {
+    fn stopping(&self) -> bool {
+        *self.stop.borrow()
+    }
+
+    async fn read<R: Send + 'static>(
+        &self,
+        job: impl FnOnce(&rusqlite::Connection) -> Result<R, StoreError> + Send + 'static,
+    ) -> Result<R, StoreError> {
+        let store = self.store.clone();
+        tokio::task::spawn_blocking(move || store.read(job))
+            .await
+            .map_err(|error| StoreError::Commit(error.to_string()))?
+    }
+
+    async fn write(
+        &self,
+        job: impl FnOnce(&rusqlite::Connection) -> Result<(), StoreError> + Send + 'static,
+    ) -> Result<(), StoreError> {
+        self.store
+            .write(move |connection| {
+                let savepoint = connection.savepoint()?;
+                job(&savepoint)?;
+                savepoint.commit()?;
+                Ok(())
+            })
+            .await?
+    }
+
+    /// Sleeps for `duration`; false when stopped meanwhile.
+    async fn pause(&mut self, duration: Duration) -> bool {
+        tokio::select! {
+            _ = self.stop.changed() => false,
+            () = tokio::time::sleep(duration) => !self.stopping(),
+        }
+    }
+
+    async fn run(mut self) {
+        let name = self.subscription.row.name.clone();
+        let mut commits = self.store.commits();
+        let mut cursor = self.subscription.row.cursor_seq;
+        let mut attempt: u32 = 0;
+        while !self.stopping() {
+            let id = self.subscription.row.id;
+            let limit = self.config.batch_size;
+            let requeued = self.read(move |c| rows::requeued_batch(c, id, limit)).await;
+            let (batch, from_cursor) = match requeued {
+                Ok(requeued) if !requeued.is_empty() => (Ok(requeued), false),
+                Ok(_) => {
+                    let row = self.subscription.row.clone();
+                    (
+                        self.read(move |c| rows::pending_batch(c, &row, cursor, limit))
+                            .await,
+                        true,
+                    )
+                }
+                Err(error) => (Err(error), true),
+            };
+            let batch = match batch {
+                Ok(batch) => batch,
+                Err(error) => {
+                    tracing::warn!(lrs = %name, %error, "cannot read pending statements");
+                    if !self.pause(self.config.poll_interval).await {
+                        break;
+                    }
+                    continue;
+                }
+            };
+            if batch.is_empty() {
+                attempt = 0;
+                tokio::select! {
+                    _ = self.stop.changed() => {}
+                    _ = commits.changed() => {}
+                    () = tokio::time::sleep(self.config.poll_interval) => {}
+                }
+                continue;
+            }
+            match self.deliver(batch, from_cursor, &mut cursor).await {
+                Round::Done => attempt = 0,
+                Round::Retry {
+                    status,
+                    error,
+                    retry_after,
+                } => {
+                    attempt = attempt.saturating_add(1);
+                    let delay = backoff(&self.config, attempt, retry_after);
+                    tracing::warn!(lrs = %name, status, %error, attempt, delay_ms = delay.as_millis() as u64,
+                        "delivery failed; retrying");
+                    let message = error.clone();
+                    let _ = self
+                        .write(move |c| rows::record_failure(c, id, status, &message))
+                        .await;
+                    if !self.pause(delay).await {
+                        break;
+                    }
+                }
+            }
+        }
+        tracing::debug!(lrs = %name, "delivery task stopped");
+    }
+
+    /// Posts `batch`, splitting parts the LRS refuses until the refused statements are alone.
+    async fn deliver(
+        &mut self,
+        batch: Vec<PendingStatement>,
+        from_cursor: bool,
+        cursor: &mut i64,
+    ) -> Round {
+        let id = self.subscription.row.id;
+        let mut parts: Vec<Vec<PendingStatement>> = vec![batch];
+        while let Some(mut part) = parts.pop() {
+            let mut bodies = Vec::with_capacity(part.len());
+            let mut unrenderable = None;
+            for statement in &part {
+                match self.subscription.render(&self.mapping, statement) {
+                    Ok(body) => bodies.push(body),
+                    Err(error) => {
+                        unrenderable = Some(error.to_string());
+                        break;
+                    }
+                }
+            }
+            if let Some(error) = unrenderable {
+                // Isolate it the same way as a refused statement, so the cursor never skips a neighbour.
+                if part.len() > 1 {
+                    let second = part.split_off(part.len() / 2);
+                    parts.push(second);
+                    parts.push(part);
+                    continue;
+                }
+                let statement = part.remove(0);
+                tracing::error!(lrs = %self.subscription.row.name, statement = %statement.id, %error, "cannot render a statement");
+                let seq = statement.seq;
+                if let Err(error) = self
+                    .write(move |c| rows::dead_letter(c, id, &statement, from_cursor, None, &error))
+                    .await
+                {
+                    return Round::Retry {
+                        status: None,
+                        error: error.to_string(),
+                        retry_after: None,
+                    };
+                }
+                if from_cursor {
+                    *cursor = (*cursor).max(seq);
+                }
+                continue;
+            }
+            let body = format!("[{}]", bodies.join(","));
+            let answer = self.post(body).await;
+            let last_seq = part.last().map(|s| s.seq);
+            match answer {
+                Answer::Delivered(status) => {
+                    let ids: Vec<String> = part.iter().map(|s| s.id.clone()).collect();
+                    let to_seq = if from_cursor { last_seq } else { None };
+                    if let Err(error) = self
+                        .write(move |c| rows::mark_delivered(c, id, to_seq, &ids, status))
+                        .await
+                    {
+                        return Round::Retry {
+                            status: None,
+                            error: error.to_string(),
+                            retry_after: None,
+                        };
+                    }
+                    if let Some(seq) = to_seq {
+                        *cursor = (*cursor).max(seq);
+                    }
+                    tracing::debug!(lrs = %self.subscription.row.name, statements = part.len(), status,
+                        requeued = !from_cursor, "delivered");
+                }
+                Answer::Conflict(_) | Answer::Refused(_, _) if part.len() > 1 => {
+                    let second = part.split_off(part.len() / 2);
+                    parts.push(second);
+                    parts.push(part);
+                }
+                Answer::Conflict(text) => {
+                    // The LRS holds this id already: delivered in effect. With deterministic ids,
+                    // different content under the same id means a mapping change without a version bump.
+                    tracing::warn!(lrs = %self.subscription.row.name, statement = %part[0].id, answer = %text,
+                        "LRS answered 409: it holds this statement id already; counted as delivered");
+                    let ids = vec![part[0].id.clone()];
+                    let to_seq = if from_cursor { last_seq } else { None };
+                    if let Err(error) = self
+                        .write(move |c| rows::mark_delivered(c, id, to_seq, &ids, 409))
+                        .await
+                    {
+                        return Round::Retry {
+                            status: None,
+                            error: error.to_string(),
+                            retry_after: None,
+                        };
+                    }
+                    if let Some(seq) = to_seq {
+                        *cursor = (*cursor).max(seq);
+                    }
+                }
+                Answer::Refused(status, text) => {
+                    let statement = part.remove(0);
+                    tracing::warn!(lrs = %self.subscription.row.name, statement = %statement.id, status, answer = %text,
+                        "LRS refused a statement; it is kept as a dead letter");
+                    let seq = statement.seq;
+                    if let Err(error) = self
+                        .write(move |c| {
+                            rows::dead_letter(c, id, &statement, from_cursor, Some(status), &text)
+                        })
+                        .await
+                    {
+                        return Round::Retry {
+                            status: None,
+                            error: error.to_string(),
+                            retry_after: None,
+                        };
+                    }
+                    if from_cursor {
+                        *cursor = (*cursor).max(seq);
+                    }
+                }
+                Answer::Retry {
+                    status,
+                    error,
+                    retry_after,
+                } => {
+                    return Round::Retry {
+                        status,
+                        error,
+                        retry_after,
+                    }
+                }
+            }
+            if self.stopping() {
+                // Shutdown between parts: what was answered is recorded; the rest is sent at the next start.
+                return Round::Done;
+            }
+        }
+        Round::Done
+    }
+
+    async fn post(&self, body: String) -> Answer {
+        let row = &self.subscription.row;
+        let mut request = self
+            .client
+            .post(&row.url)
+            .header("X-Experience-API-Version", "1.0.3")
+            .header(reqwest::header::CONTENT_TYPE, "application/json")
+            .body(body);
+        if let Some(username) = &row.username {
+            request = request.basic_auth(username, row.password.as_ref().map(|p| p.expose()));
+        }
+        let response = match request.send().await {
+            Ok(response) => response,
+            Err(error) => {
+                let kind = if error.is_timeout() {
+                    "timeout"
+                } else if error.is_connect() {
+                    "connection failed"
+                } else {
+                    "request failed"
+                };
+                return Answer::Retry {
+                    status: None,
+                    error: format!("{kind}: {}", error.without_url()),
+                    retry_after: None,
+                };
+            }
+        };
+        let status = response.status().as_u16();
+        let retry_after = response
+            .headers()
+            .get(reqwest::header::RETRY_AFTER)
+            .and_then(|value| value.to_str().ok())
+            .and_then(|value| value.trim().parse::<u64>().ok())
+            .map(Duration::from_secs);
+        let text = match tokio::time::timeout(self.config.request_timeout, response.text()).await {
+            Ok(Ok(text)) => text.chars().take(2000).collect::<String>(),
+            _ => String::new(),
+        };
+        classify(status, text, retry_after)
+    }
+}
+
+fn classify(status: u16, text: String, retry_after: Option<Duration>) -> Answer {
+    match status {
+        200..=299 => Answer::Delivered(status),
+        409 => Answer::Conflict(text),
+        // 401: the credentials, not the statements, are wrong; retrying lets an operator fix them.
+        401 | 408 | 429 => Answer::Retry {
+            status: Some(status),
+            error: format!("HTTP {status}: {text}"),
+            retry_after,
+        },
+        400..=499 => Answer::Refused(status, text),
+        _ => Answer::Retry {
+            status: Some(status),
+            error: format!("HTTP {status}: {text}"),
+            retry_after,
+        },
+    }
+}
+
+/// Exponential backoff with equal jitter: half the doubled delay fixed, half random; at least Retry-After.
+fn backoff(config: &OutboxConfig, attempt: u32, retry_after: Option<Duration>) -> Duration {
+    let exponent = attempt.saturating_sub(1).min(20);
+    let full = config
+        .base_backoff
+        .saturating_mul(1u32 << exponent)
+        .min(config.max_backoff);
+    let half = full / 2;
+    let jitter = rand::thread_rng().gen_range(0..=half.as_millis().max(1) as u64);
+    let delay = half + Duration::from_millis(jitter);
+    match retry_after {
+        Some(wanted) => delay.max(wanted.min(config.max_backoff.saturating_mul(10))),
+        None => delay,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config() -> OutboxConfig {
+        OutboxConfig {
+            batch_size: 10,
+            request_timeout: Duration::from_secs(1),
+            poll_interval: Duration::from_millis(100),
+            base_backoff: Duration::from_millis(100),
+            max_backoff: Duration::from_secs(5),
+            shutdown_grace: Duration::from_secs(1),
+        }
+    }
+
+    #[test]
+    fn answers_are_classified() {
+        assert_eq!(classify(200, String::new(), None), Answer::Delivered(200));
+        assert_eq!(classify(204, String::new(), None), Answer::Delivered(204));
+        assert_eq!(
+            classify(409, "x".into(), None),
+            Answer::Conflict("x".into())
+        );
+        assert_eq!(
+            classify(400, "bad".into(), None),
+            Answer::Refused(400, "bad".into())
+        );
+        assert_eq!(
+            classify(403, "no".into(), None),
+            Answer::Refused(403, "no".into())
+        );
+        for status in [401, 408, 429, 500, 502, 503, 302] {
+            assert!(
+                matches!(classify(status, String::new(), None), Answer::Retry { .. }),
+                "{status}"
+            );
+        }
+    }
+
+    #[test]
+    fn backoff_grows_with_jitter_and_a_cap() {
+        let config = config();
+        for attempt in 1..30 {
+            let delay = backoff(&config, attempt, None);
+            let full = Duration::from_millis(100)
+                .saturating_mul(1 << (attempt - 1).min(20))
+                .min(config.max_backoff);
+            assert!(
+                delay >= full / 2 && delay <= full + Duration::from_millis(1),
+                "{attempt}: {delay:?}"
+            );
+        }
+        assert!(backoff(&config, 1, Some(Duration::from_secs(3))) >= Duration::from_secs(3));
+    }
+}

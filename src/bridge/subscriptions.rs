@@ -1,0 +1,229 @@
+//! Subscribed LRS endpoints: their filters, credentials and the learner identity each may see (MAPPING.md C4).
+
+use super::xapi::{school_identity, Agent, Mapping};
+use super::BridgeError;
+use crate::config::Secret;
+use crate::store::outbox::{NewSubscription, PendingStatement, SubscriptionRow, VERB_VOIDED};
+use hmac::{Hmac, Mac};
+use serde_json::Value;
+use sha2::Sha256;
+
+/// Which learner identity an LRS receives.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum Identity {
+    /// The ECK iD when the gateway has it, else the LAS key (the canonical statement as stored).
+    Eckid,
+    /// A keyed hash (HMAC-SHA256 with a per-LRS key) of the ECK iD or LAS key, under the gateway's home page.
+    Pseudonym,
+    /// Always the LAS key (leerlingid) under a per-school home page; never the ECK iD.
+    Las,
+}
+
+impl Identity {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Identity::Eckid => "eckid",
+            Identity::Pseudonym => "pseudonym",
+            Identity::Las => "las",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<Identity> {
+        match text {
+            "eckid" => Some(Identity::Eckid),
+            "pseudonym" => Some(Identity::Pseudonym),
+            "las" => Some(Identity::Las),
+            _ => None,
+        }
+    }
+}
+
+/// A subscription as the worker uses it.
+#[derive(Clone, Debug)]
+pub struct Subscription {
+    pub row: SubscriptionRow,
+    pub identity: Identity,
+}
+
+impl Subscription {
+    pub fn from_row(row: SubscriptionRow) -> Subscription {
+        let identity = Identity::parse(&row.identity).unwrap_or(Identity::Eckid);
+        Subscription { row, identity }
+    }
+
+    /// What makes a running delivery task stale: a changed row means a new task.
+    pub fn fingerprint(&self) -> String {
+        format!(
+            "{}|{}|{:?}|{}|{}|{:?}|{:?}",
+            self.row.id,
+            self.row.url,
+            self.row.username,
+            self.row.password.as_ref().map(Secret::expose).unwrap_or(""),
+            self.row.identity,
+            self.row.schools,
+            self.row.toetscodes
+        )
+    }
+
+    /// The statement JSON this LRS receives: the stored one, with the actor replaced for
+    /// the pseudonym and LAS identities. Voiding statements (actor: the gateway) are sent as stored.
+    pub fn render(
+        &self,
+        mapping: &Mapping,
+        pending: &PendingStatement,
+    ) -> Result<String, BridgeError> {
+        if self.identity == Identity::Eckid {
+            return Ok(pending.statement.clone());
+        }
+        let mut statement: Value = serde_json::from_str(&pending.statement).map_err(|error| {
+            BridgeError::Unreadable(format!("statement {}: {error}", pending.id))
+        })?;
+        if statement["verb"]["id"] == VERB_VOIDED {
+            return Ok(pending.statement.clone());
+        }
+        let Some(leerlingid) = pending.leerlingid.as_deref() else {
+            return Ok(pending.statement.clone());
+        };
+        let school = school_identity(
+            pending.brincode.as_deref(),
+            pending.dependancecode.as_deref(),
+            pending.schoolkey.as_deref(),
+        );
+        let agent = match self.identity {
+            Identity::Eckid => unreachable!("handled above"),
+            Identity::Las => mapping.las_agent(&school, leerlingid),
+            Identity::Pseudonym => {
+                let subject = match pending.eckid.as_deref().filter(|eckid| !eckid.is_empty()) {
+                    Some(eckid) => format!("eckid|{eckid}"),
+                    None => format!("las|{school}|{leerlingid}"),
+                };
+                Agent::account(
+                    mapping.pseudonym_home_page(),
+                    pseudonym(&self.row.pseudonym_key, &subject),
+                )
+            }
+        };
+        statement["actor"] = serde_json::to_value(agent)
+            .map_err(|error| BridgeError::Unreadable(error.to_string()))?;
+        Ok(statement.to_string())
+    }
+}
+
+/// Hex HMAC-SHA256 of `subject` under the subscription's key.
+fn pseudonym(key_hex: &Secret, subject: &str) -> String {
+    let key = hex::decode(key_hex.expose()).unwrap_or_default();
+    let mut mac = Hmac::<Sha256>::new_from_slice(&key).expect("HMAC takes any key length");
+    mac.update(subject.as_bytes());
+    hex::encode(mac.finalize().into_bytes())
+}
+
+/// Checks an `lrs add` request: a name, an http(s) statements URL, a password only with a user.
+pub fn check_new(new: &NewSubscription) -> Result<(), BridgeError> {
+    let name_ok = !new.name.is_empty()
+        && new.name.len() <= 64
+        && new
+            .name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'));
+    if !name_ok {
+        return Err(BridgeError::Subscription(
+            "the LRS name takes 1-64 letters, digits, '-', '_' or '.'".into(),
+        ));
+    }
+    let url = reqwest::Url::parse(&new.url)
+        .map_err(|error| BridgeError::Subscription(format!("--url {}: {error}", new.url)))?;
+    if !matches!(url.scheme(), "http" | "https") || url.host_str().is_none() {
+        return Err(BridgeError::Subscription(
+            "--url must be an http(s) statements URL".into(),
+        ));
+    }
+    if !url.username().is_empty() || url.password().is_some() {
+        return Err(BridgeError::Subscription(
+            "give credentials with --username/--password, not in the URL".into(),
+        ));
+    }
+    if new.password.is_some() && new.username.is_none() {
+        return Err(BridgeError::Subscription(
+            "--password needs --username".into(),
+        ));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn row(identity: &str) -> SubscriptionRow {
+        SubscriptionRow {
+            id: 1,
+            name: "lrs".into(),
+            url: "http://127.0.0.1:1/xAPI/statements".into(),
+            username: Some("u".into()),
+            password: Some(Secret::new("very-secret-password")),
+            identity: identity.into(),
+            pseudonym_key: Secret::new("00112233"),
+            schools: vec![],
+            toetscodes: vec![],
+            cursor_seq: 0,
+            created_at: String::new(),
+            last_attempt_at: None,
+            last_delivered_at: None,
+            last_status: None,
+            last_error: None,
+            delivered: 0,
+        }
+    }
+
+    fn pending(eckid: Option<&str>) -> PendingStatement {
+        PendingStatement {
+            seq: 1,
+            id: "x".into(),
+            statement: r#"{"actor":{"objectType":"Agent","account":{"homePage":"https://ketenid.nl","name":"E"}},"verb":{"id":"http://adlnet.gov/expapi/verbs/scored"}}"#.into(),
+            leerlingid: Some("LL1".into()),
+            eckid: eckid.map(str::to_string),
+            brincode: Some("99XX".into()),
+            dependancecode: Some("01".into()),
+            schoolkey: None,
+            stored_at: String::new(),
+        }
+    }
+
+    #[test]
+    fn identities_replace_only_the_actor() {
+        let mapping = Mapping::new("https://gw.example/xapi").unwrap();
+        let eck = Subscription::from_row(row("eckid"));
+        assert_eq!(
+            eck.render(&mapping, &pending(Some("E"))).unwrap(),
+            pending(None).statement
+        );
+        let las: Value = serde_json::from_str(
+            &Subscription::from_row(row("las"))
+                .render(&mapping, &pending(Some("E")))
+                .unwrap(),
+        )
+        .unwrap();
+        assert_eq!(
+            las["actor"]["account"]["homePage"],
+            "https://gw.example/xapi/las/brin%3A99XX01"
+        );
+        assert_eq!(las["actor"]["account"]["name"], "LL1");
+        let rendered = Subscription::from_row(row("pseudonym"))
+            .render(&mapping, &pending(Some("E")))
+            .unwrap();
+        assert!(!rendered.contains("\"E\""));
+        let pseudo: Value = serde_json::from_str(&rendered).unwrap();
+        assert_eq!(
+            pseudo["actor"]["account"]["name"].as_str().unwrap().len(),
+            64
+        );
+    }
+
+    #[test]
+    fn credentials_do_not_print() {
+        let subscription = Subscription::from_row(row("eckid"));
+        let printed = format!("{subscription:?}");
+        assert!(!printed.contains("very-secret-password"));
+        assert!(!printed.contains("00112233"));
+    }
+}

@@ -1,0 +1,910 @@
+//! xAPI 1.0.3 statement types and the mapping of one stored afname to its statement (shared/reference/xapi/MAPPING.md).
+
+use super::BridgeError;
+use crate::store::outbox::{AfnameSource, VERB_VOIDED};
+use crate::uwlr::{Normering, Toets, VocabulaireWaarde};
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Map, Number, Value};
+use std::collections::BTreeMap;
+use uuid::Uuid;
+
+/// Part of every id name string; bumped only with a deliberate re-publication (MAPPING.md §7.3).
+pub const MAPPING_VERSION: &str = "v1";
+pub const VERB_SCORED: &str = "http://adlnet.gov/expapi/verbs/scored";
+pub const ACTIVITY_TYPE_ASSESSMENT: &str = "http://adlnet.gov/expapi/activities/assessment";
+/// The issuer of ECK iDs, used as the account home page of an ECK iD agent.
+pub const ECKID_HOME_PAGE: &str = "https://ketenid.nl";
+/// The account name of the gateway's own agent (the actor of voiding statements).
+pub const GATEWAY_ACCOUNT: &str = "uwlr-gateway";
+
+/// A language map (RFC 5646 tag → text).
+pub type LanguageMap = BTreeMap<String, String>;
+/// Extensions: IRI → any JSON.
+pub type Extensions = BTreeMap<String, Value>;
+
+/// A statement as the gateway produces it: never `stored`, `authority` or `version` (LRS-set).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Statement {
+    pub id: String,
+    pub actor: Agent,
+    pub verb: Verb,
+    pub object: StatementObject,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub result: Option<XapiResult>,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub context: Option<Context>,
+    pub timestamp: String,
+}
+
+/// An Agent identified by exactly one IFI; the gateway only uses `account`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Agent {
+    #[serde(rename = "objectType")]
+    pub object_type: String,
+    pub account: Account,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Account {
+    #[serde(rename = "homePage")]
+    pub home_page: String,
+    pub name: String,
+}
+
+impl Agent {
+    pub fn account(home_page: impl Into<String>, name: impl Into<String>) -> Agent {
+        Agent {
+            object_type: "Agent".into(),
+            account: Account {
+                home_page: home_page.into(),
+                name: name.into(),
+            },
+        }
+    }
+
+    /// The canonical JSON of the IFI alone (sorted keys), as the store keeps it for agent filters.
+    pub fn ifi_json(&self) -> String {
+        json!({"account": {"homePage": self.account.home_page, "name": self.account.name}})
+            .to_string()
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Verb {
+    pub id: String,
+    pub display: LanguageMap,
+}
+
+/// The object of a statement: an activity, or a StatementRef for voiding.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "objectType")]
+pub enum StatementObject {
+    Activity(Activity),
+    StatementRef { id: String },
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Activity {
+    pub id: String,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub definition: Option<ActivityDefinition>,
+}
+
+/// An activity as listed in contextActivities (with its objectType, which the spec lets us send).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ContextActivity {
+    #[serde(rename = "objectType")]
+    pub object_type: String,
+    pub id: String,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub definition: Option<ActivityDefinition>,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct ActivityDefinition {
+    #[serde(rename = "type", skip_serializing_if = "Option::is_none", default)]
+    pub activity_type: Option<String>,
+    #[serde(skip_serializing_if = "BTreeMap::is_empty", default)]
+    pub name: LanguageMap,
+    #[serde(skip_serializing_if = "BTreeMap::is_empty", default)]
+    pub extensions: Extensions,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct XapiResult {
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub score: Option<Score>,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub duration: Option<String>,
+    #[serde(skip_serializing_if = "BTreeMap::is_empty", default)]
+    pub extensions: Extensions,
+}
+
+/// `raw` within `[min, max]`, `min < max`, `scaled` in `[-1, 1]`: the builder only fills what holds.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Score {
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub raw: Option<Number>,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub min: Option<Number>,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub max: Option<Number>,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub scaled: Option<Number>,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Context {
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub registration: Option<String>,
+    #[serde(
+        rename = "contextActivities",
+        skip_serializing_if = "Option::is_none",
+        default
+    )]
+    pub context_activities: Option<ContextActivities>,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub platform: Option<String>,
+    #[serde(skip_serializing_if = "BTreeMap::is_empty", default)]
+    pub extensions: Extensions,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct ContextActivities {
+    #[serde(skip_serializing_if = "Vec::is_empty", default)]
+    pub parent: Vec<ContextActivity>,
+    #[serde(skip_serializing_if = "Vec::is_empty", default)]
+    pub grouping: Vec<ContextActivity>,
+    #[serde(skip_serializing_if = "Vec::is_empty", default)]
+    pub category: Vec<ContextActivity>,
+}
+
+/// Deployment settings of the mapping: the base IRI and the UUIDv5 namespace derived from it.
+#[derive(Clone, Debug)]
+pub struct Mapping {
+    base_iri: String,
+    namespace: Uuid,
+}
+
+/// A statement built for an afname, with the values the store indexes.
+#[derive(Clone, Debug)]
+pub struct BuiltStatement {
+    pub statement: Statement,
+    /// The id name string before any re-issue suffix (MAPPING.md §2).
+    pub id_name: String,
+    pub activity_id: String,
+    pub registration: String,
+}
+
+/// Percent-encodes everything outside the RFC 3986 unreserved characters (one IRI path segment).
+pub fn pct(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for byte in text.bytes() {
+        if byte.is_ascii_alphanumeric() || matches!(byte, b'-' | b'.' | b'_' | b'~') {
+            out.push(byte as char);
+        } else {
+            out.push_str(&format!("%{byte:02X}"));
+        }
+    }
+    out
+}
+
+/// The school identity in id name strings: `brin:<brincode><dependancecode or 00>` or `schoolkey:<key>`.
+pub fn school_identity(
+    brincode: Option<&str>,
+    dependancecode: Option<&str>,
+    schoolkey: Option<&str>,
+) -> String {
+    match (brincode, schoolkey) {
+        (Some(brincode), _) => {
+            let dependancecode = dependancecode
+                .filter(|code| !code.is_empty())
+                .unwrap_or("00");
+            format!("brin:{brincode}{dependancecode}")
+        }
+        (None, Some(schoolkey)) => format!("schoolkey:{schoolkey}"),
+        (None, None) => "school:unknown".into(),
+    }
+}
+
+/// Rounds to four decimals and gives a JSON number (an integer when it is one).
+fn decimal(value: f64) -> Option<Number> {
+    let rounded = (value * 10_000.0).round() / 10_000.0;
+    if rounded.fract() == 0.0 && rounded.abs() < 9.0e15 {
+        return Some(Number::from(rounded as i64));
+    }
+    Number::from_f64(rounded)
+}
+
+fn number_text(text: &str) -> Option<Number> {
+    if let Ok(integer) = text.trim().parse::<i64>() {
+        return Some(Number::from(integer));
+    }
+    text.trim()
+        .parse::<f64>()
+        .ok()
+        .filter(|value| value.is_finite())
+        .and_then(decimal)
+}
+
+/// Fields of OSO results that hold numbers (sent as text in XML).
+const OSO_NUMBERS: &[&str] = &[
+    "aantalopgaven",
+    "aantalgoed",
+    "aantalfout",
+    "aantalgelezen",
+    "tijd",
+    "vaardigheidsscore",
+    "bivlaag",
+    "bivhoog",
+    "waarde",
+];
+
+/// Turns the known numeric fields of an OSO subtree from text into numbers.
+fn oso_numbers(value: &Value) -> Value {
+    match value {
+        Value::Object(map) => Value::Object(
+            map.iter()
+                .map(|(key, inner)| {
+                    let converted = match inner {
+                        Value::String(text) if OSO_NUMBERS.contains(&key.as_str()) => {
+                            number_text(text)
+                                .map(Value::Number)
+                                .unwrap_or_else(|| inner.clone())
+                        }
+                        _ => oso_numbers(inner),
+                    };
+                    (key.clone(), converted)
+                })
+                .collect(),
+        ),
+        Value::Array(items) => Value::Array(items.iter().map(oso_numbers).collect()),
+        other => other.clone(),
+    }
+}
+
+fn as_list(value: Option<&Value>) -> Vec<Value> {
+    match value {
+        None | Some(Value::Null) => Vec::new(),
+        Some(Value::Array(items)) => items.clone(),
+        Some(other) => vec![other.clone()],
+    }
+}
+
+fn vocabulary(value: &VocabulaireWaarde) -> Value {
+    serde_json::to_value(value).unwrap_or(Value::Null)
+}
+
+/// Seconds (xs:decimal text) as an ISO 8601 duration with at most two decimals.
+fn duration(seconds: &str) -> Option<String> {
+    let value: f64 = seconds
+        .trim()
+        .parse()
+        .ok()
+        .filter(|value: &f64| value.is_finite() && *value >= 0.0)?;
+    let text = format!("{value:.2}");
+    let text = text.trim_end_matches('0').trim_end_matches('.');
+    Some(format!("PT{text}S"))
+}
+
+/// The timestamp of a result: 00:00 Europe/Amsterdam on its afnamedatum, never later than `now`.
+fn timestamp(afnamedatum: &str, now: chrono::DateTime<chrono::Utc>) -> String {
+    use chrono::TimeZone;
+    let now_text = || now.to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
+    let Ok(date) =
+        chrono::NaiveDate::parse_from_str(afnamedatum.get(..10).unwrap_or(afnamedatum), "%Y-%m-%d")
+    else {
+        return now_text();
+    };
+    let Some(midnight) = chrono_tz::Europe::Amsterdam
+        .from_local_datetime(&date.and_hms_opt(0, 0, 0).expect("midnight exists"))
+        .earliest()
+    else {
+        return now_text();
+    };
+    if midnight.with_timezone(&chrono::Utc) > now {
+        return now_text();
+    }
+    midnight.format("%Y-%m-%dT%H:%M:%S%:z").to_string()
+}
+
+impl Mapping {
+    /// Checks the base IRI (absolute http(s), no query or fragment) and derives the id namespace.
+    pub fn new(base_iri: &str) -> Result<Mapping, BridgeError> {
+        let base_iri = base_iri.trim().trim_end_matches('/').to_string();
+        let scheme_ok = base_iri.starts_with("https://") || base_iri.starts_with("http://");
+        let host = base_iri.split("://").nth(1).unwrap_or("");
+        if !scheme_ok
+            || host.is_empty()
+            || host.starts_with('/')
+            || base_iri.contains(['?', '#', ' '])
+        {
+            return Err(BridgeError::BaseIri(base_iri));
+        }
+        let namespace = Uuid::new_v5(&Uuid::NAMESPACE_URL, base_iri.as_bytes());
+        Ok(Mapping {
+            base_iri,
+            namespace,
+        })
+    }
+
+    pub fn base_iri(&self) -> &str {
+        &self.base_iri
+    }
+
+    /// UUIDv5 in this deployment's namespace.
+    pub fn uuid(&self, name: &str) -> String {
+        Uuid::new_v5(&self.namespace, name.as_bytes()).to_string()
+    }
+
+    pub fn extension(&self, name: &str) -> String {
+        format!("{}/extension/{name}", self.base_iri)
+    }
+
+    /// The agent of the gateway itself, the actor of voiding statements.
+    pub fn gateway_agent(&self) -> Agent {
+        Agent::account(self.base_iri.clone(), GATEWAY_ACCOUNT)
+    }
+
+    /// The agent for a learner known only by the LAS key of one school.
+    pub fn las_agent(&self, school_identity: &str, leerlingid: &str) -> Agent {
+        Agent::account(
+            format!("{}/las/{}", self.base_iri, pct(school_identity)),
+            leerlingid,
+        )
+    }
+
+    /// The default identity: the ECK iD when known (MAPPING.md §3), else the LAS key.
+    pub fn default_agent(
+        &self,
+        school_identity: &str,
+        leerlingid: &str,
+        eckid: Option<&str>,
+    ) -> Agent {
+        match eckid.map(str::trim).filter(|eckid| !eckid.is_empty()) {
+            Some(eckid) => Agent::account(ECKID_HOME_PAGE, eckid),
+            None => self.las_agent(school_identity, leerlingid),
+        }
+    }
+
+    /// The home page of per-LRS pseudonymous accounts.
+    pub fn pseudonym_home_page(&self) -> String {
+        format!("{}/pseudonym", self.base_iri)
+    }
+
+    pub fn toets_activity_id(&self, toetscode: &str, versie: &str) -> String {
+        let mut id = format!("{}/toets/{}", self.base_iri, pct(toetscode));
+        if !versie.is_empty() {
+            id.push_str(&format!("/versie/{}", pct(versie)));
+        }
+        id
+    }
+
+    pub fn profile_activity(&self) -> ContextActivity {
+        ContextActivity {
+            object_type: "Activity".into(),
+            id: format!("{}/profile/uwlr-2.2/{MAPPING_VERSION}", self.base_iri),
+            definition: None,
+        }
+    }
+
+    /// The voiding statement for `voided_id`; its id is derived from the voided id, so a resend is a no-op.
+    pub fn voiding_statement(
+        &self,
+        voided_id: &str,
+        now: chrono::DateTime<chrono::Utc>,
+    ) -> Statement {
+        Statement {
+            id: self.uuid(&format!("uwlr-void|{MAPPING_VERSION}|{voided_id}")),
+            actor: self.gateway_agent(),
+            verb: Verb {
+                id: VERB_VOIDED.into(),
+                display: [("en-US".to_string(), "voided".to_string())].into(),
+            },
+            object: StatementObject::StatementRef {
+                id: voided_id.to_string(),
+            },
+            result: None,
+            context: None,
+            timestamp: now.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+        }
+    }
+
+    /// Builds the statement for one afname against its toets definition (MAPPING.md §2–§7).
+    pub fn build(
+        &self,
+        source: &AfnameSource,
+        toets: &Toets,
+        now: chrono::DateTime<chrono::Utc>,
+    ) -> BuiltStatement {
+        let school = school_identity(
+            source.brincode.as_deref(),
+            source.dependancecode.as_deref(),
+            source.schoolkey.as_deref(),
+        );
+        let stored: Value = serde_json::from_str(&source.result).unwrap_or(Value::Null);
+        let uitslag = stored.get("uitslag").cloned().unwrap_or(Value::Null);
+        let onderdeel = source
+            .toetsonderdeelcode
+            .as_deref()
+            .and_then(|code| toets.onderdeel(code));
+        let normering: Option<&Normering> = match &source.toetsonderdeelcode {
+            None => toets.toetsnormering.as_ref(),
+            Some(_) => onderdeel.and_then(|onderdeel| onderdeel.toetsonderdeelnormering.as_ref()),
+        };
+
+        // Result.
+        let mut result = XapiResult::default();
+        let mut range_used: Option<(u64, u64)> = None;
+        let mut norm_used: Value = Value::Null;
+        if let Some(raw) = uitslag.get("score").and_then(Value::as_u64) {
+            let mut score = Score {
+                raw: Some(Number::from(raw)),
+                ..Score::default()
+            };
+            if let Some(normering) = normering {
+                if let Some((low, high)) = normering.range() {
+                    if low < high && low <= raw && raw <= high {
+                        score.min = Some(Number::from(low));
+                        score.max = Some(Number::from(high));
+                        range_used = Some((low, high));
+                    }
+                }
+                if let Some(norm) = normering
+                    .norms
+                    .iter()
+                    .find(|norm| norm.beginnormwaarde <= raw && raw <= norm.eindnormwaarde)
+                {
+                    let mut term = Map::new();
+                    term.insert("term".into(), Value::String(norm.term.clone()));
+                    if let Some(omschrijving) = &norm.omschrijving {
+                        term.insert("omschrijving".into(), Value::String(omschrijving.clone()));
+                    }
+                    result
+                        .extensions
+                        .insert(self.extension("normterm"), Value::Object(term));
+                    let mut cijfer = Map::new();
+                    if let Some(vanaf) = norm.schoolcijfer_vanaf.as_deref().and_then(number_text) {
+                        cijfer.insert("vanaf".into(), Value::Number(vanaf));
+                    }
+                    if let Some(totenmet) =
+                        norm.schoolcijfer_totenmet.as_deref().and_then(number_text)
+                    {
+                        cijfer.insert("totenmet".into(), Value::Number(totenmet));
+                    }
+                    if !cijfer.is_empty() {
+                        result
+                            .extensions
+                            .insert(self.extension("schoolcijfer"), Value::Object(cijfer));
+                    }
+                    norm_used = json!({"term": norm.term, "begin": norm.beginnormwaarde, "eind": norm.eindnormwaarde,
+                        "vanaf": norm.schoolcijfer_vanaf, "totenmet": norm.schoolcijfer_totenmet});
+                }
+            }
+            result.score = Some(score);
+        } else if let Some(oso) = uitslag.get("osoresultaat") {
+            let oso = oso_numbers(oso);
+            if let Some(toetsscore) = oso.get("toetsscore") {
+                let goed = toetsscore.get("aantalgoed").and_then(Value::as_u64);
+                let opgaven = toetsscore.get("aantalopgaven").and_then(Value::as_u64);
+                if let (Some(goed), Some(opgaven)) = (goed, opgaven) {
+                    if opgaven > 0 && goed <= opgaven {
+                        result.score = Some(Score {
+                            raw: Some(Number::from(goed)),
+                            min: Some(Number::from(0)),
+                            max: Some(Number::from(opgaven)),
+                            scaled: decimal(goed as f64 / opgaven as f64),
+                        });
+                    }
+                }
+                if let Some(tijd) = uitslag["osoresultaat"]["toetsscore"]
+                    .get("tijd")
+                    .and_then(Value::as_str)
+                {
+                    result.duration = duration(tijd);
+                }
+                if let Some(waarde) = toetsscore.get("vaardigheidsscore") {
+                    let mut vaardigheid = Map::new();
+                    vaardigheid.insert("waarde".into(), waarde.clone());
+                    if let Some(schaal) = toetsscore.get("codevaardigheidsschaal") {
+                        vaardigheid.insert("codevaardigheidsschaal".into(), schaal.clone());
+                    }
+                    if let Some(interval) = toetsscore.get("betrouwbaarheidsinterval") {
+                        for bound in ["bivlaag", "bivhoog"] {
+                            if let Some(value) = interval.get(bound) {
+                                vaardigheid.insert(bound.into(), value.clone());
+                            }
+                        }
+                    }
+                    result.extensions.insert(
+                        self.extension("vaardigheidsscore"),
+                        Value::Object(vaardigheid),
+                    );
+                }
+                result
+                    .extensions
+                    .insert(self.extension("oso-toetsscore"), toetsscore.clone());
+            }
+            let referenties = as_list(oso.get("referentiescore"));
+            if !referenties.is_empty() {
+                result.extensions.insert(
+                    self.extension("referentiescores"),
+                    Value::Array(referenties),
+                );
+            }
+        } else if let Some(ander) = uitslag.get("anderresultaat") {
+            let xsi_type = ander.get("@type").cloned().unwrap_or(Value::Null);
+            let mut inhoud = ander.clone();
+            if let Value::Object(map) = &mut inhoud {
+                map.remove("@type");
+            }
+            let mut value = Map::new();
+            if !xsi_type.is_null() {
+                value.insert("xsiType".into(), xsi_type);
+            }
+            value.insert("inhoud".into(), inhoud);
+            result
+                .extensions
+                .insert(self.extension("anderresultaat"), Value::Object(value));
+        }
+        if let Some(infourl) = stored.get("infourl").and_then(Value::as_str) {
+            result.extensions.insert(
+                self.extension("infourl"),
+                Value::String(infourl.to_string()),
+            );
+        }
+        if let Some(keys) = stored.get("afgeleid_uit").filter(|keys| keys.is_array()) {
+            result
+                .extensions
+                .insert(self.extension("afgeleid-uit"), keys.clone());
+        }
+
+        // Object.
+        let toets_id = self.toets_activity_id(&source.toetscode, &source.versie);
+        let mut definition = ActivityDefinition {
+            activity_type: Some(ACTIVITY_TYPE_ASSESSMENT.into()),
+            ..ActivityDefinition::default()
+        };
+        let normering_extensions =
+            |definition: &mut ActivityDefinition, normering: Option<&Normering>| {
+                let Some(normering) = normering else { return };
+                if let Some(value) = &normering.toetscategorie {
+                    definition
+                        .extensions
+                        .insert(self.extension("toetscategorie"), vocabulary(value));
+                }
+                if let Some(value) = &normering.toetsniveau {
+                    definition
+                        .extensions
+                        .insert(self.extension("toetsniveau"), vocabulary(value));
+                }
+                if let Some(value) = normering.wegingsfactor.as_deref().and_then(number_text) {
+                    definition
+                        .extensions
+                        .insert(self.extension("wegingsfactor"), Value::Number(value));
+                }
+            };
+        let activity_id = match (&source.toetsonderdeelcode, onderdeel) {
+            (Some(code), found) => {
+                if let Some(onderdeel) = found {
+                    if let Some(naam) = &onderdeel.toetsonderdeelnaam {
+                        definition.name.insert("nl".into(), naam.clone());
+                    }
+                    definition.extensions.insert(
+                        self.extension("toetsonderdeelcode"),
+                        vocabulary(&onderdeel.toetsonderdeelcode),
+                    );
+                    if let Some(volgnummer) = number_text(&onderdeel.toetsonderdeelvolgnummer) {
+                        definition.extensions.insert(
+                            self.extension("toetsonderdeelvolgnummer"),
+                            Value::Number(volgnummer),
+                        );
+                    }
+                } else {
+                    definition.extensions.insert(
+                        self.extension("toetsonderdeelcode"),
+                        json!({"waarde": code}),
+                    );
+                }
+                normering_extensions(&mut definition, normering);
+                format!("{toets_id}/onderdeel/{}", pct(code))
+            }
+            (None, _) => {
+                if let Some(naam) = &toets.toetsnaam {
+                    definition.name.insert("nl".into(), naam.clone());
+                }
+                definition
+                    .extensions
+                    .insert(self.extension("toetscode"), vocabulary(&toets.toetscode));
+                let optional = [
+                    ("versie", &toets.versie),
+                    ("leerjaar", &toets.leerjaar),
+                    ("vakgebied", &toets.vakgebied),
+                ];
+                for (name, value) in optional {
+                    if let Some(value) = value {
+                        definition
+                            .extensions
+                            .insert(self.extension(name), vocabulary(value));
+                    }
+                }
+                if !toets.toetshierarchie.is_empty() {
+                    let ingangen = toets
+                        .toetshierarchie
+                        .iter()
+                        .map(|ingang| {
+                            let mut value = serde_json::to_value(ingang).unwrap_or(Value::Null);
+                            if let Some(niveau) = number_text(&ingang.niveau) {
+                                value["niveau"] = Value::Number(niveau);
+                            }
+                            value
+                        })
+                        .collect();
+                    definition
+                        .extensions
+                        .insert(self.extension("toetshierarchie"), Value::Array(ingangen));
+                }
+                normering_extensions(&mut definition, normering);
+                toets_id.clone()
+            }
+        };
+
+        // Context.
+        let registration = self.uuid(&format!(
+            "uwlr-registration|{MAPPING_VERSION}|{school}|{}|{}|{}|{}",
+            source.leerlingid, source.toetscode, source.versie, source.afnamedatum
+        ));
+        let mut school_definition = ActivityDefinition {
+            activity_type: Some(format!("{}/activitytype/school", self.base_iri)),
+            ..ActivityDefinition::default()
+        };
+        let school_name = source
+            .school_naam
+            .clone()
+            .unwrap_or_else(|| format!("School {}", source.school_code));
+        school_definition.name.insert("nl".into(), school_name);
+        let mut context = Context {
+            registration: Some(registration.clone()),
+            context_activities: Some(ContextActivities {
+                parent: match source.toetsonderdeelcode {
+                    Some(_) => vec![ContextActivity {
+                        object_type: "Activity".into(),
+                        id: toets_id.clone(),
+                        definition: None,
+                    }],
+                    None => Vec::new(),
+                },
+                grouping: vec![ContextActivity {
+                    object_type: "Activity".into(),
+                    id: format!("{}/school/{}", self.base_iri, pct(&source.school_code)),
+                    definition: Some(school_definition),
+                }],
+                category: vec![self.profile_activity()],
+            }),
+            platform: source.klantnaam.clone().filter(|naam| !naam.is_empty()),
+            extensions: Extensions::new(),
+        };
+        let mut put = |name: &str, value: Option<&str>| {
+            if let Some(value) = value.filter(|value| !value.is_empty()) {
+                context
+                    .extensions
+                    .insert(self.extension(name), Value::String(value.to_string()));
+            }
+        };
+        put("brincode", source.brincode.as_deref());
+        put("dependancecode", source.dependancecode.as_deref());
+        put("schoolkey", source.schoolkey.as_deref());
+        put("schooljaar", source.schooljaar.as_deref());
+        put("afnamedatum", Some(&source.afnamedatum));
+        put("resultaatkey", Some(&source.afname_key));
+        put(
+            "resultaatverwerkerid",
+            source.resultaatverwerkerid.as_deref(),
+        );
+        put("aanmaakdatum", Some(&source.aanmaakdatum));
+        put("xsdversie", source.xsdversie.as_deref());
+
+        // Id: the natural key plus a digest over the source values the statement asserts.
+        let actor = self.default_agent(&school, &source.leerlingid, source.eckid.as_deref());
+        let digest_input = json!({
+            "actor": actor.ifi_json(),
+            "leerlingid": source.leerlingid,
+            "afnamedatum": source.afnamedatum,
+            "toetscode": source.toetscode,
+            "versie": source.versie,
+            "toetsonderdeelcode": source.toetsonderdeelcode,
+            "result": stored,
+            "range": range_used.map(|(low, high)| vec![low, high]),
+            "norm": norm_used,
+            "schooljaar": source.schooljaar,
+            "resultaatverwerkerid": source.resultaatverwerkerid,
+        });
+        let digest = crate::store::sha256_hex(digest_input.to_string().as_bytes());
+        let id_name = format!(
+            "uwlr-resultaat|{MAPPING_VERSION}|{school}|{}|{}",
+            source.afname_key,
+            &digest[..32]
+        );
+        let statement = Statement {
+            id: self.uuid(&id_name),
+            actor,
+            verb: Verb {
+                id: VERB_SCORED.into(),
+                display: [
+                    ("en-US".to_string(), "scored".to_string()),
+                    ("nl".to_string(), "scoorde".to_string()),
+                ]
+                .into(),
+            },
+            object: StatementObject::Activity(Activity {
+                id: activity_id.clone(),
+                definition: Some(definition),
+            }),
+            result: Some(result).filter(|result| *result != XapiResult::default()),
+            context: Some(context),
+            timestamp: timestamp(&source.afnamedatum, now),
+        };
+        BuiltStatement {
+            statement,
+            id_name,
+            activity_id,
+            registration,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn namespace_matches_the_reference_examples() {
+        let mapping = Mapping::new("https://uwlr-gateway.example.nl/xapi/").unwrap();
+        assert_eq!(
+            mapping.namespace.to_string(),
+            "f32597d3-5429-5b4d-abe3-eb096950a02b"
+        );
+        assert_eq!(
+            mapping.uuid("uwlr-void|v1|f259a41f-c5ab-5f00-ac0f-411d5f610787"),
+            "6341aec4-8604-5502-aa48-b843466d9d82"
+        );
+        assert_eq!(
+            mapping
+                .las_agent("brin:99XX16", "EC976431")
+                .account
+                .home_page,
+            "https://uwlr-gateway.example.nl/xapi/las/brin%3A99XX16"
+        );
+    }
+
+    /// The reference example 01 (shared/reference/xapi/examples/valid/01-toets-score.json), rebuilt from its UWLR source.
+    #[test]
+    fn toets_score_matches_the_reference_example() {
+        let mapping = Mapping::new("https://uwlr-gateway.example.nl/xapi").unwrap();
+        let eckid = "https://ketenid.nl/201703/43635ad07e942659a91362eb8f10c16cb936442eccb63ca07b2bf44fec4fd52ec11de3e197191c046c7110b3b8f1dc81d173679f5345d57f3f3732321b9e73b3";
+        let source = AfnameSource {
+            id: 1,
+            school_id: 1,
+            school_code: "99XX16".into(),
+            brincode: Some("99XX".into()),
+            dependancecode: Some("16".into()),
+            schoolkey: None,
+            school_naam: Some("School 99XX-16".into()),
+            afname_key: "A-1001".into(),
+            leerlingid: "L1".into(),
+            eckid: Some(eckid.into()),
+            resultaatverwerkerid: None,
+            toets_id: 1,
+            toetscode: "RW-M4".into(),
+            versie: "2022".into(),
+            toetsonderdeelcode: None,
+            afnamedatum: "2025-01-15".into(),
+            derived: false,
+            result: r#"{"uitslag":{"score":42},"infourl":null}"#.into(),
+            aanmaakdatum: "2025-01-16T08:00:00".into(),
+            schooljaar: Some("2024-2025".into()),
+            xsdversie: Some("2.2".into()),
+            klantnaam: None,
+        };
+        let norm = |term: &str, begin, end| crate::uwlr::Norm {
+            term: term.into(),
+            beginnormwaarde: begin,
+            eindnormwaarde: end,
+            ..Default::default()
+        };
+        let toets = Toets {
+            toetscode: VocabulaireWaarde {
+                waarde: "RW-M4".into(),
+                ..Default::default()
+            },
+            versie: Some(VocabulaireWaarde {
+                waarde: "2022".into(),
+                vocabulaire: Some("https://example.org/vdex/toetsversies".into()),
+                vocabulairelocatie: None,
+            }),
+            toetsnaam: Some("Rekenen-Wiskunde M4".into()),
+            toetsnormering: Some(Normering {
+                norms: vec![norm("I", 0, 20), norm("III", 21, 60)],
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        let built = mapping.build(&source, &toets, chrono::Utc::now());
+        let ours = serde_json::to_value(&built.statement).unwrap();
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../shared/reference/xapi/examples/valid/01-toets-score.json");
+        let text = std::fs::read_to_string(&path).unwrap_or_else(|error| {
+            panic!(
+                "{} (shared/ must sit beside the repository): {error}",
+                path.display()
+            )
+        });
+        let reference: Value = serde_json::from_str(&text).unwrap();
+        for path in [
+            "/actor",
+            "/verb",
+            "/object/id",
+            "/object/definition/type",
+            "/object/definition/name",
+            "/result/score",
+            "/context/contextActivities",
+            "/timestamp",
+        ] {
+            assert_eq!(ours.pointer(path), reference.pointer(path), "{path}");
+        }
+        for (key, value) in reference["object"]["definition"]["extensions"]
+            .as_object()
+            .unwrap()
+        {
+            assert_eq!(
+                &ours["object"]["definition"]["extensions"][key], value,
+                "{key}"
+            );
+        }
+        for (key, value) in reference["context"]["extensions"].as_object().unwrap() {
+            assert_eq!(&ours["context"]["extensions"][key], value, "{key}");
+        }
+        assert_eq!(
+            ours["result"]["extensions"]["https://uwlr-gateway.example.nl/xapi/extension/normterm"]
+                ["term"],
+            "III"
+        );
+        assert!(built
+            .id_name
+            .starts_with("uwlr-resultaat|v1|brin:99XX16|A-1001|"));
+    }
+
+    #[test]
+    fn base_iri_must_be_http() {
+        for bad in [
+            "",
+            "uwlr",
+            "ftp://x/y",
+            "https://",
+            "https://x/y?z",
+            "https:///path",
+        ] {
+            assert!(Mapping::new(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn helpers() {
+        assert_eq!(pct("RW M4/ä"), "RW%20M4%2F%C3%A4");
+        assert_eq!(duration("1805.5").as_deref(), Some("PT1805.5S"));
+        assert_eq!(duration("2400").as_deref(), Some("PT2400S"));
+        assert_eq!(school_identity(Some("99XX"), None, None), "brin:99XX00");
+        let now = chrono::Utc::now();
+        assert_eq!(timestamp("2025-01-15", now), "2025-01-15T00:00:00+01:00");
+        assert_eq!(timestamp("2025-07-15", now), "2025-07-15T00:00:00+02:00");
+        assert!(timestamp("2999-01-01", now).ends_with('Z'));
+        assert_eq!(
+            decimal(0.775).map(|n| n.to_string()).as_deref(),
+            Some("0.775")
+        );
+        assert_eq!(
+            number_text("7").map(|n| n.to_string()).as_deref(),
+            Some("7")
+        );
+    }
+}

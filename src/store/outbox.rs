@@ -1,0 +1,571 @@
+//! Rows of the xAPI bridge: generated statements (the outbox log), LRS subscriptions with their cursors, dead letters.
+//!
+//! Statement JSON is opaque text here; only `bridge/` builds or reads it.
+
+use super::{now_text, StoreError};
+use crate::config::Secret;
+use rusqlite::{params, Connection, OptionalExtension};
+
+/// The reserved xAPI verb of a voiding statement; such statements are never voided themselves.
+pub const VERB_VOIDED: &str = "http://adlnet.gov/expapi/verbs/voided";
+
+/// One generated statement, as `bridge::publish` writes it.
+#[derive(Clone, Debug)]
+pub struct StatementRow {
+    pub id: String,
+    pub school_id: i64,
+    pub afname_id: Option<i64>,
+    pub toetscode: String,
+    pub verb_id: String,
+    pub activity_id: Option<String>,
+    pub registration: Option<String>,
+    pub agent: Option<String>,
+    pub leerlingid: Option<String>,
+    pub eckid: Option<String>,
+    pub statement: String,
+}
+
+/// An afname whose statement must be (re)generated, with what the statement needs from other tables.
+#[derive(Clone, Debug)]
+pub struct AfnameSource {
+    pub id: i64,
+    pub school_id: i64,
+    pub school_code: String,
+    pub brincode: Option<String>,
+    pub dependancecode: Option<String>,
+    pub schoolkey: Option<String>,
+    pub school_naam: Option<String>,
+    pub afname_key: String,
+    pub leerlingid: String,
+    pub eckid: Option<String>,
+    pub resultaatverwerkerid: Option<String>,
+    pub toets_id: i64,
+    pub toetscode: String,
+    pub versie: String,
+    pub toetsonderdeelcode: Option<String>,
+    pub afnamedatum: String,
+    pub derived: bool,
+    pub result: String,
+    pub aanmaakdatum: String,
+    pub schooljaar: Option<String>,
+    pub xsdversie: Option<String>,
+    pub klantnaam: Option<String>,
+}
+
+/// A subscribed LRS as stored. Secrets are wrapped so Debug output never shows them.
+#[derive(Clone, Debug)]
+pub struct SubscriptionRow {
+    pub id: i64,
+    pub name: String,
+    pub url: String,
+    pub username: Option<String>,
+    pub password: Option<Secret>,
+    pub identity: String,
+    /// Hex of the per-LRS HMAC key for pseudonyms.
+    pub pseudonym_key: Secret,
+    pub schools: Vec<String>,
+    pub toetscodes: Vec<String>,
+    pub cursor_seq: i64,
+    pub created_at: String,
+    pub last_attempt_at: Option<String>,
+    pub last_delivered_at: Option<String>,
+    pub last_status: Option<i64>,
+    pub last_error: Option<String>,
+    pub delivered: i64,
+}
+
+/// A subscription to add (`lrs add`).
+#[derive(Clone, Debug)]
+pub struct NewSubscription {
+    pub name: String,
+    pub url: String,
+    pub username: Option<String>,
+    pub password: Option<Secret>,
+    pub identity: String,
+    pub schools: Vec<String>,
+    pub toetscodes: Vec<String>,
+    /// Start after the newest statement instead of delivering the whole history.
+    pub from_now: bool,
+}
+
+/// A statement waiting for one LRS, with what identity rendering needs.
+#[derive(Clone, Debug)]
+pub struct PendingStatement {
+    pub seq: i64,
+    pub id: String,
+    pub statement: String,
+    pub leerlingid: Option<String>,
+    pub eckid: Option<String>,
+    pub brincode: Option<String>,
+    pub dependancecode: Option<String>,
+    pub schoolkey: Option<String>,
+    pub stored_at: String,
+}
+
+/// A statement an LRS refused, as `outbox dead-letters` lists it.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct DeadLetterRow {
+    pub lrs: String,
+    pub statement_id: String,
+    pub seq: i64,
+    pub status: Option<i64>,
+    pub answer: String,
+    pub failed_at: String,
+    pub attempts: i64,
+    pub requeued: bool,
+}
+
+/// Delivery state of one subscription, as `outbox status` shows it.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct OutboxStatusRow {
+    pub lrs: String,
+    pub cursor_seq: i64,
+    pub pending: i64,
+    pub oldest_pending_stored_at: Option<String>,
+    pub dead_letters: i64,
+    pub requeued: i64,
+    pub delivered: i64,
+    pub last_attempt_at: Option<String>,
+    pub last_delivered_at: Option<String>,
+    pub last_status: Option<i64>,
+    pub last_error: Option<String>,
+}
+
+/// Stores a generated statement under the next `seq`. Must run on the writer thread.
+pub fn insert_statement(connection: &Connection, row: &StatementRow) -> Result<i64, StoreError> {
+    let seq: i64 = connection
+        .prepare_cached("SELECT COALESCE(MAX(seq), 0) + 1 FROM xapi_statements")?
+        .query_row([], |r| r.get(0))?;
+    connection
+        .prepare_cached(
+            "INSERT INTO xapi_statements (id, seq, school_id, afname_id, toetscode, stored_at, verb_id, activity_id,
+               registration, agent, leerlingid, eckid, statement)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
+        )?
+        .execute(params![
+            row.id,
+            seq,
+            row.school_id,
+            row.afname_id,
+            row.toetscode,
+            now_text(),
+            row.verb_id,
+            row.activity_id,
+            row.registration,
+            row.agent,
+            row.leerlingid,
+            row.eckid,
+            row.statement,
+        ])?;
+    Ok(seq)
+}
+
+pub fn statement_exists(connection: &Connection, id: &str) -> Result<bool, StoreError> {
+    Ok(connection
+        .prepare_cached("SELECT 1 FROM xapi_statements WHERE id = ?1")?
+        .query_row([id], |_| Ok(()))
+        .optional()?
+        .is_some())
+}
+
+/// The id and toetscode of the afname's statement that is not voided, if any.
+pub fn live_statement(
+    connection: &Connection,
+    afname_id: i64,
+) -> Result<Option<(String, String)>, StoreError> {
+    Ok(connection
+        .prepare_cached(
+            "SELECT id, toetscode FROM xapi_statements WHERE afname_id = ?1 AND voided_by IS NULL AND verb_id <> ?2
+             ORDER BY seq DESC LIMIT 1",
+        )?
+        .query_row(params![afname_id, VERB_VOIDED], |row| Ok((row.get(0)?, row.get(1)?)))
+        .optional()?)
+}
+
+pub fn set_voided_by(connection: &Connection, id: &str, voided_by: &str) -> Result<(), StoreError> {
+    connection
+        .prepare_cached("UPDATE xapi_statements SET voided_by = ?2 WHERE id = ?1")?
+        .execute(params![id, voided_by])?;
+    Ok(())
+}
+
+/// The stored statement JSON by id.
+pub fn statement_json(connection: &Connection, id: &str) -> Result<Option<String>, StoreError> {
+    Ok(connection
+        .prepare_cached("SELECT statement FROM xapi_statements WHERE id = ?1")?
+        .query_row([id], |row| row.get(0))
+        .optional()?)
+}
+
+/// Afnames with `from_seq < change_seq <= to_seq` that are not quarantined, in change order;
+/// `school_id` narrows to one school (a message), `None` is every school (a quarantine release).
+pub fn changed_afnames(
+    connection: &Connection,
+    school_id: Option<i64>,
+    from_seq: i64,
+    to_seq: i64,
+) -> Result<Vec<AfnameSource>, StoreError> {
+    let mut statement = connection.prepare_cached(
+        "SELECT a.id, a.school_id, s.code, s.brincode, s.dependancecode, s.schoolkey, s.naam, a.afname_key,
+           a.leerlingid, a.eckid, a.resultaatverwerkerid, a.toets_id, a.toetscode, a.versie, a.toetsonderdeelcode,
+           a.afnamedatum, a.derived, a.result, a.aanmaakdatum, r.schooljaar, r.xsdversie, c.klantnaam
+         FROM toetsafnames a JOIN schools s ON s.id = a.school_id
+           LEFT JOIN receipts r ON r.id = a.receipt_id LEFT JOIN clients c ON c.id = r.client_id
+         WHERE a.change_seq > ?2 AND a.change_seq <= ?3 AND a.quarantined = 0 AND (?1 IS NULL OR a.school_id = ?1)
+         ORDER BY a.change_seq",
+    )?;
+    let rows = statement
+        .query_map(params![school_id, from_seq, to_seq], |row| {
+            Ok(AfnameSource {
+                id: row.get(0)?,
+                school_id: row.get(1)?,
+                school_code: row.get(2)?,
+                brincode: row.get(3)?,
+                dependancecode: row.get(4)?,
+                schoolkey: row.get(5)?,
+                school_naam: row.get(6)?,
+                afname_key: row.get(7)?,
+                leerlingid: row.get(8)?,
+                eckid: row.get(9)?,
+                resultaatverwerkerid: row.get(10)?,
+                toets_id: row.get(11)?,
+                toetscode: row.get(12)?,
+                versie: row.get(13)?,
+                toetsonderdeelcode: row.get(14)?,
+                afnamedatum: row.get(15)?,
+                derived: row.get(16)?,
+                result: row.get(17)?,
+                aanmaakdatum: row.get(18)?,
+                schooljaar: row.get(19)?,
+                xsdversie: row.get(20)?,
+                klantnaam: row.get(21)?,
+            })
+        })?
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(rows)
+}
+
+/// The stored toets definition (JSON of `uwlr::Toets`).
+pub fn toets_definition(connection: &Connection, toets_id: i64) -> Result<String, StoreError> {
+    Ok(connection
+        .prepare_cached("SELECT definition FROM toetsen WHERE id = ?1")?
+        .query_row([toets_id], |row| row.get(0))?)
+}
+
+fn json_list(text: String) -> Vec<String> {
+    serde_json::from_str(&text).unwrap_or_default()
+}
+
+pub fn add_subscription(
+    connection: &Connection,
+    new: &NewSubscription,
+    pseudonym_key: &[u8],
+) -> Result<(), StoreError> {
+    let exists = connection
+        .query_row(
+            "SELECT 1 FROM xapi_subscriptions WHERE name = ?1",
+            [&new.name],
+            |_| Ok(()),
+        )
+        .optional()?
+        .is_some();
+    if exists {
+        return Err(StoreError::Invalid(format!(
+            "an LRS named {} exists; remove it first",
+            new.name
+        )));
+    }
+    connection.execute(
+        "INSERT INTO xapi_subscriptions (name, url, username, password, identity, pseudonym_key, schools, toetscodes,
+           cursor_seq, created_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8,
+           CASE WHEN ?10 THEN (SELECT COALESCE(MAX(seq), 0) FROM xapi_statements) ELSE 0 END, ?9)",
+        params![
+            new.name,
+            new.url,
+            new.username,
+            new.password.as_ref().map(Secret::expose),
+            new.identity,
+            pseudonym_key,
+            serde_json::to_string(&new.schools).unwrap_or_else(|_| "[]".into()),
+            serde_json::to_string(&new.toetscodes).unwrap_or_else(|_| "[]".into()),
+            now_text(),
+            new.from_now,
+        ],
+    )?;
+    super::admin::audit(
+        connection,
+        "cli",
+        "lrs.add",
+        &format!("{} {}", new.name, new.url),
+    )?;
+    Ok(())
+}
+
+pub fn remove_subscription(connection: &Connection, name: &str) -> Result<bool, StoreError> {
+    let removed = connection.execute("DELETE FROM xapi_subscriptions WHERE name = ?1", [name])? > 0;
+    if removed {
+        super::admin::audit(connection, "cli", "lrs.remove", name)?;
+    }
+    Ok(removed)
+}
+
+pub fn list_subscriptions(connection: &Connection) -> Result<Vec<SubscriptionRow>, StoreError> {
+    let mut statement = connection.prepare_cached(
+        "SELECT id, name, url, username, password, identity, pseudonym_key, schools, toetscodes, cursor_seq, created_at,
+           last_attempt_at, last_delivered_at, last_status, last_error, delivered
+         FROM xapi_subscriptions ORDER BY name",
+    )?;
+    let rows = statement
+        .query_map([], |row| {
+            Ok(SubscriptionRow {
+                id: row.get(0)?,
+                name: row.get(1)?,
+                url: row.get(2)?,
+                username: row.get(3)?,
+                password: row.get::<_, Option<String>>(4)?.map(Secret::new),
+                identity: row.get(5)?,
+                pseudonym_key: Secret::new(hex::encode(row.get::<_, Vec<u8>>(6)?)),
+                schools: json_list(row.get(7)?),
+                toetscodes: json_list(row.get(8)?),
+                cursor_seq: row.get(9)?,
+                created_at: row.get(10)?,
+                last_attempt_at: row.get(11)?,
+                last_delivered_at: row.get(12)?,
+                last_status: row.get(13)?,
+                last_error: row.get(14)?,
+                delivered: row.get(15)?,
+            })
+        })?
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(rows)
+}
+
+const PENDING_COLUMNS: &str =
+    "x.seq, x.id, x.statement, x.leerlingid, x.eckid, s.brincode, s.dependancecode,
+    s.schoolkey, x.stored_at";
+
+const FILTER: &str = "(?2 = '[]' OR s.code IN (SELECT value FROM json_each(?2)))
+    AND (?3 = '[]' OR x.toetscode IN (SELECT value FROM json_each(?3)))";
+
+fn pending_row(row: &rusqlite::Row) -> rusqlite::Result<PendingStatement> {
+    Ok(PendingStatement {
+        seq: row.get(0)?,
+        id: row.get(1)?,
+        statement: row.get(2)?,
+        leerlingid: row.get(3)?,
+        eckid: row.get(4)?,
+        brincode: row.get(5)?,
+        dependancecode: row.get(6)?,
+        schoolkey: row.get(7)?,
+        stored_at: row.get(8)?,
+    })
+}
+
+fn filters(subscription: &SubscriptionRow) -> (String, String) {
+    (
+        serde_json::to_string(&subscription.schools).unwrap_or_else(|_| "[]".into()),
+        serde_json::to_string(&subscription.toetscodes).unwrap_or_else(|_| "[]".into()),
+    )
+}
+
+/// The next statements after the subscription's cursor that its filter lets through, in seq order.
+pub fn pending_batch(
+    connection: &Connection,
+    subscription: &SubscriptionRow,
+    after_seq: i64,
+    limit: usize,
+) -> Result<Vec<PendingStatement>, StoreError> {
+    let (schools, toetscodes) = filters(subscription);
+    let sql = format!(
+        "SELECT {PENDING_COLUMNS} FROM xapi_statements x JOIN schools s ON s.id = x.school_id
+         WHERE x.seq > ?1 AND {FILTER} ORDER BY x.seq LIMIT ?4"
+    );
+    let rows = connection
+        .prepare_cached(&sql)?
+        .query_map(
+            params![after_seq, schools, toetscodes, limit as i64],
+            pending_row,
+        )?
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(rows)
+}
+
+/// Dead letters of this subscription that `outbox retry` requeued.
+pub fn requeued_batch(
+    connection: &Connection,
+    subscription_id: i64,
+    limit: usize,
+) -> Result<Vec<PendingStatement>, StoreError> {
+    let sql = format!(
+        "SELECT {PENDING_COLUMNS} FROM xapi_dead_letters d JOIN xapi_statements x ON x.id = d.statement_id
+           JOIN schools s ON s.id = x.school_id
+         WHERE d.subscription_id = ?1 AND d.requeued = 1 ORDER BY d.seq LIMIT ?2"
+    );
+    let rows = connection
+        .prepare_cached(&sql)?
+        .query_map(params![subscription_id, limit as i64], pending_row)?
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(rows)
+}
+
+/// Records a delivered batch: the cursor moves to `to_seq` (never back) and requeued letters in it are cleared.
+pub fn mark_delivered(
+    connection: &Connection,
+    subscription_id: i64,
+    to_seq: Option<i64>,
+    statement_ids: &[String],
+    status: u16,
+) -> Result<(), StoreError> {
+    let now = now_text();
+    connection
+        .prepare_cached(
+            "UPDATE xapi_subscriptions SET cursor_seq = MAX(cursor_seq, COALESCE(?2, cursor_seq)),
+               delivered = delivered + ?3, last_attempt_at = ?4, last_delivered_at = ?4, last_status = ?5,
+               last_error = NULL
+             WHERE id = ?1",
+        )?
+        .execute(params![subscription_id, to_seq, statement_ids.len() as i64, now, status])?;
+    if to_seq.is_none() {
+        let mut remove = connection.prepare_cached(
+            "DELETE FROM xapi_dead_letters WHERE subscription_id = ?1 AND statement_id = ?2",
+        )?;
+        for id in statement_ids {
+            remove.execute(params![subscription_id, id])?;
+        }
+    }
+    Ok(())
+}
+
+/// Records a refused statement as a dead letter and, when it came from the cursor, moves past it.
+pub fn dead_letter(
+    connection: &Connection,
+    subscription_id: i64,
+    statement: &PendingStatement,
+    from_cursor: bool,
+    status: Option<u16>,
+    answer: &str,
+) -> Result<(), StoreError> {
+    let now = now_text();
+    connection
+        .prepare_cached(
+            "INSERT INTO xapi_dead_letters (subscription_id, statement_id, seq, status, answer, failed_at, attempts, requeued)
+             SELECT ?1, ?2, ?3, ?4, ?5, ?6, 1, 0 WHERE EXISTS (SELECT 1 FROM xapi_subscriptions WHERE id = ?1)
+             ON CONFLICT (subscription_id, statement_id) DO UPDATE SET status = excluded.status,
+               answer = excluded.answer, failed_at = excluded.failed_at, attempts = attempts + 1, requeued = 0",
+        )?
+        .execute(params![subscription_id, statement.id, statement.seq, status, answer, now])?;
+    connection
+        .prepare_cached(
+            "UPDATE xapi_subscriptions SET cursor_seq = CASE WHEN ?2 THEN MAX(cursor_seq, ?3) ELSE cursor_seq END,
+               last_attempt_at = ?4, last_status = ?5, last_error = ?6 WHERE id = ?1",
+        )?
+        .execute(params![subscription_id, from_cursor, statement.seq, now, status, truncate(answer, 500)])?;
+    Ok(())
+}
+
+/// Records a failed attempt that will be retried.
+pub fn record_failure(
+    connection: &Connection,
+    subscription_id: i64,
+    status: Option<u16>,
+    error: &str,
+) -> Result<(), StoreError> {
+    connection
+        .prepare_cached(
+            "UPDATE xapi_subscriptions SET last_attempt_at = ?2, last_status = ?3, last_error = ?4 WHERE id = ?1",
+        )?
+        .execute(params![subscription_id, now_text(), status, truncate(error, 500)])?;
+    Ok(())
+}
+
+fn truncate(text: &str, limit: usize) -> String {
+    if text.len() <= limit {
+        return text.to_string();
+    }
+    let mut end = limit;
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}…", &text[..end])
+}
+
+/// Requeues dead letters (of one LRS, or all); returns how many.
+pub fn requeue_dead_letters(
+    connection: &Connection,
+    lrs: Option<&str>,
+) -> Result<usize, StoreError> {
+    let changed = connection.execute(
+        "UPDATE xapi_dead_letters SET requeued = 1 WHERE requeued = 0 AND (?1 IS NULL OR subscription_id =
+           (SELECT id FROM xapi_subscriptions WHERE name = ?1))",
+        params![lrs],
+    )?;
+    super::admin::audit(
+        connection,
+        "cli",
+        "outbox.retry",
+        &format!("{} {changed}", lrs.unwrap_or("*")),
+    )?;
+    Ok(changed)
+}
+
+pub fn list_dead_letters(
+    connection: &Connection,
+    lrs: Option<&str>,
+) -> Result<Vec<DeadLetterRow>, StoreError> {
+    let rows = connection
+        .prepare(
+            "SELECT s.name, d.statement_id, d.seq, d.status, d.answer, d.failed_at, d.attempts, d.requeued
+             FROM xapi_dead_letters d JOIN xapi_subscriptions s ON s.id = d.subscription_id
+             WHERE ?1 IS NULL OR s.name = ?1 ORDER BY s.name, d.seq",
+        )?
+        .query_map(params![lrs], |row| {
+            Ok(DeadLetterRow {
+                lrs: row.get(0)?,
+                statement_id: row.get(1)?,
+                seq: row.get(2)?,
+                status: row.get(3)?,
+                answer: row.get(4)?,
+                failed_at: row.get(5)?,
+                attempts: row.get(6)?,
+                requeued: row.get(7)?,
+            })
+        })?
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(rows)
+}
+
+/// Pending counts, lag and last outcome per subscription.
+pub fn outbox_status(connection: &Connection) -> Result<Vec<OutboxStatusRow>, StoreError> {
+    let mut rows = Vec::new();
+    for subscription in list_subscriptions(connection)? {
+        let (schools, toetscodes) = filters(&subscription);
+        let sql = format!(
+            "SELECT count(*), MIN(x.stored_at) FROM xapi_statements x JOIN schools s ON s.id = x.school_id
+             WHERE x.seq > ?1 AND {FILTER}"
+        );
+        let (pending, oldest): (i64, Option<String>) = connection.prepare_cached(&sql)?.query_row(
+            params![subscription.cursor_seq, schools, toetscodes],
+            |row| Ok((row.get(0)?, row.get(1)?)),
+        )?;
+        let (dead_letters, requeued): (i64, i64) = connection.query_row(
+            "SELECT count(*), COALESCE(SUM(requeued), 0) FROM xapi_dead_letters WHERE subscription_id = ?1",
+            [subscription.id],
+            |row| Ok((row.get(0)?, row.get(1)?)),
+        )?;
+        rows.push(OutboxStatusRow {
+            lrs: subscription.name,
+            cursor_seq: subscription.cursor_seq,
+            pending,
+            oldest_pending_stored_at: oldest,
+            dead_letters,
+            requeued,
+            delivered: subscription.delivered,
+            last_attempt_at: subscription.last_attempt_at,
+            last_delivered_at: subscription.last_delivered_at,
+            last_status: subscription.last_status,
+            last_error: subscription.last_error,
+        });
+    }
+    Ok(rows)
+}

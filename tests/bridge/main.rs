@@ -1,0 +1,431 @@
+//! xAPI bridge tests: the real gateway delivering to the real LRS (xapi-statements) and to a stand-in with injected faults.
+
+mod helpers;
+mod real_lrs;
+mod standin;
+
+use helpers::{accepted_samples, validate_strict, Gateway};
+use real_lrs::RealLrs;
+use serde_json::Value;
+use standin::StandIn;
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::Duration;
+
+const WAIT: Duration = Duration::from_secs(60);
+
+fn add_lrs(gateway: &Gateway, name: &str, url: &str, extra: &[&str]) {
+    let mut args = vec!["lrs", "add", name, "--url", url];
+    args.extend_from_slice(extra);
+    gateway.cli(&args);
+}
+
+/// Ids the gateway generated whose statements were voided, with the voiding statement's id.
+fn voided(gateway: &Gateway) -> BTreeMap<String, String> {
+    let db = gateway.db();
+    let mut statement = db
+        .prepare("SELECT id, voided_by FROM xapi_statements WHERE voided_by IS NOT NULL")
+        .unwrap();
+    let rows = statement
+        .query_map([], |row| Ok((row.get(0)?, row.get(1)?)))
+        .unwrap();
+    rows.collect::<Result<_, _>>().unwrap()
+}
+
+/// The live (not voided, not voiding) statement per resultaatkey: never two ids for one result.
+fn assert_one_live_statement_per_result(statements: &[Value], voided_ids: &BTreeSet<String>) {
+    let key = format!("{}/extension/resultaatkey", helpers::BASE_IRI);
+    let mut live: BTreeMap<String, String> = BTreeMap::new();
+    for statement in statements {
+        let id = statement["id"].as_str().unwrap().to_string();
+        if statement["verb"]["id"] == "http://adlnet.gov/expapi/verbs/voided"
+            || voided_ids.contains(&id)
+        {
+            continue;
+        }
+        let resultaatkey = statement["context"]["extensions"][&key]
+            .as_str()
+            .unwrap()
+            .to_string();
+        if let Some(other) = live.insert(resultaatkey.clone(), id.clone()) {
+            panic!("result {resultaatkey} has two live statements: {other} and {id}");
+        }
+    }
+}
+
+#[test]
+fn samples_reach_the_real_lrs_once_and_a_correction_voids_the_old_statement() {
+    let lrs = RealLrs::start();
+    let gateway = Gateway::start(&[]);
+    add_lrs(
+        &gateway,
+        "real",
+        &lrs.url(),
+        &["--username", "test", "--password", "test-lrs-password"],
+    );
+    gateway.post_accepted(&accepted_samples());
+    gateway.wait_delivered("real", WAIT);
+
+    let generated = gateway.statements();
+    validate_strict(&generated);
+    let voided = voided(&gateway);
+    assert_eq!(
+        voided.len(),
+        1,
+        "sample 07 corrects one afname of sample 01"
+    );
+    let voided_ids: BTreeSet<String> = voided.keys().cloned().collect();
+    assert_one_live_statement_per_result(&generated, &voided_ids);
+
+    // The LRS holds every generated statement once; voided ones only through voidedStatementId.
+    let held: Vec<Value> = lrs.all_statements();
+    let held_ids: BTreeSet<String> = held
+        .iter()
+        .map(|s| s["id"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(held.len(), held_ids.len(), "an id was returned twice");
+    let expected: BTreeSet<String> = gateway
+        .statement_ids()
+        .difference(&voided_ids)
+        .cloned()
+        .collect();
+    assert_eq!(held_ids, expected);
+    let (old, voiding) = voided.iter().next().unwrap();
+    assert_eq!(lrs.get(&format!("statementId={old}")).unwrap().0, 404);
+    let (status, body) = lrs.get(&format!("voidedStatementId={old}")).unwrap();
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["id"], old.as_str());
+    assert!(held_ids.contains(voiding));
+
+    // A replayed message (same bytes) and a resend of unchanged content add nothing.
+    let before = gateway.statement_ids();
+    assert_eq!(gateway.post("07-update-afname.xml"), 200);
+    assert_eq!(gateway.post("01-drip-een-resultaat.xml"), 200);
+    std::thread::sleep(Duration::from_millis(700));
+    gateway.wait_delivered("real", WAIT);
+    assert_eq!(gateway.statement_ids(), before);
+    assert_eq!(lrs.all_statements().len(), held.len());
+
+    // The password is a credential: never listed.
+    let listed = gateway.cli(&["lrs", "list"]);
+    assert!(
+        listed.contains("real") && listed.contains("password set"),
+        "{listed}"
+    );
+    assert!(!listed.contains("test-lrs-password"));
+    assert!(!gateway.logs().contains("test-lrs-password"));
+}
+
+#[test]
+fn an_lrs_that_is_down_gets_everything_once_when_it_comes_up() {
+    let port = helpers::free_port();
+    let gateway = Gateway::start(&[]);
+    add_lrs(
+        &gateway,
+        "later",
+        &format!("http://127.0.0.1:{port}/xAPI/statements"),
+        &[],
+    );
+    gateway.post_accepted(&accepted_samples()[..3]);
+    gateway.wait_for("a failed attempt", WAIT, || {
+        gateway
+            .cli(&["outbox", "status"])
+            .contains("connection failed")
+    });
+    let (pending, _) = gateway.outbox("later");
+    assert!(pending > 0);
+    let standin = StandIn::start_on(port, standin::fresh_state());
+    gateway.wait_delivered("later", WAIT);
+    assert_eq!(standin.stored_ids(), gateway.statement_ids());
+    standin.with(|state| assert_eq!(state.missing_version_header, 0));
+}
+
+#[test]
+fn server_errors_and_slow_answers_are_retried_without_duplicates() {
+    let standin = StandIn::start();
+    standin.with(|state| {
+        state.fail_next = 3;
+        state.slow_next = 1;
+        state.delay = Duration::from_secs(4); // longer than the 2 s request timeout
+    });
+    let gateway = Gateway::start(&[("UWLR_XAPI_BATCH_SIZE", "7")]);
+    add_lrs(&gateway, "flaky", &standin.url(), &[]);
+    gateway.post_accepted(&accepted_samples());
+    gateway.wait_delivered("flaky", WAIT);
+    // The slow answer is recorded when the stand-in finally answers, after the gateway gave up on it.
+    gateway.wait_for("the slow answer", WAIT, || {
+        standin.with(|state| state.posts.iter().filter(|post| post.status == 500).count() == 3)
+    });
+    assert!(
+        gateway.logs().contains("timeout"),
+        "the slow POST timed out"
+    );
+    let posts = standin.with(|state| state.posts.clone());
+    assert!(posts.iter().all(|post| post.ids.len() <= 7));
+    assert_eq!(standin.stored_ids(), gateway.statement_ids());
+    assert!(gateway.logs().contains("delivery failed; retrying"));
+    let (_, dead) = gateway.outbox("flaky");
+    assert_eq!(dead, 0);
+}
+
+#[test]
+fn a_refused_statement_becomes_a_dead_letter_and_retry_requeues_it() {
+    let standin = StandIn::start();
+    standin.with(|state| {
+        state.refuse_keys.insert("B02-LL0008-LEES".into());
+    });
+    let gateway = Gateway::start(&[]);
+    add_lrs(&gateway, "strict", &standin.url(), &[]);
+    gateway.post_accepted(&accepted_samples()[..2]);
+    gateway.wait_delivered("strict", WAIT);
+    let letters = gateway.cli(&["outbox", "dead-letters", "--json"]);
+    let letters: Vec<Value> = letters
+        .lines()
+        .map(|line| serde_json::from_str(line).unwrap())
+        .collect();
+    let refused = key_statement(&gateway, "B02-LL0008-LEES");
+    assert_eq!(letters.len(), 1, "{letters:?}");
+    assert_eq!(letters[0]["statement_id"], refused.as_str());
+    assert_eq!(letters[0]["status"], 400);
+    assert!(letters[0]["answer"]
+        .as_str()
+        .unwrap()
+        .contains("refused by the stand-in"));
+    // Everything else arrived, the refused one did not.
+    let mut others = gateway.statement_ids();
+    others.remove(&refused);
+    assert_eq!(standin.stored_ids(), others);
+
+    standin.with(|state| state.refuse_keys.clear());
+    assert!(gateway
+        .cli(&["outbox", "retry", "--lrs", "strict"])
+        .contains("1 dead letters requeued"));
+    gateway.wait_for("the requeued letter", WAIT, || {
+        gateway.outbox("strict").1 == 0
+            && gateway.cli(&["outbox", "dead-letters"]).trim().is_empty()
+    });
+    assert_eq!(standin.stored_ids(), gateway.statement_ids());
+}
+
+fn key_statement(gateway: &Gateway, resultaatkey: &str) -> String {
+    let key = format!("{}/extension/resultaatkey", helpers::BASE_IRI);
+    gateway
+        .statements()
+        .iter()
+        .find(|s| s["context"]["extensions"][&key] == resultaatkey)
+        .map(|s| s["id"].as_str().unwrap().to_string())
+        .unwrap_or_else(|| panic!("no statement for {resultaatkey}"))
+}
+
+#[test]
+fn a_409_for_a_held_id_counts_as_delivered_and_does_not_block_the_batch() {
+    let standin = StandIn::start();
+    standin.with(|state| state.fail_next = usize::MAX);
+    let gateway = Gateway::start(&[]);
+    add_lrs(&gateway, "holder", &standin.url(), &[]);
+    gateway.post_accepted(&accepted_samples()[..2]);
+    // The LRS already holds one of the ids, with other content.
+    let held = key_statement(&gateway, "B02-LL0007-SPEL");
+    standin.with(|state| {
+        state.stored.insert(
+            held.clone(),
+            serde_json::json!({"id": held, "other": "content"}),
+        );
+        state.fail_next = 0;
+    });
+    gateway.wait_delivered("holder", WAIT);
+    assert_eq!(gateway.outbox("holder").1, 0, "a 409 is not a dead letter");
+    assert_eq!(standin.stored_ids(), gateway.statement_ids());
+    assert!(standin.with(|state| state.posts.iter().any(|post| post.status == 409)));
+    assert!(gateway.logs().contains("LRS answered 409"));
+}
+
+#[test]
+fn each_lrs_gets_only_its_schools_and_toetscodes_in_its_identity() {
+    let everything = StandIn::start();
+    let drip_only = StandIn::start();
+    let other_school = StandIn::start();
+    let gateway = Gateway::start(&[]);
+    add_lrs(
+        &gateway,
+        "all",
+        &everything.url(),
+        &["--identity", "pseudonym"],
+    );
+    add_lrs(
+        &gateway,
+        "drip",
+        &drip_only.url(),
+        &[
+            "--toetscode",
+            "DEMO-TAAL-DRIP",
+            "--identity",
+            "las",
+            "--school",
+            "99XX01",
+        ],
+    );
+    add_lrs(&gateway, "yy", &other_school.url(), &["--school", "99YY"]);
+    let samples = accepted_samples();
+    gateway.post_accepted(&samples[..9]);
+    for name in ["all", "drip", "yy"] {
+        gateway.wait_delivered(name, WAIT);
+    }
+    assert_eq!(everything.stored_ids(), gateway.statement_ids());
+    assert!(other_school.stored_ids().is_empty());
+    let drip: Vec<Value> = drip_only.with(|state| state.stored.values().cloned().collect());
+    // Sample 01's statement, its voiding statement (sample 07) and the corrected statement.
+    assert_eq!(drip.len(), 3, "{drip:?}");
+    for statement in &drip {
+        if statement["verb"]["id"] == "http://adlnet.gov/expapi/verbs/voided" {
+            continue;
+        }
+        assert_eq!(statement["actor"]["account"]["name"], "LL0001");
+        assert!(statement["object"]["id"]
+            .as_str()
+            .unwrap()
+            .contains("/toets/DEMO-TAAL-DRIP"));
+    }
+    // The pseudonym LRS never sees an ECK iD, and its statements are still valid.
+    let pseudonymous: Vec<Value> =
+        everything.with(|state| state.stored.values().cloned().collect());
+    assert!(!serde_json::to_string(&pseudonymous)
+        .unwrap()
+        .contains("ketenid.nl"));
+    assert!(serde_json::to_string(&gateway.statements())
+        .unwrap()
+        .contains("ketenid.nl"));
+    validate_strict(&pseudonymous);
+    validate_strict(&drip);
+
+    // A removed LRS gets nothing more, without a restart; the others go on.
+    gateway.cli(&["lrs", "remove", "all"]);
+    let late = StandIn::start();
+    add_lrs(&gateway, "late", &late.url(), &["--from-now"]);
+    std::thread::sleep(Duration::from_millis(500));
+    let posts_before = everything.with(|state| state.posts.len());
+    gateway.post_accepted(&samples[9..]);
+    gateway.wait_delivered("yy", WAIT);
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(everything.with(|state| state.posts.len()), posts_before);
+    gateway.wait_delivered("late", WAIT);
+    let late_ids = late.stored_ids();
+    assert_eq!(
+        late_ids.len(),
+        1,
+        "only sample 10's statement: {late_ids:?}"
+    );
+    assert!(late_ids.contains(&key_statement(&gateway, "WO10-LL0002")));
+    assert!(other_school.stored_ids().is_empty());
+}
+
+#[test]
+fn quarantined_results_are_published_when_their_learner_is_imported() {
+    let standin = StandIn::start();
+    let gateway = Gateway::start(&[("UWLR_UNKNOWN_LEERLING", "quarantine")]);
+    add_lrs(&gateway, "q", &standin.url(), &[]);
+    gateway.post_accepted(&accepted_samples()[..1]);
+    assert_eq!(gateway.post("41-uwlr-leerling-onbekend.xml"), 200);
+    gateway.wait_delivered("q", WAIT);
+    let before = gateway.statement_ids();
+    assert_eq!(
+        before.len(),
+        1,
+        "the quarantined result has no statement yet"
+    );
+    let csv = gateway.dir.join("roster.csv");
+    std::fs::write(&csv, "99XX01,LL9999,,Onbekend tot nu\n").unwrap();
+    let printed = gateway.cli(&["leerlingen", "import", csv.to_str().unwrap()]);
+    assert!(printed.contains("released 1 afnames"), "{printed}");
+    assert_eq!(gateway.statement_ids().len(), 2);
+    gateway.wait_delivered("q", WAIT);
+    assert_eq!(standin.stored_ids(), gateway.statement_ids());
+    validate_strict(&gateway.statements());
+}
+
+#[test]
+fn sigkill_mid_delivery_then_restart_loses_and_duplicates_nothing() {
+    let standin = StandIn::start();
+    standin.with(|state| state.every_delay = Duration::from_millis(150));
+    let mut gateway = Gateway::start(&[("UWLR_XAPI_BATCH_SIZE", "3")]);
+    add_lrs(&gateway, "crash", &standin.url(), &[]);
+    gateway.post_accepted(&accepted_samples());
+    gateway.wait_for("a few batches", WAIT, || {
+        standin.with(|state| state.posts.len() >= 4)
+    });
+    let generated = gateway.statement_ids();
+    gateway.kill();
+    let (pending, _) = gateway.outbox("crash");
+    assert!(pending > 0, "the kill came too late to test anything");
+    let posts_at_kill = standin.with(|state| state.posts.len());
+    gateway.spawn();
+    gateway.wait_delivered("crash", WAIT);
+    assert_eq!(
+        gateway.statement_ids(),
+        generated,
+        "a restart generates no new ids"
+    );
+    assert_eq!(standin.stored_ids(), generated);
+    // At most the batch in flight at the kill was sent twice, under the same ids.
+    let posts = standin.with(|state| state.posts.clone());
+    let sent: usize = posts.iter().map(|post| post.ids.len()).sum();
+    assert!(
+        sent <= generated.len() + 2 * 3,
+        "sent {sent} for {} statements",
+        generated.len()
+    );
+    assert!(posts.len() > posts_at_kill);
+    let all: Vec<Value> = standin.with(|state| state.stored.values().cloned().collect());
+    assert_one_live_statement_per_result(&all, &voided(&gateway).keys().cloned().collect());
+}
+
+#[test]
+fn sigterm_stops_delivery_cleanly_and_a_restart_finishes_it() {
+    let standin = StandIn::start();
+    standin.with(|state| state.every_delay = Duration::from_millis(300));
+    let mut gateway = Gateway::start(&[("UWLR_XAPI_BATCH_SIZE", "2")]);
+    add_lrs(&gateway, "slow", &standin.url(), &[]);
+    gateway.post_accepted(&accepted_samples()[..3]);
+    gateway.wait_for("a batch", WAIT, || {
+        standin.with(|state| !state.posts.is_empty())
+    });
+    let took = gateway.terminate();
+    assert!(took < Duration::from_secs(15), "shutdown took {took:?}");
+    assert!(gateway.logs().contains("outbox worker stopped"));
+    gateway.spawn();
+    gateway.wait_delivered("slow", WAIT);
+    assert_eq!(standin.stored_ids(), gateway.statement_ids());
+}
+
+#[test]
+fn content_going_back_to_a_voided_version_is_reissued_under_a_new_id() {
+    let standin = StandIn::start();
+    let gateway = Gateway::start(&[]);
+    add_lrs(&gateway, "history", &standin.url(), &[]);
+    let sample = |aanmaakdatum: &str, score: &str| {
+        std::fs::read_to_string(helpers::sample("07-update-afname.xml"))
+            .unwrap()
+            .replace("2026-10-07T08:00:00", aanmaakdatum)
+            .replace("<score>9</score>", &format!("<score>{score}</score>"))
+            .into_bytes()
+    };
+    assert_eq!(gateway.post("01-drip-een-resultaat.xml"), 200); // score 7
+    let first = key_statement(&gateway, "R-DRIP-0001");
+    assert_eq!(gateway.post_bytes(sample("2026-10-07T08:00:00", "9")), 200);
+    assert_eq!(gateway.post_bytes(sample("2026-10-08T08:00:00", "7")), 200); // back to 7
+    gateway.wait_delivered("history", WAIT);
+    let statements = gateway.statements();
+    let scored: Vec<&Value> = statements
+        .iter()
+        .filter(|s| s["verb"]["id"] == "http://adlnet.gov/expapi/verbs/scored")
+        .collect();
+    assert_eq!(scored.len(), 3);
+    let ids: BTreeSet<&str> = scored.iter().map(|s| s["id"].as_str().unwrap()).collect();
+    assert_eq!(ids.len(), 3, "the re-issue has a fresh id");
+    assert_eq!(scored[2]["result"]["score"]["raw"], 7);
+    assert_ne!(scored[2]["id"], first.as_str());
+    let voided = voided(&gateway);
+    assert_eq!(voided.len(), 2);
+    assert!(voided.contains_key(&first));
+    assert_eq!(standin.stored_ids(), gateway.statement_ids());
+    validate_strict(&statements);
+}

@@ -1,0 +1,235 @@
+//! A small stand-in LRS speaking the xAPI statements API (POST /xAPI/statements) with injectable faults.
+
+use serde_json::Value;
+use std::collections::{BTreeMap, BTreeSet};
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+/// One POST as the stand-in saw it.
+#[derive(Clone, Debug)]
+pub struct Post {
+    pub ids: Vec<String>,
+    pub status: u16,
+}
+
+/// What the stand-in holds and how it misbehaves.
+#[derive(Default)]
+pub struct State {
+    /// Stored statements by id (the LRS's view).
+    pub stored: BTreeMap<String, Value>,
+    pub posts: Vec<Post>,
+    /// Answer the next N POSTs with `fail_status` (500 by default) without storing anything.
+    pub fail_next: usize,
+    pub fail_status: u16,
+    /// Sleep this long before answering the next `slow_next` POSTs.
+    pub slow_next: usize,
+    pub delay: Duration,
+    /// Sleep this long before answering every POST.
+    pub every_delay: Duration,
+    /// Refuse (400) any batch holding a statement with one of these resultaatkey values.
+    pub refuse_keys: BTreeSet<String>,
+    /// Expected `Authorization` header value, if any.
+    pub authorization: Option<String>,
+    /// Every POST saw the version header.
+    pub missing_version_header: usize,
+}
+
+pub struct StandIn {
+    pub port: u16,
+    pub state: Arc<Mutex<State>>,
+    stop: Arc<AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+const RESULTAATKEY: &str = "https://gateway.test.example/xapi/extension/resultaatkey";
+
+/// A new, well-behaved state (faults off).
+pub fn fresh_state() -> Arc<Mutex<State>> {
+    Arc::new(Mutex::new(State {
+        fail_status: 500,
+        ..State::default()
+    }))
+}
+
+impl StandIn {
+    pub fn start() -> StandIn {
+        StandIn::start_on(0, fresh_state())
+    }
+
+    /// Starts on a given port (to come up where a gateway already expects it) with a given state.
+    pub fn start_on(port: u16, state: Arc<Mutex<State>>) -> StandIn {
+        let listener = TcpListener::bind(("127.0.0.1", port)).unwrap();
+        listener.set_nonblocking(true).unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let stop = Arc::new(AtomicBool::new(false));
+        let thread = {
+            let (state, stop) = (state.clone(), stop.clone());
+            std::thread::spawn(move || {
+                while !stop.load(Ordering::SeqCst) {
+                    match listener.accept() {
+                        Ok((stream, _)) => {
+                            let state = state.clone();
+                            std::thread::spawn(move || {
+                                let _ = handle(stream, &state);
+                            });
+                        }
+                        Err(_) => std::thread::sleep(Duration::from_millis(5)),
+                    }
+                }
+            })
+        };
+        StandIn {
+            port,
+            state,
+            stop,
+            thread: Some(thread),
+        }
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://127.0.0.1:{}/xAPI/statements", self.port)
+    }
+
+    pub fn with<R>(&self, f: impl FnOnce(&mut State) -> R) -> R {
+        f(&mut self.state.lock().unwrap())
+    }
+
+    /// Stops listening (connections are refused afterwards).
+    pub fn stop(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+
+    pub fn stored_ids(&self) -> BTreeSet<String> {
+        self.with(|state| state.stored.keys().cloned().collect())
+    }
+}
+
+impl Drop for StandIn {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+fn respond(stream: &mut TcpStream, status: u16, body: &str) -> std::io::Result<()> {
+    let text = format!(
+        "HTTP/1.1 {status} X\r\nContent-Type: application/json\r\nX-Experience-API-Version: 1.0.3\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    stream.write_all(text.as_bytes())
+}
+
+fn handle(mut stream: TcpStream, state: &Mutex<State>) -> std::io::Result<()> {
+    stream.set_nonblocking(false)?;
+    stream.set_read_timeout(Some(Duration::from_secs(10)))?;
+    let mut reader = BufReader::new(stream.try_clone()?);
+    let mut request_line = String::new();
+    reader.read_line(&mut request_line)?;
+    let mut headers = BTreeMap::new();
+    loop {
+        let mut line = String::new();
+        reader.read_line(&mut line)?;
+        let line = line.trim_end();
+        if line.is_empty() {
+            break;
+        }
+        if let Some((name, value)) = line.split_once(':') {
+            headers.insert(name.trim().to_ascii_lowercase(), value.trim().to_string());
+        }
+    }
+    let length: usize = headers
+        .get("content-length")
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0);
+    let mut body = vec![0u8; length];
+    reader.read_exact(&mut body)?;
+    if !request_line.starts_with("POST /xAPI/statements ") {
+        return respond(&mut stream, 404, "{}");
+    }
+    let (delay, fail, authorization) = {
+        let mut state = state.lock().unwrap();
+        let mut delay = state.every_delay;
+        if state.slow_next > 0 {
+            state.slow_next -= 1;
+            delay += state.delay;
+        }
+        let fail = if state.fail_next > 0 {
+            state.fail_next -= 1;
+            Some(state.fail_status)
+        } else {
+            None
+        };
+        if !headers.contains_key("x-experience-api-version") {
+            state.missing_version_header += 1;
+        }
+        (delay, fail, state.authorization.clone())
+    };
+    std::thread::sleep(delay);
+    let statements: Vec<Value> = match serde_json::from_slice::<Value>(&body) {
+        Ok(Value::Array(items)) => items,
+        Ok(single @ Value::Object(_)) => vec![single],
+        _ => return respond(&mut stream, 400, r#"{"message":"not JSON"}"#),
+    };
+    let ids: Vec<String> = statements
+        .iter()
+        .map(|s| s["id"].as_str().unwrap_or("").to_string())
+        .collect();
+    let mut state = state.lock().unwrap();
+    let answer = |state: &mut State, status: u16, body: String| {
+        state.posts.push(Post {
+            ids: ids.clone(),
+            status,
+        });
+        (status, body)
+    };
+    let (status, text) = if let Some(status) = fail {
+        answer(&mut state, status, r#"{"message":"injected fault"}"#.into())
+    } else if authorization.is_some() && headers.get("authorization") != authorization.as_ref() {
+        answer(&mut state, 401, r#"{"message":"unauthorised"}"#.into())
+    } else if !headers.contains_key("x-experience-api-version") {
+        answer(
+            &mut state,
+            400,
+            r#"{"message":"X-Experience-API-Version header missing"}"#.into(),
+        )
+    } else if ids.iter().collect::<BTreeSet<_>>().len() != ids.len() {
+        answer(
+            &mut state,
+            400,
+            r#"{"message":"duplicate ids in batch"}"#.into(),
+        )
+    } else if let Some(key) = statements
+        .iter()
+        .filter_map(|s| s["context"]["extensions"][RESULTAATKEY].as_str())
+        .find(|key| state.refuse_keys.contains(*key))
+    {
+        let message = format!(r#"{{"message":"statement for {key} refused by the stand-in"}}"#);
+        answer(&mut state, 400, message)
+    } else if statements.iter().any(|s| {
+        state
+            .stored
+            .get(s["id"].as_str().unwrap_or(""))
+            .is_some_and(|held| held != s)
+    }) {
+        answer(
+            &mut state,
+            409,
+            r#"{"message":"a different statement holds this id"}"#.into(),
+        )
+    } else {
+        for statement in &statements {
+            state.stored.insert(
+                statement["id"].as_str().unwrap_or("").to_string(),
+                statement.clone(),
+            );
+        }
+        answer(&mut state, 200, serde_json::to_string(&ids).unwrap())
+    };
+    drop(state);
+    respond(&mut stream, status, &text)
+}
