@@ -9,6 +9,7 @@ pub mod feed;
 pub mod intake;
 pub mod migrations;
 pub mod readers;
+pub mod statements;
 
 use rusqlite::{Connection, OpenFlags};
 use std::path::{Path, PathBuf};
