@@ -24,13 +24,71 @@ pub enum Body {
 /// A buffered reader over either kind of body.
 pub type BodyReader = Box<dyn BufRead + Send>;
 
+/// The longest run of bytes without `<` or `>` a reader passes on. An XML parser
+/// buffers a whole text node or tag before it can report it, so a hostile 100 MB
+/// text node or a tag with a million attributes would otherwise be held in memory
+/// whole; no UWLR value comes near this.
+pub const MAX_MARKUP_FREE_RUN: u64 = 8 << 20;
+
+/// Refuses input whose markup-free runs exceed `MAX_MARKUP_FREE_RUN`.
+pub struct MarkupGuard<R> {
+    inner: R,
+    run: u64,
+}
+
+impl<R: BufRead> MarkupGuard<R> {
+    pub fn new(inner: R) -> Self {
+        MarkupGuard { inner, run: 0 }
+    }
+
+    fn exceeded() -> std::io::Error {
+        std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            format!("a text or tag longer than {} MiB", MAX_MARKUP_FREE_RUN >> 20),
+        )
+    }
+}
+
+impl<R: BufRead> std::io::Read for MarkupGuard<R> {
+    fn read(&mut self, out: &mut [u8]) -> std::io::Result<usize> {
+        let available = self.fill_buf()?;
+        let count = available.len().min(out.len());
+        out[..count].copy_from_slice(&available[..count]);
+        self.consume(count);
+        Ok(count)
+    }
+}
+
+impl<R: BufRead> BufRead for MarkupGuard<R> {
+    fn fill_buf(&mut self) -> std::io::Result<&[u8]> {
+        if self.run > MAX_MARKUP_FREE_RUN {
+            return Err(Self::exceeded());
+        }
+        self.inner.fill_buf()
+    }
+
+    fn consume(&mut self, amount: usize) {
+        if let Ok(buffer) = self.inner.fill_buf() {
+            let consumed = &buffer[..amount.min(buffer.len())];
+            match memchr::memrchr2(b'<', b'>', consumed) {
+                Some(last) => self.run = (consumed.len() - last - 1) as u64,
+                None => self.run += consumed.len() as u64,
+            }
+        }
+        self.inner.consume(amount);
+    }
+}
+
 impl Body {
     /// A fresh reader from the first byte.
     pub fn reader(&self) -> std::io::Result<BodyReader> {
         Ok(match self {
-            Body::Memory(bytes) => Box::new(Cursor::new(bytes.clone())),
-            Body::File(path) => Box::new(BufReader::with_capacity(256 * 1024, File::open(path.as_ref() as &Path)?)),
-            Body::Path(path) => Box::new(BufReader::with_capacity(256 * 1024, File::open(path)?)),
+            Body::Memory(bytes) => Box::new(MarkupGuard::new(Cursor::new(bytes.clone()))),
+            Body::File(path) => Box::new(MarkupGuard::new(BufReader::with_capacity(
+                256 * 1024,
+                File::open(path.as_ref() as &Path)?,
+            ))),
+            Body::Path(path) => Box::new(MarkupGuard::new(BufReader::with_capacity(256 * 1024, File::open(path)?))),
         })
     }
 
@@ -53,5 +111,32 @@ impl Body {
 
     pub fn is_empty(&self) -> bool {
         self.len().map(|length| length == 0).unwrap_or(true)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Read;
+
+    fn read_all(input: Vec<u8>) -> std::io::Result<usize> {
+        let mut reader = MarkupGuard::new(BufReader::with_capacity(4096, Cursor::new(input)));
+        let mut sink = Vec::new();
+        reader.read_to_end(&mut sink)
+    }
+
+    #[test]
+    fn long_markup_free_runs_are_refused() {
+        let mut long_text = b"<a>".to_vec();
+        long_text.extend(std::iter::repeat(b'x').take(MAX_MARKUP_FREE_RUN as usize + 100_000));
+        long_text.extend_from_slice(b"</a>");
+        assert!(read_all(long_text).is_err());
+        let mut many_short = Vec::new();
+        for _ in 0..(MAX_MARKUP_FREE_RUN / 1000 + 10) {
+            many_short.extend_from_slice(b"<b>");
+            many_short.extend(std::iter::repeat(b'y').take(1000));
+            many_short.extend_from_slice(b"</b>");
+        }
+        assert!(read_all(many_short).is_ok());
     }
 }

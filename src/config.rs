@@ -66,6 +66,8 @@ pub struct Config {
     pub admin_token: Option<Secret>,
     /// Deadline for in-flight requests at shutdown.
     pub shutdown_grace_secs: u64,
+    /// Open connections at most; more wait in the listen backlog.
+    pub max_connections: usize,
 }
 
 impl Default for Config {
@@ -86,6 +88,7 @@ impl Default for Config {
             body_idle_timeout_secs: 30,
             admin_token: None,
             shutdown_grace_secs: 20,
+            max_connections: 2048,
         }
     }
 }
@@ -159,6 +162,7 @@ impl Config {
         set("UWLR_LOG_FORMAT", &mut |v| Ok(self.log_format = choice("UWLR_LOG_FORMAT", v)?))?;
         set("UWLR_SCHEMA_DIR", &mut |v| Ok(self.schema_dir = Some(PathBuf::from(v))))?;
         set("UWLR_VDEX_DIR", &mut |v| Ok(self.vdex_dir = Some(PathBuf::from(v))))?;
+        set("UWLR_MAX_CONNECTIONS", &mut |v| Ok(self.max_connections = parse("UWLR_MAX_CONNECTIONS", v)?))?;
         set("UWLR_ADMIN_TOKEN", &mut |v| Ok(self.admin_token = Some(Secret::new(v))))?;
         Ok(())
     }

@@ -102,8 +102,19 @@ pub async fn serve(
 ) -> std::io::Result<()> {
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
     let header_timeout = Duration::from_secs(state.config.header_timeout_secs);
+    // Each connection holds a permit; at the cap the gateway stops accepting and
+    // the kernel's backlog holds new connections until one closes (idle ones close
+    // after the header timeout).
+    let permits = Arc::new(tokio::sync::Semaphore::new(state.config.max_connections.max(1)));
     tokio::pin!(shutdown);
     loop {
+        let permit = tokio::select! {
+            permit = permits.clone().acquire_owned() => match permit {
+                Ok(permit) => permit,
+                Err(_) => break,
+            },
+            () = &mut shutdown => break,
+        };
         tokio::select! {
             accepted = listener.accept() => {
                 let (stream, peer) = match accepted {
@@ -130,6 +141,7 @@ pub async fn serve(
                     if let Err(error) = connection.await {
                         tracing::debug!(%error, %peer, "connection ended with an error");
                     }
+                    drop(permit);
                 });
             }
             () = &mut shutdown => break,

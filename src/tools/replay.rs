@@ -2,7 +2,7 @@
 
 use indicatif::{ProgressBar, ProgressStyle};
 use quick_xml::events::Event;
-use std::collections::{BTreeMap, HashSet, VecDeque};
+use std::collections::{BTreeMap, VecDeque};
 use std::fs::File;
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
@@ -231,29 +231,58 @@ struct Job {
 /// A queue that hands out the next file whose school has no call in flight,
 /// so each school's messages arrive in file order whatever the concurrency.
 struct Queue {
-    state: Mutex<(VecDeque<Job>, HashSet<String>)>,
+    state: Mutex<QueueState>,
     ready: Condvar,
 }
 
+#[derive(Default)]
+struct QueueState {
+    /// Each school's files, in order.
+    by_school: BTreeMap<String, VecDeque<Job>>,
+    /// Schools with files waiting and no call in flight, by the index of their next file.
+    idle: BTreeMap<usize, String>,
+    in_flight: usize,
+}
+
 impl Queue {
+    fn new(jobs: Vec<Job>) -> Queue {
+        let mut state = QueueState::default();
+        for job in jobs {
+            state.by_school.entry(job.school.clone()).or_default().push_back(job);
+        }
+        for (school, jobs) in &state.by_school {
+            if let Some(first) = jobs.front() {
+                state.idle.insert(first.index, school.clone());
+            }
+        }
+        Queue { state: Mutex::new(state), ready: Condvar::new() }
+    }
+
     fn take(&self) -> Option<Job> {
         let mut state = self.state.lock().expect("queue");
         loop {
-            if state.0.is_empty() {
-                return None;
+            if let Some((_, school)) = state.idle.pop_first() {
+                let job = state.by_school.get_mut(&school).and_then(VecDeque::pop_front);
+                if let Some(job) = job {
+                    state.in_flight += 1;
+                    return Some(job);
+                }
+                continue;
             }
-            let position = state.0.iter().position(|job| !state.1.contains(&job.school));
-            if let Some(position) = position {
-                let job = state.0.remove(position).expect("position is valid");
-                state.1.insert(job.school.clone());
-                return Some(job);
+            if state.in_flight == 0 {
+                return None;
             }
             state = self.ready.wait(state).expect("queue");
         }
     }
 
     fn done(&self, school: &str) {
-        self.state.lock().expect("queue").1.remove(school);
+        let mut state = self.state.lock().expect("queue");
+        state.in_flight -= 1;
+        if let Some(next) = state.by_school.get(school).and_then(VecDeque::front).map(|job| job.index) {
+            state.idle.insert(next, school.to_string());
+        }
+        drop(state);
         self.ready.notify_all();
     }
 }
@@ -329,15 +358,15 @@ pub fn replay(options: &ReplayOptions) -> anyhow::Result<ReplayReport> {
         anyhow::bail!("no .xml files to replay");
     }
     let expectations = options.expect.as_deref().map(load_manifest).transpose()?;
-    let mut jobs = VecDeque::new();
+    let mut jobs = Vec::new();
     for (index, file) in files.iter().enumerate() {
         let mut head = vec![0u8; HEAD_BYTES];
         let read = File::open(file).and_then(|mut handle| handle.read(&mut head)).unwrap_or(0);
         let school = school_of(&String::from_utf8_lossy(&head[..read]));
-        jobs.push_back(Job { index, file: file.clone(), school });
+        jobs.push(Job { index, file: file.clone(), school });
     }
     let total = jobs.len();
-    let queue = Arc::new(Queue { state: Mutex::new((jobs, HashSet::new())), ready: Condvar::new() });
+    let queue = Arc::new(Queue::new(jobs));
     let answers: Arc<Mutex<Vec<Option<Answer>>>> = Arc::new(Mutex::new(vec![None; total]));
     let progress = progress_bar(total as u64);
     let started = Instant::now();

@@ -72,6 +72,7 @@ pub struct Scanner<R: BufRead> {
     root_offset: Option<u64>,
     pending: Option<Item>,
     body_seen_first: bool,
+    encoding_checked: bool,
 }
 
 impl<R: BufRead> Scanner<R> {
@@ -88,6 +89,7 @@ impl<R: BufRead> Scanner<R> {
             root_offset: None,
             pending: None,
             body_seen_first: false,
+            encoding_checked: false,
         }
     }
 
@@ -112,6 +114,22 @@ impl<R: BufRead> Scanner<R> {
     pub fn next(&mut self) -> Result<Option<Item>, ScanError> {
         if let Some(item) = self.pending.take() {
             return Ok(Some(item));
+        }
+        if !self.encoding_checked {
+            self.encoding_checked = true;
+            // quick-xml reads UTF-8 only; name UTF-16 plainly instead of failing on its bytes.
+            let is_utf16 = match self.reader.get_mut().fill_buf() {
+                Ok(start) => {
+                    start.starts_with(&[0xFF, 0xFE])
+                        || start.starts_with(&[0xFE, 0xFF])
+                        || start.starts_with(b"<\0")
+                        || start.starts_with(b"\0<")
+                }
+                Err(error) => return Err(self.fail(quick_xml::Error::from(error))),
+            };
+            if is_utf16 {
+                return Err(self.fail(TreeError::Encoding("the message is UTF-16; this service accepts UTF-8 only".into())));
+            }
         }
         loop {
             self.buf.clear();
@@ -353,6 +371,12 @@ mod tests {
         assert!(items(truncated, Pass::Everything).is_err());
         let utf16 = "<?xml version=\"1.0\" encoding=\"UTF-16\"?><x/>";
         assert!(items(utf16, Pass::Everything).is_err());
+        let utf16_bytes: Vec<u8> = "\u{feff}<x/>".encode_utf16().flat_map(u16::to_le_bytes).collect();
+        let mut scanner = Scanner::new(utf16_bytes.as_slice(), Pass::Everything);
+        assert!(scanner.next().unwrap_err().to_string().contains("UTF-16"));
+        let no_bom: Vec<u8> = "<x/>".encode_utf16().flat_map(u16::to_le_bytes).collect();
+        let mut scanner = Scanner::new(no_bom.as_slice(), Pass::Everything);
+        assert!(scanner.next().unwrap_err().to_string().contains("UTF-16"));
         assert!(items("geen xml", Pass::Everything).is_err());
         assert!(items("", Pass::Everything).is_err());
     }
