@@ -9,6 +9,7 @@
 
 pub mod las;
 pub mod problem;
+pub mod xapi;
 
 use crate::soap::fault::Reply;
 use crate::store::readers::{self, ReadAudit, Reader, Scope};
@@ -36,25 +37,39 @@ pub struct Asked {
     pub method: Method,
     pub path: String,
     pub query: String,
-    /// The bearer token, if the request had one; never logged.
+    /// The reader token, if the request had one (as a bearer token, or as the
+    /// password of HTTP Basic for xAPI clients that only know Basic); never logged.
     pub bearer: Option<String>,
+    /// The `X-Experience-API-Version` header.
+    pub xapi_version: Option<String>,
     pub request_id: String,
 }
 
 impl Asked {
     pub fn new(method: &Method, uri: &hyper::Uri, headers: &HeaderMap, request_id: &str) -> Asked {
-        let bearer = headers
-            .get(AUTHORIZATION)
-            .and_then(|value| value.to_str().ok())
-            .and_then(|value| {
-                let (scheme, token) = value.trim().split_once(' ')?;
-                scheme.eq_ignore_ascii_case("bearer").then(|| token.trim().to_string())
-            });
+        let bearer = headers.get(AUTHORIZATION).and_then(|value| value.to_str().ok()).and_then(|value| {
+            let (scheme, credentials) = value.trim().split_once(' ')?;
+            if scheme.eq_ignore_ascii_case("bearer") {
+                return Some(credentials.trim().to_string());
+            }
+            if !scheme.eq_ignore_ascii_case("basic") {
+                return None;
+            }
+            use base64::Engine;
+            let decoded = base64::engine::general_purpose::STANDARD.decode(credentials.trim()).ok()?;
+            let text = String::from_utf8(decoded).ok()?;
+            let (_, password) = text.split_once(':')?;
+            Some(password.to_string())
+        });
         Asked {
             method: method.clone(),
             path: uri.path().to_string(),
             query: uri.query().unwrap_or("").to_string(),
             bearer,
+            xapi_version: headers
+                .get("x-experience-api-version")
+                .and_then(|value| value.to_str().ok())
+                .map(str::to_string),
             request_id: request_id.to_string(),
         }
     }
@@ -97,7 +112,11 @@ pub struct Served {
 
 /// Whether a path belongs to the read API.
 pub fn owns(path: &str) -> bool {
-    path == "/api/v1/openapi.json" || path == "/api/v1/schools" || path.starts_with("/api/v1/schools/")
+    path == "/api/v1/openapi.json"
+        || path == "/api/v1/schools"
+        || path.starts_with("/api/v1/schools/")
+        || path == "/xapi"
+        || path.starts_with("/xapi/")
 }
 
 /// Answers one read API request.
@@ -110,6 +129,11 @@ pub async fn route(store: &Store, asked: Asked) -> Answer {
             },
             _ => QueryError::MethodNotAllowed.answer(&asked.request_id, &asked.path),
         };
+    }
+    if asked.path == "/xapi" || asked.path.starts_with("/xapi/") {
+        let mut answer = xapi_route(store, asked).await;
+        answer.headers.push(("x-experience-api-version", xapi::VERSION.to_string()));
+        return answer;
     }
     let route = match las::Route::parse(&asked.path) {
         Ok(route) => route,
@@ -124,6 +148,37 @@ pub async fn route(store: &Store, asked: Asked) -> Answer {
     })
     .await;
     finish(store, &asked, Scope::Las, Some(school), outcome).await
+}
+
+/// The xAPI resources: About (open to all, as the spec asks) and Statements (scope `xapi`).
+async fn xapi_route(store: &Store, asked: Asked) -> Answer {
+    let more = asked.path.strip_prefix(xapi::MORE_PATH).map(str::to_string);
+    let known = asked.path == "/xapi/about" || asked.path == "/xapi/statements" || more.is_some();
+    if !known {
+        return QueryError::NotFound(format!("no resource at {}", asked.path)).answer(&asked.request_id, &asked.path);
+    }
+    if asked.method != Method::GET {
+        return QueryError::MethodNotAllowed.answer(&asked.request_id, &asked.path);
+    }
+    if asked.path == "/xapi/about" {
+        return Answer {
+            reply: Reply {
+                status: StatusCode::OK,
+                content_type: "application/json",
+                body: xapi::about().to_string(),
+                receipt_id: None,
+            },
+            headers: Vec::new(),
+        };
+    }
+    if let Err(error) = xapi::check_version(asked.xapi_version.as_deref()) {
+        return error.answer(&asked.request_id, &asked.path);
+    }
+    let outcome = authorised(store, &asked, Scope::Xapi, |connection, reader, today| {
+        xapi::answer(connection, reader, today, &asked, more.as_deref())
+    })
+    .await;
+    finish(store, &asked, Scope::Xapi, None, outcome).await
 }
 
 /// Today in the Netherlands: the day mandates are checked against.

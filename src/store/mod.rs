@@ -10,6 +10,7 @@ pub mod intake;
 pub mod migrations;
 pub mod outbox;
 pub mod readers;
+pub mod statements;
 
 use rusqlite::{Connection, OpenFlags};
 use std::path::{Path, PathBuf};

@@ -3,6 +3,7 @@
 mod feed;
 mod openapi;
 mod scope;
+mod xapi;
 
 use serde_json::Value;
 use std::io::{BufRead, BufReader};

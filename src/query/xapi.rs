@@ -1,0 +1,475 @@
+//! The xAPI 1.0.3 read side: `GET /xapi/statements` over the statements the bridge published, and `GET /xapi/about`.
+//!
+//! The answer holds the statements as the bridge stored them (same ids), with
+//! `stored` and `version` added as an LRS does. Only statements of schools the
+//! reader may read today are ever looked at; a `more` link holds the query and
+//! a position, never a school, so the scope is applied anew on every page.
+
+use super::problem::QueryError;
+use super::{Asked, Served, Touched};
+use crate::store::statements::{self, StatementFilter, StatementOrder, StatementRow};
+use crate::store::readers::{self, Reader};
+use base64::Engine;
+use rusqlite::Connection;
+use serde_json::{json, Value};
+use std::collections::{BTreeMap, HashMap};
+
+/// The xAPI version this endpoint speaks, sent on every answer.
+pub const VERSION: &str = "1.0.3";
+/// Statements per page when `limit` is 0 or absent, and the most one page holds.
+pub const MAX_LIMIT: u32 = 500;
+/// The path under which `more` links continue a query.
+pub const MORE_PATH: &str = "/xapi/statements/more/";
+
+/// The parameters the Statement Resource knows (xAPI 1.0.3 Communication 2.1.3); any other is refused.
+const PARAMETERS: &[&str] = &[
+    "statementId",
+    "voidedStatementId",
+    "agent",
+    "verb",
+    "activity",
+    "registration",
+    "related_activities",
+    "related_agents",
+    "since",
+    "until",
+    "limit",
+    "format",
+    "attachments",
+    "ascending",
+];
+
+/// How agents, activities and verbs are rendered.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Format {
+    /// As stored.
+    Exact,
+    /// Only identifiers: agents by their IFI, activities and verbs by id.
+    Ids,
+    /// Language maps as stored (the gateway writes one language per map).
+    Canonical,
+}
+
+/// One statement or a StatementResult.
+#[derive(Clone, Debug, PartialEq)]
+pub enum StatementQuery {
+    /// `statementId` (voided = false) or `voidedStatementId` (voided = true).
+    Single { id: String, voided: bool, format: Format, attachments: bool },
+    Many { filter: StatementFilter, limit: u32, format: Format, attachments: bool },
+}
+
+/// Where a `more` link continues: the original query string, the last seq answered, the snapshot bound.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct More {
+    #[serde(rename = "q")]
+    pub query: String,
+    #[serde(rename = "a")]
+    pub after: i64,
+    #[serde(rename = "t")]
+    pub through: i64,
+}
+
+impl More {
+    pub fn encode(&self) -> String {
+        let json = serde_json::to_vec(self).expect("a More serialises");
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(json)
+    }
+
+    pub fn decode(token: &str) -> Option<More> {
+        let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(token).ok()?;
+        serde_json::from_slice(&bytes).ok()
+    }
+}
+
+/// Checks `X-Experience-API-Version`: `1.0` or `1.0.x` is accepted, anything else is 400.
+pub fn check_version(value: Option<&str>) -> Result<(), QueryError> {
+    let refuse = |reason: &str| QueryError::BadHeader { name: "X-Experience-API-Version", reason: reason.to_string() };
+    let value = value.ok_or_else(|| refuse("missing; send 1.0.3"))?.trim();
+    let patch = match value.strip_prefix("1.0") {
+        Some("") => return Ok(()),
+        Some(rest) => rest.strip_prefix('.'),
+        None => None,
+    };
+    match patch {
+        Some(patch) if !patch.is_empty() && patch.bytes().all(|byte| byte.is_ascii_digit()) => Ok(()),
+        _ => Err(refuse(&format!("{value} is not supported; send 1.0.3"))),
+    }
+}
+
+fn boolean(params: &BTreeMap<String, String>, name: &str) -> Result<bool, QueryError> {
+    match params.get(name).map(String::as_str) {
+        None | Some("false") => Ok(false),
+        Some("true") => Ok(true),
+        Some(_) => Err(QueryError::bad_parameter(name, "must be true or false")),
+    }
+}
+
+fn uuid(params: &BTreeMap<String, String>, name: &str) -> Result<Option<String>, QueryError> {
+    params
+        .get(name)
+        .map(|text| {
+            uuid::Uuid::parse_str(text)
+                .ok()
+                .filter(|_| text.len() == 36)
+                .map(|parsed| parsed.hyphenated().to_string())
+                .ok_or_else(|| QueryError::bad_parameter(name, "must be a UUID"))
+        })
+        .transpose()
+}
+
+fn iri(params: &BTreeMap<String, String>, name: &str) -> Result<Option<String>, QueryError> {
+    params
+        .get(name)
+        .map(|text| match text.split_once(':') {
+            Some((scheme, rest))
+                if !scheme.is_empty()
+                    && !rest.is_empty()
+                    && scheme.bytes().all(|byte| byte.is_ascii_alphanumeric() || b"+-.".contains(&byte))
+                    && !text.chars().any(char::is_whitespace) =>
+            {
+                Ok(text.clone())
+            }
+            _ => Err(QueryError::bad_parameter(name, "must be an IRI")),
+        })
+        .transpose()
+}
+
+/// A timestamp parameter as the store writes `stored_at`: RFC 3339 UTC, milliseconds (truncated).
+fn timestamp(params: &BTreeMap<String, String>, name: &str) -> Result<Option<String>, QueryError> {
+    params
+        .get(name)
+        .map(|text| {
+            chrono::DateTime::parse_from_rfc3339(text)
+                .map(|instant| {
+                    let utc = instant.with_timezone(&chrono::Utc);
+                    let truncated = utc.timestamp_millis();
+                    chrono::DateTime::from_timestamp_millis(truncated)
+                        .unwrap_or(utc)
+                        .to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+                })
+                .map_err(|_| QueryError::bad_parameter(name, "must be an RFC 3339 timestamp with a time zone"))
+        })
+        .transpose()
+}
+
+/// The canonical JSON of an agent's inverse functional identifier, as the bridge stores it.
+pub fn agent_ifi(text: &str) -> Result<String, QueryError> {
+    let refuse = |reason: &str| QueryError::bad_parameter("agent", reason.to_string());
+    let agent: Value = serde_json::from_str(text).map_err(|_| refuse("must be a JSON Agent or identified Group"))?;
+    let object = agent.as_object().ok_or_else(|| refuse("must be a JSON object"))?;
+    let mut ifis = Vec::new();
+    for name in ["mbox", "mbox_sha1sum", "openid"] {
+        if let Some(value) = object.get(name) {
+            let value = value.as_str().ok_or_else(|| refuse(&format!("{name} must be a string")))?;
+            if name == "mbox" && !value.starts_with("mailto:") {
+                return Err(refuse("mbox must be a mailto: IRI"));
+            }
+            ifis.push(json!({ name: value }));
+        }
+    }
+    if let Some(account) = object.get("account") {
+        let home_page = account.get("homePage").and_then(Value::as_str);
+        let name = account.get("name").and_then(Value::as_str);
+        let (Some(home_page), Some(name)) = (home_page, name) else {
+            return Err(refuse("account needs homePage and name"));
+        };
+        ifis.push(json!({"account": {"homePage": home_page, "name": name}}));
+    }
+    match ifis.len() {
+        1 => Ok(ifis.remove(0).to_string()),
+        0 => Err(refuse("needs an inverse functional identifier (mbox, mbox_sha1sum, openid or account)")),
+        _ => Err(refuse("must have exactly one inverse functional identifier")),
+    }
+}
+
+/// Parses a Statement Resource query string (xAPI 1.0.3 Communication 2.1.3, 3.2).
+pub fn parse_query(query: &str) -> Result<StatementQuery, QueryError> {
+    let params = super::parse_params(query, PARAMETERS)?;
+    let format = match params.get("format").map(String::as_str) {
+        None | Some("exact") => Format::Exact,
+        Some("ids") => Format::Ids,
+        Some("canonical") => Format::Canonical,
+        Some(_) => return Err(QueryError::bad_parameter("format", "must be ids, exact or canonical")),
+    };
+    let attachments = boolean(&params, "attachments")?;
+    let statement_id = uuid(&params, "statementId")?;
+    let voided_statement_id = uuid(&params, "voidedStatementId")?;
+    let single = match (statement_id, voided_statement_id) {
+        (Some(_), Some(_)) => {
+            return Err(QueryError::bad_parameter("voidedStatementId", "cannot be combined with statementId"))
+        }
+        (Some(id), None) => Some((id, false)),
+        (None, Some(id)) => Some((id, true)),
+        (None, None) => None,
+    };
+    if let Some((id, voided)) = single {
+        if let Some(other) = params.keys().find(|name| {
+            !matches!(name.as_str(), "statementId" | "voidedStatementId" | "format" | "attachments")
+        }) {
+            return Err(QueryError::bad_parameter(other, "cannot be combined with statementId or voidedStatementId"));
+        }
+        return Ok(StatementQuery::Single { id, voided, format, attachments });
+    }
+    let limit = match params.get("limit") {
+        None => 0,
+        Some(text) => text
+            .parse::<u32>()
+            .ok()
+            .filter(|_| text.bytes().all(|byte| byte.is_ascii_digit()))
+            .ok_or_else(|| QueryError::bad_parameter("limit", "must be a whole number, 0 for the server's maximum"))?,
+    };
+    let limit = if limit == 0 { MAX_LIMIT } else { limit.min(MAX_LIMIT) };
+    let filter = StatementFilter {
+        agent: params.get("agent").map(|text| agent_ifi(text)).transpose()?,
+        verb: iri(&params, "verb")?,
+        activity: iri(&params, "activity")?,
+        registration: uuid(&params, "registration")?,
+        related_activities: boolean(&params, "related_activities")?,
+        // The gateway's statements name no instructor, team or authority to match beyond the actor.
+        related_agents: boolean(&params, "related_agents")?,
+        since: timestamp(&params, "since")?,
+        until: timestamp(&params, "until")?,
+        order: if boolean(&params, "ascending")? { StatementOrder::Ascending } else { StatementOrder::Descending },
+    };
+    Ok(StatementQuery::Many { filter, limit, format, attachments })
+}
+
+/// A stored statement as answered: `stored` and `version` added, rendered in `format`.
+pub fn render(row: &StatementRow, format: Format) -> Result<Value, QueryError> {
+    let mut statement: Value = serde_json::from_str(&row.statement)
+        .map_err(|error| crate::store::StoreError::Invalid(format!("statement {} is unreadable: {error}", row.id)))?;
+    if let Some(object) = statement.as_object_mut() {
+        object.insert("stored".into(), Value::String(row.stored_at.clone()));
+        object.insert("version".into(), Value::String("1.0.0".into()));
+    }
+    if format == Format::Ids {
+        ids_only(&mut statement);
+    }
+    Ok(statement)
+}
+
+/// `format=ids`: agents keep objectType and their IFI, activities and verbs only their id.
+fn ids_only(statement: &mut Value) {
+    fn agent(value: &mut Value) {
+        if let Some(object) = value.as_object_mut() {
+            let keep = ["objectType", "mbox", "mbox_sha1sum", "openid", "account", "member"];
+            object.retain(|key, _| keep.contains(&key.as_str()));
+            if let Some(Value::Array(members)) = object.get_mut("member") {
+                members.iter_mut().for_each(agent);
+            }
+        }
+    }
+    fn activity(value: &mut Value) {
+        if let Some(object) = value.as_object_mut() {
+            object.retain(|key, _| key == "id" || key == "objectType");
+        }
+    }
+    let Some(object) = statement.as_object_mut() else { return };
+    if let Some(actor) = object.get_mut("actor") {
+        agent(actor);
+    }
+    if let Some(Value::Object(verb)) = object.get_mut("verb") {
+        verb.retain(|key, _| key == "id");
+    }
+    if let Some(target) = object.get_mut("object") {
+        match target.get("objectType").and_then(Value::as_str) {
+            None | Some("Activity") => activity(target),
+            Some("Agent") | Some("Group") => agent(target),
+            _ => {}
+        }
+    }
+    if let Some(Value::Object(context)) = object.get_mut("context") {
+        if let Some(Value::Object(activities)) = context.get_mut("contextActivities") {
+            for list in activities.values_mut() {
+                if let Value::Array(list) = list {
+                    list.iter_mut().for_each(activity);
+                }
+            }
+        }
+        for name in ["instructor", "team"] {
+            if let Some(value) = context.get_mut(name) {
+                agent(value);
+            }
+        }
+    }
+    if let Some(authority) = object.get_mut("authority") {
+        agent(authority);
+    }
+}
+
+/// `GET /xapi/about`: the versions this endpoint speaks.
+pub fn about() -> Value {
+    json!({"version": [VERSION], "extensions": {}})
+}
+
+/// Answers `GET /xapi/statements` (or a `more` link) for an authenticated reader.
+pub fn answer(
+    connection: &Connection,
+    reader: &Reader,
+    today: chrono::NaiveDate,
+    asked: &Asked,
+    more: Option<&str>,
+) -> Result<Served, QueryError> {
+    let (query_text, position) = match more {
+        None => (asked.query.clone(), None),
+        Some(token) => {
+            if !asked.query.is_empty() {
+                return Err(QueryError::bad_parameter("more", "a more link takes no parameters"));
+            }
+            let more = More::decode(token).ok_or_else(|| QueryError::NotFound("this more link is not valid".into()))?;
+            (more.query.clone(), Some(more))
+        }
+    };
+    let query = parse_query(&query_text)?;
+    let schools: HashMap<i64, String> = readers::readable_schools(connection, reader.id, today)?
+        .into_iter()
+        .map(|readable| (readable.id, readable.school.to_string()))
+        .collect();
+    let school_ids: Vec<i64> = schools.keys().copied().collect();
+    let snapshot = connection.unchecked_transaction().map_err(crate::store::StoreError::from)?;
+    let consistent_through = statements::consistent_through(&snapshot, &school_ids)?;
+    let (rows, body_value, attachments) = match query {
+        StatementQuery::Single { id, voided, format, attachments } => {
+            // Another school's statement and no statement look the same: 404 (MAPPING.md C15).
+            let row = statements::read_statement(&snapshot, &school_ids, &id, voided)?
+                .ok_or_else(|| QueryError::NotFound(format!("no {}statement {id}", if voided { "voided " } else { "" })))?;
+            let value = render(&row, format)?;
+            (vec![row], value, attachments)
+        }
+        StatementQuery::Many { filter, limit, format, attachments } => {
+            let through = match &position {
+                Some(more) => more.through,
+                None => statements::newest_seq(&snapshot)?,
+            };
+            let after = position.as_ref().map(|more| more.after);
+            let mut rows = statements::read_statements(&snapshot, &school_ids, &filter, after, through, limit + 1)?;
+            let has_more = rows.len() > limit as usize;
+            rows.truncate(limit as usize);
+            let more_link = match rows.last() {
+                Some(last) if has_more => {
+                    let token = More { query: query_text.clone(), after: last.seq, through }.encode();
+                    format!("{MORE_PATH}{token}")
+                }
+                _ => String::new(),
+            };
+            let statements = rows.iter().map(|row| render(row, format)).collect::<Result<Vec<_>, _>>()?;
+            (rows, json!({"statements": statements, "more": more_link}), attachments)
+        }
+    };
+    drop(snapshot);
+    let mut by_school: BTreeMap<i64, (Vec<&str>, u64)> = BTreeMap::new();
+    for row in &rows {
+        let entry = by_school.entry(row.school_id).or_default();
+        entry.1 += 1;
+        if let Some(leerlingid) = row.leerlingid.as_deref() {
+            entry.0.push(leerlingid);
+        }
+    }
+    let touched = by_school
+        .into_iter()
+        .map(|(school_id, (leerlingen, records))| {
+            let school = schools.get(&school_id).map(String::as_str).unwrap_or("?");
+            Touched::school(school, leerlingen.into_iter(), records)
+        })
+        .collect();
+    let json_text = body_value.to_string();
+    let (body, content_type) = if attachments {
+        (multipart(&json_text), MULTIPART)
+    } else {
+        (json_text, "application/json")
+    };
+    Ok(Served {
+        body,
+        content_type,
+        headers: vec![("x-experience-api-consistent-through", consistent_through)],
+        touched,
+    })
+}
+
+/// `attachments=true` asks for multipart/mixed; the gateway's statements have no attachments, so the one part is the JSON.
+const MULTIPART: &str = "multipart/mixed; boundary=uwlr-gateway-xapi-statements";
+
+fn multipart(json: &str) -> String {
+    format!(
+        "--uwlr-gateway-xapi-statements\r\nContent-Type: application/json\r\n\r\n{json}\r\n--uwlr-gateway-xapi-statements--\r\n"
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn version_header() {
+        for good in ["1.0", "1.0.0", "1.0.3", " 1.0.3 ", "1.0.10"] {
+            assert!(check_version(Some(good)).is_ok(), "{good}");
+        }
+        for bad in [None, Some(""), Some("0.95"), Some("1.1.0"), Some("2.0.0"), Some("1.0."), Some("1.0.x"), Some("1.00")] {
+            assert!(check_version(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    fn bad(query: &str) -> String {
+        match parse_query(query) {
+            Err(QueryError::BadParameter { name, .. }) => name,
+            other => panic!("{query}: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn query_rules() {
+        let id = "0b3d6f3e-8a62-5b0c-9d3e-1f2a3b4c5d6e";
+        assert_eq!(bad(&format!("statementId={id}&voidedStatementId={id}")), "voidedStatementId");
+        assert_eq!(bad(&format!("statementId={id}&verb=http://x/y")), "verb");
+        assert_eq!(bad("statementid=1"), "statementid");
+        assert_eq!(bad("Limit=1"), "Limit");
+        assert_eq!(bad("limit=-1"), "limit");
+        assert_eq!(bad("ascending=yes"), "ascending");
+        assert_eq!(bad("format=full"), "format");
+        assert_eq!(bad("since=2026-10-01"), "since");
+        assert_eq!(bad("registration=abc"), "registration");
+        assert_eq!(bad("verb=not an iri"), "verb");
+        assert_eq!(bad("agent={\"name\":\"x\"}"), "agent");
+        assert_eq!(
+            bad("agent={\"mbox\":\"mailto:a@b.nl\",\"account\":{\"homePage\":\"https://x\",\"name\":\"1\"}}"),
+            "agent"
+        );
+        assert!(matches!(
+            parse_query(&format!("statementId={id}&format=ids&attachments=false")),
+            Ok(StatementQuery::Single { voided: false, format: Format::Ids, .. })
+        ));
+        let Ok(StatementQuery::Many { filter, limit, .. }) =
+            parse_query("limit=0&ascending=true&since=2026-10-01T10:00:00.123456%2B02:00&agent=%7B%22objectType%22%3A%22Agent%22%2C%22account%22%3A%7B%22name%22%3A%22L1%22%2C%22homePage%22%3A%22https%3A%2F%2Fx%22%7D%7D")
+        else {
+            panic!("a valid query");
+        };
+        assert_eq!(limit, MAX_LIMIT);
+        assert_eq!(filter.order, StatementOrder::Ascending);
+        assert_eq!(filter.since.as_deref(), Some("2026-10-01T08:00:00.123Z"));
+        assert_eq!(filter.agent.as_deref(), Some(r#"{"account":{"homePage":"https://x","name":"L1"}}"#));
+    }
+
+    #[test]
+    fn more_tokens_round_trip_and_refuse_garbage() {
+        let more = More { query: "agent=%7B%7D&limit=2".into(), after: 17, through: 40 };
+        assert_eq!(More::decode(&more.encode()), Some(more));
+        assert_eq!(More::decode("not base64!"), None);
+        assert_eq!(More::decode("e30"), None);
+    }
+
+    #[test]
+    fn ids_format_keeps_identifiers_only() {
+        let mut statement = json!({
+            "id": "x",
+            "actor": {"objectType": "Agent", "name": "Naam", "account": {"homePage": "https://h", "name": "1"}},
+            "verb": {"id": "http://adlnet.gov/expapi/verbs/scored", "display": {"nl": "scoorde"}},
+            "object": {"objectType": "Activity", "id": "https://a", "definition": {"name": {"nl": "Toets"}}},
+            "context": {"contextActivities": {"grouping": [{"objectType": "Activity", "id": "https://s", "definition": {}}]}},
+        });
+        ids_only(&mut statement);
+        assert_eq!(statement["actor"], json!({"objectType": "Agent", "account": {"homePage": "https://h", "name": "1"}}));
+        assert_eq!(statement["verb"], json!({"id": "http://adlnet.gov/expapi/verbs/scored"}));
+        assert_eq!(statement["object"], json!({"objectType": "Activity", "id": "https://a"}));
+        assert_eq!(statement["context"]["contextActivities"]["grouping"][0], json!({"objectType": "Activity", "id": "https://s"}));
+    }
+}

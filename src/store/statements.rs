@@ -1,0 +1,174 @@
+//! Reads behind the xAPI Statement Resource: published statements of given schools, filtered as xAPI 1.0.3 asks.
+//!
+//! Statement JSON stays opaque text here except for the few paths a filter needs
+//! (the StatementRef target and context activities), read with SQLite's JSON functions.
+
+use super::StoreError;
+use rusqlite::types::Value;
+use rusqlite::{params_from_iter, Connection, OptionalExtension};
+
+/// The reserved verb of voiding statements.
+const VERB_VOIDED: &str = "http://adlnet.gov/expapi/verbs/voided";
+
+/// Newest first (the xAPI default) or oldest first.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum StatementOrder {
+    Descending,
+    Ascending,
+}
+
+/// The filters of a statement query; `None` leaves a property free.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StatementFilter {
+    /// Canonical JSON of the agent's inverse functional identifier.
+    pub agent: Option<String>,
+    pub verb: Option<String>,
+    pub activity: Option<String>,
+    pub registration: Option<String>,
+    /// Also match the activity among context activities.
+    pub related_activities: bool,
+    /// Also match instructor, team and authority; the gateway's statements have none, so only the actor matches.
+    pub related_agents: bool,
+    /// Stored strictly after, as stored (RFC 3339 UTC, milliseconds).
+    pub since: Option<String>,
+    /// Stored at or before.
+    pub until: Option<String>,
+    pub order: StatementOrder,
+}
+
+/// A published statement as stored.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StatementRow {
+    pub id: String,
+    pub seq: i64,
+    pub school_id: i64,
+    pub leerlingid: Option<String>,
+    pub stored_at: String,
+    pub statement: String,
+}
+
+const COLUMNS: &str = "s.id, s.seq, s.school_id, s.leerlingid, s.stored_at, s.statement";
+
+fn row(row: &rusqlite::Row) -> rusqlite::Result<StatementRow> {
+    Ok(StatementRow {
+        id: row.get(0)?,
+        seq: row.get(1)?,
+        school_id: row.get(2)?,
+        leerlingid: row.get(3)?,
+        stored_at: row.get(4)?,
+        statement: row.get(5)?,
+    })
+}
+
+fn school_list(school_ids: &[i64]) -> String {
+    serde_json::to_string(school_ids).unwrap_or_else(|_| "[]".into())
+}
+
+/// The instant before which every statement of these schools is visible: the
+/// newest `stored_at` in this snapshot. `stored_at` is stamped on the single
+/// writer thread inside the committing transaction, so any statement committed
+/// later carries a later (or equal) stamp. The epoch when there is none yet.
+pub fn consistent_through(connection: &Connection, school_ids: &[i64]) -> Result<String, StoreError> {
+    let newest: Option<String> = connection
+        .prepare_cached(
+            "SELECT MAX(stored_at) FROM xapi_statements WHERE school_id IN (SELECT value FROM json_each(?1))",
+        )?
+        .query_row([school_list(school_ids)], |row| row.get(0))?;
+    Ok(newest.unwrap_or_else(|| "1970-01-01T00:00:00.000Z".into()))
+}
+
+/// The newest `seq` in this snapshot: the bound that keeps the pages of one query consistent.
+pub fn newest_seq(connection: &Connection) -> Result<i64, StoreError> {
+    Ok(connection.prepare_cached("SELECT COALESCE(MAX(seq), 0) FROM xapi_statements")?.query_row([], |row| row.get(0))?)
+}
+
+/// One statement by id among these schools: a statement that is not voided, or with `voided` one that is.
+pub fn read_statement(
+    connection: &Connection,
+    school_ids: &[i64],
+    id: &str,
+    voided: bool,
+) -> Result<Option<StatementRow>, StoreError> {
+    Ok(connection
+        .prepare_cached(&format!(
+            "SELECT {COLUMNS} FROM xapi_statements s
+             WHERE s.id = ?1 AND s.school_id IN (SELECT value FROM json_each(?2)) AND (s.voided_by IS NOT NULL) = ?3"
+        ))?
+        .query_row(rusqlite::params![id, school_list(school_ids), voided], row)
+        .optional()?)
+}
+
+/// Statements of these schools matching `filter`, never voided ones, in `filter.order`,
+/// with `seq <= through` and beyond `after` in that order; at most `limit`.
+/// A statement that targets another (a voiding statement) matches when its target does (Communication 2.1.3).
+pub fn read_statements(
+    connection: &Connection,
+    school_ids: &[i64],
+    filter: &StatementFilter,
+    after: Option<i64>,
+    through: i64,
+    limit: u32,
+) -> Result<Vec<StatementRow>, StoreError> {
+    let mut values: Vec<Value> = vec![Value::Text(school_list(school_ids)), Value::Integer(through)];
+    let mut bind = |value: &str| {
+        values.push(Value::Text(value.to_string()));
+        format!("?{}", values.len())
+    };
+    // The non-time filters, bound once and written out for any table alias.
+    let agent = filter.agent.as_deref().map(&mut bind);
+    let verb = filter.verb.as_deref().map(&mut bind);
+    let activity = filter.activity.as_deref().map(&mut bind);
+    let registration = filter.registration.as_deref().map(&mut bind);
+    let matches = |alias: &str| -> Vec<String> {
+        let mut conditions = Vec::new();
+        if let Some(parameter) = &agent {
+            conditions.push(format!("{alias}.agent = {parameter}"));
+        }
+        if let Some(parameter) = &verb {
+            conditions.push(format!("{alias}.verb_id = {parameter}"));
+        }
+        match (&activity, filter.related_activities) {
+            (Some(parameter), true) => conditions.push(format!(
+                "({alias}.activity_id = {parameter} OR EXISTS (SELECT 1 FROM json_each({alias}.statement, '$.context.contextActivities') AS kind,
+                   json_each(kind.value) AS item WHERE json_extract(item.value, '$.id') = {parameter}))"
+            )),
+            (Some(parameter), false) => conditions.push(format!("{alias}.activity_id = {parameter}")),
+            (None, _) => {}
+        }
+        if let Some(parameter) = &registration {
+            conditions.push(format!("{alias}.registration = {parameter}"));
+        }
+        conditions
+    };
+    let mut sql = format!(
+        "SELECT {COLUMNS} FROM xapi_statements s
+         WHERE s.school_id IN (SELECT value FROM json_each(?1)) AND s.voided_by IS NULL AND s.seq <= ?2"
+    );
+    if !matches("s").is_empty() {
+        let voided = bind(VERB_VOIDED);
+        sql.push_str(&format!(
+            " AND (({own}) OR (s.verb_id = {voided} AND EXISTS (SELECT 1 FROM xapi_statements t
+                 WHERE t.id = json_extract(s.statement, '$.object.id') AND t.school_id = s.school_id AND {target})))",
+            own = matches("s").join(" AND "),
+            target = matches("t").join(" AND "),
+        ));
+    }
+    if let Some(since) = &filter.since {
+        sql.push_str(&format!(" AND s.stored_at > {}", bind(since)));
+    }
+    if let Some(until) = &filter.until {
+        sql.push_str(&format!(" AND s.stored_at <= {}", bind(until)));
+    }
+    let ascending = filter.order == StatementOrder::Ascending;
+    if let Some(after) = after {
+        values.push(Value::Integer(after));
+        sql.push_str(&format!(" AND s.seq {} ?{}", if ascending { ">" } else { "<" }, values.len()));
+    }
+    values.push(Value::Integer(i64::from(limit)));
+    sql.push_str(&format!(" ORDER BY s.seq {} LIMIT ?{}", if ascending { "ASC" } else { "DESC" }, values.len()));
+    let rows = connection
+        .prepare_cached(&sql)?
+        .query_map(params_from_iter(values), row)?
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(rows)
+}
