@@ -3,10 +3,11 @@
 //! `xapi` holds the JSON types and the UWLR → xAPI mapping, `publish` writes statements
 //! (with voiding of corrected ones) inside the transaction that changed the afnames,
 //! `subscriptions` holds the LRS endpoints, their filters and learner identity, and
-//! `outbox` is the delivery worker.
+//! `outbox` is the delivery worker; `read` renders stored statements for the query side.
 
 pub mod outbox;
 pub mod publish;
+pub mod read;
 pub mod subscriptions;
 pub mod xapi;
 

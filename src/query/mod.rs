@@ -1,11 +1,12 @@
-//! The read API: the LAS feed and its OpenAPI document, for reader clients scoped per school and audited.
+//! The read API for reader clients, scoped per school and audited: the LAS feed with its OpenAPI document, and the xAPI statements.
 //!
 //! Every request is answered in four steps: the route is matched, the bearer
 //! token is checked (401), the reader's API scope and school grant are checked
 //! (403, no data), the data is read in one snapshot; then the read is written to
 //! the read audit, and only after that commit does the answer leave. A cursor or
 //! a `next` link carries no authority: the school comes from the path and is
-//! checked against the token on every request.
+//! checked against the token on every request; an xAPI `more` link holds a
+//! query and a position, and the reader's schools are applied to it anew.
 
 pub mod las;
 pub mod problem;
@@ -165,7 +166,7 @@ async fn xapi_route(store: &Store, asked: Asked) -> Answer {
             reply: Reply {
                 status: StatusCode::OK,
                 content_type: "application/json",
-                body: xapi::about().to_string(),
+                body: crate::bridge::read::about().to_string(),
                 receipt_id: None,
             },
             headers: Vec::new(),

@@ -11,11 +11,12 @@ use crate::store::statements::{self, StatementFilter, StatementOrder, StatementR
 use crate::store::readers::{self, Reader};
 use base64::Engine;
 use rusqlite::Connection;
-use serde_json::{json, Value};
+use crate::bridge::read::{self as xapi_json, Format};
+use serde_json::json;
 use std::collections::{BTreeMap, HashMap};
 
 /// The xAPI version this endpoint speaks, sent on every answer.
-pub const VERSION: &str = "1.0.3";
+pub const VERSION: &str = xapi_json::XAPI_VERSION;
 /// Statements per page when `limit` is 0 or absent, and the most one page holds.
 pub const MAX_LIMIT: u32 = 500;
 /// The path under which `more` links continue a query.
@@ -38,17 +39,6 @@ const PARAMETERS: &[&str] = &[
     "attachments",
     "ascending",
 ];
-
-/// How agents, activities and verbs are rendered.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Format {
-    /// As stored.
-    Exact,
-    /// Only identifiers: agents by their IFI, activities and verbs by id.
-    Ids,
-    /// Language maps as stored (the gateway writes one language per map).
-    Canonical,
-}
 
 /// One statement or a StatementResult.
 #[derive(Clone, Debug, PartialEq)]
@@ -152,36 +142,6 @@ fn timestamp(params: &BTreeMap<String, String>, name: &str) -> Result<Option<Str
         .transpose()
 }
 
-/// The canonical JSON of an agent's inverse functional identifier, as the bridge stores it.
-pub fn agent_ifi(text: &str) -> Result<String, QueryError> {
-    let refuse = |reason: &str| QueryError::bad_parameter("agent", reason.to_string());
-    let agent: Value = serde_json::from_str(text).map_err(|_| refuse("must be a JSON Agent or identified Group"))?;
-    let object = agent.as_object().ok_or_else(|| refuse("must be a JSON object"))?;
-    let mut ifis = Vec::new();
-    for name in ["mbox", "mbox_sha1sum", "openid"] {
-        if let Some(value) = object.get(name) {
-            let value = value.as_str().ok_or_else(|| refuse(&format!("{name} must be a string")))?;
-            if name == "mbox" && !value.starts_with("mailto:") {
-                return Err(refuse("mbox must be a mailto: IRI"));
-            }
-            ifis.push(json!({ name: value }));
-        }
-    }
-    if let Some(account) = object.get("account") {
-        let home_page = account.get("homePage").and_then(Value::as_str);
-        let name = account.get("name").and_then(Value::as_str);
-        let (Some(home_page), Some(name)) = (home_page, name) else {
-            return Err(refuse("account needs homePage and name"));
-        };
-        ifis.push(json!({"account": {"homePage": home_page, "name": name}}));
-    }
-    match ifis.len() {
-        1 => Ok(ifis.remove(0).to_string()),
-        0 => Err(refuse("needs an inverse functional identifier (mbox, mbox_sha1sum, openid or account)")),
-        _ => Err(refuse("must have exactly one inverse functional identifier")),
-    }
-}
-
 /// Parses a Statement Resource query string (xAPI 1.0.3 Communication 2.1.3, 3.2).
 pub fn parse_query(query: &str) -> Result<StatementQuery, QueryError> {
     let params = super::parse_params(query, PARAMETERS)?;
@@ -220,7 +180,10 @@ pub fn parse_query(query: &str) -> Result<StatementQuery, QueryError> {
     };
     let limit = if limit == 0 { MAX_LIMIT } else { limit.min(MAX_LIMIT) };
     let filter = StatementFilter {
-        agent: params.get("agent").map(|text| agent_ifi(text)).transpose()?,
+        agent: params
+            .get("agent")
+            .map(|text| xapi_json::agent_ifi(text).map_err(|reason| QueryError::bad_parameter("agent", reason)))
+            .transpose()?,
         verb: iri(&params, "verb")?,
         activity: iri(&params, "activity")?,
         registration: uuid(&params, "registration")?,
@@ -234,72 +197,10 @@ pub fn parse_query(query: &str) -> Result<StatementQuery, QueryError> {
     Ok(StatementQuery::Many { filter, limit, format, attachments })
 }
 
-/// A stored statement as answered: `stored` and `version` added, rendered in `format`.
-pub fn render(row: &StatementRow, format: Format) -> Result<Value, QueryError> {
-    let mut statement: Value = serde_json::from_str(&row.statement)
-        .map_err(|error| crate::store::StoreError::Invalid(format!("statement {} is unreadable: {error}", row.id)))?;
-    if let Some(object) = statement.as_object_mut() {
-        object.insert("stored".into(), Value::String(row.stored_at.clone()));
-        object.insert("version".into(), Value::String("1.0.0".into()));
-    }
-    if format == Format::Ids {
-        ids_only(&mut statement);
-    }
-    Ok(statement)
-}
-
-/// `format=ids`: agents keep objectType and their IFI, activities and verbs only their id.
-fn ids_only(statement: &mut Value) {
-    fn agent(value: &mut Value) {
-        if let Some(object) = value.as_object_mut() {
-            let keep = ["objectType", "mbox", "mbox_sha1sum", "openid", "account", "member"];
-            object.retain(|key, _| keep.contains(&key.as_str()));
-            if let Some(Value::Array(members)) = object.get_mut("member") {
-                members.iter_mut().for_each(agent);
-            }
-        }
-    }
-    fn activity(value: &mut Value) {
-        if let Some(object) = value.as_object_mut() {
-            object.retain(|key, _| key == "id" || key == "objectType");
-        }
-    }
-    let Some(object) = statement.as_object_mut() else { return };
-    if let Some(actor) = object.get_mut("actor") {
-        agent(actor);
-    }
-    if let Some(Value::Object(verb)) = object.get_mut("verb") {
-        verb.retain(|key, _| key == "id");
-    }
-    if let Some(target) = object.get_mut("object") {
-        match target.get("objectType").and_then(Value::as_str) {
-            None | Some("Activity") => activity(target),
-            Some("Agent") | Some("Group") => agent(target),
-            _ => {}
-        }
-    }
-    if let Some(Value::Object(context)) = object.get_mut("context") {
-        if let Some(Value::Object(activities)) = context.get_mut("contextActivities") {
-            for list in activities.values_mut() {
-                if let Value::Array(list) = list {
-                    list.iter_mut().for_each(activity);
-                }
-            }
-        }
-        for name in ["instructor", "team"] {
-            if let Some(value) = context.get_mut(name) {
-                agent(value);
-            }
-        }
-    }
-    if let Some(authority) = object.get_mut("authority") {
-        agent(authority);
-    }
-}
-
-/// `GET /xapi/about`: the versions this endpoint speaks.
-pub fn about() -> Value {
-    json!({"version": [VERSION], "extensions": {}})
+/// A stored statement as answered, rendered by the bridge.
+fn render(row: &StatementRow, format: Format) -> Result<serde_json::Value, QueryError> {
+    xapi_json::render(&row.statement, &row.stored_at, format)
+        .map_err(|error| QueryError::Store(crate::store::StoreError::Invalid(format!("statement {}: {error}", row.id))))
 }
 
 /// Answers `GET /xapi/statements` (or a `more` link) for an authenticated reader.
@@ -455,21 +356,5 @@ mod tests {
         assert_eq!(More::decode(&more.encode()), Some(more));
         assert_eq!(More::decode("not base64!"), None);
         assert_eq!(More::decode("e30"), None);
-    }
-
-    #[test]
-    fn ids_format_keeps_identifiers_only() {
-        let mut statement = json!({
-            "id": "x",
-            "actor": {"objectType": "Agent", "name": "Naam", "account": {"homePage": "https://h", "name": "1"}},
-            "verb": {"id": "http://adlnet.gov/expapi/verbs/scored", "display": {"nl": "scoorde"}},
-            "object": {"objectType": "Activity", "id": "https://a", "definition": {"name": {"nl": "Toets"}}},
-            "context": {"contextActivities": {"grouping": [{"objectType": "Activity", "id": "https://s", "definition": {}}]}},
-        });
-        ids_only(&mut statement);
-        assert_eq!(statement["actor"], json!({"objectType": "Agent", "account": {"homePage": "https://h", "name": "1"}}));
-        assert_eq!(statement["verb"], json!({"id": "http://adlnet.gov/expapi/verbs/scored"}));
-        assert_eq!(statement["object"], json!({"objectType": "Activity", "id": "https://a"}));
-        assert_eq!(statement["context"]["contextActivities"]["grouping"][0], json!({"objectType": "Activity", "id": "https://s"}));
     }
 }
