@@ -309,16 +309,19 @@ pub fn authenticate_reader(connection: &Connection, token: &str) -> Result<Optio
     let Some(lookup) = token_lookup(token) else {
         return Ok(None);
     };
-    let row: Option<(i64, String, Vec<u8>, String, Option<String>)> = connection
+    let row = connection
         .prepare_cached("SELECT id, name, token_sha256, scopes, revoked_at FROM readers WHERE token_lookup = ?1")?
-        .query_row([lookup], |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?, row.get(4)?)))
+        .query_row([lookup], |row| {
+            let reader = Reader { id: row.get(0)?, name: row.get(1)?, scopes: parse_scopes(&row.get::<_, String>(3)?) };
+            Ok((reader, row.get::<_, Vec<u8>>(2)?, row.get::<_, Option<String>>(4)?))
+        })
         .optional()?;
-    let Some((id, name, stored, scopes, revoked_at)) = row else {
+    let Some((reader, stored, revoked_at)) = row else {
         let _ = presented.ct_eq(&[0u8; 32]);
         return Ok(None);
     };
     let matches: bool = presented.ct_eq(&stored).into();
-    Ok((matches && revoked_at.is_none()).then(|| Reader { id, name, scopes: parse_scopes(&scopes) }))
+    Ok((matches && revoked_at.is_none()).then_some(reader))
 }
 
 /// The school's id if `reader_id` may read it on `today`; `None` for an unknown
