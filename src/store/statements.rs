@@ -172,3 +172,105 @@ pub fn read_statements(
         .collect::<Result<Vec<_>, _>>()?;
     Ok(rows)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::migrations::migrate;
+    use rusqlite::params;
+
+    const SCORED: &str = "http://adlnet.gov/expapi/verbs/scored";
+
+    fn filter() -> StatementFilter {
+        StatementFilter {
+            agent: None,
+            verb: None,
+            activity: None,
+            registration: None,
+            related_activities: false,
+            related_agents: false,
+            since: None,
+            until: None,
+            order: StatementOrder::Descending,
+        }
+    }
+
+    /// Statements: 1 and 2 of learner A at school 1 (1 voided by 3), 4 of learner B at school 2.
+    fn database() -> Result<Connection, StoreError> {
+        let mut connection = Connection::open_in_memory()?;
+        migrate(&mut connection)?;
+        for code in ["99XX01", "99YY"] {
+            crate::store::admin::ensure_school(&connection, &crate::domain::SchoolCode::parse(code).unwrap())?;
+        }
+        let agent_a = r#"{"account":{"homePage":"https://h","name":"A"}}"#;
+        let agent_b = r#"{"account":{"homePage":"https://h","name":"B"}}"#;
+        let gateway = r#"{"account":{"homePage":"https://g","name":"uwlr-gateway"}}"#;
+        let rows = [
+            ("s1", 1, 1, SCORED, Some("https://t/1"), Some(agent_a), Some("A"), r#"{"context":{"contextActivities":{"grouping":[{"id":"https://school/1"}]}}}"#, "2026-10-01T08:00:00.000Z"),
+            ("s2", 2, 1, SCORED, Some("https://t/2"), Some(agent_a), Some("A"), r#"{"context":{"contextActivities":{"grouping":[{"id":"https://school/1"}]}}}"#, "2026-10-01T08:00:01.000Z"),
+            ("s3", 3, 1, VERB_VOIDED, None, Some(gateway), None, r#"{"object":{"objectType":"StatementRef","id":"s1"}}"#, "2026-10-01T08:00:02.000Z"),
+            ("s4", 4, 2, SCORED, Some("https://t/1"), Some(agent_b), Some("B"), r#"{}"#, "2026-10-01T08:00:03.000Z"),
+        ];
+        for (id, seq, school_id, verb, activity, agent, leerlingid, statement, stored_at) in rows {
+            connection.execute(
+                "INSERT INTO xapi_statements (id, seq, school_id, toetscode, stored_at, verb_id, activity_id, agent, leerlingid, statement)
+                 VALUES (?1, ?2, ?3, 'T', ?4, ?5, ?6, ?7, ?8, ?9)",
+                params![id, seq, school_id, stored_at, verb, activity, agent, leerlingid, statement],
+            )?;
+        }
+        connection.execute("UPDATE xapi_statements SET voided_by = 's3' WHERE id = 's1'", [])?;
+        Ok(connection)
+    }
+
+    fn ids(connection: &Connection, schools: &[i64], filter: &StatementFilter, after: Option<i64>, limit: u32) -> Vec<String> {
+        read_statements(connection, schools, filter, after, i64::MAX, limit)
+            .unwrap()
+            .into_iter()
+            .map(|row| row.id)
+            .collect()
+    }
+
+    #[test]
+    fn scope_voiding_and_the_statement_ref_rule() -> Result<(), StoreError> {
+        let connection = database()?;
+        assert_eq!(ids(&connection, &[1], &filter(), None, 10), ["s3", "s2"]);
+        assert_eq!(ids(&connection, &[2], &filter(), None, 10), ["s4"]);
+        assert_eq!(ids(&connection, &[], &filter(), None, 10), Vec::<String>::new());
+        // The voiding statement comes with a query its (voided) target matches.
+        let agent_a = StatementFilter { agent: Some(r#"{"account":{"homePage":"https://h","name":"A"}}"#.into()), ..filter() };
+        assert_eq!(ids(&connection, &[1, 2], &agent_a, None, 10), ["s3", "s2"]);
+        let activity = StatementFilter { activity: Some("https://t/1".into()), ..filter() };
+        assert_eq!(ids(&connection, &[1], &activity, None, 10), ["s3"]);
+        assert_eq!(ids(&connection, &[1, 2], &activity, None, 10), ["s4", "s3"]);
+        let school = StatementFilter { activity: Some("https://school/1".into()), ..filter() };
+        assert!(ids(&connection, &[1], &school, None, 10).is_empty());
+        let related = StatementFilter { related_activities: true, ..school };
+        assert_eq!(ids(&connection, &[1], &related, None, 10), ["s3", "s2"]);
+        // Single statements: voided ones only as voided, never across schools.
+        assert!(read_statement(&connection, &[1], "s1", false)?.is_none());
+        assert_eq!(read_statement(&connection, &[1], "s1", true)?.map(|row| row.id), Some("s1".into()));
+        assert!(read_statement(&connection, &[2], "s1", true)?.is_none());
+        assert!(read_statement(&connection, &[1], "s4", false)?.is_none());
+        Ok(())
+    }
+
+    #[test]
+    fn time_order_and_paging() -> Result<(), StoreError> {
+        let connection = database()?;
+        let since = StatementFilter { since: Some("2026-10-01T08:00:01.000Z".into()), ..filter() };
+        assert_eq!(ids(&connection, &[1, 2], &since, None, 10), ["s4", "s3"]);
+        let until = StatementFilter { until: Some("2026-10-01T08:00:01.000Z".into()), ..filter() };
+        assert_eq!(ids(&connection, &[1, 2], &until, None, 10), ["s2"]);
+        let ascending = StatementFilter { order: StatementOrder::Ascending, ..filter() };
+        assert_eq!(ids(&connection, &[1, 2], &ascending, None, 2), ["s2", "s3"]);
+        assert_eq!(ids(&connection, &[1, 2], &ascending, Some(3), 2), ["s4"]);
+        assert_eq!(ids(&connection, &[1, 2], &filter(), Some(4), 2), ["s3", "s2"]);
+        // The snapshot bound keeps later statements out of a query's pages.
+        let bounded: Vec<String> = read_statements(&connection, &[1, 2], &filter(), None, 3, 10)?.into_iter().map(|row| row.id).collect();
+        assert_eq!(bounded, ["s3", "s2"]);
+        assert_eq!(consistent_through(&connection, &[1])?, "2026-10-01T08:00:02.000Z");
+        assert_eq!(consistent_through(&connection, &[])?, "1970-01-01T00:00:00.000Z");
+        assert_eq!(newest_seq(&connection)?, 4);
+        Ok(())
+    }
+}
