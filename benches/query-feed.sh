@@ -7,6 +7,9 @@
 # links with LIMIT items per page, RUNS times. Every page is a real request:
 # token check, scope check, snapshot read, audit commit (durability full), JSON.
 #
+# Then reads every published xAPI statement once through /xapi/statements
+# (500 per page, following `more` links) for comparison.
+#
 # Usage: benches/query-feed.sh [AFNAMES=100000] [LIMIT=1000] [RUNS=3]
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -35,7 +38,7 @@ done
 BASE=$(sed -n 's/^uwlr-gateway listening on //p' "$WORK/stdout")
 [ -n "$BASE" ] || { echo "the gateway did not start:" >&2; cat "$WORK/stderr" >&2; exit 1; }
 "$BIN" replay "$WORK/gen/batch.xml" --url "$BASE/uwlr/leerresultaten" >/dev/null
-TOKEN=$("$BIN" --data-dir "$WORK/data" readers add bench --school 99XX01 --scope las --mandate BENCH --valid-from 2020-01-01 | tail -n 1)
+TOKEN=$("$BIN" --data-dir "$WORK/data" readers add bench --school 99XX01 --scope las,xapi --mandate BENCH --valid-from 2020-01-01 | tail -n 1)
 
 python3 - "$BASE" "$TOKEN" "$LIMIT" "$RUNS" <<'PY'
 import json, sys, time, urllib.request
@@ -58,4 +61,18 @@ for run in range(runs):
     print(f"run {run + 1}: {items} afnames in {pages} pages, {elapsed:.2f} s, {items / elapsed:,.0f} afnames/s")
 rates.sort()
 print(f"median {rates[len(rates) // 2]:,.0f} afnames/s (limit {limit})")
+
+path, items, pages = "/xapi/statements?limit=500&ascending=true", 0, 0
+started = time.perf_counter()
+while path:
+    request = urllib.request.Request(
+        base + path, headers={"Authorization": "Bearer " + token, "X-Experience-API-Version": "1.0.3"}
+    )
+    with urllib.request.urlopen(request) as response:
+        page = json.load(response)
+    items += len(page["statements"])
+    pages += 1
+    path = page["more"]
+elapsed = time.perf_counter() - started
+print(f"xapi: {items} statements in {pages} pages, {elapsed:.2f} s, {items / elapsed:,.0f} statements/s")
 PY

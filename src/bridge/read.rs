@@ -49,18 +49,28 @@ pub fn agent_ifi(text: &str) -> Result<String, String> {
     }
 }
 
-/// A stored statement as answered: `stored` and `version` added, rendered in `format`.
-pub fn render(statement: &str, stored_at: &str, format: Format) -> Result<Value, BridgeError> {
-    let mut statement: Value =
-        serde_json::from_str(statement).map_err(|error| BridgeError::Unreadable(format!("statement: {error}")))?;
-    if let Some(object) = statement.as_object_mut() {
+/// A stored statement as answered, as JSON text: `stored` and `version` added, rendered in `format`.
+///
+/// The bridge never writes `stored` or `version` (they are the LRS's), so for
+/// `exact` and `canonical` the two members are spliced into the stored text
+/// without parsing it; only `ids` parses and rewrites the statement.
+pub fn render(statement: &str, stored_at: &str, format: Format) -> Result<String, BridgeError> {
+    let unreadable = || BridgeError::Unreadable("a stored statement is not a JSON object".into());
+    let added = format!(
+        "\"stored\":{},\"version\":\"1.0.0\"",
+        serde_json::to_string(stored_at).map_err(|error| BridgeError::Unreadable(error.to_string()))?
+    );
+    if format == Format::Ids {
+        let mut value: Value =
+            serde_json::from_str(statement).map_err(|error| BridgeError::Unreadable(format!("statement: {error}")))?;
+        let object = value.as_object_mut().ok_or_else(unreadable)?;
         object.insert("stored".into(), Value::String(stored_at.to_string()));
         object.insert("version".into(), Value::String("1.0.0".into()));
+        ids_only(&mut value);
+        return Ok(value.to_string());
     }
-    if format == Format::Ids {
-        ids_only(&mut statement);
-    }
-    Ok(statement)
+    let body = statement.trim().strip_prefix('{').and_then(|rest| rest.strip_suffix('}')).ok_or_else(unreadable)?;
+    Ok(if body.trim().is_empty() { format!("{{{added}}}") } else { format!("{{{body},{added}}}") })
 }
 
 /// `format=ids`: agents keep objectType and their IFI, activities and verbs only their id.
@@ -133,11 +143,17 @@ mod tests {
 
     #[test]
     fn stored_and_version_are_added() {
-        let statement = render(r#"{"id":"x","verb":{"id":"v","display":{"nl":"d"}}}"#, "2026-10-01T08:00:00.000Z", Format::Exact).unwrap();
-        assert_eq!(statement["stored"], "2026-10-01T08:00:00.000Z");
-        assert_eq!(statement["version"], "1.0.0");
-        assert_eq!(statement["verb"]["display"]["nl"], "d");
+        let stored = r#"{"id":"x","verb":{"id":"v","display":{"nl":"d"}}}"#;
+        for format in [Format::Exact, Format::Canonical, Format::Ids] {
+            let text = render(stored, "2026-10-01T08:00:00.000Z", format).unwrap();
+            let statement: Value = serde_json::from_str(&text).unwrap();
+            assert_eq!(statement["stored"], "2026-10-01T08:00:00.000Z");
+            assert_eq!(statement["version"], "1.0.0");
+            assert_eq!(statement["verb"]["display"].is_null(), format == Format::Ids);
+        }
+        assert_eq!(render("{ }", "t", Format::Exact).unwrap(), r#"{"stored":"t","version":"1.0.0"}"#);
         assert!(render("not json", "t", Format::Exact).is_err());
+        assert!(render("[1]", "t", Format::Ids).is_err());
     }
 
     #[test]

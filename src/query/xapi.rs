@@ -12,7 +12,6 @@ use crate::store::readers::{self, Reader};
 use base64::Engine;
 use rusqlite::Connection;
 use crate::bridge::read::{self as xapi_json, Format};
-use serde_json::json;
 use std::collections::{BTreeMap, HashMap};
 
 /// The xAPI version this endpoint speaks, sent on every answer.
@@ -198,7 +197,7 @@ pub fn parse_query(query: &str) -> Result<StatementQuery, QueryError> {
 }
 
 /// A stored statement as answered, rendered by the bridge.
-fn render(row: &StatementRow, format: Format) -> Result<serde_json::Value, QueryError> {
+fn render(row: &StatementRow, format: Format) -> Result<String, QueryError> {
     xapi_json::render(&row.statement, &row.stored_at, format)
         .map_err(|error| QueryError::Store(crate::store::StoreError::Invalid(format!("statement {}: {error}", row.id))))
 }
@@ -229,7 +228,7 @@ pub fn answer(
     let school_ids: Vec<i64> = schools.keys().copied().collect();
     let snapshot = connection.unchecked_transaction().map_err(crate::store::StoreError::from)?;
     let consistent_through = statements::consistent_through(&snapshot, &school_ids)?;
-    let (rows, body_value, attachments) = match query {
+    let (rows, json_text, attachments) = match query {
         StatementQuery::Single { id, voided, format, attachments } => {
             // Another school's statement and no statement look the same: 404 (MAPPING.md C15).
             let row = statements::read_statement(&snapshot, &school_ids, &id, voided)?
@@ -254,7 +253,9 @@ pub fn answer(
                 _ => String::new(),
             };
             let statements = rows.iter().map(|row| render(row, format)).collect::<Result<Vec<_>, _>>()?;
-            (rows, json!({"statements": statements, "more": more_link}), attachments)
+            let more_text = serde_json::Value::String(more_link).to_string();
+            let body = format!("{{\"statements\":[{}],\"more\":{more_text}}}", statements.join(","));
+            (rows, body, attachments)
         }
     };
     drop(snapshot);
@@ -273,7 +274,6 @@ pub fn answer(
             Touched::school(school, leerlingen.into_iter(), records)
         })
         .collect();
-    let json_text = body_value.to_string();
     let (body, content_type) = if attachments {
         (multipart(&json_text), MULTIPART)
     } else {
