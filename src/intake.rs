@@ -444,7 +444,6 @@ fn phase2(
     }
     // Step 4 and 7: every result, streamed.
     let mut change_seq = store_intake::read_change_seq(&savepoint)?;
-    let first_change_seq = change_seq;
     let stream = match parsed_results {
         Some(parsed) => ResultStream::Parsed(parsed.into_iter()),
         None => ResultStream::open(body, body.len()? > INLINE_VALIDATION_BYTES)?,
@@ -684,9 +683,9 @@ fn phase2(
         )?;
         let receipt = finish_receipt(receipt, violations, &unknown_vocabularies);
         store_intake::insert_receipt(&savepoint, &receipt)?;
-        // The outbox: statements of created and corrected afnames commit with them.
-        crate::bridge::publish_changes(&savepoint, &config.mapping, Some(sender.school_id), first_change_seq, change_seq)
-            .map_err(StoreError::from)?;
+        // The outbox is the change feed itself: every created or corrected afname got a
+        // change_seq in this transaction, and the bridge's publisher turns those into
+        // statements after the commit (bridge::publish), so a batch is not slowed by them.
         savepoint.commit()?;
         Ok(Outcome::Accepted { receipt_id: receipt.id, counts, replay: false })
     } else {

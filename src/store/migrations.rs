@@ -245,6 +245,15 @@ ALTER TABLE receipts ADD COLUMN xsdversie TEXT;
 -- Quarantine release publishes by change_seq across schools.
 CREATE INDEX toetsafnames_change_seq ON toetsafnames(change_seq);
 "#,
+    // 3: statements are generated after the afnames' commit by the publisher, which keeps
+    // its place in the change feed here; what came before was published in-transaction.
+    r#"
+CREATE TABLE xapi_publisher (
+    id INTEGER PRIMARY KEY CHECK (id = 1),
+    cursor_seq INTEGER NOT NULL
+);
+INSERT INTO xapi_publisher (id, cursor_seq) SELECT 1, seq FROM change_counter;
+"#,
 ];
 
 /// Brings the database to the newest schema version, one transaction per step.
