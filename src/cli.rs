@@ -593,7 +593,7 @@ fn validate(config: &Config, files: &[PathBuf]) -> Result<ExitCode> {
     let schemas = crate::schema::prepare(scratch.path(), config.schema_dir.as_deref())?;
     let vocabularies = Vocabularies::load(config.vdex_dir.as_deref())?;
     let mut all_valid = true;
-    for file in expand(files)? {
+    for file in crate::tools::replay::collect_files(files)? {
         let violations = crate::intake::validate_offline(&file, &schemas, &vocabularies, &config.xsd_versions)?;
         if violations.is_empty() {
             println!("{}: valid", file.display());
@@ -618,23 +618,6 @@ fn validate(config: &Config, files: &[PathBuf]) -> Result<ExitCode> {
     Ok(if all_valid { ExitCode::SUCCESS } else { ExitCode::FAILURE })
 }
 
-/// Files as given; folders become their `*.xml` files in name order.
-fn expand(paths: &[PathBuf]) -> Result<Vec<PathBuf>> {
-    let mut files = Vec::new();
-    for path in paths {
-        if path.is_dir() {
-            let mut found: Vec<PathBuf> = std::fs::read_dir(path)?
-                .filter_map(|entry| entry.ok().map(|entry| entry.path()))
-                .filter(|path| path.extension().is_some_and(|ext| ext == "xml"))
-                .collect();
-            found.sort();
-            files.extend(found);
-        } else {
-            files.push(path.clone());
-        }
-    }
-    Ok(files)
-}
 
 fn serve(config: Config, demo: bool) -> Result<ExitCode> {
     init_tracing(config.log_format);

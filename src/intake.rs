@@ -452,6 +452,13 @@ fn phase2(
     let mut leerling_state: Option<bool> = None;
     let mut sums: BTreeMap<(String, String), Sum> = BTreeMap::new();
     let aanmaakdatum_text = school.aanmaakdatum.clone();
+    let receipt_id = receipt.id.clone();
+    let write_for = |quarantined: bool| AfnameWrite {
+        school_id: sender.school_id,
+        aanmaakdatum: &aanmaakdatum_text,
+        receipt_id: &receipt_id,
+        quarantined,
+    };
     for parsed in stream {
         match parsed {
             Parsed::Failed(error) => {
@@ -575,13 +582,7 @@ fn phase2(
                     derived: false,
                     result: serde_json::json!({"uitslag": resultaat.uitslag, "infourl": resultaat.infourl}).to_string(),
                 };
-                let write = AfnameWrite {
-                    school_id: sender.school_id,
-                    aanmaakdatum: &aanmaakdatum_text,
-                    receipt_id: &receipt.id,
-                    quarantined,
-                };
-                match store_intake::upsert_afname(&savepoint, &write, &state, &mut change_seq)? {
+                match store_intake::upsert_afname(&savepoint, &write_for(quarantined), &state, &mut change_seq)? {
                     AfnameChange::DuplicateInMessage => violations.push(
                         Violation::new(
                             Rule::Xsd,
@@ -634,13 +635,7 @@ fn phase2(
                         derived: true,
                         result: serde_json::json!({"uitslag": {"score": sum.total}, "afgeleid_uit": keys}).to_string(),
                     };
-                    let write = AfnameWrite {
-                        school_id: sender.school_id,
-                        aanmaakdatum: &aanmaakdatum_text,
-                        receipt_id: &receipt.id,
-                        quarantined,
-                    };
-                    match store_intake::upsert_afname(&savepoint, &write, &state, &mut change_seq)? {
+                    match store_intake::upsert_afname(&savepoint, &write_for(quarantined), &state, &mut change_seq)? {
                         // Its onderdeel keys were reported already.
                         AfnameChange::DuplicateInMessage => {}
                         change => count_change(&mut counts, change, quarantined),
