@@ -40,7 +40,7 @@ BASE=$(sed -n 's/^uwlr-gateway listening on //p' "$WORK/stdout")
 "$BIN" replay "$WORK/gen/batch.xml" --url "$BASE/uwlr/leerresultaten" >/dev/null
 TOKEN=$("$BIN" --data-dir "$WORK/data" readers add bench --school 99XX01 --scope las,xapi --mandate BENCH --valid-from 2020-01-01 | tail -n 1)
 
-python3 - "$BASE" "$TOKEN" "$LIMIT" "$RUNS" <<'PY'
+python3 - "$BASE" "$TOKEN" "$LIMIT" "$RUNS" "$WORK/data/gateway.sqlite" <<'PY'
 import json, sys, time, urllib.request
 base, token, limit, runs = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
 rates = []
@@ -61,6 +61,17 @@ for run in range(runs):
     print(f"run {run + 1}: {items} afnames in {pages} pages, {elapsed:.2f} s, {items / elapsed:,.0f} afnames/s")
 rates.sort()
 print(f"median {rates[len(rates) // 2]:,.0f} afnames/s (limit {limit})")
+
+# The bridge publishes after the commit: wait until every change has its statement.
+import sqlite3
+database = sqlite3.connect(sys.argv[5])
+while True:
+    cursor, end = database.execute(
+        "SELECT (SELECT cursor_seq FROM xapi_publisher), (SELECT seq FROM change_counter)"
+    ).fetchone()
+    if cursor >= end:
+        break
+    time.sleep(0.1)
 
 path, items, pages = "/xapi/statements?limit=500&ascending=true", 0, 0
 started = time.perf_counter()

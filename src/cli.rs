@@ -374,12 +374,11 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
             let bytes = std::fs::read(&file).with_context(|| format!("cannot read {}", file.display()))?;
             let rows = crate::roster::parse(&bytes).with_context(|| format!("{}", file.display()))?;
             let store = open_store(&config)?;
-            let mapping = config.xapi_mapping()?;
             let mut connection = store.connect()?;
-            // IMMEDIATE: take the write lock first, so statement seqs cannot interleave with a running gateway's.
+            // IMMEDIATE: take the write lock first, so change seqs cannot interleave with a running gateway's.
             let transaction = connection.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
             let imported = admin::import_leerlingen(&transaction, &rows, "cli")?;
-            let released = crate::bridge::release_quarantine(&transaction, &mapping)?;
+            let released = crate::bridge::release_quarantine(&transaction)?;
             transaction.commit()?;
             println!("imported {imported} leerlingen; released {released} afnames from quarantine");
             Ok(ExitCode::SUCCESS)
@@ -809,7 +808,7 @@ fn validate(config: &Config, files: &[PathBuf]) -> Result<ExitCode> {
     let schemas = crate::schema::prepare(scratch.path(), config.schema_dir.as_deref())?;
     let vocabularies = Vocabularies::load(config.vdex_dir.as_deref())?;
     let mut all_valid = true;
-    for file in expand(files)? {
+    for file in crate::tools::replay::collect_files(files)? {
         let violations = crate::intake::validate_offline(&file, &schemas, &vocabularies, &config.xsd_versions)?;
         if violations.is_empty() {
             println!("{}: valid", file.display());
@@ -834,23 +833,6 @@ fn validate(config: &Config, files: &[PathBuf]) -> Result<ExitCode> {
     Ok(if all_valid { ExitCode::SUCCESS } else { ExitCode::FAILURE })
 }
 
-/// Files as given; folders become their `*.xml` files in name order.
-fn expand(paths: &[PathBuf]) -> Result<Vec<PathBuf>> {
-    let mut files = Vec::new();
-    for path in paths {
-        if path.is_dir() {
-            let mut found: Vec<PathBuf> = std::fs::read_dir(path)?
-                .filter_map(|entry| entry.ok().map(|entry| entry.path()))
-                .filter(|path| path.extension().is_some_and(|ext| ext == "xml"))
-                .collect();
-            found.sort();
-            files.extend(found);
-        } else {
-            files.push(path.clone());
-        }
-    }
-    Ok(files)
-}
 
 fn serve(config: Config, demo: bool) -> Result<ExitCode> {
     init_tracing(config.log_format);
@@ -893,10 +875,18 @@ fn serve(config: Config, demo: bool) -> Result<ExitCode> {
             tracing::warn!(base_iri = %config.xapi_base_iri, "xapi_base_iri is the placeholder; set it to a domain you control before publishing to a real LRS");
         }
         let (stop_outbox, outbox_stopped) = tokio::sync::watch::channel(false);
-        let outbox = tokio::spawn(crate::bridge::outbox::run(store.clone(), Arc::new(mapping), config.outbox(), outbox_stopped));
+        let mapping = Arc::new(mapping);
+        let publisher = tokio::spawn(crate::bridge::run_publisher(
+            store.clone(),
+            mapping.clone(),
+            config.outbox().poll_interval,
+            outbox_stopped.clone(),
+        ));
+        let outbox = tokio::spawn(crate::bridge::outbox::run(store.clone(), mapping, config.outbox(), outbox_stopped));
         crate::http::serve(state, listener, shutdown_signal()).await?;
-        // Requests are done, so no statement is still being written: stop delivery, then the writer.
+        // Requests are done: stop publishing and delivery, then the writer.
         let _ = stop_outbox.send(true);
+        let _ = publisher.await;
         let _ = outbox.await;
         store.close();
         tracing::info!("stopped");

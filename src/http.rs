@@ -522,14 +522,13 @@ async fn admin_import(state: &AppState, request: Request<Incoming>) -> Reply {
         Ok(rows) => rows,
         Err(error) => return problem(StatusCode::UNPROCESSABLE_ENTITY, &error.to_string()),
     };
-    let mapping = state.intake.config.mapping.clone();
     let imported = state
         .intake
         .store
         .write(move |connection| -> Result<(usize, usize), crate::store::StoreError> {
             let savepoint = connection.savepoint()?;
             let imported = crate::store::admin::import_leerlingen(&savepoint, &rows, "admin-api")?;
-            let released = crate::bridge::release_quarantine(&savepoint, &mapping)?;
+            let released = crate::bridge::release_quarantine(&savepoint)?;
             savepoint.commit()?;
             Ok((imported, released))
         })

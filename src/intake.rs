@@ -444,7 +444,6 @@ fn phase2(
     }
     // Step 4 and 7: every result, streamed.
     let mut change_seq = store_intake::read_change_seq(&savepoint)?;
-    let first_change_seq = change_seq;
     let stream = match parsed_results {
         Some(parsed) => ResultStream::Parsed(parsed.into_iter()),
         None => ResultStream::open(body, body.len()? > INLINE_VALIDATION_BYTES)?,
@@ -453,6 +452,13 @@ fn phase2(
     let mut leerling_state: Option<bool> = None;
     let mut sums: BTreeMap<(String, String), Sum> = BTreeMap::new();
     let aanmaakdatum_text = school.aanmaakdatum.clone();
+    let receipt_id = receipt.id.clone();
+    let write_for = |quarantined: bool| AfnameWrite {
+        school_id: sender.school_id,
+        aanmaakdatum: &aanmaakdatum_text,
+        receipt_id: &receipt_id,
+        quarantined,
+    };
     for parsed in stream {
         match parsed {
             Parsed::Failed(error) => {
@@ -576,13 +582,7 @@ fn phase2(
                     derived: false,
                     result: serde_json::json!({"uitslag": resultaat.uitslag, "infourl": resultaat.infourl}).to_string(),
                 };
-                let write = AfnameWrite {
-                    school_id: sender.school_id,
-                    aanmaakdatum: &aanmaakdatum_text,
-                    receipt_id: &receipt.id,
-                    quarantined,
-                };
-                match store_intake::upsert_afname(&savepoint, &write, &state, &mut change_seq)? {
+                match store_intake::upsert_afname(&savepoint, &write_for(quarantined), &state, &mut change_seq)? {
                     AfnameChange::DuplicateInMessage => violations.push(
                         Violation::new(
                             Rule::Xsd,
@@ -635,13 +635,7 @@ fn phase2(
                         derived: true,
                         result: serde_json::json!({"uitslag": {"score": sum.total}, "afgeleid_uit": keys}).to_string(),
                     };
-                    let write = AfnameWrite {
-                        school_id: sender.school_id,
-                        aanmaakdatum: &aanmaakdatum_text,
-                        receipt_id: &receipt.id,
-                        quarantined,
-                    };
-                    match store_intake::upsert_afname(&savepoint, &write, &state, &mut change_seq)? {
+                    match store_intake::upsert_afname(&savepoint, &write_for(quarantined), &state, &mut change_seq)? {
                         // Its onderdeel keys were reported already.
                         AfnameChange::DuplicateInMessage => {}
                         change => count_change(&mut counts, change, quarantined),
@@ -684,9 +678,9 @@ fn phase2(
         )?;
         let receipt = finish_receipt(receipt, violations, &unknown_vocabularies);
         store_intake::insert_receipt(&savepoint, &receipt)?;
-        // The outbox: statements of created and corrected afnames commit with them.
-        crate::bridge::publish_changes(&savepoint, &config.mapping, Some(sender.school_id), first_change_seq, change_seq)
-            .map_err(StoreError::from)?;
+        // The outbox is the change feed itself: every created or corrected afname got a
+        // change_seq in this transaction, and the bridge's publisher turns those into
+        // statements after the commit (bridge::publish), so a batch is not slowed by them.
         savepoint.commit()?;
         Ok(Outcome::Accepted { receipt_id: receipt.id, counts, replay: false })
     } else {

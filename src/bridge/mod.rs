@@ -1,7 +1,7 @@
-//! The xAPI bridge: accepted afnames become xAPI 1.0.3 statements in the store's transaction, and a worker delivers them to subscribed LRSs.
+//! The xAPI bridge: accepted afnames become xAPI 1.0.3 statements, and a worker delivers them to subscribed LRSs.
 //!
-//! `xapi` holds the JSON types and the UWLR → xAPI mapping, `publish` writes statements
-//! (with voiding of corrected ones) inside the transaction that changed the afnames,
+//! `xapi` holds the JSON types and the UWLR → xAPI mapping, `publish` follows the change
+//! feed (the transactional outbox) and writes statements, voiding corrected ones,
 //! `subscriptions` holds the LRS endpoints, their filters and learner identity, and
 //! `outbox` is the delivery worker; `read` renders stored statements for the query side.
 
@@ -11,7 +11,7 @@ pub mod read;
 pub mod subscriptions;
 pub mod xapi;
 
-pub use publish::{publish_changes, release_quarantine};
+pub use publish::{publish_changes, publish_next, release_quarantine, run_publisher};
 pub use xapi::Mapping;
 
 use crate::store::StoreError;

@@ -245,7 +245,16 @@ ALTER TABLE receipts ADD COLUMN xsdversie TEXT;
 -- Quarantine release publishes by change_seq across schools.
 CREATE INDEX toetsafnames_change_seq ON toetsafnames(change_seq);
 "#,
-    // 3: reader clients, their school grants (each under a mandate), and the read audit.
+    // 3: statements are generated after the afnames' commit by the publisher, which keeps
+    // its place in the change feed here; what came before was published in-transaction.
+    r#"
+CREATE TABLE xapi_publisher (
+    id INTEGER PRIMARY KEY CHECK (id = 1),
+    cursor_seq INTEGER NOT NULL
+);
+INSERT INTO xapi_publisher (id, cursor_seq) SELECT 1, seq FROM change_counter;
+"#,
+    // 4: reader clients, their school grants (each under a mandate), and the read audit.
     r#"
 -- A reader pulls results through the read API with a bearer token. Only the
 -- SHA-256 of the token is kept; `token_lookup` (the token's first characters,

@@ -210,8 +210,30 @@ impl Gateway {
         connection
     }
 
+    /// Waits until the publisher has turned every change into statements (it runs after
+    /// the afnames' commit), so the statement tables can be read.
+    pub fn wait_published(&self) {
+        let db = self.db();
+        let deadline = std::time::Instant::now() + Duration::from_secs(20);
+        loop {
+            let (cursor, end): (i64, i64) = db
+                .query_row(
+                    "SELECT (SELECT cursor_seq FROM xapi_publisher), (SELECT seq FROM change_counter)",
+                    [],
+                    |row| Ok((row.get(0)?, row.get(1)?)),
+                )
+                .unwrap();
+            if cursor >= end {
+                return;
+            }
+            assert!(std::time::Instant::now() < deadline, "publisher stuck at {cursor} of {end}");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
     /// Every generated statement id.
     pub fn statement_ids(&self) -> BTreeSet<String> {
+        self.wait_published();
         let db = self.db();
         let mut statement = db.prepare("SELECT id FROM xapi_statements").unwrap();
         let ids = statement
@@ -224,6 +246,7 @@ impl Gateway {
 
     /// Every generated statement as JSON, in seq order.
     pub fn statements(&self) -> Vec<serde_json::Value> {
+        self.wait_published();
         let db = self.db();
         let mut statement = db
             .prepare("SELECT statement FROM xapi_statements ORDER BY seq")

@@ -21,6 +21,7 @@ fn add_lrs(gateway: &Gateway, name: &str, url: &str, extra: &[&str]) {
 
 /// Ids the gateway generated whose statements were voided, with the voiding statement's id.
 fn voided(gateway: &Gateway) -> BTreeMap<String, String> {
+    gateway.wait_published();
     let db = gateway.db();
     let mut statement = db
         .prepare("SELECT id, voided_by FROM xapi_statements WHERE voided_by IS NOT NULL")

@@ -134,6 +134,27 @@ impl Gateway {
         body
     }
 
+    /// Waits until the bridge's publisher (which runs after each commit) has turned
+    /// every change into statements.
+    pub fn wait_published(&self) {
+        let connection = rusqlite::Connection::open(self.data_dir.path().join("gateway.sqlite")).expect("database");
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        loop {
+            let (cursor, end): (i64, i64) = connection
+                .query_row(
+                    "SELECT (SELECT cursor_seq FROM xapi_publisher), (SELECT seq FROM change_counter)",
+                    [],
+                    |row| Ok((row.get(0)?, row.get(1)?)),
+                )
+                .expect("publisher position");
+            if cursor >= end {
+                return;
+            }
+            assert!(std::time::Instant::now() < deadline, "the publisher is stuck at {cursor} of {end}");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
     pub fn stderr_log(&self) -> String {
         std::fs::read_to_string(self.data_dir.path().join("stderr.log")).unwrap_or_default()
     }

@@ -82,6 +82,7 @@ fn published() -> Gateway {
             Resultaat { key: "YY-SECRET-2".into(), leerlingid: "YY0001".into(), score: 52 },
         ],
     ));
+    gateway.wait_published();
     gateway
 }
 
