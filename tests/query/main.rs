@@ -58,6 +58,26 @@ impl Gateway {
         Gateway { child, base, data_dir, http }
     }
 
+    /// A demo gateway with `samples` sent for 99XX01, and 99YY activated with two
+    /// afnames of YY0001 whose keys (`YY-SECRET-…`) give away any leak.
+    pub fn two_schools(samples: &[&str]) -> Gateway {
+        let gateway = Gateway::spawn();
+        gateway.cli(&["schools", "activate", "99YY", "--klantcode", "DEMO-EA", "--mandate", "DPA-YY", "--valid-from", "2020-01-01"]);
+        for sample in samples {
+            gateway.send_sample(sample);
+        }
+        gateway.send(&message(
+            "99YY",
+            None,
+            &aanmaakdatum(0),
+            &[
+                Resultaat { key: "YY-SECRET-1".into(), leerlingid: "YY0001".into(), score: 51 },
+                Resultaat { key: "YY-SECRET-2".into(), leerlingid: "YY0001".into(), score: 52 },
+            ],
+        ));
+        gateway
+    }
+
     /// Runs a CLI subcommand on this gateway's data dir; panics unless it succeeds. Returns stdout.
     pub fn cli(&self, args: &[&str]) -> String {
         let output = Command::new(binary())

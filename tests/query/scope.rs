@@ -3,23 +3,9 @@
 use super::*;
 use std::collections::BTreeSet;
 
-/// The demo gateway with data in 99XX01 (samples 01-03) and in 99YY (two afnames for YY0001).
+/// The demo gateway with data in 99XX01 (samples 01-03) and in 99YY.
 fn two_schools() -> Gateway {
-    let gateway = Gateway::spawn();
-    gateway.cli(&["schools", "activate", "99YY", "--klantcode", "DEMO-EA", "--mandate", "DPA-YY", "--valid-from", "2020-01-01"]);
-    for sample in ["01-drip-een-resultaat.xml", "02-batch-vijf-leerlingen.xml", "03-toets-met-onderdelen.xml"] {
-        gateway.send_sample(sample);
-    }
-    gateway.send(&message(
-        "99YY",
-        None,
-        &aanmaakdatum(0),
-        &[
-            Resultaat { key: "YY-SECRET-1".into(), leerlingid: "YY0001".into(), score: 51 },
-            Resultaat { key: "YY-SECRET-2".into(), leerlingid: "YY0001".into(), score: 52 },
-        ],
-    ));
-    gateway
+    Gateway::two_schools(&["01-drip-een-resultaat.xml", "02-batch-vijf-leerlingen.xml", "03-toets-met-onderdelen.xml"])
 }
 
 fn grant(school: &str) -> Vec<String> {

@@ -66,22 +66,14 @@ fn stored(gateway: &Gateway, school: &str) -> Vec<(String, bool)> {
     statement.query_map([school], |row| Ok((row.get(0)?, row.get(1)?))).unwrap().map(Result::unwrap).collect()
 }
 
-/// 99XX01 with samples 01-03 and 07 (which corrects sample 01's afname), 99YY with two afnames.
+/// 99XX01 with samples 01-03 and 07 (which corrects sample 01's afname), 99YY with two afnames, all published.
 fn published() -> Gateway {
-    let gateway = Gateway::spawn();
-    gateway.cli(&["schools", "activate", "99YY", "--klantcode", "DEMO-EA", "--mandate", "DPA-YY", "--valid-from", "2020-01-01"]);
-    for sample in ["01-drip-een-resultaat.xml", "02-batch-vijf-leerlingen.xml", "03-toets-met-onderdelen.xml", "07-update-afname.xml"] {
-        gateway.send_sample(sample);
-    }
-    gateway.send(&message(
-        "99YY",
-        None,
-        &aanmaakdatum(0),
-        &[
-            Resultaat { key: "YY-SECRET-1".into(), leerlingid: "YY0001".into(), score: 51 },
-            Resultaat { key: "YY-SECRET-2".into(), leerlingid: "YY0001".into(), score: 52 },
-        ],
-    ));
+    let gateway = Gateway::two_schools(&[
+        "01-drip-een-resultaat.xml",
+        "02-batch-vijf-leerlingen.xml",
+        "03-toets-met-onderdelen.xml",
+        "07-update-afname.xml",
+    ]);
     gateway.wait_published();
     gateway
 }
