@@ -252,9 +252,9 @@ pub fn answer(
                 }
                 _ => String::new(),
             };
-            let statements = rows.iter().map(|row| render(row, format)).collect::<Result<Vec<_>, _>>()?;
+            let rendered = rows.iter().map(|row| render(row, format)).collect::<Result<Vec<_>, _>>()?;
             let more_text = serde_json::Value::String(more_link).to_string();
-            let body = format!("{{\"statements\":[{}],\"more\":{more_text}}}", statements.join(","));
+            let body = format!("{{\"statements\":[{}],\"more\":{more_text}}}", rendered.join(","));
             (rows, body, attachments)
         }
     };
