@@ -21,12 +21,17 @@ pub enum Format {
 /// stores it in `xapi_statements.agent`; the reason when the text is no Agent.
 pub fn agent_ifi(text: &str) -> Result<String, String> {
     let refuse = |reason: &str| reason.to_string();
-    let agent: Value = serde_json::from_str(text).map_err(|_| refuse("must be a JSON Agent or identified Group"))?;
-    let object = agent.as_object().ok_or_else(|| refuse("must be a JSON object"))?;
+    let agent: Value = serde_json::from_str(text)
+        .map_err(|_| refuse("must be a JSON Agent or identified Group"))?;
+    let object = agent
+        .as_object()
+        .ok_or_else(|| refuse("must be a JSON object"))?;
     let mut ifis = Vec::new();
     for name in ["mbox", "mbox_sha1sum", "openid"] {
         if let Some(value) = object.get(name) {
-            let value = value.as_str().ok_or_else(|| refuse(&format!("{name} must be a string")))?;
+            let value = value
+                .as_str()
+                .ok_or_else(|| refuse(&format!("{name} must be a string")))?;
             if name == "mbox" && !value.starts_with("mailto:") {
                 return Err(refuse("mbox must be a mailto: IRI"));
             }
@@ -40,12 +45,19 @@ pub fn agent_ifi(text: &str) -> Result<String, String> {
             return Err(refuse("account needs homePage and name"));
         };
         // The same form as the stored `agent` column, from the same function.
-        ifis.push(serde_json::from_str(&super::xapi::Agent::account(home_page, name).ifi_json()).unwrap_or(Value::Null));
+        ifis.push(
+            serde_json::from_str(&super::xapi::Agent::account(home_page, name).ifi_json())
+                .unwrap_or(Value::Null),
+        );
     }
     match ifis.len() {
         1 => Ok(ifis.remove(0).to_string()),
-        0 => Err(refuse("needs an inverse functional identifier (mbox, mbox_sha1sum, openid or account)")),
-        _ => Err(refuse("must have exactly one inverse functional identifier")),
+        0 => Err(refuse(
+            "needs an inverse functional identifier (mbox, mbox_sha1sum, openid or account)",
+        )),
+        _ => Err(refuse(
+            "must have exactly one inverse functional identifier",
+        )),
     }
 }
 
@@ -58,26 +70,42 @@ pub fn render(statement: &str, stored_at: &str, format: Format) -> Result<String
     let unreadable = || BridgeError::Unreadable("a stored statement is not a JSON object".into());
     let added = format!(
         "\"stored\":{},\"version\":\"1.0.0\"",
-        serde_json::to_string(stored_at).map_err(|error| BridgeError::Unreadable(error.to_string()))?
+        serde_json::to_string(stored_at)
+            .map_err(|error| BridgeError::Unreadable(error.to_string()))?
     );
     if format == Format::Ids {
-        let mut value: Value =
-            serde_json::from_str(statement).map_err(|error| BridgeError::Unreadable(format!("statement: {error}")))?;
+        let mut value: Value = serde_json::from_str(statement)
+            .map_err(|error| BridgeError::Unreadable(format!("statement: {error}")))?;
         let object = value.as_object_mut().ok_or_else(unreadable)?;
         object.insert("stored".into(), Value::String(stored_at.to_string()));
         object.insert("version".into(), Value::String("1.0.0".into()));
         ids_only(&mut value);
         return Ok(value.to_string());
     }
-    let body = statement.trim().strip_prefix('{').and_then(|rest| rest.strip_suffix('}')).ok_or_else(unreadable)?;
-    Ok(if body.trim().is_empty() { format!("{{{added}}}") } else { format!("{{{body},{added}}}") })
+    let body = statement
+        .trim()
+        .strip_prefix('{')
+        .and_then(|rest| rest.strip_suffix('}'))
+        .ok_or_else(unreadable)?;
+    Ok(if body.trim().is_empty() {
+        format!("{{{added}}}")
+    } else {
+        format!("{{{body},{added}}}")
+    })
 }
 
 /// `format=ids`: agents keep objectType and their IFI, activities and verbs only their id.
 fn ids_only(statement: &mut Value) {
     fn agent(value: &mut Value) {
         if let Some(object) = value.as_object_mut() {
-            let keep = ["objectType", "mbox", "mbox_sha1sum", "openid", "account", "member"];
+            let keep = [
+                "objectType",
+                "mbox",
+                "mbox_sha1sum",
+                "openid",
+                "account",
+                "member",
+            ];
             object.retain(|key, _| keep.contains(&key.as_str()));
             if let Some(Value::Array(members)) = object.get_mut("member") {
                 members.iter_mut().for_each(agent);
@@ -89,7 +117,9 @@ fn ids_only(statement: &mut Value) {
             object.retain(|key, _| key == "id" || key == "objectType");
         }
     }
-    let Some(object) = statement.as_object_mut() else { return };
+    let Some(object) = statement.as_object_mut() else {
+        return;
+    };
     if let Some(actor) = object.get_mut("actor") {
         agent(actor);
     }
@@ -133,10 +163,23 @@ mod tests {
 
     #[test]
     fn agents_become_their_ifi() {
-        let account = r#"{"objectType":"Agent","name":"X","account":{"name":"L1","homePage":"https://h"}}"#;
-        assert_eq!(agent_ifi(account).unwrap(), r#"{"account":{"homePage":"https://h","name":"L1"}}"#);
-        assert_eq!(agent_ifi(r#"{"mbox":"mailto:a@b.nl"}"#).unwrap(), r#"{"mbox":"mailto:a@b.nl"}"#);
-        for bad in ["mbox", "{}", r#"{"mbox":"a@b.nl"}"#, r#"{"account":{"name":"L1"}}"#, r#"{"mbox":"mailto:a@b.nl","openid":"https://o"}"#] {
+        let account =
+            r#"{"objectType":"Agent","name":"X","account":{"name":"L1","homePage":"https://h"}}"#;
+        assert_eq!(
+            agent_ifi(account).unwrap(),
+            r#"{"account":{"homePage":"https://h","name":"L1"}}"#
+        );
+        assert_eq!(
+            agent_ifi(r#"{"mbox":"mailto:a@b.nl"}"#).unwrap(),
+            r#"{"mbox":"mailto:a@b.nl"}"#
+        );
+        for bad in [
+            "mbox",
+            "{}",
+            r#"{"mbox":"a@b.nl"}"#,
+            r#"{"account":{"name":"L1"}}"#,
+            r#"{"mbox":"mailto:a@b.nl","openid":"https://o"}"#,
+        ] {
             assert!(agent_ifi(bad).is_err(), "{bad}");
         }
     }
@@ -149,9 +192,15 @@ mod tests {
             let statement: Value = serde_json::from_str(&text).unwrap();
             assert_eq!(statement["stored"], "2026-10-01T08:00:00.000Z");
             assert_eq!(statement["version"], "1.0.0");
-            assert_eq!(statement["verb"]["display"].is_null(), format == Format::Ids);
+            assert_eq!(
+                statement["verb"]["display"].is_null(),
+                format == Format::Ids
+            );
         }
-        assert_eq!(render("{ }", "t", Format::Exact).unwrap(), r#"{"stored":"t","version":"1.0.0"}"#);
+        assert_eq!(
+            render("{ }", "t", Format::Exact).unwrap(),
+            r#"{"stored":"t","version":"1.0.0"}"#
+        );
         assert!(render("not json", "t", Format::Exact).is_err());
         assert!(render("[1]", "t", Format::Ids).is_err());
     }
@@ -166,9 +215,21 @@ mod tests {
             "context": {"contextActivities": {"grouping": [{"objectType": "Activity", "id": "https://s", "definition": {}}]}},
         });
         ids_only(&mut statement);
-        assert_eq!(statement["actor"], json!({"objectType": "Agent", "account": {"homePage": "https://h", "name": "1"}}));
-        assert_eq!(statement["verb"], json!({"id": "http://adlnet.gov/expapi/verbs/scored"}));
-        assert_eq!(statement["object"], json!({"objectType": "Activity", "id": "https://a"}));
-        assert_eq!(statement["context"]["contextActivities"]["grouping"][0], json!({"objectType": "Activity", "id": "https://s"}));
+        assert_eq!(
+            statement["actor"],
+            json!({"objectType": "Agent", "account": {"homePage": "https://h", "name": "1"}})
+        );
+        assert_eq!(
+            statement["verb"],
+            json!({"id": "http://adlnet.gov/expapi/verbs/scored"})
+        );
+        assert_eq!(
+            statement["object"],
+            json!({"objectType": "Activity", "id": "https://a"})
+        );
+        assert_eq!(
+            statement["context"]["contextActivities"]["grouping"][0],
+            json!({"objectType": "Activity", "id": "https://s"})
+        );
     }
 }

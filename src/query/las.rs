@@ -27,7 +27,9 @@ pub enum Route {
 impl Route {
     pub fn parse(path: &str) -> Result<Route, QueryError> {
         let not_found = || QueryError::NotFound(format!("no resource at {path}"));
-        let rest = path.strip_prefix("/api/v1/schools/").ok_or_else(not_found)?;
+        let rest = path
+            .strip_prefix("/api/v1/schools/")
+            .ok_or_else(not_found)?;
         let segments: Vec<String> = rest
             .split('/')
             .map(|segment| super::decode_segment(segment).filter(|decoded| !decoded.is_empty()))
@@ -35,11 +37,17 @@ impl Route {
             .ok_or_else(not_found)?;
         let texts: Vec<&str> = segments.iter().map(String::as_str).collect();
         match texts.as_slice() {
-            [school, "toetsafnames"] => Ok(Route::Feed { school: school.to_string() }),
-            [school, "leerlingen", leerlingid, "toetsafnames"] => {
-                Ok(Route::Leerling { school: school.to_string(), leerlingid: leerlingid.to_string() })
-            }
-            [school, "toetsen", toetscode] => Ok(Route::Toets { school: school.to_string(), toetscode: toetscode.to_string() }),
+            [school, "toetsafnames"] => Ok(Route::Feed {
+                school: school.to_string(),
+            }),
+            [school, "leerlingen", leerlingid, "toetsafnames"] => Ok(Route::Leerling {
+                school: school.to_string(),
+                leerlingid: leerlingid.to_string(),
+            }),
+            [school, "toetsen", toetscode] => Ok(Route::Toets {
+                school: school.to_string(),
+                toetscode: toetscode.to_string(),
+            }),
             _ => Err(not_found()),
         }
     }
@@ -47,7 +55,9 @@ impl Route {
     /// The school as written in the path.
     pub fn school(&self) -> &str {
         match self {
-            Route::Feed { school } | Route::Leerling { school, .. } | Route::Toets { school, .. } => school,
+            Route::Feed { school }
+            | Route::Leerling { school, .. }
+            | Route::Toets { school, .. } => school,
         }
     }
 }
@@ -90,20 +100,38 @@ pub fn answer(
         Route::Feed { .. } => {
             let params = parse_params(
                 &asked.query,
-                &["since", "limit", "toetscode", "leerlingid", "afnamedatum_from", "afnamedatum_until"],
+                &[
+                    "since",
+                    "limit",
+                    "toetscode",
+                    "leerlingid",
+                    "afnamedatum_from",
+                    "afnamedatum_until",
+                ],
             )?;
             let filter = FeedFilter {
                 toetscode: text_param(&params, "toetscode")?,
                 leerlingid: text_param(&params, "leerlingid")?,
                 ..date_filter(&params)?
             };
-            let path = format!("/api/v1/schools/{}/toetsafnames", encode_segment(school.as_str()));
+            let path = format!(
+                "/api/v1/schools/{}/toetsafnames",
+                encode_segment(school.as_str())
+            );
             feed_page(connection, school_id, &school, None, &path, &params, filter)
         }
         Route::Leerling { leerlingid, .. } => {
             let leerlingid = &path_param("leerlingid", leerlingid)?;
-            let params =
-                parse_params(&asked.query, &["since", "limit", "toetscode", "afnamedatum_from", "afnamedatum_until"])?;
+            let params = parse_params(
+                &asked.query,
+                &[
+                    "since",
+                    "limit",
+                    "toetscode",
+                    "afnamedatum_from",
+                    "afnamedatum_until",
+                ],
+            )?;
             let filter = FeedFilter {
                 toetscode: text_param(&params, "toetscode")?,
                 leerlingid: Some(leerlingid.clone()),
@@ -114,21 +142,40 @@ pub fn answer(
                 encode_segment(school.as_str()),
                 encode_segment(leerlingid)
             );
-            feed_page(connection, school_id, &school, Some(leerlingid), &path, &params, filter)
+            feed_page(
+                connection,
+                school_id,
+                &school,
+                Some(leerlingid),
+                &path,
+                &params,
+                filter,
+            )
         }
         Route::Toets { toetscode, .. } => {
             let toetscode = &path_param("toetscode", toetscode)?;
             parse_params(&asked.query, &[])?;
             let versions = feed::read_toets_versions(connection, school_id, toetscode)?;
             if versions.is_empty() {
-                return Err(QueryError::NotFound(format!("school {school} has no toets {toetscode}")));
+                return Err(QueryError::NotFound(format!(
+                    "school {school} has no toets {toetscode}"
+                )));
             }
-            let body = ToetsBody { school: school.as_str(), toetscode, versions: &versions };
+            let body = ToetsBody {
+                school: school.as_str(),
+                toetscode,
+                versions: &versions,
+            };
             Ok(Served {
-                body: serde_json::to_string(&body).map_err(|error| crate::store::StoreError::Invalid(error.to_string()))?,
+                body: serde_json::to_string(&body)
+                    .map_err(|error| crate::store::StoreError::Invalid(error.to_string()))?,
                 content_type: "application/json",
                 headers: Vec::new(),
-                touched: vec![Touched::school(school.as_str(), std::iter::empty(), versions.len() as u64)],
+                touched: vec![Touched::school(
+                    school.as_str(),
+                    std::iter::empty(),
+                    versions.len() as u64,
+                )],
             })
         }
     }
@@ -147,19 +194,35 @@ fn feed_page(
         None => 0,
         Some(text) => parse_integer(text)
             .filter(|since| *since >= 0)
-            .ok_or_else(|| QueryError::bad_parameter("since", "must be a cursor this API returned (a whole number, 0 to start)"))?,
+            .ok_or_else(|| {
+                QueryError::bad_parameter(
+                    "since",
+                    "must be a cursor this API returned (a whole number, 0 to start)",
+                )
+            })?,
     };
     let limit = match params.get("limit") {
         None => DEFAULT_LIMIT,
         Some(text) => parse_integer(text)
             .filter(|limit| (1..=i64::from(MAX_LIMIT)).contains(limit))
             .map(|limit| limit as u32)
-            .ok_or_else(|| QueryError::bad_parameter("limit", format!("must be a whole number from 1 to {MAX_LIMIT}")))?,
+            .ok_or_else(|| {
+                QueryError::bad_parameter(
+                    "limit",
+                    format!("must be a whole number from 1 to {MAX_LIMIT}"),
+                )
+            })?,
     };
     let page = feed::read_feed(connection, school_id, since, limit, &filter)?;
     let mut next_query = form_urlencoded::Serializer::new(String::new());
     next_query.append_pair("since", &page.next_cursor.to_string());
-    for name in ["limit", "toetscode", "leerlingid", "afnamedatum_from", "afnamedatum_until"] {
+    for name in [
+        "limit",
+        "toetscode",
+        "leerlingid",
+        "afnamedatum_from",
+        "afnamedatum_until",
+    ] {
         if let Some(value) = params.get(name) {
             next_query.append_pair(name, value);
         }
@@ -179,7 +242,8 @@ fn feed_page(
         page.items.len() as u64,
     );
     Ok(Served {
-        body: serde_json::to_string(&body).map_err(|error| crate::store::StoreError::Invalid(error.to_string()))?,
+        body: serde_json::to_string(&body)
+            .map_err(|error| crate::store::StoreError::Invalid(error.to_string()))?,
         content_type: "application/json",
         headers: Vec::new(),
         touched: vec![touched],
@@ -198,12 +262,18 @@ fn parse_integer(text: &str) -> Option<i64> {
 fn path_param(name: &str, value: &str) -> Result<String, QueryError> {
     match value.chars().count() {
         1..=256 => Ok(value.to_string()),
-        _ => Err(QueryError::bad_parameter(name, "must hold 1 to 256 characters")),
+        _ => Err(QueryError::bad_parameter(
+            name,
+            "must hold 1 to 256 characters",
+        )),
     }
 }
 
 fn text_param(params: &BTreeMap<String, String>, name: &str) -> Result<Option<String>, QueryError> {
-    params.get(name).map(|value| path_param(name, value)).transpose()
+    params
+        .get(name)
+        .map(|value| path_param(name, value))
+        .transpose()
 }
 
 fn date_filter(params: &BTreeMap<String, String>) -> Result<FeedFilter, QueryError> {
@@ -233,15 +303,28 @@ mod tests {
 
     #[test]
     fn routes() {
-        let check = |path: &str, expected: Option<Route>| assert_eq!(Route::parse(path).ok(), expected, "{path}");
-        check("/api/v1/schools/99XX01/toetsafnames", Some(Route::Feed { school: "99XX01".into() }));
+        let check = |path: &str, expected: Option<Route>| {
+            assert_eq!(Route::parse(path).ok(), expected, "{path}")
+        };
+        check(
+            "/api/v1/schools/99XX01/toetsafnames",
+            Some(Route::Feed {
+                school: "99XX01".into(),
+            }),
+        );
         check(
             "/api/v1/schools/key%2F1/leerlingen/LL%200001/toetsafnames",
-            Some(Route::Leerling { school: "key/1".into(), leerlingid: "LL 0001".into() }),
+            Some(Route::Leerling {
+                school: "key/1".into(),
+                leerlingid: "LL 0001".into(),
+            }),
         );
         check(
             "/api/v1/schools/99XX/toetsen/DEMO-REK-M4",
-            Some(Route::Toets { school: "99XX".into(), toetscode: "DEMO-REK-M4".into() }),
+            Some(Route::Toets {
+                school: "99XX".into(),
+                toetscode: "DEMO-REK-M4".into(),
+            }),
         );
         check("/api/v1/schools/99XX01", None);
         check("/api/v1/schools//toetsafnames", None);
@@ -254,7 +337,16 @@ mod tests {
         assert_eq!(parse_integer("0"), Some(0));
         assert_eq!(parse_integer("123"), Some(123));
         assert_eq!(parse_integer("9223372036854775807"), Some(i64::MAX));
-        for bad in ["", "-1", "+1", "1e3", " 1", "0x10", "9223372036854775808", "00000000000000000001"] {
+        for bad in [
+            "",
+            "-1",
+            "+1",
+            "1e3",
+            " 1",
+            "0x10",
+            "9223372036854775808",
+            "00000000000000000001",
+        ] {
             assert_eq!(parse_integer(bad), None, "{bad}");
         }
     }

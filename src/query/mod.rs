@@ -48,20 +48,25 @@ pub struct Asked {
 
 impl Asked {
     pub fn new(method: &Method, uri: &hyper::Uri, headers: &HeaderMap, request_id: &str) -> Asked {
-        let bearer = headers.get(AUTHORIZATION).and_then(|value| value.to_str().ok()).and_then(|value| {
-            let (scheme, credentials) = value.trim().split_once(' ')?;
-            if scheme.eq_ignore_ascii_case("bearer") {
-                return Some(credentials.trim().to_string());
-            }
-            if !scheme.eq_ignore_ascii_case("basic") {
-                return None;
-            }
-            use base64::Engine;
-            let decoded = base64::engine::general_purpose::STANDARD.decode(credentials.trim()).ok()?;
-            let text = String::from_utf8(decoded).ok()?;
-            let (_, password) = text.split_once(':')?;
-            Some(password.to_string())
-        });
+        let bearer = headers
+            .get(AUTHORIZATION)
+            .and_then(|value| value.to_str().ok())
+            .and_then(|value| {
+                let (scheme, credentials) = value.trim().split_once(' ')?;
+                if scheme.eq_ignore_ascii_case("bearer") {
+                    return Some(credentials.trim().to_string());
+                }
+                if !scheme.eq_ignore_ascii_case("basic") {
+                    return None;
+                }
+                use base64::Engine;
+                let decoded = base64::engine::general_purpose::STANDARD
+                    .decode(credentials.trim())
+                    .ok()?;
+                let text = String::from_utf8(decoded).ok()?;
+                let (_, password) = text.split_once(':')?;
+                Some(password.to_string())
+            });
         Asked {
             method: method.clone(),
             path: uri.path().to_string(),
@@ -95,11 +100,19 @@ pub struct Touched {
 
 impl Touched {
     /// One school with the distinct learners of the records returned.
-    pub fn school<'a>(school: &str, leerlingen: impl Iterator<Item = &'a str>, records: u64) -> Touched {
+    pub fn school<'a>(
+        school: &str,
+        leerlingen: impl Iterator<Item = &'a str>,
+        records: u64,
+    ) -> Touched {
         let mut leerlingen: Vec<String> = leerlingen.map(str::to_string).collect();
         leerlingen.sort();
         leerlingen.dedup();
-        Touched { school: Some(school.to_string()), leerlingen, records }
+        Touched {
+            school: Some(school.to_string()),
+            leerlingen,
+            records,
+        }
     }
 }
 
@@ -125,7 +138,12 @@ pub async fn route(store: &Store, asked: Asked) -> Answer {
     if asked.path == "/api/v1/openapi.json" {
         return match asked.method {
             Method::GET => Answer {
-                reply: Reply { status: StatusCode::OK, content_type: "application/json", body: OPENAPI.to_string(), receipt_id: None },
+                reply: Reply {
+                    status: StatusCode::OK,
+                    content_type: "application/json",
+                    body: OPENAPI.to_string(),
+                    receipt_id: None,
+                },
                 headers: Vec::new(),
             },
             _ => QueryError::MethodNotAllowed.answer(&asked.request_id, &asked.path),
@@ -133,7 +151,9 @@ pub async fn route(store: &Store, asked: Asked) -> Answer {
     }
     if asked.path == "/xapi" || asked.path.starts_with("/xapi/") {
         let mut answer = xapi_route(store, asked).await;
-        answer.headers.push(("x-experience-api-version", xapi::VERSION.to_string()));
+        answer
+            .headers
+            .push(("x-experience-api-version", xapi::VERSION.to_string()));
         return answer;
     }
     let route = match las::Route::parse(&asked.path) {
@@ -156,7 +176,8 @@ async fn xapi_route(store: &Store, asked: Asked) -> Answer {
     let more = asked.path.strip_prefix(xapi::MORE_PATH).map(str::to_string);
     let known = asked.path == "/xapi/about" || asked.path == "/xapi/statements" || more.is_some();
     if !known {
-        return QueryError::NotFound(format!("no resource at {}", asked.path)).answer(&asked.request_id, &asked.path);
+        return QueryError::NotFound(format!("no resource at {}", asked.path))
+            .answer(&asked.request_id, &asked.path);
     }
     if asked.method != Method::GET {
         return QueryError::MethodNotAllowed.answer(&asked.request_id, &asked.path);
@@ -184,7 +205,9 @@ async fn xapi_route(store: &Store, asked: Asked) -> Answer {
 
 /// Today in the Netherlands: the day mandates are checked against.
 pub fn today() -> chrono::NaiveDate {
-    chrono::Utc::now().with_timezone(&chrono_tz::Europe::Amsterdam).date_naive()
+    chrono::Utc::now()
+        .with_timezone(&chrono_tz::Europe::Amsterdam)
+        .date_naive()
 }
 
 /// The authenticated reader with the handler's result, or why no reader could be named.
@@ -215,7 +238,13 @@ async fn authorised(
 }
 
 /// Audits an authenticated request and then answers it; a failed audit withholds the data.
-async fn finish(store: &Store, asked: &Asked, scope: Scope, school: Option<String>, outcome: Outcome) -> Answer {
+async fn finish(
+    store: &Store,
+    asked: &Asked,
+    scope: Scope,
+    school: Option<String>,
+    outcome: Outcome,
+) -> Answer {
     let (reader, result) = match outcome {
         Ok(authenticated) => authenticated,
         Err(error) => {
@@ -236,9 +265,26 @@ async fn finish(store: &Store, asked: &Asked, scope: Scope, school: Option<Strin
         records: touched.records,
     };
     let entries: Vec<ReadAudit> = match &result {
-        Ok(served) if served.touched.is_empty() => vec![entry(Touched { school, ..Touched::default() }, StatusCode::OK)],
-        Ok(served) => served.touched.iter().cloned().map(|touched| entry(touched, StatusCode::OK)).collect(),
-        Err(error) => vec![entry(Touched { school, ..Touched::default() }, error.status())],
+        Ok(served) if served.touched.is_empty() => vec![entry(
+            Touched {
+                school,
+                ..Touched::default()
+            },
+            StatusCode::OK,
+        )],
+        Ok(served) => served
+            .touched
+            .iter()
+            .cloned()
+            .map(|touched| entry(touched, StatusCode::OK))
+            .collect(),
+        Err(error) => vec![entry(
+            Touched {
+                school,
+                ..Touched::default()
+            },
+            error.status(),
+        )],
     };
     let audited = store
         .write(move |connection| {
@@ -256,7 +302,12 @@ async fn finish(store: &Store, asked: &Asked, scope: Scope, school: Option<Strin
             let records: u64 = served.touched.iter().map(|touched| touched.records).sum();
             tracing::info!(reader = %reader.name, records, "read served");
             Answer {
-                reply: Reply { status: StatusCode::OK, content_type: served.content_type, body: served.body, receipt_id: None },
+                reply: Reply {
+                    status: StatusCode::OK,
+                    content_type: served.content_type,
+                    body: served.body,
+                    receipt_id: None,
+                },
                 headers: served.headers,
             }
         }
@@ -272,9 +323,15 @@ pub fn parse_params(query: &str, allowed: &[&str]) -> Result<BTreeMap<String, St
     let mut params = BTreeMap::new();
     for (name, value) in form_urlencoded::parse(query.as_bytes()) {
         if !allowed.contains(&name.as_ref()) {
-            return Err(QueryError::bad_parameter(&name, format!("unknown parameter; known are {}", allowed.join(", "))));
+            return Err(QueryError::bad_parameter(
+                &name,
+                format!("unknown parameter; known are {}", allowed.join(", ")),
+            ));
         }
-        if params.insert(name.to_string(), value.into_owned()).is_some() {
+        if params
+            .insert(name.to_string(), value.into_owned())
+            .is_some()
+        {
             return Err(QueryError::bad_parameter(&name, "given more than once"));
         }
     }
@@ -282,7 +339,11 @@ pub fn parse_params(query: &str, allowed: &[&str]) -> Result<BTreeMap<String, St
 }
 
 /// Characters left as they are in a path segment: RFC 3986 unreserved.
-const SEGMENT: &AsciiSet = &NON_ALPHANUMERIC.remove(b'-').remove(b'.').remove(b'_').remove(b'~');
+const SEGMENT: &AsciiSet = &NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'.')
+    .remove(b'_')
+    .remove(b'~');
 
 /// A value as one percent-encoded path segment.
 pub fn encode_segment(value: &str) -> String {
@@ -291,7 +352,10 @@ pub fn encode_segment(value: &str) -> String {
 
 /// A percent-decoded path segment; `None` when it is not UTF-8.
 pub fn decode_segment(segment: &str) -> Option<String> {
-    percent_decode_str(segment).decode_utf8().ok().map(|text| text.into_owned())
+    percent_decode_str(segment)
+        .decode_utf8()
+        .ok()
+        .map(|text| text.into_owned())
 }
 
 #[cfg(test)]
@@ -301,10 +365,19 @@ mod tests {
     #[test]
     fn parameters_are_strict() {
         let allowed = ["since", "limit"];
-        assert_eq!(parse_params("since=3&limit=10", &allowed).unwrap()["since"], "3");
+        assert_eq!(
+            parse_params("since=3&limit=10", &allowed).unwrap()["since"],
+            "3"
+        );
         assert!(parse_params("", &allowed).unwrap().is_empty());
-        assert!(matches!(parse_params("Since=3", &allowed), Err(QueryError::BadParameter { .. })));
-        assert!(matches!(parse_params("since=3&since=4", &allowed), Err(QueryError::BadParameter { .. })));
+        assert!(matches!(
+            parse_params("Since=3", &allowed),
+            Err(QueryError::BadParameter { .. })
+        ));
+        assert!(matches!(
+            parse_params("since=3&since=4", &allowed),
+            Err(QueryError::BadParameter { .. })
+        ));
     }
 
     #[test]

@@ -38,14 +38,19 @@ pub enum QueryError {
 
 impl QueryError {
     pub fn bad_parameter(name: &str, reason: impl Into<String>) -> QueryError {
-        QueryError::BadParameter { name: name.to_string(), reason: reason.into() }
+        QueryError::BadParameter {
+            name: name.to_string(),
+            reason: reason.into(),
+        }
     }
 
     pub fn status(&self) -> StatusCode {
         match self {
             QueryError::Unauthenticated => StatusCode::UNAUTHORIZED,
             QueryError::ApiOutOfScope(_) | QueryError::SchoolOutOfScope(_) => StatusCode::FORBIDDEN,
-            QueryError::BadParameter { .. } | QueryError::BadHeader { .. } => StatusCode::BAD_REQUEST,
+            QueryError::BadParameter { .. } | QueryError::BadHeader { .. } => {
+                StatusCode::BAD_REQUEST
+            }
             QueryError::NotFound(_) => StatusCode::NOT_FOUND,
             QueryError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             QueryError::Store(_) => StatusCode::INTERNAL_SERVER_ERROR,
@@ -56,7 +61,9 @@ impl QueryError {
     fn problem_type(&self) -> &'static str {
         match self {
             QueryError::Unauthenticated => "urn:uwlr-gateway:problem:unauthenticated",
-            QueryError::ApiOutOfScope(_) | QueryError::SchoolOutOfScope(_) => "urn:uwlr-gateway:problem:out-of-scope",
+            QueryError::ApiOutOfScope(_) | QueryError::SchoolOutOfScope(_) => {
+                "urn:uwlr-gateway:problem:out-of-scope"
+            }
             QueryError::BadParameter { .. } => "urn:uwlr-gateway:problem:bad-parameter",
             QueryError::BadHeader { .. } => "urn:uwlr-gateway:problem:bad-header",
             QueryError::NotFound(_) => "urn:uwlr-gateway:problem:not-found",
@@ -84,12 +91,20 @@ impl QueryError {
         }
         let mut headers = Vec::new();
         match self {
-            QueryError::Unauthenticated => headers.push(("www-authenticate", "Bearer realm=\"uwlr-gateway\"".to_string())),
+            QueryError::Unauthenticated => headers.push((
+                "www-authenticate",
+                "Bearer realm=\"uwlr-gateway\"".to_string(),
+            )),
             QueryError::MethodNotAllowed => headers.push(("allow", "GET".to_string())),
             _ => {}
         }
         Answer {
-            reply: Reply { status, content_type: "application/problem+json", body: body.to_string(), receipt_id: None },
+            reply: Reply {
+                status,
+                content_type: "application/problem+json",
+                body: body.to_string(),
+                receipt_id: None,
+            },
             headers,
         }
     }
@@ -107,14 +122,21 @@ mod tests {
             assert_eq!(answer.reply.content_type, "application/problem+json");
             let body: serde_json::Value = serde_json::from_str(&answer.reply.body).unwrap();
             assert_eq!(body["status"], status);
-            assert!(body["type"].as_str().unwrap().starts_with("urn:uwlr-gateway:problem:"));
+            assert!(body["type"]
+                .as_str()
+                .unwrap()
+                .starts_with("urn:uwlr-gateway:problem:"));
             assert!(!body["detail"].as_str().unwrap().is_empty());
             assert_eq!(answer.headers.first().map(|(name, _)| *name), header);
         };
         check(QueryError::Unauthenticated, 401, Some("www-authenticate"));
         check(QueryError::SchoolOutOfScope("99YY".into()), 403, None);
         check(QueryError::ApiOutOfScope(Scope::Xapi), 403, None);
-        check(QueryError::bad_parameter("limit", "must be 1 to 1000"), 400, None);
+        check(
+            QueryError::bad_parameter("limit", "must be 1 to 1000"),
+            400,
+            None,
+        );
         check(QueryError::NotFound("no such toets".into()), 404, None);
         check(QueryError::MethodNotAllowed, 405, Some("allow"));
         check(QueryError::Store(StoreError::WriterGone), 500, None);

@@ -7,11 +7,11 @@
 
 use super::problem::QueryError;
 use super::{Asked, Served, Touched};
-use crate::store::statements::{self, StatementFilter, StatementOrder, StatementRow};
+use crate::bridge::read::{self as xapi_json, Format};
 use crate::store::readers::{self, Reader};
+use crate::store::statements::{self, StatementFilter, StatementOrder, StatementRow};
 use base64::Engine;
 use rusqlite::Connection;
-use crate::bridge::read::{self as xapi_json, Format};
 use std::collections::{BTreeMap, HashMap};
 
 /// The xAPI version this endpoint speaks, sent on every answer.
@@ -43,8 +43,18 @@ const PARAMETERS: &[&str] = &[
 #[derive(Clone, Debug, PartialEq)]
 pub enum StatementQuery {
     /// `statementId` (voided = false) or `voidedStatementId` (voided = true).
-    Single { id: String, voided: bool, format: Format, attachments: bool },
-    Many { filter: StatementFilter, limit: u32, format: Format, attachments: bool },
+    Single {
+        id: String,
+        voided: bool,
+        format: Format,
+        attachments: bool,
+    },
+    Many {
+        filter: StatementFilter,
+        limit: u32,
+        format: Format,
+        attachments: bool,
+    },
 }
 
 /// Where a `more` link continues: the original query string, the last seq answered, the snapshot bound.
@@ -65,14 +75,19 @@ impl More {
     }
 
     pub fn decode(token: &str) -> Option<More> {
-        let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(token).ok()?;
+        let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(token)
+            .ok()?;
         serde_json::from_slice(&bytes).ok()
     }
 }
 
 /// Checks `X-Experience-API-Version`: `1.0` or `1.0.x` is accepted, anything else is 400.
 pub fn check_version(value: Option<&str>) -> Result<(), QueryError> {
-    let refuse = |reason: &str| QueryError::BadHeader { name: "X-Experience-API-Version", reason: reason.to_string() };
+    let refuse = |reason: &str| QueryError::BadHeader {
+        name: "X-Experience-API-Version",
+        reason: reason.to_string(),
+    };
     let value = value.ok_or_else(|| refuse("missing; send 1.0.3"))?.trim();
     let patch = match value.strip_prefix("1.0") {
         Some("") => return Ok(()),
@@ -80,7 +95,9 @@ pub fn check_version(value: Option<&str>) -> Result<(), QueryError> {
         None => None,
     };
     match patch {
-        Some(patch) if !patch.is_empty() && patch.bytes().all(|byte| byte.is_ascii_digit()) => Ok(()),
+        Some(patch) if !patch.is_empty() && patch.bytes().all(|byte| byte.is_ascii_digit()) => {
+            Ok(())
+        }
         _ => Err(refuse(&format!("{value} is not supported; send 1.0.3"))),
     }
 }
@@ -113,7 +130,9 @@ fn iri(params: &BTreeMap<String, String>, name: &str) -> Result<Option<String>, 
             Some((scheme, rest))
                 if !scheme.is_empty()
                     && !rest.is_empty()
-                    && scheme.bytes().all(|byte| byte.is_ascii_alphanumeric() || b"+-.".contains(&byte))
+                    && scheme
+                        .bytes()
+                        .all(|byte| byte.is_ascii_alphanumeric() || b"+-.".contains(&byte))
                     && !text.chars().any(char::is_whitespace) =>
             {
                 Ok(text.clone())
@@ -136,7 +155,12 @@ fn timestamp(params: &BTreeMap<String, String>, name: &str) -> Result<Option<Str
                         .unwrap_or(utc)
                         .to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
                 })
-                .map_err(|_| QueryError::bad_parameter(name, "must be an RFC 3339 timestamp with a time zone"))
+                .map_err(|_| {
+                    QueryError::bad_parameter(
+                        name,
+                        "must be an RFC 3339 timestamp with a time zone",
+                    )
+                })
         })
         .transpose()
 }
@@ -148,14 +172,22 @@ pub fn parse_query(query: &str) -> Result<StatementQuery, QueryError> {
         None | Some("exact") => Format::Exact,
         Some("ids") => Format::Ids,
         Some("canonical") => Format::Canonical,
-        Some(_) => return Err(QueryError::bad_parameter("format", "must be ids, exact or canonical")),
+        Some(_) => {
+            return Err(QueryError::bad_parameter(
+                "format",
+                "must be ids, exact or canonical",
+            ))
+        }
     };
     let attachments = boolean(&params, "attachments")?;
     let statement_id = uuid(&params, "statementId")?;
     let voided_statement_id = uuid(&params, "voidedStatementId")?;
     let single = match (statement_id, voided_statement_id) {
         (Some(_), Some(_)) => {
-            return Err(QueryError::bad_parameter("voidedStatementId", "cannot be combined with statementId"))
+            return Err(QueryError::bad_parameter(
+                "voidedStatementId",
+                "cannot be combined with statementId",
+            ))
         }
         (Some(id), None) => Some((id, false)),
         (None, Some(id)) => Some((id, true)),
@@ -163,11 +195,22 @@ pub fn parse_query(query: &str) -> Result<StatementQuery, QueryError> {
     };
     if let Some((id, voided)) = single {
         if let Some(other) = params.keys().find(|name| {
-            !matches!(name.as_str(), "statementId" | "voidedStatementId" | "format" | "attachments")
+            !matches!(
+                name.as_str(),
+                "statementId" | "voidedStatementId" | "format" | "attachments"
+            )
         }) {
-            return Err(QueryError::bad_parameter(other, "cannot be combined with statementId or voidedStatementId"));
+            return Err(QueryError::bad_parameter(
+                other,
+                "cannot be combined with statementId or voidedStatementId",
+            ));
         }
-        return Ok(StatementQuery::Single { id, voided, format, attachments });
+        return Ok(StatementQuery::Single {
+            id,
+            voided,
+            format,
+            attachments,
+        });
     }
     let limit = match params.get("limit") {
         None => 0,
@@ -175,13 +218,25 @@ pub fn parse_query(query: &str) -> Result<StatementQuery, QueryError> {
             .parse::<u32>()
             .ok()
             .filter(|_| text.bytes().all(|byte| byte.is_ascii_digit()))
-            .ok_or_else(|| QueryError::bad_parameter("limit", "must be a whole number, 0 for the server's maximum"))?,
+            .ok_or_else(|| {
+                QueryError::bad_parameter(
+                    "limit",
+                    "must be a whole number, 0 for the server's maximum",
+                )
+            })?,
     };
-    let limit = if limit == 0 { MAX_LIMIT } else { limit.min(MAX_LIMIT) };
+    let limit = if limit == 0 {
+        MAX_LIMIT
+    } else {
+        limit.min(MAX_LIMIT)
+    };
     let filter = StatementFilter {
         agent: params
             .get("agent")
-            .map(|text| xapi_json::agent_ifi(text).map_err(|reason| QueryError::bad_parameter("agent", reason)))
+            .map(|text| {
+                xapi_json::agent_ifi(text)
+                    .map_err(|reason| QueryError::bad_parameter("agent", reason))
+            })
             .transpose()?,
         verb: iri(&params, "verb")?,
         activity: iri(&params, "activity")?,
@@ -191,15 +246,28 @@ pub fn parse_query(query: &str) -> Result<StatementQuery, QueryError> {
         related_agents: boolean(&params, "related_agents")?,
         since: timestamp(&params, "since")?,
         until: timestamp(&params, "until")?,
-        order: if boolean(&params, "ascending")? { StatementOrder::Ascending } else { StatementOrder::Descending },
+        order: if boolean(&params, "ascending")? {
+            StatementOrder::Ascending
+        } else {
+            StatementOrder::Descending
+        },
     };
-    Ok(StatementQuery::Many { filter, limit, format, attachments })
+    Ok(StatementQuery::Many {
+        filter,
+        limit,
+        format,
+        attachments,
+    })
 }
 
 /// A stored statement as answered, rendered by the bridge.
 fn render(row: &StatementRow, format: Format) -> Result<String, QueryError> {
-    xapi_json::render(&row.statement, &row.stored_at, format)
-        .map_err(|error| QueryError::Store(crate::store::StoreError::Invalid(format!("statement {}: {error}", row.id))))
+    xapi_json::render(&row.statement, &row.stored_at, format).map_err(|error| {
+        QueryError::Store(crate::store::StoreError::Invalid(format!(
+            "statement {}: {error}",
+            row.id
+        )))
+    })
 }
 
 /// Answers `GET /xapi/statements` (or a `more` link) for an authenticated reader.
@@ -214,9 +282,13 @@ pub fn answer(
         None => (asked.query.clone(), None),
         Some(token) => {
             if !asked.query.is_empty() {
-                return Err(QueryError::bad_parameter("more", "a more link takes no parameters"));
+                return Err(QueryError::bad_parameter(
+                    "more",
+                    "a more link takes no parameters",
+                ));
             }
-            let more = More::decode(token).ok_or_else(|| QueryError::NotFound("this more link is not valid".into()))?;
+            let more = More::decode(token)
+                .ok_or_else(|| QueryError::NotFound("this more link is not valid".into()))?;
             (more.query.clone(), Some(more))
         }
     };
@@ -226,35 +298,71 @@ pub fn answer(
         .map(|readable| (readable.id, readable.school.to_string()))
         .collect();
     let school_ids: Vec<i64> = schools.keys().copied().collect();
-    let snapshot = connection.unchecked_transaction().map_err(crate::store::StoreError::from)?;
+    let snapshot = connection
+        .unchecked_transaction()
+        .map_err(crate::store::StoreError::from)?;
     let consistent_through = statements::consistent_through(&snapshot, &school_ids)?;
     let (rows, json_text, attachments) = match query {
-        StatementQuery::Single { id, voided, format, attachments } => {
+        StatementQuery::Single {
+            id,
+            voided,
+            format,
+            attachments,
+        } => {
             // Another school's statement and no statement look the same: 404 (MAPPING.md C15).
-            let row = statements::read_statement(&snapshot, &school_ids, &id, voided)?
-                .ok_or_else(|| QueryError::NotFound(format!("no {}statement {id}", if voided { "voided " } else { "" })))?;
+            let row = statements::read_statement(&snapshot, &school_ids, &id, voided)?.ok_or_else(
+                || {
+                    QueryError::NotFound(format!(
+                        "no {}statement {id}",
+                        if voided { "voided " } else { "" }
+                    ))
+                },
+            )?;
             let value = render(&row, format)?;
             (vec![row], value, attachments)
         }
-        StatementQuery::Many { filter, limit, format, attachments } => {
+        StatementQuery::Many {
+            filter,
+            limit,
+            format,
+            attachments,
+        } => {
             let through = match &position {
                 Some(more) => more.through,
                 None => statements::newest_seq(&snapshot)?,
             };
             let after = position.as_ref().map(|more| more.after);
-            let mut rows = statements::read_statements(&snapshot, &school_ids, &filter, after, through, limit + 1)?;
+            let mut rows = statements::read_statements(
+                &snapshot,
+                &school_ids,
+                &filter,
+                after,
+                through,
+                limit + 1,
+            )?;
             let has_more = rows.len() > limit as usize;
             rows.truncate(limit as usize);
             let more_link = match rows.last() {
                 Some(last) if has_more => {
-                    let token = More { query: query_text.clone(), after: last.seq, through }.encode();
+                    let token = More {
+                        query: query_text.clone(),
+                        after: last.seq,
+                        through,
+                    }
+                    .encode();
                     format!("{MORE_PATH}{token}")
                 }
                 _ => String::new(),
             };
-            let rendered = rows.iter().map(|row| render(row, format)).collect::<Result<Vec<_>, _>>()?;
+            let rendered = rows
+                .iter()
+                .map(|row| render(row, format))
+                .collect::<Result<Vec<_>, _>>()?;
             let more_text = serde_json::Value::String(more_link).to_string();
-            let body = format!("{{\"statements\":[{}],\"more\":{more_text}}}", rendered.join(","));
+            let body = format!(
+                "{{\"statements\":[{}],\"more\":{more_text}}}",
+                rendered.join(",")
+            );
             (rows, body, attachments)
         }
     };
@@ -305,7 +413,16 @@ mod tests {
         for good in ["1.0", "1.0.0", "1.0.3", " 1.0.3 ", "1.0.10"] {
             assert!(check_version(Some(good)).is_ok(), "{good}");
         }
-        for bad in [None, Some(""), Some("0.95"), Some("1.1.0"), Some("2.0.0"), Some("1.0."), Some("1.0.x"), Some("1.00")] {
+        for bad in [
+            None,
+            Some(""),
+            Some("0.95"),
+            Some("1.1.0"),
+            Some("2.0.0"),
+            Some("1.0."),
+            Some("1.0.x"),
+            Some("1.00"),
+        ] {
             assert!(check_version(bad).is_err(), "{bad:?}");
         }
     }
@@ -320,7 +437,10 @@ mod tests {
     #[test]
     fn query_rules() {
         let id = "0b3d6f3e-8a62-5b0c-9d3e-1f2a3b4c5d6e";
-        assert_eq!(bad(&format!("statementId={id}&voidedStatementId={id}")), "voidedStatementId");
+        assert_eq!(
+            bad(&format!("statementId={id}&voidedStatementId={id}")),
+            "voidedStatementId"
+        );
         assert_eq!(bad(&format!("statementId={id}&verb=http://x/y")), "verb");
         assert_eq!(bad("statementid=1"), "statementid");
         assert_eq!(bad("Limit=1"), "Limit");
@@ -337,7 +457,11 @@ mod tests {
         );
         assert!(matches!(
             parse_query(&format!("statementId={id}&format=ids&attachments=false")),
-            Ok(StatementQuery::Single { voided: false, format: Format::Ids, .. })
+            Ok(StatementQuery::Single {
+                voided: false,
+                format: Format::Ids,
+                ..
+            })
         ));
         let Ok(StatementQuery::Many { filter, limit, .. }) =
             parse_query("limit=0&ascending=true&since=2026-10-01T10:00:00.123456%2B02:00&agent=%7B%22objectType%22%3A%22Agent%22%2C%22account%22%3A%7B%22name%22%3A%22L1%22%2C%22homePage%22%3A%22https%3A%2F%2Fx%22%7D%7D")
@@ -347,12 +471,19 @@ mod tests {
         assert_eq!(limit, MAX_LIMIT);
         assert_eq!(filter.order, StatementOrder::Ascending);
         assert_eq!(filter.since.as_deref(), Some("2026-10-01T08:00:00.123Z"));
-        assert_eq!(filter.agent.as_deref(), Some(r#"{"account":{"homePage":"https://x","name":"L1"}}"#));
+        assert_eq!(
+            filter.agent.as_deref(),
+            Some(r#"{"account":{"homePage":"https://x","name":"L1"}}"#)
+        );
     }
 
     #[test]
     fn more_tokens_round_trip_and_refuse_garbage() {
-        let more = More { query: "agent=%7B%7D&limit=2".into(), after: 17, through: 40 };
+        let more = More {
+            query: "agent=%7B%7D&limit=2".into(),
+            after: 17,
+            through: 40,
+        };
         assert_eq!(More::decode(&more.encode()), Some(more));
         assert_eq!(More::decode("not base64!"), None);
         assert_eq!(More::decode("e30"), None);

@@ -101,8 +101,9 @@ pub struct EarlierRevision {
 }
 
 fn raw_json(text: String) -> rusqlite::Result<Box<RawValue>> {
-    RawValue::from_string(text)
-        .map_err(|error| rusqlite::Error::FromSqlConversionFailure(0, rusqlite::types::Type::Text, Box::new(error)))
+    RawValue::from_string(text).map_err(|error| {
+        rusqlite::Error::FromSqlConversionFailure(0, rusqlite::types::Type::Text, Box::new(error))
+    })
 }
 
 /// Reads up to `limit` afnames of `school_id` changed after `since`, oldest
@@ -117,7 +118,10 @@ pub fn read_feed(
 ) -> Result<FeedPage, StoreError> {
     let snapshot = connection.unchecked_transaction()?;
     // The counter is read first, in the same snapshot as the rows.
-    let consistent_through: i64 = snapshot.query_row("SELECT seq FROM change_counter WHERE id = 1", [], |row| row.get(0))?;
+    let consistent_through: i64 =
+        snapshot.query_row("SELECT seq FROM change_counter WHERE id = 1", [], |row| {
+            row.get(0)
+        })?;
     let mut sql = String::from(
         "SELECT change_seq, afname_key, leerlingid, eckid, resultaatverwerkerid, toetscode, versie,
                 toetsonderdeelcode, afnamedatum, mutatiedatum, revision, score, derived, result
@@ -167,11 +171,20 @@ pub fn read_feed(
         // Everything of this school up to the marker was in the snapshot and is answered.
         _ => consistent_through.max(since),
     };
-    Ok(FeedPage { items, next_cursor, consistent_through, has_more })
+    Ok(FeedPage {
+        items,
+        next_cursor,
+        consistent_through,
+        has_more,
+    })
 }
 
 /// Every stored version of a toets, by versie; empty when the school has no such toets.
-pub fn read_toets_versions(connection: &Connection, school_id: i64, toetscode: &str) -> Result<Vec<ToetsVersion>, StoreError> {
+pub fn read_toets_versions(
+    connection: &Connection,
+    school_id: i64,
+    toetscode: &str,
+) -> Result<Vec<ToetsVersion>, StoreError> {
     let snapshot = connection.unchecked_transaction()?;
     let versions: Vec<(i64, ToetsVersion)> = snapshot
         .prepare_cached(
@@ -199,7 +212,11 @@ pub fn read_toets_versions(connection: &Connection, school_id: i64, toetscode: &
     for (id, mut version) in versions {
         version.earlier_revisions = history
             .query_map([id], |row| {
-                Ok(EarlierRevision { revision: row.get(0)?, replaced_at: row.get(1)?, definition: raw_json(row.get(2)?)? })
+                Ok(EarlierRevision {
+                    revision: row.get(0)?,
+                    replaced_at: row.get(1)?,
+                    definition: raw_json(row.get(2)?)?,
+                })
             })?
             .collect::<Result<_, _>>()?;
         result.push(version);
@@ -220,8 +237,10 @@ mod tests {
     fn database() -> Result<(Connection, i64, i64), StoreError> {
         let mut connection = Connection::open_in_memory()?;
         migrate(&mut connection)?;
-        let school = crate::store::admin::ensure_school(&connection, &SchoolCode::parse("99XX01").unwrap())?;
-        let other = crate::store::admin::ensure_school(&connection, &SchoolCode::parse("99YY").unwrap())?;
+        let school =
+            crate::store::admin::ensure_school(&connection, &SchoolCode::parse("99XX01").unwrap())?;
+        let other =
+            crate::store::admin::ensure_school(&connection, &SchoolCode::parse("99YY").unwrap())?;
         for school_id in [school, other] {
             connection.execute(
                 "INSERT INTO toetsen (school_id, toetscode, versie, definition, content_sha256, revision,
@@ -233,10 +252,21 @@ mod tests {
         Ok((connection, school, other))
     }
 
-    fn store(connection: &Connection, school_id: i64, key: &str, leerlingid: &str, score: i64, quarantined: bool) {
+    fn store(
+        connection: &Connection,
+        school_id: i64,
+        key: &str,
+        leerlingid: &str,
+        score: i64,
+        quarantined: bool,
+    ) {
         let mut seq = crate::store::intake::read_change_seq(connection).unwrap();
         let toets_id: i64 = connection
-            .query_row("SELECT id FROM toetsen WHERE school_id = ?1", [school_id], |row| row.get(0))
+            .query_row(
+                "SELECT id FROM toetsen WHERE school_id = ?1",
+                [school_id],
+                |row| row.get(0),
+            )
             .unwrap();
         let state = AfnameState {
             afname_key: key.into(),
@@ -254,13 +284,21 @@ mod tests {
         };
         // Each call stands for its own message.
         let receipt_id = format!("r-{seq}");
-        let write = AfnameWrite { school_id, aanmaakdatum: "2026-10-01T08:00:00", receipt_id: &receipt_id, quarantined };
+        let write = AfnameWrite {
+            school_id,
+            aanmaakdatum: "2026-10-01T08:00:00",
+            receipt_id: &receipt_id,
+            quarantined,
+        };
         upsert_afname(connection, &write, &state, &mut seq).unwrap();
         write_change_seq(connection, seq).unwrap();
     }
 
     fn keys(page: &FeedPage) -> Vec<&str> {
-        page.items.iter().map(|item| item.afname_key.as_str()).collect()
+        page.items
+            .iter()
+            .map(|item| item.afname_key.as_str())
+            .collect()
     }
 
     #[test]
@@ -275,21 +313,39 @@ mod tests {
         assert_eq!(keys(&first), ["A", "B"]);
         assert!(first.has_more);
         assert_eq!(first.consistent_through, 5);
-        let second = read_feed(&connection, school, first.next_cursor, 2, &FeedFilter::default())?;
+        let second = read_feed(
+            &connection,
+            school,
+            first.next_cursor,
+            2,
+            &FeedFilter::default(),
+        )?;
         assert_eq!(keys(&second), ["C"]);
         assert!(!second.has_more);
         assert_eq!(second.next_cursor, 5);
         // A correction moves A to the end of the feed, with its new revision.
         store(&connection, school, "A", "L1", 9, false);
-        let third = read_feed(&connection, school, second.next_cursor, 2, &FeedFilter::default())?;
+        let third = read_feed(
+            &connection,
+            school,
+            second.next_cursor,
+            2,
+            &FeedFilter::default(),
+        )?;
         assert_eq!(keys(&third), ["A"]);
-        assert_eq!((third.items[0].revision, third.items[0].score), (2, Some(9)));
+        assert_eq!(
+            (third.items[0].revision, third.items[0].score),
+            (2, Some(9))
+        );
         let filtered = read_feed(
             &connection,
             school,
             0,
             10,
-            &FeedFilter { leerlingid: Some("L1".into()), ..FeedFilter::default() },
+            &FeedFilter {
+                leerlingid: Some("L1".into()),
+                ..FeedFilter::default()
+            },
         )?;
         assert_eq!(keys(&filtered), ["C", "A"]);
         Ok(())
@@ -306,7 +362,13 @@ mod tests {
             params![school],
         )?;
         crate::store::intake::release_quarantine(&connection)?;
-        let after = read_feed(&connection, school, before.next_cursor, 10, &FeedFilter::default())?;
+        let after = read_feed(
+            &connection,
+            school,
+            before.next_cursor,
+            10,
+            &FeedFilter::default(),
+        )?;
         assert_eq!(keys(&after), ["Q"]);
         Ok(())
     }

@@ -144,7 +144,8 @@ fn token_sha256(token: &str) -> Vec<u8> {
 
 fn token_lookup(token: &str) -> Option<&str> {
     let rest = token.strip_prefix(TOKEN_PREFIX)?;
-    (rest.len() == 64 && rest.bytes().all(|byte| byte.is_ascii_hexdigit())).then(|| &rest[..LOOKUP_LENGTH])
+    (rest.len() == 64 && rest.bytes().all(|byte| byte.is_ascii_hexdigit()))
+        .then(|| &rest[..LOOKUP_LENGTH])
 }
 
 fn check_date(text: &str) -> Result<(), StoreError> {
@@ -157,7 +158,11 @@ fn scopes_text(scopes: &[Scope]) -> String {
     let mut scopes = scopes.to_vec();
     scopes.sort();
     scopes.dedup();
-    scopes.iter().map(|scope| scope.as_str()).collect::<Vec<_>>().join(" ")
+    scopes
+        .iter()
+        .map(|scope| scope.as_str())
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 fn parse_scopes(text: &str) -> Vec<Scope> {
@@ -166,22 +171,35 @@ fn parse_scopes(text: &str) -> Vec<Scope> {
 
 fn reader_id(connection: &Connection, name: &str) -> Result<i64, StoreError> {
     connection
-        .query_row("SELECT id FROM readers WHERE name = ?1", [name], |row| row.get(0))
+        .query_row("SELECT id FROM readers WHERE name = ?1", [name], |row| {
+            row.get(0)
+        })
         .optional()?
         .ok_or_else(|| StoreError::Invalid(format!("no reader {name}")))
 }
 
 /// Registers a reader with its scopes and school grants; returns the bearer
 /// token, which exists only in the caller's hands from then on.
-pub fn add_reader(connection: &Connection, name: &str, scopes: &[Scope], grants: &[Grant]) -> Result<String, StoreError> {
+pub fn add_reader(
+    connection: &Connection,
+    name: &str,
+    scopes: &[Scope],
+    grants: &[Grant],
+) -> Result<String, StoreError> {
     if name.trim().is_empty() || name.len() > 64 {
-        return Err(StoreError::Invalid("a reader name takes 1 to 64 characters".into()));
+        return Err(StoreError::Invalid(
+            "a reader name takes 1 to 64 characters".into(),
+        ));
     }
     if scopes.is_empty() {
-        return Err(StoreError::Invalid("a reader needs at least one scope (las, xapi)".into()));
+        return Err(StoreError::Invalid(
+            "a reader needs at least one scope (las, xapi)".into(),
+        ));
     }
     if grants.is_empty() {
-        return Err(StoreError::Invalid("a reader needs at least one school".into()));
+        return Err(StoreError::Invalid(
+            "a reader needs at least one school".into(),
+        ));
     }
     let mut secret = [0u8; 32];
     rand::thread_rng().fill_bytes(&mut secret);
@@ -190,12 +208,23 @@ pub fn add_reader(connection: &Connection, name: &str, scopes: &[Scope], grants:
     let inserted = connection.execute(
         "INSERT INTO readers (name, token_lookup, token_sha256, scopes, created_at)
          VALUES (?1, ?2, ?3, ?4, ?5) ON CONFLICT (name) DO NOTHING",
-        params![name, lookup, token_sha256(&token), scopes_text(scopes), now_text()],
+        params![
+            name,
+            lookup,
+            token_sha256(&token),
+            scopes_text(scopes),
+            now_text()
+        ],
     )?;
     if inserted == 0 {
         return Err(StoreError::Invalid(format!("reader {name} already exists")));
     }
-    audit(connection, "cli", "readers.add", &format!("{name} scopes {}", scopes_text(scopes)))?;
+    audit(
+        connection,
+        "cli",
+        "readers.add",
+        &format!("{name} scopes {}", scopes_text(scopes)),
+    )?;
     for grant in grants {
         grant_school(connection, name, grant)?;
     }
@@ -208,11 +237,16 @@ pub fn grant_school(connection: &Connection, name: &str, grant: &Grant) -> Resul
     if let Some(until) = &grant.valid_until {
         check_date(until)?;
         if until < &grant.valid_from {
-            return Err(StoreError::Invalid(format!("the mandate ends ({until}) before it starts ({})", grant.valid_from)));
+            return Err(StoreError::Invalid(format!(
+                "the mandate ends ({until}) before it starts ({})",
+                grant.valid_from
+            )));
         }
     }
     if grant.mandate_ref.trim().is_empty() {
-        return Err(StoreError::Invalid("a grant needs the mandate reference".into()));
+        return Err(StoreError::Invalid(
+            "a grant needs the mandate reference".into(),
+        ));
     }
     let reader_id = reader_id(connection, name)?;
     let school_id = ensure_school(connection, &grant.school)?;
@@ -238,7 +272,11 @@ pub fn grant_school(connection: &Connection, name: &str, grant: &Grant) -> Resul
 }
 
 /// Ends a reader's access to one school at once.
-pub fn withdraw_school(connection: &Connection, name: &str, school: &SchoolCode) -> Result<(), StoreError> {
+pub fn withdraw_school(
+    connection: &Connection,
+    name: &str,
+    school: &SchoolCode,
+) -> Result<(), StoreError> {
     let changed = connection.execute(
         "UPDATE reader_schools SET withdrawn_at = ?3
          WHERE withdrawn_at IS NULL AND reader_id = (SELECT id FROM readers WHERE name = ?1)
@@ -246,9 +284,16 @@ pub fn withdraw_school(connection: &Connection, name: &str, school: &SchoolCode)
         params![name, school.as_str(), now_text()],
     )?;
     if changed == 0 {
-        return Err(StoreError::Invalid(format!("reader {name} has no grant for {school}")));
+        return Err(StoreError::Invalid(format!(
+            "reader {name} has no grant for {school}"
+        )));
     }
-    audit(connection, "cli", "readers.withdraw", &format!("{name} {school}"))
+    audit(
+        connection,
+        "cli",
+        "readers.withdraw",
+        &format!("{name} {school}"),
+    )
 }
 
 /// Withdraws a reader: its token stops working at once.
@@ -263,7 +308,10 @@ pub fn revoke_reader(connection: &Connection, name: &str) -> Result<(), StoreErr
     audit(connection, "cli", "readers.revoke", name)
 }
 
-pub fn list_readers(connection: &Connection, today: chrono::NaiveDate) -> Result<Vec<ReaderRow>, StoreError> {
+pub fn list_readers(
+    connection: &Connection,
+    today: chrono::NaiveDate,
+) -> Result<Vec<ReaderRow>, StoreError> {
     let today = today.format("%Y-%m-%d").to_string();
     let readers: Vec<(i64, ReaderRow)> = connection
         .prepare("SELECT id, name, scopes, created_at, revoked_at FROM readers ORDER BY name")?
@@ -294,7 +342,14 @@ pub fn list_readers(connection: &Connection, today: chrono::NaiveDate) -> Result
                 let valid_today = withdrawn_at.is_none()
                     && valid_from <= today
                     && valid_until.as_ref().is_none_or(|until| &today <= until);
-                Ok(GrantRow { school: row.get(0)?, mandate_ref: row.get(1)?, valid_from, valid_until, withdrawn_at, valid_today })
+                Ok(GrantRow {
+                    school: row.get(0)?,
+                    mandate_ref: row.get(1)?,
+                    valid_from,
+                    valid_until,
+                    withdrawn_at,
+                    valid_today,
+                })
             })?
             .collect::<Result<_, _>>()?;
         rows.push(reader);
@@ -304,7 +359,10 @@ pub fn list_readers(connection: &Connection, today: chrono::NaiveDate) -> Result
 
 /// The reader a bearer token belongs to, if the token is valid and not revoked.
 /// The hash compare is constant-time, and an unknown token costs the same hash.
-pub fn authenticate_reader(connection: &Connection, token: &str) -> Result<Option<Reader>, StoreError> {
+pub fn authenticate_reader(
+    connection: &Connection,
+    token: &str,
+) -> Result<Option<Reader>, StoreError> {
     let presented = token_sha256(token);
     let Some(lookup) = token_lookup(token) else {
         return Ok(None);
@@ -338,7 +396,14 @@ pub fn readable_school(
              WHERE g.reader_id = ?1 AND s.code = ?2 AND g.withdrawn_at IS NULL
                AND g.valid_from <= ?3 AND (g.valid_until IS NULL OR ?3 <= g.valid_until)",
         )?
-        .query_row(params![reader_id, school.as_str(), today.format("%Y-%m-%d").to_string()], |row| row.get(0))
+        .query_row(
+            params![
+                reader_id,
+                school.as_str(),
+                today.format("%Y-%m-%d").to_string()
+            ],
+            |row| row.get(0),
+        )
         .optional()?)
 }
 
@@ -355,11 +420,18 @@ pub fn readable_schools(
                AND g.valid_from <= ?2 AND (g.valid_until IS NULL OR ?2 <= g.valid_until)
              ORDER BY s.code",
         )?
-        .query_map(params![reader_id, today.format("%Y-%m-%d").to_string()], |row| Ok((row.get(0)?, row.get(1)?)))?
+        .query_map(
+            params![reader_id, today.format("%Y-%m-%d").to_string()],
+            |row| Ok((row.get(0)?, row.get(1)?)),
+        )?
         .collect::<Result<_, _>>()?;
     Ok(rows
         .into_iter()
-        .filter_map(|(id, code)| SchoolCode::parse(&code).ok().map(|school| ReadableSchool { id, school }))
+        .filter_map(|(id, code)| {
+            SchoolCode::parse(&code)
+                .ok()
+                .map(|school| ReadableSchool { id, school })
+        })
         .collect())
 }
 
@@ -388,8 +460,12 @@ pub fn insert_read_audit(connection: &Connection, entries: &[ReadAudit]) -> Resu
 }
 
 /// Reads and administrative actions, newest first.
-pub fn list_audit(connection: &Connection, filter: &AuditFilter) -> Result<Vec<AuditLine>, StoreError> {
-    let read_filtered = filter.reader.is_some() || filter.school.is_some() || filter.leerling.is_some();
+pub fn list_audit(
+    connection: &Connection,
+    filter: &AuditFilter,
+) -> Result<Vec<AuditLine>, StoreError> {
+    let read_filtered =
+        filter.reader.is_some() || filter.school.is_some() || filter.leerling.is_some();
     let reads_only = filter.reads_only || read_filtered;
     let mut statement = connection.prepare(
         "SELECT at, action, actor, detail, request_id, api, status, school, leerlingen, records FROM (
@@ -457,12 +533,21 @@ mod tests {
     #[test]
     fn tokens_are_hashed_and_checked() -> Result<(), StoreError> {
         let connection = database()?;
-        let token = add_reader(&connection, "las-a", &[Scope::Las], &[grant("99XX01", "2026-01-01", None)])?;
+        let token = add_reader(
+            &connection,
+            "las-a",
+            &[Scope::Las],
+            &[grant("99XX01", "2026-01-01", None)],
+        )?;
         assert!(token.starts_with(TOKEN_PREFIX) && token.len() == TOKEN_PREFIX.len() + 64);
-        let stored: Vec<u8> = connection.query_row("SELECT token_sha256 FROM readers", [], |row| row.get(0))?;
+        let stored: Vec<u8> =
+            connection.query_row("SELECT token_sha256 FROM readers", [], |row| row.get(0))?;
         assert_eq!(stored, token_sha256(&token));
         let reader = authenticate_reader(&connection, &token)?.expect("the token is valid");
-        assert_eq!((reader.name.as_str(), reader.scopes.as_slice()), ("las-a", &[Scope::Las][..]));
+        assert_eq!(
+            (reader.name.as_str(), reader.scopes.as_slice()),
+            ("las-a", &[Scope::Las][..])
+        );
         // Same lookup part, different secret: refused.
         let mut forged = token.clone();
         let last = if forged.ends_with('0') { "1" } else { "0" };
@@ -478,17 +563,32 @@ mod tests {
     #[test]
     fn grants_end_by_themselves() -> Result<(), StoreError> {
         let connection = database()?;
-        let token = add_reader(&connection, "las-a", &[Scope::Las], &[grant("99XX01", "2026-01-01", Some("2026-12-31"))])?;
+        let token = add_reader(
+            &connection,
+            "las-a",
+            &[Scope::Las],
+            &[grant("99XX01", "2026-01-01", Some("2026-12-31"))],
+        )?;
         let reader = authenticate_reader(&connection, &token)?.unwrap();
         let school = SchoolCode::parse("99XX01").unwrap();
-        let check = |day: &str| readable_school(&connection, reader.id, &school, date(day)).unwrap().is_some();
+        let check = |day: &str| {
+            readable_school(&connection, reader.id, &school, date(day))
+                .unwrap()
+                .is_some()
+        };
         assert!(!check("2025-12-31"));
         assert!(check("2026-01-01"));
         assert!(check("2026-12-31"));
         assert!(!check("2027-01-01"));
         let other = SchoolCode::parse("99YY").unwrap();
-        assert_eq!(readable_school(&connection, reader.id, &other, date("2026-06-01"))?, None);
-        assert_eq!(readable_schools(&connection, reader.id, date("2026-06-01"))?.len(), 1);
+        assert_eq!(
+            readable_school(&connection, reader.id, &other, date("2026-06-01"))?,
+            None
+        );
+        assert_eq!(
+            readable_schools(&connection, reader.id, date("2026-06-01"))?.len(),
+            1
+        );
         withdraw_school(&connection, "las-a", &school)?;
         assert!(!check("2026-06-01"));
         grant_school(&connection, "las-a", &grant("99XX01", "2026-01-01", None))?;
@@ -499,9 +599,17 @@ mod tests {
     #[test]
     fn bad_grants_are_refused() -> Result<(), StoreError> {
         let connection = database()?;
-        let refused = |grants: &[Grant], scopes: &[Scope]| add_reader(&connection, "x", scopes, grants).is_err();
-        assert!(refused(&[grant("99XX01", "2026-13-01", None)], &[Scope::Las]));
-        assert!(refused(&[grant("99XX01", "2026-02-01", Some("2026-01-01"))], &[Scope::Las]));
+        let refused = |grants: &[Grant], scopes: &[Scope]| {
+            add_reader(&connection, "x", scopes, grants).is_err()
+        };
+        assert!(refused(
+            &[grant("99XX01", "2026-13-01", None)],
+            &[Scope::Las]
+        ));
+        assert!(refused(
+            &[grant("99XX01", "2026-02-01", Some("2026-01-01"))],
+            &[Scope::Las]
+        ));
         assert!(refused(&[], &[Scope::Las]));
         assert!(refused(&[grant("99XX01", "2026-01-01", None)], &[]));
         Ok(())
@@ -510,7 +618,12 @@ mod tests {
     #[test]
     fn audit_lists_reads_and_actions() -> Result<(), StoreError> {
         let connection = database()?;
-        let token = add_reader(&connection, "las-a", &[Scope::Las], &[grant("99XX01", "2026-01-01", None)])?;
+        let token = add_reader(
+            &connection,
+            "las-a",
+            &[Scope::Las],
+            &[grant("99XX01", "2026-01-01", None)],
+        )?;
         let reader = authenticate_reader(&connection, &token)?.unwrap();
         insert_read_audit(
             &connection,
@@ -525,13 +638,26 @@ mod tests {
                 records: 3,
             }],
         )?;
-        let all = list_audit(&connection, &AuditFilter { limit: 50, ..AuditFilter::default() })?;
+        let all = list_audit(
+            &connection,
+            &AuditFilter {
+                limit: 50,
+                ..AuditFilter::default()
+            },
+        )?;
         assert_eq!(all[0].action, "read");
         assert!(all.iter().any(|line| line.action == "readers.add"));
         let by_leerling = |leerling: &str| {
-            list_audit(&connection, &AuditFilter { leerling: Some(leerling.into()), limit: 50, ..AuditFilter::default() })
-                .unwrap()
-                .len()
+            list_audit(
+                &connection,
+                &AuditFilter {
+                    leerling: Some(leerling.into()),
+                    limit: 50,
+                    ..AuditFilter::default()
+                },
+            )
+            .unwrap()
+            .len()
         };
         assert_eq!(by_leerling("LL0002"), 1);
         assert_eq!(by_leerling("LL0009"), 0);

@@ -68,14 +68,20 @@ fn school_list(school_ids: &[i64]) -> String {
 /// newest `stored_at` in this snapshot. `stored_at` is stamped on the single
 /// writer thread inside the committing transaction, so any statement committed
 /// later carries a later (or equal) stamp. The epoch when there is none yet.
-pub fn consistent_through(connection: &Connection, school_ids: &[i64]) -> Result<String, StoreError> {
+pub fn consistent_through(
+    connection: &Connection,
+    school_ids: &[i64],
+) -> Result<String, StoreError> {
     // `stored_at` grows with `seq` (both are assigned on the writer thread), so the
     // newest seq of each school, found through the index, carries its newest stamp.
-    let mut statement = connection
-        .prepare_cached("SELECT stored_at FROM xapi_statements WHERE school_id = ?1 ORDER BY seq DESC LIMIT 1")?;
+    let mut statement = connection.prepare_cached(
+        "SELECT stored_at FROM xapi_statements WHERE school_id = ?1 ORDER BY seq DESC LIMIT 1",
+    )?;
     let mut newest: Option<String> = None;
     for school_id in school_ids {
-        let stored_at: Option<String> = statement.query_row([school_id], |row| row.get(0)).optional()?;
+        let stored_at: Option<String> = statement
+            .query_row([school_id], |row| row.get(0))
+            .optional()?;
         newest = newest.max(stored_at);
     }
     Ok(newest.unwrap_or_else(|| "1970-01-01T00:00:00.000Z".into()))
@@ -83,7 +89,9 @@ pub fn consistent_through(connection: &Connection, school_ids: &[i64]) -> Result
 
 /// The newest `seq` in this snapshot: the bound that keeps the pages of one query consistent.
 pub fn newest_seq(connection: &Connection) -> Result<i64, StoreError> {
-    Ok(connection.prepare_cached("SELECT COALESCE(MAX(seq), 0) FROM xapi_statements")?.query_row([], |row| row.get(0))?)
+    Ok(connection
+        .prepare_cached("SELECT COALESCE(MAX(seq), 0) FROM xapi_statements")?
+        .query_row([], |row| row.get(0))?)
 }
 
 /// One statement by id among these schools: a statement that is not voided, or with `voided` one that is.
@@ -168,10 +176,18 @@ pub fn read_statements(
     let ascending = filter.order == StatementOrder::Ascending;
     if let Some(after) = after {
         values.push(Value::Integer(after));
-        sql.push_str(&format!(" AND s.seq {} ?{}", if ascending { ">" } else { "<" }, values.len()));
+        sql.push_str(&format!(
+            " AND s.seq {} ?{}",
+            if ascending { ">" } else { "<" },
+            values.len()
+        ));
     }
     values.push(Value::Integer(i64::from(limit)));
-    sql.push_str(&format!(" ORDER BY s.seq {} LIMIT ?{}", if ascending { "ASC" } else { "DESC" }, values.len()));
+    sql.push_str(&format!(
+        " ORDER BY s.seq {} LIMIT ?{}",
+        if ascending { "ASC" } else { "DESC" },
+        values.len()
+    ));
     let mut statement = connection.prepare_cached(&sql)?;
     let mut rows = Vec::new();
     for school_id in school_ids {
@@ -217,16 +233,59 @@ mod tests {
         let mut connection = Connection::open_in_memory()?;
         migrate(&mut connection)?;
         for code in ["99XX01", "99YY"] {
-            crate::store::admin::ensure_school(&connection, &crate::domain::SchoolCode::parse(code).unwrap())?;
+            crate::store::admin::ensure_school(
+                &connection,
+                &crate::domain::SchoolCode::parse(code).unwrap(),
+            )?;
         }
         let agent_a = r#"{"account":{"homePage":"https://h","name":"A"}}"#;
         let agent_b = r#"{"account":{"homePage":"https://h","name":"B"}}"#;
         let gateway = r#"{"account":{"homePage":"https://g","name":"uwlr-gateway"}}"#;
         let rows = [
-            ("s1", 1, 1, SCORED, Some("https://t/1"), Some(agent_a), Some("A"), r#"{"context":{"contextActivities":{"grouping":[{"id":"https://school/1"}]}}}"#, "2026-10-01T08:00:00.000Z"),
-            ("s2", 2, 1, SCORED, Some("https://t/2"), Some(agent_a), Some("A"), r#"{"context":{"contextActivities":{"grouping":[{"id":"https://school/1"}]}}}"#, "2026-10-01T08:00:01.000Z"),
-            ("s3", 3, 1, VERB_VOIDED, None, Some(gateway), None, r#"{"object":{"objectType":"StatementRef","id":"s1"}}"#, "2026-10-01T08:00:02.000Z"),
-            ("s4", 4, 2, SCORED, Some("https://t/1"), Some(agent_b), Some("B"), r#"{}"#, "2026-10-01T08:00:03.000Z"),
+            (
+                "s1",
+                1,
+                1,
+                SCORED,
+                Some("https://t/1"),
+                Some(agent_a),
+                Some("A"),
+                r#"{"context":{"contextActivities":{"grouping":[{"id":"https://school/1"}]}}}"#,
+                "2026-10-01T08:00:00.000Z",
+            ),
+            (
+                "s2",
+                2,
+                1,
+                SCORED,
+                Some("https://t/2"),
+                Some(agent_a),
+                Some("A"),
+                r#"{"context":{"contextActivities":{"grouping":[{"id":"https://school/1"}]}}}"#,
+                "2026-10-01T08:00:01.000Z",
+            ),
+            (
+                "s3",
+                3,
+                1,
+                VERB_VOIDED,
+                None,
+                Some(gateway),
+                None,
+                r#"{"object":{"objectType":"StatementRef","id":"s1"}}"#,
+                "2026-10-01T08:00:02.000Z",
+            ),
+            (
+                "s4",
+                4,
+                2,
+                SCORED,
+                Some("https://t/1"),
+                Some(agent_b),
+                Some("B"),
+                r#"{}"#,
+                "2026-10-01T08:00:03.000Z",
+            ),
         ];
         for (id, seq, school_id, verb, activity, agent, leerlingid, statement, stored_at) in rows {
             connection.execute(
@@ -235,11 +294,20 @@ mod tests {
                 params![id, seq, school_id, stored_at, verb, activity, agent, leerlingid, statement],
             )?;
         }
-        connection.execute("UPDATE xapi_statements SET voided_by = 's3' WHERE id = 's1'", [])?;
+        connection.execute(
+            "UPDATE xapi_statements SET voided_by = 's3' WHERE id = 's1'",
+            [],
+        )?;
         Ok(connection)
     }
 
-    fn ids(connection: &Connection, schools: &[i64], filter: &StatementFilter, after: Option<i64>, limit: u32) -> Vec<String> {
+    fn ids(
+        connection: &Connection,
+        schools: &[i64],
+        filter: &StatementFilter,
+        after: Option<i64>,
+        limit: u32,
+    ) -> Vec<String> {
         read_statements(connection, schools, filter, after, i64::MAX, limit)
             .unwrap()
             .into_iter()
@@ -252,20 +320,38 @@ mod tests {
         let connection = database()?;
         assert_eq!(ids(&connection, &[1], &filter(), None, 10), ["s3", "s2"]);
         assert_eq!(ids(&connection, &[2], &filter(), None, 10), ["s4"]);
-        assert_eq!(ids(&connection, &[], &filter(), None, 10), Vec::<String>::new());
+        assert_eq!(
+            ids(&connection, &[], &filter(), None, 10),
+            Vec::<String>::new()
+        );
         // The voiding statement comes with a query its (voided) target matches.
-        let agent_a = StatementFilter { agent: Some(r#"{"account":{"homePage":"https://h","name":"A"}}"#.into()), ..filter() };
+        let agent_a = StatementFilter {
+            agent: Some(r#"{"account":{"homePage":"https://h","name":"A"}}"#.into()),
+            ..filter()
+        };
         assert_eq!(ids(&connection, &[1, 2], &agent_a, None, 10), ["s3", "s2"]);
-        let activity = StatementFilter { activity: Some("https://t/1".into()), ..filter() };
+        let activity = StatementFilter {
+            activity: Some("https://t/1".into()),
+            ..filter()
+        };
         assert_eq!(ids(&connection, &[1], &activity, None, 10), ["s3"]);
         assert_eq!(ids(&connection, &[1, 2], &activity, None, 10), ["s4", "s3"]);
-        let school = StatementFilter { activity: Some("https://school/1".into()), ..filter() };
+        let school = StatementFilter {
+            activity: Some("https://school/1".into()),
+            ..filter()
+        };
         assert!(ids(&connection, &[1], &school, None, 10).is_empty());
-        let related = StatementFilter { related_activities: true, ..school };
+        let related = StatementFilter {
+            related_activities: true,
+            ..school
+        };
         assert_eq!(ids(&connection, &[1], &related, None, 10), ["s3", "s2"]);
         // Single statements: voided ones only as voided, never across schools.
         assert!(read_statement(&connection, &[1], "s1", false)?.is_none());
-        assert_eq!(read_statement(&connection, &[1], "s1", true)?.map(|row| row.id), Some("s1".into()));
+        assert_eq!(
+            read_statement(&connection, &[1], "s1", true)?.map(|row| row.id),
+            Some("s1".into())
+        );
         assert!(read_statement(&connection, &[2], "s1", true)?.is_none());
         assert!(read_statement(&connection, &[1], "s4", false)?.is_none());
         Ok(())
@@ -274,19 +360,40 @@ mod tests {
     #[test]
     fn time_order_and_paging() -> Result<(), StoreError> {
         let connection = database()?;
-        let since = StatementFilter { since: Some("2026-10-01T08:00:01.000Z".into()), ..filter() };
+        let since = StatementFilter {
+            since: Some("2026-10-01T08:00:01.000Z".into()),
+            ..filter()
+        };
         assert_eq!(ids(&connection, &[1, 2], &since, None, 10), ["s4", "s3"]);
-        let until = StatementFilter { until: Some("2026-10-01T08:00:01.000Z".into()), ..filter() };
+        let until = StatementFilter {
+            until: Some("2026-10-01T08:00:01.000Z".into()),
+            ..filter()
+        };
         assert_eq!(ids(&connection, &[1, 2], &until, None, 10), ["s2"]);
-        let ascending = StatementFilter { order: StatementOrder::Ascending, ..filter() };
+        let ascending = StatementFilter {
+            order: StatementOrder::Ascending,
+            ..filter()
+        };
         assert_eq!(ids(&connection, &[1, 2], &ascending, None, 2), ["s2", "s3"]);
         assert_eq!(ids(&connection, &[1, 2], &ascending, Some(3), 2), ["s4"]);
-        assert_eq!(ids(&connection, &[1, 2], &filter(), Some(4), 2), ["s3", "s2"]);
+        assert_eq!(
+            ids(&connection, &[1, 2], &filter(), Some(4), 2),
+            ["s3", "s2"]
+        );
         // The snapshot bound keeps later statements out of a query's pages.
-        let bounded: Vec<String> = read_statements(&connection, &[1, 2], &filter(), None, 3, 10)?.into_iter().map(|row| row.id).collect();
+        let bounded: Vec<String> = read_statements(&connection, &[1, 2], &filter(), None, 3, 10)?
+            .into_iter()
+            .map(|row| row.id)
+            .collect();
         assert_eq!(bounded, ["s3", "s2"]);
-        assert_eq!(consistent_through(&connection, &[1])?, "2026-10-01T08:00:02.000Z");
-        assert_eq!(consistent_through(&connection, &[])?, "1970-01-01T00:00:00.000Z");
+        assert_eq!(
+            consistent_through(&connection, &[1])?,
+            "2026-10-01T08:00:02.000Z"
+        );
+        assert_eq!(
+            consistent_through(&connection, &[])?,
+            "1970-01-01T00:00:00.000Z"
+        );
         assert_eq!(newest_seq(&connection)?, 4);
         Ok(())
     }

@@ -5,12 +5,25 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
-const READER_FLAGS: &[&str] = &["--school", "99XX01", "--scope", "las", "--mandate", "DPA-TEST", "--valid-from", "2020-01-01"];
+const READER_FLAGS: &[&str] = &[
+    "--school",
+    "99XX01",
+    "--scope",
+    "las",
+    "--mandate",
+    "DPA-TEST",
+    "--valid-from",
+    "2020-01-01",
+];
 
 /// Results `from..to` with keys `P{n}`, spread over the demo learners.
 fn results(from: usize, to: usize, score: u32) -> Vec<Resultaat> {
     (from..to)
-        .map(|n| Resultaat { key: format!("P{n:05}"), leerlingid: demo_leerling(n), score })
+        .map(|n| Resultaat {
+            key: format!("P{n:05}"),
+            leerlingid: demo_leerling(n),
+            score,
+        })
         .collect()
 }
 
@@ -48,7 +61,12 @@ fn paging_while_messages_arrive_loses_and_duplicates_nothing() {
     // 5,000 afnames before the LAS starts.
     for batch in 0..10u32 {
         let from = batch as usize * 500;
-        gateway.send(&message("99XX", Some("01"), &aanmaakdatum(batch), &results(from, from + 500, 10)));
+        gateway.send(&message(
+            "99XX",
+            Some("01"),
+            &aanmaakdatum(batch),
+            &results(from, from + 500, 10),
+        ));
     }
     // 5,000 more while it pages, each message also correcting 50 earlier afnames.
     let writer_done = Arc::new(AtomicBool::new(false));
@@ -66,10 +84,19 @@ fn paging_while_messages_arrive_loses_and_duplicates_nothing() {
                     .post(format!("{base}/uwlr/leerresultaten"))
                     .header("Content-Type", "text/xml; charset=utf-8")
                     .header("SOAPAction", "\"BrengLeerresultaten\"")
-                    .body(message("99XX", Some("01"), &aanmaakdatum(batch), &batch_results))
+                    .body(message(
+                        "99XX",
+                        Some("01"),
+                        &aanmaakdatum(batch),
+                        &batch_results,
+                    ))
                     .send()
                     .expect("post");
-                assert!(response.status().is_success(), "{}", response.text().unwrap_or_default());
+                assert!(
+                    response.status().is_success(),
+                    "{}",
+                    response.text().unwrap_or_default()
+                );
                 std::thread::sleep(Duration::from_millis(30));
             }
             writer_done.store(true, Ordering::SeqCst);
@@ -89,13 +116,26 @@ fn paging_while_messages_arrive_loses_and_duplicates_nothing() {
         for item in items(&page) {
             let key = item["afname_key"].as_str().unwrap().to_string();
             let change_seq = item["change_seq"].as_i64().unwrap();
-            assert!(change_seq > last_seq, "change_seq {change_seq} after {last_seq}");
+            assert!(
+                change_seq > last_seq,
+                "change_seq {change_seq} after {last_seq}"
+            );
             assert!(change_seq <= consistent_through);
             last_seq = change_seq;
-            let state = Seen { revision: item["revision"].as_i64().unwrap(), score: item["score"].as_i64().unwrap() };
-            assert!(seen_states.insert((key.clone(), state.revision)), "{key} revision {} seen twice", state.revision);
+            let state = Seen {
+                revision: item["revision"].as_i64().unwrap(),
+                score: item["score"].as_i64().unwrap(),
+            };
+            assert!(
+                seen_states.insert((key.clone(), state.revision)),
+                "{key} revision {} seen twice",
+                state.revision
+            );
             if let Some(before) = seen.get(&key) {
-                assert!(state.revision > before.revision, "{key} went back from {before:?} to {state:?}");
+                assert!(
+                    state.revision > before.revision,
+                    "{key} went back from {before:?} to {state:?}"
+                );
             }
             seen.insert(key, state);
         }
@@ -117,7 +157,14 @@ fn paging_while_messages_arrive_loses_and_duplicates_nothing() {
     // Every correction reached the follower with its final state.
     for n in 0..500 {
         let key = format!("P{n:05}");
-        assert_eq!(seen[&key], Seen { revision: 2, score: 30 + 10 + (n as i64 / 50) }, "{key}");
+        assert_eq!(
+            seen[&key],
+            Seen {
+                revision: 2,
+                score: 30 + 10 + (n as i64 / 50)
+            },
+            "{key}"
+        );
     }
     // A fresh catch-up from cursor zero gives every afname once, in its latest state.
     let (all, end) = catch_up(&gateway, &token, 1000);
@@ -125,8 +172,14 @@ fn paging_while_messages_arrive_loses_and_duplicates_nothing() {
     let mut latest: BTreeMap<String, Seen> = BTreeMap::new();
     for item in &all {
         let key = item["afname_key"].as_str().unwrap().to_string();
-        let state = Seen { revision: item["revision"].as_i64().unwrap(), score: item["score"].as_i64().unwrap() };
-        assert!(latest.insert(key.clone(), state).is_none(), "{key} twice in one catch-up");
+        let state = Seen {
+            revision: item["revision"].as_i64().unwrap(),
+            score: item["score"].as_i64().unwrap(),
+        };
+        assert!(
+            latest.insert(key.clone(), state).is_none(),
+            "{key} twice in one catch-up"
+        );
     }
     assert_eq!(latest, seen);
     assert!(pages > 10_000 / 257, "the follower paged ({pages} pages)");
@@ -136,53 +189,122 @@ fn paging_while_messages_arrive_loses_and_duplicates_nothing() {
 fn filters_corrections_and_the_leerling_resource() {
     let gateway = Gateway::spawn();
     let token = gateway.reader("las-filter", READER_FLAGS);
-    for sample in ["01-drip-een-resultaat.xml", "02-batch-vijf-leerlingen.xml", "03-toets-met-onderdelen.xml"] {
+    for sample in [
+        "01-drip-een-resultaat.xml",
+        "02-batch-vijf-leerlingen.xml",
+        "03-toets-met-onderdelen.xml",
+    ] {
         gateway.send_sample(sample);
     }
     let (before, cursor) = catch_up(&gateway, &token, 5);
-    assert!(before.iter().any(|item| item["afname_key"] == "R-DRIP-0001" && item["revision"] == 1));
+    assert!(before
+        .iter()
+        .any(|item| item["afname_key"] == "R-DRIP-0001" && item["revision"] == 1));
     // Sample 07 corrects R-DRIP-0001 (score 7 -> 9): it comes again after the cursor.
-    for sample in ["04-vocabulaire-gebonden.xml", "05-nieuwe-toetsversie.xml", "06-correctie-toetsdefinitie.xml", "07-update-afname.xml"] {
+    for sample in [
+        "04-vocabulaire-gebonden.xml",
+        "05-nieuwe-toetsversie.xml",
+        "06-correctie-toetsdefinitie.xml",
+        "07-update-afname.xml",
+    ] {
         gateway.send_sample(sample);
     }
-    let page = gateway.get_ok(&format!("/api/v1/schools/99XX01/toetsafnames?since={cursor}&limit=1000"), &token);
-    let drip: Vec<&Value> = items(&page).iter().filter(|item| item["afname_key"] == "R-DRIP-0001").collect();
+    let page = gateway.get_ok(
+        &format!("/api/v1/schools/99XX01/toetsafnames?since={cursor}&limit=1000"),
+        &token,
+    );
+    let drip: Vec<&Value> = items(&page)
+        .iter()
+        .filter(|item| item["afname_key"] == "R-DRIP-0001")
+        .collect();
     assert_eq!(drip.len(), 1);
-    assert_eq!((drip[0]["revision"].as_i64(), drip[0]["score"].as_i64()), (Some(2), Some(9)));
+    assert_eq!(
+        (drip[0]["revision"].as_i64(), drip[0]["score"].as_i64()),
+        (Some(2), Some(9))
+    );
     assert!(drip[0]["mutatiedatum"].is_string());
     // Filters narrow the feed.
     let check = |query: &str, expected: &dyn Fn(&Value) -> bool| {
-        let page = gateway.get_ok(&format!("/api/v1/schools/99XX01/toetsafnames?limit=1000&{query}"), &token);
+        let page = gateway.get_ok(
+            &format!("/api/v1/schools/99XX01/toetsafnames?limit=1000&{query}"),
+            &token,
+        );
         assert!(!items(&page).is_empty(), "{query} matched nothing");
         assert!(items(&page).iter().all(expected), "{query}");
-        assert!(page["next"].as_str().unwrap().contains(query.split('&').next().unwrap()), "next keeps {query}");
+        assert!(
+            page["next"]
+                .as_str()
+                .unwrap()
+                .contains(query.split('&').next().unwrap()),
+            "next keeps {query}"
+        );
     };
-    check("toetscode=DEMO-LEES-B1", &|item| item["toetscode"] == "DEMO-LEES-B1");
+    check("toetscode=DEMO-LEES-B1", &|item| {
+        item["toetscode"] == "DEMO-LEES-B1"
+    });
     check("leerlingid=LL0006", &|item| item["leerlingid"] == "LL0006");
-    check("afnamedatum_from=2026-10-02&afnamedatum_until=2026-10-02", &|item| item["afnamedatum"] == "2026-10-02");
+    check(
+        "afnamedatum_from=2026-10-02&afnamedatum_until=2026-10-02",
+        &|item| item["afnamedatum"] == "2026-10-02",
+    );
     // The leerling resource is the feed narrowed to one leerling.
-    let leerling = gateway.get_ok("/api/v1/schools/99XX01/leerlingen/LL0001/toetsafnames?limit=1000", &token);
+    let leerling = gateway.get_ok(
+        "/api/v1/schools/99XX01/leerlingen/LL0001/toetsafnames?limit=1000",
+        &token,
+    );
     assert_eq!(leerling["leerlingid"], "LL0001");
     assert!(items(&leerling).len() >= 2);
-    assert!(items(&leerling).iter().all(|item| item["leerlingid"] == "LL0001"));
-    let nobody = gateway.get_ok("/api/v1/schools/99XX01/leerlingen/LL0020/toetsafnames", &token);
+    assert!(items(&leerling)
+        .iter()
+        .all(|item| item["leerlingid"] == "LL0001"));
+    let nobody = gateway.get_ok(
+        "/api/v1/schools/99XX01/leerlingen/LL0020/toetsafnames",
+        &token,
+    );
     assert!(items(&nobody).is_empty());
     // A toets with every version and its corrections (sample 06 corrects versie 2).
     let toets = gateway.get_ok("/api/v1/schools/99XX01/toetsen/DEMO-REK-M4", &token);
     let versions = toets["versions"].as_array().unwrap();
-    let versies: Vec<&str> = versions.iter().map(|version| version["versie"].as_str().unwrap()).collect();
+    let versies: Vec<&str> = versions
+        .iter()
+        .map(|version| version["versie"].as_str().unwrap())
+        .collect();
     assert_eq!(versies, ["1", "2"]);
     assert_eq!(versions[1]["revision"], 2);
-    assert_eq!(versions[1]["earlier_revisions"].as_array().unwrap().len(), 1);
-    let (status, content_type, problem) = gateway.get("/api/v1/schools/99XX01/toetsen/GEEN-TOETS", Some(&token));
-    assert_eq!((status, content_type.as_str()), (404, "application/problem+json"));
+    assert_eq!(
+        versions[1]["earlier_revisions"].as_array().unwrap().len(),
+        1
+    );
+    let (status, content_type, problem) =
+        gateway.get("/api/v1/schools/99XX01/toetsen/GEEN-TOETS", Some(&token));
+    assert_eq!(
+        (status, content_type.as_str()),
+        (404, "application/problem+json")
+    );
     assert_eq!(problem["status"], 404);
     // Malformed parameters are problems, not guesses.
-    for query in ["since=-1", "since=abc", "limit=0", "limit=1001", "afnamedatum_from=1-10-2026", "unknown=1", "limit=5&limit=6"] {
-        let (status, content_type, problem) =
-            gateway.get(&format!("/api/v1/schools/99XX01/toetsafnames?{query}"), Some(&token));
-        assert_eq!((status, content_type.as_str()), (400, "application/problem+json"), "{query}");
-        assert_eq!(problem["type"], "urn:uwlr-gateway:problem:bad-parameter", "{query}");
+    for query in [
+        "since=-1",
+        "since=abc",
+        "limit=0",
+        "limit=1001",
+        "afnamedatum_from=1-10-2026",
+        "unknown=1",
+        "limit=5&limit=6",
+    ] {
+        let (status, content_type, problem) = gateway.get(
+            &format!("/api/v1/schools/99XX01/toetsafnames?{query}"),
+            Some(&token),
+        );
+        assert_eq!(
+            (status, content_type.as_str()),
+            (400, "application/problem+json"),
+            "{query}"
+        );
+        assert_eq!(
+            problem["type"], "urn:uwlr-gateway:problem:bad-parameter",
+            "{query}"
+        );
     }
 }
 
@@ -195,20 +317,44 @@ fn quarantined_afnames_appear_only_once_released() {
         Some("01"),
         &aanmaakdatum(0),
         &[
-            Resultaat { key: "Q-KNOWN".into(), leerlingid: "LL0001".into(), score: 60 },
-            Resultaat { key: "Q-NEW".into(), leerlingid: "LL9999".into(), score: 70 },
+            Resultaat {
+                key: "Q-KNOWN".into(),
+                leerlingid: "LL0001".into(),
+                score: 60,
+            },
+            Resultaat {
+                key: "Q-NEW".into(),
+                leerlingid: "LL9999".into(),
+                score: 70,
+            },
         ],
     ));
     let (before, cursor) = catch_up(&gateway, &token, 100);
-    let keys: Vec<&str> = before.iter().map(|item| item["afname_key"].as_str().unwrap()).collect();
+    let keys: Vec<&str> = before
+        .iter()
+        .map(|item| item["afname_key"].as_str().unwrap())
+        .collect();
     assert_eq!(keys, ["Q-KNOWN"]);
-    let leerling = gateway.get_ok("/api/v1/schools/99XX01/leerlingen/LL9999/toetsafnames", &token);
+    let leerling = gateway.get_ok(
+        "/api/v1/schools/99XX01/leerlingen/LL9999/toetsafnames",
+        &token,
+    );
     assert!(items(&leerling).is_empty());
     let roster = gateway.data_dir.path().join("roster.csv");
-    std::fs::write(&roster, "school,leerlingid,eckid,naam\n99XX01,LL9999,,Nieuwe leerling\n").unwrap();
+    std::fs::write(
+        &roster,
+        "school,leerlingid,eckid,naam\n99XX01,LL9999,,Nieuwe leerling\n",
+    )
+    .unwrap();
     gateway.cli(&["leerlingen", "import", roster.to_str().unwrap()]);
-    let after = gateway.get_ok(&format!("/api/v1/schools/99XX01/toetsafnames?since={cursor}"), &token);
-    let keys: Vec<&str> = items(&after).iter().map(|item| item["afname_key"].as_str().unwrap()).collect();
+    let after = gateway.get_ok(
+        &format!("/api/v1/schools/99XX01/toetsafnames?since={cursor}"),
+        &token,
+    );
+    let keys: Vec<&str> = items(&after)
+        .iter()
+        .map(|item| item["afname_key"].as_str().unwrap())
+        .collect();
     assert_eq!(keys, ["Q-NEW"]);
     assert!(after["consistent_through"].as_i64().unwrap() > cursor);
 }

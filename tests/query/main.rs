@@ -47,22 +47,43 @@ impl Gateway {
         let mut child = command.spawn().expect("start uwlr-gateway");
         let mut lines = BufReader::new(child.stdout.take().expect("stdout")).lines();
         let base = loop {
-            let line = lines.next().expect("the gateway printed its address").expect("stdout line");
+            let line = lines
+                .next()
+                .expect("the gateway printed its address")
+                .expect("stdout line");
             if let Some(address) = line.strip_prefix("uwlr-gateway listening on ") {
                 break address.trim().to_string();
             }
         };
         // Keep draining stdout so the gateway never blocks on a full pipe.
         std::thread::spawn(move || for _ in lines {});
-        let http = reqwest::blocking::Client::builder().timeout(Duration::from_secs(120)).build().expect("client");
-        Gateway { child, base, data_dir, http }
+        let http = reqwest::blocking::Client::builder()
+            .timeout(Duration::from_secs(120))
+            .build()
+            .expect("client");
+        Gateway {
+            child,
+            base,
+            data_dir,
+            http,
+        }
     }
 
     /// A demo gateway with `samples` sent for 99XX01, and 99YY activated with two
     /// afnames of YY0001 whose keys (`YY-SECRET-…`) give away any leak.
     pub fn two_schools(samples: &[&str]) -> Gateway {
         let gateway = Gateway::spawn();
-        gateway.cli(&["schools", "activate", "99YY", "--klantcode", "DEMO-EA", "--mandate", "DPA-YY", "--valid-from", "2020-01-01"]);
+        gateway.cli(&[
+            "schools",
+            "activate",
+            "99YY",
+            "--klantcode",
+            "DEMO-EA",
+            "--mandate",
+            "DPA-YY",
+            "--valid-from",
+            "2020-01-01",
+        ]);
         for sample in samples {
             gateway.send_sample(sample);
         }
@@ -71,8 +92,16 @@ impl Gateway {
             None,
             &aanmaakdatum(0),
             &[
-                Resultaat { key: "YY-SECRET-1".into(), leerlingid: "YY0001".into(), score: 51 },
-                Resultaat { key: "YY-SECRET-2".into(), leerlingid: "YY0001".into(), score: 52 },
+                Resultaat {
+                    key: "YY-SECRET-1".into(),
+                    leerlingid: "YY0001".into(),
+                    score: 51,
+                },
+                Resultaat {
+                    key: "YY-SECRET-2".into(),
+                    leerlingid: "YY0001".into(),
+                    score: 52,
+                },
             ],
         ));
         gateway
@@ -101,7 +130,12 @@ impl Gateway {
         let mut args = vec!["readers", "add", name];
         args.extend_from_slice(flags);
         let output = self.cli(&args);
-        output.lines().last().expect("a token line").trim().to_string()
+        output
+            .lines()
+            .last()
+            .expect("a token line")
+            .trim()
+            .to_string()
     }
 
     pub fn url(&self, path: &str) -> String {
@@ -124,7 +158,9 @@ impl Gateway {
     }
 
     pub fn send_sample(&self, name: &str) {
-        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("samples").join(name);
+        let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("samples")
+            .join(name);
         self.send(&std::fs::read_to_string(path).expect("sample"));
     }
 
@@ -157,7 +193,8 @@ impl Gateway {
     /// Waits until the bridge's publisher (which runs after each commit) has turned
     /// every change into statements.
     pub fn wait_published(&self) {
-        let connection = rusqlite::Connection::open(self.data_dir.path().join("gateway.sqlite")).expect("database");
+        let connection = rusqlite::Connection::open(self.data_dir.path().join("gateway.sqlite"))
+            .expect("database");
         let deadline = std::time::Instant::now() + Duration::from_secs(30);
         loop {
             let (cursor, end): (i64, i64) = connection
@@ -170,7 +207,10 @@ impl Gateway {
             if cursor >= end {
                 return;
             }
-            assert!(std::time::Instant::now() < deadline, "the publisher is stuck at {cursor} of {end}");
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the publisher is stuck at {cursor} of {end}"
+            );
             std::thread::sleep(Duration::from_millis(20));
         }
     }
@@ -201,14 +241,25 @@ pub struct Resultaat {
 
 /// A BrengLeerresultaten envelope from the demo client for `brincode`/`dependancecode`
 /// with one toets `QT-PAGE` (normering 0..100) and the given results, grouped per leerling.
-pub fn message(brincode: &str, dependancecode: Option<&str>, aanmaakdatum: &str, results: &[Resultaat]) -> String {
-    let mut by_leerling: std::collections::BTreeMap<&str, Vec<&Resultaat>> = std::collections::BTreeMap::new();
+pub fn message(
+    brincode: &str,
+    dependancecode: Option<&str>,
+    aanmaakdatum: &str,
+    results: &[Resultaat],
+) -> String {
+    let mut by_leerling: std::collections::BTreeMap<&str, Vec<&Resultaat>> =
+        std::collections::BTreeMap::new();
     for result in results {
-        by_leerling.entry(result.leerlingid.as_str()).or_default().push(result);
+        by_leerling
+            .entry(result.leerlingid.as_str())
+            .or_default()
+            .push(result);
     }
     let mut afnames = String::new();
     for (leerlingid, results) in by_leerling {
-        afnames.push_str(&format!("<toetsafname><leerlingid>{leerlingid}</leerlingid><resultaten>"));
+        afnames.push_str(&format!(
+            "<toetsafname><leerlingid>{leerlingid}</leerlingid><resultaten>"
+        ));
         for result in results {
             afnames.push_str(&format!(
                 "<resultaat key=\"{}\"><afnamedatum>2026-10-01</afnamedatum><toetscode>QT-PAGE</toetscode><score>{}</score></resultaat>",
@@ -217,7 +268,9 @@ pub fn message(brincode: &str, dependancecode: Option<&str>, aanmaakdatum: &str,
         }
         afnames.push_str("</resultaten></toetsafname>");
     }
-    let dependancecode = dependancecode.map(|code| format!("<dependancecode>{code}</dependancecode>")).unwrap_or_default();
+    let dependancecode = dependancecode
+        .map(|code| format!("<dependancecode>{code}</dependancecode>"))
+        .unwrap_or_default();
     format!(
         r#"<SOAP-ENV:Envelope xmlns:SOAP-ENV="http://schemas.xmlsoap.org/soap/envelope/">
   <SOAP-ENV:Header>
@@ -256,8 +309,13 @@ pub fn message(brincode: &str, dependancecode: Option<&str>, aanmaakdatum: &str,
 
 /// The aanmaakdatum of the `index`th generated message: later for each.
 pub fn aanmaakdatum(index: u32) -> String {
-    let start = chrono::NaiveDate::from_ymd_opt(2026, 10, 20).unwrap().and_hms_opt(8, 0, 0).unwrap();
-    (start + chrono::Duration::seconds(i64::from(index))).format("%Y-%m-%dT%H:%M:%S").to_string()
+    let start = chrono::NaiveDate::from_ymd_opt(2026, 10, 20)
+        .unwrap()
+        .and_hms_opt(8, 0, 0)
+        .unwrap();
+    (start + chrono::Duration::seconds(i64::from(index)))
+        .format("%Y-%m-%dT%H:%M:%S")
+        .to_string()
 }
 
 /// The demo learners LL0001..LL0020.

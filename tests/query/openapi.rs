@@ -7,7 +7,8 @@ fn the_served_document_is_the_repository_file() {
     let gateway = Gateway::spawn();
     let (status, content_type, served) = gateway.get("/api/v1/openapi.json", None);
     assert_eq!((status, content_type.as_str()), (200, "application/json"));
-    let file = std::fs::read_to_string(Gateway::repository().join("src/query/openapi.json")).unwrap();
+    let file =
+        std::fs::read_to_string(Gateway::repository().join("src/query/openapi.json")).unwrap();
     let kept: Value = serde_json::from_str(&file).expect("src/query/openapi.json is JSON");
     assert_eq!(served, kept);
     assert_eq!(served["openapi"], "3.1.0");
@@ -16,7 +17,10 @@ fn the_served_document_is_the_repository_file() {
         "/api/v1/schools/{school}/leerlingen/{leerlingid}/toetsafnames",
         "/api/v1/schools/{school}/toetsen/{toetscode}",
     ] {
-        assert!(served["paths"][path]["get"].is_object(), "{path} is documented");
+        assert!(
+            served["paths"][path]["get"].is_object(),
+            "{path} is documented"
+        );
     }
 }
 
@@ -38,18 +42,44 @@ fn the_live_server_keeps_to_its_openapi_document() {
         tool.display()
     );
     let gateway = Gateway::spawn();
-    for sample in ["01-drip-een-resultaat.xml", "02-batch-vijf-leerlingen.xml", "03-toets-met-onderdelen.xml", "08-oso-resultaten.xml", "09-somscore-onderdelen.xml", "10-varianten-infourl-eckid.xml"] {
+    for sample in [
+        "01-drip-een-resultaat.xml",
+        "02-batch-vijf-leerlingen.xml",
+        "03-toets-met-onderdelen.xml",
+        "08-oso-resultaten.xml",
+        "09-somscore-onderdelen.xml",
+        "10-varianten-infourl-eckid.xml",
+    ] {
         gateway.send_sample(sample);
     }
     let token = gateway.reader(
         "las-schemathesis",
-        &["--school", "99XX01", "--scope", "las", "--mandate", "DPA-TEST", "--valid-from", "2020-01-01"],
+        &[
+            "--school",
+            "99XX01",
+            "--scope",
+            "las",
+            "--mandate",
+            "DPA-TEST",
+            "--valid-from",
+            "2020-01-01",
+        ],
     );
     let report = gateway.data_dir.path().join("schemathesis");
     let output = Command::new(&tool)
         .arg("run")
         .arg(gateway.url("/api/v1/openapi.json"))
-        .args(["--checks", "all", "--max-examples", "60", "--seed", "5", "--no-color", "--generation-database", "none"])
+        .args([
+            "--checks",
+            "all",
+            "--max-examples",
+            "60",
+            "--seed",
+            "5",
+            "--no-color",
+            "--generation-database",
+            "none",
+        ])
         .arg("--header")
         .arg(format!("Authorization: Bearer {token}"))
         .arg("--report-dir")
@@ -57,8 +87,15 @@ fn the_live_server_keeps_to_its_openapi_document() {
         .current_dir(gateway.data_dir.path())
         .output()
         .expect("run schemathesis");
-    let text = format!("{}{}", String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr));
-    assert!(output.status.success(), "schemathesis found problems:\n{text}");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(
+        output.status.success(),
+        "schemathesis found problems:\n{text}"
+    );
     assert!(text.contains("passed"), "schemathesis ran no test:\n{text}");
     // It read data, not only refusals: the audit has 200s with records.
     let served = read_audit(&gateway, &["--reader", "las-schemathesis"])

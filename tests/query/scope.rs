@@ -5,14 +5,27 @@ use std::collections::BTreeSet;
 
 /// The demo gateway with data in 99XX01 (samples 01-03) and in 99YY.
 fn two_schools() -> Gateway {
-    Gateway::two_schools(&["01-drip-een-resultaat.xml", "02-batch-vijf-leerlingen.xml", "03-toets-met-onderdelen.xml"])
+    Gateway::two_schools(&[
+        "01-drip-een-resultaat.xml",
+        "02-batch-vijf-leerlingen.xml",
+        "03-toets-met-onderdelen.xml",
+    ])
 }
 
 fn grant(school: &str) -> Vec<String> {
-    ["--school", school, "--scope", "las", "--mandate", "DPA-1", "--valid-from", "2020-01-01"]
-        .iter()
-        .map(|text| text.to_string())
-        .collect()
+    [
+        "--school",
+        school,
+        "--scope",
+        "las",
+        "--mandate",
+        "DPA-1",
+        "--valid-from",
+        "2020-01-01",
+    ]
+    .iter()
+    .map(|text| text.to_string())
+    .collect()
 }
 
 fn add(gateway: &Gateway, name: &str, flags: &[String]) -> String {
@@ -29,9 +42,19 @@ fn assert_refused(gateway: &Gateway, path: &str, token: Option<&str>, status: u1
     let (got, content_type, body) = gateway.get(path, token);
     assert_eq!(got, status, "GET {path}: {body}");
     assert_eq!(content_type, "application/problem+json", "GET {path}");
-    let problem_members = ["type", "title", "status", "detail", "instance", "request_id", "parameter"];
+    let problem_members = [
+        "type",
+        "title",
+        "status",
+        "detail",
+        "instance",
+        "request_id",
+        "parameter",
+    ];
     assert!(
-        body.as_object().is_some_and(|members| members.keys().all(|key| problem_members.contains(&key.as_str()))),
+        body.as_object().is_some_and(|members| members
+            .keys()
+            .all(|key| problem_members.contains(&key.as_str()))),
         "GET {path} returned more than a problem: {body}"
     );
     assert!(!leaks(&body), "GET {path} leaked: {body}");
@@ -46,7 +69,12 @@ fn a_reader_of_one_school_never_sees_another() {
     let own = gateway.get_ok("/api/v1/schools/99YY/toetsafnames", &reader_yy);
     assert_eq!(own["items"].as_array().unwrap().len(), 2);
     let yy_next = own["next"].as_str().unwrap().to_string();
-    let yy_cursors: Vec<i64> = own["items"].as_array().unwrap().iter().map(|item| item["change_seq"].as_i64().unwrap()).collect();
+    let yy_cursors: Vec<i64> = own["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|item| item["change_seq"].as_i64().unwrap())
+        .collect();
 
     // Every read path of 99YY, in every spelling of the school, is 403 for the 99XX01 reader.
     for path in [
@@ -74,7 +102,10 @@ fn a_reader_of_one_school_never_sees_another() {
 
     // Crafted cursors on its own school never bring 99YY data: every cursor from
     // zero past the end, including the exact change_seq values of 99YY's afnames.
-    let (_, _, own_xx) = gateway.get("/api/v1/schools/99XX01/toetsafnames?limit=1000", Some(&reader_xx));
+    let (_, _, own_xx) = gateway.get(
+        "/api/v1/schools/99XX01/toetsafnames?limit=1000",
+        Some(&reader_xx),
+    );
     let end = own_xx["consistent_through"].as_i64().unwrap();
     let xx_keys: BTreeSet<String> = own_xx["items"]
         .as_array()
@@ -92,19 +123,28 @@ fn a_reader_of_one_school_never_sees_another() {
             let body = gateway.get_ok(&path, &reader_xx);
             assert!(!leaks(&body), "{path} leaked: {body}");
             for item in body["items"].as_array().unwrap() {
-                assert!(xx_keys.contains(item["afname_key"].as_str().unwrap()), "{path}: {item}");
+                assert!(
+                    xx_keys.contains(item["afname_key"].as_str().unwrap()),
+                    "{path}: {item}"
+                );
             }
         }
     }
     // The other school's learner and toets, asked through the reader's own school: nothing.
-    let crossed = gateway.get_ok("/api/v1/schools/99XX01/leerlingen/YY0001/toetsafnames?since=0", &reader_xx);
+    let crossed = gateway.get_ok(
+        "/api/v1/schools/99XX01/leerlingen/YY0001/toetsafnames?since=0",
+        &reader_xx,
+    );
     assert!(crossed["items"].as_array().unwrap().is_empty());
     assert!(!leaks(&crossed));
     // The other school's `next` link rewritten to the reader's own school only reads its own school.
     let rewritten = yy_next.replace("/schools/99YY/", "/schools/99XX01/");
     assert!(!leaks(&gateway.get_ok(&rewritten, &reader_xx)));
     // Its own `next` link pointed at the other school: refused.
-    let own_next = own_xx["next"].as_str().unwrap().replace("/schools/99XX01/", "/schools/99YY/");
+    let own_next = own_xx["next"]
+        .as_str()
+        .unwrap()
+        .replace("/schools/99XX01/", "/schools/99YY/");
     assert_refused(&gateway, &own_next, Some(&reader_xx), 403);
 }
 
@@ -133,28 +173,76 @@ fn tokens_scopes_and_mandates_are_enforced() {
     gateway.cli(&["readers", "revoke", "las-revoked"]);
     assert_refused(&gateway, path, Some(&revoked), 401);
     // 403: a token for the xAPI only, an expired mandate, a mandate not yet valid, a withdrawn grant.
-    let xapi_only = gateway.reader("xapi-only", &["--school", "99XX01", "--scope", "xapi", "--mandate", "M", "--valid-from", "2020-01-01"]);
+    let xapi_only = gateway.reader(
+        "xapi-only",
+        &[
+            "--school",
+            "99XX01",
+            "--scope",
+            "xapi",
+            "--mandate",
+            "M",
+            "--valid-from",
+            "2020-01-01",
+        ],
+    );
     assert_refused(&gateway, path, Some(&xapi_only), 403);
     let expired = gateway.reader(
         "las-expired",
-        &["--school", "99XX01", "--scope", "las", "--mandate", "M", "--valid-from", "2020-01-01", "--valid-until", "2021-12-31"],
+        &[
+            "--school",
+            "99XX01",
+            "--scope",
+            "las",
+            "--mandate",
+            "M",
+            "--valid-from",
+            "2020-01-01",
+            "--valid-until",
+            "2021-12-31",
+        ],
     );
     assert_refused(&gateway, path, Some(&expired), 403);
-    let future = gateway.reader("las-future", &["--school", "99XX01", "--scope", "las", "--mandate", "M", "--valid-from", "2099-01-01"]);
+    let future = gateway.reader(
+        "las-future",
+        &[
+            "--school",
+            "99XX01",
+            "--scope",
+            "las",
+            "--mandate",
+            "M",
+            "--valid-from",
+            "2099-01-01",
+        ],
+    );
     assert_refused(&gateway, path, Some(&future), 403);
     let withdrawn = add(&gateway, "las-withdrawn", &grant("99XX01"));
     gateway.get_ok(path, &withdrawn);
     gateway.cli(&["readers", "withdraw", "las-withdrawn", "--school", "99XX01"]);
     assert_refused(&gateway, path, Some(&withdrawn), 403);
     // A renewed mandate lets the expired reader in again.
-    gateway.cli(&["readers", "grant", "las-expired", "--school", "99XX01", "--mandate", "M-2", "--valid-from", "2020-01-01"]);
+    gateway.cli(&[
+        "readers",
+        "grant",
+        "las-expired",
+        "--school",
+        "99XX01",
+        "--mandate",
+        "M-2",
+        "--valid-from",
+        "2020-01-01",
+    ]);
     gateway.get_ok(path, &expired);
     // `readers list` shows mandates and validity, never a token.
     let list = gateway.cli(&["readers", "list"]);
     assert!(list.contains("las-expired") && list.contains("M-2") && list.contains("withdrawn"));
     for token in [&valid, &revoked, &expired, &future, &withdrawn, &xapi_only] {
         assert!(!list.contains(token.as_str()));
-        assert!(!gateway.stderr_log().contains(token.as_str()), "a token was logged");
+        assert!(
+            !gateway.stderr_log().contains(token.as_str()),
+            "a token was logged"
+        );
     }
     // Only GET.
     let response = reqwest::blocking::Client::new()
@@ -177,11 +265,29 @@ fn every_read_is_audited_with_reader_school_learners_and_count() {
         .iter()
         .map(|item| item["leerlingid"].as_str().unwrap().to_string())
         .collect();
-    gateway.get_ok("/api/v1/schools/99XX01/leerlingen/LL0006/toetsafnames", &reader);
+    gateway.get_ok(
+        "/api/v1/schools/99XX01/leerlingen/LL0006/toetsafnames",
+        &reader,
+    );
     gateway.get_ok("/api/v1/schools/99XX01/toetsen/DEMO-REK-M4", &reader);
-    assert_refused(&gateway, "/api/v1/schools/99YY/toetsafnames", Some(&reader), 403);
-    assert_refused(&gateway, "/api/v1/schools/99XX01/toetsafnames?limit=0", Some(&reader), 400);
-    assert_refused(&gateway, "/api/v1/schools/99XX01/toetsafnames", Some("uwlrr_wrong"), 401);
+    assert_refused(
+        &gateway,
+        "/api/v1/schools/99YY/toetsafnames",
+        Some(&reader),
+        403,
+    );
+    assert_refused(
+        &gateway,
+        "/api/v1/schools/99XX01/toetsafnames?limit=0",
+        Some(&reader),
+        400,
+    );
+    assert_refused(
+        &gateway,
+        "/api/v1/schools/99XX01/toetsafnames",
+        Some("uwlrr_wrong"),
+        401,
+    );
 
     let rows = read_audit(&gateway, &["--reader", "las-audit"]);
     assert_eq!(rows.len(), 5, "{rows:#?}");
@@ -206,17 +312,27 @@ fn every_read_is_audited_with_reader_school_learners_and_count() {
             ("las-audit".to_string(), 400, "99XX01".to_string(), 0),
         ]
     );
-    let learners: BTreeSet<String> =
-        rows[0]["leerlingen"].as_array().unwrap().iter().map(|value| value.as_str().unwrap().to_string()).collect();
+    let learners: BTreeSet<String> = rows[0]["leerlingen"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|value| value.as_str().unwrap().to_string())
+        .collect();
     assert_eq!(learners, returned);
     assert_eq!(rows[1]["leerlingen"], serde_json::json!(["LL0006"]));
     for row in &rows {
         assert!(row["at"].as_str().unwrap().starts_with("20"));
         assert!(!row["request_id"].as_str().unwrap().is_empty());
-        assert!(row["detail"].as_str().unwrap().starts_with("GET /api/v1/schools/"));
+        assert!(row["detail"]
+            .as_str()
+            .unwrap()
+            .starts_with("GET /api/v1/schools/"));
     }
     // Who read this learner? The filters find it.
-    assert_eq!(read_audit(&gateway, &["--leerling", "LL0006"]).len(), if returned.contains("LL0006") { 2 } else { 1 });
+    assert_eq!(
+        read_audit(&gateway, &["--leerling", "LL0006"]).len(),
+        if returned.contains("LL0006") { 2 } else { 1 }
+    );
     assert_eq!(read_audit(&gateway, &["--school", "99YY"]).len(), 1);
     // The audit view also lists administrative actions, such as adding this reader.
     let everything = gateway.cli(&["audit", "--limit", "1000"]);
