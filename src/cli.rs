@@ -742,6 +742,8 @@ fn outbox(config: &Config, command: OutboxCommand) -> Result<ExitCode> {
                 connection
                     .query_row("SELECT count(*) FROM xapi_statements", [], |row| row.get(0))?;
             println!("{statements} statements generated");
+            let (cursor, end) = crate::bridge::publish::publisher_position(&connection)?;
+            println!("{} accepted changes not yet turned into statements (publisher at {cursor} of {end})", end - cursor);
             let now = chrono::Utc::now();
             for row in rows::outbox_status(&connection)? {
                 let lag = row

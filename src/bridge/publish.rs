@@ -216,6 +216,9 @@ pub async fn run_publisher(
         if *stop.borrow() {
             break;
         }
+        // Under a steady drip every group commit would wake the publisher for a handful
+        // of changes; a short pause lets one job take the changes of several commits.
+        tokio::time::sleep(PUBLISH_PAUSE).await;
         tokio::select! {
             _ = stop.changed() => {}
             _ = commits.changed() => {}
@@ -223,3 +226,6 @@ pub async fn run_publisher(
         }
     }
 }
+
+/// The least time between two catch-up rounds of the publisher.
+const PUBLISH_PAUSE: std::time::Duration = std::time::Duration::from_millis(25);

@@ -245,14 +245,38 @@ ALTER TABLE receipts ADD COLUMN xsdversie TEXT;
 -- Quarantine release publishes by change_seq across schools.
 CREATE INDEX toetsafnames_change_seq ON toetsafnames(change_seq);
 "#,
-    // 3: statements are generated after the afnames' commit by the publisher, which keeps
-    // its place in the change feed here; what came before was published in-transaction.
+    // 3: the change log (the transactional outbox) and the publisher's place in it:
+    // statements are generated after the afnames' commit; what came before was published
+    // in-transaction.
     r#"
+-- Every state an afname took, in change order, written by the transaction that made the
+-- change. Appends at the end of a rowid table are cheap, so a batch pays little for it;
+-- the publisher turns each row into statements, so every change is published, also one
+-- that a later message overwrote before the publisher got to it.
+CREATE TABLE toetsafname_changes (
+    change_seq INTEGER PRIMARY KEY,
+    afname_id INTEGER NOT NULL REFERENCES toetsafnames(id),
+    leerlingid TEXT NOT NULL,
+    eckid TEXT,
+    resultaatverwerkerid TEXT,
+    toets_id INTEGER NOT NULL REFERENCES toetsen(id),
+    toetscode TEXT NOT NULL,
+    versie TEXT NOT NULL,
+    toetsonderdeelcode TEXT,
+    afnamedatum TEXT NOT NULL,
+    derived INTEGER NOT NULL,
+    result TEXT NOT NULL,
+    aanmaakdatum TEXT NOT NULL,
+    receipt_id TEXT NOT NULL,
+    quarantined INTEGER NOT NULL
+);
 CREATE TABLE xapi_publisher (
     id INTEGER PRIMARY KEY CHECK (id = 1),
     cursor_seq INTEGER NOT NULL
 );
 INSERT INTO xapi_publisher (id, cursor_seq) SELECT 1, seq FROM change_counter;
+-- Publishing reads the change log now, not the afnames by change_seq.
+DROP INDEX toetsafnames_change_seq;
 "#,
     // 4: reader clients, their school grants (each under a mandate), and the read audit.
     r#"

@@ -197,8 +197,8 @@ pub fn statement_json(connection: &Connection, id: &str) -> Result<Option<String
         .optional()?)
 }
 
-/// Afnames with `from_seq < change_seq <= to_seq` that are not quarantined, in change order;
-/// `school_id` narrows to one school (a message), `None` is every school (a quarantine release).
+/// The states afnames took with `from_seq < change_seq <= to_seq` that were not quarantined,
+/// from the change log, in change order; `school_id` narrows to one school, `None` is every school.
 pub fn changed_afnames(
     connection: &Connection,
     school_id: Option<i64>,
@@ -207,12 +207,12 @@ pub fn changed_afnames(
 ) -> Result<Vec<AfnameSource>, StoreError> {
     let mut statement = connection.prepare_cached(
         "SELECT a.id, a.school_id, s.code, s.brincode, s.dependancecode, s.schoolkey, s.naam, a.afname_key,
-           a.leerlingid, a.eckid, a.resultaatverwerkerid, a.toets_id, a.toetscode, a.versie, a.toetsonderdeelcode,
-           a.afnamedatum, a.derived, a.result, a.aanmaakdatum, r.schooljaar, r.xsdversie, c.klantnaam
-         FROM toetsafnames a JOIN schools s ON s.id = a.school_id
-           LEFT JOIN receipts r ON r.id = a.receipt_id LEFT JOIN clients c ON c.id = r.client_id
-         WHERE a.change_seq > ?2 AND a.change_seq <= ?3 AND a.quarantined = 0 AND (?1 IS NULL OR a.school_id = ?1)
-         ORDER BY a.change_seq",
+           g.leerlingid, g.eckid, g.resultaatverwerkerid, g.toets_id, g.toetscode, g.versie, g.toetsonderdeelcode,
+           g.afnamedatum, g.derived, g.result, g.aanmaakdatum, r.schooljaar, r.xsdversie, c.klantnaam
+         FROM toetsafname_changes g JOIN toetsafnames a ON a.id = g.afname_id JOIN schools s ON s.id = a.school_id
+           LEFT JOIN receipts r ON r.id = g.receipt_id LEFT JOIN clients c ON c.id = r.client_id
+         WHERE g.change_seq > ?2 AND g.change_seq <= ?3 AND g.quarantined = 0 AND (?1 IS NULL OR a.school_id = ?1)
+         ORDER BY g.change_seq",
     )?;
     let rows = statement
         .query_map(params![school_id, from_seq, to_seq], |row| {

@@ -282,8 +282,10 @@ impl Gateway {
         }
     }
 
-    /// Waits until nothing is pending for `lrs` (dead letters aside).
+    /// Waits until nothing is pending for `lrs` (dead letters aside); pending counts
+    /// published statements, so the publisher must have caught up first.
     pub fn wait_delivered(&self, lrs: &str, limit: Duration) {
+        self.wait_published();
         self.wait_for(&format!("delivery to {lrs}"), limit, || {
             self.outbox(lrs).0 == 0
         });
