@@ -5,16 +5,8 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
-const READER_FLAGS: &[&str] = &[
-    "--school",
-    "99XX01",
-    "--scope",
-    "las",
-    "--mandate",
-    "DPA-TEST",
-    "--valid-from",
-    "2020-01-01",
-];
+/// A LAS reader of the demo school.
+const READER_FLAGS: &str = "--school 99XX01 --scope las --mandate DPA-TEST --valid-from 2020-01-01";
 
 /// Results `from..to` with keys `P{n}`, spread over the demo learners.
 fn results(from: usize, to: usize, score: u32) -> Vec<Resultaat> {
@@ -57,7 +49,7 @@ fn catch_up(gateway: &Gateway, token: &str, limit: u32) -> (Vec<Value>, i64) {
 #[test]
 fn paging_while_messages_arrive_loses_and_duplicates_nothing() {
     let gateway = Gateway::spawn();
-    let token = gateway.reader("las-follow", READER_FLAGS);
+    let token = gateway.reader("las-follow", &words(READER_FLAGS));
     // 5,000 afnames before the LAS starts.
     for batch in 0..10u32 {
         let from = batch as usize * 500;
@@ -188,7 +180,7 @@ fn paging_while_messages_arrive_loses_and_duplicates_nothing() {
 #[test]
 fn filters_corrections_and_the_leerling_resource() {
     let gateway = Gateway::spawn();
-    let token = gateway.reader("las-filter", READER_FLAGS);
+    let token = gateway.reader("las-filter", &words(READER_FLAGS));
     for sample in [
         "01-drip-een-resultaat.xml",
         "02-batch-vijf-leerlingen.xml",
@@ -311,7 +303,7 @@ fn filters_corrections_and_the_leerling_resource() {
 #[test]
 fn quarantined_afnames_appear_only_once_released() {
     let gateway = Gateway::spawn_with(&[("UWLR_UNKNOWN_LEERLING", "quarantine")]);
-    let token = gateway.reader("las-quarantine", READER_FLAGS);
+    let token = gateway.reader("las-quarantine", &words(READER_FLAGS));
     gateway.send(&message(
         "99XX",
         Some("01"),

@@ -73,17 +73,9 @@ impl Gateway {
     /// afnames of YY0001 whose keys (`YY-SECRET-…`) give away any leak.
     pub fn two_schools(samples: &[&str]) -> Gateway {
         let gateway = Gateway::spawn();
-        gateway.cli(&[
-            "schools",
-            "activate",
-            "99YY",
-            "--klantcode",
-            "DEMO-EA",
-            "--mandate",
-            "DPA-YY",
-            "--valid-from",
-            "2020-01-01",
-        ]);
+        gateway.cli(&words(
+            "schools activate 99YY --klantcode DEMO-EA --mandate DPA-YY --valid-from 2020-01-01",
+        ));
         for sample in samples {
             gateway.send_sample(sample);
         }
@@ -229,6 +221,11 @@ impl Drop for Gateway {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// Command line arguments written as one line.
+pub fn words(line: &str) -> Vec<&str> {
+    line.split_whitespace().collect()
 }
 
 /// One result to put in a generated message.

@@ -54,16 +54,7 @@ fn the_live_server_keeps_to_its_openapi_document() {
     }
     let token = gateway.reader(
         "las-schemathesis",
-        &[
-            "--school",
-            "99XX01",
-            "--scope",
-            "las",
-            "--mandate",
-            "DPA-TEST",
-            "--valid-from",
-            "2020-01-01",
-        ],
+        &words("--school 99XX01 --scope las --mandate DPA-TEST --valid-from 2020-01-01"),
     );
     let report = gateway.data_dir.path().join("schemathesis");
     let output = Command::new(&tool)

@@ -175,46 +175,17 @@ fn tokens_scopes_and_mandates_are_enforced() {
     // 403: a token for the xAPI only, an expired mandate, a mandate not yet valid, a withdrawn grant.
     let xapi_only = gateway.reader(
         "xapi-only",
-        &[
-            "--school",
-            "99XX01",
-            "--scope",
-            "xapi",
-            "--mandate",
-            "M",
-            "--valid-from",
-            "2020-01-01",
-        ],
+        &words("--school 99XX01 --scope xapi --mandate M --valid-from 2020-01-01"),
     );
     assert_refused(&gateway, path, Some(&xapi_only), 403);
     let expired = gateway.reader(
         "las-expired",
-        &[
-            "--school",
-            "99XX01",
-            "--scope",
-            "las",
-            "--mandate",
-            "M",
-            "--valid-from",
-            "2020-01-01",
-            "--valid-until",
-            "2021-12-31",
-        ],
+        &words("--school 99XX01 --scope las --mandate M --valid-from 2020-01-01 --valid-until 2021-12-31"),
     );
     assert_refused(&gateway, path, Some(&expired), 403);
     let future = gateway.reader(
         "las-future",
-        &[
-            "--school",
-            "99XX01",
-            "--scope",
-            "las",
-            "--mandate",
-            "M",
-            "--valid-from",
-            "2099-01-01",
-        ],
+        &words("--school 99XX01 --scope las --mandate M --valid-from 2099-01-01"),
     );
     assert_refused(&gateway, path, Some(&future), 403);
     let withdrawn = add(&gateway, "las-withdrawn", &grant("99XX01"));
@@ -222,17 +193,9 @@ fn tokens_scopes_and_mandates_are_enforced() {
     gateway.cli(&["readers", "withdraw", "las-withdrawn", "--school", "99XX01"]);
     assert_refused(&gateway, path, Some(&withdrawn), 403);
     // A renewed mandate lets the expired reader in again.
-    gateway.cli(&[
-        "readers",
-        "grant",
-        "las-expired",
-        "--school",
-        "99XX01",
-        "--mandate",
-        "M-2",
-        "--valid-from",
-        "2020-01-01",
-    ]);
+    gateway.cli(&words(
+        "readers grant las-expired --school 99XX01 --mandate M-2 --valid-from 2020-01-01",
+    ));
     gateway.get_ok(path, &expired);
     // `readers list` shows mandates and validity, never a token.
     let list = gateway.cli(&["readers", "list"]);

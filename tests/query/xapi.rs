@@ -409,16 +409,7 @@ fn more_links_and_tokens_never_cross_schools() {
     let reader_yy = xapi_reader(&gateway, "xapi-yy", "99YY");
     let las_only = gateway.reader(
         "las-only",
-        &[
-            "--school",
-            "99XX01",
-            "--scope",
-            "las",
-            "--mandate",
-            "M",
-            "--valid-from",
-            "2020-01-01",
-        ],
+        &words("--school 99XX01 --scope las --mandate M --valid-from 2020-01-01"),
     );
     // 401 without a token, 403 for a LAS-only token; HTTP Basic with the token as password works.
     assert_eq!(xapi_get(&gateway, "/xapi/statements", None).0, 401);
