@@ -202,7 +202,10 @@ pub async fn run_publisher(
                     })
                     .await;
                 match step {
-                    Ok(Ok(true)) => continue,
+                    // More to publish: go on at once, unless the gateway is stopping
+                    // (the rest is published after the restart, from the cursor).
+                    Ok(Ok(true)) if !*stop.borrow() => continue,
+                    Ok(Ok(true)) => {}
                     Ok(Ok(false)) => {}
                     Ok(Err(error)) | Err(error) => {
                         tracing::error!(%error, "the xAPI publisher failed; retrying");

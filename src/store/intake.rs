@@ -334,7 +334,7 @@ pub fn upsert_afname(
     if inserted == 1 {
         *change_seq += 1;
         let afname_id = connection.last_insert_rowid();
-        log_change(connection, *change_seq, afname_id, write, state)?;
+        log_change(connection, *change_seq, afname_id, write.quarantined)?;
         return Ok(AfnameChange::Created);
     }
     let existing: Option<(i64, Vec<u8>, String)> = connection
@@ -394,43 +394,20 @@ pub fn upsert_afname(
                     write.quarantined,
                     *change_seq,
                 ])?;
-            log_change(connection, *change_seq, id, write, state)?;
+            log_change(connection, *change_seq, id, write.quarantined)?;
             Ok(AfnameChange::Updated)
         }
     }
 }
 
-/// Appends the state an afname took at `change_seq` to the change log (the outbox).
-fn log_change(
-    connection: &Connection,
-    change_seq: i64,
-    afname_id: i64,
-    write: &AfnameWrite,
-    state: &AfnameState,
-) -> Result<(), StoreError> {
+/// Appends a change to the change log (the outbox): the afname and the revision it reached.
+fn log_change(connection: &Connection, change_seq: i64, afname_id: i64, quarantined: bool) -> Result<(), StoreError> {
     connection
         .prepare_cached(
-            "INSERT INTO toetsafname_changes (change_seq, afname_id, leerlingid, eckid, resultaatverwerkerid, toets_id,
-               toetscode, versie, toetsonderdeelcode, afnamedatum, derived, result, aanmaakdatum, receipt_id, quarantined)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)",
+            "INSERT INTO toetsafname_changes (change_seq, afname_id, revision, quarantined)
+             SELECT ?1, id, revision, ?2 FROM toetsafnames WHERE id = ?3",
         )?
-        .execute(params![
-            change_seq,
-            afname_id,
-            state.leerlingid,
-            state.eckid,
-            state.resultaatverwerkerid,
-            state.toets_id,
-            state.toetscode,
-            state.versie,
-            state.toetsonderdeelcode,
-            state.afnamedatum,
-            state.derived,
-            state.result,
-            write.aanmaakdatum,
-            write.receipt_id,
-            write.quarantined,
-        ])?;
+        .execute(params![change_seq, quarantined, afname_id])?;
     Ok(())
 }
 
@@ -453,13 +430,7 @@ pub fn release_quarantine(connection: &Connection) -> Result<usize, StoreError> 
             params![id, seq],
         )?;
         // The released state is a change of its own in the log, now visible to the publisher.
-        connection.execute(
-            "INSERT INTO toetsafname_changes (change_seq, afname_id, leerlingid, eckid, resultaatverwerkerid, toets_id,
-               toetscode, versie, toetsonderdeelcode, afnamedatum, derived, result, aanmaakdatum, receipt_id, quarantined)
-             SELECT ?2, id, leerlingid, eckid, resultaatverwerkerid, toets_id, toetscode, versie, toetsonderdeelcode,
-               afnamedatum, derived, result, aanmaakdatum, receipt_id, 0 FROM toetsafnames WHERE id = ?1",
-            params![id, seq],
-        )?;
+        log_change(connection, seq, *id, false)?;
     }
     write_change_seq(connection, seq)?;
     Ok(ids.len())

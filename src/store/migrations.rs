@@ -249,25 +249,15 @@ CREATE INDEX toetsafnames_change_seq ON toetsafnames(change_seq);
     // statements are generated after the afnames' commit; what came before was published
     // in-transaction.
     r#"
--- Every state an afname took, in change order, written by the transaction that made the
--- change. Appends at the end of a rowid table are cheap, so a batch pays little for it;
--- the publisher turns each row into statements, so every change is published, also one
--- that a later message overwrote before the publisher got to it.
+-- Every change of an afname, in change order, written by the transaction that made it:
+-- the afname and the revision it reached. That state is the afname's current row while
+-- its revision is unchanged, and its toetsafnames_history row after a later update, so the
+-- publisher can render every change, also one a later message overwrote before the
+-- publisher got to it. Rows are small appends at the end of a rowid table.
 CREATE TABLE toetsafname_changes (
     change_seq INTEGER PRIMARY KEY,
     afname_id INTEGER NOT NULL REFERENCES toetsafnames(id),
-    leerlingid TEXT NOT NULL,
-    eckid TEXT,
-    resultaatverwerkerid TEXT,
-    toets_id INTEGER NOT NULL REFERENCES toetsen(id),
-    toetscode TEXT NOT NULL,
-    versie TEXT NOT NULL,
-    toetsonderdeelcode TEXT,
-    afnamedatum TEXT NOT NULL,
-    derived INTEGER NOT NULL,
-    result TEXT NOT NULL,
-    aanmaakdatum TEXT NOT NULL,
-    receipt_id TEXT NOT NULL,
+    revision INTEGER NOT NULL,
     quarantined INTEGER NOT NULL
 );
 CREATE TABLE xapi_publisher (

@@ -206,11 +206,25 @@ pub fn changed_afnames(
     to_seq: i64,
 ) -> Result<Vec<AfnameSource>, StoreError> {
     let mut statement = connection.prepare_cached(
+        // The state a change reached is the current row while the afname still has that
+        // revision, else the history row the next update wrote for it.
         "SELECT a.id, a.school_id, s.code, s.brincode, s.dependancecode, s.schoolkey, s.naam, a.afname_key,
-           g.leerlingid, g.eckid, g.resultaatverwerkerid, g.toets_id, g.toetscode, g.versie, g.toetsonderdeelcode,
-           g.afnamedatum, g.derived, g.result, g.aanmaakdatum, r.schooljaar, r.xsdversie, c.klantnaam
+           CASE WHEN h.state IS NULL THEN a.leerlingid ELSE json_extract(h.state, '$.leerlingid') END,
+           CASE WHEN h.state IS NULL THEN a.eckid ELSE json_extract(h.state, '$.eckid') END,
+           CASE WHEN h.state IS NULL THEN a.resultaatverwerkerid ELSE json_extract(h.state, '$.resultaatverwerkerid') END,
+           CASE WHEN h.state IS NULL THEN a.toets_id ELSE json_extract(h.state, '$.toets_id') END,
+           CASE WHEN h.state IS NULL THEN a.toetscode ELSE json_extract(h.state, '$.toetscode') END,
+           CASE WHEN h.state IS NULL THEN a.versie ELSE json_extract(h.state, '$.versie') END,
+           CASE WHEN h.state IS NULL THEN a.toetsonderdeelcode ELSE json_extract(h.state, '$.toetsonderdeelcode') END,
+           CASE WHEN h.state IS NULL THEN a.afnamedatum ELSE json_extract(h.state, '$.afnamedatum') END,
+           CASE WHEN h.state IS NULL THEN a.derived ELSE json_extract(h.state, '$.derived') END,
+           CASE WHEN h.state IS NULL THEN a.result ELSE json_extract(h.state, '$.result') END,
+           CASE WHEN h.state IS NULL THEN a.aanmaakdatum ELSE json_extract(h.state, '$.aanmaakdatum') END,
+           r.schooljaar, r.xsdversie, c.klantnaam
          FROM toetsafname_changes g JOIN toetsafnames a ON a.id = g.afname_id JOIN schools s ON s.id = a.school_id
-           LEFT JOIN receipts r ON r.id = g.receipt_id LEFT JOIN clients c ON c.id = r.client_id
+           LEFT JOIN toetsafnames_history h ON h.afname_id = g.afname_id AND h.revision = g.revision AND a.revision <> g.revision
+           LEFT JOIN receipts r ON r.id = CASE WHEN h.state IS NULL THEN a.receipt_id ELSE json_extract(h.state, '$.receipt_id') END
+           LEFT JOIN clients c ON c.id = r.client_id
          WHERE g.change_seq > ?2 AND g.change_seq <= ?3 AND g.quarantined = 0 AND (?1 IS NULL OR a.school_id = ?1)
          ORDER BY g.change_seq",
     )?;
