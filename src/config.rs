@@ -62,6 +62,9 @@ pub struct Config {
     pub header_timeout_secs: u64,
     /// Time a client may stay silent while sending the body.
     pub body_idle_timeout_secs: u64,
+    /// Time a client has to send the whole body, however steadily it trickles in
+    /// (a slowloris client that sends one byte a second never trips the idle timeout).
+    pub body_timeout_secs: u64,
     /// Bearer token for the admin API (roster import); admin API is off without it.
     pub admin_token: Option<Secret>,
     /// Deadline for in-flight requests at shutdown.
@@ -102,6 +105,7 @@ impl Default for Config {
             vdex_dir: None,
             header_timeout_secs: 10,
             body_idle_timeout_secs: 30,
+            body_timeout_secs: 600,
             admin_token: None,
             shutdown_grace_secs: 20,
             xapi_base_iri: DEFAULT_XAPI_BASE_IRI.into(),
@@ -184,6 +188,12 @@ impl Config {
         set("UWLR_LOG_FORMAT", &mut |v| Ok(self.log_format = choice("UWLR_LOG_FORMAT", v)?))?;
         set("UWLR_SCHEMA_DIR", &mut |v| Ok(self.schema_dir = Some(PathBuf::from(v))))?;
         set("UWLR_VDEX_DIR", &mut |v| Ok(self.vdex_dir = Some(PathBuf::from(v))))?;
+        set("UWLR_HEADER_TIMEOUT_SECS", &mut |v| Ok(self.header_timeout_secs = parse("UWLR_HEADER_TIMEOUT_SECS", v)?))?;
+        set("UWLR_BODY_IDLE_TIMEOUT_SECS", &mut |v| {
+            Ok(self.body_idle_timeout_secs = parse("UWLR_BODY_IDLE_TIMEOUT_SECS", v)?)
+        })?;
+        set("UWLR_BODY_TIMEOUT_SECS", &mut |v| Ok(self.body_timeout_secs = parse("UWLR_BODY_TIMEOUT_SECS", v)?))?;
+        set("UWLR_SHUTDOWN_GRACE_SECS", &mut |v| Ok(self.shutdown_grace_secs = parse("UWLR_SHUTDOWN_GRACE_SECS", v)?))?;
         set("UWLR_MAX_CONNECTIONS", &mut |v| Ok(self.max_connections = parse("UWLR_MAX_CONNECTIONS", v)?))?;
         set("UWLR_ADMIN_TOKEN", &mut |v| Ok(self.admin_token = Some(Secret::new(v))))?;
         set("UWLR_XAPI_BASE_IRI", &mut |v| Ok(self.xapi_base_iri = v.to_string()))?;
@@ -204,6 +214,9 @@ impl Config {
         }
         if self.xsd_versions.is_empty() {
             return Err(ConfigError::Invalid("xsd_versions needs at least one version".into()));
+        }
+        if self.header_timeout_secs == 0 || self.body_idle_timeout_secs == 0 || self.body_timeout_secs == 0 {
+            return Err(ConfigError::Invalid("header and body timeouts must be positive".into()));
         }
         if self.max_body_bytes == 0 {
             return Err(ConfigError::Invalid("max_body_bytes must be positive".into()));

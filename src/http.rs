@@ -309,7 +309,8 @@ async fn soap_call(state: &AppState, request: Request<Incoming>, request_id: &st
         return fault::refusal(&refusal);
     }
     let idle = Duration::from_secs(state.config.body_idle_timeout_secs);
-    let received = match spool(body, &state.spool_dir, limit, idle, drain_refused).await {
+    let whole = Duration::from_secs(state.config.body_timeout_secs);
+    let received = match spool(body, &state.spool_dir, limit, idle, whole, drain_refused).await {
         Ok(received) => received,
         Err(SpoolError::Refused(refusal)) => {
             tracing::info!(?refusal, "request refused while reading the body");
@@ -365,14 +366,23 @@ async fn spool(
     dir: &std::path::Path,
     limit: u64,
     idle: Duration,
+    whole: Duration,
     drain_refused: bool,
 ) -> Result<Received, SpoolError> {
+    let deadline = tokio::time::Instant::now() + whole;
     let mut memory: Vec<u8> = Vec::new();
     let mut file: Option<(std::io::BufWriter<std::fs::File>, tempfile::TempPath)> = None;
     let mut hasher = Sha256::new();
     let mut size = 0u64;
     loop {
-        let frame = match tokio::time::timeout(idle, body.frame()).await {
+        let wait_until = deadline.min(tokio::time::Instant::now() + idle);
+        let frame = match tokio::time::timeout_at(wait_until, body.frame()).await {
+            Err(_) if tokio::time::Instant::now() >= deadline => {
+                return Err(SpoolError::Refused(Refusal::IncompleteBody(format!(
+                    "the body took longer than {} seconds",
+                    whole.as_secs()
+                ))))
+            }
             Err(_) => {
                 return Err(SpoolError::Refused(Refusal::IncompleteBody(format!(
                     "no data for {} seconds",
