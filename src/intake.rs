@@ -304,6 +304,7 @@ impl Intake {
             unknown_vocabularies: UnknownVocabularies::new(),
         };
         // The rest of the definitions pass: toets definitions (results are skipped).
+        let mut not_well_formed = false;
         loop {
             match scanner.next() {
                 Ok(Some(Item::Toets(node))) => {
@@ -322,6 +323,7 @@ impl Intake {
                     prepared
                         .violations
                         .push(Violation::new(Rule::Bericht, error.error.to_string()).at_offset(error.offset));
+                    not_well_formed = true;
                     break;
                 }
             }
@@ -329,7 +331,11 @@ impl Intake {
         drop(scanner);
         let toetsen: Vec<Toets> = prepared.toetsen.iter().map(|definition| definition.toets.clone()).collect();
         prepared.violations.extend(rules::check_toetsen_identity(&toetsen));
-        if size <= INLINE_VALIDATION_BYTES || !prepared.violations.is_empty() {
+        if not_well_formed {
+            // libxml2 would only repeat that the body is broken, and some broken
+            // bodies the scanner refuses (a tag with a million attributes) take
+            // libxml2 quadratic time.
+        } else if size <= INLINE_VALIDATION_BYTES || !prepared.violations.is_empty() {
             prepared
                 .violations
                 .extend(crate::schema::validate(&self.schemas.streaming, body)?.items);
