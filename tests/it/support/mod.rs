@@ -189,6 +189,19 @@ impl Reply {
 }
 
 impl Gateway {
+    /// The server's process id (for /proc and signals).
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// `127.0.0.1:PORT`, for raw TCP clients.
+    pub fn address(&self) -> std::net::SocketAddr {
+        self.base_url
+            .trim_start_matches("http://")
+            .parse()
+            .expect("socket address")
+    }
+
     pub fn stderr_path(&self) -> PathBuf {
         self.root.path().join("stderr.log")
     }
