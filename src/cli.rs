@@ -655,6 +655,7 @@ fn serve(config: Config, demo: bool) -> Result<ExitCode> {
             unknown_leerling: config.unknown_leerling,
             mapping: mapping.clone(),
         }),
+        auth_limit: Arc::new(config.auth_limiter()),
     };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()

@@ -84,6 +84,12 @@ pub struct Config {
     pub xapi_max_backoff_secs: u64,
     /// Open connections at most; more wait in the listen backlog.
     pub max_connections: usize,
+    /// Failed authentications a klantcode or a source address may have in a burst
+    /// before it is locked out (see `auth_limit`).
+    pub auth_max_failures: u32,
+    /// Time in which a locked-out klantcode or address gets all its attempts back;
+    /// the first comes back after `auth_lockout_secs / auth_max_failures`.
+    pub auth_lockout_secs: u64,
 }
 
 /// The placeholder base IRI (RFC 2606 `.example`): statements are valid, but the ids belong to no one.
@@ -115,6 +121,8 @@ impl Default for Config {
             xapi_base_backoff_ms: 500,
             xapi_max_backoff_secs: 60,
             max_connections: 2048,
+            auth_max_failures: 10,
+            auth_lockout_secs: 60,
         }
     }
 }
@@ -194,6 +202,8 @@ impl Config {
         })?;
         set("UWLR_BODY_TIMEOUT_SECS", &mut |v| Ok(self.body_timeout_secs = parse("UWLR_BODY_TIMEOUT_SECS", v)?))?;
         set("UWLR_SHUTDOWN_GRACE_SECS", &mut |v| Ok(self.shutdown_grace_secs = parse("UWLR_SHUTDOWN_GRACE_SECS", v)?))?;
+        set("UWLR_AUTH_MAX_FAILURES", &mut |v| Ok(self.auth_max_failures = parse("UWLR_AUTH_MAX_FAILURES", v)?))?;
+        set("UWLR_AUTH_LOCKOUT_SECS", &mut |v| Ok(self.auth_lockout_secs = parse("UWLR_AUTH_LOCKOUT_SECS", v)?))?;
         set("UWLR_MAX_CONNECTIONS", &mut |v| Ok(self.max_connections = parse("UWLR_MAX_CONNECTIONS", v)?))?;
         set("UWLR_ADMIN_TOKEN", &mut |v| Ok(self.admin_token = Some(Secret::new(v))))?;
         set("UWLR_XAPI_BASE_IRI", &mut |v| Ok(self.xapi_base_iri = v.to_string()))?;
@@ -217,6 +227,9 @@ impl Config {
         }
         if self.header_timeout_secs == 0 || self.body_idle_timeout_secs == 0 || self.body_timeout_secs == 0 {
             return Err(ConfigError::Invalid("header and body timeouts must be positive".into()));
+        }
+        if self.auth_max_failures == 0 || self.auth_lockout_secs == 0 {
+            return Err(ConfigError::Invalid("auth_max_failures and auth_lockout_secs must be positive".into()));
         }
         if self.max_body_bytes == 0 {
             return Err(ConfigError::Invalid("max_body_bytes must be positive".into()));
@@ -252,6 +265,14 @@ impl Config {
             max_backoff: Duration::from_secs(self.xapi_max_backoff_secs),
             shutdown_grace: Duration::from_secs(self.shutdown_grace_secs.min(10)),
         }
+    }
+
+    /// The failed-authentication limiter these settings describe.
+    pub fn auth_limiter(&self) -> crate::auth_limit::AuthLimiter {
+        crate::auth_limit::AuthLimiter::new(
+            self.auth_max_failures,
+            std::time::Duration::from_secs(self.auth_lockout_secs),
+        )
     }
 
     /// The URL senders use for the SOAP endpoint.

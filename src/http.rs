@@ -197,11 +197,11 @@ fn problem(status: StatusCode, detail: &str) -> Reply {
 async fn handle(state: Arc<AppState>, request: Request<Incoming>, peer: SocketAddr) -> Response<Full<Bytes>> {
     let request_id = uuid::Uuid::new_v4().simple().to_string()[..16].to_string();
     let span = tracing::info_span!("request", request_id = %request_id, method = %request.method(), path = %request.uri().path(), %peer);
-    let reply = route(&state, request, &request_id).instrument(span).await;
+    let reply = route(&state, request, &request_id, peer).instrument(span).await;
     respond(reply, &request_id)
 }
 
-async fn route(state: &AppState, request: Request<Incoming>, request_id: &str) -> Reply {
+async fn route(state: &AppState, request: Request<Incoming>, request_id: &str, peer: SocketAddr) -> Reply {
     let path = request.uri().path().to_string();
     let query = request.uri().query().unwrap_or("").to_string();
     let method = request.method().clone();
@@ -213,20 +213,20 @@ async fn route(state: &AppState, request: Request<Incoming>, request_id: &str) -
     }
     if path == state.config.service_path {
         return match method {
-            Method::POST => soap_call(state, request, request_id).await,
+            Method::POST => soap_call(state, request, request_id, peer).await,
             Method::GET | Method::HEAD => contract_file(state, &query),
             _ => fault::refusal(&Refusal::MethodNotAllowed),
         };
     }
     if let Some(id) = path.strip_prefix("/api/v1/receipts/") {
         return match method {
-            Method::GET => receipt(state, &request, id),
+            Method::GET => receipt(state, &request, id, peer),
             _ => fault::refusal(&Refusal::MethodNotAllowed),
         };
     }
     if path == "/api/v1/admin/leerlingen" {
         return match method {
-            Method::POST => admin_import(state, request).await,
+            Method::POST => admin_import(state, request, peer).await,
             _ => fault::refusal(&Refusal::MethodNotAllowed),
         };
     }
@@ -276,7 +276,7 @@ fn contract_file(state: &AppState, query: &str) -> Reply {
     }
 }
 
-async fn soap_call(state: &AppState, request: Request<Incoming>, request_id: &str) -> Reply {
+async fn soap_call(state: &AppState, request: Request<Incoming>, request_id: &str, peer: SocketAddr) -> Reply {
     let started = Instant::now();
     let (parts, mut body) = request.into_parts();
     let headers = &parts.headers;
@@ -311,7 +311,7 @@ async fn soap_call(state: &AppState, request: Request<Incoming>, request_id: &st
     let idle = Duration::from_secs(state.config.body_idle_timeout_secs);
     let whole = Duration::from_secs(state.config.body_timeout_secs);
     let received = match spool(body, &state.spool_dir, limit, idle, whole, drain_refused).await {
-        Ok(received) => received,
+        Ok(received) => Received { peer: Some(peer.ip()), ..received },
         Err(SpoolError::Refused(refusal)) => {
             tracing::info!(?refusal, "request refused while reading the body");
             return fault::refusal(&refusal);
@@ -423,7 +423,7 @@ async fn spool(
         }
         None => Body::Memory(Bytes::from(memory)),
     };
-    Ok(Received { body, size, sha256: hex::encode(hasher.finalize()) })
+    Ok(Received { body, size, sha256: hex::encode(hasher.finalize()), peer: None })
 }
 
 /// How much of a refused request body is still read, and discarded, before the refusal is sent.
@@ -459,12 +459,16 @@ async fn drain(body: &mut Incoming) {
 }
 
 /// `GET /api/v1/receipts/{id}`: the sender (HTTP Basic klantcode:autorisatiesleutel) asks what happened.
-fn receipt(state: &AppState, request: &Request<Incoming>, id: &str) -> Reply {
+fn receipt(state: &AppState, request: &Request<Incoming>, id: &str, peer: SocketAddr) -> Reply {
     let Some((klantcode, key)) = basic_credentials(request) else {
         let mut reply = problem(StatusCode::UNAUTHORIZED, "send HTTP Basic credentials: klantcode and autorisatiesleutel");
         reply.receipt_id = None;
         return reply;
     };
+    let limiter = &state.intake.auth_limit;
+    if limiter.is_locked(Some(&klantcode), Some(peer.ip())) {
+        return problem(StatusCode::UNAUTHORIZED, "klantcode or autorisatiesleutel is not valid");
+    }
     let result = state.intake.store.read(|connection| {
         let Some(client_id) = crate::store::admin::authenticate_client(connection, &klantcode, &key)? else {
             return Ok(Err(StatusCode::UNAUTHORIZED));
@@ -476,7 +480,12 @@ fn receipt(state: &AppState, request: &Request<Incoming>, id: &str) -> Reply {
     });
     match result {
         Ok(Ok(json)) => json_reply(StatusCode::OK, json),
-        Ok(Err(StatusCode::UNAUTHORIZED)) => problem(StatusCode::UNAUTHORIZED, "klantcode or autorisatiesleutel is not valid"),
+        Ok(Err(StatusCode::UNAUTHORIZED)) => {
+            if limiter.record_failure(Some(&klantcode), Some(peer.ip())) {
+                tracing::warn!(%klantcode, %peer, "repeated authentication failures on the receipts API; locking out");
+            }
+            problem(StatusCode::UNAUTHORIZED, "klantcode or autorisatiesleutel is not valid")
+        }
         Ok(Err(status)) => problem(status, "no receipt with that id for this client"),
         Err(error) => {
             tracing::error!(%error, "cannot read a receipt");
@@ -496,10 +505,14 @@ fn basic_credentials(request: &Request<Incoming>) -> Option<(String, String)> {
 }
 
 /// `POST /api/v1/admin/leerlingen`: roster import (CSV or leerlinggegevens XML) with the admin token.
-async fn admin_import(state: &AppState, request: Request<Incoming>) -> Reply {
+async fn admin_import(state: &AppState, request: Request<Incoming>, peer: SocketAddr) -> Reply {
     let Some(expected) = state.config.admin_token.as_ref() else {
         return problem(StatusCode::NOT_FOUND, "the admin API is off: set admin_token in the configuration");
     };
+    let limiter = &state.intake.auth_limit;
+    if limiter.is_locked(None, Some(peer.ip())) {
+        return problem(StatusCode::UNAUTHORIZED, "a valid admin bearer token is required");
+    }
     let presented = request
         .headers()
         .get(AUTHORIZATION)
@@ -510,6 +523,9 @@ async fn admin_import(state: &AppState, request: Request<Incoming>) -> Reply {
         .ct_eq(&Sha256::digest(expected.expose().as_bytes()))
         .into();
     if !matches {
+        if limiter.record_failure(None, Some(peer.ip())) {
+            tracing::warn!(%peer, "repeated admin token failures; locking out");
+        }
         return problem(StatusCode::UNAUTHORIZED, "a valid admin bearer token is required");
     }
     let limited = http_body_util::Limited::new(request.into_body(), 64 << 20);

@@ -4,6 +4,7 @@
 //! checks in order (`soap` envelope, `schema`, `uwlr` parsing, `domain` rules,
 //! `vdex`) and hands the checked message to `store`, which commits it atomically.
 
+pub mod auth_limit;
 pub mod body;
 pub mod bridge;
 pub mod cli;
