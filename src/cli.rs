@@ -53,6 +53,13 @@ pub enum Command {
     /// Show what happened to received messages.
     #[command(subcommand)]
     Receipts(ReceiptsCommand),
+    /// Copy the database to FILE with SQLite's online backup API; safe while `serve` runs.
+    /// To restore: stop the gateway, copy FILE to <data-dir>/gateway.sqlite (removing any
+    /// gateway.sqlite-wal and -shm beside it), start the gateway.
+    Backup {
+        /// Where the copy goes; it is written beside it first and renamed when complete.
+        file: PathBuf,
+    },
     /// Send sample files or folders to a gateway and report the answers.
     Replay {
         #[arg(required = true)]
@@ -281,6 +288,22 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         }
         Command::Validate { files } => validate(&config, &files),
         Command::Clients(command) => clients(&config, command),
+        Command::Backup { file } => {
+            let store = open_store(&config)?;
+            let connection = store.connect()?;
+            let started = std::time::Instant::now();
+            crate::store::backup(&connection, &file)
+                .with_context(|| format!("cannot back up {} to {}", store.path().display(), file.display()))?;
+            admin::audit(&connection, "cli", "backup", &file.display().to_string())?;
+            let size = std::fs::metadata(&file).map(|metadata| metadata.len()).unwrap_or(0);
+            println!(
+                "backed up {} to {} ({size} bytes, {} ms)",
+                store.path().display(),
+                file.display(),
+                started.elapsed().as_millis()
+            );
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Schools(command) => schools(&config, command),
         Command::Leerlingen(LeerlingenCommand::Import { file }) => {
             let bytes = std::fs::read(&file).with_context(|| format!("cannot read {}", file.display()))?;
