@@ -50,12 +50,19 @@ fn gateway_command() -> Command {
 #[derive(Clone, Debug, Default)]
 pub struct Options {
     env: Vec<(String, String)>,
+    data_dir: Option<PathBuf>,
 }
 
 impl Options {
     /// Sets an environment variable for the server, e.g. `UWLR_UNKNOWN_LEERLING=quarantine`.
     pub fn env(mut self, name: &str, value: impl Into<String>) -> Self {
         self.env.push((name.to_string(), value.into()));
+        self
+    }
+
+    /// Serves an existing data dir (e.g. a restored backup) instead of a fresh one.
+    pub fn data_dir(mut self, data_dir: &Path) -> Self {
+        self.data_dir = Some(data_dir.to_path_buf());
         self
     }
 }
@@ -85,7 +92,10 @@ pub fn spawn_gateway(options: Options) -> Gateway {
         .prefix("uwlr-it-")
         .tempdir()
         .expect("temp dir");
-    let data_dir = root.path().join("data");
+    let data_dir = options
+        .data_dir
+        .clone()
+        .unwrap_or_else(|| root.path().join("data"));
     let stderr_path = root.path().join("stderr.log");
     let stderr = std::fs::File::create(&stderr_path).expect("stderr log file");
     let mut command = gateway_command();
@@ -190,11 +200,13 @@ impl Reply {
 
 impl Gateway {
     /// The server's process id (for /proc and signals).
+    #[allow(dead_code)]
     pub fn pid(&self) -> u32 {
         self.child.id()
     }
 
     /// `127.0.0.1:PORT`, for raw TCP clients.
+    #[allow(dead_code)]
     pub fn address(&self) -> std::net::SocketAddr {
         self.base_url
             .trim_start_matches("http://")
