@@ -680,6 +680,10 @@ fn serve(config: Config, demo: bool) -> Result<ExitCode> {
         }),
         auth_limit: Arc::new(config.auth_limiter()),
     };
+    let tls = match (&config.tls_cert, &config.tls_key) {
+        (Some(cert), Some(key)) => Some(crate::http::tls_acceptor(cert, key)?),
+        _ => None,
+    };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .max_blocking_threads(64)
@@ -690,7 +694,8 @@ fn serve(config: Config, demo: bool) -> Result<ExitCode> {
             .with_context(|| format!("cannot listen on {}", config.listen))?;
         let local = listener.local_addr()?;
         let state = Arc::new(crate::http::AppState::new(config.clone(), intake, local)?);
-        println!("uwlr-gateway listening on http://{local}");
+        let scheme = if tls.is_some() { "https" } else { "http" };
+        println!("uwlr-gateway listening on {scheme}://{local}");
         println!("SOAP endpoint {}  (WSDL: {}?wsdl)", state.endpoint_url, state.endpoint_url);
         println!("database {}", store.path().display());
         if demo {
@@ -703,7 +708,7 @@ fn serve(config: Config, demo: bool) -> Result<ExitCode> {
         }
         let (stop_outbox, outbox_stopped) = tokio::sync::watch::channel(false);
         let outbox = tokio::spawn(crate::bridge::outbox::run(store.clone(), Arc::new(mapping), config.outbox(), outbox_stopped));
-        crate::http::serve(state, listener, shutdown_signal()).await?;
+        crate::http::serve(state, listener, tls, shutdown_signal()).await?;
         // Requests are done, so no statement is still being written: stop delivery, then the writer.
         let _ = stop_outbox.send(true);
         let _ = outbox.await;

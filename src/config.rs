@@ -58,6 +58,11 @@ pub struct Config {
     pub schema_dir: Option<PathBuf>,
     /// A folder with extra VDEX files.
     pub vdex_dir: Option<PathBuf>,
+    /// PEM certificate chain for HTTPS; with `tls_key` the gateway speaks TLS itself
+    /// (rustls). Without them it speaks plain HTTP, e.g. behind a reverse proxy.
+    pub tls_cert: Option<PathBuf>,
+    /// PEM private key (PKCS#8, PKCS#1 or SEC1) belonging to `tls_cert`.
+    pub tls_key: Option<PathBuf>,
     /// Time a client has to send its request headers.
     pub header_timeout_secs: u64,
     /// Time a client may stay silent while sending the body.
@@ -109,6 +114,8 @@ impl Default for Config {
             log_format: LogFormat::Text,
             schema_dir: None,
             vdex_dir: None,
+            tls_cert: None,
+            tls_key: None,
             header_timeout_secs: 10,
             body_idle_timeout_secs: 30,
             body_timeout_secs: 600,
@@ -196,6 +203,8 @@ impl Config {
         set("UWLR_LOG_FORMAT", &mut |v| Ok(self.log_format = choice("UWLR_LOG_FORMAT", v)?))?;
         set("UWLR_SCHEMA_DIR", &mut |v| Ok(self.schema_dir = Some(PathBuf::from(v))))?;
         set("UWLR_VDEX_DIR", &mut |v| Ok(self.vdex_dir = Some(PathBuf::from(v))))?;
+        set("UWLR_TLS_CERT", &mut |v| Ok(self.tls_cert = Some(PathBuf::from(v))))?;
+        set("UWLR_TLS_KEY", &mut |v| Ok(self.tls_key = Some(PathBuf::from(v))))?;
         set("UWLR_HEADER_TIMEOUT_SECS", &mut |v| Ok(self.header_timeout_secs = parse("UWLR_HEADER_TIMEOUT_SECS", v)?))?;
         set("UWLR_BODY_IDLE_TIMEOUT_SECS", &mut |v| {
             Ok(self.body_idle_timeout_secs = parse("UWLR_BODY_IDLE_TIMEOUT_SECS", v)?)
@@ -227,6 +236,9 @@ impl Config {
         }
         if self.header_timeout_secs == 0 || self.body_idle_timeout_secs == 0 || self.body_timeout_secs == 0 {
             return Err(ConfigError::Invalid("header and body timeouts must be positive".into()));
+        }
+        if self.tls_cert.is_some() != self.tls_key.is_some() {
+            return Err(ConfigError::Invalid("tls_cert and tls_key go together".into()));
         }
         if self.auth_max_failures == 0 || self.auth_lockout_secs == 0 {
             return Err(ConfigError::Invalid("auth_max_failures and auth_lockout_secs must be positive".into()));
@@ -277,10 +289,11 @@ impl Config {
 
     /// The URL senders use for the SOAP endpoint.
     pub fn endpoint_url(&self, local: SocketAddr) -> String {
+        let scheme = if self.tls_cert.is_some() { "https" } else { "http" };
         let base = self
             .public_url
             .clone()
-            .unwrap_or_else(|| format!("http://{local}"));
+            .unwrap_or_else(|| format!("{scheme}://{local}"));
         format!("{}{}", base.trim_end_matches('/'), self.service_path)
     }
 }

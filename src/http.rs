@@ -25,6 +25,42 @@ use subtle::ConstantTimeEq;
 use tokio::net::TcpListener;
 use tracing::Instrument;
 
+/// Why the TLS settings cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum TlsError {
+    #[error("cannot read {path}: {reason}")]
+    Read { path: PathBuf, reason: String },
+    #[error("{path} holds no certificate")]
+    NoCertificate { path: PathBuf },
+    #[error("the certificate and key do not make a TLS configuration: {0}")]
+    Config(#[from] rustls::Error),
+}
+
+/// Builds the TLS acceptor from PEM files: the certificate chain and its private key.
+pub fn tls_acceptor(cert: &std::path::Path, key: &std::path::Path) -> Result<tokio_rustls::TlsAcceptor, TlsError> {
+    use rustls_pki_types::pem::PemObject;
+    use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+    let read = |path: &std::path::Path, error: rustls_pki_types::pem::Error| TlsError::Read {
+        path: path.to_path_buf(),
+        reason: error.to_string(),
+    };
+    let chain = CertificateDer::pem_file_iter(cert)
+        .map_err(|error| read(cert, error))?
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|error| read(cert, error))?;
+    if chain.is_empty() {
+        return Err(TlsError::NoCertificate { path: cert.to_path_buf() });
+    }
+    let private_key = PrivateKeyDer::from_pem_file(key).map_err(|error| read(key, error))?;
+    let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+    let mut config = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()?
+        .with_no_client_auth()
+        .with_single_cert(chain, private_key)?;
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    Ok(tokio_rustls::TlsAcceptor::from(Arc::new(config)))
+}
+
 /// Everything a request handler needs.
 pub struct AppState {
     pub config: Config,
@@ -98,6 +134,7 @@ pub fn rewrite_schema_locations(document: &str, endpoint_url: &str) -> String {
 pub async fn serve(
     state: Arc<AppState>,
     listener: TcpListener,
+    tls: Option<tokio_rustls::TlsAcceptor>,
     shutdown: impl Future<Output = ()>,
 ) -> std::io::Result<()> {
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
@@ -131,18 +168,37 @@ pub async fn serve(
                     let state = state.clone();
                     async move { Ok::<_, Infallible>(handle(state, request, peer).await) }
                 });
-                let connection = hyper::server::conn::http1::Builder::new()
-                    .timer(TokioTimer::new())
-                    .header_read_timeout(header_timeout)
-                    .max_buf_size(64 * 1024)
-                    .serve_connection(TokioIo::new(stream), service);
-                let connection = graceful.watch(connection);
-                tokio::spawn(async move {
-                    if let Err(error) = connection.await {
-                        tracing::debug!(%error, %peer, "connection ended with an error");
+                let mut builder = hyper::server::conn::http1::Builder::new();
+                builder.timer(TokioTimer::new()).header_read_timeout(header_timeout).max_buf_size(64 * 1024);
+                match &tls {
+                    None => {
+                        let connection = graceful.watch(builder.serve_connection(TokioIo::new(stream), service));
+                        tokio::spawn(async move {
+                            if let Err(error) = connection.await {
+                                tracing::debug!(%error, %peer, "connection ended with an error");
+                            }
+                            drop(permit);
+                        });
                     }
-                    drop(permit);
-                });
+                    Some(acceptor) => {
+                        // The handshake runs on the connection's own task, within the header timeout,
+                        // so a client that never finishes it holds a permit no longer than an idle one.
+                        let (acceptor, watcher) = (acceptor.clone(), graceful.watcher());
+                        tokio::spawn(async move {
+                            match tokio::time::timeout(header_timeout, acceptor.accept(stream)).await {
+                                Ok(Ok(stream)) => {
+                                    let connection = watcher.watch(builder.serve_connection(TokioIo::new(stream), service));
+                                    if let Err(error) = connection.await {
+                                        tracing::debug!(%error, %peer, "connection ended with an error");
+                                    }
+                                }
+                                Ok(Err(error)) => tracing::debug!(%error, %peer, "TLS handshake failed"),
+                                Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),
+                            }
+                            drop(permit);
+                        });
+                    }
+                }
             }
             () = &mut shutdown => break,
         }
