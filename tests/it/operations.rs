@@ -77,7 +77,10 @@ fn backup_under_load_restores_into_a_fresh_data_dir_that_serves() {
             receipts >= previous && receipts <= i64::from(total),
             "{receipts} of {total}"
         );
-        eprintln!("{} holds {receipts} of the {total} messages sent", backup.display());
+        eprintln!(
+            "{} holds {receipts} of the {total} messages sent",
+            backup.display()
+        );
         previous = receipts;
     }
 
@@ -105,4 +108,67 @@ fn backup_under_load_restores_into_a_fresh_data_dir_that_serves() {
         count(&connection, "SELECT count(*) FROM receipts"),
         i64::from(stored) + 1
     );
+}
+
+#[test]
+fn tls_serves_soap_calls_and_the_wsdl_over_https() {
+    let certified =
+        rcgen::generate_simple_self_signed(vec!["localhost".to_string(), "127.0.0.1".to_string()])
+            .expect("self-signed certificate");
+    let dir = tempfile::tempdir().unwrap();
+    let (cert, key) = (dir.path().join("cert.pem"), dir.path().join("key.pem"));
+    std::fs::write(&cert, certified.cert.pem()).unwrap();
+    std::fs::write(&key, certified.key_pair.serialize_pem()).unwrap();
+    let gateway = spawn_gateway(
+        Options::default()
+            .env("UWLR_TLS_CERT", cert.to_str().unwrap())
+            .env("UWLR_TLS_KEY", key.to_str().unwrap()),
+    );
+    assert!(
+        gateway.base_url.starts_with("https://127.0.0.1:"),
+        "{}",
+        gateway.base_url
+    );
+    let client = reqwest::blocking::Client::builder()
+        .add_root_certificate(
+            reqwest::Certificate::from_pem(certified.cert.pem().as_bytes()).unwrap(),
+        )
+        .https_only(true)
+        .build()
+        .unwrap();
+    let reply = gateway.send(
+        client
+            .post(&gateway.endpoint)
+            .header("content-type", "text/xml; charset=utf-8")
+            .header("soapaction", "\"BrengLeerresultaten\"")
+            .body(drip(1)),
+    );
+    assert_eq!(outcome(&reply), Expect::Accepted, "{}", reply.body);
+    let wsdl = gateway.send(client.get(format!("{}?wsdl", gateway.endpoint)));
+    assert!(
+        wsdl.body
+            .contains(&format!("location=\"{}\"", gateway.endpoint)),
+        "{}",
+        wsdl.body
+    );
+
+    // Plain HTTP on the TLS port gets no answer, and a client that never finishes the
+    // handshake is dropped; neither stops the service.
+    use std::io::{Read, Write};
+    let mut plain = std::net::TcpStream::connect(gateway.address()).unwrap();
+    plain
+        .set_read_timeout(Some(std::time::Duration::from_secs(20)))
+        .unwrap();
+    let _ = plain.write_all(b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n");
+    let mut answer = Vec::new();
+    let _ = plain.read_to_end(&mut answer);
+    assert!(!String::from_utf8_lossy(&answer).contains("200 OK"));
+    let _silent = std::net::TcpStream::connect(gateway.address()).unwrap();
+    let reply = gateway.send(
+        client
+            .post(&gateway.endpoint)
+            .header("content-type", "text/xml; charset=utf-8")
+            .body(drip(2)),
+    );
+    assert_eq!(outcome(&reply), Expect::Accepted, "{}", reply.body);
 }

@@ -120,13 +120,14 @@ pub fn spawn_gateway(options: Options) -> Gateway {
         }
     });
     let deadline = Instant::now() + START_DEADLINE;
-    let marker = "uwlr-gateway listening on http://";
+    let marker = "uwlr-gateway listening on ";
     let base_url = loop {
         let left = deadline.saturating_duration_since(Instant::now());
         match lines_rx.recv_timeout(left) {
             Ok(line) => {
-                if let Some(address) = line.trim().strip_prefix(marker) {
-                    break format!("http://{address}");
+                // http://ADDR, or https://ADDR when TLS is configured.
+                if let Some(url) = line.trim().strip_prefix(marker) {
+                    break url.to_string();
                 }
             }
             Err(error) => {
@@ -209,7 +210,9 @@ impl Gateway {
     #[allow(dead_code)]
     pub fn address(&self) -> std::net::SocketAddr {
         self.base_url
-            .trim_start_matches("http://")
+            .split("://")
+            .nth(1)
+            .expect("scheme://address")
             .parse()
             .expect("socket address")
     }
