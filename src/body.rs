@@ -190,7 +190,7 @@ mod tests {
         assert!(read_all(tag(MAX_ATTRIBUTES_PER_TAG + 1)).is_err());
         // `=` in text does not count.
         let mut text = b"<a>".to_vec();
-        text.extend(std::iter::repeat(b'=').take(100_000));
+        text.extend(std::iter::repeat_n(b'=', 100_000));
         text.extend_from_slice(b"</a>");
         assert!(read_all(text).is_ok());
     }

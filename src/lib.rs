@@ -11,6 +11,7 @@ pub mod cli;
 pub mod config;
 pub mod demo;
 pub mod domain;
+pub mod fuzzing;
 pub mod http;
 pub mod intake;
 pub mod roster;

@@ -6,6 +6,7 @@
 mod access;
 mod cli;
 mod concurrency;
+mod fuzz_regressions;
 mod http_edges;
 mod interop;
 mod logs;
