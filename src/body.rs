@@ -30,21 +30,40 @@ pub type BodyReader = Box<dyn BufRead + Send>;
 /// whole; no UWLR value comes near this.
 pub const MAX_MARKUP_FREE_RUN: u64 = 8 << 20;
 
-/// Refuses input whose markup-free runs exceed `MAX_MARKUP_FREE_RUN`.
+/// The most `=` signs one tag may hold. Attribute parsers (libxml2's and
+/// quick-xml's duplicate checks) take time quadratic in a tag's attribute count:
+/// libxml2 needs 7 s for 50,000 attributes. No UWLR element has more than a few.
+pub const MAX_ATTRIBUTES_PER_TAG: u32 = 1000;
+
+/// Refuses input whose markup-free runs exceed `MAX_MARKUP_FREE_RUN`, or a tag
+/// with more than `MAX_ATTRIBUTES_PER_TAG` attributes.
 pub struct MarkupGuard<R> {
     inner: R,
     run: u64,
+    /// Whether the last `<` or `>` seen was a `<`.
+    in_tag: bool,
+    /// `=` signs since the last `<` (inside a tag).
+    attributes: u32,
+    /// Set once a tag had too many; stays set, as later bytes may close the tag.
+    too_many: bool,
 }
 
 impl<R: BufRead> MarkupGuard<R> {
     pub fn new(inner: R) -> Self {
-        MarkupGuard { inner, run: 0 }
+        MarkupGuard { inner, run: 0, in_tag: false, attributes: 0, too_many: false }
     }
 
     fn exceeded() -> std::io::Error {
         std::io::Error::new(
             std::io::ErrorKind::InvalidData,
             format!("a text or tag longer than {} MiB", MAX_MARKUP_FREE_RUN >> 20),
+        )
+    }
+
+    fn too_many_attributes() -> std::io::Error {
+        std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            format!("a tag with more than {MAX_ATTRIBUTES_PER_TAG} attributes"),
         )
     }
 }
@@ -64,6 +83,9 @@ impl<R: BufRead> BufRead for MarkupGuard<R> {
         if self.run > MAX_MARKUP_FREE_RUN {
             return Err(Self::exceeded());
         }
+        if self.too_many {
+            return Err(Self::too_many_attributes());
+        }
         self.inner.fill_buf()
     }
 
@@ -73,6 +95,20 @@ impl<R: BufRead> BufRead for MarkupGuard<R> {
             match memchr::memrchr2(b'<', b'>', consumed) {
                 Some(last) => self.run = (consumed.len() - last - 1) as u64,
                 None => self.run += consumed.len() as u64,
+            }
+            for index in memchr::memchr3_iter(b'<', b'>', b'=', consumed) {
+                match consumed[index] {
+                    b'<' => {
+                        self.in_tag = true;
+                        self.attributes = 0;
+                    }
+                    b'>' => self.in_tag = false,
+                    _ if self.in_tag => {
+                        self.attributes += 1;
+                        self.too_many |= self.attributes > MAX_ATTRIBUTES_PER_TAG;
+                    }
+                    _ => {}
+                }
             }
         }
         self.inner.consume(amount);
@@ -138,5 +174,24 @@ mod tests {
             many_short.extend_from_slice(b"</b>");
         }
         assert!(read_all(many_short).is_ok());
+    }
+
+    #[test]
+    fn tags_with_too_many_attributes_are_refused() {
+        let tag = |count: u32| {
+            let mut xml = b"<a>x=y=z<b".to_vec();
+            for index in 0..count {
+                xml.extend_from_slice(format!(" a{index}=\"1\"").as_bytes());
+            }
+            xml.extend_from_slice(b"/>==========</a>");
+            xml
+        };
+        assert!(read_all(tag(MAX_ATTRIBUTES_PER_TAG)).is_ok());
+        assert!(read_all(tag(MAX_ATTRIBUTES_PER_TAG + 1)).is_err());
+        // `=` in text does not count.
+        let mut text = b"<a>".to_vec();
+        text.extend(std::iter::repeat_n(b'=', 100_000));
+        text.extend_from_slice(b"</a>");
+        assert!(read_all(text).is_ok());
     }
 }

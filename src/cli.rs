@@ -76,6 +76,13 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Copy the database to FILE with SQLite's online backup API; safe while `serve` runs.
+    /// To restore: stop the gateway, copy FILE to <data-dir>/gateway.sqlite (removing any
+    /// gateway.sqlite-wal and -shm beside it), start the gateway.
+    Backup {
+        /// Where the copy goes; it is written beside it first and renamed when complete.
+        file: PathBuf,
+    },
     /// Send sample files or folders to a gateway and report the answers.
     Replay {
         #[arg(required = true)]
@@ -369,6 +376,22 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         }
         Command::Validate { files } => validate(&config, &files),
         Command::Clients(command) => clients(&config, command),
+        Command::Backup { file } => {
+            let store = open_store(&config)?;
+            let connection = store.connect()?;
+            let started = std::time::Instant::now();
+            crate::store::backup(&connection, &file)
+                .with_context(|| format!("cannot back up {} to {}", store.path().display(), file.display()))?;
+            admin::audit(&connection, "cli", "backup", &file.display().to_string())?;
+            let size = std::fs::metadata(&file).map(|metadata| metadata.len()).unwrap_or(0);
+            println!(
+                "backed up {} to {} ({size} bytes, {} ms)",
+                store.path().display(),
+                file.display(),
+                started.elapsed().as_millis()
+            );
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Schools(command) => schools(&config, command),
         Command::Leerlingen(LeerlingenCommand::Import { file }) => {
             let bytes = std::fs::read(&file).with_context(|| format!("cannot read {}", file.display()))?;
@@ -854,6 +877,11 @@ fn serve(config: Config, demo: bool) -> Result<ExitCode> {
             unknown_leerling: config.unknown_leerling,
             mapping: mapping.clone(),
         }),
+        auth_limit: Arc::new(config.auth_limiter()),
+    };
+    let tls = match (&config.tls_cert, &config.tls_key) {
+        (Some(cert), Some(key)) => Some(crate::http::tls_acceptor(cert, key)?),
+        _ => None,
     };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -865,7 +893,8 @@ fn serve(config: Config, demo: bool) -> Result<ExitCode> {
             .with_context(|| format!("cannot listen on {}", config.listen))?;
         let local = listener.local_addr()?;
         let state = Arc::new(crate::http::AppState::new(config.clone(), intake, local)?);
-        println!("uwlr-gateway listening on http://{local}");
+        let scheme = if tls.is_some() { "https" } else { "http" };
+        println!("uwlr-gateway listening on {scheme}://{local}");
         println!("SOAP endpoint {}  (WSDL: {}?wsdl)", state.endpoint_url, state.endpoint_url);
         println!("database {}", store.path().display());
         if demo {
@@ -885,7 +914,7 @@ fn serve(config: Config, demo: bool) -> Result<ExitCode> {
             outbox_stopped.clone(),
         ));
         let outbox = tokio::spawn(crate::bridge::outbox::run(store.clone(), mapping, config.outbox(), outbox_stopped));
-        crate::http::serve(state, listener, shutdown_signal()).await?;
+        crate::http::serve(state, listener, tls, shutdown_signal()).await?;
         // Requests are done: stop publishing and delivery, then the writer.
         let _ = stop_outbox.send(true);
         let _ = publisher.await;

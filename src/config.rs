@@ -58,10 +58,18 @@ pub struct Config {
     pub schema_dir: Option<PathBuf>,
     /// A folder with extra VDEX files.
     pub vdex_dir: Option<PathBuf>,
+    /// PEM certificate chain for HTTPS; with `tls_key` the gateway speaks TLS itself
+    /// (rustls). Without them it speaks plain HTTP, e.g. behind a reverse proxy.
+    pub tls_cert: Option<PathBuf>,
+    /// PEM private key (PKCS#8, PKCS#1 or SEC1) belonging to `tls_cert`.
+    pub tls_key: Option<PathBuf>,
     /// Time a client has to send its request headers.
     pub header_timeout_secs: u64,
     /// Time a client may stay silent while sending the body.
     pub body_idle_timeout_secs: u64,
+    /// Time a client has to send the whole body, however steadily it trickles in
+    /// (a slowloris client that sends one byte a second never trips the idle timeout).
+    pub body_timeout_secs: u64,
     /// Bearer token for the admin API (roster import); admin API is off without it.
     pub admin_token: Option<Secret>,
     /// Deadline for in-flight requests at shutdown.
@@ -81,6 +89,12 @@ pub struct Config {
     pub xapi_max_backoff_secs: u64,
     /// Open connections at most; more wait in the listen backlog.
     pub max_connections: usize,
+    /// Failed authentications a klantcode or a source address may have in a burst
+    /// before it is locked out (see `auth_limit`).
+    pub auth_max_failures: u32,
+    /// Time in which a locked-out klantcode or address gets all its attempts back;
+    /// the first comes back after `auth_lockout_secs / auth_max_failures`.
+    pub auth_lockout_secs: u64,
 }
 
 /// The placeholder base IRI (RFC 2606 `.example`): statements are valid, but the ids belong to no one.
@@ -100,8 +114,11 @@ impl Default for Config {
             log_format: LogFormat::Text,
             schema_dir: None,
             vdex_dir: None,
+            tls_cert: None,
+            tls_key: None,
             header_timeout_secs: 10,
             body_idle_timeout_secs: 30,
+            body_timeout_secs: 600,
             admin_token: None,
             shutdown_grace_secs: 20,
             xapi_base_iri: DEFAULT_XAPI_BASE_IRI.into(),
@@ -111,6 +128,8 @@ impl Default for Config {
             xapi_base_backoff_ms: 500,
             xapi_max_backoff_secs: 60,
             max_connections: 2048,
+            auth_max_failures: 10,
+            auth_lockout_secs: 60,
         }
     }
 }
@@ -184,6 +203,16 @@ impl Config {
         set("UWLR_LOG_FORMAT", &mut |v| Ok(self.log_format = choice("UWLR_LOG_FORMAT", v)?))?;
         set("UWLR_SCHEMA_DIR", &mut |v| Ok(self.schema_dir = Some(PathBuf::from(v))))?;
         set("UWLR_VDEX_DIR", &mut |v| Ok(self.vdex_dir = Some(PathBuf::from(v))))?;
+        set("UWLR_TLS_CERT", &mut |v| Ok(self.tls_cert = Some(PathBuf::from(v))))?;
+        set("UWLR_TLS_KEY", &mut |v| Ok(self.tls_key = Some(PathBuf::from(v))))?;
+        set("UWLR_HEADER_TIMEOUT_SECS", &mut |v| Ok(self.header_timeout_secs = parse("UWLR_HEADER_TIMEOUT_SECS", v)?))?;
+        set("UWLR_BODY_IDLE_TIMEOUT_SECS", &mut |v| {
+            Ok(self.body_idle_timeout_secs = parse("UWLR_BODY_IDLE_TIMEOUT_SECS", v)?)
+        })?;
+        set("UWLR_BODY_TIMEOUT_SECS", &mut |v| Ok(self.body_timeout_secs = parse("UWLR_BODY_TIMEOUT_SECS", v)?))?;
+        set("UWLR_SHUTDOWN_GRACE_SECS", &mut |v| Ok(self.shutdown_grace_secs = parse("UWLR_SHUTDOWN_GRACE_SECS", v)?))?;
+        set("UWLR_AUTH_MAX_FAILURES", &mut |v| Ok(self.auth_max_failures = parse("UWLR_AUTH_MAX_FAILURES", v)?))?;
+        set("UWLR_AUTH_LOCKOUT_SECS", &mut |v| Ok(self.auth_lockout_secs = parse("UWLR_AUTH_LOCKOUT_SECS", v)?))?;
         set("UWLR_MAX_CONNECTIONS", &mut |v| Ok(self.max_connections = parse("UWLR_MAX_CONNECTIONS", v)?))?;
         set("UWLR_ADMIN_TOKEN", &mut |v| Ok(self.admin_token = Some(Secret::new(v))))?;
         set("UWLR_XAPI_BASE_IRI", &mut |v| Ok(self.xapi_base_iri = v.to_string()))?;
@@ -204,6 +233,15 @@ impl Config {
         }
         if self.xsd_versions.is_empty() {
             return Err(ConfigError::Invalid("xsd_versions needs at least one version".into()));
+        }
+        if self.header_timeout_secs == 0 || self.body_idle_timeout_secs == 0 || self.body_timeout_secs == 0 {
+            return Err(ConfigError::Invalid("header and body timeouts must be positive".into()));
+        }
+        if self.tls_cert.is_some() != self.tls_key.is_some() {
+            return Err(ConfigError::Invalid("tls_cert and tls_key go together".into()));
+        }
+        if self.auth_max_failures == 0 || self.auth_lockout_secs == 0 {
+            return Err(ConfigError::Invalid("auth_max_failures and auth_lockout_secs must be positive".into()));
         }
         if self.max_body_bytes == 0 {
             return Err(ConfigError::Invalid("max_body_bytes must be positive".into()));
@@ -241,12 +279,21 @@ impl Config {
         }
     }
 
+    /// The failed-authentication limiter these settings describe.
+    pub fn auth_limiter(&self) -> crate::auth_limit::AuthLimiter {
+        crate::auth_limit::AuthLimiter::new(
+            self.auth_max_failures,
+            std::time::Duration::from_secs(self.auth_lockout_secs),
+        )
+    }
+
     /// The URL senders use for the SOAP endpoint.
     pub fn endpoint_url(&self, local: SocketAddr) -> String {
+        let scheme = if self.tls_cert.is_some() { "https" } else { "http" };
         let base = self
             .public_url
             .clone()
-            .unwrap_or_else(|| format!("http://{local}"));
+            .unwrap_or_else(|| format!("{scheme}://{local}"));
         format!("{}{}", base.trim_end_matches('/'), self.service_path)
     }
 }

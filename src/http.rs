@@ -25,6 +25,42 @@ use subtle::ConstantTimeEq;
 use tokio::net::TcpListener;
 use tracing::Instrument;
 
+/// Why the TLS settings cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum TlsError {
+    #[error("cannot read {path}: {reason}")]
+    Read { path: PathBuf, reason: String },
+    #[error("{path} holds no certificate")]
+    NoCertificate { path: PathBuf },
+    #[error("the certificate and key do not make a TLS configuration: {0}")]
+    Config(#[from] rustls::Error),
+}
+
+/// Builds the TLS acceptor from PEM files: the certificate chain and its private key.
+pub fn tls_acceptor(cert: &std::path::Path, key: &std::path::Path) -> Result<tokio_rustls::TlsAcceptor, TlsError> {
+    use rustls_pki_types::pem::PemObject;
+    use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+    let read = |path: &std::path::Path, error: rustls_pki_types::pem::Error| TlsError::Read {
+        path: path.to_path_buf(),
+        reason: error.to_string(),
+    };
+    let chain = CertificateDer::pem_file_iter(cert)
+        .map_err(|error| read(cert, error))?
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|error| read(cert, error))?;
+    if chain.is_empty() {
+        return Err(TlsError::NoCertificate { path: cert.to_path_buf() });
+    }
+    let private_key = PrivateKeyDer::from_pem_file(key).map_err(|error| read(key, error))?;
+    let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+    let mut config = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()?
+        .with_no_client_auth()
+        .with_single_cert(chain, private_key)?;
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    Ok(tokio_rustls::TlsAcceptor::from(Arc::new(config)))
+}
+
 /// Everything a request handler needs.
 pub struct AppState {
     pub config: Config,
@@ -98,6 +134,7 @@ pub fn rewrite_schema_locations(document: &str, endpoint_url: &str) -> String {
 pub async fn serve(
     state: Arc<AppState>,
     listener: TcpListener,
+    tls: Option<tokio_rustls::TlsAcceptor>,
     shutdown: impl Future<Output = ()>,
 ) -> std::io::Result<()> {
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
@@ -131,18 +168,37 @@ pub async fn serve(
                     let state = state.clone();
                     async move { Ok::<_, Infallible>(handle(state, request, peer).await) }
                 });
-                let connection = hyper::server::conn::http1::Builder::new()
-                    .timer(TokioTimer::new())
-                    .header_read_timeout(header_timeout)
-                    .max_buf_size(64 * 1024)
-                    .serve_connection(TokioIo::new(stream), service);
-                let connection = graceful.watch(connection);
-                tokio::spawn(async move {
-                    if let Err(error) = connection.await {
-                        tracing::debug!(%error, %peer, "connection ended with an error");
+                let mut builder = hyper::server::conn::http1::Builder::new();
+                builder.timer(TokioTimer::new()).header_read_timeout(header_timeout).max_buf_size(64 * 1024);
+                match &tls {
+                    None => {
+                        let connection = graceful.watch(builder.serve_connection(TokioIo::new(stream), service));
+                        tokio::spawn(async move {
+                            if let Err(error) = connection.await {
+                                tracing::debug!(%error, %peer, "connection ended with an error");
+                            }
+                            drop(permit);
+                        });
                     }
-                    drop(permit);
-                });
+                    Some(acceptor) => {
+                        // The handshake runs on the connection's own task, within the header timeout,
+                        // so a client that never finishes it holds a permit no longer than an idle one.
+                        let (acceptor, watcher) = (acceptor.clone(), graceful.watcher());
+                        tokio::spawn(async move {
+                            match tokio::time::timeout(header_timeout, acceptor.accept(stream)).await {
+                                Ok(Ok(stream)) => {
+                                    let connection = watcher.watch(builder.serve_connection(TokioIo::new(stream), service));
+                                    if let Err(error) = connection.await {
+                                        tracing::debug!(%error, %peer, "connection ended with an error");
+                                    }
+                                }
+                                Ok(Err(error)) => tracing::debug!(%error, %peer, "TLS handshake failed"),
+                                Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),
+                            }
+                            drop(permit);
+                        });
+                    }
+                }
             }
             () = &mut shutdown => break,
         }
@@ -208,11 +264,11 @@ async fn handle(state: Arc<AppState>, request: Request<Incoming>, peer: SocketAd
         }
         return response;
     }
-    let reply = route(&state, request, &request_id).instrument(span).await;
+    let reply = route(&state, request, &request_id, peer).instrument(span).await;
     respond(reply, &request_id)
 }
 
-async fn route(state: &AppState, request: Request<Incoming>, request_id: &str) -> Reply {
+async fn route(state: &AppState, request: Request<Incoming>, request_id: &str, peer: SocketAddr) -> Reply {
     let path = request.uri().path().to_string();
     let query = request.uri().query().unwrap_or("").to_string();
     let method = request.method().clone();
@@ -224,20 +280,20 @@ async fn route(state: &AppState, request: Request<Incoming>, request_id: &str) -
     }
     if path == state.config.service_path {
         return match method {
-            Method::POST => soap_call(state, request, request_id).await,
+            Method::POST => soap_call(state, request, request_id, peer).await,
             Method::GET | Method::HEAD => contract_file(state, &query),
             _ => fault::refusal(&Refusal::MethodNotAllowed),
         };
     }
     if let Some(id) = path.strip_prefix("/api/v1/receipts/") {
         return match method {
-            Method::GET => receipt(state, &request, id),
+            Method::GET => receipt(state, &request, id, peer),
             _ => fault::refusal(&Refusal::MethodNotAllowed),
         };
     }
     if path == "/api/v1/admin/leerlingen" {
         return match method {
-            Method::POST => admin_import(state, request).await,
+            Method::POST => admin_import(state, request, peer).await,
             _ => fault::refusal(&Refusal::MethodNotAllowed),
         };
     }
@@ -287,7 +343,7 @@ fn contract_file(state: &AppState, query: &str) -> Reply {
     }
 }
 
-async fn soap_call(state: &AppState, request: Request<Incoming>, request_id: &str) -> Reply {
+async fn soap_call(state: &AppState, request: Request<Incoming>, request_id: &str, peer: SocketAddr) -> Reply {
     let started = Instant::now();
     let (parts, mut body) = request.into_parts();
     let headers = &parts.headers;
@@ -320,8 +376,9 @@ async fn soap_call(state: &AppState, request: Request<Incoming>, request_id: &st
         return fault::refusal(&refusal);
     }
     let idle = Duration::from_secs(state.config.body_idle_timeout_secs);
-    let received = match spool(body, &state.spool_dir, limit, idle, drain_refused).await {
-        Ok(received) => received,
+    let whole = Duration::from_secs(state.config.body_timeout_secs);
+    let received = match spool(body, &state.spool_dir, limit, idle, whole, drain_refused).await {
+        Ok(received) => Received { peer: Some(peer.ip()), ..received },
         Err(SpoolError::Refused(refusal)) => {
             tracing::info!(?refusal, "request refused while reading the body");
             return fault::refusal(&refusal);
@@ -376,14 +433,23 @@ async fn spool(
     dir: &std::path::Path,
     limit: u64,
     idle: Duration,
+    whole: Duration,
     drain_refused: bool,
 ) -> Result<Received, SpoolError> {
+    let deadline = tokio::time::Instant::now() + whole;
     let mut memory: Vec<u8> = Vec::new();
     let mut file: Option<(std::io::BufWriter<std::fs::File>, tempfile::TempPath)> = None;
     let mut hasher = Sha256::new();
     let mut size = 0u64;
     loop {
-        let frame = match tokio::time::timeout(idle, body.frame()).await {
+        let wait_until = deadline.min(tokio::time::Instant::now() + idle);
+        let frame = match tokio::time::timeout_at(wait_until, body.frame()).await {
+            Err(_) if tokio::time::Instant::now() >= deadline => {
+                return Err(SpoolError::Refused(Refusal::IncompleteBody(format!(
+                    "the body took longer than {} seconds",
+                    whole.as_secs()
+                ))))
+            }
             Err(_) => {
                 return Err(SpoolError::Refused(Refusal::IncompleteBody(format!(
                     "no data for {} seconds",
@@ -424,7 +490,7 @@ async fn spool(
         }
         None => Body::Memory(Bytes::from(memory)),
     };
-    Ok(Received { body, size, sha256: hex::encode(hasher.finalize()) })
+    Ok(Received { body, size, sha256: hex::encode(hasher.finalize()), peer: None })
 }
 
 /// How much of a refused request body is still read, and discarded, before the refusal is sent.
@@ -460,12 +526,16 @@ async fn drain(body: &mut Incoming) {
 }
 
 /// `GET /api/v1/receipts/{id}`: the sender (HTTP Basic klantcode:autorisatiesleutel) asks what happened.
-fn receipt(state: &AppState, request: &Request<Incoming>, id: &str) -> Reply {
+fn receipt(state: &AppState, request: &Request<Incoming>, id: &str, peer: SocketAddr) -> Reply {
     let Some((klantcode, key)) = basic_credentials(request) else {
         let mut reply = problem(StatusCode::UNAUTHORIZED, "send HTTP Basic credentials: klantcode and autorisatiesleutel");
         reply.receipt_id = None;
         return reply;
     };
+    let limiter = &state.intake.auth_limit;
+    if limiter.is_locked(Some(&klantcode), Some(peer.ip())) {
+        return problem(StatusCode::UNAUTHORIZED, "klantcode or autorisatiesleutel is not valid");
+    }
     let result = state.intake.store.read(|connection| {
         let Some(client_id) = crate::store::admin::authenticate_client(connection, &klantcode, &key)? else {
             return Ok(Err(StatusCode::UNAUTHORIZED));
@@ -477,7 +547,12 @@ fn receipt(state: &AppState, request: &Request<Incoming>, id: &str) -> Reply {
     });
     match result {
         Ok(Ok(json)) => json_reply(StatusCode::OK, json),
-        Ok(Err(StatusCode::UNAUTHORIZED)) => problem(StatusCode::UNAUTHORIZED, "klantcode or autorisatiesleutel is not valid"),
+        Ok(Err(StatusCode::UNAUTHORIZED)) => {
+            if limiter.record_failure(Some(&klantcode), Some(peer.ip())) {
+                tracing::warn!(%klantcode, %peer, "repeated authentication failures on the receipts API; locking out");
+            }
+            problem(StatusCode::UNAUTHORIZED, "klantcode or autorisatiesleutel is not valid")
+        }
         Ok(Err(status)) => problem(status, "no receipt with that id for this client"),
         Err(error) => {
             tracing::error!(%error, "cannot read a receipt");
@@ -497,10 +572,14 @@ fn basic_credentials(request: &Request<Incoming>) -> Option<(String, String)> {
 }
 
 /// `POST /api/v1/admin/leerlingen`: roster import (CSV or leerlinggegevens XML) with the admin token.
-async fn admin_import(state: &AppState, request: Request<Incoming>) -> Reply {
+async fn admin_import(state: &AppState, request: Request<Incoming>, peer: SocketAddr) -> Reply {
     let Some(expected) = state.config.admin_token.as_ref() else {
         return problem(StatusCode::NOT_FOUND, "the admin API is off: set admin_token in the configuration");
     };
+    let limiter = &state.intake.auth_limit;
+    if limiter.is_locked(None, Some(peer.ip())) {
+        return problem(StatusCode::UNAUTHORIZED, "a valid admin bearer token is required");
+    }
     let presented = request
         .headers()
         .get(AUTHORIZATION)
@@ -511,6 +590,9 @@ async fn admin_import(state: &AppState, request: Request<Incoming>) -> Reply {
         .ct_eq(&Sha256::digest(expected.expose().as_bytes()))
         .into();
     if !matches {
+        if limiter.record_failure(None, Some(peer.ip())) {
+            tracing::warn!(%peer, "repeated admin token failures; locking out");
+        }
         return problem(StatusCode::UNAUTHORIZED, "a valid admin bearer token is required");
     }
     let limited = http_body_util::Limited::new(request.into_body(), 64 << 20);

@@ -62,6 +62,8 @@ pub struct Received {
     pub body: Body,
     pub size: u64,
     pub sha256: String,
+    /// The sender's address, for the failed-authentication limit.
+    pub peer: Option<std::net::IpAddr>,
 }
 
 /// How a message ended.
@@ -133,21 +135,23 @@ pub struct Intake {
     pub schemas: SchemaSet,
     pub vocabularies: Arc<Vocabularies>,
     pub config: Arc<IntakeConfig>,
+    /// Failed authentications per klantcode and source address.
+    pub auth_limit: Arc<crate::auth_limit::AuthLimiter>,
 }
 
 impl Intake {
     /// Runs every check on a received message and stores it whole or not at all.
     pub async fn receive(&self, received: Received) -> Result<Outcome, IntakeError> {
         let started = Instant::now();
-        let (size, sha256) = (received.size, received.sha256.clone());
+        let (size, sha256, peer) = (received.size, received.sha256.clone(), received.peer);
         // A drip message is checked right here (well under a millisecond); a large
         // one on the blocking pool, so it never holds up the async workers.
         let phase1 = match &received.body {
-            Body::Memory(_) => self.phase1(&received.body, size, &sha256)?,
+            Body::Memory(_) => self.phase1(&received.body, size, &sha256, peer)?,
             _ => {
                 let this = self.clone();
                 let body = received.body.clone();
-                tokio::task::spawn_blocking(move || this.phase1(&body, size, &sha256))
+                tokio::task::spawn_blocking(move || this.phase1(&body, size, &sha256, peer))
                     .await
                     .map_err(|error| IntakeError::Worker(error.to_string()))??
             }
@@ -190,7 +194,7 @@ impl Intake {
         }
     }
 
-    fn phase1(&self, body: &Body, size: u64, sha256: &str) -> Result<Phase1, IntakeError> {
+    fn phase1(&self, body: &Body, size: u64, sha256: &str, peer: Option<std::net::IpAddr>) -> Result<Phase1, IntakeError> {
         let mut scanner = Scanner::new(body.reader()?, Pass::SkipToetsafnames);
         let mut root: Option<Root> = None;
         let mut headers: Vec<Node> = Vec::new();
@@ -259,6 +263,14 @@ impl Intake {
                 Some(autorisatie.klantcode),
             ));
         };
+        if self.auth_limit.is_locked(Some(&autorisatie.klantcode), peer) {
+            // The same answer as a wrong key, and no key check: a locked-out guesser learns nothing.
+            tracing::info!(klantcode = %autorisatie.klantcode, peer = ?peer, "authentication locked out after repeated failures");
+            return Ok(Phase1::Refused(
+                Violations::single(admin::wrong_key_violation()),
+                Some(autorisatie.klantcode),
+            ));
+        }
         let today = chrono::Utc::now().with_timezone(&chrono_tz::Europe::Amsterdam).date_naive();
         let sender = match self.store.read(|connection| {
             admin::authenticate(
@@ -272,6 +284,11 @@ impl Intake {
         })? {
             Ok(sender) => sender,
             Err(violation) => {
+                if matches!(violation.rule, Rule::Klant | Rule::Autorisatie)
+                    && self.auth_limit.record_failure(Some(&autorisatie.klantcode), peer)
+                {
+                    tracing::warn!(klantcode = %autorisatie.klantcode, peer = ?peer, "repeated authentication failures; locking out");
+                }
                 return Ok(Phase1::Refused(Violations::single(violation), Some(autorisatie.klantcode)))
             }
         };
@@ -304,6 +321,7 @@ impl Intake {
             unknown_vocabularies: UnknownVocabularies::new(),
         };
         // The rest of the definitions pass: toets definitions (results are skipped).
+        let mut not_well_formed = false;
         loop {
             match scanner.next() {
                 Ok(Some(Item::Toets(node))) => {
@@ -322,6 +340,7 @@ impl Intake {
                     prepared
                         .violations
                         .push(Violation::new(Rule::Bericht, error.error.to_string()).at_offset(error.offset));
+                    not_well_formed = true;
                     break;
                 }
             }
@@ -329,7 +348,11 @@ impl Intake {
         drop(scanner);
         let toetsen: Vec<Toets> = prepared.toetsen.iter().map(|definition| definition.toets.clone()).collect();
         prepared.violations.extend(rules::check_toetsen_identity(&toetsen));
-        if size <= INLINE_VALIDATION_BYTES || !prepared.violations.is_empty() {
+        if not_well_formed {
+            // libxml2 would only repeat that the body is broken, and some broken
+            // bodies the scanner refuses (a tag with a million attributes) take
+            // libxml2 quadratic time.
+        } else if size <= INLINE_VALIDATION_BYTES || !prepared.violations.is_empty() {
             prepared
                 .violations
                 .extend(crate::schema::validate(&self.schemas.streaming, body)?.items);

@@ -4,12 +4,14 @@
 //! checks in order (`soap` envelope, `schema`, `uwlr` parsing, `domain` rules,
 //! `vdex`) and hands the checked message to `store`, which commits it atomically.
 
+pub mod auth_limit;
 pub mod body;
 pub mod bridge;
 pub mod cli;
 pub mod config;
 pub mod demo;
 pub mod domain;
+pub mod fuzzing;
 pub mod http;
 pub mod intake;
 pub mod query;

@@ -200,6 +200,11 @@ pub fn list_activations(connection: &Connection) -> Result<Vec<ActivationRow>, S
 
 /// Checks the autorisatie header and the activation for the school, in the order
 /// the Topicus reference service uses: client identity, key, then school.
+/// What a sender with a wrong (or locked-out) autorisatiesleutel is told.
+pub fn wrong_key_violation() -> Violation {
+    Violation::new(Rule::Autorisatie, "autorisatiesleutel is not valid").at_path("autorisatie/autorisatiesleutel")
+}
+
 pub fn authenticate(
     connection: &Connection,
     klantcode: &str,
@@ -228,8 +233,7 @@ pub fn authenticate(
             .with_value(klantnaam)));
     }
     if !key_matches || revoked_at.is_some() {
-        return Ok(Err(Violation::new(Rule::Autorisatie, "autorisatiesleutel is not valid")
-            .at_path("autorisatie/autorisatiesleutel")));
+        return Ok(Err(wrong_key_violation()));
     }
     let activation: Option<(i64, String, Option<String>, bool)> = connection
         .prepare_cached(

@@ -29,6 +29,12 @@ pub enum StoreError {
     },
     #[error("the writer thread is gone")]
     WriterGone,
+    /// `backup` could not write, sync or rename its copy.
+    #[error("cannot write the backup {path}: {source}")]
+    Backup {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("commit failed: {0}")]
     Commit(String),
     #[error("{0}")]
@@ -87,6 +93,55 @@ pub fn open_connection(path: &Path, durability: Durability) -> Result<Connection
     connection.pragma_update(None, "foreign_keys", "ON")?;
     connection.set_prepared_statement_cache_capacity(64);
     Ok(connection)
+}
+
+/// Copies the database at `source` into `destination` with SQLite's online backup API,
+/// while a gateway may be writing to it.
+///
+/// The copy is made in a single backup step, that is inside one read transaction:
+/// in WAL mode that never blocks the writer, and it sees one committed state, whereas
+/// a step-by-step backup restarts whenever another connection commits and might never
+/// finish under load. It is written to `destination` plus `.partial`, checked with
+/// `PRAGMA quick_check`, synced and then renamed, so `destination` is whole or absent.
+pub fn backup(source: &Connection, destination: &Path) -> Result<(), StoreError> {
+    let mut partial = destination.as_os_str().to_owned();
+    partial.push(".partial");
+    let partial = std::path::PathBuf::from(partial);
+    let _ = std::fs::remove_file(&partial);
+    {
+        let mut copy = Connection::open(&partial)?;
+        {
+            let backup = rusqlite::backup::Backup::new(source, &mut copy)?;
+            // -1: every page in one step. Busy or Locked (a checkpoint holding a lock) is retried.
+            let mut attempts = 0;
+            loop {
+                match backup.step(-1)? {
+                    rusqlite::backup::StepResult::Done => break,
+                    rusqlite::backup::StepResult::More => {}
+                    _ if attempts < 600 => {
+                        attempts += 1;
+                        std::thread::sleep(std::time::Duration::from_millis(50));
+                    }
+                    _ => return Err(StoreError::Invalid("the database stayed locked for 30 s".into())),
+                }
+            }
+        }
+        // The copy holds everything in its main file: no WAL beside it to lose.
+        copy.pragma_update(None, "journal_mode", "DELETE")?;
+        let verdict: String = copy.query_row("PRAGMA quick_check", [], |row| row.get(0))?;
+        if verdict != "ok" {
+            let _ = std::fs::remove_file(&partial);
+            return Err(StoreError::Invalid(format!("the backup copy failed its check: {verdict}")));
+        }
+    }
+    let sync = |path: &Path| std::fs::File::open(path).and_then(|file| file.sync_all());
+    let io = |source: std::io::Error| StoreError::Backup { path: destination.to_path_buf(), source };
+    sync(&partial).map_err(io)?;
+    std::fs::rename(&partial, destination).map_err(io)?;
+    if let Some(parent) = destination.parent().filter(|parent| !parent.as_os_str().is_empty()) {
+        let _ = sync(parent);
+    }
+    Ok(())
 }
 
 impl Store {

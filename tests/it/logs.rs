@@ -1,4 +1,4 @@
-//! Keys never reach the logs or the database file.
+//! Keys, tokens and LRS passwords never reach the logs; keys never reach the database file.
 
 use crate::support::message::{aanmaakdatum, Message, Resultaat, Toets};
 use crate::support::{send_and_check, spawn_gateway, Expect, Options};
@@ -112,4 +112,67 @@ fn logs_never_contain_the_autorisatiesleutel() {
             );
         }
     }
+}
+
+#[test]
+fn lrs_passwords_and_tokens_never_reach_the_debug_log() {
+    let password = "lrs-wachtwoord-LOGTEST-9911";
+    let admin_token = "admin-geheim-LOGTEST-1111111111";
+    let gateway = spawn_gateway(
+        Options::default()
+            .env("UWLR_LOG", "debug")
+            .env("UWLR_ADMIN_TOKEN", admin_token)
+            .env("UWLR_XAPI_POLL_INTERVAL_MS", "100")
+            .env("UWLR_XAPI_BASE_BACKOFF_MS", "50")
+            .env("UWLR_XAPI_MAX_BACKOFF_SECS", "1"),
+    );
+    // An LRS that refuses connections: the worker retries and logs at debug level.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}/xAPI/statements", closed.local_addr().unwrap());
+    drop(closed);
+    gateway
+        .cli(&[
+            "lrs",
+            "add",
+            "geheim",
+            "--url",
+            &url,
+            "--username",
+            "gateway",
+            "--password",
+            password,
+        ])
+        .success();
+    send_and_check(
+        &gateway,
+        "accepted",
+        Message::demo(&aanmaakdatum(1))
+            .afname("LL0001", vec![Resultaat::score("LRSLOG-1", "LRSLOG-T", 4)])
+            .toets(Toets::new("LRSLOG-T"))
+            .envelope(),
+        &Expect::Accepted,
+    );
+    let admin = format!("{}/api/v1/admin/leerlingen", gateway.base_url);
+    gateway.send(
+        gateway
+            .http
+            .post(&admin)
+            .bearer_auth(admin_token)
+            .body("99XX01,LL9002,,\n"),
+    );
+    gateway.wait_for_log("geheim");
+    // Give the worker a few failed deliveries.
+    std::thread::sleep(std::time::Duration::from_millis(1500));
+    let log = gateway.stderr();
+    assert!(log.contains("DEBUG"), "the log is at debug level");
+    for secret in [
+        password,
+        admin_token,
+        crate::support::DEMO_SLEUTEL,
+        "Z2F0ZXdheTpscnMtd2FjaHR3b29yZC1MT0dURVNULTk5MTE",
+    ] {
+        assert!(!log.contains(secret), "the log shows {secret}:\n{log}");
+    }
+    let listed = gateway.cli(&["lrs", "list"]).success();
+    assert!(!listed.stdout.contains(password) && !listed.stderr.contains(password));
 }

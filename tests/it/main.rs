@@ -3,11 +3,14 @@
 //! Every test starts its own gateway (`support::spawn_gateway`) on a free port with
 //! a fresh data dir, so tests run in parallel and in any order.
 
+mod access;
 mod cli;
 mod concurrency;
+mod fuzz_regressions;
 mod http_edges;
 mod interop;
 mod logs;
+mod operations;
 mod processing;
 mod quarantine;
 mod replay;

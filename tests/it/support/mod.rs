@@ -50,12 +50,19 @@ fn gateway_command() -> Command {
 #[derive(Clone, Debug, Default)]
 pub struct Options {
     env: Vec<(String, String)>,
+    data_dir: Option<PathBuf>,
 }
 
 impl Options {
     /// Sets an environment variable for the server, e.g. `UWLR_UNKNOWN_LEERLING=quarantine`.
     pub fn env(mut self, name: &str, value: impl Into<String>) -> Self {
         self.env.push((name.to_string(), value.into()));
+        self
+    }
+
+    /// Serves an existing data dir (e.g. a restored backup) instead of a fresh one.
+    pub fn data_dir(mut self, data_dir: &Path) -> Self {
+        self.data_dir = Some(data_dir.to_path_buf());
         self
     }
 }
@@ -85,7 +92,10 @@ pub fn spawn_gateway(options: Options) -> Gateway {
         .prefix("uwlr-it-")
         .tempdir()
         .expect("temp dir");
-    let data_dir = root.path().join("data");
+    let data_dir = options
+        .data_dir
+        .clone()
+        .unwrap_or_else(|| root.path().join("data"));
     let stderr_path = root.path().join("stderr.log");
     let stderr = std::fs::File::create(&stderr_path).expect("stderr log file");
     let mut command = gateway_command();
@@ -110,13 +120,14 @@ pub fn spawn_gateway(options: Options) -> Gateway {
         }
     });
     let deadline = Instant::now() + START_DEADLINE;
-    let marker = "uwlr-gateway listening on http://";
+    let marker = "uwlr-gateway listening on ";
     let base_url = loop {
         let left = deadline.saturating_duration_since(Instant::now());
         match lines_rx.recv_timeout(left) {
             Ok(line) => {
-                if let Some(address) = line.trim().strip_prefix(marker) {
-                    break format!("http://{address}");
+                // http://ADDR, or https://ADDR when TLS is configured.
+                if let Some(url) = line.trim().strip_prefix(marker) {
+                    break url.to_string();
                 }
             }
             Err(error) => {
@@ -189,6 +200,23 @@ impl Reply {
 }
 
 impl Gateway {
+    /// The server's process id (for /proc and signals).
+    #[allow(dead_code)]
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// `127.0.0.1:PORT`, for raw TCP clients.
+    #[allow(dead_code)]
+    pub fn address(&self) -> std::net::SocketAddr {
+        self.base_url
+            .split("://")
+            .nth(1)
+            .expect("scheme://address")
+            .parse()
+            .expect("socket address")
+    }
+
     pub fn stderr_path(&self) -> PathBuf {
         self.root.path().join("stderr.log")
     }
@@ -605,6 +633,16 @@ pub fn send_and_check(
 }
 
 /// One number from SQL.
+/// Waits until the running gateway's xAPI publisher (which works after each commit, from
+/// its cursor) has turned every accepted change into statements.
+pub fn wait_published(connection: &rusqlite::Connection) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while count(connection, "SELECT (SELECT seq FROM change_counter) - (SELECT cursor_seq FROM xapi_publisher)") > 0 {
+        assert!(std::time::Instant::now() < deadline, "the publisher did not catch up");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+}
+
 pub fn count(connection: &rusqlite::Connection, sql: &str) -> i64 {
     connection
         .query_row(sql, [], |row| row.get(0))

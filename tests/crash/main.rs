@@ -1,0 +1,413 @@
+//! Crash consistency: SIGKILL the real gateway in the middle of a large batch, between commit and answer, and during delivery; after each restart the store and the outbox must be exact.
+//!
+//! Uses the bridge suite's process helper (restart on the same data dir) and its
+//! stand-in LRS, and the integration suite's message builder.
+
+#[allow(dead_code)]
+#[path = "../bridge/helpers.rs"]
+mod helpers;
+#[allow(dead_code)]
+#[path = "../it/support/message.rs"]
+mod message;
+#[allow(dead_code)]
+#[path = "../bridge/standin.rs"]
+mod standin;
+
+use helpers::Gateway;
+use message::{aanmaakdatum, Message, Resultaat, Toets};
+use rusqlite::Connection;
+use serde_json::Value;
+use standin::StandIn;
+use std::collections::{BTreeMap, BTreeSet};
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+pub const DEMO_KLANTCODE: &str = "DEMO-EA";
+pub const DEMO_KLANTNAAM: &str = "Demo Uitgever";
+pub const DEMO_SLEUTEL: &str = "demo-autorisatiesleutel-2026";
+
+const WAIT: Duration = Duration::from_secs(120);
+
+fn one(connection: &Connection, sql: &str) -> i64 {
+    connection
+        .query_row(sql, [], |row| row.get(0))
+        .unwrap_or_else(|error| panic!("{sql}: {error}"))
+}
+
+/// Everything that must hold after any crash and restart.
+fn assert_store_consistent(gateway: &Gateway, context: &str) {
+    let db = gateway.db();
+    let integrity: String = db
+        .query_row("PRAGMA integrity_check", [], |row| row.get(0))
+        .unwrap();
+    assert_eq!(integrity, "ok", "{context}");
+    // Every accepted receipt owns exactly the rows it says it wrote (no test message
+    // here touches another's keys), a rejected one owns none, and no row is orphaned.
+    let mut statement = db
+        .prepare(
+            "SELECT r.id, r.outcome, r.created + r.updated,
+                    (SELECT count(*) FROM toetsafnames a WHERE a.receipt_id = r.id)
+             FROM receipts r",
+        )
+        .unwrap();
+    let receipts: Vec<(String, String, i64, i64)> = statement
+        .query_map([], |row| {
+            Ok((row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?))
+        })
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap();
+    for (id, outcome, written, rows) in &receipts {
+        match outcome.as_str() {
+            "accepted" => assert_eq!(
+                rows, written,
+                "{context}: receipt {id} says {written} rows, the store has {rows}"
+            ),
+            _ => assert_eq!(*rows, 0, "{context}: rejected receipt {id} left rows"),
+        }
+    }
+    assert_eq!(
+        one(
+            &db,
+            "SELECT count(*) FROM toetsafnames WHERE receipt_id NOT IN (SELECT id FROM receipts WHERE outcome = 'accepted')"
+        ),
+        0,
+        "{context}: rows without an accepted receipt"
+    );
+    // The change log is in step with the afnames: every change of an accepted afname is
+    // logged in the transaction that made it, up to the change counter.
+    assert_eq!(
+        one(&db, "SELECT count(*) FROM toetsafnames a WHERE NOT EXISTS (SELECT 1 FROM toetsafname_changes g WHERE g.change_seq = a.change_seq AND g.afname_id = a.id)"),
+        0,
+        "{context}: an afname whose last change is not in the change log"
+    );
+    // The publisher (which runs after the commit, from its cursor) catches up after a
+    // restart, and then every published afname has exactly one live statement.
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while one(&db, "SELECT (SELECT seq FROM change_counter) - (SELECT cursor_seq FROM xapi_publisher)") > 0 {
+        assert!(std::time::Instant::now() < deadline, "{context}: the publisher did not catch up");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(
+        one(
+            &db,
+            "SELECT count(*) FROM toetsafnames a WHERE a.quarantined = 0 AND (SELECT count(*) FROM xapi_statements s
+               WHERE s.afname_id = a.id AND s.voided_by IS NULL AND s.verb_id <> 'http://adlnet.gov/expapi/verbs/voided') <> 1"
+        ),
+        0,
+        "{context}: an afname without exactly one live statement"
+    );
+    assert_eq!(
+        one(
+            &db,
+            "SELECT count(*) FROM xapi_statements WHERE afname_id IS NOT NULL AND afname_id NOT IN (SELECT id FROM toetsafnames)"
+        ),
+        0,
+        "{context}: a statement for an afname that is not there"
+    );
+    assert_eq!(
+        one(
+            &db,
+            "SELECT count(*) FROM sender_state WHERE last_receipt_id NOT IN (SELECT id FROM receipts WHERE outcome = 'accepted')"
+        ),
+        0,
+        "{context}: the ordering state names a receipt that is not there"
+    );
+    let spooled = std::fs::read_dir(gateway.dir.join("data").join("spool"))
+        .map(|entries| entries.count())
+        .unwrap_or(0);
+    assert_eq!(
+        spooled, 0,
+        "{context}: spooled bodies left after the restart"
+    );
+}
+
+/// A snapshot of the stored results, to show a killed message left nothing behind.
+fn afnames(gateway: &Gateway) -> Vec<(String, String, i64)> {
+    let db = gateway.db();
+    let mut statement = db
+        .prepare(
+            "SELECT afname_key, hex(content_sha256), revision FROM toetsafnames ORDER BY afname_key",
+        )
+        .unwrap();
+    let rows = statement
+        .query_map([], |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?)))
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap();
+    rows
+}
+
+fn sha256_hex(bytes: &[u8]) -> String {
+    use sha2::Digest;
+    hex::encode(sha2::Sha256::digest(bytes))
+}
+
+fn receipts_for(gateway: &Gateway, body: &[u8]) -> Vec<(String, String)> {
+    let db = gateway.db();
+    let mut statement = db
+        .prepare("SELECT id, outcome FROM receipts WHERE sha256 = ?1")
+        .unwrap();
+    let rows = statement
+        .query_map([sha256_hex(body)], |row| Ok((row.get(0)?, row.get(1)?)))
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap();
+    rows
+}
+
+fn address(gateway: &Gateway) -> String {
+    gateway
+        .endpoint
+        .trim_start_matches("http://")
+        .split('/')
+        .next()
+        .unwrap()
+        .to_string()
+}
+
+/// Sends a SOAP call over a raw connection and reads the answer on a thread, so
+/// whatever the server sent before it died is kept.
+fn send_raw(gateway: &Gateway, body: &[u8]) -> std::thread::JoinHandle<Vec<u8>> {
+    let mut stream = TcpStream::connect(address(gateway)).expect("connect");
+    let head = format!(
+        "POST /uwlr/leerresultaten HTTP/1.1\r\nHost: x\r\nContent-Type: text/xml; charset=utf-8\r\nSOAPAction: \"BrengLeerresultaten\"\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        body.len()
+    );
+    let mut reader = stream.try_clone().expect("clone");
+    let reading = std::thread::spawn(move || {
+        let mut received = Vec::new();
+        let _ = reader.read_to_end(&mut received);
+        received
+    });
+    let body = body.to_vec();
+    std::thread::spawn(move || {
+        let _ = stream.write_all(head.as_bytes());
+        for piece in body.chunks(1 << 20) {
+            if stream.write_all(piece).is_err() {
+                break;
+            }
+        }
+        // Dropping this clone leaves the reader's open: the socket stays up.
+    });
+    reading
+}
+
+fn generate(out: &Path, afnames: u32, seed: u32) -> (Vec<u8>, std::path::PathBuf) {
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_uwlr-gateway"))
+        .args([
+            "generate",
+            "--learners",
+            "300",
+            "--toetsen",
+            "10",
+            "--afnames",
+        ])
+        .arg(afnames.to_string())
+        .arg("--seed")
+        .arg(seed.to_string())
+        .arg("--out")
+        .arg(out)
+        .output()
+        .expect("run generate");
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let batch = std::fs::read(out.join("99XX01-batch.xml")).expect("generated batch");
+    (batch, out.join("roster.csv"))
+}
+
+/// Live (not voided, not voiding) statements per resultaatkey among `statements`.
+fn assert_one_live_statement_per_result(
+    statements: &[Value],
+    voided_ids: &BTreeSet<String>,
+    context: &str,
+) {
+    let key = format!("{}/extension/resultaatkey", helpers::BASE_IRI);
+    let mut live: BTreeMap<String, String> = BTreeMap::new();
+    for statement in statements {
+        let id = statement["id"].as_str().unwrap().to_string();
+        if statement["verb"]["id"] == "http://adlnet.gov/expapi/verbs/voided"
+            || voided_ids.contains(&id)
+        {
+            continue;
+        }
+        let resultaatkey = statement["context"]["extensions"][&key]
+            .as_str()
+            .unwrap()
+            .to_string();
+        if let Some(other) = live.insert(resultaatkey.clone(), id.clone()) {
+            panic!("{context}: result {resultaatkey} has two live statements: {other} and {id}");
+        }
+    }
+}
+
+#[test]
+fn sigkill_at_any_point_leaves_every_message_whole_or_absent() {
+    let scratch = tempfile::tempdir().unwrap();
+    let (big, roster) = generate(&scratch.path().join("big"), 60_000, 3);
+    let (small, _) = generate(&scratch.path().join("small"), 4_000, 4);
+    assert!(
+        big.len() > 15 << 20,
+        "the large batch is {} bytes",
+        big.len()
+    );
+
+    let standin = StandIn::start();
+    standin.with(|state| state.every_delay = Duration::from_millis(20));
+    let mut gateway =
+        Gateway::start(&[("UWLR_DURABILITY", "full"), ("UWLR_XAPI_BATCH_SIZE", "50")]);
+    gateway.cli(&["leerlingen", "import", roster.to_str().unwrap()]);
+    gateway.cli(&["lrs", "add", "crash", "--url", &standin.url()]);
+
+    // 1. A 16 MB batch killed while it is received, schema-checked and written. Each kill
+    // must leave it whole or absent: absent when no answer came, whole when one did (on a
+    // fast machine the later kill points can fall after the commit and the answer).
+    let mut answered = false;
+    for kill_after in [
+        Duration::from_millis(300),
+        Duration::from_millis(1500),
+        Duration::from_secs(4),
+    ] {
+        let before = afnames(&gateway);
+        let reading = send_raw(&gateway, &big);
+        std::thread::sleep(kill_after);
+        gateway.kill();
+        let answer = reading.join().unwrap();
+        gateway.spawn();
+        let context = format!("large batch killed after {kill_after:?}");
+        assert_store_consistent(&gateway, &context);
+        if answer.is_empty() {
+            assert!(
+                receipts_for(&gateway, &big).is_empty(),
+                "{context}: a receipt without an answer"
+            );
+            assert_eq!(
+                afnames(&gateway),
+                before,
+                "{context}: part of the batch was stored"
+            );
+        } else {
+            let answer = String::from_utf8_lossy(&answer).into_owned();
+            assert!(answer.starts_with("HTTP/1.1 200"), "{context}: {answer}");
+            assert_eq!(receipts_for(&gateway, &big).len(), 1, "{context}: one receipt for the answered batch");
+            assert!(afnames(&gateway) > before, "{context}: answered but not stored");
+            answered = true;
+            break;
+        }
+    }
+    if !answered {
+        eprintln!("the large batch was never answered before a kill: every kill fell inside it");
+    }
+
+    // 2. A smaller batch goes through whole, and its statements start flowing.
+    let reading = send_raw(&gateway, &small);
+    let answer = String::from_utf8_lossy(&reading.join().unwrap()).into_owned();
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    let (stored_batch, _) = receipts_for(&gateway, &small).pop().expect("a receipt");
+    assert_store_consistent(&gateway, "after the batch");
+
+    // 3. Drip messages killed between receipt, commit and answer, during delivery.
+    let mut acknowledged = Vec::new();
+    let mut committed_unanswered = Vec::new();
+    for round in 0..24u32 {
+        let mut message = Message::demo(&aanmaakdatum(100 + round));
+        for leerling in 0..3u32 {
+            message = message.afname(
+                &format!("LL{:04}", leerling + 1),
+                vec![Resultaat::score(
+                    &format!("CRASH-{round}-{leerling}"),
+                    "CRASH-T",
+                    u64::from(round % 10),
+                )],
+            );
+        }
+        let body = message.toets(Toets::new("CRASH-T")).envelope();
+        let reading = send_raw(&gateway, &body);
+        std::thread::sleep(Duration::from_millis(u64::from(round * 7 % 60)));
+        gateway.kill();
+        let answer = String::from_utf8_lossy(&reading.join().unwrap()).into_owned();
+        gateway.spawn();
+        let context = format!("drip round {round}");
+        assert_store_consistent(&gateway, &context);
+        let receipts = receipts_for(&gateway, &body);
+        let stored = afnames(&gateway)
+            .iter()
+            .filter(|(key, ..)| key.starts_with(&format!("CRASH-{round}-")))
+            .count();
+        if answer.starts_with("HTTP/1.1 200") {
+            acknowledged.push(round);
+            assert_eq!(receipts.len(), 1, "{context}: acknowledged but not stored");
+            assert_eq!(stored, 3, "{context}: acknowledged but not whole");
+        } else {
+            assert!(
+                stored == 0 || stored == 3,
+                "{context}: {stored} of 3 results stored"
+            );
+            if stored == 3 {
+                committed_unanswered.push(round);
+            }
+            assert_eq!(
+                stored == 3,
+                receipts.iter().any(|(_, outcome)| outcome == "accepted"),
+                "{context}"
+            );
+        }
+        // The sender retries what it did not see acknowledged; a stored message is a replay.
+        if !answer.starts_with("HTTP/1.1 200") {
+            let retry =
+                String::from_utf8_lossy(&send_raw(&gateway, &body).join().unwrap()).into_owned();
+            assert!(
+                retry.starts_with("HTTP/1.1 200"),
+                "{context}: retry got {retry}"
+            );
+            let receipts = receipts_for(&gateway, &body);
+            assert_eq!(
+                receipts.len(),
+                1,
+                "{context}: the retry stored the message a second time: {receipts:?}"
+            );
+        }
+    }
+    assert_store_consistent(&gateway, "after the drip rounds");
+    eprintln!("rounds answered before their kill: {acknowledged:?}; committed but killed before the answer: {committed_unanswered:?}");
+    assert!(
+        !acknowledged.is_empty(),
+        "no round was answered before its kill"
+    );
+    assert!(
+        acknowledged.len() < 24,
+        "every round was answered before its kill: the kills came too late"
+    );
+
+    // 4. After the last restart the outbox delivers everything, once per id.
+    let started = Instant::now();
+    gateway.wait_delivered("crash", WAIT * 3);
+    let generated = gateway.statement_ids();
+    assert_eq!(
+        standin.stored_ids(),
+        generated,
+        "the LRS holds exactly the generated ids"
+    );
+    let stored: Vec<Value> = standin.with(|state| state.stored.values().cloned().collect());
+    let db = gateway.db();
+    let mut statement = db
+        .prepare("SELECT id FROM xapi_statements WHERE voided_by IS NOT NULL")
+        .unwrap();
+    let voided: BTreeSet<String> = statement
+        .query_map([], |row| row.get(0))
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap();
+    assert_one_live_statement_per_result(&stored, &voided, "the LRS");
+    assert!(stored_batch.len() > 10);
+    eprintln!(
+        "delivered {} statements in {:?} after the last restart",
+        generated.len(),
+        started.elapsed()
+    );
+}

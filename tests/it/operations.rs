@@ -1,0 +1,180 @@
+//! Operations: an online backup taken under load restores into a fresh data dir that serves.
+
+use crate::support::message::{aanmaakdatum, Message, Resultaat, Toets};
+use crate::support::{count, outcome, spawn_default, spawn_gateway, wait_published, Expect, Options};
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+
+fn drip(sequence: u32) -> Vec<u8> {
+    Message::demo(&aanmaakdatum(sequence))
+        .afname(
+            &format!("LL{:04}", sequence % 20 + 1),
+            vec![Resultaat::score(
+                &format!("BACKUP-{sequence}"),
+                "BACKUP-T",
+                u64::from(sequence % 11),
+            )],
+        )
+        .toets(Toets::new("BACKUP-T"))
+        .envelope()
+}
+
+#[test]
+fn backup_under_load_restores_into_a_fresh_data_dir_that_serves() {
+    let gateway = spawn_default();
+    let sent = AtomicU32::new(0);
+    let stop = AtomicBool::new(false);
+    let backups: Vec<std::path::PathBuf> = (0..3)
+        .map(|index| gateway.scratch().join(format!("backup-{index}.sqlite")))
+        .collect();
+    std::thread::scope(|scope| {
+        let load = scope.spawn(|| {
+            let mut sequence = 0;
+            while !stop.load(Ordering::Relaxed) && sequence < 2000 {
+                sequence += 1;
+                assert_eq!(
+                    outcome(&gateway.post(drip(sequence))),
+                    Expect::Accepted,
+                    "message {sequence}"
+                );
+                sent.store(sequence, Ordering::Relaxed);
+            }
+        });
+        for backup in &backups {
+            while sent.load(Ordering::Relaxed) < 10 {
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            }
+            let output = gateway.cli(&["backup", backup.to_str().unwrap()]).success();
+            assert!(output.stdout.contains("backed up"), "{}", output.stdout);
+        }
+        stop.store(true, Ordering::Relaxed);
+        load.join().expect("load thread");
+    });
+    let total = sent.load(Ordering::Relaxed);
+
+    // Each copy is a consistent database of its own, holding a prefix of the load.
+    let mut previous = 0;
+    for backup in &backups {
+        assert!(!backup.with_extension("sqlite.partial").exists());
+        let connection = rusqlite::Connection::open(backup).unwrap();
+        let check: String = connection
+            .query_row("PRAGMA integrity_check", [], |row| row.get(0))
+            .unwrap();
+        assert_eq!(check, "ok");
+        let receipts = count(&connection, "SELECT count(*) FROM receipts");
+        assert_eq!(
+            count(
+                &connection,
+                "SELECT count(*) FROM toetsafnames WHERE afname_key LIKE 'BACKUP-%'"
+            ),
+            receipts
+        );
+        // Each accepted change is in the change log with its afname; statements follow
+        // after the commit, so a copy may hold fewer, never more.
+        assert_eq!(
+            count(&connection, "SELECT count(*) FROM toetsafname_changes"),
+            receipts,
+            "changes logged with their afnames"
+        );
+        assert!(count(&connection, "SELECT count(*) FROM xapi_statements") <= receipts);
+        assert!(
+            receipts >= previous && receipts <= i64::from(total),
+            "{receipts} of {total}"
+        );
+        eprintln!(
+            "{} holds {receipts} of the {total} messages sent",
+            backup.display()
+        );
+        previous = receipts;
+    }
+
+    // Restore: stop, copy the file into a data dir, start.
+    let last = backups.last().unwrap();
+    let restored_root = tempfile::tempdir().unwrap();
+    let data_dir = restored_root.path().join("data");
+    std::fs::create_dir_all(&data_dir).unwrap();
+    std::fs::copy(last, data_dir.join("gateway.sqlite")).unwrap();
+    drop(gateway);
+    let restored = spawn_gateway(Options::default().data_dir(&data_dir));
+    let connection = restored.db();
+    let stored = count(&connection, "SELECT count(*) FROM receipts") as u32;
+    assert_eq!(stored, previous as u32);
+    // The restored gateway's publisher finishes what the copy had not published yet.
+    wait_published(&connection);
+    assert_eq!(count(&connection, "SELECT count(*) FROM xapi_statements"), i64::from(stored));
+    // A message from the backup is a replay; the next one continues the ordering.
+    let replay = restored.post(drip(stored));
+    assert_eq!(outcome(&replay), Expect::Accepted);
+    assert_eq!(
+        count(&connection, "SELECT count(*) FROM receipts"),
+        i64::from(stored),
+        "a replay writes nothing"
+    );
+    assert_eq!(outcome(&restored.post(drip(total + 1))), Expect::Accepted);
+    assert_eq!(
+        count(&connection, "SELECT count(*) FROM receipts"),
+        i64::from(stored) + 1
+    );
+}
+
+#[test]
+fn tls_serves_soap_calls_and_the_wsdl_over_https() {
+    let certified =
+        rcgen::generate_simple_self_signed(vec!["localhost".to_string(), "127.0.0.1".to_string()])
+            .expect("self-signed certificate");
+    let dir = tempfile::tempdir().unwrap();
+    let (cert, key) = (dir.path().join("cert.pem"), dir.path().join("key.pem"));
+    std::fs::write(&cert, certified.cert.pem()).unwrap();
+    std::fs::write(&key, certified.key_pair.serialize_pem()).unwrap();
+    let gateway = spawn_gateway(
+        Options::default()
+            .env("UWLR_TLS_CERT", cert.to_str().unwrap())
+            .env("UWLR_TLS_KEY", key.to_str().unwrap()),
+    );
+    assert!(
+        gateway.base_url.starts_with("https://127.0.0.1:"),
+        "{}",
+        gateway.base_url
+    );
+    let client = reqwest::blocking::Client::builder()
+        .add_root_certificate(
+            reqwest::Certificate::from_pem(certified.cert.pem().as_bytes()).unwrap(),
+        )
+        .https_only(true)
+        .build()
+        .unwrap();
+    let reply = gateway.send(
+        client
+            .post(&gateway.endpoint)
+            .header("content-type", "text/xml; charset=utf-8")
+            .header("soapaction", "\"BrengLeerresultaten\"")
+            .body(drip(1)),
+    );
+    assert_eq!(outcome(&reply), Expect::Accepted, "{}", reply.body);
+    let wsdl = gateway.send(client.get(format!("{}?wsdl", gateway.endpoint)));
+    assert!(
+        wsdl.body
+            .contains(&format!("location=\"{}\"", gateway.endpoint)),
+        "{}",
+        wsdl.body
+    );
+
+    // Plain HTTP on the TLS port gets no answer, and a client that never finishes the
+    // handshake is dropped; neither stops the service.
+    use std::io::{Read, Write};
+    let mut plain = std::net::TcpStream::connect(gateway.address()).unwrap();
+    plain
+        .set_read_timeout(Some(std::time::Duration::from_secs(20)))
+        .unwrap();
+    let _ = plain.write_all(b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n");
+    let mut answer = Vec::new();
+    let _ = plain.read_to_end(&mut answer);
+    assert!(!String::from_utf8_lossy(&answer).contains("200 OK"));
+    let _silent = std::net::TcpStream::connect(gateway.address()).unwrap();
+    let reply = gateway.send(
+        client
+            .post(&gateway.endpoint)
+            .header("content-type", "text/xml; charset=utf-8")
+            .body(drip(2)),
+    );
+    assert_eq!(outcome(&reply), Expect::Accepted, "{}", reply.body);
+}
