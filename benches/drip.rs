@@ -43,8 +43,12 @@ fn sqlite_reference(dir: &str, synchronous: &str, seconds: u64) {
     let path = std::path::Path::new(dir).join(format!("reference-{synchronous}.sqlite"));
     let _ = std::fs::remove_file(&path);
     let connection = rusqlite::Connection::open(&path).expect("open reference database");
-    connection.pragma_update(None, "journal_mode", "WAL").expect("wal");
-    connection.pragma_update(None, "synchronous", synchronous).expect("synchronous");
+    connection
+        .pragma_update(None, "journal_mode", "WAL")
+        .expect("wal");
+    connection
+        .pragma_update(None, "synchronous", synchronous)
+        .expect("synchronous");
     connection
         .execute_batch("CREATE TABLE t (id INTEGER PRIMARY KEY, k TEXT UNIQUE, v TEXT)")
         .expect("create");
@@ -52,11 +56,17 @@ fn sqlite_reference(dir: &str, synchronous: &str, seconds: u64) {
     let mut count = 0u64;
     while Instant::now() < deadline {
         connection
-            .execute("INSERT INTO t (k, v) VALUES (?1, ?2)", rusqlite::params![format!("key-{count}"), "value"])
+            .execute(
+                "INSERT INTO t (k, v) VALUES (?1, ?2)",
+                rusqlite::params![format!("key-{count}"), "value"],
+            )
             .expect("insert");
         count += 1;
     }
-    println!("reference synchronous={synchronous} one_row_transactions_per_second={:.0}", count as f64 / seconds as f64);
+    println!(
+        "reference synchronous={synchronous} one_row_transactions_per_second={:.0}",
+        count as f64 / seconds as f64
+    );
 }
 
 fn main() {
@@ -66,7 +76,10 @@ fn main() {
         sqlite_reference(&all[1], &all[2], seconds);
         return;
     }
-    let arguments: Vec<String> = std::env::args().skip(1).filter(|argument| !argument.starts_with("--")).collect();
+    let arguments: Vec<String> = std::env::args()
+        .skip(1)
+        .filter(|argument| !argument.starts_with("--"))
+        .collect();
     if arguments.len() < 3 {
         eprintln!("usage: drip URL SENDERS SECONDS");
         return;
@@ -80,14 +93,17 @@ fn main() {
             .map(|school| {
                 let url = url.clone();
                 scope.spawn(move || {
-                    let agent = ureq::AgentBuilder::new().timeout(Duration::from_secs(30)).build();
+                    let agent = ureq::AgentBuilder::new()
+                        .timeout(Duration::from_secs(30))
+                        .build();
                     let mut latencies = Vec::new();
                     let mut faults = 0u64;
                     let mut sequence = 0u64;
                     let mut last = chrono::Utc::now() - chrono::Duration::seconds(1);
                     while Instant::now() < deadline {
                         // Wall-clock stamps, strictly increasing: later runs stay later too.
-                        let stamp = chrono::Utc::now().max(last + chrono::Duration::microseconds(1));
+                        let stamp =
+                            chrono::Utc::now().max(last + chrono::Duration::microseconds(1));
                         last = stamp;
                         let body = message(school, sequence, &stamp);
                         sequence += 1;
@@ -105,7 +121,10 @@ fn main() {
                             Err(ureq::Error::Status(_, response)) => {
                                 faults += 1;
                                 if faults == 1 {
-                                    eprintln!("fault: {}", response.into_string().unwrap_or_default());
+                                    eprintln!(
+                                        "fault: {}",
+                                        response.into_string().unwrap_or_default()
+                                    );
                                 }
                             }
                             Err(error) => {
@@ -118,9 +137,15 @@ fn main() {
                 })
             })
             .collect();
-        handles.into_iter().map(|handle| handle.join().expect("sender thread")).collect()
+        handles
+            .into_iter()
+            .map(|handle| handle.join().expect("sender thread"))
+            .collect()
     });
-    let mut latencies: Vec<Duration> = results.iter().flat_map(|(latencies, _)| latencies.iter().copied()).collect();
+    let mut latencies: Vec<Duration> = results
+        .iter()
+        .flat_map(|(latencies, _)| latencies.iter().copied())
+        .collect();
     let faults: u64 = results.iter().map(|(_, faults)| faults).sum();
     latencies.sort();
     println!(

@@ -50,13 +50,22 @@ pub struct MarkupGuard<R> {
 
 impl<R: BufRead> MarkupGuard<R> {
     pub fn new(inner: R) -> Self {
-        MarkupGuard { inner, run: 0, in_tag: false, attributes: 0, too_many: false }
+        MarkupGuard {
+            inner,
+            run: 0,
+            in_tag: false,
+            attributes: 0,
+            too_many: false,
+        }
     }
 
     fn exceeded() -> std::io::Error {
         std::io::Error::new(
             std::io::ErrorKind::InvalidData,
-            format!("a text or tag longer than {} MiB", MAX_MARKUP_FREE_RUN >> 20),
+            format!(
+                "a text or tag longer than {} MiB",
+                MAX_MARKUP_FREE_RUN >> 20
+            ),
         )
     }
 
@@ -124,7 +133,10 @@ impl Body {
                 256 * 1024,
                 File::open(path.as_ref() as &Path)?,
             ))),
-            Body::Path(path) => Box::new(MarkupGuard::new(BufReader::with_capacity(256 * 1024, File::open(path)?))),
+            Body::Path(path) => Box::new(MarkupGuard::new(BufReader::with_capacity(
+                256 * 1024,
+                File::open(path)?,
+            ))),
         })
     }
 

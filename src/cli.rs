@@ -264,7 +264,9 @@ pub enum ReadersCommand {
     },
     List,
     /// Withdraw a reader: its token stops working at once.
-    Revoke { name: String },
+    Revoke {
+        name: String,
+    },
 }
 
 #[derive(Subcommand, Debug)]
@@ -280,7 +282,9 @@ pub enum ClientsCommand {
     },
     List,
     /// Withdraw a client: its key stops working at once.
-    Revoke { klantcode: String },
+    Revoke {
+        klantcode: String,
+    },
 }
 
 #[derive(Subcommand, Debug)]
@@ -321,7 +325,9 @@ pub enum ReceiptsCommand {
         #[arg(long, default_value_t = 20)]
         limit: u32,
     },
-    Show { id: String },
+    Show {
+        id: String,
+    },
 }
 
 /// Parses arguments, runs the command, and turns errors into an exit code.
@@ -380,10 +386,17 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
             let store = open_store(&config)?;
             let connection = store.connect()?;
             let started = std::time::Instant::now();
-            crate::store::backup(&connection, &file)
-                .with_context(|| format!("cannot back up {} to {}", store.path().display(), file.display()))?;
+            crate::store::backup(&connection, &file).with_context(|| {
+                format!(
+                    "cannot back up {} to {}",
+                    store.path().display(),
+                    file.display()
+                )
+            })?;
             admin::audit(&connection, "cli", "backup", &file.display().to_string())?;
-            let size = std::fs::metadata(&file).map(|metadata| metadata.len()).unwrap_or(0);
+            let size = std::fs::metadata(&file)
+                .map(|metadata| metadata.len())
+                .unwrap_or(0);
             println!(
                 "backed up {} to {} ({size} bytes, {} ms)",
                 store.path().display(),
@@ -394,12 +407,15 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         }
         Command::Schools(command) => schools(&config, command),
         Command::Leerlingen(LeerlingenCommand::Import { file }) => {
-            let bytes = std::fs::read(&file).with_context(|| format!("cannot read {}", file.display()))?;
-            let rows = crate::roster::parse(&bytes).with_context(|| format!("{}", file.display()))?;
+            let bytes =
+                std::fs::read(&file).with_context(|| format!("cannot read {}", file.display()))?;
+            let rows =
+                crate::roster::parse(&bytes).with_context(|| format!("{}", file.display()))?;
             let store = open_store(&config)?;
             let mut connection = store.connect()?;
             // IMMEDIATE: take the write lock first, so change seqs cannot interleave with a running gateway's.
-            let transaction = connection.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+            let transaction =
+                connection.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
             let imported = admin::import_leerlingen(&transaction, &rows, "cli")?;
             let released = crate::bridge::release_quarantine(&transaction)?;
             transaction.commit()?;
@@ -407,10 +423,21 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Readers(command) => readers(&config, command),
-        Command::Audit { reader, school, leerling, reads, limit, json } => {
+        Command::Audit {
+            reader,
+            school,
+            leerling,
+            reads,
+            limit,
+            json,
+        } => {
             let filter = crate::store::readers::AuditFilter {
                 reader,
-                school: school.as_deref().map(SchoolCode::parse).transpose().map_err(anyhow::Error::msg)?,
+                school: school
+                    .as_deref()
+                    .map(SchoolCode::parse)
+                    .transpose()
+                    .map_err(anyhow::Error::msg)?,
                 leerling,
                 reads_only: reads,
                 limit,
@@ -432,14 +459,28 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
                         line.detail
                     );
                 } else {
-                    println!("{}  {:<7} {:<16} {}", line.at, line.action, line.actor, line.detail);
+                    println!(
+                        "{}  {:<7} {:<16} {}",
+                        line.at, line.action, line.actor, line.detail
+                    );
                 }
             }
             Ok(ExitCode::SUCCESS)
         }
         Command::Lrs(command) => lrs(&config, command),
         Command::Outbox(command) => outbox(&config, command),
-        Command::Replay { paths, url, klantcode, klantnaam, key, concurrency, rate, restamp, expect, timeout } => {
+        Command::Replay {
+            paths,
+            url,
+            klantcode,
+            klantnaam,
+            key,
+            concurrency,
+            rate,
+            restamp,
+            expect,
+            timeout,
+        } => {
             let options = crate::tools::replay::ReplayOptions {
                 paths,
                 url,
@@ -455,14 +496,31 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
             let report = crate::tools::replay::replay(&options)?;
             print!("{}", crate::tools::replay::summary(&report));
             let all_accepted = report.answers.iter().all(|answer| answer.accepted());
-            Ok(match (options.expect.is_some(), report.differences.is_empty(), all_accepted) {
-                (true, true, _) => ExitCode::SUCCESS,
-                (true, false, _) => ExitCode::from(1),
-                (false, _, true) => ExitCode::SUCCESS,
-                (false, _, false) => ExitCode::from(2),
-            })
+            Ok(
+                match (
+                    options.expect.is_some(),
+                    report.differences.is_empty(),
+                    all_accepted,
+                ) {
+                    (true, true, _) => ExitCode::SUCCESS,
+                    (true, false, _) => ExitCode::from(1),
+                    (false, _, true) => ExitCode::SUCCESS,
+                    (false, _, false) => ExitCode::from(2),
+                },
+            )
         }
-        Command::Generate { schools, learners, toetsen, afnames, seed, drip, klantcode, klantnaam, key, out } => {
+        Command::Generate {
+            schools,
+            learners,
+            toetsen,
+            afnames,
+            seed,
+            drip,
+            klantcode,
+            klantnaam,
+            key,
+            out,
+        } => {
             let options = crate::tools::generate::GenerateOptions {
                 schools,
                 learners,
@@ -483,7 +541,10 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
                 report.bytes,
                 report.roster.display()
             );
-            println!("to prepare a gateway, run the commands in {}", report.setup.display());
+            println!(
+                "to prepare a gateway, run the commands in {}",
+                report.setup.display()
+            );
             Ok(ExitCode::SUCCESS)
         }
         Command::Receipts(command) => {
@@ -506,7 +567,8 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
                     }
                 }
                 ReceiptsCommand::Show { id } => {
-                    let Some((_, receipt)) = crate::store::intake::load_receipt(&connection, &id)? else {
+                    let Some((_, receipt)) = crate::store::intake::load_receipt(&connection, &id)?
+                    else {
                         bail!("no receipt {id}");
                     };
                     println!("{}", serde_json::to_string_pretty(&receipt)?);
@@ -521,7 +583,11 @@ fn clients(config: &Config, command: ClientsCommand) -> Result<ExitCode> {
     let store = open_store(config)?;
     let connection = store.connect()?;
     match command {
-        ClientsCommand::Add { klantcode, klantnaam, key } => {
+        ClientsCommand::Add {
+            klantcode,
+            klantnaam,
+            key,
+        } => {
             let generated = key.is_none();
             let key = key.unwrap_or_else(admin::generate_key);
             admin::add_client(&connection, &klantcode, &klantnaam, &key)?;
@@ -538,7 +604,10 @@ fn clients(config: &Config, command: ClientsCommand) -> Result<ExitCode> {
                     client.klantcode,
                     client.klantnaam,
                     client.created_at,
-                    client.revoked_at.map(|at| format!("revoked {at}")).unwrap_or_else(|| "active".into())
+                    client
+                        .revoked_at
+                        .map(|at| format!("revoked {at}"))
+                        .unwrap_or_else(|| "active".into())
                 );
             }
         }
@@ -555,13 +624,30 @@ fn schools(config: &Config, command: SchoolsCommand) -> Result<ExitCode> {
     let connection = store.connect()?;
     let school = |text: &str| SchoolCode::parse(text).map_err(anyhow::Error::msg);
     match command {
-        SchoolsCommand::Activate { school: code, klantcode, mandate, valid_from, valid_until } => {
+        SchoolsCommand::Activate {
+            school: code,
+            klantcode,
+            mandate,
+            valid_from,
+            valid_until,
+        } => {
             let school = school(&code)?;
-            let valid_from = valid_from.unwrap_or_else(|| chrono::Local::now().format("%Y-%m-%d").to_string());
-            admin::activate(&connection, &klantcode, &school, &mandate, &valid_from, valid_until.as_deref())?;
+            let valid_from =
+                valid_from.unwrap_or_else(|| chrono::Local::now().format("%Y-%m-%d").to_string());
+            admin::activate(
+                &connection,
+                &klantcode,
+                &school,
+                &mandate,
+                &valid_from,
+                valid_until.as_deref(),
+            )?;
             println!("{klantcode} may send for {school} under mandate {mandate} from {valid_from}");
         }
-        SchoolsCommand::Deactivate { school: code, klantcode } => {
+        SchoolsCommand::Deactivate {
+            school: code,
+            klantcode,
+        } => {
             let school = school(&code)?;
             admin::deactivate(&connection, &klantcode, &school)?;
             println!("{klantcode} may no longer send for {school}");
@@ -589,7 +675,9 @@ fn readers(config: &Config, command: ReadersCommand) -> Result<ExitCode> {
     let mut connection = store.connect()?;
     let parse_school = |text: &String| SchoolCode::parse(text).map_err(anyhow::Error::msg);
     let grants = |schools: &[String], mandate: MandateArgs| -> Result<Vec<Grant>> {
-        let valid_from = mandate.valid_from.unwrap_or_else(|| crate::query::today().format("%Y-%m-%d").to_string());
+        let valid_from = mandate
+            .valid_from
+            .unwrap_or_else(|| crate::query::today().format("%Y-%m-%d").to_string());
         schools
             .iter()
             .map(|text| {
@@ -612,7 +700,12 @@ fn readers(config: &Config, command: ReadersCommand) -> Result<ExitCode> {
         )
     };
     match command {
-        ReadersCommand::Add { name, schools, scopes, mandate } => {
+        ReadersCommand::Add {
+            name,
+            schools,
+            scopes,
+            mandate,
+        } => {
             let grants = grants(&schools, mandate)?;
             let scopes: Vec<readers::Scope> = scopes.into_iter().map(Into::into).collect();
             let transaction = connection.transaction()?;
@@ -626,7 +719,11 @@ fn readers(config: &Config, command: ReadersCommand) -> Result<ExitCode> {
             println!("bearer token (shown once; send it as 'Authorization: Bearer TOKEN'):");
             println!("{token}");
         }
-        ReadersCommand::Grant { name, schools, mandate } => {
+        ReadersCommand::Grant {
+            name,
+            schools,
+            mandate,
+        } => {
             let grants = grants(&schools, mandate)?;
             let transaction = connection.transaction()?;
             for grant in &grants {
@@ -653,7 +750,10 @@ fn readers(config: &Config, command: ReadersCommand) -> Result<ExitCode> {
                     reader.name,
                     scopes.join(","),
                     reader.created_at,
-                    reader.revoked_at.map(|at| format!("revoked {at}")).unwrap_or_else(|| "active".into())
+                    reader
+                        .revoked_at
+                        .map(|at| format!("revoked {at}"))
+                        .unwrap_or_else(|| "active".into())
                 );
                 for grant in reader.schools {
                     println!(
@@ -834,7 +934,8 @@ fn validate(config: &Config, files: &[PathBuf]) -> Result<ExitCode> {
     let vocabularies = Vocabularies::load(config.vdex_dir.as_deref())?;
     let mut all_valid = true;
     for file in crate::tools::replay::collect_files(files)? {
-        let violations = crate::intake::validate_offline(&file, &schemas, &vocabularies, &config.xsd_versions)?;
+        let violations =
+            crate::intake::validate_offline(&file, &schemas, &vocabularies, &config.xsd_versions)?;
         if violations.is_empty() {
             println!("{}: valid", file.display());
             continue;
@@ -848,16 +949,23 @@ fn validate(config: &Config, files: &[PathBuf]) -> Result<ExitCode> {
                 violation.column.unwrap_or(0),
                 violation.rule.code(),
                 violation.message,
-                violation.value.as_ref().map(|value| format!(" (value: {value})")).unwrap_or_default()
+                violation
+                    .value
+                    .as_ref()
+                    .map(|value| format!(" (value: {value})"))
+                    .unwrap_or_default()
             );
         }
         if violations.omitted > 0 {
             println!("{}: … and {} more", file.display(), violations.omitted);
         }
     }
-    Ok(if all_valid { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+    Ok(if all_valid {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
 }
-
 
 fn serve(config: Config, demo: bool) -> Result<ExitCode> {
     init_tracing(config.log_format);

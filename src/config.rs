@@ -138,9 +138,15 @@ impl Default for Config {
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     #[error("cannot read {path}: {source}")]
-    Read { path: PathBuf, source: std::io::Error },
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("{path}: {source}")]
-    Parse { path: PathBuf, source: toml::de::Error },
+    Parse {
+        path: PathBuf,
+        source: toml::de::Error,
+    },
     #[error("environment variable {name}: {reason}")]
     Env { name: String, reason: String },
     #[error("{0}")]
@@ -179,83 +185,159 @@ impl Config {
             })
         }
         fn choice<T: for<'de> Deserialize<'de>>(name: &str, value: &str) -> Result<T, ConfigError> {
-            T::deserialize(serde::de::value::StrDeserializer::<serde::de::value::Error>::new(value)).map_err(
-                |error| ConfigError::Env {
+            T::deserialize(serde::de::value::StrDeserializer::<serde::de::value::Error>::new(value))
+                .map_err(|error| ConfigError::Env {
                     name: name.into(),
                     reason: error.to_string(),
-                },
-            )
+                })
         }
-        let set = |name: &str, apply: &mut dyn FnMut(&str) -> Result<(), ConfigError>| match get(name) {
-            Some(value) => apply(&value),
-            None => Ok(()),
-        };
-        set("UWLR_LISTEN", &mut |v| Ok(self.listen = parse("UWLR_LISTEN", v)?))?;
-        set("UWLR_DATA_DIR", &mut |v| Ok(self.data_dir = PathBuf::from(v)))?;
-        set("UWLR_PUBLIC_URL", &mut |v| Ok(self.public_url = Some(v.to_string())))?;
-        set("UWLR_SERVICE_PATH", &mut |v| Ok(self.service_path = v.to_string()))?;
-        set("UWLR_MAX_BODY_BYTES", &mut |v| Ok(self.max_body_bytes = parse("UWLR_MAX_BODY_BYTES", v)?))?;
-        set("UWLR_XSD_VERSIONS", &mut |v| {
-            Ok(self.xsd_versions = v.split(',').map(|s| s.trim().to_string()).filter(|s| !s.is_empty()).collect())
+        let set =
+            |name: &str, apply: &mut dyn FnMut(&str) -> Result<(), ConfigError>| match get(name) {
+                Some(value) => apply(&value),
+                None => Ok(()),
+            };
+        set("UWLR_LISTEN", &mut |v| {
+            Ok(self.listen = parse("UWLR_LISTEN", v)?)
         })?;
-        set("UWLR_UNKNOWN_LEERLING", &mut |v| Ok(self.unknown_leerling = choice("UWLR_UNKNOWN_LEERLING", v)?))?;
-        set("UWLR_DURABILITY", &mut |v| Ok(self.durability = choice("UWLR_DURABILITY", v)?))?;
-        set("UWLR_LOG_FORMAT", &mut |v| Ok(self.log_format = choice("UWLR_LOG_FORMAT", v)?))?;
-        set("UWLR_SCHEMA_DIR", &mut |v| Ok(self.schema_dir = Some(PathBuf::from(v))))?;
-        set("UWLR_VDEX_DIR", &mut |v| Ok(self.vdex_dir = Some(PathBuf::from(v))))?;
-        set("UWLR_TLS_CERT", &mut |v| Ok(self.tls_cert = Some(PathBuf::from(v))))?;
-        set("UWLR_TLS_KEY", &mut |v| Ok(self.tls_key = Some(PathBuf::from(v))))?;
-        set("UWLR_HEADER_TIMEOUT_SECS", &mut |v| Ok(self.header_timeout_secs = parse("UWLR_HEADER_TIMEOUT_SECS", v)?))?;
+        set("UWLR_DATA_DIR", &mut |v| {
+            Ok(self.data_dir = PathBuf::from(v))
+        })?;
+        set("UWLR_PUBLIC_URL", &mut |v| {
+            Ok(self.public_url = Some(v.to_string()))
+        })?;
+        set("UWLR_SERVICE_PATH", &mut |v| {
+            Ok(self.service_path = v.to_string())
+        })?;
+        set("UWLR_MAX_BODY_BYTES", &mut |v| {
+            Ok(self.max_body_bytes = parse("UWLR_MAX_BODY_BYTES", v)?)
+        })?;
+        set("UWLR_XSD_VERSIONS", &mut |v| {
+            Ok(self.xsd_versions = v
+                .split(',')
+                .map(|s| s.trim().to_string())
+                .filter(|s| !s.is_empty())
+                .collect())
+        })?;
+        set("UWLR_UNKNOWN_LEERLING", &mut |v| {
+            Ok(self.unknown_leerling = choice("UWLR_UNKNOWN_LEERLING", v)?)
+        })?;
+        set("UWLR_DURABILITY", &mut |v| {
+            Ok(self.durability = choice("UWLR_DURABILITY", v)?)
+        })?;
+        set("UWLR_LOG_FORMAT", &mut |v| {
+            Ok(self.log_format = choice("UWLR_LOG_FORMAT", v)?)
+        })?;
+        set("UWLR_SCHEMA_DIR", &mut |v| {
+            Ok(self.schema_dir = Some(PathBuf::from(v)))
+        })?;
+        set("UWLR_VDEX_DIR", &mut |v| {
+            Ok(self.vdex_dir = Some(PathBuf::from(v)))
+        })?;
+        set("UWLR_TLS_CERT", &mut |v| {
+            Ok(self.tls_cert = Some(PathBuf::from(v)))
+        })?;
+        set("UWLR_TLS_KEY", &mut |v| {
+            Ok(self.tls_key = Some(PathBuf::from(v)))
+        })?;
+        set("UWLR_HEADER_TIMEOUT_SECS", &mut |v| {
+            Ok(self.header_timeout_secs = parse("UWLR_HEADER_TIMEOUT_SECS", v)?)
+        })?;
         set("UWLR_BODY_IDLE_TIMEOUT_SECS", &mut |v| {
             Ok(self.body_idle_timeout_secs = parse("UWLR_BODY_IDLE_TIMEOUT_SECS", v)?)
         })?;
-        set("UWLR_BODY_TIMEOUT_SECS", &mut |v| Ok(self.body_timeout_secs = parse("UWLR_BODY_TIMEOUT_SECS", v)?))?;
-        set("UWLR_SHUTDOWN_GRACE_SECS", &mut |v| Ok(self.shutdown_grace_secs = parse("UWLR_SHUTDOWN_GRACE_SECS", v)?))?;
-        set("UWLR_AUTH_MAX_FAILURES", &mut |v| Ok(self.auth_max_failures = parse("UWLR_AUTH_MAX_FAILURES", v)?))?;
-        set("UWLR_AUTH_LOCKOUT_SECS", &mut |v| Ok(self.auth_lockout_secs = parse("UWLR_AUTH_LOCKOUT_SECS", v)?))?;
-        set("UWLR_MAX_CONNECTIONS", &mut |v| Ok(self.max_connections = parse("UWLR_MAX_CONNECTIONS", v)?))?;
-        set("UWLR_ADMIN_TOKEN", &mut |v| Ok(self.admin_token = Some(Secret::new(v))))?;
-        set("UWLR_XAPI_BASE_IRI", &mut |v| Ok(self.xapi_base_iri = v.to_string()))?;
-        set("UWLR_XAPI_BATCH_SIZE", &mut |v| Ok(self.xapi_batch_size = parse("UWLR_XAPI_BATCH_SIZE", v)?))?;
+        set("UWLR_BODY_TIMEOUT_SECS", &mut |v| {
+            Ok(self.body_timeout_secs = parse("UWLR_BODY_TIMEOUT_SECS", v)?)
+        })?;
+        set("UWLR_SHUTDOWN_GRACE_SECS", &mut |v| {
+            Ok(self.shutdown_grace_secs = parse("UWLR_SHUTDOWN_GRACE_SECS", v)?)
+        })?;
+        set("UWLR_AUTH_MAX_FAILURES", &mut |v| {
+            Ok(self.auth_max_failures = parse("UWLR_AUTH_MAX_FAILURES", v)?)
+        })?;
+        set("UWLR_AUTH_LOCKOUT_SECS", &mut |v| {
+            Ok(self.auth_lockout_secs = parse("UWLR_AUTH_LOCKOUT_SECS", v)?)
+        })?;
+        set("UWLR_MAX_CONNECTIONS", &mut |v| {
+            Ok(self.max_connections = parse("UWLR_MAX_CONNECTIONS", v)?)
+        })?;
+        set("UWLR_ADMIN_TOKEN", &mut |v| {
+            Ok(self.admin_token = Some(Secret::new(v)))
+        })?;
+        set("UWLR_XAPI_BASE_IRI", &mut |v| {
+            Ok(self.xapi_base_iri = v.to_string())
+        })?;
+        set("UWLR_XAPI_BATCH_SIZE", &mut |v| {
+            Ok(self.xapi_batch_size = parse("UWLR_XAPI_BATCH_SIZE", v)?)
+        })?;
         set("UWLR_XAPI_REQUEST_TIMEOUT_SECS", &mut |v| {
             Ok(self.xapi_request_timeout_secs = parse("UWLR_XAPI_REQUEST_TIMEOUT_SECS", v)?)
         })?;
-        set("UWLR_XAPI_POLL_INTERVAL_MS", &mut |v| Ok(self.xapi_poll_interval_ms = parse("UWLR_XAPI_POLL_INTERVAL_MS", v)?))?;
-        set("UWLR_XAPI_BASE_BACKOFF_MS", &mut |v| Ok(self.xapi_base_backoff_ms = parse("UWLR_XAPI_BASE_BACKOFF_MS", v)?))?;
-        set("UWLR_XAPI_MAX_BACKOFF_SECS", &mut |v| Ok(self.xapi_max_backoff_secs = parse("UWLR_XAPI_MAX_BACKOFF_SECS", v)?))?;
+        set("UWLR_XAPI_POLL_INTERVAL_MS", &mut |v| {
+            Ok(self.xapi_poll_interval_ms = parse("UWLR_XAPI_POLL_INTERVAL_MS", v)?)
+        })?;
+        set("UWLR_XAPI_BASE_BACKOFF_MS", &mut |v| {
+            Ok(self.xapi_base_backoff_ms = parse("UWLR_XAPI_BASE_BACKOFF_MS", v)?)
+        })?;
+        set("UWLR_XAPI_MAX_BACKOFF_SECS", &mut |v| {
+            Ok(self.xapi_max_backoff_secs = parse("UWLR_XAPI_MAX_BACKOFF_SECS", v)?)
+        })?;
         Ok(())
     }
 
     /// Rejects settings that cannot work, with the reason.
     pub fn check(&self) -> Result<(), ConfigError> {
         if !self.service_path.starts_with('/') {
-            return Err(ConfigError::Invalid("service_path must start with /".into()));
+            return Err(ConfigError::Invalid(
+                "service_path must start with /".into(),
+            ));
         }
         if self.xsd_versions.is_empty() {
-            return Err(ConfigError::Invalid("xsd_versions needs at least one version".into()));
+            return Err(ConfigError::Invalid(
+                "xsd_versions needs at least one version".into(),
+            ));
         }
-        if self.header_timeout_secs == 0 || self.body_idle_timeout_secs == 0 || self.body_timeout_secs == 0 {
-            return Err(ConfigError::Invalid("header and body timeouts must be positive".into()));
+        if self.header_timeout_secs == 0
+            || self.body_idle_timeout_secs == 0
+            || self.body_timeout_secs == 0
+        {
+            return Err(ConfigError::Invalid(
+                "header and body timeouts must be positive".into(),
+            ));
         }
         if self.tls_cert.is_some() != self.tls_key.is_some() {
-            return Err(ConfigError::Invalid("tls_cert and tls_key go together".into()));
+            return Err(ConfigError::Invalid(
+                "tls_cert and tls_key go together".into(),
+            ));
         }
         if self.auth_max_failures == 0 || self.auth_lockout_secs == 0 {
-            return Err(ConfigError::Invalid("auth_max_failures and auth_lockout_secs must be positive".into()));
+            return Err(ConfigError::Invalid(
+                "auth_max_failures and auth_lockout_secs must be positive".into(),
+            ));
         }
         if self.max_body_bytes == 0 {
-            return Err(ConfigError::Invalid("max_body_bytes must be positive".into()));
+            return Err(ConfigError::Invalid(
+                "max_body_bytes must be positive".into(),
+            ));
         }
         self.xapi_mapping()?;
         if !(1..=1000).contains(&self.xapi_batch_size) {
-            return Err(ConfigError::Invalid("xapi_batch_size must be 1..=1000".into()));
+            return Err(ConfigError::Invalid(
+                "xapi_batch_size must be 1..=1000".into(),
+            ));
         }
-        if self.xapi_request_timeout_secs == 0 || self.xapi_poll_interval_ms == 0 || self.xapi_max_backoff_secs == 0 {
-            return Err(ConfigError::Invalid("xapi timeouts and intervals must be positive".into()));
+        if self.xapi_request_timeout_secs == 0
+            || self.xapi_poll_interval_ms == 0
+            || self.xapi_max_backoff_secs == 0
+        {
+            return Err(ConfigError::Invalid(
+                "xapi timeouts and intervals must be positive".into(),
+            ));
         }
         if let Some(token) = &self.admin_token {
             if token.expose().len() < 16 {
-                return Err(ConfigError::Invalid("admin_token needs at least 16 characters".into()));
+                return Err(ConfigError::Invalid(
+                    "admin_token needs at least 16 characters".into(),
+                ));
             }
         }
         Ok(())
@@ -263,7 +345,8 @@ impl Config {
 
     /// The xAPI mapping settings (base IRI and id namespace).
     pub fn xapi_mapping(&self) -> Result<crate::bridge::Mapping, ConfigError> {
-        crate::bridge::Mapping::new(&self.xapi_base_iri).map_err(|error| ConfigError::Invalid(error.to_string()))
+        crate::bridge::Mapping::new(&self.xapi_base_iri)
+            .map_err(|error| ConfigError::Invalid(error.to_string()))
     }
 
     /// Settings of the outbox worker.
@@ -289,7 +372,11 @@ impl Config {
 
     /// The URL senders use for the SOAP endpoint.
     pub fn endpoint_url(&self, local: SocketAddr) -> String {
-        let scheme = if self.tls_cert.is_some() { "https" } else { "http" };
+        let scheme = if self.tls_cert.is_some() {
+            "https"
+        } else {
+            "http"
+        };
         let base = self
             .public_url
             .clone()
@@ -304,7 +391,9 @@ mod tests {
 
     #[test]
     fn file_then_environment() {
-        let mut config: Config = toml::from_str("listen = \"127.0.0.1:9000\"\nunknown_leerling = \"quarantine\"").unwrap();
+        let mut config: Config =
+            toml::from_str("listen = \"127.0.0.1:9000\"\nunknown_leerling = \"quarantine\"")
+                .unwrap();
         assert_eq!(config.listen.port(), 9000);
         assert_eq!(config.unknown_leerling, UnknownLeerlingPolicy::Quarantine);
         config
@@ -316,14 +405,23 @@ mod tests {
             .unwrap();
         assert_eq!(config.listen.port(), 9100);
         assert_eq!(config.durability, Durability::Normal);
-        assert!(config.apply_env(|name| (name == "UWLR_DURABILITY").then(|| "sometimes".into())).is_err());
+        assert!(config
+            .apply_env(|name| (name == "UWLR_DURABILITY").then(|| "sometimes".into()))
+            .is_err());
     }
 
     #[test]
     fn xapi_settings() {
         let mut config = Config::default();
-        config.apply_env(|name| (name == "UWLR_XAPI_BASE_IRI").then(|| "https://lrs.school.example/xapi/".into())).unwrap();
-        assert_eq!(config.xapi_mapping().unwrap().base_iri(), "https://lrs.school.example/xapi");
+        config
+            .apply_env(|name| {
+                (name == "UWLR_XAPI_BASE_IRI").then(|| "https://lrs.school.example/xapi/".into())
+            })
+            .unwrap();
+        assert_eq!(
+            config.xapi_mapping().unwrap().base_iri(),
+            "https://lrs.school.example/xapi"
+        );
         config.xapi_base_iri = "not an iri".into();
         assert!(config.check().is_err());
         assert!(Config::default().check().is_ok());
@@ -336,7 +434,10 @@ mod tests {
 
     #[test]
     fn secrets_do_not_print() {
-        let config = Config { admin_token: Some(Secret::new("very-secret-token-123")), ..Config::default() };
+        let config = Config {
+            admin_token: Some(Secret::new("very-secret-token-123")),
+            ..Config::default()
+        };
         assert!(!format!("{config:?}").contains("very-secret"));
     }
 }

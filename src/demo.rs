@@ -18,12 +18,21 @@ pub const MANDATE: &str = "DEMO-VERWERKERSOVEREENKOMST-2026";
 pub fn seed(connection: &Connection) -> Result<(), StoreError> {
     let school = SchoolCode::parse(SCHOOL).map_err(StoreError::Invalid)?;
     let other = SchoolCode::parse(OTHER_SCHOOL).map_err(StoreError::Invalid)?;
-    let known: bool = connection
-        .query_row("SELECT count(*) FROM clients WHERE klantcode = ?1", [KLANTCODE], |row| row.get::<_, i64>(0))?
-        > 0;
+    let known: bool = connection.query_row(
+        "SELECT count(*) FROM clients WHERE klantcode = ?1",
+        [KLANTCODE],
+        |row| row.get::<_, i64>(0),
+    )? > 0;
     if !known {
         admin::add_client(connection, KLANTCODE, KLANTNAAM, AUTORISATIESLEUTEL)?;
-        admin::activate(connection, KLANTCODE, &school, MANDATE, "2020-01-01", Some("2099-12-31"))?;
+        admin::activate(
+            connection,
+            KLANTCODE,
+            &school,
+            MANDATE,
+            "2020-01-01",
+            Some("2099-12-31"),
+        )?;
     }
     admin::ensure_school(connection, &other)?;
     let mut rows: Vec<LeerlingRow> = (1..=20)
@@ -31,13 +40,19 @@ pub fn seed(connection: &Connection) -> Result<(), StoreError> {
             let leerlingid = format!("LL{number:04}");
             LeerlingRow {
                 school: school.clone(),
-                eckid: (number <= 5).then(|| format!("https://ketenid.nl/201703/demo-{leerlingid}")),
+                eckid: (number <= 5)
+                    .then(|| format!("https://ketenid.nl/201703/demo-{leerlingid}")),
                 naam: Some(format!("Demoleerling {number}")),
                 leerlingid,
             }
         })
         .collect();
-    rows.push(LeerlingRow { school: other, leerlingid: "YY0001".into(), eckid: None, naam: None });
+    rows.push(LeerlingRow {
+        school: other,
+        leerlingid: "YY0001".into(),
+        eckid: None,
+        naam: None,
+    });
     admin::import_leerlingen(connection, &rows, "demo")?;
     Ok(())
 }

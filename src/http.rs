@@ -1,12 +1,12 @@
 //! The hyper listener: routes, body spooling with limits and timeouts, graceful shutdown.
 
-use crate::config::Config;
 use crate::body::{Body, MEMORY_LIMIT};
+use crate::config::Config;
+use crate::domain::violation::Violations;
+use crate::domain::{Rule, Violation};
 use crate::intake::{Intake, Outcome, Received};
 use crate::soap::envelope::{soap_action_operation, OPERATION};
 use crate::soap::fault::{self, Refusal, Reply};
-use crate::domain::{Rule, Violation};
-use crate::domain::violation::Violations;
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
@@ -37,7 +37,10 @@ pub enum TlsError {
 }
 
 /// Builds the TLS acceptor from PEM files: the certificate chain and its private key.
-pub fn tls_acceptor(cert: &std::path::Path, key: &std::path::Path) -> Result<tokio_rustls::TlsAcceptor, TlsError> {
+pub fn tls_acceptor(
+    cert: &std::path::Path,
+    key: &std::path::Path,
+) -> Result<tokio_rustls::TlsAcceptor, TlsError> {
     use rustls_pki_types::pem::PemObject;
     use rustls_pki_types::{CertificateDer, PrivateKeyDer};
     let read = |path: &std::path::Path, error: rustls_pki_types::pem::Error| TlsError::Read {
@@ -49,7 +52,9 @@ pub fn tls_acceptor(cert: &std::path::Path, key: &std::path::Path) -> Result<tok
         .collect::<Result<Vec<_>, _>>()
         .map_err(|error| read(cert, error))?;
     if chain.is_empty() {
-        return Err(TlsError::NoCertificate { path: cert.to_path_buf() });
+        return Err(TlsError::NoCertificate {
+            path: cert.to_path_buf(),
+        });
     }
     let private_key = PrivateKeyDer::from_pem_file(key).map_err(|error| read(key, error))?;
     let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
@@ -94,7 +99,10 @@ impl AppState {
 
 /// Points the WSDL's address and imports at this gateway.
 pub fn render_wsdl(endpoint_url: &str) -> String {
-    replace_address(&rewrite_schema_locations(crate::schema::WSDL, endpoint_url), endpoint_url)
+    replace_address(
+        &rewrite_schema_locations(crate::schema::WSDL, endpoint_url),
+        endpoint_url,
+    )
 }
 
 fn replace_address(wsdl: &str, endpoint_url: &str) -> String {
@@ -105,7 +113,12 @@ fn replace_address(wsdl: &str, endpoint_url: &str) -> String {
     let Some(length) = wsdl[start..].find('"') else {
         return wsdl.to_string();
     };
-    format!("{}{}{}", &wsdl[..start], endpoint_url, &wsdl[start + length..])
+    format!(
+        "{}{}{}",
+        &wsdl[..start],
+        endpoint_url,
+        &wsdl[start + length..]
+    )
 }
 
 /// Rewrites every `schemaLocation="…/NAME.xsd"` to `ENDPOINT?xsd=NAME.xsd`, so imports resolve over HTTP.
@@ -142,7 +155,9 @@ pub async fn serve(
     // Each connection holds a permit; at the cap the gateway stops accepting and
     // the kernel's backlog holds new connections until one closes (idle ones close
     // after the header timeout).
-    let permits = Arc::new(tokio::sync::Semaphore::new(state.config.max_connections.max(1)));
+    let permits = Arc::new(tokio::sync::Semaphore::new(
+        state.config.max_connections.max(1),
+    ));
     tokio::pin!(shutdown);
     loop {
         let permit = tokio::select! {
@@ -220,7 +235,10 @@ fn respond(reply: Reply, request_id: &str) -> Response<Full<Bytes>> {
     if let Ok(value) = HeaderValue::from_str(request_id) {
         headers.insert("x-request-id", value);
     }
-    if let Some(receipt_id) = reply.receipt_id.and_then(|id| HeaderValue::from_str(&id).ok()) {
+    if let Some(receipt_id) = reply
+        .receipt_id
+        .and_then(|id| HeaderValue::from_str(&id).ok())
+    {
         headers.insert("x-receipt-id", receipt_id);
     }
     response
@@ -250,12 +268,23 @@ fn problem(status: StatusCode, detail: &str) -> Reply {
     }
 }
 
-async fn handle(state: Arc<AppState>, request: Request<Incoming>, peer: SocketAddr) -> Response<Full<Bytes>> {
+async fn handle(
+    state: Arc<AppState>,
+    request: Request<Incoming>,
+    peer: SocketAddr,
+) -> Response<Full<Bytes>> {
     let request_id = uuid::Uuid::new_v4().simple().to_string()[..16].to_string();
     let span = tracing::info_span!("request", request_id = %request_id, method = %request.method(), path = %request.uri().path(), %peer);
     if crate::query::owns(request.uri().path()) {
-        let asked = crate::query::Asked::new(request.method(), request.uri(), request.headers(), &request_id);
-        let answer = crate::query::route(&state.intake.store, asked).instrument(span).await;
+        let asked = crate::query::Asked::new(
+            request.method(),
+            request.uri(),
+            request.headers(),
+            &request_id,
+        );
+        let answer = crate::query::route(&state.intake.store, asked)
+            .instrument(span)
+            .await;
         let mut response = respond(answer.reply, &request_id);
         for (name, value) in answer.headers {
             if let Ok(value) = HeaderValue::from_str(&value) {
@@ -264,11 +293,18 @@ async fn handle(state: Arc<AppState>, request: Request<Incoming>, peer: SocketAd
         }
         return response;
     }
-    let reply = route(&state, request, &request_id, peer).instrument(span).await;
+    let reply = route(&state, request, &request_id, peer)
+        .instrument(span)
+        .await;
     respond(reply, &request_id)
 }
 
-async fn route(state: &AppState, request: Request<Incoming>, request_id: &str, peer: SocketAddr) -> Reply {
+async fn route(
+    state: &AppState,
+    request: Request<Incoming>,
+    request_id: &str,
+    peer: SocketAddr,
+) -> Reply {
     let path = request.uri().path().to_string();
     let query = request.uri().query().unwrap_or("").to_string();
     let method = request.method().clone();
@@ -302,7 +338,11 @@ async fn route(state: &AppState, request: Request<Incoming>, request_id: &str, p
 
 fn health(state: &AppState) -> Reply {
     let database = state.intake.store.read(|connection| {
-        Ok(connection.query_row("SELECT count(*) FROM receipts", [], |row| row.get::<_, i64>(0))?)
+        Ok(
+            connection.query_row("SELECT count(*) FROM receipts", [], |row| {
+                row.get::<_, i64>(0)
+            })?,
+        )
     });
     match database {
         Ok(receipts) => json_reply(
@@ -311,7 +351,10 @@ fn health(state: &AppState) -> Reply {
         ),
         Err(error) => {
             tracing::error!(%error, "health check cannot read the database");
-            json_reply(StatusCode::SERVICE_UNAVAILABLE, serde_json::json!({"status": "database unavailable"}))
+            json_reply(
+                StatusCode::SERVICE_UNAVAILABLE,
+                serde_json::json!({"status": "database unavailable"}),
+            )
         }
     }
 }
@@ -343,7 +386,12 @@ fn contract_file(state: &AppState, query: &str) -> Reply {
     }
 }
 
-async fn soap_call(state: &AppState, request: Request<Incoming>, request_id: &str, peer: SocketAddr) -> Reply {
+async fn soap_call(
+    state: &AppState,
+    request: Request<Incoming>,
+    request_id: &str,
+    peer: SocketAddr,
+) -> Reply {
     let started = Instant::now();
     let (parts, mut body) = request.into_parts();
     let headers = &parts.headers;
@@ -353,16 +401,28 @@ async fn soap_call(state: &AppState, request: Request<Incoming>, request_id: &st
         .and_then(|value| value.to_str().ok())
         .unwrap_or("")
         .to_ascii_lowercase();
-    let media = content_type.split(';').next().unwrap_or("").trim().to_string();
+    let media = content_type
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_string();
     let limit = state.config.max_body_bytes;
     let declared = headers
         .get(CONTENT_LENGTH)
         .and_then(|value| value.to_str().ok())
         .and_then(|value| value.parse::<u64>().ok());
-    let action = headers.get("soapaction").and_then(|value| value.to_str().ok());
-    let refused = if !matches!(media.as_str(), "text/xml" | "application/xml" | "application/soap+xml") {
+    let action = headers
+        .get("soapaction")
+        .and_then(|value| value.to_str().ok());
+    let refused = if !matches!(
+        media.as_str(),
+        "text/xml" | "application/xml" | "application/soap+xml"
+    ) {
         Some(Refusal::UnsupportedMediaType(media))
-    } else if let Some(action) = action.filter(|action| soap_action_operation(action).is_some_and(|operation| operation != OPERATION)) {
+    } else if let Some(action) = action.filter(|action| {
+        soap_action_operation(action).is_some_and(|operation| operation != OPERATION)
+    }) {
         Some(Refusal::UnknownAction(action.to_string()))
     } else if declared.is_some_and(|length| length > limit) {
         Some(Refusal::TooLarge(limit))
@@ -378,7 +438,10 @@ async fn soap_call(state: &AppState, request: Request<Incoming>, request_id: &st
     let idle = Duration::from_secs(state.config.body_idle_timeout_secs);
     let whole = Duration::from_secs(state.config.body_timeout_secs);
     let received = match spool(body, &state.spool_dir, limit, idle, whole, drain_refused).await {
-        Ok(received) => Received { peer: Some(peer.ip()), ..received },
+        Ok(received) => Received {
+            peer: Some(peer.ip()),
+            ..received
+        },
         Err(SpoolError::Refused(refusal)) => {
             tracing::info!(?refusal, "request refused while reading the body");
             return fault::refusal(&refusal);
@@ -389,13 +452,20 @@ async fn soap_call(state: &AppState, request: Request<Incoming>, request_id: &st
         }
     };
     if received.size == 0 {
-        return fault::rejected(&Violations::single(Violation::new(Rule::Bericht, "the request body is empty")), None);
+        return fault::rejected(
+            &Violations::single(Violation::new(Rule::Bericht, "the request body is empty")),
+            None,
+        );
     }
     let size = received.size;
     let outcome = state.intake.receive(received).await;
     let duration_ms = started.elapsed().as_millis() as u64;
     match outcome {
-        Ok(Outcome::Accepted { receipt_id, counts, replay }) => {
+        Ok(Outcome::Accepted {
+            receipt_id,
+            counts,
+            replay,
+        }) => {
             tracing::info!(
                 outcome = "accepted", receipt = %receipt_id, replay, size,
                 toetsafnames = counts.toetsafnames, resultaten = counts.resultaten,
@@ -404,12 +474,20 @@ async fn soap_call(state: &AppState, request: Request<Incoming>, request_id: &st
             );
             fault::bevestiging(&receipt_id)
         }
-        Ok(Outcome::Rejected { receipt_id, violations, klantcode }) => {
+        Ok(Outcome::Rejected {
+            receipt_id,
+            violations,
+            klantcode,
+        }) => {
             let rule = violations.leading_rule();
             tracing::info!(
-                outcome = "rejected", receipt = receipt_id.as_deref().unwrap_or("-"),
-                klantcode = klantcode.as_deref().unwrap_or("-"), rule = rule.code(),
-                violations = violations.total(), size, duration_ms,
+                outcome = "rejected",
+                receipt = receipt_id.as_deref().unwrap_or("-"),
+                klantcode = klantcode.as_deref().unwrap_or("-"),
+                rule = rule.code(),
+                violations = violations.total(),
+                size,
+                duration_ms,
                 "message rejected"
             );
             fault::rejected(&violations, receipt_id.as_deref())
@@ -457,10 +535,16 @@ async fn spool(
                 ))))
             }
             Ok(None) => break,
-            Ok(Some(Err(error))) => return Err(SpoolError::Refused(Refusal::IncompleteBody(error.to_string()))),
+            Ok(Some(Err(error))) => {
+                return Err(SpoolError::Refused(Refusal::IncompleteBody(
+                    error.to_string(),
+                )))
+            }
             Ok(Some(Ok(frame))) => frame,
         };
-        let Ok(data) = frame.into_data() else { continue };
+        let Ok(data) = frame.into_data() else {
+            continue;
+        };
         size += data.len() as u64;
         if size > limit {
             if drain_refused {
@@ -473,7 +557,10 @@ async fn spool(
             Some((writer, _)) => writer.write_all(&data).map_err(SpoolError::Io)?,
             None if memory.len() + data.len() <= MEMORY_LIMIT => memory.extend_from_slice(&data),
             None => {
-                let spooled = tempfile::Builder::new().prefix("body-").tempfile_in(dir).map_err(SpoolError::Io)?;
+                let spooled = tempfile::Builder::new()
+                    .prefix("body-")
+                    .tempfile_in(dir)
+                    .map_err(SpoolError::Io)?;
                 let (handle, path) = spooled.into_parts();
                 let mut writer = std::io::BufWriter::with_capacity(256 * 1024, handle);
                 writer.write_all(&memory).map_err(SpoolError::Io)?;
@@ -490,7 +577,12 @@ async fn spool(
         }
         None => Body::Memory(Bytes::from(memory)),
     };
-    Ok(Received { body, size, sha256: hex::encode(hasher.finalize()), peer: None })
+    Ok(Received {
+        body,
+        size,
+        sha256: hex::encode(hasher.finalize()),
+        peer: None,
+    })
 }
 
 /// How much of a refused request body is still read, and discarded, before the refusal is sent.
@@ -528,16 +620,24 @@ async fn drain(body: &mut Incoming) {
 /// `GET /api/v1/receipts/{id}`: the sender (HTTP Basic klantcode:autorisatiesleutel) asks what happened.
 fn receipt(state: &AppState, request: &Request<Incoming>, id: &str, peer: SocketAddr) -> Reply {
     let Some((klantcode, key)) = basic_credentials(request) else {
-        let mut reply = problem(StatusCode::UNAUTHORIZED, "send HTTP Basic credentials: klantcode and autorisatiesleutel");
+        let mut reply = problem(
+            StatusCode::UNAUTHORIZED,
+            "send HTTP Basic credentials: klantcode and autorisatiesleutel",
+        );
         reply.receipt_id = None;
         return reply;
     };
     let limiter = &state.intake.auth_limit;
     if limiter.is_locked(Some(&klantcode), Some(peer.ip())) {
-        return problem(StatusCode::UNAUTHORIZED, "klantcode or autorisatiesleutel is not valid");
+        return problem(
+            StatusCode::UNAUTHORIZED,
+            "klantcode or autorisatiesleutel is not valid",
+        );
     }
     let result = state.intake.store.read(|connection| {
-        let Some(client_id) = crate::store::admin::authenticate_client(connection, &klantcode, &key)? else {
+        let Some(client_id) =
+            crate::store::admin::authenticate_client(connection, &klantcode, &key)?
+        else {
             return Ok(Err(StatusCode::UNAUTHORIZED));
         };
         match crate::store::intake::load_receipt(connection, id)? {
@@ -551,7 +651,10 @@ fn receipt(state: &AppState, request: &Request<Incoming>, id: &str, peer: Socket
             if limiter.record_failure(Some(&klantcode), Some(peer.ip())) {
                 tracing::warn!(%klantcode, %peer, "repeated authentication failures on the receipts API; locking out");
             }
-            problem(StatusCode::UNAUTHORIZED, "klantcode or autorisatiesleutel is not valid")
+            problem(
+                StatusCode::UNAUTHORIZED,
+                "klantcode or autorisatiesleutel is not valid",
+            )
         }
         Ok(Err(status)) => problem(status, "no receipt with that id for this client"),
         Err(error) => {
@@ -564,8 +667,12 @@ fn receipt(state: &AppState, request: &Request<Incoming>, id: &str, peer: Socket
 fn basic_credentials(request: &Request<Incoming>) -> Option<(String, String)> {
     use base64::Engine;
     let value = request.headers().get(AUTHORIZATION)?.to_str().ok()?;
-    let encoded = value.strip_prefix("Basic ").or_else(|| value.strip_prefix("basic "))?;
-    let decoded = base64::engine::general_purpose::STANDARD.decode(encoded.trim()).ok()?;
+    let encoded = value
+        .strip_prefix("Basic ")
+        .or_else(|| value.strip_prefix("basic "))?;
+    let decoded = base64::engine::general_purpose::STANDARD
+        .decode(encoded.trim())
+        .ok()?;
     let text = String::from_utf8(decoded).ok()?;
     let (user, password) = text.split_once(':')?;
     Some((user.to_string(), password.to_string()))
@@ -574,11 +681,17 @@ fn basic_credentials(request: &Request<Incoming>) -> Option<(String, String)> {
 /// `POST /api/v1/admin/leerlingen`: roster import (CSV or leerlinggegevens XML) with the admin token.
 async fn admin_import(state: &AppState, request: Request<Incoming>, peer: SocketAddr) -> Reply {
     let Some(expected) = state.config.admin_token.as_ref() else {
-        return problem(StatusCode::NOT_FOUND, "the admin API is off: set admin_token in the configuration");
+        return problem(
+            StatusCode::NOT_FOUND,
+            "the admin API is off: set admin_token in the configuration",
+        );
     };
     let limiter = &state.intake.auth_limit;
     if limiter.is_locked(None, Some(peer.ip())) {
-        return problem(StatusCode::UNAUTHORIZED, "a valid admin bearer token is required");
+        return problem(
+            StatusCode::UNAUTHORIZED,
+            "a valid admin bearer token is required",
+        );
     }
     let presented = request
         .headers()
@@ -593,12 +706,20 @@ async fn admin_import(state: &AppState, request: Request<Incoming>, peer: Socket
         if limiter.record_failure(None, Some(peer.ip())) {
             tracing::warn!(%peer, "repeated admin token failures; locking out");
         }
-        return problem(StatusCode::UNAUTHORIZED, "a valid admin bearer token is required");
+        return problem(
+            StatusCode::UNAUTHORIZED,
+            "a valid admin bearer token is required",
+        );
     }
     let limited = http_body_util::Limited::new(request.into_body(), 64 << 20);
     let body = match limited.collect().await {
         Ok(collected) => collected.to_bytes(),
-        Err(error) => return problem(StatusCode::PAYLOAD_TOO_LARGE, &format!("cannot read the roster: {error}")),
+        Err(error) => {
+            return problem(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                &format!("cannot read the roster: {error}"),
+            )
+        }
     };
     let rows = match crate::roster::parse(&body) {
         Ok(rows) => rows,
@@ -607,23 +728,31 @@ async fn admin_import(state: &AppState, request: Request<Incoming>, peer: Socket
     let imported = state
         .intake
         .store
-        .write(move |connection| -> Result<(usize, usize), crate::store::StoreError> {
-            let savepoint = connection.savepoint()?;
-            let imported = crate::store::admin::import_leerlingen(&savepoint, &rows, "admin-api")?;
-            let released = crate::bridge::release_quarantine(&savepoint)?;
-            savepoint.commit()?;
-            Ok((imported, released))
-        })
+        .write(
+            move |connection| -> Result<(usize, usize), crate::store::StoreError> {
+                let savepoint = connection.savepoint()?;
+                let imported =
+                    crate::store::admin::import_leerlingen(&savepoint, &rows, "admin-api")?;
+                let released = crate::bridge::release_quarantine(&savepoint)?;
+                savepoint.commit()?;
+                Ok((imported, released))
+            },
+        )
         .await;
     match imported {
         Ok(Ok((imported, released))) => json_reply(
             StatusCode::OK,
             serde_json::json!({"imported": imported, "released_from_quarantine": released}),
         ),
-        Ok(Err(crate::store::StoreError::Invalid(reason))) => problem(StatusCode::UNPROCESSABLE_ENTITY, &reason),
+        Ok(Err(crate::store::StoreError::Invalid(reason))) => {
+            problem(StatusCode::UNPROCESSABLE_ENTITY, &reason)
+        }
         Ok(Err(error)) | Err(error) => {
             tracing::error!(%error, "roster import failed");
-            problem(StatusCode::INTERNAL_SERVER_ERROR, "internal error; nothing was imported")
+            problem(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "internal error; nothing was imported",
+            )
         }
     }
 }

@@ -6,26 +6,27 @@
 //! versioning, and one streaming pass over the results that checks each rule and
 //! upserts each afname, all inside one savepoint.
 
+use crate::body::Body;
 use crate::domain::aanmaakdatum::parse_datetime;
 use crate::domain::rules::{self, UnknownVocabularies};
 use crate::domain::violation::Violations;
 use crate::domain::{Rule, SchoolCode, Violation};
+use crate::schema::SchemaSet;
 use crate::soap::envelope::{self, Framing};
 use crate::store::admin::{self, Sender};
 use crate::store::intake::{
-    self as store_intake, AfnameChange, AfnameState, AfnameWrite, Counts, Receipt, StoredToets, ToetsDefinition,
+    self as store_intake, AfnameChange, AfnameState, AfnameWrite, Counts, Receipt, StoredToets,
+    ToetsDefinition,
 };
 use crate::store::{now_text, sha256_hex, Store, StoreError};
+use crate::uwlr::results::{Parsed, ResultStream};
 use crate::uwlr::scan::{Item, Pass, Root, Scanner};
 use crate::uwlr::xmltree::Node;
-use crate::uwlr::results::{Parsed, ResultStream};
 use crate::uwlr::{School, Toets, ToetsafnameHead, Uitslag};
 use crate::vdex::Vocabularies;
 use rusqlite::Connection;
 use std::collections::{BTreeMap, HashMap};
 use std::io::Read;
-use crate::body::Body;
-use crate::schema::SchemaSet;
 use std::sync::mpsc;
 use std::sync::Arc;
 use std::time::Instant;
@@ -170,7 +171,11 @@ impl Intake {
             Phase1::RejectEarly(prepared) => {
                 let mut prepared = *prepared;
                 prepared.receipt.duration_ms = started.elapsed().as_millis() as u64;
-                let receipt = finish_receipt(prepared.receipt, prepared.violations, &prepared.unknown_vocabularies);
+                let receipt = finish_receipt(
+                    prepared.receipt,
+                    prepared.violations,
+                    &prepared.unknown_vocabularies,
+                );
                 let outcome = Outcome::Rejected {
                     receipt_id: Some(receipt.id.clone()),
                     violations: receipt.violations.clone(),
@@ -187,14 +192,27 @@ impl Intake {
                 let body = received.body.clone();
                 self.store
                     .write(move |connection| {
-                        phase2(connection, *prepared, &body, &vocabularies, &config, started)
+                        phase2(
+                            connection,
+                            *prepared,
+                            &body,
+                            &vocabularies,
+                            &config,
+                            started,
+                        )
                     })
                     .await?
             }
         }
     }
 
-    fn phase1(&self, body: &Body, size: u64, sha256: &str, peer: Option<std::net::IpAddr>) -> Result<Phase1, IntakeError> {
+    fn phase1(
+        &self,
+        body: &Body,
+        size: u64,
+        sha256: &str,
+        peer: Option<std::net::IpAddr>,
+    ) -> Result<Phase1, IntakeError> {
         let mut scanner = Scanner::new(body.reader()?, Pass::SkipToetsafnames);
         let mut root: Option<Root> = None;
         let mut headers: Vec<Node> = Vec::new();
@@ -210,7 +228,9 @@ impl Intake {
                         headers.push(node);
                     }
                 }
-                Ok(Some(Item::BodyElement { namespace, name, .. })) => body_element = Some((namespace, name)),
+                Ok(Some(Item::BodyElement {
+                    namespace, name, ..
+                })) => body_element = Some((namespace, name)),
                 Ok(Some(Item::School(node))) => {
                     school_node = Some(node);
                     break;
@@ -219,7 +239,8 @@ impl Intake {
                 Ok(None) => break,
                 Err(error) => {
                     violations.push(
-                        Violation::new(Rule::Bericht, error.error.to_string()).at_offset(error.offset),
+                        Violation::new(Rule::Bericht, error.error.to_string())
+                            .at_offset(error.offset),
                     );
                     break;
                 }
@@ -231,7 +252,9 @@ impl Intake {
         }
         if let Err(violation) = envelope::check_root(
             root.as_ref(),
-            body_element.as_ref().map(|(namespace, name)| (namespace, name.as_str())),
+            body_element
+                .as_ref()
+                .map(|(namespace, name)| (namespace, name.as_str())),
             Framing::SoapOnly,
         ) {
             return Ok(Phase1::Refused(Violations::single(violation), None));
@@ -246,7 +269,9 @@ impl Intake {
         };
         let Some(school_node) = school_node else {
             return Ok(Phase1::Refused(
-                Violations::single(Violation::new(Rule::Xsd, "the verzoek has no school block").at_path("school")),
+                Violations::single(
+                    Violation::new(Rule::Xsd, "the verzoek has no school block").at_path("school"),
+                ),
                 Some(autorisatie.klantcode),
             ));
         };
@@ -258,12 +283,16 @@ impl Intake {
         ) else {
             return Ok(Phase1::Refused(
                 Violations::single(
-                    Violation::new(Rule::Xsd, "the school has neither brincode nor schoolkey").at_path("school"),
+                    Violation::new(Rule::Xsd, "the school has neither brincode nor schoolkey")
+                        .at_path("school"),
                 ),
                 Some(autorisatie.klantcode),
             ));
         };
-        if self.auth_limit.is_locked(Some(&autorisatie.klantcode), peer) {
+        if self
+            .auth_limit
+            .is_locked(Some(&autorisatie.klantcode), peer)
+        {
             // The same answer as a wrong key, and no key check: a locked-out guesser learns nothing.
             tracing::info!(klantcode = %autorisatie.klantcode, peer = ?peer, "authentication locked out after repeated failures");
             return Ok(Phase1::Refused(
@@ -271,7 +300,9 @@ impl Intake {
                 Some(autorisatie.klantcode),
             ));
         }
-        let today = chrono::Utc::now().with_timezone(&chrono_tz::Europe::Amsterdam).date_naive();
+        let today = chrono::Utc::now()
+            .with_timezone(&chrono_tz::Europe::Amsterdam)
+            .date_naive();
         let sender = match self.store.read(|connection| {
             admin::authenticate(
                 connection,
@@ -285,17 +316,21 @@ impl Intake {
             Ok(sender) => sender,
             Err(violation) => {
                 if matches!(violation.rule, Rule::Klant | Rule::Autorisatie)
-                    && self.auth_limit.record_failure(Some(&autorisatie.klantcode), peer)
+                    && self
+                        .auth_limit
+                        .record_failure(Some(&autorisatie.klantcode), peer)
                 {
                     tracing::warn!(klantcode = %autorisatie.klantcode, peer = ?peer, "repeated authentication failures; locking out");
                 }
-                return Ok(Phase1::Refused(Violations::single(violation), Some(autorisatie.klantcode)))
+                return Ok(Phase1::Refused(
+                    Violations::single(violation),
+                    Some(autorisatie.klantcode),
+                ));
             }
         };
-        if let Some(receipt_id) = self
-            .store
-            .read(|connection| store_intake::accepted_duplicate(connection, sender.client_id, sha256))?
-        {
+        if let Some(receipt_id) = self.store.read(|connection| {
+            store_intake::accepted_duplicate(connection, sender.client_id, sha256)
+        })? {
             return Ok(Phase1::Replay(receipt_id));
         }
         let mut prepared = Prepared {
@@ -332,22 +367,31 @@ impl Intake {
                         ));
                         break;
                     }
-                    prepared.toetsen.push(ToetsDefinition::new(Toets::from_node(&node)));
+                    prepared
+                        .toetsen
+                        .push(ToetsDefinition::new(Toets::from_node(&node)));
                 }
                 Ok(Some(_)) => {}
                 Ok(None) => break,
                 Err(error) => {
-                    prepared
-                        .violations
-                        .push(Violation::new(Rule::Bericht, error.error.to_string()).at_offset(error.offset));
+                    prepared.violations.push(
+                        Violation::new(Rule::Bericht, error.error.to_string())
+                            .at_offset(error.offset),
+                    );
                     not_well_formed = true;
                     break;
                 }
             }
         }
         drop(scanner);
-        let toetsen: Vec<Toets> = prepared.toetsen.iter().map(|definition| definition.toets.clone()).collect();
-        prepared.violations.extend(rules::check_toetsen_identity(&toetsen));
+        let toetsen: Vec<Toets> = prepared
+            .toetsen
+            .iter()
+            .map(|definition| definition.toets.clone())
+            .collect();
+        prepared
+            .violations
+            .extend(rules::check_toetsen_identity(&toetsen));
         if not_well_formed {
             // libxml2 would only repeat that the body is broken, and some broken
             // bodies the scanner refuses (a tag with a million attributes) take
@@ -367,12 +411,17 @@ impl Intake {
                 })?;
             prepared.pending_validation = Some(receiver);
         }
-        if let Some(violation) = rules::check_xsdversie(&prepared.school, &self.config.xsd_versions) {
-            prepared.violations.push(at_child(violation, &school_node, "xsdversie"));
+        if let Some(violation) = rules::check_xsdversie(&prepared.school, &self.config.xsd_versions)
+        {
+            prepared
+                .violations
+                .push(at_child(violation, &school_node, "xsdversie"));
         }
         if !prepared.violations.is_empty() {
             if let Some(pending) = prepared.pending_validation.take() {
-                let verdict = pending.recv().map_err(|_| IntakeError::Worker("the schema check stopped".into()))??;
+                let verdict = pending
+                    .recv()
+                    .map_err(|_| IntakeError::Worker("the schema check stopped".into()))??;
                 prepared.violations.extend(verdict.items);
             }
             // Content rules run only on schema-valid messages: on a broken tree they report noise.
@@ -384,7 +433,11 @@ impl Intake {
             Err(violation) => prepared.violations.push(violation),
         }
         for definition in &prepared.toetsen {
-            let found = rules::check_toets(&definition.toets, &self.vocabularies, &mut prepared.unknown_vocabularies);
+            let found = rules::check_toets(
+                &definition.toets,
+                &self.vocabularies,
+                &mut prepared.unknown_vocabularies,
+            );
             prepared.violations.extend(found);
         }
         if let Body::Memory(_) = body {
@@ -394,9 +447,14 @@ impl Intake {
     }
 }
 
-fn finish_receipt(mut receipt: Receipt, violations: Violations, unknown: &UnknownVocabularies) -> Receipt {
+fn finish_receipt(
+    mut receipt: Receipt,
+    violations: Violations,
+    unknown: &UnknownVocabularies,
+) -> Receipt {
     receipt.accepted = violations.is_empty();
-    receipt.faultcode = (!violations.is_empty()).then(|| violations.leading_rule().faultcode().to_string());
+    receipt.faultcode =
+        (!violations.is_empty()).then(|| violations.leading_rule().faultcode().to_string());
     receipt.violations = violations;
     receipt.unknown_vocabularies = unknown.iter().cloned().collect();
     receipt
@@ -432,10 +490,19 @@ fn phase2(
         mut receipt,
     } = prepared;
     // A twin of this message may have been accepted while this one waited.
-    if let Some(receipt_id) = store_intake::accepted_duplicate(connection, sender.client_id, &receipt.sha256)? {
-        return Ok(Outcome::Accepted { receipt_id, counts: Counts::default(), replay: true });
+    if let Some(receipt_id) =
+        store_intake::accepted_duplicate(connection, sender.client_id, &receipt.sha256)?
+    {
+        return Ok(Outcome::Accepted {
+            receipt_id,
+            counts: Counts::default(),
+            replay: true,
+        });
     }
-    let mut counts = Counts { toetsen: toetsen.len() as u64, ..Counts::default() };
+    let mut counts = Counts {
+        toetsen: toetsen.len() as u64,
+        ..Counts::default()
+    };
     let savepoint = connection.savepoint()?;
     if let Some(micros) = aanmaakdatum_us {
         if let Some((last_micros, last_text)) =
@@ -459,11 +526,18 @@ fn phase2(
     let mut message_versions: HashMap<String, String> = HashMap::new();
     let mut pinned: HashMap<(String, String), Option<Arc<StoredToets>>> = HashMap::new();
     for definition in toetsen {
-        let (id, _change) = store_intake::upsert_toets(&savepoint, sender.school_id, &definition, &receipt.id)?;
+        let (id, _change) =
+            store_intake::upsert_toets(&savepoint, sender.school_id, &definition, &receipt.id)?;
         let code = definition.toets.toetscode.waarde.clone();
         let versie = definition.toets.versie_text().to_string();
         message_versions.insert(code.clone(), versie.clone());
-        pinned.insert((code, versie), Some(Arc::new(StoredToets { id, definition: definition.toets })));
+        pinned.insert(
+            (code, versie),
+            Some(Arc::new(StoredToets {
+                id,
+                definition: definition.toets,
+            })),
+        );
     }
     // Step 4 and 7: every result, streamed.
     let mut change_seq = store_intake::read_change_seq(&savepoint)?;
@@ -485,11 +559,16 @@ fn phase2(
     for parsed in stream {
         match parsed {
             Parsed::Failed(error) => {
-                violations.push(Violation::new(Rule::Bericht, error.error.to_string()).at_offset(error.offset));
+                violations.push(
+                    Violation::new(Rule::Bericht, error.error.to_string()).at_offset(error.offset),
+                );
                 break;
             }
             Parsed::ToetsafnameStart { offset } => {
-                head = ToetsafnameHead { offset, ..ToetsafnameHead::default() };
+                head = ToetsafnameHead {
+                    offset,
+                    ..ToetsafnameHead::default()
+                };
                 leerling_state = None;
                 sums.clear();
                 counts.toetsafnames += 1;
@@ -500,15 +579,25 @@ fn phase2(
                 let quarantined = match leerling_state {
                     Some(known) => !known,
                     None => {
-                        let known =
-                            admin::leerling_known(&savepoint, sender.school_id, &head.leerlingid, head.eckid.as_deref())?;
+                        let known = admin::leerling_known(
+                            &savepoint,
+                            sender.school_id,
+                            &head.leerlingid,
+                            head.eckid.as_deref(),
+                        )?;
                         leerling_state = Some(known);
                         if !known && config.unknown_leerling == UnknownLeerlingPolicy::Reject {
                             violations.push(
-                                Violation::new(Rule::Leerling, "leerling is not known for this school")
-                                    .at_path(format!("toetsafname[leerlingid={}]/leerlingid", head.leerlingid))
-                                    .with_value(&head.leerlingid)
-                                    .at_offset(head.offset),
+                                Violation::new(
+                                    Rule::Leerling,
+                                    "leerling is not known for this school",
+                                )
+                                .at_path(format!(
+                                    "toetsafname[leerlingid={}]/leerlingid",
+                                    head.leerlingid
+                                ))
+                                .with_value(&head.leerlingid)
+                                .at_offset(head.offset),
                             );
                         }
                         !known
@@ -539,8 +628,13 @@ fn phase2(
                 let definition = match pinned.get(&pin_key) {
                     Some(found) => found.clone(),
                     None => {
-                        let loaded = store_intake::load_toets(&savepoint, sender.school_id, &pin_key.0, &pin_key.1)?
-                            .map(Arc::new);
+                        let loaded = store_intake::load_toets(
+                            &savepoint,
+                            sender.school_id,
+                            &pin_key.0,
+                            &pin_key.1,
+                        )?
+                        .map(Arc::new);
                         if pinned.len() < 100_000 {
                             pinned.insert(pin_key.clone(), loaded.clone());
                         }
@@ -624,7 +718,9 @@ fn phase2(
                     if sum.has_toets_score || sum.keys.is_empty() {
                         continue;
                     }
-                    let Some(Some(definition)) = pinned.get(&(toetscode.clone(), versie.clone())).cloned() else {
+                    let Some(Some(definition)) =
+                        pinned.get(&(toetscode.clone(), versie.clone())).cloned()
+                    else {
                         continue;
                     };
                     // Without a toetsnormering nothing is summed: the onderdelen are stored as sent.
@@ -634,10 +730,16 @@ fn phase2(
                     if let Some(violation) = rules::check_score(
                         sum.total,
                         Some(normering),
-                        &format!("toetsafname[leerlingid={}]/toets[{toetscode}]/afgeleide score", head.leerlingid),
+                        &format!(
+                            "toetsafname[leerlingid={}]/toets[{toetscode}]/afgeleide score",
+                            head.leerlingid
+                        ),
                     ) {
                         violations.push(Violation {
-                            message: format!("the sum of the onderdeel scores: {}", violation.message),
+                            message: format!(
+                                "the sum of the onderdeel scores: {}",
+                                violation.message
+                            ),
                             ..violation.at_offset(head.offset)
                         });
                         continue;
@@ -658,7 +760,12 @@ fn phase2(
                         derived: true,
                         result: serde_json::json!({"uitslag": {"score": sum.total}, "afgeleid_uit": keys}).to_string(),
                     };
-                    match store_intake::upsert_afname(&savepoint, &write_for(quarantined), &state, &mut change_seq)? {
+                    match store_intake::upsert_afname(
+                        &savepoint,
+                        &write_for(quarantined),
+                        &state,
+                        &mut change_seq,
+                    )? {
                         // Its onderdeel keys were reported already.
                         AfnameChange::DuplicateInMessage => {}
                         change => count_change(&mut counts, change, quarantined),
@@ -705,11 +812,21 @@ fn phase2(
         // change_seq in this transaction, and the bridge's publisher turns those into
         // statements after the commit (bridge::publish), so a batch is not slowed by them.
         savepoint.commit()?;
-        Ok(Outcome::Accepted { receipt_id: receipt.id, counts, replay: false })
+        Ok(Outcome::Accepted {
+            receipt_id: receipt.id,
+            counts,
+            replay: false,
+        })
     } else {
         // Roll back everything but the receipt, which must not claim the writes that were undone.
         drop(savepoint);
-        receipt.counts = Counts { created: 0, updated: 0, unchanged: 0, quarantined: 0, ..receipt.counts };
+        receipt.counts = Counts {
+            created: 0,
+            updated: 0,
+            unchanged: 0,
+            quarantined: 0,
+            ..receipt.counts
+        };
         fill_positions(body, &mut violations);
         let receipt = finish_receipt(receipt, violations, &unknown_vocabularies);
         store_intake::insert_receipt(connection, &receipt)?;
@@ -757,7 +874,9 @@ pub fn fill_positions(body: &Body, violations: &mut Violations) {
     let (mut position, mut line, mut line_start) = (0u64, 1u64, 0u64);
     let mut next = 0usize;
     'read: loop {
-        let Ok(read) = file.read(&mut buffer) else { break };
+        let Ok(read) = file.read(&mut buffer) else {
+            break;
+        };
         if read == 0 {
             break;
         }
@@ -802,7 +921,11 @@ pub fn validate_offline(
     loop {
         match scanner.next() {
             Ok(Some(Item::Root(found))) => root = Some(found),
-            Ok(Some(Item::BodyElement { namespace, name, offset })) => {
+            Ok(Some(Item::BodyElement {
+                namespace,
+                name,
+                offset,
+            })) => {
                 body_element = Some((namespace, name));
                 body_offset = Some(offset);
             }
@@ -810,11 +933,15 @@ pub fn validate_offline(
                 school = Some(School::from_node(&node));
                 school_node = Some(node);
             }
-            Ok(Some(Item::Toets(node))) if toetsen.len() < MAX_TOETSEN => toetsen.push(Toets::from_node(&node)),
+            Ok(Some(Item::Toets(node))) if toetsen.len() < MAX_TOETSEN => {
+                toetsen.push(Toets::from_node(&node))
+            }
             Ok(Some(_)) => {}
             Ok(None) => break,
             Err(error) => {
-                violations.push(Violation::new(Rule::Bericht, error.error.to_string()).at_offset(error.offset));
+                violations.push(
+                    Violation::new(Rule::Bericht, error.error.to_string()).at_offset(error.offset),
+                );
                 scan_failed = true;
                 break;
             }
@@ -828,7 +955,9 @@ pub fn validate_offline(
     }
     if let Err(violation) = envelope::check_root(
         root.as_ref(),
-        body_element.as_ref().map(|(namespace, name)| (namespace, name.as_str())),
+        body_element
+            .as_ref()
+            .map(|(namespace, name)| (namespace, name.as_str())),
         Framing::SoapOrBare,
     ) {
         // Envelope problems are reported where the Body's element or the root element is.
@@ -843,12 +972,17 @@ pub fn validate_offline(
     // Offline files are checked with the full schema: libxml2 checks the keys itself.
     violations.extend(crate::schema::validate(&schemas.full, &body)?.items);
     if let Some(school) = &school {
-        if let (Some(violation), Some(node)) = (rules::check_xsdversie(school, xsd_versions), &school_node) {
+        if let (Some(violation), Some(node)) =
+            (rules::check_xsdversie(school, xsd_versions), &school_node)
+        {
             violations.push(at_child(violation, node, "xsdversie"));
         }
         if violations.is_empty() {
             if let Err(violation) = parse_datetime(&school.aanmaakdatum) {
-                violations.push(Violation::new(Rule::Xsd, format!("aanmaakdatum {violation}")));
+                violations.push(Violation::new(
+                    Rule::Xsd,
+                    format!("aanmaakdatum {violation}"),
+                ));
             }
         }
     }
@@ -875,7 +1009,11 @@ mod tests {
             violations.push(Violation::new(Rule::Xsd, "x").at_offset(offset));
         }
         fill_positions(&Body::Path(file.path().to_path_buf()), &mut violations);
-        let positions: Vec<_> = violations.items.iter().map(|v| (v.line.unwrap(), v.column.unwrap())).collect();
+        let positions: Vec<_> = violations
+            .items
+            .iter()
+            .map(|v| (v.line.unwrap(), v.column.unwrap()))
+            .collect();
         assert_eq!(positions, [(1, 1), (2, 2), (3, 1), (4, 2), (4, 3)]);
     }
 }

@@ -17,8 +17,15 @@ pub enum RosterError {
 
 /// Reads either format; XML is recognised by its first non-blank byte.
 pub fn parse(bytes: &[u8]) -> Result<Vec<LeerlingRow>, RosterError> {
-    let start = bytes.iter().position(|byte| !byte.is_ascii_whitespace()).unwrap_or(0);
-    let rows = if bytes[start..].starts_with(b"<") { parse_xml(bytes)? } else { parse_csv(bytes)? };
+    let start = bytes
+        .iter()
+        .position(|byte| !byte.is_ascii_whitespace())
+        .unwrap_or(0);
+    let rows = if bytes[start..].starts_with(b"<") {
+        parse_xml(bytes)?
+    } else {
+        parse_csv(bytes)?
+    };
     if rows.is_empty() {
         return Err(RosterError::Empty);
     }
@@ -27,23 +34,45 @@ pub fn parse(bytes: &[u8]) -> Result<Vec<LeerlingRow>, RosterError> {
 
 /// CSV with columns `school,leerlingid,eckid,naam` (eckid and naam may be empty); a header line is optional.
 pub fn parse_csv(bytes: &[u8]) -> Result<Vec<LeerlingRow>, RosterError> {
-    let mut reader = csv::ReaderBuilder::new().has_headers(false).flexible(true).trim(csv::Trim::All).from_reader(bytes);
+    let mut reader = csv::ReaderBuilder::new()
+        .has_headers(false)
+        .flexible(true)
+        .trim(csv::Trim::All)
+        .from_reader(bytes);
     let mut rows = Vec::new();
     for (index, record) in reader.records().enumerate() {
         let line = index as u64 + 1;
-        let record = record.map_err(|error| RosterError::Csv { line, reason: error.to_string() })?;
-        let field = |position: usize| record.get(position).map(str::trim).filter(|value| !value.is_empty());
+        let record = record.map_err(|error| RosterError::Csv {
+            line,
+            reason: error.to_string(),
+        })?;
+        let field = |position: usize| {
+            record
+                .get(position)
+                .map(str::trim)
+                .filter(|value| !value.is_empty())
+        };
         if index == 0 && field(0).is_some_and(|value| value.eq_ignore_ascii_case("school")) {
             continue;
         }
         if record.iter().all(|value| value.trim().is_empty()) {
             continue;
         }
-        let school = field(0).ok_or_else(|| RosterError::Csv { line, reason: "school is empty".into() })?;
-        let school = SchoolCode::parse(school).map_err(|reason| RosterError::Csv { line, reason })?;
-        let leerlingid = field(1).ok_or_else(|| RosterError::Csv { line, reason: "leerlingid is empty".into() })?;
+        let school = field(0).ok_or_else(|| RosterError::Csv {
+            line,
+            reason: "school is empty".into(),
+        })?;
+        let school =
+            SchoolCode::parse(school).map_err(|reason| RosterError::Csv { line, reason })?;
+        let leerlingid = field(1).ok_or_else(|| RosterError::Csv {
+            line,
+            reason: "leerlingid is empty".into(),
+        })?;
         if leerlingid.len() > 256 {
-            return Err(RosterError::Csv { line, reason: "leerlingid longer than 256 characters".into() });
+            return Err(RosterError::Csv {
+                line,
+                reason: "leerlingid longer than 256 characters".into(),
+            });
         }
         rows.push(LeerlingRow {
             school,
@@ -60,12 +89,15 @@ pub fn parse_xml(bytes: &[u8]) -> Result<Vec<LeerlingRow>, RosterError> {
     let mut reader = NsReader::from_reader(bytes);
     reader.config_mut().trim_text(true);
     let mut path: Vec<String> = Vec::new();
-    let (mut brincode, mut dependancecode, mut schoolkey) = (None::<String>, None::<String>, None::<String>);
+    let (mut brincode, mut dependancecode, mut schoolkey) =
+        (None::<String>, None::<String>, None::<String>);
     let mut learners: Vec<(String, Option<String>)> = Vec::new();
     let mut buf = Vec::new();
     loop {
         buf.clear();
-        let event = reader.read_event_into(&mut buf).map_err(|error| RosterError::Xml(error.to_string()))?;
+        let event = reader
+            .read_event_into(&mut buf)
+            .map_err(|error| RosterError::Xml(error.to_string()))?;
         let (start, is_empty) = match &event {
             Event::Start(start) => (Some(start.clone()), false),
             Event::Empty(start) => (Some(start.clone()), true),
@@ -106,7 +138,11 @@ pub fn parse_xml(bytes: &[u8]) -> Result<Vec<LeerlingRow>, RosterError> {
             Event::Text(text) => {
                 let in_school = path.len() >= 2 && path[path.len() - 2] == "school";
                 if in_school {
-                    let value = text.unescape().map_err(|error| RosterError::Xml(error.to_string()))?.trim().to_string();
+                    let value = text
+                        .unescape()
+                        .map_err(|error| RosterError::Xml(error.to_string()))?
+                        .trim()
+                        .to_string();
                     match path.last().map(String::as_str) {
                         Some("brincode") => brincode = Some(value),
                         Some("dependancecode") => dependancecode = Some(value),
@@ -120,11 +156,20 @@ pub fn parse_xml(bytes: &[u8]) -> Result<Vec<LeerlingRow>, RosterError> {
             _ => {}
         }
     }
-    let school = SchoolCode::from_parts(brincode.as_deref(), dependancecode.as_deref(), schoolkey.as_deref())
-        .ok_or_else(|| RosterError::Xml("no school identification (brincode or schoolkey)".into()))?;
+    let school = SchoolCode::from_parts(
+        brincode.as_deref(),
+        dependancecode.as_deref(),
+        schoolkey.as_deref(),
+    )
+    .ok_or_else(|| RosterError::Xml("no school identification (brincode or schoolkey)".into()))?;
     Ok(learners
         .into_iter()
-        .map(|(leerlingid, eckid)| LeerlingRow { school: school.clone(), leerlingid, eckid, naam: None })
+        .map(|(leerlingid, eckid)| LeerlingRow {
+            school: school.clone(),
+            leerlingid,
+            eckid,
+            naam: None,
+        })
         .collect())
 }
 
@@ -134,7 +179,8 @@ mod tests {
 
     #[test]
     fn csv_with_and_without_header() {
-        let rows = parse(b"school,leerlingid,eckid,naam\n99XX01,L1,,Anna\n99XX01, L2 ,E2\n\n").unwrap();
+        let rows =
+            parse(b"school,leerlingid,eckid,naam\n99XX01,L1,,Anna\n99XX01, L2 ,E2\n\n").unwrap();
         assert_eq!(rows.len(), 2);
         assert_eq!(rows[0].naam.as_deref(), Some("Anna"));
         assert_eq!(rows[0].eckid, None);

@@ -3,8 +3,8 @@
 //! libxml2's validation context is neither Send nor Sync, so each worker thread
 //! compiles the schema once and keeps it in a thread-local.
 
-use crate::domain::{Rule, Violation};
 use crate::domain::violation::Violations;
+use crate::domain::{Rule, Violation};
 use libxml::bindings;
 use libxml::schemas::{SchemaParserContext, SchemaValidationContext};
 use std::cell::RefCell;
@@ -33,7 +33,10 @@ pub const XSD_FILES: [(&str, &str); 5] = [
         "Overstapdossier_1.2_20150302.xsd",
         include_str!("../xsd/Overstapdossier_1.2_20150302.xsd"),
     ),
-    ("SOAP_Envelope.xsd", include_str!("../xsd/SOAP_Envelope.xsd")),
+    (
+        "SOAP_Envelope.xsd",
+        include_str!("../xsd/SOAP_Envelope.xsd"),
+    ),
     (DRIVER_XSD, include_str!("../xsd/UWLR_Gateway_Envelope.xsd")),
 ];
 
@@ -69,31 +72,45 @@ pub fn prepare(dir: &Path, official_dir: Option<&Path>) -> Result<SchemaSet, Sch
             .map(|(name, contents)| (name.to_string(), contents.to_string()))
             .collect(),
         Some(official_dir) => {
-            let read_error = |source| SchemaError::Write { path: official_dir.to_path_buf(), source };
+            let read_error = |source| SchemaError::Write {
+                path: official_dir.to_path_buf(),
+                source,
+            };
             let mut files = Vec::new();
             for entry in std::fs::read_dir(official_dir).map_err(read_error)? {
                 let path = entry.map_err(read_error)?.path();
                 if path.extension().is_some_and(|ext| ext == "xsd") {
-                    let contents = std::fs::read_to_string(&path)
-                        .map_err(|source| SchemaError::Write { path: path.clone(), source })?;
-                    let name = path.file_name().map(|name| name.to_string_lossy().into_owned()).unwrap_or_default();
+                    let contents =
+                        std::fs::read_to_string(&path).map_err(|source| SchemaError::Write {
+                            path: path.clone(),
+                            source,
+                        })?;
+                    let name = path
+                        .file_name()
+                        .map(|name| name.to_string_lossy().into_owned())
+                        .unwrap_or_default();
                     files.push((name, contents));
                 }
             }
             files
         }
     };
-    let write_set = |sub: &str, transform: &dyn Fn(&str) -> String| -> Result<PathBuf, SchemaError> {
-        let target = dir.join(sub);
-        std::fs::create_dir_all(&target).map_err(|source| SchemaError::Write { path: target.clone(), source })?;
-        for (name, contents) in &files {
-            let path = target.join(name);
-            std::fs::write(&path, transform(contents)).map_err(|source| SchemaError::Write { path, source })?;
-        }
-        let driver = target.join(DRIVER_XSD);
-        check_compiles(&driver)?;
-        Ok(driver)
-    };
+    let write_set =
+        |sub: &str, transform: &dyn Fn(&str) -> String| -> Result<PathBuf, SchemaError> {
+            let target = dir.join(sub);
+            std::fs::create_dir_all(&target).map_err(|source| SchemaError::Write {
+                path: target.clone(),
+                source,
+            })?;
+            for (name, contents) in &files {
+                let path = target.join(name);
+                std::fs::write(&path, transform(contents))
+                    .map_err(|source| SchemaError::Write { path, source })?;
+            }
+            let driver = target.join(DRIVER_XSD);
+            check_compiles(&driver)?;
+            Ok(driver)
+        };
     Ok(SchemaSet {
         full: write_set("full", &|contents| contents.to_string())?,
         streaming: write_set("streaming", &strip_identity_constraints)?,
@@ -123,7 +140,9 @@ pub fn strip_identity_constraints(xsd: &str) -> String {
                 skipping -= 1;
                 continue;
             }
-            Event::Empty(start) if skipping > 0 || is_constraint(start.local_name().as_ref()) => continue,
+            Event::Empty(start) if skipping > 0 || is_constraint(start.local_name().as_ref()) => {
+                continue
+            }
             _ if skipping > 0 => continue,
             _ => {}
         }
@@ -193,7 +212,11 @@ unsafe extern "C" fn collect_error(context: *mut c_void, error: bindings::xmlErr
     let line = (error.line > 0).then_some(error.line as u64);
     let column = (error.int2 > 0).then_some(error.int2 as u64);
     let is_parser_error = error.domain == bindings::xmlErrorDomain_XML_FROM_PARSER as i32;
-    let rule = if is_parser_error { Rule::Bericht } else { Rule::Xsd };
+    let rule = if is_parser_error {
+        Rule::Bericht
+    } else {
+        Rule::Xsd
+    };
     collector
         .violations
         .push(Violation::new(rule, message).at_line(line, column));
@@ -204,7 +227,11 @@ unsafe extern "C" fn collect_error(context: *mut c_void, error: bindings::xmlErr
 pub fn validate(driver: &Path, body: &crate::body::Body) -> Result<Violations, SchemaError> {
     VALIDATOR.with(|cell| {
         let mut slot = cell.borrow_mut();
-        if slot.as_ref().map(|(compiled, _)| compiled != driver).unwrap_or(true) {
+        if slot
+            .as_ref()
+            .map(|(compiled, _)| compiled != driver)
+            .unwrap_or(true)
+        {
             *slot = Some((driver.to_path_buf(), compile(driver)?));
         }
         let (_, context) = slot.as_mut().expect("validator was just compiled");
@@ -212,13 +239,16 @@ pub fn validate(driver: &Path, body: &crate::body::Body) -> Result<Violations, S
             violations: Violations::default(),
         };
         let collector_ptr = &mut collector as *mut Collector as *mut c_void;
-        let file = match body.path() {
-            Some(path) => Some(CString::new(path.to_string_lossy().as_bytes()).map_err(|_| SchemaError::Compile {
-                path: path.to_path_buf(),
-                messages: "path holds a NUL byte".into(),
-            })?),
-            None => None,
-        };
+        let file =
+            match body.path() {
+                Some(path) => Some(CString::new(path.to_string_lossy().as_bytes()).map_err(
+                    |_| SchemaError::Compile {
+                        path: path.to_path_buf(),
+                        messages: "path holds a NUL byte".into(),
+                    },
+                )?),
+                None => None,
+            };
         let status = unsafe {
             bindings::xmlSchemaSetValidStructuredErrors(
                 context.as_ptr(),
@@ -228,7 +258,9 @@ pub fn validate(driver: &Path, body: &crate::body::Body) -> Result<Violations, S
             // Parser errors (not well-formed input) go to the thread's global handler.
             bindings::xmlSetStructuredErrorFunc(collector_ptr, Some(collect_error));
             let status = match (&file, body) {
-                (Some(file), _) => bindings::xmlSchemaValidateFile(context.as_ptr(), file.as_ptr(), 0),
+                (Some(file), _) => {
+                    bindings::xmlSchemaValidateFile(context.as_ptr(), file.as_ptr(), 0)
+                }
                 (None, crate::body::Body::Memory(bytes)) => {
                     // The stream takes the input buffer (a copy of the bytes) and frees it.
                     let input = bindings::xmlParserInputBufferCreateMem(
@@ -251,7 +283,11 @@ pub fn validate(driver: &Path, body: &crate::body::Body) -> Result<Violations, S
                 (None, _) => -1,
             };
             bindings::xmlSetStructuredErrorFunc(std::ptr::null_mut(), None);
-            bindings::xmlSchemaSetValidStructuredErrors(context.as_ptr(), None, std::ptr::null_mut());
+            bindings::xmlSchemaSetValidStructuredErrors(
+                context.as_ptr(),
+                None,
+                std::ptr::null_mut(),
+            );
             status
         };
         let mut violations = collector.violations;
@@ -286,12 +322,23 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let set = prepare(dir.path(), None).unwrap();
         let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("samples");
-        for (sample, valid) in [("01-drip-een-resultaat.xml", true), ("33-uwlr-xsd-decimal-score.xml", false)] {
+        for (sample, valid) in [
+            ("01-drip-een-resultaat.xml", true),
+            ("33-uwlr-xsd-decimal-score.xml", false),
+        ] {
             let path = root.join(sample);
             let from_file = validate(&set.streaming, &Body::Path(path.clone())).unwrap();
-            let from_memory =
-                validate(&set.streaming, &Body::Memory(bytes::Bytes::from(std::fs::read(&path).unwrap()))).unwrap();
-            assert_eq!(from_file.is_empty(), valid, "{sample}: {:?}", from_file.items);
+            let from_memory = validate(
+                &set.streaming,
+                &Body::Memory(bytes::Bytes::from(std::fs::read(&path).unwrap())),
+            )
+            .unwrap();
+            assert_eq!(
+                from_file.is_empty(),
+                valid,
+                "{sample}: {:?}",
+                from_file.items
+            );
             assert_eq!(from_file, from_memory, "{sample}");
         }
     }

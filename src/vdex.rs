@@ -7,7 +7,10 @@ use std::path::Path;
 
 /// VDEX files shipped in the binary; an operator's `vdex_dir` adds to or replaces them.
 pub const EMBEDDED: [(&str, &str); 2] = [
-    ("vakgebieden-po.vdex", include_str!("../vdex/vakgebieden-po.vdex")),
+    (
+        "vakgebieden-po.vdex",
+        include_str!("../vdex/vakgebieden-po.vdex"),
+    ),
     (
         "uwlr-gateway-referentieniveaus.vdex",
         include_str!("../vdex/uwlr-gateway-referentieniveaus.vdex"),
@@ -72,8 +75,10 @@ impl Vocabularies {
             paths.sort();
             for path in paths {
                 let file = path.display().to_string();
-                let contents = std::fs::read_to_string(&path)
-                    .map_err(|source| VdexError::Io { file: file.clone(), source })?;
+                let contents = std::fs::read_to_string(&path).map_err(|source| VdexError::Io {
+                    file: file.clone(),
+                    source,
+                })?;
                 vocabularies.add(parse(&file, &contents)?);
             }
         }
@@ -122,7 +127,9 @@ pub fn parse(file: &str, contents: &str) -> Result<Vocabulary, VdexError> {
     let mut vocabulary = Vocabulary::default();
     let mut depth_limit_hit = false;
     loop {
-        let event = reader.read_event().map_err(|error| fail(error.to_string()))?;
+        let event = reader
+            .read_event()
+            .map_err(|error| fail(error.to_string()))?;
         match event {
             Event::Start(start) => {
                 if path.len() >= 64 {
@@ -177,7 +184,8 @@ pub fn parse(file: &str, contents: &str) -> Result<Vocabulary, VdexError> {
 mod tests {
     use super::*;
 
-    const VAKGEBIEDEN: &str = "http://purl.edustandaard.nl/concept/328cc12a-87b2-41c4-aef8-853595f9f9dd";
+    const VAKGEBIEDEN: &str =
+        "http://purl.edustandaard.nl/concept/328cc12a-87b2-41c4-aef8-853595f9f9dd";
 
     #[test]
     fn embedded_vocabularies_load() {
@@ -190,9 +198,15 @@ mod tests {
     fn checks_terms() {
         let vocabularies = Vocabularies::load(None).unwrap();
         let check = |vocabulaire: Option<&str>, value: &str| vocabularies.check(vocabulaire, value);
-        assert_eq!(check(Some(VAKGEBIEDEN), "Rekenen en wiskunde"), TermCheck::Valid);
+        assert_eq!(
+            check(Some(VAKGEBIEDEN), "Rekenen en wiskunde"),
+            TermCheck::Valid
+        );
         assert_eq!(check(Some(VAKGEBIEDEN), "Rekenen"), TermCheck::Invalid);
-        assert_eq!(check(Some("urn:x:onbekend"), "iets"), TermCheck::UnknownVocabulary);
+        assert_eq!(
+            check(Some("urn:x:onbekend"), "iets"),
+            TermCheck::UnknownVocabulary
+        );
         assert_eq!(check(None, "iets"), TermCheck::Unbound);
     }
 

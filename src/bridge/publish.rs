@@ -188,18 +188,22 @@ pub async fn run_publisher(
     let mut commits = store.commits();
     loop {
         let behind = store
-            .read(|connection| publisher_position(connection).map_err(crate::store::StoreError::from))
+            .read(|connection| {
+                publisher_position(connection).map_err(crate::store::StoreError::from)
+            })
             .map(|(cursor, end)| cursor < end);
         match behind {
             Ok(true) => {
                 let mapping = mapping.clone();
                 let step = store
-                    .write(move |connection| -> Result<bool, crate::store::StoreError> {
-                        let savepoint = connection.savepoint()?;
-                        let more = publish_next(&savepoint, &mapping)?;
-                        savepoint.commit()?;
-                        Ok(more)
-                    })
+                    .write(
+                        move |connection| -> Result<bool, crate::store::StoreError> {
+                            let savepoint = connection.savepoint()?;
+                            let more = publish_next(&savepoint, &mapping)?;
+                            savepoint.commit()?;
+                            Ok(more)
+                        },
+                    )
                     .await;
                 match step {
                     // More to publish: go on at once, unless the gateway is stopping

@@ -15,7 +15,10 @@ pub fn check_xsdversie(school: &School, supported: &[String]) -> Option<Violatio
     (!supported.iter().any(|supported| supported == version)).then(|| {
         Violation::new(
             Rule::XsdVersie,
-            format!("xsdversie {version} is not supported; supported: {}", supported.join(", ")),
+            format!(
+                "xsdversie {version} is not supported; supported: {}",
+                supported.join(", ")
+            ),
         )
         .at_path("school/xsdversie")
         .with_value(version)
@@ -64,7 +67,12 @@ pub fn check_term(
     }
 }
 
-fn check_normering(path: &str, normering: &Normering, vocabularies: &Vocabularies, unknown: &mut UnknownVocabularies) -> Vec<Violation> {
+fn check_normering(
+    path: &str,
+    normering: &Normering,
+    vocabularies: &Vocabularies,
+    unknown: &mut UnknownVocabularies,
+) -> Vec<Violation> {
     let mut violations = Vec::new();
     for norm in &normering.norms {
         if norm.beginnormwaarde > norm.eindnormwaarde {
@@ -88,23 +96,39 @@ fn check_normering(path: &str, normering: &Normering, vocabularies: &Vocabularie
                 vocabulaire: Some(vocabulaire.clone()),
                 vocabulairelocatie: None,
             };
-            violations.extend(check_term(vocabularies, &format!("{path}/norm/term"), &term, unknown));
+            violations.extend(check_term(
+                vocabularies,
+                &format!("{path}/norm/term"),
+                &term,
+                unknown,
+            ));
         }
     }
     violations
 }
 
 /// Checks a toets definition on its own: vocabulary terms and consistent normeringen.
-pub fn check_toets(toets: &Toets, vocabularies: &Vocabularies, unknown: &mut UnknownVocabularies) -> Vec<Violation> {
+pub fn check_toets(
+    toets: &Toets,
+    vocabularies: &Vocabularies,
+    unknown: &mut UnknownVocabularies,
+) -> Vec<Violation> {
     let prefix = format!("toets[{}]", toets.toetscode.waarde);
     let mut violations: Vec<Violation> = toets
         .vocabulary_values()
         .into_iter()
-        .filter_map(|(path, value)| check_term(vocabularies, &format!("{prefix}/{path}"), value, unknown))
+        .filter_map(|(path, value)| {
+            check_term(vocabularies, &format!("{prefix}/{path}"), value, unknown)
+        })
         .map(|violation| violation.at_offset(toets.offset))
         .collect();
     if let Some(normering) = &toets.toetsnormering {
-        violations.extend(check_normering(&format!("{prefix}/toetsnormering"), normering, vocabularies, unknown));
+        violations.extend(check_normering(
+            &format!("{prefix}/toetsnormering"),
+            normering,
+            vocabularies,
+            unknown,
+        ));
     }
     for onderdeel in &toets.toetsonderdelen {
         if let Some(normering) = &onderdeel.toetsonderdeelnormering {
@@ -128,7 +152,10 @@ pub fn check_toetsen_identity(toetsen: &[Toets]) -> Vec<Violation> {
             violations.push(
                 Violation::new(
                     Rule::Xsd,
-                    format!("key kToetscode: toetscode {} is defined more than once", toets.toetscode.waarde),
+                    format!(
+                        "key kToetscode: toetscode {} is defined more than once",
+                        toets.toetscode.waarde
+                    ),
                 )
                 .at_path(format!("toets[{}]", toets.toetscode.waarde))
                 .with_value(&toets.toetscode.waarde)
@@ -158,7 +185,10 @@ pub fn check_toetsen_identity(toetsen: &[Toets]) -> Vec<Violation> {
 
 /// Where a resultaat sits, for violation paths.
 pub fn resultaat_path(leerlingid: &str, resultaat: &Resultaat) -> String {
-    format!("toetsafname[leerlingid={leerlingid}]/resultaat[key={}]", resultaat.key)
+    format!(
+        "toetsafname[leerlingid={leerlingid}]/resultaat[key={}]",
+        resultaat.key
+    )
 }
 
 /// Checks a resultaat against the toets version it is pinned to: the onderdeel must
@@ -173,7 +203,12 @@ pub fn check_resultaat(
     let path = resultaat_path(leerlingid, resultaat);
     let mut violations = Vec::new();
     if let Some(versie) = &resultaat.versie {
-        violations.extend(check_term(vocabularies, &format!("{path}/versie"), versie, unknown));
+        violations.extend(check_term(
+            vocabularies,
+            &format!("{path}/versie"),
+            versie,
+            unknown,
+        ));
     }
     let normering = match &resultaat.toetsonderdeelcode {
         Some(code) => match definition.onderdeel(code) {
@@ -198,8 +233,11 @@ pub fn check_resultaat(
     };
     match &resultaat.uitslag {
         Uitslag::Score(None) => violations.push(
-            Violation::new(Rule::Score, "score is not a non-negative whole number that fits 64 bits")
-                .at_path(format!("{path}/score")),
+            Violation::new(
+                Rule::Score,
+                "score is not a non-negative whole number that fits 64 bits",
+            )
+            .at_path(format!("{path}/score")),
         ),
         Uitslag::Score(Some(score)) => {
             if let Some(violation) = check_score(*score, normering, &format!("{path}/score")) {
@@ -218,9 +256,12 @@ pub fn check_resultaat(
 pub fn check_score(score: u64, normering: Option<&Normering>, path: &str) -> Option<Violation> {
     let (low, high) = normering?.range()?;
     (score < low || score > high).then(|| {
-        Violation::new(Rule::Score, format!("score {score} lies outside the normering {low}..{high}"))
-            .at_path(path)
-            .with_value(score.to_string())
+        Violation::new(
+            Rule::Score,
+            format!("score {score} lies outside the normering {low}..{high}"),
+        )
+        .at_path(path)
+        .with_value(score.to_string())
     })
 }
 
@@ -232,8 +273,18 @@ mod tests {
     fn normering(low: u64, high: u64) -> Normering {
         Normering {
             norms: vec![
-                Norm { term: "laag".into(), beginnormwaarde: low, eindnormwaarde: (low + high) / 2, ..Default::default() },
-                Norm { term: "hoog".into(), beginnormwaarde: (low + high) / 2 + 1, eindnormwaarde: high, ..Default::default() },
+                Norm {
+                    term: "laag".into(),
+                    beginnormwaarde: low,
+                    eindnormwaarde: (low + high) / 2,
+                    ..Default::default()
+                },
+                Norm {
+                    term: "hoog".into(),
+                    beginnormwaarde: (low + high) / 2 + 1,
+                    eindnormwaarde: high,
+                    ..Default::default()
+                },
             ],
             ..Default::default()
         }
@@ -241,11 +292,17 @@ mod tests {
 
     fn toets() -> Toets {
         Toets {
-            toetscode: VocabulaireWaarde { waarde: "T".into(), ..Default::default() },
+            toetscode: VocabulaireWaarde {
+                waarde: "T".into(),
+                ..Default::default()
+            },
             toetsnormering: Some(normering(0, 20)),
             toetsonderdelen: vec![Toetsonderdeel {
                 toetsonderdeelvolgnummer: "1".into(),
-                toetsonderdeelcode: VocabulaireWaarde { waarde: "A".into(), ..Default::default() },
+                toetsonderdeelcode: VocabulaireWaarde {
+                    waarde: "A".into(),
+                    ..Default::default()
+                },
                 toetsonderdeelnaam: None,
                 toetsonderdeelnormering: Some(normering(0, 10)),
             }],
@@ -268,10 +325,16 @@ mod tests {
 
     fn check(onderdeel: Option<&str>, score: Option<u64>) -> Vec<Rule> {
         let vocabularies = Vocabularies::default();
-        check_resultaat("L1", &resultaat(onderdeel, score), &toets(), &vocabularies, &mut Default::default())
-            .into_iter()
-            .map(|violation| violation.rule)
-            .collect()
+        check_resultaat(
+            "L1",
+            &resultaat(onderdeel, score),
+            &toets(),
+            &vocabularies,
+            &mut Default::default(),
+        )
+        .into_iter()
+        .map(|violation| violation.rule)
+        .collect()
     }
 
     #[test]
@@ -288,18 +351,31 @@ mod tests {
     fn inconsistent_normering_is_reported() {
         let mut definition = toets();
         definition.toetsnormering.as_mut().unwrap().norms[0].beginnormwaarde = 15;
-        let rules: Vec<Rule> = check_toets(&definition, &Vocabularies::default(), &mut Default::default())
-            .into_iter()
-            .map(|violation| violation.rule)
-            .collect();
+        let rules: Vec<Rule> = check_toets(
+            &definition,
+            &Vocabularies::default(),
+            &mut Default::default(),
+        )
+        .into_iter()
+        .map(|violation| violation.rule)
+        .collect();
         assert_eq!(rules, [Rule::Normering]);
     }
 
     #[test]
     fn xsdversie_must_be_supported() {
-        let school = School { xsdversie: "2.1".into(), ..Default::default() };
-        assert_eq!(check_xsdversie(&school, &["2.2".into()]).unwrap().rule, Rule::XsdVersie);
-        let school = School { xsdversie: "2.2".into(), ..Default::default() };
+        let school = School {
+            xsdversie: "2.1".into(),
+            ..Default::default()
+        };
+        assert_eq!(
+            check_xsdversie(&school, &["2.2".into()]).unwrap().rule,
+            Rule::XsdVersie
+        );
+        let school = School {
+            xsdversie: "2.2".into(),
+            ..Default::default()
+        };
         assert!(check_xsdversie(&school, &["2.2".into()]).is_none());
     }
 }

@@ -23,9 +23,7 @@ impl SchoolCode {
                 let brincode = brincode.trim();
                 match dependancecode.map(str::trim) {
                     None | Some("") | Some("00") => Some(SchoolCode(brincode.to_string())),
-                    Some(dependancecode) => {
-                        Some(SchoolCode(format!("{brincode}{dependancecode}")))
-                    }
+                    Some(dependancecode) => Some(SchoolCode(format!("{brincode}{dependancecode}"))),
                 }
             }
             (None, Some(schoolkey)) => Some(SchoolCode(schoolkey.trim().to_string())),

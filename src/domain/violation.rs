@@ -146,7 +146,8 @@ impl Serialize for Rule {
 impl<'de> Deserialize<'de> for Rule {
     fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
         let code = String::deserialize(deserializer)?;
-        Rule::from_code(&code).ok_or_else(|| serde::de::Error::custom(format!("unknown rule code {code}")))
+        Rule::from_code(&code)
+            .ok_or_else(|| serde::de::Error::custom(format!("unknown rule code {code}")))
     }
 }
 
@@ -293,7 +294,10 @@ mod tests {
             assert_eq!(serde_json::from_str::<Rule>(&json).unwrap(), rule);
         }
         let violation = Violation::new(Rule::Score, "te hoog");
-        assert_eq!(serde_json::to_value(&violation).unwrap()["rule"], "UWLR-SCORE");
+        assert_eq!(
+            serde_json::to_value(&violation).unwrap()["rule"],
+            "UWLR-SCORE"
+        );
         assert!(serde_json::from_str::<Rule>("\"Score\"").is_err());
     }
 

@@ -49,10 +49,9 @@ pub fn check_root(
 
 /// Finds and reads the `autorisatie` header; every missing part is one violation.
 pub fn autorisatie(headers: &[Node]) -> Result<Autorisatie, Vec<Violation>> {
-    let Some(node) = headers
-        .iter()
-        .find(|node| node.name == "autorisatie" && node.namespace.as_deref() == Some(NS_AUTORISATIE))
-    else {
+    let Some(node) = headers.iter().find(|node| {
+        node.name == "autorisatie" && node.namespace.as_deref() == Some(NS_AUTORISATIE)
+    }) else {
         return Err(vec![Violation::new(
             Rule::Autorisatie,
             format!("the autorisatie SOAP header ({{{NS_AUTORISATIE}}}autorisatie) is missing"),
@@ -103,17 +102,36 @@ mod tests {
 
     #[test]
     fn soap_action_forms() {
-        assert_eq!(soap_action_operation("\"BrengLeerresultaten\""), Some("BrengLeerresultaten"));
-        assert_eq!(soap_action_operation("BrengLeerresultaten"), Some("BrengLeerresultaten"));
-        assert_eq!(soap_action_operation("\"http://x/y#BrengLeerresultaten\""), Some("BrengLeerresultaten"));
+        assert_eq!(
+            soap_action_operation("\"BrengLeerresultaten\""),
+            Some("BrengLeerresultaten")
+        );
+        assert_eq!(
+            soap_action_operation("BrengLeerresultaten"),
+            Some("BrengLeerresultaten")
+        );
+        assert_eq!(
+            soap_action_operation("\"http://x/y#BrengLeerresultaten\""),
+            Some("BrengLeerresultaten")
+        );
         assert_eq!(soap_action_operation("\"\""), None);
     }
 
     #[test]
     fn root_checks() {
         let ns = Some(NS_LEERRESULTATEN.to_string());
-        assert!(check_root(Some(&Root::Soap11Envelope), Some((&ns, BODY_ELEMENT)), Framing::SoapOnly).is_ok());
-        assert!(check_root(Some(&Root::Soap11Envelope), Some((&ns, "HaalLeerlingen")), Framing::SoapOnly).is_err());
+        assert!(check_root(
+            Some(&Root::Soap11Envelope),
+            Some((&ns, BODY_ELEMENT)),
+            Framing::SoapOnly
+        )
+        .is_ok());
+        assert!(check_root(
+            Some(&Root::Soap11Envelope),
+            Some((&ns, "HaalLeerlingen")),
+            Framing::SoapOnly
+        )
+        .is_err());
         assert!(check_root(Some(&Root::Soap11Envelope), None, Framing::SoapOnly).is_err());
         assert!(check_root(Some(&Root::Soap12Envelope), None, Framing::SoapOrBare).is_err());
         assert!(check_root(Some(&Root::Verzoek), None, Framing::SoapOnly).is_err());
@@ -125,7 +143,11 @@ mod tests {
         let node = Node {
             name: "autorisatie".into(),
             namespace: Some(NS_AUTORISATIE.into()),
-            children: vec![Node { name: "klantcode".into(), text: "K".into(), ..Default::default() }],
+            children: vec![Node {
+                name: "klantcode".into(),
+                text: "K".into(),
+                ..Default::default()
+            }],
             ..Default::default()
         };
         let violations = autorisatie(&[node]).unwrap_err();

@@ -82,7 +82,10 @@ pub fn fault(violations: &Violations, receipt_id: Option<&str>, status: StatusCo
     let rule = violations.leading_rule();
     let faultstring = summary(violations);
     let mut detail = String::new();
-    detail.push_str(&format!("<gw:violations xmlns:gw=\"{NS_DETAIL}\" count=\"{}\">", violations.total()));
+    detail.push_str(&format!(
+        "<gw:violations xmlns:gw=\"{NS_DETAIL}\" count=\"{}\">",
+        violations.total()
+    ));
     if let Some(receipt_id) = receipt_id {
         text_element(&mut detail, "receiptId", receipt_id);
     }
@@ -122,7 +125,11 @@ fn summary(violations: &Violations) -> String {
         .unwrap_or("");
     match violations.total() {
         0 | 1 => format!("{}: {first}", rule.faultstring()),
-        total => format!("{}: {first} (en nog {} andere fouten, zie detail)", rule.faultstring(), total - 1),
+        total => format!(
+            "{}: {first} (en nog {} andere fouten, zie detail)",
+            rule.faultstring(),
+            total - 1
+        ),
     }
 }
 
@@ -135,7 +142,9 @@ pub fn rejected(violations: &Violations, receipt_id: Option<&str>) -> Reply {
 pub fn internal(request_id: &str) -> Reply {
     let violations = Violations::single(Violation::new(
         Rule::Intern,
-        format!("internal error; quote request id {request_id} to the operator; nothing was stored"),
+        format!(
+            "internal error; quote request id {request_id} to the operator; nothing was stored"
+        ),
     ));
     fault(&violations, None, StatusCode::INTERNAL_SERVER_ERROR)
 }
@@ -195,7 +204,9 @@ mod tests {
         violations.push(Violation::new(Rule::Xsd, "element & zo").at_line(Some(3), Some(7)));
         let reply = rejected(&violations, Some("r-1"));
         assert_eq!(reply.status, StatusCode::INTERNAL_SERVER_ERROR);
-        assert!(reply.body.contains("<faultcode>soap:Client.OngeldigBericht</faultcode>"));
+        assert!(reply
+            .body
+            .contains("<faultcode>soap:Client.OngeldigBericht</faultcode>"));
         assert!(reply.body.contains("UWLR-SCORE"));
         assert!(reply.body.contains("<gw:line>3</gw:line>"));
         assert!(reply.body.contains("score &lt;te hoog&gt;"));
@@ -218,8 +229,14 @@ mod tests {
 
     #[test]
     fn refusals_have_clear_statuses() {
-        assert_eq!(refusal(&Refusal::TooLarge(10)).status, StatusCode::PAYLOAD_TOO_LARGE);
-        assert_eq!(refusal(&Refusal::MethodNotAllowed).status, StatusCode::METHOD_NOT_ALLOWED);
+        assert_eq!(
+            refusal(&Refusal::TooLarge(10)).status,
+            StatusCode::PAYLOAD_TOO_LARGE
+        );
+        assert_eq!(
+            refusal(&Refusal::MethodNotAllowed).status,
+            StatusCode::METHOD_NOT_ALLOWED
+        );
         assert_eq!(
             refusal(&Refusal::UnsupportedMediaType("application/json".into())).status,
             StatusCode::UNSUPPORTED_MEDIA_TYPE

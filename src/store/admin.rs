@@ -59,7 +59,12 @@ pub fn generate_key() -> String {
     hex::encode(bytes)
 }
 
-pub fn audit(connection: &Connection, actor: &str, action: &str, detail: &str) -> Result<(), StoreError> {
+pub fn audit(
+    connection: &Connection,
+    actor: &str,
+    action: &str,
+    detail: &str,
+) -> Result<(), StoreError> {
     connection.execute(
         "INSERT INTO audit (at, actor, action, detail) VALUES (?1, ?2, ?3, ?4)",
         params![now_text(), actor, action, detail],
@@ -68,29 +73,48 @@ pub fn audit(connection: &Connection, actor: &str, action: &str, detail: &str) -
 }
 
 /// Registers a client. The key is stored only as a salted SHA-256.
-pub fn add_client(connection: &Connection, klantcode: &str, klantnaam: &str, key: &str) -> Result<(), StoreError> {
-    if klantcode.is_empty() || klantcode.len() > 64 || klantnaam.is_empty() || klantnaam.len() > 64 {
-        return Err(StoreError::Invalid("klantcode and klantnaam take 1 to 64 characters".into()));
+pub fn add_client(
+    connection: &Connection,
+    klantcode: &str,
+    klantnaam: &str,
+    key: &str,
+) -> Result<(), StoreError> {
+    if klantcode.is_empty() || klantcode.len() > 64 || klantnaam.is_empty() || klantnaam.len() > 64
+    {
+        return Err(StoreError::Invalid(
+            "klantcode and klantnaam take 1 to 64 characters".into(),
+        ));
     }
     if key.len() < 8 || key.len() > 64 {
-        return Err(StoreError::Invalid("an autorisatiesleutel takes 8 to 64 characters".into()));
+        return Err(StoreError::Invalid(
+            "an autorisatiesleutel takes 8 to 64 characters".into(),
+        ));
     }
     let mut salt = [0u8; 16];
     rand::thread_rng().fill_bytes(&mut salt);
     let inserted = connection.execute(
         "INSERT INTO clients (klantcode, klantnaam, key_salt, key_hash, created_at)
          VALUES (?1, ?2, ?3, ?4, ?5) ON CONFLICT (klantcode) DO NOTHING",
-        params![klantcode, klantnaam, &salt[..], hash_key(&salt, key), now_text()],
+        params![
+            klantcode,
+            klantnaam,
+            &salt[..],
+            hash_key(&salt, key),
+            now_text()
+        ],
     )?;
     if inserted == 0 {
-        return Err(StoreError::Invalid(format!("client {klantcode} already exists")));
+        return Err(StoreError::Invalid(format!(
+            "client {klantcode} already exists"
+        )));
     }
     audit(connection, "cli", "clients.add", klantcode)
 }
 
 pub fn list_clients(connection: &Connection) -> Result<Vec<ClientRow>, StoreError> {
-    let mut statement = connection
-        .prepare("SELECT klantcode, klantnaam, created_at, revoked_at FROM clients ORDER BY klantcode")?;
+    let mut statement = connection.prepare(
+        "SELECT klantcode, klantnaam, created_at, revoked_at FROM clients ORDER BY klantcode",
+    )?;
     let rows = statement.query_map([], |row| {
         Ok(ClientRow {
             klantcode: row.get(0)?,
@@ -119,7 +143,13 @@ pub fn ensure_school(connection: &Connection, school: &SchoolCode) -> Result<i64
     connection.execute(
         "INSERT INTO schools (code, brincode, dependancecode, schoolkey, created_at)
          VALUES (?1, ?2, ?3, ?4, ?5) ON CONFLICT (code) DO NOTHING",
-        params![school.as_str(), brincode, dependancecode, schoolkey, now_text()],
+        params![
+            school.as_str(),
+            brincode,
+            dependancecode,
+            schoolkey,
+            now_text()
+        ],
     )?;
     Ok(connection.query_row(
         "SELECT id FROM schools WHERE code = ?1",
@@ -130,7 +160,11 @@ pub fn ensure_school(connection: &Connection, school: &SchoolCode) -> Result<i64
 
 pub fn school_id(connection: &Connection, school: &SchoolCode) -> Result<Option<i64>, StoreError> {
     Ok(connection
-        .query_row("SELECT id FROM schools WHERE code = ?1", [school.as_str()], |row| row.get(0))
+        .query_row(
+            "SELECT id FROM schools WHERE code = ?1",
+            [school.as_str()],
+            |row| row.get(0),
+        )
         .optional()?)
 }
 
@@ -148,10 +182,16 @@ pub fn activate(
             .map_err(|_| StoreError::Invalid(format!("{date} is not a date (YYYY-MM-DD)")))?;
     }
     if mandate_ref.trim().is_empty() {
-        return Err(StoreError::Invalid("an activation needs the mandate reference".into()));
+        return Err(StoreError::Invalid(
+            "an activation needs the mandate reference".into(),
+        ));
     }
     let client_id: i64 = connection
-        .query_row("SELECT id FROM clients WHERE klantcode = ?1", [klantcode], |row| row.get(0))
+        .query_row(
+            "SELECT id FROM clients WHERE klantcode = ?1",
+            [klantcode],
+            |row| row.get(0),
+        )
         .optional()?
         .ok_or_else(|| StoreError::Invalid(format!("no client {klantcode}")))?;
     let school_id = ensure_school(connection, school)?;
@@ -163,10 +203,19 @@ pub fn activate(
            deactivated_at = NULL",
         params![client_id, school_id, mandate_ref, valid_from, valid_until, now_text()],
     )?;
-    audit(connection, "cli", "schools.activate", &format!("{school} {klantcode} {mandate_ref}"))
+    audit(
+        connection,
+        "cli",
+        "schools.activate",
+        &format!("{school} {klantcode} {mandate_ref}"),
+    )
 }
 
-pub fn deactivate(connection: &Connection, klantcode: &str, school: &SchoolCode) -> Result<(), StoreError> {
+pub fn deactivate(
+    connection: &Connection,
+    klantcode: &str,
+    school: &SchoolCode,
+) -> Result<(), StoreError> {
     let changed = connection.execute(
         "UPDATE activations SET active = 0, deactivated_at = ?3
          WHERE active = 1 AND client_id = (SELECT id FROM clients WHERE klantcode = ?1)
@@ -174,9 +223,16 @@ pub fn deactivate(connection: &Connection, klantcode: &str, school: &SchoolCode)
         params![klantcode, school.as_str(), now_text()],
     )?;
     if changed == 0 {
-        return Err(StoreError::Invalid(format!("{klantcode} is not active for {school}")));
+        return Err(StoreError::Invalid(format!(
+            "{klantcode} is not active for {school}"
+        )));
     }
-    audit(connection, "cli", "schools.deactivate", &format!("{school} {klantcode}"))
+    audit(
+        connection,
+        "cli",
+        "schools.deactivate",
+        &format!("{school} {klantcode}"),
+    )
 }
 
 pub fn list_activations(connection: &Connection) -> Result<Vec<ActivationRow>, StoreError> {
@@ -202,7 +258,8 @@ pub fn list_activations(connection: &Connection) -> Result<Vec<ActivationRow>, S
 /// the Topicus reference service uses: client identity, key, then school.
 /// What a sender with a wrong (or locked-out) autorisatiesleutel is told.
 pub fn wrong_key_violation() -> Violation {
-    Violation::new(Rule::Autorisatie, "autorisatiesleutel is not valid").at_path("autorisatie/autorisatiesleutel")
+    Violation::new(Rule::Autorisatie, "autorisatiesleutel is not valid")
+        .at_path("autorisatie/autorisatiesleutel")
 }
 
 pub fn authenticate(
@@ -228,9 +285,12 @@ pub fn authenticate(
     };
     let key_matches: bool = hash_key(&salt, key).ct_eq(&stored_hash).into();
     if stored_naam != klantnaam {
-        return Ok(Err(Violation::new(Rule::Klant, "klantnaam does not match the klantcode")
-            .at_path("autorisatie/klantnaam")
-            .with_value(klantnaam)));
+        return Ok(Err(Violation::new(
+            Rule::Klant,
+            "klantnaam does not match the klantcode",
+        )
+        .at_path("autorisatie/klantnaam")
+        .with_value(klantnaam)));
     }
     if !key_matches || revoked_at.is_some() {
         return Ok(Err(wrong_key_violation()));
@@ -256,7 +316,11 @@ pub fn authenticate(
         return refuse("the activation for this school was withdrawn");
     }
     let today_text = today.format("%Y-%m-%d").to_string();
-    if today_text < valid_from || valid_until.as_deref().is_some_and(|until| today_text.as_str() > until) {
+    if today_text < valid_from
+        || valid_until
+            .as_deref()
+            .is_some_and(|until| today_text.as_str() > until)
+    {
         return refuse("the mandate for this school is not valid today");
     }
     Ok(Ok(Sender {
@@ -268,7 +332,11 @@ pub fn authenticate(
 }
 
 /// Checks only the client's credentials (for HTTP Basic on the receipts API).
-pub fn authenticate_client(connection: &Connection, klantcode: &str, key: &str) -> Result<Option<i64>, StoreError> {
+pub fn authenticate_client(
+    connection: &Connection,
+    klantcode: &str,
+    key: &str,
+) -> Result<Option<i64>, StoreError> {
     let client: Option<(i64, Vec<u8>, Vec<u8>, Option<String>)> = connection
         .query_row(
             "SELECT id, key_salt, key_hash, revoked_at FROM clients WHERE klantcode = ?1",
@@ -283,7 +351,11 @@ pub fn authenticate_client(connection: &Connection, klantcode: &str, key: &str) 
 }
 
 /// Inserts or updates learners; returns how many rows were written.
-pub fn import_leerlingen(connection: &Connection, rows: &[LeerlingRow], actor: &str) -> Result<usize, StoreError> {
+pub fn import_leerlingen(
+    connection: &Connection,
+    rows: &[LeerlingRow],
+    actor: &str,
+) -> Result<usize, StoreError> {
     let now = now_text();
     for row in rows {
         let school_id = ensure_school(connection, &row.school)?;
@@ -295,7 +367,12 @@ pub fn import_leerlingen(connection: &Connection, rows: &[LeerlingRow], actor: &
             )?
             .execute(params![school_id, row.leerlingid, row.eckid, row.naam, now])?;
     }
-    audit(connection, actor, "leerlingen.import", &format!("{} rows", rows.len()))?;
+    audit(
+        connection,
+        actor,
+        "leerlingen.import",
+        &format!("{} rows", rows.len()),
+    )?;
     Ok(rows.len())
 }
 
@@ -341,24 +418,65 @@ mod tests {
         let connection = database()?;
         add_client(&connection, "EA", "Uitgever", "sleutel-123")?;
         let school = SchoolCode::parse("99XX01").unwrap();
-        activate(&connection, "EA", &school, "DPA-1", "2026-01-01", Some("2026-12-31"))?;
+        activate(
+            &connection,
+            "EA",
+            &school,
+            "DPA-1",
+            "2026-01-01",
+            Some("2026-12-31"),
+        )?;
         let check = |code: &str, naam: &str, key: &str, school: &str, day: &str| {
-            authenticate(&connection, code, naam, key, &SchoolCode::parse(school).unwrap(), date(day))
-                .unwrap()
-                .map_err(|violation| violation.rule)
-                .map(|sender| sender.school.to_string())
+            authenticate(
+                &connection,
+                code,
+                naam,
+                key,
+                &SchoolCode::parse(school).unwrap(),
+                date(day),
+            )
+            .unwrap()
+            .map_err(|violation| violation.rule)
+            .map(|sender| sender.school.to_string())
         };
-        assert_eq!(check("EA", "Uitgever", "sleutel-123", "99XX01", "2026-06-01"), Ok("99XX01".into()));
-        assert_eq!(check("XX", "Uitgever", "sleutel-123", "99XX01", "2026-06-01"), Err(Rule::Klant));
-        assert_eq!(check("EA", "Ander", "sleutel-123", "99XX01", "2026-06-01"), Err(Rule::Klant));
-        assert_eq!(check("EA", "Uitgever", "fout-sleutel", "99XX01", "2026-06-01"), Err(Rule::Autorisatie));
-        assert_eq!(check("EA", "Uitgever", "sleutel-123", "99YY", "2026-06-01"), Err(Rule::Activatie));
-        assert_eq!(check("EA", "Uitgever", "sleutel-123", "99XX01", "2027-01-01"), Err(Rule::Activatie));
-        assert_eq!(check("EA", "Uitgever", "sleutel-123", "99XX01", "2025-12-31"), Err(Rule::Activatie));
+        assert_eq!(
+            check("EA", "Uitgever", "sleutel-123", "99XX01", "2026-06-01"),
+            Ok("99XX01".into())
+        );
+        assert_eq!(
+            check("XX", "Uitgever", "sleutel-123", "99XX01", "2026-06-01"),
+            Err(Rule::Klant)
+        );
+        assert_eq!(
+            check("EA", "Ander", "sleutel-123", "99XX01", "2026-06-01"),
+            Err(Rule::Klant)
+        );
+        assert_eq!(
+            check("EA", "Uitgever", "fout-sleutel", "99XX01", "2026-06-01"),
+            Err(Rule::Autorisatie)
+        );
+        assert_eq!(
+            check("EA", "Uitgever", "sleutel-123", "99YY", "2026-06-01"),
+            Err(Rule::Activatie)
+        );
+        assert_eq!(
+            check("EA", "Uitgever", "sleutel-123", "99XX01", "2027-01-01"),
+            Err(Rule::Activatie)
+        );
+        assert_eq!(
+            check("EA", "Uitgever", "sleutel-123", "99XX01", "2025-12-31"),
+            Err(Rule::Activatie)
+        );
         deactivate(&connection, "EA", &school)?;
-        assert_eq!(check("EA", "Uitgever", "sleutel-123", "99XX01", "2026-06-01"), Err(Rule::Activatie));
+        assert_eq!(
+            check("EA", "Uitgever", "sleutel-123", "99XX01", "2026-06-01"),
+            Err(Rule::Activatie)
+        );
         revoke_client(&connection, "EA")?;
-        assert_eq!(check("EA", "Uitgever", "sleutel-123", "99XX01", "2026-06-01"), Err(Rule::Autorisatie));
+        assert_eq!(
+            check("EA", "Uitgever", "sleutel-123", "99XX01", "2026-06-01"),
+            Err(Rule::Autorisatie)
+        );
         Ok(())
     }
 
@@ -366,9 +484,13 @@ mod tests {
     fn keys_are_never_stored_in_clear() -> Result<(), StoreError> {
         let connection = database()?;
         add_client(&connection, "EA", "Uitgever", "geheime-sleutel")?;
-        let stored: Vec<u8> = connection.query_row("SELECT key_hash FROM clients", [], |row| row.get(0))?;
+        let stored: Vec<u8> =
+            connection.query_row("SELECT key_hash FROM clients", [], |row| row.get(0))?;
         assert!(!String::from_utf8_lossy(&stored).contains("geheime-sleutel"));
-        assert_eq!(authenticate_client(&connection, "EA", "geheime-sleutel")?, Some(1));
+        assert_eq!(
+            authenticate_client(&connection, "EA", "geheime-sleutel")?,
+            Some(1)
+        );
         assert_eq!(authenticate_client(&connection, "EA", "andere")?, None);
         Ok(())
     }
@@ -379,7 +501,12 @@ mod tests {
         let school = SchoolCode::parse("99XX01").unwrap();
         import_leerlingen(
             &connection,
-            &[LeerlingRow { school: school.clone(), leerlingid: "L1".into(), eckid: Some("E1".into()), naam: None }],
+            &[LeerlingRow {
+                school: school.clone(),
+                leerlingid: "L1".into(),
+                eckid: Some("E1".into()),
+                naam: None,
+            }],
             "test",
         )?;
         let school_id = school_id(&connection, &school)?.unwrap();

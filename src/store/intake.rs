@@ -62,8 +62,10 @@ pub struct Counts {
 }
 
 pub fn insert_receipt(connection: &Connection, receipt: &Receipt) -> Result<(), StoreError> {
-    let violations = serde_json::to_string(&receipt.violations.items).unwrap_or_else(|_| "[]".into());
-    let unknown = serde_json::to_string(&receipt.unknown_vocabularies).unwrap_or_else(|_| "[]".into());
+    let violations =
+        serde_json::to_string(&receipt.violations.items).unwrap_or_else(|_| "[]".into());
+    let unknown =
+        serde_json::to_string(&receipt.unknown_vocabularies).unwrap_or_else(|_| "[]".into());
     let counts = &receipt.counts;
     connection
         .prepare_cached(
@@ -100,7 +102,11 @@ pub fn insert_receipt(connection: &Connection, receipt: &Receipt) -> Result<(), 
 }
 
 /// The id of an accepted receipt for the same bytes from the same client, if any.
-pub fn accepted_duplicate(connection: &Connection, client_id: i64, sha256: &str) -> Result<Option<String>, StoreError> {
+pub fn accepted_duplicate(
+    connection: &Connection,
+    client_id: i64,
+    sha256: &str,
+) -> Result<Option<String>, StoreError> {
     Ok(connection
         .prepare_cached(
             "SELECT id FROM receipts WHERE client_id = ?1 AND sha256 = ?2 AND outcome = 'accepted' LIMIT 1",
@@ -110,7 +116,11 @@ pub fn accepted_duplicate(connection: &Connection, client_id: i64, sha256: &str)
 }
 
 /// The last accepted aanmaakdatum (µs) for this client and school.
-pub fn last_aanmaakdatum(connection: &Connection, client_id: i64, school_id: i64) -> Result<Option<(i64, String)>, StoreError> {
+pub fn last_aanmaakdatum(
+    connection: &Connection,
+    client_id: i64,
+    school_id: i64,
+) -> Result<Option<(i64, String)>, StoreError> {
     Ok(connection
         .prepare_cached(
             "SELECT last_aanmaakdatum_us, last_aanmaakdatum FROM sender_state WHERE client_id = ?1 AND school_id = ?2",
@@ -145,7 +155,12 @@ pub struct StoredToets {
     pub definition: Toets,
 }
 
-pub fn load_toets(connection: &Connection, school_id: i64, toetscode: &str, versie: &str) -> Result<Option<StoredToets>, StoreError> {
+pub fn load_toets(
+    connection: &Connection,
+    school_id: i64,
+    toetscode: &str,
+    versie: &str,
+) -> Result<Option<StoredToets>, StoreError> {
     let row: Option<(i64, String)> = connection
         .prepare_cached("SELECT id, definition FROM toetsen WHERE school_id = ?1 AND toetscode = ?2 AND versie = ?3")?
         .query_row(params![school_id, toetscode, versie], |row| Ok((row.get(0)?, row.get(1)?)))
@@ -153,7 +168,9 @@ pub fn load_toets(connection: &Connection, school_id: i64, toetscode: &str, vers
     row.map(|(id, definition)| {
         serde_json::from_str(&definition)
             .map(|definition| StoredToets { id, definition })
-            .map_err(|error| StoreError::Invalid(format!("stored toets {id} is unreadable: {error}")))
+            .map_err(|error| {
+                StoreError::Invalid(format!("stored toets {id} is unreadable: {error}"))
+            })
     })
     .transpose()
 }
@@ -170,7 +187,11 @@ impl ToetsDefinition {
     pub fn new(toets: Toets) -> ToetsDefinition {
         let json = serde_json::to_string(&toets).unwrap_or_default();
         let sha256 = sha256_hex(json.as_bytes());
-        ToetsDefinition { toets, json, sha256 }
+        ToetsDefinition {
+            toets,
+            json,
+            sha256,
+        }
     }
 }
 
@@ -190,7 +211,9 @@ pub fn upsert_toets(
         .optional()?;
     let now = now_text();
     match existing {
-        Some((id, stored_sha)) if stored_sha == definition.sha256 => Ok((id, ToetsChange::Unchanged)),
+        Some((id, stored_sha)) if stored_sha == definition.sha256 => {
+            Ok((id, ToetsChange::Unchanged))
+        }
         Some((id, _)) => {
             connection
                 .prepare_cached(
@@ -208,7 +231,9 @@ pub fn upsert_toets(
         }
         None => {
             let known_code: Option<i64> = connection
-                .prepare_cached("SELECT 1 FROM toetsen WHERE school_id = ?1 AND toetscode = ?2 LIMIT 1")?
+                .prepare_cached(
+                    "SELECT 1 FROM toetsen WHERE school_id = ?1 AND toetscode = ?2 LIMIT 1",
+                )?
                 .query_row(params![school_id, toetscode], |row| row.get(0))
                 .optional()?;
             connection
@@ -218,7 +243,11 @@ pub fn upsert_toets(
                      VALUES (?1, ?2, ?3, ?4, ?5, 1, ?6, ?7, ?6, ?7)",
                 )?
                 .execute(params![school_id, toetscode, versie, definition.json, definition.sha256, now, receipt_id])?;
-            let change = if known_code.is_some() { ToetsChange::NewVersion } else { ToetsChange::NewToets };
+            let change = if known_code.is_some() {
+                ToetsChange::NewVersion
+            } else {
+                ToetsChange::NewToets
+            };
             Ok((connection.last_insert_rowid(), change))
         }
     }
@@ -264,7 +293,12 @@ impl AfnameState {
         field(self.versie.as_bytes());
         field(optional(&self.toetsonderdeelcode));
         field(self.afnamedatum.as_bytes());
-        field(&self.score.map(|score| score.to_le_bytes()).unwrap_or([0xff; 8]));
+        field(
+            &self
+                .score
+                .map(|score| score.to_le_bytes())
+                .unwrap_or([0xff; 8]),
+        );
         field(&[u8::from(self.derived)]);
         field(self.result.as_bytes());
         hasher.finalize().to_vec()
@@ -344,11 +378,18 @@ pub fn upsert_afname(
         })
         .optional()?;
     match existing {
-        None => Err(StoreError::Invalid(format!("afname {} vanished during its upsert", state.afname_key))),
-        Some((_, _, receipt_id)) if receipt_id == write.receipt_id => Ok(AfnameChange::DuplicateInMessage),
+        None => Err(StoreError::Invalid(format!(
+            "afname {} vanished during its upsert",
+            state.afname_key
+        ))),
+        Some((_, _, receipt_id)) if receipt_id == write.receipt_id => {
+            Ok(AfnameChange::DuplicateInMessage)
+        }
         Some((id, stored_hash, _)) if stored_hash == content_hash => {
             connection
-                .prepare_cached("UPDATE toetsafnames SET aanmaakdatum = ?2, receipt_id = ?3 WHERE id = ?1")?
+                .prepare_cached(
+                    "UPDATE toetsafnames SET aanmaakdatum = ?2, receipt_id = ?3 WHERE id = ?1",
+                )?
                 .execute(params![id, write.aanmaakdatum, write.receipt_id])?;
             Ok(AfnameChange::Unchanged)
         }
@@ -401,7 +442,12 @@ pub fn upsert_afname(
 }
 
 /// Appends a change to the change log (the outbox): the afname and the revision it reached.
-fn log_change(connection: &Connection, change_seq: i64, afname_id: i64, quarantined: bool) -> Result<(), StoreError> {
+fn log_change(
+    connection: &Connection,
+    change_seq: i64,
+    afname_id: i64,
+    quarantined: bool,
+) -> Result<(), StoreError> {
     connection
         .prepare_cached(
             "INSERT INTO toetsafname_changes (change_seq, afname_id, revision, quarantined)
@@ -437,7 +483,10 @@ pub fn release_quarantine(connection: &Connection) -> Result<usize, StoreError> 
 }
 
 /// A receipt as JSON with the id of the client that sent it.
-pub fn load_receipt(connection: &Connection, id: &str) -> Result<Option<(i64, serde_json::Value)>, StoreError> {
+pub fn load_receipt(
+    connection: &Connection,
+    id: &str,
+) -> Result<Option<(i64, serde_json::Value)>, StoreError> {
     Ok(connection
         .query_row(
             "SELECT r.client_id, json_object('id', r.id, 'klantcode', c.klantcode, 'school', s.code,
@@ -457,7 +506,10 @@ pub fn load_receipt(connection: &Connection, id: &str) -> Result<Option<(i64, se
 }
 
 /// Receipts, newest first, as JSON (for `receipts list`).
-pub fn list_receipts(connection: &Connection, limit: u32) -> Result<Vec<serde_json::Value>, StoreError> {
+pub fn list_receipts(
+    connection: &Connection,
+    limit: u32,
+) -> Result<Vec<serde_json::Value>, StoreError> {
     let ids: Vec<String> = connection
         .prepare("SELECT id FROM receipts ORDER BY received_at DESC, rowid DESC LIMIT ?1")?
         .query_map([limit], |row| row.get(0))?

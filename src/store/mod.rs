@@ -122,7 +122,11 @@ pub fn backup(source: &Connection, destination: &Path) -> Result<(), StoreError>
                         attempts += 1;
                         std::thread::sleep(std::time::Duration::from_millis(50));
                     }
-                    _ => return Err(StoreError::Invalid("the database stayed locked for 30 s".into())),
+                    _ => {
+                        return Err(StoreError::Invalid(
+                            "the database stayed locked for 30 s".into(),
+                        ))
+                    }
                 }
             }
         }
@@ -131,14 +135,22 @@ pub fn backup(source: &Connection, destination: &Path) -> Result<(), StoreError>
         let verdict: String = copy.query_row("PRAGMA quick_check", [], |row| row.get(0))?;
         if verdict != "ok" {
             let _ = std::fs::remove_file(&partial);
-            return Err(StoreError::Invalid(format!("the backup copy failed its check: {verdict}")));
+            return Err(StoreError::Invalid(format!(
+                "the backup copy failed its check: {verdict}"
+            )));
         }
     }
     let sync = |path: &Path| std::fs::File::open(path).and_then(|file| file.sync_all());
-    let io = |source: std::io::Error| StoreError::Backup { path: destination.to_path_buf(), source };
+    let io = |source: std::io::Error| StoreError::Backup {
+        path: destination.to_path_buf(),
+        source,
+    };
     sync(&partial).map_err(io)?;
     std::fs::rename(&partial, destination).map_err(io)?;
-    if let Some(parent) = destination.parent().filter(|parent| !parent.as_os_str().is_empty()) {
+    if let Some(parent) = destination
+        .parent()
+        .filter(|parent| !parent.as_os_str().is_empty())
+    {
         let _ = sync(parent);
     }
     Ok(())
@@ -176,7 +188,10 @@ impl Store {
     }
 
     /// Runs `job` on a pooled read connection.
-    pub fn read<R>(&self, job: impl FnOnce(&Connection) -> Result<R, StoreError>) -> Result<R, StoreError> {
+    pub fn read<R>(
+        &self,
+        job: impl FnOnce(&Connection) -> Result<R, StoreError>,
+    ) -> Result<R, StoreError> {
         let pooled = self.inner.readers.lock().expect("reader pool").pop();
         let connection = match pooled {
             Some(connection) => connection,
@@ -229,7 +244,9 @@ impl Store {
                 let _ = sender.send(committed.map(|()| result));
             })
         });
-        self.writer()?.send(boxed).map_err(|_| StoreError::WriterGone)?;
+        self.writer()?
+            .send(boxed)
+            .map_err(|_| StoreError::WriterGone)?;
         match receiver.await {
             Ok(Ok(result)) => Ok(result),
             Ok(Err(error)) => Err(StoreError::Commit(error)),
@@ -248,7 +265,11 @@ impl Store {
     }
 }
 
-fn writer_loop(mut connection: Connection, receiver: mpsc::Receiver<Job>, commits: Arc<tokio::sync::watch::Sender<u64>>) {
+fn writer_loop(
+    mut connection: Connection,
+    receiver: mpsc::Receiver<Job>,
+    commits: Arc<tokio::sync::watch::Sender<u64>>,
+) {
     while let Ok(first) = receiver.recv() {
         let mut jobs = vec![first];
         while jobs.len() < GROUP_LIMIT {
@@ -267,7 +288,8 @@ fn writer_loop(mut connection: Connection, receiver: mpsc::Receiver<Job>, commit
             continue;
         }
         for job in jobs {
-            let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| job(&mut connection)));
+            let outcome =
+                std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| job(&mut connection)));
             match outcome {
                 Ok(completion) => completions.push(completion),
                 Err(_) => tracing::error!("a store job panicked; its savepoint was rolled back"),
@@ -300,8 +322,14 @@ fn checkpoint_loop(connection: Connection, alive: std::sync::Weak<Inner>) {
             .and_then(|inner| std::fs::metadata(inner.path.with_extension("sqlite-wal")).ok())
             .map(|metadata| metadata.len())
             .unwrap_or(0);
-        let mode = if wal_bytes > 64 << 20 { "TRUNCATE" } else { "PASSIVE" };
-        if let Err(error) = connection.query_row(&format!("PRAGMA wal_checkpoint({mode})"), [], |_| Ok(())) {
+        let mode = if wal_bytes > 64 << 20 {
+            "TRUNCATE"
+        } else {
+            "PASSIVE"
+        };
+        if let Err(error) =
+            connection.query_row(&format!("PRAGMA wal_checkpoint({mode})"), [], |_| Ok(()))
+        {
             tracing::warn!(%error, "checkpoint failed");
         }
     }

@@ -38,7 +38,8 @@ pub struct GenerateReport {
     pub bytes: u64,
 }
 
-const VAKGEBIEDEN: &str = "http://purl.edustandaard.nl/concept/328cc12a-87b2-41c4-aef8-853595f9f9dd";
+const VAKGEBIEDEN: &str =
+    "http://purl.edustandaard.nl/concept/328cc12a-87b2-41c4-aef8-853595f9f9dd";
 const REFERENTIENIVEAU: &str = "urn:uwlr-gateway:vdex:referentieniveau";
 const VAKKEN: [(&str, &str); 5] = [
     ("REK", "Rekenen en wiskunde"),
@@ -55,7 +56,12 @@ pub fn school_code(index: u32) -> (String, String) {
     }
     let letter = |n: u32| (b'A' + (n % 26) as u8) as char;
     (
-        format!("{:02}{}{}", 10 + (index / 676) % 90, letter(index / 26), letter(index)),
+        format!(
+            "{:02}{}{}",
+            10 + (index / 676) % 90,
+            letter(index / 26),
+            letter(index)
+        ),
         "01".into(),
     )
 }
@@ -78,7 +84,12 @@ impl GenToets {
             count += 1;
         }
         let onderdelen = (0..count)
-            .map(|n| (format!("O{}", n + 1), 10 + ((index as u64 * 13 + n as u64 * 7) % 21)))
+            .map(|n| {
+                (
+                    format!("O{}", n + 1),
+                    10 + ((index as u64 * 13 + n as u64 * 7) % 21),
+                )
+            })
             .collect();
         GenToets {
             code: format!("GEN-{}-{index:03}", VAKKEN[vak].0),
@@ -195,7 +206,11 @@ impl GenAfname<'_> {
     }
 
     fn write(&self, out: &mut String) {
-        let _ = write!(out, "<lr:toetsafname><lr:leerlingid>{}</lr:leerlingid>", self.leerlingid);
+        let _ = write!(
+            out,
+            "<lr:toetsafname><lr:leerlingid>{}</lr:leerlingid>",
+            self.leerlingid
+        );
         if let Some(eckid) = &self.eckid {
             let _ = write!(out, "<lr:eckid>{eckid}</lr:eckid>");
         }
@@ -234,22 +249,34 @@ fn aanmaakdatum(sequence: u64) -> String {
 
 /// Writes the messages, the roster and a setup note; deterministic for equal options.
 pub fn generate(options: &GenerateOptions) -> std::io::Result<GenerateReport> {
-    let invalid = |message: &str| std::io::Error::new(std::io::ErrorKind::InvalidInput, message.to_string());
-    if options.schools == 0 || options.learners == 0 || options.toetsen == 0 || options.afnames == 0 {
-        return Err(invalid("--schools, --learners, --toetsen and --afnames must be at least 1"));
+    let invalid =
+        |message: &str| std::io::Error::new(std::io::ErrorKind::InvalidInput, message.to_string());
+    if options.schools == 0 || options.learners == 0 || options.toetsen == 0 || options.afnames == 0
+    {
+        return Err(invalid(
+            "--schools, --learners, --toetsen and --afnames must be at least 1",
+        ));
     }
     let single_file = options.out.extension().is_some_and(|ext| ext == "xml");
     if single_file && (options.drip || options.schools > 1) {
-        return Err(invalid("--out FILE.xml takes one batch for one school; give a folder otherwise"));
+        return Err(invalid(
+            "--out FILE.xml takes one batch for one school; give a folder otherwise",
+        ));
     }
     let dir = if single_file {
-        options.out.parent().map(Path::to_path_buf).unwrap_or_else(|| PathBuf::from("."))
+        options
+            .out
+            .parent()
+            .map(Path::to_path_buf)
+            .unwrap_or_else(|| PathBuf::from("."))
     } else {
         options.out.clone()
     };
     std::fs::create_dir_all(&dir)?;
     let mut rng = ChaCha8Rng::seed_from_u64(options.seed);
-    let toetsen_v1: Vec<GenToets> = (0..options.toetsen).map(|index| GenToets::new(index, "1")).collect();
+    let toetsen_v1: Vec<GenToets> = (0..options.toetsen)
+        .map(|index| GenToets::new(index, "1"))
+        .collect();
     let toetsen_v2: Vec<Option<GenToets>> = (0..options.toetsen)
         .map(|index| GenToets::has_version_2(index).then(|| GenToets::new(index, "2")))
         .collect();
@@ -274,17 +301,29 @@ pub fn generate(options: &GenerateOptions) -> std::io::Result<GenerateReport> {
             })
             .collect();
         for (id, eckid) in &learners {
-            writeln!(roster, "{school},{id},{},Leerling {id}", eckid.as_deref().unwrap_or(""))?;
+            writeln!(
+                roster,
+                "{school},{id},{},Leerling {id}",
+                eckid.as_deref().unwrap_or("")
+            )?;
         }
         // The afnames of this school, produced in order.
         let mut produced = 0u64;
         let mut counter = 0u64;
         let mut batch: Option<(MessageWriter, PathBuf)> = None;
         if !options.drip {
-            let path = if single_file { options.out.clone() } else { dir.join(format!("{school}-batch.xml")) };
+            let path = if single_file {
+                options.out.clone()
+            } else {
+                dir.join(format!("{school}-batch.xml"))
+            };
             let mut writer = MessageWriter::create(&path)?;
             sequence += 1;
-            writer.write(&envelope_head(options, (&brincode, &dependancecode), &aanmaakdatum(sequence)))?;
+            writer.write(&envelope_head(
+                options,
+                (&brincode, &dependancecode),
+                &aanmaakdatum(sequence),
+            ))?;
             batch = Some((writer, path));
         }
         let mut corrections: Vec<(usize, u32, u64, String)> = Vec::new();
@@ -299,7 +338,11 @@ pub fn generate(options: &GenerateOptions) -> std::io::Result<GenerateReport> {
                 _ => &toetsen_v1[toets_index as usize],
             };
             let remaining = options.afnames - produced;
-            let mut scores: Vec<u64> = toets.onderdelen.iter().map(|(_, max)| rng.gen_range(0..=*max)).collect();
+            let mut scores: Vec<u64> = toets
+                .onderdelen
+                .iter()
+                .map(|(_, max)| rng.gen_range(0..=*max))
+                .collect();
             let mut send_total = toets.has_toetsnormering && rng.gen_bool(0.5);
             while scores.len() as u64 + u64::from(send_total) > remaining {
                 if send_total {
@@ -329,7 +372,12 @@ pub fn generate(options: &GenerateOptions) -> std::io::Result<GenerateReport> {
             produced += afname.resultaten();
             report.resultaten += afname.resultaten();
             if options.drip && counter % 50 == 49 {
-                corrections.push((learner_index, toets_index, counter, afname.key_prefix.clone()));
+                corrections.push((
+                    learner_index,
+                    toets_index,
+                    counter,
+                    afname.key_prefix.clone(),
+                ));
             }
             match batch.as_mut() {
                 Some((writer, _)) => writer.write(&buffer)?,
@@ -337,7 +385,11 @@ pub fn generate(options: &GenerateOptions) -> std::io::Result<GenerateReport> {
                     sequence += 1;
                     let path = dir.join(format!("{:08}-{school}.xml", sequence));
                     let mut writer = MessageWriter::create(&path)?;
-                    writer.write(&envelope_head(options, (&brincode, &dependancecode), &aanmaakdatum(sequence)))?;
+                    writer.write(&envelope_head(
+                        options,
+                        (&brincode, &dependancecode),
+                        &aanmaakdatum(sequence),
+                    ))?;
                     writer.write(&buffer)?;
                     let mut toets_xml = String::new();
                     toets.write(&mut toets_xml);
@@ -346,7 +398,8 @@ pub fn generate(options: &GenerateOptions) -> std::io::Result<GenerateReport> {
                     report.messages += 1;
                     report.files.push(path);
                     // A correction of an earlier afname: same keys, other scores.
-                    if let Some((learner, toets_index, _, key_prefix)) = (counter % 50 == 0 && counter > 0)
+                    if let Some((learner, toets_index, _, key_prefix)) = (counter % 50 == 0
+                        && counter > 0)
                         .then(|| corrections.pop())
                         .flatten()
                     {
@@ -367,7 +420,11 @@ pub fn generate(options: &GenerateOptions) -> std::io::Result<GenerateReport> {
                             sequence += 1;
                             let path = dir.join(format!("{:08}-{school}.xml", sequence));
                             let mut writer = MessageWriter::create(&path)?;
-                            writer.write(&envelope_head(options, (&brincode, &dependancecode), &aanmaakdatum(sequence)))?;
+                            writer.write(&envelope_head(
+                                options,
+                                (&brincode, &dependancecode),
+                                &aanmaakdatum(sequence),
+                            ))?;
                             let mut body = String::new();
                             corrected.write(&mut body);
                             let mut toets_xml = String::new();
@@ -391,14 +448,20 @@ pub fn generate(options: &GenerateOptions) -> std::io::Result<GenerateReport> {
                 toets.write(&mut buffer);
                 writer.write(&buffer)?;
             }
-            writer.write("</lr:toetsen>\n</lr:leerresultaten_verzoek></soapenv:Body></soapenv:Envelope>\n")?;
+            writer.write(
+                "</lr:toetsen>\n</lr:leerresultaten_verzoek></soapenv:Body></soapenv:Envelope>\n",
+            )?;
             report.bytes += writer.finish()?;
             report.messages += 1;
             report.files.push(path);
         }
     }
     roster.flush()?;
-    let _ = writeln!(setup, "uwlr-gateway leerlingen import {}", dir.join("roster.csv").display());
+    let _ = writeln!(
+        setup,
+        "uwlr-gateway leerlingen import {}",
+        dir.join("roster.csv").display()
+    );
     report.roster = dir.join("roster.csv");
     report.setup = dir.join("setup.txt");
     std::fs::write(&report.setup, setup)?;
@@ -445,9 +508,22 @@ mod tests {
         let schema_dir = tempfile::tempdir().unwrap();
         let schemas = crate::schema::prepare(schema_dir.path(), None).unwrap();
         let vocabularies = crate::vdex::Vocabularies::load(None).unwrap();
-        for file in report.files.iter().chain(generate(&options(&dir.path().join("drip"), true)).unwrap().files.iter().take(60)) {
-            let violations = crate::intake::validate_offline(file, &schemas, &vocabularies, &["2.2".into()]).unwrap();
-            assert!(violations.is_empty(), "{}: {:?}", file.display(), violations.items);
+        for file in report.files.iter().chain(
+            generate(&options(&dir.path().join("drip"), true))
+                .unwrap()
+                .files
+                .iter()
+                .take(60),
+        ) {
+            let violations =
+                crate::intake::validate_offline(file, &schemas, &vocabularies, &["2.2".into()])
+                    .unwrap();
+            assert!(
+                violations.is_empty(),
+                "{}: {:?}",
+                file.display(),
+                violations.items
+            );
         }
     }
 }

@@ -71,7 +71,11 @@ pub struct ReplayReport {
 pub fn load_manifest(path: &Path) -> anyhow::Result<BTreeMap<String, Expected>> {
     let text = std::fs::read_to_string(path)?;
     let manifest: Manifest = toml::from_str(&text)?;
-    Ok(manifest.sample.into_iter().map(|expected| (expected.file.clone(), expected)).collect())
+    Ok(manifest
+        .sample
+        .into_iter()
+        .map(|expected| (expected.file.clone(), expected))
+        .collect())
 }
 
 /// Files as given; folders become their `*.xml` files in name order.
@@ -97,10 +101,15 @@ const HEAD_BYTES: usize = 64 * 1024;
 
 /// Rewrites the head of a message: adds the autorisatie header where there is none,
 /// wraps a bare verzoek in an envelope, and restamps the aanmaakdatum.
-pub fn prepare_head(head: &str, options: &ReplayOptions, restamp: Option<&str>) -> Result<String, String> {
+pub fn prepare_head(
+    head: &str,
+    options: &ReplayOptions,
+    restamp: Option<&str>,
+) -> Result<String, String> {
     let mut head = head.to_string();
     if let Some(stamp) = restamp {
-        head = replace_element_text(&head, "aanmaakdatum", stamp).ok_or("no aanmaakdatum in the first 64 KiB")?;
+        head = replace_element_text(&head, "aanmaakdatum", stamp)
+            .ok_or("no aanmaakdatum in the first 64 KiB")?;
     }
     // Envelopes go out as written (a missing header is what some samples test);
     // a bare verzoek is wrapped in an envelope with the autorisatie header filled in.
@@ -108,9 +117,15 @@ pub fn prepare_head(head: &str, options: &ReplayOptions, restamp: Option<&str>) 
         return Ok(head);
     }
     let (Some(klantcode), Some(key)) = (&options.klantcode, &options.key) else {
-        return Err("a bare leerresultaten_verzoek needs --klantcode, --klantnaam and --key for its header".into());
+        return Err(
+            "a bare leerresultaten_verzoek needs --klantcode, --klantnaam and --key for its header"
+                .into(),
+        );
     };
-    let klantnaam = options.klantnaam.clone().unwrap_or_else(|| klantcode.clone());
+    let klantnaam = options
+        .klantnaam
+        .clone()
+        .unwrap_or_else(|| klantcode.clone());
     let escape = |text: &str| quick_xml::escape::escape(text).into_owned();
     let header = format!(
         "<aut:autorisatie xmlns:aut=\"http://www.edustandaard.nl/leerresultaten/2/autorisatie\"><aut:autorisatiesleutel>{}</aut:autorisatiesleutel><aut:klantcode>{}</aut:klantcode><aut:klantnaam>{}</aut:klantnaam></aut:autorisatie>",
@@ -119,7 +134,10 @@ pub fn prepare_head(head: &str, options: &ReplayOptions, restamp: Option<&str>) 
         escape(&klantnaam)
     );
     let body_start = match head.find("<?xml") {
-        Some(start) => head[start..].find("?>").map(|end| start + end + 2).unwrap_or(0),
+        Some(start) => head[start..]
+            .find("?>")
+            .map(|end| start + end + 2)
+            .unwrap_or(0),
         None => 0,
     };
     Ok(format!(
@@ -133,7 +151,9 @@ fn find_tag(text: &str, local: &str) -> Option<usize> {
     let mut from = 0;
     while let Some(index) = text[from..].find('<').map(|index| index + from) {
         let rest = &text[index + 1..];
-        let name_end = rest.find(|c: char| c.is_whitespace() || c == '>' || c == '/').unwrap_or(rest.len());
+        let name_end = rest
+            .find(|c: char| c.is_whitespace() || c == '>' || c == '/')
+            .unwrap_or(rest.len());
         let name = &rest[..name_end];
         if name == local || name.rsplit(':').next() == Some(local) && name.contains(':') {
             return Some(index);
@@ -156,7 +176,9 @@ pub fn count_resultaten(bytes: &[u8]) -> u64 {
         .filter(|&index| {
             index > 0
                 && matches!(bytes[index - 1], b'<' | b':')
-                && bytes.get(index + 9).is_some_and(|next| next.is_ascii_whitespace())
+                && bytes
+                    .get(index + 9)
+                    .is_some_and(|next| next.is_ascii_whitespace())
         })
         .count() as u64
 }
@@ -188,11 +210,18 @@ pub fn parse_fault(body: &str) -> (Option<String>, Vec<String>) {
     let mut rules = Vec::new();
     loop {
         match reader.read_event() {
-            Ok(Event::Start(start)) => current = String::from_utf8_lossy(start.local_name().as_ref()).into_owned(),
+            Ok(Event::Start(start)) => {
+                current = String::from_utf8_lossy(start.local_name().as_ref()).into_owned()
+            }
             Ok(Event::Text(text)) => {
-                let text = text.unescape().map(|text| text.trim().to_string()).unwrap_or_default();
+                let text = text
+                    .unescape()
+                    .map(|text| text.trim().to_string())
+                    .unwrap_or_default();
                 match current.as_str() {
-                    "faultcode" => faultcode = Some(text.rsplit(':').next().unwrap_or(&text).to_string()),
+                    "faultcode" => {
+                        faultcode = Some(text.rsplit(':').next().unwrap_or(&text).to_string())
+                    }
                     "rule" => rules.push(text),
                     _ => {}
                 }
@@ -248,21 +277,31 @@ impl Queue {
     fn new(jobs: Vec<Job>) -> Queue {
         let mut state = QueueState::default();
         for job in jobs {
-            state.by_school.entry(job.school.clone()).or_default().push_back(job);
+            state
+                .by_school
+                .entry(job.school.clone())
+                .or_default()
+                .push_back(job);
         }
         for (school, jobs) in &state.by_school {
             if let Some(first) = jobs.front() {
                 state.idle.insert(first.index, school.clone());
             }
         }
-        Queue { state: Mutex::new(state), ready: Condvar::new() }
+        Queue {
+            state: Mutex::new(state),
+            ready: Condvar::new(),
+        }
     }
 
     fn take(&self) -> Option<Job> {
         let mut state = self.state.lock().expect("queue");
         loop {
             if let Some((_, school)) = state.idle.pop_first() {
-                let job = state.by_school.get_mut(&school).and_then(VecDeque::pop_front);
+                let job = state
+                    .by_school
+                    .get_mut(&school)
+                    .and_then(VecDeque::pop_front);
                 if let Some(job) = job {
                     state.in_flight += 1;
                     return Some(job);
@@ -279,7 +318,12 @@ impl Queue {
     fn done(&self, school: &str) {
         let mut state = self.state.lock().expect("queue");
         state.in_flight -= 1;
-        if let Some(next) = state.by_school.get(school).and_then(VecDeque::front).map(|job| job.index) {
+        if let Some(next) = state
+            .by_school
+            .get(school)
+            .and_then(VecDeque::front)
+            .map(|job| job.index)
+        {
             state.idle.insert(next, school.to_string());
         }
         drop(state);
@@ -287,7 +331,12 @@ impl Queue {
     }
 }
 
-fn send(agent: &ureq::Agent, options: &ReplayOptions, file: &Path, restamp: Option<String>) -> Answer {
+fn send(
+    agent: &ureq::Agent,
+    options: &ReplayOptions,
+    file: &Path,
+    restamp: Option<String>,
+) -> Answer {
     let started = Instant::now();
     let mut answer = Answer {
         file: file.to_path_buf(),
@@ -303,22 +352,30 @@ fn send(agent: &ureq::Agent, options: &ReplayOptions, file: &Path, restamp: Opti
         let mut handle = File::open(file).map_err(|error| error.to_string())?;
         let length = handle.metadata().map_err(|error| error.to_string())?.len();
         let mut head = vec![0u8; HEAD_BYTES.min(length as usize)];
-        handle.read_exact(&mut head).map_err(|error| error.to_string())?;
-        let split = (0..=head.len()).rev().find(|&index| std::str::from_utf8(&head[..index]).is_ok()).unwrap_or(0);
+        handle
+            .read_exact(&mut head)
+            .map_err(|error| error.to_string())?;
+        let split = (0..=head.len())
+            .rev()
+            .find(|&index| std::str::from_utf8(&head[..index]).is_ok())
+            .unwrap_or(0);
         let head_text = std::str::from_utf8(&head[..split]).unwrap_or("");
-        let (new_head, tail): (Vec<u8>, &[u8]) = match prepare_head(head_text, options, restamp.as_deref()) {
-            Ok(new_head) if new_head == head_text => (head[..split].to_vec(), b""),
-            Ok(new_head) if !head_text.contains("Envelope") => {
-                (new_head.into_bytes(), b"</soapenv:Body></soapenv:Envelope>")
-            }
-            Ok(new_head) => (new_head.into_bytes(), b""),
-            // Not XML at all: send it as it is and let the gateway say why.
-            Err(_) if !head_text.contains('<') => (head[..split].to_vec(), b""),
-            Err(reason) => return Err(reason),
-        };
+        let (new_head, tail): (Vec<u8>, &[u8]) =
+            match prepare_head(head_text, options, restamp.as_deref()) {
+                Ok(new_head) if new_head == head_text => (head[..split].to_vec(), b""),
+                Ok(new_head) if !head_text.contains("Envelope") => {
+                    (new_head.into_bytes(), b"</soapenv:Body></soapenv:Envelope>")
+                }
+                Ok(new_head) => (new_head.into_bytes(), b""),
+                // Not XML at all: send it as it is and let the gateway say why.
+                Err(_) if !head_text.contains('<') => (head[..split].to_vec(), b""),
+                Err(reason) => return Err(reason),
+            };
         let content_length = new_head.len() as u64 + (length - split as u64) + tail.len() as u64;
         use std::io::{Seek, SeekFrom};
-        handle.seek(SeekFrom::Start(split as u64)).map_err(|error| error.to_string())?;
+        handle
+            .seek(SeekFrom::Start(split as u64))
+            .map_err(|error| error.to_string())?;
         let reader = std::io::Cursor::new(new_head).chain(handle).chain(tail);
         let response = agent
             .post(&options.url)
@@ -333,7 +390,11 @@ fn send(agent: &ureq::Agent, options: &ReplayOptions, file: &Path, restamp: Opti
         };
         let status = response.status();
         let mut text = String::new();
-        response.into_reader().take(16 << 20).read_to_string(&mut text).map_err(|error| error.to_string())?;
+        response
+            .into_reader()
+            .take(16 << 20)
+            .read_to_string(&mut text)
+            .map_err(|error| error.to_string())?;
         Ok((status, text))
     })();
     answer.latency = started.elapsed();
@@ -361,9 +422,15 @@ pub fn replay(options: &ReplayOptions) -> anyhow::Result<ReplayReport> {
     let mut jobs = Vec::new();
     for (index, file) in files.iter().enumerate() {
         let mut head = vec![0u8; HEAD_BYTES];
-        let read = File::open(file).and_then(|mut handle| handle.read(&mut head)).unwrap_or(0);
+        let read = File::open(file)
+            .and_then(|mut handle| handle.read(&mut head))
+            .unwrap_or(0);
         let school = school_of(&String::from_utf8_lossy(&head[..read]));
-        jobs.push(Job { index, file: file.clone(), school });
+        jobs.push(Job {
+            index,
+            file: file.clone(),
+            school,
+        });
     }
     let total = jobs.len();
     let queue = Arc::new(Queue::new(jobs));
@@ -375,8 +442,13 @@ pub fn replay(options: &ReplayOptions) -> anyhow::Result<ReplayReport> {
     let stamp_base = chrono::Local::now().naive_local();
     std::thread::scope(|scope| {
         for _ in 0..options.concurrency.max(1) {
-            let (queue, answers, progress, pacer, agent) =
-                (queue.clone(), answers.clone(), progress.clone(), pacer.clone(), agent.clone());
+            let (queue, answers, progress, pacer, agent) = (
+                queue.clone(),
+                answers.clone(),
+                progress.clone(),
+                pacer.clone(),
+                agent.clone(),
+            );
             scope.spawn(move || {
                 while let Some(job) = queue.take() {
                     if let Some(rate) = options.rate.filter(|rate| *rate > 0.0) {
@@ -414,7 +486,11 @@ pub fn replay(options: &ReplayOptions) -> anyhow::Result<ReplayReport> {
     let mut differences = Vec::new();
     if let Some(expectations) = &expectations {
         for answer in &answers {
-            let name = answer.file.file_name().map(|name| name.to_string_lossy().into_owned()).unwrap_or_default();
+            let name = answer
+                .file
+                .file_name()
+                .map(|name| name.to_string_lossy().into_owned())
+                .unwrap_or_default();
             let Some(expected) = expectations.get(&name) else {
                 differences.push(format!("{name}: not in the manifest"));
                 continue;
@@ -424,25 +500,44 @@ pub fn replay(options: &ReplayOptions) -> anyhow::Result<ReplayReport> {
             }
         }
     }
-    Ok(ReplayReport { answers, differences, elapsed: started.elapsed() })
+    Ok(ReplayReport {
+        answers,
+        differences,
+        elapsed: started.elapsed(),
+    })
 }
 
 fn compare(expected: &Expected, answer: &Answer) -> Option<String> {
     if let Some(error) = &answer.transport_error {
         return Some(format!("no answer: {error}"));
     }
-    let got = if answer.accepted() { "accepted" } else { "fault" };
+    let got = if answer.accepted() {
+        "accepted"
+    } else {
+        "fault"
+    };
     if expected.outcome != got {
-        return Some(format!("expected {}, got {got} {} {:?}", expected.outcome, answer.faultcode.as_deref().unwrap_or(""), answer.rules));
+        return Some(format!(
+            "expected {}, got {got} {} {:?}",
+            expected.outcome,
+            answer.faultcode.as_deref().unwrap_or(""),
+            answer.rules
+        ));
     }
     if got == "fault" {
         if expected.faultcode.as_deref() != answer.faultcode.as_deref() {
-            return Some(format!("expected faultcode {:?}, got {:?}", expected.faultcode, answer.faultcode));
+            return Some(format!(
+                "expected faultcode {:?}, got {:?}",
+                expected.faultcode, answer.faultcode
+            ));
         }
         let mut rules = expected.rules.clone();
         rules.sort();
         if rules != answer.rules {
-            return Some(format!("expected rules {:?}, got {:?}", rules, answer.rules));
+            return Some(format!(
+                "expected rules {:?}, got {:?}",
+                rules, answer.rules
+            ));
         }
     }
     None
@@ -466,7 +561,10 @@ fn progress_bar(total: u64) -> Progress {
         bar
     });
     let now = Instant::now();
-    Progress { bar, state: Arc::new(Mutex::new((0, 0, 0, now, now))) }
+    Progress {
+        bar,
+        state: Arc::new(Mutex::new((0, 0, 0, now, now))),
+    }
 }
 
 impl Progress {
@@ -515,25 +613,41 @@ fn percentile(sorted: &[Duration], fraction: f64) -> Duration {
 /// The summary table printed at the end.
 pub fn summary(report: &ReplayReport) -> String {
     let mut out = String::new();
-    let accepted = report.answers.iter().filter(|answer| answer.accepted()).count();
+    let accepted = report
+        .answers
+        .iter()
+        .filter(|answer| answer.accepted())
+        .count();
     let mut faults: BTreeMap<String, usize> = BTreeMap::new();
     for answer in report.answers.iter().filter(|answer| !answer.accepted()) {
         let key = match &answer.transport_error {
             Some(_) => "transport error".to_string(),
-            None => answer.rules.first().cloned().unwrap_or_else(|| format!("HTTP {}", answer.status)),
+            None => answer
+                .rules
+                .first()
+                .cloned()
+                .unwrap_or_else(|| format!("HTTP {}", answer.status)),
         };
         *faults.entry(key).or_default() += 1;
     }
     let mut latencies: Vec<Duration> = report.answers.iter().map(|answer| answer.latency).collect();
     latencies.sort();
-    let resultaten: u64 = report.answers.iter().filter(|answer| answer.accepted()).map(|answer| answer.resultaten).sum();
+    let resultaten: u64 = report
+        .answers
+        .iter()
+        .filter(|answer| answer.accepted())
+        .map(|answer| answer.resultaten)
+        .sum();
     let seconds = report.elapsed.as_secs_f64().max(1e-9);
-    let _ = std::fmt::Write::write_fmt(&mut out, format_args!(
-        "messages   {:>10}\naccepted   {:>10}\nfaulted    {:>10}\n",
-        report.answers.len(),
-        accepted,
-        report.answers.len() - accepted
-    ));
+    let _ = std::fmt::Write::write_fmt(
+        &mut out,
+        format_args!(
+            "messages   {:>10}\naccepted   {:>10}\nfaulted    {:>10}\n",
+            report.answers.len(),
+            accepted,
+            report.answers.len() - accepted
+        ),
+    );
     for (rule, count) in &faults {
         let _ = std::fmt::Write::write_fmt(&mut out, format_args!("  {rule:<20} {count:>6}\n"));
     }
@@ -548,7 +662,13 @@ pub fn summary(report: &ReplayReport) -> String {
         latencies.last().copied().unwrap_or_default().as_secs_f64() * 1000.0
     ));
     if !report.differences.is_empty() {
-        let _ = std::fmt::Write::write_fmt(&mut out, format_args!("differences from the manifest: {}\n", report.differences.len()));
+        let _ = std::fmt::Write::write_fmt(
+            &mut out,
+            format_args!(
+                "differences from the manifest: {}\n",
+                report.differences.len()
+            ),
+        );
         for difference in &report.differences {
             let _ = std::fmt::Write::write_fmt(&mut out, format_args!("  {difference}\n"));
         }
@@ -581,7 +701,10 @@ mod tests {
         let head = prepare_head(bare, &options(), None).unwrap();
         assert!(head.starts_with("<soapenv:Envelope"));
         assert!(head.contains("<aut:klantcode>EA</aut:klantcode>"));
-        let no_credentials = ReplayOptions { key: None, ..options() };
+        let no_credentials = ReplayOptions {
+            key: None,
+            ..options()
+        };
         assert!(prepare_head(bare, &no_credentials, None).is_err());
         let envelope = "<s:Envelope xmlns:s=\"e\"><s:Body><lr:leerresultaten_verzoek>";
         assert_eq!(prepare_head(envelope, &options(), None).unwrap(), envelope);
@@ -603,6 +726,12 @@ mod tests {
     #[test]
     fn reads_fault_codes() {
         let body = "<soap:Envelope xmlns:soap=\"s\"><soap:Body><soap:Fault><faultcode>soap:Client.ScoreOngeldig</faultcode><detail><gw:violations xmlns:gw=\"g\"><gw:violation><gw:rule>UWLR-SCORE</gw:rule></gw:violation></gw:violations></detail></soap:Fault></soap:Body></soap:Envelope>";
-        assert_eq!(parse_fault(body), (Some("Client.ScoreOngeldig".into()), vec!["UWLR-SCORE".into()]));
+        assert_eq!(
+            parse_fault(body),
+            (
+                Some("Client.ScoreOngeldig".into()),
+                vec!["UWLR-SCORE".into()]
+            )
+        );
     }
 }

@@ -256,7 +256,10 @@ impl Toets {
 
     /// The version this definition carries; absent is the empty version.
     pub fn versie_text(&self) -> &str {
-        self.versie.as_ref().map(|versie| versie.waarde.as_str()).unwrap_or("")
+        self.versie
+            .as_ref()
+            .map(|versie| versie.waarde.as_str())
+            .unwrap_or("")
     }
 
     pub fn onderdeel(&self, code: &str) -> Option<&Toetsonderdeel> {
@@ -267,7 +270,8 @@ impl Toets {
 
     /// Every vocabulary-bound value of the definition, with a path for reporting.
     pub fn vocabulary_values(&self) -> Vec<(String, &VocabulaireWaarde)> {
-        let mut values: Vec<(String, &VocabulaireWaarde)> = vec![("toetscode".into(), &self.toetscode)];
+        let mut values: Vec<(String, &VocabulaireWaarde)> =
+            vec![("toetscode".into(), &self.toetscode)];
         let optional = [
             ("versie", &self.versie),
             ("leerjaar", &self.leerjaar),
@@ -281,7 +285,10 @@ impl Toets {
         for ingang in &self.toetshierarchie {
             values.push(("toetshierarchie/ingang".into(), &ingang.waarde));
         }
-        fn normering_values(prefix: String, normering: &Option<Normering>) -> Vec<(String, &VocabulaireWaarde)> {
+        fn normering_values(
+            prefix: String,
+            normering: &Option<Normering>,
+        ) -> Vec<(String, &VocabulaireWaarde)> {
             let mut found = Vec::new();
             if let Some(normering) = normering {
                 if let Some(value) = &normering.toetscategorie {
@@ -296,7 +303,10 @@ impl Toets {
         let mut extra = normering_values("toetsnormering".into(), &self.toetsnormering);
         for onderdeel in &self.toetsonderdelen {
             let code = &onderdeel.toetsonderdeelcode.waarde;
-            extra.push((format!("toetsonderdeel[{code}]/toetsonderdeelcode"), &onderdeel.toetsonderdeelcode));
+            extra.push((
+                format!("toetsonderdeel[{code}]/toetsonderdeelcode"),
+                &onderdeel.toetsonderdeelcode,
+            ));
             extra.extend(normering_values(
                 format!("toetsonderdeel[{code}]/toetsonderdeelnormering"),
                 &onderdeel.toetsonderdeelnormering,
@@ -347,7 +357,10 @@ impl Resultaat {
         };
         Resultaat {
             key: node.attribute("key").unwrap_or_default().to_string(),
-            afnamedatum: node.child_text("afnamedatum").unwrap_or_default().to_string(),
+            afnamedatum: node
+                .child_text("afnamedatum")
+                .unwrap_or_default()
+                .to_string(),
             toetscode: node.child_text("toetscode").unwrap_or_default().to_string(),
             versie: vocab(node, "versie"),
             toetsonderdeelcode: node

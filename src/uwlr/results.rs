@@ -13,7 +13,9 @@ use std::sync::mpsc;
 /// One step of the results walk.
 #[derive(Debug)]
 pub enum Parsed {
-    ToetsafnameStart { offset: u64 },
+    ToetsafnameStart {
+        offset: u64,
+    },
     /// leerlingid, eckid or resultaatverwerkerid of the current toetsafname.
     AfnameField(Node),
     Resultaat(Resultaat),
@@ -38,7 +40,9 @@ fn next_parsed(scanner: &mut Scanner<BodyReader>) -> Option<Parsed> {
         return match scanner.next() {
             Ok(None) => None,
             Err(error) => Some(Parsed::Failed(error)),
-            Ok(Some(Item::ToetsafnameStart { offset })) => Some(Parsed::ToetsafnameStart { offset }),
+            Ok(Some(Item::ToetsafnameStart { offset })) => {
+                Some(Parsed::ToetsafnameStart { offset })
+            }
             Ok(Some(Item::AfnameField(node))) => Some(Parsed::AfnameField(node)),
             Ok(Some(Item::Resultaat(node))) => Some(Parsed::Resultaat(Resultaat::from_node(&node))),
             Ok(Some(Item::ToetsafnameEnd)) => Some(Parsed::ToetsafnameEnd),
@@ -55,19 +59,25 @@ impl ResultStream {
             return Ok(ResultStream::Inline(scanner, false));
         }
         let (sender, receiver) = mpsc::sync_channel::<Vec<Parsed>>(CHUNKS_AHEAD);
-        std::thread::Builder::new().name("result-parser".into()).spawn(move || {
-            let mut chunk = Vec::with_capacity(CHUNK);
-            while let Some(parsed) = next_parsed(&mut scanner) {
-                let failed = matches!(parsed, Parsed::Failed(_));
-                chunk.push(parsed);
-                if chunk.len() == CHUNK || failed {
-                    if sender.send(std::mem::replace(&mut chunk, Vec::with_capacity(CHUNK))).is_err() || failed {
-                        return;
+        std::thread::Builder::new()
+            .name("result-parser".into())
+            .spawn(move || {
+                let mut chunk = Vec::with_capacity(CHUNK);
+                while let Some(parsed) = next_parsed(&mut scanner) {
+                    let failed = matches!(parsed, Parsed::Failed(_));
+                    chunk.push(parsed);
+                    if chunk.len() == CHUNK || failed {
+                        if sender
+                            .send(std::mem::replace(&mut chunk, Vec::with_capacity(CHUNK)))
+                            .is_err()
+                            || failed
+                        {
+                            return;
+                        }
                     }
                 }
-            }
-            let _ = sender.send(chunk);
-        })?;
+                let _ = sender.send(chunk);
+            })?;
         Ok(ResultStream::Threaded(receiver, Vec::new().into_iter()))
     }
 }

@@ -13,7 +13,10 @@ pub enum Root {
     Soap12Envelope,
     /// A bare `leerresultaten_verzoek` without envelope.
     Verzoek,
-    Other { namespace: Option<String>, name: String },
+    Other {
+        namespace: Option<String>,
+        name: String,
+    },
 }
 
 /// One piece of the message, in document order.
@@ -23,10 +26,16 @@ pub enum Item {
     /// A child of soap:Header.
     HeaderElement(Node),
     /// The first child of soap:Body (only its name; the verzoek itself streams on).
-    BodyElement { namespace: Option<String>, name: String, offset: u64 },
+    BodyElement {
+        namespace: Option<String>,
+        name: String,
+        offset: u64,
+    },
     School(Node),
     /// Start of a toetsafname; its leerling fields follow as `AfnameField`s.
-    ToetsafnameStart { offset: u64 },
+    ToetsafnameStart {
+        offset: u64,
+    },
     AfnameField(Node),
     Resultaat(Node),
     ToetsafnameEnd,
@@ -128,7 +137,9 @@ impl<R: BufRead> Scanner<R> {
                 Err(error) => return Err(self.fail(quick_xml::Error::from(error))),
             };
             if is_utf16 {
-                return Err(self.fail(TreeError::Encoding("the message is UTF-16; this service accepts UTF-8 only".into())));
+                return Err(self.fail(TreeError::Encoding(
+                    "the message is UTF-16; this service accepts UTF-8 only".into(),
+                )));
             }
         }
         loop {
@@ -157,8 +168,7 @@ impl<R: BufRead> Scanner<R> {
                 Event::Decl(decl) => {
                     if let Some(Ok(encoding)) = decl.encoding() {
                         let encoding = String::from_utf8_lossy(&encoding).to_ascii_lowercase();
-                        if !matches!(encoding.as_str(), "utf-8" | "utf8" | "us-ascii" | "ascii")
-                        {
+                        if !matches!(encoding.as_str(), "utf-8" | "utf8" | "us-ascii" | "ascii") {
                             return Err(self.fail(TreeError::Encoding(format!(
                                 "encoding {encoding} is not supported; send UTF-8"
                             ))));
@@ -167,9 +177,9 @@ impl<R: BufRead> Scanner<R> {
                 }
                 Event::Text(text) => {
                     if self.frames.is_empty() && !text.iter().all(u8::is_ascii_whitespace) {
-                        return Err(self.fail(TreeError::Encoding(
-                            "text outside the root element".into(),
-                        )));
+                        return Err(
+                            self.fail(TreeError::Encoding("text outside the root element".into()))
+                        );
                     }
                     if let Err(error) = text.unescape() {
                         return Err(self.fail(TreeError::Encoding(error.to_string())));
@@ -216,7 +226,11 @@ impl<R: BufRead> Scanner<R> {
         }
     }
 
-    fn open(&mut self, start: BytesStart<'static>, is_empty: bool) -> Result<Option<Item>, ScanError> {
+    fn open(
+        &mut self,
+        start: BytesStart<'static>,
+        is_empty: bool,
+    ) -> Result<Option<Item>, ScanError> {
         let name = local_name(&start);
         let offset = self.reader.buffer_position();
         if !self.seen_root {
@@ -244,15 +258,15 @@ impl<R: BufRead> Scanner<R> {
             return Ok(Some(Item::Root(root)));
         }
         let Some(&frame) = self.frames.last() else {
-            return Err(self.fail(TreeError::Encoding(
-                "more than one root element".into(),
-            )));
+            return Err(self.fail(TreeError::Encoding("more than one root element".into())));
         };
         match (frame, name.as_str()) {
             (Frame::Envelope, "Header") => self.push(Frame::Header, is_empty),
             (Frame::Envelope, "Body") => self.push(Frame::Body, is_empty),
             (Frame::Header, _) => {
-                return self.subtree(&start, is_empty).map(|node| Some(Item::HeaderElement(node)))
+                return self
+                    .subtree(&start, is_empty)
+                    .map(|node| Some(Item::HeaderElement(node)))
             }
             (Frame::Body, _) => {
                 let namespace = namespace_of(&self.reader, &start);
@@ -267,11 +281,17 @@ impl<R: BufRead> Scanner<R> {
                     self.skip(&start, is_empty)?;
                 }
                 if first {
-                    return Ok(Some(Item::BodyElement { namespace, name, offset }));
+                    return Ok(Some(Item::BodyElement {
+                        namespace,
+                        name,
+                        offset,
+                    }));
                 }
             }
             (Frame::Verzoek, "school") => {
-                return self.subtree(&start, is_empty).map(|node| Some(Item::School(node)))
+                return self
+                    .subtree(&start, is_empty)
+                    .map(|node| Some(Item::School(node)))
             }
             (Frame::Verzoek, "toetsafnames") if self.pass == Pass::Everything => {
                 self.push(Frame::Toetsafnames, is_empty)
@@ -287,13 +307,19 @@ impl<R: BufRead> Scanner<R> {
             }
             (Frame::Toetsafname, "resultaten") => self.push(Frame::Resultaten, is_empty),
             (Frame::Toetsafname, _) => {
-                return self.subtree(&start, is_empty).map(|node| Some(Item::AfnameField(node)))
+                return self
+                    .subtree(&start, is_empty)
+                    .map(|node| Some(Item::AfnameField(node)))
             }
             (Frame::Resultaten, "resultaat") => {
-                return self.subtree(&start, is_empty).map(|node| Some(Item::Resultaat(node)))
+                return self
+                    .subtree(&start, is_empty)
+                    .map(|node| Some(Item::Resultaat(node)))
             }
             (Frame::Toetsen, "toets") => {
-                return self.subtree(&start, is_empty).map(|node| Some(Item::Toets(node)))
+                return self
+                    .subtree(&start, is_empty)
+                    .map(|node| Some(Item::Toets(node)))
             }
             _ => self.skip(&start, is_empty)?,
         }
@@ -371,7 +397,10 @@ mod tests {
         assert!(items(truncated, Pass::Everything).is_err());
         let utf16 = "<?xml version=\"1.0\" encoding=\"UTF-16\"?><x/>";
         assert!(items(utf16, Pass::Everything).is_err());
-        let utf16_bytes: Vec<u8> = "\u{feff}<x/>".encode_utf16().flat_map(u16::to_le_bytes).collect();
+        let utf16_bytes: Vec<u8> = "\u{feff}<x/>"
+            .encode_utf16()
+            .flat_map(u16::to_le_bytes)
+            .collect();
         let mut scanner = Scanner::new(utf16_bytes.as_slice(), Pass::Everything);
         assert!(scanner.next().unwrap_err().to_string().contains("UTF-16"));
         let no_bom: Vec<u8> = "<x/>".encode_utf16().flat_map(u16::to_le_bytes).collect();

@@ -129,7 +129,11 @@ fn node_from_start<R>(
     }
     Ok(Node {
         name: local_name(start),
-        namespace: if with_namespace { namespace_of(reader, start) } else { None },
+        namespace: if with_namespace {
+            namespace_of(reader, start)
+        } else {
+            None
+        },
         attributes,
         text: String::new(),
         children: Vec::new(),
@@ -173,7 +177,11 @@ pub fn read_subtree<R: BufRead>(
                     return Err(TreeError::TooManyNodes);
                 }
                 let node = node_from_start(reader, &start, reader.buffer_position(), false)?;
-                stack.last_mut().expect("stack holds the root").children.push(node);
+                stack
+                    .last_mut()
+                    .expect("stack holds the root")
+                    .children
+                    .push(node);
             }
             Event::End(_) => {
                 let node = stack.pop().expect("stack holds the root");
@@ -190,7 +198,11 @@ pub fn read_subtree<R: BufRead>(
                 if text_bytes > MAX_TEXT {
                     return Err(TreeError::TextTooLong);
                 }
-                stack.last_mut().expect("stack holds the root").text.push_str(&text);
+                stack
+                    .last_mut()
+                    .expect("stack holds the root")
+                    .text
+                    .push_str(&text);
             }
             Event::CData(data) => {
                 let text = std::str::from_utf8(&data)
@@ -199,7 +211,11 @@ pub fn read_subtree<R: BufRead>(
                 if text_bytes > MAX_TEXT {
                     return Err(TreeError::TextTooLong);
                 }
-                stack.last_mut().expect("stack holds the root").text.push_str(text);
+                stack
+                    .last_mut()
+                    .expect("stack holds the root")
+                    .text
+                    .push_str(text);
             }
             Event::DocType(_) => return Err(TreeError::Doctype),
             Event::Eof => return Err(TreeError::Eof),
@@ -250,7 +266,11 @@ mod tests {
 
     #[test]
     fn refuses_deep_nesting() {
-        let xml = format!("{}{}", "<a>".repeat(MAX_DEPTH + 2), "</a>".repeat(MAX_DEPTH + 2));
+        let xml = format!(
+            "{}{}",
+            "<a>".repeat(MAX_DEPTH + 2),
+            "</a>".repeat(MAX_DEPTH + 2)
+        );
         assert!(matches!(parse(&xml), Err(TreeError::TooDeep)));
     }
 

@@ -226,7 +226,10 @@ impl Gateway {
             if cursor >= end {
                 return;
             }
-            assert!(std::time::Instant::now() < deadline, "publisher stuck at {cursor} of {end}");
+            assert!(
+                std::time::Instant::now() < deadline,
+                "publisher stuck at {cursor} of {end}"
+            );
             std::thread::sleep(Duration::from_millis(20));
         }
     }

@@ -86,8 +86,15 @@ fn assert_store_consistent(gateway: &Gateway, context: &str) {
     // The publisher (which runs after the commit, from its cursor) catches up after a
     // restart, and then every published afname has exactly one live statement.
     let deadline = std::time::Instant::now() + Duration::from_secs(60);
-    while one(&db, "SELECT (SELECT seq FROM change_counter) - (SELECT cursor_seq FROM xapi_publisher)") > 0 {
-        assert!(std::time::Instant::now() < deadline, "{context}: the publisher did not catch up");
+    while one(
+        &db,
+        "SELECT (SELECT seq FROM change_counter) - (SELECT cursor_seq FROM xapi_publisher)",
+    ) > 0
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{context}: the publisher did not catch up"
+        );
         std::thread::sleep(Duration::from_millis(50));
     }
     assert_eq!(
@@ -294,8 +301,15 @@ fn sigkill_at_any_point_leaves_every_message_whole_or_absent() {
         } else {
             let answer = String::from_utf8_lossy(&answer).into_owned();
             assert!(answer.starts_with("HTTP/1.1 200"), "{context}: {answer}");
-            assert_eq!(receipts_for(&gateway, &big).len(), 1, "{context}: one receipt for the answered batch");
-            assert!(afnames(&gateway) > before, "{context}: answered but not stored");
+            assert_eq!(
+                receipts_for(&gateway, &big).len(),
+                1,
+                "{context}: one receipt for the answered batch"
+            );
+            assert!(
+                afnames(&gateway) > before,
+                "{context}: answered but not stored"
+            );
             answered = true;
             break;
         }

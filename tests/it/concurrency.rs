@@ -159,7 +159,11 @@ fn two_senders_racing_on_the_same_keys_leave_the_latest_accepted_version() {
                         for key in 0..KEYS {
                             message = message.afname(
                                 &format!("LL{:04}", key + 1),
-                                vec![Resultaat::score(&format!("RACE-{key}"), "RACE-T", score(sequence, key))],
+                                vec![Resultaat::score(
+                                    &format!("RACE-{key}"),
+                                    "RACE-T",
+                                    score(sequence, key),
+                                )],
                             );
                         }
                         let body = message.toets(Toets::new("RACE-T")).envelope();
@@ -168,7 +172,10 @@ fn two_senders_racing_on_the_same_keys_leave_the_latest_accepted_version() {
                         let accepted = match outcome(&reply) {
                             Expect::Accepted => true,
                             other => {
-                                assert_eq!(&other, volgorde, "round {round}: only the ordering rule may refuse");
+                                assert_eq!(
+                                    &other, volgorde,
+                                    "round {round}: only the ordering rule may refuse"
+                                );
                                 false
                             }
                         };
@@ -189,12 +196,22 @@ fn two_senders_racing_on_the_same_keys_leave_the_latest_accepted_version() {
         .map(|(sequence, _)| *sequence)
         .max()
         .expect("some message was accepted");
-    assert_eq!(latest, 1000 + ROUNDS * 2 - 1, "the last message sent can never lose");
+    assert_eq!(
+        latest,
+        1000 + ROUNDS * 2 - 1,
+        "the last message sent can never lose"
+    );
     let refused = results.iter().filter(|(_, accepted)| !*accepted).count();
-    eprintln!("{refused} of {} racing messages refused by the ordering rule", results.len());
+    eprintln!(
+        "{refused} of {} racing messages refused by the ordering rule",
+        results.len()
+    );
     let connection = gateway.db();
     assert_eq!(
-        count(&connection, "SELECT count(*) FROM receipts WHERE outcome = 'rejected'"),
+        count(
+            &connection,
+            "SELECT count(*) FROM receipts WHERE outcome = 'rejected'"
+        ),
         refused as i64
     );
     assert_eq!(
@@ -208,7 +225,9 @@ fn two_senders_racing_on_the_same_keys_leave_the_latest_accepted_version() {
     for key in 0..KEYS {
         let stored = rows(
             &connection,
-            &format!("SELECT score, aanmaakdatum FROM toetsafnames WHERE afname_key = 'RACE-{key}'"),
+            &format!(
+                "SELECT score, aanmaakdatum FROM toetsafnames WHERE afname_key = 'RACE-{key}'"
+            ),
         );
         assert_eq!(
             stored,
@@ -236,7 +255,10 @@ fn two_senders_racing_on_the_same_keys_leave_the_latest_accepted_version() {
         &connection,
         "SELECT aanmaakdatum FROM receipts WHERE outcome = 'accepted' ORDER BY rowid",
     );
-    assert!(accepted.windows(2).all(|pair| pair[0] < pair[1]), "{accepted:?}");
+    assert!(
+        accepted.windows(2).all(|pair| pair[0] < pair[1]),
+        "{accepted:?}"
+    );
     assert_eq!(
         accepted.len(),
         results.iter().filter(|(_, accepted)| *accepted).count()

@@ -1,7 +1,9 @@
 //! Operations: an online backup taken under load restores into a fresh data dir that serves.
 
 use crate::support::message::{aanmaakdatum, Message, Resultaat, Toets};
-use crate::support::{count, outcome, spawn_default, spawn_gateway, wait_published, Expect, Options};
+use crate::support::{
+    count, outcome, spawn_default, spawn_gateway, wait_published, Expect, Options,
+};
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 
 fn drip(sequence: u32) -> Vec<u8> {
@@ -100,7 +102,10 @@ fn backup_under_load_restores_into_a_fresh_data_dir_that_serves() {
     assert_eq!(stored, previous as u32);
     // The restored gateway's publisher finishes what the copy had not published yet.
     wait_published(&connection);
-    assert_eq!(count(&connection, "SELECT count(*) FROM xapi_statements"), i64::from(stored));
+    assert_eq!(
+        count(&connection, "SELECT count(*) FROM xapi_statements"),
+        i64::from(stored)
+    );
     // A message from the backup is a replay; the next one continues the ordering.
     let replay = restored.post(drip(stored));
     assert_eq!(outcome(&replay), Expect::Accepted);

@@ -637,8 +637,15 @@ pub fn send_and_check(
 /// its cursor) has turned every accepted change into statements.
 pub fn wait_published(connection: &rusqlite::Connection) {
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
-    while count(connection, "SELECT (SELECT seq FROM change_counter) - (SELECT cursor_seq FROM xapi_publisher)") > 0 {
-        assert!(std::time::Instant::now() < deadline, "the publisher did not catch up");
+    while count(
+        connection,
+        "SELECT (SELECT seq FROM change_counter) - (SELECT cursor_seq FROM xapi_publisher)",
+    ) > 0
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the publisher did not catch up"
+        );
         std::thread::sleep(std::time::Duration::from_millis(20));
     }
 }
