@@ -401,17 +401,7 @@ pub fn leerling_known(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::migrations::migrate;
-
-    fn database() -> Result<Connection, StoreError> {
-        let mut connection = Connection::open_in_memory()?;
-        migrate(&mut connection)?;
-        Ok(connection)
-    }
-
-    fn date(text: &str) -> chrono::NaiveDate {
-        chrono::NaiveDate::parse_from_str(text, "%Y-%m-%d").unwrap()
-    }
+    use crate::store::testing::*;
 
     #[test]
     fn authentication_checks_each_part() -> Result<(), StoreError> {

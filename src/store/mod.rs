@@ -345,3 +345,22 @@ pub fn sha256_hex(bytes: &[u8]) -> String {
     use sha2::Digest;
     hex::encode(sha2::Sha256::digest(bytes))
 }
+
+/// Helpers for the store's unit tests.
+#[cfg(test)]
+pub(crate) mod testing {
+    use super::{migrations, StoreError};
+    use rusqlite::Connection;
+
+    /// An in-memory database at the newest schema.
+    pub fn database() -> Result<Connection, StoreError> {
+        let mut connection = Connection::open_in_memory()?;
+        migrations::migrate(&mut connection)?;
+        Ok(connection)
+    }
+
+    /// A date written YYYY-MM-DD.
+    pub fn date(text: &str) -> chrono::NaiveDate {
+        chrono::NaiveDate::parse_from_str(text, "%Y-%m-%d").expect("a YYYY-MM-DD date")
+    }
+}

@@ -209,7 +209,6 @@ pub fn read_statements(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::migrations::migrate;
     use rusqlite::params;
 
     const SCORED: &str = "http://adlnet.gov/expapi/verbs/scored";
@@ -230,8 +229,7 @@ mod tests {
 
     /// Statements: 1 and 2 of learner A at school 1 (1 voided by 3), 4 of learner B at school 2.
     fn database() -> Result<Connection, StoreError> {
-        let mut connection = Connection::open_in_memory()?;
-        migrate(&mut connection)?;
+        let connection = crate::store::testing::database()?;
         for code in ["99XX01", "99YY"] {
             crate::store::admin::ensure_school(
                 &connection,
