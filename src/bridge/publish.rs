@@ -152,7 +152,11 @@ pub fn release_quarantine(connection: &Connection) -> Result<usize, BridgeError>
 }
 
 /// How many changes one publisher job takes at most, so drip messages interleave with a backlog.
-const PUBLISH_CHUNK: i64 = 500;
+/// Each statement dirties a few random index pages (id, agent, registration, activity) that a
+/// commit writes whole to the WAL, so larger rounds write less: publishing the 227,854
+/// statements of the 200,000-result batch took 26 s with rounds of 500, 15.5 s with 2,000
+/// and 17.4 s with 5,000 (busy machine); a round of 2,000 holds the writer about 0.15 s.
+const PUBLISH_CHUNK: i64 = 2_000;
 
 /// Where the publisher is in the change feed, and where the feed ends.
 pub fn publisher_position(connection: &Connection) -> Result<(i64, i64), BridgeError> {
