@@ -276,15 +276,27 @@ async fn handle(
     let request_id = uuid::Uuid::new_v4().simple().to_string()[..16].to_string();
     let span = tracing::info_span!("request", request_id = %request_id, method = %request.method(), path = %request.uri().path(), %peer);
     if crate::query::owns(request.uri().path()) {
-        let asked = crate::query::Asked::new(
-            request.method(),
-            request.uri(),
-            request.headers(),
-            &request_id,
-        );
+        // Reader tokens share the failed-authentication limit per source address: a locked-out
+        // address is asked as if it sent no token, and so gets the same 401 as a wrong one.
+        let limiter = &state.intake.auth_limit;
+        let locked = limiter.is_locked(None, Some(peer.ip()));
+        let presented = request.headers().contains_key(AUTHORIZATION);
+        let mut headers = request.headers().clone();
+        if locked {
+            headers.remove(AUTHORIZATION);
+        }
+        let asked =
+            crate::query::Asked::new(request.method(), request.uri(), &headers, &request_id);
         let answer = crate::query::route(&state.intake.store, asked)
             .instrument(span)
             .await;
+        if !locked
+            && presented
+            && answer.reply.status == StatusCode::UNAUTHORIZED
+            && limiter.record_failure(None, Some(peer.ip()))
+        {
+            tracing::warn!(%peer, "repeated reader token failures; locking out");
+        }
         let mut response = respond(answer.reply, &request_id);
         for (name, value) in answer.headers {
             if let Ok(value) = HeaderValue::from_str(&value) {

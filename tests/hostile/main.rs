@@ -169,13 +169,23 @@ fn write_all_quietly(stream: &mut TcpStream, body: &[u8]) {
 }
 
 /// Posts `body` with an honest Content-Length.
-fn post_raw(gateway: &Gateway, body: Vec<u8>) -> RawReply {
+fn post_raw(address: SocketAddr, body: Vec<u8>) -> RawReply {
     let head = request_head(Some(body.len() as u64));
-    exchange(gateway.address(), ANSWER_WITHIN * 2, move |stream| {
+    exchange(address, ANSWER_WITHIN * 2, move |stream| {
         if stream.write_all(head.as_bytes()).is_ok() {
             write_all_quietly(stream, &body);
         }
     })
+}
+
+/// The server never panicked (a panic in a request task would not show in its answers).
+#[track_caller]
+fn assert_no_panic(gateway: &Gateway, context: &str) {
+    let log = gateway.stderr();
+    assert!(
+        !log.contains("panicked"),
+        "{context}: the gateway panicked:\n{log}"
+    );
 }
 
 /// A clear refusal: a 4xx, or a 500 carrying a SOAP fault; never a 200, never silence.
@@ -215,7 +225,11 @@ fn attack(context: &str, body: Vec<u8>, rule: Option<&str>) -> (Gateway, RawRepl
     let gateway = hostile_gateway();
     valid_message_is_accepted(&gateway, 1);
     let before = peak_memory_kb(gateway.pid());
-    let reply = post_raw(&gateway, body);
+    let address = gateway.address();
+    let attacker = std::thread::spawn(move || post_raw(address, body));
+    // Another sender is served while the attack is in flight...
+    valid_message_is_accepted(&gateway, 2);
+    let reply = attacker.join().expect("attacker");
     let rules = assert_refused(context, &reply);
     if let Some(rule) = rule {
         assert!(
@@ -229,7 +243,9 @@ fn attack(context: &str, body: Vec<u8>, rule: Option<&str>) -> (Gateway, RawRepl
         after.saturating_sub(before) < EXTRA_MEMORY_KB,
         "{context}: peak memory grew from {before} kB to {after} kB"
     );
-    valid_message_is_accepted(&gateway, 2);
+    // ...and afterwards.
+    valid_message_is_accepted(&gateway, 3);
+    assert_no_panic(&gateway, context);
     (gateway, reply)
 }
 
@@ -572,6 +588,10 @@ fn a_content_length_shorter_than_the_body_is_refused() {
         ),
         0
     );
+    assert_no_panic(
+        &gateway,
+        "a_content_length_shorter_than_the_body_is_refused",
+    );
 }
 
 #[test]
@@ -611,6 +631,7 @@ fn a_content_length_longer_than_the_body_is_refused() {
         ),
         0
     );
+    assert_no_panic(&gateway, "a_content_length_longer_than_the_body_is_refused");
 }
 
 #[test]
@@ -650,6 +671,10 @@ fn slowloris_headers_are_cut_off_while_others_are_served() {
     }
     assert!(peak_memory_kb(gateway.pid()) - before < EXTRA_MEMORY_KB);
     valid_message_is_accepted(&gateway, 2);
+    assert_no_panic(
+        &gateway,
+        "slowloris_headers_are_cut_off_while_others_are_served",
+    );
 }
 
 fn exchange_in_background(
@@ -703,6 +728,10 @@ fn slowloris_bodies_are_cut_off_while_others_are_served() {
         ),
         0
     );
+    assert_no_panic(
+        &gateway,
+        "slowloris_bodies_are_cut_off_while_others_are_served",
+    );
 }
 
 #[test]
@@ -739,4 +768,8 @@ fn thousands_of_idle_connections_do_not_stop_the_service() {
         "3000 idle connections cost too much memory"
     );
     valid_message_is_accepted(&gateway, 3);
+    assert_no_panic(
+        &gateway,
+        "thousands_of_idle_connections_do_not_stop_the_service",
+    );
 }

@@ -189,6 +189,54 @@ fn admin_tokens_are_rate_limited_per_address() {
 }
 
 #[test]
+fn reader_tokens_are_rate_limited_per_address() {
+    let gateway = spawn_gateway(
+        Options::default()
+            .env("UWLR_AUTH_MAX_FAILURES", "2")
+            .env("UWLR_AUTH_LOCKOUT_SECS", "60"),
+    );
+    let added = gateway
+        .cli(&[
+            "readers",
+            "add",
+            "las-a",
+            "--school",
+            "99XX01",
+            "--scope",
+            "las",
+            "--mandate",
+            "DPA-R",
+        ])
+        .success();
+    let token = added
+        .stdout
+        .lines()
+        .last()
+        .expect("the token")
+        .trim()
+        .to_string();
+    let feed = format!(
+        "{}/api/v1/schools/99XX01/toetsafnames?since=0",
+        gateway.base_url
+    );
+    let attacker = client_from("127.0.0.7");
+    for guess in ["wrong-token-1", "wrong-token-2"] {
+        assert_eq!(
+            gateway.send(attacker.get(&feed).bearer_auth(guess)).status,
+            401
+        );
+    }
+    let locked = gateway.send(attacker.get(&feed).bearer_auth(&token));
+    assert_eq!(
+        locked.status, 401,
+        "the address is locked out, even with the right token: {}",
+        locked.body
+    );
+    let other = gateway.send(client_from("127.0.0.8").get(&feed).bearer_auth(&token));
+    assert_eq!(other.status, 200, "{}", other.body);
+}
+
+#[test]
 fn every_admin_action_leaves_an_audit_entry() {
     let token = "admin-token-audit-000000000000";
     let gateway = spawn_gateway(Options::default().env("UWLR_ADMIN_TOKEN", token));
@@ -244,6 +292,42 @@ fn every_admin_action_leaves_an_audit_entry() {
             .body("99XX01,LL9101,,\n"),
     );
     assert_eq!(reply.status, 200, "{}", reply.body);
+    let added = gateway
+        .cli(&[
+            "readers",
+            "add",
+            "audit-reader",
+            "--school",
+            "99XX01",
+            "--scope",
+            "las",
+            "--mandate",
+            "DPA-R1",
+        ])
+        .success();
+    let reader_token = added
+        .stdout
+        .lines()
+        .last()
+        .expect("the token")
+        .trim()
+        .to_string();
+    let reader_steps: [&[&str]; 3] = [
+        &[
+            "readers",
+            "grant",
+            "audit-reader",
+            "--school",
+            "99XX02",
+            "--mandate",
+            "DPA-R2",
+        ],
+        &["readers", "withdraw", "audit-reader", "--school", "99XX02"],
+        &["readers", "revoke", "audit-reader"],
+    ];
+    for args in reader_steps {
+        gateway.cli(args).success();
+    }
     let backup = gateway.scratch().join("audit-backup.sqlite");
     gateway.cli(&["backup", backup.to_str().unwrap()]).success();
 
@@ -262,6 +346,10 @@ fn every_admin_action_leaves_an_audit_entry() {
         "cli leerlingen.import",
         "admin-api leerlingen.import",
         "cli backup",
+        "cli readers.add",
+        "cli readers.grant",
+        "cli readers.withdraw",
+        "cli readers.revoke",
     ] {
         assert!(
             actions.iter().any(|action| action == expected),
@@ -272,5 +360,9 @@ fn every_admin_action_leaves_an_audit_entry() {
     assert!(
         !details.contains("audit-sleutel-2026"),
         "the audit log holds a key: {details}"
+    );
+    assert!(
+        !details.contains(&reader_token),
+        "the audit log holds a reader token: {details}"
     );
 }

@@ -71,13 +71,21 @@ fn backup_under_load_restores_into_a_fresh_data_dir_that_serves() {
             receipts
         );
         // Each accepted change is in the change log with its afname; statements follow
-        // after the commit, so a copy may hold fewer, never more.
+        // after the commit, and exist exactly for the changes up to the publisher's cursor.
         assert_eq!(
             count(&connection, "SELECT count(*) FROM toetsafname_changes"),
             receipts,
             "changes logged with their afnames"
         );
-        assert!(count(&connection, "SELECT count(*) FROM xapi_statements") <= receipts);
+        assert_eq!(
+            count(&connection, "SELECT count(*) FROM xapi_statements"),
+            count(
+                &connection,
+                "SELECT count(*) FROM toetsafname_changes
+                 WHERE change_seq <= (SELECT cursor_seq FROM xapi_publisher)"
+            ),
+            "statements in step with the publisher's cursor"
+        );
         assert!(
             receipts >= previous && receipts <= i64::from(total),
             "{receipts} of {total}"
