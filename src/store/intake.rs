@@ -368,7 +368,12 @@ pub fn upsert_afname(
     if inserted == 1 {
         *change_seq += 1;
         let afname_id = connection.last_insert_rowid();
-        log_change(connection, *change_seq, afname_id, write.quarantined)?;
+        // A new afname is at revision 1: no need to read it back.
+        connection
+            .prepare_cached(
+                "INSERT INTO toetsafname_changes (change_seq, afname_id, revision, quarantined) VALUES (?1, ?2, 1, ?3)",
+            )?
+            .execute(params![*change_seq, afname_id, write.quarantined])?;
         return Ok(AfnameChange::Created);
     }
     let existing: Option<(i64, Vec<u8>, String)> = connection
