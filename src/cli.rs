@@ -983,7 +983,6 @@ fn serve(config: Config, demo: bool) -> Result<ExitCode> {
         config: Arc::new(IntakeConfig {
             xsd_versions: config.xsd_versions.clone(),
             unknown_leerling: config.unknown_leerling,
-            mapping: mapping.clone(),
         }),
         auth_limit: Arc::new(config.auth_limiter()),
     };

@@ -54,8 +54,6 @@ pub enum UnknownLeerlingPolicy {
 pub struct IntakeConfig {
     pub xsd_versions: Vec<String>,
     pub unknown_leerling: UnknownLeerlingPolicy,
-    /// How accepted afnames become xAPI statements (written in the same savepoint).
-    pub mapping: crate::bridge::Mapping,
 }
 
 /// A request body with what was learned while receiving it.
