@@ -18,8 +18,8 @@ use std::collections::HashMap;
 const MAX_REISSUE: u32 = 1000;
 
 /// Generates the statements of afnames changed with `from_seq < change_seq <= to_seq` that are
-/// not quarantined (one school, or all with `None`). Runs in the caller's transaction, so the
-/// statements commit together with the afnames. Returns how many statements were written.
+/// not quarantined (one school, or all with `None`), from the change log. Runs in the caller's
+/// transaction (the publisher's round, which also moves its cursor). Returns how many statements were written.
 pub fn publish_changes(
     connection: &Connection,
     mapping: &Mapping,

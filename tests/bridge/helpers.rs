@@ -1,7 +1,7 @@
 //! Starts the real gateway binary on port 0 with a fresh data dir, posts samples, runs CLI commands and reads its store.
 
 use rusqlite::Connection;
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -345,4 +345,29 @@ pub fn free_port() -> u16 {
         .local_addr()
         .unwrap()
         .port()
+}
+
+/// Never two live (not voided, not voiding) statements for one resultaatkey among `statements`.
+pub fn assert_one_live_statement_per_result(
+    statements: &[serde_json::Value],
+    voided_ids: &BTreeSet<String>,
+    context: &str,
+) {
+    let key = format!("{}/extension/resultaatkey", BASE_IRI);
+    let mut live: BTreeMap<String, String> = BTreeMap::new();
+    for statement in statements {
+        let id = statement["id"].as_str().unwrap().to_string();
+        if statement["verb"]["id"] == "http://adlnet.gov/expapi/verbs/voided"
+            || voided_ids.contains(&id)
+        {
+            continue;
+        }
+        let resultaatkey = statement["context"]["extensions"][&key]
+            .as_str()
+            .unwrap()
+            .to_string();
+        if let Some(other) = live.insert(resultaatkey.clone(), id.clone()) {
+            panic!("{context}: result {resultaatkey} has two live statements: {other} and {id}");
+        }
+    }
 }

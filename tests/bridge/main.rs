@@ -32,27 +32,6 @@ fn voided(gateway: &Gateway) -> BTreeMap<String, String> {
     rows.collect::<Result<_, _>>().unwrap()
 }
 
-/// The live (not voided, not voiding) statement per resultaatkey: never two ids for one result.
-fn assert_one_live_statement_per_result(statements: &[Value], voided_ids: &BTreeSet<String>) {
-    let key = format!("{}/extension/resultaatkey", helpers::BASE_IRI);
-    let mut live: BTreeMap<String, String> = BTreeMap::new();
-    for statement in statements {
-        let id = statement["id"].as_str().unwrap().to_string();
-        if statement["verb"]["id"] == "http://adlnet.gov/expapi/verbs/voided"
-            || voided_ids.contains(&id)
-        {
-            continue;
-        }
-        let resultaatkey = statement["context"]["extensions"][&key]
-            .as_str()
-            .unwrap()
-            .to_string();
-        if let Some(other) = live.insert(resultaatkey.clone(), id.clone()) {
-            panic!("result {resultaatkey} has two live statements: {other} and {id}");
-        }
-    }
-}
-
 #[test]
 fn samples_reach_the_real_lrs_once_and_a_correction_voids_the_old_statement() {
     let lrs = RealLrs::start();
@@ -75,7 +54,7 @@ fn samples_reach_the_real_lrs_once_and_a_correction_voids_the_old_statement() {
         "sample 07 corrects one afname of sample 01"
     );
     let voided_ids: BTreeSet<String> = voided.keys().cloned().collect();
-    assert_one_live_statement_per_result(&generated, &voided_ids);
+    helpers::assert_one_live_statement_per_result(&generated, &voided_ids, "generated");
 
     // The LRS holds every generated statement once; voided ones only through voidedStatementId.
     let held: Vec<Value> = lrs.all_statements();
@@ -376,7 +355,11 @@ fn sigkill_mid_delivery_then_restart_loses_and_duplicates_nothing() {
     );
     assert!(posts.len() > posts_at_kill);
     let all: Vec<Value> = standin.with(|state| state.stored.values().cloned().collect());
-    assert_one_live_statement_per_result(&all, &voided(&gateway).keys().cloned().collect());
+    helpers::assert_one_live_statement_per_result(
+        &all,
+        &voided(&gateway).keys().cloned().collect(),
+        "generated",
+    );
 }
 
 #[test]

@@ -18,7 +18,7 @@ use message::{aanmaakdatum, Message, Resultaat, Toets};
 use rusqlite::Connection;
 use serde_json::Value;
 use standin::StandIn;
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::path::Path;
@@ -228,31 +228,6 @@ fn generate(out: &Path, afnames: u32, seed: u32) -> (Vec<u8>, std::path::PathBuf
     (batch, out.join("roster.csv"))
 }
 
-/// Live (not voided, not voiding) statements per resultaatkey among `statements`.
-fn assert_one_live_statement_per_result(
-    statements: &[Value],
-    voided_ids: &BTreeSet<String>,
-    context: &str,
-) {
-    let key = format!("{}/extension/resultaatkey", helpers::BASE_IRI);
-    let mut live: BTreeMap<String, String> = BTreeMap::new();
-    for statement in statements {
-        let id = statement["id"].as_str().unwrap().to_string();
-        if statement["verb"]["id"] == "http://adlnet.gov/expapi/verbs/voided"
-            || voided_ids.contains(&id)
-        {
-            continue;
-        }
-        let resultaatkey = statement["context"]["extensions"][&key]
-            .as_str()
-            .unwrap()
-            .to_string();
-        if let Some(other) = live.insert(resultaatkey.clone(), id.clone()) {
-            panic!("{context}: result {resultaatkey} has two live statements: {other} and {id}");
-        }
-    }
-}
-
 #[test]
 fn sigkill_at_any_point_leaves_every_message_whole_or_absent() {
     let scratch = tempfile::tempdir().unwrap();
@@ -426,7 +401,7 @@ fn sigkill_at_any_point_leaves_every_message_whole_or_absent() {
         .unwrap()
         .collect::<Result<_, _>>()
         .unwrap();
-    assert_one_live_statement_per_result(&stored, &voided, "the LRS");
+    helpers::assert_one_live_statement_per_result(&stored, &voided, "the LRS");
     assert!(stored_batch.len() > 10);
     eprintln!(
         "delivered {} statements in {:?} after the last restart",
