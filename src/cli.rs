@@ -365,6 +365,11 @@ fn init_tracing(format: LogFormat) {
     };
 }
 
+/// A connection to the database of `config`, for subcommands that work on it directly.
+fn connect(config: &Config) -> Result<rusqlite::Connection> {
+    Ok(open_store(config)?.connect()?)
+}
+
 fn open_store(config: &Config) -> Result<Store> {
     Store::open(&config.data_dir, config.durability)
         .with_context(|| format!("cannot open the database in {}", config.data_dir.display()))
@@ -411,8 +416,7 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
                 std::fs::read(&file).with_context(|| format!("cannot read {}", file.display()))?;
             let rows =
                 crate::roster::parse(&bytes).with_context(|| format!("{}", file.display()))?;
-            let store = open_store(&config)?;
-            let mut connection = store.connect()?;
+            let mut connection = connect(&config)?;
             // IMMEDIATE: take the write lock first, so change seqs cannot interleave with a running gateway's.
             let transaction =
                 connection.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
@@ -442,8 +446,7 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
                 reads_only: reads,
                 limit,
             };
-            let store = open_store(&config)?;
-            let connection = store.connect()?;
+            let connection = connect(&config)?;
             for line in crate::store::readers::list_audit(&connection, &filter)? {
                 if json {
                     println!("{}", serde_json::to_string(&line)?);
@@ -548,8 +551,7 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Receipts(command) => {
-            let store = open_store(&config)?;
-            let connection = store.connect()?;
+            let connection = connect(&config)?;
             match command {
                 ReceiptsCommand::List { limit } => {
                     for receipt in crate::store::intake::list_receipts(&connection, limit)? {
@@ -580,8 +582,7 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
 }
 
 fn clients(config: &Config, command: ClientsCommand) -> Result<ExitCode> {
-    let store = open_store(config)?;
-    let connection = store.connect()?;
+    let connection = connect(config)?;
     match command {
         ClientsCommand::Add {
             klantcode,
@@ -620,8 +621,7 @@ fn clients(config: &Config, command: ClientsCommand) -> Result<ExitCode> {
 }
 
 fn schools(config: &Config, command: SchoolsCommand) -> Result<ExitCode> {
-    let store = open_store(config)?;
-    let connection = store.connect()?;
+    let connection = connect(config)?;
     let school = |text: &str| SchoolCode::parse(text).map_err(anyhow::Error::msg);
     match command {
         SchoolsCommand::Activate {
@@ -671,8 +671,7 @@ fn schools(config: &Config, command: SchoolsCommand) -> Result<ExitCode> {
 
 fn readers(config: &Config, command: ReadersCommand) -> Result<ExitCode> {
     use crate::store::readers::{self, Grant};
-    let store = open_store(config)?;
-    let mut connection = store.connect()?;
+    let mut connection = connect(config)?;
     let parse_school = |text: &String| SchoolCode::parse(text).map_err(anyhow::Error::msg);
     let grants = |schools: &[String], mandate: MandateArgs| -> Result<Vec<Grant>> {
         let valid_from = mandate
@@ -781,8 +780,7 @@ fn readers(config: &Config, command: ReadersCommand) -> Result<ExitCode> {
 
 fn lrs(config: &Config, command: LrsCommand) -> Result<ExitCode> {
     use crate::store::outbox as rows;
-    let store = open_store(config)?;
-    let connection = store.connect()?;
+    let connection = connect(config)?;
     match command {
         LrsCommand::Add {
             name,
@@ -857,8 +855,7 @@ fn lrs(config: &Config, command: LrsCommand) -> Result<ExitCode> {
 
 fn outbox(config: &Config, command: OutboxCommand) -> Result<ExitCode> {
     use crate::store::outbox as rows;
-    let store = open_store(config)?;
-    let connection = store.connect()?;
+    let connection = connect(config)?;
     match command {
         OutboxCommand::Status => {
             let statements: i64 =
