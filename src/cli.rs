@@ -76,11 +76,13 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
-    /// Copy the database to FILE with SQLite's online backup API; safe while `serve` runs.
-    /// To restore: stop the gateway, copy FILE to <data-dir>/gateway.sqlite (removing any
-    /// gateway.sqlite-wal and -shm beside it), start the gateway.
+    /// Copy both database files into the new directory DIR with SQLite's online backup API;
+    /// safe while `serve` runs. DIR is a data dir: to restore, stop the gateway and start it
+    /// with `--data-dir DIR` (or copy DIR/gateway.sqlite and DIR/xapi.sqlite into the data
+    /// dir, removing any -wal and -shm files there first).
     Backup {
-        /// Where the copy goes; it is written beside it first and renamed when complete.
+        /// Where the copy goes (must not exist); it is written beside it first and renamed when complete.
+        #[arg(value_name = "DIR")]
         file: PathBuf,
     },
     /// Send sample files or folders to a gateway and report the answers.
@@ -399,9 +401,11 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
                 )
             })?;
             admin::audit(&connection, "cli", "backup", &file.display().to_string())?;
-            let size = std::fs::metadata(&file)
+            let size: u64 = ["gateway.sqlite", "xapi.sqlite"]
+                .iter()
+                .filter_map(|name| std::fs::metadata(file.join(name)).ok())
                 .map(|metadata| metadata.len())
-                .unwrap_or(0);
+                .sum();
             println!(
                 "backed up {} to {} ({size} bytes, {} ms)",
                 store.path().display(),

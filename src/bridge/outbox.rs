@@ -2,7 +2,7 @@
 //!
 //! Delivery is at least once; deterministic statement ids make it once in effect (an LRS
 //! answers a resend with 200/204, or 409 when it holds that id). The cursor and dead letters
-//! are written through `Store::write`, after the LRS has answered, so a crash between the two
+//! are written through `Store::write_xapi`, after the LRS has answered, so a crash between the two
 //! only causes a resend of the same ids.
 
 use super::subscriptions::Subscription;
@@ -201,7 +201,7 @@ impl Task {
         job: impl FnOnce(&rusqlite::Connection) -> Result<(), StoreError> + Send + 'static,
     ) -> Result<(), StoreError> {
         self.store
-            .write(move |connection| {
+            .write_xapi(move |connection| {
                 let savepoint = connection.savepoint()?;
                 job(&savepoint)?;
                 savepoint.commit()?;
@@ -220,7 +220,7 @@ impl Task {
 
     async fn run(mut self) {
         let name = self.subscription.row.name.clone();
-        let mut commits = self.store.commits();
+        let mut commits = self.store.xapi_commits();
         let mut cursor = self.subscription.row.cursor_seq;
         let mut attempt: u32 = 0;
         while !self.stopping() {

@@ -200,7 +200,7 @@ pub async fn run_publisher(
             Ok(true) => {
                 let mapping = mapping.clone();
                 let step = store
-                    .write(
+                    .write_xapi(
                         move |connection| -> Result<bool, crate::store::StoreError> {
                             let savepoint = connection.savepoint()?;
                             let more = publish_next(&savepoint, &mapping)?;

@@ -231,12 +231,10 @@ mod tests {
     use super::*;
     use crate::domain::SchoolCode;
     use crate::store::intake::{upsert_afname, write_change_seq, AfnameState, AfnameWrite};
-    use crate::store::migrations::migrate;
     use rusqlite::params;
 
     fn database() -> Result<(Connection, i64, i64), StoreError> {
-        let mut connection = Connection::open_in_memory()?;
-        migrate(&mut connection)?;
+        let connection = crate::store::testing::database()?;
         let school =
             crate::store::admin::ensure_school(&connection, &SchoolCode::parse("99XX01").unwrap())?;
         let other =

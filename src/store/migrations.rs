@@ -315,34 +315,236 @@ CREATE INDEX read_audit_reader ON read_audit(reader_id, at);
 ];
 
 /// Brings the database to the newest schema version, one transaction per step.
+/// The schema of `xapi.sqlite`, the bridge's own file (see `store::Store`), applied through a
+/// core connection that has it attached as `xapi` and tracked in its own `user_version`.
+/// Same tables as migrations 2 and 3 created in the core, leaner: `seq` is the rowid (the
+/// table grows at its end and needs no separate seq index), and no foreign keys into the
+/// core, which SQLite cannot check across files.
+const XAPI_MIGRATIONS: &[&str] = &[r#"
+CREATE TABLE xapi.xapi_statements (
+    -- Monotonic storage order, assigned on the xAPI writer thread: a committed seq is never
+    -- lower than one a reader has already seen, so a cursor over it misses nothing.
+    seq INTEGER PRIMARY KEY,
+    id TEXT NOT NULL UNIQUE,
+    -- schools(id) and toetsafnames(id) in the core.
+    school_id INTEGER NOT NULL,
+    afname_id INTEGER,
+    -- For subscription filters; a voiding statement carries that of the statement it voids.
+    toetscode TEXT NOT NULL,
+    stored_at TEXT NOT NULL,
+    verb_id TEXT NOT NULL,
+    activity_id TEXT,
+    registration TEXT,
+    -- Canonical JSON of the actor's inverse functional identifier, for agent filters.
+    agent TEXT,
+    -- The learner the statement is about, for per-LRS identity variants rendered at delivery.
+    leerlingid TEXT,
+    eckid TEXT,
+    -- The id of the statement that voids this one.
+    voided_by TEXT,
+    -- The statement as sent to an LRS with the default identity.
+    statement TEXT NOT NULL
+);
+CREATE INDEX xapi.xapi_statements_afname ON xapi_statements(afname_id) WHERE voided_by IS NULL;
+CREATE INDEX xapi.xapi_statements_agent ON xapi_statements(agent);
+CREATE INDEX xapi.xapi_statements_activity ON xapi_statements(activity_id);
+CREATE INDEX xapi.xapi_statements_registration ON xapi_statements(registration);
+CREATE INDEX xapi.xapi_statements_school ON xapi_statements(school_id, seq);
+
+-- Downstream Learning Record Stores. The password is a client credential the gateway
+-- must present, so it is kept as given (like any configured secret) and never printed.
+CREATE TABLE xapi.xapi_subscriptions (
+    id INTEGER PRIMARY KEY,
+    name TEXT NOT NULL UNIQUE,
+    url TEXT NOT NULL,
+    username TEXT,
+    password TEXT,
+    -- Which learner identity this LRS sees: eckid (default), pseudonym or las.
+    identity TEXT NOT NULL DEFAULT 'eckid' CHECK (identity IN ('eckid', 'pseudonym', 'las')),
+    -- HMAC key for the pseudonym identity; random per subscription.
+    pseudonym_key BLOB NOT NULL,
+    -- JSON arrays of school codes and toetscodes; empty means all.
+    schools TEXT NOT NULL DEFAULT '[]',
+    toetscodes TEXT NOT NULL DEFAULT '[]',
+    -- Every statement with seq <= cursor_seq is delivered or dead-lettered.
+    cursor_seq INTEGER NOT NULL DEFAULT 0,
+    created_at TEXT NOT NULL,
+    last_attempt_at TEXT,
+    last_delivered_at TEXT,
+    last_status INTEGER,
+    last_error TEXT,
+    delivered INTEGER NOT NULL DEFAULT 0
+);
+
+-- Statements an LRS refused with a 4xx answer; `outbox retry` requeues them.
+CREATE TABLE xapi.xapi_dead_letters (
+    subscription_id INTEGER NOT NULL REFERENCES xapi_subscriptions(id) ON DELETE CASCADE,
+    statement_id TEXT NOT NULL REFERENCES xapi_statements(id),
+    seq INTEGER NOT NULL,
+    status INTEGER,
+    answer TEXT NOT NULL,
+    failed_at TEXT NOT NULL,
+    attempts INTEGER NOT NULL DEFAULT 1,
+    requeued INTEGER NOT NULL DEFAULT 0,
+    PRIMARY KEY (subscription_id, statement_id)
+);
+
+-- The publisher's place in the core's change log. A new (or deleted) xapi.sqlite starts
+-- at 0: statements are derived data, so the publisher regenerates them with the same ids.
+CREATE TABLE xapi.xapi_publisher (
+    id INTEGER PRIMARY KEY CHECK (id = 1),
+    cursor_seq INTEGER NOT NULL
+);
+INSERT INTO xapi.xapi_publisher (id, cursor_seq) VALUES (1, 0);
+"#];
+
+/// The core version after which the bridge's tables live in `xapi.sqlite`.
+const SPLIT_VERSION: usize = 5;
+
+/// Brings both files to the newest schema. `connection` is a core connection with
+/// `xapi.sqlite` attached as `xapi` (`Store::connect`).
 pub fn migrate(connection: &mut Connection) -> rusqlite::Result<()> {
-    let current: usize =
-        connection.query_row("PRAGMA user_version", [], |row| row.get::<_, i64>(0))? as usize;
-    for (index, sql) in MIGRATIONS.iter().enumerate().skip(current) {
+    apply(connection, "main", MIGRATIONS)?;
+    apply(connection, super::XAPI_SCHEMA, XAPI_MIGRATIONS)?;
+    if user_version(connection, "main")? < SPLIT_VERSION {
+        move_bridge_tables(connection)?;
+    }
+    Ok(())
+}
+
+fn user_version(connection: &Connection, schema: &str) -> rusqlite::Result<usize> {
+    connection.query_row(&format!("PRAGMA {schema}.user_version"), [], |row| {
+        row.get::<_, i64>(0).map(|version| version as usize)
+    })
+}
+
+fn apply(connection: &mut Connection, schema: &str, migrations: &[&str]) -> rusqlite::Result<()> {
+    let current = user_version(connection, schema)?;
+    for (index, sql) in migrations.iter().enumerate().skip(current) {
         let transaction = connection.transaction()?;
         transaction.execute_batch(sql)?;
-        transaction.pragma_update(None, "user_version", (index + 1) as i64)?;
+        transaction.execute_batch(&format!("PRAGMA {schema}.user_version = {}", index + 1))?;
         transaction.commit()?;
     }
     Ok(())
 }
 
-/// The schema version this binary writes.
+/// Core migration 5: the bridge's rows move from the core into `xapi.sqlite`, so that the
+/// publisher writes statements on a writer of its own. Two transactions, because a commit
+/// over two WAL files is atomic per file only: the copy (which first empties the target, so
+/// it can be repeated), then dropping the core's tables. A crash in between repeats the copy.
+fn move_bridge_tables(connection: &mut Connection) -> rusqlite::Result<()> {
+    let transaction = connection.transaction()?;
+    transaction.execute_batch(
+        "DELETE FROM xapi.xapi_dead_letters;
+         DELETE FROM xapi.xapi_statements;
+         DELETE FROM xapi.xapi_subscriptions;
+         INSERT INTO xapi.xapi_subscriptions (id, name, url, username, password, identity, pseudonym_key,
+             schools, toetscodes, cursor_seq, created_at, last_attempt_at, last_delivered_at,
+             last_status, last_error, delivered)
+           SELECT id, name, url, username, password, identity, pseudonym_key, schools, toetscodes,
+             cursor_seq, created_at, last_attempt_at, last_delivered_at, last_status, last_error, delivered
+           FROM main.xapi_subscriptions;
+         INSERT INTO xapi.xapi_statements (seq, id, school_id, afname_id, toetscode, stored_at, verb_id,
+             activity_id, registration, agent, leerlingid, eckid, voided_by, statement)
+           SELECT seq, id, school_id, afname_id, toetscode, stored_at, verb_id, activity_id,
+             registration, agent, leerlingid, eckid, voided_by, statement
+           FROM main.xapi_statements ORDER BY seq;
+         INSERT INTO xapi.xapi_dead_letters (subscription_id, statement_id, seq, status, answer,
+             failed_at, attempts, requeued)
+           SELECT subscription_id, statement_id, seq, status, answer, failed_at, attempts, requeued
+           FROM main.xapi_dead_letters;
+         UPDATE xapi.xapi_publisher SET cursor_seq = (SELECT cursor_seq FROM main.xapi_publisher);",
+    )?;
+    transaction.commit()?;
+    let transaction = connection.transaction()?;
+    transaction.execute_batch(&format!(
+        "DROP TABLE main.xapi_dead_letters;
+         DROP TABLE main.xapi_statements;
+         DROP TABLE main.xapi_subscriptions;
+         DROP TABLE main.xapi_publisher;
+         PRAGMA main.user_version = {SPLIT_VERSION};"
+    ))?;
+    transaction.commit()
+}
+
+/// The core schema version this binary writes.
 pub fn latest_version() -> usize {
-    MIGRATIONS.len()
+    SPLIT_VERSION
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    fn connection() -> rusqlite::Result<Connection> {
+        let connection = Connection::open_in_memory()?;
+        connection.execute_batch("ATTACH DATABASE ':memory:' AS xapi")?;
+        Ok(connection)
+    }
+
+    fn count(connection: &Connection, sql: &str) -> i64 {
+        connection.query_row(sql, [], |row| row.get(0)).expect(sql)
+    }
+
     #[test]
     fn migrations_apply_once() -> rusqlite::Result<()> {
-        let mut connection = Connection::open_in_memory()?;
+        let mut connection = connection()?;
         migrate(&mut connection)?;
         migrate(&mut connection)?;
-        let version: i64 = connection.query_row("PRAGMA user_version", [], |row| row.get(0))?;
-        assert_eq!(version as usize, latest_version());
+        assert_eq!(user_version(&connection, "main")?, latest_version());
+        assert_eq!(user_version(&connection, "xapi")?, XAPI_MIGRATIONS.len());
+        Ok(())
+    }
+
+    /// A data dir of the version before the split keeps its statements, subscriptions,
+    /// dead letters and publisher cursor, now in the bridge's file, and the core loses the tables.
+    #[test]
+    fn bridge_rows_move_out_of_the_core() -> rusqlite::Result<()> {
+        let mut connection = connection()?;
+        apply(&mut connection, "main", MIGRATIONS)?;
+        connection.execute_batch(
+            "INSERT INTO schools (id, code, created_at) VALUES (1, '99XX01', 'now');
+             INSERT INTO main.xapi_subscriptions (id, name, url, pseudonym_key, created_at, cursor_seq)
+               VALUES (7, 'lrs', 'http://lrs', x'00', 'now', 2);
+             INSERT INTO main.xapi_statements (id, seq, school_id, toetscode, stored_at, verb_id, statement)
+               VALUES ('a', 1, 1, 'T', 'now', 'v', '{}'), ('b', 2, 1, 'T', 'now', 'v', '{}');
+             INSERT INTO main.xapi_dead_letters (subscription_id, statement_id, seq, answer, failed_at)
+               VALUES (7, 'b', 2, 'no', 'now');
+             UPDATE main.xapi_publisher SET cursor_seq = 42;",
+        )?;
+        migrate(&mut connection)?;
+        assert_eq!(
+            count(&connection, "SELECT count(*) FROM xapi.xapi_statements"),
+            2
+        );
+        assert_eq!(
+            count(&connection, "SELECT max(seq) FROM xapi.xapi_statements"),
+            2
+        );
+        assert_eq!(
+            count(
+                &connection,
+                "SELECT cursor_seq FROM xapi.xapi_subscriptions WHERE name = 'lrs'"
+            ),
+            2
+        );
+        assert_eq!(
+            count(&connection, "SELECT count(*) FROM xapi.xapi_dead_letters"),
+            1
+        );
+        assert_eq!(
+            count(&connection, "SELECT cursor_seq FROM xapi.xapi_publisher"),
+            42
+        );
+        assert_eq!(
+            count(
+                &connection,
+                "SELECT count(*) FROM main.sqlite_master WHERE name LIKE 'xapi_%'"
+            ),
+            0
+        );
+        assert_eq!(user_version(&connection, "main")?, latest_version());
         Ok(())
     }
 }

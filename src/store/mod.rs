@@ -57,19 +57,64 @@ type Job = Box<dyn FnOnce(&mut Connection) -> Completion + Send>;
 /// The most jobs one group commit takes.
 const GROUP_LIMIT: usize = 512;
 
-/// Handle to the database; cheap to clone.
+/// Handle to the databases; cheap to clone.
+///
+/// Two SQLite files, each with its own writer thread, so that writing xAPI statements
+/// never holds up the commits of the intake (SQLite has one write lock per file):
+/// `gateway.sqlite` (the core: everything a message changes, and the change log) and
+/// `xapi.sqlite` (what the bridge derives from the change log: statements, the
+/// publisher's cursor, LRS subscriptions and dead letters). Every connection sees both:
+/// the other file is attached (`xapi` on core connections, `core` on the xAPI writer),
+/// and table names are unique across the two, so queries need no schema prefix.
 #[derive(Clone)]
 pub struct Store {
     inner: Arc<Inner>,
 }
 
 struct Inner {
-    path: PathBuf,
+    core: Database,
+    xapi: Database,
     durability: Durability,
-    writer: Mutex<Option<mpsc::Sender<Job>>>,
     readers: Mutex<Vec<Connection>>,
-    /// Counts group commits, so that the outbox worker wakes when new statements may be there.
+}
+
+/// One database file and its writer thread.
+struct Database {
+    path: PathBuf,
+    writer: Mutex<Option<mpsc::Sender<Job>>>,
+    /// Counts group commits, so that followers (publisher, outbox worker) wake when there is news.
     commits: Arc<tokio::sync::watch::Sender<u64>>,
+}
+
+impl Database {
+    fn new(path: PathBuf) -> Database {
+        Database {
+            path,
+            writer: Mutex::new(None),
+            commits: Arc::new(tokio::sync::watch::channel(0).0),
+        }
+    }
+}
+
+/// The alias of `xapi.sqlite` on core connections.
+pub const XAPI_SCHEMA: &str = "xapi";
+/// The alias of `gateway.sqlite` on the xAPI writer's connection.
+pub const CORE_SCHEMA: &str = "core";
+
+/// Attaches another database file under `alias`.
+fn attach(connection: &Connection, path: &Path, alias: &str) -> Result<(), StoreError> {
+    connection.execute(
+        &format!("ATTACH DATABASE ?1 AS {alias}"),
+        [path.to_string_lossy()],
+    )?;
+    // Pragmas are per schema: the attached file gets the same journal and durability.
+    let synchronous: String = connection.query_row("PRAGMA main.synchronous", [], |row| {
+        row.get::<_, i64>(0).map(|value| value.to_string())
+    })?;
+    let schema = Some(rusqlite::DatabaseName::Attached(alias));
+    connection.pragma_update(schema, "journal_mode", "WAL")?;
+    connection.pragma_update(schema, "synchronous", synchronous)?;
+    Ok(())
 }
 
 /// Opens a connection with the pragmas every connection needs.
@@ -95,56 +140,53 @@ pub fn open_connection(path: &Path, durability: Durability) -> Result<Connection
     Ok(connection)
 }
 
-/// Copies the database at `source` into `destination` with SQLite's online backup API,
-/// while a gateway may be writing to it.
+/// Copies both database files into the directory `destination` (as `gateway.sqlite` and
+/// `xapi.sqlite`, so the directory is a data dir to restore) with SQLite's online backup
+/// API, while a gateway may be writing to them. `source` is a `Store::connect` connection.
 ///
-/// The copy is made in a single backup step, that is inside one read transaction:
-/// in WAL mode that never blocks the writer, and it sees one committed state, whereas
-/// a step-by-step backup restarts whenever another connection commits and might never
-/// finish under load. It is written to `destination` plus `.partial`, checked with
+/// Each file is copied in a single backup step, that is inside one read transaction: in WAL
+/// mode that never blocks the writers, and it sees one committed state, whereas a
+/// step-by-step backup restarts whenever another connection commits and might never finish
+/// under load. The bridge's file is copied first, so its publisher cursor never points past
+/// the copied change log (the restored publisher regenerates what the copy lacks).
+/// Everything is written to `destination` plus `.partial`, checked with
 /// `PRAGMA quick_check`, synced and then renamed, so `destination` is whole or absent.
 pub fn backup(source: &Connection, destination: &Path) -> Result<(), StoreError> {
-    let mut partial = destination.as_os_str().to_owned();
-    partial.push(".partial");
-    let partial = std::path::PathBuf::from(partial);
-    let _ = std::fs::remove_file(&partial);
-    {
-        let mut copy = Connection::open(&partial)?;
-        {
-            let backup = rusqlite::backup::Backup::new(source, &mut copy)?;
-            // -1: every page in one step. Busy or Locked (a checkpoint holding a lock) is retried.
-            let mut attempts = 0;
-            loop {
-                match backup.step(-1)? {
-                    rusqlite::backup::StepResult::Done => break,
-                    rusqlite::backup::StepResult::More => {}
-                    _ if attempts < 600 => {
-                        attempts += 1;
-                        std::thread::sleep(std::time::Duration::from_millis(50));
-                    }
-                    _ => {
-                        return Err(StoreError::Invalid(
-                            "the database stayed locked for 30 s".into(),
-                        ))
-                    }
-                }
-            }
-        }
-        // The copy holds everything in its main file: no WAL beside it to lose.
-        copy.pragma_update(None, "journal_mode", "DELETE")?;
-        let verdict: String = copy.query_row("PRAGMA quick_check", [], |row| row.get(0))?;
-        if verdict != "ok" {
-            let _ = std::fs::remove_file(&partial);
-            return Err(StoreError::Invalid(format!(
-                "the backup copy failed its check: {verdict}"
-            )));
-        }
-    }
-    let sync = |path: &Path| std::fs::File::open(path).and_then(|file| file.sync_all());
     let io = |source: std::io::Error| StoreError::Backup {
         path: destination.to_path_buf(),
         source,
     };
+    if destination.exists() {
+        return Err(io(std::io::Error::new(
+            std::io::ErrorKind::AlreadyExists,
+            "the backup directory exists already",
+        )));
+    }
+    let mut partial = destination.as_os_str().to_owned();
+    partial.push(".partial");
+    let partial = std::path::PathBuf::from(partial);
+    let _ = std::fs::remove_dir_all(&partial);
+    std::fs::create_dir_all(&partial).map_err(io)?;
+    let copied = copy_database(
+        source,
+        rusqlite::DatabaseName::Attached(XAPI_SCHEMA),
+        &partial.join("xapi.sqlite"),
+    )
+    .and_then(|()| {
+        copy_database(
+            source,
+            rusqlite::DatabaseName::Main,
+            &partial.join("gateway.sqlite"),
+        )
+    });
+    if let Err(error) = copied {
+        let _ = std::fs::remove_dir_all(&partial);
+        return Err(error);
+    }
+    let sync = |path: &Path| std::fs::File::open(path).and_then(|file| file.sync_all());
+    for file in ["xapi.sqlite", "gateway.sqlite"] {
+        sync(&partial.join(file)).map_err(io)?;
+    }
     sync(&partial).map_err(io)?;
     std::fs::rename(&partial, destination).map_err(io)?;
     if let Some(parent) = destination
@@ -156,38 +198,89 @@ pub fn backup(source: &Connection, destination: &Path) -> Result<(), StoreError>
     Ok(())
 }
 
+/// One file of `backup`: every page of `schema` in one step, then checked.
+fn copy_database(
+    source: &Connection,
+    schema: rusqlite::DatabaseName<'_>,
+    file: &Path,
+) -> Result<(), StoreError> {
+    let mut copy = Connection::open(file)?;
+    {
+        let backup = rusqlite::backup::Backup::new_with_names(
+            source,
+            schema,
+            &mut copy,
+            rusqlite::DatabaseName::Main,
+        )?;
+        // -1: every page in one step. Busy or Locked (a checkpoint holding a lock) is retried.
+        let mut attempts = 0;
+        loop {
+            match backup.step(-1)? {
+                rusqlite::backup::StepResult::Done => break,
+                rusqlite::backup::StepResult::More => {}
+                _ if attempts < 600 => {
+                    attempts += 1;
+                    std::thread::sleep(std::time::Duration::from_millis(50));
+                }
+                _ => {
+                    return Err(StoreError::Invalid(
+                        "the database stayed locked for 30 s".into(),
+                    ))
+                }
+            }
+        }
+    }
+    // The copy holds everything in its main file: no WAL beside it to lose.
+    copy.pragma_update(None, "journal_mode", "DELETE")?;
+    let verdict: String = copy.query_row("PRAGMA quick_check", [], |row| row.get(0))?;
+    if verdict != "ok" {
+        return Err(StoreError::Invalid(format!(
+            "the backup copy of {} failed its check: {verdict}",
+            file.display()
+        )));
+    }
+    Ok(())
+}
+
 impl Store {
-    /// Opens (creating and migrating) the database `gateway.sqlite` in `data_dir`.
+    /// Opens (creating and migrating) `gateway.sqlite` and `xapi.sqlite` in `data_dir`.
     pub fn open(data_dir: &Path, durability: Durability) -> Result<Store, StoreError> {
         std::fs::create_dir_all(data_dir).map_err(|source| StoreError::DataDir {
             path: data_dir.to_path_buf(),
             source,
         })?;
-        let path = data_dir.join("gateway.sqlite");
-        let mut connection = open_connection(&path, durability)?;
-        migrations::migrate(&mut connection)?;
-        drop(connection);
-        Ok(Store {
+        let store = Store {
             inner: Arc::new(Inner {
-                path,
+                core: Database::new(data_dir.join("gateway.sqlite")),
+                xapi: Database::new(data_dir.join("xapi.sqlite")),
                 durability,
-                writer: Mutex::new(None),
                 readers: Mutex::new(Vec::new()),
-                commits: Arc::new(tokio::sync::watch::channel(0).0),
             }),
-        })
+        };
+        let mut connection = store.connect()?;
+        migrations::migrate(&mut connection)?;
+        Ok(store)
     }
 
+    /// The core database file.
     pub fn path(&self) -> &Path {
-        &self.inner.path
+        &self.inner.core.path
     }
 
-    /// A plain connection for one-off work (CLI commands, tests).
+    /// The bridge's database file.
+    pub fn xapi_path(&self) -> &Path {
+        &self.inner.xapi.path
+    }
+
+    /// A connection to the core with the bridge's file attached, for one-off work (CLI
+    /// commands, tests) and the reader pool.
     pub fn connect(&self) -> Result<Connection, StoreError> {
-        open_connection(&self.inner.path, self.inner.durability)
+        let connection = open_connection(&self.inner.core.path, self.inner.durability)?;
+        attach(&connection, &self.inner.xapi.path, XAPI_SCHEMA)?;
+        Ok(connection)
     }
 
-    /// Runs `job` on a pooled read connection.
+    /// Runs `job` on a pooled read connection (both files visible).
     pub fn read<R>(
         &self,
         job: impl FnOnce(&Connection) -> Result<R, StoreError>,
@@ -205,36 +298,80 @@ impl Store {
         result
     }
 
-    fn writer(&self) -> Result<mpsc::Sender<Job>, StoreError> {
-        let mut slot = self.inner.writer.lock().expect("writer slot");
+    fn writer(&self, which: Which) -> Result<mpsc::Sender<Job>, StoreError> {
+        let database = self.database(which);
+        let mut slot = database.writer.lock().expect("writer slot");
         if let Some(sender) = slot.as_ref() {
             return Ok(sender.clone());
         }
-        let connection = self.connect()?;
+        let (connection, begin, name) = match which {
+            // The core writer sees only its own file: BEGIN IMMEDIATE locks every attached file.
+            Which::Core => (
+                open_connection(&database.path, self.inner.durability)?,
+                "BEGIN IMMEDIATE",
+                "store-writer",
+            ),
+            // The xAPI writer reads the core (the change log) and writes only its own file,
+            // so it begins deferred and takes its own file's write lock with a no-op write.
+            Which::Xapi => {
+                let connection = open_connection(&database.path, self.inner.durability)?;
+                attach(&connection, &self.inner.core.path, CORE_SCHEMA)?;
+                (
+                    connection,
+                    "BEGIN; UPDATE main.xapi_publisher SET cursor_seq = cursor_seq WHERE 0",
+                    "xapi-writer",
+                )
+            }
+        };
         // The writer never checkpoints in the commit path; a background thread does.
         connection.pragma_update(None, "wal_autocheckpoint", 0)?;
         connection.pragma_update(None, "cache_size", -32768)?;
         let (sender, receiver) = mpsc::channel::<Job>();
-        let commits = self.inner.commits.clone();
+        let commits = database.commits.clone();
         std::thread::Builder::new()
-            .name("store-writer".into())
-            .spawn(move || writer_loop(connection, receiver, commits))
+            .name(name.into())
+            .spawn(move || writer_loop(connection, begin, receiver, commits))
             .map_err(|error| StoreError::Commit(error.to_string()))?;
-        let checkpointer = self.connect()?;
+        let checkpointer = open_connection(&database.path, self.inner.durability)?;
         let alive = Arc::downgrade(&self.inner);
+        let path = database.path.clone();
         std::thread::Builder::new()
-            .name("store-checkpoint".into())
-            .spawn(move || checkpoint_loop(checkpointer, alive))
+            .name(format!("{name}-checkpoint"))
+            .spawn(move || checkpoint_loop(checkpointer, path, alive))
             .map_err(|error| StoreError::Commit(error.to_string()))?;
         *slot = Some(sender.clone());
         Ok(sender)
     }
 
-    /// Runs `job` on the writer thread inside the current group transaction and
+    fn database(&self, which: Which) -> &Database {
+        match which {
+            Which::Core => &self.inner.core,
+            Which::Xapi => &self.inner.xapi,
+        }
+    }
+
+    /// Runs `job` on the core writer thread inside the current group transaction and
     /// resolves once that transaction has committed. The job must keep its own
     /// changes atomic (a savepoint) and must not commit.
     pub async fn write<R: Send + 'static>(
         &self,
+        job: impl FnOnce(&mut Connection) -> R + Send + 'static,
+    ) -> Result<R, StoreError> {
+        self.write_to(Which::Core, job).await
+    }
+
+    /// Like `write`, on the xAPI writer thread: its jobs may read the core (attached as
+    /// `core`) but write only the bridge's tables.
+    pub async fn write_xapi<R: Send + 'static>(
+        &self,
+        job: impl FnOnce(&mut Connection) -> R + Send + 'static,
+    ) -> Result<R, StoreError> {
+        self.write_to(Which::Xapi, job).await
+    }
+
+    async fn write_to<R: Send + 'static>(
+        &self,
+        which: Which,
         job: impl FnOnce(&mut Connection) -> R + Send + 'static,
     ) -> Result<R, StoreError> {
         let (sender, receiver) = oneshot::channel::<Result<R, String>>();
@@ -244,7 +381,7 @@ impl Store {
                 let _ = sender.send(committed.map(|()| result));
             })
         });
-        self.writer()?
+        self.writer(which)?
             .send(boxed)
             .map_err(|_| StoreError::WriterGone)?;
         match receiver.await {
@@ -254,19 +391,32 @@ impl Store {
         }
     }
 
-    /// A receiver that changes after every group commit of this process's writer thread.
+    /// A receiver that changes after every group commit of this process's core writer.
     pub fn commits(&self) -> tokio::sync::watch::Receiver<u64> {
-        self.inner.commits.subscribe()
+        self.inner.core.commits.subscribe()
     }
 
-    /// Stops the writer thread once queued jobs are done.
-    pub fn close(&self) {
-        self.inner.writer.lock().expect("writer slot").take();
+    /// A receiver that changes after every group commit of this process's xAPI writer.
+    pub fn xapi_commits(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.inner.xapi.commits.subscribe()
     }
+
+    /// Stops the writer threads once queued jobs are done.
+    pub fn close(&self) {
+        self.inner.xapi.writer.lock().expect("writer slot").take();
+        self.inner.core.writer.lock().expect("writer slot").take();
+    }
+}
+
+#[derive(Clone, Copy)]
+enum Which {
+    Core,
+    Xapi,
 }
 
 fn writer_loop(
     mut connection: Connection,
+    begin: &'static str,
     receiver: mpsc::Receiver<Job>,
     commits: Arc<tokio::sync::watch::Sender<u64>>,
 ) {
@@ -279,11 +429,14 @@ fn writer_loop(
             }
         }
         let began = connection
-            .execute_batch("BEGIN IMMEDIATE")
+            .execute_batch(begin)
             .map_err(|error| error.to_string());
         let mut completions: Vec<Completion> = Vec::with_capacity(jobs.len());
         if let Err(error) = began {
             tracing::error!(%error, "cannot begin a write transaction");
+            if !connection.is_autocommit() {
+                let _ = connection.execute_batch("ROLLBACK");
+            }
             drop(jobs);
             continue;
         }
@@ -314,12 +467,11 @@ fn writer_loop(
 /// Copies the WAL back into the database file every 200 ms without blocking the
 /// writer (PASSIVE); when the WAL has grown past 64 MiB it waits for readers and
 /// truncates it, so the file stays bounded under constant load.
-fn checkpoint_loop(connection: Connection, alive: std::sync::Weak<Inner>) {
+fn checkpoint_loop(connection: Connection, path: PathBuf, alive: std::sync::Weak<Inner>) {
+    let wal = path.with_extension("sqlite-wal");
     while alive.strong_count() > 0 {
         std::thread::sleep(std::time::Duration::from_millis(200));
-        let wal_bytes = alive
-            .upgrade()
-            .and_then(|inner| std::fs::metadata(inner.path.with_extension("sqlite-wal")).ok())
+        let wal_bytes = std::fs::metadata(&wal)
             .map(|metadata| metadata.len())
             .unwrap_or(0);
         let mode = if wal_bytes > 64 << 20 {
@@ -352,9 +504,13 @@ pub(crate) mod testing {
     use super::{migrations, StoreError};
     use rusqlite::Connection;
 
-    /// An in-memory database at the newest schema.
+    /// An in-memory database at the newest schema, with an in-memory bridge database attached.
     pub fn database() -> Result<Connection, StoreError> {
         let mut connection = Connection::open_in_memory()?;
+        connection.execute_batch(&format!(
+            "ATTACH DATABASE ':memory:' AS {}",
+            super::XAPI_SCHEMA
+        ))?;
         migrations::migrate(&mut connection)?;
         Ok(connection)
     }

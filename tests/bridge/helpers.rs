@@ -205,8 +205,15 @@ impl Gateway {
     }
 
     pub fn db(&self) -> Connection {
-        let connection = Connection::open(self.dir.join("data").join("gateway.sqlite")).unwrap();
+        let data = self.dir.join("data");
+        let connection = Connection::open(data.join("gateway.sqlite")).unwrap();
         connection.busy_timeout(Duration::from_secs(10)).unwrap();
+        connection
+            .execute(
+                "ATTACH DATABASE ?1 AS xapi",
+                [data.join("xapi.sqlite").to_string_lossy()],
+            )
+            .unwrap();
         connection
     }
 

@@ -98,7 +98,12 @@ fn logs_never_contain_the_autorisatiesleutel() {
     );
 
     // Nor is any key stored in clear in the database (or its WAL).
-    for file in ["gateway.sqlite", "gateway.sqlite-wal"] {
+    for file in [
+        "gateway.sqlite",
+        "gateway.sqlite-wal",
+        "xapi.sqlite",
+        "xapi.sqlite-wal",
+    ] {
         let path = gateway.data_dir.join(file);
         let Ok(bytes) = std::fs::read(&path) else {
             continue;

@@ -26,7 +26,7 @@ fn backup_under_load_restores_into_a_fresh_data_dir_that_serves() {
     let sent = AtomicU32::new(0);
     let stop = AtomicBool::new(false);
     let backups: Vec<std::path::PathBuf> = (0..3)
-        .map(|index| gateway.scratch().join(format!("backup-{index}.sqlite")))
+        .map(|index| gateway.scratch().join(format!("backup-{index}")))
         .collect();
     std::thread::scope(|scope| {
         let load = scope.spawn(|| {
@@ -56,8 +56,9 @@ fn backup_under_load_restores_into_a_fresh_data_dir_that_serves() {
     // Each copy is a consistent database of its own, holding a prefix of the load.
     let mut previous = 0;
     for backup in &backups {
-        assert!(!backup.with_extension("sqlite.partial").exists());
-        let connection = rusqlite::Connection::open(backup).unwrap();
+        assert!(!backup.with_extension("partial").exists());
+        let connection = rusqlite::Connection::open(backup.join("gateway.sqlite")).unwrap();
+        crate::support::attach_xapi(&connection, backup);
         let check: String = connection
             .query_row("PRAGMA integrity_check", [], |row| row.get(0))
             .unwrap();
@@ -97,12 +98,14 @@ fn backup_under_load_restores_into_a_fresh_data_dir_that_serves() {
         previous = receipts;
     }
 
-    // Restore: stop, copy the file into a data dir, start.
+    // Restore: stop, copy the backup directory's files into a data dir, start.
     let last = backups.last().unwrap();
     let restored_root = tempfile::tempdir().unwrap();
     let data_dir = restored_root.path().join("data");
     std::fs::create_dir_all(&data_dir).unwrap();
-    std::fs::copy(last, data_dir.join("gateway.sqlite")).unwrap();
+    for file in ["gateway.sqlite", "xapi.sqlite"] {
+        std::fs::copy(last.join(file), data_dir.join(file)).unwrap();
+    }
     drop(gateway);
     let restored = spawn_gateway(Options::default().data_dir(&data_dir));
     let connection = restored.db();

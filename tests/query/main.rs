@@ -185,8 +185,7 @@ impl Gateway {
     /// Waits until the bridge's publisher (which runs after each commit) has turned
     /// every change into statements.
     pub fn wait_published(&self) {
-        let connection = rusqlite::Connection::open(self.data_dir.path().join("gateway.sqlite"))
-            .expect("database");
+        let connection = open_db(self.data_dir.path());
         let deadline = std::time::Instant::now() + Duration::from_secs(30);
         loop {
             let (cursor, end): (i64, i64) = connection
@@ -331,4 +330,16 @@ pub fn read_audit(gateway: &Gateway, extra: &[&str]) -> Vec<Value> {
         .collect();
     rows.reverse();
     rows
+}
+
+/// The gateway's core database with the bridge's file attached, as the gateway opens them.
+pub fn open_db(data_dir: &Path) -> rusqlite::Connection {
+    let connection = rusqlite::Connection::open(data_dir.join("gateway.sqlite")).expect("database");
+    connection
+        .execute(
+            "ATTACH DATABASE ?1 AS xapi",
+            [data_dir.join("xapi.sqlite").to_string_lossy()],
+        )
+        .expect("attach xapi.sqlite");
+    connection
 }

@@ -89,8 +89,7 @@ fn all_pages(gateway: &Gateway, path: &str, token: &str) -> Vec<Value> {
 
 /// The statements the bridge stored, per school code: (id, voided).
 fn stored(gateway: &Gateway, school: &str) -> Vec<(String, bool)> {
-    let connection =
-        rusqlite::Connection::open(gateway.data_dir.path().join("gateway.sqlite")).unwrap();
+    let connection = crate::open_db(gateway.data_dir.path());
     let mut statement = connection
         .prepare(
             "SELECT x.id, x.voided_by IS NOT NULL FROM xapi_statements x JOIN schools s ON s.id = x.school_id

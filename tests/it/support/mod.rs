@@ -302,6 +302,7 @@ impl Gateway {
         connection
             .busy_timeout(Duration::from_secs(30))
             .expect("busy timeout");
+        attach_xapi(&connection, &self.data_dir);
         connection
     }
 
@@ -696,4 +697,15 @@ pub fn receipt_rules(connection: &rusqlite::Connection, receipt_id: &str) -> BTr
         .iter()
         .map(|violation| violation["rule"].as_str().expect("rule").to_string())
         .collect()
+}
+
+/// Attaches the bridge's file (`xapi.sqlite`) beside a data dir's `gateway.sqlite`, as the
+/// gateway's own connections do, so queries over statements and core tables read as one.
+pub fn attach_xapi(connection: &rusqlite::Connection, data_dir: &std::path::Path) {
+    connection
+        .execute(
+            "ATTACH DATABASE ?1 AS xapi",
+            [data_dir.join("xapi.sqlite").to_string_lossy()],
+        )
+        .expect("attach xapi.sqlite");
 }
