@@ -3,7 +3,7 @@
 //!
 //! Run through `benches/run.sh`, which prepares the schools and learners this expects
 //! (`uwlr-gateway generate --schools N` codes and `G{school:03}L000000` learners).
-//! Arguments: URL SENDERS SECONDS.
+//! Arguments: URL SENDERS SECONDS [--warmup=SECONDS]; the warm-up (default 2 s) is not counted.
 
 use std::time::{Duration, Instant};
 
@@ -81,13 +81,20 @@ fn main() {
         .filter(|argument| !argument.starts_with("--"))
         .collect();
     if arguments.len() < 3 {
-        eprintln!("usage: drip URL SENDERS SECONDS");
+        eprintln!("usage: drip URL SENDERS SECONDS [--warmup=SECONDS (default 2)]");
         return;
     }
     let url = arguments[0].clone();
     let senders: u32 = arguments[1].parse().expect("SENDERS is a number");
     let seconds: u64 = arguments[2].parse().expect("SECONDS is a number");
-    let deadline = Instant::now() + Duration::from_secs(seconds);
+    // Messages sent in the first WARMUP seconds (connections opening, each school's first
+    // message storing its toets, caches filling) are not counted: the figures are the steady state.
+    let warmup: u64 = std::env::args()
+        .find_map(|argument| argument.strip_prefix("--warmup=").map(str::to_owned))
+        .map(|text| text.parse().expect("--warmup=SECONDS is a number"))
+        .unwrap_or(2);
+    let measured_from = Instant::now() + Duration::from_secs(warmup);
+    let deadline = measured_from + Duration::from_secs(seconds);
     let results: Vec<(Vec<Duration>, u64)> = std::thread::scope(|scope| {
         let handles: Vec<_> = (0..senders)
             .map(|school| {
@@ -116,7 +123,9 @@ fn main() {
                         match answer {
                             Ok(response) => {
                                 let _ = response.into_string();
-                                latencies.push(sent.elapsed());
+                                if sent >= measured_from {
+                                    latencies.push(sent.elapsed());
+                                }
                             }
                             Err(ureq::Error::Status(_, response)) => {
                                 faults += 1;
