@@ -93,9 +93,19 @@ fn main() {
         .find_map(|argument| argument.strip_prefix("--warmup=").map(str::to_owned))
         .map(|text| text.parse().expect("--warmup=SECONDS is a number"))
         .unwrap_or(2);
-    let measured_from = Instant::now() + Duration::from_secs(warmup);
+    // --rate=N: the senders together offer N messages/s, each on a fixed schedule, and a
+    // latency counts from the scheduled moment (a late send is waiting too); without it,
+    // each sender sends as soon as its previous answer is in (the most the gateway takes).
+    let rate: Option<f64> = std::env::args()
+        .find_map(|argument| argument.strip_prefix("--rate=").map(str::to_owned))
+        .map(|text| {
+            text.parse()
+                .expect("--rate=MESSAGES_PER_SECOND is a number")
+        });
+    let started = Instant::now();
+    let measured_from = started + Duration::from_secs(warmup);
     let deadline = measured_from + Duration::from_secs(seconds);
-    let results: Vec<(Vec<Duration>, u64)> = std::thread::scope(|scope| {
+    let results: Vec<(Vec<(Duration, Duration)>, u64)> = std::thread::scope(|scope| {
         let handles: Vec<_> = (0..senders)
             .map(|school| {
                 let url = url.clone();
@@ -107,14 +117,32 @@ fn main() {
                     let mut faults = 0u64;
                     let mut sequence = 0u64;
                     let mut last = chrono::Utc::now() - chrono::Duration::seconds(1);
+                    let interval =
+                        rate.map(|rate| Duration::from_secs_f64(f64::from(senders) / rate));
+                    // Senders start spread over one interval, so the offered load is even.
+                    let mut scheduled =
+                        started + interval.map_or(Duration::ZERO, |every| every * school / senders);
                     while Instant::now() < deadline {
+                        if interval.is_some() {
+                            let now = Instant::now();
+                            if scheduled > now {
+                                std::thread::sleep(scheduled - now);
+                            }
+                        }
                         // Wall-clock stamps, strictly increasing: later runs stay later too.
                         let stamp =
                             chrono::Utc::now().max(last + chrono::Duration::microseconds(1));
                         last = stamp;
                         let body = message(school, sequence, &stamp);
                         sequence += 1;
-                        let sent = Instant::now();
+                        let sent = if interval.is_some() {
+                            scheduled
+                        } else {
+                            Instant::now()
+                        };
+                        if let Some(every) = interval {
+                            scheduled += every;
+                        }
                         let answer = agent
                             .post(&url)
                             .set("Content-Type", "text/xml; charset=utf-8")
@@ -124,7 +152,7 @@ fn main() {
                             Ok(response) => {
                                 let _ = response.into_string();
                                 if sent >= measured_from {
-                                    latencies.push(sent.elapsed());
+                                    latencies.push((sent - measured_from, sent.elapsed()));
                                 }
                             }
                             Err(ureq::Error::Status(_, response)) => {
@@ -151,10 +179,31 @@ fn main() {
             .map(|handle| handle.join().expect("sender thread"))
             .collect()
     });
-    let mut latencies: Vec<Duration> = results
+    let timed: Vec<(Duration, Duration)> = results
         .iter()
         .flat_map(|(latencies, _)| latencies.iter().copied())
         .collect();
+    if std::env::args().any(|argument| argument == "--timeline") {
+        // Per 500 ms of sending time: messages, p99 and max, to see where the tail comes from.
+        let mut buckets: std::collections::BTreeMap<u128, Vec<Duration>> = Default::default();
+        for (at, latency) in &timed {
+            buckets
+                .entry(at.as_millis() / 500)
+                .or_default()
+                .push(*latency);
+        }
+        for (bucket, mut latencies) in buckets {
+            latencies.sort();
+            println!(
+                "t={:.1}s messages={} p99_ms={:.2} max_ms={:.2}",
+                bucket as f64 / 2.0,
+                latencies.len(),
+                percentile(&latencies, 0.99),
+                percentile(&latencies, 1.0)
+            );
+        }
+    }
+    let mut latencies: Vec<Duration> = timed.iter().map(|(_, latency)| *latency).collect();
     let faults: u64 = results.iter().map(|(_, faults)| faults).sum();
     latencies.sort();
     println!(

@@ -2,9 +2,11 @@
 //!
 //! The transactional outbox is the change feed: the transaction that stores afnames gives
 //! each change a `change_seq`. The publisher follows that feed from its cursor
-//! (`xapi_publisher`) in chunks, each chunk one writer job that writes the statements and
+//! (`xapi_publisher`, in `xapi.sqlite`) in rounds: a short read of the next chunk of
+//! changes from the core, then one job on the xAPI writer that writes the statements and
 //! moves the cursor together, so a crash repeats nothing and loses nothing. Generating
-//! statements inside the accepting transaction made a 200,000-result batch 9 times slower.
+//! statements inside the accepting transaction made a 200,000-result batch 9 times slower;
+//! generating them on the intake's writer thread held drip messages up (see `store::Store`).
 
 use super::xapi::{Mapping, Statement, StatementObject};
 use super::BridgeError;
@@ -17,36 +19,65 @@ use std::collections::HashMap;
 /// How many re-issue suffixes are tried before giving up (MAPPING.md C14); one is the usual case.
 const MAX_REISSUE: u32 = 1000;
 
-/// Generates the statements of afnames changed with `from_seq < change_seq <= to_seq` that are
-/// not quarantined (one school, or all with `None`), from the change log. Runs in the caller's
-/// transaction (the publisher's round, which also moves its cursor). Returns how many statements were written.
-pub fn publish_changes(
+/// One publisher round: the changes with `from < change_seq <= to` as read from the core,
+/// with the toets definitions they need.
+pub struct Round {
+    from: i64,
+    to: i64,
+    sources: Vec<AfnameSource>,
+    definitions: HashMap<i64, Toets>,
+}
+
+/// Reads a round from the core in one short read transaction. It is read apart from the
+/// xAPI writer's transaction so that no long-lived snapshot of the core keeps SQLite from
+/// starting the core's WAL over (see `store::checkpoint_loop`).
+pub fn read_round(connection: &Connection, from: i64, to: i64) -> Result<Round, BridgeError> {
+    let transaction = connection.unchecked_transaction()?;
+    let sources = outbox::changed_afnames(&transaction, None, from, to)?;
+    let mut definitions: HashMap<i64, Toets> = HashMap::new();
+    for source in &sources {
+        if let std::collections::hash_map::Entry::Vacant(entry) = definitions.entry(source.toets_id)
+        {
+            let text = outbox::toets_definition(&transaction, source.toets_id)?;
+            let toets: Toets = serde_json::from_str(&text).map_err(|error| {
+                BridgeError::Unreadable(format!("toets {}: {error}", source.toets_id))
+            })?;
+            entry.insert(toets);
+        }
+    }
+    transaction.finish()?;
+    Ok(Round {
+        from,
+        to,
+        sources,
+        definitions,
+    })
+}
+
+/// Writes a round's statements and moves the publisher's cursor to its end, in the
+/// caller's transaction on the xAPI writer. A round that does not start at the cursor
+/// (another round got there first) writes nothing. Returns how many statements were written.
+pub fn write_round(
     connection: &Connection,
     mapping: &Mapping,
-    school_id: Option<i64>,
-    from_seq: i64,
-    to_seq: i64,
+    round: &Round,
 ) -> Result<usize, BridgeError> {
-    if to_seq <= from_seq {
+    let cursor: i64 = connection
+        .prepare_cached("SELECT cursor_seq FROM xapi_publisher WHERE id = 1")?
+        .query_row([], |row| row.get(0))?;
+    if cursor != round.from {
         return Ok(0);
     }
     let now = chrono::Utc::now();
-    let mut definitions: HashMap<i64, Toets> = HashMap::new();
     let mut written = 0;
-    for source in outbox::changed_afnames(connection, school_id, from_seq, to_seq)? {
-        let toets = match definitions.entry(source.toets_id) {
-            std::collections::hash_map::Entry::Occupied(entry) => entry.into_mut(),
-            std::collections::hash_map::Entry::Vacant(entry) => {
-                let text = outbox::toets_definition(connection, source.toets_id)?;
-                let toets: Toets = serde_json::from_str(&text).map_err(|error| {
-                    BridgeError::Unreadable(format!("toets {}: {error}", source.toets_id))
-                })?;
-                entry.insert(toets)
-            }
-        };
-        let built = mapping.build(&source, toets, now);
-        written += publish_one(connection, mapping, &source, built, now)?;
+    for source in &round.sources {
+        let toets = &round.definitions[&source.toets_id];
+        let built = mapping.build(source, toets, now);
+        written += publish_one(connection, mapping, source, built, now)?;
     }
+    connection
+        .prepare_cached("UPDATE xapi_publisher SET cursor_seq = ?1 WHERE id = 1")?
+        .execute([round.to])?;
     Ok(written)
 }
 
@@ -151,11 +182,11 @@ pub fn release_quarantine(connection: &Connection) -> Result<usize, BridgeError>
     Ok(crate::store::intake::release_quarantine(connection)?)
 }
 
-/// How many changes one publisher job takes at most, so drip messages interleave with a backlog.
-/// Each statement dirties a few random index pages (id, agent, registration, activity) that a
-/// commit writes whole to the WAL, so larger rounds write less: publishing the 227,854
-/// statements of the 200,000-result batch took 26 s with rounds of 500, 15.5 s with 2,000
-/// and 17.4 s with 5,000 (busy machine); a round of 2,000 holds the writer about 0.15 s.
+/// How many changes one publisher round takes at most (its statements are held in memory
+/// between the read and the write). Each statement dirties a few random index pages (id,
+/// agent, registration, activity) that a commit writes whole to the WAL, so larger rounds
+/// write less: publishing the 227,854 statements of the 200,000-result batch took 26 s with
+/// rounds of 500, 15.5 s with 2,000 and 17.4 s with 5,000 (busy machine, before the split).
 const PUBLISH_CHUNK: i64 = 2_000;
 
 /// Where the publisher is in the change feed, and where the feed ends.
@@ -166,19 +197,40 @@ pub fn publisher_position(connection: &Connection) -> Result<(i64, i64), BridgeE
     Ok((cursor, read_change_seq(connection)?))
 }
 
-/// One publisher step inside the caller's transaction: statements for the next chunk of
-/// changes, and the cursor moved past them. Returns whether changes remain.
-pub fn publish_next(connection: &Connection, mapping: &Mapping) -> Result<bool, BridgeError> {
-    let (cursor, end) = publisher_position(connection)?;
-    if cursor >= end {
+/// One round: where the publisher is, the next chunk of changes read from the core, and
+/// its statements written with the cursor on the xAPI writer. Returns whether changes remain.
+async fn publish_round(
+    store: &crate::store::Store,
+    mapping: &std::sync::Arc<Mapping>,
+) -> Result<bool, BridgeError> {
+    let reader = store.clone();
+    let round = tokio::task::spawn_blocking(move || {
+        reader.read(|connection| {
+            let (cursor, end) = publisher_position(connection)?;
+            if cursor >= end {
+                return Ok(None);
+            }
+            let upto = end.min(cursor + PUBLISH_CHUNK);
+            Ok(Some((read_round(connection, cursor, upto)?, upto < end)))
+        })
+    })
+    .await
+    .map_err(|error| BridgeError::Unreadable(error.to_string()))?;
+    let Some((round, more)) = round? else {
         return Ok(false);
-    }
-    let upto = end.min(cursor + PUBLISH_CHUNK);
-    publish_changes(connection, mapping, None, cursor, upto)?;
-    connection
-        .prepare_cached("UPDATE xapi_publisher SET cursor_seq = ?1 WHERE id = 1")?
-        .execute([upto])?;
-    Ok(upto < end)
+    };
+    let mapping = mapping.clone();
+    store
+        .write_xapi(
+            move |connection| -> Result<usize, crate::store::StoreError> {
+                let savepoint = connection.savepoint()?;
+                let written = write_round(&savepoint, &mapping, &round)?;
+                savepoint.commit()?;
+                Ok(written)
+            },
+        )
+        .await??;
+    Ok(more)
 }
 
 /// Follows the change feed until `stop` turns true: wakes on every group commit (and every
@@ -191,38 +243,15 @@ pub async fn run_publisher(
 ) {
     let mut commits = store.commits();
     loop {
-        let behind = store
-            .read(|connection| {
-                publisher_position(connection).map_err(crate::store::StoreError::from)
-            })
-            .map(|(cursor, end)| cursor < end);
-        match behind {
-            Ok(true) => {
-                let mapping = mapping.clone();
-                let step = store
-                    .write_xapi(
-                        move |connection| -> Result<bool, crate::store::StoreError> {
-                            let savepoint = connection.savepoint()?;
-                            let more = publish_next(&savepoint, &mapping)?;
-                            savepoint.commit()?;
-                            Ok(more)
-                        },
-                    )
-                    .await;
-                match step {
-                    // More to publish: go on at once, unless the gateway is stopping
-                    // (the rest is published after the restart, from the cursor).
-                    Ok(Ok(true)) if !*stop.borrow() => continue,
-                    Ok(Ok(true)) => {}
-                    Ok(Ok(false)) => {}
-                    Ok(Err(error)) | Err(error) => {
-                        tracing::error!(%error, "the xAPI publisher failed; retrying");
-                        tokio::time::sleep(poll).await;
-                    }
-                }
+        match publish_round(&store, &mapping).await {
+            // More to publish: go on at once, unless the gateway is stopping
+            // (the rest is published after the restart, from the cursor).
+            Ok(true) if !*stop.borrow() => continue,
+            Ok(_) => {}
+            Err(error) => {
+                tracing::error!(%error, "the xAPI publisher failed; retrying");
+                tokio::time::sleep(poll).await;
             }
-            Ok(false) => {}
-            Err(error) => tracing::warn!(%error, "the xAPI publisher cannot read its position"),
         }
         if *stop.borrow() {
             break;

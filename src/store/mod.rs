@@ -64,9 +64,9 @@ const GROUP_LIMIT: usize = 512;
 /// never holds up the commits of the intake (SQLite has one write lock per file):
 /// `gateway.sqlite` (the core: everything a message changes, and the change log) and
 /// `xapi.sqlite` (what the bridge derives from the change log: statements, the
-/// publisher's cursor, LRS subscriptions and dead letters). Every connection sees both:
-/// the other file is attached (`xapi` on core connections, `core` on the xAPI writer),
-/// and table names are unique across the two, so queries need no schema prefix.
+/// publisher's cursor, LRS subscriptions and dead letters). Readers and one-off
+/// connections see both (`xapi.sqlite` is attached as `xapi`; table names are unique
+/// across the two, so queries need no schema prefix); each writer sees only its own file.
 #[derive(Clone)]
 pub struct Store {
     inner: Arc<Inner>,
@@ -102,8 +102,6 @@ impl Database {
 
 /// The alias of `xapi.sqlite` on core connections.
 pub const XAPI_SCHEMA: &str = "xapi";
-/// The alias of `gateway.sqlite` on the xAPI writer's connection.
-pub const CORE_SCHEMA: &str = "core";
 
 /// Attaches another database file under `alias`.
 fn attach(connection: &Connection, path: &Path, alias: &str) -> Result<(), StoreError> {
@@ -309,39 +307,18 @@ impl Store {
         if let Some(sender) = slot.as_ref() {
             return Ok(sender.clone());
         }
-        let (connection, begin, name, background) = match which {
-            // The core writer sees only its own file: BEGIN IMMEDIATE locks every attached file.
-            Which::Core => (
-                open_connection(&database.path, self.inner.durability)?,
-                "BEGIN IMMEDIATE",
-                "store-writer",
-                false,
-            ),
-            // The xAPI writer reads the core (the change log) and writes only its own file,
-            // so it begins deferred and takes its own file's write lock with a no-op write.
-            Which::Xapi => {
-                let connection = open_connection(&database.path, self.inner.durability)?;
-                attach(&connection, &self.inner.core.path, CORE_SCHEMA)?;
-                (
-                    connection,
-                    "BEGIN; UPDATE main.xapi_publisher SET cursor_seq = cursor_seq WHERE 0",
-                    "xapi-writer",
-                    true,
-                )
-            }
+        // Each writer sees only its own file: BEGIN IMMEDIATE locks every attached file, and
+        // a snapshot of the other file held through a write transaction would keep that
+        // file's WAL from starting over.
+        let connection = open_connection(&database.path, self.inner.durability)?;
+        let (name, background) = match which {
+            Which::Core => ("store-writer", false),
+            Which::Xapi => ("xapi-writer", true),
         };
         // The writer checkpoints only when the checkpoint thread asks it to (see `checkpoint_loop`).
         connection.pragma_update(None, "wal_autocheckpoint", 0)?;
         connection.pragma_update(None, "journal_size_limit", WAL_SIZE_LIMIT)?;
-        // Page caches are per file: the xAPI writer reads the core's change log and afnames too.
         connection.pragma_update(None, "cache_size", -32768)?;
-        if let Which::Xapi = which {
-            connection.pragma_update(
-                Some(rusqlite::DatabaseName::Attached(CORE_SCHEMA)),
-                "cache_size",
-                -16384,
-            )?;
-        }
         // Savepoint journals (one per job) stay in memory instead of spilling to temp files.
         connection.pragma_update(None, "temp_store", "MEMORY")?;
         let (sender, receiver) = mpsc::channel::<Job>();
@@ -353,7 +330,7 @@ impl Store {
                 if background {
                     lower_priority();
                 }
-                writer_loop(connection, begin, receiver, commits, restart)
+                writer_loop(connection, receiver, commits, restart)
             })
             .map_err(|error| StoreError::Commit(error.to_string()))?;
         let checkpointer = open_connection(&database.path, self.inner.durability)?;
@@ -388,8 +365,8 @@ impl Store {
         self.write_to(Which::Core, job).await
     }
 
-    /// Like `write`, on the xAPI writer thread: its jobs may read the core (attached as
-    /// `core`) but write only the bridge's tables.
+    /// Like `write`, on the xAPI writer thread, whose connection holds only the bridge's
+    /// file: what a job needs from the core is read beforehand through `read`.
     pub async fn write_xapi<R: Send + 'static>(
         &self,
         job: impl FnOnce(&mut Connection) -> R + Send + 'static,
@@ -457,7 +434,6 @@ fn lower_priority() {
 
 fn writer_loop(
     mut connection: Connection,
-    begin: &'static str,
     receiver: mpsc::Receiver<Job>,
     commits: Arc<tokio::sync::watch::Sender<u64>>,
     restart_wal: Arc<AtomicBool>,
@@ -471,7 +447,7 @@ fn writer_loop(
             }
         }
         let began = connection
-            .execute_batch(begin)
+            .execute_batch("BEGIN IMMEDIATE")
             .map_err(|error| error.to_string());
         let mut completions: Vec<Completion> = Vec::with_capacity(jobs.len());
         if let Err(error) = began {
