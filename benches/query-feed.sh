@@ -65,6 +65,8 @@ print(f"median {rates[len(rates) // 2]:,.0f} afnames/s (limit {limit})")
 # The bridge publishes after the commit: wait until every change has its statement.
 import sqlite3
 database = sqlite3.connect(sys.argv[5])
+# The publisher's cursor lives in xapi.sqlite beside gateway.sqlite.
+database.execute("ATTACH DATABASE ? AS xapi", (sys.argv[5].replace("gateway.sqlite", "xapi.sqlite"),))
 while True:
     cursor, end = database.execute(
         "SELECT (SELECT cursor_seq FROM xapi_publisher), (SELECT seq FROM change_counter)"

@@ -318,7 +318,13 @@ impl Store {
         // The writer checkpoints only when the checkpoint thread asks it to (see `checkpoint_loop`).
         connection.pragma_update(None, "wal_autocheckpoint", 0)?;
         connection.pragma_update(None, "journal_size_limit", WAL_SIZE_LIMIT)?;
-        connection.pragma_update(None, "cache_size", -32768)?;
+        // The core writer's cache holds the hot index pages of the intake; the xAPI writer
+        // mostly appends and keeps a smaller one (both count toward a large message's memory).
+        let cache_kib = match which {
+            Which::Core => 32768,
+            Which::Xapi => 8192,
+        };
+        connection.pragma_update(None, "cache_size", -cache_kib)?;
         // Savepoint journals (one per job) stay in memory instead of spilling to temp files.
         connection.pragma_update(None, "temp_store", "MEMORY")?;
         let (sender, receiver) = mpsc::channel::<Job>();
