@@ -184,6 +184,12 @@ fn main() {
         .flat_map(|(latencies, _)| latencies.iter().copied())
         .collect();
     if std::env::args().any(|argument| argument == "--timeline") {
+        let measured_wall = chrono::Utc::now()
+            - chrono::Duration::from_std(measured_from.elapsed()).unwrap_or_default();
+        println!(
+            "timeline starts at {}",
+            measured_wall.format("%H:%M:%S%.3f")
+        );
         // Per 500 ms of sending time: messages, p99 and max, to see where the tail comes from.
         let mut buckets: std::collections::BTreeMap<u128, Vec<Duration>> = Default::default();
         for (at, latency) in &timed {

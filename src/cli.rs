@@ -1019,6 +1019,7 @@ fn serve(config: Config, demo: bool) -> Result<ExitCode> {
             store.clone(),
             mapping.clone(),
             config.outbox().poll_interval,
+            std::time::Duration::from_millis(config.xapi_publish_pause_ms),
             outbox_stopped.clone(),
         ));
         let outbox = tokio::spawn(crate::bridge::outbox::run(store.clone(), mapping, config.outbox(), outbox_stopped));

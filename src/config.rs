@@ -83,6 +83,9 @@ pub struct Config {
     pub xapi_request_timeout_secs: u64,
     /// How often subscriptions are reloaded (and idle deliveries look for work).
     pub xapi_poll_interval_ms: u64,
+    /// The least time between two rounds of the xAPI publisher: longer rounds share index
+    /// pages and commits, shorter ones lower the lag to the LRSs.
+    pub xapi_publish_pause_ms: u64,
     /// First retry delay after a failed POST; it doubles per attempt.
     pub xapi_base_backoff_ms: u64,
     /// Longest retry delay.
@@ -125,6 +128,7 @@ impl Default for Config {
             xapi_batch_size: 100,
             xapi_request_timeout_secs: 10,
             xapi_poll_interval_ms: 1000,
+            xapi_publish_pause_ms: 25,
             xapi_base_backoff_ms: 500,
             xapi_max_backoff_secs: 60,
             max_connections: 2048,
@@ -274,6 +278,9 @@ impl Config {
         })?;
         set("UWLR_XAPI_POLL_INTERVAL_MS", &mut |v| {
             Ok(self.xapi_poll_interval_ms = parse("UWLR_XAPI_POLL_INTERVAL_MS", v)?)
+        })?;
+        set("UWLR_XAPI_PUBLISH_PAUSE_MS", &mut |v| {
+            Ok(self.xapi_publish_pause_ms = parse("UWLR_XAPI_PUBLISH_PAUSE_MS", v)?)
         })?;
         set("UWLR_XAPI_BASE_BACKOFF_MS", &mut |v| {
             Ok(self.xapi_base_backoff_ms = parse("UWLR_XAPI_BASE_BACKOFF_MS", v)?)

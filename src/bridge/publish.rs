@@ -239,6 +239,7 @@ pub async fn run_publisher(
     store: crate::store::Store,
     mapping: std::sync::Arc<Mapping>,
     poll: std::time::Duration,
+    pause: std::time::Duration,
     mut stop: tokio::sync::watch::Receiver<bool>,
 ) {
     let mut commits = store.commits();
@@ -258,7 +259,7 @@ pub async fn run_publisher(
         }
         // Under a steady drip every group commit would wake the publisher for a handful
         // of changes; a short pause lets one job take the changes of several commits.
-        tokio::time::sleep(PUBLISH_PAUSE).await;
+        tokio::time::sleep(pause).await;
         tokio::select! {
             _ = stop.changed() => {}
             _ = commits.changed() => {}
@@ -266,6 +267,3 @@ pub async fn run_publisher(
         }
     }
 }
-
-/// The least time between two catch-up rounds of the publisher.
-const PUBLISH_PAUSE: std::time::Duration = std::time::Duration::from_millis(25);
