@@ -194,3 +194,49 @@ fn tls_serves_soap_calls_and_the_wsdl_over_https() {
     );
     assert_eq!(outcome(&reply), Expect::Accepted, "{}", reply.body);
 }
+
+/// `xapi.sqlite` holds what the publisher derives from the change log (plus the LRS
+/// subscriptions): lost, it is rebuilt with the same statement ids, corrections included.
+#[test]
+fn a_lost_xapi_database_is_rebuilt_with_the_same_statement_ids() {
+    let root = tempfile::tempdir().unwrap();
+    let data_dir = root.path().join("data");
+    let ids = |connection: &rusqlite::Connection| -> Vec<(String, bool)> {
+        let mut statement = connection
+            .prepare("SELECT id, voided_by IS NOT NULL FROM xapi_statements ORDER BY id")
+            .unwrap();
+        let rows = statement
+            .query_map([], |row| Ok((row.get(0)?, row.get(1)?)))
+            .unwrap();
+        rows.map(Result::unwrap).collect()
+    };
+    let before = {
+        let gateway = spawn_gateway(Options::default().data_dir(&data_dir));
+        for sequence in 1..=20 {
+            assert_eq!(outcome(&gateway.post(drip(sequence))), Expect::Accepted);
+        }
+        // A correction of BACKUP-3 (LL0004, score 3): a new statement and a voiding one.
+        let correction = Message::demo(&aanmaakdatum(21))
+            .afname("LL0004", vec![Resultaat::score("BACKUP-3", "BACKUP-T", 9)])
+            .toets(Toets::new("BACKUP-T"))
+            .envelope();
+        assert_eq!(outcome(&gateway.post(correction)), Expect::Accepted);
+        let connection = gateway.db();
+        wait_published(&connection);
+        ids(&connection)
+    };
+    assert_eq!(
+        before.len(),
+        22,
+        "20 statements, a corrected one and its voiding statement"
+    );
+    assert_eq!(before.iter().filter(|(_, voided)| *voided).count(), 1);
+    for file in ["xapi.sqlite", "xapi.sqlite-wal", "xapi.sqlite-shm"] {
+        let _ = std::fs::remove_file(data_dir.join(file));
+    }
+    assert!(!data_dir.join("xapi.sqlite").exists());
+    let gateway = spawn_gateway(Options::default().data_dir(&data_dir));
+    let connection = gateway.db();
+    wait_published(&connection);
+    assert_eq!(ids(&connection), before);
+}
