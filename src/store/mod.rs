@@ -536,10 +536,8 @@ fn checkpoint_loop(
                 // WAL, which under a steady drip only the writer's does: it then flushed every
                 // page copied since the last restart (15–35 ms with the writer waiting).
                 // Flushing them here first leaves the writer a few pages.
-                if let Ok(file) = std::fs::File::open(&path) {
-                    if let Err(error) = file.sync_data() {
-                        tracing::warn!(%error, "cannot sync the database file before a WAL restart");
-                    }
+                if let Err(error) = sync_database_file(&path) {
+                    tracing::warn!(%error, "cannot sync the database file before a WAL restart");
                 }
                 restart.store(true, Ordering::Relaxed)
             }
@@ -547,6 +545,27 @@ fn checkpoint_loop(
             Err(error) => tracing::warn!(%error, "checkpoint failed"),
         }
     }
+}
+
+/// Flushes a database file's written pages to disk through a descriptor that stays open
+/// until the process ends. Closing any descriptor of a file drops every POSIX lock this
+/// process holds on it, SQLite's included: another process (a CLI command) closing its
+/// connection would then take the database for unused, checkpoint it and delete the WAL
+/// that this process is still writing to. (Seen: a `File::open` + drop here did exactly that.)
+fn sync_database_file(path: &Path) -> std::io::Result<()> {
+    static FILES: std::sync::OnceLock<Mutex<std::collections::HashMap<PathBuf, std::fs::File>>> =
+        std::sync::OnceLock::new();
+    let mut files = FILES
+        .get_or_init(Default::default)
+        .lock()
+        .expect("open database files");
+    let file = match files.entry(path.to_path_buf()) {
+        std::collections::hash_map::Entry::Occupied(entry) => entry.into_mut(),
+        std::collections::hash_map::Entry::Vacant(entry) => {
+            entry.insert(std::fs::File::open(path)?)
+        }
+    };
+    file.sync_data()
 }
 
 /// WAL frames after which the writer checkpoints once itself, so the WAL starts over
