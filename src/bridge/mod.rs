@@ -31,6 +31,10 @@ pub enum BridgeError {
     /// A subscription setting is not valid (`lrs add`); carries the reason.
     #[error("{0}")]
     Subscription(String),
+    /// A publisher round was read from another cursor than the stored one (a second
+    /// gateway on the same data dir, or a stale read); nothing was written.
+    #[error("the publisher cursor is at {stored}, the round started at {round}")]
+    CursorMoved { stored: i64, round: i64 },
 }
 
 impl From<rusqlite::Error> for BridgeError {

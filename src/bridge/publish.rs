@@ -56,7 +56,8 @@ pub fn read_round(connection: &Connection, from: i64, to: i64) -> Result<Round, 
 
 /// Writes a round's statements and moves the publisher's cursor to its end, in the
 /// caller's transaction on the xAPI writer. A round that does not start at the cursor
-/// (another round got there first) writes nothing. Returns how many statements were written.
+/// writes nothing and is an error, so the publisher pauses instead of spinning on it.
+/// Returns how many statements were written.
 pub fn write_round(
     connection: &Connection,
     mapping: &Mapping,
@@ -66,7 +67,10 @@ pub fn write_round(
         .prepare_cached("SELECT cursor_seq FROM xapi_publisher WHERE id = 1")?
         .query_row([], |row| row.get(0))?;
     if cursor != round.from {
-        return Ok(0);
+        return Err(BridgeError::CursorMoved {
+            stored: cursor,
+            round: round.from,
+        });
     }
     let now = chrono::Utc::now();
     let mut written = 0;
@@ -265,5 +269,33 @@ pub async fn run_publisher(
             _ = commits.changed() => {}
             () = tokio::time::sleep(poll) => {}
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_round_from_another_cursor_writes_nothing() -> Result<(), BridgeError> {
+        let connection = crate::store::testing::database()?;
+        let mapping = Mapping::new("https://uwlr-gateway.example/xapi")?;
+        let round = read_round(&connection, 0, 0)?;
+        connection.execute("UPDATE xapi_publisher SET cursor_seq = 5", [])?;
+        assert!(matches!(
+            write_round(&connection, &mapping, &round),
+            Err(BridgeError::CursorMoved {
+                stored: 5,
+                round: 0
+            })
+        ));
+        connection.execute("UPDATE xapi_publisher SET cursor_seq = 0", [])?;
+        assert_eq!(write_round(&connection, &mapping, &round)?, 0);
+        let cursor: i64 =
+            connection.query_row("SELECT cursor_seq FROM xapi_publisher", [], |row| {
+                row.get(0)
+            })?;
+        assert_eq!(cursor, 0);
+        Ok(())
     }
 }
