@@ -373,8 +373,12 @@ fn connect(config: &Config) -> Result<rusqlite::Connection> {
 }
 
 fn open_store(config: &Config) -> Result<Store> {
-    Store::open(&config.data_dir, config.durability)
-        .with_context(|| format!("cannot open the database in {}", config.data_dir.display()))
+    Store::open(
+        &config.data_dir,
+        config.durability,
+        config.wal_restart_mib.max(1) << 20,
+    )
+    .with_context(|| format!("cannot open the database in {}", config.data_dir.display()))
 }
 
 pub fn run(cli: Cli) -> Result<ExitCode> {

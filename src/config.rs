@@ -53,6 +53,8 @@ pub struct Config {
     pub xsd_versions: Vec<String>,
     pub unknown_leerling: UnknownLeerlingPolicy,
     pub durability: Durability,
+    /// WAL size (MiB) after which the writer lets SQLite start the WAL over (see `store`).
+    pub wal_restart_mib: u64,
     pub log_format: LogFormat,
     /// A folder with official XSDs (must hold UWLR_Gateway_Envelope.xsd importing them).
     pub schema_dir: Option<PathBuf>,
@@ -114,6 +116,7 @@ impl Default for Config {
             xsd_versions: vec!["2.2".into()],
             unknown_leerling: UnknownLeerlingPolicy::Reject,
             durability: Durability::Full,
+            wal_restart_mib: crate::store::DEFAULT_WAL_RESTART_BYTES >> 20,
             log_format: LogFormat::Text,
             schema_dir: None,
             vdex_dir: None,
@@ -227,6 +230,9 @@ impl Config {
         })?;
         set("UWLR_DURABILITY", &mut |v| {
             Ok(self.durability = choice("UWLR_DURABILITY", v)?)
+        })?;
+        set("UWLR_WAL_RESTART_MIB", &mut |v| {
+            Ok(self.wal_restart_mib = parse("UWLR_WAL_RESTART_MIB", v)?)
         })?;
         set("UWLR_LOG_FORMAT", &mut |v| {
             Ok(self.log_format = choice("UWLR_LOG_FORMAT", v)?)

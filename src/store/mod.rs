@@ -76,6 +76,7 @@ struct Inner {
     core: Database,
     xapi: Database,
     durability: Durability,
+    wal_restart_bytes: u64,
     readers: Mutex<Vec<Connection>>,
 }
 
@@ -247,7 +248,11 @@ fn copy_database(
 
 impl Store {
     /// Opens (creating and migrating) `gateway.sqlite` and `xapi.sqlite` in `data_dir`.
-    pub fn open(data_dir: &Path, durability: Durability) -> Result<Store, StoreError> {
+    pub fn open(
+        data_dir: &Path,
+        durability: Durability,
+        wal_restart_bytes: u64,
+    ) -> Result<Store, StoreError> {
         std::fs::create_dir_all(data_dir).map_err(|source| StoreError::DataDir {
             path: data_dir.to_path_buf(),
             source,
@@ -257,6 +262,7 @@ impl Store {
                 core: Database::new(data_dir.join("gateway.sqlite")),
                 xapi: Database::new(data_dir.join("xapi.sqlite")),
                 durability,
+                wal_restart_bytes: wal_restart_bytes.max(PAGE_BYTES),
                 readers: Mutex::new(Vec::new()),
             }),
         };
@@ -317,7 +323,11 @@ impl Store {
         };
         // The writer checkpoints only when the checkpoint thread asks it to (see `checkpoint_loop`).
         connection.pragma_update(None, "wal_autocheckpoint", 0)?;
-        connection.pragma_update(None, "journal_size_limit", WAL_SIZE_LIMIT)?;
+        connection.pragma_update(
+            None,
+            "journal_size_limit",
+            self.inner.wal_restart_bytes as i64,
+        )?;
         // The core writer's cache holds the hot index pages of the intake; the xAPI writer
         // mostly appends and keeps a smaller one (both count toward a large message's memory).
         let cache_kib = match which {
@@ -343,11 +353,12 @@ impl Store {
         let alive = Arc::downgrade(&self.inner);
         let path = database.path.clone();
         let restart = database.restart_wal.clone();
+        let restart_bytes = self.inner.wal_restart_bytes;
         std::thread::Builder::new()
             .name(format!("{name}-checkpoint"))
             .spawn(move || {
                 lower_priority();
-                checkpoint_loop(checkpointer, path, alive, restart)
+                checkpoint_loop(checkpointer, path, alive, restart, restart_bytes)
             })
             .map_err(|error| StoreError::Commit(error.to_string()))?;
         *slot = Some(sender.clone());
@@ -498,7 +509,7 @@ fn writer_loop(
 
 /// Copies the WAL back into the database file every 200 ms without blocking the writer
 /// (PASSIVE), and asks the writer to finish the job once the WAL holds more than
-/// `RESTART_FRAMES` frames.
+/// `wal_restart_bytes` of frames.
 ///
 /// Why the writer: SQLite starts the WAL over from its beginning only when a write
 /// transaction begins with every frame checkpointed, which a background checkpoint of a
@@ -506,22 +517,25 @@ fn writer_loop(
 /// drip of 5,000 messages/s grew the WAL by ~130 MB/s, and the TRUNCATE checkpoint that
 /// bounded it stopped the writer for up to half a second. The writer's own PASSIVE
 /// checkpoint right after a commit copies only the frames since this thread's last one,
-/// and its next transaction restarts the WAL (then cut to `WAL_SIZE_LIMIT`).
+/// and its next transaction restarts the WAL (then cut to that size).
 /// TRUNCATE, which waits for readers and blocks the writer, is kept for a WAL that grew
-/// past `WAL_TRUNCATE_BYTES` all the same (a reader that held a snapshot for long).
+/// past `WAL_TRUNCATE_BYTES` (or twice the restart size) all the same (a reader that held a snapshot for long).
 fn checkpoint_loop(
     connection: Connection,
     path: PathBuf,
     alive: std::sync::Weak<Inner>,
     restart: Arc<AtomicBool>,
+    restart_bytes: u64,
 ) {
     let wal = path.with_extension("sqlite-wal");
+    let restart_frames = (restart_bytes / PAGE_BYTES) as i64;
+    let truncate_bytes = WAL_TRUNCATE_BYTES.max(2 * restart_bytes);
     while alive.strong_count() > 0 {
         std::thread::sleep(std::time::Duration::from_millis(200));
         let wal_bytes = std::fs::metadata(&wal)
             .map(|metadata| metadata.len())
             .unwrap_or(0);
-        let mode = if wal_bytes > WAL_TRUNCATE_BYTES {
+        let mode = if wal_bytes > truncate_bytes {
             "TRUNCATE"
         } else {
             "PASSIVE"
@@ -531,7 +545,7 @@ fn checkpoint_loop(
                 row.get::<_, i64>(1)
             });
         match checkpointed {
-            Ok(frames) if frames > RESTART_FRAMES => {
+            Ok(frames) if frames > restart_frames => {
                 // SQLite syncs the database file only when a checkpoint reaches the end of the
                 // WAL, which under a steady drip only the writer's does: it then flushed every
                 // page copied since the last restart (15–35 ms with the writer waiting).
@@ -568,14 +582,16 @@ fn sync_database_file(path: &Path) -> std::io::Result<()> {
     file.sync_data()
 }
 
-/// WAL frames after which the writer checkpoints once itself, so the WAL starts over
-/// (512 MiB of 4 KiB pages: every ~5 s under a full drip). Each restart costs the writer a
-/// few ms; a larger WAL makes every page lookup of the readers slower (with 1 GiB the drip's
-/// p50 went from ~6 to ~9 ms), a smaller one restarts more often (64 MiB: 2–3 times a second).
-const RESTART_FRAMES: i64 = 131072;
-/// What a restarted WAL file is cut back to.
-const WAL_SIZE_LIMIT: i64 = 512 << 20;
-/// A WAL file this large is truncated even if that blocks the writer.
+/// The WAL size after which the writer checkpoints once itself, so the WAL starts over;
+/// `wal_restart_mib` in the configuration. 512 MiB restarts every ~5 s under a full drip.
+/// Each restart costs the writer a few ms; a larger WAL makes every page lookup of the
+/// readers slower (with 1 GiB the drip's p50 went from ~6 to ~9 ms), a smaller one restarts
+/// more often (64 MiB: 2–3 times a second). A restarted WAL file is cut back to this size.
+pub const DEFAULT_WAL_RESTART_BYTES: u64 = 512 << 20;
+/// SQLite's page size here: WAL frames per byte of WAL.
+const PAGE_BYTES: u64 = 4096;
+/// A WAL file this large (at least twice the restart size) is truncated even if that
+/// blocks the writer.
 const WAL_TRUNCATE_BYTES: u64 = 1 << 30;
 
 /// The current time as stored: RFC 3339 UTC with milliseconds.

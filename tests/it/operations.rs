@@ -240,3 +240,51 @@ fn a_lost_xapi_database_is_rebuilt_with_the_same_statement_ids() {
     wait_published(&connection);
     assert_eq!(ids(&connection), before);
 }
+
+/// CLI commands open and close the database files while the gateway writes and restarts
+/// its WAL (every MiB here): they must never take a database for unused. A file closed by
+/// the gateway's own code once dropped its locks, and a CLI command's close then deleted
+/// the WAL the gateway was writing to; later commits were invisible to new connections.
+#[test]
+fn cli_commands_during_wal_restarts_leave_the_gateways_wal_alone() {
+    let gateway = spawn_gateway(Options::default().env("UWLR_WAL_RESTART_MIB", "1"));
+    let stop = AtomicBool::new(false);
+    let total: u32 = 1500;
+    std::thread::scope(|scope| {
+        let cli = scope.spawn(|| {
+            let mut runs = 0;
+            while !stop.load(Ordering::Relaxed) {
+                gateway.cli(&["outbox", "status"]).success();
+                runs += 1;
+            }
+            runs
+        });
+        for sequence in 1..=total {
+            assert_eq!(
+                outcome(&gateway.post(drip(sequence))),
+                Expect::Accepted,
+                "message {sequence}"
+            );
+        }
+        stop.store(true, Ordering::Relaxed);
+        assert!(cli.join().expect("cli thread") > 0);
+    });
+    let connection = gateway.db();
+    assert_eq!(
+        count(&connection, "SELECT count(*) FROM receipts"),
+        i64::from(total),
+        "a new connection sees every commit"
+    );
+    wait_published(&connection);
+    assert_eq!(
+        count(&connection, "SELECT count(*) FROM xapi_statements"),
+        i64::from(total)
+    );
+    for wal in ["gateway.sqlite-wal", "xapi.sqlite-wal"] {
+        assert!(gateway.data_dir.join(wal).exists(), "{wal} is in place");
+    }
+    let check: String = connection
+        .query_row("PRAGMA integrity_check", [], |row| row.get(0))
+        .unwrap();
+    assert_eq!(check, "ok");
+}
