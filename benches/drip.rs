@@ -3,7 +3,8 @@
 //!
 //! Run through `benches/run.sh`, which prepares the schools and learners this expects
 //! (`uwlr-gateway generate --schools N` codes and `G{school:03}L000000` learners).
-//! Arguments: URL SENDERS SECONDS [--warmup=SECONDS]; the warm-up (default 2 s) is not counted.
+//! Arguments: URL SENDERS SECONDS [--warmup=SECONDS] [--rate=N] [--timeline]; the warm-up
+//! (default 2 s) is not counted, `--rate` offers a fixed load, `--timeline` prints p99 per half second.
 
 use std::time::{Duration, Instant};
 
@@ -81,7 +82,7 @@ fn main() {
         .filter(|argument| !argument.starts_with("--"))
         .collect();
     if arguments.len() < 3 {
-        eprintln!("usage: drip URL SENDERS SECONDS [--warmup=SECONDS (default 2)]");
+        eprintln!("usage: drip URL SENDERS SECONDS [--warmup=SECONDS (default 2)] [--rate=MESSAGES_PER_SECOND] [--timeline]");
         return;
     }
     let url = arguments[0].clone();
@@ -89,19 +90,19 @@ fn main() {
     let seconds: u64 = arguments[2].parse().expect("SECONDS is a number");
     // Messages sent in the first WARMUP seconds (connections opening, each school's first
     // message storing its toets, caches filling) are not counted: the figures are the steady state.
-    let warmup: u64 = std::env::args()
-        .find_map(|argument| argument.strip_prefix("--warmup=").map(str::to_owned))
+    let flag = |name: &str| {
+        std::env::args().find_map(|argument| argument.strip_prefix(name).map(str::to_owned))
+    };
+    let warmup: u64 = flag("--warmup=")
         .map(|text| text.parse().expect("--warmup=SECONDS is a number"))
         .unwrap_or(2);
     // --rate=N: the senders together offer N messages/s, each on a fixed schedule, and a
     // latency counts from the scheduled moment (a late send is waiting too); without it,
     // each sender sends as soon as its previous answer is in (the most the gateway takes).
-    let rate: Option<f64> = std::env::args()
-        .find_map(|argument| argument.strip_prefix("--rate=").map(str::to_owned))
-        .map(|text| {
-            text.parse()
-                .expect("--rate=MESSAGES_PER_SECOND is a number")
-        });
+    let rate: Option<f64> = flag("--rate=").map(|text| {
+        text.parse()
+            .expect("--rate=MESSAGES_PER_SECOND is a number")
+    });
     let started = Instant::now();
     let measured_from = started + Duration::from_secs(warmup);
     let deadline = measured_from + Duration::from_secs(seconds);
@@ -123,26 +124,23 @@ fn main() {
                     let mut scheduled =
                         started + interval.map_or(Duration::ZERO, |every| every * school / senders);
                     while Instant::now() < deadline {
-                        if interval.is_some() {
-                            let now = Instant::now();
-                            if scheduled > now {
-                                std::thread::sleep(scheduled - now);
-                            }
-                        }
                         // Wall-clock stamps, strictly increasing: later runs stay later too.
                         let stamp =
                             chrono::Utc::now().max(last + chrono::Duration::microseconds(1));
                         last = stamp;
                         let body = message(school, sequence, &stamp);
                         sequence += 1;
-                        let sent = if interval.is_some() {
-                            scheduled
-                        } else {
-                            Instant::now()
+                        let sent = match interval {
+                            Some(every) => {
+                                std::thread::sleep(
+                                    scheduled.saturating_duration_since(Instant::now()),
+                                );
+                                let due = scheduled;
+                                scheduled += every;
+                                due
+                            }
+                            None => Instant::now(),
                         };
-                        if let Some(every) = interval {
-                            scheduled += every;
-                        }
                         let answer = agent
                             .post(&url)
                             .set("Content-Type", "text/xml; charset=utf-8")

@@ -376,7 +376,7 @@ fn open_store(config: &Config) -> Result<Store> {
     Store::open(
         &config.data_dir,
         config.durability,
-        config.wal_restart_mib.max(1) << 20,
+        config.wal_restart_mib << 20,
     )
     .with_context(|| format!("cannot open the database in {}", config.data_dir.display()))
 }

@@ -338,6 +338,11 @@ impl Config {
                 "xapi_batch_size must be 1..=1000".into(),
             ));
         }
+        if !(1..=1 << 20).contains(&self.wal_restart_mib) {
+            return Err(ConfigError::Invalid(
+                "wal_restart_mib must be 1..=1048576".into(),
+            ));
+        }
         if self.xapi_request_timeout_secs == 0
             || self.xapi_poll_interval_ms == 0
             || self.xapi_max_backoff_secs == 0
@@ -438,6 +443,19 @@ mod tests {
         config.xapi_base_iri = "not an iri".into();
         assert!(config.check().is_err());
         assert!(Config::default().check().is_ok());
+    }
+
+    #[test]
+    fn wal_restart_size_comes_from_the_environment_and_must_be_positive() {
+        let mut config = Config::default();
+        assert_eq!(config.wal_restart_mib, 512);
+        config
+            .apply_env(|name| (name == "UWLR_WAL_RESTART_MIB").then(|| "64".into()))
+            .unwrap();
+        assert_eq!(config.wal_restart_mib, 64);
+        assert!(config.check().is_ok());
+        config.wal_restart_mib = 0;
+        assert!(config.check().is_err());
     }
 
     #[test]

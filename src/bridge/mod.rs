@@ -11,7 +11,7 @@ pub mod read;
 pub mod subscriptions;
 pub mod xapi;
 
-pub use publish::{read_round, release_quarantine, run_publisher, write_round};
+pub use publish::{release_quarantine, run_publisher};
 pub use xapi::Mapping;
 
 use crate::store::StoreError;

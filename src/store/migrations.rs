@@ -314,7 +314,6 @@ CREATE INDEX read_audit_reader ON read_audit(reader_id, at);
 "#,
 ];
 
-/// Brings the database to the newest schema version, one transaction per step.
 /// The schema of `xapi.sqlite`, the bridge's own file (see `store::Store`), applied through a
 /// core connection that has it attached as `xapi` and tracked in its own `user_version`.
 /// Same tables as migrations 2 and 3 created in the core, leaner: `seq` is the rowid (the

@@ -110,7 +110,6 @@ fn attach(connection: &Connection, path: &Path, alias: &str) -> Result<(), Store
         &format!("ATTACH DATABASE ?1 AS {alias}"),
         [path.to_string_lossy()],
     )?;
-
     // Pragmas are per schema: the attached file gets the same journal and durability.
     let synchronous: String = connection.query_row("PRAGMA main.synchronous", [], |row| {
         row.get::<_, i64>(0).map(|value| value.to_string())
@@ -262,7 +261,7 @@ impl Store {
                 core: Database::new(data_dir.join("gateway.sqlite")),
                 xapi: Database::new(data_dir.join("xapi.sqlite")),
                 durability,
-                wal_restart_bytes: wal_restart_bytes.max(PAGE_BYTES),
+                wal_restart_bytes,
                 readers: Mutex::new(Vec::new()),
             }),
         };
@@ -274,11 +273,6 @@ impl Store {
     /// The core database file.
     pub fn path(&self) -> &Path {
         &self.inner.core.path
-    }
-
-    /// The bridge's database file.
-    pub fn xapi_path(&self) -> &Path {
-        &self.inner.xapi.path
     }
 
     /// A connection to the core with the bridge's file attached, for one-off work (CLI
