@@ -149,6 +149,18 @@ pub enum Command {
     /// Show xAPI delivery (lag, pending per LRS, dead letters) and requeue dead letters.
     #[command(subcommand)]
     Outbox(OutboxCommand),
+    /// Manage the key that seals LRS passwords and pseudonym keys in the database.
+    #[command(subcommand)]
+    Secrets(SecretsCommand),
+}
+
+#[derive(Subcommand, Debug)]
+pub enum SecretsCommand {
+    /// Print a new random key (base64), to put on the first line of the key file when rotating.
+    NewKey,
+    /// Reseal every stored secret under the first key of the key file (after a rotation, or for
+    /// a database from before sealing); prints how many values were resealed.
+    Rotate,
 }
 
 #[derive(Subcommand, Debug)]
@@ -162,9 +174,13 @@ pub enum LrsCommand {
         /// HTTP Basic user.
         #[arg(long)]
         username: Option<String>,
-        /// HTTP Basic password (or UWLR_LRS_PASSWORD, which keeps it out of the shell history).
-        #[arg(long, env = "UWLR_LRS_PASSWORD", hide_env_values = true)]
+        /// HTTP Basic password (or UWLR_LRS_PASSWORD, which keeps it out of the shell history
+        /// and the process list; or --password-file).
+        #[arg(long, env = "UWLR_LRS_PASSWORD", hide_env_values = true, conflicts_with = "password_file")]
         password: Option<String>,
+        /// Read the HTTP Basic password from this file ("-" for standard input).
+        #[arg(long, value_name = "FILE")]
+        password_file: Option<PathBuf>,
         /// Only results of this school (repeatable; none means every school).
         #[arg(long = "school")]
         schools: Vec<String>,
@@ -279,8 +295,13 @@ pub enum ClientsCommand {
         #[arg(long)]
         klantnaam: String,
         /// Take over a key schools already hold (from an earlier system) instead of generating one.
-        #[arg(long)]
+        /// Visible to other local users in the process list: prefer --key-file.
+        #[arg(long, conflicts_with = "key_file")]
         key: Option<String>,
+        /// Read the key to take over from this file ("-" for standard input); one line, its
+        /// line ending dropped.
+        #[arg(long, value_name = "FILE")]
+        key_file: Option<PathBuf>,
     },
     List,
     /// Withdraw a client: its key stops working at once.
@@ -334,6 +355,12 @@ pub enum ReceiptsCommand {
 
 /// Parses arguments, runs the command, and turns errors into an exit code.
 pub fn main() -> ExitCode {
+    // Everything the gateway creates (data dir, databases, spool, backups, key file) is for
+    // its own user only, whatever umask it was started with.
+    // SAFETY: umask only sets the process's file mode mask; it cannot fail.
+    unsafe {
+        libc::umask(0o077);
+    }
     let cli = Cli::parse();
     match run(cli) {
         Ok(code) => code,
@@ -370,6 +397,39 @@ fn init_tracing(format: LogFormat) {
 /// A connection to the database of `config`, for subcommands that work on it directly.
 fn connect(config: &Config) -> Result<rusqlite::Connection> {
     Ok(open_store(config)?.connect()?)
+}
+
+/// The keys that seal stored secrets; `create` makes the data dir's default key file when missing.
+fn load_keyring(config: &Config, create: bool) -> Result<crate::secret::Keyring> {
+    Ok(crate::secret::Keyring::load(
+        &config.secrets_key_source(),
+        create,
+    )?)
+}
+
+/// One secret line from a file or standard input ("-"), without its line ending; refuses an
+/// empty value and white space around it (a key with a stray space would never match).
+fn read_secret_line(path: &Path, what: &str) -> Result<String> {
+    let text = if path == Path::new("-") {
+        let mut text = String::new();
+        std::io::Read::read_to_string(&mut std::io::stdin(), &mut text)
+            .with_context(|| format!("cannot read the {what} from standard input"))?;
+        text
+    } else {
+        std::fs::read_to_string(path)
+            .with_context(|| format!("cannot read the {what} from {}", path.display()))?
+    };
+    let line = text
+        .strip_suffix('\n')
+        .map(|line| line.strip_suffix('\r').unwrap_or(line))
+        .unwrap_or(&text);
+    if line.is_empty() || line.contains('\n') {
+        bail!("the {what} must be one non-empty line");
+    }
+    if line.trim() != line {
+        bail!("the {what} starts or ends with white space");
+    }
+    Ok(line.to_string())
 }
 
 fn open_store(config: &Config) -> Result<Store> {
@@ -480,6 +540,26 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         }
         Command::Lrs(command) => lrs(&config, command),
         Command::Outbox(command) => outbox(&config, command),
+        Command::Secrets(SecretsCommand::NewKey) => {
+            println!("{}", crate::secret::Keyring::new_key_text());
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Secrets(SecretsCommand::Rotate) => {
+            let keyring = load_keyring(&config, false)?;
+            let mut connection = connect(&config)?;
+            let transaction =
+                connection.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+            let outcome = crate::store::outbox::reseal_secrets(&transaction, &keyring)?;
+            if let Some(error) = outcome.unopened.first() {
+                // Nothing is committed: the operator fixes the key file and runs it again.
+                bail!("{error}; nothing was resealed ({} values do not open)", outcome.unopened.len());
+            }
+            let resealed = outcome.resealed;
+            admin::audit(&transaction, "cli", "secrets.rotate", &format!("{resealed} values resealed"))?;
+            transaction.commit()?;
+            println!("resealed {resealed} stored secrets under the first key of {}", keyring.origin());
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Replay {
             paths,
             url,
@@ -596,7 +676,12 @@ fn clients(config: &Config, command: ClientsCommand) -> Result<ExitCode> {
             klantcode,
             klantnaam,
             key,
+            key_file,
         } => {
+            let key = match key_file {
+                Some(path) => Some(read_secret_line(&path, "key")?),
+                None => key,
+            };
             let generated = key.is_none();
             let key = key.unwrap_or_else(admin::generate_key);
             admin::add_client(&connection, &klantcode, &klantnaam, &key)?;
@@ -795,11 +880,16 @@ fn lrs(config: &Config, command: LrsCommand) -> Result<ExitCode> {
             url,
             username,
             password,
+            password_file,
             schools,
             toetscodes,
             identity,
             from_now,
         } => {
+            let password = match password_file {
+                Some(path) => Some(read_secret_line(&path, "password")?),
+                None => password,
+            };
             let schools = schools
                 .iter()
                 .map(|code| {
@@ -812,7 +902,7 @@ fn lrs(config: &Config, command: LrsCommand) -> Result<ExitCode> {
                 name,
                 url,
                 username,
-                password: password.map(crate::config::Secret::new),
+                password: password.map(crate::secret::Secret::new),
                 identity: identity.as_str().to_string(),
                 schools,
                 toetscodes,
@@ -824,7 +914,8 @@ fn lrs(config: &Config, command: LrsCommand) -> Result<ExitCode> {
             }
             let mut key = [0u8; 32];
             rand::RngCore::fill_bytes(&mut rand::thread_rng(), &mut key);
-            rows::add_subscription(&connection, &new, &key)?;
+            let keyring = load_keyring(config, true)?;
+            rows::add_subscription(&connection, &new, &key, &keyring)?;
             println!(
                 "LRS {} added: {} ({} identity); a running gateway picks it up within {} ms",
                 new.name, new.url, new.identity, config.xapi_poll_interval_ms
@@ -978,6 +1069,17 @@ fn serve(config: Config, demo: bool) -> Result<ExitCode> {
     if demo {
         crate::demo::seed(&store.connect()?).context("cannot seed the demo data")?;
     }
+    let keyring = Arc::new(load_keyring(&config, true)?);
+    // Seals what an older database holds in clear (and what an older key sealed) before delivery starts.
+    let outcome = crate::store::outbox::reseal_secrets(&store.connect()?, &keyring)
+        .context("cannot seal the stored LRS secrets")?;
+    if outcome.resealed > 0 {
+        tracing::info!(resealed = outcome.resealed, "stored LRS secrets sealed under the current key");
+    }
+    for error in &outcome.unopened {
+        // The intake runs on; only delivery to that LRS waits for the right key (logged again by the worker).
+        tracing::error!(%error, "a stored LRS secret does not open with the configured secrets key");
+    }
     let schemas = crate::schema::prepare(&contract_dir(&config), config.schema_dir.as_deref())?;
     let vocabularies = Vocabularies::load(config.vdex_dir.as_deref())?;
     let mapping = config.xapi_mapping()?;
@@ -1026,7 +1128,13 @@ fn serve(config: Config, demo: bool) -> Result<ExitCode> {
             std::time::Duration::from_millis(config.xapi_publish_pause_ms),
             outbox_stopped.clone(),
         ));
-        let outbox = tokio::spawn(crate::bridge::outbox::run(store.clone(), mapping, config.outbox(), outbox_stopped));
+        let outbox = tokio::spawn(crate::bridge::outbox::run(
+            store.clone(),
+            mapping,
+            keyring,
+            config.outbox(),
+            outbox_stopped,
+        ));
         crate::http::serve(state, listener, tls, shutdown_signal()).await?;
         // Requests are done: stop publishing and delivery, then the writer.
         let _ = stop_outbox.send(true);

@@ -6,25 +6,7 @@ use serde::Deserialize;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
-/// A secret that never shows in Debug output or logs.
-#[derive(Clone, Default, Deserialize)]
-#[serde(transparent)]
-pub struct Secret(String);
-
-impl Secret {
-    pub fn new(value: impl Into<String>) -> Self {
-        Secret(value.into())
-    }
-    pub fn expose(&self) -> &str {
-        &self.0
-    }
-}
-
-impl std::fmt::Debug for Secret {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("Secret(***)")
-    }
-}
+pub use crate::secret::Secret;
 
 /// How logs are written.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
@@ -100,6 +82,11 @@ pub struct Config {
     /// Time in which a locked-out klantcode or address gets all its attempts back;
     /// the first comes back after `auth_lockout_secs / auth_max_failures`.
     pub auth_lockout_secs: u64,
+    /// File with the key(s) that seal LRS passwords and pseudonym keys in the database
+    /// (see `secret`); default `<data-dir>/secrets.key`, created on first use.
+    pub secrets_key_file: Option<PathBuf>,
+    /// The key(s) themselves (base64, comma-separated), instead of a file; `UWLR_SECRETS_KEY`.
+    pub secrets_key: Option<Secret>,
 }
 
 /// The placeholder base IRI (RFC 2606 `.example`): statements are valid, but the ids belong to no one.
@@ -137,6 +124,8 @@ impl Default for Config {
             max_connections: 2048,
             auth_max_failures: 10,
             auth_lockout_secs: 60,
+            secrets_key_file: None,
+            secrets_key: None,
         }
     }
 }
@@ -270,6 +259,10 @@ impl Config {
         set("UWLR_MAX_CONNECTIONS", &mut |v| {
             Ok(self.max_connections = parse("UWLR_MAX_CONNECTIONS", v)?)
         })?;
+        set("UWLR_SECRETS_KEY_FILE", &mut |v| {
+            Ok(self.secrets_key_file = Some(PathBuf::from(v)))
+        })?;
+        set("UWLR_SECRETS_KEY", &mut |v| Ok(self.secrets_key = Some(Secret::new(v))))?;
         set("UWLR_ADMIN_TOKEN", &mut |v| {
             Ok(self.admin_token = Some(Secret::new(v)))
         })?;
@@ -295,6 +288,17 @@ impl Config {
             Ok(self.xapi_max_backoff_secs = parse("UWLR_XAPI_MAX_BACKOFF_SECS", v)?)
         })?;
         Ok(())
+    }
+
+    /// Where the keys that seal stored secrets come from: the inline key, else the key file,
+    /// else the data dir's own `secrets.key`.
+    pub fn secrets_key_source(&self) -> crate::secret::KeySource {
+        use crate::secret::KeySource;
+        match (&self.secrets_key, &self.secrets_key_file) {
+            (Some(key), _) => KeySource::Inline(key.clone()),
+            (None, Some(path)) => KeySource::File(path.clone()),
+            (None, None) => KeySource::DataDirDefault(crate::secret::default_key_file(&self.data_dir)),
+        }
     }
 
     /// Rejects settings that cannot work, with the reason.

@@ -17,6 +17,7 @@ pub mod intake;
 pub mod query;
 pub mod roster;
 pub mod schema;
+pub mod secret;
 pub mod soap;
 pub mod store;
 pub mod tools;

@@ -70,6 +70,7 @@ struct Running {
 pub async fn run(
     store: Store,
     mapping: Arc<Mapping>,
+    keyring: Arc<crate::secret::Keyring>,
     config: OutboxConfig,
     mut stop: watch::Receiver<bool>,
 ) {
@@ -88,6 +89,8 @@ pub async fn run(
         }
     };
     let mut running: HashMap<i64, Running> = HashMap::new();
+    // Subscriptions whose secrets did not open, reported once each (not at every poll).
+    let mut unopened: std::collections::HashSet<i64> = std::collections::HashSet::new();
     loop {
         let store_for_read = store.clone();
         let loaded =
@@ -95,10 +98,21 @@ pub async fn run(
                 .await;
         match loaded {
             Ok(Ok(subscriptions)) => {
-                let wanted: HashMap<i64, Subscription> = subscriptions
-                    .into_iter()
-                    .map(|row| (row.id, Subscription::from_row(row)))
-                    .collect();
+                let mut wanted: HashMap<i64, Subscription> = HashMap::new();
+                for row in subscriptions {
+                    let (id, name) = (row.id, row.name.clone());
+                    match Subscription::open(row, &keyring) {
+                        Ok(subscription) => {
+                            unopened.remove(&id);
+                            wanted.insert(id, subscription);
+                        }
+                        Err(error) => {
+                            if unopened.insert(id) {
+                                tracing::error!(lrs = %name, %error, "cannot open the LRS's stored secrets; nothing is delivered to it");
+                            }
+                        }
+                    }
+                }
                 running.retain(|id, task| {
                     let keep = wanted
                         .get(id)
@@ -428,7 +442,10 @@ impl Task {
             .header(reqwest::header::CONTENT_TYPE, "application/json")
             .body(body);
         if let Some(username) = &row.username {
-            request = request.basic_auth(username, row.password.as_ref().map(|p| p.expose()));
+            request = request.basic_auth(
+                username,
+                self.subscription.password.as_ref().map(|p| p.expose()),
+            );
         }
         let response = match request.send().await {
             Ok(response) => response,

@@ -2,8 +2,11 @@
 
 use super::xapi::{school_identity, Agent, Mapping};
 use super::BridgeError;
-use crate::config::Secret;
-use crate::store::outbox::{NewSubscription, PendingStatement, SubscriptionRow, VERB_VOIDED};
+use crate::secret::{Keyring, Secret, SecretError};
+use crate::store::outbox::{
+    password_place, pseudonym_key_place, NewSubscription, PendingStatement, SubscriptionRow,
+    VERB_VOIDED,
+};
 use hmac::{Hmac, Mac};
 use serde_json::Value;
 use sha2::Sha256;
@@ -38,17 +41,37 @@ impl Identity {
     }
 }
 
-/// A subscription as the worker uses it.
+/// A subscription as the worker uses it, its secrets opened.
 #[derive(Clone, Debug)]
 pub struct Subscription {
     pub row: SubscriptionRow,
     pub identity: Identity,
+    /// The HTTP Basic password, opened from the row.
+    pub password: Option<Secret>,
+    /// The HMAC key for pseudonyms, opened from the row.
+    pseudonym_key: Secret,
 }
 
 impl Subscription {
-    pub fn from_row(row: SubscriptionRow) -> Subscription {
+    /// Opens the row's sealed password and pseudonym key with `keyring`.
+    pub fn open(row: SubscriptionRow, keyring: &Keyring) -> Result<Subscription, SecretError> {
         let identity = Identity::parse(&row.identity).unwrap_or(Identity::Eckid);
-        Subscription { row, identity }
+        let password = match &row.password {
+            Some(sealed) => {
+                let clear = keyring.reveal(&password_place(&row.name), sealed.bytes())?;
+                Some(Secret::new(String::from_utf8_lossy(&clear).into_owned()))
+            }
+            None => None,
+        };
+        let pseudonym_key = Secret::new(hex::encode(
+            keyring.reveal(&pseudonym_key_place(&row.name), row.pseudonym_key.bytes())?,
+        ));
+        Ok(Subscription {
+            row,
+            identity,
+            password,
+            pseudonym_key,
+        })
     }
 
     /// What makes a running delivery task stale: a changed row means a new task.
@@ -58,7 +81,7 @@ impl Subscription {
             self.row.id,
             self.row.url,
             self.row.username,
-            self.row.password.as_ref().map(Secret::expose).unwrap_or(""),
+            self.password.as_ref().map(Secret::expose).unwrap_or(""),
             self.row.identity,
             self.row.schools,
             self.row.toetscodes
@@ -99,7 +122,7 @@ impl Subscription {
                 };
                 Agent::account(
                     mapping.pseudonym_home_page(),
-                    pseudonym(&self.row.pseudonym_key, &subject),
+                    pseudonym(&self.pseudonym_key, &subject),
                 )
             }
         };
@@ -153,16 +176,37 @@ pub fn check_new(new: &NewSubscription) -> Result<(), BridgeError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::secret::Sealed;
+
+    /// Base64 of 32 zero bytes: a fixed key for the tests.
+    const KEY: &str = "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=";
+
+    fn keyring() -> Keyring {
+        Keyring::parse(KEY, "test").unwrap()
+    }
+
+    fn subscription(identity: &str) -> Subscription {
+        Subscription::open(row(identity), &keyring()).unwrap()
+    }
 
     fn row(identity: &str) -> SubscriptionRow {
+        let keyring = keyring();
         SubscriptionRow {
             id: 1,
             name: "lrs".into(),
             url: "http://127.0.0.1:1/xAPI/statements".into(),
             username: Some("u".into()),
-            password: Some(Secret::new("very-secret-password")),
+            password: Some(Sealed::new(
+                keyring
+                    .seal(&password_place("lrs"), b"very-secret-password")
+                    .into_bytes(),
+            )),
             identity: identity.into(),
-            pseudonym_key: Secret::new("00112233"),
+            pseudonym_key: Sealed::new(
+                keyring
+                    .seal(&pseudonym_key_place("lrs"), &[0x00, 0x11, 0x22, 0x33])
+                    .into_bytes(),
+            ),
             schools: vec![],
             toetscodes: vec![],
             cursor_seq: 0,
@@ -192,13 +236,13 @@ mod tests {
     #[test]
     fn identities_replace_only_the_actor() {
         let mapping = Mapping::new("https://gw.example/xapi").unwrap();
-        let eck = Subscription::from_row(row("eckid"));
+        let eck = subscription("eckid");
         assert_eq!(
             eck.render(&mapping, &pending(Some("E"))).unwrap(),
             pending(None).statement
         );
         let las: Value = serde_json::from_str(
-            &Subscription::from_row(row("las"))
+            &subscription("las")
                 .render(&mapping, &pending(Some("E")))
                 .unwrap(),
         )
@@ -208,7 +252,7 @@ mod tests {
             "https://gw.example/xapi/las/brin%3A99XX01"
         );
         assert_eq!(las["actor"]["account"]["name"], "LL1");
-        let rendered = Subscription::from_row(row("pseudonym"))
+        let rendered = subscription("pseudonym")
             .render(&mapping, &pending(Some("E")))
             .unwrap();
         assert!(!rendered.contains("\"E\""));
@@ -221,7 +265,7 @@ mod tests {
 
     #[test]
     fn credentials_do_not_print() {
-        let subscription = Subscription::from_row(row("eckid"));
+        let subscription = subscription("eckid");
         let printed = format!("{subscription:?}");
         assert!(!printed.contains("very-secret-password"));
         assert!(!printed.contains("00112233"));

@@ -12,6 +12,7 @@ pub mod outbox;
 pub mod readers;
 pub mod statements;
 
+use std::os::unix::fs::PermissionsExt as _;
 use rusqlite::{Connection, OpenFlags};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -40,6 +41,9 @@ pub enum StoreError {
     Commit(String),
     #[error("{0}")]
     Invalid(String),
+    /// A sealed secret did not open (see `secret`).
+    #[error(transparent)]
+    Secret(#[from] crate::secret::SecretError),
 }
 
 /// How durable a commit is before the sender is answered.
@@ -120,6 +124,46 @@ fn attach(connection: &Connection, path: &Path, alias: &str) -> Result<(), Store
     Ok(())
 }
 
+/// The database files of a data dir, with the WAL and shared-memory files beside them.
+const DATABASE_FILES: [&str; 6] = [
+    "gateway.sqlite",
+    "gateway.sqlite-wal",
+    "gateway.sqlite-shm",
+    "xapi.sqlite",
+    "xapi.sqlite-wal",
+    "xapi.sqlite-shm",
+];
+
+/// Creates a directory (and missing parents) readable by its owner only (0700), whatever the
+/// umask; an existing directory is left as the operator set it.
+pub fn create_private_dir(path: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::DirBuilderExt as _;
+    if path.is_dir() {
+        return Ok(());
+    }
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(path)
+}
+
+/// Makes the database files of `data_dir` readable by their owner only (0600): they hold
+/// learners' names, ECK iDs and results. Files made wider (an older version under umask 022,
+/// a copy by hand) are narrowed, with a warning.
+fn restrict_database_files(data_dir: &Path) -> std::io::Result<()> {
+    for name in DATABASE_FILES {
+        let path = data_dir.join(name);
+        let Ok(metadata) = std::fs::metadata(&path) else {
+            continue;
+        };
+        if metadata.permissions().mode() & 0o077 != 0 {
+            tracing::warn!(file = %path.display(), mode = format!("{:o}", metadata.permissions().mode() & 0o777), "database file was readable by others; narrowed to 0600");
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600))?;
+        }
+    }
+    Ok(())
+}
+
 /// Opens a connection with the pragmas every connection needs.
 pub fn open_connection(path: &Path, durability: Durability) -> Result<Connection, StoreError> {
     let connection = Connection::open_with_flags(
@@ -169,7 +213,7 @@ pub fn backup(source: &Connection, destination: &Path) -> Result<(), StoreError>
     partial.push(".partial");
     let partial = std::path::PathBuf::from(partial);
     let _ = std::fs::remove_dir_all(&partial);
-    std::fs::create_dir_all(&partial).map_err(io)?;
+    create_private_dir(&partial).map_err(io)?;
     let copied = copy_database(
         source,
         rusqlite::DatabaseName::Attached(XAPI_SCHEMA),
@@ -188,7 +232,9 @@ pub fn backup(source: &Connection, destination: &Path) -> Result<(), StoreError>
     }
     let sync = |path: &Path| std::fs::File::open(path).and_then(|file| file.sync_all());
     for file in ["xapi.sqlite", "gateway.sqlite"] {
-        sync(&partial.join(file)).map_err(io)?;
+        let path = partial.join(file);
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).map_err(io)?;
+        sync(&path).map_err(io)?;
     }
     sync(&partial).map_err(io)?;
     std::fs::rename(&partial, destination).map_err(io)?;
@@ -252,7 +298,7 @@ impl Store {
         durability: Durability,
         wal_restart_bytes: u64,
     ) -> Result<Store, StoreError> {
-        std::fs::create_dir_all(data_dir).map_err(|source| StoreError::DataDir {
+        create_private_dir(data_dir).map_err(|source| StoreError::DataDir {
             path: data_dir.to_path_buf(),
             source,
         })?;
@@ -267,6 +313,10 @@ impl Store {
         };
         let mut connection = store.connect()?;
         migrations::migrate(&mut connection)?;
+        restrict_database_files(data_dir).map_err(|source| StoreError::DataDir {
+            path: data_dir.to_path_buf(),
+            source,
+        })?;
         Ok(store)
     }
 

@@ -3,7 +3,7 @@
 //! Statement JSON is opaque text here; only `bridge/` builds or reads it.
 
 use super::{now_text, StoreError};
-use crate::config::Secret;
+use crate::secret::{Keyring, Sealed, Secret};
 use rusqlite::{params, Connection, OptionalExtension};
 
 /// The reserved xAPI verb of a voiding statement; such statements are never voided themselves.
@@ -52,17 +52,18 @@ pub struct AfnameSource {
     pub klantnaam: Option<String>,
 }
 
-/// A subscribed LRS as stored. Secrets are wrapped so Debug output never shows them.
+/// A subscribed LRS as stored. Its password and pseudonym key stay sealed (see `secret`):
+/// only the delivery worker opens them, with the keyring.
 #[derive(Clone, Debug)]
 pub struct SubscriptionRow {
     pub id: i64,
     pub name: String,
     pub url: String,
     pub username: Option<String>,
-    pub password: Option<Secret>,
+    pub password: Option<Sealed>,
     pub identity: String,
-    /// Hex of the per-LRS HMAC key for pseudonyms.
-    pub pseudonym_key: Secret,
+    /// The per-LRS HMAC key for pseudonyms.
+    pub pseudonym_key: Sealed,
     pub schools: Vec<String>,
     pub toetscodes: Vec<String>,
     pub cursor_seq: i64,
@@ -270,10 +271,22 @@ fn json_list(text: String) -> Vec<String> {
     serde_json::from_str(&text).unwrap_or_default()
 }
 
+/// Where a subscription's password is sealed (the associated data that binds it to its row).
+pub fn password_place(name: &str) -> String {
+    format!("xapi_subscriptions.password/{name}")
+}
+
+/// Where a subscription's pseudonym key is sealed.
+pub fn pseudonym_key_place(name: &str) -> String {
+    format!("xapi_subscriptions.pseudonym_key/{name}")
+}
+
+/// Adds a subscription with its password and a new pseudonym key, both sealed with `keyring`.
 pub fn add_subscription(
     connection: &Connection,
     new: &NewSubscription,
     pseudonym_key: &[u8],
+    keyring: &Keyring,
 ) -> Result<(), StoreError> {
     let exists = connection
         .query_row(
@@ -298,9 +311,13 @@ pub fn add_subscription(
             new.name,
             new.url,
             new.username,
-            new.password.as_ref().map(Secret::expose),
+            new.password
+                .as_ref()
+                .map(|password| keyring.seal(&password_place(&new.name), password.expose().as_bytes())),
             new.identity,
-            pseudonym_key,
+            keyring
+                .seal(&pseudonym_key_place(&new.name), pseudonym_key)
+                .into_bytes(),
             serde_json::to_string(&new.schools).unwrap_or_else(|_| "[]".into()),
             serde_json::to_string(&new.toetscodes).unwrap_or_else(|_| "[]".into()),
             now_text(),
@@ -337,9 +354,11 @@ pub fn list_subscriptions(connection: &Connection) -> Result<Vec<SubscriptionRow
                 name: row.get(1)?,
                 url: row.get(2)?,
                 username: row.get(3)?,
-                password: row.get::<_, Option<String>>(4)?.map(Secret::new),
+                password: row
+                    .get::<_, Option<String>>(4)?
+                    .map(|text| Sealed::new(text.into_bytes())),
                 identity: row.get(5)?,
-                pseudonym_key: Secret::new(hex::encode(row.get::<_, Vec<u8>>(6)?)),
+                pseudonym_key: Sealed::new(row.get::<_, Vec<u8>>(6)?),
                 schools: json_list(row.get(7)?),
                 toetscodes: json_list(row.get(8)?),
                 cursor_seq: row.get(9)?,
@@ -547,6 +566,55 @@ pub fn list_dead_letters(
         })?
         .collect::<Result<Vec<_>, _>>()?;
     Ok(rows)
+}
+
+/// What `reseal_secrets` did.
+#[derive(Debug, Default)]
+pub struct Resealed {
+    /// Values sealed anew under the keyring's first key.
+    pub resealed: usize,
+    /// Values no key of the keyring opens: where, and why.
+    pub unopened: Vec<crate::secret::SecretError>,
+}
+
+/// Seals every subscription secret that is not sealed under the keyring's first key: clear
+/// values of databases from before sealing, and values under an older key after a rotation.
+/// A value no key opens is left as it is and reported.
+pub fn reseal_secrets(connection: &Connection, keyring: &Keyring) -> Result<Resealed, StoreError> {
+    let mut outcome = Resealed::default();
+    for row in list_subscriptions(connection)? {
+        let places = [
+            ("password", password_place(&row.name), row.password.clone()),
+            (
+                "pseudonym_key",
+                pseudonym_key_place(&row.name),
+                Some(row.pseudonym_key.clone()),
+            ),
+        ];
+        for (column, place, stored) in places {
+            let Some(stored) = stored.filter(|stored| !keyring.is_current(stored.bytes())) else {
+                continue;
+            };
+            match keyring.reveal(&place, stored.bytes()) {
+                Ok(clear) => {
+                    let sealed = keyring.seal(&place, &clear);
+                    // The password column is text, the pseudonym key a blob, as they always were.
+                    let value: rusqlite::types::Value = if column == "password" {
+                        sealed.into()
+                    } else {
+                        sealed.into_bytes().into()
+                    };
+                    connection.execute(
+                        &format!("UPDATE xapi_subscriptions SET {column} = ?1 WHERE id = ?2"),
+                        params![value, row.id],
+                    )?;
+                    outcome.resealed += 1;
+                }
+                Err(error) => outcome.unopened.push(error),
+            }
+        }
+    }
+    Ok(outcome)
 }
 
 /// Pending counts, lag and last outcome per subscription.

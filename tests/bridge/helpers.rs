@@ -64,6 +64,17 @@ impl Gateway {
         gateway
     }
 
+    /// Sets (or replaces) one environment variable for the next `spawn` and `cli` calls.
+    pub fn set_env(&mut self, name: &str, value: &str) {
+        self.env.retain(|(key, _)| key != name);
+        self.env.push((name.to_string(), value.to_string()));
+    }
+
+    /// Runs a CLI subcommand and returns its output whether it succeeded or not.
+    pub fn cli_output(&self, args: &[&str]) -> std::process::Output {
+        self.command().args(args).output().unwrap()
+    }
+
     fn command(&self) -> Command {
         let mut command = Command::new(env!("CARGO_BIN_EXE_uwlr-gateway"));
         command

@@ -2,6 +2,7 @@
 
 mod helpers;
 mod real_lrs;
+mod secrets;
 mod standin;
 
 use helpers::{accepted_samples, validate_strict, Gateway};

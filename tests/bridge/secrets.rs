@@ -1,0 +1,153 @@
+//! LRS passwords and pseudonym keys are sealed at rest with a key kept outside the database.
+
+use crate::helpers::Gateway;
+use crate::standin::StandIn;
+use base64::Engine as _;
+use std::time::Duration;
+
+const WAIT: Duration = Duration::from_secs(60);
+const PASSWORD: &str = "s3cret-at-rest-4711";
+
+fn expect_basic_auth(lrs: &StandIn, password: &str) {
+    let token = base64::engine::general_purpose::STANDARD.encode(format!("test:{password}"));
+    lrs.with(|state| state.authorization = Some(format!("Basic {token}")));
+}
+
+/// Every byte of both database files and their WALs.
+fn database_bytes(gateway: &Gateway) -> Vec<u8> {
+    let mut bytes = Vec::new();
+    for name in ["gateway.sqlite", "gateway.sqlite-wal", "xapi.sqlite", "xapi.sqlite-wal"] {
+        bytes.extend(std::fs::read(gateway.dir.join("data").join(name)).unwrap_or_default());
+    }
+    bytes
+}
+
+fn contains(haystack: &[u8], needle: &[u8]) -> bool {
+    haystack.windows(needle.len()).any(|window| window == needle)
+}
+
+/// (password, pseudonym key) as stored for `lrs`.
+fn stored_secrets(gateway: &Gateway, lrs: &str) -> (String, Vec<u8>) {
+    gateway
+        .db()
+        .query_row(
+            "SELECT password, pseudonym_key FROM xapi_subscriptions WHERE name = ?1",
+            [lrs],
+            |row| Ok((row.get(0)?, row.get(1)?)),
+        )
+        .unwrap()
+}
+
+#[test]
+fn lrs_secrets_are_sealed_at_rest_and_delivery_still_authenticates() {
+    let lrs = StandIn::start();
+    expect_basic_auth(&lrs, PASSWORD);
+    let gateway = Gateway::start(&[]);
+    let password_file = gateway.dir.join("lrs-password");
+    std::fs::write(&password_file, format!("{PASSWORD}\n")).unwrap();
+    gateway.cli(&[
+        "lrs",
+        "add",
+        "sealed",
+        "--url",
+        &lrs.url(),
+        "--username",
+        "test",
+        "--password-file",
+        password_file.to_str().unwrap(),
+        "--identity",
+        "pseudonym",
+    ]);
+    assert_eq!(gateway.post("01-drip-een-resultaat.xml"), 200);
+    gateway.wait_delivered("sealed", WAIT);
+    assert!(!lrs.stored_ids().is_empty(), "the LRS got the statements");
+
+    let (password, pseudonym_key) = stored_secrets(&gateway, "sealed");
+    assert!(password.starts_with("sealed:v1:"), "{password}");
+    assert!(pseudonym_key.starts_with(b"sealed:v1:"));
+    assert!(!contains(&database_bytes(&gateway), PASSWORD.as_bytes()));
+    let key_file = gateway.dir.join("data").join("secrets.key");
+    assert!(key_file.exists(), "the default key file is created beside the databases");
+}
+
+#[test]
+fn clear_secrets_of_an_older_database_are_sealed_at_start_and_keep_working() {
+    let lrs = StandIn::start();
+    let mut gateway = Gateway::start(&[]);
+    gateway.cli(&["lrs", "add", "old", "--url", &lrs.url(), "--username", "test", "--password", "x"]);
+    gateway.kill();
+    // What a database written before sealing holds: both values in clear.
+    gateway
+        .db()
+        .execute(
+            "UPDATE xapi_subscriptions SET password = ?1, pseudonym_key = X'00112233' WHERE name = 'old'",
+            ["plain-old-password"],
+        )
+        .unwrap();
+    expect_basic_auth(&lrs, "plain-old-password");
+    gateway.spawn();
+    assert_eq!(gateway.post("01-drip-een-resultaat.xml"), 200);
+    gateway.wait_delivered("old", WAIT);
+    assert!(!lrs.stored_ids().is_empty());
+    let (password, pseudonym_key) = stored_secrets(&gateway, "old");
+    assert!(password.starts_with("sealed:v1:"), "{password}");
+    assert!(pseudonym_key.starts_with(b"sealed:v1:"));
+    gateway.kill();
+    assert!(!contains(&database_bytes(&gateway), b"plain-old-password"));
+}
+
+#[test]
+fn rotation_reseals_under_the_new_key_and_a_foreign_key_delivers_nothing() {
+    let lrs = StandIn::start();
+    expect_basic_auth(&lrs, PASSWORD);
+    let mut gateway = Gateway::start(&[]);
+    let new_key = || {
+        let output = gateway_cli_text(&gateway, &["secrets", "new-key"]);
+        output.trim().to_string()
+    };
+    let (old_key, next_key, foreign_key) = (new_key(), new_key(), new_key());
+    let key_file = gateway.dir.join("keys");
+    std::fs::write(&key_file, format!("{old_key}\n")).unwrap();
+    gateway.set_env("UWLR_SECRETS_KEY_FILE", key_file.to_str().unwrap());
+    gateway.kill();
+    gateway.spawn();
+    gateway.cli(&["lrs", "add", "rotated", "--url", &lrs.url(), "--username", "test", "--password", PASSWORD]);
+    assert_eq!(gateway.post("01-drip-een-resultaat.xml"), 200);
+    gateway.wait_delivered("rotated", WAIT);
+    let before = stored_secrets(&gateway, "rotated");
+
+    // Rotation: the new key first, the old one kept until everything is resealed.
+    gateway.kill();
+    std::fs::write(&key_file, format!("{next_key}\n{old_key}\n")).unwrap();
+    let rotated = gateway_cli_text(&gateway, &["secrets", "rotate"]);
+    assert!(rotated.contains("resealed 2 "), "{rotated}");
+    let after = stored_secrets(&gateway, "rotated");
+    assert_ne!(before, after);
+    std::fs::write(&key_file, format!("{next_key}\n")).unwrap();
+    gateway.spawn();
+    assert_eq!(gateway.post("02-batch-vijf-leerlingen.xml"), 200);
+    gateway.wait_delivered("rotated", WAIT);
+    let delivered = lrs.stored_ids().len();
+
+    // A key that never sealed these values: nothing is delivered, and the log says why.
+    gateway.kill();
+    std::fs::write(&key_file, format!("{foreign_key}\n")).unwrap();
+    gateway.spawn();
+    assert_eq!(gateway.post("03-toets-met-onderdelen.xml"), 200);
+    gateway.wait_for("the unopened-secrets error", WAIT, || {
+        gateway.logs().contains("cannot open the LRS's stored secrets")
+    });
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(lrs.stored_ids().len(), delivered);
+    assert!(!gateway.logs().contains(PASSWORD));
+}
+
+fn gateway_cli_text(gateway: &Gateway, args: &[&str]) -> String {
+    let output = gateway.cli_output(args);
+    assert!(
+        output.status.success(),
+        "{args:?}: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
