@@ -103,7 +103,7 @@ pub fn fault(violations: &Violations, receipt_id: Option<&str>, status: StatusCo
             concat!(
                 "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n",
                 "<soap:Envelope xmlns:soap=\"http://schemas.xmlsoap.org/soap/envelope/\"><soap:Body><soap:Fault>",
-                "<faultcode>soap:{}</faultcode><faultstring xml:lang=\"nl\">{}</faultstring>",
+                "<faultcode>soap:{}</faultcode><faultstring>{}</faultstring>",
                 "<detail>{}</detail></soap:Fault></soap:Body></soap:Envelope>\n"
             ),
             rule.faultcode(),
