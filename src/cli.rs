@@ -1,7 +1,7 @@
 //! Command line: raw flags become a checked `Config`, then each subcommand runs.
 
 use crate::config::{Config, LogFormat};
-use crate::domain::SchoolCode;
+use crate::domain::{Rule, SchoolCode};
 use crate::intake::{Intake, IntakeConfig};
 use crate::store::{admin, Store};
 use crate::vdex::Vocabularies;
@@ -36,7 +36,9 @@ pub enum Command {
         #[arg(long)]
         demo: bool,
     },
-    /// Check files offline (schema, xsdversie, vocabularies, normering); exit 0 only if all are valid.
+    /// Check files offline: everything that needs no store (schema with every identity constraint,
+    /// xsdversie, vocabularies, normeringen, onderdelen and scores against toetsen in the same
+    /// message); exit 0 only if all are valid.
     Validate {
         #[arg(required = true)]
         files: Vec<PathBuf>,
@@ -939,13 +941,14 @@ fn validate(config: &Config, files: &[PathBuf]) -> Result<ExitCode> {
     let vocabularies = Vocabularies::load(config.vdex_dir.as_deref())?;
     let mut all_valid = true;
     for file in crate::tools::replay::collect_files(files)? {
-        let violations =
+        let verdict =
             crate::intake::validate_offline(&file, &schemas, &vocabularies, &config.xsd_versions)?;
+        let violations = &verdict.violations;
         if violations.is_empty() {
             println!("{}: valid", file.display());
-            continue;
+        } else {
+            all_valid = false;
         }
-        all_valid = false;
         for violation in &violations.items {
             println!(
                 "{}:{}:{}: {} {}{}",
@@ -964,7 +967,32 @@ fn validate(config: &Config, files: &[PathBuf]) -> Result<ExitCode> {
         if violations.omitted > 0 {
             println!("{}: … and {} more", file.display(), violations.omitted);
         }
+        if verdict.unchecked_resultaten > 0 {
+            let versions: Vec<String> = verdict
+                .unchecked_versions
+                .iter()
+                .map(|(toetscode, versie)| format!("{toetscode} versie '{versie}'"))
+                .collect();
+            println!(
+                "{}: not checked offline: {} resultaten are pinned to toets versions this message does not define ({}); the gateway checks them against earlier messages ({}, {}, {})",
+                file.display(),
+                verdict.unchecked_resultaten,
+                versions.join(", "),
+                Rule::ToetsVersie.code(),
+                Rule::Onderdeel.code(),
+                Rule::Score.code()
+            );
+        }
     }
+    let store_rules: Vec<&str> = Rule::ALL
+        .into_iter()
+        .filter(|rule| rule.needs_store())
+        .map(Rule::code)
+        .collect();
+    println!(
+        "not checked offline (they need the gateway's store): {} (the sender, its activation for the school, the ordering of aanmaakdatum, known leerlingen, toets versions from earlier messages)",
+        store_rules.join(", ")
+    );
     Ok(if all_valid {
         ExitCode::SUCCESS
     } else {

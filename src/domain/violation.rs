@@ -131,6 +131,21 @@ impl Rule {
         self != Rule::Intern
     }
 
+    /// Whether checking this rule needs the gateway's store (clients, activations,
+    /// learners, the last aanmaakdatum, earlier toets versions), so that
+    /// `uwlr-gateway validate` cannot check it offline.
+    pub fn needs_store(self) -> bool {
+        matches!(
+            self,
+            Rule::Autorisatie
+                | Rule::Klant
+                | Rule::Activatie
+                | Rule::Volgorde
+                | Rule::Leerling
+                | Rule::ToetsVersie
+        )
+    }
+
     /// Parses a code such as `UWLR-XSD` back into its rule.
     pub fn from_code(code: &str) -> Option<Rule> {
         Rule::ALL.into_iter().find(|rule| rule.code() == code)

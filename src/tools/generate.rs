@@ -517,7 +517,8 @@ mod tests {
         ) {
             let violations =
                 crate::intake::validate_offline(file, &schemas, &vocabularies, &["2.2".into()])
-                    .unwrap();
+                    .unwrap()
+                    .violations;
             assert!(
                 violations.is_empty(),
                 "{}: {:?}",
