@@ -107,7 +107,8 @@ pub enum Command {
         /// At most this many messages per second.
         #[arg(long)]
         rate: Option<f64>,
-        /// Rewrite aanmaakdatum to now (later for each file) so a folder can be replayed again.
+        /// Shift every file's aanmaakdatum by one offset so the latest is now (order and
+        /// spacing kept), written in UTC with `Z`, so the files can be sent again.
         #[arg(long)]
         restamp: bool,
         /// A manifest (samples/manifest.toml) to compare each answer with; exit 1 on any difference.
@@ -116,6 +117,9 @@ pub enum Command {
         /// Seconds to wait for one answer.
         #[arg(long, default_value_t = 600)]
         timeout: u64,
+        /// PEM file with certificates to trust for an https:// URL, besides the system's roots.
+        #[arg(long, value_name = "PEM")]
+        ca_file: Option<PathBuf>,
     },
     /// Write deterministic messages and the matching roster for load tests and benchmarks.
     Generate {
@@ -493,6 +497,7 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
             restamp,
             expect,
             timeout,
+            ca_file,
         } => {
             let options = crate::tools::replay::ReplayOptions {
                 paths,
@@ -505,10 +510,15 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
                 restamp,
                 expect,
                 timeout: std::time::Duration::from_secs(timeout),
+                ca_file,
             };
             let report = crate::tools::replay::replay(&options)?;
             print!("{}", crate::tools::replay::summary(&report));
             let all_accepted = report.answers.iter().all(|answer| answer.accepted());
+            let unanswered = report
+                .answers
+                .iter()
+                .any(|answer| answer.transport_error.is_some());
             Ok(
                 match (
                     options.expect.is_some(),
@@ -518,6 +528,8 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
                     (true, true, _) => ExitCode::SUCCESS,
                     (true, false, _) => ExitCode::from(1),
                     (false, _, true) => ExitCode::SUCCESS,
+                    // README: 1 for a call without an answer, 2 for faults.
+                    (false, _, false) if unanswered => ExitCode::from(1),
                     (false, _, false) => ExitCode::from(2),
                 },
             )
