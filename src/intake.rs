@@ -888,7 +888,9 @@ pub fn validate_offline(
 ) -> Result<OfflineVerdict, IntakeError> {
     let mut verdict = OfflineVerdict::default();
     let body = Body::Path(path.to_path_buf());
-    let Some((school, toetsen)) = offline_definitions(&body, &mut verdict.violations)? else {
+    let Some(OfflineDefinitions { school, toetsen }) =
+        offline_definitions(&body, &mut verdict.violations)?
+    else {
         fill_positions(&body, &mut verdict.violations);
         return Ok(verdict);
     };
@@ -917,13 +919,19 @@ pub fn validate_offline(
     Ok(verdict)
 }
 
+/// What the definitions pass of `validate_offline` read.
+struct OfflineDefinitions {
+    /// The school block with its subtree (for positions).
+    school: Option<(School, Node)>,
+    toetsen: Vec<Toets>,
+}
+
 /// The definitions pass of `validate_offline`: envelope, school and toetsen; None when
 /// the file is not a well-formed envelope or verzoek (the violation says why).
-#[allow(clippy::type_complexity)]
 fn offline_definitions(
     body: &Body,
     violations: &mut Violations,
-) -> Result<Option<(Option<(School, Node)>, Vec<Toets>)>, IntakeError> {
+) -> Result<Option<OfflineDefinitions>, IntakeError> {
     let mut scanner = Scanner::new(body.reader()?, Pass::SkipToetsafnames);
     let (mut root, mut body_element, mut school, mut toetsen) = (None, None, None, Vec::new());
     let mut body_offset = None;
@@ -971,7 +979,7 @@ fn offline_definitions(
         });
         return Ok(None);
     }
-    Ok(Some((school, toetsen)))
+    Ok(Some(OfflineDefinitions { school, toetsen }))
 }
 
 /// The results pass of `validate_offline`: phase 2's store-free checks, in the same order.
