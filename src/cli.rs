@@ -953,8 +953,13 @@ fn validate(config: &Config, files: &[PathBuf]) -> Result<ExitCode> {
     let vocabularies = Vocabularies::load(config.vdex_dir.as_deref())?;
     let mut all_valid = true;
     for file in crate::tools::replay::collect_files(files)? {
-        let verdict =
-            crate::intake::validate_offline(&file, &schemas, &vocabularies, &config.xsd_versions)?;
+        let verdict = crate::intake::validate_offline(
+            &file,
+            &schemas,
+            &vocabularies,
+            &config.xsd_versions,
+            config.max_body_bytes,
+        )?;
         let violations = &verdict.violations;
         if violations.is_empty() {
             println!("{}: valid", file.display());

@@ -877,7 +877,7 @@ impl OfflineVerdict {
 }
 
 /// Checks a file offline (no store), with the same rule functions as the intake:
-/// envelope or bare verzoek, the full schema (every identity constraint included),
+/// size, envelope or bare verzoek, the full schema (every identity constraint included),
 /// xsdversie, aanmaakdatum, vocabularies, normeringen, and each result against a toets
 /// version the message defines (onderdeel, score, derived sums). Used by `uwlr-gateway validate`.
 pub fn validate_offline(
@@ -885,8 +885,14 @@ pub fn validate_offline(
     schemas: &SchemaSet,
     vocabularies: &Vocabularies,
     xsd_versions: &[String],
+    max_body_bytes: u64,
 ) -> Result<OfflineVerdict, IntakeError> {
     let mut verdict = OfflineVerdict::default();
+    // The gateway refuses a larger body before reading it.
+    if std::fs::metadata(path)?.len() > max_body_bytes {
+        verdict.violations.push(rules::too_large(max_body_bytes));
+        return Ok(verdict);
+    }
     let body = Body::Path(path.to_path_buf());
     let Some(OfflineDefinitions { school, toetsen }) =
         offline_definitions(&body, &mut verdict.violations)?

@@ -9,6 +9,14 @@ use std::collections::BTreeSet;
 /// Vocabulary identifiers met in a message that are not known here (accepted as is).
 pub type UnknownVocabularies = BTreeSet<String>;
 
+/// A body may not be larger than the gateway's `max_body_bytes`.
+pub fn too_large(limit: u64) -> Violation {
+    Violation::new(
+        Rule::Grootte,
+        format!("the message is larger than this gateway's limit of {limit} bytes; split it into several messages"),
+    )
+}
+
 /// `xsdversie` must be one of the supported versions.
 pub fn check_xsdversie(school: &School, supported: &[String]) -> Option<Violation> {
     let version = school.xsdversie.trim();

@@ -168,10 +168,7 @@ pub fn refusal(refusal: &Refusal) -> Reply {
             format!("content type '{content_type}' is not SOAP 1.1; send text/xml; charset=utf-8"),
         ),
         Refusal::TooLarge(limit) => fault(
-            &Violations::single(Violation::new(
-                Rule::Grootte,
-                format!("the message is larger than this gateway's limit of {limit} bytes; split it into several messages"),
-            )),
+            &Violations::single(crate::domain::rules::too_large(*limit)),
             None,
             StatusCode::PAYLOAD_TOO_LARGE,
         ),
@@ -179,14 +176,20 @@ pub fn refusal(refusal: &Refusal) -> Reply {
             &Violations::single(
                 Violation::new(
                     Rule::Bericht,
-                    format!("unknown SOAPAction; this service offers only {}", super::envelope::OPERATION),
+                    format!(
+                        "unknown SOAPAction; this service offers only {}",
+                        super::envelope::OPERATION
+                    ),
                 )
                 .with_value(action),
             ),
             None,
         ),
         Refusal::IncompleteBody(reason) => fault(
-            &Violations::single(Violation::new(Rule::Bericht, format!("the request body is incomplete: {reason}"))),
+            &Violations::single(Violation::new(
+                Rule::Bericht,
+                format!("the request body is incomplete: {reason}"),
+            )),
             None,
             StatusCode::BAD_REQUEST,
         ),

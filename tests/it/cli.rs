@@ -577,6 +577,33 @@ fn validate_and_the_gateway_agree_on_rules_that_need_no_store() {
     }
 }
 
+/// `validate` applies the gateway's size limit (`max_body_bytes`) first, as the gateway does.
+#[test]
+fn validate_refuses_a_file_over_max_body_bytes() {
+    let validate_with_limit = |limit: &str| {
+        let scratch = tempfile::tempdir().unwrap();
+        let mut command = std::process::Command::new(crate::support::binary());
+        command
+            .current_dir(repo_root())
+            .env("UWLR_MAX_BODY_BYTES", limit)
+            .arg("--data-dir")
+            .arg(scratch.path())
+            .args(["validate", "samples/01-drip-een-resultaat.xml"]);
+        crate::support::run(command)
+    };
+    let output = validate_with_limit("1000");
+    assert!(!output.status.success(), "{}", output.stdout);
+    let verdict = verdict_of(&output.stdout, "samples/01-drip-een-resultaat.xml");
+    assert_eq!(
+        verdict.rules,
+        BTreeSet::from(["UWLR-GROOTTE".to_string()]),
+        "{}",
+        output.stdout
+    );
+    let output = validate_with_limit("1000000");
+    assert!(output.status.success(), "{}", output.stdout);
+}
+
 #[test]
 fn validate_takes_a_bare_leerresultaten_verzoek() {
     let scratch = tempfile::tempdir().unwrap();
