@@ -1007,7 +1007,7 @@ fn validate(config: &Config, files: &[PathBuf]) -> Result<ExitCode> {
         .map(Rule::code)
         .collect();
     println!(
-        "not checked offline (they need the gateway's store): {} (the sender, its activation for the school, the ordering of aanmaakdatum, known leerlingen, toets versions from earlier messages)",
+        "not checked offline (they need the gateway's store): {} (the sender's key and klantcode, its activation for the school, the ordering of aanmaakdatum, known leerlingen, toets versions from earlier messages)",
         store_rules.join(", ")
     );
     Ok(if all_valid {

@@ -877,7 +877,7 @@ impl OfflineVerdict {
 }
 
 /// Checks a file offline (no store), with the same rule functions as the intake:
-/// size, envelope or bare verzoek, the full schema (every identity constraint included),
+/// size, envelope (with a complete autorisatie header) or bare verzoek, the full schema (every identity constraint included),
 /// xsdversie, aanmaakdatum, vocabularies, normeringen, and each result against a toets
 /// version the message defines (onderdeel, score, derived sums). Used by `uwlr-gateway validate`.
 pub fn validate_offline(
@@ -941,9 +941,15 @@ fn offline_definitions(
     let mut scanner = Scanner::new(body.reader()?, Pass::SkipToetsafnames);
     let (mut root, mut body_element, mut school, mut toetsen) = (None, None, None, Vec::new());
     let mut body_offset = None;
+    let mut headers: Vec<Node> = Vec::new();
     loop {
         match scanner.next() {
             Ok(Some(Item::Root(found))) => root = Some(found),
+            Ok(Some(Item::HeaderElement(node))) => {
+                if headers.len() < 16 {
+                    headers.push(node);
+                }
+            }
             Ok(Some(Item::BodyElement {
                 namespace,
                 name,
@@ -984,6 +990,18 @@ fn offline_definitions(
             None => violation,
         });
         return Ok(None);
+    }
+    // An envelope must carry a complete autorisatie header (only the key check needs
+    // the store); as in the intake, a sender problem ends the checks. A bare verzoek
+    // gets its header from whoever sends it (`replay --key`).
+    if root == Some(Root::Soap11Envelope) {
+        if let Err(found) = envelope::autorisatie(&headers) {
+            violations.extend(found.into_iter().map(|violation| match violation.offset {
+                None => violation.at_offset(root_offset.unwrap_or(0)),
+                Some(_) => violation,
+            }));
+            return Ok(None);
+        }
     }
     Ok(Some(OfflineDefinitions { school, toetsen }))
 }

@@ -133,7 +133,8 @@ impl Rule {
 
     /// Whether checking this rule needs the gateway's store (clients, activations,
     /// learners, the last aanmaakdatum, earlier toets versions), so that
-    /// `uwlr-gateway validate` cannot check it offline.
+    /// `uwlr-gateway validate` cannot check it offline (of UWLR-AUTORISATIE it checks
+    /// only that an envelope's header is there and complete).
     pub fn needs_store(self) -> bool {
         matches!(
             self,

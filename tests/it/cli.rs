@@ -423,7 +423,8 @@ fn verdict_of(stdout: &str, file: &str) -> ValidateVerdict {
 
 /// Table-driven over samples/manifest.toml: wherever a sample's rules need no store,
 /// `validate` gives the gateway's verdict (the same rule codes); where they do, it says
-/// `valid` and, for toets versions from earlier messages, what it could not check.
+/// `valid` (or the same rules, for a missing autorisatie header) and, for toets versions
+/// from earlier messages, what it could not check.
 /// Samples 43 (score above the normering) and 44 (unknown onderdeel) printed `valid` before.
 #[test]
 fn validate_agrees_with_the_manifest_wherever_the_rule_needs_no_store() {
@@ -443,10 +444,19 @@ fn validate_agrees_with_the_manifest_wherever_the_rule_needs_no_store() {
             .rules
             .iter()
             .any(|code| Rule::from_code(code).expect("known rule").needs_store());
-        if sample.outcome == "accepted" || needs_store {
+        if sample.outcome == "accepted" {
             assert!(
                 verdict.valid && verdict.rules.is_empty(),
                 "{file}: expected valid offline, got {:?}\n{}",
+                verdict.rules,
+                output.stdout
+            );
+        } else if needs_store {
+            // Never a different verdict: valid, or the gateway's own rules.
+            assert!(
+                (verdict.valid && verdict.rules.is_empty())
+                    || (!verdict.valid && verdict.rules == expected),
+                "{file}: expected valid or {expected:?} offline, got {:?}\n{}",
                 verdict.rules,
                 output.stdout
             );
@@ -473,6 +483,17 @@ fn validate_agrees_with_the_manifest_wherever_the_rule_needs_no_store() {
         }
     }
     assert!(offline_faults >= 10, "only {offline_faults} offline faults");
+    // An envelope without the autorisatie header needs no store to be refused.
+    let no_header = verdict_of(
+        &output.stdout,
+        "samples/38-uwlr-autorisatie-geen-header.xml",
+    );
+    assert_eq!(
+        no_header.rules,
+        BTreeSet::from(["UWLR-AUTORISATIE".to_string()]),
+        "{}",
+        output.stdout
+    );
     for rule in [
         "UWLR-SCORE",
         "UWLR-ONDERDEEL",
