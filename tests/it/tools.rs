@@ -235,7 +235,7 @@ fn restamped_replays_from_hosts_in_different_time_zones_stay_in_order() {
 
 /// `replay` speaks HTTPS to the gateway's own TLS mode: a certificate it does not know
 /// is a transport error that names the cause, `--ca-file` makes it trusted, and a
-/// refused connection says so too. Each exits 1 (no answer).
+/// refused connection and a timeout say so too. Each exits 1 (no answer).
 #[test]
 fn replay_speaks_https_with_a_ca_file_and_names_the_cause_of_transport_errors() {
     let certified =
@@ -311,6 +311,20 @@ fn replay_speaks_https_with_a_ca_file_and_names_the_cause_of_transport_errors() 
         "{}",
         refused.stderr
     );
+    // A listener that never answers: the call times out and says so.
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let silent_url = format!(
+        "http://{}/uwlr/leerresultaten",
+        silent.local_addr().unwrap()
+    );
+    let timed_out = replay_in("UTC", &[sample, "--url", &silent_url, "--timeout", "1"]);
+    assert_eq!(timed_out.status.code(), Some(1), "{}", timed_out.stderr);
+    assert!(
+        timed_out.stderr.contains("timed out"),
+        "{}",
+        timed_out.stderr
+    );
+    drop(silent);
     // A CA file without a certificate is refused before anything is sent.
     let empty = replay_in(
         "UTC",
