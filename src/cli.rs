@@ -1,7 +1,7 @@
 //! Command line: raw flags become a checked `Config`, then each subcommand runs.
 
 use crate::config::{Config, LogFormat};
-use crate::domain::SchoolCode;
+use crate::domain::{Rule, SchoolCode};
 use crate::intake::{Intake, IntakeConfig};
 use crate::store::{admin, Store};
 use crate::vdex::Vocabularies;
@@ -36,7 +36,9 @@ pub enum Command {
         #[arg(long)]
         demo: bool,
     },
-    /// Check files offline (schema, xsdversie, vocabularies, normering); exit 0 only if all are valid.
+    /// Check files offline: everything that needs no store (schema with every identity constraint,
+    /// xsdversie, vocabularies, normeringen, onderdelen and scores against toetsen in the same
+    /// message); exit 0 only if all are valid.
     Validate {
         #[arg(required = true)]
         files: Vec<PathBuf>,
@@ -105,7 +107,8 @@ pub enum Command {
         /// At most this many messages per second.
         #[arg(long)]
         rate: Option<f64>,
-        /// Rewrite aanmaakdatum to now (later for each file) so a folder can be replayed again.
+        /// Shift every file's aanmaakdatum by one offset so the latest is now (order and
+        /// spacing kept), written in UTC with `Z`, so the files can be sent again.
         #[arg(long)]
         restamp: bool,
         /// A manifest (samples/manifest.toml) to compare each answer with; exit 1 on any difference.
@@ -114,6 +117,9 @@ pub enum Command {
         /// Seconds to wait for one answer.
         #[arg(long, default_value_t = 600)]
         timeout: u64,
+        /// PEM file with certificates to trust for an https:// URL, besides the system's roots.
+        #[arg(long, value_name = "PEM")]
+        ca_file: Option<PathBuf>,
     },
     /// Write deterministic messages and the matching roster for load tests and benchmarks.
     Generate {
@@ -571,6 +577,7 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
             restamp,
             expect,
             timeout,
+            ca_file,
         } => {
             let options = crate::tools::replay::ReplayOptions {
                 paths,
@@ -583,10 +590,15 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
                 restamp,
                 expect,
                 timeout: std::time::Duration::from_secs(timeout),
+                ca_file,
             };
             let report = crate::tools::replay::replay(&options)?;
             print!("{}", crate::tools::replay::summary(&report));
             let all_accepted = report.answers.iter().all(|answer| answer.accepted());
+            let unanswered = report
+                .answers
+                .iter()
+                .any(|answer| answer.transport_error.is_some());
             Ok(
                 match (
                     options.expect.is_some(),
@@ -596,6 +608,8 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
                     (true, true, _) => ExitCode::SUCCESS,
                     (true, false, _) => ExitCode::from(1),
                     (false, _, true) => ExitCode::SUCCESS,
+                    // README: 1 for a call without an answer, 2 for faults.
+                    (false, _, false) if unanswered => ExitCode::from(1),
                     (false, _, false) => ExitCode::from(2),
                 },
             )
@@ -1030,13 +1044,19 @@ fn validate(config: &Config, files: &[PathBuf]) -> Result<ExitCode> {
     let vocabularies = Vocabularies::load(config.vdex_dir.as_deref())?;
     let mut all_valid = true;
     for file in crate::tools::replay::collect_files(files)? {
-        let violations =
-            crate::intake::validate_offline(&file, &schemas, &vocabularies, &config.xsd_versions)?;
+        let verdict = crate::intake::validate_offline(
+            &file,
+            &schemas,
+            &vocabularies,
+            &config.xsd_versions,
+            config.max_body_bytes,
+        )?;
+        let violations = &verdict.violations;
         if violations.is_empty() {
             println!("{}: valid", file.display());
-            continue;
+        } else {
+            all_valid = false;
         }
-        all_valid = false;
         for violation in &violations.items {
             println!(
                 "{}:{}:{}: {} {}{}",
@@ -1055,7 +1075,32 @@ fn validate(config: &Config, files: &[PathBuf]) -> Result<ExitCode> {
         if violations.omitted > 0 {
             println!("{}: … and {} more", file.display(), violations.omitted);
         }
+        if verdict.unchecked_resultaten > 0 {
+            let versions: Vec<String> = verdict
+                .unchecked_versions
+                .iter()
+                .map(|(toetscode, versie)| format!("{toetscode} versie '{versie}'"))
+                .collect();
+            println!(
+                "{}: not checked offline: {} resultaten are pinned to toets versions this message does not define ({}); the gateway checks them against earlier messages ({}, {}, {})",
+                file.display(),
+                verdict.unchecked_resultaten,
+                versions.join(", "),
+                Rule::ToetsVersie.code(),
+                Rule::Onderdeel.code(),
+                Rule::Score.code()
+            );
+        }
     }
+    let store_rules: Vec<&str> = Rule::ALL
+        .into_iter()
+        .filter(|rule| rule.needs_store())
+        .map(Rule::code)
+        .collect();
+    println!(
+        "not checked offline (they need the gateway's store): {} (the sender's key and klantcode, its activation for the school, the ordering of aanmaakdatum, known leerlingen, toets versions from earlier messages)",
+        store_rules.join(", ")
+    );
     Ok(if all_valid {
         ExitCode::SUCCESS
     } else {

@@ -7,7 +7,6 @@
 //! upserts each afname, all inside one savepoint.
 
 use crate::body::Body;
-use crate::domain::aanmaakdatum::parse_datetime;
 use crate::domain::rules::{self, UnknownVocabularies};
 use crate::domain::violation::Violations;
 use crate::domain::{Rule, SchoolCode, Violation};
@@ -361,10 +360,7 @@ impl Intake {
             match scanner.next() {
                 Ok(Some(Item::Toets(node))) => {
                     if prepared.toetsen.len() >= MAX_TOETSEN {
-                        prepared.violations.push(Violation::new(
-                            Rule::Bericht,
-                            format!("more than {MAX_TOETSEN} toetsen in one message; send them in several messages"),
-                        ));
+                        prepared.violations.push(too_many_toetsen());
                         break;
                     }
                     prepared
@@ -460,15 +456,6 @@ fn finish_receipt(
     receipt
 }
 
-/// Running totals of onderdeel scores within one toetsafname, for the derived toets score.
-#[derive(Default)]
-struct Sum {
-    total: u64,
-    keys: Vec<String>,
-    latest_afnamedatum: String,
-    has_toets_score: bool,
-}
-
 /// Phase 2, on the writer thread inside the group transaction.
 fn phase2(
     connection: &mut Connection,
@@ -547,7 +534,7 @@ fn phase2(
     };
     let mut head = ToetsafnameHead::default();
     let mut leerling_state: Option<bool> = None;
-    let mut sums: BTreeMap<(String, String), Sum> = BTreeMap::new();
+    let mut sums: BTreeMap<(String, String), rules::DerivedSum> = BTreeMap::new();
     let aanmaakdatum_text = school.aanmaakdatum.clone();
     let receipt_id = receipt.id.clone();
     let write_for = |quarantined: bool| AfnameWrite {
@@ -618,12 +605,7 @@ fn phase2(
                     );
                     continue;
                 }
-                let versie = resultaat
-                    .versie
-                    .as_ref()
-                    .map(|versie| versie.waarde.clone())
-                    .or_else(|| message_versions.get(&resultaat.toetscode).cloned())
-                    .unwrap_or_default();
+                let versie = rules::pinned_versie(&resultaat, &message_versions);
                 let pin_key = (resultaat.toetscode.clone(), versie.clone());
                 let definition = match pinned.get(&pin_key) {
                     Some(found) => found.clone(),
@@ -667,18 +649,7 @@ fn phase2(
                     violations.extend(found);
                     continue;
                 }
-                let sum = sums.entry(pin_key.clone()).or_default();
-                match (&resultaat.toetsonderdeelcode, &resultaat.uitslag) {
-                    (None, _) => sum.has_toets_score = true,
-                    (Some(_), Uitslag::Score(Some(score))) => {
-                        sum.total = sum.total.saturating_add(*score);
-                        sum.keys.push(resultaat.key.clone());
-                        if resultaat.afnamedatum > sum.latest_afnamedatum {
-                            sum.latest_afnamedatum = resultaat.afnamedatum.clone();
-                        }
-                    }
-                    _ => {}
-                }
+                sums.entry(pin_key.clone()).or_default().add(&resultaat);
                 // Rows are written even when the message already broke a rule (the
                 // savepoint is rolled back then): the store is what finds a key
                 // that occurs twice in one message, without holding every key in memory.
@@ -715,33 +686,17 @@ fn phase2(
             Parsed::ToetsafnameEnd => {
                 let quarantined = leerling_state == Some(false);
                 for ((toetscode, versie), sum) in std::mem::take(&mut sums) {
-                    if sum.has_toets_score || sum.keys.is_empty() {
-                        continue;
-                    }
                     let Some(Some(definition)) =
                         pinned.get(&(toetscode.clone(), versie.clone())).cloned()
                     else {
                         continue;
                     };
                     // Without a toetsnormering nothing is summed: the onderdelen are stored as sent.
-                    let Some(normering) = definition.definition.toetsnormering.as_ref() else {
+                    let Some(normering) = sum.normering(&definition.definition) else {
                         continue;
                     };
-                    if let Some(violation) = rules::check_score(
-                        sum.total,
-                        Some(normering),
-                        &format!(
-                            "toetsafname[leerlingid={}]/toets[{toetscode}]/afgeleide score",
-                            head.leerlingid
-                        ),
-                    ) {
-                        violations.push(Violation {
-                            message: format!(
-                                "the sum of the onderdeel scores: {}",
-                                violation.message
-                            ),
-                            ..violation.at_offset(head.offset)
-                        });
+                    if let Some(violation) = sum.check(&head.leerlingid, &toetscode, normering) {
+                        violations.push(violation.at_offset(head.offset));
                         continue;
                     }
                     let mut keys = sum.keys.clone();
@@ -903,24 +858,98 @@ pub fn fill_positions(body: &Body, violations: &mut Violations) {
     }
 }
 
-/// Checks a file offline (no store): envelope or bare verzoek, schema, version,
-/// aanmaakdatum form, vocabularies and normeringen. Used by `uwlr-gateway validate`.
+/// What `uwlr-gateway validate` learned about one file.
+#[derive(Debug, Default)]
+pub struct OfflineVerdict {
+    /// Every rule broken that needs no store, with the gateway's own rule functions.
+    pub violations: Violations,
+    /// Toets versions that results are pinned to but this message does not define
+    /// (at most [`OfflineVerdict::VERSIONS_LISTED`]): only the gateway knows whether an
+    /// earlier message did, so UWLR-TOETSVERSIE, and UWLR-ONDERDEEL and UWLR-SCORE for
+    /// those results, were not checked.
+    pub unchecked_versions: std::collections::BTreeSet<(String, String)>,
+    /// How many results are pinned to such versions.
+    pub unchecked_resultaten: u64,
+}
+
+impl OfflineVerdict {
+    pub const VERSIONS_LISTED: usize = 20;
+}
+
+/// Checks a file offline (no store), with the same rule functions as the intake:
+/// size, envelope (with a complete autorisatie header) or bare verzoek, the full schema (every identity constraint included),
+/// xsdversie, aanmaakdatum, vocabularies, normeringen, and each result against a toets
+/// version the message defines (onderdeel, score, derived sums). Used by `uwlr-gateway validate`.
 pub fn validate_offline(
     path: &std::path::Path,
     schemas: &SchemaSet,
     vocabularies: &Vocabularies,
     xsd_versions: &[String],
-) -> Result<Violations, IntakeError> {
-    let mut violations = Violations::default();
+    max_body_bytes: u64,
+) -> Result<OfflineVerdict, IntakeError> {
+    let mut verdict = OfflineVerdict::default();
+    // The gateway refuses a larger body before reading it.
+    if std::fs::metadata(path)?.len() > max_body_bytes {
+        verdict.violations.push(rules::too_large(max_body_bytes));
+        return Ok(verdict);
+    }
     let body = Body::Path(path.to_path_buf());
+    let Some(OfflineDefinitions { school, toetsen }) =
+        offline_definitions(&body, &mut verdict.violations)?
+    else {
+        fill_positions(&body, &mut verdict.violations);
+        return Ok(verdict);
+    };
+    let violations = &mut verdict.violations;
+    // Offline files are checked with the full schema: libxml2 checks the keys itself.
+    violations.extend(crate::schema::validate(&schemas.full, &body)?.items);
+    if let Some((school, node)) = &school {
+        if let Some(violation) = rules::check_xsdversie(school, xsd_versions) {
+            violations.push(at_child(violation, node, "xsdversie"));
+        }
+    }
+    // As in the intake, content rules run only on schema-valid messages.
+    if violations.is_empty() {
+        if let Some((school, node)) = &school {
+            if let Err(violation) = rules::read_aanmaakdatum(school) {
+                violations.push(at_child(violation, node, "aanmaakdatum"));
+            }
+        }
+        let mut unknown = UnknownVocabularies::new();
+        for toets in &toetsen {
+            violations.extend(rules::check_toets(toets, vocabularies, &mut unknown));
+        }
+        check_results_offline(&body, &toetsen, vocabularies, &mut unknown, &mut verdict)?;
+    }
+    fill_positions(&body, &mut verdict.violations);
+    Ok(verdict)
+}
+
+/// What the definitions pass of `validate_offline` read.
+struct OfflineDefinitions {
+    /// The school block with its subtree (for positions).
+    school: Option<(School, Node)>,
+    toetsen: Vec<Toets>,
+}
+
+/// The definitions pass of `validate_offline`: envelope, school and toetsen; None when
+/// the file is not a well-formed envelope or verzoek (the violation says why).
+fn offline_definitions(
+    body: &Body,
+    violations: &mut Violations,
+) -> Result<Option<OfflineDefinitions>, IntakeError> {
     let mut scanner = Scanner::new(body.reader()?, Pass::SkipToetsafnames);
     let (mut root, mut body_element, mut school, mut toetsen) = (None, None, None, Vec::new());
     let mut body_offset = None;
-    let mut school_node: Option<Node> = None;
-    let mut scan_failed = false;
+    let mut headers: Vec<Node> = Vec::new();
     loop {
         match scanner.next() {
             Ok(Some(Item::Root(found))) => root = Some(found),
+            Ok(Some(Item::HeaderElement(node))) => {
+                if headers.len() < 16 {
+                    headers.push(node);
+                }
+            }
             Ok(Some(Item::BodyElement {
                 namespace,
                 name,
@@ -929,12 +958,13 @@ pub fn validate_offline(
                 body_element = Some((namespace, name));
                 body_offset = Some(offset);
             }
-            Ok(Some(Item::School(node))) => {
-                school = Some(School::from_node(&node));
-                school_node = Some(node);
-            }
-            Ok(Some(Item::Toets(node))) if toetsen.len() < MAX_TOETSEN => {
-                toetsen.push(Toets::from_node(&node))
+            Ok(Some(Item::School(node))) => school = Some((School::from_node(&node), node)),
+            Ok(Some(Item::Toets(node))) => {
+                if toetsen.len() == MAX_TOETSEN {
+                    violations.push(too_many_toetsen().at_offset(node.offset));
+                    return Ok(None);
+                }
+                toetsen.push(Toets::from_node(&node));
             }
             Ok(Some(_)) => {}
             Ok(None) => break,
@@ -942,17 +972,11 @@ pub fn validate_offline(
                 violations.push(
                     Violation::new(Rule::Bericht, error.error.to_string()).at_offset(error.offset),
                 );
-                scan_failed = true;
-                break;
+                return Ok(None);
             }
         }
     }
     let root_offset = scanner.root_offset();
-    drop(scanner);
-    if scan_failed {
-        fill_positions(&body, &mut violations);
-        return Ok(violations);
-    }
     if let Err(violation) = envelope::check_root(
         root.as_ref(),
         body_element
@@ -961,39 +985,124 @@ pub fn validate_offline(
         Framing::SoapOrBare,
     ) {
         // Envelope problems are reported where the Body's element or the root element is.
-        let violation = match body_offset.or(root_offset) {
+        violations.push(match body_offset.or(root_offset) {
             Some(offset) => violation.at_offset(offset),
             None => violation,
-        };
-        violations.push(violation);
-        fill_positions(&body, &mut violations);
-        return Ok(violations);
+        });
+        return Ok(None);
     }
-    // Offline files are checked with the full schema: libxml2 checks the keys itself.
-    violations.extend(crate::schema::validate(&schemas.full, &body)?.items);
-    if let Some(school) = &school {
-        if let (Some(violation), Some(node)) =
-            (rules::check_xsdversie(school, xsd_versions), &school_node)
-        {
-            violations.push(at_child(violation, node, "xsdversie"));
+    // An envelope must carry a complete autorisatie header (only the key check needs
+    // the store); as in the intake, a sender problem ends the checks. A bare verzoek
+    // gets its header from whoever sends it (`replay --key`).
+    if root == Some(Root::Soap11Envelope) {
+        if let Err(found) = envelope::autorisatie(&headers) {
+            violations.extend(found.into_iter().map(|violation| match violation.offset {
+                None => violation.at_offset(root_offset.unwrap_or(0)),
+                Some(_) => violation,
+            }));
+            return Ok(None);
         }
-        if violations.is_empty() {
-            if let Err(violation) = parse_datetime(&school.aanmaakdatum) {
-                violations.push(Violation::new(
-                    Rule::Xsd,
-                    format!("aanmaakdatum {violation}"),
-                ));
+    }
+    Ok(Some(OfflineDefinitions { school, toetsen }))
+}
+
+/// The results pass of `validate_offline`: phase 2's store-free checks, in the same order.
+fn check_results_offline(
+    body: &Body,
+    toetsen: &[Toets],
+    vocabularies: &Vocabularies,
+    unknown: &mut UnknownVocabularies,
+    verdict: &mut OfflineVerdict,
+) -> Result<(), IntakeError> {
+    let message_versions: HashMap<String, String> = toetsen
+        .iter()
+        .map(|toets| {
+            (
+                toets.toetscode.waarde.clone(),
+                toets.versie_text().to_string(),
+            )
+        })
+        .collect();
+    let definitions: HashMap<(String, String), &Toets> = toetsen
+        .iter()
+        .map(|toets| {
+            let key = (
+                toets.toetscode.waarde.clone(),
+                toets.versie_text().to_string(),
+            );
+            (key, toets)
+        })
+        .collect();
+    let mut head = ToetsafnameHead::default();
+    let mut sums: BTreeMap<(String, String), rules::DerivedSum> = BTreeMap::new();
+    for parsed in ResultStream::open(body, false)? {
+        match parsed {
+            Parsed::Failed(error) => {
+                verdict.violations.push(
+                    Violation::new(Rule::Bericht, error.error.to_string()).at_offset(error.offset),
+                );
+                break;
+            }
+            Parsed::ToetsafnameStart { offset } => {
+                head = ToetsafnameHead {
+                    offset,
+                    ..ToetsafnameHead::default()
+                };
+                sums.clear();
+            }
+            Parsed::AfnameField(node) => head.set_field(&node),
+            Parsed::Resultaat(resultaat) => {
+                // A toetscode the message does not define broke keyref krAfnameToets,
+                // which the full schema reported already.
+                if !message_versions.contains_key(&resultaat.toetscode) {
+                    continue;
+                }
+                let versie = rules::pinned_versie(&resultaat, &message_versions);
+                let pin_key = (resultaat.toetscode.clone(), versie);
+                let Some(definition) = definitions.get(&pin_key) else {
+                    verdict.unchecked_resultaten += 1;
+                    if verdict.unchecked_versions.len() < OfflineVerdict::VERSIONS_LISTED {
+                        verdict.unchecked_versions.insert(pin_key);
+                    }
+                    continue;
+                };
+                let found = rules::check_resultaat(
+                    &head.leerlingid,
+                    &resultaat,
+                    definition,
+                    vocabularies,
+                    unknown,
+                );
+                if !found.is_empty() {
+                    verdict.violations.extend(found);
+                    continue;
+                }
+                sums.entry(pin_key).or_default().add(&resultaat);
+            }
+            Parsed::ToetsafnameEnd => {
+                for ((toetscode, versie), sum) in std::mem::take(&mut sums) {
+                    let Some(definition) = definitions.get(&(toetscode.clone(), versie)) else {
+                        continue;
+                    };
+                    let Some(normering) = sum.normering(definition) else {
+                        continue;
+                    };
+                    if let Some(violation) = sum.check(&head.leerlingid, &toetscode, normering) {
+                        verdict.violations.push(violation.at_offset(head.offset));
+                    }
+                }
             }
         }
     }
-    if violations.is_empty() {
-        let mut unknown = UnknownVocabularies::new();
-        for toets in &toetsen {
-            violations.extend(rules::check_toets(toets, vocabularies, &mut unknown));
-        }
-    }
-    fill_positions(&body, &mut violations);
-    Ok(violations)
+    Ok(())
+}
+
+/// More toetsen than one message may carry (they are held in memory).
+fn too_many_toetsen() -> Violation {
+    Violation::new(
+        Rule::Bericht,
+        format!("more than {MAX_TOETSEN} toetsen in one message; send them in several messages"),
+    )
 }
 
 #[cfg(test)]

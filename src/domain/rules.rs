@@ -9,6 +9,14 @@ use std::collections::BTreeSet;
 /// Vocabulary identifiers met in a message that are not known here (accepted as is).
 pub type UnknownVocabularies = BTreeSet<String>;
 
+/// A body may not be larger than the gateway's `max_body_bytes`.
+pub fn too_large(limit: u64) -> Violation {
+    Violation::new(
+        Rule::Grootte,
+        format!("the message is larger than this gateway's limit of {limit} bytes; split it into several messages"),
+    )
+}
+
 /// `xsdversie` must be one of the supported versions.
 pub fn check_xsdversie(school: &School, supported: &[String]) -> Option<Violation> {
     let version = school.xsdversie.trim();
@@ -250,6 +258,75 @@ pub fn check_resultaat(
         .into_iter()
         .map(|violation| violation.at_offset(resultaat.offset))
         .collect()
+}
+
+/// The toets version a resultaat is read against: its own `versie` when given, else
+/// that of its toets in the same message, else empty (README "Version pinning").
+pub fn pinned_versie(
+    resultaat: &Resultaat,
+    message_versions: &std::collections::HashMap<String, String>,
+) -> String {
+    resultaat
+        .versie
+        .as_ref()
+        .map(|versie| versie.waarde.clone())
+        .or_else(|| message_versions.get(&resultaat.toetscode).cloned())
+        .unwrap_or_default()
+}
+
+/// The onderdeel scores of one toets version within one toetsafname: without a
+/// toets-level result their sum is the toets score (README "Derived sums").
+#[derive(Debug, Default)]
+pub struct DerivedSum {
+    pub total: u64,
+    /// The keys of the onderdeel results summed.
+    pub keys: Vec<String>,
+    pub latest_afnamedatum: String,
+    pub has_toets_score: bool,
+}
+
+impl DerivedSum {
+    /// Counts a resultaat that passed `check_resultaat`.
+    pub fn add(&mut self, resultaat: &Resultaat) {
+        match (&resultaat.toetsonderdeelcode, &resultaat.uitslag) {
+            (None, _) => self.has_toets_score = true,
+            (Some(_), Uitslag::Score(Some(score))) => {
+                self.total = self.total.saturating_add(*score);
+                self.keys.push(resultaat.key.clone());
+                if resultaat.afnamedatum > self.latest_afnamedatum {
+                    self.latest_afnamedatum = resultaat.afnamedatum.clone();
+                }
+            }
+            _ => {}
+        }
+    }
+
+    /// The toetsnormering a sum is derived under; none when the toetsafname has a
+    /// toets-level result, no onderdeel scores, or the toets no toetsnormering.
+    pub fn normering<'a>(&self, definition: &'a Toets) -> Option<&'a Normering> {
+        if self.has_toets_score || self.keys.is_empty() {
+            return None;
+        }
+        definition.toetsnormering.as_ref()
+    }
+
+    /// The sum must lie within the toetsnormering, as a toets-level score would.
+    pub fn check(
+        &self,
+        leerlingid: &str,
+        toetscode: &str,
+        normering: &Normering,
+    ) -> Option<Violation> {
+        check_score(
+            self.total,
+            Some(normering),
+            &format!("toetsafname[leerlingid={leerlingid}]/toets[{toetscode}]/afgeleide score"),
+        )
+        .map(|violation| Violation {
+            message: format!("the sum of the onderdeel scores: {}", violation.message),
+            ..violation
+        })
+    }
 }
 
 /// A score must lie between the lowest beginnormwaarde and the highest eindnormwaarde.

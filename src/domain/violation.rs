@@ -131,6 +131,22 @@ impl Rule {
         self != Rule::Intern
     }
 
+    /// Whether checking this rule needs the gateway's store (clients, activations,
+    /// learners, the last aanmaakdatum, earlier toets versions), so that
+    /// `uwlr-gateway validate` cannot check it offline (of UWLR-AUTORISATIE it checks
+    /// only that an envelope's header is there and complete).
+    pub fn needs_store(self) -> bool {
+        matches!(
+            self,
+            Rule::Autorisatie
+                | Rule::Klant
+                | Rule::Activatie
+                | Rule::Volgorde
+                | Rule::Leerling
+                | Rule::ToetsVersie
+        )
+    }
+
     /// Parses a code such as `UWLR-XSD` back into its rule.
     pub fn from_code(code: &str) -> Option<Rule> {
         Rule::ALL.into_iter().find(|rule| rule.code() == code)

@@ -103,7 +103,7 @@ pub fn fault(violations: &Violations, receipt_id: Option<&str>, status: StatusCo
             concat!(
                 "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n",
                 "<soap:Envelope xmlns:soap=\"http://schemas.xmlsoap.org/soap/envelope/\"><soap:Body><soap:Fault>",
-                "<faultcode>soap:{}</faultcode><faultstring xml:lang=\"nl\">{}</faultstring>",
+                "<faultcode>soap:{}</faultcode><faultstring>{}</faultstring>",
                 "<detail>{}</detail></soap:Fault></soap:Body></soap:Envelope>\n"
             ),
             rule.faultcode(),
@@ -168,10 +168,7 @@ pub fn refusal(refusal: &Refusal) -> Reply {
             format!("content type '{content_type}' is not SOAP 1.1; send text/xml; charset=utf-8"),
         ),
         Refusal::TooLarge(limit) => fault(
-            &Violations::single(Violation::new(
-                Rule::Grootte,
-                format!("the message is larger than this gateway's limit of {limit} bytes; split it into several messages"),
-            )),
+            &Violations::single(crate::domain::rules::too_large(*limit)),
             None,
             StatusCode::PAYLOAD_TOO_LARGE,
         ),
@@ -179,14 +176,20 @@ pub fn refusal(refusal: &Refusal) -> Reply {
             &Violations::single(
                 Violation::new(
                     Rule::Bericht,
-                    format!("unknown SOAPAction; this service offers only {}", super::envelope::OPERATION),
+                    format!(
+                        "unknown SOAPAction; this service offers only {}",
+                        super::envelope::OPERATION
+                    ),
                 )
                 .with_value(action),
             ),
             None,
         ),
         Refusal::IncompleteBody(reason) => fault(
-            &Violations::single(Violation::new(Rule::Bericht, format!("the request body is incomplete: {reason}"))),
+            &Violations::single(Violation::new(
+                Rule::Bericht,
+                format!("the request body is incomplete: {reason}"),
+            )),
             None,
             StatusCode::BAD_REQUEST,
         ),

@@ -515,9 +515,15 @@ mod tests {
                 .iter()
                 .take(60),
         ) {
-            let violations =
-                crate::intake::validate_offline(file, &schemas, &vocabularies, &["2.2".into()])
-                    .unwrap();
+            let violations = crate::intake::validate_offline(
+                file,
+                &schemas,
+                &vocabularies,
+                &["2.2".into()],
+                u64::MAX,
+            )
+            .unwrap()
+            .violations;
             assert!(
                 violations.is_empty(),
                 "{}: {:?}",

@@ -21,9 +21,12 @@ pub struct ReplayOptions {
     pub concurrency: usize,
     /// Messages per second at most, over all workers.
     pub rate: Option<f64>,
+    /// Shift every aanmaakdatum by one offset so the latest one is now (see [`restamp_offset`]).
     pub restamp: bool,
     pub expect: Option<PathBuf>,
     pub timeout: Duration,
+    /// PEM certificates trusted for HTTPS besides the system's roots.
+    pub ca_file: Option<PathBuf>,
 }
 
 /// What one file's call returned.
@@ -66,6 +69,78 @@ pub struct ReplayReport {
     pub answers: Vec<Answer>,
     pub differences: Vec<String>,
     pub elapsed: Duration,
+}
+
+/// The one offset `--restamp` adds to every file's aanmaakdatum: the latest one moves
+/// to `now` and every other keeps its distance to it, so the files keep their order and
+/// spacing (a message meant to be out of order stays out of order) and none is in the future.
+pub fn restamp_offset(
+    stamps: impl IntoIterator<Item = chrono::DateTime<chrono::Utc>>,
+    now: chrono::DateTime<chrono::Utc>,
+) -> chrono::Duration {
+    stamps
+        .into_iter()
+        .max()
+        .map_or(chrono::Duration::zero(), |latest| now - latest)
+}
+
+/// A shifted aanmaakdatum, written in UTC with an explicit `Z` so that no reader needs
+/// this host's time zone (an offset-less time is read as Europe/Amsterdam by the gateway).
+pub fn restamped(stamp: chrono::DateTime<chrono::Utc>, offset: chrono::Duration) -> String {
+    (stamp + offset).to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true)
+}
+
+/// The HTTP agent: HTTPS trusts the system's roots plus the certificates in `ca_file`.
+pub fn agent(options: &ReplayOptions) -> anyhow::Result<ureq::Agent> {
+    use anyhow::Context;
+    use rustls_pki_types::pem::PemObject;
+    let mut builder = ureq::AgentBuilder::new().timeout(options.timeout);
+    if options.url.starts_with("https:") || options.ca_file.is_some() {
+        let mut roots = rustls::RootCertStore::empty();
+        let native = rustls_native_certs::load_native_certs();
+        let (added, _ignored) = roots.add_parsable_certificates(native.certs);
+        tracing::debug!(
+            added,
+            errors = native.errors.len(),
+            "system root certificates"
+        );
+        if let Some(ca_file) = &options.ca_file {
+            let certificates = rustls_pki_types::CertificateDer::pem_file_iter(ca_file)
+                .and_then(|certificates| certificates.collect::<Result<Vec<_>, _>>())
+                .with_context(|| format!("cannot read certificates from {}", ca_file.display()))?;
+            if certificates.is_empty() {
+                anyhow::bail!("{} holds no PEM certificate", ca_file.display());
+            }
+            for certificate in certificates {
+                roots.add(certificate).with_context(|| {
+                    format!("cannot use a certificate from {}", ca_file.display())
+                })?;
+            }
+        }
+        let config = rustls::ClientConfig::builder_with_provider(Arc::new(
+            rustls::crypto::ring::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+        builder = builder.tls_config(Arc::new(config));
+    }
+    Ok(builder.build())
+}
+
+/// An error and every cause below it, `outer: inner: …`, each said once.
+pub fn cause_chain(error: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        let cause_text = cause.to_string();
+        if !text.contains(&cause_text) {
+            text.push_str(": ");
+            text.push_str(&cause_text);
+        }
+        source = cause.source();
+    }
+    text
 }
 
 pub fn load_manifest(path: &Path) -> anyhow::Result<BTreeMap<String, Expected>> {
@@ -255,6 +330,8 @@ struct Job {
     index: usize,
     file: PathBuf,
     school: String,
+    /// The file's aanmaakdatum, when it has one that reads as an xs:dateTime.
+    stamp: Option<chrono::DateTime<chrono::Utc>>,
 }
 
 /// A queue that hands out the next file whose school has no call in flight,
@@ -386,7 +463,7 @@ fn send(
         let response = match response {
             Ok(response) => response,
             Err(ureq::Error::Status(_, response)) => response,
-            Err(error) => return Err(error.to_string()),
+            Err(error) => return Err(cause_chain(&error)),
         };
         let status = response.status();
         let mut text = String::new();
@@ -419,27 +496,32 @@ pub fn replay(options: &ReplayOptions) -> anyhow::Result<ReplayReport> {
         anyhow::bail!("no .xml files to replay");
     }
     let expectations = options.expect.as_deref().map(load_manifest).transpose()?;
+    let agent = agent(options)?;
     let mut jobs = Vec::new();
     for (index, file) in files.iter().enumerate() {
         let mut head = vec![0u8; HEAD_BYTES];
         let read = File::open(file)
             .and_then(|mut handle| handle.read(&mut head))
             .unwrap_or(0);
-        let school = school_of(&String::from_utf8_lossy(&head[..read]));
+        let head = String::from_utf8_lossy(&head[..read]);
+        let stamp = extract(&head, "aanmaakdatum")
+            .and_then(|text| crate::domain::aanmaakdatum::parse_datetime(&text).ok());
         jobs.push(Job {
             index,
             file: file.clone(),
-            school,
+            school: school_of(&head),
+            stamp,
         });
     }
     let total = jobs.len();
+    let now = chrono::DateTime::from_timestamp_millis(chrono::Utc::now().timestamp_millis())
+        .unwrap_or_default();
+    let offset = restamp_offset(jobs.iter().filter_map(|job| job.stamp), now);
     let queue = Arc::new(Queue::new(jobs));
     let answers: Arc<Mutex<Vec<Option<Answer>>>> = Arc::new(Mutex::new(vec![None; total]));
     let progress = progress_bar(total as u64);
     let started = Instant::now();
     let pacer = Arc::new(Mutex::new(started));
-    let agent = ureq::AgentBuilder::new().timeout(options.timeout).build();
-    let stamp_base = chrono::Local::now().naive_local();
     std::thread::scope(|scope| {
         for _ in 0..options.concurrency.max(1) {
             let (queue, answers, progress, pacer, agent) = (
@@ -461,14 +543,16 @@ pub fn replay(options: &ReplayOptions) -> anyhow::Result<ReplayReport> {
                         };
                         std::thread::sleep(wait);
                     }
-                    // Each file gets its own later instant, so a restamped folder keeps its order.
-                    let restamp = options.restamp.then(|| {
-                        (stamp_base + chrono::Duration::milliseconds(job.index as i64))
-                            .format("%Y-%m-%dT%H:%M:%S%.3f")
-                            .to_string()
-                    });
+                    // A file without a readable aanmaakdatum goes out as written.
+                    let restamp = job
+                        .stamp
+                        .filter(|_| options.restamp)
+                        .map(|stamp| restamped(stamp, offset));
                     let answer = send(&agent, options, &job.file, restamp);
                     queue.done(&job.school);
+                    if let Some(error) = &answer.transport_error {
+                        progress.println(&format!("{}: no answer: {error}", job.file.display()));
+                    }
                     progress.report(&answer);
                     answers.lock().expect("answers")[job.index] = Some(answer);
                 }
@@ -595,6 +679,16 @@ impl Progress {
         }
     }
 
+    /// A line above the progress bar (or on stderr without one).
+    fn println(&self, line: &str) {
+        match &self.bar {
+            Some(bar) => bar.println(line),
+            None => {
+                let _ = writeln!(std::io::stderr(), "{line}");
+            }
+        }
+    }
+
     fn finish(&self) {
         if let Some(bar) = &self.bar {
             bar.finish_and_clear();
@@ -692,6 +786,7 @@ mod tests {
             restamp: false,
             expect: None,
             timeout: Duration::from_secs(1),
+            ca_file: None,
         }
     }
 
@@ -715,6 +810,33 @@ mod tests {
         let head = "<s:Envelope><s:Header><a:autorisatie/></s:Header><lr:aanmaakdatum>2020-01-01T00:00:00</lr:aanmaakdatum>";
         let stamped = prepare_head(head, &options(), Some("2026-11-25T10:00:00.000")).unwrap();
         assert!(stamped.contains("<lr:aanmaakdatum>2026-11-25T10:00:00.000</lr:aanmaakdatum>"));
+    }
+
+    #[test]
+    fn restamp_keeps_order_and_spacing_and_writes_utc() {
+        let parse = |text: &str| crate::domain::aanmaakdatum::parse_datetime(text).unwrap();
+        let stamps = [
+            parse("2026-10-01T08:00:00"),
+            parse("2026-09-01T08:00:00.25"),
+            parse("2026-10-02T08:00:00+02:00"),
+        ];
+        let offset = restamp_offset(stamps, parse("2026-12-02T06:30:00Z"));
+        let shifted: Vec<String> = stamps
+            .iter()
+            .map(|stamp| restamped(*stamp, offset))
+            .collect();
+        assert_eq!(
+            shifted,
+            [
+                "2026-12-01T06:30:00Z",
+                "2026-11-01T06:30:00.250Z",
+                "2026-12-02T06:30:00Z"
+            ]
+        );
+        assert_eq!(
+            restamp_offset([], parse("2026-12-02T06:30:00Z")),
+            chrono::Duration::zero()
+        );
     }
 
     #[test]

@@ -4,6 +4,8 @@ use crate::support::message::{aanmaakdatum, Message, Resultaat, Toets};
 use crate::support::{
     cli_with_data_dir, manifest, repo_root, send_and_check, spawn_default, Expect,
 };
+use std::collections::BTreeSet;
+use uwlr_gateway::domain::Rule;
 
 fn drip(seconds: u32, key: &str) -> Message {
     Message::demo(&aanmaakdatum(seconds))
@@ -386,6 +388,241 @@ fn validate_reports_file_line_and_rule_for_offline_failures() {
         "{}",
         output.stdout
     );
+}
+
+/// What `validate` printed about one file: its rule codes, whether it said `valid`, and
+/// its "not checked offline" note.
+struct ValidateVerdict {
+    valid: bool,
+    rules: BTreeSet<String>,
+    unchecked: Option<String>,
+}
+
+fn verdict_of(stdout: &str, file: &str) -> ValidateVerdict {
+    let prefix = format!("{file}:");
+    let mut verdict = ValidateVerdict {
+        valid: false,
+        rules: BTreeSet::new(),
+        unchecked: None,
+    };
+    for line in stdout.lines().filter(|line| line.starts_with(&prefix)) {
+        let rest = line[prefix.len()..].trim_start();
+        if rest == "valid" {
+            verdict.valid = true;
+        } else if let Some(note) = rest.strip_prefix("not checked offline: ") {
+            verdict.unchecked = Some(note.to_string());
+        } else {
+            // LINE:COLUMN: RULE message
+            let rule = rest.splitn(3, ':').nth(2).unwrap_or("").trim_start();
+            let rule = rule.split(' ').next().unwrap_or("");
+            verdict.rules.insert(rule.to_string());
+        }
+    }
+    verdict
+}
+
+/// Table-driven over samples/manifest.toml: wherever a sample's rules need no store,
+/// `validate` gives the gateway's verdict (the same rule codes); where they do, it says
+/// `valid` (or the same rules, for a missing autorisatie header) and, for toets versions
+/// from earlier messages, what it could not check.
+/// Samples 43 (score above the normering) and 44 (unknown onderdeel) printed `valid` before.
+#[test]
+fn validate_agrees_with_the_manifest_wherever_the_rule_needs_no_store() {
+    let samples = manifest();
+    let files: Vec<String> = samples
+        .iter()
+        .map(|sample| format!("samples/{}", sample.file))
+        .collect();
+    let arguments: Vec<&str> = files.iter().map(String::as_str).collect();
+    let output = validate(&arguments);
+    assert!(!output.status.success(), "{}", output.stdout);
+    let mut offline_faults = 0;
+    for (sample, file) in samples.iter().zip(&files) {
+        let verdict = verdict_of(&output.stdout, file);
+        let expected: BTreeSet<String> = sample.rules.iter().cloned().collect();
+        let needs_store = sample
+            .rules
+            .iter()
+            .any(|code| Rule::from_code(code).expect("known rule").needs_store());
+        if sample.outcome == "accepted" {
+            assert!(
+                verdict.valid && verdict.rules.is_empty(),
+                "{file}: expected valid offline, got {:?}\n{}",
+                verdict.rules,
+                output.stdout
+            );
+        } else if needs_store {
+            // Never a different verdict: valid, or the gateway's own rules.
+            assert!(
+                (verdict.valid && verdict.rules.is_empty())
+                    || (!verdict.valid && verdict.rules == expected),
+                "{file}: expected valid or {expected:?} offline, got {:?}\n{}",
+                verdict.rules,
+                output.stdout
+            );
+        } else {
+            offline_faults += 1;
+            assert!(
+                !verdict.valid,
+                "{file}: must not be valid\n{}",
+                output.stdout
+            );
+            assert_eq!(verdict.rules, expected, "{file}\n{}", output.stdout);
+        }
+        if sample.rules.iter().any(|code| code == "UWLR-TOETSVERSIE") {
+            let note = verdict.unchecked.unwrap_or_else(|| {
+                panic!("{file}: no 'not checked offline' note\n{}", output.stdout)
+            });
+            assert!(note.contains("UWLR-TOETSVERSIE"), "{note}");
+        } else {
+            assert!(
+                verdict.unchecked.is_none(),
+                "{file}: {:?}",
+                verdict.unchecked
+            );
+        }
+    }
+    assert!(offline_faults >= 10, "only {offline_faults} offline faults");
+    // An envelope without the autorisatie header needs no store to be refused.
+    let no_header = verdict_of(
+        &output.stdout,
+        "samples/38-uwlr-autorisatie-geen-header.xml",
+    );
+    assert_eq!(
+        no_header.rules,
+        BTreeSet::from(["UWLR-AUTORISATIE".to_string()]),
+        "{}",
+        output.stdout
+    );
+    for rule in [
+        "UWLR-SCORE",
+        "UWLR-ONDERDEEL",
+        "UWLR-NORMERING",
+        "UWLR-VDEX",
+        "UWLR-XSDVERSIE",
+    ] {
+        assert!(
+            samples
+                .iter()
+                .any(|sample| sample.rules == [rule] && sample.outcome == "fault"),
+            "no sample for {rule}"
+        );
+    }
+    // The run ends by naming the rules only the gateway can check.
+    let last = output.stdout.lines().last().unwrap_or_default();
+    for rule in Rule::ALL.into_iter().filter(|rule| rule.needs_store()) {
+        assert!(last.contains(rule.code()), "{last}");
+    }
+    assert!(last.starts_with("not checked offline"), "{last}");
+}
+
+/// Messages built for the store-free rules, each posted to the gateway and validated
+/// offline: both name the same rules, derived sums of onderdeel scores included.
+#[test]
+fn validate_and_the_gateway_agree_on_rules_that_need_no_store() {
+    let gateway = spawn_default();
+    let scratch = tempfile::tempdir().unwrap();
+    let som = || {
+        Toets::new("AGR-SOM")
+            .max(Some(15))
+            .onderdeel("A", 10)
+            .onderdeel("B", 10)
+    };
+    let cases: Vec<(&str, Message, &[&str])> = vec![
+        (
+            "onderdeel scores within their normering",
+            Message::demo(&aanmaakdatum(1)).toets(som()).afname(
+                "LL0001",
+                vec![
+                    Resultaat::score("AGR-1A", "AGR-SOM", 7).onderdeel("A"),
+                    Resultaat::score("AGR-1B", "AGR-SOM", 8).onderdeel("B"),
+                ],
+            ),
+            &[],
+        ),
+        (
+            "sum of onderdeel scores above the toetsnormering",
+            Message::demo(&aanmaakdatum(2)).toets(som()).afname(
+                "LL0002",
+                vec![
+                    Resultaat::score("AGR-2A", "AGR-SOM", 9).onderdeel("A"),
+                    Resultaat::score("AGR-2B", "AGR-SOM", 9).onderdeel("B"),
+                ],
+            ),
+            &["UWLR-SCORE"],
+        ),
+        (
+            "onderdeel score above its own normering",
+            Message::demo(&aanmaakdatum(3)).toets(som()).afname(
+                "LL0003",
+                vec![Resultaat::score("AGR-3A", "AGR-SOM", 11).onderdeel("A")],
+            ),
+            &["UWLR-SCORE"],
+        ),
+        (
+            "onderdeel the pinned version does not define, and a score above the normering",
+            Message::demo(&aanmaakdatum(4))
+                .toets(Toets::new("AGR-V").versie("2").onderdeel("A", 5))
+                .afname(
+                    "LL0004",
+                    vec![
+                        Resultaat::score("AGR-4A", "AGR-V", 3).onderdeel("C"),
+                        Resultaat::score("AGR-4B", "AGR-V", 12).versie("2"),
+                    ],
+                ),
+            &["UWLR-ONDERDEEL", "UWLR-SCORE"],
+        ),
+    ];
+    for (index, (what, message, rules)) in cases.into_iter().enumerate() {
+        let expected = match rules {
+            [] => Expect::Accepted,
+            _ => Expect::fault(
+                if rules.contains(&"UWLR-SCORE") {
+                    "Client.ScoreOngeldig"
+                } else {
+                    "Client.OngeldigBericht"
+                },
+                rules,
+            ),
+        };
+        send_and_check(&gateway, what, message.envelope(), &expected);
+        let file = scratch.path().join(format!("case-{index}.xml"));
+        std::fs::write(&file, message.envelope()).unwrap();
+        let file = file.to_str().unwrap();
+        let output = validate(&[file]);
+        let verdict = verdict_of(&output.stdout, file);
+        let expected: BTreeSet<String> = rules.iter().map(|rule| rule.to_string()).collect();
+        assert_eq!(verdict.rules, expected, "{what}\n{}", output.stdout);
+        assert_eq!(verdict.valid, rules.is_empty(), "{what}\n{}", output.stdout);
+        assert_eq!(output.status.success(), rules.is_empty(), "{what}");
+    }
+}
+
+/// `validate` applies the gateway's size limit (`max_body_bytes`) first, as the gateway does.
+#[test]
+fn validate_refuses_a_file_over_max_body_bytes() {
+    let validate_with_limit = |limit: &str| {
+        let scratch = tempfile::tempdir().unwrap();
+        let mut command = std::process::Command::new(crate::support::binary());
+        command
+            .current_dir(repo_root())
+            .env("UWLR_MAX_BODY_BYTES", limit)
+            .arg("--data-dir")
+            .arg(scratch.path())
+            .args(["validate", "samples/01-drip-een-resultaat.xml"]);
+        crate::support::run(command)
+    };
+    let output = validate_with_limit("1000");
+    assert!(!output.status.success(), "{}", output.stdout);
+    let verdict = verdict_of(&output.stdout, "samples/01-drip-een-resultaat.xml");
+    assert_eq!(
+        verdict.rules,
+        BTreeSet::from(["UWLR-GROOTTE".to_string()]),
+        "{}",
+        output.stdout
+    );
+    let output = validate_with_limit("1000000");
+    assert!(output.status.success(), "{}", output.stdout);
 }
 
 #[test]

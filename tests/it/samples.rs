@@ -190,3 +190,68 @@ fn manifest_lists_every_sample_file_once() {
         "the manifest is not in replay (file-name) order"
     );
 }
+
+/// Validates an answer body against the SOAP 1.1 envelope schema (xsd/SOAP_Envelope.xsd) with libxml2.
+fn soap11_schema_errors(body: &str) -> Vec<String> {
+    use libxml::parser::Parser;
+    use libxml::schemas::{SchemaParserContext, SchemaValidationContext};
+    let schema = support::repo_root().join("xsd/SOAP_Envelope.xsd");
+    let mut parser = SchemaParserContext::from_file(schema.to_str().unwrap());
+    let mut validation = SchemaValidationContext::from_parser(&mut parser)
+        .unwrap_or_else(|errors| panic!("SOAP_Envelope.xsd does not compile: {errors:?}"));
+    let document = Parser::default()
+        .parse_string(body)
+        .unwrap_or_else(|error| panic!("answer is not XML ({error:?}): {body}"));
+    match validation.validate_document(&document) {
+        Ok(()) => Vec::new(),
+        Err(errors) => errors
+            .into_iter()
+            .map(|error| error.message.unwrap_or_default().trim().to_string())
+            .collect(),
+    }
+}
+
+/// SOAP 1.1 defines faultstring as a plain xs:string: an `xml:lang` on it (as SOAP 1.2's
+/// Reason/Text has) makes every fault invalid against the envelope schema.
+#[test]
+fn faults_and_bevestiging_are_valid_soap_1_1_envelopes() {
+    let gateway =
+        support::spawn_gateway(support::Options::default().env("UWLR_MAX_BODY_BYTES", "200000"));
+    let mut answers = Vec::new();
+    for file in [
+        "01-drip-een-resultaat.xml",
+        "30-uwlr-bericht-geen-xml.xml",
+        "33-uwlr-xsd-decimal-score.xml",
+        "37-uwlr-autorisatie-verkeerde-sleutel.xml",
+        "43-uwlr-score-boven-normering.xml",
+    ] {
+        answers.push((file.to_string(), gateway.post_sample(file)));
+    }
+    answers.push((
+        "unknown SOAPAction".into(),
+        gateway.post_with(
+            support::read_sample("01-drip-een-resultaat.xml"),
+            "text/xml; charset=utf-8",
+            Some("\"Onbekend\""),
+        ),
+    ));
+    answers.push(("too large".into(), gateway.post(vec![b' '; 300_000])));
+    let mut faults = 0;
+    for (what, reply) in &answers {
+        let errors = soap11_schema_errors(&reply.body);
+        assert!(
+            errors.is_empty(),
+            "{what}: HTTP {} answer is not a valid SOAP 1.1 envelope: {errors:?}\n{}",
+            reply.status,
+            reply.body
+        );
+        if reply.body.contains(":Fault>") {
+            faults += 1;
+        }
+    }
+    assert_eq!(
+        faults,
+        answers.len() - 1,
+        "one bevestiging, the rest faults"
+    );
+}
