@@ -10,6 +10,7 @@ use crate::body::Body;
 use crate::domain::aanmaakdatum::parse_datetime;
 use crate::domain::rules::{self, UnknownVocabularies};
 use crate::domain::violation::Violations;
+use crate::domain::xsd::{XsdDate, INTEGER_LIMIT};
 use crate::domain::{Rule, SchoolCode, Violation};
 use crate::schema::SchemaSet;
 use crate::soap::envelope::{self, Framing};
@@ -22,7 +23,7 @@ use crate::store::{now_text, sha256_hex, Store, StoreError};
 use crate::uwlr::results::{Parsed, ResultStream};
 use crate::uwlr::scan::{Item, Pass, Root, Scanner};
 use crate::uwlr::xmltree::Node;
-use crate::uwlr::{School, Toets, ToetsafnameHead, Uitslag};
+use crate::uwlr::{Resultaat, School, Toets, ToetsafnameHead, Uitslag};
 use crate::vdex::Vocabularies;
 use rusqlite::Connection;
 use std::collections::{BTreeMap, HashMap};
@@ -411,12 +412,6 @@ impl Intake {
                 })?;
             prepared.pending_validation = Some(receiver);
         }
-        if let Some(violation) = rules::check_xsdversie(&prepared.school, &self.config.xsd_versions)
-        {
-            prepared
-                .violations
-                .push(at_child(violation, &school_node, "xsdversie"));
-        }
         if !prepared.violations.is_empty() {
             if let Some(pending) = prepared.pending_validation.take() {
                 let verdict = pending
@@ -427,6 +422,14 @@ impl Intake {
             // Content rules run only on schema-valid messages: on a broken tree they report noise.
             fill_positions(body, &mut prepared.violations);
             return Ok(Phase1::RejectEarly(Box::new(prepared)));
+        }
+        // A business rule: phase 2 still runs, so the identity constraints it checks
+        // are reported too (the schema verdict never depends on the xsdversie).
+        if let Some(violation) = rules::check_xsdversie(&prepared.school, &self.config.xsd_versions)
+        {
+            prepared
+                .violations
+                .push(at_child(violation, &school_node, "xsdversie"));
         }
         match rules::read_aanmaakdatum(&prepared.school) {
             Ok(micros) => prepared.aanmaakdatum_us = Some(micros),
@@ -466,7 +469,41 @@ struct Sum {
     total: u64,
     keys: Vec<String>,
     latest_afnamedatum: String,
+    latest_date: Option<(i64, u8, u8)>,
     has_toets_score: bool,
+}
+
+/// Notes the key of a result skipped for a rule it broke, and reports it when the
+/// message holds that key already (kResultaat must not depend on the other rules).
+fn note_skipped(
+    savepoint: &rusqlite::Savepoint,
+    write: &AfnameWrite,
+    skipped_keys: &mut bool,
+    head: &ToetsafnameHead,
+    resultaat: &Resultaat,
+    violations: &mut Violations,
+) -> Result<(), IntakeError> {
+    if !*skipped_keys {
+        store_intake::begin_skipped_keys(savepoint)?;
+        *skipped_keys = true;
+    }
+    if store_intake::note_skipped_key(savepoint, write, &resultaat.key)? {
+        violations.push(duplicate_key_violation(head, resultaat));
+    }
+    Ok(())
+}
+
+fn duplicate_key_violation(head: &ToetsafnameHead, resultaat: &Resultaat) -> Violation {
+    Violation::new(
+        Rule::Xsd,
+        format!(
+            "key kResultaat: resultaat key {} occurs more than once in this message",
+            resultaat.key
+        ),
+    )
+    .at_path(rules::resultaat_path(&head.leerlingid, resultaat))
+    .with_value(&resultaat.key)
+    .at_offset(resultaat.offset)
 }
 
 /// Phase 2, on the writer thread inside the group transaction.
@@ -548,6 +585,8 @@ fn phase2(
     let mut head = ToetsafnameHead::default();
     let mut leerling_state: Option<bool> = None;
     let mut sums: BTreeMap<(String, String), Sum> = BTreeMap::new();
+    // Whether some result was skipped for a rule it broke; see `store_intake::begin_skipped_keys`.
+    let mut skipped_keys = false;
     let aanmaakdatum_text = school.aanmaakdatum.clone();
     let receipt_id = receipt.id.clone();
     let write_for = |quarantined: bool| AfnameWrite {
@@ -642,6 +681,14 @@ fn phase2(
                     }
                 };
                 let Some(definition) = definition else {
+                    note_skipped(
+                        &savepoint,
+                        &write_for(quarantined),
+                        &mut skipped_keys,
+                        &head,
+                        &resultaat,
+                        &mut violations,
+                    )?;
                     violations.push(
                         Violation::new(
                             Rule::ToetsVersie,
@@ -665,6 +712,14 @@ fn phase2(
                 );
                 if !found.is_empty() {
                     violations.extend(found);
+                    note_skipped(
+                        &savepoint,
+                        &write_for(quarantined),
+                        &mut skipped_keys,
+                        &head,
+                        &resultaat,
+                        &mut violations,
+                    )?;
                     continue;
                 }
                 let sum = sums.entry(pin_key.clone()).or_default();
@@ -673,7 +728,12 @@ fn phase2(
                     (Some(_), Uitslag::Score(Some(score))) => {
                         sum.total = sum.total.saturating_add(*score);
                         sum.keys.push(resultaat.key.clone());
-                        if resultaat.afnamedatum > sum.latest_afnamedatum {
+                        // check_resultaat has read the date; compare as dates, not as text.
+                        let date = XsdDate::parse(&resultaat.afnamedatum).ok();
+                        if sum.latest_afnamedatum.is_empty()
+                            || date.map(|date| date.calendar_key()) > sum.latest_date
+                        {
+                            sum.latest_date = date.map(|date| date.calendar_key());
                             sum.latest_afnamedatum = resultaat.afnamedatum.clone();
                         }
                     }
@@ -699,16 +759,22 @@ fn phase2(
                     derived: false,
                     result: serde_json::json!({"uitslag": resultaat.uitslag, "infourl": resultaat.infourl}).to_string(),
                 };
-                match store_intake::upsert_afname(&savepoint, &write_for(quarantined), &state, &mut change_seq)? {
-                    AfnameChange::DuplicateInMessage => violations.push(
-                        Violation::new(
-                            Rule::Xsd,
-                            format!("key kResultaat: resultaat key {} occurs more than once in this message", resultaat.key),
-                        )
-                        .at_path(rules::resultaat_path(&head.leerlingid, &resultaat))
-                        .with_value(&resultaat.key)
-                        .at_offset(resultaat.offset),
-                    ),
+                let skipped_twin =
+                    skipped_keys && store_intake::is_skipped_key(&savepoint, &resultaat.key)?;
+                let change = store_intake::upsert_afname(
+                    &savepoint,
+                    &write_for(quarantined),
+                    &state,
+                    &mut change_seq,
+                )?;
+                match if skipped_twin {
+                    AfnameChange::DuplicateInMessage
+                } else {
+                    change
+                } {
+                    AfnameChange::DuplicateInMessage => {
+                        violations.push(duplicate_key_violation(&head, &resultaat))
+                    }
                     change => count_change(&mut counts, change, quarantined),
                 }
             }
@@ -727,6 +793,17 @@ fn phase2(
                     let Some(normering) = definition.definition.toetsnormering.as_ref() else {
                         continue;
                     };
+                    if i64::try_from(sum.total).is_err() {
+                        violations.push(
+                            Violation::new(
+                                Rule::Bereik,
+                                format!("the sum of the onderdeel scores of toets {toetscode} lies beyond what the gateway stores ({INTEGER_LIMIT})"),
+                            )
+                            .at_path(format!("toetsafname[leerlingid={}]/toets[{toetscode}]/afgeleide score", head.leerlingid))
+                            .at_offset(head.offset),
+                        );
+                        continue;
+                    }
                     if let Some(violation) = rules::check_score(
                         sum.total,
                         Some(normering),
