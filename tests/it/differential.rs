@@ -102,3 +102,15 @@ fn gateway_and_libxml2_agree_on_every_generated_message() {
             .join("\n\n")
     );
 }
+
+/// The fuzz target's body (in-process intake, the fuzzer's bytes steering the generator) on seeded random inputs.
+#[test]
+fn the_fuzz_target_agrees_on_random_inputs() {
+    use rand::RngCore;
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(DEFAULT_SEED);
+    for _ in 0..300 {
+        let mut data = vec![0u8; 256];
+        rng.fill_bytes(&mut data);
+        uwlr_gateway::fuzzing::differential(&data);
+    }
+}
