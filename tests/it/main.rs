@@ -18,3 +18,4 @@ mod replay;
 mod samples;
 mod support;
 mod tools;
+mod xsd_values;
