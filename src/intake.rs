@@ -7,7 +7,6 @@
 //! upserts each afname, all inside one savepoint.
 
 use crate::body::Body;
-use crate::domain::aanmaakdatum::parse_datetime;
 use crate::domain::rules::{self, UnknownVocabularies};
 use crate::domain::violation::Violations;
 use crate::domain::xsd::{XsdDate, INTEGER_LIMIT};
@@ -1055,11 +1054,8 @@ pub fn validate_offline(
             violations.push(at_child(violation, node, "xsdversie"));
         }
         if violations.is_empty() {
-            if let Err(violation) = parse_datetime(&school.aanmaakdatum) {
-                violations.push(Violation::new(
-                    Rule::Xsd,
-                    format!("aanmaakdatum {violation}"),
-                ));
+            if let Err(violation) = rules::read_aanmaakdatum(school) {
+                violations.push(violation);
             }
         }
     }
