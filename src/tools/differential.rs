@@ -341,7 +341,9 @@ fn big_number<R: Rng>(rng: &mut R) -> String {
 /// Another lexical form of an integer: sign, leading zeros, `-0`, spaces.
 fn integer_form<R: Rng>(rng: &mut R, value: &str) -> String {
     let value = value.trim();
-    match rng.gen_range(0..7) {
+    match rng.gen_range(0..8) {
+        // Valid, but above any normering here: a business rule breaks too.
+        7 => format!("{}", value.parse::<u64>().unwrap_or(0) + 1000),
         0 => format!("+{value}"),
         1 => format!("{}{value}", "0".repeat(rng.gen_range(1..=30))),
         2 => format!("-{value}"),
@@ -354,7 +356,13 @@ fn integer_form<R: Rng>(rng: &mut R, value: &str) -> String {
 
 /// Applies one random mutation; returns what it did, or `None` when it found no target.
 fn mutate<R: Rng>(rng: &mut R, verzoek: &mut Element) -> Option<String> {
-    const STRING_KEYS: [&str; 4] = ["toetscode", "toetsonderdeelcode", "leerlingid", "term"];
+    const STRING_KEYS: [&str; 5] = [
+        "toetscode",
+        "toetsonderdeelcode",
+        "leerlingid",
+        "term",
+        "xsdversie",
+    ];
     const INTEGERS: [&str; 4] = [
         "score",
         "beginnormwaarde",
