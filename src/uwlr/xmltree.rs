@@ -133,6 +133,25 @@ fn normalize_attribute(raw: &str) -> std::borrow::Cow<'_, str> {
     }
 }
 
+fn is_xml_space(text: &str) -> bool {
+    text.bytes()
+        .all(|byte| matches!(byte, b' ' | b'\t' | b'\r' | b'\n'))
+}
+
+/// An element that gets a child is complex: the whitespace before its first child is
+/// indentation, kept by no type. Dropping it keeps a pretty-printed subtree's text
+/// small (the scanner keeps all text, since an xs:string value's whitespace counts).
+/// Returns how many bytes were dropped.
+fn drop_indentation(node: &mut Node) -> usize {
+    if node.children.is_empty() && !node.text.is_empty() && is_xml_space(&node.text) {
+        let dropped = node.text.len();
+        node.text.clear();
+        dropped
+    } else {
+        0
+    }
+}
+
 fn unescape(raw: &str) -> Result<String, TreeError> {
     quick_xml::escape::unescape(raw)
         .map(std::borrow::Cow::into_owned)
@@ -200,6 +219,7 @@ pub fn read_subtree<R: BufRead>(
                     return Err(TreeError::TooManyNodes);
                 }
                 let node = node_from_start(reader, &start, reader.buffer_position(), false)?;
+                text_bytes -= drop_indentation(stack.last_mut().expect("stack holds the root"));
                 stack.push(node);
             }
             Event::Empty(start) => {
@@ -208,11 +228,9 @@ pub fn read_subtree<R: BufRead>(
                     return Err(TreeError::TooManyNodes);
                 }
                 let node = node_from_start(reader, &start, reader.buffer_position(), false)?;
-                stack
-                    .last_mut()
-                    .expect("stack holds the root")
-                    .children
-                    .push(node);
+                let parent = stack.last_mut().expect("stack holds the root");
+                text_bytes -= drop_indentation(parent);
+                parent.children.push(node);
             }
             Event::End(_) => {
                 let node = stack.pop().expect("stack holds the root");
@@ -224,6 +242,11 @@ pub fn read_subtree<R: BufRead>(
             Event::Text(text) => {
                 let raw = std::str::from_utf8(&text)
                     .map_err(|error| TreeError::Encoding(error.to_string()))?;
+                let parent = stack.last().expect("stack holds the root");
+                if !parent.children.is_empty() && is_xml_space(raw) {
+                    // Indentation between child elements: no value of any simple type.
+                    continue;
+                }
                 let text = unescape(&normalize_line_ends(raw))?;
                 text_bytes += text.len();
                 if text_bytes > MAX_TEXT {
@@ -305,6 +328,17 @@ mod tests {
         let spaced = parse("<r><x> T </x></r>").unwrap();
         assert_eq!(spaced.child_string("x"), Some(" T "));
         assert_eq!(spaced.child_text("x"), Some("T"));
+    }
+
+    #[test]
+    fn indentation_between_elements_is_no_text() {
+        let indent = " ".repeat(4096);
+        let children: String = (0..400).map(|_| format!("\n{indent}<x> v </x>")).collect();
+        // 1.6 MB of indentation, above MAX_TEXT, but only the values count.
+        let node = parse(&format!("<r>\n{indent}{children}\n</r>")).unwrap();
+        assert_eq!(node.text, "");
+        assert_eq!(node.children.len(), 400);
+        assert_eq!(node.child_string("x"), Some(" v "));
     }
 
     #[test]
