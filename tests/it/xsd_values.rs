@@ -373,3 +373,33 @@ fn business_rules_hide_no_identity_constraint() {
     );
     assert_eq!(stored(&gateway), 0);
 }
+
+/// Over 1 MiB the schema check runs beside the store pass and results are parsed on a thread of their own: the same comparisons.
+#[test]
+fn large_messages_compare_values_the_same_way() {
+    let gateway = spawn_default();
+    let resultaten: Vec<Resultaat> = (0..8000)
+        .map(|index| Resultaat::score(&format!("GROOT-{index:05}"), "T", index % 10))
+        .collect();
+    let message = Message::demo(&aanmaakdatum(1))
+        .afname("LL0001", resultaten)
+        .toets(Toets::new("T"));
+    let body = edited(
+        &message,
+        &[
+            // The last result refers to `T ` and one key occurs twice, the first time with a score above the normering.
+            ("<lr:toetscode>T</lr:toetscode>\n<lr:score>9</lr:score>\n</lr:resultaat>\n</lr:resultaten>", "<lr:toetscode>T </lr:toetscode>\n<lr:score>9</lr:score>\n</lr:resultaat>\n</lr:resultaten>"),
+            ("key=\"GROOT-00007\">\n<lr:afnamedatum>2026-12-01</lr:afnamedatum>\n<lr:toetscode>T</lr:toetscode>\n<lr:score>7</lr:score>", "key=\"GROOT-00008\">\n<lr:afnamedatum>2026-12-01</lr:afnamedatum>\n<lr:toetscode>T</lr:toetscode>\n<lr:score>70</lr:score>"),
+        ],
+    );
+    assert!(body.len() > 1 << 20, "{} bytes", body.len());
+    let reply = send_and_check(
+        &gateway,
+        "large message",
+        body,
+        &Expect::fault(SCHEMA_FAULT, &["UWLR-XSD", "UWLR-SCORE"]),
+    );
+    assert!(reply.body.contains("krAfnameToets"), "{}", reply.body);
+    assert!(reply.body.contains("kResultaat"), "{}", reply.body);
+    assert_eq!(stored(&gateway), 0);
+}
