@@ -7,7 +7,7 @@ pub mod results;
 pub mod scan;
 pub mod xmltree;
 
-use crate::domain::xsd::{parse_stored_count, XsdValueError};
+use crate::domain::xsd::{parse_stored_count, XsdInteger, XsdValueError};
 use serde::{Deserialize, Serialize};
 use xmltree::Node;
 
@@ -190,6 +190,14 @@ impl Normering {
     }
 }
 
+/// An xs:integer in its canonical form (`+01` is stored as `1`); text that is no
+/// integer is kept for the schema check to name.
+fn canonical_integer(text: &str) -> String {
+    XsdInteger::parse(text)
+        .map(|value| value.to_string())
+        .unwrap_or_else(|_| text.to_string())
+}
+
 /// ctpToetsOnderdeel.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Toetsonderdeel {
@@ -258,10 +266,11 @@ impl Toets {
                     onderdelen
                         .children_named("toetsonderdeel")
                         .map(|onderdeel| Toetsonderdeel {
-                            toetsonderdeelvolgnummer: onderdeel
-                                .child_text("toetsonderdeelvolgnummer")
-                                .unwrap_or_default()
-                                .to_string(),
+                            toetsonderdeelvolgnummer: canonical_integer(
+                                onderdeel
+                                    .child_text("toetsonderdeelvolgnummer")
+                                    .unwrap_or_default(),
+                            ),
                             toetsonderdeelcode: vocab(onderdeel, "toetsonderdeelcode")
                                 .unwrap_or_default(),
                             toetsonderdeelnaam: onderdeel

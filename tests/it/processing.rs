@@ -164,6 +164,16 @@ fn valid_samples_are_stored_as_the_standard_describes() {
             "XSD-12-SPATIE-HO-C=4 12026-10-11 [ HO-C]",
         ]
     );
+    // Volgnummers `01` and `+2` are stored by value.
+    let (_, _, getal) = toets_row(&connection, "DEMO-XSD-GETAL", "");
+    let definition: serde_json::Value = serde_json::from_str(&getal).unwrap();
+    let volgnummers: Vec<&str> = definition["toetsonderdelen"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|onderdeel| onderdeel["toetsonderdeelvolgnummer"].as_str().unwrap())
+        .collect();
+    assert_eq!(volgnummers, ["1", "2"]);
     assert_eq!(
         stored_aanmaakdatum, "2026-10-07T08:00:00",
         "the aanmaakdatum of the message that last wrote it"
