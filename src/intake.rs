@@ -766,11 +766,13 @@ fn phase2(
                     &state,
                     &mut change_seq,
                 )?;
-                match if skipped_twin {
+                // A key skipped earlier in this message (for another rule) is a duplicate too.
+                let change = if skipped_twin {
                     AfnameChange::DuplicateInMessage
                 } else {
                     change
-                } {
+                };
+                match change {
                     AfnameChange::DuplicateInMessage => {
                         violations.push(duplicate_key_violation(&head, &resultaat))
                     }
