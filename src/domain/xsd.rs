@@ -343,6 +343,10 @@ fn parse_date_part<'a>(
     text: &'a str,
     kind: &'static str,
 ) -> Result<(XsdDate, &'a str), XsdValueError> {
+    // Every valid form is ASCII; checking first keeps the byte slicing below on char boundaries.
+    if !text.is_ascii() {
+        return Err(XsdValueError::lexical(kind, "a character outside ASCII"));
+    }
     let (negative, unsigned) = match text.strip_prefix('-') {
         Some(rest) => (true, rest),
         None => (false, text),
@@ -529,11 +533,44 @@ mod tests {
             "2026-10-01T08:00:00.",
             "2026-10-01T08:60:00",
             "gisteren",
+            "2026-10-01T0é:00:00",
+            "2026-1é-01T08:00:00",
+            "２０２６-10-01T08:00:00",
         ] {
             assert!(
                 matches!(XsdDateTime::parse(bad), Err(XsdValueError::Lexical { .. })),
                 "{bad}"
             );
+        }
+    }
+
+    /// Random texts over the characters these types use: no panic, and integers
+    /// round-trip through their canonical form and order as i128 does.
+    #[test]
+    fn parsers_hold_on_random_text() {
+        use rand::{Rng, SeedableRng};
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(13);
+        let alphabet: Vec<char> = "0123456789+-:.TZ \té".chars().collect();
+        for _ in 0..20_000 {
+            let length = rng.gen_range(0..32);
+            let text: String = (0..length)
+                .map(|_| alphabet[rng.gen_range(0..alphabet.len())])
+                .collect();
+            let _ = XsdDate::parse(&text).map(|date| date.naive());
+            let _ = XsdDateTime::parse(&text).map(|value| value.to_instant());
+            if let Ok(value) = XsdInteger::parse(&text) {
+                assert_eq!(XsdInteger::parse(&value.to_string()).unwrap(), value);
+            }
+        }
+        for _ in 0..20_000 {
+            let (a, b): (i64, i64) = (rng.gen(), rng.gen_range(-1000..1000));
+            let (left, right) = (
+                XsdInteger::parse(&format!("{a:+}")).unwrap(),
+                XsdInteger::parse(&format!("00{b}"))
+                    .unwrap_or_else(|_| XsdInteger::parse(&b.to_string()).unwrap()),
+            );
+            assert_eq!(left.cmp(&right), a.cmp(&b), "{a} {b}");
+            assert_eq!(left.to_i64().unwrap(), a);
         }
     }
 
