@@ -123,3 +123,122 @@ pub fn vdex(data: &[u8]) {
         let _ = vocabularies.check(Some(&identifier), "term");
     }
 }
+
+/// The differential target: the fuzzer's bytes steer the generator of
+/// `tools::differential`, and the gateway's intake (in process: the code behind the
+/// HTTP endpoint, with a demo store in a temporary folder) must give every message
+/// the schema verdict libxml2 gives it with the full contract. A disagreement panics.
+pub fn differential(data: &[u8]) {
+    use crate::tools::differential::{case, gateway_verdict, ByteRng};
+    let harness = DIFFERENTIAL.get_or_init(DifferentialHarness::start);
+    let index = harness
+        .index
+        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let case = case(&mut ByteRng::new(data), index);
+    let rules = harness.gateway_rules(&case.body);
+    let (expected, messages) = harness.libxml2_verdict(&case.body);
+    if let Some(verdict) = gateway_verdict(&rules) {
+        assert_eq!(
+            verdict,
+            expected,
+            "gateway {rules:?}, libxml2 {messages:?}, mutations {:?}\n{}",
+            case.mutations,
+            String::from_utf8_lossy(&case.body)
+        );
+    }
+}
+
+static DIFFERENTIAL: OnceLock<DifferentialHarness> = OnceLock::new();
+
+/// A demo gateway without HTTP, and libxml2 with the full contract on a thread of its
+/// own (a thread keeps one compiled schema, and the intake uses the streaming set).
+struct DifferentialHarness {
+    intake: crate::intake::Intake,
+    runtime: tokio::runtime::Runtime,
+    libxml2: std::sync::Mutex<LibxmlWorker>,
+    index: std::sync::atomic::AtomicU64,
+    /// Kept for the life of the process: the store and contract live in it.
+    _dir: tempfile::TempDir,
+}
+
+type LibxmlVerdict = (crate::tools::differential::Verdict, Vec<String>);
+type LibxmlWorker = (
+    std::sync::mpsc::Sender<Vec<u8>>,
+    std::sync::mpsc::Receiver<LibxmlVerdict>,
+);
+
+impl DifferentialHarness {
+    fn start() -> DifferentialHarness {
+        use crate::store::{Durability, Store};
+        let dir = tempfile::tempdir().expect("temporary folder");
+        let store = Store::open(&dir.path().join("data"), Durability::Normal, 64 << 20)
+            .expect("demo store");
+        crate::demo::seed(&store.connect().expect("connection")).expect("demo data");
+        let schemas = crate::schema::prepare(&dir.path().join("contract"), None).expect("contract");
+        let driver = schemas.full.clone();
+        let intake = crate::intake::Intake {
+            store,
+            schemas,
+            vocabularies: std::sync::Arc::new(Vocabularies::load(None).expect("vocabularies")),
+            config: std::sync::Arc::new(crate::intake::IntakeConfig {
+                xsd_versions: vec!["2.2".into()],
+                unknown_leerling: crate::intake::UnknownLeerlingPolicy::Reject,
+            }),
+            auth_limit: std::sync::Arc::new(crate::auth_limit::AuthLimiter::new(
+                u32::MAX,
+                std::time::Duration::from_secs(1),
+            )),
+        };
+        let (bodies, body_receiver) = std::sync::mpsc::channel::<Vec<u8>>();
+        let (verdict_sender, verdicts) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for body in body_receiver {
+                let verdict = crate::tools::differential::libxml2_verdict(&driver, &body)
+                    .expect("libxml2 validates");
+                if verdict_sender.send(verdict).is_err() {
+                    return;
+                }
+            }
+        });
+        DifferentialHarness {
+            intake,
+            runtime: tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(1)
+                .enable_all()
+                .build()
+                .expect("runtime"),
+            libxml2: std::sync::Mutex::new((bodies, verdicts)),
+            index: std::sync::atomic::AtomicU64::new(0),
+            _dir: dir,
+        }
+    }
+
+    /// The rules the gateway's answer names (none when it accepts).
+    fn gateway_rules(&self, body: &[u8]) -> Vec<crate::domain::Rule> {
+        use sha2::Digest;
+        let received = crate::intake::Received {
+            body: Body::Memory(bytes::Bytes::copy_from_slice(body)),
+            size: body.len() as u64,
+            sha256: hex::encode(sha2::Sha256::digest(body)),
+            peer: None,
+        };
+        match self.runtime.block_on(self.intake.receive(received)) {
+            Ok(crate::intake::Outcome::Accepted { .. }) => Vec::new(),
+            Ok(crate::intake::Outcome::Rejected { violations, .. }) => violations
+                .items
+                .iter()
+                .map(|violation| violation.rule)
+                .collect(),
+            Err(error) => panic!("the intake failed: {error}"),
+        }
+    }
+
+    fn libxml2_verdict(&self, body: &[u8]) -> LibxmlVerdict {
+        let worker = self
+            .libxml2
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        worker.0.send(body.to_vec()).expect("libxml2 worker");
+        worker.1.recv().expect("libxml2 verdict")
+    }
+}

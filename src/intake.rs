@@ -21,7 +21,7 @@ use crate::store::{now_text, sha256_hex, Store, StoreError};
 use crate::uwlr::results::{Parsed, ResultStream};
 use crate::uwlr::scan::{Item, Pass, Root, Scanner};
 use crate::uwlr::xmltree::Node;
-use crate::uwlr::{School, Toets, ToetsafnameHead, Uitslag};
+use crate::uwlr::{Resultaat, School, Toets, ToetsafnameHead, Uitslag};
 use crate::vdex::Vocabularies;
 use rusqlite::Connection;
 use std::collections::{BTreeMap, HashMap};
@@ -407,12 +407,6 @@ impl Intake {
                 })?;
             prepared.pending_validation = Some(receiver);
         }
-        if let Some(violation) = rules::check_xsdversie(&prepared.school, &self.config.xsd_versions)
-        {
-            prepared
-                .violations
-                .push(at_child(violation, &school_node, "xsdversie"));
-        }
         if !prepared.violations.is_empty() {
             if let Some(pending) = prepared.pending_validation.take() {
                 let verdict = pending
@@ -423,6 +417,14 @@ impl Intake {
             // Content rules run only on schema-valid messages: on a broken tree they report noise.
             fill_positions(body, &mut prepared.violations);
             return Ok(Phase1::RejectEarly(Box::new(prepared)));
+        }
+        // A business rule: phase 2 still runs, so the identity constraints it checks
+        // are reported too (the schema verdict never depends on the xsdversie).
+        if let Some(violation) = rules::check_xsdversie(&prepared.school, &self.config.xsd_versions)
+        {
+            prepared
+                .violations
+                .push(at_child(violation, &school_node, "xsdversie"));
         }
         match rules::read_aanmaakdatum(&prepared.school) {
             Ok(micros) => prepared.aanmaakdatum_us = Some(micros),
@@ -454,6 +456,39 @@ fn finish_receipt(
     receipt.violations = violations;
     receipt.unknown_vocabularies = unknown.iter().cloned().collect();
     receipt
+}
+
+/// Notes the key of a result skipped for a rule it broke, and reports it when the
+/// message holds that key already (kResultaat must not depend on the other rules).
+fn note_skipped(
+    savepoint: &rusqlite::Savepoint,
+    write: &AfnameWrite,
+    skipped_keys: &mut bool,
+    head: &ToetsafnameHead,
+    resultaat: &Resultaat,
+    violations: &mut Violations,
+) -> Result<(), IntakeError> {
+    if !*skipped_keys {
+        store_intake::begin_skipped_keys(savepoint)?;
+        *skipped_keys = true;
+    }
+    if store_intake::note_skipped_key(savepoint, write, &resultaat.key)? {
+        violations.push(duplicate_key_violation(head, resultaat));
+    }
+    Ok(())
+}
+
+fn duplicate_key_violation(head: &ToetsafnameHead, resultaat: &Resultaat) -> Violation {
+    Violation::new(
+        Rule::Xsd,
+        format!(
+            "key kResultaat: resultaat key {} occurs more than once in this message",
+            resultaat.key
+        ),
+    )
+    .at_path(rules::resultaat_path(&head.leerlingid, resultaat))
+    .with_value(&resultaat.key)
+    .at_offset(resultaat.offset)
 }
 
 /// Phase 2, on the writer thread inside the group transaction.
@@ -535,6 +570,8 @@ fn phase2(
     let mut head = ToetsafnameHead::default();
     let mut leerling_state: Option<bool> = None;
     let mut sums: BTreeMap<(String, String), rules::DerivedSum> = BTreeMap::new();
+    // Whether some result was skipped for a rule it broke; see `store_intake::begin_skipped_keys`.
+    let mut skipped_keys = false;
     let aanmaakdatum_text = school.aanmaakdatum.clone();
     let receipt_id = receipt.id.clone();
     let write_for = |quarantined: bool| AfnameWrite {
@@ -624,6 +661,14 @@ fn phase2(
                     }
                 };
                 let Some(definition) = definition else {
+                    note_skipped(
+                        &savepoint,
+                        &write_for(quarantined),
+                        &mut skipped_keys,
+                        &head,
+                        &resultaat,
+                        &mut violations,
+                    )?;
                     violations.push(
                         Violation::new(
                             Rule::ToetsVersie,
@@ -647,6 +692,14 @@ fn phase2(
                 );
                 if !found.is_empty() {
                     violations.extend(found);
+                    note_skipped(
+                        &savepoint,
+                        &write_for(quarantined),
+                        &mut skipped_keys,
+                        &head,
+                        &resultaat,
+                        &mut violations,
+                    )?;
                     continue;
                 }
                 sums.entry(pin_key.clone()).or_default().add(&resultaat);
@@ -670,16 +723,24 @@ fn phase2(
                     derived: false,
                     result: serde_json::json!({"uitslag": resultaat.uitslag, "infourl": resultaat.infourl}).to_string(),
                 };
-                match store_intake::upsert_afname(&savepoint, &write_for(quarantined), &state, &mut change_seq)? {
-                    AfnameChange::DuplicateInMessage => violations.push(
-                        Violation::new(
-                            Rule::Xsd,
-                            format!("key kResultaat: resultaat key {} occurs more than once in this message", resultaat.key),
-                        )
-                        .at_path(rules::resultaat_path(&head.leerlingid, &resultaat))
-                        .with_value(&resultaat.key)
-                        .at_offset(resultaat.offset),
-                    ),
+                let skipped_twin =
+                    skipped_keys && store_intake::is_skipped_key(&savepoint, &resultaat.key)?;
+                let change = store_intake::upsert_afname(
+                    &savepoint,
+                    &write_for(quarantined),
+                    &state,
+                    &mut change_seq,
+                )?;
+                // A key skipped earlier in this message (for another rule) is a duplicate too.
+                let change = if skipped_twin {
+                    AfnameChange::DuplicateInMessage
+                } else {
+                    change
+                };
+                match change {
+                    AfnameChange::DuplicateInMessage => {
+                        violations.push(duplicate_key_violation(&head, &resultaat))
+                    }
                     change => count_change(&mut counts, change, quarantined),
                 }
             }

@@ -291,11 +291,16 @@ fn duration(seconds: &str) -> Option<String> {
 fn timestamp(afnamedatum: &str, now: chrono::DateTime<chrono::Utc>) -> String {
     use chrono::TimeZone;
     let now_text = || now.to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
-    let Ok(date) =
-        chrono::NaiveDate::parse_from_str(afnamedatum.get(..10).unwrap_or(afnamedatum), "%Y-%m-%d")
+    // Any xs:date: long or negative years, with or without a timezone (its date counts).
+    let Ok(date) = crate::domain::xsd::XsdDate::parse(afnamedatum).and_then(|date| date.naive())
     else {
         return now_text();
     };
+    // xAPI timestamps are ISO 8601 with four-digit years; a date before year 1 is
+    // treated as a future one is (the date itself stays in the afnamedatum extension).
+    if chrono::Datelike::year(&date) < 1 {
+        return now_text();
+    }
     let Some(midnight) = chrono_tz::Europe::Amsterdam
         .from_local_datetime(&date.and_hms_opt(0, 0, 0).expect("midnight exists"))
         .earliest()
@@ -898,6 +903,13 @@ mod tests {
         assert_eq!(timestamp("2025-01-15", now), "2025-01-15T00:00:00+01:00");
         assert_eq!(timestamp("2025-07-15", now), "2025-07-15T00:00:00+02:00");
         assert!(timestamp("2999-01-01", now).ends_with('Z'));
+        // Every xs:date form: a timezone, long and negative years.
+        assert_eq!(
+            timestamp("2025-01-15+14:00", now),
+            "2025-01-15T00:00:00+01:00"
+        );
+        assert!(timestamp("12025-01-15", now).ends_with('Z'));
+        assert!(timestamp("-0044-03-15", now).ends_with('Z'));
         assert_eq!(
             decimal(0.775).map(|n| n.to_string()).as_deref(),
             Some("0.775")

@@ -1,33 +1,13 @@
 //! Reading xs:dateTime values such as aanmaakdatum into instants that can be ordered.
 
-use chrono::{DateTime, FixedOffset, LocalResult, NaiveDateTime, TimeZone, Utc};
-use chrono_tz::Europe::Amsterdam;
+use super::xsd::{XsdDateTime, XsdValueError};
+use chrono::{DateTime, Utc};
 
-/// Reads an xs:dateTime. A value without a UTC offset is read as Europe/Amsterdam
-/// wall-clock time: the standard's own examples carry no offset and every sender is
-/// Dutch. In the autumn fold the earlier instant is taken; a time in the spring gap
-/// (which no clock showed) is read as the instant one hour later.
-pub fn parse_datetime(text: &str) -> Result<DateTime<Utc>, String> {
-    let text = text.trim();
-    if let Ok(with_offset) = DateTime::<FixedOffset>::parse_from_rfc3339(text) {
-        return Ok(with_offset.with_timezone(&Utc));
-    }
-    // xs:dateTime also allows an offset without seconds fraction and the `Z`; rfc3339
-    // covers those. What remains is the local form.
-    let naive = NaiveDateTime::parse_from_str(text, "%Y-%m-%dT%H:%M:%S%.f")
-        .map_err(|error| format!("not an xs:dateTime ({error})"))?;
-    match Amsterdam.from_local_datetime(&naive) {
-        LocalResult::Single(local) => Ok(local.with_timezone(&Utc)),
-        LocalResult::Ambiguous(earliest, _) => Ok(earliest.with_timezone(&Utc)),
-        LocalResult::None => {
-            let shifted = naive + chrono::Duration::hours(1);
-            Amsterdam
-                .from_local_datetime(&shifted)
-                .earliest()
-                .map(|local| local.with_timezone(&Utc))
-                .ok_or_else(|| "time does not exist in Europe/Amsterdam".to_string())
-        }
-    }
+/// Reads an xs:dateTime as XSD defines it (`24:00:00`, long and negative years, any
+/// fraction, offsets to ±14:00) into an instant; see `XsdDateTime::to_instant` for
+/// values without offset (Europe/Amsterdam wall-clock time).
+pub fn parse_datetime(text: &str) -> Result<DateTime<Utc>, XsdValueError> {
+    XsdDateTime::parse(text)?.to_instant()
 }
 
 /// Microseconds since the epoch: the comparable form kept in the store.

@@ -4,6 +4,7 @@ pub mod aanmaakdatum;
 pub mod rules;
 pub mod school;
 pub mod violation;
+pub mod xsd;
 
 pub use school::SchoolCode;
 pub use violation::{Rule, Violation};

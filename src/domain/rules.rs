@@ -1,8 +1,9 @@
 //! The UWLR rules that need no store: version, ordering input, vocabularies, normering, onderdelen, scores.
 
 use super::aanmaakdatum::{parse_datetime, to_micros};
+use super::xsd::{XsdDate, XsdInteger, XsdValueError};
 use super::{Rule, Violation};
-use crate::uwlr::{Normering, Resultaat, School, Toets, Uitslag, VocabulaireWaarde};
+use crate::uwlr::{Normering, Resultaat, School, Toets, Uitslag, UnreadValue, VocabulaireWaarde};
 use crate::vdex::{TermCheck, Vocabularies};
 use std::collections::BTreeSet;
 
@@ -37,11 +38,28 @@ pub fn check_xsdversie(school: &School, supported: &[String]) -> Option<Violatio
 pub fn read_aanmaakdatum(school: &School) -> Result<i64, Violation> {
     parse_datetime(&school.aanmaakdatum)
         .map(to_micros)
-        .map_err(|reason| {
-            Violation::new(Rule::Xsd, format!("aanmaakdatum {reason}"))
+        .map_err(|error| {
+            value_violation(&error, "aanmaakdatum")
                 .at_path("school/aanmaakdatum")
                 .with_value(&school.aanmaakdatum)
         })
+}
+
+/// A value that could not be used: UWLR-BEREIK when XSD allows it but the gateway
+/// cannot hold it, UWLR-XSD when it is not a value of its type at all (only offline
+/// tools that skip the schema get here: libxml2 refuses those first).
+pub fn value_violation(error: &XsdValueError, element: &str) -> Violation {
+    let rule = match error {
+        XsdValueError::Beyond { .. } => Rule::Bereik,
+        XsdValueError::Lexical { .. } => Rule::Xsd,
+    };
+    Violation::new(rule, format!("{element}: {error}"))
+}
+
+fn unread_violation(unread: &UnreadValue, path: &str) -> Violation {
+    value_violation(&unread.error, unread.element)
+        .at_path(format!("{path}/{}", unread.element))
+        .with_value(&unread.text)
 }
 
 /// Checks one vocabulary-bound value; unknown vocabularies are noted, not refused.
@@ -81,7 +99,11 @@ fn check_normering(
     vocabularies: &Vocabularies,
     unknown: &mut UnknownVocabularies,
 ) -> Vec<Violation> {
-    let mut violations = Vec::new();
+    let mut violations: Vec<Violation> = normering
+        .unread
+        .iter()
+        .map(|unread| unread_violation(unread, &format!("{path}/norm")))
+        .collect();
     for norm in &normering.norms {
         if norm.beginnormwaarde > norm.eindnormwaarde {
             violations.push(
@@ -152,6 +174,8 @@ pub fn check_toets(
 
 /// The identity constraints on toetsen that the streaming schema leaves to us:
 /// kToetscode (toetscode unique in the message) and uOnderdeelVolgnummer (volgnummer unique per toets).
+/// Each compares values of its field's type: toetscode as xs:string (every character,
+/// whitespace included), toetsonderdeelvolgnummer as xs:positiveInteger (`1` is `01` is `+1`).
 pub fn check_toetsen_identity(toetsen: &[Toets]) -> Vec<Violation> {
     let mut violations = Vec::new();
     let mut codes = std::collections::HashSet::new();
@@ -172,7 +196,11 @@ pub fn check_toetsen_identity(toetsen: &[Toets]) -> Vec<Violation> {
         }
         let mut volgnummers = std::collections::HashSet::new();
         for onderdeel in &toets.toetsonderdelen {
-            if !volgnummers.insert(onderdeel.toetsonderdeelvolgnummer.trim()) {
+            // A volgnummer that is no integer is the schema check's to report.
+            let value = XsdInteger::parse(&onderdeel.toetsonderdeelvolgnummer)
+                .map(|value| value.to_string())
+                .unwrap_or_else(|_| onderdeel.toetsonderdeelvolgnummer.clone());
+            if !volgnummers.insert(value) {
                 violations.push(
                     Violation::new(
                         Rule::Xsd,
@@ -239,14 +267,18 @@ pub fn check_resultaat(
         },
         None => definition.toetsnormering.as_ref(),
     };
+    if let Err(error) = XsdDate::parse(&resultaat.afnamedatum).and_then(|date| date.naive()) {
+        violations.push(
+            value_violation(&error, "afnamedatum")
+                .at_path(format!("{path}/afnamedatum"))
+                .with_value(&resultaat.afnamedatum),
+        );
+    }
     match &resultaat.uitslag {
-        Uitslag::Score(None) => violations.push(
-            Violation::new(
-                Rule::Score,
-                "score is not a non-negative whole number that fits 64 bits",
-            )
-            .at_path(format!("{path}/score")),
-        ),
+        Uitslag::Score(None) => violations.push(match &resultaat.unread_score {
+            Some(unread) => unread_violation(unread, &path),
+            None => Violation::new(Rule::Xsd, "score: no score").at_path(format!("{path}/score")),
+        }),
         Uitslag::Score(Some(score)) => {
             if let Some(violation) = check_score(*score, normering, &format!("{path}/score")) {
                 violations.push(violation);
@@ -282,6 +314,8 @@ pub struct DerivedSum {
     /// The keys of the onderdeel results summed.
     pub keys: Vec<String>,
     pub latest_afnamedatum: String,
+    /// `latest_afnamedatum` as a calendar key: dates compare as dates, not as text.
+    latest_date: Option<(i64, u8, u8)>,
     pub has_toets_score: bool,
 }
 
@@ -293,7 +327,12 @@ impl DerivedSum {
             (Some(_), Uitslag::Score(Some(score))) => {
                 self.total = self.total.saturating_add(*score);
                 self.keys.push(resultaat.key.clone());
-                if resultaat.afnamedatum > self.latest_afnamedatum {
+                // check_resultaat has read the date; compare as dates, not as text.
+                let date = XsdDate::parse(&resultaat.afnamedatum)
+                    .ok()
+                    .map(|date| date.calendar_key());
+                if self.latest_afnamedatum.is_empty() || date > self.latest_date {
+                    self.latest_date = date;
                     self.latest_afnamedatum = resultaat.afnamedatum.clone();
                 }
             }
@@ -317,12 +356,21 @@ impl DerivedSum {
         toetscode: &str,
         normering: &Normering,
     ) -> Option<Violation> {
-        check_score(
-            self.total,
-            Some(normering),
-            &format!("toetsafname[leerlingid={leerlingid}]/toets[{toetscode}]/afgeleide score"),
-        )
-        .map(|violation| Violation {
+        let path =
+            format!("toetsafname[leerlingid={leerlingid}]/toets[{toetscode}]/afgeleide score");
+        if i64::try_from(self.total).is_err() {
+            return Some(
+                Violation::new(
+                    Rule::Bereik,
+                    format!(
+                        "the sum of the onderdeel scores of toets {toetscode} lies beyond what the gateway stores ({})",
+                        super::xsd::INTEGER_LIMIT
+                    ),
+                )
+                .at_path(path),
+            );
+        }
+        check_score(self.total, Some(normering), &path).map(|violation| Violation {
             message: format!("the sum of the onderdeel scores: {}", violation.message),
             ..violation
         })
@@ -396,6 +444,7 @@ mod tests {
             toetsonderdeelcode: onderdeel.map(str::to_string),
             uitslag: Uitslag::Score(score),
             infourl: None,
+            unread_score: None,
             offset: 0,
         }
     }
@@ -421,7 +470,146 @@ mod tests {
         assert_eq!(check(Some("A"), Some(10)), []);
         assert_eq!(check(Some("A"), Some(11)), [Rule::Score]);
         assert_eq!(check(Some("B"), Some(1)), [Rule::Onderdeel]);
-        assert_eq!(check(None, None), [Rule::Score]);
+        assert_eq!(check(None, None), [Rule::Xsd]);
+    }
+
+    fn rules_of(violations: Vec<Violation>) -> Vec<Rule> {
+        violations
+            .into_iter()
+            .map(|violation| violation.rule)
+            .collect()
+    }
+
+    fn check_resultaat_xml(resultaat_xml: &str) -> Vec<Rule> {
+        use crate::uwlr::xmltree::read_subtree;
+        let mut reader = quick_xml::NsReader::from_reader(resultaat_xml.as_bytes());
+        let mut buf = Vec::new();
+        let start = loop {
+            if let quick_xml::events::Event::Start(start) =
+                reader.read_event_into(&mut buf).unwrap()
+            {
+                break start.into_owned();
+            }
+        };
+        let node = read_subtree(&mut reader, &mut Vec::new(), &start, false).unwrap();
+        let mut definition = toets();
+        definition.toetsnormering = Some(normering(0, i64::MAX as u64));
+        rules_of(check_resultaat(
+            "L1",
+            &Resultaat::from_node(&node),
+            &definition,
+            &Vocabularies::default(),
+            &mut Default::default(),
+        ))
+    }
+
+    #[test]
+    fn scores_and_dates_are_read_as_xsd_values() {
+        let resultaat = |afnamedatum: &str, score: &str| {
+            check_resultaat_xml(&format!(
+                "<resultaat key=\"k\"><afnamedatum>{afnamedatum}</afnamedatum><toetscode>T</toetscode><score>{score}</score></resultaat>"
+            ))
+        };
+        for valid in ["-0", "+7", "007", " 12 ", "9223372036854775807"] {
+            assert_eq!(resultaat("2026-10-01", valid), [], "{valid}");
+        }
+        // Valid XSD, but beyond the store: a rule of its own, never UWLR-XSD or UWLR-SCORE.
+        assert_eq!(
+            resultaat("2026-10-01", "9223372036854775808"),
+            [Rule::Bereik]
+        );
+        assert_eq!(resultaat("2026-10-01", &"9".repeat(40)), [Rule::Bereik]);
+        for valid in [
+            "12026-10-01",
+            "-0044-03-15",
+            "2026-10-01+14:00",
+            "2026-10-01Z",
+        ] {
+            assert_eq!(resultaat(valid, "1"), [], "{valid}");
+        }
+        assert_eq!(resultaat("999999-10-01", "1"), [Rule::Bereik]);
+    }
+
+    #[test]
+    fn norm_bounds_compare_by_value_and_refuse_what_the_store_cannot_hold() {
+        let normering = |begin: &str, eind: &str| {
+            let xml = format!(
+                "<n><norm><term>t</term><beginnormwaarde>{begin}</beginnormwaarde><eindnormwaarde>{eind}</eindnormwaarde></norm></n>"
+            );
+            let mut reader = quick_xml::NsReader::from_reader(xml.as_bytes());
+            let mut buf = Vec::new();
+            let start = loop {
+                if let quick_xml::events::Event::Start(start) =
+                    reader.read_event_into(&mut buf).unwrap()
+                {
+                    break start.into_owned();
+                }
+            };
+            let node =
+                crate::uwlr::xmltree::read_subtree(&mut reader, &mut Vec::new(), &start, false)
+                    .unwrap();
+            Normering::from_node(&node)
+        };
+        let read = normering("-0", "+0010");
+        assert_eq!(read.range(), Some((0, 10)));
+        let rules = rules_of(check_normering(
+            "p",
+            &read,
+            &Vocabularies::default(),
+            &mut Default::default(),
+        ));
+        assert_eq!(rules, []);
+        let rules = rules_of(check_normering(
+            "p",
+            &normering("0", "99999999999999999999"),
+            &Vocabularies::default(),
+            &mut Default::default(),
+        ));
+        assert_eq!(rules, [Rule::Bereik]);
+    }
+
+    #[test]
+    fn toets_keys_compare_as_their_xsd_types() {
+        let with_code = |code: &str, volgnummers: &[&str]| {
+            let mut definition = toets();
+            definition.toetscode.waarde = code.into();
+            definition.toetsonderdelen = volgnummers
+                .iter()
+                .map(|volgnummer| Toetsonderdeel {
+                    toetsonderdeelvolgnummer: volgnummer.to_string(),
+                    ..definition.toetsonderdelen[0].clone()
+                })
+                .collect();
+            definition
+        };
+        // xs:string: every character counts.
+        assert_eq!(
+            rules_of(check_toetsen_identity(&[
+                with_code("HO-C", &[]),
+                with_code(" HO-C", &[])
+            ])),
+            []
+        );
+        assert_eq!(
+            rules_of(check_toetsen_identity(&[
+                with_code("HO-C", &[]),
+                with_code("HO-C", &[])
+            ])),
+            [Rule::Xsd]
+        );
+        // xs:positiveInteger: by value.
+        assert_eq!(
+            rules_of(check_toetsen_identity(&[with_code("T", &["1", "01"])])),
+            [Rule::Xsd]
+        );
+        assert_eq!(
+            rules_of(check_toetsen_identity(&[with_code("T", &["+2", "2"])])),
+            [Rule::Xsd]
+        );
+        assert_eq!(
+            rules_of(check_toetsen_identity(&[with_code("T", &["1", "2", "10"])])),
+            []
+        );
     }
 
     #[test]

@@ -19,6 +19,9 @@ pub enum Rule {
     Activatie,
     /// The message is not valid against the UWLR schemas.
     Xsd,
+    /// A schema-valid value lies beyond what the gateway stores (an integer above
+    /// `i64::MAX`, a year outside chrono's range): refused under its own code, never as UWLR-XSD.
+    Bereik,
     /// The xsdversie is not one we support.
     XsdVersie,
     /// The aanmaakdatum is not later than that of the last accepted message.
@@ -41,13 +44,14 @@ pub enum Rule {
 
 impl Rule {
     /// Every rule, in the order faults report them and README lists them.
-    pub const ALL: [Rule; 15] = [
+    pub const ALL: [Rule; 16] = [
         Rule::Bericht,
         Rule::Grootte,
         Rule::Autorisatie,
         Rule::Klant,
         Rule::Activatie,
         Rule::Xsd,
+        Rule::Bereik,
         Rule::XsdVersie,
         Rule::Volgorde,
         Rule::Vdex,
@@ -68,6 +72,7 @@ impl Rule {
             Rule::Klant => "UWLR-KLANT",
             Rule::Activatie => "UWLR-ACTIVATIE",
             Rule::Xsd => "UWLR-XSD",
+            Rule::Bereik => "UWLR-BEREIK",
             Rule::XsdVersie => "UWLR-XSDVERSIE",
             Rule::Volgorde => "UWLR-VOLGORDE",
             Rule::Vdex => "UWLR-VDEX",
@@ -86,6 +91,7 @@ impl Rule {
             Rule::Bericht
             | Rule::Grootte
             | Rule::Xsd
+            | Rule::Bereik
             | Rule::Volgorde
             | Rule::Onderdeel
             | Rule::ToetsVersie => "Client.OngeldigBericht",

@@ -446,6 +446,50 @@ pub fn upsert_afname(
     }
 }
 
+/// Starts the list of result keys a message skipped (for breaking a rule): those
+/// results are never written, yet kResultaat must still see their keys. The list is
+/// a temporary table on the writer's connection, so it costs nothing for a message
+/// without violations and no memory for a large one with many.
+pub fn begin_skipped_keys(connection: &Connection) -> Result<(), StoreError> {
+    connection.execute_batch(
+        "CREATE TEMP TABLE IF NOT EXISTS skipped_afname_keys (afname_key TEXT PRIMARY KEY);
+         DELETE FROM temp.skipped_afname_keys;",
+    )?;
+    Ok(())
+}
+
+/// Notes a skipped result's key; true when the message already holds it (stored or skipped).
+pub fn note_skipped_key(
+    connection: &Connection,
+    write: &AfnameWrite,
+    afname_key: &str,
+) -> Result<bool, StoreError> {
+    let stored_by_this_message = connection
+        .prepare_cached(
+            "SELECT receipt_id FROM toetsafnames WHERE school_id = ?1 AND afname_key = ?2",
+        )?
+        .query_row(params![write.school_id, afname_key], |row| {
+            row.get::<_, String>(0)
+        })
+        .optional()?
+        .is_some_and(|receipt_id| receipt_id == write.receipt_id);
+    let inserted = connection
+        .prepare_cached(
+            "INSERT INTO temp.skipped_afname_keys (afname_key) VALUES (?1) ON CONFLICT DO NOTHING",
+        )?
+        .execute([afname_key])?;
+    Ok(stored_by_this_message || inserted == 0)
+}
+
+/// Whether a key was skipped earlier in this message (only after `begin_skipped_keys`).
+pub fn is_skipped_key(connection: &Connection, afname_key: &str) -> Result<bool, StoreError> {
+    Ok(connection
+        .prepare_cached("SELECT 1 FROM temp.skipped_afname_keys WHERE afname_key = ?1")?
+        .query_row([afname_key], |_| Ok(()))
+        .optional()?
+        .is_some())
+}
+
 /// Appends a change to the change log (the outbox): the afname and the revision it reached.
 fn log_change(
     connection: &Connection,

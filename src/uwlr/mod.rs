@@ -7,6 +7,7 @@ pub mod results;
 pub mod scan;
 pub mod xmltree;
 
+use crate::domain::xsd::{parse_stored_count, XsdInteger, XsdValueError};
 use serde::{Deserialize, Serialize};
 use xmltree::Node;
 
@@ -55,16 +56,19 @@ pub struct School {
 
 impl School {
     pub fn from_node(node: &Node) -> School {
+        // Pattern-bound and collapsed fields are trimmed (whitespace never makes them
+        // valid, and trimming lets the schema check name the problem); xs:string fields are kept exactly.
         let text = |name: &str| node.child_text(name).map(str::to_string);
+        let string = |name: &str| node.child_string(name).map(str::to_string);
         School {
             schooljaar: text("schooljaar").unwrap_or_default(),
             brincode: text("brincode"),
             dependancecode: text("dependancecode"),
-            schoolkey: text("schoolkey"),
+            schoolkey: string("schoolkey"),
             aanmaakdatum: text("aanmaakdatum").unwrap_or_default(),
-            auteur: text("auteur"),
-            xsdversie: text("xsdversie").unwrap_or_default(),
-            commentaar: text("commentaar"),
+            auteur: string("auteur"),
+            xsdversie: string("xsdversie").unwrap_or_default(),
+            commentaar: string("commentaar"),
         }
     }
 }
@@ -82,7 +86,8 @@ pub struct VocabulaireWaarde {
 impl VocabulaireWaarde {
     pub fn from_node(node: &Node) -> VocabulaireWaarde {
         VocabulaireWaarde {
-            waarde: node.text.trim().to_string(),
+            // tpString256: every character counts, whitespace included (kToetscode, krAfnameToets).
+            waarde: node.text.clone(),
             vocabulaire: node.attribute("vocabulaire").map(str::to_string),
             vocabulairelocatie: node.attribute("vocabulairelocatie").map(str::to_string),
         }
@@ -111,6 +116,15 @@ pub struct Norm {
     pub offset: u64,
 }
 
+/// A tpScore text that is valid XSD but no `u64` the store holds, or no integer at all
+/// (offline tools that skip the schema): which element, what was sent, and why.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct UnreadValue {
+    pub element: &'static str,
+    pub text: String,
+    pub error: XsdValueError,
+}
+
 /// ctpNormering: the scale a score is read against.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Normering {
@@ -125,31 +139,46 @@ pub struct Normering {
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub wegingsfactor: Option<String>,
     pub norms: Vec<Norm>,
+    /// Norm bounds that could not be read (reported by the rules; such a normering is never stored).
+    #[serde(skip)]
+    pub unread: Vec<UnreadValue>,
 }
 
 impl Normering {
     pub fn from_node(node: &Node) -> Normering {
+        let mut unread = Vec::new();
+        let mut bound = |norm: &Node, element: &'static str| {
+            let text = norm.child_text(element).unwrap_or_default();
+            parse_stored_count(text).unwrap_or_else(|error| {
+                unread.push(UnreadValue {
+                    element,
+                    text: text.to_string(),
+                    error,
+                });
+                0
+            })
+        };
+        let norms = node
+            .children_named("norm")
+            .map(|norm| Norm {
+                term: norm.child_string("term").unwrap_or_default().to_string(),
+                omschrijving: norm.child_string("omschrijving").map(str::to_string),
+                beginnormwaarde: bound(norm, "beginnormwaarde"),
+                eindnormwaarde: bound(norm, "eindnormwaarde"),
+                normkleur: norm.child("normkleur").map(Node::to_json),
+                schoolcijfer_vanaf: norm.child_text("schoolcijfer_vanaf").map(str::to_string),
+                schoolcijfer_totenmet: norm.child_text("schoolcijfer_totenmet").map(str::to_string),
+                offset: norm.offset,
+            })
+            .collect();
         Normering {
             vocabulaire: node.attribute("vocabulaire").map(str::to_string),
             vocabulairelocatie: node.attribute("vocabulairelocatie").map(str::to_string),
             toetscategorie: vocab(node, "toetscategorie"),
             toetsniveau: vocab(node, "toetsniveau"),
             wegingsfactor: node.child_text("wegingsfactor").map(str::to_string),
-            norms: node
-                .children_named("norm")
-                .map(|norm| Norm {
-                    term: norm.child_text("term").unwrap_or_default().to_string(),
-                    omschrijving: norm.child_text("omschrijving").map(str::to_string),
-                    beginnormwaarde: parse_score(norm.child_text("beginnormwaarde")),
-                    eindnormwaarde: parse_score(norm.child_text("eindnormwaarde")),
-                    normkleur: norm.child("normkleur").map(Node::to_json),
-                    schoolcijfer_vanaf: norm.child_text("schoolcijfer_vanaf").map(str::to_string),
-                    schoolcijfer_totenmet: norm
-                        .child_text("schoolcijfer_totenmet")
-                        .map(str::to_string),
-                    offset: norm.offset,
-                })
-                .collect(),
+            norms,
+            unread,
         }
     }
 
@@ -161,9 +190,12 @@ impl Normering {
     }
 }
 
-/// Schema-valid scores are non-negative integers; anything else saturates and is caught by the range check.
-fn parse_score(text: Option<&str>) -> u64 {
-    text.and_then(|text| text.parse().ok()).unwrap_or(u64::MAX)
+/// An xs:integer in its canonical form (`+01` is stored as `1`); text that is no
+/// integer is kept for the schema check to name.
+fn canonical_integer(text: &str) -> String {
+    XsdInteger::parse(text)
+        .map(|value| value.to_string())
+        .unwrap_or_else(|_| text.to_string())
 }
 
 /// ctpToetsOnderdeel.
@@ -212,7 +244,7 @@ impl Toets {
         Toets {
             toetscode: vocab(node, "toetscode").unwrap_or_default(),
             versie: vocab(node, "versie"),
-            toetsnaam: node.child_text("toetsnaam").map(str::to_string),
+            toetsnaam: node.child_string("toetsnaam").map(str::to_string),
             leerjaar: vocab(node, "leerjaar"),
             vakgebied: vocab(node, "vakgebied"),
             toetsnormering: node.child("toetsnormering").map(Normering::from_node),
@@ -234,14 +266,15 @@ impl Toets {
                     onderdelen
                         .children_named("toetsonderdeel")
                         .map(|onderdeel| Toetsonderdeel {
-                            toetsonderdeelvolgnummer: onderdeel
-                                .child_text("toetsonderdeelvolgnummer")
-                                .unwrap_or_default()
-                                .to_string(),
+                            toetsonderdeelvolgnummer: canonical_integer(
+                                onderdeel
+                                    .child_text("toetsonderdeelvolgnummer")
+                                    .unwrap_or_default(),
+                            ),
                             toetsonderdeelcode: vocab(onderdeel, "toetsonderdeelcode")
                                 .unwrap_or_default(),
                             toetsonderdeelnaam: onderdeel
-                                .child_text("toetsonderdeelnaam")
+                                .child_string("toetsonderdeelnaam")
                                 .map(str::to_string),
                             toetsonderdeelnormering: onderdeel
                                 .child("toetsonderdeelnormering")
@@ -321,7 +354,8 @@ impl Toets {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Uitslag {
-    /// A scoregetal; `None` when the text is not a number that fits (reported as a score violation).
+    /// A scoregetal by value (`007`, `+7` and `7` alike); `None` when it could not be
+    /// read, with the reason in `Resultaat::unread_score`.
     Score(Option<u64>),
     Osoresultaat(serde_json::Value),
     Anderresultaat(serde_json::Value),
@@ -340,14 +374,28 @@ pub struct Resultaat {
     pub uitslag: Uitslag,
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub infourl: Option<String>,
+    /// Why the score could not be read, when `uitslag` is `Score(None)`.
+    #[serde(skip)]
+    pub unread_score: Option<UnreadValue>,
     #[serde(skip)]
     pub offset: u64,
 }
 
 impl Resultaat {
     pub fn from_node(node: &Node) -> Resultaat {
+        let mut unread_score = None;
         let uitslag = if let Some(score) = node.child_text("score") {
-            Uitslag::Score(score.parse().ok())
+            match parse_stored_count(score) {
+                Ok(value) => Uitslag::Score(Some(value)),
+                Err(error) => {
+                    unread_score = Some(UnreadValue {
+                        element: "score",
+                        text: score.to_string(),
+                        error,
+                    });
+                    Uitslag::Score(None)
+                }
+            }
         } else if let Some(oso) = node.child("osoresultaat") {
             Uitslag::Osoresultaat(oso.to_json())
         } else if let Some(ander) = node.child("anderresultaat") {
@@ -361,14 +409,19 @@ impl Resultaat {
                 .child_text("afnamedatum")
                 .unwrap_or_default()
                 .to_string(),
-            toetscode: node.child_text("toetscode").unwrap_or_default().to_string(),
+            // tpKey (xs:string): `HO-C ` is not `HO-C`, so no trimming.
+            toetscode: node
+                .child_string("toetscode")
+                .unwrap_or_default()
+                .to_string(),
             versie: vocab(node, "versie"),
             toetsonderdeelcode: node
-                .child_text("toetsonderdeelcode")
+                .child_string("toetsonderdeelcode")
                 .filter(|code| !code.is_empty())
                 .map(str::to_string),
             uitslag,
-            infourl: node.child_text("infourl").map(str::to_string),
+            infourl: node.child_string("infourl").map(str::to_string),
+            unread_score,
             offset: node.offset,
         }
     }
@@ -385,7 +438,8 @@ pub struct ToetsafnameHead {
 
 impl ToetsafnameHead {
     pub fn set_field(&mut self, node: &Node) {
-        let text = node.text.trim().to_string();
+        // tpKey (xs:string): kept exactly as sent.
+        let text = node.text.clone();
         match node.name.as_str() {
             "leerlingid" => self.leerlingid = text,
             "eckid" => self.eckid = Some(text),

@@ -86,8 +86,8 @@ pub struct Scanner<R: BufRead> {
 
 impl<R: BufRead> Scanner<R> {
     pub fn new(source: R, pass: Pass) -> Self {
-        let mut reader = NsReader::from_reader(source);
-        reader.config_mut().trim_text(true);
+        // No trim_text: whitespace in an xs:string value is part of it (`HO-C ` is not `HO-C`).
+        let reader = NsReader::from_reader(source);
         Scanner {
             reader,
             buf: Vec::with_capacity(8192),

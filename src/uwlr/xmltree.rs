@@ -31,9 +31,15 @@ impl Node {
         self.children.iter().filter(move |child| child.name == name)
     }
 
-    /// The trimmed text of a child element, if present.
+    /// The trimmed text of a child element, if present: for XSD types whose whitespace
+    /// facet is `collapse` (integers, dates, decimals) or whose pattern allows no whitespace.
     pub fn child_text(&self, name: &str) -> Option<&str> {
         self.child(name).map(|child| child.text.trim())
+    }
+
+    /// The text of an xs:string child exactly as XML delivers it: whitespace is part of the value.
+    pub fn child_string(&self, name: &str) -> Option<&str> {
+        self.child(name).map(|child| child.text.as_str())
     }
 
     pub fn attribute(&self, name: &str) -> Option<&str> {
@@ -107,6 +113,51 @@ pub fn namespace_of<R>(reader: &NsReader<R>, start: &BytesStart) -> Option<Strin
     }
 }
 
+/// XML 1.0 section 2.11: every CR LF pair and every lone CR reaches the application as LF.
+/// Values are compared character by character, so ours must be what libxml2 sees.
+fn normalize_line_ends(raw: &str) -> std::borrow::Cow<'_, str> {
+    if raw.contains('\r') {
+        std::borrow::Cow::Owned(raw.replace("\r\n", "\n").replace('\r', "\n"))
+    } else {
+        std::borrow::Cow::Borrowed(raw)
+    }
+}
+
+/// XML 1.0 section 3.3.3 for CDATA attributes: each literal tab, CR, LF (a CR LF pair
+/// counting once) becomes a space; the same characters written as references stay.
+fn normalize_attribute(raw: &str) -> std::borrow::Cow<'_, str> {
+    if raw.contains(['\t', '\r', '\n']) {
+        std::borrow::Cow::Owned(raw.replace("\r\n", " ").replace(['\t', '\r', '\n'], " "))
+    } else {
+        std::borrow::Cow::Borrowed(raw)
+    }
+}
+
+fn is_xml_space(text: &str) -> bool {
+    text.bytes()
+        .all(|byte| matches!(byte, b' ' | b'\t' | b'\r' | b'\n'))
+}
+
+/// An element that gets a child is complex: the whitespace before its first child is
+/// indentation, kept by no type. Dropping it keeps a pretty-printed subtree's text
+/// small (the scanner keeps all text, since an xs:string value's whitespace counts).
+/// Returns how many bytes were dropped.
+fn drop_indentation(node: &mut Node) -> usize {
+    if node.children.is_empty() && !node.text.is_empty() && is_xml_space(&node.text) {
+        let dropped = node.text.len();
+        node.text.clear();
+        dropped
+    } else {
+        0
+    }
+}
+
+fn unescape(raw: &str) -> Result<String, TreeError> {
+    quick_xml::escape::unescape(raw)
+        .map(std::borrow::Cow::into_owned)
+        .map_err(|error| TreeError::Encoding(error.to_string()))
+}
+
 fn node_from_start<R>(
     reader: &NsReader<R>,
     start: &BytesStart,
@@ -121,10 +172,9 @@ fn node_from_start<R>(
             continue;
         }
         let local = String::from_utf8_lossy(key.local_name().as_ref()).into_owned();
-        let value = attribute
-            .unescape_value()
-            .map_err(|error| TreeError::Encoding(error.to_string()))?
-            .into_owned();
+        let raw = std::str::from_utf8(&attribute.value)
+            .map_err(|error| TreeError::Encoding(error.to_string()))?;
+        let value = unescape(&normalize_attribute(raw))?;
         attributes.push((local, value));
     }
     Ok(Node {
@@ -169,6 +219,7 @@ pub fn read_subtree<R: BufRead>(
                     return Err(TreeError::TooManyNodes);
                 }
                 let node = node_from_start(reader, &start, reader.buffer_position(), false)?;
+                text_bytes -= drop_indentation(stack.last_mut().expect("stack holds the root"));
                 stack.push(node);
             }
             Event::Empty(start) => {
@@ -177,11 +228,9 @@ pub fn read_subtree<R: BufRead>(
                     return Err(TreeError::TooManyNodes);
                 }
                 let node = node_from_start(reader, &start, reader.buffer_position(), false)?;
-                stack
-                    .last_mut()
-                    .expect("stack holds the root")
-                    .children
-                    .push(node);
+                let parent = stack.last_mut().expect("stack holds the root");
+                text_bytes -= drop_indentation(parent);
+                parent.children.push(node);
             }
             Event::End(_) => {
                 let node = stack.pop().expect("stack holds the root");
@@ -191,9 +240,14 @@ pub fn read_subtree<R: BufRead>(
                 }
             }
             Event::Text(text) => {
-                let text = text
-                    .unescape()
+                let raw = std::str::from_utf8(&text)
                     .map_err(|error| TreeError::Encoding(error.to_string()))?;
+                let parent = stack.last().expect("stack holds the root");
+                if !parent.children.is_empty() && is_xml_space(raw) {
+                    // Indentation between child elements: no value of any simple type.
+                    continue;
+                }
+                let text = unescape(&normalize_line_ends(raw))?;
                 text_bytes += text.len();
                 if text_bytes > MAX_TEXT {
                     return Err(TreeError::TextTooLong);
@@ -207,6 +261,7 @@ pub fn read_subtree<R: BufRead>(
             Event::CData(data) => {
                 let text = std::str::from_utf8(&data)
                     .map_err(|error| TreeError::Encoding(error.to_string()))?;
+                let text = normalize_line_ends(text);
                 text_bytes += text.len();
                 if text_bytes > MAX_TEXT {
                     return Err(TreeError::TextTooLong);
@@ -215,7 +270,7 @@ pub fn read_subtree<R: BufRead>(
                     .last_mut()
                     .expect("stack holds the root")
                     .text
-                    .push_str(text);
+                    .push_str(&text);
             }
             Event::DocType(_) => return Err(TreeError::Doctype),
             Event::Eof => return Err(TreeError::Eof),
@@ -262,6 +317,28 @@ mod tests {
             Some("urn:v")
         );
         assert!(node.child("leeg").is_some());
+    }
+
+    #[test]
+    fn line_ends_and_attribute_whitespace_are_normalised_as_xml_says() {
+        let node = parse("<r k=\"a\tb\r\nc&#9;d\"><x>T\r\n1\r</x><y>&#13;</y></r>").unwrap();
+        assert_eq!(node.attribute("k"), Some("a b c\td"));
+        assert_eq!(node.child_string("x"), Some("T\n1\n"));
+        assert_eq!(node.child_string("y"), Some("\r"));
+        let spaced = parse("<r><x> T </x></r>").unwrap();
+        assert_eq!(spaced.child_string("x"), Some(" T "));
+        assert_eq!(spaced.child_text("x"), Some("T"));
+    }
+
+    #[test]
+    fn indentation_between_elements_is_no_text() {
+        let indent = " ".repeat(4096);
+        let children: String = (0..400).map(|_| format!("\n{indent}<x> v </x>")).collect();
+        // 1.6 MB of indentation, above MAX_TEXT, but only the values count.
+        let node = parse(&format!("<r>\n{indent}{children}\n</r>")).unwrap();
+        assert_eq!(node.text, "");
+        assert_eq!(node.children.len(), 400);
+        assert_eq!(node.child_string("x"), Some(" v "));
     }
 
     #[test]

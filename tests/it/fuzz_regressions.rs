@@ -17,7 +17,7 @@ fn files(folder: &str) -> Vec<std::path::PathBuf> {
 
 #[test]
 fn fuzz_regressions_and_seeds_run_clean() {
-    let targets: [(&str, fn(&[u8]), &[&str]); 3] = [
+    let targets: [(&str, fn(&[u8]), &[&str]); 4] = [
         (
             "envelope",
             uwlr_gateway::fuzzing::envelope,
@@ -27,6 +27,11 @@ fn fuzz_regressions_and_seeds_run_clean() {
             "message",
             uwlr_gateway::fuzzing::message,
             &["fuzz/regressions/message", "samples"],
+        ),
+        (
+            "differential",
+            uwlr_gateway::fuzzing::differential,
+            &["fuzz/regressions/differential"],
         ),
         (
             "vdex",

@@ -6,6 +6,7 @@
 mod access;
 mod cli;
 mod concurrency;
+mod differential;
 mod fuzz_regressions;
 mod http_edges;
 mod interop;
@@ -18,3 +19,4 @@ mod replay;
 mod samples;
 mod support;
 mod tools;
+mod xsd_values;

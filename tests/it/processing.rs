@@ -148,6 +148,32 @@ fn valid_samples_are_stored_as_the_standard_describes() {
         "the afnamedatum of the update"
     );
     assert_eq!(afnamedatum, "2026-09-30");
+
+    // Samples 11 and 12: XSD forms read by value, keys that differ in whitespace only.
+    assert_eq!(
+        rows(
+            &connection,
+            "SELECT afname_key || '=' || score || ' ' || afnamedatum || ' [' || toetscode || ']' FROM toetsafnames
+             WHERE afname_key LIKE 'XSD-%' ORDER BY afname_key"
+        ),
+        [
+            "XSD-11-A=0 2026-10-09 [DEMO-XSD-GETAL]",
+            "XSD-11-B=10 2026-10-09 [DEMO-XSD-GETAL]",
+            "XSD-11-TOTAAL=7 2026-10-09 [DEMO-XSD-GETAL]",
+            "XSD-12-HO-C=3 2026-10-11-14:00 [HO-C]",
+            "XSD-12-SPATIE-HO-C=4 12026-10-11 [ HO-C]",
+        ]
+    );
+    // Volgnummers `01` and `+2` are stored by value.
+    let (_, _, getal) = toets_row(&connection, "DEMO-XSD-GETAL", "");
+    let definition: serde_json::Value = serde_json::from_str(&getal).unwrap();
+    let volgnummers: Vec<&str> = definition["toetsonderdelen"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|onderdeel| onderdeel["toetsonderdeelvolgnummer"].as_str().unwrap())
+        .collect();
+    assert_eq!(volgnummers, ["1", "2"]);
     assert_eq!(
         stored_aanmaakdatum, "2026-10-07T08:00:00",
         "the aanmaakdatum of the message that last wrote it"
@@ -203,7 +229,10 @@ fn valid_samples_are_stored_as_the_standard_describes() {
             &connection,
             "SELECT count(*) FROM receipts WHERE outcome = 'accepted'"
         ),
-        10
+        manifest()
+            .iter()
+            .filter(|sample| sample.outcome == "accepted")
+            .count() as i64
     );
     assert_eq!(
         count(
@@ -244,7 +273,7 @@ fn valid_samples_are_stored_as_the_standard_describes() {
     // The ordering state remembers the last accepted message.
     assert_eq!(
         rows(&connection, "SELECT last_aanmaakdatum FROM sender_state"),
-        ["2026-10-10T08:00:00"]
+        ["2026-10-12T08:00:00.1234567890123456789+14:00"]
     );
 }
 
