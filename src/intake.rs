@@ -15,8 +15,8 @@ use crate::schema::SchemaSet;
 use crate::soap::envelope::{self, Framing};
 use crate::store::admin::{self, Sender};
 use crate::store::intake::{
-    self as store_intake, AfnameChange, AfnameState, AfnameWrite, Counts, Receipt, StoredToets,
-    ToetsDefinition,
+    self as store_intake, AfnameChange, AfnameState, AfnameWrite, Counts, Owner, Receipt,
+    StoredToets, ToetsDefinition,
 };
 use crate::store::{now_text, sha256_hex, Store, StoreError};
 use crate::uwlr::results::{Parsed, ResultStream};
@@ -522,12 +522,17 @@ fn phase2(
             }
         }
     }
+    // Toetsen and afnames belong to the sender: another client's rows are never looked at.
+    let owner = Owner {
+        school_id: sender.school_id,
+        client_id: sender.client_id,
+    };
     // Step 6: toets definitions. Each message toets pins its own version.
     let mut message_versions: HashMap<String, String> = HashMap::new();
     let mut pinned: HashMap<(String, String), Option<Arc<StoredToets>>> = HashMap::new();
     for definition in toetsen {
         let (id, _change) =
-            store_intake::upsert_toets(&savepoint, sender.school_id, &definition, &receipt.id)?;
+            store_intake::upsert_toets(&savepoint, owner, &definition, &receipt.id)?;
         let code = definition.toets.toetscode.waarde.clone();
         let versie = definition.toets.versie_text().to_string();
         message_versions.insert(code.clone(), versie.clone());
@@ -551,7 +556,7 @@ fn phase2(
     let aanmaakdatum_text = school.aanmaakdatum.clone();
     let receipt_id = receipt.id.clone();
     let write_for = |quarantined: bool| AfnameWrite {
-        school_id: sender.school_id,
+        owner,
         aanmaakdatum: &aanmaakdatum_text,
         receipt_id: &receipt_id,
         quarantined,
@@ -628,12 +633,8 @@ fn phase2(
                 let definition = match pinned.get(&pin_key) {
                     Some(found) => found.clone(),
                     None => {
-                        let loaded = store_intake::load_toets(
-                            &savepoint,
-                            sender.school_id,
-                            &pin_key.0,
-                            &pin_key.1,
-                        )?
+                        let loaded =
+                            store_intake::load_toets(&savepoint, owner, &pin_key.0, &pin_key.1)?
                         .map(Arc::new);
                         if pinned.len() < 100_000 {
                             pinned.insert(pin_key.clone(), loaded.clone());
