@@ -635,7 +635,7 @@ fn phase2(
                     None => {
                         let loaded =
                             store_intake::load_toets(&savepoint, owner, &pin_key.0, &pin_key.1)?
-                        .map(Arc::new);
+                                .map(Arc::new);
                         if pinned.len() < 100_000 {
                             pinned.insert(pin_key.clone(), loaded.clone());
                         }

@@ -901,7 +901,10 @@ mod tests {
         assert_ne!(from_b.statement.id, from_c.statement.id);
         assert_ne!(from_b.statement.id, legacy_id);
         assert_eq!(
-            mapping.build(&source, &toets, chrono::Utc::now()).statement.id,
+            mapping
+                .build(&source, &toets, chrono::Utc::now())
+                .statement
+                .id,
             legacy_id
         );
     }

@@ -175,9 +175,10 @@ pub fn load_toets(
             "SELECT id, definition FROM toetsen
              WHERE school_id = ?1 AND client_id = ?2 AND toetscode = ?3 AND versie = ?4",
         )?
-        .query_row(params![owner.school_id, owner.client_id, toetscode, versie], |row| {
-            Ok((row.get(0)?, row.get(1)?))
-        })
+        .query_row(
+            params![owner.school_id, owner.client_id, toetscode, versie],
+            |row| Ok((row.get(0)?, row.get(1)?)),
+        )
         .optional()?;
     row.map(|(id, definition)| {
         serde_json::from_str(&definition)
@@ -409,9 +410,14 @@ pub fn upsert_afname(
             "SELECT id, content_sha256, receipt_id FROM toetsafnames
              WHERE school_id = ?1 AND client_id = ?2 AND afname_key = ?3",
         )?
-        .query_row(params![write.owner.school_id, write.owner.client_id, state.afname_key], |row| {
-            Ok((row.get(0)?, row.get(1)?, row.get(2)?))
-        })
+        .query_row(
+            params![
+                write.owner.school_id,
+                write.owner.client_id,
+                state.afname_key
+            ],
+            |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?)),
+        )
         .optional()?;
     match existing {
         None => Err(StoreError::Invalid(format!(

@@ -615,6 +615,110 @@ mod tests {
         Ok(())
     }
 
+    /// Core migration 6 on a data dir with results: every row keeps its id and belongs to the
+    /// client of its receipt, its statement id stays without a sender, the references into the
+    /// rebuilt tables hold, and a second client may now use a key the first one uses.
+    #[test]
+    fn existing_afnames_and_toetsen_belong_to_the_client_of_their_receipt(
+    ) -> Result<(), crate::store::StoreError> {
+        let mut connection = connection()?;
+        connection.execute_batch("PRAGMA foreign_keys = ON")?;
+        apply(&mut connection, "main", MIGRATIONS)?;
+        apply(&mut connection, "xapi", XAPI_MIGRATIONS)?;
+        move_bridge_tables(&mut connection)?;
+        connection.execute_batch(
+            "INSERT INTO schools (id, code, created_at) VALUES (1, '99XX01', 'now');
+             INSERT INTO clients (id, klantcode, klantnaam, key_salt, key_hash, created_at)
+               VALUES (1, 'EA-C', 'C', x'00', x'00', 'now'), (2, 'EA-B', 'B', x'00', x'00', 'now');
+             INSERT INTO receipts (id, client_id, school_id, received_at, size, sha256, outcome)
+               VALUES ('r1', 1, 1, 'now', 1, 'x', 'accepted'), ('r2', 2, 1, 'now', 1, 'y', 'accepted');
+             INSERT INTO toetsen (id, school_id, toetscode, versie, definition, content_sha256, revision,
+               created_at, created_receipt_id, updated_at, updated_receipt_id)
+               VALUES (7, 1, 'T', '', '{}', 'x', 2, 'now', 'r1', 'now', 'r2');
+             INSERT INTO toetsen_history (toets_id, revision, definition, content_sha256, receipt_id,
+               replaced_at, replaced_by_receipt_id) VALUES (7, 1, '{}', 'w', 'r1', 'now', 'r2');
+             INSERT INTO toetsafnames (id, school_id, afname_key, leerlingid, toets_id, toetscode, versie,
+               afnamedatum, aanmaakdatum, receipt_id, result, content_sha256, revision, change_seq)
+               VALUES (11, 1, 'A', 'L1', 7, 'T', '', '2026-01-01', 'x', 'r1', '{}', x'00', 2, 2),
+                      (12, 1, 'B', 'L1', 7, 'T', '', '2026-01-01', 'x', 'r2', '{}', x'00', 1, 3);
+             INSERT INTO toetsafnames_history (afname_id, revision, state, replaced_at, replaced_by_receipt_id)
+               VALUES (11, 1, '{}', 'now', 'r1');
+             INSERT INTO toetsafname_changes (change_seq, afname_id, revision, quarantined)
+               VALUES (1, 11, 1, 0), (2, 11, 2, 0), (3, 12, 1, 0);",
+        )?;
+        migrate(&mut connection)?;
+        assert_eq!(user_version(&connection, "main")?, latest_version());
+        assert_eq!(
+            count(&connection, "SELECT client_id FROM toetsen WHERE id = 7"),
+            1
+        );
+        let owners: String = connection.query_row(
+            "SELECT group_concat(id || ':' || client_id || ':' || legacy_statement_id, ',')
+             FROM (SELECT * FROM toetsafnames ORDER BY id)",
+            [],
+            |row| row.get(0),
+        )?;
+        assert_eq!(owners, "11:1:1,12:2:1");
+        assert_eq!(
+            count(&connection, "SELECT count(*) FROM toetsafnames_history h JOIN toetsafnames a ON a.id = h.afname_id"),
+            1
+        );
+        assert_eq!(
+            count(&connection, "SELECT count(*) FROM toetsafname_changes g JOIN toetsafnames a ON a.id = g.afname_id"),
+            3
+        );
+        assert_eq!(
+            count(&connection, "SELECT count(*) FROM pragma_foreign_key_check"),
+            0
+        );
+        assert_eq!(count(&connection, "PRAGMA foreign_keys"), 1);
+        // Client 2 sends key A and toets T of its own: new rows, client 1's stay as they were.
+        let owner = crate::store::intake::Owner {
+            school_id: 1,
+            client_id: 2,
+        };
+        let definition = crate::store::intake::ToetsDefinition::new(crate::uwlr::Toets::default());
+        let (toets_id, change) =
+            crate::store::intake::upsert_toets(&connection, owner, &definition, "r3")?;
+        assert_ne!(toets_id, 7);
+        assert_eq!(change, crate::store::intake::ToetsChange::NewToets);
+        let state = crate::store::intake::AfnameState {
+            afname_key: "A".into(),
+            leerlingid: "L1".into(),
+            eckid: None,
+            resultaatverwerkerid: None,
+            toets_id,
+            toetscode: String::new(),
+            versie: String::new(),
+            toetsonderdeelcode: None,
+            afnamedatum: "2026-01-02".into(),
+            score: Some(3),
+            derived: false,
+            result: "{}".into(),
+        };
+        let write = crate::store::intake::AfnameWrite {
+            owner,
+            aanmaakdatum: "x",
+            receipt_id: "r3",
+            quarantined: false,
+        };
+        let mut seq = 3;
+        let change = crate::store::intake::upsert_afname(&connection, &write, &state, &mut seq)?;
+        assert_eq!(change, crate::store::intake::AfnameChange::Created);
+        assert_eq!(
+            count(
+                &connection,
+                "SELECT revision FROM toetsafnames WHERE id = 11"
+            ),
+            2
+        );
+        assert_eq!(
+            count(&connection, "SELECT legacy_statement_id FROM toetsafnames WHERE client_id = 2 AND afname_key = 'A'"),
+            0
+        );
+        Ok(())
+    }
+
     /// A data dir of the version before the split keeps its statements, subscriptions,
     /// dead letters and publisher cursor, now in the bridge's file, and the core loses the tables.
     #[test]

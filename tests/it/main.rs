@@ -11,6 +11,7 @@ mod http_edges;
 mod interop;
 mod logs;
 mod operations;
+mod ownership;
 mod processing;
 mod quarantine;
 mod replay;
