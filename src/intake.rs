@@ -7,6 +7,7 @@
 //! upserts each afname, all inside one savepoint.
 
 use crate::body::Body;
+use crate::clock::Clock;
 use crate::domain::aanmaakdatum::parse_datetime;
 use crate::domain::rules::{self, UnknownVocabularies};
 use crate::domain::violation::Violations;
@@ -54,6 +55,10 @@ pub enum UnknownLeerlingPolicy {
 pub struct IntakeConfig {
     pub xsd_versions: Vec<String>,
     pub unknown_leerling: UnknownLeerlingPolicy,
+    /// How far an aanmaakdatum may lie ahead of `clock` (UWLR-TOEKOMST).
+    pub aanmaakdatum_max_skew: chrono::Duration,
+    /// The time mandates and the aanmaakdatum are checked against.
+    pub clock: Clock,
 }
 
 /// A request body with what was learned while receiving it.
@@ -298,9 +303,7 @@ impl Intake {
                 Some(autorisatie.klantcode),
             ));
         }
-        let today = chrono::Utc::now()
-            .with_timezone(&chrono_tz::Europe::Amsterdam)
-            .date_naive();
+        let today = self.config.clock.today();
         let sender = match self.store.read(|connection| {
             admin::authenticate(
                 connection,
@@ -429,7 +432,17 @@ impl Intake {
             return Ok(Phase1::RejectEarly(Box::new(prepared)));
         }
         match rules::read_aanmaakdatum(&prepared.school) {
-            Ok(micros) => prepared.aanmaakdatum_us = Some(micros),
+            Ok(micros) => {
+                prepared.aanmaakdatum_us = Some(micros);
+                prepared
+                    .violations
+                    .extend(crate::domain::aanmaakdatum::check_not_future(
+                        &prepared.school.aanmaakdatum,
+                        micros,
+                        self.config.clock.now(),
+                        self.config.aanmaakdatum_max_skew,
+                    ));
+            }
             Err(violation) => prepared.violations.push(violation),
         }
         for definition in &prepared.toetsen {

@@ -72,7 +72,7 @@ pub fn write_round(
             round: round.from,
         });
     }
-    let now = chrono::Utc::now();
+    let now = crate::clock::Clock::System.now();
     let mut written = 0;
     for source in &round.sources {
         let toets = &round.definitions[&source.toets_id];

@@ -23,6 +23,8 @@ pub enum Rule {
     XsdVersie,
     /// The aanmaakdatum is not later than that of the last accepted message.
     Volgorde,
+    /// The aanmaakdatum lies further ahead of the gateway's clock than the allowed skew.
+    Toekomst,
     /// A vocabulary-bound value is not a term of its (known) vocabulary.
     Vdex,
     /// The leerling is not known for the school.
@@ -41,7 +43,7 @@ pub enum Rule {
 
 impl Rule {
     /// Every rule, in the order faults report them and README lists them.
-    pub const ALL: [Rule; 15] = [
+    pub const ALL: [Rule; 16] = [
         Rule::Bericht,
         Rule::Grootte,
         Rule::Autorisatie,
@@ -50,6 +52,7 @@ impl Rule {
         Rule::Xsd,
         Rule::XsdVersie,
         Rule::Volgorde,
+        Rule::Toekomst,
         Rule::Vdex,
         Rule::Leerling,
         Rule::Score,
@@ -70,6 +73,7 @@ impl Rule {
             Rule::Xsd => "UWLR-XSD",
             Rule::XsdVersie => "UWLR-XSDVERSIE",
             Rule::Volgorde => "UWLR-VOLGORDE",
+            Rule::Toekomst => "UWLR-TOEKOMST",
             Rule::Vdex => "UWLR-VDEX",
             Rule::Leerling => "UWLR-LEERLING",
             Rule::Score => "UWLR-SCORE",
@@ -87,6 +91,7 @@ impl Rule {
             | Rule::Grootte
             | Rule::Xsd
             | Rule::Volgorde
+            | Rule::Toekomst
             | Rule::Onderdeel
             | Rule::ToetsVersie => "Client.OngeldigBericht",
             Rule::Autorisatie | Rule::Activatie => "Client.AutorisatieOngeldig",

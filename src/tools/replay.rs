@@ -439,7 +439,11 @@ pub fn replay(options: &ReplayOptions) -> anyhow::Result<ReplayReport> {
     let started = Instant::now();
     let pacer = Arc::new(Mutex::new(started));
     let agent = ureq::AgentBuilder::new().timeout(options.timeout).build();
-    let stamp_base = chrono::Local::now().naive_local();
+    // Wall-clock time in the Netherlands, as the gateway reads a time without offset.
+    let stamp_base = crate::clock::Clock::System
+        .now()
+        .with_timezone(&chrono_tz::Europe::Amsterdam)
+        .naive_local();
     std::thread::scope(|scope| {
         for _ in 0..options.concurrency.max(1) {
             let (queue, answers, progress, pacer, agent) = (
@@ -461,10 +465,12 @@ pub fn replay(options: &ReplayOptions) -> anyhow::Result<ReplayReport> {
                         };
                         std::thread::sleep(wait);
                     }
-                    // Each file gets its own later instant, so a restamped folder keeps its order.
+                    // Each file gets its own later instant, so a restamped folder keeps its order;
+                    // a microsecond apart, so that a large folder stays within the clock skew
+                    // the gateway allows an aanmaakdatum (UWLR-TOEKOMST).
                     let restamp = options.restamp.then(|| {
-                        (stamp_base + chrono::Duration::milliseconds(job.index as i64))
-                            .format("%Y-%m-%dT%H:%M:%S%.3f")
+                        (stamp_base + chrono::Duration::microseconds(job.index as i64))
+                            .format("%Y-%m-%dT%H:%M:%S%.6f")
                             .to_string()
                     });
                     let answer = send(&agent, options, &job.file, restamp);

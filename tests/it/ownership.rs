@@ -1,7 +1,9 @@
 //! Issue 16: afnames and toetsen belong to the client that sent them, and the ordering state cannot lock a sender out.
 
 use crate::support::message::{aanmaakdatum, Message, Resultaat, Toets};
-use crate::support::{check, count, rows, spawn_default, wait_published, Expect, Gateway};
+use crate::support::{
+    check, count, fault_of, rows, spawn_default, wait_published, Expect, Gateway,
+};
 
 const B_KLANTCODE: &str = "EA-B";
 const B_KLANTNAAM: &str = "Uitgever B";
@@ -224,5 +226,136 @@ fn issue16_identical_afnames_of_two_clients_get_two_statement_ids() {
         ),
         2,
         "the publisher stored one statement per afname (a shared id would have lost one)"
+    );
+}
+
+/// Issue 16 finding 6: an aanmaakdatum of 9999-12-31T23:59:59.999999 was accepted and every
+/// later message of the sender for the school got UWLR-VOLGORDE. Now an aanmaakdatum later
+/// than the gateway's time plus the allowed skew is refused under its own rule, and stores
+/// nothing: no afname, no ordering state; the sender's next message goes through.
+#[test]
+fn issue16_a_far_future_aanmaakdatum_is_refused_and_stores_nothing() {
+    let gateway = spawn_default();
+    let future = Message::demo("9999-12-31T23:59:59.999999")
+        .toets(Toets::new("REK"))
+        .afname("LL0001", vec![Resultaat::score("TOEKOMST-1", "REK", 5)]);
+    let reply = gateway.post(future.envelope());
+    check(
+        "far future",
+        &reply,
+        &Expect::fault("Client.OngeldigBericht", &["UWLR-TOEKOMST"]),
+    );
+    let fault = fault_of(&reply);
+    assert!(
+        fault
+            .faultstring
+            .starts_with("Inhoud van het bericht is ongeldig"),
+        "{}",
+        fault.faultstring
+    );
+    assert!(
+        reply.body.contains("aanmaakdatum lies in the future"),
+        "{}",
+        reply.body
+    );
+    let connection = gateway.db();
+    assert_eq!(
+        count(
+            &connection,
+            "SELECT (SELECT count(*) FROM toetsafnames) + (SELECT count(*) FROM toetsen)
+                  + (SELECT count(*) FROM sender_state)"
+        ),
+        0,
+        "nothing of the message is stored"
+    );
+    assert_eq!(
+        rows(&connection, "SELECT outcome, faultcode FROM receipts"),
+        ["rejected|Client.OngeldigBericht"]
+    );
+    let next = Message::demo(&aanmaakdatum(1))
+        .toets(Toets::new("REK"))
+        .afname("LL0001", vec![Resultaat::score("TOEKOMST-1", "REK", 5)]);
+    check(
+        "next message",
+        &gateway.post(next.envelope()),
+        &Expect::Accepted,
+    );
+}
+
+/// Issue 16 finding 6: a sender whose ordering state lies in the future (here accepted under
+/// a skew of 1000 days, as any message before UWLR-TOEKOMST could be) is held up by
+/// UWLR-VOLGORDE until `clients reset-ordering` forgets that state; the reset is audited.
+#[test]
+fn issue16_reset_ordering_lets_a_locked_out_sender_through_and_is_audited() {
+    let gateway = crate::support::spawn_gateway(
+        crate::support::Options::default().env("UWLR_AANMAAKDATUM_MAX_SKEW_SECS", "86400000"),
+    );
+    let message = |aanmaakdatum: &str, score: u64| {
+        Message::demo(aanmaakdatum)
+            .toets(Toets::new("REK"))
+            .afname("LL0001", vec![Resultaat::score("RESET-1", "REK", score)])
+            .envelope()
+    };
+    check(
+        "within the skew",
+        &gateway.post(message("2028-06-01T08:00:00", 1)),
+        &Expect::Accepted,
+    );
+    let volgorde = Expect::fault("Client.OngeldigBericht", &["UWLR-VOLGORDE"]);
+    check(
+        "held up",
+        &gateway.post(message(&aanmaakdatum(1), 2)),
+        &volgorde,
+    );
+    // A reset needs a known client and school; the other client's state is not touched.
+    let unknown = gateway.cli(&[
+        "clients",
+        "reset-ordering",
+        "--client",
+        "NIEMAND",
+        "--school",
+        "99XX01",
+    ]);
+    assert!(!unknown.status.success(), "{unknown:?}");
+    let reset = gateway
+        .cli(&[
+            "clients",
+            "reset-ordering",
+            "--client",
+            "DEMO-EA",
+            "--school",
+            "99XX01",
+        ])
+        .success();
+    assert!(
+        reset.stdout.contains("2028-06-01T08:00:00"),
+        "{}",
+        reset.stdout
+    );
+    check(
+        "after the reset",
+        &gateway.post(message(&aanmaakdatum(2), 3)),
+        &Expect::Accepted,
+    );
+    // The ordering rule holds again from the new message on.
+    check(
+        "older again",
+        &gateway.post(message(&aanmaakdatum(1), 4)),
+        &volgorde,
+    );
+    let connection = gateway.db();
+    assert_eq!(
+        rows(
+            &connection,
+            "SELECT actor, action, detail FROM audit WHERE action = 'clients.reset-ordering'"
+        ),
+        ["cli|clients.reset-ordering|99XX01 DEMO-EA 2028-06-01T08:00:00"]
+    );
+    assert_eq!(
+        count(
+            &connection,
+            "SELECT score FROM toetsafnames WHERE afname_key = 'RESET-1'"
+        ),
+        3
     );
 }
