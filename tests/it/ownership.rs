@@ -94,6 +94,14 @@ fn issue16_a_client_cannot_change_another_clients_afname_or_toets() {
     assert_eq!(
         rows(
             &connection,
+            "SELECT leerlingid, score FROM toetsafnames WHERE afname_key = 'K-1' ORDER BY leerlingid"
+        ),
+        ["LL0001|9", "LL0002|3"],
+        "C's afname K-1 (LL0001, score 9) is still there beside B's"
+    );
+    assert_eq!(
+        rows(
+            &connection,
             "SELECT c.klantcode, a.leerlingid, a.score, a.revision, json_extract(t.definition, '$.toetsnaam')
              FROM toetsafnames a JOIN clients c ON c.id = a.client_id JOIN toetsen t ON t.id = a.toets_id
              WHERE a.afname_key = 'K-1' ORDER BY c.klantcode"
