@@ -955,8 +955,13 @@ fn validate(config: &Config, files: &[PathBuf]) -> Result<ExitCode> {
     let vocabularies = Vocabularies::load(config.vdex_dir.as_deref())?;
     let mut all_valid = true;
     for file in crate::tools::replay::collect_files(files)? {
-        let violations =
-            crate::intake::validate_offline(&file, &schemas, &vocabularies, &config.xsd_versions)?;
+        let violations = crate::intake::validate_offline(
+            &file,
+            &schemas,
+            &vocabularies,
+            &config.xsd_versions,
+            config.aanmaakdatum_max_skew(),
+        )?;
         if violations.is_empty() {
             println!("{}: valid", file.display());
             continue;

@@ -434,14 +434,16 @@ impl Intake {
         match rules::read_aanmaakdatum(&prepared.school) {
             Ok(micros) => {
                 prepared.aanmaakdatum_us = Some(micros);
-                prepared
-                    .violations
-                    .extend(crate::domain::aanmaakdatum::check_not_future(
-                        &prepared.school.aanmaakdatum,
-                        micros,
-                        self.config.clock.now(),
-                        self.config.aanmaakdatum_max_skew,
-                    ));
+                if let Some(violation) = crate::domain::aanmaakdatum::check_not_future(
+                    &prepared.school.aanmaakdatum,
+                    micros,
+                    self.config.clock.now(),
+                    self.config.aanmaakdatum_max_skew,
+                ) {
+                    prepared
+                        .violations
+                        .push(at_child(violation, &school_node, "aanmaakdatum"));
+                }
             }
             Err(violation) => prepared.violations.push(violation),
         }
@@ -918,12 +920,14 @@ pub fn fill_positions(body: &Body, violations: &mut Violations) {
 }
 
 /// Checks a file offline (no store): envelope or bare verzoek, schema, version,
-/// aanmaakdatum form, vocabularies and normeringen. Used by `uwlr-gateway validate`.
+/// aanmaakdatum form and that it is not beyond now plus `aanmaakdatum_max_skew`,
+/// vocabularies and normeringen. Used by `uwlr-gateway validate`.
 pub fn validate_offline(
     path: &std::path::Path,
     schemas: &SchemaSet,
     vocabularies: &Vocabularies,
     xsd_versions: &[String],
+    aanmaakdatum_max_skew: chrono::Duration,
 ) -> Result<Violations, IntakeError> {
     let mut violations = Violations::default();
     let body = Body::Path(path.to_path_buf());
@@ -992,11 +996,24 @@ pub fn validate_offline(
             violations.push(at_child(violation, node, "xsdversie"));
         }
         if violations.is_empty() {
-            if let Err(violation) = parse_datetime(&school.aanmaakdatum) {
-                violations.push(Violation::new(
+            match parse_datetime(&school.aanmaakdatum) {
+                Err(violation) => violations.push(Violation::new(
                     Rule::Xsd,
                     format!("aanmaakdatum {violation}"),
-                ));
+                )),
+                Ok(instant) => {
+                    if let (Some(violation), Some(node)) = (
+                        crate::domain::aanmaakdatum::check_not_future(
+                            &school.aanmaakdatum,
+                            instant.timestamp_micros(),
+                            Clock::System.now(),
+                            aanmaakdatum_max_skew,
+                        ),
+                        &school_node,
+                    ) {
+                        violations.push(at_child(violation, node, "aanmaakdatum"));
+                    }
+                }
             }
         }
     }

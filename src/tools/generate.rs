@@ -515,9 +515,14 @@ mod tests {
                 .iter()
                 .take(60),
         ) {
-            let violations =
-                crate::intake::validate_offline(file, &schemas, &vocabularies, &["2.2".into()])
-                    .unwrap();
+            let violations = crate::intake::validate_offline(
+                file,
+                &schemas,
+                &vocabularies,
+                &["2.2".into()],
+                crate::config::Config::default().aanmaakdatum_max_skew(),
+            )
+            .unwrap();
             assert!(
                 violations.is_empty(),
                 "{}: {:?}",
