@@ -319,6 +319,15 @@ pub enum ClientsCommand {
     Revoke {
         klantcode: String,
     },
+    /// Forget the last accepted aanmaakdatum of a client for a school, so that its next
+    /// message is not refused as out of order (UWLR-VOLGORDE); audited.
+    ResetOrdering {
+        #[arg(long = "client")]
+        klantcode: String,
+        /// School: 99XX, 99XX01 (brincode + dependancecode) or the schoolkey.
+        #[arg(long)]
+        school: String,
+    },
 }
 
 #[derive(Subcommand, Debug)]
@@ -739,6 +748,13 @@ fn clients(config: &Config, command: ClientsCommand) -> Result<ExitCode> {
             admin::revoke_client(&connection, &klantcode)?;
             println!("client {klantcode} revoked");
         }
+        ClientsCommand::ResetOrdering { klantcode, school } => {
+            let school = SchoolCode::parse(&school).map_err(anyhow::Error::msg)?;
+            let forgotten = admin::reset_ordering(&connection, &klantcode, &school)?;
+            println!(
+                "{klantcode} for {school}: ordering reset (last aanmaakdatum was {forgotten}); its next message may carry any aanmaakdatum"
+            );
+        }
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -756,7 +772,7 @@ fn schools(config: &Config, command: SchoolsCommand) -> Result<ExitCode> {
         } => {
             let school = school(&code)?;
             let valid_from =
-                valid_from.unwrap_or_else(|| chrono::Local::now().format("%Y-%m-%d").to_string());
+                valid_from.unwrap_or_else(|| crate::clock::Clock::System.today().to_string());
             admin::activate(
                 &connection,
                 &klantcode,
@@ -1066,6 +1082,7 @@ fn validate(config: &Config, files: &[PathBuf]) -> Result<ExitCode> {
             &vocabularies,
             &config.xsd_versions,
             config.max_body_bytes,
+            config.aanmaakdatum_max_skew(),
         )?;
         let violations = &verdict.violations;
         if violations.is_empty() {
@@ -1154,6 +1171,8 @@ fn serve(config: Config, demo: bool) -> Result<ExitCode> {
         config: Arc::new(IntakeConfig {
             xsd_versions: config.xsd_versions.clone(),
             unknown_leerling: config.unknown_leerling,
+            aanmaakdatum_max_skew: config.aanmaakdatum_max_skew(),
+            clock: crate::clock::Clock::System,
         }),
         auth_limit: Arc::new(config.auth_limiter()),
     };

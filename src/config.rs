@@ -34,6 +34,9 @@ pub struct Config {
     /// Supported `xsdversie` values.
     pub xsd_versions: Vec<String>,
     pub unknown_leerling: UnknownLeerlingPolicy,
+    /// How far (seconds) an aanmaakdatum may lie ahead of the gateway's clock; a later one
+    /// is refused (UWLR-TOEKOMST), because it would hold up the sender's later messages.
+    pub aanmaakdatum_max_skew_secs: u64,
     pub durability: Durability,
     /// WAL size (MiB) after which the writer lets SQLite start the WAL over (see `store`).
     pub wal_restart_mib: u64,
@@ -102,6 +105,7 @@ impl Default for Config {
             max_body_bytes: 1 << 30,
             xsd_versions: vec!["2.2".into()],
             unknown_leerling: UnknownLeerlingPolicy::Reject,
+            aanmaakdatum_max_skew_secs: 300,
             durability: Durability::Full,
             wal_restart_mib: crate::store::DEFAULT_WAL_RESTART_BYTES >> 20,
             log_format: LogFormat::Text,
@@ -216,6 +220,9 @@ impl Config {
         })?;
         set("UWLR_UNKNOWN_LEERLING", &mut |v| {
             Ok(self.unknown_leerling = choice("UWLR_UNKNOWN_LEERLING", v)?)
+        })?;
+        set("UWLR_AANMAAKDATUM_MAX_SKEW_SECS", &mut |v| {
+            Ok(self.aanmaakdatum_max_skew_secs = parse("UWLR_AANMAAKDATUM_MAX_SKEW_SECS", v)?)
         })?;
         set("UWLR_DURABILITY", &mut |v| {
             Ok(self.durability = choice("UWLR_DURABILITY", v)?)
@@ -386,6 +393,12 @@ impl Config {
             max_backoff: Duration::from_secs(self.xapi_max_backoff_secs),
             shutdown_grace: Duration::from_secs(self.shutdown_grace_secs.min(10)),
         }
+    }
+
+    /// `aanmaakdatum_max_skew_secs` as a duration (at most a century: any more means no limit).
+    pub fn aanmaakdatum_max_skew(&self) -> chrono::Duration {
+        const CENTURY_SECS: u64 = 100 * 366 * 86_400;
+        chrono::Duration::seconds(self.aanmaakdatum_max_skew_secs.min(CENTURY_SECS) as i64)
     }
 
     /// The failed-authentication limiter these settings describe.

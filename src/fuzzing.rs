@@ -183,6 +183,8 @@ impl DifferentialHarness {
             config: std::sync::Arc::new(crate::intake::IntakeConfig {
                 xsd_versions: vec!["2.2".into()],
                 unknown_leerling: crate::intake::UnknownLeerlingPolicy::Reject,
+                aanmaakdatum_max_skew: crate::config::Config::default().aanmaakdatum_max_skew(),
+                clock: crate::clock::Clock::System,
             }),
             auth_limit: std::sync::Arc::new(crate::auth_limit::AuthLimiter::new(
                 u32::MAX,

@@ -7,6 +7,7 @@
 //! upserts each afname, all inside one savepoint.
 
 use crate::body::Body;
+use crate::clock::Clock;
 use crate::domain::rules::{self, UnknownVocabularies};
 use crate::domain::violation::Violations;
 use crate::domain::{Rule, SchoolCode, Violation};
@@ -14,8 +15,8 @@ use crate::schema::SchemaSet;
 use crate::soap::envelope::{self, Framing};
 use crate::store::admin::{self, Sender};
 use crate::store::intake::{
-    self as store_intake, AfnameChange, AfnameState, AfnameWrite, Counts, Receipt, StoredToets,
-    ToetsDefinition,
+    self as store_intake, AfnameChange, AfnameState, AfnameWrite, Counts, Owner, Receipt,
+    StoredToets, ToetsDefinition,
 };
 use crate::store::{now_text, sha256_hex, Store, StoreError};
 use crate::uwlr::results::{Parsed, ResultStream};
@@ -53,6 +54,10 @@ pub enum UnknownLeerlingPolicy {
 pub struct IntakeConfig {
     pub xsd_versions: Vec<String>,
     pub unknown_leerling: UnknownLeerlingPolicy,
+    /// How far an aanmaakdatum may lie ahead of `clock` (UWLR-TOEKOMST).
+    pub aanmaakdatum_max_skew: chrono::Duration,
+    /// The time mandates and the aanmaakdatum are checked against.
+    pub clock: Clock,
 }
 
 /// A request body with what was learned while receiving it.
@@ -297,9 +302,7 @@ impl Intake {
                 Some(autorisatie.klantcode),
             ));
         }
-        let today = chrono::Utc::now()
-            .with_timezone(&chrono_tz::Europe::Amsterdam)
-            .date_naive();
+        let today = self.config.clock.today();
         let sender = match self.store.read(|connection| {
             admin::authenticate(
                 connection,
@@ -427,7 +430,19 @@ impl Intake {
                 .push(at_child(violation, &school_node, "xsdversie"));
         }
         match rules::read_aanmaakdatum(&prepared.school) {
-            Ok(micros) => prepared.aanmaakdatum_us = Some(micros),
+            Ok(micros) => {
+                prepared.aanmaakdatum_us = Some(micros);
+                if let Some(violation) = crate::domain::aanmaakdatum::check_not_future(
+                    &prepared.school.aanmaakdatum,
+                    micros,
+                    self.config.clock.now(),
+                    self.config.aanmaakdatum_max_skew,
+                ) {
+                    prepared
+                        .violations
+                        .push(at_child(violation, &school_node, "aanmaakdatum"));
+                }
+            }
             Err(violation) => prepared.violations.push(violation),
         }
         for definition in &prepared.toetsen {
@@ -544,12 +559,17 @@ fn phase2(
             }
         }
     }
+    // Toetsen and afnames belong to the sender: another client's rows are never looked at.
+    let owner = Owner {
+        school_id: sender.school_id,
+        client_id: sender.client_id,
+    };
     // Step 6: toets definitions. Each message toets pins its own version.
     let mut message_versions: HashMap<String, String> = HashMap::new();
     let mut pinned: HashMap<(String, String), Option<Arc<StoredToets>>> = HashMap::new();
     for definition in toetsen {
         let (id, _change) =
-            store_intake::upsert_toets(&savepoint, sender.school_id, &definition, &receipt.id)?;
+            store_intake::upsert_toets(&savepoint, owner, &definition, &receipt.id)?;
         let code = definition.toets.toetscode.waarde.clone();
         let versie = definition.toets.versie_text().to_string();
         message_versions.insert(code.clone(), versie.clone());
@@ -575,7 +595,7 @@ fn phase2(
     let aanmaakdatum_text = school.aanmaakdatum.clone();
     let receipt_id = receipt.id.clone();
     let write_for = |quarantined: bool| AfnameWrite {
-        school_id: sender.school_id,
+        owner,
         aanmaakdatum: &aanmaakdatum_text,
         receipt_id: &receipt_id,
         quarantined,
@@ -647,13 +667,9 @@ fn phase2(
                 let definition = match pinned.get(&pin_key) {
                     Some(found) => found.clone(),
                     None => {
-                        let loaded = store_intake::load_toets(
-                            &savepoint,
-                            sender.school_id,
-                            &pin_key.0,
-                            &pin_key.1,
-                        )?
-                        .map(Arc::new);
+                        let loaded =
+                            store_intake::load_toets(&savepoint, owner, &pin_key.0, &pin_key.1)?
+                                .map(Arc::new);
                         if pinned.len() < 100_000 {
                             pinned.insert(pin_key.clone(), loaded.clone());
                         }
@@ -939,7 +955,7 @@ impl OfflineVerdict {
 
 /// Checks a file offline (no store), with the same rule functions as the intake:
 /// size, envelope (with a complete autorisatie header) or bare verzoek, the full schema (every identity constraint included),
-/// xsdversie, aanmaakdatum, vocabularies, normeringen, and each result against a toets
+/// xsdversie, aanmaakdatum (its form, and not beyond now plus `aanmaakdatum_max_skew`), vocabularies, normeringen, and each result against a toets
 /// version the message defines (onderdeel, score, derived sums). Used by `uwlr-gateway validate`.
 pub fn validate_offline(
     path: &std::path::Path,
@@ -947,6 +963,7 @@ pub fn validate_offline(
     vocabularies: &Vocabularies,
     xsd_versions: &[String],
     max_body_bytes: u64,
+    aanmaakdatum_max_skew: chrono::Duration,
 ) -> Result<OfflineVerdict, IntakeError> {
     let mut verdict = OfflineVerdict::default();
     // The gateway refuses a larger body before reading it.
@@ -972,8 +989,18 @@ pub fn validate_offline(
     // As in the intake, content rules run only on schema-valid messages.
     if violations.is_empty() {
         if let Some((school, node)) = &school {
-            if let Err(violation) = rules::read_aanmaakdatum(school) {
-                violations.push(at_child(violation, node, "aanmaakdatum"));
+            match rules::read_aanmaakdatum(school) {
+                Err(violation) => violations.push(at_child(violation, node, "aanmaakdatum")),
+                Ok(micros) => {
+                    if let Some(violation) = crate::domain::aanmaakdatum::check_not_future(
+                        &school.aanmaakdatum,
+                        micros,
+                        Clock::System.now(),
+                        aanmaakdatum_max_skew,
+                    ) {
+                        violations.push(at_child(violation, node, "aanmaakdatum"));
+                    }
+                }
             }
         }
         let mut unknown = UnknownVocabularies::new();

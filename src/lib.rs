@@ -8,6 +8,7 @@ pub mod auth_limit;
 pub mod body;
 pub mod bridge;
 pub mod cli;
+pub mod clock;
 pub mod config;
 pub mod demo;
 pub mod domain;

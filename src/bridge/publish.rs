@@ -72,7 +72,7 @@ pub fn write_round(
             round: round.from,
         });
     }
-    let now = chrono::Utc::now();
+    let now = crate::clock::Clock::System.now();
     let mut written = 0;
     for source in &round.sources {
         let toets = &round.definitions[&source.toets_id];
@@ -316,6 +316,94 @@ mod tests {
                 row.get(0)
             })?;
         assert_eq!(cursor, 0);
+        Ok(())
+    }
+
+    /// Issue 16: the same key and content from two clients give two statements; an afname
+    /// stored before ownership (`legacy_statement_id`) keeps the id without a sender; and
+    /// regenerating from the change log (a lost `xapi.sqlite`) gives the same ids again.
+    #[test]
+    fn statement_ids_name_the_owner_except_for_afnames_from_before_ownership(
+    ) -> Result<(), BridgeError> {
+        use crate::store::intake::{
+            upsert_afname, upsert_toets, write_change_seq, AfnameState, AfnameWrite, Owner,
+            ToetsDefinition,
+        };
+        let connection = crate::store::testing::database()?;
+        let mapping = Mapping::new("https://uwlr-gateway.example/xapi")?;
+        let school_id = crate::store::admin::ensure_school(
+            &connection,
+            &crate::domain::SchoolCode::parse("99XX01").expect("a school code"),
+        )?;
+        let mut seq = 0;
+        for (client_id, klantcode) in [(1, "EA-C"), (2, "EA-B"), (3, "EA-OUD")] {
+            crate::store::admin::add_client(&connection, klantcode, klantcode, "sleutel-1")?;
+            let owner = Owner {
+                school_id,
+                client_id,
+            };
+            let definition = ToetsDefinition::new(Toets::default());
+            let (toets_id, _) = upsert_toets(&connection, owner, &definition, "r")?;
+            let state = AfnameState {
+                afname_key: "K-1".into(),
+                leerlingid: "L1".into(),
+                eckid: None,
+                resultaatverwerkerid: None,
+                toets_id,
+                toetscode: String::new(),
+                versie: String::new(),
+                toetsonderdeelcode: None,
+                afnamedatum: "2026-10-01".into(),
+                score: Some(7),
+                derived: false,
+                result: r#"{"uitslag":{"score":7},"infourl":null}"#.into(),
+            };
+            let write = AfnameWrite {
+                owner,
+                aanmaakdatum: "2026-10-02T08:00:00",
+                receipt_id: "r",
+                quarantined: false,
+            };
+            upsert_afname(&connection, &write, &state, &mut seq)?;
+        }
+        write_change_seq(&connection, seq)?;
+        // EA-OUD's afname stands for one stored before core migration 6.
+        connection.execute(
+            "UPDATE toetsafnames SET legacy_statement_id = 1 WHERE client_id = 3",
+            [],
+        )?;
+        let round = read_round(&connection, 0, seq)?;
+        let named: Vec<Option<&str>> = round
+            .sources
+            .iter()
+            .map(|source| source.id_klantcode.as_deref())
+            .collect();
+        assert_eq!(named, [Some("EA-C"), Some("EA-B"), None]);
+        assert_eq!(write_round(&connection, &mapping, &round)?, 3);
+        let ids = |connection: &Connection| -> Result<Vec<String>, BridgeError> {
+            Ok(connection
+                .prepare("SELECT id FROM xapi_statements ORDER BY afname_id")?
+                .query_map([], |row| row.get(0))?
+                .collect::<Result<_, _>>()?)
+        };
+        let first = ids(&connection)?;
+        assert_eq!(
+            first
+                .iter()
+                .collect::<std::collections::BTreeSet<_>>()
+                .len(),
+            3
+        );
+        let legacy = mapping.build(&round.sources[2], &Toets::default(), chrono::Utc::now());
+        assert!(legacy.id_name.starts_with("uwlr-resultaat|v1|"));
+        assert_eq!(first[2], legacy.statement.id);
+        // Regenerated from scratch: the same ids.
+        connection.execute_batch(
+            "DELETE FROM xapi_statements; UPDATE xapi_publisher SET cursor_seq = 0;",
+        )?;
+        let round = read_round(&connection, 0, seq)?;
+        write_round(&connection, &mapping, &round)?;
+        assert_eq!(ids(&connection)?, first);
         Ok(())
     }
 }

@@ -725,11 +725,22 @@ impl Mapping {
             "resultaatverwerkerid": source.resultaatverwerkerid,
         });
         let digest = crate::store::sha256_hex(digest_input.to_string().as_bytes());
-        let id_name = format!(
-            "uwlr-resultaat|{MAPPING_VERSION}|{school}|{}|{}",
-            source.afname_key,
-            &digest[..32]
-        );
+        // Keys belong to their sender, so the sender is part of the natural key; afnames
+        // stored before that (no `id_klantcode`) keep the name their statements were made with.
+        // The other prefix keeps the two forms apart whatever a key holds.
+        let id_name = match &source.id_klantcode {
+            Some(klantcode) => format!(
+                "uwlr-resultaat-ea|{MAPPING_VERSION}|{school}|{}|{}|{}",
+                pct(klantcode),
+                source.afname_key,
+                &digest[..32]
+            ),
+            None => format!(
+                "uwlr-resultaat|{MAPPING_VERSION}|{school}|{}|{}",
+                source.afname_key,
+                &digest[..32]
+            ),
+        };
         let statement = Statement {
             id: self.uuid(&id_name),
             actor,
@@ -810,6 +821,7 @@ mod tests {
             schooljaar: Some("2024-2025".into()),
             xsdversie: Some("2.2".into()),
             klantnaam: None,
+            id_klantcode: None,
         };
         let norm = |term: &str, begin, end| crate::uwlr::Norm {
             term: term.into(),
@@ -877,6 +889,29 @@ mod tests {
         assert!(built
             .id_name
             .starts_with("uwlr-resultaat|v1|brin:99XX16|A-1001|"));
+        // An afname stored before ownership keeps that id; the same content under the same
+        // key from two clients (stored since) gets one id per client.
+        let legacy_id = built.statement.id.clone();
+        let id_for = |klantcode: &str| {
+            let owned = AfnameSource {
+                id_klantcode: Some(klantcode.into()),
+                ..source.clone()
+            };
+            mapping.build(&owned, &toets, chrono::Utc::now())
+        };
+        let (from_b, from_c) = (id_for("EA-B"), id_for("EA-C"));
+        assert!(from_b
+            .id_name
+            .starts_with("uwlr-resultaat-ea|v1|brin:99XX16|EA-B|A-1001|"));
+        assert_ne!(from_b.statement.id, from_c.statement.id);
+        assert_ne!(from_b.statement.id, legacy_id);
+        assert_eq!(
+            mapping
+                .build(&source, &toets, chrono::Utc::now())
+                .statement
+                .id,
+            legacy_id
+        );
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! Reading xs:dateTime values such as aanmaakdatum into instants that can be ordered.
 
 use super::xsd::{XsdDateTime, XsdValueError};
+use super::{Rule, Violation};
 use chrono::{DateTime, Utc};
 
 /// Reads an xs:dateTime as XSD defines it (`24:00:00`, long and negative years, any
@@ -13,6 +14,30 @@ pub fn parse_datetime(text: &str) -> Result<DateTime<Utc>, XsdValueError> {
 /// Microseconds since the epoch: the comparable form kept in the store.
 pub fn to_micros(instant: DateTime<Utc>) -> i64 {
     instant.timestamp_micros()
+}
+
+/// An aanmaakdatum may lie at most `skew` after `now` (the sender's clock may run a little
+/// ahead). A later one would become the sender's ordering state for the school, and every
+/// message it sends afterwards would be refused as out of order (issue 16).
+pub fn check_not_future(
+    text: &str,
+    micros: i64,
+    now: DateTime<Utc>,
+    skew: chrono::Duration,
+) -> Option<Violation> {
+    let latest = now.checked_add_signed(skew)?;
+    (micros > to_micros(latest)).then(|| {
+        Violation::new(
+            Rule::Toekomst,
+            format!(
+                "aanmaakdatum lies in the future: later than the gateway's time ({}) plus the allowed clock difference of {} s",
+                now.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+                skew.num_seconds()
+            ),
+        )
+        .at_path("school/aanmaakdatum")
+        .with_value(text)
+    })
 }
 
 #[cfg(test)]
@@ -38,5 +63,23 @@ mod tests {
         // Spring gap (2026-03-29 02:00 -> 03:00): one hour later.
         check("2026-03-29T02:30:00", "2026-03-29T01:30:00+00:00");
         assert!(parse_datetime("gisteren").is_err());
+    }
+
+    #[test]
+    fn an_aanmaakdatum_beyond_the_skew_is_in_the_future() {
+        let now = parse_datetime("2026-12-01T12:00:00Z").unwrap();
+        let skew = chrono::Duration::seconds(300);
+        let check = |text: &str| {
+            let micros = to_micros(parse_datetime(text).unwrap());
+            check_not_future(text, micros, now, skew).map(|violation| violation.rule)
+        };
+        assert_eq!(check("2026-12-01T12:05:00Z"), None);
+        assert_eq!(
+            check("2026-12-01T13:05:00"),
+            None,
+            "13:05 in Amsterdam is 12:05 UTC"
+        );
+        assert_eq!(check("2026-12-01T12:05:00.000001Z"), Some(Rule::Toekomst));
+        assert_eq!(check("9999-12-31T23:59:59.999999"), Some(Rule::Toekomst));
     }
 }

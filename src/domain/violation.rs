@@ -26,6 +26,8 @@ pub enum Rule {
     XsdVersie,
     /// The aanmaakdatum is not later than that of the last accepted message.
     Volgorde,
+    /// The aanmaakdatum lies further ahead of the gateway's clock than the allowed skew.
+    Toekomst,
     /// A vocabulary-bound value is not a term of its (known) vocabulary.
     Vdex,
     /// The leerling is not known for the school.
@@ -44,7 +46,7 @@ pub enum Rule {
 
 impl Rule {
     /// Every rule, in the order faults report them and README lists them.
-    pub const ALL: [Rule; 16] = [
+    pub const ALL: [Rule; 17] = [
         Rule::Bericht,
         Rule::Grootte,
         Rule::Autorisatie,
@@ -54,6 +56,7 @@ impl Rule {
         Rule::Bereik,
         Rule::XsdVersie,
         Rule::Volgorde,
+        Rule::Toekomst,
         Rule::Vdex,
         Rule::Leerling,
         Rule::Score,
@@ -75,6 +78,7 @@ impl Rule {
             Rule::Bereik => "UWLR-BEREIK",
             Rule::XsdVersie => "UWLR-XSDVERSIE",
             Rule::Volgorde => "UWLR-VOLGORDE",
+            Rule::Toekomst => "UWLR-TOEKOMST",
             Rule::Vdex => "UWLR-VDEX",
             Rule::Leerling => "UWLR-LEERLING",
             Rule::Score => "UWLR-SCORE",
@@ -93,6 +97,7 @@ impl Rule {
             | Rule::Xsd
             | Rule::Bereik
             | Rule::Volgorde
+            | Rule::Toekomst
             | Rule::Onderdeel
             | Rule::ToetsVersie => "Client.OngeldigBericht",
             Rule::Autorisatie | Rule::Activatie => "Client.AutorisatieOngeldig",

@@ -205,9 +205,7 @@ async fn xapi_route(store: &Store, asked: Asked) -> Answer {
 
 /// Today in the Netherlands: the day mandates are checked against.
 pub fn today() -> chrono::NaiveDate {
-    chrono::Utc::now()
-        .with_timezone(&chrono_tz::Europe::Amsterdam)
-        .date_naive()
+    crate::clock::Clock::System.today()
 }
 
 /// The authenticated reader with the handler's result, or why no reader could be named.

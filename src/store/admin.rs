@@ -235,6 +235,46 @@ pub fn deactivate(
     )
 }
 
+/// Forgets the ordering state of `klantcode` for `school`: its next message is checked against
+/// no earlier aanmaakdatum. For a sender held up by an aanmaakdatum that lay in the future
+/// (accepted before UWLR-TOEKOMST existed, or a clock that ran far ahead within the skew).
+/// Returns the aanmaakdatum that was forgotten; audited with it.
+pub fn reset_ordering(
+    connection: &Connection,
+    klantcode: &str,
+    school: &SchoolCode,
+) -> Result<String, StoreError> {
+    let client_id: i64 = connection
+        .query_row(
+            "SELECT id FROM clients WHERE klantcode = ?1",
+            [klantcode],
+            |row| row.get(0),
+        )
+        .optional()?
+        .ok_or_else(|| StoreError::Invalid(format!("no client {klantcode}")))?;
+    let school_id = school_id(connection, school)?
+        .ok_or_else(|| StoreError::Invalid(format!("no school {school}")))?;
+    let forgotten: String = connection
+        .query_row(
+            "DELETE FROM sender_state WHERE client_id = ?1 AND school_id = ?2 RETURNING last_aanmaakdatum",
+            params![client_id, school_id],
+            |row| row.get(0),
+        )
+        .optional()?
+        .ok_or_else(|| {
+            StoreError::Invalid(format!(
+                "{klantcode} has no accepted message for {school}: nothing to reset"
+            ))
+        })?;
+    audit(
+        connection,
+        "cli",
+        "clients.reset-ordering",
+        &format!("{school} {klantcode} {forgotten}"),
+    )?;
+    Ok(forgotten)
+}
+
 pub fn list_activations(connection: &Connection) -> Result<Vec<ActivationRow>, StoreError> {
     let mut statement = connection.prepare(
         "SELECT s.code, c.klantcode, a.mandate_ref, a.valid_from, a.valid_until, a.active

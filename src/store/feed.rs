@@ -19,7 +19,7 @@ use serde_json::value::RawValue;
 pub enum AfnameStatus {
     /// The afname's latest state follows.
     Current,
-    /// The afname is gone; only its identity (`afname_key`, `leerlingid`) follows.
+    /// The afname is gone; only its identity (`afname_key`, `klantcode`, `leerlingid`) follows.
     /// The gateway removes nothing today: the value is reserved so that a LAS
     /// can already handle it.
     #[allow(dead_code)]
@@ -32,8 +32,10 @@ pub struct FeedItem {
     /// The change that put this state in the feed; the feed is ordered by it.
     pub change_seq: i64,
     pub status: AfnameStatus,
-    /// The resultaat key, unique within the school.
+    /// The resultaat key, unique within the school and the sender.
     pub afname_key: String,
+    /// The client that sent this afname and owns its key (UWLR: keys belong to their EA).
+    pub klantcode: String,
     pub leerlingid: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub eckid: Option<String>,
@@ -83,6 +85,8 @@ pub struct FeedPage {
 /// A stored toets version with its earlier (corrected) definitions.
 #[derive(Debug, serde::Serialize)]
 pub struct ToetsVersion {
+    /// The client that defined this toets: each client has its own toetscodes.
+    pub klantcode: String,
     pub versie: String,
     /// 1 when first stored, one more for every correction of this version.
     pub revision: i64,
@@ -123,15 +127,17 @@ pub fn read_feed(
             row.get(0)
         })?;
     let mut sql = String::from(
-        "SELECT change_seq, afname_key, leerlingid, eckid, resultaatverwerkerid, toetscode, versie,
-                toetsonderdeelcode, afnamedatum, mutatiedatum, revision, score, derived, result
-         FROM toetsafnames WHERE school_id = ?1 AND change_seq > ?2 AND quarantined = 0",
+        "SELECT a.change_seq, a.afname_key, a.leerlingid, a.eckid, a.resultaatverwerkerid, a.toetscode,
+                a.versie, a.toetsonderdeelcode, a.afnamedatum, a.mutatiedatum, a.revision, a.score,
+                a.derived, a.result, c.klantcode
+         FROM toetsafnames a JOIN clients c ON c.id = a.client_id
+         WHERE a.school_id = ?1 AND a.change_seq > ?2 AND a.quarantined = 0",
     );
     let mut values: Vec<Value> = vec![Value::Integer(school_id), Value::Integer(since)];
     let mut condition = |column: &str, operator: &str, value: &Option<String>| {
         if let Some(value) = value {
             values.push(Value::Text(value.clone()));
-            sql.push_str(&format!(" AND {column} {operator} ?{}", values.len()));
+            sql.push_str(&format!(" AND a.{column} {operator} ?{}", values.len()));
         }
     };
     condition("toetscode", "=", &filter.toetscode);
@@ -140,7 +146,7 @@ pub fn read_feed(
     condition("afnamedatum", "<=", &filter.afnamedatum_until);
     // One row more than asked tells whether more follow.
     values.push(Value::Integer(i64::from(limit) + 1));
-    sql.push_str(&format!(" ORDER BY change_seq LIMIT ?{}", values.len()));
+    sql.push_str(&format!(" ORDER BY a.change_seq LIMIT ?{}", values.len()));
     let mut items = snapshot
         .prepare_cached(&sql)?
         .query_map(params_from_iter(values), |row| {
@@ -148,6 +154,7 @@ pub fn read_feed(
                 change_seq: row.get(0)?,
                 status: AfnameStatus::Current,
                 afname_key: row.get(1)?,
+                klantcode: row.get(14)?,
                 leerlingid: row.get(2)?,
                 eckid: row.get(3)?,
                 resultaatverwerkerid: row.get(4)?,
@@ -179,7 +186,8 @@ pub fn read_feed(
     })
 }
 
-/// Every stored version of a toets, by versie; empty when the school has no such toets.
+/// Every stored version of a toets, by sender and versie; empty when the school has no such toets.
+/// Two clients that use one toetscode have two toetsen, each with its own versions.
 pub fn read_toets_versions(
     connection: &Connection,
     school_id: i64,
@@ -188,13 +196,15 @@ pub fn read_toets_versions(
     let snapshot = connection.unchecked_transaction()?;
     let versions: Vec<(i64, ToetsVersion)> = snapshot
         .prepare_cached(
-            "SELECT id, versie, revision, created_at, updated_at, definition FROM toetsen
-             WHERE school_id = ?1 AND toetscode = ?2 ORDER BY versie",
+            "SELECT t.id, t.versie, t.revision, t.created_at, t.updated_at, t.definition, c.klantcode
+             FROM toetsen t JOIN clients c ON c.id = t.client_id
+             WHERE t.school_id = ?1 AND t.toetscode = ?2 ORDER BY c.klantcode, t.versie",
         )?
         .query_map(rusqlite::params![school_id, toetscode], |row| {
             Ok((
                 row.get(0)?,
                 ToetsVersion {
+                    klantcode: row.get(6)?,
                     versie: row.get(1)?,
                     revision: row.get(2)?,
                     created_at: row.get(3)?,
@@ -230,7 +240,7 @@ pub fn read_toets_versions(
 mod tests {
     use super::*;
     use crate::domain::SchoolCode;
-    use crate::store::intake::{upsert_afname, write_change_seq, AfnameState, AfnameWrite};
+    use crate::store::intake::{upsert_afname, write_change_seq, AfnameState, AfnameWrite, Owner};
     use rusqlite::params;
 
     fn database() -> Result<(Connection, i64, i64), StoreError> {
@@ -239,11 +249,12 @@ mod tests {
             crate::store::admin::ensure_school(&connection, &SchoolCode::parse("99XX01").unwrap())?;
         let other =
             crate::store::admin::ensure_school(&connection, &SchoolCode::parse("99YY").unwrap())?;
+        crate::store::admin::add_client(&connection, "EA", "Een EA", "sleutel-1")?;
         for school_id in [school, other] {
             connection.execute(
-                "INSERT INTO toetsen (school_id, toetscode, versie, definition, content_sha256, revision,
+                "INSERT INTO toetsen (school_id, client_id, toetscode, versie, definition, content_sha256, revision,
                    created_at, created_receipt_id, updated_at, updated_receipt_id)
-                 VALUES (?1, 'T', '', '{}', 'x', 1, 'now', 'r', 'now', 'r')",
+                 VALUES (?1, 1, 'T', '', '{}', 'x', 1, 'now', 'r', 'now', 'r')",
                 params![school_id],
             )?;
         }
@@ -283,7 +294,10 @@ mod tests {
         // Each call stands for its own message.
         let receipt_id = format!("r-{seq}");
         let write = AfnameWrite {
-            school_id,
+            owner: Owner {
+                school_id,
+                client_id: 1,
+            },
             aanmaakdatum: "2026-10-01T08:00:00",
             receipt_id: &receipt_id,
             quarantined,

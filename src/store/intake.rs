@@ -148,6 +148,14 @@ pub fn set_last_aanmaakdatum(
     Ok(())
 }
 
+/// Whose toetsen and afnames a write or lookup is about: each client has its own
+/// toetscodes and resultaat keys within a school (UWLR: keys belong to the EA that made them).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Owner {
+    pub school_id: i64,
+    pub client_id: i64,
+}
+
 /// A stored toets version.
 #[derive(Clone, Debug)]
 pub struct StoredToets {
@@ -155,15 +163,22 @@ pub struct StoredToets {
     pub definition: Toets,
 }
 
+/// A toets version the sender `owner` defined for its school; another client's toetsen are not visible.
 pub fn load_toets(
     connection: &Connection,
-    school_id: i64,
+    owner: Owner,
     toetscode: &str,
     versie: &str,
 ) -> Result<Option<StoredToets>, StoreError> {
     let row: Option<(i64, String)> = connection
-        .prepare_cached("SELECT id, definition FROM toetsen WHERE school_id = ?1 AND toetscode = ?2 AND versie = ?3")?
-        .query_row(params![school_id, toetscode, versie], |row| Ok((row.get(0)?, row.get(1)?)))
+        .prepare_cached(
+            "SELECT id, definition FROM toetsen
+             WHERE school_id = ?1 AND client_id = ?2 AND toetscode = ?3 AND versie = ?4",
+        )?
+        .query_row(
+            params![owner.school_id, owner.client_id, toetscode, versie],
+            |row| Ok((row.get(0)?, row.get(1)?)),
+        )
         .optional()?;
     row.map(|(id, definition)| {
         serde_json::from_str(&definition)
@@ -195,19 +210,30 @@ impl ToetsDefinition {
     }
 }
 
-/// Applies UWLR step 6 to one definition: create, add a version, or overwrite (correction).
+/// Applies UWLR step 6 to one definition of the sender `owner`: create, add a version, or
+/// overwrite (correction). Only the sender's own toetsen are looked at: another client's
+/// toets with the same toetscode is a different toets.
 pub fn upsert_toets(
     connection: &Connection,
-    school_id: i64,
+    owner: Owner,
     definition: &ToetsDefinition,
     receipt_id: &str,
 ) -> Result<(i64, ToetsChange), StoreError> {
     let toets = &definition.toets;
     let toetscode = toets.toetscode.waarde.as_str();
     let versie = toets.versie_text();
+    let Owner {
+        school_id,
+        client_id,
+    } = owner;
     let existing: Option<(i64, String)> = connection
-        .prepare_cached("SELECT id, content_sha256 FROM toetsen WHERE school_id = ?1 AND toetscode = ?2 AND versie = ?3")?
-        .query_row(params![school_id, toetscode, versie], |row| Ok((row.get(0)?, row.get(1)?)))
+        .prepare_cached(
+            "SELECT id, content_sha256 FROM toetsen
+             WHERE school_id = ?1 AND client_id = ?2 AND toetscode = ?3 AND versie = ?4",
+        )?
+        .query_row(params![school_id, client_id, toetscode, versie], |row| {
+            Ok((row.get(0)?, row.get(1)?))
+        })
         .optional()?;
     let now = now_text();
     match existing {
@@ -232,17 +258,17 @@ pub fn upsert_toets(
         None => {
             let known_code: Option<i64> = connection
                 .prepare_cached(
-                    "SELECT 1 FROM toetsen WHERE school_id = ?1 AND toetscode = ?2 LIMIT 1",
+                    "SELECT 1 FROM toetsen WHERE school_id = ?1 AND client_id = ?2 AND toetscode = ?3 LIMIT 1",
                 )?
-                .query_row(params![school_id, toetscode], |row| row.get(0))
+                .query_row(params![school_id, client_id, toetscode], |row| row.get(0))
                 .optional()?;
             connection
                 .prepare_cached(
-                    "INSERT INTO toetsen (school_id, toetscode, versie, definition, content_sha256, revision,
+                    "INSERT INTO toetsen (school_id, client_id, toetscode, versie, definition, content_sha256, revision,
                        created_at, created_receipt_id, updated_at, updated_receipt_id)
-                     VALUES (?1, ?2, ?3, ?4, ?5, 1, ?6, ?7, ?6, ?7)",
+                     VALUES (?1, ?8, ?2, ?3, ?4, ?5, 1, ?6, ?7, ?6, ?7)",
                 )?
-                .execute(params![school_id, toetscode, versie, definition.json, definition.sha256, now, receipt_id])?;
+                .execute(params![school_id, toetscode, versie, definition.json, definition.sha256, now, receipt_id, client_id])?;
             let change = if known_code.is_some() {
                 ToetsChange::NewVersion
             } else {
@@ -307,7 +333,9 @@ impl AfnameState {
 
 /// Context shared by every afname write of one message.
 pub struct AfnameWrite<'a> {
-    pub school_id: i64,
+    /// The school and the sending client: a key is unique per owner, so one client's
+    /// write never reaches another client's afname with the same key.
+    pub owner: Owner,
     pub aanmaakdatum: &'a str,
     pub receipt_id: &'a str,
     pub quarantined: bool,
@@ -339,14 +367,14 @@ pub fn upsert_afname(
     // Most keys are new: try the insert first and look at the stored row only on a conflict.
     let inserted = connection
         .prepare_cached(
-            "INSERT INTO toetsafnames (school_id, afname_key, leerlingid, eckid, resultaatverwerkerid, toets_id,
+            "INSERT INTO toetsafnames (school_id, client_id, afname_key, leerlingid, eckid, resultaatverwerkerid, toets_id,
                toetscode, versie, toetsonderdeelcode, afnamedatum, mutatiedatum, aanmaakdatum, receipt_id,
                score, derived, result, content_sha256, revision, quarantined, change_seq)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, NULL, ?11, ?12, ?13, ?14, ?15, ?16, 1, ?17, ?18)
-             ON CONFLICT (school_id, afname_key) DO NOTHING",
+             VALUES (?1, ?19, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, NULL, ?11, ?12, ?13, ?14, ?15, ?16, 1, ?17, ?18)
+             ON CONFLICT (school_id, client_id, afname_key) DO NOTHING",
         )?
         .execute(params![
-            write.school_id,
+            write.owner.school_id,
             state.afname_key,
             state.leerlingid,
             state.eckid,
@@ -364,6 +392,7 @@ pub fn upsert_afname(
             content_hash,
             write.quarantined,
             *change_seq + 1,
+            write.owner.client_id,
         ])?;
     if inserted == 1 {
         *change_seq += 1;
@@ -377,10 +406,18 @@ pub fn upsert_afname(
         return Ok(AfnameChange::Created);
     }
     let existing: Option<(i64, Vec<u8>, String)> = connection
-        .prepare_cached("SELECT id, content_sha256, receipt_id FROM toetsafnames WHERE school_id = ?1 AND afname_key = ?2")?
-        .query_row(params![write.school_id, state.afname_key], |row| {
-            Ok((row.get(0)?, row.get(1)?, row.get(2)?))
-        })
+        .prepare_cached(
+            "SELECT id, content_sha256, receipt_id FROM toetsafnames
+             WHERE school_id = ?1 AND client_id = ?2 AND afname_key = ?3",
+        )?
+        .query_row(
+            params![
+                write.owner.school_id,
+                write.owner.client_id,
+                state.afname_key
+            ],
+            |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?)),
+        )
         .optional()?;
     match existing {
         None => Err(StoreError::Invalid(format!(
@@ -466,9 +503,9 @@ pub fn note_skipped_key(
 ) -> Result<bool, StoreError> {
     let stored_by_this_message = connection
         .prepare_cached(
-            "SELECT receipt_id FROM toetsafnames WHERE school_id = ?1 AND afname_key = ?2",
+            "SELECT receipt_id FROM toetsafnames WHERE school_id = ?1 AND client_id = ?2 AND afname_key = ?3",
         )?
-        .query_row(params![write.school_id, afname_key], |row| {
+        .query_row(params![write.owner.school_id, write.owner.client_id, afname_key], |row| {
             row.get::<_, String>(0)
         })
         .optional()?

@@ -1,6 +1,6 @@
 //! Versioned schema migrations, applied at start and tracked in `PRAGMA user_version`.
 
-use rusqlite::Connection;
+use rusqlite::{Connection, OptionalExtension};
 
 /// Each entry moves the schema one version up; never edit a released entry, add one.
 const MIGRATIONS: &[&str] = &[
@@ -314,6 +314,90 @@ CREATE INDEX read_audit_reader ON read_audit(reader_id, at);
 "#,
 ];
 
+/// Core migrations after the split (version 6 on), applied once the bridge's tables have
+/// moved out. Each runs with foreign keys off (a table rebuild drops and renames a table that
+/// others reference) and is checked with `PRAGMA foreign_key_check` before it commits.
+const LATER_MIGRATIONS: &[&str] = &[
+    // 6: toetsen and afnames are owned by the client that sent them. In UWLR each EA has its
+    // own resultaat keys and toetscodes, so two EAs activated for one school must not
+    // overwrite each other's afnames or redefine each other's toetsen: both tables are keyed
+    // by (school, client) now. SQLite cannot change a UNIQUE constraint in place, so both are
+    // rebuilt with the same ids (nothing that points at them changes). Existing rows belong to
+    // the client of their receipt (a toets: the receipt that created it). Their xAPI statement
+    // ids were made without a sender, and stay so (`legacy_statement_id`), so a regenerated
+    // statement keeps its id.
+    r#"
+CREATE TABLE toetsen_owned (
+    id INTEGER PRIMARY KEY,
+    school_id INTEGER NOT NULL REFERENCES schools(id),
+    client_id INTEGER NOT NULL REFERENCES clients(id),
+    toetscode TEXT NOT NULL,
+    versie TEXT NOT NULL,
+    definition TEXT NOT NULL,
+    content_sha256 TEXT NOT NULL,
+    revision INTEGER NOT NULL,
+    created_at TEXT NOT NULL,
+    created_receipt_id TEXT NOT NULL,
+    updated_at TEXT NOT NULL,
+    updated_receipt_id TEXT NOT NULL,
+    UNIQUE (school_id, client_id, toetscode, versie)
+);
+INSERT INTO toetsen_owned (id, school_id, client_id, toetscode, versie, definition, content_sha256,
+    revision, created_at, created_receipt_id, updated_at, updated_receipt_id)
+  SELECT t.id, t.school_id,
+    COALESCE((SELECT r.client_id FROM receipts r WHERE r.id = t.created_receipt_id),
+             (SELECT r.client_id FROM receipts r WHERE r.id = t.updated_receipt_id)),
+    t.toetscode, t.versie, t.definition, t.content_sha256, t.revision, t.created_at,
+    t.created_receipt_id, t.updated_at, t.updated_receipt_id
+  FROM toetsen t ORDER BY t.id;
+DROP TABLE toetsen;
+ALTER TABLE toetsen_owned RENAME TO toetsen;
+
+CREATE TABLE toetsafnames_owned (
+    id INTEGER PRIMARY KEY,
+    school_id INTEGER NOT NULL REFERENCES schools(id),
+    -- The sender: keys are unique per school and client.
+    client_id INTEGER NOT NULL REFERENCES clients(id),
+    afname_key TEXT NOT NULL,
+    leerlingid TEXT NOT NULL,
+    eckid TEXT,
+    resultaatverwerkerid TEXT,
+    toets_id INTEGER NOT NULL REFERENCES toetsen(id),
+    toetscode TEXT NOT NULL,
+    versie TEXT NOT NULL,
+    toetsonderdeelcode TEXT,
+    afnamedatum TEXT NOT NULL,
+    mutatiedatum TEXT,
+    aanmaakdatum TEXT NOT NULL,
+    receipt_id TEXT NOT NULL,
+    score INTEGER,
+    derived INTEGER NOT NULL DEFAULT 0,
+    result TEXT NOT NULL,
+    content_sha256 TEXT NOT NULL,
+    revision INTEGER NOT NULL,
+    quarantined INTEGER NOT NULL DEFAULT 0,
+    change_seq INTEGER NOT NULL,
+    -- 1 for afnames stored before ownership: their statement ids have no sender segment.
+    legacy_statement_id INTEGER NOT NULL DEFAULT 0,
+    UNIQUE (school_id, client_id, afname_key)
+);
+INSERT INTO toetsafnames_owned (id, school_id, client_id, afname_key, leerlingid, eckid,
+    resultaatverwerkerid, toets_id, toetscode, versie, toetsonderdeelcode, afnamedatum, mutatiedatum,
+    aanmaakdatum, receipt_id, score, derived, result, content_sha256, revision, quarantined,
+    change_seq, legacy_statement_id)
+  SELECT a.id, a.school_id, (SELECT r.client_id FROM receipts r WHERE r.id = a.receipt_id),
+    a.afname_key, a.leerlingid, a.eckid, a.resultaatverwerkerid, a.toets_id, a.toetscode, a.versie,
+    a.toetsonderdeelcode, a.afnamedatum, a.mutatiedatum, a.aanmaakdatum, a.receipt_id, a.score,
+    a.derived, a.result, a.content_sha256, a.revision, a.quarantined, a.change_seq, 1
+  FROM toetsafnames a ORDER BY a.id;
+DROP TABLE toetsafnames;
+ALTER TABLE toetsafnames_owned RENAME TO toetsafnames;
+CREATE INDEX toetsafnames_change ON toetsafnames(school_id, change_seq);
+CREATE INDEX toetsafnames_leerling ON toetsafnames(school_id, leerlingid);
+CREATE INDEX toetsafnames_quarantine ON toetsafnames(school_id, leerlingid) WHERE quarantined = 1;
+"#,
+];
+
 /// The schema of `xapi.sqlite`, the bridge's own file (see `store::Store`), applied through a
 /// core connection that has it attached as `xapi` and tracked in its own `user_version`.
 /// Same tables as migrations 2 and 3 created in the core, leaner: `seq` is the rowid (the
@@ -408,7 +492,7 @@ pub fn migrate(connection: &mut Connection) -> rusqlite::Result<()> {
     if user_version(connection, "main")? < SPLIT_VERSION {
         move_bridge_tables(connection)?;
     }
-    Ok(())
+    apply_later(connection)
 }
 
 fn user_version(connection: &Connection, schema: &str) -> rusqlite::Result<usize> {
@@ -424,6 +508,41 @@ fn apply(connection: &mut Connection, schema: &str, migrations: &[&str]) -> rusq
         transaction.execute_batch(sql)?;
         transaction.execute_batch(&format!("PRAGMA {schema}.user_version = {}", index + 1))?;
         transaction.commit()?;
+    }
+    Ok(())
+}
+
+/// Applies `LATER_MIGRATIONS` with foreign keys off, each checked before it commits
+/// (the procedure of https://sqlite.org/lang_altertable.html#otheralter).
+fn apply_later(connection: &mut Connection) -> rusqlite::Result<()> {
+    let current = user_version(connection, "main")?;
+    let foreign_keys: i64 = connection.query_row("PRAGMA foreign_keys", [], |row| row.get(0))?;
+    for (index, sql) in LATER_MIGRATIONS.iter().enumerate() {
+        let version = SPLIT_VERSION + 1 + index;
+        if version <= current {
+            continue;
+        }
+        // Not possible inside a transaction: switched before it begins.
+        connection.execute_batch("PRAGMA foreign_keys = OFF")?;
+        let applied = (|| {
+            let transaction = connection.transaction()?;
+            transaction.execute_batch(sql)?;
+            let broken: Option<String> = transaction
+                .query_row("PRAGMA main.foreign_key_check", [], |row| row.get(0))
+                .optional()?;
+            if let Some(table) = broken {
+                return Err(rusqlite::Error::SqliteFailure(
+                    rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_CONSTRAINT_FOREIGNKEY),
+                    Some(format!(
+                        "migration {version} leaves a dangling reference in {table}"
+                    )),
+                ));
+            }
+            transaction.execute_batch(&format!("PRAGMA main.user_version = {version}"))?;
+            transaction.commit()
+        })();
+        connection.execute_batch(&format!("PRAGMA foreign_keys = {foreign_keys}"))?;
+        applied?;
     }
     Ok(())
 }
@@ -469,7 +588,7 @@ fn move_bridge_tables(connection: &mut Connection) -> rusqlite::Result<()> {
 
 /// The core schema version this binary writes.
 pub fn latest_version() -> usize {
-    SPLIT_VERSION
+    SPLIT_VERSION + LATER_MIGRATIONS.len()
 }
 
 #[cfg(test)]
@@ -493,6 +612,110 @@ mod tests {
         migrate(&mut connection)?;
         assert_eq!(user_version(&connection, "main")?, latest_version());
         assert_eq!(user_version(&connection, "xapi")?, XAPI_MIGRATIONS.len());
+        Ok(())
+    }
+
+    /// Core migration 6 on a data dir with results: every row keeps its id and belongs to the
+    /// client of its receipt, its statement id stays without a sender, the references into the
+    /// rebuilt tables hold, and a second client may now use a key the first one uses.
+    #[test]
+    fn existing_afnames_and_toetsen_belong_to_the_client_of_their_receipt(
+    ) -> Result<(), crate::store::StoreError> {
+        let mut connection = connection()?;
+        connection.execute_batch("PRAGMA foreign_keys = ON")?;
+        apply(&mut connection, "main", MIGRATIONS)?;
+        apply(&mut connection, "xapi", XAPI_MIGRATIONS)?;
+        move_bridge_tables(&mut connection)?;
+        connection.execute_batch(
+            "INSERT INTO schools (id, code, created_at) VALUES (1, '99XX01', 'now');
+             INSERT INTO clients (id, klantcode, klantnaam, key_salt, key_hash, created_at)
+               VALUES (1, 'EA-C', 'C', x'00', x'00', 'now'), (2, 'EA-B', 'B', x'00', x'00', 'now');
+             INSERT INTO receipts (id, client_id, school_id, received_at, size, sha256, outcome)
+               VALUES ('r1', 1, 1, 'now', 1, 'x', 'accepted'), ('r2', 2, 1, 'now', 1, 'y', 'accepted');
+             INSERT INTO toetsen (id, school_id, toetscode, versie, definition, content_sha256, revision,
+               created_at, created_receipt_id, updated_at, updated_receipt_id)
+               VALUES (7, 1, 'T', '', '{}', 'x', 2, 'now', 'r1', 'now', 'r2');
+             INSERT INTO toetsen_history (toets_id, revision, definition, content_sha256, receipt_id,
+               replaced_at, replaced_by_receipt_id) VALUES (7, 1, '{}', 'w', 'r1', 'now', 'r2');
+             INSERT INTO toetsafnames (id, school_id, afname_key, leerlingid, toets_id, toetscode, versie,
+               afnamedatum, aanmaakdatum, receipt_id, result, content_sha256, revision, change_seq)
+               VALUES (11, 1, 'A', 'L1', 7, 'T', '', '2026-01-01', 'x', 'r1', '{}', x'00', 2, 2),
+                      (12, 1, 'B', 'L1', 7, 'T', '', '2026-01-01', 'x', 'r2', '{}', x'00', 1, 3);
+             INSERT INTO toetsafnames_history (afname_id, revision, state, replaced_at, replaced_by_receipt_id)
+               VALUES (11, 1, '{}', 'now', 'r1');
+             INSERT INTO toetsafname_changes (change_seq, afname_id, revision, quarantined)
+               VALUES (1, 11, 1, 0), (2, 11, 2, 0), (3, 12, 1, 0);",
+        )?;
+        migrate(&mut connection)?;
+        assert_eq!(user_version(&connection, "main")?, latest_version());
+        assert_eq!(
+            count(&connection, "SELECT client_id FROM toetsen WHERE id = 7"),
+            1
+        );
+        let owners: String = connection.query_row(
+            "SELECT group_concat(id || ':' || client_id || ':' || legacy_statement_id, ',')
+             FROM (SELECT * FROM toetsafnames ORDER BY id)",
+            [],
+            |row| row.get(0),
+        )?;
+        assert_eq!(owners, "11:1:1,12:2:1");
+        assert_eq!(
+            count(&connection, "SELECT count(*) FROM toetsafnames_history h JOIN toetsafnames a ON a.id = h.afname_id"),
+            1
+        );
+        assert_eq!(
+            count(&connection, "SELECT count(*) FROM toetsafname_changes g JOIN toetsafnames a ON a.id = g.afname_id"),
+            3
+        );
+        assert_eq!(
+            count(&connection, "SELECT count(*) FROM pragma_foreign_key_check"),
+            0
+        );
+        assert_eq!(count(&connection, "PRAGMA foreign_keys"), 1);
+        // Client 2 sends key A and toets T of its own: new rows, client 1's stay as they were.
+        let owner = crate::store::intake::Owner {
+            school_id: 1,
+            client_id: 2,
+        };
+        let definition = crate::store::intake::ToetsDefinition::new(crate::uwlr::Toets::default());
+        let (toets_id, change) =
+            crate::store::intake::upsert_toets(&connection, owner, &definition, "r3")?;
+        assert_ne!(toets_id, 7);
+        assert_eq!(change, crate::store::intake::ToetsChange::NewToets);
+        let state = crate::store::intake::AfnameState {
+            afname_key: "A".into(),
+            leerlingid: "L1".into(),
+            eckid: None,
+            resultaatverwerkerid: None,
+            toets_id,
+            toetscode: String::new(),
+            versie: String::new(),
+            toetsonderdeelcode: None,
+            afnamedatum: "2026-01-02".into(),
+            score: Some(3),
+            derived: false,
+            result: "{}".into(),
+        };
+        let write = crate::store::intake::AfnameWrite {
+            owner,
+            aanmaakdatum: "x",
+            receipt_id: "r3",
+            quarantined: false,
+        };
+        let mut seq = 3;
+        let change = crate::store::intake::upsert_afname(&connection, &write, &state, &mut seq)?;
+        assert_eq!(change, crate::store::intake::AfnameChange::Created);
+        assert_eq!(
+            count(
+                &connection,
+                "SELECT revision FROM toetsafnames WHERE id = 11"
+            ),
+            2
+        );
+        assert_eq!(
+            count(&connection, "SELECT legacy_statement_id FROM toetsafnames WHERE client_id = 2 AND afname_key = 'A'"),
+            0
+        );
         Ok(())
     }
 

@@ -640,7 +640,9 @@ const WAL_TRUNCATE_BYTES: u64 = 1 << 30;
 
 /// The current time as stored: RFC 3339 UTC with milliseconds.
 pub fn now_text() -> String {
-    chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+    crate::clock::Clock::System
+        .now()
+        .to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
 }
 
 /// Hex SHA-256 of bytes, as stored for content hashes.

@@ -50,6 +50,10 @@ pub struct AfnameSource {
     pub schooljaar: Option<String>,
     pub xsdversie: Option<String>,
     pub klantnaam: Option<String>,
+    /// The klantcode of the client that owns the afname, which the statement id includes so
+    /// that two clients' afnames with one key get two ids; `None` for afnames stored before
+    /// ownership (core migration 6), whose statement ids never had it and must not change.
+    pub id_klantcode: Option<String>,
 }
 
 /// A subscribed LRS as stored. Its password and pseudonym key stay sealed (see `secret`):
@@ -221,8 +225,10 @@ pub fn changed_afnames(
            CASE WHEN h.state IS NULL THEN a.derived ELSE json_extract(h.state, '$.derived') END,
            CASE WHEN h.state IS NULL THEN a.result ELSE json_extract(h.state, '$.result') END,
            CASE WHEN h.state IS NULL THEN a.aanmaakdatum ELSE json_extract(h.state, '$.aanmaakdatum') END,
-           r.schooljaar, r.xsdversie, c.klantnaam
+           r.schooljaar, r.xsdversie, c.klantnaam,
+           CASE WHEN a.legacy_statement_id THEN NULL ELSE o.klantcode END
          FROM toetsafname_changes g JOIN toetsafnames a ON a.id = g.afname_id JOIN schools s ON s.id = a.school_id
+           JOIN clients o ON o.id = a.client_id
            LEFT JOIN toetsafnames_history h ON h.afname_id = g.afname_id AND h.revision = g.revision AND a.revision <> g.revision
            LEFT JOIN receipts r ON r.id = CASE WHEN h.state IS NULL THEN a.receipt_id ELSE json_extract(h.state, '$.receipt_id') END
            LEFT JOIN clients c ON c.id = r.client_id
@@ -254,6 +260,7 @@ pub fn changed_afnames(
                 schooljaar: row.get(19)?,
                 xsdversie: row.get(20)?,
                 klantnaam: row.get(21)?,
+                id_klantcode: row.get(22)?,
             })
         })?
         .collect::<Result<Vec<_>, _>>()?;

@@ -521,6 +521,7 @@ mod tests {
                 &vocabularies,
                 &["2.2".into()],
                 u64::MAX,
+                crate::config::Config::default().aanmaakdatum_max_skew(),
             )
             .unwrap()
             .violations;

@@ -71,15 +71,17 @@ pub struct ReplayReport {
     pub elapsed: Duration,
 }
 
-/// The one offset `--restamp` adds to every file's aanmaakdatum: the latest one moves
-/// to `now` and every other keeps its distance to it, so the files keep their order and
-/// spacing (a message meant to be out of order stays out of order) and none is in the future.
+/// The one offset `--restamp` adds to every file's aanmaakdatum: the latest one that is not
+/// in the future moves to `now` and every other keeps its distance to it, so the files keep
+/// their order and spacing (a message meant to be out of order stays out of order, and one
+/// meant to lie in the future, such as sample 52, stays as far ahead of now as it was).
 pub fn restamp_offset(
     stamps: impl IntoIterator<Item = chrono::DateTime<chrono::Utc>>,
     now: chrono::DateTime<chrono::Utc>,
 ) -> chrono::Duration {
     stamps
         .into_iter()
+        .filter(|stamp| *stamp <= now)
         .max()
         .map_or(chrono::Duration::zero(), |latest| now - latest)
 }
@@ -87,7 +89,12 @@ pub fn restamp_offset(
 /// A shifted aanmaakdatum, written in UTC with an explicit `Z` so that no reader needs
 /// this host's time zone (an offset-less time is read as Europe/Amsterdam by the gateway).
 pub fn restamped(stamp: chrono::DateTime<chrono::Utc>, offset: chrono::Duration) -> String {
-    (stamp + offset).to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true)
+    let text = (stamp + offset).to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true);
+    // chrono writes years past 9999 as `+10000`; xs:dateTime has no plus sign.
+    match text.strip_prefix('+') {
+        Some(unsigned) => unsigned.to_string(),
+        None => text,
+    }
 }
 
 /// The HTTP agent: HTTPS trusts the system's roots plus the certificates in `ca_file`.
@@ -836,6 +843,16 @@ mod tests {
         assert_eq!(
             restamp_offset([], parse("2026-12-02T06:30:00Z")),
             chrono::Duration::zero()
+        );
+        assert_eq!(
+            restamped(parse("9999-12-31T23:59:59Z"), chrono::Duration::days(1)),
+            "10000-01-01T23:59:59Z"
+        );
+        // A stamp meant to lie in the future does not pull the others back in time.
+        let with_future = [stamps[0], stamps[2], parse("9999-12-31T23:59:59.999999")];
+        assert_eq!(
+            restamp_offset(with_future, parse("2026-12-02T06:30:00Z")),
+            offset
         );
     }
 

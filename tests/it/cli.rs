@@ -332,6 +332,7 @@ fn validate_reports_file_line_and_rule_for_offline_failures() {
             "samples/45-uwlr-normering-begin-groter-dan-eind.xml",
             "UWLR-NORMERING",
         ),
+        ("samples/52-uwlr-toekomst-aanmaakdatum.xml", "UWLR-TOEKOMST"),
     ];
     for (file, rule) in cases {
         let output = validate(&[file]);

@@ -56,7 +56,7 @@ fn zeep_calls_the_service_from_the_wsdl() {
     let gateway = spawn_default();
     let mut command = Command::new(&python);
     command.arg(interop_dir().join("zeep_call.py"));
-    let output = call(command, &gateway, "2027-02-01T10:00:00", "LL0007");
+    let output = call(command, &gateway, "2026-11-21T10:00:00", "LL0007");
     assert!(
         output.status.success(),
         "zeep_call.py failed:\n{}\n{}",
@@ -94,7 +94,7 @@ fn node_soap_calls_the_service_from_the_wsdl() {
     let gateway = spawn_default();
     let mut command = Command::new("node");
     command.arg(interop_dir().join("soap_call.js"));
-    let output = call(command, &gateway, "2027-02-01T11:00:00", "LL0008");
+    let output = call(command, &gateway, "2026-11-21T11:00:00", "LL0008");
     assert!(
         output.status.success(),
         "soap_call.js failed:\n{}\n{}",

@@ -80,13 +80,13 @@ fn every_sample_gives_its_documented_outcome() {
         accepted
     );
     // Only senders that were identified and authorised leave a receipt: here the
-    // accepted samples and the fifteen rejected after authentication.
+    // accepted samples and the sixteen rejected after authentication.
     assert_eq!(
         count(
             &connection,
             "SELECT count(*) FROM receipts WHERE outcome = 'rejected'"
         ),
-        15
+        16
     );
 }
 

@@ -2,10 +2,11 @@
 
 use super::{DEMO_KLANTCODE, DEMO_KLANTNAAM, DEMO_SLEUTEL};
 
-/// An aanmaakdatum `seconds` after 2027-01-01T00:00:00 (local time, no offset, as the samples write it).
-/// Later than every sample's, so a test can send samples first.
+/// An aanmaakdatum `seconds` after 2026-11-20T00:00:00 (local time, no offset, as the samples write it).
+/// Later than every sample's, so a test can send samples first, and in the past, because
+/// an aanmaakdatum ahead of the gateway's clock is refused (UWLR-TOEKOMST).
 pub fn aanmaakdatum(seconds: u32) -> String {
-    let base = chrono::NaiveDate::from_ymd_opt(2027, 1, 1)
+    let base = chrono::NaiveDate::from_ymd_opt(2026, 11, 20)
         .and_then(|date| date.and_hms_opt(0, 0, 0))
         .expect("valid base date");
     (base + chrono::Duration::seconds(i64::from(seconds)))
