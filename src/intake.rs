@@ -6,6 +6,7 @@
 //! versioning, and one streaming pass over the results that checks each rule and
 //! upserts each afname, all inside one savepoint.
 
+use crate::auth_limit::{Api, Attempt};
 use crate::body::Body;
 use crate::domain::aanmaakdatum::parse_datetime;
 use crate::domain::rules::{self, UnknownVocabularies};
@@ -134,7 +135,7 @@ pub struct Intake {
     pub schemas: SchemaSet,
     pub vocabularies: Arc<Vocabularies>,
     pub config: Arc<IntakeConfig>,
-    /// Failed authentications per klantcode and source address.
+    /// Failed authentications per API, klantcode and source network.
     pub auth_limit: Arc<crate::auth_limit::AuthLimiter>,
 }
 
@@ -287,12 +288,14 @@ impl Intake {
                 Some(autorisatie.klantcode),
             ));
         };
-        if self
-            .auth_limit
-            .is_locked(Some(&autorisatie.klantcode), peer)
-        {
+        let attempt = Attempt {
+            api: Api::Soap,
+            klantcode: Some(&autorisatie.klantcode),
+            address: peer,
+        };
+        if self.auth_limit.is_locked(&attempt) {
             // The same answer as a wrong key, and no key check: a locked-out guesser learns nothing.
-            tracing::info!(klantcode = %autorisatie.klantcode, peer = ?peer, "authentication locked out after repeated failures");
+            tracing::info!(klantcode = autorisatie.klantcode.as_str(), peer = ?peer, "authentication locked out after repeated failures");
             return Ok(Phase1::Refused(
                 Violations::single(admin::wrong_key_violation()),
                 Some(autorisatie.klantcode),
@@ -313,12 +316,8 @@ impl Intake {
         })? {
             Ok(sender) => sender,
             Err(violation) => {
-                if matches!(violation.rule, Rule::Klant | Rule::Autorisatie)
-                    && self
-                        .auth_limit
-                        .record_failure(Some(&autorisatie.klantcode), peer)
-                {
-                    tracing::warn!(klantcode = %autorisatie.klantcode, peer = ?peer, "repeated authentication failures; locking out");
+                if matches!(violation.rule, Rule::Klant | Rule::Autorisatie) {
+                    self.auth_limit.record_failure(&attempt);
                 }
                 return Ok(Phase1::Refused(
                     Violations::single(violation),
