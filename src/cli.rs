@@ -1,6 +1,6 @@
 //! Command line: raw flags become a checked `Config`, then each subcommand runs.
 
-use crate::config::{Config, LogFormat};
+use crate::config::Config;
 use crate::domain::SchoolCode;
 use crate::intake::{Intake, IntakeConfig};
 use crate::store::{admin, Store};
@@ -350,21 +350,6 @@ fn load_config(cli: &Cli) -> Result<Config> {
         config.data_dir = data_dir.clone();
     }
     Ok(config)
-}
-
-fn init_tracing(format: LogFormat) {
-    let filter = tracing_subscriber::EnvFilter::try_from_env("UWLR_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    // Colours only on a terminal: log files and journald would get raw escape codes.
-    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(ansi);
-    let _ = match format {
-        LogFormat::Json => builder.json().try_init(),
-        LogFormat::Text => builder.try_init(),
-    };
 }
 
 /// A connection to the database of `config`, for subcommands that work on it directly.
@@ -973,7 +958,7 @@ fn validate(config: &Config, files: &[PathBuf]) -> Result<ExitCode> {
 }
 
 fn serve(config: Config, demo: bool) -> Result<ExitCode> {
-    init_tracing(config.log_format);
+    crate::logging::init(config.log_format);
     let store = open_store(&config)?;
     if demo {
         crate::demo::seed(&store.connect()?).context("cannot seed the demo data")?;
