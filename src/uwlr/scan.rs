@@ -264,9 +264,12 @@ impl<R: BufRead> Scanner<R> {
             (Frame::Envelope, "Header") => self.push(Frame::Header, is_empty),
             (Frame::Envelope, "Body") => self.push(Frame::Body, is_empty),
             (Frame::Header, _) => {
-                return self
-                    .subtree(&start, is_empty)
-                    .map(|node| Some(Item::HeaderElement(node)))
+                // Header text is kept as sent: an autorisatiesleutel is an xs:string, so
+                // " key" is not "key" (trimming made a key with a stray space pass).
+                self.reader.config_mut().trim_text(false);
+                let node = self.subtree(&start, is_empty);
+                self.reader.config_mut().trim_text(true);
+                return node.map(|node| Some(Item::HeaderElement(node)));
             }
             (Frame::Body, _) => {
                 let namespace = namespace_of(&self.reader, &start);

@@ -452,3 +452,40 @@ fn every_admin_action_leaves_an_audit_entry() {
         "the audit log holds a reader token: {details}"
     );
 }
+
+/// Issue 16 finding 9: a trailing space on a key was accepted (the scanner trimmed
+/// header text); the key is an xs:string and is compared exactly, as the klantcode is.
+#[test]
+fn issue16_a_key_or_klantcode_with_a_stray_space_is_refused() {
+    let gateway = spawn_gateway(Options::default());
+    let wrong_key = Expect::fault("Client.AutorisatieOngeldig", &["UWLR-AUTORISATIE"]);
+    let unknown = Expect::fault("Client.OngeldigeKlantIdentificatie", &["UWLR-KLANT"]);
+    let trailing = format!("{DEMO_SLEUTEL} ");
+    let leading = format!(" {DEMO_SLEUTEL}");
+    let newlines = format!("\n{DEMO_SLEUTEL}\n");
+    let cases: [(&str, &str, &Expect); 4] = [
+        ("DEMO-EA", &trailing, &wrong_key),
+        ("DEMO-EA", &leading, &wrong_key),
+        ("DEMO-EA", &newlines, &wrong_key),
+        ("DEMO-EA ", DEMO_SLEUTEL, &unknown),
+    ];
+    for (sequence, (klantcode, sleutel, expect)) in cases.into_iter().enumerate() {
+        let body = Message::demo(&aanmaakdatum(sequence as u32 + 1))
+            .client(klantcode, "Demo Uitgever", sleutel)
+            .afname("LL0001", vec![Resultaat::score("SPACE-1", "SPACE-T", 4)])
+            .toets(Toets::new("SPACE-T"))
+            .envelope();
+        let reply = gateway.post(body);
+        crate::support::check(&format!("{klantcode:?} {sleutel:?}"), &reply, expect);
+    }
+    // A space written as a character reference is a space too.
+    let body = String::from_utf8(message(10, "DEMO-EA", DEMO_SLEUTEL))
+        .unwrap()
+        .replace(
+            &format!(">{DEMO_SLEUTEL}<"),
+            &format!(">{DEMO_SLEUTEL}&#32;<"),
+        );
+    crate::support::check("&#32;", &gateway.post(body.into_bytes()), &wrong_key);
+    let reply = gateway.post(message(11, "DEMO-EA", DEMO_SLEUTEL));
+    crate::support::check("the exact key", &reply, &Expect::Accepted);
+}
