@@ -177,6 +177,9 @@ pub enum LrsCommand {
         /// The learner identity this LRS may see.
         #[arg(long, value_enum, default_value_t = crate::bridge::subscriptions::Identity::Eckid)]
         identity: crate::bridge::subscriptions::Identity,
+        /// Accept a plain http:// URL to another host (statements and credentials then cross the network unencrypted).
+        #[arg(long)]
+        allow_plain_http: bool,
     },
     List,
     /// Unsubscribe an LRS; its dead letters go with it.
@@ -784,6 +787,7 @@ fn lrs(config: &Config, command: LrsCommand) -> Result<ExitCode> {
             toetscodes,
             identity,
             from_now,
+            allow_plain_http,
         } => {
             let schools = schools
                 .iter()
@@ -803,9 +807,17 @@ fn lrs(config: &Config, command: LrsCommand) -> Result<ExitCode> {
                 toetscodes,
                 from_now,
             };
-            crate::bridge::subscriptions::check_new(&new)?;
-            if new.password.is_some() && new.url.starts_with("http://") {
-                eprintln!("warning: credentials for {} go over plain http", new.name);
+            crate::bridge::subscriptions::check_new(&new, allow_plain_http)?;
+            if new.url.starts_with("http://") && allow_plain_http {
+                eprintln!(
+                    "warning: statements{} for {} go over plain http",
+                    if new.password.is_some() {
+                        " and credentials"
+                    } else {
+                        ""
+                    },
+                    new.name
+                );
             }
             let mut key = [0u8; 32];
             rand::RngCore::fill_bytes(&mut rand::thread_rng(), &mut key);
