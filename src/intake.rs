@@ -540,6 +540,7 @@ fn phase2(
     }
     // Step 4 and 7: every result, streamed.
     let mut change_seq = store_intake::read_change_seq(&savepoint)?;
+    let feed_offset = store_intake::feed_offset(&savepoint, sender.school_id, change_seq)?;
     let stream = match parsed_results {
         Some(parsed) => ResultStream::Parsed(parsed.into_iter()),
         None => ResultStream::open(body, body.len()? > INLINE_VALIDATION_BYTES)?,
@@ -554,6 +555,7 @@ fn phase2(
         aanmaakdatum: &aanmaakdatum_text,
         receipt_id: &receipt_id,
         quarantined,
+        feed_offset,
     };
     for parsed in stream {
         match parsed {
@@ -796,6 +798,7 @@ fn phase2(
     receipt.duration_ms = started.elapsed().as_millis() as u64;
     if violations.is_empty() {
         store_intake::write_change_seq(&savepoint, change_seq)?;
+        store_intake::write_feed_seq(&savepoint, sender.school_id, change_seq, feed_offset)?;
         let micros = aanmaakdatum_us.unwrap_or_default();
         store_intake::set_last_aanmaakdatum(
             &savepoint,
