@@ -586,7 +586,12 @@ mod tests {
     fn feed_positions_start_where_the_global_counter_was() -> rusqlite::Result<()> {
         let mut connection = connection()?;
         apply(&mut connection, "main", 0, MIGRATIONS)?;
-        apply(&mut connection, crate::store::XAPI_SCHEMA, 0, XAPI_MIGRATIONS)?;
+        apply(
+            &mut connection,
+            crate::store::XAPI_SCHEMA,
+            0,
+            XAPI_MIGRATIONS,
+        )?;
         move_bridge_tables(&mut connection)?;
         assert_eq!(user_version(&connection, "main")?, SPLIT_VERSION);
         connection.execute_batch(

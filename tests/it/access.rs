@@ -149,9 +149,49 @@ fn issue16_a_guesser_cannot_lock_out_the_real_sender() {
         "authenticated, no such receipt: {}",
         reply.body
     );
+
+    // And while a guesser hammers DEMO-EA as fast as it can from 127.0.0.3.
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let hammer = {
+        let stop = stop.clone();
+        let endpoint = gateway.endpoint.clone();
+        std::thread::spawn(move || {
+            let attacker = client_from("127.0.0.3");
+            let mut guesses = 0u32;
+            while !stop.load(std::sync::atomic::Ordering::SeqCst) {
+                let response = attacker
+                    .post(&endpoint)
+                    .header("content-type", "text/xml; charset=utf-8")
+                    .header("soapaction", "\"BrengLeerresultaten\"")
+                    .body(message(1, "DEMO-EA", "geraden-sleutel"))
+                    .send()
+                    .expect("a guess");
+                assert_eq!(response.status(), 500);
+                guesses += 1;
+            }
+            guesses
+        })
+    };
+    for round in 0..15 {
+        sequence += 1;
+        let reply = post_from(
+            &gateway,
+            &sender,
+            message(sequence, "DEMO-EA", DEMO_SLEUTEL),
+        );
+        crate::support::check(
+            &format!("the real sender under a hammer, message {round}"),
+            &reply,
+            &Expect::Accepted,
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    stop.store(true, std::sync::atomic::Ordering::SeqCst);
+    let guesses = hammer.join().expect("the hammer");
+    assert!(guesses >= 15, "the hammer ran: {guesses} guesses");
     assert!(
         !gateway.stderr().contains(KLANTCODE_LOCKOUT_ALERT),
-        "one address never reaches the klantcode-wide limit"
+        "one address never reaches the klantcode-wide limit (locked-out guesses count as refusals, not failures)"
     );
 }
 
