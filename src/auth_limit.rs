@@ -90,17 +90,24 @@ pub struct AuthLimitStats {
     pub refused: u64,
 }
 
-/// Whose failures a bucket counts.
+/// Whose failures a bucket counts. Klantcodes are kept as their SHA-256: a klantcode
+/// is read before the schema check that limits it to 64 characters, and 100,000
+/// buckets of megabyte klantcodes must not fit in memory.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 enum Subject {
     /// One API, klantcode (if any) and source network.
     Source {
         api: Api,
-        klantcode: Option<String>,
+        klantcode: Option<[u8; 32]>,
         network: IpAddr,
     },
     /// One klantcode, from anywhere.
-    Klantcode(String),
+    Klantcode([u8; 32]),
+}
+
+fn klantcode_key(klantcode: &str) -> [u8; 32] {
+    use sha2::Digest;
+    sha2::Sha256::digest(klantcode.as_bytes()).into()
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -169,12 +176,12 @@ impl AuthLimiter {
         if let Some(address) = attempt.address {
             subjects.push(Subject::Source {
                 api: attempt.api,
-                klantcode: attempt.klantcode.map(str::to_string),
+                klantcode: attempt.klantcode.map(klantcode_key),
                 network: network_of(address),
             });
         }
         if let (Api::Soap | Api::Receipts, Some(klantcode)) = (attempt.api, attempt.klantcode) {
-            subjects.push(Subject::Klantcode(klantcode.to_string()));
+            subjects.push(Subject::Klantcode(klantcode_key(klantcode)));
         }
         subjects
     }
@@ -363,6 +370,16 @@ mod tests {
             "the klantcode's key on every API"
         );
         assert!(!limiter.is_locked(&soap("OTHER", "203.0.113.1")));
+    }
+
+    #[test]
+    fn a_huge_klantcode_costs_a_bucket_of_fixed_size() {
+        let limiter = limiter(1, 100, 60_000);
+        let huge = "K".repeat(1 << 20);
+        limiter.record_failure(&soap(&huge, "192.0.2.1"));
+        assert!(limiter.is_locked(&soap(&huge, "192.0.2.1")));
+        assert!(!limiter.is_locked(&soap(&huge[1..], "192.0.2.1")));
+        assert!(std::mem::size_of::<Subject>() <= 64);
     }
 
     #[test]
