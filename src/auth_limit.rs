@@ -248,7 +248,8 @@ impl AuthLimiter {
             if before < 1.0 || refilled.tokens >= 1.0 {
                 continue;
             }
-            let klantcode = attempt.klantcode.unwrap_or("-");
+            let klantcode = crate::logging::clip(attempt.klantcode.unwrap_or("-"));
+            let klantcode = klantcode.as_ref();
             let network = attempt.address.map(network_of);
             match subject {
                 Subject::Source { .. } => {

@@ -496,7 +496,7 @@ async fn soap_call(
             tracing::info!(
                 outcome = "rejected",
                 receipt = receipt_id.as_deref().unwrap_or("-"),
-                klantcode = klantcode.as_deref().unwrap_or("-"),
+                klantcode = crate::logging::clip(klantcode.as_deref().unwrap_or("-")).as_ref(),
                 rule = rule.code(),
                 violations = violations.total(),
                 size,

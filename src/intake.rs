@@ -295,7 +295,7 @@ impl Intake {
         };
         if self.auth_limit.is_locked(&attempt) {
             // The same answer as a wrong key, and no key check: a locked-out guesser learns nothing.
-            tracing::info!(klantcode = autorisatie.klantcode.as_str(), peer = ?peer, "authentication locked out after repeated failures");
+            tracing::info!(klantcode = crate::logging::clip(&autorisatie.klantcode).as_ref(), peer = ?peer, "authentication locked out after repeated failures");
             return Ok(Phase1::Refused(
                 Violations::single(admin::wrong_key_violation()),
                 Some(autorisatie.klantcode),

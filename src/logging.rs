@@ -77,6 +77,23 @@ fn escaped_fields() -> impl for<'writer> tracing_subscriber::fmt::FormatFields<'
     .delimited(" ")
 }
 
+/// The most of one request value a log line shows, in bytes.
+const MAX_LOGGED_VALUE: usize = 128;
+
+/// A request value cut to `MAX_LOGGED_VALUE` bytes (with `…` when cut): a klantcode is
+/// read before the schema check limits it, and a megabyte of it per failed request
+/// must not reach the log.
+pub(crate) fn clip(text: &str) -> Cow<'_, str> {
+    if text.len() <= MAX_LOGGED_VALUE {
+        return Cow::Borrowed(text);
+    }
+    let mut end = MAX_LOGGED_VALUE;
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    Cow::Owned(format!("{}…", &text[..end]))
+}
+
 /// `text` with control characters and line separators written as `\n`, `\u{1b}`, ….
 pub(crate) fn escape_controls(text: &str) -> Cow<'_, str> {
     let unsafe_char = |c: char| c.is_control() || c == '\u{2028}' || c == '\u{2029}';
@@ -111,6 +128,14 @@ mod tests {
             "nel\\u{85}ls\\u{2028}ps\\u{2029}",
         );
         check("del\u{7f}", "del\\u{7f}");
+    }
+
+    #[test]
+    fn long_values_are_clipped_at_a_character_boundary() {
+        assert_eq!(clip("DEMO-EA"), "DEMO-EA");
+        let long = "é".repeat(100);
+        let clipped = clip(&long);
+        assert_eq!(clipped, format!("{}…", "é".repeat(64)));
     }
 
     #[test]

@@ -245,6 +245,16 @@ fn request_values_cannot_forge_a_log_line(format: &str) {
         "127.0.0.22",
         with(message, &[("LEERLING-MARK", injected("leerlingid"))]),
     );
+    // A 100,000-character klantcode (the schema check that limits it comes after authentication).
+    for seconds in 6..=7 {
+        let long = format!("EVIL-long{}", "x".repeat(100_000));
+        post_from(
+            "127.0.0.24",
+            base(seconds)
+                .client(&long, "Demo Uitgever", "fout")
+                .envelope(),
+        );
+    }
     // The receipts API: a Basic-auth klantcode can hold any byte.
     let receipts = format!("{}/api/v1/receipts/x", gateway.base_url);
     let klantcode = format!("EVIL-basic\n{FORGED}\r\u{1b}[2K");
@@ -279,17 +289,28 @@ fn request_values_cannot_forge_a_log_line(format: &str) {
     send_and_check(
         &gateway,
         "the last request",
-        base(6).envelope(),
+        base(8).envelope(),
         &Expect::Accepted,
     );
     let log = gateway.wait_for_log("message accepted");
-    for mark in ["EVIL-klantcode", "EVIL-basic", "EVIL-path", "EVIL-raw"] {
+    for mark in [
+        "EVIL-klantcode",
+        "EVIL-basic",
+        "EVIL-path",
+        "EVIL-raw",
+        "EVIL-long",
+    ] {
         assert!(
             log.contains(mark),
             "the test is void: {mark} never reached the log:\n{log}"
         );
     }
     for line in log.lines() {
+        assert!(
+            line.len() < 4096,
+            "a request value filled a log line ({format}): {} bytes",
+            line.len()
+        );
         assert!(
             !line.starts_with("1999-01-01"),
             "a forged log line ({format}):\n{log}"
