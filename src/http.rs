@@ -275,7 +275,7 @@ async fn handle(
     peer: SocketAddr,
 ) -> Response<Full<Bytes>> {
     let request_id = uuid::Uuid::new_v4().simple().to_string()[..16].to_string();
-    let span = tracing::info_span!("request", request_id = %request_id, method = %request.method(), path = request.uri().path(), %peer);
+    let span = tracing::info_span!("request", request_id = %request_id, method = %request.method(), path = crate::logging::clip(request.uri().path()).as_ref(), %peer);
     if crate::query::owns(request.uri().path()) {
         // Reader tokens have a failed-authentication limit of their own per source network: a
         // locked-out network is asked as if it sent no token, and so gets the same 401 as a wrong one.

@@ -81,8 +81,8 @@ fn escaped_fields() -> impl for<'writer> tracing_subscriber::fmt::FormatFields<'
 const MAX_LOGGED_VALUE: usize = 128;
 
 /// A request value cut to `MAX_LOGGED_VALUE` bytes (with `…` when cut): a klantcode is
-/// read before the schema check limits it, and a megabyte of it per failed request
-/// must not reach the log.
+/// read before the schema check limits it, a path can be as long as hyper takes, and a
+/// megabyte of either per request must not reach the log.
 pub(crate) fn clip(text: &str) -> Cow<'_, str> {
     if text.len() <= MAX_LOGGED_VALUE {
         return Cow::Borrowed(text);

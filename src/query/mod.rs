@@ -250,7 +250,7 @@ async fn finish(
         Err(error) => {
             if let QueryError::Unauthenticated = error {
                 tracing::info!(
-                    path = asked.path.as_str(),
+                    path = crate::logging::clip(&asked.path).as_ref(),
                     "read refused: no valid bearer token"
                 );
             }

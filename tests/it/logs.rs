@@ -272,6 +272,12 @@ fn request_values_cannot_forge_a_log_line(format: &str) {
         FORGED.replace(' ', "%20")
     );
     gateway.send(gateway.http.get(format!("{}{path}", gateway.base_url)));
+    let long_path = format!(
+        "{}/api/v1/schools/EVIL-longpath{}/toetsafnames",
+        gateway.base_url,
+        "y".repeat(20_000)
+    );
+    gateway.send(gateway.http.get(long_path));
     {
         use std::io::{Read, Write};
         let mut stream = std::net::TcpStream::connect(gateway.address()).unwrap();
@@ -299,6 +305,7 @@ fn request_values_cannot_forge_a_log_line(format: &str) {
         "EVIL-path",
         "EVIL-raw",
         "EVIL-long",
+        "EVIL-longpath",
     ] {
         assert!(
             log.contains(mark),
