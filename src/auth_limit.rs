@@ -235,6 +235,7 @@ impl AuthLimiter {
                 }
             }
         }
+        let mut emptied = Vec::new();
         for subject in Self::subjects(attempt) {
             let capacity = self.capacity(&subject);
             let bucket = buckets.entry(subject.clone()).or_insert(Bucket {
@@ -245,31 +246,35 @@ impl AuthLimiter {
             let before = refilled.tokens;
             refilled.tokens = (before - 1.0).max(0.0);
             *bucket = refilled;
-            if before < 1.0 || refilled.tokens >= 1.0 {
-                continue;
+            if before >= 1.0 && refilled.tokens < 1.0 {
+                emptied.push(matches!(subject, Subject::Klantcode(_)));
             }
-            let klantcode = crate::logging::clip(attempt.klantcode.unwrap_or("-"));
-            let klantcode = klantcode.as_ref();
-            let network = attempt.address.map(network_of);
-            match subject {
-                Subject::Source { .. } => {
-                    self.source_lockouts.fetch_add(1, Ordering::Relaxed);
-                    tracing::warn!(
-                        api = attempt.api.name(),
-                        klantcode,
-                        network = ?network,
-                        "repeated authentication failures; locking out"
-                    );
-                }
-                Subject::Klantcode(_) => {
-                    self.klantcode_lockouts.fetch_add(1, Ordering::Relaxed);
-                    tracing::warn!(
-                        api = attempt.api.name(),
-                        klantcode,
-                        network = ?network,
-                        "{KLANTCODE_LOCKOUT_ALERT}"
-                    );
-                }
+        }
+        // Logged after the lock is released: a slow log must not hold up other requests.
+        drop(buckets);
+        let klantcode = crate::logging::clip(attempt.klantcode.unwrap_or("-"));
+        let klantcode = klantcode.as_ref();
+        let network = attempt
+            .address
+            .map(|address| network_of(address).to_string())
+            .unwrap_or_else(|| "-".into());
+        for klantcode_wide in emptied {
+            if klantcode_wide {
+                self.klantcode_lockouts.fetch_add(1, Ordering::Relaxed);
+                tracing::warn!(
+                    api = attempt.api.name(),
+                    klantcode,
+                    network = network.as_str(),
+                    "{KLANTCODE_LOCKOUT_ALERT}"
+                );
+            } else {
+                self.source_lockouts.fetch_add(1, Ordering::Relaxed);
+                tracing::warn!(
+                    api = attempt.api.name(),
+                    klantcode,
+                    network = network.as_str(),
+                    "repeated authentication failures; locking out"
+                );
             }
         }
     }
