@@ -473,6 +473,22 @@ mod tests {
     }
 
     #[test]
+    fn the_klantcode_wide_limit_comes_from_the_environment_and_is_not_below_the_other() {
+        let mut config = Config::default();
+        assert_eq!(
+            (config.auth_max_failures, config.auth_klantcode_max_failures),
+            (10, 100)
+        );
+        config
+            .apply_env(|name| (name == "UWLR_AUTH_KLANTCODE_MAX_FAILURES").then(|| "500".into()))
+            .unwrap();
+        assert_eq!(config.auth_klantcode_max_failures, 500);
+        assert!(config.check().is_ok());
+        config.auth_klantcode_max_failures = 5;
+        assert!(config.check().is_err());
+    }
+
+    #[test]
     fn unknown_keys_are_refused() {
         assert!(toml::from_str::<Config>("lisen = \"x\"").is_err());
     }
