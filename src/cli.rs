@@ -1,6 +1,6 @@
 //! Command line: raw flags become a checked `Config`, then each subcommand runs.
 
-use crate::config::{Config, LogFormat};
+use crate::config::Config;
 use crate::domain::{Rule, SchoolCode};
 use crate::intake::{Intake, IntakeConfig};
 use crate::store::{admin, Store};
@@ -204,6 +204,9 @@ pub enum LrsCommand {
         /// The learner identity this LRS may see.
         #[arg(long, value_enum, default_value_t = crate::bridge::subscriptions::Identity::Eckid)]
         identity: crate::bridge::subscriptions::Identity,
+        /// Accept a plain http:// URL to another host (statements and credentials then cross the network unencrypted).
+        #[arg(long)]
+        allow_plain_http: bool,
     },
     List,
     /// Unsubscribe an LRS; its dead letters go with it.
@@ -397,21 +400,6 @@ fn load_config(cli: &Cli) -> Result<Config> {
         config.data_dir = data_dir.clone();
     }
     Ok(config)
-}
-
-fn init_tracing(format: LogFormat) {
-    let filter = tracing_subscriber::EnvFilter::try_from_env("UWLR_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    // Colours only on a terminal: log files and journald would get raw escape codes.
-    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(ansi);
-    let _ = match format {
-        LogFormat::Json => builder.json().try_init(),
-        LogFormat::Text => builder.try_init(),
-    };
 }
 
 /// A connection to the database of `config`, for subcommands that work on it directly.
@@ -931,6 +919,7 @@ fn lrs(config: &Config, command: LrsCommand) -> Result<ExitCode> {
             toetscodes,
             identity,
             from_now,
+            allow_plain_http,
         } => {
             let password = match password_file {
                 Some(path) => Some(read_secret_line(&path, "password")?),
@@ -954,9 +943,17 @@ fn lrs(config: &Config, command: LrsCommand) -> Result<ExitCode> {
                 toetscodes,
                 from_now,
             };
-            crate::bridge::subscriptions::check_new(&new)?;
-            if new.password.is_some() && new.url.starts_with("http://") {
-                eprintln!("warning: credentials for {} go over plain http", new.name);
+            crate::bridge::subscriptions::check_new(&new, allow_plain_http)?;
+            if new.url.starts_with("http://") && allow_plain_http {
+                eprintln!(
+                    "warning: statements{} for {} go over plain http",
+                    if new.password.is_some() {
+                        " and credentials"
+                    } else {
+                        ""
+                    },
+                    new.name
+                );
             }
             let mut key = [0u8; 32];
             rand::RngCore::fill_bytes(&mut rand::thread_rng(), &mut key);
@@ -1142,7 +1139,7 @@ fn validate(config: &Config, files: &[PathBuf]) -> Result<ExitCode> {
 }
 
 fn serve(config: Config, demo: bool) -> Result<ExitCode> {
-    init_tracing(config.log_format);
+    crate::logging::init(config.log_format);
     let store = open_store(&config)?;
     if demo {
         crate::demo::seed(&store.connect()?).context("cannot seed the demo data")?;

@@ -79,10 +79,14 @@ pub struct Config {
     pub xapi_max_backoff_secs: u64,
     /// Open connections at most; more wait in the listen backlog.
     pub max_connections: usize,
-    /// Failed authentications a klantcode or a source address may have in a burst
-    /// before it is locked out (see `auth_limit`).
+    /// Failed authentications one API, klantcode and source network may have in a
+    /// burst before that combination is locked out (see `auth_limit`).
     pub auth_max_failures: u32,
-    /// Time in which a locked-out klantcode or address gets all its attempts back;
+    /// Failed authentications one klantcode may have from all addresses together before
+    /// it is locked out everywhere, its real sender included; far above
+    /// `auth_max_failures`, so only a guesser spread over many networks reaches it.
+    pub auth_klantcode_max_failures: u32,
+    /// Time in which a locked-out bucket gets all its attempts back;
     /// the first comes back after `auth_lockout_secs / auth_max_failures`.
     pub auth_lockout_secs: u64,
     /// File with the key(s) that seal LRS passwords and pseudonym keys in the database
@@ -127,6 +131,7 @@ impl Default for Config {
             xapi_max_backoff_secs: 60,
             max_connections: 2048,
             auth_max_failures: 10,
+            auth_klantcode_max_failures: 100,
             auth_lockout_secs: 60,
             secrets_key_file: None,
             secrets_key: None,
@@ -260,6 +265,9 @@ impl Config {
         set("UWLR_AUTH_MAX_FAILURES", &mut |v| {
             Ok(self.auth_max_failures = parse("UWLR_AUTH_MAX_FAILURES", v)?)
         })?;
+        set("UWLR_AUTH_KLANTCODE_MAX_FAILURES", &mut |v| {
+            Ok(self.auth_klantcode_max_failures = parse("UWLR_AUTH_KLANTCODE_MAX_FAILURES", v)?)
+        })?;
         set("UWLR_AUTH_LOCKOUT_SECS", &mut |v| {
             Ok(self.auth_lockout_secs = parse("UWLR_AUTH_LOCKOUT_SECS", v)?)
         })?;
@@ -342,6 +350,11 @@ impl Config {
                 "auth_max_failures and auth_lockout_secs must be positive".into(),
             ));
         }
+        if self.auth_klantcode_max_failures < self.auth_max_failures {
+            return Err(ConfigError::Invalid(
+                "auth_klantcode_max_failures must be at least auth_max_failures".into(),
+            ));
+        }
         if self.max_body_bytes == 0 {
             return Err(ConfigError::Invalid(
                 "max_body_bytes must be positive".into(),
@@ -403,10 +416,11 @@ impl Config {
 
     /// The failed-authentication limiter these settings describe.
     pub fn auth_limiter(&self) -> crate::auth_limit::AuthLimiter {
-        crate::auth_limit::AuthLimiter::new(
-            self.auth_max_failures,
-            std::time::Duration::from_secs(self.auth_lockout_secs),
-        )
+        crate::auth_limit::AuthLimiter::new(crate::auth_limit::AuthLimits {
+            max_failures: self.auth_max_failures,
+            klantcode_max_failures: self.auth_klantcode_max_failures,
+            lockout: std::time::Duration::from_secs(self.auth_lockout_secs),
+        })
     }
 
     /// The URL senders use for the SOAP endpoint.
@@ -476,6 +490,22 @@ mod tests {
         assert_eq!(config.wal_restart_mib, 64);
         assert!(config.check().is_ok());
         config.wal_restart_mib = 0;
+        assert!(config.check().is_err());
+    }
+
+    #[test]
+    fn the_klantcode_wide_limit_comes_from_the_environment_and_is_not_below_the_other() {
+        let mut config = Config::default();
+        assert_eq!(
+            (config.auth_max_failures, config.auth_klantcode_max_failures),
+            (10, 100)
+        );
+        config
+            .apply_env(|name| (name == "UWLR_AUTH_KLANTCODE_MAX_FAILURES").then(|| "500".into()))
+            .unwrap();
+        assert_eq!(config.auth_klantcode_max_failures, 500);
+        assert!(config.check().is_ok());
+        config.auth_klantcode_max_failures = 5;
         assert!(config.check().is_err());
     }
 

@@ -187,8 +187,11 @@ impl DifferentialHarness {
                 clock: crate::clock::Clock::System,
             }),
             auth_limit: std::sync::Arc::new(crate::auth_limit::AuthLimiter::new(
-                u32::MAX,
-                std::time::Duration::from_secs(1),
+                crate::auth_limit::AuthLimits {
+                    max_failures: u32::MAX,
+                    klantcode_max_failures: u32::MAX,
+                    lockout: std::time::Duration::from_secs(1),
+                },
             )),
         };
         let (bodies, body_receiver) = std::sync::mpsc::channel::<Vec<u8>>();

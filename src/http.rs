@@ -1,5 +1,6 @@
 //! The hyper listener: routes, body spooling with limits and timeouts, graceful shutdown.
 
+use crate::auth_limit::{Api, Attempt};
 use crate::body::{Body, MEMORY_LIMIT};
 use crate::config::Config;
 use crate::domain::violation::Violations;
@@ -274,13 +275,18 @@ async fn handle(
     peer: SocketAddr,
 ) -> Response<Full<Bytes>> {
     let request_id = uuid::Uuid::new_v4().simple().to_string()[..16].to_string();
-    let span = tracing::info_span!("request", request_id = %request_id, method = %request.method(), path = %request.uri().path(), %peer);
+    let span = tracing::info_span!("request", request_id = %request_id, method = %request.method(), path = crate::logging::clip(request.uri().path()).as_ref(), %peer);
     if crate::query::owns(request.uri().path()) {
-        // Reader tokens share the failed-authentication limit per source address: a locked-out
-        // address is asked as if it sent no token, and so gets the same 401 as a wrong one.
+        // Reader tokens have a failed-authentication limit of their own per source network: a
+        // locked-out network is asked as if it sent no token, and so gets the same 401 as a wrong one.
         let limiter = &state.intake.auth_limit;
-        let locked = limiter.is_locked(None, Some(peer.ip()));
+        let attempt = Attempt {
+            api: Api::Reader,
+            klantcode: None,
+            address: Some(peer.ip()),
+        };
         let presented = request.headers().contains_key(AUTHORIZATION);
+        let locked = presented && limiter.is_locked(&attempt);
         let mut headers = request.headers().clone();
         if locked {
             headers.remove(AUTHORIZATION);
@@ -290,12 +296,8 @@ async fn handle(
         let answer = crate::query::route(&state.intake.store, asked)
             .instrument(span)
             .await;
-        if !locked
-            && presented
-            && answer.reply.status == StatusCode::UNAUTHORIZED
-            && limiter.record_failure(None, Some(peer.ip()))
-        {
-            tracing::warn!(%peer, "repeated reader token failures; locking out");
+        if !locked && presented && answer.reply.status == StatusCode::UNAUTHORIZED {
+            limiter.record_failure(&attempt);
         }
         let mut response = respond(answer.reply, &request_id);
         for (name, value) in answer.headers {
@@ -348,18 +350,17 @@ async fn route(
     fault::refusal(&Refusal::NotFound)
 }
 
+/// `GET /health`: liveness (the database answers) and the version, nothing a stranger
+/// may not know: no counts, no addresses, no configuration.
 fn health(state: &AppState) -> Reply {
-    let database = state.intake.store.read(|connection| {
-        Ok(
-            connection.query_row("SELECT count(*) FROM receipts", [], |row| {
-                row.get::<_, i64>(0)
-            })?,
-        )
-    });
+    let database = state
+        .intake
+        .store
+        .read(|connection| Ok(connection.query_row("SELECT 1", [], |row| row.get::<_, i64>(0))?));
     match database {
-        Ok(receipts) => json_reply(
+        Ok(_) => json_reply(
             StatusCode::OK,
-            serde_json::json!({"status": "ok", "receipts": receipts, "endpoint": state.endpoint_url}),
+            serde_json::json!({"status": "ok", "version": env!("CARGO_PKG_VERSION")}),
         ),
         Err(error) => {
             tracing::error!(%error, "health check cannot read the database");
@@ -495,7 +496,7 @@ async fn soap_call(
             tracing::info!(
                 outcome = "rejected",
                 receipt = receipt_id.as_deref().unwrap_or("-"),
-                klantcode = klantcode.as_deref().unwrap_or("-"),
+                klantcode = crate::logging::clip(klantcode.as_deref().unwrap_or("-")).as_ref(),
                 rule = rule.code(),
                 violations = violations.total(),
                 size,
@@ -640,7 +641,12 @@ fn receipt(state: &AppState, request: &Request<Incoming>, id: &str, peer: Socket
         return reply;
     };
     let limiter = &state.intake.auth_limit;
-    if limiter.is_locked(Some(&klantcode), Some(peer.ip())) {
+    let attempt = Attempt {
+        api: Api::Receipts,
+        klantcode: Some(&klantcode),
+        address: Some(peer.ip()),
+    };
+    if limiter.is_locked(&attempt) {
         return problem(
             StatusCode::UNAUTHORIZED,
             "klantcode or autorisatiesleutel is not valid",
@@ -660,9 +666,7 @@ fn receipt(state: &AppState, request: &Request<Incoming>, id: &str, peer: Socket
     match result {
         Ok(Ok(json)) => json_reply(StatusCode::OK, json),
         Ok(Err(StatusCode::UNAUTHORIZED)) => {
-            if limiter.record_failure(Some(&klantcode), Some(peer.ip())) {
-                tracing::warn!(%klantcode, %peer, "repeated authentication failures on the receipts API; locking out");
-            }
+            limiter.record_failure(&attempt);
             problem(
                 StatusCode::UNAUTHORIZED,
                 "klantcode or autorisatiesleutel is not valid",
@@ -699,7 +703,12 @@ async fn admin_import(state: &AppState, request: Request<Incoming>, peer: Socket
         );
     };
     let limiter = &state.intake.auth_limit;
-    if limiter.is_locked(None, Some(peer.ip())) {
+    let attempt = Attempt {
+        api: Api::Admin,
+        klantcode: None,
+        address: Some(peer.ip()),
+    };
+    if limiter.is_locked(&attempt) {
         return problem(
             StatusCode::UNAUTHORIZED,
             "a valid admin bearer token is required",
@@ -715,9 +724,7 @@ async fn admin_import(state: &AppState, request: Request<Incoming>, peer: Socket
         .ct_eq(&Sha256::digest(expected.expose().as_bytes()))
         .into();
     if !matches {
-        if limiter.record_failure(None, Some(peer.ip())) {
-            tracing::warn!(%peer, "repeated admin token failures; locking out");
-        }
+        limiter.record_failure(&attempt);
         return problem(
             StatusCode::UNAUTHORIZED,
             "a valid admin bearer token is required",

@@ -6,6 +6,7 @@
 //! versioning, and one streaming pass over the results that checks each rule and
 //! upserts each afname, all inside one savepoint.
 
+use crate::auth_limit::{Api, Attempt};
 use crate::body::Body;
 use crate::clock::Clock;
 use crate::domain::rules::{self, UnknownVocabularies};
@@ -138,7 +139,7 @@ pub struct Intake {
     pub schemas: SchemaSet,
     pub vocabularies: Arc<Vocabularies>,
     pub config: Arc<IntakeConfig>,
-    /// Failed authentications per klantcode and source address.
+    /// Failed authentications per API, klantcode and source network.
     pub auth_limit: Arc<crate::auth_limit::AuthLimiter>,
 }
 
@@ -291,12 +292,14 @@ impl Intake {
                 Some(autorisatie.klantcode),
             ));
         };
-        if self
-            .auth_limit
-            .is_locked(Some(&autorisatie.klantcode), peer)
-        {
+        let attempt = Attempt {
+            api: Api::Soap,
+            klantcode: Some(&autorisatie.klantcode),
+            address: peer,
+        };
+        if self.auth_limit.is_locked(&attempt) {
             // The same answer as a wrong key, and no key check: a locked-out guesser learns nothing.
-            tracing::info!(klantcode = %autorisatie.klantcode, peer = ?peer, "authentication locked out after repeated failures");
+            tracing::info!(klantcode = crate::logging::clip(&autorisatie.klantcode).as_ref(), peer = ?peer, "authentication locked out after repeated failures");
             return Ok(Phase1::Refused(
                 Violations::single(admin::wrong_key_violation()),
                 Some(autorisatie.klantcode),
@@ -315,12 +318,8 @@ impl Intake {
         })? {
             Ok(sender) => sender,
             Err(violation) => {
-                if matches!(violation.rule, Rule::Klant | Rule::Autorisatie)
-                    && self
-                        .auth_limit
-                        .record_failure(Some(&autorisatie.klantcode), peer)
-                {
-                    tracing::warn!(klantcode = %autorisatie.klantcode, peer = ?peer, "repeated authentication failures; locking out");
+                if matches!(violation.rule, Rule::Klant | Rule::Autorisatie) {
+                    self.auth_limit.record_failure(&attempt);
                 }
                 return Ok(Phase1::Refused(
                     Violations::single(violation),
@@ -583,6 +582,7 @@ fn phase2(
     }
     // Step 4 and 7: every result, streamed.
     let mut change_seq = store_intake::read_change_seq(&savepoint)?;
+    let feed_offset = store_intake::feed_offset(&savepoint, sender.school_id, change_seq)?;
     let stream = match parsed_results {
         Some(parsed) => ResultStream::Parsed(parsed.into_iter()),
         None => ResultStream::open(body, body.len()? > INLINE_VALIDATION_BYTES)?,
@@ -599,6 +599,7 @@ fn phase2(
         aanmaakdatum: &aanmaakdatum_text,
         receipt_id: &receipt_id,
         quarantined,
+        feed_offset,
     };
     for parsed in stream {
         match parsed {
@@ -829,6 +830,7 @@ fn phase2(
     receipt.duration_ms = started.elapsed().as_millis() as u64;
     if violations.is_empty() {
         store_intake::write_change_seq(&savepoint, change_seq)?;
+        store_intake::write_feed_seq(&savepoint, sender.school_id, change_seq, feed_offset)?;
         let micros = aanmaakdatum_us.unwrap_or_default();
         store_intake::set_last_aanmaakdatum(
             &savepoint,

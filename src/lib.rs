@@ -15,6 +15,7 @@ pub mod domain;
 pub mod fuzzing;
 pub mod http;
 pub mod intake;
+pub mod logging;
 pub mod query;
 pub mod roster;
 pub mod schema;

@@ -363,6 +363,7 @@ mod tests {
                 aanmaakdatum: "2026-10-02T08:00:00",
                 receipt_id: "r",
                 quarantined: false,
+                feed_offset: 0,
             };
             upsert_afname(&connection, &write, &state, &mut seq)?;
         }

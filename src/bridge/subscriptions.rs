@@ -140,8 +140,9 @@ fn pseudonym(key_hex: &Secret, subject: &str) -> String {
     hex::encode(mac.finalize().into_bytes())
 }
 
-/// Checks an `lrs add` request: a name, an http(s) statements URL, a password only with a user.
-pub fn check_new(new: &NewSubscription) -> Result<(), BridgeError> {
+/// Checks an `lrs add` request: a name, an http(s) statements URL, a password only with a user,
+/// and https unless the LRS is on this host or `allow_plain_http` says plain http is meant.
+pub fn check_new(new: &NewSubscription, allow_plain_http: bool) -> Result<(), BridgeError> {
     let name_ok = !new.name.is_empty()
         && new.name.len() <= 64
         && new
@@ -160,6 +161,14 @@ pub fn check_new(new: &NewSubscription) -> Result<(), BridgeError> {
             "--url must be an http(s) statements URL".into(),
         ));
     }
+    if url.scheme() == "http" && !allow_plain_http && !is_loopback(&url) {
+        return Err(BridgeError::Subscription(format!(
+            "--url {} is plain http: statements (learner ids, scores) and credentials would cross \
+             the network readable by anyone on the way; use https, or give --allow-plain-http \
+             for a network you trust",
+            new.url
+        )));
+    }
     if !url.username().is_empty() || url.password().is_some() {
         return Err(BridgeError::Subscription(
             "give credentials with --username/--password, not in the URL".into(),
@@ -171,6 +180,19 @@ pub fn check_new(new: &NewSubscription) -> Result<(), BridgeError> {
         ));
     }
     Ok(())
+}
+
+/// Whether the URL's host is this machine (`localhost`, 127.0.0.0/8, `::1`): plain http there
+/// never leaves the host.
+fn is_loopback(url: &reqwest::Url) -> bool {
+    let Some(host) = url.host_str() else {
+        return false;
+    };
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    host.eq_ignore_ascii_case("localhost")
+        || host
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|address| address.is_loopback())
 }
 
 #[cfg(test)]
@@ -187,6 +209,35 @@ mod tests {
 
     fn subscription(identity: &str) -> Subscription {
         Subscription::open(row(identity), &keyring()).unwrap()
+    }
+
+    #[test]
+    fn plain_http_only_to_this_host_or_when_allowed() {
+        let check = |url: &str, allow: bool| {
+            let new = NewSubscription {
+                name: "lrs".into(),
+                url: url.into(),
+                username: None,
+                password: None,
+                identity: "eckid".into(),
+                schools: vec![],
+                toetscodes: vec![],
+                from_now: false,
+            };
+            check_new(&new, allow).is_ok()
+        };
+        assert!(check("https://lrs.example/xAPI/statements", false));
+        assert!(!check("http://lrs.example/xAPI/statements", false));
+        assert!(!check("http://10.0.0.5:8080/xAPI/statements", false));
+        assert!(check("http://lrs.example/xAPI/statements", true));
+        assert!(check("http://127.0.0.1:9/xAPI/statements", false));
+        assert!(check("http://127.0.0.2:9/xAPI/statements", false));
+        assert!(check("http://localhost:9/xAPI/statements", false));
+        assert!(check("http://[::1]:9/xAPI/statements", false));
+        assert!(!check(
+            "http://localhost.lrs.example/xAPI/statements",
+            false
+        ));
     }
 
     fn row(identity: &str) -> SubscriptionRow {

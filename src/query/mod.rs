@@ -247,7 +247,10 @@ async fn finish(
         Ok(authenticated) => authenticated,
         Err(error) => {
             if let QueryError::Unauthenticated = error {
-                tracing::info!(path = %asked.path, "read refused: no valid bearer token");
+                tracing::info!(
+                    path = crate::logging::clip(&asked.path).as_ref(),
+                    "read refused: no valid bearer token"
+                );
             }
             return error.answer(&asked.request_id, &asked.path);
         }

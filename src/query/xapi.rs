@@ -57,15 +57,27 @@ pub enum StatementQuery {
     },
 }
 
-/// Where a `more` link continues: the original query string, the last seq answered, the snapshot bound.
+/// Where a `more` link continues: the original query string, the last statement answered,
+/// the snapshot bound (the newest statement of the reader's schools when the query began).
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct More {
     #[serde(rename = "q")]
     pub query: String,
     #[serde(rename = "a")]
-    pub after: i64,
+    pub after: Position,
     #[serde(rename = "t")]
-    pub through: i64,
+    pub through: Position,
+}
+
+/// A place in the statement order, as a `more` link holds it.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(untagged)]
+pub enum Position {
+    /// A statement of the reader's schools, by id: the reader knows it, and it tells
+    /// nothing about the gateway's other statements (as a storage `seq` would).
+    Statement(String),
+    /// A storage `seq`, in links handed out before; still read, never written.
+    Seq(i64),
 }
 
 impl More {
@@ -79,6 +91,15 @@ impl More {
             .decode(token)
             .ok()?;
         serde_json::from_slice(&bytes).ok()
+    }
+}
+
+/// The storage order at a `more` link's position; a statement that is gone makes the link invalid.
+fn seq_at(connection: &rusqlite::Connection, position: &Position) -> Result<i64, QueryError> {
+    match position {
+        Position::Seq(seq) => Ok(*seq),
+        Position::Statement(id) => statements::seq_of(connection, id)?
+            .ok_or_else(|| QueryError::NotFound("this more link is not valid".into())),
     }
 }
 
@@ -327,11 +348,17 @@ pub fn answer(
             format,
             attachments,
         } => {
-            let through = match &position {
-                Some(more) => more.through,
-                None => statements::newest_seq(&snapshot)?,
+            let (through, through_id) = match &position {
+                Some(more) => (seq_at(&snapshot, &more.through)?, more.through.clone()),
+                None => match statements::newest_statement(&snapshot, &school_ids)? {
+                    Some((seq, id)) => (seq, Position::Statement(id)),
+                    None => (0, Position::Seq(0)),
+                },
             };
-            let after = position.as_ref().map(|more| more.after);
+            let after = match &position {
+                Some(more) => Some(seq_at(&snapshot, &more.after)?),
+                None => None,
+            };
             let mut rows = statements::read_statements(
                 &snapshot,
                 &school_ids,
@@ -346,8 +373,8 @@ pub fn answer(
                 Some(last) if has_more => {
                     let token = More {
                         query: query_text.clone(),
-                        after: last.seq,
-                        through,
+                        after: Position::Statement(last.id.clone()),
+                        through: through_id,
                     }
                     .encode();
                     format!("{MORE_PATH}{token}")
@@ -481,10 +508,22 @@ mod tests {
     fn more_tokens_round_trip_and_refuse_garbage() {
         let more = More {
             query: "agent=%7B%7D&limit=2".into(),
-            after: 17,
-            through: 40,
+            after: Position::Statement("0f5e3c4a-1111-5222-8333-944455556666".into()),
+            through: Position::Statement("0f5e3c4a-7777-5888-8999-aaaabbbbcccc".into()),
         };
         assert_eq!(More::decode(&more.encode()), Some(more));
+        // Links handed out before held storage seqs; they are still read.
+        use base64::Engine;
+        let old = base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .encode(r#"{"q":"limit=2","a":17,"t":40}"#);
+        assert_eq!(
+            More::decode(&old),
+            Some(More {
+                query: "limit=2".into(),
+                after: Position::Seq(17),
+                through: Position::Seq(40),
+            })
+        );
         assert_eq!(More::decode("not base64!"), None);
         assert_eq!(More::decode("e30"), None);
     }

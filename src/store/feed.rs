@@ -1,12 +1,15 @@
 //! Reads behind the LAS feed: afnames changed after a cursor, in change order, and toets versions.
 //!
-//! The cursor is `toetsafnames.change_seq`. Every afname write bumps the shared
-//! `change_counter` and stamps the row with the new value in the same
-//! transaction, and only one write transaction exists at a time (the writer
+//! The cursor is `toetsafnames.feed_seq`, the school's own change sequence. Every
+//! afname create, correction and release bumps its school's `schools.feed_seq` and
+//! stamps the row with the new value in the same transaction (`store::intake`), and
+//! only one write transaction exists at a time (the writer
 //! thread, or SQLite's write lock for the CLI). So a read snapshot that sees the
-//! counter at `C` sees every row stamped `<= C`, and any later commit stamps
-//! values `> C`: `C` is a consistent-through marker, and a cursor at or below it
-//! can never skip a change.
+//! school's counter at `C` sees every row of the school stamped `<= C`, and any later
+//! commit stamps values `> C`: `C` is a consistent-through marker, and a cursor at
+//! or below it can never skip a change. The positions count one school's changes
+//! only, so they tell a reader nothing about other schools; the gateway-wide
+//! `change_seq` (the change log's order) never leaves the store.
 
 use super::StoreError;
 use rusqlite::types::Value;
@@ -29,7 +32,8 @@ pub enum AfnameStatus {
 /// One afname in the feed: its latest state when it was read.
 #[derive(Debug, serde::Serialize)]
 pub struct FeedItem {
-    /// The change that put this state in the feed; the feed is ordered by it.
+    /// The school's feed position of the change that put this state in the feed; the feed
+    /// is ordered by it. (Named `change_seq` on the wire since the first release.)
     pub change_seq: i64,
     pub status: AfnameStatus,
     /// The resultaat key, unique within the school and the sender.
@@ -110,9 +114,9 @@ fn raw_json(text: String) -> rusqlite::Result<Box<RawValue>> {
     })
 }
 
-/// Reads up to `limit` afnames of `school_id` changed after `since`, oldest
-/// change first, in one snapshot. Quarantined afnames are left out: they enter
-/// the feed when they are released, which stamps a new change_seq.
+/// Reads up to `limit` afnames of `school_id` changed after feed position `since`,
+/// oldest change first, in one snapshot. Quarantined afnames are left out: they enter
+/// the feed when they are released, which stamps a new position.
 pub fn read_feed(
     connection: &Connection,
     school_id: i64,
@@ -121,17 +125,18 @@ pub fn read_feed(
     filter: &FeedFilter,
 ) -> Result<FeedPage, StoreError> {
     let snapshot = connection.unchecked_transaction()?;
-    // The counter is read first, in the same snapshot as the rows.
-    let consistent_through: i64 =
-        snapshot.query_row("SELECT seq FROM change_counter WHERE id = 1", [], |row| {
-            row.get(0)
-        })?;
+    // The school's counter is read first, in the same snapshot as the rows.
+    let consistent_through: i64 = snapshot.query_row(
+        "SELECT feed_seq FROM schools WHERE id = ?1",
+        [school_id],
+        |row| row.get(0),
+    )?;
     let mut sql = String::from(
-        "SELECT a.change_seq, a.afname_key, a.leerlingid, a.eckid, a.resultaatverwerkerid, a.toetscode,
+        "SELECT a.feed_seq, a.afname_key, a.leerlingid, a.eckid, a.resultaatverwerkerid, a.toetscode,
                 a.versie, a.toetsonderdeelcode, a.afnamedatum, a.mutatiedatum, a.revision, a.score,
                 a.derived, a.result, c.klantcode
          FROM toetsafnames a JOIN clients c ON c.id = a.client_id
-         WHERE a.school_id = ?1 AND a.change_seq > ?2 AND a.quarantined = 0",
+         WHERE a.school_id = ?1 AND a.feed_seq > ?2 AND a.quarantined = 0",
     );
     let mut values: Vec<Value> = vec![Value::Integer(school_id), Value::Integer(since)];
     let mut condition = |column: &str, operator: &str, value: &Option<String>| {
@@ -146,7 +151,7 @@ pub fn read_feed(
     condition("afnamedatum", "<=", &filter.afnamedatum_until);
     // One row more than asked tells whether more follow.
     values.push(Value::Integer(i64::from(limit) + 1));
-    sql.push_str(&format!(" ORDER BY a.change_seq LIMIT ?{}", values.len()));
+    sql.push_str(&format!(" ORDER BY a.feed_seq LIMIT ?{}", values.len()));
     let mut items = snapshot
         .prepare_cached(&sql)?
         .query_map(params_from_iter(values), |row| {
@@ -240,7 +245,10 @@ pub fn read_toets_versions(
 mod tests {
     use super::*;
     use crate::domain::SchoolCode;
-    use crate::store::intake::{upsert_afname, write_change_seq, AfnameState, AfnameWrite, Owner};
+    use crate::store::intake::{
+        feed_offset, upsert_afname, write_change_seq, write_feed_seq, AfnameState, AfnameWrite,
+        Owner,
+    };
     use rusqlite::params;
 
     fn database() -> Result<(Connection, i64, i64), StoreError> {
@@ -293,6 +301,7 @@ mod tests {
         };
         // Each call stands for its own message.
         let receipt_id = format!("r-{seq}");
+        let feed_offset = feed_offset(connection, school_id, seq).unwrap();
         let write = AfnameWrite {
             owner: Owner {
                 school_id,
@@ -301,9 +310,11 @@ mod tests {
             aanmaakdatum: "2026-10-01T08:00:00",
             receipt_id: &receipt_id,
             quarantined,
+            feed_offset,
         };
         upsert_afname(connection, &write, &state, &mut seq).unwrap();
         write_change_seq(connection, seq).unwrap();
+        write_feed_seq(connection, school_id, seq, feed_offset).unwrap();
     }
 
     fn keys(page: &FeedPage) -> Vec<&str> {
@@ -324,7 +335,16 @@ mod tests {
         let first = read_feed(&connection, school, 0, 2, &FeedFilter::default())?;
         assert_eq!(keys(&first), ["A", "B"]);
         assert!(first.has_more);
-        assert_eq!(first.consistent_through, 5);
+        // Positions count this school's changes only: X of the other school is not among them.
+        assert_eq!(first.consistent_through, 4);
+        assert_eq!(
+            first
+                .items
+                .iter()
+                .map(|item| item.change_seq)
+                .collect::<Vec<_>>(),
+            [1, 2]
+        );
         let second = read_feed(
             &connection,
             school,
@@ -334,7 +354,7 @@ mod tests {
         )?;
         assert_eq!(keys(&second), ["C"]);
         assert!(!second.has_more);
-        assert_eq!(second.next_cursor, 5);
+        assert_eq!(second.next_cursor, 4);
         // A correction moves A to the end of the feed, with its new revision.
         store(&connection, school, "A", "L1", 9, false);
         let third = read_feed(
@@ -360,6 +380,36 @@ mod tests {
             },
         )?;
         assert_eq!(keys(&filtered), ["C", "A"]);
+        // The other school's reader sees one change, however busy this school was.
+        let other_page = read_feed(&connection, other, 0, 10, &FeedFilter::default())?;
+        assert_eq!(keys(&other_page), ["X"]);
+        assert_eq!(
+            (
+                other_page.items[0].change_seq,
+                other_page.consistent_through
+            ),
+            (1, 1)
+        );
+        Ok(())
+    }
+
+    /// Core migration 6: cursors handed out as gateway-wide change_seq values stay valid.
+    #[test]
+    fn cursors_from_before_per_school_positions_skip_nothing() -> Result<(), StoreError> {
+        let (connection, school, other) = database()?;
+        store(&connection, school, "A", "L1", 1, false);
+        store(&connection, other, "X", "L9", 1, false);
+        store(&connection, school, "B", "L2", 2, false);
+        // As migrated: positions were the global change_seq, every school at the global counter.
+        connection.execute_batch(
+            "UPDATE toetsafnames SET feed_seq = change_seq;
+             UPDATE schools SET feed_seq = (SELECT seq FROM change_counter);",
+        )?;
+        let old_cursor = 1; // handed out after A, before X and B
+        store(&connection, school, "C", "L3", 3, false);
+        let page = read_feed(&connection, school, old_cursor, 10, &FeedFilter::default())?;
+        assert_eq!(keys(&page), ["B", "C"]);
+        assert_eq!(page.items[1].change_seq, 4);
         Ok(())
     }
 

@@ -339,6 +339,9 @@ pub struct AfnameWrite<'a> {
     pub aanmaakdatum: &'a str,
     pub receipt_id: &'a str,
     pub quarantined: bool,
+    /// A change's feed position in its school is its `change_seq` plus this: one message
+    /// writes for one school, so both counters move together within it (`feed_offset`).
+    pub feed_offset: i64,
 }
 
 /// The change feed's counter, read once per message and written back at its end.
@@ -352,6 +355,31 @@ pub fn write_change_seq(connection: &Connection, seq: i64) -> Result<(), StoreEr
     connection
         .prepare_cached("UPDATE change_counter SET seq = ?1 WHERE id = 1")?
         .execute([seq])?;
+    Ok(())
+}
+
+/// The school's feed offset for a message that starts at `change_seq` (see `AfnameWrite`).
+pub fn feed_offset(
+    connection: &Connection,
+    school_id: i64,
+    change_seq: i64,
+) -> Result<i64, StoreError> {
+    let feed_seq: i64 = connection
+        .prepare_cached("SELECT feed_seq FROM schools WHERE id = ?1")?
+        .query_row([school_id], |row| row.get(0))?;
+    Ok(feed_seq - change_seq)
+}
+
+/// Moves the school's feed counter to where the message's last change put it.
+pub fn write_feed_seq(
+    connection: &Connection,
+    school_id: i64,
+    change_seq: i64,
+    feed_offset: i64,
+) -> Result<(), StoreError> {
+    connection
+        .prepare_cached("UPDATE schools SET feed_seq = ?2 WHERE id = ?1")?
+        .execute(params![school_id, change_seq + feed_offset])?;
     Ok(())
 }
 
@@ -369,8 +397,8 @@ pub fn upsert_afname(
         .prepare_cached(
             "INSERT INTO toetsafnames (school_id, client_id, afname_key, leerlingid, eckid, resultaatverwerkerid, toets_id,
                toetscode, versie, toetsonderdeelcode, afnamedatum, mutatiedatum, aanmaakdatum, receipt_id,
-               score, derived, result, content_sha256, revision, quarantined, change_seq)
-             VALUES (?1, ?19, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, NULL, ?11, ?12, ?13, ?14, ?15, ?16, 1, ?17, ?18)
+               score, derived, result, content_sha256, revision, quarantined, change_seq, feed_seq)
+             VALUES (?1, ?19, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, NULL, ?11, ?12, ?13, ?14, ?15, ?16, 1, ?17, ?18, ?20)
              ON CONFLICT (school_id, client_id, afname_key) DO NOTHING",
         )?
         .execute(params![
@@ -393,6 +421,7 @@ pub fn upsert_afname(
             write.quarantined,
             *change_seq + 1,
             write.owner.client_id,
+            *change_seq + 1 + write.feed_offset,
         ])?;
     if inserted == 1 {
         *change_seq += 1;
@@ -456,7 +485,8 @@ pub fn upsert_afname(
                     "UPDATE toetsafnames SET leerlingid = ?2, eckid = ?3, resultaatverwerkerid = ?4, toets_id = ?5,
                        toetscode = ?6, versie = ?7, toetsonderdeelcode = ?8, mutatiedatum = ?9, aanmaakdatum = ?10,
                        receipt_id = ?11, score = ?12, derived = ?13, result = ?14, content_sha256 = ?15,
-                       revision = revision + 1, quarantined = ?16, change_seq = ?17 WHERE id = ?1",
+                       revision = revision + 1, quarantined = ?16, change_seq = ?17, feed_seq = ?18
+                     WHERE id = ?1",
                 )?
                 .execute(params![
                     id,
@@ -476,6 +506,7 @@ pub fn upsert_afname(
                     content_hash,
                     write.quarantined,
                     *change_seq,
+                    *change_seq + write.feed_offset,
                 ])?;
             log_change(connection, *change_seq, id, write.quarantined)?;
             Ok(AfnameChange::Updated)
@@ -557,8 +588,16 @@ pub fn release_quarantine(connection: &Connection) -> Result<usize, StoreError> 
         .collect::<Result<_, _>>()?;
     for id in &ids {
         seq += 1;
+        // Its school's next feed position: releases span schools, so one counter at a time.
         connection.execute(
-            "UPDATE toetsafnames SET quarantined = 0, change_seq = ?2 WHERE id = ?1",
+            "UPDATE schools SET feed_seq = feed_seq + 1
+             WHERE id = (SELECT school_id FROM toetsafnames WHERE id = ?1)",
+            [id],
+        )?;
+        connection.execute(
+            "UPDATE toetsafnames SET quarantined = 0, change_seq = ?2,
+               feed_seq = (SELECT feed_seq FROM schools WHERE id = toetsafnames.school_id)
+             WHERE id = ?1",
             params![id, seq],
         )?;
         // The released state is a change of its own in the log, now visible to the publisher.

@@ -87,11 +87,32 @@ pub fn consistent_through(
     Ok(newest.unwrap_or_else(|| "1970-01-01T00:00:00.000Z".into()))
 }
 
-/// The newest `seq` in this snapshot: the bound that keeps the pages of one query consistent.
-pub fn newest_seq(connection: &Connection) -> Result<i64, StoreError> {
+/// The newest statement of these schools in this snapshot (`seq`, id): the bound that keeps
+/// the pages of one query consistent. Only these schools' statements count, so the bound
+/// (which a `more` link carries) says nothing about other schools.
+pub fn newest_statement(
+    connection: &Connection,
+    school_ids: &[i64],
+) -> Result<Option<(i64, String)>, StoreError> {
+    let mut statement = connection.prepare_cached(
+        "SELECT seq, id FROM xapi_statements WHERE school_id = ?1 ORDER BY seq DESC LIMIT 1",
+    )?;
+    let mut newest: Option<(i64, String)> = None;
+    for school_id in school_ids {
+        let found: Option<(i64, String)> = statement
+            .query_row([school_id], |row| Ok((row.get(0)?, row.get(1)?)))
+            .optional()?;
+        newest = newest.max(found);
+    }
+    Ok(newest)
+}
+
+/// The storage order of a statement, by id; `None` when there is no such statement.
+pub fn seq_of(connection: &Connection, id: &str) -> Result<Option<i64>, StoreError> {
     Ok(connection
-        .prepare_cached("SELECT COALESCE(MAX(seq), 0) FROM xapi_statements")?
-        .query_row([], |row| row.get(0))?)
+        .prepare_cached("SELECT seq FROM xapi_statements WHERE id = ?1")?
+        .query_row([id], |row| row.get(0))
+        .optional()?)
 }
 
 /// One statement by id among these schools: a statement that is not voided, or with `voided` one that is.
@@ -392,7 +413,14 @@ mod tests {
             consistent_through(&connection, &[])?,
             "1970-01-01T00:00:00.000Z"
         );
-        assert_eq!(newest_seq(&connection)?, 4);
+        assert_eq!(newest_statement(&connection, &[1])?, Some((3, "s3".into())));
+        assert_eq!(
+            newest_statement(&connection, &[1, 2])?,
+            Some((4, "s4".into()))
+        );
+        assert_eq!(newest_statement(&connection, &[])?, None);
+        assert_eq!(seq_of(&connection, "s2")?, Some(2));
+        assert_eq!(seq_of(&connection, "nope")?, None);
         Ok(())
     }
 }

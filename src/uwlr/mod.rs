@@ -26,11 +26,13 @@ pub struct Autorisatie {
 }
 
 impl Autorisatie {
-    /// Reads the header; `None` fields are reported by the caller as missing.
+    /// Reads the header exactly as sent (no trimming: a key with a stray space is
+    /// another key); `None` fields (absent or blank) are reported by the caller as missing.
     pub fn from_node(node: &Node) -> (Option<String>, Option<String>, Option<String>) {
         let field = |name: &str| {
-            node.child_text(name)
-                .filter(|text| !text.is_empty())
+            node.child(name)
+                .map(|child| child.text.as_str())
+                .filter(|text| !text.trim().is_empty())
                 .map(str::to_string)
         };
         (

@@ -264,9 +264,11 @@ impl<R: BufRead> Scanner<R> {
             (Frame::Envelope, "Header") => self.push(Frame::Header, is_empty),
             (Frame::Envelope, "Body") => self.push(Frame::Body, is_empty),
             (Frame::Header, _) => {
+                // Header text is kept as sent, as all text is: an autorisatiesleutel is an
+                // xs:string, so " key" is not "key".
                 return self
                     .subtree(&start, is_empty)
-                    .map(|node| Some(Item::HeaderElement(node)))
+                    .map(|node| Some(Item::HeaderElement(node)));
             }
             (Frame::Body, _) => {
                 let namespace = namespace_of(&self.reader, &start);

@@ -725,3 +725,63 @@ fn receipts_list_and_show() {
     assert!(!missing.status.success());
     assert!(missing.stderr.contains("no receipt"), "{}", missing.stderr);
 }
+
+/// Issue 16 finding 9: an LRS over plain http got only a warning (and none without a
+/// password), so statements with learner ids crossed the network in clear.
+#[test]
+fn issue16_lrs_add_refuses_plain_http_to_another_host_unless_allowed() {
+    let gateway = spawn_default();
+    let refused = gateway.cli(&[
+        "lrs",
+        "add",
+        "plain",
+        "--url",
+        "http://lrs.example/xAPI/statements",
+        "--username",
+        "gateway",
+        "--password",
+        "lrs-wachtwoord-2026",
+    ]);
+    assert!(!refused.status.success(), "{}", refused.stdout);
+    assert!(
+        refused.stderr.contains("plain http") && refused.stderr.contains("--allow-plain-http"),
+        "the refusal names the problem and the way out: {}",
+        refused.stderr
+    );
+    let listed = gateway.cli(&["lrs", "list"]).success();
+    assert!(!listed.stdout.contains("plain"), "{}", listed.stdout);
+    // Loopback never leaves the host; https is always fine.
+    gateway
+        .cli(&[
+            "lrs",
+            "add",
+            "local",
+            "--url",
+            "http://127.0.0.1:9/xAPI/statements",
+        ])
+        .success();
+    gateway
+        .cli(&[
+            "lrs",
+            "add",
+            "secure",
+            "--url",
+            "https://lrs.example/xAPI/statements",
+        ])
+        .success();
+    let allowed = gateway
+        .cli(&[
+            "lrs",
+            "add",
+            "plain",
+            "--url",
+            "http://lrs.example/xAPI/statements",
+            "--allow-plain-http",
+        ])
+        .success();
+    assert!(allowed.stderr.contains("warning"), "{}", allowed.stderr);
+    let listed = gateway.cli(&["lrs", "list"]).success();
+    for name in ["plain", "local", "secure"] {
+        assert!(listed.stdout.contains(name), "{}", listed.stdout);
+    }
+}

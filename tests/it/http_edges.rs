@@ -127,6 +127,21 @@ fn health_answers() {
     assert_eq!(gateway.get("/bestaat-niet").status, 404);
 }
 
+/// Issue 16 finding 9: `/health` showed the receipt count (and the endpoint) to anyone.
+#[test]
+fn issue16_health_shows_only_liveness_and_version() {
+    let gateway = spawn_default();
+    send_and_check(
+        &gateway,
+        "a message",
+        read_sample("01-drip-een-resultaat.xml"),
+        &Expect::Accepted,
+    );
+    let health = gateway.get("/health").json();
+    let expected = serde_json::json!({"status": "ok", "version": env!("CARGO_PKG_VERSION")});
+    assert_eq!(health, expected);
+}
+
 #[test]
 fn non_soap_requests_get_4xx() {
     let gateway = spawn_default();

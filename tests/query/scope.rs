@@ -304,3 +304,58 @@ fn every_read_is_audited_with_reader_school_learners_and_count() {
     assert!(!gateway.stderr_log().contains("uwlrr_wrong"));
     assert!(!everything.contains(&reader));
 }
+
+/// Issue 16 finding 9: `change_seq` and `consistent_through` were gateway-wide, so a
+/// school's reader saw how busy the other schools were. Positions now count the reader's
+/// school only: 99YY's feed does not move while 99XX01 receives messages.
+#[test]
+fn issue16_feed_positions_do_not_reveal_other_schools_activity() {
+    let gateway = Gateway::two_schools(&[]);
+    let reader_yy = add(&gateway, "las-yy", &grant("99YY"));
+    let before = gateway.get_ok("/api/v1/schools/99YY/toetsafnames?since=0", &reader_yy);
+    let positions = |page: &Value| -> Vec<i64> {
+        page["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|item| item["change_seq"].as_i64().unwrap())
+            .collect()
+    };
+    assert_eq!(positions(&before), [1, 2]);
+    assert_eq!(before["consistent_through"], 2);
+    // 99XX01 gets 30 afnames in three messages.
+    for batch in 1..=3u32 {
+        let results: Vec<Resultaat> = (0..10)
+            .map(|n| Resultaat {
+                key: format!("XX-BUSY-{batch}-{n}"),
+                leerlingid: demo_leerling(n),
+                score: 40,
+            })
+            .collect();
+        gateway.send(&message("99XX", Some("01"), &aanmaakdatum(batch), &results));
+    }
+    let after = gateway.get_ok("/api/v1/schools/99YY/toetsafnames?since=0", &reader_yy);
+    assert_eq!(after["consistent_through"], 2, "{after}");
+    assert_eq!(after["next_cursor"], 2, "{after}");
+    assert_eq!(positions(&after), [1, 2]);
+    // 99YY's next change is position 3, right after its own last one.
+    gateway.send(&message(
+        "99YY",
+        None,
+        &aanmaakdatum(10),
+        &[Resultaat {
+            key: "YY-SECRET-3".into(),
+            leerlingid: "YY0001".into(),
+            score: 53,
+        }],
+    ));
+    let next = gateway.get_ok(
+        &format!(
+            "/api/v1/schools/99YY/toetsafnames?since={}",
+            after["next_cursor"]
+        ),
+        &reader_yy,
+    );
+    assert_eq!(positions(&next), [3]);
+    assert_eq!(next["consistent_through"], 3);
+}

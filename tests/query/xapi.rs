@@ -466,3 +466,48 @@ fn more_links_and_tokens_never_cross_schools() {
         && row["school"] == "99YY"
         && row["leerlingen"] == serde_json::json!(["YY0001"])));
 }
+
+/// Issue 16 finding 9 (the xAPI side of feed positions): a `more` link held the gateway-wide
+/// newest storage seq, so a reader of one school could watch the others' activity in it.
+/// Now it holds statement ids of the reader's schools only: the same query gives the same
+/// link however busy the other schools are.
+#[test]
+fn issue16_more_links_do_not_reveal_other_schools_activity() {
+    let gateway = published();
+    let reader_yy = xapi_reader(&gateway, "xapi-yy", "99YY");
+    let more = |gateway: &Gateway| {
+        let page = xapi_ok(gateway, "/xapi/statements?limit=1", &reader_yy);
+        page["more"].as_str().unwrap().to_string()
+    };
+    let before = more(&gateway);
+    assert!(!before.is_empty());
+    use base64::Engine;
+    let token = before.rsplit('/').next().unwrap();
+    let decoded: Value = serde_json::from_slice(
+        &base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(token)
+            .unwrap(),
+    )
+    .unwrap();
+    assert!(
+        decoded["a"].is_string() && decoded["t"].is_string(),
+        "positions are statement ids, not storage seqs: {decoded}"
+    );
+    // 99XX01 gets 30 more results, all published.
+    for batch in 1..=3u32 {
+        let results: Vec<Resultaat> = (0..10)
+            .map(|n| Resultaat {
+                key: format!("XX-BUSY-{batch}-{n}"),
+                leerlingid: demo_leerling(n),
+                score: 40,
+            })
+            .collect();
+        gateway.send(&message("99XX", Some("01"), &aanmaakdatum(batch), &results));
+    }
+    gateway.wait_published();
+    assert_eq!(more(&gateway), before);
+    // The link still leads to the rest of 99YY's statements, and only those.
+    let rest = xapi_ok(&gateway, &before, &reader_yy);
+    assert!(!ids(&rest).is_empty());
+    assert!(!rest.to_string().contains("XX-BUSY"));
+}
