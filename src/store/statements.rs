@@ -64,27 +64,29 @@ fn school_list(school_ids: &[i64]) -> String {
     serde_json::to_string(school_ids).unwrap_or_else(|_| "[]".into())
 }
 
-/// The instant before which every statement of these schools is visible: the
-/// newest `stored_at` in this snapshot. `stored_at` is stamped on the single
-/// writer thread inside the committing transaction, so any statement committed
-/// later carries a later (or equal) stamp. The epoch when there is none yet.
-pub fn consistent_through(
-    connection: &Connection,
-    school_ids: &[i64],
-) -> Result<String, StoreError> {
-    // `stored_at` grows with `seq` (both are assigned on the writer thread), so the
-    // newest seq of each school, found through the index, carries its newest stamp.
-    let mut statement = connection.prepare_cached(
-        "SELECT stored_at FROM xapi_statements WHERE school_id = ?1 ORDER BY seq DESC LIMIT 1",
-    )?;
-    let mut newest: Option<String> = None;
-    for school_id in school_ids {
-        let stored_at: Option<String> = statement
-            .query_row([school_id], |row| row.get(0))
-            .optional()?;
-        newest = newest.max(stored_at);
-    }
-    Ok(newest.unwrap_or_else(|| "1970-01-01T00:00:00.000Z".into()))
+/// `X-Experience-API-Consistent-Through`: the instant before which every statement that
+/// has or will have a `stored` stamp is visible (Communication 2.1.3).
+///
+/// `stored_at` is stamped on the xAPI writer thread when the publisher writes a
+/// change's statements, so a statement still to come is stamped after the moment it is
+/// written. When the publisher's cursor has caught up with the core's change counter,
+/// nothing is waiting and nothing is being written, so `now` (taken by the caller
+/// before this read) is the answer. Otherwise a round may be in its transaction with
+/// stamps from before `now`, but never before the newest committed stamp: that is the
+/// answer (the epoch when there is no statement at all).
+pub fn consistent_through(connection: &Connection, now: &str) -> Result<String, StoreError> {
+    let (cursor, counter, newest): (i64, i64, Option<String>) = connection
+        .prepare_cached(
+            "SELECT (SELECT COALESCE(MAX(cursor_seq), 0) FROM xapi_publisher),
+                    (SELECT COALESCE(MAX(seq), 0) FROM change_counter),
+                    (SELECT stored_at FROM xapi_statements ORDER BY seq DESC LIMIT 1)",
+        )?
+        .query_row([], |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?)))?;
+    Ok(if cursor >= counter {
+        now.to_string()
+    } else {
+        newest.unwrap_or_else(|| "1970-01-01T00:00:00.000Z".into())
+    })
 }
 
 /// The newest `seq` in this snapshot: the bound that keeps the pages of one query consistent.
@@ -384,15 +386,22 @@ mod tests {
             .map(|row| row.id)
             .collect();
         assert_eq!(bounded, ["s3", "s2"]);
+        assert_eq!(newest_seq(&connection)?, 4);
+        // Caught up: the moment the caller took; changes waiting: the newest stamp.
+        let now = "2026-12-02T06:00:00.000Z";
+        connection.execute("UPDATE change_counter SET seq = 7", [])?;
+        connection.execute("UPDATE xapi_publisher SET cursor_seq = 7", [])?;
+        assert_eq!(consistent_through(&connection, now)?, now);
+        connection.execute("UPDATE change_counter SET seq = 8", [])?;
         assert_eq!(
-            consistent_through(&connection, &[1])?,
-            "2026-10-01T08:00:02.000Z"
+            consistent_through(&connection, now)?,
+            "2026-10-01T08:00:03.000Z"
         );
+        connection.execute("DELETE FROM xapi_statements", [])?;
         assert_eq!(
-            consistent_through(&connection, &[])?,
+            consistent_through(&connection, now)?,
             "1970-01-01T00:00:00.000Z"
         );
-        assert_eq!(newest_seq(&connection)?, 4);
         Ok(())
     }
 }
