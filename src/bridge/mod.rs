@@ -6,6 +6,7 @@
 //! `outbox` is the delivery worker; `read` renders stored statements for the query side,
 //! and `profile` is the xAPI Profile that describes the statements.
 
+pub mod compare;
 pub mod outbox;
 pub mod profile;
 pub mod publish;
