@@ -336,7 +336,7 @@ fn issue17_retry_after_as_an_http_date_holds_the_retry_back() {
     standin.with(|state| {
         state.fail_next = 1;
         state.fail_status = 503;
-        state.retry_after = Some(httpdate::fmt_http_date(std::time::SystemTime::now() + wait));
+        state.retry_after_date_in = Some(wait);
     });
     let gateway = Gateway::start(&[]);
     add_lrs(&gateway, "busy", &standin.url(), &[]);

@@ -39,6 +39,8 @@ pub struct State {
     pub conflict_on_resend: bool,
     /// Send this `Retry-After` value with injected faults.
     pub retry_after: Option<String>,
+    /// Or send `Retry-After` as the HTTP-date this long after the answer.
+    pub retry_after_date_in: Option<Duration>,
     /// When each POST arrived, in order.
     pub post_times: Vec<std::time::Instant>,
     /// GET requests by id (`statementId=…` or `voidedStatementId=…`).
@@ -288,8 +290,12 @@ fn handle(mut stream: TcpStream, state: &Mutex<State>) -> std::io::Result<()> {
         }
         answer(&mut state, 200, serde_json::to_string(&ids).unwrap())
     };
-    let retry_after = match (fail, &state.retry_after) {
-        (Some(_), Some(value)) => format!("Retry-After: {value}\r\n"),
+    let retry_after = match (fail, &state.retry_after, state.retry_after_date_in) {
+        (Some(_), Some(value), _) => format!("Retry-After: {value}\r\n"),
+        (Some(_), None, Some(delay)) => format!(
+            "Retry-After: {}\r\n",
+            httpdate::fmt_http_date(std::time::SystemTime::now() + delay)
+        ),
         _ => String::new(),
     };
     drop(state);
