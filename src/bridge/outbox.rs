@@ -59,6 +59,9 @@ enum Held {
     Different(String),
     /// Nothing under that id, voided or not, although it answered 409.
     Missing,
+    /// The LRS does not let these credentials read statements (401 or 403 on the GET),
+    /// so whether it holds this one cannot be known.
+    Unreadable(u16),
 }
 
 /// Whether a delivery round finished or must be retried after a pause.
@@ -410,10 +413,15 @@ impl Task {
                             self.write(move |c| rows::mark_delivered(c, id, to_seq, &ids, 409))
                                 .await
                         }
-                        Held::Different(_) | Held::Missing => {
+                        Held::Different(_) | Held::Missing | Held::Unreadable(_) => {
                             let reason = match held {
                                 Held::Different(difference) => format!(
                                     "the LRS holds a different statement under this id ({difference}); its answer: {text}"
+                                ),
+                                Held::Unreadable(status) => format!(
+                                    "the LRS answered 409 and refused to show what it holds under this id \
+                                     (GET: HTTP {status}), so it cannot be compared; credentials that may \
+                                     read statements let the gateway check; its answer: {text}"
                                 ),
                                 _ => format!(
                                     "the LRS answered 409 but returns no statement under this id; its answer: {text}"
@@ -569,6 +577,7 @@ impl Task {
                     });
                 }
                 404 => continue,
+                status @ (401 | 403) => return Ok(Held::Unreadable(status)),
                 status => return Err(format!("GET ?{parameter}= answered HTTP {status}")),
             }
         }

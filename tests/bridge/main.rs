@@ -238,6 +238,21 @@ fn issue17_a_409_for_a_different_statement_is_a_dead_letter_that_says_why() {
         "{answer}"
     );
     assert!(standin.with(|state| state.gets.contains(&format!("statementId={held}"))));
+    // Write-only credentials cannot show what the LRS holds: a dead letter that says so.
+    let write_only = StandIn::start();
+    write_only.with(|state| {
+        state.stored.insert(held.clone(), other.clone());
+        state.write_only = true;
+    });
+    add_lrs(&gateway, "write-only", &write_only.url(), &[]);
+    gateway.wait_delivered("write-only", WAIT);
+    let letters = dead_letters(&gateway, "write-only");
+    assert_eq!(letters.len(), 1, "{letters:?}");
+    let answer = letters[0]["answer"].as_str().unwrap();
+    assert!(
+        answer.contains("refused to show") && answer.contains("HTTP 403"),
+        "{answer}"
+    );
 }
 
 /// A 409 for the statement the LRS already holds (a resend) is delivery, however the

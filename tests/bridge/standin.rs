@@ -45,6 +45,8 @@ pub struct State {
     pub post_times: Vec<std::time::Instant>,
     /// GET requests by id (`statementId=…` or `voidedStatementId=…`).
     pub gets: Vec<String>,
+    /// Answer GETs with 403, as an LRS does for write-only credentials.
+    pub write_only: bool,
 }
 
 pub struct StandIn {
@@ -152,7 +154,15 @@ fn answer_get(stream: &mut TcpStream, query: &str, state: &Mutex<State>) -> std:
         .strip_prefix("statementId=")
         .or_else(|| query.strip_prefix("voidedStatementId="));
     let held = id.and_then(|id| state.stored.get(id)).cloned();
+    let write_only = state.write_only;
     drop(state);
+    if write_only {
+        return respond(
+            stream,
+            403,
+            r#"{"message":"these credentials may only write"}"#,
+        );
+    }
     match (id, held) {
         (Some(_), Some(mut statement)) if query.starts_with("statementId=") => {
             statement["stored"] = Value::String("2026-12-02T06:00:00.000Z".into());
