@@ -506,6 +506,41 @@ mod tests {
     }
 
     #[test]
+    fn xapi_read_side_settings() {
+        let mut config: Config =
+            toml::from_str("xapi_cors_origins = [\"https://a.example\"]").unwrap();
+        assert_eq!(config.xapi_cors_origins, ["https://a.example"]);
+        config
+            .apply_env(|name| match name {
+                "UWLR_XAPI_AUTHORITY_NAME" => Some("Toetsdata".into()),
+                "UWLR_XAPI_AUTHORITY_MBOX" => Some("mailto:lrs@toetsdata.example".into()),
+                "UWLR_XAPI_CORS_ORIGINS" => Some("https://b.example, http://c.example:8080".into()),
+                _ => None,
+            })
+            .unwrap();
+        assert_eq!(config.xapi_authority_name, "Toetsdata");
+        assert_eq!(
+            config.xapi_cors_origins,
+            ["https://b.example", "http://c.example:8080"]
+        );
+        assert!(config.check().is_ok());
+        let refused = |change: &dyn Fn(&mut Config)| {
+            let mut config = Config::default();
+            change(&mut config);
+            config.check().is_err()
+        };
+        assert!(refused(&|c| c.xapi_authority_name = " ".into()));
+        assert!(refused(
+            &|c| c.xapi_authority_mbox = Some("lrs@x.example".into())
+        ));
+        assert!(refused(
+            &|c| c.xapi_cors_origins = vec!["https://a.example/path".into()]
+        ));
+        assert!(refused(&|c| c.xapi_cors_origins = vec!["a.example".into()]));
+        assert!(!refused(&|c| c.xapi_cors_origins = vec!["*".into()]));
+    }
+
+    #[test]
     fn wal_restart_size_comes_from_the_environment_and_must_be_positive() {
         let mut config = Config::default();
         assert_eq!(config.wal_restart_mib, 512);

@@ -573,6 +573,32 @@ mod tests {
         ));
     }
 
+    fn alternate(query: &str, body: &str) -> Asked {
+        let uri: hyper::Uri = format!("/xapi/statements?{query}").parse().unwrap();
+        let asked = Asked::new(&Method::POST, &uri, &HeaderMap::new(), "r");
+        assert!(asked.is_alternate());
+        asked.alternate(Ok(bytes::Bytes::from(body.to_string())))
+    }
+
+    #[test]
+    fn the_alternate_syntax_becomes_the_request_it_stands_for() {
+        let asked = alternate(
+            "method=GET",
+            "limit=2&Authorization=Bearer%20tok&X-Experience-API-Version=1.0.3&content=&Content-Type=x&agent=%7B%7D",
+        );
+        assert_eq!(asked.method, Method::GET);
+        assert_eq!(asked.bearer.as_deref(), Some("tok"));
+        assert_eq!(asked.xapi_version.as_deref(), Some("1.0.3"));
+        assert_eq!(asked.query, "limit=2&agent=%7B%7D");
+        assert_eq!(asked.body_problem, None);
+        assert_eq!(alternate("method=head", "").method, Method::HEAD);
+        let extra = alternate("method=GET&limit=1", "Authorization=Bearer%20tok");
+        assert_eq!(extra.body_problem, Some(BodyProblem::ExtraParameters));
+        assert_eq!((extra.query.as_str(), extra.bearer), ("", None));
+        let uri: hyper::Uri = "/xapi/statements".parse().unwrap();
+        assert!(!Asked::new(&Method::POST, &uri, &HeaderMap::new(), "r").is_alternate());
+    }
+
     #[test]
     fn segments_round_trip() {
         for value in ["99XX01", "school key/1", "é%?"] {
