@@ -182,12 +182,7 @@ pub enum LrsCommand {
         username: Option<String>,
         /// HTTP Basic password (or UWLR_LRS_PASSWORD, which keeps it out of the shell history
         /// and the process list; or --password-file).
-        #[arg(
-            long,
-            env = "UWLR_LRS_PASSWORD",
-            hide_env_values = true,
-            conflicts_with = "password_file"
-        )]
+        #[arg(long, env = "UWLR_LRS_PASSWORD", hide_env_values = true, conflicts_with = "password_file")]
         password: Option<String>,
         /// Read the HTTP Basic password from this file ("-" for standard input).
         #[arg(long, value_name = "FILE")]
@@ -563,23 +558,12 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
             let outcome = crate::store::outbox::reseal_secrets(&transaction, &keyring)?;
             if let Some(error) = outcome.unopened.first() {
                 // Nothing is committed: the operator fixes the key file and runs it again.
-                bail!(
-                    "{error}; nothing was resealed ({} values do not open)",
-                    outcome.unopened.len()
-                );
+                bail!("{error}; nothing was resealed ({} values do not open)", outcome.unopened.len());
             }
             let resealed = outcome.resealed;
-            admin::audit(
-                &transaction,
-                "cli",
-                "secrets.rotate",
-                &format!("{resealed} values resealed"),
-            )?;
+            admin::audit(&transaction, "cli", "secrets.rotate", &format!("{resealed} values resealed"))?;
             transaction.commit()?;
-            println!(
-                "resealed {resealed} stored secrets under the first key of {}",
-                keyring.origin()
-            );
+            println!("resealed {resealed} stored secrets under the first key of {}", keyring.origin());
             Ok(ExitCode::SUCCESS)
         }
         Command::Replay {
@@ -1135,10 +1119,7 @@ fn serve(config: Config, demo: bool) -> Result<ExitCode> {
     let outcome = crate::store::outbox::reseal_secrets(&store.connect()?, &keyring)
         .context("cannot seal the stored LRS secrets")?;
     if outcome.resealed > 0 {
-        tracing::info!(
-            resealed = outcome.resealed,
-            "stored LRS secrets sealed under the current key"
-        );
+        tracing::info!(resealed = outcome.resealed, "stored LRS secrets sealed under the current key");
     }
     for error in &outcome.unopened {
         // The intake runs on; only delivery to that LRS waits for the right key (logged again by the worker).

@@ -329,10 +329,7 @@ mod tests {
         let sealed = keyring.seal("t.c/a", b"hunter2");
         assert!(Keyring::is_sealed(sealed.as_bytes()));
         assert!(!sealed.contains("hunter2"));
-        assert_eq!(
-            keyring.open("t.c/a", sealed.as_bytes()).unwrap(),
-            b"hunter2"
-        );
+        assert_eq!(keyring.open("t.c/a", sealed.as_bytes()).unwrap(), b"hunter2");
         assert!(matches!(
             keyring.open("t.c/b", sealed.as_bytes()),
             Err(SecretError::Tampered { .. })

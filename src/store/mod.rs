@@ -12,8 +12,8 @@ pub mod outbox;
 pub mod readers;
 pub mod statements;
 
-use rusqlite::{Connection, OpenFlags};
 use std::os::unix::fs::PermissionsExt as _;
+use rusqlite::{Connection, OpenFlags};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{mpsc, Arc, Mutex};

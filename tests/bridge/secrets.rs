@@ -16,21 +16,14 @@ fn expect_basic_auth(lrs: &StandIn, password: &str) {
 /// Every byte of both database files and their WALs.
 fn database_bytes(gateway: &Gateway) -> Vec<u8> {
     let mut bytes = Vec::new();
-    for name in [
-        "gateway.sqlite",
-        "gateway.sqlite-wal",
-        "xapi.sqlite",
-        "xapi.sqlite-wal",
-    ] {
+    for name in ["gateway.sqlite", "gateway.sqlite-wal", "xapi.sqlite", "xapi.sqlite-wal"] {
         bytes.extend(std::fs::read(gateway.dir.join("data").join(name)).unwrap_or_default());
     }
     bytes
 }
 
 fn contains(haystack: &[u8], needle: &[u8]) -> bool {
-    haystack
-        .windows(needle.len())
-        .any(|window| window == needle)
+    haystack.windows(needle.len()).any(|window| window == needle)
 }
 
 /// (password, pseudonym key) as stored for `lrs`.
@@ -74,27 +67,14 @@ fn lrs_secrets_are_sealed_at_rest_and_delivery_still_authenticates() {
     assert!(pseudonym_key.starts_with(b"sealed:v1:"));
     assert!(!contains(&database_bytes(&gateway), PASSWORD.as_bytes()));
     let key_file = gateway.dir.join("data").join("secrets.key");
-    assert!(
-        key_file.exists(),
-        "the default key file is created beside the databases"
-    );
+    assert!(key_file.exists(), "the default key file is created beside the databases");
 }
 
 #[test]
 fn clear_secrets_of_an_older_database_are_sealed_at_start_and_keep_working() {
     let lrs = StandIn::start();
     let mut gateway = Gateway::start(&[]);
-    gateway.cli(&[
-        "lrs",
-        "add",
-        "old",
-        "--url",
-        &lrs.url(),
-        "--username",
-        "test",
-        "--password",
-        "x",
-    ]);
+    gateway.cli(&["lrs", "add", "old", "--url", &lrs.url(), "--username", "test", "--password", "x"]);
     gateway.kill();
     // What a database written before sealing holds: both values in clear.
     gateway
@@ -131,17 +111,7 @@ fn rotation_reseals_under_the_new_key_and_a_foreign_key_delivers_nothing() {
     gateway.set_env("UWLR_SECRETS_KEY_FILE", key_file.to_str().unwrap());
     gateway.kill();
     gateway.spawn();
-    gateway.cli(&[
-        "lrs",
-        "add",
-        "rotated",
-        "--url",
-        &lrs.url(),
-        "--username",
-        "test",
-        "--password",
-        PASSWORD,
-    ]);
+    gateway.cli(&["lrs", "add", "rotated", "--url", &lrs.url(), "--username", "test", "--password", PASSWORD]);
     assert_eq!(gateway.post("01-drip-een-resultaat.xml"), 200);
     gateway.wait_delivered("rotated", WAIT);
     let before = stored_secrets(&gateway, "rotated");
@@ -165,9 +135,7 @@ fn rotation_reseals_under_the_new_key_and_a_foreign_key_delivers_nothing() {
     gateway.spawn();
     assert_eq!(gateway.post("03-toets-met-onderdelen.xml"), 200);
     gateway.wait_for("the unopened-secrets error", WAIT, || {
-        gateway
-            .logs()
-            .contains("cannot open the LRS's stored secrets")
+        gateway.logs().contains("cannot open the LRS's stored secrets")
     });
     std::thread::sleep(Duration::from_millis(500));
     assert_eq!(lrs.stored_ids().len(), delivered);

@@ -29,16 +29,13 @@ fn data_dir_databases_key_and_backups_are_private_under_umask_022() {
     );
     let data = &gateway.data_dir;
     assert_eq!(mode(data), 0o700, "data dir");
-    for name in [
-        "gateway.sqlite",
-        "gateway.sqlite-wal",
-        "xapi.sqlite",
-        "secrets.key",
-    ] {
+    for name in ["gateway.sqlite", "gateway.sqlite-wal", "xapi.sqlite", "secrets.key"] {
         assert_eq!(mode(&data.join(name)), 0o600, "{name}");
     }
     let backup = gateway.scratch().join("backup");
-    gateway.cli(&["backup", backup.to_str().unwrap()]).success();
+    gateway
+        .cli(&["backup", backup.to_str().unwrap()])
+        .success();
     assert_eq!(mode(&backup), 0o700, "backup dir");
     for name in ["gateway.sqlite", "xapi.sqlite"] {
         assert_eq!(mode(&backup.join(name)), 0o600, "backup {name}");
@@ -50,15 +47,7 @@ fn add_client_from_stdin(data_dir: &Path, klantcode: &str, input: &str) -> std::
     let mut child = Command::new(binary())
         .arg("--data-dir")
         .arg(data_dir)
-        .args([
-            "clients",
-            "add",
-            klantcode,
-            "--klantnaam",
-            "Stdin Uitgever",
-            "--key-file",
-            "-",
-        ])
+        .args(["clients", "add", klantcode, "--klantnaam", "Stdin Uitgever", "--key-file", "-"])
         .env_remove("UWLR_CONFIG")
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
@@ -85,31 +74,14 @@ fn clients_add_reads_a_key_from_standard_input_and_refuses_one_padded_with_space
         String::from_utf8_lossy(&padded.stderr)
     );
     let added = add_client_from_stdin(&gateway.data_dir, "EA-STDIN", "sleutel-via-stdin\n");
-    assert!(
-        added.status.success(),
-        "{}",
-        String::from_utf8_lossy(&added.stderr)
-    );
+    assert!(added.status.success(), "{}", String::from_utf8_lossy(&added.stderr));
     assert!(!String::from_utf8_lossy(&added.stdout).contains("sleutel-via-stdin"));
     gateway
-        .cli(&[
-            "schools",
-            "activate",
-            "99XX01",
-            "--klantcode",
-            "EA-STDIN",
-            "--mandate",
-            "DPA-STDIN",
-        ])
+        .cli(&["schools", "activate", "99XX01", "--klantcode", "EA-STDIN", "--mandate", "DPA-STDIN"])
         .success();
     let message = Message::demo(&aanmaakdatum(1))
         .afname("LL0001", vec![Resultaat::score("STDIN-1", "STDIN-T", 3)])
         .toets(Toets::new("STDIN-T"))
         .client("EA-STDIN", "Stdin Uitgever", "sleutel-via-stdin");
-    send_and_check(
-        &gateway,
-        "key read from stdin",
-        message.envelope(),
-        &Expect::Accepted,
-    );
+    send_and_check(&gateway, "key read from stdin", message.envelope(), &Expect::Accepted);
 }
