@@ -77,6 +77,15 @@ pub struct Config {
     pub xapi_base_backoff_ms: u64,
     /// Longest retry delay.
     pub xapi_max_backoff_secs: u64,
+    /// The name of the Agent the read side gives as `authority` of every statement
+    /// (xAPI Data 2.4.9): the gateway vouches for the statements it made.
+    pub xapi_authority_name: String,
+    /// A `mailto:` IRI identifying the authority; without it the authority is the
+    /// gateway's own account (`xapi_base_iri`, name `uwlr-gateway`), as on voiding statements.
+    pub xapi_authority_mbox: Option<String>,
+    /// Origins (`https://host[:port]`) whose browser-based learning systems may read
+    /// `/xapi/…` (CORS); `*` admits any origin. Empty: no CORS headers at all.
+    pub xapi_cors_origins: Vec<String>,
     /// Open connections at most; more wait in the listen backlog.
     pub max_connections: usize,
     /// Failed authentications one API, klantcode and source network may have in a
@@ -129,6 +138,9 @@ impl Default for Config {
             xapi_publish_pause_ms: 25,
             xapi_base_backoff_ms: 500,
             xapi_max_backoff_secs: 60,
+            xapi_authority_name: "uwlr-gateway".into(),
+            xapi_authority_mbox: None,
+            xapi_cors_origins: Vec::new(),
             max_connections: 2048,
             auth_max_failures: 10,
             auth_klantcode_max_failures: 100,
@@ -304,6 +316,19 @@ impl Config {
         set("UWLR_XAPI_MAX_BACKOFF_SECS", &mut |v| {
             Ok(self.xapi_max_backoff_secs = parse("UWLR_XAPI_MAX_BACKOFF_SECS", v)?)
         })?;
+        set("UWLR_XAPI_AUTHORITY_NAME", &mut |v| {
+            Ok(self.xapi_authority_name = v.to_string())
+        })?;
+        set("UWLR_XAPI_AUTHORITY_MBOX", &mut |v| {
+            Ok(self.xapi_authority_mbox = Some(v.to_string()).filter(|v| !v.is_empty()))
+        })?;
+        set("UWLR_XAPI_CORS_ORIGINS", &mut |v| {
+            Ok(self.xapi_cors_origins = v
+                .split(',')
+                .map(|s| s.trim().to_string())
+                .filter(|s| !s.is_empty())
+                .collect())
+        })?;
         Ok(())
     }
 
@@ -378,6 +403,33 @@ impl Config {
             return Err(ConfigError::Invalid(
                 "xapi timeouts and intervals must be positive".into(),
             ));
+        }
+        if self.xapi_authority_name.trim().is_empty() {
+            return Err(ConfigError::Invalid(
+                "xapi_authority_name must not be empty".into(),
+            ));
+        }
+        if let Some(mbox) = &self.xapi_authority_mbox {
+            let address = mbox.strip_prefix("mailto:").unwrap_or("");
+            if !address.contains('@') || address.chars().any(char::is_whitespace) {
+                return Err(ConfigError::Invalid(format!(
+                    "xapi_authority_mbox must be a mailto: IRI, not {mbox}"
+                )));
+            }
+        }
+        for origin in &self.xapi_cors_origins {
+            let well_formed = origin == "*"
+                || ((origin.starts_with("https://") || origin.starts_with("http://"))
+                    && origin.split_once("://").is_some_and(|(_, host)| {
+                        !host.is_empty()
+                            && !host.contains('/')
+                            && !host.contains(char::is_whitespace)
+                    }));
+            if !well_formed {
+                return Err(ConfigError::Invalid(format!(
+                    "xapi_cors_origins: {origin} is not an origin (scheme://host[:port], or *)"
+                )));
+            }
         }
         if let Some(token) = &self.admin_token {
             if token.expose().len() < 16 {
@@ -478,6 +530,41 @@ mod tests {
         config.xapi_base_iri = "not an iri".into();
         assert!(config.check().is_err());
         assert!(Config::default().check().is_ok());
+    }
+
+    #[test]
+    fn xapi_read_side_settings() {
+        let mut config: Config =
+            toml::from_str("xapi_cors_origins = [\"https://a.example\"]").unwrap();
+        assert_eq!(config.xapi_cors_origins, ["https://a.example"]);
+        config
+            .apply_env(|name| match name {
+                "UWLR_XAPI_AUTHORITY_NAME" => Some("Toetsdata".into()),
+                "UWLR_XAPI_AUTHORITY_MBOX" => Some("mailto:lrs@toetsdata.example".into()),
+                "UWLR_XAPI_CORS_ORIGINS" => Some("https://b.example, http://c.example:8080".into()),
+                _ => None,
+            })
+            .unwrap();
+        assert_eq!(config.xapi_authority_name, "Toetsdata");
+        assert_eq!(
+            config.xapi_cors_origins,
+            ["https://b.example", "http://c.example:8080"]
+        );
+        assert!(config.check().is_ok());
+        let refused = |change: &dyn Fn(&mut Config)| {
+            let mut config = Config::default();
+            change(&mut config);
+            config.check().is_err()
+        };
+        assert!(refused(&|c| c.xapi_authority_name = " ".into()));
+        assert!(refused(
+            &|c| c.xapi_authority_mbox = Some("lrs@x.example".into())
+        ));
+        assert!(refused(
+            &|c| c.xapi_cors_origins = vec!["https://a.example/path".into()]
+        ));
+        assert!(refused(&|c| c.xapi_cors_origins = vec!["a.example".into()]));
+        assert!(!refused(&|c| c.xapi_cors_origins = vec!["*".into()]));
     }
 
     #[test]

@@ -75,6 +75,8 @@ pub struct AppState {
     pub wsdl: String,
     pub endpoint_url: String,
     pub spool_dir: PathBuf,
+    /// What the read API takes from the configuration (xAPI authority, CORS, profile).
+    pub read: crate::query::ReadSettings,
 }
 
 impl AppState {
@@ -88,7 +90,10 @@ impl AppState {
                 let _ = std::fs::remove_file(entry.path());
             }
         }
+        let read = crate::query::ReadSettings::new(&config)
+            .map_err(|error| std::io::Error::other(error.to_string()))?;
         Ok(AppState {
+            read,
             wsdl: render_wsdl(&endpoint_url),
             endpoint_url,
             spool_dir,
@@ -285,15 +290,19 @@ async fn handle(
             klantcode: None,
             address: Some(peer.ip()),
         };
-        let presented = request.headers().contains_key(AUTHORIZATION);
-        let locked = presented && limiter.is_locked(&attempt);
-        let mut headers = request.headers().clone();
-        if locked {
-            headers.remove(AUTHORIZATION);
+        let (parts, body) = request.into_parts();
+        let mut asked =
+            crate::query::Asked::new(&parts.method, &parts.uri, &parts.headers, &request_id);
+        if asked.is_alternate() {
+            let deadline = Duration::from_secs(state.config.body_idle_timeout_secs);
+            asked = asked.alternate(read_small_body(body, deadline).await);
         }
-        let asked =
-            crate::query::Asked::new(request.method(), request.uri(), &headers, &request_id);
-        let answer = crate::query::route(&state.intake.store, asked)
+        let presented = parts.headers.contains_key(AUTHORIZATION) || asked.bearer.is_some();
+        let locked = presented && limiter.is_locked(&attempt);
+        if locked {
+            asked.bearer = None;
+        }
+        let answer = crate::query::route(&state.intake.store, &state.read, asked)
             .instrument(span)
             .await;
         if !locked && presented && answer.reply.status == StatusCode::UNAUTHORIZED {
@@ -311,6 +320,26 @@ async fn handle(
         .instrument(span)
         .await;
     respond(reply, &request_id)
+}
+
+/// The body of an xAPI Alternate Request Syntax request: small, complete, in time.
+async fn read_small_body(
+    body: Incoming,
+    deadline: Duration,
+) -> Result<Bytes, crate::query::BodyProblem> {
+    use crate::query::BodyProblem;
+    let limited = http_body_util::Limited::new(body, crate::query::ALTERNATE_BODY_LIMIT);
+    match tokio::time::timeout(deadline, limited.collect()).await {
+        Ok(Ok(collected)) => Ok(collected.to_bytes()),
+        Ok(Err(error)) if error.is::<http_body_util::LengthLimitError>() => {
+            Err(BodyProblem::TooLarge)
+        }
+        Ok(Err(error)) => Err(BodyProblem::Unreadable(error.to_string())),
+        Err(_) => Err(BodyProblem::Unreadable(format!(
+            "not complete within {} s",
+            deadline.as_secs()
+        ))),
+    }
 }
 
 async fn route(

@@ -3,9 +3,12 @@
 //! `xapi` holds the JSON types and the UWLR → xAPI mapping, `publish` follows the change
 //! feed (the transactional outbox) and writes statements, voiding corrected ones,
 //! `subscriptions` holds the LRS endpoints, their filters and learner identity, and
-//! `outbox` is the delivery worker; `read` renders stored statements for the query side.
+//! `outbox` is the delivery worker; `read` renders stored statements for the query side,
+//! and `profile` is the xAPI Profile that describes the statements.
 
+pub mod compare;
 pub mod outbox;
+pub mod profile;
 pub mod publish;
 pub mod read;
 pub mod subscriptions;

@@ -1,7 +1,8 @@
 //! The delivery worker: one task per subscribed LRS posts statements in seq order from its cursor, with retries, bisection and dead letters.
 //!
 //! Delivery is at least once; deterministic statement ids make it once in effect (an LRS
-//! answers a resend with 200/204, or 409 when it holds that id). The cursor and dead letters
+//! answers a resend with 200/204, or 409 when it holds that id: then the held statement is
+//! fetched and compared, and only the same statement counts as delivered). The cursor and dead letters
 //! are written through `Store::write_xapi`, after the LRS has answered, so a crash between the two
 //! only causes a resend of the same ids.
 
@@ -47,6 +48,20 @@ enum Answer {
         error: String,
         retry_after: Option<Duration>,
     },
+}
+
+/// What an LRS that answered 409 holds under the statement's id.
+#[derive(Debug, PartialEq)]
+enum Held {
+    /// The statement sent, as xAPI compares statements.
+    Same,
+    /// Another statement; carries the first difference.
+    Different(String),
+    /// Nothing under that id, voided or not, although it answered 409.
+    Missing,
+    /// The LRS does not let these credentials read statements (401 or 403 on the GET),
+    /// so whether it holds this one cannot be known.
+    Unreadable(u16),
 }
 
 /// Whether a delivery round finished or must be retried after a pause.
@@ -372,23 +387,69 @@ impl Task {
                     parts.push(part);
                 }
                 Answer::Conflict(text) => {
-                    // The LRS holds this id already: delivered in effect. With deterministic ids,
-                    // different content under the same id means a mapping change without a version bump.
-                    tracing::warn!(lrs = %self.subscription.row.name, statement = %part[0].id, answer = %text,
-                        "LRS answered 409: it holds this statement id already; counted as delivered");
-                    let ids = vec![part[0].id.clone()];
-                    let to_seq = if from_cursor { last_seq } else { None };
-                    if let Err(error) = self
-                        .write(move |c| rows::mark_delivered(c, id, to_seq, &ids, 409))
-                        .await
-                    {
+                    // The LRS holds this id already: delivered only if it holds this very
+                    // statement (a resend); otherwise the LRS keeps other content under our id
+                    // (another identity, a mapping change), which an operator must see.
+                    let held = match self.held(&part[0].id, &bodies[0]).await {
+                        Ok(held) => held,
+                        Err(error) => {
+                            return Round::Retry {
+                                status: Some(409),
+                                error: format!(
+                                    "HTTP 409, and the statement the LRS holds could not be read: {error}"
+                                ),
+                                retry_after: None,
+                            }
+                        }
+                    };
+                    let statement = part.remove(0);
+                    let seq = statement.seq;
+                    let written = match held {
+                        Held::Same => {
+                            tracing::info!(lrs = %self.subscription.row.name, statement = %statement.id,
+                                "LRS answered 409 and holds this same statement; counted as delivered");
+                            let ids = vec![statement.id.clone()];
+                            let to_seq = if from_cursor { Some(seq) } else { None };
+                            self.write(move |c| rows::mark_delivered(c, id, to_seq, &ids, 409))
+                                .await
+                        }
+                        Held::Different(_) | Held::Missing | Held::Unreadable(_) => {
+                            let reason = match held {
+                                Held::Different(difference) => format!(
+                                    "the LRS holds a different statement under this id ({difference}); its answer: {text}"
+                                ),
+                                Held::Unreadable(status) => format!(
+                                    "the LRS answered 409 and refused to show what it holds under this id \
+                                     (GET: HTTP {status}), so it cannot be compared; credentials that may \
+                                     read statements let the gateway check; its answer: {text}"
+                                ),
+                                _ => format!(
+                                    "the LRS answered 409 but returns no statement under this id; its answer: {text}"
+                                ),
+                            };
+                            tracing::warn!(lrs = %self.subscription.row.name, statement = %statement.id, %reason,
+                                "LRS answered 409; the statement is kept as a dead letter");
+                            self.write(move |c| {
+                                rows::dead_letter(
+                                    c,
+                                    id,
+                                    &statement,
+                                    from_cursor,
+                                    Some(409),
+                                    &reason,
+                                )
+                            })
+                            .await
+                        }
+                    };
+                    if let Err(error) = written {
                         return Round::Retry {
                             status: None,
                             error: error.to_string(),
                             retry_after: None,
                         };
                     }
-                    if let Some(seq) = to_seq {
+                    if from_cursor {
                         *cursor = (*cursor).max(seq);
                     }
                 }
@@ -469,14 +530,70 @@ impl Task {
             .headers()
             .get(reqwest::header::RETRY_AFTER)
             .and_then(|value| value.to_str().ok())
-            .and_then(|value| value.trim().parse::<u64>().ok())
-            .map(Duration::from_secs);
+            .and_then(|value| retry_after(value, std::time::SystemTime::now()));
         let text = match tokio::time::timeout(self.config.request_timeout, response.text()).await {
             Ok(Ok(text)) => text.chars().take(2000).collect::<String>(),
             _ => String::new(),
         };
         classify(status, text, retry_after)
     }
+}
+
+impl Task {
+    /// GETs what the LRS holds under `id` (as a statement, else as a voided one) and
+    /// compares it with `sent`; an error when the LRS cannot be asked or answers oddly.
+    async fn held(&self, id: &str, sent: &str) -> Result<Held, String> {
+        let sent: serde_json::Value =
+            serde_json::from_str(sent).map_err(|error| format!("the statement sent: {error}"))?;
+        for parameter in ["statementId", "voidedStatementId"] {
+            let mut url = reqwest::Url::parse(&self.subscription.row.url)
+                .map_err(|error| format!("the LRS URL: {error}"))?;
+            url.query_pairs_mut().append_pair(parameter, id);
+            let mut request = self
+                .client
+                .get(url)
+                .header("X-Experience-API-Version", "1.0.3");
+            if let Some(username) = &self.subscription.row.username {
+                request = request.basic_auth(
+                    username,
+                    self.subscription.password.as_ref().map(|p| p.expose()),
+                );
+            }
+            let response = request
+                .send()
+                .await
+                .map_err(|error| error.without_url().to_string())?;
+            match response.status().as_u16() {
+                200 => {
+                    let text = response
+                        .text()
+                        .await
+                        .map_err(|error| error.without_url().to_string())?;
+                    let held: serde_json::Value = serde_json::from_str(&text)
+                        .map_err(|error| format!("its answer is no statement: {error}"))?;
+                    return Ok(match super::compare::difference(&sent, &held) {
+                        None => Held::Same,
+                        Some(difference) => Held::Different(difference),
+                    });
+                }
+                404 => continue,
+                status @ (401 | 403) => return Ok(Held::Unreadable(status)),
+                status => return Err(format!("GET ?{parameter}= answered HTTP {status}")),
+            }
+        }
+        Ok(Held::Missing)
+    }
+}
+
+/// `Retry-After` in either form (RFC 9110 10.2.3): delay-seconds or an HTTP-date, the
+/// latter as the time left from `now` (none when it has passed).
+fn retry_after(value: &str, now: std::time::SystemTime) -> Option<Duration> {
+    let value = value.trim();
+    if !value.is_empty() && value.bytes().all(|byte| byte.is_ascii_digit()) {
+        return value.parse::<u64>().ok().map(Duration::from_secs);
+    }
+    let date = httpdate::parse_http_date(value).ok()?;
+    Some(date.duration_since(now).unwrap_or(Duration::ZERO))
 }
 
 fn classify(status: u16, text: String, retry_after: Option<Duration>) -> Answer {
@@ -550,6 +667,25 @@ mod tests {
                 matches!(classify(status, String::new(), None), Answer::Retry { .. }),
                 "{status}"
             );
+        }
+    }
+
+    #[test]
+    fn retry_after_in_seconds_or_as_a_date() {
+        let now = std::time::UNIX_EPOCH + Duration::from_secs(1_780_000_000);
+        assert_eq!(retry_after("120", now), Some(Duration::from_secs(120)));
+        assert_eq!(retry_after(" 0 ", now), Some(Duration::ZERO));
+        let later = httpdate::fmt_http_date(now + Duration::from_secs(90));
+        assert_eq!(retry_after(&later, now), Some(Duration::from_secs(90)));
+        let earlier = httpdate::fmt_http_date(now - Duration::from_secs(90));
+        assert_eq!(retry_after(&earlier, now), Some(Duration::ZERO));
+        // The obsolete forms HTTP still allows a recipient to read.
+        let then = httpdate::parse_http_date("Sun, 06 Nov 1994 08:49:07 GMT").unwrap();
+        for obsolete in ["Sunday, 06-Nov-94 08:49:37 GMT", "Sun Nov  6 08:49:37 1994"] {
+            assert_eq!(retry_after(obsolete, then), Some(Duration::from_secs(30)));
+        }
+        for bad in ["", "-1", "1.5", "soon", "Wed, 32 Dec 2026 00:00:00 GMT"] {
+            assert_eq!(retry_after(bad, now), None, "{bad}");
         }
     }
 

@@ -25,6 +25,46 @@ use std::collections::BTreeMap;
 /// The OpenAPI 3.1 document of the LAS feed, kept in the repository and served as is.
 pub const OPENAPI: &str = include_str!("openapi.json");
 
+/// What the read side needs from the configuration, built once at start.
+#[derive(Clone, Debug)]
+pub struct ReadSettings {
+    /// The `authority` Agent of every statement served, as JSON text.
+    pub authority: String,
+    /// Origins admitted by CORS (`*` for any); empty: no CORS headers.
+    pub cors_origins: Vec<String>,
+    /// The xAPI Profile document (JSON-LD) and the paths it is served at.
+    pub profile: String,
+    pub profile_paths: Vec<String>,
+}
+
+impl ReadSettings {
+    pub fn new(config: &crate::config::Config) -> Result<ReadSettings, crate::config::ConfigError> {
+        let mapping = config.xapi_mapping()?;
+        let profile = crate::bridge::profile::Profile::new(&mapping);
+        let mut profile_paths = vec![xapi::PROFILE_PATH.to_string()];
+        // The profile's own IRIs resolve here when xapi_base_iri is this gateway's `/xapi`.
+        for iri in [profile.id(), profile.version_id()] {
+            if let Some(path) = iri
+                .split_once("://")
+                .and_then(|(_, rest)| rest.find('/').map(|slash| rest[slash..].to_string()))
+                .filter(|path| path.starts_with("/xapi/"))
+            {
+                profile_paths.push(path);
+            }
+        }
+        Ok(ReadSettings {
+            authority: crate::bridge::read::authority(
+                &mapping,
+                &config.xapi_authority_name,
+                config.xapi_authority_mbox.as_deref(),
+            ),
+            cors_origins: config.xapi_cors_origins.clone(),
+            profile: profile.document().to_string(),
+            profile_paths,
+        })
+    }
+}
+
 /// An answer with the extra headers a read API answer may need.
 #[derive(Debug)]
 pub struct Answer {
@@ -43,41 +83,135 @@ pub struct Asked {
     pub bearer: Option<String>,
     /// The `X-Experience-API-Version` header.
     pub xapi_version: Option<String>,
+    /// `Accept-Language`, for `format=canonical`.
+    pub accept_language: Option<String>,
+    /// `Origin` and `Access-Control-Request-Method`, for CORS.
+    pub origin: Option<String>,
+    pub preflight_method: Option<String>,
+    /// Why an alternate-syntax request could not be read, if it could not.
+    pub body_problem: Option<BodyProblem>,
     pub request_id: String,
+}
+
+/// Why the body of an alternate-syntax request (xAPI Communication 1.3) was not used.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum BodyProblem {
+    /// Longer than `ALTERNATE_BODY_LIMIT` bytes.
+    TooLarge,
+    /// Broken off, or not complete within the body deadline.
+    Unreadable(String),
+    /// The query string held more than `method`.
+    ExtraParameters,
+}
+
+/// The most bytes an alternate-syntax body may have: the form holds a query and a few headers.
+pub const ALTERNATE_BODY_LIMIT: usize = 64 * 1024;
+
+/// The form parameters of the alternate syntax that stand for headers (Communication 1.3).
+const FORM_HEADERS: &[&str] = &[
+    "Authorization",
+    "X-Experience-API-Version",
+    "Content-Type",
+    "Content-Length",
+    "If-Match",
+    "If-None-Match",
+];
+
+/// The reader token of an `Authorization` value: a bearer token, or the password of HTTP Basic.
+fn reader_token(value: &str) -> Option<String> {
+    let (scheme, credentials) = value.trim().split_once(' ')?;
+    if scheme.eq_ignore_ascii_case("bearer") {
+        return Some(credentials.trim().to_string());
+    }
+    if !scheme.eq_ignore_ascii_case("basic") {
+        return None;
+    }
+    use base64::Engine;
+    let decoded = base64::engine::general_purpose::STANDARD
+        .decode(credentials.trim())
+        .ok()?;
+    let text = String::from_utf8(decoded).ok()?;
+    let (_, password) = text.split_once(':')?;
+    Some(password.to_string())
 }
 
 impl Asked {
     pub fn new(method: &Method, uri: &hyper::Uri, headers: &HeaderMap, request_id: &str) -> Asked {
-        let bearer = headers
-            .get(AUTHORIZATION)
-            .and_then(|value| value.to_str().ok())
-            .and_then(|value| {
-                let (scheme, credentials) = value.trim().split_once(' ')?;
-                if scheme.eq_ignore_ascii_case("bearer") {
-                    return Some(credentials.trim().to_string());
-                }
-                if !scheme.eq_ignore_ascii_case("basic") {
-                    return None;
-                }
-                use base64::Engine;
-                let decoded = base64::engine::general_purpose::STANDARD
-                    .decode(credentials.trim())
-                    .ok()?;
-                let text = String::from_utf8(decoded).ok()?;
-                let (_, password) = text.split_once(':')?;
-                Some(password.to_string())
-            });
+        let header = |name: &str| {
+            headers
+                .get(name)
+                .and_then(|value| value.to_str().ok())
+                .map(str::to_string)
+        };
+        let bearer = header(AUTHORIZATION.as_str()).and_then(|value| reader_token(&value));
         Asked {
             method: method.clone(),
             path: uri.path().to_string(),
             query: uri.query().unwrap_or("").to_string(),
             bearer,
-            xapi_version: headers
-                .get("x-experience-api-version")
-                .and_then(|value| value.to_str().ok())
-                .map(str::to_string),
+            xapi_version: header("x-experience-api-version"),
+            accept_language: header("accept-language"),
+            origin: header("origin"),
+            preflight_method: header("access-control-request-method"),
+            body_problem: None,
             request_id: request_id.to_string(),
         }
+    }
+
+    /// Whether this is an xAPI request in the Alternate Request Syntax: a POST whose
+    /// query string holds `method`.
+    pub fn is_alternate(&self) -> bool {
+        self.method == Method::POST
+            && (self.path == "/xapi" || self.path.starts_with("/xapi/"))
+            && form_urlencoded::parse(self.query.as_bytes()).any(|(name, _)| name == "method")
+    }
+
+    /// Rewrites an Alternate Request Syntax request (xAPI Communication 1.3) into the
+    /// request it stands for: the method from `method`, the header form parameters as
+    /// headers, every other form parameter but `content` as the query string.
+    pub fn alternate(mut self, body: Result<bytes::Bytes, BodyProblem>) -> Asked {
+        let mut method = None;
+        let mut extra = false;
+        for (name, value) in form_urlencoded::parse(self.query.as_bytes()) {
+            if name == "method" && method.is_none() {
+                method = Some(value.to_ascii_uppercase());
+            } else {
+                extra = true;
+            }
+        }
+        if let Some(method) = method.and_then(|name| Method::from_bytes(name.as_bytes()).ok()) {
+            self.method = method;
+        }
+        let body = match (extra, body) {
+            (true, _) => Err(BodyProblem::ExtraParameters),
+            (false, body) => body,
+        };
+        let body = match body {
+            Ok(body) => body,
+            Err(problem) => {
+                self.body_problem = Some(problem);
+                self.query = String::new();
+                return self;
+            }
+        };
+        let mut query = form_urlencoded::Serializer::new(String::new());
+        for (name, value) in form_urlencoded::parse(&body) {
+            match FORM_HEADERS
+                .iter()
+                .find(|header| header.eq_ignore_ascii_case(&name))
+            {
+                Some(&"Authorization") => self.bearer = reader_token(&value),
+                Some(&"X-Experience-API-Version") => self.xapi_version = Some(value.into_owned()),
+                // Content and its headers, and preconditions, mean nothing to a read.
+                Some(_) => {}
+                None if name == "content" => {}
+                None => {
+                    query.append_pair(&name, &value);
+                }
+            }
+        }
+        self.query = query.finish();
+        self
     }
 
     /// Method, path and query, as the audit keeps them.
@@ -134,7 +268,7 @@ pub fn owns(path: &str) -> bool {
 }
 
 /// Answers one read API request.
-pub async fn route(store: &Store, asked: Asked) -> Answer {
+pub async fn route(store: &Store, settings: &ReadSettings, asked: Asked) -> Answer {
     if asked.path == "/api/v1/openapi.json" {
         return match asked.method {
             Method::GET => Answer {
@@ -146,14 +280,40 @@ pub async fn route(store: &Store, asked: Asked) -> Answer {
                 },
                 headers: Vec::new(),
             },
-            _ => QueryError::MethodNotAllowed.answer(&asked.request_id, &asked.path),
+            _ => QueryError::MethodNotAllowed("GET").answer(&asked.request_id, &asked.path),
         };
     }
     if asked.path == "/xapi" || asked.path.starts_with("/xapi/") {
-        let mut answer = xapi_route(store, asked).await;
+        let statement_resource = xapi::is_statement_resource(&asked.path);
+        // Taken before anything is read: a statement committed after this moment is
+        // stamped later, so the value stays true for any snapshot read afterwards.
+        let now = xapi::stamp(chrono::Utc::now());
+        let cors = xapi::cors_headers(&settings.cors_origins, asked.origin.as_deref());
+        let mut answer = xapi_route(store, settings, &asked, cors.is_some()).await;
+        // A statement read sets it from its own snapshot; every other answer of the
+        // resource (errors included) gets it here.
+        let has_through = answer
+            .headers
+            .iter()
+            .any(|(name, _)| *name == xapi::CONSISTENT_THROUGH);
+        if statement_resource && !has_through {
+            let through = tokio::task::block_in_place(|| {
+                store.read(|connection| {
+                    // No reader's schools are known here: while changes wait, the epoch
+                    // (nothing about any school's activity leaks through an error).
+                    crate::store::statements::consistent_through(connection, &[], &now)
+                })
+            })
+            .unwrap_or_else(|error| {
+                tracing::warn!(%error, "cannot read the publisher's position; consistent-through is the epoch");
+                "1970-01-01T00:00:00.000Z".to_string()
+            });
+            answer.headers.push((xapi::CONSISTENT_THROUGH, through));
+        }
         answer
             .headers
             .push(("x-experience-api-version", xapi::VERSION.to_string()));
+        answer.headers.extend(cors.unwrap_or_default());
         return answer;
     }
     let route = match las::Route::parse(&asked.path) {
@@ -161,7 +321,7 @@ pub async fn route(store: &Store, asked: Asked) -> Answer {
         Err(error) => return error.answer(&asked.request_id, &asked.path),
     };
     if asked.method != Method::GET {
-        return QueryError::MethodNotAllowed.answer(&asked.request_id, &asked.path);
+        return QueryError::MethodNotAllowed("GET").answer(&asked.request_id, &asked.path);
     }
     let school = route.school().to_string();
     let outcome = authorised(store, &asked, Scope::Las, |connection, reader, today| {
@@ -171,23 +331,58 @@ pub async fn route(store: &Store, asked: Asked) -> Answer {
     finish(store, &asked, Scope::Las, Some(school), outcome).await
 }
 
-/// The xAPI resources: About (open to all, as the spec asks) and Statements (scope `xapi`).
-async fn xapi_route(store: &Store, asked: Asked) -> Answer {
+/// The xAPI resources: About and the Profile (open to all, as the spec asks) and
+/// Statements (scope `xapi`); GET, HEAD (the same answer, whose body hyper leaves out),
+/// the Alternate Request Syntax (rewritten before this) and CORS preflights.
+async fn xapi_route(store: &Store, settings: &ReadSettings, asked: &Asked, cors: bool) -> Answer {
     let more = asked.path.strip_prefix(xapi::MORE_PATH).map(str::to_string);
-    let known = asked.path == "/xapi/about" || asked.path == "/xapi/statements" || more.is_some();
+    let profile = settings.profile_paths.contains(&asked.path);
+    let known = asked.path == "/xapi/about" || profile || xapi::is_statement_resource(&asked.path);
     if !known {
         return QueryError::NotFound(format!("no resource at {}", asked.path))
             .answer(&asked.request_id, &asked.path);
     }
-    if asked.method != Method::GET {
-        return QueryError::MethodNotAllowed.answer(&asked.request_id, &asked.path);
+    if asked.method == Method::OPTIONS {
+        return match (&asked.origin, &asked.preflight_method, cors) {
+            (Some(origin), Some(_), false) => {
+                QueryError::OriginNotAllowed(origin.clone()).answer(&asked.request_id, &asked.path)
+            }
+            _ => Answer {
+                reply: Reply {
+                    status: StatusCode::NO_CONTENT,
+                    content_type: "text/plain",
+                    body: String::new(),
+                    receipt_id: None,
+                },
+                headers: vec![("allow", xapi::ALLOW.to_string())],
+            },
+        };
     }
-    if asked.path == "/xapi/about" {
+    if let Some(problem) = &asked.body_problem {
+        let error = match problem {
+            BodyProblem::TooLarge => QueryError::BodyTooLarge(ALTERNATE_BODY_LIMIT),
+            BodyProblem::Unreadable(reason) => QueryError::BadBody(reason.clone()),
+            BodyProblem::ExtraParameters => QueryError::bad_parameter(
+                "method",
+                "with the alternate request syntax every parameter but method goes in the form body",
+            ),
+        };
+        return error.answer(&asked.request_id, &asked.path);
+    }
+    if !matches!(asked.method, Method::GET | Method::HEAD) {
+        return QueryError::MethodNotAllowed(xapi::ALLOW).answer(&asked.request_id, &asked.path);
+    }
+    if asked.path == "/xapi/about" || profile {
+        let (body, content_type) = if profile {
+            (settings.profile.clone(), "application/ld+json")
+        } else {
+            (crate::bridge::read::about().to_string(), "application/json")
+        };
         return Answer {
             reply: Reply {
                 status: StatusCode::OK,
-                content_type: "application/json",
-                body: crate::bridge::read::about().to_string(),
+                content_type,
+                body,
                 receipt_id: None,
             },
             headers: Vec::new(),
@@ -196,11 +391,11 @@ async fn xapi_route(store: &Store, asked: Asked) -> Answer {
     if let Err(error) = xapi::check_version(asked.xapi_version.as_deref()) {
         return error.answer(&asked.request_id, &asked.path);
     }
-    let outcome = authorised(store, &asked, Scope::Xapi, |connection, reader, today| {
-        xapi::answer(connection, reader, today, &asked, more.as_deref())
+    let outcome = authorised(store, asked, Scope::Xapi, |connection, reader, today| {
+        xapi::answer(connection, reader, today, asked, settings, more.as_deref())
     })
     .await;
-    finish(store, &asked, Scope::Xapi, None, outcome).await
+    finish(store, asked, Scope::Xapi, None, outcome).await
 }
 
 /// Today in the Netherlands: the day mandates are checked against.
@@ -379,6 +574,32 @@ mod tests {
             parse_params("since=3&since=4", &allowed),
             Err(QueryError::BadParameter { .. })
         ));
+    }
+
+    fn alternate(query: &str, body: &str) -> Asked {
+        let uri: hyper::Uri = format!("/xapi/statements?{query}").parse().unwrap();
+        let asked = Asked::new(&Method::POST, &uri, &HeaderMap::new(), "r");
+        assert!(asked.is_alternate());
+        asked.alternate(Ok(bytes::Bytes::from(body.to_string())))
+    }
+
+    #[test]
+    fn the_alternate_syntax_becomes_the_request_it_stands_for() {
+        let asked = alternate(
+            "method=GET",
+            "limit=2&Authorization=Bearer%20tok&X-Experience-API-Version=1.0.3&content=&Content-Type=x&agent=%7B%7D",
+        );
+        assert_eq!(asked.method, Method::GET);
+        assert_eq!(asked.bearer.as_deref(), Some("tok"));
+        assert_eq!(asked.xapi_version.as_deref(), Some("1.0.3"));
+        assert_eq!(asked.query, "limit=2&agent=%7B%7D");
+        assert_eq!(asked.body_problem, None);
+        assert_eq!(alternate("method=head", "").method, Method::HEAD);
+        let extra = alternate("method=GET&limit=1", "Authorization=Bearer%20tok");
+        assert_eq!(extra.body_problem, Some(BodyProblem::ExtraParameters));
+        assert_eq!((extra.query.as_str(), extra.bearer), ("", None));
+        let uri: hyper::Uri = "/xapi/statements".parse().unwrap();
+        assert!(!Asked::new(&Method::POST, &uri, &HeaderMap::new(), "r").is_alternate());
     }
 
     #[test]

@@ -28,9 +28,18 @@ pub enum QueryError {
     /// No such resource, or none that the reader may see.
     #[error("{0}")]
     NotFound(String),
-    /// The resource exists but only answers GET.
-    #[error("this resource answers GET only")]
-    MethodNotAllowed,
+    /// The resource exists but does not answer this method; carries the methods it answers.
+    #[error("this resource answers {0} only")]
+    MethodNotAllowed(&'static str),
+    /// An alternate-syntax request body (xAPI Communication 1.3) over the limit, in bytes.
+    #[error("the request body is larger than {0} bytes")]
+    BodyTooLarge(usize),
+    /// An alternate-syntax request body that did not arrive whole or in time.
+    #[error("the request body could not be read: {0}")]
+    BadBody(String),
+    /// A CORS preflight from an origin that is not in `xapi_cors_origins`.
+    #[error("origin {0} may not read this API from a browser")]
+    OriginNotAllowed(String),
     /// Our side failed; the cause is logged once, where the answer is made.
     #[error("internal error; quote the request id to the operator")]
     Store(#[from] StoreError),
@@ -47,12 +56,15 @@ impl QueryError {
     pub fn status(&self) -> StatusCode {
         match self {
             QueryError::Unauthenticated => StatusCode::UNAUTHORIZED,
-            QueryError::ApiOutOfScope(_) | QueryError::SchoolOutOfScope(_) => StatusCode::FORBIDDEN,
-            QueryError::BadParameter { .. } | QueryError::BadHeader { .. } => {
-                StatusCode::BAD_REQUEST
-            }
+            QueryError::ApiOutOfScope(_)
+            | QueryError::SchoolOutOfScope(_)
+            | QueryError::OriginNotAllowed(_) => StatusCode::FORBIDDEN,
+            QueryError::BadParameter { .. }
+            | QueryError::BadHeader { .. }
+            | QueryError::BadBody(_) => StatusCode::BAD_REQUEST,
             QueryError::NotFound(_) => StatusCode::NOT_FOUND,
-            QueryError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+            QueryError::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
+            QueryError::BodyTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             QueryError::Store(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -67,7 +79,10 @@ impl QueryError {
             QueryError::BadParameter { .. } => "urn:uwlr-gateway:problem:bad-parameter",
             QueryError::BadHeader { .. } => "urn:uwlr-gateway:problem:bad-header",
             QueryError::NotFound(_) => "urn:uwlr-gateway:problem:not-found",
-            QueryError::MethodNotAllowed => "urn:uwlr-gateway:problem:method-not-allowed",
+            QueryError::MethodNotAllowed(_) => "urn:uwlr-gateway:problem:method-not-allowed",
+            QueryError::BodyTooLarge(_) => "urn:uwlr-gateway:problem:body-too-large",
+            QueryError::BadBody(_) => "urn:uwlr-gateway:problem:bad-body",
+            QueryError::OriginNotAllowed(_) => "urn:uwlr-gateway:problem:origin-not-allowed",
             QueryError::Store(_) => "urn:uwlr-gateway:problem:internal",
         }
     }
@@ -95,7 +110,7 @@ impl QueryError {
                 "www-authenticate",
                 "Bearer realm=\"uwlr-gateway\"".to_string(),
             )),
-            QueryError::MethodNotAllowed => headers.push(("allow", "GET".to_string())),
+            QueryError::MethodNotAllowed(allow) => headers.push(("allow", allow.to_string())),
             _ => {}
         }
         Answer {
@@ -138,7 +153,10 @@ mod tests {
             None,
         );
         check(QueryError::NotFound("no such toets".into()), 404, None);
-        check(QueryError::MethodNotAllowed, 405, Some("allow"));
+        check(QueryError::MethodNotAllowed("GET"), 405, Some("allow"));
+        check(QueryError::BodyTooLarge(65536), 413, None);
+        check(QueryError::BadBody("timeout".into()), 400, None);
+        check(QueryError::OriginNotAllowed("https://x".into()), 403, None);
         check(QueryError::Store(StoreError::WriterGone), 500, None);
     }
 }

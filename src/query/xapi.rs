@@ -1,13 +1,13 @@
-//! The xAPI 1.0.3 read side: `GET /xapi/statements` over the statements the bridge published, and `GET /xapi/about`.
+//! The xAPI 1.0.3 read side: `GET /xapi/statements` over the statements the bridge published, `GET /xapi/about` and the xAPI Profile.
 //!
 //! The answer holds the statements as the bridge stored them (same ids), with
-//! `stored` and `version` added as an LRS does. Only statements of schools the
+//! `stored`, `version` and `authority` added as an LRS does. Only statements of schools the
 //! reader may read today are ever looked at; a `more` link holds the query and
 //! a position, never a school, so the scope is applied anew on every page.
 
 use super::problem::QueryError;
-use super::{Asked, Served, Touched};
-use crate::bridge::read::{self as xapi_json, Format};
+use super::{Asked, ReadSettings, Served, Touched};
+use crate::bridge::read::{self as xapi_json, Format, Languages, Rendering};
 use crate::store::readers::{self, Reader};
 use crate::store::statements::{self, StatementFilter, StatementOrder, StatementRow};
 use base64::Engine;
@@ -20,6 +20,61 @@ pub const VERSION: &str = xapi_json::XAPI_VERSION;
 pub const MAX_LIMIT: u32 = 500;
 /// The path under which `more` links continue a query.
 pub const MORE_PATH: &str = "/xapi/statements/more/";
+/// Where the gateway's xAPI Profile is always served (also at its IRI when that is on this gateway).
+pub const PROFILE_PATH: &str = "/xapi/profile";
+/// The methods the xAPI resources answer (POST only in the Alternate Request Syntax).
+pub const ALLOW: &str = "GET, HEAD, OPTIONS";
+/// The header that says up to when the Statement Resource is complete.
+pub const CONSISTENT_THROUGH: &str = "x-experience-api-consistent-through";
+/// The headers a browser-based reader may see (CORS); the others are safelisted.
+const EXPOSED_HEADERS: &str =
+    "X-Experience-API-Version, X-Experience-API-Consistent-Through, Last-Modified, X-Request-Id";
+/// The request headers a CORS preflight may ask for.
+const ALLOWED_HEADERS: &str =
+    "Authorization, X-Experience-API-Version, Content-Type, Accept-Language, If-Match, If-None-Match";
+
+/// Whether a path is the Statement Resource (a query or a `more` link).
+pub fn is_statement_resource(path: &str) -> bool {
+    path == "/xapi/statements" || path.starts_with(MORE_PATH)
+}
+
+/// An instant as the store writes `stored_at`: RFC 3339 UTC with milliseconds.
+pub fn stamp(instant: chrono::DateTime<chrono::Utc>) -> String {
+    instant.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+}
+
+/// The CORS headers for a request from `origin`, when it is admitted; `None` when the
+/// request has no `Origin` or one not in `origins` (then the browser withholds the answer).
+pub fn cors_headers(
+    origins: &[String],
+    origin: Option<&str>,
+) -> Option<Vec<(&'static str, String)>> {
+    let origin = origin?;
+    if !origins
+        .iter()
+        .any(|allowed| allowed == "*" || allowed.eq_ignore_ascii_case(origin))
+    {
+        return None;
+    }
+    Some(vec![
+        ("access-control-allow-origin", origin.to_string()),
+        ("vary", "Origin".to_string()),
+        (
+            "access-control-allow-methods",
+            "GET, HEAD, POST, OPTIONS".to_string(),
+        ),
+        ("access-control-allow-headers", ALLOWED_HEADERS.to_string()),
+        ("access-control-expose-headers", EXPOSED_HEADERS.to_string()),
+        ("access-control-max-age", "600".to_string()),
+    ])
+}
+
+/// `stored` as an HTTP-date for `Last-Modified` (whole seconds, as HTTP-dates are).
+fn http_date(stored_at: &str) -> Option<String> {
+    let instant = chrono::DateTime::parse_from_rfc3339(stored_at).ok()?;
+    let system: std::time::SystemTime = instant.with_timezone(&chrono::Utc).into();
+    Some(httpdate::fmt_http_date(system))
+}
 
 /// The parameters the Statement Resource knows (xAPI 1.0.3 Communication 2.1.3); any other is refused.
 const PARAMETERS: &[&str] = &[
@@ -282,8 +337,8 @@ pub fn parse_query(query: &str) -> Result<StatementQuery, QueryError> {
 }
 
 /// A stored statement as answered, rendered by the bridge.
-fn render(row: &StatementRow, format: Format) -> Result<String, QueryError> {
-    xapi_json::render(&row.statement, &row.stored_at, format).map_err(|error| {
+fn render(row: &StatementRow, rendering: &Rendering) -> Result<String, QueryError> {
+    xapi_json::render(&row.statement, &row.stored_at, rendering).map_err(|error| {
         QueryError::Store(crate::store::StoreError::Invalid(format!(
             "statement {}: {error}",
             row.id
@@ -297,8 +352,15 @@ pub fn answer(
     reader: &Reader,
     today: chrono::NaiveDate,
     asked: &Asked,
+    settings: &ReadSettings,
     more: Option<&str>,
 ) -> Result<Served, QueryError> {
+    let languages = Languages::parse(asked.accept_language.as_deref());
+    let rendering = |format: Format| Rendering {
+        format,
+        authority: &settings.authority,
+        languages: &languages,
+    };
     let (query_text, position) = match more {
         None => (asked.query.clone(), None),
         Some(token) => {
@@ -319,10 +381,12 @@ pub fn answer(
         .map(|readable| (readable.id, readable.school.to_string()))
         .collect();
     let school_ids: Vec<i64> = schools.keys().copied().collect();
+    // Before the snapshot's first read, so that it is no later than the snapshot.
+    let now = stamp(chrono::Utc::now());
     let snapshot = connection
         .unchecked_transaction()
         .map_err(crate::store::StoreError::from)?;
-    let consistent_through = statements::consistent_through(&snapshot, &school_ids)?;
+    let consistent_through = statements::consistent_through(&snapshot, &school_ids, &now)?;
     let (rows, json_text, attachments) = match query {
         StatementQuery::Single {
             id,
@@ -339,7 +403,7 @@ pub fn answer(
                     ))
                 },
             )?;
-            let value = render(&row, format)?;
+            let value = render(&row, &rendering(format))?;
             (vec![row], value, attachments)
         }
         StatementQuery::Many {
@@ -383,7 +447,7 @@ pub fn answer(
             };
             let rendered = rows
                 .iter()
-                .map(|row| render(row, format))
+                .map(|row| render(row, &rendering(format)))
                 .collect::<Result<Vec<_>, _>>()?;
             let more_text = serde_json::Value::String(more_link).to_string();
             let body = format!(
@@ -394,6 +458,12 @@ pub fn answer(
         }
     };
     drop(snapshot);
+    // The newest `stored` among the statements answered (Communication 2.1.3, 2.2).
+    let last_modified = rows
+        .iter()
+        .map(|row| row.stored_at.as_str())
+        .max()
+        .and_then(http_date);
     let mut by_school: BTreeMap<i64, (Vec<&str>, u64)> = BTreeMap::new();
     for row in &rows {
         let entry = by_school.entry(row.school_id).or_default();
@@ -417,7 +487,9 @@ pub fn answer(
     Ok(Served {
         body,
         content_type,
-        headers: vec![("x-experience-api-consistent-through", consistent_through)],
+        headers: std::iter::once((CONSISTENT_THROUGH, consistent_through))
+            .chain(last_modified.map(|date| ("last-modified", date)))
+            .collect(),
         touched,
     })
 }

@@ -64,16 +64,34 @@ fn school_list(school_ids: &[i64]) -> String {
     serde_json::to_string(school_ids).unwrap_or_else(|_| "[]".into())
 }
 
-/// The instant before which every statement of these schools is visible: the
-/// newest `stored_at` in this snapshot. `stored_at` is stamped on the single
-/// writer thread inside the committing transaction, so any statement committed
-/// later carries a later (or equal) stamp. The epoch when there is none yet.
+/// `X-Experience-API-Consistent-Through`: the instant before which every statement that
+/// has or will have a `stored` stamp is visible (Communication 2.1.3).
+///
+/// `stored_at` is stamped on the xAPI writer thread when the publisher writes a
+/// change's statements, so a statement still to come is stamped after the moment it is
+/// written. When the publisher's cursor has caught up with the core's change counter,
+/// nothing is waiting and nothing is being written, so `now` (taken by the caller
+/// before this read) is the answer. Otherwise a round may be in its transaction with
+/// stamps from before `now`, but never before the newest committed stamp; the newest
+/// committed stamp of the reader's own schools is no later than that, so it is a true
+/// answer too, and says nothing about other schools' activity (issue 16). The epoch when
+/// those schools have no statement at all.
 pub fn consistent_through(
     connection: &Connection,
     school_ids: &[i64],
+    now: &str,
 ) -> Result<String, StoreError> {
-    // `stored_at` grows with `seq` (both are assigned on the writer thread), so the
-    // newest seq of each school, found through the index, carries its newest stamp.
+    let (cursor, counter): (i64, i64) = connection
+        .prepare_cached(
+            "SELECT (SELECT COALESCE(MAX(cursor_seq), 0) FROM xapi_publisher),
+                    (SELECT COALESCE(MAX(seq), 0) FROM change_counter)",
+        )?
+        .query_row([], |row| Ok((row.get(0)?, row.get(1)?)))?;
+    if cursor >= counter {
+        return Ok(now.to_string());
+    }
+    // `stored_at` grows with `seq` (both are assigned on the writer thread), so the newest
+    // seq of each school, found through the index, carries its newest stamp.
     let mut statement = connection.prepare_cached(
         "SELECT stored_at FROM xapi_statements WHERE school_id = ?1 ORDER BY seq DESC LIMIT 1",
     )?;
@@ -405,14 +423,6 @@ mod tests {
             .map(|row| row.id)
             .collect();
         assert_eq!(bounded, ["s3", "s2"]);
-        assert_eq!(
-            consistent_through(&connection, &[1])?,
-            "2026-10-01T08:00:02.000Z"
-        );
-        assert_eq!(
-            consistent_through(&connection, &[])?,
-            "1970-01-01T00:00:00.000Z"
-        );
         assert_eq!(newest_statement(&connection, &[1])?, Some((3, "s3".into())));
         assert_eq!(
             newest_statement(&connection, &[1, 2])?,
@@ -421,6 +431,26 @@ mod tests {
         assert_eq!(newest_statement(&connection, &[])?, None);
         assert_eq!(seq_of(&connection, "s2")?, Some(2));
         assert_eq!(seq_of(&connection, "nope")?, None);
+        // Caught up: the moment the caller took; changes waiting: the newest stamp of the
+        // reader's schools (school 2's newer statement says nothing to a reader of school 1).
+        let now = "2026-12-02T06:00:00.000Z";
+        connection.execute("UPDATE change_counter SET seq = 7", [])?;
+        connection.execute("UPDATE xapi_publisher SET cursor_seq = 7", [])?;
+        assert_eq!(consistent_through(&connection, &[1], now)?, now);
+        connection.execute("UPDATE change_counter SET seq = 8", [])?;
+        assert_eq!(
+            consistent_through(&connection, &[1, 2], now)?,
+            "2026-10-01T08:00:03.000Z"
+        );
+        assert_eq!(
+            consistent_through(&connection, &[1], now)?,
+            "2026-10-01T08:00:02.000Z"
+        );
+        connection.execute("DELETE FROM xapi_statements", [])?;
+        assert_eq!(
+            consistent_through(&connection, &[1], now)?,
+            "1970-01-01T00:00:00.000Z"
+        );
         Ok(())
     }
 }

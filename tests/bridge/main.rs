@@ -197,8 +197,18 @@ fn key_statement(gateway: &Gateway, resultaatkey: &str) -> String {
         .unwrap_or_else(|| panic!("no statement for {resultaatkey}"))
 }
 
+/// The dead letters of one LRS as JSON.
+fn dead_letters(gateway: &Gateway, lrs: &str) -> Vec<Value> {
+    gateway
+        .cli(&["outbox", "dead-letters", "--lrs", lrs, "--json"])
+        .lines()
+        .map(|line| serde_json::from_str(line).unwrap())
+        .collect()
+}
+
+/// Issue 17: a 409 counted as delivered whatever the LRS held under the id.
 #[test]
-fn a_409_for_a_held_id_counts_as_delivered_and_does_not_block_the_batch() {
+fn issue17_a_409_for_a_different_statement_is_a_dead_letter_that_says_why() {
     let standin = StandIn::start();
     standin.with(|state| state.fail_next = usize::MAX);
     let gateway = Gateway::start(&[]);
@@ -206,18 +216,166 @@ fn a_409_for_a_held_id_counts_as_delivered_and_does_not_block_the_batch() {
     gateway.post_accepted(&accepted_samples()[..2]);
     // The LRS already holds one of the ids, with other content.
     let held = key_statement(&gateway, "B02-LL0007-SPEL");
+    let other = serde_json::json!({"id": held, "other": "content"});
     standin.with(|state| {
-        state.stored.insert(
-            held.clone(),
-            serde_json::json!({"id": held, "other": "content"}),
-        );
+        state.stored.insert(held.clone(), other.clone());
         state.fail_next = 0;
     });
     gateway.wait_delivered("holder", WAIT);
-    assert_eq!(gateway.outbox("holder").1, 0, "a 409 is not a dead letter");
+    // The rest of the batch went through; the held one is a dead letter naming the difference.
+    let mut others = gateway.statement_ids();
+    others.remove(&held);
+    let stored = standin.stored_ids();
+    assert!(others.is_subset(&stored) && stored.len() == others.len() + 1);
+    assert_eq!(standin.with(|state| state.stored[&held].clone()), other);
+    let letters = dead_letters(&gateway, "holder");
+    assert_eq!(letters.len(), 1, "{letters:?}");
+    assert_eq!(letters[0]["statement_id"], held.as_str());
+    assert_eq!(letters[0]["status"], 409);
+    let answer = letters[0]["answer"].as_str().unwrap();
+    assert!(
+        answer.contains("holds a different statement") && answer.contains("$.actor"),
+        "{answer}"
+    );
+    assert!(standin.with(|state| state.gets.contains(&format!("statementId={held}"))));
+    // Write-only credentials cannot show what the LRS holds: a dead letter that says so.
+    let write_only = StandIn::start();
+    write_only.with(|state| {
+        state.stored.insert(held.clone(), other.clone());
+        state.write_only = true;
+    });
+    add_lrs(&gateway, "write-only", &write_only.url(), &[]);
+    gateway.wait_delivered("write-only", WAIT);
+    let letters = dead_letters(&gateway, "write-only");
+    assert_eq!(letters.len(), 1, "{letters:?}");
+    let answer = letters[0]["answer"].as_str().unwrap();
+    assert!(
+        answer.contains("refused to show") && answer.contains("HTTP 403"),
+        "{answer}"
+    );
+}
+
+/// A 409 for the statement the LRS already holds (a resend) is delivery, however the
+/// LRS rewrote stored, authority, version and the timestamp's form.
+#[test]
+fn issue17_a_409_for_the_same_statement_counts_as_delivered() {
+    let standin = StandIn::start();
+    let gateway = Gateway::start(&[]);
+    add_lrs(&gateway, "first", &standin.url(), &[]);
+    gateway.post_accepted(&accepted_samples()[..7]);
+    gateway.wait_delivered("first", WAIT);
     assert_eq!(standin.stored_ids(), gateway.statement_ids());
-    assert!(standin.with(|state| state.posts.iter().any(|post| post.status == 409)));
-    assert!(gateway.logs().contains("LRS answered 409"));
+    // A second subscription in the same identity resends everything; this LRS answers 409 to each.
+    standin.with(|state| state.conflict_on_resend = true);
+    add_lrs(&gateway, "again", &standin.url(), &[]);
+    gateway.wait_delivered("again", WAIT);
+    assert_eq!(
+        gateway.outbox("again").1,
+        0,
+        "{:?}",
+        dead_letters(&gateway, "again")
+    );
+    let (conflicts, gets) = standin.with(|state| {
+        (
+            state.posts.iter().filter(|post| post.status == 409).count(),
+            state.gets.len(),
+        )
+    });
+    assert!(
+        conflicts > 0 && gets >= gateway.statement_ids().len(),
+        "{conflicts} {gets}"
+    );
+    assert!(gateway.logs().contains("holds this same statement"));
+}
+
+/// Issue 17: a second subscription to the same LRS with `--identity pseudonym` after an
+/// `eckid` one was reported delivered while the LRS kept the identifying actors.
+#[test]
+fn issue17_a_pseudonym_subscription_to_an_lrs_that_holds_eckid_statements_is_dead_lettered() {
+    let lrs = RealLrs::start();
+    let gateway = Gateway::start(&[]);
+    let credentials = ["--username", "test", "--password", "test-lrs-password"];
+    add_lrs(&gateway, "identifying", &lrs.url(), &credentials);
+    gateway.post_accepted(&accepted_samples());
+    gateway.wait_delivered("identifying", WAIT);
+    assert_eq!(gateway.outbox("identifying").1, 0);
+    let mut flags = credentials.to_vec();
+    flags.extend(["--identity", "pseudonym"]);
+    add_lrs(&gateway, "pseudonymous", &lrs.url(), &flags);
+    gateway.wait_delivered("pseudonymous", WAIT);
+    // Every learner statement differs in its actor: a dead letter each, saying so. The voiding
+    // statements (the gateway's own actor) are the same in both identities: delivered.
+    let generated = gateway.statements();
+    let learner_statements = generated
+        .iter()
+        .filter(|statement| statement["verb"]["id"] != "http://adlnet.gov/expapi/verbs/voided")
+        .count();
+    let letters = dead_letters(&gateway, "pseudonymous");
+    assert_eq!(letters.len(), learner_statements);
+    for letter in &letters {
+        assert_eq!(letter["status"], 409);
+        let answer = letter["answer"].as_str().unwrap();
+        assert!(
+            answer.contains("holds a different statement") && answer.contains("$.actor"),
+            "{answer}"
+        );
+    }
+    // The LRS still holds the identifying actors, and the operator can see it.
+    let held = lrs.all_statements();
+    assert!(serde_json::to_string(&held).unwrap().contains("ketenid.nl"));
+    let status = gateway.cli(&["outbox", "status"]);
+    assert!(status.contains("pseudonymous"), "{status}");
+    // What the real LRS returns for a statement it holds compares as the same statement.
+    for statement in generated.iter().take(20) {
+        let id = statement["id"].as_str().unwrap();
+        let (code, body) = lrs.get(&format!("statementId={id}")).unwrap();
+        let (code, body) = if code == 404 {
+            lrs.get(&format!("voidedStatementId={id}")).unwrap()
+        } else {
+            (code, body)
+        };
+        assert_eq!(code, 200, "{id}");
+        assert_eq!(
+            uwlr_gateway::bridge::compare::difference(statement, &body),
+            None,
+            "{id}"
+        );
+    }
+}
+
+/// Issue 17: `Retry-After` as an HTTP-date was ignored (only seconds were read).
+#[test]
+fn issue17_retry_after_as_an_http_date_holds_the_retry_back() {
+    let standin = StandIn::start();
+    let wait = Duration::from_secs(4);
+    standin.with(|state| {
+        state.fail_next = 1;
+        state.fail_status = 503;
+        state.retry_after_date_in = Some(wait);
+    });
+    let gateway = Gateway::start(&[]);
+    add_lrs(&gateway, "busy", &standin.url(), &[]);
+    gateway.post_accepted(&accepted_samples()[..1]);
+    gateway.wait_delivered("busy", WAIT);
+    let times = standin.with(|state| state.post_times.clone());
+    assert!(times.len() >= 2);
+    // The date has whole seconds, so at least wait - 1 s; the backoff alone is under 1 s.
+    let gap = times[1] - times[0];
+    assert!(
+        gap >= wait - Duration::from_secs(1),
+        "retried after {gap:?}"
+    );
+    // The seconds form still works.
+    let standin = StandIn::start();
+    standin.with(|state| {
+        state.fail_next = 1;
+        state.fail_status = 429;
+        state.retry_after = Some("2".into());
+    });
+    add_lrs(&gateway, "limited", &standin.url(), &[]);
+    gateway.wait_delivered("limited", WAIT);
+    let times = standin.with(|state| state.post_times.clone());
+    assert!(times[1] - times[0] >= Duration::from_secs(2));
 }
 
 #[test]

@@ -1,4 +1,4 @@
-//! A small stand-in LRS speaking the xAPI statements API (POST /xAPI/statements) with injectable faults.
+//! A small stand-in LRS speaking the xAPI statements API (POST, and GET by id, on /xAPI/statements) with injectable faults.
 
 use serde_json::Value;
 use std::collections::{BTreeMap, BTreeSet};
@@ -35,6 +35,18 @@ pub struct State {
     pub authorization: Option<String>,
     /// Every POST saw the version header.
     pub missing_version_header: usize,
+    /// Answer 409 for any id already held, also for the same content (as some LRSs do).
+    pub conflict_on_resend: bool,
+    /// Send this `Retry-After` value with injected faults.
+    pub retry_after: Option<String>,
+    /// Or send `Retry-After` as the HTTP-date this long after the answer.
+    pub retry_after_date_in: Option<Duration>,
+    /// When each POST arrived, in order.
+    pub post_times: Vec<std::time::Instant>,
+    /// GET requests by id (`statementId=…` or `voidedStatementId=…`).
+    pub gets: Vec<String>,
+    /// Answer GETs with 403, as an LRS does for write-only credentials.
+    pub write_only: bool,
 }
 
 pub struct StandIn {
@@ -117,11 +129,61 @@ impl Drop for StandIn {
 }
 
 fn respond(stream: &mut TcpStream, status: u16, body: &str) -> std::io::Result<()> {
+    respond_with(stream, status, body, "")
+}
+
+fn respond_with(
+    stream: &mut TcpStream,
+    status: u16,
+    body: &str,
+    extra_headers: &str,
+) -> std::io::Result<()> {
     let text = format!(
-        "HTTP/1.1 {status} X\r\nContent-Type: application/json\r\nX-Experience-API-Version: 1.0.3\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        "HTTP/1.1 {status} X\r\nContent-Type: application/json\r\nX-Experience-API-Version: 1.0.3\r\n{extra_headers}Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
         body.len()
     );
     stream.write_all(text.as_bytes())
+}
+
+/// GET /xAPI/statements?statementId=…: the held statement as an LRS returns it, with
+/// `stored`, `authority` and `version` added and the timestamp rewritten in UTC.
+fn answer_get(stream: &mut TcpStream, query: &str, state: &Mutex<State>) -> std::io::Result<()> {
+    let mut state = state.lock().unwrap();
+    state.gets.push(query.to_string());
+    let id = query
+        .strip_prefix("statementId=")
+        .or_else(|| query.strip_prefix("voidedStatementId="));
+    let held = id.and_then(|id| state.stored.get(id)).cloned();
+    let write_only = state.write_only;
+    drop(state);
+    if write_only {
+        return respond(
+            stream,
+            403,
+            r#"{"message":"these credentials may only write"}"#,
+        );
+    }
+    match (id, held) {
+        (Some(_), Some(mut statement)) if query.starts_with("statementId=") => {
+            statement["stored"] = Value::String("2026-12-02T06:00:00.000Z".into());
+            statement["version"] = Value::String("1.0.0".into());
+            statement["authority"] =
+                serde_json::json!({"objectType": "Agent", "mbox": "mailto:standin@lrs.example"});
+            if let Some(timestamp) = statement["timestamp"]
+                .as_str()
+                .and_then(|text| chrono::DateTime::parse_from_rfc3339(text).ok())
+            {
+                statement["timestamp"] = Value::String(
+                    timestamp
+                        .with_timezone(&chrono::Utc)
+                        .to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+                );
+            }
+            respond(stream, 200, &statement.to_string())
+        }
+        (Some(_), _) => respond(stream, 404, r#"{"message":"no such statement"}"#),
+        (None, _) => respond(stream, 400, r#"{"message":"only statementId queries"}"#),
+    }
 }
 
 fn handle(mut stream: TcpStream, state: &Mutex<State>) -> std::io::Result<()> {
@@ -148,6 +210,13 @@ fn handle(mut stream: TcpStream, state: &Mutex<State>) -> std::io::Result<()> {
         .unwrap_or(0);
     let mut body = vec![0u8; length];
     reader.read_exact(&mut body)?;
+    if let Some(query) = request_line
+        .strip_prefix("GET /xAPI/statements?")
+        .and_then(|rest| rest.split_once(' '))
+        .map(|(query, _)| query.to_string())
+    {
+        return answer_get(&mut stream, &query, state);
+    }
     if !request_line.starts_with("POST /xAPI/statements ") {
         return respond(&mut stream, 404, "{}");
     }
@@ -167,6 +236,7 @@ fn handle(mut stream: TcpStream, state: &Mutex<State>) -> std::io::Result<()> {
         if !headers.contains_key("x-experience-api-version") {
             state.missing_version_header += 1;
         }
+        state.post_times.push(std::time::Instant::now());
         (delay, fail, state.authorization.clone())
     };
     std::thread::sleep(delay);
@@ -214,7 +284,7 @@ fn handle(mut stream: TcpStream, state: &Mutex<State>) -> std::io::Result<()> {
         state
             .stored
             .get(s["id"].as_str().unwrap_or(""))
-            .is_some_and(|held| held != s)
+            .is_some_and(|held| held != s || state.conflict_on_resend)
     }) {
         answer(
             &mut state,
@@ -230,6 +300,14 @@ fn handle(mut stream: TcpStream, state: &Mutex<State>) -> std::io::Result<()> {
         }
         answer(&mut state, 200, serde_json::to_string(&ids).unwrap())
     };
+    let retry_after = match (fail, &state.retry_after, state.retry_after_date_in) {
+        (Some(_), Some(value), _) => format!("Retry-After: {value}\r\n"),
+        (Some(_), None, Some(delay)) => format!(
+            "Retry-After: {}\r\n",
+            httpdate::fmt_http_date(std::time::SystemTime::now() + delay)
+        ),
+        _ => String::new(),
+    };
     drop(state);
-    respond(&mut stream, status, &text)
+    respond_with(&mut stream, status, &text, &retry_after)
 }

@@ -1,6 +1,7 @@
 //! The xAPI read side: Statement Resource query semantics, voiding, `more` links and scope.
 
 use super::*;
+use chrono::Timelike;
 use std::collections::BTreeSet;
 
 fn xapi_reader(gateway: &Gateway, name: &str, school: &str) -> String {
@@ -510,4 +511,693 @@ fn issue16_more_links_do_not_reveal_other_schools_activity() {
     let rest = xapi_ok(&gateway, &before, &reader_yy);
     assert!(!ids(&rest).is_empty());
     assert!(!rest.to_string().contains("XX-BUSY"));
+}
+
+/// The statements the bridge stored, as JSON, oldest first.
+fn stored_statements(gateway: &Gateway) -> Vec<Value> {
+    let connection = crate::open_db(gateway.data_dir.path());
+    let mut statement = connection
+        .prepare("SELECT statement FROM xapi_statements ORDER BY seq")
+        .unwrap();
+    statement
+        .query_map([], |row| row.get::<_, String>(0))
+        .unwrap()
+        .map(|text| serde_json::from_str(&text.unwrap()).unwrap())
+        .collect()
+}
+
+fn header<'a>(headers: &'a reqwest::header::HeaderMap, name: &str) -> Option<&'a str> {
+    headers.get(name).and_then(|value| value.to_str().ok())
+}
+
+fn instant(text: &str) -> chrono::DateTime<chrono::Utc> {
+    chrono::DateTime::parse_from_rfc3339(text)
+        .unwrap_or_else(|_| panic!("an RFC 3339 instant: {text}"))
+        .with_timezone(&chrono::Utc)
+}
+
+/// Issue 17: consistent-through was the newest statement's `stored` (1970 for a school
+/// without statements) and absent on errors; xAPI wants a recent instant on every answer.
+#[test]
+fn issue17_consistent_through_is_the_present_when_nothing_waits_and_on_every_answer() {
+    let gateway = Gateway::spawn();
+    let reader = xapi_reader(&gateway, "xapi-now", "99XX01");
+    let before = chrono::Utc::now() - chrono::Duration::milliseconds(5);
+    let (status, headers, body) = xapi_get(&gateway, "/xapi/statements", Some(&reader));
+    assert_eq!(status, 200, "{body}");
+    assert!(statements(&body).is_empty());
+    let through = instant(header(&headers, "x-experience-api-consistent-through").unwrap());
+    assert!(
+        through >= before && through <= chrono::Utc::now(),
+        "no statements and nothing waiting: the present, not {through}"
+    );
+    gateway.send_sample("01-drip-een-resultaat.xml");
+    gateway.wait_published();
+    let before = chrono::Utc::now() - chrono::Duration::milliseconds(5);
+    let (_, headers, _) = xapi_get(&gateway, "/xapi/statements?limit=1", Some(&reader));
+    let through = instant(header(&headers, "x-experience-api-consistent-through").unwrap());
+    assert!(through >= before, "caught up: the present, not {through}");
+    // Every answer of the Statement Resource carries it, errors included.
+    let client = reqwest::blocking::Client::new();
+    let unknown = "00000000-0000-4000-8000-000000000000";
+    let answers = [
+        client
+            .get(gateway.url("/xapi/statements"))
+            .header("X-Experience-API-Version", "1.0.3"),
+        client
+            .get(gateway.url("/xapi/statements"))
+            .bearer_auth(&reader),
+        client
+            .get(gateway.url("/xapi/statements?limit=x"))
+            .header("X-Experience-API-Version", "1.0.3")
+            .bearer_auth(&reader),
+        client
+            .get(gateway.url(&format!("/xapi/statements?statementId={unknown}")))
+            .header("X-Experience-API-Version", "1.0.3")
+            .bearer_auth(&reader),
+        client
+            .get(gateway.url("/xapi/statements/more/garbage"))
+            .header("X-Experience-API-Version", "1.0.3")
+            .bearer_auth(&reader),
+        client
+            .delete(gateway.url("/xapi/statements"))
+            .header("X-Experience-API-Version", "1.0.3")
+            .bearer_auth(&reader),
+    ];
+    let mut statuses = Vec::new();
+    for request in answers {
+        let response = request.send().unwrap();
+        statuses.push(response.status().as_u16());
+        let value = header(response.headers(), "x-experience-api-consistent-through")
+            .unwrap_or_else(|| panic!("{} without consistent-through", response.status()));
+        assert!(instant(value) >= before, "{value}");
+        assert_eq!(
+            header(response.headers(), "x-experience-api-version"),
+            Some("1.0.3")
+        );
+    }
+    assert_eq!(statuses, [401, 400, 400, 404, 404, 405]);
+}
+
+/// While changes wait for the publisher, consistent-through is the newest committed
+/// `stored`: statements still to come are stamped later than that, never earlier.
+#[test]
+fn issue17_consistent_through_waits_for_the_publisher() {
+    // The publisher sleeps 5 s after each round, so a change made right after one waits.
+    let gateway = Gateway::spawn_with(&[("UWLR_XAPI_PUBLISH_PAUSE_MS", "5000")]);
+    let reader = xapi_reader(&gateway, "xapi-lag", "99XX01");
+    gateway.send_sample("01-drip-een-resultaat.xml");
+    gateway.wait_published();
+    let published = stored_statements(&gateway).len();
+    gateway.send_sample("02-batch-vijf-leerlingen.xml");
+    let (status, headers, _) = xapi_get(&gateway, "/xapi/statements", Some(&reader));
+    assert_eq!(status, 200);
+    let connection = crate::open_db(gateway.data_dir.path());
+    let (count, newest, waiting): (usize, String, bool) = connection
+        .query_row(
+            "SELECT (SELECT count(*) FROM xapi_statements), (SELECT MAX(stored_at) FROM xapi_statements),
+                    (SELECT cursor_seq FROM xapi_publisher) < (SELECT seq FROM change_counter)",
+            [],
+            |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?)),
+        )
+        .unwrap();
+    assert!(
+        waiting && count == published,
+        "sample 02 must still wait for the publisher (the machine was too slow for this test)"
+    );
+    assert_eq!(
+        header(&headers, "x-experience-api-consistent-through"),
+        Some(newest.as_str())
+    );
+    // Once published, the present again.
+    gateway.wait_published();
+    let before = chrono::Utc::now() - chrono::Duration::milliseconds(5);
+    let (_, headers, _) = xapi_get(&gateway, "/xapi/statements", Some(&reader));
+    assert!(instant(header(&headers, "x-experience-api-consistent-through").unwrap()) >= before);
+}
+
+/// Issue 17: statements came without `authority`; `Last-Modified` was missing.
+#[test]
+fn issue17_every_statement_names_the_gateway_as_authority_and_last_modified_is_stored() {
+    let gateway = Gateway::two_schools(&["01-drip-een-resultaat.xml", "07-update-afname.xml"]);
+    gateway.wait_published();
+    let reader = xapi_reader(&gateway, "xapi-authority", "99XX01");
+    let expected = serde_json::json!({
+        "objectType": "Agent",
+        "name": "uwlr-gateway",
+        "account": {"homePage": "https://uwlr-gateway.example/xapi", "name": "uwlr-gateway"},
+    });
+    let (status, headers, body) = xapi_get(&gateway, "/xapi/statements", Some(&reader));
+    assert_eq!(status, 200);
+    let list = statements(&body);
+    assert!(list.len() >= 2, "a statement and a voiding statement");
+    for statement in list {
+        assert_eq!(statement["authority"], expected, "{statement}");
+    }
+    let newest = list[0]["stored"].as_str().unwrap();
+    let last_modified = header(&headers, "last-modified").expect("Last-Modified on a list");
+    assert_eq!(
+        httpdate::parse_http_date(last_modified).unwrap(),
+        std::time::SystemTime::from(instant(newest).with_nanosecond(0).unwrap())
+    );
+    // A single statement, a voided one and format=ids carry it too.
+    let voided = stored(&gateway, "99XX01")
+        .into_iter()
+        .find(|(_, voided)| *voided)
+        .unwrap()
+        .0;
+    for path in [
+        format!(
+            "/xapi/statements?statementId={}",
+            list[1]["id"].as_str().unwrap()
+        ),
+        format!("/xapi/statements?voidedStatementId={voided}"),
+    ] {
+        let (status, headers, statement) = xapi_get(&gateway, &path, Some(&reader));
+        assert_eq!(status, 200, "{path}");
+        assert_eq!(statement["authority"], expected);
+        let stored = instant(statement["stored"].as_str().unwrap());
+        assert_eq!(
+            httpdate::parse_http_date(header(&headers, "last-modified").unwrap()).unwrap(),
+            std::time::SystemTime::from(stored.with_nanosecond(0).unwrap())
+        );
+    }
+    let ids = xapi_ok(&gateway, "/xapi/statements?format=ids", &reader);
+    for statement in statements(&ids) {
+        assert_eq!(
+            statement["authority"],
+            serde_json::json!({"objectType": "Agent", "account": expected["account"]})
+        );
+    }
+    // An empty answer has nothing to date.
+    let (_, headers, _) = xapi_get(
+        &gateway,
+        "/xapi/statements?registration=00000000-0000-4000-8000-000000000000",
+        Some(&reader),
+    );
+    assert!(headers.get("last-modified").is_none());
+}
+
+/// The authority is the one configured.
+#[test]
+fn issue17_the_authority_comes_from_the_configuration() {
+    let gateway = Gateway::spawn_with(&[
+        ("UWLR_XAPI_AUTHORITY_NAME", "Stichting Toetsdata"),
+        ("UWLR_XAPI_AUTHORITY_MBOX", "mailto:lrs@toetsdata.example"),
+    ]);
+    gateway.send_sample("01-drip-een-resultaat.xml");
+    gateway.wait_published();
+    let reader = xapi_reader(&gateway, "xapi-configured", "99XX01");
+    let body = xapi_ok(&gateway, "/xapi/statements", &reader);
+    assert_eq!(
+        statements(&body)[0]["authority"],
+        serde_json::json!({"objectType": "Agent", "name": "Stichting Toetsdata", "mbox": "mailto:lrs@toetsdata.example"})
+    );
+}
+
+/// Issue 17: HEAD and the Alternate Request Syntax (xAPI Communication 1.1, 1.3) were 405.
+#[test]
+fn issue17_head_and_the_alternate_request_syntax_answer_as_get() {
+    let gateway = published();
+    let reader = xapi_reader(&gateway, "xapi-alt", "99XX01");
+    let client = reqwest::blocking::Client::new();
+    let query = "limit=2&verb=http%3A%2F%2Fadlnet.gov%2Fexpapi%2Fverbs%2Fscored";
+    let (status, get_headers, get_body) = xapi_get(
+        &gateway,
+        &format!("/xapi/statements?{query}"),
+        Some(&reader),
+    );
+    assert_eq!(status, 200);
+    // HEAD: the same status and headers, no body; the connection stays usable.
+    let head = client
+        .head(gateway.url(&format!("/xapi/statements?{query}")))
+        .header("X-Experience-API-Version", "1.0.3")
+        .bearer_auth(&reader)
+        .send()
+        .unwrap();
+    assert_eq!(head.status().as_u16(), 200);
+    for name in ["content-type", "x-experience-api-version", "last-modified"] {
+        assert_eq!(head.headers().get(name), get_headers.get(name), "{name}");
+    }
+    assert!(head
+        .headers()
+        .contains_key("x-experience-api-consistent-through"));
+    let address = gateway.base.trim_start_matches("http://").to_string();
+    let mut stream = std::net::TcpStream::connect(&address).unwrap();
+    stream
+        .set_read_timeout(Some(std::time::Duration::from_millis(500)))
+        .unwrap();
+    use std::io::{Read, Write};
+    write!(
+        stream,
+        "HEAD /xapi/statements?{query} HTTP/1.1\r\nHost: {address}\r\nX-Experience-API-Version: 1.0.3\r\nAuthorization: Bearer {reader}\r\n\r\n"
+    )
+    .unwrap();
+    let mut raw = Vec::new();
+    let mut buffer = [0u8; 65536];
+    while let Ok(read) = stream.read(&mut buffer) {
+        if read == 0 {
+            break;
+        }
+        raw.extend_from_slice(&buffer[..read]);
+    }
+    let text = String::from_utf8_lossy(&raw);
+    let (head_part, rest) = text.split_once("\r\n\r\n").expect("a complete head");
+    assert!(head_part.starts_with("HTTP/1.1 200"), "{head_part}");
+    assert_eq!(rest, "", "HEAD answers carry no body");
+    // A HEAD for a statement that is not there is 404, as a GET would be.
+    let missing = client
+        .head(gateway.url("/xapi/statements?statementId=00000000-0000-4000-8000-000000000000"))
+        .header("X-Experience-API-Version", "1.0.3")
+        .bearer_auth(&reader)
+        .send()
+        .unwrap();
+    assert_eq!(missing.status().as_u16(), 404);
+    // POST ?method=GET with the query and the headers as form parameters: the same answer.
+    let form = format!(
+        "{query}&Authorization={}&X-Experience-API-Version=1.0.3",
+        form_urlencoded::byte_serialize(format!("Bearer {reader}").as_bytes()).collect::<String>()
+    );
+    let alternate = client
+        .post(gateway.url("/xapi/statements?method=GET"))
+        .header("Content-Type", "application/x-www-form-urlencoded")
+        .body(form.clone())
+        .send()
+        .unwrap();
+    assert_eq!(alternate.status().as_u16(), 200);
+    assert!(alternate
+        .headers()
+        .contains_key("x-experience-api-consistent-through"));
+    let alternate_body: Value = serde_json::from_str(&alternate.text().unwrap()).unwrap();
+    assert_eq!(ids(&alternate_body), ids(&get_body));
+    // Its `more` link is followed with a plain GET, and also as POST ?method=GET.
+    let more = alternate_body["more"].as_str().unwrap();
+    assert!(!more.is_empty());
+    let followed = client
+        .post(gateway.url(&format!("{more}?method=GET")))
+        .body(format!(
+            "Authorization={}&X-Experience-API-Version=1.0.3",
+            form_urlencoded::byte_serialize(format!("Bearer {reader}").as_bytes())
+                .collect::<String>()
+        ))
+        .send()
+        .unwrap();
+    assert_eq!(followed.status().as_u16(), 200);
+    // The rules of a GET apply: no version, no token, other query parameters, a write, too large.
+    let refused = |url: &str, body: String| {
+        let response = client.post(gateway.url(url)).body(body).send().unwrap();
+        let status = response.status().as_u16();
+        assert!(response
+            .headers()
+            .contains_key("x-experience-api-consistent-through"));
+        let problem: Value = serde_json::from_str(&response.text().unwrap()).unwrap();
+        (status, problem)
+    };
+    let without_version = form.replace("&X-Experience-API-Version=1.0.3", "");
+    assert_eq!(
+        refused("/xapi/statements?method=GET", without_version).0,
+        400
+    );
+    let without_token = format!("{query}&X-Experience-API-Version=1.0.3");
+    assert_eq!(refused("/xapi/statements?method=GET", without_token).0, 401);
+    let (status, problem) = refused("/xapi/statements?method=GET&limit=1", form.clone());
+    assert_eq!(
+        (status, problem["parameter"].as_str()),
+        (400, Some("method"))
+    );
+    assert_eq!(refused("/xapi/statements?method=PUT", form.clone()).0, 405);
+    assert_eq!(
+        refused("/xapi/statements?method=GET", format!("{form}&limit=3")).0,
+        400
+    );
+    let (status, _) = refused(
+        "/xapi/statements?method=GET",
+        format!("{form}&content={}", "x".repeat(70 * 1024)),
+    );
+    assert_eq!(status, 413);
+    // A plain POST (no method) is not the alternate syntax: the resource is read-only.
+    assert_eq!(refused("/xapi/statements", "[]".into()).0, 405);
+    // The audit holds the query the form carried, never the token.
+    let rows = read_audit(&gateway, &["--reader", "xapi-alt"]);
+    let line = format!("GET /xapi/statements?{query}");
+    let gets = rows
+        .iter()
+        .filter(|row| row["detail"] == line.as_str())
+        .count();
+    assert_eq!(gets, 2, "the plain GET and the alternate one: {rows:#?}");
+    assert!(!rows.iter().any(|row| row.to_string().contains(&reader)));
+}
+
+/// Issue 17: `format=canonical` returned every language of a map; it must return the
+/// one that best matches `Accept-Language`, per map.
+#[test]
+fn issue17_canonical_format_keeps_the_language_the_reader_accepts() {
+    let gateway = Gateway::spawn();
+    gateway.send_sample("01-drip-een-resultaat.xml");
+    gateway.wait_published();
+    let reader = xapi_reader(&gateway, "xapi-canonical", "99XX01");
+    let exact = xapi_ok(&gateway, "/xapi/statements?limit=1", &reader);
+    let display = &statements(&exact)[0]["verb"]["display"];
+    assert!(
+        display.as_object().unwrap().len() > 1,
+        "the stored verb has several languages: {display}"
+    );
+    let canonical = |accept: Option<&str>| -> Value {
+        let mut request = reqwest::blocking::Client::new()
+            .get(gateway.url("/xapi/statements?limit=1&format=canonical"))
+            .header("X-Experience-API-Version", "1.0.3")
+            .bearer_auth(&reader);
+        if let Some(accept) = accept {
+            request = request.header("Accept-Language", accept);
+        }
+        let response = request.send().unwrap();
+        assert_eq!(response.status().as_u16(), 200);
+        let body: Value = serde_json::from_str(&response.text().unwrap()).unwrap();
+        statements(&body)[0].clone()
+    };
+    let dutch = canonical(Some("nl-NL, nl;q=0.9, en;q=0.5"));
+    assert_eq!(
+        dutch["verb"]["display"],
+        serde_json::json!({"nl": "scoorde"})
+    );
+    let english = canonical(Some("en-GB,en;q=0.9"));
+    assert_eq!(
+        english["verb"]["display"],
+        serde_json::json!({"en-US": "scored"})
+    );
+    let nothing_fits = canonical(Some("fr"));
+    assert_eq!(
+        nothing_fits["verb"]["display"],
+        serde_json::json!({"nl": "scoorde"})
+    );
+    for statement in [dutch, english, nothing_fits, canonical(None)] {
+        let one = |map: &Value| map.as_object().map_or(true, |map| map.len() == 1);
+        assert!(one(&statement["verb"]["display"]));
+        assert!(one(&statement["object"]["definition"]["name"]));
+        for activity in statement["context"]["contextActivities"]["grouping"]
+            .as_array()
+            .unwrap()
+        {
+            assert!(one(&activity["definition"]["name"]));
+        }
+        // Agents stay exact; the statement keeps its id.
+        assert_eq!(statement["actor"], statements(&exact)[0]["actor"]);
+        assert_eq!(statement["id"], statements(&exact)[0]["id"]);
+    }
+}
+
+/// Issue 17: browser-based learning systems of configured origins get CORS headers,
+/// preflights are answered without a token, other origins get none.
+#[test]
+fn issue17_cors_admits_the_configured_origins_only() {
+    let gateway = Gateway::spawn_with(&[(
+        "UWLR_XAPI_CORS_ORIGINS",
+        "https://leerplatform.example, https://ander.example:8443",
+    )]);
+    let reader = xapi_reader(&gateway, "xapi-cors", "99XX01");
+    let client = reqwest::blocking::Client::new();
+    let preflight = |origin: &str| {
+        client
+            .request(reqwest::Method::OPTIONS, gateway.url("/xapi/statements"))
+            .header("Origin", origin)
+            .header("Access-Control-Request-Method", "GET")
+            .header(
+                "Access-Control-Request-Headers",
+                "authorization, x-experience-api-version",
+            )
+            .send()
+            .unwrap()
+    };
+    let admitted = preflight("https://leerplatform.example");
+    assert_eq!(admitted.status().as_u16(), 204);
+    let headers = admitted.headers();
+    assert_eq!(
+        header(headers, "access-control-allow-origin"),
+        Some("https://leerplatform.example")
+    );
+    let allowed_headers = header(headers, "access-control-allow-headers")
+        .unwrap()
+        .to_ascii_lowercase();
+    for name in [
+        "authorization",
+        "x-experience-api-version",
+        "accept-language",
+    ] {
+        assert!(allowed_headers.contains(name), "{allowed_headers}");
+    }
+    assert!(header(headers, "access-control-allow-methods")
+        .unwrap()
+        .contains("GET"));
+    assert!(headers.contains_key("x-experience-api-consistent-through"));
+    let refused = preflight("https://elders.example");
+    assert_eq!(refused.status().as_u16(), 403);
+    assert!(refused
+        .headers()
+        .get("access-control-allow-origin")
+        .is_none());
+    // The actual request: the origin is echoed and the xAPI headers are exposed.
+    let response = client
+        .get(gateway.url("/xapi/statements"))
+        .header("Origin", "https://ander.example:8443")
+        .header("X-Experience-API-Version", "1.0.3")
+        .bearer_auth(&reader)
+        .send()
+        .unwrap();
+    assert_eq!(response.status().as_u16(), 200);
+    assert_eq!(
+        header(response.headers(), "access-control-allow-origin"),
+        Some("https://ander.example:8443")
+    );
+    let exposed = header(response.headers(), "access-control-expose-headers")
+        .unwrap()
+        .to_ascii_lowercase();
+    for name in [
+        "x-experience-api-version",
+        "x-experience-api-consistent-through",
+        "last-modified",
+    ] {
+        assert!(exposed.contains(name), "{exposed}");
+    }
+    assert!(header(response.headers(), "vary")
+        .unwrap()
+        .contains("Origin"));
+    // Errors are readable by the admitted browser too (it must see why).
+    let unauthorised = client
+        .get(gateway.url("/xapi/statements"))
+        .header("Origin", "https://leerplatform.example")
+        .header("X-Experience-API-Version", "1.0.3")
+        .send()
+        .unwrap();
+    assert_eq!(unauthorised.status().as_u16(), 401);
+    assert!(unauthorised
+        .headers()
+        .contains_key("access-control-allow-origin"));
+    let other = client
+        .get(gateway.url("/xapi/about"))
+        .header("Origin", "https://elders.example")
+        .send()
+        .unwrap();
+    assert_eq!(other.status().as_u16(), 200);
+    assert!(other.headers().get("access-control-allow-origin").is_none());
+    // Without configured origins nobody gets CORS headers.
+    let plain = Gateway::spawn();
+    let response = reqwest::blocking::Client::new()
+        .get(plain.url("/xapi/about"))
+        .header("Origin", "https://leerplatform.example")
+        .send()
+        .unwrap();
+    assert!(response
+        .headers()
+        .get("access-control-allow-origin")
+        .is_none());
+}
+
+/// The values a Profiles-spec rule location (`$.a.b[*].c`, the forms the profile uses) selects.
+fn locate<'a>(statement: &'a Value, location: &str) -> Vec<&'a Value> {
+    let mut values = vec![statement];
+    for step in location
+        .trim_start_matches('$')
+        .split('.')
+        .filter(|step| !step.is_empty())
+    {
+        let (name, all) = match step.strip_suffix("[*]") {
+            Some(name) => (name, true),
+            None => (step, false),
+        };
+        values = values
+            .into_iter()
+            .filter_map(|value| value.get(name))
+            .flat_map(|value| match (all, value.as_array()) {
+                (true, Some(items)) => items.iter().collect(),
+                (true, None) => Vec::new(),
+                (false, _) => vec![value],
+            })
+            .collect();
+    }
+    values
+}
+
+/// Whether `statement` follows `template` (Profiles spec part 3, statement template validation).
+fn follows(statement: &Value, template: &Value) -> bool {
+    if template["verb"] != statement["verb"]["id"] {
+        return false;
+    }
+    if let Some(activity_type) = template.get("objectActivityType") {
+        if statement["object"]["definition"]["type"] != *activity_type {
+            return false;
+        }
+    }
+    if let Some(types) = template["contextGroupingActivityType"].as_array() {
+        let grouping = locate(
+            statement,
+            "$.context.contextActivities.grouping[*].definition.type",
+        );
+        if !types.iter().all(|wanted| grouping.contains(&wanted)) {
+            return false;
+        }
+    }
+    template["rules"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .all(|rule| {
+            let found = locate(statement, rule["location"].as_str().unwrap());
+            let presence_ok = match rule["presence"].as_str() {
+                Some("included") => !found.is_empty(),
+                Some("excluded") => found.is_empty(),
+                _ => true,
+            };
+            let any_ok = rule["any"]
+                .as_array()
+                .map_or(true, |any| found.iter().any(|value| any.contains(value)));
+            let all_ok = rule["all"]
+                .as_array()
+                .map_or(true, |all| found.iter().all(|value| all.contains(value)));
+            presence_ok && any_ok && all_ok
+        })
+}
+
+/// Issue 17: the gateway publishes an xAPI Profile at its IRI, and every IRI of every
+/// statement the samples produce resolves to a concept of the right type in it.
+#[test]
+fn issue17_every_sample_statement_resolves_in_the_served_profile() {
+    let gateway = Gateway::spawn();
+    // The accepted samples are 01-29; 30 and above are meant to be refused.
+    let mut names: Vec<String> = std::fs::read_dir(Gateway::repository().join("samples"))
+        .unwrap()
+        .map(|entry| entry.unwrap().file_name().to_string_lossy().to_string())
+        .filter(|name| name.ends_with(".xml") && name[..2].parse::<u32>().is_ok_and(|n| n < 30))
+        .collect();
+    names.sort();
+    assert!(names.len() >= 10, "{names:?}");
+    for name in &names {
+        gateway.send_sample(name);
+    }
+    gateway.wait_published();
+    // Served at /xapi/profile and at the profile's IRIs (xapi_base_iri's path on this gateway).
+    let profile_at = |path: &str| {
+        let response = reqwest::blocking::get(gateway.url(path)).unwrap();
+        assert_eq!(response.status().as_u16(), 200, "{path}");
+        assert_eq!(
+            header(response.headers(), "content-type"),
+            Some("application/ld+json")
+        );
+        serde_json::from_str::<Value>(&response.text().unwrap()).unwrap()
+    };
+    let profile = profile_at("/xapi/profile");
+    assert_eq!(profile, profile_at("/xapi/profile/uwlr-2.2"));
+    assert_eq!(profile, profile_at("/xapi/profile/uwlr-2.2/v1"));
+    assert_eq!(
+        profile["@context"],
+        "https://w3id.org/xapi/profiles/context"
+    );
+    assert_eq!(profile["type"], "Profile");
+    let version = profile["versions"][0]["id"].as_str().unwrap();
+    let concept = |id: &str| -> Option<String> {
+        profile["concepts"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|concept| concept["id"] == id)
+            .map(|concept| concept["type"].as_str().unwrap().to_string())
+    };
+    let check = |statement: &Value, id: &str, wanted: &str| {
+        assert_eq!(
+            concept(id).as_deref(),
+            Some(wanted),
+            "{id} of statement {} is no {wanted} of the profile",
+            statement["id"]
+        );
+    };
+    let activities = |statement: &Value| -> Vec<Value> {
+        let mut list = vec![statement["object"].clone()];
+        for kind in ["parent", "grouping", "category", "other"] {
+            list.extend(
+                locate(statement, &format!("$.context.contextActivities.{kind}[*]"))
+                    .into_iter()
+                    .cloned(),
+            );
+        }
+        list
+    };
+    let all = stored_statements(&gateway);
+    assert!(
+        all.len() > 50,
+        "the samples make many statements: {}",
+        all.len()
+    );
+    let templates = profile["templates"].as_array().unwrap();
+    for statement in &all {
+        check(statement, statement["verb"]["id"].as_str().unwrap(), "Verb");
+        for activity in activities(statement) {
+            if let Some(activity_type) = activity["definition"]["type"].as_str() {
+                check(statement, activity_type, "ActivityType");
+            }
+            for key in activity["definition"]["extensions"]
+                .as_object()
+                .into_iter()
+                .flatten()
+                .map(|(key, _)| key)
+            {
+                check(statement, key, "ActivityExtension");
+            }
+        }
+        for (path, kind) in [
+            ("result", "ResultExtension"),
+            ("context", "ContextExtension"),
+        ] {
+            for key in statement[path]["extensions"]
+                .as_object()
+                .into_iter()
+                .flatten()
+                .map(|(key, _)| key)
+            {
+                check(statement, key, kind);
+            }
+        }
+        // A scored statement names this profile version as its category; each statement follows a template.
+        if statement["verb"]["id"] != "http://adlnet.gov/expapi/verbs/voided" {
+            let categories = locate(statement, "$.context.contextActivities.category[*].id");
+            assert!(categories.iter().any(|id| *id == version), "{statement}");
+        }
+        let followed: Vec<&str> = templates
+            .iter()
+            .filter(|template| follows(statement, template))
+            .map(|template| template["id"].as_str().unwrap())
+            .collect();
+        assert_eq!(
+            followed.len(),
+            1,
+            "statement {} follows {followed:?}",
+            statement["id"]
+        );
+    }
+    // Every template is used by the samples.
+    for template in templates {
+        assert!(
+            all.iter().any(|statement| follows(statement, template)),
+            "no sample statement follows {}",
+            template["id"]
+        );
+    }
 }
