@@ -94,6 +94,28 @@ pub struct Config {
     pub xapi_max_backoff_secs: u64,
     /// Open connections at most; more wait in the listen backlog.
     pub max_connections: usize,
+    /// Open connections from one source address (IPv6: one /64) at most; more are
+    /// answered 503 at once, so one sender cannot take every slot. 0: no cap
+    /// (behind a reverse proxy every connection comes from the proxy).
+    pub max_connections_per_address: usize,
+    /// The slowest a body may arrive, averaged over `body_rate_window_secs`: a body
+    /// that trickles slower is cut off as incomplete. 0: no minimum.
+    pub min_body_bytes_per_sec: u64,
+    /// The window over which `min_body_bytes_per_sec` is averaged.
+    pub body_rate_window_secs: u64,
+    /// Time a client has to send the autorisatie header and the school block;
+    /// until then the body deadline is this instead of `body_timeout_secs`.
+    pub preauth_timeout_secs: u64,
+    /// The most of a body read (and held, in memory only) before its sender is
+    /// authenticated; the autorisatie header and the school block must come within it.
+    pub preauth_max_bytes: u64,
+    /// The most memory all unauthenticated bodies together may hold (MiB); past it
+    /// new bodies get 503 until the others are authenticated or refused.
+    pub preauth_memory_mib: u64,
+    /// The most spooled bodies may take on disk together (MiB); past it 503. 0: no cap.
+    pub spool_max_mib: u64,
+    /// The most spooled bodies from one source address may take on disk (MiB). 0: no cap.
+    pub spool_max_per_address_mib: u64,
     /// Failed authentications a klantcode or a source address may have in a burst
     /// before it is locked out (see `auth_limit`).
     pub auth_max_failures: u32,
@@ -135,6 +157,14 @@ impl Default for Config {
             xapi_base_backoff_ms: 500,
             xapi_max_backoff_secs: 60,
             max_connections: 2048,
+            max_connections_per_address: 64,
+            min_body_bytes_per_sec: 1024,
+            body_rate_window_secs: 10,
+            preauth_timeout_secs: 10,
+            preauth_max_bytes: 1 << 20,
+            preauth_memory_mib: 256,
+            spool_max_mib: 4096,
+            spool_max_per_address_mib: 2048,
             auth_max_failures: 10,
             auth_lockout_secs: 60,
         }
@@ -270,6 +300,30 @@ impl Config {
         set("UWLR_MAX_CONNECTIONS", &mut |v| {
             Ok(self.max_connections = parse("UWLR_MAX_CONNECTIONS", v)?)
         })?;
+        set("UWLR_MAX_CONNECTIONS_PER_ADDRESS", &mut |v| {
+            Ok(self.max_connections_per_address = parse("UWLR_MAX_CONNECTIONS_PER_ADDRESS", v)?)
+        })?;
+        set("UWLR_MIN_BODY_BYTES_PER_SEC", &mut |v| {
+            Ok(self.min_body_bytes_per_sec = parse("UWLR_MIN_BODY_BYTES_PER_SEC", v)?)
+        })?;
+        set("UWLR_BODY_RATE_WINDOW_SECS", &mut |v| {
+            Ok(self.body_rate_window_secs = parse("UWLR_BODY_RATE_WINDOW_SECS", v)?)
+        })?;
+        set("UWLR_PREAUTH_TIMEOUT_SECS", &mut |v| {
+            Ok(self.preauth_timeout_secs = parse("UWLR_PREAUTH_TIMEOUT_SECS", v)?)
+        })?;
+        set("UWLR_PREAUTH_MAX_BYTES", &mut |v| {
+            Ok(self.preauth_max_bytes = parse("UWLR_PREAUTH_MAX_BYTES", v)?)
+        })?;
+        set("UWLR_PREAUTH_MEMORY_MIB", &mut |v| {
+            Ok(self.preauth_memory_mib = parse("UWLR_PREAUTH_MEMORY_MIB", v)?)
+        })?;
+        set("UWLR_SPOOL_MAX_MIB", &mut |v| {
+            Ok(self.spool_max_mib = parse("UWLR_SPOOL_MAX_MIB", v)?)
+        })?;
+        set("UWLR_SPOOL_MAX_PER_ADDRESS_MIB", &mut |v| {
+            Ok(self.spool_max_per_address_mib = parse("UWLR_SPOOL_MAX_PER_ADDRESS_MIB", v)?)
+        })?;
         set("UWLR_ADMIN_TOKEN", &mut |v| {
             Ok(self.admin_token = Some(Secret::new(v)))
         })?;
@@ -315,6 +369,21 @@ impl Config {
         {
             return Err(ConfigError::Invalid(
                 "header and body timeouts must be positive".into(),
+            ));
+        }
+        if self.preauth_timeout_secs == 0 || self.body_rate_window_secs == 0 {
+            return Err(ConfigError::Invalid(
+                "preauth_timeout_secs and body_rate_window_secs must be positive".into(),
+            ));
+        }
+        if !(16 << 10..=64 << 20).contains(&self.preauth_max_bytes) {
+            return Err(ConfigError::Invalid(
+                "preauth_max_bytes must be between 16 KiB and 64 MiB (the autorisatie header and school block fit in a few KiB)".into(),
+            ));
+        }
+        if self.preauth_memory_mib == 0 {
+            return Err(ConfigError::Invalid(
+                "preauth_memory_mib must be positive".into(),
             ));
         }
         if self.tls_cert.is_some() != self.tls_key.is_some() {

@@ -1,10 +1,11 @@
 //! The hyper listener: routes, body spooling with limits and timeouts, graceful shutdown.
 
 use crate::body::{Body, MEMORY_LIMIT};
+use crate::budget::{Budget, Exceeded, Held};
 use crate::config::Config;
 use crate::domain::violation::Violations;
 use crate::domain::{Rule, Violation};
-use crate::intake::{Intake, Outcome, Received};
+use crate::intake::{Identification, Identity, Intake, IntakeError, Outcome, Received, Scope};
 use crate::soap::envelope::{soap_action_operation, OPERATION};
 use crate::soap::fault::{self, Refusal, Reply};
 use bytes::Bytes;
@@ -19,6 +20,7 @@ use std::future::Future;
 use std::io::Write;
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use subtle::ConstantTimeEq;
@@ -74,6 +76,14 @@ pub struct AppState {
     pub wsdl: String,
     pub endpoint_url: String,
     pub spool_dir: PathBuf,
+    /// Open connections per source address (the total is the listener's semaphore).
+    pub connections: Arc<Budget>,
+    /// Bytes of bodies whose sender is not yet authenticated (held in memory only).
+    pub preauth_memory: Arc<Budget>,
+    /// Bytes of spooled bodies on disk, in total and per source address.
+    pub spool_space: Arc<Budget>,
+    /// Body bytes released since memory was last given back to the system.
+    released_bytes: AtomicU64,
 }
 
 impl AppState {
@@ -91,6 +101,13 @@ impl AppState {
             wsdl: render_wsdl(&endpoint_url),
             endpoint_url,
             spool_dir,
+            connections: Budget::new(0, config.max_connections_per_address as u64),
+            preauth_memory: Budget::new(config.preauth_memory_mib << 20, 0),
+            spool_space: Budget::new(
+                config.spool_max_mib << 20,
+                config.spool_max_per_address_mib << 20,
+            ),
+            released_bytes: AtomicU64::new(0),
             config,
             intake,
         })
@@ -159,6 +176,7 @@ pub async fn serve(
         state.config.max_connections.max(1),
     ));
     tokio::pin!(shutdown);
+    let trimmer = tokio::spawn(give_back_memory(state.clone()));
     loop {
         let permit = tokio::select! {
             permit = permits.clone().acquire_owned() => match permit {
@@ -178,6 +196,18 @@ pub async fn serve(
                     }
                 };
                 let _ = stream.set_nodelay(true);
+                // One address may hold only so many slots, or a slow-body flood from one
+                // sender keeps every other sender (and /health) out.
+                let held = match state.connections.take(peer.ip(), 1) {
+                    Ok(held) => held,
+                    Err(_) => {
+                        drop(permit);
+                        tracing::debug!(%peer, "too many connections from this address");
+                        tokio::spawn(refuse_connection(stream, tls.is_none()));
+                        continue;
+                    }
+                };
+                let permit = (permit, held);
                 let state = state.clone();
                 let service = hyper::service::service_fn(move |request| {
                     let state = state.clone();
@@ -219,6 +249,7 @@ pub async fn serve(
         }
     }
     drop(listener);
+    trimmer.abort();
     let grace = Duration::from_secs(state.config.shutdown_grace_secs);
     tokio::select! {
         () = graceful.shutdown() => tracing::info!("all connections closed"),
@@ -234,6 +265,12 @@ fn respond(reply: Reply, request_id: &str) -> Response<Full<Bytes>> {
     headers.insert(CONTENT_TYPE, HeaderValue::from_static(reply.content_type));
     if let Ok(value) = HeaderValue::from_str(request_id) {
         headers.insert("x-request-id", value);
+    }
+    if reply.status == StatusCode::SERVICE_UNAVAILABLE {
+        headers.insert(
+            hyper::header::RETRY_AFTER,
+            HeaderValue::from(fault::BUSY_RETRY_AFTER_SECS),
+        );
     }
     if let Some(receipt_id) = reply
         .receipt_id
@@ -447,13 +484,8 @@ async fn soap_call(
         }
         return fault::refusal(&refusal);
     }
-    let idle = Duration::from_secs(state.config.body_idle_timeout_secs);
-    let whole = Duration::from_secs(state.config.body_timeout_secs);
-    let received = match spool(body, &state.spool_dir, limit, idle, whole, drain_refused).await {
-        Ok(received) => Received {
-            peer: Some(peer.ip()),
-            ..received
-        },
+    let spooled = match spool(state, body, peer, drain_refused).await {
+        Ok(spooled) => spooled,
         Err(SpoolError::Refused(refusal)) => {
             tracing::info!(?refusal, "request refused while reading the body");
             return fault::refusal(&refusal);
@@ -462,7 +494,28 @@ async fn soap_call(
             tracing::error!(%error, "cannot spool the request body");
             return fault::internal(request_id);
         }
+        Err(SpoolError::Identify(error)) => {
+            tracing::error!(%error, "cannot identify the sender");
+            return fault::internal(request_id);
+        }
+        Err(SpoolError::Unidentified(violations, klantcode)) => {
+            let rule = violations.leading_rule();
+            tracing::info!(
+                outcome = "rejected",
+                receipt = "-",
+                klantcode = klantcode.as_deref().unwrap_or("-"),
+                rule = rule.code(),
+                violations = violations.total(),
+                duration_ms = started.elapsed().as_millis() as u64,
+                "message rejected before its body was read"
+            );
+            return fault::rejected(&violations, None);
+        }
     };
+    let Spooled {
+        received,
+        spool_space,
+    } = spooled;
     if received.size == 0 {
         return fault::rejected(
             &Violations::single(Violation::new(Rule::Bericht, "the request body is empty")),
@@ -471,6 +524,11 @@ async fn soap_call(
     }
     let size = received.size;
     let outcome = state.intake.receive(received).await;
+    // The spooled file is gone once the intake has let go of the body.
+    drop(spool_space);
+    state
+        .released_bytes
+        .fetch_add(size.min(MEMORY_LIMIT as u64 * 8), Ordering::Relaxed);
     let duration_ms = started.elapsed().as_millis() as u64;
     match outcome {
         Ok(Outcome::Accepted {
@@ -513,65 +571,205 @@ async fn soap_call(
 
 enum SpoolError {
     Refused(Refusal),
+    /// The prefix named no valid sender (or no envelope): refused before the rest was read.
+    Unidentified(Violations, Option<String>),
+    Identify(IntakeError),
     Io(std::io::Error),
 }
 
-/// Receives the body, hashing it on the way: small bodies stay in memory, a body
-/// that grows past `MEMORY_LIMIT` is spooled to a temporary file from then on.
-async fn spool(
-    mut body: Incoming,
-    dir: &std::path::Path,
-    limit: u64,
+/// A received body and the spool space it holds until the intake is done with it.
+struct Spooled {
+    received: Received,
+    spool_space: Option<Held>,
+}
+
+/// What a body may cost while it arrives, from the configuration.
+struct SpoolLimits {
+    max_bytes: u64,
     idle: Duration,
     whole: Duration,
+    preauth: Duration,
+    preauth_max_bytes: usize,
+    min_bytes_per_sec: u64,
+    rate_window: Duration,
+}
+
+impl SpoolLimits {
+    fn of(config: &Config) -> SpoolLimits {
+        SpoolLimits {
+            max_bytes: config.max_body_bytes,
+            idle: Duration::from_secs(config.body_idle_timeout_secs),
+            whole: Duration::from_secs(config.body_timeout_secs),
+            preauth: Duration::from_secs(config.preauth_timeout_secs),
+            preauth_max_bytes: config.preauth_max_bytes as usize,
+            min_bytes_per_sec: config.min_body_bytes_per_sec,
+            rate_window: Duration::from_secs(config.body_rate_window_secs),
+        }
+    }
+}
+
+fn busy(exceeded: Exceeded, what: &str) -> SpoolError {
+    SpoolError::Refused(Refusal::Busy(match exceeded {
+        Exceeded::PerAddress => format!("your address holds too much {what}"),
+        Exceeded::Total => format!("all senders together hold too much {what}"),
+    }))
+}
+
+/// Receives the body, hashing it on the way.
+///
+/// Until the sender is authenticated the body stays in memory, within
+/// `preauth_max_bytes`, `preauth_timeout_secs` and the gateway-wide pre-authentication
+/// budget: as the prefix grows it is handed to `Intake::identify`, and a prefix that
+/// names no valid sender is answered at once. After that, a body that grows past
+/// `MEMORY_LIMIT` is spooled to a temporary file within the spool budget.
+async fn spool(
+    state: &AppState,
+    mut body: Incoming,
+    peer: SocketAddr,
     drain_refused: bool,
-) -> Result<Received, SpoolError> {
-    let deadline = tokio::time::Instant::now() + whole;
+) -> Result<Spooled, SpoolError> {
+    let limits = SpoolLimits::of(&state.config);
+    let started = tokio::time::Instant::now();
+    let mut deadline = started + limits.preauth.min(limits.whole);
+    let mut last_data = started;
+    let (mut window_start, mut window_bytes) = (started, 0u64);
     let mut memory: Vec<u8> = Vec::new();
     let mut file: Option<(std::io::BufWriter<std::fs::File>, tempfile::TempPath)> = None;
     let mut hasher = Sha256::new();
     let mut size = 0u64;
+    let mut identity: Option<Box<Identity>> = None;
+    let mut preauth_memory: Option<Held> = Some(
+        state
+            .preauth_memory
+            .take(peer.ip(), 0)
+            .map_err(|exceeded| busy(exceeded, "unauthenticated data"))?,
+    );
+    let mut next_identify_at = 0usize;
+    let mut spool_space: Option<Held> = None;
+    let incomplete = |reason: String| SpoolError::Refused(Refusal::IncompleteBody(reason));
     loop {
-        let wait_until = deadline.min(tokio::time::Instant::now() + idle);
-        let frame = match tokio::time::timeout_at(wait_until, body.frame()).await {
-            Err(_) if tokio::time::Instant::now() >= deadline => {
-                return Err(SpoolError::Refused(Refusal::IncompleteBody(format!(
-                    "the body took longer than {} seconds",
-                    whole.as_secs()
-                ))))
+        let mut wait_until = deadline.min(last_data + limits.idle);
+        if limits.min_bytes_per_sec > 0 {
+            wait_until = wait_until.min(window_start + limits.rate_window);
+        }
+        let frame = tokio::time::timeout_at(wait_until, body.frame()).await;
+        let now = tokio::time::Instant::now();
+        if now >= deadline {
+            return Err(incomplete(
+                if identity.is_none() && deadline < started + limits.whole {
+                    format!(
+                    "the autorisatie header and the school block did not arrive within {} seconds",
+                    limits.preauth.as_secs()
+                )
+                } else {
+                    format!(
+                        "the body took longer than {} seconds",
+                        limits.whole.as_secs()
+                    )
+                },
+            ));
+        }
+        if limits.min_bytes_per_sec > 0 && now >= window_start + limits.rate_window {
+            let window_secs = limits.rate_window.as_secs().max(1);
+            if window_bytes < limits.min_bytes_per_sec * window_secs {
+                return Err(incomplete(format!(
+                    "the body arrived at {} bytes per second, slower than {} bytes per second",
+                    window_bytes / window_secs,
+                    limits.min_bytes_per_sec
+                )));
             }
-            Err(_) => {
-                return Err(SpoolError::Refused(Refusal::IncompleteBody(format!(
+            (window_start, window_bytes) = (now, 0);
+        }
+        let frame = match frame {
+            Err(_) if now >= last_data + limits.idle => {
+                return Err(incomplete(format!(
                     "no data for {} seconds",
-                    idle.as_secs()
-                ))))
-            }
-            Ok(None) => break,
-            Ok(Some(Err(error))) => {
-                return Err(SpoolError::Refused(Refusal::IncompleteBody(
-                    error.to_string(),
+                    limits.idle.as_secs()
                 )))
             }
+            Err(_) => continue,
+            Ok(None) => break,
+            Ok(Some(Err(error))) => return Err(incomplete(error.to_string())),
             Ok(Some(Ok(frame))) => frame,
         };
         let Ok(data) = frame.into_data() else {
             continue;
         };
+        last_data = now;
+        window_bytes += data.len() as u64;
         size += data.len() as u64;
-        if size > limit {
+        if size > limits.max_bytes {
             if drain_refused {
                 drain(&mut body).await;
             }
-            return Err(SpoolError::Refused(Refusal::TooLarge(limit)));
+            return Err(SpoolError::Refused(Refusal::TooLarge(limits.max_bytes)));
         }
         hasher.update(&data);
+        if identity.is_none() {
+            // Before authentication: memory only, and only a prefix.
+            if let Some(held) = preauth_memory.as_mut() {
+                held.grow(data.len() as u64)
+                    .map_err(|exceeded| busy(exceeded, "unauthenticated data"))?;
+            }
+            memory.extend_from_slice(&data);
+            if memory.len() < next_identify_at.min(limits.preauth_max_bytes) {
+                continue;
+            }
+            let (prefix, scope) = if memory.len() >= limits.preauth_max_bytes {
+                let length = limits.preauth_max_bytes;
+                (
+                    &memory[..length],
+                    Scope::LastPrefix {
+                        length: length as u64,
+                    },
+                )
+            } else {
+                (&memory[..], Scope::Prefix)
+            };
+            let prefix = Body::Memory(Bytes::copy_from_slice(prefix));
+            match state
+                .intake
+                .identify(&prefix, scope, Some(peer.ip()))
+                .map_err(SpoolError::Identify)?
+            {
+                // Rescanning only after a quarter more keeps the work linear in the prefix.
+                Identification::Incomplete => {
+                    next_identify_at = memory.len() + (memory.len() / 4).max(4096)
+                }
+                Identification::Refused(violations, klantcode) => {
+                    if drain_refused {
+                        // The answer goes out now; a bounded drain lets the client read it.
+                        tokio::spawn(async move { drain(&mut body).await });
+                    }
+                    return Err(SpoolError::Unidentified(violations, klantcode));
+                }
+                Identification::Sender(sender) => {
+                    identity = Some(sender);
+                    preauth_memory = None;
+                    deadline = started + limits.whole;
+                }
+            }
+            continue;
+        }
         match file.as_mut() {
-            Some((writer, _)) => writer.write_all(&data).map_err(SpoolError::Io)?,
+            Some((writer, _)) => {
+                if let Some(held) = spool_space.as_mut() {
+                    held.grow(data.len() as u64)
+                        .map_err(|exceeded| busy(exceeded, "spooled data"))?;
+                }
+                writer.write_all(&data).map_err(SpoolError::Io)?
+            }
             None if memory.len() + data.len() <= MEMORY_LIMIT => memory.extend_from_slice(&data),
             None => {
+                spool_space = Some(
+                    state
+                        .spool_space
+                        .take(peer.ip(), (memory.len() + data.len()) as u64)
+                        .map_err(|exceeded| busy(exceeded, "spooled data"))?,
+                );
                 let spooled = tempfile::Builder::new()
                     .prefix("body-")
-                    .tempfile_in(dir)
+                    .tempfile_in(&state.spool_dir)
                     .map_err(SpoolError::Io)?;
                 let (handle, path) = spooled.into_parts();
                 let mut writer = std::io::BufWriter::with_capacity(256 * 1024, handle);
@@ -582,6 +780,7 @@ async fn spool(
             }
         }
     }
+    drop(preauth_memory);
     let body = match file {
         Some((mut writer, path)) => {
             writer.flush().map_err(SpoolError::Io)?;
@@ -589,12 +788,67 @@ async fn spool(
         }
         None => Body::Memory(Bytes::from(memory)),
     };
-    Ok(Received {
-        body,
-        size,
-        sha256: hex::encode(hasher.finalize()),
-        peer: None,
+    Ok(Spooled {
+        received: Received {
+            body,
+            size,
+            sha256: hex::encode(hasher.finalize()),
+            peer: Some(peer.ip()),
+            identity,
+        },
+        spool_space,
     })
+}
+
+/// Answers a connection over its address's cap with 503 (plain HTTP only; a TLS
+/// connection is closed before its handshake) and closes it.
+async fn refuse_connection(mut stream: tokio::net::TcpStream, plain: bool) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    if !plain {
+        return;
+    }
+    let body = "too many connections from your address; try again later\n";
+    let answer = format!(
+        "HTTP/1.1 503 Service Unavailable\r\nRetry-After: {}\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        fault::BUSY_RETRY_AFTER_SECS,
+        body.len()
+    );
+    let bounded = async {
+        stream.write_all(answer.as_bytes()).await?;
+        stream.shutdown().await?;
+        // Read a little of what the client sent, so closing does not reset the
+        // connection before the client has read the answer.
+        let mut sink = [0u8; 16 * 1024];
+        let mut read = 0;
+        while read < 64 * 1024 {
+            match stream.read(&mut sink).await? {
+                0 => break,
+                count => read += count,
+            }
+        }
+        Ok::<_, std::io::Error>(())
+    };
+    let _ = tokio::time::timeout(Duration::from_millis(500), bounded).await;
+}
+
+/// Gives freed heap memory back to the system after bursts: glibc keeps what many
+/// bodies in memory used (1,500 unauthenticated 1 MB bodies left 1.8 GB resident).
+async fn give_back_memory(state: Arc<AppState>) {
+    const AFTER_BYTES: u64 = 32 << 20;
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    loop {
+        tick.tick().await;
+        if state.released_bytes.load(Ordering::Relaxed) < AFTER_BYTES {
+            continue;
+        }
+        state.released_bytes.store(0, Ordering::Relaxed);
+        #[cfg(all(target_os = "linux", target_env = "gnu"))]
+        let _ = tokio::task::spawn_blocking(|| {
+            // SAFETY: malloc_trim only walks glibc's own arenas; it takes their locks.
+            unsafe { libc::malloc_trim(0) }
+        })
+        .await;
+    }
 }
 
 /// How much of a refused request body is still read, and discarded, before the refusal is sent.

@@ -63,6 +63,36 @@ pub struct Received {
     pub sha256: String,
     /// The sender's address, for the failed-authentication limit.
     pub peer: Option<std::net::IpAddr>,
+    /// The sender, when it was authenticated on the prefix while the body arrived.
+    pub identity: Option<Box<Identity>>,
+}
+
+/// How much of a message `Intake::identify` reads.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Scope {
+    /// The whole body.
+    Whole,
+    /// The start of a body still arriving; more may follow.
+    Prefix,
+    /// The most of a body that may be read before authentication (`preauth_max_bytes`).
+    LastPrefix { length: u64 },
+}
+
+/// What the start of a message says about its sender.
+pub enum Identification {
+    /// The prefix ends before the autorisatie header and the school block.
+    Incomplete,
+    /// Refused before the sender was identified (no receipt is kept).
+    Refused(Violations, Option<String>),
+    /// Authenticated and activated for the school.
+    Sender(Box<Identity>),
+}
+
+/// An authenticated sender and the school block it sends for.
+pub struct Identity {
+    pub sender: Sender,
+    school: School,
+    school_node: Node,
 }
 
 /// How a message ended.
@@ -143,16 +173,19 @@ impl Intake {
     pub async fn receive(&self, received: Received) -> Result<Outcome, IntakeError> {
         let started = Instant::now();
         let (size, sha256, peer) = (received.size, received.sha256.clone(), received.peer);
+        let identity = received.identity;
         // A drip message is checked right here (well under a millisecond); a large
         // one on the blocking pool, so it never holds up the async workers.
         let phase1 = match &received.body {
-            Body::Memory(_) => self.phase1(&received.body, size, &sha256, peer)?,
+            Body::Memory(_) => self.phase1(&received.body, size, &sha256, peer, identity)?,
             _ => {
                 let this = self.clone();
                 let body = received.body.clone();
-                tokio::task::spawn_blocking(move || this.phase1(&body, size, &sha256, peer))
-                    .await
-                    .map_err(|error| IntakeError::Worker(error.to_string()))??
+                tokio::task::spawn_blocking(move || {
+                    this.phase1(&body, size, &sha256, peer, identity)
+                })
+                .await
+                .map_err(|error| IntakeError::Worker(error.to_string()))??
             }
         };
         match phase1 {
@@ -204,31 +237,70 @@ impl Intake {
         }
     }
 
-    fn phase1(
+    /// Reads the start of a message up to its school block and authenticates the sender.
+    ///
+    /// `http` calls this on the received prefix while the body is still arriving, so a
+    /// wrong key is answered before the rest is read; phase 1 calls it on a whole body
+    /// that arrived before it could. Either way the sender is authenticated once.
+    pub fn identify(
         &self,
         body: &Body,
-        size: u64,
-        sha256: &str,
+        scope: Scope,
         peer: Option<std::net::IpAddr>,
-    ) -> Result<Phase1, IntakeError> {
+    ) -> Result<Identification, IntakeError> {
         let mut scanner = Scanner::new(body.reader()?, Pass::SkipToetsafnames);
+        self.identify_with(&mut scanner, body, scope, peer)
+    }
+
+    fn identify_with<R: std::io::BufRead>(
+        &self,
+        scanner: &mut Scanner<R>,
+        body: &Body,
+        scope: Scope,
+        peer: Option<std::net::IpAddr>,
+    ) -> Result<Identification, IntakeError> {
         let mut root: Option<Root> = None;
         let mut headers: Vec<Node> = Vec::new();
+        let mut not_understood: Option<Violation> = None;
         let mut body_element: Option<(Option<String>, String)> = None;
         let mut school_node: Option<Node> = None;
         let mut violations = Violations::default();
         // Read up to the school block: enough to identify and authorise the sender.
         loop {
             match scanner.next() {
-                Ok(Some(Item::Root(found))) => root = Some(found),
+                Ok(Some(Item::Root(found))) => {
+                    // Anything but a SOAP 1.1 envelope is refused whatever follows.
+                    let refused = found != Root::Soap11Envelope;
+                    root = Some(found);
+                    if refused {
+                        break;
+                    }
+                }
                 Ok(Some(Item::HeaderElement(node))) => {
                     if headers.len() < 16 {
                         headers.push(node);
                     }
                 }
+                Ok(Some(Item::UnknownHeader {
+                    namespace,
+                    name,
+                    must_understand: true,
+                    offset,
+                })) => {
+                    not_understood.get_or_insert_with(|| {
+                        envelope::not_understood(namespace.as_deref(), &name).at_offset(offset)
+                    });
+                }
                 Ok(Some(Item::BodyElement {
                     namespace, name, ..
-                })) => body_element = Some((namespace, name)),
+                })) => {
+                    let refused = namespace.as_deref() != Some(crate::uwlr::NS_LEERRESULTATEN)
+                        || name != envelope::BODY_ELEMENT;
+                    body_element = Some((namespace, name));
+                    if refused {
+                        break;
+                    }
+                }
                 Ok(Some(Item::School(node))) => {
                     school_node = Some(node);
                     break;
@@ -236,17 +308,24 @@ impl Intake {
                 Ok(Some(_)) => {}
                 Ok(None) => break,
                 Err(error) => {
-                    violations.push(
-                        Violation::new(Rule::Bericht, error.error.to_string())
-                            .at_offset(error.offset),
-                    );
+                    match scope {
+                        Scope::Prefix => return Ok(Identification::Incomplete),
+                        // The prefix may end inside a construct: an error at its very end says nothing.
+                        Scope::LastPrefix { length } if error.offset + 1024 >= length => {
+                            violations.push(envelope::identity_not_in_prefix(length));
+                        }
+                        _ => violations.push(
+                            Violation::new(Rule::Bericht, error.error.to_string())
+                                .at_offset(error.offset),
+                        ),
+                    }
                     break;
                 }
             }
         }
         if !violations.is_empty() {
             fill_positions(body, &mut violations);
-            return Ok(Phase1::Refused(violations, None));
+            return Ok(Identification::Refused(violations, None));
         }
         if let Err(violation) = envelope::check_root(
             root.as_ref(),
@@ -255,18 +334,23 @@ impl Intake {
                 .map(|(namespace, name)| (namespace, name.as_str())),
             Framing::SoapOnly,
         ) {
-            return Ok(Phase1::Refused(Violations::single(violation), None));
+            return Ok(Identification::Refused(Violations::single(violation), None));
+        }
+        if let Some(violation) = not_understood {
+            let mut violations = Violations::single(violation);
+            fill_positions(body, &mut violations);
+            return Ok(Identification::Refused(violations, None));
         }
         let autorisatie = match envelope::autorisatie(&headers) {
             Ok(autorisatie) => autorisatie,
             Err(found) => {
                 violations.extend(found);
                 fill_positions(body, &mut violations);
-                return Ok(Phase1::Refused(violations, None));
+                return Ok(Identification::Refused(violations, None));
             }
         };
         let Some(school_node) = school_node else {
-            return Ok(Phase1::Refused(
+            return Ok(Identification::Refused(
                 Violations::single(
                     Violation::new(Rule::Xsd, "the verzoek has no school block").at_path("school"),
                 ),
@@ -279,7 +363,7 @@ impl Intake {
             school.dependancecode.as_deref(),
             school.schoolkey.as_deref(),
         ) else {
-            return Ok(Phase1::Refused(
+            return Ok(Identification::Refused(
                 Violations::single(
                     Violation::new(Rule::Xsd, "the school has neither brincode nor schoolkey")
                         .at_path("school"),
@@ -293,7 +377,7 @@ impl Intake {
         {
             // The same answer as a wrong key, and no key check: a locked-out guesser learns nothing.
             tracing::info!(klantcode = %autorisatie.klantcode, peer = ?peer, "authentication locked out after repeated failures");
-            return Ok(Phase1::Refused(
+            return Ok(Identification::Refused(
                 Violations::single(admin::wrong_key_violation()),
                 Some(autorisatie.klantcode),
             ));
@@ -301,7 +385,7 @@ impl Intake {
         let today = chrono::Utc::now()
             .with_timezone(&chrono_tz::Europe::Amsterdam)
             .date_naive();
-        let sender = match self.store.read(|connection| {
+        match self.store.read(|connection| {
             admin::authenticate(
                 connection,
                 &autorisatie.klantcode,
@@ -311,7 +395,11 @@ impl Intake {
                 today,
             )
         })? {
-            Ok(sender) => sender,
+            Ok(sender) => Ok(Identification::Sender(Box::new(Identity {
+                sender,
+                school,
+                school_node,
+            }))),
             Err(violation) => {
                 if matches!(violation.rule, Rule::Klant | Rule::Autorisatie)
                     && self
@@ -320,12 +408,57 @@ impl Intake {
                 {
                     tracing::warn!(klantcode = %autorisatie.klantcode, peer = ?peer, "repeated authentication failures; locking out");
                 }
-                return Ok(Phase1::Refused(
+                Ok(Identification::Refused(
                     Violations::single(violation),
                     Some(autorisatie.klantcode),
-                ));
+                ))
             }
+        }
+    }
+
+    fn phase1(
+        &self,
+        body: &Body,
+        size: u64,
+        sha256: &str,
+        peer: Option<std::net::IpAddr>,
+        identity: Option<Box<Identity>>,
+    ) -> Result<Phase1, IntakeError> {
+        let mut scanner = Scanner::new(body.reader()?, Pass::SkipToetsafnames);
+        let identity = match identity {
+            // Identified on the prefix while the body arrived: move the scanner past the school block.
+            Some(identity) => loop {
+                match scanner.next() {
+                    Ok(Some(Item::School(_))) => break identity,
+                    Ok(Some(_)) => {}
+                    Ok(None) | Err(_) => {
+                        return Ok(Phase1::Refused(
+                            Violations::single(Violation::new(
+                                Rule::Bericht,
+                                "the message could not be read again up to its school block",
+                            )),
+                            Some(identity.sender.klantcode),
+                        ))
+                    }
+                }
+            },
+            None => match self.identify_with(&mut scanner, body, Scope::Whole, peer)? {
+                Identification::Sender(identity) => identity,
+                Identification::Refused(violations, klantcode) => {
+                    return Ok(Phase1::Refused(violations, klantcode))
+                }
+                Identification::Incomplete => {
+                    return Err(IntakeError::Worker(
+                        "a whole body was read as a prefix".into(),
+                    ))
+                }
+            },
         };
+        let Identity {
+            sender,
+            school,
+            school_node,
+        } = *identity;
         if let Some(receipt_id) = self.store.read(|connection| {
             store_intake::accepted_duplicate(connection, sender.client_id, sha256)
         })? {
@@ -933,6 +1066,13 @@ pub fn validate_offline(
                 school = Some(School::from_node(&node));
                 school_node = Some(node);
             }
+            Ok(Some(Item::UnknownHeader {
+                namespace,
+                name,
+                must_understand: true,
+                offset,
+            })) => violations
+                .push(envelope::not_understood(namespace.as_deref(), &name).at_offset(offset)),
             Ok(Some(Item::Toets(node))) if toetsen.len() < MAX_TOETSEN => {
                 toetsen.push(Toets::from_node(&node))
             }
