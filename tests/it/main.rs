@@ -15,5 +15,6 @@ mod processing;
 mod quarantine;
 mod replay;
 mod samples;
+mod soap_headers;
 mod support;
 mod tools;
