@@ -528,7 +528,7 @@ async fn soap_call(
     drop(spool_space);
     state
         .released_bytes
-        .fetch_add(size.min(MEMORY_LIMIT as u64 * 8), Ordering::Relaxed);
+        .fetch_add(size.min(8 * MEMORY_LIMIT as u64), Ordering::Relaxed);
     let duration_ms = started.elapsed().as_millis() as u64;
     match outcome {
         Ok(Outcome::Accepted {
@@ -582,6 +582,10 @@ struct Spooled {
     received: Received,
     spool_space: Option<Held>,
 }
+
+/// Prefixes up to this size are identified on the request's own task (well under a
+/// millisecond); longer ones on the blocking pool.
+const INLINE_IDENTIFY_BYTES: usize = 64 << 10;
 
 /// What a body may cost while it arrives, from the configuration.
 struct SpoolLimits {
@@ -644,9 +648,15 @@ async fn spool(
             .take(peer.ip(), 0)
             .map_err(|exceeded| busy(exceeded, "unauthenticated data"))?,
     );
-    let mut next_identify_at = 0usize;
+    let (mut next_identify_at, mut school_seen) = (0usize, false);
     let mut spool_space: Option<Held> = None;
     let incomplete = |reason: String| SpoolError::Refused(Refusal::IncompleteBody(reason));
+    // A body refused while it arrives leaves its memory here; one that is received
+    // is counted when the intake is done with it.
+    let mut refused_memory = ReleasedOnDrop {
+        released: &state.released_bytes,
+        bytes: 0,
+    };
     loop {
         let mut wait_until = deadline.min(last_data + limits.idle);
         if limits.min_bytes_per_sec > 0 {
@@ -698,6 +708,7 @@ async fn spool(
         last_data = now;
         window_bytes += data.len() as u64;
         size += data.len() as u64;
+        refused_memory.bytes = size.min(8 * MEMORY_LIMIT as u64);
         if size > limits.max_bytes {
             if drain_refused {
                 drain(&mut body).await;
@@ -711,30 +722,52 @@ async fn spool(
                 held.grow(data.len() as u64)
                     .map_err(|exceeded| busy(exceeded, "unauthenticated data"))?;
             }
+            // The school block ends the part identification needs: scanning only once
+            // "school" has arrived, and then only after a quarter more, keeps the work
+            // linear in the prefix however the sender splits it.
+            let overlap = memory.len().saturating_sub(b"school".len() - 1);
             memory.extend_from_slice(&data);
-            if memory.len() < next_identify_at.min(limits.preauth_max_bytes) {
+            school_seen |= memchr::memmem::find(&memory[overlap..], b"school").is_some();
+            let at_most = memory.len() >= limits.preauth_max_bytes;
+            if !at_most && !(school_seen && memory.len() >= next_identify_at) {
                 continue;
             }
-            let (prefix, scope) = if memory.len() >= limits.preauth_max_bytes {
+            let (length, scope) = if at_most {
                 let length = limits.preauth_max_bytes;
                 (
-                    &memory[..length],
+                    length,
                     Scope::LastPrefix {
                         length: length as u64,
                     },
                 )
             } else {
-                (&memory[..], Scope::Prefix)
+                (memory.len(), Scope::Prefix)
             };
-            let prefix = Body::Memory(Bytes::copy_from_slice(prefix));
-            match state
-                .intake
-                .identify(&prefix, scope, Some(peer.ip()))
-                .map_err(SpoolError::Identify)?
-            {
-                // Rescanning only after a quarter more keeps the work linear in the prefix.
+            let identification = if length <= INLINE_IDENTIFY_BYTES {
+                state
+                    .intake
+                    .identify(&memory[..length], scope, Some(peer.ip()))
+            } else {
+                // A long prefix is scanned on the blocking pool, as large bodies are,
+                // so that many of them at once do not hold up every other connection.
+                let intake = state.intake.clone();
+                let ip = peer.ip();
+                let scanned = std::mem::take(&mut memory);
+                let (identification, scanned) = tokio::task::spawn_blocking(move || {
+                    (
+                        intake.identify(&scanned[..length], scope, Some(ip)),
+                        scanned,
+                    )
+                })
+                .await
+                .map_err(|error| SpoolError::Identify(IntakeError::Worker(error.to_string())))?;
+                memory = scanned;
+                identification
+            };
+            match identification.map_err(SpoolError::Identify)? {
                 Identification::Incomplete => {
-                    next_identify_at = memory.len() + (memory.len() / 4).max(4096)
+                    next_identify_at = memory.len() + (memory.len() / 4).max(4096);
+                    school_seen = false;
                 }
                 Identification::Refused(violations, klantcode) => {
                     if drain_refused {
@@ -781,6 +814,7 @@ async fn spool(
         }
     }
     drop(preauth_memory);
+    refused_memory.bytes = 0;
     let body = match file {
         Some((mut writer, path)) => {
             writer.flush().map_err(SpoolError::Io)?;
@@ -798,6 +832,18 @@ async fn spool(
         },
         spool_space,
     })
+}
+
+/// Adds `bytes` to the released-memory count when dropped.
+struct ReleasedOnDrop<'a> {
+    released: &'a AtomicU64,
+    bytes: u64,
+}
+
+impl Drop for ReleasedOnDrop<'_> {
+    fn drop(&mut self) {
+        self.released.fetch_add(self.bytes, Ordering::Relaxed);
+    }
 }
 
 /// Answers a connection over its address's cap with 503 (plain HTTP only; a TLS
@@ -836,12 +882,16 @@ async fn refuse_connection(mut stream: tokio::net::TcpStream, plain: bool) {
 async fn give_back_memory(state: Arc<AppState>) {
     const AFTER_BYTES: u64 = 32 << 20;
     let mut tick = tokio::time::interval(Duration::from_secs(1));
+    // Once more on the tick after a trim, for what the end of the burst freed since.
+    let mut again = false;
     loop {
         tick.tick().await;
-        if state.released_bytes.load(Ordering::Relaxed) < AFTER_BYTES {
+        let released = state.released_bytes.swap(0, Ordering::Relaxed);
+        if released < AFTER_BYTES && !std::mem::take(&mut again) {
+            state.released_bytes.fetch_add(released, Ordering::Relaxed);
             continue;
         }
-        state.released_bytes.store(0, Ordering::Relaxed);
+        again = released >= AFTER_BYTES;
         #[cfg(all(target_os = "linux", target_env = "gnu"))]
         let _ = tokio::task::spawn_blocking(|| {
             // SAFETY: malloc_trim only walks glibc's own arenas; it takes their locks.

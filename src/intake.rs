@@ -6,7 +6,7 @@
 //! versioning, and one streaming pass over the results that checks each rule and
 //! upserts each afname, all inside one savepoint.
 
-use crate::body::Body;
+use crate::body::{Body, MarkupGuard};
 use crate::domain::aanmaakdatum::parse_datetime;
 use crate::domain::rules::{self, UnknownVocabularies};
 use crate::domain::violation::Violations;
@@ -244,18 +244,20 @@ impl Intake {
     /// that arrived before it could. Either way the sender is authenticated once.
     pub fn identify(
         &self,
-        body: &Body,
+        prefix: &[u8],
         scope: Scope,
         peer: Option<std::net::IpAddr>,
     ) -> Result<Identification, IntakeError> {
-        let mut scanner = Scanner::new(body.reader()?, Pass::SkipToetsafnames);
-        self.identify_with(&mut scanner, body, scope, peer)
+        let mut scanner = Scanner::new(MarkupGuard::new(prefix), Pass::SkipToetsafnames);
+        let fill = |violations: &mut Violations| fill_positions_from(prefix, violations);
+        self.identify_with(&mut scanner, &fill, scope, peer)
     }
 
+    /// `fill` gives violations their line and column in the message.
     fn identify_with<R: std::io::BufRead>(
         &self,
         scanner: &mut Scanner<R>,
-        body: &Body,
+        fill: &dyn Fn(&mut Violations),
         scope: Scope,
         peer: Option<std::net::IpAddr>,
     ) -> Result<Identification, IntakeError> {
@@ -324,7 +326,7 @@ impl Intake {
             }
         }
         if !violations.is_empty() {
-            fill_positions(body, &mut violations);
+            fill(&mut violations);
             return Ok(Identification::Refused(violations, None));
         }
         if let Err(violation) = envelope::check_root(
@@ -338,14 +340,14 @@ impl Intake {
         }
         if let Some(violation) = not_understood {
             let mut violations = Violations::single(violation);
-            fill_positions(body, &mut violations);
+            fill(&mut violations);
             return Ok(Identification::Refused(violations, None));
         }
         let autorisatie = match envelope::autorisatie(&headers) {
             Ok(autorisatie) => autorisatie,
             Err(found) => {
                 violations.extend(found);
-                fill_positions(body, &mut violations);
+                fill(&mut violations);
                 return Ok(Identification::Refused(violations, None));
             }
         };
@@ -442,7 +444,12 @@ impl Intake {
                     }
                 }
             },
-            None => match self.identify_with(&mut scanner, body, Scope::Whole, peer)? {
+            None => match self.identify_with(
+                &mut scanner,
+                &|violations| fill_positions(body, violations),
+                Scope::Whole,
+                peer,
+            )? {
                 Identification::Sender(identity) => identity,
                 Identification::Refused(violations, klantcode) => {
                     return Ok(Phase1::Refused(violations, klantcode))
@@ -991,6 +998,13 @@ fn at_child(violation: Violation, node: &Node, child: &str) -> Violation {
 
 /// Turns byte offsets into 1-based line and column numbers with one read of the file.
 pub fn fill_positions(body: &Body, violations: &mut Violations) {
+    if let Ok(reader) = body.reader() {
+        fill_positions_from(reader, violations);
+    }
+}
+
+/// Turns byte offsets into lines and columns, reading the message from `file`.
+fn fill_positions_from(mut file: impl Read, violations: &mut Violations) {
     let mut wanted: Vec<(u64, usize)> = violations
         .items
         .iter()
@@ -1002,7 +1016,6 @@ pub fn fill_positions(body: &Body, violations: &mut Violations) {
         return;
     }
     wanted.sort_unstable();
-    let Ok(mut file) = body.reader() else { return };
     let mut buffer = vec![0u8; 256 * 1024];
     let (mut position, mut line, mut line_start) = (0u64, 1u64, 0u64);
     let mut next = 0usize;

@@ -93,6 +93,9 @@ pub struct Scanner<R: BufRead> {
     /// Where the root element's start tag ends, for reporting envelope problems.
     root_offset: Option<u64>,
     pending: Option<Item>,
+    /// A root element the pass does not enter, skipped after it has been reported,
+    /// so a caller learns what the root is before the rest of the document is read.
+    skip_root: Option<(BytesStart<'static>, bool)>,
     body_seen_first: bool,
     encoding_checked: bool,
 }
@@ -110,6 +113,7 @@ impl<R: BufRead> Scanner<R> {
             seen_root: false,
             root_offset: None,
             pending: None,
+            skip_root: None,
             body_seen_first: false,
             encoding_checked: false,
         }
@@ -136,6 +140,9 @@ impl<R: BufRead> Scanner<R> {
     pub fn next(&mut self) -> Result<Option<Item>, ScanError> {
         if let Some(item) = self.pending.take() {
             return Ok(Some(item));
+        }
+        if let Some((start, is_empty)) = self.skip_root.take() {
+            self.skip(&start, is_empty)?;
         }
         if !self.encoding_checked {
             self.encoding_checked = true;
@@ -281,7 +288,7 @@ impl<R: BufRead> Scanner<R> {
                     Root::Soap11Envelope
                 }
                 (Some(NS_SOAP12), "Envelope") => {
-                    self.skip(&start, is_empty)?;
+                    self.skip_root = Some((start.clone(), is_empty));
                     Root::Soap12Envelope
                 }
                 (Some(NS_LEERRESULTATEN), "leerresultaten_verzoek") => {
@@ -289,7 +296,7 @@ impl<R: BufRead> Scanner<R> {
                     Root::Verzoek
                 }
                 _ => {
-                    self.skip(&start, is_empty)?;
+                    self.skip_root = Some((start.clone(), is_empty));
                     Root::Other { namespace, name }
                 }
             };

@@ -9,6 +9,8 @@
 #[path = "../it/support/mod.rs"]
 mod support;
 
+mod preauth;
+
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::time::{Duration, Instant};
@@ -100,7 +102,16 @@ fn exchange(
     wait: Duration,
     send: impl FnOnce(&mut TcpStream) + Send + 'static,
 ) -> RawReply {
-    let mut stream = TcpStream::connect(address).expect("connect to the gateway");
+    let stream = TcpStream::connect(address).expect("connect to the gateway");
+    exchange_on(stream, wait, send)
+}
+
+/// `exchange` over a connection already open (e.g. from another source address).
+fn exchange_on(
+    mut stream: TcpStream,
+    wait: Duration,
+    send: impl FnOnce(&mut TcpStream) + Send + 'static,
+) -> RawReply {
     let mut writer = stream.try_clone().expect("clone the stream");
     let started = Instant::now();
     let sender = std::thread::spawn(move || send(&mut writer));
