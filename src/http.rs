@@ -626,7 +626,7 @@ fn busy(exceeded: Exceeded, what: &str) -> SpoolError {
     }))
 }
 
-/// Receives the body, hashing it on the way.
+/// Receives the body, hashing it on the way (from authentication on).
 ///
 /// Until the sender is authenticated the body stays in memory, within
 /// `preauth_max_bytes`, `preauth_timeout_secs` and the gateway-wide pre-authentication
@@ -742,7 +742,6 @@ async fn receive_body(
             }
             return Err(SpoolError::Refused(Refusal::TooLarge(limits.max_bytes)));
         }
-        hasher.update(&data);
         if identity.is_none() {
             // Before authentication: memory only, and only a prefix.
             if let Some(held) = preauth_memory.as_mut() {
@@ -801,6 +800,8 @@ async fn receive_body(
                     return Err(SpoolError::Unidentified(violations, klantcode));
                 }
                 Identification::Sender(sender) => {
+                    // Hashed only now: a body refused before this costs no hashing.
+                    hasher.update(&memory);
                     identity = Some(sender);
                     preauth_memory = None;
                     deadline = started + limits.whole;
@@ -808,6 +809,7 @@ async fn receive_body(
             }
             continue;
         }
+        hasher.update(&data);
         match file.as_mut() {
             Some((writer, _)) => {
                 if let Some(held) = spool_space.as_mut() {
@@ -839,6 +841,9 @@ async fn receive_body(
     }
     drop(preauth_memory);
     refused_memory.bytes = 0;
+    if identity.is_none() {
+        hasher.update(&memory);
+    }
     let body = match file {
         Some((mut writer, path)) => {
             writer.flush().map_err(SpoolError::Io)?;
