@@ -528,6 +528,59 @@ mod tests {
     }
 
     #[test]
+    fn preauthentication_limits_come_from_the_environment_and_are_checked() {
+        let mut config = Config::default();
+        let values = [
+            ("UWLR_MAX_CONNECTIONS_PER_ADDRESS", "8"),
+            ("UWLR_MIN_BODY_BYTES_PER_SEC", "512"),
+            ("UWLR_BODY_RATE_WINDOW_SECS", "5"),
+            ("UWLR_PREAUTH_TIMEOUT_SECS", "3"),
+            ("UWLR_PREAUTH_MAX_BYTES", "65536"),
+            ("UWLR_PREAUTH_MEMORY_MIB", "32"),
+            ("UWLR_SPOOL_MAX_MIB", "100"),
+            ("UWLR_SPOOL_MAX_PER_ADDRESS_MIB", "50"),
+        ];
+        config
+            .apply_env(|name| {
+                values
+                    .iter()
+                    .find(|(key, _)| *key == name)
+                    .map(|(_, value)| value.to_string())
+            })
+            .unwrap();
+        assert_eq!(
+            (
+                config.max_connections_per_address,
+                config.min_body_bytes_per_sec,
+                config.body_rate_window_secs,
+                config.preauth_timeout_secs,
+                config.preauth_max_bytes,
+                config.preauth_memory_mib,
+                config.spool_max_mib,
+                config.spool_max_per_address_mib
+            ),
+            (8, 512, 5, 3, 65536, 32, 100, 50)
+        );
+        assert!(config.check().is_ok());
+        for broken in [
+            Config {
+                preauth_max_bytes: 1024,
+                ..config.clone()
+            },
+            Config {
+                preauth_timeout_secs: 0,
+                ..config.clone()
+            },
+            Config {
+                preauth_memory_mib: 0,
+                ..config.clone()
+            },
+        ] {
+            assert!(broken.check().is_err());
+        }
+    }
+
+    #[test]
     fn unknown_keys_are_refused() {
         assert!(toml::from_str::<Config>("lisen = \"x\"").is_err());
     }
