@@ -659,25 +659,13 @@ async fn receive_body(
     peer: SocketAddr,
     drain_refused: bool,
 ) -> Result<Spooled, SpoolError> {
-    let limits = SpoolLimits::of(&state.config);
-    let started = tokio::time::Instant::now();
-    let mut deadline = started + limits.preauth.min(limits.whole);
-    let mut last_data = started;
-    let (mut window_start, mut window_bytes) = (started, 0u64);
-    let mut memory: Vec<u8> = Vec::new();
-    let mut file: Option<(std::io::BufWriter<std::fs::File>, tempfile::TempPath)> = None;
+    let mut pacing = Pacing::new(SpoolLimits::of(&state.config));
+    // Until authentication: the prefix, in memory only. None once the sender is known.
+    let mut prefix = Some(Prefix::new(state, peer)?);
+    let mut sink = Sink::default();
     let mut hasher = Sha256::new();
     let mut size = 0u64;
     let mut identity: Option<Box<Identity>> = None;
-    let mut preauth_memory: Option<Held> = Some(
-        state
-            .preauth_memory
-            .take(peer.ip(), 0)
-            .map_err(|exceeded| busy(exceeded, "unauthenticated data"))?,
-    );
-    let (mut next_identify_at, mut school_seen) = (0usize, false);
-    let mut spool_space: Option<Held> = None;
-    let incomplete = |reason: String| SpoolError::Refused(Refusal::IncompleteBody(reason));
     // A body refused while it arrives leaves its memory here; one that is received
     // is counted when the intake is done with it.
     let mut refused_memory = ReleasedOnDrop {
@@ -685,15 +673,125 @@ async fn receive_body(
         bytes: 0,
     };
     loop {
-        let mut wait_until = deadline.min(last_data + limits.idle);
-        if limits.min_bytes_per_sec > 0 {
-            wait_until = wait_until.min(window_start + limits.rate_window);
-        }
-        let frame = tokio::time::timeout_at(wait_until, body.frame()).await;
+        let frame = tokio::time::timeout_at(pacing.wait_until(), body.frame()).await;
         let now = tokio::time::Instant::now();
-        if now >= deadline {
+        pacing.check(now, identity.is_some())?;
+        let frame = match frame {
+            Err(_) if pacing.idle(now) => {
+                return Err(incomplete(format!(
+                    "no data for {} seconds",
+                    pacing.limits.idle.as_secs()
+                )))
+            }
+            Err(_) => continue,
+            Ok(None) => break,
+            Ok(Some(Err(error))) => return Err(incomplete(error.to_string())),
+            Ok(Some(Ok(frame))) => frame,
+        };
+        let Ok(data) = frame.into_data() else {
+            continue;
+        };
+        pacing.received(now, data.len());
+        size += data.len() as u64;
+        refused_memory.bytes = size.min(8 * MEMORY_LIMIT as u64);
+        if size > pacing.limits.max_bytes {
+            if drain_refused {
+                drain(body).await;
+            }
+            return Err(SpoolError::Refused(Refusal::TooLarge(
+                pacing.limits.max_bytes,
+            )));
+        }
+        let Some(unauthenticated) = prefix.as_mut() else {
+            hasher.update(&data);
+            sink.write(state, peer, &data)?;
+            continue;
+        };
+        if !unauthenticated.push(&data, pacing.limits.preauth_max_bytes)? {
+            continue;
+        }
+        match unauthenticated
+            .identify(state, peer, pacing.limits.preauth_max_bytes)
+            .await?
+        {
+            Identification::Incomplete => {}
+            Identification::Refused(violations, klantcode) => {
+                return Err(SpoolError::Unidentified(violations, klantcode));
+            }
+            Identification::Sender(sender) => {
+                // Hashed only now: a body refused before this costs no hashing.
+                let known = prefix.take().expect("the prefix").bytes;
+                hasher.update(&known);
+                sink.memory = known;
+                identity = Some(sender);
+                pacing.authenticated();
+            }
+        }
+    }
+    if let Some(unauthenticated) = prefix {
+        // The whole body came before its sender could be identified: phase 1 does it.
+        hasher.update(&unauthenticated.bytes);
+        sink.memory = unauthenticated.bytes;
+    }
+    refused_memory.bytes = 0;
+    let (body, spool_space) = sink.finish()?;
+    Ok(Spooled {
+        received: Received {
+            body,
+            size,
+            sha256: hex::encode(hasher.finalize()),
+            peer: Some(peer.ip()),
+            identity,
+        },
+        spool_space,
+    })
+}
+
+fn incomplete(reason: String) -> SpoolError {
+    SpoolError::Refused(Refusal::IncompleteBody(reason))
+}
+
+/// When a body must arrive: the deadlines, the idle timeout and the minimum rate.
+struct Pacing {
+    limits: SpoolLimits,
+    started: tokio::time::Instant,
+    /// The pre-authentication deadline until the sender is known, then the whole-body one.
+    deadline: tokio::time::Instant,
+    last_data: tokio::time::Instant,
+    window_start: tokio::time::Instant,
+    window_bytes: u64,
+}
+
+impl Pacing {
+    fn new(limits: SpoolLimits) -> Pacing {
+        let started = tokio::time::Instant::now();
+        Pacing {
+            deadline: started + limits.preauth.min(limits.whole),
+            limits,
+            started,
+            last_data: started,
+            window_start: started,
+            window_bytes: 0,
+        }
+    }
+
+    /// How long to wait for the next frame before looking at the clock again.
+    fn wait_until(&self) -> tokio::time::Instant {
+        let wait_until = self.deadline.min(self.last_data + self.limits.idle);
+        if self.limits.min_bytes_per_sec > 0 {
+            wait_until.min(self.window_start + self.limits.rate_window)
+        } else {
+            wait_until
+        }
+    }
+
+    /// Refuses a body past its deadline, or one that arrived slower than the minimum
+    /// rate over the window that just ended.
+    fn check(&mut self, now: tokio::time::Instant, authenticated: bool) -> Result<(), SpoolError> {
+        let limits = &self.limits;
+        if now >= self.deadline {
             return Err(incomplete(
-                if identity.is_none() && deadline < started + limits.whole {
+                if !authenticated && limits.preauth < limits.whole {
                     format!(
                     "the autorisatie header and the school block did not arrive within {} seconds",
                     limits.preauth.as_secs()
@@ -706,124 +804,143 @@ async fn receive_body(
                 },
             ));
         }
-        if limits.min_bytes_per_sec > 0 && now >= window_start + limits.rate_window {
+        if limits.min_bytes_per_sec > 0 && now >= self.window_start + limits.rate_window {
             let window_secs = limits.rate_window.as_secs().max(1);
-            if window_bytes < limits.min_bytes_per_sec * window_secs {
+            if self.window_bytes < limits.min_bytes_per_sec * window_secs {
                 return Err(incomplete(format!(
                     "the body arrived at {} bytes per second, slower than {} bytes per second",
-                    window_bytes / window_secs,
+                    self.window_bytes / window_secs,
                     limits.min_bytes_per_sec
                 )));
             }
-            (window_start, window_bytes) = (now, 0);
+            (self.window_start, self.window_bytes) = (now, 0);
         }
-        let frame = match frame {
-            Err(_) if now >= last_data + limits.idle => {
-                return Err(incomplete(format!(
-                    "no data for {} seconds",
-                    limits.idle.as_secs()
-                )))
-            }
-            Err(_) => continue,
-            Ok(None) => break,
-            Ok(Some(Err(error))) => return Err(incomplete(error.to_string())),
-            Ok(Some(Ok(frame))) => frame,
+        Ok(())
+    }
+
+    fn idle(&self, now: tokio::time::Instant) -> bool {
+        now >= self.last_data + self.limits.idle
+    }
+
+    fn received(&mut self, now: tokio::time::Instant, bytes: usize) {
+        self.last_data = now;
+        self.window_bytes += bytes as u64;
+    }
+
+    /// From now on the whole-body deadline applies.
+    fn authenticated(&mut self) {
+        self.deadline = self.started + self.limits.whole;
+    }
+}
+
+/// The start of a body whose sender is not yet authenticated: in memory only, within
+/// `preauth_max_bytes` and the gateway-wide pre-authentication budget.
+struct Prefix {
+    bytes: Vec<u8>,
+    held: Held,
+    next_identify_at: usize,
+    school_seen: bool,
+}
+
+impl Prefix {
+    fn new(state: &AppState, peer: SocketAddr) -> Result<Prefix, SpoolError> {
+        Ok(Prefix {
+            bytes: Vec::new(),
+            held: state
+                .preauth_memory
+                .take(peer.ip(), 0)
+                .map_err(|exceeded| busy(exceeded, "unauthenticated data"))?,
+            next_identify_at: 0,
+            school_seen: false,
+        })
+    }
+
+    /// Adds `data`; says whether the prefix is now worth identifying. The school block
+    /// ends the part identification needs: scanning only once "school" has arrived, and
+    /// then only after a quarter more, keeps the work linear in the prefix however the
+    /// sender splits it.
+    fn push(&mut self, data: &[u8], max_bytes: usize) -> Result<bool, SpoolError> {
+        self.held
+            .grow(data.len() as u64)
+            .map_err(|exceeded| busy(exceeded, "unauthenticated data"))?;
+        let overlap = self.bytes.len().saturating_sub(b"school".len() - 1);
+        self.bytes.extend_from_slice(data);
+        self.school_seen |= memchr::memmem::find(&self.bytes[overlap..], b"school").is_some();
+        Ok(self.bytes.len() >= max_bytes
+            || (self.school_seen && self.bytes.len() >= self.next_identify_at))
+    }
+
+    /// Hands the prefix (at most `max_bytes` of it) to `Intake::identify`.
+    async fn identify(
+        &mut self,
+        state: &AppState,
+        peer: SocketAddr,
+        max_bytes: usize,
+    ) -> Result<Identification, SpoolError> {
+        let (length, scope) = if self.bytes.len() >= max_bytes {
+            let length = max_bytes as u64;
+            (max_bytes, Scope::LastPrefix { length })
+        } else {
+            (self.bytes.len(), Scope::Prefix)
         };
-        let Ok(data) = frame.into_data() else {
-            continue;
-        };
-        last_data = now;
-        window_bytes += data.len() as u64;
-        size += data.len() as u64;
-        refused_memory.bytes = size.min(8 * MEMORY_LIMIT as u64);
-        if size > limits.max_bytes {
-            if drain_refused {
-                drain(body).await;
-            }
-            return Err(SpoolError::Refused(Refusal::TooLarge(limits.max_bytes)));
-        }
-        if identity.is_none() {
-            // Before authentication: memory only, and only a prefix.
-            if let Some(held) = preauth_memory.as_mut() {
-                held.grow(data.len() as u64)
-                    .map_err(|exceeded| busy(exceeded, "unauthenticated data"))?;
-            }
-            // The school block ends the part identification needs: scanning only once
-            // "school" has arrived, and then only after a quarter more, keeps the work
-            // linear in the prefix however the sender splits it.
-            let overlap = memory.len().saturating_sub(b"school".len() - 1);
-            memory.extend_from_slice(&data);
-            school_seen |= memchr::memmem::find(&memory[overlap..], b"school").is_some();
-            let at_most = memory.len() >= limits.preauth_max_bytes;
-            if !at_most && !(school_seen && memory.len() >= next_identify_at) {
-                continue;
-            }
-            let (length, scope) = if at_most {
-                let length = limits.preauth_max_bytes;
+        let identification = if length <= INLINE_IDENTIFY_BYTES {
+            state
+                .intake
+                .identify(&self.bytes[..length], scope, Some(peer.ip()))
+        } else {
+            // A long prefix is scanned on the blocking pool, as large bodies are,
+            // so that many of them at once do not hold up every other connection.
+            let _slot = state.identify_slots.acquire().await;
+            let intake = state.intake.clone();
+            let scanned = std::mem::take(&mut self.bytes);
+            let (identification, scanned) = tokio::task::spawn_blocking(move || {
                 (
-                    length,
-                    Scope::LastPrefix {
-                        length: length as u64,
-                    },
+                    intake.identify(&scanned[..length], scope, Some(peer.ip())),
+                    scanned,
                 )
-            } else {
-                (memory.len(), Scope::Prefix)
-            };
-            let identification = if length <= INLINE_IDENTIFY_BYTES {
-                state
-                    .intake
-                    .identify(&memory[..length], scope, Some(peer.ip()))
-            } else {
-                // A long prefix is scanned on the blocking pool, as large bodies are,
-                // so that many of them at once do not hold up every other connection.
-                let _slot = state.identify_slots.acquire().await;
-                let intake = state.intake.clone();
-                let ip = peer.ip();
-                let scanned = std::mem::take(&mut memory);
-                let (identification, scanned) = tokio::task::spawn_blocking(move || {
-                    (
-                        intake.identify(&scanned[..length], scope, Some(ip)),
-                        scanned,
-                    )
-                })
-                .await
-                .map_err(|error| SpoolError::Identify(IntakeError::Worker(error.to_string())))?;
-                memory = scanned;
-                identification
-            };
-            match identification.map_err(SpoolError::Identify)? {
-                Identification::Incomplete => {
-                    next_identify_at = memory.len() + (memory.len() / 4).max(4096);
-                    school_seen = false;
-                }
-                Identification::Refused(violations, klantcode) => {
-                    return Err(SpoolError::Unidentified(violations, klantcode));
-                }
-                Identification::Sender(sender) => {
-                    // Hashed only now: a body refused before this costs no hashing.
-                    hasher.update(&memory);
-                    identity = Some(sender);
-                    preauth_memory = None;
-                    deadline = started + limits.whole;
-                }
-            }
-            continue;
+            })
+            .await
+            .map_err(|error| SpoolError::Identify(IntakeError::Worker(error.to_string())))?;
+            self.bytes = scanned;
+            identification
         }
-        hasher.update(&data);
-        match file.as_mut() {
+        .map_err(SpoolError::Identify)?;
+        if let Identification::Incomplete = identification {
+            self.next_identify_at = self.bytes.len() + (self.bytes.len() / 4).max(4096);
+            self.school_seen = false;
+        }
+        Ok(identification)
+    }
+}
+
+/// Where an authenticated body goes: memory up to `MEMORY_LIMIT`, then a temporary
+/// file within the spool quotas.
+#[derive(Default)]
+struct Sink {
+    memory: Vec<u8>,
+    file: Option<(std::io::BufWriter<std::fs::File>, tempfile::TempPath)>,
+    space: Option<Held>,
+}
+
+impl Sink {
+    fn write(&mut self, state: &AppState, peer: SocketAddr, data: &[u8]) -> Result<(), SpoolError> {
+        match self.file.as_mut() {
             Some((writer, _)) => {
-                if let Some(held) = spool_space.as_mut() {
+                if let Some(held) = self.space.as_mut() {
                     held.grow(data.len() as u64)
                         .map_err(|exceeded| busy(exceeded, "spooled data"))?;
                 }
-                writer.write_all(&data).map_err(SpoolError::Io)?
+                writer.write_all(data).map_err(SpoolError::Io)
             }
-            None if memory.len() + data.len() <= MEMORY_LIMIT => memory.extend_from_slice(&data),
+            None if self.memory.len() + data.len() <= MEMORY_LIMIT => {
+                self.memory.extend_from_slice(data);
+                Ok(())
+            }
             None => {
-                spool_space = Some(
+                self.space = Some(
                     state
                         .spool_space
-                        .take(peer.ip(), (memory.len() + data.len()) as u64)
+                        .take(peer.ip(), (self.memory.len() + data.len()) as u64)
                         .map_err(|exceeded| busy(exceeded, "spooled data"))?,
                 );
                 let spooled = tempfile::Builder::new()
@@ -832,35 +949,26 @@ async fn receive_body(
                     .map_err(SpoolError::Io)?;
                 let (handle, path) = spooled.into_parts();
                 let mut writer = std::io::BufWriter::with_capacity(256 * 1024, handle);
-                writer.write_all(&memory).map_err(SpoolError::Io)?;
-                writer.write_all(&data).map_err(SpoolError::Io)?;
-                memory = Vec::new();
-                file = Some((writer, path));
+                writer.write_all(&self.memory).map_err(SpoolError::Io)?;
+                writer.write_all(data).map_err(SpoolError::Io)?;
+                self.memory = Vec::new();
+                self.file = Some((writer, path));
+                Ok(())
             }
         }
     }
-    drop(preauth_memory);
-    refused_memory.bytes = 0;
-    if identity.is_none() {
-        hasher.update(&memory);
+
+    /// The received body, and the spool space it holds.
+    fn finish(self) -> Result<(Body, Option<Held>), SpoolError> {
+        let body = match self.file {
+            Some((mut writer, path)) => {
+                writer.flush().map_err(SpoolError::Io)?;
+                Body::File(Arc::new(path))
+            }
+            None => Body::Memory(Bytes::from(self.memory)),
+        };
+        Ok((body, self.space))
     }
-    let body = match file {
-        Some((mut writer, path)) => {
-            writer.flush().map_err(SpoolError::Io)?;
-            Body::File(Arc::new(path))
-        }
-        None => Body::Memory(Bytes::from(memory)),
-    };
-    Ok(Spooled {
-        received: Received {
-            body,
-            size,
-            sha256: hex::encode(hasher.finalize()),
-            peer: Some(peer.ip()),
-            identity,
-        },
-        spool_space,
-    })
 }
 
 /// Adds `bytes` to the released-memory count when dropped.
