@@ -261,118 +261,25 @@ impl Intake {
         scope: Scope,
         peer: Option<std::net::IpAddr>,
     ) -> Result<Identification, IntakeError> {
-        let mut root: Option<Root> = None;
-        let mut headers: Vec<Node> = Vec::new();
-        let mut not_understood: Option<Violation> = None;
-        let mut body_element: Option<(Option<String>, String)> = None;
-        let mut school_node: Option<Node> = None;
-        let mut violations = Violations::default();
-        // Read up to the school block: enough to identify and authorise the sender.
-        loop {
-            match scanner.next() {
-                Ok(Some(Item::Root(found))) => {
-                    // Anything but a SOAP 1.1 envelope is refused whatever follows.
-                    let refused = found != Root::Soap11Envelope;
-                    root = Some(found);
-                    if refused {
-                        break;
-                    }
-                }
-                Ok(Some(Item::HeaderElement(node))) => {
-                    if headers.len() < 16 {
-                        headers.push(node);
-                    }
-                }
-                Ok(Some(Item::UnknownHeader {
-                    namespace,
-                    name,
-                    must_understand: true,
-                    offset,
-                })) => {
-                    not_understood.get_or_insert_with(|| {
-                        envelope::not_understood(namespace.as_deref(), &name).at_offset(offset)
-                    });
-                }
-                Ok(Some(Item::BodyElement {
-                    namespace, name, ..
-                })) => {
-                    let refused = namespace.as_deref() != Some(crate::uwlr::NS_LEERRESULTATEN)
-                        || name != envelope::BODY_ELEMENT;
-                    body_element = Some((namespace, name));
-                    if refused {
-                        break;
-                    }
-                }
-                Ok(Some(Item::School(node))) => {
-                    school_node = Some(node);
-                    break;
-                }
-                Ok(Some(_)) => {}
-                Ok(None) => break,
-                Err(error) => {
-                    match scope {
-                        Scope::Prefix => return Ok(Identification::Incomplete),
-                        // The prefix may end inside a construct: an error at its very end says nothing.
-                        Scope::LastPrefix { length } if error.offset + 1024 >= length => {
-                            violations.push(envelope::identity_not_in_prefix(length));
-                        }
-                        _ => violations.push(
-                            Violation::new(Rule::Bericht, error.error.to_string())
-                                .at_offset(error.offset),
-                        ),
-                    }
-                    break;
-                }
-            }
+        match read_sender_blocks(scanner, fill, scope) {
+            Ok(blocks) => self.authenticate(blocks, peer),
+            Err(identification) => Ok(identification),
         }
-        if !violations.is_empty() {
-            fill(&mut violations);
-            return Ok(Identification::Refused(violations, None));
-        }
-        if let Err(violation) = envelope::check_root(
-            root.as_ref(),
-            body_element
-                .as_ref()
-                .map(|(namespace, name)| (namespace, name.as_str())),
-            Framing::SoapOnly,
-        ) {
-            return Ok(Identification::Refused(Violations::single(violation), None));
-        }
-        if let Some(violation) = not_understood {
-            let mut violations = Violations::single(violation);
-            fill(&mut violations);
-            return Ok(Identification::Refused(violations, None));
-        }
-        let autorisatie = match envelope::autorisatie(&headers) {
-            Ok(autorisatie) => autorisatie,
-            Err(found) => {
-                violations.extend(found);
-                fill(&mut violations);
-                return Ok(Identification::Refused(violations, None));
-            }
-        };
-        let Some(school_node) = school_node else {
-            return Ok(Identification::Refused(
-                Violations::single(
-                    Violation::new(Rule::Xsd, "the verzoek has no school block").at_path("school"),
-                ),
-                Some(autorisatie.klantcode),
-            ));
-        };
-        let school = School::from_node(&school_node);
-        let Some(school_code) = SchoolCode::from_parts(
-            school.brincode.as_deref(),
-            school.dependancecode.as_deref(),
-            school.schoolkey.as_deref(),
-        ) else {
-            return Ok(Identification::Refused(
-                Violations::single(
-                    Violation::new(Rule::Xsd, "the school has neither brincode nor schoolkey")
-                        .at_path("school"),
-                ),
-                Some(autorisatie.klantcode),
-            ));
-        };
+    }
+
+    /// Checks the autorisatie header against the store: key, klant, activation for the school.
+    fn authenticate(
+        &self,
+        blocks: SenderBlocks,
+        peer: Option<std::net::IpAddr>,
+    ) -> Result<Identification, IntakeError> {
+        let SenderBlocks {
+            autorisatie,
+            school,
+            school_node,
+            school_code,
+        } = blocks;
+
         if self
             .auth_limit
             .is_locked(Some(&autorisatie.klantcode), peer)
@@ -585,6 +492,142 @@ impl Intake {
         }
         Ok(Phase1::Ready(Box::new(prepared)))
     }
+}
+
+/// The blocks that say who sends a message and for which school.
+struct SenderBlocks {
+    autorisatie: crate::uwlr::Autorisatie,
+    school: School,
+    school_node: Node,
+    school_code: SchoolCode,
+}
+
+/// Reads a message up to its school block: the envelope, mustUnderstand, the
+/// autorisatie header and the school. Anything that ends identification before the
+/// store is asked comes back as `Err`.
+fn read_sender_blocks<R: std::io::BufRead>(
+    scanner: &mut Scanner<R>,
+    fill: &dyn Fn(&mut Violations),
+    scope: Scope,
+) -> Result<SenderBlocks, Identification> {
+    let mut root: Option<Root> = None;
+    let mut headers: Vec<Node> = Vec::new();
+    let mut not_understood: Option<Violation> = None;
+    let mut body_element: Option<(Option<String>, String)> = None;
+    let mut school_node: Option<Node> = None;
+    let mut violations = Violations::default();
+    // Read up to the school block: enough to identify and authorise the sender.
+    loop {
+        match scanner.next() {
+            Ok(Some(Item::Root(found))) => {
+                // Anything but a SOAP 1.1 envelope is refused whatever follows.
+                let refused = found != Root::Soap11Envelope;
+                root = Some(found);
+                if refused {
+                    break;
+                }
+            }
+            Ok(Some(Item::HeaderElement(node))) => {
+                if headers.len() < 16 {
+                    headers.push(node);
+                }
+            }
+            Ok(Some(Item::UnknownHeader {
+                namespace,
+                name,
+                must_understand: true,
+                offset,
+            })) => {
+                not_understood.get_or_insert_with(|| {
+                    envelope::not_understood(namespace.as_deref(), &name).at_offset(offset)
+                });
+            }
+            Ok(Some(Item::BodyElement {
+                namespace, name, ..
+            })) => {
+                let refused = namespace.as_deref() != Some(crate::uwlr::NS_LEERRESULTATEN)
+                    || name != envelope::BODY_ELEMENT;
+                body_element = Some((namespace, name));
+                if refused {
+                    break;
+                }
+            }
+            Ok(Some(Item::School(node))) => {
+                school_node = Some(node);
+                break;
+            }
+            Ok(Some(_)) => {}
+            Ok(None) => break,
+            Err(error) => {
+                match scope {
+                    Scope::Prefix => return Err(Identification::Incomplete),
+                    // The prefix may end inside a construct: an error at its very end says nothing.
+                    Scope::LastPrefix { length } if error.offset + 1024 >= length => {
+                        violations.push(envelope::identity_not_in_prefix(length));
+                    }
+                    _ => violations.push(
+                        Violation::new(Rule::Bericht, error.error.to_string())
+                            .at_offset(error.offset),
+                    ),
+                }
+                break;
+            }
+        }
+    }
+    if !violations.is_empty() {
+        fill(&mut violations);
+        return Err(Identification::Refused(violations, None));
+    }
+    if let Err(violation) = envelope::check_root(
+        root.as_ref(),
+        body_element
+            .as_ref()
+            .map(|(namespace, name)| (namespace, name.as_str())),
+        Framing::SoapOnly,
+    ) {
+        return Err(Identification::Refused(Violations::single(violation), None));
+    }
+    if let Some(violation) = not_understood {
+        let mut violations = Violations::single(violation);
+        fill(&mut violations);
+        return Err(Identification::Refused(violations, None));
+    }
+    let autorisatie = match envelope::autorisatie(&headers) {
+        Ok(autorisatie) => autorisatie,
+        Err(found) => {
+            violations.extend(found);
+            fill(&mut violations);
+            return Err(Identification::Refused(violations, None));
+        }
+    };
+    let Some(school_node) = school_node else {
+        return Err(Identification::Refused(
+            Violations::single(
+                Violation::new(Rule::Xsd, "the verzoek has no school block").at_path("school"),
+            ),
+            Some(autorisatie.klantcode),
+        ));
+    };
+    let school = School::from_node(&school_node);
+    let Some(school_code) = SchoolCode::from_parts(
+        school.brincode.as_deref(),
+        school.dependancecode.as_deref(),
+        school.schoolkey.as_deref(),
+    ) else {
+        return Err(Identification::Refused(
+            Violations::single(
+                Violation::new(Rule::Xsd, "the school has neither brincode nor schoolkey")
+                    .at_path("school"),
+            ),
+            Some(autorisatie.klantcode),
+        ));
+    };
+    Ok(SenderBlocks {
+        autorisatie,
+        school,
+        school_node,
+        school_code,
+    })
 }
 
 fn finish_receipt(
