@@ -93,3 +93,18 @@ fn unknown_header_blocks_without_must_understand_or_for_another_actor_are_ignore
         assert_eq!(stored(&gateway, sequence), 1, "{block}");
     }
 }
+
+#[test]
+fn validate_reports_an_unknown_header_block_with_must_understand() {
+    let scratch = tempfile::tempdir().expect("temp dir");
+    let file = "samples/47-uwlr-mustunderstand-onbekende-header.xml";
+    let output = support::cli_with_data_dir(scratch.path(), &["validate", file]);
+    assert!(!output.status.success(), "{}", output.stdout);
+    assert!(
+        output.stdout.contains(&format!(
+            "{file}:3:81: UWLR-MUSTUNDERSTAND header block {{urn:example:transactie}}transactie"
+        )),
+        "{}",
+        output.stdout
+    );
+}
