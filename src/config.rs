@@ -88,6 +88,28 @@ pub struct Config {
     pub xapi_cors_origins: Vec<String>,
     /// Open connections at most; more wait in the listen backlog.
     pub max_connections: usize,
+    /// Open connections from one source address (IPv6: one /64) at most; more are
+    /// answered 503 at once, so one sender cannot take every slot. 0: no cap
+    /// (behind a reverse proxy every connection comes from the proxy).
+    pub max_connections_per_address: usize,
+    /// The slowest a body may arrive, averaged over `body_rate_window_secs`: a body
+    /// that trickles slower is cut off as incomplete. 0: no minimum.
+    pub min_body_bytes_per_sec: u64,
+    /// The window over which `min_body_bytes_per_sec` is averaged.
+    pub body_rate_window_secs: u64,
+    /// Time a client has to send the autorisatie header and the school block;
+    /// until then the body deadline is this instead of `body_timeout_secs`.
+    pub preauth_timeout_secs: u64,
+    /// The most of a body read (and held, in memory only) before its sender is
+    /// authenticated; the autorisatie header and the school block must come within it.
+    pub preauth_max_bytes: u64,
+    /// The most memory all unauthenticated bodies together may hold (MiB); past it
+    /// new bodies get 503 until the others are authenticated or refused.
+    pub preauth_memory_mib: u64,
+    /// The most spooled bodies may take on disk together (MiB); past it 503. 0: no cap.
+    pub spool_max_mib: u64,
+    /// The most spooled bodies from one source address may take on disk (MiB). 0: no cap.
+    pub spool_max_per_address_mib: u64,
     /// Failed authentications one API, klantcode and source network may have in a
     /// burst before that combination is locked out (see `auth_limit`).
     pub auth_max_failures: u32,
@@ -142,6 +164,14 @@ impl Default for Config {
             xapi_authority_mbox: None,
             xapi_cors_origins: Vec::new(),
             max_connections: 2048,
+            max_connections_per_address: 64,
+            min_body_bytes_per_sec: 1024,
+            body_rate_window_secs: 10,
+            preauth_timeout_secs: 10,
+            preauth_max_bytes: 1 << 20,
+            preauth_memory_mib: 256,
+            spool_max_mib: 4096,
+            spool_max_per_address_mib: 2048,
             auth_max_failures: 10,
             auth_klantcode_max_failures: 100,
             auth_lockout_secs: 60,
@@ -292,6 +322,30 @@ impl Config {
         set("UWLR_SECRETS_KEY", &mut |v| {
             Ok(self.secrets_key = Some(Secret::new(v)))
         })?;
+        set("UWLR_MAX_CONNECTIONS_PER_ADDRESS", &mut |v| {
+            Ok(self.max_connections_per_address = parse("UWLR_MAX_CONNECTIONS_PER_ADDRESS", v)?)
+        })?;
+        set("UWLR_MIN_BODY_BYTES_PER_SEC", &mut |v| {
+            Ok(self.min_body_bytes_per_sec = parse("UWLR_MIN_BODY_BYTES_PER_SEC", v)?)
+        })?;
+        set("UWLR_BODY_RATE_WINDOW_SECS", &mut |v| {
+            Ok(self.body_rate_window_secs = parse("UWLR_BODY_RATE_WINDOW_SECS", v)?)
+        })?;
+        set("UWLR_PREAUTH_TIMEOUT_SECS", &mut |v| {
+            Ok(self.preauth_timeout_secs = parse("UWLR_PREAUTH_TIMEOUT_SECS", v)?)
+        })?;
+        set("UWLR_PREAUTH_MAX_BYTES", &mut |v| {
+            Ok(self.preauth_max_bytes = parse("UWLR_PREAUTH_MAX_BYTES", v)?)
+        })?;
+        set("UWLR_PREAUTH_MEMORY_MIB", &mut |v| {
+            Ok(self.preauth_memory_mib = parse("UWLR_PREAUTH_MEMORY_MIB", v)?)
+        })?;
+        set("UWLR_SPOOL_MAX_MIB", &mut |v| {
+            Ok(self.spool_max_mib = parse("UWLR_SPOOL_MAX_MIB", v)?)
+        })?;
+        set("UWLR_SPOOL_MAX_PER_ADDRESS_MIB", &mut |v| {
+            Ok(self.spool_max_per_address_mib = parse("UWLR_SPOOL_MAX_PER_ADDRESS_MIB", v)?)
+        })?;
         set("UWLR_ADMIN_TOKEN", &mut |v| {
             Ok(self.admin_token = Some(Secret::new(v)))
         })?;
@@ -363,6 +417,21 @@ impl Config {
         {
             return Err(ConfigError::Invalid(
                 "header and body timeouts must be positive".into(),
+            ));
+        }
+        if self.preauth_timeout_secs == 0 || self.body_rate_window_secs == 0 {
+            return Err(ConfigError::Invalid(
+                "preauth_timeout_secs and body_rate_window_secs must be positive".into(),
+            ));
+        }
+        if !(16 << 10..=64 << 20).contains(&self.preauth_max_bytes) {
+            return Err(ConfigError::Invalid(
+                "preauth_max_bytes must be between 16 KiB and 64 MiB (the autorisatie header and school block fit in a few KiB)".into(),
+            ));
+        }
+        if self.preauth_memory_mib == 0 {
+            return Err(ConfigError::Invalid(
+                "preauth_memory_mib must be positive".into(),
             ));
         }
         if self.tls_cert.is_some() != self.tls_key.is_some() {
@@ -594,6 +663,59 @@ mod tests {
         assert!(config.check().is_ok());
         config.auth_klantcode_max_failures = 5;
         assert!(config.check().is_err());
+    }
+
+    #[test]
+    fn preauthentication_limits_come_from_the_environment_and_are_checked() {
+        let mut config = Config::default();
+        let values = [
+            ("UWLR_MAX_CONNECTIONS_PER_ADDRESS", "8"),
+            ("UWLR_MIN_BODY_BYTES_PER_SEC", "512"),
+            ("UWLR_BODY_RATE_WINDOW_SECS", "5"),
+            ("UWLR_PREAUTH_TIMEOUT_SECS", "3"),
+            ("UWLR_PREAUTH_MAX_BYTES", "65536"),
+            ("UWLR_PREAUTH_MEMORY_MIB", "32"),
+            ("UWLR_SPOOL_MAX_MIB", "100"),
+            ("UWLR_SPOOL_MAX_PER_ADDRESS_MIB", "50"),
+        ];
+        config
+            .apply_env(|name| {
+                values
+                    .iter()
+                    .find(|(key, _)| *key == name)
+                    .map(|(_, value)| value.to_string())
+            })
+            .unwrap();
+        assert_eq!(
+            (
+                config.max_connections_per_address,
+                config.min_body_bytes_per_sec,
+                config.body_rate_window_secs,
+                config.preauth_timeout_secs,
+                config.preauth_max_bytes,
+                config.preauth_memory_mib,
+                config.spool_max_mib,
+                config.spool_max_per_address_mib
+            ),
+            (8, 512, 5, 3, 65536, 32, 100, 50)
+        );
+        assert!(config.check().is_ok());
+        for broken in [
+            Config {
+                preauth_max_bytes: 1024,
+                ..config.clone()
+            },
+            Config {
+                preauth_timeout_secs: 0,
+                ..config.clone()
+            },
+            Config {
+                preauth_memory_mib: 0,
+                ..config.clone()
+            },
+        ] {
+            assert!(broken.check().is_err());
+        }
     }
 
     #[test]

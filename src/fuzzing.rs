@@ -226,6 +226,7 @@ impl DifferentialHarness {
             size: body.len() as u64,
             sha256: hex::encode(sha2::Sha256::digest(body)),
             peer: None,
+            identity: None,
         };
         match self.runtime.block_on(self.intake.receive(received)) {
             Ok(crate::intake::Outcome::Accepted { .. }) => Vec::new(),

@@ -7,7 +7,7 @@
 //! upserts each afname, all inside one savepoint.
 
 use crate::auth_limit::{Api, Attempt};
-use crate::body::Body;
+use crate::body::{Body, MarkupGuard};
 use crate::clock::Clock;
 use crate::domain::rules::{self, UnknownVocabularies};
 use crate::domain::violation::Violations;
@@ -68,6 +68,36 @@ pub struct Received {
     pub sha256: String,
     /// The sender's address, for the failed-authentication limit.
     pub peer: Option<std::net::IpAddr>,
+    /// The sender, when it was authenticated on the prefix while the body arrived.
+    pub identity: Option<Box<Identity>>,
+}
+
+/// How much of a message `Intake::identify` reads.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Scope {
+    /// The whole body.
+    Whole,
+    /// The start of a body still arriving; more may follow.
+    Prefix,
+    /// The most of a body that may be read before authentication (`preauth_max_bytes`).
+    LastPrefix { length: u64 },
+}
+
+/// What the start of a message says about its sender.
+pub enum Identification {
+    /// The prefix ends before the autorisatie header and the school block.
+    Incomplete,
+    /// Refused before the sender was identified (no receipt is kept).
+    Refused(Violations, Option<String>),
+    /// Authenticated and activated for the school.
+    Sender(Box<Identity>),
+}
+
+/// An authenticated sender and the school block it sends for.
+pub struct Identity {
+    pub sender: Sender,
+    school: School,
+    school_node: Node,
 }
 
 /// How a message ended.
@@ -148,16 +178,19 @@ impl Intake {
     pub async fn receive(&self, received: Received) -> Result<Outcome, IntakeError> {
         let started = Instant::now();
         let (size, sha256, peer) = (received.size, received.sha256.clone(), received.peer);
+        let identity = received.identity;
         // A drip message is checked right here (well under a millisecond); a large
         // one on the blocking pool, so it never holds up the async workers.
         let phase1 = match &received.body {
-            Body::Memory(_) => self.phase1(&received.body, size, &sha256, peer)?,
+            Body::Memory(_) => self.phase1(&received.body, size, &sha256, peer, identity)?,
             _ => {
                 let this = self.clone();
                 let body = received.body.clone();
-                tokio::task::spawn_blocking(move || this.phase1(&body, size, &sha256, peer))
-                    .await
-                    .map_err(|error| IntakeError::Worker(error.to_string()))??
+                tokio::task::spawn_blocking(move || {
+                    this.phase1(&body, size, &sha256, peer, identity)
+                })
+                .await
+                .map_err(|error| IntakeError::Worker(error.to_string()))??
             }
         };
         match phase1 {
@@ -209,89 +242,49 @@ impl Intake {
         }
     }
 
-    fn phase1(
+    /// Reads the start of a message up to its school block and authenticates the sender.
+    ///
+    /// `http` calls this on the received prefix while the body is still arriving, so a
+    /// wrong key is answered before the rest is read; phase 1 calls it on a whole body
+    /// that arrived before it could. Either way the sender is authenticated once.
+    pub fn identify(
         &self,
-        body: &Body,
-        size: u64,
-        sha256: &str,
+        prefix: &[u8],
+        scope: Scope,
         peer: Option<std::net::IpAddr>,
-    ) -> Result<Phase1, IntakeError> {
-        let mut scanner = Scanner::new(body.reader()?, Pass::SkipToetsafnames);
-        let mut root: Option<Root> = None;
-        let mut headers: Vec<Node> = Vec::new();
-        let mut body_element: Option<(Option<String>, String)> = None;
-        let mut school_node: Option<Node> = None;
-        let mut violations = Violations::default();
-        // Read up to the school block: enough to identify and authorise the sender.
-        loop {
-            match scanner.next() {
-                Ok(Some(Item::Root(found))) => root = Some(found),
-                Ok(Some(Item::HeaderElement(node))) => {
-                    if headers.len() < 16 {
-                        headers.push(node);
-                    }
-                }
-                Ok(Some(Item::BodyElement {
-                    namespace, name, ..
-                })) => body_element = Some((namespace, name)),
-                Ok(Some(Item::School(node))) => {
-                    school_node = Some(node);
-                    break;
-                }
-                Ok(Some(_)) => {}
-                Ok(None) => break,
-                Err(error) => {
-                    violations.push(
-                        Violation::new(Rule::Bericht, error.error.to_string())
-                            .at_offset(error.offset),
-                    );
-                    break;
-                }
-            }
+    ) -> Result<Identification, IntakeError> {
+        let mut scanner = Scanner::new(MarkupGuard::new(prefix), Pass::SkipToetsafnames);
+        let fill = |violations: &mut Violations| fill_positions_from(prefix, violations);
+        self.identify_with(&mut scanner, &fill, scope, peer)
+    }
+
+    /// `fill` gives violations their line and column in the message.
+    fn identify_with<R: std::io::BufRead>(
+        &self,
+        scanner: &mut Scanner<R>,
+        fill: &dyn Fn(&mut Violations),
+        scope: Scope,
+        peer: Option<std::net::IpAddr>,
+    ) -> Result<Identification, IntakeError> {
+        match read_sender_blocks(scanner, fill, scope) {
+            Ok(blocks) => self.authenticate(blocks, peer),
+            Err(identification) => Ok(identification),
         }
-        if !violations.is_empty() {
-            fill_positions(body, &mut violations);
-            return Ok(Phase1::Refused(violations, None));
-        }
-        if let Err(violation) = envelope::check_root(
-            root.as_ref(),
-            body_element
-                .as_ref()
-                .map(|(namespace, name)| (namespace, name.as_str())),
-            Framing::SoapOnly,
-        ) {
-            return Ok(Phase1::Refused(Violations::single(violation), None));
-        }
-        let autorisatie = match envelope::autorisatie(&headers) {
-            Ok(autorisatie) => autorisatie,
-            Err(found) => {
-                violations.extend(found);
-                fill_positions(body, &mut violations);
-                return Ok(Phase1::Refused(violations, None));
-            }
-        };
-        let Some(school_node) = school_node else {
-            return Ok(Phase1::Refused(
-                Violations::single(
-                    Violation::new(Rule::Xsd, "the verzoek has no school block").at_path("school"),
-                ),
-                Some(autorisatie.klantcode),
-            ));
-        };
-        let school = School::from_node(&school_node);
-        let Some(school_code) = SchoolCode::from_parts(
-            school.brincode.as_deref(),
-            school.dependancecode.as_deref(),
-            school.schoolkey.as_deref(),
-        ) else {
-            return Ok(Phase1::Refused(
-                Violations::single(
-                    Violation::new(Rule::Xsd, "the school has neither brincode nor schoolkey")
-                        .at_path("school"),
-                ),
-                Some(autorisatie.klantcode),
-            ));
-        };
+    }
+
+    /// Checks the autorisatie header against the store: key, klant, activation for the school.
+    fn authenticate(
+        &self,
+        blocks: SenderBlocks,
+        peer: Option<std::net::IpAddr>,
+    ) -> Result<Identification, IntakeError> {
+        let SenderBlocks {
+            autorisatie,
+            school,
+            school_node,
+            school_code,
+        } = blocks;
+
         let attempt = Attempt {
             api: Api::Soap,
             klantcode: Some(&autorisatie.klantcode),
@@ -300,13 +293,13 @@ impl Intake {
         if self.auth_limit.is_locked(&attempt) {
             // The same answer as a wrong key, and no key check: a locked-out guesser learns nothing.
             tracing::info!(klantcode = crate::logging::clip(&autorisatie.klantcode).as_ref(), peer = ?peer, "authentication locked out after repeated failures");
-            return Ok(Phase1::Refused(
+            return Ok(Identification::Refused(
                 Violations::single(admin::wrong_key_violation()),
                 Some(autorisatie.klantcode),
             ));
         }
         let today = self.config.clock.today();
-        let sender = match self.store.read(|connection| {
+        match self.store.read(|connection| {
             admin::authenticate(
                 connection,
                 &autorisatie.klantcode,
@@ -316,17 +309,71 @@ impl Intake {
                 today,
             )
         })? {
-            Ok(sender) => sender,
+            Ok(sender) => Ok(Identification::Sender(Box::new(Identity {
+                sender,
+                school,
+                school_node,
+            }))),
             Err(violation) => {
                 if matches!(violation.rule, Rule::Klant | Rule::Autorisatie) {
                     self.auth_limit.record_failure(&attempt);
                 }
-                return Ok(Phase1::Refused(
+                Ok(Identification::Refused(
                     Violations::single(violation),
                     Some(autorisatie.klantcode),
-                ));
+                ))
             }
+        }
+    }
+
+    fn phase1(
+        &self,
+        body: &Body,
+        size: u64,
+        sha256: &str,
+        peer: Option<std::net::IpAddr>,
+        identity: Option<Box<Identity>>,
+    ) -> Result<Phase1, IntakeError> {
+        let mut scanner = Scanner::new(body.reader()?, Pass::SkipToetsafnames);
+        let identity = match identity {
+            // Identified on the prefix while the body arrived: move the scanner past the school block.
+            Some(identity) => loop {
+                match scanner.next() {
+                    Ok(Some(Item::School(_))) => break identity,
+                    Ok(Some(_)) => {}
+                    Ok(None) | Err(_) => {
+                        return Ok(Phase1::Refused(
+                            Violations::single(Violation::new(
+                                Rule::Bericht,
+                                "the message could not be read again up to its school block",
+                            )),
+                            Some(identity.sender.klantcode),
+                        ))
+                    }
+                }
+            },
+            None => match self.identify_with(
+                &mut scanner,
+                &|violations| fill_positions(body, violations),
+                Scope::Whole,
+                peer,
+            )? {
+                Identification::Sender(identity) => identity,
+                Identification::Refused(violations, klantcode) => {
+                    return Ok(Phase1::Refused(violations, klantcode))
+                }
+                Identification::Incomplete => {
+                    return Err(IntakeError::Worker(
+                        "a whole body was read as a prefix".into(),
+                    ))
+                }
+            },
         };
+        let Identity {
+            sender,
+            school,
+            school_node,
+        } = *identity;
         if let Some(receipt_id) = self.store.read(|connection| {
             store_intake::accepted_duplicate(connection, sender.client_id, sha256)
         })? {
@@ -457,6 +504,142 @@ impl Intake {
         }
         Ok(Phase1::Ready(Box::new(prepared)))
     }
+}
+
+/// The blocks that say who sends a message and for which school.
+struct SenderBlocks {
+    autorisatie: crate::uwlr::Autorisatie,
+    school: School,
+    school_node: Node,
+    school_code: SchoolCode,
+}
+
+/// Reads a message up to its school block: the envelope, mustUnderstand, the
+/// autorisatie header and the school. Anything that ends identification before the
+/// store is asked comes back as `Err`.
+fn read_sender_blocks<R: std::io::BufRead>(
+    scanner: &mut Scanner<R>,
+    fill: &dyn Fn(&mut Violations),
+    scope: Scope,
+) -> Result<SenderBlocks, Identification> {
+    let mut root: Option<Root> = None;
+    let mut headers: Vec<Node> = Vec::new();
+    let mut not_understood: Option<Violation> = None;
+    let mut body_element: Option<(Option<String>, String)> = None;
+    let mut school_node: Option<Node> = None;
+    let mut violations = Violations::default();
+    // Read up to the school block: enough to identify and authorise the sender.
+    loop {
+        match scanner.next() {
+            Ok(Some(Item::Root(found))) => {
+                // Anything but a SOAP 1.1 envelope is refused whatever follows.
+                let refused = found != Root::Soap11Envelope;
+                root = Some(found);
+                if refused {
+                    break;
+                }
+            }
+            Ok(Some(Item::HeaderElement(node))) => {
+                if headers.len() < 16 {
+                    headers.push(node);
+                }
+            }
+            Ok(Some(Item::UnknownHeader {
+                namespace,
+                name,
+                must_understand: true,
+                offset,
+            })) => {
+                not_understood.get_or_insert_with(|| {
+                    envelope::not_understood(namespace.as_deref(), &name).at_offset(offset)
+                });
+            }
+            Ok(Some(Item::BodyElement {
+                namespace, name, ..
+            })) => {
+                let refused = namespace.as_deref() != Some(crate::uwlr::NS_LEERRESULTATEN)
+                    || name != envelope::BODY_ELEMENT;
+                body_element = Some((namespace, name));
+                if refused {
+                    break;
+                }
+            }
+            Ok(Some(Item::School(node))) => {
+                school_node = Some(node);
+                break;
+            }
+            Ok(Some(_)) => {}
+            Ok(None) => break,
+            Err(error) => {
+                match scope {
+                    Scope::Prefix => return Err(Identification::Incomplete),
+                    // The prefix may end inside a construct: an error at its very end says nothing.
+                    Scope::LastPrefix { length } if error.offset + 1024 >= length => {
+                        violations.push(envelope::identity_not_in_prefix(length));
+                    }
+                    _ => violations.push(
+                        Violation::new(Rule::Bericht, error.error.to_string())
+                            .at_offset(error.offset),
+                    ),
+                }
+                break;
+            }
+        }
+    }
+    if !violations.is_empty() {
+        fill(&mut violations);
+        return Err(Identification::Refused(violations, None));
+    }
+    if let Err(violation) = envelope::check_root(
+        root.as_ref(),
+        body_element
+            .as_ref()
+            .map(|(namespace, name)| (namespace, name.as_str())),
+        Framing::SoapOnly,
+    ) {
+        return Err(Identification::Refused(Violations::single(violation), None));
+    }
+    if let Some(violation) = not_understood {
+        let mut violations = Violations::single(violation);
+        fill(&mut violations);
+        return Err(Identification::Refused(violations, None));
+    }
+    let autorisatie = match envelope::autorisatie(&headers) {
+        Ok(autorisatie) => autorisatie,
+        Err(found) => {
+            violations.extend(found);
+            fill(&mut violations);
+            return Err(Identification::Refused(violations, None));
+        }
+    };
+    let Some(school_node) = school_node else {
+        return Err(Identification::Refused(
+            Violations::single(
+                Violation::new(Rule::Xsd, "the verzoek has no school block").at_path("school"),
+            ),
+            Some(autorisatie.klantcode),
+        ));
+    };
+    let school = School::from_node(&school_node);
+    let Some(school_code) = SchoolCode::from_parts(
+        school.brincode.as_deref(),
+        school.dependancecode.as_deref(),
+        school.schoolkey.as_deref(),
+    ) else {
+        return Err(Identification::Refused(
+            Violations::single(
+                Violation::new(Rule::Xsd, "the school has neither brincode nor schoolkey")
+                    .at_path("school"),
+            ),
+            Some(autorisatie.klantcode),
+        ));
+    };
+    Ok(SenderBlocks {
+        autorisatie,
+        school,
+        school_node,
+        school_code,
+    })
 }
 
 fn finish_receipt(
@@ -892,6 +1075,13 @@ fn at_child(violation: Violation, node: &Node, child: &str) -> Violation {
 
 /// Turns byte offsets into 1-based line and column numbers with one read of the file.
 pub fn fill_positions(body: &Body, violations: &mut Violations) {
+    if let Ok(reader) = body.reader() {
+        fill_positions_from(reader, violations);
+    }
+}
+
+/// Turns byte offsets into lines and columns, reading the message from `file`.
+fn fill_positions_from(mut file: impl Read, violations: &mut Violations) {
     let mut wanted: Vec<(u64, usize)> = violations
         .items
         .iter()
@@ -903,7 +1093,6 @@ pub fn fill_positions(body: &Body, violations: &mut Violations) {
         return;
     }
     wanted.sort_unstable();
-    let Ok(mut file) = body.reader() else { return };
     let mut buffer = vec![0u8; 256 * 1024];
     let (mut position, mut line, mut line_start) = (0u64, 1u64, 0u64);
     let mut next = 0usize;
@@ -1049,6 +1238,13 @@ fn offline_definitions(
                 body_offset = Some(offset);
             }
             Ok(Some(Item::School(node))) => school = Some((School::from_node(&node), node)),
+            Ok(Some(Item::UnknownHeader {
+                namespace,
+                name,
+                must_understand: true,
+                offset,
+            })) => violations
+                .push(envelope::not_understood(namespace.as_deref(), &name).at_offset(offset)),
             Ok(Some(Item::Toets(node))) => {
                 if toetsen.len() == MAX_TOETSEN {
                     violations.push(too_many_toetsen().at_offset(node.offset));

@@ -7,6 +7,7 @@
 pub mod auth_limit;
 pub mod body;
 pub mod bridge;
+pub mod budget;
 pub mod cli;
 pub mod clock;
 pub mod config;

@@ -9,6 +9,9 @@ use serde::{Deserialize, Serialize};
 pub enum Rule {
     /// The body is not a well-formed SOAP 1.1 envelope carrying BrengLeerresultaten.
     Bericht,
+    /// A SOAP header block addressed to us with `mustUnderstand="1"` that the gateway
+    /// does not understand (SOAP 1.1 section 4.2.3; faultcode `MustUnderstand`, 4.4.1).
+    MustUnderstand,
     /// The body is larger than the configured limit.
     Grootte,
     /// The autorisatie header is missing, incomplete, or the key is wrong.
@@ -46,8 +49,9 @@ pub enum Rule {
 
 impl Rule {
     /// Every rule, in the order faults report them and README lists them.
-    pub const ALL: [Rule; 17] = [
+    pub const ALL: [Rule; 18] = [
         Rule::Bericht,
+        Rule::MustUnderstand,
         Rule::Grootte,
         Rule::Autorisatie,
         Rule::Klant,
@@ -70,6 +74,7 @@ impl Rule {
     pub fn code(self) -> &'static str {
         match self {
             Rule::Bericht => "UWLR-BERICHT",
+            Rule::MustUnderstand => "UWLR-MUSTUNDERSTAND",
             Rule::Grootte => "UWLR-GROOTTE",
             Rule::Autorisatie => "UWLR-AUTORISATIE",
             Rule::Klant => "UWLR-KLANT",
@@ -108,6 +113,7 @@ impl Rule {
             Rule::Score => "Client.ScoreOngeldig",
             Rule::Normering => "Client.ToetsNormeringOngeldig",
             Rule::Intern => "Server.InterneFout",
+            Rule::MustUnderstand => "MustUnderstand",
         }
     }
 
@@ -133,6 +139,7 @@ impl Rule {
             "Client.LeerlingOngeldig" => "Leerling ongeldig",
             "Client.ScoreOngeldig" => "Score ongeldig",
             "Client.ToetsNormeringOngeldig" => "Toetsnormering ongeldig",
+            "MustUnderstand" => "Een verplichte SOAP-header wordt niet begrepen",
             _ => "Er is een interne fout opgetreden",
         }
     }
@@ -309,7 +316,10 @@ mod tests {
     fn every_rule_round_trips_through_its_code() {
         for rule in Rule::ALL {
             assert_eq!(Rule::from_code(rule.code()), Some(rule));
-            assert!(rule.faultcode().starts_with("Client.") || rule == Rule::Intern);
+            assert!(
+                rule.faultcode().starts_with("Client.")
+                    || matches!(rule, Rule::Intern | Rule::MustUnderstand)
+            );
         }
     }
 

@@ -86,6 +86,30 @@ pub fn autorisatie(headers: &[Node]) -> Result<Autorisatie, Vec<Violation>> {
     }
 }
 
+/// A header block addressed to the gateway with `mustUnderstand="1"` that it does not
+/// understand: SOAP 1.1 section 4.2.3 says the message must not be processed.
+pub fn not_understood(namespace: Option<&str>, name: &str) -> Violation {
+    Violation::new(
+        Rule::MustUnderstand,
+        format!(
+            "header block {{{}}}{name} has mustUnderstand=\"1\" but this gateway understands only {{{NS_AUTORISATIE}}}autorisatie",
+            namespace.unwrap_or("")
+        ),
+    )
+    .at_path(format!("Header/{name}"))
+}
+
+/// The autorisatie header and the school block were not found in the part of the
+/// message that may be read before the sender is authenticated.
+pub fn identity_not_in_prefix(length: u64) -> Violation {
+    Violation::new(
+        Rule::Bericht,
+        format!(
+            "the autorisatie header and the school block were not found in the first {length} bytes; the gateway reads no more of a message before its sender is authenticated"
+        ),
+    )
+}
+
 /// Reads the operation from a SOAPAction header value: quoted, bare, or a URI ending in it.
 /// An empty value means "see the Body", as SOAP 1.1 section 6.1.1 allows.
 pub fn soap_action_operation(value: &str) -> Option<&str> {

@@ -32,7 +32,13 @@ pub enum Refusal {
     UnknownAction(String),
     /// The body did not arrive in time or the connection broke mid-body.
     IncompleteBody(String),
+    /// A budget is spent (connections or spool space, per address or in total);
+    /// the reason says which. Not the sender's fault, and not ours: try again later.
+    Busy(String),
 }
+
+/// Seconds a sender is asked to wait after a `Busy` refusal (the `Retry-After` header).
+pub const BUSY_RETRY_AFTER_SECS: u64 = 5;
 
 /// The bevestiging: the (empty) `leerresultaten_bevestiging` the WSDL defines.
 pub fn bevestiging(receipt_id: &str) -> Reply {
@@ -185,6 +191,23 @@ pub fn refusal(refusal: &Refusal) -> Reply {
             ),
             None,
         ),
+        Refusal::Busy(reason) => Reply {
+            // A SOAP fault, so SOAP clients show the reason, but HTTP 503 with Retry-After
+            // (set where the reply is sent): the sender did nothing wrong and may resend as is.
+            status: StatusCode::SERVICE_UNAVAILABLE,
+            content_type: "text/xml; charset=utf-8",
+            body: format!(
+                concat!(
+                    "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n",
+                    "<soap:Envelope xmlns:soap=\"http://schemas.xmlsoap.org/soap/envelope/\"><soap:Body><soap:Fault>",
+                    "<faultcode>soap:Server.Bezet</faultcode><faultstring>De gateway is tijdelijk bezet: {}; probeer het over {} seconden opnieuw</faultstring>",
+                    "</soap:Fault></soap:Body></soap:Envelope>\n"
+                ),
+                escape(reason),
+                BUSY_RETRY_AFTER_SECS
+            ),
+            receipt_id: None,
+        },
         Refusal::IncompleteBody(reason) => fault(
             &Violations::single(Violation::new(
                 Rule::Bericht,
@@ -245,5 +268,10 @@ mod tests {
             StatusCode::UNSUPPORTED_MEDIA_TYPE
         );
         assert!(bevestiging("r").body.contains("leerresultaten_bevestiging"));
+        let busy = refusal(&Refusal::Busy("spool <vol>".into()));
+        assert_eq!(busy.status, StatusCode::SERVICE_UNAVAILABLE);
+        assert!(busy.body.contains("soap:Server.Bezet"));
+        assert!(busy.body.contains("spool &lt;vol&gt;"));
+        roxmltree_like_check(&busy.body);
     }
 }

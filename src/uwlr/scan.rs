@@ -1,10 +1,14 @@
 //! One forward pass over a spooled message: yields the header, school, toetsen and results in order.
 
 use super::xmltree::{local_name, namespace_of, read_subtree, Node, TreeError};
-use super::{NS_LEERRESULTATEN, NS_SOAP11, NS_SOAP12};
+use super::{NS_AUTORISATIE, NS_LEERRESULTATEN, NS_SOAP11, NS_SOAP12};
 use quick_xml::events::{BytesStart, Event};
+use quick_xml::name::ResolveResult;
 use quick_xml::NsReader;
 use std::io::BufRead;
+
+/// The SOAP 1.1 actor that means "the next SOAP node", that is this gateway (section 4.2.2).
+pub const ACTOR_NEXT: &str = "http://schemas.xmlsoap.org/soap/actor/next";
 
 /// What the document's root element is.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -23,8 +27,17 @@ pub enum Root {
 #[derive(Debug)]
 pub enum Item {
     Root(Root),
-    /// A child of soap:Header.
+    /// The `autorisatie` child of soap:Header, the one header block the gateway reads.
     HeaderElement(Node),
+    /// Any other child of soap:Header: skipped without being built in memory.
+    UnknownHeader {
+        namespace: Option<String>,
+        name: String,
+        /// `mustUnderstand="1"` with no actor or the `next` actor (SOAP 1.1 section 4.2.3):
+        /// the gateway must refuse a message it cannot fully process.
+        must_understand: bool,
+        offset: u64,
+    },
     /// The first child of soap:Body (only its name; the verzoek itself streams on).
     BodyElement {
         namespace: Option<String>,
@@ -80,6 +93,9 @@ pub struct Scanner<R: BufRead> {
     /// Where the root element's start tag ends, for reporting envelope problems.
     root_offset: Option<u64>,
     pending: Option<Item>,
+    /// A root element the pass does not enter, skipped after it has been reported,
+    /// so a caller learns what the root is before the rest of the document is read.
+    skip_root: Option<(BytesStart<'static>, bool)>,
     body_seen_first: bool,
     encoding_checked: bool,
 }
@@ -97,6 +113,7 @@ impl<R: BufRead> Scanner<R> {
             seen_root: false,
             root_offset: None,
             pending: None,
+            skip_root: None,
             body_seen_first: false,
             encoding_checked: false,
         }
@@ -123,6 +140,9 @@ impl<R: BufRead> Scanner<R> {
     pub fn next(&mut self) -> Result<Option<Item>, ScanError> {
         if let Some(item) = self.pending.take() {
             return Ok(Some(item));
+        }
+        if let Some((start, is_empty)) = self.skip_root.take() {
+            self.skip(&start, is_empty)?;
         }
         if !self.encoding_checked {
             self.encoding_checked = true;
@@ -220,6 +240,31 @@ impl<R: BufRead> Scanner<R> {
             .map_err(|error| self.fail(error))
     }
 
+    /// Whether a header block is addressed to this gateway and must be understood:
+    /// SOAP 1.1 `mustUnderstand` is "1" and `actor` is absent or the `next` actor.
+    fn must_understand(&self, start: &BytesStart) -> Result<bool, ScanError> {
+        let mut must_understand = false;
+        let mut for_us = true;
+        for attribute in start.attributes() {
+            let attribute = attribute.map_err(|error| self.fail(quick_xml::Error::from(error)))?;
+            let (namespace, local) = self.reader.resolve_attribute(attribute.key);
+            if !matches!(namespace, ResolveResult::Bound(namespace) if namespace.as_ref() == NS_SOAP11.as_bytes())
+            {
+                continue;
+            }
+            let value = attribute
+                .unescape_value()
+                .map_err(|error| self.fail(TreeError::Encoding(error.to_string())))?;
+            match local.as_ref() {
+                // The envelope schema allows "0" and "1"; "true" is read as meant.
+                b"mustUnderstand" => must_understand = matches!(value.trim(), "1" | "true"),
+                b"actor" => for_us = value.trim() == ACTOR_NEXT,
+                _ => {}
+            }
+        }
+        Ok(must_understand && for_us)
+    }
+
     fn push(&mut self, frame: Frame, is_empty: bool) {
         if !is_empty {
             self.frames.push(frame);
@@ -243,7 +288,7 @@ impl<R: BufRead> Scanner<R> {
                     Root::Soap11Envelope
                 }
                 (Some(NS_SOAP12), "Envelope") => {
-                    self.skip(&start, is_empty)?;
+                    self.skip_root = Some((start.clone(), is_empty));
                     Root::Soap12Envelope
                 }
                 (Some(NS_LEERRESULTATEN), "leerresultaten_verzoek") => {
@@ -251,7 +296,7 @@ impl<R: BufRead> Scanner<R> {
                     Root::Verzoek
                 }
                 _ => {
-                    self.skip(&start, is_empty)?;
+                    self.skip_root = Some((start.clone(), is_empty));
                     Root::Other { namespace, name }
                 }
             };
@@ -264,11 +309,22 @@ impl<R: BufRead> Scanner<R> {
             (Frame::Envelope, "Header") => self.push(Frame::Header, is_empty),
             (Frame::Envelope, "Body") => self.push(Frame::Body, is_empty),
             (Frame::Header, _) => {
-                // Header text is kept as sent, as all text is: an autorisatiesleutel is an
-                // xs:string, so " key" is not "key".
-                return self
-                    .subtree(&start, is_empty)
-                    .map(|node| Some(Item::HeaderElement(node)));
+                let namespace = namespace_of(&self.reader, &start);
+                if namespace.as_deref() == Some(NS_AUTORISATIE) && name == "autorisatie" {
+                    // Kept as sent, as all text is: an autorisatiesleutel is an xs:string,
+                    // so " key" is not "key".
+                    return self
+                        .subtree(&start, is_empty)
+                        .map(|node| Some(Item::HeaderElement(node)));
+                }
+                let must_understand = self.must_understand(&start)?;
+                self.skip(&start, is_empty)?;
+                return Ok(Some(Item::UnknownHeader {
+                    namespace,
+                    name,
+                    must_understand,
+                    offset,
+                }));
             }
             (Frame::Body, _) => {
                 let namespace = namespace_of(&self.reader, &start);
@@ -351,6 +407,11 @@ mod tests {
             names.push(match item {
                 Item::Root(root) => format!("root:{root:?}"),
                 Item::HeaderElement(node) => format!("header:{}", node.name),
+                Item::UnknownHeader {
+                    name,
+                    must_understand,
+                    ..
+                } => format!("unknown:{name}:{must_understand}"),
                 Item::BodyElement { name, .. } => format!("body:{name}"),
                 Item::School(_) => "school".into(),
                 Item::ToetsafnameStart { .. } => "afname".into(),
@@ -378,6 +439,38 @@ mod tests {
                 "/afname",
                 "toets:T"
             ]
+        );
+    }
+
+    #[test]
+    fn unknown_header_blocks_are_skipped_and_must_understand_is_read() {
+        let with = |block: &str| {
+            ENVELOPE.replacen(
+                "<s:Header>",
+                &format!("<s:Header xmlns:x=\"urn:x\">{block}"),
+                1,
+            )
+        };
+        let check = |block: &str, expected: &str| {
+            let names = items(&with(block), Pass::Everything).unwrap();
+            assert_eq!(names[1], expected, "{block}");
+            assert_eq!(names[2], "header:autorisatie", "{block}");
+        };
+        check("<x:a/>", "unknown:a:false");
+        check(
+            "<x:a s:mustUnderstand=\"1\"><x:b>t</x:b></x:a>",
+            "unknown:a:true",
+        );
+        check("<x:a s:mustUnderstand=\"0\"/>", "unknown:a:false");
+        // An unqualified mustUnderstand is not the SOAP attribute.
+        check("<x:a mustUnderstand=\"1\"/>", "unknown:a:false");
+        check(
+            "<x:a s:mustUnderstand=\"1\" s:actor=\"http://schemas.xmlsoap.org/soap/actor/next\"/>",
+            "unknown:a:true",
+        );
+        check(
+            "<x:a s:mustUnderstand=\"1\" s:actor=\"urn:someone-else\"/>",
+            "unknown:a:false",
         );
     }
 

@@ -9,6 +9,14 @@ use std::io::BufRead;
 pub const MAX_DEPTH: usize = 64;
 pub const MAX_NODES: usize = 100_000;
 pub const MAX_TEXT: usize = 1 << 20;
+/// The most bytes one subtree may hold in memory: element and attribute names,
+/// attribute values and text, plus `NODE_COST` per element. Without it a header
+/// child of 99,000 empty elements each carrying a 2,000-character attribute kept
+/// 228 MB in memory before the key was checked; no UWLR toets or resultaat needs
+/// more than a few hundred KiB.
+pub const MAX_SUBTREE_BYTES: usize = 4 << 20;
+/// What one element costs beyond its names and values (the `Node` and its vectors).
+pub const NODE_COST: usize = 128;
 
 /// An element with its local name, unqualified attributes, text and children.
 #[derive(Clone, Debug, Default, PartialEq)]
@@ -94,6 +102,8 @@ pub enum TreeError {
     TooManyNodes,
     #[error("text longer than {MAX_TEXT} bytes")]
     TextTooLong,
+    #[error("element holds more than {} MiB of names, attributes and text", MAX_SUBTREE_BYTES >> 20)]
+    TooLarge,
     #[error("a DOCTYPE is not allowed")]
     Doctype,
     #[error("unexpected end of document")]
@@ -191,6 +201,17 @@ fn node_from_start<R>(
     })
 }
 
+/// What a node costs in memory, counted against `MAX_SUBTREE_BYTES`.
+fn node_cost(node: &Node) -> usize {
+    NODE_COST
+        + node.name.len()
+        + node
+            .attributes
+            .iter()
+            .map(|(key, value)| key.len() + value.len() + 2 * std::mem::size_of::<String>())
+            .sum::<usize>()
+}
+
 /// Reads the element that `start` opened (already consumed) up to its end tag.
 pub fn read_subtree<R: BufRead>(
     reader: &mut NsReader<R>,
@@ -206,6 +227,7 @@ pub fn read_subtree<R: BufRead>(
     let mut stack = vec![root];
     let mut nodes = 1usize;
     let mut text_bytes = 0usize;
+    let mut bytes = node_cost(&stack[0]);
     loop {
         buf.clear();
         let event = reader.read_event_into(buf)?;
@@ -219,7 +241,13 @@ pub fn read_subtree<R: BufRead>(
                     return Err(TreeError::TooManyNodes);
                 }
                 let node = node_from_start(reader, &start, reader.buffer_position(), false)?;
-                text_bytes -= drop_indentation(stack.last_mut().expect("stack holds the root"));
+                let dropped = drop_indentation(stack.last_mut().expect("stack holds the root"));
+                text_bytes -= dropped;
+                bytes -= dropped;
+                bytes += node_cost(&node);
+                if bytes > MAX_SUBTREE_BYTES {
+                    return Err(TreeError::TooLarge);
+                }
                 stack.push(node);
             }
             Event::Empty(start) => {
@@ -228,8 +256,14 @@ pub fn read_subtree<R: BufRead>(
                     return Err(TreeError::TooManyNodes);
                 }
                 let node = node_from_start(reader, &start, reader.buffer_position(), false)?;
+                bytes += node_cost(&node);
+                if bytes > MAX_SUBTREE_BYTES {
+                    return Err(TreeError::TooLarge);
+                }
                 let parent = stack.last_mut().expect("stack holds the root");
-                text_bytes -= drop_indentation(parent);
+                let dropped = drop_indentation(parent);
+                text_bytes -= dropped;
+                bytes -= dropped;
                 parent.children.push(node);
             }
             Event::End(_) => {
@@ -249,8 +283,12 @@ pub fn read_subtree<R: BufRead>(
                 }
                 let text = unescape(&normalize_line_ends(raw))?;
                 text_bytes += text.len();
+                bytes += text.len();
                 if text_bytes > MAX_TEXT {
                     return Err(TreeError::TextTooLong);
+                }
+                if bytes > MAX_SUBTREE_BYTES {
+                    return Err(TreeError::TooLarge);
                 }
                 stack
                     .last_mut()
@@ -263,8 +301,12 @@ pub fn read_subtree<R: BufRead>(
                     .map_err(|error| TreeError::Encoding(error.to_string()))?;
                 let text = normalize_line_ends(text);
                 text_bytes += text.len();
+                bytes += text.len();
                 if text_bytes > MAX_TEXT {
                     return Err(TreeError::TextTooLong);
+                }
+                if bytes > MAX_SUBTREE_BYTES {
+                    return Err(TreeError::TooLarge);
                 }
                 stack
                     .last_mut()
@@ -349,6 +391,24 @@ mod tests {
             "</a>".repeat(MAX_DEPTH + 2)
         );
         assert!(matches!(parse(&xml), Err(TreeError::TooDeep)));
+    }
+
+    #[test]
+    fn counts_names_and_attribute_values_against_the_subtree_cap() {
+        // Few elements, little text: only the attribute values are large (issue 16, finding 3).
+        let value = "v".repeat(2000);
+        let many = format!(
+            "<h>{}</h>",
+            format!("<h a=\"{value}\"/>").repeat(MAX_SUBTREE_BYTES / 2000 + 10)
+        );
+        assert!(matches!(parse(&many), Err(TreeError::TooLarge)));
+        let long_names = format!(
+            "<h>{}</h>",
+            format!("<{0}/>", "n".repeat(4000)).repeat(MAX_SUBTREE_BYTES / 4000 + 10)
+        );
+        assert!(matches!(parse(&long_names), Err(TreeError::TooLarge)));
+        let fits = format!("<h>{}</h>", format!("<h a=\"{value}\"/>").repeat(100));
+        assert!(parse(&fits).is_ok());
     }
 
     #[test]

@@ -9,6 +9,8 @@
 #[path = "../it/support/mod.rs"]
 mod support;
 
+mod preauth;
+
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::time::{Duration, Instant};
@@ -100,7 +102,16 @@ fn exchange(
     wait: Duration,
     send: impl FnOnce(&mut TcpStream) + Send + 'static,
 ) -> RawReply {
-    let mut stream = TcpStream::connect(address).expect("connect to the gateway");
+    let stream = TcpStream::connect(address).expect("connect to the gateway");
+    exchange_on(stream, wait, send)
+}
+
+/// `exchange` over a connection already open (e.g. from another source address).
+fn exchange_on(
+    mut stream: TcpStream,
+    wait: Duration,
+    send: impl FnOnce(&mut TcpStream) + Send + 'static,
+) -> RawReply {
     let mut writer = stream.try_clone().expect("clone the stream");
     let started = Instant::now();
     let sender = std::thread::spawn(move || send(&mut writer));
@@ -736,7 +747,15 @@ fn slowloris_bodies_are_cut_off_while_others_are_served() {
 
 #[test]
 fn thousands_of_idle_connections_do_not_stop_the_service() {
-    let gateway = hostile_gateway();
+    // Without the per-address cap, so that the idle connections exceed the global one
+    // (the per-address cap has tests of its own).
+    let gateway = support::spawn_gateway(
+        Options::default()
+            .env("UWLR_HEADER_TIMEOUT_SECS", "2")
+            .env("UWLR_BODY_IDLE_TIMEOUT_SECS", "2")
+            .env("UWLR_BODY_TIMEOUT_SECS", "3")
+            .env("UWLR_MAX_CONNECTIONS_PER_ADDRESS", "0"),
+    );
     valid_message_is_accepted(&gateway, 1);
     let before = peak_memory_kb(gateway.pid());
     let idle: Vec<TcpStream> = (0..3000)

@@ -18,6 +18,7 @@ mod processing;
 mod quarantine;
 mod replay;
 mod samples;
+mod soap_headers;
 mod support;
 mod tools;
 mod xsd_values;
