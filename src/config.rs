@@ -133,12 +133,12 @@ impl Default for Config {
 /// Why the configuration could not be read.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
-    #[error("cannot read {path}: {source}")]
+    #[error("cannot read {path}")]
     Read {
         path: PathBuf,
         source: std::io::Error,
     },
-    #[error("{path}: {source}")]
+    #[error("cannot parse {path}")]
     Parse {
         path: PathBuf,
         source: toml::de::Error,
@@ -262,7 +262,9 @@ impl Config {
         set("UWLR_SECRETS_KEY_FILE", &mut |v| {
             Ok(self.secrets_key_file = Some(PathBuf::from(v)))
         })?;
-        set("UWLR_SECRETS_KEY", &mut |v| Ok(self.secrets_key = Some(Secret::new(v))))?;
+        set("UWLR_SECRETS_KEY", &mut |v| {
+            Ok(self.secrets_key = Some(Secret::new(v)))
+        })?;
         set("UWLR_ADMIN_TOKEN", &mut |v| {
             Ok(self.admin_token = Some(Secret::new(v)))
         })?;
@@ -297,7 +299,9 @@ impl Config {
         match (&self.secrets_key, &self.secrets_key_file) {
             (Some(key), _) => KeySource::Inline(key.clone()),
             (None, Some(path)) => KeySource::File(path.clone()),
-            (None, None) => KeySource::DataDirDefault(crate::secret::default_key_file(&self.data_dir)),
+            (None, None) => {
+                KeySource::DataDirDefault(crate::secret::default_key_file(&self.data_dir))
+            }
         }
     }
 

@@ -72,12 +72,12 @@ const NONCE_BYTES: usize = 24;
 /// Why a key could not be loaded or a value not be opened.
 #[derive(Debug, thiserror::Error)]
 pub enum SecretError {
-    #[error("cannot read the secrets key file {path}: {source}")]
+    #[error("cannot read the secrets key file {path}")]
     Read {
         path: PathBuf,
         source: std::io::Error,
     },
-    #[error("cannot create the secrets key file {path}: {source}")]
+    #[error("cannot create the secrets key file {path}")]
     Create {
         path: PathBuf,
         source: std::io::Error,
@@ -329,7 +329,10 @@ mod tests {
         let sealed = keyring.seal("t.c/a", b"hunter2");
         assert!(Keyring::is_sealed(sealed.as_bytes()));
         assert!(!sealed.contains("hunter2"));
-        assert_eq!(keyring.open("t.c/a", sealed.as_bytes()).unwrap(), b"hunter2");
+        assert_eq!(
+            keyring.open("t.c/a", sealed.as_bytes()).unwrap(),
+            b"hunter2"
+        );
         assert!(matches!(
             keyring.open("t.c/b", sealed.as_bytes()),
             Err(SecretError::Tampered { .. })

@@ -6,6 +6,7 @@
 mod access;
 mod cli;
 mod concurrency;
+mod data_dir;
 mod fuzz_regressions;
 mod http_edges;
 mod interop;
