@@ -13,7 +13,7 @@ use std::sync::Arc;
 
 /// uwlr-gateway: receives UWLR 2.2 BrengLeerresultaten messages and keeps them in SQLite.
 #[derive(Parser, Debug)]
-#[command(version, about)]
+#[command(version = crate::VERSION_WITH_COMMIT, about)]
 pub struct Cli {
     /// TOML configuration file (settings there are overridden by UWLR_* variables and flags).
     #[arg(long, global = true, env = "UWLR_CONFIG")]
@@ -1368,6 +1368,15 @@ fn serve(config: Config, demo: bool) -> Result<ExitCode> {
         }
         use std::io::Write;
         let _ = std::io::stdout().flush();
+        // systemd's Type=notify: ready once the listener is bound and the state is built
+        // (requests arriving now queue on the socket). Without NOTIFY_SOCKET this does nothing.
+        let status = format!("STATUS=listening on {scheme}://{local}");
+        if let Err(error) = sd_notify::notify(
+            false,
+            &[sd_notify::NotifyState::Ready, sd_notify::NotifyState::Custom(&status)],
+        ) {
+            tracing::warn!(%error, "cannot tell the service manager that the gateway is ready");
+        }
         if config.xapi_base_iri == crate::config::DEFAULT_XAPI_BASE_IRI {
             tracing::warn!(base_iri = %config.xapi_base_iri, "xapi_base_iri is the placeholder; set it to a domain you control before publishing to a real LRS");
         }
@@ -1388,6 +1397,7 @@ fn serve(config: Config, demo: bool) -> Result<ExitCode> {
             outbox_stopped,
         ));
         crate::http::serve(state, listener, tls, shutdown_signal()).await?;
+        let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Stopping]);
         // Requests are done: stop publishing and delivery, then the writer.
         let _ = stop_outbox.send(true);
         let _ = publisher.await;

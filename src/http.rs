@@ -359,7 +359,7 @@ fn health(state: &AppState) -> Reply {
     match database {
         Ok(receipts) => json_reply(
             StatusCode::OK,
-            serde_json::json!({"status": "ok", "receipts": receipts, "endpoint": state.endpoint_url}),
+            serde_json::json!({"status": "ok", "receipts": receipts, "endpoint": state.endpoint_url, "version": env!("CARGO_PKG_VERSION"), "commit": crate::COMMIT}),
         ),
         Err(error) => {
             tracing::error!(%error, "health check cannot read the database");

@@ -12,6 +12,7 @@ mod http_edges;
 mod interop;
 mod logs;
 mod operations;
+mod packaging;
 mod private_files;
 mod processing;
 mod quarantine;
