@@ -9,6 +9,7 @@ mod concurrency;
 mod data_dir;
 mod fuzz_regressions;
 mod http_edges;
+mod http_surface;
 mod interop;
 mod logs;
 mod operations;
