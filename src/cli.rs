@@ -441,6 +441,15 @@ pub fn main() -> ExitCode {
         libc::umask(0o077);
     }
     let cli = Cli::parse();
+    if !matches!(cli.command, Command::Serve { .. } | Command::Replay { .. }) {
+        // A reader that stops early (`| head`) ends the command quietly, as other Unix tools
+        // do, instead of a panic in println!. Not for the subcommands with sockets, where
+        // SIGPIPE would end the process on a peer's closed connection.
+        // SAFETY: restores the default disposition of one signal before any thread starts.
+        unsafe {
+            libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+        }
+    }
     match run(cli) {
         Ok(code) => code,
         Err(error) => {
@@ -477,6 +486,70 @@ fn print_bytes(bytes: &[u8]) -> Result<ExitCode> {
             Err(error).context("cannot write to standard output")
         }
         _ => Ok(ExitCode::SUCCESS),
+    }
+}
+
+/// Progress of a long subcommand (`generate`, `leerlingen import`, `backup`): a bar on
+/// standard output when it is a terminal; otherwise (a log, a pipe) a plain line at every
+/// tenth of the total, so a log shows the run advancing without escape codes.
+struct Progress {
+    bar: Option<indicatif::ProgressBar>,
+    what: &'static str,
+    total: u64,
+    next_line: u64,
+}
+
+impl Progress {
+    /// `total` may be an estimate (the bar then stops at full); 0 means unknown (a spinner).
+    fn new(what: &'static str, total: u64) -> Progress {
+        let bar = std::io::IsTerminal::is_terminal(&std::io::stdout()).then(|| {
+            let bar = indicatif::ProgressBar::with_draw_target(
+                (total > 0).then_some(total),
+                indicatif::ProgressDrawTarget::stdout(),
+            );
+            let template = if total > 0 {
+                "{msg} [{bar:40}] {human_pos}/{human_len} ({per_sec}, {eta} left)"
+            } else {
+                "{spinner} {msg} ({elapsed})"
+            };
+            if let Ok(style) = indicatif::ProgressStyle::with_template(template) {
+                bar.set_style(style.progress_chars("=> "));
+            }
+            bar.set_message(what);
+            bar.enable_steady_tick(std::time::Duration::from_millis(200));
+            bar
+        });
+        if bar.is_none() && total == 0 {
+            println!("{what} ...");
+        }
+        Progress {
+            bar,
+            what,
+            total,
+            next_line: total / 10,
+        }
+    }
+
+    fn set(&mut self, done: u64) {
+        match &self.bar {
+            Some(bar) => bar.set_position(done),
+            None if self.total > 0 && done >= self.next_line.max(1) => {
+                println!(
+                    "{}: {done} of {} ({}%)",
+                    self.what,
+                    self.total,
+                    done * 100 / self.total
+                );
+                self.next_line = done + (self.total / 10).max(1);
+            }
+            None => {}
+        }
+    }
+
+    fn finish(self) {
+        if let Some(bar) = self.bar {
+            bar.finish_and_clear();
+        }
     }
 }
 
@@ -611,7 +684,10 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
             let store = open_existing_store(&config)?;
             let connection = store.connect()?;
             let started = std::time::Instant::now();
-            crate::store::backup(&connection, &file).with_context(|| {
+            let progress = Progress::new("backing up", 0);
+            let copied = crate::store::backup(&connection, &file);
+            progress.finish();
+            copied.with_context(|| {
                 format!(
                     "cannot back up {} to {}",
                     store.path().display(),
@@ -642,7 +718,15 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
             // IMMEDIATE: take the write lock first, so change seqs cannot interleave with a running gateway's.
             let transaction =
                 connection.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
-            let imported = admin::import_leerlingen(&transaction, &rows, "cli")?;
+            let mut progress = Progress::new("importing leerlingen", rows.len() as u64);
+            let imported = admin::import_leerlingen_with_progress(
+                &transaction,
+                &rows,
+                "cli",
+                &mut |done| progress.set(done as u64),
+            )?;
+            progress.set(imported as u64);
+            progress.finish();
             let released = crate::bridge::release_quarantine(&transaction)?;
             transaction.commit()?;
             println!("imported {imported} leerlingen; released {released} afnames from quarantine");
@@ -797,7 +881,12 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
                 autorisatiesleutel: key,
                 out,
             };
-            let report = crate::tools::generate::generate(&options)?;
+            // Counted in resultaten: the total is known (corrections add a few beyond it).
+            let mut progress = Progress::new("writing resultaten", u64::from(schools) * afnames);
+            let report = crate::tools::generate::generate_with_progress(&options, &mut |done| {
+                progress.set(done)
+            })?;
+            progress.finish();
             println!(
                 "wrote {} messages ({} resultaten, {} bytes), roster {}",
                 report.messages,

@@ -284,3 +284,53 @@ fn every_list_subcommand_speaks_json() {
     assert!(!lrs.contains("geheim-wachtwoord"), "{lrs}");
     assert!(lrs.contains("\"password_set\":true"), "{lrs}");
 }
+
+/// Issue 14: `generate`, `leerlingen import` and `backup` ran silently. Off a terminal they
+/// print a plain line per tenth (no escape codes); on a terminal they draw a bar.
+#[test]
+fn long_subcommands_show_progress() {
+    let scratch = tempfile::tempdir().unwrap();
+    let out = scratch.path().join("load");
+    let data_dir = scratch.path().join("data");
+    let out_arg = out.to_str().unwrap();
+    let generated = cli_with_data_dir(
+        &data_dir,
+        &["generate", "--learners", "2500", "--afnames", "1000", "--drip", "--out", out_arg],
+    )
+    .success();
+    let lines = |output: &str, prefix: &str| output.lines().filter(|line| line.starts_with(prefix)).count();
+    assert!(lines(&generated.stdout, "writing resultaten: ") >= 9, "{}", generated.stdout);
+    assert!(!generated.stdout.contains('\x1b'), "{}", generated.stdout);
+    cli_with_data_dir(&data_dir, &["init"]).success();
+    let roster = out.join("roster.csv");
+    let imported =
+        cli_with_data_dir(&data_dir, &["leerlingen", "import", roster.to_str().unwrap()]).success();
+    assert!(
+        lines(&imported.stdout, "importing leerlingen: ") >= 2,
+        "{}",
+        imported.stdout
+    );
+    assert!(imported.stdout.contains("2500 of 2500 (100%)"), "{}", imported.stdout);
+    let backup = scratch.path().join("backup");
+    let backed_up =
+        cli_with_data_dir(&data_dir, &["backup", backup.to_str().unwrap()]).success();
+    assert!(backed_up.stdout.starts_with("backing up ...\n"), "{}", backed_up.stdout);
+
+    // On a terminal (script(1) gives the command a pseudo-terminal): a bar, redrawn.
+    let shell_command = format!(
+        "{} --data-dir {} generate --afnames 3000 --drip --out {}",
+        binary().display(),
+        data_dir.display(),
+        scratch.path().join("load2").display()
+    );
+    let output = Command::new("script")
+        .args(["-qec", &shell_command, "/dev/null"])
+        .env_remove("UWLR_CONFIG")
+        .output()
+        .expect("script (util-linux) runs");
+    let terminal = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "{terminal}");
+    assert!(terminal.contains("writing resultaten ["), "{terminal}");
+    assert!(terminal.contains("\x1b["), "{terminal}");
+    assert!(!terminal.contains("writing resultaten: "), "{terminal}");
+}
