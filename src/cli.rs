@@ -243,7 +243,11 @@ pub enum LrsCommand {
 #[derive(Subcommand, Debug)]
 pub enum OutboxCommand {
     /// Pending statements, lag and the last answer per LRS.
-    Status,
+    Status {
+        /// One JSON object (statements, publisher position, one entry per LRS) instead of text.
+        #[arg(long)]
+        json: bool,
+    },
     /// Requeue dead letters (of one LRS, or all) for another delivery attempt.
     Retry {
         /// Only this LRS's dead letters.
@@ -1263,10 +1267,20 @@ fn outbox(config: &Config, command: OutboxCommand) -> Result<ExitCode> {
         _ => connect_read_only(config)?,
     };
     match command {
-        OutboxCommand::Status => {
+        OutboxCommand::Status { json } => {
             let statements: i64 =
                 connection
                     .query_row("SELECT count(*) FROM xapi_statements", [], |row| row.get(0))?;
+            if json {
+                let (cursor, end) = crate::bridge::publish::publisher_position(&connection)?;
+                let status = serde_json::json!({
+                    "statements": statements,
+                    "publisher": {"cursor": cursor, "end": end, "pending": end - cursor},
+                    "lrs": rows::outbox_status(&connection)?,
+                });
+                println!("{status}");
+                return Ok(ExitCode::SUCCESS);
+            }
             println!("{statements} statements generated");
             let (cursor, end) = crate::bridge::publish::publisher_position(&connection)?;
             println!("{} accepted changes not yet turned into statements (publisher at {cursor} of {end})", end - cursor);

@@ -280,6 +280,10 @@ fn every_list_subcommand_speaks_json() {
             output.stdout
         );
     }
+    let status = gateway.cli(&["outbox", "status", "--json"]).success().stdout;
+    let status: serde_json::Value = serde_json::from_str(&status).unwrap();
+    assert_eq!(status["lrs"][0]["lrs"], "lrs-a", "{status}");
+    assert!(status["publisher"]["cursor"].is_i64(), "{status}");
     let lrs = gateway.cli(&["lrs", "list", "--json"]).success().stdout;
     assert!(!lrs.contains("geheim-wachtwoord"), "{lrs}");
     assert!(lrs.contains("\"password_set\":true"), "{lrs}");
