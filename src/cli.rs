@@ -723,12 +723,10 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
             let transaction =
                 connection.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
             let mut progress = Progress::new("importing leerlingen", rows.len() as u64);
-            let imported = admin::import_leerlingen_with_progress(
-                &transaction,
-                &rows,
-                "cli",
-                &mut |done| progress.set(done as u64),
-            )?;
+            let imported =
+                admin::import_leerlingen_with_progress(&transaction, &rows, "cli", &mut |done| {
+                    progress.set(done as u64)
+                })?;
             progress.set(imported as u64);
             progress.finish();
             let released = crate::bridge::release_quarantine(&transaction)?;

@@ -197,6 +197,12 @@ fn require_database(data_dir: &Path) -> Result<(), StoreError> {
 /// created, which a read-only directory would not allow and a copy should not get.
 pub fn open_read_only(data_dir: &Path) -> Result<Connection, StoreError> {
     require_database(data_dir)?;
+    if !data_dir.join("xapi.sqlite").is_file() {
+        return Err(StoreError::Invalid(format!(
+            "{} holds no xapi.sqlite: start `serve` on it once (it creates the file and regenerates the statements)",
+            data_dir.display()
+        )));
+    }
     let uri = |file: &str| {
         let path = data_dir.join(file);
         let mut wal = path.clone().into_os_string();

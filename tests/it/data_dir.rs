@@ -280,7 +280,10 @@ fn every_list_subcommand_speaks_json() {
             output.stdout
         );
     }
-    let status = gateway.cli(&["outbox", "status", "--json"]).success().stdout;
+    let status = gateway
+        .cli(&["outbox", "status", "--json"])
+        .success()
+        .stdout;
     let status: serde_json::Value = serde_json::from_str(&status).unwrap();
     assert_eq!(status["lrs"][0]["lrs"], "lrs-a", "{status}");
     assert!(status["publisher"]["cursor"].is_i64(), "{status}");
@@ -299,26 +302,54 @@ fn long_subcommands_show_progress() {
     let out_arg = out.to_str().unwrap();
     let generated = cli_with_data_dir(
         &data_dir,
-        &["generate", "--learners", "2500", "--afnames", "1000", "--drip", "--out", out_arg],
+        &[
+            "generate",
+            "--learners",
+            "2500",
+            "--afnames",
+            "1000",
+            "--drip",
+            "--out",
+            out_arg,
+        ],
     )
     .success();
-    let lines = |output: &str, prefix: &str| output.lines().filter(|line| line.starts_with(prefix)).count();
-    assert!(lines(&generated.stdout, "writing resultaten: ") >= 9, "{}", generated.stdout);
+    let lines = |output: &str, prefix: &str| {
+        output
+            .lines()
+            .filter(|line| line.starts_with(prefix))
+            .count()
+    };
+    assert!(
+        lines(&generated.stdout, "writing resultaten: ") >= 9,
+        "{}",
+        generated.stdout
+    );
     assert!(!generated.stdout.contains('\x1b'), "{}", generated.stdout);
     cli_with_data_dir(&data_dir, &["init"]).success();
     let roster = out.join("roster.csv");
-    let imported =
-        cli_with_data_dir(&data_dir, &["leerlingen", "import", roster.to_str().unwrap()]).success();
+    let imported = cli_with_data_dir(
+        &data_dir,
+        &["leerlingen", "import", roster.to_str().unwrap()],
+    )
+    .success();
     assert!(
         lines(&imported.stdout, "importing leerlingen: ") >= 2,
         "{}",
         imported.stdout
     );
-    assert!(imported.stdout.contains("2500 of 2500 (100%)"), "{}", imported.stdout);
+    assert!(
+        imported.stdout.contains("2500 of 2500 (100%)"),
+        "{}",
+        imported.stdout
+    );
     let backup = scratch.path().join("backup");
-    let backed_up =
-        cli_with_data_dir(&data_dir, &["backup", backup.to_str().unwrap()]).success();
-    assert!(backed_up.stdout.starts_with("backing up ...\n"), "{}", backed_up.stdout);
+    let backed_up = cli_with_data_dir(&data_dir, &["backup", backup.to_str().unwrap()]).success();
+    assert!(
+        backed_up.stdout.starts_with("backing up ...\n"),
+        "{}",
+        backed_up.stdout
+    );
 
     // On a terminal (script(1) gives the command a pseudo-terminal): a bar, redrawn.
     let shell_command = format!(

@@ -21,7 +21,12 @@ fn every_http_error_is_the_same_problem_details_document() {
     let gateway = spawn_gateway(Options::default().env("UWLR_ADMIN_TOKEN", ADMIN_TOKEN));
     let base = &gateway.base_url;
     let http = &gateway.http;
-    let cases: Vec<(&str, reqwest::blocking::RequestBuilder, u16, Option<(&str, &str)>)> = vec![
+    let cases: Vec<(
+        &str,
+        reqwest::blocking::RequestBuilder,
+        u16,
+        Option<(&str, &str)>,
+    )> = vec![
         (
             "receipt without credentials",
             http.get(format!("{base}/api/v1/receipts/r-1")),
@@ -78,7 +83,12 @@ fn every_http_error_is_the_same_problem_details_document() {
             405,
             Some(("allow", "GET, HEAD")),
         ),
-        ("unknown path", http.get(format!("{base}/bestaat-niet")), 404, None),
+        (
+            "unknown path",
+            http.get(format!("{base}/bestaat-niet")),
+            404,
+            None,
+        ),
         (
             "read API without a token (the reference style)",
             http.get(format!("{base}/api/v1/schools/99XX01/toetsafnames")),
@@ -102,7 +112,14 @@ fn every_http_error_is_the_same_problem_details_document() {
             .collect();
         assert_eq!(
             members,
-            ["detail", "instance", "request_id", "status", "title", "type"],
+            [
+                "detail",
+                "instance",
+                "request_id",
+                "status",
+                "title",
+                "type"
+            ],
             "{what}: {problem}"
         );
         assert_eq!(problem["status"], status, "{what}");
@@ -120,7 +137,9 @@ fn every_http_error_is_the_same_problem_details_document() {
         );
         assert!(!problem["detail"].as_str().unwrap().is_empty(), "{what}");
         if let Some((name, value)) = header {
-            let got = headers.get(name).map(|value| value.to_str().unwrap().to_string());
+            let got = headers
+                .get(name)
+                .map(|value| value.to_str().unwrap().to_string());
             assert!(
                 got.as_deref().is_some_and(|got| got.starts_with(value)),
                 "{what}: {name} is {got:?}"
@@ -162,7 +181,11 @@ fn json_answers_are_gzip_compressed_when_asked() {
     assert_eq!(status, 200);
     assert!(headers.get("content-encoding").is_none());
     assert_eq!(headers["vary"], "accept-encoding");
-    assert!(plain.len() >= 256, "the receipt is long enough to compress: {}", plain.len());
+    assert!(
+        plain.len() >= 256,
+        "the receipt is long enough to compress: {}",
+        plain.len()
+    );
     for accept in ["gzip", "br, gzip;q=0.8", "*"] {
         let (status, headers, body) = raw(receipt().header("accept-encoding", accept));
         assert_eq!(status, 200, "{accept}");
@@ -176,12 +199,10 @@ fn json_answers_are_gzip_compressed_when_asked() {
         assert_eq!(body, plain, "{accept}");
     }
     // The read API's documents too (the OpenAPI document is long).
-    let (status, headers, body) = raw(
-        gateway
-            .http
-            .get(format!("{}/api/v1/openapi.json", gateway.base_url))
-            .header("accept-encoding", "gzip"),
-    );
+    let (status, headers, body) = raw(gateway
+        .http
+        .get(format!("{}/api/v1/openapi.json", gateway.base_url))
+        .header("accept-encoding", "gzip"));
     assert_eq!(status, 200);
     assert_eq!(headers["content-encoding"], "gzip");
     let document: serde_json::Value = serde_json::from_slice(&gunzip(&body)).unwrap();

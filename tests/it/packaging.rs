@@ -90,7 +90,10 @@ fn version_and_health_name_the_commit() {
     let commit = head_commit().expect("the tests run in a git checkout");
     assert_eq!(
         version.trim(),
-        format!("uwlr-gateway {} (commit {commit})", env!("CARGO_PKG_VERSION"))
+        format!(
+            "uwlr-gateway {} (commit {commit})",
+            env!("CARGO_PKG_VERSION")
+        )
     );
     let gateway = crate::support::spawn_default();
     let health = gateway.get("/health").json();
@@ -117,7 +120,9 @@ fn systemd_unit_serves_and_notifies_readiness() {
     let scratch = tempfile::tempdir().unwrap();
     let socket_path = scratch.path().join("notify.sock");
     let socket = std::os::unix::net::UnixDatagram::bind(&socket_path).unwrap();
-    socket.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
+    socket
+        .set_read_timeout(Some(Duration::from_secs(60)))
+        .unwrap();
     let data_dir = scratch.path().join("data");
     let gateway = start(&exec_start, &data_dir, &[("NOTIFY_SOCKET", &socket_path)]);
     let mut message = [0u8; 1024];
@@ -132,7 +137,10 @@ fn systemd_unit_serves_and_notifies_readiness() {
     // The unit as installed, with this binary where it expects it.
     let unit = std::fs::read_to_string(repo_root().join("packaging/uwlr-gateway.service"))
         .unwrap()
-        .replace("/usr/local/bin/uwlr-gateway", &binary().display().to_string());
+        .replace(
+            "/usr/local/bin/uwlr-gateway",
+            &binary().display().to_string(),
+        );
     let unit_path = scratch.path().join("uwlr-gateway.service");
     std::fs::write(&unit_path, unit).unwrap();
     let verified = Command::new("systemd-analyze")
@@ -172,7 +180,10 @@ fn dockerfile_command_serves_and_its_healthcheck_answers() {
         .lines()
         .find_map(|line| line.strip_prefix("USER "))
         .expect("USER");
-    assert!(!user.starts_with("0") && !user.starts_with("root"), "{user}");
+    assert!(
+        !user.starts_with("0") && !user.starts_with("root"),
+        "{user}"
+    );
     let healthcheck = dockerfile
         .lines()
         .find_map(|line| line.trim().strip_prefix("CMD [\"curl\""))
@@ -208,8 +219,16 @@ fn completions_and_man_page_come_from_the_clap_definitions() {
         .output()
         .unwrap();
     std::fs::write(&bash_script, output.stdout).unwrap();
-    let checked = Command::new("bash").arg("-n").arg(&bash_script).output().unwrap();
-    assert!(checked.status.success(), "{}", String::from_utf8_lossy(&checked.stderr));
+    let checked = Command::new("bash")
+        .arg("-n")
+        .arg(&bash_script)
+        .output()
+        .unwrap();
+    assert!(
+        checked.status.success(),
+        "{}",
+        String::from_utf8_lossy(&checked.stderr)
+    );
 
     let page = Command::new(binary()).arg("man").output().unwrap();
     assert!(page.status.success());
@@ -221,9 +240,19 @@ fn completions_and_man_page_come_from_the_clap_definitions() {
         .output()
         .expect("groff runs");
     let warnings = String::from_utf8_lossy(&rendered.stderr);
-    assert!(rendered.status.success() && warnings.is_empty(), "{warnings}");
+    assert!(
+        rendered.status.success() && warnings.is_empty(),
+        "{warnings}"
+    );
     let text = String::from_utf8_lossy(&rendered.stdout);
-    for subcommand in ["init", "serve", "validate", "backup", "outbox", "completions"] {
+    for subcommand in [
+        "init",
+        "serve",
+        "validate",
+        "backup",
+        "outbox",
+        "completions",
+    ] {
         assert!(text.contains(subcommand), "the man page lacks {subcommand}");
     }
 }
