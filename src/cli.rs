@@ -1498,7 +1498,6 @@ fn serve(config: Config, demo: bool) -> Result<ExitCode> {
             outbox_stopped,
         ));
         crate::http::serve(state, listener, tls, shutdown_signal()).await?;
-        let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Stopping]);
         // Requests are done: stop publishing and delivery, then the writer.
         let _ = stop_outbox.send(true);
         let _ = publisher.await;
@@ -1544,6 +1543,8 @@ async fn shutdown_signal() {
         () = terminate => {},
     }
     tracing::info!("shutdown requested");
+    // systemd shows the unit as deactivating while requests drain.
+    let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Stopping]);
 }
 
 #[allow(dead_code)]

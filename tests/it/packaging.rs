@@ -133,6 +133,18 @@ fn systemd_unit_serves_and_notifies_readiness() {
     let (status, body) = get(&format!("{}/health", gateway.base_url));
     assert_eq!(status, 200, "{body}");
     assert!(data_dir.join("gateway.sqlite").is_file());
+    // SIGTERM, as systemctl stop sends: STOPPING=1 while it drains.
+    // SAFETY: kill only sends a signal to the child this test started.
+    unsafe {
+        libc::kill(gateway.child.id() as i32, libc::SIGTERM);
+    }
+    let mut buffer = [0u8; 1024];
+    let length = socket.recv(&mut buffer).expect("a stopping notification");
+    let stopping = String::from_utf8_lossy(&buffer[..length]).to_string();
+    assert!(
+        stopping.lines().any(|line| line == "STOPPING=1"),
+        "{stopping}"
+    );
 
     // The unit as installed, with this binary where it expects it.
     let unit = std::fs::read_to_string(repo_root().join("packaging/uwlr-gateway.service"))
