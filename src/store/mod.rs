@@ -203,11 +203,14 @@ pub fn open_read_only(data_dir: &Path) -> Result<Connection, StoreError> {
             data_dir.display()
         )));
     }
+    let beside = |file: &str, suffix: &str| {
+        let mut path = data_dir.join(file).into_os_string();
+        path.push(suffix);
+        Path::new(&path).exists()
+    };
     let uri = |file: &str| {
         let path = data_dir.join(file);
-        let mut wal = path.clone().into_os_string();
-        wal.push("-wal");
-        let immutable = if Path::new(&wal).exists() {
+        let immutable = if beside(file, "-wal") {
             ""
         } else {
             "&immutable=1"
@@ -221,21 +224,42 @@ pub fn open_read_only(data_dir: &Path) -> Result<Connection, StoreError> {
     let flags = OpenFlags::SQLITE_OPEN_READ_ONLY
         | OpenFlags::SQLITE_OPEN_URI
         | OpenFlags::SQLITE_OPEN_NO_MUTEX;
-    let connection = Connection::open_with_flags(uri("gateway.sqlite"), flags)?;
-    connection.busy_timeout(std::time::Duration::from_secs(30))?;
-    connection.execute(
-        &format!("ATTACH DATABASE ?1 AS {XAPI_SCHEMA}"),
-        [uri("xapi.sqlite")],
-    )?;
-    connection.pragma_update(None, "query_only", true)?;
-    for (schema, needed) in [
-        ("main", migrations::CORE_VERSION),
-        (XAPI_SCHEMA, migrations::XAPI_VERSION),
-    ] {
-        let found: usize =
+    let opened = (|| -> rusqlite::Result<(Connection, [usize; 2])> {
+        let connection = Connection::open_with_flags(uri("gateway.sqlite"), flags)?;
+        connection.busy_timeout(std::time::Duration::from_secs(30))?;
+        connection.execute(
+            &format!("ATTACH DATABASE ?1 AS {XAPI_SCHEMA}"),
+            [uri("xapi.sqlite")],
+        )?;
+        connection.pragma_update(None, "query_only", true)?;
+        let version = |schema: &str| {
             connection.query_row(&format!("PRAGMA {schema}.user_version"), [], |row| {
                 row.get::<_, i64>(0).map(|version| version as usize)
-            })?;
+            })
+        };
+        let versions = [version("main")?, version(XAPI_SCHEMA)?];
+        Ok((connection, versions))
+    })();
+    let (connection, versions) = match opened {
+        Ok(opened) => opened,
+        // A WAL left by a gateway that did not stop cleanly needs its -shm to be read; a
+        // user who may not write the folder cannot create one.
+        Err(_)
+            if ["gateway.sqlite", "xapi.sqlite"]
+                .iter()
+                .any(|file| beside(file, "-wal") && !beside(file, "-shm")) =>
+        {
+            return Err(StoreError::Invalid(format!(
+                "{} holds a -wal without its -shm (a gateway stopped without closing it), which only a user who may write the folder can read: run this as the data dir's owner, or start `serve` on it once",
+                data_dir.display()
+            )));
+        }
+        Err(error) => return Err(error.into()),
+    };
+    for (found, needed) in versions
+        .into_iter()
+        .zip([migrations::CORE_VERSION, migrations::XAPI_VERSION])
+    {
         if found < needed {
             return Err(StoreError::Outdated {
                 path: data_dir.to_path_buf(),

@@ -369,3 +369,42 @@ fn long_subcommands_show_progress() {
     assert!(terminal.contains("\x1b["), "{terminal}");
     assert!(!terminal.contains("writing resultaten: "), "{terminal}");
 }
+
+/// A copy with a WAL that was never checkpointed (its gateway was killed) and no -shm cannot
+/// be read by a user who may not create the -shm: the error says so, instead of SQLite's
+/// "unable to open database file"; the data dir's owner reads it, the last commit included.
+#[test]
+fn a_read_only_copy_with_a_leftover_wal_names_the_way_out() {
+    let root = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(root.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let copy = root.path().join("copy");
+    cli_with_data_dir(&copy, &["init"]).success();
+    let connection = rusqlite::Connection::open(copy.join("gateway.sqlite")).unwrap();
+    connection
+        .pragma_update(None, "wal_autocheckpoint", 0)
+        .unwrap();
+    connection
+        .execute(
+            "INSERT INTO clients (klantcode, klantnaam, key_salt, key_hash, created_at) VALUES ('EA-WAL', 'In de WAL', 's', 'h', '2026-12-02')",
+            [],
+        )
+        .unwrap();
+    // As a killed gateway leaves it: the commit only in the -wal.
+    std::mem::forget(connection);
+    std::fs::remove_file(copy.join("gateway.sqlite-shm")).unwrap();
+    for entry in std::fs::read_dir(&copy).unwrap() {
+        let path = entry.unwrap().path();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o444)).unwrap();
+    }
+    std::fs::set_permissions(&copy, std::fs::Permissions::from_mode(0o555)).unwrap();
+    let refused = cli_as_nobody(&copy, &["clients", "list"]);
+    assert!(!refused.status.success(), "{}", refused.stdout);
+    assert!(
+        refused.stderr.contains("holds a -wal without its -shm")
+            && refused.stderr.contains("data dir's owner"),
+        "{}",
+        refused.stderr
+    );
+    let listed = cli_with_data_dir(&copy, &["clients", "list"]).success();
+    assert!(listed.stdout.contains("EA-WAL"), "{}", listed.stdout);
+}
