@@ -14,6 +14,7 @@ fn git(args: &[&str]) -> Option<String> {
 
 fn main() {
     println!("cargo:rerun-if-env-changed=UWLR_GIT_COMMIT");
+    println!("cargo:rerun-if-env-changed=GIT_DIR");
     // A build without .git (a source tarball, a container context) may pass the commit in;
     // otherwise it says "unknown" rather than failing.
     let commit = std::env::var("UWLR_GIT_COMMIT")
