@@ -178,7 +178,12 @@ pub enum Command {
         shell: clap_complete::Shell,
     },
     /// Print the manual page (roff), e.g. `uwlr-gateway man > /usr/share/man/man1/uwlr-gateway.1`.
-    Man,
+    Man {
+        /// Write a page for the command and one per subcommand (uwlr-gateway-serve.1, …)
+        /// into this existing folder instead of printing the main page.
+        #[arg(long, value_name = "DIR")]
+        out: Option<PathBuf>,
+    },
 }
 
 #[derive(Subcommand, Debug)]
@@ -669,7 +674,14 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
             clap_complete::generate(shell, &mut command, "uwlr-gateway", &mut script);
             print_bytes(&script)
         }
-        Command::Man => {
+        Command::Man { out: Some(dir) } => {
+            let command = <Cli as clap::CommandFactory>::command();
+            clap_mangen::generate_to(command, &dir)
+                .with_context(|| format!("cannot write the manual pages to {}", dir.display()))?;
+            println!("manual pages written to {}", dir.display());
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Man { out: None } => {
             let command = <Cli as clap::CommandFactory>::command();
             let mut page = Vec::new();
             clap_mangen::Man::new(command).render(&mut page)?;
