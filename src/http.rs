@@ -250,9 +250,20 @@ fn accepts_gzip(headers: &hyper::HeaderMap) -> bool {
         })
 }
 
-/// Builds the HTTP response; JSON answers (data and problem details) are gzip-compressed
-/// when the client accepts it and they are long enough to gain.
-fn respond(reply: Reply, request_id: &str, accept_gzip: bool) -> Response<Full<Bytes>> {
+/// Builds the HTTP response with the answer's extra headers; JSON answers (data and problem
+/// details) are gzip-compressed when the client accepts it and they are long enough to gain.
+fn respond(answer: Answer, request_id: &str, accept_gzip: bool) -> Response<Full<Bytes>> {
+    let Answer { reply, headers } = answer;
+    let mut response = respond_reply(reply, request_id, accept_gzip);
+    for (name, value) in headers {
+        if let Ok(value) = HeaderValue::from_str(&value) {
+            response.headers_mut().insert(name, value);
+        }
+    }
+    response
+}
+
+fn respond_reply(reply: Reply, request_id: &str, accept_gzip: bool) -> Response<Full<Bytes>> {
     let json = reply.content_type.starts_with("application/json")
         || reply.content_type.starts_with("application/problem+json");
     let body = if json && accept_gzip && reply.body.len() >= GZIP_MIN_BYTES {
@@ -335,24 +346,12 @@ async fn handle(
         {
             tracing::warn!(%peer, "repeated reader token failures; locking out");
         }
-        let mut response = respond(answer.reply, &request_id, accept_gzip);
-        for (name, value) in answer.headers {
-            if let Ok(value) = HeaderValue::from_str(&value) {
-                response.headers_mut().insert(name, value);
-            }
-        }
-        return response;
+        return respond(answer, &request_id, accept_gzip);
     }
     let answer = route(&state, request, &request_id, peer)
         .instrument(span)
         .await;
-    let mut response = respond(answer.reply, &request_id, accept_gzip);
-    for (name, value) in answer.headers {
-        if let Ok(value) = HeaderValue::from_str(&value) {
-            response.headers_mut().insert(name, value);
-        }
-    }
-    response
+    respond(answer, &request_id, accept_gzip)
 }
 
 /// Routes everything but the read API: the SOAP service path answers as a SOAP service
