@@ -13,7 +13,7 @@ use std::sync::Arc;
 
 /// uwlr-gateway: receives UWLR 2.2 BrengLeerresultaten messages and keeps them in SQLite.
 #[derive(Parser, Debug)]
-#[command(version, about)]
+#[command(version = crate::VERSION_WITH_COMMIT, about)]
 pub struct Cli {
     /// TOML configuration file (settings there are overridden by UWLR_* variables and flags).
     #[arg(long, global = true, env = "UWLR_CONFIG")]
@@ -27,7 +27,10 @@ pub struct Cli {
 
 #[derive(Subcommand, Debug)]
 pub enum Command {
-    /// Run the SOAP service.
+    /// Create the data dir and its databases (as `serve` does at its first start); on an
+    /// existing data dir it only migrates. Every other subcommand needs an existing one.
+    Init,
+    /// Run the SOAP service (creates the data dir if it is missing).
     Serve {
         /// Address to listen on, e.g. 127.0.0.1:8080 (port 0 picks a free port).
         #[arg(long)]
@@ -40,6 +43,7 @@ pub enum Command {
     /// xsdversie, vocabularies, normeringen, onderdelen and scores against toetsen in the same
     /// message); exit 0 only if all are valid.
     Validate {
+        /// Message files or folders of them (SOAP envelopes or bare verzoeken).
         #[arg(required = true)]
         files: Vec<PathBuf>,
     },
@@ -72,6 +76,7 @@ pub enum Command {
         /// Only reads, no administrative actions.
         #[arg(long)]
         reads: bool,
+        /// At most this many lines.
         #[arg(long, default_value_t = 50)]
         limit: u32,
         /// One JSON object per line instead of text.
@@ -89,6 +94,7 @@ pub enum Command {
     },
     /// Send sample files or folders to a gateway and report the answers.
     Replay {
+        /// Message files or folders of them, sent in file order.
         #[arg(required = true)]
         paths: Vec<PathBuf>,
         /// The SOAP endpoint, e.g. http://127.0.0.1:8080/uwlr/leerresultaten.
@@ -97,8 +103,10 @@ pub enum Command {
         /// Filled into files without an autorisatie header.
         #[arg(long)]
         klantcode: Option<String>,
+        /// Filled into files without an autorisatie header.
         #[arg(long)]
         klantnaam: Option<String>,
+        /// The autorisatiesleutel filled into files without an autorisatie header.
         #[arg(long)]
         key: Option<String>,
         /// Calls in flight at once (one school's messages still go in file order).
@@ -123,6 +131,7 @@ pub enum Command {
     },
     /// Write deterministic messages and the matching roster for load tests and benchmarks.
     Generate {
+        /// Schools (each with its own learners and messages).
         #[arg(long, default_value_t = 1)]
         schools: u32,
         /// Learners per school.
@@ -134,15 +143,19 @@ pub enum Command {
         /// Results (afname keys) per school.
         #[arg(long, default_value_t = 1000)]
         afnames: u64,
+        /// Seed of the generator: the same seed writes the same files.
         #[arg(long, default_value_t = 1)]
         seed: u64,
         /// One message per toetsafname (with versions and corrections) instead of one batch per school.
         #[arg(long)]
         drip: bool,
+        /// Klantcode in the autorisatie header (default: the demo client).
         #[arg(long, default_value = crate::demo::KLANTCODE)]
         klantcode: String,
+        /// Klantnaam in the autorisatie header.
         #[arg(long, default_value = crate::demo::KLANTNAAM)]
         klantnaam: String,
+        /// Autorisatiesleutel in the autorisatie header.
         #[arg(long, default_value = crate::demo::AUTORISATIESLEUTEL)]
         key: String,
         /// A folder, or FILE.xml for one batch of one school.
@@ -158,6 +171,19 @@ pub enum Command {
     /// Manage the key that seals LRS passwords and pseudonym keys in the database.
     #[command(subcommand)]
     Secrets(SecretsCommand),
+    /// Print a shell completion script, e.g. `uwlr-gateway completions bash > /etc/bash_completion.d/uwlr-gateway`.
+    Completions {
+        /// The shell to complete for.
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Print the manual page (roff), e.g. `uwlr-gateway man > /usr/share/man/man1/uwlr-gateway.1`.
+    Man {
+        /// Write a page for the command and one per subcommand (uwlr-gateway-serve.1, …)
+        /// into this existing folder instead of printing the main page.
+        #[arg(long, value_name = "DIR")]
+        out: Option<PathBuf>,
+    },
 }
 
 #[derive(Subcommand, Debug)]
@@ -173,6 +199,7 @@ pub enum SecretsCommand {
 pub enum LrsCommand {
     /// Subscribe an LRS; a running gateway starts delivering to it within a poll interval.
     Add {
+        /// A name for the LRS, unique among LRSs.
         name: String,
         /// The LRS statements resource, e.g. https://lrs.example/xAPI/statements.
         #[arg(long)]
@@ -208,9 +235,15 @@ pub enum LrsCommand {
         #[arg(long)]
         allow_plain_http: bool,
     },
-    List,
+    /// List the subscribed LRSs with their filters (never a password).
+    List {
+        /// One JSON object per line instead of text.
+        #[arg(long)]
+        json: bool,
+    },
     /// Unsubscribe an LRS; its dead letters go with it.
     Remove {
+        /// The LRS to unsubscribe.
         name: String,
     },
 }
@@ -218,14 +251,20 @@ pub enum LrsCommand {
 #[derive(Subcommand, Debug)]
 pub enum OutboxCommand {
     /// Pending statements, lag and the last answer per LRS.
-    Status,
+    Status {
+        /// One JSON object (statements, publisher position, one entry per LRS) instead of text.
+        #[arg(long)]
+        json: bool,
+    },
     /// Requeue dead letters (of one LRS, or all) for another delivery attempt.
     Retry {
+        /// Only this LRS's dead letters.
         #[arg(long)]
         lrs: Option<String>,
     },
     /// Statements an LRS refused, with its answer.
     DeadLetters {
+        /// Only this LRS's dead letters.
         #[arg(long)]
         lrs: Option<String>,
         /// One JSON object per line instead of a table.
@@ -270,6 +309,7 @@ pub struct MandateArgs {
 pub enum ReadersCommand {
     /// Register a reader; prints its bearer token once, as the last line.
     Add {
+        /// A name for the reader, unique among readers.
         name: String,
         /// A school it may read: 99XX, 99XX01 (brincode + dependancecode) or the schoolkey; repeat for more.
         #[arg(long = "school", required = true)]
@@ -282,7 +322,9 @@ pub enum ReadersCommand {
     },
     /// Let a reader read more schools, or renew a grant under a new mandate.
     Grant {
+        /// The reader.
         name: String,
+        /// A school it may read: 99XX, 99XX01 or the schoolkey; repeat for more.
         #[arg(long = "school", required = true)]
         schools: Vec<String>,
         #[command(flatten)]
@@ -290,13 +332,21 @@ pub enum ReadersCommand {
     },
     /// End a reader's access to schools at once.
     Withdraw {
+        /// The reader.
         name: String,
+        /// A school it may no longer read; repeat for more.
         #[arg(long = "school", required = true)]
         schools: Vec<String>,
     },
-    List,
+    /// List readers with their scopes and school grants (never a token).
+    List {
+        /// One JSON object per line instead of text.
+        #[arg(long)]
+        json: bool,
+    },
     /// Withdraw a reader: its token stops working at once.
     Revoke {
+        /// The reader to withdraw.
         name: String,
     },
 }
@@ -305,7 +355,9 @@ pub enum ReadersCommand {
 pub enum ClientsCommand {
     /// Register a client; prints its new autorisatiesleutel once.
     Add {
+        /// The klantcode the client puts in its autorisatie header.
         klantcode: String,
+        /// The klantnaam the client puts in its autorisatie header.
         #[arg(long)]
         klantnaam: String,
         /// Take over a key schools already hold (from an earlier system) instead of generating one.
@@ -317,14 +369,21 @@ pub enum ClientsCommand {
         #[arg(long, value_name = "FILE")]
         key_file: Option<PathBuf>,
     },
-    List,
+    /// List registered clients (never a key).
+    List {
+        /// One JSON object per line instead of text.
+        #[arg(long)]
+        json: bool,
+    },
     /// Withdraw a client: its key stops working at once.
     Revoke {
+        /// The client to withdraw.
         klantcode: String,
     },
     /// Forget the last accepted aanmaakdatum of a client for a school, so that its next
     /// message is not refused as out of order (UWLR-VOLGORDE); audited.
     ResetOrdering {
+        /// The client (klantcode) whose ordering state is forgotten.
         #[arg(long = "client")]
         klantcode: String,
         /// School: 99XX, 99XX01 (brincode + dependancecode) or the schoolkey.
@@ -339,6 +398,7 @@ pub enum SchoolsCommand {
     Activate {
         /// School: 99XX, 99XX01 (brincode + dependancecode) or the schoolkey.
         school: String,
+        /// The client that may send for it.
         #[arg(long)]
         klantcode: String,
         /// Reference of the processing agreement the activation rests on.
@@ -351,27 +411,45 @@ pub enum SchoolsCommand {
         #[arg(long)]
         valid_until: Option<String>,
     },
+    /// Stop a client from sending for a school.
     Deactivate {
+        /// School: 99XX, 99XX01 (brincode + dependancecode) or the schoolkey.
         school: String,
+        /// The client that may no longer send for it.
         #[arg(long)]
         klantcode: String,
     },
-    List,
+    /// List activations (which client may send for which school, under which mandate).
+    List {
+        /// One JSON object per line instead of text.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Subcommand, Debug)]
 pub enum LeerlingenCommand {
     /// Import learners from CSV (school,leerlingid,eckid,naam) or leerlinggegevens_antwoord XML.
-    Import { file: PathBuf },
+    Import {
+        /// The CSV or XML file.
+        file: PathBuf,
+    },
 }
 
 #[derive(Subcommand, Debug)]
 pub enum ReceiptsCommand {
+    /// The latest receipts, newest first: outcome, school, counts and faultcode.
     List {
+        /// At most this many receipts.
         #[arg(long, default_value_t = 20)]
         limit: u32,
+        /// One JSON object per line instead of text.
+        #[arg(long)]
+        json: bool,
     },
+    /// One receipt in full, as JSON (counts, violations, timings).
     Show {
+        /// The receipt id (as in `receipts list` or the bevestiging).
         id: String,
     },
 }
@@ -385,11 +463,114 @@ pub fn main() -> ExitCode {
         libc::umask(0o077);
     }
     let cli = Cli::parse();
+    if !matches!(cli.command, Command::Serve { .. } | Command::Replay { .. }) {
+        // A reader that stops early (`| head`) ends the command quietly, as other Unix tools
+        // do, instead of a panic in println!. Not for the subcommands with sockets, where
+        // SIGPIPE would end the process on a peer's closed connection.
+        // SAFETY: restores the default disposition of one signal before any thread starts.
+        unsafe {
+            libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+        }
+    }
     match run(cli) {
         Ok(code) => code,
         Err(error) => {
-            eprintln!("error: {error:#}");
+            eprintln!("error: {}", error_chain(&error));
             ExitCode::FAILURE
+        }
+    }
+}
+
+/// The error and its causes on one line, `a: b: c`, each said once: a cause whose text the
+/// message before it already ends with is left out (`std::io::Error` inside a library error
+/// that prints its source itself would otherwise read `(os error 2): ... (os error 2)`).
+pub fn error_chain(error: &anyhow::Error) -> String {
+    let mut line = String::new();
+    for cause in error.chain() {
+        let text = cause.to_string();
+        if text.is_empty() || line.ends_with(&text) {
+            continue;
+        }
+        if !line.is_empty() {
+            line.push_str(": ");
+        }
+        line.push_str(&text);
+    }
+    line
+}
+
+/// Writes generated text to standard output; a reader that stopped early (`| head`) is no error.
+fn print_bytes(bytes: &[u8]) -> Result<ExitCode> {
+    use std::io::Write as _;
+    let mut stdout = std::io::stdout().lock();
+    match stdout.write_all(bytes).and_then(|()| stdout.flush()) {
+        Err(error) if error.kind() != std::io::ErrorKind::BrokenPipe => {
+            Err(error).context("cannot write to standard output")
+        }
+        _ => Ok(ExitCode::SUCCESS),
+    }
+}
+
+/// Progress of a long subcommand (`generate`, `leerlingen import`, `backup`): a bar on
+/// standard output when it is a terminal; otherwise (a log, a pipe) a plain line at every
+/// tenth of the total, so a log shows the run advancing without escape codes.
+struct Progress {
+    bar: Option<indicatif::ProgressBar>,
+    what: &'static str,
+    total: u64,
+    next_line: u64,
+}
+
+impl Progress {
+    /// `total` may be an estimate (the bar then stops at full); 0 means unknown (a spinner).
+    fn new(what: &'static str, total: u64) -> Progress {
+        let bar = std::io::IsTerminal::is_terminal(&std::io::stdout()).then(|| {
+            let bar = indicatif::ProgressBar::with_draw_target(
+                (total > 0).then_some(total),
+                indicatif::ProgressDrawTarget::stdout(),
+            );
+            let template = if total > 0 {
+                "{msg} [{bar:40}] {human_pos}/{human_len} ({per_sec}, {eta} left)"
+            } else {
+                "{spinner} {msg} ({elapsed})"
+            };
+            if let Ok(style) = indicatif::ProgressStyle::with_template(template) {
+                bar.set_style(style.progress_chars("=> "));
+            }
+            bar.set_message(what);
+            bar.enable_steady_tick(std::time::Duration::from_millis(200));
+            bar
+        });
+        if bar.is_none() && total == 0 {
+            println!("{what} ...");
+        }
+        Progress {
+            bar,
+            what,
+            total,
+            next_line: total / 10,
+        }
+    }
+
+    fn set(&mut self, done: u64) {
+        match &self.bar {
+            Some(bar) => bar.set_position(done),
+            None if self.total > 0 && done >= self.next_line.max(1) => {
+                println!(
+                    "{}: {done} of {} ({}%)",
+                    self.what,
+                    self.total,
+                    done * 100 / self.total
+                );
+                self.next_line = done + (self.total / 10).max(1);
+            }
+            None => {}
+        }
+    }
+
+    fn finish(self) {
+        if let Some(bar) = self.bar {
+            bar.finish_and_clear();
         }
     }
 }
@@ -402,9 +583,16 @@ fn load_config(cli: &Cli) -> Result<Config> {
     Ok(config)
 }
 
-/// A connection to the database of `config`, for subcommands that work on it directly.
+/// A connection to the existing database of `config`, for subcommands that change it.
 fn connect(config: &Config) -> Result<rusqlite::Connection> {
-    Ok(open_store(config)?.connect()?)
+    Ok(open_existing_store(config)?.connect()?)
+}
+
+/// A read-only connection to the existing database of `config`, for subcommands that only
+/// look: they work on a data dir they may not write and never migrate it.
+fn connect_read_only(config: &Config) -> Result<rusqlite::Connection> {
+    crate::store::open_read_only(&config.data_dir)
+        .with_context(|| format!("cannot open the database in {}", config.data_dir.display()))
 }
 
 /// The keys that seal stored secrets; `create` makes the data dir's default key file when missing.
@@ -440,8 +628,19 @@ fn read_secret_line(path: &Path, what: &str) -> Result<String> {
     Ok(line.to_string())
 }
 
+/// Opens the data dir of `config`, creating it when missing: `serve` and `init` only.
 fn open_store(config: &Config) -> Result<Store> {
     Store::open(
+        &config.data_dir,
+        config.durability,
+        config.wal_restart_mib << 20,
+    )
+    .with_context(|| format!("cannot open the database in {}", config.data_dir.display()))
+}
+
+/// Opens the data dir of `config`, which must exist.
+fn open_existing_store(config: &Config) -> Result<Store> {
+    Store::open_existing(
         &config.data_dir,
         config.durability,
         config.wal_restart_mib << 20,
@@ -452,6 +651,40 @@ fn open_store(config: &Config) -> Result<Store> {
 pub fn run(cli: Cli) -> Result<ExitCode> {
     let config = load_config(&cli)?;
     match cli.command {
+        Command::Init => {
+            let existed = config.data_dir.join("gateway.sqlite").is_file();
+            let store = open_store(&config)?;
+            store.close();
+            load_keyring(&config, true)?;
+            if existed {
+                println!(
+                    "data dir {} is ready (it existed already)",
+                    config.data_dir.display()
+                );
+            } else {
+                println!("data dir {} created", config.data_dir.display());
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Completions { shell } => {
+            let mut command = <Cli as clap::CommandFactory>::command();
+            let mut script = Vec::new();
+            clap_complete::generate(shell, &mut command, "uwlr-gateway", &mut script);
+            print_bytes(&script)
+        }
+        Command::Man { out: Some(dir) } => {
+            let command = <Cli as clap::CommandFactory>::command();
+            clap_mangen::generate_to(command, &dir)
+                .with_context(|| format!("cannot write the manual pages to {}", dir.display()))?;
+            println!("manual pages written to {}", dir.display());
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Man { out: None } => {
+            let command = <Cli as clap::CommandFactory>::command();
+            let mut page = Vec::new();
+            clap_mangen::Man::new(command).render(&mut page)?;
+            print_bytes(&page)
+        }
         Command::Serve { listen, demo } => {
             let mut config = config;
             if let Some(listen) = listen {
@@ -462,10 +695,13 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         Command::Validate { files } => validate(&config, &files),
         Command::Clients(command) => clients(&config, command),
         Command::Backup { file } => {
-            let store = open_store(&config)?;
+            let store = open_existing_store(&config)?;
             let connection = store.connect()?;
             let started = std::time::Instant::now();
-            crate::store::backup(&connection, &file).with_context(|| {
+            let progress = Progress::new("backing up", 0);
+            let copied = crate::store::backup(&connection, &file);
+            progress.finish();
+            copied.with_context(|| {
                 format!(
                     "cannot back up {} to {}",
                     store.path().display(),
@@ -488,15 +724,21 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         }
         Command::Schools(command) => schools(&config, command),
         Command::Leerlingen(LeerlingenCommand::Import { file }) => {
+            let mut connection = connect(&config)?;
             let bytes =
                 std::fs::read(&file).with_context(|| format!("cannot read {}", file.display()))?;
             let rows =
                 crate::roster::parse(&bytes).with_context(|| format!("{}", file.display()))?;
-            let mut connection = connect(&config)?;
             // IMMEDIATE: take the write lock first, so change seqs cannot interleave with a running gateway's.
             let transaction =
                 connection.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
-            let imported = admin::import_leerlingen(&transaction, &rows, "cli")?;
+            let mut progress = Progress::new("importing leerlingen", rows.len() as u64);
+            let imported =
+                admin::import_leerlingen_with_progress(&transaction, &rows, "cli", &mut |done| {
+                    progress.set(done as u64)
+                })?;
+            progress.set(imported as u64);
+            progress.finish();
             let released = crate::bridge::release_quarantine(&transaction)?;
             transaction.commit()?;
             println!("imported {imported} leerlingen; released {released} afnames from quarantine");
@@ -522,7 +764,7 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
                 reads_only: reads,
                 limit,
             };
-            let connection = connect(&config)?;
+            let connection = connect_read_only(&config)?;
             for line in crate::store::readers::list_audit(&connection, &filter)? {
                 if json {
                     println!("{}", serde_json::to_string(&line)?);
@@ -553,8 +795,8 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Secrets(SecretsCommand::Rotate) => {
-            let keyring = load_keyring(&config, false)?;
             let mut connection = connect(&config)?;
+            let keyring = load_keyring(&config, false)?;
             let transaction =
                 connection.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
             let outcome = crate::store::outbox::reseal_secrets(&transaction, &keyring)?;
@@ -651,7 +893,12 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
                 autorisatiesleutel: key,
                 out,
             };
-            let report = crate::tools::generate::generate(&options)?;
+            // Counted in resultaten: the total is known (corrections add a few beyond it).
+            let mut progress = Progress::new("writing resultaten", u64::from(schools) * afnames);
+            let report = crate::tools::generate::generate_with_progress(&options, &mut |done| {
+                progress.set(done)
+            })?;
+            progress.finish();
             println!(
                 "wrote {} messages ({} resultaten, {} bytes), roster {}",
                 report.messages,
@@ -666,10 +913,14 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Receipts(command) => {
-            let connection = connect(&config)?;
+            let connection = connect_read_only(&config)?;
             match command {
-                ReceiptsCommand::List { limit } => {
+                ReceiptsCommand::List { limit, json } => {
                     for receipt in crate::store::intake::list_receipts(&connection, limit)? {
+                        if json {
+                            println!("{}", serde_json::to_string(&receipt)?);
+                            continue;
+                        }
                         let field = |name: &str| receipt[name].as_str().unwrap_or("-").to_string();
                         println!(
                             "{}  {}  {:<8}  {:<8}  {:<10}  {:>7} resultaten  {}",
@@ -697,7 +948,10 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
 }
 
 fn clients(config: &Config, command: ClientsCommand) -> Result<ExitCode> {
-    let connection = connect(config)?;
+    let connection = match command {
+        ClientsCommand::List { .. } => connect_read_only(config)?,
+        _ => connect(config)?,
+    };
     match command {
         ClientsCommand::Add {
             klantcode,
@@ -718,8 +972,12 @@ fn clients(config: &Config, command: ClientsCommand) -> Result<ExitCode> {
                 println!("{key}");
             }
         }
-        ClientsCommand::List => {
+        ClientsCommand::List { json } => {
             for client in admin::list_clients(&connection)? {
+                if json {
+                    println!("{}", serde_json::to_string(&client)?);
+                    continue;
+                }
                 println!(
                     "{:<20} {:<30} created {}  {}",
                     client.klantcode,
@@ -748,7 +1006,10 @@ fn clients(config: &Config, command: ClientsCommand) -> Result<ExitCode> {
 }
 
 fn schools(config: &Config, command: SchoolsCommand) -> Result<ExitCode> {
-    let connection = connect(config)?;
+    let connection = match command {
+        SchoolsCommand::List { .. } => connect_read_only(config)?,
+        _ => connect(config)?,
+    };
     let school = |text: &str| SchoolCode::parse(text).map_err(anyhow::Error::msg);
     match command {
         SchoolsCommand::Activate {
@@ -779,8 +1040,12 @@ fn schools(config: &Config, command: SchoolsCommand) -> Result<ExitCode> {
             admin::deactivate(&connection, &klantcode, &school)?;
             println!("{klantcode} may no longer send for {school}");
         }
-        SchoolsCommand::List => {
+        SchoolsCommand::List { json } => {
             for row in admin::list_activations(&connection)? {
+                if json {
+                    println!("{}", serde_json::to_string(&row)?);
+                    continue;
+                }
                 println!(
                     "{:<10} {:<20} mandate {:<36} {} .. {}  {}",
                     row.school,
@@ -798,7 +1063,10 @@ fn schools(config: &Config, command: SchoolsCommand) -> Result<ExitCode> {
 
 fn readers(config: &Config, command: ReadersCommand) -> Result<ExitCode> {
     use crate::store::readers::{self, Grant};
-    let mut connection = connect(config)?;
+    let mut connection = match command {
+        ReadersCommand::List { .. } => connect_read_only(config)?,
+        _ => connect(config)?,
+    };
     let parse_school = |text: &String| SchoolCode::parse(text).map_err(anyhow::Error::msg);
     let grants = |schools: &[String], mandate: MandateArgs| -> Result<Vec<Grant>> {
         let valid_from = mandate
@@ -868,8 +1136,12 @@ fn readers(config: &Config, command: ReadersCommand) -> Result<ExitCode> {
             transaction.commit()?;
             println!("reader {name} may no longer read {}", schools.join(", "));
         }
-        ReadersCommand::List => {
+        ReadersCommand::List { json } => {
             for reader in readers::list_readers(&connection, crate::query::today())? {
+                if json {
+                    println!("{}", serde_json::to_string(&reader)?);
+                    continue;
+                }
                 let scopes: Vec<&str> = reader.scopes.iter().map(|scope| scope.as_str()).collect();
                 println!(
                     "{:<20} scope {:<9} created {}  {}",
@@ -907,7 +1179,10 @@ fn readers(config: &Config, command: ReadersCommand) -> Result<ExitCode> {
 
 fn lrs(config: &Config, command: LrsCommand) -> Result<ExitCode> {
     use crate::store::outbox as rows;
-    let connection = connect(config)?;
+    let connection = match command {
+        LrsCommand::List { .. } => connect_read_only(config)?,
+        _ => connect(config)?,
+    };
     match command {
         LrsCommand::Add {
             name,
@@ -964,8 +1239,22 @@ fn lrs(config: &Config, command: LrsCommand) -> Result<ExitCode> {
                 new.name, new.url, new.identity, config.xapi_poll_interval_ms
             );
         }
-        LrsCommand::List => {
+        LrsCommand::List { json } => {
             for row in rows::list_subscriptions(&connection)? {
+                if json {
+                    // Built here, not derived: the row holds the sealed password.
+                    let line = serde_json::json!({
+                        "name": row.name,
+                        "url": row.url,
+                        "username": row.username,
+                        "password_set": row.password.is_some(),
+                        "identity": row.identity,
+                        "schools": row.schools,
+                        "toetscodes": row.toetscodes,
+                    });
+                    println!("{line}");
+                    continue;
+                }
                 let list = |items: &[String]| {
                     if items.is_empty() {
                         "all".to_string()
@@ -997,12 +1286,25 @@ fn lrs(config: &Config, command: LrsCommand) -> Result<ExitCode> {
 
 fn outbox(config: &Config, command: OutboxCommand) -> Result<ExitCode> {
     use crate::store::outbox as rows;
-    let connection = connect(config)?;
+    let connection = match command {
+        OutboxCommand::Retry { .. } => connect(config)?,
+        _ => connect_read_only(config)?,
+    };
     match command {
-        OutboxCommand::Status => {
+        OutboxCommand::Status { json } => {
             let statements: i64 =
                 connection
                     .query_row("SELECT count(*) FROM xapi_statements", [], |row| row.get(0))?;
+            if json {
+                let (cursor, end) = crate::bridge::publish::publisher_position(&connection)?;
+                let status = serde_json::json!({
+                    "statements": statements,
+                    "publisher": {"cursor": cursor, "end": end, "pending": end - cursor},
+                    "lrs": rows::outbox_status(&connection)?,
+                });
+                println!("{status}");
+                return Ok(ExitCode::SUCCESS);
+            }
             println!("{statements} statements generated");
             let (cursor, end) = crate::bridge::publish::publisher_position(&connection)?;
             println!("{} accepted changes not yet turned into statements (publisher at {cursor} of {end})", end - cursor);
@@ -1196,6 +1498,15 @@ fn serve(config: Config, demo: bool) -> Result<ExitCode> {
         }
         use std::io::Write;
         let _ = std::io::stdout().flush();
+        // systemd's Type=notify: ready once the listener is bound and the state is built
+        // (requests arriving now queue on the socket). Without NOTIFY_SOCKET this does nothing.
+        let status = format!("STATUS=listening on {scheme}://{local}");
+        if let Err(error) = sd_notify::notify(
+            false,
+            &[sd_notify::NotifyState::Ready, sd_notify::NotifyState::Custom(&status)],
+        ) {
+            tracing::warn!(%error, "cannot tell the service manager that the gateway is ready");
+        }
         if config.xapi_base_iri == crate::config::DEFAULT_XAPI_BASE_IRI {
             tracing::warn!(base_iri = %config.xapi_base_iri, "xapi_base_iri is the placeholder; set it to a domain you control before publishing to a real LRS");
         }
@@ -1261,9 +1572,62 @@ async fn shutdown_signal() {
         () = terminate => {},
     }
     tracing::info!("shutdown requested");
+    // systemd shows the unit as deactivating while requests drain.
+    let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Stopping]);
 }
 
 #[allow(dead_code)]
 fn exists(path: &Path) -> bool {
     path.exists()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Cli;
+    use clap::CommandFactory as _;
+
+    /// Every subcommand and every argument an operator can type, by its path, that has no help text.
+    fn missing_help(command: &clap::Command, path: &str, missing: &mut Vec<String>) {
+        for argument in command.get_arguments() {
+            let builtin = matches!(argument.get_id().as_str(), "help" | "version");
+            if !builtin && !argument.is_hide_set() && argument.get_help().is_none() {
+                missing.push(format!("{path} {}", argument.get_id()));
+            }
+        }
+        for subcommand in command.get_subcommands() {
+            let path = format!("{path} {}", subcommand.get_name());
+            if subcommand.get_name() != "help" && subcommand.get_about().is_none() {
+                missing.push(path.clone());
+            }
+            missing_help(subcommand, &path, missing);
+        }
+    }
+
+    #[test]
+    fn every_argument_and_subcommand_has_a_help_text() {
+        let command = Cli::command();
+        command.clone().debug_assert();
+        let mut missing = Vec::new();
+        missing_help(&command, "uwlr-gateway", &mut missing);
+        assert!(missing.is_empty(), "no help text: {missing:#?}");
+    }
+
+    #[test]
+    fn error_chain_says_each_cause_once() {
+        let io = std::io::Error::new(
+            std::io::ErrorKind::NotFound,
+            "No such file or directory (os error 2)",
+        );
+        // A library error that prints its source itself and also returns it.
+        #[derive(Debug, thiserror::Error)]
+        #[error("cannot read x: {source}")]
+        struct Doubling {
+            source: std::io::Error,
+        }
+        let error = anyhow::Error::new(Doubling { source: io }).context("cannot start");
+        assert_eq!(
+            super::error_chain(&error),
+            "cannot start: cannot read x: No such file or directory (os error 2)"
+        );
+    }
 }

@@ -7,6 +7,8 @@ use crate::config::Config;
 use crate::domain::violation::Violations;
 use crate::domain::{Rule, Violation};
 use crate::intake::{Identification, Identity, Intake, IntakeError, Outcome, Received, Scope};
+use crate::query::problem::ApiError;
+use crate::query::Answer;
 use crate::soap::envelope::{soap_action_operation, OPERATION};
 use crate::soap::fault::{self, Refusal, Reply};
 use bytes::Bytes;
@@ -271,11 +273,72 @@ pub async fn serve(
     Ok(())
 }
 
-fn respond(reply: Reply, request_id: &str) -> Response<Full<Bytes>> {
-    let mut response = Response::new(Full::new(Bytes::from(reply.body)));
+/// JSON answers shorter than this go out as they are: gzip would save less than its cost.
+const GZIP_MIN_BYTES: usize = 256;
+
+/// Whether an `Accept-Encoding` header accepts gzip (`gzip`, `x-gzip` or `*`, with q > 0).
+fn accepts_gzip(headers: &hyper::HeaderMap) -> bool {
+    headers
+        .get_all(hyper::header::ACCEPT_ENCODING)
+        .iter()
+        .filter_map(|value| value.to_str().ok())
+        .flat_map(|value| value.split(','))
+        .any(|coding| {
+            let mut parts = coding.split(';').map(str::trim);
+            let name = parts.next().unwrap_or("").to_ascii_lowercase();
+            let quality = parts
+                .filter_map(|parameter| parameter.strip_prefix("q="))
+                .find_map(|q| q.parse::<f32>().ok())
+                .unwrap_or(1.0);
+            matches!(name.as_str(), "gzip" | "x-gzip" | "*") && quality > 0.0
+        })
+}
+
+/// Builds the HTTP response with the answer's extra headers; JSON answers (data and problem
+/// details) are gzip-compressed when the client accepts it and they are long enough to gain.
+fn respond(answer: Answer, request_id: &str, accept_gzip: bool) -> Response<Full<Bytes>> {
+    let Answer { reply, headers } = answer;
+    let mut response = respond_reply(reply, request_id, accept_gzip);
+    for (name, value) in headers {
+        if let Ok(value) = HeaderValue::from_str(&value) {
+            response.headers_mut().insert(name, value);
+        }
+    }
+    response
+}
+
+fn respond_reply(reply: Reply, request_id: &str, accept_gzip: bool) -> Response<Full<Bytes>> {
+    let json = reply.content_type.starts_with("application/json")
+        || reply.content_type.starts_with("application/problem+json");
+    let body = if json && accept_gzip && reply.body.len() >= GZIP_MIN_BYTES {
+        let mut encoder = flate2::write::GzEncoder::new(
+            Vec::with_capacity(reply.body.len() / 4),
+            flate2::Compression::fast(),
+        );
+        // Writing to a Vec cannot fail.
+        let _ = encoder.write_all(reply.body.as_bytes());
+        encoder.finish().ok().map(Bytes::from)
+    } else {
+        None
+    };
+    let compressed = body.is_some();
+    let body = body.unwrap_or_else(|| Bytes::from(reply.body));
+    let mut response = Response::new(Full::new(body));
     *response.status_mut() = reply.status;
     let headers = response.headers_mut();
     headers.insert(CONTENT_TYPE, HeaderValue::from_static(reply.content_type));
+    if json {
+        headers.insert(
+            hyper::header::VARY,
+            HeaderValue::from_static("accept-encoding"),
+        );
+    }
+    if compressed {
+        headers.insert(
+            hyper::header::CONTENT_ENCODING,
+            HeaderValue::from_static("gzip"),
+        );
+    }
     if let Ok(value) = HeaderValue::from_str(request_id) {
         headers.insert("x-request-id", value);
     }
@@ -303,27 +366,13 @@ fn json_reply(status: StatusCode, value: serde_json::Value) -> Reply {
     }
 }
 
-fn problem(status: StatusCode, detail: &str) -> Reply {
-    Reply {
-        status,
-        content_type: "application/problem+json",
-        body: serde_json::json!({
-            "type": "about:blank",
-            "title": status.canonical_reason().unwrap_or("error"),
-            "status": status.as_u16(),
-            "detail": detail,
-        })
-        .to_string(),
-        receipt_id: None,
-    }
-}
-
 async fn handle(
     state: Arc<AppState>,
     request: Request<Incoming>,
     peer: SocketAddr,
 ) -> Response<Full<Bytes>> {
     let request_id = uuid::Uuid::new_v4().simple().to_string()[..16].to_string();
+    let accept_gzip = accepts_gzip(request.headers());
     let span = tracing::info_span!("request", request_id = %request_id, method = %request.method(), path = crate::logging::clip(request.uri().path()).as_ref(), %peer);
     if crate::query::owns(request.uri().path()) {
         // Reader tokens have a failed-authentication limit of their own per source network: a
@@ -352,18 +401,12 @@ async fn handle(
         if !locked && presented && answer.reply.status == StatusCode::UNAUTHORIZED {
             limiter.record_failure(&attempt);
         }
-        let mut response = respond(answer.reply, &request_id);
-        for (name, value) in answer.headers {
-            if let Ok(value) = HeaderValue::from_str(&value) {
-                response.headers_mut().insert(name, value);
-            }
-        }
-        return response;
+        return respond(answer, &request_id, accept_gzip);
     }
-    let reply = route(&state, request, &request_id, peer)
+    let answer = route(&state, request, &request_id, peer)
         .instrument(span)
         .await;
-    respond(reply, &request_id)
+    respond(answer, &request_id, accept_gzip)
 }
 
 /// The body of an xAPI Alternate Request Syntax request: small, complete, in time.
@@ -386,41 +429,52 @@ async fn read_small_body(
     }
 }
 
+/// Routes everything but the read API: the SOAP service path answers as a SOAP service
+/// (`soap::fault`), every other resource's errors are problem details (`query::problem`).
 async fn route(
     state: &AppState,
     request: Request<Incoming>,
     request_id: &str,
     peer: SocketAddr,
-) -> Reply {
+) -> Answer {
     let path = request.uri().path().to_string();
     let query = request.uri().query().unwrap_or("").to_string();
     let method = request.method().clone();
-    if path == "/health" {
-        return match method {
-            Method::GET | Method::HEAD => health(state),
-            _ => fault::refusal(&Refusal::MethodNotAllowed),
-        };
-    }
     if path == state.config.service_path {
-        return match method {
+        return Answer::from(match method {
             Method::POST => soap_call(state, request, request_id, peer).await,
             Method::GET | Method::HEAD => contract_file(state, &query),
             _ => fault::refusal(&Refusal::MethodNotAllowed),
-        };
+        });
     }
-    if let Some(id) = path.strip_prefix("/api/v1/receipts/") {
-        return match method {
+    let result = if path == "/health" {
+        match method {
+            Method::GET | Method::HEAD => Ok(health(state)),
+            _ => Err(ApiError::MethodNotAllowed("GET, HEAD")),
+        }
+    } else if let Some(id) = path.strip_prefix("/api/v1/receipts/") {
+        match method {
             Method::GET => receipt(state, &request, id, peer),
-            _ => fault::refusal(&Refusal::MethodNotAllowed),
-        };
-    }
-    if path == "/api/v1/admin/leerlingen" {
-        return match method {
+            _ => Err(ApiError::MethodNotAllowed("GET")),
+        }
+    } else if path == "/api/v1/admin/leerlingen" {
+        match method {
             Method::POST => admin_import(state, request, peer).await,
-            _ => fault::refusal(&Refusal::MethodNotAllowed),
-        };
+            _ => Err(ApiError::MethodNotAllowed("POST")),
+        }
+    } else {
+        Err(ApiError::NotFound)
+    };
+    // A problem never echoes a receipt id: a caller without credentials learns nothing of it.
+    let instance = if path.starts_with("/api/v1/receipts/") {
+        "/api/v1/receipts/"
+    } else {
+        &path
+    };
+    match result {
+        Ok(reply) => Answer::from(reply),
+        Err(error) => error.answer(request_id, instance),
     }
-    fault::refusal(&Refusal::NotFound)
 }
 
 /// `GET /health`: liveness (the database answers) and the version, nothing a stranger
@@ -433,7 +487,7 @@ fn health(state: &AppState) -> Reply {
     match database {
         Ok(_) => json_reply(
             StatusCode::OK,
-            serde_json::json!({"status": "ok", "version": env!("CARGO_PKG_VERSION")}),
+            serde_json::json!({"status": "ok", "version": env!("CARGO_PKG_VERSION"), "commit": crate::COMMIT}),
         ),
         Err(error) => {
             tracing::error!(%error, "health check cannot read the database");
@@ -1114,14 +1168,14 @@ async fn drain(body: &mut Incoming) {
 }
 
 /// `GET /api/v1/receipts/{id}`: the sender (HTTP Basic klantcode:autorisatiesleutel) asks what happened.
-fn receipt(state: &AppState, request: &Request<Incoming>, id: &str, peer: SocketAddr) -> Reply {
+fn receipt(
+    state: &AppState,
+    request: &Request<Incoming>,
+    id: &str,
+    peer: SocketAddr,
+) -> Result<Reply, ApiError> {
     let Some((klantcode, key)) = basic_credentials(request) else {
-        let mut reply = problem(
-            StatusCode::UNAUTHORIZED,
-            "send HTTP Basic credentials: klantcode and autorisatiesleutel",
-        );
-        reply.receipt_id = None;
-        return reply;
+        return Err(ApiError::NoCredentials);
     };
     let limiter = &state.intake.auth_limit;
     let attempt = Attempt {
@@ -1130,10 +1184,7 @@ fn receipt(state: &AppState, request: &Request<Incoming>, id: &str, peer: Socket
         address: Some(peer.ip()),
     };
     if limiter.is_locked(&attempt) {
-        return problem(
-            StatusCode::UNAUTHORIZED,
-            "klantcode or autorisatiesleutel is not valid",
-        );
+        return Err(ApiError::BadCredentials);
     }
     let result = state.intake.store.read(|connection| {
         let Some(client_id) =
@@ -1147,18 +1198,15 @@ fn receipt(state: &AppState, request: &Request<Incoming>, id: &str, peer: Socket
         }
     });
     match result {
-        Ok(Ok(json)) => json_reply(StatusCode::OK, json),
+        Ok(Ok(json)) => Ok(json_reply(StatusCode::OK, json)),
         Ok(Err(StatusCode::UNAUTHORIZED)) => {
             limiter.record_failure(&attempt);
-            problem(
-                StatusCode::UNAUTHORIZED,
-                "klantcode or autorisatiesleutel is not valid",
-            )
+            Err(ApiError::BadCredentials)
         }
-        Ok(Err(status)) => problem(status, "no receipt with that id for this client"),
+        Ok(Err(_)) => Err(ApiError::NoReceipt),
         Err(error) => {
             tracing::error!(%error, "cannot read a receipt");
-            problem(StatusCode::INTERNAL_SERVER_ERROR, "internal error")
+            Err(ApiError::Internal("quote the request id to the operator"))
         }
     }
 }
@@ -1178,12 +1226,13 @@ fn basic_credentials(request: &Request<Incoming>) -> Option<(String, String)> {
 }
 
 /// `POST /api/v1/admin/leerlingen`: roster import (CSV or leerlinggegevens XML) with the admin token.
-async fn admin_import(state: &AppState, request: Request<Incoming>, peer: SocketAddr) -> Reply {
+async fn admin_import(
+    state: &AppState,
+    request: Request<Incoming>,
+    peer: SocketAddr,
+) -> Result<Reply, ApiError> {
     let Some(expected) = state.config.admin_token.as_ref() else {
-        return problem(
-            StatusCode::NOT_FOUND,
-            "the admin API is off: set admin_token in the configuration",
-        );
+        return Err(ApiError::AdminOff);
     };
     let limiter = &state.intake.auth_limit;
     let attempt = Attempt {
@@ -1192,10 +1241,7 @@ async fn admin_import(state: &AppState, request: Request<Incoming>, peer: Socket
         address: Some(peer.ip()),
     };
     if limiter.is_locked(&attempt) {
-        return problem(
-            StatusCode::UNAUTHORIZED,
-            "a valid admin bearer token is required",
-        );
+        return Err(ApiError::BadAdminToken);
     }
     let presented = request
         .headers()
@@ -1208,24 +1254,16 @@ async fn admin_import(state: &AppState, request: Request<Incoming>, peer: Socket
         .into();
     if !matches {
         limiter.record_failure(&attempt);
-        return problem(
-            StatusCode::UNAUTHORIZED,
-            "a valid admin bearer token is required",
-        );
+        return Err(ApiError::BadAdminToken);
     }
     let limited = http_body_util::Limited::new(request.into_body(), 64 << 20);
     let body = match limited.collect().await {
         Ok(collected) => collected.to_bytes(),
-        Err(error) => {
-            return problem(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                &format!("cannot read the roster: {error}"),
-            )
-        }
+        Err(error) => return Err(ApiError::TooLarge(error.to_string())),
     };
     let rows = match crate::roster::parse(&body) {
         Ok(rows) => rows,
-        Err(error) => return problem(StatusCode::UNPROCESSABLE_ENTITY, &error.to_string()),
+        Err(error) => return Err(ApiError::Unprocessable(error.to_string())),
     };
     let imported = state
         .intake
@@ -1242,19 +1280,14 @@ async fn admin_import(state: &AppState, request: Request<Incoming>, peer: Socket
         )
         .await;
     match imported {
-        Ok(Ok((imported, released))) => json_reply(
+        Ok(Ok((imported, released))) => Ok(json_reply(
             StatusCode::OK,
             serde_json::json!({"imported": imported, "released_from_quarantine": released}),
-        ),
-        Ok(Err(crate::store::StoreError::Invalid(reason))) => {
-            problem(StatusCode::UNPROCESSABLE_ENTITY, &reason)
-        }
+        )),
+        Ok(Err(crate::store::StoreError::Invalid(reason))) => Err(ApiError::Unprocessable(reason)),
         Ok(Err(error)) | Err(error) => {
             tracing::error!(%error, "roster import failed");
-            problem(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "internal error; nothing was imported",
-            )
+            Err(ApiError::Internal("nothing was imported"))
         }
     }
 }

@@ -4,6 +4,16 @@
 //! checks in order (`soap` envelope, `schema`, `uwlr` parsing, `domain` rules,
 //! `vdex`) and hands the checked message to `store`, which commits it atomically.
 
+/// The version and the git commit this binary was built from (`unknown` without git).
+pub const VERSION_WITH_COMMIT: &str = concat!(
+    env!("CARGO_PKG_VERSION"),
+    " (commit ",
+    env!("UWLR_GIT_COMMIT"),
+    ")"
+);
+/// The git commit this binary was built from, as in `VERSION_WITH_COMMIT`.
+pub const COMMIT: &str = env!("UWLR_GIT_COMMIT");
+
 pub mod auth_limit;
 pub mod body;
 pub mod bridge;

@@ -43,7 +43,7 @@ pub const XSD_FILES: [(&str, &str); 5] = [
 /// Why the schema set could not be prepared (an operator error, not a sender's).
 #[derive(Debug, thiserror::Error)]
 pub enum SchemaError {
-    #[error("cannot write contract files to {path}: {source}")]
+    #[error("cannot write contract files to {path}")]
     Write {
         path: PathBuf,
         source: std::io::Error,

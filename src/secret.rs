@@ -72,12 +72,12 @@ const NONCE_BYTES: usize = 24;
 /// Why a key could not be loaded or a value not be opened.
 #[derive(Debug, thiserror::Error)]
 pub enum SecretError {
-    #[error("cannot read the secrets key file {path}: {source}")]
+    #[error("cannot read the secrets key file {path}")]
     Read {
         path: PathBuf,
         source: std::io::Error,
     },
-    #[error("cannot create the secrets key file {path}: {source}")]
+    #[error("cannot create the secrets key file {path}")]
     Create {
         path: PathBuf,
         source: std::io::Error,

@@ -49,7 +49,7 @@ pub enum TermCheck {
 pub enum VdexError {
     #[error("{file}: not a readable VDEX file: {reason}")]
     Parse { file: String, reason: String },
-    #[error("{file}: cannot read: {source}")]
+    #[error("{file}: cannot read")]
     Io {
         file: String,
         source: std::io::Error,

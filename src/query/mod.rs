@@ -72,6 +72,15 @@ pub struct Answer {
     pub headers: Vec<(&'static str, String)>,
 }
 
+impl From<Reply> for Answer {
+    fn from(reply: Reply) -> Answer {
+        Answer {
+            reply,
+            headers: Vec::new(),
+        }
+    }
+}
+
 /// What a read request asked, taken from the HTTP request once.
 #[derive(Clone, Debug)]
 pub struct Asked {

@@ -1,4 +1,4 @@
-//! The one place where read API errors become HTTP answers: RFC 9457 problem details.
+//! The one place where HTTP API errors (read API, receipts, admin) become RFC 9457 problem details.
 
 use super::Answer;
 use crate::soap::fault::Reply;
@@ -92,15 +92,13 @@ impl QueryError {
         if let QueryError::Store(error) = self {
             tracing::error!(%error, "a read request failed on our side");
         }
-        let status = self.status();
-        let mut body = serde_json::json!({
-            "type": self.problem_type(),
-            "title": status.canonical_reason().unwrap_or("error"),
-            "status": status.as_u16(),
-            "detail": self.to_string(),
-            "instance": instance,
-            "request_id": request_id,
-        });
+        let mut body = document(
+            self.status(),
+            self.problem_type(),
+            &self.to_string(),
+            request_id,
+            instance,
+        );
         if let QueryError::BadParameter { name, .. } = self {
             body["parameter"] = serde_json::Value::String(name.clone());
         }
@@ -113,15 +111,131 @@ impl QueryError {
             QueryError::MethodNotAllowed(allow) => headers.push(("allow", allow.to_string())),
             _ => {}
         }
-        Answer {
-            reply: Reply {
-                status,
-                content_type: "application/problem+json",
-                body: body.to_string(),
-                receipt_id: None,
-            },
-            headers,
+        problem_answer(self.status(), body, headers)
+    }
+}
+
+/// Why a request to the gateway's other HTTP resources (receipts API, admin API, `/health`,
+/// unknown paths) got no data; answered in the same problem details style as `QueryError`.
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    /// The receipts API needs HTTP Basic klantcode:autorisatiesleutel.
+    #[error("send HTTP Basic credentials: klantcode and autorisatiesleutel")]
+    NoCredentials,
+    /// Wrong klantcode or key, or a locked-out sender.
+    #[error("klantcode or autorisatiesleutel is not valid")]
+    BadCredentials,
+    /// No receipt with that id belongs to this client (another client's looks the same).
+    #[error("no receipt with that id for this client")]
+    NoReceipt,
+    /// The admin API is off because no admin token is configured.
+    #[error("the admin API is off: set admin_token in the configuration")]
+    AdminOff,
+    /// Missing or wrong admin token, or a locked-out address.
+    #[error("a valid admin bearer token is required")]
+    BadAdminToken,
+    /// The body is over the resource's limit or could not be read.
+    #[error("cannot read the body: {0}")]
+    TooLarge(String),
+    /// The body was read but cannot be used (a roster that does not parse or fit).
+    #[error("{0}")]
+    Unprocessable(String),
+    /// No resource at this path.
+    #[error("no such resource")]
+    NotFound,
+    /// The resource exists but not for this method; carries the methods it answers.
+    #[error("this resource answers {0} only")]
+    MethodNotAllowed(&'static str),
+    /// Our side failed; logged where it happened. Carries what the client is told.
+    #[error("internal error; {0}")]
+    Internal(&'static str),
+}
+
+impl ApiError {
+    pub fn status(&self) -> StatusCode {
+        match self {
+            ApiError::NoCredentials | ApiError::BadCredentials | ApiError::BadAdminToken => {
+                StatusCode::UNAUTHORIZED
+            }
+            ApiError::NoReceipt | ApiError::AdminOff | ApiError::NotFound => StatusCode::NOT_FOUND,
+            ApiError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::Unprocessable(_) => StatusCode::UNPROCESSABLE_ENTITY,
+            ApiError::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
+            ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
+    }
+
+    fn problem_type(&self) -> &'static str {
+        match self {
+            ApiError::NoCredentials | ApiError::BadCredentials | ApiError::BadAdminToken => {
+                "urn:uwlr-gateway:problem:unauthenticated"
+            }
+            ApiError::NoReceipt | ApiError::AdminOff | ApiError::NotFound => {
+                "urn:uwlr-gateway:problem:not-found"
+            }
+            ApiError::TooLarge(_) => "urn:uwlr-gateway:problem:too-large",
+            ApiError::Unprocessable(_) => "urn:uwlr-gateway:problem:unprocessable",
+            ApiError::MethodNotAllowed(_) => "urn:uwlr-gateway:problem:method-not-allowed",
+            ApiError::Internal(_) => "urn:uwlr-gateway:problem:internal",
+        }
+    }
+
+    /// The answer, with `WWW-Authenticate` on 401 and `Allow` on 405.
+    pub fn answer(&self, request_id: &str, instance: &str) -> Answer {
+        let body = document(
+            self.status(),
+            self.problem_type(),
+            &self.to_string(),
+            request_id,
+            instance,
+        );
+        let headers = match self {
+            ApiError::NoCredentials | ApiError::BadCredentials => vec![(
+                "www-authenticate",
+                "Basic realm=\"uwlr-gateway receipts\"".to_string(),
+            )],
+            ApiError::BadAdminToken => vec![(
+                "www-authenticate",
+                "Bearer realm=\"uwlr-gateway admin\"".to_string(),
+            )],
+            ApiError::MethodNotAllowed(methods) => vec![("allow", methods.to_string())],
+            _ => Vec::new(),
+        };
+        problem_answer(self.status(), body, headers)
+    }
+}
+
+/// The problem details members every error of every HTTP API carries.
+fn document(
+    status: StatusCode,
+    problem_type: &str,
+    detail: &str,
+    request_id: &str,
+    instance: &str,
+) -> serde_json::Value {
+    serde_json::json!({
+        "type": problem_type,
+        "title": status.canonical_reason().unwrap_or("error"),
+        "status": status.as_u16(),
+        "detail": detail,
+        "instance": instance,
+        "request_id": request_id,
+    })
+}
+
+fn problem_answer(
+    status: StatusCode,
+    body: serde_json::Value,
+    headers: Vec<(&'static str, String)>,
+) -> Answer {
+    Answer {
+        reply: Reply {
+            status,
+            content_type: "application/problem+json",
+            body: body.to_string(),
+            receipt_id: None,
+        },
+        headers,
     }
 }
 

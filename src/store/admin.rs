@@ -396,8 +396,21 @@ pub fn import_leerlingen(
     rows: &[LeerlingRow],
     actor: &str,
 ) -> Result<usize, StoreError> {
+    import_leerlingen_with_progress(connection, rows, actor, &mut |_| {})
+}
+
+/// `import_leerlingen`, calling `on_rows` with the number of rows written every 1,000 rows.
+pub fn import_leerlingen_with_progress(
+    connection: &Connection,
+    rows: &[LeerlingRow],
+    actor: &str,
+    on_rows: &mut dyn FnMut(usize),
+) -> Result<usize, StoreError> {
     let now = now_text();
-    for row in rows {
+    for (index, row) in rows.iter().enumerate() {
+        if index % 1000 == 0 {
+            on_rows(index);
+        }
         let school_id = ensure_school(connection, &row.school)?;
         connection
             .prepare_cached(

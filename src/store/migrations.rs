@@ -500,6 +500,11 @@ CREATE TABLE xapi.xapi_publisher (
 INSERT INTO xapi.xapi_publisher (id, cursor_seq) VALUES (1, 0);
 "#];
 
+/// The core schema version this binary writes.
+pub const CORE_VERSION: usize = MIGRATIONS.len();
+/// The `xapi.sqlite` schema version this binary writes.
+pub const XAPI_VERSION: usize = XAPI_MIGRATIONS.len();
+
 /// The core version after which the bridge's tables live in `xapi.sqlite`.
 const SPLIT_VERSION: usize = 5;
 

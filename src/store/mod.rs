@@ -24,15 +24,26 @@ use tokio::sync::oneshot;
 pub enum StoreError {
     #[error("database error: {0}")]
     Sqlite(#[from] rusqlite::Error),
-    #[error("cannot create data directory {path}: {source}")]
+    #[error("cannot create data directory {path}")]
     DataDir {
         path: PathBuf,
         source: std::io::Error,
     },
+    /// A subcommand other than `serve` or `init` was pointed at a folder without a database
+    /// (a typo in `--data-dir` must not quietly start an empty one).
+    #[error("{path} is not a data dir: it holds no gateway.sqlite (check --data-dir; `uwlr-gateway init` or `serve` creates one)")]
+    NoDatabase { path: PathBuf },
+    /// A read-only subcommand found a database older than this binary; it cannot migrate it.
+    #[error("{path} has schema version {found}, this gateway needs {needed}: start `serve` (or run any changing subcommand) on it once to migrate it")]
+    Outdated {
+        path: PathBuf,
+        found: usize,
+        needed: usize,
+    },
     #[error("the writer thread is gone")]
     WriterGone,
     /// `backup` could not write, sync or rename its copy.
-    #[error("cannot write the backup {path}: {source}")]
+    #[error("cannot write the backup {path}")]
     Backup {
         path: PathBuf,
         source: std::io::Error,
@@ -164,6 +175,109 @@ fn restrict_database_files(data_dir: &Path) -> std::io::Result<()> {
     Ok(())
 }
 
+/// Fails with `NoDatabase` unless `data_dir` holds `gateway.sqlite`.
+fn require_database(data_dir: &Path) -> Result<(), StoreError> {
+    if data_dir.join("gateway.sqlite").is_file() {
+        Ok(())
+    } else {
+        Err(StoreError::NoDatabase {
+            path: data_dir.to_path_buf(),
+        })
+    }
+}
+
+/// A read-only connection to both files of an existing data dir, for the subcommands that
+/// only look (`list`, `show`, `audit`, `outbox status`): opened with `SQLITE_OPEN_READ_ONLY`
+/// and `query_only`, it never creates, migrates or writes anything, so it works on a copy
+/// the gateway's user may not write (a backup being inspected) and beside a running gateway.
+///
+/// A file with a `-wal` beside it may have a live writer, so it is opened read-only with
+/// locking (SQLite then needs the `-shm`); a file without one has no writer (a gateway holds
+/// its WAL open while it runs), so it is opened `immutable`: no lock, no `-shm` or `-wal`
+/// created, which a read-only directory would not allow and a copy should not get.
+pub fn open_read_only(data_dir: &Path) -> Result<Connection, StoreError> {
+    require_database(data_dir)?;
+    if !data_dir.join("xapi.sqlite").is_file() {
+        return Err(StoreError::Invalid(format!(
+            "{} holds no xapi.sqlite: start `serve` on it once (it creates the file and regenerates the statements)",
+            data_dir.display()
+        )));
+    }
+    let beside = |file: &str, suffix: &str| {
+        let mut path = data_dir.join(file).into_os_string();
+        path.push(suffix);
+        Path::new(&path).exists()
+    };
+    let uri = |file: &str| {
+        let path = data_dir.join(file);
+        let immutable = if beside(file, "-wal") {
+            ""
+        } else {
+            "&immutable=1"
+        };
+        let path = std::path::absolute(&path).unwrap_or(path);
+        format!(
+            "file:{}?mode=ro{immutable}",
+            percent_encoding::utf8_percent_encode(&path.to_string_lossy(), URI_PATH)
+        )
+    };
+    let flags = OpenFlags::SQLITE_OPEN_READ_ONLY
+        | OpenFlags::SQLITE_OPEN_URI
+        | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+    let opened = (|| -> rusqlite::Result<(Connection, [usize; 2])> {
+        let connection = Connection::open_with_flags(uri("gateway.sqlite"), flags)?;
+        connection.busy_timeout(std::time::Duration::from_secs(30))?;
+        connection.execute(
+            &format!("ATTACH DATABASE ?1 AS {XAPI_SCHEMA}"),
+            [uri("xapi.sqlite")],
+        )?;
+        connection.pragma_update(None, "query_only", true)?;
+        let version = |schema: &str| {
+            connection.query_row(&format!("PRAGMA {schema}.user_version"), [], |row| {
+                row.get::<_, i64>(0).map(|version| version as usize)
+            })
+        };
+        let versions = [version("main")?, version(XAPI_SCHEMA)?];
+        Ok((connection, versions))
+    })();
+    let (connection, versions) = match opened {
+        Ok(opened) => opened,
+        // A WAL left by a gateway that did not stop cleanly needs its -shm to be read; a
+        // user who may not write the folder cannot create one.
+        Err(_)
+            if ["gateway.sqlite", "xapi.sqlite"]
+                .iter()
+                .any(|file| beside(file, "-wal") && !beside(file, "-shm")) =>
+        {
+            return Err(StoreError::Invalid(format!(
+                "{} holds a -wal without its -shm (a gateway stopped without closing it), which only a user who may write the folder can read: run this as the data dir's owner, or start `serve` on it once",
+                data_dir.display()
+            )));
+        }
+        Err(error) => return Err(error.into()),
+    };
+    for (found, needed) in versions
+        .into_iter()
+        .zip([migrations::CORE_VERSION, migrations::XAPI_VERSION])
+    {
+        if found < needed {
+            return Err(StoreError::Outdated {
+                path: data_dir.to_path_buf(),
+                found,
+                needed,
+            });
+        }
+    }
+    Ok(connection)
+}
+
+/// Characters escaped in a `file:` URI path: those SQLite would read as query or fragment.
+const URI_PATH: &percent_encoding::AsciiSet = &percent_encoding::CONTROLS
+    .add(b'?')
+    .add(b'#')
+    .add(b'%')
+    .add(b' ');
+
 /// Opens a connection with the pragmas every connection needs.
 pub fn open_connection(path: &Path, durability: Durability) -> Result<Connection, StoreError> {
     let connection = Connection::open_with_flags(
@@ -292,7 +406,8 @@ fn copy_database(
 }
 
 impl Store {
-    /// Opens (creating and migrating) `gateway.sqlite` and `xapi.sqlite` in `data_dir`.
+    /// Opens (creating and migrating) `gateway.sqlite` and `xapi.sqlite` in `data_dir`; only
+    /// `serve` and `init` create a data dir.
     pub fn open(
         data_dir: &Path,
         durability: Durability,
@@ -302,6 +417,26 @@ impl Store {
             path: data_dir.to_path_buf(),
             source,
         })?;
+        Store::open_created(data_dir, durability, wal_restart_bytes)
+    }
+
+    /// Opens (and migrates) the databases of a data dir that must exist already: every
+    /// changing subcommand but `serve` and `init`, so a mistyped `--data-dir` fails instead
+    /// of creating an empty database.
+    pub fn open_existing(
+        data_dir: &Path,
+        durability: Durability,
+        wal_restart_bytes: u64,
+    ) -> Result<Store, StoreError> {
+        require_database(data_dir)?;
+        Store::open_created(data_dir, durability, wal_restart_bytes)
+    }
+
+    fn open_created(
+        data_dir: &Path,
+        durability: Durability,
+        wal_restart_bytes: u64,
+    ) -> Result<Store, StoreError> {
         let store = Store {
             inner: Arc::new(Inner {
                 core: Database::new(data_dir.join("gateway.sqlite")),

@@ -249,6 +249,14 @@ fn aanmaakdatum(sequence: u64) -> String {
 
 /// Writes the messages, the roster and a setup note; deterministic for equal options.
 pub fn generate(options: &GenerateOptions) -> std::io::Result<GenerateReport> {
+    generate_with_progress(options, &mut |_| {})
+}
+
+/// `generate`, calling `on_message` with the number of resultaten written after each message.
+pub fn generate_with_progress(
+    options: &GenerateOptions,
+    on_message: &mut dyn FnMut(u64),
+) -> std::io::Result<GenerateReport> {
     let invalid =
         |message: &str| std::io::Error::new(std::io::ErrorKind::InvalidInput, message.to_string());
     if options.schools == 0 || options.learners == 0 || options.toetsen == 0 || options.afnames == 0
@@ -396,6 +404,7 @@ pub fn generate(options: &GenerateOptions) -> std::io::Result<GenerateReport> {
                     writer.write(&format!("</lr:toetsafnames>\n<lr:toetsen>{toets_xml}</lr:toetsen>\n</lr:leerresultaten_verzoek></soapenv:Body></soapenv:Envelope>\n"))?;
                     report.bytes += writer.finish()?;
                     report.messages += 1;
+                    on_message(report.resultaten);
                     report.files.push(path);
                     // A correction of an earlier afname: same keys, other scores.
                     if let Some((learner, toets_index, _, key_prefix)) = (counter % 50 == 0
@@ -433,6 +442,7 @@ pub fn generate(options: &GenerateOptions) -> std::io::Result<GenerateReport> {
                             writer.write(&format!("</lr:toetsafnames>\n<lr:toetsen>{toets_xml}</lr:toetsen>\n</lr:leerresultaten_verzoek></soapenv:Body></soapenv:Envelope>\n"))?;
                             report.bytes += writer.finish()?;
                             report.messages += 1;
+                            on_message(report.resultaten);
                             report.resultaten += corrected.resultaten();
                             report.files.push(path);
                         }
@@ -453,6 +463,7 @@ pub fn generate(options: &GenerateOptions) -> std::io::Result<GenerateReport> {
             )?;
             report.bytes += writer.finish()?;
             report.messages += 1;
+            on_message(report.resultaten);
             report.files.push(path);
         }
     }

@@ -6,13 +6,16 @@
 mod access;
 mod cli;
 mod concurrency;
+mod data_dir;
 mod differential;
 mod fuzz_regressions;
 mod http_edges;
+mod http_surface;
 mod interop;
 mod logs;
 mod operations;
 mod ownership;
+mod packaging;
 mod private_files;
 mod processing;
 mod quarantine;

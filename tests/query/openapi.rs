@@ -16,12 +16,18 @@ fn the_served_document_is_the_repository_file() {
         "/api/v1/schools/{school}/toetsafnames",
         "/api/v1/schools/{school}/leerlingen/{leerlingid}/toetsafnames",
         "/api/v1/schools/{school}/toetsen/{toetscode}",
+        "/xapi/statements",
+        "/xapi/about",
+        "/api/v1/receipts/{id}",
+        "/health",
     ] {
         assert!(
             served["paths"][path]["get"].is_object(),
             "{path} is documented"
         );
     }
+    // Issue 14: every HTTP resource besides the SOAP service (which has its WSDL) is in it.
+    assert!(served["paths"]["/api/v1/admin/leerlingen"]["post"].is_object());
 }
 
 /// Where schemathesis is: `$SCHEMATHESIS`, else the `.venv` that `.ci/setup-query` fills.
@@ -41,7 +47,8 @@ fn the_live_server_keeps_to_its_openapi_document() {
          or set SCHEMATHESIS to its path",
         tool.display()
     );
-    let gateway = Gateway::spawn();
+    // With the admin API on, so its operation is reached (schemathesis sends the reader token: 401).
+    let gateway = Gateway::spawn_with(&[("UWLR_ADMIN_TOKEN", "schemathesis-admin-token-2026")]);
     for sample in [
         "01-drip-een-resultaat.xml",
         "02-batch-vijf-leerlingen.xml",
@@ -54,10 +61,12 @@ fn the_live_server_keeps_to_its_openapi_document() {
     }
     let token = gateway.reader(
         "las-schemathesis",
-        &words("--school 99XX01 --scope las --mandate DPA-TEST --valid-from 2020-01-01"),
+        &words("--school 99XX01 --scope las,xapi --mandate DPA-TEST --valid-from 2020-01-01"),
     );
     let report = gateway.data_dir.path().join("schemathesis");
     let output = Command::new(&tool)
+        .arg("--config-file")
+        .arg(Gateway::repository().join("tests/query/schemathesis.toml"))
         .arg("run")
         .arg(gateway.url("/api/v1/openapi.json"))
         .args([
