@@ -186,14 +186,7 @@ pub fn activate(
             "an activation needs the mandate reference".into(),
         ));
     }
-    let client_id: i64 = connection
-        .query_row(
-            "SELECT id FROM clients WHERE klantcode = ?1",
-            [klantcode],
-            |row| row.get(0),
-        )
-        .optional()?
-        .ok_or_else(|| StoreError::Invalid(format!("no client {klantcode}")))?;
+    let client_id = client_id_of(connection, klantcode)?;
     let school_id = ensure_school(connection, school)?;
     connection.execute(
         "INSERT INTO activations (client_id, school_id, mandate_ref, valid_from, valid_until, active, created_at)
@@ -244,14 +237,7 @@ pub fn reset_ordering(
     klantcode: &str,
     school: &SchoolCode,
 ) -> Result<String, StoreError> {
-    let client_id: i64 = connection
-        .query_row(
-            "SELECT id FROM clients WHERE klantcode = ?1",
-            [klantcode],
-            |row| row.get(0),
-        )
-        .optional()?
-        .ok_or_else(|| StoreError::Invalid(format!("no client {klantcode}")))?;
+    let client_id = client_id_of(connection, klantcode)?;
     let school_id = school_id(connection, school)?
         .ok_or_else(|| StoreError::Invalid(format!("no school {school}")))?;
     let forgotten: String = connection
@@ -449,6 +435,18 @@ pub fn leerling_known(
         .query_row(params![school_id, eckid], |row| row.get(0))
         .optional()?;
     Ok(by_eckid.is_some())
+}
+
+/// The id of the client with this klantcode; refused when there is none.
+fn client_id_of(connection: &Connection, klantcode: &str) -> Result<i64, StoreError> {
+    connection
+        .query_row(
+            "SELECT id FROM clients WHERE klantcode = ?1",
+            [klantcode],
+            |row| row.get(0),
+        )
+        .optional()?
+        .ok_or_else(|| StoreError::Invalid(format!("no client {klantcode}")))
 }
 
 #[cfg(test)]
