@@ -1163,7 +1163,8 @@ fn serve(config: Config, demo: bool) -> Result<ExitCode> {
     }
     let schemas = crate::schema::prepare(&contract_dir(&config), config.schema_dir.as_deref())?;
     let vocabularies = Vocabularies::load(config.vdex_dir.as_deref())?;
-    let mapping = config.xapi_mapping()?;
+    let mapping = crate::bridge::ids::prepare(&store.connect()?, &keyring, config.xapi_mapping()?)
+        .context("cannot start the xAPI bridge")?;
     let intake = Intake {
         store: store.clone(),
         schemas,

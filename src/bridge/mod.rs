@@ -5,6 +5,7 @@
 //! `subscriptions` holds the LRS endpoints, their filters and learner identity, and
 //! `outbox` is the delivery worker; `read` renders stored statements for the query side.
 
+pub mod ids;
 pub mod outbox;
 pub mod publish;
 pub mod read;
@@ -25,6 +26,12 @@ pub enum BridgeError {
     /// The configured base IRI cannot be used for activity ids (no http/https scheme, query or fragment).
     #[error("xapi_base_iri {0:?} must be an absolute http(s) IRI without query or fragment")]
     BaseIri(String),
+    /// `xapi_base_iri` differs from the one the stored statements were made under.
+    #[error("xapi_base_iri is {configured:?}, but the statements in xapi.sqlite were made under {pinned:?}: every statement id depends on it, so the gateway will not publish under another; set xapi_base_iri back, or move xapi.sqlite away to publish everything again under the new IRI")]
+    BaseIriChanged { pinned: String, configured: String },
+    /// The gateway's id key does not open with the secrets key (a replaced key file); carries why.
+    #[error("the gateway's xAPI id key: {0}")]
+    IdKey(String),
     /// A stored row could not be read back (a toets definition or statement JSON); carries the reason.
     #[error("stored data is unreadable: {0}")]
     Unreadable(String),

@@ -369,8 +369,9 @@ pub fn upsert_afname(
         .prepare_cached(
             "INSERT INTO toetsafnames (school_id, client_id, afname_key, leerlingid, eckid, resultaatverwerkerid, toets_id,
                toetscode, versie, toetsonderdeelcode, afnamedatum, mutatiedatum, aanmaakdatum, receipt_id,
-               score, derived, result, content_sha256, revision, quarantined, change_seq)
-             VALUES (?1, ?19, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, NULL, ?11, ?12, ?13, ?14, ?15, ?16, 1, ?17, ?18)
+               score, derived, result, content_sha256, revision, quarantined, change_seq, toets_revision)
+             VALUES (?1, ?19, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, NULL, ?11, ?12, ?13, ?14, ?15, ?16, 1, ?17, ?18,
+               (SELECT revision FROM toetsen WHERE id = ?6))
              ON CONFLICT (school_id, client_id, afname_key) DO NOTHING",
         )?
         .execute(params![
@@ -400,9 +401,10 @@ pub fn upsert_afname(
         // A new afname is at revision 1: no need to read it back.
         connection
             .prepare_cached(
-                "INSERT INTO toetsafname_changes (change_seq, afname_id, revision, quarantined) VALUES (?1, ?2, 1, ?3)",
+                "INSERT INTO toetsafname_changes (change_seq, afname_id, revision, quarantined, receipt_id)
+                 VALUES (?1, ?2, 1, ?3, ?4)",
             )?
-            .execute(params![*change_seq, afname_id, write.quarantined])?;
+            .execute(params![*change_seq, afname_id, write.quarantined, write.receipt_id])?;
         return Ok(AfnameChange::Created);
     }
     let existing: Option<(i64, Vec<u8>, String)> = connection
@@ -446,7 +448,8 @@ pub fn upsert_afname(
                         'resultaatverwerkerid', resultaatverwerkerid, 'toets_id', toets_id, 'toetscode', toetscode,
                         'versie', versie, 'toetsonderdeelcode', toetsonderdeelcode, 'afnamedatum', afnamedatum,
                         'mutatiedatum', mutatiedatum, 'aanmaakdatum', aanmaakdatum, 'receipt_id', receipt_id,
-                        'score', score, 'derived', derived, 'result', json(result), 'quarantined', quarantined),
+                        'score', score, 'derived', derived, 'result', json(result), 'quarantined', quarantined,
+                        'toets_revision', toets_revision),
                        ?2, ?3
                      FROM toetsafnames WHERE id = ?1",
                 )?
@@ -456,7 +459,8 @@ pub fn upsert_afname(
                     "UPDATE toetsafnames SET leerlingid = ?2, eckid = ?3, resultaatverwerkerid = ?4, toets_id = ?5,
                        toetscode = ?6, versie = ?7, toetsonderdeelcode = ?8, mutatiedatum = ?9, aanmaakdatum = ?10,
                        receipt_id = ?11, score = ?12, derived = ?13, result = ?14, content_sha256 = ?15,
-                       revision = revision + 1, quarantined = ?16, change_seq = ?17 WHERE id = ?1",
+                       revision = revision + 1, quarantined = ?16, change_seq = ?17,
+                       toets_revision = (SELECT revision FROM toetsen WHERE id = ?5) WHERE id = ?1",
                 )?
                 .execute(params![
                     id,
@@ -527,7 +531,9 @@ pub fn is_skipped_key(connection: &Connection, afname_key: &str) -> Result<bool,
         .is_some())
 }
 
-/// Appends a change to the change log (the outbox): the afname and the revision it reached.
+/// Appends a change to the change log (the outbox): the afname, the revision it reached and
+/// the receipt that made it (whose aanmaakdatum and sender the statement carries, even after
+/// an identical resend has moved the afname's own receipt link on).
 fn log_change(
     connection: &Connection,
     change_seq: i64,
@@ -536,8 +542,8 @@ fn log_change(
 ) -> Result<(), StoreError> {
     connection
         .prepare_cached(
-            "INSERT INTO toetsafname_changes (change_seq, afname_id, revision, quarantined)
-             SELECT ?1, id, revision, ?2 FROM toetsafnames WHERE id = ?3",
+            "INSERT INTO toetsafname_changes (change_seq, afname_id, revision, quarantined, receipt_id)
+             SELECT ?1, id, revision, ?2, receipt_id FROM toetsafnames WHERE id = ?3",
         )?
         .execute(params![change_seq, quarantined, afname_id])?;
     Ok(())

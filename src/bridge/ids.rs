@@ -1,0 +1,48 @@
+//! What statement ids depend on besides the data: the base IRI pinned in `xapi.sqlite`, and the gateway's secret id key.
+
+use super::xapi::{IdKey, Mapping};
+use super::BridgeError;
+use crate::secret::Keyring;
+use crate::store::outbox::{pin_base_iri, sealed_id_key, store_id_key, ID_KEY_PLACE};
+use rusqlite::Connection;
+
+/// Bytes of the gateway's id key (HMAC-SHA256).
+const ID_KEY_BYTES: usize = 32;
+
+/// Pins the configured base IRI on first use and refuses another one later (every id and
+/// IRI of the published statements depends on it, so a changed IRI would publish every
+/// result again under new ids), then opens the gateway's id key, made and sealed with
+/// `keyring` on first start. The key lives in the core (`gateway.sqlite`), not in
+/// `xapi.sqlite`: statements are derived data and a rebuilt `xapi.sqlite` must give the ids
+/// the LRSs already hold.
+pub fn prepare(
+    connection: &Connection,
+    keyring: &Keyring,
+    mapping: Mapping,
+) -> Result<Mapping, BridgeError> {
+    let pinned = pin_base_iri(connection, mapping.base_iri())?;
+    if pinned != mapping.base_iri() {
+        return Err(BridgeError::BaseIriChanged {
+            pinned,
+            configured: mapping.base_iri().to_string(),
+        });
+    }
+    let key = match sealed_id_key(connection)? {
+        Some(sealed) => {
+            let key = keyring
+                .reveal(ID_KEY_PLACE, sealed.bytes())
+                .map_err(|error| BridgeError::IdKey(error.to_string()))?;
+            if !keyring.is_current(sealed.bytes()) {
+                store_id_key(connection, keyring.seal(ID_KEY_PLACE, &key).as_bytes())?;
+            }
+            key
+        }
+        None => {
+            let mut key = vec![0u8; ID_KEY_BYTES];
+            rand::RngCore::fill_bytes(&mut rand::rngs::OsRng, &mut key);
+            store_id_key(connection, keyring.seal(ID_KEY_PLACE, &key).as_bytes())?;
+            key
+        }
+    };
+    Ok(mapping.with_id_key(IdKey::new(key)))
+}
