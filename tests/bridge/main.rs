@@ -3,6 +3,7 @@
 mod helpers;
 mod real_lrs;
 mod secrets;
+mod stable;
 mod standin;
 
 use helpers::{accepted_samples, validate_strict, Gateway};
@@ -251,9 +252,33 @@ fn each_lrs_gets_only_its_schools_and_toetscodes_in_its_identity() {
     for name in ["all", "drip", "yy"] {
         gateway.wait_delivered(name, WAIT);
     }
-    assert_eq!(everything.stored_ids(), gateway.statement_ids());
+    // Issue 17: a pseudonym or LAS LRS holds every statement under ids of its own, so its
+    // copies cannot be joined by id with the gateway's or another LRS's.
+    let (pseudonymous_ids, gateway_ids) = (everything.stored_ids(), gateway.statement_ids());
+    assert_eq!(pseudonymous_ids.len(), gateway_ids.len());
+    assert!(pseudonymous_ids.is_disjoint(&gateway_ids));
     assert!(other_school.stored_ids().is_empty());
     let drip: Vec<Value> = drip_only.with(|state| state.stored.values().cloned().collect());
+    let drip_ids = drip_only.stored_ids();
+    assert!(drip_ids.is_disjoint(&pseudonymous_ids) && drip_ids.is_disjoint(&gateway_ids));
+    let registrations = |statements: &[Value]| -> BTreeSet<String> {
+        statements
+            .iter()
+            .filter_map(|s| s["context"]["registration"].as_str().map(str::to_string))
+            .collect()
+    };
+    let everything_statements: Vec<Value> =
+        everything.with(|state| state.stored.values().cloned().collect());
+    assert!(registrations(&drip).is_disjoint(&registrations(&everything_statements)));
+    assert!(
+        registrations(&everything_statements).is_disjoint(&registrations(&gateway.statements()))
+    );
+    // A voiding statement names the id this LRS holds.
+    for statement in &drip {
+        if statement["verb"]["id"] == "http://adlnet.gov/expapi/verbs/voided" {
+            assert!(drip_ids.contains(statement["object"]["id"].as_str().unwrap()));
+        }
+    }
     // Sample 01's statement, its voiding statement (sample 07) and the corrected statement.
     assert_eq!(drip.len(), 3, "{drip:?}");
     for statement in &drip {

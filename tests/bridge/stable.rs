@@ -1,0 +1,140 @@
+//! Issue 17: a statement depends only on what was accepted: the same ids and content at any publisher speed, after a rebuild of `xapi.sqlite`, under a pinned base IRI, with registrations no dictionary recovers.
+
+use super::helpers::{accepted_samples, validate_strict, Gateway, BASE_IRI};
+use std::time::Duration;
+
+/// A gateway that started once (made its id key, pinned its base IRI) and stopped: copies of
+/// it share those, as a restored backup does.
+fn template() -> Gateway {
+    let mut gateway = Gateway::start(&[]);
+    gateway.terminate();
+    gateway
+}
+
+/// Sample 05 defines a toets version and sends results for it; sample 06 corrects that
+/// definition (another normering). A publisher that waits and takes both messages in one
+/// round must still build sample 05's results against the definition they were accepted
+/// with, and so must a publisher that rebuilds a lost `xapi.sqlite` from the change log.
+#[test]
+fn a_replay_with_pauses_a_replay_at_full_speed_and_a_rebuild_give_the_same_statements() {
+    let template = template();
+    let mut paused = template.copy();
+    paused.spawn();
+    let mut fast = template.copy();
+    // The publisher sleeps 4 s after its first round: every sample is in its next one.
+    fast.set_env("UWLR_XAPI_PUBLISH_PAUSE_MS", "4000");
+    fast.spawn();
+    for name in accepted_samples() {
+        assert_eq!(paused.post(&name), 200, "{name}");
+        paused.wait_published();
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    fast.post_accepted(&accepted_samples());
+    let original = paused.statements();
+    assert!(original.len() > 20, "{}", original.len());
+    validate_strict(&original);
+    let at_full_speed = fast.statements();
+    assert_eq!(at_full_speed.len(), original.len());
+    for (one, other) in original.iter().zip(&at_full_speed) {
+        assert_eq!(one, other, "paused and full-speed replays differ");
+    }
+
+    // A lost xapi.sqlite: the publisher starts over from the change log.
+    paused.terminate();
+    for suffix in ["", "-wal", "-shm"] {
+        let _ = std::fs::remove_file(paused.dir.join("data").join(format!("xapi.sqlite{suffix}")));
+    }
+    paused.spawn();
+    let rebuilt = paused.statements();
+    assert_eq!(rebuilt.len(), original.len());
+    for (one, other) in original.iter().zip(&rebuilt) {
+        assert_eq!(one, other, "the rebuild differs from the original");
+    }
+}
+
+/// Timestamps come from the data: a voiding statement carries the aanmaakdatum of the
+/// correcting message (sample 07), never the publisher's clock.
+#[test]
+fn a_voiding_statement_takes_the_correcting_messages_aanmaakdatum() {
+    let gateway = Gateway::start(&[]);
+    gateway.post_accepted(&accepted_samples()[..7]);
+    let statements = gateway.statements();
+    assert!(statements
+        .iter()
+        .any(|statement| statement["verb"]["id"] == "http://adlnet.gov/expapi/verbs/voided"));
+    let aanmaakdatum = format!("{BASE_IRI}/extension/aanmaakdatum");
+    for (index, statement) in statements.iter().enumerate() {
+        if statement["verb"]["id"] != "http://adlnet.gov/expapi/verbs/voided" {
+            continue;
+        }
+        // The publisher writes the voiding statement just before the one that replaces it.
+        let replacement = &statements[index + 1];
+        let made = replacement["context"]["extensions"][&aanmaakdatum]
+            .as_str()
+            .unwrap();
+        let expected = uwlr_gateway::bridge::xapi::aanmaakdatum_timestamp(made).unwrap();
+        assert_eq!(statement["timestamp"], expected.as_str(), "{statement}");
+    }
+}
+
+/// `xapi_base_iri` is part of every id: a gateway whose statements were made under one
+/// refuses to start under another, saying why, and starts again under the pinned one.
+#[test]
+fn a_changed_base_iri_is_refused_at_start() {
+    let mut gateway = template();
+    gateway.set_env("UWLR_XAPI_BASE_IRI", "https://elsewhere.example/xapi");
+    let output = gateway.serve_refused(Duration::from_secs(30));
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("xapi_base_iri")
+            && stderr.contains("https://elsewhere.example/xapi")
+            && stderr.contains(BASE_IRI),
+        "{stderr}"
+    );
+    gateway.set_env("UWLR_XAPI_BASE_IRI", BASE_IRI);
+    gateway.spawn();
+}
+
+/// Before issue 17 a registration was the UUIDv5 of school, leerlingid, toets, versie and
+/// afnamedatum under a namespace derived from the public base IRI: 10,000 guessed
+/// leerlingids recovered the learner. Keyed with the gateway's secret, no guess matches.
+#[test]
+fn guessing_leerlingids_does_not_recover_a_registration() {
+    let gateway = Gateway::start(&[]);
+    gateway.post_accepted(&accepted_samples());
+    let namespace = uuid::Uuid::new_v5(&uuid::Uuid::NAMESPACE_URL, BASE_IRI.as_bytes());
+    let extension = |name: &str| format!("{BASE_IRI}/extension/{name}");
+    let mut tried = 0;
+    for statement in gateway.statements() {
+        let definition = &statement["object"]["definition"]["extensions"];
+        let Some(toetscode) = definition[extension("toetscode")]["waarde"].as_str() else {
+            continue;
+        };
+        let versie = definition[extension("versie")]["waarde"]
+            .as_str()
+            .unwrap_or("");
+        let context = &statement["context"]["extensions"];
+        let school = format!(
+            "brin:{}{}",
+            context[extension("brincode")].as_str().unwrap(),
+            context[extension("dependancecode")]
+                .as_str()
+                .unwrap_or("00")
+        );
+        let afnamedatum = context[extension("afnamedatum")].as_str().unwrap();
+        let registration = statement["context"]["registration"].as_str().unwrap();
+        for guess in 0..10_000 {
+            let name = format!(
+                "uwlr-registration|v1|{school}|LL{guess:04}|{toetscode}|{versie}|{afnamedatum}"
+            );
+            assert_ne!(
+                uuid::Uuid::new_v5(&namespace, name.as_bytes()).to_string(),
+                registration,
+                "registration {registration} recovered: {name}"
+            );
+        }
+        tried += 1;
+    }
+    assert!(tried >= 5, "{tried} toets statements");
+}
