@@ -772,14 +772,31 @@ fn phase2(
                     let Some(normering) = sum.normering(&definition.definition) else {
                         continue;
                     };
+                    // The sitting's onderdelen may come in several messages: the total is
+                    // that of every onderdeel stored so far, and only once all are there.
+                    let (stored, reported) = store_intake::sitting_results(
+                        &savepoint,
+                        owner,
+                        &head.leerlingid,
+                        definition.id,
+                    )?;
+                    if reported {
+                        continue;
+                    }
+                    let Some(sum) = rules::complete_sum(&definition.definition, &stored) else {
+                        continue;
+                    };
                     if let Some(violation) = sum.check(&head.leerlingid, &toetscode, normering) {
                         violations.push(violation.at_offset(head.offset));
                         continue;
                     }
                     let mut keys = sum.keys.clone();
                     keys.sort();
+                    // One key per sitting (leerling and toets version), so a recomputed total
+                    // is a correction of the earlier one, which the publisher voids.
+                    let sitting = format!("{}\n{toetscode}\n{versie}", head.leerlingid);
                     let state = AfnameState {
-                        afname_key: format!("~som:{}", &sha256_hex(keys.join("\n").as_bytes())[..32]),
+                        afname_key: format!("~som:{}", &sha256_hex(sitting.as_bytes())[..32]),
                         leerlingid: head.leerlingid.clone(),
                         eckid: head.eckid.clone(),
                         resultaatverwerkerid: head.resultaatverwerkerid.clone(),

@@ -512,6 +512,8 @@ impl Mapping {
                     if low < high && low <= raw && raw <= high {
                         score.min = Some(Number::from(low));
                         score.max = Some(Number::from(high));
+                        // A known range makes the score a logical percentage (README, Decisions).
+                        score.scaled = decimal((raw - low) as f64 / (high - low) as f64);
                         range_used = Some((low, high));
                     }
                 }
@@ -771,6 +773,14 @@ impl Mapping {
         );
         put("aanmaakdatum", Some(&source.aanmaakdatum));
         put("xsdversie", source.xsdversie.as_deref());
+        // A total the gateway added up, not one the sender reported (README, Decisions).
+        if source.derived {
+            let onderdelen = stored.get("afgeleid_uit").cloned().unwrap_or(json!([]));
+            context.extensions.insert(
+                self.extension("afgeleid"),
+                json!({"methode": "som", "resultaatkeys": onderdelen}),
+            );
+        }
 
         // Id: the natural key plus a digest over the source values the statement asserts.
         let actor = self.default_agent(&school, &source.leerlingid, source.eckid.as_deref());
@@ -929,7 +939,9 @@ mod tests {
             "/object/id",
             "/object/definition/type",
             "/object/definition/name",
-            "/result/score",
+            "/result/score/raw",
+            "/result/score/min",
+            "/result/score/max",
             "/context/contextActivities",
             "/timestamp",
         ] {
@@ -952,6 +964,11 @@ mod tests {
                 ["term"],
             "III"
         );
+        // Issue 17: a known range gives the scaled score, (42 - 0) / (60 - 0).
+        assert_eq!(ours["result"]["score"]["scaled"], json!(0.7));
+        assert!(ours["context"]["extensions"]
+            .get("https://uwlr-gateway.example.nl/xapi/extension/afgeleid")
+            .is_none());
         assert!(built
             .id_name
             .starts_with("uwlr-resultaat|v1|brin:99XX16|A-1001|"));

@@ -487,6 +487,45 @@ pub fn upsert_afname(
     }
 }
 
+/// The onderdeel results the sender `owner` stored for a leerling and toets version, in
+/// store order, and whether the sender reported a toets-level score for it (then nothing
+/// is derived). Reads this message's own rows too (same transaction).
+pub fn sitting_results(
+    connection: &Connection,
+    owner: Owner,
+    leerlingid: &str,
+    toets_id: i64,
+) -> Result<(Vec<crate::domain::rules::OnderdeelScore>, bool), StoreError> {
+    let mut results = Vec::new();
+    let mut reported = false;
+    let mut statement = connection.prepare_cached(
+        "SELECT toetsonderdeelcode, afname_key, afnamedatum, score, derived FROM toetsafnames
+         WHERE school_id = ?1 AND leerlingid = ?2 AND client_id = ?3 AND toets_id = ?4 ORDER BY id",
+    )?;
+    let mut rows = statement.query(params![
+        owner.school_id,
+        leerlingid,
+        owner.client_id,
+        toets_id
+    ])?;
+    while let Some(row) = rows.next()? {
+        let code: Option<String> = row.get(0)?;
+        let derived: bool = row.get(4)?;
+        match code {
+            None => reported |= !derived,
+            Some(toetsonderdeelcode) => results.push(crate::domain::rules::OnderdeelScore {
+                toetsonderdeelcode,
+                key: row.get(1)?,
+                afnamedatum: row.get(2)?,
+                score: row
+                    .get::<_, Option<i64>>(3)?
+                    .and_then(|score| u64::try_from(score).ok()),
+            }),
+        }
+    }
+    Ok((results, reported))
+}
+
 /// Starts the list of result keys a message skipped (for breaking a rule): those
 /// results are never written, yet kResultaat must still see their keys. The list is
 /// a temporary table on the writer's connection, so it costs nothing for a message

@@ -138,3 +138,119 @@ fn guessing_leerlingids_does_not_recover_a_registration() {
     }
     assert!(tried >= 5, "{tried} toets statements");
 }
+
+/// Sample 09 with its aanmaakdatum set to `aanmaakdatum`, without the results whose keys
+/// are in `without`, and with `replace` applied (from, to).
+fn sample_09(aanmaakdatum: &str, without: &[&str], replace: &[(&str, &str)]) -> Vec<u8> {
+    let mut text = std::fs::read_to_string(super::helpers::sample("09-somscore-onderdelen.xml"))
+        .unwrap()
+        .replace("2026-10-09T08:00:00", aanmaakdatum);
+    for key in without {
+        let start = text
+            .find(&format!("<L:resultaat key=\"{key}\">"))
+            .unwrap_or_else(|| panic!("{key} in sample 09"));
+        let end = start + text[start..].find("</L:resultaat>").unwrap() + "</L:resultaat>".len();
+        text.replace_range(start..end, "");
+    }
+    for (from, to) in replace {
+        assert!(text.contains(from), "{from}");
+        text = text.replacen(from, to, 1);
+    }
+    text.into_bytes()
+}
+
+/// The live gateway-computed totals as (resultaatkey, raw), and every statement.
+fn live_totals(gateway: &Gateway) -> (Vec<(String, u64)>, Vec<serde_json::Value>) {
+    let statements = gateway.statements();
+    let voided: std::collections::BTreeSet<String> = statements
+        .iter()
+        .filter(|s| s["verb"]["id"] == "http://adlnet.gov/expapi/verbs/voided")
+        .map(|s| s["object"]["id"].as_str().unwrap().to_string())
+        .collect();
+    let key = format!("{BASE_IRI}/extension/resultaatkey");
+    let mut totals: Vec<(String, u64)> = statements
+        .iter()
+        .filter(|s| !voided.contains(s["id"].as_str().unwrap()))
+        .filter(|s| {
+            s["context"]["extensions"][&key]
+                .as_str()
+                .is_some_and(|k| k.starts_with("~som:"))
+        })
+        .map(|s| {
+            (
+                s["context"]["extensions"][&key]
+                    .as_str()
+                    .unwrap()
+                    .to_string(),
+                s["result"]["score"]["raw"].as_u64().unwrap(),
+            )
+        })
+        .collect();
+    totals.sort_by_key(|(_, raw)| *raw);
+    (totals, statements)
+}
+
+/// Issue 17, honest totals: onderdelen of one sitting sent in two messages (8 of 30, then
+/// 16 more) give one live total of 24, marked as derived and scaled over its range; a later
+/// correction of an onderdeel recomputes it and voids the earlier total.
+#[test]
+fn onderdelen_sent_in_two_messages_give_one_live_total_equal_to_their_sum() {
+    let gateway = Gateway::start(&[]);
+    // First message: LL0014 only dictee (8); LL0015 complete (30).
+    let first = sample_09(
+        "2026-10-09T08:00:00",
+        &["SOM-LL0014-WRD", "SOM-LL0014-ZIN"],
+        &[],
+    );
+    assert_eq!(gateway.post_bytes(first), 200);
+    let (totals, _) = live_totals(&gateway);
+    assert_eq!(
+        totals.iter().map(|(_, raw)| *raw).collect::<Vec<_>>(),
+        [30],
+        "no total for part of a toets"
+    );
+    // Second message: the other two onderdelen of LL0014 (7 + 9).
+    let second = sample_09("2026-10-09T09:00:00", &["SOM-LL0014-DIC"], &[]);
+    assert_eq!(gateway.post_bytes(second), 200);
+    let (totals, statements) = live_totals(&gateway);
+    assert_eq!(
+        totals.iter().map(|(_, raw)| *raw).collect::<Vec<_>>(),
+        [24, 30]
+    );
+    let total = statements
+        .iter()
+        .find(|s| s["result"]["score"]["raw"] == 24)
+        .unwrap();
+    assert_eq!(total["result"]["score"]["min"], 0);
+    assert_eq!(total["result"]["score"]["max"], 30);
+    assert_eq!(total["result"]["score"]["scaled"], 0.8);
+    let derived = &total["context"]["extensions"][format!("{BASE_IRI}/extension/afgeleid")];
+    assert_eq!(derived["methode"], "som");
+    assert_eq!(derived["resultaatkeys"].as_array().unwrap().len(), 3);
+    // A sender-reported score is not marked.
+    assert!(statements
+        .iter()
+        .filter(|s| s["verb"]["id"] != "http://adlnet.gov/expapi/verbs/voided")
+        .any(|s| s["context"]["extensions"]
+            .get(format!("{BASE_IRI}/extension/afgeleid"))
+            .is_none()));
+
+    // A corrected onderdeel (zinsbouw 9 → 10) recomputes the total and voids the old one.
+    let third = sample_09(
+        "2026-10-09T10:00:00",
+        &["SOM-LL0014-DIC", "SOM-LL0014-WRD"],
+        &[("<L:score>9</L:score>", "<L:score>10</L:score>")],
+    );
+    assert_eq!(gateway.post_bytes(third), 200);
+    let (totals, statements) = live_totals(&gateway);
+    assert_eq!(
+        totals.iter().map(|(_, raw)| *raw).collect::<Vec<_>>(),
+        [25, 30]
+    );
+    let old_total = total["id"].as_str().unwrap();
+    assert!(statements.iter().any(
+        |s| s["verb"]["id"] == "http://adlnet.gov/expapi/verbs/voided"
+            && s["object"]["id"] == old_total
+    ));
+    validate_strict(&statements);
+}
