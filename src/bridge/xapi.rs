@@ -774,12 +774,11 @@ impl Mapping {
         put("aanmaakdatum", Some(&source.aanmaakdatum));
         put("xsdversie", source.xsdversie.as_deref());
         // A total the gateway added up, not one the sender reported (README, Decisions).
+        // (The onderdeel keys it sums are in the result extension `afgeleid-uit`.)
         if source.derived {
-            let onderdelen = stored.get("afgeleid_uit").cloned().unwrap_or(json!([]));
-            context.extensions.insert(
-                self.extension("afgeleid"),
-                json!({"methode": "som", "resultaatkeys": onderdelen}),
-            );
+            context
+                .extensions
+                .insert(self.extension("afgeleid"), json!({"methode": "som"}));
         }
 
         // Id: the natural key plus a digest over the source values the statement asserts.
