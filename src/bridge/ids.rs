@@ -14,7 +14,9 @@ const ID_KEY_BYTES: usize = 32;
 /// result again under new ids), then opens the gateway's id key, made and sealed with
 /// `keyring` on first start. The key lives in the core (`gateway.sqlite`), not in
 /// `xapi.sqlite`: statements are derived data and a rebuilt `xapi.sqlite` must give the ids
-/// the LRSs already hold.
+/// the LRSs already hold. A key that does not open (a replaced secrets key) does not stop
+/// the intake: keyed statements wait until the right key is configured, as delivery to an
+/// LRS whose secrets do not open waits.
 pub fn prepare(
     connection: &Connection,
     keyring: &Keyring,
@@ -28,15 +30,18 @@ pub fn prepare(
         });
     }
     let key = match sealed_id_key(connection)? {
-        Some(sealed) => {
-            let key = keyring
-                .reveal(ID_KEY_PLACE, sealed.bytes())
-                .map_err(|error| BridgeError::IdKey(error.to_string()))?;
-            if !keyring.is_current(sealed.bytes()) {
-                store_id_key(connection, keyring.seal(ID_KEY_PLACE, &key).as_bytes())?;
+        Some(sealed) => match keyring.reveal(ID_KEY_PLACE, sealed.bytes()) {
+            Ok(key) => {
+                if !keyring.is_current(sealed.bytes()) {
+                    store_id_key(connection, keyring.seal(ID_KEY_PLACE, &key).as_bytes())?;
+                }
+                key
             }
-            key
-        }
+            Err(error) => {
+                tracing::error!(%error, "the gateway's xAPI id key does not open with the configured secrets key; no statement is published until it does");
+                return Ok(mapping.with_unopened_id_key(error.to_string()));
+            }
+        },
         None => {
             let mut key = vec![0u8; ID_KEY_BYTES];
             rand::RngCore::fill_bytes(&mut rand::rngs::OsRng, &mut key);

@@ -76,6 +76,7 @@ pub fn write_round(
     }
     let mut written = 0;
     for source in &round.sources {
+        mapping.check_keyed(source.keyed_ids)?;
         let toets = &round.definitions[&(source.toets_id, source.toets_revision)];
         let built = mapping.build(source, toets);
         written += publish_one(connection, mapping, source, built)?;

@@ -167,6 +167,9 @@ pub struct Mapping {
     base_iri: String,
     namespace: Uuid,
     id_key: Option<IdKey>,
+    /// Why the stored id key did not open (a replaced secrets key): keyed statements then
+    /// wait, rather than go out under other ids.
+    id_key_unopened: Option<String>,
 }
 
 /// An HMAC-SHA256 key that derives ids; never printed.
@@ -382,6 +385,7 @@ impl Mapping {
             base_iri,
             namespace,
             id_key: None,
+            id_key_unopened: None,
         })
     }
 
@@ -391,9 +395,23 @@ impl Mapping {
         self
     }
 
+    /// The mapping of a gateway whose stored id key does not open, and why.
+    pub fn with_unopened_id_key(mut self, reason: String) -> Mapping {
+        self.id_key_unopened = Some(reason);
+        self
+    }
+
+    /// Refuses to build a keyed statement while the stored id key does not open.
+    pub fn check_keyed(&self, keyed: bool) -> Result<(), BridgeError> {
+        match (&self.id_key_unopened, keyed) {
+            (Some(reason), true) => Err(BridgeError::IdKey(reason.clone())),
+            _ => Ok(()),
+        }
+    }
+
     /// A keyed id (`keyed`, with the gateway's id key) or a UUIDv5 in this deployment's
-    /// public namespace (ids published before keying). Keyed namespaces are apart from the
-    /// public one, and a missing key is our bug: it falls back to the public form.
+    /// public namespace (ids published before keying, and a mapping made without a key, as
+    /// tools and unit tests make it; `serve` always has one, see `check_keyed`).
     pub fn id(&self, name: &str, keyed: bool) -> String {
         match (&self.id_key, keyed) {
             (Some(key), true) => key.uuid(&format!("{}|{name}", self.base_iri)),

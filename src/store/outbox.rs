@@ -615,7 +615,7 @@ pub struct Resealed {
     pub unopened: Vec<crate::secret::SecretError>,
 }
 
-/// Seals every subscription secret that is not sealed under the keyring's first key: clear
+/// Seals every subscription secret and the gateway's id key that is not sealed under the keyring's first key: clear
 /// values of databases from before sealing, and values under an older key after a rotation.
 /// A value no key opens is left as it is and reported.
 pub fn reseal_secrets(connection: &Connection, keyring: &Keyring) -> Result<Resealed, StoreError> {
@@ -650,6 +650,18 @@ pub fn reseal_secrets(connection: &Connection, keyring: &Keyring) -> Result<Rese
                 }
                 Err(error) => outcome.unopened.push(error),
             }
+        }
+    }
+    // The gateway's id key (in the core) is a secret of the same kind.
+    if let Some(stored) =
+        sealed_id_key(connection)?.filter(|stored| !keyring.is_current(stored.bytes()))
+    {
+        match keyring.reveal(ID_KEY_PLACE, stored.bytes()) {
+            Ok(clear) => {
+                store_id_key(connection, keyring.seal(ID_KEY_PLACE, &clear).as_bytes())?;
+                outcome.resealed += 1;
+            }
+            Err(error) => outcome.unopened.push(error),
         }
     }
     Ok(outcome)
