@@ -20,15 +20,15 @@ fn a_replay_with_pauses_a_replay_at_full_speed_and_a_rebuild_give_the_same_state
     let template = template();
     let mut paused = template.copy();
     paused.spawn();
-    let mut fast = template.copy();
-    // The publisher sleeps 4 s after its first round: every sample is in its next one.
-    fast.set_env("UWLR_XAPI_PUBLISH_PAUSE_MS", "4000");
-    fast.spawn();
     for name in accepted_samples() {
         assert_eq!(paused.post(&name), 200, "{name}");
         paused.wait_published();
         std::thread::sleep(Duration::from_millis(200));
     }
+    let mut fast = template.copy();
+    // The publisher sleeps 4 s after its first round: every sample is in its next one.
+    fast.set_env("UWLR_XAPI_PUBLISH_PAUSE_MS", "4000");
+    fast.spawn();
     fast.post_accepted(&accepted_samples());
     let original = paused.statements();
     assert!(original.len() > 20, "{}", original.len());
