@@ -426,7 +426,16 @@ pub fn upsert_afname(
             "afname {} vanished during its upsert",
             state.afname_key
         ))),
-        Some((_, _, receipt_id)) if receipt_id == write.receipt_id => {
+        Some((id, _, receipt_id)) if receipt_id == write.receipt_id => {
+            // A derived total summed again later in the same message (a second toetsafname
+            // element of the sitting) holds the newer sum; its change is logged already.
+            if state.derived {
+                connection
+                    .prepare_cached(
+                        "UPDATE toetsafnames SET score = ?2, result = ?3, content_sha256 = ?4 WHERE id = ?1",
+                    )?
+                    .execute(params![id, state.score, state.result, content_hash])?;
+            }
             Ok(AfnameChange::DuplicateInMessage)
         }
         Some((id, stored_hash, _)) if stored_hash == content_hash => {
@@ -487,26 +496,47 @@ pub fn upsert_afname(
     }
 }
 
-/// The onderdeel results the sender `owner` stored for a leerling and toets version, in
-/// store order, and whether the sender reported a toets-level score for it (then nothing
-/// is derived). Reads this message's own rows too (same transaction).
+/// The afnamedatum stored for the sender's afname `afname_key` (the first one sent: an
+/// update keeps it and records the new one as mutatiedatum).
+pub fn stored_afnamedatum(
+    connection: &Connection,
+    owner: Owner,
+    afname_key: &str,
+) -> Result<Option<String>, StoreError> {
+    Ok(connection
+        .prepare_cached(
+            "SELECT afnamedatum FROM toetsafnames WHERE school_id = ?1 AND client_id = ?2 AND afname_key = ?3",
+        )?
+        .query_row(
+            params![owner.school_id, owner.client_id, afname_key],
+            |row| row.get(0),
+        )
+        .optional()?)
+}
+
+/// The onderdeel results the sender `owner` stored for one sitting (a leerling, toets
+/// version and afnamedatum), in store order, and whether the sender reported a toets-level
+/// score for it (then nothing is derived). Reads this message's own rows too.
 pub fn sitting_results(
     connection: &Connection,
     owner: Owner,
     leerlingid: &str,
     toets_id: i64,
+    afnamedatum: &str,
 ) -> Result<(Vec<crate::domain::rules::OnderdeelScore>, bool), StoreError> {
     let mut results = Vec::new();
     let mut reported = false;
     let mut statement = connection.prepare_cached(
         "SELECT toetsonderdeelcode, afname_key, afnamedatum, score, derived FROM toetsafnames
-         WHERE school_id = ?1 AND leerlingid = ?2 AND client_id = ?3 AND toets_id = ?4 ORDER BY id",
+         WHERE school_id = ?1 AND leerlingid = ?2 AND client_id = ?3 AND toets_id = ?4 AND afnamedatum = ?5
+         ORDER BY id",
     )?;
     let mut rows = statement.query(params![
         owner.school_id,
         leerlingid,
         owner.client_id,
-        toets_id
+        toets_id,
+        afnamedatum
     ])?;
     while let Some(row) = rows.next()? {
         let code: Option<String> = row.get(0)?;

@@ -260,3 +260,23 @@ fn onderdelen_sent_in_two_messages_give_one_live_total_equal_to_their_sum() {
     ));
     validate_strict(&statements);
 }
+
+/// An afnamedatum after the message's aanmaakdatum (sample 12: 12026-10-11) is accepted and
+/// gets the aanmaakdatum as timestamp (README, Mapping decisions): from the data, so the same
+/// at every rebuild, and never in the future.
+#[test]
+fn a_result_dated_after_its_message_takes_the_aanmaakdatum_as_timestamp() {
+    let gateway = Gateway::start(&[]);
+    let mut samples = accepted_samples();
+    samples.push("11-xsd-getallen-en-24-uur.xml".into());
+    samples.push("12-xsd-sleutels-en-datums.xml".into());
+    gateway.post_accepted(&samples);
+    let statements = gateway.statements();
+    let afnamedatum = format!("{BASE_IRI}/extension/afnamedatum");
+    let future = statements
+        .iter()
+        .find(|s| s["context"]["extensions"][&afnamedatum] == "12026-10-11")
+        .expect("sample 12's result of year 12026");
+    assert_eq!(future["timestamp"], "2026-10-11T18:00:00.123Z");
+    validate_strict(&statements);
+}
