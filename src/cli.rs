@@ -167,6 +167,10 @@ pub enum SecretsCommand {
     /// Reseal every stored secret under the first key of the key file (after a rotation, or for
     /// a database from before sealing); prints how many values were resealed.
     Rotate,
+    /// Forget the gateway's xAPI id key when the secrets key that sealed it is lost: the next
+    /// `serve` makes a new one, and statements published from then on get ids under it
+    /// (statements already published keep theirs; a rebuild of xapi.sqlite would not).
+    ResetIdKey,
 }
 
 #[derive(Subcommand, Debug)]
@@ -588,6 +592,32 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
             println!(
                 "resealed {resealed} stored secrets under the first key of {}",
                 keyring.origin()
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Secrets(SecretsCommand::ResetIdKey) => {
+            let mut connection = connect(&config)?;
+            let transaction =
+                connection.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+            let forgotten = crate::store::outbox::forget_id_key(&transaction)?;
+            admin::audit(
+                &transaction,
+                "cli",
+                "secrets.reset-id-key",
+                if forgotten {
+                    "forgotten"
+                } else {
+                    "none stored"
+                },
+            )?;
+            transaction.commit()?;
+            println!(
+                "{}",
+                if forgotten {
+                    "the xAPI id key is forgotten; the next serve makes a new one"
+                } else {
+                    "no xAPI id key was stored"
+                }
             );
             Ok(ExitCode::SUCCESS)
         }

@@ -739,3 +739,11 @@ pub fn store_id_key(connection: &Connection, sealed: &[u8]) -> Result<(), StoreE
     )?;
     Ok(())
 }
+
+/// Forgets the gateway's id key (`secrets reset-id-key`); returns whether one was stored.
+pub fn forget_id_key(connection: &Connection) -> Result<bool, StoreError> {
+    Ok(connection.execute(
+        "DELETE FROM gateway_settings WHERE name = 'xapi_id_key'",
+        [],
+    )? > 0)
+}

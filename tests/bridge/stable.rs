@@ -280,3 +280,39 @@ fn a_result_dated_after_its_message_takes_the_aanmaakdatum_as_timestamp() {
     assert_eq!(future["timestamp"], "2026-10-11T18:00:00.123Z");
     validate_strict(&statements);
 }
+
+/// The id key is sealed with the secrets key: without that key the gateway still accepts
+/// messages but publishes nothing (never under other ids), and says why; an operator who
+/// lost the key for good runs `secrets reset-id-key`, and publication goes on under a new one.
+#[test]
+fn a_lost_secrets_key_holds_statements_back_until_the_id_key_is_reset() {
+    let mut gateway = Gateway::start(&[]);
+    gateway.post_accepted(&accepted_samples()[..1]);
+    gateway.wait_published();
+    gateway.terminate();
+    std::fs::remove_file(gateway.dir.join("data").join("secrets.key")).unwrap();
+    gateway.spawn();
+    assert_eq!(gateway.post("02-batch-vijf-leerlingen.xml"), 200);
+    gateway.wait_for("the id key error", Duration::from_secs(30), || {
+        gateway.logs().contains("xAPI id key")
+    });
+    std::thread::sleep(Duration::from_millis(500));
+    let position = |gateway: &Gateway| -> (i64, i64) {
+        gateway
+            .db()
+            .query_row(
+                "SELECT (SELECT cursor_seq FROM xapi_publisher), (SELECT seq FROM change_counter)",
+                [],
+                |row| Ok((row.get(0)?, row.get(1)?)),
+            )
+            .unwrap()
+    };
+    let (cursor, end) = position(&gateway);
+    assert!(cursor < end, "published without the id key");
+    gateway.terminate();
+    let answer = gateway.cli(&["secrets", "reset-id-key"]);
+    assert!(answer.contains("forgotten"), "{answer}");
+    gateway.spawn();
+    gateway.wait_published();
+    validate_strict(&gateway.statements());
+}
