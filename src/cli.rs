@@ -193,6 +193,10 @@ pub enum SecretsCommand {
     /// Reseal every stored secret under the first key of the key file (after a rotation, or for
     /// a database from before sealing); prints how many values were resealed.
     Rotate,
+    /// Forget the gateway's xAPI id key when the secrets key that sealed it is lost: the next
+    /// `serve` makes a new one, and statements published from then on get ids under it
+    /// (statements already published keep theirs; a rebuild of xapi.sqlite would not).
+    ResetIdKey,
 }
 
 #[derive(Subcommand, Debug)]
@@ -818,6 +822,32 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
             println!(
                 "resealed {resealed} stored secrets under the first key of {}",
                 keyring.origin()
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Secrets(SecretsCommand::ResetIdKey) => {
+            let mut connection = connect(&config)?;
+            let transaction =
+                connection.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+            let forgotten = crate::store::outbox::forget_id_key(&transaction)?;
+            admin::audit(
+                &transaction,
+                "cli",
+                "secrets.reset-id-key",
+                if forgotten {
+                    "forgotten"
+                } else {
+                    "none stored"
+                },
+            )?;
+            transaction.commit()?;
+            println!(
+                "{}",
+                if forgotten {
+                    "the xAPI id key is forgotten; the next serve makes a new one"
+                } else {
+                    "no xAPI id key was stored"
+                }
             );
             Ok(ExitCode::SUCCESS)
         }
@@ -1462,7 +1492,8 @@ fn serve(config: Config, demo: bool) -> Result<ExitCode> {
     }
     let schemas = crate::schema::prepare(&contract_dir(&config), config.schema_dir.as_deref())?;
     let vocabularies = Vocabularies::load(config.vdex_dir.as_deref())?;
-    let mapping = config.xapi_mapping()?;
+    let mapping = crate::bridge::ids::prepare(&store.connect()?, &keyring, config.xapi_mapping()?)
+        .context("cannot start the xAPI bridge")?;
     let intake = Intake {
         store: store.clone(),
         schemas,

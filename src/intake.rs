@@ -772,7 +772,8 @@ fn phase2(
     };
     let mut head = ToetsafnameHead::default();
     let mut leerling_state: Option<bool> = None;
-    let mut sums: BTreeMap<(String, String), rules::DerivedSum> = BTreeMap::new();
+    // Per toets version and afnamedatum: a sitting (README, Derived sums).
+    let mut sums: BTreeMap<(String, String, String), rules::DerivedSum> = BTreeMap::new();
     // Whether some result was skipped for a rule it broke; see `store_intake::begin_skipped_keys`.
     let mut skipped_keys = false;
     let aanmaakdatum_text = school.aanmaakdatum.clone();
@@ -902,7 +903,6 @@ fn phase2(
                     )?;
                     continue;
                 }
-                sums.entry(pin_key.clone()).or_default().add(&resultaat);
                 // Rows are written even when the message already broke a rule (the
                 // savepoint is rolled back then): the store is what finds a key
                 // that occurs twice in one message, without holding every key in memory.
@@ -937,6 +937,19 @@ fn phase2(
                 } else {
                     change
                 };
+                // The sitting is that of the stored afname: an update keeps its first afnamedatum.
+                let sitting_date = match change {
+                    AfnameChange::Created | AfnameChange::DuplicateInMessage => {
+                        resultaat.afnamedatum.clone()
+                    }
+                    AfnameChange::Updated | AfnameChange::Unchanged => {
+                        store_intake::stored_afnamedatum(&savepoint, owner, &resultaat.key)?
+                            .unwrap_or_else(|| resultaat.afnamedatum.clone())
+                    }
+                };
+                sums.entry((pin_key.0.clone(), pin_key.1.clone(), sitting_date))
+                    .or_default()
+                    .add(&resultaat);
                 match change {
                     AfnameChange::DuplicateInMessage => {
                         violations.push(duplicate_key_violation(&head, &resultaat))
@@ -946,7 +959,7 @@ fn phase2(
             }
             Parsed::ToetsafnameEnd => {
                 let quarantined = leerling_state == Some(false);
-                for ((toetscode, versie), sum) in std::mem::take(&mut sums) {
+                for ((toetscode, versie, afnamedatum), sum) in std::mem::take(&mut sums) {
                     let Some(Some(definition)) =
                         pinned.get(&(toetscode.clone(), versie.clone())).cloned()
                     else {
@@ -956,14 +969,33 @@ fn phase2(
                     let Some(normering) = sum.normering(&definition.definition) else {
                         continue;
                     };
+                    // The sitting's onderdelen may come in several messages: the total is
+                    // that of every onderdeel stored so far, and only once all are there.
+                    let (stored, reported) = store_intake::sitting_results(
+                        &savepoint,
+                        owner,
+                        &head.leerlingid,
+                        definition.id,
+                        &afnamedatum,
+                    )?;
+                    if reported {
+                        continue;
+                    }
+                    let Some(sum) = rules::complete_sum(&definition.definition, &stored) else {
+                        continue;
+                    };
                     if let Some(violation) = sum.check(&head.leerlingid, &toetscode, normering) {
                         violations.push(violation.at_offset(head.offset));
                         continue;
                     }
                     let mut keys = sum.keys.clone();
                     keys.sort();
+                    // One key per sitting (leerling, toets version, afnamedatum), so a recomputed
+                    // total is a correction of the earlier one, which the publisher voids.
+                    let sitting =
+                        format!("{}\n{toetscode}\n{versie}\n{afnamedatum}", head.leerlingid);
                     let state = AfnameState {
-                        afname_key: format!("~som:{}", &sha256_hex(keys.join("\n").as_bytes())[..32]),
+                        afname_key: format!("~som:{}", &sha256_hex(sitting.as_bytes())[..32]),
                         leerlingid: head.leerlingid.clone(),
                         eckid: head.eckid.clone(),
                         resultaatverwerkerid: head.resultaatverwerkerid.clone(),

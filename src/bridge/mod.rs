@@ -7,6 +7,7 @@
 //! and `profile` is the xAPI Profile that describes the statements.
 
 pub mod compare;
+pub mod ids;
 pub mod outbox;
 pub mod profile;
 pub mod publish;
@@ -28,6 +29,13 @@ pub enum BridgeError {
     /// The configured base IRI cannot be used for activity ids (no http/https scheme, query or fragment).
     #[error("xapi_base_iri {0:?} must be an absolute http(s) IRI without query or fragment")]
     BaseIri(String),
+    /// `xapi_base_iri` differs from the one the stored statements were made under.
+    #[error("xapi_base_iri is {configured:?}, but the statements in xapi.sqlite were made under {pinned:?}: every statement id depends on it, so the gateway will not publish under another; set xapi_base_iri back, or move xapi.sqlite away to publish everything again under the new IRI")]
+    BaseIriChanged { pinned: String, configured: String },
+    /// The gateway's id key does not open with the secrets key (a replaced key file), so a
+    /// keyed statement cannot be built with the id the LRSs expect; carries why.
+    #[error("the gateway's xAPI id key: {0}")]
+    IdKey(String),
     /// A stored row could not be read back (a toets definition or statement JSON); carries the reason.
     #[error("stored data is unreadable: {0}")]
     Unreadable(String),

@@ -390,7 +390,7 @@ impl Task {
                     // The LRS holds this id already: delivered only if it holds this very
                     // statement (a resend); otherwise the LRS keeps other content under our id
                     // (another identity, a mapping change), which an operator must see.
-                    let held = match self.held(&part[0].id, &bodies[0]).await {
+                    let held = match self.held(&bodies[0]).await {
                         Ok(held) => held,
                         Err(error) => {
                             return Round::Retry {
@@ -540,11 +540,18 @@ impl Task {
 }
 
 impl Task {
-    /// GETs what the LRS holds under `id` (as a statement, else as a voided one) and
-    /// compares it with `sent`; an error when the LRS cannot be asked or answers oddly.
-    async fn held(&self, id: &str, sent: &str) -> Result<Held, String> {
+    /// GETs what the LRS holds under the id of `sent` (as a statement, else as a voided one)
+    /// and compares it with `sent`; an error when the LRS cannot be asked or answers oddly.
+    /// The id is the one sent, as rendered for this LRS: for the pseudonym and LAS identities
+    /// it is keyed with the LRS's own key, not the stored statement's id.
+    async fn held(&self, sent: &str) -> Result<Held, String> {
         let sent: serde_json::Value =
             serde_json::from_str(sent).map_err(|error| format!("the statement sent: {error}"))?;
+        let id = sent["id"]
+            .as_str()
+            .ok_or("the statement sent has no id")?
+            .to_string();
+        let id = id.as_str();
         for parameter in ["statementId", "voidedStatementId"] {
             let mut url = reqwest::Url::parse(&self.subscription.row.url)
                 .map_err(|error| format!("the LRS URL: {error}"))?;

@@ -61,6 +61,7 @@ const EXTENSIONS: &[(&str, ExtensionKind, &str)] = &[
     ("resultaatkey", ExtensionKind::Context, "The key of the resultaat, stable per school."),
     ("resultaatverwerkerid", ExtensionKind::Context, "The resultaatverwerkerid the sender gave."),
     ("aanmaakdatum", ExtensionKind::Context, "The aanmaakdatum of the message that carried the result."),
+    ("afgeleid", ExtensionKind::Context, "Marks a toets score the gateway derived (methode som: the sum of every onderdeel of the pinned toets version), as opposed to one the sender reported."),
     ("xsdversie", ExtensionKind::Context, "The xsdversie of the message."),
 ];
 

@@ -25,7 +25,8 @@ pub struct Round {
     from: i64,
     to: i64,
     sources: Vec<AfnameSource>,
-    definitions: HashMap<i64, Toets>,
+    /// By toets id and the revision the afname pinned (`None`: the current definition).
+    definitions: HashMap<(i64, Option<i64>), Toets>,
 }
 
 /// Reads a round from the core in one short read transaction. It is read apart from the
@@ -34,11 +35,12 @@ pub struct Round {
 pub fn read_round(connection: &Connection, from: i64, to: i64) -> Result<Round, BridgeError> {
     let transaction = connection.unchecked_transaction()?;
     let sources = outbox::changed_afnames(&transaction, None, from, to)?;
-    let mut definitions: HashMap<i64, Toets> = HashMap::new();
+    let mut definitions: HashMap<(i64, Option<i64>), Toets> = HashMap::new();
     for source in &sources {
-        if let std::collections::hash_map::Entry::Vacant(entry) = definitions.entry(source.toets_id)
-        {
-            let text = outbox::toets_definition(&transaction, source.toets_id)?;
+        let pinned = (source.toets_id, source.toets_revision);
+        if let std::collections::hash_map::Entry::Vacant(entry) = definitions.entry(pinned) {
+            let text =
+                outbox::toets_definition(&transaction, source.toets_id, source.toets_revision)?;
             let toets: Toets = serde_json::from_str(&text).map_err(|error| {
                 BridgeError::Unreadable(format!("toets {}: {error}", source.toets_id))
             })?;
@@ -72,12 +74,12 @@ pub fn write_round(
             round: round.from,
         });
     }
-    let now = crate::clock::Clock::System.now();
     let mut written = 0;
     for source in &round.sources {
-        let toets = &round.definitions[&source.toets_id];
-        let built = mapping.build(source, toets, now);
-        written += publish_one(connection, mapping, source, built, now)?;
+        mapping.check_keyed(source.keyed_ids)?;
+        let toets = &round.definitions[&(source.toets_id, source.toets_revision)];
+        let built = mapping.build(source, toets);
+        written += publish_one(connection, mapping, source, built)?;
     }
     connection
         .prepare_cached("UPDATE xapi_publisher SET cursor_seq = ?1 WHERE id = 1")?
@@ -90,7 +92,6 @@ fn publish_one(
     mapping: &Mapping,
     source: &AfnameSource,
     built: super::xapi::BuiltStatement,
-    now: chrono::DateTime<chrono::Utc>,
 ) -> Result<usize, BridgeError> {
     let live = outbox::live_statement(connection, source.id)?;
     if live
@@ -111,11 +112,14 @@ fn publish_one(
                 built.id_name
             )));
         }
-        statement.id = mapping.uuid(&format!("{}|reissue:{reissue}", built.id_name));
+        statement.id = mapping.id(&format!("{}|reissue:{reissue}", built.id_name), built.keyed);
     }
     let mut written = 0;
     if let Some((old_id, old_toetscode)) = live {
-        let voiding = mapping.voiding_statement(&old_id, now);
+        // The correction happened when the correcting message was made.
+        let voided_at = super::xapi::aanmaakdatum_timestamp(&source.aanmaakdatum)
+            .unwrap_or_else(|| statement.timestamp.clone());
+        let voiding = mapping.voiding_statement(&old_id, voided_at);
         if !outbox::statement_exists(connection, &voiding.id)? {
             insert(
                 connection,
@@ -175,6 +179,7 @@ fn insert(
             leerlingid,
             eckid,
             statement: json,
+            keyed: source.keyed_ids,
         },
     )?;
     Ok(())
@@ -395,7 +400,7 @@ mod tests {
                 .len(),
             3
         );
-        let legacy = mapping.build(&round.sources[2], &Toets::default(), chrono::Utc::now());
+        let legacy = mapping.build(&round.sources[2], &Toets::default());
         assert!(legacy.id_name.starts_with("uwlr-resultaat|v1|"));
         assert_eq!(first[2], legacy.statement.id);
         // Regenerated from scratch: the same ids.

@@ -1,6 +1,6 @@
 //! Subscribed LRS endpoints: their filters, credentials and the learner identity each may see (MAPPING.md C4).
 
-use super::xapi::{school_identity, Agent, Mapping};
+use super::xapi::{school_identity, Agent, IdKey, Mapping};
 use super::BridgeError;
 use crate::secret::{Keyring, Secret, SecretError};
 use crate::store::outbox::{
@@ -89,7 +89,11 @@ impl Subscription {
     }
 
     /// The statement JSON this LRS receives: the stored one, with the actor replaced for
-    /// the pseudonym and LAS identities. Voiding statements (actor: the gateway) are sent as stored.
+    /// the pseudonym and LAS identities. For those identities a keyed statement's id, its
+    /// registration and, in a voiding statement, the id of the statement it voids are keyed
+    /// once more with this LRS's key, so copies in two differently identified LRSs cannot be
+    /// joined by id (a voiding statement still names the id this LRS holds). Voiding
+    /// statements keep the gateway as actor.
     pub fn render(
         &self,
         mapping: &Mapping,
@@ -101,11 +105,14 @@ impl Subscription {
         let mut statement: Value = serde_json::from_str(&pending.statement).map_err(|error| {
             BridgeError::Unreadable(format!("statement {}: {error}", pending.id))
         })?;
+        if pending.keyed {
+            self.key_ids(&mut statement);
+        }
         if statement["verb"]["id"] == VERB_VOIDED {
-            return Ok(pending.statement.clone());
+            return Ok(statement.to_string());
         }
         let Some(leerlingid) = pending.leerlingid.as_deref() else {
-            return Ok(pending.statement.clone());
+            return Ok(statement.to_string());
         };
         let school = school_identity(
             pending.brincode.as_deref(),
@@ -129,6 +136,33 @@ impl Subscription {
         statement["actor"] = serde_json::to_value(agent)
             .map_err(|error| BridgeError::Unreadable(error.to_string()))?;
         Ok(statement.to_string())
+    }
+}
+
+impl Subscription {
+    /// This LRS's id for a gateway id (a statement id or registration).
+    fn lrs_id(&self, kind: &str, id: &str) -> String {
+        let key = hex::decode(self.pseudonym_key.expose()).unwrap_or_default();
+        IdKey::new(key).uuid(&format!("uwlr-lrs-id|{kind}|{id}"))
+    }
+
+    fn key_ids(&self, statement: &mut Value) {
+        if let Some(id) = statement["id"].as_str().map(str::to_string) {
+            statement["id"] = Value::String(self.lrs_id("statement", &id));
+        }
+        if statement["object"]["objectType"] == "StatementRef" {
+            if let Some(id) = statement["object"]["id"].as_str().map(str::to_string) {
+                statement["object"]["id"] = Value::String(self.lrs_id("statement", &id));
+            }
+        }
+        if let Some(registration) = statement
+            .pointer("/context/registration")
+            .and_then(Value::as_str)
+            .map(str::to_string)
+        {
+            statement["context"]["registration"] =
+                Value::String(self.lrs_id("registration", &registration));
+        }
     }
 }
 
@@ -281,6 +315,7 @@ mod tests {
             dependancecode: Some("01".into()),
             schoolkey: None,
             stored_at: String::new(),
+            keyed: false,
         }
     }
 
@@ -312,6 +347,65 @@ mod tests {
             pseudo["actor"]["account"]["name"].as_str().unwrap().len(),
             64
         );
+    }
+
+    /// Issue 17: a keyed statement reaches a pseudonym or LAS LRS under that LRS's own ids
+    /// (statement, registration, and the voided statement a voiding statement names), so two
+    /// such LRSs cannot be joined by id; an ECK iD LRS and statements from before keying keep
+    /// the stored ids.
+    #[test]
+    fn keyed_ids_are_per_lrs_for_pseudonym_and_las() {
+        let mapping = Mapping::new("https://gw.example/xapi").unwrap();
+        let keyed = |statement: &str| PendingStatement {
+            statement: statement.into(),
+            keyed: true,
+            ..pending(Some("E"))
+        };
+        let scored = r#"{"id":"0b6e3b5e-8f3c-8a40-9c3e-000000000001","actor":{"objectType":"Agent","account":{"homePage":"https://ketenid.nl","name":"E"}},"verb":{"id":"http://adlnet.gov/expapi/verbs/scored"},"context":{"registration":"0b6e3b5e-8f3c-8a40-9c3e-000000000002"}}"#;
+        let voiding = r#"{"id":"0b6e3b5e-8f3c-8a40-9c3e-000000000003","actor":{"objectType":"Agent","account":{"homePage":"https://gw.example/xapi","name":"uwlr-gateway"}},"verb":{"id":"http://adlnet.gov/expapi/verbs/voided"},"object":{"objectType":"StatementRef","id":"0b6e3b5e-8f3c-8a40-9c3e-000000000001"}}"#;
+        let other_key = {
+            let mut row = row("pseudonym");
+            row.pseudonym_key = Sealed::new(
+                keyring()
+                    .seal(&pseudonym_key_place("lrs"), &[0x44; 32])
+                    .into_bytes(),
+            );
+            Subscription::open(row, &keyring()).unwrap()
+        };
+        let rendered = |subscription: &Subscription, statement: &str| -> Value {
+            serde_json::from_str(&subscription.render(&mapping, &keyed(statement)).unwrap())
+                .unwrap()
+        };
+        let (one, two) = (
+            rendered(&subscription("pseudonym"), scored),
+            rendered(&other_key, scored),
+        );
+        assert_ne!(one["id"], "0b6e3b5e-8f3c-8a40-9c3e-000000000001");
+        assert_ne!(one["id"], two["id"]);
+        assert_ne!(
+            one["context"]["registration"],
+            two["context"]["registration"]
+        );
+        let void_one = rendered(&subscription("pseudonym"), voiding);
+        assert_eq!(void_one["object"]["id"], one["id"]);
+        let las = rendered(&subscription("las"), scored);
+        assert_ne!(las["id"], "0b6e3b5e-8f3c-8a40-9c3e-000000000001");
+        let eck = rendered(&subscription("eckid"), scored);
+        assert_eq!(eck["id"], "0b6e3b5e-8f3c-8a40-9c3e-000000000001");
+        // Statements from before keying keep their ids everywhere.
+        let legacy: Value = serde_json::from_str(
+            &subscription("pseudonym")
+                .render(
+                    &mapping,
+                    &PendingStatement {
+                        statement: scored.into(),
+                        ..pending(Some("E"))
+                    },
+                )
+                .unwrap(),
+        )
+        .unwrap();
+        assert_eq!(legacy["id"], "0b6e3b5e-8f3c-8a40-9c3e-000000000001");
     }
 
     #[test]

@@ -159,11 +159,48 @@ pub struct ContextActivities {
     pub category: Vec<ContextActivity>,
 }
 
-/// Deployment settings of the mapping: the base IRI and the UUIDv5 namespace derived from it.
+/// Deployment settings of the mapping: the base IRI, the UUIDv5 namespace derived from it,
+/// and the gateway's secret id key (registrations and statement ids of afnames stored since
+/// keying cannot be recomputed from a guessed leerlingid without it).
 #[derive(Clone, Debug)]
 pub struct Mapping {
     base_iri: String,
     namespace: Uuid,
+    id_key: Option<IdKey>,
+    /// Why the stored id key did not open (a replaced secrets key): keyed statements then
+    /// wait, rather than go out under other ids.
+    id_key_unopened: Option<String>,
+}
+
+/// An HMAC-SHA256 key that derives ids; never printed.
+#[derive(Clone)]
+pub struct IdKey(std::sync::Arc<Vec<u8>>);
+
+impl IdKey {
+    pub fn new(key: Vec<u8>) -> IdKey {
+        IdKey(std::sync::Arc::new(key))
+    }
+
+    /// A UUIDv8 (RFC 9562) from the first 16 bytes of HMAC-SHA256(key, `name`): stable for one
+    /// key and name, unlinkable to the name without the key.
+    pub fn uuid(&self, name: &str) -> String {
+        use hmac::Mac;
+        let mut mac =
+            hmac::Hmac::<sha2::Sha256>::new_from_slice(&self.0).expect("HMAC takes any key length");
+        mac.update(name.as_bytes());
+        let digest = mac.finalize().into_bytes();
+        let mut bytes = [0u8; 16];
+        bytes.copy_from_slice(&digest[..16]);
+        uuid::Builder::from_custom_bytes(bytes)
+            .into_uuid()
+            .to_string()
+    }
+}
+
+impl std::fmt::Debug for IdKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("IdKey(..)")
+    }
 }
 
 /// A statement built for an afname, with the values the store indexes.
@@ -174,6 +211,8 @@ pub struct BuiltStatement {
     pub id_name: String,
     pub activity_id: String,
     pub registration: String,
+    /// Whether the ids are keyed (`AfnameSource::keyed_ids`), so a re-issue id is keyed too.
+    pub keyed: bool,
 }
 
 /// Percent-encodes everything outside the RFC 3986 unreserved characters (one IRI path segment).
@@ -287,28 +326,43 @@ fn duration(seconds: &str) -> Option<String> {
     Some(format!("PT{text}S"))
 }
 
-/// The timestamp of a result: 00:00 Europe/Amsterdam on its afnamedatum, never later than `now`.
-fn timestamp(afnamedatum: &str, now: chrono::DateTime<chrono::Utc>) -> String {
+/// The instant of a message's aanmaakdatum (as the intake reads it) in xAPI form; `None`
+/// when unreadable (never for an accepted message).
+pub fn aanmaakdatum_timestamp(aanmaakdatum: &str) -> Option<String> {
+    let instant = crate::domain::aanmaakdatum::parse_datetime(aanmaakdatum).ok()?;
+    (chrono::Datelike::year(&instant) >= 1)
+        .then(|| instant.to_rfc3339_opts(chrono::SecondsFormat::Millis, true))
+}
+
+/// The timestamp of a result: 00:00 Europe/Amsterdam on its afnamedatum. A date after the
+/// message's aanmaakdatum (a result cannot be taken after the message that reports it was
+/// made), or one xAPI cannot write, takes the aanmaakdatum instead: data, never the clock,
+/// so a rebuilt statement is the same.
+fn timestamp(afnamedatum: &str, aanmaakdatum: &str) -> String {
     use chrono::TimeZone;
-    let now_text = || now.to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
+    let reported = crate::domain::aanmaakdatum::parse_datetime(aanmaakdatum)
+        .ok()
+        .filter(|instant| chrono::Datelike::year(instant) >= 1)
+        .unwrap_or(chrono::DateTime::<chrono::Utc>::UNIX_EPOCH);
+    let reported_text = || reported.to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
     // Any xs:date: long or negative years, with or without a timezone (its date counts).
     let Ok(date) = crate::domain::xsd::XsdDate::parse(afnamedatum).and_then(|date| date.naive())
     else {
-        return now_text();
+        return reported_text();
     };
     // xAPI timestamps are ISO 8601 with four-digit years; a date before year 1 is
     // treated as a future one is (the date itself stays in the afnamedatum extension).
     if chrono::Datelike::year(&date) < 1 {
-        return now_text();
+        return reported_text();
     }
     let Some(midnight) = chrono_tz::Europe::Amsterdam
         .from_local_datetime(&date.and_hms_opt(0, 0, 0).expect("midnight exists"))
         .earliest()
     else {
-        return now_text();
+        return reported_text();
     };
-    if midnight.with_timezone(&chrono::Utc) > now {
-        return now_text();
+    if midnight.with_timezone(&chrono::Utc) > reported {
+        return reported_text();
     }
     midnight.format("%Y-%m-%dT%H:%M:%S%:z").to_string()
 }
@@ -330,7 +384,39 @@ impl Mapping {
         Ok(Mapping {
             base_iri,
             namespace,
+            id_key: None,
+            id_key_unopened: None,
         })
+    }
+
+    /// The mapping with the gateway's id key, which keyed ids and registrations need.
+    pub fn with_id_key(mut self, id_key: IdKey) -> Mapping {
+        self.id_key = Some(id_key);
+        self
+    }
+
+    /// The mapping of a gateway whose stored id key does not open, and why.
+    pub fn with_unopened_id_key(mut self, reason: String) -> Mapping {
+        self.id_key_unopened = Some(reason);
+        self
+    }
+
+    /// Refuses to build a keyed statement while the stored id key does not open.
+    pub fn check_keyed(&self, keyed: bool) -> Result<(), BridgeError> {
+        match (&self.id_key_unopened, keyed) {
+            (Some(reason), true) => Err(BridgeError::IdKey(reason.clone())),
+            _ => Ok(()),
+        }
+    }
+
+    /// A keyed id (`keyed`, with the gateway's id key) or a UUIDv5 in this deployment's
+    /// public namespace (ids published before keying, and a mapping made without a key, as
+    /// tools and unit tests make it; `serve` always has one, see `check_keyed`).
+    pub fn id(&self, name: &str, keyed: bool) -> String {
+        match (&self.id_key, keyed) {
+            (Some(key), true) => key.uuid(&format!("{}|{name}", self.base_iri)),
+            _ => self.uuid(name),
+        }
     }
 
     pub fn base_iri(&self) -> &str {
@@ -393,12 +479,9 @@ impl Mapping {
         }
     }
 
-    /// The voiding statement for `voided_id`; its id is derived from the voided id, so a resend is a no-op.
-    pub fn voiding_statement(
-        &self,
-        voided_id: &str,
-        now: chrono::DateTime<chrono::Utc>,
-    ) -> Statement {
+    /// The voiding statement for `voided_id`; its id is derived from the voided id, so a resend
+    /// is a no-op, and its timestamp is `timestamp`, the correcting message's aanmaakdatum.
+    pub fn voiding_statement(&self, voided_id: &str, timestamp: String) -> Statement {
         Statement {
             id: self.uuid(&format!("uwlr-void|{MAPPING_VERSION}|{voided_id}")),
             actor: self.gateway_agent(),
@@ -411,17 +494,12 @@ impl Mapping {
             },
             result: None,
             context: None,
-            timestamp: now.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+            timestamp,
         }
     }
 
     /// Builds the statement for one afname against its toets definition (MAPPING.md §2–§7).
-    pub fn build(
-        &self,
-        source: &AfnameSource,
-        toets: &Toets,
-        now: chrono::DateTime<chrono::Utc>,
-    ) -> BuiltStatement {
+    pub fn build(&self, source: &AfnameSource, toets: &Toets) -> BuiltStatement {
         let school = school_identity(
             source.brincode.as_deref(),
             source.dependancecode.as_deref(),
@@ -452,6 +530,8 @@ impl Mapping {
                     if low < high && low <= raw && raw <= high {
                         score.min = Some(Number::from(low));
                         score.max = Some(Number::from(high));
+                        // A known range makes the score a logical percentage (README, Decisions).
+                        score.scaled = decimal((raw - low) as f64 / (high - low) as f64);
                         range_used = Some((low, high));
                     }
                 }
@@ -655,10 +735,13 @@ impl Mapping {
         };
 
         // Context.
-        let registration = self.uuid(&format!(
-            "uwlr-registration|{MAPPING_VERSION}|{school}|{}|{}|{}|{}",
-            source.leerlingid, source.toetscode, source.versie, source.afnamedatum
-        ));
+        let registration = self.id(
+            &format!(
+                "uwlr-registration|{MAPPING_VERSION}|{school}|{}|{}|{}|{}",
+                source.leerlingid, source.toetscode, source.versie, source.afnamedatum
+            ),
+            source.keyed_ids,
+        );
         let mut school_definition = ActivityDefinition {
             activity_type: Some(format!("{}/activitytype/school", self.base_iri)),
             ..ActivityDefinition::default()
@@ -708,6 +791,13 @@ impl Mapping {
         );
         put("aanmaakdatum", Some(&source.aanmaakdatum));
         put("xsdversie", source.xsdversie.as_deref());
+        // A total the gateway added up, not one the sender reported (README, Decisions).
+        // (The onderdeel keys it sums are in the result extension `afgeleid-uit`.)
+        if source.derived {
+            context
+                .extensions
+                .insert(self.extension("afgeleid"), json!({"methode": "som"}));
+        }
 
         // Id: the natural key plus a digest over the source values the statement asserts.
         let actor = self.default_agent(&school, &source.leerlingid, source.eckid.as_deref());
@@ -742,7 +832,7 @@ impl Mapping {
             ),
         };
         let statement = Statement {
-            id: self.uuid(&id_name),
+            id: self.id(&id_name, source.keyed_ids),
             actor,
             verb: Verb {
                 id: VERB_SCORED.into(),
@@ -758,13 +848,14 @@ impl Mapping {
             }),
             result: Some(result).filter(|result| *result != XapiResult::default()),
             context: Some(context),
-            timestamp: timestamp(&source.afnamedatum, now),
+            timestamp: timestamp(&source.afnamedatum, &source.aanmaakdatum),
         };
         BuiltStatement {
             statement,
             id_name,
             activity_id,
             registration,
+            keyed: source.keyed_ids,
         }
     }
 }
@@ -822,6 +913,8 @@ mod tests {
             xsdversie: Some("2.2".into()),
             klantnaam: None,
             id_klantcode: None,
+            toets_revision: None,
+            keyed_ids: false,
         };
         let norm = |term: &str, begin, end| crate::uwlr::Norm {
             term: term.into(),
@@ -846,7 +939,7 @@ mod tests {
             }),
             ..Default::default()
         };
-        let built = mapping.build(&source, &toets, chrono::Utc::now());
+        let built = mapping.build(&source, &toets);
         let ours = serde_json::to_value(&built.statement).unwrap();
         let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
             .join("../shared/reference/xapi/examples/valid/01-toets-score.json");
@@ -863,7 +956,9 @@ mod tests {
             "/object/id",
             "/object/definition/type",
             "/object/definition/name",
-            "/result/score",
+            "/result/score/raw",
+            "/result/score/min",
+            "/result/score/max",
             "/context/contextActivities",
             "/timestamp",
         ] {
@@ -886,6 +981,11 @@ mod tests {
                 ["term"],
             "III"
         );
+        // Issue 17: a known range gives the scaled score, (42 - 0) / (60 - 0).
+        assert_eq!(ours["result"]["score"]["scaled"], json!(0.7));
+        assert!(ours["context"]["extensions"]
+            .get("https://uwlr-gateway.example.nl/xapi/extension/afgeleid")
+            .is_none());
         assert!(built
             .id_name
             .starts_with("uwlr-resultaat|v1|brin:99XX16|A-1001|"));
@@ -897,7 +997,7 @@ mod tests {
                 id_klantcode: Some(klantcode.into()),
                 ..source.clone()
             };
-            mapping.build(&owned, &toets, chrono::Utc::now())
+            mapping.build(&owned, &toets)
         };
         let (from_b, from_c) = (id_for("EA-B"), id_for("EA-C"));
         assert!(from_b
@@ -905,13 +1005,7 @@ mod tests {
             .starts_with("uwlr-resultaat-ea|v1|brin:99XX16|EA-B|A-1001|"));
         assert_ne!(from_b.statement.id, from_c.statement.id);
         assert_ne!(from_b.statement.id, legacy_id);
-        assert_eq!(
-            mapping
-                .build(&source, &toets, chrono::Utc::now())
-                .statement
-                .id,
-            legacy_id
-        );
+        assert_eq!(mapping.build(&source, &toets).statement.id, legacy_id);
     }
 
     #[test]
@@ -934,17 +1028,20 @@ mod tests {
         assert_eq!(duration("1805.5").as_deref(), Some("PT1805.5S"));
         assert_eq!(duration("2400").as_deref(), Some("PT2400S"));
         assert_eq!(school_identity(Some("99XX"), None, None), "brin:99XX00");
-        let now = chrono::Utc::now();
-        assert_eq!(timestamp("2025-01-15", now), "2025-01-15T00:00:00+01:00");
-        assert_eq!(timestamp("2025-07-15", now), "2025-07-15T00:00:00+02:00");
-        assert!(timestamp("2999-01-01", now).ends_with('Z'));
+        // Timestamps come from the data: the afnamedatum, or the message's aanmaakdatum
+        // when the afnamedatum lies after it or cannot be written.
+        let made = "2026-03-01T10:00:00";
+        assert_eq!(timestamp("2025-01-15", made), "2025-01-15T00:00:00+01:00");
+        assert_eq!(timestamp("2025-07-15", made), "2025-07-15T00:00:00+02:00");
+        assert_eq!(timestamp("2999-01-01", made), "2026-03-01T09:00:00.000Z");
+        assert_eq!(timestamp("2026-03-02", made), "2026-03-01T09:00:00.000Z");
         // Every xs:date form: a timezone, long and negative years.
         assert_eq!(
-            timestamp("2025-01-15+14:00", now),
+            timestamp("2025-01-15+14:00", made),
             "2025-01-15T00:00:00+01:00"
         );
-        assert!(timestamp("12025-01-15", now).ends_with('Z'));
-        assert!(timestamp("-0044-03-15", now).ends_with('Z'));
+        assert_eq!(timestamp("12025-01-15", made), "2026-03-01T09:00:00.000Z");
+        assert_eq!(timestamp("-0044-03-15", made), "2026-03-01T09:00:00.000Z");
         assert_eq!(
             decimal(0.775).map(|n| n.to_string()).as_deref(),
             Some("0.775")

@@ -377,6 +377,50 @@ impl DerivedSum {
     }
 }
 
+/// One onderdeel result of a leerling for a toets version, as stored (from any message).
+#[derive(Clone, Debug)]
+pub struct OnderdeelScore {
+    pub toetsonderdeelcode: String,
+    pub key: String,
+    pub afnamedatum: String,
+    /// `None` for an osoresultaat or anderresultaat: no number to add.
+    pub score: Option<u64>,
+}
+
+/// The toets score a sitting adds up to: for every onderdeel the toets version defines, its
+/// latest result (by afnamedatum, then the one stored last; `results` in store order).
+/// `None` while an onderdeel has no result or no score, so no total is published for part
+/// of a toets (issue 17: two messages with 8/30 and 16/30 gave two totals).
+pub fn complete_sum(definition: &Toets, results: &[OnderdeelScore]) -> Option<DerivedSum> {
+    if definition.toetsonderdelen.is_empty() {
+        return None;
+    }
+    let mut sum = DerivedSum::default();
+    for onderdeel in &definition.toetsonderdelen {
+        let code = onderdeel.toetsonderdeelcode.waarde.as_str();
+        let latest = results
+            .iter()
+            .filter(|result| result.toetsonderdeelcode == code)
+            .max_by_key(|result| {
+                XsdDate::parse(&result.afnamedatum)
+                    .ok()
+                    .map(|date| date.calendar_key())
+            })?;
+        // max_by_key keeps the last of equal dates: the one stored last.
+        let score = latest.score?;
+        sum.total = sum.total.saturating_add(score);
+        sum.keys.push(latest.key.clone());
+        let date = XsdDate::parse(&latest.afnamedatum)
+            .ok()
+            .map(|date| date.calendar_key());
+        if sum.latest_afnamedatum.is_empty() || date > sum.latest_date {
+            sum.latest_date = date;
+            sum.latest_afnamedatum = latest.afnamedatum.clone();
+        }
+    }
+    Some(sum)
+}
+
 /// A score must lie between the lowest beginnormwaarde and the highest eindnormwaarde.
 pub fn check_score(score: u64, normering: Option<&Normering>, path: &str) -> Option<Violation> {
     let (low, high) = normering?.range()?;
@@ -642,5 +686,61 @@ mod tests {
             ..Default::default()
         };
         assert!(check_xsdversie(&school, &["2.2".into()]).is_none());
+    }
+
+    /// Issue 17: a total only over every onderdeel of the version, each at its latest result.
+    #[test]
+    fn a_sum_needs_every_onderdeel_and_takes_the_latest_of_each() {
+        let mut definition = toets();
+        let mut second = definition.toetsonderdelen[0].clone();
+        second.toetsonderdeelcode.waarde = "B".into();
+        definition.toetsonderdelen.push(second);
+        let result = |code: &str, key: &str, date: &str, score: Option<u64>| OnderdeelScore {
+            toetsonderdeelcode: code.into(),
+            key: key.into(),
+            afnamedatum: date.into(),
+            score,
+        };
+        let check = |results: &[OnderdeelScore], expected: Option<(u64, &[&str], &str)>| {
+            let sum = complete_sum(&definition, results);
+            assert_eq!(
+                sum.as_ref().map(|sum| (
+                    sum.total,
+                    sum.keys.clone(),
+                    sum.latest_afnamedatum.clone()
+                )),
+                expected.map(|(total, keys, date)| (
+                    total,
+                    keys.iter().map(|key| key.to_string()).collect(),
+                    date.to_string()
+                ))
+            );
+        };
+        check(&[result("A", "a1", "2026-10-01", Some(8))], None);
+        check(
+            &[
+                result("A", "a1", "2026-10-01", Some(8)),
+                result("B", "b1", "2026-10-02", Some(16)),
+            ],
+            Some((24, &["a1", "b1"], "2026-10-02")),
+        );
+        // A later sitting of A counts, not the earlier one; equal dates: the last stored.
+        check(
+            &[
+                result("A", "a2", "2026-11-01", Some(3)),
+                result("A", "a1", "2026-10-01", Some(8)),
+                result("B", "b1", "2026-10-02", Some(16)),
+                result("B", "b2", "2026-10-02", Some(10)),
+            ],
+            Some((13, &["a2", "b2"], "2026-11-01")),
+        );
+        // An onderdeel without a score (osoresultaat, anderresultaat): no total.
+        check(
+            &[
+                result("A", "a1", "2026-10-01", Some(8)),
+                result("B", "b1", "2026-10-02", None),
+            ],
+            None,
+        );
     }
 }

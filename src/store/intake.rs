@@ -397,8 +397,9 @@ pub fn upsert_afname(
         .prepare_cached(
             "INSERT INTO toetsafnames (school_id, client_id, afname_key, leerlingid, eckid, resultaatverwerkerid, toets_id,
                toetscode, versie, toetsonderdeelcode, afnamedatum, mutatiedatum, aanmaakdatum, receipt_id,
-               score, derived, result, content_sha256, revision, quarantined, change_seq, feed_seq)
-             VALUES (?1, ?19, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, NULL, ?11, ?12, ?13, ?14, ?15, ?16, 1, ?17, ?18, ?20)
+               score, derived, result, content_sha256, revision, quarantined, change_seq, feed_seq, toets_revision)
+             VALUES (?1, ?19, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, NULL, ?11, ?12, ?13, ?14, ?15, ?16, 1, ?17, ?18, ?20,
+               (SELECT revision FROM toetsen WHERE id = ?6))
              ON CONFLICT (school_id, client_id, afname_key) DO NOTHING",
         )?
         .execute(params![
@@ -429,9 +430,10 @@ pub fn upsert_afname(
         // A new afname is at revision 1: no need to read it back.
         connection
             .prepare_cached(
-                "INSERT INTO toetsafname_changes (change_seq, afname_id, revision, quarantined) VALUES (?1, ?2, 1, ?3)",
+                "INSERT INTO toetsafname_changes (change_seq, afname_id, revision, quarantined, receipt_id)
+                 VALUES (?1, ?2, 1, ?3, ?4)",
             )?
-            .execute(params![*change_seq, afname_id, write.quarantined])?;
+            .execute(params![*change_seq, afname_id, write.quarantined, write.receipt_id])?;
         return Ok(AfnameChange::Created);
     }
     let existing: Option<(i64, Vec<u8>, String)> = connection
@@ -453,7 +455,16 @@ pub fn upsert_afname(
             "afname {} vanished during its upsert",
             state.afname_key
         ))),
-        Some((_, _, receipt_id)) if receipt_id == write.receipt_id => {
+        Some((id, _, receipt_id)) if receipt_id == write.receipt_id => {
+            // A derived total summed again later in the same message (a second toetsafname
+            // element of the sitting) holds the newer sum; its change is logged already.
+            if state.derived {
+                connection
+                    .prepare_cached(
+                        "UPDATE toetsafnames SET score = ?2, result = ?3, content_sha256 = ?4 WHERE id = ?1",
+                    )?
+                    .execute(params![id, state.score, state.result, content_hash])?;
+            }
             Ok(AfnameChange::DuplicateInMessage)
         }
         Some((id, stored_hash, _)) if stored_hash == content_hash => {
@@ -475,7 +486,8 @@ pub fn upsert_afname(
                         'resultaatverwerkerid', resultaatverwerkerid, 'toets_id', toets_id, 'toetscode', toetscode,
                         'versie', versie, 'toetsonderdeelcode', toetsonderdeelcode, 'afnamedatum', afnamedatum,
                         'mutatiedatum', mutatiedatum, 'aanmaakdatum', aanmaakdatum, 'receipt_id', receipt_id,
-                        'score', score, 'derived', derived, 'result', json(result), 'quarantined', quarantined),
+                        'score', score, 'derived', derived, 'result', json(result), 'quarantined', quarantined,
+                        'toets_revision', toets_revision),
                        ?2, ?3
                      FROM toetsafnames WHERE id = ?1",
                 )?
@@ -485,8 +497,8 @@ pub fn upsert_afname(
                     "UPDATE toetsafnames SET leerlingid = ?2, eckid = ?3, resultaatverwerkerid = ?4, toets_id = ?5,
                        toetscode = ?6, versie = ?7, toetsonderdeelcode = ?8, mutatiedatum = ?9, aanmaakdatum = ?10,
                        receipt_id = ?11, score = ?12, derived = ?13, result = ?14, content_sha256 = ?15,
-                       revision = revision + 1, quarantined = ?16, change_seq = ?17, feed_seq = ?18
-                     WHERE id = ?1",
+                       revision = revision + 1, quarantined = ?16, change_seq = ?17, feed_seq = ?18,
+                       toets_revision = (SELECT revision FROM toetsen WHERE id = ?5) WHERE id = ?1",
                 )?
                 .execute(params![
                     id,
@@ -512,6 +524,66 @@ pub fn upsert_afname(
             Ok(AfnameChange::Updated)
         }
     }
+}
+
+/// The afnamedatum stored for the sender's afname `afname_key` (the first one sent: an
+/// update keeps it and records the new one as mutatiedatum).
+pub fn stored_afnamedatum(
+    connection: &Connection,
+    owner: Owner,
+    afname_key: &str,
+) -> Result<Option<String>, StoreError> {
+    Ok(connection
+        .prepare_cached(
+            "SELECT afnamedatum FROM toetsafnames WHERE school_id = ?1 AND client_id = ?2 AND afname_key = ?3",
+        )?
+        .query_row(
+            params![owner.school_id, owner.client_id, afname_key],
+            |row| row.get(0),
+        )
+        .optional()?)
+}
+
+/// The onderdeel results the sender `owner` stored for one sitting (a leerling, toets
+/// version and afnamedatum), in store order, and whether the sender reported a toets-level
+/// score for it (then nothing is derived). Reads this message's own rows too.
+pub fn sitting_results(
+    connection: &Connection,
+    owner: Owner,
+    leerlingid: &str,
+    toets_id: i64,
+    afnamedatum: &str,
+) -> Result<(Vec<crate::domain::rules::OnderdeelScore>, bool), StoreError> {
+    let mut results = Vec::new();
+    let mut reported = false;
+    let mut statement = connection.prepare_cached(
+        "SELECT toetsonderdeelcode, afname_key, afnamedatum, score, derived FROM toetsafnames
+         WHERE school_id = ?1 AND leerlingid = ?2 AND client_id = ?3 AND toets_id = ?4 AND afnamedatum = ?5
+         ORDER BY id",
+    )?;
+    let mut rows = statement.query(params![
+        owner.school_id,
+        leerlingid,
+        owner.client_id,
+        toets_id,
+        afnamedatum
+    ])?;
+    while let Some(row) = rows.next()? {
+        let code: Option<String> = row.get(0)?;
+        let derived: bool = row.get(4)?;
+        match code {
+            None => reported |= !derived,
+            Some(toetsonderdeelcode) => results.push(crate::domain::rules::OnderdeelScore {
+                toetsonderdeelcode,
+                key: row.get(1)?,
+                afnamedatum: row.get(2)?,
+                score: row
+                    .get::<_, Option<i64>>(3)?
+                    .and_then(|score| u64::try_from(score).ok()),
+            }),
+        }
+    }
+    Ok((results, reported))
 }
 
 /// Starts the list of result keys a message skipped (for breaking a rule): those
@@ -558,7 +630,9 @@ pub fn is_skipped_key(connection: &Connection, afname_key: &str) -> Result<bool,
         .is_some())
 }
 
-/// Appends a change to the change log (the outbox): the afname and the revision it reached.
+/// Appends a change to the change log (the outbox): the afname, the revision it reached and
+/// the receipt that made it (whose aanmaakdatum and sender the statement carries, even after
+/// an identical resend has moved the afname's own receipt link on).
 fn log_change(
     connection: &Connection,
     change_seq: i64,
@@ -567,8 +641,8 @@ fn log_change(
 ) -> Result<(), StoreError> {
     connection
         .prepare_cached(
-            "INSERT INTO toetsafname_changes (change_seq, afname_id, revision, quarantined)
-             SELECT ?1, id, revision, ?2 FROM toetsafnames WHERE id = ?3",
+            "INSERT INTO toetsafname_changes (change_seq, afname_id, revision, quarantined, receipt_id)
+             SELECT ?1, id, revision, ?2, receipt_id FROM toetsafnames WHERE id = ?3",
         )?
         .execute(params![change_seq, quarantined, afname_id])?;
     Ok(())

@@ -415,6 +415,24 @@ UPDATE toetsafnames SET feed_seq = change_seq;
 DROP INDEX toetsafnames_change;
 CREATE INDEX toetsafnames_feed ON toetsafnames(school_id, feed_seq);
 "#,
+    // 8: statements are built from what was accepted with the result, so the same input
+    // gives the same statement at any publisher speed and after a rebuild of xapi.sqlite:
+    // an afname names the toets revision it was read against (NULL for afnames stored
+    // before: they are built from the current definition, as they always were), and a
+    // change names the receipt that made it (its aanmaakdatum, schooljaar, sender), which
+    // a later identical resend no longer replaces. `gateway_settings` keeps the gateway's
+    // sealed id key and from which afname on ids and registrations are keyed (afnames
+    // stored before keep their published ids).
+    r#"
+ALTER TABLE toetsafnames ADD COLUMN toets_revision INTEGER;
+ALTER TABLE toetsafname_changes ADD COLUMN receipt_id TEXT;
+CREATE TABLE gateway_settings (
+    name TEXT PRIMARY KEY,
+    value BLOB NOT NULL
+);
+INSERT INTO gateway_settings (name, value)
+  SELECT 'keyed_ids_after_afname_id', COALESCE(MAX(id), 0) FROM toetsafnames;
+"#,
 ];
 
 /// The schema of `xapi.sqlite`, the bridge's own file (see `store::Store`), applied through a
@@ -422,7 +440,8 @@ CREATE INDEX toetsafnames_feed ON toetsafnames(school_id, feed_seq);
 /// Same tables as migrations 2 and 3 created in the core, leaner: `seq` is the rowid (the
 /// table grows at its end and needs no separate seq index), and no foreign keys into the
 /// core, which SQLite cannot check across files.
-const XAPI_MIGRATIONS: &[&str] = &[r#"
+const XAPI_MIGRATIONS: &[&str] = &[
+    r#"
 CREATE TABLE xapi.xapi_statements (
     -- Monotonic storage order, assigned on the xAPI writer thread: a committed seq is never
     -- lower than one a reader has already seen, so a cursor over it misses nothing.
@@ -498,7 +517,18 @@ CREATE TABLE xapi.xapi_publisher (
     cursor_seq INTEGER NOT NULL
 );
 INSERT INTO xapi.xapi_publisher (id, cursor_seq) VALUES (1, 0);
-"#];
+"#,
+    // 2: settings the statements depend on, pinned at first use (the base IRI).
+    r#"
+CREATE TABLE xapi.xapi_settings (
+    name TEXT PRIMARY KEY,
+    value TEXT NOT NULL
+);
+-- 1 when the statement's ids are keyed with the gateway's id key (core migration 7 on):
+-- an LRS with the pseudonym or LAS identity gets them keyed again with its own key.
+ALTER TABLE xapi.xapi_statements ADD COLUMN keyed INTEGER NOT NULL DEFAULT 0;
+"#,
+];
 
 /// The core schema version this binary writes.
 pub const CORE_VERSION: usize = MIGRATIONS.len();

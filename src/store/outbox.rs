@@ -23,6 +23,9 @@ pub struct StatementRow {
     pub leerlingid: Option<String>,
     pub eckid: Option<String>,
     pub statement: String,
+    /// Whether the ids are keyed (`AfnameSource::keyed_ids`): an LRS with the pseudonym or
+    /// LAS identity then gets them keyed once more with its own key.
+    pub keyed: bool,
 }
 
 /// An afname whose statement must be (re)generated, with what the statement needs from other tables.
@@ -54,6 +57,13 @@ pub struct AfnameSource {
     /// that two clients' afnames with one key get two ids; `None` for afnames stored before
     /// ownership (core migration 6), whose statement ids never had it and must not change.
     pub id_klantcode: Option<String>,
+    /// The revision of the toets definition the result was read against at intake; `None`
+    /// for afnames stored before revisions were pinned (core migration 7), built from the
+    /// current definition.
+    pub toets_revision: Option<i64>,
+    /// Whether the statement id and registration are keyed with the gateway's secret id key:
+    /// afnames stored since core migration 7; older ones keep the ids LRSs already hold.
+    pub keyed_ids: bool,
 }
 
 /// A subscribed LRS as stored. Its password and pseudonym key stay sealed (see `secret`):
@@ -105,6 +115,8 @@ pub struct PendingStatement {
     pub dependancecode: Option<String>,
     pub schoolkey: Option<String>,
     pub stored_at: String,
+    /// See `StatementRow::keyed`.
+    pub keyed: bool,
 }
 
 /// A statement an LRS refused, as `outbox dead-letters` lists it.
@@ -144,8 +156,8 @@ pub fn insert_statement(connection: &Connection, row: &StatementRow) -> Result<i
     connection
         .prepare_cached(
             "INSERT INTO xapi_statements (id, seq, school_id, afname_id, toetscode, stored_at, verb_id, activity_id,
-               registration, agent, leerlingid, eckid, statement)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
+               registration, agent, leerlingid, eckid, statement, keyed)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)",
         )?
         .execute(params![
             row.id,
@@ -161,6 +173,7 @@ pub fn insert_statement(connection: &Connection, row: &StatementRow) -> Result<i
             row.leerlingid,
             row.eckid,
             row.statement,
+            row.keyed,
         ])?;
     Ok(seq)
 }
@@ -224,13 +237,18 @@ pub fn changed_afnames(
            CASE WHEN h.state IS NULL THEN a.afnamedatum ELSE json_extract(h.state, '$.afnamedatum') END,
            CASE WHEN h.state IS NULL THEN a.derived ELSE json_extract(h.state, '$.derived') END,
            CASE WHEN h.state IS NULL THEN a.result ELSE json_extract(h.state, '$.result') END,
-           CASE WHEN h.state IS NULL THEN a.aanmaakdatum ELSE json_extract(h.state, '$.aanmaakdatum') END,
+           CASE WHEN g.receipt_id IS NOT NULL AND r.aanmaakdatum IS NOT NULL THEN r.aanmaakdatum
+             WHEN h.state IS NULL THEN a.aanmaakdatum ELSE json_extract(h.state, '$.aanmaakdatum') END,
            r.schooljaar, r.xsdversie, c.klantnaam,
-           CASE WHEN a.legacy_statement_id THEN NULL ELSE o.klantcode END
+           CASE WHEN a.legacy_statement_id THEN NULL ELSE o.klantcode END,
+           CASE WHEN h.state IS NULL THEN a.toets_revision ELSE json_extract(h.state, '$.toets_revision') END,
+           a.id > COALESCE((SELECT value FROM gateway_settings WHERE name = 'keyed_ids_after_afname_id'), 0)
          FROM toetsafname_changes g JOIN toetsafnames a ON a.id = g.afname_id JOIN schools s ON s.id = a.school_id
            JOIN clients o ON o.id = a.client_id
            LEFT JOIN toetsafnames_history h ON h.afname_id = g.afname_id AND h.revision = g.revision AND a.revision <> g.revision
-           LEFT JOIN receipts r ON r.id = CASE WHEN h.state IS NULL THEN a.receipt_id ELSE json_extract(h.state, '$.receipt_id') END
+           -- The receipt of the change itself (an identical resend later moves the afname's link on).
+           LEFT JOIN receipts r ON r.id = COALESCE(g.receipt_id,
+             CASE WHEN h.state IS NULL THEN a.receipt_id ELSE json_extract(h.state, '$.receipt_id') END)
            LEFT JOIN clients c ON c.id = r.client_id
          WHERE g.change_seq > ?2 AND g.change_seq <= ?3 AND g.quarantined = 0 AND (?1 IS NULL OR a.school_id = ?1)
          ORDER BY g.change_seq",
@@ -261,17 +279,29 @@ pub fn changed_afnames(
                 xsdversie: row.get(20)?,
                 klantnaam: row.get(21)?,
                 id_klantcode: row.get(22)?,
+                toets_revision: row.get(23)?,
+                keyed_ids: row.get(24)?,
             })
         })?
         .collect::<Result<Vec<_>, _>>()?;
     Ok(rows)
 }
 
-/// The stored toets definition (JSON of `uwlr::Toets`).
-pub fn toets_definition(connection: &Connection, toets_id: i64) -> Result<String, StoreError> {
+/// The stored toets definition (JSON of `uwlr::Toets`) at `revision` (from history once a
+/// correction replaced it), or the current one when no revision is pinned.
+pub fn toets_definition(
+    connection: &Connection,
+    toets_id: i64,
+    revision: Option<i64>,
+) -> Result<String, StoreError> {
     Ok(connection
-        .prepare_cached("SELECT definition FROM toetsen WHERE id = ?1")?
-        .query_row([toets_id], |row| row.get(0))?)
+        .prepare_cached(
+            "SELECT definition FROM toetsen WHERE id = ?1 AND (?2 IS NULL OR revision = ?2)
+             UNION ALL
+             SELECT definition FROM toetsen_history WHERE toets_id = ?1 AND revision = ?2
+             LIMIT 1",
+        )?
+        .query_row(params![toets_id, revision], |row| row.get(0))?)
 }
 
 fn json_list(text: String) -> Vec<String> {
@@ -383,7 +413,7 @@ pub fn list_subscriptions(connection: &Connection) -> Result<Vec<SubscriptionRow
 
 const PENDING_COLUMNS: &str =
     "x.seq, x.id, x.statement, x.leerlingid, x.eckid, s.brincode, s.dependancecode,
-    s.schoolkey, x.stored_at";
+    s.schoolkey, x.stored_at, x.keyed";
 
 const FILTER: &str = "(?2 = '[]' OR s.code IN (SELECT value FROM json_each(?2)))
     AND (?3 = '[]' OR x.toetscode IN (SELECT value FROM json_each(?3)))";
@@ -399,6 +429,7 @@ fn pending_row(row: &rusqlite::Row) -> rusqlite::Result<PendingStatement> {
         dependancecode: row.get(6)?,
         schoolkey: row.get(7)?,
         stored_at: row.get(8)?,
+        keyed: row.get(9)?,
     })
 }
 
@@ -584,7 +615,7 @@ pub struct Resealed {
     pub unopened: Vec<crate::secret::SecretError>,
 }
 
-/// Seals every subscription secret that is not sealed under the keyring's first key: clear
+/// Seals every subscription secret and the gateway's id key that is not sealed under the keyring's first key: clear
 /// values of databases from before sealing, and values under an older key after a rotation.
 /// A value no key opens is left as it is and reported.
 pub fn reseal_secrets(connection: &Connection, keyring: &Keyring) -> Result<Resealed, StoreError> {
@@ -619,6 +650,18 @@ pub fn reseal_secrets(connection: &Connection, keyring: &Keyring) -> Result<Rese
                 }
                 Err(error) => outcome.unopened.push(error),
             }
+        }
+    }
+    // The gateway's id key (in the core) is a secret of the same kind.
+    if let Some(stored) =
+        sealed_id_key(connection)?.filter(|stored| !keyring.is_current(stored.bytes()))
+    {
+        match keyring.reveal(ID_KEY_PLACE, stored.bytes()) {
+            Ok(clear) => {
+                store_id_key(connection, keyring.seal(ID_KEY_PLACE, &clear).as_bytes())?;
+                outcome.resealed += 1;
+            }
+            Err(error) => outcome.unopened.push(error),
         }
     }
     Ok(outcome)
@@ -657,4 +700,50 @@ pub fn outbox_status(connection: &Connection) -> Result<Vec<OutboxStatusRow>, St
         });
     }
     Ok(rows)
+}
+
+/// The base IRI the statements in `xapi.sqlite` were made under, pinned at first use.
+pub fn pin_base_iri(connection: &Connection, base_iri: &str) -> Result<String, StoreError> {
+    connection.execute(
+        "INSERT INTO xapi_settings (name, value) VALUES ('xapi_base_iri', ?1) ON CONFLICT (name) DO NOTHING",
+        [base_iri],
+    )?;
+    Ok(connection.query_row(
+        "SELECT value FROM xapi_settings WHERE name = 'xapi_base_iri'",
+        [],
+        |row| row.get(0),
+    )?)
+}
+
+/// Where the gateway's id key is sealed (in the core, `gateway_settings`).
+pub const ID_KEY_PLACE: &str = "gateway_settings.xapi_id_key";
+
+/// The gateway's sealed id key, if one was made.
+pub fn sealed_id_key(connection: &Connection) -> Result<Option<Sealed>, StoreError> {
+    Ok(connection
+        .query_row(
+            "SELECT value FROM gateway_settings WHERE name = 'xapi_id_key'",
+            [],
+            |row| row.get::<_, Vec<u8>>(0),
+        )
+        .optional()?
+        .map(Sealed::new))
+}
+
+/// Stores the sealed id key (a new one, or one sealed anew under the current key).
+pub fn store_id_key(connection: &Connection, sealed: &[u8]) -> Result<(), StoreError> {
+    connection.execute(
+        "INSERT INTO gateway_settings (name, value) VALUES ('xapi_id_key', ?1)
+         ON CONFLICT (name) DO UPDATE SET value = excluded.value",
+        [sealed],
+    )?;
+    Ok(())
+}
+
+/// Forgets the gateway's id key (`secrets reset-id-key`); returns whether one was stored.
+pub fn forget_id_key(connection: &Connection) -> Result<bool, StoreError> {
+    Ok(connection.execute(
+        "DELETE FROM gateway_settings WHERE name = 'xapi_id_key'",
+        [],
+    )? > 0)
 }

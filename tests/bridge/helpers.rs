@@ -64,6 +64,21 @@ impl Gateway {
         gateway
     }
 
+    /// A second gateway on a copy of this one's data dir and secrets key (a restore), not
+    /// yet started; the copy is taken as it is, so stop this one first.
+    pub fn copy(&self) -> Gateway {
+        let temp = tempfile::tempdir().unwrap();
+        let dir = temp.path().to_path_buf();
+        copy_dir(&self.dir.join("data"), &dir.join("data"));
+        Gateway {
+            dir,
+            endpoint: String::new(),
+            child: None,
+            env: self.env.clone(),
+            _temp: Some(temp),
+        }
+    }
+
     /// Sets (or replaces) one environment variable for the next `spawn` and `cli` calls.
     pub fn set_env(&mut self, name: &str, value: &str) {
         self.env.retain(|(key, _)| key != name);
@@ -92,6 +107,28 @@ impl Gateway {
             command.env(key, value);
         }
         command
+    }
+
+    /// Runs `serve` expecting it to refuse to start within `limit`; returns its output.
+    pub fn serve_refused(&self, limit: Duration) -> std::process::Output {
+        let mut child = self
+            .command()
+            .args(["serve", "--listen", "127.0.0.1:0"])
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let started = Instant::now();
+        while child.try_wait().unwrap().is_none() {
+            if started.elapsed() > limit {
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!("serve did not refuse to start within {limit:?}");
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        child.wait_with_output().unwrap()
     }
 
     /// Starts (or restarts) the process on the same data dir.
@@ -386,6 +423,19 @@ pub fn assert_one_live_statement_per_result(
             .to_string();
         if let Some(other) = live.insert(resultaatkey.clone(), id.clone()) {
             panic!("{context}: result {resultaatkey} has two live statements: {other} and {id}");
+        }
+    }
+}
+
+fn copy_dir(from: &std::path::Path, to: &std::path::Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        let target = to.join(entry.file_name());
+        if entry.file_type().unwrap().is_dir() {
+            copy_dir(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), &target).unwrap();
         }
     }
 }

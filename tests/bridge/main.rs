@@ -3,6 +3,7 @@
 mod helpers;
 mod real_lrs;
 mod secrets;
+mod stable;
 mod standin;
 
 use helpers::{accepted_samples, validate_strict, Gateway};
@@ -289,9 +290,14 @@ fn issue17_a_409_for_the_same_statement_counts_as_delivered() {
 }
 
 /// Issue 17: a second subscription to the same LRS with `--identity pseudonym` after an
-/// `eckid` one was reported delivered while the LRS kept the identifying actors.
+/// `eckid` one was reported delivered (409 on the same ids) while the LRS kept only the
+/// identifying actors. Statement ids and registrations are now keyed per LRS for the
+/// pseudonym identity, so the second subscription's copies carry ids of their own: the LRS
+/// holds both copies, unlinkable by id, and nothing is counted delivered that is not held.
+/// (A 409 for a different statement under the same id is a dead letter: see
+/// `issue17_a_409_for_a_different_statement_is_a_dead_letter_that_says_why`.)
 #[test]
-fn issue17_a_pseudonym_subscription_to_an_lrs_that_holds_eckid_statements_is_dead_lettered() {
+fn issue17_a_pseudonym_subscription_to_an_lrs_that_holds_eckid_statements_gets_its_own_copies() {
     let lrs = RealLrs::start();
     let gateway = Gateway::start(&[]);
     let credentials = ["--username", "test", "--password", "test-lrs-password"];
@@ -299,34 +305,51 @@ fn issue17_a_pseudonym_subscription_to_an_lrs_that_holds_eckid_statements_is_dea
     gateway.post_accepted(&accepted_samples());
     gateway.wait_delivered("identifying", WAIT);
     assert_eq!(gateway.outbox("identifying").1, 0);
+    let identifying: BTreeSet<String> = lrs
+        .all_statements()
+        .iter()
+        .map(|statement| statement["id"].as_str().unwrap().to_string())
+        .collect();
     let mut flags = credentials.to_vec();
     flags.extend(["--identity", "pseudonym"]);
     add_lrs(&gateway, "pseudonymous", &lrs.url(), &flags);
     gateway.wait_delivered("pseudonymous", WAIT);
-    // Every learner statement differs in its actor: a dead letter each, saying so. The voiding
-    // statements (the gateway's own actor) are the same in both identities: delivered.
-    let generated = gateway.statements();
-    let learner_statements = generated
-        .iter()
-        .filter(|statement| statement["verb"]["id"] != "http://adlnet.gov/expapi/verbs/voided")
-        .count();
-    let letters = dead_letters(&gateway, "pseudonymous");
-    assert_eq!(letters.len(), learner_statements);
-    for letter in &letters {
-        assert_eq!(letter["status"], 409);
-        let answer = letter["answer"].as_str().unwrap();
-        assert!(
-            answer.contains("holds a different statement") && answer.contains("$.actor"),
-            "{answer}"
-        );
-    }
-    // The LRS still holds the identifying actors, and the operator can see it.
+    assert_eq!(
+        gateway.outbox("pseudonymous").1,
+        0,
+        "{:?}",
+        dead_letters(&gateway, "pseudonymous")
+    );
+    // The LRS now holds a second, pseudonymous copy of every live statement, under other ids.
     let held = lrs.all_statements();
+    let pseudonymous: Vec<&Value> = held
+        .iter()
+        .filter(|statement| !identifying.contains(statement["id"].as_str().unwrap()))
+        .collect();
+    assert_eq!(pseudonymous.len(), identifying.len(), "one copy each");
+    let text = serde_json::to_string(&pseudonymous).unwrap();
+    assert!(
+        !text.contains("ketenid.nl"),
+        "no ECK iD in the pseudonymous copies"
+    );
     assert!(serde_json::to_string(&held).unwrap().contains("ketenid.nl"));
-    let status = gateway.cli(&["outbox", "status"]);
-    assert!(status.contains("pseudonymous"), "{status}");
+    let registrations = |statements: &[&Value]| -> BTreeSet<String> {
+        statements
+            .iter()
+            .filter_map(|statement| statement["context"]["registration"].as_str())
+            .map(str::to_string)
+            .collect()
+    };
+    let identifying_statements: Vec<&Value> = held
+        .iter()
+        .filter(|statement| identifying.contains(statement["id"].as_str().unwrap()))
+        .collect();
+    assert!(
+        registrations(&pseudonymous).is_disjoint(&registrations(&identifying_statements)),
+        "the copies cannot be linked by registration either"
+    );
     // What the real LRS returns for a statement it holds compares as the same statement.
-    for statement in generated.iter().take(20) {
+    for statement in gateway.statements().iter().take(20) {
         let id = statement["id"].as_str().unwrap();
         let (code, body) = lrs.get(&format!("statementId={id}")).unwrap();
         let (code, body) = if code == 404 {
@@ -409,9 +432,33 @@ fn each_lrs_gets_only_its_schools_and_toetscodes_in_its_identity() {
     for name in ["all", "drip", "yy"] {
         gateway.wait_delivered(name, WAIT);
     }
-    assert_eq!(everything.stored_ids(), gateway.statement_ids());
+    // Issue 17: a pseudonym or LAS LRS holds every statement under ids of its own, so its
+    // copies cannot be joined by id with the gateway's or another LRS's.
+    let (pseudonymous_ids, gateway_ids) = (everything.stored_ids(), gateway.statement_ids());
+    assert_eq!(pseudonymous_ids.len(), gateway_ids.len());
+    assert!(pseudonymous_ids.is_disjoint(&gateway_ids));
     assert!(other_school.stored_ids().is_empty());
     let drip: Vec<Value> = drip_only.with(|state| state.stored.values().cloned().collect());
+    let drip_ids = drip_only.stored_ids();
+    assert!(drip_ids.is_disjoint(&pseudonymous_ids) && drip_ids.is_disjoint(&gateway_ids));
+    let registrations = |statements: &[Value]| -> BTreeSet<String> {
+        statements
+            .iter()
+            .filter_map(|s| s["context"]["registration"].as_str().map(str::to_string))
+            .collect()
+    };
+    let everything_statements: Vec<Value> =
+        everything.with(|state| state.stored.values().cloned().collect());
+    assert!(registrations(&drip).is_disjoint(&registrations(&everything_statements)));
+    assert!(
+        registrations(&everything_statements).is_disjoint(&registrations(&gateway.statements()))
+    );
+    // A voiding statement names the id this LRS holds.
+    for statement in &drip {
+        if statement["verb"]["id"] == "http://adlnet.gov/expapi/verbs/voided" {
+            assert!(drip_ids.contains(statement["object"]["id"].as_str().unwrap()));
+        }
+    }
     // Sample 01's statement, its voiding statement (sample 07) and the corrected statement.
     assert_eq!(drip.len(), 3, "{drip:?}");
     for statement in &drip {

@@ -120,17 +120,14 @@ fn clear_secrets_of_an_older_database_are_sealed_at_start_and_keep_working() {
 fn rotation_reseals_under_the_new_key_and_a_foreign_key_delivers_nothing() {
     let lrs = StandIn::start();
     expect_basic_auth(&lrs, PASSWORD);
-    let mut gateway = Gateway::start(&[]);
-    let new_key = || {
-        let output = gateway_cli_text(&gateway, &["secrets", "new-key"]);
-        output.trim().to_string()
-    };
+    // The key file is configured from the first start: the gateway seals its xAPI id key
+    // with it then (issue 17), and a key file replaced without the old key loses that key.
+    let keys = tempfile::tempdir().unwrap();
+    let new_key = uwlr_gateway::secret::Keyring::new_key_text;
     let (old_key, next_key, foreign_key) = (new_key(), new_key(), new_key());
-    let key_file = gateway.dir.join("keys");
+    let key_file = keys.path().join("keys");
     std::fs::write(&key_file, format!("{old_key}\n")).unwrap();
-    gateway.set_env("UWLR_SECRETS_KEY_FILE", key_file.to_str().unwrap());
-    gateway.kill();
-    gateway.spawn();
+    let mut gateway = Gateway::start(&[("UWLR_SECRETS_KEY_FILE", key_file.to_str().unwrap())]);
     gateway.cli(&[
         "lrs",
         "add",
@@ -150,7 +147,8 @@ fn rotation_reseals_under_the_new_key_and_a_foreign_key_delivers_nothing() {
     gateway.kill();
     std::fs::write(&key_file, format!("{next_key}\n{old_key}\n")).unwrap();
     let rotated = gateway_cli_text(&gateway, &["secrets", "rotate"]);
-    assert!(rotated.contains("resealed 2 "), "{rotated}");
+    // The LRS's password and pseudonym key, and the gateway's xAPI id key.
+    assert!(rotated.contains("resealed 3 "), "{rotated}");
     let after = stored_secrets(&gateway, "rotated");
     assert_ne!(before, after);
     std::fs::write(&key_file, format!("{next_key}\n")).unwrap();
@@ -172,6 +170,26 @@ fn rotation_reseals_under_the_new_key_and_a_foreign_key_delivers_nothing() {
     std::thread::sleep(Duration::from_millis(500));
     assert_eq!(lrs.stored_ids().len(), delivered);
     assert!(!gateway.logs().contains(PASSWORD));
+    // Nor does the gateway's xAPI id key: sample 03's statements wait instead of being made
+    // under other ids, and come out once the right key is back.
+    assert!(gateway.logs().contains("xAPI id key"));
+    let (cursor, end): (i64, i64) = gateway
+        .db()
+        .query_row(
+            "SELECT (SELECT cursor_seq FROM xapi_publisher), (SELECT seq FROM change_counter)",
+            [],
+            |row| Ok((row.get(0)?, row.get(1)?)),
+        )
+        .unwrap();
+    assert!(
+        cursor < end,
+        "published without the id key: {cursor} of {end}"
+    );
+    gateway.kill();
+    std::fs::write(&key_file, format!("{next_key}\n")).unwrap();
+    gateway.spawn();
+    gateway.wait_delivered("rotated", WAIT);
+    assert!(lrs.stored_ids().len() > delivered);
 }
 
 fn gateway_cli_text(gateway: &Gateway, args: &[&str]) -> String {

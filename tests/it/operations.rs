@@ -106,6 +106,13 @@ fn backup_under_load_restores_into_a_fresh_data_dir_that_serves() {
     for file in ["gateway.sqlite", "xapi.sqlite"] {
         std::fs::copy(last.join(file), data_dir.join(file)).unwrap();
     }
+    // The secrets key, kept apart from the backups (README): it opens the gateway's xAPI id
+    // key, without which the restored publisher holds statements back (issue 17).
+    std::fs::copy(
+        gateway.data_dir.join("secrets.key"),
+        data_dir.join("secrets.key"),
+    )
+    .unwrap();
     drop(gateway);
     let restored = spawn_gateway(Options::default().data_dir(&data_dir));
     let connection = restored.db();
