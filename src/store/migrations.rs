@@ -422,7 +422,8 @@ CREATE INDEX toetsafnames_feed ON toetsafnames(school_id, feed_seq);
 /// Same tables as migrations 2 and 3 created in the core, leaner: `seq` is the rowid (the
 /// table grows at its end and needs no separate seq index), and no foreign keys into the
 /// core, which SQLite cannot check across files.
-const XAPI_MIGRATIONS: &[&str] = &[r#"
+const XAPI_MIGRATIONS: &[&str] = &[
+    r#"
 CREATE TABLE xapi.xapi_statements (
     -- Monotonic storage order, assigned on the xAPI writer thread: a committed seq is never
     -- lower than one a reader has already seen, so a cursor over it misses nothing.
@@ -498,7 +499,14 @@ CREATE TABLE xapi.xapi_publisher (
     cursor_seq INTEGER NOT NULL
 );
 INSERT INTO xapi.xapi_publisher (id, cursor_seq) VALUES (1, 0);
-"#];
+"#,
+    r#"
+-- CA certificates (PEM) an LRS's server certificate may chain to, besides the system's
+-- roots (`lrs add --ca-file`). The content, not a path: a backup carries it, and a file
+-- that moves or vanishes cannot stop delivery.
+ALTER TABLE xapi.xapi_subscriptions ADD COLUMN ca_pem TEXT;
+"#,
+];
 
 /// The core schema version this binary writes.
 pub const CORE_VERSION: usize = MIGRATIONS.len();
