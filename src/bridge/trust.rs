@@ -89,19 +89,20 @@ pub fn certificate_error<'a>(
 ) -> Option<&'a rustls::CertificateError> {
     let mut cause = Some(error);
     while let Some(current) = cause {
-        // An io::Error hides the error it wraps from source(); look inside it too.
-        let inner = current
+        if let Some(rustls::Error::InvalidCertificate(certificate)) =
+            current.downcast_ref::<rustls::Error>()
+        {
+            return Some(certificate);
+        }
+        // An io::Error hides the error it wraps from source() (it answers that error's
+        // source), and TLS connectors wrap the handshake error in one or two of them.
+        cause = match current
             .downcast_ref::<std::io::Error>()
             .and_then(|io| io.get_ref())
-            .map(|inner| inner as &(dyn std::error::Error + 'static));
-        for candidate in std::iter::once(current).chain(inner) {
-            if let Some(rustls::Error::InvalidCertificate(certificate)) =
-                candidate.downcast_ref::<rustls::Error>()
-            {
-                return Some(certificate);
-            }
-        }
-        cause = current.source();
+        {
+            Some(inner) => Some(inner as &(dyn std::error::Error + 'static)),
+            None => current.source(),
+        };
     }
     None
 }
@@ -213,5 +214,20 @@ kKAjb2MfnY9u6kHDAiEA5uTEbAgNuRxMqIfaOaL2ITP2vYIrBOpb6SWE3QKB7tw=
         let config = client_config(&RootCertStore::empty(), Some(&stored)).unwrap();
         assert_eq!(config.alpn_protocols.len(), 2);
         assert!(client_config(&RootCertStore::empty(), None).is_ok());
+    }
+
+    #[test]
+    fn a_certificate_problem_is_found_inside_nested_io_errors() {
+        let rustls_error =
+            rustls::Error::InvalidCertificate(rustls::CertificateError::UnknownIssuer);
+        let nested = std::io::Error::other(std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            rustls_error,
+        ));
+        assert_eq!(
+            certificate_error(&nested),
+            Some(&rustls::CertificateError::UnknownIssuer)
+        );
+        assert_eq!(certificate_error(&std::io::Error::other("refused")), None);
     }
 }

@@ -4,6 +4,7 @@ mod helpers;
 mod real_lrs;
 mod secrets;
 mod standin;
+mod tls;
 
 use helpers::{accepted_samples, validate_strict, Gateway};
 use real_lrs::RealLrs;
