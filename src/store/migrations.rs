@@ -657,6 +657,30 @@ mod tests {
         Ok(())
     }
 
+    /// xAPI migration 2 on an `xapi.sqlite` with an LRS: the row stays as it was and trusts
+    /// only the system's roots (no CA stored) until it is added again with `--ca-file`.
+    #[test]
+    fn existing_lrs_subscriptions_get_no_ca() -> rusqlite::Result<()> {
+        let mut connection = connection()?;
+        apply(&mut connection, "main", 0, MIGRATIONS)?;
+        apply(&mut connection, "xapi", 0, &XAPI_MIGRATIONS[..1])?;
+        move_bridge_tables(&mut connection)?;
+        connection.execute_batch(
+            "INSERT INTO xapi.xapi_subscriptions (name, url, pseudonym_key, cursor_seq, created_at)
+               VALUES ('lrs', 'https://lrs.example/xAPI/statements', x'00', 7, 'now');",
+        )?;
+        migrate(&mut connection)?;
+        assert_eq!(user_version(&connection, "xapi")?, XAPI_VERSION);
+        assert_eq!(
+            count(
+                &connection,
+                "SELECT count(*) FROM xapi.xapi_subscriptions WHERE name = 'lrs' AND cursor_seq = 7 AND ca_pem IS NULL"
+            ),
+            1
+        );
+        Ok(())
+    }
+
     /// Core migration 6 on a data dir with results: every row keeps its id and belongs to the
     /// client of its receipt, its statement id stays without a sender, the references into the
     /// rebuilt tables hold, and a second client may now use a key the first one uses.
