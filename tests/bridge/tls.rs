@@ -194,8 +194,18 @@ fn issue14_the_system_store_is_trusted() {
     let gateway = Gateway::start(&[("SSL_CERT_FILE", bundle.to_str().unwrap())]);
     add_lrs(&gateway, "system", &good.url(), &[]);
     gateway.post_accepted(&accepted_samples());
-    gateway.wait_delivered("system", WAIT);
-    assert_eq!(good.stored_ids(), gateway.statement_ids());
+    let generated = gateway.statement_ids();
+    // Through the CLI, so that a failure shows the cause the gateway recorded.
+    let started = std::time::Instant::now();
+    while good.stored_ids() != generated {
+        let status = status_by_lrs(&gateway);
+        assert!(
+            started.elapsed() < WAIT,
+            "not delivered: {}",
+            status["system"]["last_error"]
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
 }
 
 /// `lrs add --ca-file` refuses, with the reason, what is not a CA certificate, and stores nothing.
