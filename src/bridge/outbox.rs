@@ -97,9 +97,10 @@ pub async fn run(
         }
     };
     let mut running: HashMap<i64, Running> = HashMap::new();
-    // Subscriptions whose secrets did not open or whose client could not be built,
-    // reported once each (not at every poll).
+    // Subscriptions whose secrets did not open, and those whose HTTP client could not be
+    // built (stored CA certificates that do not load), reported once each (not at every poll).
     let mut unopened: std::collections::HashSet<i64> = std::collections::HashSet::new();
+    let mut unbuilt: std::collections::HashSet<i64> = std::collections::HashSet::new();
     loop {
         let store_for_read = store.clone();
         let loaded =
@@ -139,14 +140,24 @@ pub async fn run(
                     let client = match http_client(&config, &system_roots, &subscription) {
                         Ok(client) => client,
                         Err(error) => {
-                            if unopened.insert(id) {
-                                tracing::error!(lrs = %subscription.row.name, error = %crate::logging::cause_chain(&*error),
-                                    "cannot build the HTTP client for the LRS; nothing is delivered to it");
+                            if unbuilt.insert(id) {
+                                let text = format!(
+                                    "cannot build the HTTP client for this LRS: {}",
+                                    crate::logging::cause_chain(&*error)
+                                );
+                                tracing::error!(lrs = %subscription.row.name, error = %text,
+                                    "nothing is delivered to the LRS");
+                                // Also where `outbox status` shows it.
+                                let _ = store
+                                    .write_xapi(move |connection| {
+                                        rows::record_failure(connection, id, None, &text)
+                                    })
+                                    .await;
                             }
                             continue;
                         }
                     };
-                    unopened.remove(&id);
+                    unbuilt.remove(&id);
                     tracing::info!(lrs = %subscription.row.name, url = %subscription.row.url, "delivering to LRS");
                     let (stop_task, stop_receiver) = watch::channel(false);
                     let task = Task {

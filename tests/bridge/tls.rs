@@ -275,3 +275,41 @@ fn issue14_lrs_add_refuses_a_ca_file_that_holds_no_usable_certificate() {
     assert!(String::from_utf8_lossy(&output.stderr).contains("no effect on the plain http URL"));
     assert_eq!(gateway.cli(&["lrs", "list"]), "");
 }
+
+/// A stored CA that no longer loads (the database edited by hand, say) stops delivery to that
+/// LRS only, and says so once in the log and in `outbox status`, instead of at every poll.
+#[test]
+fn issue14_a_stored_ca_that_does_not_load_is_named_once() {
+    let ca = PrivateCa::new();
+    let good = StandIn::start_tls(ca.server(&["127.0.0.1"], false));
+    let gateway = Gateway::start(&[]);
+    let ca_file = ca.write_pem(&gateway.dir, "ca.pem");
+    add_lrs(
+        &gateway,
+        "broken",
+        &good.url(),
+        &["--ca-file", ca_file.to_str().unwrap()],
+    );
+    gateway
+        .db()
+        .execute(
+            "UPDATE xapi_subscriptions SET ca_pem = ?1 WHERE name = 'broken'",
+            ["-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n"],
+        )
+        .unwrap();
+    gateway.post_accepted(&accepted_samples()[..1]);
+    gateway.wait_for("the error in outbox status", WAIT, || {
+        status_by_lrs(&gateway)["broken"]["last_error"]
+            .as_str()
+            .is_some_and(|error| error.contains("cannot build the HTTP client"))
+    });
+    // Ten poll intervals later, still one line.
+    std::thread::sleep(Duration::from_millis(1000));
+    let logs = gateway.logs();
+    let lines = logs
+        .lines()
+        .filter(|line| line.contains("cannot build the HTTP client"))
+        .count();
+    assert_eq!(lines, 1, "{logs}");
+    assert!(good.stored_ids().is_empty());
+}
