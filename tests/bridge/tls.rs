@@ -297,12 +297,14 @@ fn issue14_a_stored_ca_that_does_not_load_is_named_once() {
             ["-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n"],
         )
         .unwrap();
-    gateway.post_accepted(&accepted_samples()[..1]);
     gateway.wait_for("the error in outbox status", WAIT, || {
         status_by_lrs(&gateway)["broken"]["last_error"]
             .as_str()
             .is_some_and(|error| error.contains("cannot build the HTTP client"))
     });
+    // Posted only now: before the worker saw the change, a task with the good CA could deliver.
+    gateway.post_accepted(&accepted_samples()[..1]);
+    gateway.wait_published();
     // Ten poll intervals later, still one line.
     std::thread::sleep(Duration::from_millis(1000));
     let logs = gateway.logs();
