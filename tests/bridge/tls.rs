@@ -179,8 +179,17 @@ fn issue14_a_private_ca_is_trusted_with_ca_file_and_outbox_status_names_each_cau
         .lines()
         .filter(|line| line.contains("without-ca") && line.contains("delivery failed; retrying"))
         .collect();
-    assert_eq!(warnings.len(), 1, "{warnings:#?}");
-    assert!(warnings[0].contains("UnknownIssuer"), "{}", warnings[0]);
+    // One warning for the cause, and one more only after another cause came between (a
+    // timeout on a starved machine, say).
+    let unknown_issuer = warnings
+        .iter()
+        .filter(|line| line.contains("UnknownIssuer"))
+        .count();
+    assert_eq!(
+        unknown_issuer,
+        1 + warnings.len() - unknown_issuer,
+        "{warnings:#?}"
+    );
 }
 
 /// Before: the worker trusted only the roots compiled into the binary, so a CA the host
