@@ -238,6 +238,10 @@ pub enum LrsCommand {
         /// Accept a plain http:// URL to another host (statements and credentials then cross the network unencrypted).
         #[arg(long)]
         allow_plain_http: bool,
+        /// PEM file with the CA certificate(s) of a private CA the LRS's server certificate chains
+        /// to, trusted for this LRS besides the system's roots; the certificates are stored with it.
+        #[arg(long, value_name = "PEM")]
+        ca_file: Option<PathBuf>,
     },
     /// List the subscribed LRSs with their filters (never a password).
     List {
@@ -1207,6 +1211,26 @@ fn readers(config: &Config, command: ReadersCommand) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// Reads and checks an `lrs add --ca-file`; its certificates, normalised, are what is stored.
+fn read_ca_file(path: &Path) -> Result<String> {
+    use std::io::Read;
+    let file = std::fs::File::open(path)
+        .with_context(|| format!("--ca-file: cannot open {}", path.display()))?;
+    let mut bytes = Vec::new();
+    file.take(crate::bridge::trust::MAX_CA_FILE_BYTES + 1)
+        .read_to_end(&mut bytes)
+        .with_context(|| format!("--ca-file: cannot read {}", path.display()))?;
+    if bytes.len() as u64 > crate::bridge::trust::MAX_CA_FILE_BYTES {
+        bail!(
+            "--ca-file: {} is larger than {} bytes, which no CA certificate file is",
+            path.display(),
+            crate::bridge::trust::MAX_CA_FILE_BYTES
+        );
+    }
+    crate::bridge::trust::check_ca_pem(&bytes)
+        .with_context(|| format!("--ca-file {}", path.display()))
+}
+
 fn lrs(config: &Config, command: LrsCommand) -> Result<ExitCode> {
     use crate::store::outbox as rows;
     let connection = match command {
@@ -1225,6 +1249,7 @@ fn lrs(config: &Config, command: LrsCommand) -> Result<ExitCode> {
             identity,
             from_now,
             allow_plain_http,
+            ca_file,
         } => {
             let password = match password_file {
                 Some(path) => Some(read_secret_line(&path, "password")?),
@@ -1238,6 +1263,10 @@ fn lrs(config: &Config, command: LrsCommand) -> Result<ExitCode> {
                         .map_err(anyhow::Error::msg)
                 })
                 .collect::<Result<Vec<_>>>()?;
+            let ca_pem = match &ca_file {
+                Some(path) => Some(read_ca_file(path)?),
+                None => None,
+            };
             let new = rows::NewSubscription {
                 name,
                 url,
@@ -1247,6 +1276,7 @@ fn lrs(config: &Config, command: LrsCommand) -> Result<ExitCode> {
                 schools,
                 toetscodes,
                 from_now,
+                ca_pem,
             };
             crate::bridge::subscriptions::check_new(&new, allow_plain_http)?;
             if new.url.starts_with("http://") && allow_plain_http {
@@ -1264,8 +1294,16 @@ fn lrs(config: &Config, command: LrsCommand) -> Result<ExitCode> {
             rand::RngCore::fill_bytes(&mut rand::thread_rng(), &mut key);
             let keyring = load_keyring(config, true)?;
             rows::add_subscription(&connection, &new, &key, &keyring)?;
+            let trust = match &new.ca_pem {
+                Some(pem) => format!(
+                    ", trusting {} CA certificate(s) from {} besides the system's",
+                    crate::bridge::trust::fingerprints(pem).len(),
+                    ca_file.as_deref().unwrap_or(Path::new("-")).display()
+                ),
+                None => String::new(),
+            };
             println!(
-                "LRS {} added: {} ({} identity); a running gateway picks it up within {} ms",
+                "LRS {} added: {} ({} identity{trust}); a running gateway picks it up within {} ms",
                 new.name, new.url, new.identity, config.xapi_poll_interval_ms
             );
         }
@@ -1281,6 +1319,7 @@ fn lrs(config: &Config, command: LrsCommand) -> Result<ExitCode> {
                         "identity": row.identity,
                         "schools": row.schools,
                         "toetscodes": row.toetscodes,
+                        "ca_sha256": row.ca_pem.as_deref().map(crate::bridge::trust::fingerprints),
                     });
                     println!("{line}");
                     continue;
@@ -1292,8 +1331,19 @@ fn lrs(config: &Config, command: LrsCommand) -> Result<ExitCode> {
                         items.join(",")
                     }
                 };
+                let ca = match &row.ca_pem {
+                    Some(pem) => format!(
+                        " ca {}",
+                        crate::bridge::trust::fingerprints(pem)
+                            .iter()
+                            .map(|fingerprint| format!("sha256:{fingerprint}"))
+                            .collect::<Vec<_>>()
+                            .join(",")
+                    ),
+                    None => String::new(),
+                };
                 println!(
-                    "{:<16} {:<50} user {:<12} password {:<4} identity {:<9} schools {} toetscodes {}",
+                    "{:<16} {:<50} user {:<12} password {:<4} identity {:<9} schools {} toetscodes {}{ca}",
                     row.name,
                     row.url,
                     row.username.as_deref().unwrap_or("-"),

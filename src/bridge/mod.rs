@@ -4,7 +4,8 @@
 //! feed (the transactional outbox) and writes statements, voiding corrected ones,
 //! `subscriptions` holds the LRS endpoints, their filters and learner identity, and
 //! `outbox` is the delivery worker; `read` renders stored statements for the query side,
-//! and `profile` is the xAPI Profile that describes the statements.
+//! `trust` the certificates a delivery trusts, and `profile` is the xAPI Profile that
+//! describes the statements.
 
 pub mod compare;
 pub mod ids;
@@ -13,6 +14,7 @@ pub mod profile;
 pub mod publish;
 pub mod read;
 pub mod subscriptions;
+pub mod trust;
 pub mod xapi;
 
 pub use publish::{release_quarantine, run_publisher};
@@ -42,6 +44,9 @@ pub enum BridgeError {
     /// A subscription setting is not valid (`lrs add`); carries the reason.
     #[error("{0}")]
     Subscription(String),
+    /// CA certificates for an LRS (`lrs add --ca-file`, or as stored) cannot be used; carries the reason.
+    #[error("{0}")]
+    Certificates(String),
     /// A publisher round was read from another cursor than the stored one (a second
     /// gateway on the same data dir, or a stale read); nothing was written.
     #[error("the publisher cursor is at {stored}, the round started at {round}")]

@@ -89,23 +89,18 @@ pub async fn run(
     config: OutboxConfig,
     mut stop: watch::Receiver<bool>,
 ) {
-    let client = match reqwest::Client::builder()
-        .timeout(config.request_timeout)
-        .connect_timeout(config.request_timeout)
-        .redirect(reqwest::redirect::Policy::none())
-        .tcp_nodelay(true)
-        .user_agent(concat!("uwlr-gateway/", env!("CARGO_PKG_VERSION")))
-        .build()
-    {
-        Ok(client) => client,
+    let system_roots = match tokio::task::spawn_blocking(super::trust::system_roots).await {
+        Ok(roots) => roots,
         Err(error) => {
-            tracing::error!(%error, "cannot build the HTTP client; the outbox worker does not run");
+            tracing::error!(%error, "cannot read the system root certificates; the outbox worker does not run");
             return;
         }
     };
     let mut running: HashMap<i64, Running> = HashMap::new();
-    // Subscriptions whose secrets did not open, reported once each (not at every poll).
+    // Subscriptions whose secrets did not open, and those whose HTTP client could not be
+    // built (stored CA certificates that do not load), reported once each (not at every poll).
     let mut unopened: std::collections::HashSet<i64> = std::collections::HashSet::new();
+    let mut unbuilt: std::collections::HashSet<i64> = std::collections::HashSet::new();
     loop {
         let store_for_read = store.clone();
         let loaded =
@@ -142,13 +137,34 @@ pub async fn run(
                     if running.contains_key(&id) {
                         continue;
                     }
+                    let client = match http_client(&config, &system_roots, &subscription) {
+                        Ok(client) => client,
+                        Err(error) => {
+                            if unbuilt.insert(id) {
+                                let text = format!(
+                                    "cannot build the HTTP client for this LRS: {}",
+                                    crate::logging::cause_chain(&*error)
+                                );
+                                tracing::error!(lrs = %subscription.row.name, error = %text,
+                                    "nothing is delivered to the LRS");
+                                // Also where `outbox status` shows it.
+                                let _ = store
+                                    .write_xapi(move |connection| {
+                                        rows::record_failure(connection, id, None, &text)
+                                    })
+                                    .await;
+                            }
+                            continue;
+                        }
+                    };
+                    unbuilt.remove(&id);
                     tracing::info!(lrs = %subscription.row.name, url = %subscription.row.url, "delivering to LRS");
                     let (stop_task, stop_receiver) = watch::channel(false);
                     let task = Task {
                         store: store.clone(),
                         mapping: mapping.clone(),
                         config: config.clone(),
-                        client: client.clone(),
+                        client,
                         fingerprint: subscription.fingerprint(),
                         subscription,
                         stop: stop_receiver,
@@ -191,6 +207,23 @@ pub async fn run(
         }
     }
     tracing::info!("outbox worker stopped");
+}
+
+/// The client of one LRS: its own TLS roots (the system's plus its stored CA), no redirects.
+fn http_client(
+    config: &OutboxConfig,
+    system_roots: &rustls::RootCertStore,
+    subscription: &Subscription,
+) -> Result<reqwest::Client, Box<dyn std::error::Error + Send + Sync>> {
+    let tls = super::trust::client_config(system_roots, subscription.row.ca_pem.as_deref())?;
+    Ok(reqwest::Client::builder()
+        .use_preconfigured_tls(tls)
+        .timeout(config.request_timeout)
+        .connect_timeout(config.request_timeout)
+        .redirect(reqwest::redirect::Policy::none())
+        .tcp_nodelay(true)
+        .user_agent(concat!("uwlr-gateway/", env!("CARGO_PKG_VERSION")))
+        .build()?)
 }
 
 async fn futures_join(handles: Vec<JoinHandle<()>>) {
@@ -252,6 +285,9 @@ impl Task {
         let mut commits = self.store.xapi_commits();
         let mut cursor = self.subscription.row.cursor_seq;
         let mut attempt: u32 = 0;
+        // The error last logged as a warning: a repeat of it is logged at debug only, so a
+        // long outage leaves one warning per change of cause instead of one per attempt.
+        let mut last_logged: Option<String> = None;
         while !self.stopping() {
             let id = self.subscription.row.id;
             let limit = self.config.batch_size;
@@ -288,7 +324,12 @@ impl Task {
                 continue;
             }
             match self.deliver(batch, from_cursor, &mut cursor).await {
-                Round::Done => attempt = 0,
+                Round::Done => {
+                    attempt = 0;
+                    if last_logged.take().is_some() {
+                        tracing::info!(lrs = %name, "delivering again");
+                    }
+                }
                 Round::Retry {
                     status,
                     error,
@@ -296,8 +337,14 @@ impl Task {
                 } => {
                     attempt = attempt.saturating_add(1);
                     let delay = backoff(&self.config, attempt, retry_after);
-                    tracing::warn!(lrs = %name, status, %error, attempt, delay_ms = delay.as_millis() as u64,
-                        "delivery failed; retrying");
+                    if last_logged.as_deref() == Some(error.as_str()) {
+                        tracing::debug!(lrs = %name, status, attempt, delay_ms = delay.as_millis() as u64,
+                            "delivery failed again the same way; retrying");
+                    } else {
+                        tracing::warn!(lrs = %name, status, %error, attempt, delay_ms = delay.as_millis() as u64,
+                            "delivery failed; retrying");
+                        last_logged = Some(error.clone());
+                    }
                     let message = error.clone();
                     let _ = self
                         .write(move |c| rows::record_failure(c, id, status, &message))
@@ -511,16 +558,9 @@ impl Task {
         let response = match request.send().await {
             Ok(response) => response,
             Err(error) => {
-                let kind = if error.is_timeout() {
-                    "timeout"
-                } else if error.is_connect() {
-                    "connection failed"
-                } else {
-                    "request failed"
-                };
                 return Answer::Retry {
                     status: None,
-                    error: format!("{kind}: {}", error.without_url()),
+                    error: failure_text(error),
                     retry_after: None,
                 };
             }
@@ -566,16 +606,10 @@ impl Task {
                     self.subscription.password.as_ref().map(|p| p.expose()),
                 );
             }
-            let response = request
-                .send()
-                .await
-                .map_err(|error| error.without_url().to_string())?;
+            let response = request.send().await.map_err(failure_text)?;
             match response.status().as_u16() {
                 200 => {
-                    let text = response
-                        .text()
-                        .await
-                        .map_err(|error| error.without_url().to_string())?;
+                    let text = response.text().await.map_err(failure_text)?;
                     let held: serde_json::Value = serde_json::from_str(&text)
                         .map_err(|error| format!("its answer is no statement: {error}"))?;
                     return Ok(match super::compare::difference(&sent, &held) {
@@ -590,6 +624,31 @@ impl Task {
         }
         Ok(Held::Missing)
     }
+}
+
+/// What `outbox status` and the log say about a request that got no answer: its class, then
+/// every cause (DNS, refused, the certificate problem, timeout), and for a certificate from an
+/// unknown CA how to trust it. The URL is left out (it is in the subscription).
+fn failure_text(error: reqwest::Error) -> String {
+    let error = error.without_url();
+    let certificate = super::trust::certificate_error(&error);
+    let kind = if error.is_timeout() {
+        "timeout"
+    } else if certificate.is_some() {
+        "certificate refused"
+    } else if error.is_connect() {
+        "connection failed"
+    } else {
+        "request failed"
+    };
+    let mut text = format!("{kind}: {}", crate::logging::cause_chain(&error));
+    if matches!(certificate, Some(rustls::CertificateError::UnknownIssuer)) {
+        text.push_str(
+            " (the LRS's certificate does not chain to a CA this host trusts; for a private CA, \
+             add it to the system store or subscribe the LRS with `lrs add --ca-file`)",
+        );
+    }
+    text
 }
 
 /// `Retry-After` in either form (RFC 9110 10.2.3): delay-seconds or an HTTP-date, the

@@ -77,14 +77,15 @@ impl Subscription {
     /// What makes a running delivery task stale: a changed row means a new task.
     pub fn fingerprint(&self) -> String {
         format!(
-            "{}|{}|{:?}|{}|{}|{:?}|{:?}",
+            "{}|{}|{:?}|{}|{}|{:?}|{:?}|{:?}",
             self.row.id,
             self.row.url,
             self.row.username,
             self.password.as_ref().map(Secret::expose).unwrap_or(""),
             self.row.identity,
             self.row.schools,
-            self.row.toetscodes
+            self.row.toetscodes,
+            self.row.ca_pem
         )
     }
 
@@ -203,6 +204,12 @@ pub fn check_new(new: &NewSubscription, allow_plain_http: bool) -> Result<(), Br
             new.url
         )));
     }
+    if url.scheme() == "http" && new.ca_pem.is_some() {
+        return Err(BridgeError::Subscription(format!(
+            "--ca-file has no effect on the plain http URL {}; use https",
+            new.url
+        )));
+    }
     if !url.username().is_empty() || url.password().is_some() {
         return Err(BridgeError::Subscription(
             "give credentials with --username/--password, not in the URL".into(),
@@ -257,6 +264,7 @@ mod tests {
                 schools: vec![],
                 toetscodes: vec![],
                 from_now: false,
+                ca_pem: None,
             };
             check_new(&new, allow).is_ok()
         };
@@ -301,6 +309,7 @@ mod tests {
             last_status: None,
             last_error: None,
             delivered: 0,
+            ca_pem: None,
         }
     }
 

@@ -524,14 +524,21 @@ CREATE TABLE xapi.xapi_settings (
     name TEXT PRIMARY KEY,
     value TEXT NOT NULL
 );
--- 1 when the statement's ids are keyed with the gateway's id key (core migration 7 on):
+-- 1 when the statement's ids are keyed with the gateway's id key (core migration 8 on):
 -- an LRS with the pseudonym or LAS identity gets them keyed again with its own key.
 ALTER TABLE xapi.xapi_statements ADD COLUMN keyed INTEGER NOT NULL DEFAULT 0;
 "#,
+    // 3: CA certificates per LRS (`lrs add --ca-file`).
+    r#"
+-- CA certificates (PEM) an LRS's server certificate may chain to, besides the system's
+-- roots (`lrs add --ca-file`). The content, not a path: a backup carries it, and a file
+-- that moves or vanishes cannot stop delivery.
+ALTER TABLE xapi.xapi_subscriptions ADD COLUMN ca_pem TEXT;
+"#,
 ];
 
-/// The core schema version this binary writes.
-pub const CORE_VERSION: usize = MIGRATIONS.len();
+/// The core schema version this binary writes: the first migrations, the split, then the later ones.
+pub const CORE_VERSION: usize = SPLIT_VERSION + LATER_MIGRATIONS.len();
 /// The `xapi.sqlite` schema version this binary writes.
 pub const XAPI_VERSION: usize = XAPI_MIGRATIONS.len();
 
@@ -652,7 +659,7 @@ fn move_bridge_tables(connection: &mut Connection) -> rusqlite::Result<()> {
 
 /// The core schema version this binary writes.
 pub fn latest_version() -> usize {
-    SPLIT_VERSION + LATER_MIGRATIONS.len()
+    CORE_VERSION
 }
 
 #[cfg(test)]
@@ -676,6 +683,30 @@ mod tests {
         migrate(&mut connection)?;
         assert_eq!(user_version(&connection, "main")?, latest_version());
         assert_eq!(user_version(&connection, "xapi")?, XAPI_MIGRATIONS.len());
+        Ok(())
+    }
+
+    /// xAPI migration 2 on an `xapi.sqlite` with an LRS: the row stays as it was and trusts
+    /// only the system's roots (no CA stored) until it is added again with `--ca-file`.
+    #[test]
+    fn existing_lrs_subscriptions_get_no_ca() -> rusqlite::Result<()> {
+        let mut connection = connection()?;
+        apply(&mut connection, "main", 0, MIGRATIONS)?;
+        apply(&mut connection, "xapi", 0, &XAPI_MIGRATIONS[..1])?;
+        move_bridge_tables(&mut connection)?;
+        connection.execute_batch(
+            "INSERT INTO xapi.xapi_subscriptions (name, url, pseudonym_key, cursor_seq, created_at)
+               VALUES ('lrs', 'https://lrs.example/xAPI/statements', x'00', 7, 'now');",
+        )?;
+        migrate(&mut connection)?;
+        assert_eq!(user_version(&connection, "xapi")?, XAPI_VERSION);
+        assert_eq!(
+            count(
+                &connection,
+                "SELECT count(*) FROM xapi.xapi_subscriptions WHERE name = 'lrs' AND cursor_seq = 7 AND ca_pem IS NULL"
+            ),
+            1
+        );
         Ok(())
     }
 

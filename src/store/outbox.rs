@@ -87,6 +87,8 @@ pub struct SubscriptionRow {
     pub last_status: Option<i64>,
     pub last_error: Option<String>,
     pub delivered: i64,
+    /// CA certificates (normalised PEM) trusted for this LRS besides the system's roots.
+    pub ca_pem: Option<String>,
 }
 
 /// A subscription to add (`lrs add`).
@@ -101,6 +103,8 @@ pub struct NewSubscription {
     pub toetscodes: Vec<String>,
     /// Start after the newest statement instead of delivering the whole history.
     pub from_now: bool,
+    /// CA certificates (normalised PEM, `bridge::trust::check_ca_pem`) to trust besides the system's roots.
+    pub ca_pem: Option<String>,
 }
 
 /// A statement waiting for one LRS, with what identity rendering needs.
@@ -341,9 +345,9 @@ pub fn add_subscription(
     }
     connection.execute(
         "INSERT INTO xapi_subscriptions (name, url, username, password, identity, pseudonym_key, schools, toetscodes,
-           cursor_seq, created_at)
+           cursor_seq, created_at, ca_pem)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8,
-           CASE WHEN ?10 THEN (SELECT COALESCE(MAX(seq), 0) FROM xapi_statements) ELSE 0 END, ?9)",
+           CASE WHEN ?10 THEN (SELECT COALESCE(MAX(seq), 0) FROM xapi_statements) ELSE 0 END, ?9, ?11)",
         params![
             new.name,
             new.url,
@@ -359,13 +363,23 @@ pub fn add_subscription(
             serde_json::to_string(&new.toetscodes).unwrap_or_else(|_| "[]".into()),
             now_text(),
             new.from_now,
+            new.ca_pem,
         ],
     )?;
     super::admin::audit(
         connection,
         "cli",
         "lrs.add",
-        &format!("{} {}", new.name, new.url),
+        &format!(
+            "{} {}{}",
+            new.name,
+            new.url,
+            if new.ca_pem.is_some() {
+                " (own CA)"
+            } else {
+                ""
+            }
+        ),
     )?;
     Ok(())
 }
@@ -381,7 +395,7 @@ pub fn remove_subscription(connection: &Connection, name: &str) -> Result<bool, 
 pub fn list_subscriptions(connection: &Connection) -> Result<Vec<SubscriptionRow>, StoreError> {
     let mut statement = connection.prepare_cached(
         "SELECT id, name, url, username, password, identity, pseudonym_key, schools, toetscodes, cursor_seq, created_at,
-           last_attempt_at, last_delivered_at, last_status, last_error, delivered
+           last_attempt_at, last_delivered_at, last_status, last_error, delivered, ca_pem
          FROM xapi_subscriptions ORDER BY name",
     )?;
     let rows = statement
@@ -405,6 +419,7 @@ pub fn list_subscriptions(connection: &Connection) -> Result<Vec<SubscriptionRow
                 last_status: row.get(13)?,
                 last_error: row.get(14)?,
                 delivered: row.get(15)?,
+                ca_pem: row.get(16)?,
             })
         })?
         .collect::<Result<Vec<_>, _>>()?;

@@ -135,21 +135,6 @@ pub fn agent(options: &ReplayOptions) -> anyhow::Result<ureq::Agent> {
     Ok(builder.build())
 }
 
-/// An error and every cause below it, `outer: inner: …`, each said once.
-pub fn cause_chain(error: &(dyn std::error::Error + 'static)) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        let cause_text = cause.to_string();
-        if !text.contains(&cause_text) {
-            text.push_str(": ");
-            text.push_str(&cause_text);
-        }
-        source = cause.source();
-    }
-    text
-}
-
 pub fn load_manifest(path: &Path) -> anyhow::Result<BTreeMap<String, Expected>> {
     let text = std::fs::read_to_string(path)?;
     let manifest: Manifest = toml::from_str(&text)?;
@@ -470,7 +455,7 @@ fn send(
         let response = match response {
             Ok(response) => response,
             Err(ureq::Error::Status(_, response)) => response,
-            Err(error) => return Err(cause_chain(&error)),
+            Err(error) => return Err(crate::logging::cause_chain(&error)),
         };
         let status = response.status();
         let mut text = String::new();

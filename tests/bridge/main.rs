@@ -5,6 +5,7 @@ mod real_lrs;
 mod secrets;
 mod stable;
 mod standin;
+mod tls;
 
 use helpers::{accepted_samples, validate_strict, Gateway};
 use real_lrs::RealLrs;

@@ -1,4 +1,4 @@
-//! A small stand-in LRS speaking the xAPI statements API (POST, and GET by id, on /xAPI/statements) with injectable faults.
+//! A small stand-in LRS speaking the xAPI statements API (POST, and GET by id, on /xAPI/statements) with injectable faults, over HTTP or HTTPS.
 
 use serde_json::Value;
 use std::collections::{BTreeMap, BTreeSet};
@@ -52,6 +52,8 @@ pub struct State {
 pub struct StandIn {
     pub port: u16,
     pub state: Arc<Mutex<State>>,
+    /// Speaks HTTPS with this configuration (server certificate) when set.
+    tls: Option<Arc<rustls::ServerConfig>>,
     stop: Arc<AtomicBool>,
     thread: Option<std::thread::JoinHandle<()>>,
 }
@@ -73,19 +75,32 @@ impl StandIn {
 
     /// Starts on a given port (to come up where a gateway already expects it) with a given state.
     pub fn start_on(port: u16, state: Arc<Mutex<State>>) -> StandIn {
+        StandIn::start_with(port, state, None)
+    }
+
+    /// Starts speaking HTTPS with `tls` (its server certificate decides whom the gateway trusts).
+    pub fn start_tls(tls: Arc<rustls::ServerConfig>) -> StandIn {
+        StandIn::start_with(0, fresh_state(), Some(tls))
+    }
+
+    fn start_with(
+        port: u16,
+        state: Arc<Mutex<State>>,
+        tls: Option<Arc<rustls::ServerConfig>>,
+    ) -> StandIn {
         let listener = TcpListener::bind(("127.0.0.1", port)).unwrap();
         listener.set_nonblocking(true).unwrap();
         let port = listener.local_addr().unwrap().port();
         let stop = Arc::new(AtomicBool::new(false));
         let thread = {
-            let (state, stop) = (state.clone(), stop.clone());
+            let (state, stop, tls) = (state.clone(), stop.clone(), tls.clone());
             std::thread::spawn(move || {
                 while !stop.load(Ordering::SeqCst) {
                     match listener.accept() {
                         Ok((stream, _)) => {
-                            let state = state.clone();
+                            let (state, tls) = (state.clone(), tls.clone());
                             std::thread::spawn(move || {
-                                let _ = handle(stream, &state);
+                                let _ = serve(stream, tls, &state);
                             });
                         }
                         Err(_) => std::thread::sleep(Duration::from_millis(5)),
@@ -96,13 +111,15 @@ impl StandIn {
         StandIn {
             port,
             state,
+            tls,
             stop,
             thread: Some(thread),
         }
     }
 
     pub fn url(&self) -> String {
-        format!("http://127.0.0.1:{}/xAPI/statements", self.port)
+        let scheme = if self.tls.is_some() { "https" } else { "http" };
+        format!("{scheme}://127.0.0.1:{}/xAPI/statements", self.port)
     }
 
     pub fn with<R>(&self, f: impl FnOnce(&mut State) -> R) -> R {
@@ -128,12 +145,30 @@ impl Drop for StandIn {
     }
 }
 
-fn respond(stream: &mut TcpStream, status: u16, body: &str) -> std::io::Result<()> {
+/// One connection: over TLS when `tls` is set (a failed handshake ends it), else plain.
+fn serve(
+    stream: TcpStream,
+    tls: Option<Arc<rustls::ServerConfig>>,
+    state: &Mutex<State>,
+) -> std::io::Result<()> {
+    stream.set_nonblocking(false)?;
+    stream.set_read_timeout(Some(Duration::from_secs(10)))?;
+    let Some(tls) = tls else {
+        return handle(stream, state);
+    };
+    let connection = rustls::ServerConnection::new(tls).map_err(std::io::Error::other)?;
+    let mut stream = rustls::StreamOwned::new(connection, stream);
+    handle(&mut stream, state)?;
+    stream.conn.send_close_notify();
+    stream.flush()
+}
+
+fn respond(stream: &mut impl Write, status: u16, body: &str) -> std::io::Result<()> {
     respond_with(stream, status, body, "")
 }
 
 fn respond_with(
-    stream: &mut TcpStream,
+    stream: &mut impl Write,
     status: u16,
     body: &str,
     extra_headers: &str,
@@ -147,7 +182,7 @@ fn respond_with(
 
 /// GET /xAPI/statements?statementId=…: the held statement as an LRS returns it, with
 /// `stored`, `authority` and `version` added and the timestamp rewritten in UTC.
-fn answer_get(stream: &mut TcpStream, query: &str, state: &Mutex<State>) -> std::io::Result<()> {
+fn answer_get(stream: &mut impl Write, query: &str, state: &Mutex<State>) -> std::io::Result<()> {
     let mut state = state.lock().unwrap();
     state.gets.push(query.to_string());
     let id = query
@@ -186,10 +221,8 @@ fn answer_get(stream: &mut TcpStream, query: &str, state: &Mutex<State>) -> std:
     }
 }
 
-fn handle(mut stream: TcpStream, state: &Mutex<State>) -> std::io::Result<()> {
-    stream.set_nonblocking(false)?;
-    stream.set_read_timeout(Some(Duration::from_secs(10)))?;
-    let mut reader = BufReader::new(stream.try_clone()?);
+fn handle(stream: impl Read + Write, state: &Mutex<State>) -> std::io::Result<()> {
+    let mut reader = BufReader::new(stream);
     let mut request_line = String::new();
     reader.read_line(&mut request_line)?;
     let mut headers = BTreeMap::new();
@@ -210,15 +243,17 @@ fn handle(mut stream: TcpStream, state: &Mutex<State>) -> std::io::Result<()> {
         .unwrap_or(0);
     let mut body = vec![0u8; length];
     reader.read_exact(&mut body)?;
+    // The request is read; answers go out on the same stream (BufReader buffers only reads).
+    let stream = reader.get_mut();
     if let Some(query) = request_line
         .strip_prefix("GET /xAPI/statements?")
         .and_then(|rest| rest.split_once(' '))
         .map(|(query, _)| query.to_string())
     {
-        return answer_get(&mut stream, &query, state);
+        return answer_get(stream, &query, state);
     }
     if !request_line.starts_with("POST /xAPI/statements ") {
-        return respond(&mut stream, 404, "{}");
+        return respond(stream, 404, "{}");
     }
     let (delay, fail, authorization) = {
         let mut state = state.lock().unwrap();
@@ -243,7 +278,7 @@ fn handle(mut stream: TcpStream, state: &Mutex<State>) -> std::io::Result<()> {
     let statements: Vec<Value> = match serde_json::from_slice::<Value>(&body) {
         Ok(Value::Array(items)) => items,
         Ok(single @ Value::Object(_)) => vec![single],
-        _ => return respond(&mut stream, 400, r#"{"message":"not JSON"}"#),
+        _ => return respond(stream, 400, r#"{"message":"not JSON"}"#),
     };
     let ids: Vec<String> = statements
         .iter()
@@ -309,5 +344,5 @@ fn handle(mut stream: TcpStream, state: &Mutex<State>) -> std::io::Result<()> {
         _ => String::new(),
     };
     drop(state);
-    respond_with(&mut stream, status, &text, &retry_after)
+    respond_with(stream, status, &text, &retry_after)
 }
