@@ -295,6 +295,7 @@ impl Task {
                     retry_after,
                 } => {
                     attempt = attempt.saturating_add(1);
+                    crate::metrics::metrics().delivery_retry(&name);
                     let delay = backoff(&self.config, attempt, retry_after);
                     tracing::warn!(lrs = %name, status, %error, attempt, delay_ms = delay.as_millis() as u64,
                         "delivery failed; retrying");
