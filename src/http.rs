@@ -483,7 +483,7 @@ async fn operations(
             metrics().auth_stats(&state.intake.auth_limit.stats());
             Ok(Reply {
                 status: StatusCode::OK,
-                content_type: "application/openmetrics-text; version=1.0.0; charset=utf-8",
+                content_type: "text/plain; version=0.0.4; charset=utf-8",
                 body: metrics().render(),
                 receipt_id: None,
             })

@@ -377,17 +377,15 @@ impl Metrics {
         }
         while history
             .ends
-            .get(1)
+            .front()
             .is_some_and(|(_, end)| *end <= state.publisher_cursor)
         {
             history.ends.pop_front();
         }
-        let lag_secs = match history.ends.front() {
-            Some((seen, end)) if *end > state.publisher_cursor => {
-                now.duration_since(*seen).as_secs_f64()
-            }
-            _ => 0.0,
-        };
+        let lag_secs = history
+            .ends
+            .front()
+            .map_or(0.0, |(seen, _)| now.duration_since(*seen).as_secs_f64());
         ::metrics::gauge!("uwlr_publisher_lag_changes").set(lag_changes as f64);
         ::metrics::gauge!("uwlr_publisher_lag_seconds").set(lag_secs);
         self.last_publisher_lag
