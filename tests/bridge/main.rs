@@ -611,9 +611,8 @@ fn dead_letters_turn_ready_off_and_show_per_lrs_in_the_metrics() {
         "{body}"
     );
     // The sampler reads the delivery state every 2 s.
-    let mut metrics = String::new();
     gateway.wait_for("the per-LRS metrics", Duration::from_secs(20), || {
-        metrics = get_operations(&gateway, "/metrics").1;
+        let metrics = get_operations(&gateway, "/metrics").1;
         metrics.contains("uwlr_lrs_dead_letters{lrs=\"strict\"} 1")
             && metrics.contains("uwlr_lrs_pending_statements{lrs=\"strict\"} 0")
             && metrics.contains("uwlr_lrs_retries_total{lrs=\"strict\"} 1")
