@@ -32,9 +32,9 @@ COPY --from=build /usr/local/bin/uwlr-gateway /usr/local/bin/uwlr-gateway
 USER 10001:10001
 VOLUME ["/var/lib/uwlr-gateway"]
 EXPOSE 8080
-# Liveness for now; switch to /ready (store writable, publisher and dead letters within
-# thresholds) once the gateway serves it.
+# Readiness, not just liveness: the store commits, the schemas are in place, and the publisher
+# lag and dead letters are within ready_max_publisher_lag_secs and ready_max_dead_letters.
 HEALTHCHECK --interval=30s --timeout=5s --start-period=30s --retries=3 \
-    CMD ["curl", "-fsS", "-o", "/dev/null", "http://127.0.0.1:8080/health"]
+    CMD ["curl", "-fsS", "-o", "/dev/null", "http://127.0.0.1:8080/ready"]
 ENTRYPOINT ["uwlr-gateway", "--data-dir", "/var/lib/uwlr-gateway"]
 CMD ["serve", "--listen", "0.0.0.0:8080"]

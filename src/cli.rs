@@ -1574,6 +1574,19 @@ fn serve(config: Config, demo: bool) -> Result<ExitCode> {
         println!("uwlr-gateway listening on {scheme}://{local}");
         println!("SOAP endpoint {}  (WSDL: {}?wsdl)", state.endpoint_url, state.endpoint_url);
         println!("database {}", store.path().display());
+        let operations_listener = match config.metrics_listen {
+            Some(address) => {
+                let listener = tokio::net::TcpListener::bind(address)
+                    .await
+                    .with_context(|| format!("cannot listen on {address} (metrics_listen)"))?;
+                println!(
+                    "metrics listening on http://{}  (/metrics, /status, /ready, /health)",
+                    listener.local_addr()?
+                );
+                Some(listener)
+            }
+            None => None,
+        };
         if demo {
             print_demo_help(&state.endpoint_url);
         }
@@ -1607,7 +1620,35 @@ fn serve(config: Config, demo: bool) -> Result<ExitCode> {
             config.outbox(),
             outbox_stopped,
         ));
-        crate::http::serve(state, listener, tls, shutdown_signal()).await?;
+        let sampler = tokio::spawn(crate::status::run_sampler(
+            store.clone(),
+            state.intake.auth_limit.clone(),
+        ));
+        let (stop_operations, mut operations_stopped) = tokio::sync::watch::channel(false);
+        let operations = operations_listener.map(|listener| {
+            tokio::spawn(crate::http::serve(
+                state.clone(),
+                listener,
+                None,
+                crate::http::Surface::Operations,
+                async move {
+                    let _ = operations_stopped.changed().await;
+                },
+            ))
+        });
+        crate::http::serve(
+            state,
+            listener,
+            tls,
+            crate::http::Surface::Main,
+            shutdown_signal(),
+        )
+        .await?;
+        let _ = stop_operations.send(true);
+        if let Some(operations) = operations {
+            let _ = operations.await;
+        }
+        sampler.abort();
         // Requests are done: stop publishing and delivery, then the writer.
         let _ = stop_outbox.send(true);
         let _ = publisher.await;

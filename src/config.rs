@@ -59,6 +59,14 @@ pub struct Config {
     pub body_timeout_secs: u64,
     /// Bearer token for the admin API (roster import); admin API is off without it.
     pub admin_token: Option<Secret>,
+    /// A second, plain-HTTP listener for operators (`/metrics`, `/status`, `/ready`, `/health`)
+    /// that needs no token: bind it to a private address. Without it those are on `listen`,
+    /// `/metrics` and the status data behind the admin token.
+    pub metrics_listen: Option<SocketAddr>,
+    /// `/ready` answers 503 while the publisher lags more than this (seconds).
+    pub ready_max_publisher_lag_secs: u64,
+    /// `/ready` answers 503 while more dead letters than this wait (not requeued).
+    pub ready_max_dead_letters: u64,
     /// Deadline for in-flight requests at shutdown.
     pub shutdown_grace_secs: u64,
     /// Base IRI of xAPI activity ids, extension keys and LAS account home pages; also the seed of
@@ -152,6 +160,9 @@ impl Default for Config {
             body_idle_timeout_secs: 30,
             body_timeout_secs: 600,
             admin_token: None,
+            metrics_listen: None,
+            ready_max_publisher_lag_secs: 300,
+            ready_max_dead_letters: 100,
             shutdown_grace_secs: 20,
             xapi_base_iri: DEFAULT_XAPI_BASE_IRI.into(),
             xapi_batch_size: 100,
@@ -245,6 +256,15 @@ impl Config {
             };
         set("UWLR_LISTEN", &mut |v| {
             Ok(self.listen = parse("UWLR_LISTEN", v)?)
+        })?;
+        set("UWLR_METRICS_LISTEN", &mut |v| {
+            Ok(self.metrics_listen = Some(parse("UWLR_METRICS_LISTEN", v)?))
+        })?;
+        set("UWLR_READY_MAX_PUBLISHER_LAG_SECS", &mut |v| {
+            Ok(self.ready_max_publisher_lag_secs = parse("UWLR_READY_MAX_PUBLISHER_LAG_SECS", v)?)
+        })?;
+        set("UWLR_READY_MAX_DEAD_LETTERS", &mut |v| {
+            Ok(self.ready_max_dead_letters = parse("UWLR_READY_MAX_DEAD_LETTERS", v)?)
         })?;
         set("UWLR_DATA_DIR", &mut |v| {
             Ok(self.data_dir = PathBuf::from(v))

@@ -7,6 +7,7 @@ use crate::config::Config;
 use crate::domain::violation::Violations;
 use crate::domain::{Rule, Violation};
 use crate::intake::{Identification, Identity, Intake, IntakeError, Outcome, Received, Scope};
+use crate::metrics::{metrics, MessageOutcome};
 use crate::query::problem::ApiError;
 use crate::query::Answer;
 use crate::soap::envelope::{soap_action_operation, OPERATION};
@@ -69,6 +70,17 @@ pub fn tls_acceptor(
         .with_single_cert(chain, private_key)?;
     config.alpn_protocols = vec![b"http/1.1".to_vec()];
     Ok(tokio_rustls::TlsAcceptor::from(Arc::new(config)))
+}
+
+/// Which listener a request came in on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Surface {
+    /// `listen`: the SOAP service, the read and admin APIs, and the operators' resources
+    /// (`/metrics` and the status data behind the admin token).
+    Main,
+    /// `metrics_listen`: only `/metrics`, `/status`, `/ready` and `/health`, without a token
+    /// (a private address an operator's Prometheus scrapes).
+    Operations,
 }
 
 /// Everything a request handler needs.
@@ -179,6 +191,7 @@ pub async fn serve(
     state: Arc<AppState>,
     listener: TcpListener,
     tls: Option<tokio_rustls::TlsAcceptor>,
+    surface: Surface,
     shutdown: impl Future<Output = ()>,
 ) -> std::io::Result<()> {
     keep_large_buffers_out_of_the_heap();
@@ -226,7 +239,7 @@ pub async fn serve(
                 let state = state.clone();
                 let service = hyper::service::service_fn(move |request| {
                     let state = state.clone();
-                    async move { Ok::<_, Infallible>(handle(state, request, peer).await) }
+                    async move { Ok::<_, Infallible>(handle(state, request, peer, surface).await) }
                 });
                 let mut builder = hyper::server::conn::http1::Builder::new();
                 builder.timer(TokioTimer::new()).header_read_timeout(header_timeout).max_buf_size(64 * 1024);
@@ -370,11 +383,32 @@ async fn handle(
     state: Arc<AppState>,
     request: Request<Incoming>,
     peer: SocketAddr,
+    surface: Surface,
 ) -> Response<Full<Bytes>> {
     let request_id = uuid::Uuid::new_v4().simple().to_string()[..16].to_string();
     let accept_gzip = accepts_gzip(request.headers());
     let span = tracing::info_span!("request", request_id = %request_id, method = %request.method(), path = crate::logging::clip(request.uri().path()).as_ref(), %peer);
+    if surface == Surface::Operations {
+        let path = request.uri().path().to_string();
+        let answer = match operations(
+            &state,
+            request.method(),
+            &path,
+            request.headers(),
+            peer,
+            surface,
+        )
+        .instrument(span)
+        .await
+        {
+            Some(Ok(reply)) => Answer::from(reply),
+            Some(Err(error)) => error.answer(&request_id, &path),
+            None => ApiError::NotFound.answer(&request_id, &path),
+        };
+        return respond(answer, &request_id, accept_gzip);
+    }
     if crate::query::owns(request.uri().path()) {
+        let route_template = crate::query::route_template(request.uri().path());
         // Reader tokens have a failed-authentication limit of their own per source network: a
         // locked-out network is asked as if it sent no token, and so gets the same 401 as a wrong one.
         let limiter = &state.intake.auth_limit;
@@ -401,12 +435,80 @@ async fn handle(
         if !locked && presented && answer.reply.status == StatusCode::UNAUTHORIZED {
             limiter.record_failure(&attempt);
         }
+        metrics().read_request(route_template, answer.reply.status.as_u16());
         return respond(answer, &request_id, accept_gzip);
     }
     let answer = route(&state, request, &request_id, peer)
         .instrument(span)
         .await;
     respond(answer, &request_id, accept_gzip)
+}
+
+/// The operators' resources, on either listener: None when `request` is not for one of them.
+/// On the main listener `/metrics` and `/status/data` need the admin token.
+async fn operations(
+    state: &AppState,
+    method: &Method,
+    path: &str,
+    headers: &hyper::HeaderMap,
+    peer: SocketAddr,
+    surface: Surface,
+) -> Option<Result<Reply, ApiError>> {
+    if !matches!(
+        path,
+        "/metrics" | "/status" | "/status/data" | "/ready" | "/health"
+    ) {
+        return None;
+    }
+    if !matches!(*method, Method::GET | Method::HEAD) {
+        return Some(Err(ApiError::MethodNotAllowed("GET, HEAD")));
+    }
+    if surface == Surface::Main && matches!(path, "/metrics" | "/status/data") {
+        if let Err(error) = check_admin_token(state, headers, peer) {
+            return Some(Err(error));
+        }
+    }
+    Some(match path {
+        "/health" => Ok(health(state)),
+        "/ready" => {
+            let limits = crate::status::ReadyLimits {
+                max_publisher_lag_secs: state.config.ready_max_publisher_lag_secs,
+                max_dead_letters: state.config.ready_max_dead_letters,
+            };
+            crate::status::ready(&state.intake.store, &state.intake.schemas, limits)
+                .await
+                .map(|value| json_reply(StatusCode::OK, value))
+        }
+        "/metrics" => {
+            metrics().auth_stats(&state.intake.auth_limit.stats());
+            Ok(Reply {
+                status: StatusCode::OK,
+                content_type: "text/plain; version=0.0.4; charset=utf-8",
+                body: metrics().render(),
+                receipt_id: None,
+            })
+        }
+        "/status" => Ok(Reply {
+            status: StatusCode::OK,
+            content_type: "text/html; charset=utf-8",
+            body: crate::status::page().to_string(),
+            receipt_id: None,
+        }),
+        _ => {
+            let store = state.intake.store.clone();
+            match tokio::task::spawn_blocking(move || crate::status::data(&store)).await {
+                Ok(Ok(value)) => Ok(json_reply(StatusCode::OK, value)),
+                Ok(Err(error)) => {
+                    tracing::error!(%error, "cannot read the status data");
+                    Err(ApiError::Internal("cannot read the status data"))
+                }
+                Err(error) => {
+                    tracing::error!(%error, "the status data task failed");
+                    Err(ApiError::Internal("cannot read the status data"))
+                }
+            }
+        }
+    })
 }
 
 /// The body of an xAPI Alternate Request Syntax request: small, complete, in time.
@@ -447,11 +549,17 @@ async fn route(
             _ => fault::refusal(&Refusal::MethodNotAllowed),
         });
     }
-    let result = if path == "/health" {
-        match method {
-            Method::GET | Method::HEAD => Ok(health(state)),
-            _ => Err(ApiError::MethodNotAllowed("GET, HEAD")),
-        }
+    let operated = operations(
+        state,
+        &method,
+        &path,
+        request.headers(),
+        peer,
+        Surface::Main,
+    )
+    .await;
+    let result = if let Some(result) = operated {
+        result
     } else if let Some(id) = path.strip_prefix("/api/v1/receipts/") {
         match method {
             Method::GET => receipt(state, &request, id, peer),
@@ -569,24 +677,32 @@ async fn soap_call(
     } else {
         None
     };
+    let record =
+        |outcome: MessageOutcome, rule: Option<Rule>, klantcode: Option<&str>, size: u64| {
+            metrics().message(outcome, rule, klantcode, size, started.elapsed());
+        };
     if let Some(refusal) = refused {
         if drain_refused {
             drain(&mut body).await;
         }
+        record(MessageOutcome::Refused, None, None, declared.unwrap_or(0));
         return fault::refusal(&refusal);
     }
     let spooled = match spool(state, body, peer, drain_refused).await {
         Ok(spooled) => spooled,
         Err(SpoolError::Refused(refusal)) => {
             tracing::info!(?refusal, "request refused while reading the body");
+            record(MessageOutcome::Refused, None, None, declared.unwrap_or(0));
             return fault::refusal(&refusal);
         }
         Err(SpoolError::Io(error)) => {
             tracing::error!(%error, "cannot spool the request body");
+            record(MessageOutcome::Error, None, None, declared.unwrap_or(0));
             return fault::internal(request_id);
         }
         Err(SpoolError::Identify(error)) => {
             tracing::error!(%error, "cannot identify the sender");
+            record(MessageOutcome::Error, None, None, declared.unwrap_or(0));
             return fault::internal(request_id);
         }
         Err(SpoolError::Unidentified(violations, klantcode)) => {
@@ -600,6 +716,13 @@ async fn soap_call(
                 duration_ms = started.elapsed().as_millis() as u64,
                 "message rejected before its body was read"
             );
+            // Not authenticated: the klantcode it claimed must not become a label.
+            record(
+                MessageOutcome::Rejected,
+                Some(rule),
+                None,
+                declared.unwrap_or(0),
+            );
             return fault::rejected(&violations, None);
         }
     };
@@ -608,6 +731,7 @@ async fn soap_call(
         spool_space,
     } = spooled;
     if received.size == 0 {
+        record(MessageOutcome::Rejected, Some(Rule::Bericht), None, 0);
         return fault::rejected(
             &Violations::single(Violation::new(Rule::Bericht, "the request body is empty")),
             None,
@@ -626,7 +750,15 @@ async fn soap_call(
             receipt_id,
             counts,
             replay,
+            klantcode,
         }) => {
+            let outcome = if replay {
+                MessageOutcome::Replay
+            } else {
+                MessageOutcome::Accepted
+            };
+            record(outcome, None, Some(&klantcode), size);
+            metrics().results_stored(counts.resultaten as u64);
             tracing::info!(
                 outcome = "accepted", receipt = %receipt_id, replay, size,
                 toetsafnames = counts.toetsafnames, resultaten = counts.resultaten,
@@ -651,10 +783,15 @@ async fn soap_call(
                 duration_ms,
                 "message rejected"
             );
+            // A receipt is kept only for an authenticated sender; without one the klantcode
+            // is whatever the message claimed and is counted as `unknown`.
+            let known = receipt_id.as_ref().and(klantcode.as_deref());
+            record(MessageOutcome::Rejected, Some(rule), known, size);
             fault::rejected(&violations, receipt_id.as_deref())
         }
         Err(error) => {
             tracing::error!(error = %error, size, duration_ms, "message failed on our side");
+            record(MessageOutcome::Error, None, None, size);
             fault::internal(request_id)
         }
     }
@@ -1225,12 +1362,12 @@ fn basic_credentials(request: &Request<Incoming>) -> Option<(String, String)> {
     Some((user.to_string(), password.to_string()))
 }
 
-/// `POST /api/v1/admin/leerlingen`: roster import (CSV or leerlinggegevens XML) with the admin token.
-async fn admin_import(
+/// The admin bearer token, under the admin API's failed-authentication limit.
+fn check_admin_token(
     state: &AppState,
-    request: Request<Incoming>,
+    headers: &hyper::HeaderMap,
     peer: SocketAddr,
-) -> Result<Reply, ApiError> {
+) -> Result<(), ApiError> {
     let Some(expected) = state.config.admin_token.as_ref() else {
         return Err(ApiError::AdminOff);
     };
@@ -1243,8 +1380,7 @@ async fn admin_import(
     if limiter.is_locked(&attempt) {
         return Err(ApiError::BadAdminToken);
     }
-    let presented = request
-        .headers()
+    let presented = headers
         .get(AUTHORIZATION)
         .and_then(|value| value.to_str().ok())
         .and_then(|value| value.strip_prefix("Bearer "))
@@ -1256,6 +1392,16 @@ async fn admin_import(
         limiter.record_failure(&attempt);
         return Err(ApiError::BadAdminToken);
     }
+    Ok(())
+}
+
+/// `POST /api/v1/admin/leerlingen`: roster import (CSV or leerlinggegevens XML) with the admin token.
+async fn admin_import(
+    state: &AppState,
+    request: Request<Incoming>,
+    peer: SocketAddr,
+) -> Result<Reply, ApiError> {
+    check_admin_token(state, request.headers(), peer)?;
     let limited = http_body_util::Limited::new(request.into_body(), 64 << 20);
     let body = match limited.collect().await {
         Ok(collected) => collected.to_bytes(),

@@ -108,6 +108,8 @@ pub enum Outcome {
         counts: Counts,
         /// The same bytes were accepted before; nothing changed.
         replay: bool,
+        /// The authenticated sender.
+        klantcode: String,
     },
     Rejected {
         /// None when the sender could not be identified (no receipt is kept then).
@@ -155,8 +157,8 @@ struct Prepared {
 enum Phase1 {
     /// Refused before the sender was identified: no receipt.
     Refused(Violations, Option<String>),
-    /// These bytes were accepted before from this client.
-    Replay(String),
+    /// These bytes were accepted before from this client (receipt id, klantcode).
+    Replay(String, String),
     /// Identified sender, message refused before the store pass (schema, structure).
     RejectEarly(Box<Prepared>),
     Ready(Box<Prepared>),
@@ -199,10 +201,11 @@ impl Intake {
                 violations,
                 klantcode,
             }),
-            Phase1::Replay(receipt_id) => Ok(Outcome::Accepted {
+            Phase1::Replay(receipt_id, klantcode) => Ok(Outcome::Accepted {
                 receipt_id,
                 counts: Counts::default(),
                 replay: true,
+                klantcode,
             }),
             Phase1::RejectEarly(prepared) => {
                 let mut prepared = *prepared;
@@ -377,7 +380,7 @@ impl Intake {
         if let Some(receipt_id) = self.store.read(|connection| {
             store_intake::accepted_duplicate(connection, sender.client_id, sha256)
         })? {
-            return Ok(Phase1::Replay(receipt_id));
+            return Ok(Phase1::Replay(receipt_id, sender.klantcode.clone()));
         }
         let mut prepared = Prepared {
             pending_validation: None,
@@ -716,6 +719,7 @@ fn phase2(
             receipt_id,
             counts: Counts::default(),
             replay: true,
+            klantcode: sender.klantcode.clone(),
         });
     }
     let mut counts = Counts {
@@ -1065,6 +1069,7 @@ fn phase2(
             receipt_id: receipt.id,
             counts,
             replay: false,
+            klantcode: sender.klantcode.clone(),
         })
     } else {
         // Roll back everything but the receipt, which must not claim the writes that were undone.

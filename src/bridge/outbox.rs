@@ -336,6 +336,7 @@ impl Task {
                     retry_after,
                 } => {
                     attempt = attempt.saturating_add(1);
+                    crate::metrics::metrics().delivery_retry(&name);
                     let delay = backoff(&self.config, attempt, retry_after);
                     if last_logged.as_deref() == Some(error.as_str()) {
                         tracing::debug!(lrs = %name, status, attempt, delay_ms = delay.as_millis() as u64,

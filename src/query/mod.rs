@@ -276,6 +276,31 @@ pub fn owns(path: &str) -> bool {
         || path.starts_with("/xapi/")
 }
 
+/// The route template of a read API path, a bounded label for metrics (no school, learner
+/// or toets values).
+pub fn route_template(path: &str) -> &'static str {
+    if path == "/api/v1/openapi.json" {
+        return "/api/v1/openapi.json";
+    }
+    if let Some(rest) = path.strip_prefix("/api/v1/schools/") {
+        let parts: Vec<&str> = rest.split('/').collect();
+        return match parts.as_slice() {
+            [_, "toetsafnames"] => "/api/v1/schools/{school}/toetsafnames",
+            [_, "leerlingen", _, "toetsafnames"] => {
+                "/api/v1/schools/{school}/leerlingen/{leerlingid}/toetsafnames"
+            }
+            [_, "toetsen", _] => "/api/v1/schools/{school}/toetsen/{toetscode}",
+            _ => "other",
+        };
+    }
+    match path {
+        "/xapi/statements" => "/xapi/statements",
+        "/xapi/about" => "/xapi/about",
+        _ if path.starts_with("/xapi/") => "/xapi/other",
+        _ => "other",
+    }
+}
+
 /// Answers one read API request.
 pub async fn route(store: &Store, settings: &ReadSettings, asked: Asked) -> Answer {
     if asked.path == "/api/v1/openapi.json" {

@@ -149,6 +149,9 @@ pub enum ApiError {
     /// Our side failed; logged where it happened. Carries what the client is told.
     #[error("internal error; {0}")]
     Internal(&'static str),
+    /// `/ready`: the gateway should not get traffic now; carries every reason.
+    #[error("not ready: {0}")]
+    NotReady(String),
 }
 
 impl ApiError {
@@ -162,6 +165,7 @@ impl ApiError {
             ApiError::Unprocessable(_) => StatusCode::UNPROCESSABLE_ENTITY,
             ApiError::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            ApiError::NotReady(_) => StatusCode::SERVICE_UNAVAILABLE,
         }
     }
 
@@ -177,6 +181,7 @@ impl ApiError {
             ApiError::Unprocessable(_) => "urn:uwlr-gateway:problem:unprocessable",
             ApiError::MethodNotAllowed(_) => "urn:uwlr-gateway:problem:method-not-allowed",
             ApiError::Internal(_) => "urn:uwlr-gateway:problem:internal",
+            ApiError::NotReady(_) => "urn:uwlr-gateway:problem:not-ready",
         }
     }
 

@@ -11,6 +11,7 @@ pub mod migrations;
 pub mod outbox;
 pub mod readers;
 pub mod statements;
+pub mod status;
 
 use rusqlite::{Connection, OpenFlags};
 use std::os::unix::fs::PermissionsExt as _;
@@ -496,9 +497,9 @@ impl Store {
         // a snapshot of the other file held through a write transaction would keep that
         // file's WAL from starting over.
         let connection = open_connection(&database.path, self.inner.durability)?;
-        let (name, background) = match which {
-            Which::Core => ("store-writer", false),
-            Which::Xapi => ("xapi-writer", true),
+        let (name, background, label) = match which {
+            Which::Core => ("store-writer", false, "core"),
+            Which::Xapi => ("xapi-writer", true, "xapi"),
         };
         // The writer checkpoints only when the checkpoint thread asks it to (see `checkpoint_loop`).
         connection.pragma_update(None, "wal_autocheckpoint", 0)?;
@@ -525,7 +526,7 @@ impl Store {
                 if background {
                     lower_priority();
                 }
-                writer_loop(connection, receiver, commits, restart)
+                writer_loop(connection, receiver, commits, restart, label)
             })
             .map_err(|error| StoreError::Commit(error.to_string()))?;
         let checkpointer = open_connection(&database.path, self.inner.durability)?;
@@ -633,8 +634,10 @@ fn writer_loop(
     receiver: mpsc::Receiver<Job>,
     commits: Arc<tokio::sync::watch::Sender<u64>>,
     restart_wal: Arc<AtomicBool>,
+    label: &'static str,
 ) {
     while let Ok(first) = receiver.recv() {
+        let started = std::time::Instant::now();
         let mut jobs = vec![first];
         while jobs.len() < GROUP_LIMIT {
             match receiver.try_recv() {
@@ -671,6 +674,7 @@ fn writer_loop(
         }
         if committed.is_ok() {
             commits.send_modify(|count| *count = count.wrapping_add(1));
+            crate::metrics::metrics().group_commit(label, completions.len(), started.elapsed());
         }
         for completion in completions {
             completion(committed.clone());

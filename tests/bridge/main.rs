@@ -620,3 +620,57 @@ fn content_going_back_to_a_voided_version_is_reissued_under_a_new_id() {
     assert_eq!(standin.stored_ids(), gateway.statement_ids());
     validate_strict(&statements);
 }
+
+/// GET on the gateway's main listener, with the admin token; (status, body).
+fn get_operations(gateway: &Gateway, path: &str) -> (u16, String) {
+    let base = gateway
+        .endpoint
+        .strip_suffix("/uwlr/leerresultaten")
+        .expect("endpoint");
+    let response = reqwest::blocking::Client::new()
+        .get(format!("{base}{path}"))
+        .bearer_auth("beheerder-token-voor-de-brug")
+        .send()
+        .expect("request to the gateway");
+    let status = response.status().as_u16();
+    (status, response.text().unwrap_or_default())
+}
+
+#[test]
+fn dead_letters_turn_ready_off_and_show_per_lrs_in_the_metrics() {
+    let standin = StandIn::start();
+    standin.with(|state| {
+        state.refuse_keys.insert("B02-LL0008-LEES".into());
+        state.fail_next = 1;
+        state.fail_status = 503;
+    });
+    let gateway = Gateway::start(&[
+        ("UWLR_READY_MAX_DEAD_LETTERS", "0"),
+        ("UWLR_ADMIN_TOKEN", "beheerder-token-voor-de-brug"),
+    ]);
+    assert_eq!(get_operations(&gateway, "/ready").0, 200);
+    add_lrs(&gateway, "strict", &standin.url(), &[]);
+    gateway.post_accepted(&accepted_samples()[..2]);
+    gateway.wait_delivered("strict", WAIT);
+    let (status, body) = get_operations(&gateway, "/ready");
+    assert_eq!(status, 503, "{body}");
+    assert!(
+        body.contains("1 dead letters (ready_max_dead_letters = 0)"),
+        "{body}"
+    );
+    // The sampler reads the delivery state every 2 s.
+    gateway.wait_for("the per-LRS metrics", Duration::from_secs(20), || {
+        let metrics = get_operations(&gateway, "/metrics").1;
+        metrics.contains("uwlr_lrs_dead_letters{lrs=\"strict\"} 1")
+            && metrics.contains("uwlr_lrs_pending_statements{lrs=\"strict\"} 0")
+            && metrics.contains("uwlr_lrs_retries_total{lrs=\"strict\"} 1")
+            // Later batches went through, which clears the last error.
+            && metrics.contains("uwlr_lrs_last_error{lrs=\"strict\",class=\"none\"} 1")
+            && metrics.contains("uwlr_lrs_delivery_lag_seconds{lrs=\"strict\"} 0")
+    });
+    standin.with(|state| state.refuse_keys.clear());
+    gateway.cli(&["outbox", "retry", "--lrs", "strict"]);
+    gateway.wait_for("ready again", WAIT, || {
+        get_operations(&gateway, "/ready").0 == 200
+    });
+}

@@ -13,6 +13,7 @@ mod http_edges;
 mod http_surface;
 mod interop;
 mod logs;
+mod observability;
 mod operations;
 mod ownership;
 mod packaging;

@@ -77,6 +77,8 @@ pub struct Gateway {
     pub base_url: String,
     /// The SOAP endpoint, `base_url` + `/uwlr/leerresultaten`.
     pub endpoint: String,
+    /// `http://127.0.0.1:PORT` of the operators' listener, when `UWLR_METRICS_LISTEN` is set.
+    pub metrics_url: Option<String>,
     pub http: reqwest::blocking::Client,
 }
 
@@ -140,6 +142,25 @@ pub fn spawn_gateway(options: Options) -> Gateway {
             }
         }
     };
+    let mut metrics_url = None;
+    if options
+        .env
+        .iter()
+        .any(|(name, _)| name == "UWLR_METRICS_LISTEN")
+    {
+        let marker = "metrics listening on ";
+        metrics_url = loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match lines_rx.recv_timeout(left) {
+                Ok(line) => {
+                    if let Some(rest) = line.trim().strip_prefix(marker) {
+                        break rest.split_whitespace().next().map(str::to_string);
+                    }
+                }
+                Err(error) => panic!("uwlr-gateway did not report its metrics address ({error:?})"),
+            }
+        };
+    }
     let endpoint = format!("{base_url}/uwlr/leerresultaten");
     let http = reqwest::blocking::Client::builder()
         .timeout(CALL_TIMEOUT)
@@ -151,6 +172,7 @@ pub fn spawn_gateway(options: Options) -> Gateway {
         data_dir,
         base_url,
         endpoint,
+        metrics_url,
         http,
     }
 }

@@ -1,0 +1,122 @@
+//! The reads behind the status page's tables: the last faults, recent dead letters, the schools that sent today.
+
+use rusqlite::{params, Connection};
+
+use super::StoreError;
+
+/// A rejected message, as the status page lists it.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct FaultRow {
+    pub received_at: String,
+    pub receipt_id: String,
+    pub klantcode: String,
+    pub school: Option<String>,
+    pub faultcode: Option<String>,
+    /// The first violation's rule and text (the receipt holds them all).
+    pub rule: Option<String>,
+    pub message: Option<String>,
+    pub violations: i64,
+}
+
+/// A school that sent at least one message since `since`.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct SchoolTodayRow {
+    pub school: String,
+    pub naam: Option<String>,
+    pub messages: i64,
+    pub accepted: i64,
+    pub rejected: i64,
+    pub resultaten: i64,
+    pub last_received_at: String,
+}
+
+/// A dead letter, newest first, with the LRS's answer shortened.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct DeadLetterSummary {
+    pub lrs: String,
+    pub statement_id: String,
+    pub status: Option<i64>,
+    pub answer: String,
+    pub failed_at: String,
+    pub attempts: i64,
+}
+
+/// The newest `limit` rejected messages (receipts are kept for identified senders only).
+pub fn last_faults(connection: &Connection, limit: usize) -> Result<Vec<FaultRow>, StoreError> {
+    let rows = connection
+        .prepare_cached(
+            "SELECT r.received_at, r.id, c.klantcode, s.code, r.faultcode,
+                    json_extract(r.violations, '$[0].rule'),
+                    substr(json_extract(r.violations, '$[0].message'), 1, 200),
+                    json_array_length(r.violations) + r.violations_omitted
+             FROM receipts r JOIN clients c ON c.id = r.client_id LEFT JOIN schools s ON s.id = r.school_id
+             WHERE r.outcome = 'rejected' ORDER BY r.received_at DESC LIMIT ?1",
+        )?
+        .query_map(params![limit as i64], |row| {
+            Ok(FaultRow {
+                received_at: row.get(0)?,
+                receipt_id: row.get(1)?,
+                klantcode: row.get(2)?,
+                school: row.get(3)?,
+                faultcode: row.get(4)?,
+                rule: row.get(5)?,
+                message: row.get(6)?,
+                violations: row.get(7)?,
+            })
+        })?
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(rows)
+}
+
+/// Schools with a receipt received at or after `since` (RFC 3339 UTC, as `received_at`).
+pub fn schools_since(
+    connection: &Connection,
+    since: &str,
+    limit: usize,
+) -> Result<Vec<SchoolTodayRow>, StoreError> {
+    let rows = connection
+        .prepare_cached(
+            "SELECT s.code, s.naam, count(*), SUM(r.outcome = 'accepted'), SUM(r.outcome = 'rejected'),
+                    SUM(CASE WHEN r.outcome = 'accepted' THEN r.resultaten ELSE 0 END), MAX(r.received_at)
+             FROM receipts r JOIN schools s ON s.id = r.school_id
+             WHERE r.received_at >= ?1 GROUP BY s.id ORDER BY MAX(r.received_at) DESC LIMIT ?2",
+        )?
+        .query_map(params![since, limit as i64], |row| {
+            Ok(SchoolTodayRow {
+                school: row.get(0)?,
+                naam: row.get(1)?,
+                messages: row.get(2)?,
+                accepted: row.get(3)?,
+                rejected: row.get(4)?,
+                resultaten: row.get(5)?,
+                last_received_at: row.get(6)?,
+            })
+        })?
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(rows)
+}
+
+/// The newest `limit` dead letters that were not requeued.
+pub fn recent_dead_letters(
+    connection: &Connection,
+    limit: usize,
+) -> Result<Vec<DeadLetterSummary>, StoreError> {
+    let rows = connection
+        .prepare_cached(
+            "SELECT s.name, d.statement_id, d.status, substr(d.answer, 1, 200), d.failed_at, d.attempts
+             FROM xapi_dead_letters d JOIN xapi_subscriptions s ON s.id = d.subscription_id
+             WHERE d.requeued = 0 ORDER BY d.failed_at DESC LIMIT ?1",
+        )?
+        .query_map(params![limit as i64], |row| {
+            Ok(DeadLetterSummary {
+                lrs: row.get(0)?,
+                statement_id: row.get(1)?,
+                status: row.get(2)?,
+                answer: row.get(3)?,
+                failed_at: row.get(4)?,
+                attempts: row.get(5)?,
+            })
+        })?
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(rows)
+}
