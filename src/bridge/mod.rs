@@ -7,6 +7,7 @@
 //! and `profile` is the xAPI Profile that describes the statements.
 
 pub mod compare;
+pub mod erasure;
 pub mod outbox;
 pub mod profile;
 pub mod publish;
