@@ -87,7 +87,7 @@ pub fn expired_schools(
 ) -> Result<Vec<ExpiredSchool>, StoreError> {
     let cutoff = (today - chrono::Duration::days(i64::from(days))).to_string();
     let mut statement = connection.prepare(
-        "SELECT id, code, ended FROM (
+        "SELECT x.id, x.code, x.ended FROM (
            SELECT s.id, s.code,
              CASE
                WHEN NOT EXISTS (SELECT 1 FROM activations a WHERE a.school_id = s.id) THEN substr(s.created_at, 1, 10)
@@ -96,15 +96,16 @@ pub fn expired_schools(
                                      ELSE min(COALESCE(a.valid_until, '9999-12-31'), substr(a.deactivated_at, 1, 10)) END)
                      FROM activations a WHERE a.school_id = s.id)
              END AS ended
-           FROM schools s)
-         WHERE ended IS NOT NULL AND ended < ?1
-           AND (EXISTS (SELECT 1 FROM toetsafnames WHERE school_id = id)
-             OR EXISTS (SELECT 1 FROM toetsen WHERE school_id = id)
-             OR EXISTS (SELECT 1 FROM leerlingen WHERE school_id = id)
-             OR EXISTS (SELECT 1 FROM xapi_statements WHERE school_id = id)
-             OR EXISTS (SELECT 1 FROM receipts WHERE school_id = id AND (violations != '[]' OR unknown_vocabularies != '[]'))
-             OR EXISTS (SELECT 1 FROM read_audit WHERE school = code AND (leerlingen != '[]' OR request != '')))
-         ORDER BY code",
+           FROM schools s) x
+         WHERE x.ended IS NOT NULL AND x.ended < ?1
+           AND (EXISTS (SELECT 1 FROM toetsafnames t WHERE t.school_id = x.id)
+             OR EXISTS (SELECT 1 FROM toetsen t WHERE t.school_id = x.id)
+             OR EXISTS (SELECT 1 FROM leerlingen l WHERE l.school_id = x.id)
+             OR EXISTS (SELECT 1 FROM xapi_statements t WHERE t.school_id = x.id)
+             OR EXISTS (SELECT 1 FROM receipts r WHERE r.school_id = x.id
+                          AND (r.violations != '[]' OR r.unknown_vocabularies != '[]'))
+             OR EXISTS (SELECT 1 FROM read_audit r WHERE r.school = x.code AND r.leerlingen != '[]'))
+         ORDER BY x.code",
     )?;
     let rows = statement.query_map([cutoff], |row| {
         Ok(ExpiredSchool {

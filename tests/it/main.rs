@@ -8,6 +8,7 @@ mod cli;
 mod concurrency;
 mod differential;
 mod fuzz_regressions;
+mod governance;
 mod http_edges;
 mod interop;
 mod logs;
