@@ -199,6 +199,8 @@ pub fn erase_core(
     if let (Some(eckid), Some(hash)) = (learner.eckid.as_deref(), eckid_hash.as_deref()) {
         ids.push((eckid, hash));
     }
+    // The longer first: an ECK iD may contain the LAS key.
+    ids.sort_by_key(|(id, _)| std::cmp::Reverse(id.len()));
     for column in ["violations", "unknown_vocabularies"] {
         counts.receipts_rewritten += rewrite_column(
             connection,
