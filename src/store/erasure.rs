@@ -91,6 +91,37 @@ pub fn learner_hash_key(connection: &Connection, keyring: &Keyring) -> Result<Ve
     Ok(key)
 }
 
+/// Seals the gateway's own keys (`gateway_keys`) anew under the keyring's first key, as
+/// `outbox::reseal_secrets` does for subscription secrets (`secrets rotate`, and at start).
+pub fn reseal_gateway_keys(
+    connection: &Connection,
+    keyring: &Keyring,
+    outcome: &mut super::outbox::Resealed,
+) -> Result<(), StoreError> {
+    let stored: Vec<(String, Vec<u8>)> = {
+        let mut statement = connection.prepare("SELECT name, sealed FROM gateway_keys")?;
+        let rows = statement.query_map([], |row| Ok((row.get(0)?, row.get(1)?)))?;
+        rows.collect::<Result<_, _>>()?
+    };
+    for (name, sealed) in stored {
+        if keyring.is_current(&sealed) {
+            continue;
+        }
+        let place = format!("gateway_keys.sealed/{name}");
+        match keyring.open(&place, &sealed) {
+            Ok(clear) => {
+                connection.execute(
+                    "UPDATE gateway_keys SET sealed = ?1 WHERE name = ?2",
+                    params![keyring.seal(&place, &clear).into_bytes(), name],
+                )?;
+                outcome.resealed += 1;
+            }
+            Err(error) => outcome.unopened.push(error),
+        }
+    }
+    Ok(())
+}
+
 /// The keyed hash that stands in for a learner id (or ECK iD) of a school in audit rows.
 pub fn learner_hash(key: &[u8], school: &str, id: &str) -> String {
     let mut mac =
@@ -307,6 +338,24 @@ mod tests {
             "/api/v1/schools/S/leerlingen/H?x=1",
         );
         check("nothing", "nothing");
+    }
+
+    /// The hash key is made once and kept sealed; `secrets rotate` reseals it, so after the
+    /// old key is gone the same learner still gets the same hash.
+    #[test]
+    fn the_hash_key_survives_a_key_rotation() -> Result<(), StoreError> {
+        let connection = crate::store::testing::database()?;
+        let old_key = Keyring::new_key_text();
+        let new_key = Keyring::new_key_text();
+        let old = Keyring::parse(&old_key, "test").unwrap();
+        let key = learner_hash_key(&connection, &old)?;
+        assert_eq!(learner_hash_key(&connection, &old)?, key);
+        let both = Keyring::parse(&format!("{new_key},{old_key}"), "test").unwrap();
+        let outcome = crate::store::outbox::reseal_secrets(&connection, &both)?;
+        assert_eq!((outcome.resealed, outcome.unopened.len()), (1, 0));
+        let new = Keyring::parse(&new_key, "test").unwrap();
+        assert_eq!(learner_hash_key(&connection, &new)?, key);
+        Ok(())
     }
 
     #[test]

@@ -621,6 +621,7 @@ pub fn reseal_secrets(connection: &Connection, keyring: &Keyring) -> Result<Rese
             }
         }
     }
+    super::erasure::reseal_gateway_keys(connection, keyring, &mut outcome)?;
     Ok(outcome)
 }
 
