@@ -376,6 +376,12 @@ async fn route(
             _ => fault::refusal(&Refusal::MethodNotAllowed),
         };
     }
+    if let Some(rest) = path.strip_prefix("/api/v1/admin/schools/") {
+        return match method {
+            Method::DELETE => admin_erase(state, request, peer, rest, &query).await,
+            _ => fault::refusal(&Refusal::MethodNotAllowed),
+        };
+    }
     fault::refusal(&Refusal::NotFound)
 }
 
@@ -723,13 +729,100 @@ fn basic_credentials(request: &Request<Incoming>) -> Option<(String, String)> {
     Some((user.to_string(), password.to_string()))
 }
 
-/// `POST /api/v1/admin/leerlingen`: roster import (CSV or leerlinggegevens XML) with the admin token.
-async fn admin_import(state: &AppState, request: Request<Incoming>, peer: SocketAddr) -> Reply {
+/// `DELETE /api/v1/admin/schools/{school}/leerlingen/{leerlingid}` (or `…/leerlingen?eckid=…`):
+/// erasure of one learner with the admin token (`governance::erase`, as `leerlingen erase`).
+async fn admin_erase(
+    state: &AppState,
+    request: Request<Incoming>,
+    peer: SocketAddr,
+    rest: &str,
+    query: &str,
+) -> Reply {
+    if let Err(refused) = admin_authorized(state, &request, peer) {
+        return refused;
+    }
+    let decode = |text: &str| {
+        percent_encoding::percent_decode_str(text)
+            .decode_utf8()
+            .map(|text| text.into_owned())
+    };
+    let eckid = form_urlencoded::parse(query.as_bytes())
+        .find(|(name, _)| name == "eckid")
+        .map(|(_, value)| value.into_owned());
+    let parts: Vec<&str> = rest.split('/').collect();
+    let (school, leerlingid) = match (parts.as_slice(), &eckid) {
+        ([school, "leerlingen", leerlingid], None) => (decode(school), Some(decode(leerlingid))),
+        ([school, "leerlingen"], Some(_)) => (decode(school), None),
+        _ => return problem(
+            StatusCode::NOT_FOUND,
+            "use /api/v1/admin/schools/{school}/leerlingen/{leerlingid} or …/leerlingen?eckid=…",
+        ),
+    };
+    let (Ok(school), Ok(leerlingid)) = (school, leerlingid.transpose()) else {
+        return problem(StatusCode::BAD_REQUEST, "the path is not UTF-8");
+    };
+    let Ok(school) = crate::domain::SchoolCode::parse(&school) else {
+        return problem(StatusCode::BAD_REQUEST, "not a school code");
+    };
+    let config = state.config.clone();
+    let store = state.intake.store.clone();
+    let erased = tokio::task::spawn_blocking(move || {
+        let keyring = crate::secret::Keyring::load(&config.secrets_key_source(), false)
+            .map_err(|error| error.to_string())?;
+        let mapping = config.xapi_mapping().map_err(|error| error.to_string())?;
+        let mut connection = store.connect().map_err(|error| error.to_string())?;
+        let Some(learner) = crate::store::erasure::find_learner(
+            &connection,
+            &school,
+            leerlingid.as_deref(),
+            eckid.as_deref(),
+        )
+        .map_err(|error| error.to_string())?
+        else {
+            return Ok(None);
+        };
+        crate::governance::erase(&mut connection, &keyring, &mapping, &learner, "admin-api")
+            .map(Some)
+            .map_err(|error| error.to_string())
+    })
+    .await;
+    match erased {
+        Ok(Ok(Some(report))) => json_reply(
+            StatusCode::OK,
+            serde_json::to_value(&report).unwrap_or_default(),
+        ),
+        Ok(Ok(None)) => problem(
+            StatusCode::NOT_FOUND,
+            "the school holds nothing about that leerling",
+        ),
+        Ok(Err(error)) => {
+            tracing::error!(%error, "erasure failed");
+            problem(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "internal error; nothing was erased",
+            )
+        }
+        Err(error) => {
+            tracing::error!(%error, "erasure failed");
+            problem(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "internal error; nothing was erased",
+            )
+        }
+    }
+}
+
+/// Checks the admin bearer token (with the failed-authentication limiter); the refusal otherwise.
+fn admin_authorized(
+    state: &AppState,
+    request: &Request<Incoming>,
+    peer: SocketAddr,
+) -> Result<(), Reply> {
     let Some(expected) = state.config.admin_token.as_ref() else {
-        return problem(
+        return Err(problem(
             StatusCode::NOT_FOUND,
             "the admin API is off: set admin_token in the configuration",
-        );
+        ));
     };
     let limiter = &state.intake.auth_limit;
     let attempt = Attempt {
@@ -738,10 +831,10 @@ async fn admin_import(state: &AppState, request: Request<Incoming>, peer: Socket
         address: Some(peer.ip()),
     };
     if limiter.is_locked(&attempt) {
-        return problem(
+        return Err(problem(
             StatusCode::UNAUTHORIZED,
             "a valid admin bearer token is required",
-        );
+        ));
     }
     let presented = request
         .headers()
@@ -754,10 +847,18 @@ async fn admin_import(state: &AppState, request: Request<Incoming>, peer: Socket
         .into();
     if !matches {
         limiter.record_failure(&attempt);
-        return problem(
+        return Err(problem(
             StatusCode::UNAUTHORIZED,
             "a valid admin bearer token is required",
-        );
+        ));
+    }
+    Ok(())
+}
+
+/// `POST /api/v1/admin/leerlingen`: roster import (CSV or leerlinggegevens XML) with the admin token.
+async fn admin_import(state: &AppState, request: Request<Incoming>, peer: SocketAddr) -> Reply {
+    if let Err(refused) = admin_authorized(state, &request, peer) {
+        return refused;
     }
     let limited = http_body_util::Limited::new(request.into_body(), 64 << 20);
     let body = match limited.collect().await {
