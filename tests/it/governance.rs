@@ -449,3 +449,87 @@ fn a_learner_export_matches_what_was_sent() {
         register.stdout
     );
 }
+
+/// The admin API erases like the CLI: only with the admin token, by LAS key or ECK iD, with
+/// a report; a learner the school does not hold is a 404, and the feed shows the removal.
+#[test]
+fn the_admin_api_erases_a_learner_with_the_admin_token() {
+    const ADMIN_TOKEN: &str = "admin-token-voor-de-tests-0123456789";
+    let gateway = spawn_gateway(Options::default().env("UWLR_ADMIN_TOKEN", ADMIN_TOKEN));
+    let token = add_reader(&gateway, "las-erase", &["99XX01"]);
+    send_and_check(
+        &gateway,
+        "two learners",
+        Message::demo(&aanmaakdatum(1))
+            .afname("LL0005", vec![Resultaat::score("A-1", "A-T", 5)])
+            .afname("LL0006", vec![Resultaat::score("A-2", "A-T", 6)])
+            .toets(Toets::new("A-T"))
+            .envelope(),
+        &Expect::Accepted,
+    );
+    let cursor = feed(&gateway, &token, "99XX01", 0)["next_cursor"]
+        .as_i64()
+        .unwrap();
+    let url = |path: &str| {
+        format!(
+            "{}/api/v1/admin/schools/99XX01/leerlingen{path}",
+            gateway.base_url
+        )
+    };
+    let refused = gateway.send(
+        gateway
+            .http
+            .delete(url("/LL0005"))
+            .bearer_auth("wrong-token"),
+    );
+    assert_eq!(refused.status, 401, "{}", refused.body);
+    assert_eq!(
+        count(
+            &gateway.db(),
+            "SELECT count(*) FROM toetsafnames WHERE leerlingid = 'LL0005'"
+        ),
+        1,
+        "nothing erased without the token"
+    );
+    let eckid = "https://ketenid.nl/201703/demo-LL0005";
+    let erased = gateway.send(
+        gateway
+            .http
+            .delete(url(""))
+            .query(&[("eckid", eckid)])
+            .bearer_auth(ADMIN_TOKEN),
+    );
+    assert_eq!(erased.status, 200, "{}", erased.body);
+    let report = erased.json();
+    assert_eq!(report["counts"]["toetsafnames"], 1);
+    assert_eq!(report["counts"]["leerlingen"], 1);
+    assert!(report["learner_hash"]
+        .as_str()
+        .unwrap()
+        .starts_with("hmac:"));
+    let connection = gateway.db();
+    let left = mentions(&connection, &["LL0005", eckid, "Demoleerling 5"]);
+    assert!(left.is_empty(), "{left:#?}");
+    assert_eq!(
+        count(
+            &connection,
+            "SELECT count(*) FROM toetsafnames WHERE leerlingid = 'LL0006'"
+        ),
+        1
+    );
+    let after = feed(&gateway, &token, "99XX01", cursor);
+    assert_eq!(after["items"][0]["status"], "removed");
+    assert_eq!(after["items"][0]["afname_key"], "A-1");
+    let again = gateway.send(gateway.http.delete(url("/LL0005")).bearer_auth(ADMIN_TOKEN));
+    assert_eq!(again.status, 404, "{}", again.body);
+    let audit = crate::support::rows(
+        &connection,
+        "SELECT actor || ' ' || detail FROM audit WHERE action = 'leerlingen.erase'",
+    );
+    assert_eq!(audit.len(), 1);
+    assert!(
+        audit[0].starts_with("admin-api 99XX01 hmac:"),
+        "{}",
+        audit[0]
+    );
+}
