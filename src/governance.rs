@@ -94,6 +94,7 @@ pub async fn purge(
     })?;
     let mut report = PurgeReport::default();
     for school in &schools {
+        let started = std::time::Instant::now();
         let mut counts = PurgeCounts::default();
         let school_id = school.id;
         loop {
@@ -144,7 +145,12 @@ pub async fn purge(
             &counts,
         )
         .await?;
-        tracing::info!(school = %school.code, rows = counts.total(), "purged a school past retention");
+        tracing::info!(
+            school = %school.code,
+            rows = counts.total(),
+            elapsed_ms = started.elapsed().as_millis() as u64,
+            "purged a school past retention"
+        );
         report.counts.add(&counts);
     }
     let mut expired = PurgeCounts::default();

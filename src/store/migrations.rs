@@ -440,6 +440,9 @@ CREATE TABLE gateway_keys (
     created_at TEXT NOT NULL
 );
 CREATE INDEX audit_at ON audit(at);
+-- Removing an afname removes its change log rows (they reference it): without this index each
+-- removal scanned the whole change log. New afnames take growing ids, so the intake appends.
+CREATE INDEX toetsafname_changes_afname ON toetsafname_changes(afname_id);
 "#,
 ];
 

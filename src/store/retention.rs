@@ -222,7 +222,7 @@ pub fn purge_afnames_batch(
         connection,
         "SELECT a.id, c.klantcode, a.afname_key, a.toetscode, a.quarantined
          FROM toetsafnames a JOIN clients c ON c.id = a.client_id
-         WHERE a.school_id = ?1 ORDER BY a.id LIMIT ?2",
+         WHERE a.school_id = ?1 LIMIT ?2",
         params![school_id, limit],
     )?;
     if afnames.is_empty() {
