@@ -97,6 +97,22 @@ pub async fn purge(
         let started = std::time::Instant::now();
         let mut counts = PurgeCounts::default();
         let school_id = school.id;
+        // Who received the school's data, for the audit row: the register loses it with the data.
+        let code = SchoolCode::parse(&school.code).map_err(StoreError::Invalid)?;
+        let register = store.read(move |connection| {
+            crate::store::disclosures::register(connection, &code, None, None)
+        })?;
+        let recipients: Vec<String> = register
+            .lrs
+            .iter()
+            .map(|lrs| format!("lrs {}", lrs.lrs))
+            .chain(
+                register
+                    .readers
+                    .iter()
+                    .map(|reader| format!("reader {}", reader.reader)),
+            )
+            .collect();
         loop {
             let removed_at = clock
                 .now()
@@ -139,8 +155,15 @@ pub async fn purge(
             store,
             "retention.purge-school",
             format!(
-                "{} (mandate ended {}, retention {} days)",
-                school.code, school.mandate_ended, settings.days_after_mandate
+                "{} (mandate ended {}, retention {} days; received by: {})",
+                school.code,
+                school.mandate_ended,
+                settings.days_after_mandate,
+                if recipients.is_empty() {
+                    "none".to_string()
+                } else {
+                    recipients.join(", ")
+                }
             ),
             &counts,
         )

@@ -274,6 +274,11 @@ fn a_school_past_its_mandate_and_retention_is_purged_and_only_that_school() {
         audit[0]
     );
     assert!(audit[0].contains("\"toetsafnames\":3"), "{}", audit[0]);
+    assert!(
+        audit[0].contains("received by: reader las-a"),
+        "{}",
+        audit[0]
+    );
     // A second purge finds nothing of the school.
     let again = gateway.cli(&["purge", "--dry-run"]).success();
     assert!(!again.stdout.contains("99XX01"), "{}", again.stdout);
