@@ -5,6 +5,7 @@ use crate::real_lrs::RealLrs;
 use crate::WAIT;
 use std::collections::BTreeSet;
 
+#[allow(dead_code)] // school_rows is for the retention tests in tests/it.
 #[path = "../it/support/personal.rs"]
 mod personal;
 
