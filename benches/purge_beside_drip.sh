@@ -19,7 +19,7 @@ URL=http://127.0.0.1:$PORT/uwlr/leerresultaten
 
 start_gateway() { # DATA_DIR [ENV...]
   local dir=$1; shift
-  env UWLR_LOG=info "$@" "$G" --data-dir "$dir" serve --demo --listen 127.0.0.1:$PORT > "$dir.out" 2> "$dir.err" &
+  env UWLR_LOG=warn,uwlr_gateway::governance=info "$@" "$G" --data-dir "$dir" serve --demo --listen 127.0.0.1:$PORT > "$dir.out" 2> "$dir.err" &
   GW_PID=$!
   for _ in $(seq 1 300); do grep -q "listening" "$dir.out" 2>/dev/null && return 0; sleep 0.1; done
   echo "gateway did not start" >&2; cat "$dir.err" >&2; exit 1
@@ -59,8 +59,8 @@ for round in $(seq 1 "$ROUNDS"); do
     if [ $mode = purge ]; then
       # The purge started with the gateway; how long it ran is in its log (first to last step).
       took=$(grep 'purged a school past retention' "$OUT/run.err" | sed 's/.*elapsed_ms=\([0-9]*\).*/\1 ms/' || true)
-      left=$(sqlite3 "file:$OUT/run/gateway.sqlite?mode=ro" "SELECT count(*) FROM toetsafnames WHERE school_id = (SELECT id FROM schools WHERE code = '99ZZ')")
-      took="${took:-not finished} ($left afnames left)"
+      left=$(sqlite3 "file:$OUT/run/gateway.sqlite?mode=ro" "ATTACH '$OUT/run/xapi.sqlite' AS x; SELECT (SELECT count(*) FROM toetsafnames WHERE school_id = (SELECT id FROM schools WHERE code = '99ZZ')) || ' afnames, ' || (SELECT count(*) FROM x.xapi_statements WHERE school_id = (SELECT id FROM schools WHERE code = '99ZZ')) || ' statements left'")
+      took="${took:-still running when the drip ended} ($left)"
     fi
     stop_gateway
     echo "| $round | $mode | $(echo "$line" | sed 's/.*per_second=\([0-9.]*\).*/\1/') | $(echo "$line" | sed 's/.*p50_ms=\([0-9.]*\).*/\1/') | $(echo "$line" | sed 's/.*p99_ms=\([0-9.]*\).*/\1/') | $took |"

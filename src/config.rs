@@ -164,7 +164,7 @@ impl Default for Config {
             audit_retention_days: 730,
             removal_retention_days: 90,
             purge_interval_secs: 3600,
-            purge_batch_rows: 2000,
+            purge_batch_rows: 500,
         }
     }
 }

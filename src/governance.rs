@@ -13,8 +13,15 @@ use crate::store::{admin, Store, StoreError};
 use rusqlite::Connection;
 use std::time::Duration;
 
-/// The pause between two purge steps, leaving the writer to the intake.
+/// The least pause between two purge steps, leaving the writer to the intake.
 const STEP_PAUSE: Duration = Duration::from_millis(20);
+
+/// A purge step may take at most a quarter of a writer's time: after a step the purge waits
+/// three times as long as the step took (at least `STEP_PAUSE`), so however slow the disk or
+/// busy the machine, senders find the writer free three times out of four.
+async fn pause_after(started: std::time::Instant) {
+    tokio::time::sleep(STEP_PAUSE.max(started.elapsed() * 3)).await;
+}
 
 /// Why an erasure failed; nothing of it is committed then.
 #[derive(Debug, thiserror::Error)]
@@ -117,6 +124,7 @@ pub async fn purge(
             let removed_at = clock
                 .now()
                 .to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
+            let step_started = std::time::Instant::now();
             let step = core_step(store, move |connection| {
                 retention::purge_afnames_batch(connection, school_id, limit, &removed_at)
             })
@@ -125,9 +133,10 @@ pub async fn purge(
             if step.toetsafnames == 0 {
                 break;
             }
-            tokio::time::sleep(STEP_PAUSE).await;
+            pause_after(step_started).await;
         }
         loop {
+            let step_started = std::time::Instant::now();
             let step = core_step(store, move |connection| {
                 retention::purge_school_rest_batch(connection, school_id, limit)
             })
@@ -136,11 +145,12 @@ pub async fn purge(
             if step.total() == 0 {
                 break;
             }
-            tokio::time::sleep(STEP_PAUSE).await;
+            pause_after(step_started).await;
         }
         // After the core: a statement the publisher writes for a change read before the
         // purge is caught here, or by the next run (the school still holds data then).
         loop {
+            let step_started = std::time::Instant::now();
             let step = xapi_step(store, move |connection| {
                 retention::purge_statements_batch(connection, school_id, limit)
             })
@@ -149,7 +159,7 @@ pub async fn purge(
             if step.total() == 0 {
                 break;
             }
-            tokio::time::sleep(STEP_PAUSE).await;
+            pause_after(step_started).await;
         }
         audit_counts(
             store,
@@ -179,6 +189,7 @@ pub async fn purge(
     let mut expired = PurgeCounts::default();
     loop {
         let now = clock.now();
+        let step_started = std::time::Instant::now();
         let step = core_step(store, move |connection| {
             retention::purge_expired_batch(
                 connection,
@@ -194,7 +205,7 @@ pub async fn purge(
         if step.total() == 0 {
             break;
         }
-        tokio::time::sleep(STEP_PAUSE).await;
+        pause_after(step_started).await;
     }
     if expired.total() > 0 {
         audit_counts(
