@@ -184,6 +184,28 @@ pub enum Command {
         #[arg(long, value_name = "DIR")]
         out: Option<PathBuf>,
     },
+    /// Remove what is past retention: schools whose last mandate ended more than
+    /// retention_days_after_mandate ago, old receipts, audit rows and feed removals.
+    Purge {
+        /// Only show what would be removed.
+        #[arg(long, conflicts_with = "now", required_unless_present = "now")]
+        dry_run: bool,
+        /// Remove it now (`serve` also does this every purge_interval_secs).
+        #[arg(long)]
+        now: bool,
+        /// Print the report as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// The register of disclosures: which readers and LRSs received a school's data, and when.
+    Disclosures {
+        /// The school (written as 99XX, 99XX01 or the schoolkey).
+        #[arg(long)]
+        school: String,
+        /// Print the register as JSON.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Subcommand, Debug)]
@@ -442,6 +464,34 @@ pub enum LeerlingenCommand {
         /// The CSV or XML file.
         file: PathBuf,
     },
+    /// Erase everything about one learner (results, history, quarantine, roster row, statements);
+    /// subscribed LRSs get voiding statements. Prints which LRSs held data.
+    Erase {
+        #[command(flatten)]
+        learner: LearnerArgs,
+    },
+    /// Write everything the gateway holds about one learner as JSON (an access request).
+    Export {
+        #[command(flatten)]
+        learner: LearnerArgs,
+        /// Where the JSON goes (must not exist).
+        #[arg(long)]
+        out: PathBuf,
+    },
+}
+
+/// One learner of one school, by LAS key or ECK iD.
+#[derive(clap::Args, Debug)]
+pub struct LearnerArgs {
+    /// The school (written as 99XX, 99XX01 or the schoolkey).
+    #[arg(long)]
+    pub school: String,
+    /// The learner's LAS key.
+    #[arg(required_unless_present = "eckid", conflicts_with = "eckid")]
+    pub leerlingid: Option<String>,
+    /// The learner's ECK iD instead of the LAS key.
+    #[arg(long)]
+    pub eckid: Option<String>,
 }
 
 #[derive(Subcommand, Debug)]
@@ -752,6 +802,16 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
             println!("imported {imported} leerlingen; released {released} afnames from quarantine");
             Ok(ExitCode::SUCCESS)
         }
+        Command::Leerlingen(LeerlingenCommand::Erase { learner }) => erase(&config, &learner),
+        Command::Leerlingen(LeerlingenCommand::Export { learner, out }) => {
+            export(&config, &learner, &out)
+        }
+        Command::Purge {
+            dry_run: _,
+            now,
+            json,
+        } => purge(&config, now, json),
+        Command::Disclosures { school, json } => disclosures(&config, &school, json),
         Command::Readers(command) => readers(&config, command),
         Command::Audit {
             reader,
@@ -979,6 +1039,181 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
     }
+}
+
+/// The learner `args` names, or an error saying the school does not know them.
+fn find_learner(
+    connection: &rusqlite::Connection,
+    args: &LearnerArgs,
+) -> Result<crate::store::erasure::Learner> {
+    let school = SchoolCode::parse(&args.school).map_err(anyhow::Error::msg)?;
+    crate::store::erasure::find_learner(
+        connection,
+        &school,
+        args.leerlingid.as_deref(),
+        args.eckid.as_deref(),
+    )?
+    .with_context(|| {
+        format!(
+            "school {} holds nothing about that leerling",
+            school.as_str()
+        )
+    })
+}
+
+fn erase(config: &Config, args: &LearnerArgs) -> Result<ExitCode> {
+    let keyring = load_keyring(config, true)?;
+    let mapping = config.xapi_mapping()?;
+    let mut connection = connect(config)?;
+    let learner = find_learner(&connection, args)?;
+    let report = crate::governance::erase(&mut connection, &keyring, &mapping, &learner, "cli")?;
+    let counts = &report.counts;
+    println!(
+        "erased leerling {} of {}: {} toetsafnames ({} quarantined), {} earlier states, {} roster rows; \
+         rewrote {} receipts, {} read audit rows, {} audit rows to name {}",
+        learner.leerlingid,
+        report.school,
+        counts.toetsafnames,
+        counts.quarantined,
+        counts.toetsafnames_history,
+        counts.leerlingen,
+        counts.receipts_rewritten,
+        counts.read_audit_rewritten,
+        counts.audit_rewritten,
+        report.learner_hash
+    );
+    println!(
+        "removed {} statements; {} voiding statements queued for delivery",
+        counts.xapi_statements_removed, counts.xapi_statements_voided
+    );
+    if report.lrs.is_empty() {
+        println!("no LRS held statements about this leerling");
+    } else {
+        println!(
+            "LRSs that held data (ask each to delete it; voiding does not): {}",
+            report.lrs.join(", ")
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn export(config: &Config, args: &LearnerArgs, out: &Path) -> Result<ExitCode> {
+    let connection = connect(config)?;
+    let learner = find_learner(&connection, args)?;
+    let document =
+        crate::store::access_request::export(&connection, &learner, &crate::store::now_text())?;
+    let text = serde_json::to_string_pretty(&document)?;
+    use std::io::Write as _;
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(out)
+        .with_context(|| format!("cannot create {}", out.display()))?;
+    file.write_all(text.as_bytes())?;
+    file.sync_all()?;
+    admin::audit(
+        &connection,
+        "cli",
+        "leerlingen.export",
+        &format!(
+            "{} {} toetsafnames",
+            learner.school,
+            document["toetsafnames"].as_array().map_or(0, Vec::len)
+        ),
+    )?;
+    println!(
+        "wrote {} ({} toetsafnames, {} statements, {} reads)",
+        out.display(),
+        document["toetsafnames"].as_array().map_or(0, Vec::len),
+        document["statements"].as_array().map_or(0, Vec::len),
+        document["reads"].as_array().map_or(0, Vec::len)
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+fn purge(config: &Config, now: bool, json: bool) -> Result<ExitCode> {
+    let settings = crate::store::retention::RetentionSettings::from_config(config);
+    let store = open_store(config)?;
+    let clock = crate::clock::Clock::System;
+    let report = if now {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?;
+        let report = runtime.block_on(crate::governance::purge(&store, clock, settings))?;
+        store.close();
+        report
+    } else {
+        let (schools, counts) = crate::store::retention::plan(
+            &store.connect()?,
+            clock.now(),
+            clock.today(),
+            &settings,
+        )?;
+        crate::governance::PurgeReport { schools, counts }
+    };
+    if json {
+        println!("{}", serde_json::to_string(&report)?);
+        return Ok(ExitCode::SUCCESS);
+    }
+    let verb = if now { "purged" } else { "would purge" };
+    for school in &report.schools {
+        println!(
+            "{verb} school {} (last mandate ended {})",
+            school.code, school.mandate_ended
+        );
+    }
+    let counts = &report.counts;
+    println!(
+        "{verb}: {} toetsafnames, {} earlier states, {} toetsen, {} leerlingen, {} statements; \
+         expired {} receipts, {} audit rows, {} read audit rows, {} feed removals",
+        counts.toetsafnames,
+        counts.toetsafnames_history,
+        counts.toetsen,
+        counts.leerlingen,
+        counts.xapi_statements,
+        counts.receipts_expired,
+        counts.audit_expired,
+        counts.read_audit_expired,
+        counts.removals_expired
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+fn disclosures(config: &Config, school: &str, json: bool) -> Result<ExitCode> {
+    let school = SchoolCode::parse(school).map_err(anyhow::Error::msg)?;
+    let connection = connect(config)?;
+    let register = crate::store::disclosures::register(&connection, &school, None, None)?;
+    if json {
+        println!("{}", serde_json::to_string(&register)?);
+        return Ok(ExitCode::SUCCESS);
+    }
+    for reader in &register.readers {
+        println!(
+            "reader {:<20} {:<5} {} .. {}  {} requests, {} records",
+            reader.reader,
+            reader.api,
+            reader.first_read,
+            reader.last_read,
+            reader.requests,
+            reader.records
+        );
+    }
+    for lrs in &register.lrs {
+        println!(
+            "lrs    {:<20} {:<9} {} statements stored {} .. {}, last delivery {}  {}",
+            lrs.lrs,
+            lrs.identity,
+            lrs.statements,
+            lrs.first_stored.as_deref().unwrap_or("-"),
+            lrs.last_stored.as_deref().unwrap_or("-"),
+            lrs.last_delivered_at.as_deref().unwrap_or("-"),
+            lrs.url
+        );
+    }
+    if register.readers.is_empty() && register.lrs.is_empty() {
+        println!("no reader or LRS received data of {}", register.school);
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 fn clients(config: &Config, command: ClientsCommand) -> Result<ExitCode> {
@@ -1613,6 +1848,12 @@ fn serve(config: Config, demo: bool) -> Result<ExitCode> {
             std::time::Duration::from_millis(config.xapi_publish_pause_ms),
             outbox_stopped.clone(),
         ));
+        let purge = tokio::spawn(crate::governance::run_purge(
+            store.clone(),
+            crate::store::retention::RetentionSettings::from_config(&config),
+            std::time::Duration::from_secs(config.purge_interval_secs),
+            outbox_stopped.clone(),
+        ));
         let outbox = tokio::spawn(crate::bridge::outbox::run(
             store.clone(),
             mapping,
@@ -1652,6 +1893,7 @@ fn serve(config: Config, demo: bool) -> Result<ExitCode> {
         // Requests are done: stop publishing and delivery, then the writer.
         let _ = stop_outbox.send(true);
         let _ = publisher.await;
+        let _ = purge.await;
         let _ = outbox.await;
         store.close();
         tracing::info!("stopped");

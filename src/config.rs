@@ -133,6 +133,18 @@ pub struct Config {
     pub secrets_key_file: Option<PathBuf>,
     /// The key(s) themselves (base64, comma-separated), instead of a file; `UWLR_SECRETS_KEY`.
     pub secrets_key: Option<Secret>,
+    /// Days a school's data is kept after its last activation mandate ended (see `governance`).
+    pub retention_days_after_mandate: u32,
+    /// Days a receipt is kept once no stored afname or toets refers to it.
+    pub receipt_retention_days: u32,
+    /// Days audit and read-audit rows are kept.
+    pub audit_retention_days: u32,
+    /// Days a removal stays in the LAS feed (its tombstone) before it goes too.
+    pub removal_retention_days: u32,
+    /// Seconds between two runs of the purge job in `serve`; 0 turns the job off.
+    pub purge_interval_secs: u64,
+    /// Rows one purge transaction removes at most, so the intake is never held up for long.
+    pub purge_batch_rows: u32,
 }
 
 /// The placeholder base IRI (RFC 2606 `.example`): statements are valid, but the ids belong to no one.
@@ -188,6 +200,12 @@ impl Default for Config {
             auth_lockout_secs: 60,
             secrets_key_file: None,
             secrets_key: None,
+            retention_days_after_mandate: 90,
+            receipt_retention_days: 365,
+            audit_retention_days: 730,
+            removal_retention_days: 90,
+            purge_interval_secs: 3600,
+            purge_batch_rows: 500,
         }
     }
 }
@@ -380,6 +398,24 @@ impl Config {
         })?;
         set("UWLR_XAPI_POLL_INTERVAL_MS", &mut |v| {
             Ok(self.xapi_poll_interval_ms = parse("UWLR_XAPI_POLL_INTERVAL_MS", v)?)
+        })?;
+        set("UWLR_RETENTION_DAYS_AFTER_MANDATE", &mut |v| {
+            Ok(self.retention_days_after_mandate = parse("UWLR_RETENTION_DAYS_AFTER_MANDATE", v)?)
+        })?;
+        set("UWLR_RECEIPT_RETENTION_DAYS", &mut |v| {
+            Ok(self.receipt_retention_days = parse("UWLR_RECEIPT_RETENTION_DAYS", v)?)
+        })?;
+        set("UWLR_AUDIT_RETENTION_DAYS", &mut |v| {
+            Ok(self.audit_retention_days = parse("UWLR_AUDIT_RETENTION_DAYS", v)?)
+        })?;
+        set("UWLR_REMOVAL_RETENTION_DAYS", &mut |v| {
+            Ok(self.removal_retention_days = parse("UWLR_REMOVAL_RETENTION_DAYS", v)?)
+        })?;
+        set("UWLR_PURGE_INTERVAL_SECS", &mut |v| {
+            Ok(self.purge_interval_secs = parse("UWLR_PURGE_INTERVAL_SECS", v)?)
+        })?;
+        set("UWLR_PURGE_BATCH_ROWS", &mut |v| {
+            Ok(self.purge_batch_rows = parse("UWLR_PURGE_BATCH_ROWS", v)?)
         })?;
         set("UWLR_XAPI_PUBLISH_PAUSE_MS", &mut |v| {
             Ok(self.xapi_publish_pause_ms = parse("UWLR_XAPI_PUBLISH_PAUSE_MS", v)?)

@@ -570,6 +570,11 @@ async fn route(
             Method::POST => admin_import(state, request, peer).await,
             _ => Err(ApiError::MethodNotAllowed("POST")),
         }
+    } else if let Some(rest) = path.strip_prefix("/api/v1/admin/schools/") {
+        match method {
+            Method::DELETE => admin_erase(state, request.headers(), peer, rest, &query).await,
+            _ => Err(ApiError::MethodNotAllowed("DELETE")),
+        }
     } else {
         Err(ApiError::NotFound)
     };
@@ -1360,6 +1365,77 @@ fn basic_credentials(request: &Request<Incoming>) -> Option<(String, String)> {
     let text = String::from_utf8(decoded).ok()?;
     let (user, password) = text.split_once(':')?;
     Some((user.to_string(), password.to_string()))
+}
+
+/// `DELETE /api/v1/admin/schools/{school}/leerlingen/{leerlingid}` (or `…/leerlingen?eckid=…`):
+/// erasure of one learner with the admin token (`governance::erase`, as `leerlingen erase`).
+async fn admin_erase(
+    state: &AppState,
+    headers: &hyper::HeaderMap,
+    peer: SocketAddr,
+    rest: &str,
+    query: &str,
+) -> Result<Reply, ApiError> {
+    check_admin_token(state, headers, peer)?;
+    let decode = |text: &str| {
+        percent_encoding::percent_decode_str(text)
+            .decode_utf8()
+            .map(|text| text.into_owned())
+    };
+    let eckid = form_urlencoded::parse(query.as_bytes())
+        .find(|(name, _)| name == "eckid")
+        .map(|(_, value)| value.into_owned());
+    let parts: Vec<&str> = rest.split('/').collect();
+    let (school, leerlingid) = match (parts.as_slice(), &eckid) {
+        ([school, "leerlingen", leerlingid], None) => (decode(school), Some(decode(leerlingid))),
+        ([school, "leerlingen"], Some(_)) => (decode(school), None),
+        _ => return Err(ApiError::NotFound),
+    };
+    let (Ok(school), Ok(leerlingid)) = (school, leerlingid.transpose()) else {
+        return Err(ApiError::BadRequest("the path is not UTF-8".into()));
+    };
+    let Ok(school) = crate::domain::SchoolCode::parse(&school) else {
+        return Err(ApiError::BadRequest(format!(
+            "{school} is not a school code"
+        )));
+    };
+    let config = state.config.clone();
+    let store = state.intake.store.clone();
+    let erased = tokio::task::spawn_blocking(move || {
+        let keyring = crate::secret::Keyring::load(&config.secrets_key_source(), false)
+            .map_err(|error| error.to_string())?;
+        let mapping = config.xapi_mapping().map_err(|error| error.to_string())?;
+        let mut connection = store.connect().map_err(|error| error.to_string())?;
+        let Some(learner) = crate::store::erasure::find_learner(
+            &connection,
+            &school,
+            leerlingid.as_deref(),
+            eckid.as_deref(),
+        )
+        .map_err(|error| error.to_string())?
+        else {
+            return Ok(None);
+        };
+        crate::governance::erase(&mut connection, &keyring, &mapping, &learner, "admin-api")
+            .map(Some)
+            .map_err(|error| error.to_string())
+    })
+    .await;
+    match erased {
+        Ok(Ok(Some(report))) => Ok(json_reply(
+            StatusCode::OK,
+            serde_json::to_value(&report).unwrap_or_default(),
+        )),
+        Ok(Ok(None)) => Err(ApiError::NoSuchLeerling),
+        Ok(Err(error)) => {
+            tracing::error!(%error, "erasure failed");
+            Err(ApiError::Internal("nothing was erased"))
+        }
+        Err(error) => {
+            tracing::error!(%error, "erasure failed");
+            Err(ApiError::Internal("nothing was erased"))
+        }
+    }
 }
 
 /// The admin bearer token, under the admin API's failed-authentication limit.

@@ -24,6 +24,7 @@ pub mod config;
 pub mod demo;
 pub mod domain;
 pub mod fuzzing;
+pub mod governance;
 pub mod http;
 pub mod intake;
 pub mod logging;

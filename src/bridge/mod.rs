@@ -8,6 +8,7 @@
 //! describes the statements.
 
 pub mod compare;
+pub mod erasure;
 pub mod ids;
 pub mod outbox;
 pub mod profile;

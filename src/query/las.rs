@@ -238,7 +238,10 @@ fn feed_page(
     };
     let touched = Touched::school(
         school.as_str(),
-        page.items.iter().map(|item| item.leerlingid.as_str()),
+        page.items
+            .iter()
+            .filter_map(|item| item.current.as_ref())
+            .map(|current| current.leerlingid.as_str()),
         page.items.len() as u64,
     );
     Ok(Served {

@@ -143,6 +143,12 @@ pub enum ApiError {
     /// No resource at this path.
     #[error("no such resource")]
     NotFound,
+    /// The request names something in a form the resource cannot read (a path segment, a school code).
+    #[error("{0}")]
+    BadRequest(String),
+    /// An erasure for a learner the school holds nothing about.
+    #[error("the school holds nothing about that leerling")]
+    NoSuchLeerling,
     /// The resource exists but not for this method; carries the methods it answers.
     #[error("this resource answers {0} only")]
     MethodNotAllowed(&'static str),
@@ -160,7 +166,11 @@ impl ApiError {
             ApiError::NoCredentials | ApiError::BadCredentials | ApiError::BadAdminToken => {
                 StatusCode::UNAUTHORIZED
             }
-            ApiError::NoReceipt | ApiError::AdminOff | ApiError::NotFound => StatusCode::NOT_FOUND,
+            ApiError::NoReceipt
+            | ApiError::AdminOff
+            | ApiError::NotFound
+            | ApiError::NoSuchLeerling => StatusCode::NOT_FOUND,
+            ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
             ApiError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::Unprocessable(_) => StatusCode::UNPROCESSABLE_ENTITY,
             ApiError::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
@@ -174,9 +184,11 @@ impl ApiError {
             ApiError::NoCredentials | ApiError::BadCredentials | ApiError::BadAdminToken => {
                 "urn:uwlr-gateway:problem:unauthenticated"
             }
-            ApiError::NoReceipt | ApiError::AdminOff | ApiError::NotFound => {
-                "urn:uwlr-gateway:problem:not-found"
-            }
+            ApiError::NoReceipt
+            | ApiError::AdminOff
+            | ApiError::NotFound
+            | ApiError::NoSuchLeerling => "urn:uwlr-gateway:problem:not-found",
+            ApiError::BadRequest(_) => "urn:uwlr-gateway:problem:bad-request",
             ApiError::TooLarge(_) => "urn:uwlr-gateway:problem:too-large",
             ApiError::Unprocessable(_) => "urn:uwlr-gateway:problem:unprocessable",
             ApiError::MethodNotAllowed(_) => "urn:uwlr-gateway:problem:method-not-allowed",

@@ -22,14 +22,12 @@ use serde_json::value::RawValue;
 pub enum AfnameStatus {
     /// The afname's latest state follows.
     Current,
-    /// The afname is gone; only its identity (`afname_key`, `klantcode`, `leerlingid`) follows.
-    /// The gateway removes nothing today: the value is reserved so that a LAS
-    /// can already handle it.
-    #[allow(dead_code)]
+    /// The afname is gone (retention or erasure, `store::retention`); only its identity
+    /// (`afname_key`, `klantcode`, `toetscode`) follows, never the learner.
     Removed,
 }
 
-/// One afname in the feed: its latest state when it was read.
+/// One afname in the feed: its latest state when it was read, or its removal.
 #[derive(Debug, serde::Serialize)]
 pub struct FeedItem {
     /// The school's feed position of the change that put this state in the feed; the feed
@@ -40,6 +38,17 @@ pub struct FeedItem {
     pub afname_key: String,
     /// The client that sent this afname and owns its key (UWLR: keys belong to their EA).
     pub klantcode: String,
+    /// The afname's state; absent for a removal.
+    #[serde(flatten, skip_serializing_if = "Option::is_none")]
+    pub current: Option<CurrentAfname>,
+    /// A removal's toetscode (a current afname has it in `current`).
+    #[serde(rename = "toetscode", skip_serializing_if = "Option::is_none")]
+    pub removed_toetscode: Option<String>,
+}
+
+/// The state of an afname that is in the store.
+#[derive(Debug, serde::Serialize)]
+pub struct CurrentAfname {
     pub leerlingid: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub eckid: Option<String>,
@@ -160,21 +169,58 @@ pub fn read_feed(
                 status: AfnameStatus::Current,
                 afname_key: row.get(1)?,
                 klantcode: row.get(14)?,
-                leerlingid: row.get(2)?,
-                eckid: row.get(3)?,
-                resultaatverwerkerid: row.get(4)?,
-                toetscode: row.get(5)?,
-                versie: row.get(6)?,
-                toetsonderdeelcode: row.get(7)?,
-                afnamedatum: row.get(8)?,
-                mutatiedatum: row.get(9)?,
-                revision: row.get(10)?,
-                score: row.get(11)?,
-                derived: row.get(12)?,
-                result: raw_json(row.get(13)?)?,
+                current: Some(CurrentAfname {
+                    leerlingid: row.get(2)?,
+                    eckid: row.get(3)?,
+                    resultaatverwerkerid: row.get(4)?,
+                    toetscode: row.get(5)?,
+                    versie: row.get(6)?,
+                    toetsonderdeelcode: row.get(7)?,
+                    afnamedatum: row.get(8)?,
+                    mutatiedatum: row.get(9)?,
+                    revision: row.get(10)?,
+                    score: row.get(11)?,
+                    derived: row.get(12)?,
+                    result: raw_json(row.get(13)?)?,
+                }),
+                removed_toetscode: None,
             })
         })?
         .collect::<Result<Vec<_>, _>>()?;
+    // Removals in the same range (tombstones, `store::retention`). They name no learner: a
+    // question about one learner (leerlingid) gets none, every other follower of the school
+    // gets them all, narrowed by toetscode only (a date filter cannot judge them).
+    let removals = snapshot
+        .prepare_cached(
+            "SELECT feed_seq, afname_key, klantcode, toetscode FROM toetsafname_removals
+             WHERE school_id = ?1 AND feed_seq > ?2 AND (?3 IS NULL OR toetscode = ?3) AND ?5 IS NULL
+             ORDER BY feed_seq LIMIT ?4",
+        )?
+        .query_map(
+            rusqlite::params![
+                school_id,
+                since,
+                filter.toetscode,
+                i64::from(limit) + 1,
+                filter.leerlingid
+            ],
+            |row| {
+                Ok(FeedItem {
+                    change_seq: row.get(0)?,
+                    status: AfnameStatus::Removed,
+                    afname_key: row.get(1)?,
+                    klantcode: row.get(2)?,
+                    current: None,
+                    removed_toetscode: Some(row.get(3)?),
+                })
+            },
+        )?
+        .collect::<Result<Vec<_>, _>>()?;
+    if !removals.is_empty() {
+        items.extend(removals);
+        items.sort_by_key(|item| item.change_seq);
+        items.truncate(limit as usize + 1);
+    }
     snapshot.finish()?;
     let has_more = items.len() > limit as usize;
     items.truncate(limit as usize);
@@ -365,10 +411,8 @@ mod tests {
             &FeedFilter::default(),
         )?;
         assert_eq!(keys(&third), ["A"]);
-        assert_eq!(
-            (third.items[0].revision, third.items[0].score),
-            (2, Some(9))
-        );
+        let current = third.items[0].current.as_ref().expect("a current afname");
+        assert_eq!((current.revision, current.score), (2, Some(9)));
         let filtered = read_feed(
             &connection,
             school,
@@ -432,6 +476,58 @@ mod tests {
             &FeedFilter::default(),
         )?;
         assert_eq!(keys(&after), ["Q"]);
+        Ok(())
+    }
+
+    /// A removal takes the school's next position, so a follower past the afname's own
+    /// position sees it; it names the key and sender, never the learner, and a question
+    /// about one learner does not get it. A later change of the school comes after it.
+    #[test]
+    fn removals_enter_the_feed_after_the_cursor() -> Result<(), StoreError> {
+        let (connection, school, other) = database()?;
+        store(&connection, school, "A", "L1", 1, false);
+        store(&connection, school, "B", "L2", 1, false);
+        store(&connection, other, "A", "L1", 1, false);
+        let before = read_feed(&connection, school, 0, 10, &FeedFilter::default())?;
+        let afnames = crate::store::retention::learner_afnames(&connection, school, "L1", None)?;
+        crate::store::retention::remove_afnames(&connection, school, &afnames, "erasure", "now")?;
+        store(&connection, school, "C", "L3", 1, false);
+        let after = read_feed(
+            &connection,
+            school,
+            before.next_cursor,
+            10,
+            &FeedFilter::default(),
+        )?;
+        assert_eq!(keys(&after), ["A", "C"]);
+        assert_eq!(after.items[0].status, AfnameStatus::Removed);
+        assert_eq!(after.items[0].change_seq, before.next_cursor + 1);
+        let json = serde_json::to_value(&after.items[0]).unwrap();
+        assert_eq!(
+            json,
+            serde_json::json!({"change_seq": before.next_cursor + 1, "status": "removed",
+                "afname_key": "A", "klantcode": "EA", "toetscode": "T"})
+        );
+        assert_eq!(after.consistent_through, before.next_cursor + 2);
+        let by_learner = FeedFilter {
+            leerlingid: Some("L3".into()),
+            ..FeedFilter::default()
+        };
+        let filtered = read_feed(&connection, school, before.next_cursor, 10, &by_learner)?;
+        assert_eq!(keys(&filtered), ["C"]);
+        // Paging counts removals like any item.
+        let first = read_feed(
+            &connection,
+            school,
+            before.next_cursor,
+            1,
+            &FeedFilter::default(),
+        )?;
+        assert_eq!((keys(&first), first.has_more), (vec!["A"], true));
+        // The other school keeps its afname and its positions.
+        let untouched = read_feed(&connection, other, 0, 10, &FeedFilter::default())?;
+        assert_eq!(keys(&untouched), ["A"]);
+        assert_eq!(untouched.items[0].status, AfnameStatus::Current);
         Ok(())
     }
 }

@@ -433,6 +433,35 @@ CREATE TABLE gateway_settings (
 INSERT INTO gateway_settings (name, value)
   SELECT 'keyed_ids_after_afname_id', COALESCE(MAX(id), 0) FROM toetsafnames;
 "#,
+    // 9: data governance: removals keep a feed position (tombstones), and a sealed key for the
+    // keyed hashes that stand in for an erased learner's id in audit rows.
+    r#"
+-- One row per afname removed by retention or erasure, so a LAS following the feed learns of it:
+-- the sender's key and the school's next feed position, never the learner. Tombstones go
+-- themselves after `removal_retention_days`.
+CREATE TABLE toetsafname_removals (
+    id INTEGER PRIMARY KEY,
+    school_id INTEGER NOT NULL REFERENCES schools(id),
+    klantcode TEXT NOT NULL,
+    afname_key TEXT NOT NULL,
+    toetscode TEXT NOT NULL,
+    feed_seq INTEGER NOT NULL,
+    removed_at TEXT NOT NULL,
+    reason TEXT NOT NULL CHECK (reason IN ('retention', 'erasure'))
+);
+CREATE INDEX toetsafname_removals_feed ON toetsafname_removals(school_id, feed_seq);
+CREATE INDEX toetsafname_removals_at ON toetsafname_removals(removed_at);
+-- Keys the gateway keeps for itself, sealed with the secrets key (`secret::Keyring`).
+CREATE TABLE gateway_keys (
+    name TEXT PRIMARY KEY,
+    sealed BLOB NOT NULL,
+    created_at TEXT NOT NULL
+);
+CREATE INDEX audit_at ON audit(at);
+-- Removing an afname removes its change log rows (they reference it): without this index each
+-- removal scanned the whole change log. New afnames take growing ids, so the intake appends.
+CREATE INDEX toetsafname_changes_afname ON toetsafname_changes(afname_id);
+"#,
 ];
 
 /// The schema of `xapi.sqlite`, the bridge's own file (see `store::Store`), applied through a

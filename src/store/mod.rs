@@ -4,12 +4,16 @@
 //! transaction (group commit), each inside its own savepoint so that it is still
 //! atomic on its own; callers are answered only after the shared COMMIT.
 
+pub mod access_request;
 pub mod admin;
+pub mod disclosures;
+pub mod erasure;
 pub mod feed;
 pub mod intake;
 pub mod migrations;
 pub mod outbox;
 pub mod readers;
+pub mod retention;
 pub mod statements;
 pub mod status;
 

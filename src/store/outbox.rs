@@ -679,6 +679,7 @@ pub fn reseal_secrets(connection: &Connection, keyring: &Keyring) -> Result<Rese
             Err(error) => outcome.unopened.push(error),
         }
     }
+    super::erasure::reseal_gateway_keys(connection, keyring, &mut outcome)?;
     Ok(outcome)
 }
 

@@ -90,6 +90,15 @@ impl Gateway {
         self.command().args(args).output().unwrap()
     }
 
+    /// The CLI command on this data dir with extra settings.
+    pub fn command_with_env(&self, env: &[(&str, &str)]) -> Command {
+        let mut command = self.command();
+        for (name, value) in env {
+            command.env(name, value);
+        }
+        command
+    }
+
     fn command(&self) -> Command {
         let mut command = Command::new(env!("CARGO_BIN_EXE_uwlr-gateway"));
         command

@@ -1,5 +1,6 @@
 //! xAPI bridge tests: the real gateway delivering to the real LRS (xapi-statements) and to a stand-in with injected faults.
 
+mod governance;
 mod helpers;
 mod real_lrs;
 mod secrets;

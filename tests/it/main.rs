@@ -9,6 +9,7 @@ mod concurrency;
 mod data_dir;
 mod differential;
 mod fuzz_regressions;
+mod governance;
 mod http_edges;
 mod http_surface;
 mod interop;

@@ -1,6 +1,7 @@
 //! Test harness: runs the real `uwlr-gateway` binary on a free port with a fresh data dir, talks to it over HTTP, runs its CLI and reads its SQLite file.
 
 pub mod message;
+pub mod personal;
 
 use quick_xml::events::Event;
 use quick_xml::name::{Namespace, QName, ResolveResult};

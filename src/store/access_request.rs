@@ -1,0 +1,139 @@
+//! An access request's answer: everything the gateway holds about one learner, as one JSON document.
+
+use super::erasure::Learner;
+use super::StoreError;
+use rusqlite::{params, Connection};
+use serde_json::Value;
+
+/// The shape README "Privacy and retention" documents; `format` names its version.
+pub const FORMAT: &str = "uwlr-gateway/leerling-export/v1";
+
+fn json_rows(
+    connection: &Connection,
+    sql: &str,
+    params: impl rusqlite::Params,
+) -> Result<Vec<Value>, StoreError> {
+    let mut statement = connection.prepare(sql)?;
+    let rows = statement.query_map(params, |row| row.get::<_, String>(0))?;
+    rows.map(|text| {
+        let text = text?;
+        serde_json::from_str(&text).map_err(|error| StoreError::Invalid(error.to_string()))
+    })
+    .collect()
+}
+
+/// Everything about `learner`, read in one snapshot: the roster row, results with their
+/// history (quarantined ones flagged), the toets definitions they refer to, the receipts of
+/// the messages that brought them or named the learner (without keys; a sender's key is never
+/// stored), statements about them, the reads that returned them, and which LRSs received them.
+pub fn export(
+    connection: &Connection,
+    learner: &Learner,
+    exported_at: &str,
+) -> Result<Value, StoreError> {
+    let snapshot = connection.unchecked_transaction()?;
+    let id = params![learner.school_id, learner.leerlingid, learner.eckid];
+    let leerling = json_rows(
+        &snapshot,
+        "SELECT json_object('leerlingid', leerlingid, 'eckid', eckid, 'naam', naam, 'imported_at', imported_at)
+         FROM leerlingen WHERE school_id = ?1 AND (leerlingid = ?2 OR (?3 IS NOT NULL AND eckid = ?3))",
+        id,
+    )?
+    .into_iter()
+    .next()
+    .unwrap_or(Value::Null);
+    let afname_filter =
+        "a.school_id = ?1 AND (a.leerlingid = ?2 OR (?3 IS NOT NULL AND a.eckid = ?3))";
+    let toetsafnames = json_rows(
+        &snapshot,
+        &format!(
+            "SELECT json_object('klantcode', c.klantcode, 'afname_key', a.afname_key, 'leerlingid', a.leerlingid,
+               'eckid', a.eckid, 'resultaatverwerkerid', a.resultaatverwerkerid, 'toetscode', a.toetscode,
+               'versie', a.versie, 'toetsonderdeelcode', a.toetsonderdeelcode, 'afnamedatum', a.afnamedatum,
+               'mutatiedatum', a.mutatiedatum, 'aanmaakdatum', a.aanmaakdatum, 'score', a.score,
+               'derived', json(CASE a.derived WHEN 1 THEN 'true' ELSE 'false' END), 'result', json(a.result),
+               'revision', a.revision, 'quarantined', json(CASE a.quarantined WHEN 1 THEN 'true' ELSE 'false' END),
+               'receipt_id', a.receipt_id,
+               'history', (SELECT json_group_array(json_object('revision', h.revision, 'state', json(h.state),
+                              'replaced_at', h.replaced_at, 'replaced_by_receipt_id', h.replaced_by_receipt_id))
+                           FROM (SELECT * FROM toetsafnames_history WHERE afname_id = a.id ORDER BY revision) h))
+             FROM toetsafnames a JOIN clients c ON c.id = a.client_id WHERE {afname_filter} ORDER BY a.id"
+        ),
+        id,
+    )?;
+    let toetsen = json_rows(
+        &snapshot,
+        &format!(
+            "SELECT json_object('klantcode', c.klantcode, 'toetscode', t.toetscode, 'versie', t.versie,
+               'revision', t.revision, 'definition', json(t.definition), 'updated_at', t.updated_at,
+               'earlier_revisions', (SELECT json_group_array(json_object('revision', h.revision,
+                   'definition', json(h.definition), 'replaced_at', h.replaced_at))
+                 FROM (SELECT * FROM toetsen_history WHERE toets_id = t.id ORDER BY revision) h))
+             FROM toetsen t JOIN clients c ON c.id = t.client_id
+             WHERE t.id IN (SELECT a.toets_id FROM toetsafnames a WHERE {afname_filter}) ORDER BY t.id"
+        ),
+        id,
+    )?;
+    // The messages that brought a state of a result, and those whose violations name the learner
+    // (a rejected message with an unknown learner, say).
+    let receipt_ids: Vec<String> = {
+        let mut statement = snapshot.prepare(&format!(
+            "SELECT a.receipt_id FROM toetsafnames a WHERE {afname_filter}
+             UNION SELECT h.replaced_by_receipt_id FROM toetsafnames_history h JOIN toetsafnames a ON a.id = h.afname_id WHERE {afname_filter}
+             UNION SELECT json_extract(h.state, '$.receipt_id') FROM toetsafnames_history h JOIN toetsafnames a ON a.id = h.afname_id
+               WHERE {afname_filter} AND json_extract(h.state, '$.receipt_id') IS NOT NULL
+             UNION SELECT r.id FROM receipts r WHERE r.school_id = ?1
+               AND (instr(r.violations, '\"' || ?2 || '\"') > 0 OR instr(r.violations, ' ' || ?2) > 0
+                 OR (?3 IS NOT NULL AND instr(r.violations, ?3) > 0))"
+        ))?;
+        let rows = statement.query_map(id, |row| row.get(0))?;
+        rows.collect::<Result<_, _>>()?
+    };
+    let mut receipts = Vec::new();
+    for receipt_id in &receipt_ids {
+        if let Some((_, receipt)) = super::intake::load_receipt(&snapshot, receipt_id)? {
+            receipts.push(receipt);
+        }
+    }
+    receipts.sort_by(|a, b| a["received_at"].as_str().cmp(&b["received_at"].as_str()));
+    let statements = json_rows(
+        &snapshot,
+        "SELECT json_object('id', id, 'stored_at', stored_at, 'verb', verb_id, 'voided_by', voided_by,
+           'statement', json(statement))
+         FROM xapi_statements WHERE school_id = ?1 AND (leerlingid = ?2 OR (?3 IS NOT NULL AND eckid = ?3))
+         ORDER BY seq",
+        id,
+    )?;
+    let reads = json_rows(
+        &snapshot,
+        "SELECT json_object('at', r.at, 'reader', d.name, 'api', r.api, 'request', r.request, 'status', r.status)
+         FROM read_audit r JOIN readers d ON d.id = r.reader_id
+         WHERE r.school = ?1 AND EXISTS (SELECT 1 FROM json_each(r.leerlingen) WHERE value = ?2)
+         ORDER BY r.at, r.id",
+        params![learner.school, learner.leerlingid],
+    )?;
+    let school = crate::domain::SchoolCode::parse(&learner.school).map_err(StoreError::Invalid)?;
+    let learner_register = super::disclosures::register(
+        &snapshot,
+        &school,
+        Some(&learner.leerlingid),
+        learner.eckid.as_deref(),
+    )?;
+    let school_register = super::disclosures::register(&snapshot, &school, None, None)?;
+    snapshot.finish()?;
+    Ok(serde_json::json!({
+        "format": FORMAT,
+        "exported_at": exported_at,
+        "school": learner.school,
+        "leerlingid": learner.leerlingid,
+        "eckid": learner.eckid,
+        "leerling": leerling,
+        "toetsafnames": toetsafnames,
+        "toetsen": toetsen,
+        "receipts": receipts,
+        "statements": statements,
+        "reads": reads,
+        "lrs": learner_register.lrs,
+        "disclosures": school_register,
+    }))
+}
