@@ -284,6 +284,7 @@ pub fn erase(
     let key = erasure::learner_hash_key(&transaction, keyring)?;
     let (mut counts, afname_ids) = erasure::erase_core(&transaction, learner, &key)?;
     let statements = erasure::learner_statements(&transaction, learner, &afname_ids)?;
+    erasure::mark_erased(&transaction, &afname_ids)?;
     counts.xapi_statements_voided = crate::bridge::erasure::write_voiding_statements(
         &transaction,
         mapping,

@@ -306,6 +306,17 @@ pub fn learner_statements(
     Ok(rows.collect::<Result<_, _>>()?)
 }
 
+/// Records erased afnames in `xapi.sqlite`, so a publisher round that read them before the
+/// erasure committed writes no statement for them afterwards (`bridge::publish::write_round`).
+pub fn mark_erased(connection: &Connection, afname_ids: &[i64]) -> Result<(), StoreError> {
+    let mut statement = connection
+        .prepare_cached("INSERT OR IGNORE INTO xapi_erased_afnames (afname_id) VALUES (?1)")?;
+    for afname_id in afname_ids {
+        statement.execute([afname_id])?;
+    }
+    Ok(())
+}
+
 /// Removes these statements and their dead letters from `xapi.sqlite`.
 pub fn remove_statements(
     connection: &Connection,

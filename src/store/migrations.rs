@@ -564,6 +564,13 @@ ALTER TABLE xapi.xapi_statements ADD COLUMN keyed INTEGER NOT NULL DEFAULT 0;
 -- that moves or vanishes cannot stop delivery.
 ALTER TABLE xapi.xapi_subscriptions ADD COLUMN ca_pem TEXT;
 "#,
+    // 4: afnames erased while a publisher round was between its read and its write: the
+    // round writes no statement for them (ids only, nothing about the learner).
+    r#"
+CREATE TABLE xapi.xapi_erased_afnames (
+    afname_id INTEGER PRIMARY KEY
+);
+"#,
 ];
 
 /// The core schema version this binary writes: the first migrations, the split, then the later ones.

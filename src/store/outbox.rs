@@ -312,6 +312,15 @@ fn json_list(text: String) -> Vec<String> {
     serde_json::from_str(&text).unwrap_or_default()
 }
 
+/// Whether an erasure removed this afname (`store::erasure::mark_erased`).
+pub fn afname_erased(connection: &Connection, afname_id: i64) -> Result<bool, StoreError> {
+    Ok(connection
+        .prepare_cached("SELECT 1 FROM xapi_erased_afnames WHERE afname_id = ?1")?
+        .query_row([afname_id], |_| Ok(()))
+        .optional()?
+        .is_some())
+}
+
 /// Where a subscription's password is sealed (the associated data that binds it to its row).
 pub fn password_place(name: &str) -> String {
     format!("xapi_subscriptions.password/{name}")

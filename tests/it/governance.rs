@@ -496,8 +496,7 @@ fn the_admin_api_erases_a_learner_with_the_admin_token() {
         1,
         "nothing erased without the token"
     );
-    // The publisher has written the statements (an erasure racing a publisher round is the
-    // known limit documented in README "Privacy and retention": erase again to finish it).
+    // The publisher has written the statements, so the erasure has some to void.
     wait_published(&gateway.db());
     let eckid = "https://ketenid.nl/201703/demo-LL0005";
     let erased = gateway.send(
