@@ -181,7 +181,7 @@ impl Profile {
             json!({
                 "id": self.template_id("intrekking"), "type": "StatementTemplate", "inScheme": scheme,
                 "prefLabel": {"en": "withdrawal of a corrected result", "nl": "intrekking"},
-                "definition": {"en": "The gateway's own account voids the statement of a result that a later message corrected; the replacing statement follows."},
+                "definition": {"en": "The gateway's own account voids the statement of a result that a later message corrected (the replacing statement follows), or of a learner whose data was erased."},
                 "verb": VERB_VOIDED,
                 "rules": [
                     {"location": "$.object.objectType", "presence": "included", "all": ["StatementRef"]},
