@@ -21,7 +21,7 @@
 //! nothing. The buckets live in memory only: a restart forgets them.
 
 use std::collections::HashMap;
-use std::net::{IpAddr, Ipv6Addr};
+use std::net::IpAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
@@ -130,13 +130,7 @@ pub struct AuthLimiter {
 /// The network a source address counts for: an IPv4 address, or the /64 of an IPv6 one
 /// (an IPv4-mapped IPv6 address counts as its IPv4 address).
 pub fn network_of(address: IpAddr) -> IpAddr {
-    match address {
-        IpAddr::V4(_) => address,
-        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
-            Some(v4) => IpAddr::V4(v4),
-            None => IpAddr::V6(Ipv6Addr::from(u128::from(v6) & !((1u128 << 64) - 1))),
-        },
-    }
+    crate::budget::address_group(address)
 }
 
 impl AuthLimiter {

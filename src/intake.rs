@@ -849,6 +849,15 @@ fn phase2(
                         .with_value(&resultaat.toetscode)
                         .at_offset(resultaat.offset),
                     );
+                    // kResultaat must not depend on the other rules: its key still counts.
+                    note_skipped(
+                        &savepoint,
+                        &write_for(quarantined),
+                        &mut skipped_keys,
+                        &head,
+                        &resultaat,
+                        &mut violations,
+                    )?;
                     continue;
                 }
                 let versie = rules::pinned_versie(&resultaat, &message_versions);

@@ -158,29 +158,45 @@ impl Keyring {
     }
 
     /// Writes a new key file with one fresh key, readable by its owner only; fails if it exists.
+    /// Written under a temporary name and renamed, so a crash or a full disk never leaves a
+    /// key file without a key (which `load` would then refuse at every start).
     pub fn create_file(path: &Path) -> Result<(), SecretError> {
         use std::io::Write as _;
         use std::os::unix::fs::OpenOptionsExt as _;
-        let mut file = std::fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(0o600)
-            .open(path)
-            .map_err(|source| SecretError::Create {
-                path: path.to_path_buf(),
-                source,
-            })?;
+        let create = |source| SecretError::Create {
+            path: path.to_path_buf(),
+            source,
+        };
+        if path.exists() {
+            return Err(create(std::io::Error::new(
+                std::io::ErrorKind::AlreadyExists,
+                "the key file exists already",
+            )));
+        }
+        let mut partial = path.as_os_str().to_owned();
+        partial.push(".partial");
+        let partial = PathBuf::from(partial);
         let text = format!(
             "# uwlr-gateway secrets key: seals LRS passwords and pseudonym keys in xapi.sqlite.\n\
              # Keep a copy apart from the database backups; without it those secrets are lost.\n{}\n",
             Keyring::new_key_text()
         );
-        file.write_all(text.as_bytes())
-            .and_then(|()| file.sync_all())
-            .map_err(|source| SecretError::Create {
-                path: path.to_path_buf(),
-                source,
+        let written = std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o600)
+            .open(&partial)
+            .and_then(|mut file| {
+                file.write_all(text.as_bytes())?;
+                file.sync_all()
             })
+            .and_then(|()| std::fs::rename(&partial, path));
+        if let Err(source) = written {
+            let _ = std::fs::remove_file(&partial);
+            return Err(create(source));
+        }
+        Ok(())
     }
 
     /// A fresh random key in the key file's notation.

@@ -437,7 +437,7 @@ mod tests {
         Ok(())
     }
 
-    /// Core migration 6: cursors handed out as gateway-wide change_seq values stay valid.
+    /// Core migration 7: cursors handed out as gateway-wide change_seq values stay valid.
     #[test]
     fn cursors_from_before_per_school_positions_skip_nothing() -> Result<(), StoreError> {
         let (connection, school, other) = database()?;

@@ -722,7 +722,7 @@ mod tests {
         Ok(())
     }
 
-    /// xAPI migration 2 on an `xapi.sqlite` with an LRS: the row stays as it was and trusts
+    /// xAPI migration 3 on an `xapi.sqlite` with an LRS: the row stays as it was and trusts
     /// only the system's roots (no CA stored) until it is added again with `--ca-file`.
     #[test]
     fn existing_lrs_subscriptions_get_no_ca() -> rusqlite::Result<()> {
@@ -901,7 +901,7 @@ mod tests {
         assert_eq!(user_version(&connection, "main")?, latest_version());
         Ok(())
     }
-    /// Core migration 6: positions handed out before (gateway-wide change_seq) stay valid
+    /// Core migration 7: positions handed out before (gateway-wide change_seq) stay valid
     /// cursors: rows keep them, and every school's counter starts at the global one.
     #[test]
     fn feed_positions_start_where_the_global_counter_was() -> rusqlite::Result<()> {

@@ -58,11 +58,11 @@ pub struct AfnameSource {
     /// ownership (core migration 6), whose statement ids never had it and must not change.
     pub id_klantcode: Option<String>,
     /// The revision of the toets definition the result was read against at intake; `None`
-    /// for afnames stored before revisions were pinned (core migration 7), built from the
+    /// for afnames stored before revisions were pinned (core migration 8), built from the
     /// current definition.
     pub toets_revision: Option<i64>,
     /// Whether the statement id and registration are keyed with the gateway's secret id key:
-    /// afnames stored since core migration 7; older ones keep the ids LRSs already hold.
+    /// afnames stored since core migration 8; older ones keep the ids LRSs already hold.
     pub keyed_ids: bool,
 }
 
