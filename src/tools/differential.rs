@@ -354,172 +354,195 @@ fn integer_form<R: Rng>(rng: &mut R, value: &str) -> String {
     }
 }
 
+/// Elements whose value is an xs:string key (whitespace in them is significant).
+const STRING_KEYS: [&str; 5] = [
+    "toetscode",
+    "toetsonderdeelcode",
+    "leerlingid",
+    "term",
+    "xsdversie",
+];
+/// Elements whose value is an xs:integer (compared by value).
+const INTEGERS: [&str; 4] = [
+    "score",
+    "beginnormwaarde",
+    "eindnormwaarde",
+    "toetsonderdeelvolgnummer",
+];
+
 /// Applies one random mutation; returns what it did, or `None` when it found no target.
 fn mutate<R: Rng>(rng: &mut R, verzoek: &mut Element) -> Option<String> {
-    const STRING_KEYS: [&str; 5] = [
-        "toetscode",
-        "toetsonderdeelcode",
-        "leerlingid",
-        "term",
-        "xsdversie",
-    ];
-    const INTEGERS: [&str; 4] = [
-        "score",
-        "beginnormwaarde",
-        "eindnormwaarde",
-        "toetsonderdeelvolgnummer",
-    ];
     match rng.gen_range(0..12) {
-        0 | 1 => {
-            // Whitespace around or inside a value (string or integer).
-            let names: Vec<&str> = STRING_KEYS.iter().chain(&INTEGERS).copied().collect();
-            let path = pick(rng, &verzoek.find(&names))?.clone();
-            let space = *pick(rng, &WHITESPACE)?;
-            let element = verzoek.at(&path);
-            let text = element.text.clone();
-            element.text = match rng.gen_range(0..3) {
-                0 => format!("{space}{text}"),
-                1 => format!("{text}{space}"),
-                _ => {
-                    let middle = text.len() / 2;
-                    format!("{}{space}{}", &text[..middle], &text[middle..])
-                }
-            };
-            Some(format!("whitespace {space:?} in {} {text:?}", element.name))
+        0 | 1 => whitespace_in_value(rng, verzoek),
+        2 => whitespace_in_key(rng, verzoek),
+        3 | 4 => integer_in_another_form(rng, verzoek),
+        5 => date_form(rng, verzoek),
+        6 => copied_resultaat_key(rng, verzoek),
+        7 => other_resultaat_toetscode(rng, verzoek),
+        8 => copied_toetscode(rng, verzoek),
+        9 => copied_volgnummer(rng, verzoek),
+        _ => changed_structure(rng, verzoek),
+    }
+}
+
+/// Whitespace around or inside a value (string or integer).
+fn whitespace_in_value<R: Rng>(rng: &mut R, verzoek: &mut Element) -> Option<String> {
+    let names: Vec<&str> = STRING_KEYS.iter().chain(&INTEGERS).copied().collect();
+    let path = pick(rng, &verzoek.find(&names))?.clone();
+    let space = *pick(rng, &WHITESPACE)?;
+    let element = verzoek.at(&path);
+    let text = element.text.clone();
+    element.text = match rng.gen_range(0..3) {
+        0 => format!("{space}{text}"),
+        1 => format!("{text}{space}"),
+        _ => {
+            let middle = text.len() / 2;
+            format!("{}{space}{}", &text[..middle], &text[middle..])
         }
-        2 => {
-            // Whitespace in a key attribute: literal (normalised to spaces) or as a reference.
-            let path = pick(rng, &verzoek.find(&["resultaat"]))?.clone();
-            let space = *pick(rng, &WHITESPACE)?;
-            let element = verzoek.at(&path);
-            let key = &mut element.attributes[0].1;
-            *key = if rng.gen_bool(0.5) {
-                format!("{key}{space}")
+    };
+    Some(format!("whitespace {space:?} in {} {text:?}", element.name))
+}
+
+/// Whitespace in a key attribute: literal (normalised to spaces) or as a reference.
+fn whitespace_in_key<R: Rng>(rng: &mut R, verzoek: &mut Element) -> Option<String> {
+    let path = pick(rng, &verzoek.find(&["resultaat"]))?.clone();
+    let space = *pick(rng, &WHITESPACE)?;
+    let element = verzoek.at(&path);
+    let key = &mut element.attributes[0].1;
+    *key = if rng.gen_bool(0.5) {
+        format!("{key}{space}")
+    } else {
+        format!("{space}{key}")
+    };
+    Some(format!("whitespace {space:?} in key {key:?}"))
+}
+
+/// An integer written in another lexical form of the same value.
+fn integer_in_another_form<R: Rng>(rng: &mut R, verzoek: &mut Element) -> Option<String> {
+    let path = pick(rng, &verzoek.find(&INTEGERS))?.clone();
+    let element = verzoek.at(&path);
+    let before = element.text.clone();
+    element.text = integer_form(rng, &before);
+    Some(format!(
+        "integer {} {before:?} -> {:?}",
+        element.name, element.text
+    ))
+}
+
+/// A date or dateTime in one of the forms XSD allows (or almost allows).
+fn date_form<R: Rng>(rng: &mut R, verzoek: &mut Element) -> Option<String> {
+    let (names, forms): (&[&str], &[&str]) = if rng.gen_bool(0.5) {
+        (&["afnamedatum"], &DATES)
+    } else {
+        (&["aanmaakdatum"], &DATE_TIMES)
+    };
+    let path = pick(rng, &verzoek.find(names))?.clone();
+    let form = *pick(rng, forms)?;
+    verzoek.at(&path).text = form.to_string();
+    Some(format!("date {} = {form:?}", names[0]))
+}
+
+/// Two results with one key, perhaps differing in whitespace only.
+fn copied_resultaat_key<R: Rng>(rng: &mut R, verzoek: &mut Element) -> Option<String> {
+    let paths = verzoek.find(&["resultaat"]);
+    let from = pick(rng, &paths)?.clone();
+    let to = pick(rng, &paths)?.clone();
+    let mut key = verzoek.at(&from).attributes[0].1.clone();
+    if rng.gen_bool(0.3) {
+        key.push_str(pick(rng, &WHITESPACE)?);
+    }
+    verzoek.at(&to).attributes[0].1 = key.clone();
+    Some(format!("key {key:?} copied"))
+}
+
+/// A result's toetscode: another one, undefined, or with whitespace.
+fn other_resultaat_toetscode<R: Rng>(rng: &mut R, verzoek: &mut Element) -> Option<String> {
+    let path = pick(rng, &verzoek.find(&["resultaat"]))?.clone();
+    let resultaat = verzoek.at(&path);
+    let toetscode = resultaat
+        .children
+        .iter_mut()
+        .find(|child| child.name == "toetscode")?;
+    toetscode.text = match rng.gen_range(0..3) {
+        0 => "DIFF-ONBEKEND".to_string(),
+        1 => format!("{} ", toetscode.text),
+        _ => (*pick(rng, &TOETSCODES)?).to_string(),
+    };
+    Some(format!("resultaat toetscode {:?}", toetscode.text))
+}
+
+/// Two toetsen with one code, perhaps differing in whitespace only.
+fn copied_toetscode<R: Rng>(rng: &mut R, verzoek: &mut Element) -> Option<String> {
+    let paths = verzoek.find(&["toets"]);
+    let from = pick(rng, &paths)?.clone();
+    let to = pick(rng, &paths)?.clone();
+    let mut code = verzoek.at(&from).children.first()?.text.clone();
+    if rng.gen_bool(0.4) {
+        code = format!("{}{code}", pick(rng, &WHITESPACE)?);
+    }
+    verzoek.at(&to).children.first_mut()?.text = code.clone();
+    Some(format!("toetscode {code:?} copied"))
+}
+
+/// Two onderdelen with one volgnummer in different forms.
+fn copied_volgnummer<R: Rng>(rng: &mut R, verzoek: &mut Element) -> Option<String> {
+    let path = pick(rng, &verzoek.find(&["toetsonderdelen"]))?.clone();
+    let onderdelen = verzoek.at(&path);
+    let count = onderdelen.children.len();
+    if count == 0 {
+        return None;
+    }
+    let from = rng.gen_range(0..count);
+    let to = rng.gen_range(0..count);
+    let value = onderdelen.children[from].children.first()?.text.clone();
+    let form = integer_form(rng, &value);
+    onderdelen.children[to].children.first_mut()?.text = form.clone();
+    Some(format!("volgnummer {value:?} copied as {form:?}"))
+}
+
+/// Structure: swap, repeat or drop a child.
+fn changed_structure<R: Rng>(rng: &mut R, verzoek: &mut Element) -> Option<String> {
+    let parents = [
+        "school",
+        "resultaat",
+        "toets",
+        "norm",
+        "toetsonderdeel",
+        "toetsafname",
+        "resultaten",
+        "toetsen",
+    ];
+    let path = pick(rng, &verzoek.find(&parents))?.clone();
+    let parent = verzoek.at(&path);
+    let count = parent.children.len();
+    if count == 0 {
+        return None;
+    }
+    let index = rng.gen_range(0..count);
+    let name = parent.children[index].name;
+    let operation = rng.gen_range(0..3);
+    // Without its school code the message is another school's: refused before the schema check.
+    if operation == 2 && matches!(name, "brincode" | "dependancecode") {
+        return None;
+    }
+    match operation {
+        0 if count >= 2 => {
+            let other = if index + 1 < count {
+                index + 1
             } else {
-                format!("{space}{key}")
+                index - 1
             };
-            Some(format!("whitespace {space:?} in key {key:?}"))
+            parent.children.swap(index, other);
+            Some(format!("swapped {name} in {}", parent.name))
         }
-        3 | 4 => {
-            let path = pick(rng, &verzoek.find(&INTEGERS))?.clone();
-            let element = verzoek.at(&path);
-            let before = element.text.clone();
-            element.text = integer_form(rng, &before);
-            Some(format!(
-                "integer {} {before:?} -> {:?}",
-                element.name, element.text
-            ))
-        }
-        5 => {
-            let (names, forms): (&[&str], &[&str]) = if rng.gen_bool(0.5) {
-                (&["afnamedatum"], &DATES)
-            } else {
-                (&["aanmaakdatum"], &DATE_TIMES)
-            };
-            let path = pick(rng, &verzoek.find(names))?.clone();
-            let form = *pick(rng, forms)?;
-            verzoek.at(&path).text = form.to_string();
-            Some(format!("date {} = {form:?}", names[0]))
-        }
-        6 => {
-            // Two results with one key, perhaps differing in whitespace only.
-            let paths = verzoek.find(&["resultaat"]);
-            let from = pick(rng, &paths)?.clone();
-            let to = pick(rng, &paths)?.clone();
-            let mut key = verzoek.at(&from).attributes[0].1.clone();
-            if rng.gen_bool(0.3) {
-                key.push_str(pick(rng, &WHITESPACE)?);
-            }
-            verzoek.at(&to).attributes[0].1 = key.clone();
-            Some(format!("key {key:?} copied"))
-        }
-        7 => {
-            // A result's toetscode: another one, undefined, or with whitespace.
-            let path = pick(rng, &verzoek.find(&["resultaat"]))?.clone();
-            let resultaat = verzoek.at(&path);
-            let toetscode = resultaat
-                .children
-                .iter_mut()
-                .find(|child| child.name == "toetscode")?;
-            toetscode.text = match rng.gen_range(0..3) {
-                0 => "DIFF-ONBEKEND".to_string(),
-                1 => format!("{} ", toetscode.text),
-                _ => (*pick(rng, &TOETSCODES)?).to_string(),
-            };
-            Some(format!("resultaat toetscode {:?}", toetscode.text))
-        }
-        8 => {
-            // Two toetsen with one code, perhaps differing in whitespace only.
-            let paths = verzoek.find(&["toets"]);
-            let from = pick(rng, &paths)?.clone();
-            let to = pick(rng, &paths)?.clone();
-            let mut code = verzoek.at(&from).children.first()?.text.clone();
-            if rng.gen_bool(0.4) {
-                code = format!("{}{code}", pick(rng, &WHITESPACE)?);
-            }
-            verzoek.at(&to).children.first_mut()?.text = code.clone();
-            Some(format!("toetscode {code:?} copied"))
-        }
-        9 => {
-            // Two onderdelen with one volgnummer in different forms.
-            let path = pick(rng, &verzoek.find(&["toetsonderdelen"]))?.clone();
-            let onderdelen = verzoek.at(&path);
-            let count = onderdelen.children.len();
-            if count == 0 {
-                return None;
-            }
-            let from = rng.gen_range(0..count);
-            let to = rng.gen_range(0..count);
-            let value = onderdelen.children[from].children.first()?.text.clone();
-            let form = integer_form(rng, &value);
-            onderdelen.children[to].children.first_mut()?.text = form.clone();
-            Some(format!("volgnummer {value:?} copied as {form:?}"))
+        1 => {
+            let copy = parent.children[index].clone();
+            parent.children.insert(index, copy);
+            Some(format!("repeated {name} in {}", parent.name))
         }
         _ => {
-            // Structure: swap, repeat or drop a child.
-            let parents = [
-                "school",
-                "resultaat",
-                "toets",
-                "norm",
-                "toetsonderdeel",
-                "toetsafname",
-                "resultaten",
-                "toetsen",
-            ];
-            let path = pick(rng, &verzoek.find(&parents))?.clone();
-            let parent = verzoek.at(&path);
-            let count = parent.children.len();
-            if count == 0 {
-                return None;
-            }
-            let index = rng.gen_range(0..count);
-            let name = parent.children[index].name;
-            let operation = rng.gen_range(0..3);
-            // Without its school code the message is another school's: refused before the schema check.
-            if operation == 2 && matches!(name, "brincode" | "dependancecode") {
-                return None;
-            }
-            match operation {
-                0 if count >= 2 => {
-                    let other = if index + 1 < count {
-                        index + 1
-                    } else {
-                        index - 1
-                    };
-                    parent.children.swap(index, other);
-                    Some(format!("swapped {name} in {}", parent.name))
-                }
-                1 => {
-                    let copy = parent.children[index].clone();
-                    parent.children.insert(index, copy);
-                    Some(format!("repeated {name} in {}", parent.name))
-                }
-                _ => {
-                    parent.children.remove(index);
-                    Some(format!("removed {name} from {}", parent.name))
-                }
-            }
+            parent.children.remove(index);
+            Some(format!("removed {name} from {}", parent.name))
         }
     }
 }
