@@ -1,7 +1,7 @@
 //! Access: failed authentications are rate-limited per API, klantcode and source address (and per klantcode far higher), and every admin action leaves an audit entry.
 
-use crate::support::message::{aanmaakdatum, Message, Resultaat, Toets};
-use crate::support::{
+use crate::harness::message::{aanmaakdatum, Message, Resultaat, Toets};
+use crate::harness::{
     count, fault_of, rows, spawn_gateway, Expect, Gateway, Options, DEMO_SLEUTEL,
 };
 use std::time::Duration;
@@ -45,7 +45,7 @@ fn post_from(
     gateway: &Gateway,
     client: &reqwest::blocking::Client,
     body: Vec<u8>,
-) -> crate::support::Reply {
+) -> crate::harness::Reply {
     gateway.send(
         client
             .post(&gateway.endpoint)
@@ -99,7 +99,7 @@ fn issue16_a_guesser_cannot_lock_out_the_real_sender() {
                 &attacker,
                 message(sequence, "DEMO-EA", "geraden-sleutel"),
             );
-            crate::support::check("wrong key", &reply, &wrong_key);
+            crate::harness::check("wrong key", &reply, &wrong_key);
             wrong_fault = fault_of(&reply).faultstring;
         }
         sequence += 1;
@@ -108,7 +108,7 @@ fn issue16_a_guesser_cannot_lock_out_the_real_sender() {
             &sender,
             message(sequence, "DEMO-EA", DEMO_SLEUTEL),
         );
-        crate::support::check(
+        crate::harness::check(
             &format!("the real sender, round {round}"),
             &reply,
             &Expect::Accepted,
@@ -121,7 +121,7 @@ fn issue16_a_guesser_cannot_lock_out_the_real_sender() {
         &attacker,
         message(sequence, "DEMO-EA", DEMO_SLEUTEL),
     );
-    crate::support::check("attacker locked out", &locked, &wrong_key);
+    crate::harness::check("attacker locked out", &locked, &wrong_key);
     assert_eq!(
         fault_of(&locked).faultstring,
         wrong_fault,
@@ -179,7 +179,7 @@ fn issue16_a_guesser_cannot_lock_out_the_real_sender() {
             &sender,
             message(sequence, "DEMO-EA", DEMO_SLEUTEL),
         );
-        crate::support::check(
+        crate::harness::check(
             &format!("the real sender under a hammer, message {round}"),
             &reply,
             &Expect::Accepted,
@@ -217,7 +217,7 @@ fn issue16_a_spread_out_guesser_meets_the_klantcode_wide_limit_with_an_alert() {
                 &attacker,
                 message(sequence, "DEMO-EA", "geraden-sleutel"),
             );
-            crate::support::check("wrong key", &reply, &wrong_key);
+            crate::harness::check("wrong key", &reply, &wrong_key);
         }
     }
     let sender = client_from("127.0.0.1");
@@ -227,7 +227,7 @@ fn issue16_a_spread_out_guesser_meets_the_klantcode_wide_limit_with_an_alert() {
         &sender,
         message(sequence, "DEMO-EA", DEMO_SLEUTEL),
     );
-    crate::support::check("klantcode-wide lockout", &reply, &wrong_key);
+    crate::harness::check("klantcode-wide lockout", &reply, &wrong_key);
     let log = gateway.wait_for_log(KLANTCODE_LOCKOUT_ALERT);
     assert!(
         log.contains("DEMO-EA"),
@@ -239,7 +239,7 @@ fn issue16_a_spread_out_guesser_meets_the_klantcode_wide_limit_with_an_alert() {
         &sender,
         message(sequence, "EA-ANDER", "andere-sleutel-2026"),
     );
-    crate::support::check("another klantcode", &reply, &Expect::Accepted);
+    crate::harness::check("another klantcode", &reply, &Expect::Accepted);
 }
 
 /// Issue 16 finding 1: 10 bad reader tokens from one address made a valid SOAP call
@@ -261,7 +261,7 @@ fn issue16_bad_reader_tokens_do_not_block_soap_from_the_same_address() {
         assert_eq!(reply.status, 401);
     }
     let reply = post_from(&gateway, &shared, message(1, "DEMO-EA", DEMO_SLEUTEL));
-    crate::support::check("SOAP from the same address", &reply, &Expect::Accepted);
+    crate::harness::check("SOAP from the same address", &reply, &Expect::Accepted);
     let receipts = format!("{}/api/v1/receipts/none", gateway.base_url);
     let reply = gateway.send(
         shared
@@ -516,7 +516,7 @@ fn issue16_a_key_or_klantcode_with_a_stray_space_is_refused() {
             .toets(Toets::new("SPACE-T"))
             .envelope();
         let reply = gateway.post(body);
-        crate::support::check(&format!("{klantcode:?} {sleutel:?}"), &reply, expect);
+        crate::harness::check(&format!("{klantcode:?} {sleutel:?}"), &reply, expect);
     }
     // A space written as a character reference is a space too.
     let body = String::from_utf8(message(10, "DEMO-EA", DEMO_SLEUTEL))
@@ -525,7 +525,7 @@ fn issue16_a_key_or_klantcode_with_a_stray_space_is_refused() {
             &format!(">{DEMO_SLEUTEL}<"),
             &format!(">{DEMO_SLEUTEL}&#32;<"),
         );
-    crate::support::check("&#32;", &gateway.post(body.into_bytes()), &wrong_key);
+    crate::harness::check("&#32;", &gateway.post(body.into_bytes()), &wrong_key);
     let reply = gateway.post(message(11, "DEMO-EA", DEMO_SLEUTEL));
-    crate::support::check("the exact key", &reply, &Expect::Accepted);
+    crate::harness::check("the exact key", &reply, &Expect::Accepted);
 }

@@ -1,7 +1,7 @@
 //! The CLI on the same data dir as a running server: clients, schools, validate, receipts.
 
-use crate::support::message::{aanmaakdatum, Message, Resultaat, Toets};
-use crate::support::{
+use crate::harness::message::{aanmaakdatum, Message, Resultaat, Toets};
+use crate::harness::{
     cli_with_data_dir, manifest, repo_root, send_and_check, spawn_default, Expect,
 };
 use std::collections::BTreeSet;
@@ -283,7 +283,7 @@ fn schools_activate_deactivate_and_expired_mandates() {
 }
 
 /// Runs `validate` in the repository root, where sample paths are relative.
-fn validate(files: &[&str]) -> crate::support::CliOutput {
+fn validate(files: &[&str]) -> crate::harness::CliOutput {
     let scratch = tempfile::tempdir().unwrap();
     let mut args = vec!["validate"];
     args.extend_from_slice(files);
@@ -604,14 +604,14 @@ fn validate_and_the_gateway_agree_on_rules_that_need_no_store() {
 fn validate_refuses_a_file_over_max_body_bytes() {
     let validate_with_limit = |limit: &str| {
         let scratch = tempfile::tempdir().unwrap();
-        let mut command = std::process::Command::new(crate::support::binary());
+        let mut command = std::process::Command::new(crate::harness::binary());
         command
             .current_dir(repo_root())
             .env("UWLR_MAX_BODY_BYTES", limit)
             .arg("--data-dir")
             .arg(scratch.path())
             .args(["validate", "samples/01-drip-een-resultaat.xml"]);
-        crate::support::run(command)
+        crate::harness::run(command)
     };
     let output = validate_with_limit("1000");
     assert!(!output.status.success(), "{}", output.stdout);
@@ -676,13 +676,13 @@ fn receipts_list_and_show() {
     let accepted = send_and_check(
         &gateway,
         "01",
-        crate::support::read_sample("01-drip-een-resultaat.xml"),
+        crate::harness::read_sample("01-drip-een-resultaat.xml"),
         &Expect::Accepted,
     );
     let rejected = send_and_check(
         &gateway,
         "43",
-        crate::support::read_sample("43-uwlr-score-boven-normering.xml"),
+        crate::harness::read_sample("43-uwlr-score-boven-normering.xml"),
         &Expect::fault("Client.ScoreOngeldig", &["UWLR-SCORE"]),
     );
     let accepted_id = accepted.receipt_id.unwrap();

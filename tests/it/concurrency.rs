@@ -1,7 +1,7 @@
 //! Concurrent senders for one school: the ordering rule and the upserts cannot race.
 
-use crate::support::message::{aanmaakdatum, Message, Resultaat, Toets};
-use crate::support::{count, outcome, rows, spawn_default, wait_published, Expect};
+use crate::harness::message::{aanmaakdatum, Message, Resultaat, Toets};
+use crate::harness::{count, outcome, rows, spawn_default, wait_published, Expect};
 use std::collections::BTreeSet;
 
 const THREADS: u32 = 16;

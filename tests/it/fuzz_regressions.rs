@@ -1,6 +1,6 @@
 //! Replays every input the fuzz targets crashed on (fuzz/regressions/TARGET/), and the samples and VDEX files they are seeded from, through the targets' own code.
 
-use crate::support::repo_root;
+use crate::harness::repo_root;
 
 fn files(folder: &str) -> Vec<std::path::PathBuf> {
     let Ok(entries) = std::fs::read_dir(repo_root().join(folder)) else {

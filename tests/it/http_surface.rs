@@ -1,6 +1,6 @@
 //! The HTTP surface besides SOAP: one problem details style on every error, gzip on request.
 
-use crate::support::{send_and_check, spawn_gateway, Expect, Options};
+use crate::harness::{send_and_check, spawn_gateway, Expect, Options};
 use std::io::Read as _;
 
 const ADMIN_TOKEN: &str = "admin-token-van-de-beheerder";
@@ -36,15 +36,15 @@ fn every_http_error_is_the_same_problem_details_document() {
         (
             "receipt with a wrong key",
             http.get(format!("{base}/api/v1/receipts/r-1"))
-                .basic_auth(crate::support::DEMO_KLANTCODE, Some("fout")),
+                .basic_auth(crate::harness::DEMO_KLANTCODE, Some("fout")),
             401,
             Some(("www-authenticate", "Basic")),
         ),
         (
             "unknown receipt",
             http.get(format!("{base}/api/v1/receipts/r-1")).basic_auth(
-                crate::support::DEMO_KLANTCODE,
-                Some(crate::support::DEMO_SLEUTEL),
+                crate::harness::DEMO_KLANTCODE,
+                Some(crate::harness::DEMO_SLEUTEL),
             ),
             404,
             None,
@@ -163,7 +163,7 @@ fn json_answers_are_gzip_compressed_when_asked() {
     let accepted = send_and_check(
         &gateway,
         "01",
-        crate::support::read_sample("01-drip-een-resultaat.xml"),
+        crate::harness::read_sample("01-drip-een-resultaat.xml"),
         &Expect::Accepted,
     );
     let url = format!(
@@ -173,8 +173,8 @@ fn json_answers_are_gzip_compressed_when_asked() {
     );
     let receipt = || {
         gateway.http.get(&url).basic_auth(
-            crate::support::DEMO_KLANTCODE,
-            Some(crate::support::DEMO_SLEUTEL),
+            crate::harness::DEMO_KLANTCODE,
+            Some(crate::harness::DEMO_SLEUTEL),
         )
     };
     let (status, headers, plain) = raw(receipt());

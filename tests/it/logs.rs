@@ -1,7 +1,7 @@
 //! Keys, tokens and LRS passwords never reach the logs; keys never reach the database file.
 
-use crate::support::message::{aanmaakdatum, Message, Resultaat, Toets};
-use crate::support::{send_and_check, spawn_gateway, Expect, Options};
+use crate::harness::message::{aanmaakdatum, Message, Resultaat, Toets};
+use crate::harness::{send_and_check, spawn_gateway, Expect, Options};
 
 #[test]
 fn logs_never_contain_the_autorisatiesleutel() {
@@ -108,7 +108,7 @@ fn logs_never_contain_the_autorisatiesleutel() {
         let Ok(bytes) = std::fs::read(&path) else {
             continue;
         };
-        for secret in [key, wrong_key, admin_token, crate::support::DEMO_SLEUTEL] {
+        for secret in [key, wrong_key, admin_token, crate::harness::DEMO_SLEUTEL] {
             assert!(
                 !bytes
                     .windows(secret.len())
@@ -173,7 +173,7 @@ fn lrs_passwords_and_tokens_never_reach_the_debug_log() {
     for secret in [
         password,
         admin_token,
-        crate::support::DEMO_SLEUTEL,
+        crate::harness::DEMO_SLEUTEL,
         "Z2F0ZXdheTpscnMtd2FjaHR3b29yZC1MT0dURVNULTk5MTE",
     ] {
         assert!(!log.contains(secret), "the log shows {secret}:\n{log}");
@@ -233,7 +233,7 @@ fn request_values_cannot_forge_a_log_line(format: &str) {
         );
         assert_eq!(reply.status, 500, "{}", reply.body);
     }
-    let message = base(4).client("DEMO-EA", "KLANTNAAM-MARK", crate::support::DEMO_SLEUTEL);
+    let message = base(4).client("DEMO-EA", "KLANTNAAM-MARK", crate::harness::DEMO_SLEUTEL);
     post_from(
         "127.0.0.21",
         with(message, &[("KLANTNAAM-MARK", injected("klantnaam"))]),

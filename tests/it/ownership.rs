@@ -1,7 +1,7 @@
 //! Issue 16: afnames and toetsen belong to the client that sent them, and the ordering state cannot lock a sender out.
 
-use crate::support::message::{aanmaakdatum, Message, Resultaat, Toets};
-use crate::support::{
+use crate::harness::message::{aanmaakdatum, Message, Resultaat, Toets};
+use crate::harness::{
     check, count, fault_of, rows, spawn_default, wait_published, Expect, Gateway,
 };
 
@@ -214,8 +214,8 @@ fn issue16_identical_afnames_of_two_clients_get_two_statement_ids() {
         "C",
         &gateway.post(message(
             "DEMO-EA",
-            crate::support::DEMO_KLANTNAAM,
-            crate::support::DEMO_SLEUTEL,
+            crate::harness::DEMO_KLANTNAAM,
+            crate::harness::DEMO_SLEUTEL,
             1,
         )),
         &Expect::Accepted,
@@ -295,8 +295,8 @@ fn issue16_a_far_future_aanmaakdatum_is_refused_and_stores_nothing() {
 /// UWLR-VOLGORDE until `clients reset-ordering` forgets that state; the reset is audited.
 #[test]
 fn issue16_reset_ordering_lets_a_locked_out_sender_through_and_is_audited() {
-    let gateway = crate::support::spawn_gateway(
-        crate::support::Options::default().env("UWLR_AANMAAKDATUM_MAX_SKEW_SECS", "86400000"),
+    let gateway = crate::harness::spawn_gateway(
+        crate::harness::Options::default().env("UWLR_AANMAAKDATUM_MAX_SKEW_SECS", "86400000"),
     );
     let message = |aanmaakdatum: &str, score: u64| {
         Message::demo(aanmaakdatum)

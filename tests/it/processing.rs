@@ -1,7 +1,7 @@
 //! What a message leaves in the store: toets versions and corrections, afname upserts with history, derived sums, atomic rejection.
 
-use crate::support::message::{aanmaakdatum, Message, Resultaat, Toets};
-use crate::support::{
+use crate::harness::message::{aanmaakdatum, Message, Resultaat, Toets};
+use crate::harness::{
     count, manifest, receipt_rules, rows, send_and_check, spawn_default, Expect, Gateway,
 };
 use rusqlite::Connection;
@@ -15,7 +15,7 @@ fn send_valid_samples(gateway: &Gateway) {
         send_and_check(
             gateway,
             &sample.file,
-            crate::support::read_sample(&sample.file),
+            crate::harness::read_sample(&sample.file),
             &Expect::Accepted,
         );
     }

@@ -1,7 +1,7 @@
 //! The quarantine policy for unknown learners, and releasing them by roster import (CLI and admin API).
 
-use crate::support::message::{aanmaakdatum, Message, Resultaat, Toets};
-use crate::support::{count, rows, send_and_check, spawn_default, spawn_gateway, Expect, Options};
+use crate::harness::message::{aanmaakdatum, Message, Resultaat, Toets};
+use crate::harness::{count, rows, send_and_check, spawn_default, spawn_gateway, Expect, Options};
 
 const ADMIN_TOKEN: &str = "admin-token-voor-de-tests-0123456789";
 

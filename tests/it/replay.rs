@@ -1,7 +1,7 @@
 //! Replays and the ordering rule: the same bytes get the same answer; an aanmaakdatum that is not later is refused.
 
-use crate::support::message::{aanmaakdatum, Message, Resultaat, Toets};
-use crate::support::{check, count, read_sample, rows, send_and_check, spawn_default, Expect};
+use crate::harness::message::{aanmaakdatum, Message, Resultaat, Toets};
+use crate::harness::{check, count, read_sample, rows, send_and_check, spawn_default, Expect};
 
 #[test]
 fn same_bytes_twice_get_the_same_answer_and_change_nothing() {
