@@ -153,6 +153,7 @@ fn clients_add_with_key_takes_over_an_existing_key() {
 }
 
 #[test]
+// Kept whole (over 120 lines): one scenario whose every step starts from the state the steps before it left.
 fn schools_activate_deactivate_and_expired_mandates() {
     let gateway = spawn_default();
     // A mandate that ended in the past: the activation exists but does not allow sending.

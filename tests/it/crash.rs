@@ -188,6 +188,7 @@ fn generate(out: &Path, afnames: u32, seed: u32) -> (Vec<u8>, std::path::PathBuf
 }
 
 #[test]
+// Kept whole (over 120 lines): one scenario whose every step starts from the state the steps before it left.
 fn sigkill_at_any_point_leaves_every_message_whole_or_absent() {
     let scratch = tempfile::tempdir().unwrap();
     let (big, roster) = generate(&scratch.path().join("big"), 60_000, 3);

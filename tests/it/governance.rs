@@ -103,6 +103,7 @@ fn learner_values(gateway: &Gateway) -> Vec<String> {
 /// a LAS following the feed sees every removal, and the audit has the purge with counts only.
 /// The tombstones go in turn after their own retention.
 #[test]
+// Kept whole (over 120 lines): one scenario whose every step starts from the state the steps before it left.
 fn a_school_past_its_mandate_and_retention_is_purged_and_only_that_school() {
     let gateway = spawn_gateway(Options::default().env("UWLR_UNKNOWN_LEERLING", "quarantine"));
     gateway
@@ -307,6 +308,7 @@ fn a_school_past_its_mandate_and_retention_is_purged_and_only_that_school() {
 /// receipts of those messages, statements, and the reads that returned them; nothing of
 /// another learner.
 #[test]
+// Kept whole (over 120 lines): one scenario whose every step starts from the state the steps before it left.
 fn a_learner_export_matches_what_was_sent() {
     let gateway = spawn_gateway(Options::default().env("UWLR_UNKNOWN_LEERLING", "quarantine"));
     let token = add_reader(&gateway, "las-export", &["99XX01"]);

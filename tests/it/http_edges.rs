@@ -253,28 +253,13 @@ fn empty_body_and_unknown_operations_are_faults() {
 #[test]
 fn receipts_api_shows_a_client_its_own_receipts() {
     let gateway = spawn_default();
-    gateway
-        .cli(&[
-            "clients",
-            "add",
-            "EA-ANDER",
-            "--klantnaam",
-            "Andere Uitgever",
-            "--key",
-            "andere-sleutel-123",
-        ])
-        .success();
-    gateway
-        .cli(&[
-            "schools",
-            "activate",
-            "99XX01",
-            "--klantcode",
-            "EA-ANDER",
-            "--mandate",
-            "DPA-ANDER",
-        ])
-        .success();
+    gateway.add_client_for_demo_school(
+        "EA-ANDER",
+        "Andere Uitgever",
+        "andere-sleutel-123",
+        "DPA-ANDER",
+        &[],
+    );
     let own = send_and_check(
         &gateway,
         "demo client",

@@ -17,6 +17,7 @@ fn raw(request: reqwest::blocking::RequestBuilder) -> (u16, reqwest::header::Hea
 /// (`type: about:blank`, no instance, no request id, no WWW-Authenticate); `/health` and
 /// unknown paths in plain text. Every error now has the read API's members and headers.
 #[test]
+// Kept whole (over 120 lines): one scenario whose every step starts from the state the steps before it left.
 fn every_http_error_is_the_same_problem_details_document() {
     let gateway = spawn_gateway(Options::default().env("UWLR_ADMIN_TOKEN", ADMIN_TOKEN));
     let base = &gateway.base_url;

@@ -11,28 +11,7 @@ const B_SLEUTEL: &str = "sleutel-van-b-2026";
 
 /// A second client (B) activated for the demo school, beside the demo client (C).
 fn add_second_client(gateway: &Gateway) {
-    gateway
-        .cli(&[
-            "clients",
-            "add",
-            B_KLANTCODE,
-            "--klantnaam",
-            B_KLANTNAAM,
-            "--key",
-            B_SLEUTEL,
-        ])
-        .success();
-    gateway
-        .cli(&[
-            "schools",
-            "activate",
-            "99XX01",
-            "--klantcode",
-            B_KLANTCODE,
-            "--mandate",
-            "DPA-B",
-        ])
-        .success();
+    gateway.add_client_for_demo_school(B_KLANTCODE, B_KLANTNAAM, B_SLEUTEL, "DPA-B", &[]);
 }
 
 /// A reader token for the demo school's feed.
@@ -75,6 +54,7 @@ fn read_api(gateway: &Gateway, token: &str, path: &str) -> serde_json::Value {
 /// each client has its own keys and toetsen; the feed, the toets resource, the receipts and
 /// the xAPI statements keep them apart and name the sender.
 #[test]
+// Kept whole (over 120 lines): one scenario whose every step starts from the state the steps before it left.
 fn issue16_a_client_cannot_change_another_clients_afname_or_toets() {
     let gateway = spawn_default();
     add_second_client(&gateway);

@@ -75,6 +75,7 @@ fn afname_row(connection: &Connection, key: &str) -> (i64, String, Option<i64>, 
 }
 
 #[test]
+// Kept whole (over 120 lines): one scenario whose every step starts from the state the steps before it left.
 fn valid_samples_are_stored_as_the_standard_describes() {
     let gateway = spawn_default();
     send_valid_samples(&gateway);

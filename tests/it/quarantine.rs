@@ -13,6 +13,7 @@ fn quarantine_rows(connection: &rusqlite::Connection) -> Vec<String> {
 }
 
 #[test]
+// Kept whole (over 120 lines): one scenario whose every step starts from the state the steps before it left.
 fn unknown_learners_are_quarantined_until_imported() {
     let gateway = spawn_gateway(
         Options::default()

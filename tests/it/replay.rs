@@ -121,30 +121,13 @@ fn a_different_message_with_the_same_aanmaakdatum_is_refused() {
 #[test]
 fn ordering_is_per_client_and_school() {
     let gateway = spawn_default();
-    gateway
-        .cli(&[
-            "clients",
-            "add",
-            "EA-TWEE",
-            "--klantnaam",
-            "Tweede Uitgever",
-            "--key",
-            "tweede-sleutel-123",
-        ])
-        .success();
-    gateway
-        .cli(&[
-            "schools",
-            "activate",
-            "99XX01",
-            "--klantcode",
-            "EA-TWEE",
-            "--mandate",
-            "DPA-2",
-            "--valid-from",
-            "2020-01-01",
-        ])
-        .success();
+    gateway.add_client_for_demo_school(
+        "EA-TWEE",
+        "Tweede Uitgever",
+        "tweede-sleutel-123",
+        "DPA-2",
+        &["--valid-from", "2020-01-01"],
+    );
     let message = |key: &str| {
         Message::demo(&aanmaakdatum(100))
             .afname("LL0001", vec![Resultaat::score(key, "PER-T", 5)])

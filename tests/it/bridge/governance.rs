@@ -31,6 +31,7 @@ fn live_statements_about_the_learner(gateway: &Gateway) -> BTreeSet<String> {
 /// either file names the learner (tombstones aside, which expire by their own retention),
 /// the read audit and audit name a keyed hash instead, and other learners keep their data.
 #[test]
+// Kept whole (over 120 lines): one scenario whose every step starts from the state the steps before it left.
 fn erasing_a_learner_voids_their_statements_in_the_lrs_and_leaves_no_row_about_them() {
     let lrs = RealLrs::start();
     let gateway = spawn_gateway(Options::fast_xapi());

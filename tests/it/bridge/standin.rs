@@ -247,19 +247,25 @@ fn answer_get(stream: &mut impl Write, query: &str, state: &Mutex<State>) -> std
     }
 }
 
-fn handle(stream: impl Read + Write, state: &Mutex<State>) -> std::io::Result<()> {
-    let mut reader = BufReader::new(stream);
-    let mut request_line = String::new();
-    reader.read_line(&mut request_line)?;
+/// One HTTP request as read: the request line, headers (lowercase names) and body.
+struct Request {
+    line: String,
+    headers: BTreeMap<String, String>,
+    body: Vec<u8>,
+}
+
+fn read_request(reader: &mut impl BufRead) -> std::io::Result<Request> {
+    let mut line = String::new();
+    reader.read_line(&mut line)?;
     let mut headers = BTreeMap::new();
     loop {
-        let mut line = String::new();
-        reader.read_line(&mut line)?;
-        let line = line.trim_end();
-        if line.is_empty() {
+        let mut header = String::new();
+        reader.read_line(&mut header)?;
+        let header = header.trim_end();
+        if header.is_empty() {
             break;
         }
-        if let Some((name, value)) = line.split_once(':') {
+        if let Some((name, value)) = header.split_once(':') {
             headers.insert(name.trim().to_ascii_lowercase(), value.trim().to_string());
         }
     }
@@ -269,6 +275,20 @@ fn handle(stream: impl Read + Write, state: &Mutex<State>) -> std::io::Result<()
         .unwrap_or(0);
     let mut body = vec![0u8; length];
     reader.read_exact(&mut body)?;
+    Ok(Request {
+        line,
+        headers,
+        body,
+    })
+}
+
+fn handle(stream: impl Read + Write, state: &Mutex<State>) -> std::io::Result<()> {
+    let mut reader = BufReader::new(stream);
+    let Request {
+        line: request_line,
+        headers,
+        body,
+    } = read_request(&mut reader)?;
     // The request is read; answers go out on the same stream (BufReader buffers only reads).
     let stream = reader.get_mut();
     if let Some(query) = request_line

@@ -331,6 +331,31 @@ impl Gateway {
         output.stdout
     }
 
+    /// Adds a client and activates it for the demo school 99XX01 under `mandate`;
+    /// `activate` adds flags to `schools activate` (e.g. `--valid-from`).
+    pub fn add_client_for_demo_school(
+        &self,
+        klantcode: &str,
+        klantnaam: &str,
+        key: &str,
+        mandate: &str,
+        activate: &[&str],
+    ) {
+        self.cli_stdout(&[
+            "clients",
+            "add",
+            klantcode,
+            "--klantnaam",
+            klantnaam,
+            "--key",
+            key,
+        ]);
+        let mut args = vec!["schools", "activate", "99XX01", "--klantcode", klantcode];
+        args.extend_from_slice(&["--mandate", mandate]);
+        args.extend_from_slice(activate);
+        self.cli_stdout(&args);
+    }
+
     /// Runs `serve` (without `--demo`) expecting it to refuse to start within `limit`.
     pub fn serve_refused(&self, limit: Duration) -> CliOutput {
         let mut command = self.command();

@@ -2,7 +2,7 @@
 //!
 //! Attackers connect from other loopback addresses (127.0.0.2 and up) than the
 //! legitimate sender (127.0.0.1), as they would from other hosts. Each test prints
-//! its figures (`cargo test --test hostile preauth -- --nocapture`) before it checks them.
+//! its figures (`cargo test --test it hostile::preauth -- --nocapture`) before it checks them.
 
 use super::*;
 use socket2::{Domain, Socket, Type};

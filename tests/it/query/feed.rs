@@ -47,6 +47,7 @@ fn catch_up(gateway: &Gateway, token: &str, limit: u32) -> (Vec<Value>, i64) {
 /// Issue 5: paging through 10,000 afnames while new messages (new afnames and
 /// corrections of earlier ones) keep arriving loses and duplicates nothing.
 #[test]
+// Kept whole (over 120 lines): one scenario whose every step starts from the state the steps before it left.
 fn paging_while_messages_arrive_loses_and_duplicates_nothing() {
     let gateway = spawn();
     let token = reader(&gateway, "las-follow", &words(READER_FLAGS));
@@ -178,6 +179,7 @@ fn paging_while_messages_arrive_loses_and_duplicates_nothing() {
 }
 
 #[test]
+// Kept whole (over 120 lines): one scenario whose every step starts from the state the steps before it left.
 fn filters_corrections_and_the_leerling_resource() {
     let gateway = spawn();
     let token = reader(&gateway, "las-filter", &words(READER_FLAGS));

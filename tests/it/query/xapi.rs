@@ -237,6 +237,7 @@ fn statements_are_the_bridges_within_the_readers_schools() {
 }
 
 #[test]
+// Kept whole (over 120 lines): one scenario whose every step starts from the state the steps before it left.
 fn filters_follow_the_statement_resource_rules() {
     let gateway = published();
     let reader = xapi_reader(&gateway, "xapi-filter", "99XX01");
@@ -719,6 +720,7 @@ fn issue17_the_authority_comes_from_the_configuration() {
 
 /// Issue 17: HEAD and the Alternate Request Syntax (xAPI Communication 1.1, 1.3) were 405.
 #[test]
+// Kept whole (over 120 lines): one scenario whose every step starts from the state the steps before it left.
 fn issue17_head_and_the_alternate_request_syntax_answer_as_get() {
     let gateway = published();
     let reader = xapi_reader(&gateway, "xapi-alt", "99XX01");
@@ -1082,6 +1084,7 @@ fn follows(statement: &Value, template: &Value) -> bool {
 /// Issue 17: the gateway publishes an xAPI Profile at its IRI, and every IRI of every
 /// statement the samples produce resolves to a concept of the right type in it.
 #[test]
+// Kept whole (over 120 lines): one scenario whose every step starts from the state the steps before it left.
 fn issue17_every_sample_statement_resolves_in_the_served_profile() {
     let gateway = spawn();
     // The accepted samples are 01-29; 30 and above are meant to be refused.
