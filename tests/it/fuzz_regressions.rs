@@ -15,9 +15,12 @@ fn files(folder: &str) -> Vec<std::path::PathBuf> {
     paths
 }
 
+/// A fuzz target: its name, its body, and the folders of inputs it replays.
+type Target = (&'static str, fn(&[u8]), &'static [&'static str]);
+
 #[test]
 fn fuzz_regressions_and_seeds_run_clean() {
-    let targets: [(&str, fn(&[u8]), &[&str]); 4] = [
+    let targets: [Target; 4] = [
         (
             "envelope",
             uwlr_gateway::fuzzing::envelope,

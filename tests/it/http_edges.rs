@@ -42,7 +42,7 @@ fn wsdl_points_at_this_gateway_and_its_imports_resolve() {
     );
     assert_eq!(
         attribute_values(&wsdl.body, "address", "location"),
-        [gateway.endpoint.clone()]
+        std::slice::from_ref(&gateway.endpoint)
     );
     assert!(wsdl.body.contains("soapAction=\"BrengLeerresultaten\""));
 

@@ -16,18 +16,21 @@ fn raw(request: reqwest::blocking::RequestBuilder) -> (u16, reqwest::header::Hea
 /// Issue 14: the receipts and admin APIs answered errors in another style than the read API
 /// (`type: about:blank`, no instance, no request id, no WWW-Authenticate); `/health` and
 /// unknown paths in plain text. Every error now has the read API's members and headers.
+/// A request to check: what it is, the request, the status it must get, and a header (name, value) it must carry.
+type Case<'a> = (
+    &'a str,
+    reqwest::blocking::RequestBuilder,
+    u16,
+    Option<(&'a str, &'a str)>,
+);
+
 #[test]
 // Kept whole (over 120 lines): one scenario whose every step starts from the state the steps before it left.
 fn every_http_error_is_the_same_problem_details_document() {
     let gateway = spawn_gateway(Options::default().env("UWLR_ADMIN_TOKEN", ADMIN_TOKEN));
     let base = &gateway.base_url;
     let http = &gateway.http;
-    let cases: Vec<(
-        &str,
-        reqwest::blocking::RequestBuilder,
-        u16,
-        Option<(&str, &str)>,
-    )> = vec![
+    let cases: Vec<Case> = vec![
         (
             "receipt without credentials",
             http.get(format!("{base}/api/v1/receipts/r-1")),

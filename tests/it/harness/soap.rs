@@ -52,8 +52,11 @@ impl Fault {
     }
 }
 
+/// An element's (namespace, local name).
+type Name = (String, String);
+
 /// Reads a SOAP 1.1 envelope: the Body's first element (namespace, local name), and the fault if that is one.
-pub fn parse_envelope(xml: &str) -> Result<(Option<(String, String)>, Option<Fault>), String> {
+pub fn parse_envelope(xml: &str) -> Result<(Option<Name>, Option<Fault>), String> {
     let mut reader = NsReader::from_str(xml);
     let mut path: Vec<(String, String)> = Vec::new();
     let mut body_child: Option<(String, String)> = None;

@@ -30,7 +30,7 @@ fn grant(school: &str) -> Vec<String> {
 
 fn add(gateway: &Gateway, name: &str, flags: &[String]) -> String {
     let flags: Vec<&str> = flags.iter().map(String::as_str).collect();
-    reader(&gateway, name, &flags)
+    reader(gateway, name, &flags)
 }
 
 /// Whether a body holds any of 99YY's afnames (their keys are unique to it).

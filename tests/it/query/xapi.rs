@@ -6,7 +6,7 @@ use std::collections::BTreeSet;
 
 fn xapi_reader(gateway: &Gateway, name: &str, school: &str) -> String {
     reader(
-        &gateway,
+        gateway,
         name,
         &[
             "--school",
@@ -895,7 +895,7 @@ fn issue17_canonical_format_keeps_the_language_the_reader_accepts() {
         serde_json::json!({"nl": "scoorde"})
     );
     for statement in [dutch, english, nothing_fits, canonical(None)] {
-        let one = |map: &Value| map.as_object().map_or(true, |map| map.len() == 1);
+        let one = |map: &Value| map.as_object().is_none_or(|map| map.len() == 1);
         assert!(one(&statement["verb"]["display"]));
         assert!(one(&statement["object"]["definition"]["name"]));
         for activity in statement["context"]["contextActivities"]["grouping"]
@@ -1073,10 +1073,10 @@ fn follows(statement: &Value, template: &Value) -> bool {
             };
             let any_ok = rule["any"]
                 .as_array()
-                .map_or(true, |any| found.iter().any(|value| any.contains(value)));
+                .is_none_or(|any| found.iter().any(|value| any.contains(value)));
             let all_ok = rule["all"]
                 .as_array()
-                .map_or(true, |all| found.iter().all(|value| all.contains(value)));
+                .is_none_or(|all| found.iter().all(|value| all.contains(value)));
             presence_ok && any_ok && all_ok
         })
 }
