@@ -4,6 +4,7 @@ use crate::harness::message::{aanmaakdatum, Message, Resultaat, Toets};
 use crate::harness::{
     count, fault_of, rows, spawn_gateway, Expect, Gateway, Options, DEMO_SLEUTEL,
 };
+use crate::harness::{DEMO_KLANTCODE, DEMO_KLANTNAAM};
 use std::time::Duration;
 
 /// The alert of a klantcode-wide lockout, pinned: operators' alerting matches it.
@@ -13,8 +14,8 @@ fn message(sequence: u32, klantcode: &str, sleutel: &str) -> Vec<u8> {
     Message::demo(&aanmaakdatum(sequence))
         .client(
             klantcode,
-            if klantcode == "DEMO-EA" {
-                "Demo Uitgever"
+            if klantcode == DEMO_KLANTCODE {
+                DEMO_KLANTNAAM
             } else {
                 "Andere Uitgever"
             },
@@ -82,7 +83,7 @@ fn issue16_a_guesser_cannot_lock_out_the_real_sender() {
             let reply = post_from(
                 &gateway,
                 &attacker,
-                message(sequence, "DEMO-EA", "geraden-sleutel"),
+                message(sequence, DEMO_KLANTCODE, "geraden-sleutel"),
             );
             crate::harness::check("wrong key", &reply, &wrong_key);
             wrong_fault = fault_of(&reply).faultstring;
@@ -91,7 +92,7 @@ fn issue16_a_guesser_cannot_lock_out_the_real_sender() {
         let reply = post_from(
             &gateway,
             &sender,
-            message(sequence, "DEMO-EA", DEMO_SLEUTEL),
+            message(sequence, DEMO_KLANTCODE, DEMO_SLEUTEL),
         );
         crate::harness::check(
             &format!("the real sender, round {round}"),
@@ -104,7 +105,7 @@ fn issue16_a_guesser_cannot_lock_out_the_real_sender() {
     let locked = post_from(
         &gateway,
         &attacker,
-        message(sequence, "DEMO-EA", DEMO_SLEUTEL),
+        message(sequence, DEMO_KLANTCODE, DEMO_SLEUTEL),
     );
     crate::harness::check("attacker locked out", &locked, &wrong_key);
     assert_eq!(
@@ -114,20 +115,24 @@ fn issue16_a_guesser_cannot_lock_out_the_real_sender() {
     );
     assert!(gateway
         .wait_for_log("repeated authentication failures; locking out")
-        .contains("DEMO-EA"));
+        .contains(DEMO_KLANTCODE));
     // Only the real sender's messages left receipts: guesses and lockouts never reach the store.
     assert_eq!(count(&gateway.db(), "SELECT count(*) FROM receipts"), 15);
 
     // The same on the receipts API: the attacker's guesses leave the sender's password working.
     let receipts = format!("{}/api/v1/receipts/none", gateway.base_url);
     for _ in 0..12 {
-        let reply = gateway.send(attacker.get(&receipts).basic_auth("DEMO-EA", Some("fout")));
+        let reply = gateway.send(
+            attacker
+                .get(&receipts)
+                .basic_auth(DEMO_KLANTCODE, Some("fout")),
+        );
         assert_eq!(reply.status, 401);
     }
     let reply = gateway.send(
         sender
             .get(&receipts)
-            .basic_auth("DEMO-EA", Some(DEMO_SLEUTEL)),
+            .basic_auth(DEMO_KLANTCODE, Some(DEMO_SLEUTEL)),
     );
     assert_eq!(
         reply.status, 404,
@@ -148,7 +153,7 @@ fn issue16_a_guesser_cannot_lock_out_the_real_sender() {
                     .post(&endpoint)
                     .header("content-type", "text/xml; charset=utf-8")
                     .header("soapaction", "\"BrengLeerresultaten\"")
-                    .body(message(1, "DEMO-EA", "geraden-sleutel"))
+                    .body(message(1, DEMO_KLANTCODE, "geraden-sleutel"))
                     .send()
                     .expect("a guess");
                 assert_eq!(response.status(), 500);
@@ -162,7 +167,7 @@ fn issue16_a_guesser_cannot_lock_out_the_real_sender() {
         let reply = post_from(
             &gateway,
             &sender,
-            message(sequence, "DEMO-EA", DEMO_SLEUTEL),
+            message(sequence, DEMO_KLANTCODE, DEMO_SLEUTEL),
         );
         crate::harness::check(
             &format!("the real sender under a hammer, message {round}"),
@@ -200,7 +205,7 @@ fn issue16_a_spread_out_guesser_meets_the_klantcode_wide_limit_with_an_alert() {
             let reply = post_from(
                 &gateway,
                 &attacker,
-                message(sequence, "DEMO-EA", "geraden-sleutel"),
+                message(sequence, DEMO_KLANTCODE, "geraden-sleutel"),
             );
             crate::harness::check("wrong key", &reply, &wrong_key);
         }
@@ -210,12 +215,12 @@ fn issue16_a_spread_out_guesser_meets_the_klantcode_wide_limit_with_an_alert() {
     let reply = post_from(
         &gateway,
         &sender,
-        message(sequence, "DEMO-EA", DEMO_SLEUTEL),
+        message(sequence, DEMO_KLANTCODE, DEMO_SLEUTEL),
     );
     crate::harness::check("klantcode-wide lockout", &reply, &wrong_key);
     let log = gateway.wait_for_log(KLANTCODE_LOCKOUT_ALERT);
     assert!(
-        log.contains("DEMO-EA"),
+        log.contains(DEMO_KLANTCODE),
         "the alert names the klantcode: {log}"
     );
     sequence += 1;
@@ -245,13 +250,13 @@ fn issue16_bad_reader_tokens_do_not_block_soap_from_the_same_address() {
         );
         assert_eq!(reply.status, 401);
     }
-    let reply = post_from(&gateway, &shared, message(1, "DEMO-EA", DEMO_SLEUTEL));
+    let reply = post_from(&gateway, &shared, message(1, DEMO_KLANTCODE, DEMO_SLEUTEL));
     crate::harness::check("SOAP from the same address", &reply, &Expect::Accepted);
     let receipts = format!("{}/api/v1/receipts/none", gateway.base_url);
     let reply = gateway.send(
         shared
             .get(&receipts)
-            .basic_auth("DEMO-EA", Some(DEMO_SLEUTEL)),
+            .basic_auth(DEMO_KLANTCODE, Some(DEMO_SLEUTEL)),
     );
     assert_eq!(
         reply.status, 404,
@@ -490,14 +495,14 @@ fn issue16_a_key_or_klantcode_with_a_stray_space_is_refused() {
     let leading = format!(" {DEMO_SLEUTEL}");
     let newlines = format!("\n{DEMO_SLEUTEL}\n");
     let cases: [(&str, &str, &Expect); 4] = [
-        ("DEMO-EA", &trailing, &wrong_key),
-        ("DEMO-EA", &leading, &wrong_key),
-        ("DEMO-EA", &newlines, &wrong_key),
+        (DEMO_KLANTCODE, &trailing, &wrong_key),
+        (DEMO_KLANTCODE, &leading, &wrong_key),
+        (DEMO_KLANTCODE, &newlines, &wrong_key),
         ("DEMO-EA ", DEMO_SLEUTEL, &unknown),
     ];
     for (sequence, (klantcode, sleutel, expect)) in cases.into_iter().enumerate() {
         let body = Message::demo(&aanmaakdatum(sequence as u32 + 1))
-            .client(klantcode, "Demo Uitgever", sleutel)
+            .client(klantcode, DEMO_KLANTNAAM, sleutel)
             .afname("LL0001", vec![Resultaat::score("SPACE-1", "SPACE-T", 4)])
             .toets(Toets::new("SPACE-T"))
             .envelope();
@@ -505,13 +510,13 @@ fn issue16_a_key_or_klantcode_with_a_stray_space_is_refused() {
         crate::harness::check(&format!("{klantcode:?} {sleutel:?}"), &reply, expect);
     }
     // A space written as a character reference is a space too.
-    let body = String::from_utf8(message(10, "DEMO-EA", DEMO_SLEUTEL))
+    let body = String::from_utf8(message(10, DEMO_KLANTCODE, DEMO_SLEUTEL))
         .unwrap()
         .replace(
             &format!(">{DEMO_SLEUTEL}<"),
             &format!(">{DEMO_SLEUTEL}&#32;<"),
         );
     crate::harness::check("&#32;", &gateway.post(body.into_bytes()), &wrong_key);
-    let reply = gateway.post(message(11, "DEMO-EA", DEMO_SLEUTEL));
+    let reply = gateway.post(message(11, DEMO_KLANTCODE, DEMO_SLEUTEL));
     crate::harness::check("the exact key", &reply, &Expect::Accepted);
 }

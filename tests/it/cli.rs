@@ -1,6 +1,7 @@
 //! The CLI on the same data dir as a running server: clients, schools, validate, receipts.
 
 use crate::harness::message::{aanmaakdatum, Message, Resultaat, Toets};
+use crate::harness::DEMO_KLANTCODE;
 use crate::harness::{
     cli_with_data_dir, manifest, repo_root, send_and_check, spawn_default, Expect,
 };
@@ -163,7 +164,7 @@ fn schools_activate_deactivate_and_expired_mandates() {
             "activate",
             "99ZZ",
             "--klantcode",
-            "DEMO-EA",
+            DEMO_KLANTCODE,
             "--mandate",
             "DPA-VERLOPEN",
             "--valid-from",
@@ -187,7 +188,7 @@ fn schools_activate_deactivate_and_expired_mandates() {
             "activate",
             "99ZZ",
             "--klantcode",
-            "DEMO-EA",
+            DEMO_KLANTCODE,
             "--mandate",
             "DPA-TOEKOMST",
             "--valid-from",
@@ -215,7 +216,7 @@ fn schools_activate_deactivate_and_expired_mandates() {
         "activate",
         "99ZZ",
         "--klantcode",
-        "DEMO-EA",
+        DEMO_KLANTCODE,
         "--mandate",
         "X",
         "--valid-from",
@@ -241,7 +242,13 @@ fn schools_activate_deactivate_and_expired_mandates() {
         &Expect::Accepted,
     );
     gateway
-        .cli(&["schools", "deactivate", "99XX01", "--klantcode", "DEMO-EA"])
+        .cli(&[
+            "schools",
+            "deactivate",
+            "99XX01",
+            "--klantcode",
+            DEMO_KLANTCODE,
+        ])
         .success();
     send_and_check(
         &gateway,
@@ -260,7 +267,13 @@ fn schools_activate_deactivate_and_expired_mandates() {
     );
     // Deactivating twice is an error.
     assert!(!gateway
-        .cli(&["schools", "deactivate", "99XX01", "--klantcode", "DEMO-EA"])
+        .cli(&[
+            "schools",
+            "deactivate",
+            "99XX01",
+            "--klantcode",
+            DEMO_KLANTCODE
+        ])
         .status
         .success());
     // Activating again restores it.
@@ -270,7 +283,7 @@ fn schools_activate_deactivate_and_expired_mandates() {
             "activate",
             "99XX01",
             "--klantcode",
-            "DEMO-EA",
+            DEMO_KLANTCODE,
             "--mandate",
             "DPA-OPNIEUW",
         ])
@@ -714,7 +727,7 @@ fn receipts_list_and_show() {
         serde_json::from_str(&shown.stdout).expect("receipts show prints JSON");
     assert_eq!(json["id"], rejected_id.as_str());
     assert_eq!(json["outcome"], "rejected");
-    assert_eq!(json["klantcode"], "DEMO-EA");
+    assert_eq!(json["klantcode"], DEMO_KLANTCODE);
     assert_eq!(json["school"], "99XX01");
     assert_eq!(json["violations"][0]["rule"], "UWLR-SCORE");
     let shown = gateway.cli(&["receipts", "show", &accepted_id]).success();

@@ -1,6 +1,7 @@
 //! Data-dir safety and the CLI's rough edges: only `serve` and `init` create a data dir,
 //! looking subcommands work on a read-only copy, every error is said once, lists speak JSON.
 
+use crate::harness::DEMO_KLANTCODE;
 use crate::harness::{binary, cli_with_data_dir, repo_root, send_and_check, spawn_default, Expect};
 use std::os::unix::fs::PermissionsExt as _;
 use std::path::{Path, PathBuf};
@@ -253,7 +254,7 @@ fn every_list_subcommand_speaks_json() {
         ])
         .success();
     let lists: [(&[&str], &str, &str); 7] = [
-        (&["clients", "list", "--json"], "klantcode", "DEMO-EA"),
+        (&["clients", "list", "--json"], "klantcode", DEMO_KLANTCODE),
         (&["schools", "list", "--json"], "school", "99XX01"),
         (&["readers", "list", "--json"], "name", "las"),
         (&["lrs", "list", "--json"], "name", "lrs-a"),

@@ -2,6 +2,7 @@
 
 use crate::harness::message::{aanmaakdatum, Message, Resultaat, Toets};
 use crate::harness::personal::{mentions, school_rows};
+use crate::harness::DEMO_KLANTCODE;
 use crate::harness::{
     binary, count, send_and_check, spawn_gateway, wait_published, Expect, Gateway, Options,
 };
@@ -112,7 +113,7 @@ fn a_school_past_its_mandate_and_retention_is_purged_and_only_that_school() {
             "activate",
             "99YY",
             "--klantcode",
-            "DEMO-EA",
+            DEMO_KLANTCODE,
             "--mandate",
             "DPA-YY",
             "--valid-from",
@@ -181,7 +182,7 @@ fn a_school_past_its_mandate_and_retention_is_purged_and_only_that_school() {
             "activate",
             "99XX01",
             "--klantcode",
-            "DEMO-EA",
+            DEMO_KLANTCODE,
             "--mandate",
             "DPA-OLD",
             "--valid-from",

@@ -2,6 +2,7 @@
 
 use crate::harness::message::{aanmaakdatum, Message, Resultaat, Toets};
 use crate::harness::{send_and_check, spawn_gateway, Expect, Options};
+use crate::harness::{DEMO_KLANTCODE, DEMO_KLANTNAAM};
 
 #[test]
 fn logs_never_contain_the_autorisatiesleutel() {
@@ -206,14 +207,18 @@ fn request_values_cannot_forge_a_log_line(format: &str) {
     };
     // Unknown klantcode: the lockout warning names it, then the locked-out refusal does.
     for seconds in 1..=3 {
-        let message = base(seconds).client("KLANTCODE-MARK", "Demo Uitgever", "fout");
+        let message = base(seconds).client("KLANTCODE-MARK", DEMO_KLANTNAAM, "fout");
         let reply = post_from(
             "127.0.0.20",
             with(message, &[("KLANTCODE-MARK", injected("klantcode"))]),
         );
         assert_eq!(reply.status, 500, "{}", reply.body);
     }
-    let message = base(4).client("DEMO-EA", "KLANTNAAM-MARK", crate::harness::DEMO_SLEUTEL);
+    let message = base(4).client(
+        DEMO_KLANTCODE,
+        "KLANTNAAM-MARK",
+        crate::harness::DEMO_SLEUTEL,
+    );
     post_from(
         "127.0.0.21",
         with(message, &[("KLANTNAAM-MARK", injected("klantnaam"))]),
@@ -231,7 +236,7 @@ fn request_values_cannot_forge_a_log_line(format: &str) {
         post_from(
             "127.0.0.24",
             base(seconds)
-                .client(&long, "Demo Uitgever", "fout")
+                .client(&long, DEMO_KLANTNAAM, "fout")
                 .envelope(),
         );
     }

@@ -1,6 +1,7 @@
 //! Issue 16: afnames and toetsen belong to the client that sent them, and the ordering state cannot lock a sender out.
 
 use crate::harness::message::{aanmaakdatum, Message, Resultaat, Toets};
+use crate::harness::DEMO_KLANTCODE;
 use crate::harness::{
     check, count, fault_of, rows, spawn_default, wait_published, Expect, Gateway,
 };
@@ -120,7 +121,7 @@ fn issue16_a_client_cannot_change_another_clients_afname_or_toets() {
     assert_eq!(
         items,
         [
-            ("DEMO-EA".to_string(), "K-1".to_string(), 9),
+            (DEMO_KLANTCODE.to_string(), "K-1".to_string(), 9),
             ("EA-B".to_string(), "K-1".to_string(), 3)
         ]
     );
@@ -145,13 +146,13 @@ fn issue16_a_client_cannot_change_another_clients_afname_or_toets() {
     assert_eq!(
         versions,
         [
-            ("DEMO-EA".to_string(), "Rekenen van C".to_string()),
+            (DEMO_KLANTCODE.to_string(), "Rekenen van C".to_string()),
             ("EA-B".to_string(), "Rekenen van B".to_string())
         ]
     );
 
     // Each receipt names its sender.
-    for (reply, klantcode) in [(&reply_c, "DEMO-EA"), (&reply_b, B_KLANTCODE)] {
+    for (reply, klantcode) in [(&reply_c, DEMO_KLANTCODE), (&reply_b, B_KLANTCODE)] {
         let receipt_id = reply.receipt_id.as_deref().expect("a receipt id");
         let shown = gateway.cli(&["receipts", "show", receipt_id]).success();
         let receipt: serde_json::Value = serde_json::from_str(&shown.stdout).expect("JSON");
@@ -193,7 +194,7 @@ fn issue16_identical_afnames_of_two_clients_get_two_statement_ids() {
     check(
         "C",
         &gateway.post(message(
-            "DEMO-EA",
+            DEMO_KLANTCODE,
             crate::harness::DEMO_KLANTNAAM,
             crate::harness::DEMO_SLEUTEL,
             1,
@@ -310,7 +311,7 @@ fn issue16_reset_ordering_lets_a_locked_out_sender_through_and_is_audited() {
             "clients",
             "reset-ordering",
             "--client",
-            "DEMO-EA",
+            DEMO_KLANTCODE,
             "--school",
             "99XX01",
         ])

@@ -181,14 +181,7 @@ fn rotation_reseals_under_the_new_key_and_a_foreign_key_delivers_nothing() {
     // Nor does the gateway's xAPI id key: sample 03's statements wait instead of being made
     // under other ids, and come out once the right key is back.
     assert!(gateway.logs().contains("xAPI id key"));
-    let (cursor, end): (i64, i64) = gateway
-        .db()
-        .query_row(
-            "SELECT (SELECT cursor_seq FROM xapi_publisher), (SELECT seq FROM change_counter)",
-            [],
-            |row| Ok((row.get(0)?, row.get(1)?)),
-        )
-        .unwrap();
+    let (cursor, end) = gateway.publisher_position();
     assert!(
         cursor < end,
         "published without the id key: {cursor} of {end}"

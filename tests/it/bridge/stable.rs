@@ -302,17 +302,7 @@ fn a_lost_secrets_key_holds_statements_back_until_the_id_key_is_reset() {
         gateway.logs().contains("xAPI id key")
     });
     std::thread::sleep(Duration::from_millis(500));
-    let position = |gateway: &Gateway| -> (i64, i64) {
-        gateway
-            .db()
-            .query_row(
-                "SELECT (SELECT cursor_seq FROM xapi_publisher), (SELECT seq FROM change_counter)",
-                [],
-                |row| Ok((row.get(0)?, row.get(1)?)),
-            )
-            .unwrap()
-    };
-    let (cursor, end) = position(&gateway);
+    let (cursor, end) = gateway.publisher_position();
     assert!(cursor < end, "published without the id key");
     gateway.terminate();
     let answer = gateway.cli_stdout(&["secrets", "reset-id-key"]);

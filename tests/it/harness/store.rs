@@ -23,6 +23,11 @@ impl Gateway {
         open(&self.data_dir, OpenFlags::default())
     }
 
+    /// The publisher's cursor and the change counter: it has published everything when they meet.
+    pub fn publisher_position(&self) -> (i64, i64) {
+        publisher_position(&self.db())
+    }
+
     /// Waits until the publisher has turned every change into statements, so the statement
     /// tables can be read.
     pub fn wait_published(&self) {
@@ -81,13 +86,7 @@ fn open(data_dir: &Path, flags: OpenFlags) -> Connection {
 pub fn wait_published(connection: &Connection) {
     let deadline = Instant::now() + PUBLISH_DEADLINE;
     loop {
-        let (cursor, end): (i64, i64) = connection
-            .query_row(
-                "SELECT (SELECT cursor_seq FROM xapi_publisher), (SELECT seq FROM change_counter)",
-                [],
-                |row| Ok((row.get(0)?, row.get(1)?)),
-            )
-            .expect("publisher position");
+        let (cursor, end) = publisher_position(connection);
         if cursor >= end {
             return;
         }
@@ -97,6 +96,16 @@ pub fn wait_published(connection: &Connection) {
         );
         std::thread::sleep(Duration::from_millis(20));
     }
+}
+
+fn publisher_position(connection: &Connection) -> (i64, i64) {
+    connection
+        .query_row(
+            "SELECT (SELECT cursor_seq FROM xapi_publisher), (SELECT seq FROM change_counter)",
+            [],
+            |row| Ok((row.get(0)?, row.get(1)?)),
+        )
+        .expect("publisher position")
 }
 
 /// One number from SQL.

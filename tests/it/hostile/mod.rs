@@ -9,6 +9,7 @@ mod preauth;
 
 use crate::harness;
 use crate::harness::message::{aanmaakdatum, Message, Resultaat, Toets};
+use crate::harness::DEMO_KLANTNAAM;
 use crate::harness::{fault_of, Expect, Gateway, Options};
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
@@ -362,7 +363,7 @@ fn external_dtd_is_refused_without_a_connection() {
     );
     attack(
         "external DTD",
-        with_doctype(&prolog, "Demo Uitgever"),
+        with_doctype(&prolog, DEMO_KLANTNAAM),
         Some("UWLR-BERICHT"),
     );
     tripwire.assert_untouched("external DTD");
