@@ -28,6 +28,7 @@ pub struct CliOutput {
 
 impl CliOutput {
     /// Fails with the command's output unless it exited 0.
+    #[track_caller]
     pub fn success(self) -> CliOutput {
         assert!(
             self.status.success(),

@@ -20,13 +20,7 @@ fn connect_from(source: &str, address: SocketAddr) -> std::io::Result<TcpStream>
 
 /// The resident set size of a process now, in KiB.
 fn resident_kb(pid: u32) -> u64 {
-    let status =
-        std::fs::read_to_string(format!("/proc/{pid}/status")).expect("read /proc/PID/status");
-    status
-        .lines()
-        .find_map(|line| line.strip_prefix("VmRSS:"))
-        .and_then(|value| value.trim().trim_end_matches("kB").trim().parse().ok())
-        .expect("VmRSS in /proc/PID/status")
+    proc_status_kb(pid, "VmRSS:")
 }
 
 /// Bytes in the gateway's spool folder now.
