@@ -68,3 +68,6 @@ impl From<BridgeError> for StoreError {
         }
     }
 }
+
+#[cfg(test)]
+mod ids_proptests;

@@ -4,7 +4,7 @@
 //! (`Mapping::profile_activity`), as xAPI Data 2.4.6 asks; the gateway serves this
 //! document at `/xapi/profile` and at the profile's own IRIs when those are on the
 //! gateway. The concept lists here must name every IRI `Mapping::build` writes;
-//! `tests/query/xapi.rs` checks every statement of the samples against the served
+//! `tests/it/query/xapi.rs` checks every statement of the samples against the served
 //! document, so a new extension without a concept fails there.
 
 use super::xapi::{Mapping, ACTIVITY_TYPE_ASSESSMENT, VERB_SCORED};

@@ -8,3 +8,6 @@ pub mod xsd;
 
 pub use school::SchoolCode;
 pub use violation::{Rule, Violation};
+
+#[cfg(test)]
+mod proptests;

@@ -816,3 +816,6 @@ pub(crate) mod testing {
         chrono::NaiveDate::parse_from_str(text, "%Y-%m-%d").expect("a YYYY-MM-DD date")
     }
 }
+
+#[cfg(test)]
+mod afname_tests;

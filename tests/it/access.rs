@@ -1,9 +1,10 @@
 //! Access: failed authentications are rate-limited per API, klantcode and source address (and per klantcode far higher), and every admin action leaves an audit entry.
 
-use crate::support::message::{aanmaakdatum, Message, Resultaat, Toets};
-use crate::support::{
+use crate::harness::message::{aanmaakdatum, Message, Resultaat, Toets};
+use crate::harness::{
     count, fault_of, rows, spawn_gateway, Expect, Gateway, Options, DEMO_SLEUTEL,
 };
+use crate::harness::{DEMO_KLANTCODE, DEMO_KLANTNAAM};
 use std::time::Duration;
 
 /// The alert of a klantcode-wide lockout, pinned: operators' alerting matches it.
@@ -13,8 +14,8 @@ fn message(sequence: u32, klantcode: &str, sleutel: &str) -> Vec<u8> {
     Message::demo(&aanmaakdatum(sequence))
         .client(
             klantcode,
-            if klantcode == "DEMO-EA" {
-                "Demo Uitgever"
+            if klantcode == DEMO_KLANTCODE {
+                DEMO_KLANTNAAM
             } else {
                 "Andere Uitgever"
             },
@@ -45,7 +46,7 @@ fn post_from(
     gateway: &Gateway,
     client: &reqwest::blocking::Client,
     body: Vec<u8>,
-) -> crate::support::Reply {
+) -> crate::harness::Reply {
     gateway.send(
         client
             .post(&gateway.endpoint)
@@ -56,28 +57,13 @@ fn post_from(
 }
 
 fn add_ea_ander(gateway: &Gateway) {
-    gateway
-        .cli(&[
-            "clients",
-            "add",
-            "EA-ANDER",
-            "--klantnaam",
-            "Andere Uitgever",
-            "--key",
-            "andere-sleutel-2026",
-        ])
-        .success();
-    gateway
-        .cli(&[
-            "schools",
-            "activate",
-            "99XX01",
-            "--klantcode",
-            "EA-ANDER",
-            "--mandate",
-            "DPA-A",
-        ])
-        .success();
+    gateway.add_client_for_demo_school(
+        "EA-ANDER",
+        "Andere Uitgever",
+        "andere-sleutel-2026",
+        "DPA-A",
+        &[],
+    );
 }
 
 /// Issue 16 finding 1: 10 wrong keys for DEMO-EA from 127.0.0.2 locked out the real
@@ -97,18 +83,18 @@ fn issue16_a_guesser_cannot_lock_out_the_real_sender() {
             let reply = post_from(
                 &gateway,
                 &attacker,
-                message(sequence, "DEMO-EA", "geraden-sleutel"),
+                message(sequence, DEMO_KLANTCODE, "geraden-sleutel"),
             );
-            crate::support::check("wrong key", &reply, &wrong_key);
+            crate::harness::check("wrong key", &reply, &wrong_key);
             wrong_fault = fault_of(&reply).faultstring;
         }
         sequence += 1;
         let reply = post_from(
             &gateway,
             &sender,
-            message(sequence, "DEMO-EA", DEMO_SLEUTEL),
+            message(sequence, DEMO_KLANTCODE, DEMO_SLEUTEL),
         );
-        crate::support::check(
+        crate::harness::check(
             &format!("the real sender, round {round}"),
             &reply,
             &Expect::Accepted,
@@ -119,9 +105,9 @@ fn issue16_a_guesser_cannot_lock_out_the_real_sender() {
     let locked = post_from(
         &gateway,
         &attacker,
-        message(sequence, "DEMO-EA", DEMO_SLEUTEL),
+        message(sequence, DEMO_KLANTCODE, DEMO_SLEUTEL),
     );
-    crate::support::check("attacker locked out", &locked, &wrong_key);
+    crate::harness::check("attacker locked out", &locked, &wrong_key);
     assert_eq!(
         fault_of(&locked).faultstring,
         wrong_fault,
@@ -129,20 +115,24 @@ fn issue16_a_guesser_cannot_lock_out_the_real_sender() {
     );
     assert!(gateway
         .wait_for_log("repeated authentication failures; locking out")
-        .contains("DEMO-EA"));
+        .contains(DEMO_KLANTCODE));
     // Only the real sender's messages left receipts: guesses and lockouts never reach the store.
     assert_eq!(count(&gateway.db(), "SELECT count(*) FROM receipts"), 15);
 
     // The same on the receipts API: the attacker's guesses leave the sender's password working.
     let receipts = format!("{}/api/v1/receipts/none", gateway.base_url);
     for _ in 0..12 {
-        let reply = gateway.send(attacker.get(&receipts).basic_auth("DEMO-EA", Some("fout")));
+        let reply = gateway.send(
+            attacker
+                .get(&receipts)
+                .basic_auth(DEMO_KLANTCODE, Some("fout")),
+        );
         assert_eq!(reply.status, 401);
     }
     let reply = gateway.send(
         sender
             .get(&receipts)
-            .basic_auth("DEMO-EA", Some(DEMO_SLEUTEL)),
+            .basic_auth(DEMO_KLANTCODE, Some(DEMO_SLEUTEL)),
     );
     assert_eq!(
         reply.status, 404,
@@ -163,7 +153,7 @@ fn issue16_a_guesser_cannot_lock_out_the_real_sender() {
                     .post(&endpoint)
                     .header("content-type", "text/xml; charset=utf-8")
                     .header("soapaction", "\"BrengLeerresultaten\"")
-                    .body(message(1, "DEMO-EA", "geraden-sleutel"))
+                    .body(message(1, DEMO_KLANTCODE, "geraden-sleutel"))
                     .send()
                     .expect("a guess");
                 assert_eq!(response.status(), 500);
@@ -177,9 +167,9 @@ fn issue16_a_guesser_cannot_lock_out_the_real_sender() {
         let reply = post_from(
             &gateway,
             &sender,
-            message(sequence, "DEMO-EA", DEMO_SLEUTEL),
+            message(sequence, DEMO_KLANTCODE, DEMO_SLEUTEL),
         );
-        crate::support::check(
+        crate::harness::check(
             &format!("the real sender under a hammer, message {round}"),
             &reply,
             &Expect::Accepted,
@@ -215,9 +205,9 @@ fn issue16_a_spread_out_guesser_meets_the_klantcode_wide_limit_with_an_alert() {
             let reply = post_from(
                 &gateway,
                 &attacker,
-                message(sequence, "DEMO-EA", "geraden-sleutel"),
+                message(sequence, DEMO_KLANTCODE, "geraden-sleutel"),
             );
-            crate::support::check("wrong key", &reply, &wrong_key);
+            crate::harness::check("wrong key", &reply, &wrong_key);
         }
     }
     let sender = client_from("127.0.0.1");
@@ -225,12 +215,12 @@ fn issue16_a_spread_out_guesser_meets_the_klantcode_wide_limit_with_an_alert() {
     let reply = post_from(
         &gateway,
         &sender,
-        message(sequence, "DEMO-EA", DEMO_SLEUTEL),
+        message(sequence, DEMO_KLANTCODE, DEMO_SLEUTEL),
     );
-    crate::support::check("klantcode-wide lockout", &reply, &wrong_key);
+    crate::harness::check("klantcode-wide lockout", &reply, &wrong_key);
     let log = gateway.wait_for_log(KLANTCODE_LOCKOUT_ALERT);
     assert!(
-        log.contains("DEMO-EA"),
+        log.contains(DEMO_KLANTCODE),
         "the alert names the klantcode: {log}"
     );
     sequence += 1;
@@ -239,7 +229,7 @@ fn issue16_a_spread_out_guesser_meets_the_klantcode_wide_limit_with_an_alert() {
         &sender,
         message(sequence, "EA-ANDER", "andere-sleutel-2026"),
     );
-    crate::support::check("another klantcode", &reply, &Expect::Accepted);
+    crate::harness::check("another klantcode", &reply, &Expect::Accepted);
 }
 
 /// Issue 16 finding 1: 10 bad reader tokens from one address made a valid SOAP call
@@ -260,13 +250,13 @@ fn issue16_bad_reader_tokens_do_not_block_soap_from_the_same_address() {
         );
         assert_eq!(reply.status, 401);
     }
-    let reply = post_from(&gateway, &shared, message(1, "DEMO-EA", DEMO_SLEUTEL));
-    crate::support::check("SOAP from the same address", &reply, &Expect::Accepted);
+    let reply = post_from(&gateway, &shared, message(1, DEMO_KLANTCODE, DEMO_SLEUTEL));
+    crate::harness::check("SOAP from the same address", &reply, &Expect::Accepted);
     let receipts = format!("{}/api/v1/receipts/none", gateway.base_url);
     let reply = gateway.send(
         shared
             .get(&receipts)
-            .basic_auth("DEMO-EA", Some(DEMO_SLEUTEL)),
+            .basic_auth(DEMO_KLANTCODE, Some(DEMO_SLEUTEL)),
     );
     assert_eq!(
         reply.status, 404,
@@ -363,6 +353,7 @@ fn reader_tokens_are_rate_limited_per_address() {
 }
 
 #[test]
+// Kept whole (over 120 lines): one scenario whose every step starts from the state the steps before it left.
 fn every_admin_action_leaves_an_audit_entry() {
     let token = "admin-token-audit-000000000000";
     let gateway = spawn_gateway(Options::default().env("UWLR_ADMIN_TOKEN", token));
@@ -504,28 +495,28 @@ fn issue16_a_key_or_klantcode_with_a_stray_space_is_refused() {
     let leading = format!(" {DEMO_SLEUTEL}");
     let newlines = format!("\n{DEMO_SLEUTEL}\n");
     let cases: [(&str, &str, &Expect); 4] = [
-        ("DEMO-EA", &trailing, &wrong_key),
-        ("DEMO-EA", &leading, &wrong_key),
-        ("DEMO-EA", &newlines, &wrong_key),
+        (DEMO_KLANTCODE, &trailing, &wrong_key),
+        (DEMO_KLANTCODE, &leading, &wrong_key),
+        (DEMO_KLANTCODE, &newlines, &wrong_key),
         ("DEMO-EA ", DEMO_SLEUTEL, &unknown),
     ];
     for (sequence, (klantcode, sleutel, expect)) in cases.into_iter().enumerate() {
         let body = Message::demo(&aanmaakdatum(sequence as u32 + 1))
-            .client(klantcode, "Demo Uitgever", sleutel)
+            .client(klantcode, DEMO_KLANTNAAM, sleutel)
             .afname("LL0001", vec![Resultaat::score("SPACE-1", "SPACE-T", 4)])
             .toets(Toets::new("SPACE-T"))
             .envelope();
         let reply = gateway.post(body);
-        crate::support::check(&format!("{klantcode:?} {sleutel:?}"), &reply, expect);
+        crate::harness::check(&format!("{klantcode:?} {sleutel:?}"), &reply, expect);
     }
     // A space written as a character reference is a space too.
-    let body = String::from_utf8(message(10, "DEMO-EA", DEMO_SLEUTEL))
+    let body = String::from_utf8(message(10, DEMO_KLANTCODE, DEMO_SLEUTEL))
         .unwrap()
         .replace(
             &format!(">{DEMO_SLEUTEL}<"),
             &format!(">{DEMO_SLEUTEL}&#32;<"),
         );
-    crate::support::check("&#32;", &gateway.post(body.into_bytes()), &wrong_key);
-    let reply = gateway.post(message(11, "DEMO-EA", DEMO_SLEUTEL));
-    crate::support::check("the exact key", &reply, &Expect::Accepted);
+    crate::harness::check("&#32;", &gateway.post(body.into_bytes()), &wrong_key);
+    let reply = gateway.post(message(11, DEMO_KLANTCODE, DEMO_SLEUTEL));
+    crate::harness::check("the exact key", &reply, &Expect::Accepted);
 }

@@ -1,13 +1,14 @@
 //! Concurrent senders for one school: the ordering rule and the upserts cannot race.
 
-use crate::support::message::{aanmaakdatum, Message, Resultaat, Toets};
-use crate::support::{count, outcome, rows, spawn_default, wait_published, Expect};
+use crate::harness::message::{aanmaakdatum, Message, Resultaat, Toets};
+use crate::harness::{count, outcome, rows, spawn_default, wait_published, Expect};
 use std::collections::BTreeSet;
 
 const THREADS: u32 = 16;
 const PER_THREAD: u32 = 20;
 
 #[test]
+// Kept whole (over 120 lines): one scenario whose every step starts from the state the steps before it left.
 fn concurrent_messages_for_one_school_are_serialised() {
     let gateway = spawn_default();
     // Message i of thread t has aanmaakdatum base + i*THREADS + t seconds: distinct across
@@ -138,6 +139,7 @@ fn concurrent_messages_for_one_school_are_serialised() {
 /// message with the latest aanmaakdatum wrote it, refusals are UWLR-VOLGORDE only,
 /// and each key has exactly one live statement, carrying that score.
 #[test]
+// Kept whole (over 120 lines): one scenario whose every step starts from the state the steps before it left.
 fn two_senders_racing_on_the_same_keys_leave_the_latest_accepted_version() {
     const ROUNDS: u32 = 100;
     const KEYS: u32 = 5;

@@ -1,7 +1,8 @@
 //! Data-dir safety and the CLI's rough edges: only `serve` and `init` create a data dir,
 //! looking subcommands work on a read-only copy, every error is said once, lists speak JSON.
 
-use crate::support::{binary, cli_with_data_dir, repo_root, send_and_check, spawn_default, Expect};
+use crate::harness::DEMO_KLANTCODE;
+use crate::harness::{binary, cli_with_data_dir, repo_root, send_and_check, spawn_default, Expect};
 use std::os::unix::fs::PermissionsExt as _;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -108,7 +109,7 @@ fn snapshot(dir: &Path) -> Vec<(PathBuf, u64, std::time::SystemTime)> {
 
 /// Runs the CLI on `data_dir` as the unprivileged user `nobody` (the tests run as root, whom
 /// permission bits do not stop).
-fn cli_as_nobody(data_dir: &Path, args: &[&str]) -> crate::support::CliOutput {
+fn cli_as_nobody(data_dir: &Path, args: &[&str]) -> crate::harness::CliOutput {
     let mut command = Command::new("setpriv");
     command
         .args(["--reuid=65534", "--regid=65534", "--clear-groups"])
@@ -118,7 +119,7 @@ fn cli_as_nobody(data_dir: &Path, args: &[&str]) -> crate::support::CliOutput {
         .args(args)
         .env_remove("UWLR_CONFIG")
         .current_dir("/");
-    crate::support::run(command)
+    crate::harness::run(command)
 }
 
 /// Issue 14: a read-only data dir (a backup being inspected) made even `clients list` fail.
@@ -130,7 +131,7 @@ fn looking_subcommands_work_on_a_read_only_copy() {
     let accepted = send_and_check(
         &gateway,
         "01",
-        crate::support::read_sample("01-drip-een-resultaat.xml"),
+        crate::harness::read_sample("01-drip-een-resultaat.xml"),
         &Expect::Accepted,
     );
     let receipt = accepted.receipt_id.unwrap();
@@ -223,7 +224,7 @@ fn every_list_subcommand_speaks_json() {
     send_and_check(
         &gateway,
         "01",
-        crate::support::read_sample("01-drip-een-resultaat.xml"),
+        crate::harness::read_sample("01-drip-een-resultaat.xml"),
         &Expect::Accepted,
     );
     gateway
@@ -253,7 +254,7 @@ fn every_list_subcommand_speaks_json() {
         ])
         .success();
     let lists: [(&[&str], &str, &str); 7] = [
-        (&["clients", "list", "--json"], "klantcode", "DEMO-EA"),
+        (&["clients", "list", "--json"], "klantcode", DEMO_KLANTCODE),
         (&["schools", "list", "--json"], "school", "99XX01"),
         (&["readers", "list", "--json"], "name", "las"),
         (&["lrs", "list", "--json"], "name", "lrs-a"),

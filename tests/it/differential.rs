@@ -4,7 +4,7 @@
 //! `DIFFERENTIAL_CASES` and `DIFFERENTIAL_SEED` override the count and the seed
 //! (for a longer search); CI runs the fixed seed with 2,000 cases.
 
-use crate::support::{spawn_default, Gateway, NS_DETAIL};
+use crate::harness::{spawn_default, Gateway, NS_DETAIL};
 use rand::SeedableRng;
 use uwlr_gateway::domain::Rule;
 use uwlr_gateway::tools::differential::{self, Verdict};

@@ -1,6 +1,6 @@
 //! Replays every input the fuzz targets crashed on (fuzz/regressions/TARGET/), and the samples and VDEX files they are seeded from, through the targets' own code.
 
-use crate::support::repo_root;
+use crate::harness::repo_root;
 
 fn files(folder: &str) -> Vec<std::path::PathBuf> {
     let Ok(entries) = std::fs::read_dir(repo_root().join(folder)) else {
@@ -15,9 +15,12 @@ fn files(folder: &str) -> Vec<std::path::PathBuf> {
     paths
 }
 
+/// A fuzz target: its name, its body, and the folders of inputs it replays.
+type Target = (&'static str, fn(&[u8]), &'static [&'static str]);
+
 #[test]
 fn fuzz_regressions_and_seeds_run_clean() {
-    let targets: [(&str, fn(&[u8]), &[&str]); 4] = [
+    let targets: [Target; 4] = [
         (
             "envelope",
             uwlr_gateway::fuzzing::envelope,

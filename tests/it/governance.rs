@@ -1,8 +1,9 @@
 //! Issue 18: retention when a school's mandates end, the access request export, the register of disclosures.
 
-use crate::support::message::{aanmaakdatum, Message, Resultaat, Toets};
-use crate::support::personal::{mentions, school_rows};
-use crate::support::{
+use crate::harness::message::{aanmaakdatum, Message, Resultaat, Toets};
+use crate::harness::personal::{mentions, school_rows};
+use crate::harness::DEMO_KLANTCODE;
+use crate::harness::{
     binary, count, send_and_check, spawn_gateway, wait_published, Expect, Gateway, Options,
 };
 use serde_json::Value;
@@ -87,7 +88,7 @@ fn cli_with_env(gateway: &Gateway, env: &[(&str, &str)], args: &[&str]) -> Strin
 /// identifies one of them.
 fn learner_values(gateway: &Gateway) -> Vec<String> {
     let connection = gateway.db();
-    let mut values: Vec<String> = crate::support::rows(
+    let mut values: Vec<String> = crate::harness::rows(
         &connection,
         "SELECT l.leerlingid FROM leerlingen l JOIN schools s ON s.id = l.school_id WHERE s.code = '99XX01'
          UNION SELECT l.eckid FROM leerlingen l JOIN schools s ON s.id = l.school_id WHERE s.code = '99XX01' AND l.eckid IS NOT NULL
@@ -103,6 +104,7 @@ fn learner_values(gateway: &Gateway) -> Vec<String> {
 /// a LAS following the feed sees every removal, and the audit has the purge with counts only.
 /// The tombstones go in turn after their own retention.
 #[test]
+// Kept whole (over 120 lines): one scenario whose every step starts from the state the steps before it left.
 fn a_school_past_its_mandate_and_retention_is_purged_and_only_that_school() {
     let gateway = spawn_gateway(Options::default().env("UWLR_UNKNOWN_LEERLING", "quarantine"));
     gateway
@@ -111,7 +113,7 @@ fn a_school_past_its_mandate_and_retention_is_purged_and_only_that_school() {
             "activate",
             "99YY",
             "--klantcode",
-            "DEMO-EA",
+            DEMO_KLANTCODE,
             "--mandate",
             "DPA-YY",
             "--valid-from",
@@ -154,7 +156,7 @@ fn a_school_past_its_mandate_and_retention_is_purged_and_only_that_school() {
     let before = feed(&gateway, &token, "99XX01", 0);
     let cursor = before["next_cursor"].as_i64().unwrap();
     assert_eq!(before["items"].as_array().unwrap().len(), 2);
-    let other_before = crate::support::rows(
+    let other_before = crate::harness::rows(
         &connection,
         "SELECT a.afname_key, a.leerlingid, a.score FROM toetsafnames a JOIN schools s ON s.id = a.school_id WHERE s.code = '99YY'",
     );
@@ -180,7 +182,7 @@ fn a_school_past_its_mandate_and_retention_is_purged_and_only_that_school() {
             "activate",
             "99XX01",
             "--klantcode",
-            "DEMO-EA",
+            DEMO_KLANTCODE,
             "--mandate",
             "DPA-OLD",
             "--valid-from",
@@ -229,7 +231,7 @@ fn a_school_past_its_mandate_and_retention_is_purged_and_only_that_school() {
     }
     // The other school is untouched.
     assert_eq!(
-        crate::support::rows(
+        crate::harness::rows(
             &connection,
             "SELECT a.afname_key, a.leerlingid, a.score FROM toetsafnames a JOIN schools s ON s.id = a.school_id WHERE s.code = '99YY'",
         ),
@@ -263,7 +265,7 @@ fn a_school_past_its_mandate_and_retention_is_purged_and_only_that_school() {
     removed.sort();
     assert_eq!(removed, ["G-1", "G-2"]);
     // The audit has the purge, with counts only.
-    let audit = crate::support::rows(
+    let audit = crate::harness::rows(
         &connection,
         "SELECT detail FROM audit WHERE action = 'retention.purge-school'",
     );
@@ -307,6 +309,7 @@ fn a_school_past_its_mandate_and_retention_is_purged_and_only_that_school() {
 /// receipts of those messages, statements, and the reads that returned them; nothing of
 /// another learner.
 #[test]
+// Kept whole (over 120 lines): one scenario whose every step starts from the state the steps before it left.
 fn a_learner_export_matches_what_was_sent() {
     let gateway = spawn_gateway(Options::default().env("UWLR_UNKNOWN_LEERLING", "quarantine"));
     let token = add_reader(&gateway, "las-export", &["99XX01"]);
@@ -397,7 +400,7 @@ fn a_learner_export_matches_what_was_sent() {
         "another learner's data leaked"
     );
     assert!(
-        !text.contains(crate::support::DEMO_SLEUTEL),
+        !text.contains(crate::harness::DEMO_SLEUTEL),
         "no key in an export"
     );
 
@@ -529,7 +532,7 @@ fn the_admin_api_erases_a_learner_with_the_admin_token() {
     assert_eq!(after["items"][0]["afname_key"], "A-1");
     let again = gateway.send(gateway.http.delete(url("/LL0005")).bearer_auth(ADMIN_TOKEN));
     assert_eq!(again.status, 404, "{}", again.body);
-    let audit = crate::support::rows(
+    let audit = crate::harness::rows(
         &connection,
         "SELECT actor || ' ' || detail FROM audit WHERE action = 'leerlingen.erase'",
     );

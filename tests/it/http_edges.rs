@@ -1,6 +1,6 @@
 //! HTTP edges: WSDL and XSDs, health, refusals (415, 405, 404, 413), empty bodies, unknown operations, the receipts API.
 
-use crate::support::{
+use crate::harness::{
     check, fault_of, read_sample, send_and_check, spawn_default, spawn_gateway, Expect, Options,
     DEMO_KLANTCODE, DEMO_SLEUTEL,
 };
@@ -42,7 +42,7 @@ fn wsdl_points_at_this_gateway_and_its_imports_resolve() {
     );
     assert_eq!(
         attribute_values(&wsdl.body, "address", "location"),
-        [gateway.endpoint.clone()]
+        std::slice::from_ref(&gateway.endpoint)
     );
     assert!(wsdl.body.contains("soapAction=\"BrengLeerresultaten\""));
 
@@ -176,7 +176,7 @@ fn non_soap_requests_get_4xx() {
     assert_eq!(post_health.status, 405);
     // None of these reached the store.
     assert_eq!(
-        crate::support::count(&gateway.db(), "SELECT count(*) FROM receipts"),
+        crate::harness::count(&gateway.db(), "SELECT count(*) FROM receipts"),
         0
     );
     // The same message with the right content type (without SOAPAction, too) is fine.
@@ -245,7 +245,7 @@ fn empty_body_and_unknown_operations_are_faults() {
     let truncated = read_sample("01-drip-een-resultaat.xml")[..600].to_vec();
     send_and_check(&gateway, "truncated", truncated, &bericht);
     assert_eq!(
-        crate::support::count(&gateway.db(), "SELECT count(*) FROM toetsafnames"),
+        crate::harness::count(&gateway.db(), "SELECT count(*) FROM toetsafnames"),
         0
     );
 }
@@ -253,28 +253,13 @@ fn empty_body_and_unknown_operations_are_faults() {
 #[test]
 fn receipts_api_shows_a_client_its_own_receipts() {
     let gateway = spawn_default();
-    gateway
-        .cli(&[
-            "clients",
-            "add",
-            "EA-ANDER",
-            "--klantnaam",
-            "Andere Uitgever",
-            "--key",
-            "andere-sleutel-123",
-        ])
-        .success();
-    gateway
-        .cli(&[
-            "schools",
-            "activate",
-            "99XX01",
-            "--klantcode",
-            "EA-ANDER",
-            "--mandate",
-            "DPA-ANDER",
-        ])
-        .success();
+    gateway.add_client_for_demo_school(
+        "EA-ANDER",
+        "Andere Uitgever",
+        "andere-sleutel-123",
+        "DPA-ANDER",
+        &[],
+    );
     let own = send_and_check(
         &gateway,
         "demo client",
@@ -290,15 +275,15 @@ fn receipts_api_shows_a_client_its_own_receipts() {
     );
     let rejected_id = rejected.receipt_id.unwrap();
     let other_message =
-        crate::support::message::Message::demo(&crate::support::message::aanmaakdatum(1))
+        crate::harness::message::Message::demo(&crate::harness::message::aanmaakdatum(1))
             .client("EA-ANDER", "Andere Uitgever", "andere-sleutel-123")
             .afname(
                 "LL0002",
-                vec![crate::support::message::Resultaat::score(
+                vec![crate::harness::message::Resultaat::score(
                     "ANDER-1", "ANDER-T", 3,
                 )],
             )
-            .toets(crate::support::message::Toets::new("ANDER-T"));
+            .toets(crate::harness::message::Toets::new("ANDER-T"));
     let other_id = send_and_check(
         &gateway,
         "other client",

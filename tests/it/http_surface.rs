@@ -1,6 +1,6 @@
 //! The HTTP surface besides SOAP: one problem details style on every error, gzip on request.
 
-use crate::support::{send_and_check, spawn_gateway, Expect, Options};
+use crate::harness::{send_and_check, spawn_gateway, Expect, Options};
 use std::io::Read as _;
 
 const ADMIN_TOKEN: &str = "admin-token-van-de-beheerder";
@@ -16,17 +16,21 @@ fn raw(request: reqwest::blocking::RequestBuilder) -> (u16, reqwest::header::Hea
 /// Issue 14: the receipts and admin APIs answered errors in another style than the read API
 /// (`type: about:blank`, no instance, no request id, no WWW-Authenticate); `/health` and
 /// unknown paths in plain text. Every error now has the read API's members and headers.
+/// A request to check: what it is, the request, the status it must get, and a header (name, value) it must carry.
+type Case<'a> = (
+    &'a str,
+    reqwest::blocking::RequestBuilder,
+    u16,
+    Option<(&'a str, &'a str)>,
+);
+
 #[test]
+// Kept whole (over 120 lines): one scenario whose every step starts from the state the steps before it left.
 fn every_http_error_is_the_same_problem_details_document() {
     let gateway = spawn_gateway(Options::default().env("UWLR_ADMIN_TOKEN", ADMIN_TOKEN));
     let base = &gateway.base_url;
     let http = &gateway.http;
-    let cases: Vec<(
-        &str,
-        reqwest::blocking::RequestBuilder,
-        u16,
-        Option<(&str, &str)>,
-    )> = vec![
+    let cases: Vec<Case> = vec![
         (
             "receipt without credentials",
             http.get(format!("{base}/api/v1/receipts/r-1")),
@@ -36,15 +40,15 @@ fn every_http_error_is_the_same_problem_details_document() {
         (
             "receipt with a wrong key",
             http.get(format!("{base}/api/v1/receipts/r-1"))
-                .basic_auth(crate::support::DEMO_KLANTCODE, Some("fout")),
+                .basic_auth(crate::harness::DEMO_KLANTCODE, Some("fout")),
             401,
             Some(("www-authenticate", "Basic")),
         ),
         (
             "unknown receipt",
             http.get(format!("{base}/api/v1/receipts/r-1")).basic_auth(
-                crate::support::DEMO_KLANTCODE,
-                Some(crate::support::DEMO_SLEUTEL),
+                crate::harness::DEMO_KLANTCODE,
+                Some(crate::harness::DEMO_SLEUTEL),
             ),
             404,
             None,
@@ -163,7 +167,7 @@ fn json_answers_are_gzip_compressed_when_asked() {
     let accepted = send_and_check(
         &gateway,
         "01",
-        crate::support::read_sample("01-drip-een-resultaat.xml"),
+        crate::harness::read_sample("01-drip-een-resultaat.xml"),
         &Expect::Accepted,
     );
     let url = format!(
@@ -173,8 +177,8 @@ fn json_answers_are_gzip_compressed_when_asked() {
     );
     let receipt = || {
         gateway.http.get(&url).basic_auth(
-            crate::support::DEMO_KLANTCODE,
-            Some(crate::support::DEMO_SLEUTEL),
+            crate::harness::DEMO_KLANTCODE,
+            Some(crate::harness::DEMO_SLEUTEL),
         )
     };
     let (status, headers, plain) = raw(receipt());

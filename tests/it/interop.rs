@@ -2,7 +2,7 @@
 //!
 //! A missing tool fails the test with a hint; it is never skipped.
 
-use crate::support::{
+use crate::harness::{
     repo_root, rows, run, spawn_default, CliOutput, Gateway, DEMO_KLANTCODE, DEMO_KLANTNAAM,
     DEMO_SLEUTEL,
 };

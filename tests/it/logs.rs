@@ -1,7 +1,8 @@
 //! Keys, tokens and LRS passwords never reach the logs; keys never reach the database file.
 
-use crate::support::message::{aanmaakdatum, Message, Resultaat, Toets};
-use crate::support::{send_and_check, spawn_gateway, Expect, Options};
+use crate::harness::message::{aanmaakdatum, Message, Resultaat, Toets};
+use crate::harness::{send_and_check, spawn_gateway, Expect, Options};
+use crate::harness::{DEMO_KLANTCODE, DEMO_KLANTNAAM};
 
 #[test]
 fn logs_never_contain_the_autorisatiesleutel() {
@@ -13,28 +14,7 @@ fn logs_never_contain_the_autorisatiesleutel() {
             .env("UWLR_LOG", "debug")
             .env("UWLR_ADMIN_TOKEN", admin_token),
     );
-    gateway
-        .cli(&[
-            "clients",
-            "add",
-            "EA-LOG",
-            "--klantnaam",
-            "Log Uitgever",
-            "--key",
-            key,
-        ])
-        .success();
-    gateway
-        .cli(&[
-            "schools",
-            "activate",
-            "99XX01",
-            "--klantcode",
-            "EA-LOG",
-            "--mandate",
-            "DPA-LOG",
-        ])
-        .success();
+    gateway.add_client_for_demo_school("EA-LOG", "Log Uitgever", key, "DPA-LOG", &[]);
     let message = |seconds: u32, sleutel: &str, leerling: &str| {
         Message::demo(&aanmaakdatum(seconds))
             .client("EA-LOG", "Log Uitgever", sleutel)
@@ -108,7 +88,7 @@ fn logs_never_contain_the_autorisatiesleutel() {
         let Ok(bytes) = std::fs::read(&path) else {
             continue;
         };
-        for secret in [key, wrong_key, admin_token, crate::support::DEMO_SLEUTEL] {
+        for secret in [key, wrong_key, admin_token, crate::harness::DEMO_SLEUTEL] {
             assert!(
                 !bytes
                     .windows(secret.len())
@@ -173,7 +153,7 @@ fn lrs_passwords_and_tokens_never_reach_the_debug_log() {
     for secret in [
         password,
         admin_token,
-        crate::support::DEMO_SLEUTEL,
+        crate::harness::DEMO_SLEUTEL,
         "Z2F0ZXdheTpscnMtd2FjaHR3b29yZC1MT0dURVNULTk5MTE",
     ] {
         assert!(!log.contains(secret), "the log shows {secret}:\n{log}");
@@ -189,6 +169,7 @@ const FORGED: &str =
 /// Issue 16 finding 8: a klantcode `EVIL&#10;…` produced a forged stand-alone log line.
 /// Control characters reach the log through klantcode, klantnaam, leerlingid (XML
 /// character references), the Basic-auth klantcode and the URL path; no line may be forged.
+// Kept whole (over 120 lines): one scenario whose every step starts from the state the steps before it left.
 fn request_values_cannot_forge_a_log_line(format: &str) {
     let gateway = spawn_gateway(
         Options::default()
@@ -226,14 +207,18 @@ fn request_values_cannot_forge_a_log_line(format: &str) {
     };
     // Unknown klantcode: the lockout warning names it, then the locked-out refusal does.
     for seconds in 1..=3 {
-        let message = base(seconds).client("KLANTCODE-MARK", "Demo Uitgever", "fout");
+        let message = base(seconds).client("KLANTCODE-MARK", DEMO_KLANTNAAM, "fout");
         let reply = post_from(
             "127.0.0.20",
             with(message, &[("KLANTCODE-MARK", injected("klantcode"))]),
         );
         assert_eq!(reply.status, 500, "{}", reply.body);
     }
-    let message = base(4).client("DEMO-EA", "KLANTNAAM-MARK", crate::support::DEMO_SLEUTEL);
+    let message = base(4).client(
+        DEMO_KLANTCODE,
+        "KLANTNAAM-MARK",
+        crate::harness::DEMO_SLEUTEL,
+    );
     post_from(
         "127.0.0.21",
         with(message, &[("KLANTNAAM-MARK", injected("klantnaam"))]),
@@ -251,7 +236,7 @@ fn request_values_cannot_forge_a_log_line(format: &str) {
         post_from(
             "127.0.0.24",
             base(seconds)
-                .client(&long, "Demo Uitgever", "fout")
+                .client(&long, DEMO_KLANTNAAM, "fout")
                 .envelope(),
         );
     }

@@ -1,9 +1,10 @@
 //! What operators watch: `/metrics` scraped by a real Prometheus, `/ready`, and the `/status` page in headless Chromium.
 
-use crate::support::message::{aanmaakdatum, Message, Resultaat, Toets};
-use crate::support::{outcome, spawn_gateway, Expect, Gateway, Options};
+use crate::harness::message::{aanmaakdatum, Message, Resultaat, Toets};
+use crate::harness::process::{Process, Stream};
+use crate::harness::{outcome, spawn_gateway, Expect, Gateway, Options};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 const ADMIN_TOKEN: &str = "beheerder-token-voor-metrics";
@@ -98,16 +99,9 @@ fn promtool_check(text: &str) -> Result<(), String> {
     }
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|listener| listener.local_addr())
-        .expect("free port")
-        .port()
-}
-
 /// A Prometheus server scraping one target every second; killed and removed when dropped.
 struct Prometheus {
-    child: Child,
+    process: Process,
     url: String,
     _dir: tempfile::TempDir,
 }
@@ -127,23 +121,29 @@ impl Prometheus {
         );
         let config_path = dir.path().join("prometheus.yml");
         std::fs::write(&config_path, config).expect("write prometheus.yml");
-        let port = free_port();
-        let log = std::fs::File::create(dir.path().join("prometheus.log")).expect("log file");
-        let child = Command::new("prometheus")
+        let mut command = Command::new("prometheus");
+        command
             .arg(format!("--config.file={}", config_path.display()))
             .arg(format!(
                 "--storage.tsdb.path={}",
                 dir.path().join("tsdb").display()
             ))
-            .arg(format!("--web.listen-address=127.0.0.1:{port}"))
-            .arg("--log.level=warn")
+            .arg("--web.listen-address=127.0.0.1:0")
+            .arg("--log.level=info")
             .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::from(log))
-            .spawn()
-            .expect("prometheus (Debian package prometheus, installed by .ci/setup)");
+            .stdout(Stdio::null());
+        // Prometheus (the Debian package, installed by .ci/setup) logs the port it bound.
+        let process = Process::spawn(command, Stream::Stderr, &dir.path().join("prometheus.log"));
+        let port = process
+            .wait_for_port(
+                "msg=\"Listening on\" address=",
+                Instant::now() + Duration::from_secs(60),
+            )
+            .unwrap_or_else(|error| {
+                panic!("prometheus did not start ({error}):\n{}", process.log())
+            });
         let prometheus = Prometheus {
-            child,
+            process,
             url: format!("http://127.0.0.1:{port}"),
             _dir: dir,
         };
@@ -155,8 +155,7 @@ impl Prometheus {
             assert!(
                 Instant::now() < deadline,
                 "prometheus did not become ready:\n{}",
-                std::fs::read_to_string(prometheus._dir.path().join("prometheus.log"))
-                    .unwrap_or_default()
+                prometheus.process.log()
             );
             std::thread::sleep(Duration::from_millis(200));
         }
@@ -192,13 +191,6 @@ impl Prometheus {
             );
             std::thread::sleep(Duration::from_millis(300));
         }
-    }
-}
-
-impl Drop for Prometheus {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
 }
 
@@ -395,7 +387,7 @@ fn status_page_renders_live_figures_in_headless_chromium() {
 
     // The screenshot the README shows, refreshed when UWLR_UPDATE_SCREENSHOT is set.
     if std::env::var_os("UWLR_UPDATE_SCREENSHOT").is_some() {
-        let shot = crate::support::repo_root().join("docs/status.png");
+        let shot = crate::harness::repo_root().join("docs/status.png");
         std::fs::create_dir_all(shot.parent().expect("docs")).expect("docs dir");
         let profile = tempfile::tempdir().expect("profile dir");
         chromium(

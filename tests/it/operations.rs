@@ -1,7 +1,7 @@
 //! Operations: an online backup taken under load restores into a fresh data dir that serves.
 
-use crate::support::message::{aanmaakdatum, Message, Resultaat, Toets};
-use crate::support::{
+use crate::harness::message::{aanmaakdatum, Message, Resultaat, Toets};
+use crate::harness::{
     count, outcome, spawn_default, spawn_gateway, wait_published, Expect, Options,
 };
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
@@ -58,7 +58,7 @@ fn backup_under_load_restores_into_a_fresh_data_dir_that_serves() {
     for backup in &backups {
         assert!(!backup.with_extension("partial").exists());
         let connection = rusqlite::Connection::open(backup.join("gateway.sqlite")).unwrap();
-        crate::support::attach_xapi(&connection, backup);
+        crate::harness::attach_xapi(&connection, backup);
         let check: String = connection
             .query_row("PRAGMA integrity_check", [], |row| row.get(0))
             .unwrap();

@@ -1,23 +1,18 @@
 //! Packaging: the systemd unit and the Dockerfile run the real `serve`, readiness reaches the
 //! service manager, `--version` and `/health` name the commit, completions and the man page.
 
-use crate::support::{binary, repo_root};
-use std::io::{BufRead as _, BufReader};
+use crate::harness::process::{Process, Stream};
+use crate::harness::{binary, repo_root};
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
-use std::time::Duration;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
 
 /// A gateway started from a packaging file's command line; killed when dropped.
 struct Started {
-    child: Child,
+    process: Process,
     base_url: String,
-}
-
-impl Drop for Started {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+    /// Holds the stdout log.
+    _logs: tempfile::TempDir,
 }
 
 /// Runs `args` (a packaging file's command line, the binary first) with the data dir and
@@ -37,31 +32,22 @@ fn start(args: &[String], data_dir: &Path, environment: &[(&str, &Path)]) -> Sta
         .env_remove("UWLR_CONFIG")
         .env("UWLR_DURABILITY", "normal")
         .stdin(Stdio::null())
-        .stdout(Stdio::piped())
         .stderr(Stdio::null());
     for (name, value) in environment {
         command.env(name, value);
     }
-    let mut child = command.spawn().expect("start uwlr-gateway");
-    let stdout = child.stdout.take().unwrap();
-    let (lines, received) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            let _ = lines.send(line);
-        }
-    });
-    let mut started = Started {
-        child,
-        base_url: String::new(),
-    };
-    loop {
-        let line = received
-            .recv_timeout(Duration::from_secs(60))
-            .unwrap_or_else(|_| panic!("{args:?} never said it was listening"));
-        if let Some(address) = line.strip_prefix("uwlr-gateway listening on ") {
-            started.base_url = address.to_string();
-            return started;
-        }
+    let logs = tempfile::tempdir().expect("temp dir");
+    let process = Process::spawn(command, Stream::Stdout, &logs.path().join("stdout.log"));
+    let base_url = process
+        .wait_for_line(
+            "uwlr-gateway listening on ",
+            Instant::now() + Duration::from_secs(60),
+        )
+        .unwrap_or_else(|error| panic!("{args:?} never said it was listening: {error}"));
+    Started {
+        process,
+        base_url,
+        _logs: logs,
     }
 }
 
@@ -95,7 +81,7 @@ fn version_and_health_name_the_commit() {
             env!("CARGO_PKG_VERSION")
         )
     );
-    let gateway = crate::support::spawn_default();
+    let gateway = crate::harness::spawn_default();
     let health = gateway.get("/health").json();
     assert_eq!(health["version"], env!("CARGO_PKG_VERSION"), "{health}");
     assert_eq!(health["commit"], commit, "{health}");
@@ -136,7 +122,7 @@ fn systemd_unit_serves_and_notifies_readiness() {
     // SIGTERM, as systemctl stop sends: STOPPING=1 while it drains.
     // SAFETY: kill only sends a signal to the child this test started.
     unsafe {
-        libc::kill(gateway.child.id() as i32, libc::SIGTERM);
+        libc::kill(gateway.process.id() as i32, libc::SIGTERM);
     }
     let mut buffer = [0u8; 1024];
     let length = socket.recv(&mut buffer).expect("a stopping notification");

@@ -1,7 +1,7 @@
 //! Files of the data dir and of backups are the gateway user's alone, whatever the umask; keys come in off the command line.
 
-use crate::support::message::{aanmaakdatum, Message, Resultaat, Toets};
-use crate::support::{binary, outcome, send_and_check, spawn_default, Expect};
+use crate::harness::message::{aanmaakdatum, Message, Resultaat, Toets};
+use crate::harness::{binary, outcome, send_and_check, spawn_default, Expect};
 use std::io::Write as _;
 use std::os::unix::fs::PermissionsExt as _;
 use std::path::Path;

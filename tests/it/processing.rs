@@ -1,7 +1,7 @@
 //! What a message leaves in the store: toets versions and corrections, afname upserts with history, derived sums, atomic rejection.
 
-use crate::support::message::{aanmaakdatum, Message, Resultaat, Toets};
-use crate::support::{
+use crate::harness::message::{aanmaakdatum, Message, Resultaat, Toets};
+use crate::harness::{
     count, manifest, receipt_rules, rows, send_and_check, spawn_default, Expect, Gateway,
 };
 use rusqlite::Connection;
@@ -15,7 +15,7 @@ fn send_valid_samples(gateway: &Gateway) {
         send_and_check(
             gateway,
             &sample.file,
-            crate::support::read_sample(&sample.file),
+            crate::harness::read_sample(&sample.file),
             &Expect::Accepted,
         );
     }
@@ -75,6 +75,7 @@ fn afname_row(connection: &Connection, key: &str) -> (i64, String, Option<i64>, 
 }
 
 #[test]
+// Kept whole (over 120 lines): one scenario whose every step starts from the state the steps before it left.
 fn valid_samples_are_stored_as_the_standard_describes() {
     let gateway = spawn_default();
     send_valid_samples(&gateway);

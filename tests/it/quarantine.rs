@@ -1,7 +1,7 @@
 //! The quarantine policy for unknown learners, and releasing them by roster import (CLI and admin API).
 
-use crate::support::message::{aanmaakdatum, Message, Resultaat, Toets};
-use crate::support::{count, rows, send_and_check, spawn_default, spawn_gateway, Expect, Options};
+use crate::harness::message::{aanmaakdatum, Message, Resultaat, Toets};
+use crate::harness::{count, rows, send_and_check, spawn_default, spawn_gateway, Expect, Options};
 
 const ADMIN_TOKEN: &str = "admin-token-voor-de-tests-0123456789";
 
@@ -13,6 +13,7 @@ fn quarantine_rows(connection: &rusqlite::Connection) -> Vec<String> {
 }
 
 #[test]
+// Kept whole (over 120 lines): one scenario whose every step starts from the state the steps before it left.
 fn unknown_learners_are_quarantined_until_imported() {
     let gateway = spawn_gateway(
         Options::default()

@@ -1,7 +1,7 @@
 //! Replays and the ordering rule: the same bytes get the same answer; an aanmaakdatum that is not later is refused.
 
-use crate::support::message::{aanmaakdatum, Message, Resultaat, Toets};
-use crate::support::{check, count, read_sample, rows, send_and_check, spawn_default, Expect};
+use crate::harness::message::{aanmaakdatum, Message, Resultaat, Toets};
+use crate::harness::{check, count, read_sample, rows, send_and_check, spawn_default, Expect};
 
 #[test]
 fn same_bytes_twice_get_the_same_answer_and_change_nothing() {
@@ -121,30 +121,13 @@ fn a_different_message_with_the_same_aanmaakdatum_is_refused() {
 #[test]
 fn ordering_is_per_client_and_school() {
     let gateway = spawn_default();
-    gateway
-        .cli(&[
-            "clients",
-            "add",
-            "EA-TWEE",
-            "--klantnaam",
-            "Tweede Uitgever",
-            "--key",
-            "tweede-sleutel-123",
-        ])
-        .success();
-    gateway
-        .cli(&[
-            "schools",
-            "activate",
-            "99XX01",
-            "--klantcode",
-            "EA-TWEE",
-            "--mandate",
-            "DPA-2",
-            "--valid-from",
-            "2020-01-01",
-        ])
-        .success();
+    gateway.add_client_for_demo_school(
+        "EA-TWEE",
+        "Tweede Uitgever",
+        "tweede-sleutel-123",
+        "DPA-2",
+        &["--valid-from", "2020-01-01"],
+    );
     let message = |key: &str| {
         Message::demo(&aanmaakdatum(100))
             .afname("LL0001", vec![Resultaat::score(key, "PER-T", 5)])

@@ -1,6 +1,6 @@
 //! Every sample in samples/ against one gateway, in manifest order, with the documented outcome.
 
-use crate::support::{self, check, count, manifest, receipt_rules, spawn_default, Expect};
+use crate::harness::{self, check, count, manifest, receipt_rules, spawn_default, Expect};
 use std::collections::BTreeSet;
 use uwlr_gateway::domain::Rule;
 
@@ -52,7 +52,7 @@ fn every_sample_gives_its_documented_outcome() {
                     sample.file
                 );
                 assert_eq!(
-                    support::fault_of(&reply).receipt_id.as_deref(),
+                    harness::fault_of(&reply).receipt_id.as_deref(),
                     Some(receipt_id.as_str()),
                     "{}",
                     sample.file
@@ -93,7 +93,7 @@ fn every_sample_gives_its_documented_outcome() {
 /// The rule table in README.md: (rule code, faultcode, Edu-V code) per row.
 fn readme_rules() -> Vec<(String, String, String)> {
     let readme =
-        std::fs::read_to_string(support::repo_root().join("README.md")).expect("README.md");
+        std::fs::read_to_string(harness::repo_root().join("README.md")).expect("README.md");
     readme
         .lines()
         .filter_map(|line| {
@@ -175,7 +175,7 @@ fn manifest_lists_every_sample_file_once() {
     let listed: Vec<String> = manifest().into_iter().map(|sample| sample.file).collect();
     let unique: BTreeSet<&String> = listed.iter().collect();
     assert_eq!(unique.len(), listed.len(), "a sample is listed twice");
-    let mut on_disk: Vec<String> = std::fs::read_dir(support::repo_root().join("samples"))
+    let mut on_disk: Vec<String> = std::fs::read_dir(harness::repo_root().join("samples"))
         .expect("samples/")
         .filter_map(|entry| entry.ok())
         .map(|entry| entry.file_name().to_string_lossy().into_owned())
@@ -195,7 +195,7 @@ fn manifest_lists_every_sample_file_once() {
 fn soap11_schema_errors(body: &str) -> Vec<String> {
     use libxml::parser::Parser;
     use libxml::schemas::{SchemaParserContext, SchemaValidationContext};
-    let schema = support::repo_root().join("xsd/SOAP_Envelope.xsd");
+    let schema = harness::repo_root().join("xsd/SOAP_Envelope.xsd");
     let mut parser = SchemaParserContext::from_file(schema.to_str().unwrap());
     let mut validation = SchemaValidationContext::from_parser(&mut parser)
         .unwrap_or_else(|errors| panic!("SOAP_Envelope.xsd does not compile: {errors:?}"));
@@ -216,7 +216,7 @@ fn soap11_schema_errors(body: &str) -> Vec<String> {
 #[test]
 fn faults_and_bevestiging_are_valid_soap_1_1_envelopes() {
     let gateway =
-        support::spawn_gateway(support::Options::default().env("UWLR_MAX_BODY_BYTES", "200000"));
+        harness::spawn_gateway(harness::Options::default().env("UWLR_MAX_BODY_BYTES", "200000"));
     let mut answers = Vec::new();
     for file in [
         "01-drip-een-resultaat.xml",
@@ -230,7 +230,7 @@ fn faults_and_bevestiging_are_valid_soap_1_1_envelopes() {
     answers.push((
         "unknown SOAPAction".into(),
         gateway.post_with(
-            support::read_sample("01-drip-een-resultaat.xml"),
+            harness::read_sample("01-drip-een-resultaat.xml"),
             "text/xml; charset=utf-8",
             Some("\"Onbekend\""),
         ),

@@ -1,7 +1,7 @@
 //! SOAP 1.1 header blocks (issue 13, section 4.2.3): mustUnderstand, actors, and blocks the gateway does not know.
 
-use crate::support::message::{aanmaakdatum, Message, Resultaat, Toets};
-use crate::support::{self, check, count, Expect};
+use crate::harness::message::{aanmaakdatum, Message, Resultaat, Toets};
+use crate::harness::{self, check, count, Expect};
 
 /// A valid demo message (number `sequence`) with `block` placed in the SOAP Header before autorisatie.
 fn with_header_block(sequence: u32, block: &str) -> Vec<u8> {
@@ -25,7 +25,7 @@ fn with_header_block(sequence: u32, block: &str) -> Vec<u8> {
     .into_bytes()
 }
 
-fn stored(gateway: &support::Gateway, sequence: u32) -> i64 {
+fn stored(gateway: &harness::Gateway, sequence: u32) -> i64 {
     count(
         &gateway.db(),
         &format!("SELECT count(*) FROM toetsafnames WHERE afname_key = 'HDR-{sequence}'"),
@@ -34,7 +34,7 @@ fn stored(gateway: &support::Gateway, sequence: u32) -> i64 {
 
 #[test]
 fn an_unknown_header_block_with_must_understand_gets_a_must_understand_fault() {
-    let gateway = support::spawn_default();
+    let gateway = harness::spawn_default();
     for (sequence, block) in [
         (
             1,
@@ -51,7 +51,7 @@ fn an_unknown_header_block_with_must_understand_gets_a_must_understand_fault() {
             &reply,
             &Expect::fault("MustUnderstand", &["UWLR-MUSTUNDERSTAND"]),
         );
-        let fault = support::fault_of(&reply);
+        let fault = harness::fault_of(&reply);
         assert!(
             fault.faultstring.contains("{urn:example:x}transactie"),
             "the fault names the block: {}",
@@ -63,7 +63,7 @@ fn an_unknown_header_block_with_must_understand_gets_a_must_understand_fault() {
 
 #[test]
 fn must_understand_on_autorisatie_is_accepted() {
-    let gateway = support::spawn_default();
+    let gateway = harness::spawn_default();
     let text = String::from_utf8(with_header_block(1, "")).expect("UTF-8");
     let body = text.replacen(
         "<aut:autorisatie ",
@@ -77,7 +77,7 @@ fn must_understand_on_autorisatie_is_accepted() {
 
 #[test]
 fn unknown_header_blocks_without_must_understand_or_for_another_actor_are_ignored() {
-    let gateway = support::spawn_default();
+    let gateway = harness::spawn_default();
     for (sequence, block) in [
         (1, r#"<x:transactie><x:id>1</x:id></x:transactie>"#),
         (2, r#"<x:transactie soapenv:mustUnderstand="0"/>"#),
@@ -98,7 +98,7 @@ fn unknown_header_blocks_without_must_understand_or_for_another_actor_are_ignore
 fn validate_reports_an_unknown_header_block_with_must_understand() {
     let scratch = tempfile::tempdir().expect("temp dir");
     let file = "samples/53-uwlr-mustunderstand-onbekende-header.xml";
-    let output = support::cli_with_data_dir(scratch.path(), &["validate", file]);
+    let output = harness::cli_with_data_dir(scratch.path(), &["validate", file]);
     assert!(!output.status.success(), "{}", output.stdout);
     assert!(
         output.stdout.contains(&format!(

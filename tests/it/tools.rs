@@ -1,6 +1,6 @@
 //! The tester tools against a running gateway: `replay --expect` and `generate`.
 
-use crate::support::{
+use crate::harness::{
     binary, count, manifest, repo_root, rows, run, spawn_default, spawn_gateway, CliOutput, Options,
 };
 use std::process::Command;

@@ -3,8 +3,8 @@
 //! Each test is a disagreement with libxml2 (or a lossy store) that the differential
 //! test or its review found, kept as a regression.
 
-use crate::support::message::{aanmaakdatum, Message, Resultaat, Toets};
-use crate::support::{
+use crate::harness::message::{aanmaakdatum, Message, Resultaat, Toets};
+use crate::harness::{
     count, fault_of, rows, send_and_check, spawn_default, wait_published, Expect, Gateway,
 };
 

@@ -1,7 +1,7 @@
 //! LRS passwords and pseudonym keys are sealed at rest with a key kept outside the database.
 
-use crate::helpers::Gateway;
-use crate::standin::StandIn;
+use crate::bridge::standin::StandIn;
+use crate::harness::{spawn_gateway, Gateway, Options};
 use base64::Engine as _;
 use std::time::Duration;
 
@@ -22,7 +22,7 @@ fn database_bytes(gateway: &Gateway) -> Vec<u8> {
         "xapi.sqlite",
         "xapi.sqlite-wal",
     ] {
-        bytes.extend(std::fs::read(gateway.dir.join("data").join(name)).unwrap_or_default());
+        bytes.extend(std::fs::read(gateway.data_dir.join(name)).unwrap_or_default());
     }
     bytes
 }
@@ -49,10 +49,10 @@ fn stored_secrets(gateway: &Gateway, lrs: &str) -> (String, Vec<u8>) {
 fn lrs_secrets_are_sealed_at_rest_and_delivery_still_authenticates() {
     let lrs = StandIn::start();
     expect_basic_auth(&lrs, PASSWORD);
-    let gateway = Gateway::start(&[]);
-    let password_file = gateway.dir.join("lrs-password");
+    let gateway = spawn_gateway(Options::fast_xapi());
+    let password_file = gateway.scratch().join("lrs-password");
     std::fs::write(&password_file, format!("{PASSWORD}\n")).unwrap();
-    gateway.cli(&[
+    gateway.cli_stdout(&[
         "lrs",
         "add",
         "sealed",
@@ -65,7 +65,7 @@ fn lrs_secrets_are_sealed_at_rest_and_delivery_still_authenticates() {
         "--identity",
         "pseudonym",
     ]);
-    assert_eq!(gateway.post("01-drip-een-resultaat.xml"), 200);
+    assert_eq!(gateway.post_sample("01-drip-een-resultaat.xml").status, 200);
     gateway.wait_delivered("sealed", WAIT);
     assert!(!lrs.stored_ids().is_empty(), "the LRS got the statements");
 
@@ -73,7 +73,7 @@ fn lrs_secrets_are_sealed_at_rest_and_delivery_still_authenticates() {
     assert!(password.starts_with("sealed:v1:"), "{password}");
     assert!(pseudonym_key.starts_with(b"sealed:v1:"));
     assert!(!contains(&database_bytes(&gateway), PASSWORD.as_bytes()));
-    let key_file = gateway.dir.join("data").join("secrets.key");
+    let key_file = gateway.data_dir.join("secrets.key");
     assert!(
         key_file.exists(),
         "the default key file is created beside the databases"
@@ -83,8 +83,8 @@ fn lrs_secrets_are_sealed_at_rest_and_delivery_still_authenticates() {
 #[test]
 fn clear_secrets_of_an_older_database_are_sealed_at_start_and_keep_working() {
     let lrs = StandIn::start();
-    let mut gateway = Gateway::start(&[]);
-    gateway.cli(&[
+    let mut gateway = spawn_gateway(Options::fast_xapi());
+    gateway.cli_stdout(&[
         "lrs",
         "add",
         "old",
@@ -98,15 +98,15 @@ fn clear_secrets_of_an_older_database_are_sealed_at_start_and_keep_working() {
     gateway.kill();
     // What a database written before sealing holds: both values in clear.
     gateway
-        .db()
+        .db_writable()
         .execute(
             "UPDATE xapi_subscriptions SET password = ?1, pseudonym_key = X'00112233' WHERE name = 'old'",
             ["plain-old-password"],
         )
         .unwrap();
     expect_basic_auth(&lrs, "plain-old-password");
-    gateway.spawn();
-    assert_eq!(gateway.post("01-drip-een-resultaat.xml"), 200);
+    gateway.start();
+    assert_eq!(gateway.post_sample("01-drip-een-resultaat.xml").status, 200);
     gateway.wait_delivered("old", WAIT);
     assert!(!lrs.stored_ids().is_empty());
     let (password, pseudonym_key) = stored_secrets(&gateway, "old");
@@ -127,8 +127,10 @@ fn rotation_reseals_under_the_new_key_and_a_foreign_key_delivers_nothing() {
     let (old_key, next_key, foreign_key) = (new_key(), new_key(), new_key());
     let key_file = keys.path().join("keys");
     std::fs::write(&key_file, format!("{old_key}\n")).unwrap();
-    let mut gateway = Gateway::start(&[("UWLR_SECRETS_KEY_FILE", key_file.to_str().unwrap())]);
-    gateway.cli(&[
+    let mut gateway = spawn_gateway(
+        Options::fast_xapi().envs(&[("UWLR_SECRETS_KEY_FILE", key_file.to_str().unwrap())]),
+    );
+    gateway.cli_stdout(&[
         "lrs",
         "add",
         "rotated",
@@ -139,7 +141,7 @@ fn rotation_reseals_under_the_new_key_and_a_foreign_key_delivers_nothing() {
         "--password",
         PASSWORD,
     ]);
-    assert_eq!(gateway.post("01-drip-een-resultaat.xml"), 200);
+    assert_eq!(gateway.post_sample("01-drip-een-resultaat.xml").status, 200);
     gateway.wait_delivered("rotated", WAIT);
     let before = stored_secrets(&gateway, "rotated");
 
@@ -152,16 +154,22 @@ fn rotation_reseals_under_the_new_key_and_a_foreign_key_delivers_nothing() {
     let after = stored_secrets(&gateway, "rotated");
     assert_ne!(before, after);
     std::fs::write(&key_file, format!("{next_key}\n")).unwrap();
-    gateway.spawn();
-    assert_eq!(gateway.post("02-batch-vijf-leerlingen.xml"), 200);
+    gateway.start();
+    assert_eq!(
+        gateway.post_sample("02-batch-vijf-leerlingen.xml").status,
+        200
+    );
     gateway.wait_delivered("rotated", WAIT);
     let delivered = lrs.stored_ids().len();
 
     // A key that never sealed these values: nothing is delivered, and the log says why.
     gateway.kill();
     std::fs::write(&key_file, format!("{foreign_key}\n")).unwrap();
-    gateway.spawn();
-    assert_eq!(gateway.post("03-toets-met-onderdelen.xml"), 200);
+    gateway.start();
+    assert_eq!(
+        gateway.post_sample("03-toets-met-onderdelen.xml").status,
+        200
+    );
     gateway.wait_for("the unopened-secrets error", WAIT, || {
         gateway
             .logs()
@@ -173,31 +181,20 @@ fn rotation_reseals_under_the_new_key_and_a_foreign_key_delivers_nothing() {
     // Nor does the gateway's xAPI id key: sample 03's statements wait instead of being made
     // under other ids, and come out once the right key is back.
     assert!(gateway.logs().contains("xAPI id key"));
-    let (cursor, end): (i64, i64) = gateway
-        .db()
-        .query_row(
-            "SELECT (SELECT cursor_seq FROM xapi_publisher), (SELECT seq FROM change_counter)",
-            [],
-            |row| Ok((row.get(0)?, row.get(1)?)),
-        )
-        .unwrap();
+    let (cursor, end) = gateway.publisher_position();
     assert!(
         cursor < end,
         "published without the id key: {cursor} of {end}"
     );
     gateway.kill();
     std::fs::write(&key_file, format!("{next_key}\n")).unwrap();
-    gateway.spawn();
+    gateway.start();
     gateway.wait_delivered("rotated", WAIT);
     assert!(lrs.stored_ids().len() > delivered);
 }
 
 fn gateway_cli_text(gateway: &Gateway, args: &[&str]) -> String {
-    let output = gateway.cli_output(args);
-    assert!(
-        output.status.success(),
-        "{args:?}: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    String::from_utf8_lossy(&output.stdout).into_owned()
+    let output = gateway.cli(args);
+    assert!(output.status.success(), "{args:?}: {}", output.stderr);
+    output.stdout
 }

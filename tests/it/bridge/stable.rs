@@ -1,12 +1,14 @@
 //! Issue 17: a statement depends only on what was accepted: the same ids and content at any publisher speed, after a rebuild of `xapi.sqlite`, under a pinned base IRI, with registrations no dictionary recovers.
 
-use super::helpers::{accepted_samples, validate_strict, Gateway, BASE_IRI};
+use super::validate_strict;
+use crate::harness::gateway::BASE_IRI;
+use crate::harness::{accepted_samples, read_sample, spawn_gateway, Gateway, Options};
 use std::time::Duration;
 
 /// A gateway that started once (made its id key, pinned its base IRI) and stopped: copies of
 /// it share those, as a restored backup does.
 fn template() -> Gateway {
-    let mut gateway = Gateway::start(&[]);
+    let mut gateway = spawn_gateway(Options::fast_xapi());
     gateway.terminate();
     gateway
 }
@@ -19,16 +21,16 @@ fn template() -> Gateway {
 fn a_replay_with_pauses_a_replay_at_full_speed_and_a_rebuild_give_the_same_statements() {
     let template = template();
     let mut paused = template.copy();
-    paused.spawn();
+    paused.start();
     for name in accepted_samples() {
-        assert_eq!(paused.post(&name), 200, "{name}");
+        assert_eq!(paused.post_sample(&name).status, 200, "{name}");
         paused.wait_published();
         std::thread::sleep(Duration::from_millis(200));
     }
     let mut fast = template.copy();
     // The publisher sleeps 4 s after its first round: every sample is in its next one.
     fast.set_env("UWLR_XAPI_PUBLISH_PAUSE_MS", "4000");
-    fast.spawn();
+    fast.start();
     fast.post_accepted(&accepted_samples());
     let original = paused.statements();
     assert!(original.len() > 20, "{}", original.len());
@@ -42,9 +44,9 @@ fn a_replay_with_pauses_a_replay_at_full_speed_and_a_rebuild_give_the_same_state
     // A lost xapi.sqlite: the publisher starts over from the change log.
     paused.terminate();
     for suffix in ["", "-wal", "-shm"] {
-        let _ = std::fs::remove_file(paused.dir.join("data").join(format!("xapi.sqlite{suffix}")));
+        let _ = std::fs::remove_file(paused.data_dir.join(format!("xapi.sqlite{suffix}")));
     }
-    paused.spawn();
+    paused.start();
     let rebuilt = paused.statements();
     assert_eq!(rebuilt.len(), original.len());
     for (one, other) in original.iter().zip(&rebuilt) {
@@ -56,7 +58,7 @@ fn a_replay_with_pauses_a_replay_at_full_speed_and_a_rebuild_give_the_same_state
 /// correcting message (sample 07), never the publisher's clock.
 #[test]
 fn a_voiding_statement_takes_the_correcting_messages_aanmaakdatum() {
-    let gateway = Gateway::start(&[]);
+    let gateway = spawn_gateway(Options::fast_xapi());
     gateway.post_accepted(&accepted_samples()[..7]);
     let statements = gateway.statements();
     assert!(statements
@@ -85,7 +87,7 @@ fn a_changed_base_iri_is_refused_at_start() {
     gateway.set_env("UWLR_XAPI_BASE_IRI", "https://elsewhere.example/xapi");
     let output = gateway.serve_refused(Duration::from_secs(30));
     assert!(!output.status.success());
-    let stderr = String::from_utf8_lossy(&output.stderr);
+    let stderr = output.stderr.as_str();
     assert!(
         stderr.contains("xapi_base_iri")
             && stderr.contains("https://elsewhere.example/xapi")
@@ -93,7 +95,7 @@ fn a_changed_base_iri_is_refused_at_start() {
         "{stderr}"
     );
     gateway.set_env("UWLR_XAPI_BASE_IRI", BASE_IRI);
-    gateway.spawn();
+    gateway.start();
 }
 
 /// Before issue 17 a registration was the UUIDv5 of school, leerlingid, toets, versie and
@@ -101,7 +103,7 @@ fn a_changed_base_iri_is_refused_at_start() {
 /// leerlingids recovered the learner. Keyed with the gateway's secret, no guess matches.
 #[test]
 fn guessing_leerlingids_does_not_recover_a_registration() {
-    let gateway = Gateway::start(&[]);
+    let gateway = spawn_gateway(Options::fast_xapi());
     gateway.post_accepted(&accepted_samples());
     let namespace = uuid::Uuid::new_v5(&uuid::Uuid::NAMESPACE_URL, BASE_IRI.as_bytes());
     let extension = |name: &str| format!("{BASE_IRI}/extension/{name}");
@@ -142,7 +144,7 @@ fn guessing_leerlingids_does_not_recover_a_registration() {
 /// Sample 09 with its aanmaakdatum set to `aanmaakdatum`, without the results whose keys
 /// are in `without`, and with `replace` applied (from, to).
 fn sample_09(aanmaakdatum: &str, without: &[&str], replace: &[(&str, &str)]) -> Vec<u8> {
-    let mut text = std::fs::read_to_string(super::helpers::sample("09-somscore-onderdelen.xml"))
+    let mut text = String::from_utf8(read_sample("09-somscore-onderdelen.xml"))
         .unwrap()
         .replace("2026-10-09T08:00:00", aanmaakdatum);
     for key in without {
@@ -195,14 +197,14 @@ fn live_totals(gateway: &Gateway) -> (Vec<(String, u64)>, Vec<serde_json::Value>
 /// correction of an onderdeel recomputes it and voids the earlier total.
 #[test]
 fn onderdelen_sent_in_two_messages_give_one_live_total_equal_to_their_sum() {
-    let gateway = Gateway::start(&[]);
+    let gateway = spawn_gateway(Options::fast_xapi());
     // First message: LL0014 only dictee (8); LL0015 complete (30).
     let first = sample_09(
         "2026-10-09T08:00:00",
         &["SOM-LL0014-WRD", "SOM-LL0014-ZIN"],
         &[],
     );
-    assert_eq!(gateway.post_bytes(first), 200);
+    assert_eq!(gateway.post(first).status, 200);
     let (totals, _) = live_totals(&gateway);
     assert_eq!(
         totals.iter().map(|(_, raw)| *raw).collect::<Vec<_>>(),
@@ -211,7 +213,7 @@ fn onderdelen_sent_in_two_messages_give_one_live_total_equal_to_their_sum() {
     );
     // Second message: the other two onderdelen of LL0014 (7 + 9).
     let second = sample_09("2026-10-09T09:00:00", &["SOM-LL0014-DIC"], &[]);
-    assert_eq!(gateway.post_bytes(second), 200);
+    assert_eq!(gateway.post(second).status, 200);
     let (totals, statements) = live_totals(&gateway);
     assert_eq!(
         totals.iter().map(|(_, raw)| *raw).collect::<Vec<_>>(),
@@ -247,7 +249,7 @@ fn onderdelen_sent_in_two_messages_give_one_live_total_equal_to_their_sum() {
         &["SOM-LL0014-DIC", "SOM-LL0014-WRD"],
         &[("<L:score>9</L:score>", "<L:score>10</L:score>")],
     );
-    assert_eq!(gateway.post_bytes(third), 200);
+    assert_eq!(gateway.post(third).status, 200);
     let (totals, statements) = live_totals(&gateway);
     assert_eq!(
         totals.iter().map(|(_, raw)| *raw).collect::<Vec<_>>(),
@@ -266,7 +268,7 @@ fn onderdelen_sent_in_two_messages_give_one_live_total_equal_to_their_sum() {
 /// at every rebuild, and never in the future.
 #[test]
 fn a_result_dated_after_its_message_takes_the_aanmaakdatum_as_timestamp() {
-    let gateway = Gateway::start(&[]);
+    let gateway = spawn_gateway(Options::fast_xapi());
     let mut samples = accepted_samples();
     samples.push("11-xsd-getallen-en-24-uur.xml".into());
     samples.push("12-xsd-sleutels-en-datums.xml".into());
@@ -286,33 +288,26 @@ fn a_result_dated_after_its_message_takes_the_aanmaakdatum_as_timestamp() {
 /// lost the key for good runs `secrets reset-id-key`, and publication goes on under a new one.
 #[test]
 fn a_lost_secrets_key_holds_statements_back_until_the_id_key_is_reset() {
-    let mut gateway = Gateway::start(&[]);
+    let mut gateway = spawn_gateway(Options::fast_xapi());
     gateway.post_accepted(&accepted_samples()[..1]);
     gateway.wait_published();
     gateway.terminate();
-    std::fs::remove_file(gateway.dir.join("data").join("secrets.key")).unwrap();
-    gateway.spawn();
-    assert_eq!(gateway.post("02-batch-vijf-leerlingen.xml"), 200);
+    std::fs::remove_file(gateway.data_dir.join("secrets.key")).unwrap();
+    gateway.start();
+    assert_eq!(
+        gateway.post_sample("02-batch-vijf-leerlingen.xml").status,
+        200
+    );
     gateway.wait_for("the id key error", Duration::from_secs(30), || {
         gateway.logs().contains("xAPI id key")
     });
     std::thread::sleep(Duration::from_millis(500));
-    let position = |gateway: &Gateway| -> (i64, i64) {
-        gateway
-            .db()
-            .query_row(
-                "SELECT (SELECT cursor_seq FROM xapi_publisher), (SELECT seq FROM change_counter)",
-                [],
-                |row| Ok((row.get(0)?, row.get(1)?)),
-            )
-            .unwrap()
-    };
-    let (cursor, end) = position(&gateway);
+    let (cursor, end) = gateway.publisher_position();
     assert!(cursor < end, "published without the id key");
     gateway.terminate();
-    let answer = gateway.cli(&["secrets", "reset-id-key"]);
+    let answer = gateway.cli_stdout(&["secrets", "reset-id-key"]);
     assert!(answer.contains("forgotten"), "{answer}");
-    gateway.spawn();
+    gateway.start();
     gateway.wait_published();
     validate_strict(&gateway.statements());
 }

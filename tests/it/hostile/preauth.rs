@@ -2,7 +2,7 @@
 //!
 //! Attackers connect from other loopback addresses (127.0.0.2 and up) than the
 //! legitimate sender (127.0.0.1), as they would from other hosts. Each test prints
-//! its figures (`cargo test --test hostile preauth -- --nocapture`) before it checks them.
+//! its figures (`cargo test --test it hostile::preauth -- --nocapture`) before it checks them.
 
 use super::*;
 use socket2::{Domain, Socket, Type};
@@ -20,13 +20,7 @@ fn connect_from(source: &str, address: SocketAddr) -> std::io::Result<TcpStream>
 
 /// The resident set size of a process now, in KiB.
 fn resident_kb(pid: u32) -> u64 {
-    let status =
-        std::fs::read_to_string(format!("/proc/{pid}/status")).expect("read /proc/PID/status");
-    status
-        .lines()
-        .find_map(|line| line.strip_prefix("VmRSS:"))
-        .and_then(|value| value.trim().trim_end_matches("kB").trim().parse().ok())
-        .expect("VmRSS in /proc/PID/status")
+    proc_status_kb(pid, "VmRSS:")
 }
 
 /// Bytes in the gateway's spool folder now.
@@ -86,13 +80,13 @@ fn health_takes(gateway: &Gateway) -> Duration {
 
 /// The demo envelope up to and including the school block, then `toetsafnames` left open.
 fn envelope_start(sleutel: &str) -> String {
-    envelope_start_for(support::DEMO_KLANTCODE, sleutel)
+    envelope_start_for(harness::DEMO_KLANTCODE, sleutel)
 }
 
 /// `envelope_start` for another klantcode.
 fn envelope_start_for(klantcode: &str, sleutel: &str) -> String {
     let whole = Message::demo(&aanmaakdatum(50))
-        .client(klantcode, support::DEMO_KLANTNAAM, sleutel)
+        .client(klantcode, harness::DEMO_KLANTNAAM, sleutel)
         .afname(
             "LL0001",
             vec![Resultaat::score("PREAUTH-1", "HOSTILE-T", 3)],
@@ -110,7 +104,7 @@ fn envelope_start_for(klantcode: &str, sleutel: &str) -> String {
 fn a_slow_body_flood_from_one_address_leaves_health_and_senders_served() {
     // The default body timeouts (30 s idle, 600 s whole): one byte every 10 s trips neither.
     // 128 slots, so the 200 attacking connections would take them all (2,100 of 2,048 in the finding).
-    let gateway = support::spawn_gateway(Options::default().env("UWLR_MAX_CONNECTIONS", "128"));
+    let gateway = harness::spawn_gateway(Options::default().env("UWLR_MAX_CONNECTIONS", "128"));
     valid_message_is_accepted(&gateway, 1);
     let before = peak_memory_kb(gateway.pid());
     let address = gateway.address();
@@ -223,7 +217,7 @@ fn send_header_attribute_body(stream: &mut TcpStream, written: &AtomicU64) {
 fn four_199_mb_header_attribute_bodies_with_a_wrong_key_are_answered_unread() {
     // The default body timeouts, so that no deadline cuts the bodies short: the answer
     // must come from the gateway not reading them.
-    let gateway = support::spawn_gateway(Options::default());
+    let gateway = harness::spawn_gateway(Options::default());
     valid_message_is_accepted(&gateway, 1);
     let before = peak_memory_kb(gateway.pid());
     let resident_before = resident_kb(gateway.pid());
@@ -288,7 +282,7 @@ fn many_unauthenticated_1_mb_bodies_leave_no_memory_behind() {
     // The default timeouts (80 MB through a debug build on two shared cores can take
     // longer than the hostile suite's 3 s body deadline), and 32 MiB for all
     // unauthenticated bodies together, so the peak stays within the suite's 64 MB.
-    let gateway = support::spawn_gateway(Options::default().env("UWLR_PREAUTH_MEMORY_MIB", "32"));
+    let gateway = harness::spawn_gateway(Options::default().env("UWLR_PREAUTH_MEMORY_MIB", "32"));
     valid_message_is_accepted(&gateway, 1);
     let before = peak_memory_kb(gateway.pid());
     let resident_before = resident_kb(gateway.pid());
@@ -354,7 +348,7 @@ fn many_unauthenticated_1_mb_bodies_leave_no_memory_behind() {
         // debug build on two shared cores) is answered within three times the hostile bound.
         assert!(reply.elapsed < ANSWER_WITHIN * 3, "{:?}", reply.elapsed);
         if status == 500 {
-            let wrapped = support::Reply {
+            let wrapped = harness::Reply {
                 status,
                 content_type: String::new(),
                 receipt_id: None,
@@ -426,7 +420,7 @@ fn three_mib_message(sequence: u32) -> Vec<u8> {
 #[test]
 fn trickling_spool_fillers_leave_room_for_a_legitimate_3_mib_message() {
     // A small spool (as on the 200 MB volume of the finding): 24 MiB in all, 8 per address.
-    let gateway = support::spawn_gateway(
+    let gateway = harness::spawn_gateway(
         Options::default()
             .env("UWLR_SPOOL_MAX_MIB", "24")
             .env("UWLR_SPOOL_MAX_PER_ADDRESS_MIB", "8"),
@@ -451,7 +445,7 @@ fn trickling_spool_fillers_leave_room_for_a_legitimate_3_mib_message() {
         .collect();
     let authenticated: Vec<_> = (0..3)
         .map(|_| {
-            let filler = fill("127.0.0.3", support::DEMO_SLEUTEL, 5 << 20);
+            let filler = fill("127.0.0.3", harness::DEMO_SLEUTEL, 5 << 20);
             std::thread::sleep(Duration::from_millis(300));
             filler
         })
@@ -483,7 +477,7 @@ fn trickling_spool_fillers_leave_room_for_a_legitimate_3_mib_message() {
         describe(&unauthenticated),
         describe(&authenticated),
     );
-    support::check("legitimate 3 MiB message", &reply, &Expect::Accepted);
+    harness::check("legitimate 3 MiB message", &reply, &Expect::Accepted);
     assert!(
         held_by_fillers <= 8 << 20,
         "the fillers held {held_by_fillers} bytes of spool"
@@ -513,13 +507,13 @@ fn trickling_spool_fillers_leave_room_for_a_legitimate_3_mib_message() {
 
 #[test]
 fn an_authenticated_body_slower_than_the_minimum_rate_is_cut_off() {
-    let gateway = support::spawn_gateway(
+    let gateway = harness::spawn_gateway(
         Options::default()
             .env("UWLR_BODY_RATE_WINDOW_SECS", "2")
             .env("UWLR_MIN_BODY_BYTES_PER_SEC", "1024"),
     );
     valid_message_is_accepted(&gateway, 1);
-    let start = envelope_start(support::DEMO_SLEUTEL);
+    let start = envelope_start(harness::DEMO_SLEUTEL);
     let stream = connect_from("127.0.0.2", gateway.address()).expect("connect");
     let attacker = std::thread::spawn(move || {
         exchange_on(stream, Duration::from_secs(15), move |stream| {

@@ -63,6 +63,8 @@ pub struct Toets {
     pub max: Option<u64>,
     /// (toetsonderdeelcode, highest score of its normering).
     pub onderdelen: Vec<(String, u64)>,
+    /// Named norms (term, beginnormwaarde, eindnormwaarde) that replace the one `max` norm.
+    pub norms: Vec<(String, u64, u64)>,
 }
 
 impl Toets {
@@ -73,6 +75,7 @@ impl Toets {
             toetsnaam: toetscode.into(),
             max: Some(10),
             onderdelen: Vec::new(),
+            norms: Vec::new(),
         }
     }
 
@@ -93,6 +96,15 @@ impl Toets {
 
     pub fn onderdeel(mut self, code: &str, max: u64) -> Self {
         self.onderdelen.push((code.into(), max));
+        self
+    }
+
+    /// A toetsnormering of named norms, e.g. `[("onvoldoende", 0, 49), ("voldoende", 50, 100)]`.
+    pub fn norms(mut self, norms: &[(&str, u64, u64)]) -> Self {
+        self.norms = norms
+            .iter()
+            .map(|(term, begin, end)| (term.to_string(), *begin, *end))
+            .collect();
         self
     }
 }
@@ -279,7 +291,14 @@ impl Message {
                 "<lr:toetsnaam>{}</lr:toetsnaam>\n",
                 escape(&toets.toetsnaam)
             ));
-            if let Some(max) = toets.max {
+            if !toets.norms.is_empty() {
+                let norms: String = toets
+                    .norms
+                    .iter()
+                    .map(|(term, begin, end)| named_norm(term, *begin, *end))
+                    .collect();
+                xml.push_str(&format!("<lr:toetsnormering>{norms}</lr:toetsnormering>\n"));
+            } else if let Some(max) = toets.max {
                 xml.push_str(&format!(
                     "<lr:toetsnormering>{}</lr:toetsnormering>\n",
                     norm(max)
@@ -309,5 +328,12 @@ impl Message {
 }
 
 fn norm(max: u64) -> String {
-    format!("<lr:norm><lr:term>schaal</lr:term><lr:beginnormwaarde>0</lr:beginnormwaarde><lr:eindnormwaarde>{max}</lr:eindnormwaarde></lr:norm>")
+    named_norm("schaal", 0, max)
+}
+
+fn named_norm(term: &str, begin: u64, end: u64) -> String {
+    format!(
+        "<lr:norm><lr:term>{}</lr:term><lr:beginnormwaarde>{begin}</lr:beginnormwaarde><lr:eindnormwaarde>{end}</lr:eindnormwaarde></lr:norm>",
+        escape(term)
+    )
 }

@@ -1,21 +1,19 @@
 //! Hostile input against the real binary: every class of issue 8 gets a clear SOAP fault or 4xx within 5 s, bounded memory, no file or network access, and the gateway keeps serving.
 //!
-//! Every test starts its own gateway (the integration suite's `support::spawn_gateway`)
+//! Every test starts its own gateway (the harness's `spawn_gateway`)
 //! with short header and body timeouts, measures the server's peak resident memory
 //! (`VmHWM` in /proc) around the attack, and sends a valid message afterwards (and,
 //! for the slow attacks, meanwhile).
 
-#[allow(dead_code)]
-#[path = "../it/support/mod.rs"]
-mod support;
-
 mod preauth;
 
+use crate::harness;
+use crate::harness::message::{aanmaakdatum, Message, Resultaat, Toets};
+use crate::harness::DEMO_KLANTNAAM;
+use crate::harness::{fault_of, Expect, Gateway, Options};
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::time::{Duration, Instant};
-use support::message::{aanmaakdatum, Message, Resultaat, Toets};
-use support::{fault_of, Expect, Gateway, Options};
 
 /// The longest any hostile request may take to be answered.
 const ANSWER_WITHIN: Duration = Duration::from_secs(5);
@@ -24,7 +22,7 @@ const EXTRA_MEMORY_KB: u64 = 64 * 1024;
 
 /// A gateway with timeouts short enough to test: 2 s for headers, 2 s of body silence, 3 s for a whole body.
 fn hostile_gateway() -> Gateway {
-    support::spawn_gateway(
+    crate::harness::spawn_gateway(
         Options::default()
             .env("UWLR_HEADER_TIMEOUT_SECS", "2")
             .env("UWLR_BODY_IDLE_TIMEOUT_SECS", "2")
@@ -34,13 +32,18 @@ fn hostile_gateway() -> Gateway {
 
 /// The peak resident set size of a process, in KiB.
 fn peak_memory_kb(pid: u32) -> u64 {
+    proc_status_kb(pid, "VmHWM:")
+}
+
+/// A memory figure (`VmHWM:`, `VmRSS:`) of a process from /proc, in KiB.
+fn proc_status_kb(pid: u32, field: &str) -> u64 {
     let status =
         std::fs::read_to_string(format!("/proc/{pid}/status")).expect("read /proc/PID/status");
     status
         .lines()
-        .find_map(|line| line.strip_prefix("VmHWM:"))
+        .find_map(|line| line.strip_prefix(field))
         .and_then(|value| value.trim().trim_end_matches("kB").trim().parse().ok())
-        .expect("VmHWM in /proc/PID/status")
+        .unwrap_or_else(|| panic!("{field} in /proc/PID/status"))
 }
 
 /// Sends a valid drip message (number `sequence`, unique per gateway) and insists it is accepted.
@@ -57,7 +60,7 @@ fn valid_message_is_accepted(gateway: &Gateway, sequence: u32) {
         .toets(Toets::new("HOSTILE-T"));
     let started = Instant::now();
     let reply = gateway.post(message.envelope());
-    support::check(
+    crate::harness::check(
         &format!("valid message {sequence}"),
         &reply,
         &Expect::Accepted,
@@ -217,7 +220,7 @@ fn assert_refused(context: &str, reply: &RawReply) -> Vec<String> {
         reply.body
     );
     if status == 500 || reply.body.contains("Envelope") {
-        let wrapped = support::Reply {
+        let wrapped = crate::harness::Reply {
             status,
             content_type: String::new(),
             receipt_id: None,
@@ -365,7 +368,7 @@ fn external_dtd_is_refused_without_a_connection() {
     );
     attack(
         "external DTD",
-        with_doctype(&prolog, "Demo Uitgever"),
+        with_doctype(&prolog, DEMO_KLANTNAAM),
         Some("UWLR-BERICHT"),
     );
     tripwire.assert_untouched("external DTD");
@@ -593,7 +596,7 @@ fn a_content_length_shorter_than_the_body_is_refused() {
     assert!(rules.iter().any(|rule| rule == "UWLR-BERICHT"), "{rules:?}");
     valid_message_is_accepted(&gateway, 2);
     assert_eq!(
-        support::count(
+        crate::harness::count(
             &gateway.db(),
             "SELECT count(*) FROM toetsafnames WHERE afname_key = 'SHORT-1'"
         ),
@@ -636,7 +639,7 @@ fn a_content_length_longer_than_the_body_is_refused() {
     assert!(reply.elapsed < ANSWER_WITHIN, "{:?}", reply.elapsed);
     valid_message_is_accepted(&gateway, 2);
     assert_eq!(
-        support::count(
+        crate::harness::count(
             &gateway.db(),
             "SELECT count(*) FROM toetsafnames WHERE afname_key = 'LONG-1'"
         ),
@@ -733,7 +736,7 @@ fn slowloris_bodies_are_cut_off_while_others_are_served() {
     assert!(peak_memory_kb(gateway.pid()) - before < EXTRA_MEMORY_KB);
     valid_message_is_accepted(&gateway, 2);
     assert_eq!(
-        support::count(
+        crate::harness::count(
             &gateway.db(),
             "SELECT count(*) FROM toetsafnames WHERE afname_key = 'SLOW-1'"
         ),
@@ -749,7 +752,7 @@ fn slowloris_bodies_are_cut_off_while_others_are_served() {
 fn thousands_of_idle_connections_do_not_stop_the_service() {
     // Without the per-address cap, so that the idle connections exceed the global one
     // (the per-address cap has tests of its own).
-    let gateway = support::spawn_gateway(
+    let gateway = crate::harness::spawn_gateway(
         Options::default()
             .env("UWLR_HEADER_TIMEOUT_SECS", "2")
             .env("UWLR_BODY_IDLE_TIMEOUT_SECS", "2")

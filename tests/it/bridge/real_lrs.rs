@@ -1,14 +1,26 @@
 //! The real downstream LRS: Learning Locker's statements service (npm xapi-statements@5.0.1) in memory, installed by .ci/setup-lrs.
 
-use crate::helpers::free_port;
+use crate::harness::process::{Process, Stream};
 use serde_json::Value;
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
+
+/// Loaded with `node --require` before the LRS: prints the port each server bound, since
+/// the LRS itself (started on port 0) logs only the port it was given.
+const REPORT_PORT: &str = r#"
+const net = require('net');
+const listen = net.Server.prototype.listen;
+net.Server.prototype.listen = function (...args) {
+  this.once('listening', () => console.log('real LRS listening on port ' + this.address().port));
+  return listen.apply(this, args);
+};
+"#;
 
 pub struct RealLrs {
     pub port: u16,
-    child: Child,
+    /// Killed when dropped.
+    _process: Process,
     _dir: tempfile::TempDir,
 }
 
@@ -30,9 +42,13 @@ impl RealLrs {
             prefix().display()
         );
         let dir = tempfile::tempdir().unwrap();
-        let port = free_port();
-        let log = std::fs::File::create(dir.path().join("lrs.log")).unwrap();
-        let child = Command::new("node")
+        let preload = dir.path().join("report-port.js");
+        std::fs::write(&preload, REPORT_PORT).unwrap();
+        let log = std::fs::File::create(dir.path().join("lrs-stderr.log")).unwrap();
+        let mut command = Command::new("node");
+        command
+            .arg("--require")
+            .arg(&preload)
             .arg("dist/index.js")
             .current_dir(&package)
             .env("AUTH_REPO", "test")
@@ -41,15 +57,19 @@ impl RealLrs {
             .env("STORAGE_REPO", "local")
             .env("FS_LOCAL_STORAGE_DIR", dir.path())
             .env("EXPRESS_MORGAN_DIRECTORY", dir.path().join("accessLogs"))
-            .env("EXPRESS_PORT", port.to_string())
+            .env("EXPRESS_PORT", "0")
             .stdin(Stdio::null())
-            .stdout(log.try_clone().unwrap())
-            .stderr(log)
-            .spawn()
-            .expect("node must be on PATH to run the real LRS");
+            .stderr(log);
+        let process = Process::spawn(command, Stream::Stdout, &dir.path().join("lrs.log"));
+        let port = process
+            .wait_for_port(
+                "real LRS listening on port ",
+                Instant::now() + Duration::from_secs(60),
+            )
+            .unwrap_or_else(|error| panic!("xapi-statements did not start: {error}"));
         let lrs = RealLrs {
             port,
-            child,
+            _process: process,
             _dir: dir,
         };
         let started = Instant::now();
@@ -92,12 +112,5 @@ impl RealLrs {
             "more than one page"
         );
         statements
-    }
-}
-
-impl Drop for RealLrs {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
 }

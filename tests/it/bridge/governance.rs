@@ -1,13 +1,10 @@
 //! Issue 18: erasure of one learner with a subscribed real LRS: voiding statements arrive, and no row mentions the learner.
 
-use crate::helpers::{accepted_samples, Gateway};
-use crate::real_lrs::RealLrs;
-use crate::WAIT;
+use crate::bridge::real_lrs::RealLrs;
+use crate::bridge::WAIT;
+use crate::harness::personal;
+use crate::harness::{accepted_samples, spawn_gateway, Gateway, Options};
 use std::collections::BTreeSet;
-
-#[allow(dead_code)] // school_rows is for the retention tests in tests/it.
-#[path = "../it/support/personal.rs"]
-mod personal;
 
 const LEERLING: &str = "LL0001";
 const ECKID: &str = "https://ketenid.nl/201703/demo-LL0001";
@@ -34,10 +31,11 @@ fn live_statements_about_the_learner(gateway: &Gateway) -> BTreeSet<String> {
 /// either file names the learner (tombstones aside, which expire by their own retention),
 /// the read audit and audit name a keyed hash instead, and other learners keep their data.
 #[test]
+// Kept whole (over 120 lines): one scenario whose every step starts from the state the steps before it left.
 fn erasing_a_learner_voids_their_statements_in_the_lrs_and_leaves_no_row_about_them() {
     let lrs = RealLrs::start();
-    let gateway = Gateway::start(&[]);
-    gateway.cli(&[
+    let gateway = spawn_gateway(Options::fast_xapi());
+    gateway.cli_stdout(&[
         "lrs",
         "add",
         "real",
@@ -62,7 +60,7 @@ fn erasing_a_learner_voids_their_statements_in_the_lrs_and_leaves_no_row_about_t
             "{id}"
         );
     }
-    let db = gateway.db();
+    let db = gateway.db_writable();
     let others_before: i64 = db
         .query_row(
             "SELECT count(*) FROM toetsafnames WHERE leerlingid != ?1",
@@ -71,20 +69,20 @@ fn erasing_a_learner_voids_their_statements_in_the_lrs_and_leaves_no_row_about_t
         )
         .unwrap();
     // An earlier audit row that names the learner: a roster import of their row.
-    let roster = gateway.dir.join("roster.csv");
+    let roster = gateway.scratch().join("roster.csv");
     std::fs::write(
         &roster,
         format!("school,leerlingid,eckid,naam\n99XX01,{LEERLING},{ECKID},Demoleerling 1\n"),
     )
     .unwrap();
-    gateway.cli(&["leerlingen", "import", roster.to_str().unwrap()]);
+    gateway.cli_stdout(&["leerlingen", "import", roster.to_str().unwrap()]);
     db.execute(
         "INSERT INTO audit (at, actor, action, detail) VALUES ('2026-12-01T00:00:00.000Z', 'test', 'note', ?1)",
         [format!("asked about {LEERLING} and {ECKID}")],
     )
     .unwrap();
 
-    let output = gateway.cli(&[
+    let output = gateway.cli_stdout(&[
         "leerlingen",
         "erase",
         "--school",
@@ -168,11 +166,11 @@ fn erasing_a_learner_voids_their_statements_in_the_lrs_and_leaves_no_row_about_t
         "other learners keep their results"
     );
     // The tombstones go after their retention (0 days here); then nothing is left at all.
-    let expired = gateway
-        .command_with_env(&[("UWLR_REMOVAL_RETENTION_DAYS", "0")])
-        .args(["purge", "--now"])
-        .output()
-        .unwrap();
+    let mut purge = gateway.command();
+    purge
+        .env("UWLR_REMOVAL_RETENTION_DAYS", "0")
+        .args(["purge", "--now"]);
+    let expired = crate::harness::run(purge);
     assert!(expired.status.success(), "{expired:?}");
     let left = personal::mentions(&db, &[LEERLING, ECKID, "demo-LL0001"]);
     assert!(left.is_empty(), "rows about the learner remain: {left:#?}");

@@ -4,11 +4,10 @@ use super::*;
 
 #[test]
 fn the_served_document_is_the_repository_file() {
-    let gateway = Gateway::spawn();
-    let (status, content_type, served) = gateway.get("/api/v1/openapi.json", None);
+    let gateway = spawn();
+    let (status, content_type, served) = gateway.get_json("/api/v1/openapi.json", None);
     assert_eq!((status, content_type.as_str()), (200, "application/json"));
-    let file =
-        std::fs::read_to_string(Gateway::repository().join("src/query/openapi.json")).unwrap();
+    let file = std::fs::read_to_string(repo_root().join("src/query/openapi.json")).unwrap();
     let kept: Value = serde_json::from_str(&file).expect("src/query/openapi.json is JSON");
     assert_eq!(served, kept);
     assert_eq!(served["openapi"], "3.1.0");
@@ -35,7 +34,7 @@ fn schemathesis() -> PathBuf {
     if let Some(path) = std::env::var_os("SCHEMATHESIS") {
         return PathBuf::from(path);
     }
-    Gateway::repository().join(".venv/bin/schemathesis")
+    repo_root().join(".venv/bin/schemathesis")
 }
 
 #[test]
@@ -48,7 +47,7 @@ fn the_live_server_keeps_to_its_openapi_document() {
         tool.display()
     );
     // With the admin API on, so its operation is reached (schemathesis sends the reader token: 401).
-    let gateway = Gateway::spawn_with(&[("UWLR_ADMIN_TOKEN", "schemathesis-admin-token-2026")]);
+    let gateway = spawn_with(&[("UWLR_ADMIN_TOKEN", "schemathesis-admin-token-2026")]);
     for sample in [
         "01-drip-een-resultaat.xml",
         "02-batch-vijf-leerlingen.xml",
@@ -57,16 +56,17 @@ fn the_live_server_keeps_to_its_openapi_document() {
         "09-somscore-onderdelen.xml",
         "10-varianten-infourl-eckid.xml",
     ] {
-        gateway.send_sample(sample);
+        gateway.post_accepted(&[sample]);
     }
-    let token = gateway.reader(
+    let token = reader(
+        &gateway,
         "las-schemathesis",
         &words("--school 99XX01 --scope las,xapi --mandate DPA-TEST --valid-from 2020-01-01"),
     );
-    let report = gateway.data_dir.path().join("schemathesis");
+    let report = gateway.scratch().join("schemathesis");
     let output = Command::new(&tool)
         .arg("--config-file")
-        .arg(Gateway::repository().join("tests/query/schemathesis.toml"))
+        .arg(repo_root().join("tests/it/query/schemathesis.toml"))
         .arg("run")
         .arg(gateway.url("/api/v1/openapi.json"))
         .args([
@@ -84,7 +84,7 @@ fn the_live_server_keeps_to_its_openapi_document() {
         .arg(format!("Authorization: Bearer {token}"))
         .arg("--report-dir")
         .arg(&report)
-        .current_dir(gateway.data_dir.path())
+        .current_dir(gateway.scratch())
         .output()
         .expect("run schemathesis");
     let text = format!(

@@ -1,40 +1,20 @@
 //! Crash consistency: SIGKILL the real gateway in the middle of a large batch, between commit and answer, and during delivery; after each restart the store and the outbox must be exact.
 //!
-//! Uses the bridge suite's process helper (restart on the same data dir) and its
-//! stand-in LRS, and the integration suite's message builder.
+//! Uses the harness's restart on the same data dir, the bridge tests' stand-in LRS and
+//! the message builder.
 
-#[allow(dead_code)]
-#[path = "../bridge/helpers.rs"]
-mod helpers;
-#[allow(dead_code)]
-#[path = "../it/support/message.rs"]
-mod message;
-#[allow(dead_code)]
-#[path = "../bridge/standin.rs"]
-mod standin;
-
-use helpers::Gateway;
-use message::{aanmaakdatum, Message, Resultaat, Toets};
-use rusqlite::Connection;
+use crate::bridge::assert_one_live_statement_per_result;
+use crate::bridge::standin::StandIn;
+use crate::harness::message::{aanmaakdatum, Message, Resultaat, Toets};
+use crate::harness::{count, spawn_gateway, Gateway, Options};
 use serde_json::Value;
-use standin::StandIn;
 use std::collections::BTreeSet;
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-pub const DEMO_KLANTCODE: &str = "DEMO-EA";
-pub const DEMO_KLANTNAAM: &str = "Demo Uitgever";
-pub const DEMO_SLEUTEL: &str = "demo-autorisatiesleutel-2026";
-
 const WAIT: Duration = Duration::from_secs(120);
-
-fn one(connection: &Connection, sql: &str) -> i64 {
-    connection
-        .query_row(sql, [], |row| row.get(0))
-        .unwrap_or_else(|error| panic!("{sql}: {error}"))
-}
 
 /// Everything that must hold after any crash and restart.
 fn assert_store_consistent(gateway: &Gateway, context: &str) {
@@ -69,7 +49,7 @@ fn assert_store_consistent(gateway: &Gateway, context: &str) {
         }
     }
     assert_eq!(
-        one(
+        count(
             &db,
             "SELECT count(*) FROM toetsafnames WHERE receipt_id NOT IN (SELECT id FROM receipts WHERE outcome = 'accepted')"
         ),
@@ -79,26 +59,15 @@ fn assert_store_consistent(gateway: &Gateway, context: &str) {
     // The change log is in step with the afnames: every change of an accepted afname is
     // logged in the transaction that made it, up to the change counter.
     assert_eq!(
-        one(&db, "SELECT count(*) FROM toetsafnames a WHERE NOT EXISTS (SELECT 1 FROM toetsafname_changes g WHERE g.change_seq = a.change_seq AND g.afname_id = a.id)"),
+        count(&db, "SELECT count(*) FROM toetsafnames a WHERE NOT EXISTS (SELECT 1 FROM toetsafname_changes g WHERE g.change_seq = a.change_seq AND g.afname_id = a.id)"),
         0,
         "{context}: an afname whose last change is not in the change log"
     );
     // The publisher (which runs after the commit, from its cursor) catches up after a
     // restart, and then every published afname has exactly one live statement.
-    let deadline = std::time::Instant::now() + Duration::from_secs(60);
-    while one(
-        &db,
-        "SELECT (SELECT seq FROM change_counter) - (SELECT cursor_seq FROM xapi_publisher)",
-    ) > 0
-    {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "{context}: the publisher did not catch up"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    crate::harness::wait_published(&db);
     assert_eq!(
-        one(
+        count(
             &db,
             "SELECT count(*) FROM toetsafnames a WHERE a.quarantined = 0 AND (SELECT count(*) FROM xapi_statements s
                WHERE s.afname_id = a.id AND s.voided_by IS NULL AND s.verb_id <> 'http://adlnet.gov/expapi/verbs/voided') <> 1"
@@ -107,7 +76,7 @@ fn assert_store_consistent(gateway: &Gateway, context: &str) {
         "{context}: an afname without exactly one live statement"
     );
     assert_eq!(
-        one(
+        count(
             &db,
             "SELECT count(*) FROM xapi_statements WHERE afname_id IS NOT NULL AND afname_id NOT IN (SELECT id FROM toetsafnames)"
         ),
@@ -115,14 +84,14 @@ fn assert_store_consistent(gateway: &Gateway, context: &str) {
         "{context}: a statement for an afname that is not there"
     );
     assert_eq!(
-        one(
+        count(
             &db,
             "SELECT count(*) FROM sender_state WHERE last_receipt_id NOT IN (SELECT id FROM receipts WHERE outcome = 'accepted')"
         ),
         0,
         "{context}: the ordering state names a receipt that is not there"
     );
-    let spooled = std::fs::read_dir(gateway.dir.join("data").join("spool"))
+    let spooled = std::fs::read_dir(gateway.data_dir.join("spool"))
         .map(|entries| entries.count())
         .unwrap_or(0);
     assert_eq!(
@@ -165,20 +134,10 @@ fn receipts_for(gateway: &Gateway, body: &[u8]) -> Vec<(String, String)> {
     rows
 }
 
-fn address(gateway: &Gateway) -> String {
-    gateway
-        .endpoint
-        .trim_start_matches("http://")
-        .split('/')
-        .next()
-        .unwrap()
-        .to_string()
-}
-
 /// Sends a SOAP call over a raw connection and reads the answer on a thread, so
 /// whatever the server sent before it died is kept.
 fn send_raw(gateway: &Gateway, body: &[u8]) -> std::thread::JoinHandle<Vec<u8>> {
-    let mut stream = TcpStream::connect(address(gateway)).expect("connect");
+    let mut stream = TcpStream::connect(gateway.address()).expect("connect");
     let head = format!(
         "POST /uwlr/leerresultaten HTTP/1.1\r\nHost: x\r\nContent-Type: text/xml; charset=utf-8\r\nSOAPAction: \"BrengLeerresultaten\"\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
         body.len()
@@ -203,7 +162,7 @@ fn send_raw(gateway: &Gateway, body: &[u8]) -> std::thread::JoinHandle<Vec<u8>> 
 }
 
 fn generate(out: &Path, afnames: u32, seed: u32) -> (Vec<u8>, std::path::PathBuf) {
-    let output = std::process::Command::new(env!("CARGO_BIN_EXE_uwlr-gateway"))
+    let output = std::process::Command::new(crate::harness::binary())
         .args([
             "generate",
             "--learners",
@@ -229,6 +188,7 @@ fn generate(out: &Path, afnames: u32, seed: u32) -> (Vec<u8>, std::path::PathBuf
 }
 
 #[test]
+// Kept whole (over 120 lines): one scenario whose every step starts from the state the steps before it left.
 fn sigkill_at_any_point_leaves_every_message_whole_or_absent() {
     let scratch = tempfile::tempdir().unwrap();
     let (big, roster) = generate(&scratch.path().join("big"), 60_000, 3);
@@ -249,16 +209,16 @@ fn sigkill_at_any_point_leaves_every_message_whole_or_absent() {
 
     // How long the large batch takes here, on a gateway of its own: the kills below
     // fall at fractions of it (receiving, schema check, writing, near the commit).
-    let reference = Gateway::start(&[("UWLR_DURABILITY", "full")]);
-    reference.cli(&["leerlingen", "import", roster.to_str().unwrap()]);
+    let reference = spawn_gateway(Options::fast_xapi().envs(&[("UWLR_DURABILITY", "full")]));
+    reference.cli_stdout(&["leerlingen", "import", roster.to_str().unwrap()]);
     let started = Instant::now();
     let answer = String::from_utf8_lossy(&send_raw(&reference, &big).join().unwrap()).into_owned();
     let whole = started.elapsed();
     assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
     let db = reference.db();
     assert_eq!(
-        one(&db, "SELECT count(*) FROM toetsafnames"),
-        one(&db, "SELECT created FROM receipts"),
+        count(&db, "SELECT count(*) FROM toetsafnames"),
+        count(&db, "SELECT created FROM receipts"),
         "the whole batch is stored"
     );
     drop(db);
@@ -267,10 +227,11 @@ fn sigkill_at_any_point_leaves_every_message_whole_or_absent() {
 
     let standin = StandIn::start();
     standin.with(|state| state.every_delay = Duration::from_millis(20));
-    let mut gateway =
-        Gateway::start(&[("UWLR_DURABILITY", "full"), ("UWLR_XAPI_BATCH_SIZE", "50")]);
-    gateway.cli(&["leerlingen", "import", roster.to_str().unwrap()]);
-    gateway.cli(&["lrs", "add", "crash", "--url", &standin.url()]);
+    let mut gateway = spawn_gateway(
+        Options::fast_xapi().envs(&[("UWLR_DURABILITY", "full"), ("UWLR_XAPI_BATCH_SIZE", "50")]),
+    );
+    gateway.cli_stdout(&["leerlingen", "import", roster.to_str().unwrap()]);
+    gateway.cli_stdout(&["lrs", "add", "crash", "--url", &standin.url()]);
 
     // 1. The 16 MB batch killed while it is received, schema-checked and written. A kill
     // that comes after the commit (timing varies) must find it whole, and ends the rounds.
@@ -281,7 +242,7 @@ fn sigkill_at_any_point_leaves_every_message_whole_or_absent() {
         std::thread::sleep(kill_after);
         gateway.kill();
         let answer = String::from_utf8_lossy(&reading.join().unwrap()).into_owned();
-        gateway.spawn();
+        gateway.start();
         let context = format!("large batch killed after {kill_after:?} ({percent}%)");
         assert_store_consistent(&gateway, &context);
         let receipts = receipts_for(&gateway, &big);
@@ -332,7 +293,7 @@ fn sigkill_at_any_point_leaves_every_message_whole_or_absent() {
         std::thread::sleep(Duration::from_millis(u64::from(round * 3 % 25)));
         gateway.kill();
         let answer = String::from_utf8_lossy(&reading.join().unwrap()).into_owned();
-        gateway.spawn();
+        gateway.start();
         let context = format!("drip round {round}");
         assert_store_consistent(&gateway, &context);
         let receipts = receipts_for(&gateway, &body);
@@ -404,7 +365,7 @@ fn sigkill_at_any_point_leaves_every_message_whole_or_absent() {
         .unwrap()
         .collect::<Result<_, _>>()
         .unwrap();
-    helpers::assert_one_live_statement_per_result(&stored, &voided, "the LRS");
+    assert_one_live_statement_per_result(&stored, &voided, "the LRS");
     assert!(stored_batch.len() > 10);
     eprintln!(
         "delivered {} statements in {:?} after the last restart",

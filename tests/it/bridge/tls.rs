@@ -1,8 +1,8 @@
 //! Delivery over HTTPS: LRSs behind a private CA (rcgen), the system store, `lrs add --ca-file` and the causes `outbox status` names.
 
-use crate::helpers::{accepted_samples, free_port, Gateway};
-use crate::standin::StandIn;
-use crate::{add_lrs, WAIT};
+use crate::bridge::standin::StandIn;
+use crate::bridge::{add_lrs, WAIT};
+use crate::harness::{accepted_samples, spawn_gateway, Gateway, Options};
 use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, KeyPair};
 use serde_json::Value;
 use std::path::{Path, PathBuf};
@@ -66,7 +66,7 @@ impl PrivateCa {
 
 /// `outbox status --json`, by LRS name.
 fn status_by_lrs(gateway: &Gateway) -> serde_json::Map<String, Value> {
-    let text = gateway.cli(&["outbox", "status", "--json"]);
+    let text = gateway.cli_stdout(&["outbox", "status", "--json"]);
     let status: Value = serde_json::from_str(&text).unwrap();
     status["lrs"]
         .as_array()
@@ -88,10 +88,11 @@ fn issue14_a_private_ca_is_trusted_with_ca_file_and_outbox_status_names_each_cau
     let expired = StandIn::start_tls(ca.server(&["127.0.0.1"], true));
     let slow = StandIn::start();
     slow.with(|state| state.every_delay = Duration::from_secs(5));
-    let gateway = Gateway::start(&[]);
-    let ca_file = ca.write_pem(&gateway.dir, "private-ca.pem");
+    let gateway = spawn_gateway(Options::fast_xapi());
+    let ca_file = ca.write_pem(gateway.scratch(), "private-ca.pem");
     let ca_file = ca_file.to_str().unwrap();
-    let refused = format!("https://127.0.0.1:{}/xAPI/statements", free_port());
+    let down = crate::bridge::standin::reserve();
+    let refused = format!("https://127.0.0.1:{}/xAPI/statements", down.port);
 
     add_lrs(&gateway, "without-ca", &good.url(), &[]);
     add_lrs(&gateway, "with-ca", &good.url(), &["--ca-file", ca_file]);
@@ -149,12 +150,12 @@ fn issue14_a_private_ca_is_trusted_with_ca_file_and_outbox_status_names_each_cau
         );
     }
     assert!(status["with-ca"]["last_error"].is_null());
-    let text = gateway.cli(&["outbox", "status"]);
+    let text = gateway.cli_stdout(&["outbox", "status"]);
     assert!(text.contains("UnknownIssuer"), "{text}");
     assert!(text.contains("Connection refused"), "{text}");
 
     // The CA is stored with the LRS (shown by fingerprint), not as a path.
-    let listed = gateway.cli(&["lrs", "list", "--json"]);
+    let listed = gateway.cli_stdout(&["lrs", "list", "--json"]);
     let with_ca: Value = listed
         .lines()
         .map(|line| serde_json::from_str::<Value>(line).unwrap())
@@ -200,7 +201,8 @@ fn issue14_the_system_store_is_trusted() {
     let store = tempfile::tempdir().unwrap();
     let bundle = ca.write_pem(store.path(), "system-bundle.pem");
     let good = StandIn::start_tls(ca.server(&["127.0.0.1"], false));
-    let gateway = Gateway::start(&[("SSL_CERT_FILE", bundle.to_str().unwrap())]);
+    let gateway =
+        spawn_gateway(Options::fast_xapi().envs(&[("SSL_CERT_FILE", bundle.to_str().unwrap())]));
     add_lrs(&gateway, "system", &good.url(), &[]);
     gateway.post_accepted(&accepted_samples());
     let generated = gateway.statement_ids();
@@ -220,9 +222,9 @@ fn issue14_the_system_store_is_trusted() {
 /// `lrs add --ca-file` refuses, with the reason, what is not a CA certificate, and stores nothing.
 #[test]
 fn issue14_lrs_add_refuses_a_ca_file_that_holds_no_usable_certificate() {
-    let gateway = Gateway::start(&[]);
+    let gateway = spawn_gateway(Options::fast_xapi());
     let write = |name: &str, text: &str| {
-        let path = gateway.dir.join(name);
+        let path = gateway.scratch().join(name);
         std::fs::write(&path, text).unwrap();
         path.to_str().unwrap().to_string()
     };
@@ -231,7 +233,7 @@ fn issue14_lrs_add_refuses_a_ca_file_that_holds_no_usable_certificate() {
     let cases = [
         (
             gateway
-                .dir
+                .scratch()
                 .join("missing.pem")
                 .to_str()
                 .unwrap()
@@ -256,7 +258,7 @@ fn issue14_lrs_add_refuses_a_ca_file_that_holds_no_usable_certificate() {
         ),
     ];
     for (path, wanted) in cases {
-        let output = gateway.cli_output(&[
+        let output = gateway.cli(&[
             "lrs",
             "add",
             "bad",
@@ -265,13 +267,13 @@ fn issue14_lrs_add_refuses_a_ca_file_that_holds_no_usable_certificate() {
             "--ca-file",
             &path,
         ]);
-        let stderr = String::from_utf8_lossy(&output.stderr);
+        let stderr = output.stderr.as_str();
         assert!(!output.status.success(), "{path}");
         assert!(stderr.contains(wanted), "{path}: {stderr}");
         assert!(stderr.contains("--ca-file"), "{path}: {stderr}");
     }
-    let good = ca.write_pem(&gateway.dir, "ca.pem");
-    let output = gateway.cli_output(&[
+    let good = ca.write_pem(gateway.scratch(), "ca.pem");
+    let output = gateway.cli(&[
         "lrs",
         "add",
         "plain",
@@ -281,8 +283,11 @@ fn issue14_lrs_add_refuses_a_ca_file_that_holds_no_usable_certificate() {
         good.to_str().unwrap(),
     ]);
     assert!(!output.status.success());
-    assert!(String::from_utf8_lossy(&output.stderr).contains("no effect on the plain http URL"));
-    assert_eq!(gateway.cli(&["lrs", "list"]), "");
+    assert!(output
+        .stderr
+        .as_str()
+        .contains("no effect on the plain http URL"));
+    assert_eq!(gateway.cli_stdout(&["lrs", "list"]), "");
 }
 
 /// A stored CA that no longer loads (the database edited by hand, say) stops delivery to that
@@ -291,8 +296,8 @@ fn issue14_lrs_add_refuses_a_ca_file_that_holds_no_usable_certificate() {
 fn issue14_a_stored_ca_that_does_not_load_is_named_once() {
     let ca = PrivateCa::new();
     let good = StandIn::start_tls(ca.server(&["127.0.0.1"], false));
-    let gateway = Gateway::start(&[]);
-    let ca_file = ca.write_pem(&gateway.dir, "ca.pem");
+    let gateway = spawn_gateway(Options::fast_xapi());
+    let ca_file = ca.write_pem(gateway.scratch(), "ca.pem");
     add_lrs(
         &gateway,
         "broken",
@@ -300,7 +305,7 @@ fn issue14_a_stored_ca_that_does_not_load_is_named_once() {
         &["--ca-file", ca_file.to_str().unwrap()],
     );
     gateway
-        .db()
+        .db_writable()
         .execute(
             "UPDATE xapi_subscriptions SET ca_pem = ?1 WHERE name = 'broken'",
             ["-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n"],

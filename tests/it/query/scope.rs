@@ -5,7 +5,7 @@ use std::collections::BTreeSet;
 
 /// The demo gateway with data in 99XX01 (samples 01-03) and in 99YY.
 fn two_schools() -> Gateway {
-    Gateway::two_schools(&[
+    super::two_schools(&[
         "01-drip-een-resultaat.xml",
         "02-batch-vijf-leerlingen.xml",
         "03-toets-met-onderdelen.xml",
@@ -30,7 +30,7 @@ fn grant(school: &str) -> Vec<String> {
 
 fn add(gateway: &Gateway, name: &str, flags: &[String]) -> String {
     let flags: Vec<&str> = flags.iter().map(String::as_str).collect();
-    gateway.reader(name, &flags)
+    reader(gateway, name, &flags)
 }
 
 /// Whether a body holds any of 99YY's afnames (their keys are unique to it).
@@ -39,7 +39,7 @@ fn leaks(body: &Value) -> bool {
 }
 
 fn assert_refused(gateway: &Gateway, path: &str, token: Option<&str>, status: u16) {
-    let (got, content_type, body) = gateway.get(path, token);
+    let (got, content_type, body) = gateway.get_json(path, token);
     assert_eq!(got, status, "GET {path}: {body}");
     assert_eq!(content_type, "application/problem+json", "GET {path}");
     let problem_members = [
@@ -95,14 +95,14 @@ fn a_reader_of_one_school_never_sees_another() {
         assert_refused(&gateway, &path, Some(&reader_xx), 403);
     }
     // An unknown school and an ungranted one get the same answer (apart from the name).
-    let (_, _, unknown) = gateway.get("/api/v1/schools/99ZZ01/toetsafnames", Some(&reader_xx));
-    let (_, _, ungranted) = gateway.get("/api/v1/schools/99YY/toetsafnames", Some(&reader_xx));
+    let (_, _, unknown) = gateway.get_json("/api/v1/schools/99ZZ01/toetsafnames", Some(&reader_xx));
+    let (_, _, ungranted) = gateway.get_json("/api/v1/schools/99YY/toetsafnames", Some(&reader_xx));
     assert_eq!(unknown["type"], ungranted["type"]);
     assert_eq!(unknown["title"], ungranted["title"]);
 
     // Crafted cursors on its own school never bring 99YY data: every cursor from
     // zero past the end, including the exact change_seq values of 99YY's afnames.
-    let (_, _, own_xx) = gateway.get(
+    let (_, _, own_xx) = gateway.get_json(
         "/api/v1/schools/99XX01/toetsafnames?limit=1000",
         Some(&reader_xx),
     );
@@ -170,40 +170,42 @@ fn tokens_scopes_and_mandates_are_enforced() {
     };
     assert_eq!(status, 401);
     let revoked = add(&gateway, "las-revoked", &grant("99XX01"));
-    gateway.cli(&["readers", "revoke", "las-revoked"]);
+    gateway.cli_stdout(&["readers", "revoke", "las-revoked"]);
     assert_refused(&gateway, path, Some(&revoked), 401);
     // 403: a token for the xAPI only, an expired mandate, a mandate not yet valid, a withdrawn grant.
-    let xapi_only = gateway.reader(
+    let xapi_only = reader(
+        &gateway,
         "xapi-only",
         &words("--school 99XX01 --scope xapi --mandate M --valid-from 2020-01-01"),
     );
     assert_refused(&gateway, path, Some(&xapi_only), 403);
-    let expired = gateway.reader(
+    let expired = reader(&gateway,
         "las-expired",
         &words("--school 99XX01 --scope las --mandate M --valid-from 2020-01-01 --valid-until 2021-12-31"),
     );
     assert_refused(&gateway, path, Some(&expired), 403);
-    let future = gateway.reader(
+    let future = reader(
+        &gateway,
         "las-future",
         &words("--school 99XX01 --scope las --mandate M --valid-from 2099-01-01"),
     );
     assert_refused(&gateway, path, Some(&future), 403);
     let withdrawn = add(&gateway, "las-withdrawn", &grant("99XX01"));
     gateway.get_ok(path, &withdrawn);
-    gateway.cli(&["readers", "withdraw", "las-withdrawn", "--school", "99XX01"]);
+    gateway.cli_stdout(&["readers", "withdraw", "las-withdrawn", "--school", "99XX01"]);
     assert_refused(&gateway, path, Some(&withdrawn), 403);
     // A renewed mandate lets the expired reader in again.
-    gateway.cli(&words(
+    gateway.cli_stdout(&words(
         "readers grant las-expired --school 99XX01 --mandate M-2 --valid-from 2020-01-01",
     ));
     gateway.get_ok(path, &expired);
     // `readers list` shows mandates and validity, never a token.
-    let list = gateway.cli(&["readers", "list"]);
+    let list = gateway.cli_stdout(&["readers", "list"]);
     assert!(list.contains("las-expired") && list.contains("M-2") && list.contains("withdrawn"));
     for token in [&valid, &revoked, &expired, &future, &withdrawn, &xapi_only] {
         assert!(!list.contains(token.as_str()));
         assert!(
-            !gateway.stderr_log().contains(token.as_str()),
+            !gateway.logs().contains(token.as_str()),
             "a token was logged"
         );
     }
@@ -298,10 +300,10 @@ fn every_read_is_audited_with_reader_school_learners_and_count() {
     );
     assert_eq!(read_audit(&gateway, &["--school", "99YY"]).len(), 1);
     // The audit view also lists administrative actions, such as adding this reader.
-    let everything = gateway.cli(&["audit", "--limit", "1000"]);
+    let everything = gateway.cli_stdout(&["audit", "--limit", "1000"]);
     assert!(everything.contains("readers.add") && everything.contains("las-audit"));
     // The invalid token leaves no audit row (there is nobody to name), and is not logged.
-    assert!(!gateway.stderr_log().contains("uwlrr_wrong"));
+    assert!(!gateway.logs().contains("uwlrr_wrong"));
     assert!(!everything.contains(&reader));
 }
 
@@ -310,7 +312,7 @@ fn every_read_is_audited_with_reader_school_learners_and_count() {
 /// school only: 99YY's feed does not move while 99XX01 receives messages.
 #[test]
 fn issue16_feed_positions_do_not_reveal_other_schools_activity() {
-    let gateway = Gateway::two_schools(&[]);
+    let gateway = super::two_schools(&[]);
     let reader_yy = add(&gateway, "las-yy", &grant("99YY"));
     let before = gateway.get_ok("/api/v1/schools/99YY/toetsafnames?since=0", &reader_yy);
     let positions = |page: &Value| -> Vec<i64> {
@@ -332,14 +334,14 @@ fn issue16_feed_positions_do_not_reveal_other_schools_activity() {
                 score: 40,
             })
             .collect();
-        gateway.send(&message("99XX", Some("01"), &aanmaakdatum(batch), &results));
+        gateway.post_ok(message("99XX", Some("01"), &aanmaakdatum(batch), &results));
     }
     let after = gateway.get_ok("/api/v1/schools/99YY/toetsafnames?since=0", &reader_yy);
     assert_eq!(after["consistent_through"], 2, "{after}");
     assert_eq!(after["next_cursor"], 2, "{after}");
     assert_eq!(positions(&after), [1, 2]);
     // 99YY's next change is position 3, right after its own last one.
-    gateway.send(&message(
+    gateway.post_ok(message(
         "99YY",
         None,
         &aanmaakdatum(10),

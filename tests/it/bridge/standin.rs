@@ -58,6 +58,10 @@ pub struct StandIn {
     thread: Option<std::thread::JoinHandle<()>>,
 }
 
+fn bind_any() -> TcpListener {
+    TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0")
+}
+
 const RESULTAATKEY: &str = "https://gateway.test.example/xapi/extension/resultaatkey";
 
 /// A new, well-behaved state (faults off).
@@ -68,27 +72,49 @@ pub fn fresh_state() -> Arc<Mutex<State>> {
     }))
 }
 
+/// A loopback port bound but not listening: a connection to it is refused, as to an LRS
+/// that is down, and no other process can take it until the stand-in starts on it.
+pub struct Reserved {
+    socket: socket2::Socket,
+    pub port: u16,
+}
+
+/// Reserves a port on 127.0.0.1 (bound to port 0, so the kernel picks a free one).
+pub fn reserve() -> Reserved {
+    let socket =
+        socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).expect("socket");
+    let any_port: std::net::SocketAddr = "127.0.0.1:0".parse().expect("address");
+    socket.bind(&any_port.into()).expect("bind 127.0.0.1:0");
+    let port = socket
+        .local_addr()
+        .expect("bound address")
+        .as_socket()
+        .expect("an IP address")
+        .port();
+    Reserved { socket, port }
+}
+
 impl StandIn {
     pub fn start() -> StandIn {
-        StandIn::start_on(0, fresh_state())
+        StandIn::start_with(bind_any(), fresh_state(), None)
     }
 
-    /// Starts on a given port (to come up where a gateway already expects it) with a given state.
-    pub fn start_on(port: u16, state: Arc<Mutex<State>>) -> StandIn {
-        StandIn::start_with(port, state, None)
+    /// Starts on a reserved port (to come up where a gateway already expects it) with a given state.
+    pub fn start_reserved(reserved: Reserved, state: Arc<Mutex<State>>) -> StandIn {
+        reserved.socket.listen(128).expect("listen");
+        StandIn::start_with(reserved.socket.into(), state, None)
     }
 
     /// Starts speaking HTTPS with `tls` (its server certificate decides whom the gateway trusts).
     pub fn start_tls(tls: Arc<rustls::ServerConfig>) -> StandIn {
-        StandIn::start_with(0, fresh_state(), Some(tls))
+        StandIn::start_with(bind_any(), fresh_state(), Some(tls))
     }
 
     fn start_with(
-        port: u16,
+        listener: TcpListener,
         state: Arc<Mutex<State>>,
         tls: Option<Arc<rustls::ServerConfig>>,
     ) -> StandIn {
-        let listener = TcpListener::bind(("127.0.0.1", port)).unwrap();
         listener.set_nonblocking(true).unwrap();
         let port = listener.local_addr().unwrap().port();
         let stop = Arc::new(AtomicBool::new(false));
@@ -221,19 +247,25 @@ fn answer_get(stream: &mut impl Write, query: &str, state: &Mutex<State>) -> std
     }
 }
 
-fn handle(stream: impl Read + Write, state: &Mutex<State>) -> std::io::Result<()> {
-    let mut reader = BufReader::new(stream);
-    let mut request_line = String::new();
-    reader.read_line(&mut request_line)?;
+/// One HTTP request as read: the request line, headers (lowercase names) and body.
+struct Request {
+    line: String,
+    headers: BTreeMap<String, String>,
+    body: Vec<u8>,
+}
+
+fn read_request(reader: &mut impl BufRead) -> std::io::Result<Request> {
+    let mut line = String::new();
+    reader.read_line(&mut line)?;
     let mut headers = BTreeMap::new();
     loop {
-        let mut line = String::new();
-        reader.read_line(&mut line)?;
-        let line = line.trim_end();
-        if line.is_empty() {
+        let mut header = String::new();
+        reader.read_line(&mut header)?;
+        let header = header.trim_end();
+        if header.is_empty() {
             break;
         }
-        if let Some((name, value)) = line.split_once(':') {
+        if let Some((name, value)) = header.split_once(':') {
             headers.insert(name.trim().to_ascii_lowercase(), value.trim().to_string());
         }
     }
@@ -243,6 +275,20 @@ fn handle(stream: impl Read + Write, state: &Mutex<State>) -> std::io::Result<()
         .unwrap_or(0);
     let mut body = vec![0u8; length];
     reader.read_exact(&mut body)?;
+    Ok(Request {
+        line,
+        headers,
+        body,
+    })
+}
+
+fn handle(stream: impl Read + Write, state: &Mutex<State>) -> std::io::Result<()> {
+    let mut reader = BufReader::new(stream);
+    let Request {
+        line: request_line,
+        headers,
+        body,
+    } = read_request(&mut reader)?;
     // The request is read; answers go out on the same stream (BufReader buffers only reads).
     let stream = reader.get_mut();
     if let Some(query) = request_line

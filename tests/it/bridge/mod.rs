@@ -1,14 +1,14 @@
 //! xAPI bridge tests: the real gateway delivering to the real LRS (xapi-statements) and to a stand-in with injected faults.
 
 mod governance;
-mod helpers;
-mod real_lrs;
+pub mod real_lrs;
 mod secrets;
 mod stable;
-mod standin;
+pub mod standin;
 mod tls;
 
-use helpers::{accepted_samples, validate_strict, Gateway};
+use crate::harness::gateway::BASE_IRI;
+use crate::harness::{accepted_samples, read_sample, repo_root, spawn_gateway, Gateway, Options};
 use real_lrs::RealLrs;
 use serde_json::Value;
 use standin::StandIn;
@@ -20,7 +20,7 @@ const WAIT: Duration = Duration::from_secs(60);
 fn add_lrs(gateway: &Gateway, name: &str, url: &str, extra: &[&str]) {
     let mut args = vec!["lrs", "add", name, "--url", url];
     args.extend_from_slice(extra);
-    gateway.cli(&args);
+    gateway.cli_stdout(&args);
 }
 
 /// Ids the gateway generated whose statements were voided, with the voiding statement's id.
@@ -39,7 +39,7 @@ fn voided(gateway: &Gateway) -> BTreeMap<String, String> {
 #[test]
 fn samples_reach_the_real_lrs_once_and_a_correction_voids_the_old_statement() {
     let lrs = RealLrs::start();
-    let gateway = Gateway::start(&[]);
+    let gateway = spawn_gateway(Options::fast_xapi());
     add_lrs(
         &gateway,
         "real",
@@ -58,7 +58,7 @@ fn samples_reach_the_real_lrs_once_and_a_correction_voids_the_old_statement() {
         "sample 07 corrects one afname of sample 01"
     );
     let voided_ids: BTreeSet<String> = voided.keys().cloned().collect();
-    helpers::assert_one_live_statement_per_result(&generated, &voided_ids, "generated");
+    assert_one_live_statement_per_result(&generated, &voided_ids, "generated");
 
     // The LRS holds every generated statement once; voided ones only through voidedStatementId.
     let held: Vec<Value> = lrs.all_statements();
@@ -82,15 +82,15 @@ fn samples_reach_the_real_lrs_once_and_a_correction_voids_the_old_statement() {
 
     // A replayed message (same bytes) and a resend of unchanged content add nothing.
     let before = gateway.statement_ids();
-    assert_eq!(gateway.post("07-update-afname.xml"), 200);
-    assert_eq!(gateway.post("01-drip-een-resultaat.xml"), 200);
+    assert_eq!(gateway.post_sample("07-update-afname.xml").status, 200);
+    assert_eq!(gateway.post_sample("01-drip-een-resultaat.xml").status, 200);
     std::thread::sleep(Duration::from_millis(700));
     gateway.wait_delivered("real", WAIT);
     assert_eq!(gateway.statement_ids(), before);
     assert_eq!(lrs.all_statements().len(), held.len());
 
     // The password is a credential: never listed.
-    let listed = gateway.cli(&["lrs", "list"]);
+    let listed = gateway.cli_stdout(&["lrs", "list"]);
     assert!(
         listed.contains("real") && listed.contains("password set"),
         "{listed}"
@@ -101,8 +101,9 @@ fn samples_reach_the_real_lrs_once_and_a_correction_voids_the_old_statement() {
 
 #[test]
 fn an_lrs_that_is_down_gets_everything_once_when_it_comes_up() {
-    let port = helpers::free_port();
-    let gateway = Gateway::start(&[]);
+    let reserved = standin::reserve();
+    let port = reserved.port;
+    let gateway = spawn_gateway(Options::fast_xapi());
     add_lrs(
         &gateway,
         "later",
@@ -112,12 +113,12 @@ fn an_lrs_that_is_down_gets_everything_once_when_it_comes_up() {
     gateway.post_accepted(&accepted_samples()[..3]);
     gateway.wait_for("a failed attempt", WAIT, || {
         gateway
-            .cli(&["outbox", "status"])
+            .cli_stdout(&["outbox", "status"])
             .contains("connection failed")
     });
     let (pending, _) = gateway.outbox("later");
     assert!(pending > 0);
-    let standin = StandIn::start_on(port, standin::fresh_state());
+    let standin = StandIn::start_reserved(reserved, standin::fresh_state());
     gateway.wait_delivered("later", WAIT);
     assert_eq!(standin.stored_ids(), gateway.statement_ids());
     standin.with(|state| assert_eq!(state.missing_version_header, 0));
@@ -131,7 +132,7 @@ fn server_errors_and_slow_answers_are_retried_without_duplicates() {
         state.slow_next = 1;
         state.delay = Duration::from_secs(4); // longer than the 2 s request timeout
     });
-    let gateway = Gateway::start(&[("UWLR_XAPI_BATCH_SIZE", "7")]);
+    let gateway = spawn_gateway(Options::fast_xapi().envs(&[("UWLR_XAPI_BATCH_SIZE", "7")]));
     add_lrs(&gateway, "flaky", &standin.url(), &[]);
     gateway.post_accepted(&accepted_samples());
     gateway.wait_delivered("flaky", WAIT);
@@ -157,11 +158,11 @@ fn a_refused_statement_becomes_a_dead_letter_and_retry_requeues_it() {
     standin.with(|state| {
         state.refuse_keys.insert("B02-LL0008-LEES".into());
     });
-    let gateway = Gateway::start(&[]);
+    let gateway = spawn_gateway(Options::fast_xapi());
     add_lrs(&gateway, "strict", &standin.url(), &[]);
     gateway.post_accepted(&accepted_samples()[..2]);
     gateway.wait_delivered("strict", WAIT);
-    let letters = gateway.cli(&["outbox", "dead-letters", "--json"]);
+    let letters = gateway.cli_stdout(&["outbox", "dead-letters", "--json"]);
     let letters: Vec<Value> = letters
         .lines()
         .map(|line| serde_json::from_str(line).unwrap())
@@ -181,17 +182,20 @@ fn a_refused_statement_becomes_a_dead_letter_and_retry_requeues_it() {
 
     standin.with(|state| state.refuse_keys.clear());
     assert!(gateway
-        .cli(&["outbox", "retry", "--lrs", "strict"])
+        .cli_stdout(&["outbox", "retry", "--lrs", "strict"])
         .contains("1 dead letters requeued"));
     gateway.wait_for("the requeued letter", WAIT, || {
         gateway.outbox("strict").1 == 0
-            && gateway.cli(&["outbox", "dead-letters"]).trim().is_empty()
+            && gateway
+                .cli_stdout(&["outbox", "dead-letters"])
+                .trim()
+                .is_empty()
     });
     assert_eq!(standin.stored_ids(), gateway.statement_ids());
 }
 
 fn key_statement(gateway: &Gateway, resultaatkey: &str) -> String {
-    let key = format!("{}/extension/resultaatkey", helpers::BASE_IRI);
+    let key = format!("{}/extension/resultaatkey", BASE_IRI);
     gateway
         .statements()
         .iter()
@@ -203,7 +207,7 @@ fn key_statement(gateway: &Gateway, resultaatkey: &str) -> String {
 /// The dead letters of one LRS as JSON.
 fn dead_letters(gateway: &Gateway, lrs: &str) -> Vec<Value> {
     gateway
-        .cli(&["outbox", "dead-letters", "--lrs", lrs, "--json"])
+        .cli_stdout(&["outbox", "dead-letters", "--lrs", lrs, "--json"])
         .lines()
         .map(|line| serde_json::from_str(line).unwrap())
         .collect()
@@ -214,7 +218,7 @@ fn dead_letters(gateway: &Gateway, lrs: &str) -> Vec<Value> {
 fn issue17_a_409_for_a_different_statement_is_a_dead_letter_that_says_why() {
     let standin = StandIn::start();
     standin.with(|state| state.fail_next = usize::MAX);
-    let gateway = Gateway::start(&[]);
+    let gateway = spawn_gateway(Options::fast_xapi());
     add_lrs(&gateway, "holder", &standin.url(), &[]);
     gateway.post_accepted(&accepted_samples()[..2]);
     // The LRS already holds one of the ids, with other content.
@@ -263,7 +267,7 @@ fn issue17_a_409_for_a_different_statement_is_a_dead_letter_that_says_why() {
 #[test]
 fn issue17_a_409_for_the_same_statement_counts_as_delivered() {
     let standin = StandIn::start();
-    let gateway = Gateway::start(&[]);
+    let gateway = spawn_gateway(Options::fast_xapi());
     add_lrs(&gateway, "first", &standin.url(), &[]);
     gateway.post_accepted(&accepted_samples()[..7]);
     gateway.wait_delivered("first", WAIT);
@@ -301,7 +305,7 @@ fn issue17_a_409_for_the_same_statement_counts_as_delivered() {
 #[test]
 fn issue17_a_pseudonym_subscription_to_an_lrs_that_holds_eckid_statements_gets_its_own_copies() {
     let lrs = RealLrs::start();
-    let gateway = Gateway::start(&[]);
+    let gateway = spawn_gateway(Options::fast_xapi());
     let credentials = ["--username", "test", "--password", "test-lrs-password"];
     add_lrs(&gateway, "identifying", &lrs.url(), &credentials);
     gateway.post_accepted(&accepted_samples());
@@ -378,7 +382,7 @@ fn issue17_retry_after_as_an_http_date_holds_the_retry_back() {
         state.fail_status = 503;
         state.retry_after_date_in = Some(wait);
     });
-    let gateway = Gateway::start(&[]);
+    let gateway = spawn_gateway(Options::fast_xapi());
     add_lrs(&gateway, "busy", &standin.url(), &[]);
     gateway.post_accepted(&accepted_samples()[..1]);
     gateway.wait_delivered("busy", WAIT);
@@ -408,7 +412,7 @@ fn each_lrs_gets_only_its_schools_and_toetscodes_in_its_identity() {
     let everything = StandIn::start();
     let drip_only = StandIn::start();
     let other_school = StandIn::start();
-    let gateway = Gateway::start(&[]);
+    let gateway = spawn_gateway(Options::fast_xapi());
     add_lrs(
         &gateway,
         "all",
@@ -486,7 +490,7 @@ fn each_lrs_gets_only_its_schools_and_toetscodes_in_its_identity() {
     validate_strict(&drip);
 
     // A removed LRS gets nothing more, without a restart; the others go on.
-    gateway.cli(&["lrs", "remove", "all"]);
+    gateway.cli_stdout(&["lrs", "remove", "all"]);
     let late = StandIn::start();
     add_lrs(&gateway, "late", &late.url(), &["--from-now"]);
     std::thread::sleep(Duration::from_millis(500));
@@ -509,10 +513,14 @@ fn each_lrs_gets_only_its_schools_and_toetscodes_in_its_identity() {
 #[test]
 fn quarantined_results_are_published_when_their_learner_is_imported() {
     let standin = StandIn::start();
-    let gateway = Gateway::start(&[("UWLR_UNKNOWN_LEERLING", "quarantine")]);
+    let gateway =
+        spawn_gateway(Options::fast_xapi().envs(&[("UWLR_UNKNOWN_LEERLING", "quarantine")]));
     add_lrs(&gateway, "q", &standin.url(), &[]);
     gateway.post_accepted(&accepted_samples()[..1]);
-    assert_eq!(gateway.post("41-uwlr-leerling-onbekend.xml"), 200);
+    assert_eq!(
+        gateway.post_sample("41-uwlr-leerling-onbekend.xml").status,
+        200
+    );
     gateway.wait_delivered("q", WAIT);
     let before = gateway.statement_ids();
     assert_eq!(
@@ -520,9 +528,9 @@ fn quarantined_results_are_published_when_their_learner_is_imported() {
         1,
         "the quarantined result has no statement yet"
     );
-    let csv = gateway.dir.join("roster.csv");
+    let csv = gateway.scratch().join("roster.csv");
     std::fs::write(&csv, "99XX01,LL9999,,Onbekend tot nu\n").unwrap();
-    let printed = gateway.cli(&["leerlingen", "import", csv.to_str().unwrap()]);
+    let printed = gateway.cli_stdout(&["leerlingen", "import", csv.to_str().unwrap()]);
     assert!(printed.contains("released 1 afnames"), "{printed}");
     assert_eq!(gateway.statement_ids().len(), 2);
     gateway.wait_delivered("q", WAIT);
@@ -534,7 +542,7 @@ fn quarantined_results_are_published_when_their_learner_is_imported() {
 fn sigkill_mid_delivery_then_restart_loses_and_duplicates_nothing() {
     let standin = StandIn::start();
     standin.with(|state| state.every_delay = Duration::from_millis(150));
-    let mut gateway = Gateway::start(&[("UWLR_XAPI_BATCH_SIZE", "3")]);
+    let mut gateway = spawn_gateway(Options::fast_xapi().envs(&[("UWLR_XAPI_BATCH_SIZE", "3")]));
     add_lrs(&gateway, "crash", &standin.url(), &[]);
     gateway.post_accepted(&accepted_samples());
     gateway.wait_for("a few batches", WAIT, || {
@@ -545,7 +553,7 @@ fn sigkill_mid_delivery_then_restart_loses_and_duplicates_nothing() {
     let (pending, _) = gateway.outbox("crash");
     assert!(pending > 0, "the kill came too late to test anything");
     let posts_at_kill = standin.with(|state| state.posts.len());
-    gateway.spawn();
+    gateway.start();
     gateway.wait_delivered("crash", WAIT);
     assert_eq!(
         gateway.statement_ids(),
@@ -563,7 +571,7 @@ fn sigkill_mid_delivery_then_restart_loses_and_duplicates_nothing() {
     );
     assert!(posts.len() > posts_at_kill);
     let all: Vec<Value> = standin.with(|state| state.stored.values().cloned().collect());
-    helpers::assert_one_live_statement_per_result(
+    assert_one_live_statement_per_result(
         &all,
         &voided(&gateway).keys().cloned().collect(),
         "generated",
@@ -574,7 +582,7 @@ fn sigkill_mid_delivery_then_restart_loses_and_duplicates_nothing() {
 fn sigterm_stops_delivery_cleanly_and_a_restart_finishes_it() {
     let standin = StandIn::start();
     standin.with(|state| state.every_delay = Duration::from_millis(300));
-    let mut gateway = Gateway::start(&[("UWLR_XAPI_BATCH_SIZE", "2")]);
+    let mut gateway = spawn_gateway(Options::fast_xapi().envs(&[("UWLR_XAPI_BATCH_SIZE", "2")]));
     add_lrs(&gateway, "slow", &standin.url(), &[]);
     gateway.post_accepted(&accepted_samples()[..3]);
     gateway.wait_for("a batch", WAIT, || {
@@ -583,7 +591,7 @@ fn sigterm_stops_delivery_cleanly_and_a_restart_finishes_it() {
     let took = gateway.terminate();
     assert!(took < Duration::from_secs(15), "shutdown took {took:?}");
     assert!(gateway.logs().contains("outbox worker stopped"));
-    gateway.spawn();
+    gateway.start();
     gateway.wait_delivered("slow", WAIT);
     assert_eq!(standin.stored_ids(), gateway.statement_ids());
 }
@@ -591,19 +599,19 @@ fn sigterm_stops_delivery_cleanly_and_a_restart_finishes_it() {
 #[test]
 fn content_going_back_to_a_voided_version_is_reissued_under_a_new_id() {
     let standin = StandIn::start();
-    let gateway = Gateway::start(&[]);
+    let gateway = spawn_gateway(Options::fast_xapi());
     add_lrs(&gateway, "history", &standin.url(), &[]);
     let sample = |aanmaakdatum: &str, score: &str| {
-        std::fs::read_to_string(helpers::sample("07-update-afname.xml"))
+        String::from_utf8(read_sample("07-update-afname.xml"))
             .unwrap()
             .replace("2026-10-07T08:00:00", aanmaakdatum)
             .replace("<score>9</score>", &format!("<score>{score}</score>"))
             .into_bytes()
     };
-    assert_eq!(gateway.post("01-drip-een-resultaat.xml"), 200); // score 7
+    assert_eq!(gateway.post_sample("01-drip-een-resultaat.xml").status, 200); // score 7
     let first = key_statement(&gateway, "R-DRIP-0001");
-    assert_eq!(gateway.post_bytes(sample("2026-10-07T08:00:00", "9")), 200);
-    assert_eq!(gateway.post_bytes(sample("2026-10-08T08:00:00", "7")), 200); // back to 7
+    assert_eq!(gateway.post(sample("2026-10-07T08:00:00", "9")).status, 200);
+    assert_eq!(gateway.post(sample("2026-10-08T08:00:00", "7")).status, 200); // back to 7
     gateway.wait_delivered("history", WAIT);
     let statements = gateway.statements();
     let scored: Vec<&Value> = statements
@@ -645,10 +653,10 @@ fn dead_letters_turn_ready_off_and_show_per_lrs_in_the_metrics() {
         state.fail_next = 1;
         state.fail_status = 503;
     });
-    let gateway = Gateway::start(&[
+    let gateway = spawn_gateway(Options::fast_xapi().envs(&[
         ("UWLR_READY_MAX_DEAD_LETTERS", "0"),
         ("UWLR_ADMIN_TOKEN", "beheerder-token-voor-de-brug"),
-    ]);
+    ]));
     assert_eq!(get_operations(&gateway, "/ready").0, 200);
     add_lrs(&gateway, "strict", &standin.url(), &[]);
     gateway.post_accepted(&accepted_samples()[..2]);
@@ -670,8 +678,62 @@ fn dead_letters_turn_ready_off_and_show_per_lrs_in_the_metrics() {
             && metrics.contains("uwlr_lrs_delivery_lag_seconds{lrs=\"strict\"} 0")
     });
     standin.with(|state| state.refuse_keys.clear());
-    gateway.cli(&["outbox", "retry", "--lrs", "strict"]);
+    gateway.cli_stdout(&["outbox", "retry", "--lrs", "strict"]);
     gateway.wait_for("ready again", WAIT, || {
         get_operations(&gateway, "/ready").0 == 200
     });
+}
+
+/// Runs shared/tools/xapi-validate --strict over statements; panics with its report when any is invalid.
+pub fn validate_strict(statements: &[serde_json::Value]) {
+    let tool = repo_root().join("../shared/tools/xapi-validate");
+    assert!(
+        tool.exists(),
+        "{} is missing (shared/ must sit beside the repository)",
+        tool.display()
+    );
+    let input = statements
+        .iter()
+        .map(|s| s.to_string())
+        .collect::<Vec<_>>()
+        .join("\n");
+    let mut child = std::process::Command::new(&tool)
+        .args(["--strict", "-"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::io::Write::write_all(child.stdin.as_mut().unwrap(), input.as_bytes()).unwrap();
+    let output = child.wait_with_output().unwrap();
+    assert!(
+        output.status.success(),
+        "xapi-validate --strict failed:\n{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
+/// Never two live (not voided, not voiding) statements for one resultaatkey among `statements`.
+pub fn assert_one_live_statement_per_result(
+    statements: &[serde_json::Value],
+    voided_ids: &BTreeSet<String>,
+    context: &str,
+) {
+    let key = format!("{}/extension/resultaatkey", BASE_IRI);
+    let mut live: BTreeMap<String, String> = BTreeMap::new();
+    for statement in statements {
+        let id = statement["id"].as_str().unwrap().to_string();
+        if statement["verb"]["id"] == "http://adlnet.gov/expapi/verbs/voided"
+            || voided_ids.contains(&id)
+        {
+            continue;
+        }
+        let resultaatkey = statement["context"]["extensions"][&key]
+            .as_str()
+            .unwrap()
+            .to_string();
+        if let Some(other) = live.insert(resultaatkey.clone(), id.clone()) {
+            panic!("{context}: result {resultaatkey} has two live statements: {other} and {id}");
+        }
+    }
 }

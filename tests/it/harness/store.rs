@@ -1,0 +1,169 @@
+//! Reading a gateway's SQLite files as the gateway opens them (`gateway.sqlite` with `xapi.sqlite` attached): counts, whole tables, the publisher's progress, statements and delivery state.
+
+use super::gateway::Gateway;
+use rusqlite::{Connection, OpenFlags};
+use std::collections::BTreeSet;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+/// How long the publisher (which turns committed changes into statements) may take to catch up.
+pub const PUBLISH_DEADLINE: Duration = Duration::from_secs(60);
+
+impl Gateway {
+    /// The gateway's SQLite file with the bridge's attached, opened read-only.
+    pub fn db(&self) -> Connection {
+        open(
+            &self.data_dir,
+            OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )
+    }
+
+    /// The same, writable, for tests that damage or age stored rows on purpose.
+    pub fn db_writable(&self) -> Connection {
+        open(&self.data_dir, OpenFlags::default())
+    }
+
+    /// The publisher's cursor and the change counter: it has published everything when they meet.
+    pub fn publisher_position(&self) -> (i64, i64) {
+        publisher_position(&self.db())
+    }
+
+    /// Waits until the publisher has turned every change into statements, so the statement
+    /// tables can be read.
+    pub fn wait_published(&self) {
+        wait_published(&self.db());
+    }
+
+    /// Every generated statement id.
+    pub fn statement_ids(&self) -> BTreeSet<String> {
+        self.wait_published();
+        rows(&self.db(), "SELECT id FROM xapi_statements")
+            .into_iter()
+            .collect()
+    }
+
+    /// Every generated statement as JSON, in seq order.
+    pub fn statements(&self) -> Vec<serde_json::Value> {
+        self.wait_published();
+        rows(
+            &self.db(),
+            "SELECT statement FROM xapi_statements ORDER BY seq",
+        )
+        .iter()
+        .map(|text| serde_json::from_str(text).expect("statement JSON"))
+        .collect()
+    }
+
+    /// Delivery state of one LRS: (pending, dead letters not requeued).
+    pub fn outbox(&self, lrs: &str) -> (i64, i64) {
+        let rows = uwlr_gateway::store::outbox::outbox_status(&self.db()).expect("outbox status");
+        let row = rows.iter().find(|row| row.lrs == lrs).expect("subscribed");
+        (row.pending, row.dead_letters - row.requeued)
+    }
+
+    /// Waits until nothing is pending for `lrs` (dead letters aside); pending counts
+    /// published statements, so the publisher must have caught up first.
+    pub fn wait_delivered(&self, lrs: &str, limit: Duration) {
+        self.wait_published();
+        self.wait_for(&format!("delivery to {lrs}"), limit, || {
+            self.outbox(lrs).0 == 0
+        });
+    }
+}
+
+fn open(data_dir: &Path, flags: OpenFlags) -> Connection {
+    let connection = Connection::open_with_flags(data_dir.join("gateway.sqlite"), flags)
+        .expect("open gateway.sqlite");
+    connection
+        .busy_timeout(Duration::from_secs(30))
+        .expect("busy timeout");
+    attach_xapi(&connection, data_dir);
+    connection
+}
+
+/// Waits until the running gateway's xAPI publisher (which works after each commit, from
+/// its cursor) has turned every accepted change into statements.
+pub fn wait_published(connection: &Connection) {
+    let deadline = Instant::now() + PUBLISH_DEADLINE;
+    loop {
+        let (cursor, end) = publisher_position(connection);
+        if cursor >= end {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the publisher is stuck at {cursor} of {end}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+fn publisher_position(connection: &Connection) -> (i64, i64) {
+    connection
+        .query_row(
+            "SELECT (SELECT cursor_seq FROM xapi_publisher), (SELECT seq FROM change_counter)",
+            [],
+            |row| Ok((row.get(0)?, row.get(1)?)),
+        )
+        .expect("publisher position")
+}
+
+/// One number from SQL.
+pub fn count(connection: &Connection, sql: &str) -> i64 {
+    connection
+        .query_row(sql, [], |row| row.get(0))
+        .unwrap_or_else(|error| panic!("{sql}: {error}"))
+}
+
+/// Every row of a query as text columns joined by `|` (for comparing whole tables).
+pub fn rows(connection: &Connection, sql: &str) -> Vec<String> {
+    let mut statement = connection
+        .prepare(sql)
+        .unwrap_or_else(|error| panic!("{sql}: {error}"));
+    let columns = statement.column_count();
+    let rows = statement
+        .query_map([], |row| {
+            let mut fields = Vec::with_capacity(columns);
+            for index in 0..columns {
+                let value: rusqlite::types::Value = row.get(index)?;
+                fields.push(match value {
+                    rusqlite::types::Value::Null => "NULL".to_string(),
+                    rusqlite::types::Value::Integer(number) => number.to_string(),
+                    rusqlite::types::Value::Real(number) => number.to_string(),
+                    rusqlite::types::Value::Text(text) => text,
+                    rusqlite::types::Value::Blob(bytes) => format!("x'{}'", hex::encode(bytes)),
+                });
+            }
+            Ok(fields.join("|"))
+        })
+        .unwrap_or_else(|error| panic!("{sql}: {error}"));
+    rows.collect::<Result<_, _>>()
+        .unwrap_or_else(|error| panic!("{sql}: {error}"))
+}
+
+/// The rule codes recorded in a receipt's `violations` JSON.
+pub fn receipt_rules(connection: &Connection, receipt_id: &str) -> BTreeSet<String> {
+    let json: String = connection
+        .query_row(
+            "SELECT violations FROM receipts WHERE id = ?1",
+            [receipt_id],
+            |row| row.get(0),
+        )
+        .unwrap_or_else(|error| panic!("receipt {receipt_id}: {error}"));
+    let violations: Vec<serde_json::Value> = serde_json::from_str(&json).expect("violations JSON");
+    violations
+        .iter()
+        .map(|violation| violation["rule"].as_str().expect("rule").to_string())
+        .collect()
+}
+
+/// Attaches the bridge's file (`xapi.sqlite`) beside a data dir's `gateway.sqlite`, as the
+/// gateway's own connections do, so queries over statements and core tables read as one.
+pub fn attach_xapi(connection: &Connection, data_dir: &Path) {
+    connection
+        .execute(
+            "ATTACH DATABASE ?1 AS xapi",
+            [data_dir.join("xapi.sqlite").to_string_lossy()],
+        )
+        .expect("attach xapi.sqlite");
+}
