@@ -20,6 +20,7 @@ mod validate;
 use args::{Cli, Command};
 use output::error_chain;
 
+use crate::app::{load_keyring, open_store};
 use crate::config::Config;
 use crate::store::Store;
 use anyhow::{bail, Context, Result};
@@ -74,14 +75,6 @@ fn connect_read_only(config: &Config) -> Result<rusqlite::Connection> {
         .with_context(|| format!("cannot open the database in {}", config.data_dir.display()))
 }
 
-/// The keys that seal stored secrets; `create` makes the data dir's default key file when missing.
-fn load_keyring(config: &Config, create: bool) -> Result<crate::secret::Keyring> {
-    Ok(crate::secret::Keyring::load(
-        &config.secrets_key_source(),
-        create,
-    )?)
-}
-
 /// One secret line from a file or standard input ("-"), without its line ending; refuses an
 /// empty value and white space around it (a key with a stray space would never match).
 fn read_secret_line(path: &Path, what: &str) -> Result<String> {
@@ -105,16 +98,6 @@ fn read_secret_line(path: &Path, what: &str) -> Result<String> {
         bail!("the {what} starts or ends with white space");
     }
     Ok(line.to_string())
-}
-
-/// Opens the data dir of `config`, creating it when missing: `serve` and `init` only.
-fn open_store(config: &Config) -> Result<Store> {
-    Store::open(
-        &config.data_dir,
-        config.durability,
-        config.wal_restart_mib << 20,
-    )
-    .with_context(|| format!("cannot open the database in {}", config.data_dir.display()))
 }
 
 /// Opens the data dir of `config`, which must exist.
