@@ -96,7 +96,7 @@ impl Application {
 
     /// Seeds the demo client, school and learners that samples/ uses (`serve --demo`).
     pub fn seed_demo(&self) -> Result<()> {
-        crate::demo::seed(&self.store.connect()?).context("cannot seed the demo data")
+        crate::demo::seed(&self.store).context("cannot seed the demo data")
     }
 
     /// The bound addresses.

@@ -20,8 +20,8 @@ pub(super) fn run(config: &Config, args: AuditArgs) -> Result<ExitCode> {
         reads_only: args.reads,
         limit: args.limit,
     };
-    let connection = connect_read_only(config)?;
-    for line in crate::store::readers::list_audit(&connection, &filter)? {
+    let session = connect_read_only(config)?;
+    for line in crate::store::readers::list_audit(&session, &filter)? {
         if args.json {
             println!("{}", serde_json::to_string(&line)?);
         } else if line.action == "read" {

@@ -9,7 +9,7 @@ use anyhow::Result;
 use std::process::ExitCode;
 
 pub(super) fn run(config: &Config, command: ClientsCommand) -> Result<ExitCode> {
-    let connection = match command {
+    let session = match command {
         ClientsCommand::List { .. } => connect_read_only(config)?,
         _ => connect(config)?,
     };
@@ -26,7 +26,7 @@ pub(super) fn run(config: &Config, command: ClientsCommand) -> Result<ExitCode> 
             };
             let generated = key.is_none();
             let key = key.unwrap_or_else(admin::generate_key);
-            admin::add_client(&connection, &klantcode, &klantnaam, &key)?;
+            admin::add_client(&session, &klantcode, &klantnaam, &key)?;
             println!("client {klantcode} ({klantnaam}) added");
             if generated {
                 println!("autorisatiesleutel (shown once, give it to the schools' EA):");
@@ -34,7 +34,7 @@ pub(super) fn run(config: &Config, command: ClientsCommand) -> Result<ExitCode> 
             }
         }
         ClientsCommand::List { json } => {
-            for client in admin::list_clients(&connection)? {
+            for client in admin::list_clients(&session)? {
                 if json {
                     println!("{}", serde_json::to_string(&client)?);
                     continue;
@@ -52,12 +52,12 @@ pub(super) fn run(config: &Config, command: ClientsCommand) -> Result<ExitCode> 
             }
         }
         ClientsCommand::Revoke { klantcode } => {
-            admin::revoke_client(&connection, &klantcode)?;
+            admin::revoke_client(&session, &klantcode)?;
             println!("client {klantcode} revoked");
         }
         ClientsCommand::ResetOrdering { klantcode, school } => {
             let school = SchoolCode::parse(&school).map_err(anyhow::Error::msg)?;
-            let forgotten = admin::reset_ordering(&connection, &klantcode, &school)?;
+            let forgotten = admin::reset_ordering(&session, &klantcode, &school)?;
             println!(
                 "{klantcode} for {school}: ordering reset (last aanmaakdatum was {forgotten}); its next message may carry any aanmaakdatum"
             );

@@ -4,6 +4,7 @@ use super::output::Progress;
 use super::{load_keyring, open_existing_store, open_store};
 use crate::config::Config;
 use crate::store::admin;
+use crate::store::session::Session;
 use anyhow::{Context, Result};
 use std::path::Path;
 use std::process::ExitCode;
@@ -26,10 +27,10 @@ pub(super) fn init(config: &Config) -> Result<ExitCode> {
 
 pub(super) fn backup(config: &Config, file: &Path) -> Result<ExitCode> {
     let store = open_existing_store(config)?;
-    let connection = store.connect()?;
+    let session = Session::open(&store)?;
     let started = std::time::Instant::now();
     let progress = Progress::new("backing up", 0);
-    let copied = crate::store::backup(&connection, file);
+    let copied = crate::store::backup(&session, file);
     progress.finish();
     copied.with_context(|| {
         format!(
@@ -38,7 +39,7 @@ pub(super) fn backup(config: &Config, file: &Path) -> Result<ExitCode> {
             file.display()
         )
     })?;
-    admin::audit(&connection, "cli", "backup", &file.display().to_string())?;
+    admin::audit(&session, "cli", "backup", &file.display().to_string())?;
     let size: u64 = ["gateway.sqlite", "xapi.sqlite"]
         .iter()
         .filter_map(|name| std::fs::metadata(file.join(name)).ok())

@@ -3,6 +3,7 @@
 use super::{connect, open_store};
 use crate::config::Config;
 use crate::domain::SchoolCode;
+use crate::store::session::Session;
 use anyhow::Result;
 use std::process::ExitCode;
 
@@ -18,8 +19,9 @@ pub(super) fn purge(config: &Config, now: bool, json: bool) -> Result<ExitCode> 
         store.close();
         report
     } else {
+        let session = Session::open(&store)?;
         let (schools, counts) = crate::store::retention::plan(
-            &store.connect()?,
+            &session,
             clock.now(),
             clock.today(),
             &settings,
@@ -56,8 +58,8 @@ pub(super) fn purge(config: &Config, now: bool, json: bool) -> Result<ExitCode> 
 
 pub(super) fn disclosures(config: &Config, school: &str, json: bool) -> Result<ExitCode> {
     let school = SchoolCode::parse(school).map_err(anyhow::Error::msg)?;
-    let connection = connect(config)?;
-    let register = crate::store::disclosures::register(&connection, &school, None, None)?;
+    let session = connect(config)?;
+    let register = crate::store::disclosures::register(&session, &school, None, None)?;
     if json {
         println!("{}", serde_json::to_string(&register)?);
         return Ok(ExitCode::SUCCESS);

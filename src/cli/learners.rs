@@ -6,6 +6,7 @@ use super::{connect, load_keyring};
 use crate::config::Config;
 use crate::domain::SchoolCode;
 use crate::store::admin;
+use crate::store::session::Session;
 use anyhow::{Context, Result};
 use std::path::Path;
 use std::process::ExitCode;
@@ -19,33 +20,28 @@ pub(super) fn run(config: &Config, command: LeerlingenCommand) -> Result<ExitCod
 }
 
 fn import(config: &Config, file: &Path) -> Result<ExitCode> {
-    let mut connection = connect(config)?;
+    let mut session = connect(config)?;
     let bytes = std::fs::read(file).with_context(|| format!("cannot read {}", file.display()))?;
     let rows = crate::roster::parse(&bytes).with_context(|| format!("{}", file.display()))?;
-    // IMMEDIATE: take the write lock first, so change seqs cannot interleave with a running gateway's.
-    let transaction =
-        connection.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
     let mut progress = Progress::new("importing leerlingen", rows.len() as u64);
-    let imported =
-        admin::import_leerlingen_with_progress(&transaction, &rows, "cli", &mut |done| {
-            progress.set(done as u64)
-        })?;
-    progress.set(imported as u64);
+    let (imported, released) = session.write(|transaction| -> Result<_> {
+        let imported =
+            admin::import_leerlingen_with_progress(transaction, &rows, "cli", &mut |done| {
+                progress.set(done as u64)
+            })?;
+        progress.set(imported as u64);
+        Ok((imported, crate::bridge::release_quarantine(transaction)?))
+    })?;
     progress.finish();
-    let released = crate::bridge::release_quarantine(&transaction)?;
-    transaction.commit()?;
     println!("imported {imported} leerlingen; released {released} afnames from quarantine");
     Ok(ExitCode::SUCCESS)
 }
 
 /// The learner `args` names, or an error saying the school does not know them.
-fn find_learner(
-    connection: &rusqlite::Connection,
-    args: &LearnerArgs,
-) -> Result<crate::store::erasure::Learner> {
+fn find_learner(session: &Session, args: &LearnerArgs) -> Result<crate::store::erasure::Learner> {
     let school = SchoolCode::parse(&args.school).map_err(anyhow::Error::msg)?;
     crate::store::erasure::find_learner(
-        connection,
+        session,
         &school,
         args.leerlingid.as_deref(),
         args.eckid.as_deref(),
@@ -61,9 +57,15 @@ fn find_learner(
 fn erase(config: &Config, args: &LearnerArgs) -> Result<ExitCode> {
     let keyring = load_keyring(config, true)?;
     let mapping = config.xapi_mapping()?;
-    let mut connection = connect(config)?;
-    let learner = find_learner(&connection, args)?;
-    let report = crate::governance::erase(&mut connection, &keyring, &mapping, &learner, "cli")?;
+    let mut session = connect(config)?;
+    let learner = find_learner(&session, args)?;
+    let report = crate::governance::erase(
+        session.connection_mut(),
+        &keyring,
+        &mapping,
+        &learner,
+        "cli",
+    )?;
     let counts = &report.counts;
     println!(
         "erased leerling {} of {}: {} toetsafnames ({} quarantined), {} earlier states, {} roster rows; \
@@ -95,10 +97,10 @@ fn erase(config: &Config, args: &LearnerArgs) -> Result<ExitCode> {
 }
 
 fn export(config: &Config, args: &LearnerArgs, out: &Path) -> Result<ExitCode> {
-    let connection = connect(config)?;
-    let learner = find_learner(&connection, args)?;
+    let session = connect(config)?;
+    let learner = find_learner(&session, args)?;
     let document =
-        crate::store::access_request::export(&connection, &learner, &crate::store::now_text())?;
+        crate::store::access_request::export(&session, &learner, &crate::store::now_text())?;
     let text = serde_json::to_string_pretty(&document)?;
     use std::io::Write as _;
     let mut file = std::fs::OpenOptions::new()
@@ -109,7 +111,7 @@ fn export(config: &Config, args: &LearnerArgs, out: &Path) -> Result<ExitCode> {
     file.write_all(text.as_bytes())?;
     file.sync_all()?;
     admin::audit(
-        &connection,
+        &session,
         "cli",
         "leerlingen.export",
         &format!(

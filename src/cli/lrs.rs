@@ -30,7 +30,7 @@ fn read_ca_file(path: &Path) -> Result<String> {
 
 pub(super) fn run(config: &Config, command: LrsCommand) -> Result<ExitCode> {
     use crate::store::outbox as rows;
-    let connection = match command {
+    let session = match command {
         LrsCommand::List { .. } => connect_read_only(config)?,
         _ => connect(config)?,
     };
@@ -90,7 +90,7 @@ pub(super) fn run(config: &Config, command: LrsCommand) -> Result<ExitCode> {
             let mut key = [0u8; 32];
             rand::RngCore::fill_bytes(&mut rand::thread_rng(), &mut key);
             let keyring = load_keyring(config, true)?;
-            rows::add_subscription(&connection, &new, &key, &keyring)?;
+            rows::add_subscription(&session, &new, &key, &keyring)?;
             let trust = match &new.ca_pem {
                 Some(pem) => format!(
                     ", trusting {} CA certificate(s) from {} besides the system's",
@@ -105,7 +105,7 @@ pub(super) fn run(config: &Config, command: LrsCommand) -> Result<ExitCode> {
             );
         }
         LrsCommand::List { json } => {
-            for row in rows::list_subscriptions(&connection)? {
+            for row in rows::list_subscriptions(&session)? {
                 if json {
                     // Built here, not derived: the row holds the sealed password.
                     let line = serde_json::json!({
@@ -152,7 +152,7 @@ pub(super) fn run(config: &Config, command: LrsCommand) -> Result<ExitCode> {
             }
         }
         LrsCommand::Remove { name } => {
-            if !rows::remove_subscription(&connection, &name)? {
+            if !rows::remove_subscription(&session, &name)? {
                 bail!("no LRS named {name}");
             }
             println!("LRS {name} removed");

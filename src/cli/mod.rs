@@ -22,6 +22,7 @@ use output::error_chain;
 
 use crate::app::{load_keyring, open_store};
 use crate::config::Config;
+use crate::store::session::Session;
 use crate::store::Store;
 use anyhow::{bail, Context, Result};
 use clap::Parser;
@@ -63,15 +64,15 @@ fn load_config(cli: &Cli) -> Result<Config> {
     Ok(config)
 }
 
-/// A connection to the existing database of `config`, for subcommands that change it.
-fn connect(config: &Config) -> Result<rusqlite::Connection> {
-    Ok(open_existing_store(config)?.connect()?)
+/// A session on the existing database of `config`, for subcommands that change it.
+fn connect(config: &Config) -> Result<Session> {
+    Ok(Session::open(&open_existing_store(config)?)?)
 }
 
-/// A read-only connection to the existing database of `config`, for subcommands that only
+/// A read-only session on the existing database of `config`, for subcommands that only
 /// look: they work on a data dir they may not write and never migrate it.
-fn connect_read_only(config: &Config) -> Result<rusqlite::Connection> {
-    crate::store::open_read_only(&config.data_dir)
+fn connect_read_only(config: &Config) -> Result<Session> {
+    Session::open_read_only(&config.data_dir)
         .with_context(|| format!("cannot open the database in {}", config.data_dir.display()))
 }
 

@@ -8,30 +8,28 @@ use std::process::ExitCode;
 
 pub(super) fn run(config: &Config, command: OutboxCommand) -> Result<ExitCode> {
     use crate::store::outbox as rows;
-    let connection = match command {
+    let session = match command {
         OutboxCommand::Retry { .. } => connect(config)?,
         _ => connect_read_only(config)?,
     };
     match command {
         OutboxCommand::Status { json } => {
-            let statements: i64 =
-                connection
-                    .query_row("SELECT count(*) FROM xapi_statements", [], |row| row.get(0))?;
+            let statements: i64 = crate::store::statements::count_statements(&session)?;
             if json {
-                let (cursor, end) = crate::bridge::publish::publisher_position(&connection)?;
+                let (cursor, end) = crate::bridge::publish::publisher_position(&session)?;
                 let status = serde_json::json!({
                     "statements": statements,
                     "publisher": {"cursor": cursor, "end": end, "pending": end - cursor},
-                    "lrs": rows::outbox_status(&connection)?,
+                    "lrs": rows::outbox_status(&session)?,
                 });
                 println!("{status}");
                 return Ok(ExitCode::SUCCESS);
             }
             println!("{statements} statements generated");
-            let (cursor, end) = crate::bridge::publish::publisher_position(&connection)?;
+            let (cursor, end) = crate::bridge::publish::publisher_position(&session)?;
             println!("{} accepted changes not yet turned into statements (publisher at {cursor} of {end})", end - cursor);
             let now = chrono::Utc::now();
-            for row in rows::outbox_status(&connection)? {
+            for row in rows::outbox_status(&session)? {
                 let lag = row
                     .oldest_pending_stored_at
                     .as_deref()
@@ -59,11 +57,11 @@ pub(super) fn run(config: &Config, command: OutboxCommand) -> Result<ExitCode> {
             }
         }
         OutboxCommand::Retry { lrs } => {
-            let requeued = rows::requeue_dead_letters(&connection, lrs.as_deref())?;
+            let requeued = rows::requeue_dead_letters(&session, lrs.as_deref())?;
             println!("{requeued} dead letters requeued");
         }
         OutboxCommand::DeadLetters { lrs, json } => {
-            for row in rows::list_dead_letters(&connection, lrs.as_deref())? {
+            for row in rows::list_dead_letters(&session, lrs.as_deref())? {
                 if json {
                     println!("{}", serde_json::to_string(&row)?);
                 } else {

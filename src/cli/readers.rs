@@ -9,7 +9,7 @@ use std::process::ExitCode;
 
 pub(super) fn run(config: &Config, command: ReadersCommand) -> Result<ExitCode> {
     use crate::store::readers::{self, Grant};
-    let mut connection = match command {
+    let mut session = match command {
         ReadersCommand::List { .. } => connect_read_only(config)?,
         _ => connect(config)?,
     };
@@ -48,9 +48,8 @@ pub(super) fn run(config: &Config, command: ReadersCommand) -> Result<ExitCode> 
         } => {
             let grants = grants(&schools, mandate)?;
             let scopes: Vec<readers::Scope> = scopes.into_iter().map(Into::into).collect();
-            let transaction = connection.transaction()?;
-            let token = readers::add_reader(&transaction, &name, &scopes, &grants)?;
-            transaction.commit()?;
+            let token = session
+                .write(|transaction| readers::add_reader(transaction, &name, &scopes, &grants))?;
             let scope_names: Vec<&str> = scopes.iter().map(|scope| scope.as_str()).collect();
             println!("reader {name} added with scope {}", scope_names.join(", "));
             for grant in &grants {
@@ -65,25 +64,26 @@ pub(super) fn run(config: &Config, command: ReadersCommand) -> Result<ExitCode> 
             mandate,
         } => {
             let grants = grants(&schools, mandate)?;
-            let transaction = connection.transaction()?;
-            for grant in &grants {
-                readers::grant_school(&transaction, &name, grant)?;
-            }
-            transaction.commit()?;
+            session.write(|transaction| {
+                grants
+                    .iter()
+                    .try_for_each(|grant| readers::grant_school(transaction, &name, grant))
+            })?;
             for grant in &grants {
                 println!("reader {name} may read {}", describe(grant));
             }
         }
         ReadersCommand::Withdraw { name, schools } => {
-            let transaction = connection.transaction()?;
-            for text in &schools {
-                readers::withdraw_school(&transaction, &name, &parse_school(text)?)?;
-            }
-            transaction.commit()?;
+            session.write(|transaction| -> Result<()> {
+                for text in &schools {
+                    readers::withdraw_school(transaction, &name, &parse_school(text)?)?;
+                }
+                Ok(())
+            })?;
             println!("reader {name} may no longer read {}", schools.join(", "));
         }
         ReadersCommand::List { json } => {
-            for reader in readers::list_readers(&connection, crate::query::today())? {
+            for reader in readers::list_readers(&session, crate::query::today())? {
                 if json {
                     println!("{}", serde_json::to_string(&reader)?);
                     continue;
@@ -116,7 +116,7 @@ pub(super) fn run(config: &Config, command: ReadersCommand) -> Result<ExitCode> 
             }
         }
         ReadersCommand::Revoke { name } => {
-            readers::revoke_reader(&connection, &name)?;
+            readers::revoke_reader(&session, &name)?;
             println!("reader {name} revoked");
         }
     }

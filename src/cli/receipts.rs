@@ -7,10 +7,10 @@ use anyhow::{bail, Result};
 use std::process::ExitCode;
 
 pub(super) fn run(config: &Config, command: ReceiptsCommand) -> Result<ExitCode> {
-    let connection = connect_read_only(config)?;
+    let session = connect_read_only(config)?;
     match command {
         ReceiptsCommand::List { limit, json } => {
-            for receipt in crate::store::intake::list_receipts(&connection, limit)? {
+            for receipt in crate::store::intake::list_receipts(&session, limit)? {
                 if json {
                     println!("{}", serde_json::to_string(&receipt)?);
                     continue;
@@ -29,7 +29,7 @@ pub(super) fn run(config: &Config, command: ReceiptsCommand) -> Result<ExitCode>
             }
         }
         ReceiptsCommand::Show { id } => {
-            let Some((_, receipt)) = crate::store::intake::load_receipt(&connection, &id)? else {
+            let Some((_, receipt)) = crate::store::intake::load_receipt(&session, &id)? else {
                 bail!("no receipt {id}");
             };
             println!("{}", serde_json::to_string_pretty(&receipt)?);

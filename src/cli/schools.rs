@@ -9,7 +9,7 @@ use anyhow::Result;
 use std::process::ExitCode;
 
 pub(super) fn run(config: &Config, command: SchoolsCommand) -> Result<ExitCode> {
-    let connection = match command {
+    let session = match command {
         SchoolsCommand::List { .. } => connect_read_only(config)?,
         _ => connect(config)?,
     };
@@ -26,7 +26,7 @@ pub(super) fn run(config: &Config, command: SchoolsCommand) -> Result<ExitCode> 
             let valid_from =
                 valid_from.unwrap_or_else(|| crate::clock::Clock::System.today().to_string());
             admin::activate(
-                &connection,
+                &session,
                 &klantcode,
                 &school,
                 &mandate,
@@ -40,11 +40,11 @@ pub(super) fn run(config: &Config, command: SchoolsCommand) -> Result<ExitCode> 
             klantcode,
         } => {
             let school = school(&code)?;
-            admin::deactivate(&connection, &klantcode, &school)?;
+            admin::deactivate(&session, &klantcode, &school)?;
             println!("{klantcode} may no longer send for {school}");
         }
         SchoolsCommand::List { json } => {
-            for row in admin::list_activations(&connection)? {
+            for row in admin::list_activations(&session)? {
                 if json {
                     println!("{}", serde_json::to_string(&row)?);
                     continue;

@@ -17,26 +17,26 @@ pub(super) fn run(config: &Config, command: SecretsCommand) -> Result<ExitCode> 
 }
 
 fn rotate(config: &Config) -> Result<()> {
-    let mut connection = connect(config)?;
+    let mut session = connect(config)?;
     let keyring = load_keyring(config, false)?;
-    let transaction =
-        connection.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
-    let outcome = crate::store::outbox::reseal_secrets(&transaction, &keyring)?;
-    if let Some(error) = outcome.unopened.first() {
-        // Nothing is committed: the operator fixes the key file and runs it again.
-        bail!(
-            "{error}; nothing was resealed ({} values do not open)",
-            outcome.unopened.len()
-        );
-    }
-    let resealed = outcome.resealed;
-    admin::audit(
-        &transaction,
-        "cli",
-        "secrets.rotate",
-        &format!("{resealed} values resealed"),
-    )?;
-    transaction.commit()?;
+    let resealed = session.write(|transaction| -> Result<_> {
+        let outcome = crate::store::outbox::reseal_secrets(transaction, &keyring)?;
+        if let Some(error) = outcome.unopened.first() {
+            // Nothing is committed: the operator fixes the key file and runs it again.
+            bail!(
+                "{error}; nothing was resealed ({} values do not open)",
+                outcome.unopened.len()
+            );
+        }
+        let resealed = outcome.resealed;
+        admin::audit(
+            transaction,
+            "cli",
+            "secrets.rotate",
+            &format!("{resealed} values resealed"),
+        )?;
+        Ok(resealed)
+    })?;
     println!(
         "resealed {resealed} stored secrets under the first key of {}",
         keyring.origin()
@@ -45,21 +45,20 @@ fn rotate(config: &Config) -> Result<()> {
 }
 
 fn reset_id_key(config: &Config) -> Result<()> {
-    let mut connection = connect(config)?;
-    let transaction =
-        connection.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
-    let forgotten = crate::store::outbox::forget_id_key(&transaction)?;
-    admin::audit(
-        &transaction,
-        "cli",
-        "secrets.reset-id-key",
-        if forgotten {
-            "forgotten"
-        } else {
-            "none stored"
-        },
-    )?;
-    transaction.commit()?;
+    let forgotten = connect(config)?.write(|transaction| -> Result<_> {
+        let forgotten = crate::store::outbox::forget_id_key(transaction)?;
+        admin::audit(
+            transaction,
+            "cli",
+            "secrets.reset-id-key",
+            if forgotten {
+                "forgotten"
+            } else {
+                "none stored"
+            },
+        )?;
+        Ok(forgotten)
+    })?;
     println!(
         "{}",
         if forgotten {
