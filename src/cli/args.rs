@@ -228,47 +228,7 @@ pub enum SecretsCommand {
 #[derive(Subcommand, Debug)]
 pub enum LrsCommand {
     /// Subscribe an LRS; a running gateway starts delivering to it within a poll interval.
-    Add {
-        /// A name for the LRS, unique among LRSs.
-        name: String,
-        /// The LRS statements resource, e.g. https://lrs.example/xAPI/statements.
-        #[arg(long)]
-        url: String,
-        /// HTTP Basic user.
-        #[arg(long)]
-        username: Option<String>,
-        /// HTTP Basic password (or UWLR_LRS_PASSWORD, which keeps it out of the shell history
-        /// and the process list; or --password-file).
-        #[arg(
-            long,
-            env = "UWLR_LRS_PASSWORD",
-            hide_env_values = true,
-            conflicts_with = "password_file"
-        )]
-        password: Option<String>,
-        /// Read the HTTP Basic password from this file ("-" for standard input).
-        #[arg(long, value_name = "FILE")]
-        password_file: Option<PathBuf>,
-        /// Only results of this school (repeatable; none means every school).
-        #[arg(long = "school")]
-        schools: Vec<String>,
-        /// Only results of this toetscode (repeatable; none means every toets).
-        #[arg(long = "toetscode")]
-        toetscodes: Vec<String>,
-        /// Deliver only statements generated from now on (default: the whole history, oldest first).
-        #[arg(long)]
-        from_now: bool,
-        /// The learner identity this LRS may see.
-        #[arg(long, value_enum, default_value_t = crate::bridge::subscriptions::Identity::Eckid)]
-        identity: crate::bridge::subscriptions::Identity,
-        /// Accept a plain http:// URL to another host (statements and credentials then cross the network unencrypted).
-        #[arg(long)]
-        allow_plain_http: bool,
-        /// PEM file with the CA certificate(s) of a private CA the LRS's server certificate chains
-        /// to, trusted for this LRS besides the system's roots; the certificates are stored with it.
-        #[arg(long, value_name = "PEM")]
-        ca_file: Option<PathBuf>,
-    },
+    Add(LrsAddArgs),
     /// List the subscribed LRSs with their filters (never a password).
     List {
         /// One JSON object per line instead of text.
@@ -280,6 +240,50 @@ pub enum LrsCommand {
         /// The LRS to unsubscribe.
         name: String,
     },
+}
+
+/// Where an LRS is, how the gateway authenticates and trusts it, and what it may receive.
+#[derive(clap::Args, Debug)]
+pub struct LrsAddArgs {
+    /// A name for the LRS, unique among LRSs.
+    pub name: String,
+    /// The LRS statements resource, e.g. https://lrs.example/xAPI/statements.
+    #[arg(long)]
+    pub url: String,
+    /// HTTP Basic user.
+    #[arg(long)]
+    pub username: Option<String>,
+    /// HTTP Basic password (or UWLR_LRS_PASSWORD, which keeps it out of the shell history
+    /// and the process list; or --password-file).
+    #[arg(
+        long,
+        env = "UWLR_LRS_PASSWORD",
+        hide_env_values = true,
+        conflicts_with = "password_file"
+    )]
+    pub password: Option<String>,
+    /// Read the HTTP Basic password from this file ("-" for standard input).
+    #[arg(long, value_name = "FILE")]
+    pub password_file: Option<PathBuf>,
+    /// Only results of this school (repeatable; none means every school).
+    #[arg(long = "school")]
+    pub schools: Vec<String>,
+    /// Only results of this toetscode (repeatable; none means every toets).
+    #[arg(long = "toetscode")]
+    pub toetscodes: Vec<String>,
+    /// Deliver only statements generated from now on (default: the whole history, oldest first).
+    #[arg(long)]
+    pub from_now: bool,
+    /// The learner identity this LRS may see.
+    #[arg(long, value_enum, default_value_t = crate::bridge::subscriptions::Identity::Eckid)]
+    pub identity: crate::bridge::subscriptions::Identity,
+    /// Accept a plain http:// URL to another host (statements and credentials then cross the network unencrypted).
+    #[arg(long)]
+    pub allow_plain_http: bool,
+    /// PEM file with the CA certificate(s) of a private CA the LRS's server certificate chains
+    /// to, trusted for this LRS besides the system's roots; the certificates are stored with it.
+    #[arg(long, value_name = "PEM")]
+    pub ca_file: Option<PathBuf>,
 }
 
 #[derive(Subcommand, Debug)]

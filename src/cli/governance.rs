@@ -20,12 +20,8 @@ pub(super) fn purge(config: &Config, now: bool, json: bool) -> Result<ExitCode> 
         report
     } else {
         let session = Session::open(&store)?;
-        let (schools, counts) = crate::store::retention::plan(
-            &session,
-            clock.now(),
-            clock.today(),
-            &settings,
-        )?;
+        let (schools, counts) =
+            crate::store::retention::plan(&session, clock.now(), clock.today(), &settings)?;
         crate::governance::PurgeReport { schools, counts }
     };
     if json {

@@ -4,6 +4,7 @@ use super::args::{MandateArgs, ReadersCommand};
 use super::{connect, connect_read_only};
 use crate::config::Config;
 use crate::domain::SchoolCode;
+use crate::store::session::Session;
 use anyhow::Result;
 use std::process::ExitCode;
 
@@ -82,43 +83,47 @@ pub(super) fn run(config: &Config, command: ReadersCommand) -> Result<ExitCode> 
             })?;
             println!("reader {name} may no longer read {}", schools.join(", "));
         }
-        ReadersCommand::List { json } => {
-            for reader in readers::list_readers(&session, crate::query::today())? {
-                if json {
-                    println!("{}", serde_json::to_string(&reader)?);
-                    continue;
-                }
-                let scopes: Vec<&str> = reader.scopes.iter().map(|scope| scope.as_str()).collect();
-                println!(
-                    "{:<20} scope {:<9} created {}  {}",
-                    reader.name,
-                    scopes.join(","),
-                    reader.created_at,
-                    reader
-                        .revoked_at
-                        .map(|at| format!("revoked {at}"))
-                        .unwrap_or_else(|| "active".into())
-                );
-                for grant in reader.schools {
-                    println!(
-                        "  {:<10} mandate {:<36} {} .. {}  {}",
-                        grant.school,
-                        grant.mandate_ref,
-                        grant.valid_from,
-                        grant.valid_until.unwrap_or_else(|| "open".into()),
-                        match (&grant.withdrawn_at, grant.valid_today) {
-                            (Some(at), _) => format!("withdrawn {at}"),
-                            (None, true) => "valid today".into(),
-                            (None, false) => "not valid today".into(),
-                        }
-                    );
-                }
-            }
-        }
+        ReadersCommand::List { json } => list(&session, json)?,
         ReadersCommand::Revoke { name } => {
             readers::revoke_reader(&session, &name)?;
             println!("reader {name} revoked");
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+fn list(session: &Session, json: bool) -> Result<()> {
+    use crate::store::readers;
+    for reader in readers::list_readers(session, crate::query::today())? {
+        if json {
+            println!("{}", serde_json::to_string(&reader)?);
+            continue;
+        }
+        let scopes: Vec<&str> = reader.scopes.iter().map(|scope| scope.as_str()).collect();
+        println!(
+            "{:<20} scope {:<9} created {}  {}",
+            reader.name,
+            scopes.join(","),
+            reader.created_at,
+            reader
+                .revoked_at
+                .map(|at| format!("revoked {at}"))
+                .unwrap_or_else(|| "active".into())
+        );
+        for grant in reader.schools {
+            println!(
+                "  {:<10} mandate {:<36} {} .. {}  {}",
+                grant.school,
+                grant.mandate_ref,
+                grant.valid_from,
+                grant.valid_until.unwrap_or_else(|| "open".into()),
+                match (&grant.withdrawn_at, grant.valid_today) {
+                    (Some(at), _) => format!("withdrawn {at}"),
+                    (None, true) => "valid today".into(),
+                    (None, false) => "not valid today".into(),
+                }
+            );
+        }
+    }
+    Ok(())
 }
