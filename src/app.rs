@@ -203,7 +203,7 @@ impl Application {
 }
 
 /// Opens the data dir of `config`, creating it when missing: `serve` and `init` only.
-pub fn open_store(config: &Config) -> Result<Store> {
+pub(crate) fn open_store(config: &Config) -> Result<Store> {
     Store::open(
         &config.data_dir,
         config.durability,
@@ -213,7 +213,7 @@ pub fn open_store(config: &Config) -> Result<Store> {
 }
 
 /// The keys that seal stored secrets; `create` makes the data dir's default key file when missing.
-pub fn load_keyring(config: &Config, create: bool) -> Result<Keyring> {
+pub(crate) fn load_keyring(config: &Config, create: bool) -> Result<Keyring> {
     Ok(Keyring::load(&config.secrets_key_source(), create)?)
 }
 

@@ -4,7 +4,7 @@ use super::StoreError;
 use rusqlite::Connection;
 
 /// Whether a client with this klantcode is registered (revoked or not).
-pub fn client_known(connection: &Connection, klantcode: &str) -> Result<bool, StoreError> {
+pub(crate) fn client_known(connection: &Connection, klantcode: &str) -> Result<bool, StoreError> {
     let count: i64 = connection.query_row(
         "SELECT count(*) FROM clients WHERE klantcode = ?1",
         [klantcode],

@@ -9,13 +9,13 @@ use rusqlite::{Connection, TransactionBehavior};
 use std::path::Path;
 
 /// One connection to a data dir's databases (the core with the bridge's file attached).
-pub struct Session {
+pub(crate) struct Session {
     connection: Connection,
 }
 
 impl Session {
     /// A session that may change data, on a store already opened (and migrated).
-    pub fn open(store: &Store) -> Result<Session, StoreError> {
+    pub(crate) fn open(store: &Store) -> Result<Session, StoreError> {
         Ok(Session {
             connection: store.connect()?,
         })
@@ -23,7 +23,7 @@ impl Session {
 
     /// A session that only looks, opened as `open_read_only` explains: it never creates,
     /// migrates or writes anything.
-    pub fn open_read_only(data_dir: &Path) -> Result<Session, StoreError> {
+    pub(crate) fn open_read_only(data_dir: &Path) -> Result<Session, StoreError> {
         Ok(Session {
             connection: super::open_read_only(data_dir)?,
         })
@@ -31,7 +31,7 @@ impl Session {
 
     /// Runs `job` in one transaction that takes the write lock first (so change seqs cannot
     /// interleave with a running gateway's), committed only when `job` returns `Ok`.
-    pub fn write<R, E: From<StoreError>>(
+    pub(crate) fn write<R, E: From<StoreError>>(
         &mut self,
         job: impl FnOnce(&Connection) -> Result<R, E>,
     ) -> Result<R, E> {
@@ -47,7 +47,7 @@ impl Session {
     }
 
     /// The connection, for store and governance functions that open transactions themselves.
-    pub fn connection_mut(&mut self) -> &mut Connection {
+    pub(crate) fn connection_mut(&mut self) -> &mut Connection {
         &mut self.connection
     }
 }
