@@ -21,7 +21,7 @@ mod tests {
     fn a_registered_client_is_known_and_another_is_not() -> Result<(), crate::store::StoreError> {
         let connection = crate::store::testing::database()?;
         assert!(!client_known(&connection, "EA-1")?);
-        crate::store::admin::add_client(&connection, "EA-1", "Uitgever", "sleutel")?;
+        crate::store::admin::add_client(&connection, "EA-1", "Uitgever", "sleutel-ea-1")?;
         assert!(client_known(&connection, "EA-1")?);
         assert!(!client_known(&connection, "EA-2")?);
         Ok(())

@@ -59,3 +59,32 @@ impl std::ops::Deref for Session {
         &self.connection
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::Session;
+    use crate::store::{admin, clients, Durability, Store};
+
+    /// A command's writes commit together or, when the command fails part-way, not at all.
+    #[test]
+    fn a_write_commits_whole_or_leaves_nothing() -> anyhow::Result<()> {
+        let data_dir = tempfile::tempdir()?;
+        let store = Store::open(data_dir.path(), Durability::Normal, 64 << 20)?;
+        let mut session = Session::open(&store)?;
+        let failed = session.write(|transaction| -> anyhow::Result<()> {
+            admin::add_client(transaction, "EA-1", "Uitgever", "sleutel-1")?;
+            anyhow::bail!("the command fails after its first write")
+        });
+        assert!(failed.is_err());
+        assert!(!clients::client_known(&session, "EA-1")?);
+        session.write(|transaction| -> anyhow::Result<()> {
+            admin::add_client(transaction, "EA-1", "Uitgever", "sleutel-1")?;
+            admin::add_client(transaction, "EA-2", "Uitgever", "sleutel-2")?;
+            Ok(())
+        })?;
+        assert!(clients::client_known(&session, "EA-1")?);
+        let looking = Session::open_read_only(data_dir.path())?;
+        assert!(clients::client_known(&looking, "EA-2")?);
+        Ok(())
+    }
+}
