@@ -1,6 +1,7 @@
 //! `clients`: the sending clients (EAs) and their ordering state.
 
 use super::args::ClientsCommand;
+use super::output::print_rows;
 use super::{connect, connect_read_only, read_secret_line};
 use crate::config::Config;
 use crate::domain::SchoolCode;
@@ -34,22 +35,19 @@ pub(super) fn run(config: &Config, command: ClientsCommand) -> Result<ExitCode> 
             }
         }
         ClientsCommand::List { json } => {
-            for client in admin::list_clients(&session)? {
-                if json {
-                    println!("{}", serde_json::to_string(&client)?);
-                    continue;
-                }
-                println!(
+            print_rows(admin::list_clients(&session)?, json, |client| {
+                format!(
                     "{:<20} {:<30} created {}  {}",
                     client.klantcode,
                     client.klantnaam,
                     client.created_at,
                     client
                         .revoked_at
+                        .as_ref()
                         .map(|at| format!("revoked {at}"))
                         .unwrap_or_else(|| "active".into())
-                );
-            }
+                )
+            })?;
         }
         ClientsCommand::Revoke { klantcode } => {
             admin::revoke_client(&session, &klantcode)?;

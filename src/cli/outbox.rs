@@ -1,6 +1,7 @@
 //! `outbox`: xAPI delivery per LRS and its dead letters.
 
 use super::args::OutboxCommand;
+use super::output::print_rows;
 use super::{connect, connect_read_only};
 use crate::config::Config;
 use anyhow::Result;
@@ -61,11 +62,11 @@ pub(super) fn run(config: &Config, command: OutboxCommand) -> Result<ExitCode> {
             println!("{requeued} dead letters requeued");
         }
         OutboxCommand::DeadLetters { lrs, json } => {
-            for row in rows::list_dead_letters(&session, lrs.as_deref())? {
-                if json {
-                    println!("{}", serde_json::to_string(&row)?);
-                } else {
-                    println!(
+            print_rows(
+                rows::list_dead_letters(&session, lrs.as_deref())?,
+                json,
+                |row| {
+                    format!(
                         "{:<16} {}  seq {:<8} HTTP {:<4} {} attempts {}{}  {}",
                         row.lrs,
                         row.statement_id,
@@ -77,9 +78,9 @@ pub(super) fn run(config: &Config, command: OutboxCommand) -> Result<ExitCode> {
                         row.attempts,
                         if row.requeued { " requeued" } else { "" },
                         row.answer.replace('\n', " ")
-                    );
-                }
-            }
+                    )
+                },
+            )?;
         }
     }
     Ok(ExitCode::SUCCESS)

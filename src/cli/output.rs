@@ -21,6 +21,22 @@ pub(super) fn error_chain(error: &anyhow::Error) -> String {
     line
 }
 
+/// Prints each row as one JSON object per line (`--json`), or as the text line `text` makes of it.
+pub(super) fn print_rows<T: serde::Serialize>(
+    rows: impl IntoIterator<Item = T>,
+    json: bool,
+    text: impl Fn(&T) -> String,
+) -> Result<()> {
+    for row in rows {
+        if json {
+            println!("{}", serde_json::to_string(&row)?);
+        } else {
+            println!("{}", text(&row));
+        }
+    }
+    Ok(())
+}
+
 /// Writes generated text to standard output; a reader that stopped early (`| head`) is no error.
 pub(super) fn print_bytes(bytes: &[u8]) -> Result<ExitCode> {
     use std::io::Write as _;

@@ -1,6 +1,7 @@
 //! `schools`: which client may send for which school, under which mandate.
 
 use super::args::SchoolsCommand;
+use super::output::print_rows;
 use super::{connect, connect_read_only};
 use crate::config::Config;
 use crate::domain::SchoolCode;
@@ -44,21 +45,17 @@ pub(super) fn run(config: &Config, command: SchoolsCommand) -> Result<ExitCode> 
             println!("{klantcode} may no longer send for {school}");
         }
         SchoolsCommand::List { json } => {
-            for row in admin::list_activations(&session)? {
-                if json {
-                    println!("{}", serde_json::to_string(&row)?);
-                    continue;
-                }
-                println!(
+            print_rows(admin::list_activations(&session)?, json, |row| {
+                format!(
                     "{:<10} {:<20} mandate {:<36} {} .. {}  {}",
                     row.school,
                     row.klantcode,
                     row.mandate_ref,
                     row.valid_from,
-                    row.valid_until.unwrap_or_else(|| "open".into()),
+                    row.valid_until.as_deref().unwrap_or("open"),
                     if row.active { "active" } else { "inactive" }
-                );
-            }
+                )
+            })?;
         }
     }
     Ok(ExitCode::SUCCESS)
