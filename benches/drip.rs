@@ -5,6 +5,9 @@
 //! (`uwlr-gateway generate --schools N` codes and `G{school:03}L000000` learners).
 //! Arguments: URL SENDERS SECONDS [--warmup=SECONDS] [--rate=N] [--timeline]; the warm-up
 //! (default 2 s) is not counted, `--rate` offers a fixed load, `--timeline` prints p99 per half second.
+//! It drives a gateway at a URL rather than `Application` in-process on purpose: the figures
+//! are those of the shipped release binary in its own process (run.sh reads its memory from
+//! /proc), and the same load can aim at any gateway, e.g. one of several instances.
 
 use std::time::{Duration, Instant};
 
@@ -70,6 +73,21 @@ fn sqlite_reference(dir: &str, synchronous: &str, seconds: u64) {
     );
 }
 
+/// When and how fast the senders send, shared by all of them.
+#[derive(Clone, Copy)]
+struct Schedule {
+    senders: u32,
+    /// Messages per second offered by all senders together; `None` is a closed loop.
+    rate: Option<f64>,
+    started: Instant,
+    /// Messages sent before this moment (the warm-up) are not counted.
+    measured_from: Instant,
+    deadline: Instant,
+}
+
+/// One sender's latencies (sent after warm-up, latency) and faults.
+type SenderResult = (Vec<(Duration, Duration)>, u64);
+
 fn main() {
     let all: Vec<String> = std::env::args().skip(1).collect();
     if all.first().map(String::as_str) == Some("sqlite-reference") {
@@ -105,71 +123,18 @@ fn main() {
     });
     let started = Instant::now();
     let measured_from = started + Duration::from_secs(warmup);
-    let deadline = measured_from + Duration::from_secs(seconds);
-    let results: Vec<(Vec<(Duration, Duration)>, u64)> = std::thread::scope(|scope| {
+    let schedule = Schedule {
+        senders,
+        rate,
+        started,
+        measured_from,
+        deadline: measured_from + Duration::from_secs(seconds),
+    };
+    let results: Vec<SenderResult> = std::thread::scope(|scope| {
         let handles: Vec<_> = (0..senders)
             .map(|school| {
-                let url = url.clone();
-                scope.spawn(move || {
-                    let agent = ureq::AgentBuilder::new()
-                        .timeout(Duration::from_secs(30))
-                        .build();
-                    let mut latencies = Vec::new();
-                    let mut faults = 0u64;
-                    let mut sequence = 0u64;
-                    let mut last = chrono::Utc::now() - chrono::Duration::seconds(1);
-                    let interval =
-                        rate.map(|rate| Duration::from_secs_f64(f64::from(senders) / rate));
-                    // Senders start spread over one interval, so the offered load is even.
-                    let mut scheduled =
-                        started + interval.map_or(Duration::ZERO, |every| every * school / senders);
-                    while Instant::now() < deadline {
-                        // Wall-clock stamps, strictly increasing: later runs stay later too.
-                        let stamp =
-                            chrono::Utc::now().max(last + chrono::Duration::microseconds(1));
-                        last = stamp;
-                        let body = message(school, sequence, &stamp);
-                        sequence += 1;
-                        let sent = match interval {
-                            Some(every) => {
-                                std::thread::sleep(
-                                    scheduled.saturating_duration_since(Instant::now()),
-                                );
-                                let due = scheduled;
-                                scheduled += every;
-                                due
-                            }
-                            None => Instant::now(),
-                        };
-                        let answer = agent
-                            .post(&url)
-                            .set("Content-Type", "text/xml; charset=utf-8")
-                            .set("SOAPAction", "\"BrengLeerresultaten\"")
-                            .send_string(&body);
-                        match answer {
-                            Ok(response) => {
-                                let _ = response.into_string();
-                                if sent >= measured_from {
-                                    latencies.push((sent - measured_from, sent.elapsed()));
-                                }
-                            }
-                            Err(ureq::Error::Status(_, response)) => {
-                                faults += 1;
-                                if faults == 1 {
-                                    eprintln!(
-                                        "fault: {}",
-                                        response.into_string().unwrap_or_default()
-                                    );
-                                }
-                            }
-                            Err(error) => {
-                                faults += 1;
-                                eprintln!("transport error: {error}");
-                            }
-                        }
-                    }
-                    (latencies, faults)
-                })
+                let url = url.as_str();
+                scope.spawn(move || send(url, school, schedule))
             })
             .collect();
         handles
@@ -182,30 +147,7 @@ fn main() {
         .flat_map(|(latencies, _)| latencies.iter().copied())
         .collect();
     if std::env::args().any(|argument| argument == "--timeline") {
-        let measured_wall = chrono::Utc::now()
-            - chrono::Duration::from_std(measured_from.elapsed()).unwrap_or_default();
-        println!(
-            "timeline starts at {}",
-            measured_wall.format("%H:%M:%S%.3f")
-        );
-        // Per 500 ms of sending time: messages, p99 and max, to see where the tail comes from.
-        let mut buckets: std::collections::BTreeMap<u128, Vec<Duration>> = Default::default();
-        for (at, latency) in &timed {
-            buckets
-                .entry(at.as_millis() / 500)
-                .or_default()
-                .push(*latency);
-        }
-        for (bucket, mut latencies) in buckets {
-            latencies.sort();
-            println!(
-                "t={:.1}s messages={} p99_ms={:.2} max_ms={:.2}",
-                bucket as f64 / 2.0,
-                latencies.len(),
-                percentile(&latencies, 0.99),
-                percentile(&latencies, 1.0)
-            );
-        }
+        print_timeline(&timed, measured_from);
     }
     let mut latencies: Vec<Duration> = timed.iter().map(|(_, latency)| *latency).collect();
     let faults: u64 = results.iter().map(|(_, faults)| faults).sum();
@@ -218,4 +160,88 @@ fn main() {
         percentile(&latencies, 0.99),
         percentile(&latencies, 1.0)
     );
+}
+
+/// One sender: messages for its own school until the deadline, over one keep-alive agent.
+fn send(url: &str, school: u32, schedule: Schedule) -> SenderResult {
+    let agent = ureq::AgentBuilder::new()
+        .timeout(Duration::from_secs(30))
+        .build();
+    let mut latencies = Vec::new();
+    let mut faults = 0u64;
+    let mut sequence = 0u64;
+    let mut last = chrono::Utc::now() - chrono::Duration::seconds(1);
+    let interval = schedule
+        .rate
+        .map(|rate| Duration::from_secs_f64(f64::from(schedule.senders) / rate));
+    // Senders start spread over one interval, so the offered load is even.
+    let mut scheduled = schedule.started
+        + interval.map_or(Duration::ZERO, |every| every * school / schedule.senders);
+    while Instant::now() < schedule.deadline {
+        // Wall-clock stamps, strictly increasing: later runs stay later too.
+        let stamp = chrono::Utc::now().max(last + chrono::Duration::microseconds(1));
+        last = stamp;
+        let body = message(school, sequence, &stamp);
+        sequence += 1;
+        let sent = match interval {
+            Some(every) => {
+                std::thread::sleep(scheduled.saturating_duration_since(Instant::now()));
+                let due = scheduled;
+                scheduled += every;
+                due
+            }
+            None => Instant::now(),
+        };
+        let answer = agent
+            .post(url)
+            .set("Content-Type", "text/xml; charset=utf-8")
+            .set("SOAPAction", "\"BrengLeerresultaten\"")
+            .send_string(&body);
+        match answer {
+            Ok(response) => {
+                let _ = response.into_string();
+                if sent >= schedule.measured_from {
+                    latencies.push((sent - schedule.measured_from, sent.elapsed()));
+                }
+            }
+            Err(ureq::Error::Status(_, response)) => {
+                faults += 1;
+                if faults == 1 {
+                    eprintln!("fault: {}", response.into_string().unwrap_or_default());
+                }
+            }
+            Err(error) => {
+                faults += 1;
+                eprintln!("transport error: {error}");
+            }
+        }
+    }
+    (latencies, faults)
+}
+
+/// Per 500 ms of sending time: messages, p99 and max, to see where the tail comes from.
+fn print_timeline(timed: &[(Duration, Duration)], measured_from: Instant) {
+    let measured_wall = chrono::Utc::now()
+        - chrono::Duration::from_std(measured_from.elapsed()).unwrap_or_default();
+    println!(
+        "timeline starts at {}",
+        measured_wall.format("%H:%M:%S%.3f")
+    );
+    let mut buckets: std::collections::BTreeMap<u128, Vec<Duration>> = Default::default();
+    for (at, latency) in timed {
+        buckets
+            .entry(at.as_millis() / 500)
+            .or_default()
+            .push(*latency);
+    }
+    for (bucket, mut latencies) in buckets {
+        latencies.sort();
+        println!(
+            "t={:.1}s messages={} p99_ms={:.2} max_ms={:.2}",
+            bucket as f64 / 2.0,
+            latencies.len(),
+            percentile(&latencies, 0.99),
+            percentile(&latencies, 1.0)
+        );
+    }
 }

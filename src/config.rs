@@ -229,6 +229,180 @@ pub enum ConfigError {
     Invalid(String),
 }
 
+/// One environment variable: its name and how its value sets the configuration.
+struct EnvKey {
+    name: &'static str,
+    /// The key in the TOML file (and the `Config` field) the variable overrides; only the
+    /// test that holds names, keys and README together reads it.
+    #[cfg_attr(not(test), allow(dead_code))]
+    field: &'static str,
+    apply: fn(&mut Config, &str) -> Result<(), ConfigError>,
+}
+
+/// Builds an `EnvKey` for `field`; the last word says how the value is read: `parse` with
+/// `FromStr`, `choice` as the lowercase word the TOML file takes, `path`, `text`, `list`
+/// (comma-separated, blanks dropped), `secret`, or an `Option` of one of those.
+macro_rules! env_key {
+    ($name:literal, $field:ident, parse) => {
+        env_key!(@read $name, $field, |value| env_parse($name, value)?)
+    };
+    ($name:literal, $field:ident, some_parse) => {
+        env_key!(@read $name, $field, |value| Some(env_parse($name, value)?))
+    };
+    ($name:literal, $field:ident, choice) => {
+        env_key!(@read $name, $field, |value| env_choice($name, value)?)
+    };
+    ($name:literal, $field:ident, path) => {
+        env_key!(@read $name, $field, |value| PathBuf::from(value))
+    };
+    ($name:literal, $field:ident, some_path) => {
+        env_key!(@read $name, $field, |value| Some(PathBuf::from(value)))
+    };
+    ($name:literal, $field:ident, text) => {
+        env_key!(@read $name, $field, |value| value.to_string())
+    };
+    ($name:literal, $field:ident, some_text) => {
+        env_key!(@read $name, $field, |value| Some(value.to_string()))
+    };
+    ($name:literal, $field:ident, non_empty_text) => {
+        env_key!(@read $name, $field, |value| Some(value.to_string()).filter(|text| !text.is_empty()))
+    };
+    ($name:literal, $field:ident, list) => {
+        env_key!(@read $name, $field, |value| env_list(value))
+    };
+    ($name:literal, $field:ident, secret) => {
+        env_key!(@read $name, $field, |value| Some(Secret::new(value)))
+    };
+    (@read $name:literal, $field:ident, |$value:ident| $read:expr) => {
+        EnvKey {
+            name: $name,
+            field: stringify!($field),
+            apply: |config, $value| {
+                config.$field = $read;
+                Ok(())
+            },
+        }
+    };
+}
+
+/// Every `UWLR_*` variable (README, "Configuration"), applied in this order over the file's values.
+const ENV_KEYS: &[EnvKey] = &[
+    env_key!("UWLR_LISTEN", listen, parse),
+    env_key!("UWLR_METRICS_LISTEN", metrics_listen, some_parse),
+    env_key!(
+        "UWLR_READY_MAX_PUBLISHER_LAG_SECS",
+        ready_max_publisher_lag_secs,
+        parse
+    ),
+    env_key!("UWLR_READY_MAX_DEAD_LETTERS", ready_max_dead_letters, parse),
+    env_key!("UWLR_DATA_DIR", data_dir, path),
+    env_key!("UWLR_PUBLIC_URL", public_url, some_text),
+    env_key!("UWLR_SERVICE_PATH", service_path, text),
+    env_key!("UWLR_MAX_BODY_BYTES", max_body_bytes, parse),
+    env_key!("UWLR_XSD_VERSIONS", xsd_versions, list),
+    env_key!("UWLR_UNKNOWN_LEERLING", unknown_leerling, choice),
+    env_key!(
+        "UWLR_AANMAAKDATUM_MAX_SKEW_SECS",
+        aanmaakdatum_max_skew_secs,
+        parse
+    ),
+    env_key!("UWLR_DURABILITY", durability, choice),
+    env_key!("UWLR_WAL_RESTART_MIB", wal_restart_mib, parse),
+    env_key!("UWLR_LOG_FORMAT", log_format, choice),
+    env_key!("UWLR_SCHEMA_DIR", schema_dir, some_path),
+    env_key!("UWLR_VDEX_DIR", vdex_dir, some_path),
+    env_key!("UWLR_TLS_CERT", tls_cert, some_path),
+    env_key!("UWLR_TLS_KEY", tls_key, some_path),
+    env_key!("UWLR_HEADER_TIMEOUT_SECS", header_timeout_secs, parse),
+    env_key!("UWLR_BODY_IDLE_TIMEOUT_SECS", body_idle_timeout_secs, parse),
+    env_key!("UWLR_BODY_TIMEOUT_SECS", body_timeout_secs, parse),
+    env_key!("UWLR_SHUTDOWN_GRACE_SECS", shutdown_grace_secs, parse),
+    env_key!("UWLR_AUTH_MAX_FAILURES", auth_max_failures, parse),
+    env_key!(
+        "UWLR_AUTH_KLANTCODE_MAX_FAILURES",
+        auth_klantcode_max_failures,
+        parse
+    ),
+    env_key!("UWLR_AUTH_LOCKOUT_SECS", auth_lockout_secs, parse),
+    env_key!("UWLR_MAX_CONNECTIONS", max_connections, parse),
+    env_key!("UWLR_SECRETS_KEY_FILE", secrets_key_file, some_path),
+    env_key!("UWLR_SECRETS_KEY", secrets_key, secret),
+    env_key!(
+        "UWLR_MAX_CONNECTIONS_PER_ADDRESS",
+        max_connections_per_address,
+        parse
+    ),
+    env_key!("UWLR_MIN_BODY_BYTES_PER_SEC", min_body_bytes_per_sec, parse),
+    env_key!("UWLR_BODY_RATE_WINDOW_SECS", body_rate_window_secs, parse),
+    env_key!("UWLR_PREAUTH_TIMEOUT_SECS", preauth_timeout_secs, parse),
+    env_key!("UWLR_PREAUTH_MAX_BYTES", preauth_max_bytes, parse),
+    env_key!("UWLR_PREAUTH_MEMORY_MIB", preauth_memory_mib, parse),
+    env_key!("UWLR_SPOOL_MAX_MIB", spool_max_mib, parse),
+    env_key!(
+        "UWLR_SPOOL_MAX_PER_ADDRESS_MIB",
+        spool_max_per_address_mib,
+        parse
+    ),
+    env_key!("UWLR_ADMIN_TOKEN", admin_token, secret),
+    env_key!("UWLR_XAPI_BASE_IRI", xapi_base_iri, text),
+    env_key!("UWLR_XAPI_BATCH_SIZE", xapi_batch_size, parse),
+    env_key!(
+        "UWLR_XAPI_REQUEST_TIMEOUT_SECS",
+        xapi_request_timeout_secs,
+        parse
+    ),
+    env_key!("UWLR_XAPI_POLL_INTERVAL_MS", xapi_poll_interval_ms, parse),
+    env_key!(
+        "UWLR_RETENTION_DAYS_AFTER_MANDATE",
+        retention_days_after_mandate,
+        parse
+    ),
+    env_key!("UWLR_RECEIPT_RETENTION_DAYS", receipt_retention_days, parse),
+    env_key!("UWLR_AUDIT_RETENTION_DAYS", audit_retention_days, parse),
+    env_key!("UWLR_REMOVAL_RETENTION_DAYS", removal_retention_days, parse),
+    env_key!("UWLR_PURGE_INTERVAL_SECS", purge_interval_secs, parse),
+    env_key!("UWLR_PURGE_BATCH_ROWS", purge_batch_rows, parse),
+    env_key!("UWLR_XAPI_PUBLISH_PAUSE_MS", xapi_publish_pause_ms, parse),
+    env_key!("UWLR_XAPI_BASE_BACKOFF_MS", xapi_base_backoff_ms, parse),
+    env_key!("UWLR_XAPI_MAX_BACKOFF_SECS", xapi_max_backoff_secs, parse),
+    env_key!("UWLR_XAPI_AUTHORITY_NAME", xapi_authority_name, text),
+    env_key!(
+        "UWLR_XAPI_AUTHORITY_MBOX",
+        xapi_authority_mbox,
+        non_empty_text
+    ),
+    env_key!("UWLR_XAPI_CORS_ORIGINS", xapi_cors_origins, list),
+];
+
+/// A value read with `FromStr`; its error names the variable.
+fn env_parse<T: std::str::FromStr>(name: &str, value: &str) -> Result<T, ConfigError>
+where
+    T::Err: std::fmt::Display,
+{
+    value.parse().map_err(|error: T::Err| ConfigError::Env {
+        name: name.into(),
+        reason: error.to_string(),
+    })
+}
+
+/// One of the words the TOML file takes for an enum (`normal`, `json`, ...).
+fn env_choice<T: for<'de> Deserialize<'de>>(name: &str, value: &str) -> Result<T, ConfigError> {
+    T::deserialize(serde::de::value::StrDeserializer::<serde::de::value::Error>::new(value))
+        .map_err(|error| ConfigError::Env {
+            name: name.into(),
+            reason: error.to_string(),
+        })
+}
+
+/// A comma-separated list; blanks around items and empty items are dropped.
+fn env_list(value: &str) -> Vec<String> {
+    value
+        .split(',')
+        .map(|item| item.trim().to_string())
+        .filter(|item| !item.is_empty())
+        .collect()
+}
+
 impl Config {
     /// Defaults, then the file (if given), then the environment.
     pub fn load(file: Option<&Path>) -> Result<Config, ConfigError> {
@@ -250,195 +424,13 @@ impl Config {
         Ok(config)
     }
 
+    /// Applies every `UWLR_*` variable that is set, in the order of `ENV_KEYS`.
     fn apply_env(&mut self, get: impl Fn(&str) -> Option<String>) -> Result<(), ConfigError> {
-        fn parse<T: std::str::FromStr>(name: &str, value: &str) -> Result<T, ConfigError>
-        where
-            T::Err: std::fmt::Display,
-        {
-            value.parse().map_err(|error: T::Err| ConfigError::Env {
-                name: name.into(),
-                reason: error.to_string(),
-            })
+        for key in ENV_KEYS {
+            if let Some(value) = get(key.name) {
+                (key.apply)(self, &value)?;
+            }
         }
-        fn choice<T: for<'de> Deserialize<'de>>(name: &str, value: &str) -> Result<T, ConfigError> {
-            T::deserialize(serde::de::value::StrDeserializer::<serde::de::value::Error>::new(value))
-                .map_err(|error| ConfigError::Env {
-                    name: name.into(),
-                    reason: error.to_string(),
-                })
-        }
-        let set =
-            |name: &str, apply: &mut dyn FnMut(&str) -> Result<(), ConfigError>| match get(name) {
-                Some(value) => apply(&value),
-                None => Ok(()),
-            };
-        set("UWLR_LISTEN", &mut |v| {
-            Ok(self.listen = parse("UWLR_LISTEN", v)?)
-        })?;
-        set("UWLR_METRICS_LISTEN", &mut |v| {
-            Ok(self.metrics_listen = Some(parse("UWLR_METRICS_LISTEN", v)?))
-        })?;
-        set("UWLR_READY_MAX_PUBLISHER_LAG_SECS", &mut |v| {
-            Ok(self.ready_max_publisher_lag_secs = parse("UWLR_READY_MAX_PUBLISHER_LAG_SECS", v)?)
-        })?;
-        set("UWLR_READY_MAX_DEAD_LETTERS", &mut |v| {
-            Ok(self.ready_max_dead_letters = parse("UWLR_READY_MAX_DEAD_LETTERS", v)?)
-        })?;
-        set("UWLR_DATA_DIR", &mut |v| {
-            Ok(self.data_dir = PathBuf::from(v))
-        })?;
-        set("UWLR_PUBLIC_URL", &mut |v| {
-            Ok(self.public_url = Some(v.to_string()))
-        })?;
-        set("UWLR_SERVICE_PATH", &mut |v| {
-            Ok(self.service_path = v.to_string())
-        })?;
-        set("UWLR_MAX_BODY_BYTES", &mut |v| {
-            Ok(self.max_body_bytes = parse("UWLR_MAX_BODY_BYTES", v)?)
-        })?;
-        set("UWLR_XSD_VERSIONS", &mut |v| {
-            Ok(self.xsd_versions = v
-                .split(',')
-                .map(|s| s.trim().to_string())
-                .filter(|s| !s.is_empty())
-                .collect())
-        })?;
-        set("UWLR_UNKNOWN_LEERLING", &mut |v| {
-            Ok(self.unknown_leerling = choice("UWLR_UNKNOWN_LEERLING", v)?)
-        })?;
-        set("UWLR_AANMAAKDATUM_MAX_SKEW_SECS", &mut |v| {
-            Ok(self.aanmaakdatum_max_skew_secs = parse("UWLR_AANMAAKDATUM_MAX_SKEW_SECS", v)?)
-        })?;
-        set("UWLR_DURABILITY", &mut |v| {
-            Ok(self.durability = choice("UWLR_DURABILITY", v)?)
-        })?;
-        set("UWLR_WAL_RESTART_MIB", &mut |v| {
-            Ok(self.wal_restart_mib = parse("UWLR_WAL_RESTART_MIB", v)?)
-        })?;
-        set("UWLR_LOG_FORMAT", &mut |v| {
-            Ok(self.log_format = choice("UWLR_LOG_FORMAT", v)?)
-        })?;
-        set("UWLR_SCHEMA_DIR", &mut |v| {
-            Ok(self.schema_dir = Some(PathBuf::from(v)))
-        })?;
-        set("UWLR_VDEX_DIR", &mut |v| {
-            Ok(self.vdex_dir = Some(PathBuf::from(v)))
-        })?;
-        set("UWLR_TLS_CERT", &mut |v| {
-            Ok(self.tls_cert = Some(PathBuf::from(v)))
-        })?;
-        set("UWLR_TLS_KEY", &mut |v| {
-            Ok(self.tls_key = Some(PathBuf::from(v)))
-        })?;
-        set("UWLR_HEADER_TIMEOUT_SECS", &mut |v| {
-            Ok(self.header_timeout_secs = parse("UWLR_HEADER_TIMEOUT_SECS", v)?)
-        })?;
-        set("UWLR_BODY_IDLE_TIMEOUT_SECS", &mut |v| {
-            Ok(self.body_idle_timeout_secs = parse("UWLR_BODY_IDLE_TIMEOUT_SECS", v)?)
-        })?;
-        set("UWLR_BODY_TIMEOUT_SECS", &mut |v| {
-            Ok(self.body_timeout_secs = parse("UWLR_BODY_TIMEOUT_SECS", v)?)
-        })?;
-        set("UWLR_SHUTDOWN_GRACE_SECS", &mut |v| {
-            Ok(self.shutdown_grace_secs = parse("UWLR_SHUTDOWN_GRACE_SECS", v)?)
-        })?;
-        set("UWLR_AUTH_MAX_FAILURES", &mut |v| {
-            Ok(self.auth_max_failures = parse("UWLR_AUTH_MAX_FAILURES", v)?)
-        })?;
-        set("UWLR_AUTH_KLANTCODE_MAX_FAILURES", &mut |v| {
-            Ok(self.auth_klantcode_max_failures = parse("UWLR_AUTH_KLANTCODE_MAX_FAILURES", v)?)
-        })?;
-        set("UWLR_AUTH_LOCKOUT_SECS", &mut |v| {
-            Ok(self.auth_lockout_secs = parse("UWLR_AUTH_LOCKOUT_SECS", v)?)
-        })?;
-        set("UWLR_MAX_CONNECTIONS", &mut |v| {
-            Ok(self.max_connections = parse("UWLR_MAX_CONNECTIONS", v)?)
-        })?;
-        set("UWLR_SECRETS_KEY_FILE", &mut |v| {
-            Ok(self.secrets_key_file = Some(PathBuf::from(v)))
-        })?;
-        set("UWLR_SECRETS_KEY", &mut |v| {
-            Ok(self.secrets_key = Some(Secret::new(v)))
-        })?;
-        set("UWLR_MAX_CONNECTIONS_PER_ADDRESS", &mut |v| {
-            Ok(self.max_connections_per_address = parse("UWLR_MAX_CONNECTIONS_PER_ADDRESS", v)?)
-        })?;
-        set("UWLR_MIN_BODY_BYTES_PER_SEC", &mut |v| {
-            Ok(self.min_body_bytes_per_sec = parse("UWLR_MIN_BODY_BYTES_PER_SEC", v)?)
-        })?;
-        set("UWLR_BODY_RATE_WINDOW_SECS", &mut |v| {
-            Ok(self.body_rate_window_secs = parse("UWLR_BODY_RATE_WINDOW_SECS", v)?)
-        })?;
-        set("UWLR_PREAUTH_TIMEOUT_SECS", &mut |v| {
-            Ok(self.preauth_timeout_secs = parse("UWLR_PREAUTH_TIMEOUT_SECS", v)?)
-        })?;
-        set("UWLR_PREAUTH_MAX_BYTES", &mut |v| {
-            Ok(self.preauth_max_bytes = parse("UWLR_PREAUTH_MAX_BYTES", v)?)
-        })?;
-        set("UWLR_PREAUTH_MEMORY_MIB", &mut |v| {
-            Ok(self.preauth_memory_mib = parse("UWLR_PREAUTH_MEMORY_MIB", v)?)
-        })?;
-        set("UWLR_SPOOL_MAX_MIB", &mut |v| {
-            Ok(self.spool_max_mib = parse("UWLR_SPOOL_MAX_MIB", v)?)
-        })?;
-        set("UWLR_SPOOL_MAX_PER_ADDRESS_MIB", &mut |v| {
-            Ok(self.spool_max_per_address_mib = parse("UWLR_SPOOL_MAX_PER_ADDRESS_MIB", v)?)
-        })?;
-        set("UWLR_ADMIN_TOKEN", &mut |v| {
-            Ok(self.admin_token = Some(Secret::new(v)))
-        })?;
-        set("UWLR_XAPI_BASE_IRI", &mut |v| {
-            Ok(self.xapi_base_iri = v.to_string())
-        })?;
-        set("UWLR_XAPI_BATCH_SIZE", &mut |v| {
-            Ok(self.xapi_batch_size = parse("UWLR_XAPI_BATCH_SIZE", v)?)
-        })?;
-        set("UWLR_XAPI_REQUEST_TIMEOUT_SECS", &mut |v| {
-            Ok(self.xapi_request_timeout_secs = parse("UWLR_XAPI_REQUEST_TIMEOUT_SECS", v)?)
-        })?;
-        set("UWLR_XAPI_POLL_INTERVAL_MS", &mut |v| {
-            Ok(self.xapi_poll_interval_ms = parse("UWLR_XAPI_POLL_INTERVAL_MS", v)?)
-        })?;
-        set("UWLR_RETENTION_DAYS_AFTER_MANDATE", &mut |v| {
-            Ok(self.retention_days_after_mandate = parse("UWLR_RETENTION_DAYS_AFTER_MANDATE", v)?)
-        })?;
-        set("UWLR_RECEIPT_RETENTION_DAYS", &mut |v| {
-            Ok(self.receipt_retention_days = parse("UWLR_RECEIPT_RETENTION_DAYS", v)?)
-        })?;
-        set("UWLR_AUDIT_RETENTION_DAYS", &mut |v| {
-            Ok(self.audit_retention_days = parse("UWLR_AUDIT_RETENTION_DAYS", v)?)
-        })?;
-        set("UWLR_REMOVAL_RETENTION_DAYS", &mut |v| {
-            Ok(self.removal_retention_days = parse("UWLR_REMOVAL_RETENTION_DAYS", v)?)
-        })?;
-        set("UWLR_PURGE_INTERVAL_SECS", &mut |v| {
-            Ok(self.purge_interval_secs = parse("UWLR_PURGE_INTERVAL_SECS", v)?)
-        })?;
-        set("UWLR_PURGE_BATCH_ROWS", &mut |v| {
-            Ok(self.purge_batch_rows = parse("UWLR_PURGE_BATCH_ROWS", v)?)
-        })?;
-        set("UWLR_XAPI_PUBLISH_PAUSE_MS", &mut |v| {
-            Ok(self.xapi_publish_pause_ms = parse("UWLR_XAPI_PUBLISH_PAUSE_MS", v)?)
-        })?;
-        set("UWLR_XAPI_BASE_BACKOFF_MS", &mut |v| {
-            Ok(self.xapi_base_backoff_ms = parse("UWLR_XAPI_BASE_BACKOFF_MS", v)?)
-        })?;
-        set("UWLR_XAPI_MAX_BACKOFF_SECS", &mut |v| {
-            Ok(self.xapi_max_backoff_secs = parse("UWLR_XAPI_MAX_BACKOFF_SECS", v)?)
-        })?;
-        set("UWLR_XAPI_AUTHORITY_NAME", &mut |v| {
-            Ok(self.xapi_authority_name = v.to_string())
-        })?;
-        set("UWLR_XAPI_AUTHORITY_MBOX", &mut |v| {
-            Ok(self.xapi_authority_mbox = Some(v.to_string()).filter(|v| !v.is_empty()))
-        })?;
-        set("UWLR_XAPI_CORS_ORIGINS", &mut |v| {
-            Ok(self.xapi_cors_origins = v
-                .split(',')
-                .map(|s| s.trim().to_string())
-                .filter(|s| !s.is_empty())
-                .collect())
-        })?;
         Ok(())
     }
 
@@ -772,6 +764,28 @@ mod tests {
         ] {
             assert!(broken.check().is_err());
         }
+    }
+
+    /// Each variable is named after the key it overrides, and the README's configuration
+    /// block lists exactly these variables.
+    #[test]
+    fn every_environment_variable_names_its_key_and_is_documented() {
+        let readme = include_str!("../README.md");
+        let start = readme
+            .find("### Configuration")
+            .expect("a configuration section");
+        let block = &readme[start..];
+        let block = &block[..block.find("\n```\n").expect("the end of the TOML block")];
+        let documented: std::collections::BTreeSet<&str> = block
+            .split(|character: char| !(character.is_ascii_alphanumeric() || character == '_'))
+            .filter(|word| word.starts_with("UWLR_") && word.len() > "UWLR_".len())
+            .collect();
+        let table: std::collections::BTreeSet<&str> = ENV_KEYS.iter().map(|key| key.name).collect();
+        assert_eq!(table.len(), ENV_KEYS.len(), "a variable is listed twice");
+        for key in ENV_KEYS {
+            assert_eq!(key.name, format!("UWLR_{}", key.field.to_uppercase()));
+        }
+        assert_eq!(documented, table);
     }
 
     #[test]

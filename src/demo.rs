@@ -2,28 +2,23 @@
 
 use crate::domain::SchoolCode;
 use crate::store::admin::{self, LeerlingRow};
-use crate::store::StoreError;
-use rusqlite::Connection;
+use crate::store::{Store, StoreError};
 
-pub const KLANTCODE: &str = "DEMO-EA";
-pub const KLANTNAAM: &str = "Demo Uitgever";
-pub const AUTORISATIESLEUTEL: &str = "demo-autorisatiesleutel-2026";
+pub(crate) const KLANTCODE: &str = "DEMO-EA";
+pub(crate) const KLANTNAAM: &str = "Demo Uitgever";
+pub(crate) const AUTORISATIESLEUTEL: &str = "demo-autorisatiesleutel-2026";
 /// The school the demo client may send for.
-pub const SCHOOL: &str = "99XX01";
+pub(crate) const SCHOOL: &str = "99XX01";
 /// A known school the demo client is not activated for.
-pub const OTHER_SCHOOL: &str = "99YY";
-pub const MANDATE: &str = "DEMO-VERWERKERSOVEREENKOMST-2026";
+pub(crate) const OTHER_SCHOOL: &str = "99YY";
+pub(crate) const MANDATE: &str = "DEMO-VERWERKERSOVEREENKOMST-2026";
 
 /// Seeds the demo client, schools, activation and learners; running it again changes nothing.
-pub fn seed(connection: &Connection) -> Result<(), StoreError> {
+pub(crate) fn seed(store: &Store) -> Result<(), StoreError> {
+    let connection = &store.connect()?;
     let school = SchoolCode::parse(SCHOOL).map_err(StoreError::Invalid)?;
     let other = SchoolCode::parse(OTHER_SCHOOL).map_err(StoreError::Invalid)?;
-    let known: bool = connection.query_row(
-        "SELECT count(*) FROM clients WHERE klantcode = ?1",
-        [KLANTCODE],
-        |row| row.get::<_, i64>(0),
-    )? > 0;
-    if !known {
+    if !crate::store::clients::client_known(connection, KLANTCODE)? {
         admin::add_client(connection, KLANTCODE, KLANTNAAM, AUTORISATIESLEUTEL)?;
         admin::activate(
             connection,

@@ -173,7 +173,7 @@ impl DifferentialHarness {
         let dir = tempfile::tempdir().expect("temporary folder");
         let store = Store::open(&dir.path().join("data"), Durability::Normal, 64 << 20)
             .expect("demo store");
-        crate::demo::seed(&store.connect().expect("connection")).expect("demo data");
+        crate::demo::seed(&store).expect("demo data");
         let schemas = crate::schema::prepare(&dir.path().join("contract"), None).expect("contract");
         let driver = schemas.full.clone();
         let intake = crate::intake::Intake {

@@ -14,6 +14,7 @@ pub const VERSION_WITH_COMMIT: &str = concat!(
 /// The git commit this binary was built from, as in `VERSION_WITH_COMMIT`.
 pub const COMMIT: &str = env!("UWLR_GIT_COMMIT");
 
+pub mod app;
 pub mod auth_limit;
 pub mod body;
 pub mod bridge;

@@ -6,6 +6,7 @@
 
 pub mod access_request;
 pub mod admin;
+pub mod clients;
 pub mod disclosures;
 pub mod erasure;
 pub mod feed;
@@ -14,6 +15,7 @@ pub mod migrations;
 pub mod outbox;
 pub mod readers;
 pub mod retention;
+pub mod session;
 pub mod statements;
 pub mod status;
 

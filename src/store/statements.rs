@@ -245,6 +245,11 @@ pub fn read_statements(
     Ok(rows)
 }
 
+/// How many statements the gateway holds (live and voiding), for `outbox status`.
+pub fn count_statements(connection: &Connection) -> Result<i64, StoreError> {
+    Ok(connection.query_row("SELECT count(*) FROM xapi_statements", [], |row| row.get(0))?)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

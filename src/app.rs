@@ -1,0 +1,302 @@
+//! The application: one constructor that opens everything `serve` runs, and one run loop that drains it.
+//!
+//! `Application::build` opens the store (and its writer threads), the secrets keyring,
+//! the schemas, vocabularies and xAPI mapping, and binds the listeners, so a caller can
+//! read the bound addresses (port 0 allowed) before anything is served.
+//! `Application::run` starts the publisher, the purge, the delivery worker and the status
+//! sampler, serves until the shutdown future resolves, then drains in order: requests,
+//! the operations listener, publishing and delivery, and last the writers.
+//! `serve`, the in-process tests and anything embedding the gateway start this same thing.
+
+use crate::config::Config;
+use crate::http::{AppState, Surface};
+use crate::intake::{Intake, IntakeConfig};
+use crate::secret::Keyring;
+use crate::store::Store;
+use crate::vdex::Vocabularies;
+use anyhow::{Context, Result};
+use std::future::Future;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use tokio::net::TcpListener;
+
+/// A built gateway: store open, listeners bound, nothing served yet.
+pub struct Application {
+    store: Store,
+    state: Arc<AppState>,
+    keyring: Arc<Keyring>,
+    mapping: Arc<crate::bridge::Mapping>,
+    listener: TcpListener,
+    /// `metrics_listen`, when configured: `/metrics`, `/status`, `/ready`, `/health` without a token.
+    operations_listener: Option<TcpListener>,
+    tls: Option<tokio_rustls::TlsAcceptor>,
+}
+
+/// The addresses an application listens on, as bound (a configured port 0 is the real port here).
+#[derive(Clone, Copy, Debug)]
+pub struct Addresses {
+    /// The SOAP service and the read and admin APIs.
+    pub main: SocketAddr,
+    /// The operations listener, when `metrics_listen` is set.
+    pub operations: Option<SocketAddr>,
+}
+
+impl Application {
+    /// Opens the data dir (creating it when missing), the keyring, the contract and the
+    /// bridge, and binds the listeners. Must be called inside a Tokio runtime.
+    pub async fn build(config: Config) -> Result<Application> {
+        let store = open_store(&config)?;
+        let keyring = Arc::new(load_keyring(&config, true)?);
+        reseal_stored_secrets(&store, &keyring)?;
+        let schemas = crate::schema::prepare(&contract_dir(&config), config.schema_dir.as_deref())?;
+        let vocabularies = Vocabularies::load(config.vdex_dir.as_deref())?;
+        let mapping =
+            crate::bridge::ids::prepare(&store.connect()?, &keyring, config.xapi_mapping()?)
+                .context("cannot start the xAPI bridge")?;
+        let intake = Intake {
+            store: store.clone(),
+            schemas,
+            vocabularies: Arc::new(vocabularies),
+            config: Arc::new(IntakeConfig {
+                xsd_versions: config.xsd_versions.clone(),
+                unknown_leerling: config.unknown_leerling,
+                aanmaakdatum_max_skew: config.aanmaakdatum_max_skew(),
+                clock: crate::clock::Clock::System,
+            }),
+            auth_limit: Arc::new(config.auth_limiter()),
+        };
+        let tls = match (&config.tls_cert, &config.tls_key) {
+            (Some(cert), Some(key)) => Some(crate::http::tls_acceptor(cert, key)?),
+            _ => None,
+        };
+        let listener = TcpListener::bind(config.listen)
+            .await
+            .with_context(|| format!("cannot listen on {}", config.listen))?;
+        let operations_listener = match config.metrics_listen {
+            Some(address) => Some(
+                TcpListener::bind(address)
+                    .await
+                    .with_context(|| format!("cannot listen on {address} (metrics_listen)"))?,
+            ),
+            None => None,
+        };
+        let local = listener.local_addr()?;
+        let state = Arc::new(AppState::new(config, intake, local)?);
+        Ok(Application {
+            store,
+            state,
+            keyring,
+            mapping: Arc::new(mapping),
+            listener,
+            operations_listener,
+            tls,
+        })
+    }
+
+    /// Seeds the demo client, school and learners that samples/ uses (`serve --demo`).
+    pub fn seed_demo(&self) -> Result<()> {
+        crate::demo::seed(&self.store).context("cannot seed the demo data")
+    }
+
+    /// The bound addresses.
+    pub fn addresses(&self) -> Result<Addresses> {
+        Ok(Addresses {
+            main: self.local_addr()?,
+            operations: self
+                .operations_listener
+                .as_ref()
+                .map(TcpListener::local_addr)
+                .transpose()?,
+        })
+    }
+
+    /// The bound address of the main listener.
+    pub fn local_addr(&self) -> Result<SocketAddr> {
+        Ok(self.listener.local_addr()?)
+    }
+
+    /// `https` with a TLS certificate configured, else `http`.
+    pub fn scheme(&self) -> &'static str {
+        if self.tls.is_some() {
+            "https"
+        } else {
+            "http"
+        }
+    }
+
+    /// The SOAP endpoint as senders reach it (`public_url`, or the bound address).
+    pub fn endpoint_url(&self) -> &str {
+        &self.state.endpoint_url
+    }
+
+    /// The core database file.
+    pub fn database_path(&self) -> &Path {
+        self.store.path()
+    }
+
+    /// Serves until `shutdown` resolves, then lets requests finish, stops publishing,
+    /// purging and delivery, and closes the writers.
+    pub async fn run(self, shutdown: impl Future<Output = ()>) -> Result<()> {
+        let Application {
+            store,
+            state,
+            keyring,
+            mapping,
+            listener,
+            operations_listener,
+            tls,
+        } = self;
+        let config = &state.config;
+        let (stop_outbox, outbox_stopped) = tokio::sync::watch::channel(false);
+        let publisher = tokio::spawn(crate::bridge::run_publisher(
+            store.clone(),
+            mapping.clone(),
+            config.outbox().poll_interval,
+            std::time::Duration::from_millis(config.xapi_publish_pause_ms),
+            outbox_stopped.clone(),
+        ));
+        let purge = tokio::spawn(crate::governance::run_purge(
+            store.clone(),
+            crate::store::retention::RetentionSettings::from_config(config),
+            std::time::Duration::from_secs(config.purge_interval_secs),
+            outbox_stopped.clone(),
+        ));
+        let outbox = tokio::spawn(crate::bridge::outbox::run(
+            store.clone(),
+            mapping,
+            keyring,
+            config.outbox(),
+            outbox_stopped,
+        ));
+        let sampler = tokio::spawn(crate::status::run_sampler(
+            store.clone(),
+            state.intake.auth_limit.clone(),
+        ));
+        let (stop_operations, mut operations_stopped) = tokio::sync::watch::channel(false);
+        let operations = operations_listener.map(|listener| {
+            tokio::spawn(crate::http::serve(
+                state.clone(),
+                listener,
+                None,
+                Surface::Operations,
+                async move {
+                    let _ = operations_stopped.changed().await;
+                },
+            ))
+        });
+        crate::http::serve(state, listener, tls, Surface::Main, shutdown).await?;
+        let _ = stop_operations.send(true);
+        if let Some(operations) = operations {
+            let _ = operations.await;
+        }
+        sampler.abort();
+        // Requests are done: stop publishing and delivery, then the writer.
+        let _ = stop_outbox.send(true);
+        let _ = publisher.await;
+        let _ = purge.await;
+        let _ = outbox.await;
+        store.close();
+        tracing::info!("stopped");
+        Ok(())
+    }
+}
+
+/// Opens the data dir of `config`, creating it when missing: `serve` and `init` only.
+pub(crate) fn open_store(config: &Config) -> Result<Store> {
+    Store::open(
+        &config.data_dir,
+        config.durability,
+        config.wal_restart_mib << 20,
+    )
+    .with_context(|| format!("cannot open the database in {}", config.data_dir.display()))
+}
+
+/// The keys that seal stored secrets; `create` makes the data dir's default key file when missing.
+pub(crate) fn load_keyring(config: &Config, create: bool) -> Result<Keyring> {
+    Ok(Keyring::load(&config.secrets_key_source(), create)?)
+}
+
+/// Where `serve` writes the contract (the WSDL's schemas) it publishes.
+fn contract_dir(config: &Config) -> PathBuf {
+    config.data_dir.join("contract")
+}
+
+/// Seals what an older database holds in clear (and what an older key sealed) before delivery starts.
+fn reseal_stored_secrets(store: &Store, keyring: &Keyring) -> Result<()> {
+    let outcome = crate::store::outbox::reseal_secrets(&store.connect()?, keyring)
+        .context("cannot seal the stored LRS secrets")?;
+    if outcome.resealed > 0 {
+        tracing::info!(
+            resealed = outcome.resealed,
+            "stored LRS secrets sealed under the current key"
+        );
+    }
+    for error in &outcome.unopened {
+        // The intake runs on; only delivery to that LRS waits for the right key (logged again by the worker).
+        tracing::error!(%error, "a stored LRS secret does not open with the configured secrets key");
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Application;
+    use crate::config::Config;
+
+    /// The application runs in-process: built on port 0 in a fresh data dir, it answers one
+    /// demo message over real HTTP with a bevestiging, drains on shutdown, and the afname is stored.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn builds_on_port_zero_stores_a_message_and_drains() -> anyhow::Result<()> {
+        let data_dir = tempfile::tempdir()?;
+        let config = Config {
+            data_dir: data_dir.path().to_path_buf(),
+            listen: "127.0.0.1:0".parse()?,
+            ..Config::default()
+        };
+        let application = Application::build(config).await?;
+        application.seed_demo()?;
+        let address = application.local_addr()?;
+        assert_ne!(address.port(), 0, "the bound port is reported");
+        let endpoint = application.endpoint_url().to_string();
+        assert!(endpoint.contains(&address.to_string()), "{endpoint}");
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let running = tokio::spawn(application.run(async {
+            let _ = stopped.await;
+        }));
+
+        let message = std::fs::read(
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("samples/01-drip-een-resultaat.xml"),
+        )?;
+        let answer = reqwest::Client::new()
+            .post(&endpoint)
+            .header("Content-Type", "text/xml; charset=utf-8")
+            .header("SOAPAction", "\"BrengLeerresultaten\"")
+            .body(message)
+            .send()
+            .await?;
+        let status = answer.status();
+        let text = answer.text().await?;
+        assert_eq!(status, 200, "{text}");
+        assert!(text.contains("leerresultaten_bevestiging"), "{text}");
+
+        let _ = stop.send(());
+        tokio::time::timeout(std::time::Duration::from_secs(30), running).await???;
+
+        let connection = crate::store::open_read_only(data_dir.path())?;
+        let school =
+            crate::domain::SchoolCode::parse(crate::demo::SCHOOL).map_err(anyhow::Error::msg)?;
+        let learner =
+            crate::store::erasure::find_learner(&connection, &school, Some("LL0001"), None)?
+                .expect("the demo learner");
+        let document =
+            crate::store::access_request::export(&connection, &learner, "2026-12-02T00:00:00Z")?;
+        assert_eq!(
+            document["toetsafnames"].as_array().map_or(0, Vec::len),
+            1,
+            "{document:#}"
+        );
+        Ok(())
+    }
+}

@@ -1,0 +1,90 @@
+//! An operator's session on a data dir: the one connection a CLI command runs on, and its write transaction.
+//!
+//! The CLI holds a `Session`, never a connection of its own: it passes the session to the
+//! store functions of each kind of data (they take the connection it derefs to) and changes
+//! data only through `Session::write`, so SQL, transactions and the engine stay in `store`.
+
+use super::{Store, StoreError};
+use rusqlite::{Connection, TransactionBehavior};
+use std::path::Path;
+
+/// One connection to a data dir's databases (the core with the bridge's file attached).
+pub(crate) struct Session {
+    connection: Connection,
+}
+
+impl Session {
+    /// A session that may change data, on a store already opened (and migrated).
+    pub(crate) fn open(store: &Store) -> Result<Session, StoreError> {
+        Ok(Session {
+            connection: store.connect()?,
+        })
+    }
+
+    /// A session that only looks, opened as `open_read_only` explains: it never creates,
+    /// migrates or writes anything.
+    pub(crate) fn open_read_only(data_dir: &Path) -> Result<Session, StoreError> {
+        Ok(Session {
+            connection: super::open_read_only(data_dir)?,
+        })
+    }
+
+    /// Runs `job` in one transaction that takes the write lock first (so change seqs cannot
+    /// interleave with a running gateway's), committed only when `job` returns `Ok`.
+    pub(crate) fn write<R, E: From<StoreError>>(
+        &mut self,
+        job: impl FnOnce(&Connection) -> Result<R, E>,
+    ) -> Result<R, E> {
+        let transaction = self
+            .connection
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(|error| E::from(StoreError::from(error)))?;
+        let result = job(&transaction)?;
+        transaction
+            .commit()
+            .map_err(|error| E::from(StoreError::from(error)))?;
+        Ok(result)
+    }
+
+    /// The connection, for store and governance functions that open transactions themselves.
+    pub(crate) fn connection_mut(&mut self) -> &mut Connection {
+        &mut self.connection
+    }
+}
+
+impl std::ops::Deref for Session {
+    type Target = Connection;
+
+    fn deref(&self) -> &Connection {
+        &self.connection
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Session;
+    use crate::store::{admin, clients, Durability, Store};
+
+    /// A command's writes commit together or, when the command fails part-way, not at all.
+    #[test]
+    fn a_write_commits_whole_or_leaves_nothing() -> anyhow::Result<()> {
+        let data_dir = tempfile::tempdir()?;
+        let store = Store::open(data_dir.path(), Durability::Normal, 64 << 20)?;
+        let mut session = Session::open(&store)?;
+        let failed = session.write(|transaction| -> anyhow::Result<()> {
+            admin::add_client(transaction, "EA-1", "Uitgever", "sleutel-1")?;
+            anyhow::bail!("the command fails after its first write")
+        });
+        assert!(failed.is_err());
+        assert!(!clients::client_known(&session, "EA-1")?);
+        session.write(|transaction| -> anyhow::Result<()> {
+            admin::add_client(transaction, "EA-1", "Uitgever", "sleutel-1")?;
+            admin::add_client(transaction, "EA-2", "Uitgever", "sleutel-2")?;
+            Ok(())
+        })?;
+        assert!(clients::client_known(&session, "EA-1")?);
+        let looking = Session::open_read_only(data_dir.path())?;
+        assert!(clients::client_known(&looking, "EA-2")?);
+        Ok(())
+    }
+}
