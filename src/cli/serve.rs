@@ -28,8 +28,11 @@ fn serve(config: Config, demo: bool) -> Result<ExitCode> {
         if demo {
             application.seed_demo()?;
         }
+        // The handlers are armed before the gateway says it is ready: a SIGTERM right after
+        // the announcement must drain, not kill by the signal's default action.
+        let shutdown = shutdown_signal()?;
         announce(&application, &config, demo)?;
-        application.run(shutdown_signal()).await
+        application.run(shutdown).await
     })?;
     Ok(ExitCode::SUCCESS)
 }
@@ -82,26 +85,22 @@ fn print_demo_help(endpoint: &str) {
     );
 }
 
-async fn shutdown_signal() {
-    let ctrl_c = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
+/// Registers SIGINT and SIGTERM now and returns the future that resolves on either.
+fn shutdown_signal() -> Result<impl std::future::Future<Output = ()>> {
     #[cfg(unix)]
-    let terminate = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut signal) => {
-                signal.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
+    let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    #[cfg(unix)]
+    let mut interrupt = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())?;
+    Ok(async move {
+        #[cfg(unix)]
+        tokio::select! {
+            _ = terminate.recv() => {},
+            _ = interrupt.recv() => {},
         }
-    };
-    #[cfg(not(unix))]
-    let terminate = std::future::pending::<()>();
-    tokio::select! {
-        () = ctrl_c => {},
-        () = terminate => {},
-    }
-    tracing::info!("shutdown requested");
-    // systemd shows the unit as deactivating while requests drain.
-    let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Stopping]);
+        #[cfg(not(unix))]
+        let _ = tokio::signal::ctrl_c().await;
+        tracing::info!("shutdown requested");
+        // systemd shows the unit as deactivating while requests drain.
+        let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Stopping]);
+    })
 }

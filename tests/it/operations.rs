@@ -295,3 +295,13 @@ fn cli_commands_during_wal_restarts_leave_the_gateways_wal_alone() {
         .unwrap();
     assert_eq!(check, "ok");
 }
+
+/// A service manager may stop the gateway the moment it reports ready: the signal handlers are
+/// armed before the listening line, so even then SIGTERM drains and the exit status is 0.
+#[test]
+fn sigterm_straight_after_the_listening_line_shuts_down_cleanly() {
+    for _ in 0..5 {
+        let mut gateway = spawn_default();
+        gateway.terminate();
+    }
+}
