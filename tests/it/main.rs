@@ -12,6 +12,7 @@ mod fuzz_regressions;
 mod governance;
 mod http_edges;
 mod http_surface;
+mod intake_split;
 mod interop;
 mod logs;
 mod observability;
