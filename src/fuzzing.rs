@@ -24,7 +24,7 @@ pub fn envelope(data: &[u8]) {
         let Ok(reader) = body.reader() else { return };
         let mut scanner = Scanner::new(reader, Pass::SkipToetsafnames);
         let head = scan_head(&mut scanner, framing);
-        let _ = head.check_root(framing);
+        let _ = head.root_violation(framing);
         let _ = envelope::autorisatie(&head.headers);
     }
 }

@@ -36,22 +36,22 @@ pub struct BodyElement {
 }
 
 impl Head {
-    /// The root and Body checks under `framing`, placed at the Body's element or the root.
-    pub fn check_root(&self, framing: Framing) -> Result<(), Violation> {
+    /// The root and Body checks under `framing`: the violation, placed at the Body's
+    /// element or the root, when the message is not one the framing accepts.
+    pub fn root_violation(&self, framing: Framing) -> Option<Violation> {
         let body_element = self
             .body_element
             .as_ref()
             .map(|element| (&element.namespace, element.name.as_str()));
-        envelope::check_root(self.root.as_ref(), body_element, framing).map_err(|violation| {
-            let offset = self
-                .body_element
-                .as_ref()
-                .map(|element| element.offset)
-                .or(self.root_offset);
-            match offset {
-                Some(offset) => violation.at_offset(offset),
-                None => violation,
-            }
+        let violation = envelope::check_root(self.root.as_ref(), body_element, framing).err()?;
+        let offset = self
+            .body_element
+            .as_ref()
+            .map(|element| element.offset)
+            .or(self.root_offset);
+        Some(match offset {
+            Some(offset) => violation.at_offset(offset),
+            None => violation,
         })
     }
 }

@@ -237,10 +237,7 @@ fn fill_positions(mut file: impl Read, violations: &mut Violations) {
     let mut buffer = vec![0u8; 256 * 1024];
     let (mut position, mut line, mut line_start) = (0u64, 1u64, 0u64);
     let mut next = 0usize;
-    'read: loop {
-        let Ok(read) = file.read(&mut buffer) else {
-            break;
-        };
+    'read: while let Ok(read) = file.read(&mut buffer) {
         if read == 0 {
             break;
         }

@@ -101,7 +101,7 @@ fn offline_definitions(
         violations.push(broken_off(error));
         return Ok(None);
     }
-    if let Err(violation) = head.check_root(Framing::SoapOrBare) {
+    if let Some(violation) = head.root_violation(Framing::SoapOrBare) {
         violations.push(violation);
         return Ok(None);
     }

@@ -146,11 +146,9 @@ fn sender_blocks(head: Head, scope: Scope) -> Result<SenderBlocks, Identificatio
         };
         return Err(Identification::Refused(Violations::single(violation), None));
     }
-    let refused =
-        |violation: Violation| Identification::Refused(Violations::single(violation), None);
-    head.check_root(Framing::SoapOnly).map_err(refused)?;
-    if let Some(violation) = head.not_understood.into_iter().next() {
-        return Err(refused(violation));
+    let root_violation = head.root_violation(Framing::SoapOnly);
+    if let Some(violation) = root_violation.or(head.not_understood.into_iter().next()) {
+        return Err(Identification::Refused(Violations::single(violation), None));
     }
     let autorisatie = envelope::autorisatie(&head.headers).map_err(|found| {
         let mut violations = Violations::default();

@@ -392,6 +392,9 @@ pub fn upsert_afname(
     change_seq: &mut i64,
 ) -> Result<AfnameChange, StoreError> {
     let content_hash = state.content_hash();
+    let next_seq = *change_seq + 1;
+    let feed_seq = next_seq + write.feed_offset;
+    let values = afname_values(write, state, &content_hash, &next_seq, &feed_seq);
     // Most keys are new: try the insert first and look at the stored row only on a conflict.
     let inserted = connection
         .prepare_cached(
@@ -402,28 +405,7 @@ pub fn upsert_afname(
                (SELECT revision FROM toetsen WHERE id = ?6))
              ON CONFLICT (school_id, client_id, afname_key) DO NOTHING",
         )?
-        .execute(params![
-            write.owner.school_id,
-            state.afname_key,
-            state.leerlingid,
-            state.eckid,
-            state.resultaatverwerkerid,
-            state.toets_id,
-            state.toetscode,
-            state.versie,
-            state.toetsonderdeelcode,
-            state.afnamedatum,
-            write.aanmaakdatum,
-            write.receipt_id,
-            state.score,
-            state.derived,
-            state.result,
-            content_hash,
-            write.quarantined,
-            *change_seq + 1,
-            write.owner.client_id,
-            *change_seq + 1 + write.feed_offset,
-        ])?;
+        .execute(values.as_slice())?;
     if inserted == 1 {
         *change_seq += 1;
         let afname_id = connection.last_insert_rowid();
@@ -476,54 +458,82 @@ pub fn upsert_afname(
             Ok(AfnameChange::Unchanged)
         }
         Some((id, _, _)) => {
-            *change_seq += 1;
-            // The previous state goes to history as JSON, read only now that it changed.
-            connection
-                .prepare_cached(
-                    "INSERT INTO toetsafnames_history (afname_id, revision, state, replaced_at, replaced_by_receipt_id)
-                     SELECT id, revision, json_object(
-                        'afname_key', afname_key, 'leerlingid', leerlingid, 'eckid', eckid,
-                        'resultaatverwerkerid', resultaatverwerkerid, 'toets_id', toets_id, 'toetscode', toetscode,
-                        'versie', versie, 'toetsonderdeelcode', toetsonderdeelcode, 'afnamedatum', afnamedatum,
-                        'mutatiedatum', mutatiedatum, 'aanmaakdatum', aanmaakdatum, 'receipt_id', receipt_id,
-                        'score', score, 'derived', derived, 'result', json(result), 'quarantined', quarantined,
-                        'toets_revision', toets_revision),
-                       ?2, ?3
-                     FROM toetsafnames WHERE id = ?1",
-                )?
-                .execute(params![id, now_text(), write.receipt_id])?;
-            connection
-                .prepare_cached(
-                    "UPDATE toetsafnames SET leerlingid = ?2, eckid = ?3, resultaatverwerkerid = ?4, toets_id = ?5,
-                       toetscode = ?6, versie = ?7, toetsonderdeelcode = ?8, mutatiedatum = ?9, aanmaakdatum = ?10,
-                       receipt_id = ?11, score = ?12, derived = ?13, result = ?14, content_sha256 = ?15,
-                       revision = revision + 1, quarantined = ?16, change_seq = ?17, feed_seq = ?18,
-                       toets_revision = (SELECT revision FROM toetsen WHERE id = ?5) WHERE id = ?1",
-                )?
-                .execute(params![
-                    id,
-                    state.leerlingid,
-                    state.eckid,
-                    state.resultaatverwerkerid,
-                    state.toets_id,
-                    state.toetscode,
-                    state.versie,
-                    state.toetsonderdeelcode,
-                    state.afnamedatum,
-                    write.aanmaakdatum,
-                    write.receipt_id,
-                    state.score,
-                    state.derived,
-                    state.result,
-                    content_hash,
-                    write.quarantined,
-                    *change_seq,
-                    *change_seq + write.feed_offset,
-                ])?;
-            log_change(connection, *change_seq, id, write.quarantined)?;
+            *change_seq = next_seq;
+            update_afname(connection, id, &values)?;
+            log_change(connection, next_seq, id, write.quarantined)?;
             Ok(AfnameChange::Updated)
         }
     }
+}
+
+/// The values of an afname row in the order of the parameters `?1` to `?20` that the
+/// insert and the update of `upsert_afname` share, so the column list is bound once.
+fn afname_values<'a>(
+    write: &'a AfnameWrite,
+    state: &'a AfnameState,
+    content_hash: &'a dyn rusqlite::ToSql,
+    change_seq: &'a i64,
+    feed_seq: &'a i64,
+) -> [&'a dyn rusqlite::ToSql; 20] {
+    [
+        &write.owner.school_id,
+        &state.afname_key,
+        &state.leerlingid,
+        &state.eckid,
+        &state.resultaatverwerkerid,
+        &state.toets_id,
+        &state.toetscode,
+        &state.versie,
+        &state.toetsonderdeelcode,
+        &state.afnamedatum,
+        &write.aanmaakdatum,
+        &write.receipt_id,
+        &state.score,
+        &state.derived,
+        &state.result,
+        content_hash,
+        &write.quarantined,
+        change_seq,
+        &write.owner.client_id,
+        feed_seq,
+    ]
+}
+
+/// A known afname with new content: its previous state goes to history and the row
+/// takes the new one (`values` from `afname_values`; the sent afnamedatum becomes the
+/// mutatiedatum, the first one stays).
+fn update_afname(
+    connection: &Connection,
+    id: i64,
+    values: &[&dyn rusqlite::ToSql; 20],
+) -> Result<(), StoreError> {
+    let receipt_id = values[11];
+    // The previous state goes to history as JSON, read only now that it changed.
+    connection
+        .prepare_cached(
+            "INSERT INTO toetsafnames_history (afname_id, revision, state, replaced_at, replaced_by_receipt_id)
+             SELECT id, revision, json_object(
+                'afname_key', afname_key, 'leerlingid', leerlingid, 'eckid', eckid,
+                'resultaatverwerkerid', resultaatverwerkerid, 'toets_id', toets_id, 'toetscode', toetscode,
+                'versie', versie, 'toetsonderdeelcode', toetsonderdeelcode, 'afnamedatum', afnamedatum,
+                'mutatiedatum', mutatiedatum, 'aanmaakdatum', aanmaakdatum, 'receipt_id', receipt_id,
+                'score', score, 'derived', derived, 'result', json(result), 'quarantined', quarantined,
+                'toets_revision', toets_revision),
+               ?2, ?3
+             FROM toetsafnames WHERE id = ?1",
+        )?
+        .execute(params![id, now_text(), receipt_id])?;
+    connection
+        .prepare_cached(
+            "UPDATE toetsafnames SET leerlingid = ?3, eckid = ?4, resultaatverwerkerid = ?5, toets_id = ?6,
+               toetscode = ?7, versie = ?8, toetsonderdeelcode = ?9, mutatiedatum = ?10, aanmaakdatum = ?11,
+               receipt_id = ?12, score = ?13, derived = ?14, result = ?15, content_sha256 = ?16,
+               revision = revision + 1, quarantined = ?17, change_seq = ?18, feed_seq = ?20,
+               toets_revision = (SELECT revision FROM toetsen WHERE id = ?6)
+             WHERE school_id = ?1 AND client_id = ?19 AND afname_key = ?2",
+        )?
+        .execute(values.as_slice())?;
+    Ok(())
 }
 
 /// The afnamedatum stored for the sender's afname `afname_key` (the first one sent: an
