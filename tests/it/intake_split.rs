@@ -1,7 +1,7 @@
 //! The intake split into stages: offline `validate` derives toets totals per sitting with the gateway's own code, so both give one verdict.
 
 use crate::support::message::{aanmaakdatum, Message, Resultaat, Toets};
-use crate::support::{cli_with_data_dir, send_and_check, spawn_default, Expect};
+use crate::support::{cli_with_data_dir, fault_of, send_and_check, spawn_default, Expect};
 use std::collections::BTreeSet;
 
 /// The rule codes `validate` printed for `file`, and whether it said `valid`.
@@ -104,4 +104,51 @@ fn validate_derives_toets_totals_per_sitting_as_the_gateway_does() {
         assert_eq!(found, expected, "{what}\n{stdout}");
         assert_eq!(valid, rules.is_empty(), "{what}\n{stdout}");
     }
+}
+
+/// Over 1 MiB the schema verdict arrives during the store pass and replaces the other
+/// findings but UWLR-XSDVERSIE. Before the split phase 2 wrote that violation again
+/// without its place; the school checks are one function now, and it has a line and column.
+#[test]
+fn a_late_schema_verdict_keeps_the_place_of_the_xsdversie_violation() {
+    let gateway = spawn_default();
+    let resultaten: Vec<Resultaat> = (0..8000)
+        .map(|index| Resultaat::score(&format!("LAAT-{index:05}"), "LAAT", index % 10))
+        .collect();
+    let message = Message::demo(&aanmaakdatum(201))
+        .xsdversie("2.1")
+        .afname("LL0001", resultaten)
+        .toets(Toets::new("LAAT"));
+    let xml = String::from_utf8(message.envelope()).unwrap();
+    // A decimal score: only libxml2's verdict names it.
+    let body = xml.replacen("<lr:score>7</lr:score>", "<lr:score>7.5</lr:score>", 1);
+    assert_ne!(body, xml);
+    assert!(body.len() > 1 << 20, "{} bytes", body.len());
+    let reply = send_and_check(
+        &gateway,
+        "large message with xsdversie 2.1 and a decimal score",
+        body.clone(),
+        &Expect::fault("Client.OngeldigBericht", &["UWLR-XSD", "UWLR-XSDVERSIE"]),
+    );
+    let receipt_id = fault_of(&reply).receipt_id.expect("a receipt id");
+    let violations: String = gateway
+        .db()
+        .query_row(
+            "SELECT violations FROM receipts WHERE id = ?1",
+            [&receipt_id],
+            |row| row.get(0),
+        )
+        .unwrap();
+    let violations: Vec<serde_json::Value> = serde_json::from_str(&violations).unwrap();
+    let xsdversie = violations
+        .iter()
+        .find(|violation| violation["rule"] == "UWLR-XSDVERSIE")
+        .expect("an xsdversie violation");
+    let line = body
+        .lines()
+        .position(|line| line.contains("<lr:xsdversie>"))
+        .unwrap()
+        + 1;
+    assert_eq!(xsdversie["line"], line as u64, "{xsdversie}");
+    assert!(xsdversie["column"].as_u64().is_some(), "{xsdversie}");
 }
