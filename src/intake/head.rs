@@ -122,3 +122,42 @@ pub fn scan_head<R: BufRead>(scanner: &mut Scanner<R>, framing: Framing) -> Head
     }
     head
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::uwlr::scan::Pass;
+
+    const ENVELOPE: &str = r#"<S:Envelope xmlns:S="http://schemas.xmlsoap.org/soap/envelope/" xmlns:L="http://www.edustandaard.nl/leerresultaten/2/leerresultaten"><S:Body><L:leerresultaten_verzoek><L:school><L:schooljaar>2026-2027</L:schooljaar></L:school></L:leerresultaten_verzoek></S:Body></S:Envelope>"#;
+    const BARE: &str = r#"<L:leerresultaten_verzoek xmlns:L="http://www.edustandaard.nl/leerresultaten/2/leerresultaten"><L:school><L:schooljaar>2026-2027</L:schooljaar></L:school></L:leerresultaten_verzoek>"#;
+
+    /// Whether the head scan reached the school block, and the offset of the root violation
+    /// (offsets are where a start tag ends).
+    fn check(xml: &str, framing: Framing, expected: (bool, Option<u64>)) {
+        let mut scanner = Scanner::new(xml.as_bytes(), Pass::SkipToetsafnames);
+        let head = scan_head(&mut scanner, framing);
+        let violation = head.root_violation(framing);
+        assert_eq!(
+            (
+                head.school.is_some(),
+                violation.map(|violation| violation.offset.unwrap_or(u64::MAX))
+            ),
+            expected,
+            "{xml}"
+        );
+    }
+
+    #[test]
+    fn the_head_ends_at_the_school_or_where_the_framing_refuses_the_message() {
+        check(ENVELOPE, Framing::SoapOnly, (true, None));
+        check(ENVELOPE, Framing::SoapOrBare, (true, None));
+        // A bare verzoek: refused at its root by the gateway, read on by `validate`.
+        let root_end = BARE.find('>').unwrap() as u64 + 1;
+        check(BARE, Framing::SoapOnly, (false, Some(root_end)));
+        check(BARE, Framing::SoapOrBare, (true, None));
+        // Another operation in the Body: placed where that element's start tag ends.
+        let other = ENVELOPE.replace("leerresultaten_verzoek", "iets_anders");
+        let offset = (other.find("<L:iets_anders>").unwrap() + "<L:iets_anders>".len()) as u64;
+        check(&other, Framing::SoapOnly, (false, Some(offset)));
+    }
+}
