@@ -22,8 +22,8 @@ mod sender;
 mod store_pass;
 
 pub use offline::{validate_offline, OfflineVerdict};
-pub(crate) use sender::school_code;
-pub use sender::{check_school, Identification, Identity, SchoolChecks, Scope};
+pub(crate) use sender::{check_school, school_code};
+pub use sender::{Identification, Identity, Scope};
 
 use crate::body::Body;
 use crate::clock::Clock;

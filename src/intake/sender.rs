@@ -192,7 +192,7 @@ pub(crate) fn school_code(school: &School) -> Option<SchoolCode> {
 
 /// The verdict of the school-level rules on one school block.
 #[derive(Debug, Default)]
-pub struct SchoolChecks {
+pub(crate) struct SchoolChecks {
     /// The aanmaakdatum in µs, when it could be read (the ordering rule compares it).
     pub aanmaakdatum_us: Option<i64>,
     /// UWLR-XSDVERSIE, placed at the xsdversie element.
@@ -211,7 +211,7 @@ impl SchoolChecks {
 /// The school-level rules that need no store (xsdversie, the aanmaakdatum's form and
 /// that it is not in the future), each violation placed at its field: one function for
 /// phase 1, phase 2's late schema verdict, offline `validate` and the fuzz target.
-pub fn check_school(
+pub(crate) fn check_school(
     school: &School,
     school_node: &Node,
     xsd_versions: &[String],
