@@ -1,6 +1,6 @@
 //! The store pass (phase 2): on the store's writer thread, inside one savepoint, the ordering rule, toets versioning, and one streaming pass over the results that checks each rule and upserts each afname; then commit, or roll back and keep only the receipt.
 
-use super::definitions::Prepared;
+use super::definitions::{PendingVerdict, Prepared};
 use super::derived::{self, Sitting, Sittings, Total};
 use super::sender::check_ordering;
 use super::{
@@ -89,22 +89,8 @@ pub(super) fn run(
             break;
         }
     }
-    let (pass, counts, mut violations, unknown_vocabularies) = results.finish();
-    let store_pass = started.elapsed();
-    if let Some(pending) = pending_validation {
-        let waited = Instant::now();
-        let verdict = Prepared::wait_for_verdict(pending)?;
-        tracing::debug!(
-            store_pass_ms = store_pass.as_millis() as u64,
-            schema_wait_ms = waited.elapsed().as_millis() as u64,
-            "store pass done"
-        );
-        if !verdict.is_empty() {
-            // As in phase 1: on a schema-invalid message only the schema findings count.
-            violations = verdict;
-            violations.extend(xsdversie);
-        }
-    }
+    let (pass, counts, violations, unknown_vocabularies) = results.finish();
+    let violations = with_late_verdict(violations, pending_validation, xsdversie, started)?;
     receipt.counts = counts.clone();
     receipt.duration_ms = started.elapsed().as_millis() as u64;
     if violations.is_empty() {
@@ -136,6 +122,32 @@ pub(super) fn run(
         violations: receipt.violations,
         klantcode: Some(sender.klantcode),
     })
+}
+
+/// Waits for the schema verdict of a large message, computed beside the store pass. As
+/// in phase 1, on a schema-invalid message only the schema findings count, and UWLR-XSDVERSIE.
+fn with_late_verdict(
+    violations: Violations,
+    pending: Option<PendingVerdict>,
+    xsdversie: Option<Violation>,
+    started: Instant,
+) -> Result<Violations, IntakeError> {
+    let Some(pending) = pending else {
+        return Ok(violations);
+    };
+    let store_pass = started.elapsed();
+    let waited = Instant::now();
+    let mut verdict = Prepared::wait_for_verdict(pending)?;
+    tracing::debug!(
+        store_pass_ms = store_pass.as_millis() as u64,
+        schema_wait_ms = waited.elapsed().as_millis() as u64,
+        "store pass done"
+    );
+    if verdict.is_empty() {
+        return Ok(violations);
+    }
+    verdict.extend(xsdversie);
+    Ok(verdict)
 }
 
 /// The toets versions results are read against: the message's own (UWLR step 6, each
