@@ -5,46 +5,28 @@
 
 use crate::body::Body;
 use crate::domain::rules::{self, UnknownVocabularies};
-use crate::domain::SchoolCode;
+use crate::intake::head::scan_head;
+use crate::intake::{check_school, school_code};
 use crate::soap::envelope::{self, Framing};
-use crate::uwlr::scan::{Item, Pass, Root, Scanner};
+use crate::uwlr::scan::{Item, Pass, Scanner};
 use crate::uwlr::{Resultaat, School, Toets, ToetsafnameHead};
 use crate::vdex::{self, Vocabularies};
 use std::sync::OnceLock;
 
-/// The envelope and header pass: the scanner up to the school block, the root and
-/// Body checks, the autorisatie header and SOAPAction parsing.
+/// The envelope and header pass: the intake's own head scan up to the school block, the
+/// root and Body checks, the autorisatie header and SOAPAction parsing.
 pub fn envelope(data: &[u8]) {
     if let Ok(text) = std::str::from_utf8(data) {
         let _ = envelope::soap_action_operation(text);
     }
     let body = Body::Memory(bytes::Bytes::copy_from_slice(data));
-    let Ok(reader) = body.reader() else { return };
-    let mut scanner = Scanner::new(reader, Pass::SkipToetsafnames);
-    let mut root: Option<Root> = None;
-    let mut headers = Vec::new();
-    let mut body_element = None;
-    loop {
-        match scanner.next() {
-            Ok(Some(Item::Root(found))) => root = Some(found),
-            Ok(Some(Item::HeaderElement(node))) => {
-                if headers.len() < 16 {
-                    headers.push(node);
-                }
-            }
-            Ok(Some(Item::BodyElement {
-                namespace, name, ..
-            })) => body_element = Some((namespace, name)),
-            Ok(Some(Item::School(_))) | Ok(None) | Err(_) => break,
-            Ok(Some(_)) => {}
-        }
+    for framing in [Framing::SoapOnly, Framing::SoapOrBare] {
+        let Ok(reader) = body.reader() else { return };
+        let mut scanner = Scanner::new(reader, Pass::SkipToetsafnames);
+        let head = scan_head(&mut scanner, framing);
+        let _ = head.root_violation(framing);
+        let _ = envelope::autorisatie(&head.headers);
     }
-    let body_element = body_element
-        .as_ref()
-        .map(|(namespace, name)| (namespace, name.as_str()));
-    let _ = envelope::check_root(root.as_ref(), body_element, Framing::SoapOnly);
-    let _ = envelope::check_root(root.as_ref(), body_element, Framing::SoapOrBare);
-    let _ = envelope::autorisatie(&headers);
 }
 
 fn embedded_vocabularies() -> &'static Vocabularies {
@@ -67,13 +49,14 @@ pub fn message(data: &[u8]) {
         match scanner.next() {
             Ok(Some(Item::School(node))) => {
                 let school = School::from_node(&node);
-                let _ = rules::check_xsdversie(&school, &["2.2".to_string()]);
-                let _ = rules::read_aanmaakdatum(&school);
-                let _ = SchoolCode::from_parts(
-                    school.brincode.as_deref(),
-                    school.dependancecode.as_deref(),
-                    school.schoolkey.as_deref(),
+                let _ = check_school(
+                    &school,
+                    &node,
+                    &["2.2".to_string()],
+                    chrono::Utc::now(),
+                    chrono::Duration::minutes(5),
                 );
+                let _ = school_code(&school);
             }
             Ok(Some(Item::ToetsafnameStart { .. })) => head = ToetsafnameHead::default(),
             Ok(Some(Item::AfnameField(node))) => head.set_field(&node),

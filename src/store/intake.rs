@@ -392,6 +392,9 @@ pub fn upsert_afname(
     change_seq: &mut i64,
 ) -> Result<AfnameChange, StoreError> {
     let content_hash = state.content_hash();
+    let next_seq = *change_seq + 1;
+    let feed_seq = next_seq + write.feed_offset;
+    let values = afname_values(write, state, &content_hash, &next_seq, &feed_seq);
     // Most keys are new: try the insert first and look at the stored row only on a conflict.
     let inserted = connection
         .prepare_cached(
@@ -402,28 +405,7 @@ pub fn upsert_afname(
                (SELECT revision FROM toetsen WHERE id = ?6))
              ON CONFLICT (school_id, client_id, afname_key) DO NOTHING",
         )?
-        .execute(params![
-            write.owner.school_id,
-            state.afname_key,
-            state.leerlingid,
-            state.eckid,
-            state.resultaatverwerkerid,
-            state.toets_id,
-            state.toetscode,
-            state.versie,
-            state.toetsonderdeelcode,
-            state.afnamedatum,
-            write.aanmaakdatum,
-            write.receipt_id,
-            state.score,
-            state.derived,
-            state.result,
-            content_hash,
-            write.quarantined,
-            *change_seq + 1,
-            write.owner.client_id,
-            *change_seq + 1 + write.feed_offset,
-        ])?;
+        .execute(values.as_slice())?;
     if inserted == 1 {
         *change_seq += 1;
         let afname_id = connection.last_insert_rowid();
@@ -476,54 +458,82 @@ pub fn upsert_afname(
             Ok(AfnameChange::Unchanged)
         }
         Some((id, _, _)) => {
-            *change_seq += 1;
-            // The previous state goes to history as JSON, read only now that it changed.
-            connection
-                .prepare_cached(
-                    "INSERT INTO toetsafnames_history (afname_id, revision, state, replaced_at, replaced_by_receipt_id)
-                     SELECT id, revision, json_object(
-                        'afname_key', afname_key, 'leerlingid', leerlingid, 'eckid', eckid,
-                        'resultaatverwerkerid', resultaatverwerkerid, 'toets_id', toets_id, 'toetscode', toetscode,
-                        'versie', versie, 'toetsonderdeelcode', toetsonderdeelcode, 'afnamedatum', afnamedatum,
-                        'mutatiedatum', mutatiedatum, 'aanmaakdatum', aanmaakdatum, 'receipt_id', receipt_id,
-                        'score', score, 'derived', derived, 'result', json(result), 'quarantined', quarantined,
-                        'toets_revision', toets_revision),
-                       ?2, ?3
-                     FROM toetsafnames WHERE id = ?1",
-                )?
-                .execute(params![id, now_text(), write.receipt_id])?;
-            connection
-                .prepare_cached(
-                    "UPDATE toetsafnames SET leerlingid = ?2, eckid = ?3, resultaatverwerkerid = ?4, toets_id = ?5,
-                       toetscode = ?6, versie = ?7, toetsonderdeelcode = ?8, mutatiedatum = ?9, aanmaakdatum = ?10,
-                       receipt_id = ?11, score = ?12, derived = ?13, result = ?14, content_sha256 = ?15,
-                       revision = revision + 1, quarantined = ?16, change_seq = ?17, feed_seq = ?18,
-                       toets_revision = (SELECT revision FROM toetsen WHERE id = ?5) WHERE id = ?1",
-                )?
-                .execute(params![
-                    id,
-                    state.leerlingid,
-                    state.eckid,
-                    state.resultaatverwerkerid,
-                    state.toets_id,
-                    state.toetscode,
-                    state.versie,
-                    state.toetsonderdeelcode,
-                    state.afnamedatum,
-                    write.aanmaakdatum,
-                    write.receipt_id,
-                    state.score,
-                    state.derived,
-                    state.result,
-                    content_hash,
-                    write.quarantined,
-                    *change_seq,
-                    *change_seq + write.feed_offset,
-                ])?;
-            log_change(connection, *change_seq, id, write.quarantined)?;
+            *change_seq = next_seq;
+            update_afname(connection, id, &values)?;
+            log_change(connection, next_seq, id, write.quarantined)?;
             Ok(AfnameChange::Updated)
         }
     }
+}
+
+/// The values of an afname row in the order of the parameters `?1` to `?20` that the
+/// insert and the update of `upsert_afname` share, so the column list is bound once.
+fn afname_values<'a>(
+    write: &'a AfnameWrite,
+    state: &'a AfnameState,
+    content_hash: &'a dyn rusqlite::ToSql,
+    change_seq: &'a i64,
+    feed_seq: &'a i64,
+) -> [&'a dyn rusqlite::ToSql; 20] {
+    [
+        &write.owner.school_id,
+        &state.afname_key,
+        &state.leerlingid,
+        &state.eckid,
+        &state.resultaatverwerkerid,
+        &state.toets_id,
+        &state.toetscode,
+        &state.versie,
+        &state.toetsonderdeelcode,
+        &state.afnamedatum,
+        &write.aanmaakdatum,
+        &write.receipt_id,
+        &state.score,
+        &state.derived,
+        &state.result,
+        content_hash,
+        &write.quarantined,
+        change_seq,
+        &write.owner.client_id,
+        feed_seq,
+    ]
+}
+
+/// A known afname with new content: its previous state goes to history and the row
+/// takes the new one (`values` from `afname_values`; the sent afnamedatum becomes the
+/// mutatiedatum, the first one stays).
+fn update_afname(
+    connection: &Connection,
+    id: i64,
+    values: &[&dyn rusqlite::ToSql; 20],
+) -> Result<(), StoreError> {
+    let receipt_id = values[11];
+    // The previous state goes to history as JSON, read only now that it changed.
+    connection
+        .prepare_cached(
+            "INSERT INTO toetsafnames_history (afname_id, revision, state, replaced_at, replaced_by_receipt_id)
+             SELECT id, revision, json_object(
+                'afname_key', afname_key, 'leerlingid', leerlingid, 'eckid', eckid,
+                'resultaatverwerkerid', resultaatverwerkerid, 'toets_id', toets_id, 'toetscode', toetscode,
+                'versie', versie, 'toetsonderdeelcode', toetsonderdeelcode, 'afnamedatum', afnamedatum,
+                'mutatiedatum', mutatiedatum, 'aanmaakdatum', aanmaakdatum, 'receipt_id', receipt_id,
+                'score', score, 'derived', derived, 'result', json(result), 'quarantined', quarantined,
+                'toets_revision', toets_revision),
+               ?2, ?3
+             FROM toetsafnames WHERE id = ?1",
+        )?
+        .execute(params![id, now_text(), receipt_id])?;
+    connection
+        .prepare_cached(
+            "UPDATE toetsafnames SET leerlingid = ?3, eckid = ?4, resultaatverwerkerid = ?5, toets_id = ?6,
+               toetscode = ?7, versie = ?8, toetsonderdeelcode = ?9, mutatiedatum = ?10, aanmaakdatum = ?11,
+               receipt_id = ?12, score = ?13, derived = ?14, result = ?15, content_sha256 = ?16,
+               revision = revision + 1, quarantined = ?17, change_seq = ?18, feed_seq = ?20,
+               toets_revision = (SELECT revision FROM toetsen WHERE id = ?6)
+             WHERE school_id = ?1 AND client_id = ?19 AND afname_key = ?2",
+        )?
+        .execute(values.as_slice())?;
+    Ok(())
 }
 
 /// The afnamedatum stored for the sender's afname `afname_key` (the first one sent: an
@@ -720,4 +730,230 @@ pub fn list_receipts(
         }
     }
     Ok(receipts)
+}
+
+/// The receipt of an accepted message with the same bytes from the same client, read
+/// through the reader pool (phase 1's replay check, before the writer is asked).
+pub fn find_accepted(
+    store: &super::Store,
+    client_id: i64,
+    sha256: &str,
+) -> Result<Option<String>, StoreError> {
+    store.read(|connection| accepted_duplicate(connection, client_id, sha256))
+}
+
+/// Authenticates a sender for a school through the reader pool (see `admin::authenticate`).
+pub fn authenticate_sender(
+    store: &super::Store,
+    autorisatie: &crate::uwlr::Autorisatie,
+    school: &crate::domain::SchoolCode,
+    today: chrono::NaiveDate,
+) -> Result<Result<super::admin::Sender, crate::domain::Violation>, StoreError> {
+    store.read(|connection| {
+        super::admin::authenticate(
+            connection,
+            &autorisatie.klantcode,
+            &autorisatie.klantnaam,
+            &autorisatie.autorisatiesleutel,
+            school,
+            today,
+        )
+    })
+}
+
+/// Runs one message's job on the core writer thread, inside the group transaction
+/// (`Store::write`): the intake sees a `MessageWriter`, never a connection or SQL.
+pub async fn write_message<R: Send + 'static>(
+    store: &super::Store,
+    job: impl FnOnce(&mut MessageWriter<'_>) -> R + Send + 'static,
+) -> Result<R, StoreError> {
+    store
+        .write(move |connection| job(&mut MessageWriter { connection }))
+        .await
+}
+
+/// The core writer's connection as one message's job sees it.
+pub struct MessageWriter<'c> {
+    connection: &'c mut Connection,
+}
+
+/// Whose message a `MessagePass` writes: its owner, receipt and aanmaakdatum.
+pub struct MessageContext {
+    pub owner: Owner,
+    pub receipt_id: String,
+    pub aanmaakdatum: String,
+}
+
+impl MessageWriter<'_> {
+    /// See `accepted_duplicate`: a twin may have been accepted while this message waited.
+    pub fn accepted_duplicate(
+        &self,
+        client_id: i64,
+        sha256: &str,
+    ) -> Result<Option<String>, StoreError> {
+        accepted_duplicate(self.connection, client_id, sha256)
+    }
+
+    /// Writes a receipt outside any message pass (a refused message keeps only this).
+    pub fn insert_receipt(&self, receipt: &Receipt) -> Result<(), StoreError> {
+        insert_receipt(self.connection, receipt)
+    }
+
+    /// Opens the message's savepoint: what the pass writes stays only if it commits;
+    /// dropping it rolls everything back.
+    pub fn begin(&mut self, context: MessageContext) -> Result<MessagePass<'_>, StoreError> {
+        let savepoint = self.connection.savepoint()?;
+        let change_seq = read_change_seq(&savepoint)?;
+        let feed_offset = feed_offset(&savepoint, context.owner.school_id, change_seq)?;
+        Ok(MessagePass {
+            savepoint,
+            context,
+            change_seq,
+            feed_offset,
+            skipped_keys: false,
+        })
+    }
+}
+
+/// One message's writes inside its savepoint: toets versions, afname upserts with their
+/// change log rows, and at `commit` the counters, the ordering state and the receipt.
+pub struct MessagePass<'c> {
+    savepoint: rusqlite::Savepoint<'c>,
+    context: MessageContext,
+    /// The change feed's counter as this message moves it (written back at `commit`).
+    change_seq: i64,
+    feed_offset: i64,
+    /// Whether `skipped_afname_keys` was started for this message.
+    skipped_keys: bool,
+}
+
+impl MessagePass<'_> {
+    fn write(&self, quarantined: bool) -> AfnameWrite<'_> {
+        AfnameWrite {
+            owner: self.context.owner,
+            aanmaakdatum: &self.context.aanmaakdatum,
+            receipt_id: &self.context.receipt_id,
+            quarantined,
+            feed_offset: self.feed_offset,
+        }
+    }
+
+    /// The last accepted aanmaakdatum (µs and as sent) of this sender for this school.
+    pub fn last_aanmaakdatum(&self) -> Result<Option<(i64, String)>, StoreError> {
+        let owner = self.context.owner;
+        last_aanmaakdatum(&self.savepoint, owner.client_id, owner.school_id)
+    }
+
+    /// UWLR step 6 for one definition (see `upsert_toets`).
+    pub fn upsert_toets(
+        &self,
+        definition: &ToetsDefinition,
+    ) -> Result<(i64, ToetsChange), StoreError> {
+        upsert_toets(
+            &self.savepoint,
+            self.context.owner,
+            definition,
+            &self.context.receipt_id,
+        )
+    }
+
+    /// A toets version of this sender stored by an earlier message.
+    pub fn load_toets(
+        &self,
+        toetscode: &str,
+        versie: &str,
+    ) -> Result<Option<StoredToets>, StoreError> {
+        load_toets(&self.savepoint, self.context.owner, toetscode, versie)
+    }
+
+    /// Whether the school knows the leerling (by leerlingid or eckid).
+    pub fn leerling_known(
+        &self,
+        leerlingid: &str,
+        eckid: Option<&str>,
+    ) -> Result<bool, StoreError> {
+        super::admin::leerling_known(
+            &self.savepoint,
+            self.context.owner.school_id,
+            leerlingid,
+            eckid,
+        )
+    }
+
+    /// Notes the key of a result skipped for a rule it broke; true when the message
+    /// holds that key already, stored or skipped (see `begin_skipped_keys`).
+    pub fn note_skipped_key(&mut self, afname_key: &str) -> Result<bool, StoreError> {
+        if !self.skipped_keys {
+            begin_skipped_keys(&self.savepoint)?;
+            self.skipped_keys = true;
+        }
+        note_skipped_key(&self.savepoint, &self.write(false), afname_key)
+    }
+
+    /// Whether a key was skipped earlier in this message.
+    pub fn is_skipped_key(&self, afname_key: &str) -> Result<bool, StoreError> {
+        Ok(self.skipped_keys && is_skipped_key(&self.savepoint, afname_key)?)
+    }
+
+    /// UWLR step 7 for one afname (see `upsert_afname`).
+    pub fn upsert_afname(
+        &mut self,
+        state: &AfnameState,
+        quarantined: bool,
+    ) -> Result<AfnameChange, StoreError> {
+        let mut change_seq = self.change_seq;
+        let change = upsert_afname(
+            &self.savepoint,
+            &self.write(quarantined),
+            state,
+            &mut change_seq,
+        )?;
+        self.change_seq = change_seq;
+        Ok(change)
+    }
+
+    /// See `stored_afnamedatum`.
+    pub fn stored_afnamedatum(&self, afname_key: &str) -> Result<Option<String>, StoreError> {
+        stored_afnamedatum(&self.savepoint, self.context.owner, afname_key)
+    }
+
+    /// See `sitting_results`.
+    pub fn sitting_results(
+        &self,
+        leerlingid: &str,
+        toets_id: i64,
+        afnamedatum: &str,
+    ) -> Result<(Vec<crate::domain::rules::OnderdeelScore>, bool), StoreError> {
+        sitting_results(
+            &self.savepoint,
+            self.context.owner,
+            leerlingid,
+            toets_id,
+            afnamedatum,
+        )
+    }
+
+    /// Keeps the message: the change and feed counters, the sender's ordering state
+    /// (`aanmaakdatum_us`) and the receipt, then releases the savepoint.
+    pub fn commit(self, aanmaakdatum_us: i64, receipt: &Receipt) -> Result<(), StoreError> {
+        let owner = self.context.owner;
+        write_change_seq(&self.savepoint, self.change_seq)?;
+        write_feed_seq(
+            &self.savepoint,
+            owner.school_id,
+            self.change_seq,
+            self.feed_offset,
+        )?;
+        set_last_aanmaakdatum(
+            &self.savepoint,
+            owner.client_id,
+            owner.school_id,
+            aanmaakdatum_us,
+            &self.context.aanmaakdatum,
+            &self.context.receipt_id,
+        )?;
+        insert_receipt(&self.savepoint, receipt)?;
+        self.savepoint.commit()?;
+        Ok(())
+    }
 }

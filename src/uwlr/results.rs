@@ -29,7 +29,8 @@ const CHUNKS_AHEAD: usize = 8;
 
 /// Results in document order.
 pub enum ResultStream {
-    Inline(Scanner<BodyReader>, bool),
+    /// Boxed: a scanner is large, and the other variants are two pointers.
+    Inline(Box<Scanner<BodyReader>>, bool),
     Threaded(mpsc::Receiver<Vec<Parsed>>, std::vec::IntoIter<Parsed>),
     /// Results parsed earlier (small messages).
     Parsed(std::vec::IntoIter<Parsed>),
@@ -56,7 +57,7 @@ impl ResultStream {
     pub fn open(body: &Body, ahead: bool) -> std::io::Result<ResultStream> {
         let mut scanner = Scanner::new(body.reader()?, Pass::Everything);
         if !ahead {
-            return Ok(ResultStream::Inline(scanner, false));
+            return Ok(ResultStream::Inline(Box::new(scanner), false));
         }
         let (sender, receiver) = mpsc::sync_channel::<Vec<Parsed>>(CHUNKS_AHEAD);
         std::thread::Builder::new()
@@ -66,14 +67,14 @@ impl ResultStream {
                 while let Some(parsed) = next_parsed(&mut scanner) {
                     let failed = matches!(parsed, Parsed::Failed(_));
                     chunk.push(parsed);
-                    if chunk.len() == CHUNK || failed {
-                        if sender
+                    let full = chunk.len() == CHUNK || failed;
+                    if full
+                        && (sender
                             .send(std::mem::replace(&mut chunk, Vec::with_capacity(CHUNK)))
                             .is_err()
-                            || failed
-                        {
-                            return;
-                        }
+                            || failed)
+                    {
+                        return;
                     }
                 }
                 let _ = sender.send(chunk);

@@ -212,6 +212,30 @@ fn node_cost(node: &Node) -> usize {
             .sum::<usize>()
 }
 
+/// Appends text (or CDATA) to the innermost open element, counted against the text and
+/// subtree limits.
+fn append_text(
+    stack: &mut [Node],
+    text: &str,
+    text_bytes: &mut usize,
+    bytes: &mut usize,
+) -> Result<(), TreeError> {
+    *text_bytes += text.len();
+    *bytes += text.len();
+    if *text_bytes > MAX_TEXT {
+        return Err(TreeError::TextTooLong);
+    }
+    if *bytes > MAX_SUBTREE_BYTES {
+        return Err(TreeError::TooLarge);
+    }
+    stack
+        .last_mut()
+        .expect("stack holds the root")
+        .text
+        .push_str(text);
+    Ok(())
+}
+
 /// Reads the element that `start` opened (already consumed) up to its end tag.
 pub fn read_subtree<R: BufRead>(
     reader: &mut NsReader<R>,
@@ -282,37 +306,13 @@ pub fn read_subtree<R: BufRead>(
                     continue;
                 }
                 let text = unescape(&normalize_line_ends(raw))?;
-                text_bytes += text.len();
-                bytes += text.len();
-                if text_bytes > MAX_TEXT {
-                    return Err(TreeError::TextTooLong);
-                }
-                if bytes > MAX_SUBTREE_BYTES {
-                    return Err(TreeError::TooLarge);
-                }
-                stack
-                    .last_mut()
-                    .expect("stack holds the root")
-                    .text
-                    .push_str(&text);
+                append_text(&mut stack, &text, &mut text_bytes, &mut bytes)?;
             }
             Event::CData(data) => {
                 let text = std::str::from_utf8(&data)
                     .map_err(|error| TreeError::Encoding(error.to_string()))?;
                 let text = normalize_line_ends(text);
-                text_bytes += text.len();
-                bytes += text.len();
-                if text_bytes > MAX_TEXT {
-                    return Err(TreeError::TextTooLong);
-                }
-                if bytes > MAX_SUBTREE_BYTES {
-                    return Err(TreeError::TooLarge);
-                }
-                stack
-                    .last_mut()
-                    .expect("stack holds the root")
-                    .text
-                    .push_str(&text);
+                append_text(&mut stack, &text, &mut text_bytes, &mut bytes)?;
             }
             Event::DocType(_) => return Err(TreeError::Doctype),
             Event::Eof => return Err(TreeError::Eof),

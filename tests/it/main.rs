@@ -18,6 +18,7 @@ mod harness;
 mod hostile;
 mod http_edges;
 mod http_surface;
+mod intake_split;
 mod interop;
 mod logs;
 mod observability;
