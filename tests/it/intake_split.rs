@@ -1,7 +1,7 @@
 //! The intake split into stages: offline `validate` derives toets totals per sitting with the gateway's own code, so both give one verdict.
 
-use crate::support::message::{aanmaakdatum, Message, Resultaat, Toets};
-use crate::support::{cli_with_data_dir, fault_of, send_and_check, spawn_default, Expect};
+use crate::harness::message::{aanmaakdatum, Message, Resultaat, Toets};
+use crate::harness::{cli_with_data_dir, fault_of, send_and_check, spawn_default, Expect};
 use std::collections::BTreeSet;
 
 /// The rule codes `validate` printed for `file`, and whether it said `valid`.
