@@ -1,6 +1,6 @@
 //! Turns changed afnames into statements: a new statement per created or corrected afname, a voiding statement for the one it replaces.
 //!
-//! The transactional outbox is the change feed: the transaction that stores afnames gives
+//! The change log is written by the transaction that stores afnames, which gives
 //! each change a `change_seq`. The publisher follows that feed from its cursor
 //! (`xapi_publisher`, in `xapi.sqlite`) in rounds: a short read of the next chunk of
 //! changes from the core, then one job on the xAPI writer that writes the statements and

@@ -19,7 +19,7 @@ use tokio::task::JoinHandle;
 
 /// Settings of the worker (from `Config`).
 #[derive(Clone, Debug)]
-pub struct OutboxConfig {
+pub struct DeliveryConfig {
     /// Most statements in one POST.
     pub batch_size: usize,
     /// Deadline of one POST, connection included.
@@ -86,13 +86,13 @@ pub async fn run(
     store: Store,
     mapping: Arc<Mapping>,
     keyring: Arc<crate::secret::Keyring>,
-    config: OutboxConfig,
+    config: DeliveryConfig,
     mut stop: watch::Receiver<bool>,
 ) {
     let system_roots = match tokio::task::spawn_blocking(super::trust::system_roots).await {
         Ok(roots) => roots,
         Err(error) => {
-            tracing::error!(%error, "cannot read the system root certificates; the outbox worker does not run");
+            tracing::error!(%error, "cannot read the system root certificates; the delivery worker does not run");
             return;
         }
     };
@@ -201,7 +201,7 @@ pub async fn run(
         .await
         .is_err()
     {
-        tracing::warn!("outbox shutdown grace over; abandoning in-flight batches (they are resent at the next start)");
+        tracing::warn!("delivery shutdown grace over; abandoning in-flight batches (they are resent at the next start)");
         for abort in aborts {
             abort.abort();
         }
@@ -211,7 +211,7 @@ pub async fn run(
 
 /// The client of one LRS: its own TLS roots (the system's plus its stored CA), no redirects.
 fn http_client(
-    config: &OutboxConfig,
+    config: &DeliveryConfig,
     system_roots: &rustls::RootCertStore,
     subscription: &Subscription,
 ) -> Result<reqwest::Client, Box<dyn std::error::Error + Send + Sync>> {
@@ -236,7 +236,7 @@ async fn futures_join(handles: Vec<JoinHandle<()>>) {
 struct Task {
     store: Store,
     mapping: Arc<Mapping>,
-    config: OutboxConfig,
+    config: DeliveryConfig,
     client: reqwest::Client,
     subscription: Subscription,
     fingerprint: String,
@@ -390,19 +390,11 @@ impl Task {
                 }
                 let statement = part.remove(0);
                 tracing::error!(lrs = %self.subscription.row.name, statement = %statement.id, %error, "cannot render a statement");
-                let seq = statement.seq;
-                if let Err(error) = self
-                    .write(move |c| rows::dead_letter(c, id, &statement, from_cursor, None, &error))
+                if let Err(round) = self
+                    .dead_letter(statement, from_cursor, cursor, None, error)
                     .await
                 {
-                    return Round::Retry {
-                        status: None,
-                        error: error.to_string(),
-                        retry_after: None,
-                    };
-                }
-                if from_cursor {
-                    *cursor = (*cursor).max(seq);
+                    return round;
                 }
                 continue;
             }
@@ -452,14 +444,28 @@ impl Task {
                     };
                     let statement = part.remove(0);
                     let seq = statement.seq;
-                    let written = match held {
+                    let recorded = match held {
                         Held::Same => {
                             tracing::info!(lrs = %self.subscription.row.name, statement = %statement.id,
                                 "LRS answered 409 and holds this same statement; counted as delivered");
                             let ids = vec![statement.id.clone()];
                             let to_seq = if from_cursor { Some(seq) } else { None };
-                            self.write(move |c| rows::mark_delivered(c, id, to_seq, &ids, 409))
+                            match self
+                                .write(move |c| rows::mark_delivered(c, id, to_seq, &ids, 409))
                                 .await
+                            {
+                                Ok(()) => {
+                                    if from_cursor {
+                                        *cursor = (*cursor).max(seq);
+                                    }
+                                    Ok(())
+                                }
+                                Err(error) => Err(Round::Retry {
+                                    status: None,
+                                    error: error.to_string(),
+                                    retry_after: None,
+                                }),
+                            }
                         }
                         Held::Different(_) | Held::Missing | Held::Unreadable(_) => {
                             let reason = match held {
@@ -477,49 +483,23 @@ impl Task {
                             };
                             tracing::warn!(lrs = %self.subscription.row.name, statement = %statement.id, %reason,
                                 "LRS answered 409; the statement is kept as a dead letter");
-                            self.write(move |c| {
-                                rows::dead_letter(
-                                    c,
-                                    id,
-                                    &statement,
-                                    from_cursor,
-                                    Some(409),
-                                    &reason,
-                                )
-                            })
-                            .await
+                            self.dead_letter(statement, from_cursor, cursor, Some(409), reason)
+                                .await
                         }
                     };
-                    if let Err(error) = written {
-                        return Round::Retry {
-                            status: None,
-                            error: error.to_string(),
-                            retry_after: None,
-                        };
-                    }
-                    if from_cursor {
-                        *cursor = (*cursor).max(seq);
+                    if let Err(round) = recorded {
+                        return round;
                     }
                 }
                 Answer::Refused(status, text) => {
                     let statement = part.remove(0);
                     tracing::warn!(lrs = %self.subscription.row.name, statement = %statement.id, status, answer = %text,
                         "LRS refused a statement; it is kept as a dead letter");
-                    let seq = statement.seq;
-                    if let Err(error) = self
-                        .write(move |c| {
-                            rows::dead_letter(c, id, &statement, from_cursor, Some(status), &text)
-                        })
+                    if let Err(round) = self
+                        .dead_letter(statement, from_cursor, cursor, Some(status), text)
                         .await
                     {
-                        return Round::Retry {
-                            status: None,
-                            error: error.to_string(),
-                            retry_after: None,
-                        };
-                    }
-                    if from_cursor {
-                        *cursor = (*cursor).max(seq);
+                        return round;
                     }
                 }
                 Answer::Retry {
@@ -540,6 +520,31 @@ impl Task {
             }
         }
         Round::Done
+    }
+
+    /// Keeps `statement` as a dead letter of this LRS and, when it came from the cursor,
+    /// moves the cursor past it; a failed write is a round to retry.
+    async fn dead_letter(
+        &self,
+        statement: PendingStatement,
+        from_cursor: bool,
+        cursor: &mut i64,
+        status: Option<u16>,
+        reason: String,
+    ) -> Result<(), Round> {
+        let id = self.subscription.row.id;
+        let seq = statement.seq;
+        self.write(move |c| rows::dead_letter(c, id, &statement, from_cursor, status, &reason))
+            .await
+            .map_err(|error| Round::Retry {
+                status: None,
+                error: error.to_string(),
+                retry_after: None,
+            })?;
+        if from_cursor {
+            *cursor = (*cursor).max(seq);
+        }
+        Ok(())
     }
 
     async fn post(&self, body: String) -> Answer {
@@ -683,7 +688,7 @@ fn classify(status: u16, text: String, retry_after: Option<Duration>) -> Answer 
 }
 
 /// Exponential backoff with equal jitter: half the doubled delay fixed, half random; at least Retry-After.
-fn backoff(config: &OutboxConfig, attempt: u32, retry_after: Option<Duration>) -> Duration {
+fn backoff(config: &DeliveryConfig, attempt: u32, retry_after: Option<Duration>) -> Duration {
     let exponent = attempt.saturating_sub(1).min(20);
     let full = config
         .base_backoff
@@ -702,8 +707,8 @@ fn backoff(config: &OutboxConfig, attempt: u32, retry_after: Option<Duration>) -
 mod tests {
     use super::*;
 
-    fn config() -> OutboxConfig {
-        OutboxConfig {
+    fn config() -> DeliveryConfig {
+        DeliveryConfig {
             batch_size: 10,
             request_timeout: Duration::from_secs(1),
             poll_interval: Duration::from_millis(100),
