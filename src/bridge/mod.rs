@@ -8,9 +8,9 @@
 //! describes the statements.
 
 pub mod compare;
+pub mod delivery;
 pub mod erasure;
 pub mod ids;
-pub mod delivery;
 pub mod profile;
 pub mod publish;
 pub mod read;

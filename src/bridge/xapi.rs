@@ -1008,6 +1008,149 @@ mod tests {
         assert_eq!(mapping.build(&source, &toets).statement.id, legacy_id);
     }
 
+    /// Every branch of `Mapping::build` (score with norm and range, onderdelen known and
+    /// unknown, OSO, anderresultaat, a derived total, infourl, ECK iD, keyed ids, platform)
+    /// gives the same bytes as the statements already published: ids are derived from
+    /// them, and LRSs compare a resend with what they hold.
+    #[test]
+    fn statements_keep_their_bytes() {
+        use crate::uwlr::{Ingang, Norm, Toetsonderdeel};
+        let mapping = Mapping::new("https://gw.example.nl/xapi")
+            .unwrap()
+            .with_id_key(IdKey::new(b"unit-test-id-key".to_vec()));
+        let vocab = |waarde: &str| VocabulaireWaarde {
+            waarde: waarde.into(),
+            vocabulaire: Some("https://example.org/vdex".into()),
+            vocabulairelocatie: None,
+        };
+        let normering = Normering {
+            toetscategorie: Some(vocab("methode")),
+            toetsniveau: Some(vocab("M4")),
+            wegingsfactor: Some("2.50".into()),
+            norms: vec![
+                Norm {
+                    term: "I".into(),
+                    beginnormwaarde: 0,
+                    eindnormwaarde: 20,
+                    ..Default::default()
+                },
+                Norm {
+                    term: "II".into(),
+                    omschrijving: Some("voldoende".into()),
+                    beginnormwaarde: 21,
+                    eindnormwaarde: 60,
+                    schoolcijfer_vanaf: Some("5.5".into()),
+                    schoolcijfer_totenmet: Some("8".into()),
+                    ..Default::default()
+                },
+            ],
+            ..Default::default()
+        };
+        let toets = Toets {
+            toetscode: vocab("RW-M4"),
+            versie: Some(vocab("2022")),
+            toetsnaam: Some("Rekenen".into()),
+            leerjaar: Some(vocab("4")),
+            vakgebied: Some(vocab("rekenen")),
+            toetshierarchie: vec![Ingang {
+                niveau: "01".into(),
+                waarde: vocab("domein"),
+            }],
+            toetsnormering: Some(normering.clone()),
+            toetsonderdelen: vec![Toetsonderdeel {
+                toetsonderdeelvolgnummer: "1".into(),
+                toetsonderdeelcode: vocab("GET"),
+                toetsonderdeelnaam: Some("Getallen".into()),
+                toetsonderdeelnormering: Some(normering),
+            }],
+            ..Default::default()
+        };
+        let base = AfnameSource {
+            id: 1,
+            school_id: 1,
+            school_code: "99XX16".into(),
+            brincode: Some("99XX".into()),
+            dependancecode: Some("16".into()),
+            schoolkey: None,
+            school_naam: None,
+            afname_key: "A-1".into(),
+            leerlingid: "L1".into(),
+            eckid: None,
+            resultaatverwerkerid: Some("RV".into()),
+            toets_id: 1,
+            toetscode: "RW-M4".into(),
+            versie: "2022".into(),
+            toetsonderdeelcode: None,
+            afnamedatum: "2025-01-15".into(),
+            derived: false,
+            result: r#"{"infourl":"https://x.example/i","uitslag":{"score":42}}"#.into(),
+            aanmaakdatum: "2025-01-16T08:00:00".into(),
+            schooljaar: Some("2024-2025".into()),
+            xsdversie: Some("2.2".into()),
+            klantnaam: Some("Demo".into()),
+            id_klantcode: Some("EA".into()),
+            toets_revision: None,
+            keyed_ids: true,
+        };
+        let oso = r#"{"infourl":null,"uitslag":{"osoresultaat":{"toetsscore":{"aantalgoed":"7","aantalopgaven":"10","tijd":"1805.5","vaardigheidsscore":"212","codevaardigheidsschaal":"VS","betrouwbaarheidsinterval":{"bivlaag":"200","bivhoog":"230"}},"referentiescore":[{"waarde":"1.5","referentieniveau":"1F"}]}}}"#;
+        let ander =
+            r#"{"infourl":null,"uitslag":{"anderresultaat":{"@type":"x:Eigen","cijfer":"7,5"}}}"#;
+        let sources = [
+            base.clone(),
+            AfnameSource {
+                toetsonderdeelcode: Some("GET".into()),
+                eckid: Some("https://ketenid.nl/201703/abc".into()),
+                ..base.clone()
+            },
+            AfnameSource {
+                toetsonderdeelcode: Some("ONBEKEND".into()),
+                keyed_ids: false,
+                id_klantcode: None,
+                ..base.clone()
+            },
+            AfnameSource {
+                result: oso.into(),
+                schoolkey: Some("SK".into()),
+                brincode: None,
+                ..base.clone()
+            },
+            AfnameSource {
+                result: ander.into(),
+                afnamedatum: "2999-01-01".into(),
+                ..base.clone()
+            },
+            AfnameSource {
+                derived: true,
+                result: r#"{"afgeleid_uit":["K-1","K-2"],"uitslag":{"score":50}}"#.into(),
+                klantnaam: None,
+                ..base.clone()
+            },
+        ];
+        let mut lines = String::new();
+        for source in &sources {
+            let built = mapping.build(source, &toets);
+            lines.push_str(&format!(
+                "{} {} {} {}\n{}\n",
+                built.id_name,
+                built.activity_id,
+                built.registration,
+                built.keyed,
+                serde_json::to_string(&built.statement).unwrap()
+            ));
+        }
+        let voiding = mapping.voiding_statement(
+            "6341aec4-8604-5502-aa48-b843466d9d82",
+            "2025-01-16T07:00:00.000Z".into(),
+        );
+        lines.push_str(&serde_json::to_string(&voiding).unwrap());
+        lines.push('\n');
+        let golden = include_str!("xapi_golden.txt");
+        if lines != golden {
+            std::fs::write(std::env::temp_dir().join("xapi_golden.actual.txt"), &lines).unwrap();
+        }
+        assert!(lines == golden, "statements differ from src/bridge/xapi_golden.txt; see xapi_golden.actual.txt in the temp dir");
+    }
+
     #[test]
     fn base_iri_must_be_http() {
         for bad in [
