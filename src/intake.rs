@@ -934,7 +934,11 @@ fn phase2(
                         _ => None,
                     },
                     derived: false,
-                    result: serde_json::json!({"uitslag": resultaat.uitslag, "infourl": resultaat.infourl}).to_string(),
+                    result: crate::store::afname_result::AfnameResult::Reported {
+                        infourl: resultaat.infourl.clone(),
+                        uitslag: resultaat.uitslag.clone(),
+                    }
+                    .to_json(),
                 };
                 let skipped_twin =
                     skipped_keys && store_intake::is_skipped_key(&savepoint, &resultaat.key)?;
@@ -1019,7 +1023,11 @@ fn phase2(
                         afnamedatum: sum.latest_afnamedatum.clone(),
                         score: i64::try_from(sum.total).ok(),
                         derived: true,
-                        result: serde_json::json!({"uitslag": {"score": sum.total}, "afgeleid_uit": keys}).to_string(),
+                        result: crate::store::afname_result::AfnameResult::Derived {
+                            afgeleid_uit: keys,
+                            uitslag: Uitslag::Score(Some(sum.total)),
+                        }
+                        .to_json(),
                     };
                     match store_intake::upsert_afname(
                         &savepoint,

@@ -6,6 +6,7 @@
 
 pub mod access_request;
 pub mod admin;
+pub mod afname_result;
 pub mod disclosures;
 pub mod erasure;
 pub mod feed;
