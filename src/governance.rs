@@ -7,10 +7,10 @@
 
 use crate::clock::Clock;
 use crate::domain::SchoolCode;
+use crate::store::connection::{in_immediate_transaction, in_savepoint, Connection};
 use crate::store::erasure::{self, ErasureCounts, Learner};
 use crate::store::retention::{self, ExpiredSchool, PurgeCounts, RetentionSettings};
 use crate::store::{admin, Store, StoreError};
-use rusqlite::Connection;
 use std::time::Duration;
 
 /// The least pause between two purge steps, leaving the writer to the intake.
@@ -31,8 +31,6 @@ pub enum GovernanceError {
     Store(#[from] StoreError),
     #[error(transparent)]
     Bridge(#[from] crate::bridge::BridgeError),
-    #[error("database error: {0}")]
-    Sqlite(#[from] rusqlite::Error),
 }
 
 /// What one purge did.
@@ -48,12 +46,7 @@ async fn core_step(
     step: impl FnOnce(&Connection) -> Result<PurgeCounts, StoreError> + Send + 'static,
 ) -> Result<PurgeCounts, StoreError> {
     store
-        .write(move |connection| {
-            let savepoint = connection.savepoint()?;
-            let counts = step(&savepoint)?;
-            savepoint.commit()?;
-            Ok(counts)
-        })
+        .write(move |connection| in_savepoint(connection, step))
         .await?
 }
 
@@ -63,12 +56,7 @@ async fn xapi_step(
     step: impl FnOnce(&Connection) -> Result<PurgeCounts, StoreError> + Send + 'static,
 ) -> Result<PurgeCounts, StoreError> {
     store
-        .write_xapi(move |connection| {
-            let savepoint = connection.savepoint()?;
-            let counts = step(&savepoint)?;
-            savepoint.commit()?;
-            Ok(counts)
-        })
+        .write_xapi(move |connection| in_savepoint(connection, step))
         .await?
 }
 
@@ -272,31 +260,41 @@ pub fn erase(
     learner: &Learner,
     actor: &str,
 ) -> Result<ErasureReport, GovernanceError> {
-    let transaction =
-        connection.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+    in_immediate_transaction(connection, |transaction| {
+        erase_in(transaction, keyring, mapping, learner, actor)
+    })
+}
+
+fn erase_in(
+    transaction: &Connection,
+    keyring: &crate::secret::Keyring,
+    mapping: &crate::bridge::Mapping,
+    learner: &Learner,
+    actor: &str,
+) -> Result<ErasureReport, GovernanceError> {
     let school = SchoolCode::parse(&learner.school).map_err(StoreError::Invalid)?;
     let held = crate::store::disclosures::register(
-        &transaction,
+        transaction,
         &school,
         Some(&learner.leerlingid),
         learner.eckid.as_deref(),
     )?;
-    let key = erasure::learner_hash_key(&transaction, keyring)?;
-    let (mut counts, afname_ids) = erasure::erase_core(&transaction, learner, &key)?;
-    let statements = erasure::learner_statements(&transaction, learner, &afname_ids)?;
-    erasure::mark_erased(&transaction, &afname_ids)?;
+    let key = erasure::learner_hash_key(transaction, keyring)?;
+    let (mut counts, afname_ids) = erasure::erase_core(transaction, learner, &key)?;
+    let statements = erasure::learner_statements(transaction, learner, &afname_ids)?;
+    erasure::mark_erased(transaction, &afname_ids)?;
     counts.xapi_statements_voided = crate::bridge::erasure::write_voiding_statements(
-        &transaction,
+        transaction,
         mapping,
         learner.school_id,
         &statements,
         Clock::System.now(),
     )?;
-    counts.xapi_statements_removed = erasure::remove_statements(&transaction, &statements)?;
+    counts.xapi_statements_removed = erasure::remove_statements(transaction, &statements)?;
     let learner_hash = erasure::learner_hash(&key, &learner.school, &learner.leerlingid);
     let lrs: Vec<String> = held.lrs.into_iter().map(|lrs| lrs.lrs).collect();
     admin::audit(
-        &transaction,
+        transaction,
         actor,
         "leerlingen.erase",
         &format!(
@@ -310,7 +308,6 @@ pub fn erase(
             }
         ),
     )?;
-    transaction.commit()?;
     Ok(ErasureReport {
         school: learner.school.clone(),
         learner_hash,

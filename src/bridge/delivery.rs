@@ -8,6 +8,7 @@
 
 use super::subscriptions::Subscription;
 use super::xapi::Mapping;
+use crate::store::connection::{in_savepoint, Connection};
 use crate::store::outbox::{self as rows, PendingStatement};
 use crate::store::{Store, StoreError};
 use rand::Rng;
@@ -250,7 +251,7 @@ impl Task {
 
     async fn read<R: Send + 'static>(
         &self,
-        job: impl FnOnce(&rusqlite::Connection) -> Result<R, StoreError> + Send + 'static,
+        job: impl FnOnce(&Connection) -> Result<R, StoreError> + Send + 'static,
     ) -> Result<R, StoreError> {
         let store = self.store.clone();
         tokio::task::spawn_blocking(move || store.read(job))
@@ -260,15 +261,10 @@ impl Task {
 
     async fn write(
         &self,
-        job: impl FnOnce(&rusqlite::Connection) -> Result<(), StoreError> + Send + 'static,
+        job: impl FnOnce(&Connection) -> Result<(), StoreError> + Send + 'static,
     ) -> Result<(), StoreError> {
         self.store
-            .write_xapi(move |connection| {
-                let savepoint = connection.savepoint()?;
-                job(&savepoint)?;
-                savepoint.commit()?;
-                Ok(())
-            })
+            .write_xapi(move |connection| in_savepoint(connection, job))
             .await?
     }
 

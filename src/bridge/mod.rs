@@ -54,12 +54,6 @@ pub enum BridgeError {
     CursorMoved { stored: i64, round: i64 },
 }
 
-impl From<rusqlite::Error> for BridgeError {
-    fn from(error: rusqlite::Error) -> Self {
-        BridgeError::Store(StoreError::Sqlite(error))
-    }
-}
-
 impl From<BridgeError> for StoreError {
     fn from(error: BridgeError) -> Self {
         match error {

@@ -7,6 +7,7 @@
 pub mod access_request;
 pub mod admin;
 pub mod afname_result;
+pub mod connection;
 pub mod disclosures;
 pub mod erasure;
 pub mod feed;
