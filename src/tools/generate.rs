@@ -162,29 +162,45 @@ impl MessageWriter {
     }
 }
 
+/// The start of a message up to its toetsafnames: the SOAP envelope with the `autorisatie`
+/// header and the `school` block, both written from the types the intake reads them into.
 fn envelope_head(options: &GenerateOptions, school: (&str, &str), aanmaakdatum: &str) -> String {
+    let autorisatie = crate::uwlr::Autorisatie {
+        autorisatiesleutel: options.autorisatiesleutel.clone(),
+        klantcode: options.klantcode.clone(),
+        klantnaam: options.klantnaam.clone(),
+    };
+    let school = crate::uwlr::School {
+        schooljaar: "2026-2027".into(),
+        brincode: Some(school.0.into()),
+        dependancecode: Some(school.1.into()),
+        schoolkey: None,
+        aanmaakdatum: aanmaakdatum.into(),
+        auteur: Some("uwlr-gateway generate".into()),
+        xsdversie: "2.2".into(),
+        commentaar: None,
+    };
     format!(
         concat!(
             "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n",
             "<soapenv:Envelope xmlns:soapenv=\"http://schemas.xmlsoap.org/soap/envelope/\">",
-            "<soapenv:Header><aut:autorisatie xmlns:aut=\"http://www.edustandaard.nl/leerresultaten/2/autorisatie\">",
-            "<aut:autorisatiesleutel>{}</aut:autorisatiesleutel><aut:klantcode>{}</aut:klantcode><aut:klantnaam>{}</aut:klantnaam>",
-            "</aut:autorisatie></soapenv:Header><soapenv:Body>",
-            "<lr:leerresultaten_verzoek xmlns:lr=\"http://www.edustandaard.nl/leerresultaten/2/leerresultaten\">\n",
-            "<lr:school><lr:schooljaar>2026-2027</lr:schooljaar><lr:brincode>{}</lr:brincode><lr:dependancecode>{}</lr:dependancecode>",
-            "<lr:aanmaakdatum>{}</lr:aanmaakdatum><lr:auteur>uwlr-gateway generate</lr:auteur><lr:xsdversie>2.2</lr:xsdversie></lr:school>\n<lr:toetsafnames>\n"
+            "<soapenv:Header>{}</soapenv:Header><soapenv:Body>",
+            "<lr:leerresultaten_verzoek xmlns:lr=\"{}\">\n{}\n<lr:toetsafnames>\n"
         ),
-        xml_escape(&options.autorisatiesleutel),
-        xml_escape(&options.klantcode),
-        xml_escape(&options.klantnaam),
-        school.0,
-        school.1,
-        aanmaakdatum
+        fragment(&autorisatie),
+        crate::uwlr::NS_LEERRESULTATEN,
+        fragment(&school),
     )
 }
 
-fn xml_escape(text: &str) -> String {
-    quick_xml::escape::escape(text).into_owned()
+/// One element as XML without a declaration or indentation, for a message written in parts.
+fn fragment(value: &impl yaserde::YaSerialize) -> String {
+    let config = yaserde::ser::Config {
+        perform_indent: false,
+        write_document_declaration: false,
+        indent_string: None,
+    };
+    yaserde::ser::to_string_with_config(value, &config).expect("a message block always serialises")
 }
 
 /// One toetsafname element (a learner taking one toets), with its results.
