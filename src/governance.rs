@@ -83,134 +83,190 @@ pub async fn purge(
     clock: Clock,
     settings: RetentionSettings,
 ) -> Result<PurgeReport, StoreError> {
-    let limit = settings.batch_rows.max(1);
     let today = clock.today();
     let schools = store.read(move |connection| {
         retention::expired_schools(connection, today, settings.days_after_mandate)
     })?;
     let mut report = PurgeReport::default();
     for school in &schools {
-        let started = std::time::Instant::now();
-        let mut counts = PurgeCounts::default();
-        let school_id = school.id;
-        // Who received the school's data, for the audit row: the register loses it with the data.
-        let code = SchoolCode::parse(&school.code).map_err(StoreError::Invalid)?;
-        let register = store.read(move |connection| {
-            crate::store::disclosures::register(connection, &code, None, None)
-        })?;
-        let recipients: Vec<String> = register
-            .lrs
-            .iter()
-            .map(|lrs| format!("lrs {}", lrs.lrs))
-            .chain(
-                register
-                    .readers
-                    .iter()
-                    .map(|reader| format!("reader {}", reader.reader)),
-            )
-            .collect();
-        loop {
-            let removed_at = clock
-                .now()
-                .to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
-            let step_started = std::time::Instant::now();
-            let step = core_step(store, move |connection| {
-                retention::purge_afnames_batch(connection, school_id, limit, &removed_at)
-            })
-            .await?;
-            counts.add(&step);
-            if step.toetsafnames == 0 {
-                break;
-            }
-            pause_after(step_started).await;
-        }
-        loop {
-            let step_started = std::time::Instant::now();
-            let step = core_step(store, move |connection| {
-                retention::purge_school_rest_batch(connection, school_id, limit)
-            })
-            .await?;
-            counts.add(&step);
-            if step.total() == 0 {
-                break;
-            }
-            pause_after(step_started).await;
-        }
-        // After the core: a statement the publisher writes for a change read before the
-        // purge is caught here, or by the next run (the school still holds data then).
-        loop {
-            let step_started = std::time::Instant::now();
-            let step = xapi_step(store, move |connection| {
-                retention::purge_statements_batch(connection, school_id, limit)
-            })
-            .await?;
-            counts.add(&step);
-            if step.total() == 0 {
-                break;
-            }
-            pause_after(step_started).await;
-        }
-        audit_counts(
-            store,
-            "retention.purge-school",
-            format!(
-                "{} (mandate ended {}, retention {} days; received by: {})",
-                school.code,
-                school.mandate_ended,
-                settings.days_after_mandate,
-                if recipients.is_empty() {
-                    "none".to_string()
-                } else {
-                    recipients.join(", ")
-                }
-            ),
-            &counts,
-        )
-        .await?;
-        tracing::info!(
-            school = %school.code,
-            rows = counts.total(),
-            elapsed_ms = started.elapsed().as_millis() as u64,
-            "purged a school past retention"
-        );
+        let counts = purge_school(store, clock, &settings, school).await?;
         report.counts.add(&counts);
     }
-    let mut expired = PurgeCounts::default();
+    let expired = purge_expired(store, clock, &settings).await?;
+    report.counts.add(&expired);
+    report.schools = schools;
+    Ok(report)
+}
+
+/// Which writer a purge step runs on.
+#[derive(Clone, Copy)]
+enum Writer {
+    Core,
+    Xapi,
+}
+
+/// Runs the steps `next` makes, each in its own savepoint with a pause after it, until
+/// `done` says a step found nothing left; returns what they removed together.
+async fn drain<S>(
+    store: &Store,
+    writer: Writer,
+    done: fn(&PurgeCounts) -> bool,
+    mut next: impl FnMut() -> S,
+) -> Result<PurgeCounts, StoreError>
+where
+    S: FnOnce(&Connection) -> Result<PurgeCounts, StoreError> + Send + 'static,
+{
+    let mut counts = PurgeCounts::default();
     loop {
-        let now = clock.now();
         let step_started = std::time::Instant::now();
-        let step = core_step(store, move |connection| {
-            retention::purge_expired_batch(
-                connection,
-                now,
-                settings.receipt_days,
-                settings.audit_days,
-                settings.removal_days,
-                limit,
-            )
-        })
-        .await?;
-        expired.add(&step);
-        if step.total() == 0 {
-            break;
+        let step = match writer {
+            Writer::Core => core_step(store, next()).await?,
+            Writer::Xapi => xapi_step(store, next()).await?,
+        };
+        counts.add(&step);
+        if done(&step) {
+            return Ok(counts);
         }
         pause_after(step_started).await;
     }
+}
+
+/// Removes one school past retention: its afnames (each leaving a tombstone), the rest of
+/// its rows, then its statements; audits the counts and who had received its data.
+async fn purge_school(
+    store: &Store,
+    clock: Clock,
+    settings: &RetentionSettings,
+    school: &ExpiredSchool,
+) -> Result<PurgeCounts, StoreError> {
+    let started = std::time::Instant::now();
+    let limit = settings.batch_rows.max(1);
+    let school_id = school.id;
+    // Who received the school's data, for the audit row: the register loses it with the data.
+    let code = SchoolCode::parse(&school.code).map_err(StoreError::Invalid)?;
+    let register = store.read(move |connection| {
+        crate::store::disclosures::register(connection, &code, None, None)
+    })?;
+    let recipients: Vec<String> = register
+        .lrs
+        .iter()
+        .map(|lrs| format!("lrs {}", lrs.lrs))
+        .chain(
+            register
+                .readers
+                .iter()
+                .map(|reader| format!("reader {}", reader.reader)),
+        )
+        .collect();
+    let mut counts = drain(
+        store,
+        Writer::Core,
+        |step| step.toetsafnames == 0,
+        || {
+            let removed_at = clock
+                .now()
+                .to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
+            move |connection: &Connection| {
+                retention::purge_afnames_batch(connection, school_id, limit, &removed_at)
+            }
+        },
+    )
+    .await?;
+    counts.add(
+        &drain(
+            store,
+            Writer::Core,
+            |step| step.total() == 0,
+            || {
+                move |connection: &Connection| {
+                    retention::purge_school_rest_batch(connection, school_id, limit)
+                }
+            },
+        )
+        .await?,
+    );
+    // After the core: a statement the publisher writes for a change read before the
+    // purge is caught here, or by the next run (the school still holds data then).
+    counts.add(
+        &drain(
+            store,
+            Writer::Xapi,
+            |step| step.total() == 0,
+            || {
+                move |connection: &Connection| {
+                    retention::purge_statements_batch(connection, school_id, limit)
+                }
+            },
+        )
+        .await?,
+    );
+    audit_counts(
+        store,
+        "retention.purge-school",
+        format!(
+            "{} (mandate ended {}, retention {} days; received by: {})",
+            school.code,
+            school.mandate_ended,
+            settings.days_after_mandate,
+            if recipients.is_empty() {
+                "none".to_string()
+            } else {
+                recipients.join(", ")
+            }
+        ),
+        &counts,
+    )
+    .await?;
+    tracing::info!(
+        school = %school.code,
+        rows = counts.total(),
+        elapsed_ms = started.elapsed().as_millis() as u64,
+        "purged a school past retention"
+    );
+    Ok(counts)
+}
+
+/// Removes what outlived its own retention (receipts, audit rows, tombstones) and audits the counts.
+async fn purge_expired(
+    store: &Store,
+    clock: Clock,
+    settings: &RetentionSettings,
+) -> Result<PurgeCounts, StoreError> {
+    let limit = settings.batch_rows.max(1);
+    let (receipt_days, audit_days, removal_days) = (
+        settings.receipt_days,
+        settings.audit_days,
+        settings.removal_days,
+    );
+    let expired = drain(
+        store,
+        Writer::Core,
+        |step| step.total() == 0,
+        || {
+            let now = clock.now();
+            move |connection: &Connection| {
+                retention::purge_expired_batch(
+                    connection,
+                    now,
+                    receipt_days,
+                    audit_days,
+                    removal_days,
+                    limit,
+                )
+            }
+        },
+    )
+    .await?;
     if expired.total() > 0 {
         audit_counts(
             store,
             "retention.expire",
-            format!(
-                "receipts {} days, audit {} days, removals {} days",
-                settings.receipt_days, settings.audit_days, settings.removal_days
-            ),
+            format!("receipts {receipt_days} days, audit {audit_days} days, removals {removal_days} days"),
             &expired,
         )
         .await?;
     }
-    report.counts.add(&expired);
-    report.schools = schools;
-    Ok(report)
+    Ok(expired)
 }
 
 /// The purge job of `serve`: a purge at start and every `interval`, until `stop` turns true.

@@ -1166,12 +1166,9 @@ mod tests {
     /// unknown, OSO, anderresultaat, a derived total, infourl, ECK iD, keyed ids, platform)
     /// gives the same bytes as the statements already published: ids are derived from
     /// them, and LRSs compare a resend with what they hold.
-    #[test]
-    fn statements_keep_their_bytes() {
+    /// A toets with every part `build` reads: names, vocabularies, hierarchy, normering, onderdelen.
+    fn golden_toets() -> Toets {
         use crate::uwlr::{Ingang, Norm, Toetsonderdeel};
-        let mapping = Mapping::new("https://gw.example.nl/xapi")
-            .unwrap()
-            .with_id_key(IdKey::new(b"unit-test-id-key".to_vec()));
         let vocab = |waarde: &str| VocabulaireWaarde {
             waarde: waarde.into(),
             vocabulaire: Some("https://example.org/vdex".into()),
@@ -1200,7 +1197,7 @@ mod tests {
             ],
             ..Default::default()
         };
-        let toets = Toets {
+        Toets {
             toetscode: vocab("RW-M4"),
             versie: Some(vocab("2022")),
             toetsnaam: Some("Rekenen".into()),
@@ -1218,7 +1215,11 @@ mod tests {
                 toetsonderdeelnormering: Some(normering),
             }],
             ..Default::default()
-        };
+        }
+    }
+
+    /// One afname per branch of `build`.
+    fn golden_sources() -> [AfnameSource; 6] {
         let base = AfnameSource {
             id: 1,
             school_id: 1,
@@ -1249,7 +1250,7 @@ mod tests {
         let oso = r#"{"infourl":null,"uitslag":{"osoresultaat":{"toetsscore":{"aantalgoed":"7","aantalopgaven":"10","tijd":"1805.5","vaardigheidsscore":"212","codevaardigheidsschaal":"VS","betrouwbaarheidsinterval":{"bivlaag":"200","bivhoog":"230"}},"referentiescore":[{"waarde":"1.5","referentieniveau":"1F"}]}}}"#;
         let ander =
             r#"{"infourl":null,"uitslag":{"anderresultaat":{"@type":"x:Eigen","cijfer":"7,5"}}}"#;
-        let sources = [
+        [
             base.clone(),
             AfnameSource {
                 toetsonderdeelcode: Some("GET".into()),
@@ -1279,7 +1280,16 @@ mod tests {
                 klantnaam: None,
                 ..base.clone()
             },
-        ];
+        ]
+    }
+
+    #[test]
+    fn statements_keep_their_bytes() {
+        let mapping = Mapping::new("https://gw.example.nl/xapi")
+            .unwrap()
+            .with_id_key(IdKey::new(b"unit-test-id-key".to_vec()));
+        let toets = golden_toets();
+        let sources = golden_sources();
         let mut lines = String::new();
         for source in &sources {
             let built = mapping.build(source, &toets);
