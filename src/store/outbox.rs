@@ -1,4 +1,4 @@
-//! Rows of the xAPI bridge: generated statements (the outbox log), LRS subscriptions with their cursors, dead letters.
+//! Rows of the xAPI bridge: generated statements (the outbox), LRS subscriptions with their cursors, dead letters, the publisher's cursor.
 //!
 //! Statement JSON is opaque text here; only `bridge/` builds or reads it.
 
