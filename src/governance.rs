@@ -40,26 +40,6 @@ pub struct PurgeReport {
     pub counts: PurgeCounts,
 }
 
-/// Runs one step on the core writer in its own savepoint.
-async fn core_step(
-    store: &Store,
-    step: impl FnOnce(&Connection) -> Result<PurgeCounts, StoreError> + Send + 'static,
-) -> Result<PurgeCounts, StoreError> {
-    store
-        .write(move |connection| in_savepoint(connection, step))
-        .await?
-}
-
-/// Runs one step on the xAPI writer in its own savepoint.
-async fn xapi_step(
-    store: &Store,
-    step: impl FnOnce(&Connection) -> Result<PurgeCounts, StoreError> + Send + 'static,
-) -> Result<PurgeCounts, StoreError> {
-    store
-        .write_xapi(move |connection| in_savepoint(connection, step))
-        .await?
-}
-
 /// Audits a purge step's counts (never data) on the core writer.
 async fn audit_counts(
     store: &Store,
@@ -105,7 +85,7 @@ enum Writer {
     Xapi,
 }
 
-/// Runs the steps `next` makes, each in its own savepoint with a pause after it, until
+/// Runs the steps `next` makes, each in its own savepoint on `writer` with a pause after it, until
 /// `done` says a step found nothing left; returns what they removed together.
 async fn drain<S>(
     store: &Store,
@@ -119,9 +99,18 @@ where
     let mut counts = PurgeCounts::default();
     loop {
         let step_started = std::time::Instant::now();
+        let step = next();
         let step = match writer {
-            Writer::Core => core_step(store, next()).await?,
-            Writer::Xapi => xapi_step(store, next()).await?,
+            Writer::Core => {
+                store
+                    .write(move |connection| in_savepoint(connection, step))
+                    .await??
+            }
+            Writer::Xapi => {
+                store
+                    .write_xapi(move |connection| in_savepoint(connection, step))
+                    .await??
+            }
         };
         counts.add(&step);
         if done(&step) {

@@ -304,6 +304,18 @@ impl Task {
             .await?
     }
 
+    /// `write` for the bookkeeping of an answer: a failed write is a round to retry.
+    async fn record(
+        &self,
+        job: impl FnOnce(&Connection) -> Result<(), StoreError> + Send + 'static,
+    ) -> Result<(), Round> {
+        self.write(job).await.map_err(|error| Round::Retry {
+            status: None,
+            error: error.to_string(),
+            retry_after: None,
+        })
+    }
+
     /// Sleeps for `duration`; false when stopped meanwhile.
     async fn pause(&mut self, duration: Duration) -> bool {
         tokio::select! {
@@ -493,13 +505,8 @@ impl Task {
         } else {
             None
         };
-        self.write(move |c| rows::mark_delivered(c, id, to_seq, &ids, status))
-            .await
-            .map_err(|error| Round::Retry {
-                status: None,
-                error: error.to_string(),
-                retry_after: None,
-            })?;
+        self.record(move |c| rows::mark_delivered(c, id, to_seq, &ids, status))
+            .await?;
         if let Some(seq) = to_seq {
             *cursor = (*cursor).max(seq);
         }
@@ -562,13 +569,8 @@ impl Task {
     ) -> Result<(), Round> {
         let id = self.subscription.row.id;
         let seq = statement.seq;
-        self.write(move |c| rows::dead_letter(c, id, &statement, from_cursor, status, &reason))
-            .await
-            .map_err(|error| Round::Retry {
-                status: None,
-                error: error.to_string(),
-                retry_after: None,
-            })?;
+        self.record(move |c| rows::dead_letter(c, id, &statement, from_cursor, status, &reason))
+            .await?;
         if from_cursor {
             *cursor = (*cursor).max(seq);
         }
