@@ -382,10 +382,10 @@ mod tests {
         assert_eq!(named, [Some("EA-C"), Some("EA-B"), None]);
         assert_eq!(write_round(&connection, &mapping, &round)?, 3);
         let ids = |connection: &Connection| -> Result<Vec<String>, rusqlite::Error> {
-            Ok(connection
+            connection
                 .prepare("SELECT id FROM xapi_statements ORDER BY afname_id")?
                 .query_map([], |row| row.get(0))?
-                .collect::<Result<_, _>>()?)
+                .collect::<Result<_, _>>()
         };
         let first = ids(&connection)?;
         assert_eq!(

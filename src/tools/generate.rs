@@ -442,7 +442,7 @@ impl Generator<'_> {
                     let toets = afname.toets.clone();
                     self.drip_message((&brincode, &dependancecode), &buffer, &toets)?;
                     // A correction of an earlier afname: same keys, other scores.
-                    if let Some(correction) = (counter % 50 == 0 && counter > 0)
+                    if let Some(correction) = (counter.is_multiple_of(50) && counter > 0)
                         .then(|| corrections.pop())
                         .flatten()
                     {
