@@ -150,12 +150,43 @@ pub struct RosterLeerling {
     pub eckid: Option<String>,
 }
 
+/// How deep a roster document may nest; it needs six levels.
+const MAX_DEPTH: usize = 64;
+
+/// One streaming pass before the document is built: a DOCTYPE (its entities would be
+/// expanded) and nesting deeper than `MAX_DEPTH` (the parser keeps a frame per level)
+/// are refused, and malformed XML is named with its position.
+fn check_markup(bytes: &[u8]) -> Result<(), RosterError> {
+    let mut reader = quick_xml::Reader::from_reader(bytes);
+    let mut buffer = Vec::new();
+    let mut depth = 0usize;
+    loop {
+        buffer.clear();
+        let event = reader.read_event_into(&mut buffer).map_err(|error| {
+            RosterError::Xml(format!("at byte {}: {error}", reader.error_position()))
+        })?;
+        match event {
+            quick_xml::events::Event::DocType(_) => {
+                return Err(RosterError::Xml("a DOCTYPE is not allowed".into()))
+            }
+            quick_xml::events::Event::Start(_) => {
+                depth += 1;
+                if depth > MAX_DEPTH {
+                    return Err(RosterError::Xml(format!(
+                        "nesting deeper than {MAX_DEPTH} elements"
+                    )));
+                }
+            }
+            quick_xml::events::Event::End(_) => depth = depth.saturating_sub(1),
+            quick_xml::events::Event::Eof => return Ok(()),
+            _ => {}
+        }
+    }
+}
+
 /// `leerlinggegevens_antwoord`: the school identification and every `leerling/@key` (+ `@eckid`).
 pub fn parse_xml(bytes: &[u8]) -> Result<Vec<LeerlingRow>, RosterError> {
-    // xml-rs reads the internal subset of a DOCTYPE; a roster has no use for one.
-    if bytes.windows(9).any(|window| window == b"<!DOCTYPE") {
-        return Err(RosterError::Xml("a DOCTYPE is not allowed".into()));
-    }
+    check_markup(bytes)?;
     let antwoord: LeerlinggegevensAntwoord =
         yaserde::de::from_reader(bytes).map_err(|error| RosterError::Xml(error.to_string()))?;
     let gegevens = antwoord.leerlinggegevens;
@@ -236,6 +267,7 @@ mod tests {
             (br#"<ll:leerlinggegevens_antwoord xmlns:ll="http://www.edustandaard.nl/leerresultaten/2/leerlinggegevens"><ll:leerlinggegevens><ll:school/></ll:leerlinggegevens></ll:leerlinggegevens_antwoord>"#, "no school"),
             (br#"<ll:leerlinggegevens_antwoord xmlns:ll="http://www.edustandaard.nl/leerresultaten/2/leerlinggegevens"><ll:leerlinggegevens><ll:school><ll:brincode>99XX</ll:brincode></ll:school><ll:leerlingen><ll:leerling/></ll:leerlingen></ll:leerlinggegevens></ll:leerlinggegevens_antwoord>"#, "without key"),
             (b"<ll:leerlinggegevens_antwoord", "leerlinggegevens XML"),
+            (&"<a>".repeat(65).into_bytes(), "nesting deeper than 64"),
         ] {
             let error = parse(bad).unwrap_err().to_string();
             assert!(error.contains(why), "{error}");
