@@ -1044,31 +1044,15 @@ mod tests {
         let mapping = Mapping::new("https://uwlr-gateway.example.nl/xapi").unwrap();
         let eckid = "https://ketenid.nl/201703/43635ad07e942659a91362eb8f10c16cb936442eccb63ca07b2bf44fec4fd52ec11de3e197191c046c7110b3b8f1dc81d173679f5345d57f3f3732321b9e73b3";
         let source = AfnameSource {
-            id: 1,
-            school_id: 1,
-            school_code: "99XX16".into(),
-            brincode: Some("99XX".into()),
-            dependancecode: Some("16".into()),
-            schoolkey: None,
             school_naam: Some("School 99XX-16".into()),
             afname_key: "A-1001".into(),
-            leerlingid: "L1".into(),
             eckid: Some(eckid.into()),
             resultaatverwerkerid: None,
-            toets_id: 1,
-            toetscode: "RW-M4".into(),
-            versie: "2022".into(),
-            toetsonderdeelcode: None,
-            afnamedatum: "2025-01-15".into(),
-            derived: false,
             result: r#"{"uitslag":{"score":42},"infourl":null}"#.into(),
-            aanmaakdatum: "2025-01-16T08:00:00".into(),
-            schooljaar: Some("2024-2025".into()),
-            xsdversie: Some("2.2".into()),
             klantnaam: None,
             id_klantcode: None,
-            toets_revision: None,
             keyed_ids: false,
+            ..golden_base()
         };
         let norm = |term: &str, begin, end| crate::uwlr::Norm {
             term: term.into(),
@@ -1218,9 +1202,9 @@ mod tests {
         }
     }
 
-    /// One afname per branch of `build`.
-    fn golden_sources() -> [AfnameSource; 6] {
-        let base = AfnameSource {
+    /// The afname the golden statements vary: keyed, owned, with infourl and platform.
+    fn golden_base() -> AfnameSource {
+        AfnameSource {
             id: 1,
             school_id: 1,
             school_code: "99XX16".into(),
@@ -1246,7 +1230,12 @@ mod tests {
             id_klantcode: Some("EA".into()),
             toets_revision: None,
             keyed_ids: true,
-        };
+        }
+    }
+
+    /// One afname per branch of `build`.
+    fn golden_sources() -> [AfnameSource; 6] {
+        let base = golden_base();
         let oso = r#"{"infourl":null,"uitslag":{"osoresultaat":{"toetsscore":{"aantalgoed":"7","aantalopgaven":"10","tijd":"1805.5","vaardigheidsscore":"212","codevaardigheidsschaal":"VS","betrouwbaarheidsinterval":{"bivlaag":"200","bivhoog":"230"}},"referentiescore":[{"waarde":"1.5","referentieniveau":"1F"}]}}}"#;
         let ander =
             r#"{"infourl":null,"uitslag":{"anderresultaat":{"@type":"x:Eigen","cijfer":"7,5"}}}"#;
