@@ -83,10 +83,6 @@ pub fn parse_csv(bytes: &[u8]) -> Result<Vec<LeerlingRow>, RosterError> {
     Ok(rows)
 }
 
-/// The namespace of `leerlinggegevens_antwoord` (UWLR 2.2 leerlinggegevens).
-pub const LEERLINGGEGEVENS_NS: &str =
-    "http://www.edustandaard.nl/leerresultaten/2/leerlinggegevens";
-
 /// `leerlinggegevens_antwoord`, as far as the roster reads it: the school and its leerlingen.
 /// Other elements (names, groups, birth dates) are skipped, so nothing else is kept.
 #[derive(Debug, Default, PartialEq, YaDeserialize, YaSerialize)]
@@ -95,9 +91,9 @@ pub const LEERLINGGEGEVENS_NS: &str =
     prefix = "ll",
     namespaces = { "ll" = "http://www.edustandaard.nl/leerresultaten/2/leerlinggegevens" }
 )]
-pub struct LeerlinggegevensAntwoord {
+pub(crate) struct LeerlinggegevensAntwoord {
     #[yaserde(prefix = "ll")]
-    pub leerlinggegevens: Leerlinggegevens,
+    pub(crate) leerlinggegevens: Leerlinggegevens,
 }
 
 #[derive(Debug, Default, PartialEq, YaDeserialize, YaSerialize)]
@@ -105,11 +101,11 @@ pub struct LeerlinggegevensAntwoord {
     prefix = "ll",
     namespaces = { "ll" = "http://www.edustandaard.nl/leerresultaten/2/leerlinggegevens" }
 )]
-pub struct Leerlinggegevens {
+pub(crate) struct Leerlinggegevens {
     #[yaserde(prefix = "ll")]
-    pub school: Option<RosterSchool>,
+    pub(crate) school: Option<RosterSchool>,
     #[yaserde(prefix = "ll")]
-    pub leerlingen: Option<Leerlingen>,
+    pub(crate) leerlingen: Option<Leerlingen>,
 }
 
 /// The school identification: brincode (with dependancecode) or schoolkey.
@@ -118,13 +114,13 @@ pub struct Leerlinggegevens {
     prefix = "ll",
     namespaces = { "ll" = "http://www.edustandaard.nl/leerresultaten/2/leerlinggegevens" }
 )]
-pub struct RosterSchool {
+pub(crate) struct RosterSchool {
     #[yaserde(prefix = "ll")]
-    pub brincode: Option<String>,
+    pub(crate) brincode: Option<String>,
     #[yaserde(prefix = "ll")]
-    pub dependancecode: Option<String>,
+    pub(crate) dependancecode: Option<String>,
     #[yaserde(prefix = "ll")]
-    pub schoolkey: Option<String>,
+    pub(crate) schoolkey: Option<String>,
 }
 
 #[derive(Debug, Default, PartialEq, YaDeserialize, YaSerialize)]
@@ -132,9 +128,9 @@ pub struct RosterSchool {
     prefix = "ll",
     namespaces = { "ll" = "http://www.edustandaard.nl/leerresultaten/2/leerlinggegevens" }
 )]
-pub struct Leerlingen {
+pub(crate) struct Leerlingen {
     #[yaserde(prefix = "ll")]
-    pub leerling: Vec<RosterLeerling>,
+    pub(crate) leerling: Vec<RosterLeerling>,
 }
 
 /// One leerling: its LAS key and, when the LAS has one, its ECK iD.
@@ -143,11 +139,11 @@ pub struct Leerlingen {
     prefix = "ll",
     namespaces = { "ll" = "http://www.edustandaard.nl/leerresultaten/2/leerlinggegevens" }
 )]
-pub struct RosterLeerling {
+pub(crate) struct RosterLeerling {
     #[yaserde(attribute = true)]
-    pub key: Option<String>,
+    pub(crate) key: Option<String>,
     #[yaserde(attribute = true)]
-    pub eckid: Option<String>,
+    pub(crate) eckid: Option<String>,
 }
 
 /// How deep a roster document may nest; it needs six levels.

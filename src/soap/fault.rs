@@ -66,35 +66,35 @@ pub fn bevestiging(receipt_id: &str) -> Reply {
     prefix = "gw",
     namespaces = { "gw" = "urn:uwlr-gateway:fault:1" }
 )]
-pub struct FaultDetail {
+pub(crate) struct FaultDetail {
     #[yaserde(attribute = true)]
-    pub count: u64,
+    pub(crate) count: u64,
     #[yaserde(prefix = "gw", rename = "receiptId")]
-    pub receipt_id: Option<String>,
+    pub(crate) receipt_id: Option<String>,
     #[yaserde(prefix = "gw")]
-    pub violation: Vec<ViolationDetail>,
+    pub(crate) violation: Vec<ViolationDetail>,
     #[yaserde(prefix = "gw")]
-    pub omitted: Option<u64>,
+    pub(crate) omitted: Option<u64>,
 }
 
 /// One violation in the detail: the rule, its Edu-V code, where and what, and the message.
 #[derive(Debug, Default, PartialEq, YaSerialize, YaDeserialize)]
 #[yaserde(prefix = "gw", namespaces = { "gw" = "urn:uwlr-gateway:fault:1" })]
-pub struct ViolationDetail {
+pub(crate) struct ViolationDetail {
     #[yaserde(prefix = "gw")]
-    pub rule: String,
+    pub(crate) rule: String,
     #[yaserde(prefix = "gw", rename = "eduvCode")]
-    pub eduv_code: String,
+    pub(crate) eduv_code: String,
     #[yaserde(prefix = "gw")]
-    pub line: Option<u64>,
+    pub(crate) line: Option<u64>,
     #[yaserde(prefix = "gw")]
-    pub column: Option<u64>,
+    pub(crate) column: Option<u64>,
     #[yaserde(prefix = "gw")]
-    pub path: Option<String>,
+    pub(crate) path: Option<String>,
     #[yaserde(prefix = "gw")]
-    pub value: Option<String>,
+    pub(crate) value: Option<String>,
     #[yaserde(prefix = "gw")]
-    pub message: String,
+    pub(crate) message: String,
 }
 
 impl FaultDetail {

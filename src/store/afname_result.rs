@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 /// One afname's result as stored.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(untagged)]
-pub enum AfnameResult {
+pub(crate) enum AfnameResult {
     /// A toets total the gateway added up from onderdeel results (README, Decisions).
     Derived {
         /// The keys of the onderdeel results it sums, sorted.
@@ -27,16 +27,16 @@ pub enum AfnameResult {
 
 impl AfnameResult {
     /// Reads a stored result; `None` for text that is not one (never written by the gateway).
-    pub fn parse(text: &str) -> Option<AfnameResult> {
+    pub(crate) fn parse(text: &str) -> Option<AfnameResult> {
         serde_json::from_str(text).ok()
     }
 
     /// The text the store keeps.
-    pub fn to_json(&self) -> String {
+    pub(crate) fn to_json(&self) -> String {
         serde_json::to_string(self).expect("an afname result always serialises")
     }
 
-    pub fn uitslag(&self) -> &Uitslag {
+    pub(crate) fn uitslag(&self) -> &Uitslag {
         match self {
             AfnameResult::Derived { uitslag, .. } | AfnameResult::Reported { uitslag, .. } => {
                 uitslag
@@ -44,7 +44,7 @@ impl AfnameResult {
         }
     }
 
-    pub fn infourl(&self) -> Option<&str> {
+    pub(crate) fn infourl(&self) -> Option<&str> {
         match self {
             AfnameResult::Reported { infourl, .. } => infourl.as_deref(),
             AfnameResult::Derived { .. } => None,
@@ -52,7 +52,7 @@ impl AfnameResult {
     }
 
     /// The onderdeel result keys a derived total sums; `None` for a reported result.
-    pub fn afgeleid_uit(&self) -> Option<&[String]> {
+    pub(crate) fn afgeleid_uit(&self) -> Option<&[String]> {
         match self {
             AfnameResult::Derived { afgeleid_uit, .. } => Some(afgeleid_uit),
             AfnameResult::Reported { .. } => None,

@@ -7,10 +7,10 @@
 
 use super::StoreError;
 
-pub use rusqlite::Connection;
+pub(crate) use rusqlite::Connection;
 
 /// Runs `job` in a savepoint of the writer's group transaction, so its writes are atomic.
-pub fn in_savepoint<R, E: From<StoreError>>(
+pub(crate) fn in_savepoint<R, E: From<StoreError>>(
     connection: &mut Connection,
     job: impl FnOnce(&Connection) -> Result<R, E>,
 ) -> Result<R, E> {
@@ -21,7 +21,7 @@ pub fn in_savepoint<R, E: From<StoreError>>(
 }
 
 /// Runs `job`'s reads in one read transaction: one snapshot, ended when the job returns.
-pub fn in_snapshot<R, E: From<StoreError>>(
+pub(crate) fn in_snapshot<R, E: From<StoreError>>(
     connection: &Connection,
     job: impl FnOnce(&Connection) -> Result<R, E>,
 ) -> Result<R, E> {
@@ -35,7 +35,7 @@ pub fn in_snapshot<R, E: From<StoreError>>(
 
 /// Runs `job` in an IMMEDIATE transaction of its own (a CLI command's or the admin API's
 /// write over both files): it holds the write lock from its start and commits at its end.
-pub fn in_immediate_transaction<R, E: From<StoreError>>(
+pub(crate) fn in_immediate_transaction<R, E: From<StoreError>>(
     connection: &mut Connection,
     job: impl FnOnce(&Connection) -> Result<R, E>,
 ) -> Result<R, E> {
