@@ -152,7 +152,7 @@ impl Application {
         let publisher = tokio::spawn(crate::bridge::run_publisher(
             store.clone(),
             mapping.clone(),
-            config.outbox().poll_interval,
+            config.delivery().poll_interval,
             std::time::Duration::from_millis(config.xapi_publish_pause_ms),
             outbox_stopped.clone(),
         ));
@@ -162,11 +162,11 @@ impl Application {
             std::time::Duration::from_secs(config.purge_interval_secs),
             outbox_stopped.clone(),
         ));
-        let outbox = tokio::spawn(crate::bridge::outbox::run(
+        let outbox = tokio::spawn(crate::bridge::delivery::run(
             store.clone(),
             mapping,
             keyring,
-            config.outbox(),
+            config.delivery(),
             outbox_stopped,
         ));
         let sampler = tokio::spawn(crate::status::run_sampler(

@@ -564,10 +564,10 @@ impl Config {
             .map_err(|error| ConfigError::Invalid(error.to_string()))
     }
 
-    /// Settings of the outbox worker.
-    pub fn outbox(&self) -> crate::bridge::outbox::OutboxConfig {
+    /// Settings of the delivery worker.
+    pub fn delivery(&self) -> crate::bridge::delivery::DeliveryConfig {
         use std::time::Duration;
-        crate::bridge::outbox::OutboxConfig {
+        crate::bridge::delivery::DeliveryConfig {
             batch_size: self.xapi_batch_size,
             request_timeout: Duration::from_secs(self.xapi_request_timeout_secs),
             poll_interval: Duration::from_millis(self.xapi_poll_interval_ms),

@@ -7,10 +7,10 @@
 
 use crate::clock::Clock;
 use crate::domain::SchoolCode;
+use crate::store::connection::{in_immediate_transaction, in_savepoint, Connection};
 use crate::store::erasure::{self, ErasureCounts, Learner};
 use crate::store::retention::{self, ExpiredSchool, PurgeCounts, RetentionSettings};
 use crate::store::{admin, Store, StoreError};
-use rusqlite::Connection;
 use std::time::Duration;
 
 /// The least pause between two purge steps, leaving the writer to the intake.
@@ -31,8 +31,6 @@ pub enum GovernanceError {
     Store(#[from] StoreError),
     #[error(transparent)]
     Bridge(#[from] crate::bridge::BridgeError),
-    #[error("database error: {0}")]
-    Sqlite(#[from] rusqlite::Error),
 }
 
 /// What one purge did.
@@ -40,36 +38,6 @@ pub enum GovernanceError {
 pub struct PurgeReport {
     pub schools: Vec<ExpiredSchool>,
     pub counts: PurgeCounts,
-}
-
-/// Runs one step on the core writer in its own savepoint.
-async fn core_step(
-    store: &Store,
-    step: impl FnOnce(&Connection) -> Result<PurgeCounts, StoreError> + Send + 'static,
-) -> Result<PurgeCounts, StoreError> {
-    store
-        .write(move |connection| {
-            let savepoint = connection.savepoint()?;
-            let counts = step(&savepoint)?;
-            savepoint.commit()?;
-            Ok(counts)
-        })
-        .await?
-}
-
-/// Runs one step on the xAPI writer in its own savepoint.
-async fn xapi_step(
-    store: &Store,
-    step: impl FnOnce(&Connection) -> Result<PurgeCounts, StoreError> + Send + 'static,
-) -> Result<PurgeCounts, StoreError> {
-    store
-        .write_xapi(move |connection| {
-            let savepoint = connection.savepoint()?;
-            let counts = step(&savepoint)?;
-            savepoint.commit()?;
-            Ok(counts)
-        })
-        .await?
 }
 
 /// Audits a purge step's counts (never data) on the core writer.
@@ -95,134 +63,199 @@ pub async fn purge(
     clock: Clock,
     settings: RetentionSettings,
 ) -> Result<PurgeReport, StoreError> {
-    let limit = settings.batch_rows.max(1);
     let today = clock.today();
     let schools = store.read(move |connection| {
         retention::expired_schools(connection, today, settings.days_after_mandate)
     })?;
     let mut report = PurgeReport::default();
     for school in &schools {
-        let started = std::time::Instant::now();
-        let mut counts = PurgeCounts::default();
-        let school_id = school.id;
-        // Who received the school's data, for the audit row: the register loses it with the data.
-        let code = SchoolCode::parse(&school.code).map_err(StoreError::Invalid)?;
-        let register = store.read(move |connection| {
-            crate::store::disclosures::register(connection, &code, None, None)
-        })?;
-        let recipients: Vec<String> = register
-            .lrs
-            .iter()
-            .map(|lrs| format!("lrs {}", lrs.lrs))
-            .chain(
-                register
-                    .readers
-                    .iter()
-                    .map(|reader| format!("reader {}", reader.reader)),
-            )
-            .collect();
-        loop {
-            let removed_at = clock
-                .now()
-                .to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
-            let step_started = std::time::Instant::now();
-            let step = core_step(store, move |connection| {
-                retention::purge_afnames_batch(connection, school_id, limit, &removed_at)
-            })
-            .await?;
-            counts.add(&step);
-            if step.toetsafnames == 0 {
-                break;
-            }
-            pause_after(step_started).await;
-        }
-        loop {
-            let step_started = std::time::Instant::now();
-            let step = core_step(store, move |connection| {
-                retention::purge_school_rest_batch(connection, school_id, limit)
-            })
-            .await?;
-            counts.add(&step);
-            if step.total() == 0 {
-                break;
-            }
-            pause_after(step_started).await;
-        }
-        // After the core: a statement the publisher writes for a change read before the
-        // purge is caught here, or by the next run (the school still holds data then).
-        loop {
-            let step_started = std::time::Instant::now();
-            let step = xapi_step(store, move |connection| {
-                retention::purge_statements_batch(connection, school_id, limit)
-            })
-            .await?;
-            counts.add(&step);
-            if step.total() == 0 {
-                break;
-            }
-            pause_after(step_started).await;
-        }
-        audit_counts(
-            store,
-            "retention.purge-school",
-            format!(
-                "{} (mandate ended {}, retention {} days; received by: {})",
-                school.code,
-                school.mandate_ended,
-                settings.days_after_mandate,
-                if recipients.is_empty() {
-                    "none".to_string()
-                } else {
-                    recipients.join(", ")
-                }
-            ),
-            &counts,
-        )
-        .await?;
-        tracing::info!(
-            school = %school.code,
-            rows = counts.total(),
-            elapsed_ms = started.elapsed().as_millis() as u64,
-            "purged a school past retention"
-        );
+        let counts = purge_school(store, clock, &settings, school).await?;
         report.counts.add(&counts);
     }
-    let mut expired = PurgeCounts::default();
+    let expired = purge_expired(store, clock, &settings).await?;
+    report.counts.add(&expired);
+    report.schools = schools;
+    Ok(report)
+}
+
+/// Which writer a purge step runs on.
+#[derive(Clone, Copy)]
+enum Writer {
+    Core,
+    Xapi,
+}
+
+/// Runs the steps `next` makes, each in its own savepoint on `writer` with a pause after it, until
+/// `done` says a step found nothing left; returns what they removed together.
+async fn drain<S>(
+    store: &Store,
+    writer: Writer,
+    done: fn(&PurgeCounts) -> bool,
+    mut next: impl FnMut() -> S,
+) -> Result<PurgeCounts, StoreError>
+where
+    S: FnOnce(&Connection) -> Result<PurgeCounts, StoreError> + Send + 'static,
+{
+    let mut counts = PurgeCounts::default();
     loop {
-        let now = clock.now();
         let step_started = std::time::Instant::now();
-        let step = core_step(store, move |connection| {
-            retention::purge_expired_batch(
-                connection,
-                now,
-                settings.receipt_days,
-                settings.audit_days,
-                settings.removal_days,
-                limit,
-            )
-        })
-        .await?;
-        expired.add(&step);
-        if step.total() == 0 {
-            break;
+        let step = next();
+        let step = match writer {
+            Writer::Core => {
+                store
+                    .write(move |connection| in_savepoint(connection, step))
+                    .await??
+            }
+            Writer::Xapi => {
+                store
+                    .write_xapi(move |connection| in_savepoint(connection, step))
+                    .await??
+            }
+        };
+        counts.add(&step);
+        if done(&step) {
+            return Ok(counts);
         }
         pause_after(step_started).await;
     }
+}
+
+/// Removes one school past retention: its afnames (each leaving a tombstone), the rest of
+/// its rows, then its statements; audits the counts and who had received its data.
+async fn purge_school(
+    store: &Store,
+    clock: Clock,
+    settings: &RetentionSettings,
+    school: &ExpiredSchool,
+) -> Result<PurgeCounts, StoreError> {
+    let started = std::time::Instant::now();
+    let limit = settings.batch_rows.max(1);
+    let school_id = school.id;
+    // Who received the school's data, for the audit row: the register loses it with the data.
+    let code = SchoolCode::parse(&school.code).map_err(StoreError::Invalid)?;
+    let register = store.read(move |connection| {
+        crate::store::disclosures::register(connection, &code, None, None)
+    })?;
+    let recipients: Vec<String> = register
+        .lrs
+        .iter()
+        .map(|lrs| format!("lrs {}", lrs.lrs))
+        .chain(
+            register
+                .readers
+                .iter()
+                .map(|reader| format!("reader {}", reader.reader)),
+        )
+        .collect();
+    let mut counts = drain(
+        store,
+        Writer::Core,
+        |step| step.toetsafnames == 0,
+        || {
+            let removed_at = clock
+                .now()
+                .to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
+            move |connection: &Connection| {
+                retention::purge_afnames_batch(connection, school_id, limit, &removed_at)
+            }
+        },
+    )
+    .await?;
+    counts.add(
+        &drain(
+            store,
+            Writer::Core,
+            |step| step.total() == 0,
+            || {
+                move |connection: &Connection| {
+                    retention::purge_school_rest_batch(connection, school_id, limit)
+                }
+            },
+        )
+        .await?,
+    );
+    // After the core: a statement the publisher writes for a change read before the
+    // purge is caught here, or by the next run (the school still holds data then).
+    counts.add(
+        &drain(
+            store,
+            Writer::Xapi,
+            |step| step.total() == 0,
+            || {
+                move |connection: &Connection| {
+                    retention::purge_statements_batch(connection, school_id, limit)
+                }
+            },
+        )
+        .await?,
+    );
+    audit_counts(
+        store,
+        "retention.purge-school",
+        format!(
+            "{} (mandate ended {}, retention {} days; received by: {})",
+            school.code,
+            school.mandate_ended,
+            settings.days_after_mandate,
+            if recipients.is_empty() {
+                "none".to_string()
+            } else {
+                recipients.join(", ")
+            }
+        ),
+        &counts,
+    )
+    .await?;
+    tracing::info!(
+        school = %school.code,
+        rows = counts.total(),
+        elapsed_ms = started.elapsed().as_millis() as u64,
+        "purged a school past retention"
+    );
+    Ok(counts)
+}
+
+/// Removes what outlived its own retention (receipts, audit rows, tombstones) and audits the counts.
+async fn purge_expired(
+    store: &Store,
+    clock: Clock,
+    settings: &RetentionSettings,
+) -> Result<PurgeCounts, StoreError> {
+    let limit = settings.batch_rows.max(1);
+    let (receipt_days, audit_days, removal_days) = (
+        settings.receipt_days,
+        settings.audit_days,
+        settings.removal_days,
+    );
+    let expired = drain(
+        store,
+        Writer::Core,
+        |step| step.total() == 0,
+        || {
+            let now = clock.now();
+            move |connection: &Connection| {
+                retention::purge_expired_batch(
+                    connection,
+                    now,
+                    receipt_days,
+                    audit_days,
+                    removal_days,
+                    limit,
+                )
+            }
+        },
+    )
+    .await?;
     if expired.total() > 0 {
         audit_counts(
             store,
             "retention.expire",
-            format!(
-                "receipts {} days, audit {} days, removals {} days",
-                settings.receipt_days, settings.audit_days, settings.removal_days
-            ),
+            format!("receipts {receipt_days} days, audit {audit_days} days, removals {removal_days} days"),
             &expired,
         )
         .await?;
     }
-    report.counts.add(&expired);
-    report.schools = schools;
-    Ok(report)
+    Ok(expired)
 }
 
 /// The purge job of `serve`: a purge at start and every `interval`, until `stop` turns true.
@@ -272,31 +305,41 @@ pub fn erase(
     learner: &Learner,
     actor: &str,
 ) -> Result<ErasureReport, GovernanceError> {
-    let transaction =
-        connection.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+    in_immediate_transaction(connection, |transaction| {
+        erase_in(transaction, keyring, mapping, learner, actor)
+    })
+}
+
+fn erase_in(
+    transaction: &Connection,
+    keyring: &crate::secret::Keyring,
+    mapping: &crate::bridge::Mapping,
+    learner: &Learner,
+    actor: &str,
+) -> Result<ErasureReport, GovernanceError> {
     let school = SchoolCode::parse(&learner.school).map_err(StoreError::Invalid)?;
     let held = crate::store::disclosures::register(
-        &transaction,
+        transaction,
         &school,
         Some(&learner.leerlingid),
         learner.eckid.as_deref(),
     )?;
-    let key = erasure::learner_hash_key(&transaction, keyring)?;
-    let (mut counts, afname_ids) = erasure::erase_core(&transaction, learner, &key)?;
-    let statements = erasure::learner_statements(&transaction, learner, &afname_ids)?;
-    erasure::mark_erased(&transaction, &afname_ids)?;
+    let key = erasure::learner_hash_key(transaction, keyring)?;
+    let (mut counts, afname_ids) = erasure::erase_core(transaction, learner, &key)?;
+    let statements = erasure::learner_statements(transaction, learner, &afname_ids)?;
+    erasure::mark_erased(transaction, &afname_ids)?;
     counts.xapi_statements_voided = crate::bridge::erasure::write_voiding_statements(
-        &transaction,
+        transaction,
         mapping,
         learner.school_id,
         &statements,
         Clock::System.now(),
     )?;
-    counts.xapi_statements_removed = erasure::remove_statements(&transaction, &statements)?;
+    counts.xapi_statements_removed = erasure::remove_statements(transaction, &statements)?;
     let learner_hash = erasure::learner_hash(&key, &learner.school, &learner.leerlingid);
     let lrs: Vec<String> = held.lrs.into_iter().map(|lrs| lrs.lrs).collect();
     admin::audit(
-        &transaction,
+        transaction,
         actor,
         "leerlingen.erase",
         &format!(
@@ -310,7 +353,6 @@ pub fn erase(
             }
         ),
     )?;
-    transaction.commit()?;
     Ok(ErasureReport {
         school: learner.school.clone(),
         learner_hash,

@@ -2,8 +2,7 @@
 
 use crate::domain::SchoolCode;
 use crate::store::admin::LeerlingRow;
-use quick_xml::events::Event;
-use quick_xml::NsReader;
+use yaserde::{YaDeserialize, YaSerialize};
 
 #[derive(Debug, thiserror::Error)]
 pub enum RosterError {
@@ -84,93 +83,142 @@ pub fn parse_csv(bytes: &[u8]) -> Result<Vec<LeerlingRow>, RosterError> {
     Ok(rows)
 }
 
-/// `leerlinggegevens_antwoord`: the school identification and every `leerling/@key` (+ `@eckid`).
-pub fn parse_xml(bytes: &[u8]) -> Result<Vec<LeerlingRow>, RosterError> {
-    let mut reader = NsReader::from_reader(bytes);
-    reader.config_mut().trim_text(true);
-    let mut path: Vec<String> = Vec::new();
-    let (mut brincode, mut dependancecode, mut schoolkey) =
-        (None::<String>, None::<String>, None::<String>);
-    let mut learners: Vec<(String, Option<String>)> = Vec::new();
-    let mut buf = Vec::new();
+/// `leerlinggegevens_antwoord`, as far as the roster reads it: the school and its leerlingen.
+/// Other elements (names, groups, birth dates) are skipped, so nothing else is kept.
+#[derive(Debug, Default, PartialEq, YaDeserialize, YaSerialize)]
+#[yaserde(
+    rename = "leerlinggegevens_antwoord",
+    prefix = "ll",
+    namespaces = { "ll" = "http://www.edustandaard.nl/leerresultaten/2/leerlinggegevens" }
+)]
+pub(crate) struct LeerlinggegevensAntwoord {
+    #[yaserde(prefix = "ll")]
+    pub(crate) leerlinggegevens: Leerlinggegevens,
+}
+
+#[derive(Debug, Default, PartialEq, YaDeserialize, YaSerialize)]
+#[yaserde(
+    prefix = "ll",
+    namespaces = { "ll" = "http://www.edustandaard.nl/leerresultaten/2/leerlinggegevens" }
+)]
+pub(crate) struct Leerlinggegevens {
+    #[yaserde(prefix = "ll")]
+    pub(crate) school: Option<RosterSchool>,
+    #[yaserde(prefix = "ll")]
+    pub(crate) leerlingen: Option<Leerlingen>,
+}
+
+/// The school identification: brincode (with dependancecode) or schoolkey.
+#[derive(Debug, Default, PartialEq, YaDeserialize, YaSerialize)]
+#[yaserde(
+    prefix = "ll",
+    namespaces = { "ll" = "http://www.edustandaard.nl/leerresultaten/2/leerlinggegevens" }
+)]
+pub(crate) struct RosterSchool {
+    #[yaserde(prefix = "ll")]
+    pub(crate) brincode: Option<String>,
+    #[yaserde(prefix = "ll")]
+    pub(crate) dependancecode: Option<String>,
+    #[yaserde(prefix = "ll")]
+    pub(crate) schoolkey: Option<String>,
+}
+
+#[derive(Debug, Default, PartialEq, YaDeserialize, YaSerialize)]
+#[yaserde(
+    prefix = "ll",
+    namespaces = { "ll" = "http://www.edustandaard.nl/leerresultaten/2/leerlinggegevens" }
+)]
+pub(crate) struct Leerlingen {
+    #[yaserde(prefix = "ll")]
+    pub(crate) leerling: Vec<RosterLeerling>,
+}
+
+/// One leerling: its LAS key and, when the LAS has one, its ECK iD.
+#[derive(Debug, Default, PartialEq, YaDeserialize, YaSerialize)]
+#[yaserde(
+    prefix = "ll",
+    namespaces = { "ll" = "http://www.edustandaard.nl/leerresultaten/2/leerlinggegevens" }
+)]
+pub(crate) struct RosterLeerling {
+    #[yaserde(attribute = true)]
+    pub(crate) key: Option<String>,
+    #[yaserde(attribute = true)]
+    pub(crate) eckid: Option<String>,
+}
+
+/// How deep a roster document may nest; it needs six levels.
+const MAX_DEPTH: usize = 64;
+
+/// One streaming pass before the document is built: a DOCTYPE (its entities would be
+/// expanded) and nesting deeper than `MAX_DEPTH` (the parser keeps a frame per level)
+/// are refused, and malformed XML is named with its position.
+fn check_markup(bytes: &[u8]) -> Result<(), RosterError> {
+    let mut reader = quick_xml::Reader::from_reader(bytes);
+    let mut buffer = Vec::new();
+    let mut depth = 0usize;
     loop {
-        buf.clear();
-        let event = reader
-            .read_event_into(&mut buf)
-            .map_err(|error| RosterError::Xml(error.to_string()))?;
-        let (start, is_empty) = match &event {
-            Event::Start(start) => (Some(start.clone()), false),
-            Event::Empty(start) => (Some(start.clone()), true),
-            _ => (None, false),
-        };
-        if let Some(start) = start {
-            let name = String::from_utf8_lossy(start.local_name().as_ref()).into_owned();
-            if name == "leerling" && path.last().map(String::as_str) == Some("leerlingen") {
-                let mut key = None;
-                let mut eckid = None;
-                for attribute in start.attributes().flatten() {
-                    let value = attribute
-                        .unescape_value()
-                        .map_err(|error| RosterError::Xml(error.to_string()))?
-                        .trim()
-                        .to_string();
-                    match attribute.key.local_name().as_ref() {
-                        b"key" => key = Some(value),
-                        b"eckid" if !value.is_empty() => eckid = Some(value),
-                        _ => {}
-                    }
-                }
-                let key = key.ok_or_else(|| RosterError::Xml("a leerling without key".into()))?;
-                learners.push((key, eckid));
-            }
-            if !is_empty {
-                if path.len() >= 64 {
-                    return Err(RosterError::Xml("nesting deeper than 64 elements".into()));
-                }
-                path.push(name);
-            }
-            continue;
-        }
+        buffer.clear();
+        let event = reader.read_event_into(&mut buffer).map_err(|error| {
+            RosterError::Xml(format!("at byte {}: {error}", reader.error_position()))
+        })?;
         match event {
-            Event::End(_) => {
-                path.pop();
+            quick_xml::events::Event::DocType(_) => {
+                return Err(RosterError::Xml("a DOCTYPE is not allowed".into()))
             }
-            Event::Text(text) => {
-                let in_school = path.len() >= 2 && path[path.len() - 2] == "school";
-                if in_school {
-                    let value = text
-                        .unescape()
-                        .map_err(|error| RosterError::Xml(error.to_string()))?
-                        .trim()
-                        .to_string();
-                    match path.last().map(String::as_str) {
-                        Some("brincode") => brincode = Some(value),
-                        Some("dependancecode") => dependancecode = Some(value),
-                        Some("schoolkey") => schoolkey = Some(value),
-                        _ => {}
-                    }
+            quick_xml::events::Event::Start(_) => {
+                depth += 1;
+                if depth > MAX_DEPTH {
+                    return Err(RosterError::Xml(format!(
+                        "nesting deeper than {MAX_DEPTH} elements"
+                    )));
                 }
             }
-            Event::DocType(_) => return Err(RosterError::Xml("a DOCTYPE is not allowed".into())),
-            Event::Eof => break,
+            quick_xml::events::Event::End(_) => depth = depth.saturating_sub(1),
+            quick_xml::events::Event::Eof => return Ok(()),
             _ => {}
         }
     }
-    let school = SchoolCode::from_parts(
-        brincode.as_deref(),
-        dependancecode.as_deref(),
-        schoolkey.as_deref(),
-    )
-    .ok_or_else(|| RosterError::Xml("no school identification (brincode or schoolkey)".into()))?;
-    Ok(learners
-        .into_iter()
-        .map(|(leerlingid, eckid)| LeerlingRow {
-            school: school.clone(),
-            leerlingid,
-            eckid,
-            naam: None,
+}
+
+/// `leerlinggegevens_antwoord`: the school identification and every `leerling/@key` (+ `@eckid`).
+pub fn parse_xml(bytes: &[u8]) -> Result<Vec<LeerlingRow>, RosterError> {
+    check_markup(bytes)?;
+    let antwoord: LeerlinggegevensAntwoord =
+        yaserde::de::from_reader(bytes).map_err(|error| RosterError::Xml(error.to_string()))?;
+    let gegevens = antwoord.leerlinggegevens;
+    let school = gegevens
+        .school
+        .and_then(|school| {
+            SchoolCode::from_parts(
+                school.brincode.as_deref(),
+                school.dependancecode.as_deref(),
+                school.schoolkey.as_deref(),
+            )
         })
-        .collect())
+        .ok_or_else(|| {
+            RosterError::Xml("no school identification (brincode or schoolkey)".into())
+        })?;
+    gegevens
+        .leerlingen
+        .map(|leerlingen| leerlingen.leerling)
+        .unwrap_or_default()
+        .into_iter()
+        .map(|leerling| {
+            let key = leerling
+                .key
+                .map(|key| key.trim().to_string())
+                .ok_or_else(|| RosterError::Xml("a leerling without key".into()))?;
+            Ok(LeerlingRow {
+                school: school.clone(),
+                leerlingid: key,
+                eckid: leerling
+                    .eckid
+                    .map(|eckid| eckid.trim().to_string())
+                    .filter(|eckid| !eckid.is_empty()),
+                naam: None,
+            })
+        })
+        .collect()
 }
 
 #[cfg(test)]
@@ -200,5 +248,25 @@ mod tests {
         assert_eq!(rows[0].school.as_str(), "99XX01");
         assert_eq!(rows[0].eckid.as_deref(), Some("E1"));
         assert_eq!(rows[1].leerlingid, "L2");
+        // The default namespace instead of a prefix, and a schoolkey.
+        let xml = br#"<leerlinggegevens_antwoord xmlns="http://www.edustandaard.nl/leerresultaten/2/leerlinggegevens">
+          <leerlinggegevens><school><schoolkey> SK-1 </schoolkey></school>
+          <leerlingen><leerling key=" L3 " eckid=""/></leerlingen></leerlinggegevens></leerlinggegevens_antwoord>"#;
+        let rows = parse(xml).unwrap();
+        assert_eq!(rows[0].school.as_str(), "SK-1");
+        assert_eq!(
+            (rows[0].leerlingid.as_str(), rows[0].eckid.as_deref()),
+            ("L3", None)
+        );
+        for (bad, why) in [
+            (&br#"<!DOCTYPE x [<!ENTITY e "L9">]><ll:leerlinggegevens_antwoord xmlns:ll="http://www.edustandaard.nl/leerresultaten/2/leerlinggegevens"/>"#[..], "DOCTYPE"),
+            (br#"<ll:leerlinggegevens_antwoord xmlns:ll="http://www.edustandaard.nl/leerresultaten/2/leerlinggegevens"><ll:leerlinggegevens><ll:school/></ll:leerlinggegevens></ll:leerlinggegevens_antwoord>"#, "no school"),
+            (br#"<ll:leerlinggegevens_antwoord xmlns:ll="http://www.edustandaard.nl/leerresultaten/2/leerlinggegevens"><ll:leerlinggegevens><ll:school><ll:brincode>99XX</ll:brincode></ll:school><ll:leerlingen><ll:leerling/></ll:leerlingen></ll:leerlinggegevens></ll:leerlinggegevens_antwoord>"#, "without key"),
+            (b"<ll:leerlinggegevens_antwoord", "leerlinggegevens XML"),
+            (&"<a>".repeat(65).into_bytes(), "nesting deeper than 64"),
+        ] {
+            let error = parse(bad).unwrap_err().to_string();
+            assert!(error.contains(why), "{error}");
+        }
     }
 }

@@ -1,9 +1,9 @@
 //! Voiding statements for an erased learner: one per live statement, written like any other so delivery stays exactly-once.
 
 use super::{BridgeError, Mapping};
+use crate::store::connection::Connection;
 use crate::store::erasure::LearnerStatement;
 use crate::store::outbox::{self, StatementRow};
-use rusqlite::Connection;
 
 /// Writes a voiding statement for every live statement in `statements` (in the caller's
 /// transaction on `xapi.sqlite`) and returns how many. The voiding statement names the voided

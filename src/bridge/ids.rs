@@ -3,8 +3,8 @@
 use super::xapi::{IdKey, Mapping};
 use super::BridgeError;
 use crate::secret::Keyring;
+use crate::store::connection::Connection;
 use crate::store::outbox::{pin_base_iri, sealed_id_key, store_id_key, ID_KEY_PLACE};
-use rusqlite::Connection;
 
 /// Bytes of the gateway's id key (HMAC-SHA256).
 const ID_KEY_BYTES: usize = 32;

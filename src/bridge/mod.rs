@@ -1,16 +1,16 @@
 //! The xAPI bridge: accepted afnames become xAPI 1.0.3 statements, and a worker delivers them to subscribed LRSs.
 //!
 //! `xapi` holds the JSON types and the UWLR → xAPI mapping, `publish` follows the change
-//! feed (the transactional outbox) and writes statements, voiding corrected ones,
+//! log and writes statements into the outbox (`xapi_statements`), voiding corrected ones,
 //! `subscriptions` holds the LRS endpoints, their filters and learner identity, and
-//! `outbox` is the delivery worker; `read` renders stored statements for the query side,
+//! `delivery` is the worker that posts the outbox to them; `read` renders stored statements for the query side,
 //! `trust` the certificates a delivery trusts, and `profile` is the xAPI Profile that
 //! describes the statements.
 
 pub mod compare;
+pub mod delivery;
 pub mod erasure;
 pub mod ids;
-pub mod outbox;
 pub mod profile;
 pub mod publish;
 pub mod read;
@@ -52,12 +52,6 @@ pub enum BridgeError {
     /// gateway on the same data dir, or a stale read); nothing was written.
     #[error("the publisher cursor is at {stored}, the round started at {round}")]
     CursorMoved { stored: i64, round: i64 },
-}
-
-impl From<rusqlite::Error> for BridgeError {
-    fn from(error: rusqlite::Error) -> Self {
-        BridgeError::Store(StoreError::Sqlite(error))
-    }
 }
 
 impl From<BridgeError> for StoreError {

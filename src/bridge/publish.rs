@@ -1,6 +1,6 @@
 //! Turns changed afnames into statements: a new statement per created or corrected afname, a voiding statement for the one it replaces.
 //!
-//! The transactional outbox is the change feed: the transaction that stores afnames gives
+//! The change log is written by the transaction that stores afnames, which gives
 //! each change a `change_seq`. The publisher follows that feed from its cursor
 //! (`xapi_publisher`, in `xapi.sqlite`) in rounds: a short read of the next chunk of
 //! changes from the core, then one job on the xAPI writer that writes the statements and
@@ -10,10 +10,10 @@
 
 use super::xapi::{Mapping, Statement, StatementObject};
 use super::BridgeError;
+use crate::store::connection::{in_savepoint, in_snapshot, Connection};
 use crate::store::intake::read_change_seq;
 use crate::store::outbox::{self, AfnameSource, StatementRow};
 use crate::uwlr::Toets;
-use rusqlite::Connection;
 use std::collections::HashMap;
 
 /// How many re-issue suffixes are tried before giving up (MAPPING.md C14); one is the usual case.
@@ -33,21 +33,23 @@ pub struct Round {
 /// xAPI writer's transaction so that no long-lived snapshot of the core keeps SQLite from
 /// starting the core's WAL over (see `store::checkpoint_loop`).
 pub fn read_round(connection: &Connection, from: i64, to: i64) -> Result<Round, BridgeError> {
-    let transaction = connection.unchecked_transaction()?;
-    let sources = outbox::changed_afnames(&transaction, None, from, to)?;
+    in_snapshot(connection, |snapshot| read_round_in(snapshot, from, to))
+}
+
+fn read_round_in(transaction: &Connection, from: i64, to: i64) -> Result<Round, BridgeError> {
+    let sources = outbox::changed_afnames(transaction, None, from, to)?;
     let mut definitions: HashMap<(i64, Option<i64>), Toets> = HashMap::new();
     for source in &sources {
         let pinned = (source.toets_id, source.toets_revision);
         if let std::collections::hash_map::Entry::Vacant(entry) = definitions.entry(pinned) {
             let text =
-                outbox::toets_definition(&transaction, source.toets_id, source.toets_revision)?;
+                outbox::toets_definition(transaction, source.toets_id, source.toets_revision)?;
             let toets: Toets = serde_json::from_str(&text).map_err(|error| {
                 BridgeError::Unreadable(format!("toets {}: {error}", source.toets_id))
             })?;
             entry.insert(toets);
         }
     }
-    transaction.finish()?;
     Ok(Round {
         from,
         to,
@@ -65,9 +67,7 @@ pub fn write_round(
     mapping: &Mapping,
     round: &Round,
 ) -> Result<usize, BridgeError> {
-    let cursor: i64 = connection
-        .prepare_cached("SELECT cursor_seq FROM xapi_publisher WHERE id = 1")?
-        .query_row([], |row| row.get(0))?;
+    let cursor = outbox::publisher_cursor(connection)?;
     if cursor != round.from {
         return Err(BridgeError::CursorMoved {
             stored: cursor,
@@ -85,9 +85,7 @@ pub fn write_round(
         let built = mapping.build(source, toets);
         written += publish_one(connection, mapping, source, built)?;
     }
-    connection
-        .prepare_cached("UPDATE xapi_publisher SET cursor_seq = ?1 WHERE id = 1")?
-        .execute([round.to])?;
+    outbox::set_publisher_cursor(connection, round.to)?;
     Ok(written)
 }
 
@@ -204,10 +202,10 @@ const PUBLISH_CHUNK: i64 = 2_000;
 
 /// Where the publisher is in the change feed, and where the feed ends.
 pub fn publisher_position(connection: &Connection) -> Result<(i64, i64), BridgeError> {
-    let cursor: i64 = connection
-        .prepare_cached("SELECT cursor_seq FROM xapi_publisher WHERE id = 1")?
-        .query_row([], |row| row.get(0))?;
-    Ok((cursor, read_change_seq(connection)?))
+    Ok((
+        outbox::publisher_cursor(connection)?,
+        read_change_seq(connection)?,
+    ))
 }
 
 /// One round: where the publisher is, the next chunk of changes read from the core, and
@@ -236,14 +234,11 @@ async fn publish_round(
     let taken = round.to - round.from;
     let mapping = mapping.clone();
     store
-        .write_xapi(
-            move |connection| -> Result<usize, crate::store::StoreError> {
-                let savepoint = connection.savepoint()?;
-                let written = write_round(&savepoint, &mapping, &round)?;
-                savepoint.commit()?;
-                Ok(written)
-            },
-        )
+        .write_xapi(move |connection| -> Result<usize, BridgeError> {
+            in_savepoint(connection, |savepoint| {
+                write_round(savepoint, &mapping, &round)
+            })
+        })
         .await??;
     Ok((taken, more))
 }
@@ -306,11 +301,11 @@ mod tests {
     use super::*;
 
     #[test]
-    fn a_round_from_another_cursor_writes_nothing() -> Result<(), BridgeError> {
+    fn a_round_from_another_cursor_writes_nothing() -> Result<(), Box<dyn std::error::Error>> {
         let connection = crate::store::testing::database()?;
         let mapping = Mapping::new("https://uwlr-gateway.example/xapi")?;
         let round = read_round(&connection, 0, 0)?;
-        connection.execute("UPDATE xapi_publisher SET cursor_seq = 5", [])?;
+        outbox::set_publisher_cursor(&connection, 5)?;
         assert!(matches!(
             write_round(&connection, &mapping, &round),
             Err(BridgeError::CursorMoved {
@@ -318,13 +313,9 @@ mod tests {
                 round: 0
             })
         ));
-        connection.execute("UPDATE xapi_publisher SET cursor_seq = 0", [])?;
+        outbox::set_publisher_cursor(&connection, 0)?;
         assert_eq!(write_round(&connection, &mapping, &round)?, 0);
-        let cursor: i64 =
-            connection.query_row("SELECT cursor_seq FROM xapi_publisher", [], |row| {
-                row.get(0)
-            })?;
-        assert_eq!(cursor, 0);
+        assert_eq!(outbox::publisher_cursor(&connection)?, 0);
         Ok(())
     }
 
@@ -333,7 +324,7 @@ mod tests {
     /// regenerating from the change log (a lost `xapi.sqlite`) gives the same ids again.
     #[test]
     fn statement_ids_name_the_owner_except_for_afnames_from_before_ownership(
-    ) -> Result<(), BridgeError> {
+    ) -> Result<(), Box<dyn std::error::Error>> {
         use crate::store::intake::{
             upsert_afname, upsert_toets, write_change_seq, AfnameState, AfnameWrite, Owner,
             ToetsDefinition,
@@ -390,11 +381,11 @@ mod tests {
             .collect();
         assert_eq!(named, [Some("EA-C"), Some("EA-B"), None]);
         assert_eq!(write_round(&connection, &mapping, &round)?, 3);
-        let ids = |connection: &Connection| -> Result<Vec<String>, BridgeError> {
-            Ok(connection
+        let ids = |connection: &Connection| -> Result<Vec<String>, rusqlite::Error> {
+            connection
                 .prepare("SELECT id FROM xapi_statements ORDER BY afname_id")?
                 .query_map([], |row| row.get(0))?
-                .collect::<Result<_, _>>()?)
+                .collect::<Result<_, _>>()
         };
         let first = ids(&connection)?;
         assert_eq!(

@@ -103,8 +103,11 @@ pub(super) fn derived_afname(
         afnamedatum: total.latest_afnamedatum.clone(),
         score: i64::try_from(total.total).ok(),
         derived: true,
-        result: serde_json::json!({"uitslag": {"score": total.total}, "afgeleid_uit": keys})
-            .to_string(),
+        result: crate::store::afname_result::AfnameResult::Derived {
+            afgeleid_uit: keys,
+            uitslag: crate::uwlr::Uitslag::Score(Some(total.total)),
+        }
+        .to_json(),
     }
 }
 

@@ -363,8 +363,11 @@ impl<'p> ResultsPass<'p, '_> {
                 _ => None,
             },
             derived: false,
-            result: serde_json::json!({"uitslag": resultaat.uitslag, "infourl": resultaat.infourl})
-                .to_string(),
+            result: crate::store::afname_result::AfnameResult::Reported {
+                infourl: resultaat.infourl.clone(),
+                uitslag: resultaat.uitslag.clone(),
+            }
+            .to_json(),
         };
         let skipped_twin = self.pass.is_skipped_key(&resultaat.key)?;
         let change = self.pass.upsert_afname(&state, quarantined)?;

@@ -3,9 +3,9 @@
 use super::problem::QueryError;
 use super::{encode_segment, parse_params, Asked, Served, Touched};
 use crate::domain::SchoolCode;
+use crate::store::connection::Connection;
 use crate::store::feed::{self, FeedFilter, FeedItem, ToetsVersion};
 use crate::store::readers::{self, Reader};
-use rusqlite::Connection;
 use std::collections::BTreeMap;
 
 /// Items per page when the request names no limit.

@@ -13,13 +13,13 @@ pub mod problem;
 pub mod xapi;
 
 use crate::soap::fault::Reply;
+use crate::store::connection::{in_savepoint, Connection};
 use crate::store::readers::{self, ReadAudit, Reader, Scope};
-use crate::store::{Store, StoreError};
+use crate::store::Store;
 use hyper::header::AUTHORIZATION;
 use hyper::{HeaderMap, Method, StatusCode};
 use percent_encoding::{percent_decode_str, utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
 use problem::QueryError;
-use rusqlite::Connection;
 use std::collections::BTreeMap;
 
 /// The OpenAPI 3.1 document of the LAS feed, kept in the repository and served as is.
@@ -518,10 +518,9 @@ async fn finish(
     };
     let audited = store
         .write(move |connection| {
-            let savepoint = connection.savepoint()?;
-            readers::insert_read_audit(&savepoint, &entries)?;
-            savepoint.commit()?;
-            Ok::<_, StoreError>(())
+            in_savepoint(connection, |savepoint| {
+                readers::insert_read_audit(savepoint, &entries)
+            })
         })
         .await;
     if let Err(error) = audited.and_then(|written| written) {

@@ -8,10 +8,10 @@
 use super::problem::QueryError;
 use super::{Asked, ReadSettings, Served, Touched};
 use crate::bridge::read::{self as xapi_json, Format, Languages, Rendering};
+use crate::store::connection::{in_snapshot, Connection};
 use crate::store::readers::{self, Reader};
 use crate::store::statements::{self, StatementFilter, StatementOrder, StatementRow};
 use base64::Engine;
-use rusqlite::Connection;
 use std::collections::{BTreeMap, HashMap};
 
 /// The xAPI version this endpoint speaks, sent on every answer.
@@ -150,7 +150,7 @@ impl More {
 }
 
 /// The storage order at a `more` link's position; a statement that is gone makes the link invalid.
-fn seq_at(connection: &rusqlite::Connection, position: &Position) -> Result<i64, QueryError> {
+fn seq_at(connection: &Connection, position: &Position) -> Result<i64, QueryError> {
     match position {
         Position::Seq(seq) => Ok(*seq),
         Position::Statement(id) => statements::seq_of(connection, id)?
@@ -383,102 +383,53 @@ pub fn answer(
     let school_ids: Vec<i64> = schools.keys().copied().collect();
     // Before the snapshot's first read, so that it is no later than the snapshot.
     let now = stamp(chrono::Utc::now());
-    let snapshot = connection
-        .unchecked_transaction()
-        .map_err(crate::store::StoreError::from)?;
-    let consistent_through = statements::consistent_through(&snapshot, &school_ids, &now)?;
-    let (rows, json_text, attachments) = match query {
-        StatementQuery::Single {
-            id,
-            voided,
-            format,
-            attachments,
-        } => {
-            // Another school's statement and no statement look the same: 404 (MAPPING.md C15).
-            let row = statements::read_statement(&snapshot, &school_ids, &id, voided)?.ok_or_else(
-                || {
-                    QueryError::NotFound(format!(
-                        "no {}statement {id}",
-                        if voided { "voided " } else { "" }
-                    ))
-                },
-            )?;
-            let value = render(&row, &rendering(format))?;
-            (vec![row], value, attachments)
-        }
-        StatementQuery::Many {
-            filter,
-            limit,
-            format,
-            attachments,
-        } => {
-            let (through, through_id) = match &position {
-                Some(more) => (seq_at(&snapshot, &more.through)?, more.through.clone()),
-                None => match statements::newest_statement(&snapshot, &school_ids)? {
-                    Some((seq, id)) => (seq, Position::Statement(id)),
-                    None => (0, Position::Seq(0)),
-                },
-            };
-            let after = match &position {
-                Some(more) => Some(seq_at(&snapshot, &more.after)?),
-                None => None,
-            };
-            let mut rows = statements::read_statements(
-                &snapshot,
-                &school_ids,
-                &filter,
-                after,
-                through,
-                limit + 1,
-            )?;
-            let has_more = rows.len() > limit as usize;
-            rows.truncate(limit as usize);
-            let more_link = match rows.last() {
-                Some(last) if has_more => {
-                    let token = More {
-                        query: query_text.clone(),
-                        after: Position::Statement(last.id.clone()),
-                        through: through_id,
-                    }
-                    .encode();
-                    format!("{MORE_PATH}{token}")
-                }
-                _ => String::new(),
-            };
-            let rendered = rows
-                .iter()
-                .map(|row| render(row, &rendering(format)))
-                .collect::<Result<Vec<_>, _>>()?;
-            let more_text = serde_json::Value::String(more_link).to_string();
-            let body = format!(
-                "{{\"statements\":[{}],\"more\":{more_text}}}",
-                rendered.join(",")
-            );
-            (rows, body, attachments)
-        }
-    };
-    drop(snapshot);
+    let read = in_snapshot(connection, |snapshot| {
+        let consistent_through = statements::consistent_through(snapshot, &school_ids, &now)?;
+        let (rows, json_text, attachments) = match query {
+            StatementQuery::Single {
+                id,
+                voided,
+                format,
+                attachments,
+            } => {
+                // Another school's statement and no statement look the same: 404 (MAPPING.md C15).
+                let row = statements::read_statement(snapshot, &school_ids, &id, voided)?
+                    .ok_or_else(|| {
+                        QueryError::NotFound(format!(
+                            "no {}statement {id}",
+                            if voided { "voided " } else { "" }
+                        ))
+                    })?;
+                let value = render(&row, &rendering(format))?;
+                (vec![row], value, attachments)
+            }
+            StatementQuery::Many {
+                filter,
+                limit,
+                format,
+                attachments,
+            } => {
+                let page = Page {
+                    school_ids: &school_ids,
+                    filter: &filter,
+                    limit,
+                    query_text: &query_text,
+                    position: position.as_ref(),
+                };
+                let (rows, body) = page.read(snapshot, &rendering(format))?;
+                (rows, body, attachments)
+            }
+        };
+        Ok::<_, QueryError>((consistent_through, rows, json_text, attachments))
+    });
+    let (consistent_through, rows, json_text, attachments) = read?;
     // The newest `stored` among the statements answered (Communication 2.1.3, 2.2).
     let last_modified = rows
         .iter()
         .map(|row| row.stored_at.as_str())
         .max()
         .and_then(http_date);
-    let mut by_school: BTreeMap<i64, (Vec<&str>, u64)> = BTreeMap::new();
-    for row in &rows {
-        let entry = by_school.entry(row.school_id).or_default();
-        entry.1 += 1;
-        if let Some(leerlingid) = row.leerlingid.as_deref() {
-            entry.0.push(leerlingid);
-        }
-    }
-    let touched = by_school
-        .into_iter()
-        .map(|(school_id, (leerlingen, records))| {
-            let school = schools.get(&school_id).map(String::as_str).unwrap_or("?");
-            Touched::school(school, leerlingen.into_iter(), records)
-        })
-        .collect();
+    let touched = touched(&rows, &schools);
     let (body, content_type) = if attachments {
         (multipart(&json_text), MULTIPART)
     } else {
@@ -492,6 +443,88 @@ pub fn answer(
             .collect(),
         touched,
     })
+}
+
+/// One page of a statement query, between the query's first answer and a `more` link's position.
+struct Page<'a> {
+    school_ids: &'a [i64],
+    filter: &'a StatementFilter,
+    limit: u32,
+    query_text: &'a str,
+    position: Option<&'a More>,
+}
+
+impl Page<'_> {
+    /// The page's rows (at most `limit`) and its body with the `more` link, read in `snapshot`.
+    fn read(
+        &self,
+        snapshot: &Connection,
+        rendering: &Rendering,
+    ) -> Result<(Vec<StatementRow>, String), QueryError> {
+        let (through, through_id) = match self.position {
+            Some(more) => (seq_at(snapshot, &more.through)?, more.through.clone()),
+            None => match statements::newest_statement(snapshot, self.school_ids)? {
+                Some((seq, id)) => (seq, Position::Statement(id)),
+                None => (0, Position::Seq(0)),
+            },
+        };
+        let after = match self.position {
+            Some(more) => Some(seq_at(snapshot, &more.after)?),
+            None => None,
+        };
+        let limit = self.limit;
+        let mut rows = statements::read_statements(
+            snapshot,
+            self.school_ids,
+            self.filter,
+            after,
+            through,
+            limit + 1,
+        )?;
+        let has_more = rows.len() > limit as usize;
+        rows.truncate(limit as usize);
+        let more_link = match rows.last() {
+            Some(last) if has_more => {
+                let token = More {
+                    query: self.query_text.to_string(),
+                    after: Position::Statement(last.id.clone()),
+                    through: through_id,
+                }
+                .encode();
+                format!("{MORE_PATH}{token}")
+            }
+            _ => String::new(),
+        };
+        let rendered = rows
+            .iter()
+            .map(|row| render(row, rendering))
+            .collect::<Result<Vec<_>, _>>()?;
+        let more_text = serde_json::Value::String(more_link).to_string();
+        let body = format!(
+            "{{\"statements\":[{}],\"more\":{more_text}}}",
+            rendered.join(",")
+        );
+        Ok((rows, body))
+    }
+}
+
+/// What an answer disclosed, per school: the learners named and how many statements (the read audit).
+fn touched(rows: &[StatementRow], schools: &HashMap<i64, String>) -> Vec<Touched> {
+    let mut by_school: BTreeMap<i64, (Vec<&str>, u64)> = BTreeMap::new();
+    for row in rows {
+        let entry = by_school.entry(row.school_id).or_default();
+        entry.1 += 1;
+        if let Some(leerlingid) = row.leerlingid.as_deref() {
+            entry.0.push(leerlingid);
+        }
+    }
+    by_school
+        .into_iter()
+        .map(|(school_id, (leerlingen, records))| {
+            let school = schools.get(&school_id).map(String::as_str).unwrap_or("?");
+            Touched::school(school, leerlingen.into_iter(), records)
+        })
+        .collect()
 }
 
 /// `attachments=true` asks for multipart/mixed; the gateway's statements have no attachments, so the one part is the JSON.

@@ -17,6 +17,8 @@ pub enum Framing {
 }
 
 /// Checks the root element and the Body's first child.
+// A Violation is built at most once per refused message; boxing it would only move the cost.
+#[allow(clippy::result_large_err)]
 pub fn check_root(
     root: Option<&Root>,
     body_element: Option<(&Option<String>, &str)>,

@@ -5,6 +5,7 @@ use crate::domain::{Rule, Violation};
 use crate::uwlr::NS_LEERRESULTATEN;
 use hyper::StatusCode;
 use quick_xml::escape::escape;
+use yaserde::{YaDeserialize, YaSerialize};
 
 /// Namespace of our fault detail (rule codes, positions, Edu-V codes).
 pub const NS_DETAIL: &str = "urn:uwlr-gateway:fault:1";
@@ -57,28 +58,77 @@ pub fn bevestiging(receipt_id: &str) -> Reply {
     }
 }
 
-fn text_element(out: &mut String, name: &str, value: &str) {
-    out.push_str(&format!("<gw:{name}>{}</gw:{name}>", escape(value)));
+/// Our fault detail (`gw:violations` in `NS_DETAIL`): every violation, the receipt that
+/// records the refusal, and how many violations were left out over the cap.
+#[derive(Debug, Default, PartialEq, YaSerialize, YaDeserialize)]
+#[yaserde(
+    rename = "violations",
+    prefix = "gw",
+    namespaces = { "gw" = "urn:uwlr-gateway:fault:1" }
+)]
+pub(crate) struct FaultDetail {
+    #[yaserde(attribute = true)]
+    pub(crate) count: u64,
+    #[yaserde(prefix = "gw", rename = "receiptId")]
+    pub(crate) receipt_id: Option<String>,
+    #[yaserde(prefix = "gw")]
+    pub(crate) violation: Vec<ViolationDetail>,
+    #[yaserde(prefix = "gw")]
+    pub(crate) omitted: Option<u64>,
 }
 
-fn violation_xml(out: &mut String, violation: &Violation) {
-    out.push_str("<gw:violation>");
-    text_element(out, "rule", violation.rule.code());
-    text_element(out, "eduvCode", violation.rule.eduv_code());
-    if let Some(line) = violation.line {
-        text_element(out, "line", &line.to_string());
+/// One violation in the detail: the rule, its Edu-V code, where and what, and the message.
+#[derive(Debug, Default, PartialEq, YaSerialize, YaDeserialize)]
+#[yaserde(prefix = "gw", namespaces = { "gw" = "urn:uwlr-gateway:fault:1" })]
+pub(crate) struct ViolationDetail {
+    #[yaserde(prefix = "gw")]
+    pub(crate) rule: String,
+    #[yaserde(prefix = "gw", rename = "eduvCode")]
+    pub(crate) eduv_code: String,
+    #[yaserde(prefix = "gw")]
+    pub(crate) line: Option<u64>,
+    #[yaserde(prefix = "gw")]
+    pub(crate) column: Option<u64>,
+    #[yaserde(prefix = "gw")]
+    pub(crate) path: Option<String>,
+    #[yaserde(prefix = "gw")]
+    pub(crate) value: Option<String>,
+    #[yaserde(prefix = "gw")]
+    pub(crate) message: String,
+}
+
+impl FaultDetail {
+    fn new(violations: &Violations, receipt_id: Option<&str>) -> FaultDetail {
+        FaultDetail {
+            count: violations.total(),
+            receipt_id: receipt_id.map(str::to_string),
+            violation: violations
+                .items
+                .iter()
+                .map(|violation| ViolationDetail {
+                    rule: violation.rule.code().to_string(),
+                    eduv_code: violation.rule.eduv_code().to_string(),
+                    line: violation.line,
+                    column: violation.column,
+                    path: violation.path.clone(),
+                    value: violation.value.clone(),
+                    message: violation.message.clone(),
+                })
+                .collect(),
+            omitted: (violations.omitted > 0).then_some(violations.omitted),
+        }
     }
-    if let Some(column) = violation.column {
-        text_element(out, "column", &column.to_string());
+
+    /// The detail as an XML fragment (no declaration) for the fault's `detail` element.
+    fn to_xml(&self) -> String {
+        let config = yaserde::ser::Config {
+            perform_indent: false,
+            write_document_declaration: false,
+            indent_string: None,
+        };
+        yaserde::ser::to_string_with_config(self, &config)
+            .expect("a fault detail always serialises")
     }
-    if let Some(path) = &violation.path {
-        text_element(out, "path", path);
-    }
-    if let Some(value) = &violation.value {
-        text_element(out, "value", value);
-    }
-    text_element(out, "message", &violation.message);
-    out.push_str("</gw:violation>");
 }
 
 /// A SOAP 1.1 fault (section 4.4) naming every violation. The faultcode is the
@@ -87,21 +137,7 @@ fn violation_xml(out: &mut String, violation: &Violation) {
 pub fn fault(violations: &Violations, receipt_id: Option<&str>, status: StatusCode) -> Reply {
     let rule = violations.leading_rule();
     let faultstring = summary(violations);
-    let mut detail = String::new();
-    detail.push_str(&format!(
-        "<gw:violations xmlns:gw=\"{NS_DETAIL}\" count=\"{}\">",
-        violations.total()
-    ));
-    if let Some(receipt_id) = receipt_id {
-        text_element(&mut detail, "receiptId", receipt_id);
-    }
-    for violation in &violations.items {
-        violation_xml(&mut detail, violation);
-    }
-    if violations.omitted > 0 {
-        text_element(&mut detail, "omitted", &violations.omitted.to_string());
-    }
-    detail.push_str("</gw:violations>");
+    let detail = FaultDetail::new(violations, receipt_id).to_xml();
     Reply {
         status,
         content_type: "text/xml; charset=utf-8",
@@ -239,6 +275,22 @@ mod tests {
         assert!(reply.body.contains("count=\"2\""));
         assert!(reply.body.contains("<gw:receiptId>r-1</gw:receiptId>"));
         roxmltree_like_check(&reply.body);
+        // The same bytes as the hand-written detail before it was a type, and it reads back.
+        let detail = concat!(
+            "<detail><gw:violations xmlns:gw=\"urn:uwlr-gateway:fault:1\" count=\"2\">",
+            "<gw:receiptId>r-1</gw:receiptId><gw:violation><gw:rule>UWLR-SCORE</gw:rule>",
+            "<gw:eduvCode>0099</gw:eduvCode><gw:value>99</gw:value>",
+            "<gw:message>score &lt;te hoog&gt;</gw:message></gw:violation><gw:violation>",
+            "<gw:rule>UWLR-XSD</gw:rule><gw:eduvCode>0011</gw:eduvCode><gw:line>3</gw:line>",
+            "<gw:column>7</gw:column><gw:message>element &amp; zo</gw:message></gw:violation>",
+            "</gw:violations></detail>"
+        );
+        assert!(reply.body.contains(detail), "{}", reply.body);
+        let start = reply.body.find("<gw:violations").unwrap();
+        let end = reply.body.find("</detail>").unwrap();
+        let read: FaultDetail = yaserde::de::from_str(&reply.body[start..end]).unwrap();
+        assert_eq!(read, FaultDetail::new(&violations, Some("r-1")));
+        assert_eq!(read.violation[0].message, "score <te hoog>");
     }
 
     /// The fault must itself be well-formed XML.

@@ -6,7 +6,9 @@
 
 pub mod access_request;
 pub mod admin;
+pub mod afname_result;
 pub mod clients;
+pub mod connection;
 pub mod disclosures;
 pub mod erasure;
 pub mod feed;

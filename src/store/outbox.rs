@@ -1,4 +1,4 @@
-//! Rows of the xAPI bridge: generated statements (the outbox log), LRS subscriptions with their cursors, dead letters.
+//! Rows of the xAPI bridge: generated statements (the outbox), LRS subscriptions with their cursors, dead letters, the publisher's cursor.
 //!
 //! Statement JSON is opaque text here; only `bridge/` builds or reads it.
 
@@ -771,4 +771,19 @@ pub fn forget_id_key(connection: &Connection) -> Result<bool, StoreError> {
         "DELETE FROM gateway_settings WHERE name = 'xapi_id_key'",
         [],
     )? > 0)
+}
+
+/// Where the publisher is in the change log: every change up to it has its statements here.
+pub fn publisher_cursor(connection: &Connection) -> Result<i64, StoreError> {
+    Ok(connection
+        .prepare_cached("SELECT cursor_seq FROM xapi_publisher WHERE id = 1")?
+        .query_row([], |row| row.get(0))?)
+}
+
+/// Moves the publisher's cursor, in the transaction that writes the round's statements.
+pub fn set_publisher_cursor(connection: &Connection, change_seq: i64) -> Result<(), StoreError> {
+    connection
+        .prepare_cached("UPDATE xapi_publisher SET cursor_seq = ?1 WHERE id = 1")?
+        .execute([change_seq])?;
+    Ok(())
 }

@@ -162,29 +162,45 @@ impl MessageWriter {
     }
 }
 
+/// The start of a message up to its toetsafnames: the SOAP envelope with the `autorisatie`
+/// header and the `school` block, both written from the types the intake reads them into.
 fn envelope_head(options: &GenerateOptions, school: (&str, &str), aanmaakdatum: &str) -> String {
+    let autorisatie = crate::uwlr::Autorisatie {
+        autorisatiesleutel: options.autorisatiesleutel.clone(),
+        klantcode: options.klantcode.clone(),
+        klantnaam: options.klantnaam.clone(),
+    };
+    let school = crate::uwlr::School {
+        schooljaar: "2026-2027".into(),
+        brincode: Some(school.0.into()),
+        dependancecode: Some(school.1.into()),
+        schoolkey: None,
+        aanmaakdatum: aanmaakdatum.into(),
+        auteur: Some("uwlr-gateway generate".into()),
+        xsdversie: "2.2".into(),
+        commentaar: None,
+    };
     format!(
         concat!(
             "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n",
             "<soapenv:Envelope xmlns:soapenv=\"http://schemas.xmlsoap.org/soap/envelope/\">",
-            "<soapenv:Header><aut:autorisatie xmlns:aut=\"http://www.edustandaard.nl/leerresultaten/2/autorisatie\">",
-            "<aut:autorisatiesleutel>{}</aut:autorisatiesleutel><aut:klantcode>{}</aut:klantcode><aut:klantnaam>{}</aut:klantnaam>",
-            "</aut:autorisatie></soapenv:Header><soapenv:Body>",
-            "<lr:leerresultaten_verzoek xmlns:lr=\"http://www.edustandaard.nl/leerresultaten/2/leerresultaten\">\n",
-            "<lr:school><lr:schooljaar>2026-2027</lr:schooljaar><lr:brincode>{}</lr:brincode><lr:dependancecode>{}</lr:dependancecode>",
-            "<lr:aanmaakdatum>{}</lr:aanmaakdatum><lr:auteur>uwlr-gateway generate</lr:auteur><lr:xsdversie>2.2</lr:xsdversie></lr:school>\n<lr:toetsafnames>\n"
+            "<soapenv:Header>{}</soapenv:Header><soapenv:Body>",
+            "<lr:leerresultaten_verzoek xmlns:lr=\"{}\">\n{}\n<lr:toetsafnames>\n"
         ),
-        xml_escape(&options.autorisatiesleutel),
-        xml_escape(&options.klantcode),
-        xml_escape(&options.klantnaam),
-        school.0,
-        school.1,
-        aanmaakdatum
+        fragment(&autorisatie),
+        crate::uwlr::NS_LEERRESULTATEN,
+        fragment(&school),
     )
 }
 
-fn xml_escape(text: &str) -> String {
-    quick_xml::escape::escape(text).into_owned()
+/// One element as XML without a declaration or indentation, for a message written in parts.
+fn fragment(value: &impl yaserde::YaSerialize) -> String {
+    let config = yaserde::ser::Config {
+        perform_indent: false,
+        write_document_declaration: false,
+        indent_string: None,
+    };
+    yaserde::ser::to_string_with_config(value, &config).expect("a message block always serialises")
 }
 
 /// One toetsafname element (a learner taking one toets), with its results.
@@ -281,18 +297,24 @@ pub fn generate_with_progress(
         options.out.clone()
     };
     std::fs::create_dir_all(&dir)?;
-    let mut rng = ChaCha8Rng::seed_from_u64(options.seed);
-    let toetsen_v1: Vec<GenToets> = (0..options.toetsen)
-        .map(|index| GenToets::new(index, "1"))
-        .collect();
-    let toetsen_v2: Vec<Option<GenToets>> = (0..options.toetsen)
-        .map(|index| GenToets::has_version_2(index).then(|| GenToets::new(index, "2")))
-        .collect();
-    let mut report = GenerateReport::default();
-    let mut roster = BufWriter::new(File::create(dir.join("roster.csv"))?);
+    let mut generator = Generator {
+        options,
+        single_file,
+        rng: ChaCha8Rng::seed_from_u64(options.seed),
+        toetsen_v1: (0..options.toetsen)
+            .map(|index| GenToets::new(index, "1"))
+            .collect(),
+        toetsen_v2: (0..options.toetsen)
+            .map(|index| GenToets::has_version_2(index).then(|| GenToets::new(index, "2")))
+            .collect(),
+        report: GenerateReport::default(),
+        sequence: 0,
+        on_message,
+        dir,
+    };
+    let mut roster = BufWriter::new(File::create(generator.dir.join("roster.csv"))?);
     writeln!(roster, "school,leerlingid,eckid,naam")?;
     let mut setup = String::new();
-    let mut sequence = 0u64;
     for school_index in 0..options.schools {
         let (brincode, dependancecode) = school_code(school_index);
         let school = format!("{brincode}{dependancecode}");
@@ -315,159 +337,11 @@ pub fn generate_with_progress(
                 eckid.as_deref().unwrap_or("")
             )?;
         }
-        // The afnames of this school, produced in order.
-        let mut produced = 0u64;
-        let mut counter = 0u64;
-        let mut batch: Option<(MessageWriter, PathBuf)> = None;
-        if !options.drip {
-            let path = if single_file {
-                options.out.clone()
-            } else {
-                dir.join(format!("{school}-batch.xml"))
-            };
-            let mut writer = MessageWriter::create(&path)?;
-            sequence += 1;
-            writer.write(&envelope_head(
-                options,
-                (&brincode, &dependancecode),
-                &aanmaakdatum(sequence),
-            ))?;
-            batch = Some((writer, path));
-        }
-        let mut corrections: Vec<(usize, u32, u64, String)> = Vec::new();
-        let mut buffer = String::with_capacity(4096);
-        while produced < options.afnames {
-            let learner_index = (counter % options.learners as u64) as usize;
-            let toets_index = rng.gen_range(0..options.toetsen);
-            let halfway = produced * 2 >= options.afnames;
-            // In drip mode, second versions start halfway; a batch holds one version per toetscode.
-            let toets = match (&toetsen_v2[toets_index as usize], options.drip && halfway) {
-                (Some(version_2), true) => version_2,
-                _ => &toetsen_v1[toets_index as usize],
-            };
-            let remaining = options.afnames - produced;
-            let mut scores: Vec<u64> = toets
-                .onderdelen
-                .iter()
-                .map(|(_, max)| rng.gen_range(0..=*max))
-                .collect();
-            let mut send_total = toets.has_toetsnormering && rng.gen_bool(0.5);
-            while scores.len() as u64 + u64::from(send_total) > remaining {
-                if send_total {
-                    send_total = false;
-                } else {
-                    scores.pop();
-                }
-            }
-            let day = rng.gen_range(0..200);
-            let afnamedatum = (chrono::NaiveDate::from_ymd_opt(2026, 9, 1).expect("valid date")
-                + chrono::Duration::days(day))
-            .format("%Y-%m-%d")
-            .to_string();
-            let (leerlingid, eckid) = learners[learner_index].clone();
-            let afname = GenAfname {
-                leerlingid,
-                eckid,
-                toets,
-                key_prefix: format!("G{}-{school_index}-{counter:09}", options.seed),
-                afnamedatum,
-                scores,
-                send_total,
-                score_shift: 0,
-            };
-            buffer.clear();
-            afname.write(&mut buffer);
-            produced += afname.resultaten();
-            report.resultaten += afname.resultaten();
-            if options.drip && counter % 50 == 49 {
-                corrections.push((
-                    learner_index,
-                    toets_index,
-                    counter,
-                    afname.key_prefix.clone(),
-                ));
-            }
-            match batch.as_mut() {
-                Some((writer, _)) => writer.write(&buffer)?,
-                None => {
-                    sequence += 1;
-                    let path = dir.join(format!("{:08}-{school}.xml", sequence));
-                    let mut writer = MessageWriter::create(&path)?;
-                    writer.write(&envelope_head(
-                        options,
-                        (&brincode, &dependancecode),
-                        &aanmaakdatum(sequence),
-                    ))?;
-                    writer.write(&buffer)?;
-                    let mut toets_xml = String::new();
-                    toets.write(&mut toets_xml);
-                    writer.write(&format!("</lr:toetsafnames>\n<lr:toetsen>{toets_xml}</lr:toetsen>\n</lr:leerresultaten_verzoek></soapenv:Body></soapenv:Envelope>\n"))?;
-                    report.bytes += writer.finish()?;
-                    report.messages += 1;
-                    on_message(report.resultaten);
-                    report.files.push(path);
-                    // A correction of an earlier afname: same keys, other scores.
-                    if let Some((learner, toets_index, _, key_prefix)) = (counter % 50 == 0
-                        && counter > 0)
-                        .then(|| corrections.pop())
-                        .flatten()
-                    {
-                        let toets = &toetsen_v1[toets_index as usize];
-                        let (leerlingid, eckid) = learners[learner].clone();
-                        let corrected = GenAfname {
-                            leerlingid,
-                            eckid,
-                            toets,
-                            key_prefix,
-                            afnamedatum: "2027-03-01".into(),
-                            scores: toets.onderdelen.iter().map(|(_, max)| max / 2).collect(),
-                            send_total: false,
-                            score_shift: 1,
-                        };
-                        // Corrections only of afnames with version 1 (their original pin).
-                        if corrected.toets.versie == "1" {
-                            sequence += 1;
-                            let path = dir.join(format!("{:08}-{school}.xml", sequence));
-                            let mut writer = MessageWriter::create(&path)?;
-                            writer.write(&envelope_head(
-                                options,
-                                (&brincode, &dependancecode),
-                                &aanmaakdatum(sequence),
-                            ))?;
-                            let mut body = String::new();
-                            corrected.write(&mut body);
-                            let mut toets_xml = String::new();
-                            toets.write(&mut toets_xml);
-                            writer.write(&body)?;
-                            writer.write(&format!("</lr:toetsafnames>\n<lr:toetsen>{toets_xml}</lr:toetsen>\n</lr:leerresultaten_verzoek></soapenv:Body></soapenv:Envelope>\n"))?;
-                            report.bytes += writer.finish()?;
-                            report.messages += 1;
-                            on_message(report.resultaten);
-                            report.resultaten += corrected.resultaten();
-                            report.files.push(path);
-                        }
-                    }
-                }
-            }
-            counter += 1;
-        }
-        if let Some((mut writer, path)) = batch {
-            writer.write("</lr:toetsafnames>\n<lr:toetsen>")?;
-            for toets in &toetsen_v1 {
-                buffer.clear();
-                toets.write(&mut buffer);
-                writer.write(&buffer)?;
-            }
-            writer.write(
-                "</lr:toetsen>\n</lr:leerresultaten_verzoek></soapenv:Body></soapenv:Envelope>\n",
-            )?;
-            report.bytes += writer.finish()?;
-            report.messages += 1;
-            on_message(report.resultaten);
-            report.files.push(path);
-        }
+        generator.school(school_index, &learners)?;
     }
     roster.flush()?;
+    let dir = generator.dir;
+    let mut report = generator.report;
     let _ = writeln!(
         setup,
         "uwlr-gateway leerlingen import {}",
@@ -477,6 +351,228 @@ pub fn generate_with_progress(
     report.setup = dir.join("setup.txt");
     std::fs::write(&report.setup, setup)?;
     Ok(report)
+}
+
+/// The state of one `generate` run: the seeded generator, the toetsen and what was written.
+struct Generator<'a> {
+    options: &'a GenerateOptions,
+    single_file: bool,
+    dir: PathBuf,
+    rng: ChaCha8Rng,
+    toetsen_v1: Vec<GenToets>,
+    toetsen_v2: Vec<Option<GenToets>>,
+    report: GenerateReport,
+    /// Messages started so far: their file names and aanmaakdatums follow it.
+    sequence: u64,
+    on_message: &'a mut dyn FnMut(u64),
+}
+
+/// A drip afname kept to be corrected later: learner, toets, and its keys.
+struct Correction {
+    learner: usize,
+    toets_index: u32,
+    key_prefix: String,
+}
+
+impl Generator<'_> {
+    /// Writes the afnames of one school: one batch file, or one drip file per afname with
+    /// a correction of an earlier afname every 50.
+    fn school(
+        &mut self,
+        school_index: u32,
+        learners: &[(String, Option<String>)],
+    ) -> std::io::Result<()> {
+        let options = self.options;
+        let (brincode, dependancecode) = school_code(school_index);
+        let school = format!("{brincode}{dependancecode}");
+        let mut batch: Option<(MessageWriter, PathBuf)> = None;
+        if !options.drip {
+            let path = if self.single_file {
+                options.out.clone()
+            } else {
+                self.dir.join(format!("{school}-batch.xml"))
+            };
+            let mut writer = MessageWriter::create(&path)?;
+            self.sequence += 1;
+            writer.write(&envelope_head(
+                options,
+                (&brincode, &dependancecode),
+                &aanmaakdatum(self.sequence),
+            ))?;
+            batch = Some((writer, path));
+        }
+        let mut produced = 0u64;
+        let mut counter = 0u64;
+        let mut corrections: Vec<Correction> = Vec::new();
+        let mut buffer = String::with_capacity(4096);
+        while produced < options.afnames {
+            let learner_index = (counter % options.learners as u64) as usize;
+            let toets_index = self.rng.gen_range(0..options.toetsen);
+            // In drip mode, second versions start halfway; a batch holds one version per toetscode.
+            let halfway = produced * 2 >= options.afnames;
+            let toets = match (
+                &self.toetsen_v2[toets_index as usize],
+                options.drip && halfway,
+            ) {
+                (Some(version_2), true) => version_2,
+                _ => &self.toetsen_v1[toets_index as usize],
+            };
+            let afname = next_afname(
+                &mut self.rng,
+                options,
+                (school_index, counter),
+                options.afnames - produced,
+                toets,
+                &learners[learner_index],
+            );
+            buffer.clear();
+            afname.write(&mut buffer);
+            produced += afname.resultaten();
+            self.report.resultaten += afname.resultaten();
+            if options.drip && counter % 50 == 49 {
+                corrections.push(Correction {
+                    learner: learner_index,
+                    toets_index,
+                    key_prefix: afname.key_prefix.clone(),
+                });
+            }
+            match batch.as_mut() {
+                Some((writer, _)) => writer.write(&buffer)?,
+                None => {
+                    let toets = afname.toets.clone();
+                    self.drip_message((&brincode, &dependancecode), &buffer, &toets)?;
+                    // A correction of an earlier afname: same keys, other scores.
+                    if let Some(correction) = (counter.is_multiple_of(50) && counter > 0)
+                        .then(|| corrections.pop())
+                        .flatten()
+                    {
+                        self.correction((&brincode, &dependancecode), correction, learners)?;
+                    }
+                }
+            }
+            counter += 1;
+        }
+        if let Some((mut writer, path)) = batch {
+            writer.write("</lr:toetsafnames>\n<lr:toetsen>")?;
+            for toets in &self.toetsen_v1 {
+                buffer.clear();
+                toets.write(&mut buffer);
+                writer.write(&buffer)?;
+            }
+            writer.write(
+                "</lr:toetsen>\n</lr:leerresultaten_verzoek></soapenv:Body></soapenv:Envelope>\n",
+            )?;
+            self.finished(writer, path)?;
+        }
+        Ok(())
+    }
+
+    /// One drip file: the head, one toetsafname as written in `body`, and its toets.
+    fn drip_message(
+        &mut self,
+        school: (&str, &str),
+        body: &str,
+        toets: &GenToets,
+    ) -> std::io::Result<()> {
+        self.sequence += 1;
+        let path = self
+            .dir
+            .join(format!("{:08}-{}{}.xml", self.sequence, school.0, school.1));
+        let mut writer = MessageWriter::create(&path)?;
+        writer.write(&envelope_head(
+            self.options,
+            school,
+            &aanmaakdatum(self.sequence),
+        ))?;
+        writer.write(body)?;
+        let mut toets_xml = String::new();
+        toets.write(&mut toets_xml);
+        writer.write(&format!("</lr:toetsafnames>\n<lr:toetsen>{toets_xml}</lr:toetsen>\n</lr:leerresultaten_verzoek></soapenv:Body></soapenv:Envelope>\n"))?;
+        self.finished(writer, path)
+    }
+
+    /// A drip file that corrects an earlier afname of version 1 (its original pin): same
+    /// keys, a later afnamedatum, other scores.
+    fn correction(
+        &mut self,
+        school: (&str, &str),
+        correction: Correction,
+        learners: &[(String, Option<String>)],
+    ) -> std::io::Result<()> {
+        let toets = self.toetsen_v1[correction.toets_index as usize].clone();
+        if toets.versie != "1" {
+            return Ok(());
+        }
+        let (leerlingid, eckid) = learners[correction.learner].clone();
+        let corrected = GenAfname {
+            leerlingid,
+            eckid,
+            toets: &toets,
+            key_prefix: correction.key_prefix,
+            afnamedatum: "2027-03-01".into(),
+            scores: toets.onderdelen.iter().map(|(_, max)| max / 2).collect(),
+            send_total: false,
+            score_shift: 1,
+        };
+        let mut body = String::new();
+        corrected.write(&mut body);
+        // Counted after the progress report, as before the split.
+        let resultaten = corrected.resultaten();
+        self.drip_message(school, &body, &toets)?;
+        self.report.resultaten += resultaten;
+        Ok(())
+    }
+
+    /// Closes a message file and counts it.
+    fn finished(&mut self, writer: MessageWriter, path: PathBuf) -> std::io::Result<()> {
+        self.report.bytes += writer.finish()?;
+        self.report.messages += 1;
+        (self.on_message)(self.report.resultaten);
+        self.report.files.push(path);
+        Ok(())
+    }
+}
+
+/// The next afname of a school (`position`: school index and afname counter): random
+/// scores within the toets's onderdelen, no more resultaten than `remaining`.
+fn next_afname<'t>(
+    rng: &mut ChaCha8Rng,
+    options: &GenerateOptions,
+    position: (u32, u64),
+    remaining: u64,
+    toets: &'t GenToets,
+    learner: &(String, Option<String>),
+) -> GenAfname<'t> {
+    let (school_index, counter) = position;
+    let mut scores: Vec<u64> = toets
+        .onderdelen
+        .iter()
+        .map(|(_, max)| rng.gen_range(0..=*max))
+        .collect();
+    let mut send_total = toets.has_toetsnormering && rng.gen_bool(0.5);
+    while scores.len() as u64 + u64::from(send_total) > remaining {
+        if send_total {
+            send_total = false;
+        } else {
+            scores.pop();
+        }
+    }
+    let day = rng.gen_range(0..200);
+    let afnamedatum = (chrono::NaiveDate::from_ymd_opt(2026, 9, 1).expect("valid date")
+        + chrono::Duration::days(day))
+    .format("%Y-%m-%d")
+    .to_string();
+    let (leerlingid, eckid) = learner.clone();
+    GenAfname {
+        leerlingid,
+        eckid,
+        toets,
+        key_prefix: format!("G{}-{school_index}-{counter:09}", options.seed),
+        afnamedatum,
+        scores,
+        send_total,
+        score_shift: 0,
+    }
 }
 
 #[cfg(test)]

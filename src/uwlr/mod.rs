@@ -10,6 +10,7 @@ pub mod xmltree;
 use crate::domain::xsd::{parse_stored_count, XsdInteger, XsdValueError};
 use serde::{Deserialize, Serialize};
 use xmltree::Node;
+use yaserde::YaSerialize;
 
 pub const NS_SOAP11: &str = "http://schemas.xmlsoap.org/soap/envelope/";
 pub const NS_SOAP12: &str = "http://www.w3.org/2003/05/soap-envelope";
@@ -18,10 +19,14 @@ pub const NS_AUTORISATIE: &str = "http://www.edustandaard.nl/leerresultaten/2/au
 pub const NS_OSO: &str = "http://www.edustandaard.nl/oso_gegevensset/1.2/dossier";
 
 /// The `autorisatie` SOAP header.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, YaSerialize)]
+#[yaserde(rename = "autorisatie", prefix = "aut", namespaces = { "aut" = "http://www.edustandaard.nl/leerresultaten/2/autorisatie" })]
 pub struct Autorisatie {
+    #[yaserde(prefix = "aut")]
     pub autorisatiesleutel: String,
+    #[yaserde(prefix = "aut")]
     pub klantcode: String,
+    #[yaserde(prefix = "aut")]
     pub klantnaam: String,
 }
 
@@ -44,15 +49,24 @@ impl Autorisatie {
 }
 
 /// The `school` block of a verzoek.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, YaSerialize)]
+#[yaserde(rename = "school", prefix = "lr", namespaces = { "lr" = "http://www.edustandaard.nl/leerresultaten/2/leerresultaten" })]
 pub struct School {
+    #[yaserde(prefix = "lr")]
     pub schooljaar: String,
+    #[yaserde(prefix = "lr")]
     pub brincode: Option<String>,
+    #[yaserde(prefix = "lr")]
     pub dependancecode: Option<String>,
+    #[yaserde(prefix = "lr")]
     pub schoolkey: Option<String>,
+    #[yaserde(prefix = "lr")]
     pub aanmaakdatum: String,
+    #[yaserde(prefix = "lr")]
     pub auteur: Option<String>,
+    #[yaserde(prefix = "lr")]
     pub xsdversie: String,
+    #[yaserde(prefix = "lr")]
     pub commentaar: Option<String>,
 }
 

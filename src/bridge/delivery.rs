@@ -8,10 +8,11 @@
 
 use super::subscriptions::Subscription;
 use super::xapi::Mapping;
+use crate::store::connection::{in_savepoint, Connection};
 use crate::store::outbox::{self as rows, PendingStatement};
 use crate::store::{Store, StoreError};
 use rand::Rng;
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::watch;
@@ -19,7 +20,7 @@ use tokio::task::JoinHandle;
 
 /// Settings of the worker (from `Config`).
 #[derive(Clone, Debug)]
-pub struct OutboxConfig {
+pub struct DeliveryConfig {
     /// Most statements in one POST.
     pub batch_size: usize,
     /// Deadline of one POST, connection included.
@@ -86,132 +87,168 @@ pub async fn run(
     store: Store,
     mapping: Arc<Mapping>,
     keyring: Arc<crate::secret::Keyring>,
-    config: OutboxConfig,
+    config: DeliveryConfig,
     mut stop: watch::Receiver<bool>,
 ) {
     let system_roots = match tokio::task::spawn_blocking(super::trust::system_roots).await {
         Ok(roots) => roots,
         Err(error) => {
-            tracing::error!(%error, "cannot read the system root certificates; the outbox worker does not run");
+            tracing::error!(%error, "cannot read the system root certificates; the delivery worker does not run");
             return;
         }
     };
-    let mut running: HashMap<i64, Running> = HashMap::new();
-    // Subscriptions whose secrets did not open, and those whose HTTP client could not be
-    // built (stored CA certificates that do not load), reported once each (not at every poll).
-    let mut unopened: std::collections::HashSet<i64> = std::collections::HashSet::new();
-    let mut unbuilt: std::collections::HashSet<i64> = std::collections::HashSet::new();
+    let mut worker = Worker {
+        store,
+        mapping,
+        keyring,
+        config,
+        system_roots,
+        running: HashMap::new(),
+        unopened: HashSet::new(),
+        unbuilt: HashSet::new(),
+    };
     loop {
-        let store_for_read = store.clone();
-        let loaded =
-            tokio::task::spawn_blocking(move || store_for_read.read(rows::list_subscriptions))
-                .await;
-        match loaded {
-            Ok(Ok(subscriptions)) => {
-                let mut wanted: HashMap<i64, Subscription> = HashMap::new();
-                for row in subscriptions {
-                    let (id, name) = (row.id, row.name.clone());
-                    match Subscription::open(row, &keyring) {
-                        Ok(subscription) => {
-                            unopened.remove(&id);
-                            wanted.insert(id, subscription);
-                        }
-                        Err(error) => {
-                            if unopened.insert(id) {
-                                tracing::error!(lrs = %name, %error, "cannot open the LRS's stored secrets; nothing is delivered to it");
-                            }
-                        }
-                    }
-                }
-                running.retain(|id, task| {
-                    let keep = wanted
-                        .get(id)
-                        .is_some_and(|s| s.fingerprint() == task.fingerprint)
-                        && !task.handle.is_finished();
-                    if !keep {
-                        let _ = task.stop.send(true);
-                    }
-                    keep
-                });
-                for (id, subscription) in wanted {
-                    if running.contains_key(&id) {
-                        continue;
-                    }
-                    let client = match http_client(&config, &system_roots, &subscription) {
-                        Ok(client) => client,
-                        Err(error) => {
-                            if unbuilt.insert(id) {
-                                let text = format!(
-                                    "cannot build the HTTP client for this LRS: {}",
-                                    crate::logging::cause_chain(&*error)
-                                );
-                                tracing::error!(lrs = %subscription.row.name, error = %text,
-                                    "nothing is delivered to the LRS");
-                                // Also where `outbox status` shows it.
-                                let _ = store
-                                    .write_xapi(move |connection| {
-                                        rows::record_failure(connection, id, None, &text)
-                                    })
-                                    .await;
-                            }
-                            continue;
-                        }
-                    };
-                    unbuilt.remove(&id);
-                    tracing::info!(lrs = %subscription.row.name, url = %subscription.row.url, "delivering to LRS");
-                    let (stop_task, stop_receiver) = watch::channel(false);
-                    let task = Task {
-                        store: store.clone(),
-                        mapping: mapping.clone(),
-                        config: config.clone(),
-                        client,
-                        fingerprint: subscription.fingerprint(),
-                        subscription,
-                        stop: stop_receiver,
-                    };
-                    let fingerprint = task.fingerprint.clone();
-                    running.insert(
-                        id,
-                        Running {
-                            fingerprint,
-                            stop: stop_task,
-                            handle: tokio::spawn(task.run()),
-                        },
-                    );
-                }
-            }
-            Ok(Err(error)) => tracing::warn!(%error, "cannot load LRS subscriptions"),
-            Err(error) => tracing::warn!(%error, "cannot load LRS subscriptions"),
-        }
+        worker.reconcile().await;
         tokio::select! {
             _ = stop.changed() => break,
-            () = tokio::time::sleep(config.poll_interval) => {}
+            () = tokio::time::sleep(worker.config.poll_interval) => {}
         }
         if *stop.borrow() {
             break;
         }
     }
-    for task in running.values() {
-        let _ = task.stop.send(true);
-    }
-    let handles: Vec<JoinHandle<()>> = running.into_values().map(|task| task.handle).collect();
-    let aborts: Vec<_> = handles.iter().map(JoinHandle::abort_handle).collect();
-    let all = futures_join(handles);
-    if tokio::time::timeout(config.shutdown_grace, all)
-        .await
-        .is_err()
-    {
-        tracing::warn!("outbox shutdown grace over; abandoning in-flight batches (they are resent at the next start)");
-        for abort in aborts {
-            abort.abort();
+    worker.shutdown().await;
+    tracing::info!("outbox worker stopped");
+}
+
+/// The worker's state between two reloads of the subscriptions.
+struct Worker {
+    store: Store,
+    mapping: Arc<Mapping>,
+    keyring: Arc<crate::secret::Keyring>,
+    config: DeliveryConfig,
+    system_roots: rustls::RootCertStore,
+    running: HashMap<i64, Running>,
+    /// Subscriptions whose secrets did not open, and those whose HTTP client could not be
+    /// built (stored CA certificates that do not load), reported once each (not at every poll).
+    unopened: HashSet<i64>,
+    unbuilt: HashSet<i64>,
+}
+
+impl Worker {
+    /// Loads the subscriptions, stops the tasks of removed or changed ones and starts the missing.
+    async fn reconcile(&mut self) {
+        let store_for_read = self.store.clone();
+        let loaded =
+            tokio::task::spawn_blocking(move || store_for_read.read(rows::list_subscriptions))
+                .await;
+        let subscriptions = match loaded {
+            Ok(Ok(subscriptions)) => subscriptions,
+            Ok(Err(error)) => return tracing::warn!(%error, "cannot load LRS subscriptions"),
+            Err(error) => return tracing::warn!(%error, "cannot load LRS subscriptions"),
+        };
+        let mut wanted: HashMap<i64, Subscription> = HashMap::new();
+        for row in subscriptions {
+            let (id, name) = (row.id, row.name.clone());
+            match Subscription::open(row, &self.keyring) {
+                Ok(subscription) => {
+                    self.unopened.remove(&id);
+                    wanted.insert(id, subscription);
+                }
+                Err(error) => {
+                    if self.unopened.insert(id) {
+                        tracing::error!(lrs = %name, %error, "cannot open the LRS's stored secrets; nothing is delivered to it");
+                    }
+                }
+            }
+        }
+        self.running.retain(|id, task| {
+            let keep = wanted
+                .get(id)
+                .is_some_and(|s| s.fingerprint() == task.fingerprint)
+                && !task.handle.is_finished();
+            if !keep {
+                let _ = task.stop.send(true);
+            }
+            keep
+        });
+        for (id, subscription) in wanted {
+            if !self.running.contains_key(&id) {
+                self.start(id, subscription).await;
+            }
         }
     }
-    tracing::info!("outbox worker stopped");
+
+    /// Starts the delivery task of one subscription, unless its HTTP client cannot be built.
+    async fn start(&mut self, id: i64, subscription: Subscription) {
+        let client = match http_client(&self.config, &self.system_roots, &subscription) {
+            Ok(client) => client,
+            Err(error) => {
+                if self.unbuilt.insert(id) {
+                    let text = format!(
+                        "cannot build the HTTP client for this LRS: {}",
+                        crate::logging::cause_chain(&*error)
+                    );
+                    tracing::error!(lrs = %subscription.row.name, error = %text,
+                        "nothing is delivered to the LRS");
+                    // Also where `outbox status` shows it.
+                    let _ = self
+                        .store
+                        .write_xapi(move |connection| {
+                            rows::record_failure(connection, id, None, &text)
+                        })
+                        .await;
+                }
+                return;
+            }
+        };
+        self.unbuilt.remove(&id);
+        tracing::info!(lrs = %subscription.row.name, url = %subscription.row.url, "delivering to LRS");
+        let (stop_task, stop_receiver) = watch::channel(false);
+        let task = Task {
+            store: self.store.clone(),
+            mapping: self.mapping.clone(),
+            config: self.config.clone(),
+            client,
+            fingerprint: subscription.fingerprint(),
+            subscription,
+            stop: stop_receiver,
+        };
+        let fingerprint = task.fingerprint.clone();
+        self.running.insert(
+            id,
+            Running {
+                fingerprint,
+                stop: stop_task,
+                handle: tokio::spawn(task.run()),
+            },
+        );
+    }
+
+    /// Stops every task and waits up to the shutdown grace for batches in flight.
+    async fn shutdown(self) {
+        for task in self.running.values() {
+            let _ = task.stop.send(true);
+        }
+        let handles: Vec<JoinHandle<()>> =
+            self.running.into_values().map(|task| task.handle).collect();
+        let aborts: Vec<_> = handles.iter().map(JoinHandle::abort_handle).collect();
+        let all = futures_join(handles);
+        if tokio::time::timeout(self.config.shutdown_grace, all)
+            .await
+            .is_err()
+        {
+            tracing::warn!("delivery shutdown grace over; abandoning in-flight batches (they are resent at the next start)");
+            for abort in aborts {
+                abort.abort();
+            }
+        }
+    }
 }
 
 /// The client of one LRS: its own TLS roots (the system's plus its stored CA), no redirects.
 fn http_client(
-    config: &OutboxConfig,
+    config: &DeliveryConfig,
     system_roots: &rustls::RootCertStore,
     subscription: &Subscription,
 ) -> Result<reqwest::Client, Box<dyn std::error::Error + Send + Sync>> {
@@ -236,7 +273,7 @@ async fn futures_join(handles: Vec<JoinHandle<()>>) {
 struct Task {
     store: Store,
     mapping: Arc<Mapping>,
-    config: OutboxConfig,
+    config: DeliveryConfig,
     client: reqwest::Client,
     subscription: Subscription,
     fingerprint: String,
@@ -250,7 +287,7 @@ impl Task {
 
     async fn read<R: Send + 'static>(
         &self,
-        job: impl FnOnce(&rusqlite::Connection) -> Result<R, StoreError> + Send + 'static,
+        job: impl FnOnce(&Connection) -> Result<R, StoreError> + Send + 'static,
     ) -> Result<R, StoreError> {
         let store = self.store.clone();
         tokio::task::spawn_blocking(move || store.read(job))
@@ -260,16 +297,23 @@ impl Task {
 
     async fn write(
         &self,
-        job: impl FnOnce(&rusqlite::Connection) -> Result<(), StoreError> + Send + 'static,
+        job: impl FnOnce(&Connection) -> Result<(), StoreError> + Send + 'static,
     ) -> Result<(), StoreError> {
         self.store
-            .write_xapi(move |connection| {
-                let savepoint = connection.savepoint()?;
-                job(&savepoint)?;
-                savepoint.commit()?;
-                Ok(())
-            })
+            .write_xapi(move |connection| in_savepoint(connection, job))
             .await?
+    }
+
+    /// `write` for the bookkeeping of an answer: a failed write is a round to retry.
+    async fn record(
+        &self,
+        job: impl FnOnce(&Connection) -> Result<(), StoreError> + Send + 'static,
+    ) -> Result<(), Round> {
+        self.write(job).await.map_err(|error| Round::Retry {
+            status: None,
+            error: error.to_string(),
+            retry_after: None,
+        })
     }
 
     /// Sleeps for `duration`; false when stopped meanwhile.
@@ -366,173 +410,65 @@ impl Task {
         from_cursor: bool,
         cursor: &mut i64,
     ) -> Round {
-        let id = self.subscription.row.id;
         let mut parts: Vec<Vec<PendingStatement>> = vec![batch];
         while let Some(mut part) = parts.pop() {
-            let mut bodies = Vec::with_capacity(part.len());
-            let mut unrenderable = None;
-            for statement in &part {
-                match self.subscription.render(&self.mapping, statement) {
-                    Ok(body) => bodies.push(body),
-                    Err(error) => {
-                        unrenderable = Some(error.to_string());
-                        break;
-                    }
-                }
-            }
-            if let Some(error) = unrenderable {
+            let bodies = match self.render(&part) {
+                Ok(bodies) => bodies,
                 // Isolate it the same way as a refused statement, so the cursor never skips a neighbour.
-                if part.len() > 1 {
+                Err(_) if part.len() > 1 => {
                     let second = part.split_off(part.len() / 2);
                     parts.push(second);
                     parts.push(part);
                     continue;
                 }
-                let statement = part.remove(0);
-                tracing::error!(lrs = %self.subscription.row.name, statement = %statement.id, %error, "cannot render a statement");
-                let seq = statement.seq;
-                if let Err(error) = self
-                    .write(move |c| rows::dead_letter(c, id, &statement, from_cursor, None, &error))
-                    .await
-                {
-                    return Round::Retry {
-                        status: None,
-                        error: error.to_string(),
-                        retry_after: None,
-                    };
-                }
-                if from_cursor {
-                    *cursor = (*cursor).max(seq);
-                }
-                continue;
-            }
-            let body = format!("[{}]", bodies.join(","));
-            let answer = self.post(body).await;
-            let last_seq = part.last().map(|s| s.seq);
-            match answer {
-                Answer::Delivered(status) => {
-                    let ids: Vec<String> = part.iter().map(|s| s.id.clone()).collect();
-                    let to_seq = if from_cursor { last_seq } else { None };
-                    if let Err(error) = self
-                        .write(move |c| rows::mark_delivered(c, id, to_seq, &ids, status))
+                Err(error) => {
+                    let statement = part.remove(0);
+                    tracing::error!(lrs = %self.subscription.row.name, statement = %statement.id, %error, "cannot render a statement");
+                    if let Err(round) = self
+                        .dead_letter(statement, from_cursor, cursor, None, error)
                         .await
                     {
-                        return Round::Retry {
-                            status: None,
-                            error: error.to_string(),
-                            retry_after: None,
-                        };
+                        return round;
                     }
-                    if let Some(seq) = to_seq {
-                        *cursor = (*cursor).max(seq);
-                    }
-                    tracing::debug!(lrs = %self.subscription.row.name, statements = part.len(), status,
-                        requeued = !from_cursor, "delivered");
+                    continue;
+                }
+            };
+            let answer = self.post(format!("[{}]", bodies.join(","))).await;
+            let recorded = match answer {
+                Answer::Delivered(status) => {
+                    self.mark_delivered(&part, from_cursor, cursor, status)
+                        .await
                 }
                 Answer::Conflict(_) | Answer::Refused(_, _) if part.len() > 1 => {
                     let second = part.split_off(part.len() / 2);
                     parts.push(second);
                     parts.push(part);
+                    Ok(())
                 }
                 Answer::Conflict(text) => {
-                    // The LRS holds this id already: delivered only if it holds this very
-                    // statement (a resend); otherwise the LRS keeps other content under our id
-                    // (another identity, a mapping change), which an operator must see.
-                    let held = match self.held(&bodies[0]).await {
-                        Ok(held) => held,
-                        Err(error) => {
-                            return Round::Retry {
-                                status: Some(409),
-                                error: format!(
-                                    "HTTP 409, and the statement the LRS holds could not be read: {error}"
-                                ),
-                                retry_after: None,
-                            }
-                        }
-                    };
                     let statement = part.remove(0);
-                    let seq = statement.seq;
-                    let written = match held {
-                        Held::Same => {
-                            tracing::info!(lrs = %self.subscription.row.name, statement = %statement.id,
-                                "LRS answered 409 and holds this same statement; counted as delivered");
-                            let ids = vec![statement.id.clone()];
-                            let to_seq = if from_cursor { Some(seq) } else { None };
-                            self.write(move |c| rows::mark_delivered(c, id, to_seq, &ids, 409))
-                                .await
-                        }
-                        Held::Different(_) | Held::Missing | Held::Unreadable(_) => {
-                            let reason = match held {
-                                Held::Different(difference) => format!(
-                                    "the LRS holds a different statement under this id ({difference}); its answer: {text}"
-                                ),
-                                Held::Unreadable(status) => format!(
-                                    "the LRS answered 409 and refused to show what it holds under this id \
-                                     (GET: HTTP {status}), so it cannot be compared; credentials that may \
-                                     read statements let the gateway check; its answer: {text}"
-                                ),
-                                _ => format!(
-                                    "the LRS answered 409 but returns no statement under this id; its answer: {text}"
-                                ),
-                            };
-                            tracing::warn!(lrs = %self.subscription.row.name, statement = %statement.id, %reason,
-                                "LRS answered 409; the statement is kept as a dead letter");
-                            self.write(move |c| {
-                                rows::dead_letter(
-                                    c,
-                                    id,
-                                    &statement,
-                                    from_cursor,
-                                    Some(409),
-                                    &reason,
-                                )
-                            })
-                            .await
-                        }
-                    };
-                    if let Err(error) = written {
-                        return Round::Retry {
-                            status: None,
-                            error: error.to_string(),
-                            retry_after: None,
-                        };
-                    }
-                    if from_cursor {
-                        *cursor = (*cursor).max(seq);
-                    }
+                    self.conflict(statement, &bodies[0], text, from_cursor, cursor)
+                        .await
                 }
                 Answer::Refused(status, text) => {
                     let statement = part.remove(0);
                     tracing::warn!(lrs = %self.subscription.row.name, statement = %statement.id, status, answer = %text,
                         "LRS refused a statement; it is kept as a dead letter");
-                    let seq = statement.seq;
-                    if let Err(error) = self
-                        .write(move |c| {
-                            rows::dead_letter(c, id, &statement, from_cursor, Some(status), &text)
-                        })
+                    self.dead_letter(statement, from_cursor, cursor, Some(status), text)
                         .await
-                    {
-                        return Round::Retry {
-                            status: None,
-                            error: error.to_string(),
-                            retry_after: None,
-                        };
-                    }
-                    if from_cursor {
-                        *cursor = (*cursor).max(seq);
-                    }
                 }
                 Answer::Retry {
                     status,
                     error,
                     retry_after,
-                } => {
-                    return Round::Retry {
-                        status,
-                        error,
-                        retry_after,
-                    }
-                }
+                } => Err(Round::Retry {
+                    status,
+                    error,
+                    retry_after,
+                }),
+            };
+            if let Err(round) = recorded {
+                return round;
             }
             if self.stopping() {
                 // Shutdown between parts: what was answered is recorded; the rest is sent at the next start.
@@ -540,6 +476,105 @@ impl Task {
             }
         }
         Round::Done
+    }
+
+    /// The statements of `part` as this LRS receives them; the first that cannot be rendered, why.
+    fn render(&self, part: &[PendingStatement]) -> Result<Vec<String>, String> {
+        part.iter()
+            .map(|statement| {
+                self.subscription
+                    .render(&self.mapping, statement)
+                    .map_err(|error| error.to_string())
+            })
+            .collect()
+    }
+
+    /// Records `part` as delivered (the LRS answered `status`) and, when it came from the
+    /// cursor, moves the cursor past it; a failed write is a round to retry.
+    async fn mark_delivered(
+        &self,
+        part: &[PendingStatement],
+        from_cursor: bool,
+        cursor: &mut i64,
+        status: u16,
+    ) -> Result<(), Round> {
+        let id = self.subscription.row.id;
+        let ids: Vec<String> = part.iter().map(|s| s.id.clone()).collect();
+        let to_seq = if from_cursor {
+            part.last().map(|s| s.seq)
+        } else {
+            None
+        };
+        self.record(move |c| rows::mark_delivered(c, id, to_seq, &ids, status))
+            .await?;
+        if let Some(seq) = to_seq {
+            *cursor = (*cursor).max(seq);
+        }
+        tracing::debug!(lrs = %self.subscription.row.name, statements = part.len(), status,
+            requeued = !from_cursor, "delivered");
+        Ok(())
+    }
+
+    /// A 409 for one statement: delivered only if the LRS holds this very statement (a
+    /// resend); otherwise the LRS keeps other content under our id (another identity, a
+    /// mapping change), which an operator must see, so it becomes a dead letter.
+    async fn conflict(
+        &self,
+        statement: PendingStatement,
+        sent: &str,
+        text: String,
+        from_cursor: bool,
+        cursor: &mut i64,
+    ) -> Result<(), Round> {
+        let held = self.held(sent).await.map_err(|error| Round::Retry {
+            status: Some(409),
+            error: format!("HTTP 409, and the statement the LRS holds could not be read: {error}"),
+            retry_after: None,
+        })?;
+        let reason = match held {
+            Held::Same => {
+                tracing::info!(lrs = %self.subscription.row.name, statement = %statement.id,
+                    "LRS answered 409 and holds this same statement; counted as delivered");
+                return self
+                    .mark_delivered(std::slice::from_ref(&statement), from_cursor, cursor, 409)
+                    .await;
+            }
+            Held::Different(difference) => format!(
+                "the LRS holds a different statement under this id ({difference}); its answer: {text}"
+            ),
+            Held::Unreadable(status) => format!(
+                "the LRS answered 409 and refused to show what it holds under this id \
+                 (GET: HTTP {status}), so it cannot be compared; credentials that may \
+                 read statements let the gateway check; its answer: {text}"
+            ),
+            Held::Missing => format!(
+                "the LRS answered 409 but returns no statement under this id; its answer: {text}"
+            ),
+        };
+        tracing::warn!(lrs = %self.subscription.row.name, statement = %statement.id, %reason,
+            "LRS answered 409; the statement is kept as a dead letter");
+        self.dead_letter(statement, from_cursor, cursor, Some(409), reason)
+            .await
+    }
+
+    /// Keeps `statement` as a dead letter of this LRS and, when it came from the cursor,
+    /// moves the cursor past it; a failed write is a round to retry.
+    async fn dead_letter(
+        &self,
+        statement: PendingStatement,
+        from_cursor: bool,
+        cursor: &mut i64,
+        status: Option<u16>,
+        reason: String,
+    ) -> Result<(), Round> {
+        let id = self.subscription.row.id;
+        let seq = statement.seq;
+        self.record(move |c| rows::dead_letter(c, id, &statement, from_cursor, status, &reason))
+            .await?;
+        if from_cursor {
+            *cursor = (*cursor).max(seq);
+        }
+        Ok(())
     }
 
     async fn post(&self, body: String) -> Answer {
@@ -683,7 +718,7 @@ fn classify(status: u16, text: String, retry_after: Option<Duration>) -> Answer 
 }
 
 /// Exponential backoff with equal jitter: half the doubled delay fixed, half random; at least Retry-After.
-fn backoff(config: &OutboxConfig, attempt: u32, retry_after: Option<Duration>) -> Duration {
+fn backoff(config: &DeliveryConfig, attempt: u32, retry_after: Option<Duration>) -> Duration {
     let exponent = attempt.saturating_sub(1).min(20);
     let full = config
         .base_backoff
@@ -702,8 +737,8 @@ fn backoff(config: &OutboxConfig, attempt: u32, retry_after: Option<Duration>) -
 mod tests {
     use super::*;
 
-    fn config() -> OutboxConfig {
-        OutboxConfig {
+    fn config() -> DeliveryConfig {
+        DeliveryConfig {
             batch_size: 10,
             request_timeout: Duration::from_secs(1),
             poll_interval: Duration::from_millis(100),
