@@ -16,8 +16,10 @@ pub const MANDATE: &str = "DEMO-VERWERKERSOVEREENKOMST-2026";
 
 /// Seeds the demo client, schools, activation and learners; running it again changes nothing.
 pub fn seed(connection: &Connection) -> Result<(), StoreError> {
-    let school = SchoolCode::parse(SCHOOL).map_err(StoreError::Invalid)?;
-    let other = SchoolCode::parse(OTHER_SCHOOL).map_err(StoreError::Invalid)?;
+    let school =
+        SchoolCode::parse(SCHOOL).map_err(|error| StoreError::invalid_input("school", error))?;
+    let other = SchoolCode::parse(OTHER_SCHOOL)
+        .map_err(|error| StoreError::invalid_input("school", error))?;
     let known: bool = connection.query_row(
         "SELECT count(*) FROM clients WHERE klantcode = ?1",
         [KLANTCODE],

@@ -106,7 +106,9 @@ pub async fn purge(
         let mut counts = PurgeCounts::default();
         let school_id = school.id;
         // Who received the school's data, for the audit row: the register loses it with the data.
-        let code = SchoolCode::parse(&school.code).map_err(StoreError::Invalid)?;
+        let code = SchoolCode::parse(&school.code).map_err(|error| {
+            StoreError::corrupt(format!("stored school {}", school.code), error)
+        })?;
         let register = store.read(move |connection| {
             crate::store::disclosures::register(connection, &code, None, None)
         })?;
@@ -274,7 +276,8 @@ pub fn erase(
 ) -> Result<ErasureReport, GovernanceError> {
     let transaction =
         connection.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
-    let school = SchoolCode::parse(&learner.school).map_err(StoreError::Invalid)?;
+    let school = SchoolCode::parse(&learner.school)
+        .map_err(|error| StoreError::corrupt(format!("stored school {}", learner.school), error))?;
     let held = crate::store::disclosures::register(
         &transaction,
         &school,

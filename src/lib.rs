@@ -15,7 +15,7 @@ pub const VERSION_WITH_COMMIT: &str = concat!(
 pub const COMMIT: &str = env!("UWLR_GIT_COMMIT");
 
 pub mod auth_limit;
-pub mod body;
+pub use http::body;
 pub mod bridge;
 pub mod budget;
 pub mod cli;

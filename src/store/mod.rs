@@ -24,11 +24,37 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{mpsc, Arc, Mutex};
 use tokio::sync::oneshot;
 
-/// Why a store operation failed; always our side (Server.InterneFout), never the sender's.
+/// Why a store operation failed. Each variant says what happened, so that the HTTP
+/// (`query::problem`) and SOAP (`soap::fault`) mappings can tell the caller's mistake
+/// (`NotFound`, `AlreadyExists`, `InvalidInput`) from ours (`Corrupt` and the rest) and
+/// from a moment's contention (`Busy`); the CLI prints the Display.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
+    /// Any other SQLite failure (`From<rusqlite::Error>` sorts out busy and corrupt ones).
     #[error("database error: {0}")]
-    Sqlite(#[from] rusqlite::Error),
+    Sqlite(rusqlite::Error),
+    /// What an operation names does not exist (a reader, client, school, grant,
+    /// activation); carries it as the caller named it.
+    #[error("no {what}")]
+    NotFound { what: String },
+    /// What an operation would create exists already; carries it.
+    #[error("{what} already exists")]
+    AlreadyExists { what: String },
+    /// The caller's input cannot be stored (a date that is no date, a name out of bounds);
+    /// carries which input and why.
+    #[error("{field}: {reason}")]
+    InvalidInput { field: &'static str, reason: String },
+    /// A stored row (or file) does not read back as the gateway wrote it: our fault, never
+    /// the caller's; carries what and why, for the log only.
+    #[error("{what} is corrupt: {detail}")]
+    Corrupt { what: String, detail: String },
+    /// The database stayed locked longer than the operation waits; the same request may
+    /// succeed later.
+    #[error("the database is busy: {detail}")]
+    Busy { detail: String },
+    /// The data dir cannot be used as it is; carries why and what to do.
+    #[error("{} {reason}", path.display())]
+    DataDirUnusable { path: PathBuf, reason: String },
     #[error("cannot create data directory {path}")]
     DataDir {
         path: PathBuf,
@@ -55,11 +81,78 @@ pub enum StoreError {
     },
     #[error("commit failed: {0}")]
     Commit(String),
-    #[error("{0}")]
-    Invalid(String),
     /// A sealed secret did not open (see `secret`).
     #[error(transparent)]
     Secret(#[from] crate::secret::SecretError),
+}
+
+impl From<rusqlite::Error> for StoreError {
+    /// Sorts SQLite's failures: a lock held past the busy timeout is `Busy`, a value that
+    /// does not convert to its Rust type or a damaged file is `Corrupt`, the rest `Sqlite`.
+    fn from(error: rusqlite::Error) -> StoreError {
+        use rusqlite::Error as E;
+        match &error {
+            E::SqliteFailure(failure, _) if is_busy_code(failure.code) => StoreError::Busy {
+                detail: error.to_string(),
+            },
+            E::SqliteFailure(failure, _)
+                if matches!(
+                    failure.code,
+                    rusqlite::ErrorCode::DatabaseCorrupt | rusqlite::ErrorCode::NotADatabase
+                ) =>
+            {
+                StoreError::corrupt("the database file", error.to_string())
+            }
+            E::FromSqlConversionFailure(..)
+            | E::InvalidColumnType(..)
+            | E::IntegralValueOutOfRange(..)
+            | E::Utf8Error(..) => StoreError::corrupt("a stored row", error.to_string()),
+            _ => StoreError::Sqlite(error),
+        }
+    }
+}
+
+fn is_busy_code(code: rusqlite::ErrorCode) -> bool {
+    matches!(
+        code,
+        rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked
+    )
+}
+
+impl StoreError {
+    pub fn not_found(what: impl Into<String>) -> StoreError {
+        StoreError::NotFound { what: what.into() }
+    }
+
+    pub fn already_exists(what: impl Into<String>) -> StoreError {
+        StoreError::AlreadyExists { what: what.into() }
+    }
+
+    pub fn invalid_input(field: &'static str, reason: impl Into<String>) -> StoreError {
+        StoreError::InvalidInput {
+            field,
+            reason: reason.into(),
+        }
+    }
+
+    pub fn corrupt(what: impl Into<String>, detail: impl ToString) -> StoreError {
+        StoreError::Corrupt {
+            what: what.into(),
+            detail: detail.to_string(),
+        }
+    }
+
+    /// Whether waiting and trying again may succeed: `Busy`, or a busy SQLite error
+    /// wrapped without `From` (as `IntakeError` and `BridgeError` do).
+    pub fn is_busy(&self) -> bool {
+        match self {
+            StoreError::Busy { .. } => true,
+            StoreError::Sqlite(rusqlite::Error::SqliteFailure(failure, _)) => {
+                is_busy_code(failure.code)
+            }
+            _ => false,
+        }
+    }
 }
 
 /// How durable a commit is before the sender is answered.
@@ -203,10 +296,10 @@ fn require_database(data_dir: &Path) -> Result<(), StoreError> {
 pub fn open_read_only(data_dir: &Path) -> Result<Connection, StoreError> {
     require_database(data_dir)?;
     if !data_dir.join("xapi.sqlite").is_file() {
-        return Err(StoreError::Invalid(format!(
-            "{} holds no xapi.sqlite: start `serve` on it once (it creates the file and regenerates the statements)",
-            data_dir.display()
-        )));
+        return Err(StoreError::DataDirUnusable {
+            path: data_dir.to_path_buf(),
+            reason: "holds no xapi.sqlite: start `serve` on it once (it creates the file and regenerates the statements)".into(),
+        });
     }
     let beside = |file: &str, suffix: &str| {
         let mut path = data_dir.join(file).into_os_string();
@@ -254,10 +347,10 @@ pub fn open_read_only(data_dir: &Path) -> Result<Connection, StoreError> {
                 .iter()
                 .any(|file| beside(file, "-wal") && !beside(file, "-shm")) =>
         {
-            return Err(StoreError::Invalid(format!(
-                "{} holds a -wal without its -shm (a gateway stopped without closing it), which only a user who may write the folder can read: run this as the data dir's owner, or start `serve` on it once",
-                data_dir.display()
-            )));
+            return Err(StoreError::DataDirUnusable {
+                path: data_dir.to_path_buf(),
+                reason: "holds a -wal without its -shm (a gateway stopped without closing it), which only a user who may write the folder can read: run this as the data dir's owner, or start `serve` on it once".into(),
+            });
         }
         Err(error) => return Err(error.into()),
     };
@@ -391,9 +484,9 @@ fn copy_database(
                     std::thread::sleep(std::time::Duration::from_millis(50));
                 }
                 _ => {
-                    return Err(StoreError::Invalid(
-                        "the database stayed locked for 30 s".into(),
-                    ))
+                    return Err(StoreError::Busy {
+                        detail: "it stayed locked for 30 s".into(),
+                    })
                 }
             }
         }
@@ -402,10 +495,10 @@ fn copy_database(
     copy.pragma_update(None, "journal_mode", "DELETE")?;
     let verdict: String = copy.query_row("PRAGMA quick_check", [], |row| row.get(0))?;
     if verdict != "ok" {
-        return Err(StoreError::Invalid(format!(
-            "the backup copy of {} failed its check: {verdict}",
-            file.display()
-        )));
+        return Err(StoreError::corrupt(
+            format!("the backup copy of {}", file.display()),
+            format!("quick_check says {verdict}"),
+        ));
     }
     Ok(())
 }
@@ -489,6 +582,11 @@ impl Store {
             readers.push(connection);
         }
         result
+    }
+
+    /// Whether the core database answers a read (`/health`).
+    pub fn ping(&self) -> Result<(), StoreError> {
+        self.read(|connection| Ok(connection.query_row("SELECT 1", [], |_| Ok(()))?))
     }
 
     fn writer(&self, which: Which) -> Result<mpsc::Sender<Job>, StoreError> {
