@@ -158,16 +158,9 @@ pub(super) async fn admin_import(
     let imported = state
         .intake
         .store
-        .write(
-            move |connection| -> Result<(usize, usize), crate::store::StoreError> {
-                let savepoint = connection.savepoint()?;
-                let imported =
-                    crate::store::admin::import_leerlingen(&savepoint, &rows, "admin-api")?;
-                let released = crate::bridge::release_quarantine(&savepoint)?;
-                savepoint.commit()?;
-                Ok((imported, released))
-            },
-        )
+        .write(move |connection| {
+            crate::store::leerlingen::import_and_release(connection, &rows, "admin-api")
+        })
         .await;
     match imported {
         Ok(Ok((imported, released))) => Ok(json_reply(
@@ -175,5 +168,42 @@ pub(super) async fn admin_import(
             serde_json::json!({"imported": imported, "released_from_quarantine": released}),
         )),
         Ok(Err(error)) | Err(error) => Err(ApiError::Store(error)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_erasure_names_its_learner_in_the_path_or_by_eckid() {
+        let school = || SchoolCode::parse("99XX01").unwrap();
+        assert_eq!(
+            ErasureTarget::parse("99XX01/leerlingen/LL%201", "").unwrap(),
+            ErasureTarget {
+                school: school(),
+                leerlingid: Some("LL 1".into()),
+                eckid: None,
+            }
+        );
+        assert_eq!(
+            ErasureTarget::parse("99XX01/leerlingen", "eckid=https%3A%2F%2Fid.example").unwrap(),
+            ErasureTarget {
+                school: school(),
+                leerlingid: None,
+                eckid: Some("https://id.example".into()),
+            }
+        );
+        let parameter = |rest: &str, query: &str| match ErasureTarget::parse(rest, query) {
+            Err(ApiError::BadParameter { name, .. }) => name,
+            other => panic!("{rest}?{query} gave {other:?}"),
+        };
+        assert_eq!(parameter("%20/leerlingen/LL1", ""), "school");
+        assert_eq!(parameter("99XX01%FF/leerlingen/LL1", ""), "school");
+        assert_eq!(parameter("99XX01/leerlingen/%FF", ""), "leerlingid");
+        assert!(matches!(
+            ErasureTarget::parse("99XX01/leerlingen", ""),
+            Err(ApiError::NotFound)
+        ));
     }
 }

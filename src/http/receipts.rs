@@ -5,6 +5,7 @@ use super::AppState;
 use crate::auth_limit::{Api, Attempt};
 use crate::query::problem::ApiError;
 use crate::soap::fault::Reply;
+use crate::store::receipts::{receipt_of_client, ReceiptLookup};
 use hyper::body::Incoming;
 use hyper::header::AUTHORIZATION;
 use hyper::{Request, StatusCode};
@@ -29,28 +30,20 @@ pub(super) fn receipt(
     if limiter.is_locked(&attempt) {
         return Err(ApiError::BadCredentials);
     }
-    let result = state.intake.store.read(|connection| {
-        let Some(client_id) =
-            crate::store::admin::authenticate_client(connection, &klantcode, &key)?
-        else {
-            return Ok(Err(StatusCode::UNAUTHORIZED));
-        };
-        match crate::store::intake::load_receipt(connection, id)? {
-            Some((owner, json)) if owner == client_id => Ok(Ok(json)),
-            _ => Ok(Err(StatusCode::NOT_FOUND)),
-        }
-    });
-    match result {
-        Ok(Ok(json)) => Ok(json_reply(StatusCode::OK, json)),
-        Ok(Err(StatusCode::UNAUTHORIZED)) => {
+    // Parsed at the edge, after the credentials: an id that is no receipt id names no
+    // receipt (404), and the key is checked (and counted) whatever the id.
+    let id = uuid::Uuid::try_parse(id).ok();
+    let lookup = state
+        .intake
+        .store
+        .read(|connection| receipt_of_client(connection, &klantcode, &key, id.as_ref()))?;
+    match lookup {
+        ReceiptLookup::Found(json) => Ok(json_reply(StatusCode::OK, json)),
+        ReceiptLookup::BadCredentials => {
             limiter.record_failure(&attempt);
             Err(ApiError::BadCredentials)
         }
-        Ok(Err(_)) => Err(ApiError::NoReceipt),
-        Err(error) => {
-            tracing::error!(%error, "cannot read a receipt");
-            Err(ApiError::Internal("quote the request id to the operator"))
-        }
+        ReceiptLookup::NotFound => Err(ApiError::NoReceipt),
     }
 }
 

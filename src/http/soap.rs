@@ -300,4 +300,27 @@ mod tests {
         assert!(wsdl.contains("schemaLocation=\"http://gw.example:8080/uwlr/leerresultaten?xsd=UWLR_Leerresultaten_v2p2.xsd\""));
         assert!(!wsdl.contains("../xsd/"));
     }
+
+    #[test]
+    fn a_busy_store_asks_the_sender_to_resend_and_a_corrupt_one_says_nothing() {
+        use crate::store::StoreError;
+        let busy = fault::intake_failed(
+            &IntakeError::Store(StoreError::Busy {
+                detail: "database is locked".into(),
+            }),
+            "req-3",
+        );
+        assert_eq!(busy.status, StatusCode::SERVICE_UNAVAILABLE);
+        assert!(busy
+            .body
+            .contains("<faultcode>soap:Server.Bezet</faultcode>"));
+        let corrupt = fault::intake_failed(
+            &IntakeError::Store(StoreError::corrupt("stored toets 7", "geheim detail")),
+            "req-3",
+        );
+        assert_eq!(corrupt.status, StatusCode::INTERNAL_SERVER_ERROR);
+        assert!(corrupt.body.contains("soap:Server"), "{}", corrupt.body);
+        assert!(corrupt.body.contains("req-3"));
+        assert!(!corrupt.body.contains("geheim") && !corrupt.body.contains("toets 7"));
+    }
 }

@@ -331,4 +331,61 @@ mod tests {
         check(QueryError::OriginNotAllowed("https://x".into()), 403, None);
         check(QueryError::Store(StoreError::WriterGone), 500, None);
     }
+
+    #[test]
+    fn store_errors_map_to_one_status_each_and_ours_say_nothing() {
+        let check = |error: fn() -> StoreError, status: u16, detail: Option<&str>| {
+            for answer in [
+                ApiError::Store(error()).answer("req-2", "/x"),
+                QueryError::Store(error()).answer("req-2", "/x"),
+            ] {
+                assert_eq!(answer.reply.status.as_u16(), status);
+                assert_eq!(answer.reply.content_type, "application/problem+json");
+                let body: serde_json::Value = serde_json::from_str(&answer.reply.body).unwrap();
+                assert_eq!(body["status"], status);
+                assert_eq!(body["request_id"], "req-2");
+                let shown = body["detail"].as_str().unwrap();
+                match detail {
+                    Some(detail) => assert_eq!(shown, detail),
+                    None => assert_eq!(
+                        shown,
+                        "internal error; quote the request id to the operator"
+                    ),
+                }
+                let retry_after = answer
+                    .headers
+                    .iter()
+                    .find(|(name, _)| *name == "retry-after");
+                assert_eq!(retry_after.is_some(), status == 503);
+            }
+        };
+        check(
+            || StoreError::not_found("reader lezer"),
+            404,
+            Some("no reader lezer"),
+        );
+        check(
+            || StoreError::already_exists("client EA"),
+            409,
+            Some("client EA already exists"),
+        );
+        check(
+            || StoreError::invalid_input("valid_from", "2026-13-01 is not a date (YYYY-MM-DD)"),
+            422,
+            Some("valid_from: 2026-13-01 is not a date (YYYY-MM-DD)"),
+        );
+        check(
+            || StoreError::corrupt("stored toets 7", "expected value at line 1 column 1"),
+            500,
+            None,
+        );
+        check(
+            || StoreError::Busy {
+                detail: "database is locked".into(),
+            },
+            503,
+            Some("the gateway is busy; try again in 5 seconds"),
+        );
+        check(|| StoreError::WriterGone, 500, None);
+    }
 }

@@ -10,9 +10,11 @@ pub mod disclosures;
 pub mod erasure;
 pub mod feed;
 pub mod intake;
+pub mod leerlingen;
 pub mod migrations;
 pub mod outbox;
 pub mod readers;
+pub mod receipts;
 pub mod retention;
 pub mod statements;
 pub mod status;
@@ -912,5 +914,86 @@ pub(crate) mod testing {
     /// A date written YYYY-MM-DD.
     pub fn date(text: &str) -> chrono::NaiveDate {
         chrono::NaiveDate::parse_from_str(text, "%Y-%m-%d").expect("a YYYY-MM-DD date")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::testing::database;
+    use super::*;
+
+    /// The variant and the Display (what the CLI prints) of a failed store call.
+    fn check(result: Result<(), StoreError>, variant: &str, display: &str) {
+        let error = result.expect_err("a store error");
+        let name = format!("{error:?}");
+        assert!(name.starts_with(variant), "{name} is not {variant}");
+        assert_eq!(error.to_string(), display);
+    }
+
+    #[test]
+    fn store_errors_say_what_happened() -> Result<(), StoreError> {
+        let connection = database()?;
+        admin::add_client(&connection, "EA", "Uitgever", "sleutel-123")?;
+        let school = crate::domain::SchoolCode::parse("99XX01").expect("a school code");
+        check(
+            admin::add_client(&connection, "EA", "Uitgever", "sleutel-123"),
+            "AlreadyExists",
+            "client EA already exists",
+        );
+        check(
+            admin::revoke_client(&connection, "ONBEKEND"),
+            "NotFound",
+            "no active client ONBEKEND",
+        );
+        check(
+            admin::activate(
+                &connection,
+                "EA",
+                &school,
+                "DPA-1",
+                "2026-01-01",
+                Some("31-12-2026"),
+            ),
+            "InvalidInput",
+            "valid_until: 31-12-2026 is not a date (YYYY-MM-DD)",
+        );
+        check(
+            readers::revoke_reader(&connection, "lezer"),
+            "NotFound",
+            "no active reader lezer",
+        );
+        Ok(())
+    }
+
+    #[test]
+    fn sqlite_failures_are_sorted_into_busy_and_corrupt() -> Result<(), StoreError> {
+        let connection = database()?;
+        let unreadable: Result<i64, StoreError> = connection
+            .query_row("SELECT 'geen getal'", [], |row| row.get(0))
+            .map_err(StoreError::from);
+        assert!(matches!(unreadable, Err(StoreError::Corrupt { .. })));
+
+        let folder = tempfile::tempdir().expect("a temporary folder");
+        let path = folder.path().join("busy.sqlite");
+        let holder = Connection::open(&path)?;
+        holder.execute_batch("CREATE TABLE t (x); BEGIN IMMEDIATE; INSERT INTO t VALUES (1);")?;
+        let other = Connection::open(&path)?;
+        other.busy_timeout(std::time::Duration::ZERO)?;
+        let busy = other
+            .execute("INSERT INTO t VALUES (2)", [])
+            .map_err(StoreError::from)
+            .expect_err("the file is locked");
+        assert!(matches!(busy, StoreError::Busy { .. }), "{busy:?}");
+        assert!(busy.is_busy());
+        let wrapped = other
+            .execute("INSERT INTO t VALUES (3)", [])
+            .map_err(StoreError::Sqlite)
+            .expect_err("the file is locked");
+        assert!(
+            wrapped.is_busy(),
+            "a busy error wrapped without From is busy too"
+        );
+        assert!(!StoreError::WriterGone.is_busy());
+        Ok(())
     }
 }
