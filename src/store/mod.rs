@@ -883,7 +883,7 @@ const WAL_TRUNCATE_BYTES: u64 = 1 << 30;
 
 /// The current time as stored: RFC 3339 UTC with milliseconds.
 pub fn now_text() -> String {
-    crate::clock::Clock::System
+    crate::domain::Clock::System
         .now()
         .to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
 }
