@@ -119,60 +119,79 @@ pub(super) async fn handle(
     let request_id = uuid::Uuid::new_v4().simple().to_string()[..16].to_string();
     let accept_gzip = accepts_gzip(request.headers());
     let span = tracing::info_span!("request", request_id = %request_id, method = %request.method(), path = crate::logging::clip(request.uri().path()).as_ref(), %peer);
-    if surface == Surface::Operations {
-        let path = request.uri().path().to_string();
-        let answer = match operations::operations(
-            &state,
-            request.method(),
-            &path,
-            request.headers(),
-            peer,
-            surface,
-        )
-        .instrument(span)
-        .await
-        {
-            Some(Ok(reply)) => Answer::from(reply),
-            Some(Err(error)) => error.answer(&request_id, &path),
-            None => ApiError::NotFound.answer(&request_id, &path),
-        };
-        return respond(answer, &request_id, accept_gzip);
+    // Every answer, problems included, is made inside the request's span, so that an error
+    // logged while making it carries the request id the client is shown.
+    let answer = async {
+        if surface == Surface::Operations {
+            operations_only(&state, &request, &request_id, peer).await
+        } else if crate::query::owns(request.uri().path()) {
+            read_api(&state, request, &request_id, peer).await
+        } else {
+            route(&state, request, &request_id, peer).await
+        }
     }
-    if crate::query::owns(request.uri().path()) {
-        let route_template = crate::query::route_template(request.uri().path());
-        // Reader tokens have a failed-authentication limit of their own per source network: a
-        // locked-out network is asked as if it sent no token, and so gets the same 401 as a wrong one.
-        let limiter = &state.intake.auth_limit;
-        let attempt = Attempt {
-            api: Api::Reader,
-            klantcode: None,
-            address: Some(peer.ip()),
-        };
-        let (parts, body) = request.into_parts();
-        let mut asked =
-            crate::query::Asked::new(&parts.method, &parts.uri, &parts.headers, &request_id);
-        if asked.is_alternate() {
-            let deadline = Duration::from_secs(state.config.body_idle_timeout_secs);
-            asked = asked.alternate(read_small_body(body, deadline).await);
-        }
-        let presented = parts.headers.contains_key(AUTHORIZATION) || asked.bearer.is_some();
-        let locked = presented && limiter.is_locked(&attempt);
-        if locked {
-            asked.bearer = None;
-        }
-        let answer = crate::query::route(&state.intake.store, &state.read, asked)
-            .instrument(span)
-            .await;
-        if !locked && presented && answer.reply.status == StatusCode::UNAUTHORIZED {
-            limiter.record_failure(&attempt);
-        }
-        metrics().read_request(route_template, answer.reply.status.as_u16());
-        return respond(answer, &request_id, accept_gzip);
-    }
-    let answer = route(&state, request, &request_id, peer)
-        .instrument(span)
-        .await;
+    .instrument(span)
+    .await;
     respond(answer, &request_id, accept_gzip)
+}
+
+/// The operations listener: the operators' resources and nothing else.
+async fn operations_only(
+    state: &AppState,
+    request: &Request<Incoming>,
+    request_id: &str,
+    peer: SocketAddr,
+) -> Answer {
+    let path = request.uri().path();
+    let operated = operations::operations(
+        state,
+        request.method(),
+        path,
+        request.headers(),
+        peer,
+        Surface::Operations,
+    )
+    .await;
+    match operated {
+        Some(Ok(reply)) => Answer::from(reply),
+        Some(Err(error)) => error.answer(request_id, path),
+        None => ApiError::NotFound.answer(request_id, path),
+    }
+}
+
+/// The read API (`query`), under the reader tokens' failed-authentication limit.
+async fn read_api(
+    state: &AppState,
+    request: Request<Incoming>,
+    request_id: &str,
+    peer: SocketAddr,
+) -> Answer {
+    let route_template = crate::query::route_template(request.uri().path());
+    // Reader tokens have a failed-authentication limit of their own per source network: a
+    // locked-out network is asked as if it sent no token, and so gets the same 401 as a wrong one.
+    let limiter = &state.intake.auth_limit;
+    let attempt = Attempt {
+        api: Api::Reader,
+        klantcode: None,
+        address: Some(peer.ip()),
+    };
+    let (parts, body) = request.into_parts();
+    let mut asked = crate::query::Asked::new(&parts.method, &parts.uri, &parts.headers, request_id);
+    if asked.is_alternate() {
+        let deadline = Duration::from_secs(state.config.body_idle_timeout_secs);
+        asked = asked.alternate(read_small_body(body, deadline).await);
+    }
+    let presented = parts.headers.contains_key(AUTHORIZATION) || asked.bearer.is_some();
+    let locked = presented && limiter.is_locked(&attempt);
+    if locked {
+        asked.bearer = None;
+    }
+    let answer = crate::query::route(&state.intake.store, &state.read, asked).await;
+    if !locked && presented && answer.reply.status == StatusCode::UNAUTHORIZED {
+        limiter.record_failure(&attempt);
+    }
+    metrics().read_request(route_template, answer.reply.status.as_u16());
+    answer
 }
 
 /// The body of an xAPI Alternate Request Syntax request: small, complete, in time.

@@ -8,6 +8,7 @@ mod cli;
 mod concurrency;
 mod data_dir;
 mod differential;
+mod errors;
 mod fuzz_regressions;
 mod governance;
 mod http_edges;
