@@ -249,7 +249,7 @@ impl Call {
                     MessageOutcome::Accepted
                 };
                 self.record(outcome, None, Some(&klantcode), size);
-                metrics().results_stored(counts.resultaten as u64);
+                metrics().results_stored(counts.resultaten);
                 tracing::info!(
                     outcome = "accepted", receipt = %receipt_id, replay, size,
                     toetsafnames = counts.toetsafnames, resultaten = counts.resultaten,
