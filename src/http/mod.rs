@@ -5,13 +5,13 @@
 //! endpoint, `receipts`, `admin` and `operations` the other resources. Every HTTP error
 //! outside the SOAP service path is rendered by `query::problem`.
 
-pub mod admin;
+mod admin;
 pub mod body;
 mod operations;
-pub mod receipts;
+mod receipts;
 mod routes;
-pub mod server;
-pub mod soap;
+mod server;
+mod soap;
 
 pub use server::{serve, tls_acceptor, Surface, TlsError};
 pub use soap::{render_wsdl, rewrite_schema_locations};
