@@ -167,8 +167,36 @@ pub enum Durability {
     Normal,
 }
 
-type Completion = Box<dyn FnOnce(Result<(), String>) + Send>;
-type Job = Box<dyn FnOnce(&mut Connection) -> Completion + Send>;
+type Completion = Box<dyn FnOnce(Result<(), GroupFailure>) + Send>;
+/// A job gets the connection inside the group's transaction, or why there is none.
+type Job = Box<dyn FnOnce(Result<&mut Connection, GroupFailure>) -> Completion + Send>;
+
+/// Why a group transaction did not begin or commit, as each of its jobs is told; a lock
+/// held past the busy timeout stays `Busy` for the caller instead of a bare message.
+#[derive(Clone, Debug)]
+struct GroupFailure {
+    busy: bool,
+    message: String,
+}
+
+impl GroupFailure {
+    fn of(error: &rusqlite::Error) -> GroupFailure {
+        let busy = matches!(error, rusqlite::Error::SqliteFailure(failure, _) if is_busy_code(failure.code));
+        GroupFailure {
+            busy,
+            message: error.to_string(),
+        }
+    }
+
+    fn into_error(self) -> StoreError {
+        match self.busy {
+            true => StoreError::Busy {
+                detail: self.message,
+            },
+            false => StoreError::Commit(self.message),
+        }
+    }
+}
 
 /// The most jobs one group commit takes.
 const GROUP_LIMIT: usize = 512;
@@ -680,11 +708,11 @@ impl Store {
         which: Which,
         job: impl FnOnce(&mut Connection) -> R + Send + 'static,
     ) -> Result<R, StoreError> {
-        let (sender, receiver) = oneshot::channel::<Result<R, String>>();
-        let boxed: Job = Box::new(move |connection: &mut Connection| {
-            let result = job(connection);
-            Box::new(move |committed: Result<(), String>| {
-                let _ = sender.send(committed.map(|()| result));
+        let (sender, receiver) = oneshot::channel::<Result<R, GroupFailure>>();
+        let boxed: Job = Box::new(move |connection: Result<&mut Connection, GroupFailure>| {
+            let result = connection.map(job);
+            Box::new(move |committed: Result<(), GroupFailure>| {
+                let _ = sender.send(committed.and(result));
             })
         });
         self.writer(which)?
@@ -692,7 +720,7 @@ impl Store {
             .map_err(|_| StoreError::WriterGone)?;
         match receiver.await {
             Ok(Ok(result)) => Ok(result),
-            Ok(Err(error)) => Err(StoreError::Commit(error)),
+            Ok(Err(failure)) => Err(failure.into_error()),
             Err(_) => Err(StoreError::WriterGone),
         }
     }
@@ -751,19 +779,22 @@ fn writer_loop(
         }
         let began = connection
             .execute_batch("BEGIN IMMEDIATE")
-            .map_err(|error| error.to_string());
+            .map_err(|error| GroupFailure::of(&error));
         let mut completions: Vec<Completion> = Vec::with_capacity(jobs.len());
-        if let Err(error) = began {
-            tracing::error!(%error, "cannot begin a write transaction");
+        if let Err(failure) = began {
+            tracing::error!(error = %failure.message, "cannot begin a write transaction");
             if !connection.is_autocommit() {
                 let _ = connection.execute_batch("ROLLBACK");
             }
-            drop(jobs);
+            // Each job is told why it did not run (a busy database stays `Busy`).
+            for job in jobs {
+                job(Err(failure.clone()))(Err(failure.clone()));
+            }
             continue;
         }
         for job in jobs {
             let outcome =
-                std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| job(&mut connection)));
+                std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| job(Ok(&mut connection))));
             match outcome {
                 Ok(completion) => completions.push(completion),
                 Err(_) => tracing::error!("a store job panicked; its savepoint was rolled back"),
@@ -771,9 +802,9 @@ fn writer_loop(
         }
         let committed = connection
             .execute_batch("COMMIT")
-            .map_err(|error| error.to_string());
-        if let Err(error) = &committed {
-            tracing::error!(%error, "group commit failed");
+            .map_err(|error| GroupFailure::of(&error));
+        if let Err(failure) = &committed {
+            tracing::error!(error = %failure.message, "group commit failed");
             let _ = connection.execute_batch("ROLLBACK");
         }
         if committed.is_ok() {

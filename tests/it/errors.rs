@@ -143,3 +143,73 @@ fn a_message_over_a_corrupt_stored_toets_is_a_server_fault_that_names_nothing() 
     let line = logged(&gateway, &["stored toets", "corrupt"]);
     assert!(line.contains("ERROR"), "logged as an error: {line}");
 }
+
+/// A database another process keeps locked past the writer's busy timeout (30 s) is a
+/// moment's contention, not a failure: 503 with `Retry-After`, over HTTP and SOAP.
+#[test]
+fn a_database_locked_past_the_busy_timeout_asks_to_retry() {
+    let gateway = spawn_gateway(Options::default().env("UWLR_ADMIN_TOKEN", ADMIN_TOKEN));
+    let holder = rusqlite::Connection::open(gateway.data_dir.join("gateway.sqlite"))
+        .expect("open gateway.sqlite for writing");
+    holder
+        .execute_batch("BEGIN IMMEDIATE")
+        .expect("take the write lock");
+    let started = Instant::now();
+    let (import, soap) = std::thread::scope(|scope| {
+        let import = scope.spawn(|| {
+            gateway
+                .http
+                .post(format!("{}/api/v1/admin/leerlingen", gateway.base_url))
+                .bearer_auth(ADMIN_TOKEN)
+                .body("99XX01,ERR-LL2,,\n")
+                .send()
+                .expect("the import is answered")
+        });
+        let soap = scope.spawn(|| {
+            gateway
+                .http
+                .post(&gateway.endpoint)
+                .header("content-type", "text/xml; charset=utf-8")
+                .header("soapaction", "\"BrengLeerresultaten\"")
+                .body(message(1, true))
+                .send()
+                .expect("the message is answered")
+        });
+        (import.join().unwrap(), soap.join().unwrap())
+    });
+    holder
+        .execute_batch("ROLLBACK")
+        .expect("let go of the lock");
+    assert!(started.elapsed() < Duration::from_secs(90));
+    for (what, response, content_type) in [
+        ("import", import, "application/problem+json"),
+        ("SOAP", soap, "text/xml; charset=utf-8"),
+    ] {
+        assert_eq!(response.status().as_u16(), 503, "{what}");
+        let header = |name: &str| {
+            response
+                .headers()
+                .get(name)
+                .and_then(|value| value.to_str().ok())
+                .unwrap_or("")
+                .to_string()
+        };
+        assert_eq!(header("retry-after"), "5", "{what}");
+        assert_eq!(header("content-type"), content_type, "{what}");
+        let body = response.text().unwrap();
+        match what {
+            "import" => assert!(body.contains("urn:uwlr-gateway:problem:busy"), "{body}"),
+            _ => assert!(body.contains("soap:Server.Bezet"), "{body}"),
+        }
+    }
+    // Once the lock is gone the same requests succeed.
+    let reply = gateway.send(
+        gateway
+            .http
+            .post(format!("{}/api/v1/admin/leerlingen", gateway.base_url))
+            .bearer_auth(ADMIN_TOKEN)
+            .body("99XX01,ERR-LL2,,\n"),
+    );
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    crate::support::check("resent", &gateway.post(message(1, true)), &Expect::Accepted);
+}
