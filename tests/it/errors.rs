@@ -20,6 +20,15 @@ fn message(sequence: u32, with_definition: bool) -> Vec<u8> {
         .envelope()
 }
 
+/// A roster import of one leerling of school 99XX01 through the admin API.
+fn roster_import(gateway: &Gateway, leerlingid: &str) -> reqwest::blocking::RequestBuilder {
+    gateway
+        .http
+        .post(format!("{}/api/v1/admin/leerlingen", gateway.base_url))
+        .bearer_auth(ADMIN_TOKEN)
+        .body(format!("99XX01,{leerlingid},,\n"))
+}
+
 /// Damages stored rows behind the gateway's back, as a disk or a careless hand would.
 fn corrupt(gateway: &Gateway, sql: &str) {
     let connection = rusqlite::Connection::open(gateway.data_dir.join("gateway.sqlite"))
@@ -107,13 +116,7 @@ fn a_roster_import_over_a_corrupt_row_is_a_500_problem_and_imports_nothing() {
     let gateway = spawn_gateway(Options::default().env("UWLR_ADMIN_TOKEN", ADMIN_TOKEN));
     let before = count(&gateway.db(), "SELECT count(*) FROM leerlingen");
     corrupt(&gateway, "UPDATE change_counter SET seq = 'kapot'");
-    let reply = gateway.send(
-        gateway
-            .http
-            .post(format!("{}/api/v1/admin/leerlingen", gateway.base_url))
-            .bearer_auth(ADMIN_TOKEN)
-            .body("99XX01,ERR-LL1,,\n"),
-    );
+    let reply = gateway.send(roster_import(&gateway, "ERR-LL1"));
     let request_id = internal_problem(&reply, &["kapot", "change_counter", "seq"]);
     let line = logged(&gateway, &[&request_id, "corrupt"]);
     assert!(line.contains("ERROR"), "logged as an error: {line}");
@@ -157,11 +160,7 @@ fn a_database_locked_past_the_busy_timeout_asks_to_retry() {
     let started = Instant::now();
     let (import, soap) = std::thread::scope(|scope| {
         let import = scope.spawn(|| {
-            gateway
-                .http
-                .post(format!("{}/api/v1/admin/leerlingen", gateway.base_url))
-                .bearer_auth(ADMIN_TOKEN)
-                .body("99XX01,ERR-LL2,,\n")
+            roster_import(&gateway, "ERR-LL2")
                 .send()
                 .expect("the import is answered")
         });
@@ -203,13 +202,7 @@ fn a_database_locked_past_the_busy_timeout_asks_to_retry() {
         }
     }
     // Once the lock is gone the same requests succeed.
-    let reply = gateway.send(
-        gateway
-            .http
-            .post(format!("{}/api/v1/admin/leerlingen", gateway.base_url))
-            .bearer_auth(ADMIN_TOKEN)
-            .body("99XX01,ERR-LL2,,\n"),
-    );
+    let reply = gateway.send(roster_import(&gateway, "ERR-LL2"));
     assert_eq!(reply.status, 200, "{}", reply.body);
     crate::support::check("resent", &gateway.post(message(1, true)), &Expect::Accepted);
 }
