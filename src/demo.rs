@@ -16,8 +16,10 @@ pub(crate) const MANDATE: &str = "DEMO-VERWERKERSOVEREENKOMST-2026";
 /// Seeds the demo client, schools, activation and learners; running it again changes nothing.
 pub(crate) fn seed(store: &Store) -> Result<(), StoreError> {
     let connection = &store.connect()?;
-    let school = SchoolCode::parse(SCHOOL).map_err(StoreError::Invalid)?;
-    let other = SchoolCode::parse(OTHER_SCHOOL).map_err(StoreError::Invalid)?;
+    let school =
+        SchoolCode::parse(SCHOOL).map_err(|error| StoreError::invalid_input("school", error))?;
+    let other = SchoolCode::parse(OTHER_SCHOOL)
+        .map_err(|error| StoreError::invalid_input("school", error))?;
     if !crate::store::clients::client_known(connection, KLANTCODE)? {
         admin::add_client(connection, KLANTCODE, KLANTNAAM, AUTORISATIESLEUTEL)?;
         admin::activate(

@@ -132,7 +132,8 @@ async fn purge_school(
     let limit = settings.batch_rows.max(1);
     let school_id = school.id;
     // Who received the school's data, for the audit row: the register loses it with the data.
-    let code = SchoolCode::parse(&school.code).map_err(StoreError::Invalid)?;
+    let code = SchoolCode::parse(&school.code)
+        .map_err(|error| StoreError::corrupt(format!("stored school {}", school.code), error))?;
     let register = store.read(move |connection| {
         crate::store::disclosures::register(connection, &code, None, None)
     })?;
@@ -317,7 +318,8 @@ fn erase_in(
     learner: &Learner,
     actor: &str,
 ) -> Result<ErasureReport, GovernanceError> {
-    let school = SchoolCode::parse(&learner.school).map_err(StoreError::Invalid)?;
+    let school = SchoolCode::parse(&learner.school)
+        .map_err(|error| StoreError::corrupt(format!("stored school {}", learner.school), error))?;
     let held = crate::store::disclosures::register(
         transaction,
         &school,

@@ -16,7 +16,7 @@ pub const COMMIT: &str = env!("UWLR_GIT_COMMIT");
 
 pub mod app;
 pub mod auth_limit;
-pub mod body;
+pub use http::body;
 pub mod bridge;
 pub mod budget;
 pub mod cli;

@@ -58,7 +58,7 @@ impl From<BridgeError> for StoreError {
     fn from(error: BridgeError) -> Self {
         match error {
             BridgeError::Store(error) => error,
-            other => StoreError::Invalid(other.to_string()),
+            other => StoreError::corrupt("the bridge's state", other),
         }
     }
 }

@@ -168,7 +168,7 @@ pub fn answer(
             };
             Ok(Served {
                 body: serde_json::to_string(&body)
-                    .map_err(|error| crate::store::StoreError::Invalid(error.to_string()))?,
+                    .map_err(|error| crate::store::StoreError::corrupt("toets versions", error))?,
                 content_type: "application/json",
                 headers: Vec::new(),
                 touched: vec![Touched::school(
@@ -246,7 +246,7 @@ fn feed_page(
     );
     Ok(Served {
         body: serde_json::to_string(&body)
-            .map_err(|error| crate::store::StoreError::Invalid(error.to_string()))?,
+            .map_err(|error| crate::store::StoreError::corrupt("feed page", error))?,
         content_type: "application/json",
         headers: Vec::new(),
         touched: vec![touched],

@@ -434,7 +434,7 @@ async fn xapi_route(store: &Store, settings: &ReadSettings, asked: &Asked, cors:
 
 /// Today in the Netherlands: the day mandates are checked against.
 pub fn today() -> chrono::NaiveDate {
-    crate::clock::Clock::System.today()
+    crate::domain::today()
 }
 
 /// The authenticated reader with the handler's result, or why no reader could be named.

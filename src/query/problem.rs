@@ -1,7 +1,7 @@
-//! The one place where HTTP API errors (read API, receipts, admin) become RFC 9457 problem details.
+//! The one place where the gateway's HTTP errors (read API, receipts, admin, operations) become RFC 9457 problem details.
 
 use super::Answer;
-use crate::soap::fault::Reply;
+use crate::soap::fault::{Reply, BUSY_RETRY_AFTER_SECS};
 use crate::store::readers::Scope;
 use crate::store::StoreError;
 use hyper::StatusCode;
@@ -40,8 +40,8 @@ pub enum QueryError {
     /// A CORS preflight from an origin that is not in `xapi_cors_origins`.
     #[error("origin {0} may not read this API from a browser")]
     OriginNotAllowed(String),
-    /// Our side failed; the cause is logged once, where the answer is made.
-    #[error("internal error; quote the request id to the operator")]
+    /// The store failed; `Problem::of_store` says what the client sees and logs the cause.
+    #[error(transparent)]
     Store(#[from] StoreError),
 }
 
@@ -53,65 +53,46 @@ impl QueryError {
         }
     }
 
-    pub fn status(&self) -> StatusCode {
+    /// The problem this error is: the status, type and detail the client sees.
+    fn problem(&self) -> Problem {
+        let (status, kind) = match self {
+            QueryError::Unauthenticated => (StatusCode::UNAUTHORIZED, "unauthenticated"),
+            QueryError::ApiOutOfScope(_) | QueryError::SchoolOutOfScope(_) => {
+                (StatusCode::FORBIDDEN, "out-of-scope")
+            }
+            QueryError::OriginNotAllowed(_) => (StatusCode::FORBIDDEN, "origin-not-allowed"),
+            QueryError::BadParameter { .. } => (StatusCode::BAD_REQUEST, "bad-parameter"),
+            QueryError::BadHeader { .. } => (StatusCode::BAD_REQUEST, "bad-header"),
+            QueryError::BadBody(_) => (StatusCode::BAD_REQUEST, "bad-body"),
+            QueryError::NotFound(_) => (StatusCode::NOT_FOUND, "not-found"),
+            QueryError::MethodNotAllowed(_) => {
+                (StatusCode::METHOD_NOT_ALLOWED, "method-not-allowed")
+            }
+            QueryError::BodyTooLarge(_) => (StatusCode::PAYLOAD_TOO_LARGE, "body-too-large"),
+            QueryError::Store(error) => return Problem::of_store(error),
+        };
+        let mut problem = Problem::new(status, kind, self.to_string());
         match self {
-            QueryError::Unauthenticated => StatusCode::UNAUTHORIZED,
-            QueryError::ApiOutOfScope(_)
-            | QueryError::SchoolOutOfScope(_)
-            | QueryError::OriginNotAllowed(_) => StatusCode::FORBIDDEN,
-            QueryError::BadParameter { .. }
-            | QueryError::BadHeader { .. }
-            | QueryError::BadBody(_) => StatusCode::BAD_REQUEST,
-            QueryError::NotFound(_) => StatusCode::NOT_FOUND,
-            QueryError::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
-            QueryError::BodyTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
-            QueryError::Store(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            QueryError::BadParameter { name, .. } => problem.parameter = Some(name.clone()),
+            QueryError::Unauthenticated => problem.headers.push((
+                "www-authenticate",
+                "Bearer realm=\"uwlr-gateway\"".to_string(),
+            )),
+            QueryError::MethodNotAllowed(allow) => {
+                problem.headers.push(("allow", allow.to_string()))
+            }
+            _ => {}
         }
+        problem
     }
 
-    /// The problem type: a stable URN per kind of error.
-    fn problem_type(&self) -> &'static str {
-        match self {
-            QueryError::Unauthenticated => "urn:uwlr-gateway:problem:unauthenticated",
-            QueryError::ApiOutOfScope(_) | QueryError::SchoolOutOfScope(_) => {
-                "urn:uwlr-gateway:problem:out-of-scope"
-            }
-            QueryError::BadParameter { .. } => "urn:uwlr-gateway:problem:bad-parameter",
-            QueryError::BadHeader { .. } => "urn:uwlr-gateway:problem:bad-header",
-            QueryError::NotFound(_) => "urn:uwlr-gateway:problem:not-found",
-            QueryError::MethodNotAllowed(_) => "urn:uwlr-gateway:problem:method-not-allowed",
-            QueryError::BodyTooLarge(_) => "urn:uwlr-gateway:problem:body-too-large",
-            QueryError::BadBody(_) => "urn:uwlr-gateway:problem:bad-body",
-            QueryError::OriginNotAllowed(_) => "urn:uwlr-gateway:problem:origin-not-allowed",
-            QueryError::Store(_) => "urn:uwlr-gateway:problem:internal",
-        }
+    pub fn status(&self) -> StatusCode {
+        self.problem().status
     }
 
     /// The answer: `application/problem+json`, with `WWW-Authenticate` on 401 and `Allow` on 405.
     pub fn answer(&self, request_id: &str, instance: &str) -> Answer {
-        if let QueryError::Store(error) = self {
-            tracing::error!(%error, "a read request failed on our side");
-        }
-        let mut body = document(
-            self.status(),
-            self.problem_type(),
-            &self.to_string(),
-            request_id,
-            instance,
-        );
-        if let QueryError::BadParameter { name, .. } = self {
-            body["parameter"] = serde_json::Value::String(name.clone());
-        }
-        let mut headers = Vec::new();
-        match self {
-            QueryError::Unauthenticated => headers.push((
-                "www-authenticate",
-                "Bearer realm=\"uwlr-gateway\"".to_string(),
-            )),
-            QueryError::MethodNotAllowed(allow) => headers.push(("allow", allow.to_string())),
-            _ => {}
-        }
-        problem_answer(self.status(), body, headers)
+        self.problem().answer(request_id, instance)
     }
 }
 
@@ -143,9 +124,10 @@ pub enum ApiError {
     /// No resource at this path.
     #[error("no such resource")]
     NotFound,
-    /// The request names something in a form the resource cannot read (a path segment, a school code).
-    #[error("{0}")]
-    BadRequest(String),
+    /// A path or query parameter in a form the resource cannot read (a school code, a
+    /// segment that is not UTF-8); carries its name and why.
+    #[error("parameter {name}: {reason}")]
+    BadParameter { name: &'static str, reason: String },
     /// An erasure for a learner the school holds nothing about.
     #[error("the school holds nothing about that leerling")]
     NoSuchLeerling,
@@ -158,101 +140,160 @@ pub enum ApiError {
     /// `/ready`: the gateway should not get traffic now; carries every reason.
     #[error("not ready: {0}")]
     NotReady(String),
+    /// `/health`: the database does not answer (the cause is logged where it happened).
+    #[error("the database does not answer")]
+    DatabaseUnavailable,
+    /// The store failed; `Problem::of_store` says what the client sees.
+    #[error(transparent)]
+    Store(#[from] StoreError),
 }
 
 impl ApiError {
-    pub fn status(&self) -> StatusCode {
-        match self {
-            ApiError::NoCredentials | ApiError::BadCredentials | ApiError::BadAdminToken => {
-                StatusCode::UNAUTHORIZED
-            }
-            ApiError::NoReceipt
-            | ApiError::AdminOff
-            | ApiError::NotFound
-            | ApiError::NoSuchLeerling => StatusCode::NOT_FOUND,
-            ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
-            ApiError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
-            ApiError::Unprocessable(_) => StatusCode::UNPROCESSABLE_ENTITY,
-            ApiError::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
-            ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
-            ApiError::NotReady(_) => StatusCode::SERVICE_UNAVAILABLE,
+    pub fn bad_parameter(name: &'static str, reason: impl Into<String>) -> ApiError {
+        ApiError::BadParameter {
+            name,
+            reason: reason.into(),
         }
     }
 
-    fn problem_type(&self) -> &'static str {
-        match self {
+    /// The problem this error is: the status, type and detail the client sees.
+    fn problem(&self) -> Problem {
+        let (status, kind) = match self {
             ApiError::NoCredentials | ApiError::BadCredentials | ApiError::BadAdminToken => {
-                "urn:uwlr-gateway:problem:unauthenticated"
+                (StatusCode::UNAUTHORIZED, "unauthenticated")
             }
             ApiError::NoReceipt
             | ApiError::AdminOff
             | ApiError::NotFound
-            | ApiError::NoSuchLeerling => "urn:uwlr-gateway:problem:not-found",
-            ApiError::BadRequest(_) => "urn:uwlr-gateway:problem:bad-request",
-            ApiError::TooLarge(_) => "urn:uwlr-gateway:problem:too-large",
-            ApiError::Unprocessable(_) => "urn:uwlr-gateway:problem:unprocessable",
-            ApiError::MethodNotAllowed(_) => "urn:uwlr-gateway:problem:method-not-allowed",
-            ApiError::Internal(_) => "urn:uwlr-gateway:problem:internal",
-            ApiError::NotReady(_) => "urn:uwlr-gateway:problem:not-ready",
+            | ApiError::NoSuchLeerling => (StatusCode::NOT_FOUND, "not-found"),
+            ApiError::BadParameter { .. } => (StatusCode::BAD_REQUEST, "bad-parameter"),
+            ApiError::TooLarge(_) => (StatusCode::PAYLOAD_TOO_LARGE, "too-large"),
+            ApiError::Unprocessable(_) => (StatusCode::UNPROCESSABLE_ENTITY, "unprocessable"),
+            ApiError::MethodNotAllowed(_) => (StatusCode::METHOD_NOT_ALLOWED, "method-not-allowed"),
+            ApiError::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
+            ApiError::NotReady(_) => (StatusCode::SERVICE_UNAVAILABLE, "not-ready"),
+            ApiError::DatabaseUnavailable => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
+            ApiError::Store(error) => return Problem::of_store(error),
+        };
+        let mut problem = Problem::new(status, kind, self.to_string());
+        match self {
+            ApiError::NoCredentials | ApiError::BadCredentials => problem.headers.push((
+                "www-authenticate",
+                "Basic realm=\"uwlr-gateway receipts\"".to_string(),
+            )),
+            ApiError::BadAdminToken => problem.headers.push((
+                "www-authenticate",
+                "Bearer realm=\"uwlr-gateway admin\"".to_string(),
+            )),
+            ApiError::MethodNotAllowed(methods) => {
+                problem.headers.push(("allow", methods.to_string()))
+            }
+            ApiError::BadParameter { name, .. } => problem.parameter = Some(name.to_string()),
+            _ => {}
         }
+        problem
+    }
+
+    pub fn status(&self) -> StatusCode {
+        self.problem().status
     }
 
     /// The answer, with `WWW-Authenticate` on 401 and `Allow` on 405.
     pub fn answer(&self, request_id: &str, instance: &str) -> Answer {
-        let body = document(
-            self.status(),
-            self.problem_type(),
-            &self.to_string(),
-            request_id,
-            instance,
-        );
-        let headers = match self {
-            ApiError::NoCredentials | ApiError::BadCredentials => vec![(
-                "www-authenticate",
-                "Basic realm=\"uwlr-gateway receipts\"".to_string(),
-            )],
-            ApiError::BadAdminToken => vec![(
-                "www-authenticate",
-                "Bearer realm=\"uwlr-gateway admin\"".to_string(),
-            )],
-            ApiError::MethodNotAllowed(methods) => vec![("allow", methods.to_string())],
-            _ => Vec::new(),
-        };
-        problem_answer(self.status(), body, headers)
+        self.problem().answer(request_id, instance)
     }
 }
 
-/// The problem details members every error of every HTTP API carries.
-fn document(
+/// One problem details document before it is rendered; every HTTP error of the gateway
+/// outside the SOAP service path becomes one, and `answer` is its only renderer.
+struct Problem {
     status: StatusCode,
-    problem_type: &str,
-    detail: &str,
-    request_id: &str,
-    instance: &str,
-) -> serde_json::Value {
-    serde_json::json!({
-        "type": problem_type,
-        "title": status.canonical_reason().unwrap_or("error"),
-        "status": status.as_u16(),
-        "detail": detail,
-        "instance": instance,
-        "request_id": request_id,
-    })
+    /// The last part of the problem type URN, stable per kind of error.
+    kind: &'static str,
+    detail: String,
+    /// The query parameter at fault, for a bad parameter.
+    parameter: Option<String>,
+    headers: Vec<(&'static str, String)>,
 }
 
-fn problem_answer(
-    status: StatusCode,
-    body: serde_json::Value,
-    headers: Vec<(&'static str, String)>,
-) -> Answer {
-    Answer {
-        reply: Reply {
+impl Problem {
+    fn new(status: StatusCode, kind: &'static str, detail: String) -> Problem {
+        Problem {
             status,
-            content_type: "application/problem+json",
-            body: body.to_string(),
-            receipt_id: None,
-        },
-        headers,
+            kind,
+            detail,
+            parameter: None,
+            headers: Vec::new(),
+        }
+    }
+
+    /// The one mapping of store errors to HTTP. The caller's mistakes name themselves
+    /// (404, 409, 422); a busy store asks to try again (503, `Retry-After`); everything
+    /// else is ours (500) and says nothing of what broke: the cause is logged here, once,
+    /// under the request's id.
+    fn of_store(error: &StoreError) -> Problem {
+        let (status, kind) = match error {
+            StoreError::NotFound { .. } => (StatusCode::NOT_FOUND, "not-found"),
+            StoreError::AlreadyExists { .. } => (StatusCode::CONFLICT, "conflict"),
+            StoreError::InvalidInput { .. } => (StatusCode::UNPROCESSABLE_ENTITY, "unprocessable"),
+            _ if error.is_busy() => {
+                tracing::warn!(%error, "the store is busy; the client is asked to retry");
+                let mut problem = Problem::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "busy",
+                    format!("the gateway is busy; try again in {BUSY_RETRY_AFTER_SECS} seconds"),
+                );
+                problem
+                    .headers
+                    .push(("retry-after", BUSY_RETRY_AFTER_SECS.to_string()));
+                return problem;
+            }
+            StoreError::Corrupt { .. } => {
+                tracing::error!(%error, "a stored row is corrupt; the client gets an internal error");
+                return Problem::internal();
+            }
+            _ => {
+                tracing::error!(%error, "a request failed on our side");
+                return Problem::internal();
+            }
+        };
+        let mut problem = Problem::new(status, kind, error.to_string());
+        if let StoreError::InvalidInput { field, .. } = error {
+            problem.parameter = Some(field.to_string());
+        }
+        problem
+    }
+
+    fn internal() -> Problem {
+        Problem::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal",
+            "internal error; quote the request id to the operator".into(),
+        )
+    }
+
+    /// The answer: `application/problem+json` with the members every error carries.
+    fn answer(self, request_id: &str, instance: &str) -> Answer {
+        let mut body = serde_json::json!({
+            "type": format!("urn:uwlr-gateway:problem:{}", self.kind),
+            "title": self.status.canonical_reason().unwrap_or("error"),
+            "status": self.status.as_u16(),
+            "detail": self.detail,
+            "instance": instance,
+            "request_id": request_id,
+        });
+        if let Some(parameter) = self.parameter {
+            body["parameter"] = serde_json::Value::String(parameter);
+        }
+        Answer {
+            reply: Reply {
+                status: self.status,
+                content_type: "application/problem+json",
+                body: body.to_string(),
+                receipt_id: None,
+            },
+            headers: self.headers,
+        }
     }
 }
 
@@ -289,5 +330,62 @@ mod tests {
         check(QueryError::BadBody("timeout".into()), 400, None);
         check(QueryError::OriginNotAllowed("https://x".into()), 403, None);
         check(QueryError::Store(StoreError::WriterGone), 500, None);
+    }
+
+    #[test]
+    fn store_errors_map_to_one_status_each_and_ours_say_nothing() {
+        let check = |error: fn() -> StoreError, status: u16, detail: Option<&str>| {
+            for answer in [
+                ApiError::Store(error()).answer("req-2", "/x"),
+                QueryError::Store(error()).answer("req-2", "/x"),
+            ] {
+                assert_eq!(answer.reply.status.as_u16(), status);
+                assert_eq!(answer.reply.content_type, "application/problem+json");
+                let body: serde_json::Value = serde_json::from_str(&answer.reply.body).unwrap();
+                assert_eq!(body["status"], status);
+                assert_eq!(body["request_id"], "req-2");
+                let shown = body["detail"].as_str().unwrap();
+                match detail {
+                    Some(detail) => assert_eq!(shown, detail),
+                    None => assert_eq!(
+                        shown,
+                        "internal error; quote the request id to the operator"
+                    ),
+                }
+                let retry_after = answer
+                    .headers
+                    .iter()
+                    .find(|(name, _)| *name == "retry-after");
+                assert_eq!(retry_after.is_some(), status == 503);
+            }
+        };
+        check(
+            || StoreError::not_found("reader lezer"),
+            404,
+            Some("no reader lezer"),
+        );
+        check(
+            || StoreError::already_exists("client EA"),
+            409,
+            Some("client EA already exists"),
+        );
+        check(
+            || StoreError::invalid_input("valid_from", "2026-13-01 is not a date (YYYY-MM-DD)"),
+            422,
+            Some("valid_from: 2026-13-01 is not a date (YYYY-MM-DD)"),
+        );
+        check(
+            || StoreError::corrupt("stored toets 7", "expected value at line 1 column 1"),
+            500,
+            None,
+        );
+        check(
+            || StoreError::Busy {
+                detail: "database is locked".into(),
+            },
+            503,
+            Some("the gateway is busy; try again in 5 seconds"),
+        );
+        check(|| StoreError::WriterGone, 500, None);
     }
 }

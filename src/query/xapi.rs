@@ -339,10 +339,10 @@ pub fn parse_query(query: &str) -> Result<StatementQuery, QueryError> {
 /// A stored statement as answered, rendered by the bridge.
 fn render(row: &StatementRow, rendering: &Rendering) -> Result<String, QueryError> {
     xapi_json::render(&row.statement, &row.stored_at, rendering).map_err(|error| {
-        QueryError::Store(crate::store::StoreError::Invalid(format!(
-            "statement {}: {error}",
-            row.id
-        )))
+        QueryError::Store(crate::store::StoreError::corrupt(
+            format!("statement {}", row.id),
+            error,
+        ))
     })
 }
 

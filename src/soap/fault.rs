@@ -255,6 +255,18 @@ pub fn refusal(refusal: &Refusal) -> Reply {
     }
 }
 
+/// Our failure to handle a message: `Server.Bezet` (HTTP 503, `Retry-After`) when the store
+/// stayed locked, as the same message may succeed later; otherwise `Server.InterneFout`
+/// with no detail, a corrupt stored row included (its cause is logged, never shown).
+pub fn intake_failed(error: &crate::intake::IntakeError, request_id: &str) -> Reply {
+    match error {
+        crate::intake::IntakeError::Store(store) if store.is_busy() => {
+            refusal(&Refusal::Busy("the database is busy".into()))
+        }
+        _ => internal(request_id),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -17,7 +17,7 @@ fn json_rows(
     let rows = statement.query_map(params, |row| row.get::<_, String>(0))?;
     rows.map(|text| {
         let text = text?;
-        serde_json::from_str(&text).map_err(|error| StoreError::Invalid(error.to_string()))
+        serde_json::from_str(&text).map_err(|error| StoreError::corrupt("a stored JSON row", error))
     })
     .collect()
 }
@@ -112,7 +112,8 @@ pub fn export(
          ORDER BY r.at, r.id",
         params![learner.school, learner.leerlingid],
     )?;
-    let school = crate::domain::SchoolCode::parse(&learner.school).map_err(StoreError::Invalid)?;
+    let school = crate::domain::SchoolCode::parse(&learner.school)
+        .map_err(|error| StoreError::corrupt(format!("stored school {}", learner.school), error))?;
     let learner_register = super::disclosures::register(
         &snapshot,
         &school,

@@ -81,13 +81,15 @@ pub fn add_client(
 ) -> Result<(), StoreError> {
     if klantcode.is_empty() || klantcode.len() > 64 || klantnaam.is_empty() || klantnaam.len() > 64
     {
-        return Err(StoreError::Invalid(
-            "klantcode and klantnaam take 1 to 64 characters".into(),
+        return Err(StoreError::invalid_input(
+            "klantcode",
+            "klantcode and klantnaam take 1 to 64 characters",
         ));
     }
     if key.len() < 8 || key.len() > 64 {
-        return Err(StoreError::Invalid(
-            "an autorisatiesleutel takes 8 to 64 characters".into(),
+        return Err(StoreError::invalid_input(
+            "autorisatiesleutel",
+            "an autorisatiesleutel takes 8 to 64 characters",
         ));
     }
     let mut salt = [0u8; 16];
@@ -104,9 +106,7 @@ pub fn add_client(
         ],
     )?;
     if inserted == 0 {
-        return Err(StoreError::Invalid(format!(
-            "client {klantcode} already exists"
-        )));
+        return Err(StoreError::already_exists(format!("client {klantcode}")));
     }
     audit(connection, "cli", "clients.add", klantcode)
 }
@@ -132,7 +132,7 @@ pub fn revoke_client(connection: &Connection, klantcode: &str) -> Result<(), Sto
         params![klantcode, now_text()],
     )?;
     if changed == 0 {
-        return Err(StoreError::Invalid(format!("no active client {klantcode}")));
+        return Err(StoreError::not_found(format!("active client {klantcode}")));
     }
     audit(connection, "cli", "clients.revoke", klantcode)
 }
@@ -177,13 +177,17 @@ pub fn activate(
     valid_from: &str,
     valid_until: Option<&str>,
 ) -> Result<(), StoreError> {
-    for date in std::iter::once(valid_from).chain(valid_until) {
-        chrono::NaiveDate::parse_from_str(date, "%Y-%m-%d")
-            .map_err(|_| StoreError::Invalid(format!("{date} is not a date (YYYY-MM-DD)")))?;
+    let dates = std::iter::once(("valid_from", valid_from))
+        .chain(valid_until.map(|date| ("valid_until", date)));
+    for (field, date) in dates {
+        chrono::NaiveDate::parse_from_str(date, "%Y-%m-%d").map_err(|_| {
+            StoreError::invalid_input(field, format!("{date} is not a date (YYYY-MM-DD)"))
+        })?;
     }
     if mandate_ref.trim().is_empty() {
-        return Err(StoreError::Invalid(
-            "an activation needs the mandate reference".into(),
+        return Err(StoreError::invalid_input(
+            "mandate",
+            "an activation needs the mandate reference",
         ));
     }
     let client_id = client_id_of(connection, klantcode)?;
@@ -216,8 +220,8 @@ pub fn deactivate(
         params![klantcode, school.as_str(), now_text()],
     )?;
     if changed == 0 {
-        return Err(StoreError::Invalid(format!(
-            "{klantcode} is not active for {school}"
+        return Err(StoreError::not_found(format!(
+            "active activation of {klantcode} for {school}"
         )));
     }
     audit(
@@ -239,7 +243,7 @@ pub fn reset_ordering(
 ) -> Result<String, StoreError> {
     let client_id = client_id_of(connection, klantcode)?;
     let school_id = school_id(connection, school)?
-        .ok_or_else(|| StoreError::Invalid(format!("no school {school}")))?;
+        .ok_or_else(|| StoreError::not_found(format!("school {school}")))?;
     let forgotten: String = connection
         .query_row(
             "DELETE FROM sender_state WHERE client_id = ?1 AND school_id = ?2 RETURNING last_aanmaakdatum",
@@ -248,8 +252,8 @@ pub fn reset_ordering(
         )
         .optional()?
         .ok_or_else(|| {
-            StoreError::Invalid(format!(
-                "{klantcode} has no accepted message for {school}: nothing to reset"
+            StoreError::not_found(format!(
+                "accepted message of {klantcode} for {school}: nothing to reset"
             ))
         })?;
     audit(
@@ -446,7 +450,7 @@ fn client_id_of(connection: &Connection, klantcode: &str) -> Result<i64, StoreEr
             |row| row.get(0),
         )
         .optional()?
-        .ok_or_else(|| StoreError::Invalid(format!("no client {klantcode}")))
+        .ok_or_else(|| StoreError::not_found(format!("client {klantcode}")))
 }
 
 #[cfg(test)]

@@ -183,9 +183,7 @@ pub fn load_toets(
     row.map(|(id, definition)| {
         serde_json::from_str(&definition)
             .map(|definition| StoredToets { id, definition })
-            .map_err(|error| {
-                StoreError::Invalid(format!("stored toets {id} is unreadable: {error}"))
-            })
+            .map_err(|error| StoreError::corrupt(format!("stored toets {id}"), error))
     })
     .transpose()
 }
@@ -433,10 +431,10 @@ pub fn upsert_afname(
         )
         .optional()?;
     match existing {
-        None => Err(StoreError::Invalid(format!(
-            "afname {} vanished during its upsert",
-            state.afname_key
-        ))),
+        None => Err(StoreError::corrupt(
+            format!("afname {}", state.afname_key),
+            "it vanished during its upsert",
+        )),
         Some((id, _, receipt_id)) if receipt_id == write.receipt_id => {
             // A derived total summed again later in the same message (a second toetsafname
             // element of the sitting) holds the newer sum; its change is logged already.

@@ -13,9 +13,11 @@ pub mod disclosures;
 pub mod erasure;
 pub mod feed;
 pub mod intake;
+pub mod leerlingen;
 pub mod migrations;
 pub mod outbox;
 pub mod readers;
+pub mod receipts;
 pub mod retention;
 pub mod session;
 pub mod statements;
@@ -28,11 +30,37 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{mpsc, Arc, Mutex};
 use tokio::sync::oneshot;
 
-/// Why a store operation failed; always our side (Server.InterneFout), never the sender's.
+/// Why a store operation failed. Each variant says what happened, so that the HTTP
+/// (`query::problem`) and SOAP (`soap::fault`) mappings can tell the caller's mistake
+/// (`NotFound`, `AlreadyExists`, `InvalidInput`) from ours (`Corrupt` and the rest) and
+/// from a moment's contention (`Busy`); the CLI prints the Display.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
+    /// Any other SQLite failure (`From<rusqlite::Error>` sorts out busy and corrupt ones).
     #[error("database error: {0}")]
-    Sqlite(#[from] rusqlite::Error),
+    Sqlite(rusqlite::Error),
+    /// What an operation names does not exist (a reader, client, school, grant,
+    /// activation); carries it as the caller named it.
+    #[error("no {what}")]
+    NotFound { what: String },
+    /// What an operation would create exists already; carries it.
+    #[error("{what} already exists")]
+    AlreadyExists { what: String },
+    /// The caller's input cannot be stored (a date that is no date, a name out of bounds);
+    /// carries which input and why.
+    #[error("{field}: {reason}")]
+    InvalidInput { field: &'static str, reason: String },
+    /// A stored row (or file) does not read back as the gateway wrote it: our fault, never
+    /// the caller's; carries what and why, for the log only.
+    #[error("{what} is corrupt: {detail}")]
+    Corrupt { what: String, detail: String },
+    /// The database stayed locked longer than the operation waits; the same request may
+    /// succeed later.
+    #[error("the database is busy: {detail}")]
+    Busy { detail: String },
+    /// The data dir cannot be used as it is; carries why and what to do.
+    #[error("{} {reason}", path.display())]
+    DataDirUnusable { path: PathBuf, reason: String },
     #[error("cannot create data directory {path}")]
     DataDir {
         path: PathBuf,
@@ -59,11 +87,78 @@ pub enum StoreError {
     },
     #[error("commit failed: {0}")]
     Commit(String),
-    #[error("{0}")]
-    Invalid(String),
     /// A sealed secret did not open (see `secret`).
     #[error(transparent)]
     Secret(#[from] crate::secret::SecretError),
+}
+
+impl From<rusqlite::Error> for StoreError {
+    /// Sorts SQLite's failures: a lock held past the busy timeout is `Busy`, a value that
+    /// does not convert to its Rust type or a damaged file is `Corrupt`, the rest `Sqlite`.
+    fn from(error: rusqlite::Error) -> StoreError {
+        use rusqlite::Error as E;
+        match &error {
+            E::SqliteFailure(failure, _) if is_busy_code(failure.code) => StoreError::Busy {
+                detail: error.to_string(),
+            },
+            E::SqliteFailure(failure, _)
+                if matches!(
+                    failure.code,
+                    rusqlite::ErrorCode::DatabaseCorrupt | rusqlite::ErrorCode::NotADatabase
+                ) =>
+            {
+                StoreError::corrupt("the database file", error.to_string())
+            }
+            E::FromSqlConversionFailure(..)
+            | E::InvalidColumnType(..)
+            | E::IntegralValueOutOfRange(..)
+            | E::Utf8Error(..) => StoreError::corrupt("a stored row", error.to_string()),
+            _ => StoreError::Sqlite(error),
+        }
+    }
+}
+
+fn is_busy_code(code: rusqlite::ErrorCode) -> bool {
+    matches!(
+        code,
+        rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked
+    )
+}
+
+impl StoreError {
+    pub fn not_found(what: impl Into<String>) -> StoreError {
+        StoreError::NotFound { what: what.into() }
+    }
+
+    pub fn already_exists(what: impl Into<String>) -> StoreError {
+        StoreError::AlreadyExists { what: what.into() }
+    }
+
+    pub fn invalid_input(field: &'static str, reason: impl Into<String>) -> StoreError {
+        StoreError::InvalidInput {
+            field,
+            reason: reason.into(),
+        }
+    }
+
+    pub fn corrupt(what: impl Into<String>, detail: impl ToString) -> StoreError {
+        StoreError::Corrupt {
+            what: what.into(),
+            detail: detail.to_string(),
+        }
+    }
+
+    /// Whether waiting and trying again may succeed: `Busy`, or a busy SQLite error
+    /// wrapped without `From` (as `IntakeError` and `BridgeError` do).
+    pub fn is_busy(&self) -> bool {
+        match self {
+            StoreError::Busy { .. } => true,
+            StoreError::Sqlite(rusqlite::Error::SqliteFailure(failure, _)) => {
+                is_busy_code(failure.code)
+            }
+            _ => false,
+        }
+    }
 }
 
 /// How durable a commit is before the sender is answered.
@@ -76,8 +171,36 @@ pub enum Durability {
     Normal,
 }
 
-type Completion = Box<dyn FnOnce(Result<(), String>) + Send>;
-type Job = Box<dyn FnOnce(&mut Connection) -> Completion + Send>;
+type Completion = Box<dyn FnOnce(Result<(), GroupFailure>) + Send>;
+/// A job gets the connection inside the group's transaction, or why there is none.
+type Job = Box<dyn FnOnce(Result<&mut Connection, GroupFailure>) -> Completion + Send>;
+
+/// Why a group transaction did not begin or commit, as each of its jobs is told; a lock
+/// held past the busy timeout stays `Busy` for the caller instead of a bare message.
+#[derive(Clone, Debug)]
+struct GroupFailure {
+    busy: bool,
+    message: String,
+}
+
+impl GroupFailure {
+    fn of(error: &rusqlite::Error) -> GroupFailure {
+        let busy = matches!(error, rusqlite::Error::SqliteFailure(failure, _) if is_busy_code(failure.code));
+        GroupFailure {
+            busy,
+            message: error.to_string(),
+        }
+    }
+
+    fn into_error(self) -> StoreError {
+        match self.busy {
+            true => StoreError::Busy {
+                detail: self.message,
+            },
+            false => StoreError::Commit(self.message),
+        }
+    }
+}
 
 /// The most jobs one group commit takes.
 const GROUP_LIMIT: usize = 512;
@@ -207,10 +330,10 @@ fn require_database(data_dir: &Path) -> Result<(), StoreError> {
 pub fn open_read_only(data_dir: &Path) -> Result<Connection, StoreError> {
     require_database(data_dir)?;
     if !data_dir.join("xapi.sqlite").is_file() {
-        return Err(StoreError::Invalid(format!(
-            "{} holds no xapi.sqlite: start `serve` on it once (it creates the file and regenerates the statements)",
-            data_dir.display()
-        )));
+        return Err(StoreError::DataDirUnusable {
+            path: data_dir.to_path_buf(),
+            reason: "holds no xapi.sqlite: start `serve` on it once (it creates the file and regenerates the statements)".into(),
+        });
     }
     let beside = |file: &str, suffix: &str| {
         let mut path = data_dir.join(file).into_os_string();
@@ -258,10 +381,10 @@ pub fn open_read_only(data_dir: &Path) -> Result<Connection, StoreError> {
                 .iter()
                 .any(|file| beside(file, "-wal") && !beside(file, "-shm")) =>
         {
-            return Err(StoreError::Invalid(format!(
-                "{} holds a -wal without its -shm (a gateway stopped without closing it), which only a user who may write the folder can read: run this as the data dir's owner, or start `serve` on it once",
-                data_dir.display()
-            )));
+            return Err(StoreError::DataDirUnusable {
+                path: data_dir.to_path_buf(),
+                reason: "holds a -wal without its -shm (a gateway stopped without closing it), which only a user who may write the folder can read: run this as the data dir's owner, or start `serve` on it once".into(),
+            });
         }
         Err(error) => return Err(error.into()),
     };
@@ -395,9 +518,9 @@ fn copy_database(
                     std::thread::sleep(std::time::Duration::from_millis(50));
                 }
                 _ => {
-                    return Err(StoreError::Invalid(
-                        "the database stayed locked for 30 s".into(),
-                    ))
+                    return Err(StoreError::Busy {
+                        detail: "it stayed locked for 30 s".into(),
+                    })
                 }
             }
         }
@@ -406,10 +529,10 @@ fn copy_database(
     copy.pragma_update(None, "journal_mode", "DELETE")?;
     let verdict: String = copy.query_row("PRAGMA quick_check", [], |row| row.get(0))?;
     if verdict != "ok" {
-        return Err(StoreError::Invalid(format!(
-            "the backup copy of {} failed its check: {verdict}",
-            file.display()
-        )));
+        return Err(StoreError::corrupt(
+            format!("the backup copy of {}", file.display()),
+            format!("quick_check says {verdict}"),
+        ));
     }
     Ok(())
 }
@@ -493,6 +616,11 @@ impl Store {
             readers.push(connection);
         }
         result
+    }
+
+    /// Whether the core database answers a read (`/health`).
+    pub fn ping(&self) -> Result<(), StoreError> {
+        self.read(|connection| Ok(connection.query_row("SELECT 1", [], |_| Ok(()))?))
     }
 
     fn writer(&self, which: Which) -> Result<mpsc::Sender<Job>, StoreError> {
@@ -584,11 +712,11 @@ impl Store {
         which: Which,
         job: impl FnOnce(&mut Connection) -> R + Send + 'static,
     ) -> Result<R, StoreError> {
-        let (sender, receiver) = oneshot::channel::<Result<R, String>>();
-        let boxed: Job = Box::new(move |connection: &mut Connection| {
-            let result = job(connection);
-            Box::new(move |committed: Result<(), String>| {
-                let _ = sender.send(committed.map(|()| result));
+        let (sender, receiver) = oneshot::channel::<Result<R, GroupFailure>>();
+        let boxed: Job = Box::new(move |connection: Result<&mut Connection, GroupFailure>| {
+            let result = connection.map(job);
+            Box::new(move |committed: Result<(), GroupFailure>| {
+                let _ = sender.send(committed.and(result));
             })
         });
         self.writer(which)?
@@ -596,7 +724,7 @@ impl Store {
             .map_err(|_| StoreError::WriterGone)?;
         match receiver.await {
             Ok(Ok(result)) => Ok(result),
-            Ok(Err(error)) => Err(StoreError::Commit(error)),
+            Ok(Err(failure)) => Err(failure.into_error()),
             Err(_) => Err(StoreError::WriterGone),
         }
     }
@@ -655,19 +783,22 @@ fn writer_loop(
         }
         let began = connection
             .execute_batch("BEGIN IMMEDIATE")
-            .map_err(|error| error.to_string());
+            .map_err(|error| GroupFailure::of(&error));
         let mut completions: Vec<Completion> = Vec::with_capacity(jobs.len());
-        if let Err(error) = began {
-            tracing::error!(%error, "cannot begin a write transaction");
+        if let Err(failure) = began {
+            tracing::error!(error = %failure.message, "cannot begin a write transaction");
             if !connection.is_autocommit() {
                 let _ = connection.execute_batch("ROLLBACK");
             }
-            drop(jobs);
+            // Each job is told why it did not run (a busy database stays `Busy`).
+            for job in jobs {
+                job(Err(failure.clone()))(Err(failure.clone()));
+            }
             continue;
         }
         for job in jobs {
             let outcome =
-                std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| job(&mut connection)));
+                std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| job(Ok(&mut connection))));
             match outcome {
                 Ok(completion) => completions.push(completion),
                 Err(_) => tracing::error!("a store job panicked; its savepoint was rolled back"),
@@ -675,9 +806,9 @@ fn writer_loop(
         }
         let committed = connection
             .execute_batch("COMMIT")
-            .map_err(|error| error.to_string());
-        if let Err(error) = &committed {
-            tracing::error!(%error, "group commit failed");
+            .map_err(|error| GroupFailure::of(&error));
+        if let Err(failure) = &committed {
+            tracing::error!(error = %failure.message, "group commit failed");
             let _ = connection.execute_batch("ROLLBACK");
         }
         if committed.is_ok() {
@@ -787,7 +918,7 @@ const WAL_TRUNCATE_BYTES: u64 = 1 << 30;
 
 /// The current time as stored: RFC 3339 UTC with milliseconds.
 pub fn now_text() -> String {
-    crate::clock::Clock::System
+    crate::domain::Clock::System
         .now()
         .to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
 }
@@ -823,3 +954,84 @@ pub(crate) mod testing {
 
 #[cfg(test)]
 mod afname_tests;
+
+#[cfg(test)]
+mod tests {
+    use super::testing::database;
+    use super::*;
+
+    /// The variant and the Display (what the CLI prints) of a failed store call.
+    fn check(result: Result<(), StoreError>, variant: &str, display: &str) {
+        let error = result.expect_err("a store error");
+        let name = format!("{error:?}");
+        assert!(name.starts_with(variant), "{name} is not {variant}");
+        assert_eq!(error.to_string(), display);
+    }
+
+    #[test]
+    fn store_errors_say_what_happened() -> Result<(), StoreError> {
+        let connection = database()?;
+        admin::add_client(&connection, "EA", "Uitgever", "sleutel-123")?;
+        let school = crate::domain::SchoolCode::parse("99XX01").expect("a school code");
+        check(
+            admin::add_client(&connection, "EA", "Uitgever", "sleutel-123"),
+            "AlreadyExists",
+            "client EA already exists",
+        );
+        check(
+            admin::revoke_client(&connection, "ONBEKEND"),
+            "NotFound",
+            "no active client ONBEKEND",
+        );
+        check(
+            admin::activate(
+                &connection,
+                "EA",
+                &school,
+                "DPA-1",
+                "2026-01-01",
+                Some("31-12-2026"),
+            ),
+            "InvalidInput",
+            "valid_until: 31-12-2026 is not a date (YYYY-MM-DD)",
+        );
+        check(
+            readers::revoke_reader(&connection, "lezer"),
+            "NotFound",
+            "no active reader lezer",
+        );
+        Ok(())
+    }
+
+    #[test]
+    fn sqlite_failures_are_sorted_into_busy_and_corrupt() -> Result<(), StoreError> {
+        let connection = database()?;
+        let unreadable: Result<i64, StoreError> = connection
+            .query_row("SELECT 'geen getal'", [], |row| row.get(0))
+            .map_err(StoreError::from);
+        assert!(matches!(unreadable, Err(StoreError::Corrupt { .. })));
+
+        let folder = tempfile::tempdir().expect("a temporary folder");
+        let path = folder.path().join("busy.sqlite");
+        let holder = Connection::open(&path)?;
+        holder.execute_batch("CREATE TABLE t (x); BEGIN IMMEDIATE; INSERT INTO t VALUES (1);")?;
+        let other = Connection::open(&path)?;
+        other.busy_timeout(std::time::Duration::ZERO)?;
+        let busy = other
+            .execute("INSERT INTO t VALUES (2)", [])
+            .map_err(StoreError::from)
+            .expect_err("the file is locked");
+        assert!(matches!(busy, StoreError::Busy { .. }), "{busy:?}");
+        assert!(busy.is_busy());
+        let wrapped = other
+            .execute("INSERT INTO t VALUES (3)", [])
+            .map_err(StoreError::Sqlite)
+            .expect_err("the file is locked");
+        assert!(
+            wrapped.is_busy(),
+            "a busy error wrapped without From is busy too"
+        );
+        assert!(!StoreError::WriterGone.is_busy());
+        Ok(())
+    }
+}

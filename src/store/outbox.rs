@@ -347,8 +347,8 @@ pub fn add_subscription(
         .optional()?
         .is_some();
     if exists {
-        return Err(StoreError::Invalid(format!(
-            "an LRS named {} exists; remove it first",
+        return Err(StoreError::already_exists(format!(
+            "an LRS named {} (remove it first)",
             new.name
         )));
     }

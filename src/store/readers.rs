@@ -148,10 +148,10 @@ fn token_lookup(token: &str) -> Option<&str> {
         .then(|| &rest[..LOOKUP_LENGTH])
 }
 
-fn check_date(text: &str) -> Result<(), StoreError> {
+fn check_date(field: &'static str, text: &str) -> Result<(), StoreError> {
     chrono::NaiveDate::parse_from_str(text, "%Y-%m-%d")
         .map(|_| ())
-        .map_err(|_| StoreError::Invalid(format!("{text} is not a date (YYYY-MM-DD)")))
+        .map_err(|_| StoreError::invalid_input(field, format!("{text} is not a date (YYYY-MM-DD)")))
 }
 
 fn scopes_text(scopes: &[Scope]) -> String {
@@ -175,7 +175,7 @@ fn reader_id(connection: &Connection, name: &str) -> Result<i64, StoreError> {
             row.get(0)
         })
         .optional()?
-        .ok_or_else(|| StoreError::Invalid(format!("no reader {name}")))
+        .ok_or_else(|| StoreError::not_found(format!("reader {name}")))
 }
 
 /// Registers a reader with its scopes and school grants; returns the bearer
@@ -187,18 +187,21 @@ pub fn add_reader(
     grants: &[Grant],
 ) -> Result<String, StoreError> {
     if name.trim().is_empty() || name.len() > 64 {
-        return Err(StoreError::Invalid(
-            "a reader name takes 1 to 64 characters".into(),
+        return Err(StoreError::invalid_input(
+            "name",
+            "a reader name takes 1 to 64 characters",
         ));
     }
     if scopes.is_empty() {
-        return Err(StoreError::Invalid(
-            "a reader needs at least one scope (las, xapi)".into(),
+        return Err(StoreError::invalid_input(
+            "scope",
+            "a reader needs at least one scope (las, xapi)",
         ));
     }
     if grants.is_empty() {
-        return Err(StoreError::Invalid(
-            "a reader needs at least one school".into(),
+        return Err(StoreError::invalid_input(
+            "school",
+            "a reader needs at least one school",
         ));
     }
     let mut secret = [0u8; 32];
@@ -217,7 +220,7 @@ pub fn add_reader(
         ],
     )?;
     if inserted == 0 {
-        return Err(StoreError::Invalid(format!("reader {name} already exists")));
+        return Err(StoreError::already_exists(format!("reader {name}")));
     }
     audit(
         connection,
@@ -233,19 +236,23 @@ pub fn add_reader(
 
 /// Lets a reader read a school under a mandate, or renews the grant with a new mandate.
 pub fn grant_school(connection: &Connection, name: &str, grant: &Grant) -> Result<(), StoreError> {
-    check_date(&grant.valid_from)?;
+    check_date("valid_from", &grant.valid_from)?;
     if let Some(until) = &grant.valid_until {
-        check_date(until)?;
+        check_date("valid_until", until)?;
         if until < &grant.valid_from {
-            return Err(StoreError::Invalid(format!(
-                "the mandate ends ({until}) before it starts ({})",
-                grant.valid_from
-            )));
+            return Err(StoreError::invalid_input(
+                "valid_until",
+                format!(
+                    "the mandate ends ({until}) before it starts ({})",
+                    grant.valid_from
+                ),
+            ));
         }
     }
     if grant.mandate_ref.trim().is_empty() {
-        return Err(StoreError::Invalid(
-            "a grant needs the mandate reference".into(),
+        return Err(StoreError::invalid_input(
+            "mandate",
+            "a grant needs the mandate reference",
         ));
     }
     let reader_id = reader_id(connection, name)?;
@@ -284,8 +291,8 @@ pub fn withdraw_school(
         params![name, school.as_str(), now_text()],
     )?;
     if changed == 0 {
-        return Err(StoreError::Invalid(format!(
-            "reader {name} has no grant for {school}"
+        return Err(StoreError::not_found(format!(
+            "grant for {school} of reader {name}"
         )));
     }
     audit(
@@ -303,7 +310,7 @@ pub fn revoke_reader(connection: &Connection, name: &str) -> Result<(), StoreErr
         params![name, now_text()],
     )?;
     if changed == 0 {
-        return Err(StoreError::Invalid(format!("no active reader {name}")));
+        return Err(StoreError::not_found(format!("active reader {name}")));
     }
     audit(connection, "cli", "readers.revoke", name)
 }

@@ -12,6 +12,7 @@ mod concurrency;
 mod crash;
 mod data_dir;
 mod differential;
+mod errors;
 mod fuzz_regressions;
 mod governance;
 mod harness;
