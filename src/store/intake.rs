@@ -544,6 +544,13 @@ pub fn stored_afnamedatum(
         .optional()?)
 }
 
+/// One sitting's stored rows; the index `toetsafnames_sitting` (core migration 10) finds
+/// exactly them, not every afname of the learner.
+const SITTING_RESULTS: &str =
+    "SELECT toetsonderdeelcode, afname_key, afnamedatum, score, derived FROM toetsafnames
+     WHERE school_id = ?1 AND leerlingid = ?2 AND client_id = ?3 AND toets_id = ?4 AND afnamedatum = ?5
+     ORDER BY id";
+
 /// The onderdeel results the sender `owner` stored for one sitting (a leerling, toets
 /// version and afnamedatum), in store order, and whether the sender reported a toets-level
 /// score for it (then nothing is derived). Reads this message's own rows too.
@@ -556,11 +563,7 @@ pub fn sitting_results(
 ) -> Result<(Vec<crate::domain::rules::OnderdeelScore>, bool), StoreError> {
     let mut results = Vec::new();
     let mut reported = false;
-    let mut statement = connection.prepare_cached(
-        "SELECT toetsonderdeelcode, afname_key, afnamedatum, score, derived FROM toetsafnames
-         WHERE school_id = ?1 AND leerlingid = ?2 AND client_id = ?3 AND toets_id = ?4 AND afnamedatum = ?5
-         ORDER BY id",
-    )?;
+    let mut statement = connection.prepare_cached(SITTING_RESULTS)?;
     let mut rows = statement.query(params![
         owner.school_id,
         leerlingid,
@@ -720,4 +723,28 @@ pub fn list_receipts(
         }
     }
     Ok(receipts)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::testing;
+
+    /// Issue 19: by (school, leerling) alone, each derived total visited every afname of
+    /// the learner: a quarter of the writer's time for a 200,000-result batch.
+    #[test]
+    fn issue19_sitting_read_seeks_the_sitting_only() -> Result<(), StoreError> {
+        let connection = testing::database()?;
+        let plan: Vec<String> = connection
+            .prepare(&format!("EXPLAIN QUERY PLAN {SITTING_RESULTS}"))?
+            .query_map(params![1, "L1", 1, 1, "2026-10-01"], |row| row.get(3))?
+            .collect::<Result<_, _>>()?;
+        assert!(
+            plan.iter().any(|step| step.contains(
+                "(school_id=? AND leerlingid=? AND client_id=? AND toets_id=? AND afnamedatum=?)"
+            )),
+            "{plan:?}"
+        );
+        Ok(())
+    }
 }
