@@ -934,7 +934,7 @@ fn phase2(
                         _ => None,
                     },
                     derived: false,
-                    result: serde_json::json!({"uitslag": resultaat.uitslag, "infourl": resultaat.infourl}).to_string(),
+                    result: stored_result(&resultaat),
                 };
                 let skipped_twin =
                     skipped_keys && store_intake::is_skipped_key(&savepoint, &resultaat.key)?;
@@ -1099,6 +1099,21 @@ fn phase2(
             klantcode: Some(sender.klantcode),
         })
     }
+}
+
+/// The resultaat as stored: `{"infourl":…,"uitslag":…}`, the text `json!` gave before (its
+/// map sorts the keys), written without building a `serde_json::Value` first (issue 19).
+fn stored_result(resultaat: &Resultaat) -> String {
+    #[derive(serde::Serialize)]
+    struct StoredResult<'a> {
+        infourl: &'a Option<String>,
+        uitslag: &'a Uitslag,
+    }
+    serde_json::to_string(&StoredResult {
+        infourl: &resultaat.infourl,
+        uitslag: &resultaat.uitslag,
+    })
+    .unwrap_or_default()
 }
 
 fn count_change(counts: &mut Counts, change: AfnameChange, quarantined: bool) {
@@ -1456,5 +1471,36 @@ mod tests {
             .map(|v| (v.line.unwrap(), v.column.unwrap()))
             .collect();
         assert_eq!(positions, [(1, 1), (2, 2), (3, 1), (4, 2), (4, 3)]);
+    }
+
+    /// The stored text is hashed into `content_sha256`: a byte of difference would turn
+    /// every identical resend after an upgrade into a correction.
+    #[test]
+    fn stored_result_is_the_text_json_gave() {
+        let uitslagen = [
+            Uitslag::Score(Some(7)),
+            Uitslag::Score(None),
+            Uitslag::Osoresultaat(serde_json::json!({"z": "\"é\n", "a": [1, {"y": null, "b": 2}]})),
+            Uitslag::Anderresultaat(serde_json::json!({"resultaat": "goed", "label": "<&>"})),
+        ];
+        for uitslag in uitslagen {
+            for infourl in [None, Some("https://example.org/a?b=\"c\"".to_string())] {
+                let resultaat = Resultaat {
+                    key: "K".into(),
+                    afnamedatum: "2026-10-01".into(),
+                    toetscode: "T".into(),
+                    versie: None,
+                    toetsonderdeelcode: None,
+                    uitslag: uitslag.clone(),
+                    infourl,
+                    unread_score: None,
+                    offset: 0,
+                };
+                let before =
+                    serde_json::json!({"uitslag": resultaat.uitslag, "infourl": resultaat.infourl})
+                        .to_string();
+                assert_eq!(stored_result(&resultaat), before);
+            }
+        }
     }
 }
