@@ -951,14 +951,12 @@ fn phase2(
                     change
                 };
                 // The sitting is that of the stored afname: an update keeps its first afnamedatum.
-                let sitting_date = match change {
+                let sitting_date = match &change {
                     AfnameChange::Created | AfnameChange::DuplicateInMessage => {
                         resultaat.afnamedatum.clone()
                     }
-                    AfnameChange::Updated | AfnameChange::Unchanged => {
-                        store_intake::stored_afnamedatum(&savepoint, owner, &resultaat.key)?
-                            .unwrap_or_else(|| resultaat.afnamedatum.clone())
-                    }
+                    AfnameChange::Updated { afnamedatum }
+                    | AfnameChange::Unchanged { afnamedatum } => afnamedatum.clone(),
                 };
                 sums.entry((pin_key.0.clone(), pin_key.1.clone(), sitting_date))
                     .or_default()
@@ -1119,8 +1117,8 @@ fn stored_result(resultaat: &Resultaat) -> String {
 fn count_change(counts: &mut Counts, change: AfnameChange, quarantined: bool) {
     match change {
         AfnameChange::Created => counts.created += 1,
-        AfnameChange::Updated => counts.updated += 1,
-        AfnameChange::Unchanged => counts.unchanged += 1,
+        AfnameChange::Updated { .. } => counts.updated += 1,
+        AfnameChange::Unchanged { .. } => counts.unchanged += 1,
         AfnameChange::DuplicateInMessage => {}
     }
     if quarantined {

@@ -19,11 +19,17 @@ pub enum ToetsChange {
 }
 
 /// What happened to one afname.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub enum AfnameChange {
     Created,
-    Updated,
-    Unchanged,
+    /// `afnamedatum` is the stored one (the first sent: an update keeps it), which names
+    /// the afname's sitting; the upsert read it anyway, so the caller need not read it again.
+    Updated {
+        afnamedatum: String,
+    },
+    Unchanged {
+        afnamedatum: String,
+    },
     /// The key was already written by this same message: a duplicate key (nothing changed).
     DuplicateInMessage,
 }
@@ -436,9 +442,9 @@ pub fn upsert_afname(
             .execute(params![*change_seq, afname_id, write.quarantined, write.receipt_id])?;
         return Ok(AfnameChange::Created);
     }
-    let existing: Option<(i64, Vec<u8>, String)> = connection
+    let existing: Option<(i64, Vec<u8>, String, String)> = connection
         .prepare_cached(
-            "SELECT id, content_sha256, receipt_id FROM toetsafnames
+            "SELECT id, content_sha256, receipt_id, afnamedatum FROM toetsafnames
              WHERE school_id = ?1 AND client_id = ?2 AND afname_key = ?3",
         )?
         .query_row(
@@ -447,7 +453,7 @@ pub fn upsert_afname(
                 write.owner.client_id,
                 state.afname_key
             ],
-            |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?)),
+            |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?)),
         )
         .optional()?;
     match existing {
@@ -455,7 +461,7 @@ pub fn upsert_afname(
             "afname {} vanished during its upsert",
             state.afname_key
         ))),
-        Some((id, _, receipt_id)) if receipt_id == write.receipt_id => {
+        Some((id, _, receipt_id, _)) if receipt_id == write.receipt_id => {
             // A derived total summed again later in the same message (a second toetsafname
             // element of the sitting) holds the newer sum; its change is logged already.
             if state.derived {
@@ -467,15 +473,15 @@ pub fn upsert_afname(
             }
             Ok(AfnameChange::DuplicateInMessage)
         }
-        Some((id, stored_hash, _)) if stored_hash == content_hash => {
+        Some((id, stored_hash, _, afnamedatum)) if stored_hash == content_hash => {
             connection
                 .prepare_cached(
                     "UPDATE toetsafnames SET aanmaakdatum = ?2, receipt_id = ?3 WHERE id = ?1",
                 )?
                 .execute(params![id, write.aanmaakdatum, write.receipt_id])?;
-            Ok(AfnameChange::Unchanged)
+            Ok(AfnameChange::Unchanged { afnamedatum })
         }
-        Some((id, _, _)) => {
+        Some((id, _, _, afnamedatum)) => {
             *change_seq += 1;
             // The previous state goes to history as JSON, read only now that it changed.
             connection
@@ -521,27 +527,9 @@ pub fn upsert_afname(
                     *change_seq + write.feed_offset,
                 ])?;
             log_change(connection, *change_seq, id, write.quarantined)?;
-            Ok(AfnameChange::Updated)
+            Ok(AfnameChange::Updated { afnamedatum })
         }
     }
-}
-
-/// The afnamedatum stored for the sender's afname `afname_key` (the first one sent: an
-/// update keeps it and records the new one as mutatiedatum).
-pub fn stored_afnamedatum(
-    connection: &Connection,
-    owner: Owner,
-    afname_key: &str,
-) -> Result<Option<String>, StoreError> {
-    Ok(connection
-        .prepare_cached(
-            "SELECT afnamedatum FROM toetsafnames WHERE school_id = ?1 AND client_id = ?2 AND afname_key = ?3",
-        )?
-        .query_row(
-            params![owner.school_id, owner.client_id, afname_key],
-            |row| row.get(0),
-        )
-        .optional()?)
 }
 
 /// One sitting's stored rows; the index `toetsafnames_sitting` (core migration 10) finds
