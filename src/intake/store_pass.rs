@@ -378,12 +378,11 @@ impl<'p> ResultsPass<'p, '_> {
             change
         };
         // The sitting is that of the stored afname: an update keeps its first afnamedatum.
-        let afnamedatum = match change {
+        let afnamedatum = match &change {
             AfnameChange::Created | AfnameChange::DuplicateInMessage => state.afnamedatum,
-            AfnameChange::Updated | AfnameChange::Unchanged => self
-                .pass
-                .stored_afnamedatum(&resultaat.key)?
-                .unwrap_or(state.afnamedatum),
+            AfnameChange::Updated { afnamedatum } | AfnameChange::Unchanged { afnamedatum } => {
+                afnamedatum.clone()
+            }
         };
         let sitting = Sitting {
             toetscode,
@@ -467,8 +466,8 @@ fn duplicate_key_violation(head: &ToetsafnameHead, resultaat: &Resultaat) -> Vio
 fn count_change(counts: &mut Counts, change: AfnameChange, quarantined: bool) {
     match change {
         AfnameChange::Created => counts.created += 1,
-        AfnameChange::Updated => counts.updated += 1,
-        AfnameChange::Unchanged => counts.unchanged += 1,
+        AfnameChange::Updated { .. } => counts.updated += 1,
+        AfnameChange::Unchanged { .. } => counts.unchanged += 1,
         AfnameChange::DuplicateInMessage => {}
     }
     if quarantined {

@@ -165,7 +165,12 @@ fn an_identical_resend_is_unchanged_and_logs_nothing() -> Result<(), StoreError>
     let fixture = Fixture::new()?;
     fixture.message("r1", false, &[("A", "L1", 5)])?;
     let changes = fixture.message("r2", false, &[("A", "L1", 5)])?;
-    assert_eq!(changes, [AfnameChange::Unchanged]);
+    assert_eq!(
+        changes,
+        [AfnameChange::Unchanged {
+            afnamedatum: "2026-10-01".into()
+        }]
+    );
     // The afname now points at the latest receipt that carried it, at the same revision.
     assert_eq!(fixture.afname("A")?, (1, 5, "r2".into(), false, 1));
     assert_eq!(fixture.change_log()?, [logged(1, "A", 1, false, "r1")]);
@@ -183,7 +188,12 @@ fn a_changed_resend_is_updated_keeps_the_old_state_and_logs_the_new_revision(
     let fixture = Fixture::new()?;
     fixture.message("r1", false, &[("A", "L1", 5), ("B", "L2", 6)])?;
     let changes = fixture.message("r2", false, &[("A", "L1", 9)])?;
-    assert_eq!(changes, [AfnameChange::Updated]);
+    assert_eq!(
+        changes,
+        [AfnameChange::Updated {
+            afnamedatum: "2026-10-01".into()
+        }]
+    );
     assert_eq!(fixture.afname("A")?, (2, 9, "r2".into(), false, 3));
     let (revision, score, replaced_by): (i64, i64, String) = fixture.connection.query_row(
         "SELECT revision, json_extract(state, '$.score'), replaced_by_receipt_id

@@ -19,11 +19,17 @@ pub enum ToetsChange {
 }
 
 /// What happened to one afname.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub enum AfnameChange {
     Created,
-    Updated,
-    Unchanged,
+    /// `afnamedatum` is the stored one (the first sent: an update keeps it), which names
+    /// the afname's sitting; the upsert read it anyway, so the caller need not read it again.
+    Updated {
+        afnamedatum: String,
+    },
+    Unchanged {
+        afnamedatum: String,
+    },
     /// The key was already written by this same message: a duplicate key (nothing changed).
     DuplicateInMessage,
 }
@@ -416,9 +422,9 @@ pub fn upsert_afname(
             .execute(params![*change_seq, afname_id, write.quarantined, write.receipt_id])?;
         return Ok(AfnameChange::Created);
     }
-    let existing: Option<(i64, Vec<u8>, String)> = connection
+    let existing: Option<(i64, Vec<u8>, String, String)> = connection
         .prepare_cached(
-            "SELECT id, content_sha256, receipt_id FROM toetsafnames
+            "SELECT id, content_sha256, receipt_id, afnamedatum FROM toetsafnames
              WHERE school_id = ?1 AND client_id = ?2 AND afname_key = ?3",
         )?
         .query_row(
@@ -427,7 +433,7 @@ pub fn upsert_afname(
                 write.owner.client_id,
                 state.afname_key
             ],
-            |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?)),
+            |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?)),
         )
         .optional()?;
     match existing {
@@ -435,7 +441,7 @@ pub fn upsert_afname(
             format!("afname {}", state.afname_key),
             "it vanished during its upsert",
         )),
-        Some((id, _, receipt_id)) if receipt_id == write.receipt_id => {
+        Some((id, _, receipt_id, _)) if receipt_id == write.receipt_id => {
             // A derived total summed again later in the same message (a second toetsafname
             // element of the sitting) holds the newer sum; its change is logged already.
             if state.derived {
@@ -447,19 +453,19 @@ pub fn upsert_afname(
             }
             Ok(AfnameChange::DuplicateInMessage)
         }
-        Some((id, stored_hash, _)) if stored_hash == content_hash => {
+        Some((id, stored_hash, _, afnamedatum)) if stored_hash == content_hash => {
             connection
                 .prepare_cached(
                     "UPDATE toetsafnames SET aanmaakdatum = ?2, receipt_id = ?3 WHERE id = ?1",
                 )?
                 .execute(params![id, write.aanmaakdatum, write.receipt_id])?;
-            Ok(AfnameChange::Unchanged)
+            Ok(AfnameChange::Unchanged { afnamedatum })
         }
-        Some((id, _, _)) => {
+        Some((id, _, _, afnamedatum)) => {
             *change_seq = next_seq;
             update_afname(connection, id, &values)?;
             log_change(connection, next_seq, id, write.quarantined)?;
-            Ok(AfnameChange::Updated)
+            Ok(AfnameChange::Updated { afnamedatum })
         }
     }
 }
@@ -534,23 +540,12 @@ fn update_afname(
     Ok(())
 }
 
-/// The afnamedatum stored for the sender's afname `afname_key` (the first one sent: an
-/// update keeps it and records the new one as mutatiedatum).
-pub fn stored_afnamedatum(
-    connection: &Connection,
-    owner: Owner,
-    afname_key: &str,
-) -> Result<Option<String>, StoreError> {
-    Ok(connection
-        .prepare_cached(
-            "SELECT afnamedatum FROM toetsafnames WHERE school_id = ?1 AND client_id = ?2 AND afname_key = ?3",
-        )?
-        .query_row(
-            params![owner.school_id, owner.client_id, afname_key],
-            |row| row.get(0),
-        )
-        .optional()?)
-}
+/// One sitting's stored rows; the index `toetsafnames_sitting` (core migration 10) finds
+/// exactly them, not every afname of the learner.
+const SITTING_RESULTS: &str =
+    "SELECT toetsonderdeelcode, afname_key, afnamedatum, score, derived FROM toetsafnames
+     WHERE school_id = ?1 AND leerlingid = ?2 AND client_id = ?3 AND toets_id = ?4 AND afnamedatum = ?5
+     ORDER BY id";
 
 /// The onderdeel results the sender `owner` stored for one sitting (a leerling, toets
 /// version and afnamedatum), in store order, and whether the sender reported a toets-level
@@ -564,11 +559,7 @@ pub fn sitting_results(
 ) -> Result<(Vec<crate::domain::rules::OnderdeelScore>, bool), StoreError> {
     let mut results = Vec::new();
     let mut reported = false;
-    let mut statement = connection.prepare_cached(
-        "SELECT toetsonderdeelcode, afname_key, afnamedatum, score, derived FROM toetsafnames
-         WHERE school_id = ?1 AND leerlingid = ?2 AND client_id = ?3 AND toets_id = ?4 AND afnamedatum = ?5
-         ORDER BY id",
-    )?;
+    let mut statement = connection.prepare_cached(SITTING_RESULTS)?;
     let mut rows = statement.query(params![
         owner.school_id,
         leerlingid,
@@ -910,11 +901,6 @@ impl MessagePass<'_> {
         Ok(change)
     }
 
-    /// See `stored_afnamedatum`.
-    pub fn stored_afnamedatum(&self, afname_key: &str) -> Result<Option<String>, StoreError> {
-        stored_afnamedatum(&self.savepoint, self.context.owner, afname_key)
-    }
-
     /// See `sitting_results`.
     pub fn sitting_results(
         &self,
@@ -952,6 +938,30 @@ impl MessagePass<'_> {
         )?;
         insert_receipt(&self.savepoint, receipt)?;
         self.savepoint.commit()?;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::testing;
+
+    /// Issue 19: by (school, leerling) alone, each derived total visited every afname of
+    /// the learner: a quarter of the writer's time for a 200,000-result batch.
+    #[test]
+    fn issue19_sitting_read_seeks_the_sitting_only() -> Result<(), StoreError> {
+        let connection = testing::database()?;
+        let plan: Vec<String> = connection
+            .prepare(&format!("EXPLAIN QUERY PLAN {SITTING_RESULTS}"))?
+            .query_map(params![1, "L1", 1, 1, "2026-10-01"], |row| row.get(3))?
+            .collect::<Result<_, _>>()?;
+        assert!(
+            plan.iter().any(|step| step.contains(
+                "(school_id=? AND leerlingid=? AND client_id=? AND toets_id=? AND afnamedatum=?)"
+            )),
+            "{plan:?}"
+        );
         Ok(())
     }
 }
