@@ -62,7 +62,7 @@ impl Application {
                 xsd_versions: config.xsd_versions.clone(),
                 unknown_leerling: config.unknown_leerling,
                 aanmaakdatum_max_skew: config.aanmaakdatum_max_skew(),
-                clock: crate::clock::Clock::System,
+                clock: crate::domain::Clock::System,
             }),
             auth_limit: Arc::new(config.auth_limiter()),
         };

@@ -3,8 +3,8 @@
 //! Each function must never panic, whatever the bytes; they return nothing because
 //! only a panic, a hang or a sanitizer report is a finding.
 
-use crate::body::Body;
 use crate::domain::rules::{self, UnknownVocabularies};
+use crate::http::body::Body;
 use crate::intake::head::scan_head;
 use crate::intake::{check_school, school_code};
 use crate::soap::envelope::{self, Framing};
@@ -167,7 +167,7 @@ impl DifferentialHarness {
                 xsd_versions: vec!["2.2".into()],
                 unknown_leerling: crate::intake::UnknownLeerlingPolicy::Reject,
                 aanmaakdatum_max_skew: crate::config::Config::default().aanmaakdatum_max_skew(),
-                clock: crate::clock::Clock::System,
+                clock: crate::domain::Clock::System,
             }),
             auth_limit: std::sync::Arc::new(crate::auth_limit::AuthLimiter::new(
                 crate::auth_limit::AuthLimits {

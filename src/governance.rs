@@ -5,7 +5,7 @@
 //! between steps, so the intake's jobs get the writer in between and a large school never
 //! holds the write lock for long. The erasure runs from the CLI in one transaction.
 
-use crate::clock::Clock;
+use crate::domain::Clock;
 use crate::domain::SchoolCode;
 use crate::store::connection::{in_immediate_transaction, in_savepoint, Connection};
 use crate::store::erasure::{self, ErasureCounts, Learner};

@@ -16,11 +16,9 @@ pub const COMMIT: &str = env!("UWLR_GIT_COMMIT");
 
 pub mod app;
 pub mod auth_limit;
-pub use http::body;
 pub mod bridge;
 pub mod budget;
 pub mod cli;
-pub mod clock;
 pub mod config;
 pub mod demo;
 pub mod domain;

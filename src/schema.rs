@@ -224,7 +224,7 @@ unsafe extern "C" fn collect_error(context: *mut c_void, error: bindings::xmlErr
 
 /// Validates a body with libxml2's streaming validator; every finding is
 /// returned (up to the violation cap), none means valid.
-pub fn validate(driver: &Path, body: &crate::body::Body) -> Result<Violations, SchemaError> {
+pub fn validate(driver: &Path, body: &crate::http::body::Body) -> Result<Violations, SchemaError> {
     VALIDATOR.with(|cell| {
         let mut slot = cell.borrow_mut();
         if slot
@@ -261,7 +261,7 @@ pub fn validate(driver: &Path, body: &crate::body::Body) -> Result<Violations, S
                 (Some(file), _) => {
                     bindings::xmlSchemaValidateFile(context.as_ptr(), file.as_ptr(), 0)
                 }
-                (None, crate::body::Body::Memory(bytes)) => {
+                (None, crate::http::body::Body::Memory(bytes)) => {
                     // The stream takes the input buffer (a copy of the bytes) and frees it.
                     let input = bindings::xmlParserInputBufferCreateMem(
                         bytes.as_ptr() as *const std::os::raw::c_char,
@@ -318,7 +318,7 @@ mod tests {
 
     #[test]
     fn memory_and_file_bodies_get_the_same_verdict() {
-        use crate::body::Body;
+        use crate::http::body::Body;
         let dir = tempfile::tempdir().unwrap();
         let set = prepare(dir.path(), None).unwrap();
         let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("samples");

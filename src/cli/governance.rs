@@ -10,7 +10,7 @@ use std::process::ExitCode;
 pub(super) fn purge(config: &Config, now: bool, json: bool) -> Result<ExitCode> {
     let settings = crate::store::retention::RetentionSettings::from_config(config);
     let store = open_store(config)?;
-    let clock = crate::clock::Clock::System;
+    let clock = crate::domain::Clock::System;
     let report = if now {
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()

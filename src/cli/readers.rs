@@ -18,7 +18,7 @@ pub(super) fn run(config: &Config, command: ReadersCommand) -> Result<ExitCode> 
     let grants = |schools: &[String], mandate: MandateArgs| -> Result<Vec<Grant>> {
         let valid_from = mandate
             .valid_from
-            .unwrap_or_else(|| crate::query::today().format("%Y-%m-%d").to_string());
+            .unwrap_or_else(|| crate::domain::today().format("%Y-%m-%d").to_string());
         schools
             .iter()
             .map(|text| {
@@ -94,7 +94,7 @@ pub(super) fn run(config: &Config, command: ReadersCommand) -> Result<ExitCode> 
 
 fn list(session: &Session, json: bool) -> Result<()> {
     use crate::store::readers;
-    for reader in readers::list_readers(session, crate::query::today())? {
+    for reader in readers::list_readers(session, crate::domain::today())? {
         if json {
             println!("{}", serde_json::to_string(&reader)?);
             continue;

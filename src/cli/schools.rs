@@ -25,7 +25,7 @@ pub(super) fn run(config: &Config, command: SchoolsCommand) -> Result<ExitCode> 
         } => {
             let school = school(&code)?;
             let valid_from =
-                valid_from.unwrap_or_else(|| crate::clock::Clock::System.today().to_string());
+                valid_from.unwrap_or_else(|| crate::domain::Clock::System.today().to_string());
             admin::activate(
                 &session,
                 &klantcode,

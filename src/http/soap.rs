@@ -2,9 +2,9 @@
 
 use super::body::{drain, expects_continue, spool, SpoolError, Spooled};
 use super::AppState;
-use crate::body::MEMORY_LIMIT;
 use crate::domain::violation::Violations;
 use crate::domain::{Rule, Violation};
+use crate::http::body::MEMORY_LIMIT;
 use crate::intake::{IntakeError, Outcome};
 use crate::metrics::{metrics, MessageOutcome};
 use crate::soap::envelope::{soap_action_operation, OPERATION};

@@ -4,10 +4,10 @@ use super::sender::{check_school, Identification, Identity, Scope};
 use super::{
     broken_off, too_many_toetsen, Intake, IntakeError, INLINE_VALIDATION_BYTES, MAX_TOETSEN,
 };
-use crate::body::Body;
 use crate::domain::rules::{self, UnknownVocabularies};
 use crate::domain::violation::Violations;
 use crate::domain::{Rule, Violation};
+use crate::http::body::Body;
 use crate::schema::SchemaError;
 use crate::store::admin::Sender;
 use crate::store::intake::{self as store_intake, Receipt, ToetsDefinition};

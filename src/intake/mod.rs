@@ -25,11 +25,11 @@ pub use offline::{validate_offline, OfflineVerdict};
 pub(crate) use sender::{check_school, school_code};
 pub use sender::{Identification, Identity, Scope};
 
-use crate::body::Body;
-use crate::clock::Clock;
 use crate::domain::rules::UnknownVocabularies;
 use crate::domain::violation::Violations;
+use crate::domain::Clock;
 use crate::domain::{Rule, Violation};
+use crate::http::body::Body;
 use crate::schema::SchemaSet;
 use crate::store::intake::{self as store_intake, Counts, Receipt};
 use crate::store::{Store, StoreError};

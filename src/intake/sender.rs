@@ -3,9 +3,9 @@
 use super::head::{scan_head, Head};
 use super::{fill_positions, Intake, IntakeError};
 use crate::auth_limit::{Api, Attempt};
-use crate::body::MarkupGuard;
 use crate::domain::violation::Violations;
 use crate::domain::{Rule, SchoolCode, Violation};
+use crate::http::body::MarkupGuard;
 use crate::soap::envelope::{self, Framing};
 use crate::store::admin::{self, Sender};
 use crate::store::intake::{self as store_intake, MessagePass};

@@ -7,10 +7,10 @@ use super::{
     broken_off, finish_receipt, rejected_receipt, IntakeConfig, IntakeError, Outcome,
     UnknownLeerlingPolicy, INLINE_VALIDATION_BYTES,
 };
-use crate::body::Body;
 use crate::domain::rules::{self, UnknownVocabularies};
 use crate::domain::violation::Violations;
 use crate::domain::{Rule, Violation};
+use crate::http::body::Body;
 use crate::store::intake::{
     AfnameChange, AfnameState, Counts, MessageContext, MessagePass, MessageWriter, Owner,
     StoredToets, ToetsDefinition,

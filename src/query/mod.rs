@@ -432,11 +432,6 @@ async fn xapi_route(store: &Store, settings: &ReadSettings, asked: &Asked, cors:
     finish(store, asked, Scope::Xapi, None, outcome).await
 }
 
-/// Today in the Netherlands: the day mandates are checked against.
-pub fn today() -> chrono::NaiveDate {
-    crate::domain::today()
-}
-
 /// The authenticated reader with the handler's result, or why no reader could be named.
 type Outcome = Result<(Reader, Result<Served, QueryError>), QueryError>;
 
@@ -455,7 +450,7 @@ async fn authorised(
                 return Ok(Err(QueryError::Unauthenticated));
             };
             let result = if reader.may_use(scope) {
-                handler(connection, &reader, today())
+                handler(connection, &reader, crate::domain::today())
             } else {
                 Err(QueryError::ApiOutOfScope(scope))
             };

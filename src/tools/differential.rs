@@ -59,7 +59,7 @@ pub fn libxml2_verdict(
     full_driver: &std::path::Path,
     body: &[u8],
 ) -> Result<(Verdict, Vec<String>), crate::schema::SchemaError> {
-    let body = crate::body::Body::Memory(bytes::Bytes::copy_from_slice(body));
+    let body = crate::http::body::Body::Memory(bytes::Bytes::copy_from_slice(body));
     let violations = crate::schema::validate(full_driver, &body)?;
     let messages: Vec<String> = violations
         .items

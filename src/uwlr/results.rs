@@ -7,7 +7,7 @@
 use super::scan::{Item, Pass, ScanError, Scanner};
 use super::xmltree::Node;
 use super::Resultaat;
-use crate::body::{Body, BodyReader};
+use crate::http::body::{Body, BodyReader};
 use std::sync::mpsc;
 
 /// One step of the results walk.
