@@ -611,7 +611,7 @@ mod tests {
         counts[10] = 2; // ≤ 50 ms
         assert_eq!(quantile(&counts, 0.5), Some(1.0));
         assert_eq!(quantile(&counts, 0.99), Some(50.0));
-        assert_eq!(quantile(&vec![0; 3], 0.5), None);
+        assert_eq!(quantile(&[0; 3], 0.5), None);
     }
 
     /// What recording one drip message costs (run by hand: `cargo test --lib -- --ignored

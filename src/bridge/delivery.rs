@@ -290,9 +290,16 @@ impl Task {
         job: impl FnOnce(&Connection) -> Result<R, StoreError> + Send + 'static,
     ) -> Result<R, StoreError> {
         let store = self.store.clone();
-        tokio::task::spawn_blocking(move || store.read(job))
-            .await
-            .map_err(|error| StoreError::Commit(error.to_string()))?
+        match tokio::task::spawn_blocking(move || store.read(job)).await {
+            Ok(read) => read,
+            // A read job that panicked is a bug: it surfaces here as it would have inline.
+            Err(error) if error.is_panic() => std::panic::resume_unwind(error.into_panic()),
+            // Only a runtime shutting down cancels a blocking task before it runs; the
+            // worker stops with it, and a later start reads again.
+            Err(_) => Err(StoreError::Busy {
+                detail: "the read was cancelled: the runtime is shutting down".into(),
+            }),
+        }
     }
 
     async fn write(

@@ -13,6 +13,7 @@ use super::BridgeError;
 use crate::store::connection::{in_savepoint, in_snapshot, Connection};
 use crate::store::intake::read_change_seq;
 use crate::store::outbox::{self, AfnameSource, StatementRow};
+use crate::store::StoreError;
 use crate::uwlr::Toets;
 use std::collections::HashMap;
 
@@ -201,7 +202,7 @@ pub fn release_quarantine(connection: &Connection) -> Result<usize, BridgeError>
 const PUBLISH_CHUNK: i64 = 2_000;
 
 /// Where the publisher is in the change feed, and where the feed ends.
-pub fn publisher_position(connection: &Connection) -> Result<(i64, i64), BridgeError> {
+pub fn publisher_position(connection: &Connection) -> Result<(i64, i64), StoreError> {
     Ok((
         outbox::publisher_cursor(connection)?,
         read_change_seq(connection)?,

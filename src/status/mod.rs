@@ -52,8 +52,8 @@ pub fn read_state(store: &Store) -> Result<StoreState, StoreError> {
     let xapi_wal = core.with_file_name("xapi.sqlite-wal");
     let now = chrono::Utc::now();
     store.read(|connection| {
-        let (publisher_cursor, change_end) = crate::bridge::publish::publisher_position(connection)
-            .map_err(|error| StoreError::Commit(error.to_string()))?;
+        let (publisher_cursor, change_end) =
+            crate::bridge::publish::publisher_position(connection)?;
         let lrs = crate::store::outbox::outbox_status(connection)?
             .into_iter()
             .map(|row| LrsState {
@@ -162,7 +162,7 @@ pub async fn ready(
 
 /// The status page's data: totals, the last hour's points, LRS state and the tables.
 pub fn data(store: &Store) -> Result<serde_json::Value, StoreError> {
-    let since = crate::clock::Clock::System
+    let since = crate::domain::Clock::System
         .today()
         .and_hms_opt(0, 0, 0)
         .and_then(|midnight| {

@@ -284,14 +284,46 @@ pub fn list_activations(connection: &Connection) -> Result<Vec<ActivationRow>, S
     Ok(rows.collect::<Result<_, _>>()?)
 }
 
-/// Checks the autorisatie header and the activation for the school, in the order
-/// the Topicus reference service uses: client identity, key, then school.
 /// What a sender with a wrong (or locked-out) autorisatiesleutel is told.
 pub fn wrong_key_violation() -> Violation {
     Violation::new(Rule::Autorisatie, "autorisatiesleutel is not valid")
         .at_path("autorisatie/autorisatiesleutel")
 }
 
+/// A client's row as both authentications check it.
+struct StoredClient {
+    id: i64,
+    klantnaam: String,
+    key_salt: Vec<u8>,
+    key_hash: Vec<u8>,
+    revoked_at: Option<String>,
+}
+
+impl StoredClient {
+    fn read(connection: &Connection, klantcode: &str) -> Result<Option<StoredClient>, StoreError> {
+        Ok(connection
+            .prepare_cached("SELECT id, klantnaam, key_salt, key_hash, revoked_at FROM clients WHERE klantcode = ?1")?
+            .query_row([klantcode], |row| {
+                Ok(StoredClient {
+                    id: row.get(0)?,
+                    klantnaam: row.get(1)?,
+                    key_salt: row.get(2)?,
+                    key_hash: row.get(3)?,
+                    revoked_at: row.get(4)?,
+                })
+            })
+            .optional()?)
+    }
+
+    /// Whether `key` is this client's key and the client is not revoked (constant time).
+    fn accepts(&self, key: &str) -> bool {
+        let matches: bool = hash_key(&self.key_salt, key).ct_eq(&self.key_hash).into();
+        matches && self.revoked_at.is_none()
+    }
+}
+
+/// Checks the autorisatie header and the activation for the school, in the order
+/// the Topicus reference service uses: client identity, key, then school.
 pub fn authenticate(
     connection: &Connection,
     klantcode: &str,
@@ -300,21 +332,15 @@ pub fn authenticate(
     school: &SchoolCode,
     today: chrono::NaiveDate,
 ) -> Result<Result<Sender, Violation>, StoreError> {
-    let client: Option<(i64, String, Vec<u8>, Vec<u8>, Option<String>)> = connection
-        .prepare_cached("SELECT id, klantnaam, key_salt, key_hash, revoked_at FROM clients WHERE klantcode = ?1")?
-        .query_row([klantcode], |row| {
-            Ok((row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?, row.get(4)?))
-        })
-        .optional()?;
-    let Some((client_id, stored_naam, salt, stored_hash, revoked_at)) = client else {
+    let Some(client) = StoredClient::read(connection, klantcode)? else {
         // Hash anyway so that an unknown klantcode takes as long as a wrong key.
         let _ = hash_key(&[0u8; 16], key);
         return Ok(Err(Violation::new(Rule::Klant, "klantcode is not known")
             .at_path("autorisatie/klantcode")
             .with_value(klantcode)));
     };
-    let key_matches: bool = hash_key(&salt, key).ct_eq(&stored_hash).into();
-    if stored_naam != klantnaam {
+    let key_accepted = client.accepts(key);
+    if client.klantnaam != klantnaam {
         return Ok(Err(Violation::new(
             Rule::Klant,
             "klantnaam does not match the klantcode",
@@ -322,9 +348,10 @@ pub fn authenticate(
         .at_path("autorisatie/klantnaam")
         .with_value(klantnaam)));
     }
-    if !key_matches || revoked_at.is_some() {
+    if !key_accepted {
         return Ok(Err(wrong_key_violation()));
     }
+    let client_id = client.id;
     let activation: Option<(i64, String, Option<String>, bool)> = connection
         .prepare_cached(
             "SELECT s.id, a.valid_from, a.valid_until, a.active FROM schools s
@@ -367,17 +394,9 @@ pub fn authenticate_client(
     klantcode: &str,
     key: &str,
 ) -> Result<Option<i64>, StoreError> {
-    let client: Option<(i64, Vec<u8>, Vec<u8>, Option<String>)> = connection
-        .query_row(
-            "SELECT id, key_salt, key_hash, revoked_at FROM clients WHERE klantcode = ?1",
-            [klantcode],
-            |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?)),
-        )
-        .optional()?;
-    Ok(client.and_then(|(id, salt, hash, revoked_at)| {
-        let matches: bool = hash_key(&salt, key).ct_eq(&hash).into();
-        (matches && revoked_at.is_none()).then_some(id)
-    }))
+    Ok(StoredClient::read(connection, klantcode)?
+        .filter(|client| client.accepts(key))
+        .map(|client| client.id))
 }
 
 /// Inserts or updates learners; returns how many rows were written.

@@ -240,12 +240,14 @@ pub fn purge_school_rest_batch(
     school_id: i64,
     limit: u32,
 ) -> Result<PurgeCounts, StoreError> {
-    let mut counts = PurgeCounts::default();
-    counts.leerlingen = connection.execute(
-        "DELETE FROM leerlingen WHERE rowid IN
-           (SELECT rowid FROM leerlingen WHERE school_id = ?1 LIMIT ?2)",
-        params![school_id, limit],
-    )? as u64;
+    let mut counts = PurgeCounts {
+        leerlingen: connection.execute(
+            "DELETE FROM leerlingen WHERE rowid IN
+               (SELECT rowid FROM leerlingen WHERE school_id = ?1 LIMIT ?2)",
+            params![school_id, limit],
+        )? as u64,
+        ..PurgeCounts::default()
+    };
     if counts.leerlingen > 0 {
         return Ok(counts);
     }
@@ -314,20 +316,22 @@ pub fn purge_expired_batch(
     removal_days: u32,
     limit: u32,
 ) -> Result<PurgeCounts, StoreError> {
-    let mut counts = PurgeCounts::default();
-    counts.receipts_expired = connection.execute(
-        "DELETE FROM receipts WHERE id IN (
-           SELECT id FROM receipts WHERE received_at < ?1
-             AND id NOT IN (SELECT receipt_id FROM toetsafnames)
-             AND id NOT IN (SELECT replaced_by_receipt_id FROM toetsafnames_history)
-             AND id NOT IN (SELECT created_receipt_id FROM toetsen)
-             AND id NOT IN (SELECT updated_receipt_id FROM toetsen)
-             AND id NOT IN (SELECT receipt_id FROM toetsen_history)
-             AND id NOT IN (SELECT replaced_by_receipt_id FROM toetsen_history)
-             AND id NOT IN (SELECT last_receipt_id FROM sender_state)
-           LIMIT ?2)",
-        params![cutoff(now, receipt_days), limit],
-    )? as u64;
+    let mut counts = PurgeCounts {
+        receipts_expired: connection.execute(
+            "DELETE FROM receipts WHERE id IN (
+               SELECT id FROM receipts WHERE received_at < ?1
+                 AND id NOT IN (SELECT receipt_id FROM toetsafnames)
+                 AND id NOT IN (SELECT replaced_by_receipt_id FROM toetsafnames_history)
+                 AND id NOT IN (SELECT created_receipt_id FROM toetsen)
+                 AND id NOT IN (SELECT updated_receipt_id FROM toetsen)
+                 AND id NOT IN (SELECT receipt_id FROM toetsen_history)
+                 AND id NOT IN (SELECT replaced_by_receipt_id FROM toetsen_history)
+                 AND id NOT IN (SELECT last_receipt_id FROM sender_state)
+               LIMIT ?2)",
+            params![cutoff(now, receipt_days), limit],
+        )? as u64,
+        ..PurgeCounts::default()
+    };
     counts.audit_expired = connection.execute(
         "DELETE FROM audit WHERE id IN (SELECT id FROM audit WHERE at < ?1 LIMIT ?2)",
         params![cutoff(now, audit_days), limit],

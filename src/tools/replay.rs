@@ -623,7 +623,16 @@ fn compare(expected: &Expected, answer: &Answer) -> Option<String> {
 #[derive(Clone)]
 struct Progress {
     bar: Option<ProgressBar>,
-    state: Arc<Mutex<(u64, u64, u64, Instant, Instant)>>,
+    state: Arc<Mutex<Tally>>,
+}
+
+/// What `Progress` has counted so far, and when it started and last printed a line.
+struct Tally {
+    messages: u64,
+    resultaten: u64,
+    faults: u64,
+    started: Instant,
+    last_line: Instant,
 }
 
 fn progress_bar(total: u64) -> Progress {
@@ -639,26 +648,38 @@ fn progress_bar(total: u64) -> Progress {
     let now = Instant::now();
     Progress {
         bar,
-        state: Arc::new(Mutex::new((0, 0, 0, now, now))),
+        state: Arc::new(Mutex::new(Tally {
+            messages: 0,
+            resultaten: 0,
+            faults: 0,
+            started: now,
+            last_line: now,
+        })),
     }
 }
 
 impl Progress {
     fn report(&self, answer: &Answer) {
         let mut state = self.state.lock().expect("progress");
-        state.0 += 1;
-        state.1 += answer.resultaten;
+        state.messages += 1;
+        state.resultaten += answer.resultaten;
         if !answer.accepted() {
-            state.2 += 1;
+            state.faults += 1;
         }
-        let (messages, resultaten, faults, started, last) = *state;
+        let Tally {
+            messages,
+            resultaten,
+            faults,
+            started,
+            last_line,
+        } = *state;
         match &self.bar {
             Some(bar) => {
                 bar.inc(1);
                 bar.set_message(format!("{resultaten} resultaten, {faults} faults"));
             }
-            None if last.elapsed() >= Duration::from_secs(2) => {
-                state.4 = Instant::now();
+            None if last_line.elapsed() >= Duration::from_secs(2) => {
+                state.last_line = Instant::now();
                 let seconds = started.elapsed().as_secs_f64().max(1e-9);
                 let mut stderr = std::io::stderr();
                 let _ = writeln!(
