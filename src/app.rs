@@ -22,7 +22,7 @@ use std::sync::Arc;
 use tokio::net::TcpListener;
 
 /// A built gateway: store open, listeners bound, nothing served yet.
-pub struct Application {
+pub(crate) struct Application {
     store: Store,
     state: Arc<AppState>,
     keyring: Arc<Keyring>,
@@ -35,17 +35,17 @@ pub struct Application {
 
 /// The addresses an application listens on, as bound (a configured port 0 is the real port here).
 #[derive(Clone, Copy, Debug)]
-pub struct Addresses {
+pub(crate) struct Addresses {
     /// The SOAP service and the read and admin APIs.
-    pub main: SocketAddr,
+    pub(crate) main: SocketAddr,
     /// The operations listener, when `metrics_listen` is set.
-    pub operations: Option<SocketAddr>,
+    pub(crate) operations: Option<SocketAddr>,
 }
 
 impl Application {
     /// Opens the data dir (creating it when missing), the keyring, the contract and the
     /// bridge, and binds the listeners. Must be called inside a Tokio runtime.
-    pub async fn build(config: Config) -> Result<Application> {
+    pub(crate) async fn build(config: Config) -> Result<Application> {
         let store = open_store(&config)?;
         let keyring = Arc::new(load_keyring(&config, true)?);
         reseal_stored_secrets(&store, &keyring)?;
@@ -95,12 +95,12 @@ impl Application {
     }
 
     /// Seeds the demo client, school and learners that samples/ uses (`serve --demo`).
-    pub fn seed_demo(&self) -> Result<()> {
+    pub(crate) fn seed_demo(&self) -> Result<()> {
         crate::demo::seed(&self.store).context("cannot seed the demo data")
     }
 
     /// The bound addresses.
-    pub fn addresses(&self) -> Result<Addresses> {
+    pub(crate) fn addresses(&self) -> Result<Addresses> {
         Ok(Addresses {
             main: self.local_addr()?,
             operations: self
@@ -112,12 +112,12 @@ impl Application {
     }
 
     /// The bound address of the main listener.
-    pub fn local_addr(&self) -> Result<SocketAddr> {
+    pub(crate) fn local_addr(&self) -> Result<SocketAddr> {
         Ok(self.listener.local_addr()?)
     }
 
     /// `https` with a TLS certificate configured, else `http`.
-    pub fn scheme(&self) -> &'static str {
+    pub(crate) fn scheme(&self) -> &'static str {
         if self.tls.is_some() {
             "https"
         } else {
@@ -126,18 +126,18 @@ impl Application {
     }
 
     /// The SOAP endpoint as senders reach it (`public_url`, or the bound address).
-    pub fn endpoint_url(&self) -> &str {
+    pub(crate) fn endpoint_url(&self) -> &str {
         &self.state.endpoint_url
     }
 
     /// The core database file.
-    pub fn database_path(&self) -> &Path {
+    pub(crate) fn database_path(&self) -> &Path {
         self.store.path()
     }
 
     /// Serves until `shutdown` resolves, then lets requests finish, stops publishing,
     /// purging and delivery, and closes the writers.
-    pub async fn run(self, shutdown: impl Future<Output = ()>) -> Result<()> {
+    pub(crate) async fn run(self, shutdown: impl Future<Output = ()>) -> Result<()> {
         let Application {
             store,
             state,

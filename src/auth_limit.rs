@@ -30,12 +30,12 @@ use std::time::{Duration, Instant};
 const MAX_BUCKETS: usize = 100_000;
 
 /// The log message of a klantcode-wide lockout; stable, so that alerts can match it.
-pub const KLANTCODE_LOCKOUT_ALERT: &str =
+pub(crate) const KLANTCODE_LOCKOUT_ALERT: &str =
     "klantcode-wide authentication limit reached; every address is refused for this klantcode";
 
 /// The endpoint family a credential was presented to; each counts its failures apart.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum Api {
+pub(crate) enum Api {
     /// `BrengLeerresultaten` with the autorisatie header.
     Soap,
     /// `GET /api/v1/receipts/{id}` with klantcode and autorisatiesleutel.
@@ -59,35 +59,35 @@ impl Api {
 
 /// One authentication attempt: where it came from and what it claimed to be.
 #[derive(Clone, Copy, Debug)]
-pub struct Attempt<'a> {
-    pub api: Api,
+pub(crate) struct Attempt<'a> {
+    pub(crate) api: Api,
     /// The klantcode presented, on the APIs that have one.
-    pub klantcode: Option<&'a str>,
-    pub address: Option<IpAddr>,
+    pub(crate) klantcode: Option<&'a str>,
+    pub(crate) address: Option<IpAddr>,
 }
 
 /// Limits of an `AuthLimiter`.
 #[derive(Clone, Copy, Debug)]
-pub struct AuthLimits {
+pub(crate) struct AuthLimits {
     /// Failures per API, klantcode and source network in a burst.
-    pub max_failures: u32,
+    pub(crate) max_failures: u32,
     /// Failures per klantcode over all addresses in a burst.
-    pub klantcode_max_failures: u32,
+    pub(crate) klantcode_max_failures: u32,
     /// Time in which an empty bucket fills up again.
-    pub lockout: Duration,
+    pub(crate) lockout: Duration,
 }
 
 /// Counters since start, for a metrics endpoint.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct AuthLimitStats {
+pub(crate) struct AuthLimitStats {
     /// Failed authentications counted.
-    pub failures: u64,
+    pub(crate) failures: u64,
     /// Times a bucket of one API, klantcode and source network emptied.
-    pub source_lockouts: u64,
+    pub(crate) source_lockouts: u64,
     /// Times a klantcode-wide bucket emptied (each also logged as `KLANTCODE_LOCKOUT_ALERT`).
-    pub klantcode_lockouts: u64,
+    pub(crate) klantcode_lockouts: u64,
     /// Requests refused without a key check because a bucket was empty.
-    pub refused: u64,
+    pub(crate) refused: u64,
 }
 
 /// Whose failures a bucket counts. Klantcodes are kept as their SHA-256: a klantcode
@@ -118,7 +118,7 @@ struct Bucket {
 
 /// The failure buckets of one running gateway.
 #[derive(Debug)]
-pub struct AuthLimiter {
+pub(crate) struct AuthLimiter {
     buckets: Mutex<HashMap<Subject, Bucket>>,
     limits: AuthLimits,
     failures: AtomicU64,
@@ -129,12 +129,12 @@ pub struct AuthLimiter {
 
 /// The network a source address counts for: an IPv4 address, or the /64 of an IPv6 one
 /// (an IPv4-mapped IPv6 address counts as its IPv4 address).
-pub fn network_of(address: IpAddr) -> IpAddr {
+pub(crate) fn network_of(address: IpAddr) -> IpAddr {
     crate::budget::address_group(address)
 }
 
 impl AuthLimiter {
-    pub fn new(limits: AuthLimits) -> AuthLimiter {
+    pub(crate) fn new(limits: AuthLimits) -> AuthLimiter {
         AuthLimiter {
             buckets: Mutex::new(HashMap::new()),
             limits,
@@ -146,7 +146,7 @@ impl AuthLimiter {
     }
 
     /// Counters since start.
-    pub fn stats(&self) -> AuthLimitStats {
+    pub(crate) fn stats(&self) -> AuthLimitStats {
         AuthLimitStats {
             failures: self.failures.load(Ordering::Relaxed),
             source_lockouts: self.source_lockouts.load(Ordering::Relaxed),
@@ -191,7 +191,7 @@ impl AuthLimiter {
     }
 
     /// Whether this attempt is refused without a key check; a refusal is counted in `stats`.
-    pub fn is_locked(&self, attempt: &Attempt) -> bool {
+    pub(crate) fn is_locked(&self, attempt: &Attempt) -> bool {
         let now = Instant::now();
         let buckets = self
             .buckets
@@ -209,7 +209,7 @@ impl AuthLimiter {
     }
 
     /// Counts one failed authentication, and logs a warning when it empties a bucket.
-    pub fn record_failure(&self, attempt: &Attempt) {
+    pub(crate) fn record_failure(&self, attempt: &Attempt) {
         let now = Instant::now();
         self.failures.fetch_add(1, Ordering::Relaxed);
         let mut buckets = self

@@ -6,7 +6,7 @@ use std::sync::{Arc, Mutex};
 
 /// A source address as the limits see it: IPv4 as is, IPv6 by its /64, since one
 /// host usually holds a whole /64 and could otherwise take a fresh address per connection.
-pub fn address_group(address: IpAddr) -> IpAddr {
+pub(crate) fn address_group(address: IpAddr) -> IpAddr {
     match address {
         IpAddr::V4(_) => address,
         IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
@@ -30,7 +30,7 @@ pub fn address_group(address: IpAddr) -> IpAddr {
 
 /// Which cap a request would exceed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Exceeded {
+pub(crate) enum Exceeded {
     /// The gateway-wide cap: many senders together.
     Total,
     /// The cap for one source address (IPv6: one /64).
@@ -39,7 +39,7 @@ pub enum Exceeded {
 
 /// An amount (connections or bytes) that senders hold, capped in total and per address.
 #[derive(Debug)]
-pub struct Budget {
+pub(crate) struct Budget {
     total_cap: u64,
     per_address_cap: u64,
     held: Mutex<Holdings>,
@@ -53,7 +53,7 @@ struct Holdings {
 
 impl Budget {
     /// A cap of 0 means no cap.
-    pub fn new(total_cap: u64, per_address_cap: u64) -> Arc<Budget> {
+    pub(crate) fn new(total_cap: u64, per_address_cap: u64) -> Arc<Budget> {
         let cap = |value: u64| if value == 0 { u64::MAX } else { value };
         Arc::new(Budget {
             total_cap: cap(total_cap),
@@ -63,7 +63,7 @@ impl Budget {
     }
 
     /// Takes `amount` for `address`, or says which cap that would exceed (and takes nothing).
-    pub fn take(self: &Arc<Self>, address: IpAddr, amount: u64) -> Result<Held, Exceeded> {
+    pub(crate) fn take(self: &Arc<Self>, address: IpAddr, amount: u64) -> Result<Held, Exceeded> {
         let mut held = Held {
             budget: self.clone(),
             address: address_group(address),
@@ -74,7 +74,7 @@ impl Budget {
     }
 
     /// What all senders hold together.
-    pub fn total(&self) -> u64 {
+    pub(crate) fn total(&self) -> u64 {
         self.lock().total
     }
 
@@ -88,7 +88,7 @@ impl Budget {
 
 /// A share of a budget, given back when dropped.
 #[derive(Debug)]
-pub struct Held {
+pub(crate) struct Held {
     budget: Arc<Budget>,
     address: IpAddr,
     amount: u64,
@@ -96,7 +96,7 @@ pub struct Held {
 
 impl Held {
     /// Takes `amount` more, or says which cap that would exceed (and takes nothing).
-    pub fn grow(&mut self, amount: u64) -> Result<(), Exceeded> {
+    pub(crate) fn grow(&mut self, amount: u64) -> Result<(), Exceeded> {
         let budget = &self.budget;
         let mut holdings = budget.lock();
         let by_address = holdings.by_address.get(&self.address).copied().unwrap_or(0);
@@ -113,7 +113,7 @@ impl Held {
     }
 
     /// What this share holds.
-    pub fn amount(&self) -> u64 {
+    pub(crate) fn amount(&self) -> u64 {
         self.amount
     }
 }

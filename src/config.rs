@@ -6,12 +6,12 @@ use serde::Deserialize;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
-pub use crate::secret::Secret;
+pub(crate) use crate::secret::Secret;
 
 /// How logs are written.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "lowercase")]
-pub enum LogFormat {
+pub(crate) enum LogFormat {
     Text,
     Json,
 }
@@ -19,136 +19,136 @@ pub enum LogFormat {
 /// Every setting of the gateway. See `gateway.example.toml` in README for a commented file.
 #[derive(Clone, Debug, Deserialize)]
 #[serde(default, deny_unknown_fields)]
-pub struct Config {
+pub(crate) struct Config {
     /// Address to listen on.
-    pub listen: SocketAddr,
+    pub(crate) listen: SocketAddr,
     /// Where the SQLite database and spooled request bodies live.
-    pub data_dir: PathBuf,
+    pub(crate) data_dir: PathBuf,
     /// Base URL as senders reach us (behind a proxy it differs from `listen`);
     /// `soap:address` in the served WSDL is this plus `service_path`.
-    pub public_url: Option<String>,
+    pub(crate) public_url: Option<String>,
     /// Path of the SOAP endpoint.
-    pub service_path: String,
+    pub(crate) service_path: String,
     /// Largest request body accepted, in bytes.
-    pub max_body_bytes: u64,
+    pub(crate) max_body_bytes: u64,
     /// Supported `xsdversie` values.
-    pub xsd_versions: Vec<String>,
-    pub unknown_leerling: UnknownLeerlingPolicy,
+    pub(crate) xsd_versions: Vec<String>,
+    pub(crate) unknown_leerling: UnknownLeerlingPolicy,
     /// How far (seconds) an aanmaakdatum may lie ahead of the gateway's clock; a later one
     /// is refused (UWLR-TOEKOMST), because it would hold up the sender's later messages.
-    pub aanmaakdatum_max_skew_secs: u64,
-    pub durability: Durability,
+    pub(crate) aanmaakdatum_max_skew_secs: u64,
+    pub(crate) durability: Durability,
     /// WAL size (MiB) after which the writer lets SQLite start the WAL over (see `store`).
-    pub wal_restart_mib: u64,
-    pub log_format: LogFormat,
+    pub(crate) wal_restart_mib: u64,
+    pub(crate) log_format: LogFormat,
     /// A folder with official XSDs (must hold UWLR_Gateway_Envelope.xsd importing them).
-    pub schema_dir: Option<PathBuf>,
+    pub(crate) schema_dir: Option<PathBuf>,
     /// A folder with extra VDEX files.
-    pub vdex_dir: Option<PathBuf>,
+    pub(crate) vdex_dir: Option<PathBuf>,
     /// PEM certificate chain for HTTPS; with `tls_key` the gateway speaks TLS itself
     /// (rustls). Without them it speaks plain HTTP, e.g. behind a reverse proxy.
-    pub tls_cert: Option<PathBuf>,
+    pub(crate) tls_cert: Option<PathBuf>,
     /// PEM private key (PKCS#8, PKCS#1 or SEC1) belonging to `tls_cert`.
-    pub tls_key: Option<PathBuf>,
+    pub(crate) tls_key: Option<PathBuf>,
     /// Time a client has to send its request headers.
-    pub header_timeout_secs: u64,
+    pub(crate) header_timeout_secs: u64,
     /// Time a client may stay silent while sending the body.
-    pub body_idle_timeout_secs: u64,
+    pub(crate) body_idle_timeout_secs: u64,
     /// Time a client has to send the whole body, however steadily it trickles in
     /// (a slowloris client that sends one byte a second never trips the idle timeout).
-    pub body_timeout_secs: u64,
+    pub(crate) body_timeout_secs: u64,
     /// Bearer token for the admin API (roster import); admin API is off without it.
-    pub admin_token: Option<Secret>,
+    pub(crate) admin_token: Option<Secret>,
     /// A second, plain-HTTP listener for operators (`/metrics`, `/status`, `/ready`, `/health`)
     /// that needs no token: bind it to a private address. Without it those are on `listen`,
     /// `/metrics` and the status data behind the admin token.
-    pub metrics_listen: Option<SocketAddr>,
+    pub(crate) metrics_listen: Option<SocketAddr>,
     /// `/ready` answers 503 while the publisher lags more than this (seconds).
-    pub ready_max_publisher_lag_secs: u64,
+    pub(crate) ready_max_publisher_lag_secs: u64,
     /// `/ready` answers 503 while more dead letters than this wait (not requeued).
-    pub ready_max_dead_letters: u64,
+    pub(crate) ready_max_dead_letters: u64,
     /// Deadline for in-flight requests at shutdown.
-    pub shutdown_grace_secs: u64,
+    pub(crate) shutdown_grace_secs: u64,
     /// Base IRI of xAPI activity ids, extension keys and LAS account home pages; also the seed of
     /// every statement id (UUIDv5 namespace). Set it once to a domain you control and never change it.
-    pub xapi_base_iri: String,
+    pub(crate) xapi_base_iri: String,
     /// Most statements in one POST to an LRS.
-    pub xapi_batch_size: usize,
+    pub(crate) xapi_batch_size: usize,
     /// Deadline of one POST to an LRS.
-    pub xapi_request_timeout_secs: u64,
+    pub(crate) xapi_request_timeout_secs: u64,
     /// How often subscriptions are reloaded (and idle deliveries look for work).
-    pub xapi_poll_interval_ms: u64,
+    pub(crate) xapi_poll_interval_ms: u64,
     /// The least time between two rounds of the xAPI publisher: longer rounds share index
     /// pages and commits, shorter ones lower the lag to the LRSs.
-    pub xapi_publish_pause_ms: u64,
+    pub(crate) xapi_publish_pause_ms: u64,
     /// First retry delay after a failed POST; it doubles per attempt.
-    pub xapi_base_backoff_ms: u64,
+    pub(crate) xapi_base_backoff_ms: u64,
     /// Longest retry delay.
-    pub xapi_max_backoff_secs: u64,
+    pub(crate) xapi_max_backoff_secs: u64,
     /// The name of the Agent the read side gives as `authority` of every statement
     /// (xAPI Data 2.4.9): the gateway vouches for the statements it made.
-    pub xapi_authority_name: String,
+    pub(crate) xapi_authority_name: String,
     /// A `mailto:` IRI identifying the authority; without it the authority is the
     /// gateway's own account (`xapi_base_iri`, name `uwlr-gateway`), as on voiding statements.
-    pub xapi_authority_mbox: Option<String>,
+    pub(crate) xapi_authority_mbox: Option<String>,
     /// Origins (`https://host[:port]`) whose browser-based learning systems may read
     /// `/xapi/…` (CORS); `*` admits any origin. Empty: no CORS headers at all.
-    pub xapi_cors_origins: Vec<String>,
+    pub(crate) xapi_cors_origins: Vec<String>,
     /// Open connections at most; more wait in the listen backlog.
-    pub max_connections: usize,
+    pub(crate) max_connections: usize,
     /// Open connections from one source address (IPv6: one /64) at most; more are
     /// answered 503 at once, so one sender cannot take every slot. 0: no cap
     /// (behind a reverse proxy every connection comes from the proxy).
-    pub max_connections_per_address: usize,
+    pub(crate) max_connections_per_address: usize,
     /// The slowest a body may arrive, averaged over `body_rate_window_secs`: a body
     /// that trickles slower is cut off as incomplete. 0: no minimum.
-    pub min_body_bytes_per_sec: u64,
+    pub(crate) min_body_bytes_per_sec: u64,
     /// The window over which `min_body_bytes_per_sec` is averaged.
-    pub body_rate_window_secs: u64,
+    pub(crate) body_rate_window_secs: u64,
     /// Time a client has to send the autorisatie header and the school block;
     /// until then the body deadline is this instead of `body_timeout_secs`.
-    pub preauth_timeout_secs: u64,
+    pub(crate) preauth_timeout_secs: u64,
     /// The most of a body read (and held, in memory only) before its sender is
     /// authenticated; the autorisatie header and the school block must come within it.
-    pub preauth_max_bytes: u64,
+    pub(crate) preauth_max_bytes: u64,
     /// The most memory all unauthenticated bodies together may hold (MiB); past it
     /// new bodies get 503 until the others are authenticated or refused.
-    pub preauth_memory_mib: u64,
+    pub(crate) preauth_memory_mib: u64,
     /// The most spooled bodies may take on disk together (MiB); past it 503. 0: no cap.
-    pub spool_max_mib: u64,
+    pub(crate) spool_max_mib: u64,
     /// The most spooled bodies from one source address may take on disk (MiB). 0: no cap.
-    pub spool_max_per_address_mib: u64,
+    pub(crate) spool_max_per_address_mib: u64,
     /// Failed authentications one API, klantcode and source network may have in a
     /// burst before that combination is locked out (see `auth_limit`).
-    pub auth_max_failures: u32,
+    pub(crate) auth_max_failures: u32,
     /// Failed authentications one klantcode may have from all addresses together before
     /// it is locked out everywhere, its real sender included; far above
     /// `auth_max_failures`, so only a guesser spread over many networks reaches it.
-    pub auth_klantcode_max_failures: u32,
+    pub(crate) auth_klantcode_max_failures: u32,
     /// Time in which a locked-out bucket gets all its attempts back;
     /// the first comes back after `auth_lockout_secs / auth_max_failures`.
-    pub auth_lockout_secs: u64,
+    pub(crate) auth_lockout_secs: u64,
     /// File with the key(s) that seal LRS passwords and pseudonym keys in the database
     /// (see `secret`); default `<data-dir>/secrets.key`, created on first use.
-    pub secrets_key_file: Option<PathBuf>,
+    pub(crate) secrets_key_file: Option<PathBuf>,
     /// The key(s) themselves (base64, comma-separated), instead of a file; `UWLR_SECRETS_KEY`.
-    pub secrets_key: Option<Secret>,
+    pub(crate) secrets_key: Option<Secret>,
     /// Days a school's data is kept after its last activation mandate ended (see `governance`).
-    pub retention_days_after_mandate: u32,
+    pub(crate) retention_days_after_mandate: u32,
     /// Days a receipt is kept once no stored afname or toets refers to it.
-    pub receipt_retention_days: u32,
+    pub(crate) receipt_retention_days: u32,
     /// Days audit and read-audit rows are kept.
-    pub audit_retention_days: u32,
+    pub(crate) audit_retention_days: u32,
     /// Days a removal stays in the LAS feed (its tombstone) before it goes too.
-    pub removal_retention_days: u32,
+    pub(crate) removal_retention_days: u32,
     /// Seconds between two runs of the purge job in `serve`; 0 turns the job off.
-    pub purge_interval_secs: u64,
+    pub(crate) purge_interval_secs: u64,
     /// Rows one purge transaction removes at most, so the intake is never held up for long.
-    pub purge_batch_rows: u32,
+    pub(crate) purge_batch_rows: u32,
 }
 
 /// The placeholder base IRI (RFC 2606 `.example`): statements are valid, but the ids belong to no one.
-pub const DEFAULT_XAPI_BASE_IRI: &str = "https://uwlr-gateway.example/xapi";
+pub(crate) const DEFAULT_XAPI_BASE_IRI: &str = "https://uwlr-gateway.example/xapi";
 
 impl Default for Config {
     fn default() -> Self {
@@ -212,7 +212,7 @@ impl Default for Config {
 
 /// Why the configuration could not be read.
 #[derive(Debug, thiserror::Error)]
-pub enum ConfigError {
+pub(crate) enum ConfigError {
     #[error("cannot read {path}")]
     Read {
         path: PathBuf,
@@ -405,7 +405,7 @@ fn env_list(value: &str) -> Vec<String> {
 
 impl Config {
     /// Defaults, then the file (if given), then the environment.
-    pub fn load(file: Option<&Path>) -> Result<Config, ConfigError> {
+    pub(crate) fn load(file: Option<&Path>) -> Result<Config, ConfigError> {
         let mut config = match file {
             Some(path) => {
                 let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
@@ -436,7 +436,7 @@ impl Config {
 
     /// Where the keys that seal stored secrets come from: the inline key, else the key file,
     /// else the data dir's own `secrets.key`.
-    pub fn secrets_key_source(&self) -> crate::secret::KeySource {
+    pub(crate) fn secrets_key_source(&self) -> crate::secret::KeySource {
         use crate::secret::KeySource;
         match (&self.secrets_key, &self.secrets_key_file) {
             (Some(key), _) => KeySource::Inline(key.clone()),
@@ -448,7 +448,7 @@ impl Config {
     }
 
     /// Rejects settings that cannot work, with the reason.
-    pub fn check(&self) -> Result<(), ConfigError> {
+    pub(crate) fn check(&self) -> Result<(), ConfigError> {
         if !self.service_path.starts_with('/') {
             return Err(ConfigError::Invalid(
                 "service_path must start with /".into(),
@@ -559,13 +559,13 @@ impl Config {
     }
 
     /// The xAPI mapping settings (base IRI and id namespace).
-    pub fn xapi_mapping(&self) -> Result<crate::bridge::Mapping, ConfigError> {
+    pub(crate) fn xapi_mapping(&self) -> Result<crate::bridge::Mapping, ConfigError> {
         crate::bridge::Mapping::new(&self.xapi_base_iri)
             .map_err(|error| ConfigError::Invalid(error.to_string()))
     }
 
     /// Settings of the delivery worker.
-    pub fn delivery(&self) -> crate::bridge::delivery::DeliveryConfig {
+    pub(crate) fn delivery(&self) -> crate::bridge::delivery::DeliveryConfig {
         use std::time::Duration;
         crate::bridge::delivery::DeliveryConfig {
             batch_size: self.xapi_batch_size,
@@ -578,13 +578,13 @@ impl Config {
     }
 
     /// `aanmaakdatum_max_skew_secs` as a duration (at most a century: any more means no limit).
-    pub fn aanmaakdatum_max_skew(&self) -> chrono::Duration {
+    pub(crate) fn aanmaakdatum_max_skew(&self) -> chrono::Duration {
         const CENTURY_SECS: u64 = 100 * 366 * 86_400;
         chrono::Duration::seconds(self.aanmaakdatum_max_skew_secs.min(CENTURY_SECS) as i64)
     }
 
     /// The failed-authentication limiter these settings describe.
-    pub fn auth_limiter(&self) -> crate::auth_limit::AuthLimiter {
+    pub(crate) fn auth_limiter(&self) -> crate::auth_limit::AuthLimiter {
         crate::auth_limit::AuthLimiter::new(crate::auth_limit::AuthLimits {
             max_failures: self.auth_max_failures,
             klantcode_max_failures: self.auth_klantcode_max_failures,
@@ -593,7 +593,7 @@ impl Config {
     }
 
     /// The URL senders use for the SOAP endpoint.
-    pub fn endpoint_url(&self, local: SocketAddr) -> String {
+    pub(crate) fn endpoint_url(&self, local: SocketAddr) -> String {
         let scheme = if self.tls_cert.is_some() {
             "https"
         } else {

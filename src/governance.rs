@@ -26,7 +26,7 @@ async fn pause_after(started: std::time::Instant) {
 
 /// Why an erasure failed; nothing of it is committed then.
 #[derive(Debug, thiserror::Error)]
-pub enum GovernanceError {
+pub(crate) enum GovernanceError {
     #[error(transparent)]
     Store(#[from] StoreError),
     #[error(transparent)]
@@ -35,9 +35,9 @@ pub enum GovernanceError {
 
 /// What one purge did.
 #[derive(Debug, Default, serde::Serialize)]
-pub struct PurgeReport {
-    pub schools: Vec<ExpiredSchool>,
-    pub counts: PurgeCounts,
+pub(crate) struct PurgeReport {
+    pub(crate) schools: Vec<ExpiredSchool>,
+    pub(crate) counts: PurgeCounts,
 }
 
 /// Audits a purge step's counts (never data) on the core writer.
@@ -58,7 +58,7 @@ async fn audit_counts(
 
 /// Purges every school past retention, then everything past its own retention (receipts,
 /// audit, tombstones), in bounded steps; one audit row per school purged and one for the rest.
-pub async fn purge(
+pub(crate) async fn purge(
     store: &Store,
     clock: Clock,
     settings: RetentionSettings,
@@ -260,7 +260,7 @@ async fn purge_expired(
 }
 
 /// The purge job of `serve`: a purge at start and every `interval`, until `stop` turns true.
-pub async fn run_purge(
+pub(crate) async fn run_purge(
     store: Store,
     settings: RetentionSettings,
     interval: Duration,
@@ -287,19 +287,19 @@ pub async fn run_purge(
 
 /// What an erasure did: the counts and the LRSs that held statements about the learner.
 #[derive(Debug, serde::Serialize)]
-pub struct ErasureReport {
-    pub school: String,
+pub(crate) struct ErasureReport {
+    pub(crate) school: String,
     /// The keyed hash that names the learner in the audit from now on.
-    pub learner_hash: String,
-    pub counts: ErasureCounts,
+    pub(crate) learner_hash: String,
+    pub(crate) counts: ErasureCounts,
     /// LRSs that received statements about the learner (they now get voiding statements).
-    pub lrs: Vec<String>,
+    pub(crate) lrs: Vec<String>,
 }
 
 /// Erases `learner` in one transaction over both files (the core's rows, then the statements:
 /// live ones are voided through the normal delivery path, all are removed), rewrites the
 /// rows that named them to name a keyed hash, and audits it with counts and that hash.
-pub fn erase(
+pub(crate) fn erase(
     connection: &mut Connection,
     keyring: &crate::secret::Keyring,
     mapping: &crate::bridge::Mapping,
@@ -364,7 +364,7 @@ fn erase_in(
 }
 
 impl RetentionSettings {
-    pub fn from_config(config: &crate::config::Config) -> RetentionSettings {
+    pub(crate) fn from_config(config: &crate::config::Config) -> RetentionSettings {
         RetentionSettings {
             days_after_mandate: config.retention_days_after_mandate,
             receipt_days: config.receipt_retention_days,

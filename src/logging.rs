@@ -15,7 +15,7 @@ use std::fmt::Write as _;
 use tracing_subscriber::field::MakeExt;
 
 /// Installs the process's subscriber: stderr, `UWLR_LOG` as filter (default `info`).
-pub fn init(format: LogFormat) {
+pub(crate) fn init(format: LogFormat) {
     let filter = tracing_subscriber::EnvFilter::try_from_env("UWLR_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     // Colours only on a terminal: log files and journald would get raw escape codes.
@@ -112,7 +112,7 @@ pub(crate) fn escape_controls(text: &str) -> Cow<'_, str> {
 }
 
 /// An error and every cause below it, `outer: inner: …`, each said once.
-pub fn cause_chain(error: &(dyn std::error::Error + 'static)) -> String {
+pub(crate) fn cause_chain(error: &(dyn std::error::Error + 'static)) -> String {
     let mut text = error.to_string();
     let mut source = error.source();
     while let Some(cause) = source {

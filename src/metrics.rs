@@ -18,16 +18,16 @@ use metrics_util::MetricKindMask;
 use crate::domain::Rule;
 
 /// How often the sampler reads the store's state and adds a point to the history.
-pub const SAMPLE_INTERVAL: Duration = Duration::from_secs(2);
+pub(crate) const SAMPLE_INTERVAL: Duration = Duration::from_secs(2);
 /// Points kept: one hour at `SAMPLE_INTERVAL`.
-pub const HISTORY_POINTS: usize = 1800;
+pub(crate) const HISTORY_POINTS: usize = 1800;
 /// Bodies up to this size count as drip messages, larger ones as batches (the same bound
 /// under which a body stays in memory, `body::MEMORY_LIMIT`).
-pub const DRIP_MAX_BYTES: u64 = 1 << 20;
+pub(crate) const DRIP_MAX_BYTES: u64 = 1 << 20;
 
 /// What happened to one SOAP call.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum MessageOutcome {
+pub(crate) enum MessageOutcome {
     Accepted,
     /// The same bytes were accepted before; nothing changed.
     Replay,
@@ -48,7 +48,7 @@ impl MessageOutcome {
         MessageOutcome::Error,
     ];
 
-    pub fn label(self) -> &'static str {
+    pub(crate) fn label(self) -> &'static str {
         match self {
             MessageOutcome::Accepted => "accepted",
             MessageOutcome::Replay => "replay",
@@ -66,7 +66,7 @@ const LATENCY_BOUNDS_MS: [f64; 24] = [
 ];
 
 /// Every series the gateway exports, and the counts the status page diffs.
-pub struct Metrics {
+pub(crate) struct Metrics {
     /// The exporter's view of the recorder (`metrics-exporter-prometheus`).
     handle: PrometheusHandle,
     /// Messages per `MessageOutcome::ALL` position, for the status page.
@@ -135,44 +135,44 @@ struct Cumulative {
 
 /// One point of the status page's charts: rates over the interval before it, and state at it.
 #[derive(Clone, Debug, serde::Serialize)]
-pub struct Point {
+pub(crate) struct Point {
     /// Unix time, seconds.
-    pub t: i64,
+    pub(crate) t: i64,
     /// Messages per second by outcome label.
-    pub messages: Vec<(&'static str, f64)>,
+    pub(crate) messages: Vec<(&'static str, f64)>,
     /// Faults per second by leading rule code (rules with none left out).
-    pub faults: Vec<(&'static str, f64)>,
-    pub results_per_sec: f64,
+    pub(crate) faults: Vec<(&'static str, f64)>,
+    pub(crate) results_per_sec: f64,
     /// Message duration quantiles over the interval (ms); None without messages.
-    pub p50_ms: Option<f64>,
-    pub p99_ms: Option<f64>,
-    pub publisher_lag_changes: i64,
-    pub publisher_lag_secs: f64,
+    pub(crate) p50_ms: Option<f64>,
+    pub(crate) p99_ms: Option<f64>,
+    pub(crate) publisher_lag_changes: i64,
+    pub(crate) publisher_lag_secs: f64,
     /// Per LRS: delivery lag (seconds since the oldest pending statement was stored).
-    pub lrs_lag_secs: Vec<(String, f64)>,
+    pub(crate) lrs_lag_secs: Vec<(String, f64)>,
 }
 
 /// What the sampler read from the store.
 #[derive(Clone, Debug, Default)]
-pub struct StoreState {
-    pub publisher_cursor: i64,
-    pub change_end: i64,
-    pub wal_bytes: [(&'static str, u64); 2],
-    pub lrs: Vec<LrsState>,
+pub(crate) struct StoreState {
+    pub(crate) publisher_cursor: i64,
+    pub(crate) change_end: i64,
+    pub(crate) wal_bytes: [(&'static str, u64); 2],
+    pub(crate) lrs: Vec<LrsState>,
 }
 
 /// Delivery state of one LRS.
 #[derive(Clone, Debug)]
-pub struct LrsState {
-    pub name: String,
-    pub pending: i64,
-    pub lag_secs: f64,
-    pub dead_letters: i64,
-    pub last_error_class: &'static str,
+pub(crate) struct LrsState {
+    pub(crate) name: String,
+    pub(crate) pending: i64,
+    pub(crate) lag_secs: f64,
+    pub(crate) dead_letters: i64,
+    pub(crate) last_error_class: &'static str,
 }
 
 /// The process's metrics.
-pub fn metrics() -> &'static Metrics {
+pub(crate) fn metrics() -> &'static Metrics {
     static METRICS: OnceLock<Metrics> = OnceLock::new();
     METRICS.get_or_init(Metrics::new)
 }
@@ -252,7 +252,7 @@ impl Metrics {
     }
 
     /// Counts one SOAP call. `klantcode` is given only for a sender the gateway authenticated.
-    pub fn message(
+    pub(crate) fn message(
         &self,
         outcome: MessageOutcome,
         rule: Option<Rule>,
@@ -304,31 +304,31 @@ impl Metrics {
     }
 
     /// Counts the results an accepted message stored.
-    pub fn results_stored(&self, results: u64) {
+    pub(crate) fn results_stored(&self, results: u64) {
         self.results_stored.increment(results);
         self.results.fetch_add(results, Ordering::Relaxed);
     }
 
     /// One group commit of a store writer (`core` or `xapi`).
-    pub fn group_commit(&self, database: &'static str, jobs: usize, elapsed: Duration) {
+    pub(crate) fn group_commit(&self, database: &'static str, jobs: usize, elapsed: Duration) {
         let index = database_index(database);
         self.commit_durations[index].record(elapsed.as_secs_f64());
         self.commit_groups[index].record(jobs as f64);
     }
 
     /// A delivery attempt to `lrs` failed and will be retried.
-    pub fn delivery_retry(&self, lrs: &str) {
+    pub(crate) fn delivery_retry(&self, lrs: &str) {
         ::metrics::counter!("uwlr_lrs_retries_total", "lrs" => lrs.to_string()).increment(1);
     }
 
     /// One answered read API request; `route` is a template (`query::route_template`).
-    pub fn read_request(&self, route: &'static str, status: u16) {
+    pub(crate) fn read_request(&self, route: &'static str, status: u16) {
         ::metrics::counter!("uwlr_read_requests_total", "route" => route, "status" => status.to_string())
             .increment(1);
     }
 
     /// Brings the authentication counters up to the limiter's own (which count in atomics).
-    pub fn auth_stats(&self, stats: &crate::auth_limit::AuthLimitStats) {
+    pub(crate) fn auth_stats(&self, stats: &crate::auth_limit::AuthLimitStats) {
         for (kind, value) in [
             ("failure", stats.failures),
             ("source_lockout", stats.source_lockouts),
@@ -340,18 +340,18 @@ impl Metrics {
     }
 
     /// The exposition text (Prometheus text format 0.0.4).
-    pub fn render(&self) -> String {
+    pub(crate) fn render(&self) -> String {
         self.handle.render()
     }
 
     /// The publisher's lag in seconds at the last sample, if there was one.
-    pub fn publisher_lag_secs(&self) -> Option<f64> {
+    pub(crate) fn publisher_lag_secs(&self) -> Option<f64> {
         let bits = self.last_publisher_lag.load(Ordering::Relaxed);
         (bits >= 0).then(|| f64::from_bits(bits as u64))
     }
 
     /// Messages by outcome and results stored since the process started.
-    pub fn totals(&self) -> serde_json::Value {
+    pub(crate) fn totals(&self) -> serde_json::Value {
         let mut totals = serde_json::Map::new();
         for (i, outcome) in MessageOutcome::ALL.iter().enumerate() {
             totals.insert(
@@ -367,7 +367,7 @@ impl Metrics {
     }
 
     /// The history, oldest point first.
-    pub fn history(&self) -> Vec<Point> {
+    pub(crate) fn history(&self) -> Vec<Point> {
         let history = self
             .history
             .lock()
@@ -376,7 +376,7 @@ impl Metrics {
     }
 
     /// Sets the state gauges from `state` and adds a point to the history.
-    pub fn sample(&self, state: &StoreState, now_unix: i64) {
+    pub(crate) fn sample(&self, state: &StoreState, now_unix: i64) {
         let now = Instant::now();
         // Histograms are kept in lock-free blocks until the exporter folds them in.
         self.handle.run_upkeep();
@@ -575,7 +575,7 @@ fn quantile(counts: &[u64], q: f64) -> Option<f64> {
 }
 
 /// The class of an LRS's last delivery error, from what `outbox status` keeps.
-pub fn error_class(last_status: Option<i64>, last_error: Option<&str>) -> &'static str {
+pub(crate) fn error_class(last_status: Option<i64>, last_error: Option<&str>) -> &'static str {
     match (last_status, last_error) {
         (_, None) => "none",
         (Some(401 | 403), _) => "unauthorized",

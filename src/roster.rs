@@ -5,7 +5,7 @@ use crate::store::admin::LeerlingRow;
 use yaserde::{YaDeserialize, YaSerialize};
 
 #[derive(Debug, thiserror::Error)]
-pub enum RosterError {
+pub(crate) enum RosterError {
     #[error("line {line}: {reason}")]
     Csv { line: u64, reason: String },
     #[error("leerlinggegevens XML: {0}")]
@@ -15,7 +15,7 @@ pub enum RosterError {
 }
 
 /// Reads either format; XML is recognised by its first non-blank byte.
-pub fn parse(bytes: &[u8]) -> Result<Vec<LeerlingRow>, RosterError> {
+pub(crate) fn parse(bytes: &[u8]) -> Result<Vec<LeerlingRow>, RosterError> {
     let start = bytes
         .iter()
         .position(|byte| !byte.is_ascii_whitespace())
@@ -32,7 +32,7 @@ pub fn parse(bytes: &[u8]) -> Result<Vec<LeerlingRow>, RosterError> {
 }
 
 /// CSV with columns `school,leerlingid,eckid,naam` (eckid and naam may be empty); a header line is optional.
-pub fn parse_csv(bytes: &[u8]) -> Result<Vec<LeerlingRow>, RosterError> {
+pub(crate) fn parse_csv(bytes: &[u8]) -> Result<Vec<LeerlingRow>, RosterError> {
     let mut reader = csv::ReaderBuilder::new()
         .has_headers(false)
         .flexible(true)
@@ -181,7 +181,7 @@ fn check_markup(bytes: &[u8]) -> Result<(), RosterError> {
 }
 
 /// `leerlinggegevens_antwoord`: the school identification and every `leerling/@key` (+ `@eckid`).
-pub fn parse_xml(bytes: &[u8]) -> Result<Vec<LeerlingRow>, RosterError> {
+pub(crate) fn parse_xml(bytes: &[u8]) -> Result<Vec<LeerlingRow>, RosterError> {
     check_markup(bytes)?;
     let antwoord: LeerlinggegevensAntwoord =
         yaserde::de::from_reader(bytes).map_err(|error| RosterError::Xml(error.to_string()))?;

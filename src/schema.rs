@@ -13,14 +13,14 @@ use std::path::{Path, PathBuf};
 use std::sync::Once;
 
 /// The WSDL, served at `?wsdl` with its address rewritten.
-pub const WSDL_NAME: &str = "UWLR_Leerresultaten_v2p2.wsdl";
-pub const WSDL: &str = include_str!("../wsdl/UWLR_Leerresultaten_v2p2.wsdl");
+pub(crate) const WSDL_NAME: &str = "UWLR_Leerresultaten_v2p2.wsdl";
+pub(crate) const WSDL: &str = include_str!("../wsdl/UWLR_Leerresultaten_v2p2.wsdl");
 
 /// The schema the validator compiles: it imports the envelope, header and body schemas.
-pub const DRIVER_XSD: &str = "UWLR_Gateway_Envelope.xsd";
+pub(crate) const DRIVER_XSD: &str = "UWLR_Gateway_Envelope.xsd";
 
 /// Every XSD the gateway ships, by file name; served at `?xsd=NAME`.
-pub const XSD_FILES: [(&str, &str); 5] = [
+pub(crate) const XSD_FILES: [(&str, &str); 5] = [
     (
         "UWLR_Leerresultaten_v2p2.xsd",
         include_str!("../xsd/UWLR_Leerresultaten_v2p2.xsd"),
@@ -118,7 +118,7 @@ pub fn prepare(dir: &Path, official_dir: Option<&Path>) -> Result<SchemaSet, Sch
 }
 
 /// Removes xs:key, xs:keyref and xs:unique declarations from a schema document.
-pub fn strip_identity_constraints(xsd: &str) -> String {
+pub(crate) fn strip_identity_constraints(xsd: &str) -> String {
     use quick_xml::events::Event;
     let mut reader = quick_xml::Reader::from_str(xsd);
     let mut writer = quick_xml::Writer::new(Vec::with_capacity(xsd.len()));
@@ -154,7 +154,7 @@ pub fn strip_identity_constraints(xsd: &str) -> String {
 }
 
 /// The embedded XSD of that name, for serving.
-pub fn xsd_file(name: &str) -> Option<&'static str> {
+pub(crate) fn xsd_file(name: &str) -> Option<&'static str> {
     XSD_FILES
         .iter()
         .find(|(file, _)| *file == name)
@@ -224,7 +224,10 @@ unsafe extern "C" fn collect_error(context: *mut c_void, error: bindings::xmlErr
 
 /// Validates a body with libxml2's streaming validator; every finding is
 /// returned (up to the violation cap), none means valid.
-pub fn validate(driver: &Path, body: &crate::http::body::Body) -> Result<Violations, SchemaError> {
+pub(crate) fn validate(
+    driver: &Path,
+    body: &crate::http::body::Body,
+) -> Result<Violations, SchemaError> {
     VALIDATOR.with(|cell| {
         let mut slot = cell.borrow_mut();
         if slot

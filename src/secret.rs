@@ -27,13 +27,13 @@ use std::path::{Path, PathBuf};
 /// A secret that never shows in Debug output or logs.
 #[derive(Clone, Default, Deserialize, PartialEq, Eq)]
 #[serde(transparent)]
-pub struct Secret(String);
+pub(crate) struct Secret(String);
 
 impl Secret {
-    pub fn new(value: impl Into<String>) -> Self {
+    pub(crate) fn new(value: impl Into<String>) -> Self {
         Secret(value.into())
     }
-    pub fn expose(&self) -> &str {
+    pub(crate) fn expose(&self) -> &str {
         &self.0
     }
 }
@@ -47,13 +47,13 @@ impl std::fmt::Debug for Secret {
 /// A secret as the database holds it: sealed, or in clear in a database from before sealing.
 /// Opaque bytes; only a `Keyring` reveals them.
 #[derive(Clone, PartialEq, Eq)]
-pub struct Sealed(Vec<u8>);
+pub(crate) struct Sealed(Vec<u8>);
 
 impl Sealed {
-    pub fn new(stored: Vec<u8>) -> Sealed {
+    pub(crate) fn new(stored: Vec<u8>) -> Sealed {
         Sealed(stored)
     }
-    pub fn bytes(&self) -> &[u8] {
+    pub(crate) fn bytes(&self) -> &[u8] {
         &self.0
     }
 }
@@ -98,7 +98,7 @@ pub enum SecretError {
 
 /// Where the keys come from, as configured.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub enum KeySource {
+pub(crate) enum KeySource {
     /// `UWLR_SECRETS_KEY` / `secrets_key`: keys separated by commas or white space.
     Inline(Secret),
     /// `secrets_key_file`: must exist.
@@ -126,7 +126,7 @@ impl std::fmt::Debug for Keyring {
 }
 
 /// The default key file of a data dir.
-pub fn default_key_file(data_dir: &Path) -> PathBuf {
+pub(crate) fn default_key_file(data_dir: &Path) -> PathBuf {
     data_dir.join("secrets.key")
 }
 
@@ -136,7 +136,7 @@ fn key_id(key: &[u8]) -> String {
 
 impl Keyring {
     /// Loads the keys; with `create` a missing default key file gets a fresh key (mode 0600).
-    pub fn load(source: &KeySource, create: bool) -> Result<Keyring, SecretError> {
+    pub(crate) fn load(source: &KeySource, create: bool) -> Result<Keyring, SecretError> {
         match source {
             KeySource::Inline(text) => Keyring::parse(text.expose(), "UWLR_SECRETS_KEY"),
             KeySource::File(path) => Keyring::read(path),
@@ -160,7 +160,7 @@ impl Keyring {
     /// Writes a new key file with one fresh key, readable by its owner only; fails if it exists.
     /// Written under a temporary name and renamed, so a crash or a full disk never leaves a
     /// key file without a key (which `load` would then refuse at every start).
-    pub fn create_file(path: &Path) -> Result<(), SecretError> {
+    pub(crate) fn create_file(path: &Path) -> Result<(), SecretError> {
         use std::io::Write as _;
         use std::os::unix::fs::OpenOptionsExt as _;
         let create = |source| SecretError::Create {
@@ -207,7 +207,7 @@ impl Keyring {
     }
 
     /// Keys separated by newlines, commas or spaces; `#` starts a comment line.
-    pub fn parse(text: &str, origin: &str) -> Result<Keyring, SecretError> {
+    pub(crate) fn parse(text: &str, origin: &str) -> Result<Keyring, SecretError> {
         let mut keys = Vec::new();
         for (number, line) in text.lines().enumerate() {
             let line = line.trim();
@@ -241,17 +241,17 @@ impl Keyring {
     }
 
     /// Where the keys came from (a file path or the environment variable), for messages.
-    pub fn origin(&self) -> &str {
+    pub(crate) fn origin(&self) -> &str {
         &self.origin
     }
 
     /// Whether a stored value is sealed (older databases hold secrets in clear).
-    pub fn is_sealed(stored: &[u8]) -> bool {
+    pub(crate) fn is_sealed(stored: &[u8]) -> bool {
         stored.starts_with(SEALED_PREFIX.as_bytes())
     }
 
     /// Whether a stored value is sealed under the key that seals now.
-    pub fn is_current(&self, stored: &[u8]) -> bool {
+    pub(crate) fn is_current(&self, stored: &[u8]) -> bool {
         std::str::from_utf8(stored)
             .ok()
             .and_then(|text| text.strip_prefix(SEALED_PREFIX))
@@ -260,7 +260,7 @@ impl Keyring {
     }
 
     /// Seals `plaintext` for `place` (e.g. `xapi_subscriptions.password/lrs-name`).
-    pub fn seal(&self, place: &str, plaintext: &[u8]) -> String {
+    pub(crate) fn seal(&self, place: &str, plaintext: &[u8]) -> String {
         let (id, cipher) = &self.keys[0];
         let mut nonce = [0u8; NONCE_BYTES];
         rand::RngCore::fill_bytes(&mut rand::rngs::OsRng, &mut nonce);
@@ -282,7 +282,7 @@ impl Keyring {
     }
 
     /// Opens a sealed value of `place`.
-    pub fn open(&self, place: &str, stored: &[u8]) -> Result<Vec<u8>, SecretError> {
+    pub(crate) fn open(&self, place: &str, stored: &[u8]) -> Result<Vec<u8>, SecretError> {
         let malformed = || SecretError::Malformed {
             place: place.to_string(),
         };
@@ -321,7 +321,7 @@ impl Keyring {
     }
 
     /// A stored value opened: sealed values are opened, clear ones (older databases) taken as they are.
-    pub fn reveal(&self, place: &str, stored: &[u8]) -> Result<Vec<u8>, SecretError> {
+    pub(crate) fn reveal(&self, place: &str, stored: &[u8]) -> Result<Vec<u8>, SecretError> {
         if Keyring::is_sealed(stored) {
             self.open(place, stored)
         } else {

@@ -6,7 +6,7 @@ use std::collections::{HashMap, HashSet};
 use std::path::Path;
 
 /// VDEX files shipped in the binary; an operator's `vdex_dir` adds to or replaces them.
-pub const EMBEDDED: [(&str, &str); 2] = [
+pub(crate) const EMBEDDED: [(&str, &str); 2] = [
     (
         "vakgebieden-po.vdex",
         include_str!("../vdex/vakgebieden-po.vdex"),
@@ -19,23 +19,23 @@ pub const EMBEDDED: [(&str, &str); 2] = [
 
 /// One vocabulary: its identifier and the values that count as its terms.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct Vocabulary {
-    pub identifier: String,
-    pub name: String,
+pub(crate) struct Vocabulary {
+    pub(crate) identifier: String,
+    pub(crate) name: String,
     /// Term identifiers and their captions: a sender may send either, since the
     /// official files' term identifiers are not published beside their captions.
-    pub terms: HashSet<String>,
+    pub(crate) terms: HashSet<String>,
 }
 
 /// Every known vocabulary by identifier.
 #[derive(Clone, Debug, Default)]
-pub struct Vocabularies {
+pub(crate) struct Vocabularies {
     by_identifier: HashMap<String, Vocabulary>,
 }
 
 /// What a check of one value found.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub enum TermCheck {
+pub(crate) enum TermCheck {
     /// No vocabulary attribute: nothing to check.
     Unbound,
     Valid,
@@ -46,7 +46,7 @@ pub enum TermCheck {
 }
 
 #[derive(Debug, thiserror::Error)]
-pub enum VdexError {
+pub(crate) enum VdexError {
     #[error("{file}: not a readable VDEX file: {reason}")]
     Parse { file: String, reason: String },
     #[error("{file}: cannot read")]
@@ -58,7 +58,7 @@ pub enum VdexError {
 
 impl Vocabularies {
     /// The embedded vocabularies plus every `*.vdex` file in `dir`.
-    pub fn load(dir: Option<&Path>) -> Result<Vocabularies, VdexError> {
+    pub(crate) fn load(dir: Option<&Path>) -> Result<Vocabularies, VdexError> {
         let mut vocabularies = Vocabularies::default();
         for (file, contents) in EMBEDDED {
             vocabularies.add(parse(file, contents)?);
@@ -85,24 +85,24 @@ impl Vocabularies {
         Ok(vocabularies)
     }
 
-    pub fn add(&mut self, vocabulary: Vocabulary) {
+    pub(crate) fn add(&mut self, vocabulary: Vocabulary) {
         self.by_identifier
             .insert(vocabulary.identifier.clone(), vocabulary);
     }
 
-    pub fn len(&self) -> usize {
+    pub(crate) fn len(&self) -> usize {
         self.by_identifier.len()
     }
 
-    pub fn is_empty(&self) -> bool {
+    pub(crate) fn is_empty(&self) -> bool {
         self.by_identifier.is_empty()
     }
 
-    pub fn get(&self, identifier: &str) -> Option<&Vocabulary> {
+    pub(crate) fn get(&self, identifier: &str) -> Option<&Vocabulary> {
         self.by_identifier.get(identifier.trim())
     }
 
-    pub fn check(&self, vocabulaire: Option<&str>, value: &str) -> TermCheck {
+    pub(crate) fn check(&self, vocabulaire: Option<&str>, value: &str) -> TermCheck {
         let Some(vocabulaire) = vocabulaire else {
             return TermCheck::Unbound;
         };
@@ -116,7 +116,7 @@ impl Vocabularies {
 
 /// Reads one VDEX document: `vocabIdentifier`, `vocabName` and every `term`'s
 /// `termIdentifier` and caption strings (nested terms included).
-pub fn parse(file: &str, contents: &str) -> Result<Vocabulary, VdexError> {
+pub(crate) fn parse(file: &str, contents: &str) -> Result<Vocabulary, VdexError> {
     let fail = |reason: String| VdexError::Parse {
         file: file.to_string(),
         reason,

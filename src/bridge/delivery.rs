@@ -20,18 +20,18 @@ use tokio::task::JoinHandle;
 
 /// Settings of the worker (from `Config`).
 #[derive(Clone, Debug)]
-pub struct DeliveryConfig {
+pub(crate) struct DeliveryConfig {
     /// Most statements in one POST.
-    pub batch_size: usize,
+    pub(crate) batch_size: usize,
     /// Deadline of one POST, connection included.
-    pub request_timeout: Duration,
+    pub(crate) request_timeout: Duration,
     /// How often subscriptions are reloaded and idle tasks look for work made by other processes.
-    pub poll_interval: Duration,
+    pub(crate) poll_interval: Duration,
     /// First retry delay; it doubles per failed attempt up to `max_backoff`.
-    pub base_backoff: Duration,
-    pub max_backoff: Duration,
+    pub(crate) base_backoff: Duration,
+    pub(crate) max_backoff: Duration,
     /// How long in-flight batches may take to finish at shutdown before they are abandoned.
-    pub shutdown_grace: Duration,
+    pub(crate) shutdown_grace: Duration,
 }
 
 /// What one POST came to.
@@ -83,7 +83,7 @@ struct Running {
 
 /// Runs until `stop` turns true: reloads subscriptions every poll interval (so `lrs add|remove`
 /// take effect without a restart) and keeps one delivery task per subscription.
-pub async fn run(
+pub(crate) async fn run(
     store: Store,
     mapping: Arc<Mapping>,
     keyring: Arc<crate::secret::Keyring>,

@@ -9,7 +9,7 @@ use crate::store::outbox::{self, StatementRow};
 /// transaction on `xapi.sqlite`) and returns how many. The voiding statement names the voided
 /// statement's id and the gateway as actor, nothing of the learner: its row keeps the school
 /// and toetscode for the LRS filters, and no learner or afname, so it outlives the erasure.
-pub fn write_voiding_statements(
+pub(crate) fn write_voiding_statements(
     connection: &Connection,
     mapping: &Mapping,
     school_id: i64,

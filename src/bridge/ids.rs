@@ -17,7 +17,7 @@ const ID_KEY_BYTES: usize = 32;
 /// the LRSs already hold. A key that does not open (a replaced secrets key) does not stop
 /// the intake: keyed statements wait until the right key is configured, as delivery to an
 /// LRS whose secrets do not open waits.
-pub fn prepare(
+pub(crate) fn prepare(
     connection: &Connection,
     keyring: &Keyring,
     mapping: Mapping,

@@ -8,24 +8,24 @@
 //! describes the statements.
 
 pub mod compare;
-pub mod delivery;
-pub mod erasure;
-pub mod ids;
-pub mod profile;
-pub mod publish;
-pub mod read;
-pub mod subscriptions;
-pub mod trust;
+pub(crate) mod delivery;
+pub(crate) mod erasure;
+pub(crate) mod ids;
+pub(crate) mod profile;
+pub(crate) mod publish;
+pub(crate) mod read;
+pub(crate) mod subscriptions;
+pub(crate) mod trust;
 pub mod xapi;
 
-pub use publish::{release_quarantine, run_publisher};
-pub use xapi::Mapping;
+pub(crate) use publish::{release_quarantine, run_publisher};
+pub(crate) use xapi::Mapping;
 
 use crate::store::StoreError;
 
 /// Why the bridge could not do its work.
 #[derive(Debug, thiserror::Error)]
-pub enum BridgeError {
+pub(crate) enum BridgeError {
     /// The store failed (our side); the afnames' transaction is rolled back with it.
     #[error(transparent)]
     Store(#[from] StoreError),

@@ -11,20 +11,20 @@ use super::xapi::{Mapping, ACTIVITY_TYPE_ASSESSMENT, VERB_SCORED};
 use serde_json::{json, Value};
 
 /// The reserved verb of voiding statements (xAPI Data 2.3.2).
-pub const VERB_VOIDED: &str = "http://adlnet.gov/expapi/verbs/voided";
+pub(crate) const VERB_VOIDED: &str = "http://adlnet.gov/expapi/verbs/voided";
 /// When version v1 of the mapping, and so of this profile, was fixed.
 const GENERATED_AT: &str = "2026-12-02T00:00:00Z";
 
 /// Where an extension may appear, as the Profiles spec types them.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum ExtensionKind {
+pub(crate) enum ExtensionKind {
     Result,
     Context,
     Activity,
 }
 
 impl ExtensionKind {
-    pub fn concept_type(self) -> &'static str {
+    pub(crate) fn concept_type(self) -> &'static str {
         match self {
             ExtensionKind::Result => "ResultExtension",
             ExtensionKind::Context => "ContextExtension",
@@ -66,13 +66,13 @@ const EXTENSIONS: &[(&str, ExtensionKind, &str)] = &[
 ];
 
 /// The profile of one base IRI.
-pub struct Profile {
+pub(crate) struct Profile {
     base_iri: String,
     version_id: String,
 }
 
 impl Profile {
-    pub fn new(mapping: &Mapping) -> Profile {
+    pub(crate) fn new(mapping: &Mapping) -> Profile {
         Profile {
             base_iri: mapping.base_iri().to_string(),
             version_id: mapping.profile_activity().id,
@@ -80,12 +80,12 @@ impl Profile {
     }
 
     /// The profile's IRI (all versions).
-    pub fn id(&self) -> String {
+    pub(crate) fn id(&self) -> String {
         format!("{}/profile/uwlr-2.2", self.base_iri)
     }
 
     /// The IRI of this version, the one statements name as their category.
-    pub fn version_id(&self) -> String {
+    pub(crate) fn version_id(&self) -> String {
         self.version_id.clone()
     }
 
@@ -208,7 +208,7 @@ impl Profile {
     }
 
     /// The profile as JSON-LD.
-    pub fn document(&self) -> Value {
+    pub(crate) fn document(&self) -> Value {
         json!({
             "@context": "https://w3id.org/xapi/profiles/context",
             "id": self.id(),

@@ -22,7 +22,7 @@ const MAX_REISSUE: u32 = 1000;
 
 /// One publisher round: the changes with `from < change_seq <= to` as read from the core,
 /// with the toets definitions they need.
-pub struct Round {
+pub(crate) struct Round {
     from: i64,
     to: i64,
     sources: Vec<AfnameSource>,
@@ -33,7 +33,11 @@ pub struct Round {
 /// Reads a round from the core in one short read transaction. It is read apart from the
 /// xAPI writer's transaction so that no long-lived snapshot of the core keeps SQLite from
 /// starting the core's WAL over (see `store::checkpoint_loop`).
-pub fn read_round(connection: &Connection, from: i64, to: i64) -> Result<Round, BridgeError> {
+pub(crate) fn read_round(
+    connection: &Connection,
+    from: i64,
+    to: i64,
+) -> Result<Round, BridgeError> {
     in_snapshot(connection, |snapshot| read_round_in(snapshot, from, to))
 }
 
@@ -63,7 +67,7 @@ fn read_round_in(transaction: &Connection, from: i64, to: i64) -> Result<Round, 
 /// caller's transaction on the xAPI writer. A round that does not start at the cursor
 /// writes nothing and is an error, so the publisher pauses instead of spinning on it.
 /// Returns how many statements were written.
-pub fn write_round(
+pub(crate) fn write_round(
     connection: &Connection,
     mapping: &Mapping,
     round: &Round,
@@ -190,7 +194,7 @@ fn insert(
 
 /// Releases quarantined afnames whose learner is now known, in the caller's transaction;
 /// their new change_seq puts them in front of the publisher. Returns how many were released.
-pub fn release_quarantine(connection: &Connection) -> Result<usize, BridgeError> {
+pub(crate) fn release_quarantine(connection: &Connection) -> Result<usize, BridgeError> {
     Ok(crate::store::intake::release_quarantine(connection)?)
 }
 
@@ -202,7 +206,7 @@ pub fn release_quarantine(connection: &Connection) -> Result<usize, BridgeError>
 const PUBLISH_CHUNK: i64 = 2_000;
 
 /// Where the publisher is in the change feed, and where the feed ends.
-pub fn publisher_position(connection: &Connection) -> Result<(i64, i64), StoreError> {
+pub(crate) fn publisher_position(connection: &Connection) -> Result<(i64, i64), StoreError> {
     Ok((
         outbox::publisher_cursor(connection)?,
         read_change_seq(connection)?,
@@ -253,7 +257,7 @@ const BUSY_PAUSE_FACTOR: u32 = 10;
 
 /// Follows the change feed until `stop` turns true: wakes on every group commit (and every
 /// `poll` for changes made by other processes, such as `leerlingen import`).
-pub async fn run_publisher(
+pub(crate) async fn run_publisher(
     store: crate::store::Store,
     mapping: std::sync::Arc<Mapping>,
     poll: std::time::Duration,

@@ -4,11 +4,11 @@ use super::BridgeError;
 use serde_json::{json, Value};
 
 /// The xAPI version the read side speaks.
-pub const XAPI_VERSION: &str = "1.0.3";
+pub(crate) const XAPI_VERSION: &str = "1.0.3";
 
 /// How agents, activities and verbs are rendered.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Format {
+pub(crate) enum Format {
     /// As stored.
     Exact,
     /// Only identifiers: agents by their IFI, activities and verbs by id.
@@ -20,17 +20,17 @@ pub enum Format {
 /// What every rendered statement gets besides its stored text: the `authority` and,
 /// for `format=canonical`, the reader's language preferences.
 #[derive(Clone, Debug)]
-pub struct Rendering<'a> {
-    pub format: Format,
+pub(crate) struct Rendering<'a> {
+    pub(crate) format: Format,
     /// The authority Agent as JSON text (`authority`).
-    pub authority: &'a str,
-    pub languages: &'a Languages,
+    pub(crate) authority: &'a str,
+    pub(crate) languages: &'a Languages,
 }
 
 /// The `authority` of every statement the gateway serves: the gateway itself, named in
 /// config, identified by `mbox` when one is configured, else by its own account under
 /// the base IRI (the actor of voiding statements). The LRSs set their own authority.
-pub fn authority(mapping: &super::Mapping, name: &str, mbox: Option<&str>) -> String {
+pub(crate) fn authority(mapping: &super::Mapping, name: &str, mbox: Option<&str>) -> String {
     match mbox {
         Some(mbox) => json!({"objectType": "Agent", "name": name, "mbox": mbox}),
         None => {
@@ -48,7 +48,7 @@ pub fn authority(mapping: &super::Mapping, name: &str, mbox: Option<&str>) -> St
 /// A parsed `Accept-Language` header (RFC 9110 12.5.4, basic filtering of RFC 4647 3.3.1):
 /// language ranges with their quality, in the order given.
 #[derive(Clone, Debug, Default, PartialEq)]
-pub struct Languages {
+pub(crate) struct Languages {
     /// Lowercased range (`*` allowed) and its quality in thousandths.
     ranges: Vec<(String, u16)>,
 }
@@ -56,7 +56,7 @@ pub struct Languages {
 impl Languages {
     /// Reads the header; malformed entries are skipped (a header the client got wrong
     /// should not cost it its answer), an absent header accepts every language.
-    pub fn parse(header: Option<&str>) -> Languages {
+    pub(crate) fn parse(header: Option<&str>) -> Languages {
         let mut ranges = Vec::new();
         for entry in header.unwrap_or("").split(',') {
             let mut parts = entry.split(';');
@@ -109,7 +109,7 @@ impl Languages {
     /// The key of `map` to keep: the acceptable language of highest quality (ties go to
     /// the map's order); when none is acceptable, Dutch (the language of UWLR's data),
     /// else the first. A map always keeps one entry, since a name must still be shown.
-    pub fn choose<'a>(&self, map: &'a serde_json::Map<String, Value>) -> Option<&'a str> {
+    pub(crate) fn choose<'a>(&self, map: &'a serde_json::Map<String, Value>) -> Option<&'a str> {
         let best = map
             .keys()
             .map(|tag| (self.quality(tag), tag))
@@ -153,7 +153,7 @@ fn parse_quality(text: &str) -> Option<u16> {
 
 /// The canonical JSON of an agent's inverse functional identifier, as the bridge
 /// stores it in `xapi_statements.agent`; the reason when the text is no Agent.
-pub fn agent_ifi(text: &str) -> Result<String, String> {
+pub(crate) fn agent_ifi(text: &str) -> Result<String, String> {
     let refuse = |reason: &str| reason.to_string();
     let agent: Value = serde_json::from_str(text)
         .map_err(|_| refuse("must be a JSON Agent or identified Group"))?;
@@ -201,7 +201,7 @@ pub fn agent_ifi(text: &str) -> Result<String, String> {
 /// The bridge never writes `stored`, `version` or `authority` (they are the LRS's), so
 /// for `exact` the three members are spliced into the stored text without parsing it;
 /// `ids` and `canonical` parse and rewrite the statement.
-pub fn render(
+pub(crate) fn render(
     statement: &str,
     stored_at: &str,
     rendering: &Rendering,
@@ -351,7 +351,7 @@ fn ids_only(statement: &mut Value) {
 }
 
 /// `GET /xapi/about`: the versions this endpoint speaks.
-pub fn about() -> Value {
+pub(crate) fn about() -> Value {
     json!({"version": [XAPI_VERSION], "extensions": {}})
 }
 

@@ -13,7 +13,7 @@ use sha2::Sha256;
 
 /// Which learner identity an LRS receives.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
-pub enum Identity {
+pub(crate) enum Identity {
     /// The ECK iD when the gateway has it, else the LAS key (the canonical statement as stored).
     Eckid,
     /// A keyed hash (HMAC-SHA256 with a per-LRS key) of the ECK iD or LAS key, under the gateway's home page.
@@ -23,7 +23,7 @@ pub enum Identity {
 }
 
 impl Identity {
-    pub fn as_str(self) -> &'static str {
+    pub(crate) fn as_str(self) -> &'static str {
         match self {
             Identity::Eckid => "eckid",
             Identity::Pseudonym => "pseudonym",
@@ -31,7 +31,7 @@ impl Identity {
         }
     }
 
-    pub fn parse(text: &str) -> Option<Identity> {
+    pub(crate) fn parse(text: &str) -> Option<Identity> {
         match text {
             "eckid" => Some(Identity::Eckid),
             "pseudonym" => Some(Identity::Pseudonym),
@@ -43,18 +43,21 @@ impl Identity {
 
 /// A subscription as the worker uses it, its secrets opened.
 #[derive(Clone, Debug)]
-pub struct Subscription {
-    pub row: SubscriptionRow,
-    pub identity: Identity,
+pub(crate) struct Subscription {
+    pub(crate) row: SubscriptionRow,
+    pub(crate) identity: Identity,
     /// The HTTP Basic password, opened from the row.
-    pub password: Option<Secret>,
+    pub(crate) password: Option<Secret>,
     /// The HMAC key for pseudonyms, opened from the row.
     pseudonym_key: Secret,
 }
 
 impl Subscription {
     /// Opens the row's sealed password and pseudonym key with `keyring`.
-    pub fn open(row: SubscriptionRow, keyring: &Keyring) -> Result<Subscription, SecretError> {
+    pub(crate) fn open(
+        row: SubscriptionRow,
+        keyring: &Keyring,
+    ) -> Result<Subscription, SecretError> {
         let identity = Identity::parse(&row.identity).unwrap_or(Identity::Eckid);
         let password = match &row.password {
             Some(sealed) => {
@@ -75,7 +78,7 @@ impl Subscription {
     }
 
     /// What makes a running delivery task stale: a changed row means a new task.
-    pub fn fingerprint(&self) -> String {
+    pub(crate) fn fingerprint(&self) -> String {
         format!(
             "{}|{}|{:?}|{}|{}|{:?}|{:?}|{:?}",
             self.row.id,
@@ -95,7 +98,7 @@ impl Subscription {
     /// once more with this LRS's key, so copies in two differently identified LRSs cannot be
     /// joined by id (a voiding statement still names the id this LRS holds). Voiding
     /// statements keep the gateway as actor.
-    pub fn render(
+    pub(crate) fn render(
         &self,
         mapping: &Mapping,
         pending: &PendingStatement,
@@ -177,7 +180,7 @@ fn pseudonym(key_hex: &Secret, subject: &str) -> String {
 
 /// Checks an `lrs add` request: a name, an http(s) statements URL, a password only with a user,
 /// and https unless the LRS is on this host or `allow_plain_http` says plain http is meant.
-pub fn check_new(new: &NewSubscription, allow_plain_http: bool) -> Result<(), BridgeError> {
+pub(crate) fn check_new(new: &NewSubscription, allow_plain_http: bool) -> Result<(), BridgeError> {
     let name_ok = !new.name.is_empty()
         && new.name.len() <= 64
         && new

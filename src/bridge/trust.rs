@@ -9,11 +9,11 @@ use std::sync::Arc;
 
 /// The largest CA file `lrs add --ca-file` reads: far above any CA bundle, so a wrong path
 /// (a disk image, a log) is refused instead of stored.
-pub const MAX_CA_FILE_BYTES: u64 = 1024 * 1024;
+pub(crate) const MAX_CA_FILE_BYTES: u64 = 1024 * 1024;
 
 /// The root certificates of this host (`/etc/ssl/certs`, or `SSL_CERT_FILE`/`SSL_CERT_DIR`),
 /// read once when the delivery worker starts. Unreadable entries are logged and skipped.
-pub fn system_roots() -> RootCertStore {
+pub(crate) fn system_roots() -> RootCertStore {
     let mut roots = RootCertStore::empty();
     let native = rustls_native_certs::load_native_certs();
     for error in &native.errors {
@@ -35,7 +35,7 @@ pub fn system_roots() -> RootCertStore {
 /// certificates, re-encoded, so nothing else in the file (comments, a key) is stored.
 /// Refused: no certificate, a private key or any other PEM section, a section that is not
 /// valid base64, and a certificate that cannot serve as a trust anchor.
-pub fn check_ca_pem(text: &[u8]) -> Result<String, BridgeError> {
+pub(crate) fn check_ca_pem(text: &[u8]) -> Result<String, BridgeError> {
     let certificates = parse(text)?;
     let mut roots = RootCertStore::empty();
     for (index, certificate) in certificates.iter().enumerate() {
@@ -51,7 +51,7 @@ pub fn check_ca_pem(text: &[u8]) -> Result<String, BridgeError> {
 
 /// SHA-256 fingerprints (hex, as `openssl x509 -fingerprint -sha256` shows them without
 /// colons) of the certificates in stored PEM text, for `lrs list`.
-pub fn fingerprints(pem: &str) -> Vec<String> {
+pub(crate) fn fingerprints(pem: &str) -> Vec<String> {
     parse(pem.as_bytes())
         .unwrap_or_default()
         .iter()
@@ -61,7 +61,7 @@ pub fn fingerprints(pem: &str) -> Vec<String> {
 
 /// The TLS settings of one LRS: `system` roots plus its stored CA certificates, offering
 /// HTTP/2 and HTTP/1.1 as the default client did.
-pub fn client_config(
+pub(crate) fn client_config(
     system: &RootCertStore,
     ca_pem: Option<&str>,
 ) -> Result<rustls::ClientConfig, BridgeError> {
@@ -84,7 +84,7 @@ pub fn client_config(
 }
 
 /// The certificate problem somewhere in `error`'s causes, if the TLS handshake failed on one.
-pub fn certificate_error<'a>(
+pub(crate) fn certificate_error<'a>(
     error: &'a (dyn std::error::Error + 'static),
 ) -> Option<&'a rustls::CertificateError> {
     let mut cause = Some(error);

@@ -10,50 +10,50 @@ use std::collections::BTreeMap;
 use uuid::Uuid;
 
 /// Part of every id name string; bumped only with a deliberate re-publication (MAPPING.md §7.3).
-pub const MAPPING_VERSION: &str = "v1";
-pub const VERB_SCORED: &str = "http://adlnet.gov/expapi/verbs/scored";
-pub const ACTIVITY_TYPE_ASSESSMENT: &str = "http://adlnet.gov/expapi/activities/assessment";
+pub(crate) const MAPPING_VERSION: &str = "v1";
+pub(crate) const VERB_SCORED: &str = "http://adlnet.gov/expapi/verbs/scored";
+pub(crate) const ACTIVITY_TYPE_ASSESSMENT: &str = "http://adlnet.gov/expapi/activities/assessment";
 /// The issuer of ECK iDs, used as the account home page of an ECK iD agent.
-pub const ECKID_HOME_PAGE: &str = "https://ketenid.nl";
+pub(crate) const ECKID_HOME_PAGE: &str = "https://ketenid.nl";
 /// The account name of the gateway's own agent (the actor of voiding statements).
-pub const GATEWAY_ACCOUNT: &str = "uwlr-gateway";
+pub(crate) const GATEWAY_ACCOUNT: &str = "uwlr-gateway";
 
 /// A language map (RFC 5646 tag → text).
-pub type LanguageMap = BTreeMap<String, String>;
+pub(crate) type LanguageMap = BTreeMap<String, String>;
 /// Extensions: IRI → any JSON.
-pub type Extensions = BTreeMap<String, Value>;
+pub(crate) type Extensions = BTreeMap<String, Value>;
 
 /// A statement as the gateway produces it: never `stored`, `authority` or `version` (LRS-set).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct Statement {
-    pub id: String,
-    pub actor: Agent,
-    pub verb: Verb,
-    pub object: StatementObject,
+pub(crate) struct Statement {
+    pub(crate) id: String,
+    pub(crate) actor: Agent,
+    pub(crate) verb: Verb,
+    pub(crate) object: StatementObject,
     #[serde(skip_serializing_if = "Option::is_none", default)]
-    pub result: Option<XapiResult>,
+    pub(crate) result: Option<XapiResult>,
     #[serde(skip_serializing_if = "Option::is_none", default)]
-    pub context: Option<Context>,
-    pub timestamp: String,
+    pub(crate) context: Option<Context>,
+    pub(crate) timestamp: String,
 }
 
 /// An Agent identified by exactly one IFI; the gateway only uses `account`.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Agent {
+pub(crate) struct Agent {
     #[serde(rename = "objectType")]
-    pub object_type: String,
-    pub account: Account,
+    pub(crate) object_type: String,
+    pub(crate) account: Account,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Account {
+pub(crate) struct Account {
     #[serde(rename = "homePage")]
-    pub home_page: String,
-    pub name: String,
+    pub(crate) home_page: String,
+    pub(crate) name: String,
 }
 
 impl Agent {
-    pub fn account(home_page: impl Into<String>, name: impl Into<String>) -> Agent {
+    pub(crate) fn account(home_page: impl Into<String>, name: impl Into<String>) -> Agent {
         Agent {
             object_type: "Agent".into(),
             account: Account {
@@ -64,107 +64,107 @@ impl Agent {
     }
 
     /// The canonical JSON of the IFI alone (sorted keys), as the store keeps it for agent filters.
-    pub fn ifi_json(&self) -> String {
+    pub(crate) fn ifi_json(&self) -> String {
         json!({"account": {"homePage": self.account.home_page, "name": self.account.name}})
             .to_string()
     }
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Verb {
-    pub id: String,
-    pub display: LanguageMap,
+pub(crate) struct Verb {
+    pub(crate) id: String,
+    pub(crate) display: LanguageMap,
 }
 
 /// The object of a statement: an activity, or a StatementRef for voiding.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "objectType")]
-pub enum StatementObject {
+pub(crate) enum StatementObject {
     Activity(Activity),
     StatementRef { id: String },
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct Activity {
-    pub id: String,
+pub(crate) struct Activity {
+    pub(crate) id: String,
     #[serde(skip_serializing_if = "Option::is_none", default)]
-    pub definition: Option<ActivityDefinition>,
+    pub(crate) definition: Option<ActivityDefinition>,
 }
 
 /// An activity as listed in contextActivities (with its objectType, which the spec lets us send).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct ContextActivity {
+pub(crate) struct ContextActivity {
     #[serde(rename = "objectType")]
-    pub object_type: String,
-    pub id: String,
+    pub(crate) object_type: String,
+    pub(crate) id: String,
     #[serde(skip_serializing_if = "Option::is_none", default)]
-    pub definition: Option<ActivityDefinition>,
+    pub(crate) definition: Option<ActivityDefinition>,
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
-pub struct ActivityDefinition {
+pub(crate) struct ActivityDefinition {
     #[serde(rename = "type", skip_serializing_if = "Option::is_none", default)]
-    pub activity_type: Option<String>,
+    pub(crate) activity_type: Option<String>,
     #[serde(skip_serializing_if = "BTreeMap::is_empty", default)]
-    pub name: LanguageMap,
+    pub(crate) name: LanguageMap,
     #[serde(skip_serializing_if = "BTreeMap::is_empty", default)]
-    pub extensions: Extensions,
+    pub(crate) extensions: Extensions,
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
-pub struct XapiResult {
+pub(crate) struct XapiResult {
     #[serde(skip_serializing_if = "Option::is_none", default)]
-    pub score: Option<Score>,
+    pub(crate) score: Option<Score>,
     #[serde(skip_serializing_if = "Option::is_none", default)]
-    pub duration: Option<String>,
+    pub(crate) duration: Option<String>,
     #[serde(skip_serializing_if = "BTreeMap::is_empty", default)]
-    pub extensions: Extensions,
+    pub(crate) extensions: Extensions,
 }
 
 /// `raw` within `[min, max]`, `min < max`, `scaled` in `[-1, 1]`: the builder only fills what holds.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
-pub struct Score {
+pub(crate) struct Score {
     #[serde(skip_serializing_if = "Option::is_none", default)]
-    pub raw: Option<Number>,
+    pub(crate) raw: Option<Number>,
     #[serde(skip_serializing_if = "Option::is_none", default)]
-    pub min: Option<Number>,
+    pub(crate) min: Option<Number>,
     #[serde(skip_serializing_if = "Option::is_none", default)]
-    pub max: Option<Number>,
+    pub(crate) max: Option<Number>,
     #[serde(skip_serializing_if = "Option::is_none", default)]
-    pub scaled: Option<Number>,
+    pub(crate) scaled: Option<Number>,
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
-pub struct Context {
+pub(crate) struct Context {
     #[serde(skip_serializing_if = "Option::is_none", default)]
-    pub registration: Option<String>,
+    pub(crate) registration: Option<String>,
     #[serde(
         rename = "contextActivities",
         skip_serializing_if = "Option::is_none",
         default
     )]
-    pub context_activities: Option<ContextActivities>,
+    pub(crate) context_activities: Option<ContextActivities>,
     #[serde(skip_serializing_if = "Option::is_none", default)]
-    pub platform: Option<String>,
+    pub(crate) platform: Option<String>,
     #[serde(skip_serializing_if = "BTreeMap::is_empty", default)]
-    pub extensions: Extensions,
+    pub(crate) extensions: Extensions,
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
-pub struct ContextActivities {
+pub(crate) struct ContextActivities {
     #[serde(skip_serializing_if = "Vec::is_empty", default)]
-    pub parent: Vec<ContextActivity>,
+    pub(crate) parent: Vec<ContextActivity>,
     #[serde(skip_serializing_if = "Vec::is_empty", default)]
-    pub grouping: Vec<ContextActivity>,
+    pub(crate) grouping: Vec<ContextActivity>,
     #[serde(skip_serializing_if = "Vec::is_empty", default)]
-    pub category: Vec<ContextActivity>,
+    pub(crate) category: Vec<ContextActivity>,
 }
 
 /// Deployment settings of the mapping: the base IRI, the UUIDv5 namespace derived from it,
 /// and the gateway's secret id key (registrations and statement ids of afnames stored since
 /// keying cannot be recomputed from a guessed leerlingid without it).
 #[derive(Clone, Debug)]
-pub struct Mapping {
+pub(crate) struct Mapping {
     base_iri: String,
     namespace: Uuid,
     id_key: Option<IdKey>,
@@ -175,16 +175,16 @@ pub struct Mapping {
 
 /// An HMAC-SHA256 key that derives ids; never printed.
 #[derive(Clone)]
-pub struct IdKey(std::sync::Arc<Vec<u8>>);
+pub(crate) struct IdKey(std::sync::Arc<Vec<u8>>);
 
 impl IdKey {
-    pub fn new(key: Vec<u8>) -> IdKey {
+    pub(crate) fn new(key: Vec<u8>) -> IdKey {
         IdKey(std::sync::Arc::new(key))
     }
 
     /// A UUIDv8 (RFC 9562) from the first 16 bytes of HMAC-SHA256(key, `name`): stable for one
     /// key and name, unlinkable to the name without the key.
-    pub fn uuid(&self, name: &str) -> String {
+    pub(crate) fn uuid(&self, name: &str) -> String {
         use hmac::Mac;
         let mut mac =
             hmac::Hmac::<sha2::Sha256>::new_from_slice(&self.0).expect("HMAC takes any key length");
@@ -206,18 +206,18 @@ impl std::fmt::Debug for IdKey {
 
 /// A statement built for an afname, with the values the store indexes.
 #[derive(Clone, Debug)]
-pub struct BuiltStatement {
-    pub statement: Statement,
+pub(crate) struct BuiltStatement {
+    pub(crate) statement: Statement,
     /// The id name string before any re-issue suffix (MAPPING.md §2).
-    pub id_name: String,
-    pub activity_id: String,
-    pub registration: String,
+    pub(crate) id_name: String,
+    pub(crate) activity_id: String,
+    pub(crate) registration: String,
     /// Whether the ids are keyed (`AfnameSource::keyed_ids`), so a re-issue id is keyed too.
-    pub keyed: bool,
+    pub(crate) keyed: bool,
 }
 
 /// Percent-encodes everything outside the RFC 3986 unreserved characters (one IRI path segment).
-pub fn pct(text: &str) -> String {
+pub(crate) fn pct(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
     for byte in text.bytes() {
         if byte.is_ascii_alphanumeric() || matches!(byte, b'-' | b'.' | b'_' | b'~') {
@@ -230,7 +230,7 @@ pub fn pct(text: &str) -> String {
 }
 
 /// The school identity in id name strings: `brin:<brincode><dependancecode or 00>` or `schoolkey:<key>`.
-pub fn school_identity(
+pub(crate) fn school_identity(
     brincode: Option<&str>,
     dependancecode: Option<&str>,
     schoolkey: Option<&str>,
@@ -366,7 +366,7 @@ fn timestamp(afnamedatum: &str, aanmaakdatum: &str) -> String {
 
 impl Mapping {
     /// Checks the base IRI (absolute http(s), no query or fragment) and derives the id namespace.
-    pub fn new(base_iri: &str) -> Result<Mapping, BridgeError> {
+    pub(crate) fn new(base_iri: &str) -> Result<Mapping, BridgeError> {
         let base_iri = base_iri.trim().trim_end_matches('/').to_string();
         let scheme_ok = base_iri.starts_with("https://") || base_iri.starts_with("http://");
         let host = base_iri.split("://").nth(1).unwrap_or("");
@@ -387,19 +387,19 @@ impl Mapping {
     }
 
     /// The mapping with the gateway's id key, which keyed ids and registrations need.
-    pub fn with_id_key(mut self, id_key: IdKey) -> Mapping {
+    pub(crate) fn with_id_key(mut self, id_key: IdKey) -> Mapping {
         self.id_key = Some(id_key);
         self
     }
 
     /// The mapping of a gateway whose stored id key does not open, and why.
-    pub fn with_unopened_id_key(mut self, reason: String) -> Mapping {
+    pub(crate) fn with_unopened_id_key(mut self, reason: String) -> Mapping {
         self.id_key_unopened = Some(reason);
         self
     }
 
     /// Refuses to build a keyed statement while the stored id key does not open.
-    pub fn check_keyed(&self, keyed: bool) -> Result<(), BridgeError> {
+    pub(crate) fn check_keyed(&self, keyed: bool) -> Result<(), BridgeError> {
         match (&self.id_key_unopened, keyed) {
             (Some(reason), true) => Err(BridgeError::IdKey(reason.clone())),
             _ => Ok(()),
@@ -409,33 +409,33 @@ impl Mapping {
     /// A keyed id (`keyed`, with the gateway's id key) or a UUIDv5 in this deployment's
     /// public namespace (ids published before keying, and a mapping made without a key, as
     /// tools and unit tests make it; `serve` always has one, see `check_keyed`).
-    pub fn id(&self, name: &str, keyed: bool) -> String {
+    pub(crate) fn id(&self, name: &str, keyed: bool) -> String {
         match (&self.id_key, keyed) {
             (Some(key), true) => key.uuid(&format!("{}|{name}", self.base_iri)),
             _ => self.uuid(name),
         }
     }
 
-    pub fn base_iri(&self) -> &str {
+    pub(crate) fn base_iri(&self) -> &str {
         &self.base_iri
     }
 
     /// UUIDv5 in this deployment's namespace.
-    pub fn uuid(&self, name: &str) -> String {
+    pub(crate) fn uuid(&self, name: &str) -> String {
         Uuid::new_v5(&self.namespace, name.as_bytes()).to_string()
     }
 
-    pub fn extension(&self, name: &str) -> String {
+    pub(crate) fn extension(&self, name: &str) -> String {
         format!("{}/extension/{name}", self.base_iri)
     }
 
     /// The agent of the gateway itself, the actor of voiding statements.
-    pub fn gateway_agent(&self) -> Agent {
+    pub(crate) fn gateway_agent(&self) -> Agent {
         Agent::account(self.base_iri.clone(), GATEWAY_ACCOUNT)
     }
 
     /// The agent for a learner known only by the LAS key of one school.
-    pub fn las_agent(&self, school_identity: &str, leerlingid: &str) -> Agent {
+    pub(crate) fn las_agent(&self, school_identity: &str, leerlingid: &str) -> Agent {
         Agent::account(
             format!("{}/las/{}", self.base_iri, pct(school_identity)),
             leerlingid,
@@ -443,7 +443,7 @@ impl Mapping {
     }
 
     /// The default identity: the ECK iD when known (MAPPING.md §3), else the LAS key.
-    pub fn default_agent(
+    pub(crate) fn default_agent(
         &self,
         school_identity: &str,
         leerlingid: &str,
@@ -456,11 +456,11 @@ impl Mapping {
     }
 
     /// The home page of per-LRS pseudonymous accounts.
-    pub fn pseudonym_home_page(&self) -> String {
+    pub(crate) fn pseudonym_home_page(&self) -> String {
         format!("{}/pseudonym", self.base_iri)
     }
 
-    pub fn toets_activity_id(&self, toetscode: &str, versie: &str) -> String {
+    pub(crate) fn toets_activity_id(&self, toetscode: &str, versie: &str) -> String {
         let mut id = format!("{}/toets/{}", self.base_iri, pct(toetscode));
         if !versie.is_empty() {
             id.push_str(&format!("/versie/{}", pct(versie)));
@@ -468,7 +468,7 @@ impl Mapping {
         id
     }
 
-    pub fn profile_activity(&self) -> ContextActivity {
+    pub(crate) fn profile_activity(&self) -> ContextActivity {
         ContextActivity {
             object_type: "Activity".into(),
             id: format!("{}/profile/uwlr-2.2/{MAPPING_VERSION}", self.base_iri),
@@ -478,7 +478,7 @@ impl Mapping {
 
     /// The voiding statement for `voided_id`; its id is derived from the voided id, so a resend
     /// is a no-op, and its timestamp is `timestamp`, the correcting message's aanmaakdatum.
-    pub fn voiding_statement(&self, voided_id: &str, timestamp: String) -> Statement {
+    pub(crate) fn voiding_statement(&self, voided_id: &str, timestamp: String) -> Statement {
         Statement {
             id: self.uuid(&format!("uwlr-void|{MAPPING_VERSION}|{voided_id}")),
             actor: self.gateway_agent(),
@@ -496,7 +496,7 @@ impl Mapping {
     }
 
     /// Builds the statement for one afname against its toets definition (MAPPING.md §2–§7).
-    pub fn build(&self, source: &AfnameSource, toets: &Toets) -> BuiltStatement {
+    pub(crate) fn build(&self, source: &AfnameSource, toets: &Toets) -> BuiltStatement {
         let school = school_identity(
             source.brincode.as_deref(),
             source.dependancecode.as_deref(),

@@ -6,19 +6,19 @@ use std::path::PathBuf;
 /// uwlr-gateway: receives UWLR 2.2 BrengLeerresultaten messages and keeps them in SQLite.
 #[derive(Parser, Debug)]
 #[command(version = crate::VERSION_WITH_COMMIT, about)]
-pub struct Cli {
+pub(crate) struct Cli {
     /// TOML configuration file (settings there are overridden by UWLR_* variables and flags).
     #[arg(long, global = true, env = "UWLR_CONFIG")]
-    pub config: Option<PathBuf>,
+    pub(crate) config: Option<PathBuf>,
     /// Folder with the database; every subcommand must get the same one as `serve`.
     #[arg(long, global = true)]
-    pub data_dir: Option<PathBuf>,
+    pub(crate) data_dir: Option<PathBuf>,
     #[command(subcommand)]
-    pub command: Command,
+    pub(crate) command: Command,
 }
 
 #[derive(Subcommand, Debug)]
-pub enum Command {
+pub(crate) enum Command {
     /// Create the data dir and its databases (as `serve` does at its first start); on an
     /// existing data dir it only migrates. Every other subcommand needs an existing one.
     Init,
@@ -117,103 +117,103 @@ pub enum Command {
 
 /// The filters and format of `audit`.
 #[derive(clap::Args, Debug)]
-pub struct AuditArgs {
+pub(crate) struct AuditArgs {
     /// Only reads by this reader.
     #[arg(long)]
-    pub reader: Option<String>,
+    pub(crate) reader: Option<String>,
     /// Only reads of this school (written as 99XX, 99XX01 or the schoolkey).
     #[arg(long)]
-    pub school: Option<String>,
+    pub(crate) school: Option<String>,
     /// Only reads that returned records of this leerlingid.
     #[arg(long)]
-    pub leerling: Option<String>,
+    pub(crate) leerling: Option<String>,
     /// Only reads, no administrative actions.
     #[arg(long)]
-    pub reads: bool,
+    pub(crate) reads: bool,
     /// At most this many lines.
     #[arg(long, default_value_t = 50)]
-    pub limit: u32,
+    pub(crate) limit: u32,
     /// One JSON object per line instead of text.
     #[arg(long)]
-    pub json: bool,
+    pub(crate) json: bool,
 }
 
 /// What `replay` sends, where, and how fast.
 #[derive(clap::Args, Debug)]
-pub struct ReplayArgs {
+pub(crate) struct ReplayArgs {
     /// Message files or folders of them, sent in file order.
     #[arg(required = true)]
-    pub paths: Vec<PathBuf>,
+    pub(crate) paths: Vec<PathBuf>,
     /// The SOAP endpoint, e.g. http://127.0.0.1:8080/uwlr/leerresultaten.
     #[arg(long, default_value = "http://127.0.0.1:8080/uwlr/leerresultaten")]
-    pub url: String,
+    pub(crate) url: String,
     /// Filled into files without an autorisatie header.
     #[arg(long)]
-    pub klantcode: Option<String>,
+    pub(crate) klantcode: Option<String>,
     /// Filled into files without an autorisatie header.
     #[arg(long)]
-    pub klantnaam: Option<String>,
+    pub(crate) klantnaam: Option<String>,
     /// The autorisatiesleutel filled into files without an autorisatie header.
     #[arg(long)]
-    pub key: Option<String>,
+    pub(crate) key: Option<String>,
     /// Calls in flight at once (one school's messages still go in file order).
     #[arg(long, default_value_t = 1)]
-    pub concurrency: usize,
+    pub(crate) concurrency: usize,
     /// At most this many messages per second.
     #[arg(long)]
-    pub rate: Option<f64>,
+    pub(crate) rate: Option<f64>,
     /// Shift every file's aanmaakdatum by one offset so the latest is now (order and
     /// spacing kept), written in UTC with `Z`, so the files can be sent again.
     #[arg(long)]
-    pub restamp: bool,
+    pub(crate) restamp: bool,
     /// A manifest (samples/manifest.toml) to compare each answer with; exit 1 on any difference.
     #[arg(long)]
-    pub expect: Option<PathBuf>,
+    pub(crate) expect: Option<PathBuf>,
     /// Seconds to wait for one answer.
     #[arg(long, default_value_t = 600)]
-    pub timeout: u64,
+    pub(crate) timeout: u64,
     /// PEM file with certificates to trust for an https:// URL, besides the system's roots.
     #[arg(long, value_name = "PEM")]
-    pub ca_file: Option<PathBuf>,
+    pub(crate) ca_file: Option<PathBuf>,
 }
 
 /// The shape and seed of what `generate` writes.
 #[derive(clap::Args, Debug)]
-pub struct GenerateArgs {
+pub(crate) struct GenerateArgs {
     /// Schools (each with its own learners and messages).
     #[arg(long, default_value_t = 1)]
-    pub schools: u32,
+    pub(crate) schools: u32,
     /// Learners per school.
     #[arg(long, default_value_t = 100)]
-    pub learners: u32,
+    pub(crate) learners: u32,
     /// Distinct toetsen.
     #[arg(long, default_value_t = 10)]
-    pub toetsen: u32,
+    pub(crate) toetsen: u32,
     /// Results (afname keys) per school.
     #[arg(long, default_value_t = 1000)]
-    pub afnames: u64,
+    pub(crate) afnames: u64,
     /// Seed of the generator: the same seed writes the same files.
     #[arg(long, default_value_t = 1)]
-    pub seed: u64,
+    pub(crate) seed: u64,
     /// One message per toetsafname (with versions and corrections) instead of one batch per school.
     #[arg(long)]
-    pub drip: bool,
+    pub(crate) drip: bool,
     /// Klantcode in the autorisatie header (default: the demo client).
     #[arg(long, default_value = crate::demo::KLANTCODE)]
-    pub klantcode: String,
+    pub(crate) klantcode: String,
     /// Klantnaam in the autorisatie header.
     #[arg(long, default_value = crate::demo::KLANTNAAM)]
-    pub klantnaam: String,
+    pub(crate) klantnaam: String,
     /// Autorisatiesleutel in the autorisatie header.
     #[arg(long, default_value = crate::demo::AUTORISATIESLEUTEL)]
-    pub key: String,
+    pub(crate) key: String,
     /// A folder, or FILE.xml for one batch of one school.
     #[arg(long)]
-    pub out: PathBuf,
+    pub(crate) out: PathBuf,
 }
 
 #[derive(Subcommand, Debug)]
-pub enum SecretsCommand {
+pub(crate) enum SecretsCommand {
     /// Print a new random key (base64), to put on the first line of the key file when rotating.
     NewKey,
     /// Reseal every stored secret under the first key of the key file (after a rotation, or for
@@ -226,7 +226,7 @@ pub enum SecretsCommand {
 }
 
 #[derive(Subcommand, Debug)]
-pub enum LrsCommand {
+pub(crate) enum LrsCommand {
     /// Subscribe an LRS; a running gateway starts delivering to it within a poll interval.
     Add(LrsAddArgs),
     /// List the subscribed LRSs with their filters (never a password).
@@ -244,15 +244,15 @@ pub enum LrsCommand {
 
 /// Where an LRS is, how the gateway authenticates and trusts it, and what it may receive.
 #[derive(clap::Args, Debug)]
-pub struct LrsAddArgs {
+pub(crate) struct LrsAddArgs {
     /// A name for the LRS, unique among LRSs.
-    pub name: String,
+    pub(crate) name: String,
     /// The LRS statements resource, e.g. https://lrs.example/xAPI/statements.
     #[arg(long)]
-    pub url: String,
+    pub(crate) url: String,
     /// HTTP Basic user.
     #[arg(long)]
-    pub username: Option<String>,
+    pub(crate) username: Option<String>,
     /// HTTP Basic password (or UWLR_LRS_PASSWORD, which keeps it out of the shell history
     /// and the process list; or --password-file).
     #[arg(
@@ -261,33 +261,33 @@ pub struct LrsAddArgs {
         hide_env_values = true,
         conflicts_with = "password_file"
     )]
-    pub password: Option<String>,
+    pub(crate) password: Option<String>,
     /// Read the HTTP Basic password from this file ("-" for standard input).
     #[arg(long, value_name = "FILE")]
-    pub password_file: Option<PathBuf>,
+    pub(crate) password_file: Option<PathBuf>,
     /// Only results of this school (repeatable; none means every school).
     #[arg(long = "school")]
-    pub schools: Vec<String>,
+    pub(crate) schools: Vec<String>,
     /// Only results of this toetscode (repeatable; none means every toets).
     #[arg(long = "toetscode")]
-    pub toetscodes: Vec<String>,
+    pub(crate) toetscodes: Vec<String>,
     /// Deliver only statements generated from now on (default: the whole history, oldest first).
     #[arg(long)]
-    pub from_now: bool,
+    pub(crate) from_now: bool,
     /// The learner identity this LRS may see.
     #[arg(long, value_enum, default_value_t = crate::bridge::subscriptions::Identity::Eckid)]
-    pub identity: crate::bridge::subscriptions::Identity,
+    pub(crate) identity: crate::bridge::subscriptions::Identity,
     /// Accept a plain http:// URL to another host (statements and credentials then cross the network unencrypted).
     #[arg(long)]
-    pub allow_plain_http: bool,
+    pub(crate) allow_plain_http: bool,
     /// PEM file with the CA certificate(s) of a private CA the LRS's server certificate chains
     /// to, trusted for this LRS besides the system's roots; the certificates are stored with it.
     #[arg(long, value_name = "PEM")]
-    pub ca_file: Option<PathBuf>,
+    pub(crate) ca_file: Option<PathBuf>,
 }
 
 #[derive(Subcommand, Debug)]
-pub enum OutboxCommand {
+pub(crate) enum OutboxCommand {
     /// Pending statements, lag and the last answer per LRS.
     Status {
         /// One JSON object (statements, publisher position, one entry per LRS) instead of text.
@@ -313,7 +313,7 @@ pub enum OutboxCommand {
 
 /// A read API a reader may use.
 #[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
-pub enum ScopeArg {
+pub(crate) enum ScopeArg {
     /// The LAS feed (`/api/v1/schools/...`).
     Las,
     /// The xAPI statements (`/xapi/...`).
@@ -331,20 +331,20 @@ impl From<ScopeArg> for crate::store::readers::Scope {
 
 /// The mandate a reader's access to a school rests on.
 #[derive(clap::Args, Debug)]
-pub struct MandateArgs {
+pub(crate) struct MandateArgs {
     /// Reference of the agreement (mandate) under which the school lets this reader read its data.
     #[arg(long)]
-    pub mandate: String,
+    pub(crate) mandate: String,
     /// First day the mandate is valid (YYYY-MM-DD); default today.
     #[arg(long)]
-    pub valid_from: Option<String>,
+    pub(crate) valid_from: Option<String>,
     /// Last day the mandate is valid (YYYY-MM-DD); access ends by itself after it. Default open-ended.
     #[arg(long)]
-    pub valid_until: Option<String>,
+    pub(crate) valid_until: Option<String>,
 }
 
 #[derive(Subcommand, Debug)]
-pub enum ReadersCommand {
+pub(crate) enum ReadersCommand {
     /// Register a reader; prints its bearer token once, as the last line.
     Add {
         /// A name for the reader, unique among readers.
@@ -390,7 +390,7 @@ pub enum ReadersCommand {
 }
 
 #[derive(Subcommand, Debug)]
-pub enum ClientsCommand {
+pub(crate) enum ClientsCommand {
     /// Register a client; prints its new autorisatiesleutel once.
     Add {
         /// The klantcode the client puts in its autorisatie header.
@@ -431,7 +431,7 @@ pub enum ClientsCommand {
 }
 
 #[derive(Subcommand, Debug)]
-pub enum SchoolsCommand {
+pub(crate) enum SchoolsCommand {
     /// Let a client send for a school, under the school's processing agreement (mandate).
     Activate {
         /// School: 99XX, 99XX01 (brincode + dependancecode) or the schoolkey.
@@ -466,7 +466,7 @@ pub enum SchoolsCommand {
 }
 
 #[derive(Subcommand, Debug)]
-pub enum LeerlingenCommand {
+pub(crate) enum LeerlingenCommand {
     /// Import learners from CSV (school,leerlingid,eckid,naam) or leerlinggegevens_antwoord XML.
     Import {
         /// The CSV or XML file.
@@ -490,20 +490,20 @@ pub enum LeerlingenCommand {
 
 /// One learner of one school, by LAS key or ECK iD.
 #[derive(clap::Args, Debug)]
-pub struct LearnerArgs {
+pub(crate) struct LearnerArgs {
     /// The school (written as 99XX, 99XX01 or the schoolkey).
     #[arg(long)]
-    pub school: String,
+    pub(crate) school: String,
     /// The learner's LAS key.
     #[arg(required_unless_present = "eckid", conflicts_with = "eckid")]
-    pub leerlingid: Option<String>,
+    pub(crate) leerlingid: Option<String>,
     /// The learner's ECK iD instead of the LAS key.
     #[arg(long)]
-    pub eckid: Option<String>,
+    pub(crate) eckid: Option<String>,
 }
 
 #[derive(Subcommand, Debug)]
-pub enum ReceiptsCommand {
+pub(crate) enum ReceiptsCommand {
     /// The latest receipts, newest first: outcome, school, counts and faultcode.
     List {
         /// At most this many receipts.

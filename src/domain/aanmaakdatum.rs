@@ -7,19 +7,19 @@ use chrono::{DateTime, Utc};
 /// Reads an xs:dateTime as XSD defines it (`24:00:00`, long and negative years, any
 /// fraction, offsets to ±14:00) into an instant; see `XsdDateTime::to_instant` for
 /// values without offset (Europe/Amsterdam wall-clock time).
-pub fn parse_datetime(text: &str) -> Result<DateTime<Utc>, XsdValueError> {
+pub(crate) fn parse_datetime(text: &str) -> Result<DateTime<Utc>, XsdValueError> {
     XsdDateTime::parse(text)?.to_instant()
 }
 
 /// Microseconds since the epoch: the comparable form kept in the store.
-pub fn to_micros(instant: DateTime<Utc>) -> i64 {
+pub(crate) fn to_micros(instant: DateTime<Utc>) -> i64 {
     instant.timestamp_micros()
 }
 
 /// An aanmaakdatum may lie at most `skew` after `now` (the sender's clock may run a little
 /// ahead). A later one would become the sender's ordering state for the school, and every
 /// message it sends afterwards would be refused as out of order (issue 16).
-pub fn check_not_future(
+pub(crate) fn check_not_future(
     text: &str,
     micros: i64,
     now: DateTime<Utc>,

@@ -5,7 +5,7 @@ use chrono::{DateTime, NaiveDate, Utc};
 /// Where the current time comes from. Every "now" and "today" of the gateway is read
 /// through this, so that a rule that depends on the time can be checked at any instant.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub enum Clock {
+pub(crate) enum Clock {
     /// The system's wall clock.
     #[default]
     System,
@@ -14,7 +14,7 @@ pub enum Clock {
 }
 
 impl Clock {
-    pub fn now(self) -> DateTime<Utc> {
+    pub(crate) fn now(self) -> DateTime<Utc> {
         match self {
             Clock::System => Utc::now(),
             Clock::Fixed(instant) => instant,
@@ -22,7 +22,7 @@ impl Clock {
     }
 
     /// Today in the Netherlands: the day mandates and grants are checked against.
-    pub fn today(self) -> NaiveDate {
+    pub(crate) fn today(self) -> NaiveDate {
         self.now()
             .with_timezone(&chrono_tz::Europe::Amsterdam)
             .date_naive()
@@ -31,7 +31,7 @@ impl Clock {
 
 /// Today in the Netherlands on the wall clock: where no `Clock` is passed in (the read API's
 /// grants, the CLI's defaults), this is the day, so that no caller computes its own.
-pub fn today() -> NaiveDate {
+pub(crate) fn today() -> NaiveDate {
     Clock::System.today()
 }
 

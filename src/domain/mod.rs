@@ -1,15 +1,16 @@
 //! Checked domain types and the UWLR result rules, free of XML and SQL.
 
-pub mod aanmaakdatum;
-pub mod clock;
-pub mod rules;
-pub mod school;
-pub mod violation;
-pub mod xsd;
+pub(crate) mod aanmaakdatum;
+pub(crate) mod clock;
+pub(crate) mod rules;
+pub(crate) mod school;
+pub(crate) mod violation;
+pub(crate) mod xsd;
 
-pub use clock::{today, Clock};
-pub use school::SchoolCode;
-pub use violation::{Rule, Violation};
+pub(crate) use clock::{today, Clock};
+pub(crate) use school::SchoolCode;
+pub use violation::Rule;
+pub(crate) use violation::Violation;
 
 #[cfg(test)]
 mod proptests;

@@ -8,10 +8,10 @@ use crate::vdex::{TermCheck, Vocabularies};
 use std::collections::BTreeSet;
 
 /// Vocabulary identifiers met in a message that are not known here (accepted as is).
-pub type UnknownVocabularies = BTreeSet<String>;
+pub(crate) type UnknownVocabularies = BTreeSet<String>;
 
 /// A body may not be larger than the gateway's `max_body_bytes`.
-pub fn too_large(limit: u64) -> Violation {
+pub(crate) fn too_large(limit: u64) -> Violation {
     Violation::new(
         Rule::Grootte,
         format!("the message is larger than this gateway's limit of {limit} bytes; split it into several messages"),
@@ -19,7 +19,7 @@ pub fn too_large(limit: u64) -> Violation {
 }
 
 /// `xsdversie` must be one of the supported versions.
-pub fn check_xsdversie(school: &School, supported: &[String]) -> Option<Violation> {
+pub(crate) fn check_xsdversie(school: &School, supported: &[String]) -> Option<Violation> {
     let version = school.xsdversie.trim();
     (!supported.iter().any(|supported| supported == version)).then(|| {
         Violation::new(
@@ -37,7 +37,7 @@ pub fn check_xsdversie(school: &School, supported: &[String]) -> Option<Violatio
 /// Reads the aanmaakdatum as an instant (µs since the epoch) for the ordering rule.
 // A Violation is this rule's answer, built once per message: boxing it buys nothing.
 #[allow(clippy::result_large_err)]
-pub fn read_aanmaakdatum(school: &School) -> Result<i64, Violation> {
+pub(crate) fn read_aanmaakdatum(school: &School) -> Result<i64, Violation> {
     parse_datetime(&school.aanmaakdatum)
         .map(to_micros)
         .map_err(|error| {
@@ -50,7 +50,7 @@ pub fn read_aanmaakdatum(school: &School) -> Result<i64, Violation> {
 /// A value that could not be used: UWLR-BEREIK when XSD allows it but the gateway
 /// cannot hold it, UWLR-XSD when it is not a value of its type at all (only offline
 /// tools that skip the schema get here: libxml2 refuses those first).
-pub fn value_violation(error: &XsdValueError, element: &str) -> Violation {
+pub(crate) fn value_violation(error: &XsdValueError, element: &str) -> Violation {
     let rule = match error {
         XsdValueError::Beyond { .. } => Rule::Bereik,
         XsdValueError::Lexical { .. } => Rule::Xsd,
@@ -65,7 +65,7 @@ fn unread_violation(unread: &UnreadValue, path: &str) -> Violation {
 }
 
 /// Checks one vocabulary-bound value; unknown vocabularies are noted, not refused.
-pub fn check_term(
+pub(crate) fn check_term(
     vocabularies: &Vocabularies,
     path: &str,
     value: &VocabulaireWaarde,
@@ -140,7 +140,7 @@ fn check_normering(
 }
 
 /// Checks a toets definition on its own: vocabulary terms and consistent normeringen.
-pub fn check_toets(
+pub(crate) fn check_toets(
     toets: &Toets,
     vocabularies: &Vocabularies,
     unknown: &mut UnknownVocabularies,
@@ -178,7 +178,7 @@ pub fn check_toets(
 /// kToetscode (toetscode unique in the message) and uOnderdeelVolgnummer (volgnummer unique per toets).
 /// Each compares values of its field's type: toetscode as xs:string (every character,
 /// whitespace included), toetsonderdeelvolgnummer as xs:positiveInteger (`1` is `01` is `+1`).
-pub fn check_toetsen_identity(toetsen: &[Toets]) -> Vec<Violation> {
+pub(crate) fn check_toetsen_identity(toetsen: &[Toets]) -> Vec<Violation> {
     let mut violations = Vec::new();
     let mut codes = std::collections::HashSet::new();
     for toets in toetsen {
@@ -222,7 +222,7 @@ pub fn check_toetsen_identity(toetsen: &[Toets]) -> Vec<Violation> {
 }
 
 /// Where a resultaat sits, for violation paths.
-pub fn resultaat_path(leerlingid: &str, resultaat: &Resultaat) -> String {
+pub(crate) fn resultaat_path(leerlingid: &str, resultaat: &Resultaat) -> String {
     format!(
         "toetsafname[leerlingid={leerlingid}]/resultaat[key={}]",
         resultaat.key
@@ -231,7 +231,7 @@ pub fn resultaat_path(leerlingid: &str, resultaat: &Resultaat) -> String {
 
 /// Checks a resultaat against the toets version it is pinned to: the onderdeel must
 /// be one the definition lists, and a score must lie within the applicable normering.
-pub fn check_resultaat(
+pub(crate) fn check_resultaat(
     leerlingid: &str,
     resultaat: &Resultaat,
     definition: &Toets,
@@ -296,7 +296,7 @@ pub fn check_resultaat(
 
 /// The toets version a resultaat is read against: its own `versie` when given, else
 /// that of its toets in the same message, else empty (README "Version pinning").
-pub fn pinned_versie(
+pub(crate) fn pinned_versie(
     resultaat: &Resultaat,
     message_versions: &std::collections::HashMap<String, String>,
 ) -> String {
@@ -311,19 +311,19 @@ pub fn pinned_versie(
 /// The onderdeel scores of one toets version within one toetsafname: without a
 /// toets-level result their sum is the toets score (README "Derived sums").
 #[derive(Debug, Default)]
-pub struct DerivedSum {
-    pub total: u64,
+pub(crate) struct DerivedSum {
+    pub(crate) total: u64,
     /// The keys of the onderdeel results summed.
-    pub keys: Vec<String>,
-    pub latest_afnamedatum: String,
+    pub(crate) keys: Vec<String>,
+    pub(crate) latest_afnamedatum: String,
     /// `latest_afnamedatum` as a calendar key: dates compare as dates, not as text.
     latest_date: Option<(i64, u8, u8)>,
-    pub has_toets_score: bool,
+    pub(crate) has_toets_score: bool,
 }
 
 impl DerivedSum {
     /// Counts a resultaat that passed `check_resultaat`.
-    pub fn add(&mut self, resultaat: &Resultaat) {
+    pub(crate) fn add(&mut self, resultaat: &Resultaat) {
         match (&resultaat.toetsonderdeelcode, &resultaat.uitslag) {
             (None, _) => self.has_toets_score = true,
             (Some(_), Uitslag::Score(Some(score))) => {
@@ -344,7 +344,7 @@ impl DerivedSum {
 
     /// The toetsnormering a sum is derived under; none when the toetsafname has a
     /// toets-level result, no onderdeel scores, or the toets no toetsnormering.
-    pub fn normering<'a>(&self, definition: &'a Toets) -> Option<&'a Normering> {
+    pub(crate) fn normering<'a>(&self, definition: &'a Toets) -> Option<&'a Normering> {
         if self.has_toets_score || self.keys.is_empty() {
             return None;
         }
@@ -352,7 +352,7 @@ impl DerivedSum {
     }
 
     /// The sum must lie within the toetsnormering, as a toets-level score would.
-    pub fn check(
+    pub(crate) fn check(
         &self,
         leerlingid: &str,
         toetscode: &str,
@@ -381,19 +381,19 @@ impl DerivedSum {
 
 /// One onderdeel result of a leerling for a toets version, as stored (from any message).
 #[derive(Clone, Debug)]
-pub struct OnderdeelScore {
-    pub toetsonderdeelcode: String,
-    pub key: String,
-    pub afnamedatum: String,
+pub(crate) struct OnderdeelScore {
+    pub(crate) toetsonderdeelcode: String,
+    pub(crate) key: String,
+    pub(crate) afnamedatum: String,
     /// `None` for an osoresultaat or anderresultaat: no number to add.
-    pub score: Option<u64>,
+    pub(crate) score: Option<u64>,
 }
 
 /// The toets score a sitting adds up to: for every onderdeel the toets version defines, its
 /// latest result (by afnamedatum, then the one stored last; `results` in store order).
 /// `None` while an onderdeel has no result or no score, so no total is published for part
 /// of a toets (issue 17: two messages with 8/30 and 16/30 gave two totals).
-pub fn complete_sum(definition: &Toets, results: &[OnderdeelScore]) -> Option<DerivedSum> {
+pub(crate) fn complete_sum(definition: &Toets, results: &[OnderdeelScore]) -> Option<DerivedSum> {
     if definition.toetsonderdelen.is_empty() {
         return None;
     }
@@ -424,7 +424,11 @@ pub fn complete_sum(definition: &Toets, results: &[OnderdeelScore]) -> Option<De
 }
 
 /// A score must lie between the lowest beginnormwaarde and the highest eindnormwaarde.
-pub fn check_score(score: u64, normering: Option<&Normering>, path: &str) -> Option<Violation> {
+pub(crate) fn check_score(
+    score: u64,
+    normering: Option<&Normering>,
+    path: &str,
+) -> Option<Violation> {
     let (low, high) = normering?.range()?;
     (score < low || score > high).then(|| {
         Violation::new(

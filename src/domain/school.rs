@@ -9,11 +9,11 @@ use std::fmt;
 /// schoolkey itself otherwise. A schoolkey that happens to look like a brincode form is
 /// read as one; the standard's own choice (brincode | schoolkey) makes that clash rare.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct SchoolCode(String);
+pub(crate) struct SchoolCode(String);
 
 impl SchoolCode {
     /// Builds the code from the message's school identification.
-    pub fn from_parts(
+    pub(crate) fn from_parts(
         brincode: Option<&str>,
         dependancecode: Option<&str>,
         schoolkey: Option<&str>,
@@ -32,7 +32,7 @@ impl SchoolCode {
     }
 
     /// Parses the written form; `99XX00` is folded to `99XX`.
-    pub fn parse(text: &str) -> Result<SchoolCode, String> {
+    pub(crate) fn parse(text: &str) -> Result<SchoolCode, String> {
         let text = text.trim();
         if text.is_empty() {
             return Err("empty school code".into());
@@ -54,12 +54,12 @@ impl SchoolCode {
         Ok(SchoolCode(text.to_string()))
     }
 
-    pub fn as_str(&self) -> &str {
+    pub(crate) fn as_str(&self) -> &str {
         &self.0
     }
 
     /// The (brincode, dependancecode, schoolkey) parts of this code, for storage.
-    pub fn parts(&self) -> (Option<&str>, Option<&str>, Option<&str>) {
+    pub(crate) fn parts(&self) -> (Option<&str>, Option<&str>, Option<&str>) {
         let bytes = self.0.as_bytes();
         let brin = bytes.len() >= 4
             && bytes[0].is_ascii_digit()

@@ -129,7 +129,7 @@ impl Rule {
     }
 
     /// The plain-language faultstring for a fault led by this rule (Dutch, as LAS send it).
-    pub fn faultstring(self) -> &'static str {
+    pub(crate) fn faultstring(self) -> &'static str {
         match self.faultcode() {
             "Client.OngeldigBericht" => "Inhoud van het bericht is ongeldig",
             "Client.AutorisatieOngeldig" => "Autorisatie is ongeldig",
@@ -145,7 +145,7 @@ impl Rule {
     }
 
     /// Whether the sender is at fault (SOAP `Client`) rather than us (`Server`).
-    pub fn is_client_fault(self) -> bool {
+    pub(crate) fn is_client_fault(self) -> bool {
         self != Rule::Intern
     }
 
@@ -193,27 +193,27 @@ impl std::fmt::Display for Rule {
 
 /// One problem found in a message, with everything a sender needs to find it.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Violation {
-    pub rule: Rule,
+pub(crate) struct Violation {
+    pub(crate) rule: Rule,
     /// 1-based line in the request body, when known.
     #[serde(skip_serializing_if = "Option::is_none", default)]
-    pub line: Option<u64>,
+    pub(crate) line: Option<u64>,
     #[serde(skip_serializing_if = "Option::is_none", default)]
-    pub column: Option<u64>,
+    pub(crate) column: Option<u64>,
     /// Byte offset in the request body; turned into line/column before reporting.
     #[serde(skip)]
-    pub offset: Option<u64>,
+    pub(crate) offset: Option<u64>,
     /// Where in the message: an element path, or the afname key and field.
     #[serde(skip_serializing_if = "Option::is_none", default)]
-    pub path: Option<String>,
+    pub(crate) path: Option<String>,
     /// The offending value, shortened to at most 256 characters.
     #[serde(skip_serializing_if = "Option::is_none", default)]
-    pub value: Option<String>,
-    pub message: String,
+    pub(crate) value: Option<String>,
+    pub(crate) message: String,
 }
 
 impl Violation {
-    pub fn new(rule: Rule, message: impl Into<String>) -> Self {
+    pub(crate) fn new(rule: Rule, message: impl Into<String>) -> Self {
         Violation {
             rule,
             line: None,
@@ -225,22 +225,22 @@ impl Violation {
         }
     }
 
-    pub fn at_path(mut self, path: impl Into<String>) -> Self {
+    pub(crate) fn at_path(mut self, path: impl Into<String>) -> Self {
         self.path = Some(path.into());
         self
     }
 
-    pub fn with_value(mut self, value: impl AsRef<str>) -> Self {
+    pub(crate) fn with_value(mut self, value: impl AsRef<str>) -> Self {
         self.value = Some(shorten(value.as_ref(), 256));
         self
     }
 
-    pub fn at_offset(mut self, offset: u64) -> Self {
+    pub(crate) fn at_offset(mut self, offset: u64) -> Self {
         self.offset = Some(offset);
         self
     }
 
-    pub fn at_line(mut self, line: Option<u64>, column: Option<u64>) -> Self {
+    pub(crate) fn at_line(mut self, line: Option<u64>, column: Option<u64>) -> Self {
         self.line = line;
         self.column = column;
         self
@@ -248,7 +248,7 @@ impl Violation {
 }
 
 /// Cuts a string to at most `max` characters, marking the cut.
-pub fn shorten(text: &str, max: usize) -> String {
+pub(crate) fn shorten(text: &str, max: usize) -> String {
     if text.chars().count() <= max {
         return text.to_string();
     }
@@ -259,17 +259,17 @@ pub fn shorten(text: &str, max: usize) -> String {
 
 /// The violations of a rejected message, capped so a hostile batch cannot blow up the fault.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Violations {
-    pub items: Vec<Violation>,
+pub(crate) struct Violations {
+    pub(crate) items: Vec<Violation>,
     /// How many more were found but not kept.
-    pub omitted: u64,
+    pub(crate) omitted: u64,
 }
 
 impl Violations {
     /// How many violations one fault reports at most.
-    pub const LIMIT: usize = 1000;
+    pub(crate) const LIMIT: usize = 1000;
 
-    pub fn push(&mut self, violation: Violation) {
+    pub(crate) fn push(&mut self, violation: Violation) {
         if self.items.len() < Self::LIMIT {
             self.items.push(violation);
         } else {
@@ -277,22 +277,22 @@ impl Violations {
         }
     }
 
-    pub fn extend(&mut self, violations: impl IntoIterator<Item = Violation>) {
+    pub(crate) fn extend(&mut self, violations: impl IntoIterator<Item = Violation>) {
         for violation in violations {
             self.push(violation);
         }
     }
 
-    pub fn is_empty(&self) -> bool {
+    pub(crate) fn is_empty(&self) -> bool {
         self.items.is_empty() && self.omitted == 0
     }
 
-    pub fn total(&self) -> u64 {
+    pub(crate) fn total(&self) -> u64 {
         self.items.len() as u64 + self.omitted
     }
 
     /// The rule that names the fault: the first in `Rule::ALL` order among those found.
-    pub fn leading_rule(&self) -> Rule {
+    pub(crate) fn leading_rule(&self) -> Rule {
         self.items
             .iter()
             .map(|violation| violation.rule)
@@ -300,7 +300,7 @@ impl Violations {
             .unwrap_or(Rule::Intern)
     }
 
-    pub fn single(violation: Violation) -> Self {
+    pub(crate) fn single(violation: Violation) -> Self {
         Violations {
             items: vec![violation],
             omitted: 0,

@@ -11,7 +11,7 @@ use std::cmp::Ordering;
 
 /// Why a text is not a usable XSD value.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
-pub enum XsdValueError {
+pub(crate) enum XsdValueError {
     /// Not in the type's lexical space (libxml2 reports these as schema errors).
     #[error("not a valid {kind}: {reason}")]
     Lexical { kind: &'static str, reason: String },
@@ -36,18 +36,18 @@ fn collapse(text: &str) -> &str {
 
 /// An xs:integer (or a restriction of it) by value: no upper bound, `+7`, `007` and `-0` allowed.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
-pub struct XsdInteger {
+pub(crate) struct XsdInteger {
     negative: bool,
     /// Decimal digits without leading zeros; "0" for zero (which is never negative).
     digits: String,
 }
 
 /// The largest value the store holds in an integer column.
-pub const INTEGER_LIMIT: &str = "at most 9223372036854775807";
+pub(crate) const INTEGER_LIMIT: &str = "at most 9223372036854775807";
 
 impl XsdInteger {
     /// Reads the lexical form `[+-]?[0-9]+` after collapsing whitespace.
-    pub fn parse(text: &str) -> Result<XsdInteger, XsdValueError> {
+    pub(crate) fn parse(text: &str) -> Result<XsdInteger, XsdValueError> {
         let text = collapse(text);
         let (negative, unsigned) = match text.as_bytes().first() {
             Some(b'-') => (true, &text[1..]),
@@ -68,12 +68,12 @@ impl XsdInteger {
         })
     }
 
-    pub fn is_negative(&self) -> bool {
+    pub(crate) fn is_negative(&self) -> bool {
         self.negative
     }
 
     /// The value as `i64`, or `Beyond` when the store cannot hold it.
-    pub fn to_i64(&self) -> Result<i64, XsdValueError> {
+    pub(crate) fn to_i64(&self) -> Result<i64, XsdValueError> {
         let canonical = self.to_string();
         canonical.parse().map_err(|_| XsdValueError::Beyond {
             what: format!(
@@ -118,7 +118,7 @@ impl PartialOrd for XsdInteger {
 }
 
 /// Reads an XSD integer that the store keeps as a non-negative `i64` (scores, norm bounds).
-pub fn parse_stored_count(text: &str) -> Result<u64, XsdValueError> {
+pub(crate) fn parse_stored_count(text: &str) -> Result<u64, XsdValueError> {
     let value = XsdInteger::parse(text)?;
     if value.is_negative() {
         return Err(XsdValueError::lexical(
@@ -132,12 +132,12 @@ pub fn parse_stored_count(text: &str) -> Result<u64, XsdValueError> {
 /// The date part shared by xs:date and xs:dateTime: a proleptic Gregorian date whose
 /// year may have more than four digits or a minus sign (year 0000 is refused, as libxml2 does).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct XsdDate {
-    pub year: i64,
-    pub month: u8,
-    pub day: u8,
+pub(crate) struct XsdDate {
+    pub(crate) year: i64,
+    pub(crate) month: u8,
+    pub(crate) day: u8,
     /// The timezone offset in minutes, if one was given.
-    pub offset_minutes: Option<i16>,
+    pub(crate) offset_minutes: Option<i16>,
 }
 
 /// The years chrono (and so the store's instants and xAPI timestamps) can represent.
@@ -145,7 +145,7 @@ const YEAR_LIMIT: &str = "years -262143 to 262142";
 
 impl XsdDate {
     /// Reads an xs:date: `-?YYYY-MM-DD` with an optional timezone.
-    pub fn parse(text: &str) -> Result<XsdDate, XsdValueError> {
+    pub(crate) fn parse(text: &str) -> Result<XsdDate, XsdValueError> {
         let text = collapse(text);
         let (date, rest) = parse_date_part(text, "xs:date")?;
         let offset_minutes = parse_timezone(rest, "xs:date")?;
@@ -156,7 +156,7 @@ impl XsdDate {
     }
 
     /// The calendar date, or `Beyond` for a year chrono cannot represent.
-    pub fn naive(&self) -> Result<NaiveDate, XsdValueError> {
+    pub(crate) fn naive(&self) -> Result<NaiveDate, XsdValueError> {
         i32::try_from(self.year)
             .ok()
             .and_then(|year| NaiveDate::from_ymd_opt(year, self.month.into(), self.day.into()))
@@ -167,7 +167,7 @@ impl XsdDate {
     }
 
     /// The order of dates as the calendar has it, the timezone aside.
-    pub fn calendar_key(&self) -> (i64, u8, u8) {
+    pub(crate) fn calendar_key(&self) -> (i64, u8, u8) {
         (self.year, self.month, self.day)
     }
 
@@ -198,18 +198,18 @@ impl XsdDate {
 
 /// An xs:dateTime, with `24:00:00` already turned into 00:00:00 of the next day.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct XsdDateTime {
-    pub date: XsdDate,
-    pub hour: u8,
-    pub minute: u8,
-    pub second: u8,
+pub(crate) struct XsdDateTime {
+    pub(crate) date: XsdDate,
+    pub(crate) hour: u8,
+    pub(crate) minute: u8,
+    pub(crate) second: u8,
     /// The fraction of the second, cut to nanoseconds (what chrono and the store keep).
-    pub nanosecond: u32,
+    pub(crate) nanosecond: u32,
 }
 
 impl XsdDateTime {
     /// Reads an xs:dateTime: `date 'T' hh:mm:ss(.s+)?` with an optional timezone.
-    pub fn parse(text: &str) -> Result<XsdDateTime, XsdValueError> {
+    pub(crate) fn parse(text: &str) -> Result<XsdDateTime, XsdValueError> {
         const KIND: &str = "xs:dateTime";
         let text = collapse(text);
         let (date, rest) = parse_date_part(text, KIND)?;
@@ -277,7 +277,7 @@ impl XsdDateTime {
     /// The instant it names. A value without offset is Europe/Amsterdam wall-clock time:
     /// the standard's own examples carry no offset and every sender is Dutch. In the
     /// autumn fold the earlier instant counts; a time in the spring gap is read one hour on.
-    pub fn to_instant(&self) -> Result<DateTime<Utc>, XsdValueError> {
+    pub(crate) fn to_instant(&self) -> Result<DateTime<Utc>, XsdValueError> {
         let naive: NaiveDateTime = self
             .date
             .naive()?

@@ -23,11 +23,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 /// Bodies up to this size stay in memory (drip messages); larger ones go to disk.
-pub const MEMORY_LIMIT: usize = 1 << 20;
+pub(crate) const MEMORY_LIMIT: usize = 1 << 20;
 
 /// The bytes of one request.
 #[derive(Clone, Debug)]
-pub enum Body {
+pub(crate) enum Body {
     Memory(bytes::Bytes),
     /// A spooled body, deleted when the last clone is dropped.
     File(Arc<tempfile::TempPath>),
@@ -36,22 +36,22 @@ pub enum Body {
 }
 
 /// A buffered reader over either kind of body.
-pub type BodyReader = Box<dyn BufRead + Send>;
+pub(crate) type BodyReader = Box<dyn BufRead + Send>;
 
 /// The longest run of bytes without `<` or `>` a reader passes on. An XML parser
 /// buffers a whole text node or tag before it can report it, so a hostile 100 MB
 /// text node or a tag with a million attributes would otherwise be held in memory
 /// whole; no UWLR value comes near this.
-pub const MAX_MARKUP_FREE_RUN: u64 = 8 << 20;
+pub(crate) const MAX_MARKUP_FREE_RUN: u64 = 8 << 20;
 
 /// The most `=` signs one tag may hold. Attribute parsers (libxml2's and
 /// quick-xml's duplicate checks) take time quadratic in a tag's attribute count:
 /// libxml2 needs 7 s for 50,000 attributes. No UWLR element has more than a few.
-pub const MAX_ATTRIBUTES_PER_TAG: u32 = 1000;
+pub(crate) const MAX_ATTRIBUTES_PER_TAG: u32 = 1000;
 
 /// Refuses input whose markup-free runs exceed `MAX_MARKUP_FREE_RUN`, or a tag
 /// with more than `MAX_ATTRIBUTES_PER_TAG` attributes.
-pub struct MarkupGuard<R> {
+pub(crate) struct MarkupGuard<R> {
     inner: R,
     run: u64,
     /// Whether the last `<` or `>` seen was a `<`.
@@ -63,7 +63,7 @@ pub struct MarkupGuard<R> {
 }
 
 impl<R: BufRead> MarkupGuard<R> {
-    pub fn new(inner: R) -> Self {
+    pub(crate) fn new(inner: R) -> Self {
         MarkupGuard {
             inner,
             run: 0,
@@ -140,7 +140,7 @@ impl<R: BufRead> BufRead for MarkupGuard<R> {
 
 impl Body {
     /// A fresh reader from the first byte.
-    pub fn reader(&self) -> std::io::Result<BodyReader> {
+    pub(crate) fn reader(&self) -> std::io::Result<BodyReader> {
         Ok(match self {
             Body::Memory(bytes) => Box::new(MarkupGuard::new(Cursor::new(bytes.clone()))),
             Body::File(path) => Box::new(MarkupGuard::new(BufReader::with_capacity(
@@ -155,7 +155,7 @@ impl Body {
     }
 
     /// The file behind the body, if it is on disk.
-    pub fn path(&self) -> Option<&Path> {
+    pub(crate) fn path(&self) -> Option<&Path> {
         match self {
             Body::Memory(_) => None,
             Body::File(path) => Some(path.as_ref()),
@@ -163,7 +163,7 @@ impl Body {
         }
     }
 
-    pub fn len(&self) -> std::io::Result<u64> {
+    pub(crate) fn len(&self) -> std::io::Result<u64> {
         Ok(match self {
             Body::Memory(bytes) => bytes.len() as u64,
             Body::File(path) => std::fs::metadata(path.as_ref() as &Path)?.len(),
@@ -171,7 +171,7 @@ impl Body {
         })
     }
 
-    pub fn is_empty(&self) -> bool {
+    pub(crate) fn is_empty(&self) -> bool {
         self.len().map(|length| length == 0).unwrap_or(true)
     }
 }

@@ -6,15 +6,15 @@
 //! outside the SOAP service path is rendered by `query::problem`.
 
 mod admin;
-pub mod body;
+pub(crate) mod body;
 mod operations;
 mod receipts;
 mod routes;
 mod server;
 mod soap;
 
-pub use server::{serve, tls_acceptor, Surface, TlsError};
-pub use soap::{render_wsdl, rewrite_schema_locations};
+pub(crate) use server::{serve, tls_acceptor, Surface, TlsError};
+pub(crate) use soap::{render_wsdl, rewrite_schema_locations};
 
 use crate::budget::Budget;
 use crate::config::Config;
@@ -25,21 +25,21 @@ use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
 
 /// Everything a request handler needs.
-pub struct AppState {
-    pub config: Config,
-    pub intake: Intake,
+pub(crate) struct AppState {
+    pub(crate) config: Config,
+    pub(crate) intake: Intake,
     /// The WSDL with `soap:address` and schema locations pointing at this gateway.
-    pub wsdl: String,
-    pub endpoint_url: String,
-    pub spool_dir: PathBuf,
+    pub(crate) wsdl: String,
+    pub(crate) endpoint_url: String,
+    pub(crate) spool_dir: PathBuf,
     /// What the read API takes from the configuration (xAPI authority, CORS, profile).
-    pub read: crate::query::ReadSettings,
+    pub(crate) read: crate::query::ReadSettings,
     /// Open connections per source address (the total is the listener's semaphore).
-    pub connections: Arc<Budget>,
+    pub(crate) connections: Arc<Budget>,
     /// Bytes of bodies whose sender is not yet authenticated (held in memory only).
-    pub preauth_memory: Arc<Budget>,
+    pub(crate) preauth_memory: Arc<Budget>,
     /// Bytes of spooled bodies on disk, in total and per source address.
-    pub spool_space: Arc<Budget>,
+    pub(crate) spool_space: Arc<Budget>,
     /// Body bytes released since memory was last given back to the system.
     released_bytes: AtomicU64,
     /// Long prefixes identified at once on the blocking pool: more would only add
@@ -48,7 +48,11 @@ pub struct AppState {
 }
 
 impl AppState {
-    pub fn new(config: Config, intake: Intake, local: SocketAddr) -> std::io::Result<AppState> {
+    pub(crate) fn new(
+        config: Config,
+        intake: Intake,
+        local: SocketAddr,
+    ) -> std::io::Result<AppState> {
         let endpoint_url = config.endpoint_url(local);
         let spool_dir = config.data_dir.join("spool");
         std::fs::create_dir_all(&spool_dir)?;

@@ -13,7 +13,7 @@ use tokio::net::TcpListener;
 
 /// Why the TLS settings cannot be used.
 #[derive(Debug, thiserror::Error)]
-pub enum TlsError {
+pub(crate) enum TlsError {
     #[error("cannot read {path}: {reason}")]
     Read { path: PathBuf, reason: String },
     #[error("{path} holds no certificate")]
@@ -23,7 +23,7 @@ pub enum TlsError {
 }
 
 /// Builds the TLS acceptor from PEM files: the certificate chain and its private key.
-pub fn tls_acceptor(
+pub(crate) fn tls_acceptor(
     cert: &std::path::Path,
     key: &std::path::Path,
 ) -> Result<tokio_rustls::TlsAcceptor, TlsError> {
@@ -54,7 +54,7 @@ pub fn tls_acceptor(
 
 /// Which listener a request came in on.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Surface {
+pub(crate) enum Surface {
     /// `listen`: the SOAP service, the read and admin APIs, and the operators' resources
     /// (`/metrics` and the status data behind the admin token).
     Main,
@@ -65,7 +65,7 @@ pub enum Surface {
 
 /// Accepts connections until `shutdown` resolves, then lets in-flight requests finish
 /// within the configured grace period.
-pub async fn serve(
+pub(crate) async fn serve(
     state: Arc<AppState>,
     listener: TcpListener,
     tls: Option<tokio_rustls::TlsAcceptor>,

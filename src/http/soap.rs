@@ -17,7 +17,7 @@ use std::sync::atomic::Ordering;
 use std::time::Instant;
 
 /// Points the WSDL's address and imports at this gateway.
-pub fn render_wsdl(endpoint_url: &str) -> String {
+pub(crate) fn render_wsdl(endpoint_url: &str) -> String {
     replace_address(
         &rewrite_schema_locations(crate::schema::WSDL, endpoint_url),
         endpoint_url,
@@ -41,7 +41,7 @@ fn replace_address(wsdl: &str, endpoint_url: &str) -> String {
 }
 
 /// Rewrites every `schemaLocation="…/NAME.xsd"` to `ENDPOINT?xsd=NAME.xsd`, so imports resolve over HTTP.
-pub fn rewrite_schema_locations(document: &str, endpoint_url: &str) -> String {
+pub(crate) fn rewrite_schema_locations(document: &str, endpoint_url: &str) -> String {
     let marker = "schemaLocation=\"";
     let mut out = String::with_capacity(document.len() + 256);
     let mut rest = document;

@@ -24,19 +24,19 @@ pub(super) type PendingVerdict = mpsc::Receiver<Result<Violations, SchemaError>>
 /// Everything phase 1 learned about an authenticated message.
 pub(super) struct Prepared {
     /// The schema verdict still being computed on another thread (large messages).
-    pub pending_validation: Option<PendingVerdict>,
-    pub sender: Sender,
-    pub school: School,
-    pub aanmaakdatum_us: Option<i64>,
+    pub(crate) pending_validation: Option<PendingVerdict>,
+    pub(crate) sender: Sender,
+    pub(crate) school: School,
+    pub(crate) aanmaakdatum_us: Option<i64>,
     /// UWLR-XSDVERSIE, kept apart: a late schema verdict replaces every other finding but this.
-    pub xsdversie: Option<Violation>,
-    pub toetsen: Vec<ToetsDefinition>,
+    pub(crate) xsdversie: Option<Violation>,
+    pub(crate) toetsen: Vec<ToetsDefinition>,
     /// The results of a small message, parsed on the request's worker so that the
     /// writer thread only does SQL; large messages stream instead.
-    pub parsed_results: Option<Vec<Parsed>>,
-    pub violations: Violations,
-    pub unknown_vocabularies: UnknownVocabularies,
-    pub receipt: Receipt,
+    pub(crate) parsed_results: Option<Vec<Parsed>>,
+    pub(crate) violations: Violations,
+    pub(crate) unknown_vocabularies: UnknownVocabularies,
+    pub(crate) receipt: Receipt,
 }
 
 pub(super) enum Phase1 {
@@ -80,7 +80,7 @@ impl Prepared {
     }
 
     /// Waits for a schema verdict still being computed.
-    pub fn wait_for_verdict(pending: PendingVerdict) -> Result<Violations, IntakeError> {
+    pub(crate) fn wait_for_verdict(pending: PendingVerdict) -> Result<Violations, IntakeError> {
         pending
             .recv()
             .map_err(|_| IntakeError::Worker("the schema check stopped".into()))?

@@ -11,9 +11,9 @@ use std::collections::{BTreeMap, HashMap};
 /// Derived sums). The afnamedatum is that of the stored afname: an update keeps its first.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub(super) struct Sitting {
-    pub toetscode: String,
-    pub versie: String,
-    pub afnamedatum: String,
+    pub(crate) toetscode: String,
+    pub(crate) versie: String,
+    pub(crate) afnamedatum: String,
 }
 
 /// The checked results of one toetsafname element, per sitting.
@@ -22,16 +22,16 @@ pub(super) struct Sittings(BTreeMap<Sitting, DerivedSum>);
 
 impl Sittings {
     /// Counts a resultaat that passed `check_resultaat` toward its sitting.
-    pub fn add(&mut self, sitting: Sitting, resultaat: &Resultaat) {
+    pub(crate) fn add(&mut self, sitting: Sitting, resultaat: &Resultaat) {
         self.0.entry(sitting).or_default().add(resultaat);
     }
 
-    pub fn clear(&mut self) {
+    pub(crate) fn clear(&mut self) {
         self.0.clear();
     }
 
     /// The sittings of the toetsafname element that just ended.
-    pub fn take(&mut self) -> BTreeMap<Sitting, DerivedSum> {
+    pub(crate) fn take(&mut self) -> BTreeMap<Sitting, DerivedSum> {
         std::mem::take(&mut self.0)
     }
 }
@@ -119,7 +119,7 @@ pub(super) struct MessageSittings(HashMap<(String, Sitting), (Vec<OnderdeelScore
 
 impl MessageSittings {
     /// Records a resultaat that passed `check_resultaat`, as the store would hold it.
-    pub fn record(
+    pub(crate) fn record(
         &mut self,
         leerlingid: &str,
         sitting: &Sitting,
@@ -148,7 +148,11 @@ impl MessageSittings {
     }
 
     /// What the store's `sitting_results` would give for the sitting.
-    pub fn results(&self, leerlingid: &str, sitting: &Sitting) -> (Vec<OnderdeelScore>, bool) {
+    pub(crate) fn results(
+        &self,
+        leerlingid: &str,
+        sitting: &Sitting,
+    ) -> (Vec<OnderdeelScore>, bool) {
         self.0
             .get(&(leerlingid.to_string(), sitting.clone()))
             .cloned()

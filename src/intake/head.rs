@@ -14,31 +14,31 @@ const MAX_NOT_UNDERSTOOD: usize = 16;
 
 /// What the head of a message holds, as far as the scan got.
 #[derive(Default)]
-pub struct Head {
-    pub root: Option<Root>,
+pub(crate) struct Head {
+    pub(crate) root: Option<Root>,
     /// Where the root element starts, to place a violation about it.
-    pub root_offset: Option<u64>,
+    pub(crate) root_offset: Option<u64>,
     /// The autorisatie header blocks (at most `MAX_HEADERS`).
-    pub headers: Vec<Node>,
+    pub(crate) headers: Vec<Node>,
     /// One violation per header block with mustUnderstand that the gateway does not know.
-    pub not_understood: Vec<Violation>,
-    pub body_element: Option<BodyElement>,
-    pub school: Option<Node>,
+    pub(crate) not_understood: Vec<Violation>,
+    pub(crate) body_element: Option<BodyElement>,
+    pub(crate) school: Option<Node>,
     /// Why the scan stopped before the school block, when the XML broke off.
-    pub error: Option<ScanError>,
+    pub(crate) error: Option<ScanError>,
 }
 
 /// The first child of soap:Body.
-pub struct BodyElement {
-    pub namespace: Option<String>,
-    pub name: String,
-    pub offset: u64,
+pub(crate) struct BodyElement {
+    pub(crate) namespace: Option<String>,
+    pub(crate) name: String,
+    pub(crate) offset: u64,
 }
 
 impl Head {
     /// The root and Body checks under `framing`: the violation, placed at the Body's
     /// element or the root, when the message is not one the framing accepts.
-    pub fn root_violation(&self, framing: Framing) -> Option<Violation> {
+    pub(crate) fn root_violation(&self, framing: Framing) -> Option<Violation> {
         let body_element = self
             .body_element
             .as_ref()
@@ -59,7 +59,7 @@ impl Head {
 /// Reads up to and including the school block. It stops early at a root or a Body
 /// element that `framing` refuses (whatever follows cannot change the answer), and at
 /// broken XML; the scanner is left just after the school block for the caller's next pass.
-pub fn scan_head<R: BufRead>(scanner: &mut Scanner<R>, framing: Framing) -> Head {
+pub(crate) fn scan_head<R: BufRead>(scanner: &mut Scanner<R>, framing: Framing) -> Head {
     let mut head = Head::default();
     loop {
         match scanner.next() {

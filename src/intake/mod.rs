@@ -21,9 +21,9 @@ mod offline;
 mod sender;
 mod store_pass;
 
-pub use offline::{validate_offline, OfflineVerdict};
+pub(crate) use offline::{validate_offline, OfflineVerdict};
 pub(crate) use sender::{check_school, school_code};
-pub use sender::{Identification, Identity, Scope};
+pub(crate) use sender::{Identification, Identity, Scope};
 
 use crate::domain::rules::UnknownVocabularies;
 use crate::domain::violation::Violations;
@@ -40,17 +40,17 @@ use std::sync::Arc;
 use std::time::Instant;
 
 /// The most toets definitions one message may carry (they are held in memory).
-pub const MAX_TOETSEN: usize = 10_000;
+pub(crate) const MAX_TOETSEN: usize = 10_000;
 
 /// Messages up to this size are schema-checked before the store pass; larger ones
 /// are checked on a second thread while the store pass runs, and the store pass
 /// waits for that verdict before it commits.
-pub const INLINE_VALIDATION_BYTES: u64 = 1 << 20;
+pub(crate) const INLINE_VALIDATION_BYTES: u64 = 1 << 20;
 
 /// What to do with results for a leerling the store does not know.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Deserialize, serde::Serialize)]
 #[serde(rename_all = "lowercase")]
-pub enum UnknownLeerlingPolicy {
+pub(crate) enum UnknownLeerlingPolicy {
     /// The standard's rule: the message is refused (UWLR-LEERLING).
     Reject,
     /// Stored but held back from the bridge and queries until the learner is imported.
@@ -59,29 +59,29 @@ pub enum UnknownLeerlingPolicy {
 
 /// Settings the checks depend on.
 #[derive(Clone, Debug)]
-pub struct IntakeConfig {
-    pub xsd_versions: Vec<String>,
-    pub unknown_leerling: UnknownLeerlingPolicy,
+pub(crate) struct IntakeConfig {
+    pub(crate) xsd_versions: Vec<String>,
+    pub(crate) unknown_leerling: UnknownLeerlingPolicy,
     /// How far an aanmaakdatum may lie ahead of `clock` (UWLR-TOEKOMST).
-    pub aanmaakdatum_max_skew: chrono::Duration,
+    pub(crate) aanmaakdatum_max_skew: chrono::Duration,
     /// The time mandates and the aanmaakdatum are checked against.
-    pub clock: Clock,
+    pub(crate) clock: Clock,
 }
 
 /// A request body with what was learned while receiving it.
-pub struct Received {
-    pub body: Body,
-    pub size: u64,
-    pub sha256: String,
+pub(crate) struct Received {
+    pub(crate) body: Body,
+    pub(crate) size: u64,
+    pub(crate) sha256: String,
     /// The sender's address, for the failed-authentication limit.
-    pub peer: Option<std::net::IpAddr>,
+    pub(crate) peer: Option<std::net::IpAddr>,
     /// The sender, when it was authenticated on the prefix while the body arrived.
-    pub identity: Option<Box<Identity>>,
+    pub(crate) identity: Option<Box<Identity>>,
 }
 
 /// How a message ended.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Outcome {
+pub(crate) enum Outcome {
     Accepted {
         receipt_id: String,
         counts: Counts,
@@ -100,7 +100,7 @@ pub enum Outcome {
 
 /// Failures on our side; the sender gets Server.InterneFout and nothing is stored.
 #[derive(Debug, thiserror::Error)]
-pub enum IntakeError {
+pub(crate) enum IntakeError {
     #[error(transparent)]
     Store(#[from] StoreError),
     #[error("cannot read the spooled message: {0}")]
@@ -113,18 +113,18 @@ pub enum IntakeError {
 
 /// The pipeline, shared by all requests.
 #[derive(Clone)]
-pub struct Intake {
-    pub store: Store,
-    pub schemas: SchemaSet,
-    pub vocabularies: Arc<Vocabularies>,
-    pub config: Arc<IntakeConfig>,
+pub(crate) struct Intake {
+    pub(crate) store: Store,
+    pub(crate) schemas: SchemaSet,
+    pub(crate) vocabularies: Arc<Vocabularies>,
+    pub(crate) config: Arc<IntakeConfig>,
     /// Failed authentications per API, klantcode and source network.
-    pub auth_limit: Arc<crate::auth_limit::AuthLimiter>,
+    pub(crate) auth_limit: Arc<crate::auth_limit::AuthLimiter>,
 }
 
 impl Intake {
     /// Runs every check on a received message and stores it whole or not at all.
-    pub async fn receive(&self, received: Received) -> Result<Outcome, IntakeError> {
+    pub(crate) async fn receive(&self, received: Received) -> Result<Outcome, IntakeError> {
         let started = Instant::now();
         let (size, sha256, peer) = (received.size, received.sha256.clone(), received.peer);
         let identity = received.identity;

@@ -19,27 +19,27 @@ use std::collections::HashMap;
 
 /// What `uwlr-gateway validate` learned about one file.
 #[derive(Debug, Default)]
-pub struct OfflineVerdict {
+pub(crate) struct OfflineVerdict {
     /// Every rule broken that needs no store, with the gateway's own rule functions.
-    pub violations: Violations,
+    pub(crate) violations: Violations,
     /// Toets versions that results are pinned to but this message does not define
     /// (at most [`OfflineVerdict::VERSIONS_LISTED`]): only the gateway knows whether an
     /// earlier message did, so UWLR-TOETSVERSIE, and UWLR-ONDERDEEL and UWLR-SCORE for
     /// those results, were not checked.
-    pub unchecked_versions: std::collections::BTreeSet<(String, String)>,
+    pub(crate) unchecked_versions: std::collections::BTreeSet<(String, String)>,
     /// How many results are pinned to such versions.
-    pub unchecked_resultaten: u64,
+    pub(crate) unchecked_resultaten: u64,
 }
 
 impl OfflineVerdict {
-    pub const VERSIONS_LISTED: usize = 20;
+    pub(crate) const VERSIONS_LISTED: usize = 20;
 }
 
 /// Checks a file offline (no store), with the same rule functions as the intake:
 /// size, envelope (with a complete autorisatie header) or bare verzoek, the full schema (every identity constraint included),
 /// xsdversie, aanmaakdatum (its form, and not beyond now plus `aanmaakdatum_max_skew`), vocabularies, normeringen, and each result against a toets
 /// version the message defines (onderdeel, score, derived sums per sitting). Used by `uwlr-gateway validate`.
-pub fn validate_offline(
+pub(crate) fn validate_offline(
     path: &std::path::Path,
     schemas: &SchemaSet,
     vocabularies: &Vocabularies,

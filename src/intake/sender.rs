@@ -17,7 +17,7 @@ use std::io::BufRead;
 
 /// How much of a message `Intake::identify` reads.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Scope {
+pub(crate) enum Scope {
     /// The whole body.
     Whole,
     /// The start of a body still arriving; more may follow.
@@ -27,7 +27,7 @@ pub enum Scope {
 }
 
 /// What the start of a message says about its sender.
-pub enum Identification {
+pub(crate) enum Identification {
     /// The prefix ends before the autorisatie header and the school block.
     Incomplete,
     /// Refused before the sender was identified (no receipt is kept).
@@ -37,8 +37,8 @@ pub enum Identification {
 }
 
 /// An authenticated sender and the school block it sends for.
-pub struct Identity {
-    pub sender: Sender,
+pub(crate) struct Identity {
+    pub(crate) sender: Sender,
     pub(super) school: School,
     pub(super) school_node: Node,
 }
@@ -57,7 +57,7 @@ impl Intake {
     /// `http` calls this on the received prefix while the body is still arriving, so a
     /// wrong key is answered before the rest is read; phase 1 calls it on a whole body
     /// that arrived before it could. Either way the sender is authenticated once.
-    pub fn identify(
+    pub(crate) fn identify(
         &self,
         prefix: &[u8],
         scope: Scope,
@@ -194,16 +194,16 @@ pub(crate) fn school_code(school: &School) -> Option<SchoolCode> {
 #[derive(Debug, Default)]
 pub(crate) struct SchoolChecks {
     /// The aanmaakdatum in µs, when it could be read (the ordering rule compares it).
-    pub aanmaakdatum_us: Option<i64>,
+    pub(crate) aanmaakdatum_us: Option<i64>,
     /// UWLR-XSDVERSIE, placed at the xsdversie element.
-    pub xsdversie: Option<Violation>,
+    pub(crate) xsdversie: Option<Violation>,
     /// An unreadable aanmaakdatum, or one beyond now plus the allowed skew (UWLR-TOEKOMST).
-    pub aanmaakdatum: Option<Violation>,
+    pub(crate) aanmaakdatum: Option<Violation>,
 }
 
 impl SchoolChecks {
     /// Every violation, xsdversie first.
-    pub fn violations(&self) -> impl Iterator<Item = Violation> + '_ {
+    pub(crate) fn violations(&self) -> impl Iterator<Item = Violation> + '_ {
         self.xsdversie.iter().chain(&self.aanmaakdatum).cloned()
     }
 }

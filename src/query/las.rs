@@ -9,13 +9,13 @@ use crate::store::readers::{self, Reader};
 use std::collections::BTreeMap;
 
 /// Items per page when the request names no limit.
-pub const DEFAULT_LIMIT: u32 = 100;
+pub(crate) const DEFAULT_LIMIT: u32 = 100;
 /// The most items one page holds.
-pub const MAX_LIMIT: u32 = 1000;
+pub(crate) const MAX_LIMIT: u32 = 1000;
 
 /// A LAS resource, with its path segments decoded.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Route {
+pub(crate) enum Route {
     /// `/api/v1/schools/{school}/toetsafnames`
     Feed { school: String },
     /// `/api/v1/schools/{school}/leerlingen/{leerlingid}/toetsafnames`
@@ -25,7 +25,7 @@ pub enum Route {
 }
 
 impl Route {
-    pub fn parse(path: &str) -> Result<Route, QueryError> {
+    pub(crate) fn parse(path: &str) -> Result<Route, QueryError> {
         let not_found = || QueryError::NotFound(format!("no resource at {path}"));
         let rest = path
             .strip_prefix("/api/v1/schools/")
@@ -53,7 +53,7 @@ impl Route {
     }
 
     /// The school as written in the path.
-    pub fn school(&self) -> &str {
+    pub(crate) fn school(&self) -> &str {
         match self {
             Route::Feed { school }
             | Route::Leerling { school, .. }
@@ -84,7 +84,7 @@ struct ToetsBody<'a> {
 }
 
 /// Runs a LAS request for an authenticated reader.
-pub fn answer(
+pub(crate) fn answer(
     connection: &Connection,
     reader: &Reader,
     today: chrono::NaiveDate,

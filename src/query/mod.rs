@@ -8,9 +8,9 @@
 //! checked against the token on every request; an xAPI `more` link holds a
 //! query and a position, and the reader's schools are applied to it anew.
 
-pub mod las;
-pub mod problem;
-pub mod xapi;
+pub(crate) mod las;
+pub(crate) mod problem;
+pub(crate) mod xapi;
 
 use crate::soap::fault::Reply;
 use crate::store::connection::{in_savepoint, Connection};
@@ -23,22 +23,24 @@ use problem::QueryError;
 use std::collections::BTreeMap;
 
 /// The OpenAPI 3.1 document of the LAS feed, kept in the repository and served as is.
-pub const OPENAPI: &str = include_str!("openapi.json");
+pub(crate) const OPENAPI: &str = include_str!("openapi.json");
 
 /// What the read side needs from the configuration, built once at start.
 #[derive(Clone, Debug)]
-pub struct ReadSettings {
+pub(crate) struct ReadSettings {
     /// The `authority` Agent of every statement served, as JSON text.
-    pub authority: String,
+    pub(crate) authority: String,
     /// Origins admitted by CORS (`*` for any); empty: no CORS headers.
-    pub cors_origins: Vec<String>,
+    pub(crate) cors_origins: Vec<String>,
     /// The xAPI Profile document (JSON-LD) and the paths it is served at.
-    pub profile: String,
-    pub profile_paths: Vec<String>,
+    pub(crate) profile: String,
+    pub(crate) profile_paths: Vec<String>,
 }
 
 impl ReadSettings {
-    pub fn new(config: &crate::config::Config) -> Result<ReadSettings, crate::config::ConfigError> {
+    pub(crate) fn new(
+        config: &crate::config::Config,
+    ) -> Result<ReadSettings, crate::config::ConfigError> {
         let mapping = config.xapi_mapping()?;
         let profile = crate::bridge::profile::Profile::new(&mapping);
         let mut profile_paths = vec![xapi::PROFILE_PATH.to_string()];
@@ -67,9 +69,9 @@ impl ReadSettings {
 
 /// An answer with the extra headers a read API answer may need.
 #[derive(Debug)]
-pub struct Answer {
-    pub reply: Reply,
-    pub headers: Vec<(&'static str, String)>,
+pub(crate) struct Answer {
+    pub(crate) reply: Reply,
+    pub(crate) headers: Vec<(&'static str, String)>,
 }
 
 impl From<Reply> for Answer {
@@ -83,28 +85,28 @@ impl From<Reply> for Answer {
 
 /// What a read request asked, taken from the HTTP request once.
 #[derive(Clone, Debug)]
-pub struct Asked {
-    pub method: Method,
-    pub path: String,
-    pub query: String,
+pub(crate) struct Asked {
+    pub(crate) method: Method,
+    pub(crate) path: String,
+    pub(crate) query: String,
     /// The reader token, if the request had one (as a bearer token, or as the
     /// password of HTTP Basic for xAPI clients that only know Basic); never logged.
-    pub bearer: Option<String>,
+    pub(crate) bearer: Option<String>,
     /// The `X-Experience-API-Version` header.
-    pub xapi_version: Option<String>,
+    pub(crate) xapi_version: Option<String>,
     /// `Accept-Language`, for `format=canonical`.
-    pub accept_language: Option<String>,
+    pub(crate) accept_language: Option<String>,
     /// `Origin` and `Access-Control-Request-Method`, for CORS.
-    pub origin: Option<String>,
-    pub preflight_method: Option<String>,
+    pub(crate) origin: Option<String>,
+    pub(crate) preflight_method: Option<String>,
     /// Why an alternate-syntax request could not be read, if it could not.
-    pub body_problem: Option<BodyProblem>,
-    pub request_id: String,
+    pub(crate) body_problem: Option<BodyProblem>,
+    pub(crate) request_id: String,
 }
 
 /// Why the body of an alternate-syntax request (xAPI Communication 1.3) was not used.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub enum BodyProblem {
+pub(crate) enum BodyProblem {
     /// Longer than `ALTERNATE_BODY_LIMIT` bytes.
     TooLarge,
     /// Broken off, or not complete within the body deadline.
@@ -114,7 +116,7 @@ pub enum BodyProblem {
 }
 
 /// The most bytes an alternate-syntax body may have: the form holds a query and a few headers.
-pub const ALTERNATE_BODY_LIMIT: usize = 64 * 1024;
+pub(crate) const ALTERNATE_BODY_LIMIT: usize = 64 * 1024;
 
 /// The form parameters of the alternate syntax that stand for headers (Communication 1.3).
 const FORM_HEADERS: &[&str] = &[
@@ -145,7 +147,12 @@ fn reader_token(value: &str) -> Option<String> {
 }
 
 impl Asked {
-    pub fn new(method: &Method, uri: &hyper::Uri, headers: &HeaderMap, request_id: &str) -> Asked {
+    pub(crate) fn new(
+        method: &Method,
+        uri: &hyper::Uri,
+        headers: &HeaderMap,
+        request_id: &str,
+    ) -> Asked {
         let header = |name: &str| {
             headers
                 .get(name)
@@ -169,7 +176,7 @@ impl Asked {
 
     /// Whether this is an xAPI request in the Alternate Request Syntax: a POST whose
     /// query string holds `method`.
-    pub fn is_alternate(&self) -> bool {
+    pub(crate) fn is_alternate(&self) -> bool {
         self.method == Method::POST
             && (self.path == "/xapi" || self.path.starts_with("/xapi/"))
             && form_urlencoded::parse(self.query.as_bytes()).any(|(name, _)| name == "method")
@@ -178,7 +185,7 @@ impl Asked {
     /// Rewrites an Alternate Request Syntax request (xAPI Communication 1.3) into the
     /// request it stands for: the method from `method`, the header form parameters as
     /// headers, every other form parameter but `content` as the query string.
-    pub fn alternate(mut self, body: Result<bytes::Bytes, BodyProblem>) -> Asked {
+    pub(crate) fn alternate(mut self, body: Result<bytes::Bytes, BodyProblem>) -> Asked {
         let mut method = None;
         let mut extra = false;
         for (name, value) in form_urlencoded::parse(self.query.as_bytes()) {
@@ -235,15 +242,15 @@ impl Asked {
 
 /// What one school's part of an answer held, for the audit.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct Touched {
-    pub school: Option<String>,
-    pub leerlingen: Vec<String>,
-    pub records: u64,
+pub(crate) struct Touched {
+    pub(crate) school: Option<String>,
+    pub(crate) leerlingen: Vec<String>,
+    pub(crate) records: u64,
 }
 
 impl Touched {
     /// One school with the distinct learners of the records returned.
-    pub fn school<'a>(
+    pub(crate) fn school<'a>(
         school: &str,
         leerlingen: impl Iterator<Item = &'a str>,
         records: u64,
@@ -260,15 +267,15 @@ impl Touched {
 }
 
 /// A successful read, before it is audited.
-pub struct Served {
-    pub body: String,
-    pub content_type: &'static str,
-    pub headers: Vec<(&'static str, String)>,
-    pub touched: Vec<Touched>,
+pub(crate) struct Served {
+    pub(crate) body: String,
+    pub(crate) content_type: &'static str,
+    pub(crate) headers: Vec<(&'static str, String)>,
+    pub(crate) touched: Vec<Touched>,
 }
 
 /// Whether a path belongs to the read API.
-pub fn owns(path: &str) -> bool {
+pub(crate) fn owns(path: &str) -> bool {
     path == "/api/v1/openapi.json"
         || path == "/api/v1/schools"
         || path.starts_with("/api/v1/schools/")
@@ -278,7 +285,7 @@ pub fn owns(path: &str) -> bool {
 
 /// The route template of a read API path, a bounded label for metrics (no school, learner
 /// or toets values).
-pub fn route_template(path: &str) -> &'static str {
+pub(crate) fn route_template(path: &str) -> &'static str {
     if path == "/api/v1/openapi.json" {
         return "/api/v1/openapi.json";
     }
@@ -302,7 +309,7 @@ pub fn route_template(path: &str) -> &'static str {
 }
 
 /// Answers one read API request.
-pub async fn route(store: &Store, settings: &ReadSettings, asked: Asked) -> Answer {
+pub(crate) async fn route(store: &Store, settings: &ReadSettings, asked: Asked) -> Answer {
     if asked.path == "/api/v1/openapi.json" {
         return match asked.method {
             Method::GET => Answer {
@@ -543,7 +550,10 @@ async fn finish(
 }
 
 /// Query parameters, each allowed at most once; unknown names are refused.
-pub fn parse_params(query: &str, allowed: &[&str]) -> Result<BTreeMap<String, String>, QueryError> {
+pub(crate) fn parse_params(
+    query: &str,
+    allowed: &[&str],
+) -> Result<BTreeMap<String, String>, QueryError> {
     let mut params = BTreeMap::new();
     for (name, value) in form_urlencoded::parse(query.as_bytes()) {
         if !allowed.contains(&name.as_ref()) {
@@ -570,12 +580,12 @@ const SEGMENT: &AsciiSet = &NON_ALPHANUMERIC
     .remove(b'~');
 
 /// A value as one percent-encoded path segment.
-pub fn encode_segment(value: &str) -> String {
+pub(crate) fn encode_segment(value: &str) -> String {
     utf8_percent_encode(value, SEGMENT).to_string()
 }
 
 /// A percent-decoded path segment; `None` when it is not UTF-8.
-pub fn decode_segment(segment: &str) -> Option<String> {
+pub(crate) fn decode_segment(segment: &str) -> Option<String> {
     percent_decode_str(segment)
         .decode_utf8()
         .ok()

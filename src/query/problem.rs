@@ -8,7 +8,7 @@ use hyper::StatusCode;
 
 /// Why a read request got no data.
 #[derive(Debug, thiserror::Error)]
-pub enum QueryError {
+pub(crate) enum QueryError {
     /// No bearer token, or one that is unknown, wrong or revoked.
     #[error("a valid reader bearer token is required")]
     Unauthenticated,
@@ -46,7 +46,7 @@ pub enum QueryError {
 }
 
 impl QueryError {
-    pub fn bad_parameter(name: &str, reason: impl Into<String>) -> QueryError {
+    pub(crate) fn bad_parameter(name: &str, reason: impl Into<String>) -> QueryError {
         QueryError::BadParameter {
             name: name.to_string(),
             reason: reason.into(),
@@ -86,12 +86,12 @@ impl QueryError {
         problem
     }
 
-    pub fn status(&self) -> StatusCode {
+    pub(crate) fn status(&self) -> StatusCode {
         self.problem().status
     }
 
     /// The answer: `application/problem+json`, with `WWW-Authenticate` on 401 and `Allow` on 405.
-    pub fn answer(&self, request_id: &str, instance: &str) -> Answer {
+    pub(crate) fn answer(&self, request_id: &str, instance: &str) -> Answer {
         self.problem().answer(request_id, instance)
     }
 }
@@ -99,7 +99,7 @@ impl QueryError {
 /// Why a request to the gateway's other HTTP resources (receipts API, admin API, `/health`,
 /// unknown paths) got no data; answered in the same problem details style as `QueryError`.
 #[derive(Debug, thiserror::Error)]
-pub enum ApiError {
+pub(crate) enum ApiError {
     /// The receipts API needs HTTP Basic klantcode:autorisatiesleutel.
     #[error("send HTTP Basic credentials: klantcode and autorisatiesleutel")]
     NoCredentials,
@@ -149,7 +149,7 @@ pub enum ApiError {
 }
 
 impl ApiError {
-    pub fn bad_parameter(name: &'static str, reason: impl Into<String>) -> ApiError {
+    pub(crate) fn bad_parameter(name: &'static str, reason: impl Into<String>) -> ApiError {
         ApiError::BadParameter {
             name,
             reason: reason.into(),
@@ -194,12 +194,12 @@ impl ApiError {
         problem
     }
 
-    pub fn status(&self) -> StatusCode {
+    pub(crate) fn status(&self) -> StatusCode {
         self.problem().status
     }
 
     /// The answer, with `WWW-Authenticate` on 401 and `Allow` on 405.
-    pub fn answer(&self, request_id: &str, instance: &str) -> Answer {
+    pub(crate) fn answer(&self, request_id: &str, instance: &str) -> Answer {
         self.problem().answer(request_id, instance)
     }
 }

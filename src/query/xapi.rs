@@ -15,17 +15,17 @@ use base64::Engine;
 use std::collections::{BTreeMap, HashMap};
 
 /// The xAPI version this endpoint speaks, sent on every answer.
-pub const VERSION: &str = xapi_json::XAPI_VERSION;
+pub(crate) const VERSION: &str = xapi_json::XAPI_VERSION;
 /// Statements per page when `limit` is 0 or absent, and the most one page holds.
-pub const MAX_LIMIT: u32 = 500;
+pub(crate) const MAX_LIMIT: u32 = 500;
 /// The path under which `more` links continue a query.
-pub const MORE_PATH: &str = "/xapi/statements/more/";
+pub(crate) const MORE_PATH: &str = "/xapi/statements/more/";
 /// Where the gateway's xAPI Profile is always served (also at its IRI when that is on this gateway).
-pub const PROFILE_PATH: &str = "/xapi/profile";
+pub(crate) const PROFILE_PATH: &str = "/xapi/profile";
 /// The methods the xAPI resources answer (POST only in the Alternate Request Syntax).
-pub const ALLOW: &str = "GET, HEAD, OPTIONS";
+pub(crate) const ALLOW: &str = "GET, HEAD, OPTIONS";
 /// The header that says up to when the Statement Resource is complete.
-pub const CONSISTENT_THROUGH: &str = "x-experience-api-consistent-through";
+pub(crate) const CONSISTENT_THROUGH: &str = "x-experience-api-consistent-through";
 /// The headers a browser-based reader may see (CORS); the others are safelisted.
 const EXPOSED_HEADERS: &str =
     "X-Experience-API-Version, X-Experience-API-Consistent-Through, Last-Modified, X-Request-Id";
@@ -34,18 +34,18 @@ const ALLOWED_HEADERS: &str =
     "Authorization, X-Experience-API-Version, Content-Type, Accept-Language, If-Match, If-None-Match";
 
 /// Whether a path is the Statement Resource (a query or a `more` link).
-pub fn is_statement_resource(path: &str) -> bool {
+pub(crate) fn is_statement_resource(path: &str) -> bool {
     path == "/xapi/statements" || path.starts_with(MORE_PATH)
 }
 
 /// An instant as the store writes `stored_at`: RFC 3339 UTC with milliseconds.
-pub fn stamp(instant: chrono::DateTime<chrono::Utc>) -> String {
+pub(crate) fn stamp(instant: chrono::DateTime<chrono::Utc>) -> String {
     instant.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
 }
 
 /// The CORS headers for a request from `origin`, when it is admitted; `None` when the
 /// request has no `Origin` or one not in `origins` (then the browser withholds the answer).
-pub fn cors_headers(
+pub(crate) fn cors_headers(
     origins: &[String],
     origin: Option<&str>,
 ) -> Option<Vec<(&'static str, String)>> {
@@ -96,7 +96,7 @@ const PARAMETERS: &[&str] = &[
 
 /// One statement or a StatementResult.
 #[derive(Clone, Debug, PartialEq)]
-pub enum StatementQuery {
+pub(crate) enum StatementQuery {
     /// `statementId` (voided = false) or `voidedStatementId` (voided = true).
     Single {
         id: String,
@@ -115,19 +115,19 @@ pub enum StatementQuery {
 /// Where a `more` link continues: the original query string, the last statement answered,
 /// the snapshot bound (the newest statement of the reader's schools when the query began).
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-pub struct More {
+pub(crate) struct More {
     #[serde(rename = "q")]
-    pub query: String,
+    pub(crate) query: String,
     #[serde(rename = "a")]
-    pub after: Position,
+    pub(crate) after: Position,
     #[serde(rename = "t")]
-    pub through: Position,
+    pub(crate) through: Position,
 }
 
 /// A place in the statement order, as a `more` link holds it.
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(untagged)]
-pub enum Position {
+pub(crate) enum Position {
     /// A statement of the reader's schools, by id: the reader knows it, and it tells
     /// nothing about the gateway's other statements (as a storage `seq` would).
     Statement(String),
@@ -136,12 +136,12 @@ pub enum Position {
 }
 
 impl More {
-    pub fn encode(&self) -> String {
+    pub(crate) fn encode(&self) -> String {
         let json = serde_json::to_vec(self).expect("a More serialises");
         base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(json)
     }
 
-    pub fn decode(token: &str) -> Option<More> {
+    pub(crate) fn decode(token: &str) -> Option<More> {
         let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
             .decode(token)
             .ok()?;
@@ -159,7 +159,7 @@ fn seq_at(connection: &Connection, position: &Position) -> Result<i64, QueryErro
 }
 
 /// Checks `X-Experience-API-Version`: `1.0` or `1.0.x` is accepted, anything else is 400.
-pub fn check_version(value: Option<&str>) -> Result<(), QueryError> {
+pub(crate) fn check_version(value: Option<&str>) -> Result<(), QueryError> {
     let refuse = |reason: &str| QueryError::BadHeader {
         name: "X-Experience-API-Version",
         reason: reason.to_string(),
@@ -242,7 +242,7 @@ fn timestamp(params: &BTreeMap<String, String>, name: &str) -> Result<Option<Str
 }
 
 /// Parses a Statement Resource query string (xAPI 1.0.3 Communication 2.1.3, 3.2).
-pub fn parse_query(query: &str) -> Result<StatementQuery, QueryError> {
+pub(crate) fn parse_query(query: &str) -> Result<StatementQuery, QueryError> {
     let params = super::parse_params(query, PARAMETERS)?;
     let format = match params.get("format").map(String::as_str) {
         None | Some("exact") => Format::Exact,
@@ -347,7 +347,7 @@ fn render(row: &StatementRow, rendering: &Rendering) -> Result<String, QueryErro
 }
 
 /// Answers `GET /xapi/statements` (or a `more` link) for an authenticated reader.
-pub fn answer(
+pub(crate) fn answer(
     connection: &Connection,
     reader: &Reader,
     today: chrono::NaiveDate,

@@ -6,12 +6,12 @@ use crate::uwlr::xmltree::Node;
 use crate::uwlr::{Autorisatie, NS_AUTORISATIE, NS_LEERRESULTATEN};
 
 /// The one operation this service offers, as SOAPAction and as the body element.
-pub const OPERATION: &str = "BrengLeerresultaten";
-pub const BODY_ELEMENT: &str = "leerresultaten_verzoek";
+pub(crate) const OPERATION: &str = "BrengLeerresultaten";
+pub(crate) const BODY_ELEMENT: &str = "leerresultaten_verzoek";
 
 /// Whether a bare `leerresultaten_verzoek` (no envelope) is acceptable: only offline.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Framing {
+pub(crate) enum Framing {
     SoapOnly,
     SoapOrBare,
 }
@@ -19,7 +19,7 @@ pub enum Framing {
 /// Checks the root element and the Body's first child.
 // A Violation is built at most once per refused message; boxing it would only move the cost.
 #[allow(clippy::result_large_err)]
-pub fn check_root(
+pub(crate) fn check_root(
     root: Option<&Root>,
     body_element: Option<(&Option<String>, &str)>,
     framing: Framing,
@@ -50,7 +50,7 @@ pub fn check_root(
 }
 
 /// Finds and reads the `autorisatie` header; every missing part is one violation.
-pub fn autorisatie(headers: &[Node]) -> Result<Autorisatie, Vec<Violation>> {
+pub(crate) fn autorisatie(headers: &[Node]) -> Result<Autorisatie, Vec<Violation>> {
     let Some(node) = headers.iter().find(|node| {
         node.name == "autorisatie" && node.namespace.as_deref() == Some(NS_AUTORISATIE)
     }) else {
@@ -90,7 +90,7 @@ pub fn autorisatie(headers: &[Node]) -> Result<Autorisatie, Vec<Violation>> {
 
 /// A header block addressed to the gateway with `mustUnderstand="1"` that it does not
 /// understand: SOAP 1.1 section 4.2.3 says the message must not be processed.
-pub fn not_understood(namespace: Option<&str>, name: &str) -> Violation {
+pub(crate) fn not_understood(namespace: Option<&str>, name: &str) -> Violation {
     Violation::new(
         Rule::MustUnderstand,
         format!(
@@ -103,7 +103,7 @@ pub fn not_understood(namespace: Option<&str>, name: &str) -> Violation {
 
 /// The autorisatie header and the school block were not found in the part of the
 /// message that may be read before the sender is authenticated.
-pub fn identity_not_in_prefix(length: u64) -> Violation {
+pub(crate) fn identity_not_in_prefix(length: u64) -> Violation {
     Violation::new(
         Rule::Bericht,
         format!(
@@ -114,7 +114,7 @@ pub fn identity_not_in_prefix(length: u64) -> Violation {
 
 /// Reads the operation from a SOAPAction header value: quoted, bare, or a URI ending in it.
 /// An empty value means "see the Body", as SOAP 1.1 section 6.1.1 allows.
-pub fn soap_action_operation(value: &str) -> Option<&str> {
+pub(crate) fn soap_action_operation(value: &str) -> Option<&str> {
     let value = value.trim().trim_matches('"').trim();
     if value.is_empty() {
         return None;

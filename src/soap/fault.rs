@@ -8,20 +8,20 @@ use quick_xml::escape::escape;
 use yaserde::{YaDeserialize, YaSerialize};
 
 /// Namespace of our fault detail (rule codes, positions, Edu-V codes).
-pub const NS_DETAIL: &str = "urn:uwlr-gateway:fault:1";
+pub(crate) const NS_DETAIL: &str = "urn:uwlr-gateway:fault:1";
 
 /// An answer ready to send.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Reply {
-    pub status: StatusCode,
-    pub content_type: &'static str,
-    pub body: String,
-    pub receipt_id: Option<String>,
+pub(crate) struct Reply {
+    pub(crate) status: StatusCode,
+    pub(crate) content_type: &'static str,
+    pub(crate) body: String,
+    pub(crate) receipt_id: Option<String>,
 }
 
 /// Requests refused before any SOAP processing.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Refusal {
+pub(crate) enum Refusal {
     /// Not GET or POST on a known path.
     MethodNotAllowed,
     NotFound,
@@ -39,10 +39,10 @@ pub enum Refusal {
 }
 
 /// Seconds a sender is asked to wait after a `Busy` refusal (the `Retry-After` header).
-pub const BUSY_RETRY_AFTER_SECS: u64 = 5;
+pub(crate) const BUSY_RETRY_AFTER_SECS: u64 = 5;
 
 /// The bevestiging: the (empty) `leerresultaten_bevestiging` the WSDL defines.
-pub fn bevestiging(receipt_id: &str) -> Reply {
+pub(crate) fn bevestiging(receipt_id: &str) -> Reply {
     Reply {
         status: StatusCode::OK,
         content_type: "text/xml; charset=utf-8",
@@ -134,7 +134,11 @@ impl FaultDetail {
 /// A SOAP 1.1 fault (section 4.4) naming every violation. The faultcode is the
 /// UWLR code of the leading rule, qualified with the SOAP envelope namespace as
 /// SOAP 1.1's dotted `Client.*` extension codes are.
-pub fn fault(violations: &Violations, receipt_id: Option<&str>, status: StatusCode) -> Reply {
+pub(crate) fn fault(
+    violations: &Violations,
+    receipt_id: Option<&str>,
+    status: StatusCode,
+) -> Reply {
     let rule = violations.leading_rule();
     let faultstring = summary(violations);
     let detail = FaultDetail::new(violations, receipt_id).to_xml();
@@ -176,12 +180,12 @@ fn summary(violations: &Violations) -> String {
 }
 
 /// A rejected message: HTTP 500 as SOAP 1.1 prescribes for faults.
-pub fn rejected(violations: &Violations, receipt_id: Option<&str>) -> Reply {
+pub(crate) fn rejected(violations: &Violations, receipt_id: Option<&str>) -> Reply {
     fault(violations, receipt_id, StatusCode::INTERNAL_SERVER_ERROR)
 }
 
 /// Our own failure; the cause is logged where the reply is sent, not shown.
-pub fn internal(request_id: &str) -> Reply {
+pub(crate) fn internal(request_id: &str) -> Reply {
     let violations = Violations::single(Violation::new(
         Rule::Intern,
         format!(
@@ -192,7 +196,7 @@ pub fn internal(request_id: &str) -> Reply {
 }
 
 /// Requests refused before SOAP processing: 4xx, with a SOAP fault where the client spoke SOAP.
-pub fn refusal(refusal: &Refusal) -> Reply {
+pub(crate) fn refusal(refusal: &Refusal) -> Reply {
     let plain = |status: StatusCode, text: String| Reply {
         status,
         content_type: "text/plain; charset=utf-8",
@@ -258,7 +262,7 @@ pub fn refusal(refusal: &Refusal) -> Reply {
 /// Our failure to handle a message: `Server.Bezet` (HTTP 503, `Retry-After`) when the store
 /// stayed locked, as the same message may succeed later; otherwise `Server.InterneFout`
 /// with no detail, a corrupt stored row included (its cause is logged, never shown).
-pub fn intake_failed(error: &crate::intake::IntakeError, request_id: &str) -> Reply {
+pub(crate) fn intake_failed(error: &crate::intake::IntakeError, request_id: &str) -> Reply {
     match error {
         crate::intake::IntakeError::Store(store) if store.is_busy() => {
             refusal(&Refusal::Busy("the database is busy".into()))

@@ -1,4 +1,4 @@
 //! Everything that knows SOAP: the envelope's parts and the faults we answer with.
 
-pub mod envelope;
-pub mod fault;
+pub(crate) mod envelope;
+pub(crate) mod fault;

@@ -16,7 +16,7 @@ const APP_JS: &str = include_str!("status.js");
 const TABLE_ROWS: usize = 20;
 
 /// The status page: one self-contained HTML document (chart library, styles and script inline).
-pub fn page() -> &'static str {
+pub(crate) fn page() -> &'static str {
     static PAGE_HTML: OnceLock<String> = OnceLock::new();
     PAGE_HTML.get_or_init(|| {
         PAGE.replace("/*UPLOT_CSS*/", UPLOT_CSS)
@@ -26,7 +26,7 @@ pub fn page() -> &'static str {
 }
 
 /// Samples the store's state every `SAMPLE_INTERVAL` into `metrics()`, until the task is aborted.
-pub async fn run_sampler(store: Store, auth_limit: Arc<crate::auth_limit::AuthLimiter>) {
+pub(crate) async fn run_sampler(store: Store, auth_limit: Arc<crate::auth_limit::AuthLimiter>) {
     let mut interval = tokio::time::interval(SAMPLE_INTERVAL);
     interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -44,7 +44,7 @@ pub async fn run_sampler(store: Store, auth_limit: Arc<crate::auth_limit::AuthLi
 }
 
 /// WAL sizes, the publisher's position and each LRS's delivery state.
-pub fn read_state(store: &Store) -> Result<StoreState, StoreError> {
+pub(crate) fn read_state(store: &Store) -> Result<StoreState, StoreError> {
     let wal = |path: std::path::PathBuf| std::fs::metadata(path).map_or(0, |meta| meta.len());
     let core = store.path();
     let mut core_wal = core.as_os_str().to_owned();
@@ -90,14 +90,14 @@ pub fn read_state(store: &Store) -> Result<StoreState, StoreError> {
 
 /// What `/ready` checks against.
 #[derive(Clone, Copy, Debug)]
-pub struct ReadyLimits {
-    pub max_publisher_lag_secs: u64,
-    pub max_dead_letters: u64,
+pub(crate) struct ReadyLimits {
+    pub(crate) max_publisher_lag_secs: u64,
+    pub(crate) max_dead_letters: u64,
 }
 
 /// `/ready`: the store's writer commits, the schemas are in place, the publisher keeps up and
 /// dead letters stay under the limit; otherwise `NotReady` naming every reason.
-pub async fn ready(
+pub(crate) async fn ready(
     store: &Store,
     schemas: &crate::schema::SchemaSet,
     limits: ReadyLimits,
@@ -161,7 +161,7 @@ pub async fn ready(
 }
 
 /// The status page's data: totals, the last hour's points, LRS state and the tables.
-pub fn data(store: &Store) -> Result<serde_json::Value, StoreError> {
+pub(crate) fn data(store: &Store) -> Result<serde_json::Value, StoreError> {
     let since = crate::domain::Clock::System
         .today()
         .and_hms_opt(0, 0, 0)

@@ -6,7 +6,7 @@ use rusqlite::{params, Connection};
 use serde_json::Value;
 
 /// The shape README "Privacy and retention" documents; `format` names its version.
-pub const FORMAT: &str = "uwlr-gateway/leerling-export/v1";
+pub(crate) const FORMAT: &str = "uwlr-gateway/leerling-export/v1";
 
 fn json_rows(
     connection: &Connection,
@@ -26,7 +26,7 @@ fn json_rows(
 /// history (quarantined ones flagged), the toets definitions they refer to, the receipts of
 /// the messages that brought them or named the learner (without keys; a sender's key is never
 /// stored), statements about them, the reads that returned them, and which LRSs received them.
-pub fn export(
+pub(crate) fn export(
     connection: &Connection,
     learner: &Learner,
     exported_at: &str,

@@ -9,40 +9,40 @@ use subtle::ConstantTimeEq;
 
 /// A registered sender as listed by `clients list` (never with its key).
 #[derive(Clone, Debug, serde::Serialize)]
-pub struct ClientRow {
-    pub klantcode: String,
-    pub klantnaam: String,
-    pub created_at: String,
-    pub revoked_at: Option<String>,
+pub(crate) struct ClientRow {
+    pub(crate) klantcode: String,
+    pub(crate) klantnaam: String,
+    pub(crate) created_at: String,
+    pub(crate) revoked_at: Option<String>,
 }
 
 /// An activation as listed by `schools list`.
 #[derive(Clone, Debug, serde::Serialize)]
-pub struct ActivationRow {
-    pub school: String,
-    pub klantcode: String,
-    pub mandate_ref: String,
-    pub valid_from: String,
-    pub valid_until: Option<String>,
-    pub active: bool,
+pub(crate) struct ActivationRow {
+    pub(crate) school: String,
+    pub(crate) klantcode: String,
+    pub(crate) mandate_ref: String,
+    pub(crate) valid_from: String,
+    pub(crate) valid_until: Option<String>,
+    pub(crate) active: bool,
 }
 
 /// A learner to import.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct LeerlingRow {
-    pub school: SchoolCode,
-    pub leerlingid: String,
-    pub eckid: Option<String>,
-    pub naam: Option<String>,
+pub(crate) struct LeerlingRow {
+    pub(crate) school: SchoolCode,
+    pub(crate) leerlingid: String,
+    pub(crate) eckid: Option<String>,
+    pub(crate) naam: Option<String>,
 }
 
 /// An authenticated sender, allowed to send for one school.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Sender {
-    pub client_id: i64,
-    pub klantcode: String,
-    pub school_id: i64,
-    pub school: SchoolCode,
+pub(crate) struct Sender {
+    pub(crate) client_id: i64,
+    pub(crate) klantcode: String,
+    pub(crate) school_id: i64,
+    pub(crate) school: SchoolCode,
 }
 
 fn hash_key(salt: &[u8], key: &str) -> Vec<u8> {
@@ -53,13 +53,13 @@ fn hash_key(salt: &[u8], key: &str) -> Vec<u8> {
 }
 
 /// A fresh random autorisatiesleutel: 32 random bytes, base64url-like hex.
-pub fn generate_key() -> String {
+pub(crate) fn generate_key() -> String {
     let mut bytes = [0u8; 32];
     rand::thread_rng().fill_bytes(&mut bytes);
     hex::encode(bytes)
 }
 
-pub fn audit(
+pub(crate) fn audit(
     connection: &Connection,
     actor: &str,
     action: &str,
@@ -73,7 +73,7 @@ pub fn audit(
 }
 
 /// Registers a client. The key is stored only as a salted SHA-256.
-pub fn add_client(
+pub(crate) fn add_client(
     connection: &Connection,
     klantcode: &str,
     klantnaam: &str,
@@ -111,7 +111,7 @@ pub fn add_client(
     audit(connection, "cli", "clients.add", klantcode)
 }
 
-pub fn list_clients(connection: &Connection) -> Result<Vec<ClientRow>, StoreError> {
+pub(crate) fn list_clients(connection: &Connection) -> Result<Vec<ClientRow>, StoreError> {
     let mut statement = connection.prepare(
         "SELECT klantcode, klantnaam, created_at, revoked_at FROM clients ORDER BY klantcode",
     )?;
@@ -126,7 +126,7 @@ pub fn list_clients(connection: &Connection) -> Result<Vec<ClientRow>, StoreErro
     Ok(rows.collect::<Result<_, _>>()?)
 }
 
-pub fn revoke_client(connection: &Connection, klantcode: &str) -> Result<(), StoreError> {
+pub(crate) fn revoke_client(connection: &Connection, klantcode: &str) -> Result<(), StoreError> {
     let changed = connection.execute(
         "UPDATE clients SET revoked_at = ?2 WHERE klantcode = ?1 AND revoked_at IS NULL",
         params![klantcode, now_text()],
@@ -138,7 +138,10 @@ pub fn revoke_client(connection: &Connection, klantcode: &str) -> Result<(), Sto
 }
 
 /// The id of a school, created on first mention.
-pub fn ensure_school(connection: &Connection, school: &SchoolCode) -> Result<i64, StoreError> {
+pub(crate) fn ensure_school(
+    connection: &Connection,
+    school: &SchoolCode,
+) -> Result<i64, StoreError> {
     let (brincode, dependancecode, schoolkey) = school.parts();
     connection.execute(
         "INSERT INTO schools (code, brincode, dependancecode, schoolkey, created_at)
@@ -158,7 +161,10 @@ pub fn ensure_school(connection: &Connection, school: &SchoolCode) -> Result<i64
     )?)
 }
 
-pub fn school_id(connection: &Connection, school: &SchoolCode) -> Result<Option<i64>, StoreError> {
+pub(crate) fn school_id(
+    connection: &Connection,
+    school: &SchoolCode,
+) -> Result<Option<i64>, StoreError> {
     Ok(connection
         .query_row(
             "SELECT id FROM schools WHERE code = ?1",
@@ -169,7 +175,7 @@ pub fn school_id(connection: &Connection, school: &SchoolCode) -> Result<Option<
 }
 
 /// Activates `klantcode` for `school` under a mandate valid from `valid_from` until `valid_until` (dates, inclusive).
-pub fn activate(
+pub(crate) fn activate(
     connection: &Connection,
     klantcode: &str,
     school: &SchoolCode,
@@ -208,7 +214,7 @@ pub fn activate(
     )
 }
 
-pub fn deactivate(
+pub(crate) fn deactivate(
     connection: &Connection,
     klantcode: &str,
     school: &SchoolCode,
@@ -236,7 +242,7 @@ pub fn deactivate(
 /// no earlier aanmaakdatum. For a sender held up by an aanmaakdatum that lay in the future
 /// (accepted before UWLR-TOEKOMST existed, or a clock that ran far ahead within the skew).
 /// Returns the aanmaakdatum that was forgotten; audited with it.
-pub fn reset_ordering(
+pub(crate) fn reset_ordering(
     connection: &Connection,
     klantcode: &str,
     school: &SchoolCode,
@@ -265,7 +271,7 @@ pub fn reset_ordering(
     Ok(forgotten)
 }
 
-pub fn list_activations(connection: &Connection) -> Result<Vec<ActivationRow>, StoreError> {
+pub(crate) fn list_activations(connection: &Connection) -> Result<Vec<ActivationRow>, StoreError> {
     let mut statement = connection.prepare(
         "SELECT s.code, c.klantcode, a.mandate_ref, a.valid_from, a.valid_until, a.active
          FROM activations a JOIN schools s ON s.id = a.school_id JOIN clients c ON c.id = a.client_id
@@ -285,7 +291,7 @@ pub fn list_activations(connection: &Connection) -> Result<Vec<ActivationRow>, S
 }
 
 /// What a sender with a wrong (or locked-out) autorisatiesleutel is told.
-pub fn wrong_key_violation() -> Violation {
+pub(crate) fn wrong_key_violation() -> Violation {
     Violation::new(Rule::Autorisatie, "autorisatiesleutel is not valid")
         .at_path("autorisatie/autorisatiesleutel")
 }
@@ -324,7 +330,7 @@ impl StoredClient {
 
 /// Checks the autorisatie header and the activation for the school, in the order
 /// the Topicus reference service uses: client identity, key, then school.
-pub fn authenticate(
+pub(crate) fn authenticate(
     connection: &Connection,
     klantcode: &str,
     klantnaam: &str,
@@ -389,7 +395,7 @@ pub fn authenticate(
 }
 
 /// Checks only the client's credentials (for HTTP Basic on the receipts API).
-pub fn authenticate_client(
+pub(crate) fn authenticate_client(
     connection: &Connection,
     klantcode: &str,
     key: &str,
@@ -400,7 +406,7 @@ pub fn authenticate_client(
 }
 
 /// Inserts or updates learners; returns how many rows were written.
-pub fn import_leerlingen(
+pub(crate) fn import_leerlingen(
     connection: &Connection,
     rows: &[LeerlingRow],
     actor: &str,
@@ -409,7 +415,7 @@ pub fn import_leerlingen(
 }
 
 /// `import_leerlingen`, calling `on_rows` with the number of rows written every 1,000 rows.
-pub fn import_leerlingen_with_progress(
+pub(crate) fn import_leerlingen_with_progress(
     connection: &Connection,
     rows: &[LeerlingRow],
     actor: &str,
@@ -439,7 +445,7 @@ pub fn import_leerlingen_with_progress(
 }
 
 /// Whether a leerling is known at the school, by LAS key or else by ECK iD.
-pub fn leerling_known(
+pub(crate) fn leerling_known(
     connection: &Connection,
     school_id: i64,
     leerlingid: &str,

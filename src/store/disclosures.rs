@@ -6,42 +6,42 @@ use rusqlite::{params, Connection};
 
 /// A reader that read the school's data through the read API (from the read audit).
 #[derive(Clone, Debug, serde::Serialize)]
-pub struct ReaderDisclosure {
-    pub reader: String,
-    pub api: String,
-    pub first_read: String,
-    pub last_read: String,
+pub(crate) struct ReaderDisclosure {
+    pub(crate) reader: String,
+    pub(crate) api: String,
+    pub(crate) first_read: String,
+    pub(crate) last_read: String,
     /// Answered requests (2xx) that returned records.
-    pub requests: u64,
-    pub records: u64,
+    pub(crate) requests: u64,
+    pub(crate) records: u64,
 }
 
 /// An LRS that received statements of the school (from its delivery cursor).
 #[derive(Clone, Debug, serde::Serialize)]
-pub struct LrsDisclosure {
-    pub lrs: String,
-    pub url: String,
+pub(crate) struct LrsDisclosure {
+    pub(crate) lrs: String,
+    pub(crate) url: String,
     /// Which learner identity it received: eckid, pseudonym or las.
-    pub identity: String,
+    pub(crate) identity: String,
     /// Statements it received (at or below its cursor and through its filter), still stored.
-    pub statements: u64,
-    pub first_stored: Option<String>,
-    pub last_stored: Option<String>,
-    pub last_delivered_at: Option<String>,
+    pub(crate) statements: u64,
+    pub(crate) first_stored: Option<String>,
+    pub(crate) last_stored: Option<String>,
+    pub(crate) last_delivered_at: Option<String>,
 }
 
 /// The register of one school, or of one learner of it.
 #[derive(Clone, Debug, serde::Serialize)]
-pub struct Register {
-    pub school: String,
-    pub readers: Vec<ReaderDisclosure>,
-    pub lrs: Vec<LrsDisclosure>,
+pub(crate) struct Register {
+    pub(crate) school: String,
+    pub(crate) readers: Vec<ReaderDisclosure>,
+    pub(crate) lrs: Vec<LrsDisclosure>,
 }
 
 /// Who received the school's data: readers from the read audit (kept `audit_retention_days`),
 /// LRSs from their cursors over the statements still stored. With `leerlingid`, only reads
 /// that returned that learner and statements about them.
-pub fn register(
+pub(crate) fn register(
     connection: &Connection,
     school: &crate::domain::SchoolCode,
     leerlingid: Option<&str>,

@@ -8,31 +8,31 @@ use rusqlite::{params, Connection, OptionalExtension};
 
 /// A learner as the erasure found them.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Learner {
-    pub school_id: i64,
-    pub school: String,
-    pub leerlingid: String,
-    pub eckid: Option<String>,
+pub(crate) struct Learner {
+    pub(crate) school_id: i64,
+    pub(crate) school: String,
+    pub(crate) leerlingid: String,
+    pub(crate) eckid: Option<String>,
 }
 
 /// What an erasure removed or rewrote. Counts only.
 #[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize)]
-pub struct ErasureCounts {
-    pub toetsafnames: u64,
-    pub quarantined: u64,
-    pub toetsafnames_history: u64,
-    pub toetsafname_changes: u64,
-    pub removals_written: u64,
-    pub leerlingen: u64,
-    pub receipts_rewritten: u64,
-    pub read_audit_rewritten: u64,
-    pub audit_rewritten: u64,
-    pub xapi_statements_removed: u64,
-    pub xapi_statements_voided: u64,
+pub(crate) struct ErasureCounts {
+    pub(crate) toetsafnames: u64,
+    pub(crate) quarantined: u64,
+    pub(crate) toetsafnames_history: u64,
+    pub(crate) toetsafname_changes: u64,
+    pub(crate) removals_written: u64,
+    pub(crate) leerlingen: u64,
+    pub(crate) receipts_rewritten: u64,
+    pub(crate) read_audit_rewritten: u64,
+    pub(crate) audit_rewritten: u64,
+    pub(crate) xapi_statements_removed: u64,
+    pub(crate) xapi_statements_voided: u64,
 }
 
 /// Finds a learner of the school by LAS key or ECK iD, in the roster or else in stored afnames.
-pub fn find_learner(
+pub(crate) fn find_learner(
     connection: &Connection,
     school: &crate::domain::SchoolCode,
     leerlingid: Option<&str>,
@@ -66,7 +66,10 @@ const HASH_KEY_NAME: &str = "learner_hash";
 /// The gateway's key for keyed hashes of learner ids: random, made on first use and kept
 /// sealed in the database, so the same learner always gets the same hash (an auditor can
 /// check a hash with the gateway's help) and nobody without the secrets key can.
-pub fn learner_hash_key(connection: &Connection, keyring: &Keyring) -> Result<Vec<u8>, StoreError> {
+pub(crate) fn learner_hash_key(
+    connection: &Connection,
+    keyring: &Keyring,
+) -> Result<Vec<u8>, StoreError> {
     let place = format!("gateway_keys.sealed/{HASH_KEY_NAME}");
     let stored: Option<Vec<u8>> = connection
         .query_row(
@@ -93,7 +96,7 @@ pub fn learner_hash_key(connection: &Connection, keyring: &Keyring) -> Result<Ve
 
 /// Seals the gateway's own keys (`gateway_keys`) anew under the keyring's first key, as
 /// `outbox::reseal_secrets` does for subscription secrets (`secrets rotate`, and at start).
-pub fn reseal_gateway_keys(
+pub(crate) fn reseal_gateway_keys(
     connection: &Connection,
     keyring: &Keyring,
     outcome: &mut super::outbox::Resealed,
@@ -123,7 +126,7 @@ pub fn reseal_gateway_keys(
 }
 
 /// The keyed hash that stands in for a learner id (or ECK iD) of a school in audit rows.
-pub fn learner_hash(key: &[u8], school: &str, id: &str) -> String {
+pub(crate) fn learner_hash(key: &[u8], school: &str, id: &str) -> String {
     let mut mac =
         hmac::Hmac::<sha2::Sha256>::new_from_slice(key).expect("HMAC takes a key of any length");
     mac.update(school.as_bytes());
@@ -133,7 +136,7 @@ pub fn learner_hash(key: &[u8], school: &str, id: &str) -> String {
 }
 
 /// `text` with every whole occurrence of `token` (not inside a longer key or number) replaced.
-pub fn replace_token(text: &str, token: &str, replacement: &str) -> String {
+pub(crate) fn replace_token(text: &str, token: &str, replacement: &str) -> String {
     if token.is_empty() {
         return text.to_string();
     }
@@ -192,7 +195,7 @@ fn rewrite_column(
 /// leaving a tombstone in the feed for each visible one, and their roster row; rewrites
 /// receipts' violations, read audit rows and audit rows that named them to name the keyed hash.
 /// Runs in the caller's transaction, with `erase_statements` in the same one.
-pub fn erase_core(
+pub(crate) fn erase_core(
     connection: &Connection,
     learner: &Learner,
     hash_key: &[u8],
@@ -261,19 +264,19 @@ pub fn erase_core(
 
 /// A statement about the learner that an LRS may hold.
 #[derive(Clone, Debug)]
-pub struct LearnerStatement {
-    pub seq: i64,
-    pub id: String,
-    pub toetscode: String,
+pub(crate) struct LearnerStatement {
+    pub(crate) seq: i64,
+    pub(crate) id: String,
+    pub(crate) toetscode: String,
     /// Not voided yet: it gets a voiding statement.
-    pub live: bool,
+    pub(crate) live: bool,
     /// Its ids are keyed (`StatementRow::keyed`): its voiding statement is keyed too, so an
     /// LRS with the pseudonym or LAS identity gets the StatementRef it holds.
-    pub keyed: bool,
+    pub(crate) keyed: bool,
 }
 
 /// Every statement about the learner (their own, and the voiding statements of their afnames).
-pub fn learner_statements(
+pub(crate) fn learner_statements(
     connection: &Connection,
     learner: &Learner,
     afname_ids: &[i64],
@@ -308,7 +311,7 @@ pub fn learner_statements(
 
 /// Records erased afnames in `xapi.sqlite`, so a publisher round that read them before the
 /// erasure committed writes no statement for them afterwards (`bridge::publish::write_round`).
-pub fn mark_erased(connection: &Connection, afname_ids: &[i64]) -> Result<(), StoreError> {
+pub(crate) fn mark_erased(connection: &Connection, afname_ids: &[i64]) -> Result<(), StoreError> {
     let mut statement = connection
         .prepare_cached("INSERT OR IGNORE INTO xapi_erased_afnames (afname_id) VALUES (?1)")?;
     for afname_id in afname_ids {
@@ -318,7 +321,7 @@ pub fn mark_erased(connection: &Connection, afname_ids: &[i64]) -> Result<(), St
 }
 
 /// Removes these statements and their dead letters from `xapi.sqlite`.
-pub fn remove_statements(
+pub(crate) fn remove_statements(
     connection: &Connection,
     statements: &[LearnerStatement],
 ) -> Result<u64, StoreError> {

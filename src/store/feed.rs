@@ -19,7 +19,7 @@ use serde_json::value::RawValue;
 /// What an afname feed item stands for.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
 #[serde(rename_all = "lowercase")]
-pub enum AfnameStatus {
+pub(crate) enum AfnameStatus {
     /// The afname's latest state follows.
     Current,
     /// The afname is gone (retention or erasure, `store::retention`); only its identity
@@ -29,92 +29,92 @@ pub enum AfnameStatus {
 
 /// One afname in the feed: its latest state when it was read, or its removal.
 #[derive(Debug, serde::Serialize)]
-pub struct FeedItem {
+pub(crate) struct FeedItem {
     /// The school's feed position of the change that put this state in the feed; the feed
     /// is ordered by it. (Named `change_seq` on the wire since the first release.)
-    pub change_seq: i64,
-    pub status: AfnameStatus,
+    pub(crate) change_seq: i64,
+    pub(crate) status: AfnameStatus,
     /// The resultaat key, unique within the school and the sender.
-    pub afname_key: String,
+    pub(crate) afname_key: String,
     /// The client that sent this afname and owns its key (UWLR: keys belong to their EA).
-    pub klantcode: String,
+    pub(crate) klantcode: String,
     /// The afname's state; absent for a removal.
     #[serde(flatten, skip_serializing_if = "Option::is_none")]
-    pub current: Option<CurrentAfname>,
+    pub(crate) current: Option<CurrentAfname>,
     /// A removal's toetscode (a current afname has it in `current`).
     #[serde(rename = "toetscode", skip_serializing_if = "Option::is_none")]
-    pub removed_toetscode: Option<String>,
+    pub(crate) removed_toetscode: Option<String>,
 }
 
 /// The state of an afname that is in the store.
 #[derive(Debug, serde::Serialize)]
-pub struct CurrentAfname {
-    pub leerlingid: String,
+pub(crate) struct CurrentAfname {
+    pub(crate) leerlingid: String,
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub eckid: Option<String>,
+    pub(crate) eckid: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub resultaatverwerkerid: Option<String>,
-    pub toetscode: String,
+    pub(crate) resultaatverwerkerid: Option<String>,
+    pub(crate) toetscode: String,
     /// The toets version this afname is pinned to; `""` when the toets has no versie.
-    pub versie: String,
+    pub(crate) versie: String,
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub toetsonderdeelcode: Option<String>,
-    pub afnamedatum: String,
+    pub(crate) toetsonderdeelcode: Option<String>,
+    pub(crate) afnamedatum: String,
     /// The afnamedatum of the message that last changed this afname; absent until it is changed.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub mutatiedatum: Option<String>,
+    pub(crate) mutatiedatum: Option<String>,
     /// 1 when first stored, one more for every correction.
-    pub revision: i64,
+    pub(crate) revision: i64,
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub score: Option<i64>,
+    pub(crate) score: Option<i64>,
     /// True for a toets score the gateway summed from onderdeel scores.
-    pub derived: bool,
+    pub(crate) derived: bool,
     /// The resultaat as sent (`uitslag`, `infourl`), or for a derived score the keys summed.
-    pub result: Box<RawValue>,
+    pub(crate) result: Box<RawValue>,
 }
 
 /// Filters on the feed; each narrows it, none moves the cursor.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct FeedFilter {
-    pub toetscode: Option<String>,
-    pub leerlingid: Option<String>,
+pub(crate) struct FeedFilter {
+    pub(crate) toetscode: Option<String>,
+    pub(crate) leerlingid: Option<String>,
     /// First afnamedatum included, `YYYY-MM-DD`.
-    pub afnamedatum_from: Option<String>,
+    pub(crate) afnamedatum_from: Option<String>,
     /// Last afnamedatum included, `YYYY-MM-DD`.
-    pub afnamedatum_until: Option<String>,
+    pub(crate) afnamedatum_until: Option<String>,
 }
 
 /// One page of the feed.
 #[derive(Debug)]
-pub struct FeedPage {
-    pub items: Vec<FeedItem>,
+pub(crate) struct FeedPage {
+    pub(crate) items: Vec<FeedItem>,
     /// Where to go on from: the last item's change_seq when more follow, else `consistent_through`.
-    pub next_cursor: i64,
+    pub(crate) next_cursor: i64,
     /// Every change up to here is visible in this answer's snapshot.
-    pub consistent_through: i64,
-    pub has_more: bool,
+    pub(crate) consistent_through: i64,
+    pub(crate) has_more: bool,
 }
 
 /// A stored toets version with its earlier (corrected) definitions.
 #[derive(Debug, serde::Serialize)]
-pub struct ToetsVersion {
+pub(crate) struct ToetsVersion {
     /// The client that defined this toets: each client has its own toetscodes.
-    pub klantcode: String,
-    pub versie: String,
+    pub(crate) klantcode: String,
+    pub(crate) versie: String,
     /// 1 when first stored, one more for every correction of this version.
-    pub revision: i64,
-    pub created_at: String,
-    pub updated_at: String,
-    pub definition: Box<RawValue>,
+    pub(crate) revision: i64,
+    pub(crate) created_at: String,
+    pub(crate) updated_at: String,
+    pub(crate) definition: Box<RawValue>,
     /// Definitions this version had before corrections, oldest first.
-    pub earlier_revisions: Vec<EarlierRevision>,
+    pub(crate) earlier_revisions: Vec<EarlierRevision>,
 }
 
 #[derive(Debug, serde::Serialize)]
-pub struct EarlierRevision {
-    pub revision: i64,
-    pub replaced_at: String,
-    pub definition: Box<RawValue>,
+pub(crate) struct EarlierRevision {
+    pub(crate) revision: i64,
+    pub(crate) replaced_at: String,
+    pub(crate) definition: Box<RawValue>,
 }
 
 fn raw_json(text: String) -> rusqlite::Result<Box<RawValue>> {
@@ -126,7 +126,7 @@ fn raw_json(text: String) -> rusqlite::Result<Box<RawValue>> {
 /// Reads up to `limit` afnames of `school_id` changed after feed position `since`,
 /// oldest change first, in one snapshot. Quarantined afnames are left out: they enter
 /// the feed when they are released, which stamps a new position.
-pub fn read_feed(
+pub(crate) fn read_feed(
     connection: &Connection,
     school_id: i64,
     since: i64,
@@ -239,7 +239,7 @@ pub fn read_feed(
 
 /// Every stored version of a toets, by sender and versie; empty when the school has no such toets.
 /// Two clients that use one toetscode have two toetsen, each with its own versions.
-pub fn read_toets_versions(
+pub(crate) fn read_toets_versions(
     connection: &Connection,
     school_id: i64,
     toetscode: &str,

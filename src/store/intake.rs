@@ -8,7 +8,7 @@ use rusqlite::{params, Connection, OptionalExtension};
 /// What happened to a toets definition.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
 #[serde(rename_all = "snake_case")]
-pub enum ToetsChange {
+pub(crate) enum ToetsChange {
     /// An unknown toetscode.
     NewToets,
     /// A known toetscode with a new versie.
@@ -20,7 +20,7 @@ pub enum ToetsChange {
 
 /// What happened to one afname.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub enum AfnameChange {
+pub(crate) enum AfnameChange {
     Created,
     /// `afnamedatum` is the stored one (the first sent: an update keeps it), which names
     /// the afname's sitting; the upsert read it anyway, so the caller need not read it again.
@@ -36,38 +36,38 @@ pub enum AfnameChange {
 
 /// A receipt to write: one per authenticated message.
 #[derive(Clone, Debug, Default, serde::Serialize)]
-pub struct Receipt {
-    pub id: String,
-    pub client_id: i64,
-    pub school_id: Option<i64>,
-    pub aanmaakdatum: Option<String>,
+pub(crate) struct Receipt {
+    pub(crate) id: String,
+    pub(crate) client_id: i64,
+    pub(crate) school_id: Option<i64>,
+    pub(crate) aanmaakdatum: Option<String>,
     /// School year and schema version of the message, which its xAPI statements carry.
-    pub schooljaar: Option<String>,
-    pub xsdversie: Option<String>,
-    pub received_at: String,
-    pub size: u64,
-    pub sha256: String,
-    pub accepted: bool,
-    pub faultcode: Option<String>,
-    pub counts: Counts,
-    pub violations: Violations,
-    pub unknown_vocabularies: Vec<String>,
-    pub duration_ms: u64,
+    pub(crate) schooljaar: Option<String>,
+    pub(crate) xsdversie: Option<String>,
+    pub(crate) received_at: String,
+    pub(crate) size: u64,
+    pub(crate) sha256: String,
+    pub(crate) accepted: bool,
+    pub(crate) faultcode: Option<String>,
+    pub(crate) counts: Counts,
+    pub(crate) violations: Violations,
+    pub(crate) unknown_vocabularies: Vec<String>,
+    pub(crate) duration_ms: u64,
 }
 
 /// What a message held and did.
 #[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-pub struct Counts {
-    pub toetsen: u64,
-    pub toetsafnames: u64,
-    pub resultaten: u64,
-    pub created: u64,
-    pub updated: u64,
-    pub unchanged: u64,
-    pub quarantined: u64,
+pub(crate) struct Counts {
+    pub(crate) toetsen: u64,
+    pub(crate) toetsafnames: u64,
+    pub(crate) resultaten: u64,
+    pub(crate) created: u64,
+    pub(crate) updated: u64,
+    pub(crate) unchanged: u64,
+    pub(crate) quarantined: u64,
 }
 
-pub fn insert_receipt(connection: &Connection, receipt: &Receipt) -> Result<(), StoreError> {
+pub(crate) fn insert_receipt(connection: &Connection, receipt: &Receipt) -> Result<(), StoreError> {
     let violations =
         serde_json::to_string(&receipt.violations.items).unwrap_or_else(|_| "[]".into());
     let unknown =
@@ -108,7 +108,7 @@ pub fn insert_receipt(connection: &Connection, receipt: &Receipt) -> Result<(), 
 }
 
 /// The id of an accepted receipt for the same bytes from the same client, if any.
-pub fn accepted_duplicate(
+pub(crate) fn accepted_duplicate(
     connection: &Connection,
     client_id: i64,
     sha256: &str,
@@ -122,7 +122,7 @@ pub fn accepted_duplicate(
 }
 
 /// The last accepted aanmaakdatum (µs) for this client and school.
-pub fn last_aanmaakdatum(
+pub(crate) fn last_aanmaakdatum(
     connection: &Connection,
     client_id: i64,
     school_id: i64,
@@ -135,7 +135,7 @@ pub fn last_aanmaakdatum(
         .optional()?)
 }
 
-pub fn set_last_aanmaakdatum(
+pub(crate) fn set_last_aanmaakdatum(
     connection: &Connection,
     client_id: i64,
     school_id: i64,
@@ -157,20 +157,20 @@ pub fn set_last_aanmaakdatum(
 /// Whose toetsen and afnames a write or lookup is about: each client has its own
 /// toetscodes and resultaat keys within a school (UWLR: keys belong to the EA that made them).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Owner {
-    pub school_id: i64,
-    pub client_id: i64,
+pub(crate) struct Owner {
+    pub(crate) school_id: i64,
+    pub(crate) client_id: i64,
 }
 
 /// A stored toets version.
 #[derive(Clone, Debug)]
-pub struct StoredToets {
-    pub id: i64,
-    pub definition: Toets,
+pub(crate) struct StoredToets {
+    pub(crate) id: i64,
+    pub(crate) definition: Toets,
 }
 
 /// A toets version the sender `owner` defined for its school; another client's toetsen are not visible.
-pub fn load_toets(
+pub(crate) fn load_toets(
     connection: &Connection,
     owner: Owner,
     toetscode: &str,
@@ -196,14 +196,14 @@ pub fn load_toets(
 
 /// A toets definition as stored: its JSON and the hash that tells a correction from a resend.
 #[derive(Clone, Debug)]
-pub struct ToetsDefinition {
-    pub toets: Toets,
-    pub json: String,
-    pub sha256: String,
+pub(crate) struct ToetsDefinition {
+    pub(crate) toets: Toets,
+    pub(crate) json: String,
+    pub(crate) sha256: String,
 }
 
 impl ToetsDefinition {
-    pub fn new(toets: Toets) -> ToetsDefinition {
+    pub(crate) fn new(toets: Toets) -> ToetsDefinition {
         let json = serde_json::to_string(&toets).unwrap_or_default();
         let sha256 = sha256_hex(json.as_bytes());
         ToetsDefinition {
@@ -217,7 +217,7 @@ impl ToetsDefinition {
 /// Applies UWLR step 6 to one definition of the sender `owner`: create, add a version, or
 /// overwrite (correction). Only the sender's own toetsen are looked at: another client's
 /// toets with the same toetscode is a different toets.
-pub fn upsert_toets(
+pub(crate) fn upsert_toets(
     connection: &Connection,
     owner: Owner,
     definition: &ToetsDefinition,
@@ -285,26 +285,26 @@ pub fn upsert_toets(
 
 /// One afname as stored.
 #[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct AfnameState {
-    pub afname_key: String,
-    pub leerlingid: String,
-    pub eckid: Option<String>,
-    pub resultaatverwerkerid: Option<String>,
-    pub toets_id: i64,
-    pub toetscode: String,
-    pub versie: String,
-    pub toetsonderdeelcode: Option<String>,
-    pub afnamedatum: String,
-    pub score: Option<i64>,
-    pub derived: bool,
+pub(crate) struct AfnameState {
+    pub(crate) afname_key: String,
+    pub(crate) leerlingid: String,
+    pub(crate) eckid: Option<String>,
+    pub(crate) resultaatverwerkerid: Option<String>,
+    pub(crate) toets_id: i64,
+    pub(crate) toetscode: String,
+    pub(crate) versie: String,
+    pub(crate) toetsonderdeelcode: Option<String>,
+    pub(crate) afnamedatum: String,
+    pub(crate) score: Option<i64>,
+    pub(crate) derived: bool,
     /// The resultaat as sent (score, osoresultaat or anderresultaat, infourl), as JSON.
-    pub result: String,
+    pub(crate) result: String,
 }
 
 impl AfnameState {
     /// Hash over what the sender controls; an identical resend is no change.
     /// Fields are length-prefixed so that no two states share an input.
-    pub fn content_hash(&self) -> Vec<u8> {
+    pub(crate) fn content_hash(&self) -> Vec<u8> {
         use sha2::Digest;
         let mut hasher = sha2::Sha256::new();
         let mut field = |bytes: &[u8]| {
@@ -336,26 +336,26 @@ impl AfnameState {
 }
 
 /// Context shared by every afname write of one message.
-pub struct AfnameWrite<'a> {
+pub(crate) struct AfnameWrite<'a> {
     /// The school and the sending client: a key is unique per owner, so one client's
     /// write never reaches another client's afname with the same key.
-    pub owner: Owner,
-    pub aanmaakdatum: &'a str,
-    pub receipt_id: &'a str,
-    pub quarantined: bool,
+    pub(crate) owner: Owner,
+    pub(crate) aanmaakdatum: &'a str,
+    pub(crate) receipt_id: &'a str,
+    pub(crate) quarantined: bool,
     /// A change's feed position in its school is its `change_seq` plus this: one message
     /// writes for one school, so both counters move together within it (`feed_offset`).
-    pub feed_offset: i64,
+    pub(crate) feed_offset: i64,
 }
 
 /// The change feed's counter, read once per message and written back at its end.
-pub fn read_change_seq(connection: &Connection) -> Result<i64, StoreError> {
+pub(crate) fn read_change_seq(connection: &Connection) -> Result<i64, StoreError> {
     Ok(connection
         .prepare_cached("SELECT seq FROM change_counter WHERE id = 1")?
         .query_row([], |row| row.get(0))?)
 }
 
-pub fn write_change_seq(connection: &Connection, seq: i64) -> Result<(), StoreError> {
+pub(crate) fn write_change_seq(connection: &Connection, seq: i64) -> Result<(), StoreError> {
     connection
         .prepare_cached("UPDATE change_counter SET seq = ?1 WHERE id = 1")?
         .execute([seq])?;
@@ -363,7 +363,7 @@ pub fn write_change_seq(connection: &Connection, seq: i64) -> Result<(), StoreEr
 }
 
 /// The school's feed offset for a message that starts at `change_seq` (see `AfnameWrite`).
-pub fn feed_offset(
+pub(crate) fn feed_offset(
     connection: &Connection,
     school_id: i64,
     change_seq: i64,
@@ -375,7 +375,7 @@ pub fn feed_offset(
 }
 
 /// Moves the school's feed counter to where the message's last change put it.
-pub fn write_feed_seq(
+pub(crate) fn write_feed_seq(
     connection: &Connection,
     school_id: i64,
     change_seq: i64,
@@ -389,7 +389,7 @@ pub fn write_feed_seq(
 
 /// UWLR step 7: a new key is stored; a known key is updated, its afnamedatum in
 /// the message becoming the mutation date, and its previous state kept in history.
-pub fn upsert_afname(
+pub(crate) fn upsert_afname(
     connection: &Connection,
     write: &AfnameWrite,
     state: &AfnameState,
@@ -550,7 +550,7 @@ const SITTING_RESULTS: &str =
 /// The onderdeel results the sender `owner` stored for one sitting (a leerling, toets
 /// version and afnamedatum), in store order, and whether the sender reported a toets-level
 /// score for it (then nothing is derived). Reads this message's own rows too.
-pub fn sitting_results(
+pub(crate) fn sitting_results(
     connection: &Connection,
     owner: Owner,
     leerlingid: &str,
@@ -589,7 +589,7 @@ pub fn sitting_results(
 /// results are never written, yet kResultaat must still see their keys. The list is
 /// a temporary table on the writer's connection, so it costs nothing for a message
 /// without violations and no memory for a large one with many.
-pub fn begin_skipped_keys(connection: &Connection) -> Result<(), StoreError> {
+pub(crate) fn begin_skipped_keys(connection: &Connection) -> Result<(), StoreError> {
     connection.execute_batch(
         "CREATE TEMP TABLE IF NOT EXISTS skipped_afname_keys (afname_key TEXT PRIMARY KEY);
          DELETE FROM temp.skipped_afname_keys;",
@@ -598,7 +598,7 @@ pub fn begin_skipped_keys(connection: &Connection) -> Result<(), StoreError> {
 }
 
 /// Notes a skipped result's key; true when the message already holds it (stored or skipped).
-pub fn note_skipped_key(
+pub(crate) fn note_skipped_key(
     connection: &Connection,
     write: &AfnameWrite,
     afname_key: &str,
@@ -621,7 +621,10 @@ pub fn note_skipped_key(
 }
 
 /// Whether a key was skipped earlier in this message (only after `begin_skipped_keys`).
-pub fn is_skipped_key(connection: &Connection, afname_key: &str) -> Result<bool, StoreError> {
+pub(crate) fn is_skipped_key(
+    connection: &Connection,
+    afname_key: &str,
+) -> Result<bool, StoreError> {
     Ok(connection
         .prepare_cached("SELECT 1 FROM temp.skipped_afname_keys WHERE afname_key = ?1")?
         .query_row([afname_key], |_| Ok(()))
@@ -648,7 +651,7 @@ fn log_change(
 }
 
 /// Releases quarantined afnames of learners that are now known; returns how many.
-pub fn release_quarantine(connection: &Connection) -> Result<usize, StoreError> {
+pub(crate) fn release_quarantine(connection: &Connection) -> Result<usize, StoreError> {
     let mut seq = read_change_seq(connection)?;
     let ids: Vec<i64> = connection
         .prepare(
@@ -681,7 +684,7 @@ pub fn release_quarantine(connection: &Connection) -> Result<usize, StoreError> 
 }
 
 /// A receipt as JSON with the id of the client that sent it.
-pub fn load_receipt(
+pub(crate) fn load_receipt(
     connection: &Connection,
     id: &str,
 ) -> Result<Option<(i64, serde_json::Value)>, StoreError> {
@@ -704,7 +707,7 @@ pub fn load_receipt(
 }
 
 /// Receipts, newest first, as JSON (for `receipts list`).
-pub fn list_receipts(
+pub(crate) fn list_receipts(
     connection: &Connection,
     limit: u32,
 ) -> Result<Vec<serde_json::Value>, StoreError> {
@@ -723,7 +726,7 @@ pub fn list_receipts(
 
 /// The receipt of an accepted message with the same bytes from the same client, read
 /// through the reader pool (phase 1's replay check, before the writer is asked).
-pub fn find_accepted(
+pub(crate) fn find_accepted(
     store: &super::Store,
     client_id: i64,
     sha256: &str,
@@ -732,7 +735,7 @@ pub fn find_accepted(
 }
 
 /// Authenticates a sender for a school through the reader pool (see `admin::authenticate`).
-pub fn authenticate_sender(
+pub(crate) fn authenticate_sender(
     store: &super::Store,
     autorisatie: &crate::uwlr::Autorisatie,
     school: &crate::domain::SchoolCode,
@@ -752,7 +755,7 @@ pub fn authenticate_sender(
 
 /// Runs one message's job on the core writer thread, inside the group transaction
 /// (`Store::write`): the intake sees a `MessageWriter`, never a connection or SQL.
-pub async fn write_message<R: Send + 'static>(
+pub(crate) async fn write_message<R: Send + 'static>(
     store: &super::Store,
     job: impl FnOnce(&mut MessageWriter<'_>) -> R + Send + 'static,
 ) -> Result<R, StoreError> {
@@ -762,20 +765,20 @@ pub async fn write_message<R: Send + 'static>(
 }
 
 /// The core writer's connection as one message's job sees it.
-pub struct MessageWriter<'c> {
+pub(crate) struct MessageWriter<'c> {
     connection: &'c mut Connection,
 }
 
 /// Whose message a `MessagePass` writes: its owner, receipt and aanmaakdatum.
-pub struct MessageContext {
-    pub owner: Owner,
-    pub receipt_id: String,
-    pub aanmaakdatum: String,
+pub(crate) struct MessageContext {
+    pub(crate) owner: Owner,
+    pub(crate) receipt_id: String,
+    pub(crate) aanmaakdatum: String,
 }
 
 impl MessageWriter<'_> {
     /// See `accepted_duplicate`: a twin may have been accepted while this message waited.
-    pub fn accepted_duplicate(
+    pub(crate) fn accepted_duplicate(
         &self,
         client_id: i64,
         sha256: &str,
@@ -784,13 +787,13 @@ impl MessageWriter<'_> {
     }
 
     /// Writes a receipt outside any message pass (a refused message keeps only this).
-    pub fn insert_receipt(&self, receipt: &Receipt) -> Result<(), StoreError> {
+    pub(crate) fn insert_receipt(&self, receipt: &Receipt) -> Result<(), StoreError> {
         insert_receipt(self.connection, receipt)
     }
 
     /// Opens the message's savepoint: what the pass writes stays only if it commits;
     /// dropping it rolls everything back.
-    pub fn begin(&mut self, context: MessageContext) -> Result<MessagePass<'_>, StoreError> {
+    pub(crate) fn begin(&mut self, context: MessageContext) -> Result<MessagePass<'_>, StoreError> {
         let savepoint = self.connection.savepoint()?;
         let change_seq = read_change_seq(&savepoint)?;
         let feed_offset = feed_offset(&savepoint, context.owner.school_id, change_seq)?;
@@ -806,7 +809,7 @@ impl MessageWriter<'_> {
 
 /// One message's writes inside its savepoint: toets versions, afname upserts with their
 /// change log rows, and at `commit` the counters, the ordering state and the receipt.
-pub struct MessagePass<'c> {
+pub(crate) struct MessagePass<'c> {
     savepoint: rusqlite::Savepoint<'c>,
     context: MessageContext,
     /// The change feed's counter as this message moves it (written back at `commit`).
@@ -828,13 +831,13 @@ impl MessagePass<'_> {
     }
 
     /// The last accepted aanmaakdatum (µs and as sent) of this sender for this school.
-    pub fn last_aanmaakdatum(&self) -> Result<Option<(i64, String)>, StoreError> {
+    pub(crate) fn last_aanmaakdatum(&self) -> Result<Option<(i64, String)>, StoreError> {
         let owner = self.context.owner;
         last_aanmaakdatum(&self.savepoint, owner.client_id, owner.school_id)
     }
 
     /// UWLR step 6 for one definition (see `upsert_toets`).
-    pub fn upsert_toets(
+    pub(crate) fn upsert_toets(
         &self,
         definition: &ToetsDefinition,
     ) -> Result<(i64, ToetsChange), StoreError> {
@@ -847,7 +850,7 @@ impl MessagePass<'_> {
     }
 
     /// A toets version of this sender stored by an earlier message.
-    pub fn load_toets(
+    pub(crate) fn load_toets(
         &self,
         toetscode: &str,
         versie: &str,
@@ -856,7 +859,7 @@ impl MessagePass<'_> {
     }
 
     /// Whether the school knows the leerling (by leerlingid or eckid).
-    pub fn leerling_known(
+    pub(crate) fn leerling_known(
         &self,
         leerlingid: &str,
         eckid: Option<&str>,
@@ -871,7 +874,7 @@ impl MessagePass<'_> {
 
     /// Notes the key of a result skipped for a rule it broke; true when the message
     /// holds that key already, stored or skipped (see `begin_skipped_keys`).
-    pub fn note_skipped_key(&mut self, afname_key: &str) -> Result<bool, StoreError> {
+    pub(crate) fn note_skipped_key(&mut self, afname_key: &str) -> Result<bool, StoreError> {
         if !self.skipped_keys {
             begin_skipped_keys(&self.savepoint)?;
             self.skipped_keys = true;
@@ -880,12 +883,12 @@ impl MessagePass<'_> {
     }
 
     /// Whether a key was skipped earlier in this message.
-    pub fn is_skipped_key(&self, afname_key: &str) -> Result<bool, StoreError> {
+    pub(crate) fn is_skipped_key(&self, afname_key: &str) -> Result<bool, StoreError> {
         Ok(self.skipped_keys && is_skipped_key(&self.savepoint, afname_key)?)
     }
 
     /// UWLR step 7 for one afname (see `upsert_afname`).
-    pub fn upsert_afname(
+    pub(crate) fn upsert_afname(
         &mut self,
         state: &AfnameState,
         quarantined: bool,
@@ -902,7 +905,7 @@ impl MessagePass<'_> {
     }
 
     /// See `sitting_results`.
-    pub fn sitting_results(
+    pub(crate) fn sitting_results(
         &self,
         leerlingid: &str,
         toets_id: i64,
@@ -919,7 +922,7 @@ impl MessagePass<'_> {
 
     /// Keeps the message: the change and feed counters, the sender's ordering state
     /// (`aanmaakdatum_us`) and the receipt, then releases the savepoint.
-    pub fn commit(self, aanmaakdatum_us: i64, receipt: &Receipt) -> Result<(), StoreError> {
+    pub(crate) fn commit(self, aanmaakdatum_us: i64, receipt: &Receipt) -> Result<(), StoreError> {
         let owner = self.context.owner;
         write_change_seq(&self.savepoint, self.change_seq)?;
         write_feed_seq(

@@ -7,7 +7,7 @@ use rusqlite::Connection;
 /// Imports `rows` and releases the quarantined afnames of the leerlingen they make known,
 /// in one savepoint: a roster is imported whole, with its releases, or not at all.
 /// Returns how many rows were imported and how many afnames were released.
-pub fn import_and_release(
+pub(crate) fn import_and_release(
     connection: &mut Connection,
     rows: &[LeerlingRow],
     actor: &str,

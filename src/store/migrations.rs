@@ -582,16 +582,16 @@ CREATE TABLE xapi.xapi_erased_afnames (
 ];
 
 /// The core schema version this binary writes: the first migrations, the split, then the later ones.
-pub const CORE_VERSION: usize = SPLIT_VERSION + LATER_MIGRATIONS.len();
+pub(crate) const CORE_VERSION: usize = SPLIT_VERSION + LATER_MIGRATIONS.len();
 /// The `xapi.sqlite` schema version this binary writes.
-pub const XAPI_VERSION: usize = XAPI_MIGRATIONS.len();
+pub(crate) const XAPI_VERSION: usize = XAPI_MIGRATIONS.len();
 
 /// The core version after which the bridge's tables live in `xapi.sqlite`.
 const SPLIT_VERSION: usize = 5;
 
 /// Brings both files to the newest schema. `connection` is a core connection with
 /// `xapi.sqlite` attached as `xapi` (`Store::connect`).
-pub fn migrate(connection: &mut Connection) -> rusqlite::Result<()> {
+pub(crate) fn migrate(connection: &mut Connection) -> rusqlite::Result<()> {
     apply(connection, "main", 0, MIGRATIONS)?;
     apply(connection, super::XAPI_SCHEMA, 0, XAPI_MIGRATIONS)?;
     if user_version(connection, "main")? < SPLIT_VERSION {
@@ -702,7 +702,7 @@ fn move_bridge_tables(connection: &mut Connection) -> rusqlite::Result<()> {
 }
 
 /// The core schema version this binary writes.
-pub fn latest_version() -> usize {
+pub(crate) fn latest_version() -> usize {
     CORE_VERSION
 }
 

@@ -4,24 +4,24 @@
 //! transaction (group commit), each inside its own savepoint so that it is still
 //! atomic on its own; callers are answered only after the shared COMMIT.
 
-pub mod access_request;
-pub mod admin;
-pub mod afname_result;
-pub mod clients;
-pub mod connection;
-pub mod disclosures;
-pub mod erasure;
-pub mod feed;
-pub mod intake;
-pub mod leerlingen;
-pub mod migrations;
+pub(crate) mod access_request;
+pub(crate) mod admin;
+pub(crate) mod afname_result;
+pub(crate) mod clients;
+pub(crate) mod connection;
+pub(crate) mod disclosures;
+pub(crate) mod erasure;
+pub(crate) mod feed;
+pub(crate) mod intake;
+pub(crate) mod leerlingen;
+pub(crate) mod migrations;
 pub mod outbox;
-pub mod readers;
-pub mod receipts;
-pub mod retention;
-pub mod session;
-pub mod statements;
-pub mod status;
+pub(crate) mod readers;
+pub(crate) mod receipts;
+pub(crate) mod retention;
+pub(crate) mod session;
+pub(crate) mod statements;
+pub(crate) mod status;
 
 use rusqlite::{Connection, OpenFlags};
 use std::os::unix::fs::PermissionsExt as _;
@@ -126,22 +126,22 @@ fn is_busy_code(code: rusqlite::ErrorCode) -> bool {
 }
 
 impl StoreError {
-    pub fn not_found(what: impl Into<String>) -> StoreError {
+    pub(crate) fn not_found(what: impl Into<String>) -> StoreError {
         StoreError::NotFound { what: what.into() }
     }
 
-    pub fn already_exists(what: impl Into<String>) -> StoreError {
+    pub(crate) fn already_exists(what: impl Into<String>) -> StoreError {
         StoreError::AlreadyExists { what: what.into() }
     }
 
-    pub fn invalid_input(field: &'static str, reason: impl Into<String>) -> StoreError {
+    pub(crate) fn invalid_input(field: &'static str, reason: impl Into<String>) -> StoreError {
         StoreError::InvalidInput {
             field,
             reason: reason.into(),
         }
     }
 
-    pub fn corrupt(what: impl Into<String>, detail: impl ToString) -> StoreError {
+    pub(crate) fn corrupt(what: impl Into<String>, detail: impl ToString) -> StoreError {
         StoreError::Corrupt {
             what: what.into(),
             detail: detail.to_string(),
@@ -150,7 +150,7 @@ impl StoreError {
 
     /// Whether waiting and trying again may succeed: `Busy`, or a busy SQLite error
     /// wrapped without `From` (as `IntakeError` and `BridgeError` do).
-    pub fn is_busy(&self) -> bool {
+    pub(crate) fn is_busy(&self) -> bool {
         match self {
             StoreError::Busy { .. } => true,
             StoreError::Sqlite(rusqlite::Error::SqliteFailure(failure, _)) => {
@@ -164,7 +164,7 @@ impl StoreError {
 /// How durable a commit is before the sender is answered.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Deserialize, serde::Serialize)]
 #[serde(rename_all = "lowercase")]
-pub enum Durability {
+pub(crate) enum Durability {
     /// `synchronous=FULL`: survives power loss.
     Full,
     /// `synchronous=NORMAL`: survives a crash of the gateway, not of the machine.
@@ -215,7 +215,7 @@ const GROUP_LIMIT: usize = 512;
 /// connections see both (`xapi.sqlite` is attached as `xapi`; table names are unique
 /// across the two, so queries need no schema prefix); each writer sees only its own file.
 #[derive(Clone)]
-pub struct Store {
+pub(crate) struct Store {
     inner: Arc<Inner>,
 }
 
@@ -249,7 +249,7 @@ impl Database {
 }
 
 /// The alias of `xapi.sqlite` on core connections.
-pub const XAPI_SCHEMA: &str = "xapi";
+pub(crate) const XAPI_SCHEMA: &str = "xapi";
 
 /// Attaches another database file under `alias`.
 fn attach(connection: &Connection, path: &Path, alias: &str) -> Result<(), StoreError> {
@@ -279,7 +279,7 @@ const DATABASE_FILES: [&str; 6] = [
 
 /// Creates a directory (and missing parents) readable by its owner only (0700), whatever the
 /// umask; an existing directory is left as the operator set it.
-pub fn create_private_dir(path: &Path) -> std::io::Result<()> {
+pub(crate) fn create_private_dir(path: &Path) -> std::io::Result<()> {
     use std::os::unix::fs::DirBuilderExt as _;
     if path.is_dir() {
         return Ok(());
@@ -327,7 +327,7 @@ fn require_database(data_dir: &Path) -> Result<(), StoreError> {
 /// locking (SQLite then needs the `-shm`); a file without one has no writer (a gateway holds
 /// its WAL open while it runs), so it is opened `immutable`: no lock, no `-shm` or `-wal`
 /// created, which a read-only directory would not allow and a copy should not get.
-pub fn open_read_only(data_dir: &Path) -> Result<Connection, StoreError> {
+pub(crate) fn open_read_only(data_dir: &Path) -> Result<Connection, StoreError> {
     require_database(data_dir)?;
     if !data_dir.join("xapi.sqlite").is_file() {
         return Err(StoreError::DataDirUnusable {
@@ -411,7 +411,10 @@ const URI_PATH: &percent_encoding::AsciiSet = &percent_encoding::CONTROLS
     .add(b' ');
 
 /// Opens a connection with the pragmas every connection needs.
-pub fn open_connection(path: &Path, durability: Durability) -> Result<Connection, StoreError> {
+pub(crate) fn open_connection(
+    path: &Path,
+    durability: Durability,
+) -> Result<Connection, StoreError> {
     let connection = Connection::open_with_flags(
         path,
         OpenFlags::SQLITE_OPEN_READ_WRITE
@@ -444,7 +447,7 @@ pub fn open_connection(path: &Path, durability: Durability) -> Result<Connection
 /// the copied change log (the restored publisher regenerates what the copy lacks).
 /// Everything is written to `destination` plus `.partial`, checked with
 /// `PRAGMA quick_check`, synced and then renamed, so `destination` is whole or absent.
-pub fn backup(source: &Connection, destination: &Path) -> Result<(), StoreError> {
+pub(crate) fn backup(source: &Connection, destination: &Path) -> Result<(), StoreError> {
     let io = |source: std::io::Error| StoreError::Backup {
         path: destination.to_path_buf(),
         source,
@@ -540,7 +543,7 @@ fn copy_database(
 impl Store {
     /// Opens (creating and migrating) `gateway.sqlite` and `xapi.sqlite` in `data_dir`; only
     /// `serve` and `init` create a data dir.
-    pub fn open(
+    pub(crate) fn open(
         data_dir: &Path,
         durability: Durability,
         wal_restart_bytes: u64,
@@ -555,7 +558,7 @@ impl Store {
     /// Opens (and migrates) the databases of a data dir that must exist already: every
     /// changing subcommand but `serve` and `init`, so a mistyped `--data-dir` fails instead
     /// of creating an empty database.
-    pub fn open_existing(
+    pub(crate) fn open_existing(
         data_dir: &Path,
         durability: Durability,
         wal_restart_bytes: u64,
@@ -588,20 +591,20 @@ impl Store {
     }
 
     /// The core database file.
-    pub fn path(&self) -> &Path {
+    pub(crate) fn path(&self) -> &Path {
         &self.inner.core.path
     }
 
     /// A connection to the core with the bridge's file attached, for one-off work (CLI
     /// commands, tests) and the reader pool.
-    pub fn connect(&self) -> Result<Connection, StoreError> {
+    pub(crate) fn connect(&self) -> Result<Connection, StoreError> {
         let connection = open_connection(&self.inner.core.path, self.inner.durability)?;
         attach(&connection, &self.inner.xapi.path, XAPI_SCHEMA)?;
         Ok(connection)
     }
 
     /// Runs `job` on a pooled read connection (both files visible).
-    pub fn read<R>(
+    pub(crate) fn read<R>(
         &self,
         job: impl FnOnce(&Connection) -> Result<R, StoreError>,
     ) -> Result<R, StoreError> {
@@ -619,7 +622,7 @@ impl Store {
     }
 
     /// Whether the core database answers a read (`/health`).
-    pub fn ping(&self) -> Result<(), StoreError> {
+    pub(crate) fn ping(&self) -> Result<(), StoreError> {
         self.read(|connection| Ok(connection.query_row("SELECT 1", [], |_| Ok(()))?))
     }
 
@@ -691,7 +694,7 @@ impl Store {
     /// Runs `job` on the core writer thread inside the current group transaction and
     /// resolves once that transaction has committed. The job must keep its own
     /// changes atomic (a savepoint) and must not commit.
-    pub async fn write<R: Send + 'static>(
+    pub(crate) async fn write<R: Send + 'static>(
         &self,
         job: impl FnOnce(&mut Connection) -> R + Send + 'static,
     ) -> Result<R, StoreError> {
@@ -700,7 +703,7 @@ impl Store {
 
     /// Like `write`, on the xAPI writer thread, whose connection holds only the bridge's
     /// file: what a job needs from the core is read beforehand through `read`.
-    pub async fn write_xapi<R: Send + 'static>(
+    pub(crate) async fn write_xapi<R: Send + 'static>(
         &self,
         job: impl FnOnce(&mut Connection) -> R + Send + 'static,
     ) -> Result<R, StoreError> {
@@ -730,17 +733,17 @@ impl Store {
     }
 
     /// A receiver that changes after every group commit of this process's core writer.
-    pub fn commits(&self) -> tokio::sync::watch::Receiver<u64> {
+    pub(crate) fn commits(&self) -> tokio::sync::watch::Receiver<u64> {
         self.inner.core.commits.subscribe()
     }
 
     /// A receiver that changes after every group commit of this process's xAPI writer.
-    pub fn xapi_commits(&self) -> tokio::sync::watch::Receiver<u64> {
+    pub(crate) fn xapi_commits(&self) -> tokio::sync::watch::Receiver<u64> {
         self.inner.xapi.commits.subscribe()
     }
 
     /// Stops the writer threads once queued jobs are done.
-    pub fn close(&self) {
+    pub(crate) fn close(&self) {
         self.inner.xapi.writer.lock().expect("writer slot").take();
         self.inner.core.writer.lock().expect("writer slot").take();
     }
@@ -909,7 +912,7 @@ fn sync_database_file(path: &Path) -> std::io::Result<()> {
 /// Each restart costs the writer a few ms; a larger WAL makes every page lookup of the
 /// readers slower (with 1 GiB the drip's p50 went from ~6 to ~9 ms), a smaller one restarts
 /// more often (64 MiB: 2–3 times a second). A restarted WAL file is cut back to this size.
-pub const DEFAULT_WAL_RESTART_BYTES: u64 = 512 << 20;
+pub(crate) const DEFAULT_WAL_RESTART_BYTES: u64 = 512 << 20;
 /// SQLite's page size here: WAL frames per byte of WAL.
 const PAGE_BYTES: u64 = 4096;
 /// A WAL file this large (at least twice the restart size) is truncated even if that
@@ -917,14 +920,14 @@ const PAGE_BYTES: u64 = 4096;
 const WAL_TRUNCATE_BYTES: u64 = 1 << 30;
 
 /// The current time as stored: RFC 3339 UTC with milliseconds.
-pub fn now_text() -> String {
+pub(crate) fn now_text() -> String {
     crate::domain::Clock::System
         .now()
         .to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
 }
 
 /// Hex SHA-256 of bytes, as stored for content hashes.
-pub fn sha256_hex(bytes: &[u8]) -> String {
+pub(crate) fn sha256_hex(bytes: &[u8]) -> String {
     use sha2::Digest;
     hex::encode(sha2::Sha256::digest(bytes))
 }
@@ -936,7 +939,7 @@ pub(crate) mod testing {
     use rusqlite::Connection;
 
     /// An in-memory database at the newest schema, with an in-memory bridge database attached.
-    pub fn database() -> Result<Connection, StoreError> {
+    pub(crate) fn database() -> Result<Connection, StoreError> {
         let mut connection = Connection::open_in_memory()?;
         connection.execute_batch(&format!(
             "ATTACH DATABASE ':memory:' AS {}",
@@ -947,7 +950,7 @@ pub(crate) mod testing {
     }
 
     /// A date written YYYY-MM-DD.
-    pub fn date(text: &str) -> chrono::NaiveDate {
+    pub(crate) fn date(text: &str) -> chrono::NaiveDate {
         chrono::NaiveDate::parse_from_str(text, "%Y-%m-%d").expect("a YYYY-MM-DD date")
     }
 }

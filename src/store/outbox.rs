@@ -7,133 +7,133 @@ use crate::secret::{Keyring, Sealed, Secret};
 use rusqlite::{params, Connection, OptionalExtension};
 
 /// The reserved xAPI verb of a voiding statement; such statements are never voided themselves.
-pub const VERB_VOIDED: &str = "http://adlnet.gov/expapi/verbs/voided";
+pub(crate) const VERB_VOIDED: &str = "http://adlnet.gov/expapi/verbs/voided";
 
 /// One generated statement, as `bridge::publish` writes it.
 #[derive(Clone, Debug)]
-pub struct StatementRow {
-    pub id: String,
-    pub school_id: i64,
-    pub afname_id: Option<i64>,
-    pub toetscode: String,
-    pub verb_id: String,
-    pub activity_id: Option<String>,
-    pub registration: Option<String>,
-    pub agent: Option<String>,
-    pub leerlingid: Option<String>,
-    pub eckid: Option<String>,
-    pub statement: String,
+pub(crate) struct StatementRow {
+    pub(crate) id: String,
+    pub(crate) school_id: i64,
+    pub(crate) afname_id: Option<i64>,
+    pub(crate) toetscode: String,
+    pub(crate) verb_id: String,
+    pub(crate) activity_id: Option<String>,
+    pub(crate) registration: Option<String>,
+    pub(crate) agent: Option<String>,
+    pub(crate) leerlingid: Option<String>,
+    pub(crate) eckid: Option<String>,
+    pub(crate) statement: String,
     /// Whether the ids are keyed (`AfnameSource::keyed_ids`): an LRS with the pseudonym or
     /// LAS identity then gets them keyed once more with its own key.
-    pub keyed: bool,
+    pub(crate) keyed: bool,
 }
 
 /// An afname whose statement must be (re)generated, with what the statement needs from other tables.
 #[derive(Clone, Debug)]
-pub struct AfnameSource {
-    pub id: i64,
-    pub school_id: i64,
-    pub school_code: String,
-    pub brincode: Option<String>,
-    pub dependancecode: Option<String>,
-    pub schoolkey: Option<String>,
-    pub school_naam: Option<String>,
-    pub afname_key: String,
-    pub leerlingid: String,
-    pub eckid: Option<String>,
-    pub resultaatverwerkerid: Option<String>,
-    pub toets_id: i64,
-    pub toetscode: String,
-    pub versie: String,
-    pub toetsonderdeelcode: Option<String>,
-    pub afnamedatum: String,
-    pub derived: bool,
-    pub result: String,
-    pub aanmaakdatum: String,
-    pub schooljaar: Option<String>,
-    pub xsdversie: Option<String>,
-    pub klantnaam: Option<String>,
+pub(crate) struct AfnameSource {
+    pub(crate) id: i64,
+    pub(crate) school_id: i64,
+    pub(crate) school_code: String,
+    pub(crate) brincode: Option<String>,
+    pub(crate) dependancecode: Option<String>,
+    pub(crate) schoolkey: Option<String>,
+    pub(crate) school_naam: Option<String>,
+    pub(crate) afname_key: String,
+    pub(crate) leerlingid: String,
+    pub(crate) eckid: Option<String>,
+    pub(crate) resultaatverwerkerid: Option<String>,
+    pub(crate) toets_id: i64,
+    pub(crate) toetscode: String,
+    pub(crate) versie: String,
+    pub(crate) toetsonderdeelcode: Option<String>,
+    pub(crate) afnamedatum: String,
+    pub(crate) derived: bool,
+    pub(crate) result: String,
+    pub(crate) aanmaakdatum: String,
+    pub(crate) schooljaar: Option<String>,
+    pub(crate) xsdversie: Option<String>,
+    pub(crate) klantnaam: Option<String>,
     /// The klantcode of the client that owns the afname, which the statement id includes so
     /// that two clients' afnames with one key get two ids; `None` for afnames stored before
     /// ownership (core migration 6), whose statement ids never had it and must not change.
-    pub id_klantcode: Option<String>,
+    pub(crate) id_klantcode: Option<String>,
     /// The revision of the toets definition the result was read against at intake; `None`
     /// for afnames stored before revisions were pinned (core migration 8), built from the
     /// current definition.
-    pub toets_revision: Option<i64>,
+    pub(crate) toets_revision: Option<i64>,
     /// Whether the statement id and registration are keyed with the gateway's secret id key:
     /// afnames stored since core migration 8; older ones keep the ids LRSs already hold.
-    pub keyed_ids: bool,
+    pub(crate) keyed_ids: bool,
 }
 
 /// A subscribed LRS as stored. Its password and pseudonym key stay sealed (see `secret`):
 /// only the delivery worker opens them, with the keyring.
 #[derive(Clone, Debug)]
-pub struct SubscriptionRow {
-    pub id: i64,
-    pub name: String,
-    pub url: String,
-    pub username: Option<String>,
-    pub password: Option<Sealed>,
-    pub identity: String,
+pub(crate) struct SubscriptionRow {
+    pub(crate) id: i64,
+    pub(crate) name: String,
+    pub(crate) url: String,
+    pub(crate) username: Option<String>,
+    pub(crate) password: Option<Sealed>,
+    pub(crate) identity: String,
     /// The per-LRS HMAC key for pseudonyms.
-    pub pseudonym_key: Sealed,
-    pub schools: Vec<String>,
-    pub toetscodes: Vec<String>,
-    pub cursor_seq: i64,
-    pub created_at: String,
-    pub last_attempt_at: Option<String>,
-    pub last_delivered_at: Option<String>,
-    pub last_status: Option<i64>,
-    pub last_error: Option<String>,
-    pub delivered: i64,
+    pub(crate) pseudonym_key: Sealed,
+    pub(crate) schools: Vec<String>,
+    pub(crate) toetscodes: Vec<String>,
+    pub(crate) cursor_seq: i64,
+    pub(crate) created_at: String,
+    pub(crate) last_attempt_at: Option<String>,
+    pub(crate) last_delivered_at: Option<String>,
+    pub(crate) last_status: Option<i64>,
+    pub(crate) last_error: Option<String>,
+    pub(crate) delivered: i64,
     /// CA certificates (normalised PEM) trusted for this LRS besides the system's roots.
-    pub ca_pem: Option<String>,
+    pub(crate) ca_pem: Option<String>,
 }
 
 /// A subscription to add (`lrs add`).
 #[derive(Clone, Debug)]
-pub struct NewSubscription {
-    pub name: String,
-    pub url: String,
-    pub username: Option<String>,
-    pub password: Option<Secret>,
-    pub identity: String,
-    pub schools: Vec<String>,
-    pub toetscodes: Vec<String>,
+pub(crate) struct NewSubscription {
+    pub(crate) name: String,
+    pub(crate) url: String,
+    pub(crate) username: Option<String>,
+    pub(crate) password: Option<Secret>,
+    pub(crate) identity: String,
+    pub(crate) schools: Vec<String>,
+    pub(crate) toetscodes: Vec<String>,
     /// Start after the newest statement instead of delivering the whole history.
-    pub from_now: bool,
+    pub(crate) from_now: bool,
     /// CA certificates (normalised PEM, `bridge::trust::check_ca_pem`) to trust besides the system's roots.
-    pub ca_pem: Option<String>,
+    pub(crate) ca_pem: Option<String>,
 }
 
 /// A statement waiting for one LRS, with what identity rendering needs.
 #[derive(Clone, Debug)]
-pub struct PendingStatement {
-    pub seq: i64,
-    pub id: String,
-    pub statement: String,
-    pub leerlingid: Option<String>,
-    pub eckid: Option<String>,
-    pub brincode: Option<String>,
-    pub dependancecode: Option<String>,
-    pub schoolkey: Option<String>,
-    pub stored_at: String,
+pub(crate) struct PendingStatement {
+    pub(crate) seq: i64,
+    pub(crate) id: String,
+    pub(crate) statement: String,
+    pub(crate) leerlingid: Option<String>,
+    pub(crate) eckid: Option<String>,
+    pub(crate) brincode: Option<String>,
+    pub(crate) dependancecode: Option<String>,
+    pub(crate) schoolkey: Option<String>,
+    pub(crate) stored_at: String,
     /// See `StatementRow::keyed`.
-    pub keyed: bool,
+    pub(crate) keyed: bool,
 }
 
 /// A statement an LRS refused, as `outbox dead-letters` lists it.
 #[derive(Clone, Debug, serde::Serialize)]
-pub struct DeadLetterRow {
-    pub lrs: String,
-    pub statement_id: String,
-    pub seq: i64,
-    pub status: Option<i64>,
-    pub answer: String,
-    pub failed_at: String,
-    pub attempts: i64,
-    pub requeued: bool,
+pub(crate) struct DeadLetterRow {
+    pub(crate) lrs: String,
+    pub(crate) statement_id: String,
+    pub(crate) seq: i64,
+    pub(crate) status: Option<i64>,
+    pub(crate) answer: String,
+    pub(crate) failed_at: String,
+    pub(crate) attempts: i64,
+    pub(crate) requeued: bool,
 }
 
 /// Delivery state of one subscription, as `outbox status` shows it.
@@ -153,7 +153,10 @@ pub struct OutboxStatusRow {
 }
 
 /// Stores a generated statement under the next `seq`. Must run on the writer thread.
-pub fn insert_statement(connection: &Connection, row: &StatementRow) -> Result<i64, StoreError> {
+pub(crate) fn insert_statement(
+    connection: &Connection,
+    row: &StatementRow,
+) -> Result<i64, StoreError> {
     let seq: i64 = connection
         .prepare_cached("SELECT COALESCE(MAX(seq), 0) + 1 FROM xapi_statements")?
         .query_row([], |r| r.get(0))?;
@@ -182,7 +185,7 @@ pub fn insert_statement(connection: &Connection, row: &StatementRow) -> Result<i
     Ok(seq)
 }
 
-pub fn statement_exists(connection: &Connection, id: &str) -> Result<bool, StoreError> {
+pub(crate) fn statement_exists(connection: &Connection, id: &str) -> Result<bool, StoreError> {
     Ok(connection
         .prepare_cached("SELECT 1 FROM xapi_statements WHERE id = ?1")?
         .query_row([id], |_| Ok(()))
@@ -191,7 +194,7 @@ pub fn statement_exists(connection: &Connection, id: &str) -> Result<bool, Store
 }
 
 /// The id and toetscode of the afname's statement that is not voided, if any.
-pub fn live_statement(
+pub(crate) fn live_statement(
     connection: &Connection,
     afname_id: i64,
 ) -> Result<Option<(String, String)>, StoreError> {
@@ -204,7 +207,11 @@ pub fn live_statement(
         .optional()?)
 }
 
-pub fn set_voided_by(connection: &Connection, id: &str, voided_by: &str) -> Result<(), StoreError> {
+pub(crate) fn set_voided_by(
+    connection: &Connection,
+    id: &str,
+    voided_by: &str,
+) -> Result<(), StoreError> {
     connection
         .prepare_cached("UPDATE xapi_statements SET voided_by = ?2 WHERE id = ?1")?
         .execute(params![id, voided_by])?;
@@ -212,7 +219,10 @@ pub fn set_voided_by(connection: &Connection, id: &str, voided_by: &str) -> Resu
 }
 
 /// The stored statement JSON by id.
-pub fn statement_json(connection: &Connection, id: &str) -> Result<Option<String>, StoreError> {
+pub(crate) fn statement_json(
+    connection: &Connection,
+    id: &str,
+) -> Result<Option<String>, StoreError> {
     Ok(connection
         .prepare_cached("SELECT statement FROM xapi_statements WHERE id = ?1")?
         .query_row([id], |row| row.get(0))
@@ -221,7 +231,7 @@ pub fn statement_json(connection: &Connection, id: &str) -> Result<Option<String
 
 /// The states afnames took with `from_seq < change_seq <= to_seq` that were not quarantined,
 /// from the change log, in change order; `school_id` narrows to one school, `None` is every school.
-pub fn changed_afnames(
+pub(crate) fn changed_afnames(
     connection: &Connection,
     school_id: Option<i64>,
     from_seq: i64,
@@ -293,7 +303,7 @@ pub fn changed_afnames(
 
 /// The stored toets definition (JSON of `uwlr::Toets`) at `revision` (from history once a
 /// correction replaced it), or the current one when no revision is pinned.
-pub fn toets_definition(
+pub(crate) fn toets_definition(
     connection: &Connection,
     toets_id: i64,
     revision: Option<i64>,
@@ -313,7 +323,7 @@ fn json_list(text: String) -> Vec<String> {
 }
 
 /// Whether an erasure removed this afname (`store::erasure::mark_erased`).
-pub fn afname_erased(connection: &Connection, afname_id: i64) -> Result<bool, StoreError> {
+pub(crate) fn afname_erased(connection: &Connection, afname_id: i64) -> Result<bool, StoreError> {
     Ok(connection
         .prepare_cached("SELECT 1 FROM xapi_erased_afnames WHERE afname_id = ?1")?
         .query_row([afname_id], |_| Ok(()))
@@ -322,17 +332,17 @@ pub fn afname_erased(connection: &Connection, afname_id: i64) -> Result<bool, St
 }
 
 /// Where a subscription's password is sealed (the associated data that binds it to its row).
-pub fn password_place(name: &str) -> String {
+pub(crate) fn password_place(name: &str) -> String {
     format!("xapi_subscriptions.password/{name}")
 }
 
 /// Where a subscription's pseudonym key is sealed.
-pub fn pseudonym_key_place(name: &str) -> String {
+pub(crate) fn pseudonym_key_place(name: &str) -> String {
     format!("xapi_subscriptions.pseudonym_key/{name}")
 }
 
 /// Adds a subscription with its password and a new pseudonym key, both sealed with `keyring`.
-pub fn add_subscription(
+pub(crate) fn add_subscription(
     connection: &Connection,
     new: &NewSubscription,
     pseudonym_key: &[u8],
@@ -393,7 +403,7 @@ pub fn add_subscription(
     Ok(())
 }
 
-pub fn remove_subscription(connection: &Connection, name: &str) -> Result<bool, StoreError> {
+pub(crate) fn remove_subscription(connection: &Connection, name: &str) -> Result<bool, StoreError> {
     let removed = connection.execute("DELETE FROM xapi_subscriptions WHERE name = ?1", [name])? > 0;
     if removed {
         super::admin::audit(connection, "cli", "lrs.remove", name)?;
@@ -401,7 +411,9 @@ pub fn remove_subscription(connection: &Connection, name: &str) -> Result<bool, 
     Ok(removed)
 }
 
-pub fn list_subscriptions(connection: &Connection) -> Result<Vec<SubscriptionRow>, StoreError> {
+pub(crate) fn list_subscriptions(
+    connection: &Connection,
+) -> Result<Vec<SubscriptionRow>, StoreError> {
     let mut statement = connection.prepare_cached(
         "SELECT id, name, url, username, password, identity, pseudonym_key, schools, toetscodes, cursor_seq, created_at,
            last_attempt_at, last_delivered_at, last_status, last_error, delivered, ca_pem
@@ -465,7 +477,7 @@ fn filters(subscription: &SubscriptionRow) -> (String, String) {
 }
 
 /// The next statements after the subscription's cursor that its filter lets through, in seq order.
-pub fn pending_batch(
+pub(crate) fn pending_batch(
     connection: &Connection,
     subscription: &SubscriptionRow,
     after_seq: i64,
@@ -487,7 +499,7 @@ pub fn pending_batch(
 }
 
 /// Dead letters of this subscription that `outbox retry` requeued.
-pub fn requeued_batch(
+pub(crate) fn requeued_batch(
     connection: &Connection,
     subscription_id: i64,
     limit: usize,
@@ -505,7 +517,7 @@ pub fn requeued_batch(
 }
 
 /// Records a delivered batch: the cursor moves to `to_seq` (never back) and requeued letters in it are cleared.
-pub fn mark_delivered(
+pub(crate) fn mark_delivered(
     connection: &Connection,
     subscription_id: i64,
     to_seq: Option<i64>,
@@ -533,7 +545,7 @@ pub fn mark_delivered(
 }
 
 /// Records a refused statement as a dead letter and, when it came from the cursor, moves past it.
-pub fn dead_letter(
+pub(crate) fn dead_letter(
     connection: &Connection,
     subscription_id: i64,
     statement: &PendingStatement,
@@ -560,7 +572,7 @@ pub fn dead_letter(
 }
 
 /// Records a failed attempt that will be retried.
-pub fn record_failure(
+pub(crate) fn record_failure(
     connection: &Connection,
     subscription_id: i64,
     status: Option<u16>,
@@ -586,7 +598,7 @@ fn truncate(text: &str, limit: usize) -> String {
 }
 
 /// Requeues dead letters (of one LRS, or all); returns how many.
-pub fn requeue_dead_letters(
+pub(crate) fn requeue_dead_letters(
     connection: &Connection,
     lrs: Option<&str>,
 ) -> Result<usize, StoreError> {
@@ -604,7 +616,7 @@ pub fn requeue_dead_letters(
     Ok(changed)
 }
 
-pub fn list_dead_letters(
+pub(crate) fn list_dead_letters(
     connection: &Connection,
     lrs: Option<&str>,
 ) -> Result<Vec<DeadLetterRow>, StoreError> {
@@ -632,17 +644,20 @@ pub fn list_dead_letters(
 
 /// What `reseal_secrets` did.
 #[derive(Debug, Default)]
-pub struct Resealed {
+pub(crate) struct Resealed {
     /// Values sealed anew under the keyring's first key.
-    pub resealed: usize,
+    pub(crate) resealed: usize,
     /// Values no key of the keyring opens: where, and why.
-    pub unopened: Vec<crate::secret::SecretError>,
+    pub(crate) unopened: Vec<crate::secret::SecretError>,
 }
 
 /// Seals every subscription secret and the gateway's id key that is not sealed under the keyring's first key: clear
 /// values of databases from before sealing, and values under an older key after a rotation.
 /// A value no key opens is left as it is and reported.
-pub fn reseal_secrets(connection: &Connection, keyring: &Keyring) -> Result<Resealed, StoreError> {
+pub(crate) fn reseal_secrets(
+    connection: &Connection,
+    keyring: &Keyring,
+) -> Result<Resealed, StoreError> {
     let mut outcome = Resealed::default();
     for row in list_subscriptions(connection)? {
         let places = [
@@ -728,7 +743,7 @@ pub fn outbox_status(connection: &Connection) -> Result<Vec<OutboxStatusRow>, St
 }
 
 /// The base IRI the statements in `xapi.sqlite` were made under, pinned at first use.
-pub fn pin_base_iri(connection: &Connection, base_iri: &str) -> Result<String, StoreError> {
+pub(crate) fn pin_base_iri(connection: &Connection, base_iri: &str) -> Result<String, StoreError> {
     connection.execute(
         "INSERT INTO xapi_settings (name, value) VALUES ('xapi_base_iri', ?1) ON CONFLICT (name) DO NOTHING",
         [base_iri],
@@ -741,10 +756,10 @@ pub fn pin_base_iri(connection: &Connection, base_iri: &str) -> Result<String, S
 }
 
 /// Where the gateway's id key is sealed (in the core, `gateway_settings`).
-pub const ID_KEY_PLACE: &str = "gateway_settings.xapi_id_key";
+pub(crate) const ID_KEY_PLACE: &str = "gateway_settings.xapi_id_key";
 
 /// The gateway's sealed id key, if one was made.
-pub fn sealed_id_key(connection: &Connection) -> Result<Option<Sealed>, StoreError> {
+pub(crate) fn sealed_id_key(connection: &Connection) -> Result<Option<Sealed>, StoreError> {
     Ok(connection
         .query_row(
             "SELECT value FROM gateway_settings WHERE name = 'xapi_id_key'",
@@ -756,7 +771,7 @@ pub fn sealed_id_key(connection: &Connection) -> Result<Option<Sealed>, StoreErr
 }
 
 /// Stores the sealed id key (a new one, or one sealed anew under the current key).
-pub fn store_id_key(connection: &Connection, sealed: &[u8]) -> Result<(), StoreError> {
+pub(crate) fn store_id_key(connection: &Connection, sealed: &[u8]) -> Result<(), StoreError> {
     connection.execute(
         "INSERT INTO gateway_settings (name, value) VALUES ('xapi_id_key', ?1)
          ON CONFLICT (name) DO UPDATE SET value = excluded.value",
@@ -766,7 +781,7 @@ pub fn store_id_key(connection: &Connection, sealed: &[u8]) -> Result<(), StoreE
 }
 
 /// Forgets the gateway's id key (`secrets reset-id-key`); returns whether one was stored.
-pub fn forget_id_key(connection: &Connection) -> Result<bool, StoreError> {
+pub(crate) fn forget_id_key(connection: &Connection) -> Result<bool, StoreError> {
     Ok(connection.execute(
         "DELETE FROM gateway_settings WHERE name = 'xapi_id_key'",
         [],
@@ -774,14 +789,17 @@ pub fn forget_id_key(connection: &Connection) -> Result<bool, StoreError> {
 }
 
 /// Where the publisher is in the change log: every change up to it has its statements here.
-pub fn publisher_cursor(connection: &Connection) -> Result<i64, StoreError> {
+pub(crate) fn publisher_cursor(connection: &Connection) -> Result<i64, StoreError> {
     Ok(connection
         .prepare_cached("SELECT cursor_seq FROM xapi_publisher WHERE id = 1")?
         .query_row([], |row| row.get(0))?)
 }
 
 /// Moves the publisher's cursor, in the transaction that writes the round's statements.
-pub fn set_publisher_cursor(connection: &Connection, change_seq: i64) -> Result<(), StoreError> {
+pub(crate) fn set_publisher_cursor(
+    connection: &Connection,
+    change_seq: i64,
+) -> Result<(), StoreError> {
     connection
         .prepare_cached("UPDATE xapi_publisher SET cursor_seq = ?1 WHERE id = 1")?
         .execute([change_seq])?;

@@ -11,7 +11,7 @@ use subtle::ConstantTimeEq;
 /// Which read API a reader may use.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, serde::Serialize)]
 #[serde(rename_all = "lowercase")]
-pub enum Scope {
+pub(crate) enum Scope {
     /// The LAS feed under `/api/v1/schools/…`.
     Las,
     /// The xAPI Statement Resource under `/xapi/…`.
@@ -19,14 +19,14 @@ pub enum Scope {
 }
 
 impl Scope {
-    pub fn as_str(self) -> &'static str {
+    pub(crate) fn as_str(self) -> &'static str {
         match self {
             Scope::Las => "las",
             Scope::Xapi => "xapi",
         }
     }
 
-    pub fn parse(text: &str) -> Option<Scope> {
+    pub(crate) fn parse(text: &str) -> Option<Scope> {
         match text {
             "las" => Some(Scope::Las),
             "xapi" => Some(Scope::Xapi),
@@ -37,100 +37,100 @@ impl Scope {
 
 /// An authenticated reader.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Reader {
-    pub id: i64,
-    pub name: String,
-    pub scopes: Vec<Scope>,
+pub(crate) struct Reader {
+    pub(crate) id: i64,
+    pub(crate) name: String,
+    pub(crate) scopes: Vec<Scope>,
 }
 
 impl Reader {
-    pub fn may_use(&self, scope: Scope) -> bool {
+    pub(crate) fn may_use(&self, scope: Scope) -> bool {
         self.scopes.contains(&scope)
     }
 }
 
 /// Access to one school, resting on a mandate with a validity period.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Grant {
-    pub school: SchoolCode,
-    pub mandate_ref: String,
+pub(crate) struct Grant {
+    pub(crate) school: SchoolCode,
+    pub(crate) mandate_ref: String,
     /// First valid day, `YYYY-MM-DD`.
-    pub valid_from: String,
+    pub(crate) valid_from: String,
     /// Last valid day, `YYYY-MM-DD`; open-ended when absent.
-    pub valid_until: Option<String>,
+    pub(crate) valid_until: Option<String>,
 }
 
 /// A reader as listed by `readers list` (never with its token).
 #[derive(Clone, Debug, serde::Serialize)]
-pub struct ReaderRow {
-    pub name: String,
-    pub scopes: Vec<Scope>,
-    pub created_at: String,
-    pub revoked_at: Option<String>,
-    pub schools: Vec<GrantRow>,
+pub(crate) struct ReaderRow {
+    pub(crate) name: String,
+    pub(crate) scopes: Vec<Scope>,
+    pub(crate) created_at: String,
+    pub(crate) revoked_at: Option<String>,
+    pub(crate) schools: Vec<GrantRow>,
 }
 
 /// A grant as listed, with whether it lets the reader in today.
 #[derive(Clone, Debug, serde::Serialize)]
-pub struct GrantRow {
-    pub school: String,
-    pub mandate_ref: String,
-    pub valid_from: String,
-    pub valid_until: Option<String>,
-    pub withdrawn_at: Option<String>,
-    pub valid_today: bool,
+pub(crate) struct GrantRow {
+    pub(crate) school: String,
+    pub(crate) mandate_ref: String,
+    pub(crate) valid_from: String,
+    pub(crate) valid_until: Option<String>,
+    pub(crate) withdrawn_at: Option<String>,
+    pub(crate) valid_today: bool,
 }
 
 /// A school a reader may read today.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct ReadableSchool {
-    pub id: i64,
-    pub school: SchoolCode,
+pub(crate) struct ReadableSchool {
+    pub(crate) id: i64,
+    pub(crate) school: SchoolCode,
 }
 
 /// One row of the read audit, as written.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct ReadAudit {
-    pub request_id: String,
-    pub reader_id: i64,
+pub(crate) struct ReadAudit {
+    pub(crate) request_id: String,
+    pub(crate) reader_id: i64,
     /// `las` or `xapi`.
-    pub api: &'static str,
+    pub(crate) api: &'static str,
     /// Method, path and query as asked (never the token: it travels in a header).
-    pub request: String,
-    pub status: u16,
+    pub(crate) request: String,
+    pub(crate) status: u16,
     /// The school whose data was asked for or returned; none when the request named no school.
-    pub school: Option<String>,
+    pub(crate) school: Option<String>,
     /// The distinct leerlingids whose records were returned.
-    pub leerlingen: Vec<String>,
-    pub records: u64,
+    pub(crate) leerlingen: Vec<String>,
+    pub(crate) records: u64,
 }
 
 /// One line of `uwlr-gateway audit`: a read or an administrative action.
 #[derive(Clone, Debug, serde::Serialize)]
-pub struct AuditLine {
-    pub at: String,
+pub(crate) struct AuditLine {
+    pub(crate) at: String,
     /// `read` for a read request, else the administrative action (`readers.add`, `clients.add`, …).
-    pub action: String,
+    pub(crate) action: String,
     /// The reader's name for reads; `cli`, `demo`, `admin-api` for administrative actions.
-    pub actor: String,
-    pub detail: String,
-    pub request_id: Option<String>,
-    pub api: Option<String>,
-    pub status: Option<u16>,
-    pub school: Option<String>,
-    pub leerlingen: Option<Vec<String>>,
-    pub records: Option<u64>,
+    pub(crate) actor: String,
+    pub(crate) detail: String,
+    pub(crate) request_id: Option<String>,
+    pub(crate) api: Option<String>,
+    pub(crate) status: Option<u16>,
+    pub(crate) school: Option<String>,
+    pub(crate) leerlingen: Option<Vec<String>>,
+    pub(crate) records: Option<u64>,
 }
 
 /// What `uwlr-gateway audit` shows.
 #[derive(Clone, Debug, Default)]
-pub struct AuditFilter {
-    pub reader: Option<String>,
-    pub school: Option<SchoolCode>,
-    pub leerling: Option<String>,
+pub(crate) struct AuditFilter {
+    pub(crate) reader: Option<String>,
+    pub(crate) school: Option<SchoolCode>,
+    pub(crate) leerling: Option<String>,
     /// Only read requests, no administrative actions.
-    pub reads_only: bool,
-    pub limit: u32,
+    pub(crate) reads_only: bool,
+    pub(crate) limit: u32,
 }
 
 /// Tokens start with this, so secret scanners and people can tell what they hold.
@@ -180,7 +180,7 @@ fn reader_id(connection: &Connection, name: &str) -> Result<i64, StoreError> {
 
 /// Registers a reader with its scopes and school grants; returns the bearer
 /// token, which exists only in the caller's hands from then on.
-pub fn add_reader(
+pub(crate) fn add_reader(
     connection: &Connection,
     name: &str,
     scopes: &[Scope],
@@ -235,7 +235,11 @@ pub fn add_reader(
 }
 
 /// Lets a reader read a school under a mandate, or renews the grant with a new mandate.
-pub fn grant_school(connection: &Connection, name: &str, grant: &Grant) -> Result<(), StoreError> {
+pub(crate) fn grant_school(
+    connection: &Connection,
+    name: &str,
+    grant: &Grant,
+) -> Result<(), StoreError> {
     check_date("valid_from", &grant.valid_from)?;
     if let Some(until) = &grant.valid_until {
         check_date("valid_until", until)?;
@@ -279,7 +283,7 @@ pub fn grant_school(connection: &Connection, name: &str, grant: &Grant) -> Resul
 }
 
 /// Ends a reader's access to one school at once.
-pub fn withdraw_school(
+pub(crate) fn withdraw_school(
     connection: &Connection,
     name: &str,
     school: &SchoolCode,
@@ -304,7 +308,7 @@ pub fn withdraw_school(
 }
 
 /// Withdraws a reader: its token stops working at once.
-pub fn revoke_reader(connection: &Connection, name: &str) -> Result<(), StoreError> {
+pub(crate) fn revoke_reader(connection: &Connection, name: &str) -> Result<(), StoreError> {
     let changed = connection.execute(
         "UPDATE readers SET revoked_at = ?2 WHERE name = ?1 AND revoked_at IS NULL",
         params![name, now_text()],
@@ -315,7 +319,7 @@ pub fn revoke_reader(connection: &Connection, name: &str) -> Result<(), StoreErr
     audit(connection, "cli", "readers.revoke", name)
 }
 
-pub fn list_readers(
+pub(crate) fn list_readers(
     connection: &Connection,
     today: chrono::NaiveDate,
 ) -> Result<Vec<ReaderRow>, StoreError> {
@@ -366,7 +370,7 @@ pub fn list_readers(
 
 /// The reader a bearer token belongs to, if the token is valid and not revoked.
 /// The hash compare is constant-time, and an unknown token costs the same hash.
-pub fn authenticate_reader(
+pub(crate) fn authenticate_reader(
     connection: &Connection,
     token: &str,
 ) -> Result<Option<Reader>, StoreError> {
@@ -391,7 +395,7 @@ pub fn authenticate_reader(
 
 /// The school's id if `reader_id` may read it on `today`; `None` for an unknown
 /// school and for a school outside the reader's grants alike.
-pub fn readable_school(
+pub(crate) fn readable_school(
     connection: &Connection,
     reader_id: i64,
     school: &SchoolCode,
@@ -415,7 +419,7 @@ pub fn readable_school(
 }
 
 /// Every school `reader_id` may read on `today`, by code.
-pub fn readable_schools(
+pub(crate) fn readable_schools(
     connection: &Connection,
     reader_id: i64,
     today: chrono::NaiveDate,
@@ -443,7 +447,10 @@ pub fn readable_schools(
 }
 
 /// Writes audit rows; runs on the writer thread so that the answer waits for them.
-pub fn insert_read_audit(connection: &Connection, entries: &[ReadAudit]) -> Result<(), StoreError> {
+pub(crate) fn insert_read_audit(
+    connection: &Connection,
+    entries: &[ReadAudit],
+) -> Result<(), StoreError> {
     let at = now_text();
     let mut statement = connection.prepare_cached(
         "INSERT INTO read_audit (at, request_id, reader_id, api, request, status, school, leerlingen, records)
@@ -467,7 +474,7 @@ pub fn insert_read_audit(connection: &Connection, entries: &[ReadAudit]) -> Resu
 }
 
 /// Reads and administrative actions, newest first.
-pub fn list_audit(
+pub(crate) fn list_audit(
     connection: &Connection,
     filter: &AuditFilter,
 ) -> Result<Vec<AuditLine>, StoreError> {

@@ -5,7 +5,7 @@ use rusqlite::Connection;
 
 /// What a client asking for a receipt gets.
 #[derive(Debug, PartialEq)]
-pub enum ReceiptLookup {
+pub(crate) enum ReceiptLookup {
     /// The klantcode and key do not authenticate a client.
     BadCredentials,
     /// No receipt with this id belongs to the client (another client's looks the same).
@@ -16,7 +16,7 @@ pub enum ReceiptLookup {
 
 /// Authenticates `klantcode` with `key` and looks up receipt `id` among its receipts;
 /// `None` is an id that is no receipt id, which names no receipt once the key is checked.
-pub fn receipt_of_client(
+pub(crate) fn receipt_of_client(
     connection: &Connection,
     klantcode: &str,
     key: &str,

@@ -10,26 +10,26 @@ use rusqlite::{params, Connection};
 
 /// How much one purge removed (or, for a dry run, would remove). Counts only, never data.
 #[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize)]
-pub struct PurgeCounts {
-    pub toetsafnames: u64,
-    pub toetsafnames_history: u64,
-    pub toetsafname_changes: u64,
-    pub removals_written: u64,
-    pub toetsen: u64,
-    pub toetsen_history: u64,
-    pub leerlingen: u64,
-    pub receipts_cleared: u64,
-    pub read_audit_cleared: u64,
-    pub xapi_statements: u64,
-    pub xapi_dead_letters: u64,
-    pub receipts_expired: u64,
-    pub audit_expired: u64,
-    pub read_audit_expired: u64,
-    pub removals_expired: u64,
+pub(crate) struct PurgeCounts {
+    pub(crate) toetsafnames: u64,
+    pub(crate) toetsafnames_history: u64,
+    pub(crate) toetsafname_changes: u64,
+    pub(crate) removals_written: u64,
+    pub(crate) toetsen: u64,
+    pub(crate) toetsen_history: u64,
+    pub(crate) leerlingen: u64,
+    pub(crate) receipts_cleared: u64,
+    pub(crate) read_audit_cleared: u64,
+    pub(crate) xapi_statements: u64,
+    pub(crate) xapi_dead_letters: u64,
+    pub(crate) receipts_expired: u64,
+    pub(crate) audit_expired: u64,
+    pub(crate) read_audit_expired: u64,
+    pub(crate) removals_expired: u64,
 }
 
 impl PurgeCounts {
-    pub fn add(&mut self, other: &PurgeCounts) {
+    pub(crate) fn add(&mut self, other: &PurgeCounts) {
         self.toetsafnames += other.toetsafnames;
         self.toetsafnames_history += other.toetsafnames_history;
         self.toetsafname_changes += other.toetsafname_changes;
@@ -48,7 +48,7 @@ impl PurgeCounts {
     }
 
     /// Rows removed or rewritten in all.
-    pub fn total(&self) -> u64 {
+    pub(crate) fn total(&self) -> u64 {
         self.toetsafnames
             + self.toetsafnames_history
             + self.toetsafname_changes
@@ -68,11 +68,11 @@ impl PurgeCounts {
 
 /// A school whose data must go: its last activation mandate ended more than the retention ago.
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
-pub struct ExpiredSchool {
-    pub id: i64,
-    pub code: String,
+pub(crate) struct ExpiredSchool {
+    pub(crate) id: i64,
+    pub(crate) code: String,
     /// The last day any activation of the school was valid (or the day it was created, when it never had one).
-    pub mandate_ended: String,
+    pub(crate) mandate_ended: String,
 }
 
 /// Schools none of whose activations is valid after `today - days`: an activation counts until
@@ -80,7 +80,7 @@ pub struct ExpiredSchool {
 /// never had an activation counts from the day it was created (a roster imported ahead of a
 /// mandate that never came). Reader grants do not keep data: they let the school's own LAS
 /// read while the data is there, and still see the removals afterwards.
-pub fn expired_schools(
+pub(crate) fn expired_schools(
     connection: &Connection,
     today: NaiveDate,
     days: u32,
@@ -119,18 +119,18 @@ pub fn expired_schools(
 
 /// An afname to remove, with what its tombstone keeps.
 #[derive(Clone, Debug)]
-pub struct RemovedAfname {
-    pub id: i64,
-    pub klantcode: String,
-    pub afname_key: String,
-    pub toetscode: String,
-    pub quarantined: bool,
+pub(crate) struct RemovedAfname {
+    pub(crate) id: i64,
+    pub(crate) klantcode: String,
+    pub(crate) afname_key: String,
+    pub(crate) toetscode: String,
+    pub(crate) quarantined: bool,
 }
 
 /// Removes these afnames with their history and change log rows, and writes a tombstone with
 /// the school's next feed position for each one a reader could have seen (a quarantined afname
 /// never was in the feed).
-pub fn remove_afnames(
+pub(crate) fn remove_afnames(
     connection: &Connection,
     school_id: i64,
     afnames: &[RemovedAfname],
@@ -195,7 +195,7 @@ fn removed_afnames(
 }
 
 /// The afnames of a learner at a school, by LAS key or ECK iD.
-pub fn learner_afnames(
+pub(crate) fn learner_afnames(
     connection: &Connection,
     school_id: i64,
     leerlingid: &str,
@@ -212,7 +212,7 @@ pub fn learner_afnames(
 }
 
 /// Removes up to `limit` afnames of the school (with history, change log rows and tombstones).
-pub fn purge_afnames_batch(
+pub(crate) fn purge_afnames_batch(
     connection: &Connection,
     school_id: i64,
     limit: u32,
@@ -235,7 +235,7 @@ pub fn purge_afnames_batch(
 /// their history, and clears the personal fields of its receipts and read audit rows: the
 /// violations (which quote values of the message) and which learners a read returned. Call
 /// after `purge_afnames_batch` found nothing more: toetsen are referenced by afnames.
-pub fn purge_school_rest_batch(
+pub(crate) fn purge_school_rest_batch(
     connection: &Connection,
     school_id: i64,
     limit: u32,
@@ -274,7 +274,7 @@ pub fn purge_school_rest_batch(
 
 /// Removes up to `limit` statements of the school from `xapi.sqlite` with their dead letters
 /// (a job on the xAPI writer, or the CLI's transaction).
-pub fn purge_statements_batch(
+pub(crate) fn purge_statements_batch(
     connection: &Connection,
     school_id: i64,
     limit: u32,
@@ -301,14 +301,14 @@ pub fn purge_statements_batch(
 }
 
 /// The cut-off instant, as stored timestamps are written (RFC 3339 UTC, milliseconds).
-pub fn cutoff(now: DateTime<Utc>, days: u32) -> String {
+pub(crate) fn cutoff(now: DateTime<Utc>, days: u32) -> String {
     (now - chrono::Duration::days(i64::from(days)))
         .to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
 }
 
 /// Removes up to `limit` rows that outlived their own retention: receipts no afname, toets or
 /// ordering state refers to any more, audit and read-audit rows, and tombstones.
-pub fn purge_expired_batch(
+pub(crate) fn purge_expired_batch(
     connection: &Connection,
     now: DateTime<Utc>,
     receipt_days: u32,
@@ -349,7 +349,7 @@ pub fn purge_expired_batch(
 }
 
 /// What a purge would remove now, without removing it (`purge --dry-run`).
-pub fn plan(
+pub(crate) fn plan(
     connection: &Connection,
     now: DateTime<Utc>,
     today: NaiveDate,
@@ -409,12 +409,12 @@ pub fn plan(
 
 /// The retention periods (from `Config`), in days.
 #[derive(Clone, Copy, Debug)]
-pub struct RetentionSettings {
-    pub days_after_mandate: u32,
-    pub receipt_days: u32,
-    pub audit_days: u32,
-    pub removal_days: u32,
-    pub batch_rows: u32,
+pub(crate) struct RetentionSettings {
+    pub(crate) days_after_mandate: u32,
+    pub(crate) receipt_days: u32,
+    pub(crate) audit_days: u32,
+    pub(crate) removal_days: u32,
+    pub(crate) batch_rows: u32,
 }
 
 #[cfg(test)]

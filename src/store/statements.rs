@@ -12,39 +12,39 @@ const VERB_VOIDED: &str = "http://adlnet.gov/expapi/verbs/voided";
 
 /// Newest first (the xAPI default) or oldest first.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum StatementOrder {
+pub(crate) enum StatementOrder {
     Descending,
     Ascending,
 }
 
 /// The filters of a statement query; `None` leaves a property free.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct StatementFilter {
+pub(crate) struct StatementFilter {
     /// Canonical JSON of the agent's inverse functional identifier.
-    pub agent: Option<String>,
-    pub verb: Option<String>,
-    pub activity: Option<String>,
-    pub registration: Option<String>,
+    pub(crate) agent: Option<String>,
+    pub(crate) verb: Option<String>,
+    pub(crate) activity: Option<String>,
+    pub(crate) registration: Option<String>,
     /// Also match the activity among context activities.
-    pub related_activities: bool,
+    pub(crate) related_activities: bool,
     /// Also match instructor, team and authority; the gateway's statements have none, so only the actor matches.
-    pub related_agents: bool,
+    pub(crate) related_agents: bool,
     /// Stored strictly after, as stored (RFC 3339 UTC, milliseconds).
-    pub since: Option<String>,
+    pub(crate) since: Option<String>,
     /// Stored at or before.
-    pub until: Option<String>,
-    pub order: StatementOrder,
+    pub(crate) until: Option<String>,
+    pub(crate) order: StatementOrder,
 }
 
 /// A published statement as stored.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct StatementRow {
-    pub id: String,
-    pub seq: i64,
-    pub school_id: i64,
-    pub leerlingid: Option<String>,
-    pub stored_at: String,
-    pub statement: String,
+pub(crate) struct StatementRow {
+    pub(crate) id: String,
+    pub(crate) seq: i64,
+    pub(crate) school_id: i64,
+    pub(crate) leerlingid: Option<String>,
+    pub(crate) stored_at: String,
+    pub(crate) statement: String,
 }
 
 const COLUMNS: &str = "s.id, s.seq, s.school_id, s.leerlingid, s.stored_at, s.statement";
@@ -76,7 +76,7 @@ fn school_list(school_ids: &[i64]) -> String {
 /// committed stamp of the reader's own schools is no later than that, so it is a true
 /// answer too, and says nothing about other schools' activity (issue 16). The epoch when
 /// those schools have no statement at all.
-pub fn consistent_through(
+pub(crate) fn consistent_through(
     connection: &Connection,
     school_ids: &[i64],
     now: &str,
@@ -108,7 +108,7 @@ pub fn consistent_through(
 /// The newest statement of these schools in this snapshot (`seq`, id): the bound that keeps
 /// the pages of one query consistent. Only these schools' statements count, so the bound
 /// (which a `more` link carries) says nothing about other schools.
-pub fn newest_statement(
+pub(crate) fn newest_statement(
     connection: &Connection,
     school_ids: &[i64],
 ) -> Result<Option<(i64, String)>, StoreError> {
@@ -126,7 +126,7 @@ pub fn newest_statement(
 }
 
 /// The storage order of a statement, by id; `None` when there is no such statement.
-pub fn seq_of(connection: &Connection, id: &str) -> Result<Option<i64>, StoreError> {
+pub(crate) fn seq_of(connection: &Connection, id: &str) -> Result<Option<i64>, StoreError> {
     Ok(connection
         .prepare_cached("SELECT seq FROM xapi_statements WHERE id = ?1")?
         .query_row([id], |row| row.get(0))
@@ -134,7 +134,7 @@ pub fn seq_of(connection: &Connection, id: &str) -> Result<Option<i64>, StoreErr
 }
 
 /// One statement by id among these schools: a statement that is not voided, or with `voided` one that is.
-pub fn read_statement(
+pub(crate) fn read_statement(
     connection: &Connection,
     school_ids: &[i64],
     id: &str,
@@ -152,7 +152,7 @@ pub fn read_statement(
 /// Statements of these schools matching `filter`, never voided ones, in `filter.order`,
 /// with `seq <= through` and beyond `after` in that order; at most `limit`.
 /// A statement that targets another (a voiding statement) matches when its target does (Communication 2.1.3).
-pub fn read_statements(
+pub(crate) fn read_statements(
     connection: &Connection,
     school_ids: &[i64],
     filter: &StatementFilter,
@@ -246,7 +246,7 @@ pub fn read_statements(
 }
 
 /// How many statements the gateway holds (live and voiding), for `outbox status`.
-pub fn count_statements(connection: &Connection) -> Result<i64, StoreError> {
+pub(crate) fn count_statements(connection: &Connection) -> Result<i64, StoreError> {
     Ok(connection.query_row("SELECT count(*) FROM xapi_statements", [], |row| row.get(0))?)
 }
 

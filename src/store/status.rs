@@ -6,43 +6,46 @@ use super::StoreError;
 
 /// A rejected message, as the status page lists it.
 #[derive(Clone, Debug, serde::Serialize)]
-pub struct FaultRow {
-    pub received_at: String,
-    pub receipt_id: String,
-    pub klantcode: String,
-    pub school: Option<String>,
-    pub faultcode: Option<String>,
+pub(crate) struct FaultRow {
+    pub(crate) received_at: String,
+    pub(crate) receipt_id: String,
+    pub(crate) klantcode: String,
+    pub(crate) school: Option<String>,
+    pub(crate) faultcode: Option<String>,
     /// The first violation's rule and text (the receipt holds them all).
-    pub rule: Option<String>,
-    pub message: Option<String>,
-    pub violations: i64,
+    pub(crate) rule: Option<String>,
+    pub(crate) message: Option<String>,
+    pub(crate) violations: i64,
 }
 
 /// A school that sent at least one message since `since`.
 #[derive(Clone, Debug, serde::Serialize)]
-pub struct SchoolTodayRow {
-    pub school: String,
-    pub naam: Option<String>,
-    pub messages: i64,
-    pub accepted: i64,
-    pub rejected: i64,
-    pub resultaten: i64,
-    pub last_received_at: String,
+pub(crate) struct SchoolTodayRow {
+    pub(crate) school: String,
+    pub(crate) naam: Option<String>,
+    pub(crate) messages: i64,
+    pub(crate) accepted: i64,
+    pub(crate) rejected: i64,
+    pub(crate) resultaten: i64,
+    pub(crate) last_received_at: String,
 }
 
 /// A dead letter, newest first, with the LRS's answer shortened.
 #[derive(Clone, Debug, serde::Serialize)]
-pub struct DeadLetterSummary {
-    pub lrs: String,
-    pub statement_id: String,
-    pub status: Option<i64>,
-    pub answer: String,
-    pub failed_at: String,
-    pub attempts: i64,
+pub(crate) struct DeadLetterSummary {
+    pub(crate) lrs: String,
+    pub(crate) statement_id: String,
+    pub(crate) status: Option<i64>,
+    pub(crate) answer: String,
+    pub(crate) failed_at: String,
+    pub(crate) attempts: i64,
 }
 
 /// The newest `limit` rejected messages (receipts are kept for identified senders only).
-pub fn last_faults(connection: &Connection, limit: usize) -> Result<Vec<FaultRow>, StoreError> {
+pub(crate) fn last_faults(
+    connection: &Connection,
+    limit: usize,
+) -> Result<Vec<FaultRow>, StoreError> {
     let rows = connection
         .prepare_cached(
             "SELECT r.received_at, r.id, c.klantcode, s.code, r.faultcode,
@@ -69,7 +72,7 @@ pub fn last_faults(connection: &Connection, limit: usize) -> Result<Vec<FaultRow
 }
 
 /// Schools with a receipt received at or after `since` (RFC 3339 UTC, as `received_at`).
-pub fn schools_since(
+pub(crate) fn schools_since(
     connection: &Connection,
     since: &str,
     limit: usize,
@@ -97,7 +100,7 @@ pub fn schools_since(
 }
 
 /// The newest `limit` dead letters that were not requeued.
-pub fn recent_dead_letters(
+pub(crate) fn recent_dead_letters(
     connection: &Connection,
     limit: usize,
 ) -> Result<Vec<DeadLetterSummary>, StoreError> {

@@ -549,12 +549,12 @@ fn changed_structure<R: Rng>(rng: &mut R, verzoek: &mut Element) -> Option<Strin
 
 /// Randomness read from a fuzzer's bytes (zeros once they run out), so libFuzzer
 /// steers the generator's choices instead of a seed.
-pub struct ByteRng<'a> {
+pub(crate) struct ByteRng<'a> {
     data: &'a [u8],
 }
 
 impl<'a> ByteRng<'a> {
-    pub fn new(data: &'a [u8]) -> ByteRng<'a> {
+    pub(crate) fn new(data: &'a [u8]) -> ByteRng<'a> {
         ByteRng { data }
     }
 }

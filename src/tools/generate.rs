@@ -11,31 +11,31 @@ use std::path::{Path, PathBuf};
 
 /// What to generate.
 #[derive(Clone, Debug)]
-pub struct GenerateOptions {
-    pub schools: u32,
+pub(crate) struct GenerateOptions {
+    pub(crate) schools: u32,
     /// Learners per school.
-    pub learners: u32,
+    pub(crate) learners: u32,
     /// Distinct toetsen (test definitions).
-    pub toetsen: u32,
+    pub(crate) toetsen: u32,
     /// Results (toets(onderdeel)afnames, each with its own key) per school.
-    pub afnames: u64,
-    pub seed: u64,
-    pub drip: bool,
-    pub klantcode: String,
-    pub klantnaam: String,
-    pub autorisatiesleutel: String,
-    pub out: PathBuf,
+    pub(crate) afnames: u64,
+    pub(crate) seed: u64,
+    pub(crate) drip: bool,
+    pub(crate) klantcode: String,
+    pub(crate) klantnaam: String,
+    pub(crate) autorisatiesleutel: String,
+    pub(crate) out: PathBuf,
 }
 
 /// What was written.
 #[derive(Clone, Debug, Default)]
-pub struct GenerateReport {
-    pub files: Vec<PathBuf>,
-    pub roster: PathBuf,
-    pub setup: PathBuf,
-    pub messages: u64,
-    pub resultaten: u64,
-    pub bytes: u64,
+pub(crate) struct GenerateReport {
+    pub(crate) files: Vec<PathBuf>,
+    pub(crate) roster: PathBuf,
+    pub(crate) setup: PathBuf,
+    pub(crate) messages: u64,
+    pub(crate) resultaten: u64,
+    pub(crate) bytes: u64,
 }
 
 const VAKGEBIEDEN: &str =
@@ -264,12 +264,12 @@ fn aanmaakdatum(sequence: u64) -> String {
 }
 
 /// Writes the messages, the roster and a setup note; deterministic for equal options.
-pub fn generate(options: &GenerateOptions) -> std::io::Result<GenerateReport> {
+pub(crate) fn generate(options: &GenerateOptions) -> std::io::Result<GenerateReport> {
     generate_with_progress(options, &mut |_| {})
 }
 
 /// `generate`, calling `on_message` with the number of resultaten written after each message.
-pub fn generate_with_progress(
+pub(crate) fn generate_with_progress(
     options: &GenerateOptions,
     on_message: &mut dyn FnMut(u64),
 ) -> std::io::Result<GenerateReport> {

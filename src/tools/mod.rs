@@ -2,4 +2,4 @@
 
 pub mod differential;
 pub mod generate;
-pub mod replay;
+pub(crate) mod replay;

@@ -11,51 +11,51 @@ use std::time::{Duration, Instant};
 
 /// How to replay.
 #[derive(Clone, Debug)]
-pub struct ReplayOptions {
-    pub paths: Vec<PathBuf>,
-    pub url: String,
+pub(crate) struct ReplayOptions {
+    pub(crate) paths: Vec<PathBuf>,
+    pub(crate) url: String,
     /// Filled into files that carry no autorisatie header.
-    pub klantcode: Option<String>,
-    pub klantnaam: Option<String>,
-    pub key: Option<String>,
-    pub concurrency: usize,
+    pub(crate) klantcode: Option<String>,
+    pub(crate) klantnaam: Option<String>,
+    pub(crate) key: Option<String>,
+    pub(crate) concurrency: usize,
     /// Messages per second at most, over all workers.
-    pub rate: Option<f64>,
+    pub(crate) rate: Option<f64>,
     /// Shift every aanmaakdatum by one offset so the latest one is now (see [`restamp_offset`]).
-    pub restamp: bool,
-    pub expect: Option<PathBuf>,
-    pub timeout: Duration,
+    pub(crate) restamp: bool,
+    pub(crate) expect: Option<PathBuf>,
+    pub(crate) timeout: Duration,
     /// PEM certificates trusted for HTTPS besides the system's roots.
-    pub ca_file: Option<PathBuf>,
+    pub(crate) ca_file: Option<PathBuf>,
 }
 
 /// What one file's call returned.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Answer {
-    pub file: PathBuf,
-    pub status: u16,
-    pub faultcode: Option<String>,
-    pub rules: Vec<String>,
-    pub latency: Duration,
-    pub resultaten: u64,
-    pub transport_error: Option<String>,
+pub(crate) struct Answer {
+    pub(crate) file: PathBuf,
+    pub(crate) status: u16,
+    pub(crate) faultcode: Option<String>,
+    pub(crate) rules: Vec<String>,
+    pub(crate) latency: Duration,
+    pub(crate) resultaten: u64,
+    pub(crate) transport_error: Option<String>,
 }
 
 impl Answer {
-    pub fn accepted(&self) -> bool {
+    pub(crate) fn accepted(&self) -> bool {
         self.status == 200 && self.transport_error.is_none()
     }
 }
 
 /// One expectation from samples/manifest.toml.
 #[derive(Clone, Debug, serde::Deserialize)]
-pub struct Expected {
-    pub file: String,
-    pub outcome: String,
+pub(crate) struct Expected {
+    pub(crate) file: String,
+    pub(crate) outcome: String,
     #[serde(default)]
-    pub faultcode: Option<String>,
+    pub(crate) faultcode: Option<String>,
     #[serde(default)]
-    pub rules: Vec<String>,
+    pub(crate) rules: Vec<String>,
 }
 
 #[derive(serde::Deserialize)]
@@ -65,17 +65,17 @@ struct Manifest {
 
 /// The outcome of a whole replay.
 #[derive(Clone, Debug, Default)]
-pub struct ReplayReport {
-    pub answers: Vec<Answer>,
-    pub differences: Vec<String>,
-    pub elapsed: Duration,
+pub(crate) struct ReplayReport {
+    pub(crate) answers: Vec<Answer>,
+    pub(crate) differences: Vec<String>,
+    pub(crate) elapsed: Duration,
 }
 
 /// The one offset `--restamp` adds to every file's aanmaakdatum: the latest one that is not
 /// in the future moves to `now` and every other keeps its distance to it, so the files keep
 /// their order and spacing (a message meant to be out of order stays out of order, and one
 /// meant to lie in the future, such as sample 52, stays as far ahead of now as it was).
-pub fn restamp_offset(
+pub(crate) fn restamp_offset(
     stamps: impl IntoIterator<Item = chrono::DateTime<chrono::Utc>>,
     now: chrono::DateTime<chrono::Utc>,
 ) -> chrono::Duration {
@@ -88,7 +88,7 @@ pub fn restamp_offset(
 
 /// A shifted aanmaakdatum, written in UTC with an explicit `Z` so that no reader needs
 /// this host's time zone (an offset-less time is read as Europe/Amsterdam by the gateway).
-pub fn restamped(stamp: chrono::DateTime<chrono::Utc>, offset: chrono::Duration) -> String {
+pub(crate) fn restamped(stamp: chrono::DateTime<chrono::Utc>, offset: chrono::Duration) -> String {
     let text = (stamp + offset).to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true);
     // chrono writes years past 9999 as `+10000`; xs:dateTime has no plus sign.
     match text.strip_prefix('+') {
@@ -98,7 +98,7 @@ pub fn restamped(stamp: chrono::DateTime<chrono::Utc>, offset: chrono::Duration)
 }
 
 /// The HTTP agent: HTTPS trusts the system's roots plus the certificates in `ca_file`.
-pub fn agent(options: &ReplayOptions) -> anyhow::Result<ureq::Agent> {
+pub(crate) fn agent(options: &ReplayOptions) -> anyhow::Result<ureq::Agent> {
     use anyhow::Context;
     use rustls_pki_types::pem::PemObject;
     let mut builder = ureq::AgentBuilder::new().timeout(options.timeout);
@@ -135,7 +135,7 @@ pub fn agent(options: &ReplayOptions) -> anyhow::Result<ureq::Agent> {
     Ok(builder.build())
 }
 
-pub fn load_manifest(path: &Path) -> anyhow::Result<BTreeMap<String, Expected>> {
+pub(crate) fn load_manifest(path: &Path) -> anyhow::Result<BTreeMap<String, Expected>> {
     let text = std::fs::read_to_string(path)?;
     let manifest: Manifest = toml::from_str(&text)?;
     Ok(manifest
@@ -146,7 +146,7 @@ pub fn load_manifest(path: &Path) -> anyhow::Result<BTreeMap<String, Expected>> 
 }
 
 /// Files as given; folders become their `*.xml` files in name order.
-pub fn collect_files(paths: &[PathBuf]) -> std::io::Result<Vec<PathBuf>> {
+pub(crate) fn collect_files(paths: &[PathBuf]) -> std::io::Result<Vec<PathBuf>> {
     let mut files = Vec::new();
     for path in paths {
         if path.is_dir() {
@@ -168,7 +168,7 @@ const HEAD_BYTES: usize = 64 * 1024;
 
 /// Rewrites the head of a message: adds the autorisatie header where there is none,
 /// wraps a bare verzoek in an envelope, and restamps the aanmaakdatum.
-pub fn prepare_head(
+pub(crate) fn prepare_head(
     head: &str,
     options: &ReplayOptions,
     restamp: Option<&str>,
@@ -238,7 +238,7 @@ fn replace_element_text(text: &str, local: &str, value: &str) -> Option<String> 
 }
 
 /// Counts `resultaat` start tags without parsing: a cheap figure for the progress line.
-pub fn count_resultaten(bytes: &[u8]) -> u64 {
+pub(crate) fn count_resultaten(bytes: &[u8]) -> u64 {
     memchr::memmem::find_iter(bytes, b"resultaat")
         .filter(|&index| {
             index > 0
@@ -270,7 +270,7 @@ fn count_resultaten_in(path: &Path) -> std::io::Result<u64> {
 }
 
 /// Reads the faultcode and our rule codes from a fault body.
-pub fn parse_fault(body: &str) -> (Option<String>, Vec<String>) {
+pub(crate) fn parse_fault(body: &str) -> (Option<String>, Vec<String>) {
     let mut reader = quick_xml::Reader::from_str(body);
     let mut current = String::new();
     let mut faultcode = None;
@@ -482,7 +482,7 @@ fn send(
 }
 
 /// Replays every file and collects the answers; differences against `--expect` are listed.
-pub fn replay(options: &ReplayOptions) -> anyhow::Result<ReplayReport> {
+pub(crate) fn replay(options: &ReplayOptions) -> anyhow::Result<ReplayReport> {
     let files = collect_files(&options.paths)?;
     if files.is_empty() {
         anyhow::bail!("no .xml files to replay");
@@ -718,7 +718,7 @@ fn percentile(sorted: &[Duration], fraction: f64) -> Duration {
 }
 
 /// The summary table printed at the end.
-pub fn summary(report: &ReplayReport) -> String {
+pub(crate) fn summary(report: &ReplayReport) -> String {
     let mut out = String::new();
     let accepted = report
         .answers

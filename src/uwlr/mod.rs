@@ -3,37 +3,38 @@
 //! The schema check runs before these are built, so a missing required element
 //! here means the sender bypassed it (offline tools) and is reported, not assumed.
 
-pub mod results;
-pub mod scan;
-pub mod xmltree;
+pub(crate) mod results;
+pub(crate) mod scan;
+pub(crate) mod xmltree;
 
 use crate::domain::xsd::{parse_stored_count, XsdInteger, XsdValueError};
 use serde::{Deserialize, Serialize};
 use xmltree::Node;
 use yaserde::YaSerialize;
 
-pub const NS_SOAP11: &str = "http://schemas.xmlsoap.org/soap/envelope/";
-pub const NS_SOAP12: &str = "http://www.w3.org/2003/05/soap-envelope";
-pub const NS_LEERRESULTATEN: &str = "http://www.edustandaard.nl/leerresultaten/2/leerresultaten";
-pub const NS_AUTORISATIE: &str = "http://www.edustandaard.nl/leerresultaten/2/autorisatie";
-pub const NS_OSO: &str = "http://www.edustandaard.nl/oso_gegevensset/1.2/dossier";
+pub(crate) const NS_SOAP11: &str = "http://schemas.xmlsoap.org/soap/envelope/";
+pub(crate) const NS_SOAP12: &str = "http://www.w3.org/2003/05/soap-envelope";
+pub(crate) const NS_LEERRESULTATEN: &str =
+    "http://www.edustandaard.nl/leerresultaten/2/leerresultaten";
+pub(crate) const NS_AUTORISATIE: &str = "http://www.edustandaard.nl/leerresultaten/2/autorisatie";
+pub(crate) const NS_OSO: &str = "http://www.edustandaard.nl/oso_gegevensset/1.2/dossier";
 
 /// The `autorisatie` SOAP header.
 #[derive(Clone, Debug, PartialEq, Eq, YaSerialize)]
 #[yaserde(rename = "autorisatie", prefix = "aut", namespaces = { "aut" = "http://www.edustandaard.nl/leerresultaten/2/autorisatie" })]
-pub struct Autorisatie {
+pub(crate) struct Autorisatie {
     #[yaserde(prefix = "aut")]
-    pub autorisatiesleutel: String,
+    pub(crate) autorisatiesleutel: String,
     #[yaserde(prefix = "aut")]
-    pub klantcode: String,
+    pub(crate) klantcode: String,
     #[yaserde(prefix = "aut")]
-    pub klantnaam: String,
+    pub(crate) klantnaam: String,
 }
 
 impl Autorisatie {
     /// Reads the header exactly as sent (no trimming: a key with a stray space is
     /// another key); `None` fields (absent or blank) are reported by the caller as missing.
-    pub fn from_node(node: &Node) -> (Option<String>, Option<String>, Option<String>) {
+    pub(crate) fn from_node(node: &Node) -> (Option<String>, Option<String>, Option<String>) {
         let field = |name: &str| {
             node.child(name)
                 .map(|child| child.text.as_str())
@@ -51,27 +52,27 @@ impl Autorisatie {
 /// The `school` block of a verzoek.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, YaSerialize)]
 #[yaserde(rename = "school", prefix = "lr", namespaces = { "lr" = "http://www.edustandaard.nl/leerresultaten/2/leerresultaten" })]
-pub struct School {
+pub(crate) struct School {
     #[yaserde(prefix = "lr")]
-    pub schooljaar: String,
+    pub(crate) schooljaar: String,
     #[yaserde(prefix = "lr")]
-    pub brincode: Option<String>,
+    pub(crate) brincode: Option<String>,
     #[yaserde(prefix = "lr")]
-    pub dependancecode: Option<String>,
+    pub(crate) dependancecode: Option<String>,
     #[yaserde(prefix = "lr")]
-    pub schoolkey: Option<String>,
+    pub(crate) schoolkey: Option<String>,
     #[yaserde(prefix = "lr")]
-    pub aanmaakdatum: String,
+    pub(crate) aanmaakdatum: String,
     #[yaserde(prefix = "lr")]
-    pub auteur: Option<String>,
+    pub(crate) auteur: Option<String>,
     #[yaserde(prefix = "lr")]
-    pub xsdversie: String,
+    pub(crate) xsdversie: String,
     #[yaserde(prefix = "lr")]
-    pub commentaar: Option<String>,
+    pub(crate) commentaar: Option<String>,
 }
 
 impl School {
-    pub fn from_node(node: &Node) -> School {
+    pub(crate) fn from_node(node: &Node) -> School {
         // Pattern-bound and collapsed fields are trimmed (whitespace never makes them
         // valid, and trimming lets the schema check name the problem); xs:string fields are kept exactly.
         let text = |name: &str| node.child_text(name).map(str::to_string);
@@ -91,16 +92,16 @@ impl School {
 
 /// A value of ctpVocabulaireGebondenVeld: text bound to an optional vocabulary.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct VocabulaireWaarde {
-    pub waarde: String,
+pub(crate) struct VocabulaireWaarde {
+    pub(crate) waarde: String,
     #[serde(skip_serializing_if = "Option::is_none", default)]
-    pub vocabulaire: Option<String>,
+    pub(crate) vocabulaire: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none", default)]
-    pub vocabulairelocatie: Option<String>,
+    pub(crate) vocabulairelocatie: Option<String>,
 }
 
 impl VocabulaireWaarde {
-    pub fn from_node(node: &Node) -> VocabulaireWaarde {
+    pub(crate) fn from_node(node: &Node) -> VocabulaireWaarde {
         VocabulaireWaarde {
             // tpString256: every character counts, whitespace included (kToetscode, krAfnameToets).
             waarde: node.text.clone(),
@@ -116,52 +117,52 @@ fn vocab(node: &Node, name: &str) -> Option<VocabulaireWaarde> {
 
 /// One `norm` of a normering.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Norm {
-    pub term: String,
+pub(crate) struct Norm {
+    pub(crate) term: String,
     #[serde(skip_serializing_if = "Option::is_none", default)]
-    pub omschrijving: Option<String>,
-    pub beginnormwaarde: u64,
-    pub eindnormwaarde: u64,
+    pub(crate) omschrijving: Option<String>,
+    pub(crate) beginnormwaarde: u64,
+    pub(crate) eindnormwaarde: u64,
     #[serde(skip_serializing_if = "Option::is_none", default)]
-    pub normkleur: Option<serde_json::Value>,
+    pub(crate) normkleur: Option<serde_json::Value>,
     #[serde(skip_serializing_if = "Option::is_none", default)]
-    pub schoolcijfer_vanaf: Option<String>,
+    pub(crate) schoolcijfer_vanaf: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none", default)]
-    pub schoolcijfer_totenmet: Option<String>,
+    pub(crate) schoolcijfer_totenmet: Option<String>,
     #[serde(skip)]
-    pub offset: u64,
+    pub(crate) offset: u64,
 }
 
 /// A tpScore text that is valid XSD but no `u64` the store holds, or no integer at all
 /// (offline tools that skip the schema): which element, what was sent, and why.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct UnreadValue {
-    pub element: &'static str,
-    pub text: String,
-    pub error: XsdValueError,
+pub(crate) struct UnreadValue {
+    pub(crate) element: &'static str,
+    pub(crate) text: String,
+    pub(crate) error: XsdValueError,
 }
 
 /// ctpNormering: the scale a score is read against.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Normering {
+pub(crate) struct Normering {
     #[serde(skip_serializing_if = "Option::is_none", default)]
-    pub vocabulaire: Option<String>,
+    pub(crate) vocabulaire: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none", default)]
-    pub vocabulairelocatie: Option<String>,
+    pub(crate) vocabulairelocatie: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none", default)]
-    pub toetscategorie: Option<VocabulaireWaarde>,
+    pub(crate) toetscategorie: Option<VocabulaireWaarde>,
     #[serde(skip_serializing_if = "Option::is_none", default)]
-    pub toetsniveau: Option<VocabulaireWaarde>,
+    pub(crate) toetsniveau: Option<VocabulaireWaarde>,
     #[serde(skip_serializing_if = "Option::is_none", default)]
-    pub wegingsfactor: Option<String>,
-    pub norms: Vec<Norm>,
+    pub(crate) wegingsfactor: Option<String>,
+    pub(crate) norms: Vec<Norm>,
     /// Norm bounds that could not be read (reported by the rules; such a normering is never stored).
     #[serde(skip)]
-    pub unread: Vec<UnreadValue>,
+    pub(crate) unread: Vec<UnreadValue>,
 }
 
 impl Normering {
-    pub fn from_node(node: &Node) -> Normering {
+    pub(crate) fn from_node(node: &Node) -> Normering {
         let mut unread = Vec::new();
         let mut bound = |norm: &Node, element: &'static str| {
             let text = norm.child_text(element).unwrap_or_default();
@@ -199,7 +200,7 @@ impl Normering {
     }
 
     /// The lowest and highest score the norms cover, if any norm is given.
-    pub fn range(&self) -> Option<(u64, u64)> {
+    pub(crate) fn range(&self) -> Option<(u64, u64)> {
         let low = self.norms.iter().map(|norm| norm.beginnormwaarde).min()?;
         let high = self.norms.iter().map(|norm| norm.eindnormwaarde).max()?;
         Some((low, high))
@@ -216,47 +217,47 @@ fn canonical_integer(text: &str) -> String {
 
 /// ctpToetsOnderdeel.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Toetsonderdeel {
-    pub toetsonderdeelvolgnummer: String,
-    pub toetsonderdeelcode: VocabulaireWaarde,
+pub(crate) struct Toetsonderdeel {
+    pub(crate) toetsonderdeelvolgnummer: String,
+    pub(crate) toetsonderdeelcode: VocabulaireWaarde,
     #[serde(skip_serializing_if = "Option::is_none", default)]
-    pub toetsonderdeelnaam: Option<String>,
+    pub(crate) toetsonderdeelnaam: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none", default)]
-    pub toetsonderdeelnormering: Option<Normering>,
+    pub(crate) toetsonderdeelnormering: Option<Normering>,
 }
 
 /// ctpToets: a test definition as the message sends it.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Toets {
-    pub toetscode: VocabulaireWaarde,
+pub(crate) struct Toets {
+    pub(crate) toetscode: VocabulaireWaarde,
     #[serde(skip_serializing_if = "Option::is_none", default)]
-    pub versie: Option<VocabulaireWaarde>,
+    pub(crate) versie: Option<VocabulaireWaarde>,
     #[serde(skip_serializing_if = "Option::is_none", default)]
-    pub toetsnaam: Option<String>,
+    pub(crate) toetsnaam: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none", default)]
-    pub leerjaar: Option<VocabulaireWaarde>,
+    pub(crate) leerjaar: Option<VocabulaireWaarde>,
     #[serde(skip_serializing_if = "Option::is_none", default)]
-    pub vakgebied: Option<VocabulaireWaarde>,
+    pub(crate) vakgebied: Option<VocabulaireWaarde>,
     #[serde(skip_serializing_if = "Option::is_none", default)]
-    pub toetsnormering: Option<Normering>,
+    pub(crate) toetsnormering: Option<Normering>,
     #[serde(skip_serializing_if = "Vec::is_empty", default)]
-    pub toetshierarchie: Vec<Ingang>,
+    pub(crate) toetshierarchie: Vec<Ingang>,
     #[serde(skip_serializing_if = "Vec::is_empty", default)]
-    pub toetsonderdelen: Vec<Toetsonderdeel>,
+    pub(crate) toetsonderdelen: Vec<Toetsonderdeel>,
     #[serde(skip)]
-    pub offset: u64,
+    pub(crate) offset: u64,
 }
 
 /// One `ingang` of a toetshierarchie.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Ingang {
-    pub niveau: String,
+pub(crate) struct Ingang {
+    pub(crate) niveau: String,
     #[serde(flatten)]
-    pub waarde: VocabulaireWaarde,
+    pub(crate) waarde: VocabulaireWaarde,
 }
 
 impl Toets {
-    pub fn from_node(node: &Node) -> Toets {
+    pub(crate) fn from_node(node: &Node) -> Toets {
         Toets {
             toetscode: vocab(node, "toetscode").unwrap_or_default(),
             versie: vocab(node, "versie"),
@@ -304,21 +305,21 @@ impl Toets {
     }
 
     /// The version this definition carries; absent is the empty version.
-    pub fn versie_text(&self) -> &str {
+    pub(crate) fn versie_text(&self) -> &str {
         self.versie
             .as_ref()
             .map(|versie| versie.waarde.as_str())
             .unwrap_or("")
     }
 
-    pub fn onderdeel(&self, code: &str) -> Option<&Toetsonderdeel> {
+    pub(crate) fn onderdeel(&self, code: &str) -> Option<&Toetsonderdeel> {
         self.toetsonderdelen
             .iter()
             .find(|onderdeel| onderdeel.toetsonderdeelcode.waarde == code)
     }
 
     /// Every vocabulary-bound value of the definition, with a path for reporting.
-    pub fn vocabulary_values(&self) -> Vec<(String, &VocabulaireWaarde)> {
+    pub(crate) fn vocabulary_values(&self) -> Vec<(String, &VocabulaireWaarde)> {
         let mut values: Vec<(String, &VocabulaireWaarde)> =
             vec![("toetscode".into(), &self.toetscode)];
         let optional = [
@@ -369,7 +370,7 @@ impl Toets {
 /// The outcome a resultaat carries: exactly one of the XSD's choice.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
-pub enum Uitslag {
+pub(crate) enum Uitslag {
     /// A scoregetal by value (`007`, `+7` and `7` alike); `None` when it could not be
     /// read, with the reason in `Resultaat::unread_score`.
     Score(Option<u64>),
@@ -379,26 +380,26 @@ pub enum Uitslag {
 
 /// ctpResultaat: one toets(onderdeel)afname, identified by its key.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Resultaat {
-    pub key: String,
-    pub afnamedatum: String,
-    pub toetscode: String,
+pub(crate) struct Resultaat {
+    pub(crate) key: String,
+    pub(crate) afnamedatum: String,
+    pub(crate) toetscode: String,
     #[serde(skip_serializing_if = "Option::is_none", default)]
-    pub versie: Option<VocabulaireWaarde>,
+    pub(crate) versie: Option<VocabulaireWaarde>,
     #[serde(skip_serializing_if = "Option::is_none", default)]
-    pub toetsonderdeelcode: Option<String>,
-    pub uitslag: Uitslag,
+    pub(crate) toetsonderdeelcode: Option<String>,
+    pub(crate) uitslag: Uitslag,
     #[serde(skip_serializing_if = "Option::is_none", default)]
-    pub infourl: Option<String>,
+    pub(crate) infourl: Option<String>,
     /// Why the score could not be read, when `uitslag` is `Score(None)`.
     #[serde(skip)]
-    pub unread_score: Option<UnreadValue>,
+    pub(crate) unread_score: Option<UnreadValue>,
     #[serde(skip)]
-    pub offset: u64,
+    pub(crate) offset: u64,
 }
 
 impl Resultaat {
-    pub fn from_node(node: &Node) -> Resultaat {
+    pub(crate) fn from_node(node: &Node) -> Resultaat {
         let mut unread_score = None;
         let uitslag = if let Some(score) = node.child_text("score") {
             match parse_stored_count(score) {
@@ -445,15 +446,15 @@ impl Resultaat {
 
 /// The leerling fields of a toetsafname, read before its results stream by.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct ToetsafnameHead {
-    pub leerlingid: String,
-    pub eckid: Option<String>,
-    pub resultaatverwerkerid: Option<String>,
-    pub offset: u64,
+pub(crate) struct ToetsafnameHead {
+    pub(crate) leerlingid: String,
+    pub(crate) eckid: Option<String>,
+    pub(crate) resultaatverwerkerid: Option<String>,
+    pub(crate) offset: u64,
 }
 
 impl ToetsafnameHead {
-    pub fn set_field(&mut self, node: &Node) {
+    pub(crate) fn set_field(&mut self, node: &Node) {
         // tpKey (xs:string): kept exactly as sent.
         let text = node.text.clone();
         match node.name.as_str() {

@@ -12,7 +12,7 @@ use std::sync::mpsc;
 
 /// One step of the results walk.
 #[derive(Debug)]
-pub enum Parsed {
+pub(crate) enum Parsed {
     ToetsafnameStart {
         offset: u64,
     },
@@ -28,7 +28,7 @@ const CHUNK: usize = 512;
 const CHUNKS_AHEAD: usize = 8;
 
 /// Results in document order.
-pub enum ResultStream {
+pub(crate) enum ResultStream {
     /// Boxed: a scanner is large, and the other variants are two pointers.
     Inline(Box<Scanner<BodyReader>>, bool),
     Threaded(mpsc::Receiver<Vec<Parsed>>, std::vec::IntoIter<Parsed>),
@@ -54,7 +54,7 @@ fn next_parsed(scanner: &mut Scanner<BodyReader>) -> Option<Parsed> {
 
 impl ResultStream {
     /// Opens the results of a message; `ahead` parses on a thread of its own.
-    pub fn open(body: &Body, ahead: bool) -> std::io::Result<ResultStream> {
+    pub(crate) fn open(body: &Body, ahead: bool) -> std::io::Result<ResultStream> {
         let mut scanner = Scanner::new(body.reader()?, Pass::Everything);
         if !ahead {
             return Ok(ResultStream::Inline(Box::new(scanner), false));

@@ -8,11 +8,11 @@ use quick_xml::NsReader;
 use std::io::BufRead;
 
 /// The SOAP 1.1 actor that means "the next SOAP node", that is this gateway (section 4.2.2).
-pub const ACTOR_NEXT: &str = "http://schemas.xmlsoap.org/soap/actor/next";
+pub(crate) const ACTOR_NEXT: &str = "http://schemas.xmlsoap.org/soap/actor/next";
 
 /// What the document's root element is.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Root {
+pub(crate) enum Root {
     Soap11Envelope,
     Soap12Envelope,
     /// A bare `leerresultaten_verzoek` without envelope.
@@ -25,7 +25,7 @@ pub enum Root {
 
 /// One piece of the message, in document order.
 #[derive(Debug)]
-pub enum Item {
+pub(crate) enum Item {
     Root(Root),
     /// The `autorisatie` child of soap:Header, the one header block the gateway reads.
     HeaderElement(Node),
@@ -57,7 +57,7 @@ pub enum Item {
 
 /// What a pass needs: the result pass reads everything, the definitions pass skips results.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Pass {
+pub(crate) enum Pass {
     Everything,
     SkipToetsafnames,
 }
@@ -77,13 +77,13 @@ enum Frame {
 /// Why the pass stopped; the offset says where.
 #[derive(Debug, thiserror::Error)]
 #[error("{error} (at byte {offset})")]
-pub struct ScanError {
-    pub error: TreeError,
-    pub offset: u64,
+pub(crate) struct ScanError {
+    pub(crate) error: TreeError,
+    pub(crate) offset: u64,
 }
 
 /// Streams a message; memory stays bounded by the largest single subtree.
-pub struct Scanner<R: BufRead> {
+pub(crate) struct Scanner<R: BufRead> {
     reader: NsReader<R>,
     buf: Vec<u8>,
     subtree_buf: Vec<u8>,
@@ -101,7 +101,7 @@ pub struct Scanner<R: BufRead> {
 }
 
 impl<R: BufRead> Scanner<R> {
-    pub fn new(source: R, pass: Pass) -> Self {
+    pub(crate) fn new(source: R, pass: Pass) -> Self {
         // No trim_text: whitespace in an xs:string value is part of it (`HO-C ` is not `HO-C`).
         let reader = NsReader::from_reader(source);
         Scanner {
@@ -119,12 +119,12 @@ impl<R: BufRead> Scanner<R> {
         }
     }
 
-    pub fn position(&self) -> u64 {
+    pub(crate) fn position(&self) -> u64 {
         self.reader.buffer_position()
     }
 
     /// The byte offset of the root element (once it has been read).
-    pub fn root_offset(&self) -> Option<u64> {
+    pub(crate) fn root_offset(&self) -> Option<u64> {
         self.root_offset
     }
 
@@ -137,7 +137,7 @@ impl<R: BufRead> Scanner<R> {
 
     /// The next item, or `None` at the end of a complete document.
     #[allow(clippy::should_implement_trait)]
-    pub fn next(&mut self) -> Result<Option<Item>, ScanError> {
+    pub(crate) fn next(&mut self) -> Result<Option<Item>, ScanError> {
         if let Some(item) = self.pending.take() {
             return Ok(Some(item));
         }

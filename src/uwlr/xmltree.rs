@@ -6,51 +6,54 @@ use quick_xml::NsReader;
 use std::io::BufRead;
 
 /// Limits that keep one subtree small whatever the sender writes.
-pub const MAX_DEPTH: usize = 64;
-pub const MAX_NODES: usize = 100_000;
-pub const MAX_TEXT: usize = 1 << 20;
+pub(crate) const MAX_DEPTH: usize = 64;
+pub(crate) const MAX_NODES: usize = 100_000;
+pub(crate) const MAX_TEXT: usize = 1 << 20;
 /// The most bytes one subtree may hold in memory: element and attribute names,
 /// attribute values and text, plus `NODE_COST` per element. Without it a header
 /// child of 99,000 empty elements each carrying a 2,000-character attribute kept
 /// 228 MB in memory before the key was checked; no UWLR toets or resultaat needs
 /// more than a few hundred KiB.
-pub const MAX_SUBTREE_BYTES: usize = 4 << 20;
+pub(crate) const MAX_SUBTREE_BYTES: usize = 4 << 20;
 /// What one element costs beyond its names and values (the `Node` and its vectors).
-pub const NODE_COST: usize = 128;
+pub(crate) const NODE_COST: usize = 128;
 
 /// An element with its local name, unqualified attributes, text and children.
 #[derive(Clone, Debug, Default, PartialEq)]
-pub struct Node {
-    pub name: String,
-    pub namespace: Option<String>,
-    pub attributes: Vec<(String, String)>,
-    pub text: String,
-    pub children: Vec<Node>,
+pub(crate) struct Node {
+    pub(crate) name: String,
+    pub(crate) namespace: Option<String>,
+    pub(crate) attributes: Vec<(String, String)>,
+    pub(crate) text: String,
+    pub(crate) children: Vec<Node>,
     /// Byte offset just past the start tag in the document.
-    pub offset: u64,
+    pub(crate) offset: u64,
 }
 
 impl Node {
-    pub fn child(&self, name: &str) -> Option<&Node> {
+    pub(crate) fn child(&self, name: &str) -> Option<&Node> {
         self.children.iter().find(|child| child.name == name)
     }
 
-    pub fn children_named<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a Node> + 'a {
+    pub(crate) fn children_named<'a>(
+        &'a self,
+        name: &'a str,
+    ) -> impl Iterator<Item = &'a Node> + 'a {
         self.children.iter().filter(move |child| child.name == name)
     }
 
     /// The trimmed text of a child element, if present: for XSD types whose whitespace
     /// facet is `collapse` (integers, dates, decimals) or whose pattern allows no whitespace.
-    pub fn child_text(&self, name: &str) -> Option<&str> {
+    pub(crate) fn child_text(&self, name: &str) -> Option<&str> {
         self.child(name).map(|child| child.text.trim())
     }
 
     /// The text of an xs:string child exactly as XML delivers it: whitespace is part of the value.
-    pub fn child_string(&self, name: &str) -> Option<&str> {
+    pub(crate) fn child_string(&self, name: &str) -> Option<&str> {
         self.child(name).map(|child| child.text.as_str())
     }
 
-    pub fn attribute(&self, name: &str) -> Option<&str> {
+    pub(crate) fn attribute(&self, name: &str) -> Option<&str> {
         self.attributes
             .iter()
             .find(|(key, _)| key == name)
@@ -58,7 +61,7 @@ impl Node {
     }
 
     /// A JSON rendering for opaque result structures (osoresultaat, anderresultaat).
-    pub fn to_json(&self) -> serde_json::Value {
+    pub(crate) fn to_json(&self) -> serde_json::Value {
         if self.children.is_empty() && self.attributes.is_empty() {
             return serde_json::Value::String(self.text.trim().to_string());
         }
@@ -91,7 +94,7 @@ impl Node {
 
 /// Why a subtree could not be read.
 #[derive(Debug, thiserror::Error)]
-pub enum TreeError {
+pub(crate) enum TreeError {
     #[error("XML is not well-formed: {0}")]
     Xml(#[from] quick_xml::Error),
     #[error("XML is not well-formed: {0}")]
@@ -110,11 +113,11 @@ pub enum TreeError {
     Eof,
 }
 
-pub fn local_name(start: &BytesStart) -> String {
+pub(crate) fn local_name(start: &BytesStart) -> String {
     String::from_utf8_lossy(start.local_name().as_ref()).into_owned()
 }
 
-pub fn namespace_of<R>(reader: &NsReader<R>, start: &BytesStart) -> Option<String> {
+pub(crate) fn namespace_of<R>(reader: &NsReader<R>, start: &BytesStart) -> Option<String> {
     match reader.resolve_element(start.name()).0 {
         ResolveResult::Bound(namespace) => {
             Some(String::from_utf8_lossy(namespace.as_ref()).into_owned())
@@ -237,7 +240,7 @@ fn append_text(
 }
 
 /// Reads the element that `start` opened (already consumed) up to its end tag.
-pub fn read_subtree<R: BufRead>(
+pub(crate) fn read_subtree<R: BufRead>(
     reader: &mut NsReader<R>,
     buf: &mut Vec<u8>,
     start: &BytesStart,
