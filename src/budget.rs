@@ -74,6 +74,7 @@ impl Budget {
     }
 
     /// What all senders hold together.
+    #[cfg(test)]
     pub(crate) fn total(&self) -> u64 {
         self.lock().total
     }
@@ -113,6 +114,7 @@ impl Held {
     }
 
     /// What this share holds.
+    #[cfg(test)]
     pub(crate) fn amount(&self) -> u64 {
         self.amount
     }

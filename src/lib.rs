@@ -5,14 +5,14 @@
 //! `vdex`) and hands the checked message to `store`, which commits it atomically.
 
 /// The version and the git commit this binary was built from (`unknown` without git).
-pub const VERSION_WITH_COMMIT: &str = concat!(
+pub(crate) const VERSION_WITH_COMMIT: &str = concat!(
     env!("CARGO_PKG_VERSION"),
     " (commit ",
     env!("UWLR_GIT_COMMIT"),
     ")"
 );
 /// The git commit this binary was built from, as in `VERSION_WITH_COMMIT`.
-pub const COMMIT: &str = env!("UWLR_GIT_COMMIT");
+pub(crate) const COMMIT: &str = env!("UWLR_GIT_COMMIT");
 
 pub(crate) mod app;
 pub(crate) mod auth_limit;

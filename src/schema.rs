@@ -13,7 +13,6 @@ use std::path::{Path, PathBuf};
 use std::sync::Once;
 
 /// The WSDL, served at `?wsdl` with its address rewritten.
-pub(crate) const WSDL_NAME: &str = "UWLR_Leerresultaten_v2p2.wsdl";
 pub(crate) const WSDL: &str = include_str!("../wsdl/UWLR_Leerresultaten_v2p2.wsdl");
 
 /// The schema the validator compiles: it imports the envelope, header and body schemas.

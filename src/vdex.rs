@@ -90,12 +90,9 @@ impl Vocabularies {
             .insert(vocabulary.identifier.clone(), vocabulary);
     }
 
+    #[cfg(test)]
     pub(crate) fn len(&self) -> usize {
         self.by_identifier.len()
-    }
-
-    pub(crate) fn is_empty(&self) -> bool {
-        self.by_identifier.is_empty()
     }
 
     pub(crate) fn get(&self, identifier: &str) -> Option<&Vocabulary> {

@@ -306,7 +306,6 @@ mod tests {
             schools: vec![],
             toetscodes: vec![],
             cursor_seq: 0,
-            created_at: String::new(),
             last_attempt_at: None,
             last_delivered_at: None,
             last_status: None,
@@ -326,7 +325,6 @@ mod tests {
             brincode: Some("99XX".into()),
             dependancecode: Some("01".into()),
             schoolkey: None,
-            stored_at: String::new(),
             keyed: false,
         }
     }

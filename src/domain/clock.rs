@@ -9,7 +9,8 @@ pub(crate) enum Clock {
     /// The system's wall clock.
     #[default]
     System,
-    /// Always this instant.
+    /// Always this instant (the unit tests' seam).
+    #[cfg(test)]
     Fixed(DateTime<Utc>),
 }
 
@@ -17,6 +18,7 @@ impl Clock {
     pub(crate) fn now(self) -> DateTime<Utc> {
         match self {
             Clock::System => Utc::now(),
+            #[cfg(test)]
             Clock::Fixed(instant) => instant,
         }
     }

@@ -144,11 +144,6 @@ impl Rule {
         }
     }
 
-    /// Whether the sender is at fault (SOAP `Client`) rather than us (`Server`).
-    pub(crate) fn is_client_fault(self) -> bool {
-        self != Rule::Intern
-    }
-
     /// Whether checking this rule needs the gateway's store (clients, activations,
     /// learners, the last aanmaakdatum, earlier toets versions), so that
     /// `uwlr-gateway validate` cannot check it offline (of UWLR-AUTORISATIE it checks

@@ -170,10 +170,6 @@ impl Body {
             Body::Path(path) => std::fs::metadata(path)?.len(),
         })
     }
-
-    pub(crate) fn is_empty(&self) -> bool {
-        self.len().map(|length| length == 0).unwrap_or(true)
-    }
 }
 
 pub(super) enum SpoolError {

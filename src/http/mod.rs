@@ -13,8 +13,8 @@ mod routes;
 mod server;
 mod soap;
 
-pub(crate) use server::{serve, tls_acceptor, Surface, TlsError};
-pub(crate) use soap::{render_wsdl, rewrite_schema_locations};
+pub(crate) use server::{serve, tls_acceptor, Surface};
+pub(crate) use soap::render_wsdl;
 
 use crate::budget::Budget;
 use crate::config::Config;

@@ -21,7 +21,7 @@ mod offline;
 mod sender;
 mod store_pass;
 
-pub(crate) use offline::{validate_offline, OfflineVerdict};
+pub(crate) use offline::validate_offline;
 pub(crate) use sender::{check_school, school_code};
 pub(crate) use sender::{Identification, Identity, Scope};
 

@@ -194,10 +194,6 @@ impl ApiError {
         problem
     }
 
-    pub(crate) fn status(&self) -> StatusCode {
-        self.problem().status
-    }
-
     /// The answer, with `WWW-Authenticate` on 401 and `Allow` on 405.
     pub(crate) fn answer(&self, request_id: &str, instance: &str) -> Answer {
         self.problem().answer(request_id, instance)

@@ -7,9 +7,6 @@ use hyper::StatusCode;
 use quick_xml::escape::escape;
 use yaserde::{YaDeserialize, YaSerialize};
 
-/// Namespace of our fault detail (rule codes, positions, Edu-V codes).
-pub(crate) const NS_DETAIL: &str = "urn:uwlr-gateway:fault:1";
-
 /// An answer ready to send.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) struct Reply {
@@ -58,7 +55,7 @@ pub(crate) fn bevestiging(receipt_id: &str) -> Reply {
     }
 }
 
-/// Our fault detail (`gw:violations` in `NS_DETAIL`): every violation, the receipt that
+/// Our fault detail (`gw:violations` in `urn:uwlr-gateway:fault:1`): every violation, the receipt that
 /// records the refusal, and how many violations were left out over the cap.
 #[derive(Debug, Default, PartialEq, YaSerialize, YaDeserialize)]
 #[yaserde(

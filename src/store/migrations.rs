@@ -702,7 +702,8 @@ fn move_bridge_tables(connection: &mut Connection) -> rusqlite::Result<()> {
 }
 
 /// The core schema version this binary writes.
-pub(crate) fn latest_version() -> usize {
+#[cfg(test)]
+fn latest_version() -> usize {
     CORE_VERSION
 }
 

@@ -81,7 +81,6 @@ pub(crate) struct SubscriptionRow {
     pub(crate) schools: Vec<String>,
     pub(crate) toetscodes: Vec<String>,
     pub(crate) cursor_seq: i64,
-    pub(crate) created_at: String,
     pub(crate) last_attempt_at: Option<String>,
     pub(crate) last_delivered_at: Option<String>,
     pub(crate) last_status: Option<i64>,
@@ -118,7 +117,6 @@ pub(crate) struct PendingStatement {
     pub(crate) brincode: Option<String>,
     pub(crate) dependancecode: Option<String>,
     pub(crate) schoolkey: Option<String>,
-    pub(crate) stored_at: String,
     /// See `StatementRow::keyed`.
     pub(crate) keyed: bool,
 }
@@ -216,17 +214,6 @@ pub(crate) fn set_voided_by(
         .prepare_cached("UPDATE xapi_statements SET voided_by = ?2 WHERE id = ?1")?
         .execute(params![id, voided_by])?;
     Ok(())
-}
-
-/// The stored statement JSON by id.
-pub(crate) fn statement_json(
-    connection: &Connection,
-    id: &str,
-) -> Result<Option<String>, StoreError> {
-    Ok(connection
-        .prepare_cached("SELECT statement FROM xapi_statements WHERE id = ?1")?
-        .query_row([id], |row| row.get(0))
-        .optional()?)
 }
 
 /// The states afnames took with `from_seq < change_seq <= to_seq` that were not quarantined,
@@ -415,7 +402,7 @@ pub(crate) fn list_subscriptions(
     connection: &Connection,
 ) -> Result<Vec<SubscriptionRow>, StoreError> {
     let mut statement = connection.prepare_cached(
-        "SELECT id, name, url, username, password, identity, pseudonym_key, schools, toetscodes, cursor_seq, created_at,
+        "SELECT id, name, url, username, password, identity, pseudonym_key, schools, toetscodes, cursor_seq,
            last_attempt_at, last_delivered_at, last_status, last_error, delivered, ca_pem
          FROM xapi_subscriptions ORDER BY name",
     )?;
@@ -434,13 +421,12 @@ pub(crate) fn list_subscriptions(
                 schools: json_list(row.get(7)?),
                 toetscodes: json_list(row.get(8)?),
                 cursor_seq: row.get(9)?,
-                created_at: row.get(10)?,
-                last_attempt_at: row.get(11)?,
-                last_delivered_at: row.get(12)?,
-                last_status: row.get(13)?,
-                last_error: row.get(14)?,
-                delivered: row.get(15)?,
-                ca_pem: row.get(16)?,
+                last_attempt_at: row.get(10)?,
+                last_delivered_at: row.get(11)?,
+                last_status: row.get(12)?,
+                last_error: row.get(13)?,
+                delivered: row.get(14)?,
+                ca_pem: row.get(15)?,
             })
         })?
         .collect::<Result<Vec<_>, _>>()?;
@@ -449,7 +435,7 @@ pub(crate) fn list_subscriptions(
 
 const PENDING_COLUMNS: &str =
     "x.seq, x.id, x.statement, x.leerlingid, x.eckid, s.brincode, s.dependancecode,
-    s.schoolkey, x.stored_at, x.keyed";
+    s.schoolkey, x.keyed";
 
 const FILTER: &str = "(?2 = '[]' OR s.code IN (SELECT value FROM json_each(?2)))
     AND (?3 = '[]' OR x.toetscode IN (SELECT value FROM json_each(?3)))";
@@ -464,8 +450,7 @@ fn pending_row(row: &rusqlite::Row) -> rusqlite::Result<PendingStatement> {
         brincode: row.get(5)?,
         dependancecode: row.get(6)?,
         schoolkey: row.get(7)?,
-        stored_at: row.get(8)?,
-        keyed: row.get(9)?,
+        keyed: row.get(8)?,
     })
 }
 

@@ -264,11 +264,13 @@ fn aanmaakdatum(sequence: u64) -> String {
 }
 
 /// Writes the messages, the roster and a setup note; deterministic for equal options.
-pub(crate) fn generate(options: &GenerateOptions) -> std::io::Result<GenerateReport> {
+#[cfg(test)]
+fn generate(options: &GenerateOptions) -> std::io::Result<GenerateReport> {
     generate_with_progress(options, &mut |_| {})
 }
 
-/// `generate`, calling `on_message` with the number of resultaten written after each message.
+/// Writes the messages, the roster and a setup note, deterministic for equal options,
+/// calling `on_message` with the number of resultaten written after each message.
 pub(crate) fn generate_with_progress(
     options: &GenerateOptions,
     on_message: &mut dyn FnMut(u64),

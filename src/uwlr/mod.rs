@@ -17,7 +17,6 @@ pub(crate) const NS_SOAP12: &str = "http://www.w3.org/2003/05/soap-envelope";
 pub(crate) const NS_LEERRESULTATEN: &str =
     "http://www.edustandaard.nl/leerresultaten/2/leerresultaten";
 pub(crate) const NS_AUTORISATIE: &str = "http://www.edustandaard.nl/leerresultaten/2/autorisatie";
-pub(crate) const NS_OSO: &str = "http://www.edustandaard.nl/oso_gegevensset/1.2/dossier";
 
 /// The `autorisatie` SOAP header.
 #[derive(Clone, Debug, PartialEq, Eq, YaSerialize)]

@@ -119,10 +119,6 @@ impl<R: BufRead> Scanner<R> {
         }
     }
 
-    pub(crate) fn position(&self) -> u64 {
-        self.reader.buffer_position()
-    }
-
     /// The byte offset of the root element (once it has been read).
     pub(crate) fn root_offset(&self) -> Option<u64> {
         self.root_offset
