@@ -1,8 +1,23 @@
 //! uwlr-gateway: the receiving side of UWLR 2.2 BrengLeerresultaten, as a library the binary drives.
 //!
-//! The modules follow the message: `http` takes the request, `intake` runs the
-//! checks in order (`soap` envelope, `schema`, `uwlr` parsing, `domain` rules,
-//! `vdex`) and hands the checked message to `store`, which commits it atomically.
+//! The modules in the order a message meets them (ARCHITECTURE.md has a paragraph on each):
+//!
+//! - wiring: `cli` parses the command line and runs one command; `app` builds a running
+//!   gateway (`Application::build`/`run`) that `serve`, tests and benches share; `config`,
+//!   `logging`, `secret` (secrets kept sealed in the database).
+//! - the front door: `http` (listeners, TLS, limits, body spooling, routes, the SOAP
+//!   endpoint, receipts, admin and operations resources), `budget` (per-address budgets),
+//!   `auth_limit` (failed-authentication buckets).
+//! - the intake: `intake` runs the checks in order (head scan and sender, definitions and the
+//!   libxml2 verdict, the store pass, derived totals; offline `validate`) over `soap`
+//!   (envelope, faults), `uwlr` (the streaming scanner and wire types), `schema` (libxml2),
+//!   `vdex` and `domain` (rules, violations, school codes, dates, the clock).
+//! - the store: `store`, all SQL, one writer thread per database file with group commit.
+//! - the xAPI bridge: `bridge` turns committed changes into statements and delivers them.
+//! - the read side: `query` (LAS feed, xAPI Statement Resource, problem details).
+//! - data governance: `governance` (retention purge, erasure), `roster` (learner import).
+//! - operations: `metrics` (Prometheus), `status` (sampler, `/ready`, the status page).
+//! - tools: `tools` (replay, generate, differential), `demo`, `fuzzing`.
 
 /// The version and the git commit this binary was built from (`unknown` without git).
 pub(crate) const VERSION_WITH_COMMIT: &str = concat!(
