@@ -148,36 +148,19 @@ impl Profile {
 
     fn templates(&self) -> Vec<Value> {
         let scheme = self.version_id();
-        let category = json!({"location": "$.context.contextActivities.category[*].id", "presence": "included", "any": [scheme]});
         vec![
-            json!({
-                "id": self.template_id("toetsscore"), "type": "StatementTemplate", "inScheme": scheme,
-                "prefLabel": {"en": "toets result", "nl": "toetsresultaat"},
-                "definition": {"en": "The result of a learner on a whole toets (sent, or summed by the gateway from onderdeel scores)."},
-                "verb": VERB_SCORED,
-                "objectActivityType": ACTIVITY_TYPE_ASSESSMENT,
-                "contextGroupingActivityType": [self.school_type()],
-                "rules": [
-                    {"location": "$.result", "presence": "included"},
-                    {"location": "$.context.registration", "presence": "included"},
-                    {"location": "$.context.contextActivities.parent", "presence": "excluded"},
-                    category,
-                ],
-            }),
-            json!({
-                "id": self.template_id("onderdeelscore"), "type": "StatementTemplate", "inScheme": scheme,
-                "prefLabel": {"en": "toetsonderdeel result", "nl": "toetsonderdeelresultaat"},
-                "definition": {"en": "The result of a learner on one toetsonderdeel; the toets is the parent context activity."},
-                "verb": VERB_SCORED,
-                "objectActivityType": ACTIVITY_TYPE_ASSESSMENT,
-                "contextGroupingActivityType": [self.school_type()],
-                "rules": [
-                    {"location": "$.result", "presence": "included"},
-                    {"location": "$.context.registration", "presence": "included"},
-                    {"location": "$.context.contextActivities.parent[*].id", "presence": "included"},
-                    category,
-                ],
-            }),
+            self.score_template(
+                "toetsscore",
+                ("toets result", "toetsresultaat"),
+                "The result of a learner on a whole toets (sent, or summed by the gateway from onderdeel scores).",
+                json!({"location": "$.context.contextActivities.parent", "presence": "excluded"}),
+            ),
+            self.score_template(
+                "onderdeelscore",
+                ("toetsonderdeel result", "toetsonderdeelresultaat"),
+                "The result of a learner on one toetsonderdeel; the toets is the parent context activity.",
+                json!({"location": "$.context.contextActivities.parent[*].id", "presence": "included"}),
+            ),
             json!({
                 "id": self.template_id("intrekking"), "type": "StatementTemplate", "inScheme": scheme,
                 "prefLabel": {"en": "withdrawal of a corrected result", "nl": "intrekking"},
@@ -189,6 +172,32 @@ impl Profile {
                 ],
             }),
         ]
+    }
+
+    /// A statement template for the result of one toets or onderdeel: the two differ only in
+    /// their name, labels and whether the statement has a parent toets.
+    fn score_template(
+        &self,
+        name: &str,
+        (label_en, label_nl): (&str, &str),
+        definition: &str,
+        parent_rule: Value,
+    ) -> Value {
+        let scheme = self.version_id();
+        json!({
+            "id": self.template_id(name), "type": "StatementTemplate", "inScheme": scheme,
+            "prefLabel": {"en": label_en, "nl": label_nl},
+            "definition": {"en": definition},
+            "verb": VERB_SCORED,
+            "objectActivityType": ACTIVITY_TYPE_ASSESSMENT,
+            "contextGroupingActivityType": [self.school_type()],
+            "rules": [
+                {"location": "$.result", "presence": "included"},
+                {"location": "$.context.registration", "presence": "included"},
+                parent_rule,
+                {"location": "$.context.contextActivities.category[*].id", "presence": "included", "any": [scheme]},
+            ],
+        })
     }
 
     fn patterns(&self) -> Vec<Value> {

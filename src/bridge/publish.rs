@@ -350,18 +350,9 @@ mod tests {
             let definition = ToetsDefinition::new(Toets::default());
             let (toets_id, _) = upsert_toets(&connection, owner, &definition, "r")?;
             let state = AfnameState {
-                afname_key: "K-1".into(),
-                leerlingid: "L1".into(),
-                eckid: None,
-                resultaatverwerkerid: None,
-                toets_id,
                 toetscode: String::new(),
-                versie: String::new(),
-                toetsonderdeelcode: None,
-                afnamedatum: "2026-10-01".into(),
-                score: Some(7),
-                derived: false,
                 result: r#"{"uitslag":{"score":7},"infourl":null}"#.into(),
+                ..crate::store::testing::afname_state("K-1", "L1", toets_id, 7)
             };
             let write = AfnameWrite {
                 owner,

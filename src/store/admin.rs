@@ -127,14 +127,39 @@ pub(crate) fn list_clients(connection: &Connection) -> Result<Vec<ClientRow>, St
 }
 
 pub(crate) fn revoke_client(connection: &Connection, klantcode: &str) -> Result<(), StoreError> {
-    let changed = connection.execute(
-        "UPDATE clients SET revoked_at = ?2 WHERE klantcode = ?1 AND revoked_at IS NULL",
-        params![klantcode, now_text()],
-    )?;
-    if changed == 0 {
-        return Err(StoreError::not_found(format!("active client {klantcode}")));
+    revoke(connection, Revocable::Client, klantcode)
+}
+
+/// What `revoke` withdraws: a sending client or a reader.
+#[derive(Clone, Copy, Debug)]
+pub(super) enum Revocable {
+    Client,
+    Reader,
+}
+
+/// Stamps `revoked_at` on the active client or reader named `name` and audits it; its key or
+/// token stops working at once. Revoking one that is unknown or already revoked is `NotFound`.
+pub(super) fn revoke(
+    connection: &Connection,
+    revocable: Revocable,
+    name: &str,
+) -> Result<(), StoreError> {
+    let (sql, what, action) = match revocable {
+        Revocable::Client => (
+            "UPDATE clients SET revoked_at = ?2 WHERE klantcode = ?1 AND revoked_at IS NULL",
+            "client",
+            "clients.revoke",
+        ),
+        Revocable::Reader => (
+            "UPDATE readers SET revoked_at = ?2 WHERE name = ?1 AND revoked_at IS NULL",
+            "reader",
+            "readers.revoke",
+        ),
+    };
+    if connection.execute(sql, params![name, now_text()])? == 0 {
+        return Err(StoreError::not_found(format!("active {what} {name}")));
     }
-    audit(connection, "cli", "clients.revoke", klantcode)
+    audit(connection, "cli", action, name)
 }
 
 /// The id of a school, created on first mention.

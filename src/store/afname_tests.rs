@@ -77,20 +77,7 @@ impl Fixture {
     }
 
     fn state(&self, key: &str, leerlingid: &str, score: i64) -> AfnameState {
-        AfnameState {
-            afname_key: key.into(),
-            leerlingid: leerlingid.into(),
-            eckid: None,
-            resultaatverwerkerid: None,
-            toets_id: self.toets_id,
-            toetscode: "T".into(),
-            versie: String::new(),
-            toetsonderdeelcode: None,
-            afnamedatum: "2026-10-01".into(),
-            score: Some(score),
-            derived: false,
-            result: format!("{{\"uitslag\":{{\"score\":{score}}}}}"),
-        }
+        crate::store::testing::afname_state(key, leerlingid, self.toets_id, score)
     }
 
     /// The change log, oldest first.

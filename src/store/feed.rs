@@ -292,8 +292,7 @@ mod tests {
     use super::*;
     use crate::domain::SchoolCode;
     use crate::store::intake::{
-        feed_offset, upsert_afname, write_change_seq, write_feed_seq, AfnameState, AfnameWrite,
-        Owner,
+        feed_offset, upsert_afname, write_change_seq, write_feed_seq, AfnameWrite, Owner,
     };
     use rusqlite::params;
 
@@ -331,20 +330,7 @@ mod tests {
                 |row| row.get(0),
             )
             .unwrap();
-        let state = AfnameState {
-            afname_key: key.into(),
-            leerlingid: leerlingid.into(),
-            eckid: None,
-            resultaatverwerkerid: None,
-            toets_id,
-            toetscode: "T".into(),
-            versie: String::new(),
-            toetsonderdeelcode: None,
-            afnamedatum: "2026-10-01".into(),
-            score: Some(score),
-            derived: false,
-            result: format!("{{\"uitslag\":{{\"score\":{score}}}}}"),
-        };
+        let state = crate::store::testing::afname_state(key, leerlingid, toets_id, score);
         // Each call stands for its own message.
         let receipt_id = format!("r-{seq}");
         let feed_offset = feed_offset(connection, school_id, seq).unwrap();

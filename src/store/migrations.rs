@@ -823,18 +823,10 @@ mod tests {
         assert_ne!(toets_id, 7);
         assert_eq!(change, crate::store::intake::ToetsChange::NewToets);
         let state = crate::store::intake::AfnameState {
-            afname_key: "A".into(),
-            leerlingid: "L1".into(),
-            eckid: None,
-            resultaatverwerkerid: None,
-            toets_id,
             toetscode: String::new(),
-            versie: String::new(),
-            toetsonderdeelcode: None,
             afnamedatum: "2026-01-02".into(),
-            score: Some(3),
-            derived: false,
             result: "{}".into(),
+            ..crate::store::testing::afname_state("A", "L1", toets_id, 3)
         };
         let write = crate::store::intake::AfnameWrite {
             owner,

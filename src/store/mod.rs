@@ -949,6 +949,29 @@ pub(crate) mod testing {
         Ok(connection)
     }
 
+    /// A scored afname of learner `leerlingid` on toets `T` (`toets_id`), as a sender writes it.
+    pub(crate) fn afname_state(
+        key: &str,
+        leerlingid: &str,
+        toets_id: i64,
+        score: i64,
+    ) -> super::intake::AfnameState {
+        super::intake::AfnameState {
+            afname_key: key.into(),
+            leerlingid: leerlingid.into(),
+            eckid: None,
+            resultaatverwerkerid: None,
+            toets_id,
+            toetscode: "T".into(),
+            versie: String::new(),
+            toetsonderdeelcode: None,
+            afnamedatum: "2026-10-01".into(),
+            score: Some(score),
+            derived: false,
+            result: format!("{{\"uitslag\":{{\"score\":{score}}}}}"),
+        }
+    }
+
     /// A date written YYYY-MM-DD.
     pub(crate) fn date(text: &str) -> chrono::NaiveDate {
         chrono::NaiveDate::parse_from_str(text, "%Y-%m-%d").expect("a YYYY-MM-DD date")

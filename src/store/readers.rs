@@ -309,14 +309,7 @@ pub(crate) fn withdraw_school(
 
 /// Withdraws a reader: its token stops working at once.
 pub(crate) fn revoke_reader(connection: &Connection, name: &str) -> Result<(), StoreError> {
-    let changed = connection.execute(
-        "UPDATE readers SET revoked_at = ?2 WHERE name = ?1 AND revoked_at IS NULL",
-        params![name, now_text()],
-    )?;
-    if changed == 0 {
-        return Err(StoreError::not_found(format!("active reader {name}")));
-    }
-    audit(connection, "cli", "readers.revoke", name)
+    super::admin::revoke(connection, super::admin::Revocable::Reader, name)
 }
 
 pub(crate) fn list_readers(
@@ -534,6 +527,17 @@ mod tests {
         }
     }
 
+    /// The reader `las-a` with the LAS scope and a grant on 99XX01 from 2026-01-01 to `until`.
+    fn las_reader(connection: &Connection, until: Option<&str>) -> Result<Reader, StoreError> {
+        let token = add_reader(
+            connection,
+            "las-a",
+            &[Scope::Las],
+            &[grant("99XX01", "2026-01-01", until)],
+        )?;
+        Ok(authenticate_reader(connection, &token)?.expect("the token is valid"))
+    }
+
     #[test]
     fn tokens_are_hashed_and_checked() -> Result<(), StoreError> {
         let connection = database()?;
@@ -567,13 +571,7 @@ mod tests {
     #[test]
     fn grants_end_by_themselves() -> Result<(), StoreError> {
         let connection = database()?;
-        let token = add_reader(
-            &connection,
-            "las-a",
-            &[Scope::Las],
-            &[grant("99XX01", "2026-01-01", Some("2026-12-31"))],
-        )?;
-        let reader = authenticate_reader(&connection, &token)?.unwrap();
+        let reader = las_reader(&connection, Some("2026-12-31"))?;
         let school = SchoolCode::parse("99XX01").unwrap();
         let check = |day: &str| {
             readable_school(&connection, reader.id, &school, date(day))
@@ -622,13 +620,7 @@ mod tests {
     #[test]
     fn audit_lists_reads_and_actions() -> Result<(), StoreError> {
         let connection = database()?;
-        let token = add_reader(
-            &connection,
-            "las-a",
-            &[Scope::Las],
-            &[grant("99XX01", "2026-01-01", None)],
-        )?;
-        let reader = authenticate_reader(&connection, &token)?.unwrap();
+        let reader = las_reader(&connection, None)?;
         insert_read_audit(
             &connection,
             &[ReadAudit {

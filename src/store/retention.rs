@@ -306,6 +306,17 @@ pub(crate) fn cutoff(now: DateTime<Utc>, days: u32) -> String {
         .to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
 }
 
+/// The receipts received before `?1` that no stored row refers to any more: the ones
+/// `purge_expired_batch` removes and `plan` counts.
+const EXPIRED_RECEIPTS: &str = "FROM receipts WHERE received_at < ?1
+    AND id NOT IN (SELECT receipt_id FROM toetsafnames)
+    AND id NOT IN (SELECT replaced_by_receipt_id FROM toetsafnames_history)
+    AND id NOT IN (SELECT created_receipt_id FROM toetsen)
+    AND id NOT IN (SELECT updated_receipt_id FROM toetsen)
+    AND id NOT IN (SELECT receipt_id FROM toetsen_history)
+    AND id NOT IN (SELECT replaced_by_receipt_id FROM toetsen_history)
+    AND id NOT IN (SELECT last_receipt_id FROM sender_state)";
+
 /// Removes up to `limit` rows that outlived their own retention: receipts no afname, toets or
 /// ordering state refers to any more, audit and read-audit rows, and tombstones.
 pub(crate) fn purge_expired_batch(
@@ -318,16 +329,7 @@ pub(crate) fn purge_expired_batch(
 ) -> Result<PurgeCounts, StoreError> {
     let mut counts = PurgeCounts {
         receipts_expired: connection.execute(
-            "DELETE FROM receipts WHERE id IN (
-               SELECT id FROM receipts WHERE received_at < ?1
-                 AND id NOT IN (SELECT receipt_id FROM toetsafnames)
-                 AND id NOT IN (SELECT replaced_by_receipt_id FROM toetsafnames_history)
-                 AND id NOT IN (SELECT created_receipt_id FROM toetsen)
-                 AND id NOT IN (SELECT updated_receipt_id FROM toetsen)
-                 AND id NOT IN (SELECT receipt_id FROM toetsen_history)
-                 AND id NOT IN (SELECT replaced_by_receipt_id FROM toetsen_history)
-                 AND id NOT IN (SELECT last_receipt_id FROM sender_state)
-               LIMIT ?2)",
+            &format!("DELETE FROM receipts WHERE id IN (SELECT id {EXPIRED_RECEIPTS} LIMIT ?2)"),
             params![cutoff(now, receipt_days), limit],
         )? as u64,
         ..PurgeCounts::default()
@@ -384,14 +386,7 @@ pub(crate) fn plan(
     }
     let receipt_cutoff = cutoff(now, settings.receipt_days);
     counts.receipts_expired = number(
-        "SELECT count(*) FROM receipts WHERE received_at < ?1
-           AND id NOT IN (SELECT receipt_id FROM toetsafnames)
-           AND id NOT IN (SELECT replaced_by_receipt_id FROM toetsafnames_history)
-           AND id NOT IN (SELECT created_receipt_id FROM toetsen)
-           AND id NOT IN (SELECT updated_receipt_id FROM toetsen)
-           AND id NOT IN (SELECT receipt_id FROM toetsen_history)
-           AND id NOT IN (SELECT replaced_by_receipt_id FROM toetsen_history)
-           AND id NOT IN (SELECT last_receipt_id FROM sender_state)",
+        &format!("SELECT count(*) {EXPIRED_RECEIPTS}"),
         &receipt_cutoff,
     )?;
     let audit_cutoff = cutoff(now, settings.audit_days);
