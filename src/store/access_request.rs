@@ -22,6 +22,41 @@ fn json_rows(
     .collect()
 }
 
+/// The afnames of the learner (`?1` school id, `?2` leerlingid, `?3` eckid).
+const AFNAME_FILTER: &str =
+    "a.school_id = ?1 AND (a.leerlingid = ?2 OR (?3 IS NOT NULL AND a.eckid = ?3))";
+
+/// The receipts of the messages that brought a state of one of the learner's results, and
+/// of those whose violations name the learner (a rejected message with an unknown learner,
+/// say), oldest first.
+fn learner_receipts(
+    snapshot: &Connection,
+    id: impl rusqlite::Params,
+) -> Result<Vec<Value>, StoreError> {
+    let afname_filter = AFNAME_FILTER;
+    let receipt_ids: Vec<String> = {
+        let mut statement = snapshot.prepare(&format!(
+            "SELECT a.receipt_id FROM toetsafnames a WHERE {afname_filter}
+             UNION SELECT h.replaced_by_receipt_id FROM toetsafnames_history h JOIN toetsafnames a ON a.id = h.afname_id WHERE {afname_filter}
+             UNION SELECT json_extract(h.state, '$.receipt_id') FROM toetsafnames_history h JOIN toetsafnames a ON a.id = h.afname_id
+               WHERE {afname_filter} AND json_extract(h.state, '$.receipt_id') IS NOT NULL
+             UNION SELECT r.id FROM receipts r WHERE r.school_id = ?1
+               AND (instr(r.violations, '\"' || ?2 || '\"') > 0 OR instr(r.violations, ' ' || ?2) > 0
+                 OR (?3 IS NOT NULL AND instr(r.violations, ?3) > 0))"
+        ))?;
+        let rows = statement.query_map(id, |row| row.get(0))?;
+        rows.collect::<Result<_, _>>()?
+    };
+    let mut receipts = Vec::new();
+    for receipt_id in &receipt_ids {
+        if let Some((_, receipt)) = super::intake::load_receipt(snapshot, receipt_id)? {
+            receipts.push(receipt);
+        }
+    }
+    receipts.sort_by(|a, b| a["received_at"].as_str().cmp(&b["received_at"].as_str()));
+    Ok(receipts)
+}
+
 /// Everything about `learner`, read in one snapshot: the roster row, results with their
 /// history (quarantined ones flagged), the toets definitions they refer to, the receipts of
 /// the messages that brought them or named the learner (without keys; a sender's key is never
@@ -42,8 +77,7 @@ pub(crate) fn export(
     .into_iter()
     .next()
     .unwrap_or(Value::Null);
-    let afname_filter =
-        "a.school_id = ?1 AND (a.leerlingid = ?2 OR (?3 IS NOT NULL AND a.eckid = ?3))";
+    let afname_filter = AFNAME_FILTER;
     let toetsafnames = json_rows(
         &snapshot,
         &format!(
@@ -74,28 +108,7 @@ pub(crate) fn export(
         ),
         id,
     )?;
-    // The messages that brought a state of a result, and those whose violations name the learner
-    // (a rejected message with an unknown learner, say).
-    let receipt_ids: Vec<String> = {
-        let mut statement = snapshot.prepare(&format!(
-            "SELECT a.receipt_id FROM toetsafnames a WHERE {afname_filter}
-             UNION SELECT h.replaced_by_receipt_id FROM toetsafnames_history h JOIN toetsafnames a ON a.id = h.afname_id WHERE {afname_filter}
-             UNION SELECT json_extract(h.state, '$.receipt_id') FROM toetsafnames_history h JOIN toetsafnames a ON a.id = h.afname_id
-               WHERE {afname_filter} AND json_extract(h.state, '$.receipt_id') IS NOT NULL
-             UNION SELECT r.id FROM receipts r WHERE r.school_id = ?1
-               AND (instr(r.violations, '\"' || ?2 || '\"') > 0 OR instr(r.violations, ' ' || ?2) > 0
-                 OR (?3 IS NOT NULL AND instr(r.violations, ?3) > 0))"
-        ))?;
-        let rows = statement.query_map(id, |row| row.get(0))?;
-        rows.collect::<Result<_, _>>()?
-    };
-    let mut receipts = Vec::new();
-    for receipt_id in &receipt_ids {
-        if let Some((_, receipt)) = super::intake::load_receipt(&snapshot, receipt_id)? {
-            receipts.push(receipt);
-        }
-    }
-    receipts.sort_by(|a, b| a["received_at"].as_str().cmp(&b["received_at"].as_str()));
+    let receipts = learner_receipts(&snapshot, id)?;
     let statements = json_rows(
         &snapshot,
         "SELECT json_object('id', id, 'stored_at', stored_at, 'verb', verb_id, 'voided_by', voided_by,

@@ -267,6 +267,88 @@ impl<R: BufRead> Scanner<R> {
         }
     }
 
+    /// The root element: the frame it opens, or a root to skip (SOAP 1.2, anything else).
+    fn open_root(
+        &mut self,
+        start: BytesStart<'static>,
+        is_empty: bool,
+        name: String,
+        offset: u64,
+    ) -> Root {
+        self.seen_root = true;
+        self.root_offset = Some(offset);
+        let namespace = namespace_of(&self.reader, &start);
+        match (namespace.as_deref(), name.as_str()) {
+            (Some(NS_SOAP11), "Envelope") => {
+                self.push(Frame::Envelope, is_empty);
+                Root::Soap11Envelope
+            }
+            (Some(NS_SOAP12), "Envelope") => {
+                self.skip_root = Some((start, is_empty));
+                Root::Soap12Envelope
+            }
+            (Some(NS_LEERRESULTATEN), "leerresultaten_verzoek") => {
+                self.push(Frame::Verzoek, is_empty);
+                Root::Verzoek
+            }
+            _ => {
+                self.skip_root = Some((start, is_empty));
+                Root::Other { namespace, name }
+            }
+        }
+    }
+
+    /// A SOAP header block: autorisatie as a subtree, any other only by name.
+    fn open_header_block(
+        &mut self,
+        start: &BytesStart<'static>,
+        is_empty: bool,
+        name: String,
+        offset: u64,
+    ) -> Result<Item, ScanError> {
+        let namespace = namespace_of(&self.reader, start);
+        if namespace.as_deref() == Some(NS_AUTORISATIE) && name == "autorisatie" {
+            // Kept as sent, as all text is: an autorisatiesleutel is an xs:string,
+            // so " key" is not "key".
+            return self.subtree(start, is_empty).map(Item::HeaderElement);
+        }
+        let must_understand = self.must_understand(start)?;
+        self.skip(start, is_empty)?;
+        Ok(Item::UnknownHeader {
+            namespace,
+            name,
+            must_understand,
+            offset,
+        })
+    }
+
+    /// A child of the SOAP Body: the first is reported (and entered when it is the verzoek),
+    /// any later one is skipped.
+    fn open_body_element(
+        &mut self,
+        start: &BytesStart<'static>,
+        is_empty: bool,
+        name: String,
+        offset: u64,
+    ) -> Result<Option<Item>, ScanError> {
+        let namespace = namespace_of(&self.reader, start);
+        let first = !self.body_seen_first;
+        self.body_seen_first = true;
+        let is_verzoek = first
+            && namespace.as_deref() == Some(NS_LEERRESULTATEN)
+            && name == "leerresultaten_verzoek";
+        if is_verzoek {
+            self.push(Frame::Verzoek, is_empty);
+        } else {
+            self.skip(start, is_empty)?;
+        }
+        Ok(first.then_some(Item::BodyElement {
+            namespace,
+            name,
+            offset,
+        }))
+    }
+
     fn open(
         &mut self,
         start: BytesStart<'static>,
@@ -275,28 +357,9 @@ impl<R: BufRead> Scanner<R> {
         let name = local_name(&start);
         let offset = self.reader.buffer_position();
         if !self.seen_root {
-            self.seen_root = true;
-            self.root_offset = Some(offset);
-            let namespace = namespace_of(&self.reader, &start);
-            let root = match (namespace.as_deref(), name.as_str()) {
-                (Some(NS_SOAP11), "Envelope") => {
-                    self.push(Frame::Envelope, is_empty);
-                    Root::Soap11Envelope
-                }
-                (Some(NS_SOAP12), "Envelope") => {
-                    self.skip_root = Some((start.clone(), is_empty));
-                    Root::Soap12Envelope
-                }
-                (Some(NS_LEERRESULTATEN), "leerresultaten_verzoek") => {
-                    self.push(Frame::Verzoek, is_empty);
-                    Root::Verzoek
-                }
-                _ => {
-                    self.skip_root = Some((start.clone(), is_empty));
-                    Root::Other { namespace, name }
-                }
-            };
-            return Ok(Some(Item::Root(root)));
+            return Ok(Some(Item::Root(
+                self.open_root(start, is_empty, name, offset),
+            )));
         }
         let Some(&frame) = self.frames.last() else {
             return Err(self.fail(TreeError::Encoding("more than one root element".into())));
@@ -305,43 +368,11 @@ impl<R: BufRead> Scanner<R> {
             (Frame::Envelope, "Header") => self.push(Frame::Header, is_empty),
             (Frame::Envelope, "Body") => self.push(Frame::Body, is_empty),
             (Frame::Header, _) => {
-                let namespace = namespace_of(&self.reader, &start);
-                if namespace.as_deref() == Some(NS_AUTORISATIE) && name == "autorisatie" {
-                    // Kept as sent, as all text is: an autorisatiesleutel is an xs:string,
-                    // so " key" is not "key".
-                    return self
-                        .subtree(&start, is_empty)
-                        .map(|node| Some(Item::HeaderElement(node)));
-                }
-                let must_understand = self.must_understand(&start)?;
-                self.skip(&start, is_empty)?;
-                return Ok(Some(Item::UnknownHeader {
-                    namespace,
-                    name,
-                    must_understand,
-                    offset,
-                }));
+                return self
+                    .open_header_block(&start, is_empty, name, offset)
+                    .map(Some)
             }
-            (Frame::Body, _) => {
-                let namespace = namespace_of(&self.reader, &start);
-                let is_verzoek = !self.body_seen_first
-                    && namespace.as_deref() == Some(NS_LEERRESULTATEN)
-                    && name == "leerresultaten_verzoek";
-                let first = !self.body_seen_first;
-                self.body_seen_first = true;
-                if is_verzoek {
-                    self.push(Frame::Verzoek, is_empty);
-                } else {
-                    self.skip(&start, is_empty)?;
-                }
-                if first {
-                    return Ok(Some(Item::BodyElement {
-                        namespace,
-                        name,
-                        offset,
-                    }));
-                }
-            }
+            (Frame::Body, _) => return self.open_body_element(&start, is_empty, name, offset),
             (Frame::Verzoek, "school") => {
                 return self
                     .subtree(&start, is_empty)
