@@ -27,6 +27,11 @@ fn the_served_document_is_the_repository_file() {
     }
     // Issue 14: every HTTP resource besides the SOAP service (which has its WSDL) is in it.
     assert!(served["paths"]["/api/v1/admin/leerlingen"]["post"].is_object());
+    assert!(
+        served["paths"]["/api/v1/admin/schools/{school}/leerlingen/{leerlingid}"]["delete"]
+            .is_object()
+    );
+    assert!(served["paths"]["/api/v1/admin/schools/{school}/leerlingen"]["delete"].is_object());
 }
 
 /// Where schemathesis is: `$SCHEMATHESIS`, else the `.venv` that `.ci/setup-query` fills.
@@ -103,4 +108,154 @@ fn the_live_server_keeps_to_its_openapi_document() {
         .filter(|row| row["status"] == 200 && row["records"].as_u64().unwrap_or(0) > 0)
         .count();
     assert!(served > 0, "schemathesis never got data");
+}
+
+/// The answers each operation of the document lists under a database another process keeps
+/// locked past the gateway's busy timeout: every resource that writes (the read audit of the
+/// read API, the admin API) asks to retry with 503 and `Retry-After`, a resource that only
+/// reads answers as usual, and each status is one its operation in the document lists.
+#[test]
+fn under_a_locked_database_every_answer_is_one_the_document_lists() {
+    const ADMIN: &str = "openapi-admin-token-2026";
+    let gateway = spawn_with(&[("UWLR_ADMIN_TOKEN", ADMIN)]);
+    let receipt = gateway.post_sample("01-drip-een-resultaat.xml");
+    assert_eq!(receipt.status, 200, "{}", receipt.body);
+    let receipt_id = receipt.receipt_id.expect("a receipt id");
+    let token = reader(
+        &gateway,
+        "las-locked",
+        &words("--school 99XX01 --scope las,xapi --mandate DPA-TEST --valid-from 2020-01-01"),
+    );
+    let file = std::fs::read_to_string(repo_root().join("src/query/openapi.json")).unwrap();
+    let document: Value = serde_json::from_str(&file).unwrap();
+    let reader_token = format!("Bearer {token}");
+    let admin_token = format!("Bearer {ADMIN}");
+    let basic = "Basic REVNTy1FQTpkZW1vLWF1dG9yaXNhdGllc2xldXRlbC0yMDI2"; // DEMO-EA's key
+                                                                          // (documented path, method, path asked, Authorization, body, the status it must get)
+    let requests: Vec<(&str, &str, String, &str, &str, u16)> = vec![
+        (
+            "/api/v1/schools/{school}/toetsafnames",
+            "get",
+            "/api/v1/schools/99XX01/toetsafnames".into(),
+            &reader_token,
+            "",
+            503,
+        ),
+        (
+            "/api/v1/schools/{school}/leerlingen/{leerlingid}/toetsafnames",
+            "get",
+            "/api/v1/schools/99XX01/leerlingen/LL0001/toetsafnames".into(),
+            &reader_token,
+            "",
+            503,
+        ),
+        (
+            "/api/v1/schools/{school}/toetsen/{toetscode}",
+            "get",
+            "/api/v1/schools/99XX01/toetsen/DEMO-TAAL-DRIP".into(),
+            &reader_token,
+            "",
+            503,
+        ),
+        (
+            "/xapi/statements",
+            "get",
+            "/xapi/statements".into(),
+            &reader_token,
+            "",
+            503,
+        ),
+        (
+            "/api/v1/admin/leerlingen",
+            "post",
+            "/api/v1/admin/leerlingen".into(),
+            &admin_token,
+            "99XX01,LOCK-LL1,,\n",
+            503,
+        ),
+        (
+            "/api/v1/admin/schools/{school}/leerlingen/{leerlingid}",
+            "delete",
+            "/api/v1/admin/schools/99XX01/leerlingen/LL0001".into(),
+            &admin_token,
+            "",
+            503,
+        ),
+        (
+            "/api/v1/receipts/{id}",
+            "get",
+            format!("/api/v1/receipts/{receipt_id}"),
+            basic,
+            "",
+            200,
+        ),
+        (
+            "/status/data",
+            "get",
+            "/status/data".into(),
+            &admin_token,
+            "",
+            200,
+        ),
+        ("/health", "get", "/health".into(), "", "", 200),
+        ("/xapi/about", "get", "/xapi/about".into(), "", "", 200),
+    ];
+    let holder = rusqlite::Connection::open(gateway.data_dir.join("gateway.sqlite"))
+        .expect("open gateway.sqlite for writing");
+    holder
+        .execute_batch("BEGIN IMMEDIATE")
+        .expect("take the write lock");
+    let answers: Vec<(u16, Option<String>, String)> = std::thread::scope(|scope| {
+        let threads: Vec<_> = requests
+            .iter()
+            .map(|(_, method, path, authorization, body, _)| {
+                let request = gateway
+                    .http
+                    .request(method.to_uppercase().parse().unwrap(), gateway.url(path))
+                    .header("X-Experience-API-Version", "1.0.3")
+                    .body(body.to_string());
+                let request = match authorization.is_empty() {
+                    true => request,
+                    false => request.header("Authorization", *authorization),
+                };
+                scope.spawn(move || {
+                    let response = request.send().expect("answered");
+                    let retry_after = response
+                        .headers()
+                        .get("retry-after")
+                        .map(|value| value.to_str().unwrap().to_string());
+                    (
+                        response.status().as_u16(),
+                        retry_after,
+                        response.text().unwrap(),
+                    )
+                })
+            })
+            .collect();
+        threads
+            .into_iter()
+            .map(|thread| thread.join().unwrap())
+            .collect()
+    });
+    holder
+        .execute_batch("ROLLBACK")
+        .expect("let go of the lock");
+    for ((documented, method, path, _, _, expected), (status, retry_after, body)) in
+        requests.iter().zip(answers)
+    {
+        let listed = &document["paths"][documented][method]["responses"];
+        assert!(
+            listed.is_object(),
+            "{method} {documented} is in the document"
+        );
+        assert!(
+            listed[status.to_string()].is_object(),
+            "{method} {path} answered {status}, which the document does not list: {body}"
+        );
+        assert_eq!(status, *expected, "{method} {path}: {body}");
+        if status == 503 {
+            assert_eq!(retry_after.as_deref(), Some("5"), "{method} {path}");
+            assert!(body.contains("urn:uwlr-gateway:problem:busy"), "{body}");
+        }
+    }
 }
