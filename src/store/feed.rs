@@ -349,6 +349,16 @@ mod tests {
         write_feed_seq(connection, school_id, seq, feed_offset).unwrap();
     }
 
+    /// A page of the whole feed of `school_id` after `since`.
+    fn page(
+        connection: &Connection,
+        school_id: i64,
+        since: i64,
+        limit: u32,
+    ) -> Result<FeedPage, StoreError> {
+        read_feed(connection, school_id, since, limit, &FeedFilter::default())
+    }
+
     fn keys(page: &FeedPage) -> Vec<&str> {
         page.items
             .iter()
@@ -364,7 +374,7 @@ mod tests {
         store(&connection, school, "B", "L2", 2, false);
         store(&connection, school, "Q", "L404", 2, true);
         store(&connection, school, "C", "L1", 3, false);
-        let first = read_feed(&connection, school, 0, 2, &FeedFilter::default())?;
+        let first = page(&connection, school, 0, 2)?;
         assert_eq!(keys(&first), ["A", "B"]);
         assert!(first.has_more);
         // Positions count this school's changes only: X of the other school is not among them.
@@ -377,25 +387,13 @@ mod tests {
                 .collect::<Vec<_>>(),
             [1, 2]
         );
-        let second = read_feed(
-            &connection,
-            school,
-            first.next_cursor,
-            2,
-            &FeedFilter::default(),
-        )?;
+        let second = page(&connection, school, first.next_cursor, 2)?;
         assert_eq!(keys(&second), ["C"]);
         assert!(!second.has_more);
         assert_eq!(second.next_cursor, 4);
         // A correction moves A to the end of the feed, with its new revision.
         store(&connection, school, "A", "L1", 9, false);
-        let third = read_feed(
-            &connection,
-            school,
-            second.next_cursor,
-            2,
-            &FeedFilter::default(),
-        )?;
+        let third = page(&connection, school, second.next_cursor, 2)?;
         assert_eq!(keys(&third), ["A"]);
         let current = third.items[0].current.as_ref().expect("a current afname");
         assert_eq!((current.revision, current.score), (2, Some(9)));
@@ -411,7 +409,7 @@ mod tests {
         )?;
         assert_eq!(keys(&filtered), ["C", "A"]);
         // The other school's reader sees one change, however busy this school was.
-        let other_page = read_feed(&connection, other, 0, 10, &FeedFilter::default())?;
+        let other_page = page(&connection, other, 0, 10)?;
         assert_eq!(keys(&other_page), ["X"]);
         assert_eq!(
             (
@@ -437,9 +435,9 @@ mod tests {
         )?;
         let old_cursor = 1; // handed out after A, before X and B
         store(&connection, school, "C", "L3", 3, false);
-        let page = read_feed(&connection, school, old_cursor, 10, &FeedFilter::default())?;
-        assert_eq!(keys(&page), ["B", "C"]);
-        assert_eq!(page.items[1].change_seq, 4);
+        let resumed = page(&connection, school, old_cursor, 10)?;
+        assert_eq!(keys(&resumed), ["B", "C"]);
+        assert_eq!(resumed.items[1].change_seq, 4);
         Ok(())
     }
 
@@ -447,20 +445,14 @@ mod tests {
     fn released_afnames_enter_the_feed_after_the_cursor() -> Result<(), StoreError> {
         let (connection, school, _) = database()?;
         store(&connection, school, "Q", "L404", 2, true);
-        let before = read_feed(&connection, school, 0, 10, &FeedFilter::default())?;
+        let before = page(&connection, school, 0, 10)?;
         assert!(before.items.is_empty());
         connection.execute(
             "INSERT INTO leerlingen (school_id, leerlingid, imported_at) VALUES (?1, 'L404', 'now')",
             params![school],
         )?;
         crate::store::intake::release_quarantine(&connection)?;
-        let after = read_feed(
-            &connection,
-            school,
-            before.next_cursor,
-            10,
-            &FeedFilter::default(),
-        )?;
+        let after = page(&connection, school, before.next_cursor, 10)?;
         assert_eq!(keys(&after), ["Q"]);
         Ok(())
     }
@@ -474,17 +466,11 @@ mod tests {
         store(&connection, school, "A", "L1", 1, false);
         store(&connection, school, "B", "L2", 1, false);
         store(&connection, other, "A", "L1", 1, false);
-        let before = read_feed(&connection, school, 0, 10, &FeedFilter::default())?;
+        let before = page(&connection, school, 0, 10)?;
         let afnames = crate::store::retention::learner_afnames(&connection, school, "L1", None)?;
         crate::store::retention::remove_afnames(&connection, school, &afnames, "erasure", "now")?;
         store(&connection, school, "C", "L3", 1, false);
-        let after = read_feed(
-            &connection,
-            school,
-            before.next_cursor,
-            10,
-            &FeedFilter::default(),
-        )?;
+        let after = page(&connection, school, before.next_cursor, 10)?;
         assert_eq!(keys(&after), ["A", "C"]);
         assert_eq!(after.items[0].status, AfnameStatus::Removed);
         assert_eq!(after.items[0].change_seq, before.next_cursor + 1);
@@ -502,16 +488,10 @@ mod tests {
         let filtered = read_feed(&connection, school, before.next_cursor, 10, &by_learner)?;
         assert_eq!(keys(&filtered), ["C"]);
         // Paging counts removals like any item.
-        let first = read_feed(
-            &connection,
-            school,
-            before.next_cursor,
-            1,
-            &FeedFilter::default(),
-        )?;
+        let first = page(&connection, school, before.next_cursor, 1)?;
         assert_eq!((keys(&first), first.has_more), (vec!["A"], true));
         // The other school keeps its afname and its positions.
-        let untouched = read_feed(&connection, other, 0, 10, &FeedFilter::default())?;
+        let untouched = page(&connection, other, 0, 10)?;
         assert_eq!(keys(&untouched), ["A"]);
         assert_eq!(untouched.items[0].status, AfnameStatus::Current);
         Ok(())
