@@ -118,36 +118,10 @@ fn exchange_on(
     let mut writer = stream.try_clone().expect("clone the stream");
     let started = Instant::now();
     let sender = std::thread::spawn(move || send(&mut writer));
-    stream
-        .set_read_timeout(Some(Duration::from_millis(100)))
-        .expect("read timeout");
-    let mut received = Vec::new();
-    let mut chunk = [0u8; 64 * 1024];
-    while started.elapsed() < wait {
-        match stream.read(&mut chunk) {
-            Ok(0) => break,
-            Ok(count) => {
-                received.extend_from_slice(&chunk[..count]);
-                if answer_is_complete(&received) {
-                    break;
-                }
-            }
-            Err(error)
-                if matches!(
-                    error.kind(),
-                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
-                ) => {}
-            Err(_) => break,
-        }
-    }
+    let (status, text) = answer_on(&mut stream, wait.saturating_sub(started.elapsed()));
     let elapsed = started.elapsed();
     let _ = stream.shutdown(std::net::Shutdown::Both);
     let _ = sender.join();
-    let text = String::from_utf8_lossy(&received).into_owned();
-    let status = text
-        .strip_prefix("HTTP/1.1 ")
-        .and_then(|rest| rest.get(..3))
-        .and_then(|code| code.parse().ok());
     let body = text
         .split_once("\r\n\r\n")
         .map(|(_, body)| body.to_string())
@@ -157,6 +131,32 @@ fn exchange_on(
         body,
         elapsed,
     }
+}
+
+/// The status and body of whatever answer a raw connection received within `wait`.
+fn answer_on(stream: &mut TcpStream, wait: Duration) -> (Option<u16>, String) {
+    let _ = stream.set_read_timeout(Some(Duration::from_millis(20)));
+    let started = Instant::now();
+    let mut received = Vec::new();
+    let mut chunk = [0u8; 16 * 1024];
+    while started.elapsed() < wait && !answer_is_complete(&received) {
+        match stream.read(&mut chunk) {
+            Ok(0) => break,
+            Ok(count) => received.extend_from_slice(&chunk[..count]),
+            Err(error)
+                if matches!(
+                    error.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                ) => {}
+            Err(_) => break,
+        }
+    }
+    let text = String::from_utf8_lossy(&received).into_owned();
+    let status = text
+        .strip_prefix("HTTP/1.1 ")
+        .and_then(|rest| rest.get(..3))
+        .and_then(|code| code.parse().ok());
+    (status, text)
 }
 
 /// Whether `received` holds a status line, headers and a body of the announced length.

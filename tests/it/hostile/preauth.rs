@@ -36,32 +36,6 @@ fn spooled_bytes(gateway: &Gateway) -> u64 {
         .unwrap_or(0)
 }
 
-/// The status and body of whatever answer a raw connection received within `wait`.
-fn answer_on(stream: &mut TcpStream, wait: Duration) -> (Option<u16>, String) {
-    let _ = stream.set_read_timeout(Some(Duration::from_millis(20)));
-    let started = Instant::now();
-    let mut received = Vec::new();
-    let mut chunk = [0u8; 16 * 1024];
-    while started.elapsed() < wait && !answer_is_complete(&received) {
-        match stream.read(&mut chunk) {
-            Ok(0) => break,
-            Ok(count) => received.extend_from_slice(&chunk[..count]),
-            Err(error)
-                if matches!(
-                    error.kind(),
-                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
-                ) => {}
-            Err(_) => break,
-        }
-    }
-    let text = String::from_utf8_lossy(&received).into_owned();
-    let status = text
-        .strip_prefix("HTTP/1.1 ")
-        .and_then(|rest| rest.get(..3))
-        .and_then(|code| code.parse().ok());
-    (status, text)
-}
-
 /// Asks a fresh `/health` from 127.0.0.1 and returns how long the answer took.
 fn health_takes(gateway: &Gateway) -> Duration {
     let client = reqwest::blocking::Client::builder()

@@ -50,6 +50,20 @@ pub fn two_schools(samples: &[&str]) -> Gateway {
     gateway
 }
 
+/// Keeps 99XX01 busy: 30 afnames (keys `XX-BUSY-{message}-{n}`) in three messages.
+pub fn busy_99xx01(gateway: &Gateway) {
+    for batch in 1..=3u32 {
+        let results: Vec<Resultaat> = (0..10)
+            .map(|n| Resultaat {
+                key: format!("XX-BUSY-{batch}-{n}"),
+                leerlingid: demo_leerling(n),
+                score: 40,
+            })
+            .collect();
+        gateway.post_ok(message("99XX", Some("01"), &aanmaakdatum(batch), &results));
+    }
+}
+
 /// Adds a reader with the given CLI flags and returns its token (the last output line).
 pub fn reader(gateway: &Gateway, name: &str, flags: &[&str]) -> String {
     let mut args = vec!["readers", "add", name];

@@ -326,16 +326,7 @@ fn issue16_feed_positions_do_not_reveal_other_schools_activity() {
     assert_eq!(positions(&before), [1, 2]);
     assert_eq!(before["consistent_through"], 2);
     // 99XX01 gets 30 afnames in three messages.
-    for batch in 1..=3u32 {
-        let results: Vec<Resultaat> = (0..10)
-            .map(|n| Resultaat {
-                key: format!("XX-BUSY-{batch}-{n}"),
-                leerlingid: demo_leerling(n),
-                score: 40,
-            })
-            .collect();
-        gateway.post_ok(message("99XX", Some("01"), &aanmaakdatum(batch), &results));
-    }
+    busy_99xx01(&gateway);
     let after = gateway.get_ok("/api/v1/schools/99YY/toetsafnames?since=0", &reader_yy);
     assert_eq!(after["consistent_through"], 2, "{after}");
     assert_eq!(after["next_cursor"], 2, "{after}");

@@ -498,16 +498,7 @@ fn issue16_more_links_do_not_reveal_other_schools_activity() {
         "positions are statement ids, not storage seqs: {decoded}"
     );
     // 99XX01 gets 30 more results, all published.
-    for batch in 1..=3u32 {
-        let results: Vec<Resultaat> = (0..10)
-            .map(|n| Resultaat {
-                key: format!("XX-BUSY-{batch}-{n}"),
-                leerlingid: demo_leerling(n),
-                score: 40,
-            })
-            .collect();
-        gateway.post_ok(message("99XX", Some("01"), &aanmaakdatum(batch), &results));
-    }
+    busy_99xx01(&gateway);
     gateway.wait_published();
     assert_eq!(more(&gateway), before);
     // The link still leads to the rest of 99YY's statements, and only those.
