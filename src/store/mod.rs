@@ -9,6 +9,7 @@ pub mod admin;
 pub mod afname_result;
 pub mod clients;
 pub mod connection;
+pub(crate) mod data_dir_lock;
 pub mod disclosures;
 pub mod erasure;
 pub mod feed;
@@ -71,11 +72,27 @@ pub enum StoreError {
     #[error("{path} is not a data dir: it holds no gateway.sqlite (check --data-dir; `uwlr-gateway init` or `serve` creates one)")]
     NoDatabase { path: PathBuf },
     /// A read-only subcommand found a database older than this binary; it cannot migrate it.
-    #[error("{path} has schema version {found}, this gateway needs {needed}: start `serve` (or run any changing subcommand) on it once to migrate it")]
+    #[error("{path} has schema version {found}, this gateway needs {needed}: run `uwlr-gateway migrate` (or start `serve`) on it once to migrate it")]
     Outdated {
         path: PathBuf,
         found: usize,
         needed: usize,
+    },
+    /// A database file was migrated by a newer gateway: this binary would misread it.
+    #[error("{} has schema version {found}, newer than the {supported} this gateway knows: it was migrated by a newer uwlr-gateway; run that version, or restore the backup taken before the upgrade", path.display())]
+    TooNew {
+        path: PathBuf,
+        found: usize,
+        supported: usize,
+    },
+    /// Another process holds the data dir's lock (`data_dir_lock`): a `serve`, or a migration.
+    #[error("{} is in use by another uwlr-gateway ({}) that serves or migrates it: only one may run on a data dir at a time", path.display(), data_dir_lock::describe_holder(holder))]
+    InUse { path: PathBuf, holder: Option<u32> },
+    /// The data dir's lock file cannot be opened, locked or written.
+    #[error("cannot lock {}", path.display())]
+    Lock {
+        path: PathBuf,
+        source: std::io::Error,
     },
     #[error("the writer thread is gone")]
     WriterGone,
@@ -225,6 +242,9 @@ struct Inner {
     durability: Durability,
     wal_restart_bytes: u64,
     readers: Mutex<Vec<Connection>>,
+    /// The data-dir lock of a serving store (`Store::open_serving`), held until the store
+    /// is dropped or the process ends.
+    _serving: Option<data_dir_lock::DataDirLock>,
 }
 
 /// One database file and its writer thread.
@@ -335,6 +355,18 @@ pub fn open_read_only(data_dir: &Path) -> Result<Connection, StoreError> {
             reason: "holds no xapi.sqlite: start `serve` on it once (it creates the file and regenerates the statements)".into(),
         });
     }
+    let (connection, versions) = open_read_only_any_version(data_dir)?;
+    migrations::SchemaVersions::from(versions).require_current(data_dir)?;
+    Ok(connection)
+}
+
+/// `open_read_only` without its version check, and with an in-memory `xapi` when the data
+/// dir holds no `xapi.sqlite` (which `serve` would create at version 0): the connection and
+/// the `user_version` of both files, for `migrate` to report.
+pub(crate) fn open_read_only_any_version(
+    data_dir: &Path,
+) -> Result<(Connection, [usize; 2]), StoreError> {
+    require_database(data_dir)?;
     let beside = |file: &str, suffix: &str| {
         let mut path = data_dir.join(file).into_os_string();
         path.push(suffix);
@@ -359,10 +391,12 @@ pub fn open_read_only(data_dir: &Path) -> Result<Connection, StoreError> {
     let opened = (|| -> rusqlite::Result<(Connection, [usize; 2])> {
         let connection = Connection::open_with_flags(uri("gateway.sqlite"), flags)?;
         connection.busy_timeout(std::time::Duration::from_secs(30))?;
-        connection.execute(
-            &format!("ATTACH DATABASE ?1 AS {XAPI_SCHEMA}"),
-            [uri("xapi.sqlite")],
-        )?;
+        let xapi = if data_dir.join("xapi.sqlite").is_file() {
+            uri("xapi.sqlite")
+        } else {
+            ":memory:".to_string()
+        };
+        connection.execute(&format!("ATTACH DATABASE ?1 AS {XAPI_SCHEMA}"), [xapi])?;
         connection.pragma_update(None, "query_only", true)?;
         let version = |schema: &str| {
             connection.query_row(&format!("PRAGMA {schema}.user_version"), [], |row| {
@@ -388,19 +422,7 @@ pub fn open_read_only(data_dir: &Path) -> Result<Connection, StoreError> {
         }
         Err(error) => return Err(error.into()),
     };
-    for (found, needed) in versions
-        .into_iter()
-        .zip([migrations::CORE_VERSION, migrations::XAPI_VERSION])
-    {
-        if found < needed {
-            return Err(StoreError::Outdated {
-                path: data_dir.to_path_buf(),
-                found,
-                needed,
-            });
-        }
-    }
-    Ok(connection)
+    Ok((connection, versions))
 }
 
 /// Characters escaped in a `file:` URI path: those SQLite would read as query or fragment.
@@ -549,7 +571,22 @@ impl Store {
             path: data_dir.to_path_buf(),
             source,
         })?;
-        Store::open_created(data_dir, durability, wal_restart_bytes)
+        Store::open_created(data_dir, durability, wal_restart_bytes, None)
+    }
+
+    /// `open` for `serve`: takes the data dir's lock before anything is migrated and holds it
+    /// for the store's life, so a second `serve` on the same dir is refused (`InUse`).
+    pub fn open_serving(
+        data_dir: &Path,
+        durability: Durability,
+        wal_restart_bytes: u64,
+    ) -> Result<Store, StoreError> {
+        create_private_dir(data_dir).map_err(|source| StoreError::DataDir {
+            path: data_dir.to_path_buf(),
+            source,
+        })?;
+        let lock = data_dir_lock::DataDirLock::acquire(data_dir)?;
+        Store::open_created(data_dir, durability, wal_restart_bytes, Some(lock))
     }
 
     /// Opens (and migrates) the databases of a data dir that must exist already: every
@@ -561,14 +598,19 @@ impl Store {
         wal_restart_bytes: u64,
     ) -> Result<Store, StoreError> {
         require_database(data_dir)?;
-        Store::open_created(data_dir, durability, wal_restart_bytes)
+        Store::open_created(data_dir, durability, wal_restart_bytes, None)
     }
 
+    /// Opens and migrates; without the `serving` lock it takes the data-dir lock only while
+    /// migrations are pending, so a changing subcommand runs beside a `serve` (SQLite's
+    /// locks order their writes) but never changes the schema under one.
     fn open_created(
         data_dir: &Path,
         durability: Durability,
         wal_restart_bytes: u64,
+        serving: Option<data_dir_lock::DataDirLock>,
     ) -> Result<Store, StoreError> {
+        let migrating = serving.is_none();
         let store = Store {
             inner: Arc::new(Inner {
                 core: Database::new(data_dir.join("gateway.sqlite")),
@@ -576,9 +618,16 @@ impl Store {
                 durability,
                 wal_restart_bytes,
                 readers: Mutex::new(Vec::new()),
+                _serving: serving,
             }),
         };
         let mut connection = store.connect()?;
+        let _migration_lock = if migrating && migrations::SchemaVersions::of(&connection)?.pending()
+        {
+            Some(data_dir_lock::DataDirLock::acquire(data_dir)?)
+        } else {
+            None
+        };
         migrations::migrate(&mut connection)?;
         restrict_database_files(data_dir).map_err(|source| StoreError::DataDir {
             path: data_dir.to_path_buf(),
