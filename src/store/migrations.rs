@@ -601,12 +601,6 @@ pub(crate) struct SchemaVersions {
 }
 
 impl SchemaVersions {
-    /// The versions this binary writes.
-    pub(crate) const NEEDED: SchemaVersions = SchemaVersions {
-        core: CORE_VERSION,
-        xapi: XAPI_VERSION,
-    };
-
     /// Reads the versions of an existing data dir without creating, locking or changing
     /// anything (`open_read_only_any_version`).
     pub(crate) fn read(data_dir: &Path) -> Result<SchemaVersions, StoreError> {

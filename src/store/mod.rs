@@ -589,6 +589,24 @@ impl Store {
         Store::open_created(data_dir, durability, wal_restart_bytes, Some(lock))
     }
 
+    /// `uwlr-gateway migrate`: migrates an existing data dir under its lock (`InUse` while a
+    /// `serve` runs on it; `TooNew` for a file a newer gateway migrated) and closes it again;
+    /// the schema versions before and after.
+    pub(crate) fn migrate_existing(
+        data_dir: &Path,
+        durability: Durability,
+        wal_restart_bytes: u64,
+    ) -> Result<(migrations::SchemaVersions, migrations::SchemaVersions), StoreError> {
+        require_database(data_dir)?;
+        let lock = data_dir_lock::DataDirLock::acquire(data_dir)?;
+        let before = migrations::SchemaVersions::read(data_dir)?;
+        before.refuse_newer(data_dir)?;
+        let store = Store::open_created(data_dir, durability, wal_restart_bytes, Some(lock))?;
+        let after = store.read(|connection| migrations::SchemaVersions::of(connection))?;
+        store.close();
+        Ok((before, after))
+    }
+
     /// Opens (and migrates) the databases of a data dir that must exist already: every
     /// changing subcommand but `serve` and `init`, so a mistyped `--data-dir` fails instead
     /// of creating an empty database.

@@ -11,6 +11,7 @@ mod cli;
 mod concurrency;
 mod crash;
 mod data_dir;
+mod data_dir_lock;
 mod differential;
 mod errors;
 mod fuzz_regressions;
