@@ -6,6 +6,7 @@
 //! `hostile` (bad input within bounds), `query` (the read API), and the rest below.
 
 mod access;
+mod boundary;
 mod bridge;
 mod cli;
 mod concurrency;
