@@ -123,16 +123,9 @@ pub async fn ready(
         ));
     }
     let reader = store.clone();
-    let dead_letters = tokio::task::spawn_blocking(move || {
-        reader.read(|connection| {
-            Ok(connection.query_row(
-                "SELECT count(*) FROM xapi_dead_letters WHERE requeued = 0",
-                [],
-                |row| row.get::<_, i64>(0),
-            )?)
-        })
-    })
-    .await;
+    let dead_letters =
+        tokio::task::spawn_blocking(move || reader.read(crate::store::status::dead_letter_count))
+            .await;
     let dead_letters = match dead_letters {
         Ok(Ok(count)) => count,
         Ok(Err(error)) => {
