@@ -56,9 +56,8 @@ impl Application {
         reseal_stored_secrets(&store, &keyring)?;
         let schemas = crate::schema::prepare(&contract_dir(&config), config.schema_dir.as_deref())?;
         let vocabularies = Vocabularies::load(config.vdex_dir.as_deref())?;
-        let mapping =
-            crate::bridge::ids::prepare(&store.connect()?, &keyring, config.xapi_mapping()?)
-                .context("cannot start the xAPI bridge")?;
+        let mapping = crate::bridge::ids::prepare(&store, &keyring, config.xapi_mapping()?)
+            .context("cannot start the xAPI bridge")?;
         let intake = Intake {
             store: store.clone(),
             schemas,

@@ -330,13 +330,14 @@ fn erase_in(
     let (mut counts, afname_ids) = erasure::erase_core(transaction, learner, &key)?;
     let statements = erasure::learner_statements(transaction, learner, &afname_ids)?;
     erasure::mark_erased(transaction, &afname_ids)?;
-    counts.xapi_statements_voided = crate::bridge::erasure::write_voiding_statements(
-        transaction,
+    let voiding = crate::bridge::erasure::voiding_statements(
         mapping,
         learner.school_id,
         &statements,
         Clock::System.now(),
     )?;
+    counts.xapi_statements_voided =
+        crate::store::outbox::insert_new_statements(transaction, &voiding)?;
     counts.xapi_statements_removed = erasure::remove_statements(transaction, &statements)?;
     let learner_hash = erasure::learner_hash(&key, &learner.school, &learner.leerlingid);
     let lrs: Vec<String> = held.lrs.into_iter().map(|lrs| lrs.lrs).collect();

@@ -182,6 +182,22 @@ pub fn insert_statement(connection: &Connection, row: &StatementRow) -> Result<i
     Ok(seq)
 }
 
+/// Inserts each of `rows` whose id is not stored yet (a repeated erasure writes a voiding
+/// statement once); how many it inserted.
+pub fn insert_new_statements(
+    connection: &Connection,
+    rows: &[StatementRow],
+) -> Result<u64, StoreError> {
+    let mut inserted = 0;
+    for row in rows {
+        if !statement_exists(connection, &row.id)? {
+            insert_statement(connection, row)?;
+            inserted += 1;
+        }
+    }
+    Ok(inserted)
+}
+
 pub fn statement_exists(connection: &Connection, id: &str) -> Result<bool, StoreError> {
     Ok(connection
         .prepare_cached("SELECT 1 FROM xapi_statements WHERE id = ?1")?
