@@ -18,6 +18,7 @@ pub mod leerlingen;
 pub mod migrations;
 pub mod outbox;
 pub mod readers;
+pub mod reading;
 pub mod receipts;
 pub mod retention;
 pub mod session;

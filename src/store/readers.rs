@@ -443,6 +443,14 @@ pub fn readable_schools(
 }
 
 /// Writes audit rows; runs on the writer thread so that the answer waits for them.
+/// `insert_read_audit` as a job on the writer: in a savepoint of its group, so a request's
+/// audit rows commit all or none.
+pub fn audit_reads(connection: &mut Connection, entries: &[ReadAudit]) -> Result<(), StoreError> {
+    super::connection::in_savepoint(connection, |savepoint| {
+        insert_read_audit(savepoint, entries)
+    })
+}
+
 pub fn insert_read_audit(connection: &Connection, entries: &[ReadAudit]) -> Result<(), StoreError> {
     let at = now_text();
     let mut statement = connection.prepare_cached(

@@ -10,9 +10,6 @@ const NOT_YET_MOVED: &[&str] = &[
     "src/bridge/delivery.rs",
     "src/bridge/publish.rs",
     "src/governance.rs",
-    "src/query/las.rs",
-    "src/query/mod.rs",
-    "src/query/xapi.rs",
 ];
 
 /// Names of the engine a caller must not use: its crate, its connection and transactions.
