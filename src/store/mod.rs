@@ -686,6 +686,26 @@ impl Store {
         result
     }
 
+    /// `read` on the blocking pool, for async callers (the delivery worker).
+    pub async fn read_blocking<R: Send + 'static>(
+        &self,
+        job: impl FnOnce(&Connection) -> Result<R, StoreError> + Send + 'static,
+    ) -> Result<R, StoreError> {
+        let store = self.clone();
+        tokio::task::spawn_blocking(move || store.read(job))
+            .await
+            .map_err(|error| StoreError::Commit(error.to_string()))?
+    }
+
+    /// `write_xapi` with the job in its own savepoint of the group, so its writes are atomic.
+    pub async fn write_xapi_atomic<R: Send + 'static>(
+        &self,
+        job: impl FnOnce(&Connection) -> Result<R, StoreError> + Send + 'static,
+    ) -> Result<R, StoreError> {
+        self.write_xapi(move |connection| connection::in_savepoint(connection, job))
+            .await?
+    }
+
     /// Whether the core database answers a read (`/health`).
     pub fn ping(&self) -> Result<(), StoreError> {
         self.read(|connection| Ok(connection.query_row("SELECT 1", [], |_| Ok(()))?))
