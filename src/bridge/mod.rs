@@ -18,7 +18,7 @@ pub mod subscriptions;
 pub mod trust;
 pub mod xapi;
 
-pub use publish::{release_quarantine, run_publisher};
+pub use publish::run_publisher;
 pub use xapi::Mapping;
 
 use crate::store::StoreError;

@@ -30,7 +30,10 @@ fn import(config: &Config, file: &Path) -> Result<ExitCode> {
                 progress.set(done as u64)
             })?;
         progress.set(imported as u64);
-        Ok((imported, crate::bridge::release_quarantine(transaction)?))
+        Ok((
+            imported,
+            crate::store::intake::release_quarantine(transaction)?,
+        ))
     })?;
     progress.finish();
     println!("imported {imported} leerlingen; released {released} afnames from quarantine");

@@ -52,8 +52,7 @@ pub fn read_state(store: &Store) -> Result<StoreState, StoreError> {
     let xapi_wal = core.with_file_name("xapi.sqlite-wal");
     let now = chrono::Utc::now();
     store.read(|connection| {
-        let (publisher_cursor, change_end) = crate::bridge::publish::publisher_position(connection)
-            .map_err(|error| StoreError::Commit(error.to_string()))?;
+        let (publisher_cursor, change_end) = crate::store::outbox::publisher_position(connection)?;
         let lrs = crate::store::outbox::outbox_status(connection)?
             .into_iter()
             .map(|row| LrsState {

@@ -698,10 +698,10 @@ impl Store {
     }
 
     /// `write_xapi` with the job in its own savepoint of the group, so its writes are atomic.
-    pub async fn write_xapi_atomic<R: Send + 'static>(
+    pub async fn write_xapi_atomic<R: Send + 'static, E: From<StoreError> + Send + 'static>(
         &self,
-        job: impl FnOnce(&Connection) -> Result<R, StoreError> + Send + 'static,
-    ) -> Result<R, StoreError> {
+        job: impl FnOnce(&Connection) -> Result<R, E> + Send + 'static,
+    ) -> Result<R, E> {
         self.write_xapi(move |connection| connection::in_savepoint(connection, job))
             .await?
     }
@@ -1032,6 +1032,33 @@ pub(crate) mod testing {
         ))?;
         migrations::migrate(&mut connection)?;
         Ok(connection)
+    }
+
+    /// The ids in `xapi_statements`, by afname.
+    pub fn statement_ids(connection: &Connection) -> Result<Vec<String>, StoreError> {
+        Ok(connection
+            .prepare("SELECT id FROM xapi_statements ORDER BY afname_id")?
+            .query_map([], |row| row.get(0))?
+            .collect::<Result<_, _>>()?)
+    }
+
+    /// A lost `xapi.sqlite`: no statements, the publisher at the start of the change log.
+    pub fn forget_statements(connection: &Connection) -> Result<(), StoreError> {
+        Ok(connection.execute_batch(
+            "DELETE FROM xapi_statements; UPDATE xapi_publisher SET cursor_seq = 0;",
+        )?)
+    }
+
+    /// Marks a client's afnames as stored before ownership (before core migration 6).
+    pub fn mark_legacy_statement_ids(
+        connection: &Connection,
+        client_id: i64,
+    ) -> Result<(), StoreError> {
+        connection.execute(
+            "UPDATE toetsafnames SET legacy_statement_id = 1 WHERE client_id = ?1",
+            [client_id],
+        )?;
+        Ok(())
     }
 
     /// A date written YYYY-MM-DD.

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 
 /// Files outside `src/store/` that still reach the engine, each to be moved behind the
 /// store; a file listed here that no longer needs to be fails too, so the list only shrinks.
-const NOT_YET_MOVED: &[&str] = &["src/bridge/publish.rs", "src/governance.rs"];
+const NOT_YET_MOVED: &[&str] = &["src/governance.rs"];
 
 /// Names of the engine a caller must not use: its crate, its connection and transactions.
 const ENGINE_NAMES: &[&str] = &["rusqlite", "Connection", "Transaction"];
