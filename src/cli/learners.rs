@@ -62,13 +62,7 @@ fn erase(config: &Config, args: &LearnerArgs) -> Result<ExitCode> {
     let mapping = config.xapi_mapping()?;
     let mut session = connect(config)?;
     let learner = find_learner(&session, args)?;
-    let report = crate::governance::erase(
-        session.connection_mut(),
-        &keyring,
-        &mapping,
-        &learner,
-        "cli",
-    )?;
+    let report = crate::governance::erase(&mut session, &keyring, &mapping, &learner, "cli")?;
     let counts = &report.counts;
     println!(
         "erased leerling {} of {}: {} toetsafnames ({} quarantined), {} earlier states, {} roster rows; \

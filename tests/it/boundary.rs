@@ -4,10 +4,6 @@
 use crate::harness::repo_root;
 use std::path::{Path, PathBuf};
 
-/// Files outside `src/store/` that still reach the engine, each to be moved behind the
-/// store; a file listed here that no longer needs to be fails too, so the list only shrinks.
-const NOT_YET_MOVED: &[&str] = &["src/governance.rs"];
-
 /// Names of the engine a caller must not use: its crate, its connection and transactions.
 const ENGINE_NAMES: &[&str] = &["rusqlite", "Connection", "Transaction"];
 
@@ -17,7 +13,6 @@ fn no_engine_type_or_sql_outside_the_store() {
     let mut files = Vec::new();
     rust_files(&root.join("src"), &mut files);
     let mut found = Vec::new();
-    let mut clean_but_listed = Vec::new();
     for file in files {
         let relative = file
             .strip_prefix(&root)
@@ -29,21 +24,14 @@ fn no_engine_type_or_sql_outside_the_store() {
         }
         let text = std::fs::read_to_string(&file).unwrap();
         let reaches = reasons(&text);
-        let listed = NOT_YET_MOVED.contains(&relative.as_str());
-        match (reaches.is_empty(), listed) {
-            (false, false) => found.push(format!("{relative}: {}", reaches.join("; "))),
-            (true, true) => clean_but_listed.push(relative),
-            _ => {}
+        if !reaches.is_empty() {
+            found.push(format!("{relative}: {}", reaches.join("; ")));
         }
     }
     assert!(
         found.is_empty(),
         "outside src/store/, move these behind the store:\n{}",
         found.join("\n")
-    );
-    assert!(
-        clean_but_listed.is_empty(),
-        "these no longer reach the engine; take them off NOT_YET_MOVED: {clean_but_listed:?}"
     );
 }
 
