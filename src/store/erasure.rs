@@ -334,55 +334,6 @@ pub fn remove_statements(
     Ok(removed)
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn tokens_are_replaced_only_where_they_stand_alone() {
-        let check = |text: &str, expected: &str| {
-            assert_eq!(replace_token(text, "L1", "H"), expected, "{text}");
-        };
-        check(r#"["L1","L10"]"#, r#"["H","L10"]"#);
-        check(
-            "leerling L1 is unknown; XL1 B-L1-2 L1.",
-            "leerling H is unknown; XL1 B-H-2 H.",
-        );
-        check(
-            "/api/v1/schools/S/leerlingen/L1?x=1",
-            "/api/v1/schools/S/leerlingen/H?x=1",
-        );
-        check("nothing", "nothing");
-    }
-
-    /// The hash key is made once and kept sealed; `secrets rotate` reseals it, so after the
-    /// old key is gone the same learner still gets the same hash.
-    #[test]
-    fn the_hash_key_survives_a_key_rotation() -> Result<(), StoreError> {
-        let connection = crate::store::testing::database()?;
-        let old_key = Keyring::new_key_text();
-        let new_key = Keyring::new_key_text();
-        let old = Keyring::parse(&old_key, "test").unwrap();
-        let key = learner_hash_key(&connection, &old)?;
-        assert_eq!(learner_hash_key(&connection, &old)?, key);
-        let both = Keyring::parse(&format!("{new_key},{old_key}"), "test").unwrap();
-        let outcome = crate::store::outbox::reseal_secrets(&connection, &both)?;
-        assert_eq!((outcome.resealed, outcome.unopened.len()), (1, 0));
-        let new = Keyring::parse(&new_key, "test").unwrap();
-        assert_eq!(learner_hash_key(&connection, &new)?, key);
-        Ok(())
-    }
-
-    #[test]
-    fn hashes_are_keyed_per_school_and_stable() {
-        let a = learner_hash(b"key", "99XX01", "L1");
-        assert_eq!(a, learner_hash(b"key", "99XX01", "L1"));
-        assert_ne!(a, learner_hash(b"other", "99XX01", "L1"));
-        assert_ne!(a, learner_hash(b"key", "99YY01", "L1"));
-        assert!(a.starts_with("hmac:") && a.len() == 37);
-    }
-}
-
 /// What `erase_learner` did.
 pub struct Erased {
     pub counts: ErasureCounts,
@@ -444,4 +395,53 @@ pub fn erase_learner<E: From<StoreError>>(
             lrs,
         })
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tokens_are_replaced_only_where_they_stand_alone() {
+        let check = |text: &str, expected: &str| {
+            assert_eq!(replace_token(text, "L1", "H"), expected, "{text}");
+        };
+        check(r#"["L1","L10"]"#, r#"["H","L10"]"#);
+        check(
+            "leerling L1 is unknown; XL1 B-L1-2 L1.",
+            "leerling H is unknown; XL1 B-H-2 H.",
+        );
+        check(
+            "/api/v1/schools/S/leerlingen/L1?x=1",
+            "/api/v1/schools/S/leerlingen/H?x=1",
+        );
+        check("nothing", "nothing");
+    }
+
+    /// The hash key is made once and kept sealed; `secrets rotate` reseals it, so after the
+    /// old key is gone the same learner still gets the same hash.
+    #[test]
+    fn the_hash_key_survives_a_key_rotation() -> Result<(), StoreError> {
+        let connection = crate::store::testing::database()?;
+        let old_key = Keyring::new_key_text();
+        let new_key = Keyring::new_key_text();
+        let old = Keyring::parse(&old_key, "test").unwrap();
+        let key = learner_hash_key(&connection, &old)?;
+        assert_eq!(learner_hash_key(&connection, &old)?, key);
+        let both = Keyring::parse(&format!("{new_key},{old_key}"), "test").unwrap();
+        let outcome = crate::store::outbox::reseal_secrets(&connection, &both)?;
+        assert_eq!((outcome.resealed, outcome.unopened.len()), (1, 0));
+        let new = Keyring::parse(&new_key, "test").unwrap();
+        assert_eq!(learner_hash_key(&connection, &new)?, key);
+        Ok(())
+    }
+
+    #[test]
+    fn hashes_are_keyed_per_school_and_stable() {
+        let a = learner_hash(b"key", "99XX01", "L1");
+        assert_eq!(a, learner_hash(b"key", "99XX01", "L1"));
+        assert_ne!(a, learner_hash(b"other", "99XX01", "L1"));
+        assert_ne!(a, learner_hash(b"key", "99YY01", "L1"));
+        assert!(a.starts_with("hmac:") && a.len() == 37);
+    }
 }

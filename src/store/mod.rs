@@ -603,7 +603,7 @@ impl Store {
         let before = migrations::SchemaVersions::read(data_dir)?;
         before.refuse_newer(data_dir)?;
         let store = Store::open_created(data_dir, durability, wal_restart_bytes, Some(lock))?;
-        let after = store.read(|connection| migrations::SchemaVersions::of(connection))?;
+        let after = store.read(migrations::SchemaVersions::of)?;
         store.close();
         Ok((before, after))
     }
