@@ -46,14 +46,18 @@ impl Application {
     /// Opens the data dir (creating it when missing), the keyring, the contract and the
     /// bridge, and binds the listeners. Must be called inside a Tokio runtime.
     pub(crate) async fn build(config: Config) -> Result<Application> {
-        let store = open_store(&config)?;
+        let store = Store::open_serving(
+            &config.data_dir,
+            config.durability,
+            config.wal_restart_mib << 20,
+        )
+        .with_context(|| format!("cannot open the database in {}", config.data_dir.display()))?;
         let keyring = Arc::new(load_keyring(&config, true)?);
         reseal_stored_secrets(&store, &keyring)?;
         let schemas = crate::schema::prepare(&contract_dir(&config), config.schema_dir.as_deref())?;
         let vocabularies = Vocabularies::load(config.vdex_dir.as_deref())?;
-        let mapping =
-            crate::bridge::ids::prepare(&store.connect()?, &keyring, config.xapi_mapping()?)
-                .context("cannot start the xAPI bridge")?;
+        let mapping = crate::bridge::ids::prepare(&store, &keyring, config.xapi_mapping()?)
+            .context("cannot start the xAPI bridge")?;
         let intake = Intake {
             store: store.clone(),
             schemas,

@@ -7,9 +7,9 @@
 
 use crate::domain::Clock;
 use crate::domain::SchoolCode;
-use crate::store::connection::{in_immediate_transaction, in_savepoint, Connection};
 use crate::store::erasure::{self, ErasureCounts, Learner};
-use crate::store::retention::{self, ExpiredSchool, PurgeCounts, RetentionSettings};
+use crate::store::retention::{self, ExpiredSchool, PurgeCounts, PurgeStep, RetentionSettings};
+use crate::store::session::Session;
 use crate::store::{admin, Store, StoreError};
 use std::time::Duration;
 
@@ -78,39 +78,25 @@ pub(crate) async fn purge(
     Ok(report)
 }
 
-/// Which writer a purge step runs on.
-#[derive(Clone, Copy)]
-enum Writer {
-    Core,
-    Xapi,
-}
-
-/// Runs the steps `next` makes, each in its own savepoint on `writer` with a pause after it, until
+/// Runs the steps `next` makes, each as a job on its writer with a pause after it, until
 /// `done` says a step found nothing left; returns what they removed together.
-async fn drain<S>(
+async fn drain(
     store: &Store,
-    writer: Writer,
     done: fn(&PurgeCounts) -> bool,
-    mut next: impl FnMut() -> S,
-) -> Result<PurgeCounts, StoreError>
-where
-    S: FnOnce(&Connection) -> Result<PurgeCounts, StoreError> + Send + 'static,
-{
+    mut next: impl FnMut() -> PurgeStep,
+) -> Result<PurgeCounts, StoreError> {
     let mut counts = PurgeCounts::default();
     loop {
         let step_started = std::time::Instant::now();
         let step = next();
-        let step = match writer {
-            Writer::Core => {
-                store
-                    .write(move |connection| in_savepoint(connection, step))
-                    .await??
-            }
-            Writer::Xapi => {
-                store
-                    .write_xapi(move |connection| in_savepoint(connection, step))
-                    .await??
-            }
+        let step = if step.on_xapi() {
+            store
+                .write_xapi(move |connection| retention::run_step(connection, &step))
+                .await??
+        } else {
+            store
+                .write(move |connection| retention::run_step(connection, &step))
+                .await??
         };
         counts.add(&step);
         if done(&step) {
@@ -150,28 +136,21 @@ async fn purge_school(
         .collect();
     let mut counts = drain(
         store,
-        Writer::Core,
         |step| step.toetsafnames == 0,
-        || {
-            let removed_at = clock
+        || PurgeStep::Afnames {
+            school_id,
+            limit,
+            removed_at: clock
                 .now()
-                .to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
-            move |connection: &Connection| {
-                retention::purge_afnames_batch(connection, school_id, limit, &removed_at)
-            }
+                .to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
         },
     )
     .await?;
     counts.add(
         &drain(
             store,
-            Writer::Core,
             |step| step.total() == 0,
-            || {
-                move |connection: &Connection| {
-                    retention::purge_school_rest_batch(connection, school_id, limit)
-                }
-            },
+            || PurgeStep::SchoolRest { school_id, limit },
         )
         .await?,
     );
@@ -180,13 +159,8 @@ async fn purge_school(
     counts.add(
         &drain(
             store,
-            Writer::Xapi,
             |step| step.total() == 0,
-            || {
-                move |connection: &Connection| {
-                    retention::purge_statements_batch(connection, school_id, limit)
-                }
-            },
+            || PurgeStep::Statements { school_id, limit },
         )
         .await?,
     );
@@ -230,20 +204,13 @@ async fn purge_expired(
     );
     let expired = drain(
         store,
-        Writer::Core,
         |step| step.total() == 0,
-        || {
-            let now = clock.now();
-            move |connection: &Connection| {
-                retention::purge_expired_batch(
-                    connection,
-                    now,
-                    receipt_days,
-                    audit_days,
-                    removal_days,
-                    limit,
-                )
-            }
+        || PurgeStep::Expired {
+            now: clock.now(),
+            receipt_days,
+            audit_days,
+            removal_days,
+            limit,
         },
     )
     .await?;
@@ -300,66 +267,31 @@ pub(crate) struct ErasureReport {
 /// live ones are voided through the normal delivery path, all are removed), rewrites the
 /// rows that named them to name a keyed hash, and audits it with counts and that hash.
 pub(crate) fn erase(
-    connection: &mut Connection,
+    session: &mut Session,
     keyring: &crate::secret::Keyring,
     mapping: &crate::bridge::Mapping,
     learner: &Learner,
     actor: &str,
 ) -> Result<ErasureReport, GovernanceError> {
-    in_immediate_transaction(connection, |transaction| {
-        erase_in(transaction, keyring, mapping, learner, actor)
-    })
-}
-
-fn erase_in(
-    transaction: &Connection,
-    keyring: &crate::secret::Keyring,
-    mapping: &crate::bridge::Mapping,
-    learner: &Learner,
-    actor: &str,
-) -> Result<ErasureReport, GovernanceError> {
-    let school = SchoolCode::parse(&learner.school)
-        .map_err(|error| StoreError::corrupt(format!("stored school {}", learner.school), error))?;
-    let held = crate::store::disclosures::register(
-        transaction,
-        &school,
-        Some(&learner.leerlingid),
-        learner.eckid.as_deref(),
-    )?;
-    let key = erasure::learner_hash_key(transaction, keyring)?;
-    let (mut counts, afname_ids) = erasure::erase_core(transaction, learner, &key)?;
-    let statements = erasure::learner_statements(transaction, learner, &afname_ids)?;
-    erasure::mark_erased(transaction, &afname_ids)?;
-    counts.xapi_statements_voided = crate::bridge::erasure::write_voiding_statements(
-        transaction,
-        mapping,
-        learner.school_id,
-        &statements,
-        Clock::System.now(),
-    )?;
-    counts.xapi_statements_removed = erasure::remove_statements(transaction, &statements)?;
-    let learner_hash = erasure::learner_hash(&key, &learner.school, &learner.leerlingid);
-    let lrs: Vec<String> = held.lrs.into_iter().map(|lrs| lrs.lrs).collect();
-    admin::audit(
-        transaction,
+    let erased = erasure::erase_learner(
+        session.connection_mut(),
+        keyring,
+        learner,
         actor,
-        "leerlingen.erase",
-        &format!(
-            "{} {learner_hash} {}; LRS that held data: {}",
-            learner.school,
-            serde_json::to_string(&counts).expect("counts serialize"),
-            if lrs.is_empty() {
-                "none".to_string()
-            } else {
-                lrs.join(", ")
-            }
-        ),
+        |statements| -> Result<_, GovernanceError> {
+            Ok(crate::bridge::erasure::voiding_statements(
+                mapping,
+                learner.school_id,
+                statements,
+                Clock::System.now(),
+            )?)
+        },
     )?;
     Ok(ErasureReport {
         school: learner.school.clone(),
-        learner_hash,
-        counts,
-        lrs,
+        learner_hash: erased.learner_hash,
+        counts: erased.counts,
+        lrs: erased.lrs,
     })
 }
 

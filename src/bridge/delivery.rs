@@ -8,7 +8,6 @@
 
 use super::subscriptions::Subscription;
 use super::xapi::Mapping;
-use crate::store::connection::{in_savepoint, Connection};
 use crate::store::outbox::{self as rows, PendingStatement};
 use crate::store::{Store, StoreError};
 use rand::Rng;
@@ -269,6 +268,15 @@ async fn futures_join(handles: Vec<JoinHandle<()>>) {
     }
 }
 
+/// The bookkeeping of an answer: a failed write is a round to retry.
+fn retry_on_failure(written: Result<(), StoreError>) -> Result<(), Round> {
+    written.map_err(|error| Round::Retry {
+        status: None,
+        error: error.to_string(),
+        retry_after: None,
+    })
+}
+
 /// Delivery to one LRS.
 struct Task {
     store: Store,
@@ -283,44 +291,6 @@ struct Task {
 impl Task {
     fn stopping(&self) -> bool {
         *self.stop.borrow()
-    }
-
-    async fn read<R: Send + 'static>(
-        &self,
-        job: impl FnOnce(&Connection) -> Result<R, StoreError> + Send + 'static,
-    ) -> Result<R, StoreError> {
-        let store = self.store.clone();
-        match tokio::task::spawn_blocking(move || store.read(job)).await {
-            Ok(read) => read,
-            // A read job that panicked is a bug: it surfaces here as it would have inline.
-            Err(error) if error.is_panic() => std::panic::resume_unwind(error.into_panic()),
-            // Only a runtime shutting down cancels a blocking task before it runs; the
-            // worker stops with it, and a later start reads again.
-            Err(_) => Err(StoreError::Busy {
-                detail: "the read was cancelled: the runtime is shutting down".into(),
-            }),
-        }
-    }
-
-    async fn write(
-        &self,
-        job: impl FnOnce(&Connection) -> Result<(), StoreError> + Send + 'static,
-    ) -> Result<(), StoreError> {
-        self.store
-            .write_xapi(move |connection| in_savepoint(connection, job))
-            .await?
-    }
-
-    /// `write` for the bookkeeping of an answer: a failed write is a round to retry.
-    async fn record(
-        &self,
-        job: impl FnOnce(&Connection) -> Result<(), StoreError> + Send + 'static,
-    ) -> Result<(), Round> {
-        self.write(job).await.map_err(|error| Round::Retry {
-            status: None,
-            error: error.to_string(),
-            retry_after: None,
-        })
     }
 
     /// Sleeps for `duration`; false when stopped meanwhile.
@@ -342,13 +312,17 @@ impl Task {
         while !self.stopping() {
             let id = self.subscription.row.id;
             let limit = self.config.batch_size;
-            let requeued = self.read(move |c| rows::requeued_batch(c, id, limit)).await;
+            let requeued = self
+                .store
+                .read_blocking(move |c| rows::requeued_batch(c, id, limit))
+                .await;
             let (batch, from_cursor) = match requeued {
                 Ok(requeued) if !requeued.is_empty() => (Ok(requeued), false),
                 Ok(_) => {
                     let row = self.subscription.row.clone();
                     (
-                        self.read(move |c| rows::pending_batch(c, &row, cursor, limit))
+                        self.store
+                            .read_blocking(move |c| rows::pending_batch(c, &row, cursor, limit))
                             .await,
                         true,
                     )
@@ -399,7 +373,8 @@ impl Task {
                     }
                     let message = error.clone();
                     let _ = self
-                        .write(move |c| rows::record_failure(c, id, status, &message))
+                        .store
+                        .write_xapi_atomic(move |c| rows::record_failure(c, id, status, &message))
                         .await;
                     if !self.pause(delay).await {
                         break;
@@ -512,8 +487,11 @@ impl Task {
         } else {
             None
         };
-        self.record(move |c| rows::mark_delivered(c, id, to_seq, &ids, status))
-            .await?;
+        retry_on_failure(
+            self.store
+                .write_xapi_atomic(move |c| rows::mark_delivered(c, id, to_seq, &ids, status))
+                .await,
+        )?;
         if let Some(seq) = to_seq {
             *cursor = (*cursor).max(seq);
         }
@@ -576,8 +554,13 @@ impl Task {
     ) -> Result<(), Round> {
         let id = self.subscription.row.id;
         let seq = statement.seq;
-        self.record(move |c| rows::dead_letter(c, id, &statement, from_cursor, status, &reason))
-            .await?;
+        retry_on_failure(
+            self.store
+                .write_xapi_atomic(move |c| {
+                    rows::dead_letter(c, id, &statement, from_cursor, status, &reason)
+                })
+                .await,
+        )?;
         if from_cursor {
             *cursor = (*cursor).max(seq);
         }

@@ -3,8 +3,8 @@
 use super::xapi::{IdKey, Mapping};
 use super::BridgeError;
 use crate::secret::Keyring;
-use crate::store::connection::Connection;
 use crate::store::outbox::{pin_base_iri, sealed_id_key, store_id_key, ID_KEY_PLACE};
+use crate::store::Store;
 
 /// Bytes of the gateway's id key (HMAC-SHA256).
 const ID_KEY_BYTES: usize = 32;
@@ -18,10 +18,11 @@ const ID_KEY_BYTES: usize = 32;
 /// the intake: keyed statements wait until the right key is configured, as delivery to an
 /// LRS whose secrets do not open waits.
 pub(crate) fn prepare(
-    connection: &Connection,
+    store: &Store,
     keyring: &Keyring,
     mapping: Mapping,
 ) -> Result<Mapping, BridgeError> {
+    let connection = &store.connect()?;
     let pinned = pin_base_iri(connection, mapping.base_iri())?;
     if pinned != mapping.base_iri() {
         return Err(BridgeError::BaseIriChanged {

@@ -18,7 +18,7 @@ pub(crate) mod subscriptions;
 pub(crate) mod trust;
 pub mod xapi;
 
-pub(crate) use publish::{release_quarantine, run_publisher};
+pub(crate) use publish::run_publisher;
 pub(crate) use xapi::Mapping;
 
 use crate::store::StoreError;

@@ -10,10 +10,7 @@
 
 use super::xapi::{Mapping, Statement, StatementObject};
 use super::BridgeError;
-use crate::store::connection::{in_savepoint, in_snapshot, Connection};
-use crate::store::intake::read_change_seq;
-use crate::store::outbox::{self, AfnameSource, StatementRow};
-use crate::store::StoreError;
+use crate::store::outbox::{AfnameSource, Outbox, StatementRow};
 use crate::uwlr::Toets;
 use std::collections::HashMap;
 
@@ -33,22 +30,17 @@ pub(crate) struct Round {
 /// Reads a round from the core in one short read transaction. It is read apart from the
 /// xAPI writer's transaction so that no long-lived snapshot of the core keeps SQLite from
 /// starting the core's WAL over (see `store::checkpoint_loop`).
-pub(crate) fn read_round(
-    connection: &Connection,
-    from: i64,
-    to: i64,
-) -> Result<Round, BridgeError> {
-    in_snapshot(connection, |snapshot| read_round_in(snapshot, from, to))
+pub(crate) fn read_round(outbox: &Outbox, from: i64, to: i64) -> Result<Round, BridgeError> {
+    outbox.snapshot(|snapshot| read_round_in(snapshot, from, to))
 }
 
-fn read_round_in(transaction: &Connection, from: i64, to: i64) -> Result<Round, BridgeError> {
-    let sources = outbox::changed_afnames(transaction, None, from, to)?;
+fn read_round_in(snapshot: &Outbox, from: i64, to: i64) -> Result<Round, BridgeError> {
+    let sources = snapshot.changed_afnames(from, to)?;
     let mut definitions: HashMap<(i64, Option<i64>), Toets> = HashMap::new();
     for source in &sources {
         let pinned = (source.toets_id, source.toets_revision);
         if let std::collections::hash_map::Entry::Vacant(entry) = definitions.entry(pinned) {
-            let text =
-                outbox::toets_definition(transaction, source.toets_id, source.toets_revision)?;
+            let text = snapshot.toets_definition(source.toets_id, source.toets_revision)?;
             let toets: Toets = serde_json::from_str(&text).map_err(|error| {
                 BridgeError::Unreadable(format!("toets {}: {error}", source.toets_id))
             })?;
@@ -68,11 +60,11 @@ fn read_round_in(transaction: &Connection, from: i64, to: i64) -> Result<Round, 
 /// writes nothing and is an error, so the publisher pauses instead of spinning on it.
 /// Returns how many statements were written.
 pub(crate) fn write_round(
-    connection: &Connection,
+    outbox: &Outbox,
     mapping: &Mapping,
     round: &Round,
 ) -> Result<usize, BridgeError> {
-    let cursor = outbox::publisher_cursor(connection)?;
+    let cursor = outbox.publisher_cursor()?;
     if cursor != round.from {
         return Err(BridgeError::CursorMoved {
             stored: cursor,
@@ -82,25 +74,25 @@ pub(crate) fn write_round(
     let mut written = 0;
     for source in &round.sources {
         // Read before an erasure committed, written after it: nothing about that learner.
-        if outbox::afname_erased(connection, source.id)? {
+        if outbox.afname_erased(source.id)? {
             continue;
         }
         mapping.check_keyed(source.keyed_ids)?;
         let toets = &round.definitions[&(source.toets_id, source.toets_revision)];
         let built = mapping.build(source, toets);
-        written += publish_one(connection, mapping, source, built)?;
+        written += publish_one(outbox, mapping, source, built)?;
     }
-    outbox::set_publisher_cursor(connection, round.to)?;
+    outbox.set_publisher_cursor(round.to)?;
     Ok(written)
 }
 
 fn publish_one(
-    connection: &Connection,
+    outbox: &Outbox,
     mapping: &Mapping,
     source: &AfnameSource,
     built: super::xapi::BuiltStatement,
 ) -> Result<usize, BridgeError> {
-    let live = outbox::live_statement(connection, source.id)?;
+    let live = outbox.live_statement(source.id)?;
     if live
         .as_ref()
         .is_some_and(|(id, _)| *id == built.statement.id)
@@ -111,7 +103,7 @@ fn publish_one(
     let mut statement = built.statement;
     // Content that went back to an earlier, voided version: a voided id cannot be revived.
     let mut reissue = 0;
-    while outbox::statement_exists(connection, &statement.id)? {
+    while outbox.statement_exists(&statement.id)? {
         reissue += 1;
         if reissue > MAX_REISSUE {
             return Err(BridgeError::Unreadable(format!(
@@ -127,22 +119,14 @@ fn publish_one(
         let voided_at = super::xapi::aanmaakdatum_timestamp(&source.aanmaakdatum)
             .unwrap_or_else(|| statement.timestamp.clone());
         let voiding = mapping.voiding_statement(&old_id, voided_at);
-        if !outbox::statement_exists(connection, &voiding.id)? {
-            insert(
-                connection,
-                &voiding,
-                source,
-                &old_toetscode,
-                None,
-                None,
-                None,
-            )?;
+        if !outbox.statement_exists(&voiding.id)? {
+            insert(outbox, &voiding, source, &old_toetscode, None, None, None)?;
             written += 1;
         }
-        outbox::set_voided_by(connection, &old_id, &voiding.id)?;
+        outbox.set_voided_by(&old_id, &voiding.id)?;
     }
     insert(
-        connection,
+        outbox,
         &statement,
         source,
         &source.toetscode,
@@ -154,7 +138,7 @@ fn publish_one(
 }
 
 fn insert(
-    connection: &Connection,
+    outbox: &Outbox,
     statement: &Statement,
     source: &AfnameSource,
     toetscode: &str,
@@ -172,30 +156,21 @@ fn insert(
         StatementObject::Activity(activity) => Some(activity.id.clone()),
         StatementObject::StatementRef { .. } => None,
     });
-    outbox::insert_statement(
-        connection,
-        &StatementRow {
-            id: statement.id.clone(),
-            school_id: source.school_id,
-            afname_id: Some(source.id),
-            toetscode: toetscode.to_string(),
-            verb_id: statement.verb.id.clone(),
-            activity_id,
-            registration,
-            agent: Some(statement.actor.ifi_json()),
-            leerlingid,
-            eckid,
-            statement: json,
-            keyed: source.keyed_ids,
-        },
-    )?;
+    outbox.insert_statement(&StatementRow {
+        id: statement.id.clone(),
+        school_id: source.school_id,
+        afname_id: Some(source.id),
+        toetscode: toetscode.to_string(),
+        verb_id: statement.verb.id.clone(),
+        activity_id,
+        registration,
+        agent: Some(statement.actor.ifi_json()),
+        leerlingid,
+        eckid,
+        statement: json,
+        keyed: source.keyed_ids,
+    })?;
     Ok(())
-}
-
-/// Releases quarantined afnames whose learner is now known, in the caller's transaction;
-/// their new change_seq puts them in front of the publisher. Returns how many were released.
-pub(crate) fn release_quarantine(connection: &Connection) -> Result<usize, BridgeError> {
-    Ok(crate::store::intake::release_quarantine(connection)?)
 }
 
 /// How many changes one publisher round takes at most (its statements are held in memory
@@ -204,14 +179,6 @@ pub(crate) fn release_quarantine(connection: &Connection) -> Result<usize, Bridg
 /// write less: publishing the 227,854 statements of the 200,000-result batch took 26 s with
 /// rounds of 500, 15.5 s with 2,000 and 17.4 s with 5,000 (busy machine, before the split).
 const PUBLISH_CHUNK: i64 = 2_000;
-
-/// Where the publisher is in the change feed, and where the feed ends.
-pub(crate) fn publisher_position(connection: &Connection) -> Result<(i64, i64), StoreError> {
-    Ok((
-        outbox::publisher_cursor(connection)?,
-        read_change_seq(connection)?,
-    ))
-}
 
 /// One round: where the publisher is, the next chunk of changes read from the core, and
 /// its statements written with the cursor on the xAPI writer. Returns how many changes it
@@ -223,12 +190,13 @@ async fn publish_round(
     let reader = store.clone();
     let round = tokio::task::spawn_blocking(move || {
         reader.read(|connection| {
-            let (cursor, end) = publisher_position(connection)?;
+            let outbox = Outbox::new(connection);
+            let (cursor, end) = outbox.publisher_position()?;
             if cursor >= end {
                 return Ok(None);
             }
             let upto = end.min(cursor + PUBLISH_CHUNK);
-            Ok(Some((read_round(connection, cursor, upto)?, upto < end)))
+            Ok(Some((read_round(&outbox, cursor, upto)?, upto < end)))
         })
     })
     .await
@@ -239,12 +207,10 @@ async fn publish_round(
     let taken = round.to - round.from;
     let mapping = mapping.clone();
     store
-        .write_xapi(move |connection| -> Result<usize, BridgeError> {
-            in_savepoint(connection, |savepoint| {
-                write_round(savepoint, &mapping, &round)
-            })
+        .write_xapi_atomic(move |connection| {
+            write_round(&Outbox::new(connection), &mapping, &round)
         })
-        .await??;
+        .await?;
     Ok((taken, more))
 }
 
@@ -304,23 +270,25 @@ pub(crate) async fn run_publisher(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::store::testing;
 
     #[test]
     fn a_round_from_another_cursor_writes_nothing() -> Result<(), Box<dyn std::error::Error>> {
         let connection = crate::store::testing::database()?;
+        let outbox = Outbox::new(&connection);
         let mapping = Mapping::new("https://uwlr-gateway.example/xapi")?;
-        let round = read_round(&connection, 0, 0)?;
-        outbox::set_publisher_cursor(&connection, 5)?;
+        let round = read_round(&outbox, 0, 0)?;
+        outbox.set_publisher_cursor(5)?;
         assert!(matches!(
-            write_round(&connection, &mapping, &round),
+            write_round(&outbox, &mapping, &round),
             Err(BridgeError::CursorMoved {
                 stored: 5,
                 round: 0
             })
         ));
-        outbox::set_publisher_cursor(&connection, 0)?;
-        assert_eq!(write_round(&connection, &mapping, &round)?, 0);
-        assert_eq!(outbox::publisher_cursor(&connection)?, 0);
+        outbox.set_publisher_cursor(0)?;
+        assert_eq!(write_round(&outbox, &mapping, &round)?, 0);
+        assert_eq!(outbox.publisher_cursor()?, 0);
         Ok(())
     }
 
@@ -365,25 +333,17 @@ mod tests {
         }
         write_change_seq(&connection, seq)?;
         // EA-OUD's afname stands for one stored before core migration 6.
-        connection.execute(
-            "UPDATE toetsafnames SET legacy_statement_id = 1 WHERE client_id = 3",
-            [],
-        )?;
-        let round = read_round(&connection, 0, seq)?;
+        testing::mark_legacy_statement_ids(&connection, 3)?;
+        let outbox = Outbox::new(&connection);
+        let round = read_round(&outbox, 0, seq)?;
         let named: Vec<Option<&str>> = round
             .sources
             .iter()
             .map(|source| source.id_klantcode.as_deref())
             .collect();
         assert_eq!(named, [Some("EA-C"), Some("EA-B"), None]);
-        assert_eq!(write_round(&connection, &mapping, &round)?, 3);
-        let ids = |connection: &Connection| -> Result<Vec<String>, rusqlite::Error> {
-            connection
-                .prepare("SELECT id FROM xapi_statements ORDER BY afname_id")?
-                .query_map([], |row| row.get(0))?
-                .collect::<Result<_, _>>()
-        };
-        let first = ids(&connection)?;
+        assert_eq!(write_round(&outbox, &mapping, &round)?, 3);
+        let first = testing::statement_ids(&connection)?;
         assert_eq!(
             first
                 .iter()
@@ -395,21 +355,17 @@ mod tests {
         assert!(legacy.id_name.starts_with("uwlr-resultaat|v1|"));
         assert_eq!(first[2], legacy.statement.id);
         // Regenerated from scratch: the same ids.
-        connection.execute_batch(
-            "DELETE FROM xapi_statements; UPDATE xapi_publisher SET cursor_seq = 0;",
-        )?;
-        let round = read_round(&connection, 0, seq)?;
-        write_round(&connection, &mapping, &round)?;
-        assert_eq!(ids(&connection)?, first);
+        testing::forget_statements(&connection)?;
+        let round = read_round(&outbox, 0, seq)?;
+        write_round(&outbox, &mapping, &round)?;
+        assert_eq!(testing::statement_ids(&connection)?, first);
         // A round read before an erasure and written after it writes nothing for the erased
         // afname (`leerlingen erase` marks it in xapi.sqlite in its transaction).
-        connection.execute_batch(
-            "DELETE FROM xapi_statements; UPDATE xapi_publisher SET cursor_seq = 0;",
-        )?;
-        let round = read_round(&connection, 0, seq)?;
+        testing::forget_statements(&connection)?;
+        let round = read_round(&outbox, 0, seq)?;
         crate::store::erasure::mark_erased(&connection, &[round.sources[1].id])?;
-        assert_eq!(write_round(&connection, &mapping, &round)?, 2);
-        assert_eq!(ids(&connection)?.len(), 2);
+        assert_eq!(write_round(&outbox, &mapping, &round)?, 2);
+        assert_eq!(testing::statement_ids(&connection)?.len(), 2);
         Ok(())
     }
 }

@@ -22,6 +22,14 @@ pub(crate) enum Command {
     /// Create the data dir and its databases (as `serve` does at its first start); on an
     /// existing data dir it only migrates. Every other subcommand needs an existing one.
     Init,
+    /// Apply the pending schema migrations to an existing data dir (refused while a `serve`
+    /// runs on it), or with `--check` report each file's schema version and exit non-zero
+    /// when migrations are pending. A data dir migrated by a newer gateway is refused.
+    Migrate {
+        /// Only report the versions found and needed; change nothing.
+        #[arg(long)]
+        check: bool,
+    },
     /// Run the SOAP service (creates the data dir if it is missing).
     Serve {
         /// Address to listen on, e.g. 127.0.0.1:8080 (port 0 picks a free port).

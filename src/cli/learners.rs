@@ -30,7 +30,10 @@ fn import(config: &Config, file: &Path) -> Result<ExitCode> {
                 progress.set(done as u64)
             })?;
         progress.set(imported as u64);
-        Ok((imported, crate::bridge::release_quarantine(transaction)?))
+        Ok((
+            imported,
+            crate::store::intake::release_quarantine(transaction)?,
+        ))
     })?;
     progress.finish();
     println!("imported {imported} leerlingen; released {released} afnames from quarantine");
@@ -59,13 +62,7 @@ fn erase(config: &Config, args: &LearnerArgs) -> Result<ExitCode> {
     let mapping = config.xapi_mapping()?;
     let mut session = connect(config)?;
     let learner = find_learner(&session, args)?;
-    let report = crate::governance::erase(
-        session.connection_mut(),
-        &keyring,
-        &mapping,
-        &learner,
-        "cli",
-    )?;
+    let report = crate::governance::erase(&mut session, &keyring, &mapping, &learner, "cli")?;
     let counts = &report.counts;
     println!(
         "erased leerling {} of {}: {} toetsafnames ({} quarantined), {} earlier states, {} roster rows; \

@@ -116,6 +116,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
     let config = load_config(&cli)?;
     match cli.command {
         Command::Init => data_dir::init(&config),
+        Command::Migrate { check } => data_dir::migrate(&config, check),
         Command::Backup { file } => data_dir::backup(&config, &file),
         Command::Completions { shell } => tools::completions(shell),
         Command::Man { out } => tools::man(out.as_deref()),

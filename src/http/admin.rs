@@ -35,9 +35,9 @@ pub(super) async fn admin_erase(
         let keyring = crate::secret::Keyring::load(&config.secrets_key_source(), false)
             .map_err(|error| not_erased(&error))?;
         let mapping = config.xapi_mapping().map_err(|error| not_erased(&error))?;
-        let mut connection = store.connect()?;
+        let mut session = crate::store::session::Session::open(&store)?;
         let Some(learner) = crate::store::erasure::find_learner(
-            &connection,
+            &session,
             &target.school,
             target.leerlingid.as_deref(),
             target.eckid.as_deref(),
@@ -45,11 +45,12 @@ pub(super) async fn admin_erase(
         else {
             return Err(ApiError::NoSuchLeerling);
         };
-        crate::governance::erase(&mut connection, &keyring, &mapping, &learner, "admin-api")
-            .map_err(|error| match error {
+        crate::governance::erase(&mut session, &keyring, &mapping, &learner, "admin-api").map_err(
+            |error| match error {
                 crate::governance::GovernanceError::Store(error) => ApiError::Store(error),
                 crate::governance::GovernanceError::Bridge(error) => ApiError::Store(error.into()),
-            })
+            },
+        )
     })
     .await;
     match erased {

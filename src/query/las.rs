@@ -3,9 +3,9 @@
 use super::problem::QueryError;
 use super::{encode_segment, parse_params, Asked, Served, Touched};
 use crate::domain::SchoolCode;
-use crate::store::connection::Connection;
-use crate::store::feed::{self, FeedFilter, FeedItem, ToetsVersion};
-use crate::store::readers::{self, Reader};
+use crate::store::feed::{FeedFilter, FeedItem, ToetsVersion};
+use crate::store::readers::Reader;
+use crate::store::reading::Reading;
 use std::collections::BTreeMap;
 
 /// Items per page when the request names no limit.
@@ -85,7 +85,7 @@ struct ToetsBody<'a> {
 
 /// Runs a LAS request for an authenticated reader.
 pub(crate) fn answer(
-    connection: &Connection,
+    reading: &Reading,
     reader: &Reader,
     today: chrono::NaiveDate,
     route: &Route,
@@ -93,7 +93,7 @@ pub(crate) fn answer(
 ) -> Result<Served, QueryError> {
     let school = SchoolCode::parse(&path_param("school", route.school())?)
         .map_err(|_| QueryError::SchoolOutOfScope(route.school().to_string()))?;
-    let Some(school_id) = readers::readable_school(connection, reader.id, &school, today)? else {
+    let Some(school_id) = reading.readable_school(reader.id, &school, today)? else {
         return Err(QueryError::SchoolOutOfScope(school.to_string()));
     };
     match route {
@@ -118,7 +118,7 @@ pub(crate) fn answer(
                 "/api/v1/schools/{}/toetsafnames",
                 encode_segment(school.as_str())
             );
-            feed_page(connection, school_id, &school, None, &path, &params, filter)
+            feed_page(reading, school_id, &school, None, &path, &params, filter)
         }
         Route::Leerling { leerlingid, .. } => {
             let leerlingid = &path_param("leerlingid", leerlingid)?;
@@ -143,7 +143,7 @@ pub(crate) fn answer(
                 encode_segment(leerlingid)
             );
             feed_page(
-                connection,
+                reading,
                 school_id,
                 &school,
                 Some(leerlingid),
@@ -155,7 +155,7 @@ pub(crate) fn answer(
         Route::Toets { toetscode, .. } => {
             let toetscode = &path_param("toetscode", toetscode)?;
             parse_params(&asked.query, &[])?;
-            let versions = feed::read_toets_versions(connection, school_id, toetscode)?;
+            let versions = reading.toets_versions(school_id, toetscode)?;
             if versions.is_empty() {
                 return Err(QueryError::NotFound(format!(
                     "school {school} has no toets {toetscode}"
@@ -182,7 +182,7 @@ pub(crate) fn answer(
 }
 
 fn feed_page(
-    connection: &Connection,
+    reading: &Reading,
     school_id: i64,
     school: &SchoolCode,
     leerlingid: Option<&str>,
@@ -213,7 +213,7 @@ fn feed_page(
                 )
             })?,
     };
-    let page = feed::read_feed(connection, school_id, since, limit, &filter)?;
+    let page = reading.feed(school_id, since, limit, &filter)?;
     let mut next_query = form_urlencoded::Serializer::new(String::new());
     next_query.append_pair("since", &page.next_cursor.to_string());
     for name in [

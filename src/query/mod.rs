@@ -13,8 +13,8 @@ pub(crate) mod problem;
 pub(crate) mod xapi;
 
 use crate::soap::fault::Reply;
-use crate::store::connection::{in_savepoint, Connection};
 use crate::store::readers::{self, ReadAudit, Reader, Scope};
+use crate::store::reading::Reading;
 use crate::store::Store;
 use hyper::header::AUTHORIZATION;
 use hyper::{HeaderMap, Method, StatusCode};
@@ -447,7 +447,7 @@ async fn authorised(
     store: &Store,
     asked: &Asked,
     scope: Scope,
-    handler: impl FnOnce(&Connection, &Reader, chrono::NaiveDate) -> Result<Served, QueryError>,
+    handler: impl FnOnce(&Reading, &Reader, chrono::NaiveDate) -> Result<Served, QueryError>,
 ) -> Outcome {
     let token = asked.bearer.as_deref().ok_or(QueryError::Unauthenticated)?;
     // The read runs on this worker thread, so the runtime is told to move other tasks away.
@@ -457,7 +457,7 @@ async fn authorised(
                 return Ok(Err(QueryError::Unauthenticated));
             };
             let result = if reader.may_use(scope) {
-                handler(connection, &reader, crate::domain::today())
+                handler(&Reading::new(connection), &reader, crate::domain::today())
             } else {
                 Err(QueryError::ApiOutOfScope(scope))
             };
@@ -519,11 +519,7 @@ async fn finish(
         )],
     };
     let audited = store
-        .write(move |connection| {
-            in_savepoint(connection, |savepoint| {
-                readers::insert_read_audit(savepoint, &entries)
-            })
-        })
+        .write(move |connection| readers::audit_reads(connection, &entries))
         .await;
     if let Err(error) = audited.and_then(|written| written) {
         return QueryError::Store(error).answer(&asked.request_id, &asked.path);

@@ -8,9 +8,9 @@
 use super::problem::QueryError;
 use super::{Asked, ReadSettings, Served, Touched};
 use crate::bridge::read::{self as xapi_json, Format, Languages, Rendering};
-use crate::store::connection::{in_snapshot, Connection};
-use crate::store::readers::{self, Reader};
-use crate::store::statements::{self, StatementFilter, StatementOrder, StatementRow};
+use crate::store::readers::Reader;
+use crate::store::reading::Reading;
+use crate::store::statements::{StatementFilter, StatementOrder, StatementRow};
 use base64::Engine;
 use std::collections::{BTreeMap, HashMap};
 
@@ -150,10 +150,11 @@ impl More {
 }
 
 /// The storage order at a `more` link's position; a statement that is gone makes the link invalid.
-fn seq_at(connection: &Connection, position: &Position) -> Result<i64, QueryError> {
+fn seq_at(reading: &Reading, position: &Position) -> Result<i64, QueryError> {
     match position {
         Position::Seq(seq) => Ok(*seq),
-        Position::Statement(id) => statements::seq_of(connection, id)?
+        Position::Statement(id) => reading
+            .statement_seq(id)?
             .ok_or_else(|| QueryError::NotFound("this more link is not valid".into())),
     }
 }
@@ -348,7 +349,7 @@ fn render(row: &StatementRow, rendering: &Rendering) -> Result<String, QueryErro
 
 /// Answers `GET /xapi/statements` (or a `more` link) for an authenticated reader.
 pub(crate) fn answer(
-    connection: &Connection,
+    reading: &Reading,
     reader: &Reader,
     today: chrono::NaiveDate,
     asked: &Asked,
@@ -376,15 +377,16 @@ pub(crate) fn answer(
         }
     };
     let query = parse_query(&query_text)?;
-    let schools: HashMap<i64, String> = readers::readable_schools(connection, reader.id, today)?
+    let schools: HashMap<i64, String> = reading
+        .readable_schools(reader.id, today)?
         .into_iter()
         .map(|readable| (readable.id, readable.school.to_string()))
         .collect();
     let school_ids: Vec<i64> = schools.keys().copied().collect();
     // Before the snapshot's first read, so that it is no later than the snapshot.
     let now = stamp(chrono::Utc::now());
-    let read = in_snapshot(connection, |snapshot| {
-        let consistent_through = statements::consistent_through(snapshot, &school_ids, &now)?;
+    let read = reading.snapshot(|snapshot| {
+        let consistent_through = snapshot.consistent_through(&school_ids, &now)?;
         let (rows, json_text, attachments) = match query {
             StatementQuery::Single {
                 id,
@@ -393,7 +395,8 @@ pub(crate) fn answer(
                 attachments,
             } => {
                 // Another school's statement and no statement look the same: 404 (MAPPING.md C15).
-                let row = statements::read_statement(snapshot, &school_ids, &id, voided)?
+                let row = snapshot
+                    .statement(&school_ids, &id, voided)?
                     .ok_or_else(|| {
                         QueryError::NotFound(format!(
                             "no {}statement {id}",
@@ -458,12 +461,12 @@ impl Page<'_> {
     /// The page's rows (at most `limit`) and its body with the `more` link, read in `snapshot`.
     fn read(
         &self,
-        snapshot: &Connection,
+        snapshot: &Reading,
         rendering: &Rendering,
     ) -> Result<(Vec<StatementRow>, String), QueryError> {
         let (through, through_id) = match self.position {
             Some(more) => (seq_at(snapshot, &more.through)?, more.through.clone()),
-            None => match statements::newest_statement(snapshot, self.school_ids)? {
+            None => match snapshot.newest_statement(self.school_ids)? {
                 Some((seq, id)) => (seq, Position::Statement(id)),
                 None => (0, Position::Seq(0)),
             },
@@ -473,14 +476,8 @@ impl Page<'_> {
             None => None,
         };
         let limit = self.limit;
-        let mut rows = statements::read_statements(
-            snapshot,
-            self.school_ids,
-            self.filter,
-            after,
-            through,
-            limit + 1,
-        )?;
+        let mut rows =
+            snapshot.statements(self.school_ids, self.filter, after, through, limit + 1)?;
         let has_more = rows.len() > limit as usize;
         rows.truncate(limit as usize);
         let more_link = match rows.last() {

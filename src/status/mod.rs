@@ -52,8 +52,7 @@ pub(crate) fn read_state(store: &Store) -> Result<StoreState, StoreError> {
     let xapi_wal = core.with_file_name("xapi.sqlite-wal");
     let now = chrono::Utc::now();
     store.read(|connection| {
-        let (publisher_cursor, change_end) =
-            crate::bridge::publish::publisher_position(connection)?;
+        let (publisher_cursor, change_end) = crate::store::outbox::publisher_position(connection)?;
         let lrs = crate::store::outbox::outbox_status(connection)?
             .into_iter()
             .map(|row| LrsState {
@@ -123,16 +122,9 @@ pub(crate) async fn ready(
         ));
     }
     let reader = store.clone();
-    let dead_letters = tokio::task::spawn_blocking(move || {
-        reader.read(|connection| {
-            Ok(connection.query_row(
-                "SELECT count(*) FROM xapi_dead_letters WHERE requeued = 0",
-                [],
-                |row| row.get::<_, i64>(0),
-            )?)
-        })
-    })
-    .await;
+    let dead_letters =
+        tokio::task::spawn_blocking(move || reader.read(crate::store::status::dead_letter_count))
+            .await;
     let dead_letters = match dead_letters {
         Ok(Ok(count)) => count,
         Ok(Err(error)) => {

@@ -337,6 +337,69 @@ pub(crate) fn remove_statements(
     Ok(removed)
 }
 
+/// What `erase_learner` did.
+pub(crate) struct Erased {
+    pub counts: ErasureCounts,
+    /// The keyed hash that names the learner in the audit from now on.
+    pub learner_hash: String,
+    /// LRSs that received statements about the learner.
+    pub lrs: Vec<String>,
+}
+
+/// Erases `learner` in one IMMEDIATE transaction over both files: the core's rows (rows that
+/// named them rewritten to a keyed hash), then the statements: `voiding` gives the rows of
+/// the voiding statements for the live ones (the bridge's mapping), written before all are
+/// removed; the audit row names the learner by hash and carries the counts.
+pub(crate) fn erase_learner<E: From<StoreError>>(
+    connection: &mut Connection,
+    keyring: &Keyring,
+    learner: &Learner,
+    actor: &str,
+    voiding: impl FnOnce(&[LearnerStatement]) -> Result<Vec<super::outbox::StatementRow>, E>,
+) -> Result<Erased, E> {
+    super::connection::in_immediate_transaction(connection, |transaction| {
+        let school = crate::domain::SchoolCode::parse(&learner.school).map_err(|error| {
+            StoreError::corrupt(format!("stored school {}", learner.school), error)
+        })?;
+        let held = super::disclosures::register(
+            transaction,
+            &school,
+            Some(&learner.leerlingid),
+            learner.eckid.as_deref(),
+        )?;
+        let key = learner_hash_key(transaction, keyring)?;
+        let (mut counts, afname_ids) = erase_core(transaction, learner, &key)?;
+        let statements = learner_statements(transaction, learner, &afname_ids)?;
+        mark_erased(transaction, &afname_ids)?;
+        let voiding = voiding(&statements)?;
+        counts.xapi_statements_voided =
+            super::outbox::insert_new_statements(transaction, &voiding)?;
+        counts.xapi_statements_removed = remove_statements(transaction, &statements)?;
+        let learner_hash = learner_hash(&key, &learner.school, &learner.leerlingid);
+        let lrs: Vec<String> = held.lrs.into_iter().map(|lrs| lrs.lrs).collect();
+        super::admin::audit(
+            transaction,
+            actor,
+            "leerlingen.erase",
+            &format!(
+                "{} {learner_hash} {}; LRS that held data: {}",
+                learner.school,
+                serde_json::to_string(&counts).expect("counts serialize"),
+                if lrs.is_empty() {
+                    "none".to_string()
+                } else {
+                    lrs.join(", ")
+                }
+            ),
+        )?;
+        Ok(Erased {
+            counts,
+            learner_hash,
+            lrs,
+        })
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

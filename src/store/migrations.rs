@@ -1,6 +1,8 @@
 //! Versioned schema migrations, applied at start and tracked in `PRAGMA user_version`.
 
+use super::StoreError;
 use rusqlite::{Connection, OptionalExtension};
+use std::path::Path;
 
 /// Each entry moves the schema one version up; never edit a released entry, add one.
 const MIGRATIONS: &[&str] = &[
@@ -589,9 +591,104 @@ pub(crate) const XAPI_VERSION: usize = XAPI_MIGRATIONS.len();
 /// The core version after which the bridge's tables live in `xapi.sqlite`.
 const SPLIT_VERSION: usize = 5;
 
-/// Brings both files to the newest schema. `connection` is a core connection with
+/// The schema versions of a data dir's two files: as found, or as this binary needs them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct SchemaVersions {
+    /// `gateway.sqlite`'s `user_version`.
+    pub(crate) core: usize,
+    /// `xapi.sqlite`'s `user_version` (0 when the file does not exist yet).
+    pub(crate) xapi: usize,
+}
+
+impl SchemaVersions {
+    /// Reads the versions of an existing data dir without creating, locking or changing
+    /// anything (`open_read_only_any_version`).
+    pub(crate) fn read(data_dir: &Path) -> Result<SchemaVersions, StoreError> {
+        let (_connection, versions) = super::open_read_only_any_version(data_dir)?;
+        Ok(SchemaVersions::from(versions))
+    }
+
+    /// The versions of the files a core connection (with `xapi` attached) holds.
+    pub(crate) fn of(connection: &Connection) -> Result<SchemaVersions, StoreError> {
+        Ok(SchemaVersions {
+            core: user_version(connection, "main")?,
+            xapi: user_version(connection, super::XAPI_SCHEMA)?,
+        })
+    }
+
+    /// Whether either file is older than this binary (migrations are pending).
+    pub(crate) fn pending(&self) -> bool {
+        self.core < CORE_VERSION || self.xapi < XAPI_VERSION
+    }
+
+    /// `TooNew` when a file of `data_dir` was migrated by a newer gateway.
+    pub(crate) fn refuse_newer(&self, data_dir: &Path) -> Result<(), StoreError> {
+        for (file, found, supported) in self.files() {
+            if found > supported {
+                return Err(StoreError::TooNew {
+                    path: data_dir.join(file),
+                    found,
+                    supported,
+                });
+            }
+        }
+        Ok(())
+    }
+
+    /// `TooNew` or `Outdated` unless both files are at this binary's versions: what a reader
+    /// that cannot migrate needs.
+    pub(crate) fn require_current(&self, data_dir: &Path) -> Result<(), StoreError> {
+        self.refuse_newer(data_dir)?;
+        for (_, found, needed) in self.files() {
+            if found < needed {
+                return Err(StoreError::Outdated {
+                    path: data_dir.to_path_buf(),
+                    found,
+                    needed,
+                });
+            }
+        }
+        Ok(())
+    }
+
+    /// Each file with its version as found here and as this binary needs it.
+    pub(crate) fn files(&self) -> [(&'static str, usize, usize); 2] {
+        [
+            ("gateway.sqlite", self.core, CORE_VERSION),
+            ("xapi.sqlite", self.xapi, XAPI_VERSION),
+        ]
+    }
+}
+
+impl From<[usize; 2]> for SchemaVersions {
+    /// From `[core, xapi]`.
+    fn from([core, xapi]: [usize; 2]) -> SchemaVersions {
+        SchemaVersions { core, xapi }
+    }
+}
+
+/// Brings both files to the newest schema, or refuses (`TooNew`) a file a newer gateway has
+/// migrated, which this binary would misread. `connection` is a core connection with
 /// `xapi.sqlite` attached as `xapi` (`Store::connect`).
-pub(crate) fn migrate(connection: &mut Connection) -> rusqlite::Result<()> {
+pub(crate) fn migrate(connection: &mut Connection) -> Result<(), StoreError> {
+    let found = SchemaVersions::of(connection)?;
+    let core_file: Option<String> = connection
+        .query_row(
+            "SELECT file FROM pragma_database_list WHERE name = 'main'",
+            [],
+            |row| row.get(0),
+        )
+        .optional()?;
+    let data_dir = core_file
+        .as_deref()
+        .and_then(|file| Path::new(file).parent())
+        .unwrap_or(Path::new(""));
+    found.refuse_newer(data_dir)?;
+    apply_all(connection)?;
+    Ok(())
+}
+
+fn apply_all(connection: &mut Connection) -> rusqlite::Result<()> {
     apply(connection, "main", 0, MIGRATIONS)?;
     apply(connection, super::XAPI_SCHEMA, 0, XAPI_MIGRATIONS)?;
     if user_version(connection, "main")? < SPLIT_VERSION {
@@ -722,7 +819,7 @@ mod tests {
     }
 
     #[test]
-    fn migrations_apply_once() -> rusqlite::Result<()> {
+    fn migrations_apply_once() -> Result<(), StoreError> {
         let mut connection = connection()?;
         migrate(&mut connection)?;
         migrate(&mut connection)?;
@@ -731,10 +828,29 @@ mod tests {
         Ok(())
     }
 
+    /// A file a newer gateway migrated is refused, and left as it was.
+    #[test]
+    fn a_newer_schema_is_refused() -> Result<(), StoreError> {
+        for schema in ["main", "xapi"] {
+            let mut connection = connection()?;
+            migrate(&mut connection)?;
+            let newer = user_version(&connection, schema)? + 1;
+            connection.execute_batch(&format!("PRAGMA {schema}.user_version = {newer}"))?;
+            match migrate(&mut connection) {
+                Err(StoreError::TooNew {
+                    found, supported, ..
+                }) => assert_eq!((found, supported), (newer, newer - 1)),
+                other => panic!("{schema} at {newer} was not refused: {other:?}"),
+            }
+            assert_eq!(user_version(&connection, schema)?, newer);
+        }
+        Ok(())
+    }
+
     /// xAPI migration 3 on an `xapi.sqlite` with an LRS: the row stays as it was and trusts
     /// only the system's roots (no CA stored) until it is added again with `--ca-file`.
     #[test]
-    fn existing_lrs_subscriptions_get_no_ca() -> rusqlite::Result<()> {
+    fn existing_lrs_subscriptions_get_no_ca() -> Result<(), StoreError> {
         let mut connection = connection()?;
         apply(&mut connection, "main", 0, MIGRATIONS)?;
         apply(&mut connection, "xapi", 0, &XAPI_MIGRATIONS[..1])?;
@@ -855,7 +971,7 @@ mod tests {
     /// A data dir of the version before the split keeps its statements, subscriptions,
     /// dead letters and publisher cursor, now in the bridge's file, and the core loses the tables.
     #[test]
-    fn bridge_rows_move_out_of_the_core() -> rusqlite::Result<()> {
+    fn bridge_rows_move_out_of_the_core() -> Result<(), StoreError> {
         let mut connection = connection()?;
         apply(&mut connection, "main", 0, MIGRATIONS)?;
         connection.execute_batch(
@@ -905,7 +1021,7 @@ mod tests {
     /// Core migration 7: positions handed out before (gateway-wide change_seq) stay valid
     /// cursors: rows keep them, and every school's counter starts at the global one.
     #[test]
-    fn feed_positions_start_where_the_global_counter_was() -> rusqlite::Result<()> {
+    fn feed_positions_start_where_the_global_counter_was() -> Result<(), StoreError> {
         let mut connection = connection()?;
         apply(&mut connection, "main", 0, MIGRATIONS)?;
         apply(

@@ -9,6 +9,7 @@ pub(crate) mod admin;
 pub(crate) mod afname_result;
 pub(crate) mod clients;
 pub(crate) mod connection;
+pub(crate) mod data_dir_lock;
 pub(crate) mod disclosures;
 pub(crate) mod erasure;
 pub(crate) mod feed;
@@ -17,6 +18,7 @@ pub(crate) mod leerlingen;
 pub(crate) mod migrations;
 pub mod outbox;
 pub(crate) mod readers;
+pub(crate) mod reading;
 pub(crate) mod receipts;
 pub(crate) mod retention;
 pub(crate) mod session;
@@ -71,11 +73,27 @@ pub enum StoreError {
     #[error("{path} is not a data dir: it holds no gateway.sqlite (check --data-dir; `uwlr-gateway init` or `serve` creates one)")]
     NoDatabase { path: PathBuf },
     /// A read-only subcommand found a database older than this binary; it cannot migrate it.
-    #[error("{path} has schema version {found}, this gateway needs {needed}: start `serve` (or run any changing subcommand) on it once to migrate it")]
+    #[error("{path} has schema version {found}, this gateway needs {needed}: run `uwlr-gateway migrate` (or start `serve`) on it once to migrate it")]
     Outdated {
         path: PathBuf,
         found: usize,
         needed: usize,
+    },
+    /// A database file was migrated by a newer gateway: this binary would misread it.
+    #[error("{} has schema version {found}, newer than the {supported} this gateway knows: it was migrated by a newer uwlr-gateway; run that version, or restore the backup taken before the upgrade", path.display())]
+    TooNew {
+        path: PathBuf,
+        found: usize,
+        supported: usize,
+    },
+    /// Another process holds the data dir's lock (`data_dir_lock`): a `serve`, or a migration.
+    #[error("{} is in use by another uwlr-gateway ({}) that serves or migrates it: only one may run on a data dir at a time", path.display(), data_dir_lock::describe_holder(holder))]
+    InUse { path: PathBuf, holder: Option<u32> },
+    /// The data dir's lock file cannot be opened, locked or written.
+    #[error("cannot lock {}", path.display())]
+    Lock {
+        path: PathBuf,
+        source: std::io::Error,
     },
     #[error("the writer thread is gone")]
     WriterGone,
@@ -225,6 +243,9 @@ struct Inner {
     durability: Durability,
     wal_restart_bytes: u64,
     readers: Mutex<Vec<Connection>>,
+    /// The data-dir lock of a serving store (`Store::open_serving`), held until the store
+    /// is dropped or the process ends.
+    _serving: Option<data_dir_lock::DataDirLock>,
 }
 
 /// One database file and its writer thread.
@@ -335,6 +356,18 @@ pub(crate) fn open_read_only(data_dir: &Path) -> Result<Connection, StoreError> 
             reason: "holds no xapi.sqlite: start `serve` on it once (it creates the file and regenerates the statements)".into(),
         });
     }
+    let (connection, versions) = open_read_only_any_version(data_dir)?;
+    migrations::SchemaVersions::from(versions).require_current(data_dir)?;
+    Ok(connection)
+}
+
+/// `open_read_only` without its version check, and with an in-memory `xapi` when the data
+/// dir holds no `xapi.sqlite` (which `serve` would create at version 0): the connection and
+/// the `user_version` of both files, for `migrate` to report.
+pub(crate) fn open_read_only_any_version(
+    data_dir: &Path,
+) -> Result<(Connection, [usize; 2]), StoreError> {
+    require_database(data_dir)?;
     let beside = |file: &str, suffix: &str| {
         let mut path = data_dir.join(file).into_os_string();
         path.push(suffix);
@@ -359,10 +392,12 @@ pub(crate) fn open_read_only(data_dir: &Path) -> Result<Connection, StoreError> 
     let opened = (|| -> rusqlite::Result<(Connection, [usize; 2])> {
         let connection = Connection::open_with_flags(uri("gateway.sqlite"), flags)?;
         connection.busy_timeout(std::time::Duration::from_secs(30))?;
-        connection.execute(
-            &format!("ATTACH DATABASE ?1 AS {XAPI_SCHEMA}"),
-            [uri("xapi.sqlite")],
-        )?;
+        let xapi = if data_dir.join("xapi.sqlite").is_file() {
+            uri("xapi.sqlite")
+        } else {
+            ":memory:".to_string()
+        };
+        connection.execute(&format!("ATTACH DATABASE ?1 AS {XAPI_SCHEMA}"), [xapi])?;
         connection.pragma_update(None, "query_only", true)?;
         let version = |schema: &str| {
             connection.query_row(&format!("PRAGMA {schema}.user_version"), [], |row| {
@@ -388,19 +423,7 @@ pub(crate) fn open_read_only(data_dir: &Path) -> Result<Connection, StoreError> 
         }
         Err(error) => return Err(error.into()),
     };
-    for (found, needed) in versions
-        .into_iter()
-        .zip([migrations::CORE_VERSION, migrations::XAPI_VERSION])
-    {
-        if found < needed {
-            return Err(StoreError::Outdated {
-                path: data_dir.to_path_buf(),
-                found,
-                needed,
-            });
-        }
-    }
-    Ok(connection)
+    Ok((connection, versions))
 }
 
 /// Characters escaped in a `file:` URI path: those SQLite would read as query or fragment.
@@ -552,7 +575,40 @@ impl Store {
             path: data_dir.to_path_buf(),
             source,
         })?;
-        Store::open_created(data_dir, durability, wal_restart_bytes)
+        Store::open_created(data_dir, durability, wal_restart_bytes, None)
+    }
+
+    /// `open` for `serve`: takes the data dir's lock before anything is migrated and holds it
+    /// for the store's life, so a second `serve` on the same dir is refused (`InUse`).
+    pub(crate) fn open_serving(
+        data_dir: &Path,
+        durability: Durability,
+        wal_restart_bytes: u64,
+    ) -> Result<Store, StoreError> {
+        create_private_dir(data_dir).map_err(|source| StoreError::DataDir {
+            path: data_dir.to_path_buf(),
+            source,
+        })?;
+        let lock = data_dir_lock::DataDirLock::acquire(data_dir)?;
+        Store::open_created(data_dir, durability, wal_restart_bytes, Some(lock))
+    }
+
+    /// `uwlr-gateway migrate`: migrates an existing data dir under its lock (`InUse` while a
+    /// `serve` runs on it; `TooNew` for a file a newer gateway migrated) and closes it again;
+    /// the schema versions before and after.
+    pub(crate) fn migrate_existing(
+        data_dir: &Path,
+        durability: Durability,
+        wal_restart_bytes: u64,
+    ) -> Result<(migrations::SchemaVersions, migrations::SchemaVersions), StoreError> {
+        require_database(data_dir)?;
+        let lock = data_dir_lock::DataDirLock::acquire(data_dir)?;
+        let before = migrations::SchemaVersions::read(data_dir)?;
+        before.refuse_newer(data_dir)?;
+        let store = Store::open_created(data_dir, durability, wal_restart_bytes, Some(lock))?;
+        let after = store.read(migrations::SchemaVersions::of)?;
+        store.close();
+        Ok((before, after))
     }
 
     /// Opens (and migrates) the databases of a data dir that must exist already: every
@@ -564,14 +620,19 @@ impl Store {
         wal_restart_bytes: u64,
     ) -> Result<Store, StoreError> {
         require_database(data_dir)?;
-        Store::open_created(data_dir, durability, wal_restart_bytes)
+        Store::open_created(data_dir, durability, wal_restart_bytes, None)
     }
 
+    /// Opens and migrates; without the `serving` lock it takes the data-dir lock only while
+    /// migrations are pending, so a changing subcommand runs beside a `serve` (SQLite's
+    /// locks order their writes) but never changes the schema under one.
     fn open_created(
         data_dir: &Path,
         durability: Durability,
         wal_restart_bytes: u64,
+        serving: Option<data_dir_lock::DataDirLock>,
     ) -> Result<Store, StoreError> {
+        let migrating = serving.is_none();
         let store = Store {
             inner: Arc::new(Inner {
                 core: Database::new(data_dir.join("gateway.sqlite")),
@@ -579,9 +640,16 @@ impl Store {
                 durability,
                 wal_restart_bytes,
                 readers: Mutex::new(Vec::new()),
+                _serving: serving,
             }),
         };
         let mut connection = store.connect()?;
+        let _migration_lock = if migrating && migrations::SchemaVersions::of(&connection)?.pending()
+        {
+            Some(data_dir_lock::DataDirLock::acquire(data_dir)?)
+        } else {
+            None
+        };
         migrations::migrate(&mut connection)?;
         restrict_database_files(data_dir).map_err(|source| StoreError::DataDir {
             path: data_dir.to_path_buf(),
@@ -619,6 +687,36 @@ impl Store {
             readers.push(connection);
         }
         result
+    }
+
+    /// `read` on the blocking pool, for async callers (the delivery worker).
+    pub(crate) async fn read_blocking<R: Send + 'static>(
+        &self,
+        job: impl FnOnce(&Connection) -> Result<R, StoreError> + Send + 'static,
+    ) -> Result<R, StoreError> {
+        let store = self.clone();
+        match tokio::task::spawn_blocking(move || store.read(job)).await {
+            Ok(read) => read,
+            // A read job that panicked is a bug: it surfaces here as it would have inline.
+            Err(error) if error.is_panic() => std::panic::resume_unwind(error.into_panic()),
+            // Only a runtime shutting down cancels a blocking task before it runs; the
+            // caller stops with it, and a later start reads again.
+            Err(_) => Err(StoreError::Busy {
+                detail: "the read was cancelled: the runtime is shutting down".into(),
+            }),
+        }
+    }
+
+    /// `write_xapi` with the job in its own savepoint of the group, so its writes are atomic.
+    pub(crate) async fn write_xapi_atomic<
+        R: Send + 'static,
+        E: From<StoreError> + Send + 'static,
+    >(
+        &self,
+        job: impl FnOnce(&Connection) -> Result<R, E> + Send + 'static,
+    ) -> Result<R, E> {
+        self.write_xapi(move |connection| connection::in_savepoint(connection, job))
+            .await?
     }
 
     /// Whether the core database answers a read (`/health`).
@@ -970,6 +1068,33 @@ pub(crate) mod testing {
             derived: false,
             result: format!("{{\"uitslag\":{{\"score\":{score}}}}}"),
         }
+    }
+
+    /// The ids in `xapi_statements`, by afname.
+    pub(crate) fn statement_ids(connection: &Connection) -> Result<Vec<String>, StoreError> {
+        Ok(connection
+            .prepare("SELECT id FROM xapi_statements ORDER BY afname_id")?
+            .query_map([], |row| row.get(0))?
+            .collect::<Result<_, _>>()?)
+    }
+
+    /// A lost `xapi.sqlite`: no statements, the publisher at the start of the change log.
+    pub(crate) fn forget_statements(connection: &Connection) -> Result<(), StoreError> {
+        Ok(connection.execute_batch(
+            "DELETE FROM xapi_statements; UPDATE xapi_publisher SET cursor_seq = 0;",
+        )?)
+    }
+
+    /// Marks a client's afnames as stored before ownership (before core migration 6).
+    pub(crate) fn mark_legacy_statement_ids(
+        connection: &Connection,
+        client_id: i64,
+    ) -> Result<(), StoreError> {
+        connection.execute(
+            "UPDATE toetsafnames SET legacy_statement_id = 1 WHERE client_id = ?1",
+            [client_id],
+        )?;
+        Ok(())
     }
 
     /// A date written YYYY-MM-DD.

@@ -183,6 +183,22 @@ pub(crate) fn insert_statement(
     Ok(seq)
 }
 
+/// Inserts each of `rows` whose id is not stored yet (a repeated erasure writes a voiding
+/// statement once); how many it inserted.
+pub(crate) fn insert_new_statements(
+    connection: &Connection,
+    rows: &[StatementRow],
+) -> Result<u64, StoreError> {
+    let mut inserted = 0;
+    for row in rows {
+        if !statement_exists(connection, &row.id)? {
+            insert_statement(connection, row)?;
+            inserted += 1;
+        }
+    }
+    Ok(inserted)
+}
+
 pub(crate) fn statement_exists(connection: &Connection, id: &str) -> Result<bool, StoreError> {
     Ok(connection
         .prepare_cached("SELECT 1 FROM xapi_statements WHERE id = ?1")?
@@ -789,4 +805,95 @@ pub(crate) fn set_publisher_cursor(
         .prepare_cached("UPDATE xapi_publisher SET cursor_seq = ?1 WHERE id = 1")?
         .execute([change_seq])?;
     Ok(())
+}
+
+/// Where the publisher is in the change feed (its cursor), and where the feed ends.
+pub(crate) fn publisher_position(connection: &Connection) -> Result<(i64, i64), StoreError> {
+    Ok((
+        publisher_cursor(connection)?,
+        super::intake::read_change_seq(connection)?,
+    ))
+}
+
+/// The outbox as the publisher reads and writes it, on one connection: the change log and
+/// toets definitions it reads from the core, the statements and cursor it writes.
+#[derive(Clone, Copy)]
+pub(crate) struct Outbox<'a> {
+    connection: &'a Connection,
+}
+
+impl<'a> Outbox<'a> {
+    /// The outbox seen through a connection a store job got.
+    pub(crate) fn new(connection: &'a Connection) -> Outbox<'a> {
+        Outbox { connection }
+    }
+
+    /// Runs `job`'s reads in one snapshot, ended when the job returns.
+    pub(crate) fn snapshot<R, E: From<StoreError>>(
+        &self,
+        job: impl FnOnce(&Outbox) -> Result<R, E>,
+    ) -> Result<R, E> {
+        super::connection::in_snapshot(self.connection, |snapshot| job(&Outbox::new(snapshot)))
+    }
+
+    /// `publisher_position`.
+    pub(crate) fn publisher_position(&self) -> Result<(i64, i64), StoreError> {
+        publisher_position(self.connection)
+    }
+
+    /// `publisher_cursor`.
+    pub(crate) fn publisher_cursor(&self) -> Result<i64, StoreError> {
+        publisher_cursor(self.connection)
+    }
+
+    /// `set_publisher_cursor`.
+    pub(crate) fn set_publisher_cursor(&self, change_seq: i64) -> Result<(), StoreError> {
+        set_publisher_cursor(self.connection, change_seq)
+    }
+
+    /// `changed_afnames` of every school.
+    pub(crate) fn changed_afnames(
+        &self,
+        from_seq: i64,
+        to_seq: i64,
+    ) -> Result<Vec<AfnameSource>, StoreError> {
+        changed_afnames(self.connection, None, from_seq, to_seq)
+    }
+
+    /// `toets_definition`.
+    pub(crate) fn toets_definition(
+        &self,
+        toets_id: i64,
+        revision: Option<i64>,
+    ) -> Result<String, StoreError> {
+        toets_definition(self.connection, toets_id, revision)
+    }
+
+    /// `afname_erased`.
+    pub(crate) fn afname_erased(&self, afname_id: i64) -> Result<bool, StoreError> {
+        afname_erased(self.connection, afname_id)
+    }
+
+    /// `live_statement`.
+    pub(crate) fn live_statement(
+        &self,
+        afname_id: i64,
+    ) -> Result<Option<(String, String)>, StoreError> {
+        live_statement(self.connection, afname_id)
+    }
+
+    /// `statement_exists`.
+    pub(crate) fn statement_exists(&self, id: &str) -> Result<bool, StoreError> {
+        statement_exists(self.connection, id)
+    }
+
+    /// `set_voided_by`.
+    pub(crate) fn set_voided_by(&self, id: &str, voided_by: &str) -> Result<(), StoreError> {
+        set_voided_by(self.connection, id, voided_by)
+    }
+
+    /// `insert_statement`.
+    pub(crate) fn insert_statement(&self, row: &StatementRow) -> Result<i64, StoreError> {
+        insert_statement(self.connection, row)
+    }
 }

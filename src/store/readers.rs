@@ -440,6 +440,17 @@ pub(crate) fn readable_schools(
 }
 
 /// Writes audit rows; runs on the writer thread so that the answer waits for them.
+/// `insert_read_audit` as a job on the writer: in a savepoint of its group, so a request's
+/// audit rows commit all or none.
+pub(crate) fn audit_reads(
+    connection: &mut Connection,
+    entries: &[ReadAudit],
+) -> Result<(), StoreError> {
+    super::connection::in_savepoint(connection, |savepoint| {
+        insert_read_audit(savepoint, entries)
+    })
+}
+
 pub(crate) fn insert_read_audit(
     connection: &Connection,
     entries: &[ReadAudit],

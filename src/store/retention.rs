@@ -412,6 +412,70 @@ pub(crate) struct RetentionSettings {
     pub(crate) batch_rows: u32,
 }
 
+/// One bounded purge step, as data: the purge job picks the next one, the store runs it.
+#[derive(Clone, Debug)]
+pub(crate) enum PurgeStep {
+    /// `purge_afnames_batch`.
+    Afnames {
+        school_id: i64,
+        limit: u32,
+        removed_at: String,
+    },
+    /// `purge_school_rest_batch`.
+    SchoolRest { school_id: i64, limit: u32 },
+    /// `purge_statements_batch` (on `xapi.sqlite`'s writer).
+    Statements { school_id: i64, limit: u32 },
+    /// `purge_expired_batch`.
+    Expired {
+        now: DateTime<Utc>,
+        receipt_days: u32,
+        audit_days: u32,
+        removal_days: u32,
+        limit: u32,
+    },
+}
+
+impl PurgeStep {
+    /// Whether the step writes `xapi.sqlite` (the xAPI writer), not the core.
+    pub(crate) fn on_xapi(&self) -> bool {
+        matches!(self, PurgeStep::Statements { .. })
+    }
+}
+
+/// Runs one purge step as a job on its writer, in its own savepoint of the group.
+pub(crate) fn run_step(
+    connection: &mut Connection,
+    step: &PurgeStep,
+) -> Result<PurgeCounts, StoreError> {
+    super::connection::in_savepoint(connection, |savepoint| match step {
+        PurgeStep::Afnames {
+            school_id,
+            limit,
+            removed_at,
+        } => purge_afnames_batch(savepoint, *school_id, *limit, removed_at),
+        PurgeStep::SchoolRest { school_id, limit } => {
+            purge_school_rest_batch(savepoint, *school_id, *limit)
+        }
+        PurgeStep::Statements { school_id, limit } => {
+            purge_statements_batch(savepoint, *school_id, *limit)
+        }
+        PurgeStep::Expired {
+            now,
+            receipt_days,
+            audit_days,
+            removal_days,
+            limit,
+        } => purge_expired_batch(
+            savepoint,
+            *now,
+            *receipt_days,
+            *audit_days,
+            *removal_days,
+            *limit,
+        ),
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

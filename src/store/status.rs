@@ -99,6 +99,15 @@ pub(crate) fn schools_since(
     Ok(rows)
 }
 
+/// How many dead letters wait that were not requeued (`/ready`).
+pub(crate) fn dead_letter_count(connection: &Connection) -> Result<i64, StoreError> {
+    Ok(connection.query_row(
+        "SELECT count(*) FROM xapi_dead_letters WHERE requeued = 0",
+        [],
+        |row| row.get(0),
+    )?)
+}
+
 /// The newest `limit` dead letters that were not requeued.
 pub(crate) fn recent_dead_letters(
     connection: &Connection,

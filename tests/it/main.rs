@@ -6,11 +6,13 @@
 //! `hostile` (bad input within bounds), `query` (the read API), and the rest below.
 
 mod access;
+mod boundary;
 mod bridge;
 mod cli;
 mod concurrency;
 mod crash;
 mod data_dir;
+mod data_dir_lock;
 mod differential;
 mod errors;
 mod fuzz_regressions;
