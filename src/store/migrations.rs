@@ -639,16 +639,26 @@ impl SchemaVersions {
     /// that cannot migrate needs.
     pub(crate) fn require_current(&self, data_dir: &Path) -> Result<(), StoreError> {
         self.refuse_newer(data_dir)?;
-        for (_, found, needed) in self.files() {
+        for (file, found, needed) in self.files() {
             if found < needed {
                 return Err(StoreError::Outdated {
-                    path: data_dir.to_path_buf(),
+                    path: data_dir.join(file),
                     found,
                     needed,
                 });
             }
         }
         Ok(())
+    }
+
+    /// The version found and needed of the first file that is behind (core before xAPI).
+    pub(crate) fn oldest_pending(&self) -> (usize, usize) {
+        self.files()
+            .into_iter()
+            .find(|(_, found, needed)| found < needed)
+            .map_or((self.core, CORE_VERSION), |(_, found, needed)| {
+                (found, needed)
+            })
     }
 
     /// Each file with its version as found here and as this binary needs it.

@@ -73,7 +73,7 @@ pub enum StoreError {
     #[error("{path} is not a data dir: it holds no gateway.sqlite (check --data-dir; `uwlr-gateway init` or `serve` creates one)")]
     NoDatabase { path: PathBuf },
     /// A read-only subcommand found a database older than this binary; it cannot migrate it.
-    #[error("{path} has schema version {found}, this gateway needs {needed}: run `uwlr-gateway migrate` (or start `serve`) on it once to migrate it")]
+    #[error("{} has schema version {found}, this gateway needs {needed}: run `uwlr-gateway migrate` (or start `serve`) on its data dir once to migrate it", path.display())]
     Outdated {
         path: PathBuf,
         found: usize,
@@ -89,6 +89,15 @@ pub enum StoreError {
     /// Another process holds the data dir's lock (`data_dir_lock`): a `serve`, or a migration.
     #[error("{} is in use by another uwlr-gateway ({}) that serves or migrates it: only one may run on a data dir at a time", path.display(), data_dir_lock::describe_holder(holder))]
     InUse { path: PathBuf, holder: Option<u32> },
+    /// A changing subcommand of a newer binary found the schema older than it needs while a
+    /// `serve` holds the data dir: it may not migrate under that `serve`.
+    #[error("{} is served by another uwlr-gateway ({}) on an older schema (version {found}, this binary needs {needed}): restart that `serve` with this version, which migrates the data dir, or use the `uwlr-gateway` binary it runs", path.display(), data_dir_lock::describe_holder(holder))]
+    ServedOlder {
+        path: PathBuf,
+        holder: Option<u32>,
+        found: usize,
+        needed: usize,
+    },
     /// The data dir's lock file cannot be opened, locked or written.
     #[error("cannot lock {}", path.display())]
     Lock {
@@ -353,7 +362,7 @@ pub(crate) fn open_read_only(data_dir: &Path) -> Result<Connection, StoreError> 
     if !data_dir.join("xapi.sqlite").is_file() {
         return Err(StoreError::DataDirUnusable {
             path: data_dir.to_path_buf(),
-            reason: "holds no xapi.sqlite: start `serve` on it once (it creates the file and regenerates the statements)".into(),
+            reason: "holds no xapi.sqlite: run `uwlr-gateway migrate` (or start `serve`) on it once (it creates the file; `serve` regenerates the statements)".into(),
         });
     }
     let (connection, versions) = open_read_only_any_version(data_dir)?;
@@ -644,9 +653,21 @@ impl Store {
             }),
         };
         let mut connection = store.connect()?;
-        let _migration_lock = if migrating && migrations::SchemaVersions::of(&connection)?.pending()
-        {
-            Some(data_dir_lock::DataDirLock::acquire(data_dir)?)
+        let found = migrations::SchemaVersions::of(&connection)?;
+        let _migration_lock = if migrating && found.pending() {
+            match data_dir_lock::DataDirLock::acquire(data_dir) {
+                Ok(lock) => Some(lock),
+                Err(StoreError::InUse { path, holder }) => {
+                    let (found, needed) = found.oldest_pending();
+                    return Err(StoreError::ServedOlder {
+                        path,
+                        holder,
+                        found,
+                        needed,
+                    });
+                }
+                Err(error) => return Err(error),
+            }
         } else {
             None
         };

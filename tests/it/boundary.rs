@@ -61,6 +61,15 @@ fn the_scanner_tells_code_and_sql_from_prose() {
         0,
     );
     check(
+        r#"c.execute("INSERT OR IGNORE INTO t (a) VALUES (?1)", [a]);"#,
+        1,
+    );
+    check(r#"c.execute_batch("PRAGMA foreign_keys = ON");"#, 1);
+    check(r#"let q = format!("SELECT {columns} FROM {table}");"#, 1);
+    check(r###"let x = br#"<a/>"#; let c: Connection = open();"###, 1);
+    check(r#"Method::DELETE => "DELETE","#, 0);
+    check(r#"let s = "SELECTED rows: {n}"; let h = "BEGINNER";"#, 0);
+    check(
         r#"/// Reads with `rusqlite`.
         let s = "select a school from the list";"#,
         0,
@@ -101,19 +110,51 @@ fn words(code: &str) -> impl Iterator<Item = &str> {
         .filter(|word| !word.is_empty())
 }
 
-/// A statement of the four kinds the store runs, in the upper case the code writes SQL in.
+/// Words that open an SQL statement, in the upper case the code writes SQL in.
+const SQL_VERBS: &[&str] = &[
+    "SELECT",
+    "INSERT",
+    "UPDATE",
+    "DELETE",
+    "REPLACE",
+    "CREATE",
+    "DROP",
+    "ALTER",
+    "PRAGMA",
+    "BEGIN",
+    "COMMIT",
+    "ROLLBACK",
+    "SAVEPOINT",
+    "RELEASE",
+    "ATTACH",
+    "DETACH",
+    "WITH",
+    "VACUUM",
+];
+
+/// SQL in the upper case the code writes it in: a string that opens with a statement verb,
+/// or holds one of the store's statement shapes anywhere (`SELECT … FROM`, `INSERT [OR …]
+/// INTO`, `UPDATE … SET`, `DELETE FROM`), also when `format!` fills in parts of it.
 fn is_sql(text: &str) -> bool {
-    let words: Vec<&str> = text.split_whitespace().collect();
+    let words: Vec<&str> = text
+        .split(|c: char| !(c.is_alphanumeric() || c == '_'))
+        .filter(|word| !word.is_empty())
+        .collect();
     let has = |word: &str| words.contains(&word);
-    let pair = |first: &str, second: &str| {
-        words
-            .windows(2)
-            .any(|window| window[0] == first && window[1] == second)
+    let near = |first: &str, second: &str, within: usize| {
+        words.iter().enumerate().any(|(at, word)| {
+            *word == first && words[at + 1..].iter().take(within).any(|w| *w == second)
+        })
     };
-    (has("SELECT") && has("FROM"))
-        || pair("INSERT", "INTO")
+    // Two words at least: `"DELETE"` alone is an HTTP method.
+    let opens =
+        words.len() > 1 && SQL_VERBS.contains(&words[0]) && text.trim_start().starts_with(words[0]);
+    opens
+        || (has("SELECT") && has("FROM"))
+        || near("INSERT", "INTO", 3)
+        || near("REPLACE", "INTO", 1)
         || (has("UPDATE") && has("SET"))
-        || pair("DELETE", "FROM")
+        || near("DELETE", "FROM", 1)
 }
 
 /// The code of a Rust source without comments and string contents, and the string
@@ -212,6 +253,12 @@ fn split(source: &str) -> (String, Vec<String>) {
     (code, strings)
 }
 
+/// Whether the character before `index` belongs to an identifier, so that an `r` there is
+/// not a raw string's prefix; the `b` of a byte raw string (`br"…"`) does not count.
 fn previous_is_word(chars: &[char], index: usize) -> bool {
-    index > 0 && (chars[index - 1].is_alphanumeric() || chars[index - 1] == '_')
+    let is_word = |at: usize| chars[at].is_alphanumeric() || chars[at] == '_';
+    if index == 0 || !is_word(index - 1) {
+        return false;
+    }
+    !(chars[index - 1] == 'b' && (index == 1 || !is_word(index - 2)))
 }

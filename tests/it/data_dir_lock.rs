@@ -70,6 +70,34 @@ fn migrate_applies_reports_and_refuses() {
         looking.stderr
     );
 
+    // A changing subcommand beside a `serve` of the older release (which holds the lock on
+    // the older schema; here `flock` stands in for it) may not migrate, and says why.
+    let mut holder = std::process::Command::new("flock")
+        .arg("--no-fork")
+        .arg(gateway.data_dir.join("serve.lock"))
+        .args(["sleep", "60"])
+        .spawn()
+        .expect("flock(1) from util-linux");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let beside = loop {
+        let output = gateway.cli(&["clients", "add", "EA-OLDER", "--klantnaam", "Older"]);
+        if output.stderr.contains("served by another") || Instant::now() > deadline {
+            break output;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    holder.kill().unwrap();
+    holder.wait().unwrap();
+    assert!(!beside.status.success(), "{}", beside.stdout);
+    assert!(
+        beside
+            .stderr
+            .contains("on an older schema (version 3, this binary needs 4): restart that `serve`"),
+        "{}",
+        beside.stderr
+    );
+    assert_eq!(user_version(&gateway.data_dir, "xapi.sqlite"), 3);
+
     let migrated = gateway.cli_stdout(&["migrate"]);
     assert!(
         migrated.contains("xapi.sqlite: migrated from schema version 3 to 4"),
