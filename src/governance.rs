@@ -175,6 +175,21 @@ async fn purge_school(
         )
         .await?,
     );
+    let school_code = school.code.clone();
+    counts.add(
+        &drain(
+            store,
+            Writer::Xapi,
+            |step| step.total() == 0,
+            || {
+                let school_code = school_code.clone();
+                move |connection: &Connection| {
+                    retention::purge_read_audit_batch(connection, &school_code, limit)
+                }
+            },
+        )
+        .await?,
+    );
     // After the core: a statement the publisher writes for a change read before the
     // purge is caught here, or by the next run (the school still holds data then).
     counts.add(
@@ -228,7 +243,7 @@ async fn purge_expired(
         settings.audit_days,
         settings.removal_days,
     );
-    let expired = drain(
+    let mut expired = drain(
         store,
         Writer::Core,
         |step| step.total() == 0,
@@ -247,6 +262,20 @@ async fn purge_expired(
         },
     )
     .await?;
+    expired.add(
+        &drain(
+            store,
+            Writer::Xapi,
+            |step| step.total() == 0,
+            || {
+                let now = clock.now();
+                move |connection: &Connection| {
+                    retention::expire_read_audit_batch(connection, now, audit_days, limit)
+                }
+            },
+        )
+        .await?,
+    );
     if expired.total() > 0 {
         audit_counts(
             store,

@@ -516,8 +516,10 @@ async fn finish(
             error.status(),
         )],
     };
+    // On the xAPI writer (the read audit lives in `xapi.sqlite`): a batch's store pass holds
+    // the core writer for seconds, and a read must not wait for it.
     let audited = store
-        .write(move |connection| {
+        .write_xapi(move |connection| {
             in_savepoint(connection, |savepoint| {
                 readers::insert_read_audit(savepoint, &entries)
             })

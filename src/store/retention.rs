@@ -232,9 +232,9 @@ pub fn purge_afnames_batch(
 }
 
 /// Removes up to `limit` leerlingen of the school, then (once they are gone) its toetsen with
-/// their history, and clears the personal fields of its receipts and read audit rows: the
-/// violations (which quote values of the message) and which learners a read returned. Call
-/// after `purge_afnames_batch` found nothing more: toetsen are referenced by afnames.
+/// their history, and clears the personal fields of its receipts: the violations (which quote
+/// values of the message). Call after `purge_afnames_batch` found nothing more: toetsen are
+/// referenced by afnames.
 pub fn purge_school_rest_batch(
     connection: &Connection,
     school_id: i64,
@@ -261,11 +261,23 @@ pub fn purge_school_rest_batch(
            AND (violations != '[]' OR unknown_vocabularies != '[]') LIMIT ?2)",
         params![school_id, limit],
     )? as u64;
+    Ok(counts)
+}
+
+/// Clears the personal fields of up to `limit` read audit rows of the school (which learners a
+/// read returned, and the request that may name one) in `xapi.sqlite` (a job on the xAPI
+/// writer, or the CLI's transaction); the rows themselves stay until `audit_retention_days`.
+pub fn purge_read_audit_batch(
+    connection: &Connection,
+    school: &str,
+    limit: u32,
+) -> Result<PurgeCounts, StoreError> {
+    let mut counts = PurgeCounts::default();
     counts.read_audit_cleared = connection.execute(
         "UPDATE read_audit SET leerlingen = '[]', request = ''
-         WHERE id IN (SELECT id FROM read_audit WHERE school = (SELECT code FROM schools WHERE id = ?1)
+         WHERE id IN (SELECT id FROM read_audit WHERE school = ?1
            AND (leerlingen != '[]' OR request != '') LIMIT ?2)",
-        params![school_id, limit],
+        params![school, limit],
     )? as u64;
     Ok(counts)
 }
@@ -305,7 +317,8 @@ pub fn cutoff(now: DateTime<Utc>, days: u32) -> String {
 }
 
 /// Removes up to `limit` rows that outlived their own retention: receipts no afname, toets or
-/// ordering state refers to any more, audit and read-audit rows, and tombstones.
+/// ordering state refers to any more, audit rows and tombstones (the read audit:
+/// `expire_read_audit_batch`).
 pub fn purge_expired_batch(
     connection: &Connection,
     now: DateTime<Utc>,
@@ -332,14 +345,26 @@ pub fn purge_expired_batch(
         "DELETE FROM audit WHERE id IN (SELECT id FROM audit WHERE at < ?1 LIMIT ?2)",
         params![cutoff(now, audit_days), limit],
     )? as u64;
-    counts.read_audit_expired = connection.execute(
-        "DELETE FROM read_audit WHERE id IN (SELECT id FROM read_audit WHERE at < ?1 LIMIT ?2)",
-        params![cutoff(now, audit_days), limit],
-    )? as u64;
     counts.removals_expired = connection.execute(
         "DELETE FROM toetsafname_removals WHERE id IN
            (SELECT id FROM toetsafname_removals WHERE removed_at < ?1 LIMIT ?2)",
         params![cutoff(now, removal_days), limit],
+    )? as u64;
+    Ok(counts)
+}
+
+/// Removes up to `limit` read audit rows older than `audit_days` from `xapi.sqlite` (a job on
+/// the xAPI writer).
+pub fn expire_read_audit_batch(
+    connection: &Connection,
+    now: DateTime<Utc>,
+    audit_days: u32,
+    limit: u32,
+) -> Result<PurgeCounts, StoreError> {
+    let mut counts = PurgeCounts::default();
+    counts.read_audit_expired = connection.execute(
+        "DELETE FROM read_audit WHERE id IN (SELECT id FROM read_audit WHERE at < ?1 LIMIT ?2)",
+        params![cutoff(now, audit_days), limit],
     )? as u64;
     Ok(counts)
 }
