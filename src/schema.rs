@@ -184,7 +184,9 @@ fn check_compiles(driver: &Path) -> Result<(), SchemaError> {
 }
 
 thread_local! {
-    static VALIDATOR: RefCell<Option<(PathBuf, SchemaValidationContext)>> = const { RefCell::new(None) };
+    /// The compiled drivers of this thread (the streaming set, and the full set for a
+    /// small message refused before the store pass), so alternating does not recompile.
+    static VALIDATOR: RefCell<Vec<(PathBuf, SchemaValidationContext)>> = const { RefCell::new(Vec::new()) };
 }
 
 /// Findings collected from libxml2's callbacks, capped like every violation list.
@@ -226,15 +228,18 @@ unsafe extern "C" fn collect_error(context: *mut c_void, error: bindings::xmlErr
 /// returned (up to the violation cap), none means valid.
 pub fn validate(driver: &Path, body: &crate::body::Body) -> Result<Violations, SchemaError> {
     VALIDATOR.with(|cell| {
-        let mut slot = cell.borrow_mut();
-        if slot
-            .as_ref()
-            .map(|(compiled, _)| compiled != driver)
-            .unwrap_or(true)
-        {
-            *slot = Some((driver.to_path_buf(), compile(driver)?));
-        }
-        let (_, context) = slot.as_mut().expect("validator was just compiled");
+        let mut compiled = cell.borrow_mut();
+        let index = match compiled.iter().position(|(path, _)| path == driver) {
+            Some(index) => index,
+            None => {
+                if compiled.len() >= 2 {
+                    compiled.remove(0);
+                }
+                compiled.push((driver.to_path_buf(), compile(driver)?));
+                compiled.len() - 1
+            }
+        };
+        let (_, context) = &mut compiled[index];
         let mut collector = Collector {
             violations: Violations::default(),
         };
