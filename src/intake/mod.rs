@@ -149,12 +149,16 @@ impl Intake {
                 violations: place(&received.body, violations),
                 klantcode,
             }),
-            Phase1::Replay(receipt_id, klantcode) => Ok(Outcome::Accepted {
-                receipt_id,
-                counts: Counts::default(),
-                replay: true,
-                klantcode,
-            }),
+            Phase1::Replay(receipt_id, klantcode) => {
+                // The receipt read may be of a group not yet durable: answer once it is.
+                self.store.synced().await?;
+                Ok(Outcome::Accepted {
+                    receipt_id,
+                    counts: Counts::default(),
+                    replay: true,
+                    klantcode,
+                })
+            }
             Phase1::RejectEarly(prepared) => {
                 self.write_refusal(*prepared, &received.body, started).await
             }
