@@ -224,8 +224,9 @@ fn print_timeline(timed: &[(Duration, Duration)], measured_from: Instant) {
     let measured_wall = chrono::Utc::now()
         - chrono::Duration::from_std(measured_from.elapsed()).unwrap_or_default();
     println!(
-        "timeline starts at {}",
-        measured_wall.format("%H:%M:%S%.3f")
+        "timeline starts at {} unix={:.3}",
+        measured_wall.format("%H:%M:%S%.3f"),
+        measured_wall.timestamp_millis() as f64 / 1000.0
     );
     let mut buckets: std::collections::BTreeMap<u128, Vec<Duration>> = Default::default();
     for (at, latency) in timed {
