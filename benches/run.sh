@@ -19,6 +19,7 @@ if [ "$QUICK" = "--quick" ]; then SIZES="1 10"; DRIP_SECONDS=3; RUNS=1; else SIZ
 median() { sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
 now() { date +%s.%N; }
 
+GW_PID=
 start_gateway() { # DATA_DIR [ENV...]
   local dir=$1; shift
   rm -rf "$dir"; mkdir -p "$dir"; : > "$dir.out"
@@ -28,6 +29,7 @@ start_gateway() { # DATA_DIR [ENV...]
   echo "gateway did not start" >&2; cat "$dir.err" >&2; exit 1
 }
 stop_gateway() { kill "$GW_PID" 2>/dev/null || true; wait "$GW_PID" 2>/dev/null || true; }
+trap 'touch "$OUT/reads.stop"; stop_gateway' EXIT # also when a step fails: no gateway left holding the port, no reader looping
 hwm_kb() { awk '/VmHWM/ {print $2}' /proc/"$1"/status; }
 post() { curl -s -o "$OUT/answer.xml" -w '%{http_code}' -H 'Content-Type: text/xml; charset=utf-8' -H 'SOAPAction: "BrengLeerresultaten"' --data-binary @"$1" "$URL"; }
 
@@ -95,9 +97,10 @@ echo
 ticks() { awk '{print $14 + $15}' /proc/"$GW_PID"/stat; }
 written() { awk '/^write_bytes/ {print $2}' /proc/"$GW_PID"/io; }
 accepted() { sqlite3 "$1/gateway.sqlite" "SELECT count(*) FROM receipts WHERE outcome = 'accepted'"; }
-drip_setup() { # DATA_DIR: the 64 drip schools, and each school's first message (its toets)
-  while read -r line; do eval "\"$G\" --data-dir \"$1\" ${line#uwlr-gateway }" > /dev/null; done < "$OUT/drip-setup/setup.txt"
-  "$D" "$URL" 64 2 --warmup=0 --rate=32 > /dev/null
+"$G" generate --schools 65 --learners 1 --toetsen 1 --afnames 1 --drip --out "$OUT/drip-setup-65" > /dev/null
+drip_setup() { # DATA_DIR [SETUP_DIR FIRST_SCHOOL]: the 64 drip schools, and each one's first message (its toets)
+  while read -r line; do eval "\"$G\" --data-dir \"$1\" ${line#uwlr-gateway }" > /dev/null; done < "${2:-$OUT/drip-setup}/setup.txt"
+  "$D" "$URL" 64 2 --warmup=0 --rate=32 --first-school="${3:-0}" > /dev/null
 }
 field() { echo "$1" | grep -v '^t=\|^timeline' | tr ' ' '\n' | awk -F= -v k="$2" '$1==k {print $2}'; }
 # One drip run on the running gateway: the drip's figures plus CPU µs and bytes written per
@@ -152,20 +155,21 @@ echo "Target 2 (full, 64 senders): closed loop >= 1.5 x reference (see \"x refer
 echo
 
 # --- Drip beside a batch (issue 19, target 1) ---------------------------------------------
-# 64 senders at a fixed 1,000 messages/s at `full`; after 3 s a batch is posted. Reads (LAS
+# 64 senders at a fixed 1,000 messages/s at `full`, for schools 1-64 (school 0 is the batch's:
+# a drip message stamped now would put the batch out of order); after 3 s a batch is posted. Reads (LAS
 # feed, xAPI statements, a receipt) run in a loop beside it (benches/reads.py). The batch's
 # time beside the drip is compared with the same batch on a fresh gateway alone.
 beside_batch() { # FILE ROSTER LABEL
   local file=$1 roster=$2 label=$3 t0 t1 alone b0 b1 beside token receipt
-  start_gateway "$OUT/beside" UWLR_DURABILITY=full
-  drip_setup "$OUT/beside"
+  start_gateway "$OUT/beside" UWLR_DURABILITY=full UWLR_MAX_CONNECTIONS_PER_ADDRESS=256
+  drip_setup "$OUT/beside" "$OUT/drip-setup-65" 1
   "$G" --data-dir "$OUT/beside" leerlingen import "$roster" > /dev/null
   t0=$(now); code=$(post "$file"); t1=$(now)
   [ "$code" = 200 ] || { echo "$label refused: $code" >&2; head -c 2000 "$OUT/answer.xml" >&2; exit 1; }
   alone=$(echo "$t1 - $t0" | bc)
   stop_gateway
-  start_gateway "$OUT/beside" UWLR_DURABILITY=full
-  drip_setup "$OUT/beside"
+  start_gateway "$OUT/beside" UWLR_DURABILITY=full UWLR_MAX_CONNECTIONS_PER_ADDRESS=256
+  drip_setup "$OUT/beside" "$OUT/drip-setup-65" 1
   "$G" --data-dir "$OUT/beside" leerlingen import "$roster" > /dev/null
   token=$("$G" --data-dir "$OUT/beside" readers add bench --school 99XX01 --scope las,xapi --mandate BENCH --valid-from 2020-01-01 | tail -n 1)
   receipt=$(sqlite3 "$OUT/beside/gateway.sqlite" "SELECT id FROM receipts WHERE outcome = 'accepted' LIMIT 1")
@@ -173,11 +177,11 @@ beside_batch() { # FILE ROSTER LABEL
   python3 benches/reads.py "http://127.0.0.1:$PORT" "$token" 99XX01 "$receipt" "$OUT/reads.txt" "$OUT/reads.stop" &
   local reads_pid=$!
   local seconds; seconds=$(echo "$alone * 2 + 8" | bc | cut -d. -f1)
-  "$D" "$URL" 64 "$seconds" --warmup=1 --rate=1000 --timeline > "$OUT/beside-drip.txt" &
+  "$D" "$URL" 64 "$seconds" --warmup=1 --rate=1000 --timeline --first-school=1 > "$OUT/beside-drip.txt" &
   local drip_pid=$!
   sleep 4
   b0=$(now); code=$(post "$file"); b1=$(now)
-  [ "$code" = 200 ] || { echo "$label beside the drip refused: $code" >&2; head -c 2000 "$OUT/answer.xml" >&2; }
+  [ "$code" = 200 ] || { echo "$label beside the drip refused: $code" >&2; head -c 2000 "$OUT/answer.xml" >&2; exit 1; }
   beside=$(echo "$b1 - $b0" | bc)
   wait "$drip_pid"
   touch "$OUT/reads.stop"; wait "$reads_pid" || true
@@ -204,7 +208,7 @@ beside_batch() { # FILE ROSTER LABEL
   echo
   echo "| t s | messages | p99 ms | max ms | batch |"
   echo "|---|---|---|---|---|"
-  grep '^t=' "$OUT/beside-drip.txt" | sed 's/[a-z_]*=//g' | while read -r t n p m; do
+  grep '^t=' "$OUT/beside-drip.txt" | sed 's/[a-z0-9_]*=//g; s/s / /' | while read -r t n p m; do
     mark=$(echo "$t + 0.5 >= $b0 - $start && $t <= $b1 - $start" | bc)
     echo "| $t | $n | $p | $m | $([ "$mark" = 1 ] && echo running) |"
   done
