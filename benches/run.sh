@@ -209,7 +209,7 @@ beside_batch() { # FILE ROSTER LABEL
   echo "| t s | messages | p99 ms | max ms | batch |"
   echo "|---|---|---|---|---|"
   grep '^t=' "$OUT/beside-drip.txt" | sed 's/[a-z0-9_]*=//g; s/s / /' | while read -r t n p m; do
-    mark=$(echo "$t + 0.5 >= $b0 - $start && $t <= $b1 - $start" | bc)
+    mark=$(echo "$t + 0.5 > $b0 - $start && $t < $b1 - $start" | bc)
     echo "| $t | $n | $p | $m | $([ "$mark" = 1 ] && echo running) |"
   done
   echo
