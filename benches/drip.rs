@@ -3,7 +3,7 @@
 //!
 //! Run through `benches/run.sh`, which prepares the schools and learners this expects
 //! (`uwlr-gateway generate --schools N` codes and `G{school:03}L000000` learners).
-//! Arguments: URL SENDERS SECONDS [--warmup=SECONDS] [--rate=N] [--timeline]; the warm-up
+//! Arguments: URL SENDERS SECONDS [--warmup=SECONDS] [--rate=N] [--timeline] [--first-school=N]; the warm-up
 //! (default 2 s) is not counted, `--rate` offers a fixed load, `--timeline` prints p99 per half second.
 //! It drives a gateway at a URL rather than `Application` in-process on purpose: the figures
 //! are those of the shipped release binary in its own process (run.sh reads its memory from
@@ -121,6 +121,11 @@ fn main() {
         text.parse()
             .expect("--rate=MESSAGES_PER_SECOND is a number")
     });
+    // --first-school=N: sender i sends for school N + i, so school 0 (99XX01, the batch's
+    // school in run.sh) can be left to a batch.
+    let first_school: u32 = flag("--first-school=")
+        .map(|text| text.parse().expect("--first-school=N is a number"))
+        .unwrap_or(0);
     let started = Instant::now();
     let measured_from = started + Duration::from_secs(warmup);
     let schedule = Schedule {
@@ -132,9 +137,9 @@ fn main() {
     };
     let results: Vec<SenderResult> = std::thread::scope(|scope| {
         let handles: Vec<_> = (0..senders)
-            .map(|school| {
+            .map(|sender| {
                 let url = url.as_str();
-                scope.spawn(move || send(url, school, schedule))
+                scope.spawn(move || send(url, first_school + sender, schedule))
             })
             .collect();
         handles
@@ -176,7 +181,9 @@ fn send(url: &str, school: u32, schedule: Schedule) -> SenderResult {
         .map(|rate| Duration::from_secs_f64(f64::from(schedule.senders) / rate));
     // Senders start spread over one interval, so the offered load is even.
     let mut scheduled = schedule.started
-        + interval.map_or(Duration::ZERO, |every| every * school / schedule.senders);
+        + interval.map_or(Duration::ZERO, |every| {
+            every * (school % schedule.senders) / schedule.senders
+        });
     while Instant::now() < schedule.deadline {
         // Wall-clock stamps, strictly increasing: later runs stay later too.
         let stamp = chrono::Utc::now().max(last + chrono::Duration::microseconds(1));
@@ -224,8 +231,9 @@ fn print_timeline(timed: &[(Duration, Duration)], measured_from: Instant) {
     let measured_wall = chrono::Utc::now()
         - chrono::Duration::from_std(measured_from.elapsed()).unwrap_or_default();
     println!(
-        "timeline starts at {}",
-        measured_wall.format("%H:%M:%S%.3f")
+        "timeline starts at {} unix={:.3}",
+        measured_wall.format("%H:%M:%S%.3f"),
+        measured_wall.timestamp_millis() as f64 / 1000.0
     );
     let mut buckets: std::collections::BTreeMap<u128, Vec<Duration>> = Default::default();
     for (at, latency) in timed {

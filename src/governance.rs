@@ -154,6 +154,18 @@ async fn purge_school(
         )
         .await?,
     );
+    let school_code = school.code.clone();
+    counts.add(
+        &drain(
+            store,
+            |step| step.total() == 0,
+            || PurgeStep::SchoolReadAudit {
+                school_code: school_code.clone(),
+                limit,
+            },
+        )
+        .await?,
+    );
     // After the core: a statement the publisher writes for a change read before the
     // purge is caught here, or by the next run (the school still holds data then).
     counts.add(
@@ -202,7 +214,7 @@ async fn purge_expired(
         settings.audit_days,
         settings.removal_days,
     );
-    let expired = drain(
+    let mut expired = drain(
         store,
         |step| step.total() == 0,
         || PurgeStep::Expired {
@@ -214,6 +226,18 @@ async fn purge_expired(
         },
     )
     .await?;
+    expired.add(
+        &drain(
+            store,
+            |step| step.total() == 0,
+            || PurgeStep::ExpiredReadAudit {
+                now: clock.now(),
+                audit_days,
+                limit,
+            },
+        )
+        .await?,
+    );
     if expired.total() > 0 {
         audit_counts(
             store,

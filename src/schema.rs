@@ -183,7 +183,9 @@ fn check_compiles(driver: &Path) -> Result<(), SchemaError> {
 }
 
 thread_local! {
-    static VALIDATOR: RefCell<Option<(PathBuf, SchemaValidationContext)>> = const { RefCell::new(None) };
+    /// The compiled drivers of this thread (the streaming set, and the full set for a
+    /// small message refused before the store pass), so alternating does not recompile.
+    static VALIDATOR: RefCell<Vec<(PathBuf, SchemaValidationContext)>> = const { RefCell::new(Vec::new()) };
 }
 
 /// Findings collected from libxml2's callbacks, capped like every violation list.
@@ -228,15 +230,18 @@ pub(crate) fn validate(
     body: &crate::http::body::Body,
 ) -> Result<Violations, SchemaError> {
     VALIDATOR.with(|cell| {
-        let mut slot = cell.borrow_mut();
-        if slot
-            .as_ref()
-            .map(|(compiled, _)| compiled != driver)
-            .unwrap_or(true)
-        {
-            *slot = Some((driver.to_path_buf(), compile(driver)?));
-        }
-        let (_, context) = slot.as_mut().expect("validator was just compiled");
+        let mut compiled = cell.borrow_mut();
+        let index = match compiled.iter().position(|(path, _)| path == driver) {
+            Some(index) => index,
+            None => {
+                if compiled.len() >= 2 {
+                    compiled.remove(0);
+                }
+                compiled.push((driver.to_path_buf(), compile(driver)?));
+                compiled.len() - 1
+            }
+        };
+        let (_, context) = &mut compiled[index];
         let mut collector = Collector {
             violations: Violations::default(),
         };

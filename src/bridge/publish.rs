@@ -204,6 +204,9 @@ async fn publish_round(
     let Some((round, more)) = round? else {
         return Ok((0, false));
     };
+    // The snapshot may hold a group whose sync is still running: no statement for a change
+    // a power loss could take back.
+    store.synced().await?;
     let taken = round.to - round.from;
     let mapping = mapping.clone();
     store

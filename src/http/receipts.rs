@@ -12,7 +12,7 @@ use hyper::{Request, StatusCode};
 use std::net::SocketAddr;
 
 /// `GET /api/v1/receipts/{id}`: the sender (HTTP Basic klantcode:autorisatiesleutel) asks what happened.
-pub(super) fn receipt(
+pub(super) async fn receipt(
     state: &AppState,
     request: &Request<Incoming>,
     id: &str,
@@ -37,6 +37,8 @@ pub(super) fn receipt(
         .intake
         .store
         .read(|connection| receipt_of_client(connection, &klantcode, &key, id.as_ref()))?;
+    // A receipt is shown only once the group that wrote it is durable.
+    state.intake.store.synced().await?;
     match lookup {
         ReceiptLookup::Found(json) => Ok(json_reply(StatusCode::OK, json)),
         ReceiptLookup::BadCredentials => {

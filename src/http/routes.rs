@@ -245,7 +245,7 @@ async fn route(
         result
     } else if let Some(id) = path.strip_prefix("/api/v1/receipts/") {
         match method {
-            Method::GET => receipts::receipt(state, &request, id, peer),
+            Method::GET => receipts::receipt(state, &request, id, peer).await,
             _ => Err(ApiError::MethodNotAllowed("GET")),
         }
     } else if path == "/api/v1/admin/leerlingen" {

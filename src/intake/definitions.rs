@@ -133,8 +133,6 @@ impl Intake {
             // Content rules run only on schema-valid messages: on a broken tree they report noise.
             return Ok(Phase1::RejectEarly(Box::new(prepared)));
         }
-        // A business rule: phase 2 still runs, so the identity constraints it checks
-        // are reported too (the schema verdict never depends on the xsdversie).
         let checks = check_school(
             &prepared.school,
             &school_node,
@@ -142,9 +140,8 @@ impl Intake {
             self.config.clock.now(),
             self.config.aanmaakdatum_max_skew,
         );
-        prepared.violations.extend(checks.violations());
         prepared.aanmaakdatum_us = checks.aanmaakdatum_us;
-        prepared.xsdversie = checks.xsdversie;
+        prepared.xsdversie = checks.xsdversie.clone();
         for definition in &prepared.toetsen {
             let found = rules::check_toets(
                 &definition.toets,
@@ -153,10 +150,48 @@ impl Intake {
             );
             prepared.violations.extend(found);
         }
+        let school_block: Vec<Violation> = checks.violations().collect();
+        if !school_block.is_empty() {
+            // The school block condemns the whole message: refused before the store pass.
+            let prepared = self.refuse_before_store_pass(body, prepared, school_block)?;
+            return Ok(Phase1::RejectEarly(Box::new(prepared)));
+        }
         if let Body::Memory(_) = body {
             prepared.parsed_results = Some(ResultStream::open(body, false)?.collect());
         }
         Ok(Phase1::Ready(Box::new(prepared)))
+    }
+
+    /// Completes the violations of a message refused before the store pass, by a rule
+    /// decided on its school block alone (`school_block`: xsdversie, aanmaakdatum, or the
+    /// ordering rule on the writer), without holding the writer. What no store pass will
+    /// find now is asked of libxml2: a large message's streaming verdict is waited for, a
+    /// small one is checked again with the full contract for the identity constraints on
+    /// its results (kResultaat, krAfnameToets), which the store pass would have found.
+    /// As for a late verdict, on a schema-invalid message only the schema findings count,
+    /// beside the school block's own; the results' business rules stay unknown.
+    pub(super) fn refuse_before_store_pass(
+        &self,
+        body: &Body,
+        mut prepared: Prepared,
+        school_block: Vec<Violation>,
+    ) -> Result<Prepared, IntakeError> {
+        let verdict = match prepared.pending_validation.take() {
+            Some(pending) => Prepared::wait_for_verdict(pending)?,
+            None if matches!(body, Body::Memory(_)) => {
+                crate::schema::validate(&self.schemas.full, body)?
+            }
+            None => Violations::default(),
+        };
+        let mut violations: Violations = Violations::default();
+        violations.extend(school_block);
+        if verdict.is_empty() {
+            violations.extend(std::mem::take(&mut prepared.violations).items);
+        } else {
+            violations.extend(verdict.items);
+        }
+        prepared.violations = violations;
+        Ok(prepared)
     }
 
     /// The sender: identified on the prefix while the body arrived (the scanner is then

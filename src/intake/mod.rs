@@ -38,6 +38,7 @@ use definitions::Phase1;
 use std::io::Read;
 use std::sync::Arc;
 use std::time::Instant;
+use store_pass::Pass;
 
 /// The most toets definitions one message may carry (they are held in memory).
 pub(crate) const MAX_TOETSEN: usize = 10_000;
@@ -148,43 +149,67 @@ impl Intake {
                 violations: place(&received.body, violations),
                 klantcode,
             }),
-            Phase1::Replay(receipt_id, klantcode) => Ok(Outcome::Accepted {
-                receipt_id,
-                counts: Counts::default(),
-                replay: true,
-                klantcode,
-            }),
-            Phase1::RejectEarly(prepared) => {
-                let mut prepared = *prepared;
-                prepared.receipt.duration_ms = started.elapsed().as_millis() as u64;
-                let klantcode = prepared.sender.klantcode.clone();
-                let receipt = rejected_receipt(
-                    prepared.receipt,
-                    prepared.violations,
-                    &prepared.unknown_vocabularies,
-                    &received.body,
-                );
-                let outcome = Outcome::Rejected {
-                    receipt_id: Some(receipt.id.clone()),
-                    violations: receipt.violations.clone(),
-                    klantcode: Some(klantcode),
-                };
-                store_intake::write_message(&self.store, move |writer| {
-                    writer.insert_receipt(&receipt)
+            Phase1::Replay(receipt_id, klantcode) => {
+                // The receipt read may be of a group not yet durable: answer once it is.
+                self.store.synced().await?;
+                Ok(Outcome::Accepted {
+                    receipt_id,
+                    counts: Counts::default(),
+                    replay: true,
+                    klantcode,
                 })
-                .await??;
-                Ok(outcome)
+            }
+            Phase1::RejectEarly(prepared) => {
+                self.write_refusal(*prepared, &received.body, started).await
             }
             Phase1::Ready(prepared) => {
                 let vocabularies = self.vocabularies.clone();
                 let config = self.config.clone();
                 let body = received.body.clone();
-                store_intake::write_message(&self.store, move |writer| {
+                let pass = store_intake::write_message(&self.store, move |writer| {
                     store_pass::run(writer, *prepared, &body, &vocabularies, &config, started)
                 })
-                .await?
+                .await??;
+                match pass {
+                    Pass::Done(outcome) => Ok(outcome),
+                    Pass::OutOfOrder(prepared, volgorde) => {
+                        let this = self.clone();
+                        let body = received.body.clone();
+                        let prepared = tokio::task::spawn_blocking(move || {
+                            this.refuse_before_store_pass(&body, *prepared, vec![volgorde])
+                        })
+                        .await
+                        .map_err(|error| IntakeError::Worker(error.to_string()))??;
+                        self.write_refusal(prepared, &received.body, started).await
+                    }
+                }
             }
         }
+    }
+
+    /// Writes the receipt of a message refused before the store pass, nothing else.
+    async fn write_refusal(
+        &self,
+        mut prepared: definitions::Prepared,
+        body: &Body,
+        started: Instant,
+    ) -> Result<Outcome, IntakeError> {
+        prepared.receipt.duration_ms = started.elapsed().as_millis() as u64;
+        let klantcode = prepared.sender.klantcode.clone();
+        let receipt = rejected_receipt(
+            prepared.receipt,
+            prepared.violations,
+            &prepared.unknown_vocabularies,
+            body,
+        );
+        let outcome = Outcome::Rejected {
+            receipt_id: Some(receipt.id.clone()),
+            violations: receipt.violations.clone(),
+            klantcode: Some(klantcode),
+        };
+        store_intake::write_message(&self.store, move |writer| writer.insert_receipt(&receipt))
+            .await??;
+        Ok(outcome)
     }
 }
 

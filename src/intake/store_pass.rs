@@ -1,4 +1,4 @@
-//! The store pass (phase 2): on the store's writer thread, inside one savepoint, the ordering rule, toets versioning, and one streaming pass over the results that checks each rule and upserts each afname; then commit, or roll back and keep only the receipt.
+//! The store pass (phase 2): on the store's writer thread, inside one savepoint, the ordering rule (a message out of order leaves before its results are read), toets versioning, and one streaming pass over the results that checks each rule and upserts each afname; then commit, or roll back and keep only the receipt.
 
 use super::definitions::{PendingVerdict, Prepared};
 use super::derived::{self, Sitting, Sittings, Total};
@@ -23,6 +23,15 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Instant;
 
+/// How the store pass ended.
+pub(super) enum Pass {
+    Done(Outcome),
+    /// Refused by the ordering rule before a result was read: nothing was written, and the
+    /// caller completes the violations off the writer (`Intake::refuse_before_store_pass`)
+    /// and writes the receipt, so a batch sent out of order holds the writer for one query.
+    OutOfOrder(Box<Prepared>, Violation),
+}
+
 /// Phase 2, on the writer thread inside the group transaction.
 pub(super) fn run(
     writer: &mut MessageWriter,
@@ -31,38 +40,42 @@ pub(super) fn run(
     vocabularies: &Vocabularies,
     config: &IntakeConfig,
     started: Instant,
-) -> Result<Outcome, IntakeError> {
-    let Prepared {
-        pending_validation,
-        sender,
-        school,
-        aanmaakdatum_us,
-        xsdversie,
-        toetsen,
-        parsed_results,
-        mut violations,
-        unknown_vocabularies,
-        mut receipt,
-    } = prepared;
+) -> Result<Pass, IntakeError> {
     // A twin of this message may have been accepted while this one waited.
-    if let Some(receipt_id) = writer.accepted_duplicate(sender.client_id, &receipt.sha256)? {
-        return Ok(Outcome::Accepted {
+    if let Some(receipt_id) =
+        writer.accepted_duplicate(prepared.sender.client_id, &prepared.receipt.sha256)?
+    {
+        return Ok(Pass::Done(Outcome::Accepted {
             receipt_id,
             counts: Counts::default(),
             replay: true,
-            klantcode: sender.klantcode.clone(),
-        });
+            klantcode: prepared.sender.klantcode.clone(),
+        }));
     }
     // Toetsen and afnames belong to the sender: another client's rows are never looked at.
     let pass = writer.begin(MessageContext {
         owner: Owner {
-            school_id: sender.school_id,
-            client_id: sender.client_id,
+            school_id: prepared.sender.school_id,
+            client_id: prepared.sender.client_id,
         },
-        receipt_id: receipt.id.clone(),
-        aanmaakdatum: school.aanmaakdatum.clone(),
+        receipt_id: prepared.receipt.id.clone(),
+        aanmaakdatum: prepared.school.aanmaakdatum.clone(),
     })?;
-    violations.extend(check_ordering(&pass, &school, aanmaakdatum_us)?);
+    if let Some(out_of_order) = check_ordering(&pass, &prepared.school, prepared.aanmaakdatum_us)? {
+        return Ok(Pass::OutOfOrder(Box::new(prepared), out_of_order));
+    }
+    let Prepared {
+        pending_validation,
+        sender,
+        school: _,
+        aanmaakdatum_us,
+        xsdversie,
+        toetsen,
+        parsed_results,
+        violations,
+        unknown_vocabularies,
+        mut receipt,
+    } = prepared;
     let counts = Counts {
         toetsen: toetsen.len() as u64,
         ..Counts::default()
@@ -99,12 +112,12 @@ pub(super) fn run(
         // change_seq in this transaction, and the bridge's publisher turns those into
         // statements after the commit (bridge::publish), so a batch is not slowed by them.
         pass.commit(aanmaakdatum_us.unwrap_or_default(), &receipt)?;
-        return Ok(Outcome::Accepted {
+        return Ok(Pass::Done(Outcome::Accepted {
             receipt_id: receipt.id,
             counts,
             replay: false,
             klantcode: sender.klantcode,
-        });
+        }));
     }
     // Roll back everything but the receipt, which must not claim the writes that were undone.
     drop(pass);
@@ -117,11 +130,11 @@ pub(super) fn run(
     };
     let receipt = rejected_receipt(receipt, violations, &unknown_vocabularies, body);
     writer.insert_receipt(&receipt)?;
-    Ok(Outcome::Rejected {
+    Ok(Pass::Done(Outcome::Rejected {
         receipt_id: Some(receipt.id.clone()),
         violations: receipt.violations,
         klantcode: Some(sender.klantcode),
-    })
+    }))
 }
 
 /// Waits for the schema verdict of a large message, computed beside the store pass. As

@@ -3,7 +3,8 @@
 //! Every request is answered in four steps: the route is matched, the bearer
 //! token is checked (401), the reader's API scope and school grant are checked
 //! (403, no data), the data is read in one snapshot; then the read is written to
-//! the read audit, and only after that commit does the answer leave. A cursor or
+//! the read audit, and only after that commit (and once the core groups its snapshot may
+//! hold are durable, `Store::synced`) does the answer leave. A cursor or
 //! a `next` link carries no authority: the school comes from the path and is
 //! checked against the token on every request; an xAPI `more` link holds a
 //! query and a position, and the reader's schools are applied to it anew.
@@ -518,10 +519,12 @@ async fn finish(
             error.status(),
         )],
     };
-    let audited = store
-        .write(move |connection| readers::audit_reads(connection, &entries))
-        .await;
-    if let Err(error) = audited.and_then(|written| written) {
+    // On the xAPI writer (the read audit lives in `xapi.sqlite`): a batch's store pass holds
+    // the core writer for seconds, and a read must not wait for it. Beside it, the wait for
+    // the core groups the snapshot may hold to be durable (pipelined commits).
+    let audit = store.write_xapi(move |connection| readers::audit_reads(connection, &entries));
+    let (audited, synced) = tokio::join!(audit, store.synced());
+    if let Err(error) = audited.and_then(|written| written).and(synced) {
         return QueryError::Store(error).answer(&asked.request_id, &asked.path);
     }
     match result {

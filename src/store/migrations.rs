@@ -472,6 +472,11 @@ CREATE INDEX toetsafname_changes_afname ON toetsafname_changes(afname_id);
 DROP INDEX toetsafnames_leerling;
 CREATE INDEX toetsafnames_sitting ON toetsafnames(school_id, leerlingid, client_id, toets_id, afnamedatum);
 "#,
+    // 11: the read audit lives in `xapi.sqlite` now (xAPI migration 5); `move_read_audit` has
+    // copied its rows there before this runs.
+    r#"
+DROP TABLE read_audit;
+"#,
 ];
 
 /// The schema of `xapi.sqlite`, the bridge's own file (see `store::Store`), applied through a
@@ -580,6 +585,26 @@ ALTER TABLE xapi.xapi_subscriptions ADD COLUMN ca_pem TEXT;
 CREATE TABLE xapi.xapi_erased_afnames (
     afname_id INTEGER PRIMARY KEY
 );
+"#,
+    // 5: the read audit moves here from the core (issue 19): a read's audit row is written by
+    // the xAPI writer, so a read never waits behind a batch's store pass on the core writer.
+    // Same columns and ids as the core's table; `reader_id` names a core reader, unchecked
+    // across files like every reference into the core.
+    r#"
+CREATE TABLE xapi.read_audit (
+    id INTEGER PRIMARY KEY,
+    at TEXT NOT NULL,
+    request_id TEXT NOT NULL,
+    reader_id INTEGER NOT NULL,
+    api TEXT NOT NULL,
+    request TEXT NOT NULL,
+    status INTEGER NOT NULL,
+    school TEXT,
+    leerlingen TEXT NOT NULL DEFAULT '[]',
+    records INTEGER NOT NULL
+);
+CREATE INDEX xapi.read_audit_at ON read_audit(at);
+CREATE INDEX xapi.read_audit_reader ON read_audit(reader_id, at);
 "#,
 ];
 
@@ -704,7 +729,31 @@ fn apply_all(connection: &mut Connection) -> rusqlite::Result<()> {
     if user_version(connection, "main")? < SPLIT_VERSION {
         move_bridge_tables(connection)?;
     }
+    move_read_audit(connection)?;
     apply_later(connection)
+}
+
+/// Copies the core's read audit rows into `xapi.sqlite` (xAPI migration 5), keeping their ids,
+/// while the core still has the table; core migration 11 then drops it. The copy commits
+/// before the drop (a commit over two WAL files is atomic per file only) and skips ids it
+/// already copied, so a crash in between repeats it without loss or duplicates.
+fn move_read_audit(connection: &mut Connection) -> rusqlite::Result<()> {
+    let core_has_table: bool = connection.query_row(
+        "SELECT EXISTS (SELECT 1 FROM main.sqlite_master WHERE type = 'table' AND name = 'read_audit')",
+        [],
+        |row| row.get(0),
+    )?;
+    if !core_has_table {
+        return Ok(());
+    }
+    let transaction = connection.transaction()?;
+    transaction.execute_batch(
+        "INSERT OR IGNORE INTO xapi.read_audit (id, at, request_id, reader_id, api, request, status,
+             school, leerlingen, records)
+           SELECT id, at, request_id, reader_id, api, request, status, school, leerlingen, records
+           FROM main.read_audit ORDER BY id;",
+    )?;
+    transaction.commit()
 }
 
 fn user_version(connection: &Connection, schema: &str) -> rusqlite::Result<usize> {
@@ -1028,6 +1077,51 @@ mod tests {
         assert_eq!(user_version(&connection, "main")?, latest_version());
         Ok(())
     }
+
+    /// Core migration 11 on a data dir with reads: every read audit row keeps its id and
+    /// content in `xapi.sqlite`, the core's table is gone, and a repeated copy (a crash
+    /// between copy and drop) adds nothing.
+    #[test]
+    fn read_audit_rows_move_to_the_xapi_file() -> Result<(), StoreError> {
+        let mut connection = connection()?;
+        migrate(&mut connection)?;
+        // The core as core migration 10 left it: the read audit still there, with rows.
+        connection.execute_batch(&format!(
+            "CREATE TABLE main.read_audit (id INTEGER PRIMARY KEY, at TEXT NOT NULL,
+               request_id TEXT NOT NULL, reader_id INTEGER NOT NULL REFERENCES readers(id),
+               api TEXT NOT NULL, request TEXT NOT NULL, status INTEGER NOT NULL, school TEXT,
+               leerlingen TEXT NOT NULL DEFAULT '[]', records INTEGER NOT NULL);
+             PRAGMA main.user_version = {};",
+            CORE_VERSION - 1
+        ))?;
+        connection.execute_batch(
+            "INSERT INTO readers (id, name, token_lookup, token_sha256, scopes, created_at)
+               VALUES (1, 'las', 'p', x'00', 'las', 'now');
+             INSERT INTO main.read_audit (id, at, request_id, reader_id, api, request, status, school, leerlingen, records)
+               VALUES (3, '2026-01-01T00:00:00.000Z', 'r1', 1, 'las', 'GET /a', 200, '99XX01', '[\"L1\"]', 1),
+                      (9, '2026-01-02T00:00:00.000Z', 'r2', 1, 'xapi', 'GET /b', 403, NULL, '[]', 0);",
+        )?;
+        move_read_audit(&mut connection)?;
+        migrate(&mut connection)?;
+        assert_eq!(
+            count(
+                &connection,
+                "SELECT count(*) FROM xapi.read_audit WHERE (id = 3 AND leerlingen = '[\"L1\"]' AND status = 200)
+                   OR (id = 9 AND school IS NULL AND status = 403)"
+            ),
+            2
+        );
+        assert_eq!(
+            count(
+                &connection,
+                "SELECT count(*) FROM main.sqlite_master WHERE name LIKE 'read_audit%'"
+            ),
+            0
+        );
+        assert_eq!(user_version(&connection, "main")?, latest_version());
+        Ok(())
+    }
+
     /// Core migration 7: positions handed out before (gateway-wide change_seq) stay valid
     /// cursors: rows keep them, and every school's counter starts at the global one.
     #[test]

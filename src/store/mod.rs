@@ -2,7 +2,8 @@
 //!
 //! Every write runs on the writer thread. Jobs that queue up together share one
 //! transaction (group commit), each inside its own savepoint so that it is still
-//! atomic on its own; callers are answered only after the shared COMMIT.
+//! atomic on its own; callers are answered only after the shared COMMIT is durable
+//! (at `durability = full` the core's sync thread makes it so, see `sync_loop`).
 
 pub(crate) mod access_request;
 pub(crate) mod admin;
@@ -28,7 +29,7 @@ pub(crate) mod status;
 use rusqlite::{Connection, OpenFlags};
 use std::os::unix::fs::PermissionsExt as _;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{mpsc, Arc, Mutex};
 use tokio::sync::oneshot;
 
@@ -192,7 +193,9 @@ impl StoreError {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Deserialize, serde::Serialize)]
 #[serde(rename_all = "lowercase")]
 pub(crate) enum Durability {
-    /// `synchronous=FULL`: survives power loss.
+    /// Survives power loss: the core writer commits with `synchronous=NORMAL` and its sync
+    /// thread `fdatasync`s the WAL before anyone learns of the commit (pipelined commits);
+    /// every other connection runs `synchronous=FULL`.
     Full,
     /// `synchronous=NORMAL`: survives a crash of the gateway, not of the machine.
     Normal,
@@ -261,8 +264,17 @@ struct Inner {
 struct Database {
     path: PathBuf,
     writer: Mutex<Option<mpsc::Sender<Job>>>,
-    /// Counts group commits, so that followers (publisher, outbox worker) wake when there is news.
+    /// Numbers the groups whose COMMIT has begun, raised before the COMMIT runs: a reader's
+    /// snapshot can hold no group above the value read after the snapshot.
+    begun: Arc<AtomicU64>,
+    /// The number of the last group that is durable (or failed), so that followers
+    /// (publisher, outbox worker) wake when there is news and `Store::synced` can wait;
+    /// it never names a group whose changes could still be lost.
     commits: Arc<tokio::sync::watch::Sender<u64>>,
+    /// Set for good once a sync of the WAL failed: Linux may have dropped the pages it could
+    /// not write and reports that once, so no later sync can vouch for them; every later
+    /// group fails and `Store::synced` errs until the gateway restarts (and recovers).
+    sync_failed: Arc<AtomicBool>,
     /// Set by the checkpoint thread when the writer should checkpoint after its next commit.
     restart_wal: Arc<AtomicBool>,
 }
@@ -272,7 +284,9 @@ impl Database {
         Database {
             path,
             writer: Mutex::new(None),
+            begun: Arc::new(AtomicU64::new(0)),
             commits: Arc::new(tokio::sync::watch::channel(0).0),
+            sync_failed: Arc::new(AtomicBool::new(false)),
             restart_wal: Arc::new(AtomicBool::new(false)),
         }
     }
@@ -775,8 +789,30 @@ impl Store {
         connection.pragma_update(None, "cache_size", -cache_kib)?;
         // Savepoint journals (one per job) stay in memory instead of spilling to temp files.
         connection.pragma_update(None, "temp_store", "MEMORY")?;
+        // Pipelined commits: at `full` the core writer's COMMIT only appends to the WAL, and a
+        // sync thread makes each group durable while the writer already runs the next one.
+        // The xAPI writer keeps `synchronous=FULL`: it is off the intake's path, and what it
+        // commits (statements for the delivery worker and the xAPI API) is durable when seen.
+        let syncer = match (which, self.inner.durability) {
+            (Which::Core, Durability::Full) => {
+                connection.pragma_update(None, "synchronous", "NORMAL")?;
+                let (sender, receiver) = mpsc::channel::<Committed>();
+                let wal = wal_path(&database.path);
+                let commits = database.commits.clone();
+                let failed = database.sync_failed.clone();
+                std::thread::Builder::new()
+                    .name(format!("{name}-sync"))
+                    .spawn(move || sync_loop(|| sync_file(&wal), receiver, commits, failed))
+                    .map_err(|error| StoreError::Commit(error.to_string()))?;
+                Some(sender)
+            }
+            _ => None,
+        };
         let (sender, receiver) = mpsc::channel::<Job>();
-        let commits = database.commits.clone();
+        let counters = Counters {
+            begun: database.begun.clone(),
+            commits: database.commits.clone(),
+        };
         let restart = database.restart_wal.clone();
         std::thread::Builder::new()
             .name(name.into())
@@ -784,7 +820,7 @@ impl Store {
                 if background {
                     lower_priority();
                 }
-                writer_loop(connection, receiver, commits, restart, label)
+                writer_loop(connection, receiver, counters, syncer, restart, label)
             })
             .map_err(|error| StoreError::Commit(error.to_string()))?;
         let checkpointer = open_connection(&database.path, self.inner.durability)?;
@@ -851,9 +887,29 @@ impl Store {
         }
     }
 
-    /// A receiver that changes after every group commit of this process's core writer.
+    /// A receiver that changes after every durable group commit of this process's core writer.
     pub(crate) fn commits(&self) -> tokio::sync::watch::Receiver<u64> {
         self.inner.core.commits.subscribe()
+    }
+
+    /// Resolves once every core group whose COMMIT began before this call is durable.
+    /// At `durability = full` a group is visible to readers before its sync, so every read
+    /// that hands out what it saw awaits this after its snapshot: a replay answer, a receipt,
+    /// the publisher's round, and every read API answer (LAS feed, xAPI, which also tells
+    /// consistent-through from the core; their audit row commits on the xAPI writer, which
+    /// does not wait for the core). Then no answer shows a change a power loss could take
+    /// back. An error once a sync has failed: nothing read since can be vouched for.
+    pub(crate) async fn synced(&self) -> Result<(), StoreError> {
+        let database = &self.inner.core;
+        let target = database.begun.load(Ordering::SeqCst);
+        let mut commits = database.commits.subscribe();
+        let _ = commits.wait_for(|synced| *synced >= target).await;
+        if database.sync_failed.load(Ordering::SeqCst) {
+            return Err(StoreError::Commit(
+                "a sync of the core's WAL failed; restart the gateway".into(),
+            ));
+        }
+        Ok(())
     }
 
     /// A receiver that changes after every group commit of this process's xAPI writer.
@@ -887,10 +943,24 @@ fn lower_priority() {
     }
 }
 
+/// A writer's group numbers: begun (a COMMIT started) and durable (`Database::commits`).
+struct Counters {
+    begun: Arc<AtomicU64>,
+    commits: Arc<tokio::sync::watch::Sender<u64>>,
+}
+
+/// A group whose COMMIT has run, on its way to the sync thread.
+struct Committed {
+    group: u64,
+    committed: Result<(), GroupFailure>,
+    completions: Vec<Completion>,
+}
+
 fn writer_loop(
     mut connection: Connection,
     receiver: mpsc::Receiver<Job>,
-    commits: Arc<tokio::sync::watch::Sender<u64>>,
+    counters: Counters,
+    syncer: Option<mpsc::Sender<Committed>>,
     restart_wal: Arc<AtomicBool>,
     label: &'static str,
 ) {
@@ -926,6 +996,8 @@ fn writer_loop(
                 Err(_) => tracing::error!("a store job panicked; its savepoint was rolled back"),
             }
         }
+        // Raised before the COMMIT, so no snapshot holds a group above what `begun` says.
+        let group = counters.begun.fetch_add(1, Ordering::SeqCst) + 1;
         let committed = connection
             .execute_batch("COMMIT")
             .map_err(|error| GroupFailure::of(&error));
@@ -934,11 +1006,21 @@ fn writer_loop(
             let _ = connection.execute_batch("ROLLBACK");
         }
         if committed.is_ok() {
-            commits.send_modify(|count| *count = count.wrapping_add(1));
             crate::metrics::metrics().group_commit(label, completions.len(), started.elapsed());
         }
-        for completion in completions {
-            completion(committed.clone());
+        let committed = Committed {
+            group,
+            committed,
+            completions,
+        };
+        match &syncer {
+            // The sync thread answers once the group is durable; this thread goes on.
+            Some(syncer) => {
+                if let Err(mpsc::SendError(unsent)) = syncer.send(committed) {
+                    finish_groups(vec![unsent], Err(sync_gone()), &counters.commits);
+                }
+            }
+            None => finish_groups(vec![committed], Ok(()), &counters.commits),
         }
         // After answering: the frames since the background checkpoint's last pass are few.
         if restart_wal.swap(false, Ordering::Relaxed) {
@@ -949,6 +1031,100 @@ fn writer_loop(
             }
         }
     }
+}
+
+/// Answers groups and advances the durable counter, in commit order; `synced` is the
+/// outcome of the sync that covers them.
+fn finish_groups(
+    groups: Vec<Committed>,
+    synced: Result<(), GroupFailure>,
+    commits: &tokio::sync::watch::Sender<u64>,
+) {
+    let Some(last) = groups.last().map(|group| group.group) else {
+        return;
+    };
+    // The counter first: a follower woken by an answer finds the group counted.
+    commits.send_modify(|count| *count = (*count).max(last));
+    for group in groups {
+        let outcome = group.committed.and(synced.clone());
+        for completion in group.completions {
+            completion(outcome.clone());
+        }
+    }
+}
+
+fn sync_gone() -> GroupFailure {
+    GroupFailure {
+        busy: false,
+        message: "the sync thread is gone".into(),
+    }
+}
+
+/// The core's sync thread at `durability = full`: takes every group the writer has
+/// committed since its last sync, `fdatasync`s the WAL once for all of them (`sync`), and
+/// only then answers their jobs and advances `Database::commits`.
+///
+/// Why this is enough:
+/// - With `synchronous=NORMAL` a COMMIT appends the group's frames to the WAL (`write`, no
+///   sync) and makes them visible; a sync that starts after that COMMIT returned covers
+///   them, through any descriptor of the file. Committed frames are never overwritten in
+///   place, except after a WAL restart (below).
+/// - WAL frames carry cumulative checksums, so after a power loss recovery keeps a prefix of
+///   the groups: a later group never survives without an earlier one, and groups are
+///   answered in commit order.
+/// - Checkpoints: SQLite's checkpoint syncs the WAL before it copies frames into the
+///   database file (at NORMAL too, and the checkpoint thread's connection runs FULL), so no
+///   unsynced frame reaches the database file; it records the WAL as fully copied only
+///   after syncing the database file.
+/// - WAL restart: the writer starts the WAL over only once every frame is copied, which a
+///   synced database file backs; the new header is synced before new frames follow.
+///   A WAL deleted and created anew (no connection of this process open) gets a descriptor
+///   of its own in `sync_file`.
+/// - Readers see a group before it is durable. Every reader of this process that hands out
+///   what it saw awaits `Store::synced` after its snapshot. A looking CLI command in another
+///   process does not: it can show a group up to one `fdatasync` (a few ms) before it is
+///   durable. A writing CLI command commits at FULL, which syncs the WAL, earlier groups
+///   included.
+/// - A failed sync fails every job of its groups (the sender gets a Server fault and resends)
+///   and every later group (`Database::sync_failed`): after a failed `fdatasync` Linux may
+///   have dropped the dirty pages and a retry can succeed without them, so no later sync
+///   can vouch for what was visible. The gateway is then not ready until restarted.
+fn sync_loop(
+    mut sync: impl FnMut() -> std::io::Result<()>,
+    receiver: mpsc::Receiver<Committed>,
+    commits: Arc<tokio::sync::watch::Sender<u64>>,
+    failed: Arc<AtomicBool>,
+) {
+    while let Ok(first) = receiver.recv() {
+        let mut groups = vec![first];
+        while let Ok(more) = receiver.try_recv() {
+            groups.push(more);
+        }
+        let synced = if failed.load(Ordering::SeqCst) {
+            Err(sync_failed("an earlier sync of the WAL failed"))
+        } else if groups.iter().any(|group| group.committed.is_ok()) {
+            sync().map_err(|error| {
+                tracing::error!(%error, "cannot sync the WAL; its groups and every later one fail until a restart");
+                failed.store(true, Ordering::SeqCst);
+                sync_failed(&format!("cannot sync the WAL: {error}"))
+            })
+        } else {
+            Ok(())
+        };
+        finish_groups(groups, synced, &commits);
+    }
+}
+
+fn sync_failed(message: &str) -> GroupFailure {
+    GroupFailure {
+        busy: false,
+        message: message.into(),
+    }
+}
+
+/// The WAL file of a database file.
+fn wal_path(path: &Path) -> PathBuf {
+    path.with_extension("sqlite-wal")
 }
 
 /// Copies the WAL back into the database file every 200 ms without blocking the writer
@@ -971,7 +1147,7 @@ fn checkpoint_loop(
     restart: Arc<AtomicBool>,
     restart_bytes: u64,
 ) {
-    let wal = path.with_extension("sqlite-wal");
+    let wal = wal_path(&path);
     let restart_frames = (restart_bytes / PAGE_BYTES) as i64;
     let truncate_bytes = WAL_TRUNCATE_BYTES.max(2 * restart_bytes);
     while alive.strong_count() > 0 {
@@ -994,7 +1170,7 @@ fn checkpoint_loop(
                 // WAL, which under a steady drip only the writer's does: it then flushed every
                 // page copied since the last restart (15–35 ms with the writer waiting).
                 // Flushing them here first leaves the writer a few pages.
-                if let Err(error) = sync_database_file(&path) {
+                if let Err(error) = sync_file(&path) {
                     tracing::warn!(%error, "cannot sync the database file before a WAL restart");
                 }
                 restart.store(true, Ordering::Relaxed)
@@ -1005,20 +1181,31 @@ fn checkpoint_loop(
     }
 }
 
-/// Flushes a database file's written pages to disk through a descriptor that stays open
-/// until the process ends. Closing any descriptor of a file drops every POSIX lock this
+/// Flushes a database or WAL file's written pages to disk through a descriptor that stays
+/// open until the process ends. Closing any descriptor of a file drops every POSIX lock this
 /// process holds on it, SQLite's included: another process (a CLI command) closing its
 /// connection would then take the database for unused, checkpoint it and delete the WAL
 /// that this process is still writing to. (Seen: a `File::open` + drop here did exactly that.)
-fn sync_database_file(path: &Path) -> std::io::Result<()> {
+/// A file replaced under the same name (a WAL deleted and created anew while no connection of
+/// this process had it open) gets a descriptor of its own; the old one is kept open too.
+fn sync_file(path: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::MetadataExt as _;
     static FILES: std::sync::OnceLock<Mutex<std::collections::HashMap<PathBuf, std::fs::File>>> =
         std::sync::OnceLock::new();
+    static REPLACED: Mutex<Vec<std::fs::File>> = Mutex::new(Vec::new());
     let mut files = FILES
         .get_or_init(Default::default)
         .lock()
         .expect("open database files");
+    let inode = std::fs::metadata(path)?.ino();
     let file = match files.entry(path.to_path_buf()) {
-        std::collections::hash_map::Entry::Occupied(entry) => entry.into_mut(),
+        std::collections::hash_map::Entry::Occupied(mut entry) => {
+            if entry.get().metadata()?.ino() != inode {
+                let replaced = entry.insert(std::fs::File::open(path)?);
+                REPLACED.lock().expect("replaced files").push(replaced);
+            }
+            entry.into_mut()
+        }
         std::collections::hash_map::Entry::Vacant(entry) => {
             entry.insert(std::fs::File::open(path)?)
         }
@@ -1138,6 +1325,115 @@ mod tests {
         let name = format!("{error:?}");
         assert!(name.starts_with(variant), "{name} is not {variant}");
         assert_eq!(error.to_string(), display);
+    }
+
+    /// One committed group of one job, whose answer arrives on the returned channel.
+    fn committed_group(group: u64) -> (Committed, mpsc::Receiver<Result<(), GroupFailure>>) {
+        let (answer, answered) = mpsc::channel();
+        let completion: Completion = Box::new(move |outcome| {
+            let _ = answer.send(outcome);
+        });
+        let committed = Committed {
+            group,
+            committed: Ok(()),
+            completions: vec![completion],
+        };
+        (committed, answered)
+    }
+
+    /// Pipelined commits: a job is answered, and `commits` names its group, only after the
+    /// sync that covers it has returned.
+    #[test]
+    fn a_group_is_answered_only_after_its_sync() {
+        let (gate, gated) = mpsc::channel::<()>();
+        let (groups, received) = mpsc::channel();
+        let commits = Arc::new(tokio::sync::watch::channel(0).0);
+        let failed = Arc::new(AtomicBool::new(false));
+        let follower = commits.subscribe();
+        let (for_thread, failed_for_thread) = (commits.clone(), failed.clone());
+        let syncer = std::thread::spawn(move || {
+            sync_loop(
+                || gated.recv().map_err(std::io::Error::other),
+                received,
+                for_thread,
+                failed_for_thread,
+            )
+        });
+        let (group, answered) = committed_group(1);
+        groups.send(group).unwrap();
+        let wait = std::time::Duration::from_millis(200);
+        assert!(
+            answered.recv_timeout(wait).is_err(),
+            "answered before the sync"
+        );
+        assert_eq!(*follower.borrow(), 0);
+        gate.send(()).unwrap();
+        assert!(answered.recv_timeout(wait * 10).unwrap().is_ok());
+        assert_eq!(*follower.borrow(), 1);
+        drop(groups);
+        syncer.join().unwrap();
+    }
+
+    /// A failed sync fails the jobs of its groups, and of every later group even when a
+    /// later sync would succeed: Linux reports a lost page once.
+    #[test]
+    fn a_failed_sync_fails_its_jobs_and_every_later_group() {
+        let (groups, received) = mpsc::channel();
+        let commits = Arc::new(tokio::sync::watch::channel(0).0);
+        let failed = Arc::new(AtomicBool::new(false));
+        let (for_thread, failed_for_thread) = (commits.clone(), failed.clone());
+        let syncer = std::thread::spawn(move || {
+            let mut first = true;
+            sync_loop(
+                move || {
+                    let result = if first {
+                        Err(std::io::Error::other("EIO"))
+                    } else {
+                        Ok(())
+                    };
+                    first = false;
+                    result
+                },
+                received,
+                for_thread,
+                failed_for_thread,
+            )
+        });
+        let wait = std::time::Duration::from_secs(2);
+        let (group, answered) = committed_group(1);
+        groups.send(group).unwrap();
+        let failure = answered
+            .recv_timeout(wait)
+            .unwrap()
+            .expect_err("a failed job");
+        assert!(failure.message.contains("EIO"), "{}", failure.message);
+        assert!(failed.load(Ordering::SeqCst));
+        let (group, answered) = committed_group(2);
+        groups.send(group).unwrap();
+        assert!(answered.recv_timeout(wait).unwrap().is_err());
+        assert_eq!(*commits.borrow(), 2);
+        drop(groups);
+        syncer.join().unwrap();
+    }
+
+    /// Through the real writer and sync thread at `full`: a write is answered once durable,
+    /// `synced` resolves; after a failed sync writes fail and `synced` errs.
+    #[tokio::test]
+    async fn after_a_failed_sync_the_store_refuses_writes_and_synced_reads() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("data"), Durability::Full, 64 << 20).unwrap();
+        let write = || {
+            store.write(|connection| {
+                connection
+                    .execute_batch("SAVEPOINT job; CREATE TABLE IF NOT EXISTS t (x); INSERT INTO t VALUES (1); RELEASE job")
+                    .map_err(StoreError::from)
+            })
+        };
+        write().await.unwrap().unwrap();
+        store.synced().await.unwrap();
+        store.inner.core.sync_failed.store(true, Ordering::SeqCst);
+        assert!(write().await.is_err());
+        assert!(store.synced().await.is_err());
     }
 
     #[test]

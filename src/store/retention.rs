@@ -232,9 +232,9 @@ pub(crate) fn purge_afnames_batch(
 }
 
 /// Removes up to `limit` leerlingen of the school, then (once they are gone) its toetsen with
-/// their history, and clears the personal fields of its receipts and read audit rows: the
-/// violations (which quote values of the message) and which learners a read returned. Call
-/// after `purge_afnames_batch` found nothing more: toetsen are referenced by afnames.
+/// their history, and clears the personal fields of its receipts: the violations (which quote
+/// values of the message). Call after `purge_afnames_batch` found nothing more: toetsen are
+/// referenced by afnames.
 pub(crate) fn purge_school_rest_batch(
     connection: &Connection,
     school_id: i64,
@@ -263,13 +263,27 @@ pub(crate) fn purge_school_rest_batch(
            AND (violations != '[]' OR unknown_vocabularies != '[]') LIMIT ?2)",
         params![school_id, limit],
     )? as u64;
-    counts.read_audit_cleared = connection.execute(
-        "UPDATE read_audit SET leerlingen = '[]', request = ''
-         WHERE id IN (SELECT id FROM read_audit WHERE school = (SELECT code FROM schools WHERE id = ?1)
-           AND (leerlingen != '[]' OR request != '') LIMIT ?2)",
-        params![school_id, limit],
-    )? as u64;
     Ok(counts)
+}
+
+/// Clears the personal fields of up to `limit` read audit rows of the school (which learners a
+/// read returned, and the request that may name one) in `xapi.sqlite` (a job on the xAPI
+/// writer, or the CLI's transaction); the rows themselves stay until `audit_retention_days`.
+pub(crate) fn purge_read_audit_batch(
+    connection: &Connection,
+    school: &str,
+    limit: u32,
+) -> Result<PurgeCounts, StoreError> {
+    let cleared = connection.execute(
+        "UPDATE read_audit SET leerlingen = '[]', request = ''
+         WHERE id IN (SELECT id FROM read_audit WHERE school = ?1
+           AND (leerlingen != '[]' OR request != '') LIMIT ?2)",
+        params![school, limit],
+    )?;
+    Ok(PurgeCounts {
+        read_audit_cleared: cleared as u64,
+        ..PurgeCounts::default()
+    })
 }
 
 /// Removes up to `limit` statements of the school from `xapi.sqlite` with their dead letters
@@ -318,7 +332,8 @@ const EXPIRED_RECEIPTS: &str = "FROM receipts WHERE received_at < ?1
     AND id NOT IN (SELECT last_receipt_id FROM sender_state)";
 
 /// Removes up to `limit` rows that outlived their own retention: receipts no afname, toets or
-/// ordering state refers to any more, audit and read-audit rows, and tombstones.
+/// ordering state refers to any more, audit rows and tombstones (the read audit:
+/// `expire_read_audit_batch`).
 pub(crate) fn purge_expired_batch(
     connection: &Connection,
     now: DateTime<Utc>,
@@ -338,16 +353,30 @@ pub(crate) fn purge_expired_batch(
         "DELETE FROM audit WHERE id IN (SELECT id FROM audit WHERE at < ?1 LIMIT ?2)",
         params![cutoff(now, audit_days), limit],
     )? as u64;
-    counts.read_audit_expired = connection.execute(
-        "DELETE FROM read_audit WHERE id IN (SELECT id FROM read_audit WHERE at < ?1 LIMIT ?2)",
-        params![cutoff(now, audit_days), limit],
-    )? as u64;
     counts.removals_expired = connection.execute(
         "DELETE FROM toetsafname_removals WHERE id IN
            (SELECT id FROM toetsafname_removals WHERE removed_at < ?1 LIMIT ?2)",
         params![cutoff(now, removal_days), limit],
     )? as u64;
     Ok(counts)
+}
+
+/// Removes up to `limit` read audit rows older than `audit_days` from `xapi.sqlite` (a job on
+/// the xAPI writer).
+pub(crate) fn expire_read_audit_batch(
+    connection: &Connection,
+    now: DateTime<Utc>,
+    audit_days: u32,
+    limit: u32,
+) -> Result<PurgeCounts, StoreError> {
+    let expired = connection.execute(
+        "DELETE FROM read_audit WHERE id IN (SELECT id FROM read_audit WHERE at < ?1 LIMIT ?2)",
+        params![cutoff(now, audit_days), limit],
+    )?;
+    Ok(PurgeCounts {
+        read_audit_expired: expired as u64,
+        ..PurgeCounts::default()
+    })
 }
 
 /// What a purge would remove now, without removing it (`purge --dry-run`).
@@ -425,6 +454,14 @@ pub(crate) enum PurgeStep {
     SchoolRest { school_id: i64, limit: u32 },
     /// `purge_statements_batch` (on `xapi.sqlite`'s writer).
     Statements { school_id: i64, limit: u32 },
+    /// `purge_read_audit_batch` (on `xapi.sqlite`'s writer, where the read audit lives).
+    SchoolReadAudit { school_code: String, limit: u32 },
+    /// `expire_read_audit_batch` (on `xapi.sqlite`'s writer).
+    ExpiredReadAudit {
+        now: DateTime<Utc>,
+        audit_days: u32,
+        limit: u32,
+    },
     /// `purge_expired_batch`.
     Expired {
         now: DateTime<Utc>,
@@ -438,7 +475,12 @@ pub(crate) enum PurgeStep {
 impl PurgeStep {
     /// Whether the step writes `xapi.sqlite` (the xAPI writer), not the core.
     pub(crate) fn on_xapi(&self) -> bool {
-        matches!(self, PurgeStep::Statements { .. })
+        matches!(
+            self,
+            PurgeStep::Statements { .. }
+                | PurgeStep::SchoolReadAudit { .. }
+                | PurgeStep::ExpiredReadAudit { .. }
+        )
     }
 }
 
@@ -459,6 +501,14 @@ pub(crate) fn run_step(
         PurgeStep::Statements { school_id, limit } => {
             purge_statements_batch(savepoint, *school_id, *limit)
         }
+        PurgeStep::SchoolReadAudit { school_code, limit } => {
+            purge_read_audit_batch(savepoint, school_code, *limit)
+        }
+        PurgeStep::ExpiredReadAudit {
+            now,
+            audit_days,
+            limit,
+        } => expire_read_audit_batch(savepoint, *now, *audit_days, *limit),
         PurgeStep::Expired {
             now,
             receipt_days,

@@ -28,7 +28,7 @@ const KEPT_AFTER_PURGE: &[(&str, &str)] = &[
         "message facts without violations; they expire after receipt_retention_days",
     ),
     (
-        "main.read_audit",
+        "xapi.read_audit",
         "who read when, without learners or request; expires after audit_retention_days",
     ),
     (

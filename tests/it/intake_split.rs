@@ -152,3 +152,132 @@ fn a_late_schema_verdict_keeps_the_place_of_the_xsdversie_violation() {
     assert_eq!(xsdversie["line"], line as u64, "{xsdversie}");
     assert!(xsdversie["column"].as_u64().is_some(), "{xsdversie}");
 }
+
+/// The receipt's counts as (toetsafnames, resultaten, created, updated).
+fn receipt_counts(gateway: &crate::harness::Gateway, receipt_id: &str) -> (i64, i64, i64, i64) {
+    gateway
+        .db()
+        .query_row(
+            "SELECT toetsafnames, resultaten, created, updated FROM receipts WHERE id = ?1",
+            [receipt_id],
+            |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?)),
+        )
+        .unwrap()
+}
+
+/// Issue 19: a batch out of order is refused before the store pass, so the writer is not
+/// held while its results are read (before, its 20,000 results were read and written, then
+/// rolled back), and what was stored before stays as it was.
+#[test]
+fn issue_19_a_batch_out_of_order_is_refused_before_its_results_are_read() {
+    let gateway = spawn_default();
+    let first = Message::demo(&aanmaakdatum(300))
+        .afname("LL0001", vec![Resultaat::score("VOOR-00000", "VOOR", 3)])
+        .toets(Toets::new("VOOR"));
+    send_and_check(
+        &gateway,
+        "the first message",
+        first.envelope(),
+        &Expect::Accepted,
+    );
+    let changes_before =
+        crate::harness::count(&gateway.db(), "SELECT count(*) FROM toetsafname_changes");
+    let resultaten: Vec<Resultaat> = (0..20_000)
+        .map(|index| Resultaat::score(&format!("VOOR-{index:05}"), "VOOR", 7))
+        .collect();
+    let batch = Message::demo(&aanmaakdatum(200))
+        .afname("LL0001", resultaten)
+        .toets(Toets::new("VOOR"));
+    let body = batch.envelope();
+    assert!(body.len() > 1 << 20, "{} bytes", body.len());
+    let reply = send_and_check(
+        &gateway,
+        "a batch older than the first message",
+        body,
+        &Expect::fault("Client.OngeldigBericht", &["UWLR-VOLGORDE"]),
+    );
+    let receipt_id = fault_of(&reply).receipt_id.expect("a receipt id");
+    assert_eq!(receipt_counts(&gateway, &receipt_id), (0, 0, 0, 0));
+    assert_eq!(
+        crate::harness::rows(
+            &gateway.db(),
+            "SELECT afname_key || ' ' || score || ' ' || revision FROM toetsafnames"
+        ),
+        ["VOOR-00000 3 1"]
+    );
+    assert_eq!(
+        crate::harness::count(&gateway.db(), "SELECT count(*) FROM toetsafname_changes"),
+        changes_before
+    );
+}
+
+/// A wrong xsdversie condemns the whole message: it is refused in phase 1, and a large
+/// message never reaches the writer (its schema verdict is still waited for and reported).
+#[test]
+fn issue_19_a_batch_with_a_wrong_xsdversie_is_refused_before_the_store_pass() {
+    let gateway = spawn_default();
+    let resultaten: Vec<Resultaat> = (0..8000)
+        .map(|index| Resultaat::score(&format!("VERSIE-{index:05}"), "VERSIE", index % 10))
+        .collect();
+    let message = Message::demo(&aanmaakdatum(201))
+        .xsdversie("2.1")
+        .afname("LL0001", resultaten)
+        .toets(Toets::new("VERSIE"));
+    let body = message.envelope();
+    assert!(body.len() > 1 << 20, "{} bytes", body.len());
+    let reply = send_and_check(
+        &gateway,
+        "large message with xsdversie 2.1",
+        body,
+        &Expect::fault("Client.XsdVersieOngeldig", &["UWLR-XSDVERSIE"]),
+    );
+    let receipt_id = fault_of(&reply).receipt_id.expect("a receipt id");
+    assert_eq!(receipt_counts(&gateway, &receipt_id), (0, 0, 0, 0));
+}
+
+/// A small message refused before the store pass still names a duplicate result key: no
+/// store pass finds it, so the full contract's identity constraints are asked.
+#[test]
+fn a_small_message_out_of_order_still_names_its_duplicate_result_key() {
+    let gateway = spawn_default();
+    let first = Message::demo(&aanmaakdatum(300))
+        .afname("LL0001", vec![Resultaat::score("DUBBEL-1", "DUBBEL", 3)])
+        .toets(Toets::new("DUBBEL"));
+    send_and_check(
+        &gateway,
+        "the first message",
+        first.envelope(),
+        &Expect::Accepted,
+    );
+    let twice = Message::demo(&aanmaakdatum(200))
+        .afname(
+            "LL0001",
+            vec![
+                Resultaat::score("DUBBEL-2", "DUBBEL", 3),
+                Resultaat::score("DUBBEL-2", "DUBBEL", 4),
+            ],
+        )
+        .toets(Toets::new("DUBBEL"));
+    send_and_check(
+        &gateway,
+        "out of order, a key twice",
+        twice.envelope(),
+        &Expect::fault("Client.OngeldigBericht", &["UWLR-VOLGORDE", "UWLR-XSD"]),
+    );
+    let wrong_version = Message::demo(&aanmaakdatum(400))
+        .xsdversie("2.1")
+        .afname(
+            "LL0001",
+            vec![
+                Resultaat::score("DUBBEL-3", "DUBBEL", 3),
+                Resultaat::score("DUBBEL-3", "DUBBEL", 4),
+            ],
+        )
+        .toets(Toets::new("DUBBEL"));
+    send_and_check(
+        &gateway,
+        "xsdversie 2.1, a key twice",
+        wrong_version.envelope(),
+        &Expect::fault("Client.OngeldigBericht", &["UWLR-XSDVERSIE", "UWLR-XSD"]),
+    );
+}
