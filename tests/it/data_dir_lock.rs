@@ -46,10 +46,10 @@ fn a_second_serve_on_the_same_data_dir_is_refused() {
 fn migrate_applies_reports_and_refuses() {
     let mut gateway = spawn_default();
     gateway.terminate();
-    // xAPI migration 4 undone: the data dir of the release before it.
+    // xAPI migration 5 undone: the data dir of the release before it.
     let connection = rusqlite::Connection::open(gateway.data_dir.join("xapi.sqlite")).unwrap();
     connection
-        .execute_batch("DROP TABLE xapi_erased_afnames; PRAGMA user_version = 3;")
+        .execute_batch("DROP TABLE read_audit; PRAGMA user_version = 4;")
         .unwrap();
     drop(connection);
 
@@ -58,7 +58,7 @@ fn migrate_applies_reports_and_refuses() {
     assert!(
         check
             .stdout
-            .contains("xapi.sqlite: schema version 3, this gateway needs 4 (pending)"),
+            .contains("xapi.sqlite: schema version 4, this gateway needs 5 (pending)"),
         "{}",
         check.stdout
     );
@@ -92,15 +92,15 @@ fn migrate_applies_reports_and_refuses() {
     assert!(
         beside
             .stderr
-            .contains("on an older schema (version 3, this binary needs 4): restart that `serve`"),
+            .contains("on an older schema (version 4, this binary needs 5): restart that `serve`"),
         "{}",
         beside.stderr
     );
-    assert_eq!(user_version(&gateway.data_dir, "xapi.sqlite"), 3);
+    assert_eq!(user_version(&gateway.data_dir, "xapi.sqlite"), 4);
 
     let migrated = gateway.cli_stdout(&["migrate"]);
     assert!(
-        migrated.contains("xapi.sqlite: migrated from schema version 3 to 4"),
+        migrated.contains("xapi.sqlite: migrated from schema version 4 to 5"),
         "{migrated}"
     );
     let check = gateway.cli(&["migrate", "--check"]).success();
