@@ -17,6 +17,7 @@ pub(crate) mod intake;
 pub(crate) mod leerlingen;
 pub(crate) mod migrations;
 pub mod outbox;
+pub(crate) mod postgres;
 pub(crate) mod readers;
 pub(crate) mod reading;
 pub(crate) mod receipts;
@@ -177,6 +178,18 @@ impl StoreError {
             _ => false,
         }
     }
+}
+
+/// Which database engine holds the gateway's data (`store` in the configuration).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub(crate) enum Engine {
+    /// `gateway.sqlite` and `xapi.sqlite` in the data dir: the embedded default.
+    #[default]
+    Sqlite,
+    /// One PostgreSQL database at `database_url`, for several instances (issue 12); so far
+    /// only `init` and `migrate` run on it.
+    Postgres,
 }
 
 /// How durable a commit is before the sender is answered.
