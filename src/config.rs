@@ -594,12 +594,6 @@ impl Config {
         Ok(())
     }
 
-    /// `database_url` with its password replaced by `***`, for output and logs.
-    pub(crate) fn database_url_redacted(&self) -> Option<String> {
-        let url = self.database_url.as_ref()?;
-        Some(crate::store::postgres::redact_url(url.expose()))
-    }
-
     /// The xAPI mapping settings (base IRI and id namespace).
     pub(crate) fn xapi_mapping(&self) -> Result<crate::bridge::Mapping, ConfigError> {
         crate::bridge::Mapping::new(&self.xapi_base_iri)
@@ -861,7 +855,7 @@ mod tests {
         assert!(config.check().is_ok());
         assert!(!format!("{config:?}").contains("hunter2"));
         assert_eq!(
-            config.database_url_redacted().unwrap(),
+            crate::store::postgres::redact_url(config.database_url.as_ref().unwrap().expose()),
             "postgres://gateway:***@db:5432/uwlr"
         );
         config.database_pool_size = 0;

@@ -4,11 +4,72 @@
 //! SQLite lives in the rest of `store/`. The database URL carries a password: it is kept in
 //! a `Secret` and shown only through `redact_url`.
 
-// MIGRATIONS_PLACEHOLDER
+pub(crate) mod migrations;
 
 use super::StoreError;
+use crate::secret::Secret;
 use std::str::FromStr as _;
 use std::time::Duration;
+
+/// A PostgreSQL database as `init` and `migrate` reach it: its parsed settings and the
+/// redacted URL that names it in output and errors.
+pub(crate) struct Database {
+    config: tokio_postgres::Config,
+    shown: String,
+}
+
+impl Database {
+    /// Parses `url` without connecting.
+    pub(crate) fn new(url: &Secret) -> Result<Database, StoreError> {
+        Ok(Database {
+            config: parse_url(url.expose())?,
+            shown: format!("PostgreSQL database {}", redact_url(url.expose())),
+        })
+    }
+
+    /// "PostgreSQL database postgres://user:***@host/db", for output.
+    pub(crate) fn shown(&self) -> &str {
+        &self.shown
+    }
+
+    /// The schema version found (0 on an empty database); creates and locks nothing.
+    pub(crate) fn version(&self) -> Result<usize, StoreError> {
+        self.blocking(|client| async move { migrations::version(&client).await })
+    }
+
+    /// Applies the pending migrations (`TooNew` for a database a newer gateway migrated).
+    pub(crate) fn migrate(&self) -> Result<migrations::Migrated, StoreError> {
+        let place = self.shown.clone();
+        self.blocking(|mut client| async move { migrations::migrate(&mut client, &place).await })
+    }
+
+    /// Runs `work` on one connection, on a runtime of its own: the CLI is synchronous.
+    fn blocking<R, F: std::future::Future<Output = Result<R, StoreError>>>(
+        &self,
+        work: impl FnOnce(tokio_postgres::Client) -> F,
+    ) -> Result<R, StoreError> {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(|error| StoreError::Commit(format!("cannot start a runtime: {error}")))?;
+        runtime.block_on(async {
+            let (client, connection) = self.config.connect(tokio_postgres::NoTls).await?;
+            let driver = tokio::spawn(async move {
+                if let Err(error) = connection.await {
+                    tracing::warn!(%error, "PostgreSQL connection ended");
+                }
+            });
+            let outcome = work(client).await;
+            // The client is gone with `work`, so the connection closes and the driver ends.
+            let _ = driver.await;
+            outcome
+        })
+    }
+}
+
+/// What every part of the gateway that needs the store functions says on PostgreSQL, until
+/// the engine is complete.
+pub(crate) const NOT_COMPLETE: &str = "the PostgreSQL engine is not complete yet: only `uwlr-gateway init` and `migrate` run on store = \"postgres\" (issue 12); use store = \"sqlite\" for everything else";
 
 /// How long a connection attempt may take when the URL does not say (`connect_timeout`).
 const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
