@@ -291,3 +291,54 @@ fn connection_failures_do_not_show_the_password() {
     );
     assert_hidden(&down, url.split(['@', ':']).nth(2).unwrap());
 }
+
+/// The change numbering of ARCHITECTURE.md "PostgreSQL" on the migrated schema: a change
+/// committed while a lower-numbered one is still open is not handed out (a plain
+/// `change_seq` cursor would pass the open one for good); once that commits, both come,
+/// in `(xid, change_seq)` order.
+#[test]
+fn the_publisher_horizon_hands_out_no_change_below_an_open_transaction() {
+    let cluster = Postgres::start();
+    let scratch = tempfile::tempdir().unwrap();
+    on_postgres(&cluster.url(), scratch.path(), &["migrate"]).success();
+    cluster.psql(
+        "INSERT INTO schools (code, created_at) VALUES ('99XX01', 'now');
+         INSERT INTO clients (klantcode, klantnaam, key_salt, key_hash, created_at)
+             VALUES ('EA', 'EA', '\\x00', '\\x00', 'now');
+         INSERT INTO toetsen (school_id, client_id, toetscode, versie, definition, content_sha256,
+             revision, created_at, created_receipt_id, updated_at, updated_receipt_id)
+             VALUES (1, 1, 'T', '1', '{}', 'x', 1, 'now', 'r', 'now', 'r');
+         INSERT INTO toetsafnames (school_id, client_id, afname_key, leerlingid, toets_id, toetscode,
+             versie, afnamedatum, aanmaakdatum, receipt_id, result, content_sha256, revision, change_seq)
+             VALUES (1, 1, 'A', 'L', 1, 'T', '1', '2026-01-01', 'now', 'r', '{}', 'x', 1, 0)",
+    );
+    const CHANGE: &str =
+        "INSERT INTO toetsafname_changes (change_seq, afname_id, revision, quarantined) \
+                          VALUES (nextval('change_seq'), 1, 1, false)";
+    const READ: &str =
+        "SELECT coalesce(string_agg(change_seq::text, ',' ORDER BY xid, change_seq), '') \
+                        FROM toetsafname_changes \
+                        WHERE xid < pg_snapshot_xmin(pg_current_snapshot()) \
+                          AND (xid, change_seq) > ('0'::xid8, 0)";
+
+    // The first writer takes change 1 and stays open.
+    let mut open = cluster.psql_session("open-writer");
+    open.send(&format!("BEGIN; {CHANGE};"));
+    cluster.wait_idle_in_transaction("open-writer");
+    // The second takes change 2 and commits.
+    cluster.psql(CHANGE);
+    assert_eq!(
+        cluster.psql("SELECT max(change_seq) FROM toetsafname_changes"),
+        "2",
+        "change 2 is committed and visible"
+    );
+    assert_eq!(
+        cluster.psql(READ),
+        "",
+        "a change was handed out below an open one"
+    );
+
+    open.send("COMMIT;");
+    open.finish();
+    assert_eq!(cluster.psql(READ), "1,2");
+}

@@ -170,6 +170,38 @@ impl Postgres {
         String::from_utf8_lossy(&output.stdout).trim().to_string()
     }
 
+    /// A psql session (its `application_name` is `name`) that reads SQL from a pipe, so a
+    /// test can hold a transaction open while others commit.
+    pub fn psql_session(&self, name: &str) -> PsqlSession {
+        let child = Command::new(self.bin.join("psql"))
+            .args(["-X", "-q", "-v", "ON_ERROR_STOP=1"])
+            .args(["-h", "127.0.0.1", "-p", &self.port.to_string()])
+            .args(["-U", SUPERUSER, "-d", DATABASE])
+            .env("PGPASSWORD", &self.password)
+            .env("PGAPPNAME", name)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start psql");
+        PsqlSession { child: Some(child) }
+    }
+
+    /// Waits until the session `name` sits in an open transaction with its statements done.
+    pub fn wait_idle_in_transaction(&self, name: &str) {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let sql = format!(
+            "SELECT count(*) FROM pg_stat_activity WHERE application_name = '{name}' AND state = 'idle in transaction'"
+        );
+        while self.psql(&sql) != "1" {
+            assert!(
+                Instant::now() < deadline,
+                "{name} never held a transaction open"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
     /// The postmaster's process id.
     pub fn pid(&self) -> u32 {
         self.server.as_ref().expect("running").id()
@@ -178,6 +210,45 @@ impl Postgres {
     /// The cluster's directory (removed on drop).
     pub fn dir(&self) -> &Path {
         self.root.path()
+    }
+}
+
+/// A running psql fed line by line (see [`Postgres::psql_session`]).
+pub struct PsqlSession {
+    /// Taken by `finish`; killed on drop otherwise.
+    child: Option<Child>,
+}
+
+impl PsqlSession {
+    /// Sends one line of SQL.
+    pub fn send(&mut self, sql: &str) {
+        use std::io::Write as _;
+        let child = self.child.as_mut().expect("psql runs");
+        let stdin = child.stdin.as_mut().expect("psql's stdin");
+        writeln!(stdin, "{sql}")
+            .and_then(|()| stdin.flush())
+            .expect("write to psql");
+    }
+
+    /// Closes the input and waits for psql to end, failing the test when a statement failed.
+    pub fn finish(mut self) {
+        let mut child = self.child.take().expect("psql runs");
+        drop(child.stdin.take());
+        let output = child.wait_with_output().expect("wait for psql");
+        assert!(
+            output.status.success(),
+            "psql failed: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+}
+
+impl Drop for PsqlSession {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
     }
 }
 
