@@ -117,8 +117,7 @@ fn postgres(config: &Config) -> Result<Option<Database>> {
 /// `init` on PostgreSQL: the schema, and nothing in the data dir (every instance must use
 /// the same secrets key, so none is made here).
 fn init_postgres(database: &Database) -> Result<ExitCode> {
-    let migrated = database
-        .migrate()
+    let migrated = block_on(database.migrate())
         .with_context(|| format!("cannot initialise the {}", database.shown()))?;
     match migrated.before {
         0 => println!(
@@ -141,7 +140,7 @@ fn migrate_postgres(database: &Database, check: bool) -> Result<ExitCode> {
     let shown = database.shown();
     let cannot = || format!("cannot migrate the {shown}");
     if check {
-        let found = database.version().with_context(cannot)?;
+        let found = block_on(database.version()).with_context(cannot)?;
         crate::store::postgres::migrations::refuse_newer(found, shown).with_context(cannot)?;
         let state = if found < POSTGRES_VERSION {
             "pending"
@@ -157,7 +156,7 @@ fn migrate_postgres(database: &Database, check: bool) -> Result<ExitCode> {
         }
         return Ok(ExitCode::SUCCESS);
     }
-    let migrated = database.migrate().with_context(cannot)?;
+    let migrated = block_on(database.migrate()).with_context(cannot)?;
     if migrated.before == migrated.after {
         println!("{shown}: schema version {}, current", migrated.after);
     } else {
@@ -167,4 +166,15 @@ fn migrate_postgres(database: &Database, check: bool) -> Result<ExitCode> {
         );
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Runs one PostgreSQL operation of the store on a runtime of its own: the CLI is synchronous.
+fn block_on<T>(
+    operation: impl std::future::Future<Output = Result<T, crate::store::StoreError>>,
+) -> Result<T> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("cannot start a runtime")?;
+    Ok(runtime.block_on(operation)?)
 }

@@ -33,37 +33,45 @@ impl Database {
     }
 
     /// The schema version found (0 on an empty database); creates and locks nothing.
-    pub(crate) fn version(&self) -> Result<usize, StoreError> {
-        self.blocking(|client| async move { migrations::version(&client).await })
+    pub(crate) async fn version(&self) -> Result<usize, StoreError> {
+        let connection = self.connect().await?;
+        let version = migrations::version(&connection.client).await;
+        connection.close().await;
+        version
     }
 
     /// Applies the pending migrations (`TooNew` for a database a newer gateway migrated).
-    pub(crate) fn migrate(&self) -> Result<migrations::Migrated, StoreError> {
-        let place = self.shown.clone();
-        self.blocking(|mut client| async move { migrations::migrate(&mut client, &place).await })
+    pub(crate) async fn migrate(&self) -> Result<migrations::Migrated, StoreError> {
+        let mut connection = self.connect().await?;
+        let migrated = migrations::migrate(&mut connection.client, &self.shown).await;
+        connection.close().await;
+        migrated
     }
 
-    /// Runs `work` on one connection, on a runtime of its own: the CLI is synchronous.
-    fn blocking<R, F: std::future::Future<Output = Result<R, StoreError>>>(
-        &self,
-        work: impl FnOnce(tokio_postgres::Client) -> F,
-    ) -> Result<R, StoreError> {
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .map_err(|error| StoreError::Commit(format!("cannot start a runtime: {error}")))?;
-        runtime.block_on(async {
-            let (client, connection) = self.config.connect(tokio_postgres::NoTls).await?;
-            let driver = tokio::spawn(async move {
-                if let Err(error) = connection.await {
-                    tracing::warn!(%error, "PostgreSQL connection ended");
-                }
-            });
-            let outcome = work(client).await;
-            // The client is gone with `work`, so the connection closes and the driver ends.
-            let _ = driver.await;
-            outcome
-        })
+    /// One connection, driven by a task of its own on the current runtime.
+    async fn connect(&self) -> Result<Connection, StoreError> {
+        let (client, connection) = self.config.connect(tokio_postgres::NoTls).await?;
+        let driver = tokio::spawn(async move {
+            if let Err(error) = connection.await {
+                tracing::warn!(%error, "PostgreSQL connection ended");
+            }
+        });
+        Ok(Connection { client, driver })
+    }
+}
+
+/// A client and the task that drives its socket.
+struct Connection {
+    client: tokio_postgres::Client,
+    driver: tokio::task::JoinHandle<()>,
+}
+
+impl Connection {
+    /// Ends the session cleanly (the server logs no lost client): without its client the
+    /// connection sends Terminate and its task ends.
+    async fn close(self) {
+        drop(self.client);
+        let _ = self.driver.await;
     }
 }
 
