@@ -115,7 +115,7 @@ fn open_existing_store(config: &Config) -> Result<Store> {
 /// refuses in `Application::build`) look at the store yet, and the commands that need none
 /// run as ever; every other one is refused rather than quietly using a SQLite data dir.
 fn refuse_unfinished_engine(config: &Config, command: &Command) -> Result<()> {
-    let needs_no_store = matches!(
+    let runs_on_postgres = matches!(
         command,
         Command::Init
             | Command::Migrate { .. }
@@ -127,7 +127,7 @@ fn refuse_unfinished_engine(config: &Config, command: &Command) -> Result<()> {
             | Command::Replay(_)
             | Command::Generate(_)
     );
-    if config.store == crate::store::Engine::Postgres && !needs_no_store {
+    if config.store == crate::store::Engine::Postgres && !runs_on_postgres {
         bail!("{}", crate::store::postgres::NOT_COMPLETE);
     }
     Ok(())

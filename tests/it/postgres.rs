@@ -31,7 +31,7 @@ fn on_postgres(url: &str, scratch: &Path, args: &[&str]) -> CliOutput {
         .arg(scratch.join("data"))
         .env("UWLR_STORE", "postgres")
         .env("UWLR_DATABASE_URL", url)
-        .env("RUST_LOG", "debug")
+        .env("UWLR_LOG", "debug")
         .args(args);
     run(command)
 }
