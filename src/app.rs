@@ -46,6 +46,10 @@ impl Application {
     /// Opens the data dir (creating it when missing), the keyring, the contract and the
     /// bridge, and binds the listeners. Must be called inside a Tokio runtime.
     pub(crate) async fn build(config: Config) -> Result<Application> {
+        if config.store == crate::store::Engine::Postgres {
+            // Refused before anything is opened or bound: never a half-running gateway.
+            anyhow::bail!("cannot serve: {}", crate::store::postgres::NOT_COMPLETE);
+        }
         let store = Store::open_serving(
             &config.data_dir,
             config.durability,

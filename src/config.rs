@@ -1,7 +1,7 @@
 //! Typed settings: defaults that work, then a TOML file, then `UWLR_*` environment variables, then flags.
 
 use crate::intake::UnknownLeerlingPolicy;
-use crate::store::Durability;
+use crate::store::{Durability, Engine};
 use serde::Deserialize;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -24,6 +24,14 @@ pub(crate) struct Config {
     pub(crate) listen: SocketAddr,
     /// Where the SQLite database and spooled request bodies live.
     pub(crate) data_dir: PathBuf,
+    /// The database engine: `sqlite` (the files in `data_dir`) or `postgres` (`database_url`).
+    pub(crate) store: Engine,
+    /// The PostgreSQL database (`postgres://user:password@host:port/database`), for
+    /// `store = "postgres"`; a `Secret`, because it usually holds a password; shown only
+    /// redacted. Ignored by the SQLite engine.
+    pub(crate) database_url: Option<Secret>,
+    /// Connections one instance keeps open to PostgreSQL at most.
+    pub(crate) database_pool_size: u32,
     /// Base URL as senders reach us (behind a proxy it differs from `listen`);
     /// `soap:address` in the served WSDL is this plus `service_path`.
     pub(crate) public_url: Option<String>,
@@ -155,6 +163,9 @@ impl Default for Config {
         Config {
             listen: "127.0.0.1:8080".parse().expect("valid default address"),
             data_dir: PathBuf::from("./data"),
+            store: Engine::Sqlite,
+            database_url: None,
+            database_pool_size: 16,
             public_url: None,
             service_path: "/uwlr/leerresultaten".into(),
             max_body_bytes: 1 << 30,
@@ -296,6 +307,9 @@ const ENV_KEYS: &[EnvKey] = &[
     ),
     env_key!("UWLR_READY_MAX_DEAD_LETTERS", ready_max_dead_letters, parse),
     env_key!("UWLR_DATA_DIR", data_dir, path),
+    env_key!("UWLR_STORE", store, choice),
+    env_key!("UWLR_DATABASE_URL", database_url, secret),
+    env_key!("UWLR_DATABASE_POOL_SIZE", database_pool_size, parse),
     env_key!("UWLR_PUBLIC_URL", public_url, some_text),
     env_key!("UWLR_SERVICE_PATH", service_path, text),
     env_key!("UWLR_MAX_BODY_BYTES", max_body_bytes, parse),
@@ -548,12 +562,34 @@ impl Config {
                 )));
             }
         }
+        self.check_database()?;
         if let Some(token) = &self.admin_token {
             if token.expose().len() < 16 {
                 return Err(ConfigError::Invalid(
                     "admin_token needs at least 16 characters".into(),
                 ));
             }
+        }
+        Ok(())
+    }
+
+    /// PostgreSQL needs a URL that parses; SQLite ignores the PostgreSQL settings. The
+    /// error names the problem, never the URL (it may hold a password).
+    fn check_database(&self) -> Result<(), ConfigError> {
+        if self.store != Engine::Postgres {
+            return Ok(());
+        }
+        let Some(url) = &self.database_url else {
+            return Err(ConfigError::Invalid(
+                "store = \"postgres\" needs database_url (UWLR_DATABASE_URL)".into(),
+            ));
+        };
+        crate::store::postgres::parse_url(url.expose())
+            .map_err(|error| ConfigError::Invalid(error.to_string()))?;
+        if !(1..=1000).contains(&self.database_pool_size) {
+            return Err(ConfigError::Invalid(
+                "database_pool_size must be 1..=1000".into(),
+            ));
         }
         Ok(())
     }
@@ -786,6 +822,51 @@ mod tests {
             assert_eq!(key.name, format!("UWLR_{}", key.field.to_uppercase()));
         }
         assert_eq!(documented, table);
+    }
+
+    #[test]
+    fn postgres_needs_a_url_and_sqlite_ignores_it() {
+        let mut config = Config::default();
+        config
+            .apply_env(|name| match name {
+                "UWLR_STORE" => Some("postgres".into()),
+                "UWLR_DATABASE_POOL_SIZE" => Some("8".into()),
+                _ => None,
+            })
+            .unwrap();
+        assert_eq!(
+            (config.store, config.database_pool_size),
+            (Engine::Postgres, 8)
+        );
+        let error = config.check().unwrap_err().to_string();
+        assert!(error.contains("database_url"), "{error}");
+        config
+            .apply_env(|name| {
+                (name == "UWLR_DATABASE_URL")
+                    .then(|| "postgres://gateway:hunter2@db:port/uwlr".into())
+            })
+            .unwrap();
+        let error = config.check().unwrap_err().to_string();
+        assert!(
+            error.contains("database_url") && !error.contains("hunter2"),
+            "{error}"
+        );
+        config.database_url = Some(Secret::new("postgres://gateway:hunter2@db:5432/uwlr"));
+        assert!(config.check().is_ok());
+        assert!(!format!("{config:?}").contains("hunter2"));
+        assert_eq!(
+            crate::store::postgres::redact_url(config.database_url.as_ref().unwrap().expose()),
+            "postgres://gateway:***@db:5432/uwlr"
+        );
+        config.database_pool_size = 0;
+        assert!(config.check().is_err());
+        let sqlite = Config {
+            database_url: Some(Secret::new("not a url at all")),
+            database_pool_size: 0,
+            ..Config::default()
+        };
+        assert!(sqlite.check().is_ok());
+        assert!(toml::from_str::<Config>("store = \"mysql\"").is_err());
     }
 
     #[test]

@@ -12,7 +12,8 @@
 //!   libxml2 verdict, the store pass, derived totals; offline `validate`) over `soap`
 //!   (envelope, faults), `uwlr` (the streaming scanner and wire types), `schema` (libxml2),
 //!   `vdex` and `domain` (rules, violations, school codes, dates, the clock).
-//! - the store: `store`, all SQL, one writer thread per database file with group commit.
+//! - the store: `store`, all SQL, one writer thread per database file with group commit;
+//!   `store::postgres` the PostgreSQL engine so far (URL, versioned schema).
 //! - the xAPI bridge: `bridge` turns committed changes into statements and delivers them.
 //! - the read side: `query` (LAS feed, xAPI Statement Resource, problem details).
 //! - data governance: `governance` (retention purge, erasure), `roster` (learner import).

@@ -651,7 +651,7 @@ impl SchemaVersions {
         for (file, found, supported) in self.files() {
             if found > supported {
                 return Err(StoreError::TooNew {
-                    path: data_dir.join(file),
+                    place: data_dir.join(file).display().to_string(),
                     found,
                     supported,
                 });

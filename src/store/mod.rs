@@ -18,6 +18,7 @@ pub(crate) mod intake;
 pub(crate) mod leerlingen;
 pub(crate) mod migrations;
 pub mod outbox;
+pub(crate) mod postgres;
 pub(crate) mod readers;
 pub(crate) mod reading;
 pub(crate) mod receipts;
@@ -42,6 +43,10 @@ pub enum StoreError {
     /// Any other SQLite failure (`From<rusqlite::Error>` sorts out busy and corrupt ones).
     #[error("database error: {0}")]
     Sqlite(rusqlite::Error),
+    /// A PostgreSQL failure: no connection, or a statement the server refused (the cause
+    /// says which; it never holds the database URL).
+    #[error("PostgreSQL failed")]
+    Postgres(#[from] tokio_postgres::Error),
     /// What an operation names does not exist (a reader, client, school, grant,
     /// activation); carries it as the caller named it.
     #[error("no {what}")]
@@ -80,10 +85,11 @@ pub enum StoreError {
         found: usize,
         needed: usize,
     },
-    /// A database file was migrated by a newer gateway: this binary would misread it.
-    #[error("{} has schema version {found}, newer than the {supported} this gateway knows: it was migrated by a newer uwlr-gateway; run that version, or restore the backup taken before the upgrade", path.display())]
+    /// A database file (or the PostgreSQL database) was migrated by a newer gateway: this
+    /// binary would misread it; `place` is the file's path or the redacted database URL.
+    #[error("{place} has schema version {found}, newer than the {supported} this gateway knows: it was migrated by a newer uwlr-gateway; run that version, or restore the backup taken before the upgrade")]
     TooNew {
-        path: PathBuf,
+        place: String,
         found: usize,
         supported: usize,
     },
@@ -187,6 +193,18 @@ impl StoreError {
             _ => false,
         }
     }
+}
+
+/// Which database engine holds the gateway's data (`store` in the configuration).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub(crate) enum Engine {
+    /// `gateway.sqlite` and `xapi.sqlite` in the data dir: the embedded default.
+    #[default]
+    Sqlite,
+    /// One PostgreSQL database at `database_url`, for several instances (issue 12); so far
+    /// only `init` and `migrate` run on it.
+    Postgres,
 }
 
 /// How durable a commit is before the sender is answered.

@@ -28,6 +28,7 @@ mod observability;
 mod operations;
 mod ownership;
 mod packaging;
+mod postgres;
 mod private_files;
 mod processing;
 mod quarantine;

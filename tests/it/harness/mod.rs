@@ -5,6 +5,7 @@ pub mod client;
 pub mod gateway;
 pub mod message;
 pub mod personal;
+pub mod postgres;
 pub mod process;
 pub mod soap;
 pub mod store;

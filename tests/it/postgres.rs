@@ -1,0 +1,344 @@
+//! The PostgreSQL engine (issue 12) as far as it goes: a throwaway cluster, `migrate` and `init` against it, and `serve` and `backup` refusing it.
+
+use crate::harness::cli::gateway_command;
+use crate::harness::postgres::Postgres;
+use crate::harness::{run, CliOutput};
+use std::path::Path;
+
+/// The harness itself: the cluster accepts the generated password only, runs with fsync
+/// on, and is gone (process and directory) once dropped.
+#[test]
+fn a_throwaway_cluster_starts_answers_and_is_removed() {
+    let cluster = Postgres::start();
+    assert_eq!(cluster.psql("SHOW fsync"), "on");
+    assert_eq!(cluster.psql("SELECT current_database()"), "uwlr");
+    let dir = cluster.dir().to_path_buf();
+    let pid = cluster.pid();
+    assert!(dir.join("data/PG_VERSION").is_file());
+    drop(cluster);
+    assert!(!dir.exists(), "{} is left behind", dir.display());
+    // SAFETY: signal 0 only asks whether the process exists.
+    let alive = unsafe { libc::kill(pid as libc::pid_t, 0) } == 0;
+    assert!(!alive, "the postmaster {pid} still runs");
+}
+
+/// The gateway binary with `store = postgres` on `url`, on a data dir in `scratch` (which
+/// the PostgreSQL engine must not touch).
+fn on_postgres(url: &str, scratch: &Path, args: &[&str]) -> CliOutput {
+    let mut command = gateway_command();
+    command
+        .arg("--data-dir")
+        .arg(scratch.join("data"))
+        .env("UWLR_STORE", "postgres")
+        .env("UWLR_DATABASE_URL", url)
+        .env("UWLR_LOG", "debug")
+        .args(args);
+    run(command)
+}
+
+/// Fails when `password` shows anywhere in what the command printed.
+#[track_caller]
+fn assert_hidden(output: &CliOutput, password: &str) {
+    for text in [&output.stdout, &output.stderr] {
+        assert!(!text.contains(password), "the password shows:\n{text}");
+    }
+}
+
+/// Every table of the schema: the SQLite engine's tables of both files, and the version table.
+const TABLES: &[&str] = &[
+    "activations",
+    "audit",
+    "clients",
+    "gateway_keys",
+    "gateway_settings",
+    "leerlingen",
+    "read_audit",
+    "reader_schools",
+    "readers",
+    "receipts",
+    "schema_migrations",
+    "schools",
+    "sender_state",
+    "statement_counter",
+    "toetsafname_changes",
+    "toetsafname_removals",
+    "toetsafnames",
+    "toetsafnames_history",
+    "toetsen",
+    "toetsen_history",
+    "xapi_dead_letters",
+    "xapi_erased_afnames",
+    "xapi_publisher",
+    "xapi_settings",
+    "xapi_statements",
+    "xapi_subscriptions",
+];
+
+fn tables(cluster: &Postgres) -> String {
+    cluster.psql(
+        "SELECT string_agg(table_name::text, ',' ORDER BY table_name::text) \
+         FROM information_schema.tables WHERE table_schema = 'public'",
+    )
+}
+
+/// `migrate --check` on an empty database reports it pending and fails; `migrate` creates
+/// the whole schema at version 1 and says so; `--check` then passes, and a second
+/// `migrate` changes nothing. No output shows the password, and no data dir appears.
+#[test]
+fn migrate_from_empty_then_check_and_rerun() {
+    let cluster = Postgres::start();
+    let scratch = tempfile::tempdir().unwrap();
+    let password = cluster.password();
+
+    let check = on_postgres(&cluster.url(), scratch.path(), &["migrate", "--check"]);
+    assert!(!check.status.success(), "{check:?}");
+    assert!(
+        check.stdout.contains(&format!(
+            "PostgreSQL database postgres://postgres:***@127.0.0.1:{}/uwlr: schema version 0, this gateway needs 1 (pending)",
+            cluster.port
+        )),
+        "{check:?}"
+    );
+    assert_hidden(&check, password);
+    assert_eq!(tables(&cluster), "", "--check created something");
+
+    let migrated = on_postgres(&cluster.url(), scratch.path(), &["migrate"]).success();
+    assert!(
+        migrated
+            .stdout
+            .contains("uwlr: migrated from schema version 0 to 1"),
+        "{migrated:?}"
+    );
+    assert_hidden(&migrated, password);
+    assert_eq!(tables(&cluster), TABLES.join(","));
+    assert_eq!(cluster.psql("SELECT version FROM schema_migrations"), "1");
+    assert_eq!(cluster.psql("SELECT cursor_seq FROM xapi_publisher"), "0");
+
+    let check = on_postgres(&cluster.url(), scratch.path(), &["migrate", "--check"]).success();
+    assert!(
+        check
+            .stdout
+            .contains("schema version 1, this gateway needs 1 (current)"),
+        "{check:?}"
+    );
+    let again = on_postgres(&cluster.url(), scratch.path(), &["migrate"]).success();
+    assert!(
+        again.stdout.contains("uwlr: schema version 1, current"),
+        "{again:?}"
+    );
+    assert_eq!(cluster.psql("SELECT count(*) FROM schema_migrations"), "1");
+    assert!(
+        !scratch.path().join("data").exists(),
+        "the PostgreSQL engine made a data dir"
+    );
+}
+
+/// `init` creates the schema on an empty database and reports an existing one as ready.
+#[test]
+fn init_creates_the_schema_once() {
+    let cluster = Postgres::start();
+    let scratch = tempfile::tempdir().unwrap();
+    let created = on_postgres(&cluster.url(), scratch.path(), &["init"]).success();
+    assert!(
+        created.stdout.contains("uwlr created (schema version 1)"),
+        "{created:?}"
+    );
+    assert_hidden(&created, cluster.password());
+    let again = on_postgres(&cluster.url(), scratch.path(), &["init"]).success();
+    assert!(
+        again.stdout.contains("is ready (it existed already"),
+        "{again:?}"
+    );
+    assert_eq!(tables(&cluster), TABLES.join(","));
+}
+
+/// Four `migrate` processes on one empty database at once: all succeed, the schema is
+/// created once (one version row; a second CREATE TABLE would have failed its migrator).
+#[test]
+fn concurrent_migrations_apply_the_schema_once() {
+    let cluster = Postgres::start();
+    let scratch = tempfile::tempdir().unwrap();
+    let url = cluster.url();
+    let barrier = std::sync::Barrier::new(4);
+    let outputs: Vec<CliOutput> = std::thread::scope(|scope| {
+        let runs: Vec<_> = (0..4)
+            .map(|_| {
+                scope.spawn(|| {
+                    barrier.wait();
+                    on_postgres(&url, scratch.path(), &["migrate"])
+                })
+            })
+            .collect();
+        runs.into_iter().map(|run| run.join().unwrap()).collect()
+    });
+    let mut applied = 0;
+    for output in outputs {
+        let output = output.success();
+        if output
+            .stdout
+            .contains("migrated from schema version 0 to 1")
+        {
+            applied += 1;
+        } else {
+            assert!(output.stdout.contains("schema version 1"), "{output:?}");
+        }
+    }
+    assert!(applied >= 1, "no run reported the migration");
+    assert_eq!(cluster.psql("SELECT count(*) FROM schema_migrations"), "1");
+    assert_eq!(tables(&cluster), TABLES.join(","));
+}
+
+/// A database a newer gateway migrated is refused by `migrate`, `migrate --check` and
+/// `init` (TooNew, naming the database without its password), and left as it was.
+#[test]
+fn a_database_of_a_newer_gateway_is_refused() {
+    let cluster = Postgres::start();
+    let scratch = tempfile::tempdir().unwrap();
+    on_postgres(&cluster.url(), scratch.path(), &["migrate"]).success();
+    cluster
+        .psql("INSERT INTO schema_migrations (version, description) VALUES (7, 'from the future')");
+    for args in [&["migrate"][..], &["migrate", "--check"], &["init"]] {
+        let refused = on_postgres(&cluster.url(), scratch.path(), args);
+        assert!(!refused.status.success(), "{args:?}: {refused:?}");
+        assert!(
+            refused.stderr.contains(&format!(
+                "postgres://postgres:***@127.0.0.1:{}/uwlr has schema version 7, newer than the 1 this gateway knows",
+                cluster.port
+            )),
+            "{args:?}: {refused:?}"
+        );
+        assert_hidden(&refused, cluster.password());
+    }
+    assert_eq!(cluster.psql("SELECT count(*) FROM schema_migrations"), "2");
+}
+
+/// `serve` on PostgreSQL refuses at once with the reason (no listener, no data dir);
+/// `backup` points at pg_dump and base backups; a subcommand that needs the store
+/// functions is refused instead of using SQLite; none of them shows the password.
+#[test]
+fn serve_backup_and_the_rest_refuse_postgres_clearly() {
+    let cluster = Postgres::start();
+    let scratch = tempfile::tempdir().unwrap();
+    on_postgres(&cluster.url(), scratch.path(), &["migrate"]).success();
+
+    let serve = on_postgres(
+        &cluster.url(),
+        scratch.path(),
+        &["serve", "--demo", "--listen", "127.0.0.1:0"],
+    );
+    assert!(!serve.status.success(), "{serve:?}");
+    assert!(
+        serve
+            .stderr
+            .contains("PostgreSQL engine is not complete yet"),
+        "{serve:?}"
+    );
+    assert!(!serve.stdout.contains("listening"), "{serve:?}");
+    assert_hidden(&serve, cluster.password());
+
+    let backup = on_postgres(
+        &cluster.url(),
+        scratch.path(),
+        &["backup", scratch.path().join("copy").to_str().unwrap()],
+    );
+    assert!(!backup.status.success(), "{backup:?}");
+    assert!(
+        backup.stderr.contains("pg_dump") && backup.stderr.contains("pg_basebackup"),
+        "{backup:?}"
+    );
+    assert!(!scratch.path().join("copy").exists());
+
+    let clients = on_postgres(&cluster.url(), scratch.path(), &["clients", "list"]);
+    assert!(!clients.status.success(), "{clients:?}");
+    assert!(
+        clients
+            .stderr
+            .contains("PostgreSQL engine is not complete yet"),
+        "{clients:?}"
+    );
+    assert!(!scratch.path().join("data").exists());
+}
+
+/// A wrong password and an unreachable server fail with the cause, and neither the
+/// configured password nor the URL's shows in the error.
+#[test]
+fn connection_failures_do_not_show_the_password() {
+    let cluster = Postgres::start();
+    let scratch = tempfile::tempdir().unwrap();
+    let wrong = cluster
+        .url()
+        .replace(cluster.password(), "Wr0ngPassw0rdXYZ");
+    let refused = on_postgres(&wrong, scratch.path(), &["migrate"]);
+    assert!(!refused.status.success(), "{refused:?}");
+    assert!(
+        refused.stderr.contains("password authentication failed"),
+        "{refused:?}"
+    );
+    assert_hidden(&refused, "Wr0ngPassw0rdXYZ");
+
+    let port = cluster.port;
+    let url = cluster.url();
+    drop(cluster);
+    let down = on_postgres(&url, scratch.path(), &["migrate", "--check"]);
+    assert!(!down.status.success(), "{down:?}");
+    assert!(
+        down.stderr.contains("error connecting to server"),
+        "{down:?}"
+    );
+    assert!(
+        down.stderr.contains(&format!("127.0.0.1:{port}")),
+        "{down:?}"
+    );
+    assert_hidden(&down, url.split(['@', ':']).nth(2).unwrap());
+}
+
+/// The change numbering of ARCHITECTURE.md "PostgreSQL" on the migrated schema: a change
+/// committed while a lower-numbered one is still open is not handed out (a plain
+/// `change_seq` cursor would pass the open one for good); once that commits, both come,
+/// in `(xid, change_seq)` order.
+#[test]
+fn the_publisher_horizon_hands_out_no_change_below_an_open_transaction() {
+    let cluster = Postgres::start();
+    let scratch = tempfile::tempdir().unwrap();
+    on_postgres(&cluster.url(), scratch.path(), &["migrate"]).success();
+    cluster.psql(
+        "INSERT INTO schools (code, created_at) VALUES ('99XX01', 'now');
+         INSERT INTO clients (klantcode, klantnaam, key_salt, key_hash, created_at)
+             VALUES ('EA', 'EA', '\\x00', '\\x00', 'now');
+         INSERT INTO toetsen (school_id, client_id, toetscode, versie, definition, content_sha256,
+             revision, created_at, created_receipt_id, updated_at, updated_receipt_id)
+             VALUES (1, 1, 'T', '1', '{}', 'x', 1, 'now', 'r', 'now', 'r');
+         INSERT INTO toetsafnames (school_id, client_id, afname_key, leerlingid, toets_id, toetscode,
+             versie, afnamedatum, aanmaakdatum, receipt_id, result, content_sha256, revision, change_seq)
+             VALUES (1, 1, 'A', 'L', 1, 'T', '1', '2026-01-01', 'now', 'r', '{}', 'x', 1, 0)",
+    );
+    const CHANGE: &str =
+        "INSERT INTO toetsafname_changes (change_seq, afname_id, revision, quarantined) \
+                          VALUES (nextval('change_seq'), 1, 1, false)";
+    const READ: &str =
+        "SELECT coalesce(string_agg(change_seq::text, ',' ORDER BY xid, change_seq), '') \
+                        FROM toetsafname_changes \
+                        WHERE xid < pg_snapshot_xmin(pg_current_snapshot()) \
+                          AND (xid, change_seq) > ('0'::xid8, 0)";
+
+    // The first writer takes change 1 and stays open.
+    let mut open = cluster.psql_session("open-writer");
+    open.send(&format!("BEGIN; {CHANGE};"));
+    cluster.wait_idle_in_transaction("open-writer");
+    // The second takes change 2 and commits.
+    cluster.psql(CHANGE);
+    assert_eq!(
+        cluster.psql("SELECT max(change_seq) FROM toetsafname_changes"),
+        "2",
+        "change 2 is committed and visible"
+    );
+    assert_eq!(
+        cluster.psql(READ),
+        "",
+        "a change was handed out below an open one"
+    );
+
+    open.send("COMMIT;");
+    open.finish();
+    assert_eq!(cluster.psql(READ), "1,2");
+}
