@@ -274,8 +274,9 @@ struct Inner {
     wal_restart_bytes: u64,
     readers: Mutex<Vec<Connection>>,
     /// The data-dir lock of a serving store (`Store::open_serving`), held until the store
-    /// is dropped or the process ends.
-    _serving: Option<data_dir_lock::DataDirLock>,
+    /// is dropped or the process ends. Only a serving store pipelines its commits: a CLI
+    /// process has no readers that wait for its syncs, so it commits at FULL.
+    serving: Option<data_dir_lock::DataDirLock>,
 }
 
 /// One database file and its writer thread.
@@ -681,7 +682,7 @@ impl Store {
                 durability,
                 wal_restart_bytes,
                 readers: Mutex::new(Vec::new()),
-                _serving: serving,
+                serving,
             }),
         };
         let mut connection = store.connect()?;
@@ -807,12 +808,14 @@ impl Store {
         connection.pragma_update(None, "cache_size", -cache_kib)?;
         // Savepoint journals (one per job) stay in memory instead of spilling to temp files.
         connection.pragma_update(None, "temp_store", "MEMORY")?;
-        // Pipelined commits: at `full` the core writer's COMMIT only appends to the WAL, and a
-        // sync thread makes each group durable while the writer already runs the next one.
+        // Pipelined commits: at `full` the serving core writer's COMMIT only appends to the
+        // WAL, and a sync thread makes each group durable while the writer already runs the
+        // next one. (A CLI process commits at FULL: `serve`'s readers could not wait for its
+        // syncs, so its groups must be durable when they become visible.)
         // The xAPI writer keeps `synchronous=FULL`: it is off the intake's path, and what it
         // commits (statements for the delivery worker and the xAPI API) is durable when seen.
         let syncer = match (which, self.inner.durability) {
-            (Which::Core, Durability::Full) => {
+            (Which::Core, Durability::Full) if self.inner.serving.is_some() => {
                 connection.pragma_update(None, "synchronous", "NORMAL")?;
                 let (sender, receiver) = mpsc::channel::<Committed>();
                 let wal = wal_path(&database.path);
@@ -830,6 +833,7 @@ impl Store {
         let counters = Counters {
             begun: database.begun.clone(),
             commits: database.commits.clone(),
+            sync_failed: database.sync_failed.clone(),
         };
         let restart = database.restart_wal.clone();
         std::thread::Builder::new()
@@ -961,10 +965,12 @@ fn lower_priority() {
     }
 }
 
-/// A writer's group numbers: begun (a COMMIT started) and durable (`Database::commits`).
+/// A writer's group numbers: begun (a COMMIT started) and durable (`Database::commits`),
+/// and whether a sync of its WAL has failed (`Database::sync_failed`).
 struct Counters {
     begun: Arc<AtomicU64>,
     commits: Arc<tokio::sync::watch::Sender<u64>>,
+    sync_failed: Arc<AtomicBool>,
 }
 
 /// A group whose COMMIT has run, on its way to the sync thread.
@@ -991,9 +997,15 @@ fn writer_loop(
                 Err(_) => break,
             }
         }
-        let began = connection
-            .execute_batch("BEGIN IMMEDIATE")
-            .map_err(|error| GroupFailure::of(&error));
+        // After a failed sync nothing more is committed: a group committed now would be
+        // visible, and durable after a restart, while its jobs are told it failed.
+        let began = if counters.sync_failed.load(Ordering::SeqCst) {
+            Err(sync_failed("an earlier sync of the WAL failed"))
+        } else {
+            connection
+                .execute_batch("BEGIN IMMEDIATE")
+                .map_err(|error| GroupFailure::of(&error))
+        };
         let mut completions: Vec<Completion> = Vec::with_capacity(jobs.len());
         if let Err(failure) = began {
             tracing::error!(error = %failure.message, "cannot begin a write transaction");
@@ -1035,6 +1047,8 @@ fn writer_loop(
             // The sync thread answers once the group is durable; this thread goes on.
             Some(syncer) => {
                 if let Err(mpsc::SendError(unsent)) = syncer.send(committed) {
+                    // No sync thread: nothing after this group can be vouched for either.
+                    counters.sync_failed.store(true, Ordering::SeqCst);
                     finish_groups(vec![unsent], Err(sync_gone()), &counters.commits);
                 }
             }
@@ -1106,7 +1120,10 @@ fn sync_gone() -> GroupFailure {
 /// - A failed sync fails every job of its groups (the sender gets a Server fault and resends)
 ///   and every later group (`Database::sync_failed`): after a failed `fdatasync` Linux may
 ///   have dropped the dirty pages and a retry can succeed without them, so no later sync
-///   can vouch for what was visible. The gateway is then not ready until restarted.
+///   can vouch for what was visible. From then on the writer commits nothing (each job is
+///   failed before it runs); the groups it committed while the failed sync ran are answered
+///   as failed although their rows may survive (a resend is then a replay or UWLR-VOLGORDE,
+///   as after a crash between COMMIT and answer). The gateway is not ready until restarted.
 fn sync_loop(
     mut sync: impl FnMut() -> std::io::Result<()>,
     receiver: mpsc::Receiver<Committed>,
@@ -1208,9 +1225,9 @@ fn checkpoint_loop(
 /// this process had it open) gets a descriptor of its own; the old one is kept open too.
 fn sync_file(path: &Path) -> std::io::Result<()> {
     use std::os::unix::fs::MetadataExt as _;
-    static FILES: std::sync::OnceLock<Mutex<std::collections::HashMap<PathBuf, std::fs::File>>> =
-        std::sync::OnceLock::new();
-    static REPLACED: Mutex<Vec<std::fs::File>> = Mutex::new(Vec::new());
+    type Files = Mutex<std::collections::HashMap<PathBuf, Arc<std::fs::File>>>;
+    static FILES: std::sync::OnceLock<Files> = std::sync::OnceLock::new();
+    static REPLACED: Mutex<Vec<Arc<std::fs::File>>> = Mutex::new(Vec::new());
     let mut files = FILES
         .get_or_init(Default::default)
         .lock()
@@ -1219,15 +1236,20 @@ fn sync_file(path: &Path) -> std::io::Result<()> {
     let file = match files.entry(path.to_path_buf()) {
         std::collections::hash_map::Entry::Occupied(mut entry) => {
             if entry.get().metadata()?.ino() != inode {
-                let replaced = entry.insert(std::fs::File::open(path)?);
+                let replaced = entry.insert(Arc::new(std::fs::File::open(path)?));
                 REPLACED.lock().expect("replaced files").push(replaced);
             }
             entry.into_mut()
         }
         std::collections::hash_map::Entry::Vacant(entry) => {
-            entry.insert(std::fs::File::open(path)?)
+            entry.insert(Arc::new(std::fs::File::open(path)?))
         }
     };
+    // Synced after the map's lock is let go: the core's sync thread (which answers every
+    // message) must not wait for a checkpointer's flush of a whole database file. The map
+    // (or `REPLACED`) keeps the descriptor open, so dropping this handle closes nothing.
+    let file = Arc::clone(file);
+    drop(files);
     file.sync_data()
 }
 
@@ -1439,7 +1461,8 @@ mod tests {
     #[tokio::test]
     async fn after_a_failed_sync_the_store_refuses_writes_and_synced_reads() {
         let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(&dir.path().join("data"), Durability::Full, 64 << 20).unwrap();
+        let store =
+            Store::open_serving(&dir.path().join("data"), Durability::Full, 64 << 20).unwrap();
         let write = || {
             store.write(|connection| {
                 connection
@@ -1452,6 +1475,13 @@ mod tests {
         store.inner.core.sync_failed.store(true, Ordering::SeqCst);
         assert!(write().await.is_err());
         assert!(store.synced().await.is_err());
+        // The refused write committed nothing: a job told it failed leaves no row behind.
+        let rows: i64 = store
+            .read(|connection| {
+                Ok(connection.query_row("SELECT count(*) FROM t", [], |row| row.get(0))?)
+            })
+            .unwrap();
+        assert_eq!(rows, 1);
     }
 
     #[test]

@@ -78,14 +78,21 @@ fn migrate_applies_reports_and_refuses() {
         .args(["sleep", "60"])
         .spawn()
         .expect("flock(1) from util-linux");
-    let deadline = Instant::now() + Duration::from_secs(10);
-    let beside = loop {
-        let output = gateway.cli(&["clients", "add", "EA-OLDER", "--klantnaam", "Older"]);
-        if output.stderr.contains("served by another") || Instant::now() > deadline {
-            break output;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    };
+    // Only once it holds the lock (`flock -n` then fails), or the subcommand would migrate.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while std::process::Command::new("flock")
+        .args(["--nonblock", "--conflict-exit-code", "75"])
+        .arg(gateway.data_dir.join("serve.lock"))
+        .arg("true")
+        .status()
+        .expect("flock(1)")
+        .code()
+        != Some(75)
+    {
+        assert!(Instant::now() < deadline, "flock never took serve.lock");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let beside = gateway.cli(&["clients", "add", "EA-OLDER", "--klantnaam", "Older"]);
     holder.kill().unwrap();
     holder.wait().unwrap();
     assert!(!beside.status.success(), "{}", beside.stdout);

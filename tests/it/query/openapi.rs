@@ -110,6 +110,11 @@ fn the_live_server_keeps_to_its_openapi_document() {
     assert!(served > 0, "schemathesis never got data");
 }
 
+/// A request of the locked-database test: documented path, method, path asked,
+/// Authorization, body, and the status it must get with gateway.sqlite locked and with
+/// xapi.sqlite locked.
+type LockedRequest<'a> = (&'a str, &'a str, String, &'a str, &'a str, (u16, u16));
+
 /// The answers each operation of the document lists under a database another process keeps
 /// locked past the gateway's busy timeout, first `gateway.sqlite`, then `xapi.sqlite`: every
 /// resource that writes the locked file (the admin API the core, the read API's audit the
@@ -133,7 +138,7 @@ fn under_a_locked_database_every_answer_is_one_the_document_lists() {
     let admin_token = format!("Bearer {ADMIN}");
     let basic = "Basic REVNTy1FQTpkZW1vLWF1dG9yaXNhdGllc2xldXRlbC0yMDI2"; // DEMO-EA's key
                                                                           // (documented path, method, path asked, Authorization, body, the status it must get)
-    let requests: Vec<(&str, &str, String, &str, &str, (u16, u16))> = vec![
+    let requests: Vec<LockedRequest> = vec![
         (
             "/api/v1/schools/{school}/toetsafnames",
             "get",
