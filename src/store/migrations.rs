@@ -707,6 +707,12 @@ impl From<[usize; 2]> for SchemaVersions {
 /// `xapi.sqlite` attached as `xapi` (`Store::connect`).
 pub(crate) fn migrate(connection: &mut Connection) -> Result<(), StoreError> {
     let found = SchemaVersions::of(connection)?;
+    // Every migration commit durable before the next one begins, whatever `durability` says:
+    // a step that moves rows between the files (core 11 drops what xAPI 5 copied) must not
+    // keep the drop and lose the copy to a power loss between two unsynced WALs.
+    for schema in ["main", super::XAPI_SCHEMA] {
+        connection.execute_batch(&format!("PRAGMA {schema}.synchronous = FULL"))?;
+    }
     let core_file: Option<String> = connection
         .query_row(
             "SELECT file FROM pragma_database_list WHERE name = 'main'",

@@ -605,6 +605,14 @@ fn copy_database(
     Ok(())
 }
 
+/// Creates `data_dir` (private to the gateway's user) unless it exists.
+fn create_data_dir(data_dir: &Path) -> Result<(), StoreError> {
+    create_private_dir(data_dir).map_err(|source| StoreError::DataDir {
+        path: data_dir.to_path_buf(),
+        source,
+    })
+}
+
 impl Store {
     /// Opens (creating and migrating) `gateway.sqlite` and `xapi.sqlite` in `data_dir`; only
     /// `serve` and `init` create a data dir.
@@ -613,10 +621,7 @@ impl Store {
         durability: Durability,
         wal_restart_bytes: u64,
     ) -> Result<Store, StoreError> {
-        create_private_dir(data_dir).map_err(|source| StoreError::DataDir {
-            path: data_dir.to_path_buf(),
-            source,
-        })?;
+        create_data_dir(data_dir)?;
         Store::open_created(data_dir, durability, wal_restart_bytes, None)
     }
 
@@ -627,10 +632,7 @@ impl Store {
         durability: Durability,
         wal_restart_bytes: u64,
     ) -> Result<Store, StoreError> {
-        create_private_dir(data_dir).map_err(|source| StoreError::DataDir {
-            path: data_dir.to_path_buf(),
-            source,
-        })?;
+        create_data_dir(data_dir)?;
         let lock = data_dir_lock::DataDirLock::acquire(data_dir)?;
         Store::open_created(data_dir, durability, wal_restart_bytes, Some(lock))
     }

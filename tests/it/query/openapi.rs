@@ -113,6 +113,11 @@ fn the_live_server_keeps_to_its_openapi_document() {
 /// A request of the locked-database test: documented path, method, path asked,
 /// Authorization, body, and the status it must get with gateway.sqlite locked and with
 /// xapi.sqlite locked.
+/// The expected status of a core write sent beside the erasure while `xapi.sqlite` is locked:
+/// 200, or 503 when it queues behind the erasure, which holds the core's write lock while it
+/// waits for `xapi.sqlite`'s (one transaction over both files).
+const BEHIND_ERASURE: u16 = 0;
+
 type LockedRequest<'a> = (&'a str, &'a str, String, &'a str, &'a str, (u16, u16));
 
 /// The answers each operation of the document lists under a database another process keeps
@@ -177,7 +182,7 @@ fn under_a_locked_database_every_answer_is_one_the_document_lists() {
             "/api/v1/admin/leerlingen".into(),
             &admin_token,
             "99XX01,LOCK-LL1,,\n",
-            (503, 200),
+            (503, BEHIND_ERASURE),
         ),
         (
             "/api/v1/admin/schools/{school}/leerlingen/{leerlingid}",
@@ -273,7 +278,14 @@ fn under_a_locked_database_every_answer_is_one_the_document_lists() {
             } else {
                 expected.1
             };
-            assert_eq!(status, expected, "{file} locked: {method} {path}: {body}");
+            if expected == BEHIND_ERASURE {
+                assert!(
+                    status == 200 || status == 503,
+                    "{file} locked: {method} {path}: {body}"
+                );
+            } else {
+                assert_eq!(status, expected, "{file} locked: {method} {path}: {body}");
+            }
             if status == 503 {
                 assert_eq!(retry_after.as_deref(), Some("5"), "{method} {path}");
                 assert!(body.contains("urn:uwlr-gateway:problem:busy"), "{body}");
