@@ -45,13 +45,15 @@ impl DataDirLock {
         match file.try_lock() {
             Ok(()) => {}
             Err(TryLockError::WouldBlock) => {
-                // The holder writes its pid right after it took the lock: a holder caught
-                // in between is reported without one.
+                // The holder writes its pid right after it took the lock.
                 let mut text = String::new();
                 let holder = file
                     .read_to_string(&mut text)
                     .ok()
-                    .and_then(|_| text.trim().parse::<u32>().ok());
+                    .and_then(|_| text.trim().parse::<u32>().ok())
+                    // A holder caught before it wrote its pid leaves the previous holder's
+                    // there, maybe of a process long gone: only a live one is named.
+                    .filter(|pid| Path::new(&format!("/proc/{pid}")).exists());
                 return Err(StoreError::InUse {
                     path: data_dir.to_path_buf(),
                     holder,
