@@ -232,7 +232,8 @@ fn contract_dir(config: &Config) -> PathBuf {
 
 /// Seals what an older database holds in clear (and what an older key sealed) before delivery starts.
 fn reseal_stored_secrets(store: &Store, keyring: &Keyring) -> Result<()> {
-    let outcome = crate::store::outbox::reseal_secrets(&store.connect()?, keyring)
+    let outcome = store
+        .on_side_connection(|connection| crate::store::outbox::reseal_secrets(connection, keyring))
         .context("cannot seal the stored LRS secrets")?;
     if outcome.resealed > 0 {
         tracing::info!(

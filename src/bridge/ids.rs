@@ -22,7 +22,7 @@ pub(crate) fn prepare(
     keyring: &Keyring,
     mapping: Mapping,
 ) -> Result<Mapping, BridgeError> {
-    let connection = &store.connect()?;
+    store.on_side_connection(|connection| {
     let pinned = pin_base_iri(connection, mapping.base_iri())?;
     if pinned != mapping.base_iri() {
         return Err(BridgeError::BaseIriChanged {
@@ -51,4 +51,5 @@ pub(crate) fn prepare(
         }
     };
     Ok(mapping.with_id_key(IdKey::new(key)))
+    })
 }

@@ -719,9 +719,20 @@ impl Store {
         &self.inner.core.path
     }
 
+    /// Runs `job` on a connection of its own beside the writers (the core with the bridge's
+    /// file attached), in autocommit: for startup work that runs before the writers carry
+    /// traffic (the demo seed, resealing stored secrets, the xAPI id key). The caller passes
+    /// store functions and never holds the connection.
+    pub(crate) fn on_side_connection<R, E: From<StoreError>>(
+        &self,
+        job: impl FnOnce(&Connection) -> Result<R, E>,
+    ) -> Result<R, E> {
+        job(&self.connect()?)
+    }
+
     /// A connection to the core with the bridge's file attached, for one-off work (CLI
-    /// commands, tests) and the reader pool.
-    pub(crate) fn connect(&self) -> Result<Connection, StoreError> {
+    /// sessions, `on_side_connection`) and the reader pool; private to the store.
+    fn connect(&self) -> Result<Connection, StoreError> {
         let connection = open_connection(&self.inner.core.path, self.inner.durability)?;
         attach(&connection, &self.inner.xapi.path, XAPI_SCHEMA)?;
         Ok(connection)
