@@ -211,9 +211,10 @@ pub(crate) enum Engine {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Deserialize, serde::Serialize)]
 #[serde(rename_all = "lowercase")]
 pub(crate) enum Durability {
-    /// Survives power loss: the core writer commits with `synchronous=NORMAL` and its sync
-    /// thread `fdatasync`s the WAL before anyone learns of the commit (pipelined commits);
-    /// every other connection runs `synchronous=FULL`.
+    /// Survives power loss: `serve`'s core writer commits with `synchronous=NORMAL` and its
+    /// sync thread `fdatasync`s the WAL before anyone learns of the commit (pipelined
+    /// commits); every other connection, a CLI process's writers included, runs
+    /// `synchronous=FULL`.
     Full,
     /// `synchronous=NORMAL`: survives a crash of the gateway, not of the machine.
     Normal,
