@@ -17,7 +17,7 @@ use crate::vdex::Vocabularies;
 use anyhow::{Context, Result};
 use std::future::Future;
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 use tokio::net::TcpListener;
 
@@ -46,16 +46,17 @@ impl Application {
     /// Opens the data dir (creating it when missing), the keyring, the contract and the
     /// bridge, and binds the listeners. Must be called inside a Tokio runtime.
     pub(crate) async fn build(config: Config) -> Result<Application> {
-        if config.store == crate::store::Engine::Postgres {
-            // Refused before anything is opened or bound: never a half-running gateway.
-            anyhow::bail!("cannot serve: {}", crate::store::postgres::NOT_COMPLETE);
-        }
-        let store = Store::open_serving(
-            &config.data_dir,
-            config.durability,
-            config.wal_restart_mib << 20,
-        )
-        .with_context(|| format!("cannot open the database in {}", config.data_dir.display()))?;
+        let store = match config.store {
+            crate::store::Engine::Postgres => crate::cli::open_postgres(&config)?,
+            crate::store::Engine::Sqlite => Store::open_serving(
+                &config.data_dir,
+                config.durability,
+                config.wal_restart_mib << 20,
+            )
+            .with_context(|| {
+                format!("cannot open the database in {}", config.data_dir.display())
+            })?,
+        };
         let keyring = Arc::new(load_keyring(&config, true)?);
         reseal_stored_secrets(&store, &keyring)?;
         let schemas = crate::schema::prepare(&contract_dir(&config), config.schema_dir.as_deref())?;
@@ -139,8 +140,9 @@ impl Application {
     }
 
     /// The core database file.
-    pub(crate) fn database_path(&self) -> &Path {
-        self.store.path()
+    /// Where the data lives: the core database file, or the redacted PostgreSQL URL.
+    pub(crate) fn database_location(&self) -> String {
+        self.store.location()
     }
 
     /// Serves until `shutdown` resolves, then lets requests finish, stops publishing,
@@ -293,7 +295,8 @@ mod tests {
         let _ = stop.send(());
         tokio::time::timeout(std::time::Duration::from_secs(30), running).await???;
 
-        let connection = crate::store::open_read_only(data_dir.path())?;
+        let connection =
+            crate::store::db::Db::owned_sqlite(crate::store::open_read_only(data_dir.path())?);
         let school =
             crate::domain::SchoolCode::parse(crate::demo::SCHOOL).map_err(anyhow::Error::msg)?;
         let learner =

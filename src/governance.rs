@@ -298,7 +298,7 @@ pub(crate) fn erase(
     actor: &str,
 ) -> Result<ErasureReport, GovernanceError> {
     let erased = erasure::erase_learner(
-        session.connection_mut(),
+        session,
         keyring,
         learner,
         actor,

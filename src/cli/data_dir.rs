@@ -80,13 +80,7 @@ pub(super) fn backup(config: &Config, file: &Path) -> Result<ExitCode> {
     let progress = Progress::new("backing up", 0);
     let copied = crate::store::backup(&session, file);
     progress.finish();
-    copied.with_context(|| {
-        format!(
-            "cannot back up {} to {}",
-            store.path().display(),
-            file.display()
-        )
-    })?;
+    copied.with_context(|| format!("cannot back up {} to {}", store.location(), file.display()))?;
     admin::audit(&session, "cli", "backup", &file.display().to_string())?;
     let size: u64 = ["gateway.sqlite", "xapi.sqlite"]
         .iter()
@@ -95,7 +89,7 @@ pub(super) fn backup(config: &Config, file: &Path) -> Result<ExitCode> {
         .sum();
     println!(
         "backed up {} to {} ({size} bytes, {} ms)",
-        store.path().display(),
+        store.location(),
         file.display(),
         started.elapsed().as_millis()
     );

@@ -45,7 +45,7 @@ fn announce(application: &Application, config: &Config, demo: bool) -> Result<()
     let endpoint = application.endpoint_url();
     println!("uwlr-gateway listening on {scheme}://{}", addresses.main);
     println!("SOAP endpoint {endpoint}  (WSDL: {endpoint}?wsdl)");
-    println!("database {}", application.database_path().display());
+    println!("database {}", application.database_location());
     if let Some(operations) = addresses.operations {
         println!("metrics listening on http://{operations}  (/metrics, /status, /ready, /health)");
     }

@@ -46,10 +46,15 @@ pub(crate) async fn run_sampler(store: Store, auth_limit: Arc<crate::auth_limit:
 /// WAL sizes, the publisher's position and each LRS's delivery state.
 pub(crate) fn read_state(store: &Store) -> Result<StoreState, StoreError> {
     let wal = |path: std::path::PathBuf| std::fs::metadata(path).map_or(0, |meta| meta.len());
-    let core = store.path();
-    let mut core_wal = core.as_os_str().to_owned();
-    core_wal.push("-wal");
-    let xapi_wal = core.with_file_name("xapi.sqlite-wal");
+    let (core_wal, xapi_wal) = match store.path() {
+        Some(core) => {
+            let mut core_wal = core.as_os_str().to_owned();
+            core_wal.push("-wal");
+            (core_wal.into(), core.with_file_name("xapi.sqlite-wal"))
+        }
+        // PostgreSQL: no WAL files of ours (the server's are its operators' to watch).
+        None => (std::path::PathBuf::new(), std::path::PathBuf::new()),
+    };
     let now = chrono::Utc::now();
     store.read(|connection| {
         let (publisher_cursor, change_end) = crate::store::outbox::publisher_position(connection)?;

@@ -1,17 +1,18 @@
 //! An access request's answer: everything the gateway holds about one learner, as one JSON document.
 
+use super::db::Db;
 use super::erasure::Learner;
 use super::StoreError;
-use rusqlite::{params, Connection};
+use rusqlite::params;
 use serde_json::Value;
 
 /// The shape README "Privacy and retention" documents; `format` names its version.
 pub(crate) const FORMAT: &str = "uwlr-gateway/leerling-export/v1";
 
 fn json_rows(
-    connection: &Connection,
+    connection: &Db,
     sql: &str,
-    params: impl rusqlite::Params,
+    params: impl super::db::SqlParams,
 ) -> Result<Vec<Value>, StoreError> {
     let mut statement = connection.prepare(sql)?;
     let rows = statement.query_map(params, |row| row.get::<_, String>(0))?;
@@ -30,8 +31,8 @@ const AFNAME_FILTER: &str =
 /// of those whose violations name the learner (a rejected message with an unknown learner,
 /// say), oldest first.
 fn learner_receipts(
-    snapshot: &Connection,
-    id: impl rusqlite::Params,
+    snapshot: &Db,
+    id: impl super::db::SqlParams,
 ) -> Result<Vec<Value>, StoreError> {
     let afname_filter = AFNAME_FILTER;
     let receipt_ids: Vec<String> = {
@@ -62,11 +63,12 @@ fn learner_receipts(
 /// the messages that brought them or named the learner (without keys; a sender's key is never
 /// stored), statements about them, the reads that returned them, and which LRSs received them.
 pub(crate) fn export(
-    connection: &Connection,
+    connection: &Db,
     learner: &Learner,
     exported_at: &str,
 ) -> Result<Value, StoreError> {
-    let snapshot = connection.unchecked_transaction()?;
+    let guard = super::connection::Snapshot::begin(connection)?;
+    let snapshot = guard.db();
     let id = params![learner.school_id, learner.leerlingid, learner.eckid];
     let leerling = json_rows(
         &snapshot,
@@ -134,7 +136,7 @@ pub(crate) fn export(
         learner.eckid.as_deref(),
     )?;
     let school_register = super::disclosures::register(&snapshot, &school, None, None)?;
-    snapshot.finish()?;
+    guard.finish()?;
     Ok(serde_json::json!({
         "format": FORMAT,
         "exported_at": exported_at,

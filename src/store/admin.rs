@@ -1,9 +1,10 @@
 //! Clients, schools, activations (with their mandates), leerlingen and the audit log.
 
+use super::db::Db;
 use super::{now_text, StoreError};
 use crate::domain::{Rule, SchoolCode, Violation};
 use rand::RngCore;
-use rusqlite::{params, Connection, OptionalExtension};
+use rusqlite::{params, OptionalExtension};
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
@@ -60,7 +61,7 @@ pub(crate) fn generate_key() -> String {
 }
 
 pub(crate) fn audit(
-    connection: &Connection,
+    connection: &Db,
     actor: &str,
     action: &str,
     detail: &str,
@@ -74,7 +75,7 @@ pub(crate) fn audit(
 
 /// Registers a client. The key is stored only as a salted SHA-256.
 pub(crate) fn add_client(
-    connection: &Connection,
+    connection: &Db,
     klantcode: &str,
     klantnaam: &str,
     key: &str,
@@ -111,11 +112,11 @@ pub(crate) fn add_client(
     audit(connection, "cli", "clients.add", klantcode)
 }
 
-pub(crate) fn list_clients(connection: &Connection) -> Result<Vec<ClientRow>, StoreError> {
+pub(crate) fn list_clients(connection: &Db) -> Result<Vec<ClientRow>, StoreError> {
     let mut statement = connection.prepare(
         "SELECT klantcode, klantnaam, created_at, revoked_at FROM clients ORDER BY klantcode",
     )?;
-    let rows = statement.query_map([], |row| {
+    let rows = statement.query_map(rusqlite::params![], |row| {
         Ok(ClientRow {
             klantcode: row.get(0)?,
             klantnaam: row.get(1)?,
@@ -126,7 +127,7 @@ pub(crate) fn list_clients(connection: &Connection) -> Result<Vec<ClientRow>, St
     Ok(rows.collect::<Result<_, _>>()?)
 }
 
-pub(crate) fn revoke_client(connection: &Connection, klantcode: &str) -> Result<(), StoreError> {
+pub(crate) fn revoke_client(connection: &Db, klantcode: &str) -> Result<(), StoreError> {
     revoke(connection, Revocable::Client, klantcode)
 }
 
@@ -139,11 +140,7 @@ pub(super) enum Revocable {
 
 /// Stamps `revoked_at` on the active client or reader named `name` and audits it; its key or
 /// token stops working at once. Revoking one that is unknown or already revoked is `NotFound`.
-pub(super) fn revoke(
-    connection: &Connection,
-    revocable: Revocable,
-    name: &str,
-) -> Result<(), StoreError> {
+pub(super) fn revoke(connection: &Db, revocable: Revocable, name: &str) -> Result<(), StoreError> {
     let (sql, what, action) = match revocable {
         Revocable::Client => (
             "UPDATE clients SET revoked_at = ?2 WHERE klantcode = ?1 AND revoked_at IS NULL",
@@ -163,10 +160,7 @@ pub(super) fn revoke(
 }
 
 /// The id of a school, created on first mention.
-pub(crate) fn ensure_school(
-    connection: &Connection,
-    school: &SchoolCode,
-) -> Result<i64, StoreError> {
+pub(crate) fn ensure_school(connection: &Db, school: &SchoolCode) -> Result<i64, StoreError> {
     let (brincode, dependancecode, schoolkey) = school.parts();
     connection.execute(
         "INSERT INTO schools (code, brincode, dependancecode, schoolkey, created_at)
@@ -186,10 +180,7 @@ pub(crate) fn ensure_school(
     )?)
 }
 
-pub(crate) fn school_id(
-    connection: &Connection,
-    school: &SchoolCode,
-) -> Result<Option<i64>, StoreError> {
+pub(crate) fn school_id(connection: &Db, school: &SchoolCode) -> Result<Option<i64>, StoreError> {
     Ok(connection
         .query_row(
             "SELECT id FROM schools WHERE code = ?1",
@@ -201,7 +192,7 @@ pub(crate) fn school_id(
 
 /// Activates `klantcode` for `school` under a mandate valid from `valid_from` until `valid_until` (dates, inclusive).
 pub(crate) fn activate(
-    connection: &Connection,
+    connection: &Db,
     klantcode: &str,
     school: &SchoolCode,
     mandate_ref: &str,
@@ -240,7 +231,7 @@ pub(crate) fn activate(
 }
 
 pub(crate) fn deactivate(
-    connection: &Connection,
+    connection: &Db,
     klantcode: &str,
     school: &SchoolCode,
 ) -> Result<(), StoreError> {
@@ -268,7 +259,7 @@ pub(crate) fn deactivate(
 /// (accepted before UWLR-TOEKOMST existed, or a clock that ran far ahead within the skew).
 /// Returns the aanmaakdatum that was forgotten; audited with it.
 pub(crate) fn reset_ordering(
-    connection: &Connection,
+    connection: &Db,
     klantcode: &str,
     school: &SchoolCode,
 ) -> Result<String, StoreError> {
@@ -296,13 +287,13 @@ pub(crate) fn reset_ordering(
     Ok(forgotten)
 }
 
-pub(crate) fn list_activations(connection: &Connection) -> Result<Vec<ActivationRow>, StoreError> {
+pub(crate) fn list_activations(connection: &Db) -> Result<Vec<ActivationRow>, StoreError> {
     let mut statement = connection.prepare(
         "SELECT s.code, c.klantcode, a.mandate_ref, a.valid_from, a.valid_until, a.active
          FROM activations a JOIN schools s ON s.id = a.school_id JOIN clients c ON c.id = a.client_id
          ORDER BY s.code, c.klantcode",
     )?;
-    let rows = statement.query_map([], |row| {
+    let rows = statement.query_map(rusqlite::params![], |row| {
         Ok(ActivationRow {
             school: row.get(0)?,
             klantcode: row.get(1)?,
@@ -331,7 +322,7 @@ struct StoredClient {
 }
 
 impl StoredClient {
-    fn read(connection: &Connection, klantcode: &str) -> Result<Option<StoredClient>, StoreError> {
+    fn read(connection: &Db, klantcode: &str) -> Result<Option<StoredClient>, StoreError> {
         Ok(connection
             .prepare_cached("SELECT id, klantnaam, key_salt, key_hash, revoked_at FROM clients WHERE klantcode = ?1")?
             .query_row([klantcode], |row| {
@@ -356,7 +347,7 @@ impl StoredClient {
 /// Checks the autorisatie header and the activation for the school, in the order
 /// the Topicus reference service uses: client identity, key, then school.
 pub(crate) fn authenticate(
-    connection: &Connection,
+    connection: &Db,
     klantcode: &str,
     klantnaam: &str,
     key: &str,
@@ -421,7 +412,7 @@ pub(crate) fn authenticate(
 
 /// Checks only the client's credentials (for HTTP Basic on the receipts API).
 pub(crate) fn authenticate_client(
-    connection: &Connection,
+    connection: &Db,
     klantcode: &str,
     key: &str,
 ) -> Result<Option<i64>, StoreError> {
@@ -432,7 +423,7 @@ pub(crate) fn authenticate_client(
 
 /// Inserts or updates learners; returns how many rows were written.
 pub(crate) fn import_leerlingen(
-    connection: &Connection,
+    connection: &Db,
     rows: &[LeerlingRow],
     actor: &str,
 ) -> Result<usize, StoreError> {
@@ -441,7 +432,7 @@ pub(crate) fn import_leerlingen(
 
 /// `import_leerlingen`, calling `on_rows` with the number of rows written every 1,000 rows.
 pub(crate) fn import_leerlingen_with_progress(
-    connection: &Connection,
+    connection: &Db,
     rows: &[LeerlingRow],
     actor: &str,
     on_rows: &mut dyn FnMut(usize),
@@ -471,7 +462,7 @@ pub(crate) fn import_leerlingen_with_progress(
 
 /// Whether a leerling is known at the school, by LAS key or else by ECK iD.
 pub(crate) fn leerling_known(
-    connection: &Connection,
+    connection: &Db,
     school_id: i64,
     leerlingid: &str,
     eckid: Option<&str>,
@@ -492,7 +483,7 @@ pub(crate) fn leerling_known(
 }
 
 /// The id of the client with this klantcode; refused when there is none.
-fn client_id_of(connection: &Connection, klantcode: &str) -> Result<i64, StoreError> {
+fn client_id_of(connection: &Db, klantcode: &str) -> Result<i64, StoreError> {
     connection
         .query_row(
             "SELECT id FROM clients WHERE klantcode = ?1",
@@ -580,7 +571,9 @@ mod tests {
         let connection = database()?;
         add_client(&connection, "EA", "Uitgever", "geheime-sleutel")?;
         let stored: Vec<u8> =
-            connection.query_row("SELECT key_hash FROM clients", [], |row| row.get(0))?;
+            connection.query_row("SELECT key_hash FROM clients", rusqlite::params![], |row| {
+                row.get(0)
+            })?;
         assert!(!String::from_utf8_lossy(&stored).contains("geheime-sleutel"));
         assert_eq!(
             authenticate_client(&connection, "EA", "geheime-sleutel")?,

@@ -1,6 +1,7 @@
 //! Unit tests of the afname write path on an in-memory store: upserts (created, unchanged, updated, a key twice in one message), the change log, and quarantine release.
 
 use super::admin::{self, LeerlingRow};
+use super::db::Db as Connection;
 use super::intake::{
     feed_offset, read_change_seq, release_quarantine, upsert_afname, upsert_toets,
     write_change_seq, write_feed_seq, AfnameChange, AfnameState, AfnameWrite, Owner,
@@ -9,13 +10,12 @@ use super::intake::{
 use super::testing::database;
 use super::StoreError;
 use crate::domain::SchoolCode;
-use rusqlite::Connection;
 
 const SCHOOL: &str = "99XX01";
 
 /// One school, one client and one toets, as the intake has them when it reaches the afnames.
 struct Fixture {
-    connection: Connection,
+    connection: Connection<'static>,
     owner: Owner,
     toets_id: i64,
 }
@@ -32,10 +32,11 @@ impl Fixture {
         let school = SchoolCode::parse(SCHOOL).expect("a school code");
         let school_id = admin::ensure_school(&connection, &school)?;
         admin::add_client(&connection, "EA", "Een EA", "sleutel-1")?;
-        let client_id =
-            connection.query_row("SELECT id FROM clients WHERE klantcode = 'EA'", [], |row| {
-                row.get(0)
-            })?;
+        let client_id = connection.query_row(
+            "SELECT id FROM clients WHERE klantcode = 'EA'",
+            rusqlite::params![],
+            |row| row.get(0),
+        )?;
         let owner = Owner {
             school_id,
             client_id,
@@ -88,7 +89,7 @@ impl Fixture {
              ORDER BY g.change_seq",
         )?;
         let rows = statement
-            .query_map([], |row| {
+            .query_map(rusqlite::params![], |row| {
                 Ok((
                     row.get(0)?,
                     row.get(1)?,
@@ -120,7 +121,9 @@ impl Fixture {
     }
 
     fn number(&self, sql: &str) -> Result<i64, StoreError> {
-        Ok(self.connection.query_row(sql, [], |row| row.get(0))?)
+        Ok(self
+            .connection
+            .query_row(sql, rusqlite::params![], |row| row.get(0))?)
     }
 }
 
@@ -185,7 +188,7 @@ fn a_changed_resend_is_updated_keeps_the_old_state_and_logs_the_new_revision(
     let (revision, score, replaced_by): (i64, i64, String) = fixture.connection.query_row(
         "SELECT revision, json_extract(state, '$.score'), replaced_by_receipt_id
          FROM toetsafnames_history",
-        [],
+        rusqlite::params![],
         |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?)),
     )?;
     assert_eq!((revision, score, replaced_by.as_str()), (1, 5, "r2"));

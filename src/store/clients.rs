@@ -1,10 +1,10 @@
 //! The sending clients (EAs): lookups besides those in `admin`, which registers and authenticates them.
 
+use super::db::Db;
 use super::StoreError;
-use rusqlite::Connection;
 
 /// Whether a client with this klantcode is registered (revoked or not).
-pub(crate) fn client_known(connection: &Connection, klantcode: &str) -> Result<bool, StoreError> {
+pub(crate) fn client_known(connection: &Db, klantcode: &str) -> Result<bool, StoreError> {
     let count: i64 = connection.query_row(
         "SELECT count(*) FROM clients WHERE klantcode = ?1",
         [klantcode],

@@ -1,8 +1,9 @@
 //! The register of disclosures: which readers and LRSs received a school's (or a learner's) data, and when.
 
+use super::db::Db;
 use super::outbox::list_subscriptions;
 use super::StoreError;
-use rusqlite::{params, Connection};
+use rusqlite::params;
 
 /// A reader that read the school's data through the read API (from the read audit).
 #[derive(Clone, Debug, serde::Serialize)]
@@ -42,7 +43,7 @@ pub(crate) struct Register {
 /// LRSs from their cursors over the statements still stored. With `leerlingid`, only reads
 /// that returned that learner and statements about them.
 pub(crate) fn register(
-    connection: &Connection,
+    connection: &Db,
     school: &crate::domain::SchoolCode,
     leerlingid: Option<&str>,
     eckid: Option<&str>,

@@ -1,10 +1,11 @@
 //! Erasure of one learner: the rows about them go, and the rows that only named them name a keyed hash instead.
 
+use super::db::Db;
 use super::retention::{learner_afnames, remove_afnames};
 use super::StoreError;
 use crate::secret::Keyring;
 use hmac::Mac as _;
-use rusqlite::{params, Connection, OptionalExtension};
+use rusqlite::{params, OptionalExtension};
 
 /// A learner as the erasure found them.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -33,7 +34,7 @@ pub(crate) struct ErasureCounts {
 
 /// Finds a learner of the school by LAS key or ECK iD, in the roster or else in stored afnames.
 pub(crate) fn find_learner(
-    connection: &Connection,
+    connection: &Db,
     school: &crate::domain::SchoolCode,
     leerlingid: Option<&str>,
     eckid: Option<&str>,
@@ -66,10 +67,7 @@ const HASH_KEY_NAME: &str = "learner_hash";
 /// The gateway's key for keyed hashes of learner ids: random, made on first use and kept
 /// sealed in the database, so the same learner always gets the same hash (an auditor can
 /// check a hash with the gateway's help) and nobody without the secrets key can.
-pub(crate) fn learner_hash_key(
-    connection: &Connection,
-    keyring: &Keyring,
-) -> Result<Vec<u8>, StoreError> {
+pub(crate) fn learner_hash_key(connection: &Db, keyring: &Keyring) -> Result<Vec<u8>, StoreError> {
     let place = format!("gateway_keys.sealed/{HASH_KEY_NAME}");
     let stored: Option<Vec<u8>> = connection
         .query_row(
@@ -97,13 +95,14 @@ pub(crate) fn learner_hash_key(
 /// Seals the gateway's own keys (`gateway_keys`) anew under the keyring's first key, as
 /// `outbox::reseal_secrets` does for subscription secrets (`secrets rotate`, and at start).
 pub(crate) fn reseal_gateway_keys(
-    connection: &Connection,
+    connection: &Db,
     keyring: &Keyring,
     outcome: &mut super::outbox::Resealed,
 ) -> Result<(), StoreError> {
     let stored: Vec<(String, Vec<u8>)> = {
         let mut statement = connection.prepare("SELECT name, sealed FROM gateway_keys")?;
-        let rows = statement.query_map([], |row| Ok((row.get(0)?, row.get(1)?)))?;
+        let rows =
+            statement.query_map(rusqlite::params![], |row| Ok((row.get(0)?, row.get(1)?)))?;
         rows.collect::<Result<_, _>>()?
     };
     for (name, sealed) in stored {
@@ -158,7 +157,7 @@ pub(crate) fn replace_token(text: &str, token: &str, replacement: &str) -> Strin
 
 /// Rewrites every row of `table` whose `column` names one of `ids`, through `replace_token`.
 fn rewrite_column(
-    connection: &Connection,
+    connection: &Db,
     table: &str,
     key: &str,
     column: &str,
@@ -196,7 +195,7 @@ fn rewrite_column(
 /// receipts' violations, read audit rows and audit rows that named them to name the keyed hash.
 /// Runs in the caller's transaction, with `erase_statements` in the same one.
 pub(crate) fn erase_core(
-    connection: &Connection,
+    connection: &Db,
     learner: &Learner,
     hash_key: &[u8],
 ) -> Result<(ErasureCounts, Vec<i64>), StoreError> {
@@ -277,7 +276,7 @@ pub(crate) struct LearnerStatement {
 
 /// Every statement about the learner (their own, and the voiding statements of their afnames).
 pub(crate) fn learner_statements(
-    connection: &Connection,
+    connection: &Db,
     learner: &Learner,
     afname_ids: &[i64],
 ) -> Result<Vec<LearnerStatement>, StoreError> {
@@ -311,7 +310,7 @@ pub(crate) fn learner_statements(
 
 /// Records erased afnames in `xapi.sqlite`, so a publisher round that read them before the
 /// erasure committed writes no statement for them afterwards (`bridge::publish::write_round`).
-pub(crate) fn mark_erased(connection: &Connection, afname_ids: &[i64]) -> Result<(), StoreError> {
+pub(crate) fn mark_erased(connection: &Db, afname_ids: &[i64]) -> Result<(), StoreError> {
     let mut statement = connection
         .prepare_cached("INSERT OR IGNORE INTO xapi_erased_afnames (afname_id) VALUES (?1)")?;
     for afname_id in afname_ids {
@@ -322,7 +321,7 @@ pub(crate) fn mark_erased(connection: &Connection, afname_ids: &[i64]) -> Result
 
 /// Removes these statements and their dead letters from `xapi.sqlite`.
 pub(crate) fn remove_statements(
-    connection: &Connection,
+    connection: &Db,
     statements: &[LearnerStatement],
 ) -> Result<u64, StoreError> {
     let mut removed = 0;
@@ -351,13 +350,13 @@ pub(crate) struct Erased {
 /// the voiding statements for the live ones (the bridge's mapping), written before all are
 /// removed; the audit row names the learner by hash and carries the counts.
 pub(crate) fn erase_learner<E: From<StoreError>>(
-    connection: &mut Connection,
+    connection: &Db,
     keyring: &Keyring,
     learner: &Learner,
     actor: &str,
     voiding: impl FnOnce(&[LearnerStatement]) -> Result<Vec<super::outbox::StatementRow>, E>,
 ) -> Result<Erased, E> {
-    super::connection::in_immediate_transaction(connection, |transaction| {
+    super::connection::in_write_transaction(connection, |transaction| {
         let school = crate::domain::SchoolCode::parse(&learner.school).map_err(|error| {
             StoreError::corrupt(format!("stored school {}", learner.school), error)
         })?;

@@ -11,9 +11,9 @@
 //! only, so they tell a reader nothing about other schools; the gateway-wide
 //! `change_seq` (the change log's order) never leaves the store.
 
+use super::db::Db;
 use super::StoreError;
 use rusqlite::types::Value;
-use rusqlite::{params_from_iter, Connection};
 use serde_json::value::RawValue;
 
 /// What an afname feed item stands for.
@@ -127,13 +127,14 @@ fn raw_json(text: String) -> rusqlite::Result<Box<RawValue>> {
 /// oldest change first, in one snapshot. Quarantined afnames are left out: they enter
 /// the feed when they are released, which stamps a new position.
 pub(crate) fn read_feed(
-    connection: &Connection,
+    connection: &Db,
     school_id: i64,
     since: i64,
     limit: u32,
     filter: &FeedFilter,
 ) -> Result<FeedPage, StoreError> {
-    let snapshot = connection.unchecked_transaction()?;
+    let guard = super::connection::Snapshot::begin(connection)?;
+    let snapshot = guard.db();
     // The school's counter is read first, in the same snapshot as the rows.
     let consistent_through: i64 = snapshot.query_row(
         "SELECT feed_seq FROM schools WHERE id = ?1",
@@ -163,7 +164,7 @@ pub(crate) fn read_feed(
     sql.push_str(&format!(" ORDER BY a.feed_seq LIMIT ?{}", values.len()));
     let mut items = snapshot
         .prepare_cached(&sql)?
-        .query_map(params_from_iter(values), |row| {
+        .query_map(values, |row| {
             Ok(FeedItem {
                 change_seq: row.get(0)?,
                 status: AfnameStatus::Current,
@@ -221,7 +222,7 @@ pub(crate) fn read_feed(
         items.sort_by_key(|item| item.change_seq);
         items.truncate(limit as usize + 1);
     }
-    snapshot.finish()?;
+    guard.finish()?;
     let has_more = items.len() > limit as usize;
     items.truncate(limit as usize);
     let next_cursor = match items.last() {
@@ -240,11 +241,12 @@ pub(crate) fn read_feed(
 /// Every stored version of a toets, by sender and versie; empty when the school has no such toets.
 /// Two clients that use one toetscode have two toetsen, each with its own versions.
 pub(crate) fn read_toets_versions(
-    connection: &Connection,
+    connection: &Db,
     school_id: i64,
     toetscode: &str,
 ) -> Result<Vec<ToetsVersion>, StoreError> {
-    let snapshot = connection.unchecked_transaction()?;
+    let guard = super::connection::Snapshot::begin(connection)?;
+    let snapshot = guard.db();
     let versions: Vec<(i64, ToetsVersion)> = snapshot
         .prepare_cached(
             "SELECT t.id, t.versie, t.revision, t.created_at, t.updated_at, t.definition, c.klantcode
@@ -283,7 +285,7 @@ pub(crate) fn read_toets_versions(
         result.push(version);
     }
     drop(history);
-    snapshot.finish()?;
+    guard.finish()?;
     Ok(result)
 }
 
@@ -296,7 +298,7 @@ mod tests {
     };
     use rusqlite::params;
 
-    fn database() -> Result<(Connection, i64, i64), StoreError> {
+    fn database() -> Result<(crate::store::db::Db<'static>, i64, i64), StoreError> {
         let connection = crate::store::testing::database()?;
         let school =
             crate::store::admin::ensure_school(&connection, &SchoolCode::parse("99XX01").unwrap())?;
@@ -315,7 +317,7 @@ mod tests {
     }
 
     fn store(
-        connection: &Connection,
+        connection: &Db,
         school_id: i64,
         key: &str,
         leerlingid: &str,
@@ -351,7 +353,7 @@ mod tests {
 
     /// A page of the whole feed of `school_id` after `since`.
     fn page(
-        connection: &Connection,
+        connection: &Db,
         school_id: i64,
         since: i64,
         limit: u32,

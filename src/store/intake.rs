@@ -1,9 +1,10 @@
 //! Writes of an accepted message: toets versions, afname upserts with history, receipts, ordering state.
 
+use super::db::Db;
 use super::{now_text, sha256_hex, StoreError};
 use crate::domain::violation::Violations;
 use crate::uwlr::Toets;
-use rusqlite::{params, Connection, OptionalExtension};
+use rusqlite::{params, OptionalExtension};
 
 /// What happened to a toets definition.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
@@ -67,7 +68,7 @@ pub(crate) struct Counts {
     pub(crate) quarantined: u64,
 }
 
-pub(crate) fn insert_receipt(connection: &Connection, receipt: &Receipt) -> Result<(), StoreError> {
+pub(crate) fn insert_receipt(connection: &Db, receipt: &Receipt) -> Result<(), StoreError> {
     let violations =
         serde_json::to_string(&receipt.violations.items).unwrap_or_else(|_| "[]".into());
     let unknown =
@@ -109,7 +110,7 @@ pub(crate) fn insert_receipt(connection: &Connection, receipt: &Receipt) -> Resu
 
 /// The id of an accepted receipt for the same bytes from the same client, if any.
 pub(crate) fn accepted_duplicate(
-    connection: &Connection,
+    connection: &Db,
     client_id: i64,
     sha256: &str,
 ) -> Result<Option<String>, StoreError> {
@@ -123,7 +124,7 @@ pub(crate) fn accepted_duplicate(
 
 /// The last accepted aanmaakdatum (µs) for this client and school.
 pub(crate) fn last_aanmaakdatum(
-    connection: &Connection,
+    connection: &Db,
     client_id: i64,
     school_id: i64,
 ) -> Result<Option<(i64, String)>, StoreError> {
@@ -136,7 +137,7 @@ pub(crate) fn last_aanmaakdatum(
 }
 
 pub(crate) fn set_last_aanmaakdatum(
-    connection: &Connection,
+    connection: &Db,
     client_id: i64,
     school_id: i64,
     micros: i64,
@@ -171,7 +172,7 @@ pub(crate) struct StoredToets {
 
 /// A toets version the sender `owner` defined for its school; another client's toetsen are not visible.
 pub(crate) fn load_toets(
-    connection: &Connection,
+    connection: &Db,
     owner: Owner,
     toetscode: &str,
     versie: &str,
@@ -218,7 +219,7 @@ impl ToetsDefinition {
 /// overwrite (correction). Only the sender's own toetsen are looked at: another client's
 /// toets with the same toetscode is a different toets.
 pub(crate) fn upsert_toets(
-    connection: &Connection,
+    connection: &Db,
     owner: Owner,
     definition: &ToetsDefinition,
     receipt_id: &str,
@@ -266,19 +267,19 @@ pub(crate) fn upsert_toets(
                 )?
                 .query_row(params![school_id, client_id, toetscode], |row| row.get(0))
                 .optional()?;
-            connection
+            let id: i64 = connection
                 .prepare_cached(
                     "INSERT INTO toetsen (school_id, client_id, toetscode, versie, definition, content_sha256, revision,
                        created_at, created_receipt_id, updated_at, updated_receipt_id)
-                     VALUES (?1, ?8, ?2, ?3, ?4, ?5, 1, ?6, ?7, ?6, ?7)",
+                     VALUES (?1, ?8, ?2, ?3, ?4, ?5, 1, ?6, ?7, ?6, ?7) RETURNING id",
                 )?
-                .execute(params![school_id, toetscode, versie, definition.json, definition.sha256, now, receipt_id, client_id])?;
+                .query_row(params![school_id, toetscode, versie, definition.json, definition.sha256, now, receipt_id, client_id], |row| row.get(0))?;
             let change = if known_code.is_some() {
                 ToetsChange::NewVersion
             } else {
                 ToetsChange::NewToets
             };
-            Ok((connection.last_insert_rowid(), change))
+            Ok((id, change))
         }
     }
 }
@@ -349,13 +350,13 @@ pub(crate) struct AfnameWrite<'a> {
 }
 
 /// The change feed's counter, read once per message and written back at its end.
-pub(crate) fn read_change_seq(connection: &Connection) -> Result<i64, StoreError> {
+pub(crate) fn read_change_seq(connection: &Db) -> Result<i64, StoreError> {
     Ok(connection
         .prepare_cached("SELECT seq FROM change_counter WHERE id = 1")?
-        .query_row([], |row| row.get(0))?)
+        .query_row(rusqlite::params![], |row| row.get(0))?)
 }
 
-pub(crate) fn write_change_seq(connection: &Connection, seq: i64) -> Result<(), StoreError> {
+pub(crate) fn write_change_seq(connection: &Db, seq: i64) -> Result<(), StoreError> {
     connection
         .prepare_cached("UPDATE change_counter SET seq = ?1 WHERE id = 1")?
         .execute([seq])?;
@@ -364,7 +365,7 @@ pub(crate) fn write_change_seq(connection: &Connection, seq: i64) -> Result<(), 
 
 /// The school's feed offset for a message that starts at `change_seq` (see `AfnameWrite`).
 pub(crate) fn feed_offset(
-    connection: &Connection,
+    connection: &Db,
     school_id: i64,
     change_seq: i64,
 ) -> Result<i64, StoreError> {
@@ -376,7 +377,7 @@ pub(crate) fn feed_offset(
 
 /// Moves the school's feed counter to where the message's last change put it.
 pub(crate) fn write_feed_seq(
-    connection: &Connection,
+    connection: &Db,
     school_id: i64,
     change_seq: i64,
     feed_offset: i64,
@@ -390,7 +391,7 @@ pub(crate) fn write_feed_seq(
 /// UWLR step 7: a new key is stored; a known key is updated, its afnamedatum in
 /// the message becoming the mutation date, and its previous state kept in history.
 pub(crate) fn upsert_afname(
-    connection: &Connection,
+    connection: &Db,
     write: &AfnameWrite,
     state: &AfnameState,
     change_seq: &mut i64,
@@ -407,12 +408,12 @@ pub(crate) fn upsert_afname(
                score, derived, result, content_sha256, revision, quarantined, change_seq, feed_seq, toets_revision)
              VALUES (?1, ?19, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, NULL, ?11, ?12, ?13, ?14, ?15, ?16, 1, ?17, ?18, ?20,
                (SELECT revision FROM toetsen WHERE id = ?6))
-             ON CONFLICT (school_id, client_id, afname_key) DO NOTHING",
+             ON CONFLICT (school_id, client_id, afname_key) DO NOTHING RETURNING id",
         )?
-        .execute(values.as_slice())?;
-    if inserted == 1 {
+        .query_row(values.as_slice(), |row| row.get::<_, i64>(0))
+        .optional()?;
+    if let Some(afname_id) = inserted {
         *change_seq += 1;
-        let afname_id = connection.last_insert_rowid();
         // A new afname is at revision 1: no need to read it back.
         connection
             .prepare_cached(
@@ -507,7 +508,7 @@ fn afname_values<'a>(
 /// takes the new one (`values` from `afname_values`; the sent afnamedatum becomes the
 /// mutatiedatum, the first one stays).
 fn update_afname(
-    connection: &Connection,
+    connection: &Db,
     id: i64,
     values: &[&dyn rusqlite::ToSql; 20],
 ) -> Result<(), StoreError> {
@@ -551,7 +552,7 @@ const SITTING_RESULTS: &str =
 /// version and afnamedatum), in store order, and whether the sender reported a toets-level
 /// score for it (then nothing is derived). Reads this message's own rows too.
 pub(crate) fn sitting_results(
-    connection: &Connection,
+    connection: &Db,
     owner: Owner,
     leerlingid: &str,
     toets_id: i64,
@@ -560,25 +561,33 @@ pub(crate) fn sitting_results(
     let mut results = Vec::new();
     let mut reported = false;
     let mut statement = connection.prepare_cached(SITTING_RESULTS)?;
-    let mut rows = statement.query(params![
-        owner.school_id,
-        leerlingid,
-        owner.client_id,
-        toets_id,
-        afnamedatum
-    ])?;
-    while let Some(row) = rows.next()? {
-        let code: Option<String> = row.get(0)?;
-        let derived: bool = row.get(4)?;
+    let rows = statement.query_map(
+        params![
+            owner.school_id,
+            leerlingid,
+            owner.client_id,
+            toets_id,
+            afnamedatum
+        ],
+        |row| {
+            Ok((
+                row.get::<_, Option<String>>(0)?,
+                row.get::<_, bool>(4)?,
+                row.get::<_, Option<String>>(1)?,
+                row.get::<_, Option<String>>(2)?,
+                row.get::<_, Option<i64>>(3)?,
+            ))
+        },
+    )?;
+    for row in rows {
+        let (code, derived, key, afnamedatum, score) = row?;
         match code {
             None => reported |= !derived,
             Some(toetsonderdeelcode) => results.push(crate::domain::rules::OnderdeelScore {
                 toetsonderdeelcode,
-                key: row.get(1)?,
-                afnamedatum: row.get(2)?,
-                score: row
-                    .get::<_, Option<i64>>(3)?
-                    .and_then(|score| u64::try_from(score).ok()),
+                key: key.unwrap_or_default(),
+                afnamedatum: afnamedatum.unwrap_or_default(),
+                score: score.and_then(|score| u64::try_from(score).ok()),
             }),
         }
     }
@@ -589,7 +598,7 @@ pub(crate) fn sitting_results(
 /// results are never written, yet kResultaat must still see their keys. The list is
 /// a temporary table on the writer's connection, so it costs nothing for a message
 /// without violations and no memory for a large one with many.
-pub(crate) fn begin_skipped_keys(connection: &Connection) -> Result<(), StoreError> {
+pub(crate) fn begin_skipped_keys(connection: &Db) -> Result<(), StoreError> {
     connection.execute_batch(
         "CREATE TEMP TABLE IF NOT EXISTS skipped_afname_keys (afname_key TEXT PRIMARY KEY);
          DELETE FROM temp.skipped_afname_keys;",
@@ -599,7 +608,7 @@ pub(crate) fn begin_skipped_keys(connection: &Connection) -> Result<(), StoreErr
 
 /// Notes a skipped result's key; true when the message already holds it (stored or skipped).
 pub(crate) fn note_skipped_key(
-    connection: &Connection,
+    connection: &Db,
     write: &AfnameWrite,
     afname_key: &str,
 ) -> Result<bool, StoreError> {
@@ -621,10 +630,7 @@ pub(crate) fn note_skipped_key(
 }
 
 /// Whether a key was skipped earlier in this message (only after `begin_skipped_keys`).
-pub(crate) fn is_skipped_key(
-    connection: &Connection,
-    afname_key: &str,
-) -> Result<bool, StoreError> {
+pub(crate) fn is_skipped_key(connection: &Db, afname_key: &str) -> Result<bool, StoreError> {
     Ok(connection
         .prepare_cached("SELECT 1 FROM temp.skipped_afname_keys WHERE afname_key = ?1")?
         .query_row([afname_key], |_| Ok(()))
@@ -636,7 +642,7 @@ pub(crate) fn is_skipped_key(
 /// the receipt that made it (whose aanmaakdatum and sender the statement carries, even after
 /// an identical resend has moved the afname's own receipt link on).
 fn log_change(
-    connection: &Connection,
+    connection: &Db,
     change_seq: i64,
     afname_id: i64,
     quarantined: bool,
@@ -651,7 +657,7 @@ fn log_change(
 }
 
 /// Releases quarantined afnames of learners that are now known; returns how many.
-pub(crate) fn release_quarantine(connection: &Connection) -> Result<usize, StoreError> {
+pub(crate) fn release_quarantine(connection: &Db) -> Result<usize, StoreError> {
     let mut seq = read_change_seq(connection)?;
     let ids: Vec<i64> = connection
         .prepare(
@@ -660,7 +666,7 @@ pub(crate) fn release_quarantine(connection: &Connection) -> Result<usize, Store
                  AND (l.leerlingid = a.leerlingid OR (a.eckid IS NOT NULL AND l.eckid = a.eckid)))
              ORDER BY a.change_seq",
         )?
-        .query_map([], |row| row.get(0))?
+        .query_map(rusqlite::params![], |row| row.get(0))?
         .collect::<Result<_, _>>()?;
     for id in &ids {
         seq += 1;
@@ -685,7 +691,7 @@ pub(crate) fn release_quarantine(connection: &Connection) -> Result<usize, Store
 
 /// A receipt as JSON with the id of the client that sent it.
 pub(crate) fn load_receipt(
-    connection: &Connection,
+    connection: &Db,
     id: &str,
 ) -> Result<Option<(i64, serde_json::Value)>, StoreError> {
     Ok(connection
@@ -708,7 +714,7 @@ pub(crate) fn load_receipt(
 
 /// Receipts, newest first, as JSON (for `receipts list`).
 pub(crate) fn list_receipts(
-    connection: &Connection,
+    connection: &Db,
     limit: u32,
 ) -> Result<Vec<serde_json::Value>, StoreError> {
     let ids: Vec<String> = connection
@@ -766,7 +772,7 @@ pub(crate) async fn write_message<R: Send + 'static>(
 
 /// The core writer's connection as one message's job sees it.
 pub(crate) struct MessageWriter<'c> {
-    connection: &'c mut Connection,
+    connection: &'c Db<'c>,
 }
 
 /// Whose message a `MessagePass` writes: its owner, receipt and aanmaakdatum.
@@ -794,9 +800,9 @@ impl MessageWriter<'_> {
     /// Opens the message's savepoint: what the pass writes stays only if it commits;
     /// dropping it rolls everything back.
     pub(crate) fn begin(&mut self, context: MessageContext) -> Result<MessagePass<'_>, StoreError> {
-        let savepoint = self.connection.savepoint()?;
-        let change_seq = read_change_seq(&savepoint)?;
-        let feed_offset = feed_offset(&savepoint, context.owner.school_id, change_seq)?;
+        let savepoint = super::connection::Savepoint::begin(self.connection)?;
+        let change_seq = read_change_seq(savepoint.db())?;
+        let feed_offset = feed_offset(savepoint.db(), context.owner.school_id, change_seq)?;
         Ok(MessagePass {
             savepoint,
             context,
@@ -810,7 +816,7 @@ impl MessageWriter<'_> {
 /// One message's writes inside its savepoint: toets versions, afname upserts with their
 /// change log rows, and at `commit` the counters, the ordering state and the receipt.
 pub(crate) struct MessagePass<'c> {
-    savepoint: rusqlite::Savepoint<'c>,
+    savepoint: super::connection::Savepoint<'c>,
     context: MessageContext,
     /// The change feed's counter as this message moves it (written back at `commit`).
     change_seq: i64,
@@ -833,7 +839,7 @@ impl MessagePass<'_> {
     /// The last accepted aanmaakdatum (µs and as sent) of this sender for this school.
     pub(crate) fn last_aanmaakdatum(&self) -> Result<Option<(i64, String)>, StoreError> {
         let owner = self.context.owner;
-        last_aanmaakdatum(&self.savepoint, owner.client_id, owner.school_id)
+        last_aanmaakdatum(self.savepoint.db(), owner.client_id, owner.school_id)
     }
 
     /// UWLR step 6 for one definition (see `upsert_toets`).
@@ -842,7 +848,7 @@ impl MessagePass<'_> {
         definition: &ToetsDefinition,
     ) -> Result<(i64, ToetsChange), StoreError> {
         upsert_toets(
-            &self.savepoint,
+            self.savepoint.db(),
             self.context.owner,
             definition,
             &self.context.receipt_id,
@@ -855,7 +861,7 @@ impl MessagePass<'_> {
         toetscode: &str,
         versie: &str,
     ) -> Result<Option<StoredToets>, StoreError> {
-        load_toets(&self.savepoint, self.context.owner, toetscode, versie)
+        load_toets(self.savepoint.db(), self.context.owner, toetscode, versie)
     }
 
     /// Whether the school knows the leerling (by leerlingid or eckid).
@@ -865,7 +871,7 @@ impl MessagePass<'_> {
         eckid: Option<&str>,
     ) -> Result<bool, StoreError> {
         super::admin::leerling_known(
-            &self.savepoint,
+            self.savepoint.db(),
             self.context.owner.school_id,
             leerlingid,
             eckid,
@@ -876,15 +882,15 @@ impl MessagePass<'_> {
     /// holds that key already, stored or skipped (see `begin_skipped_keys`).
     pub(crate) fn note_skipped_key(&mut self, afname_key: &str) -> Result<bool, StoreError> {
         if !self.skipped_keys {
-            begin_skipped_keys(&self.savepoint)?;
+            begin_skipped_keys(self.savepoint.db())?;
             self.skipped_keys = true;
         }
-        note_skipped_key(&self.savepoint, &self.write(false), afname_key)
+        note_skipped_key(self.savepoint.db(), &self.write(false), afname_key)
     }
 
     /// Whether a key was skipped earlier in this message.
     pub(crate) fn is_skipped_key(&self, afname_key: &str) -> Result<bool, StoreError> {
-        Ok(self.skipped_keys && is_skipped_key(&self.savepoint, afname_key)?)
+        Ok(self.skipped_keys && is_skipped_key(self.savepoint.db(), afname_key)?)
     }
 
     /// UWLR step 7 for one afname (see `upsert_afname`).
@@ -895,7 +901,7 @@ impl MessagePass<'_> {
     ) -> Result<AfnameChange, StoreError> {
         let mut change_seq = self.change_seq;
         let change = upsert_afname(
-            &self.savepoint,
+            self.savepoint.db(),
             &self.write(quarantined),
             state,
             &mut change_seq,
@@ -912,7 +918,7 @@ impl MessagePass<'_> {
         afnamedatum: &str,
     ) -> Result<(Vec<crate::domain::rules::OnderdeelScore>, bool), StoreError> {
         sitting_results(
-            &self.savepoint,
+            self.savepoint.db(),
             self.context.owner,
             leerlingid,
             toets_id,
@@ -924,22 +930,22 @@ impl MessagePass<'_> {
     /// (`aanmaakdatum_us`) and the receipt, then releases the savepoint.
     pub(crate) fn commit(self, aanmaakdatum_us: i64, receipt: &Receipt) -> Result<(), StoreError> {
         let owner = self.context.owner;
-        write_change_seq(&self.savepoint, self.change_seq)?;
+        write_change_seq(self.savepoint.db(), self.change_seq)?;
         write_feed_seq(
-            &self.savepoint,
+            self.savepoint.db(),
             owner.school_id,
             self.change_seq,
             self.feed_offset,
         )?;
         set_last_aanmaakdatum(
-            &self.savepoint,
+            self.savepoint.db(),
             owner.client_id,
             owner.school_id,
             aanmaakdatum_us,
             &self.context.aanmaakdatum,
             &self.context.receipt_id,
         )?;
-        insert_receipt(&self.savepoint, receipt)?;
+        insert_receipt(self.savepoint.db(), receipt)?;
         self.savepoint.commit()?;
         Ok(())
     }

@@ -999,8 +999,12 @@ mod tests {
             client_id: 2,
         };
         let definition = crate::store::intake::ToetsDefinition::new(crate::uwlr::Toets::default());
-        let (toets_id, change) =
-            crate::store::intake::upsert_toets(&connection, owner, &definition, "r3")?;
+        let (toets_id, change) = crate::store::intake::upsert_toets(
+            &crate::store::db::Db::sqlite(&connection),
+            owner,
+            &definition,
+            "r3",
+        )?;
         assert_ne!(toets_id, 7);
         assert_eq!(change, crate::store::intake::ToetsChange::NewToets);
         let state = crate::store::intake::AfnameState {
@@ -1017,7 +1021,12 @@ mod tests {
             feed_offset: 0,
         };
         let mut seq = 3;
-        let change = crate::store::intake::upsert_afname(&connection, &write, &state, &mut seq)?;
+        let change = crate::store::intake::upsert_afname(
+            &crate::store::db::Db::sqlite(&connection),
+            &write,
+            &state,
+            &mut seq,
+        )?;
         assert_eq!(change, crate::store::intake::AfnameChange::Created);
         assert_eq!(
             count(

@@ -11,6 +11,7 @@ pub(crate) mod afname_result;
 pub(crate) mod clients;
 pub(crate) mod connection;
 pub(crate) mod data_dir_lock;
+pub(crate) mod db;
 pub(crate) mod disclosures;
 pub(crate) mod erasure;
 pub(crate) mod feed;
@@ -131,6 +132,15 @@ impl From<rusqlite::Error> for StoreError {
     /// does not convert to its Rust type or a damaged file is `Corrupt`, the rest `Sqlite`.
     fn from(error: rusqlite::Error) -> StoreError {
         use rusqlite::Error as E;
+        // A PostgreSQL failure that `db` carried through rusqlite's error type comes back out.
+        let error = match error {
+            E::ToSqlConversionFailure(carried) => match carried.downcast::<tokio_postgres::Error>()
+            {
+                Ok(postgres) => return StoreError::Postgres(*postgres),
+                Err(other) => E::ToSqlConversionFailure(other),
+            },
+            other => other,
+        };
         match &error {
             E::SqliteFailure(failure, _) if is_busy_code(failure.code) => StoreError::Busy {
                 detail: error.to_string(),
@@ -265,7 +275,14 @@ const GROUP_LIMIT: usize = 512;
 /// across the two, so queries need no schema prefix); each writer sees only its own file.
 #[derive(Clone)]
 pub(crate) struct Store {
-    inner: Arc<Inner>,
+    engine: Kind,
+}
+
+/// The engine behind a `Store`: the SQLite files of a data dir, or a PostgreSQL database.
+#[derive(Clone)]
+enum Kind {
+    Sqlite(Arc<Inner>),
+    Postgres(Arc<postgres::engine::Engine>),
 }
 
 struct Inner {
@@ -322,9 +339,10 @@ fn attach(connection: &Connection, path: &Path, alias: &str) -> Result<(), Store
         [path.to_string_lossy()],
     )?;
     // Pragmas are per schema: the attached file gets the same journal and durability.
-    let synchronous: String = connection.query_row("PRAGMA main.synchronous", [], |row| {
-        row.get::<_, i64>(0).map(|value| value.to_string())
-    })?;
+    let synchronous: String =
+        connection.query_row("PRAGMA main.synchronous", rusqlite::params![], |row| {
+            row.get::<_, i64>(0).map(|value| value.to_string())
+        })?;
     let schema = Some(rusqlite::DatabaseName::Attached(alias));
     connection.pragma_update(schema, "journal_mode", "WAL")?;
     connection.pragma_update(schema, "synchronous", synchronous)?;
@@ -443,9 +461,11 @@ pub(crate) fn open_read_only_any_version(
         connection.execute(&format!("ATTACH DATABASE ?1 AS {XAPI_SCHEMA}"), [xapi])?;
         connection.pragma_update(None, "query_only", true)?;
         let version = |schema: &str| {
-            connection.query_row(&format!("PRAGMA {schema}.user_version"), [], |row| {
-                row.get::<_, i64>(0).map(|version| version as usize)
-            })
+            connection.query_row(
+                &format!("PRAGMA {schema}.user_version"),
+                rusqlite::params![],
+                |row| row.get::<_, i64>(0).map(|version| version as usize),
+            )
         };
         let versions = [version("main")?, version(XAPI_SCHEMA)?];
         Ok((connection, versions))
@@ -513,7 +533,13 @@ pub(crate) fn open_connection(
 /// the copied change log (the restored publisher regenerates what the copy lacks).
 /// Everything is written to `destination` plus `.partial`, checked with
 /// `PRAGMA quick_check`, synced and then renamed, so `destination` is whole or absent.
-pub(crate) fn backup(source: &Connection, destination: &Path) -> Result<(), StoreError> {
+pub(crate) fn backup(source: &db::Db, destination: &Path) -> Result<(), StoreError> {
+    let Some(source) = source.as_sqlite() else {
+        return Err(StoreError::invalid_input(
+            "store",
+            "backup copies SQLite files; on PostgreSQL use pg_dump or a base backup",
+        ));
+    };
     let io = |source: std::io::Error| StoreError::Backup {
         path: destination.to_path_buf(),
         source,
@@ -596,7 +622,8 @@ fn copy_database(
     }
     // The copy holds everything in its main file: no WAL beside it to lose.
     copy.pragma_update(None, "journal_mode", "DELETE")?;
-    let verdict: String = copy.query_row("PRAGMA quick_check", [], |row| row.get(0))?;
+    let verdict: String =
+        copy.query_row("PRAGMA quick_check", rusqlite::params![], |row| row.get(0))?;
     if verdict != "ok" {
         return Err(StoreError::corrupt(
             format!("the backup copy of {}", file.display()),
@@ -651,7 +678,8 @@ impl Store {
         let before = migrations::SchemaVersions::read(data_dir)?;
         before.refuse_newer(data_dir)?;
         let store = Store::open_created(data_dir, durability, wal_restart_bytes, Some(lock))?;
-        let after = store.read(migrations::SchemaVersions::of)?;
+        let after = store
+            .read(|db| migrations::SchemaVersions::of(db.as_sqlite().expect("a SQLite store")))?;
         store.close();
         Ok((before, after))
     }
@@ -679,16 +707,16 @@ impl Store {
     ) -> Result<Store, StoreError> {
         let migrating = serving.is_none();
         let store = Store {
-            inner: Arc::new(Inner {
+            engine: Kind::Sqlite(Arc::new(Inner {
                 core: Database::new(data_dir.join("gateway.sqlite")),
                 xapi: Database::new(data_dir.join("xapi.sqlite")),
                 durability,
                 wal_restart_bytes,
                 readers: Mutex::new(Vec::new()),
                 serving,
-            }),
+            })),
         };
-        let mut connection = store.connect()?;
+        let mut connection = store.connect_sqlite()?;
         let found = migrations::SchemaVersions::of(&connection)?;
         let _migration_lock = if migrating && found.pending() {
             match data_dir_lock::DataDirLock::acquire(data_dir) {
@@ -715,9 +743,55 @@ impl Store {
         Ok(store)
     }
 
-    /// The core database file.
-    pub(crate) fn path(&self) -> &Path {
-        &self.inner.core.path
+    /// Connects to the PostgreSQL database at `url` and applies its pending migrations
+    /// (`TooNew` for a database a newer gateway migrated); `pool_size` writer threads and
+    /// as many pooled read sessions.
+    pub(crate) fn open_postgres(
+        url: &crate::secret::Secret,
+        pool_size: usize,
+    ) -> Result<Store, StoreError> {
+        let database = postgres::Database::new(url)?;
+        let engine = postgres::engine::Engine::start(
+            postgres::parse_url(url.expose())?,
+            database.shown().to_string(),
+            pool_size,
+        )?;
+        engine.run(async move { database.migrate().await })??;
+        Ok(Store {
+            engine: Kind::Postgres(Arc::new(engine)),
+        })
+    }
+
+    /// The SQLite files' state; only reached on the SQLite paths of the methods below.
+    fn inner(&self) -> &Arc<Inner> {
+        match &self.engine {
+            Kind::Sqlite(inner) => inner,
+            Kind::Postgres(_) => unreachable!("a SQLite-only path was taken on PostgreSQL"),
+        }
+    }
+
+    /// Which engine this store runs on.
+    pub(crate) fn engine(&self) -> Engine {
+        match &self.engine {
+            Kind::Sqlite(_) => Engine::Sqlite,
+            Kind::Postgres(_) => Engine::Postgres,
+        }
+    }
+
+    /// Where the data lives, for output: the core database file, or the redacted URL.
+    pub(crate) fn location(&self) -> String {
+        match &self.engine {
+            Kind::Sqlite(inner) => inner.core.path.display().to_string(),
+            Kind::Postgres(engine) => engine.shown().to_string(),
+        }
+    }
+
+    /// The core database file; `None` on PostgreSQL.
+    pub(crate) fn path(&self) -> Option<&Path> {
+        match &self.engine {
+            Kind::Sqlite(inner) => Some(&inner.core.path),
+            Kind::Postgres(_) => None,
+        }
     }
 
     /// Runs `job` on a connection of its own beside the writers (the core with the bridge's
@@ -726,31 +800,44 @@ impl Store {
     /// store functions and never holds the connection.
     pub(crate) fn on_side_connection<R, E: From<StoreError>>(
         &self,
-        job: impl FnOnce(&Connection) -> Result<R, E>,
+        job: impl FnOnce(&db::Db) -> Result<R, E>,
     ) -> Result<R, E> {
-        job(&self.connect()?)
+        let db = self.connect()?;
+        job(&db)
     }
 
-    /// A connection to the core with the bridge's file attached, for one-off work (CLI
-    /// sessions, `on_side_connection`) and the reader pool; private to the store.
-    fn connect(&self) -> Result<Connection, StoreError> {
-        let connection = open_connection(&self.inner.core.path, self.inner.durability)?;
-        attach(&connection, &self.inner.xapi.path, XAPI_SCHEMA)?;
+    /// A connection of its own: on SQLite the core with the bridge's file attached, for
+    /// one-off work (CLI sessions, `on_side_connection`) and the reader pool; private to
+    /// the store.
+    fn connect(&self) -> Result<db::Db<'static>, StoreError> {
+        match &self.engine {
+            Kind::Sqlite(_) => Ok(db::Db::owned_sqlite(self.connect_sqlite()?)),
+            Kind::Postgres(engine) => Ok(db::Db::owned_postgres(engine.session()?)),
+        }
+    }
+
+    fn connect_sqlite(&self) -> Result<Connection, StoreError> {
+        let connection = open_connection(&self.inner().core.path, self.inner().durability)?;
+        attach(&connection, &self.inner().xapi.path, XAPI_SCHEMA)?;
         Ok(connection)
     }
 
     /// Runs `job` on a pooled read connection (both files visible).
     pub(crate) fn read<R>(
         &self,
-        job: impl FnOnce(&Connection) -> Result<R, StoreError>,
+        job: impl FnOnce(&db::Db) -> Result<R, StoreError>,
     ) -> Result<R, StoreError> {
-        let pooled = self.inner.readers.lock().expect("reader pool").pop();
+        let inner = match &self.engine {
+            Kind::Sqlite(inner) => inner,
+            Kind::Postgres(engine) => return engine.read(job),
+        };
+        let pooled = inner.readers.lock().expect("reader pool").pop();
         let connection = match pooled {
             Some(connection) => connection,
-            None => self.connect()?,
+            None => self.connect_sqlite()?,
         };
-        let result = job(&connection);
-        let mut readers = self.inner.readers.lock().expect("reader pool");
+        let result = job(&db::Db::sqlite(&connection));
+        let mut readers = inner.readers.lock().expect("reader pool");
         if readers.len() < 16 {
             readers.push(connection);
         }
@@ -760,7 +847,7 @@ impl Store {
     /// `read` on the blocking pool, for async callers (the delivery worker).
     pub(crate) async fn read_blocking<R: Send + 'static>(
         &self,
-        job: impl FnOnce(&Connection) -> Result<R, StoreError> + Send + 'static,
+        job: impl FnOnce(&db::Db) -> Result<R, StoreError> + Send + 'static,
     ) -> Result<R, StoreError> {
         let store = self.clone();
         match tokio::task::spawn_blocking(move || store.read(job)).await {
@@ -781,15 +868,15 @@ impl Store {
         E: From<StoreError> + Send + 'static,
     >(
         &self,
-        job: impl FnOnce(&Connection) -> Result<R, E> + Send + 'static,
+        job: impl FnOnce(&db::Db) -> Result<R, E> + Send + 'static,
     ) -> Result<R, E> {
-        self.write_xapi(move |connection| connection::in_savepoint(connection, job))
+        self.write_xapi(move |db| connection::in_savepoint(db, job))
             .await?
     }
 
     /// Whether the core database answers a read (`/health`).
     pub(crate) fn ping(&self) -> Result<(), StoreError> {
-        self.read(|connection| Ok(connection.query_row("SELECT 1", [], |_| Ok(()))?))
+        self.read(|db| Ok(db.query_row("SELECT 1", rusqlite::params![], |_| Ok(()))?))
     }
 
     fn writer(&self, which: Which) -> Result<mpsc::Sender<Job>, StoreError> {
@@ -801,7 +888,7 @@ impl Store {
         // Each writer sees only its own file: BEGIN IMMEDIATE locks every attached file, and
         // a snapshot of the other file held through a write transaction would keep that
         // file's WAL from starting over.
-        let connection = open_connection(&database.path, self.inner.durability)?;
+        let connection = open_connection(&database.path, self.inner().durability)?;
         let (name, background, label) = match which {
             Which::Core => ("store-writer", false, "core"),
             Which::Xapi => ("xapi-writer", true, "xapi"),
@@ -811,7 +898,7 @@ impl Store {
         connection.pragma_update(
             None,
             "journal_size_limit",
-            self.inner.wal_restart_bytes as i64,
+            self.inner().wal_restart_bytes as i64,
         )?;
         // The core writer's cache holds the hot index pages of the intake; the xAPI writer
         // mostly appends and keeps a smaller one (both count toward a large message's memory).
@@ -828,8 +915,8 @@ impl Store {
         // syncs, so its groups must be durable when they become visible.)
         // The xAPI writer keeps `synchronous=FULL`: it is off the intake's path, and what it
         // commits (statements for the delivery worker and the xAPI API) is durable when seen.
-        let syncer = match (which, self.inner.durability) {
-            (Which::Core, Durability::Full) if self.inner.serving.is_some() => {
+        let syncer = match (which, self.inner().durability) {
+            (Which::Core, Durability::Full) if self.inner().serving.is_some() => {
                 connection.pragma_update(None, "synchronous", "NORMAL")?;
                 let (sender, receiver) = mpsc::channel::<Committed>();
                 let wal = wal_path(&database.path);
@@ -859,11 +946,11 @@ impl Store {
                 writer_loop(connection, receiver, counters, syncer, restart, label)
             })
             .map_err(|error| StoreError::Commit(error.to_string()))?;
-        let checkpointer = open_connection(&database.path, self.inner.durability)?;
-        let alive = Arc::downgrade(&self.inner);
+        let checkpointer = open_connection(&database.path, self.inner().durability)?;
+        let alive = Arc::downgrade(self.inner());
         let path = database.path.clone();
         let restart = database.restart_wal.clone();
-        let restart_bytes = self.inner.wal_restart_bytes;
+        let restart_bytes = self.inner().wal_restart_bytes;
         std::thread::Builder::new()
             .name(format!("{name}-checkpoint"))
             .spawn(move || {
@@ -877,38 +964,46 @@ impl Store {
 
     fn database(&self, which: Which) -> &Database {
         match which {
-            Which::Core => &self.inner.core,
-            Which::Xapi => &self.inner.xapi,
+            Which::Core => &self.inner().core,
+            Which::Xapi => &self.inner().xapi,
         }
     }
 
     /// Runs `job` on the core writer thread inside the current group transaction and
     /// resolves once that transaction has committed. The job must keep its own
-    /// changes atomic (a savepoint) and must not commit.
+    /// changes atomic (a savepoint) and must not commit. On PostgreSQL the job has a
+    /// transaction of its own on one of the writer threads.
     pub(crate) async fn write<R: Send + 'static>(
         &self,
-        job: impl FnOnce(&mut Connection) -> R + Send + 'static,
+        job: impl FnOnce(&db::Db) -> R + Send + 'static,
     ) -> Result<R, StoreError> {
-        self.write_to(Which::Core, job).await
+        match &self.engine {
+            Kind::Sqlite(_) => self.write_to(Which::Core, job).await,
+            Kind::Postgres(engine) => engine.write(job).await,
+        }
     }
 
     /// Like `write`, on the xAPI writer thread, whose connection holds only the bridge's
-    /// file: what a job needs from the core is read beforehand through `read`.
+    /// file: what a job needs from the core is read beforehand through `read`. (On
+    /// PostgreSQL both are one database and this is `write`.)
     pub(crate) async fn write_xapi<R: Send + 'static>(
         &self,
-        job: impl FnOnce(&mut Connection) -> R + Send + 'static,
+        job: impl FnOnce(&db::Db) -> R + Send + 'static,
     ) -> Result<R, StoreError> {
-        self.write_to(Which::Xapi, job).await
+        match &self.engine {
+            Kind::Sqlite(_) => self.write_to(Which::Xapi, job).await,
+            Kind::Postgres(engine) => engine.write(job).await,
+        }
     }
 
     async fn write_to<R: Send + 'static>(
         &self,
         which: Which,
-        job: impl FnOnce(&mut Connection) -> R + Send + 'static,
+        job: impl FnOnce(&db::Db) -> R + Send + 'static,
     ) -> Result<R, StoreError> {
         let (sender, receiver) = oneshot::channel::<Result<R, GroupFailure>>();
         let boxed: Job = Box::new(move |connection: Result<&mut Connection, GroupFailure>| {
-            let result = connection.map(job);
+            let result = connection.map(|connection| job(&db::Db::sqlite(connection)));
             Box::new(move |committed: Result<(), GroupFailure>| {
                 let _ = sender.send(committed.and(result));
             })
@@ -923,9 +1018,13 @@ impl Store {
         }
     }
 
-    /// A receiver that changes after every durable group commit of this process's core writer.
+    /// A receiver that changes after every durable group commit of this process's core
+    /// writer (on PostgreSQL: after every commit of this process's writers).
     pub(crate) fn commits(&self) -> tokio::sync::watch::Receiver<u64> {
-        self.inner.core.commits.subscribe()
+        match &self.engine {
+            Kind::Sqlite(inner) => inner.core.commits.subscribe(),
+            Kind::Postgres(engine) => engine.commits(),
+        }
     }
 
     /// Resolves once every core group whose COMMIT began before this call is durable.
@@ -935,8 +1034,12 @@ impl Store {
     /// consistent-through from the core; their audit row commits on the xAPI writer, which
     /// does not wait for the core). Then no answer shows a change a power loss could take
     /// back. An error once a sync has failed: nothing read since can be vouched for.
+    /// (PostgreSQL's COMMIT returns once durable: nothing to wait for.)
     pub(crate) async fn synced(&self) -> Result<(), StoreError> {
-        let database = &self.inner.core;
+        let database = match &self.engine {
+            Kind::Sqlite(inner) => &inner.core,
+            Kind::Postgres(_) => return Ok(()),
+        };
         let target = database.begun.load(Ordering::SeqCst);
         let mut commits = database.commits.subscribe();
         let _ = commits.wait_for(|synced| *synced >= target).await;
@@ -950,13 +1053,21 @@ impl Store {
 
     /// A receiver that changes after every group commit of this process's xAPI writer.
     pub(crate) fn xapi_commits(&self) -> tokio::sync::watch::Receiver<u64> {
-        self.inner.xapi.commits.subscribe()
+        match &self.engine {
+            Kind::Sqlite(inner) => inner.xapi.commits.subscribe(),
+            Kind::Postgres(engine) => engine.commits(),
+        }
     }
 
     /// Stops the writer threads once queued jobs are done.
     pub(crate) fn close(&self) {
-        self.inner.xapi.writer.lock().expect("writer slot").take();
-        self.inner.core.writer.lock().expect("writer slot").take();
+        match &self.engine {
+            Kind::Sqlite(inner) => {
+                inner.xapi.writer.lock().expect("writer slot").take();
+                inner.core.writer.lock().expect("writer slot").take();
+            }
+            Kind::Postgres(engine) => engine.close(),
+        }
     }
 }
 
@@ -1070,9 +1181,11 @@ fn writer_loop(
         }
         // After answering: the frames since the background checkpoint's last pass are few.
         if restart_wal.swap(false, Ordering::Relaxed) {
-            if let Err(error) =
-                connection.query_row("PRAGMA main.wal_checkpoint(PASSIVE)", [], |_| Ok(()))
-            {
+            if let Err(error) = connection.query_row(
+                "PRAGMA main.wal_checkpoint(PASSIVE)",
+                rusqlite::params![],
+                |_| Ok(()),
+            ) {
                 tracing::warn!(%error, "checkpoint before a WAL restart failed");
             }
         }
@@ -1209,10 +1322,11 @@ fn checkpoint_loop(
         } else {
             "PASSIVE"
         };
-        let checkpointed =
-            connection.query_row(&format!("PRAGMA wal_checkpoint({mode})"), [], |row| {
-                row.get::<_, i64>(1)
-            });
+        let checkpointed = connection.query_row(
+            &format!("PRAGMA wal_checkpoint({mode})"),
+            rusqlite::params![],
+            |row| row.get::<_, i64>(1),
+        );
         match checkpointed {
             Ok(frames) if frames > restart_frames => {
                 // SQLite syncs the database file only when a checkpoint reaches the end of the
@@ -1295,18 +1409,18 @@ pub(crate) fn sha256_hex(bytes: &[u8]) -> String {
 /// Helpers for the store's unit tests.
 #[cfg(test)]
 pub(crate) mod testing {
+    use super::db::Db as Connection;
     use super::{migrations, StoreError};
-    use rusqlite::Connection;
 
     /// An in-memory database at the newest schema, with an in-memory bridge database attached.
-    pub(crate) fn database() -> Result<Connection, StoreError> {
-        let mut connection = Connection::open_in_memory()?;
+    pub(crate) fn database() -> Result<Connection<'static>, StoreError> {
+        let mut connection = rusqlite::Connection::open_in_memory()?;
         connection.execute_batch(&format!(
             "ATTACH DATABASE ':memory:' AS {}",
             super::XAPI_SCHEMA
         ))?;
         migrations::migrate(&mut connection)?;
-        Ok(connection)
+        Ok(Connection::owned_sqlite(connection))
     }
 
     /// A scored afname of learner `leerlingid` on toets `T` (`toets_id`), as a sender writes it.
@@ -1336,7 +1450,7 @@ pub(crate) mod testing {
     pub(crate) fn statement_ids(connection: &Connection) -> Result<Vec<String>, StoreError> {
         Ok(connection
             .prepare("SELECT id FROM xapi_statements ORDER BY afname_id")?
-            .query_map([], |row| row.get(0))?
+            .query_map(rusqlite::params![], |row| row.get(0))?
             .collect::<Result<_, _>>()?)
     }
 
@@ -1486,13 +1600,17 @@ mod tests {
         };
         write().await.unwrap().unwrap();
         store.synced().await.unwrap();
-        store.inner.core.sync_failed.store(true, Ordering::SeqCst);
+        store.inner().core.sync_failed.store(true, Ordering::SeqCst);
         assert!(write().await.is_err());
         assert!(store.synced().await.is_err());
         // The refused write committed nothing: a job told it failed leaves no row behind.
         let rows: i64 = store
             .read(|connection| {
-                Ok(connection.query_row("SELECT count(*) FROM t", [], |row| row.get(0))?)
+                Ok(
+                    connection.query_row("SELECT count(*) FROM t", rusqlite::params![], |row| {
+                        row.get(0)
+                    })?,
+                )
             })
             .unwrap();
         assert_eq!(rows, 1);
@@ -1537,7 +1655,7 @@ mod tests {
     fn sqlite_failures_are_sorted_into_busy_and_corrupt() -> Result<(), StoreError> {
         let connection = database()?;
         let unreadable: Result<i64, StoreError> = connection
-            .query_row("SELECT 'geen getal'", [], |row| row.get(0))
+            .query_row("SELECT 'geen getal'", rusqlite::params![], |row| row.get(0))
             .map_err(StoreError::from);
         assert!(matches!(unreadable, Err(StoreError::Corrupt { .. })));
 
@@ -1548,13 +1666,13 @@ mod tests {
         let other = Connection::open(&path)?;
         other.busy_timeout(std::time::Duration::ZERO)?;
         let busy = other
-            .execute("INSERT INTO t VALUES (2)", [])
+            .execute("INSERT INTO t VALUES (2)", rusqlite::params![])
             .map_err(StoreError::from)
             .expect_err("the file is locked");
         assert!(matches!(busy, StoreError::Busy { .. }), "{busy:?}");
         assert!(busy.is_busy());
         let wrapped = other
-            .execute("INSERT INTO t VALUES (3)", [])
+            .execute("INSERT INTO t VALUES (3)", rusqlite::params![])
             .map_err(StoreError::Sqlite)
             .expect_err("the file is locked");
         assert!(

@@ -2,9 +2,10 @@
 //!
 //! Statement JSON is opaque text here; only `bridge/` builds or reads it.
 
+use super::db::Db;
 use super::{now_text, StoreError};
 use crate::secret::{Keyring, Sealed, Secret};
-use rusqlite::{params, Connection, OptionalExtension};
+use rusqlite::{params, OptionalExtension};
 
 /// The reserved xAPI verb of a voiding statement; such statements are never voided themselves.
 pub(crate) const VERB_VOIDED: &str = "http://adlnet.gov/expapi/verbs/voided";
@@ -151,13 +152,10 @@ pub struct OutboxStatusRow {
 }
 
 /// Stores a generated statement under the next `seq`. Must run on the writer thread.
-pub(crate) fn insert_statement(
-    connection: &Connection,
-    row: &StatementRow,
-) -> Result<i64, StoreError> {
+pub(crate) fn insert_statement(connection: &Db, row: &StatementRow) -> Result<i64, StoreError> {
     let seq: i64 = connection
         .prepare_cached("SELECT COALESCE(MAX(seq), 0) + 1 FROM xapi_statements")?
-        .query_row([], |r| r.get(0))?;
+        .query_row(rusqlite::params![], |r| r.get(0))?;
     connection
         .prepare_cached(
             "INSERT INTO xapi_statements (id, seq, school_id, afname_id, toetscode, stored_at, verb_id, activity_id,
@@ -186,7 +184,7 @@ pub(crate) fn insert_statement(
 /// Inserts each of `rows` whose id is not stored yet (a repeated erasure writes a voiding
 /// statement once); how many it inserted.
 pub(crate) fn insert_new_statements(
-    connection: &Connection,
+    connection: &Db,
     rows: &[StatementRow],
 ) -> Result<u64, StoreError> {
     let mut inserted = 0;
@@ -199,7 +197,7 @@ pub(crate) fn insert_new_statements(
     Ok(inserted)
 }
 
-pub(crate) fn statement_exists(connection: &Connection, id: &str) -> Result<bool, StoreError> {
+pub(crate) fn statement_exists(connection: &Db, id: &str) -> Result<bool, StoreError> {
     Ok(connection
         .prepare_cached("SELECT 1 FROM xapi_statements WHERE id = ?1")?
         .query_row([id], |_| Ok(()))
@@ -209,7 +207,7 @@ pub(crate) fn statement_exists(connection: &Connection, id: &str) -> Result<bool
 
 /// The id and toetscode of the afname's statement that is not voided, if any.
 pub(crate) fn live_statement(
-    connection: &Connection,
+    connection: &Db,
     afname_id: i64,
 ) -> Result<Option<(String, String)>, StoreError> {
     Ok(connection
@@ -221,11 +219,7 @@ pub(crate) fn live_statement(
         .optional()?)
 }
 
-pub(crate) fn set_voided_by(
-    connection: &Connection,
-    id: &str,
-    voided_by: &str,
-) -> Result<(), StoreError> {
+pub(crate) fn set_voided_by(connection: &Db, id: &str, voided_by: &str) -> Result<(), StoreError> {
     connection
         .prepare_cached("UPDATE xapi_statements SET voided_by = ?2 WHERE id = ?1")?
         .execute(params![id, voided_by])?;
@@ -235,7 +229,7 @@ pub(crate) fn set_voided_by(
 /// The states afnames took with `from_seq < change_seq <= to_seq` that were not quarantined,
 /// from the change log, in change order; `school_id` narrows to one school, `None` is every school.
 pub(crate) fn changed_afnames(
-    connection: &Connection,
+    connection: &Db,
     school_id: Option<i64>,
     from_seq: i64,
     to_seq: i64,
@@ -307,7 +301,7 @@ pub(crate) fn changed_afnames(
 /// The stored toets definition (JSON of `uwlr::Toets`) at `revision` (from history once a
 /// correction replaced it), or the current one when no revision is pinned.
 pub(crate) fn toets_definition(
-    connection: &Connection,
+    connection: &Db,
     toets_id: i64,
     revision: Option<i64>,
 ) -> Result<String, StoreError> {
@@ -326,7 +320,7 @@ fn json_list(text: String) -> Vec<String> {
 }
 
 /// Whether an erasure removed this afname (`store::erasure::mark_erased`).
-pub(crate) fn afname_erased(connection: &Connection, afname_id: i64) -> Result<bool, StoreError> {
+pub(crate) fn afname_erased(connection: &Db, afname_id: i64) -> Result<bool, StoreError> {
     Ok(connection
         .prepare_cached("SELECT 1 FROM xapi_erased_afnames WHERE afname_id = ?1")?
         .query_row([afname_id], |_| Ok(()))
@@ -346,7 +340,7 @@ pub(crate) fn pseudonym_key_place(name: &str) -> String {
 
 /// Adds a subscription with its password and a new pseudonym key, both sealed with `keyring`.
 pub(crate) fn add_subscription(
-    connection: &Connection,
+    connection: &Db,
     new: &NewSubscription,
     pseudonym_key: &[u8],
     keyring: &Keyring,
@@ -406,7 +400,7 @@ pub(crate) fn add_subscription(
     Ok(())
 }
 
-pub(crate) fn remove_subscription(connection: &Connection, name: &str) -> Result<bool, StoreError> {
+pub(crate) fn remove_subscription(connection: &Db, name: &str) -> Result<bool, StoreError> {
     let removed = connection.execute("DELETE FROM xapi_subscriptions WHERE name = ?1", [name])? > 0;
     if removed {
         super::admin::audit(connection, "cli", "lrs.remove", name)?;
@@ -414,16 +408,14 @@ pub(crate) fn remove_subscription(connection: &Connection, name: &str) -> Result
     Ok(removed)
 }
 
-pub(crate) fn list_subscriptions(
-    connection: &Connection,
-) -> Result<Vec<SubscriptionRow>, StoreError> {
+pub(crate) fn list_subscriptions(connection: &Db) -> Result<Vec<SubscriptionRow>, StoreError> {
     let mut statement = connection.prepare_cached(
         "SELECT id, name, url, username, password, identity, pseudonym_key, schools, toetscodes, cursor_seq,
            last_attempt_at, last_delivered_at, last_status, last_error, delivered, ca_pem
          FROM xapi_subscriptions ORDER BY name",
     )?;
     let rows = statement
-        .query_map([], |row| {
+        .query_map(rusqlite::params![], |row| {
             Ok(SubscriptionRow {
                 id: row.get(0)?,
                 name: row.get(1)?,
@@ -456,7 +448,7 @@ const PENDING_COLUMNS: &str =
 const FILTER: &str = "(?2 = '[]' OR s.code IN (SELECT value FROM json_each(?2)))
     AND (?3 = '[]' OR x.toetscode IN (SELECT value FROM json_each(?3)))";
 
-fn pending_row(row: &rusqlite::Row) -> rusqlite::Result<PendingStatement> {
+fn pending_row(row: &super::db::Row<'_, '_>) -> rusqlite::Result<PendingStatement> {
     Ok(PendingStatement {
         seq: row.get(0)?,
         id: row.get(1)?,
@@ -479,7 +471,7 @@ fn filters(subscription: &SubscriptionRow) -> (String, String) {
 
 /// The next statements after the subscription's cursor that its filter lets through, in seq order.
 pub(crate) fn pending_batch(
-    connection: &Connection,
+    connection: &Db,
     subscription: &SubscriptionRow,
     after_seq: i64,
     limit: usize,
@@ -501,7 +493,7 @@ pub(crate) fn pending_batch(
 
 /// Dead letters of this subscription that `outbox retry` requeued.
 pub(crate) fn requeued_batch(
-    connection: &Connection,
+    connection: &Db,
     subscription_id: i64,
     limit: usize,
 ) -> Result<Vec<PendingStatement>, StoreError> {
@@ -519,7 +511,7 @@ pub(crate) fn requeued_batch(
 
 /// Records a delivered batch: the cursor moves to `to_seq` (never back) and requeued letters in it are cleared.
 pub(crate) fn mark_delivered(
-    connection: &Connection,
+    connection: &Db,
     subscription_id: i64,
     to_seq: Option<i64>,
     statement_ids: &[String],
@@ -547,7 +539,7 @@ pub(crate) fn mark_delivered(
 
 /// Records a refused statement as a dead letter and, when it came from the cursor, moves past it.
 pub(crate) fn dead_letter(
-    connection: &Connection,
+    connection: &Db,
     subscription_id: i64,
     statement: &PendingStatement,
     from_cursor: bool,
@@ -574,7 +566,7 @@ pub(crate) fn dead_letter(
 
 /// Records a failed attempt that will be retried.
 pub(crate) fn record_failure(
-    connection: &Connection,
+    connection: &Db,
     subscription_id: i64,
     status: Option<u16>,
     error: &str,
@@ -600,7 +592,7 @@ fn truncate(text: &str, limit: usize) -> String {
 
 /// Requeues dead letters (of one LRS, or all); returns how many.
 pub(crate) fn requeue_dead_letters(
-    connection: &Connection,
+    connection: &Db,
     lrs: Option<&str>,
 ) -> Result<usize, StoreError> {
     let changed = connection.execute(
@@ -618,7 +610,7 @@ pub(crate) fn requeue_dead_letters(
 }
 
 pub(crate) fn list_dead_letters(
-    connection: &Connection,
+    connection: &Db,
     lrs: Option<&str>,
 ) -> Result<Vec<DeadLetterRow>, StoreError> {
     let rows = connection
@@ -655,10 +647,7 @@ pub(crate) struct Resealed {
 /// Seals every subscription secret and the gateway's id key that is not sealed under the keyring's first key: clear
 /// values of databases from before sealing, and values under an older key after a rotation.
 /// A value no key opens is left as it is and reported.
-pub(crate) fn reseal_secrets(
-    connection: &Connection,
-    keyring: &Keyring,
-) -> Result<Resealed, StoreError> {
+pub(crate) fn reseal_secrets(connection: &Db, keyring: &Keyring) -> Result<Resealed, StoreError> {
     let mut outcome = Resealed::default();
     for row in list_subscriptions(connection)? {
         let places = [
@@ -708,8 +697,16 @@ pub(crate) fn reseal_secrets(
     Ok(outcome)
 }
 
+/// `outbox_status` on a SQLite connection of the caller's (the integration tests read a
+/// gateway's files this way).
+pub fn outbox_status_of(
+    connection: &rusqlite::Connection,
+) -> Result<Vec<OutboxStatusRow>, StoreError> {
+    outbox_status(&Db::sqlite(connection))
+}
+
 /// Pending counts, lag and last outcome per subscription.
-pub fn outbox_status(connection: &Connection) -> Result<Vec<OutboxStatusRow>, StoreError> {
+pub(crate) fn outbox_status(connection: &Db) -> Result<Vec<OutboxStatusRow>, StoreError> {
     let mut rows = Vec::new();
     for subscription in list_subscriptions(connection)? {
         let (schools, toetscodes) = filters(&subscription);
@@ -744,14 +741,14 @@ pub fn outbox_status(connection: &Connection) -> Result<Vec<OutboxStatusRow>, St
 }
 
 /// The base IRI the statements in `xapi.sqlite` were made under, pinned at first use.
-pub(crate) fn pin_base_iri(connection: &Connection, base_iri: &str) -> Result<String, StoreError> {
+pub(crate) fn pin_base_iri(connection: &Db, base_iri: &str) -> Result<String, StoreError> {
     connection.execute(
         "INSERT INTO xapi_settings (name, value) VALUES ('xapi_base_iri', ?1) ON CONFLICT (name) DO NOTHING",
         [base_iri],
     )?;
     Ok(connection.query_row(
         "SELECT value FROM xapi_settings WHERE name = 'xapi_base_iri'",
-        [],
+        rusqlite::params![],
         |row| row.get(0),
     )?)
 }
@@ -760,11 +757,11 @@ pub(crate) fn pin_base_iri(connection: &Connection, base_iri: &str) -> Result<St
 pub(crate) const ID_KEY_PLACE: &str = "gateway_settings.xapi_id_key";
 
 /// The gateway's sealed id key, if one was made.
-pub(crate) fn sealed_id_key(connection: &Connection) -> Result<Option<Sealed>, StoreError> {
+pub(crate) fn sealed_id_key(connection: &Db) -> Result<Option<Sealed>, StoreError> {
     Ok(connection
         .query_row(
             "SELECT value FROM gateway_settings WHERE name = 'xapi_id_key'",
-            [],
+            rusqlite::params![],
             |row| row.get::<_, Vec<u8>>(0),
         )
         .optional()?
@@ -772,7 +769,7 @@ pub(crate) fn sealed_id_key(connection: &Connection) -> Result<Option<Sealed>, S
 }
 
 /// Stores the sealed id key (a new one, or one sealed anew under the current key).
-pub(crate) fn store_id_key(connection: &Connection, sealed: &[u8]) -> Result<(), StoreError> {
+pub(crate) fn store_id_key(connection: &Db, sealed: &[u8]) -> Result<(), StoreError> {
     connection.execute(
         "INSERT INTO gateway_settings (name, value) VALUES ('xapi_id_key', ?1)
          ON CONFLICT (name) DO UPDATE SET value = excluded.value",
@@ -782,25 +779,22 @@ pub(crate) fn store_id_key(connection: &Connection, sealed: &[u8]) -> Result<(),
 }
 
 /// Forgets the gateway's id key (`secrets reset-id-key`); returns whether one was stored.
-pub(crate) fn forget_id_key(connection: &Connection) -> Result<bool, StoreError> {
+pub(crate) fn forget_id_key(connection: &Db) -> Result<bool, StoreError> {
     Ok(connection.execute(
         "DELETE FROM gateway_settings WHERE name = 'xapi_id_key'",
-        [],
+        rusqlite::params![],
     )? > 0)
 }
 
 /// Where the publisher is in the change log: every change up to it has its statements here.
-pub(crate) fn publisher_cursor(connection: &Connection) -> Result<i64, StoreError> {
+pub(crate) fn publisher_cursor(connection: &Db) -> Result<i64, StoreError> {
     Ok(connection
         .prepare_cached("SELECT cursor_seq FROM xapi_publisher WHERE id = 1")?
-        .query_row([], |row| row.get(0))?)
+        .query_row(rusqlite::params![], |row| row.get(0))?)
 }
 
 /// Moves the publisher's cursor, in the transaction that writes the round's statements.
-pub(crate) fn set_publisher_cursor(
-    connection: &Connection,
-    change_seq: i64,
-) -> Result<(), StoreError> {
+pub(crate) fn set_publisher_cursor(connection: &Db, change_seq: i64) -> Result<(), StoreError> {
     connection
         .prepare_cached("UPDATE xapi_publisher SET cursor_seq = ?1 WHERE id = 1")?
         .execute([change_seq])?;
@@ -808,7 +802,7 @@ pub(crate) fn set_publisher_cursor(
 }
 
 /// Where the publisher is in the change feed (its cursor), and where the feed ends.
-pub(crate) fn publisher_position(connection: &Connection) -> Result<(i64, i64), StoreError> {
+pub(crate) fn publisher_position(connection: &Db) -> Result<(i64, i64), StoreError> {
     Ok((
         publisher_cursor(connection)?,
         super::intake::read_change_seq(connection)?,
@@ -819,12 +813,12 @@ pub(crate) fn publisher_position(connection: &Connection) -> Result<(i64, i64), 
 /// toets definitions it reads from the core, the statements and cursor it writes.
 #[derive(Clone, Copy)]
 pub(crate) struct Outbox<'a> {
-    connection: &'a Connection,
+    connection: &'a Db<'a>,
 }
 
 impl<'a> Outbox<'a> {
     /// The outbox seen through a connection a store job got.
-    pub(crate) fn new(connection: &'a Connection) -> Outbox<'a> {
+    pub(crate) fn new(connection: &'a Db<'a>) -> Outbox<'a> {
         Outbox { connection }
     }
 

@@ -1,10 +1,11 @@
 //! Reader clients of the read API: hashed bearer tokens, API scopes, school grants under a mandate, and the read audit.
 
 use super::admin::{audit, ensure_school};
+use super::db::Db;
 use super::{now_text, StoreError};
 use crate::domain::SchoolCode;
 use rand::RngCore;
-use rusqlite::{params, Connection, OptionalExtension};
+use rusqlite::{params, OptionalExtension};
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
@@ -169,7 +170,7 @@ fn parse_scopes(text: &str) -> Vec<Scope> {
     text.split_whitespace().filter_map(Scope::parse).collect()
 }
 
-fn reader_id(connection: &Connection, name: &str) -> Result<i64, StoreError> {
+fn reader_id(connection: &Db, name: &str) -> Result<i64, StoreError> {
     connection
         .query_row("SELECT id FROM readers WHERE name = ?1", [name], |row| {
             row.get(0)
@@ -181,7 +182,7 @@ fn reader_id(connection: &Connection, name: &str) -> Result<i64, StoreError> {
 /// Registers a reader with its scopes and school grants; returns the bearer
 /// token, which exists only in the caller's hands from then on.
 pub(crate) fn add_reader(
-    connection: &Connection,
+    connection: &Db,
     name: &str,
     scopes: &[Scope],
     grants: &[Grant],
@@ -235,11 +236,7 @@ pub(crate) fn add_reader(
 }
 
 /// Lets a reader read a school under a mandate, or renews the grant with a new mandate.
-pub(crate) fn grant_school(
-    connection: &Connection,
-    name: &str,
-    grant: &Grant,
-) -> Result<(), StoreError> {
+pub(crate) fn grant_school(connection: &Db, name: &str, grant: &Grant) -> Result<(), StoreError> {
     check_date("valid_from", &grant.valid_from)?;
     if let Some(until) = &grant.valid_until {
         check_date("valid_until", until)?;
@@ -284,7 +281,7 @@ pub(crate) fn grant_school(
 
 /// Ends a reader's access to one school at once.
 pub(crate) fn withdraw_school(
-    connection: &Connection,
+    connection: &Db,
     name: &str,
     school: &SchoolCode,
 ) -> Result<(), StoreError> {
@@ -308,18 +305,18 @@ pub(crate) fn withdraw_school(
 }
 
 /// Withdraws a reader: its token stops working at once.
-pub(crate) fn revoke_reader(connection: &Connection, name: &str) -> Result<(), StoreError> {
+pub(crate) fn revoke_reader(connection: &Db, name: &str) -> Result<(), StoreError> {
     super::admin::revoke(connection, super::admin::Revocable::Reader, name)
 }
 
 pub(crate) fn list_readers(
-    connection: &Connection,
+    connection: &Db,
     today: chrono::NaiveDate,
 ) -> Result<Vec<ReaderRow>, StoreError> {
     let today = today.format("%Y-%m-%d").to_string();
     let readers: Vec<(i64, ReaderRow)> = connection
         .prepare("SELECT id, name, scopes, created_at, revoked_at FROM readers ORDER BY name")?
-        .query_map([], |row| {
+        .query_map(rusqlite::params![], |row| {
             Ok((
                 row.get(0)?,
                 ReaderRow {
@@ -364,7 +361,7 @@ pub(crate) fn list_readers(
 /// The reader a bearer token belongs to, if the token is valid and not revoked.
 /// The hash compare is constant-time, and an unknown token costs the same hash.
 pub(crate) fn authenticate_reader(
-    connection: &Connection,
+    connection: &Db,
     token: &str,
 ) -> Result<Option<Reader>, StoreError> {
     let presented = token_sha256(token);
@@ -389,7 +386,7 @@ pub(crate) fn authenticate_reader(
 /// The school's id if `reader_id` may read it on `today`; `None` for an unknown
 /// school and for a school outside the reader's grants alike.
 pub(crate) fn readable_school(
-    connection: &Connection,
+    connection: &Db,
     reader_id: i64,
     school: &SchoolCode,
     today: chrono::NaiveDate,
@@ -413,7 +410,7 @@ pub(crate) fn readable_school(
 
 /// Every school `reader_id` may read on `today`, by code.
 pub(crate) fn readable_schools(
-    connection: &Connection,
+    connection: &Db,
     reader_id: i64,
     today: chrono::NaiveDate,
 ) -> Result<Vec<ReadableSchool>, StoreError> {
@@ -442,19 +439,13 @@ pub(crate) fn readable_schools(
 /// Writes audit rows; runs on the writer thread so that the answer waits for them.
 /// `insert_read_audit` as a job on the writer: in a savepoint of its group, so a request's
 /// audit rows commit all or none.
-pub(crate) fn audit_reads(
-    connection: &mut Connection,
-    entries: &[ReadAudit],
-) -> Result<(), StoreError> {
+pub(crate) fn audit_reads(connection: &Db, entries: &[ReadAudit]) -> Result<(), StoreError> {
     super::connection::in_savepoint(connection, |savepoint| {
         insert_read_audit(savepoint, entries)
     })
 }
 
-pub(crate) fn insert_read_audit(
-    connection: &Connection,
-    entries: &[ReadAudit],
-) -> Result<(), StoreError> {
+pub(crate) fn insert_read_audit(connection: &Db, entries: &[ReadAudit]) -> Result<(), StoreError> {
     let at = now_text();
     let mut statement = connection.prepare_cached(
         "INSERT INTO read_audit (at, request_id, reader_id, api, request, status, school, leerlingen, records)
@@ -479,7 +470,7 @@ pub(crate) fn insert_read_audit(
 
 /// Reads and administrative actions, newest first.
 pub(crate) fn list_audit(
-    connection: &Connection,
+    connection: &Db,
     filter: &AuditFilter,
 ) -> Result<Vec<AuditLine>, StoreError> {
     let read_filtered =
@@ -539,7 +530,7 @@ mod tests {
     }
 
     /// The reader `las-a` with the LAS scope and a grant on 99XX01 from 2026-01-01 to `until`.
-    fn las_reader(connection: &Connection, until: Option<&str>) -> Result<Reader, StoreError> {
+    fn las_reader(connection: &Db, until: Option<&str>) -> Result<Reader, StoreError> {
         let token = add_reader(
             connection,
             "las-a",
@@ -559,8 +550,11 @@ mod tests {
             &[grant("99XX01", "2026-01-01", None)],
         )?;
         assert!(token.starts_with(TOKEN_PREFIX) && token.len() == TOKEN_PREFIX.len() + 64);
-        let stored: Vec<u8> =
-            connection.query_row("SELECT token_sha256 FROM readers", [], |row| row.get(0))?;
+        let stored: Vec<u8> = connection.query_row(
+            "SELECT token_sha256 FROM readers",
+            rusqlite::params![],
+            |row| row.get(0),
+        )?;
         assert_eq!(stored, token_sha256(&token));
         let reader = authenticate_reader(&connection, &token)?.expect("the token is valid");
         assert_eq!(

@@ -4,7 +4,8 @@
 //! page, some in one snapshot); it gets them through this handle, so it never names the
 //! engine and a second engine needs only a second handle.
 
-use super::connection::{in_snapshot, Connection};
+use super::connection::in_snapshot;
+use super::db::Db;
 use super::feed::{self, FeedFilter, FeedPage, ToetsVersion};
 use super::readers::{self, ReadableSchool};
 use super::statements::{self, StatementFilter, StatementRow};
@@ -14,12 +15,12 @@ use crate::domain::SchoolCode;
 /// One read connection, seen through the store's read functions.
 #[derive(Clone, Copy)]
 pub(crate) struct Reading<'a> {
-    connection: &'a Connection,
+    connection: &'a Db<'a>,
 }
 
 impl<'a> Reading<'a> {
     /// The reads of a connection a store job got (`Store::read`).
-    pub(crate) fn new(connection: &'a Connection) -> Reading<'a> {
+    pub(crate) fn new(connection: &'a Db<'a>) -> Reading<'a> {
         Reading { connection }
     }
 

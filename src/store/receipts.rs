@@ -1,7 +1,7 @@
 //! Receipts as the receipts API hands them out: to the client that sent the message only.
 
+use super::db::Db;
 use super::StoreError;
-use rusqlite::Connection;
 
 /// What a client asking for a receipt gets.
 #[derive(Debug, PartialEq)]
@@ -17,7 +17,7 @@ pub(crate) enum ReceiptLookup {
 /// Authenticates `klantcode` with `key` and looks up receipt `id` among its receipts;
 /// `None` is an id that is no receipt id, which names no receipt once the key is checked.
 pub(crate) fn receipt_of_client(
-    connection: &Connection,
+    connection: &Db,
     klantcode: &str,
     key: &str,
     id: Option<&uuid::Uuid>,

@@ -4,9 +4,10 @@
 //! the writer thread in `serve`, an IMMEDIATE transaction in the CLI), so a purge of a large
 //! school never holds the write lock for long. `governance` loops them until nothing is left.
 
+use super::db::Db;
 use super::StoreError;
 use chrono::{DateTime, NaiveDate, Utc};
-use rusqlite::{params, Connection};
+use rusqlite::params;
 
 /// How much one purge removed (or, for a dry run, would remove). Counts only, never data.
 #[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize)]
@@ -81,7 +82,7 @@ pub(crate) struct ExpiredSchool {
 /// mandate that never came). Reader grants do not keep data: they let the school's own LAS
 /// read while the data is there, and still see the removals afterwards.
 pub(crate) fn expired_schools(
-    connection: &Connection,
+    connection: &Db,
     today: NaiveDate,
     days: u32,
 ) -> Result<Vec<ExpiredSchool>, StoreError> {
@@ -131,7 +132,7 @@ pub(crate) struct RemovedAfname {
 /// the school's next feed position for each one a reader could have seen (a quarantined afname
 /// never was in the feed).
 pub(crate) fn remove_afnames(
-    connection: &Connection,
+    connection: &Db,
     school_id: i64,
     afnames: &[RemovedAfname],
     reason: &str,
@@ -177,9 +178,9 @@ pub(crate) fn remove_afnames(
 }
 
 fn removed_afnames(
-    connection: &Connection,
+    connection: &Db,
     sql: &str,
-    params: impl rusqlite::Params,
+    params: impl super::db::SqlParams,
 ) -> Result<Vec<RemovedAfname>, StoreError> {
     let mut statement = connection.prepare_cached(sql)?;
     let rows = statement.query_map(params, |row| {
@@ -196,7 +197,7 @@ fn removed_afnames(
 
 /// The afnames of a learner at a school, by LAS key or ECK iD.
 pub(crate) fn learner_afnames(
-    connection: &Connection,
+    connection: &Db,
     school_id: i64,
     leerlingid: &str,
     eckid: Option<&str>,
@@ -213,7 +214,7 @@ pub(crate) fn learner_afnames(
 
 /// Removes up to `limit` afnames of the school (with history, change log rows and tombstones).
 pub(crate) fn purge_afnames_batch(
-    connection: &Connection,
+    connection: &Db,
     school_id: i64,
     limit: u32,
     removed_at: &str,
@@ -236,7 +237,7 @@ pub(crate) fn purge_afnames_batch(
 /// values of the message). Call after `purge_afnames_batch` found nothing more: toetsen are
 /// referenced by afnames.
 pub(crate) fn purge_school_rest_batch(
-    connection: &Connection,
+    connection: &Db,
     school_id: i64,
     limit: u32,
 ) -> Result<PurgeCounts, StoreError> {
@@ -270,7 +271,7 @@ pub(crate) fn purge_school_rest_batch(
 /// read returned, and the request that may name one) in `xapi.sqlite` (a job on the xAPI
 /// writer, or the CLI's transaction); the rows themselves stay until `audit_retention_days`.
 pub(crate) fn purge_read_audit_batch(
-    connection: &Connection,
+    connection: &Db,
     school: &str,
     limit: u32,
 ) -> Result<PurgeCounts, StoreError> {
@@ -289,7 +290,7 @@ pub(crate) fn purge_read_audit_batch(
 /// Removes up to `limit` statements of the school from `xapi.sqlite` with their dead letters
 /// (a job on the xAPI writer, or the CLI's transaction).
 pub(crate) fn purge_statements_batch(
-    connection: &Connection,
+    connection: &Db,
     school_id: i64,
     limit: u32,
 ) -> Result<PurgeCounts, StoreError> {
@@ -335,7 +336,7 @@ const EXPIRED_RECEIPTS: &str = "FROM receipts WHERE received_at < ?1
 /// ordering state refers to any more, audit rows and tombstones (the read audit:
 /// `expire_read_audit_batch`).
 pub(crate) fn purge_expired_batch(
-    connection: &Connection,
+    connection: &Db,
     now: DateTime<Utc>,
     receipt_days: u32,
     audit_days: u32,
@@ -364,7 +365,7 @@ pub(crate) fn purge_expired_batch(
 /// Removes up to `limit` read audit rows older than `audit_days` from `xapi.sqlite` (a job on
 /// the xAPI writer).
 pub(crate) fn expire_read_audit_batch(
-    connection: &Connection,
+    connection: &Db,
     now: DateTime<Utc>,
     audit_days: u32,
     limit: u32,
@@ -381,7 +382,7 @@ pub(crate) fn expire_read_audit_batch(
 
 /// What a purge would remove now, without removing it (`purge --dry-run`).
 pub(crate) fn plan(
-    connection: &Connection,
+    connection: &Db,
     now: DateTime<Utc>,
     today: NaiveDate,
     settings: &RetentionSettings,
@@ -485,10 +486,7 @@ impl PurgeStep {
 }
 
 /// Runs one purge step as a job on its writer, in its own savepoint of the group.
-pub(crate) fn run_step(
-    connection: &mut Connection,
-    step: &PurgeStep,
-) -> Result<PurgeCounts, StoreError> {
+pub(crate) fn run_step(connection: &Db, step: &PurgeStep) -> Result<PurgeCounts, StoreError> {
     super::connection::in_savepoint(connection, |savepoint| match step {
         PurgeStep::Afnames {
             school_id,
@@ -531,7 +529,7 @@ mod tests {
     use super::*;
     use crate::store::testing::*;
 
-    fn insert_school(connection: &Connection, id: i64, code: &str, created: &str) {
+    fn insert_school(connection: &Db, id: i64, code: &str, created: &str) {
         connection
             .execute(
                 "INSERT INTO schools (id, code, created_at) VALUES (?1, ?2, ?3)",
@@ -541,7 +539,7 @@ mod tests {
     }
 
     fn activation(
-        connection: &Connection,
+        connection: &Db,
         school: i64,
         client: i64,
         until: Option<&str>,
@@ -620,7 +618,10 @@ mod tests {
             .iter()
             .any(|school| school.starts_with("OPEN")));
         // Without data there is nothing to purge.
-        connection.execute("DELETE FROM leerlingen WHERE school_id = 1", [])?;
+        connection.execute(
+            "DELETE FROM leerlingen WHERE school_id = 1",
+            rusqlite::params![],
+        )?;
         assert_eq!(
             expired("2026-05-03", 90),
             ["DEACTIVATED:2026-02-01", "NONE:2026-01-01"]

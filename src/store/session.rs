@@ -1,23 +1,23 @@
-//! An operator's session on a data dir: the one connection a CLI command runs on, and its write transaction.
+//! An operator's session on the store: the one connection a CLI command runs on, and its write transaction.
 //!
 //! The CLI holds a `Session`, never a connection of its own: it passes the session to the
-//! store functions of each kind of data (they take the connection it derefs to) and changes
+//! store functions of each kind of data (they take the `Db` it derefs to) and changes
 //! data only through `Session::write`, so SQL, transactions and the engine stay in `store`.
 
+use super::db::Db;
 use super::{Store, StoreError};
-use rusqlite::{Connection, TransactionBehavior};
 use std::path::Path;
 
-/// One connection to a data dir's databases (the core with the bridge's file attached).
+/// One connection to the store (on SQLite the core with the bridge's file attached).
 pub(crate) struct Session {
-    connection: Connection,
+    db: Db<'static>,
 }
 
 impl Session {
     /// A session that may change data, on a store already opened (and migrated).
     pub(crate) fn open(store: &Store) -> Result<Session, StoreError> {
         Ok(Session {
-            connection: store.connect()?,
+            db: store.connect()?,
         })
     }
 
@@ -25,38 +25,26 @@ impl Session {
     /// migrates or writes anything.
     pub(crate) fn open_read_only(data_dir: &Path) -> Result<Session, StoreError> {
         Ok(Session {
-            connection: super::open_read_only(data_dir)?,
+            db: Db::owned_sqlite(super::open_read_only(data_dir)?),
         })
     }
 
-    /// Runs `job` in one transaction that takes the write lock first (so change seqs cannot
-    /// interleave with a running gateway's), committed only when `job` returns `Ok`.
+    /// Runs `job` in one write transaction (on SQLite one that takes the write lock first,
+    /// so change seqs cannot interleave with a running gateway's), committed only when
+    /// `job` returns `Ok`.
     pub(crate) fn write<R, E: From<StoreError>>(
         &mut self,
-        job: impl FnOnce(&Connection) -> Result<R, E>,
+        job: impl FnOnce(&Db) -> Result<R, E>,
     ) -> Result<R, E> {
-        let transaction = self
-            .connection
-            .transaction_with_behavior(TransactionBehavior::Immediate)
-            .map_err(|error| E::from(StoreError::from(error)))?;
-        let result = job(&transaction)?;
-        transaction
-            .commit()
-            .map_err(|error| E::from(StoreError::from(error)))?;
-        Ok(result)
-    }
-
-    /// The connection, for store and governance functions that open transactions themselves.
-    pub(crate) fn connection_mut(&mut self) -> &mut Connection {
-        &mut self.connection
+        super::connection::in_write_transaction(&self.db, job)
     }
 }
 
 impl std::ops::Deref for Session {
-    type Target = Connection;
+    type Target = Db<'static>;
 
-    fn deref(&self) -> &Connection {
-        &self.connection
+    fn deref(&self) -> &Db<'static> {
+        &self.db
     }
 }
 

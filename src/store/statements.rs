@@ -3,9 +3,10 @@
 //! Statement JSON stays opaque text here except for the few paths a filter needs
 //! (the StatementRef target and context activities), read with SQLite's JSON functions.
 
+use super::db::Db;
 use super::StoreError;
 use rusqlite::types::Value;
-use rusqlite::{params_from_iter, Connection, OptionalExtension};
+use rusqlite::OptionalExtension;
 
 /// The reserved verb of voiding statements.
 const VERB_VOIDED: &str = "http://adlnet.gov/expapi/verbs/voided";
@@ -49,7 +50,7 @@ pub(crate) struct StatementRow {
 
 const COLUMNS: &str = "s.id, s.seq, s.school_id, s.leerlingid, s.stored_at, s.statement";
 
-fn row(row: &rusqlite::Row) -> rusqlite::Result<StatementRow> {
+fn row(row: &super::db::Row<'_, '_>) -> rusqlite::Result<StatementRow> {
     Ok(StatementRow {
         id: row.get(0)?,
         seq: row.get(1)?,
@@ -77,7 +78,7 @@ fn school_list(school_ids: &[i64]) -> String {
 /// answer too, and says nothing about other schools' activity (issue 16). The epoch when
 /// those schools have no statement at all.
 pub(crate) fn consistent_through(
-    connection: &Connection,
+    connection: &Db,
     school_ids: &[i64],
     now: &str,
 ) -> Result<String, StoreError> {
@@ -86,7 +87,7 @@ pub(crate) fn consistent_through(
             "SELECT (SELECT COALESCE(MAX(cursor_seq), 0) FROM xapi_publisher),
                     (SELECT COALESCE(MAX(seq), 0) FROM change_counter)",
         )?
-        .query_row([], |row| Ok((row.get(0)?, row.get(1)?)))?;
+        .query_row(rusqlite::params![], |row| Ok((row.get(0)?, row.get(1)?)))?;
     if cursor >= counter {
         return Ok(now.to_string());
     }
@@ -109,7 +110,7 @@ pub(crate) fn consistent_through(
 /// the pages of one query consistent. Only these schools' statements count, so the bound
 /// (which a `more` link carries) says nothing about other schools.
 pub(crate) fn newest_statement(
-    connection: &Connection,
+    connection: &Db,
     school_ids: &[i64],
 ) -> Result<Option<(i64, String)>, StoreError> {
     let mut statement = connection.prepare_cached(
@@ -126,7 +127,7 @@ pub(crate) fn newest_statement(
 }
 
 /// The storage order of a statement, by id; `None` when there is no such statement.
-pub(crate) fn seq_of(connection: &Connection, id: &str) -> Result<Option<i64>, StoreError> {
+pub(crate) fn seq_of(connection: &Db, id: &str) -> Result<Option<i64>, StoreError> {
     Ok(connection
         .prepare_cached("SELECT seq FROM xapi_statements WHERE id = ?1")?
         .query_row([id], |row| row.get(0))
@@ -135,7 +136,7 @@ pub(crate) fn seq_of(connection: &Connection, id: &str) -> Result<Option<i64>, S
 
 /// One statement by id among these schools: a statement that is not voided, or with `voided` one that is.
 pub(crate) fn read_statement(
-    connection: &Connection,
+    connection: &Db,
     school_ids: &[i64],
     id: &str,
     voided: bool,
@@ -153,7 +154,7 @@ pub(crate) fn read_statement(
 /// with `seq <= through` and beyond `after` in that order; at most `limit`.
 /// A statement that targets another (a voiding statement) matches when its target does (Communication 2.1.3).
 pub(crate) fn read_statements(
-    connection: &Connection,
+    connection: &Db,
     school_ids: &[i64],
     filter: &StatementFilter,
     after: Option<i64>,
@@ -231,7 +232,7 @@ pub(crate) fn read_statements(
     let mut rows = Vec::new();
     for school_id in school_ids {
         values[0] = Value::Integer(*school_id);
-        for found in statement.query_map(params_from_iter(values.iter()), row)? {
+        for found in statement.query_map(&values, row)? {
             rows.push(found?);
         }
     }
@@ -246,8 +247,12 @@ pub(crate) fn read_statements(
 }
 
 /// How many statements the gateway holds (live and voiding), for `outbox status`.
-pub(crate) fn count_statements(connection: &Connection) -> Result<i64, StoreError> {
-    Ok(connection.query_row("SELECT count(*) FROM xapi_statements", [], |row| row.get(0))?)
+pub(crate) fn count_statements(connection: &Db) -> Result<i64, StoreError> {
+    Ok(connection.query_row(
+        "SELECT count(*) FROM xapi_statements",
+        rusqlite::params![],
+        |row| row.get(0),
+    )?)
 }
 
 #[cfg(test)]
@@ -272,7 +277,7 @@ mod tests {
     }
 
     /// Statements: 1 and 2 of learner A at school 1 (1 voided by 3), 4 of learner B at school 2.
-    fn database() -> Result<Connection, StoreError> {
+    fn database() -> Result<crate::store::db::Db<'static>, StoreError> {
         let connection = crate::store::testing::database()?;
         for code in ["99XX01", "99YY"] {
             crate::store::admin::ensure_school(
@@ -338,13 +343,13 @@ mod tests {
         }
         connection.execute(
             "UPDATE xapi_statements SET voided_by = 's3' WHERE id = 's1'",
-            [],
+            rusqlite::params![],
         )?;
         Ok(connection)
     }
 
     fn ids(
-        connection: &Connection,
+        connection: &Db,
         schools: &[i64],
         filter: &StatementFilter,
         after: Option<i64>,
@@ -439,10 +444,13 @@ mod tests {
         // Caught up: the moment the caller took; changes waiting: the newest stamp of the
         // reader's schools (school 2's newer statement says nothing to a reader of school 1).
         let now = "2026-12-02T06:00:00.000Z";
-        connection.execute("UPDATE change_counter SET seq = 7", [])?;
-        connection.execute("UPDATE xapi_publisher SET cursor_seq = 7", [])?;
+        connection.execute("UPDATE change_counter SET seq = 7", rusqlite::params![])?;
+        connection.execute(
+            "UPDATE xapi_publisher SET cursor_seq = 7",
+            rusqlite::params![],
+        )?;
         assert_eq!(consistent_through(&connection, &[1], now)?, now);
-        connection.execute("UPDATE change_counter SET seq = 8", [])?;
+        connection.execute("UPDATE change_counter SET seq = 8", rusqlite::params![])?;
         assert_eq!(
             consistent_through(&connection, &[1, 2], now)?,
             "2026-10-01T08:00:03.000Z"
@@ -451,7 +459,7 @@ mod tests {
             consistent_through(&connection, &[1], now)?,
             "2026-10-01T08:00:02.000Z"
         );
-        connection.execute("DELETE FROM xapi_statements", [])?;
+        connection.execute("DELETE FROM xapi_statements", rusqlite::params![])?;
         assert_eq!(
             consistent_through(&connection, &[1], now)?,
             "1970-01-01T00:00:00.000Z"

@@ -1,6 +1,7 @@
 //! The reads behind the status page's tables: the last faults, recent dead letters, the schools that sent today.
 
-use rusqlite::{params, Connection};
+use super::db::Db;
+use rusqlite::params;
 
 use super::StoreError;
 
@@ -42,10 +43,7 @@ pub(crate) struct DeadLetterSummary {
 }
 
 /// The newest `limit` rejected messages (receipts are kept for identified senders only).
-pub(crate) fn last_faults(
-    connection: &Connection,
-    limit: usize,
-) -> Result<Vec<FaultRow>, StoreError> {
+pub(crate) fn last_faults(connection: &Db, limit: usize) -> Result<Vec<FaultRow>, StoreError> {
     let rows = connection
         .prepare_cached(
             "SELECT r.received_at, r.id, c.klantcode, s.code, r.faultcode,
@@ -73,7 +71,7 @@ pub(crate) fn last_faults(
 
 /// Schools with a receipt received at or after `since` (RFC 3339 UTC, as `received_at`).
 pub(crate) fn schools_since(
-    connection: &Connection,
+    connection: &Db,
     since: &str,
     limit: usize,
 ) -> Result<Vec<SchoolTodayRow>, StoreError> {
@@ -100,17 +98,17 @@ pub(crate) fn schools_since(
 }
 
 /// How many dead letters wait that were not requeued (`/ready`).
-pub(crate) fn dead_letter_count(connection: &Connection) -> Result<i64, StoreError> {
+pub(crate) fn dead_letter_count(connection: &Db) -> Result<i64, StoreError> {
     Ok(connection.query_row(
         "SELECT count(*) FROM xapi_dead_letters WHERE requeued = 0",
-        [],
+        rusqlite::params![],
         |row| row.get(0),
     )?)
 }
 
 /// The newest `limit` dead letters that were not requeued.
 pub(crate) fn recent_dead_letters(
-    connection: &Connection,
+    connection: &Db,
     limit: usize,
 ) -> Result<Vec<DeadLetterSummary>, StoreError> {
     let rows = connection

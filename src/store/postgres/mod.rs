@@ -4,7 +4,9 @@
 //! SQLite lives in the rest of `store/`. The database URL carries a password: it is kept in
 //! a `Secret` and shown only through `redact_url`.
 
+pub(crate) mod engine;
 pub(crate) mod migrations;
+pub(crate) mod session;
 
 use super::StoreError;
 use crate::secret::Secret;

@@ -56,7 +56,8 @@ impl Gateway {
 
     /// Delivery state of one LRS: (pending, dead letters not requeued).
     pub fn outbox(&self, lrs: &str) -> (i64, i64) {
-        let rows = uwlr_gateway::store::outbox::outbox_status(&self.db()).expect("outbox status");
+        let rows =
+            uwlr_gateway::store::outbox::outbox_status_of(&self.db()).expect("outbox status");
         let row = rows.iter().find(|row| row.lrs == lrs).expect("subscribed");
         (row.pending, row.dead_letters - row.requeued)
     }
