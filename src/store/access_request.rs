@@ -25,7 +25,7 @@ fn json_rows(
 
 /// The afnames of the learner (`?1` school id, `?2` leerlingid, `?3` eckid).
 const AFNAME_FILTER: &str =
-    "a.school_id = ?1 AND (a.leerlingid = ?2 OR (?3 IS NOT NULL AND a.eckid = ?3))";
+    "a.school_id = ?1 AND (a.leerlingid = ?2 OR (CAST(?3 AS TEXT) IS NOT NULL AND a.eckid = ?3))";
 
 /// The receipts of the messages that brought a state of one of the learner's results, and
 /// of those whose violations name the learner (a rejected message with an unknown learner,
@@ -36,15 +36,28 @@ fn learner_receipts(
 ) -> Result<Vec<Value>, StoreError> {
     let afname_filter = AFNAME_FILTER;
     let receipt_ids: Vec<String> = {
-        let mut statement = snapshot.prepare(&format!(
-            "SELECT a.receipt_id FROM toetsafnames a WHERE {afname_filter}
+        let sql = if snapshot.is_postgres() {
+            format!(
+                r#"SELECT a.receipt_id FROM toetsafnames a WHERE {afname_filter}
+             UNION SELECT h.replaced_by_receipt_id FROM toetsafnames_history h JOIN toetsafnames a ON a.id = h.afname_id WHERE {afname_filter}
+             UNION SELECT h.state::json ->> 'receipt_id' FROM toetsafnames_history h JOIN toetsafnames a ON a.id = h.afname_id
+               WHERE {afname_filter} AND h.state::json ->> 'receipt_id' IS NOT NULL
+             UNION SELECT r.id FROM receipts r WHERE r.school_id = ?1
+               AND (strpos(r.violations, '"' || ?2 || '"') > 0 OR strpos(r.violations, ' ' || ?2) > 0
+                 OR (CAST(?3 AS TEXT) IS NOT NULL AND strpos(r.violations, ?3) > 0))"#
+            )
+        } else {
+            format!(
+                "SELECT a.receipt_id FROM toetsafnames a WHERE {afname_filter}
              UNION SELECT h.replaced_by_receipt_id FROM toetsafnames_history h JOIN toetsafnames a ON a.id = h.afname_id WHERE {afname_filter}
              UNION SELECT json_extract(h.state, '$.receipt_id') FROM toetsafnames_history h JOIN toetsafnames a ON a.id = h.afname_id
                WHERE {afname_filter} AND json_extract(h.state, '$.receipt_id') IS NOT NULL
              UNION SELECT r.id FROM receipts r WHERE r.school_id = ?1
                AND (instr(r.violations, '\"' || ?2 || '\"') > 0 OR instr(r.violations, ' ' || ?2) > 0
-                 OR (?3 IS NOT NULL AND instr(r.violations, ?3) > 0))"
-        ))?;
+                 OR (CAST(?3 AS TEXT) IS NOT NULL AND instr(r.violations, ?3) > 0))"
+            )
+        };
+        let mut statement = snapshot.prepare(&sql)?;
         let rows = statement.query_map(id, |row| row.get(0))?;
         rows.collect::<Result<_, _>>()?
     };
@@ -70,19 +83,39 @@ pub(crate) fn export(
     let guard = super::connection::Snapshot::begin(connection)?;
     let snapshot = guard.db();
     let id = params![learner.school_id, learner.leerlingid, learner.eckid];
+    // Each document is built in SQL: SQLite's json_object and json_group_array, PostgreSQL's
+    // json_build_object and json_agg; stored JSON text is embedded as JSON, not as a string.
     let leerling = json_rows(
         &snapshot,
-        "SELECT json_object('leerlingid', leerlingid, 'eckid', eckid, 'naam', naam, 'imported_at', imported_at)
-         FROM leerlingen WHERE school_id = ?1 AND (leerlingid = ?2 OR (?3 IS NOT NULL AND eckid = ?3))",
+        snapshot.pick(
+            "SELECT json_object('leerlingid', leerlingid, 'eckid', eckid, 'naam', naam, 'imported_at', imported_at)
+             FROM leerlingen WHERE school_id = ?1 AND (leerlingid = ?2 OR (CAST(?3 AS TEXT) IS NOT NULL AND eckid = ?3))",
+            "SELECT json_build_object('leerlingid', leerlingid, 'eckid', eckid, 'naam', naam, 'imported_at', imported_at)
+             FROM leerlingen WHERE school_id = ?1 AND (leerlingid = ?2 OR (CAST(?3 AS TEXT) IS NOT NULL AND eckid = ?3))",
+        ),
         id,
     )?
     .into_iter()
     .next()
     .unwrap_or(Value::Null);
     let afname_filter = AFNAME_FILTER;
-    let toetsafnames = json_rows(
-        &snapshot,
-        &format!(
+    let toetsafnames_sql = if snapshot.is_postgres() {
+        format!(
+            "SELECT json_build_object('klantcode', c.klantcode, 'afname_key', a.afname_key, 'leerlingid', a.leerlingid,
+               'eckid', a.eckid, 'resultaatverwerkerid', a.resultaatverwerkerid, 'toetscode', a.toetscode,
+               'versie', a.versie, 'toetsonderdeelcode', a.toetsonderdeelcode, 'afnamedatum', a.afnamedatum,
+               'mutatiedatum', a.mutatiedatum, 'aanmaakdatum', a.aanmaakdatum, 'score', a.score,
+               'derived', a.derived = 1, 'result', a.result::json,
+               'revision', a.revision, 'quarantined', a.quarantined = 1,
+               'receipt_id', a.receipt_id,
+               'history', COALESCE((SELECT json_agg(json_build_object('revision', h.revision, 'state', h.state::json,
+                              'replaced_at', h.replaced_at, 'replaced_by_receipt_id', h.replaced_by_receipt_id)
+                              ORDER BY h.revision)
+                           FROM toetsafnames_history h WHERE h.afname_id = a.id), '[]'::json))
+             FROM toetsafnames a JOIN clients c ON c.id = a.client_id WHERE {afname_filter} ORDER BY a.id"
+        )
+    } else {
+        format!(
             "SELECT json_object('klantcode', c.klantcode, 'afname_key', a.afname_key, 'leerlingid', a.leerlingid,
                'eckid', a.eckid, 'resultaatverwerkerid', a.resultaatverwerkerid, 'toetscode', a.toetscode,
                'versie', a.versie, 'toetsonderdeelcode', a.toetsonderdeelcode, 'afnamedatum', a.afnamedatum,
@@ -94,12 +127,21 @@ pub(crate) fn export(
                               'replaced_at', h.replaced_at, 'replaced_by_receipt_id', h.replaced_by_receipt_id))
                            FROM (SELECT * FROM toetsafnames_history WHERE afname_id = a.id ORDER BY revision) h))
              FROM toetsafnames a JOIN clients c ON c.id = a.client_id WHERE {afname_filter} ORDER BY a.id"
-        ),
-        id,
-    )?;
-    let toetsen = json_rows(
-        &snapshot,
-        &format!(
+        )
+    };
+    let toetsafnames = json_rows(&snapshot, &toetsafnames_sql, id)?;
+    let toetsen_sql = if snapshot.is_postgres() {
+        format!(
+            "SELECT json_build_object('klantcode', c.klantcode, 'toetscode', t.toetscode, 'versie', t.versie,
+               'revision', t.revision, 'definition', t.definition::json, 'updated_at', t.updated_at,
+               'earlier_revisions', COALESCE((SELECT json_agg(json_build_object('revision', h.revision,
+                   'definition', h.definition::json, 'replaced_at', h.replaced_at) ORDER BY h.revision)
+                 FROM toetsen_history h WHERE h.toets_id = t.id), '[]'::json))
+             FROM toetsen t JOIN clients c ON c.id = t.client_id
+             WHERE t.id IN (SELECT a.toets_id FROM toetsafnames a WHERE {afname_filter}) ORDER BY t.id"
+        )
+    } else {
+        format!(
             "SELECT json_object('klantcode', c.klantcode, 'toetscode', t.toetscode, 'versie', t.versie,
                'revision', t.revision, 'definition', json(t.definition), 'updated_at', t.updated_at,
                'earlier_revisions', (SELECT json_group_array(json_object('revision', h.revision,
@@ -107,24 +149,36 @@ pub(crate) fn export(
                  FROM (SELECT * FROM toetsen_history WHERE toets_id = t.id ORDER BY revision) h))
              FROM toetsen t JOIN clients c ON c.id = t.client_id
              WHERE t.id IN (SELECT a.toets_id FROM toetsafnames a WHERE {afname_filter}) ORDER BY t.id"
-        ),
-        id,
-    )?;
+        )
+    };
+    let toetsen = json_rows(&snapshot, &toetsen_sql, id)?;
     let receipts = learner_receipts(&snapshot, id)?;
     let statements = json_rows(
         &snapshot,
-        "SELECT json_object('id', id, 'stored_at', stored_at, 'verb', verb_id, 'voided_by', voided_by,
-           'statement', json(statement))
-         FROM xapi_statements WHERE school_id = ?1 AND (leerlingid = ?2 OR (?3 IS NOT NULL AND eckid = ?3))
-         ORDER BY seq",
+        snapshot.pick(
+            "SELECT json_object('id', id, 'stored_at', stored_at, 'verb', verb_id, 'voided_by', voided_by,
+               'statement', json(statement))
+             FROM xapi_statements WHERE school_id = ?1 AND (leerlingid = ?2 OR (CAST(?3 AS TEXT) IS NOT NULL AND eckid = ?3))
+             ORDER BY seq",
+            "SELECT json_build_object('id', id, 'stored_at', stored_at, 'verb', verb_id, 'voided_by', voided_by,
+               'statement', statement::json)
+             FROM xapi_statements WHERE school_id = ?1 AND (leerlingid = ?2 OR (CAST(?3 AS TEXT) IS NOT NULL AND eckid = ?3))
+             ORDER BY seq",
+        ),
         id,
     )?;
     let reads = json_rows(
         &snapshot,
-        "SELECT json_object('at', r.at, 'reader', d.name, 'api', r.api, 'request', r.request, 'status', r.status)
-         FROM read_audit r JOIN readers d ON d.id = r.reader_id
-         WHERE r.school = ?1 AND EXISTS (SELECT 1 FROM json_each(r.leerlingen) WHERE value = ?2)
-         ORDER BY r.at, r.id",
+        snapshot.pick(
+            "SELECT json_object('at', r.at, 'reader', d.name, 'api', r.api, 'request', r.request, 'status', r.status)
+             FROM read_audit r JOIN readers d ON d.id = r.reader_id
+             WHERE r.school = ?1 AND EXISTS (SELECT 1 FROM json_each(r.leerlingen) WHERE value = ?2)
+             ORDER BY r.at, r.id",
+            r#"SELECT json_build_object('at', r.at, 'reader', d.name, 'api', r.api, 'request', r.request, 'status', r.status)
+             FROM read_audit r JOIN readers d ON d.id = r.reader_id
+             WHERE r.school = ?1 AND EXISTS (SELECT 1 FROM json_array_elements_text(r.leerlingen::json) WHERE value = ?2)
+             ORDER BY r.at COLLATE "C", r.id"#,
+        ),
         params![learner.school, learner.leerlingid],
     )?;
     let school = crate::domain::SchoolCode::parse(&learner.school)

@@ -113,9 +113,10 @@ pub(crate) fn add_client(
 }
 
 pub(crate) fn list_clients(connection: &Db) -> Result<Vec<ClientRow>, StoreError> {
-    let mut statement = connection.prepare(
+    let mut statement = connection.prepare(connection.pick(
         "SELECT klantcode, klantnaam, created_at, revoked_at FROM clients ORDER BY klantcode",
-    )?;
+        r#"SELECT klantcode, klantnaam, created_at, revoked_at FROM clients ORDER BY klantcode COLLATE "C""#,
+    ))?;
     let rows = statement.query_map(rusqlite::params![], |row| {
         Ok(ClientRow {
             klantcode: row.get(0)?,
@@ -288,11 +289,14 @@ pub(crate) fn reset_ordering(
 }
 
 pub(crate) fn list_activations(connection: &Db) -> Result<Vec<ActivationRow>, StoreError> {
-    let mut statement = connection.prepare(
+    let mut statement = connection.prepare(connection.pick(
         "SELECT s.code, c.klantcode, a.mandate_ref, a.valid_from, a.valid_until, a.active
          FROM activations a JOIN schools s ON s.id = a.school_id JOIN clients c ON c.id = a.client_id
          ORDER BY s.code, c.klantcode",
-    )?;
+        r#"SELECT s.code, c.klantcode, a.mandate_ref, a.valid_from, a.valid_until, a.active
+         FROM activations a JOIN schools s ON s.id = a.school_id JOIN clients c ON c.id = a.client_id
+         ORDER BY s.code COLLATE "C", c.klantcode COLLATE "C""#,
+    ))?;
     let rows = statement.query_map(rusqlite::params![], |row| {
         Ok(ActivationRow {
             school: row.get(0)?,

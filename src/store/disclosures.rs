@@ -49,13 +49,19 @@ pub(crate) fn register(
     eckid: Option<&str>,
 ) -> Result<Register, StoreError> {
     let school_id = super::admin::school_id(connection, school)?.unwrap_or(-1);
-    let mut statement = connection.prepare(
+    let mut statement = connection.prepare(connection.pick(
         "SELECT d.name, r.api, min(r.at), max(r.at), count(*), sum(r.records)
          FROM read_audit r JOIN readers d ON d.id = r.reader_id
          WHERE r.school = ?1 AND r.status BETWEEN 200 AND 299 AND r.records > 0
-           AND (?2 IS NULL OR EXISTS (SELECT 1 FROM json_each(r.leerlingen) WHERE value = ?2))
+           AND (CAST(?2 AS TEXT) IS NULL OR EXISTS (SELECT 1 FROM json_each(r.leerlingen) WHERE value = ?2))
          GROUP BY d.name, r.api ORDER BY d.name, r.api",
-    )?;
+        r#"SELECT d.name, r.api, min(r.at COLLATE "C"), max(r.at COLLATE "C"), count(*), sum(r.records)
+         FROM read_audit r JOIN readers d ON d.id = r.reader_id
+         WHERE r.school = ?1 AND r.status BETWEEN 200 AND 299 AND r.records > 0
+           AND (CAST(?2 AS TEXT) IS NULL
+             OR EXISTS (SELECT 1 FROM json_array_elements_text(r.leerlingen::json) WHERE value = ?2))
+         GROUP BY d.name, r.api ORDER BY d.name COLLATE "C", r.api COLLATE "C""#,
+    ))?;
     let readers = statement
         .query_map(params![school.as_str(), leerlingid], |row| {
             Ok(ReaderDisclosure {
@@ -82,10 +88,19 @@ pub(crate) fn register(
             serde_json::to_string(&subscription.toetscodes).expect("strings serialize");
         let (statements, first_stored, last_stored): (i64, Option<String>, Option<String>) =
             connection.query_row(
-                "SELECT count(*), min(stored_at), max(stored_at) FROM xapi_statements
-                 WHERE school_id = ?1 AND seq <= ?2
-                   AND (?3 = '[]' OR toetscode IN (SELECT value FROM json_each(?3)))
-                   AND (?4 IS NULL OR leerlingid = ?4 OR (?5 IS NOT NULL AND eckid = ?5))",
+                connection.pick(
+                    "SELECT count(*), min(stored_at), max(stored_at) FROM xapi_statements
+                     WHERE school_id = ?1 AND seq <= ?2
+                       AND (CAST(?3 AS TEXT) = '[]' OR toetscode IN (SELECT value FROM json_each(?3)))
+                       AND (CAST(?4 AS TEXT) IS NULL OR leerlingid = ?4
+                         OR (CAST(?5 AS TEXT) IS NOT NULL AND eckid = ?5))",
+                    r#"SELECT count(*), min(stored_at COLLATE "C"), max(stored_at COLLATE "C") FROM xapi_statements
+                     WHERE school_id = ?1 AND seq <= ?2
+                       AND (CAST(?3 AS TEXT) = '[]'
+                         OR toetscode IN (SELECT json_array_elements_text(CAST(?3 AS TEXT)::json)))
+                       AND (CAST(?4 AS TEXT) IS NULL OR leerlingid = ?4
+                         OR (CAST(?5 AS TEXT) IS NOT NULL AND eckid = ?5))"#,
+                ),
                 params![
                     school_id,
                     subscription.cursor_seq,

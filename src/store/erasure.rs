@@ -48,7 +48,7 @@ pub(crate) fn find_learner(
                SELECT leerlingid, eckid, 0 AS rank FROM leerlingen WHERE school_id = ?1 AND (leerlingid = ?2 OR eckid = ?3)
                UNION ALL
                SELECT leerlingid, eckid, 1 FROM toetsafnames WHERE school_id = ?1 AND (leerlingid = ?2 OR eckid = ?3)
-             ) ORDER BY rank, eckid IS NULL LIMIT 1",
+             ) AS u ORDER BY rank, eckid IS NULL LIMIT 1",
             params![school_id, leerlingid, eckid],
             |row| Ok((row.get(0)?, row.get(1)?)),
         )
@@ -67,29 +67,41 @@ const HASH_KEY_NAME: &str = "learner_hash";
 /// The gateway's key for keyed hashes of learner ids: random, made on first use and kept
 /// sealed in the database, so the same learner always gets the same hash (an auditor can
 /// check a hash with the gateway's help) and nobody without the secrets key can.
+///
+/// Two first uses at once (two instances on one PostgreSQL database) may both make a key:
+/// the insert keeps the first one stored, and both use the key read back after it.
 pub(crate) fn learner_hash_key(connection: &Db, keyring: &Keyring) -> Result<Vec<u8>, StoreError> {
     let place = format!("gateway_keys.sealed/{HASH_KEY_NAME}");
-    let stored: Option<Vec<u8>> = connection
-        .query_row(
-            "SELECT sealed FROM gateway_keys WHERE name = ?1",
-            [HASH_KEY_NAME],
-            |row| row.get(0),
-        )
-        .optional()?;
-    if let Some(stored) = stored {
+    let stored = |connection: &Db| -> Result<Option<Vec<u8>>, StoreError> {
+        Ok(connection
+            .query_row(
+                "SELECT sealed FROM gateway_keys WHERE name = ?1",
+                [HASH_KEY_NAME],
+                |row| row.get(0),
+            )
+            .optional()?)
+    };
+    if let Some(stored) = stored(connection)? {
         return Ok(keyring.open(&place, &stored)?);
     }
     let mut key = vec![0u8; 32];
     rand::RngCore::fill_bytes(&mut rand::rngs::OsRng, &mut key);
     connection.execute(
-        "INSERT INTO gateway_keys (name, sealed, created_at) VALUES (?1, ?2, ?3)",
+        "INSERT INTO gateway_keys (name, sealed, created_at) VALUES (?1, ?2, ?3)
+         ON CONFLICT (name) DO NOTHING",
         params![
             HASH_KEY_NAME,
             keyring.seal(&place, &key).into_bytes(),
             super::now_text()
         ],
     )?;
-    Ok(key)
+    let stored = stored(connection)?.ok_or_else(|| {
+        StoreError::corrupt(
+            "gateway_keys",
+            format!("{HASH_KEY_NAME} is missing right after it was stored"),
+        )
+    })?;
+    Ok(keyring.open(&place, &stored)?)
 }
 
 /// Seals the gateway's own keys (`gateway_keys`) anew under the keyring's first key, as
@@ -166,10 +178,11 @@ fn rewrite_column(
     ids: &[(&str, &str)],
 ) -> Result<u64, StoreError> {
     let mut rewritten = 0;
+    let position = connection.pick("instr", "strpos");
     for (id, hash) in ids {
         let rows: Vec<(rusqlite::types::Value, String)> = {
             let mut statement = connection.prepare(&format!(
-                "SELECT {key}, {column} FROM {table} WHERE {filter} AND instr({column}, ?2) > 0"
+                "SELECT {key}, {column} FROM {table} WHERE {filter} AND {position}({column}, ?2) > 0"
             ))?;
             let rows = statement.query_map(params![filter_value, id], |row| {
                 Ok((row.get(0)?, row.get(1)?))
@@ -220,7 +233,8 @@ pub(crate) fn erase_core(
     counts.toetsafname_changes = removed.toetsafname_changes;
     counts.removals_written = removed.removals_written;
     counts.leerlingen = connection.execute(
-        "DELETE FROM leerlingen WHERE school_id = ?1 AND (leerlingid = ?2 OR (?3 IS NOT NULL AND eckid = ?3))",
+        "DELETE FROM leerlingen WHERE school_id = ?1
+         AND (leerlingid = ?2 OR (CAST(?3 AS TEXT) IS NOT NULL AND eckid = ?3))",
         params![learner.school_id, learner.leerlingid, learner.eckid],
     )? as u64;
     let leerling_hash = learner_hash(hash_key, &learner.school, &learner.leerlingid);
@@ -257,7 +271,7 @@ pub(crate) fn erase_core(
         )?;
     }
     counts.audit_rewritten =
-        rewrite_column(connection, "audit", "id", "detail", "?1 = ?1", &1, &ids)?;
+        rewrite_column(connection, "audit", "id", "detail", "?1 = 1", &1, &ids)?;
     Ok((counts, afname_ids))
 }
 
@@ -281,12 +295,16 @@ pub(crate) fn learner_statements(
     afname_ids: &[i64],
 ) -> Result<Vec<LearnerStatement>, StoreError> {
     let afnames = serde_json::to_string(afname_ids).expect("ids serialize");
-    let mut statement = connection.prepare(
+    let mut statement = connection.prepare(connection.pick(
         "SELECT seq, id, toetscode, voided_by IS NULL AND verb_id != ?5, keyed FROM xapi_statements
-         WHERE school_id = ?1 AND (leerlingid = ?2 OR (?3 IS NOT NULL AND eckid = ?3)
+         WHERE school_id = ?1 AND (leerlingid = ?2 OR (CAST(?3 AS TEXT) IS NOT NULL AND eckid = ?3)
            OR afname_id IN (SELECT value FROM json_each(?4)))
          ORDER BY seq",
-    )?;
+        "SELECT seq, id, toetscode, voided_by IS NULL AND verb_id != ?5, keyed FROM xapi_statements
+         WHERE school_id = ?1 AND (leerlingid = ?2 OR (CAST(?3 AS TEXT) IS NOT NULL AND eckid = ?3)
+           OR afname_id IN (SELECT json_array_elements_text(CAST(?4 AS TEXT)::json)::bigint))
+         ORDER BY seq",
+    ))?;
     let rows = statement.query_map(
         params![
             learner.school_id,
@@ -311,8 +329,9 @@ pub(crate) fn learner_statements(
 /// Records erased afnames in `xapi.sqlite`, so a publisher round that read them before the
 /// erasure committed writes no statement for them afterwards (`bridge::publish::write_round`).
 pub(crate) fn mark_erased(connection: &Db, afname_ids: &[i64]) -> Result<(), StoreError> {
-    let mut statement = connection
-        .prepare_cached("INSERT OR IGNORE INTO xapi_erased_afnames (afname_id) VALUES (?1)")?;
+    let mut statement = connection.prepare_cached(
+        "INSERT INTO xapi_erased_afnames (afname_id) VALUES (?1) ON CONFLICT DO NOTHING",
+    )?;
     for afname_id in afname_ids {
         statement.execute([afname_id])?;
     }

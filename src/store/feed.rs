@@ -194,7 +194,8 @@ pub(crate) fn read_feed(
     let removals = snapshot
         .prepare_cached(
             "SELECT feed_seq, afname_key, klantcode, toetscode FROM toetsafname_removals
-             WHERE school_id = ?1 AND feed_seq > ?2 AND (?3 IS NULL OR toetscode = ?3) AND ?5 IS NULL
+             WHERE school_id = ?1 AND feed_seq > ?2 AND (CAST(?3 AS TEXT) IS NULL OR toetscode = ?3)
+               AND CAST(?5 AS TEXT) IS NULL
              ORDER BY feed_seq LIMIT ?4",
         )?
         .query_map(
@@ -248,11 +249,14 @@ pub(crate) fn read_toets_versions(
     let guard = super::connection::Snapshot::begin(connection)?;
     let snapshot = guard.db();
     let versions: Vec<(i64, ToetsVersion)> = snapshot
-        .prepare_cached(
+        .prepare_cached(snapshot.pick(
             "SELECT t.id, t.versie, t.revision, t.created_at, t.updated_at, t.definition, c.klantcode
              FROM toetsen t JOIN clients c ON c.id = t.client_id
              WHERE t.school_id = ?1 AND t.toetscode = ?2 ORDER BY c.klantcode, t.versie",
-        )?
+            r#"SELECT t.id, t.versie, t.revision, t.created_at, t.updated_at, t.definition, c.klantcode
+             FROM toetsen t JOIN clients c ON c.id = t.client_id
+             WHERE t.school_id = ?1 AND t.toetscode = ?2 ORDER BY c.klantcode COLLATE "C", t.versie COLLATE "C""#,
+        ))?
         .query_map(rusqlite::params![school_id, toetscode], |row| {
             Ok((
                 row.get(0)?,

@@ -315,7 +315,10 @@ pub(crate) fn list_readers(
 ) -> Result<Vec<ReaderRow>, StoreError> {
     let today = today.format("%Y-%m-%d").to_string();
     let readers: Vec<(i64, ReaderRow)> = connection
-        .prepare("SELECT id, name, scopes, created_at, revoked_at FROM readers ORDER BY name")?
+        .prepare(connection.pick(
+            "SELECT id, name, scopes, created_at, revoked_at FROM readers ORDER BY name",
+            r#"SELECT id, name, scopes, created_at, revoked_at FROM readers ORDER BY name COLLATE "C""#,
+        ))?
         .query_map(rusqlite::params![], |row| {
             Ok((
                 row.get(0)?,
@@ -329,10 +332,12 @@ pub(crate) fn list_readers(
             ))
         })?
         .collect::<Result<_, _>>()?;
-    let mut statement = connection.prepare(
+    let mut statement = connection.prepare(connection.pick(
         "SELECT s.code, g.mandate_ref, g.valid_from, g.valid_until, g.withdrawn_at FROM reader_schools g
          JOIN schools s ON s.id = g.school_id WHERE g.reader_id = ?1 ORDER BY s.code",
-    )?;
+        r#"SELECT s.code, g.mandate_ref, g.valid_from, g.valid_until, g.withdrawn_at FROM reader_schools g
+         JOIN schools s ON s.id = g.school_id WHERE g.reader_id = ?1 ORDER BY s.code COLLATE "C""#,
+    ))?;
     let mut rows = Vec::with_capacity(readers.len());
     for (id, mut reader) in readers {
         reader.schools = statement
@@ -415,12 +420,16 @@ pub(crate) fn readable_schools(
     today: chrono::NaiveDate,
 ) -> Result<Vec<ReadableSchool>, StoreError> {
     let rows: Vec<(i64, String)> = connection
-        .prepare_cached(
+        .prepare_cached(connection.pick(
             "SELECT s.id, s.code FROM reader_schools g JOIN schools s ON s.id = g.school_id
              WHERE g.reader_id = ?1 AND g.withdrawn_at IS NULL
                AND g.valid_from <= ?2 AND (g.valid_until IS NULL OR ?2 <= g.valid_until)
              ORDER BY s.code",
-        )?
+            r#"SELECT s.id, s.code FROM reader_schools g JOIN schools s ON s.id = g.school_id
+             WHERE g.reader_id = ?1 AND g.withdrawn_at IS NULL
+               AND g.valid_from <= ?2 AND (g.valid_until IS NULL OR ?2 <= g.valid_until)
+             ORDER BY s.code COLLATE "C""#,
+        ))?
         .query_map(
             params![reader_id, today.format("%Y-%m-%d").to_string()],
             |row| Ok((row.get(0)?, row.get(1)?)),
@@ -476,18 +485,31 @@ pub(crate) fn list_audit(
     let read_filtered =
         filter.reader.is_some() || filter.school.is_some() || filter.leerling.is_some();
     let reads_only = filter.reads_only || read_filtered;
-    let mut statement = connection.prepare(
+    // The two texts differ in the list of leerlingen (json_each, json_array_elements_text)
+    // and in the order of `at` (PostgreSQL: byte order, as SQLite compares).
+    let mut statement = connection.prepare(connection.pick(
         "SELECT at, action, actor, detail, request_id, api, status, school, leerlingen, records FROM (
            SELECT r.at AS at, r.id AS seq, 1 AS kind, 'read' AS action, d.name AS actor, r.request AS detail,
                   r.request_id AS request_id, r.api AS api, r.status AS status, r.school AS school,
                   r.leerlingen AS leerlingen, r.records AS records
            FROM read_audit r JOIN readers d ON d.id = r.reader_id
-           WHERE (?1 IS NULL OR d.name = ?1) AND (?2 IS NULL OR r.school = ?2)
-             AND (?3 IS NULL OR EXISTS (SELECT 1 FROM json_each(r.leerlingen) WHERE value = ?3))
+           WHERE (CAST(?1 AS TEXT) IS NULL OR d.name = ?1) AND (CAST(?2 AS TEXT) IS NULL OR r.school = ?2)
+             AND (CAST(?3 AS TEXT) IS NULL OR EXISTS (SELECT 1 FROM json_each(r.leerlingen) WHERE value = ?3))
            UNION ALL
            SELECT at, id, 0, action, actor, detail, NULL, NULL, NULL, NULL, NULL, NULL FROM audit WHERE ?4 = 0
-         ) ORDER BY at DESC, kind DESC, seq DESC LIMIT ?5",
-    )?;
+         ) AS u ORDER BY at DESC, kind DESC, seq DESC LIMIT ?5",
+        r#"SELECT at, action, actor, detail, request_id, api, status, school, leerlingen, records FROM (
+           SELECT r.at AS at, r.id AS seq, 1 AS kind, 'read' AS action, d.name AS actor, r.request AS detail,
+                  r.request_id AS request_id, r.api AS api, r.status AS status, r.school AS school,
+                  r.leerlingen AS leerlingen, r.records AS records
+           FROM read_audit r JOIN readers d ON d.id = r.reader_id
+           WHERE (CAST(?1 AS TEXT) IS NULL OR d.name = ?1) AND (CAST(?2 AS TEXT) IS NULL OR r.school = ?2)
+             AND (CAST(?3 AS TEXT) IS NULL
+               OR EXISTS (SELECT 1 FROM json_array_elements_text(r.leerlingen::json) WHERE value = ?3))
+           UNION ALL
+           SELECT at, id, 0, action, actor, detail, NULL, NULL, NULL, NULL, NULL, NULL FROM audit WHERE ?4 = 0
+         ) AS u ORDER BY at COLLATE "C" DESC, kind DESC, seq DESC LIMIT ?5"#,
+    ))?;
     let rows = statement.query_map(
         params![
             filter.reader,

@@ -87,7 +87,9 @@ pub(crate) fn expired_schools(
     days: u32,
 ) -> Result<Vec<ExpiredSchool>, StoreError> {
     let cutoff = (today - chrono::Duration::days(i64::from(days))).to_string();
-    let mut statement = connection.prepare(
+    // The dialects differ in the earlier of two days (SQLite's scalar min is NULL when either
+    // is; LEAST ignores a NULL, so the CASE keeps SQLite's answer) and in the order of codes.
+    let mut statement = connection.prepare(connection.pick(
         "SELECT x.id, x.code, x.ended FROM (
            SELECT s.id, s.code,
              CASE
@@ -107,7 +109,28 @@ pub(crate) fn expired_schools(
                           AND (r.violations != '[]' OR r.unknown_vocabularies != '[]'))
              OR EXISTS (SELECT 1 FROM read_audit r WHERE r.school = x.code AND r.leerlingen != '[]'))
          ORDER BY x.code",
-    )?;
+        r#"SELECT x.id, x.code, x.ended FROM (
+           SELECT s.id, s.code,
+             CASE
+               WHEN NOT EXISTS (SELECT 1 FROM activations a WHERE a.school_id = s.id) THEN substr(s.created_at, 1, 10)
+               WHEN EXISTS (SELECT 1 FROM activations a WHERE a.school_id = s.id AND a.active = 1 AND a.valid_until IS NULL) THEN NULL
+               ELSE (SELECT max(CASE WHEN a.active = 1 THEN a.valid_until
+                                     WHEN a.deactivated_at IS NULL THEN NULL
+                                     ELSE LEAST(COALESCE(a.valid_until, '9999-12-31'), substr(a.deactivated_at, 1, 10)) END
+                                COLLATE "C")
+                     FROM activations a WHERE a.school_id = s.id)
+             END AS ended
+           FROM schools s) x
+         WHERE x.ended IS NOT NULL AND x.ended < ?1 COLLATE "C"
+           AND (EXISTS (SELECT 1 FROM toetsafnames t WHERE t.school_id = x.id)
+             OR EXISTS (SELECT 1 FROM toetsen t WHERE t.school_id = x.id)
+             OR EXISTS (SELECT 1 FROM leerlingen l WHERE l.school_id = x.id)
+             OR EXISTS (SELECT 1 FROM xapi_statements t WHERE t.school_id = x.id)
+             OR EXISTS (SELECT 1 FROM receipts r WHERE r.school_id = x.id
+                          AND (r.violations != '[]' OR r.unknown_vocabularies != '[]'))
+             OR EXISTS (SELECT 1 FROM read_audit r WHERE r.school = x.code AND r.leerlingen != '[]'))
+         ORDER BY x.code COLLATE "C""#,
+    ))?;
     let rows = statement.query_map([cutoff], |row| {
         Ok(ExpiredSchool {
             id: row.get(0)?,
@@ -206,7 +229,7 @@ pub(crate) fn learner_afnames(
         connection,
         "SELECT a.id, c.klantcode, a.afname_key, a.toetscode, a.quarantined
          FROM toetsafnames a JOIN clients c ON c.id = a.client_id
-         WHERE a.school_id = ?1 AND (a.leerlingid = ?2 OR (?3 IS NOT NULL AND a.eckid = ?3))
+         WHERE a.school_id = ?1 AND (a.leerlingid = ?2 OR (CAST(?3 AS TEXT) IS NOT NULL AND a.eckid = ?3))
          ORDER BY a.id",
         params![school_id, leerlingid, eckid],
     )
@@ -243,8 +266,8 @@ pub(crate) fn purge_school_rest_batch(
 ) -> Result<PurgeCounts, StoreError> {
     let mut counts = PurgeCounts {
         leerlingen: connection.execute(
-            "DELETE FROM leerlingen WHERE rowid IN
-               (SELECT rowid FROM leerlingen WHERE school_id = ?1 LIMIT ?2)",
+            "DELETE FROM leerlingen WHERE school_id = ?1 AND leerlingid IN
+               (SELECT leerlingid FROM leerlingen WHERE school_id = ?1 LIMIT ?2)",
             params![school_id, limit],
         )? as u64,
         ..PurgeCounts::default()
@@ -260,7 +283,7 @@ pub(crate) fn purge_school_rest_batch(
         connection.execute("DELETE FROM toetsen WHERE school_id = ?1", [school_id])? as u64;
     counts.receipts_cleared = connection.execute(
         "UPDATE receipts SET violations = '[]', unknown_vocabularies = '[]'
-         WHERE rowid IN (SELECT rowid FROM receipts WHERE school_id = ?1
+         WHERE id IN (SELECT id FROM receipts WHERE school_id = ?1
            AND (violations != '[]' OR unknown_vocabularies != '[]') LIMIT ?2)",
         params![school_id, limit],
     )? as u64;

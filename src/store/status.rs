@@ -45,14 +45,20 @@ pub(crate) struct DeadLetterSummary {
 /// The newest `limit` rejected messages (receipts are kept for identified senders only).
 pub(crate) fn last_faults(connection: &Db, limit: usize) -> Result<Vec<FaultRow>, StoreError> {
     let rows = connection
-        .prepare_cached(
+        .prepare_cached(connection.pick(
             "SELECT r.received_at, r.id, c.klantcode, s.code, r.faultcode,
                     json_extract(r.violations, '$[0].rule'),
                     substr(json_extract(r.violations, '$[0].message'), 1, 200),
                     json_array_length(r.violations) + r.violations_omitted
              FROM receipts r JOIN clients c ON c.id = r.client_id LEFT JOIN schools s ON s.id = r.school_id
              WHERE r.outcome = 'rejected' ORDER BY r.received_at DESC LIMIT ?1",
-        )?
+            r#"SELECT r.received_at, r.id, c.klantcode, s.code, r.faultcode,
+                    r.violations::json -> 0 ->> 'rule',
+                    substr(r.violations::json -> 0 ->> 'message', 1, 200),
+                    json_array_length(r.violations::json) + r.violations_omitted
+             FROM receipts r JOIN clients c ON c.id = r.client_id LEFT JOIN schools s ON s.id = r.school_id
+             WHERE r.outcome = 'rejected' ORDER BY r.received_at COLLATE "C" DESC LIMIT ?1"#,
+        ))?
         .query_map(params![limit as i64], |row| {
             Ok(FaultRow {
                 received_at: row.get(0)?,
@@ -76,12 +82,20 @@ pub(crate) fn schools_since(
     limit: usize,
 ) -> Result<Vec<SchoolTodayRow>, StoreError> {
     let rows = connection
-        .prepare_cached(
-            "SELECT s.code, s.naam, count(*), SUM(r.outcome = 'accepted'), SUM(r.outcome = 'rejected'),
+        .prepare_cached(connection.pick(
+            "SELECT s.code, s.naam, count(*), SUM(CASE WHEN r.outcome = 'accepted' THEN 1 ELSE 0 END),
+                    SUM(CASE WHEN r.outcome = 'rejected' THEN 1 ELSE 0 END),
                     SUM(CASE WHEN r.outcome = 'accepted' THEN r.resultaten ELSE 0 END), MAX(r.received_at)
              FROM receipts r JOIN schools s ON s.id = r.school_id
              WHERE r.received_at >= ?1 GROUP BY s.id ORDER BY MAX(r.received_at) DESC LIMIT ?2",
-        )?
+            r#"SELECT s.code, s.naam, count(*), SUM(CASE WHEN r.outcome = 'accepted' THEN 1 ELSE 0 END),
+                    SUM(CASE WHEN r.outcome = 'rejected' THEN 1 ELSE 0 END),
+                    SUM(CASE WHEN r.outcome = 'accepted' THEN r.resultaten ELSE 0 END),
+                    MAX(r.received_at COLLATE "C")
+             FROM receipts r JOIN schools s ON s.id = r.school_id
+             WHERE r.received_at >= ?1 COLLATE "C" GROUP BY s.id
+             ORDER BY MAX(r.received_at COLLATE "C") DESC LIMIT ?2"#,
+        ))?
         .query_map(params![since, limit as i64], |row| {
             Ok(SchoolTodayRow {
                 school: row.get(0)?,
@@ -112,11 +126,14 @@ pub(crate) fn recent_dead_letters(
     limit: usize,
 ) -> Result<Vec<DeadLetterSummary>, StoreError> {
     let rows = connection
-        .prepare_cached(
+        .prepare_cached(connection.pick(
             "SELECT s.name, d.statement_id, d.status, substr(d.answer, 1, 200), d.failed_at, d.attempts
              FROM xapi_dead_letters d JOIN xapi_subscriptions s ON s.id = d.subscription_id
              WHERE d.requeued = 0 ORDER BY d.failed_at DESC LIMIT ?1",
-        )?
+            r#"SELECT s.name, d.statement_id, d.status, substr(d.answer, 1, 200), d.failed_at, d.attempts
+             FROM xapi_dead_letters d JOIN xapi_subscriptions s ON s.id = d.subscription_id
+             WHERE d.requeued = 0 ORDER BY d.failed_at COLLATE "C" DESC LIMIT ?1"#,
+        ))?
         .query_map(params![limit as i64], |row| {
             Ok(DeadLetterSummary {
                 lrs: row.get(0)?,
