@@ -207,3 +207,7 @@ pub(crate) fn export(
         "disclosures": school_register,
     }))
 }
+
+#[cfg(test)]
+#[path = "engine_parity_tests.rs"]
+mod engine_parity_tests;
