@@ -1059,6 +1059,26 @@ impl Store {
         }
     }
 
+    /// Whether this process may run the background work that only one instance may run at
+    /// a time (publisher, delivery, purge): always on SQLite, where the data-dir lock admits
+    /// one `serve`; on PostgreSQL while it holds the lease (`postgres::engine::Engine::hold_lease`).
+    pub(crate) async fn hold_background_lease(&self) -> Result<bool, StoreError> {
+        let engine = match &self.engine {
+            Kind::Sqlite(_) => return Ok(true),
+            Kind::Postgres(engine) => engine.clone(),
+        };
+        tokio::task::spawn_blocking(move || engine.hold_lease())
+            .await
+            .map_err(|_| StoreError::WriterGone)?
+    }
+
+    /// Gives the background lease up, if this process holds it.
+    pub(crate) fn release_background_lease(&self) {
+        if let Kind::Postgres(engine) = &self.engine {
+            engine.release_lease();
+        }
+    }
+
     /// Stops the writer threads once queued jobs are done.
     pub(crate) fn close(&self) {
         match &self.engine {
