@@ -329,6 +329,9 @@ impl Database {
     }
 }
 
+/// The PostgreSQL advisory lock key that orders instances' startup work (`on_side_transaction`).
+const STARTUP_LOCK_KEY: i64 = 0x7577_6c73;
+
 /// The alias of `xapi.sqlite` on core connections.
 pub(crate) const XAPI_SCHEMA: &str = "xapi";
 
@@ -804,6 +807,28 @@ impl Store {
     ) -> Result<R, E> {
         let db = self.connect()?;
         job(&db)
+    }
+
+    /// `on_side_connection` with `job` in one write transaction that no other process's
+    /// such transaction runs beside (SQLite: IMMEDIATE; PostgreSQL: under a transaction
+    /// advisory lock), for startup work that reads and then writes, such as the demo seed,
+    /// which several instances starting at once would otherwise each write.
+    pub(crate) fn on_side_transaction<R, E: From<StoreError>>(
+        &self,
+        job: impl FnOnce(&db::Db) -> Result<R, E>,
+    ) -> Result<R, E> {
+        let db = self.connect()?;
+        connection::in_write_transaction(&db, |db| {
+            if db.is_postgres() {
+                db.query_row(
+                    "SELECT pg_advisory_xact_lock(?1)",
+                    [STARTUP_LOCK_KEY],
+                    |_| Ok(()),
+                )
+                .map_err(StoreError::from)?;
+            }
+            job(db)
+        })
     }
 
     /// A connection of its own: on SQLite the core with the bridge's file attached, for
