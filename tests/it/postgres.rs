@@ -371,11 +371,22 @@ fn column_line(table: &str, column: &str, kind: &str, not_null: bool, default: &
     format!("{table}.{column} {kind} {null} default={default}")
 }
 
-/// The SQLite schema of a fresh data dir (both files): its columns, in table order by name
-/// and column order as declared, in PostgreSQL's type names; and its index names.
-fn sqlite_schema(data_dir: &Path) -> (Vec<String>, Vec<String>) {
+/// A schema as the mirror test compares it.
+#[derive(Debug, Default)]
+struct Schema {
+    /// `column_line`s: tables by name, columns in declared order.
+    columns: Vec<String>,
+    /// Index names, sorted (not those of primary keys and UNIQUE constraints).
+    indexes: Vec<String>,
+    /// Foreign keys as `table.column -> table.column on delete ACTION`, sorted.
+    foreign_keys: Vec<String>,
+}
+
+/// The SQLite schema of a fresh data dir (both files), in PostgreSQL's type names.
+fn sqlite_schema(data_dir: &Path) -> Schema {
     let mut columns = Vec::new();
     let mut indexes = Vec::new();
+    let mut foreign_keys = Vec::new();
     for file in ["gateway.sqlite", "xapi.sqlite"] {
         let connection = rusqlite::Connection::open(data_dir.join(file)).unwrap();
         let mut statement = connection
@@ -410,6 +421,21 @@ fn sqlite_schema(data_dir: &Path) -> (Vec<String>, Vec<String>) {
                 .unwrap()
                 .collect::<Result<_, _>>()
                 .unwrap();
+            let mut references = connection
+                .prepare(&format!("PRAGMA foreign_key_list(\"{table}\")"))
+                .unwrap();
+            let found: Vec<(String, String, String, String)> = references
+                .query_map([], |row| {
+                    Ok((row.get(2)?, row.get(3)?, row.get(4)?, row.get(6)?))
+                })
+                .unwrap()
+                .collect::<Result<_, _>>()
+                .unwrap();
+            for (parent, from, to, on_delete) in found {
+                foreign_keys.push(format!(
+                    "{table}.{from} -> {parent}.{to} on delete {on_delete}"
+                ));
+            }
             for (column, declared, not_null, default, primary_key) in rows {
                 let kind = match declared.to_ascii_uppercase().as_str() {
                     "INTEGER" => "bigint",
@@ -436,15 +462,17 @@ fn sqlite_schema(data_dir: &Path) -> (Vec<String>, Vec<String>) {
     // Tables by name, columns in declared order (a stable sort keeps it).
     columns.sort_by(|left, right| left.0.cmp(&right.0));
     indexes.sort();
-    (
-        columns.into_iter().map(|(_, _, line)| line).collect(),
+    foreign_keys.sort();
+    Schema {
+        columns: columns.into_iter().map(|(_, _, line)| line).collect(),
         indexes,
-    )
+        foreign_keys,
+    }
 }
 
 /// The migrated PostgreSQL schema in the same terms, without what only it has, its
 /// deliberate deviations put back to what SQLite declares.
-fn postgres_schema(cluster: &Postgres) -> (Vec<String>, Vec<String>) {
+fn postgres_schema(cluster: &Postgres) -> Schema {
     let rows = cluster.psql(
         "SELECT table_name, column_name, data_type, is_nullable, coalesce(column_default, '')
          FROM information_schema.columns WHERE table_schema = 'public'
@@ -493,12 +521,29 @@ fn postgres_schema(cluster: &Postgres) -> (Vec<String>, Vec<String>) {
         .filter(|name| !POSTGRES_ONLY_INDEXES.contains(name))
         .map(str::to_string)
         .collect();
-    (columns, indexes)
+    // Every foreign key of the schema has one column.
+    let foreign_keys = cluster.psql(
+        "SELECT c.conrelid::regclass::text || '.' || a.attname || ' -> '
+             || c.confrelid::regclass::text || '.' || p.attname || ' on delete '
+             || CASE c.confdeltype WHEN 'a' THEN 'NO ACTION' WHEN 'c' THEN 'CASCADE'
+                  ELSE c.confdeltype::text END
+         FROM pg_constraint c
+           JOIN pg_attribute a ON a.attrelid = c.conrelid AND a.attnum = c.conkey[1]
+           JOIN pg_attribute p ON p.attrelid = c.confrelid AND p.attnum = c.confkey[1]
+         WHERE c.contype = 'f' AND c.connamespace = 'public'::regnamespace
+         ORDER BY c.conrelid::regclass::text || '.' || a.attname COLLATE \"C\"",
+    );
+    Schema {
+        columns,
+        indexes,
+        foreign_keys: foreign_keys.lines().map(str::to_string).collect(),
+    }
 }
 
 /// Migration 1 mirrors the SQLite schema of a fresh data dir: every table and column of
 /// both files, in the same order, with the same type (in PostgreSQL's names: integers and
-/// flags bigint, never boolean), nullability and default, and the same indexes; what only
+/// flags bigint, never boolean), nullability and default, and the same indexes and foreign
+/// keys; what only
 /// PostgreSQL has is an explicit list, so a column missing on either side fails here.
 #[test]
 fn the_postgres_schema_mirrors_the_sqlite_schema() {
@@ -510,8 +555,9 @@ fn the_postgres_schema_mirrors_the_sqlite_schema() {
     init.arg("--data-dir").arg(&data_dir).arg("init");
     run(init).success();
 
-    let (sqlite_columns, sqlite_indexes) = sqlite_schema(&data_dir);
-    let (postgres_columns, postgres_indexes) = postgres_schema(&cluster);
+    let sqlite = sqlite_schema(&data_dir);
+    let postgres = postgres_schema(&cluster);
+    let (sqlite_columns, postgres_columns) = (&sqlite.columns, &postgres.columns);
     let only_sqlite: Vec<&String> = sqlite_columns
         .iter()
         .filter(|line| !postgres_columns.contains(line))
@@ -525,5 +571,6 @@ fn the_postgres_schema_mirrors_the_sqlite_schema() {
         "columns only on SQLite: {only_sqlite:#?}\ncolumns only on PostgreSQL: {only_postgres:#?}"
     );
     assert_eq!(postgres_columns, sqlite_columns, "the column order differs");
-    assert_eq!(postgres_indexes, sqlite_indexes);
+    assert_eq!(postgres.indexes, sqlite.indexes);
+    assert_eq!(postgres.foreign_keys, sqlite.foreign_keys);
 }
