@@ -294,7 +294,16 @@ pub(crate) fn open_store(config: &Config) -> Result<Store> {
 }
 
 /// The keys that seal stored secrets; `create` makes the data dir's default key file when missing.
+///
+/// On PostgreSQL the key must be configured (`secrets_key` or `secrets_key_file`): every
+/// instance seals and opens the same stored secrets, so none may make a key of its own.
 pub(crate) fn load_keyring(config: &Config, create: bool) -> Result<Keyring> {
+    if config.store == crate::store::Engine::Postgres
+        && config.secrets_key.is_none()
+        && config.secrets_key_file.is_none()
+    {
+        anyhow::bail!("store = \"postgres\" needs secrets_key_file or UWLR_SECRETS_KEY: every instance must seal and open stored secrets with the same key, so none is made in a data dir");
+    }
     Ok(Keyring::load(&config.secrets_key_source(), create)?)
 }
 
