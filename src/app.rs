@@ -159,24 +159,13 @@ impl Application {
         } = self;
         let config = &state.config;
         let (stop_outbox, outbox_stopped) = tokio::sync::watch::channel(false);
-        let publisher = tokio::spawn(crate::bridge::run_publisher(
-            store.clone(),
-            mapping.clone(),
-            config.delivery().poll_interval,
-            std::time::Duration::from_millis(config.xapi_publish_pause_ms),
-            outbox_stopped.clone(),
-        ));
-        let purge = tokio::spawn(crate::governance::run_purge(
-            store.clone(),
-            crate::store::retention::RetentionSettings::from_config(config),
-            std::time::Duration::from_secs(config.purge_interval_secs),
-            outbox_stopped.clone(),
-        ));
-        let outbox = tokio::spawn(crate::bridge::delivery::run(
-            store.clone(),
-            mapping,
-            keyring,
-            config.delivery(),
+        let background = tokio::spawn(run_background(
+            Background {
+                store: store.clone(),
+                mapping,
+                keyring,
+                config: config.clone(),
+            },
             outbox_stopped,
         ));
         let sampler = tokio::spawn(crate::status::run_sampler(
@@ -203,13 +192,95 @@ impl Application {
         sampler.abort();
         // Requests are done: stop publishing and delivery, then the writer.
         let _ = stop_outbox.send(true);
-        let _ = publisher.await;
-        let _ = purge.await;
-        let _ = outbox.await;
+        let _ = background.await;
+        store.release_background_lease();
         store.close();
         tracing::info!("stopped");
         Ok(())
     }
+}
+
+/// What the background work needs: the work one instance at a time may do.
+struct Background {
+    store: Store,
+    mapping: Arc<crate::bridge::Mapping>,
+    keyring: Arc<Keyring>,
+    config: Config,
+}
+
+/// How often an instance without the background lease asks for it, and one with it checks
+/// it still holds it: a dead holder is replaced within about this long.
+const LEASE_CHECK: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// Runs the publisher, the purge and the delivery worker while this instance holds the
+/// background lease (always on SQLite; on PostgreSQL one instance at a time), stops them
+/// when the lease is lost, and waits for it again; until `stop` turns true.
+async fn run_background(work: Background, mut stop: tokio::sync::watch::Receiver<bool>) {
+    loop {
+        match work.store.hold_background_lease().await {
+            Ok(true) => {
+                tracing::info!("this instance runs the publisher, delivery and purge");
+                if run_leased(&work, &mut stop).await {
+                    return;
+                }
+            }
+            Ok(false) => {}
+            Err(error) => tracing::warn!(%error, "cannot ask for the background lease"),
+        }
+        tokio::select! {
+            _ = stop.changed() => return,
+            () = tokio::time::sleep(LEASE_CHECK) => {}
+        }
+        if *stop.borrow() {
+            return;
+        }
+    }
+}
+
+/// The leased work until `stop` (returns true) or the lease is lost (false).
+async fn run_leased(work: &Background, stop: &mut tokio::sync::watch::Receiver<bool>) -> bool {
+    let config = &work.config;
+    let (stop_tasks, tasks_stopped) = tokio::sync::watch::channel(false);
+    let publisher = tokio::spawn(crate::bridge::run_publisher(
+        work.store.clone(),
+        work.mapping.clone(),
+        config.delivery().poll_interval,
+        std::time::Duration::from_millis(config.xapi_publish_pause_ms),
+        tasks_stopped.clone(),
+    ));
+    let purge = tokio::spawn(crate::governance::run_purge(
+        work.store.clone(),
+        crate::store::retention::RetentionSettings::from_config(config),
+        std::time::Duration::from_secs(config.purge_interval_secs),
+        tasks_stopped.clone(),
+    ));
+    let outbox = tokio::spawn(crate::bridge::delivery::run(
+        work.store.clone(),
+        work.mapping.clone(),
+        work.keyring.clone(),
+        config.delivery(),
+        tasks_stopped,
+    ));
+    let stopping = loop {
+        tokio::select! {
+            _ = stop.changed() => {}
+            () = tokio::time::sleep(LEASE_CHECK) => {}
+        }
+        if *stop.borrow() {
+            break true;
+        }
+        if !matches!(work.store.hold_background_lease().await, Ok(true)) {
+            tracing::warn!(
+                "the background lease is lost: stopping the publisher, delivery and purge"
+            );
+            break false;
+        }
+    };
+    let _ = stop_tasks.send(true);
+    let _ = publisher.await;
+    let _ = purge.await;
+    let _ = outbox.await;
+    stopping
 }
 
 /// Opens the data dir of `config`, creating it when missing: `serve` and `init` only.
@@ -223,7 +294,16 @@ pub(crate) fn open_store(config: &Config) -> Result<Store> {
 }
 
 /// The keys that seal stored secrets; `create` makes the data dir's default key file when missing.
+///
+/// On PostgreSQL the key must be configured (`secrets_key` or `secrets_key_file`): every
+/// instance seals and opens the same stored secrets, so none may make a key of its own.
 pub(crate) fn load_keyring(config: &Config, create: bool) -> Result<Keyring> {
+    if config.store == crate::store::Engine::Postgres
+        && config.secrets_key.is_none()
+        && config.secrets_key_file.is_none()
+    {
+        anyhow::bail!("store = \"postgres\" needs secrets_key_file or UWLR_SECRETS_KEY: every instance must seal and open stored secrets with the same key, so none is made in a data dir");
+    }
     Ok(Keyring::load(&config.secrets_key_source(), create)?)
 }
 

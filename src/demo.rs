@@ -15,7 +15,7 @@ pub(crate) const MANDATE: &str = "DEMO-VERWERKERSOVEREENKOMST-2026";
 
 /// Seeds the demo client, schools, activation and learners; running it again changes nothing.
 pub(crate) fn seed(store: &Store) -> Result<(), StoreError> {
-    store.on_side_connection(|connection| {
+    store.on_side_transaction(|connection| {
         let school = SchoolCode::parse(SCHOOL)
             .map_err(|error| StoreError::invalid_input("school", error))?;
         let other = SchoolCode::parse(OTHER_SCHOOL)

@@ -3,7 +3,9 @@
 use super::xapi::{IdKey, Mapping};
 use super::BridgeError;
 use crate::secret::Keyring;
-use crate::store::outbox::{pin_base_iri, sealed_id_key, store_id_key, ID_KEY_PLACE};
+use crate::store::outbox::{
+    pin_base_iri, sealed_id_key, store_first_id_key, store_id_key, ID_KEY_PLACE,
+};
 use crate::store::Store;
 
 /// Bytes of the gateway's id key (HMAC-SHA256).
@@ -30,6 +32,13 @@ pub(crate) fn prepare(
             configured: mapping.base_iri().to_string(),
         });
     }
+    if sealed_id_key(connection)?.is_none() {
+        // First start: make a key, unless another instance starting beside this one made
+        // one first (then both read that one).
+        let mut key = vec![0u8; ID_KEY_BYTES];
+        rand::RngCore::fill_bytes(&mut rand::rngs::OsRng, &mut key);
+        store_first_id_key(connection, keyring.seal(ID_KEY_PLACE, &key).as_bytes())?;
+    }
     let key = match sealed_id_key(connection)? {
         Some(sealed) => match keyring.reveal(ID_KEY_PLACE, sealed.bytes()) {
             Ok(key) => {
@@ -44,10 +53,9 @@ pub(crate) fn prepare(
             }
         },
         None => {
-            let mut key = vec![0u8; ID_KEY_BYTES];
-            rand::RngCore::fill_bytes(&mut rand::rngs::OsRng, &mut key);
-            store_id_key(connection, keyring.seal(ID_KEY_PLACE, &key).as_bytes())?;
-            key
+            return Err(BridgeError::Unreadable(
+                "the xAPI id key vanished while it was made".into(),
+            ))
         }
     };
     Ok(mapping.with_id_key(IdKey::new(key)))

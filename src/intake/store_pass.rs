@@ -41,17 +41,6 @@ pub(super) fn run(
     config: &IntakeConfig,
     started: Instant,
 ) -> Result<Pass, IntakeError> {
-    // A twin of this message may have been accepted while this one waited.
-    if let Some(receipt_id) =
-        writer.accepted_duplicate(prepared.sender.client_id, &prepared.receipt.sha256)?
-    {
-        return Ok(Pass::Done(Outcome::Accepted {
-            receipt_id,
-            counts: Counts::default(),
-            replay: true,
-            klantcode: prepared.sender.klantcode.clone(),
-        }));
-    }
     // Toetsen and afnames belong to the sender: another client's rows are never looked at.
     let pass = writer.begin(MessageContext {
         owner: Owner {
@@ -61,6 +50,19 @@ pub(super) fn run(
         receipt_id: prepared.receipt.id.clone(),
         aanmaakdatum: prepared.school.aanmaakdatum.clone(),
     })?;
+    // A twin of this message may have been accepted while this one waited. Asked after
+    // `begin`, which on PostgreSQL locks the school's row: a twin another instance is
+    // storing right now has committed by then, and is found.
+    if let Some(receipt_id) =
+        pass.accepted_duplicate(prepared.sender.client_id, &prepared.receipt.sha256)?
+    {
+        return Ok(Pass::Done(Outcome::Accepted {
+            receipt_id,
+            counts: Counts::default(),
+            replay: true,
+            klantcode: prepared.sender.klantcode.clone(),
+        }));
+    }
     if let Some(out_of_order) = check_ordering(&pass, &prepared.school, prepared.aanmaakdatum_us)? {
         return Ok(Pass::OutOfOrder(Box::new(prepared), out_of_order));
     }

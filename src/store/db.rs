@@ -235,15 +235,6 @@ impl Statement<'_> {
         }
     }
 
-    /// Whether the statement returns a row.
-    pub(crate) fn exists(&mut self, params: impl SqlParams) -> rusqlite::Result<bool> {
-        match self.query_row(params, |_| Ok(())) {
-            Ok(()) => Ok(true),
-            Err(rusqlite::Error::QueryReturnedNoRows) => Ok(false),
-            Err(error) => Err(error),
-        }
-    }
-
     /// Each row through `f`, as rows arrive (neither engine holds the whole result).
     pub(crate) fn query_map<'s, T: 's>(
         &'s mut self,

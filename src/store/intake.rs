@@ -349,14 +349,45 @@ pub(crate) struct AfnameWrite<'a> {
     pub(crate) feed_offset: i64,
 }
 
-/// The change feed's counter, read once per message and written back at its end.
+/// How many change numbers a PostgreSQL writer takes at once (see `read_change_seq`).
+const CHANGE_BLOCK: i64 = 1 << 20;
+
+/// The change log's counter, read once per message and written back at its end: on SQLite
+/// the one writer's `change_counter`. On PostgreSQL writers run side by side, so a message
+/// takes a block of numbers of its own (`nextval('change_seq')` × `CHANGE_BLOCK`, the first
+/// change is one above) and nothing is written back; the publisher orders changes by the
+/// writing transaction (`xid`) first, so a block's place in the log is its commit's, not
+/// its number's (ARCHITECTURE.md "PostgreSQL").
 pub(crate) fn read_change_seq(connection: &Db) -> Result<i64, StoreError> {
+    if connection.is_postgres() {
+        return change_block(connection);
+    }
     Ok(connection
         .prepare_cached("SELECT seq FROM change_counter WHERE id = 1")?
         .query_row(rusqlite::params![], |row| row.get(0))?)
 }
 
+fn change_block(connection: &Db) -> Result<i64, StoreError> {
+    let block: i64 = connection
+        .prepare_cached("SELECT nextval('change_seq')")?
+        .query_row(rusqlite::params![], |row| row.get(0))?;
+    Ok(block * CHANGE_BLOCK)
+}
+
+/// The change number after `seq`: the next one, or on PostgreSQL the first of a new block
+/// when this one is used up (a message of more than a million changes; its feed positions
+/// then jump too, which feed readers never notice: they page by position).
+pub(crate) fn next_change_seq(connection: &Db, seq: i64) -> Result<i64, StoreError> {
+    if connection.is_postgres() && (seq + 1) % CHANGE_BLOCK == 0 {
+        return Ok(change_block(connection)? + 1);
+    }
+    Ok(seq + 1)
+}
+
 pub(crate) fn write_change_seq(connection: &Db, seq: i64) -> Result<(), StoreError> {
+    if connection.is_postgres() {
+        return Ok(());
+    }
     connection
         .prepare_cached("UPDATE change_counter SET seq = ?1 WHERE id = 1")?
         .execute([seq])?;
@@ -364,13 +395,20 @@ pub(crate) fn write_change_seq(connection: &Db, seq: i64) -> Result<(), StoreErr
 }
 
 /// The school's feed offset for a message that starts at `change_seq` (see `AfnameWrite`).
+/// On PostgreSQL this locks the school's row until the message commits: writers of one
+/// school take their feed positions one after another, in commit order, so a reader never
+/// sees a position while a lower one can still commit; and the aanmaakdatum check and the
+/// replay check of a school's messages run one at a time across instances.
 pub(crate) fn feed_offset(
     connection: &Db,
     school_id: i64,
     change_seq: i64,
 ) -> Result<i64, StoreError> {
     let feed_seq: i64 = connection
-        .prepare_cached("SELECT feed_seq FROM schools WHERE id = ?1")?
+        .prepare_cached(connection.pick(
+            "SELECT feed_seq FROM schools WHERE id = ?1",
+            "SELECT feed_seq FROM schools WHERE id = ?1 FOR UPDATE",
+        ))?
         .query_row([school_id], |row| row.get(0))?;
     Ok(feed_seq - change_seq)
 }
@@ -397,7 +435,7 @@ pub(crate) fn upsert_afname(
     change_seq: &mut i64,
 ) -> Result<AfnameChange, StoreError> {
     let content_hash = state.content_hash();
-    let next_seq = *change_seq + 1;
+    let next_seq = next_change_seq(connection, *change_seq)?;
     let feed_seq = next_seq + write.feed_offset;
     let values = afname_values(write, state, &content_hash, &next_seq, &feed_seq);
     // Most keys are new: try the insert first and look at the stored row only on a conflict.
@@ -413,7 +451,7 @@ pub(crate) fn upsert_afname(
         .query_row(values.as_slice(), |row| row.get::<_, i64>(0))
         .optional()?;
     if let Some(afname_id) = inserted {
-        *change_seq += 1;
+        *change_seq = next_seq;
         // A new afname is at revision 1: no need to read it back.
         connection
             .prepare_cached(
@@ -516,6 +554,7 @@ fn update_afname(
     // The previous state goes to history as JSON, read only now that it changed.
     connection
         .prepare_cached(
+            connection.pick(
             "INSERT INTO toetsafnames_history (afname_id, revision, state, replaced_at, replaced_by_receipt_id)
              SELECT id, revision, json_object(
                 'afname_key', afname_key, 'leerlingid', leerlingid, 'eckid', eckid,
@@ -526,7 +565,17 @@ fn update_afname(
                 'toets_revision', toets_revision),
                ?2, ?3
              FROM toetsafnames WHERE id = ?1",
-        )?
+            "INSERT INTO toetsafnames_history (afname_id, revision, state, replaced_at, replaced_by_receipt_id)
+             SELECT id, revision, json_build_object(
+                'afname_key', afname_key, 'leerlingid', leerlingid, 'eckid', eckid,
+                'resultaatverwerkerid', resultaatverwerkerid, 'toets_id', toets_id, 'toetscode', toetscode,
+                'versie', versie, 'toetsonderdeelcode', toetsonderdeelcode, 'afnamedatum', afnamedatum,
+                'mutatiedatum', mutatiedatum, 'aanmaakdatum', aanmaakdatum, 'receipt_id', receipt_id,
+                'score', score, 'derived', derived, 'result', result::json, 'quarantined', quarantined,
+                'toets_revision', toets_revision)::text,
+               ?2, ?3
+             FROM toetsafnames WHERE id = ?1",
+        ))?
         .execute(params![id, now_text(), receipt_id])?;
     connection
         .prepare_cached(
@@ -599,10 +648,12 @@ pub(crate) fn sitting_results(
 /// a temporary table on the writer's connection, so it costs nothing for a message
 /// without violations and no memory for a large one with many.
 pub(crate) fn begin_skipped_keys(connection: &Db) -> Result<(), StoreError> {
-    connection.execute_batch(
+    connection.execute_batch(connection.pick(
         "CREATE TEMP TABLE IF NOT EXISTS skipped_afname_keys (afname_key TEXT PRIMARY KEY);
          DELETE FROM temp.skipped_afname_keys;",
-    )?;
+        "CREATE TEMP TABLE IF NOT EXISTS skipped_afname_keys (afname_key text PRIMARY KEY);
+         DELETE FROM pg_temp.skipped_afname_keys;",
+    ))?;
     Ok(())
 }
 
@@ -623,7 +674,10 @@ pub(crate) fn note_skipped_key(
         .is_some_and(|receipt_id| receipt_id == write.receipt_id);
     let inserted = connection
         .prepare_cached(
-            "INSERT INTO temp.skipped_afname_keys (afname_key) VALUES (?1) ON CONFLICT DO NOTHING",
+            connection.pick(
+                "INSERT INTO temp.skipped_afname_keys (afname_key) VALUES (?1) ON CONFLICT DO NOTHING",
+                "INSERT INTO pg_temp.skipped_afname_keys (afname_key) VALUES (?1) ON CONFLICT DO NOTHING",
+            ),
         )?
         .execute([afname_key])?;
     Ok(stored_by_this_message || inserted == 0)
@@ -632,7 +686,10 @@ pub(crate) fn note_skipped_key(
 /// Whether a key was skipped earlier in this message (only after `begin_skipped_keys`).
 pub(crate) fn is_skipped_key(connection: &Db, afname_key: &str) -> Result<bool, StoreError> {
     Ok(connection
-        .prepare_cached("SELECT 1 FROM temp.skipped_afname_keys WHERE afname_key = ?1")?
+        .prepare_cached(connection.pick(
+            "SELECT 1 FROM temp.skipped_afname_keys WHERE afname_key = ?1",
+            "SELECT 1 FROM pg_temp.skipped_afname_keys WHERE afname_key = ?1",
+        ))?
         .query_row([afname_key], |_| Ok(()))
         .optional()?
         .is_some())
@@ -669,7 +726,7 @@ pub(crate) fn release_quarantine(connection: &Db) -> Result<usize, StoreError> {
         .query_map(rusqlite::params![], |row| row.get(0))?
         .collect::<Result<_, _>>()?;
     for id in &ids {
-        seq += 1;
+        seq = next_change_seq(connection, seq)?;
         // Its school's next feed position: releases span schools, so one counter at a time.
         connection.execute(
             "UPDATE schools SET feed_seq = feed_seq + 1
@@ -696,6 +753,7 @@ pub(crate) fn load_receipt(
 ) -> Result<Option<(i64, serde_json::Value)>, StoreError> {
     Ok(connection
         .query_row(
+            connection.pick(
             "SELECT r.client_id, json_object('id', r.id, 'klantcode', c.klantcode, 'school', s.code,
                'aanmaakdatum', r.aanmaakdatum, 'received_at', r.received_at, 'size', r.size, 'sha256', r.sha256,
                'outcome', r.outcome, 'faultcode', r.faultcode,
@@ -705,6 +763,16 @@ pub(crate) fn load_receipt(
                'unknown_vocabularies', json(r.unknown_vocabularies), 'duration_ms', r.duration_ms)
              FROM receipts r JOIN clients c ON c.id = r.client_id LEFT JOIN schools s ON s.id = r.school_id
              WHERE r.id = ?1",
+            "SELECT r.client_id, json_build_object('id', r.id, 'klantcode', c.klantcode, 'school', s.code,
+               'aanmaakdatum', r.aanmaakdatum, 'received_at', r.received_at, 'size', r.size, 'sha256', r.sha256,
+               'outcome', r.outcome, 'faultcode', r.faultcode,
+               'counts', json_build_object('toetsen', r.toetsen, 'toetsafnames', r.toetsafnames, 'resultaten', r.resultaten,
+                 'created', r.created, 'updated', r.updated, 'unchanged', r.unchanged, 'quarantined', r.quarantined),
+               'violations', r.violations::json, 'violations_omitted', r.violations_omitted,
+               'unknown_vocabularies', r.unknown_vocabularies::json, 'duration_ms', r.duration_ms)::text
+             FROM receipts r JOIN clients c ON c.id = r.client_id LEFT JOIN schools s ON s.id = r.school_id
+             WHERE r.id = ?1",
+            ),
             [id],
             |row| Ok((row.get::<_, i64>(0)?, row.get::<_, String>(1)?)),
         )
@@ -718,7 +786,10 @@ pub(crate) fn list_receipts(
     limit: u32,
 ) -> Result<Vec<serde_json::Value>, StoreError> {
     let ids: Vec<String> = connection
-        .prepare("SELECT id FROM receipts ORDER BY received_at DESC, rowid DESC LIMIT ?1")?
+        .prepare(connection.pick(
+            "SELECT id FROM receipts ORDER BY received_at DESC, rowid DESC LIMIT ?1",
+            "SELECT id FROM receipts ORDER BY received_at DESC, id DESC LIMIT ?1",
+        ))?
         .query_map([limit], |row| row.get(0))?
         .collect::<Result<_, _>>()?;
     let mut receipts = Vec::with_capacity(ids.len());
@@ -783,15 +854,6 @@ pub(crate) struct MessageContext {
 }
 
 impl MessageWriter<'_> {
-    /// See `accepted_duplicate`: a twin may have been accepted while this message waited.
-    pub(crate) fn accepted_duplicate(
-        &self,
-        client_id: i64,
-        sha256: &str,
-    ) -> Result<Option<String>, StoreError> {
-        accepted_duplicate(self.connection, client_id, sha256)
-    }
-
     /// Writes a receipt outside any message pass (a refused message keeps only this).
     pub(crate) fn insert_receipt(&self, receipt: &Receipt) -> Result<(), StoreError> {
         insert_receipt(self.connection, receipt)
@@ -834,6 +896,15 @@ impl MessagePass<'_> {
             quarantined,
             feed_offset: self.feed_offset,
         }
+    }
+
+    /// See `accepted_duplicate`: a twin may have been accepted while this message waited.
+    pub(crate) fn accepted_duplicate(
+        &self,
+        client_id: i64,
+        sha256: &str,
+    ) -> Result<Option<String>, StoreError> {
+        accepted_duplicate(self.savepoint.db(), client_id, sha256)
     }
 
     /// The last accepted aanmaakdatum (µs and as sent) of this sender for this school.

@@ -329,6 +329,9 @@ impl Database {
     }
 }
 
+/// The PostgreSQL advisory lock key that orders instances' startup work (`on_side_transaction`).
+const STARTUP_LOCK_KEY: i64 = 0x7577_6c73;
+
 /// The alias of `xapi.sqlite` on core connections.
 pub(crate) const XAPI_SCHEMA: &str = "xapi";
 
@@ -806,6 +809,28 @@ impl Store {
         job(&db)
     }
 
+    /// `on_side_connection` with `job` in one write transaction that no other process's
+    /// such transaction runs beside (SQLite: IMMEDIATE; PostgreSQL: under a transaction
+    /// advisory lock), for startup work that reads and then writes, such as the demo seed,
+    /// which several instances starting at once would otherwise each write.
+    pub(crate) fn on_side_transaction<R, E: From<StoreError>>(
+        &self,
+        job: impl FnOnce(&db::Db) -> Result<R, E>,
+    ) -> Result<R, E> {
+        let db = self.connect()?;
+        connection::in_write_transaction(&db, |db| {
+            if db.is_postgres() {
+                db.query_row(
+                    "SELECT pg_advisory_xact_lock(?1)",
+                    [STARTUP_LOCK_KEY],
+                    |_| Ok(()),
+                )
+                .map_err(StoreError::from)?;
+            }
+            job(db)
+        })
+    }
+
     /// A connection of its own: on SQLite the core with the bridge's file attached, for
     /// one-off work (CLI sessions, `on_side_connection`) and the reader pool; private to
     /// the store.
@@ -1056,6 +1081,26 @@ impl Store {
         match &self.engine {
             Kind::Sqlite(inner) => inner.xapi.commits.subscribe(),
             Kind::Postgres(engine) => engine.commits(),
+        }
+    }
+
+    /// Whether this process may run the background work that only one instance may run at
+    /// a time (publisher, delivery, purge): always on SQLite, where the data-dir lock admits
+    /// one `serve`; on PostgreSQL while it holds the lease (`postgres::engine::Engine::hold_lease`).
+    pub(crate) async fn hold_background_lease(&self) -> Result<bool, StoreError> {
+        let engine = match &self.engine {
+            Kind::Sqlite(_) => return Ok(true),
+            Kind::Postgres(engine) => engine.clone(),
+        };
+        tokio::task::spawn_blocking(move || engine.hold_lease())
+            .await
+            .map_err(|_| StoreError::WriterGone)?
+    }
+
+    /// Gives the background lease up, if this process holds it.
+    pub(crate) fn release_background_lease(&self) {
+        if let Kind::Postgres(engine) = &self.engine {
+            engine.release_lease();
         }
     }
 

@@ -152,9 +152,16 @@ pub struct OutboxStatusRow {
 }
 
 /// Stores a generated statement under the next `seq`. Must run on the writer thread.
+///
+/// On PostgreSQL the number comes from `statement_counter` under its row lock, held to
+/// COMMIT: statements commit in `seq` order even when the publisher and an erasure write at
+/// once, so a delivery cursor never passes a statement that commits later.
 pub(crate) fn insert_statement(connection: &Db, row: &StatementRow) -> Result<i64, StoreError> {
     let seq: i64 = connection
-        .prepare_cached("SELECT COALESCE(MAX(seq), 0) + 1 FROM xapi_statements")?
+        .prepare_cached(connection.pick(
+            "SELECT COALESCE(MAX(seq), 0) + 1 FROM xapi_statements",
+            "UPDATE statement_counter SET seq = seq + 1 WHERE id = 1 RETURNING seq",
+        ))?
         .query_row(rusqlite::params![], |r| r.get(0))?;
     connection
         .prepare_cached(
@@ -234,9 +241,10 @@ pub(crate) fn changed_afnames(
     from_seq: i64,
     to_seq: i64,
 ) -> Result<Vec<AfnameSource>, StoreError> {
-    let mut statement = connection.prepare_cached(
-        // The state a change reached is the current row while the afname still has that
-        // revision, else the history row the next update wrote for it.
+    // The state a change reached is the current row while the afname still has that
+    // revision, else the history row the next update wrote for it. On PostgreSQL the round
+    // is a range of publication positions (`order_changes`), not of change numbers.
+    let mut statement = connection.prepare_cached(connection.pick(
         "SELECT a.id, a.school_id, s.code, s.brincode, s.dependancecode, s.schoolkey, s.naam, a.afname_key,
            CASE WHEN h.state IS NULL THEN a.leerlingid ELSE json_extract(h.state, '$.leerlingid') END,
            CASE WHEN h.state IS NULL THEN a.eckid ELSE json_extract(h.state, '$.eckid') END,
@@ -263,7 +271,33 @@ pub(crate) fn changed_afnames(
            LEFT JOIN clients c ON c.id = r.client_id
          WHERE g.change_seq > ?2 AND g.change_seq <= ?3 AND g.quarantined = 0 AND (?1 IS NULL OR a.school_id = ?1)
          ORDER BY g.change_seq",
-    )?;
+        "SELECT a.id, a.school_id, s.code, s.brincode, s.dependancecode, s.schoolkey, s.naam, a.afname_key,
+           CASE WHEN h.state IS NULL THEN a.leerlingid ELSE (h.state::json->>'leerlingid') END,
+           CASE WHEN h.state IS NULL THEN a.eckid ELSE (h.state::json->>'eckid') END,
+           CASE WHEN h.state IS NULL THEN a.resultaatverwerkerid ELSE (h.state::json->>'resultaatverwerkerid') END,
+           CASE WHEN h.state IS NULL THEN a.toets_id ELSE (h.state::json->>'toets_id')::bigint END,
+           CASE WHEN h.state IS NULL THEN a.toetscode ELSE (h.state::json->>'toetscode') END,
+           CASE WHEN h.state IS NULL THEN a.versie ELSE (h.state::json->>'versie') END,
+           CASE WHEN h.state IS NULL THEN a.toetsonderdeelcode ELSE (h.state::json->>'toetsonderdeelcode') END,
+           CASE WHEN h.state IS NULL THEN a.afnamedatum ELSE (h.state::json->>'afnamedatum') END,
+           CASE WHEN h.state IS NULL THEN a.derived ELSE (h.state::json->>'derived')::bigint END,
+           CASE WHEN h.state IS NULL THEN a.result ELSE (h.state::json->>'result') END,
+           CASE WHEN g.receipt_id IS NOT NULL AND r.aanmaakdatum IS NOT NULL THEN r.aanmaakdatum
+             WHEN h.state IS NULL THEN a.aanmaakdatum ELSE (h.state::json->>'aanmaakdatum') END,
+           r.schooljaar, r.xsdversie, c.klantnaam,
+           CASE WHEN a.legacy_statement_id <> 0 THEN NULL ELSE o.klantcode END,
+           CASE WHEN h.state IS NULL THEN a.toets_revision ELSE (h.state::json->>'toets_revision')::bigint END,
+           1
+         FROM change_order o JOIN toetsafname_changes g ON g.change_seq = o.change_seq JOIN toetsafnames a ON a.id = g.afname_id JOIN schools s ON s.id = a.school_id
+           JOIN clients o ON o.id = a.client_id
+           LEFT JOIN toetsafnames_history h ON h.afname_id = g.afname_id AND h.revision = g.revision AND a.revision <> g.revision
+           -- The receipt of the change itself (an identical resend later moves the link of the afname on).
+           LEFT JOIN receipts r ON r.id = COALESCE(g.receipt_id,
+             CASE WHEN h.state IS NULL THEN a.receipt_id ELSE (h.state::json->>'receipt_id') END)
+           LEFT JOIN clients c ON c.id = r.client_id
+         WHERE o.position > ?2 AND o.position <= ?3 AND g.quarantined = 0 AND (CAST(?1 AS BIGINT) IS NULL OR a.school_id = ?1)
+         ORDER BY o.position",
+    ))?;
     let rows = statement
         .query_map(params![school_id, from_seq, to_seq], |row| {
             Ok(AfnameSource {
@@ -307,10 +341,11 @@ pub(crate) fn toets_definition(
 ) -> Result<String, StoreError> {
     Ok(connection
         .prepare_cached(
-            "SELECT definition FROM toetsen WHERE id = ?1 AND (?2 IS NULL OR revision = ?2)
-             UNION ALL
-             SELECT definition FROM toetsen_history WHERE toets_id = ?1 AND revision = ?2
-             LIMIT 1",
+            "SELECT definition FROM (
+               SELECT 0 AS place, definition FROM toetsen WHERE id = ?1 AND (CAST(?2 AS BIGINT) IS NULL OR revision = ?2)
+               UNION ALL
+               SELECT 1 AS place, definition FROM toetsen_history WHERE toets_id = ?1 AND revision = ?2
+             ) AS found ORDER BY place LIMIT 1",
         )?
         .query_row(params![toets_id, revision], |row| row.get(0))?)
 }
@@ -445,8 +480,15 @@ const PENDING_COLUMNS: &str =
     "x.seq, x.id, x.statement, x.leerlingid, x.eckid, s.brincode, s.dependancecode,
     s.schoolkey, x.keyed";
 
-const FILTER: &str = "(?2 = '[]' OR s.code IN (SELECT value FROM json_each(?2)))
-    AND (?3 = '[]' OR x.toetscode IN (SELECT value FROM json_each(?3)))";
+/// A subscription's filters (JSON lists of school codes and toetscodes, `[]` for all).
+fn filter(connection: &Db) -> &'static str {
+    connection.pick(
+        "(CAST(?2 AS TEXT) = '[]' OR s.code IN (SELECT value FROM json_each(?2)))
+         AND (CAST(?3 AS TEXT) = '[]' OR x.toetscode IN (SELECT value FROM json_each(?3)))",
+        "(CAST(?2 AS TEXT) = '[]' OR s.code IN (SELECT json_array_elements_text(?2::json)))
+         AND (CAST(?3 AS TEXT) = '[]' OR x.toetscode IN (SELECT json_array_elements_text(?3::json)))",
+    )
+}
 
 fn pending_row(row: &super::db::Row<'_, '_>) -> rusqlite::Result<PendingStatement> {
     Ok(PendingStatement {
@@ -479,7 +521,8 @@ pub(crate) fn pending_batch(
     let (schools, toetscodes) = filters(subscription);
     let sql = format!(
         "SELECT {PENDING_COLUMNS} FROM xapi_statements x JOIN schools s ON s.id = x.school_id
-         WHERE x.seq > ?1 AND {FILTER} ORDER BY x.seq LIMIT ?4"
+         WHERE x.seq > ?1 AND {filter} ORDER BY x.seq LIMIT ?4",
+        filter = filter(connection)
     );
     let rows = connection
         .prepare_cached(&sql)?
@@ -519,12 +562,16 @@ pub(crate) fn mark_delivered(
 ) -> Result<(), StoreError> {
     let now = now_text();
     connection
-        .prepare_cached(
+        .prepare_cached(connection.pick(
             "UPDATE xapi_subscriptions SET cursor_seq = MAX(cursor_seq, COALESCE(?2, cursor_seq)),
                delivered = delivered + ?3, last_attempt_at = ?4, last_delivered_at = ?4, last_status = ?5,
                last_error = NULL
              WHERE id = ?1",
-        )?
+            "UPDATE xapi_subscriptions SET cursor_seq = GREATEST(cursor_seq, COALESCE(?2, cursor_seq)),
+               delivered = delivered + ?3, last_attempt_at = ?4, last_delivered_at = ?4, last_status = ?5,
+               last_error = NULL
+             WHERE id = ?1",
+        ))?
         .execute(params![subscription_id, to_seq, statement_ids.len() as i64, now, status])?;
     if to_seq.is_none() {
         let mut remove = connection.prepare_cached(
@@ -552,14 +599,16 @@ pub(crate) fn dead_letter(
             "INSERT INTO xapi_dead_letters (subscription_id, statement_id, seq, status, answer, failed_at, attempts, requeued)
              SELECT ?1, ?2, ?3, ?4, ?5, ?6, 1, 0 WHERE EXISTS (SELECT 1 FROM xapi_subscriptions WHERE id = ?1)
              ON CONFLICT (subscription_id, statement_id) DO UPDATE SET status = excluded.status,
-               answer = excluded.answer, failed_at = excluded.failed_at, attempts = attempts + 1, requeued = 0",
+               answer = excluded.answer, failed_at = excluded.failed_at, attempts = xapi_dead_letters.attempts + 1, requeued = 0",
         )?
         .execute(params![subscription_id, statement.id, statement.seq, status, answer, now])?;
     connection
-        .prepare_cached(
+        .prepare_cached(connection.pick(
             "UPDATE xapi_subscriptions SET cursor_seq = CASE WHEN ?2 THEN MAX(cursor_seq, ?3) ELSE cursor_seq END,
                last_attempt_at = ?4, last_status = ?5, last_error = ?6 WHERE id = ?1",
-        )?
+            "UPDATE xapi_subscriptions SET cursor_seq = CASE WHEN ?2 THEN GREATEST(cursor_seq, ?3) ELSE cursor_seq END,
+               last_attempt_at = ?4, last_status = ?5, last_error = ?6 WHERE id = ?1",
+        ))?
         .execute(params![subscription_id, from_cursor, statement.seq, now, status, truncate(answer, 500)])?;
     Ok(())
 }
@@ -596,7 +645,7 @@ pub(crate) fn requeue_dead_letters(
     lrs: Option<&str>,
 ) -> Result<usize, StoreError> {
     let changed = connection.execute(
-        "UPDATE xapi_dead_letters SET requeued = 1 WHERE requeued = 0 AND (?1 IS NULL OR subscription_id =
+        "UPDATE xapi_dead_letters SET requeued = 1 WHERE requeued = 0 AND (CAST(?1 AS TEXT) IS NULL OR subscription_id =
            (SELECT id FROM xapi_subscriptions WHERE name = ?1))",
         params![lrs],
     )?;
@@ -617,7 +666,7 @@ pub(crate) fn list_dead_letters(
         .prepare(
             "SELECT s.name, d.statement_id, d.seq, d.status, d.answer, d.failed_at, d.attempts, d.requeued
              FROM xapi_dead_letters d JOIN xapi_subscriptions s ON s.id = d.subscription_id
-             WHERE ?1 IS NULL OR s.name = ?1 ORDER BY s.name, d.seq",
+             WHERE CAST(?1 AS TEXT) IS NULL OR s.name = ?1 ORDER BY s.name, d.seq",
         )?
         .query_map(params![lrs], |row| {
             Ok(DeadLetterRow {
@@ -712,7 +761,8 @@ pub(crate) fn outbox_status(connection: &Db) -> Result<Vec<OutboxStatusRow>, Sto
         let (schools, toetscodes) = filters(&subscription);
         let sql = format!(
             "SELECT count(*), MIN(x.stored_at) FROM xapi_statements x JOIN schools s ON s.id = x.school_id
-             WHERE x.seq > ?1 AND {FILTER}"
+             WHERE x.seq > ?1 AND {filter}",
+            filter = filter(connection)
         );
         let (pending, oldest): (i64, Option<String>) = connection.prepare_cached(&sql)?.query_row(
             params![subscription.cursor_seq, schools, toetscodes],
@@ -778,6 +828,17 @@ pub(crate) fn store_id_key(connection: &Db, sealed: &[u8]) -> Result<(), StoreEr
     Ok(())
 }
 
+/// Stores a first id key unless one is stored already (another instance starting at the
+/// same moment may have made one: every instance must use the same key).
+pub(crate) fn store_first_id_key(connection: &Db, sealed: &[u8]) -> Result<(), StoreError> {
+    connection.execute(
+        "INSERT INTO gateway_settings (name, value) VALUES ('xapi_id_key', ?1)
+         ON CONFLICT (name) DO NOTHING",
+        [sealed],
+    )?;
+    Ok(())
+}
+
 /// Forgets the gateway's id key (`secrets reset-id-key`); returns whether one was stored.
 pub(crate) fn forget_id_key(connection: &Db) -> Result<bool, StoreError> {
     Ok(connection.execute(
@@ -801,12 +862,62 @@ pub(crate) fn set_publisher_cursor(connection: &Db, change_seq: i64) -> Result<(
     Ok(())
 }
 
-/// Where the publisher is in the change feed (its cursor), and where the feed ends.
+/// Where the publisher is in the change feed (its cursor), and where the feed ends (on
+/// PostgreSQL: the last position `order_changes` handed out).
 pub(crate) fn publisher_position(connection: &Db) -> Result<(i64, i64), StoreError> {
-    Ok((
-        publisher_cursor(connection)?,
-        super::intake::read_change_seq(connection)?,
-    ))
+    let end = if connection.is_postgres() {
+        connection
+            .prepare_cached("SELECT COALESCE(MAX(position), 0) FROM change_order")?
+            .query_row(rusqlite::params![], |row| row.get(0))?
+    } else {
+        super::intake::read_change_seq(connection)?
+    };
+    Ok((publisher_cursor(connection)?, end))
+}
+
+/// The publisher's cursor, locked until the round's transaction ends (on PostgreSQL, where
+/// two instances' rounds could otherwise both write from the same cursor; SQLite's one
+/// writer needs no lock).
+pub(crate) fn lock_publisher_cursor(connection: &Db) -> Result<i64, StoreError> {
+    Ok(connection
+        .prepare_cached(connection.pick(
+            "SELECT cursor_seq FROM xapi_publisher WHERE id = 1",
+            "SELECT cursor_seq FROM xapi_publisher WHERE id = 1 FOR UPDATE",
+        ))?
+        .query_row(rusqlite::params![], |row| row.get(0))?)
+}
+
+/// PostgreSQL only (nothing to do on SQLite, whose one writer numbers changes in commit
+/// order): gives every change that can no longer be joined by a lower-numbered one its
+/// publication position. Changes of transactions below the horizon
+/// `pg_snapshot_xmin(pg_current_snapshot())` have all ended, so none can still commit
+/// among them; they are appended to `change_order` in `(xid, change_seq)` order, and
+/// `xapi_publisher.cursor_xid` remembers the horizon. The publisher then pages through
+/// positions as SQLite's pages through change numbers. Returns how many it ordered.
+pub(crate) fn order_changes(connection: &Db) -> Result<usize, StoreError> {
+    if !connection.is_postgres() {
+        return Ok(0);
+    }
+    let ordered_below: i64 = connection
+        .prepare_cached("SELECT cursor_xid FROM xapi_publisher WHERE id = 1 FOR UPDATE")?
+        .query_row(rusqlite::params![], |row| row.get(0))?;
+    let horizon: i64 = connection
+        .prepare_cached("SELECT pg_snapshot_xmin(pg_current_snapshot())::text::bigint")?
+        .query_row(rusqlite::params![], |row| row.get(0))?;
+    if horizon <= ordered_below {
+        return Ok(0);
+    }
+    let ordered = connection
+        .prepare_cached(
+            "INSERT INTO change_order (change_seq)
+             SELECT change_seq FROM toetsafname_changes WHERE xid >= ?1 AND xid < ?2
+             ORDER BY xid, change_seq",
+        )?
+        .execute(params![ordered_below, horizon])?;
+    connection
+        .prepare_cached("UPDATE xapi_publisher SET cursor_xid = ?1 WHERE id = 1")?
+        .execute([horizon])?;
+    Ok(ordered)
 }
 
 /// The outbox as the publisher reads and writes it, on one connection: the change log and
@@ -835,9 +946,14 @@ impl<'a> Outbox<'a> {
         publisher_position(self.connection)
     }
 
-    /// `publisher_cursor`.
-    pub(crate) fn publisher_cursor(&self) -> Result<i64, StoreError> {
-        publisher_cursor(self.connection)
+    /// `lock_publisher_cursor`.
+    pub(crate) fn lock_publisher_cursor(&self) -> Result<i64, StoreError> {
+        lock_publisher_cursor(self.connection)
+    }
+
+    /// `order_changes`.
+    pub(crate) fn order_changes(&self) -> Result<usize, StoreError> {
+        order_changes(self.connection)
     }
 
     /// `set_publisher_cursor`.

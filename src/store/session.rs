@@ -11,6 +11,9 @@ use std::path::Path;
 /// One connection to the store (on SQLite the core with the bridge's file attached).
 pub(crate) struct Session {
     db: Db<'static>,
+    /// The store the session came from, kept open as long as the session: on PostgreSQL
+    /// its engine's runtime drives the session's socket.
+    _store: Option<Store>,
 }
 
 impl Session {
@@ -18,6 +21,7 @@ impl Session {
     pub(crate) fn open(store: &Store) -> Result<Session, StoreError> {
         Ok(Session {
             db: store.connect()?,
+            _store: Some(store.clone()),
         })
     }
 
@@ -26,6 +30,7 @@ impl Session {
     pub(crate) fn open_read_only(data_dir: &Path) -> Result<Session, StoreError> {
         Ok(Session {
             db: Db::owned_sqlite(super::open_read_only(data_dir)?),
+            _store: None,
         })
     }
 

@@ -83,10 +83,14 @@ pub(crate) fn consistent_through(
     now: &str,
 ) -> Result<String, StoreError> {
     let (cursor, counter): (i64, i64) = connection
-        .prepare_cached(
+        .prepare_cached(connection.pick(
             "SELECT (SELECT COALESCE(MAX(cursor_seq), 0) FROM xapi_publisher),
                     (SELECT COALESCE(MAX(seq), 0) FROM change_counter)",
-        )?
+            // A round in its transaction holds positions above the cursor (changes not yet
+            // ordered are stamped later than now when they are published).
+            "SELECT (SELECT COALESCE(MAX(cursor_seq), 0) FROM xapi_publisher),
+                    (SELECT COALESCE(MAX(position), 0) FROM change_order)",
+        ))?
         .query_row(rusqlite::params![], |row| Ok((row.get(0)?, row.get(1)?)))?;
     if cursor >= counter {
         return Ok(now.to_string());
@@ -144,7 +148,11 @@ pub(crate) fn read_statement(
     Ok(connection
         .prepare_cached(&format!(
             "SELECT {COLUMNS} FROM xapi_statements s
-             WHERE s.id = ?1 AND s.school_id IN (SELECT value FROM json_each(?2)) AND (s.voided_by IS NOT NULL) = ?3"
+             WHERE s.id = ?1 AND s.school_id IN ({schools}) AND (s.voided_by IS NOT NULL) = ?3",
+            schools = connection.pick(
+                "SELECT value FROM json_each(?2)",
+                "SELECT json_array_elements_text(?2::json)::bigint",
+            ),
         ))?
         .query_row(rusqlite::params![id, school_list(school_ids), voided], row)
         .optional()?)
@@ -173,6 +181,7 @@ pub(crate) fn read_statements(
     let verb = filter.verb.as_deref().map(&mut bind);
     let activity = filter.activity.as_deref().map(&mut bind);
     let registration = filter.registration.as_deref().map(&mut bind);
+    let postgres = connection.is_postgres();
     let matches = |alias: &str| -> Vec<String> {
         let mut conditions = Vec::new();
         if let Some(parameter) = &agent {
@@ -182,6 +191,10 @@ pub(crate) fn read_statements(
             conditions.push(format!("{alias}.verb_id = {parameter}"));
         }
         match (&activity, filter.related_activities) {
+            (Some(parameter), true) if postgres => conditions.push(format!(
+                "({alias}.activity_id = {parameter} OR EXISTS (SELECT 1 FROM json_each({alias}.statement::json #> '{{context,contextActivities}}') AS kind,
+                   json_array_elements(kind.value) AS item WHERE item.value->>'id' = {parameter}))"
+            )),
             (Some(parameter), true) => conditions.push(format!(
                 "({alias}.activity_id = {parameter} OR EXISTS (SELECT 1 FROM json_each({alias}.statement, '$.context.contextActivities') AS kind,
                    json_each(kind.value) AS item WHERE json_extract(item.value, '$.id') = {parameter}))"
@@ -202,7 +215,11 @@ pub(crate) fn read_statements(
         let voided = bind(VERB_VOIDED);
         sql.push_str(&format!(
             " AND (({own}) OR (s.verb_id = {voided} AND EXISTS (SELECT 1 FROM xapi_statements t
-                 WHERE t.id = json_extract(s.statement, '$.object.id') AND t.school_id = s.school_id AND {target})))",
+                 WHERE t.id = {object_id} AND t.school_id = s.school_id AND {target})))",
+            object_id = connection.pick(
+                "json_extract(s.statement, '$.object.id')",
+                "(s.statement::json #>> '{object,id}')",
+            ),
             own = matches("s").join(" AND "),
             target = matches("t").join(" AND "),
         ));

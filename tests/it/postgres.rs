@@ -48,6 +48,8 @@ fn assert_hidden(output: &CliOutput, password: &str) {
 const TABLES: &[&str] = &[
     "activations",
     "audit",
+    "change_counter",
+    "change_order",
     "clients",
     "gateway_keys",
     "gateway_settings",
@@ -212,11 +214,11 @@ fn a_database_of_a_newer_gateway_is_refused() {
     assert_eq!(cluster.psql("SELECT count(*) FROM schema_migrations"), "2");
 }
 
-/// `serve` on PostgreSQL refuses at once with the reason (no listener, no data dir);
-/// `backup` points at pg_dump and base backups; a subcommand that needs the store
-/// functions is refused instead of using SQLite; none of them shows the password.
+/// `serve` on PostgreSQL without a shared secrets key refuses at once with the reason (no
+/// listener, no data dir); with one it serves. `backup` points at pg_dump and base
+/// backups; the other subcommands run on PostgreSQL; none of them shows the password.
 #[test]
-fn serve_backup_and_the_rest_refuse_postgres_clearly() {
+fn serve_needs_a_shared_key_and_backup_points_to_pg_dump() {
     let cluster = Postgres::start();
     let scratch = tempfile::tempdir().unwrap();
     on_postgres(&cluster.url(), scratch.path(), &["migrate"]).success();
@@ -230,7 +232,7 @@ fn serve_backup_and_the_rest_refuse_postgres_clearly() {
     assert!(
         serve
             .stderr
-            .contains("PostgreSQL engine is not complete yet"),
+            .contains("needs secrets_key_file or UWLR_SECRETS_KEY"),
         "{serve:?}"
     );
     assert!(!serve.stdout.contains("listening"), "{serve:?}");
@@ -248,14 +250,16 @@ fn serve_backup_and_the_rest_refuse_postgres_clearly() {
     );
     assert!(!scratch.path().join("copy").exists());
 
+    on_postgres(
+        &cluster.url(),
+        scratch.path(),
+        &["clients", "add", "EA-PG", "--klantnaam", "Uitgever"],
+    )
+    .success();
     let clients = on_postgres(&cluster.url(), scratch.path(), &["clients", "list"]);
-    assert!(!clients.status.success(), "{clients:?}");
-    assert!(
-        clients
-            .stderr
-            .contains("PostgreSQL engine is not complete yet"),
-        "{clients:?}"
-    );
+    assert!(clients.status.success(), "{clients:?}");
+    assert!(clients.stdout.contains("EA-PG"), "{clients:?}");
+    assert_hidden(&clients, cluster.password());
     assert!(!scratch.path().join("data").exists());
 }
 
@@ -310,16 +314,16 @@ fn the_publisher_horizon_hands_out_no_change_below_an_open_transaction() {
              VALUES (1, 1, 'T', '1', '{}', 'x', 1, 'now', 'r', 'now', 'r');
          INSERT INTO toetsafnames (school_id, client_id, afname_key, leerlingid, toets_id, toetscode,
              versie, afnamedatum, aanmaakdatum, receipt_id, result, content_sha256, revision, change_seq)
-             VALUES (1, 1, 'A', 'L', 1, 'T', '1', '2026-01-01', 'now', 'r', '{}', 'x', 1, 0)",
+             VALUES (1, 1, 'A', 'L', 1, 'T', '1', '2026-01-01', 'now', 'r', '{}', '\\x00', 1, 0)",
     );
     const CHANGE: &str =
         "INSERT INTO toetsafname_changes (change_seq, afname_id, revision, quarantined) \
-                          VALUES (nextval('change_seq'), 1, 1, false)";
+                          VALUES (nextval('change_seq'), 1, 1, 0)";
     const READ: &str =
         "SELECT coalesce(string_agg(change_seq::text, ',' ORDER BY xid, change_seq), '') \
                         FROM toetsafname_changes \
-                        WHERE xid < pg_snapshot_xmin(pg_current_snapshot()) \
-                          AND (xid, change_seq) > ('0'::xid8, 0)";
+                        WHERE xid < pg_snapshot_xmin(pg_current_snapshot())::text::bigint \
+                          AND (xid, change_seq) > (0, 0)";
 
     // The first writer takes change 1 and stays open.
     let mut open = cluster.psql_session("open-writer");
@@ -341,4 +345,241 @@ fn the_publisher_horizon_hands_out_no_change_below_an_open_transaction() {
     open.send("COMMIT;");
     open.finish();
     assert_eq!(cluster.psql(READ), "1,2");
+}
+
+/// Columns only the PostgreSQL schema has (table, column): the numbering design's.
+const POSTGRES_ONLY_COLUMNS: &[(&str, &str)] = &[
+    ("toetsafname_changes", "xid"),
+    ("xapi_publisher", "cursor_xid"),
+];
+
+/// Tables only the PostgreSQL schema has: the statement counter and the version table.
+const POSTGRES_ONLY_TABLES: &[&str] = &["schema_migrations", "statement_counter", "change_order"];
+
+/// Indexes only the PostgreSQL schema has: the publisher's read order.
+const POSTGRES_ONLY_INDEXES: &[&str] = &["toetsafname_changes_order"];
+
+/// Where the PostgreSQL column deliberately differs from a plain translation of SQLite's
+/// declaration (migrations.rs header): (table, column, type or default as PostgreSQL has it).
+const POSTGRES_DEVIATIONS: &[(&str, &str, &str)] = &[
+    // The code binds the raw hash into SQLite's TEXT column.
+    ("toetsafnames", "content_sha256", "bytea"),
+];
+
+/// One column as `table.column type null|not-null default`, in both engines' terms.
+fn column_line(table: &str, column: &str, kind: &str, not_null: bool, default: &str) -> String {
+    let null = if not_null { "not-null" } else { "null" };
+    format!("{table}.{column} {kind} {null} default={default}")
+}
+
+/// A schema as the mirror test compares it.
+#[derive(Debug, Default)]
+struct Schema {
+    /// `column_line`s: tables by name, columns in declared order.
+    columns: Vec<String>,
+    /// Index names, sorted (not those of primary keys and UNIQUE constraints).
+    indexes: Vec<String>,
+    /// Foreign keys as `table.column -> table.column on delete ACTION`, sorted.
+    foreign_keys: Vec<String>,
+}
+
+/// The SQLite schema of a fresh data dir (both files), in PostgreSQL's type names.
+fn sqlite_schema(data_dir: &Path) -> Schema {
+    let mut columns = Vec::new();
+    let mut indexes = Vec::new();
+    let mut foreign_keys = Vec::new();
+    for file in ["gateway.sqlite", "xapi.sqlite"] {
+        let connection = rusqlite::Connection::open(data_dir.join(file)).unwrap();
+        let mut statement = connection
+            .prepare(
+                "SELECT type, name, tbl_name FROM sqlite_master
+                 WHERE name NOT LIKE 'sqlite_%' AND type IN ('table', 'index') AND sql IS NOT NULL",
+            )
+            .unwrap();
+        let objects: Vec<(String, String, String)> = statement
+            .query_map([], |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?)))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        for (kind, name, table) in objects {
+            if kind == "index" {
+                indexes.push(name);
+                continue;
+            }
+            let mut info = connection
+                .prepare(&format!("PRAGMA table_info(\"{table}\")"))
+                .unwrap();
+            let rows: Vec<(String, String, bool, Option<String>, i64)> = info
+                .query_map([], |row| {
+                    Ok((
+                        row.get(1)?,
+                        row.get(2)?,
+                        row.get(3)?,
+                        row.get(4)?,
+                        row.get(5)?,
+                    ))
+                })
+                .unwrap()
+                .collect::<Result<_, _>>()
+                .unwrap();
+            let mut references = connection
+                .prepare(&format!("PRAGMA foreign_key_list(\"{table}\")"))
+                .unwrap();
+            let found: Vec<(String, String, String, String)> = references
+                .query_map([], |row| {
+                    Ok((row.get(2)?, row.get(3)?, row.get(4)?, row.get(6)?))
+                })
+                .unwrap()
+                .collect::<Result<_, _>>()
+                .unwrap();
+            for (parent, from, to, on_delete) in found {
+                foreign_keys.push(format!(
+                    "{table}.{from} -> {parent}.{to} on delete {on_delete}"
+                ));
+            }
+            for (column, declared, not_null, default, primary_key) in rows {
+                let kind = match declared.to_ascii_uppercase().as_str() {
+                    "INTEGER" => "bigint",
+                    "TEXT" => "text",
+                    "BLOB" => "bytea",
+                    "REAL" => "double precision",
+                    other => panic!("{table}.{column}: unexpected SQLite type {other}"),
+                };
+                columns.push((
+                    table.clone(),
+                    column.clone(),
+                    // A primary key column never holds NULL on PostgreSQL.
+                    column_line(
+                        &table,
+                        &column,
+                        kind,
+                        not_null || primary_key > 0,
+                        default.as_deref().unwrap_or(""),
+                    ),
+                ));
+            }
+        }
+    }
+    // Tables by name, columns in declared order (a stable sort keeps it).
+    columns.sort_by(|left, right| left.0.cmp(&right.0));
+    indexes.sort();
+    foreign_keys.sort();
+    Schema {
+        columns: columns.into_iter().map(|(_, _, line)| line).collect(),
+        indexes,
+        foreign_keys,
+    }
+}
+
+/// The migrated PostgreSQL schema in the same terms, without what only it has, its
+/// deliberate deviations put back to what SQLite declares.
+fn postgres_schema(cluster: &Postgres) -> Schema {
+    let rows = cluster.psql(
+        "SELECT table_name, column_name, data_type, is_nullable, coalesce(column_default, '')
+         FROM information_schema.columns WHERE table_schema = 'public'
+         ORDER BY table_name::text COLLATE \"C\", ordinal_position",
+    );
+    let mut columns = Vec::new();
+    for row in rows.lines() {
+        let fields: Vec<&str> = row.split('|').collect();
+        let [table, column, kind, nullable, default] = fields[..] else {
+            panic!("unexpected psql row {row:?}");
+        };
+        if POSTGRES_ONLY_TABLES.contains(&table) || POSTGRES_ONLY_COLUMNS.contains(&(table, column))
+        {
+            continue;
+        }
+        // `'[]'::text` is SQLite's `'[]'`.
+        let mut default = default.split("::").next().unwrap_or("").to_string();
+        let mut kind = kind.to_string();
+        for (deviant_table, deviant_column, deviation) in POSTGRES_DEVIATIONS {
+            if (table, column) != (*deviant_table, *deviant_column) {
+                continue;
+            }
+            if kind == *deviation {
+                kind = "text".into();
+            } else if default == *deviation {
+                default.clear();
+            } else {
+                panic!("{table}.{column} lost its deviation {deviation}: {row}");
+            }
+        }
+        columns.push(column_line(
+            table,
+            column,
+            &kind,
+            nullable == "NO",
+            &default,
+        ));
+    }
+    let indexes = cluster.psql(
+        "SELECT indexname FROM pg_indexes WHERE schemaname = 'public'
+           AND indexname NOT LIKE '%\\_pkey' AND indexname NOT LIKE '%\\_key'
+         ORDER BY indexname::text COLLATE \"C\"",
+    );
+    let indexes = indexes
+        .lines()
+        .filter(|name| !POSTGRES_ONLY_INDEXES.contains(name))
+        .map(str::to_string)
+        .collect();
+    // Every foreign key of the schema has one column.
+    let foreign_keys = cluster.psql(
+        "SELECT c.conrelid::regclass::text || '.' || a.attname || ' -> '
+             || c.confrelid::regclass::text || '.' || p.attname || ' on delete '
+             || CASE c.confdeltype WHEN 'a' THEN 'NO ACTION' WHEN 'c' THEN 'CASCADE'
+                  ELSE c.confdeltype::text END
+         FROM pg_constraint c
+           JOIN pg_attribute a ON a.attrelid = c.conrelid AND a.attnum = c.conkey[1]
+           JOIN pg_attribute p ON p.attrelid = c.confrelid AND p.attnum = c.confkey[1]
+         WHERE c.contype = 'f' AND c.connamespace = 'public'::regnamespace
+         ORDER BY c.conrelid::regclass::text || '.' || a.attname COLLATE \"C\"",
+    );
+    Schema {
+        columns,
+        indexes,
+        foreign_keys: foreign_keys
+            .lines()
+            .filter(|key| {
+                !POSTGRES_ONLY_TABLES
+                    .iter()
+                    .any(|table| key.starts_with(&format!("{table}.")))
+            })
+            .map(str::to_string)
+            .collect(),
+    }
+}
+
+/// Migration 1 mirrors the SQLite schema of a fresh data dir: every table and column of
+/// both files, in the same order, with the same type (in PostgreSQL's names: integers and
+/// flags bigint, never boolean), nullability and default, and the same indexes and foreign
+/// keys; what only
+/// PostgreSQL has is an explicit list, so a column missing on either side fails here.
+#[test]
+fn the_postgres_schema_mirrors_the_sqlite_schema() {
+    let cluster = Postgres::start();
+    let scratch = tempfile::tempdir().unwrap();
+    on_postgres(&cluster.url(), scratch.path(), &["migrate"]).success();
+    let data_dir = scratch.path().join("sqlite");
+    let mut init = gateway_command();
+    init.arg("--data-dir").arg(&data_dir).arg("init");
+    run(init).success();
+
+    let sqlite = sqlite_schema(&data_dir);
+    let postgres = postgres_schema(&cluster);
+    let (sqlite_columns, postgres_columns) = (&sqlite.columns, &postgres.columns);
+    let only_sqlite: Vec<&String> = sqlite_columns
+        .iter()
+        .filter(|line| !postgres_columns.contains(line))
+        .collect();
+    let only_postgres: Vec<&String> = postgres_columns
+        .iter()
+        .filter(|line| !sqlite_columns.contains(line))
+        .collect();
+    assert!(
+        only_sqlite.is_empty() && only_postgres.is_empty(),
+        "columns only on SQLite: {only_sqlite:#?}\ncolumns only on PostgreSQL: {only_postgres:#?}"
+    );
+    assert_eq!(postgres_columns, sqlite_columns, "the column order differs");
+    assert_eq!(postgres.indexes, sqlite.indexes);
+    assert_eq!(postgres.foreign_keys, sqlite.foreign_keys);
 }

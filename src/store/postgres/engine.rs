@@ -25,7 +25,12 @@ pub(crate) struct Engine {
     jobs: Mutex<Option<mpsc::Sender<Job>>>,
     pool_size: usize,
     commits: Arc<tokio::sync::watch::Sender<u64>>,
+    /// The session that holds the background lease (`hold_lease`), while this instance has it.
+    lease: Mutex<Option<Session>>,
 }
+
+/// The advisory lock key of the background lease ("uwlr" in ASCII).
+const LEASE_KEY: i64 = 0x7577_6c72;
 
 impl Engine {
     /// Starts the runtime and `pool_size` writer threads; connects lazily, so a server
@@ -62,6 +67,7 @@ impl Engine {
             jobs: Mutex::new(Some(sender)),
             pool_size: pool_size.max(1),
             commits: Arc::new(tokio::sync::watch::channel(0).0),
+            lease: Mutex::new(None),
         })
     }
 
@@ -140,6 +146,37 @@ impl Engine {
     /// are found by polling, see the publisher).
     pub(crate) fn commits(&self) -> tokio::sync::watch::Receiver<u64> {
         self.commits.subscribe()
+    }
+
+    /// Whether this instance holds the background lease (the publisher, delivery to the
+    /// LRSs and the purge run on one instance at a time): a session-level advisory lock on
+    /// a session of its own, taken when free and kept while that session lives. When the
+    /// holder dies its connection closes, the server drops the lock, and the next instance
+    /// that asks gets it. Blocks on the server: call it off the async threads.
+    pub(crate) fn hold_lease(&self) -> Result<bool, StoreError> {
+        let mut slot = self.lease.lock().expect("lease slot");
+        if let Some(session) = slot.as_ref() {
+            if !session.is_closed() && session.batch("SELECT 1").is_ok() {
+                return Ok(true);
+            }
+            tracing::warn!("the session holding the background lease broke: the lease is lost");
+            *slot = None;
+        }
+        let session = self.session()?;
+        let held: bool = Db::postgres(&session).query_row(
+            "SELECT pg_try_advisory_lock(?1)",
+            [LEASE_KEY],
+            |row| row.get(0),
+        )?;
+        if held {
+            *slot = Some(session);
+        }
+        Ok(held)
+    }
+
+    /// Gives the background lease up (a clean stop), so another instance takes over at once.
+    pub(crate) fn release_lease(&self) {
+        self.lease.lock().expect("lease slot").take();
     }
 
     /// Stops taking write jobs; queued ones still run.

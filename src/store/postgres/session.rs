@@ -229,6 +229,16 @@ pub(crate) fn translate(sql: &str) -> String {
                 quote = Some(c);
                 out.push(c);
             }
+            // A `--` comment runs to the end of its line: copied as it is.
+            '-' if chars.peek() == Some(&'-') => {
+                out.push(c);
+                for next in chars.by_ref() {
+                    out.push(next);
+                    if next == '\n' {
+                        break;
+                    }
+                }
+            }
             '?' => {
                 let mut digits = String::new();
                 while let Some(d) = chars.peek().filter(|d| d.is_ascii_digit()) {
@@ -441,6 +451,10 @@ mod tests {
             "SELECT a FROM t WHERE b = $1 AND c = $2 AND d = '?' AND e = $3"
         );
         assert_eq!(translate("VALUES (?, ?, ?10)"), "VALUES ($1, $2, $10)");
+        assert_eq!(
+            translate("SELECT 1 -- the afname's key ?2\nWHERE a = ?1"),
+            "SELECT 1 -- the afname's key ?2\nWHERE a = $1"
+        );
     }
 
     #[test]
