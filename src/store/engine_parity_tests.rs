@@ -110,7 +110,7 @@ fn seed(db: &Db) -> Result<(), StoreError> {
                   (1, 1, 'A2', 'L2', NULL, 1, 'T', '', '2026-03-05', '2026-03-05T08:00:00',
                      'r1', 7, 1, '{"uitslag": "7"}', 'c', 1, 0, 2, 2),
                   (1, 1, 'A3', 'L1', NULL, 1, 'T', '', '2026-04-01', '2026-04-01T08:00:00',
-                     'r1', NULL, 0, '{}', 'c', 1, 1, 3, 0);
+                     'r1', NULL, 1, '{}', 'c', 1, 1, 3, 0);
            UPDATE schools SET feed_seq = 2 WHERE id = 1;
            INSERT INTO toetsafnames_history (afname_id, revision, state, replaced_at, replaced_by_receipt_id)
            VALUES (1, 1, '{"receipt_id": "r0", "score": 3}', '2026-03-02T08:00:00.000Z', 'r1');
@@ -119,7 +119,7 @@ fn seed(db: &Db) -> Result<(), StoreError> {
            VALUES ('r0', 1, 1, '2026-03-01T08:00:00.000Z', 10, 's0', 'accepted', NULL, 3, '[]', 0),
                   ('r1', 1, 1, '2026-03-02T08:00:00.000Z', 10, 's1', 'accepted', NULL, 4, '[]', 0),
                   ('r2', 1, 1, '2026-03-03T08:00:00.000Z', 10, 's2', 'rejected', 'soap:Client', 0,
-                     '[{"rule": "UWLR-LEERLING", "message": "leerling \"L1\" is unknown"}]', 2),
+                     '[{"rule": "UWLR-LEERLING", "message": "leerling is unknown", "value": "L1"}]', 2),
                   ('r3', 2, 2, '2026-03-04T08:00:00.000Z', 10, 's3', 'rejected', 'soap:Client', 0,
                      '[{"rule": "UWLR-XSD", "message": "L2"}, {"rule": "UWLR-XSD", "message": "x"}]', 0);
            INSERT INTO sender_state (client_id, school_id, last_aanmaakdatum_us, last_aanmaakdatum, last_receipt_id)
