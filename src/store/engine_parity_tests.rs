@@ -219,6 +219,21 @@ fn scenario(db: &Db) -> Result<Value, StoreError> {
         ]),
     );
     note("readers", json!(readers::list_readers(db, today)?));
+    let token = readers::add_reader(
+        db,
+        "xapi-b",
+        &[Scope::Xapi],
+        &[Grant {
+            school: school("99YY"),
+            mandate_ref: "DPA-X".into(),
+            valid_from: "2026-01-01".into(),
+            valid_until: Some("2026-12-31".into()),
+        }],
+    )?;
+    let reader = readers::authenticate_reader(db, &token)?.map(|reader| reader.name);
+    let forged = format!("{}0", &token[..token.len() - 1]);
+    let wrong = forged != token && readers::authenticate_reader(db, &forged)?.is_some();
+    note("authenticate_reader", json!([reader, wrong]));
     let readable: Vec<String> = readers::readable_schools(db, 1, today)?
         .into_iter()
         .map(|school| format!("{}:{}", school.id, school.school))
@@ -245,6 +260,13 @@ fn scenario(db: &Db) -> Result<Value, StoreError> {
         "audit_leerling",
         audit(AuditFilter {
             leerling: Some("L2".into()),
+            ..AuditFilter::default()
+        })?,
+    );
+    note(
+        "audit_school",
+        audit(AuditFilter {
+            school: Some(school("99XX01")),
             ..AuditFilter::default()
         })?,
     );
@@ -322,9 +344,22 @@ fn scenario(db: &Db) -> Result<Value, StoreError> {
             receipts::receipt_of_client(db, "EA", "sleutel-123", Some(&uuid::Uuid::nil()))?
         )),
     );
-    let keyring = Keyring::parse(&Keyring::new_key_text(), "test").unwrap();
+    let key_text = Keyring::new_key_text();
+    let keyring = Keyring::parse(&key_text, "test").unwrap();
     let key = erasure::learner_hash_key(db, &keyring)?;
     assert_eq!(erasure::learner_hash_key(db, &keyring)?, key);
+    let rotated = Keyring::parse(
+        &format!("{},{}", Keyring::new_key_text(), key_text),
+        "test",
+    )
+    .unwrap();
+    let mut resealed = crate::store::outbox::Resealed::default();
+    erasure::reseal_gateway_keys(db, &rotated, &mut resealed)?;
+    assert_eq!(erasure::learner_hash_key(db, &rotated)?, key);
+    note(
+        "resealed",
+        json!([resealed.resealed, resealed.unopened.len()]),
+    );
     let erased =
         erasure::erase_learner::<StoreError>(db, &keyring, &learner, "test", |_| Ok(Vec::new()))?;
     note("erased", json!([erased.counts, erased.lrs]));
@@ -438,6 +473,42 @@ fn scenario(db: &Db) -> Result<Value, StoreError> {
     );
     admin::deactivate(db, "EA", &school("99XX01"))?;
     readers::withdraw_school(db, "las-a", &school("99XX01"))?;
+    note("activations_deactivated", json!(admin::list_activations(db)?));
+    note("readers_withdrawn", json!(readers::list_readers(db, today)?));
+    admin::activate(db, "EA", &school("99XX01"), "DPA-3", "2027-01-01", None)?;
+    readers::grant_school(
+        db,
+        "las-a",
+        &Grant {
+            school: school("99XX01"),
+            mandate_ref: "DPA-LAS-2".into(),
+            valid_from: "2026-02-01".into(),
+            valid_until: Some("2026-10-01".into()),
+        },
+    )?;
+    admin::import_leerlingen(
+        db,
+        &[LeerlingRow {
+            school: school("99XX01"),
+            leerlingid: "L3".into(),
+            eckid: Some("https://id.school/E3".into()),
+            naam: None,
+        }],
+        "test",
+    )?;
+    note("leerlingen_after", {
+        let mut statement = db.prepare(
+            "SELECT leerlingid, eckid, naam FROM leerlingen WHERE school_id = 1 ORDER BY leerlingid",
+        )?;
+        let rows = statement.query_map(params![], |row| {
+            Ok(json!([
+                row.get::<_, String>(0)?,
+                row.get::<_, Option<String>>(1)?,
+                row.get::<_, Option<String>>(2)?
+            ]))
+        })?;
+        json!(rows.collect::<Result<Vec<_>, _>>()?)
+    });
     readers::revoke_reader(db, "las-a")?;
     admin::revoke_client(db, "EB")?;
     note("activations_after", json!(admin::list_activations(db)?));
