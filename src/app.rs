@@ -46,8 +46,16 @@ impl Application {
     /// Opens the data dir (creating it when missing), the keyring, the contract and the
     /// bridge, and binds the listeners. Must be called inside a Tokio runtime.
     pub(crate) async fn build(config: Config) -> Result<Application> {
+        require_shared_key(&config)?;
         let store = match config.store {
-            crate::store::Engine::Postgres => crate::cli::open_postgres(&config)?,
+            crate::store::Engine::Postgres => {
+                // The data dir holds only this instance's local files on PostgreSQL (the
+                // contract it publishes); the data is in the database.
+                crate::store::create_private_dir(&config.data_dir).with_context(|| {
+                    format!("cannot create the data dir {}", config.data_dir.display())
+                })?;
+                crate::cli::open_postgres(&config)?
+            }
             crate::store::Engine::Sqlite => Store::open_serving(
                 &config.data_dir,
                 config.durability,
@@ -298,13 +306,19 @@ pub(crate) fn open_store(config: &Config) -> Result<Store> {
 /// On PostgreSQL the key must be configured (`secrets_key` or `secrets_key_file`): every
 /// instance seals and opens the same stored secrets, so none may make a key of its own.
 pub(crate) fn load_keyring(config: &Config, create: bool) -> Result<Keyring> {
+    require_shared_key(config)?;
+    Ok(Keyring::load(&config.secrets_key_source(), create)?)
+}
+
+/// On PostgreSQL the secrets key must be configured (see `load_keyring`).
+fn require_shared_key(config: &Config) -> Result<()> {
     if config.store == crate::store::Engine::Postgres
         && config.secrets_key.is_none()
         && config.secrets_key_file.is_none()
     {
         anyhow::bail!("store = \"postgres\" needs secrets_key_file or UWLR_SECRETS_KEY: every instance must seal and open stored secrets with the same key, so none is made in a data dir");
     }
-    Ok(Keyring::load(&config.secrets_key_source(), create)?)
+    Ok(())
 }
 
 /// Where `serve` writes the contract (the WSDL's schemas) it publishes.

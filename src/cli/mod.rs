@@ -129,32 +129,9 @@ pub(crate) fn open_postgres(config: &Config) -> Result<Store> {
     )?)
 }
 
-/// On PostgreSQL only `init`, `migrate`, `backup` (which explains) and `serve` (which
-/// refuses in `Application::build`) look at the store yet, and the commands that need none
-/// run as ever; every other one is refused rather than quietly using a SQLite data dir.
-fn refuse_unfinished_engine(config: &Config, command: &Command) -> Result<()> {
-    let runs_on_postgres = matches!(
-        command,
-        Command::Init
-            | Command::Migrate { .. }
-            | Command::Backup { .. }
-            | Command::Serve { .. }
-            | Command::Validate { .. }
-            | Command::Completions { .. }
-            | Command::Man { .. }
-            | Command::Replay(_)
-            | Command::Generate(_)
-    );
-    if config.store == crate::store::Engine::Postgres && !runs_on_postgres && false {
-        bail!("{}", crate::store::postgres::NOT_COMPLETE);
-    }
-    Ok(())
-}
-
 /// Runs one parsed command line: each command group lives in its own module.
 fn run(cli: Cli) -> Result<ExitCode> {
     let config = load_config(&cli)?;
-    refuse_unfinished_engine(&config, &cli.command)?;
     match cli.command {
         Command::Init => data_dir::init(&config),
         Command::Migrate { check } => data_dir::migrate(&config, check),

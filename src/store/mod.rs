@@ -46,8 +46,8 @@ pub enum StoreError {
     Sqlite(rusqlite::Error),
     /// A PostgreSQL failure: no connection, or a statement the server refused (the cause
     /// says which; it never holds the database URL).
-    #[error("PostgreSQL failed")]
-    Postgres(#[from] tokio_postgres::Error),
+    #[error("PostgreSQL failed: {}", postgres::describe(.0))]
+    Postgres(tokio_postgres::Error),
     /// What an operation names does not exist (a reader, client, school, grant,
     /// activation); carries it as the caller named it.
     #[error("no {what}")]
@@ -125,6 +125,12 @@ pub enum StoreError {
     /// A sealed secret did not open (see `secret`).
     #[error(transparent)]
     Secret(#[from] crate::secret::SecretError),
+}
+
+impl From<tokio_postgres::Error> for StoreError {
+    fn from(error: tokio_postgres::Error) -> StoreError {
+        StoreError::Postgres(error)
+    }
 }
 
 impl From<rusqlite::Error> for StoreError {

@@ -288,15 +288,15 @@ pub(crate) fn changed_afnames(
            CASE WHEN a.legacy_statement_id <> 0 THEN NULL ELSE o.klantcode END,
            CASE WHEN h.state IS NULL THEN a.toets_revision ELSE (h.state::json->>'toets_revision')::bigint END,
            1
-         FROM change_order o JOIN toetsafname_changes g ON g.change_seq = o.change_seq JOIN toetsafnames a ON a.id = g.afname_id JOIN schools s ON s.id = a.school_id
+         FROM change_order po JOIN toetsafname_changes g ON g.change_seq = po.change_seq JOIN toetsafnames a ON a.id = g.afname_id JOIN schools s ON s.id = a.school_id
            JOIN clients o ON o.id = a.client_id
            LEFT JOIN toetsafnames_history h ON h.afname_id = g.afname_id AND h.revision = g.revision AND a.revision <> g.revision
            -- The receipt of the change itself (an identical resend later moves the link of the afname on).
            LEFT JOIN receipts r ON r.id = COALESCE(g.receipt_id,
              CASE WHEN h.state IS NULL THEN a.receipt_id ELSE (h.state::json->>'receipt_id') END)
            LEFT JOIN clients c ON c.id = r.client_id
-         WHERE o.position > ?2 AND o.position <= ?3 AND g.quarantined = 0 AND (CAST(?1 AS BIGINT) IS NULL OR a.school_id = ?1)
-         ORDER BY o.position",
+         WHERE po.position > ?2 AND po.position <= ?3 AND g.quarantined = 0 AND (CAST(?1 AS BIGINT) IS NULL OR a.school_id = ?1)
+         ORDER BY po.position",
     ))?;
     let rows = statement
         .query_map(params![school_id, from_seq, to_seq], |row| {

@@ -77,9 +77,27 @@ impl Connection {
     }
 }
 
-/// What every part of the gateway that needs the store functions says on PostgreSQL, until
-/// the engine is complete.
-pub(crate) const NOT_COMPLETE: &str = "the PostgreSQL engine is not complete yet: only `uwlr-gateway init` and `migrate` run on store = \"postgres\" (issue 12); use store = \"sqlite\" for everything else";
+/// A PostgreSQL error for logs and output: the server's SQLSTATE, message, detail and
+/// hint when it answered, else the client's error with its cause (never the URL).
+pub(crate) fn describe(error: &tokio_postgres::Error) -> String {
+    if let Some(db) = error.as_db_error() {
+        let mut text = format!("{} ({})", db.message(), db.code().code());
+        if let Some(detail) = db.detail() {
+            text.push_str(&format!("; {detail}"));
+        }
+        if let Some(hint) = db.hint() {
+            text.push_str(&format!("; hint: {hint}"));
+        }
+        return text;
+    }
+    let mut text = error.to_string();
+    let mut source = std::error::Error::source(error);
+    while let Some(cause) = source {
+        text.push_str(&format!(": {cause}"));
+        source = cause.source();
+    }
+    text
+}
 
 /// How long a connection attempt may take when the URL does not say (`connect_timeout`).
 const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);

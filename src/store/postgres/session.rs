@@ -114,7 +114,10 @@ impl Session {
             self.client
                 .query_raw(statement, params.iter().map(|p| p as &dyn ToSql)),
         ))?;
-        Ok(futures_executor::block_on_stream(Box::pin(stream)).map(|row| self.watch(row)))
+        // Fused: a row stream polled again after its end reports a closed connection.
+        Ok(futures_executor::block_on_stream(Box::pin(stream))
+            .fuse()
+            .map(|row| self.watch(row)))
     }
 
     /// Statements without parameters, in one round trip.
