@@ -20,7 +20,9 @@ const WAIT: Duration = Duration::from_secs(120);
 fn assert_store_consistent(gateway: &Gateway, context: &str) {
     let db = gateway.db();
     let integrity: String = db
-        .query_row("PRAGMA integrity_check", [], |row| row.get(0))
+        .query_row("PRAGMA integrity_check", rusqlite::params![], |row| {
+            row.get(0)
+        })
         .unwrap();
     assert_eq!(integrity, "ok", "{context}");
     // Every accepted receipt owns exactly the rows it says it wrote (no test message
@@ -33,7 +35,7 @@ fn assert_store_consistent(gateway: &Gateway, context: &str) {
         )
         .unwrap();
     let receipts: Vec<(String, String, i64, i64)> = statement
-        .query_map([], |row| {
+        .query_map(rusqlite::params![], |row| {
             Ok((row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?))
         })
         .unwrap()
@@ -109,7 +111,9 @@ fn afnames(gateway: &Gateway) -> Vec<(String, String, i64)> {
         )
         .unwrap();
     let rows = statement
-        .query_map([], |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?)))
+        .query_map(rusqlite::params![], |row| {
+            Ok((row.get(0)?, row.get(1)?, row.get(2)?))
+        })
         .unwrap()
         .collect::<Result<_, _>>()
         .unwrap();
@@ -361,7 +365,7 @@ fn sigkill_at_any_point_leaves_every_message_whole_or_absent() {
         .prepare("SELECT id FROM xapi_statements WHERE voided_by IS NOT NULL")
         .unwrap();
     let voided: BTreeSet<String> = statement
-        .query_map([], |row| row.get(0))
+        .query_map(rusqlite::params![], |row| row.get(0))
         .unwrap()
         .collect::<Result<_, _>>()
         .unwrap();

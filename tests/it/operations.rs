@@ -59,8 +59,11 @@ fn backup_under_load_restores_into_a_fresh_data_dir_that_serves() {
         assert!(!backup.with_extension("partial").exists());
         let connection = rusqlite::Connection::open(backup.join("gateway.sqlite")).unwrap();
         crate::harness::attach_xapi(&connection, backup);
+        let connection = uwlr_gateway::store::db::Db::owned_sqlite(connection);
         let check: String = connection
-            .query_row("PRAGMA integrity_check", [], |row| row.get(0))
+            .query_row("PRAGMA integrity_check", rusqlite::params![], |row| {
+                row.get(0)
+            })
             .unwrap();
         assert_eq!(check, "ok");
         let receipts = count(&connection, "SELECT count(*) FROM receipts");
@@ -208,12 +211,12 @@ fn tls_serves_soap_calls_and_the_wsdl_over_https() {
 fn a_lost_xapi_database_is_rebuilt_with_the_same_statement_ids() {
     let root = tempfile::tempdir().unwrap();
     let data_dir = root.path().join("data");
-    let ids = |connection: &rusqlite::Connection| -> Vec<(String, bool)> {
+    let ids = |connection: &uwlr_gateway::store::db::Db| -> Vec<(String, bool)> {
         let mut statement = connection
             .prepare("SELECT id, voided_by IS NOT NULL FROM xapi_statements ORDER BY id")
             .unwrap();
         let rows = statement
-            .query_map([], |row| Ok((row.get(0)?, row.get(1)?)))
+            .query_map(rusqlite::params![], |row| Ok((row.get(0)?, row.get(1)?)))
             .unwrap();
         rows.map(Result::unwrap).collect()
     };
@@ -291,7 +294,9 @@ fn cli_commands_during_wal_restarts_leave_the_gateways_wal_alone() {
         assert!(gateway.data_dir.join(wal).exists(), "{wal} is in place");
     }
     let check: String = connection
-        .query_row("PRAGMA integrity_check", [], |row| row.get(0))
+        .query_row("PRAGMA integrity_check", rusqlite::params![], |row| {
+            row.get(0)
+        })
         .unwrap();
     assert_eq!(check, "ok");
 }

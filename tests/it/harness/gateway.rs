@@ -1,6 +1,7 @@
 //! One running `uwlr-gateway serve --demo` on port 0: its settings, data dir and logs; start, restart, SIGKILL, SIGTERM, and its CLI on the same data dir.
 
 use super::cli::{gateway_command, run, CliOutput};
+use super::postgres::{self, TestEngine};
 use super::process::{Process, Stream};
 use super::{CALL_TIMEOUT, START_DEADLINE};
 use std::path::{Path, PathBuf};
@@ -68,6 +69,9 @@ pub struct Gateway {
     /// Holds `data/`, the logs and scratch files; removed on drop.
     root: tempfile::TempDir,
     pub data_dir: PathBuf,
+    /// Under `UWLR_TEST_ENGINE=postgres`: this gateway's database in the shared cluster
+    /// (dropped with the gateway); its URL is in `env` as `UWLR_DATABASE_URL`.
+    pub database: Option<String>,
     env: Vec<(String, String)>,
     /// The running server, if any.
     process: Option<Process>,
@@ -96,8 +100,24 @@ pub fn spawn_gateway(options: Options) -> Gateway {
 }
 
 impl Gateway {
-    /// A gateway on a fresh (or the given) data dir, not started yet.
+    /// A gateway on a fresh (or the given) data dir, not started yet; under
+    /// `UWLR_TEST_ENGINE=postgres` also on a fresh database of its own.
     pub fn new(options: Options) -> Gateway {
+        Gateway::on_database(options, None)
+    }
+
+    /// [`Gateway::new`], on PostgreSQL with a copy of the database `template` when given.
+    fn on_database(mut options: Options, template: Option<&str>) -> Gateway {
+        let database = match postgres::test_engine() {
+            TestEngine::Sqlite => None,
+            TestEngine::Postgres => {
+                let database = postgres::create_database(template);
+                options = options
+                    .env("UWLR_STORE", "postgres")
+                    .env("UWLR_DATABASE_URL", postgres::shared().url_of(&database));
+                Some(database)
+            }
+        };
         let root = tempfile::Builder::new()
             .prefix("uwlr-it-")
             .tempdir()
@@ -113,6 +133,7 @@ impl Gateway {
         Gateway {
             root,
             data_dir,
+            database,
             env: options.env,
             process: None,
             runs: 0,
@@ -161,12 +182,14 @@ impl Gateway {
     }
 
     /// A second gateway (not started) on a copy of this one's data dir and secrets key,
-    /// with the same settings, as a restore would give; stop this one first.
+    /// with the same settings, as a restore would give; stop this one first. On
+    /// PostgreSQL its database is a copy of this one's (`CREATE DATABASE … TEMPLATE`).
     pub fn copy(&self) -> Gateway {
-        let copy = Gateway::new(Options {
+        let options = Options {
             env: self.env.clone(),
             data_dir: None,
-        });
+        };
+        let copy = Gateway::on_database(options, self.database.as_deref());
         copy_dir(&self.data_dir, &copy.data_dir);
         copy
     }
@@ -350,6 +373,9 @@ impl Gateway {
 impl Drop for Gateway {
     fn drop(&mut self) {
         self.kill();
+        if let Some(database) = &self.database {
+            postgres::drop_database(database);
+        }
     }
 }
 
