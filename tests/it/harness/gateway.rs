@@ -126,6 +126,17 @@ impl Gateway {
             .data_dir
             .clone()
             .unwrap_or_else(|| root.path().join("data"));
+        if database.is_some() {
+            // On PostgreSQL the data dir holds only the secrets key and the contract
+            // files, and `serve` does not create it yet (it does on SQLite): made here, as
+            // a deployment's state directory would be, so the suites reach the database.
+            use std::os::unix::fs::DirBuilderExt as _;
+            std::fs::DirBuilder::new()
+                .recursive(true)
+                .mode(0o700)
+                .create(&data_dir)
+                .expect("create the data dir");
+        }
         let http = reqwest::blocking::Client::builder()
             .timeout(CALL_TIMEOUT)
             .build()
