@@ -19,12 +19,15 @@ const WAIT: Duration = Duration::from_secs(120);
 /// Everything that must hold after any crash and restart.
 fn assert_store_consistent(gateway: &Gateway, context: &str) {
     let db = gateway.db();
-    let integrity: String = db
-        .query_row("PRAGMA integrity_check", rusqlite::params![], |row| {
-            row.get(0)
-        })
-        .unwrap();
-    assert_eq!(integrity, "ok", "{context}");
+    // SQLite checks its own file; PostgreSQL's crash recovery is the server's, not ours.
+    if !db.is_postgres() {
+        let integrity: String = db
+            .query_row("PRAGMA integrity_check", rusqlite::params![], |row| {
+                row.get(0)
+            })
+            .unwrap();
+        assert_eq!(integrity, "ok", "{context}");
+    }
     // Every accepted receipt owns exactly the rows it says it wrote (no test message
     // here touches another's keys), a rejected one owns none, and no row is orphaned.
     let mut statement = db

@@ -36,6 +36,42 @@ impl Gateway {
         }
     }
 
+    /// Every byte the database keeps on disk, to show a secret is not stored in clear:
+    /// SQLite's two files with their WALs; on PostgreSQL, after a CHECKPOINT, the files of
+    /// this gateway's database and the cluster's WAL.
+    pub fn stored_bytes(&self) -> Vec<u8> {
+        let mut bytes = Vec::new();
+        let Some(database) = &self.database else {
+            for name in [
+                "gateway.sqlite",
+                "gateway.sqlite-wal",
+                "xapi.sqlite",
+                "xapi.sqlite-wal",
+            ] {
+                bytes.extend(std::fs::read(self.data_dir.join(name)).unwrap_or_default());
+            }
+            return bytes;
+        };
+        let cluster = super::postgres::shared();
+        cluster.psql_as("postgres", "CHECKPOINT");
+        let oid = cluster.psql_as(
+            "postgres",
+            &format!("SELECT oid FROM pg_database WHERE datname = '{database}'"),
+        );
+        let data = cluster.dir().join("data");
+        for dir in [data.join("base").join(&oid), data.join("pg_wal")] {
+            let entries = std::fs::read_dir(&dir)
+                .unwrap_or_else(|error| panic!("read {}: {error}", dir.display()));
+            for entry in entries.flatten() {
+                if entry.file_type().is_ok_and(|kind| kind.is_file()) {
+                    bytes.extend(std::fs::read(entry.path()).unwrap_or_default());
+                }
+            }
+        }
+        assert!(!bytes.is_empty(), "no files of database {database}");
+        bytes
+    }
+
     /// The publisher's cursor and the change counter: it has published everything when they meet.
     pub fn publisher_position(&self) -> (i64, i64) {
         publisher_position(&self.db())
