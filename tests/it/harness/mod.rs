@@ -16,7 +16,9 @@ pub use gateway::{spawn_default, spawn_gateway, Gateway, Options};
 pub use postgres::{test_engine, TestEngine};
 pub use soap::NS_DETAIL;
 pub use soap::{check, fault_of, outcome, send_and_check, Expect};
-pub use store::{attach_xapi, count, receipt_rules, rows, wait_published};
+pub use store::{
+    arrival_order, attach_xapi, count, json_value, receipt_rules, rows, wait_published,
+};
 
 use std::path::PathBuf;
 use std::time::Duration;

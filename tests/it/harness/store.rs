@@ -165,6 +165,26 @@ fn publisher_position(connection: &Db) -> (i64, i64) {
         .expect("publisher position")
 }
 
+/// SQL for the JSON value at `path` (`$.a.b`) in `column`, as SQLite's `json_extract`
+/// reads it; on PostgreSQL as text (`#>>`), which `rows` prints the same.
+pub fn json_value(connection: &Db, column: &str, path: &str) -> String {
+    if connection.is_postgres() {
+        let keys = path
+            .trim_start_matches('$')
+            .trim_start_matches('.')
+            .replace('.', ",");
+        format!("(({column})::jsonb #>> '{{{keys}}}')")
+    } else {
+        format!("json_extract({column}, '{path}')")
+    }
+}
+
+/// The order in which rows of `receipts` arrived: SQLite's `rowid`; PostgreSQL has none,
+/// so the time each message was received, then its id.
+pub fn arrival_order(connection: &Db) -> &'static str {
+    connection.pick("rowid", "received_at, id")
+}
+
 /// One number from SQL.
 pub fn count(connection: &Db, sql: &str) -> i64 {
     connection
