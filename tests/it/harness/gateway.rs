@@ -127,15 +127,29 @@ impl Gateway {
             .clone()
             .unwrap_or_else(|| root.path().join("data"));
         if database.is_some() {
-            // On PostgreSQL the data dir holds only the secrets key and the contract
-            // files, and `serve` does not create it yet (it does on SQLite): made here, as
-            // a deployment's state directory would be, so the suites reach the database.
+            // On PostgreSQL the data dir holds only the contract files (and here the key
+            // file), and `serve` does not create it (it does on SQLite): made here, as a
+            // deployment's state directory would be.
             use std::os::unix::fs::DirBuilderExt as _;
             std::fs::DirBuilder::new()
                 .recursive(true)
                 .mode(0o700)
                 .create(&data_dir)
                 .expect("create the data dir");
+            // `serve` on PostgreSQL needs a secrets key shared by every instance, never
+            // one it makes itself: a key file where SQLite's gateway keeps its own, so
+            // tests that read, rotate or lose `secrets.key` mean the same on both engines.
+            let has_key = options
+                .env
+                .iter()
+                .any(|(name, _)| name == "UWLR_SECRETS_KEY" || name == "UWLR_SECRETS_KEY_FILE");
+            if !has_key {
+                let key_file = data_dir.join("secrets.key");
+                if !key_file.exists() {
+                    write_key_file(&key_file);
+                }
+                options = options.env("UWLR_SECRETS_KEY_FILE", key_file.to_string_lossy());
+            }
         }
         let http = reqwest::blocking::Client::builder()
             .timeout(CALL_TIMEOUT)
@@ -200,8 +214,14 @@ impl Gateway {
             env: self.env.clone(),
             data_dir: None,
         };
-        let copy = Gateway::on_database(options, self.database.as_deref());
+        let mut copy = Gateway::on_database(options, self.database.as_deref());
         copy_dir(&self.data_dir, &copy.data_dir);
+        // The harness's key file (PostgreSQL) moves with the data dir it lives in.
+        let own_key = self.data_dir.join("secrets.key");
+        if self.setting("UWLR_SECRETS_KEY_FILE") == Some(&*own_key.to_string_lossy()) {
+            let copied_key = copy.data_dir.join("secrets.key");
+            copy.set_env("UWLR_SECRETS_KEY_FILE", &copied_key.to_string_lossy());
+        }
         copy
     }
 
@@ -397,6 +417,26 @@ pub fn tail(text: &str, bytes: usize) -> &str {
         start += 1;
     }
     &text[start..]
+}
+
+/// A key file of one fresh key (base64 of 32 random bytes), readable by its owner only.
+fn write_key_file(path: &Path) {
+    use base64::Engine as _;
+    use std::io::Write as _;
+    use std::os::unix::fs::OpenOptionsExt as _;
+    let key: [u8; 32] = rand::random();
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+        .unwrap_or_else(|error| panic!("create {}: {error}", path.display()));
+    writeln!(
+        file,
+        "{}",
+        base64::engine::general_purpose::STANDARD.encode(key)
+    )
+    .expect("write the key file");
 }
 
 fn copy_dir(from: &Path, to: &Path) {
