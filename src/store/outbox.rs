@@ -746,12 +746,10 @@ pub(crate) fn reseal_secrets(connection: &Db, keyring: &Keyring) -> Result<Resea
     Ok(outcome)
 }
 
-/// `outbox_status` on a SQLite connection of the caller's (the integration tests read a
-/// gateway's files this way).
-pub fn outbox_status_of(
-    connection: &rusqlite::Connection,
-) -> Result<Vec<OutboxStatusRow>, StoreError> {
-    outbox_status(&Db::sqlite(connection))
+/// `outbox_status` on a connection of the caller's (the integration tests read a
+/// gateway's database this way).
+pub fn outbox_status_of(connection: &Db<'_>) -> Result<Vec<OutboxStatusRow>, StoreError> {
+    outbox_status(connection)
 }
 
 /// Pending counts, lag and last outcome per subscription.

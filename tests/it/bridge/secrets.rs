@@ -13,18 +13,9 @@ fn expect_basic_auth(lrs: &StandIn, password: &str) {
     lrs.with(|state| state.authorization = Some(format!("Basic {token}")));
 }
 
-/// Every byte of both database files and their WALs.
+/// Every byte the database keeps on disk (both SQLite files and their WALs).
 fn database_bytes(gateway: &Gateway) -> Vec<u8> {
-    let mut bytes = Vec::new();
-    for name in [
-        "gateway.sqlite",
-        "gateway.sqlite-wal",
-        "xapi.sqlite",
-        "xapi.sqlite-wal",
-    ] {
-        bytes.extend(std::fs::read(gateway.data_dir.join(name)).unwrap_or_default());
-    }
-    bytes
+    gateway.stored_bytes()
 }
 
 fn contains(haystack: &[u8], needle: &[u8]) -> bool {
