@@ -155,13 +155,20 @@ pub fn wait_published(connection: &Db) {
     }
 }
 
+/// The publisher's cursor and the end of what it has to publish. On PostgreSQL the end is
+/// the last publication position plus the committed changes not yet given one (the
+/// change counter is SQLite's; `store::outbox::publisher_progress` counts alike).
 fn publisher_position(connection: &Db) -> (i64, i64) {
+    let sql = if connection.is_postgres() {
+        "SELECT (SELECT cursor_seq FROM xapi_publisher),
+                (SELECT COALESCE(MAX(position), 0) FROM change_order)
+                + (SELECT count(*) FROM toetsafname_changes
+                   WHERE xid >= (SELECT cursor_xid FROM xapi_publisher))"
+    } else {
+        "SELECT (SELECT cursor_seq FROM xapi_publisher), (SELECT seq FROM change_counter)"
+    };
     connection
-        .query_row(
-            "SELECT (SELECT cursor_seq FROM xapi_publisher), (SELECT seq FROM change_counter)",
-            rusqlite::params![],
-            |row| Ok((row.get(0)?, row.get(1)?)),
-        )
+        .query_row(sql, rusqlite::params![], |row| Ok((row.get(0)?, row.get(1)?)))
         .expect("publisher position")
 }
 
