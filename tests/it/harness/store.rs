@@ -168,7 +168,9 @@ fn publisher_position(connection: &Db) -> (i64, i64) {
         "SELECT (SELECT cursor_seq FROM xapi_publisher), (SELECT seq FROM change_counter)"
     };
     connection
-        .query_row(sql, rusqlite::params![], |row| Ok((row.get(0)?, row.get(1)?)))
+        .query_row(sql, rusqlite::params![], |row| {
+            Ok((row.get(0)?, row.get(1)?))
+        })
         .expect("publisher position")
 }
 
