@@ -18,7 +18,12 @@ const INSTANCES: usize = 3;
 const SENDERS: usize = 6;
 /// At most this many small messages (the senders also stop when told).
 const MAX_MESSAGES: u32 = 400;
-/// Keys every message writes, so concurrent messages update the same afnames.
+/// The second school: the demo client is activated for it here, and its one learner
+/// `YY0001` gets every result. Its messages run beside the demo school's (another
+/// school's row lock), so transactions commit out of their xid order and the publisher's
+/// horizon matters; its keys start with `Y`.
+const OTHER_SCHOOL: &str = "99YY";
+/// Keys every message of a school writes, so concurrent messages update the same afnames.
 const HOT_KEYS: u32 = 4;
 /// Keys of a sliding window: message n writes `W{n}`..`W{n + WINDOW - 1}`.
 const WINDOW: u32 = 6;
@@ -34,7 +39,7 @@ const TAKEOVER_BOUND: Duration = Duration::from_secs(10);
 const WAIT: Duration = Duration::from_secs(90);
 
 /// One message as sent: its number (its aanmaakdatum is `aanmaakdatum(AANMAAK_BASE + n)`),
-/// body hash, keys and score.
+/// body hash, keys (their first letter says the school: `Y` for 99YY) and score.
 #[derive(Clone, Debug)]
 struct Sent {
     number: u32,
@@ -108,19 +113,29 @@ fn leerling_of(key: &str) -> String {
     format!("LL{:04}", sum % 20 + 1)
 }
 
-/// Message `number`: the hot keys and its window, each scored `number + 1`.
-fn small_message(number: u32) -> (Vec<u8>, Sent) {
-    let mut keys: Vec<String> = (0..HOT_KEYS).map(|hot| format!("H{hot}")).collect();
-    keys.extend((number..number + WINDOW).map(|window| format!("W{window:04}")));
+/// Message `number` for the demo school (or 99YY): the hot keys and its window, each
+/// scored `number + 1`.
+fn small_message(number: u32, other_school: bool) -> (Vec<u8>, Sent) {
+    let prefix = if other_school { "Y" } else { "" };
+    let mut keys: Vec<String> = (0..HOT_KEYS).map(|hot| format!("{prefix}H{hot}")).collect();
+    keys.extend((number..number + WINDOW).map(|window| format!("{prefix}W{window:04}")));
     let score = i64::from(number) + 1;
     let mut by_leerling: BTreeMap<String, Vec<Resultaat>> = BTreeMap::new();
     for key in &keys {
+        let leerling = if other_school {
+            "YY0001".to_string()
+        } else {
+            leerling_of(key)
+        };
         by_leerling
-            .entry(leerling_of(key))
+            .entry(leerling)
             .or_default()
             .push(Resultaat::score(key, TOETSCODE, score as u64).afnamedatum("2026-10-01"));
     }
     let mut message = Message::demo(&aanmaakdatum(AANMAAK_BASE + number)).toets(toets());
+    if other_school {
+        message = message.school(OTHER_SCHOOL);
+    }
     for (leerling, resultaten) in by_leerling {
         message = message.afname(&leerling, resultaten);
     }
@@ -326,7 +341,8 @@ fn lease_holder(instances: &[Gateway], alive: &[bool]) -> usize {
     }
 }
 
-/// Runs the senders until `stop` (or `MAX_MESSAGES`); returns what each message got.
+/// Runs the senders until `stop` (or `MAX_MESSAGES`), the odd ones for 99YY; returns what
+/// each message got.
 fn spawn_senders(
     instances: &Arc<Instances>,
     stop: &Arc<AtomicBool>,
@@ -357,7 +373,7 @@ fn spawn_senders(
                     if number >= MAX_MESSAGES {
                         break;
                     }
-                    let (body, sent) = small_message(number);
+                    let (body, sent) = small_message(number, sender % 2 == 1);
                     let answer = send(&http, &base_url, body);
                     answered.fetch_add(1, Ordering::SeqCst);
                     calls.push((sent, answer));
@@ -440,6 +456,9 @@ fn instances_share_one_database_through_concurrency_and_sigkills() {
     let mut alive = vec![true; INSTANCES];
     let holder = lease_holder(&instances, &alive);
     instances[0].cli_stdout(&["lrs", "add", "standin", "--url", &standin.url()]);
+    instances[2].cli_stdout(&crate::query::words(
+        "schools activate 99YY --klantcode DEMO-EA --mandate DPA-YY --valid-from 2020-01-01",
+    ));
     let token = crate::query::reader(
         &instances[1],
         "las-multi",
@@ -554,14 +573,15 @@ fn instances_share_one_database_through_concurrency_and_sigkills() {
     let final_state = check_messages(&db, &calls, &big);
     check_walk(&walk, &final_state);
     check_statements(&db, &standin);
+    let tally = |kind: fn(&Answer) -> bool| calls.iter().filter(|(_, answer)| kind(answer)).count();
     eprintln!(
-        "{} messages sent, {} accepted; the walker read {} pages",
+        "{} messages sent: {} accepted, {} UWLR-VOLGORDE, {} lost with a killed instance; the walker read {} pages; the stand-in got {} POSTs",
         calls.len(),
-        calls
-            .iter()
-            .filter(|(_, answer)| matches!(answer, Answer::Accepted(_)))
-            .count(),
-        walk.pages
+        tally(|answer| matches!(answer, Answer::Accepted(_))),
+        tally(|answer| matches!(answer, Answer::Volgorde(_))),
+        tally(|answer| matches!(answer, Answer::Transport { .. })),
+        walk.pages,
+        standin.with(|state| state.posts.len()),
     );
     drop(db);
     // The instances go before the first, whose database they share.
@@ -794,9 +814,15 @@ fn check_messages(
     final_state
 }
 
-/// The walker's last view of every key is the final state, and it saw every key.
+/// The walker's last view of every key of the demo school is the final state, and it
+/// saw every such key (and no other school's).
 fn check_walk(walk: &Walk, final_state: &BTreeMap<String, Seen>) {
-    assert_eq!(&walk.last, final_state, "the feed walker's last view");
+    let demo_school: BTreeMap<String, Seen> = final_state
+        .iter()
+        .filter(|(key, _)| !key.starts_with('Y'))
+        .map(|(key, seen)| (key.clone(), seen.clone()))
+        .collect();
+    assert_eq!(walk.last, demo_school, "the feed walker's last view");
 }
 
 /// Every statement the gateway made reached the stand-in, nothing else did, each afname
