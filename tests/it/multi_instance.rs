@@ -27,6 +27,8 @@ const OTHER_SCHOOL: &str = "99YY";
 const HOT_KEYS: u32 = 4;
 /// Keys of a sliding window: message n writes `W{n}`..`W{n + WINDOW - 1}`.
 const WINDOW: u32 = 6;
+/// Every this many messages one is sent to two instances at once.
+const TWIN_EVERY: u32 = 5;
 /// Results in the message the test kills its instance under.
 const BIG_RESULTS: u32 = 20_000;
 /// The toets every message scores, with a normering wide enough to give each message a
@@ -374,7 +376,18 @@ fn spawn_senders(
                         break;
                     }
                     let (body, sent) = small_message(number, sender % 2 == 1);
+                    // Every fifth message goes to two instances at once, as an EA that
+                    // resends after a timeout does.
+                    let twin = (number % TWIN_EVERY == TWIN_EVERY - 1).then(|| {
+                        let (http, body) = (http.clone(), body.clone());
+                        let twin_url = instances.pick(turn);
+                        std::thread::spawn(move || send(&http, &twin_url, body))
+                    });
                     let answer = send(&http, &base_url, body);
+                    if let Some(twin) = twin {
+                        let twin_answer = twin.join().expect("a twin's sender");
+                        calls.push((sent.clone(), twin_answer));
+                    }
                     answered.fetch_add(1, Ordering::SeqCst);
                     calls.push((sent, answer));
                     std::thread::sleep(Duration::from_millis(40));
@@ -599,8 +612,31 @@ fn pending(db: &uwlr_gateway::store::db::Db) -> i64 {
         .sum()
 }
 
-/// Every call was accepted, refused for its order, or lost with a killed instance.
+/// Every call was accepted, refused for its order, or lost with a killed instance; the
+/// two answers to a message sent twice at once agree: both the one acceptance (the later
+/// one a replay) or both refused.
 fn check_answers(instances: &Instances, calls: &[(Sent, Answer)]) {
+    let mut by_number: BTreeMap<u32, Vec<&Answer>> = BTreeMap::new();
+    for (sent, answer) in calls {
+        by_number.entry(sent.number).or_default().push(answer);
+    }
+    let mut twins = 0;
+    for (number, answers) in &by_number {
+        match answers.as_slice() {
+            [_] => {}
+            [Answer::Accepted(first), Answer::Accepted(second)] => {
+                twins += 1;
+                assert_eq!(
+                    first, second,
+                    "message {number}: a twin got a receipt of its own"
+                )
+            }
+            [Answer::Volgorde(_), Answer::Volgorde(_)] => twins += 1,
+            [Answer::Transport { .. }, _] | [_, Answer::Transport { .. }] => {}
+            other => panic!("message {number}: its twins were answered differently: {other:?}"),
+        }
+    }
+    assert!(twins > 0, "no message was sent twice at once");
     for (sent, answer) in calls {
         if let Answer::Transport { url, error } = answer {
             assert!(
@@ -655,13 +691,9 @@ fn check_messages(
         changed.entry(receipt.to_string()).or_default().push(key.to_string());
     }
     let mut accepted: Vec<(&Sent, String)> = Vec::new();
-    let mut all: Vec<&Sent> = calls.iter().map(|(sent, _)| sent).collect();
-    all.push(big);
-    for sent in all {
-        let answer = calls
-            .iter()
-            .find(|(other, _)| other.number == sent.number)
-            .map(|(_, answer)| answer);
+    let mut all: BTreeMap<u32, &Sent> = calls.iter().map(|(sent, _)| (sent.number, sent)).collect();
+    all.insert(big.number, big);
+    for sent in all.into_values() {
         let stored = receipts.remove(&sent.sha256).unwrap_or_default();
         let accepted_here: Vec<&Receipt> =
             stored.iter().filter(|r| r.outcome == "accepted").collect();
@@ -678,32 +710,38 @@ fn check_messages(
                 sent.number
             );
         }
-        match (answer, accepted_here.first()) {
-            (Some(Answer::Accepted(id)), Some(receipt)) => {
-                assert_eq!(&receipt.id, id, "message {}", sent.number)
-            }
-            (Some(Answer::Accepted(id)), None) => {
-                panic!(
+        let answers = calls
+            .iter()
+            .filter(|(other, _)| other.number == sent.number)
+            .map(|(_, answer)| answer);
+        for answer in answers {
+            match (answer, accepted_here.first()) {
+                (Answer::Accepted(id), Some(receipt)) => {
+                    assert_eq!(&receipt.id, id, "message {}", sent.number)
+                }
+                (Answer::Accepted(id), None) => {
+                    panic!(
                     "message {} was answered with receipt {id}, which is not accepted in the store",
                     sent.number
                 )
+                }
+                (Answer::Volgorde(id), found) => {
+                    assert!(
+                        found.is_none(),
+                        "message {} refused and accepted",
+                        sent.number
+                    );
+                    assert!(
+                        stored
+                            .iter()
+                            .any(|r| &r.id == id && r.outcome == "rejected"),
+                        "message {} refused with receipt {id}, which is not stored as rejected",
+                        sent.number
+                    );
+                }
+                // Lost with its instance: whole or absent, both checked below.
+                (Answer::Transport { .. }, _) => {}
             }
-            (Some(Answer::Volgorde(id)), found) => {
-                assert!(
-                    found.is_none(),
-                    "message {} refused and accepted",
-                    sent.number
-                );
-                assert!(
-                    stored
-                        .iter()
-                        .any(|r| &r.id == id && r.outcome == "rejected"),
-                    "message {} refused with receipt {id}, which is not stored as rejected",
-                    sent.number
-                );
-            }
-            // Lost with its instance (or the big message): whole or absent, both checked below.
-            (Some(Answer::Transport { .. }) | None, _) => {}
         }
         if let Some(receipt) = accepted_here.first() {
             let keys: BTreeSet<&String> = sent.keys.iter().collect();
