@@ -461,6 +461,39 @@ fn kill_mid_batch(
     into_request
 }
 
+/// How many afnames were inserted and never committed, once the server's statistics show
+/// any (a killed session's count arrives when its backend exits): the big message was
+/// killed with rows written, not before its pass began. None when it committed after all.
+fn rolled_back_afnames(gateway: &Gateway, big: &Sent) -> Option<i64> {
+    let committed = count(
+        &gateway.db(),
+        &format!(
+            "SELECT count(*) FROM receipts WHERE sha256 = '{}' AND outcome = 'accepted'",
+            big.sha256
+        ),
+    );
+    if committed > 0 {
+        return None;
+    }
+    let database = gateway.database.as_deref().expect("PostgreSQL");
+    let sql = "SELECT n_tup_ins - (SELECT count(*) FROM toetsafnames) FROM pg_stat_user_tables WHERE relname = 'toetsafnames'";
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let rolled_back: i64 = postgres::shared()
+            .psql_as(database, sql)
+            .parse()
+            .expect("a number");
+        if rolled_back > 0 {
+            return Some(rolled_back);
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the killed big message wrote no afname before it died"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
 #[test]
 // Kept whole (over 120 lines): one scenario whose every step starts from the state the steps before it left.
 fn instances_share_one_database_through_concurrency_and_sigkills() {
@@ -517,7 +550,10 @@ fn instances_share_one_database_through_concurrency_and_sigkills() {
     let victim = (holder + 1) % INSTANCES;
     let (big_body, big) = big_message();
     let into_request = kill_mid_batch(&mut instances, &shared, victim, big_body);
-    eprintln!("instance {victim} SIGKILLed {into_request:?} into the big message's request");
+    match rolled_back_afnames(&instances[victim], &big) {
+        Some(rolled_back) => eprintln!("instance {victim} SIGKILLed {into_request:?} into the big message's request, with {rolled_back} of its afnames written and rolled back"),
+        None => eprintln!("instance {victim} SIGKILLed {into_request:?} into the big message's request, which committed first"),
+    }
     instances[victim].start();
     shared.set(victim, Some(instances[victim].base_url.clone()));
 
