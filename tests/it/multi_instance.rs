@@ -16,8 +16,9 @@ use std::time::{Duration, Instant};
 
 const INSTANCES: usize = 3;
 const SENDERS: usize = 6;
-/// At most this many small messages (the senders also stop when told).
-const MAX_MESSAGES: u32 = 400;
+/// A cap on the small messages, far above what the senders reach before they are told to
+/// stop (some 200 on a busy 2-core machine).
+const MAX_MESSAGES: u32 = 5_000;
 /// The second school: the demo client is activated for it here, and its one learner
 /// `YY0001` gets every result. Its messages run beside the demo school's (another
 /// school's row lock), so transactions commit out of their xid order and the publisher's
@@ -560,7 +561,8 @@ fn instances_share_one_database_through_concurrency_and_sigkills() {
     // A SIGKILL of the lease holder while a slow LRS has delivery under way.
     let before = answered.load(Ordering::SeqCst);
     wait_answers(before + 30);
-    standin.with(|state| state.every_delay = Duration::from_millis(300));
+    // Each POST is held 500 ms, so the kill lands while one is in flight.
+    standin.with(|state| state.every_delay = Duration::from_millis(500));
     let db = instances[victim].db();
     instances[holder].wait_for("delivery under way", WAIT, || {
         let recent = standin.with(|state| {
