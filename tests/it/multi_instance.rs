@@ -36,6 +36,9 @@ const BIG_RESULTS: u32 = 20_000;
 /// score of its own (so no result of an accepted message is ever "unchanged").
 const TOETSCODE: &str = "QT-MULTI";
 const LEASE_LINE: &str = "this instance runs the publisher, delivery and purge";
+/// The background lease in `pg_locks`: the session advisory lock on the key "uwlr"
+/// (`store::postgres::engine`), in this database (other tests' gateways share the cluster).
+const LEASE_LOCK: &str = "locktype = 'advisory' AND classid = 0 AND objid = 1970760818 AND objsubid = 1 AND granted AND database = (SELECT oid FROM pg_database WHERE datname = current_database())";
 const READER_FLAGS: &str = "--school 99XX01 --scope las --mandate DPA-TEST --valid-from 2020-01-01";
 /// The bound on taking over the background work from a dead instance.
 const TAKEOVER_BOUND: Duration = Duration::from_secs(10);
@@ -579,17 +582,24 @@ fn instances_share_one_database_through_concurrency_and_sigkills() {
         .lock()
         .unwrap()
         .insert(instances[holder].base_url.clone());
-    let killed_at = Instant::now();
-    let posts_before = standin.with(|state| state.post_times.len());
+    // SIGKILL and reap: dead when `kill` returns, so no later POST is its.
     instances[holder].kill();
+    let killed_at = Instant::now();
     alive[holder] = false;
+    // The takeover ends with the first POST after the new holder's log says it has the
+    // lease (an upper bound: a POST it made before the line was read counts the next one).
+    let new_holder = lease_holder(&instances, &alive);
+    let lease_seen = Instant::now();
     let takeover = {
         let deadline = Instant::now() + WAIT;
         loop {
             let next_post = standin.with(|state| {
-                state.post_times[posts_before..]
+                state
+                    .post_times
                     .iter()
-                    .find(|time| **time > killed_at)
+                    .rev()
+                    .take_while(|time| **time > lease_seen)
+                    .last()
                     .copied()
             });
             if let Some(time) = next_post {
@@ -602,10 +612,45 @@ fn instances_share_one_database_through_concurrency_and_sigkills() {
             std::thread::sleep(Duration::from_millis(10));
         }
     };
-    let new_holder = lease_holder(&instances, &alive);
-    eprintln!("takeover: instance {new_holder} posted {takeover:?} after the lease holder {holder} was SIGKILLed");
+    eprintln!(
+        "takeover: instance {new_holder} logged the lease {:?} and posted {takeover:?} after the lease holder {holder} was SIGKILLed",
+        lease_seen - killed_at
+    );
     assert!(takeover < TAKEOVER_BOUND, "takeover took {takeover:?}");
     standin.with(|state| state.every_delay = Duration::ZERO);
+
+    // The lease's session ends under a live holder (an operator's pg_terminate_backend, a
+    // cut connection): the holder notices, the lease is held again by one instance, and
+    // delivery goes on (the final checks show nothing was lost or published twice).
+    let database = instances[new_holder].database.clone().expect("PostgreSQL");
+    assert_eq!(
+        postgres::shared().psql_as(
+            &database,
+            &format!("SELECT count(pg_terminate_backend(pid)) FROM pg_locks WHERE {LEASE_LOCK}")
+        ),
+        "1",
+        "the lease's session"
+    );
+    let posts_before = standin.with(|state| state.posts.len());
+    instances[new_holder].wait_for("the holder to notice its lost lease", WAIT, || {
+        instances[new_holder]
+            .stderr()
+            .contains("the session holding the background lease broke")
+    });
+    instances[new_holder].wait_for("the lease held again", WAIT, || {
+        postgres::shared().psql_as(
+            &database,
+            &format!("SELECT count(*) FROM pg_locks WHERE {LEASE_LOCK}"),
+        ) == "1"
+    });
+
+    let holder_now = postgres::shared().psql_as(
+        &database,
+        &format!("SELECT application_name FROM pg_locks JOIN pg_stat_activity USING (pid) WHERE {LEASE_LOCK}"),
+    );
+    eprintln!(
+        "the lease's session of instance {new_holder} was terminated; {holder_now} holds it now"
+    );
 
     // Let the senders go on a little, then stop everything and let the walker catch up.
     let before = answered.load(Ordering::SeqCst);
@@ -624,6 +669,10 @@ fn instances_share_one_database_through_concurrency_and_sigkills() {
     let final_state = check_messages(&db, &calls, &big);
     check_walk(&walk, &final_state);
     check_statements(&db, &standin);
+    assert!(
+        standin.with(|state| state.posts.len()) > posts_before,
+        "nothing was delivered after the lease's session ended"
+    );
     let tally = |kind: fn(&Answer) -> bool| calls.iter().filter(|(_, answer)| kind(answer)).count();
     eprintln!(
         "{} messages sent: {} accepted, {} UWLR-VOLGORDE, {} lost with a killed instance; the walker read {} pages; the stand-in got {} POSTs",
