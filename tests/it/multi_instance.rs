@@ -547,6 +547,10 @@ fn instances_share_one_database_through_concurrency_and_sigkills() {
         let deadline = Instant::now() + WAIT;
         while answered.load(Ordering::SeqCst) < at_least {
             assert!(Instant::now() < deadline, "the senders stalled");
+            assert!(
+                !senders.iter().any(std::thread::JoinHandle::is_finished),
+                "a sender stopped early: its panic is above"
+            );
             std::thread::sleep(Duration::from_millis(20));
         }
     };
