@@ -24,6 +24,7 @@ mod http_surface;
 mod intake_split;
 mod interop;
 mod logs;
+mod multi_instance;
 mod observability;
 mod operations;
 mod ownership;

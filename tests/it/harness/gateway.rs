@@ -70,8 +70,11 @@ pub struct Gateway {
     root: tempfile::TempDir,
     pub data_dir: PathBuf,
     /// Under `UWLR_TEST_ENGINE=postgres`: this gateway's database in the shared cluster
-    /// (dropped with the gateway); its URL is in `env` as `UWLR_DATABASE_URL`.
+    /// (dropped with the gateway, unless it is another instance's); its URL is in `env`
+    /// as `UWLR_DATABASE_URL`.
     pub database: Option<String>,
+    /// Whether `database` goes with this gateway (false for [`Gateway::instance`]).
+    owns_database: bool,
     env: Vec<(String, String)>,
     /// The running server, if any.
     process: Option<Process>,
@@ -103,12 +106,19 @@ impl Gateway {
     /// A gateway on a fresh (or the given) data dir, not started yet; under
     /// `UWLR_TEST_ENGINE=postgres` also on a fresh database of its own.
     pub fn new(options: Options) -> Gateway {
-        Gateway::on_database(options, None)
+        Gateway::on_database(options, postgres::test_engine(), None)
     }
 
-    /// [`Gateway::new`], on PostgreSQL with a copy of the database `template` when given.
-    fn on_database(mut options: Options, template: Option<&str>) -> Gateway {
-        let database = match postgres::test_engine() {
+    /// [`Gateway::new`] on a fresh database of the shared PostgreSQL cluster, whatever
+    /// `UWLR_TEST_ENGINE` says (the multi-instance suite).
+    pub fn new_on_postgres(options: Options) -> Gateway {
+        Gateway::on_database(options, TestEngine::Postgres, None)
+    }
+
+    /// [`Gateway::new`] on `engine`, on PostgreSQL with a copy of the database `template`
+    /// when given.
+    fn on_database(mut options: Options, engine: TestEngine, template: Option<&str>) -> Gateway {
+        let database = match engine {
             TestEngine::Sqlite => None,
             TestEngine::Postgres => {
                 let database = postgres::create_database(template);
@@ -158,6 +168,7 @@ impl Gateway {
         Gateway {
             root,
             data_dir,
+            owns_database: database.is_some(),
             database,
             env: options.env,
             process: None,
@@ -214,7 +225,11 @@ impl Gateway {
             env: self.env.clone(),
             data_dir: None,
         };
-        let mut copy = Gateway::on_database(options, self.database.as_deref());
+        let engine = match self.database {
+            Some(_) => TestEngine::Postgres,
+            None => TestEngine::Sqlite,
+        };
+        let mut copy = Gateway::on_database(options, engine, self.database.as_deref());
         copy_dir(&self.data_dir, &copy.data_dir);
         // The harness's key file (PostgreSQL) moves with the data dir it lives in.
         let own_key = self.data_dir.join("secrets.key");
@@ -225,13 +240,49 @@ impl Gateway {
         copy
     }
 
+    /// Another instance of this PostgreSQL gateway (not started), as a second host of one
+    /// deployment runs it: the same database, settings and secrets key file, and a data
+    /// dir and logs of its own. The database stays this gateway's (dropped with it), so
+    /// drop every instance first.
+    pub fn instance(&self) -> Gateway {
+        let database = self
+            .database
+            .clone()
+            .expect("instances share a PostgreSQL database");
+        let root = tempfile::Builder::new()
+            .prefix("uwlr-it-")
+            .tempdir()
+            .expect("temp dir");
+        let data_dir = root.path().join("data");
+        use std::os::unix::fs::DirBuilderExt as _;
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(&data_dir)
+            .expect("create the data dir");
+        Gateway {
+            root,
+            data_dir,
+            database: Some(database),
+            owns_database: false,
+            env: self.env.clone(),
+            process: None,
+            runs: 0,
+            base_url: String::new(),
+            endpoint: String::new(),
+            metrics_url: None,
+            http: self.http.clone(),
+        }
+    }
+
     /// Sets (or replaces) one environment variable for the next start and CLI runs.
     pub fn set_env(&mut self, name: &str, value: &str) {
         self.env.retain(|(key, _)| key != name);
         self.env.push((name.to_string(), value.to_string()));
     }
 
-    fn setting(&self, name: &str) -> Option<&str> {
+    /// The setting `name` as `serve` and the CLI get it (e.g. `UWLR_DATABASE_URL`).
+    pub fn setting(&self, name: &str) -> Option<&str> {
         self.env
             .iter()
             .find(|(key, _)| key == name)
@@ -404,7 +455,7 @@ impl Gateway {
 impl Drop for Gateway {
     fn drop(&mut self) {
         self.kill();
-        if let Some(database) = &self.database {
+        if let Some(database) = self.database.as_ref().filter(|_| self.owns_database) {
             postgres::drop_database(database);
         }
     }
