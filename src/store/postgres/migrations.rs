@@ -18,6 +18,7 @@
 //!   afname id; PostgreSQL has no afnames from before keyed ids, so it never has that row,
 //!   and that comparison needs PostgreSQL-specific SQL;
 //! - `xapi_subscriptions.password` holds a sealed value as text, as on SQLite: `text`.
+//!
 //! `read_audit.reader_id` has no foreign key, as it had none across the two SQLite files.
 //!
 //! Beside SQLite's columns, for the numbering below (all PostgreSQL-only): the sequence

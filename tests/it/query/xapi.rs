@@ -609,8 +609,18 @@ fn issue17_consistent_through_waits_for_the_publisher() {
     let connection = gateway.db();
     let (count, newest, waiting): (usize, String, bool) = connection
         .query_row(
-            "SELECT (SELECT count(*) FROM xapi_statements), (SELECT MAX(stored_at) FROM xapi_statements),
+            connection.pick(
+                "SELECT (SELECT count(*) FROM xapi_statements), (SELECT MAX(stored_at) FROM xapi_statements),
                     (SELECT cursor_seq FROM xapi_publisher) < (SELECT seq FROM change_counter)",
+                // PostgreSQL: changes wait while the publisher's cursor is below the last
+                // publication position, or while committed changes still need one.
+                "SELECT (SELECT count(*) FROM xapi_statements), (SELECT MAX(stored_at) FROM xapi_statements),
+                    CASE WHEN (SELECT cursor_seq FROM xapi_publisher)
+                      < (SELECT COALESCE(MAX(position), 0) FROM change_order)
+                        + (SELECT count(*) FROM toetsafname_changes
+                           WHERE xid >= (SELECT cursor_xid FROM xapi_publisher))
+                    THEN 1 ELSE 0 END",
+            ),
             rusqlite::params![],
             |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?)),
         )
