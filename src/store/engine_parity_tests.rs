@@ -71,6 +71,8 @@ fn without_hashes(text: &str) -> String {
 fn seed(db: &Db) -> Result<(), StoreError> {
     admin::add_client(db, "EA", "Uitgever", "sleutel-123")?;
     admin::add_client(db, "EB", "Ander", "sleutel-456")?;
+    // Lower case sorts after upper case in SQLite (byte order), before it in most locales.
+    admin::add_client(db, "aa", "Klein", "sleutel-789")?;
     admin::activate(
         db,
         "EA",
@@ -80,6 +82,7 @@ fn seed(db: &Db) -> Result<(), StoreError> {
         Some("2026-12-31"),
     )?;
     admin::activate(db, "EB", &school("99YY"), "DPA-2", "2026-01-01", None)?;
+    admin::activate(db, "aa", &school("99YY"), "DPA-4", "2026-01-01", None)?;
     let row = |leerlingid: &str, eckid: Option<&str>, naam: Option<&str>| LeerlingRow {
         school: school("99XX01"),
         leerlingid: leerlingid.into(),
@@ -219,6 +222,25 @@ fn scenario(db: &Db) -> Result<Value, StoreError> {
         ]),
     );
     note("readers", json!(readers::list_readers(db, today)?));
+    readers::add_reader(
+        db,
+        "Zed",
+        &[Scope::Las],
+        &[
+            Grant {
+                school: school("99YY"),
+                mandate_ref: "DPA-Z".into(),
+                valid_from: "2026-01-01".into(),
+                valid_until: None,
+            },
+            Grant {
+                school: school("99XX01"),
+                mandate_ref: "DPA-Z".into(),
+                valid_from: "2026-01-01".into(),
+                valid_until: None,
+            },
+        ],
+    )?;
     let token = readers::add_reader(
         db,
         "xapi-b",
