@@ -86,7 +86,7 @@ pub(crate) fn export(
     // Each document is built in SQL: SQLite's json_object and json_group_array, PostgreSQL's
     // json_build_object and json_agg; stored JSON text is embedded as JSON, not as a string.
     let leerling = json_rows(
-        &snapshot,
+        snapshot,
         snapshot.pick(
             "SELECT json_object('leerlingid', leerlingid, 'eckid', eckid, 'naam', naam, 'imported_at', imported_at)
              FROM leerlingen WHERE school_id = ?1 AND (leerlingid = ?2 OR (CAST(?3 AS TEXT) IS NOT NULL AND eckid = ?3))",
@@ -129,7 +129,7 @@ pub(crate) fn export(
              FROM toetsafnames a JOIN clients c ON c.id = a.client_id WHERE {afname_filter} ORDER BY a.id"
         )
     };
-    let toetsafnames = json_rows(&snapshot, &toetsafnames_sql, id)?;
+    let toetsafnames = json_rows(snapshot, &toetsafnames_sql, id)?;
     let toetsen_sql = if snapshot.is_postgres() {
         format!(
             "SELECT json_build_object('klantcode', c.klantcode, 'toetscode', t.toetscode, 'versie', t.versie,
@@ -151,10 +151,10 @@ pub(crate) fn export(
              WHERE t.id IN (SELECT a.toets_id FROM toetsafnames a WHERE {afname_filter}) ORDER BY t.id"
         )
     };
-    let toetsen = json_rows(&snapshot, &toetsen_sql, id)?;
-    let receipts = learner_receipts(&snapshot, id)?;
+    let toetsen = json_rows(snapshot, &toetsen_sql, id)?;
+    let receipts = learner_receipts(snapshot, id)?;
     let statements = json_rows(
-        &snapshot,
+        snapshot,
         snapshot.pick(
             "SELECT json_object('id', id, 'stored_at', stored_at, 'verb', verb_id, 'voided_by', voided_by,
                'statement', json(statement))
@@ -168,7 +168,7 @@ pub(crate) fn export(
         id,
     )?;
     let reads = json_rows(
-        &snapshot,
+        snapshot,
         snapshot.pick(
             "SELECT json_object('at', r.at, 'reader', d.name, 'api', r.api, 'request', r.request, 'status', r.status)
              FROM read_audit r JOIN readers d ON d.id = r.reader_id
@@ -184,12 +184,12 @@ pub(crate) fn export(
     let school = crate::domain::SchoolCode::parse(&learner.school)
         .map_err(|error| StoreError::corrupt(format!("stored school {}", learner.school), error))?;
     let learner_register = super::disclosures::register(
-        &snapshot,
+        snapshot,
         &school,
         Some(&learner.leerlingid),
         learner.eckid.as_deref(),
     )?;
-    let school_register = super::disclosures::register(&snapshot, &school, None, None)?;
+    let school_register = super::disclosures::register(snapshot, &school, None, None)?;
     guard.finish()?;
     Ok(serde_json::json!({
         "format": FORMAT,
