@@ -293,6 +293,9 @@ async fn run_leased(work: &Background, stop: &mut tokio::sync::watch::Receiver<b
 
 /// Opens the data dir of `config`, creating it when missing: `serve` and `init` only.
 pub(crate) fn open_store(config: &Config) -> Result<Store> {
+    if config.store == crate::store::Engine::Postgres {
+        return crate::cli::open_postgres(config);
+    }
     Store::open(
         &config.data_dir,
         config.durability,

@@ -17,7 +17,7 @@ pub(super) fn run(config: &Config, command: OutboxCommand) -> Result<ExitCode> {
         OutboxCommand::Status { json } => {
             let statements: i64 = crate::store::statements::count_statements(&session)?;
             if json {
-                let (cursor, end) = crate::store::outbox::publisher_position(&session)?;
+                let (cursor, end) = crate::store::outbox::publisher_progress(&session)?;
                 let status = serde_json::json!({
                     "statements": statements,
                     "publisher": {"cursor": cursor, "end": end, "pending": end - cursor},
@@ -27,7 +27,7 @@ pub(super) fn run(config: &Config, command: OutboxCommand) -> Result<ExitCode> {
                 return Ok(ExitCode::SUCCESS);
             }
             println!("{statements} statements generated");
-            let (cursor, end) = crate::store::outbox::publisher_position(&session)?;
+            let (cursor, end) = crate::store::outbox::publisher_progress(&session)?;
             println!("{} accepted changes not yet turned into statements (publisher at {cursor} of {end})", end - cursor);
             let now = chrono::Utc::now();
             for row in rows::outbox_status(&session)? {

@@ -57,7 +57,7 @@ pub(crate) fn read_state(store: &Store) -> Result<StoreState, StoreError> {
     };
     let now = chrono::Utc::now();
     store.read(|connection| {
-        let (publisher_cursor, change_end) = crate::store::outbox::publisher_position(connection)?;
+        let (publisher_cursor, change_end) = crate::store::outbox::publisher_progress(connection)?;
         let lrs = crate::store::outbox::outbox_status(connection)?
             .into_iter()
             .map(|row| LrsState {

@@ -10,11 +10,13 @@
 //! SQL with `Db::pick`; nothing here hides a statement.
 
 use super::postgres::session::{self as pg, Session};
+use super::StoreError;
 use rusqlite::types::{FromSql, ToSql, ValueRef};
+use std::sync::OnceLock;
 
 /// A connection (or a PostgreSQL session), lent to a store function for one job or owned
 /// by a CLI `Session`.
-pub(crate) struct Db<'c> {
+pub struct Db<'c> {
     engine: Engine<'c>,
 }
 
@@ -34,13 +36,13 @@ enum Target<'a> {
 
 /// Which engine a `Db` runs on, for the few statements written per dialect.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum Dialect {
+pub enum Dialect {
     Sqlite,
     Postgres,
 }
 
 /// The parameters of one statement: `rusqlite::params![…]`, an array or a `Vec` of values.
-pub(crate) trait SqlParams {
+pub trait SqlParams {
     /// Calls `f` with the parameters as trait objects (without allocating for arrays).
     fn with<R>(&self, f: impl FnOnce(&[&dyn ToSql]) -> R) -> R;
 }
@@ -90,7 +92,8 @@ impl<'c> Db<'c> {
         }
     }
 
-    pub(crate) fn owned_sqlite(connection: rusqlite::Connection) -> Db<'static> {
+    /// A connection of the caller's own (the integration tests open a gateway's files).
+    pub fn owned_sqlite(connection: rusqlite::Connection) -> Db<'static> {
         Db {
             engine: Engine::OwnedSqlite(connection),
         }
@@ -111,19 +114,19 @@ impl<'c> Db<'c> {
         }
     }
 
-    pub(crate) fn dialect(&self) -> Dialect {
+    pub fn dialect(&self) -> Dialect {
         match self.target() {
             Target::Sqlite(_) => Dialect::Sqlite,
             Target::Postgres(_) => Dialect::Postgres,
         }
     }
 
-    pub(crate) fn is_postgres(&self) -> bool {
+    pub fn is_postgres(&self) -> bool {
         self.dialect() == Dialect::Postgres
     }
 
     /// The SQL of this engine, where the two dialects need different text.
-    pub(crate) fn pick<'s>(&self, sqlite: &'s str, postgres: &'s str) -> &'s str {
+    pub fn pick<'s>(&self, sqlite: &'s str, postgres: &'s str) -> &'s str {
         match self.dialect() {
             Dialect::Sqlite => sqlite,
             Dialect::Postgres => postgres,
@@ -147,7 +150,7 @@ impl<'c> Db<'c> {
         }
     }
 
-    pub(crate) fn execute(&self, sql: &str, params: impl SqlParams) -> rusqlite::Result<usize> {
+    pub fn execute(&self, sql: &str, params: impl SqlParams) -> rusqlite::Result<usize> {
         match self.target() {
             Target::Sqlite(connection) => params.with(|values| connection.execute(sql, values)),
             Target::Postgres(session) => params.with(|values| session.execute(sql, values)),
@@ -155,7 +158,7 @@ impl<'c> Db<'c> {
     }
 
     /// Runs several statements without parameters (one round trip on PostgreSQL).
-    pub(crate) fn execute_batch(&self, sql: &str) -> rusqlite::Result<()> {
+    pub fn execute_batch(&self, sql: &str) -> rusqlite::Result<()> {
         match self.target() {
             Target::Sqlite(connection) => connection.execute_batch(sql),
             Target::Postgres(session) => session.batch(sql),
@@ -163,7 +166,7 @@ impl<'c> Db<'c> {
     }
 
     /// The first row through `f`; `QueryReturnedNoRows` without one (`.optional()` works).
-    pub(crate) fn query_row<T>(
+    pub fn query_row<T>(
         &self,
         sql: &str,
         params: impl SqlParams,
@@ -173,7 +176,7 @@ impl<'c> Db<'c> {
     }
 
     /// A statement kept prepared on this connection (PostgreSQL: per session).
-    pub(crate) fn prepare_cached(&self, sql: &str) -> rusqlite::Result<Statement<'_>> {
+    pub fn prepare_cached(&self, sql: &str) -> rusqlite::Result<Statement<'_>> {
         Ok(Statement {
             inner: match self.target() {
                 Target::Sqlite(connection) => {
@@ -188,13 +191,44 @@ impl<'c> Db<'c> {
     }
 
     /// `prepare_cached`, for statements built at run time (kept in the same caches).
-    pub(crate) fn prepare(&self, sql: &str) -> rusqlite::Result<Statement<'_>> {
+    pub fn prepare(&self, sql: &str) -> rusqlite::Result<Statement<'_>> {
         self.prepare_cached(sql)
     }
 }
 
+/// A session of the caller's own on the PostgreSQL database at `url` (the integration
+/// tests read and age a gateway's rows through it), its socket driven by a runtime of the
+/// process's own.
+pub fn connect_postgres(url: &str) -> Result<Db<'static>, StoreError> {
+    let config = super::postgres::parse_url(url)?;
+    Ok(Db::owned_postgres(Session::connect(
+        &config,
+        outside_runtime()?,
+    )?))
+}
+
+/// The runtime that drives the sockets of sessions opened outside a `Store` (which has
+/// an engine runtime of its own): one worker, started at the first such session and kept
+/// for the life of the process.
+fn outside_runtime() -> Result<&'static tokio::runtime::Handle, StoreError> {
+    static RUNTIME: OnceLock<tokio::runtime::Runtime> = OnceLock::new();
+    if let Some(runtime) = RUNTIME.get() {
+        return Ok(runtime.handle());
+    }
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .thread_name("postgres-outside-io")
+        .enable_all()
+        .build()
+        .map_err(|error| {
+            StoreError::Commit(format!("cannot start the PostgreSQL runtime: {error}"))
+        })?;
+    // A runtime built by a racing caller is dropped here, outside any runtime: harmless.
+    Ok(RUNTIME.get_or_init(|| runtime).handle())
+}
+
 /// A prepared statement of either engine.
-pub(crate) struct Statement<'c> {
+pub struct Statement<'c> {
     inner: StatementInner<'c>,
 }
 
@@ -207,7 +241,15 @@ enum StatementInner<'c> {
 }
 
 impl Statement<'_> {
-    pub(crate) fn execute(&mut self, params: impl SqlParams) -> rusqlite::Result<usize> {
+    /// How many columns a row of this statement has.
+    pub fn column_count(&self) -> usize {
+        match &self.inner {
+            StatementInner::Sqlite(statement) => statement.column_count(),
+            StatementInner::Postgres { statement, .. } => statement.columns().len(),
+        }
+    }
+
+    pub fn execute(&mut self, params: impl SqlParams) -> rusqlite::Result<usize> {
         match &mut self.inner {
             StatementInner::Sqlite(statement) => params.with(|values| statement.execute(values)),
             StatementInner::Postgres { session, statement } => {
@@ -216,7 +258,7 @@ impl Statement<'_> {
         }
     }
 
-    pub(crate) fn query_row<T>(
+    pub fn query_row<T>(
         &mut self,
         params: impl SqlParams,
         f: impl FnOnce(&Row<'_, '_>) -> rusqlite::Result<T>,
@@ -236,7 +278,7 @@ impl Statement<'_> {
     }
 
     /// Each row through `f`, as rows arrive (neither engine holds the whole result).
-    pub(crate) fn query_map<'s, T: 's>(
+    pub fn query_map<'s, T: 's>(
         &'s mut self,
         params: impl SqlParams,
         mut f: impl FnMut(&Row<'_, '_>) -> rusqlite::Result<T> + 's,
@@ -259,14 +301,14 @@ impl Statement<'_> {
 }
 
 /// One result row of either engine.
-pub(crate) enum Row<'r, 's> {
+pub enum Row<'r, 's> {
     Sqlite(&'r rusqlite::Row<'s>),
     Postgres(&'r tokio_postgres::Row),
 }
 
 impl Row<'_, '_> {
     /// Column `index` as `T`, converted as rusqlite converts a SQLite value.
-    pub(crate) fn get<I: ColumnIndex, T: FromSql>(&self, index: I) -> rusqlite::Result<T> {
+    pub fn get<I: ColumnIndex, T: FromSql>(&self, index: I) -> rusqlite::Result<T> {
         let index = index.index();
         match self {
             Row::Sqlite(row) => row.get(index),
@@ -279,7 +321,7 @@ impl Row<'_, '_> {
 }
 
 /// A column position (what rusqlite's `RowIndex` is for `usize`).
-pub(crate) trait ColumnIndex {
+pub trait ColumnIndex {
     fn index(self) -> usize;
 }
 

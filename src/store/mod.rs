@@ -11,7 +11,7 @@ pub(crate) mod afname_result;
 pub(crate) mod clients;
 pub(crate) mod connection;
 pub(crate) mod data_dir_lock;
-pub(crate) mod db;
+pub mod db;
 pub(crate) mod disclosures;
 pub(crate) mod erasure;
 pub(crate) mod feed;

@@ -746,12 +746,10 @@ pub(crate) fn reseal_secrets(connection: &Db, keyring: &Keyring) -> Result<Resea
     Ok(outcome)
 }
 
-/// `outbox_status` on a SQLite connection of the caller's (the integration tests read a
-/// gateway's files this way).
-pub fn outbox_status_of(
-    connection: &rusqlite::Connection,
-) -> Result<Vec<OutboxStatusRow>, StoreError> {
-    outbox_status(&Db::sqlite(connection))
+/// `outbox_status` on a connection of the caller's (the integration tests read a
+/// gateway's database this way).
+pub fn outbox_status_of(connection: &Db<'_>) -> Result<Vec<OutboxStatusRow>, StoreError> {
+    outbox_status(connection)
 }
 
 /// Pending counts, lag and last outcome per subscription.
@@ -873,6 +871,24 @@ pub(crate) fn publisher_position(connection: &Db) -> Result<(i64, i64), StoreErr
         super::intake::read_change_seq(connection)?
     };
     Ok((publisher_cursor(connection)?, end))
+}
+
+/// Where the publisher is and how far the change log reaches, for operators (status page,
+/// metrics, `outbox status`): on SQLite `publisher_position`; on PostgreSQL the end also
+/// counts the committed changes not yet given a position (`order_changes`), so the lag
+/// says how many accepted changes still wait for their statements.
+pub(crate) fn publisher_progress(connection: &Db) -> Result<(i64, i64), StoreError> {
+    let (cursor, end) = publisher_position(connection)?;
+    if !connection.is_postgres() {
+        return Ok((cursor, end));
+    }
+    let unordered: i64 = connection
+        .prepare_cached(
+            "SELECT count(*) FROM toetsafname_changes
+             WHERE xid >= (SELECT cursor_xid FROM xapi_publisher WHERE id = 1)",
+        )?
+        .query_row(rusqlite::params![], |row| row.get(0))?;
+    Ok((cursor, end + unordered))
 }
 
 /// The publisher's cursor, locked until the round's transaction ends (on PostgreSQL, where

@@ -79,6 +79,9 @@ fn a_mistyped_data_dir_is_refused_and_not_created() {
 /// `init` creates what `serve` would; the changing subcommands then work on it.
 #[test]
 fn init_creates_a_data_dir_that_other_subcommands_use() {
+    if crate::harness::sqlite_only("init creates the SQLite files of a data dir") {
+        return;
+    }
     let scratch = tempfile::tempdir().unwrap();
     let data_dir = scratch.path().join("data");
     let created = cli_with_data_dir(&data_dir, &["init"]).success();
@@ -127,6 +130,9 @@ fn cli_as_nobody(data_dir: &Path, args: &[&str]) -> crate::harness::CliOutput {
 /// it they work, and neither they nor root running them leave a -wal, -shm or changed file.
 #[test]
 fn looking_subcommands_work_on_a_read_only_copy() {
+    if crate::harness::sqlite_only("a read-only copy of the SQLite files") {
+        return;
+    }
     let gateway = spawn_default();
     let accepted = send_and_check(
         &gateway,
@@ -376,6 +382,9 @@ fn long_subcommands_show_progress() {
 /// "unable to open database file"; the data dir's owner reads it, the last commit included.
 #[test]
 fn a_read_only_copy_with_a_leftover_wal_names_the_way_out() {
+    if crate::harness::sqlite_only("a leftover SQLite WAL") {
+        return;
+    }
     let root = tempfile::tempdir().unwrap();
     std::fs::set_permissions(root.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
     let copy = root.path().join("copy");

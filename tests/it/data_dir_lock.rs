@@ -12,6 +12,9 @@ use std::time::{Duration, Instant};
 /// locks order their writes); once the first stops, a new `serve` starts on the dir.
 #[test]
 fn a_second_serve_on_the_same_data_dir_is_refused() {
+    if crate::harness::sqlite_only("the data-dir lock guards SQLite files") {
+        return;
+    }
     let mut first = spawn_default();
     let mut second = Gateway::new(Options::default().data_dir(&first.data_dir));
     let started = Instant::now();
@@ -44,6 +47,9 @@ fn a_second_serve_on_the_same_data_dir_is_refused() {
 /// `serve`, and left as it was.
 #[test]
 fn migrate_applies_reports_and_refuses() {
+    if crate::harness::sqlite_only("migrate on a data dir's SQLite files (user_version)") {
+        return;
+    }
     let mut gateway = spawn_default();
     gateway.terminate();
     // xAPI migration 5 undone: the data dir of the release before it.

@@ -4,7 +4,7 @@ use crate::harness::message::{aanmaakdatum, Message, Resultaat, Toets};
 use crate::harness::personal::{mentions, school_rows};
 use crate::harness::DEMO_KLANTCODE;
 use crate::harness::{
-    binary, count, send_and_check, spawn_gateway, wait_published, Expect, Gateway, Options,
+    count, send_and_check, spawn_gateway, wait_published, Expect, Gateway, Options,
 };
 use serde_json::Value;
 
@@ -67,10 +67,10 @@ fn feed(gateway: &Gateway, token: &str, school: &str, since: i64) -> Value {
     reply.json()
 }
 
-/// Runs the CLI on the gateway's data dir with extra settings.
+/// Runs the CLI on the gateway's data dir and database with extra settings.
 fn cli_with_env(gateway: &Gateway, env: &[(&str, &str)], args: &[&str]) -> String {
-    let mut command = std::process::Command::new(binary());
-    command.arg("--data-dir").arg(&gateway.data_dir).args(args);
+    let mut command = gateway.command();
+    command.args(args);
     for (name, value) in env {
         command.env(name, value);
     }

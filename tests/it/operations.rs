@@ -22,6 +22,9 @@ fn drip(sequence: u32) -> Vec<u8> {
 
 #[test]
 fn backup_under_load_restores_into_a_fresh_data_dir_that_serves() {
+    if crate::harness::sqlite_only("backup copies the SQLite files (PostgreSQL has pg_dump)") {
+        return;
+    }
     let gateway = spawn_default();
     let sent = AtomicU32::new(0);
     let stop = AtomicBool::new(false);
@@ -59,8 +62,11 @@ fn backup_under_load_restores_into_a_fresh_data_dir_that_serves() {
         assert!(!backup.with_extension("partial").exists());
         let connection = rusqlite::Connection::open(backup.join("gateway.sqlite")).unwrap();
         crate::harness::attach_xapi(&connection, backup);
+        let connection = uwlr_gateway::store::db::Db::owned_sqlite(connection);
         let check: String = connection
-            .query_row("PRAGMA integrity_check", [], |row| row.get(0))
+            .query_row("PRAGMA integrity_check", rusqlite::params![], |row| {
+                row.get(0)
+            })
             .unwrap();
         assert_eq!(check, "ok");
         let receipts = count(&connection, "SELECT count(*) FROM receipts");
@@ -206,14 +212,17 @@ fn tls_serves_soap_calls_and_the_wsdl_over_https() {
 /// subscriptions): lost, it is rebuilt with the same statement ids, corrections included.
 #[test]
 fn a_lost_xapi_database_is_rebuilt_with_the_same_statement_ids() {
+    if crate::harness::sqlite_only("removes the xapi.sqlite file") {
+        return;
+    }
     let root = tempfile::tempdir().unwrap();
     let data_dir = root.path().join("data");
-    let ids = |connection: &rusqlite::Connection| -> Vec<(String, bool)> {
+    let ids = |connection: &uwlr_gateway::store::db::Db| -> Vec<(String, bool)> {
         let mut statement = connection
             .prepare("SELECT id, voided_by IS NOT NULL FROM xapi_statements ORDER BY id")
             .unwrap();
         let rows = statement
-            .query_map([], |row| Ok((row.get(0)?, row.get(1)?)))
+            .query_map(rusqlite::params![], |row| Ok((row.get(0)?, row.get(1)?)))
             .unwrap();
         rows.map(Result::unwrap).collect()
     };
@@ -254,6 +263,9 @@ fn a_lost_xapi_database_is_rebuilt_with_the_same_statement_ids() {
 /// the WAL the gateway was writing to; later commits were invisible to new connections.
 #[test]
 fn cli_commands_during_wal_restarts_leave_the_gateways_wal_alone() {
+    if crate::harness::sqlite_only("SQLite's WAL restarts") {
+        return;
+    }
     let gateway = spawn_gateway(Options::default().env("UWLR_WAL_RESTART_MIB", "1"));
     let stop = AtomicBool::new(false);
     let total: u32 = 1500;
@@ -291,7 +303,9 @@ fn cli_commands_during_wal_restarts_leave_the_gateways_wal_alone() {
         assert!(gateway.data_dir.join(wal).exists(), "{wal} is in place");
     }
     let check: String = connection
-        .query_row("PRAGMA integrity_check", [], |row| row.get(0))
+        .query_row("PRAGMA integrity_check", rusqlite::params![], |row| {
+            row.get(0)
+        })
         .unwrap();
     assert_eq!(check, "ok");
 }

@@ -1,11 +1,11 @@
 //! Files of the data dir and of backups are the gateway user's alone, whatever the umask; keys come in off the command line.
 
 use crate::harness::message::{aanmaakdatum, Message, Resultaat, Toets};
-use crate::harness::{binary, outcome, send_and_check, spawn_default, Expect};
+use crate::harness::{outcome, send_and_check, spawn_default, Expect, Gateway};
 use std::io::Write as _;
 use std::os::unix::fs::PermissionsExt as _;
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 
 fn mode(path: &Path) -> u32 {
     std::fs::metadata(path)
@@ -17,6 +17,9 @@ fn mode(path: &Path) -> u32 {
 
 #[test]
 fn data_dir_databases_key_and_backups_are_private_under_umask_022() {
+    if crate::harness::sqlite_only("file modes of the SQLite files and their backups") {
+        return;
+    }
     // The usual default umask, under which files come out world-readable unless the gateway sees to it.
     // SAFETY: umask only sets this process's file mode mask; the gateway inherits it.
     unsafe {
@@ -46,10 +49,9 @@ fn data_dir_databases_key_and_backups_are_private_under_umask_022() {
 }
 
 /// `clients add` with `--key-file`, the file's text given as standard input when FILE is `-`.
-fn add_client_from_stdin(data_dir: &Path, klantcode: &str, input: &str) -> std::process::Output {
-    let mut child = Command::new(binary())
-        .arg("--data-dir")
-        .arg(data_dir)
+fn add_client_from_stdin(gateway: &Gateway, klantcode: &str, input: &str) -> std::process::Output {
+    let mut child = gateway
+        .command()
         .args([
             "clients",
             "add",
@@ -77,14 +79,14 @@ fn add_client_from_stdin(data_dir: &Path, klantcode: &str, input: &str) -> std::
 #[test]
 fn clients_add_reads_a_key_from_standard_input_and_refuses_one_padded_with_spaces() {
     let gateway = spawn_default();
-    let padded = add_client_from_stdin(&gateway.data_dir, "EA-PAD", " sleutel-met-spatie \n");
+    let padded = add_client_from_stdin(&gateway, "EA-PAD", " sleutel-met-spatie \n");
     assert!(!padded.status.success());
     assert!(
         String::from_utf8_lossy(&padded.stderr).contains("white space"),
         "{}",
         String::from_utf8_lossy(&padded.stderr)
     );
-    let added = add_client_from_stdin(&gateway.data_dir, "EA-STDIN", "sleutel-via-stdin\n");
+    let added = add_client_from_stdin(&gateway, "EA-STDIN", "sleutel-via-stdin\n");
     assert!(
         added.status.success(),
         "{}",

@@ -4,7 +4,7 @@ use crate::harness::message::{aanmaakdatum, Message, Resultaat, Toets};
 use crate::harness::{
     count, manifest, receipt_rules, rows, send_and_check, spawn_default, Expect, Gateway,
 };
-use rusqlite::Connection;
+use uwlr_gateway::store::db::Db;
 
 /// Sends the accepted samples (01-10) in order.
 fn send_valid_samples(gateway: &Gateway) {
@@ -52,7 +52,7 @@ fn onderdeel_codes(definition: &str) -> Vec<String> {
 }
 
 /// (id, revision, definition) of one stored toets version.
-fn toets_row(connection: &Connection, toetscode: &str, versie: &str) -> (i64, i64, String) {
+fn toets_row(connection: &Db, toetscode: &str, versie: &str) -> (i64, i64, String) {
     connection
         .query_row(
             "SELECT t.id, t.revision, t.definition FROM toetsen t JOIN schools s ON s.id = t.school_id
@@ -64,7 +64,7 @@ fn toets_row(connection: &Connection, toetscode: &str, versie: &str) -> (i64, i6
 }
 
 /// (toets_id, versie, score, revision) of one afname.
-fn afname_row(connection: &Connection, key: &str) -> (i64, String, Option<i64>, i64) {
+fn afname_row(connection: &Db, key: &str) -> (i64, String, Option<i64>, i64) {
     connection
         .query_row(
             "SELECT toets_id, versie, score, revision FROM toetsafnames WHERE afname_key = ?1",
@@ -138,7 +138,7 @@ fn valid_samples_are_stored_as_the_standard_describes() {
         connection
             .query_row(
                 "SELECT id, score, revision, afnamedatum, mutatiedatum, aanmaakdatum FROM toetsafnames WHERE afname_key = 'R-DRIP-0001'",
-                [],
+                rusqlite::params![],
                 |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?, row.get(4)?, row.get(5)?)),
             )
             .expect("R-DRIP-0001");
@@ -525,7 +525,7 @@ fn new_versie_of_a_known_toets_is_a_new_version() {
 }
 
 /// Everything but the receipts, for comparing the store before and after a rejected message.
-fn snapshot(connection: &Connection) -> Vec<String> {
+fn snapshot(connection: &Db) -> Vec<String> {
     let mut all = Vec::new();
     for table in [
         "toetsen",
@@ -536,7 +536,13 @@ fn snapshot(connection: &Connection) -> Vec<String> {
         "change_counter",
         "leerlingen",
     ] {
-        for row in rows(connection, &format!("SELECT * FROM {table} ORDER BY rowid")) {
+        // PostgreSQL has no rowid: its rows are compared sorted.
+        let order = connection.pick("ORDER BY rowid", "");
+        let mut table_rows = rows(connection, &format!("SELECT * FROM {table} {order}"));
+        if connection.is_postgres() {
+            table_rows.sort();
+        }
+        for row in table_rows {
             all.push(format!("{table}: {row}"));
         }
     }
@@ -674,7 +680,14 @@ fn known_afname_key_is_updated_with_history_and_an_identical_resend_is_unchanged
         [format!("6|2|2026-12-01|2026-12-05|{}", aanmaakdatum(3))],
         "the update's afnamedatum is the mutation date; the last message's aanmaakdatum is remembered"
     );
-    let history = rows(&connection, "SELECT revision, json_extract(state, '$.score'), json_extract(state, '$.afnamedatum') FROM toetsafnames_history");
+    let history = rows(
+        &connection,
+        &format!(
+            "SELECT revision, {}, {} FROM toetsafnames_history",
+            crate::harness::json_value(&connection, "state", "$.score"),
+            crate::harness::json_value(&connection, "state", "$.afnamedatum")
+        ),
+    );
     assert_eq!(
         history,
         ["1|5|2026-12-01"],

@@ -5,7 +5,7 @@ use crate::harness::{count, rows, send_and_check, spawn_default, spawn_gateway, 
 
 const ADMIN_TOKEN: &str = "admin-token-voor-de-tests-0123456789";
 
-fn quarantine_rows(connection: &rusqlite::Connection) -> Vec<String> {
+fn quarantine_rows(connection: &uwlr_gateway::store::db::Db) -> Vec<String> {
     rows(
         connection,
         "SELECT afname_key, leerlingid, quarantined FROM toetsafnames ORDER BY afname_key",

@@ -179,7 +179,10 @@ fn restamped_samples_keep_their_verdicts_on_hosts_in_utc_and_in_amsterdam() {
         let connection = gateway.db();
         let stamps = rows(
             &connection,
-            "SELECT aanmaakdatum FROM receipts WHERE outcome = 'accepted' ORDER BY rowid",
+            &format!(
+                "SELECT aanmaakdatum FROM receipts WHERE outcome = 'accepted' ORDER BY {}",
+                crate::harness::arrival_order(&connection)
+            ),
         );
         let accepted = accepted_samples() as usize;
         assert_eq!(stamps.len(), 2 * accepted, "TZ={time_zone}: {stamps:?}");

@@ -230,8 +230,11 @@ fn integer_forms_are_read_by_value_stored_and_published_without_loss() {
     wait_published(&connection);
     let raw = rows(
         &connection,
-        "SELECT a.afname_key || '=' || json_extract(s.statement, '$.result.score.raw')
-           FROM xapi_statements s JOIN toetsafnames a ON a.id = s.afname_id ORDER BY a.afname_key",
+        &format!(
+            "SELECT a.afname_key || '=' || {}
+               FROM xapi_statements s JOIN toetsafnames a ON a.id = s.afname_id ORDER BY a.afname_key",
+            crate::harness::json_value(&connection, "s.statement", "$.result.score.raw")
+        ),
     );
     assert_eq!(raw, ["MAX=9223372036854775807", "NUL=0", "PLUS=7"]);
 }

@@ -130,7 +130,7 @@ fn erasing_a_learner_voids_their_statements_in_the_lrs_and_leaves_no_row_about_t
     let audit: String = db
         .query_row(
             "SELECT detail FROM audit WHERE action = 'leerlingen.erase'",
-            [],
+            rusqlite::params![],
             |row| row.get(0),
         )
         .unwrap();
@@ -141,7 +141,7 @@ fn erasing_a_learner_voids_their_statements_in_the_lrs_and_leaves_no_row_about_t
     let rewritten: String = db
         .query_row(
             "SELECT detail FROM audit WHERE action = 'note'",
-            [],
+            rusqlite::params![],
             |row| row.get(0),
         )
         .unwrap();

@@ -31,7 +31,7 @@ fn voided(gateway: &Gateway) -> BTreeMap<String, String> {
         .prepare("SELECT id, voided_by FROM xapi_statements WHERE voided_by IS NOT NULL")
         .unwrap();
     let rows = statement
-        .query_map([], |row| Ok((row.get(0)?, row.get(1)?)))
+        .query_map(rusqlite::params![], |row| Ok((row.get(0)?, row.get(1)?)))
         .unwrap();
     rows.collect::<Result<_, _>>().unwrap()
 }

@@ -1,6 +1,7 @@
 //! One running `uwlr-gateway serve --demo` on port 0: its settings, data dir and logs; start, restart, SIGKILL, SIGTERM, and its CLI on the same data dir.
 
 use super::cli::{gateway_command, run, CliOutput};
+use super::postgres::{self, TestEngine};
 use super::process::{Process, Stream};
 use super::{CALL_TIMEOUT, START_DEADLINE};
 use std::path::{Path, PathBuf};
@@ -68,6 +69,9 @@ pub struct Gateway {
     /// Holds `data/`, the logs and scratch files; removed on drop.
     root: tempfile::TempDir,
     pub data_dir: PathBuf,
+    /// Under `UWLR_TEST_ENGINE=postgres`: this gateway's database in the shared cluster
+    /// (dropped with the gateway); its URL is in `env` as `UWLR_DATABASE_URL`.
+    pub database: Option<String>,
     env: Vec<(String, String)>,
     /// The running server, if any.
     process: Option<Process>,
@@ -96,8 +100,24 @@ pub fn spawn_gateway(options: Options) -> Gateway {
 }
 
 impl Gateway {
-    /// A gateway on a fresh (or the given) data dir, not started yet.
+    /// A gateway on a fresh (or the given) data dir, not started yet; under
+    /// `UWLR_TEST_ENGINE=postgres` also on a fresh database of its own.
     pub fn new(options: Options) -> Gateway {
+        Gateway::on_database(options, None)
+    }
+
+    /// [`Gateway::new`], on PostgreSQL with a copy of the database `template` when given.
+    fn on_database(mut options: Options, template: Option<&str>) -> Gateway {
+        let database = match postgres::test_engine() {
+            TestEngine::Sqlite => None,
+            TestEngine::Postgres => {
+                let database = postgres::create_database(template);
+                options = options
+                    .env("UWLR_STORE", "postgres")
+                    .env("UWLR_DATABASE_URL", postgres::shared().url_of(&database));
+                Some(database)
+            }
+        };
         let root = tempfile::Builder::new()
             .prefix("uwlr-it-")
             .tempdir()
@@ -106,6 +126,31 @@ impl Gateway {
             .data_dir
             .clone()
             .unwrap_or_else(|| root.path().join("data"));
+        if database.is_some() {
+            // On PostgreSQL the data dir holds only the contract files (and here the key
+            // file), and `serve` does not create it (it does on SQLite): made here, as a
+            // deployment's state directory would be.
+            use std::os::unix::fs::DirBuilderExt as _;
+            std::fs::DirBuilder::new()
+                .recursive(true)
+                .mode(0o700)
+                .create(&data_dir)
+                .expect("create the data dir");
+            // `serve` on PostgreSQL needs a secrets key shared by every instance, never
+            // one it makes itself: a key file where SQLite's gateway keeps its own, so
+            // tests that read, rotate or lose `secrets.key` mean the same on both engines.
+            let has_key = options
+                .env
+                .iter()
+                .any(|(name, _)| name == "UWLR_SECRETS_KEY" || name == "UWLR_SECRETS_KEY_FILE");
+            if !has_key {
+                let key_file = data_dir.join("secrets.key");
+                if !key_file.exists() {
+                    write_key_file(&key_file);
+                }
+                options = options.env("UWLR_SECRETS_KEY_FILE", key_file.to_string_lossy());
+            }
+        }
         let http = reqwest::blocking::Client::builder()
             .timeout(CALL_TIMEOUT)
             .build()
@@ -113,6 +158,7 @@ impl Gateway {
         Gateway {
             root,
             data_dir,
+            database,
             env: options.env,
             process: None,
             runs: 0,
@@ -161,13 +207,21 @@ impl Gateway {
     }
 
     /// A second gateway (not started) on a copy of this one's data dir and secrets key,
-    /// with the same settings, as a restore would give; stop this one first.
+    /// with the same settings, as a restore would give; stop this one first. On
+    /// PostgreSQL its database is a copy of this one's (`CREATE DATABASE … TEMPLATE`).
     pub fn copy(&self) -> Gateway {
-        let copy = Gateway::new(Options {
+        let options = Options {
             env: self.env.clone(),
             data_dir: None,
-        });
+        };
+        let mut copy = Gateway::on_database(options, self.database.as_deref());
         copy_dir(&self.data_dir, &copy.data_dir);
+        // The harness's key file (PostgreSQL) moves with the data dir it lives in.
+        let own_key = self.data_dir.join("secrets.key");
+        if self.setting("UWLR_SECRETS_KEY_FILE") == Some(&*own_key.to_string_lossy()) {
+            let copied_key = copy.data_dir.join("secrets.key");
+            copy.set_env("UWLR_SECRETS_KEY_FILE", &copied_key.to_string_lossy());
+        }
         copy
     }
 
@@ -350,6 +404,9 @@ impl Gateway {
 impl Drop for Gateway {
     fn drop(&mut self) {
         self.kill();
+        if let Some(database) = &self.database {
+            postgres::drop_database(database);
+        }
     }
 }
 
@@ -360,6 +417,26 @@ pub fn tail(text: &str, bytes: usize) -> &str {
         start += 1;
     }
     &text[start..]
+}
+
+/// A key file of one fresh key (base64 of 32 random bytes), readable by its owner only.
+fn write_key_file(path: &Path) {
+    use base64::Engine as _;
+    use std::io::Write as _;
+    use std::os::unix::fs::OpenOptionsExt as _;
+    let key: [u8; 32] = rand::random();
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+        .unwrap_or_else(|error| panic!("create {}: {error}", path.display()));
+    writeln!(
+        file,
+        "{}",
+        base64::engine::general_purpose::STANDARD.encode(key)
+    )
+    .expect("write the key file");
 }
 
 fn copy_dir(from: &Path, to: &Path) {

@@ -13,12 +13,26 @@ pub mod store;
 pub use cli::{cli_with_data_dir, run, CliOutput};
 pub use client::Reply;
 pub use gateway::{spawn_default, spawn_gateway, Gateway, Options};
+pub use postgres::{test_engine, TestEngine};
 pub use soap::NS_DETAIL;
 pub use soap::{check, fault_of, outcome, send_and_check, Expect};
-pub use store::{attach_xapi, count, receipt_rules, rows, wait_published};
+pub use store::{
+    arrival_order, attach_xapi, count, json_value, receipt_rules, rows, wait_published,
+};
 
 use std::path::PathBuf;
 use std::time::Duration;
+
+/// True (and says why on stderr) when the tests run on PostgreSQL and the calling test is
+/// about SQLite's files only (data dir lock, file backups, WAL, file modes, damaged files):
+/// `if harness::sqlite_only("why") { return; }`. Never for a test that merely fails there.
+pub fn sqlite_only(why: &str) -> bool {
+    let skip = test_engine() == TestEngine::Postgres;
+    if skip {
+        eprintln!("skipped on PostgreSQL: {why}");
+    }
+    skip
+}
 
 /// The demo client that `serve --demo` seeds and `samples/` uses.
 pub const DEMO_KLANTCODE: &str = "DEMO-EA";

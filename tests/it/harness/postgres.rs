@@ -1,4 +1,4 @@
-//! A throwaway PostgreSQL cluster from Debian's packages: initdb in a temp dir as an unprivileged user, on a free port, stopped and removed on drop.
+//! A throwaway PostgreSQL cluster from Debian's packages: initdb in a temp dir as an unprivileged user, on a free port, stopped and removed on drop; and the one shared cluster that every gateway of a test process gets a database in under `UWLR_TEST_ENGINE=postgres`.
 //!
 //! `initdb` and `postgres` refuse to run as root, and the tests run as root in CI, so as
 //! root the cluster belongs to `nobody` (`setpriv`); as any other user it is that user's.
@@ -7,9 +7,13 @@
 //! PostgreSQL cannot bind port 0 and report it, so a port is drawn at random below the
 //! ephemeral range and the start is tried again on another one when it is taken; no port
 //! is ever reserved by binding and releasing it.
+//! Every cluster lives in `$TMPDIR/uwlr-pg-clusters/<pid>-<random>`, so the next start
+//! removes what a test process that died (SIGKILL, abort) left behind.
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 /// The superuser of every throwaway cluster, and the database a test gets.
@@ -22,8 +26,9 @@ const START_DEADLINE: Duration = Duration::from_secs(90);
 /// A running throwaway cluster; stopped (immediate shutdown) and removed when dropped,
 /// also when the test panics.
 pub struct Postgres {
-    /// Holds `data/` (the cluster), the socket, the password file and the server log.
-    root: tempfile::TempDir,
+    /// Holds `data/` (the cluster), the socket, the password file and the server log;
+    /// under [`clusters_dir`], named after this process.
+    root: PathBuf,
     server: Option<Child>,
     pub port: u16,
     password: String,
@@ -34,17 +39,14 @@ impl Postgres {
     /// initdb, start and wait until the cluster accepts connections, then create [`DATABASE`].
     pub fn start() -> Postgres {
         let bin = bindir();
-        let root = tempfile::Builder::new()
-            .prefix("uwlr-pg-")
-            .tempdir()
-            .expect("temp dir");
+        let root = new_cluster_dir();
         let password = random_password();
-        let password_file = root.path().join("password");
+        let password_file = root.join("password");
         std::fs::write(&password_file, format!("{password}\n")).expect("password file");
-        give_to_cluster_user(root.path());
+        give_to_cluster_user(&root);
         let initdb = run_as_cluster_user(&bin.join("initdb"))
             .arg("-D")
-            .arg(root.path().join("data"))
+            .arg(root.join("data"))
             .args(["-U", SUPERUSER, "--auth=scram-sha-256", "--pwfile"])
             .arg(&password_file)
             .args(["-E", "UTF8", "--locale=C", "--no-sync", "--no-instructions"])
@@ -79,19 +81,16 @@ impl Postgres {
 
     /// Starts the server on `self.port`; false when the port is taken (try another).
     fn try_start(&mut self, deadline: Instant) -> bool {
-        let log_path = self.root.path().join(format!("server-{}.log", self.port));
+        let log_path = self.root.join(format!("server-{}.log", self.port));
         let log = std::fs::File::create(&log_path).expect("server log");
         give_to_cluster_user(&log_path);
         let server = run_as_cluster_user(&self.bin.join("postgres"))
             .arg("-D")
-            .arg(self.root.path().join("data"))
+            .arg(self.root.join("data"))
             .args(["-c", "listen_addresses=127.0.0.1"])
             .args(["-c", &format!("port={}", self.port)])
             .arg("-c")
-            .arg(format!(
-                "unix_socket_directories={}",
-                self.root.path().display()
-            ))
+            .arg(format!("unix_socket_directories={}", self.root.display()))
             .args(["-c", "fsync=on", "-c", "max_connections=200"])
             .stdin(Stdio::null())
             .stdout(log.try_clone().expect("log"))
@@ -153,7 +152,14 @@ impl Postgres {
     }
 
     /// Runs SQL in `database` with psql, failing the test when it fails.
+    #[track_caller]
     pub fn psql_as(&self, database: &str, sql: &str) -> String {
+        self.try_psql_as(database, sql)
+            .unwrap_or_else(|error| panic!("psql {sql:?} failed: {error}"))
+    }
+
+    /// Runs SQL in `database` with psql; its output, or what psql printed on stderr.
+    pub fn try_psql_as(&self, database: &str, sql: &str) -> Result<String, String> {
         let output = Command::new(self.bin.join("psql"))
             .args(["-X", "-q", "-t", "-A", "-v", "ON_ERROR_STOP=1"])
             .args(["-h", "127.0.0.1", "-p", &self.port.to_string()])
@@ -161,13 +167,11 @@ impl Postgres {
             .env("PGPASSWORD", &self.password)
             .stdin(Stdio::null())
             .output()
-            .expect("run psql");
-        assert!(
-            output.status.success(),
-            "psql {sql:?} failed: {}",
-            String::from_utf8_lossy(&output.stderr)
-        );
-        String::from_utf8_lossy(&output.stdout).trim().to_string()
+            .map_err(|error| format!("cannot run psql: {error}"))?;
+        if !output.status.success() {
+            return Err(String::from_utf8_lossy(&output.stderr).into_owned());
+        }
+        Ok(String::from_utf8_lossy(&output.stdout).trim().to_string())
     }
 
     /// A psql session (its `application_name` is `name`) that reads SQL from a pipe, so a
@@ -209,7 +213,7 @@ impl Postgres {
 
     /// The cluster's directory (removed on drop).
     pub fn dir(&self) -> &Path {
-        self.root.path()
+        &self.root
     }
 }
 
@@ -255,22 +259,202 @@ impl Drop for PsqlSession {
 impl Drop for Postgres {
     /// Immediate shutdown (SIGQUIT: nothing to keep), waited for, then the temp dir goes.
     fn drop(&mut self) {
-        if let Some(mut server) = self.server.take() {
-            // SAFETY: kill sends a signal to our own child, whose pid we hold.
+        if let Some(server) = self.server.take() {
+            stop_postmaster(server.id());
+        }
+        let _ = std::fs::remove_dir_all(&self.root);
+    }
+}
+
+/// SIGQUIT (immediate shutdown) to our child postmaster `pid`, then reaps it; SIGKILL
+/// after 30 s.
+fn stop_postmaster(pid: u32) {
+    let pid = pid as libc::pid_t;
+    // SAFETY: kill and waitpid on our own child, whose pid we hold and have not reaped.
+    unsafe {
+        libc::kill(pid, libc::SIGQUIT);
+    }
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let mut status = 0;
+        // SAFETY: as above; WNOHANG does not block.
+        let reaped = unsafe { libc::waitpid(pid, &mut status, libc::WNOHANG) };
+        if reaped != 0 {
+            return;
+        }
+        if Instant::now() > deadline {
+            // SAFETY: as above.
             unsafe {
-                libc::kill(server.id() as libc::pid_t, libc::SIGQUIT);
+                libc::kill(pid, libc::SIGKILL);
+                libc::waitpid(pid, &mut status, 0);
             }
-            let deadline = Instant::now() + Duration::from_secs(30);
-            while server.try_wait().ok().flatten().is_none() {
-                if Instant::now() > deadline {
-                    let _ = server.kill();
-                    let _ = server.wait();
-                    break;
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Which engine the integration tests run the gateway on (`UWLR_TEST_ENGINE`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TestEngine {
+    Sqlite,
+    Postgres,
+}
+
+/// `UWLR_TEST_ENGINE`: `sqlite` (the default) or `postgres`; anything else fails the test.
+pub fn test_engine() -> TestEngine {
+    static ENGINE: OnceLock<TestEngine> = OnceLock::new();
+    *ENGINE.get_or_init(|| match std::env::var("UWLR_TEST_ENGINE").as_deref() {
+        Err(std::env::VarError::NotPresent) | Ok("") | Ok("sqlite") => TestEngine::Sqlite,
+        Ok("postgres") => TestEngine::Postgres,
+        other => panic!("UWLR_TEST_ENGINE must be sqlite or postgres, not {other:?}"),
+    })
+}
+
+/// The one cluster of this test process, started at the first call; every gateway gets a
+/// database of its own in it ([`create_database`]).
+///
+/// A static is never dropped, so the cluster ends with the process: an `atexit` handler
+/// stops it and removes its directory on a normal exit, and the postmaster's parent-death
+/// signal (SIGQUIT) stops it when the process is killed. That signal follows the *thread*
+/// that started the postmaster, so a thread that never ends starts it, not the test that
+/// happens to ask first; the directory of a killed process goes at the next start.
+pub fn shared() -> &'static Postgres {
+    static SHARED: OnceLock<Postgres> = OnceLock::new();
+    SHARED.get_or_init(|| {
+        let (sender, receiver) = std::sync::mpsc::channel();
+        std::thread::Builder::new()
+            .name("postgres-parent".into())
+            .spawn(move || {
+                let started = std::panic::catch_unwind(Postgres::start);
+                let _ = sender.send(started);
+                loop {
+                    std::thread::park();
                 }
-                std::thread::sleep(Duration::from_millis(20));
+            })
+            .expect("start the postmaster's parent thread");
+        let cluster = match receiver.recv().expect("the postmaster's parent thread") {
+            Ok(cluster) => cluster,
+            Err(panic) => std::panic::resume_unwind(panic),
+        };
+        // SAFETY: registers a plain function without arguments.
+        unsafe {
+            libc::atexit(stop_shared_at_exit);
+        }
+        cluster
+    });
+    SHARED.get().expect("just initialised")
+}
+
+/// At process exit: stops the shared cluster and removes its directory.
+extern "C" fn stop_shared_at_exit() {
+    // The shared cluster's `OnceLock` is private to `shared`; reach it through a second
+    // call, which cannot start a cluster here because the handler exists only after one.
+    let cluster = shared();
+    if let Some(server) = cluster.server.as_ref() {
+        stop_postmaster(server.id());
+    }
+    let _ = std::fs::remove_dir_all(&cluster.root);
+}
+
+/// Creates a database of its own in the [`shared`] cluster (a copy of `template` when
+/// given, which no session may use meanwhile); returns its name.
+pub fn create_database(template: Option<&str>) -> String {
+    static NEXT: AtomicUsize = AtomicUsize::new(1);
+    let cluster = shared();
+    let name = format!("g_{}", NEXT.fetch_add(1, Ordering::Relaxed));
+    let sql = match template {
+        None => format!("CREATE DATABASE {name} TEMPLATE template0 ENCODING 'UTF8'"),
+        Some(template) => format!("CREATE DATABASE {name} TEMPLATE {template}"),
+    };
+    // A gateway stopped a moment ago may still have sessions ending on the template.
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        match cluster.try_psql_as("postgres", &sql) {
+            Ok(_) => return name,
+            Err(error) if error.contains("being accessed by other users") && Instant::now() < deadline => {
+                std::thread::sleep(Duration::from_millis(100));
             }
+            Err(error) => panic!(
+                "{sql} failed: {error}\nsessions on it: {}",
+                cluster.psql_as(
+                    "postgres",
+                    &format!("SELECT string_agg(application_name || ' ' || state, ', ') FROM pg_stat_activity WHERE datname = '{}'", template.unwrap_or(""))
+                )
+            ),
         }
     }
+}
+
+/// Drops a database of the [`shared`] cluster, ending its sessions; never panics (it
+/// runs in `Drop`), reports a failure on stderr.
+pub fn drop_database(name: &str) {
+    if let Err(error) = shared().try_psql_as(
+        "postgres",
+        &format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"),
+    ) {
+        eprintln!("cannot drop the test database {name}: {error}");
+    }
+}
+
+/// Where every throwaway cluster's directory lives.
+fn clusters_dir() -> PathBuf {
+    std::env::temp_dir().join("uwlr-pg-clusters")
+}
+
+/// A new directory `<pid>-<random>` under [`clusters_dir`], after removing those of test
+/// processes that are gone.
+fn new_cluster_dir() -> PathBuf {
+    let parent = clusters_dir();
+    std::fs::create_dir_all(&parent).expect("create the clusters' dir");
+    remove_stale_clusters(&parent);
+    tempfile::Builder::new()
+        .prefix(&format!("{}-", std::process::id()))
+        .tempdir_in(&parent)
+        .expect("temp dir")
+        .keep()
+}
+
+/// Removes the cluster dirs whose test process no longer runs, first killing a postmaster
+/// that still runs from one (it cannot have: its parent-death signal stopped it).
+fn remove_stale_clusters(parent: &Path) {
+    let Ok(entries) = std::fs::read_dir(parent) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let Some(owner) = name
+            .to_str()
+            .and_then(|name| name.split('-').next())
+            .and_then(|pid| pid.parse::<libc::pid_t>().ok())
+        else {
+            continue;
+        };
+        if process_runs(owner) {
+            continue;
+        }
+        let dir = entry.path();
+        if let Some(postmaster) = std::fs::read_to_string(dir.join("data/postmaster.pid"))
+            .ok()
+            .and_then(|text| text.lines().next()?.trim().parse::<libc::pid_t>().ok())
+        {
+            let cmdline = std::fs::read(format!("/proc/{postmaster}/cmdline")).unwrap_or_default();
+            if String::from_utf8_lossy(&cmdline).contains(&*dir.to_string_lossy()) {
+                // SAFETY: a signal to the postmaster that serves this dead process's cluster.
+                unsafe {
+                    libc::kill(postmaster, libc::SIGKILL);
+                }
+            }
+        }
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}
+
+/// Whether process `pid` exists.
+fn process_runs(pid: libc::pid_t) -> bool {
+    // SAFETY: signal 0 only asks whether the process exists.
+    let sent = unsafe { libc::kill(pid, 0) };
+    sent == 0 || std::io::Error::last_os_error().raw_os_error() == Some(libc::EPERM)
 }
 
 /// The newest installed server's binaries (Debian: /usr/lib/postgresql/VERSION/bin), or

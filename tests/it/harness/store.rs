@@ -1,26 +1,75 @@
-//! Reading a gateway's SQLite files as the gateway opens them (`gateway.sqlite` with `xapi.sqlite` attached): counts, whole tables, the publisher's progress, statements and delivery state.
+//! Reading a gateway's database as the gateway opens it (SQLite: `gateway.sqlite` with `xapi.sqlite` attached; PostgreSQL: its database in the shared cluster), through the store's engine-neutral `Db`: counts, whole tables, the publisher's progress, statements and delivery state.
 
 use super::gateway::Gateway;
 use rusqlite::{Connection, OpenFlags};
 use std::collections::BTreeSet;
 use std::path::Path;
 use std::time::{Duration, Instant};
+use uwlr_gateway::store::db::Db;
 
 /// How long the publisher (which turns committed changes into statements) may take to catch up.
 pub const PUBLISH_DEADLINE: Duration = Duration::from_secs(60);
 
 impl Gateway {
-    /// The gateway's SQLite file with the bridge's attached, opened read-only.
-    pub fn db(&self) -> Connection {
-        open(
-            &self.data_dir,
-            OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
-        )
+    /// The gateway's database, read-only: its SQLite file with the bridge's attached, or a
+    /// session on its PostgreSQL database whose transactions are read-only.
+    pub fn db(&self) -> Db<'static> {
+        match &self.database {
+            None => Db::owned_sqlite(open(
+                &self.data_dir,
+                OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+            )),
+            Some(database) => {
+                let db = connect(database);
+                db.execute_batch("SET default_transaction_read_only = on")
+                    .expect("read-only session");
+                db
+            }
+        }
     }
 
     /// The same, writable, for tests that damage or age stored rows on purpose.
-    pub fn db_writable(&self) -> Connection {
-        open(&self.data_dir, OpenFlags::default())
+    pub fn db_writable(&self) -> Db<'static> {
+        match &self.database {
+            None => Db::owned_sqlite(open(&self.data_dir, OpenFlags::default())),
+            Some(database) => connect(database),
+        }
+    }
+
+    /// Every byte the database keeps on disk, to show a secret is not stored in clear:
+    /// SQLite's two files with their WALs; on PostgreSQL, after a CHECKPOINT, the files of
+    /// this gateway's database and the cluster's WAL.
+    pub fn stored_bytes(&self) -> Vec<u8> {
+        let mut bytes = Vec::new();
+        let Some(database) = &self.database else {
+            for name in [
+                "gateway.sqlite",
+                "gateway.sqlite-wal",
+                "xapi.sqlite",
+                "xapi.sqlite-wal",
+            ] {
+                bytes.extend(std::fs::read(self.data_dir.join(name)).unwrap_or_default());
+            }
+            return bytes;
+        };
+        let cluster = super::postgres::shared();
+        cluster.psql_as("postgres", "CHECKPOINT");
+        let oid = cluster.psql_as(
+            "postgres",
+            &format!("SELECT oid FROM pg_database WHERE datname = '{database}'"),
+        );
+        let data = cluster.dir().join("data");
+        for dir in [data.join("base").join(&oid), data.join("pg_wal")] {
+            let entries = std::fs::read_dir(&dir)
+                .unwrap_or_else(|error| panic!("read {}: {error}", dir.display()));
+            for entry in entries.flatten() {
+                if entry.file_type().is_ok_and(|kind| kind.is_file()) {
+                    bytes.extend(std::fs::read(entry.path()).unwrap_or_default());
+                }
+            }
+        }
+        assert!(!bytes.is_empty(), "no files of database {database}");
+        bytes
     }
 
     /// The publisher's cursor and the change counter: it has published everything when they meet.
@@ -72,6 +121,13 @@ impl Gateway {
     }
 }
 
+/// A session on `database` of the shared cluster.
+fn connect(database: &str) -> Db<'static> {
+    let url = super::postgres::shared().url_of(database);
+    uwlr_gateway::store::db::connect_postgres(&url)
+        .unwrap_or_else(|error| panic!("connect to the test database {database}: {error}"))
+}
+
 fn open(data_dir: &Path, flags: OpenFlags) -> Connection {
     let connection = Connection::open_with_flags(data_dir.join("gateway.sqlite"), flags)
         .expect("open gateway.sqlite");
@@ -84,7 +140,7 @@ fn open(data_dir: &Path, flags: OpenFlags) -> Connection {
 
 /// Waits until the running gateway's xAPI publisher (which works after each commit, from
 /// its cursor) has turned every accepted change into statements.
-pub fn wait_published(connection: &Connection) {
+pub fn wait_published(connection: &Db) {
     let deadline = Instant::now() + PUBLISH_DEADLINE;
     loop {
         let (cursor, end) = publisher_position(connection);
@@ -99,31 +155,60 @@ pub fn wait_published(connection: &Connection) {
     }
 }
 
-fn publisher_position(connection: &Connection) -> (i64, i64) {
+/// The publisher's cursor and the end of what it has to publish. On PostgreSQL the end is
+/// the last publication position plus the committed changes not yet given one (the
+/// change counter is SQLite's; `store::outbox::publisher_progress` counts alike).
+fn publisher_position(connection: &Db) -> (i64, i64) {
+    let sql = if connection.is_postgres() {
+        "SELECT (SELECT cursor_seq FROM xapi_publisher),
+                (SELECT COALESCE(MAX(position), 0) FROM change_order)
+                + (SELECT count(*) FROM toetsafname_changes
+                   WHERE xid >= (SELECT cursor_xid FROM xapi_publisher))"
+    } else {
+        "SELECT (SELECT cursor_seq FROM xapi_publisher), (SELECT seq FROM change_counter)"
+    };
     connection
-        .query_row(
-            "SELECT (SELECT cursor_seq FROM xapi_publisher), (SELECT seq FROM change_counter)",
-            [],
-            |row| Ok((row.get(0)?, row.get(1)?)),
-        )
+        .query_row(sql, rusqlite::params![], |row| {
+            Ok((row.get(0)?, row.get(1)?))
+        })
         .expect("publisher position")
 }
 
+/// SQL for the JSON value at `path` (`$.a.b`) in `column`, as SQLite's `json_extract`
+/// reads it; on PostgreSQL as text (`#>>`), which `rows` prints the same.
+pub fn json_value(connection: &Db, column: &str, path: &str) -> String {
+    if connection.is_postgres() {
+        let keys = path
+            .trim_start_matches('$')
+            .trim_start_matches('.')
+            .replace('.', ",");
+        format!("(({column})::jsonb #>> '{{{keys}}}')")
+    } else {
+        format!("json_extract({column}, '{path}')")
+    }
+}
+
+/// The order in which rows of `receipts` arrived: SQLite's `rowid`; PostgreSQL has none,
+/// so the time each message was received, then its id.
+pub fn arrival_order(connection: &Db) -> &'static str {
+    connection.pick("rowid", "received_at, id")
+}
+
 /// One number from SQL.
-pub fn count(connection: &Connection, sql: &str) -> i64 {
+pub fn count(connection: &Db, sql: &str) -> i64 {
     connection
-        .query_row(sql, [], |row| row.get(0))
+        .query_row(sql, rusqlite::params![], |row| row.get(0))
         .unwrap_or_else(|error| panic!("{sql}: {error}"))
 }
 
 /// Every row of a query as text columns joined by `|` (for comparing whole tables).
-pub fn rows(connection: &Connection, sql: &str) -> Vec<String> {
+pub fn rows(connection: &Db, sql: &str) -> Vec<String> {
     let mut statement = connection
         .prepare(sql)
         .unwrap_or_else(|error| panic!("{sql}: {error}"));
     let columns = statement.column_count();
     let rows = statement
-        .query_map([], |row| {
+        .query_map(rusqlite::params![], |row| {
             let mut fields = Vec::with_capacity(columns);
             for index in 0..columns {
                 let value: rusqlite::types::Value = row.get(index)?;
@@ -143,7 +228,7 @@ pub fn rows(connection: &Connection, sql: &str) -> Vec<String> {
 }
 
 /// The rule codes recorded in a receipt's `violations` JSON.
-pub fn receipt_rules(connection: &Connection, receipt_id: &str) -> BTreeSet<String> {
+pub fn receipt_rules(connection: &Db, receipt_id: &str) -> BTreeSet<String> {
     let json: String = connection
         .query_row(
             "SELECT violations FROM receipts WHERE id = ?1",

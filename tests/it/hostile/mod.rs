@@ -338,7 +338,7 @@ fn external_entity_pointing_at_a_file_is_refused_unread() {
         !gateway.stderr().contains(&secret),
         "the log shows the file"
     );
-    let bytes = std::fs::read(gateway.data_dir.join("gateway.sqlite")).expect("database");
+    let bytes = gateway.stored_bytes();
     assert!(!bytes
         .windows(secret.len())
         .any(|window| window == secret.as_bytes()));

@@ -514,7 +514,7 @@ fn stored_statements(gateway: &Gateway) -> Vec<Value> {
         .prepare("SELECT statement FROM xapi_statements ORDER BY seq")
         .unwrap();
     statement
-        .query_map([], |row| row.get::<_, String>(0))
+        .query_map(rusqlite::params![], |row| row.get::<_, String>(0))
         .unwrap()
         .map(|text| serde_json::from_str(&text.unwrap()).unwrap())
         .collect()
@@ -611,7 +611,7 @@ fn issue17_consistent_through_waits_for_the_publisher() {
         .query_row(
             "SELECT (SELECT count(*) FROM xapi_statements), (SELECT MAX(stored_at) FROM xapi_statements),
                     (SELECT cursor_seq FROM xapi_publisher) < (SELECT seq FROM change_counter)",
-            [],
+            rusqlite::params![],
             |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?)),
         )
         .unwrap();
