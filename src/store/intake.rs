@@ -788,7 +788,7 @@ pub(crate) fn list_receipts(
     let ids: Vec<String> = connection
         .prepare(connection.pick(
             "SELECT id FROM receipts ORDER BY received_at DESC, rowid DESC LIMIT ?1",
-            "SELECT id FROM receipts ORDER BY received_at DESC, id DESC LIMIT ?1",
+            "SELECT id FROM receipts ORDER BY arrival DESC LIMIT ?1",
         ))?
         .query_map([limit], |row| row.get(0))?
         .collect::<Result<_, _>>()?;

@@ -128,7 +128,16 @@ pub enum StoreError {
 }
 
 impl From<tokio_postgres::Error> for StoreError {
+    /// A failure that waiting may cure is `Busy` (the caller answers 503 with Retry-After,
+    /// SOAP `Server.Bezet`): the server or the network is gone (a primary failing over, a
+    /// restart), a serialization failure or deadlock, too many connections. The rest (a
+    /// statement the server refused, a wrong password) is `Postgres`.
     fn from(error: tokio_postgres::Error) -> StoreError {
+        if postgres::is_transient(&error) {
+            return StoreError::Busy {
+                detail: postgres::describe(&error),
+            };
+        }
         StoreError::Postgres(error)
     }
 }

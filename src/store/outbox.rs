@@ -920,16 +920,36 @@ pub(crate) fn order_changes(connection: &Db) -> Result<usize, StoreError> {
     let horizon: i64 = connection
         .prepare_cached("SELECT pg_snapshot_xmin(pg_current_snapshot())::text::bigint")?
         .query_row(rusqlite::params![], |row| row.get(0))?;
-    if horizon <= ordered_below {
+    if horizon == ordered_below {
         return Ok(0);
     }
-    let ordered = connection
-        .prepare_cached(
-            "INSERT INTO change_order (change_seq)
-             SELECT change_seq FROM toetsafname_changes WHERE xid >= ?1 AND xid < ?2
-             ORDER BY xid, change_seq",
-        )?
-        .execute(params![ordered_below, horizon])?;
+    let ordered = if horizon > ordered_below {
+        connection
+            .prepare_cached(
+                "INSERT INTO change_order (change_seq)
+                 SELECT change_seq FROM toetsafname_changes WHERE xid >= ?1 AND xid < ?2
+                 ORDER BY xid, change_seq",
+            )?
+            .execute(params![ordered_below, horizon])?
+    } else {
+        // The horizon went back: the database was restored into another cluster (pg_dump),
+        // whose transaction ids started over. Every change not ordered yet that is not a
+        // transaction of this cluster still running is ordered now, the old cluster's first.
+        tracing::warn!(
+            ordered_below,
+            horizon,
+            "transaction ids went back (a restore into another cluster?): ordering every change not yet ordered"
+        );
+        connection
+            .prepare_cached(
+                "INSERT INTO change_order (change_seq)
+                 SELECT g.change_seq FROM toetsafname_changes g
+                 WHERE (g.xid < ?2 OR g.xid >= ?1)
+                   AND NOT EXISTS (SELECT 1 FROM change_order o WHERE o.change_seq = g.change_seq)
+                 ORDER BY g.xid >= ?1 DESC, g.xid, g.change_seq",
+            )?
+            .execute(params![ordered_below, horizon])?
+    };
     connection
         .prepare_cached("UPDATE xapi_publisher SET cursor_xid = ?1 WHERE id = 1")?
         .execute([horizon])?;

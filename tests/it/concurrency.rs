@@ -1,7 +1,9 @@
 //! Concurrent senders for one school: the ordering rule and the upserts cannot race.
 
 use crate::harness::message::{aanmaakdatum, Message, Resultaat, Toets};
-use crate::harness::{count, outcome, rows, spawn_default, wait_published, Expect};
+use crate::harness::{
+    arrival_order, count, outcome, rows, spawn_default, wait_published, Expect,
+};
 use std::collections::BTreeSet;
 
 const THREADS: u32 = 16;
@@ -108,7 +110,10 @@ fn concurrent_messages_for_one_school_are_serialised() {
     let mut last_accepted: Option<String> = None;
     for row in rows(
         &connection,
-        "SELECT outcome, aanmaakdatum FROM receipts ORDER BY rowid",
+        &format!(
+            "SELECT outcome, aanmaakdatum FROM receipts ORDER BY {}",
+            arrival_order(&connection)
+        ),
     ) {
         let (receipt_outcome, stamp) = row.split_once('|').unwrap();
         match receipt_outcome {
@@ -255,7 +260,10 @@ fn two_senders_racing_on_the_same_keys_leave_the_latest_accepted_version() {
     // In the writer's order, accepted aanmaakdatums strictly increase.
     let accepted = rows(
         &connection,
-        "SELECT aanmaakdatum FROM receipts WHERE outcome = 'accepted' ORDER BY rowid",
+        &format!(
+            "SELECT aanmaakdatum FROM receipts WHERE outcome = 'accepted' ORDER BY {}",
+            arrival_order(&connection)
+        ),
     );
     assert!(
         accepted.windows(2).all(|pair| pair[0] < pair[1]),

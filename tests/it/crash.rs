@@ -109,9 +109,10 @@ fn assert_store_consistent(gateway: &Gateway, context: &str) {
 fn afnames(gateway: &Gateway) -> Vec<(String, String, i64)> {
     let db = gateway.db();
     let mut statement = db
-        .prepare(
+        .prepare(db.pick(
             "SELECT afname_key, hex(content_sha256), revision FROM toetsafnames ORDER BY afname_key",
-        )
+            "SELECT afname_key, upper(encode(content_sha256, 'hex')), revision FROM toetsafnames ORDER BY afname_key",
+        ))
         .unwrap();
     let rows = statement
         .query_map(rusqlite::params![], |row| {

@@ -457,6 +457,7 @@ fn the_publisher_horizon_hands_out_no_change_below_an_open_transaction() {
 const POSTGRES_ONLY_COLUMNS: &[(&str, &str)] = &[
     ("toetsafname_changes", "xid"),
     ("xapi_publisher", "cursor_xid"),
+    ("receipts", "arrival"),
 ];
 
 /// Tables only the PostgreSQL schema has: the statement counter and the version table.

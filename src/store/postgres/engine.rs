@@ -129,8 +129,11 @@ impl Engine {
         let (sender, receiver) = tokio::sync::oneshot::channel::<Result<R, StoreError>>();
         let commits = self.commits.clone();
         let boxed: Job = Box::new(move |session: Result<&Session, StoreError>| {
+            let started = std::time::Instant::now();
             let outcome = session.and_then(|session| run_in_transaction(session, job));
             if outcome.is_ok() {
+                // One job per commit: the histogram SQLite's group commits feed.
+                crate::metrics::metrics().group_commit("core", 1, started.elapsed());
                 commits.send_modify(|count| *count += 1);
             }
             let _ = sender.send(outcome);

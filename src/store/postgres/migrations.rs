@@ -109,6 +109,8 @@ CREATE TABLE sender_state (
     PRIMARY KEY (client_id, school_id)
 );
 
+CREATE SEQUENCE receipt_arrival AS bigint;
+
 CREATE TABLE receipts (
     id text PRIMARY KEY,
     client_id bigint NOT NULL REFERENCES clients(id),
@@ -131,7 +133,11 @@ CREATE TABLE receipts (
     unknown_vocabularies text NOT NULL DEFAULT '[]',
     duration_ms bigint NOT NULL DEFAULT 0,
     schooljaar text,
-    xsdversie text
+    xsdversie text,
+    -- The order receipts were written in (SQLite's rowid): an accepted message writes its
+    -- receipt under its school's row lock just before COMMIT, so one school's accepted
+    -- receipts take these numbers in commit order.
+    arrival bigint NOT NULL DEFAULT nextval('receipt_arrival')
 );
 CREATE INDEX receipts_client_sha ON receipts(client_id, sha256);
 CREATE INDEX receipts_received ON receipts(received_at);

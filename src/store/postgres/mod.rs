@@ -77,6 +77,28 @@ impl Connection {
     }
 }
 
+/// Whether trying again later may succeed: no answer from the server at all (connection
+/// refused or lost), or one of the SQLSTATEs of contention and overload.
+pub(crate) fn is_transient(error: &tokio_postgres::Error) -> bool {
+    use tokio_postgres::error::SqlState;
+    match error.code() {
+        Some(code) => [
+            SqlState::T_R_SERIALIZATION_FAILURE,
+            SqlState::T_R_DEADLOCK_DETECTED,
+            SqlState::LOCK_NOT_AVAILABLE,
+            SqlState::QUERY_CANCELED,
+            SqlState::TOO_MANY_CONNECTIONS,
+            SqlState::ADMIN_SHUTDOWN,
+            SqlState::CRASH_SHUTDOWN,
+            SqlState::CANNOT_CONNECT_NOW,
+            SqlState::READ_ONLY_SQL_TRANSACTION,
+        ]
+        .contains(code),
+        // No SQLSTATE: the client's own failure (I/O, a closed connection, a timeout).
+        None => error.as_db_error().is_none(),
+    }
+}
+
 /// A PostgreSQL error for logs and output: the server's SQLSTATE, message, detail and
 /// hint when it answered, else the client's error with its cause (never the URL).
 pub(crate) fn describe(error: &tokio_postgres::Error) -> String {

@@ -189,18 +189,7 @@ impl Session {
 /// and every retry built on it apply; the rest travel whole and come back out as
 /// `StoreError::Postgres` (`StoreError::from`).
 pub(crate) fn into_rusqlite(error: tokio_postgres::Error) -> rusqlite::Error {
-    use tokio_postgres::error::SqlState;
-    let busy = error.code().is_some_and(|code| {
-        [
-            SqlState::T_R_SERIALIZATION_FAILURE,
-            SqlState::T_R_DEADLOCK_DETECTED,
-            SqlState::LOCK_NOT_AVAILABLE,
-            SqlState::QUERY_CANCELED,
-            SqlState::TOO_MANY_CONNECTIONS,
-        ]
-        .contains(code)
-    });
-    if busy {
+    if super::is_transient(&error) {
         let detail = error
             .as_db_error()
             .map(|db| db.message().to_string())

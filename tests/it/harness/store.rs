@@ -191,7 +191,7 @@ pub fn json_value(connection: &Db, column: &str, path: &str) -> String {
 /// The order in which rows of `receipts` arrived: SQLite's `rowid`; PostgreSQL has none,
 /// so the time each message was received, then its id.
 pub fn arrival_order(connection: &Db) -> &'static str {
-    connection.pick("rowid", "received_at, id")
+    connection.pick("rowid", "arrival")
 }
 
 /// One number from SQL.
