@@ -1,6 +1,6 @@
 //! `purge` and `disclosures`: retention and the register of who received a school's data.
 
-use super::{connect, open_store};
+use super::{connect, open_existing_store};
 use crate::config::Config;
 use crate::domain::SchoolCode;
 use crate::store::session::Session;
@@ -9,7 +9,7 @@ use std::process::ExitCode;
 
 pub(super) fn purge(config: &Config, now: bool, json: bool) -> Result<ExitCode> {
     let settings = crate::store::retention::RetentionSettings::from_config(config);
-    let store = open_store(config)?;
+    let store = open_existing_store(config)?;
     let clock = crate::domain::Clock::System;
     let report = if now {
         let runtime = tokio::runtime::Builder::new_current_thread()

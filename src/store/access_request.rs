@@ -71,35 +71,11 @@ fn learner_receipts(
     Ok(receipts)
 }
 
-/// Everything about `learner`, read in one snapshot: the roster row, results with their
-/// history (quarantined ones flagged), the toets definitions they refer to, the receipts of
-/// the messages that brought them or named the learner (without keys; a sender's key is never
-/// stored), statements about them, the reads that returned them, and which LRSs received them.
-pub(crate) fn export(
-    connection: &Db,
-    learner: &Learner,
-    exported_at: &str,
-) -> Result<Value, StoreError> {
-    let guard = super::connection::Snapshot::begin(connection)?;
-    let snapshot = guard.db();
-    let id = params![learner.school_id, learner.leerlingid, learner.eckid];
-    // Each document is built in SQL: SQLite's json_object and json_group_array, PostgreSQL's
-    // json_build_object and json_agg; stored JSON text is embedded as JSON, not as a string.
-    let leerling = json_rows(
-        snapshot,
-        snapshot.pick(
-            "SELECT json_object('leerlingid', leerlingid, 'eckid', eckid, 'naam', naam, 'imported_at', imported_at)
-             FROM leerlingen WHERE school_id = ?1 AND (leerlingid = ?2 OR (CAST(?3 AS TEXT) IS NOT NULL AND eckid = ?3))",
-            "SELECT json_build_object('leerlingid', leerlingid, 'eckid', eckid, 'naam', naam, 'imported_at', imported_at)
-             FROM leerlingen WHERE school_id = ?1 AND (leerlingid = ?2 OR (CAST(?3 AS TEXT) IS NOT NULL AND eckid = ?3))",
-        ),
-        id,
-    )?
-    .into_iter()
-    .next()
-    .unwrap_or(Value::Null);
+/// The learner's afnames, each a JSON document with its earlier states (`?1`..`?3` as in
+/// `AFNAME_FILTER`).
+fn toetsafnames_sql(db: &Db) -> String {
     let afname_filter = AFNAME_FILTER;
-    let toetsafnames_sql = if snapshot.is_postgres() {
+    if db.is_postgres() {
         format!(
             "SELECT json_build_object('klantcode', c.klantcode, 'afname_key', a.afname_key, 'leerlingid', a.leerlingid,
                'eckid', a.eckid, 'resultaatverwerkerid', a.resultaatverwerkerid, 'toetscode', a.toetscode,
@@ -128,9 +104,13 @@ pub(crate) fn export(
                            FROM (SELECT * FROM toetsafnames_history WHERE afname_id = a.id ORDER BY revision) h))
              FROM toetsafnames a JOIN clients c ON c.id = a.client_id WHERE {afname_filter} ORDER BY a.id"
         )
-    };
-    let toetsafnames = json_rows(snapshot, &toetsafnames_sql, id)?;
-    let toetsen_sql = if snapshot.is_postgres() {
+    }
+}
+
+/// The toetsen the learner's afnames refer to, each a JSON document with its earlier revisions.
+fn toetsen_sql(db: &Db) -> String {
+    let afname_filter = AFNAME_FILTER;
+    if db.is_postgres() {
         format!(
             "SELECT json_build_object('klantcode', c.klantcode, 'toetscode', t.toetscode, 'versie', t.versie,
                'revision', t.revision, 'definition', t.definition::json, 'updated_at', t.updated_at,
@@ -150,8 +130,38 @@ pub(crate) fn export(
              FROM toetsen t JOIN clients c ON c.id = t.client_id
              WHERE t.id IN (SELECT a.toets_id FROM toetsafnames a WHERE {afname_filter}) ORDER BY t.id"
         )
-    };
-    let toetsen = json_rows(snapshot, &toetsen_sql, id)?;
+    }
+}
+
+/// Everything about `learner`, read in one snapshot: the roster row, results with their
+/// history (quarantined ones flagged), the toets definitions they refer to, the receipts of
+/// the messages that brought them or named the learner (without keys; a sender's key is never
+/// stored), statements about them, the reads that returned them, and which LRSs received them.
+pub(crate) fn export(
+    connection: &Db,
+    learner: &Learner,
+    exported_at: &str,
+) -> Result<Value, StoreError> {
+    let guard = super::connection::Snapshot::begin(connection)?;
+    let snapshot = guard.db();
+    let id = params![learner.school_id, learner.leerlingid, learner.eckid];
+    // Each document is built in SQL: SQLite's json_object and json_group_array, PostgreSQL's
+    // json_build_object and json_agg; stored JSON text is embedded as JSON, not as a string.
+    let leerling = json_rows(
+        snapshot,
+        snapshot.pick(
+            "SELECT json_object('leerlingid', leerlingid, 'eckid', eckid, 'naam', naam, 'imported_at', imported_at)
+             FROM leerlingen WHERE school_id = ?1 AND (leerlingid = ?2 OR (CAST(?3 AS TEXT) IS NOT NULL AND eckid = ?3))",
+            "SELECT json_build_object('leerlingid', leerlingid, 'eckid', eckid, 'naam', naam, 'imported_at', imported_at)
+             FROM leerlingen WHERE school_id = ?1 AND (leerlingid = ?2 OR (CAST(?3 AS TEXT) IS NOT NULL AND eckid = ?3))",
+        ),
+        id,
+    )?
+    .into_iter()
+    .next()
+    .unwrap_or(Value::Null);
+    let toetsafnames = json_rows(snapshot, &toetsafnames_sql(snapshot), id)?;
+    let toetsen = json_rows(snapshot, &toetsen_sql(snapshot), id)?;
     let receipts = learner_receipts(snapshot, id)?;
     let statements = json_rows(
         snapshot,

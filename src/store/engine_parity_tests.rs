@@ -71,6 +71,8 @@ fn without_hashes(text: &str) -> String {
 fn seed(db: &Db) -> Result<(), StoreError> {
     admin::add_client(db, "EA", "Uitgever", "sleutel-123")?;
     admin::add_client(db, "EB", "Ander", "sleutel-456")?;
+    // Lower case sorts after upper case in SQLite (byte order), before it in most locales.
+    admin::add_client(db, "aa", "Klein", "sleutel-789")?;
     admin::activate(
         db,
         "EA",
@@ -80,6 +82,7 @@ fn seed(db: &Db) -> Result<(), StoreError> {
         Some("2026-12-31"),
     )?;
     admin::activate(db, "EB", &school("99YY"), "DPA-2", "2026-01-01", None)?;
+    admin::activate(db, "aa", &school("99YY"), "DPA-4", "2026-01-01", None)?;
     let row = |leerlingid: &str, eckid: Option<&str>, naam: Option<&str>| LeerlingRow {
         school: school("99XX01"),
         leerlingid: leerlingid.into(),
@@ -175,23 +178,59 @@ fn feed_page(db: &Db, since: i64, filter: &feed::FeedFilter) -> Result<Value, St
         "through": page.consistent_through, "more": page.has_more}))
 }
 
+/// The answers of one run, by name, without what the clock or randomness decides.
+#[derive(Default)]
+struct Record(serde_json::Map<String, Value>);
+
+impl Record {
+    fn note(&mut self, key: &str, value: Value) {
+        self.0.insert(key.to_string(), stable(value));
+    }
+}
+
+fn today() -> chrono::NaiveDate {
+    crate::store::testing::date("2026-06-01")
+}
+
+/// The audit, sorted: rows written within one millisecond tie on `at`, and which ones do
+/// depends on speed.
+fn audit(db: &Db, filter: AuditFilter) -> Result<Value, StoreError> {
+    let lines = readers::list_audit(
+        db,
+        &AuditFilter {
+            limit: 50,
+            ..filter
+        },
+    )?;
+    let mut lines: Vec<Value> = lines.into_iter().map(|line| stable(json!(line))).collect();
+    lines.sort_by_key(|line| line.to_string());
+    Ok(Value::Array(lines))
+}
+
 /// Runs the scenario and records every answer.
 fn scenario(db: &Db) -> Result<Value, StoreError> {
     seed(db)?;
-    let mut record = serde_json::Map::new();
-    let mut note = |key: &str, value: Value| {
-        record.insert(key.to_string(), stable(value));
-    };
-    let today = crate::store::testing::date("2026-06-01");
-    note(
+    let mut record = Record::default();
+    clients_and_readers(db, &mut record)?;
+    reads(db, &mut record)?;
+    let learner = learner_reads(db, &mut record)?;
+    erase(db, &mut record, &learner)?;
+    purge(db, &mut record)?;
+    changes(db, &mut record)?;
+    Ok(Value::Object(record.0))
+}
+
+fn clients_and_readers(db: &Db, record: &mut Record) -> Result<(), StoreError> {
+    let today = today();
+    record.note(
         "client_known",
         json!([
             clients::client_known(db, "EA")?,
             clients::client_known(db, "ZZ")?
         ]),
     );
-    note("clients", json!(admin::list_clients(db)?));
-    note("activations", json!(admin::list_activations(db)?));
+    record.note("clients", json!(admin::list_clients(db)?));
+    record.note("activations", json!(admin::list_activations(db)?));
     let authenticated = admin::authenticate(
         db,
         "EA",
@@ -202,15 +241,15 @@ fn scenario(db: &Db) -> Result<Value, StoreError> {
     )?
     .map(|sender| (sender.client_id, sender.school_id))
     .map_err(|violation| violation.rule);
-    note("authenticate", json!(format!("{authenticated:?}")));
-    note(
+    record.note("authenticate", json!(format!("{authenticated:?}")));
+    record.note(
         "authenticate_client",
         json!([
             admin::authenticate_client(db, "EA", "sleutel-123")?,
             admin::authenticate_client(db, "EA", "fout")?
         ]),
     );
-    note(
+    record.note(
         "leerling_known",
         json!([
             admin::leerling_known(db, 1, "L1", None)?,
@@ -218,7 +257,26 @@ fn scenario(db: &Db) -> Result<Value, StoreError> {
             admin::leerling_known(db, 1, "L9", None)?
         ]),
     );
-    note("readers", json!(readers::list_readers(db, today)?));
+    record.note("readers", json!(readers::list_readers(db, today)?));
+    readers::add_reader(
+        db,
+        "Zed",
+        &[Scope::Las],
+        &[
+            Grant {
+                school: school("99YY"),
+                mandate_ref: "DPA-Z".into(),
+                valid_from: "2026-01-01".into(),
+                valid_until: None,
+            },
+            Grant {
+                school: school("99XX01"),
+                mandate_ref: "DPA-Z".into(),
+                valid_from: "2026-01-01".into(),
+                valid_until: None,
+            },
+        ],
+    )?;
     let token = readers::add_reader(
         db,
         "xapi-b",
@@ -233,12 +291,12 @@ fn scenario(db: &Db) -> Result<Value, StoreError> {
     let reader = readers::authenticate_reader(db, &token)?.map(|reader| reader.name);
     let forged = format!("{}0", &token[..token.len() - 1]);
     let wrong = forged != token && readers::authenticate_reader(db, &forged)?.is_some();
-    note("authenticate_reader", json!([reader, wrong]));
+    record.note("authenticate_reader", json!([reader, wrong]));
     let readable: Vec<String> = readers::readable_schools(db, 1, today)?
         .into_iter()
         .map(|school| format!("{}:{}", school.id, school.school))
         .collect();
-    note(
+    record.note(
         "readable",
         json!([
             readable,
@@ -246,44 +304,44 @@ fn scenario(db: &Db) -> Result<Value, StoreError> {
             readers::readable_school(db, 1, &school("99YY"), today)?
         ]),
     );
-    // Sorted: rows written within one millisecond tie on `at`, and which ones do depends on speed.
-    let audit = |filter: AuditFilter| -> Result<Value, StoreError> {
-        let lines = readers::list_audit(
-            db,
-            &AuditFilter {
-                limit: 50,
-                ..filter
-            },
-        )?;
-        let mut lines: Vec<Value> = lines.into_iter().map(|line| stable(json!(line))).collect();
-        lines.sort_by_key(|line| line.to_string());
-        Ok(Value::Array(lines))
-    };
-    note("audit_all", audit(AuditFilter::default())?);
-    note(
+    record.note("audit_all", audit(db, AuditFilter::default())?);
+    record.note(
         "audit_leerling",
-        audit(AuditFilter {
-            leerling: Some("L2".into()),
-            ..AuditFilter::default()
-        })?,
+        audit(
+            db,
+            AuditFilter {
+                leerling: Some("L2".into()),
+                ..AuditFilter::default()
+            },
+        )?,
     );
-    note(
+    record.note(
         "audit_school",
-        audit(AuditFilter {
-            school: Some(school("99XX01")),
-            ..AuditFilter::default()
-        })?,
+        audit(
+            db,
+            AuditFilter {
+                school: Some(school("99XX01")),
+                ..AuditFilter::default()
+            },
+        )?,
     );
-    note(
+    record.note(
         "audit_none",
-        audit(AuditFilter {
-            leerling: Some("L9".into()),
-            reader: Some("las-a".into()),
-            ..AuditFilter::default()
-        })?,
+        audit(
+            db,
+            AuditFilter {
+                leerling: Some("L9".into()),
+                reader: Some("las-a".into()),
+                ..AuditFilter::default()
+            },
+        )?,
     );
-    note("feed", feed_page(db, 0, &feed::FeedFilter::default())?);
-    note(
+    Ok(())
+}
+
+fn reads(db: &Db, record: &mut Record) -> Result<(), StoreError> {
+    record.note("feed", feed_page(db, 0, &feed::FeedFilter::default())?);
+    record.note(
         "feed_filtered",
         feed_page(
             db,
@@ -295,40 +353,45 @@ fn scenario(db: &Db) -> Result<Value, StoreError> {
             },
         )?,
     );
-    note(
+    record.note(
         "toets_versions",
         json!(feed::read_toets_versions(db, 1, "T")?),
     );
-    note("last_faults", json!(status::last_faults(db, 10)?));
-    note(
+    record.note("last_faults", json!(status::last_faults(db, 10)?));
+    record.note(
         "schools_since",
         json!(status::schools_since(db, "2026-03-01T00:00:00.000Z", 10)?),
     );
-    note(
+    record.note(
         "dead_letters",
         json!([
             status::dead_letter_count(db)?,
             status::recent_dead_letters(db, 10)?
         ]),
     );
+    Ok(())
+}
+
+/// The reads about one learner; returns the learner, found by ECK iD.
+fn learner_reads(db: &Db, record: &mut Record) -> Result<erasure::Learner, StoreError> {
     let learner = erasure::find_learner(db, &school("99XX01"), None, Some("https://id.school/E1"))?
         .expect("the learner is found by ECK iD");
-    note(
+    record.note(
         "find_learner",
         json!([learner.leerlingid, learner.eckid, learner.school_id]),
     );
-    note(
+    record.note(
         "find_learner_in_afnames",
         json!(format!(
             "{:?}",
             erasure::find_learner(db, &school("99XX01"), Some("L2"), None)?
         )),
     );
-    note(
+    record.note(
         "register_school",
         json!(disclosures::register(db, &school("99XX01"), None, None)?),
     );
-    note(
+    record.note(
         "register_learner",
         json!(disclosures::register(
             db,
@@ -337,17 +400,21 @@ fn scenario(db: &Db) -> Result<Value, StoreError> {
             learner.eckid.as_deref()
         )?),
     );
-    note(
+    record.note(
         "export",
         access_request::export(db, &learner, "2026-06-01T00:00:00Z")?,
     );
-    note(
+    record.note(
         "receipt_of_client",
         json!(format!(
             "{:?}",
             receipts::receipt_of_client(db, "EA", "sleutel-123", Some(&uuid::Uuid::nil()))?
         )),
     );
+    Ok(learner)
+}
+
+fn erase(db: &Db, record: &mut Record, learner: &erasure::Learner) -> Result<(), StoreError> {
     let key_text = Keyring::new_key_text();
     let keyring = Keyring::parse(&key_text, "test").unwrap();
     let key = erasure::learner_hash_key(db, &keyring)?;
@@ -357,14 +424,14 @@ fn scenario(db: &Db) -> Result<Value, StoreError> {
     let mut resealed = crate::store::outbox::Resealed::default();
     erasure::reseal_gateway_keys(db, &rotated, &mut resealed)?;
     assert_eq!(erasure::learner_hash_key(db, &rotated)?, key);
-    note(
+    record.note(
         "resealed",
         json!([resealed.resealed, resealed.unopened.len()]),
     );
     let erased =
-        erasure::erase_learner::<StoreError>(db, &rotated, &learner, "test", |_| Ok(Vec::new()))?;
-    note("erased", json!([erased.counts, erased.lrs]));
-    note("erased_afnames", {
+        erasure::erase_learner::<StoreError>(db, &rotated, learner, "test", |_| Ok(Vec::new()))?;
+    record.note("erased", json!([erased.counts, erased.lrs]));
+    record.note("erased_afnames", {
         let count: i64 = db.query_row(
             "SELECT count(*) FROM xapi_erased_afnames",
             params![],
@@ -372,12 +439,12 @@ fn scenario(db: &Db) -> Result<Value, StoreError> {
         )?;
         json!(count)
     });
-    note(
+    record.note(
         "feed_after_erasure",
         feed_page(db, 2, &feed::FeedFilter::default())?,
     );
-    note("audit_after_erasure", audit(AuditFilter::default())?);
-    note(
+    record.note("audit_after_erasure", audit(db, AuditFilter::default())?);
+    record.note(
         "import_and_release",
         json!(leerlingen::import_and_release(
             db,
@@ -390,7 +457,11 @@ fn scenario(db: &Db) -> Result<Value, StoreError> {
             "test"
         )?),
     );
-    note(
+    Ok(())
+}
+
+fn purge(db: &Db, record: &mut Record) -> Result<(), StoreError> {
+    record.note(
         "expired",
         json!(retention::expired_schools(
             db,
@@ -414,7 +485,7 @@ fn scenario(db: &Db) -> Result<Value, StoreError> {
         crate::store::testing::date("2027-06-01"),
         &settings,
     )?;
-    note("plan", json!(planned));
+    record.note("plan", json!(planned));
     let mut purged = Vec::new();
     let steps = [
         retention::PurgeStep::Afnames {
@@ -463,22 +534,28 @@ fn scenario(db: &Db) -> Result<Value, StoreError> {
     for step in &steps {
         purged.push(retention::run_step(db, step)?);
     }
-    note("purged", json!(purged));
-    note(
+    record.note("purged", json!(purged));
+    record.note(
         "feed_after_purge",
         feed_page(db, 0, &feed::FeedFilter::default())?,
     );
-    note(
+    record.note(
         "reset_ordering",
         json!(admin::reset_ordering(db, "EA", &school("99XX01"))?),
     );
+    Ok(())
+}
+
+/// Deactivations, withdrawals, revocations and the upserts that undo them.
+fn changes(db: &Db, record: &mut Record) -> Result<(), StoreError> {
+    let today = today();
     admin::deactivate(db, "EA", &school("99XX01"))?;
     readers::withdraw_school(db, "las-a", &school("99XX01"))?;
-    note(
+    record.note(
         "activations_deactivated",
         json!(admin::list_activations(db)?),
     );
-    note(
+    record.note(
         "readers_withdrawn",
         json!(readers::list_readers(db, today)?),
     );
@@ -503,7 +580,7 @@ fn scenario(db: &Db) -> Result<Value, StoreError> {
         }],
         "test",
     )?;
-    note("leerlingen_after", {
+    record.note("leerlingen_after", {
         let mut statement = db.prepare(
             "SELECT leerlingid, eckid, naam FROM leerlingen WHERE school_id = 1 ORDER BY leerlingid",
         )?;
@@ -518,10 +595,10 @@ fn scenario(db: &Db) -> Result<Value, StoreError> {
     });
     readers::revoke_reader(db, "las-a")?;
     admin::revoke_client(db, "EB")?;
-    note("activations_after", json!(admin::list_activations(db)?));
-    note("clients_after", json!(admin::list_clients(db)?));
-    note("readers_after", json!(readers::list_readers(db, today)?));
-    Ok(Value::Object(record))
+    record.note("activations_after", json!(admin::list_activations(db)?));
+    record.note("clients_after", json!(admin::list_clients(db)?));
+    record.note("readers_after", json!(readers::list_readers(db, today)?));
+    Ok(())
 }
 
 #[test]
