@@ -54,7 +54,7 @@ impl Application {
                 crate::store::create_private_dir(&config.data_dir).with_context(|| {
                     format!("cannot create the data dir {}", config.data_dir.display())
                 })?;
-                crate::cli::open_postgres(&config)?
+                crate::cli::open_postgres_pool(&config, config.database_pool_size as usize)?
             }
             crate::store::Engine::Sqlite => Store::open_serving(
                 &config.data_dir,

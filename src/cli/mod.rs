@@ -117,16 +117,20 @@ fn open_existing_store(config: &Config) -> Result<Store> {
     .with_context(|| format!("cannot open the database in {}", config.data_dir.display()))
 }
 
-/// Connects to the PostgreSQL database of `config` (checked to name one) and migrates it.
+/// Connects to the PostgreSQL database of `config` (checked to name one) and migrates it,
+/// with two writer sessions: a subcommand writes little, and `serve` opens its own store
+/// with `database_pool_size` (`open_postgres_pool`).
 pub(crate) fn open_postgres(config: &Config) -> Result<Store> {
+    open_postgres_pool(config, 2)
+}
+
+/// `open_postgres` with `pool_size` writer sessions.
+pub(crate) fn open_postgres_pool(config: &Config, pool_size: usize) -> Result<Store> {
     let url = config
         .database_url
         .as_ref()
         .context("store = \"postgres\" needs database_url (UWLR_DATABASE_URL)")?;
-    Ok(Store::open_postgres(
-        url,
-        config.database_pool_size as usize,
-    )?)
+    Ok(Store::open_postgres(url, pool_size)?)
 }
 
 /// Runs one parsed command line: each command group lives in its own module.

@@ -439,26 +439,41 @@ pub(crate) fn upsert_afname(
     let feed_seq = next_seq + write.feed_offset;
     let values = afname_values(write, state, &content_hash, &next_seq, &feed_seq);
     // Most keys are new: try the insert first and look at the stored row only on a conflict.
+    // On PostgreSQL the change log row goes in the same statement (one round trip).
     let inserted = connection
-        .prepare_cached(
+        .prepare_cached(connection.pick(
             "INSERT INTO toetsafnames (school_id, client_id, afname_key, leerlingid, eckid, resultaatverwerkerid, toets_id,
                toetscode, versie, toetsonderdeelcode, afnamedatum, mutatiedatum, aanmaakdatum, receipt_id,
                score, derived, result, content_sha256, revision, quarantined, change_seq, feed_seq, toets_revision)
              VALUES (?1, ?19, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, NULL, ?11, ?12, ?13, ?14, ?15, ?16, 1, ?17, ?18, ?20,
                (SELECT revision FROM toetsen WHERE id = ?6))
              ON CONFLICT (school_id, client_id, afname_key) DO NOTHING RETURNING id",
-        )?
+            "WITH inserted AS (
+               INSERT INTO toetsafnames (school_id, client_id, afname_key, leerlingid, eckid, resultaatverwerkerid, toets_id,
+               toetscode, versie, toetsonderdeelcode, afnamedatum, mutatiedatum, aanmaakdatum, receipt_id,
+               score, derived, result, content_sha256, revision, quarantined, change_seq, feed_seq, toets_revision)
+             VALUES (?1, ?19, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, NULL, ?11, ?12, ?13, ?14, ?15, ?16, 1, ?17, ?18, ?20,
+               (SELECT revision FROM toetsen WHERE id = ?6))
+             ON CONFLICT (school_id, client_id, afname_key) DO NOTHING RETURNING id
+             ), logged AS (
+               INSERT INTO toetsafname_changes (change_seq, afname_id, revision, quarantined, receipt_id)
+               SELECT ?18, id, 1, ?17, ?12 FROM inserted
+             )
+             SELECT id FROM inserted",
+        ))?
         .query_row(values.as_slice(), |row| row.get::<_, i64>(0))
         .optional()?;
     if let Some(afname_id) = inserted {
         *change_seq = next_seq;
-        // A new afname is at revision 1: no need to read it back.
-        connection
-            .prepare_cached(
-                "INSERT INTO toetsafname_changes (change_seq, afname_id, revision, quarantined, receipt_id)
-                 VALUES (?1, ?2, 1, ?3, ?4)",
-            )?
-            .execute(params![*change_seq, afname_id, write.quarantined, write.receipt_id])?;
+        if !connection.is_postgres() {
+            // A new afname is at revision 1: no need to read it back.
+            connection
+                .prepare_cached(
+                    "INSERT INTO toetsafname_changes (change_seq, afname_id, revision, quarantined, receipt_id)
+                     VALUES (?1, ?2, 1, ?3, ?4)",
+                )?
+                .execute(params![*change_seq, afname_id, write.quarantined, write.receipt_id])?;
+        }
         return Ok(AfnameChange::Created);
     }
     let existing: Option<(i64, Vec<u8>, String, String)> = connection
@@ -871,6 +886,7 @@ impl MessageWriter<'_> {
             change_seq,
             feed_offset,
             skipped_keys: false,
+            known_leerlingen: std::collections::HashMap::new(),
         })
     }
 }
@@ -885,6 +901,8 @@ pub(crate) struct MessagePass<'c> {
     feed_offset: i64,
     /// Whether `skipped_afname_keys` was started for this message.
     skipped_keys: bool,
+    /// `leerling_known` answers so far (bounded: a message names at most so many).
+    known_leerlingen: std::collections::HashMap<(String, Option<String>), bool>,
 }
 
 impl MessagePass<'_> {
@@ -936,17 +954,28 @@ impl MessagePass<'_> {
     }
 
     /// Whether the school knows the leerling (by leerlingid or eckid).
+    /// Answers are kept for the rest of the message (a batch names each leerling many
+    /// times; on PostgreSQL each question is a round trip): nothing changes the roster
+    /// while a message is stored.
     pub(crate) fn leerling_known(
-        &self,
+        &mut self,
         leerlingid: &str,
         eckid: Option<&str>,
     ) -> Result<bool, StoreError> {
-        super::admin::leerling_known(
+        let key = (leerlingid.to_string(), eckid.map(str::to_string));
+        if let Some(known) = self.known_leerlingen.get(&key) {
+            return Ok(*known);
+        }
+        let known = super::admin::leerling_known(
             self.savepoint.db(),
             self.context.owner.school_id,
             leerlingid,
             eckid,
-        )
+        )?;
+        if self.known_leerlingen.len() < 100_000 {
+            self.known_leerlingen.insert(key, known);
+        }
+        Ok(known)
     }
 
     /// Notes the key of a result skipped for a rule it broke; true when the message

@@ -86,10 +86,12 @@ pub(crate) fn consistent_through(
         .prepare_cached(connection.pick(
             "SELECT (SELECT COALESCE(MAX(cursor_seq), 0) FROM xapi_publisher),
                     (SELECT COALESCE(MAX(seq), 0) FROM change_counter)",
-            // A round in its transaction holds positions above the cursor (changes not yet
-            // ordered are stamped later than now when they are published).
+            // A round in its transaction holds positions above the cursor; committed changes
+            // not yet ordered count as waiting too, as SQLite's counter counts them.
             "SELECT (SELECT COALESCE(MAX(cursor_seq), 0) FROM xapi_publisher),
-                    (SELECT COALESCE(MAX(position), 0) FROM change_order)",
+                    (SELECT COALESCE(MAX(position), 0) FROM change_order)
+                    + (SELECT count(*) FROM toetsafname_changes
+                       WHERE xid >= (SELECT cursor_xid FROM xapi_publisher WHERE id = 1))",
         ))?
         .query_row(rusqlite::params![], |row| Ok((row.get(0)?, row.get(1)?)))?;
     if cursor >= counter {

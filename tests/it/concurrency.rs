@@ -1,9 +1,7 @@
 //! Concurrent senders for one school: the ordering rule and the upserts cannot race.
 
 use crate::harness::message::{aanmaakdatum, Message, Resultaat, Toets};
-use crate::harness::{
-    arrival_order, count, outcome, rows, spawn_default, wait_published, Expect,
-};
+use crate::harness::{arrival_order, count, outcome, rows, spawn_default, wait_published, Expect};
 use std::collections::BTreeSet;
 
 const THREADS: u32 = 16;

@@ -223,7 +223,9 @@ fn writer_loop(
     handle: &tokio::runtime::Handle,
     receiver: &Mutex<mpsc::Receiver<Job>>,
 ) {
-    let mut session: Option<Session> = None;
+    // Connected at once, so the first messages after a start pay no connection setup
+    // (a server that is down is retried at the first job).
+    let mut session: Option<Session> = Session::connect(config, handle).ok();
     loop {
         let job = match receiver.lock().expect("writer queue").recv() {
             Ok(job) => job,
