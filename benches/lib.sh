@@ -40,7 +40,7 @@ written_bytes() { # PID...: write_bytes of /proc/PID/io, summed
 # --- A throwaway PostgreSQL cluster ----------------------------------------------------------
 # Made as tests/it/harness/postgres.rs makes one: initdb in a temp dir as an unprivileged user
 # (nobody, when run as root), fsync on, a free port, a generated password (SCRAM).
-PG_BIN=${UWLR_TEST_PG_BINDIR:-$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -1)}
+PG_BIN=${UWLR_TEST_PG_BINDIR:-$( (ls -d /usr/lib/postgresql/*/bin 2>/dev/null || true) | sort -V | tail -1)}
 PG_PID=
 PG_DIR=
 AS_CLUSTER_USER=()
