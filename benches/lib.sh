@@ -73,7 +73,7 @@ pg_start() { # PARENT_DIR MAX_CONNECTIONS [postgres -c settings...]: sets PG_DIR
     grep -q "Address already in use" "$PG_DIR/server.log" || { cat "$PG_DIR/server.log" >&2; exit 1; }
   done
   [ -n "$PG_PID" ] || { echo "no free port for PostgreSQL" >&2; exit 1; }
-  export PGPASSWORD=$PG_PASSWORD PGHOST=127.0.0.1 PGPORT=$PG_PORT PGUSER=postgres
+  export PGPASSWORD=$PG_PASSWORD PGHOST=127.0.0.1 PGPORT=$PG_PORT PGUSER=postgres PGOPTIONS='-c client_min_messages=warning'
 }
 pg_stop() { # stops the cluster (immediate shutdown: it is thrown away) and removes its directory
   if [ -n "$PG_PID" ]; then kill -QUIT "$PG_PID" 2>/dev/null || true; wait "$PG_PID" 2>/dev/null || true; PG_PID=; fi

@@ -29,7 +29,7 @@ SENDERS=64
 FIXED_RATE=2000
 BASE_PORT=${UWLR_BENCH_PORT:-18950}
 
-nice cargo build --release --bins --benches --quiet
+nice cargo build --release --bin uwlr-gateway --bench drip --quiet
 G=$TARGET_DIR/release/uwlr-gateway
 D=$(drip_binary)
 # One secrets key for every instance on the cluster (required on PostgreSQL).
@@ -108,7 +108,7 @@ batch_run() { # sqlite|postgres
   stop_gateways
   rm -rf "$dir" # the disk may be short: each run's database goes at once
   [ "$engine" = postgres ] && psql_value postgres "DROP DATABASE uwlr_batch WITH (FORCE)" > /dev/null
-  WALL=$(echo "$t1 - $t0" | bc)
+  WALL=$(printf '%.2f' "$(echo "$t1 - $t0" | bc)")
   GW_CPU=$(echo "scale=2; ($c1 - $c0) / $tick" | bc); PG_CPU=$(echo "scale=2; ($p1 - $p0) / $tick" | bc)
   GW_WRITTEN=$((w1 - w0)); PG_WRITTEN=$((q1 - q0)); WAL=$((l1 - l0))
 }
@@ -131,7 +131,7 @@ for engine in sqlite postgres; do
   line=$(printf '%s\n' "${lines[@]}" | sort -t'|' -k1 -n | sed -n "$(( (RUNS + 1) / 2 ))p")
   IFS='|' read -r wall gcpu pcpu gw pw wal load <<< "$line"
   [ $engine = sqlite ] && SQLITE_WALL=$wall
-  ratio=$(echo "scale=2; $wall / $SQLITE_WALL" | bc)
+  ratio=$(printf '%.2f' "$(echo "scale=3; $wall / $SQLITE_WALL" | bc)")
   [ $engine = postgres ] && BATCH_RATIO=$ratio
   if [ $engine = sqlite ]; then pcpu=; pw=; wal=; fi
   echo "| $engine$([ $engine = sqlite ] && echo ' (durability full)') | $wall | $ratio | $gcpu | $pcpu | $gw | $pw | $wal | $load |"
@@ -148,8 +148,8 @@ echo "## Drip: $SENDERS senders, single-result messages, each answered after com
 echo
 echo "Closed loop: each sender sends its next message when the previous answer is in. Fixed: the senders together offer $FIXED_RATE messages/s on a schedule, latency counted from the scheduled moment. Several instances: each its own data dir and port, one database; sender i sends to instance i mod n. $DRIP_SECONDS s measured after a 2 s warm-up. CPU and bytes are per accepted message (warm-up included), gateways + PostgreSQL's server processes; WAL from pg_current_wal_insert_lsn()."
 echo
-echo "| instances | load | messages/s | x pgbench ($TPS/s) | p50 ms | p99 ms | max ms | faults | CPU µs/msg gateway + PostgreSQL | written bytes/msg gateway + PostgreSQL | WAL bytes/msg | load average |"
-echo "|---|---|---|---|---|---|---|---|---|---|---|---|"
+echo "| instances | load | messages/s | accepted/s, whole run | x pgbench ($TPS/s) | p50 ms | p99 ms | max ms | faults | CPU µs/msg gateway + PostgreSQL | written bytes/msg gateway + PostgreSQL | WAL bytes/msg | load average |"
+echo "|---|---|---|---|---|---|---|---|---|---|---|---|---|"
 declare -A RESULT
 for instances in 1 3; do
   db=uwlr_drip$instances
@@ -174,8 +174,11 @@ for instances in 1 3; do
     c1=$(cpu_ticks "${GW_PIDS[@]}"); p1=$(pg_cpu_all); w1=$(written_bytes "${GW_PIDS[@]}"); q1=$(pg_written); l1=$(wal_lsn); r1=$(accepted $db)
     n=$(( r1 > r0 ? r1 - r0 : 1 ))
     per_second=$(field "$LINE" per_second)
-    RESULT[$instances-$load]="$per_second $(field "$LINE" p99_ms)"
-    echo "| $instances | $([ $load = closed ] && echo closed || echo "$load/s") | $per_second | $(echo "scale=2; $per_second / $TPS" | bc) | $(field "$LINE" p50_ms) | $(field "$LINE" p99_ms) | $(field "$LINE" max_ms) | $(field "$LINE" faults) | $(( (c1 - c0) * 1000000 / tick / n )) + $(( (p1 - p0) * 1000000 / tick / n )) | $(( (w1 - w0) / n )) + $(( (q1 - q0) / n )) | $(( (l1 - l0) / n )) | $(loadavg) |"
+    # Accepted over the whole run (receipts): a sender behind an overloaded schedule sends
+    # messages scheduled in the warm-up during the measured part, which the drip does not count.
+    whole=$(( n / (DRIP_SECONDS + 2) ))
+    RESULT[$instances-$load]="$per_second $(field "$LINE" p99_ms) $whole"
+    echo "| $instances | $([ $load = closed ] && echo closed || echo "$load/s") | $per_second | $whole | $(printf '%.2f' "$(echo "scale=3; $per_second / $TPS" | bc)") | $(field "$LINE" p50_ms) | $(field "$LINE" p99_ms) | $(field "$LINE" max_ms) | $(field "$LINE" faults) | $(( (c1 - c0) * 1000000 / tick / n )) + $(( (p1 - p0) * 1000000 / tick / n )) | $(( (w1 - w0) / n )) + $(( (q1 - q0) / n )) | $(( (l1 - l0) / n )) | $(loadavg) |"
   done
   stop_gateways
   rm -rf "$OUT"/drip$instances-*
@@ -187,6 +190,6 @@ met() { [ "$(echo "$1" | bc)" = 1 ] && echo met || echo "**not met**"; }
 echo "- batch on PostgreSQL <= 2 x SQLite: $BATCH_RATIO x, $(met "$BATCH_RATIO <= 2")"
 for instances in 1 3; do
   read -r closed _ <<< "${RESULT[$instances-closed]}"
-  read -r fixed p99 <<< "${RESULT[$instances-$FIXED_RATE]}"
-  echo "- $instances instance(s): closed loop >= 0.5 x pgbench: $(echo "scale=2; $closed / $TPS" | bc) x, $(met "$closed >= $TPS * 0.5"); at $FIXED_RATE/s offered: $fixed/s achieved, p99 $p99 ms (<= 50 ms: $(met "$p99 <= 50"))"
+  read -r fixed p99 whole <<< "${RESULT[$instances-$FIXED_RATE]}"
+  echo "- $instances instance(s): closed loop >= 0.5 x pgbench: $(printf '%.2f' "$(echo "scale=3; $closed / $TPS" | bc)") x, $(met "$closed >= $TPS * 0.5"); at $FIXED_RATE/s offered: $fixed/s counted ($whole/s accepted over the whole run), p99 $p99 ms (<= 50 ms: $(met "$p99 <= 50"))"
 done
