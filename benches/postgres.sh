@@ -54,6 +54,22 @@ wal_lsn() { psql_value postgres "SELECT pg_wal_lsn_diff(pg_current_wal_insert_ls
 pg_env() { # DATABASE: the settings of a gateway (and its CLI) on that database
   echo UWLR_STORE=postgres UWLR_DATABASE_URL="$(pg_url "$1")" UWLR_SECRETS_KEY="$SECRETS_KEY" UWLR_MAX_CONNECTIONS_PER_ADDRESS=256
 }
+# Where the time goes: every statement the server executes, logged for a moment (log_statement =
+# all, reloaded into the running sessions too); each is one round trip of the gateway's session.
+log_statements() { # on|off
+  if [ "$1" = on ]; then psql_value postgres "ALTER SYSTEM SET log_statement = 'all'" > /dev/null
+  else psql_value postgres "ALTER SYSTEM RESET log_statement" > /dev/null; fi
+  psql_value postgres "SELECT pg_reload_conf()" > /dev/null; sleep 0.5
+}
+log_lines() { wc -l < "$PG_DIR/server.log"; }
+statements_since() { # LINE FILE: the statements logged after LINE, less this script's own, into FILE; prints their number
+  tail -n +$(( $1 + 1 )) "$PG_DIR/server.log" | grep -E 'LOG:  (execute [^:]*|statement): ' \
+    | grep -v -E "receipts WHERE outcome|ALTER SYSTEM|pg_reload_conf|pg_current_wal" | sed -E 's/.*LOG:  (execute [^:]*|statement): //' > "$2" || true
+  wc -l < "$2"
+}
+top_statements() { # FILE N: the most frequent statements, N of them, per message
+  sort "$1" | uniq -c | sort -rn | head -"${3:-10}" | awk -v n="$2" '{c=$1; $1=""; printf "%6.2f %s\n", c / n, substr($0, 2, 150)}'
+}
 fresh_database() { # NAME
   psql_value postgres "DROP DATABASE IF EXISTS $1 WITH (FORCE)" > /dev/null
   psql_value postgres "CREATE DATABASE $1 TEMPLATE template0 ENCODING 'UTF8'" > /dev/null
@@ -137,6 +153,23 @@ for engine in sqlite postgres; do
   echo "| $engine$([ $engine = sqlite ] && echo ' (durability full)') | $wall | $ratio | $gcpu | $pcpu | $gw | $pw | $wal | $load |"
 done
 echo
+# Round trips of a small batch (1,000 results), statements logged.
+"$G" generate --schools 1 --learners 200 --toetsen 20 --afnames 1000 --seed 3 --out "$OUT/small/batch.xml" > /dev/null
+fresh_database uwlr_small; read -ra env <<< "$(pg_env uwlr_small)"; PORT=$BASE_PORT
+start_gateway "$OUT/small-gw" "${env[@]}"; GW_PIDS=("$GW_PID")
+env "${env[@]}" "$G" --data-dir "$OUT/small-gw" leerlingen import "$OUT/small/roster.csv" > /dev/null
+log_statements on; from=$(log_lines)
+code=$(post "http://127.0.0.1:$PORT/uwlr/leerresultaten" "$OUT/small/batch.xml")
+[ "$code" = 200 ] || { echo "small batch refused: $code" >&2; head -c 2000 "$OUT/answer.xml" >&2; exit 1; }
+log_statements off
+BATCH_STATEMENTS=$(statements_since "$from" "$OUT/batch-statements.txt")
+stop_gateways; rm -rf "$OUT/small-gw"; psql_value postgres "DROP DATABASE uwlr_small WITH (FORCE)" > /dev/null
+echo "Round trips: a 1,000-result batch on PostgreSQL ran $BATCH_STATEMENTS statements ($(echo "scale=1; $BATCH_STATEMENTS / 1000" | bc) per result; log_statement = all, each a round trip). The most frequent, per result:"
+echo
+echo '```'
+top_statements "$OUT/batch-statements.txt" 1000 8
+echo '```'
+echo
 echo "All $RUNS runs (wall s | gateway CPU s | PostgreSQL CPU s | written MB gateway | PostgreSQL | WAL | load): see $OUT/batch-runs.txt"
 echo
 
@@ -180,9 +213,23 @@ for instances in 1 3; do
     RESULT[$instances-$load]="$per_second $(field "$LINE" p99_ms) $whole"
     echo "| $instances | $([ $load = closed ] && echo closed || echo "$load/s") | $per_second | $whole | $(printf '%.2f' "$(echo "scale=3; $per_second / $TPS" | bc)") | $(field "$LINE" p50_ms) | $(field "$LINE" p99_ms) | $(field "$LINE" max_ms) | $(field "$LINE" faults) | $(( (c1 - c0) * 1000000 / tick / n )) + $(( (p1 - p0) * 1000000 / tick / n )) | $(( (w1 - w0) / n )) + $(( (q1 - q0) / n )) | $(( (l1 - l0) / n )) | $(loadavg) |"
   done
+  if [ $instances = 1 ]; then
+    # Round trips of a drip message: 8 senders at 40/s for 1 s, statements logged.
+    log_statements on; from=$(log_lines); r0=$(accepted $db)
+    "$D" "$URLS" 8 1 --warmup=0 --rate=40 > /dev/null
+    sleep 0.5; r1=$(accepted $db); log_statements off
+    DRIP_MESSAGES=$(( r1 > r0 ? r1 - r0 : 1 ))
+    DRIP_STATEMENTS=$(statements_since "$from" "$OUT/drip-statements.txt")
+  fi
   stop_gateways
   rm -rf "$OUT"/drip$instances-*
 done
+echo
+echo "Round trips: $DRIP_MESSAGES drip messages (1 instance, 8 senders at 40/s) ran $DRIP_STATEMENTS statements, $(echo "scale=1; $DRIP_STATEMENTS / $DRIP_MESSAGES" | bc) per message (log_statement = all; each a round trip; the background publisher's included). The most frequent, per message:"
+echo
+echo '```'
+top_statements "$OUT/drip-statements.txt" "$DRIP_MESSAGES" 12
+echo '```'
 echo
 echo "## Targets (issue 12)"
 echo
