@@ -7,10 +7,12 @@
 #   3. the 64-sender drip of benches/drip.rs, closed loop, on 1 and on 3 instances serving one
 #      database (senders spread over their URLs): messages/s against pgbench's transactions/s,
 #      p50/p99, CPU µs and bytes per message (gateways + PostgreSQL's processes);
-#   4. the same drip at a fixed 2,000 messages/s on 1 and 3 instances: achieved rate, p99.
+#   4. the same drip at a fixed 2,000 messages/s (and 500/s) on 1 and 3 instances: achieved rate, p99;
+#   and the statements (round trips) per drip message and per batch result (log_statement = all).
 # Usage: benches/postgres.sh [--quick]   (quick: a 20,000-result batch, short runs)
 # UWLR_BENCH_DIR: where the data dirs, inputs and the cluster go (default target/bench/postgres);
 # its file system is printed: on tmpfs fsync costs nothing and the figures are no durable ones.
+# UWLR_BENCH_NO_BUILD=1: use the binaries already built (in CARGO_TARGET_DIR, when set).
 # Prints Markdown; also written to $UWLR_BENCH_DIR/postgres.md.
 set -euo pipefail
 cd "$(dirname "$0")/.."
