@@ -3,7 +3,8 @@
 //!
 //! Run through `benches/run.sh`, which prepares the schools and learners this expects
 //! (`uwlr-gateway generate --schools N` codes and `G{school:03}L000000` learners).
-//! Arguments: URL SENDERS SECONDS [--warmup=SECONDS] [--rate=N] [--timeline] [--first-school=N]; the warm-up
+//! Arguments: URL SENDERS SECONDS [--warmup=SECONDS] [--rate=N] [--timeline] [--first-school=N]; URL may be
+//! several, comma-separated (sender i sends to URL i mod their number: one load over several instances); the warm-up
 //! (default 2 s) is not counted, `--rate` offers a fixed load, `--timeline` prints p99 per half second.
 //! It drives a gateway at a URL rather than `Application` in-process on purpose: the figures
 //! are those of the shipped release binary in its own process (run.sh reads its memory from
@@ -100,10 +101,12 @@ fn main() {
         .filter(|argument| !argument.starts_with("--"))
         .collect();
     if arguments.len() < 3 {
-        eprintln!("usage: drip URL SENDERS SECONDS [--warmup=SECONDS (default 2)] [--rate=MESSAGES_PER_SECOND] [--timeline]");
+        eprintln!("usage: drip URL[,URL...] SENDERS SECONDS [--warmup=SECONDS (default 2)] [--rate=MESSAGES_PER_SECOND] [--timeline]");
         return;
     }
-    let url = arguments[0].clone();
+    // Several URLs (comma-separated): sender i sends to the (i mod n)th, so the senders
+    // spread evenly over several instances serving one database.
+    let urls: Vec<String> = arguments[0].split(',').map(str::to_owned).collect();
     let senders: u32 = arguments[1].parse().expect("SENDERS is a number");
     let seconds: u64 = arguments[2].parse().expect("SECONDS is a number");
     // Messages sent in the first WARMUP seconds (connections opening, each school's first
@@ -138,7 +141,7 @@ fn main() {
     let results: Vec<SenderResult> = std::thread::scope(|scope| {
         let handles: Vec<_> = (0..senders)
             .map(|sender| {
-                let url = url.as_str();
+                let url = urls[sender as usize % urls.len()].as_str();
                 scope.spawn(move || send(url, first_school + sender, schedule))
             })
             .collect();

@@ -5,30 +5,18 @@
 # Prints a Markdown table; also written to target/bench/results.md.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+source benches/lib.sh # now, median, start_gateway, stop_gateway
 QUICK=${1:-}
 OUT=$PWD/target/bench
 mkdir -p "$OUT"
 exec > >(tee "$OUT/results.md")
 cargo build --release --benches --quiet
-G=$PWD/target/release/uwlr-gateway
-D=$(ls -t target/release/deps/drip-* | grep -v '\.d$' | head -1)
+G=$TARGET_DIR/release/uwlr-gateway
+D=$(drip_binary)
 PORT=18900
 URL=http://127.0.0.1:$PORT/uwlr/leerresultaten
 if [ "$QUICK" = "--quick" ]; then SIZES="1 10"; DRIP_SECONDS=3; RUNS=1; else SIZES="1 10 100 500"; DRIP_SECONDS=10; RUNS=3; fi
 
-median() { sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
-now() { date +%s.%N; }
-
-GW_PID=
-start_gateway() { # DATA_DIR [ENV...]
-  local dir=$1; shift
-  rm -rf "$dir"; mkdir -p "$dir"; : > "$dir.out"
-  env UWLR_LOG=warn "$@" "$G" --data-dir "$dir" serve --demo --listen 127.0.0.1:$PORT > "$dir.out" 2> "$dir.err" &
-  GW_PID=$!
-  for _ in $(seq 1 100); do grep -q "listening" "$dir.out" 2>/dev/null && return 0; sleep 0.1; done
-  echo "gateway did not start" >&2; cat "$dir.err" >&2; exit 1
-}
-stop_gateway() { kill "$GW_PID" 2>/dev/null || true; wait "$GW_PID" 2>/dev/null || true; }
 trap 'touch "$OUT/reads.stop"; stop_gateway' EXIT # also when a step fails: no gateway left holding the port, no reader looping
 hwm_kb() { awk '/VmHWM/ {print $2}' /proc/"$1"/status; }
 post() { curl -s -o "$OUT/answer.xml" -w '%{http_code}' -H 'Content-Type: text/xml; charset=utf-8' -H 'SOAPAction: "BrengLeerresultaten"' --data-binary @"$1" "$URL"; }
