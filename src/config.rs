@@ -32,6 +32,9 @@ pub(crate) struct Config {
     pub(crate) database_url: Option<Secret>,
     /// Connections one instance keeps open to PostgreSQL at most.
     pub(crate) database_pool_size: u32,
+    /// PEM CA certificates to trust, beside the system's roots, when `database_url` says
+    /// `sslmode=require` (`store::postgres::tls`).
+    pub(crate) database_ca_file: Option<PathBuf>,
     /// Base URL as senders reach us (behind a proxy it differs from `listen`);
     /// `soap:address` in the served WSDL is this plus `service_path`.
     pub(crate) public_url: Option<String>,
@@ -166,6 +169,7 @@ impl Default for Config {
             store: Engine::Sqlite,
             database_url: None,
             database_pool_size: 16,
+            database_ca_file: None,
             public_url: None,
             service_path: "/uwlr/leerresultaten".into(),
             max_body_bytes: 1 << 30,
@@ -310,6 +314,7 @@ const ENV_KEYS: &[EnvKey] = &[
     env_key!("UWLR_STORE", store, choice),
     env_key!("UWLR_DATABASE_URL", database_url, secret),
     env_key!("UWLR_DATABASE_POOL_SIZE", database_pool_size, parse),
+    env_key!("UWLR_DATABASE_CA_FILE", database_ca_file, some_path),
     env_key!("UWLR_PUBLIC_URL", public_url, some_text),
     env_key!("UWLR_SERVICE_PATH", service_path, text),
     env_key!("UWLR_MAX_BODY_BYTES", max_body_bytes, parse),

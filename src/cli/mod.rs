@@ -61,6 +61,7 @@ fn load_config(cli: &Cli) -> Result<Config> {
     if let Some(data_dir) = &cli.data_dir {
         config.data_dir = data_dir.clone();
     }
+    crate::store::postgres::tls::set_ca_file(config.database_ca_file.clone());
     Ok(config)
 }
 

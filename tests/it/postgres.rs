@@ -690,3 +690,56 @@ fn the_postgres_schema_mirrors_the_sqlite_schema() {
     assert_eq!(postgres.indexes, sqlite.indexes);
     assert_eq!(postgres.foreign_keys, sqlite.foreign_keys);
 }
+
+/// `sslmode=require` speaks TLS and verifies the server: with the private CA in
+/// `database_ca_file` the gateway reaches a server that accepts TLS connections only;
+/// without it the certificate is refused, naming why, and nothing shows the password.
+#[test]
+fn tls_to_the_database_verifies_the_server() {
+    use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, KeyPair};
+    let cluster = Postgres::start();
+    let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    ca_params
+        .distinguished_name
+        .push(DnType::CommonName, "database private CA");
+    let ca_key = KeyPair::generate().unwrap();
+    let ca = ca_params.self_signed(&ca_key).unwrap();
+    let server_params = CertificateParams::new(vec!["127.0.0.1".to_string()]).unwrap();
+    let server_key = KeyPair::generate().unwrap();
+    let server = server_params.signed_by(&server_key, &ca, &ca_key).unwrap();
+    cluster.require_tls(&server.pem(), &server_key.serialize_pem());
+    let scratch = tempfile::tempdir().unwrap();
+    let ca_file = scratch.path().join("db-ca.pem");
+    std::fs::write(&ca_file, ca.pem()).unwrap();
+    let tls_url = format!("{}?sslmode=require", cluster.url());
+    let with_ca = |url: &str, args: &[&str]| {
+        let mut command = gateway_command();
+        command
+            .arg("--data-dir")
+            .arg(scratch.path().join("data"))
+            .env("UWLR_STORE", "postgres")
+            .env("UWLR_DATABASE_URL", url)
+            .env("UWLR_DATABASE_CA_FILE", &ca_file)
+            .args(args);
+        run(command)
+    };
+
+    // Plain TCP is refused by the server now; TLS with the CA is accepted.
+    let plain = with_ca(&cluster.url(), &["migrate"]);
+    assert!(!plain.status.success(), "{plain:?}");
+    assert!(plain.stderr.contains("no encryption"), "{plain:?}");
+    with_ca(&tls_url, &["migrate"]).success();
+    let listed = with_ca(&tls_url, &["clients", "list"]);
+    assert!(listed.status.success(), "{listed:?}");
+    assert_hidden(&listed, cluster.password());
+
+    // Without the CA the server's certificate is not trusted.
+    let untrusted = on_postgres(&tls_url, scratch.path(), &["migrate", "--check"]);
+    assert!(!untrusted.status.success(), "{untrusted:?}");
+    assert!(
+        untrusted.stderr.to_lowercase().contains("certificate"),
+        "{untrusted:?}"
+    );
+    assert_hidden(&untrusted, cluster.password());
+}

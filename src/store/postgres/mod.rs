@@ -7,6 +7,7 @@
 pub(crate) mod engine;
 pub(crate) mod migrations;
 pub(crate) mod session;
+pub(crate) mod tls;
 
 use super::StoreError;
 use crate::secret::Secret;
@@ -52,12 +53,7 @@ impl Database {
 
     /// One connection, driven by a task of its own on the current runtime.
     async fn connect(&self) -> Result<Connection, StoreError> {
-        let (client, connection) = self.config.connect(tokio_postgres::NoTls).await?;
-        let driver = tokio::spawn(async move {
-            if let Err(error) = connection.await {
-                tracing::warn!(%error, "PostgreSQL connection ended");
-            }
-        });
+        let (client, driver) = tls::connect(&self.config).await?;
         Ok(Connection { client, driver })
     }
 }

@@ -29,13 +29,8 @@ impl Session {
     ) -> Result<Session, StoreError> {
         let config = config.clone();
         let connecting = runtime.spawn(async move {
-            let (client, connection) = config.connect(tokio_postgres::NoTls).await?;
-            tokio::spawn(async move {
-                if let Err(error) = connection.await {
-                    tracing::warn!(%error, "PostgreSQL connection ended");
-                }
-            });
-            Ok::<_, tokio_postgres::Error>(client)
+            let (client, _driver) = super::tls::connect(&config).await?;
+            Ok::<_, StoreError>(client)
         });
         let client = match block_on(connecting) {
             Ok(connected) => connected?,

@@ -215,6 +215,27 @@ impl Postgres {
     pub fn dir(&self) -> &Path {
         &self.root
     }
+
+    /// Turns TLS on with this certificate and key (PEM) and, after a reload, accepts only
+    /// TLS connections over TCP (`hostssl` in pg_hba.conf).
+    pub fn require_tls(&self, certificate_pem: &str, key_pem: &str) {
+        use std::os::unix::fs::PermissionsExt as _;
+        let data = self.root.join("data");
+        let certificate = data.join("server.crt");
+        let key = data.join("server.key");
+        std::fs::write(&certificate, certificate_pem).expect("server certificate");
+        std::fs::write(&key, key_pem).expect("server key");
+        std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600)).expect("key mode");
+        std::fs::write(
+            data.join("pg_hba.conf"),
+            "local all all scram-sha-256\nhostssl all all 127.0.0.1/32 scram-sha-256\n",
+        )
+        .expect("pg_hba.conf");
+        give_to_cluster_user(&data);
+        self.psql("ALTER SYSTEM SET ssl = on");
+        self.psql("SELECT pg_reload_conf()");
+        std::thread::sleep(Duration::from_millis(500));
+    }
 }
 
 /// A running psql fed line by line (see [`Postgres::psql_session`]).
