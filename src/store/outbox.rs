@@ -158,6 +158,21 @@ pub struct OutboxStatusRow {
 /// once, so a delivery cursor never passes a statement that commits later.
 pub(crate) fn insert_statement(connection: &Db, row: &StatementRow) -> Result<i64, StoreError> {
     let stored_at = now_text();
+    let mut values: Vec<&dyn rusqlite::ToSql> = vec![
+        &row.id,
+        &row.school_id,
+        &row.afname_id,
+        &row.toetscode,
+        &stored_at,
+        &row.verb_id,
+        &row.activity_id,
+        &row.registration,
+        &row.agent,
+        &row.leerlingid,
+        &row.eckid,
+        &row.statement,
+        &row.keyed,
+    ];
     if connection.is_postgres() {
         // The number and the row in one statement (one round trip per statement).
         return Ok(connection
@@ -168,50 +183,19 @@ pub(crate) fn insert_statement(connection: &Db, row: &StatementRow) -> Result<i6
                  SELECT ?1, counter.seq, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13 FROM counter
                  RETURNING seq",
             )?
-            .query_row(
-                params![
-                    row.id,
-                    row.school_id,
-                    row.afname_id,
-                    row.toetscode,
-                    stored_at,
-                    row.verb_id,
-                    row.activity_id,
-                    row.registration,
-                    row.agent,
-                    row.leerlingid,
-                    row.eckid,
-                    row.statement,
-                    row.keyed,
-                ],
-                |found| found.get(0),
-            )?);
+            .query_row(values, |found| found.get(0))?);
     }
     let seq: i64 = connection
         .prepare_cached("SELECT COALESCE(MAX(seq), 0) + 1 FROM xapi_statements")?
         .query_row(rusqlite::params![], |r| r.get(0))?;
+    values.push(&seq);
     connection
         .prepare_cached(
             "INSERT INTO xapi_statements (id, seq, school_id, afname_id, toetscode, stored_at, verb_id, activity_id,
                registration, agent, leerlingid, eckid, statement, keyed)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)",
+             VALUES (?1, ?14, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
         )?
-        .execute(params![
-            row.id,
-            seq,
-            row.school_id,
-            row.afname_id,
-            row.toetscode,
-            stored_at,
-            row.verb_id,
-            row.activity_id,
-            row.registration,
-            row.agent,
-            row.leerlingid,
-            row.eckid,
-            row.statement,
-            row.keyed,
-        ])?;
+        .execute(values)?;
     Ok(seq)
 }
 
