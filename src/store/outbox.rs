@@ -937,9 +937,20 @@ pub(crate) fn order_changes(connection: &Db) -> Result<usize, StoreError> {
     let ordered = if horizon > ordered_below {
         connection
             .prepare_cached(
+                // xid order is not commit order: a transaction can take its xid early and then
+                // wait on a school's row behind a later one, and write a newer revision of an
+                // afname after it. So within the batch each afname's changes keep their
+                // revision order: a change sorts at the highest xid of its afname's changes up
+                // to its revision. (Changes of a restored database ordered already are skipped.)
                 "INSERT INTO change_order (change_seq)
-                 SELECT change_seq FROM toetsafname_changes WHERE xid >= ?1 AND xid < ?2
-                 ORDER BY xid, change_seq",
+                 SELECT change_seq FROM (
+                   SELECT change_seq, afname_id, revision, xid,
+                     max(xid) OVER (PARTITION BY afname_id ORDER BY revision, xid, change_seq
+                                    ROWS UNBOUNDED PRECEDING) AS effective
+                   FROM toetsafname_changes WHERE xid >= ?1 AND xid < ?2
+                 ) AS batch
+                 ORDER BY effective, afname_id, revision, xid, change_seq
+                 ON CONFLICT (change_seq) DO NOTHING",
             )?
             .execute(params![ordered_below, horizon])?
     } else {

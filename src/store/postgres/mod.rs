@@ -90,9 +90,25 @@ pub(crate) fn is_transient(error: &tokio_postgres::Error) -> bool {
             SqlState::READ_ONLY_SQL_TRANSACTION,
         ]
         .contains(code),
-        // No SQLSTATE: the client's own failure (I/O, a closed connection, a timeout).
-        None => error.as_db_error().is_none(),
+        // No SQLSTATE: transient only when the connection itself failed (closed, or an I/O
+        // error such as a refused or reset connection); a value that does not bind or a
+        // column that does not decode fails again on every try.
+        None => {
+            error.is_closed() || has_io_source(error) || error.to_string().starts_with("timeout")
+        }
     }
+}
+
+/// Whether an I/O error lies in the error's causes.
+fn has_io_source(error: &tokio_postgres::Error) -> bool {
+    let mut source = std::error::Error::source(error);
+    while let Some(cause) = source {
+        if cause.is::<std::io::Error>() {
+            return true;
+        }
+        source = cause.source();
+    }
+    false
 }
 
 /// A PostgreSQL error for logs and output: the server's SQLSTATE, message, detail and
