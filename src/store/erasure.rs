@@ -364,7 +364,7 @@ pub(crate) struct Erased {
     pub lrs: Vec<String>,
 }
 
-/// Erases `learner` in one IMMEDIATE transaction over both files: the core's rows (rows that
+/// Erases `learner` in one write transaction over both files (`in_write_transaction`): the core's rows (rows that
 /// named them rewritten to a keyed hash), then the statements: `voiding` gives the rows of
 /// the voiding statements for the live ones (the bridge's mapping), written before all are
 /// removed; the audit row names the learner by hash and carries the counts.

@@ -227,8 +227,8 @@ pub(crate) enum Engine {
     /// `gateway.sqlite` and `xapi.sqlite` in the data dir: the embedded default.
     #[default]
     Sqlite,
-    /// One PostgreSQL database at `database_url`, for several instances (issue 12); so far
-    /// only `init` and `migrate` run on it.
+    /// One PostgreSQL database at `database_url`, for several instances serving it at once
+    /// (issue 12; `postgres::engine`).
     Postgres,
 }
 

@@ -1,7 +1,7 @@
 //! Retention: which schools are past their mandate plus retention, and the bounded deletes that purge them.
 //!
 //! Every function here does one bounded piece of work in the caller's transaction (a job on
-//! the writer thread in `serve`, an IMMEDIATE transaction in the CLI), so a purge of a large
+//! a writer thread in `serve`, a write transaction of its own in the CLI), so a purge of a large
 //! school never holds the write lock for long. `governance` loops them until nothing is left.
 
 use super::db::Db;

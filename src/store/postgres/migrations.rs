@@ -28,8 +28,8 @@
 //!
 //! Feed and change numbering for several instances (ARCHITECTURE.md, "PostgreSQL"): a
 //! number taken in one transaction can commit after a higher one taken in another, so
-//! - a school's `feed_seq` is a counter in its `schools` row, bumped by `UPDATE … RETURNING`:
-//!   the row lock is held until commit, so the next writer of that school gets the next
+//! - a school's `feed_seq` is a counter in its `schools` row, locked by `SELECT … FOR UPDATE`
+//!   when a message pass begins and written back at its end: the row lock is held until commit, so the next writer of that school gets the next
 //!   number only after the previous one committed (or rolled back and gave it back), and a
 //!   school's positions commit in order, without gaps;
 //! - the gateway-wide change log takes its numbers in blocks from the sequence `change_seq`

@@ -1,4 +1,4 @@
-//! The PostgreSQL engine (issue 12), so far its connection settings and its versioned schema (`migrations`); the store functions still run on SQLite only.
+//! The PostgreSQL engine (issue 12): its connection settings, TLS (`tls`), sessions (`session`), the engine behind `Store` (`engine`) and its versioned schema (`migrations`).
 //!
 //! Everything that touches a PostgreSQL server lives here, as everything that touches
 //! SQLite lives in the rest of `store/`. The database URL carries a password: it is kept in
