@@ -888,7 +888,7 @@ pub(crate) fn publisher_position(connection: &Db) -> Result<(i64, i64), StoreErr
 /// metrics, `outbox status`): on SQLite `publisher_position`; on PostgreSQL the end also
 /// counts the committed changes not yet given a position (`order_changes`), so the lag
 /// says how many accepted changes still wait for their statements.
-pub(crate) fn publisher_progress(connection: &Db) -> Result<(i64, i64), StoreError> {
+pub fn publisher_progress(connection: &Db) -> Result<(i64, i64), StoreError> {
     let (cursor, end) = publisher_position(connection)?;
     if !connection.is_postgres() {
         return Ok((cursor, end));

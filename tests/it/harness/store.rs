@@ -163,23 +163,11 @@ pub fn wait_published(connection: &Db) {
     }
 }
 
-/// The publisher's cursor and the end of what it has to publish. On PostgreSQL the end is
-/// the last publication position plus the committed changes not yet given one (the
-/// change counter is SQLite's; `store::outbox::publisher_progress` counts alike).
+/// The publisher's cursor and the end of what it has to publish, as the gateway's own
+/// status reports them (`store::outbox::publisher_progress`: on PostgreSQL the end also
+/// counts the committed changes not yet given a publication position).
 fn publisher_position(connection: &Db) -> (i64, i64) {
-    let sql = if connection.is_postgres() {
-        "SELECT (SELECT cursor_seq FROM xapi_publisher),
-                (SELECT COALESCE(MAX(position), 0) FROM change_order)
-                + (SELECT count(*) FROM toetsafname_changes
-                   WHERE xid >= (SELECT cursor_xid FROM xapi_publisher))"
-    } else {
-        "SELECT (SELECT cursor_seq FROM xapi_publisher), (SELECT seq FROM change_counter)"
-    };
-    connection
-        .query_row(sql, rusqlite::params![], |row| {
-            Ok((row.get(0)?, row.get(1)?))
-        })
-        .expect("publisher position")
+    uwlr_gateway::store::outbox::publisher_progress(connection).expect("publisher position")
 }
 
 /// SQL for the JSON value at `path` (`$.a.b`) in `column`, as SQLite's `json_extract`
