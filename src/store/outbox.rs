@@ -889,17 +889,19 @@ pub(crate) fn publisher_position(connection: &Db) -> Result<(i64, i64), StoreErr
 /// counts the committed changes not yet given a position (`order_changes`), so the lag
 /// says how many accepted changes still wait for their statements.
 pub fn publisher_progress(connection: &Db) -> Result<(i64, i64), StoreError> {
-    let (cursor, end) = publisher_position(connection)?;
     if !connection.is_postgres() {
-        return Ok((cursor, end));
+        return publisher_position(connection);
     }
-    let unordered: i64 = connection
+    // One statement, so one snapshot: read apart, a round of `order_changes` between the
+    // cursor and the count would make waiting changes look published.
+    Ok(connection
         .prepare_cached(
-            "SELECT count(*) FROM toetsafname_changes
-             WHERE xid >= (SELECT cursor_xid FROM xapi_publisher WHERE id = 1)",
+            "SELECT (SELECT cursor_seq FROM xapi_publisher WHERE id = 1),
+                    (SELECT COALESCE(MAX(position), 0) FROM change_order)
+                    + (SELECT count(*) FROM toetsafname_changes
+                       WHERE xid >= (SELECT cursor_xid FROM xapi_publisher WHERE id = 1))",
         )?
-        .query_row(rusqlite::params![], |row| row.get(0))?;
-    Ok((cursor, end + unordered))
+        .query_row(rusqlite::params![], |row| Ok((row.get(0)?, row.get(1)?)))?)
 }
 
 /// The publisher's cursor, locked until the round's transaction ends (on PostgreSQL, where
